@@ -1,0 +1,328 @@
+//! Wiring: builds the state from a `Config`, registers the pingora services
+//! (public proxy, admin), runs background loops, and swaps state on reload.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+
+use crate::config::{self, Config, ConfigErrors};
+use crate::identity::{AssertionError, AssertionSigner, generate_signing_key};
+use crate::metrics::Metrics;
+use crate::proxy::{PortcullisProxy, ProxyState, StateError};
+use crate::session::Sessions;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("assertion key: {0}")]
+    Assertion(#[from] AssertionError),
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("listener `{0}`: {1}")]
+    Listener(String, String),
+    #[error("runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+    #[error("{0} cannot change on reload; restart Portcullis to apply it")]
+    NeedsRestart(&'static str),
+}
+
+/// The store key purpose under which the generated assertion key is kept.
+const ASSERTION_KEY_PURPOSE: &str = "assertion-es256";
+
+/// Process-lifetime parts: they survive reloads.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    pub sessions: Sessions,
+    /// The generation in force.
+    pub state: Arc<ArcSwap<ProxyState>>,
+    config_path: Option<PathBuf>,
+}
+
+impl Shared {
+    /// Opens the store and compiles the first generation.
+    pub async fn new(config: Config, config_path: Option<PathBuf>) -> Result<Arc<Self>, AppError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let store = Store::open(&config.store.url).await?;
+        let sessions = Sessions::new(
+            store.clone(),
+            config.session.cache_capacity,
+            Duration::from_secs(config.session.cache_ttl_seconds),
+            metrics.clone(),
+        );
+        sessions.spawn_event_listener();
+        let state = build_state(Arc::new(config), &store, &sessions, &metrics).await?;
+        Ok(Arc::new(Self {
+            metrics,
+            store,
+            sessions,
+            state: Arc::new(ArcSwap::from_pointee(state)),
+            config_path,
+        }))
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.state.load().config.clone()
+    }
+
+    /// Builds a new generation from the config file and swaps it in. On any
+    /// failure the old generation keeps serving; the failure is logged and
+    /// counted.
+    pub async fn reload(&self) -> Result<(), AppError> {
+        let result = self.try_reload().await;
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.metrics.config_reloads.with_label_values(&[label]).inc();
+        self.metrics
+            .config_last_reload_success
+            .set(i64::from(result.is_ok()));
+        match &result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => tracing::error!(error = %e, "configuration reload failed; still serving the previous configuration"),
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<(), AppError> {
+        let path = self
+            .config_path
+            .as_deref()
+            .ok_or(AppError::NeedsRestart("a configuration given without a file"))?;
+        let new = config::load(path)?;
+        self.swap(new).await
+    }
+
+    /// Swaps in `new` if it can be applied without a restart.
+    pub async fn swap(&self, new: Config) -> Result<(), AppError> {
+        let old = self.config();
+        if new.store != old.store {
+            return Err(AppError::NeedsRestart("store.url"));
+        }
+        if new.listeners != old.listeners {
+            return Err(AppError::NeedsRestart("listeners"));
+        }
+        if new.admin != old.admin {
+            return Err(AppError::NeedsRestart("admin.address"));
+        }
+        let state = build_state(Arc::new(new), &self.store, &self.sessions, &self.metrics).await?;
+        self.state.store(Arc::new(state));
+        Ok(())
+    }
+}
+
+async fn build_state(
+    config: Arc<Config>,
+    store: &Store,
+    sessions: &Sessions,
+    metrics: &Arc<Metrics>,
+) -> Result<ProxyState, AppError> {
+    let material = match &config.headers.signing_key {
+        Some(pem) => pem.as_bytes().to_vec(),
+        None => {
+            // First writer wins across replicas; the rest adopt its key.
+            let candidate = generate_signing_key()?;
+            store
+                .key_get_or_insert(ASSERTION_KEY_PURPOSE, "generated", &candidate)
+                .await?
+                .material
+        }
+    };
+    let signer = Arc::new(AssertionSigner::new(
+        &material,
+        config.server.public_url.trim_end_matches('/'),
+        &config.headers.assertion_audience,
+        config.headers.assertion_lifetime_seconds,
+    )?);
+    Ok(ProxyState::build(config, sessions.clone(), signer, metrics.clone())?)
+}
+
+/// `/metrics`, `/healthz`, `/readyz` on the admin listener.
+struct AdminApp {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, http: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let path = http.req_header().uri.path().to_owned();
+        let (status, ctype, body) = match path.as_str() {
+            "/metrics" => (200, "text/plain; version=0.0.4", self.shared.metrics.render().into_bytes()),
+            "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
+            "/readyz" => {
+                match tokio::time::timeout(Duration::from_secs(2), self.shared.store.ping()).await {
+                    Ok(Ok(())) => (200, "text/plain", b"ready\n".to_vec()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "readiness: store unreachable");
+                        (503, "text/plain", b"store unreachable\n".to_vec())
+                    }
+                    Err(_) => (503, "text/plain", b"store timed out\n".to_vec()),
+                }
+            }
+            _ => (404, "text/plain", b"not found\n".to_vec()),
+        };
+        http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, ctype)
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(body)
+            .unwrap_or_default()
+    }
+}
+
+/// How the server learns it should stop.
+pub enum Stop {
+    /// SIGTERM: graceful (in-flight requests get the grace period);
+    /// SIGINT: fast. For the real binary.
+    Signals,
+    /// A channel: for tests and embedding.
+    Channel(tokio::sync::mpsc::Receiver<ShutdownSignal>),
+}
+
+struct SignalWatch;
+
+#[async_trait]
+impl ShutdownSignalWatch for SignalWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: graceful shutdown"); ShutdownSignal::GracefulTerminate }
+            _ = int.recv() => { tracing::info!("SIGINT: fast shutdown"); ShutdownSignal::FastShutdown }
+        }
+    }
+}
+
+struct ChannelWatch(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<ShutdownSignal>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for ChannelWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.lock().await.recv().await.unwrap_or(ShutdownSignal::FastShutdown)
+    }
+}
+
+/// A prepared server: run it (blocking) with [`Prepared::run`].
+pub struct Prepared {
+    server: Server,
+    pub shared: Arc<Shared>,
+    /// Runs the store's connections and background loops; lives as long as
+    /// the server.
+    background: tokio::runtime::Runtime,
+}
+
+/// Builds everything; binds nothing yet.
+pub fn prepare(config: Config, config_path: Option<PathBuf>) -> Result<Prepared, AppError> {
+    let background = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("portcullis-bg")
+        .enable_all()
+        .build()?;
+    let shared = background.block_on(Shared::new(config.clone(), config_path))?;
+    background.spawn(sweep_expired_sessions(shared.clone()));
+
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(5),
+        upstream_keepalive_pool_size: config.upstream.keepalive_pool_size,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        PortcullisProxy::new(shared.state.clone()),
+        "portcullis proxy",
+    );
+    for l in &config.listeners {
+        match &l.tls {
+            None => proxy.add_tcp(&l.address),
+            Some(tls) => proxy
+                .add_tls(&l.address, &tls.cert, &tls.key)
+                .map_err(|e| AppError::Listener(l.address.clone(), e.to_string()))?,
+        }
+    }
+    let mut admin = Service::new("portcullis admin".into(), AdminApp { shared: shared.clone() });
+    admin.add_tcp(&config.admin.address);
+    server.add_service(proxy);
+    server.add_service(admin);
+    Ok(Prepared {
+        server,
+        shared,
+        background,
+    })
+}
+
+impl Prepared {
+    /// Serves until told to stop. With `Stop::Signals`, SIGHUP reloads the
+    /// configuration file.
+    pub fn run(self, stop: Stop) {
+        let watch: Box<dyn ShutdownSignalWatch> = match stop {
+            Stop::Signals => {
+                self.background.spawn(reload_on_sighup(self.shared.clone()));
+                Box::new(SignalWatch)
+            }
+            Stop::Channel(rx) => Box::new(ChannelWatch(tokio::sync::Mutex::new(rx))),
+        };
+        self.server.run(RunArgs { shutdown_signal: watch });
+        let store = self.shared.store.clone();
+        self.background.block_on(async move { store.close().await });
+        self.background.shutdown_timeout(Duration::from_secs(2));
+    }
+}
+
+/// Loads `path` and serves until SIGTERM/SIGINT; SIGHUP reloads.
+pub fn run(path: &Path) -> Result<(), AppError> {
+    let config = config::load(path)?;
+    crate::logging::init(&config.log);
+    let prepared = prepare(config, Some(path.to_path_buf()))?;
+    tracing::info!(config = %path.display(), "portcullis starting");
+    prepared.run(Stop::Signals);
+    Ok(())
+}
+
+async fn reload_on_sighup(shared: Arc<Shared>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install SIGHUP handler; reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading configuration");
+        let _ = shared.reload().await;
+    }
+}
+
+/// Deletes expired and idle sessions so the store doesn't grow forever.
+async fn sweep_expired_sessions(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let cfg = shared.config();
+        let now = crate::clock::now();
+        let idle_cutoff = now - cfg.session.idle_lifetime_seconds as i64;
+        match shared.store.delete_expired_sessions(now, idle_cutoff).await {
+            Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired sessions removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Operator configuration: one TOML file, every error reported at once with
+//! file, line and key, secrets interpolated from the environment.
+
+mod error;
+mod interpolate;
+mod load;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use interpolate::{InterpolateError, interpolate};
+pub use load::{from_str, load};
+pub use schema::*;
+pub use validate::{MIN_SESSION_KEY_BYTES, normalize_header_name};

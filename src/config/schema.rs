@@ -1,0 +1,312 @@
+//! The TOML schema. Every struct denies unknown fields so that a typo in an
+//! operator's file is an error with a line number, not a silently ignored
+//! setting (a misspelt `secure = true` must never fail open).
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+///
+/// Sections are deserialized one by one by the loader (see `load.rs`) so that
+/// every error in every section is reported in one pass; this struct is the
+/// assembled result.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: AdminConfig,
+    pub upstream: UpstreamConfig,
+    pub routes: Vec<RouteConfig>,
+    pub session: SessionConfig,
+    pub headers: HeadersConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// Process-wide settings that don't belong to one listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The externally visible origin, e.g. `https://app.example.com`. Issuer
+    /// of assertions and base of SSO callback URLs.
+    pub public_url: String,
+    /// Reserved path prefix for Portcullis' own endpoints.
+    pub internal_prefix: String,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub grace_period_seconds: u64,
+    /// Trust `X-Forwarded-*` sent by the client (only behind a trusted load
+    /// balancer); otherwise they are overwritten with what Portcullis saw.
+    pub trust_forwarded_headers: bool,
+    /// Policy for requests that match no `[[routes]]` entry.
+    pub default_policy: Policy,
+    /// Largest request body accepted by Portcullis' own endpoints (bytes).
+    /// Proxied bodies stream through unbounded.
+    pub max_internal_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8080".into(),
+            internal_prefix: "/.portcullis/".into(),
+            threads: 2,
+            grace_period_seconds: 10,
+            trust_forwarded_headers: false,
+            default_policy: Policy::Required,
+            max_internal_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A public listener.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// PEM certificate chain (leaf first).
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
+}
+
+/// The operator listener: metrics and health, never on the public port.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub address: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+/// The protected application.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// `host:port` of the app.
+    pub address: String,
+    /// Speak TLS to the app.
+    pub tls: bool,
+    /// SNI and certificate name when `tls` is on; defaults to the host part
+    /// of `address`.
+    pub sni: Option<String>,
+    /// Verify the app's certificate against the system roots.
+    pub verify_cert: bool,
+    pub connect_timeout_ms: u64,
+    /// Longest wait for each read from the app; long-polling apps raise it.
+    pub read_timeout_ms: u64,
+    /// How long an idle keep-alive connection to the app is kept in the pool.
+    pub idle_timeout_seconds: u64,
+    /// Idle keep-alive connections kept per worker thread.
+    pub keepalive_pool_size: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:3000".into(),
+            tls: false,
+            sni: None,
+            verify_cert: true,
+            connect_timeout_ms: 2_000,
+            read_timeout_ms: 60_000,
+            idle_timeout_seconds: 60,
+            keepalive_pool_size: 128,
+        }
+    }
+}
+
+/// What a route demands of a request.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// No session needed; identity headers are still stripped.
+    Public,
+    /// Identity injected when a session exists, forwarded anonymously otherwise.
+    Optional,
+    /// A session (and membership, when configured) is required.
+    Required,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Public => "public",
+            Policy::Optional => "optional",
+            Policy::Required => "required",
+        }
+    }
+}
+
+/// One entry of the route table.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Path prefix; `/api` matches `/api` and `/api/...`, not `/apix`.
+    pub prefix: String,
+    /// Only for this `Host` (case-insensitive, port ignored).
+    #[serde(default)]
+    pub host: Option<String>,
+    pub policy: Policy,
+    /// The principal needs one of these groups (if non-empty)...
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    /// ...or one of these roles (if non-empty).
+    #[serde(default)]
+    pub allowed_roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+/// Browser sessions.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    /// Cookie encryption keys, each at least 32 bytes. The first seals new
+    /// cookies; all of them open, so a key can be rotated without logging
+    /// everyone out.
+    pub keys: Vec<String>,
+    pub absolute_lifetime_seconds: u64,
+    pub idle_lifetime_seconds: u64,
+    pub secure: bool,
+    pub same_site: SameSite,
+    /// Cookie `Domain`; host-only when unset (safest).
+    pub domain: Option<String>,
+    /// Sessions kept in the in-memory read-through cache.
+    pub cache_capacity: u64,
+    /// Upper bound on how long a cached session is trusted without
+    /// re-reading the store; revocations invalidate sooner.
+    pub cache_ttl_seconds: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: "portcullis_session".into(),
+            keys: Vec::new(),
+            absolute_lifetime_seconds: 12 * 3600,
+            idle_lifetime_seconds: 3600,
+            secure: true,
+            same_site: SameSite::Lax,
+            domain: None,
+            cache_capacity: 100_000,
+            cache_ttl_seconds: 30,
+        }
+    }
+}
+
+/// The identity headers injected for the app.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersConfig {
+    pub user: String,
+    pub email: String,
+    pub name: String,
+    pub groups: String,
+    pub roles: String,
+    pub tenant: String,
+    /// Extra header names to strip from every client request (e.g. headers
+    /// your app trusted from a previous auth proxy).
+    pub strip: Vec<String>,
+    pub assertion: String,
+    pub assertion_enabled: bool,
+    pub assertion_lifetime_seconds: u64,
+    /// `aud` of the assertion; the app checks it.
+    pub assertion_audience: String,
+    /// PKCS#8 PEM of a P-256 key. When unset, a key is generated once and
+    /// kept in the store so restarts and replicas agree.
+    pub signing_key: Option<String>,
+}
+
+impl Default for HeadersConfig {
+    fn default() -> Self {
+        Self {
+            user: "X-Forwarded-User".into(),
+            email: "X-Forwarded-Email".into(),
+            name: "X-Forwarded-Name".into(),
+            groups: "X-Forwarded-Groups".into(),
+            roles: "X-Forwarded-Roles".into(),
+            tenant: "X-Forwarded-Tenant".into(),
+            strip: Vec::new(),
+            assertion: "X-Portcullis-Assertion".into(),
+            assertion_enabled: true,
+            assertion_lifetime_seconds: 60,
+            assertion_audience: "portcullis-upstream".into(),
+            signing_key: None,
+        }
+    }
+}
+
+/// Where sessions and keys live.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (default, embedded) or `postgres://...` for replicas.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/portcullis.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info` or `portcullis=debug,info`.
+    pub level: String,
+    /// One line per request on the `access` target.
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+            access_log: true,
+        }
+    }
+}
+
+/// A customer organisation. Domains and SSO connections arrive with the
+/// tenants issue; the shape exists now so files written today stay valid.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}

@@ -1,0 +1,192 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    (name == "SESSION_KEY").then(|| "k".repeat(40))
+}
+
+const MINIMAL: &str = r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+
+[session]
+keys = ["${SESSION_KEY}"]
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match from_str(text, "t.toml", &env) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn minimal_file_gets_documented_defaults() {
+    let cfg = from_str(MINIMAL, "t.toml", &env).unwrap();
+    assert_eq!(cfg.session.keys, vec!["k".repeat(40)]);
+    assert_eq!(cfg.session.cookie_name, "portcullis_session");
+    assert!(cfg.session.secure);
+    assert_eq!(cfg.session.same_site, SameSite::Lax);
+    assert_eq!(cfg.headers.user, "X-Forwarded-User");
+    assert_eq!(cfg.server.internal_prefix, "/.portcullis/");
+    assert_eq!(cfg.server.default_policy, Policy::Required);
+    assert_eq!(cfg.store.url, "sqlite://data/portcullis.db");
+}
+
+#[test]
+fn every_error_is_reported_with_file_line_and_key() {
+    let text = r#"
+[[listeners]]
+address = "not-an-address"
+
+[session]
+keys = ["${SESSION_KEY}"]
+secure = "yes"
+cokie_name = "x"
+
+[[routes]]
+prefix = "/"
+policy = "required"
+
+[[routes]]
+prefix = "/api"
+policy = "sometimes"
+
+[upstream]
+address = "${MISSING_VAR}:80"
+"#;
+    let errs = errors(text);
+    assert!(
+        errs.contains(&"t.toml:3: listeners[0].address: must be `IP:PORT`, e.g. `0.0.0.0:8080`".to_string())
+            || errs.iter().any(|e| e.starts_with("t.toml:3: listeners[0].address:")),
+        "{errs:#?}"
+    );
+    assert!(errs.iter().any(|e| e.starts_with("t.toml:19: upstream.address: environment variable `MISSING_VAR` is not set")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("t.toml:16: routes[1].policy: unknown variant `sometimes`")), "{errs:#?}");
+    // the session section has two errors but serde stops at the first one
+    // inside a section; it still names line and key.
+    assert!(errs.iter().any(|e| e.starts_with("t.toml:7: session.secure:") || e.starts_with("t.toml:8: session.cokie_name:")), "{errs:#?}");
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_its_line() {
+    let text = format!("{MINIMAL}\n[headers]\nuser = \"X-User\"\nasertion = \"X-A\"\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].starts_with("t.toml:10: headers.asertion: unknown field `asertion`"), "{errs:#?}");
+}
+
+#[test]
+fn unknown_section_and_missing_required_key() {
+    let text = format!("{MINIMAL}\n[sesion]\nx = 1\n\n[[routes]]\nprefix = \"/a\"\n");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.starts_with("t.toml:8: sesion: unknown section")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.starts_with("t.toml:11: routes[0].policy: missing field `policy`")), "{errs:#?}");
+}
+
+#[test]
+fn syntax_errors_carry_the_line() {
+    let errs = errors("[[listeners]]\naddress = \"127.0.0.1:1\"\n\n[session\nkeys = []\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("t.toml:4: (file): invalid TOML"), "{errs:#?}");
+}
+
+#[test]
+fn semantic_checks() {
+    let text = r#"
+[server]
+public_url = "ftp://x"
+internal_prefix = "portcullis"
+
+[[listeners]]
+address = "127.0.0.1:8080"
+
+[admin]
+address = "127.0.0.1:8080"
+
+[session]
+keys = ["short"]
+idle_lifetime_seconds = 999999
+same_site = "none"
+secure = false
+
+[headers]
+user = "X-Same"
+email = "x_same"
+
+[[routes]]
+prefix = "/pub"
+policy = "public"
+allowed_groups = ["a"]
+
+[store]
+url = "mysql://x"
+
+[[tenants]]
+id = "Acme Corp"
+"#;
+    let errs = errors(text);
+    for want in [
+        "t.toml:3: server.public_url:",
+        "t.toml:4: server.internal_prefix:",
+        "t.toml:10: admin.address: must differ",
+        "t.toml:13: session.keys[0]: too short: 5 bytes",
+        "t.toml:14: session.idle_lifetime_seconds:",
+        "t.toml:15: session.same_site:",
+        "t.toml:20: headers.email: `x_same` is used twice",
+        "t.toml:24: routes[0].policy: allowed_groups",
+        "t.toml:28: store.url:",
+        "t.toml:31: tenants[0].id:",
+    ] {
+        assert!(errs.iter().any(|e| e.starts_with(want)), "missing {want:?} in {errs:#?}");
+    }
+    // errors come out in file order
+    let lines: Vec<usize> = errs.iter().map(|e| e.split(':').nth(1).unwrap().parse().unwrap()).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn missing_session_key_is_an_error_not_a_default() {
+    let errs = errors("[[listeners]]\naddress = \"127.0.0.1:8080\"\n");
+    assert!(errs.iter().any(|e| e.contains("session.keys: at least one key")), "{errs:#?}");
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    for text in [
+        "",
+        "\u{0}",
+        "[[[[",
+        "a = \"${",
+        "listeners = 5",
+        "routes = [1, 2]",
+        "[session]\nkeys = [1]",
+        &"[x]\n".repeat(10_000),
+        &format!("k = \"{}\"", "a".repeat(1 << 20)),
+    ] {
+        let _ = from_str(text, "t.toml", &env);
+    }
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let env = |n: &str| match n {
+        "PORTCULLIS_SESSION_KEY" | "PORTCULLIS_SESSION_KEY_OLD" => Some("x".repeat(48)),
+        "PORTCULLIS_DATA_DIR" => Some("/tmp/portcullis-demo".into()),
+        "LOAD_LISTEN" => Some("127.0.0.1:1".into()),
+        "LOAD_ADMIN" => Some("127.0.0.1:2".into()),
+        "LOAD_UPSTREAM" => Some("127.0.0.1:3".into()),
+        "LOAD_DATA" => Some("/tmp/load.db".into()),
+        _ => None,
+    };
+    for (name, text) in [
+        ("config/portcullis.example.toml", include_str!("../../config/portcullis.example.toml")),
+        ("config/demo.toml", include_str!("../../config/demo.toml")),
+        ("benches/load.toml", include_str!("../../benches/load.toml")),
+    ] {
+        if let Err(e) = from_str(text, name, &env) {
+            panic!("{e}");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Semantic checks that serde can't express. Each names the key so the
+//! operator gets `file:line: key: message`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::load::Collector;
+use super::schema::{Config, Policy, SameSite};
+
+/// Minimum cookie key length: `cookie::Key::derive_from` needs 256 bits of
+/// input keying material.
+pub const MIN_SESSION_KEY_BYTES: usize = 32;
+
+pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
+    server(cfg, c);
+    listeners(cfg, c);
+    upstream(cfg, c);
+    routes(cfg, c);
+    session(cfg, c);
+    headers(cfg, c);
+    store(cfg, c);
+    if tracing_subscriber::EnvFilter::try_new(&cfg.log.level).is_err() {
+        c.push("log.level", "not a valid log filter (try `info` or `portcullis=debug,info`)");
+    }
+    let mut ids = HashSet::new();
+    for (i, t) in cfg.tenants.iter().enumerate() {
+        if !is_slug(&t.id) {
+            c.push(format!("tenants[{i}].id"), "use 1-64 characters from a-z, 0-9, `-` and `_`");
+        } else if !ids.insert(t.id.as_str()) {
+            c.push(format!("tenants[{i}].id"), format!("duplicate tenant id `{}`", t.id));
+        }
+    }
+}
+
+fn server(cfg: &Config, c: &mut Collector<'_>) {
+    let s = &cfg.server;
+    match s.public_url.parse::<http::Uri>() {
+        Ok(u)
+            if matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some()
+                && matches!(u.path(), "" | "/")
+                && u.query().is_none() => {}
+        _ => c.push(
+            "server.public_url",
+            "must be an origin like `https://app.example.com` (scheme and host, no path)",
+        ),
+    }
+    let p = &s.internal_prefix;
+    if !(p.len() >= 3 && p.starts_with('/') && p.ends_with('/')) || p.contains(char::is_whitespace) {
+        c.push(
+            "server.internal_prefix",
+            "must start and end with `/` and name a path segment, e.g. `/.portcullis/`",
+        );
+    }
+    if !(1..=256).contains(&s.threads) {
+        c.push("server.threads", "must be between 1 and 256");
+    }
+    if s.max_internal_body_bytes < 1024 {
+        c.push("server.max_internal_body_bytes", "must be at least 1024");
+    }
+}
+
+fn listeners(cfg: &Config, c: &mut Collector<'_>) {
+    if cfg.listeners.is_empty() {
+        c.push("listeners", "at least one `[[listeners]]` entry with an `address` is required");
+    }
+    let mut seen = HashSet::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        match l.address.parse::<SocketAddr>() {
+            Ok(a) => {
+                if !seen.insert(a) {
+                    c.push(format!("listeners[{i}].address"), "listed twice");
+                }
+            }
+            Err(_) => c.push(
+                format!("listeners[{i}].address"),
+                "must be `IP:PORT`, e.g. `0.0.0.0:8080`",
+            ),
+        }
+        if let Some(tls) = &l.tls {
+            for (k, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if let Err(e) = std::fs::metadata(path) {
+                    c.push(format!("listeners[{i}].tls.{k}"), format!("cannot read `{path}`: {e}"));
+                }
+            }
+        }
+    }
+    match cfg.admin.address.parse::<SocketAddr>() {
+        Ok(a) if seen.contains(&a) => {
+            c.push("admin.address", "must differ from every public listener")
+        }
+        Ok(_) => {}
+        Err(_) => c.push("admin.address", "must be `IP:PORT`, e.g. `127.0.0.1:9090`"),
+    }
+}
+
+fn upstream(cfg: &Config, c: &mut Collector<'_>) {
+    let u = &cfg.upstream;
+    let has_port = u
+        .address
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !has_port {
+        c.push("upstream.address", "must be `HOST:PORT`, e.g. `127.0.0.1:3000`");
+    }
+    for (k, v) in [
+        ("connect_timeout_ms", u.connect_timeout_ms),
+        ("read_timeout_ms", u.read_timeout_ms),
+        ("idle_timeout_seconds", u.idle_timeout_seconds),
+    ] {
+        if v == 0 {
+            c.push(format!("upstream.{k}"), "must be greater than 0");
+        }
+    }
+    if u.sni.is_some() && !u.tls {
+        c.push("upstream.sni", "only applies when `tls = true`");
+    }
+}
+
+fn routes(cfg: &Config, c: &mut Collector<'_>) {
+    let mut seen = HashSet::new();
+    for (i, r) in cfg.routes.iter().enumerate() {
+        if !r.prefix.starts_with('/') || r.prefix.contains(['?', '#']) {
+            c.push(format!("routes[{i}].prefix"), "must be a path starting with `/`");
+        }
+        if r.prefix.starts_with(cfg.server.internal_prefix.trim_end_matches('/')) {
+            c.push(
+                format!("routes[{i}].prefix"),
+                "overlaps the reserved internal prefix (server.internal_prefix)",
+            );
+        }
+        if let Some(h) = &r.host {
+            if h.is_empty() || h.contains(['/', ' ', ':']) {
+                c.push(format!("routes[{i}].host"), "must be a bare host name, e.g. `app.example.com`");
+            }
+        }
+        let key = (r.host.as_ref().map(|h| h.to_ascii_lowercase()), r.prefix.clone());
+        if !seen.insert(key) {
+            c.push(format!("routes[{i}].prefix"), "the same host and prefix appear in an earlier route");
+        }
+        if r.policy != Policy::Required && (!r.allowed_groups.is_empty() || !r.allowed_roles.is_empty()) {
+            c.push(
+                format!("routes[{i}].policy"),
+                "allowed_groups / allowed_roles need `policy = \"required\"`",
+            );
+        }
+    }
+}
+
+fn session(cfg: &Config, c: &mut Collector<'_>) {
+    let s = &cfg.session;
+    if !is_token(&s.cookie_name) {
+        c.push("session.cookie_name", "must be a cookie name (letters, digits, `-`, `_`, `.`)");
+    }
+    if s.keys.is_empty() {
+        c.push(
+            "session.keys",
+            format!(
+                "at least one key of {MIN_SESSION_KEY_BYTES}+ bytes is required, e.g. keys = [\"${{PORTCULLIS_SESSION_KEY}}\"]"
+            ),
+        );
+    }
+    for (i, k) in s.keys.iter().enumerate() {
+        if k.len() < MIN_SESSION_KEY_BYTES {
+            c.push(
+                format!("session.keys[{i}]"),
+                format!("too short: {} bytes, need at least {MIN_SESSION_KEY_BYTES}", k.len()),
+            );
+        }
+    }
+    if s.absolute_lifetime_seconds == 0 {
+        c.push("session.absolute_lifetime_seconds", "must be greater than 0");
+    }
+    if s.idle_lifetime_seconds == 0 || s.idle_lifetime_seconds > s.absolute_lifetime_seconds {
+        c.push(
+            "session.idle_lifetime_seconds",
+            "must be greater than 0 and at most absolute_lifetime_seconds",
+        );
+    }
+    if s.same_site == SameSite::None && !s.secure {
+        c.push("session.same_site", "`none` requires `secure = true` (browsers drop it otherwise)");
+    }
+    if s.cache_capacity == 0 {
+        c.push("session.cache_capacity", "must be greater than 0");
+    }
+    if s.cache_ttl_seconds == 0 || s.cache_ttl_seconds > 3600 {
+        c.push("session.cache_ttl_seconds", "must be between 1 and 3600");
+    }
+}
+
+fn headers(cfg: &Config, c: &mut Collector<'_>) {
+    let h = &cfg.headers;
+    let mut seen = HashSet::new();
+    let named = [
+        ("user", &h.user),
+        ("email", &h.email),
+        ("name", &h.name),
+        ("groups", &h.groups),
+        ("roles", &h.roles),
+        ("tenant", &h.tenant),
+        ("assertion", &h.assertion),
+    ];
+    let strip = h.strip.iter().enumerate().map(|(i, n)| (format!("strip[{i}]"), n));
+    for (k, name) in named.iter().map(|(k, n)| (k.to_string(), *n)).chain(strip) {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.push(format!("headers.{k}"), format!("`{name}` is not a valid header name"));
+        } else if !seen.insert(normalize_header_name(name)) {
+            c.push(format!("headers.{k}"), format!("`{name}` is used twice"));
+        }
+    }
+    if !(1..=3600).contains(&h.assertion_lifetime_seconds) {
+        c.push("headers.assertion_lifetime_seconds", "must be between 1 and 3600");
+    }
+}
+
+fn store(cfg: &Config, c: &mut Collector<'_>) {
+    let u = &cfg.store.url;
+    let ok = ["sqlite://", "postgres://", "postgresql://"]
+        .iter()
+        .any(|p| u.starts_with(p) && u.len() > p.len());
+    if !ok {
+        c.push("store.url", "must be `sqlite://PATH` or `postgres://USER@HOST/DB`");
+    }
+}
+
+/// Header names are compared case-insensitively with `_` and `-` equal,
+/// because some servers (and CGI-style frameworks) treat them the same and a
+/// client could otherwise smuggle `X_Forwarded_User` past a strip list.
+pub fn normalize_header_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char })
+        .collect()
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn is_slug(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

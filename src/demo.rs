@@ -1,0 +1,199 @@
+//! The demo: a built-in upstream app that shows what it received, and the
+//! `portcullis demo` command that runs it behind the proxy with no setup.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{Html, IntoResponse, Json, Response};
+use base64::Engine;
+use http_body_util::BodyExt;
+use serde_json::json;
+
+use crate::app::{AppError, Stop, prepare};
+
+/// Header names the demo page highlights.
+const IDENTITY: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-name",
+    "x-forwarded-groups",
+    "x-forwarded-roles",
+    "x-forwarded-tenant",
+    "x-portcullis-assertion",
+];
+
+#[derive(Template)]
+#[template(path = "demo_upstream.html")]
+struct EchoPage {
+    email: Option<String>,
+    identity: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    claims: Option<String>,
+}
+
+/// The echo app: any method, any path. JSON when asked (`Accept:
+/// application/json`), else an HTML page. The body is drained and counted
+/// as it streams, so large uploads can be checked end to end.
+pub fn upstream_router() -> Router {
+    Router::new().fallback(echo)
+}
+
+async fn echo(req: Request) -> Response {
+    let (parts, mut body) = req.into_parts();
+    let mut body_bytes: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => body_bytes += f.data_ref().map(|d| d.len() as u64).unwrap_or(0),
+            Err(_) => break,
+        }
+    }
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in &parts.headers {
+        headers
+            .entry(k.as_str().to_owned())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let wants_json = parts
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    if wants_json {
+        return Json(json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "query": parts.uri.query(),
+            "headers": headers,
+            "body_bytes": body_bytes,
+        }))
+        .into_response();
+    }
+    let flat: Vec<(String, String)> = headers
+        .iter()
+        .flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), v.clone())))
+        .collect();
+    let identity = flat
+        .iter()
+        .filter(|(k, _)| IDENTITY.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let claims = headers
+        .get("x-portcullis-assertion")
+        .and_then(|v| v.first())
+        .and_then(|jwt| jwt.split('.').nth(1))
+        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::to_string_pretty(&v).ok());
+    let page = EchoPage {
+        email: headers.get("x-forwarded-email").and_then(|v| v.first()).cloned(),
+        identity,
+        headers: flat,
+        claims,
+    };
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(_) => Response::new(Body::from("render error")),
+    }
+}
+
+/// Serves the echo app on `addr` until the process ends.
+pub async fn serve_upstream(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, upstream_router()).await
+}
+
+/// Runs the echo app alone (for benchmarks and local experiments).
+pub fn run_upstream(addr: SocketAddr) -> Result<(), AppError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        serve_upstream(listener).await
+    })?;
+    Ok(())
+}
+
+const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+/// Where the demo upstream listens (matches `config/demo.toml`).
+const DEMO_UPSTREAM: &str = "127.0.0.1:8081";
+
+/// `portcullis demo`: proxy + embedded SQLite + demo upstream, no file needed.
+pub fn run_demo(data_dir: &Path) -> Result<(), AppError> {
+    std::fs::create_dir_all(data_dir)?;
+    let key = demo_session_key(data_dir)?;
+    let data = data_dir.display().to_string();
+    let env = move |name: &str| match name {
+        "PORTCULLIS_SESSION_KEY" => Some(key.clone()),
+        "PORTCULLIS_DATA_DIR" => Some(data.clone()),
+        other => std::env::var(other).ok(),
+    };
+    let config = crate::config::from_str(DEMO_CONFIG, "config/demo.toml (built in)", &env)?;
+    crate::logging::init(&config.log);
+
+    let addr: SocketAddr = DEMO_UPSTREAM
+        .parse()
+        .map_err(|e: std::net::AddrParseError| AppError::Listener(DEMO_UPSTREAM.into(), e.to_string()))?;
+    let std_listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| AppError::Listener(DEMO_UPSTREAM.into(), e.to_string()))?;
+    std_listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("demo-upstream".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!(error = %e, "demo upstream runtime"),
+            };
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => {
+                        if let Err(e) = serve_upstream(l).await {
+                            tracing::error!(error = %e, "demo upstream stopped");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "demo upstream listener"),
+                }
+            });
+        })?;
+
+    let prepared = prepare(config.clone(), None)?;
+    let url = &config.server.public_url;
+    println!();
+    println!("  Portcullis demo is running.");
+    println!("  Open {url}/ in your browser.");
+    println!("  Demo app (upstream, unprotected): http://{DEMO_UPSTREAM}/   metrics: http://{}/metrics", config.admin.address);
+    println!("  Data: {}   Stop with Ctrl-C.", data_dir.display());
+    println!();
+    prepared.run(Stop::Signals);
+    Ok(())
+}
+
+/// A random per-installation demo key, kept so demo sessions survive
+/// restarts; created owner-readable only.
+fn demo_session_key(dir: &Path) -> Result<String, AppError> {
+    let path: PathBuf = dir.join("session.key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        let k = k.trim().to_owned();
+        if k.len() >= crate::config::MIN_SESSION_KEY_BYTES {
+            return Ok(k);
+        }
+    }
+    let bytes = crate::secret::random_bytes::<32>()
+        .map_err(|_| std::io::Error::other("no randomness available"))?;
+    let key = hex::encode(bytes);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(key.as_bytes())?;
+    }
+    Ok(key)
+}

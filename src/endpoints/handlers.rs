@@ -1,0 +1,129 @@
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Extension;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::pages::{LoginPage, message};
+use super::{CurrentSession, EndpointState, RequestId};
+use crate::redirect::safe_return_to;
+use crate::store::SessionSelector;
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct LoginQuery {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    return_to: String,
+}
+
+fn login_action(state: &EndpointState) -> String {
+    format!("{}login", state.config.server.internal_prefix)
+}
+
+pub(super) async fn login_page(
+    State(state): State<Arc<EndpointState>>,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    render_login(&state, &q, None)
+}
+
+pub(super) async fn login_submit(
+    State(state): State<Arc<EndpointState>>,
+    Form(q): Form<LoginQuery>,
+) -> Response {
+    // Discovery (email → verified domain → tenant → connection) arrives with
+    // the tenants issue; until then no email can be routed anywhere.
+    render_login(
+        &state,
+        &q,
+        Some("Single sign-on isn't set up for this email domain. Contact your administrator."),
+    )
+}
+
+fn render_login(state: &EndpointState, q: &LoginQuery, notice: Option<&str>) -> Response {
+    let action = login_action(state);
+    let email: String = q.email.chars().take(320).collect();
+    let page = LoginPage {
+        action: &action,
+        email: &email,
+        return_to: safe_return_to(&q.return_to).unwrap_or("/"),
+        notice,
+        has_connections: !state.config.tenants.is_empty(),
+    };
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "login template failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct LogoutQuery {
+    #[serde(default)]
+    return_to: String,
+}
+
+/// Ends the caller's session (store + every replica's cache) and clears the
+/// cookie. Always succeeds from the browser's point of view.
+pub(super) async fn logout(
+    State(state): State<Arc<EndpointState>>,
+    Extension(current): Extension<CurrentSession>,
+    Query(q): Query<LogoutQuery>,
+) -> Response {
+    if let Some(s) = current.0 {
+        match state.sessions.revoke(&SessionSelector::Id(s.id_hash.clone())).await {
+            Ok(_) => {
+                state.metrics.sessions_revoked.with_label_values(&["logout"]).inc();
+                tracing::info!(user = %s.principal.user_id, "logout");
+            }
+            Err(e) => tracing::error!(error = %e, "logout could not revoke the session"),
+        }
+    }
+    let to = safe_return_to(&q.return_to).unwrap_or("/");
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&state.codec.clear()) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+pub(super) async fn jwks(State(state): State<Arc<EndpointState>>) -> Response {
+    let mut resp = Json(state.signer.jwks()).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp
+}
+
+/// Who am I — for single-page apps that want the identity in the browser.
+pub(super) async fn whoami(Extension(current): Extension<CurrentSession>) -> Response {
+    match current.0 {
+        Some(s) => Json(json!({
+            "authenticated": true,
+            "user_id": s.principal.user_id,
+            "email": s.principal.email,
+            "name": s.principal.name,
+            "groups": s.principal.groups,
+            "roles": s.principal.roles,
+            "tenant": s.principal.tenant,
+            "expires_at": s.expires_at,
+        }))
+        .into_response(),
+        None => (StatusCode::UNAUTHORIZED, Json(json!({"authenticated": false}))).into_response(),
+    }
+}
+
+pub(super) async fn not_found(request_id: Option<Extension<RequestId>>) -> Response {
+    let id = request_id.map(|r| r.0.0).unwrap_or_default();
+    (
+        StatusCode::NOT_FOUND,
+        Html(message("Not found", "There is nothing here.", None, &id)),
+    )
+        .into_response()
+}

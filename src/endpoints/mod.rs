@@ -1,0 +1,47 @@
+//! Portcullis' own HTTP endpoints under the reserved prefix, as an axum
+//! router that the proxy calls in-process (no second server, no loopback
+//! hop). The proxy resolves the session and hands it in as an extension, so
+//! cookie handling lives in one place.
+
+mod handlers;
+pub mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::config::Config;
+use crate::identity::AssertionSigner;
+use crate::metrics::Metrics;
+use crate::session::{ActiveSession, CookieCodec, Sessions};
+
+/// What the endpoints need; built per configuration generation.
+pub struct EndpointState {
+    pub config: Arc<Config>,
+    pub codec: Arc<CookieCodec>,
+    pub sessions: Sessions,
+    pub signer: Arc<AssertionSigner>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The caller's session, resolved by the proxy before routing here.
+#[derive(Clone, Debug, Default)]
+pub struct CurrentSession(pub Option<Arc<ActiveSession>>);
+
+/// The request id, for pages that show it.
+#[derive(Clone, Debug, Default)]
+pub struct RequestId(pub String);
+
+/// Routes, mounted at the configured internal prefix.
+pub fn router(state: Arc<EndpointState>) -> Router {
+    let prefix = state.config.server.internal_prefix.trim_end_matches('/').to_owned();
+    let inner = Router::new()
+        .route("/login", get(handlers::login_page).post(handlers::login_submit))
+        .route("/logout", get(handlers::logout).post(handlers::logout))
+        .route("/jwks.json", get(handlers::jwks))
+        .route("/session", get(handlers::whoami))
+        .fallback(handlers::not_found)
+        .with_state(state);
+    Router::new().nest(&prefix, inner).fallback(handlers::not_found)
+}

@@ -1,0 +1,48 @@
+//! HTML pages (askama, auto-escaped). Failure pages are deliberately
+//! generic: the precise reason goes to the log and metrics, never to the
+//! client.
+
+use askama::Template;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub action: &'a str,
+    pub email: &'a str,
+    pub return_to: &'a str,
+    pub notice: Option<&'a str>,
+    pub has_connections: bool,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    pub link: Option<(&'a str, &'a str)>,
+    pub request_id: &'a str,
+}
+
+/// Renders a message page; falls back to plain text if the template fails.
+pub fn message(title: &str, message: &str, link: Option<(&str, &str)>, request_id: &str) -> String {
+    MessagePage {
+        title,
+        message,
+        link,
+        request_id,
+    }
+    .render()
+    .unwrap_or_else(|_| format!("{title}\n\n{message}\n"))
+}
+
+/// Security headers for every page Portcullis renders itself.
+pub const PAGE_HEADERS: &[(&str, &str)] = &[
+    ("cache-control", "no-store"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+];

@@ -1,0 +1,174 @@
+//! The header plan: which client headers to strip and which verified ones to
+//! inject, compiled once per configuration.
+
+use std::collections::HashSet;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::principal::Principal;
+use crate::config::{HeadersConfig, normalize_header_name};
+
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    User,
+    Email,
+    Name,
+    Groups,
+    Roles,
+    Tenant,
+}
+
+/// Compiled identity-header configuration.
+#[derive(Debug, Clone)]
+pub struct HeaderPlan {
+    strip: HashSet<String>,
+    inject: Vec<(HeaderName, Field)>,
+    assertion: Option<HeaderName>,
+}
+
+impl HeaderPlan {
+    /// Config validation has already checked the names; an invalid one here
+    /// is reported rather than panicking.
+    pub fn compile(cfg: &HeadersConfig) -> Result<Self, http::header::InvalidHeaderName> {
+        let fields = [
+            (&cfg.user, Field::User),
+            (&cfg.email, Field::Email),
+            (&cfg.name, Field::Name),
+            (&cfg.groups, Field::Groups),
+            (&cfg.roles, Field::Roles),
+            (&cfg.tenant, Field::Tenant),
+        ];
+        let mut inject = Vec::new();
+        let mut strip = HashSet::new();
+        for (name, field) in fields {
+            inject.push((HeaderName::from_bytes(name.as_bytes())?, field));
+            strip.insert(normalize_header_name(name));
+        }
+        // The assertion header is always stripped, even when signing is off,
+        // so an app that verifies it can't be fed a forged one.
+        strip.insert(normalize_header_name(&cfg.assertion));
+        for extra in &cfg.strip {
+            strip.insert(normalize_header_name(extra));
+        }
+        let assertion = if cfg.assertion_enabled {
+            Some(HeaderName::from_bytes(cfg.assertion.as_bytes())?)
+        } else {
+            None
+        };
+        Ok(Self {
+            strip,
+            inject,
+            assertion,
+        })
+    }
+
+    /// Every header in `headers` whose normalised name is an identity header:
+    /// catches `x-forwarded-user`, `X_Forwarded_User`, `X-FORWARDED-USER`.
+    pub fn headers_to_strip(&self, headers: &HeaderMap) -> Vec<HeaderName> {
+        let mut out: Vec<HeaderName> = Vec::new();
+        for name in headers.keys() {
+            if self.strip.contains(&normalize_header_name(name.as_str())) && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+
+    /// Verified values to inject. Values are made header-safe: control
+    /// characters (which could split headers) are dropped, and list items
+    /// have `%` and `,` percent-encoded so a group named `a,b` can't pose as
+    /// two groups.
+    pub fn values(&self, p: &Principal) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.inject.len());
+        for (name, field) in &self.inject {
+            let raw = match field {
+                Field::User => Some(sanitize(&p.user_id)),
+                Field::Email => Some(sanitize(&p.email)),
+                Field::Name => p.name.as_deref().map(sanitize),
+                Field::Groups => Some(join_list(&p.groups)),
+                Field::Roles => Some(join_list(&p.roles)),
+                Field::Tenant => p.tenant.as_deref().map(sanitize),
+            };
+            if let Some(v) = raw.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                out.push((name.clone(), v));
+            }
+        }
+        out
+    }
+
+    pub fn assertion_header(&self) -> Option<&HeaderName> {
+        self.assertion.as_ref()
+    }
+}
+
+/// Keeps printable characters; non-ASCII is percent-encoded as UTF-8 so the
+/// value is valid in every HTTP stack (some reject obs-text).
+fn sanitize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_control() {
+            continue;
+        }
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+fn join_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| sanitize(&i.replace('%', "%25").replace(',', "%2C")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal() -> Principal {
+        Principal {
+            user_id: "u1".into(),
+            email: "alice@example.com".into(),
+            name: Some("Alice\r\nX-Evil: 1 Zoë".into()),
+            groups: vec!["eng".into(), "a,b".into(), "100%".into()],
+            roles: vec![],
+            tenant: None,
+            connection: None,
+        }
+    }
+
+    #[test]
+    fn strips_every_spelling_of_identity_headers() {
+        let plan = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
+        let mut h = HeaderMap::new();
+        for n in ["x-forwarded-user", "X_FORWARDED_EMAIL", "x_forwarded-groups", "x-portcullis-assertion", "accept"] {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("v"));
+        }
+        h.append("x-forwarded-user", HeaderValue::from_static("again"));
+        let mut got: Vec<String> = plan.headers_to_strip(&h).iter().map(|n| n.to_string()).collect();
+        got.sort();
+        assert_eq!(got, ["x-forwarded-user", "x-portcullis-assertion", "x_forwarded-groups", "x_forwarded_email"]);
+    }
+
+    #[test]
+    fn values_are_header_safe() {
+        let plan = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
+        let v: Vec<(String, String)> = plan
+            .values(&principal())
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        assert!(v.contains(&("x-forwarded-name".into(), "AliceX-Evil: 1 Zo%C3%AB".into())), "{v:?}");
+        assert!(v.contains(&("x-forwarded-groups".into(), "eng,a%2Cb,100%25".into())), "{v:?}");
+        assert!(v.contains(&("x-forwarded-roles".into(), "".into())));
+        assert!(!v.iter().any(|(n, _)| n == "x-forwarded-tenant"));
+    }
+}

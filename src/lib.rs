@@ -1,0 +1,18 @@
+//! Portcullis: a reverse-proxy authentication sidecar. See ARCHITECTURE in
+//! the README for the module map; dependencies point down only.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod endpoints;
+pub mod identity;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod redirect;
+pub mod secret;
+pub mod session;
+pub mod store;

@@ -1,0 +1,126 @@
+//! Prometheus metrics with closed label sets (a label value never comes from
+//! the client, so cardinality is bounded). Created once per process and
+//! shared across config reloads so counters don't reset on SIGHUP.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// All metrics of one Portcullis process.
+pub struct Metrics {
+    registry: Registry,
+    /// `policy` ∈ public|optional|required|internal|none, `class` ∈ 1xx..5xx.
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    /// `kind` ∈ connect|timeout|other.
+    pub upstream_errors: IntCounterVec,
+    pub sessions_created: IntCounter,
+    /// `scope` ∈ session|user|tenant|connection|all|logout.
+    pub sessions_revoked: IntCounterVec,
+    /// `result` ∈ hit|miss.
+    pub session_cache: IntCounterVec,
+    /// `reason` ∈ undecryptable|expired|unknown|idle|store_error.
+    pub session_rejected: IntCounterVec,
+    /// `result` ∈ ok|error.
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_success: IntGauge,
+    pub assertion_sign: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("portcullis_requests_total", "Requests by route policy and status class"),
+            &["policy", "class"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_request_duration_seconds",
+                "Time from request head to the end of the response",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["policy"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("portcullis_upstream_errors_total", "Failures talking to the upstream app"),
+            &["kind"],
+        )?;
+        let sessions_created =
+            IntCounter::new("portcullis_sessions_created_total", "Sessions created")?;
+        let sessions_revoked = IntCounterVec::new(
+            Opts::new("portcullis_sessions_revoked_total", "Sessions ended by revocation or logout"),
+            &["scope"],
+        )?;
+        let session_cache = IntCounterVec::new(
+            Opts::new("portcullis_session_cache_requests_total", "Session cache lookups"),
+            &["result"],
+        )?;
+        let session_rejected = IntCounterVec::new(
+            Opts::new(
+                "portcullis_session_rejected_total",
+                "Session cookies that did not yield a session, by reason",
+            ),
+            &["reason"],
+        )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new("portcullis_config_reloads_total", "Configuration reloads by result"),
+            &["result"],
+        )?;
+        let config_last_reload_success = IntGauge::new(
+            "portcullis_config_last_reload_successful",
+            "1 if the last reload succeeded",
+        )?;
+        let assertion_sign = Histogram::with_opts(
+            HistogramOpts::new("portcullis_assertion_sign_seconds", "Time to sign an identity assertion")
+                .buckets(vec![0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005]),
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(sessions_created.clone()))?;
+        registry.register(Box::new(sessions_revoked.clone()))?;
+        registry.register(Box::new(session_cache.clone()))?;
+        registry.register(Box::new(session_rejected.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_last_reload_success.clone()))?;
+        registry.register(Box::new(assertion_sign.clone()))?;
+        config_last_reload_success.set(1);
+        Ok(Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_errors,
+            sessions_created,
+            sessions_revoked,
+            session_cache,
+            session_rejected,
+            config_reloads,
+            config_last_reload_success,
+            assertion_sign,
+        })
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on invalid metric families, which
+        // the registry has already rejected at registration.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// `2xx`-style label for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

@@ -1,0 +1,111 @@
+//! Rewrites the request headed upstream: identity headers the client sent
+//! are removed on every route, verified ones injected, our session cookie
+//! withheld, and `X-Forwarded-*` made truthful.
+
+use std::net::IpAddr;
+
+use http::header::{COOKIE, HOST};
+use pingora::http::RequestHeader;
+
+use crate::identity::Principal;
+
+use super::state::ProxyState;
+
+/// What the rewrite needs to know about the connection.
+pub struct Downstream<'a> {
+    pub client_ip: Option<IpAddr>,
+    pub tls: bool,
+    pub request_id: &'a str,
+}
+
+pub fn rewrite(
+    req: &mut RequestHeader,
+    state: &ProxyState,
+    principal: Option<&Principal>,
+    assertion: Option<&str>,
+    down: &Downstream<'_>,
+) -> pingora::Result<()> {
+    for name in state.plan.headers_to_strip(&req.headers) {
+        req.remove_header(&name);
+    }
+    strip_session_cookie(req, state)?;
+    if let Some(p) = principal {
+        for (name, value) in state.plan.values(p) {
+            req.insert_header(name, value)?;
+        }
+        if let (Some(name), Some(token)) = (state.plan.assertion_header(), assertion) {
+            req.insert_header(name.clone(), token)?;
+        }
+    }
+    forwarded(req, state.config.server.trust_forwarded_headers, down)?;
+    req.insert_header("x-request-id", down.request_id)?;
+    Ok(())
+}
+
+/// The session cookie is a bearer credential for Portcullis, not the app:
+/// an app (or its logs, or an XSS-prone debug page) never gets to see it.
+fn strip_session_cookie(req: &mut RequestHeader, state: &ProxyState) -> pingora::Result<()> {
+    let values: Vec<Vec<u8>> = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes().to_vec()).collect();
+    if values.is_empty() {
+        return Ok(());
+    }
+    let needle = state.codec.name().as_bytes();
+    if !values.iter().any(|v| v.windows(needle.len()).any(|w| w == needle)) {
+        return Ok(());
+    }
+    req.remove_header(&COOKIE);
+    let kept: Vec<String> = values.iter().filter_map(|v| state.codec.strip_from_header(v)).collect();
+    if !kept.is_empty() {
+        req.insert_header(COOKIE, kept.join("; "))?;
+    }
+    Ok(())
+}
+
+fn forwarded(req: &mut RequestHeader, trust: bool, down: &Downstream<'_>) -> pingora::Result<()> {
+    let ip = down.client_ip.map(|i| i.to_string());
+    let proto = if down.tls { "https" } else { "http" };
+    let host = req
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri.authority().map(|a| a.to_string()));
+    if trust {
+        // Behind a trusted balancer: extend its chain, keep what it said.
+        if let Some(ip) = &ip {
+            let chain = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+                _ => ip.clone(),
+            };
+            req.insert_header("x-forwarded-for", chain)?;
+        }
+        if req.headers.get("x-forwarded-proto").is_none() {
+            req.insert_header("x-forwarded-proto", proto)?;
+        }
+        if let (None, Some(h)) = (req.headers.get("x-forwarded-host"), &host) {
+            req.insert_header("x-forwarded-host", h.as_str())?;
+        }
+    } else {
+        // Directly exposed: whatever the client claimed is a lie until proven
+        // otherwise, so overwrite rather than append.
+        req.remove_header("forwarded");
+        match &ip {
+            Some(ip) => {
+                req.insert_header("x-forwarded-for", ip.as_str())?;
+                req.insert_header("x-real-ip", ip.as_str())?;
+            }
+            None => {
+                req.remove_header("x-forwarded-for");
+                req.remove_header("x-real-ip");
+            }
+        }
+        req.insert_header("x-forwarded-proto", proto)?;
+        match &host {
+            Some(h) => req.insert_header("x-forwarded-host", h.as_str())?,
+            None => {
+                req.remove_header("x-forwarded-host");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! The pingora `ProxyHttp` implementation: route, gate, forward. Each phase
+//! only translates; decisions live in `gate` and `routes`.
+
+mod forward;
+pub mod gate;
+mod respond;
+pub mod routes;
+mod service;
+mod state;
+
+pub use service::{Ctx, PortcullisProxy};
+pub use state::{ProxyState, StateError, Upstream};

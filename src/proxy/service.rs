@@ -1,0 +1,342 @@
+//! Pingora phases. Each is short: gather facts, ask `gate`, act.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::ErrorType;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use tower::ServiceExt;
+
+use crate::config::Policy;
+use crate::endpoints::{CurrentSession, RequestId};
+use crate::identity::Principal;
+use crate::metrics::status_class;
+use crate::session::{ActiveSession, Lookup};
+
+use super::forward::{Downstream, rewrite};
+use super::gate::{Identity, Outcome, RequestFacts, decide};
+use super::respond::{self, Reply};
+use super::state::ProxyState;
+
+/// The proxy. Holds the current configuration generation; a reload swaps it.
+pub struct PortcullisProxy {
+    state: Arc<ArcSwap<ProxyState>>,
+}
+
+impl PortcullisProxy {
+    pub fn new(state: Arc<ArcSwap<ProxyState>>) -> Self {
+        Self { state }
+    }
+}
+
+/// Per-request context.
+pub struct Ctx {
+    state: Option<Arc<ProxyState>>,
+    request_id: String,
+    start: Instant,
+    policy: &'static str,
+    wants_html: bool,
+    session: Option<Arc<ActiveSession>>,
+    principal: Option<Arc<Principal>>,
+    /// Set when Portcullis answered itself.
+    status: Option<u16>,
+    outcome: &'static str,
+}
+
+
+fn wants_html(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+impl PortcullisProxy {
+    /// Cookie → session. Never fails the request: a bad cookie is anonymous;
+    /// a store outage is `Unknown` (the gate turns that into 503 on
+    /// `required` routes instead of logging everyone out).
+    async fn identify(&self, session: &Session, st: &ProxyState, ctx: &mut Ctx) -> Identity {
+        let cookies = session.req_header().headers.get_all(http::header::COOKIE);
+        let token = match st.codec.open(cookies.iter().map(|v| v.as_bytes())) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Identity::Anonymous,
+            Err(()) => {
+                st.metrics.session_rejected.with_label_values(&["undecryptable"]).inc();
+                return Identity::Anonymous;
+            }
+        };
+        let idle = st.config.session.idle_lifetime_seconds as i64;
+        match st.sessions.resolve(&token, crate::clock::now(), idle).await {
+            Ok(Lookup::Active(s)) => {
+                let p = s.principal.clone();
+                ctx.session = Some(s);
+                Identity::Authenticated(p)
+            }
+            Ok(Lookup::Rejected(reason)) => {
+                st.metrics.session_rejected.with_label_values(&[reason]).inc();
+                Identity::Anonymous
+            }
+            Err(e) => {
+                st.metrics.session_rejected.with_label_values(&["store_error"]).inc();
+                tracing::error!(request_id = %ctx.request_id, error = %e, "session lookup failed");
+                Identity::Unknown
+            }
+        }
+    }
+
+    /// Serves `/.portcullis/...` through the in-process router.
+    async fn serve_internal(&self, session: &mut Session, st: &ProxyState, ctx: &mut Ctx) -> pingora::Result<u16> {
+        let limit = st.config.server.max_internal_body_bytes;
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > limit {
+                return respond::bad_request("request body too large", &ctx.request_id)
+                    .send(session, &ctx.request_id)
+                    .await;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let head = session.req_header();
+        let mut builder = http::Request::builder()
+            .method(head.method.clone())
+            .uri(head.uri.clone());
+        for (k, v) in head.headers.iter() {
+            builder = builder.header(k, v);
+        }
+        let mut req = match builder.body(axum::body::Body::from(Bytes::from(body))) {
+            Ok(r) => r,
+            Err(_) => {
+                return respond::bad_request("malformed request", &ctx.request_id)
+                    .send(session, &ctx.request_id)
+                    .await;
+            }
+        };
+        req.extensions_mut().insert(CurrentSession(ctx.session.clone()));
+        req.extensions_mut().insert(RequestId(ctx.request_id.clone()));
+        let resp = match st.router.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        respond::from_router(resp, 1 << 20).await.send(session, &ctx.request_id).await
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for PortcullisProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            state: None,
+            request_id: uuid::Uuid::new_v4().simple().to_string(),
+            start: Instant::now(),
+            policy: "none",
+            wants_html: false,
+            session: None,
+            principal: None,
+            status: None,
+            outcome: "forward",
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        let st = self.state.load_full();
+        ctx.state = Some(st.clone());
+        ctx.start = Instant::now();
+        let head = session.req_header();
+        ctx.wants_html = wants_html(head);
+        let path = head.uri.path().to_owned();
+
+        if st.is_internal(&path) {
+            ctx.policy = "internal";
+            ctx.outcome = "internal";
+            // Endpoints like logout need the session; a store outage just
+            // means "anonymous" here.
+            let _ = self.identify(session, &st, ctx).await;
+            ctx.status = Some(self.serve_internal(session, &st, ctx).await?);
+            return Ok(true);
+        }
+
+        let host = head
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| head.uri.host().map(str::to_owned));
+        let path_and_query = head
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
+        let route = st.routes.lookup(host.as_deref(), &path).clone();
+        ctx.policy = route.policy.as_str();
+        let who = match route.policy {
+            Policy::Public => Identity::Anonymous,
+            _ => self.identify(session, &st, ctx).await,
+        };
+        let facts = RequestFacts {
+            path_and_query: &path_and_query,
+            wants_html: ctx.wants_html,
+        };
+        match decide(&route, &facts, &who, &st.login_path) {
+            Outcome::Forward(p) => {
+                ctx.principal = p;
+                Ok(false)
+            }
+            Outcome::Redirect(location) => {
+                ctx.outcome = "redirect";
+                ctx.status = Some(respond::redirect(&location).send(session, &ctx.request_id).await?);
+                Ok(true)
+            }
+            Outcome::Deny(d) => {
+                ctx.outcome = "deny";
+                let reply = respond::deny(
+                    d,
+                    ctx.wants_html,
+                    &ctx.request_id,
+                    &st.login_path,
+                    &st.config.server.public_url,
+                );
+                ctx.status = Some(reply.send(session, &ctx.request_id).await?);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
+        let st = ctx.state.clone().unwrap_or_else(|| self.state.load_full());
+        let u = &st.upstream;
+        let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
+        peer.options.connection_timeout = Some(u.connect_timeout);
+        peer.options.total_connection_timeout = Some(u.connect_timeout + Duration::from_secs(2));
+        peer.options.read_timeout = Some(u.read_timeout);
+        peer.options.idle_timeout = Some(u.idle_timeout);
+        peer.options.verify_cert = u.verify_cert;
+        peer.options.verify_hostname = u.verify_cert;
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        let st = ctx.state.clone().unwrap_or_else(|| self.state.load_full());
+        let assertion = match (&ctx.principal, &ctx.session, st.plan.assertion_header()) {
+            (Some(p), Some(s), Some(_)) => {
+                let timer = st.metrics.assertion_sign.start_timer();
+                let a = st.signer.assertion(&s.id_hash, p, crate::clock::now());
+                timer.observe_duration();
+                match a {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        tracing::error!(request_id = %ctx.request_id, error = %e, "assertion signing failed");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let down = Downstream {
+            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            tls: session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .is_some(),
+            request_id: &ctx.request_id,
+        };
+        rewrite(upstream_request, &st, ctx.principal.as_deref(), assertion.as_deref(), &down)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(c) => *c,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => 502,
+                pingora::ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        if matches!(e.esource(), pingora::ErrorSource::Upstream) {
+            let kind = match e.etype() {
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+                ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute => "connect",
+                _ => "other",
+            };
+            if let Some(st) = &ctx.state {
+                st.metrics.upstream_errors.with_label_values(&[kind]).inc();
+            }
+            tracing::warn!(request_id = %ctx.request_id, error = %e, "upstream failed");
+        }
+        if code > 0 {
+            ctx.outcome = "error";
+            let reply: Reply = if code >= 500 {
+                respond::bad_gateway(code, ctx.wants_html, &ctx.request_id)
+            } else {
+                respond::bad_request("bad request", &ctx.request_id)
+            };
+            if let Err(err) = reply.send(session, &ctx.request_id).await {
+                tracing::debug!(error = %err, "could not send error page");
+            }
+            ctx.status = Some(code);
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&pingora::Error>, ctx: &mut Ctx) {
+        let Some(st) = &ctx.state else { return };
+        let status = ctx
+            .status
+            .or_else(|| session.response_written().map(|r| r.status.as_u16()))
+            .unwrap_or(0);
+        let elapsed = ctx.start.elapsed();
+        st.metrics
+            .requests
+            .with_label_values(&[ctx.policy, status_class(status)])
+            .inc();
+        st.metrics
+            .request_duration
+            .with_label_values(&[ctx.policy])
+            .observe(elapsed.as_secs_f64());
+        if st.config.log.access_log {
+            let req = session.req_header();
+            tracing::info!(
+                target: "access",
+                request_id = %ctx.request_id,
+                method = %req.method,
+                // Path only: query strings carry tokens and codes.
+                path = %req.uri.path(),
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                policy = ctx.policy,
+                outcome = ctx.outcome,
+                user = ctx.principal.as_ref().map(|p| p.user_id.as_str()).unwrap_or("-"),
+                client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+                error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
+            );
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Secrets: redacted in `Debug`, compared in constant time, hashed before
+//! they reach the store.
+
+use std::fmt;
+
+use ring::digest;
+use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
+
+/// A string that never prints. Wrap anything an operator or client could
+/// use to impersonate someone, so a stray `{:?}` can't leak it into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// Deliberately named so every read of the raw value is greppable.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Constant-time equality so response timing can't reveal how many leading
+/// bytes of a guessed token were right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Lowercase hex SHA-256: how secrets (session ids, tokens) are stored, so a
+/// leaked database row is not a usable credential.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, data))
+}
+
+/// Fills `N` bytes from the OS CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], ring::error::Unspecified> {
+    let mut buf = [0u8; N];
+    SystemRandom::new().fill(&mut buf)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn comparisons_and_hashes() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let a = random_bytes::<32>().unwrap();
+        let b = random_bytes::<32>().unwrap();
+        assert_ne!(a, b);
+    }
+}

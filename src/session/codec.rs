@@ -1,0 +1,252 @@
+//! The session cookie: AES-256-GCM via the `cookie` crate's private jar
+//! (the cookie name is bound as associated data). The first configured key
+//! seals, every key opens, so keys rotate without logging anyone out.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use cookie::{Cookie, Key, SameSite as CookieSameSite};
+use cookie::time::Duration as CookieDuration;
+
+use crate::config::{MIN_SESSION_KEY_BYTES, SameSite, SessionConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CookieError {
+    #[error("session key {index} is {len} bytes, need at least {MIN_SESSION_KEY_BYTES}")]
+    ShortKey { index: usize, len: usize },
+    #[error("no session key configured")]
+    NoKey,
+}
+
+/// What the cookie carries: the raw session id and the absolute expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionToken {
+    pub id: [u8; 32],
+    pub expires_at: i64,
+}
+
+/// Seals and opens session cookies.
+pub struct CookieCodec {
+    keys: Vec<Key>,
+    name: String,
+    secure: bool,
+    same_site: CookieSameSite,
+    domain: Option<String>,
+}
+
+impl std::fmt::Debug for CookieCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieCodec")
+            .field("name", &self.name)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+const VERSION: &str = "v1";
+
+impl CookieCodec {
+    pub fn new(cfg: &SessionConfig) -> Result<Self, CookieError> {
+        if cfg.keys.is_empty() {
+            return Err(CookieError::NoKey);
+        }
+        let mut keys = Vec::with_capacity(cfg.keys.len());
+        for (index, k) in cfg.keys.iter().enumerate() {
+            if k.len() < MIN_SESSION_KEY_BYTES {
+                return Err(CookieError::ShortKey { index, len: k.len() });
+            }
+            // HKDF expansion: operators supply passphrase-like strings, the
+            // jar needs 512 bits of key material.
+            keys.push(Key::derive_from(k.as_bytes()));
+        }
+        Ok(Self {
+            keys,
+            name: cfg.cookie_name.clone(),
+            secure: cfg.secure,
+            same_site: match cfg.same_site {
+                SameSite::Strict => CookieSameSite::Strict,
+                SameSite::Lax => CookieSameSite::Lax,
+                SameSite::None => CookieSameSite::None,
+            },
+            domain: cfg.domain.clone(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `Set-Cookie` value for a new session.
+    pub fn seal(&self, token: &SessionToken, now: i64) -> String {
+        let plain = format!("{VERSION}.{}.{}", B64.encode(token.id), token.expires_at);
+        let mut jar = cookie::CookieJar::new();
+        jar.private_mut(&self.keys[0]).add(Cookie::new(self.name.clone(), plain));
+        let sealed = jar.get(&self.name).map(|c| c.value().to_owned()).unwrap_or_default();
+        let mut c = self.attributes(Cookie::new(self.name.clone(), sealed));
+        c.set_max_age(CookieDuration::seconds((token.expires_at - now).max(0)));
+        c.to_string()
+    }
+
+    /// A `Set-Cookie` value that deletes the cookie.
+    pub fn clear(&self) -> String {
+        let mut c = self.attributes(Cookie::new(self.name.clone(), ""));
+        c.set_max_age(CookieDuration::ZERO);
+        c.set_expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+        c.to_string()
+    }
+
+    fn attributes(&self, mut c: Cookie<'static>) -> Cookie<'static> {
+        c.set_path("/");
+        c.set_http_only(true);
+        c.set_secure(self.secure);
+        c.set_same_site(self.same_site);
+        if let Some(d) = &self.domain {
+            c.set_domain(d.clone());
+        }
+        c
+    }
+
+    /// Finds and opens our cookie among `Cookie` header values. Returns
+    /// `Ok(None)` when the request carries no session cookie and `Err(())`
+    /// when it carries one that doesn't open (garbled, forged, old key) — the
+    /// caller treats both as anonymous but counts the latter.
+    #[allow(clippy::result_unit_err)]
+    pub fn open<'a>(
+        &self,
+        cookie_headers: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Option<SessionToken>, ()> {
+        let mut seen = false;
+        for header in cookie_headers {
+            let Ok(header) = std::str::from_utf8(header) else { continue };
+            for c in Cookie::split_parse(header).flatten() {
+                if c.name() != self.name {
+                    continue;
+                }
+                seen = true;
+                if let Some(t) = self.open_value(c.value()) {
+                    return Ok(Some(t));
+                }
+            }
+        }
+        if seen { Err(()) } else { Ok(None) }
+    }
+
+    fn open_value(&self, value: &str) -> Option<SessionToken> {
+        // Bound before decrypting: a session cookie is ~100 bytes.
+        if value.len() > 512 {
+            return None;
+        }
+        for key in &self.keys {
+            let c = Cookie::new(self.name.clone(), value.to_owned());
+            let mut jar = cookie::CookieJar::new();
+            jar.add_original(c);
+            if let Some(plain) = jar.private(key).get(&self.name) {
+                return parse_plain(plain.value());
+            }
+        }
+        None
+    }
+
+    /// Strips our cookie from a `Cookie` header so the upstream app never
+    /// sees the session credential. Returns `None` if nothing is left.
+    pub fn strip_from_header(&self, header: &[u8]) -> Option<String> {
+        let header = std::str::from_utf8(header).ok()?;
+        let kept: Vec<&str> = header
+            .split(';')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .filter(|pair| pair.split('=').next().map(str::trim) != Some(self.name.as_str()))
+            .collect();
+        if kept.is_empty() { None } else { Some(kept.join("; ")) }
+    }
+}
+
+fn parse_plain(plain: &str) -> Option<SessionToken> {
+    let mut parts = plain.split('.');
+    if parts.next()? != VERSION {
+        return None;
+    }
+    let id = B64.decode(parts.next()?).ok()?;
+    let expires_at = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(SessionToken {
+        id: id.try_into().ok()?,
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(keys: &[&str]) -> SessionConfig {
+        SessionConfig {
+            keys: keys.iter().map(|s| s.to_string()).collect(),
+            ..SessionConfig::default()
+        }
+    }
+
+    fn value_of(set_cookie: &str) -> String {
+        Cookie::parse(set_cookie.to_owned()).unwrap().value().to_owned()
+    }
+
+    const K1: &str = "key-one-key-one-key-one-key-one-key-one";
+    const K2: &str = "key-two-key-two-key-two-key-two-key-two";
+
+    #[test]
+    fn seals_and_opens_with_attributes() {
+        let codec = CookieCodec::new(&cfg(&[K1])).unwrap();
+        let token = SessionToken { id: [7; 32], expires_at: 2000 };
+        let set = codec.seal(&token, 1000);
+        assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Lax"), "{set}");
+        assert!(set.contains("Max-Age=1000") && set.contains("Path=/"), "{set}");
+        let header = format!("a=b; portcullis_session={}; c=d", value_of(&set));
+        assert_eq!(codec.open([header.as_bytes()].into_iter()), Ok(Some(token)));
+        assert_eq!(codec.open([b"a=b".as_slice()].into_iter()), Ok(None));
+    }
+
+    #[test]
+    fn rotation_old_key_still_opens_new_key_seals() {
+        let old = CookieCodec::new(&cfg(&[K1])).unwrap();
+        let rotated = CookieCodec::new(&cfg(&[K2, K1])).unwrap();
+        let only_new = CookieCodec::new(&cfg(&[K2])).unwrap();
+        let token = SessionToken { id: [1; 32], expires_at: 99 };
+        let old_cookie = format!("portcullis_session={}", value_of(&old.seal(&token, 0)));
+        assert_eq!(rotated.open([old_cookie.as_bytes()].into_iter()), Ok(Some(token.clone())));
+        assert_eq!(only_new.open([old_cookie.as_bytes()].into_iter()), Err(()));
+        let new_cookie = format!("portcullis_session={}", value_of(&rotated.seal(&token, 0)));
+        assert_eq!(only_new.open([new_cookie.as_bytes()].into_iter()), Ok(Some(token)));
+    }
+
+    #[test]
+    fn tampered_or_hostile_cookies_do_not_open() {
+        let codec = CookieCodec::new(&cfg(&[K1])).unwrap();
+        let v = value_of(&codec.seal(&SessionToken { id: [3; 32], expires_at: 5 }, 0));
+        let mut flipped = v.clone().into_bytes();
+        flipped[10] ^= 1;
+        let flipped = String::from_utf8_lossy(&flipped).into_owned();
+        for bad in [flipped, "".into(), "x".repeat(5000), "%%%".into(), v[..v.len() - 2].to_string()] {
+            let h = format!("portcullis_session={bad}");
+            assert_eq!(codec.open([h.as_bytes()].into_iter()), Err(()), "{bad}");
+        }
+        // a second, valid cookie of the same name still wins
+        let h = format!("portcullis_session=garbage; portcullis_session={v}");
+        assert!(matches!(codec.open([h.as_bytes()].into_iter()), Ok(Some(_))));
+        assert_eq!(codec.open([[0xff, 0xfe].as_slice()].into_iter()), Ok(None));
+    }
+
+    #[test]
+    fn strips_only_our_cookie() {
+        let codec = CookieCodec::new(&cfg(&[K1])).unwrap();
+        assert_eq!(codec.strip_from_header(b"a=1; portcullis_session=x; b=2").as_deref(), Some("a=1; b=2"));
+        assert_eq!(codec.strip_from_header(b"portcullis_session=x"), None);
+        assert_eq!(codec.strip_from_header(b"portcullis_session_other=1").as_deref(), Some("portcullis_session_other=1"));
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert!(matches!(CookieCodec::new(&cfg(&["short"])), Err(CookieError::ShortKey { .. })));
+        assert!(matches!(CookieCodec::new(&cfg(&[])), Err(CookieError::NoKey)));
+    }
+}

@@ -1,0 +1,10 @@
+//! Server-side sessions. The browser holds only an encrypted, authenticated
+//! session id and its absolute expiry; everything else (the principal, idle
+//! time) lives in the store behind a read-through cache, so revocation is a
+//! delete plus a cache invalidation and large group sets never bloat cookies.
+
+mod codec;
+mod service;
+
+pub use codec::{CookieCodec, CookieError, SessionToken};
+pub use service::{ActiveSession, Lookup, SessionError, Sessions};

@@ -1,0 +1,248 @@
+//! Session records in the store, behind a moka read-through cache that is
+//! invalidated by revocation events (local and, on PostgreSQL, from other
+//! replicas via LISTEN/NOTIFY). The cache TTL bounds staleness if an event
+//! is ever missed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use super::codec::SessionToken;
+use crate::identity::Principal;
+use crate::metrics::Metrics;
+use crate::secret::{random_bytes, sha256_hex};
+use crate::store::{SessionRecord, SessionSelector, Store, StoreError, StoreEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session store: {0}")]
+    Store(#[from] StoreError),
+    #[error("session store: {0}")]
+    Lookup(Arc<StoreError>),
+    #[error("no randomness available")]
+    Random,
+}
+
+/// A live session as the proxy sees it.
+#[derive(Debug)]
+pub struct ActiveSession {
+    /// SHA-256 of the session id: the store key and the cache key.
+    pub id_hash: String,
+    pub principal: Arc<Principal>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    last_seen_at: AtomicI64,
+}
+
+impl ActiveSession {
+    fn from_record(r: SessionRecord) -> Self {
+        Self {
+            principal: Arc::new(Principal {
+                user_id: r.user_id,
+                email: r.email,
+                name: r.name,
+                groups: r.groups,
+                roles: r.roles,
+                tenant: r.tenant,
+                connection: r.connection,
+            }),
+            id_hash: r.id_hash,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_seen_at: AtomicI64::new(r.last_seen_at),
+        }
+    }
+
+    pub fn last_seen_at(&self) -> i64 {
+        self.last_seen_at.load(Ordering::Relaxed)
+    }
+}
+
+/// The outcome of looking a cookie's session up.
+#[derive(Debug)]
+pub enum Lookup {
+    Active(Arc<ActiveSession>),
+    /// Anonymous, with the reason for metrics and logs.
+    Rejected(&'static str),
+}
+
+/// Creates, resolves and revokes sessions.
+#[derive(Clone)]
+pub struct Sessions {
+    store: Store,
+    cache: Cache<String, Option<Arc<ActiveSession>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Sessions {
+    pub fn new(store: Store, capacity: u64, ttl: Duration, metrics: Arc<Metrics>) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(ttl)
+            .support_invalidation_closures()
+            .build();
+        Self {
+            store,
+            cache,
+            metrics,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Persists a new session for `principal` and returns the token to seal
+    /// into the cookie.
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        absolute_lifetime: i64,
+        now: i64,
+    ) -> Result<SessionToken, SessionError> {
+        let id = random_bytes::<32>().map_err(|_| SessionError::Random)?;
+        let expires_at = now + absolute_lifetime;
+        let record = SessionRecord {
+            id_hash: sha256_hex(&id),
+            user_id: principal.user_id.clone(),
+            email: principal.email.clone(),
+            name: principal.name.clone(),
+            tenant: principal.tenant.clone(),
+            connection: principal.connection.clone(),
+            groups: principal.groups.clone(),
+            roles: principal.roles.clone(),
+            created_at: now,
+            expires_at,
+            last_seen_at: now,
+        };
+        self.store.insert_session(&record).await?;
+        self.metrics.sessions_created.inc();
+        Ok(SessionToken { id, expires_at })
+    }
+
+    /// Resolves a cookie's token to a live session. Expired, idle, revoked
+    /// and unknown sessions are `Rejected`; a store outage is an error the
+    /// caller maps to 503 rather than silently logging users out.
+    pub async fn resolve(
+        &self,
+        token: &SessionToken,
+        now: i64,
+        idle_lifetime: i64,
+    ) -> Result<Lookup, SessionError> {
+        if token.expires_at <= now {
+            return Ok(Lookup::Rejected("expired"));
+        }
+        let id_hash = sha256_hex(&token.id);
+        let store = self.store.clone();
+        let key = id_hash.clone();
+        let mut miss = false;
+        let entry = self
+            .cache
+            .try_get_with(id_hash.clone(), async {
+                miss = true;
+                store
+                    .get_session(&key)
+                    .await
+                    .map(|r| r.map(|r| Arc::new(ActiveSession::from_record(r))))
+            })
+            .await
+            .map_err(SessionError::Lookup)?;
+        let result = if miss { "miss" } else { "hit" };
+        self.metrics.session_cache.with_label_values(&[result]).inc();
+        let Some(session) = entry else {
+            return Ok(Lookup::Rejected("unknown"));
+        };
+        // The cookie's expiry is authenticated, but the record is the
+        // authority: both must hold.
+        if session.expires_at <= now {
+            return Ok(Lookup::Rejected("expired"));
+        }
+        let last = session.last_seen_at();
+        if now - last >= idle_lifetime {
+            return Ok(Lookup::Rejected("idle"));
+        }
+        // Write-behind of last-seen, at most once per interval per session,
+        // so the idle clock survives restarts without a write per request.
+        let interval = (idle_lifetime / 8).clamp(1, 60);
+        if now - last >= interval
+            && session
+                .last_seen_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let store = self.store.clone();
+            let id = session.id_hash.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_session(&id, now).await {
+                    tracing::warn!(error = %e, "could not record session activity");
+                }
+            });
+        }
+        Ok(Lookup::Active(session))
+    }
+
+    /// Ends sessions in the store and in this process' cache at once; other
+    /// replicas learn through the store's event channel.
+    pub async fn revoke(&self, selector: &SessionSelector) -> Result<u64, SessionError> {
+        let n = self.store.revoke_sessions(selector).await?;
+        self.invalidate(selector).await;
+        let scope = match selector {
+            SessionSelector::Id(_) => "session",
+            SessionSelector::User(_) => "user",
+            SessionSelector::Tenant(_) => "tenant",
+            SessionSelector::Connection(_) => "connection",
+            SessionSelector::All => "all",
+        };
+        self.metrics.sessions_revoked.with_label_values(&[scope]).inc_by(n);
+        Ok(n)
+    }
+
+    /// Drops cached entries matching `selector`.
+    pub async fn invalidate(&self, selector: &SessionSelector) {
+        let pred: Box<dyn Fn(&ActiveSession) -> bool + Send + Sync> = match selector.clone() {
+            SessionSelector::Id(h) => {
+                self.cache.invalidate(&h).await;
+                return;
+            }
+            SessionSelector::All => {
+                self.cache.invalidate_all();
+                return;
+            }
+            SessionSelector::User(u) => Box::new(move |s| s.principal.user_id == u),
+            SessionSelector::Tenant(t) => Box::new(move |s| s.principal.tenant.as_deref() == Some(&t)),
+            SessionSelector::Connection(c) => {
+                Box::new(move |s| s.principal.connection.as_deref() == Some(&c))
+            }
+        };
+        // Predicates apply to every entry inserted before this call,
+        // checked on read, so the next request already sees the revocation.
+        if self
+            .cache
+            .invalidate_entries_if(move |_, v| v.as_ref().is_some_and(|s| pred(s)))
+            .is_err()
+        {
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Applies revocation events from the store (this and other replicas)
+    /// until the store's channel closes.
+    pub fn spawn_event_listener(&self) -> tokio::task::JoinHandle<()> {
+        let mut rx = self.store.subscribe();
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(StoreEvent::SessionsRevoked(sel)) => this.invalidate(&sel).await,
+                    // Missed events: we can't know which, so drop everything.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        this.cache.invalidate_all()
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,210 @@
+//! Turning the configured store URL into connected pools.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use super::StoreError;
+
+/// How long any caller waits for a pooled connection (and how long `open`
+/// waits for an unreachable server) before giving up with an error.
+pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// WAL lets readers proceed while one writer commits; more connections than
+/// this only add lock contention on one file.
+const SQLITE_MAX_CONNECTIONS: u32 = 8;
+
+/// Default until the config exposes it.
+const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+
+/// Where the store lives, decided from the URL alone.
+#[derive(Debug)]
+pub(super) enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// Classifies the URL without ever echoing it in errors: it may carry a
+/// password.
+pub(super) fn parse_target(url: &str) -> Result<Target, StoreError> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(StoreError::InvalidUrl("the store URL is empty".into()));
+    }
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        PgConnectOptions::from_str(url).map_err(|_| {
+            StoreError::InvalidUrl("not a valid postgres:// connection URL".into())
+        })?;
+        return Ok(Target::Postgres(url.to_owned()));
+    }
+    if lower.starts_with("sqlite:") {
+        let rest = &url["sqlite:".len()..];
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = match rest.split_once('?') {
+            None => rest,
+            // sqlx users habitually append `?mode=rwc`; we always create.
+            Some((path, "mode=rwc")) => path,
+            Some(_) => {
+                return Err(StoreError::InvalidUrl(
+                    "sqlite URL parameters are not supported (only mode=rwc)".into(),
+                ));
+            }
+        };
+        return sqlite_path(path);
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        let scheme: String = scheme.chars().take(20).collect();
+        return Err(StoreError::InvalidUrl(format!(
+            "unsupported scheme `{scheme}` (expected sqlite:// or postgres://)"
+        )));
+    }
+    sqlite_path(url)
+}
+
+/// Validates a SQLite file path; in-memory databases are refused because
+/// each pooled connection would see a different, empty database.
+fn sqlite_path(path: &str) -> Result<Target, StoreError> {
+    if path.is_empty() {
+        return Err(StoreError::InvalidUrl("the sqlite path is empty".into()));
+    }
+    if path == ":memory:" || path.starts_with(":memory:") {
+        return Err(StoreError::InvalidUrl(
+            "in-memory SQLite is not supported; use a file path".into(),
+        ));
+    }
+    if path.contains('\0') {
+        return Err(StoreError::InvalidUrl(
+            "the sqlite path contains a NUL".into(),
+        ));
+    }
+    Ok(Target::Sqlite(PathBuf::from(path)))
+}
+
+/// Opens the SQLite pool, creating the file and its directory so a fresh
+/// install needs no setup step.
+pub(super) async fn sqlite_pool(path: &Path) -> Result<AnyPool, StoreError> {
+    let path = std::path::absolute(path)
+        .map_err(|_| StoreError::InvalidUrl("the sqlite path cannot be made absolute".into()))?;
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| StoreError::Connect(sqlx::Error::Io(e)))?;
+    }
+    let text = path
+        .to_str()
+        .ok_or_else(|| StoreError::InvalidUrl("the sqlite path is not valid UTF-8".into()))?;
+    let options = AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", encode_path(text)))
+        .map_err(|_| StoreError::InvalidUrl("the sqlite path cannot be expressed as a URL".into()))?;
+    AnyPoolOptions::new()
+        .max_connections(SQLITE_MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // Per-connection settings; journal_mode is persistent but
+                // re-asserting it is a cheap no-op once the file is in WAL.
+                conn.execute("PRAGMA busy_timeout = 5000").await?;
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(StoreError::Connect)
+}
+
+/// Opens the PostgreSQL pool used for queries.
+pub(super) async fn postgres_pool(url: &str) -> Result<AnyPool, StoreError> {
+    let options = AnyConnectOptions::from_str(url)
+        .map_err(|_| StoreError::InvalidUrl("not a valid postgres:// connection URL".into()))?;
+    AnyPoolOptions::new()
+        .max_connections(POSTGRES_MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(StoreError::Connect)
+}
+
+/// A separate one-connection pool for LISTEN: a listening connection is
+/// pinned for the store's lifetime and must not starve the query pool.
+pub(super) async fn listener_pool(url: &str) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|_| StoreError::InvalidUrl("not a valid postgres:// connection URL".into()))?
+        .application_name("portcullis-events");
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .map_err(StoreError::Connect)
+}
+
+/// Percent-encodes everything but unreserved characters and `/`, because
+/// sqlx decodes the path and `?`, `#`, `%` or spaces would otherwise be
+/// misread as URL syntax.
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_urls() {
+        assert!(matches!(
+            parse_target("sqlite:///var/lib/p.db"),
+            Ok(Target::Sqlite(p)) if p == Path::new("/var/lib/p.db")
+        ));
+        assert!(matches!(
+            parse_target("sqlite://rel/p.db?mode=rwc"),
+            Ok(Target::Sqlite(p)) if p == Path::new("rel/p.db")
+        ));
+        assert!(matches!(parse_target("/data/p.db"), Ok(Target::Sqlite(_))));
+        assert!(matches!(
+            parse_target("postgres://u:pw@localhost/db"),
+            Ok(Target::Postgres(_))
+        ));
+        assert!(matches!(
+            parse_target("postgresql://localhost/db"),
+            Ok(Target::Postgres(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_urls_without_echoing_them() {
+        for bad in [
+            "",
+            "mysql://root:hunter2@h/db",
+            "sqlite://",
+            "sqlite::memory:",
+            "sqlite://x.db?mode=ro",
+        ] {
+            match parse_target(bad) {
+                Err(StoreError::InvalidUrl(msg)) => assert!(!msg.contains("hunter2"), "{msg}"),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn encodes_url_syntax_in_paths() {
+        assert_eq!(encode_path("/a b/c?d#e%f"), "/a%20b/c%3Fd%23e%25f");
+    }
+}

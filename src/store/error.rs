@@ -1,0 +1,43 @@
+//! The store's error type.
+//!
+//! Display strings never contain connection URLs, passwords or stored values:
+//! they end up in logs and `/readyz` output, which operators share freely.
+
+/// Everything that can go wrong talking to the session/key store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The configured store URL could not be understood. The message describes
+    /// the problem without echoing the URL (it may embed a password).
+    #[error("invalid store URL: {0}")]
+    InvalidUrl(String),
+
+    /// The database could not be reached or refused the connection within the
+    /// acquire timeout.
+    #[error("could not connect to the store database")]
+    Connect(#[source] sqlx::Error),
+
+    /// A schema migration failed; the database is left at the previous version
+    /// because every migration runs in its own transaction.
+    #[error("store migration {version} failed")]
+    Migrate {
+        /// The migration version that failed (0 is the bookkeeping table itself).
+        version: i64,
+        /// The underlying database error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A query failed at runtime (connection lost, constraint violated, pool closed...).
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+
+    /// A stored row could not be decoded into its Rust type.
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+
+    /// A value was rejected before reaching the database because one of the
+    /// backends cannot store it faithfully (e.g. NUL characters on PostgreSQL);
+    /// rejecting it on both keeps the backends behaviourally identical.
+    #[error("invalid value for the store: {0}")]
+    InvalidInput(String),
+}

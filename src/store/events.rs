@@ -1,0 +1,199 @@
+//! Cross-replica cache invalidation.
+//!
+//! Every replica keeps a read-through session cache; when one replica revokes
+//! sessions the others must drop their cached copies. Locally that is a
+//! `tokio::sync::broadcast`; across replicas (PostgreSQL only, SQLite is
+//! single-node) it is `NOTIFY portcullis_events` plus a listener task that
+//! re-publishes what it hears.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgListener, PgPool};
+use tokio::sync::{broadcast, watch};
+
+use super::{SessionSelector, StoreEvent};
+
+/// The PostgreSQL channel every replica listens on.
+pub(super) const CHANNEL: &str = "portcullis_events";
+
+/// Lagging subscribers lose events beyond this, so it is sized well above any
+/// realistic burst of revocations between two cache polls.
+pub(super) const BROADCAST_CAPACITY: usize = 1024;
+
+/// PostgreSQL rejects NOTIFY payloads of 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7900;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// The JSON shape on the wire. Kept private and separate from the public
+/// enums so the public types can evolve without breaking mixed-version
+/// replicas during a rolling upgrade.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Wire {
+    SessionsRevoked { selector: WireSelector },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+enum WireSelector {
+    Id(String),
+    User(String),
+    Tenant(String),
+    Connection(String),
+    All,
+}
+
+/// Encodes an event for `pg_notify`. Oversized selectors degrade to `All`:
+/// over-invalidating a cache is harmless, failing the revocation is not.
+pub(super) fn encode(event: &StoreEvent) -> String {
+    let wire = match event {
+        StoreEvent::SessionsRevoked(selector) => Wire::SessionsRevoked {
+            selector: match selector.clone() {
+                SessionSelector::Id(v) => WireSelector::Id(v),
+                SessionSelector::User(v) => WireSelector::User(v),
+                SessionSelector::Tenant(v) => WireSelector::Tenant(v),
+                SessionSelector::Connection(v) => WireSelector::Connection(v),
+                SessionSelector::All => WireSelector::All,
+            },
+        },
+    };
+    match serde_json::to_string(&wire) {
+        Ok(json) if json.len() <= MAX_PAYLOAD => json,
+        _ => ALL_JSON.to_owned(),
+    }
+}
+
+const ALL_JSON: &str = r#"{"type":"sessions_revoked","selector":{"kind":"all"}}"#;
+
+/// Decodes a payload from another replica; `None` for anything we do not
+/// understand (e.g. an event type added by a newer version).
+pub(super) fn decode(payload: &str) -> Option<StoreEvent> {
+    let wire: Wire = serde_json::from_str(payload).ok()?;
+    Some(match wire {
+        Wire::SessionsRevoked { selector } => StoreEvent::SessionsRevoked(match selector {
+            WireSelector::Id(v) => SessionSelector::Id(v),
+            WireSelector::User(v) => SessionSelector::User(v),
+            WireSelector::Tenant(v) => SessionSelector::Tenant(v),
+            WireSelector::Connection(v) => SessionSelector::Connection(v),
+            WireSelector::All => SessionSelector::All,
+        }),
+    })
+}
+
+/// Connects a dedicated LISTEN connection. Done before `Store::open` returns
+/// so that no revocation published after `open` can be missed.
+pub(super) async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Re-publishes notifications from other replicas until the store is closed
+/// or every `Store` clone is dropped (the `watch` sender lives in the store,
+/// so its drop ends this task; it never holds the store itself).
+///
+/// Notifications sent while the connection is down are lost for good, so
+/// after every reconnect it publishes `SessionsRevoked(All)`: subscribers
+/// flush their caches rather than serve sessions revoked during the gap.
+pub(super) async fn run_listener(
+    pool: PgPool,
+    first: PgListener,
+    events: broadcast::Sender<StoreEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut listener = Some(first);
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let Some(active) = listener.as_mut() else {
+            // Reconnect with capped exponential backoff.
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                result = listen(&pool) => match result {
+                    Ok(fresh) => {
+                        tracing::info!("store event listener reconnected");
+                        listener = Some(fresh);
+                        backoff = BACKOFF_MIN;
+                        let _ = events.send(StoreEvent::SessionsRevoked(SessionSelector::All));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "store event listener could not reconnect");
+                    }
+                },
+            }
+            continue;
+        };
+        tokio::select! {
+            // Either an explicit close or the sender dropped with the last Store.
+            _ = shutdown.changed() => break,
+            received = active.try_recv() => match received {
+                Ok(Some(notification)) => match decode(notification.payload()) {
+                    Some(event) => {
+                        let _ = events.send(event);
+                    }
+                    None => tracing::warn!("ignoring undecodable store event"),
+                },
+                Ok(None) => {
+                    // sqlx already reconnected and re-subscribed (eager
+                    // reconnect); anything sent in between is gone.
+                    tracing::warn!("store event listener lost its connection; flushing caches");
+                    let _ = events.send(StoreEvent::SessionsRevoked(SessionSelector::All));
+                }
+                Err(error) => {
+                    // Drop the listener (and its possibly broken connection)
+                    // and rebuild it from scratch after a backoff.
+                    tracing::warn!(%error, "store event listener failed");
+                    listener = None;
+                }
+            },
+        }
+    }
+    drop(listener);
+    pool.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_round_trip() {
+        for selector in [
+            SessionSelector::Id("abc".into()),
+            SessionSelector::User("u'\"; DROP TABLE x; --".into()),
+            SessionSelector::Tenant("t".into()),
+            SessionSelector::Connection("c".into()),
+            SessionSelector::All,
+        ] {
+            let event = StoreEvent::SessionsRevoked(selector);
+            assert_eq!(decode(&encode(&event)), Some(event));
+        }
+    }
+
+    #[test]
+    fn oversized_selector_degrades_to_all() {
+        let event = StoreEvent::SessionsRevoked(SessionSelector::User("x".repeat(10_000)));
+        let json = encode(&event);
+        assert!(json.len() <= MAX_PAYLOAD);
+        assert_eq!(
+            decode(&json),
+            Some(StoreEvent::SessionsRevoked(SessionSelector::All))
+        );
+    }
+
+    #[test]
+    fn unknown_events_are_ignored() {
+        assert_eq!(decode(r#"{"type":"users_changed"}"#), None);
+        assert_eq!(decode("not json"), None);
+    }
+}

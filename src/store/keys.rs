@@ -1,0 +1,41 @@
+//! Long-lived secrets shared by all replicas.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, StoredKey, check_text, unix_now};
+
+impl Store {
+    /// Lets every replica generate a candidate key at startup and still end
+    /// up agreeing on one: the first insert wins and everybody reads back the
+    /// stored key. `INSERT .. ON CONFLICT DO NOTHING` waits for a concurrent
+    /// inserter to commit, so the following `SELECT` always sees the winner.
+    pub async fn key_get_or_insert(
+        &self,
+        purpose: &str,
+        kid: &str,
+        material: &[u8],
+    ) -> Result<StoredKey, StoreError> {
+        check_text("purpose", purpose)?;
+        check_text("kid", kid)?;
+        sqlx::query(
+            "INSERT INTO keys (purpose, kid, material, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (purpose) DO NOTHING",
+        )
+        .bind(purpose)
+        .bind(kid)
+        .bind(material)
+        .bind(unix_now())
+        .execute(&self.inner.pool)
+        .await?;
+        let row = sqlx::query("SELECT kid, material, created_at FROM keys WHERE purpose = $1")
+            .bind(purpose)
+            .fetch_optional(&self.inner.pool)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("key vanished right after insert".into()))?;
+        Ok(StoredKey {
+            kid: row.try_get("kid")?,
+            material: row.try_get("material")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}

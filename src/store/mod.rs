@@ -1,0 +1,252 @@
+//! Persistent state shared by all replicas: server-side sessions, shared
+//! keys, and the events that keep per-replica caches coherent.
+//!
+//! One API over two backends: SQLite (a single file, the embedded default)
+//! and PostgreSQL (for several replicas). Both go through sqlx's `Any` driver
+//! with runtime-checked queries, so building the crate needs no database.
+//! Queries use `$n` placeholders, which both backends accept.
+//!
+//! **Runtime requirement:** [`Store::open`] spawns background work (the
+//! PostgreSQL LISTEN task and sqlx's pool maintenance) on the calling tokio
+//! runtime, so that runtime must outlive the store. The listener task stops
+//! on [`Store::close`] or when the last clone of the store is dropped.
+
+mod connect;
+mod error;
+mod events;
+mod keys;
+mod migrate;
+mod sessions;
+
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::AnyPool;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub use error::StoreError;
+
+/// Which database a [`Store`] talks to. Callers use it for the few decisions
+/// that really differ (e.g. whether events cross replicas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A local SQLite file: one node, events stay in-process.
+    Sqlite,
+    /// A PostgreSQL server: many replicas, events travel by LISTEN/NOTIFY.
+    Postgres,
+}
+
+/// A server-side session. The cookie carries only the (encrypted) session id;
+/// everything needed to rebuild the principal lives here, so large group
+/// sets never bloat headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Lowercase hex SHA-256 of the session id; the store never sees raw ids.
+    pub id_hash: String,
+    pub user_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub tenant: Option<String>,
+    pub connection: Option<String>,
+    pub groups: Vec<String>,
+    pub roles: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Absolute expiry, unix seconds.
+    pub expires_at: i64,
+    /// Unix seconds, for idle expiry.
+    pub last_seen_at: i64,
+}
+
+/// Which sessions to revoke: the granularities the admin, logout and SCIM
+/// deprovisioning paths need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionSelector {
+    /// One session, by `id_hash`.
+    Id(String),
+    /// Every session of a user id.
+    User(String),
+    /// Every session in a tenant.
+    Tenant(String),
+    /// Every session established through an IdP connection.
+    Connection(String),
+    /// Everything.
+    All,
+}
+
+/// A shared secret as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub material: Vec<u8>,
+    /// Unix seconds, set by the store when the key was first inserted.
+    pub created_at: i64,
+}
+
+/// Cache-invalidation events delivered by [`Store::subscribe`].
+///
+/// `SessionsRevoked(SessionSelector::All)` is also published when the
+/// PostgreSQL listener had to reconnect, because notifications sent during
+/// the outage are lost and caches must assume the worst.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Sessions matching the selector were deleted; drop cached copies.
+    SessionsRevoked(SessionSelector),
+}
+
+/// Handle to the store. Cloning is cheap (an `Arc`) and all clones share one
+/// pool and one event channel.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: AnyPool,
+    backend: Backend,
+    events: broadcast::Sender<StoreEvent>,
+    /// Dropping this (with the last `Store`) or sending `true` stops the
+    /// listener task; the task only holds the receiver, never the store.
+    shutdown: watch::Sender<bool>,
+    listener: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    /// Shows only the backend: the pool's options include the URL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+static INSTALL_DRIVERS: Once = Once::new();
+
+impl Store {
+    /// Connects and migrates in one step so no caller can ever query an
+    /// out-of-date schema.
+    ///
+    /// `url` is `sqlite://PATH` (file and parent directory created if
+    /// missing; WAL, `synchronous=NORMAL`, foreign keys on, 5 s busy
+    /// timeout), a bare filesystem path (treated as SQLite), or
+    /// `postgres://...` / `postgresql://...`. On PostgreSQL the LISTEN
+    /// connection is established before this returns, so no event published
+    /// afterwards is missed. Must be called inside a tokio runtime that
+    /// outlives the store.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        INSTALL_DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let target = connect::parse_target(url)?;
+        let (events_tx, _) = broadcast::channel(events::BROADCAST_CAPACITY);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+        let (pool, backend, listener) = match target {
+            connect::Target::Sqlite(path) => {
+                let pool = connect::sqlite_pool(&path).await?;
+                (pool, Backend::Sqlite, None)
+            }
+            connect::Target::Postgres(url) => {
+                let pool = connect::postgres_pool(&url).await?;
+                (pool, Backend::Postgres, Some(url))
+            }
+        };
+
+        if let Err(error) = migrate::run(&pool, backend).await {
+            pool.close().await;
+            return Err(error);
+        }
+
+        let handle = match listener {
+            None => None,
+            Some(url) => {
+                let started = async {
+                    let listen_pool = connect::listener_pool(&url).await?;
+                    match events::listen(&listen_pool).await {
+                        Ok(listener) => Ok((listen_pool, listener)),
+                        Err(error) => {
+                            listen_pool.close().await;
+                            Err(StoreError::Connect(error))
+                        }
+                    }
+                }
+                .await;
+                let (listen_pool, listener) = match started {
+                    Ok(started) => started,
+                    Err(error) => {
+                        pool.close().await;
+                        return Err(error);
+                    }
+                };
+                Some(tokio::spawn(events::run_listener(
+                    listen_pool,
+                    listener,
+                    events_tx.clone(),
+                    shutdown_rx,
+                )))
+            }
+        };
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                backend,
+                events: events_tx,
+                shutdown: shutdown_tx,
+                listener: Mutex::new(handle),
+            }),
+        })
+    }
+
+    /// Lets callers branch on the few behaviours that differ per backend.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Proves the database answers, for `/readyz`; bounded by the acquire
+    /// timeout when the pool is exhausted or the server is gone.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.inner.pool).await?;
+        Ok(())
+    }
+
+    /// Graceful shutdown: stops the listener and waits (bounded) for pooled
+    /// connections to close so SQLite checkpoints the WAL and PostgreSQL sees
+    /// clean disconnects. Later calls on any clone fail with a pool-closed
+    /// error.
+    pub async fn close(&self) {
+        self.inner.shutdown.send_replace(true);
+        let handle = self.inner.listener.lock().ok().and_then(|mut h| h.take());
+        self.inner.pool.close().await;
+        if let Some(handle) = handle {
+            // The task exits promptly on the signal; the bound only guards
+            // against a wedged network close.
+            let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+        }
+    }
+
+    /// Gives a cache its own event stream. Subscribe *before* filling the
+    /// cache so no revocation can slip in between.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.inner.events.subscribe()
+    }
+}
+
+/// Store timestamps come from the wall clock; a clock before 1970 is treated
+/// as 0 rather than failing a write.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// PostgreSQL cannot store NUL in TEXT while SQLite can; refusing it on both
+/// keeps the backends interchangeable.
+fn check_text(field: &str, value: &str) -> Result<(), StoreError> {
+    if value.contains('\0') {
+        return Err(StoreError::InvalidInput(format!(
+            "{field} contains a NUL character"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Server-side session records.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{
+    Backend, SessionRecord, SessionSelector, Store, StoreError, StoreEvent, check_text, events,
+};
+
+const SELECT_COLUMNS: &str = "SELECT id_hash, user_id, email, name, tenant, connection, \
+     groups_json, roles_json, created_at, expires_at, last_seen_at FROM sessions WHERE id_hash = $1";
+
+impl Store {
+    /// Persists a new session so every replica (and a restarted process) can
+    /// honour its cookie. Fails if `id_hash` already exists: ids are random,
+    /// so a collision means a bug, not something to overwrite silently.
+    pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        for (field, value) in [
+            ("id_hash", s.id_hash.as_str()),
+            ("user_id", s.user_id.as_str()),
+            ("email", s.email.as_str()),
+        ] {
+            check_text(field, value)?;
+        }
+        for (field, value) in [
+            ("name", &s.name),
+            ("tenant", &s.tenant),
+            ("connection", &s.connection),
+        ] {
+            if let Some(value) = value {
+                check_text(field, value)?;
+            }
+        }
+        let groups = encode_list("groups", &s.groups)?;
+        let roles = encode_list("roles", &s.roles)?;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, email, name, tenant, connection, \
+             groups_json, roles_json, created_at, expires_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(s.id_hash.as_str())
+        .bind(s.user_id.as_str())
+        .bind(s.email.as_str())
+        .bind(s.name.as_deref())
+        .bind(s.tenant.as_deref())
+        .bind(s.connection.as_deref())
+        .bind(groups)
+        .bind(roles)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.last_seen_at)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Loads a session on a cache miss. Expiry is *not* checked here: the
+    /// session layer owns the clock and the idle policy.
+    pub async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        check_text("id_hash", id_hash)?;
+        let row = sqlx::query(SELECT_COLUMNS)
+            .bind(id_hash)
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        row.as_ref().map(decode_session).transpose()
+    }
+
+    /// Records activity for idle expiry. Only moves the timestamp forward, so
+    /// a slow replica writing an older time cannot make an active session
+    /// look idle. A missing session is not an error: it may have just been
+    /// revoked or expired.
+    pub async fn touch_session(&self, id_hash: &str, last_seen_at: i64) -> Result<(), StoreError> {
+        check_text("id_hash", id_hash)?;
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1 AND last_seen_at < $2",
+        )
+        .bind(id_hash)
+        .bind(last_seen_at)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes sessions (logout, SCIM deprovisioning, admin action) and tells
+    /// every cache to forget them. The event is published even when nothing
+    /// was deleted, because a cache may still hold a copy. On PostgreSQL the
+    /// NOTIFY is sent in the same transaction as the delete, so other
+    /// replicas hear about it exactly when the delete becomes visible.
+    pub async fn revoke_sessions(&self, selector: &SessionSelector) -> Result<u64, StoreError> {
+        let (sql, value): (&'static str, Option<&str>) = match selector {
+            SessionSelector::Id(v) => ("DELETE FROM sessions WHERE id_hash = $1", Some(v)),
+            SessionSelector::User(v) => ("DELETE FROM sessions WHERE user_id = $1", Some(v)),
+            SessionSelector::Tenant(v) => ("DELETE FROM sessions WHERE tenant = $1", Some(v)),
+            SessionSelector::Connection(v) => {
+                ("DELETE FROM sessions WHERE connection = $1", Some(v))
+            }
+            SessionSelector::All => ("DELETE FROM sessions", None),
+        };
+        if let Some(value) = value {
+            check_text("selector", value)?;
+        }
+        let mut query = sqlx::query(sql);
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        let event = StoreEvent::SessionsRevoked(selector.clone());
+
+        let deleted = match self.inner.backend {
+            Backend::Sqlite => query.execute(&self.inner.pool).await?.rows_affected(),
+            Backend::Postgres => {
+                let mut tx = self.inner.pool.begin().await?;
+                let deleted = query.execute(&mut *tx).await?.rows_affected();
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(events::CHANNEL)
+                    .bind(events::encode(&event))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                deleted
+            }
+        };
+        // No receivers is fine: nobody caches anything yet.
+        let _ = self.inner.events.send(event);
+        Ok(deleted)
+    }
+
+    /// Garbage-collects dead sessions so the table does not grow forever.
+    /// No event: readers already refuse expired sessions on their own.
+    pub async fn delete_expired_sessions(
+        &self,
+        now: i64,
+        idle_cutoff: i64,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+            .bind(now)
+            .bind(idle_cutoff)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Feeds the active-sessions gauge and admin tooling.
+    pub async fn count_sessions(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions")
+            .fetch_one(&self.inner.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt("negative session count".into()))
+    }
+}
+
+/// Lists are stored as JSON text because the Any driver has no array type.
+fn encode_list(field: &str, list: &[String]) -> Result<String, StoreError> {
+    for item in list {
+        check_text(field, item)?;
+    }
+    serde_json::to_string(list)
+        .map_err(|_| StoreError::InvalidInput(format!("{field} cannot be encoded as JSON")))
+}
+
+/// Decodes a JSON list column; the message names the column, never the data.
+fn decode_list(row: &AnyRow, column: &str) -> Result<Vec<String>, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text)
+        .map_err(|_| StoreError::Corrupt(format!("sessions.{column} is not a JSON string array")))
+}
+
+/// Maps a row to a record, reporting undecodable data as `Corrupt` rather
+/// than guessing.
+fn decode_session(row: &AnyRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id_hash: row.try_get("id_hash")?,
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        tenant: row.try_get("tenant")?,
+        connection: row.try_get("connection")?,
+        groups: decode_list(row, "groups_json")?,
+        roles: decode_list(row, "roles_json")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+    })
+}
