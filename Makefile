@@ -1,0 +1,48 @@
+# Developer entry points. `make test` and `make demo` (the two commands in the
+# README) set up a fresh Debian machine themselves via scripts/install-deps.sh,
+# which does nothing when everything is already installed.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+MAKEFLAGS += --no-builtin-rules
+
+# rustup installs cargo into ~/.cargo/bin, which fresh non-login shells (CI,
+# sudo) may not have on PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+CARGO ?= cargo
+
+.PHONY: deps build demo test bench fmt clippy clean
+
+deps:
+	bash scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --locked
+
+# The demo needs no config file; it listens on http://127.0.0.1:8080.
+demo: deps
+	$(CARGO) run --locked -- demo
+
+# Kept plain on purpose: every line of test output is cargo's own.
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) test --locked
+
+# Micro-benchmark of the auth gate, then the end-to-end comparison with nginx
+# (benches/load.sh exits non-zero when Portcullis is too far behind).
+bench:
+	bash scripts/install-deps.sh --bench
+	$(CARGO) bench --locked --bench hot_path
+	bash benches/load.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

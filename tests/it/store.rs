@@ -1,0 +1,710 @@
+//! Store conformance suite: every scenario is written once as a generic async
+//! fn and stamped out for SQLite (temp file) and PostgreSQL (throwaway
+//! cluster, fresh database per test) by `conformance!`.
+
+use std::time::{Duration, Instant};
+
+use portcullis::store::{
+    Backend, SessionRecord, SessionSelector, Store, StoreError, StoreEvent, StoredKey,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::broadcast;
+
+use crate::support::postgres::PgCluster;
+
+/// Bound for every event wait.
+const EVENT_WAIT: Duration = Duration::from_secs(5);
+
+/// A database a test may open any number of stores on.
+struct TestDb {
+    url: String,
+    backend: Backend,
+    /// Keeps the SQLite file alive for the duration of the test.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        TestDb {
+            url,
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> TestDb {
+        let url = PgCluster::shared().await.fresh_database().await;
+        TestDb {
+            url,
+            backend: Backend::Postgres,
+            _dir: None,
+        }
+    }
+
+    async fn open(&self) -> Store {
+        let store = Store::open(&self.url).await.expect("open store");
+        assert_eq!(store.backend(), self.backend);
+        store
+    }
+
+    /// Reads the migration bookkeeping behind the store's back.
+    async fn migration_versions(&self) -> Vec<i64> {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url)
+            .await
+            .expect("raw connection");
+        let rows = sqlx::query("SELECT version FROM portcullis_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .expect("read migrations");
+        let _ = conn.close().await;
+        rows.iter()
+            .map(|r| r.try_get::<i64, _>("version").expect("version"))
+            .collect()
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::postgres().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    open_migrates,
+    reopen_is_idempotent,
+    insert_get_round_trip,
+    get_missing_is_none,
+    duplicate_insert_fails,
+    touch_moves_last_seen_forward,
+    revoke_by_each_selector,
+    revoke_publishes_local_event,
+    revoke_reaches_other_store,
+    delete_expired_absolute_and_idle,
+    key_first_writer_wins,
+    key_first_writer_wins_concurrently,
+    hostile_strings_round_trip,
+    nul_is_rejected_consistently,
+    ping_and_close,
+);
+
+fn session(id: &str, user: &str, tenant: Option<&str>, connection: Option<&str>) -> SessionRecord {
+    SessionRecord {
+        id_hash: id.to_owned(),
+        user_id: user.to_owned(),
+        email: format!("{user}@example.com"),
+        name: Some(format!("Name of {user}")),
+        tenant: tenant.map(str::to_owned),
+        connection: connection.map(str::to_owned),
+        groups: vec!["g1".into(), "g2".into()],
+        roles: vec!["admin".into()],
+        created_at: 1_000,
+        expires_at: 10_000,
+        last_seen_at: 1_000,
+    }
+}
+
+async fn ids(store: &Store, candidates: &[&str]) -> Vec<String> {
+    let mut present = Vec::new();
+    for id in candidates {
+        if store.get_session(id).await.expect("get").is_some() {
+            present.push((*id).to_owned());
+        }
+    }
+    present
+}
+
+/// Waits (bounded) for a specific event, skipping others (e.g. duplicates
+/// or reconnect flushes).
+async fn expect_event(rx: &mut broadcast::Receiver<StoreEvent>, expected: &StoreEvent) {
+    let deadline = Instant::now() + EVENT_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(event)) if &event == expected => return,
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(e)) => panic!("event channel closed: {e}"),
+            Err(_) => panic!("no {expected:?} within {EVENT_WAIT:?}"),
+        }
+    }
+}
+
+async fn open_migrates(db: &TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.count_sessions().await.unwrap(), 0);
+    assert_eq!(db.migration_versions().await, vec![1]);
+    store.close().await;
+}
+
+async fn reopen_is_idempotent(db: &TestDb) {
+    let first = db.open().await;
+    first
+        .insert_session(&session("a", "u1", None, None))
+        .await
+        .unwrap();
+    first.close().await;
+
+    let second = db.open().await;
+    let third = db.open().await;
+    assert_eq!(db.migration_versions().await, vec![1]);
+    assert_eq!(second.count_sessions().await.unwrap(), 1);
+    assert!(third.get_session("a").await.unwrap().is_some());
+    second.close().await;
+    third.close().await;
+}
+
+async fn insert_get_round_trip(db: &TestDb) {
+    let store = db.open().await;
+    let full = session("full", "u1", Some("acme"), Some("okta"));
+    let bare = SessionRecord {
+        id_hash: "bare".into(),
+        user_id: "u2".into(),
+        email: "u2@example.com".into(),
+        name: None,
+        tenant: None,
+        connection: None,
+        groups: vec![],
+        roles: vec![],
+        created_at: -5,
+        expires_at: i64::MAX,
+        last_seen_at: 0,
+    };
+    store.insert_session(&full).await.unwrap();
+    store.insert_session(&bare).await.unwrap();
+    assert_eq!(store.get_session("full").await.unwrap(), Some(full));
+    assert_eq!(store.get_session("bare").await.unwrap(), Some(bare));
+    assert_eq!(store.count_sessions().await.unwrap(), 2);
+    store.close().await;
+}
+
+async fn get_missing_is_none(db: &TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.get_session("nope").await.unwrap(), None);
+    store.close().await;
+}
+
+async fn duplicate_insert_fails(db: &TestDb) {
+    let store = db.open().await;
+    let s = session("dup", "u1", None, None);
+    store.insert_session(&s).await.unwrap();
+    let mut other = s.clone();
+    other.user_id = "intruder".into();
+    assert!(matches!(
+        store.insert_session(&other).await,
+        Err(StoreError::Query(_))
+    ));
+    assert_eq!(store.get_session("dup").await.unwrap(), Some(s));
+    store.close().await;
+}
+
+async fn touch_moves_last_seen_forward(db: &TestDb) {
+    let store = db.open().await;
+    let s = session("t", "u1", None, None);
+    store.insert_session(&s).await.unwrap();
+    store.touch_session("t", 5_000).await.unwrap();
+    assert_eq!(
+        store.get_session("t").await.unwrap().unwrap().last_seen_at,
+        5_000
+    );
+    // An older timestamp (slow replica) never moves it back.
+    store.touch_session("t", 2_000).await.unwrap();
+    let after = store.get_session("t").await.unwrap().unwrap();
+    assert_eq!(after.last_seen_at, 5_000);
+    assert_eq!(
+        after,
+        SessionRecord {
+            last_seen_at: 5_000,
+            ..s
+        }
+    );
+    // Missing is a no-op, not an error.
+    store.touch_session("missing", 5_000).await.unwrap();
+    assert_eq!(store.count_sessions().await.unwrap(), 1);
+    store.close().await;
+}
+
+async fn revoke_by_each_selector(db: &TestDb) {
+    let store = db.open().await;
+    let all = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    for s in [
+        session("s1", "alice", Some("acme"), Some("okta")),
+        session("s2", "alice", Some("acme"), Some("entra")),
+        session("s3", "bob", Some("acme"), Some("okta")),
+        session("s4", "carol", Some("globex"), Some("okta")),
+        session("s5", "dave", Some("globex"), Some("onelogin")),
+        session("s6", "erin", None, None),
+    ] {
+        store.insert_session(&s).await.unwrap();
+    }
+
+    let n = store
+        .revoke_sessions(&SessionSelector::Id("s6".into()))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(ids(&store, &all).await, ["s1", "s2", "s3", "s4", "s5"]);
+
+    let n = store
+        .revoke_sessions(&SessionSelector::User("alice".into()))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(ids(&store, &all).await, ["s3", "s4", "s5"]);
+
+    let n = store
+        .revoke_sessions(&SessionSelector::Connection("okta".into()))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(ids(&store, &all).await, ["s5"]);
+
+    let n = store
+        .revoke_sessions(&SessionSelector::Tenant("acme".into()))
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let n = store
+        .revoke_sessions(&SessionSelector::Tenant("globex".into()))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(store.count_sessions().await.unwrap(), 0);
+
+    for id in all {
+        store
+            .insert_session(&session(id, id, None, None))
+            .await
+            .unwrap();
+    }
+    let n = store.revoke_sessions(&SessionSelector::All).await.unwrap();
+    assert_eq!(n, 6);
+    assert_eq!(store.count_sessions().await.unwrap(), 0);
+    store.close().await;
+}
+
+async fn revoke_publishes_local_event(db: &TestDb) {
+    let store = db.open().await;
+    let mut rx = store.subscribe();
+    store
+        .insert_session(&session("e1", "alice", None, None))
+        .await
+        .unwrap();
+    let selector = SessionSelector::User("alice".into());
+    assert_eq!(store.revoke_sessions(&selector).await.unwrap(), 1);
+    expect_event(&mut rx, &StoreEvent::SessionsRevoked(selector)).await;
+
+    // Published even when nothing matched: a cache may still hold a copy.
+    let selector = SessionSelector::Id("never-existed".into());
+    assert_eq!(store.revoke_sessions(&selector).await.unwrap(), 0);
+    expect_event(&mut rx, &StoreEvent::SessionsRevoked(selector)).await;
+
+    // A clone shares the channel.
+    let clone = store.clone();
+    clone.revoke_sessions(&SessionSelector::All).await.unwrap();
+    expect_event(&mut rx, &StoreEvent::SessionsRevoked(SessionSelector::All)).await;
+    store.close().await;
+}
+
+async fn revoke_reaches_other_store(db: &TestDb) {
+    if db.backend != Backend::Postgres {
+        // SQLite is single-node: events are in-process only.
+        return;
+    }
+    let publisher = db.open().await;
+    let replica = db.open().await;
+    let mut rx = replica.subscribe();
+    for selector in [
+        SessionSelector::Id("x".into()),
+        SessionSelector::User("it's \"quoted\" 租户".into()),
+        SessionSelector::Tenant("acme".into()),
+        SessionSelector::Connection("okta".into()),
+        SessionSelector::All,
+    ] {
+        publisher.revoke_sessions(&selector).await.unwrap();
+        expect_event(&mut rx, &StoreEvent::SessionsRevoked(selector)).await;
+    }
+    // Oversized selectors degrade to All rather than failing the revoke.
+    let huge = SessionSelector::User("u".repeat(10_000));
+    publisher.revoke_sessions(&huge).await.unwrap();
+    expect_event(&mut rx, &StoreEvent::SessionsRevoked(SessionSelector::All)).await;
+    publisher.close().await;
+    replica.close().await;
+}
+
+async fn delete_expired_absolute_and_idle(db: &TestDb) {
+    let store = db.open().await;
+    let mk = |id: &str, expires_at: i64, last_seen_at: i64| SessionRecord {
+        expires_at,
+        last_seen_at,
+        ..session(id, id, None, None)
+    };
+    store.insert_session(&mk("expired", 100, 95)).await.unwrap();
+    store
+        .insert_session(&mk("expires-now", 100, 99))
+        .await
+        .unwrap();
+    store.insert_session(&mk("idle", 1_000, 40)).await.unwrap();
+    store
+        .insert_session(&mk("idle-edge", 1_000, 50))
+        .await
+        .unwrap();
+    store.insert_session(&mk("live", 1_000, 99)).await.unwrap();
+
+    // now = 100, idle cutoff = 50: both bounds inclusive.
+    let n = store.delete_expired_sessions(100, 50).await.unwrap();
+    assert_eq!(n, 4);
+    assert_eq!(
+        ids(
+            &store,
+            &["expired", "expires-now", "idle", "idle-edge", "live"]
+        )
+        .await,
+        ["live"]
+    );
+    assert_eq!(store.delete_expired_sessions(100, 50).await.unwrap(), 0);
+    store.close().await;
+}
+
+async fn key_first_writer_wins(db: &TestDb) {
+    let store = db.open().await;
+    let material: Vec<u8> = (0..=255u8).collect();
+    let first = store
+        .key_get_or_insert("assertion", "kid-1", &material)
+        .await
+        .unwrap();
+    assert_eq!(first.kid, "kid-1");
+    assert_eq!(first.material, material);
+    assert!(first.created_at > 1_600_000_000);
+
+    let second = store
+        .key_get_or_insert("assertion", "kid-2", b"other")
+        .await
+        .unwrap();
+    assert_eq!(second, first);
+
+    let other = store
+        .key_get_or_insert("cookie", "kid-3", &[])
+        .await
+        .unwrap();
+    assert_eq!(other.kid, "kid-3");
+    assert!(other.material.is_empty());
+
+    // Survives a reopen.
+    store.close().await;
+    let reopened = db.open().await;
+    assert_eq!(
+        reopened
+            .key_get_or_insert("assertion", "kid-4", b"x")
+            .await
+            .unwrap(),
+        first
+    );
+    reopened.close().await;
+}
+
+async fn key_first_writer_wins_concurrently(db: &TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..16u8 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store
+                .key_get_or_insert("race", &format!("kid-{i}"), &[i; 32])
+                .await
+        }));
+    }
+    let mut results: Vec<StoredKey> = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap().unwrap());
+    }
+    let winner = results[0].clone();
+    assert!(results.iter().all(|k| *k == winner), "{results:?}");
+    let i: u8 = winner.kid["kid-".len()..].parse().unwrap();
+    assert_eq!(winner.material, vec![i; 32]);
+    a.close().await;
+    b.close().await;
+}
+
+async fn hostile_strings_round_trip(db: &TestDb) {
+    let store = db.open().await;
+    let hostile = [
+        "'; DROP TABLE sessions; --",
+        "\" OR 1=1 --",
+        "Robert'); DELETE FROM keys;--",
+        "$1 $2 ? ?1 :name @p",
+        "ünïcødé 租户 🚀 \u{202e}rtl \u{feff}",
+        "back\\slash \n newline \t tab",
+        "%_ LIKE wildcards",
+    ];
+    for (i, text) in hostile.iter().enumerate() {
+        let s = SessionRecord {
+            id_hash: format!("{text}#{i}"),
+            user_id: (*text).to_owned(),
+            email: format!("{}@example.com", text.repeat(2)),
+            name: Some((*text).to_owned()),
+            tenant: Some((*text).to_owned()),
+            connection: Some((*text).to_owned()),
+            groups: vec![(*text).to_owned(), "]\",[".into(), String::new()],
+            roles: vec![format!("{{\"{text}\": null}}")],
+            created_at: 1,
+            expires_at: 2,
+            last_seen_at: 1,
+        };
+        store.insert_session(&s).await.unwrap();
+        assert_eq!(store.get_session(&s.id_hash).await.unwrap(), Some(s));
+    }
+    let big = SessionRecord {
+        email: format!("{}@example.com", "e".repeat(10 * 1024)),
+        groups: (0..2_000).map(|i| format!("group-{i}")).collect(),
+        ..session("big", "big", None, None)
+    };
+    store.insert_session(&big).await.unwrap();
+    assert_eq!(store.get_session("big").await.unwrap(), Some(big));
+
+    // Hostile selectors match literally and the table survives.
+    let n = store
+        .revoke_sessions(&SessionSelector::User(hostile[0].into()))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let n = store
+        .revoke_sessions(&SessionSelector::Tenant("%".into()))
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(store.count_sessions().await.unwrap(), hostile.len() as u64);
+
+    let key = store
+        .key_get_or_insert(hostile[0], hostile[4], hostile[1].as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(key.kid, hostile[4]);
+    assert_eq!(key.material, hostile[1].as_bytes());
+    store.close().await;
+}
+
+async fn nul_is_rejected_consistently(db: &TestDb) {
+    let store = db.open().await;
+    let mut s = session("nul", "u", None, None);
+    s.email = "a\0b@example.com".into();
+    assert!(matches!(
+        store.insert_session(&s).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    s.email = "ok@example.com".into();
+    s.groups = vec!["g\0".into()];
+    assert!(matches!(
+        store.insert_session(&s).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        store.get_session("a\0").await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    // Binary key material may contain NUL bytes.
+    let key = store
+        .key_get_or_insert("k", "kid", &[0, 0, 1])
+        .await
+        .unwrap();
+    assert_eq!(key.material, [0, 0, 1]);
+    assert_eq!(store.count_sessions().await.unwrap(), 0);
+    store.close().await;
+}
+
+async fn ping_and_close(db: &TestDb) {
+    let store = db.open().await;
+    store.ping().await.unwrap();
+    let clone = store.clone();
+    store.close().await;
+    assert!(clone.ping().await.is_err());
+}
+
+// ---- backend-specific and URL handling ----
+
+#[tokio::test]
+async fn sqlite_open_creates_file_and_parent_dirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("deeper").join("p.db");
+    assert!(!path.exists());
+    let store = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert!(path.exists());
+    assert_eq!(store.backend(), Backend::Sqlite);
+    store.close().await;
+
+    // A bare path is SQLite too, including characters that are URL syntax.
+    let odd = dir.path().join("with space?and#hash%.db");
+    let store = Store::open(odd.to_str().unwrap()).await.unwrap();
+    assert!(odd.exists());
+    store
+        .insert_session(&session("x", "u", None, None))
+        .await
+        .unwrap();
+    store.close().await;
+    let store = Store::open(odd.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.count_sessions().await.unwrap(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_uses_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("wal.db").display());
+    let store = Store::open(&url).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    let _ = conn.close().await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn bad_urls_are_invalid_url_errors() {
+    for url in [
+        "",
+        "   ",
+        "mysql://root:hunter2@localhost/db",
+        "sqlite://",
+        "sqlite::memory:",
+        "sqlite://x.db?mode=ro",
+        "postgres://user:hunter2@[::1/db",
+    ] {
+        match Store::open(url).await {
+            Err(StoreError::InvalidUrl(msg)) => {
+                assert!(!msg.contains("hunter2"), "{url:?} leaked: {msg}");
+            }
+            Err(other) => panic!("{url:?}: expected InvalidUrl, got {other:?}"),
+            Ok(_) => panic!("{url:?}: opened"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn unreachable_postgres_fails_within_acquire_timeout() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/db");
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(15), Store::open(&url))
+        .await
+        .expect("open did not give up within 15 s");
+    let error = result.expect_err("opened an unreachable database");
+    assert!(matches!(error, StoreError::Connect(_)), "{error:?}");
+    assert!(!error.to_string().contains("hunter2"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Counts this database's event-listener connections from the server side.
+async fn listener_connections(url: &str) -> i64 {
+    let mut conn = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE application_name = 'portcullis-events' AND datname = current_database()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
+    let _ = conn.close().await;
+    n
+}
+
+/// Polls (bounded) until the database has `expected` listener connections.
+async fn wait_for_listeners(url: &str, expected: i64) {
+    let deadline = Instant::now() + EVENT_WAIT;
+    loop {
+        let n = listener_connections(url).await;
+        if n == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {expected} listener connections, still {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_recovers_after_connection_loss() {
+    let db = TestDb::postgres().await;
+    let publisher = db.open().await;
+    let replica = db.open().await;
+    let mut rx = replica.subscribe();
+    wait_for_listeners(&db.url, 2).await;
+
+    // Kill every listener connection behind the stores' backs.
+    let mut admin = sqlx::postgres::PgConnection::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'portcullis-events' AND datname = current_database()",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let _ = admin.close().await;
+
+    // Events sent during the gap are lost, so the replica flushes everything
+    // once it is listening again ...
+    expect_event(&mut rx, &StoreEvent::SessionsRevoked(SessionSelector::All)).await;
+    // ... and later events flow again.
+    let selector = SessionSelector::User("after-reconnect".into());
+    publisher.revoke_sessions(&selector).await.unwrap();
+    expect_event(&mut rx, &StoreEvent::SessionsRevoked(selector)).await;
+    publisher.close().await;
+    replica.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_stops_when_last_store_is_dropped() {
+    let db = TestDb::postgres().await;
+    let store = db.open().await;
+    let clone = store.clone();
+    wait_for_listeners(&db.url, 1).await;
+    drop(store);
+    // A clone keeps it alive ...
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(listener_connections(&db.url).await, 1);
+    clone.ping().await.unwrap();
+    // ... the last drop ends the task and closes its connection.
+    drop(clone);
+    wait_for_listeners(&db.url, 0).await;
+
+    // close() ends it too.
+    let store = db.open().await;
+    wait_for_listeners(&db.url, 1).await;
+    store.close().await;
+    wait_for_listeners(&db.url, 0).await;
+}

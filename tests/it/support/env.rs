@@ -1,0 +1,271 @@
+//! `TestEnv`: the real proxy, in-process on 127.0.0.1, in front of a real
+//! upstream (the built-in echo app) on its own ephemeral port.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis::app::{Shared, Stop, prepare};
+use portcullis::identity::Principal;
+use pingora::server::ShutdownSignal;
+
+pub const KEY_A: &str = "test-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+pub const KEY_B: &str = "test-key-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// A port that was free a moment ago. Pingora binds by address, so we can't
+/// hand it a pre-bound socket; the window for a clash is tiny and the
+/// readiness wait below would surface it.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// The routes every test environment uses.
+pub const ROUTES: &str = r#"
+[[routes]]
+prefix = "/public/"
+policy = "public"
+
+[[routes]]
+prefix = "/optional/"
+policy = "optional"
+
+[[routes]]
+prefix = "/admin"
+policy = "required"
+allowed_groups = ["admins"]
+
+[[routes]]
+prefix = "/"
+policy = "required"
+"#;
+
+pub struct Options {
+    pub upstream: Option<SocketAddr>,
+    pub store_url: Option<String>,
+    pub keys: Vec<&'static str>,
+    pub extra: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            upstream: None,
+            store_url: None,
+            keys: vec![KEY_A],
+            extra: String::new(),
+        }
+    }
+}
+
+pub struct TestEnv {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub upstream: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub dir: tempfile::TempDir,
+    pub config_text: String,
+    stop: Option<tokio::sync::mpsc::Sender<ShutdownSignal>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _upstream_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the echo app on an ephemeral port of the current runtime.
+pub async fn start_echo_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = portcullis::demo::serve_upstream(listener).await;
+    });
+    (addr, task)
+}
+
+pub fn config_text(proxy: SocketAddr, admin: SocketAddr, upstream: SocketAddr, store: &str, keys: &[&str], extra: &str) -> String {
+    let keys = keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"
+[server]
+public_url = "http://127.0.0.1:{port}"
+threads = 2
+grace_period_seconds = 0
+
+[[listeners]]
+address = "{proxy}"
+
+[admin]
+address = "{admin}"
+
+[upstream]
+address = "{upstream}"
+connect_timeout_ms = 1000
+read_timeout_ms = 5000
+
+[session]
+keys = [{keys}]
+secure = false
+
+[store]
+url = "{store}"
+
+[log]
+level = "warn"
+{extra}
+{ROUTES}
+"#,
+        port = proxy.port()
+    )
+}
+
+impl TestEnv {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(opts: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (upstream, task) = match opts.upstream {
+            Some(a) => (a, None),
+            None => {
+                let (a, t) = start_echo_upstream().await;
+                (a, Some(t))
+            }
+        };
+        let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let store = opts
+            .store_url
+            .unwrap_or_else(|| format!("sqlite://{}/store.db", dir.path().display()));
+        let text = config_text(proxy, admin, upstream, &store, &opts.keys, &opts.extra);
+        let path: PathBuf = dir.path().join("portcullis.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = portcullis::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+
+        let (stop_tx, stop_rx) = tokio::sync::mpsc::channel(1);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        // prepare() builds its own runtime, which can't happen inside the
+        // test's runtime: do it all on a plain thread.
+        let thread = std::thread::spawn(move || match prepare(config, Some(path)) {
+            Ok(p) => {
+                let _ = ready_tx.send(Ok(p.shared.clone()));
+                p.run(Stop::Channel(stop_rx));
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+            }
+        });
+        let shared = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .expect("server did not start in time")
+            .unwrap_or_else(|e| panic!("server failed to start: {e}"));
+        wait_for_port(proxy).await;
+        wait_for_port(admin).await;
+        Self {
+            proxy,
+            admin,
+            upstream,
+            shared,
+            dir,
+            config_text: text,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _upstream_task: task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    /// Creates a real session in the store; returns the `Cookie` header value.
+    pub async fn mint(&self, p: &Principal) -> String {
+        self.mint_at(p, portcullis::clock::now(), 3600).await
+    }
+
+    pub async fn mint_at(&self, p: &Principal, now: i64, lifetime: i64) -> String {
+        let token = self.shared.sessions.create(p, lifetime, now).await.unwrap();
+        let set_cookie = self.shared.state.load().codec.seal(&token, now);
+        set_cookie.split(';').next().unwrap().to_owned()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.admin)).await.unwrap().text().await.unwrap()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.try_send(ShutdownSignal::FastShutdown);
+        }
+        if let Some(t) = self.thread.take() {
+            // Bounded: a stuck shutdown must not hang the suite.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = t.join();
+                let _ = tx.send(());
+            });
+            let _ = rx.recv_timeout(Duration::from_secs(15));
+        }
+    }
+}
+
+pub async fn wait_for_port(addr: SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{addr} did not start listening within 10 s");
+}
+
+pub fn principal(email: &str, groups: &[&str]) -> Principal {
+    Principal {
+        user_id: format!("user-{}", email.split('@').next().unwrap()),
+        email: email.into(),
+        name: Some("Alice Example".into()),
+        groups: groups.iter().map(|s| s.to_string()).collect(),
+        roles: vec!["member".into()],
+        tenant: Some("acme".into()),
+        connection: Some("acme-saml".into()),
+    }
+}
+
+/// A client that never follows redirects and never stores cookies.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// What the echo upstream saw, as JSON.
+pub async fn echo(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = req.header("accept", "application/json").send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
+}
+
+/// First value of a header the upstream received.
+pub fn seen<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name][0].as_str()
+}
+
+/// Sends raw bytes (exact header spelling) and returns the raw response.
+pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
