@@ -85,22 +85,26 @@ impl Shared {
     pub async fn reload(&self) -> Result<(), AppError> {
         let result = self.try_reload().await;
         let label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics.config_reloads.with_label_values(&[label]).inc();
+        self.metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
         self.metrics
             .config_last_reload_success
             .set(i64::from(result.is_ok()));
         match &result {
             Ok(()) => tracing::info!("configuration reloaded"),
-            Err(e) => tracing::error!(error = %e, "configuration reload failed; still serving the previous configuration"),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed; still serving the previous configuration")
+            }
         }
         result
     }
 
     async fn try_reload(&self) -> Result<(), AppError> {
-        let path = self
-            .config_path
-            .as_deref()
-            .ok_or(AppError::NeedsRestart("a configuration given without a file"))?;
+        let path = self.config_path.as_deref().ok_or(AppError::NeedsRestart(
+            "a configuration given without a file",
+        ))?;
         let new = config::load(path)?;
         self.swap(new).await
     }
@@ -146,7 +150,12 @@ async fn build_state(
         &config.headers.assertion_audience,
         config.headers.assertion_lifetime_seconds,
     )?);
-    Ok(ProxyState::build(config, sessions.clone(), signer, metrics.clone())?)
+    Ok(ProxyState::build(
+        config,
+        sessions.clone(),
+        signer,
+        metrics.clone(),
+    )?)
 }
 
 /// `/metrics`, `/healthz`, `/readyz` on the admin listener.
@@ -159,7 +168,11 @@ impl ServeHttp for AdminApp {
     async fn response(&self, http: &mut ServerSession) -> http::Response<Vec<u8>> {
         let path = http.req_header().uri.path().to_owned();
         let (status, ctype, body) = match path.as_str() {
-            "/metrics" => (200, "text/plain; version=0.0.4", self.shared.metrics.render().into_bytes()),
+            "/metrics" => (
+                200,
+                "text/plain; version=0.0.4",
+                self.shared.metrics.render().into_bytes(),
+            ),
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
             "/readyz" => {
                 match tokio::time::timeout(Duration::from_secs(2), self.shared.store.ping()).await {
@@ -198,7 +211,10 @@ struct SignalWatch;
 impl ShutdownSignalWatch for SignalWatch {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
         };
@@ -214,7 +230,12 @@ struct ChannelWatch(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<ShutdownSigna
 #[async_trait]
 impl ShutdownSignalWatch for ChannelWatch {
     async fn recv(&self) -> ShutdownSignal {
-        self.0.lock().await.recv().await.unwrap_or(ShutdownSignal::FastShutdown)
+        self.0
+            .lock()
+            .await
+            .recv()
+            .await
+            .unwrap_or(ShutdownSignal::FastShutdown)
     }
 }
 
@@ -260,7 +281,12 @@ pub fn prepare(config: Config, config_path: Option<PathBuf>) -> Result<Prepared,
                 .map_err(|e| AppError::Listener(l.address.clone(), e.to_string()))?,
         }
     }
-    let mut admin = Service::new("portcullis admin".into(), AdminApp { shared: shared.clone() });
+    let mut admin = Service::new(
+        "portcullis admin".into(),
+        AdminApp {
+            shared: shared.clone(),
+        },
+    );
     admin.add_tcp(&config.admin.address);
     server.add_service(proxy);
     server.add_service(admin);
@@ -282,7 +308,9 @@ impl Prepared {
             }
             Stop::Channel(rx) => Box::new(ChannelWatch(tokio::sync::Mutex::new(rx))),
         };
-        self.server.run(RunArgs { shutdown_signal: watch });
+        self.server.run(RunArgs {
+            shutdown_signal: watch,
+        });
         let store = self.shared.store.clone();
         self.background.block_on(async move { store.close().await });
         self.background.shutdown_timeout(Duration::from_secs(2));

@@ -14,7 +14,11 @@ use crate::session::{CookieCodec, Sessions};
 use crate::store::{SessionSelector, Store};
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "Authentication sidecar: SSO and SCIM in front of an unchanged app")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Authentication sidecar: SSO and SCIM in front of an unchanged app"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -118,13 +122,17 @@ fn dispatch(cmd: Command) -> Result<ExitCode, AppError> {
             }
         },
         Command::Demo { data_dir } => crate::demo::run_demo(&data_dir).map(|()| ExitCode::SUCCESS),
-        Command::Upstream { listen } => crate::demo::run_upstream(listen).map(|()| ExitCode::SUCCESS),
+        Command::Upstream { listen } => {
+            crate::demo::run_upstream(listen).map(|()| ExitCode::SUCCESS)
+        }
         Command::Sessions(s) => sessions(s),
     }
 }
 
 fn sessions(cmd: SessionsCommand) -> Result<ExitCode, AppError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match cmd {
         SessionsCommand::Mint {
             config,
@@ -139,7 +147,12 @@ fn sessions(cmd: SessionsCommand) -> Result<ExitCode, AppError> {
             let codec = CookieCodec::new(&cfg.session).map_err(crate::proxy::StateError::from)?;
             let cookie = rt.block_on(async {
                 let store = Store::open(&cfg.store.url).await?;
-                let sessions = Sessions::new(store.clone(), 1, std::time::Duration::from_secs(1), Metrics::new()?.into());
+                let sessions = Sessions::new(
+                    store.clone(),
+                    1,
+                    std::time::Duration::from_secs(1),
+                    Metrics::new()?.into(),
+                );
                 let principal = Principal {
                     user_id: user_id.unwrap_or_else(|| email.to_lowercase()),
                     email,
@@ -151,7 +164,11 @@ fn sessions(cmd: SessionsCommand) -> Result<ExitCode, AppError> {
                 };
                 let now = crate::clock::now();
                 let token = sessions
-                    .create(&principal, cfg.session.absolute_lifetime_seconds as i64, now)
+                    .create(
+                        &principal,
+                        cfg.session.absolute_lifetime_seconds as i64,
+                        now,
+                    )
                     .await
                     .map_err(|e| AppError::Listener("session".into(), e.to_string()))?;
                 store.close().await;
@@ -175,7 +192,9 @@ fn sessions(cmd: SessionsCommand) -> Result<ExitCode, AppError> {
                 (_, _, Some(c), _) => SessionSelector::Connection(c),
                 (_, _, _, true) => SessionSelector::All,
                 _ => {
-                    eprintln!("error: say whose sessions: --user ID, --tenant T, --connection C or --all");
+                    eprintln!(
+                        "error: say whose sessions: --user ID, --tenant T, --connection C or --all"
+                    );
                     return Ok(ExitCode::from(2));
                 }
             };

@@ -87,11 +87,18 @@ async fn echo(req: Request) -> Response {
         .get("x-portcullis-assertion")
         .and_then(|v| v.first())
         .and_then(|jwt| jwt.split('.').nth(1))
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
     let page = EchoPage {
-        email: headers.get("x-forwarded-email").and_then(|v| v.first()).cloned(),
+        email: headers
+            .get("x-forwarded-email")
+            .and_then(|v| v.first())
+            .cloned(),
         identity,
         headers: flat,
         claims,
@@ -109,7 +116,9 @@ pub async fn serve_upstream(listener: tokio::net::TcpListener) -> std::io::Resul
 
 /// Runs the echo app alone (for benchmarks and local experiments).
 pub fn run_upstream(addr: SocketAddr) -> Result<(), AppError> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         serve_upstream(listener).await
@@ -136,14 +145,19 @@ pub fn run_demo(data_dir: &Path) -> Result<(), AppError> {
 
     let addr: SocketAddr = DEMO_UPSTREAM
         .parse()
-        .map_err(|e: std::net::AddrParseError| AppError::Listener(DEMO_UPSTREAM.into(), e.to_string()))?;
+        .map_err(|e: std::net::AddrParseError| {
+            AppError::Listener(DEMO_UPSTREAM.into(), e.to_string())
+        })?;
     let std_listener = std::net::TcpListener::bind(addr)
         .map_err(|e| AppError::Listener(DEMO_UPSTREAM.into(), e.to_string()))?;
     std_listener.set_nonblocking(true)?;
     std::thread::Builder::new()
         .name("demo-upstream".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => return tracing::error!(error = %e, "demo upstream runtime"),
             };
@@ -164,7 +178,10 @@ pub fn run_demo(data_dir: &Path) -> Result<(), AppError> {
     println!();
     println!("  Portcullis demo is running.");
     println!("  Open {url}/ in your browser.");
-    println!("  Demo app (upstream, unprotected): http://{DEMO_UPSTREAM}/   metrics: http://{}/metrics", config.admin.address);
+    println!(
+        "  Demo app (upstream, unprotected): http://{DEMO_UPSTREAM}/   metrics: http://{}/metrics",
+        config.admin.address
+    );
     println!("  Data: {}   Stop with Ctrl-C.", data_dir.display());
     println!();
     prepared.run(Stop::Signals);

@@ -32,7 +32,10 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("portcullis_requests_total", "Requests by route policy and status class"),
+            Opts::new(
+                "portcullis_requests_total",
+                "Requests by route policy and status class",
+            ),
             &["policy", "class"],
         )?;
         let request_duration = HistogramVec::new(
@@ -41,22 +44,32 @@ impl Metrics {
                 "Time from request head to the end of the response",
             )
             .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
             ]),
             &["policy"],
         )?;
         let upstream_errors = IntCounterVec::new(
-            Opts::new("portcullis_upstream_errors_total", "Failures talking to the upstream app"),
+            Opts::new(
+                "portcullis_upstream_errors_total",
+                "Failures talking to the upstream app",
+            ),
             &["kind"],
         )?;
         let sessions_created =
             IntCounter::new("portcullis_sessions_created_total", "Sessions created")?;
         let sessions_revoked = IntCounterVec::new(
-            Opts::new("portcullis_sessions_revoked_total", "Sessions ended by revocation or logout"),
+            Opts::new(
+                "portcullis_sessions_revoked_total",
+                "Sessions ended by revocation or logout",
+            ),
             &["scope"],
         )?;
         let session_cache = IntCounterVec::new(
-            Opts::new("portcullis_session_cache_requests_total", "Session cache lookups"),
+            Opts::new(
+                "portcullis_session_cache_requests_total",
+                "Session cache lookups",
+            ),
             &["result"],
         )?;
         let session_rejected = IntCounterVec::new(
@@ -67,7 +80,10 @@ impl Metrics {
             &["reason"],
         )?;
         let config_reloads = IntCounterVec::new(
-            Opts::new("portcullis_config_reloads_total", "Configuration reloads by result"),
+            Opts::new(
+                "portcullis_config_reloads_total",
+                "Configuration reloads by result",
+            ),
             &["result"],
         )?;
         let config_last_reload_success = IntGauge::new(
@@ -75,8 +91,11 @@ impl Metrics {
             "1 if the last reload succeeded",
         )?;
         let assertion_sign = Histogram::with_opts(
-            HistogramOpts::new("portcullis_assertion_sign_seconds", "Time to sign an identity assertion")
-                .buckets(vec![0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005]),
+            HistogramOpts::new(
+                "portcullis_assertion_sign_seconds",
+                "Time to sign an identity assertion",
+            )
+            .buckets(vec![0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005]),
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;

@@ -20,7 +20,15 @@ mod tests {
 
     #[test]
     fn only_same_origin_paths() {
-        for bad in ["//evil.com", "/\\evil.com", "https://evil.com", "/\t/evil.com", "evil", "", "/a\\b"] {
+        for bad in [
+            "//evil.com",
+            "/\\evil.com",
+            "https://evil.com",
+            "/\t/evil.com",
+            "evil",
+            "",
+            "/a\\b",
+        ] {
             assert_eq!(safe_return_to(bad), None, "{bad:?}");
         }
         assert_eq!(safe_return_to("/a/b?c=d#e"), Some("/a/b?c=d#e"));

@@ -33,9 +33,7 @@ pub fn interpolate(
             let end = tail.find('}').ok_or(InterpolateError::Unterminated)?;
             let name = &tail[..end];
             let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
                 return Err(InterpolateError::BadName(name.to_owned()));
@@ -66,7 +64,10 @@ mod tests {
 
     #[test]
     fn replaces_variables_anywhere_in_the_string() {
-        assert_eq!(interpolate("a${KEY}b${KEY}", &env).unwrap(), "as3cretbs3cret");
+        assert_eq!(
+            interpolate("a${KEY}b${KEY}", &env).unwrap(),
+            "as3cretbs3cret"
+        );
         assert_eq!(interpolate("${EMPTY}", &env).unwrap(), "");
         assert_eq!(interpolate("no dollars", &env).unwrap(), "no dollars");
         assert_eq!(interpolate("cost $5", &env).unwrap(), "cost $5");
@@ -79,7 +80,10 @@ mod tests {
             interpolate("${NOPE}", &env),
             Err(InterpolateError::Missing("NOPE".into()))
         );
-        assert_eq!(interpolate("${KEY", &env), Err(InterpolateError::Unterminated));
+        assert_eq!(
+            interpolate("${KEY", &env),
+            Err(InterpolateError::Unterminated)
+        );
         assert_eq!(
             interpolate("${1X}", &env),
             Err(InterpolateError::BadName("1X".into()))

@@ -173,7 +173,11 @@ pub fn from_str(
     // Validate even when some sections failed to decode, so the operator
     // sees everything at once; but drop findings about a failed section,
     // which was replaced by defaults and would produce noise.
-    let failed: Vec<String> = c.errors.iter().map(|e| top_section(&e.key).to_owned()).collect();
+    let failed: Vec<String> = c
+        .errors
+        .iter()
+        .map(|e| top_section(&e.key).to_owned())
+        .collect();
     let decoded = c.errors.len();
     validate(&cfg, &mut c);
     let mut i = 0;
@@ -231,7 +235,11 @@ fn interpolate_value(
     }
 }
 
-fn section<T: DeserializeOwned + Default>(root: &toml::Table, key: &str, c: &mut Collector<'_>) -> T {
+fn section<T: DeserializeOwned + Default>(
+    root: &toml::Table,
+    key: &str,
+    c: &mut Collector<'_>,
+) -> T {
     match root.get(key) {
         None => T::default(),
         Some(toml::Value::Table(_)) => decode(root.get(key).cloned(), key, c).unwrap_or_default(),
@@ -260,13 +268,23 @@ fn array<T: DeserializeOwned>(root: &toml::Table, key: &str, c: &mut Collector<'
     }
 }
 
-fn decode<T: DeserializeOwned>(value: Option<toml::Value>, base: &str, c: &mut Collector<'_>) -> Option<T> {
+fn decode<T: DeserializeOwned>(
+    value: Option<toml::Value>,
+    base: &str,
+    c: &mut Collector<'_>,
+) -> Option<T> {
     let value = value?;
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(t) => Some(t),
         Err(e) => {
             // Keep serde's first line; toml appends a redundant "in `key`".
-            let inner = e.inner().to_string().lines().next().unwrap_or_default().to_owned();
+            let inner = e
+                .inner()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let mut key = base.to_owned();
             let sub = e.path().to_string();
             if sub != "." {
@@ -277,12 +295,11 @@ fn decode<T: DeserializeOwned>(value: Option<toml::Value>, base: &str, c: &mut C
             }
             // serde names the offending field only in the message; fold it
             // into the key so the operator sees `routes[0].polcy`.
-            if inner.starts_with("unknown field") || inner.starts_with("missing field") {
-                if let Some(field) = inner.split('`').nth(1) {
-                    if !key.ends_with(&format!(".{field}")) {
-                        key = format!("{key}.{field}");
-                    }
-                }
+            if (inner.starts_with("unknown field") || inner.starts_with("missing field"))
+                && let Some(field) = inner.split('`').nth(1)
+                && !key.ends_with(&format!(".{field}"))
+            {
+                key = format!("{key}.{field}");
             }
             c.push(key, inner.trim().to_owned());
             None

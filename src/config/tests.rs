@@ -56,15 +56,32 @@ address = "${MISSING_VAR}:80"
 "#;
     let errs = errors(text);
     assert!(
-        errs.contains(&"t.toml:3: listeners[0].address: must be `IP:PORT`, e.g. `0.0.0.0:8080`".to_string())
-            || errs.iter().any(|e| e.starts_with("t.toml:3: listeners[0].address:")),
+        errs.contains(
+            &"t.toml:3: listeners[0].address: must be `IP:PORT`, e.g. `0.0.0.0:8080`".to_string()
+        ) || errs
+            .iter()
+            .any(|e| e.starts_with("t.toml:3: listeners[0].address:")),
         "{errs:#?}"
     );
-    assert!(errs.iter().any(|e| e.starts_with("t.toml:19: upstream.address: environment variable `MISSING_VAR` is not set")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("t.toml:16: routes[1].policy: unknown variant `sometimes`")), "{errs:#?}");
+    assert!(
+        errs.iter().any(|e| e.starts_with(
+            "t.toml:19: upstream.address: environment variable `MISSING_VAR` is not set"
+        )),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:16: routes[1].policy: unknown variant `sometimes`")),
+        "{errs:#?}"
+    );
     // the session section has two errors but serde stops at the first one
     // inside a section; it still names line and key.
-    assert!(errs.iter().any(|e| e.starts_with("t.toml:7: session.secure:") || e.starts_with("t.toml:8: session.cokie_name:")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:7: session.secure:")
+                || e.starts_with("t.toml:8: session.cokie_name:")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -72,22 +89,36 @@ fn unknown_keys_name_the_key_and_its_line() {
     let text = format!("{MINIMAL}\n[headers]\nuser = \"X-User\"\nasertion = \"X-A\"\n");
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].starts_with("t.toml:10: headers.asertion: unknown field `asertion`"), "{errs:#?}");
+    assert!(
+        errs[0].starts_with("t.toml:10: headers.asertion: unknown field `asertion`"),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn unknown_section_and_missing_required_key() {
     let text = format!("{MINIMAL}\n[sesion]\nx = 1\n\n[[routes]]\nprefix = \"/a\"\n");
     let errs = errors(&text);
-    assert!(errs.iter().any(|e| e.starts_with("t.toml:8: sesion: unknown section")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.starts_with("t.toml:11: routes[0].policy: missing field `policy`")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:8: sesion: unknown section")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.toml:11: routes[0].policy: missing field `policy`")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn syntax_errors_carry_the_line() {
     let errs = errors("[[listeners]]\naddress = \"127.0.0.1:1\"\n\n[session\nkeys = []\n");
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("t.toml:4: (file): invalid TOML"), "{errs:#?}");
+    assert!(
+        errs[0].starts_with("t.toml:4: (file): invalid TOML"),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -137,10 +168,16 @@ id = "Acme Corp"
         "t.toml:28: store.url:",
         "t.toml:31: tenants[0].id:",
     ] {
-        assert!(errs.iter().any(|e| e.starts_with(want)), "missing {want:?} in {errs:#?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
     }
     // errors come out in file order
-    let lines: Vec<usize> = errs.iter().map(|e| e.split(':').nth(1).unwrap().parse().unwrap()).collect();
+    let lines: Vec<usize> = errs
+        .iter()
+        .map(|e| e.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
     let mut sorted = lines.clone();
     sorted.sort();
     assert_eq!(lines, sorted);
@@ -149,7 +186,11 @@ id = "Acme Corp"
 #[test]
 fn missing_session_key_is_an_error_not_a_default() {
     let errs = errors("[[listeners]]\naddress = \"127.0.0.1:8080\"\n");
-    assert!(errs.iter().any(|e| e.contains("session.keys: at least one key")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("session.keys: at least one key")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -181,7 +222,10 @@ fn shipped_configs_are_valid() {
         _ => None,
     };
     for (name, text) in [
-        ("config/portcullis.example.toml", include_str!("../../config/portcullis.example.toml")),
+        (
+            "config/portcullis.example.toml",
+            include_str!("../../config/portcullis.example.toml"),
+        ),
         ("config/demo.toml", include_str!("../../config/demo.toml")),
         ("benches/load.toml", include_str!("../../benches/load.toml")),
     ] {

@@ -20,14 +20,23 @@ pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
     headers(cfg, c);
     store(cfg, c);
     if tracing_subscriber::EnvFilter::try_new(&cfg.log.level).is_err() {
-        c.push("log.level", "not a valid log filter (try `info` or `portcullis=debug,info`)");
+        c.push(
+            "log.level",
+            "not a valid log filter (try `info` or `portcullis=debug,info`)",
+        );
     }
     let mut ids = HashSet::new();
     for (i, t) in cfg.tenants.iter().enumerate() {
         if !is_slug(&t.id) {
-            c.push(format!("tenants[{i}].id"), "use 1-64 characters from a-z, 0-9, `-` and `_`");
+            c.push(
+                format!("tenants[{i}].id"),
+                "use 1-64 characters from a-z, 0-9, `-` and `_`",
+            );
         } else if !ids.insert(t.id.as_str()) {
-            c.push(format!("tenants[{i}].id"), format!("duplicate tenant id `{}`", t.id));
+            c.push(
+                format!("tenants[{i}].id"),
+                format!("duplicate tenant id `{}`", t.id),
+            );
         }
     }
 }
@@ -46,7 +55,8 @@ fn server(cfg: &Config, c: &mut Collector<'_>) {
         ),
     }
     let p = &s.internal_prefix;
-    if !(p.len() >= 3 && p.starts_with('/') && p.ends_with('/')) || p.contains(char::is_whitespace) {
+    if !(p.len() >= 3 && p.starts_with('/') && p.ends_with('/')) || p.contains(char::is_whitespace)
+    {
         c.push(
             "server.internal_prefix",
             "must start and end with `/` and name a path segment, e.g. `/.portcullis/`",
@@ -62,7 +72,10 @@ fn server(cfg: &Config, c: &mut Collector<'_>) {
 
 fn listeners(cfg: &Config, c: &mut Collector<'_>) {
     if cfg.listeners.is_empty() {
-        c.push("listeners", "at least one `[[listeners]]` entry with an `address` is required");
+        c.push(
+            "listeners",
+            "at least one `[[listeners]]` entry with an `address` is required",
+        );
     }
     let mut seen = HashSet::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
@@ -80,7 +93,10 @@ fn listeners(cfg: &Config, c: &mut Collector<'_>) {
         if let Some(tls) = &l.tls {
             for (k, path) in [("cert", &tls.cert), ("key", &tls.key)] {
                 if let Err(e) = std::fs::metadata(path) {
-                    c.push(format!("listeners[{i}].tls.{k}"), format!("cannot read `{path}`: {e}"));
+                    c.push(
+                        format!("listeners[{i}].tls.{k}"),
+                        format!("cannot read `{path}`: {e}"),
+                    );
                 }
             }
         }
@@ -101,7 +117,10 @@ fn upstream(cfg: &Config, c: &mut Collector<'_>) {
         .rsplit_once(':')
         .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
     if !has_port {
-        c.push("upstream.address", "must be `HOST:PORT`, e.g. `127.0.0.1:3000`");
+        c.push(
+            "upstream.address",
+            "must be `HOST:PORT`, e.g. `127.0.0.1:3000`",
+        );
     }
     for (k, v) in [
         ("connect_timeout_ms", u.connect_timeout_ms),
@@ -121,24 +140,40 @@ fn routes(cfg: &Config, c: &mut Collector<'_>) {
     let mut seen = HashSet::new();
     for (i, r) in cfg.routes.iter().enumerate() {
         if !r.prefix.starts_with('/') || r.prefix.contains(['?', '#']) {
-            c.push(format!("routes[{i}].prefix"), "must be a path starting with `/`");
+            c.push(
+                format!("routes[{i}].prefix"),
+                "must be a path starting with `/`",
+            );
         }
-        if r.prefix.starts_with(cfg.server.internal_prefix.trim_end_matches('/')) {
+        if r.prefix
+            .starts_with(cfg.server.internal_prefix.trim_end_matches('/'))
+        {
             c.push(
                 format!("routes[{i}].prefix"),
                 "overlaps the reserved internal prefix (server.internal_prefix)",
             );
         }
-        if let Some(h) = &r.host {
-            if h.is_empty() || h.contains(['/', ' ', ':']) {
-                c.push(format!("routes[{i}].host"), "must be a bare host name, e.g. `app.example.com`");
-            }
+        if let Some(h) = &r.host
+            && (h.is_empty() || h.contains(['/', ' ', ':']))
+        {
+            c.push(
+                format!("routes[{i}].host"),
+                "must be a bare host name, e.g. `app.example.com`",
+            );
         }
-        let key = (r.host.as_ref().map(|h| h.to_ascii_lowercase()), r.prefix.clone());
+        let key = (
+            r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            r.prefix.clone(),
+        );
         if !seen.insert(key) {
-            c.push(format!("routes[{i}].prefix"), "the same host and prefix appear in an earlier route");
+            c.push(
+                format!("routes[{i}].prefix"),
+                "the same host and prefix appear in an earlier route",
+            );
         }
-        if r.policy != Policy::Required && (!r.allowed_groups.is_empty() || !r.allowed_roles.is_empty()) {
+        if r.policy != Policy::Required
+            && (!r.allowed_groups.is_empty() || !r.allowed_roles.is_empty())
+        {
             c.push(
                 format!("routes[{i}].policy"),
                 "allowed_groups / allowed_roles need `policy = \"required\"`",
@@ -150,7 +185,10 @@ fn routes(cfg: &Config, c: &mut Collector<'_>) {
 fn session(cfg: &Config, c: &mut Collector<'_>) {
     let s = &cfg.session;
     if !is_token(&s.cookie_name) {
-        c.push("session.cookie_name", "must be a cookie name (letters, digits, `-`, `_`, `.`)");
+        c.push(
+            "session.cookie_name",
+            "must be a cookie name (letters, digits, `-`, `_`, `.`)",
+        );
     }
     if s.keys.is_empty() {
         c.push(
@@ -164,12 +202,18 @@ fn session(cfg: &Config, c: &mut Collector<'_>) {
         if k.len() < MIN_SESSION_KEY_BYTES {
             c.push(
                 format!("session.keys[{i}]"),
-                format!("too short: {} bytes, need at least {MIN_SESSION_KEY_BYTES}", k.len()),
+                format!(
+                    "too short: {} bytes, need at least {MIN_SESSION_KEY_BYTES}",
+                    k.len()
+                ),
             );
         }
     }
     if s.absolute_lifetime_seconds == 0 {
-        c.push("session.absolute_lifetime_seconds", "must be greater than 0");
+        c.push(
+            "session.absolute_lifetime_seconds",
+            "must be greater than 0",
+        );
     }
     if s.idle_lifetime_seconds == 0 || s.idle_lifetime_seconds > s.absolute_lifetime_seconds {
         c.push(
@@ -178,7 +222,10 @@ fn session(cfg: &Config, c: &mut Collector<'_>) {
         );
     }
     if s.same_site == SameSite::None && !s.secure {
-        c.push("session.same_site", "`none` requires `secure = true` (browsers drop it otherwise)");
+        c.push(
+            "session.same_site",
+            "`none` requires `secure = true` (browsers drop it otherwise)",
+        );
     }
     if s.cache_capacity == 0 {
         c.push("session.cache_capacity", "must be greater than 0");
@@ -200,16 +247,26 @@ fn headers(cfg: &Config, c: &mut Collector<'_>) {
         ("tenant", &h.tenant),
         ("assertion", &h.assertion),
     ];
-    let strip = h.strip.iter().enumerate().map(|(i, n)| (format!("strip[{i}]"), n));
+    let strip = h
+        .strip
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("strip[{i}]"), n));
     for (k, name) in named.iter().map(|(k, n)| (k.to_string(), *n)).chain(strip) {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            c.push(format!("headers.{k}"), format!("`{name}` is not a valid header name"));
+            c.push(
+                format!("headers.{k}"),
+                format!("`{name}` is not a valid header name"),
+            );
         } else if !seen.insert(normalize_header_name(name)) {
             c.push(format!("headers.{k}"), format!("`{name}` is used twice"));
         }
     }
     if !(1..=3600).contains(&h.assertion_lifetime_seconds) {
-        c.push("headers.assertion_lifetime_seconds", "must be between 1 and 3600");
+        c.push(
+            "headers.assertion_lifetime_seconds",
+            "must be between 1 and 3600",
+        );
     }
 }
 
@@ -219,7 +276,10 @@ fn store(cfg: &Config, c: &mut Collector<'_>) {
         .iter()
         .any(|p| u.starts_with(p) && u.len() > p.len());
     if !ok {
-        c.push("store.url", "must be `sqlite://PATH` or `postgres://USER@HOST/DB`");
+        c.push(
+            "store.url",
+            "must be `sqlite://PATH` or `postgres://USER@HOST/DB`",
+        );
     }
 }
 
@@ -228,12 +288,20 @@ fn store(cfg: &Config, c: &mut Collector<'_>) {
 /// client could otherwise smuggle `X_Forwarded_User` past a strip list.
 pub fn normalize_header_name(name: &str) -> String {
     name.bytes()
-        .map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char })
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                b.to_ascii_lowercase() as char
+            }
+        })
         .collect()
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 fn is_slug(s: &str) -> bool {

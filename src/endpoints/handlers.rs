@@ -78,9 +78,17 @@ pub(super) async fn logout(
     Query(q): Query<LogoutQuery>,
 ) -> Response {
     if let Some(s) = current.0 {
-        match state.sessions.revoke(&SessionSelector::Id(s.id_hash.clone())).await {
+        match state
+            .sessions
+            .revoke(&SessionSelector::Id(s.id_hash.clone()))
+            .await
+        {
             Ok(_) => {
-                state.metrics.sessions_revoked.with_label_values(&["logout"]).inc();
+                state
+                    .metrics
+                    .sessions_revoked
+                    .with_label_values(&["logout"])
+                    .inc();
                 tracing::info!(user = %s.principal.user_id, "logout");
             }
             Err(e) => tracing::error!(error = %e, "logout could not revoke the session"),
@@ -96,8 +104,10 @@ pub(super) async fn logout(
 
 pub(super) async fn jwks(State(state): State<Arc<EndpointState>>) -> Response {
     let mut resp = Json(state.signer.jwks()).into_response();
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     resp
 }
 
@@ -115,7 +125,11 @@ pub(super) async fn whoami(Extension(current): Extension<CurrentSession>) -> Res
             "expires_at": s.expires_at,
         }))
         .into_response(),
-        None => (StatusCode::UNAUTHORIZED, Json(json!({"authenticated": false}))).into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"authenticated": false})),
+        )
+            .into_response(),
     }
 }
 

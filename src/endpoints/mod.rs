@@ -35,13 +35,23 @@ pub struct RequestId(pub String);
 
 /// Routes, mounted at the configured internal prefix.
 pub fn router(state: Arc<EndpointState>) -> Router {
-    let prefix = state.config.server.internal_prefix.trim_end_matches('/').to_owned();
+    let prefix = state
+        .config
+        .server
+        .internal_prefix
+        .trim_end_matches('/')
+        .to_owned();
     let inner = Router::new()
-        .route("/login", get(handlers::login_page).post(handlers::login_submit))
+        .route(
+            "/login",
+            get(handlers::login_page).post(handlers::login_submit),
+        )
         .route("/logout", get(handlers::logout).post(handlers::logout))
         .route("/jwks.json", get(handlers::jwks))
         .route("/session", get(handlers::whoami))
         .fallback(handlers::not_found)
         .with_state(state);
-    Router::new().nest(&prefix, inner).fallback(handlers::not_found)
+    Router::new()
+        .nest(&prefix, inner)
+        .fallback(handlers::not_found)
 }

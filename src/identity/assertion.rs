@@ -52,7 +52,12 @@ pub struct AssertionSigner {
 
 impl AssertionSigner {
     /// `key` is PKCS#8 DER or PEM.
-    pub fn new(key: &[u8], issuer: &str, audience: &str, lifetime_seconds: u64) -> Result<Self, AssertionError> {
+    pub fn new(
+        key: &[u8],
+        issuer: &str,
+        audience: &str,
+        lifetime_seconds: u64,
+    ) -> Result<Self, AssertionError> {
         let der: Vec<u8> = if key.starts_with(b"-----BEGIN") {
             PrivatePkcs8KeyDer::from_pem_slice(key)
                 .map_err(|e| AssertionError::BadKey(e.to_string()))?
@@ -67,12 +72,17 @@ impl AssertionSigner {
         let public = key.public_key().as_ref();
         // Uncompressed SEC1 point: 0x04 || X(32) || Y(32).
         if public.len() != 65 {
-            return Err(AssertionError::BadKey("unexpected public key encoding".into()));
+            return Err(AssertionError::BadKey(
+                "unexpected public key encoding".into(),
+            ));
         }
         let (x, y) = (B64.encode(&public[1..33]), B64.encode(&public[33..]));
         // RFC 7638 thumbprint as kid: stable across restarts and replicas.
         let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        let kid = B64.encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()));
+        let kid = B64.encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            canonical.as_bytes(),
+        ));
         let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256"});
         let half = Duration::from_secs(lifetime_seconds.div_ceil(2).max(1));
         Ok(Self {
@@ -101,15 +111,22 @@ impl AssertionSigner {
 
     /// A signed assertion for `p`, reused per `cache_key` (the session) while
     /// fresh enough.
-    pub fn assertion(&self, cache_key: &str, p: &Principal, now: i64) -> Result<Arc<str>, AssertionError> {
-        if let Some((exp, tok)) = self.cache.get(cache_key) {
-            if exp - now > (self.lifetime as i64) / 2 {
-                return Ok(tok);
-            }
+    pub fn assertion(
+        &self,
+        cache_key: &str,
+        p: &Principal,
+        now: i64,
+    ) -> Result<Arc<str>, AssertionError> {
+        if let Some((exp, tok)) = self.cache.get(cache_key)
+            && exp - now > (self.lifetime as i64) / 2
+        {
+            return Ok(tok);
         }
         let tok: Arc<str> = self.sign(p, now)?.into();
-        self.cache
-            .insert(cache_key.to_owned(), (now + self.lifetime as i64, tok.clone()));
+        self.cache.insert(
+            cache_key.to_owned(),
+            (now + self.lifetime as i64, tok.clone()),
+        );
         Ok(tok)
     }
 
@@ -129,7 +146,11 @@ impl AssertionSigner {
             "nbf": now - 5,
             "exp": now + self.lifetime as i64,
         });
-        let signing_input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
         let sig = self
             .key
             .sign(&self.rng, signing_input.as_bytes())
@@ -153,15 +174,25 @@ mod tests {
         let a = AssertionSigner::new(&der, "https://x", "app", 60).unwrap();
         let b = AssertionSigner::new(&der, "https://x", "app", 60).unwrap();
         assert_eq!(a.kid(), b.kid());
-        let other = AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60).unwrap();
+        let other =
+            AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60).unwrap();
         assert_ne!(a.kid(), other.kid());
         assert!(AssertionSigner::new(b"garbage", "i", "a", 60).is_err());
-        assert!(AssertionSigner::new(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "i", "a", 60).is_err());
+        assert!(
+            AssertionSigner::new(
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "i",
+                "a",
+                60
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn cached_while_fresh() {
-        let s = AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60).unwrap();
+        let s =
+            AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60).unwrap();
         let p = Principal {
             user_id: "u".into(),
             email: "e@x.com".into(),

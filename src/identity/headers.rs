@@ -149,13 +149,34 @@ mod tests {
     fn strips_every_spelling_of_identity_headers() {
         let plan = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
         let mut h = HeaderMap::new();
-        for n in ["x-forwarded-user", "X_FORWARDED_EMAIL", "x_forwarded-groups", "x-portcullis-assertion", "accept"] {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("v"));
+        for n in [
+            "x-forwarded-user",
+            "X_FORWARDED_EMAIL",
+            "x_forwarded-groups",
+            "x-portcullis-assertion",
+            "accept",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
         }
         h.append("x-forwarded-user", HeaderValue::from_static("again"));
-        let mut got: Vec<String> = plan.headers_to_strip(&h).iter().map(|n| n.to_string()).collect();
+        let mut got: Vec<String> = plan
+            .headers_to_strip(&h)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         got.sort();
-        assert_eq!(got, ["x-forwarded-user", "x-portcullis-assertion", "x_forwarded-groups", "x_forwarded_email"]);
+        assert_eq!(
+            got,
+            [
+                "x-forwarded-user",
+                "x-portcullis-assertion",
+                "x_forwarded-groups",
+                "x_forwarded_email"
+            ]
+        );
     }
 
     #[test]
@@ -166,8 +187,14 @@ mod tests {
             .into_iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
             .collect();
-        assert!(v.contains(&("x-forwarded-name".into(), "AliceX-Evil: 1 Zo%C3%AB".into())), "{v:?}");
-        assert!(v.contains(&("x-forwarded-groups".into(), "eng,a%2Cb,100%25".into())), "{v:?}");
+        assert!(
+            v.contains(&("x-forwarded-name".into(), "AliceX-Evil: 1 Zo%C3%AB".into())),
+            "{v:?}"
+        );
+        assert!(
+            v.contains(&("x-forwarded-groups".into(), "eng,a%2Cb,100%25".into())),
+            "{v:?}"
+        );
         assert!(v.contains(&("x-forwarded-roles".into(), "".into())));
         assert!(!v.iter().any(|(n, _)| n == "x-forwarded-tenant"));
     }

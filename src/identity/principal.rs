@@ -21,6 +21,7 @@ impl Principal {
         if groups.is_empty() && roles.is_empty() {
             return true;
         }
-        groups.iter().any(|g| self.groups.contains(g)) || roles.iter().any(|r| self.roles.contains(r))
+        groups.iter().any(|g| self.groups.contains(g))
+            || roles.iter().any(|r| self.roles.contains(r))
     }
 }

@@ -45,16 +45,27 @@ pub fn rewrite(
 /// The session cookie is a bearer credential for Portcullis, not the app:
 /// an app (or its logs, or an XSS-prone debug page) never gets to see it.
 fn strip_session_cookie(req: &mut RequestHeader, state: &ProxyState) -> pingora::Result<()> {
-    let values: Vec<Vec<u8>> = req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes().to_vec()).collect();
+    let values: Vec<Vec<u8>> = req
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
     if values.is_empty() {
         return Ok(());
     }
     let needle = state.codec.name().as_bytes();
-    if !values.iter().any(|v| v.windows(needle.len()).any(|w| w == needle)) {
+    if !values
+        .iter()
+        .any(|v| v.windows(needle.len()).any(|w| w == needle))
+    {
         return Ok(());
     }
     req.remove_header(&COOKIE);
-    let kept: Vec<String> = values.iter().filter_map(|v| state.codec.strip_from_header(v)).collect();
+    let kept: Vec<String> = values
+        .iter()
+        .filter_map(|v| state.codec.strip_from_header(v))
+        .collect();
     if !kept.is_empty() {
         req.insert_header(COOKIE, kept.join("; "))?;
     }
@@ -73,7 +84,11 @@ fn forwarded(req: &mut RequestHeader, trust: bool, down: &Downstream<'_>) -> pin
     if trust {
         // Behind a trusted balancer: extend its chain, keep what it said.
         if let Some(ip) = &ip {
-            let chain = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let chain = match req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
                 _ => ip.clone(),
             };

@@ -48,7 +48,12 @@ pub enum Deny {
 }
 
 /// Decides a request's fate. `login_path` is the internal login page.
-pub fn decide(route: &RouteMatch, facts: &RequestFacts<'_>, who: &Identity, login_path: &str) -> Outcome {
+pub fn decide(
+    route: &RouteMatch,
+    facts: &RequestFacts<'_>,
+    who: &Identity,
+    login_path: &str,
+) -> Outcome {
     match (route.policy, who) {
         (Policy::Public, _) => Outcome::Forward(None),
         (Policy::Optional, Identity::Authenticated(p)) => Outcome::Forward(Some(p.clone())),
@@ -75,7 +80,8 @@ pub fn decide(route: &RouteMatch, facts: &RequestFacts<'_>, who: &Identity, logi
 /// `login_path?return_to=<encoded same-origin path>`.
 pub fn login_redirect(login_path: &str, path_and_query: &str) -> String {
     let target = safe_return_to(path_and_query).unwrap_or("/");
-    let encoded: String = percent_encoding::utf8_percent_encode(target, percent_encoding::NON_ALPHANUMERIC).collect();
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(target, percent_encoding::NON_ALPHANUMERIC).collect();
     format!("{login_path}?return_to={encoded}")
 }
 
@@ -107,31 +113,95 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let html = RequestFacts { path_and_query: "/app?x=1", wants_html: true };
-        let api = RequestFacts { path_and_query: "/api", wants_html: false };
+        let html = RequestFacts {
+            path_and_query: "/app?x=1",
+            wants_html: true,
+        };
+        let api = RequestFacts {
+            path_and_query: "/api",
+            wants_html: false,
+        };
         let a = Identity::Authenticated(alice());
         use Outcome::*;
-        assert_eq!(decide(&route(Policy::Public, &[]), &api, &a, LOGIN), Forward(None));
-        assert_eq!(decide(&route(Policy::Optional, &[]), &api, &a, LOGIN), Forward(Some(alice())));
-        assert_eq!(decide(&route(Policy::Optional, &[]), &api, &Identity::Unknown, LOGIN), Forward(None));
-        assert_eq!(decide(&route(Policy::Required, &[]), &api, &a, LOGIN), Forward(Some(alice())));
-        assert_eq!(decide(&route(Policy::Required, &["eng"]), &api, &a, LOGIN), Forward(Some(alice())));
-        assert_eq!(decide(&route(Policy::Required, &["ops"]), &api, &a, LOGIN), Deny(super::Deny::Forbidden));
-        let by_role = RouteMatch { allowed_roles: vec!["admin".into()], ..route(Policy::Required, &["ops"]) };
-        assert_eq!(decide(&by_role, &api, &a, LOGIN), Forward(Some(alice())));
-        assert_eq!(decide(&route(Policy::Required, &[]), &api, &Identity::Anonymous, LOGIN), Deny(super::Deny::Unauthenticated));
-        assert_eq!(decide(&route(Policy::Required, &[]), &api, &Identity::Unknown, LOGIN), Deny(super::Deny::Unavailable));
         assert_eq!(
-            decide(&route(Policy::Required, &[]), &html, &Identity::Anonymous, LOGIN),
+            decide(&route(Policy::Public, &[]), &api, &a, LOGIN),
+            Forward(None)
+        );
+        assert_eq!(
+            decide(&route(Policy::Optional, &[]), &api, &a, LOGIN),
+            Forward(Some(alice()))
+        );
+        assert_eq!(
+            decide(
+                &route(Policy::Optional, &[]),
+                &api,
+                &Identity::Unknown,
+                LOGIN
+            ),
+            Forward(None)
+        );
+        assert_eq!(
+            decide(&route(Policy::Required, &[]), &api, &a, LOGIN),
+            Forward(Some(alice()))
+        );
+        assert_eq!(
+            decide(&route(Policy::Required, &["eng"]), &api, &a, LOGIN),
+            Forward(Some(alice()))
+        );
+        assert_eq!(
+            decide(&route(Policy::Required, &["ops"]), &api, &a, LOGIN),
+            Deny(super::Deny::Forbidden)
+        );
+        let by_role = RouteMatch {
+            allowed_roles: vec!["admin".into()],
+            ..route(Policy::Required, &["ops"])
+        };
+        assert_eq!(decide(&by_role, &api, &a, LOGIN), Forward(Some(alice())));
+        assert_eq!(
+            decide(
+                &route(Policy::Required, &[]),
+                &api,
+                &Identity::Anonymous,
+                LOGIN
+            ),
+            Deny(super::Deny::Unauthenticated)
+        );
+        assert_eq!(
+            decide(
+                &route(Policy::Required, &[]),
+                &api,
+                &Identity::Unknown,
+                LOGIN
+            ),
+            Deny(super::Deny::Unavailable)
+        );
+        assert_eq!(
+            decide(
+                &route(Policy::Required, &[]),
+                &html,
+                &Identity::Anonymous,
+                LOGIN
+            ),
             Redirect("/.portcullis/login?return_to=%2Fapp%3Fx%3D1".into())
         );
     }
 
     #[test]
     fn return_to_is_same_origin_only() {
-        for bad in ["//evil.com", "/\\evil.com", "https://evil.com", "/\t/evil.com", "evil", "", "/a\\b"] {
+        for bad in [
+            "//evil.com",
+            "/\\evil.com",
+            "https://evil.com",
+            "/\t/evil.com",
+            "evil",
+            "",
+            "/a\\b",
+        ] {
             assert_eq!(safe_return_to(bad), None, "{bad:?}");
-            assert_eq!(login_redirect(LOGIN, bad), "/.portcullis/login?return_to=%2F");
+            assert_eq!(
+                login_redirect(LOGIN, bad),
+                "/.portcullis/login?return_to=%2F"
+            );
         }
         assert_eq!(safe_return_to("/a/b?c=d#e"), Some("/a/b?c=d#e"));
     }

@@ -22,7 +22,10 @@ impl Reply {
     fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Self {
         Self {
             status,
-            headers: vec![(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type))],
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            )],
             body: body.into(),
         }
     }
@@ -37,7 +40,10 @@ impl Reply {
     /// Writes the reply; returns its status for logging.
     pub async fn send(self, session: &mut Session, request_id: &str) -> pingora::Result<u16> {
         let code = self.status.as_u16();
-        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + PAGE_HEADERS.len() + 2))?;
+        let mut resp = ResponseHeader::build(
+            self.status,
+            Some(self.headers.len() + PAGE_HEADERS.len() + 2),
+        )?;
         for (k, v) in self.headers {
             resp.append_header(k, v)?;
         }
@@ -60,7 +66,8 @@ impl Reply {
 
 /// 302 to the login page.
 pub fn redirect(location: &str) -> Reply {
-    Reply::new(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new()).header(http::header::LOCATION, location)
+    Reply::new(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new())
+        .header(http::header::LOCATION, location)
 }
 
 /// A denial in the client's preferred format.
@@ -87,7 +94,11 @@ pub fn deny(d: Deny, wants_html: bool, request_id: &str, login_path: &str, realm
     };
     let reply = if wants_html {
         let link = (d == Deny::Unauthenticated).then_some((login_path, "Sign in"));
-        Reply::new(status, "text/html; charset=utf-8", message(title, text, link, request_id))
+        Reply::new(
+            status,
+            "text/html; charset=utf-8",
+            message(title, text, link, request_id),
+        )
     } else {
         let body = json!({"error": error, "message": text, "request_id": request_id});
         Reply::new(status, "application/json", body.to_string())
@@ -125,7 +136,11 @@ pub fn bad_gateway(code: u16, wants_html: bool, request_id: &str) -> Reply {
 /// 400 for requests we refuse to interpret (oversized internal bodies...).
 pub fn bad_request(text: &'static str, request_id: &str) -> Reply {
     let body = json!({"error": "bad_request", "message": text, "request_id": request_id});
-    Reply::new(StatusCode::BAD_REQUEST, "application/json", body.to_string())
+    Reply::new(
+        StatusCode::BAD_REQUEST,
+        "application/json",
+        body.to_string(),
+    )
 }
 
 /// Converts the internal router's response.
@@ -140,10 +155,10 @@ pub async fn from_router(resp: http::Response<axum::body::Body>, limit: usize) -
         if let Some(k) = k {
             last = Some(k);
         }
-        if let Some(k) = &last {
-            if k != http::header::CONTENT_LENGTH {
-                headers.push((k.clone(), v));
-            }
+        if let Some(k) = &last
+            && k != http::header::CONTENT_LENGTH
+        {
+            headers.push((k.clone(), v));
         }
     }
     Reply {

@@ -108,7 +108,10 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // IPv6 literal: `[::1]:8080`
-        return host.split_once(']').map(|(h, _)| &host[..h.len() + 1]).unwrap_or(host);
+        return host
+            .split_once(']')
+            .map(|(h, _)| &host[..h.len() + 1])
+            .unwrap_or(host);
     }
     host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
@@ -195,7 +198,10 @@ policy = "required"
         assert_eq!(t.lookup(None, "/adminx").policy, Policy::Optional);
         assert_eq!(t.lookup(None, "/public/a.css").policy, Policy::Public);
         assert_eq!(t.lookup(None, "/public").policy, Policy::Public);
-        assert_eq!(t.lookup(Some("API.example.com:443"), "/public/a").policy, Policy::Required);
+        assert_eq!(
+            t.lookup(Some("API.example.com:443"), "/public/a").policy,
+            Policy::Required
+        );
         assert_eq!(t.lookup(Some("other.com"), "/x").policy, Policy::Optional);
     }
 

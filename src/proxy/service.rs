@@ -48,7 +48,6 @@ pub struct Ctx {
     outcome: &'static str,
 }
 
-
 fn wants_html(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::ACCEPT)
@@ -66,7 +65,10 @@ impl PortcullisProxy {
             Ok(Some(t)) => t,
             Ok(None) => return Identity::Anonymous,
             Err(()) => {
-                st.metrics.session_rejected.with_label_values(&["undecryptable"]).inc();
+                st.metrics
+                    .session_rejected
+                    .with_label_values(&["undecryptable"])
+                    .inc();
                 return Identity::Anonymous;
             }
         };
@@ -78,11 +80,17 @@ impl PortcullisProxy {
                 Identity::Authenticated(p)
             }
             Ok(Lookup::Rejected(reason)) => {
-                st.metrics.session_rejected.with_label_values(&[reason]).inc();
+                st.metrics
+                    .session_rejected
+                    .with_label_values(&[reason])
+                    .inc();
                 Identity::Anonymous
             }
             Err(e) => {
-                st.metrics.session_rejected.with_label_values(&["store_error"]).inc();
+                st.metrics
+                    .session_rejected
+                    .with_label_values(&["store_error"])
+                    .inc();
                 tracing::error!(request_id = %ctx.request_id, error = %e, "session lookup failed");
                 Identity::Unknown
             }
@@ -90,7 +98,12 @@ impl PortcullisProxy {
     }
 
     /// Serves `/.portcullis/...` through the in-process router.
-    async fn serve_internal(&self, session: &mut Session, st: &ProxyState, ctx: &mut Ctx) -> pingora::Result<u16> {
+    async fn serve_internal(
+        &self,
+        session: &mut Session,
+        st: &ProxyState,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<u16> {
         let limit = st.config.server.max_internal_body_bytes;
         let mut body = Vec::new();
         while let Some(chunk) = session.read_request_body().await? {
@@ -116,13 +129,18 @@ impl PortcullisProxy {
                     .await;
             }
         };
-        req.extensions_mut().insert(CurrentSession(ctx.session.clone()));
-        req.extensions_mut().insert(RequestId(ctx.request_id.clone()));
+        req.extensions_mut()
+            .insert(CurrentSession(ctx.session.clone()));
+        req.extensions_mut()
+            .insert(RequestId(ctx.request_id.clone()));
         let resp = match st.router.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
-        respond::from_router(resp, 1 << 20).await.send(session, &ctx.request_id).await
+        respond::from_router(resp, 1 << 20)
+            .await
+            .send(session, &ctx.request_id)
+            .await
     }
 }
 
@@ -190,7 +208,11 @@ impl ProxyHttp for PortcullisProxy {
             }
             Outcome::Redirect(location) => {
                 ctx.outcome = "redirect";
-                ctx.status = Some(respond::redirect(&location).send(session, &ctx.request_id).await?);
+                ctx.status = Some(
+                    respond::redirect(&location)
+                        .send(session, &ctx.request_id)
+                        .await?,
+                );
                 Ok(true)
             }
             Outcome::Deny(d) => {
@@ -208,7 +230,11 @@ impl ProxyHttp for PortcullisProxy {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Box<HttpPeer>> {
         let st = ctx.state.clone().unwrap_or_else(|| self.state.load_full());
         let u = &st.upstream;
         let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
@@ -244,14 +270,23 @@ impl ProxyHttp for PortcullisProxy {
             _ => None,
         };
         let down = Downstream {
-            client_ip: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
             tls: session
                 .digest()
                 .and_then(|d| d.ssl_digest.as_ref())
                 .is_some(),
             request_id: &ctx.request_id,
         };
-        rewrite(upstream_request, &st, ctx.principal.as_deref(), assertion.as_deref(), &down)
+        rewrite(
+            upstream_request,
+            &st,
+            ctx.principal.as_deref(),
+            assertion.as_deref(),
+            &down,
+        )
     }
 
     async fn response_filter(
@@ -264,7 +299,12 @@ impl ProxyHttp for PortcullisProxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut Ctx,
+    ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(c) => *c,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
@@ -279,8 +319,12 @@ impl ProxyHttp for PortcullisProxy {
         };
         if matches!(e.esource(), pingora::ErrorSource::Upstream) {
             let kind = match e.etype() {
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
-                ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute => "connect",
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                    "timeout"
+                }
+                ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute => {
+                    "connect"
+                }
                 _ => "other",
             };
             if let Some(st) = &ctx.state {

@@ -68,11 +68,18 @@ impl ProxyState {
             .map_err(|e| StateError::Resolve(u.address.clone(), e.to_string()))?
             .next()
             .ok_or_else(|| StateError::Resolve(u.address.clone(), "no addresses".into()))?;
-        let host = u.address.rsplit_once(':').map(|(h, _)| h).unwrap_or(&u.address);
+        let host = u
+            .address
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(&u.address);
         let upstream = Upstream {
             addr,
             tls: u.tls,
-            sni: u.sni.clone().unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned()),
+            sni: u
+                .sni
+                .clone()
+                .unwrap_or_else(|| host.trim_matches(['[', ']']).to_owned()),
             verify_cert: u.verify_cert,
             connect_timeout: Duration::from_millis(u.connect_timeout_ms),
             read_timeout: Duration::from_millis(u.read_timeout_ms),

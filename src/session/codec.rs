@@ -4,8 +4,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use cookie::{Cookie, Key, SameSite as CookieSameSite};
 use cookie::time::Duration as CookieDuration;
+use cookie::{Cookie, Key, SameSite as CookieSameSite};
 
 use crate::config::{MIN_SESSION_KEY_BYTES, SameSite, SessionConfig};
 
@@ -52,7 +52,10 @@ impl CookieCodec {
         let mut keys = Vec::with_capacity(cfg.keys.len());
         for (index, k) in cfg.keys.iter().enumerate() {
             if k.len() < MIN_SESSION_KEY_BYTES {
-                return Err(CookieError::ShortKey { index, len: k.len() });
+                return Err(CookieError::ShortKey {
+                    index,
+                    len: k.len(),
+                });
             }
             // HKDF expansion: operators supply passphrase-like strings, the
             // jar needs 512 bits of key material.
@@ -79,8 +82,12 @@ impl CookieCodec {
     pub fn seal(&self, token: &SessionToken, now: i64) -> String {
         let plain = format!("{VERSION}.{}.{}", B64.encode(token.id), token.expires_at);
         let mut jar = cookie::CookieJar::new();
-        jar.private_mut(&self.keys[0]).add(Cookie::new(self.name.clone(), plain));
-        let sealed = jar.get(&self.name).map(|c| c.value().to_owned()).unwrap_or_default();
+        jar.private_mut(&self.keys[0])
+            .add(Cookie::new(self.name.clone(), plain));
+        let sealed = jar
+            .get(&self.name)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default();
         let mut c = self.attributes(Cookie::new(self.name.clone(), sealed));
         c.set_max_age(CookieDuration::seconds((token.expires_at - now).max(0)));
         c.to_string()
@@ -116,7 +123,9 @@ impl CookieCodec {
     ) -> Result<Option<SessionToken>, ()> {
         let mut seen = false;
         for header in cookie_headers {
-            let Ok(header) = std::str::from_utf8(header) else { continue };
+            let Ok(header) = std::str::from_utf8(header) else {
+                continue;
+            };
             for c in Cookie::split_parse(header).flatten() {
                 if c.name() != self.name {
                     continue;
@@ -156,7 +165,11 @@ impl CookieCodec {
             .filter(|pair| !pair.is_empty())
             .filter(|pair| pair.split('=').next().map(str::trim) != Some(self.name.as_str()))
             .collect();
-        if kept.is_empty() { None } else { Some(kept.join("; ")) }
+        if kept.is_empty() {
+            None
+        } else {
+            Some(kept.join("; "))
+        }
     }
 }
 
@@ -188,7 +201,10 @@ mod tests {
     }
 
     fn value_of(set_cookie: &str) -> String {
-        Cookie::parse(set_cookie.to_owned()).unwrap().value().to_owned()
+        Cookie::parse(set_cookie.to_owned())
+            .unwrap()
+            .value()
+            .to_owned()
     }
 
     const K1: &str = "key-one-key-one-key-one-key-one-key-one";
@@ -197,10 +213,19 @@ mod tests {
     #[test]
     fn seals_and_opens_with_attributes() {
         let codec = CookieCodec::new(&cfg(&[K1])).unwrap();
-        let token = SessionToken { id: [7; 32], expires_at: 2000 };
+        let token = SessionToken {
+            id: [7; 32],
+            expires_at: 2000,
+        };
         let set = codec.seal(&token, 1000);
-        assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Lax"), "{set}");
-        assert!(set.contains("Max-Age=1000") && set.contains("Path=/"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Lax"),
+            "{set}"
+        );
+        assert!(
+            set.contains("Max-Age=1000") && set.contains("Path=/"),
+            "{set}"
+        );
         let header = format!("a=b; portcullis_session={}; c=d", value_of(&set));
         assert_eq!(codec.open([header.as_bytes()].into_iter()), Ok(Some(token)));
         assert_eq!(codec.open([b"a=b".as_slice()].into_iter()), Ok(None));
@@ -211,42 +236,82 @@ mod tests {
         let old = CookieCodec::new(&cfg(&[K1])).unwrap();
         let rotated = CookieCodec::new(&cfg(&[K2, K1])).unwrap();
         let only_new = CookieCodec::new(&cfg(&[K2])).unwrap();
-        let token = SessionToken { id: [1; 32], expires_at: 99 };
+        let token = SessionToken {
+            id: [1; 32],
+            expires_at: 99,
+        };
         let old_cookie = format!("portcullis_session={}", value_of(&old.seal(&token, 0)));
-        assert_eq!(rotated.open([old_cookie.as_bytes()].into_iter()), Ok(Some(token.clone())));
+        assert_eq!(
+            rotated.open([old_cookie.as_bytes()].into_iter()),
+            Ok(Some(token.clone()))
+        );
         assert_eq!(only_new.open([old_cookie.as_bytes()].into_iter()), Err(()));
         let new_cookie = format!("portcullis_session={}", value_of(&rotated.seal(&token, 0)));
-        assert_eq!(only_new.open([new_cookie.as_bytes()].into_iter()), Ok(Some(token)));
+        assert_eq!(
+            only_new.open([new_cookie.as_bytes()].into_iter()),
+            Ok(Some(token))
+        );
     }
 
     #[test]
     fn tampered_or_hostile_cookies_do_not_open() {
         let codec = CookieCodec::new(&cfg(&[K1])).unwrap();
-        let v = value_of(&codec.seal(&SessionToken { id: [3; 32], expires_at: 5 }, 0));
+        let v = value_of(&codec.seal(
+            &SessionToken {
+                id: [3; 32],
+                expires_at: 5,
+            },
+            0,
+        ));
         let mut flipped = v.clone().into_bytes();
         flipped[10] ^= 1;
         let flipped = String::from_utf8_lossy(&flipped).into_owned();
-        for bad in [flipped, "".into(), "x".repeat(5000), "%%%".into(), v[..v.len() - 2].to_string()] {
+        for bad in [
+            flipped,
+            "".into(),
+            "x".repeat(5000),
+            "%%%".into(),
+            v[..v.len() - 2].to_string(),
+        ] {
             let h = format!("portcullis_session={bad}");
             assert_eq!(codec.open([h.as_bytes()].into_iter()), Err(()), "{bad}");
         }
         // a second, valid cookie of the same name still wins
         let h = format!("portcullis_session=garbage; portcullis_session={v}");
-        assert!(matches!(codec.open([h.as_bytes()].into_iter()), Ok(Some(_))));
+        assert!(matches!(
+            codec.open([h.as_bytes()].into_iter()),
+            Ok(Some(_))
+        ));
         assert_eq!(codec.open([[0xff, 0xfe].as_slice()].into_iter()), Ok(None));
     }
 
     #[test]
     fn strips_only_our_cookie() {
         let codec = CookieCodec::new(&cfg(&[K1])).unwrap();
-        assert_eq!(codec.strip_from_header(b"a=1; portcullis_session=x; b=2").as_deref(), Some("a=1; b=2"));
+        assert_eq!(
+            codec
+                .strip_from_header(b"a=1; portcullis_session=x; b=2")
+                .as_deref(),
+            Some("a=1; b=2")
+        );
         assert_eq!(codec.strip_from_header(b"portcullis_session=x"), None);
-        assert_eq!(codec.strip_from_header(b"portcullis_session_other=1").as_deref(), Some("portcullis_session_other=1"));
+        assert_eq!(
+            codec
+                .strip_from_header(b"portcullis_session_other=1")
+                .as_deref(),
+            Some("portcullis_session_other=1")
+        );
     }
 
     #[test]
     fn short_keys_are_refused() {
-        assert!(matches!(CookieCodec::new(&cfg(&["short"])), Err(CookieError::ShortKey { .. })));
-        assert!(matches!(CookieCodec::new(&cfg(&[])), Err(CookieError::NoKey)));
+        assert!(matches!(
+            CookieCodec::new(&cfg(&["short"])),
+            Err(CookieError::ShortKey { .. })
+        ));
+        assert!(matches!(
+            CookieCodec::new(&cfg(&[])),
+            Err(CookieError::NoKey)
+        ));
     }
 }

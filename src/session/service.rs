@@ -150,7 +150,10 @@ impl Sessions {
             .await
             .map_err(SessionError::Lookup)?;
         let result = if miss { "miss" } else { "hit" };
-        self.metrics.session_cache.with_label_values(&[result]).inc();
+        self.metrics
+            .session_cache
+            .with_label_values(&[result])
+            .inc();
         let Some(session) = entry else {
             return Ok(Lookup::Rejected("unknown"));
         };
@@ -195,7 +198,10 @@ impl Sessions {
             SessionSelector::Connection(_) => "connection",
             SessionSelector::All => "all",
         };
-        self.metrics.sessions_revoked.with_label_values(&[scope]).inc_by(n);
+        self.metrics
+            .sessions_revoked
+            .with_label_values(&[scope])
+            .inc_by(n);
         Ok(n)
     }
 
@@ -211,7 +217,9 @@ impl Sessions {
                 return;
             }
             SessionSelector::User(u) => Box::new(move |s| s.principal.user_id == u),
-            SessionSelector::Tenant(t) => Box::new(move |s| s.principal.tenant.as_deref() == Some(&t)),
+            SessionSelector::Tenant(t) => {
+                Box::new(move |s| s.principal.tenant.as_deref() == Some(&t))
+            }
             SessionSelector::Connection(c) => {
                 Box::new(move |s| s.principal.connection.as_deref() == Some(&c))
             }

@@ -37,9 +37,8 @@ pub(super) fn parse_target(url: &str) -> Result<Target, StoreError> {
     }
     let lower = url.to_ascii_lowercase();
     if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        PgConnectOptions::from_str(url).map_err(|_| {
-            StoreError::InvalidUrl("not a valid postgres:// connection URL".into())
-        })?;
+        PgConnectOptions::from_str(url)
+            .map_err(|_| StoreError::InvalidUrl("not a valid postgres:// connection URL".into()))?;
         return Ok(Target::Postgres(url.to_owned()));
     }
     if lower.starts_with("sqlite:") {
@@ -99,7 +98,9 @@ pub(super) async fn sqlite_pool(path: &Path) -> Result<AnyPool, StoreError> {
         .to_str()
         .ok_or_else(|| StoreError::InvalidUrl("the sqlite path is not valid UTF-8".into()))?;
     let options = AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", encode_path(text)))
-        .map_err(|_| StoreError::InvalidUrl("the sqlite path cannot be expressed as a URL".into()))?;
+        .map_err(|_| {
+            StoreError::InvalidUrl("the sqlite path cannot be expressed as a URL".into())
+        })?;
     AnyPoolOptions::new()
         .max_connections(SQLITE_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)

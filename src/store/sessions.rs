@@ -131,11 +131,12 @@ impl Store {
         now: i64,
         idle_cutoff: i64,
     ) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
-            .bind(now)
-            .bind(idle_cutoff)
-            .execute(&self.inner.pool)
-            .await?;
+        let result =
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+                .bind(now)
+                .bind(idle_cutoff)
+                .execute(&self.inner.pool)
+                .await?;
         Ok(result.rows_affected())
     }
 

@@ -9,7 +9,11 @@ use crate::support::env::*;
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "kill {sig} {pid}");
 }
 
@@ -22,24 +26,57 @@ fn check_prints_every_error_with_file_line_and_key() {
         "[[listeners]]\naddress = \"127.0.0.1:8080\"\n\n[session]\nkeys = [\"${PORTCULLIS_TEST_UNSET_VAR}\"]\n\n[[routes]]\nprefix = \"/\"\npolicy = \"sometimes\"\n\n[upstream]\nadress = \"x\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
-    assert!(err.contains(&format!("{file}:5: session.keys[0]: environment variable `PORTCULLIS_TEST_UNSET_VAR` is not set")), "{err}");
-    assert!(err.contains(&format!("{file}:9: routes[0].policy: unknown variant `sometimes`")), "{err}");
-    assert!(err.contains(&format!("{file}:12: upstream.adress: unknown field `adress`")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{file}:5: session.keys[0]: environment variable `PORTCULLIS_TEST_UNSET_VAR` is not set"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:9: routes[0].policy: unknown variant `sometimes`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:12: upstream.adress: unknown field `adress`"
+        )),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 3, "{err}");
 
     let good = dir.path().join("good.toml");
     std::fs::write(&good, "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[session]\nkeys = [\"0123456789abcdef0123456789abcdef\"]\n").unwrap();
-    let out = Command::new(BIN).args(["check", "--config"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 
-    let out = Command::new(BIN).args(["check", "--config", "/nonexistent/p.toml"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", "/nonexistent/p.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/p.toml:1: (file): cannot read file"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/nonexistent/p.toml:1: (file): cannot read file")
+    );
 }
 
 /// Kills the child on drop so a failing test leaves nothing behind.
@@ -55,10 +92,10 @@ impl Drop for Child {
 async fn wait_ready(admin: SocketAddr) {
     wait_for_port(admin).await;
     for _ in 0..100 {
-        if let Ok(r) = reqwest::get(format!("http://{admin}/readyz")).await {
-            if r.status() == 200 {
-                return;
-            }
+        if let Ok(r) = reqwest::get(format!("http://{admin}/readyz")).await
+            && r.status() == 200
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -68,7 +105,12 @@ async fn wait_ready(admin: SocketAddr) {
 async fn wait_for_metric(admin: SocketAddr, needle: &str) -> String {
     let mut last = String::new();
     for _ in 0..100 {
-        last = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
+        last = reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if last.contains(needle) {
             return last;
         }
@@ -108,29 +150,70 @@ async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_s
         .args(["--email", "kim@example.com", "--groups", "eng,ops"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cookie = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(cookie.starts_with("portcullis_session="), "{cookie}");
-    let (status, app) = echo(client().get(format!("http://{proxy}/app")).header("cookie", &cookie)).await;
+    let (status, app) = echo(
+        client()
+            .get(format!("http://{proxy}/app"))
+            .header("cookie", &cookie),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(seen(&app, "x-forwarded-email"), Some("kim@example.com"));
     assert_eq!(seen(&app, "x-forwarded-groups"), Some("eng,ops"));
 
     // broken config + SIGHUP: still serving, failure counted
-    std::fs::write(&path, text.replace("policy = \"required\"", "policy = \"bogus\"")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("policy = \"required\"", "policy = \"bogus\""),
+    )
+    .unwrap();
     signal(pid, "-HUP");
     wait_for_metric(admin, "portcullis_config_reloads_total{result=\"error\"} 1").await;
     let m = wait_for_metric(admin, "portcullis_config_last_reload_successful 0").await;
     assert!(m.contains("portcullis_config_last_reload_successful 0"));
-    let r = client().get(format!("http://{proxy}/app")).header("cookie", &cookie).send().await.unwrap();
+    let r = client()
+        .get(format!("http://{proxy}/app"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(client().get(format!("http://{proxy}/app")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client()
+            .get(format!("http://{proxy}/app"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
     // a good change + SIGHUP applies: `/` becomes public
-    std::fs::write(&path, text.replace("prefix = \"/\"\npolicy = \"required\"", "prefix = \"/\"\npolicy = \"public\"")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "prefix = \"/\"\npolicy = \"required\"",
+            "prefix = \"/\"\npolicy = \"public\"",
+        ),
+    )
+    .unwrap();
     signal(pid, "-HUP");
     wait_for_metric(admin, "portcullis_config_reloads_total{result=\"ok\"} 1").await;
-    assert_eq!(client().get(format!("http://{proxy}/app")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client()
+            .get(format!("http://{proxy}/app"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // revoke through the CLI: the session ends
     std::fs::write(&path, &text).unwrap();
@@ -143,7 +226,10 @@ async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_s
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 1 session(s)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "revoked 1 session(s)"
+    );
 
     // SIGTERM: graceful exit, status 0, within the grace period
     signal(pid, "-TERM");
@@ -164,9 +250,21 @@ fn sessions_revoke_needs_a_selector() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");
     std::fs::write(&path, format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"{KEY_A}\"]\n[store]\nurl = \"sqlite://{}/s.db\"\n", dir.path().display())).unwrap();
-    let out = Command::new(BIN).args(["sessions", "revoke", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["sessions", "revoke", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(BIN).args(["sessions", "revoke", "--config"]).arg(&path).arg("--all").output().unwrap();
+    let out = Command::new(BIN)
+        .args(["sessions", "revoke", "--config"])
+        .arg(&path)
+        .arg("--all")
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 0 session(s)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "revoked 0 session(s)"
+    );
 }

@@ -19,7 +19,12 @@ async fn public_route_passes_without_session() {
 async fn required_route_redirects_browsers_and_401s_apis() {
     let env = TestEnv::start().await;
     let c = client();
-    let r = c.get(env.url("/app/page?tab=2")).header("accept", "text/html,application/xhtml+xml").send().await.unwrap();
+    let r = c
+        .get(env.url("/app/page?tab=2"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(
         r.headers()["location"],
@@ -27,7 +32,12 @@ async fn required_route_redirects_browsers_and_401s_apis() {
     );
     assert!(r.headers().get("x-request-id").is_some());
 
-    let r = c.get(env.url("/api/things")).header("accept", "application/json").send().await.unwrap();
+    let r = c
+        .get(env.url("/api/things"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let www = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(www.starts_with("Portcullis realm="), "{www}");
@@ -36,20 +46,39 @@ async fn required_route_redirects_browsers_and_401s_apis() {
     assert!(body["request_id"].as_str().is_some_and(|s| s.len() == 32));
 
     // the login page answers (no connection configured yet)
-    let r = c.get(env.url("/.portcullis/login?return_to=%2Fapp")).send().await.unwrap();
+    let r = c
+        .get(env.url("/.portcullis/login?return_to=%2Fapp"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     let html = r.text().await.unwrap();
-    assert!(html.contains("No single sign-on connection is configured"), "{html}");
+    assert!(
+        html.contains("No single sign-on connection is configured"),
+        "{html}"
+    );
     assert!(html.contains(r#"name="return_to" value="/app""#), "{html}");
 }
 
 #[tokio::test]
 async fn session_injects_identity_and_a_verifiable_assertion() {
     let env = TestEnv::start().await;
-    let cookie = env.mint(&principal("alice@example.com", &["eng", "admins"])).await;
-    let (status, app) = echo(client().get(env.url("/dashboard")).header("cookie", format!("theme=dark; {cookie}"))).await;
+    let cookie = env
+        .mint(&principal("alice@example.com", &["eng", "admins"]))
+        .await;
+    let (status, app) = echo(
+        client()
+            .get(env.url("/dashboard"))
+            .header("cookie", format!("theme=dark; {cookie}")),
+    )
+    .await;
     assert_eq!(status, 200, "{app}");
     assert_eq!(seen(&app, "x-forwarded-user"), Some("user-alice"));
     assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@example.com"));
@@ -60,16 +89,31 @@ async fn session_injects_identity_and_a_verifiable_assertion() {
     // the session cookie is Portcullis' credential, not the app's
     assert_eq!(seen(&app, "cookie"), Some("theme=dark"));
 
-    let jwt = seen(&app, "x-portcullis-assertion").expect("assertion").to_owned();
-    let jwks: jsonwebtoken::jwk::JwkSet = client().get(env.url("/.portcullis/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwt = seen(&app, "x-portcullis-assertion")
+        .expect("assertion")
+        .to_owned();
+    let jwks: jsonwebtoken::jwk::JwkSet = client()
+        .get(env.url("/.portcullis/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let header = jsonwebtoken::decode_header(&jwt).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("kid in JWKS");
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid in JWKS");
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     v.set_audience(&["portcullis-upstream"]);
     v.set_issuer(&[format!("http://127.0.0.1:{}", env.proxy.port())]);
-    let data = jsonwebtoken::decode::<serde_json::Value>(&jwt, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v)
-        .expect("assertion verifies against the JWKS");
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        &jwt,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &v,
+    )
+    .expect("assertion verifies against the JWKS");
     assert_eq!(data.claims["sub"], "user-alice");
     assert_eq!(data.claims["email"], "alice@example.com");
     assert_eq!(data.claims["groups"], serde_json::json!(["eng", "admins"]));
@@ -79,10 +123,25 @@ async fn session_injects_identity_and_a_verifiable_assertion() {
     // a tampered assertion does not verify
     let mut forged = jwt.clone();
     forged.replace_range(forged.len() - 5.., "AAAAA");
-    assert!(jsonwebtoken::decode::<serde_json::Value>(&forged, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v).is_err());
+    assert!(
+        jsonwebtoken::decode::<serde_json::Value>(
+            &forged,
+            &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+            &v
+        )
+        .is_err()
+    );
 
     // the whoami endpoint sees the same principal
-    let me: serde_json::Value = client().get(env.url("/.portcullis/session")).header("cookie", &cookie).send().await.unwrap().json().await.unwrap();
+    let me: serde_json::Value = client()
+        .get(env.url("/.portcullis/session"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["email"], "alice@example.com");
 }
 
@@ -91,10 +150,18 @@ async fn signing_key_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}/shared.db", dir.path().display());
     let kid = |env: &TestEnv| env.shared.state.load().signer.kid().to_owned();
-    let first = TestEnv::with(Options { store_url: Some(store.clone()), ..Default::default() }).await;
+    let first = TestEnv::with(Options {
+        store_url: Some(store.clone()),
+        ..Default::default()
+    })
+    .await;
     let k1 = kid(&first);
     drop(first);
-    let second = TestEnv::with(Options { store_url: Some(store), ..Default::default() }).await;
+    let second = TestEnv::with(Options {
+        store_url: Some(store),
+        ..Default::default()
+    })
+    .await;
     assert_eq!(k1, kid(&second));
 }
 
@@ -103,12 +170,27 @@ async fn groups_gate_restricted_routes() {
     let env = TestEnv::start().await;
     let eng = env.mint(&principal("bob@example.com", &["eng"])).await;
     let admin = env.mint(&principal("carol@example.com", &["admins"])).await;
-    let r = client().get(env.url("/admin/users")).header("cookie", &eng).send().await.unwrap();
+    let r = client()
+        .get(env.url("/admin/users"))
+        .header("cookie", &eng)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = client().get(env.url("/admin/users")).header("cookie", &admin).send().await.unwrap();
+    let r = client()
+        .get(env.url("/admin/users"))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // path tricks don't reach /admin through a public prefix
-    let r = client().get(env.url("/public/..%2Fadmin/users")).header("cookie", &eng).send().await.unwrap();
+    let r = client()
+        .get(env.url("/public/..%2Fadmin/users"))
+        .header("cookie", &eng)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
 }
 
@@ -134,7 +216,11 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
         ("/optional/x", true),
         ("/app", true),
     ] {
-        let cookie_line = if with_cookie { format!("Cookie: {cookie}\r\n") } else { String::new() };
+        let cookie_line = if with_cookie {
+            format!("Cookie: {cookie}\r\n")
+        } else {
+            String::new()
+        };
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n{spoof}{cookie_line}Connection: close\r\n\r\n"
         );
@@ -149,11 +235,35 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
         let headers = app["headers"].as_object().unwrap();
         for (name, values) in headers {
             let norm = name.replace('_', "-");
-            if norm.starts_with("x-forwarded-") && norm != "x-forwarded-for" && norm != "x-forwarded-proto" && norm != "x-forwarded-host" || norm == "x-portcullis-assertion" {
-                assert!(with_cookie && path != "/public/x", "{path}: identity header {name} reached the app anonymously: {values}");
-                assert_eq!(values.as_array().unwrap().len(), 1, "{path}: {name} repeated: {values}");
+            if norm.starts_with("x-forwarded-")
+                && norm != "x-forwarded-for"
+                && norm != "x-forwarded-proto"
+                && norm != "x-forwarded-host"
+                || norm == "x-portcullis-assertion"
+            {
+                assert!(
+                    with_cookie && path != "/public/x",
+                    "{path}: identity header {name} reached the app anonymously: {values}"
+                );
+                assert_eq!(
+                    values.as_array().unwrap().len(),
+                    1,
+                    "{path}: {name} repeated: {values}"
+                );
                 let v = values[0].as_str().unwrap();
-                assert!(!["evil", "evil-again", "evil@evil.com", "admins", "owner", "other", "Mallory"].contains(&v), "{path}: spoofed {name}: {v}");
+                assert!(
+                    ![
+                        "evil",
+                        "evil-again",
+                        "evil@evil.com",
+                        "admins",
+                        "owner",
+                        "other",
+                        "Mallory"
+                    ]
+                    .contains(&v),
+                    "{path}: spoofed {name}: {v}"
+                );
             }
         }
         assert_eq!(seen(&app, "x-forwarded-for"), Some("127.0.0.1"), "{path}");
@@ -170,7 +280,11 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
 async fn tampered_expired_idle_and_revoked_cookies_are_anonymous() {
     let env = TestEnv::start().await;
     let c = client();
-    let api = |cookie: String| c.get(env.url("/api/x")).header("accept", "application/json").header("cookie", cookie);
+    let api = |cookie: String| {
+        c.get(env.url("/api/x"))
+            .header("accept", "application/json")
+            .header("cookie", cookie)
+    };
     let p = principal("dave@example.com", &[]);
 
     let good = env.mint(&p).await;
@@ -182,8 +296,22 @@ async fn tampered_expired_idle_and_revoked_cookies_are_anonymous() {
     bytes[5] = if bytes[5] == b'A' { b'B' } else { b'A' };
     let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
     assert_eq!(api(tampered.clone()).send().await.unwrap().status(), 401);
-    for garbage in ["", "%00%ff", "a=b=c", &"x".repeat(4000), "v1.AAAA.99999999999"] {
-        assert_eq!(api(format!("{name}={garbage}")).send().await.unwrap().status(), 401, "{garbage}");
+    for garbage in [
+        "",
+        "%00%ff",
+        "a=b=c",
+        &"x".repeat(4000),
+        "v1.AAAA.99999999999",
+    ] {
+        assert_eq!(
+            api(format!("{name}={garbage}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401,
+            "{garbage}"
+        );
     }
 
     // expired: absolute lifetime over
@@ -202,20 +330,44 @@ async fn tampered_expired_idle_and_revoked_cookies_are_anonymous() {
     // revoked by user: effective on the very next request
     let other = env.mint(&principal("erin@example.com", &[])).await;
     assert_eq!(api(good.clone()).send().await.unwrap().status(), 200);
-    let n = env.shared.sessions.revoke(&SessionSelector::User("user-dave".into())).await.unwrap();
+    let n = env
+        .shared
+        .sessions
+        .revoke(&SessionSelector::User("user-dave".into()))
+        .await
+        .unwrap();
     assert_eq!(n, 3, "good, expired and idle sessions of dave");
     assert_eq!(api(good).send().await.unwrap().status(), 401);
     assert_eq!(api(other.clone()).send().await.unwrap().status(), 200);
     // by tenant and connection
-    env.shared.sessions.revoke(&SessionSelector::Connection("acme-saml".into())).await.unwrap();
+    env.shared
+        .sessions
+        .revoke(&SessionSelector::Connection("acme-saml".into()))
+        .await
+        .unwrap();
     assert_eq!(api(other).send().await.unwrap().status(), 401);
 
     let m = env.metrics().await;
-    assert!(m.contains("portcullis_session_rejected_total{reason=\"undecryptable\"}"), "{m}");
-    assert!(m.contains("portcullis_session_rejected_total{reason=\"expired\"}"), "{m}");
-    assert!(m.contains("portcullis_session_rejected_total{reason=\"idle\"}"), "{m}");
-    assert!(m.contains("portcullis_session_rejected_total{reason=\"unknown\"}"), "{m}");
-    assert!(m.contains("portcullis_sessions_revoked_total{scope=\"user\"} 3"), "{m}");
+    assert!(
+        m.contains("portcullis_session_rejected_total{reason=\"undecryptable\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_session_rejected_total{reason=\"expired\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_session_rejected_total{reason=\"idle\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_session_rejected_total{reason=\"unknown\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_sessions_revoked_total{scope=\"user\"} 3"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -223,16 +375,39 @@ async fn logout_ends_the_session_and_refuses_open_redirects() {
     let env = TestEnv::start().await;
     let cookie = env.mint(&principal("frank@example.com", &[])).await;
     let c = client();
-    let r = c.get(env.url("/.portcullis/logout?return_to=https://evil.example/x")).header("cookie", &cookie).send().await.unwrap();
+    let r = c
+        .get(env.url("/.portcullis/logout?return_to=https://evil.example/x"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/");
     let clear = r.headers()["set-cookie"].to_str().unwrap();
-    assert!(clear.starts_with("portcullis_session=;") && clear.contains("Max-Age=0") && clear.contains("HttpOnly"), "{clear}");
-    let r = c.get(env.url("/x")).header("cookie", &cookie).send().await.unwrap();
+    assert!(
+        clear.starts_with("portcullis_session=;")
+            && clear.contains("Max-Age=0")
+            && clear.contains("HttpOnly"),
+        "{clear}"
+    );
+    let r = c
+        .get(env.url("/x"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = c.get(env.url("/.portcullis/logout?return_to=%2F%2Fevil.example")).send().await.unwrap();
+    let r = c
+        .get(env.url("/.portcullis/logout?return_to=%2F%2Fevil.example"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["location"], "/");
-    let r = c.get(env.url("/.portcullis/logout?return_to=%2Fdone")).send().await.unwrap();
+    let r = c
+        .get(env.url("/.portcullis/logout?return_to=%2Fdone"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["location"], "/done");
 }
 
@@ -241,38 +416,90 @@ async fn old_key_still_opens_cookies_after_rotation() {
     let env = TestEnv::start().await;
     let old_cookie = env.mint(&principal("gina@example.com", &[])).await;
     // rotate: new key first, old key kept for opening
-    let rotated = env.config_text.replace(&format!("keys = [\"{KEY_A}\"]"), &format!("keys = [\"{KEY_B}\", \"{KEY_A}\"]"));
+    let rotated = env.config_text.replace(
+        &format!("keys = [\"{KEY_A}\"]"),
+        &format!("keys = [\"{KEY_B}\", \"{KEY_A}\"]"),
+    );
     assert_ne!(rotated, env.config_text);
     let cfg = portcullis::config::from_str(&rotated, "rotated.toml", &|_| None).unwrap();
     env.shared.swap(cfg).await.unwrap();
-    let r = client().get(env.url("/x")).header("cookie", &old_cookie).send().await.unwrap();
+    let r = client()
+        .get(env.url("/x"))
+        .header("cookie", &old_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let new_cookie = env.mint(&principal("gina@example.com", &[])).await;
     // drop the old key: old cookies stop opening, new ones still work
-    let only_new = env.config_text.replace(&format!("keys = [\"{KEY_A}\"]"), &format!("keys = [\"{KEY_B}\"]"));
-    env.shared.swap(portcullis::config::from_str(&only_new, "new.toml", &|_| None).unwrap()).await.unwrap();
-    assert_eq!(client().get(env.url("/x")).header("cookie", &old_cookie).send().await.unwrap().status(), 401);
-    assert_eq!(client().get(env.url("/x")).header("cookie", &new_cookie).send().await.unwrap().status(), 200);
+    let only_new = env.config_text.replace(
+        &format!("keys = [\"{KEY_A}\"]"),
+        &format!("keys = [\"{KEY_B}\"]"),
+    );
+    env.shared
+        .swap(portcullis::config::from_str(&only_new, "new.toml", &|_| None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        client()
+            .get(env.url("/x"))
+            .header("cookie", &old_cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client()
+            .get(env.url("/x"))
+            .header("cookie", &new_cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn upstream_down_gives_502_with_request_id() {
     // a port nothing listens on
     let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let env = TestEnv::with(Options { upstream: Some(dead), ..Default::default() }).await;
-    let r = client().get(env.url("/public/x")).header("accept", "text/html").send().await.unwrap();
+    let env = TestEnv::with(Options {
+        upstream: Some(dead),
+        ..Default::default()
+    })
+    .await;
+    let r = client()
+        .get(env.url("/public/x"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     let html = r.text().await.unwrap();
     assert!(html.contains(&id), "{html}");
     assert!(html.contains("The application is unavailable"));
-    let r = client().get(env.url("/public/x")).header("accept", "application/json").send().await.unwrap();
+    let r = client()
+        .get(env.url("/public/x"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "bad_gateway");
     let m = env.metrics().await;
-    assert!(m.contains("portcullis_upstream_errors_total{kind=\"connect\"}"), "{m}");
-    assert!(m.contains("portcullis_requests_total{class=\"5xx\",policy=\"public\"} 2"), "{m}");
+    assert!(
+        m.contains("portcullis_upstream_errors_total{kind=\"connect\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_requests_total{class=\"5xx\",policy=\"public\"} 2"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -283,13 +510,20 @@ async fn large_uploads_stream_through() {
     // a streamed (chunked) body, produced lazily
     let chunks = (0..size / 65536).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 65536]));
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let (status, app) = echo(client().post(env.url("/upload")).header("cookie", &cookie).body(body)).await;
+    let (status, app) = echo(
+        client()
+            .post(env.url("/upload"))
+            .header("cookie", &cookie)
+            .body(body),
+    )
+    .await;
     assert_eq!(status, 200, "{app}");
     assert_eq!(app["body_bytes"], size as u64);
     assert_eq!(app["method"], "POST");
 }
 
 #[tokio::test]
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback signature
 async fn websocket_upgrades_pass_through() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -303,11 +537,18 @@ async fn websocket_upgrades_pass_through() {
         while let Ok((tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut who = String::new();
-                let cb = |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
-                    who = req.headers().get("x-forwarded-email").map(|v| v.to_str().unwrap_or("").to_owned()).unwrap_or_default();
+                let cb = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                          resp| {
+                    who = req
+                        .headers()
+                        .get("x-forwarded-email")
+                        .map(|v| v.to_str().unwrap_or("").to_owned())
+                        .unwrap_or_default();
                     Ok(resp)
                 };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, cb).await else {
+                    return;
+                };
                 let _ = ws.send(Message::text(format!("hello {who}"))).await;
                 while let Some(Ok(m)) = ws.next().await {
                     if m.is_text() || m.is_binary() {
@@ -317,24 +558,39 @@ async fn websocket_upgrades_pass_through() {
             });
         }
     });
-    let env = TestEnv::with(Options { upstream: Some(upstream), ..Default::default() }).await;
+    let env = TestEnv::with(Options {
+        upstream: Some(upstream),
+        ..Default::default()
+    })
+    .await;
     let cookie = env.mint(&principal("ivy@example.com", &[])).await;
-    let mut req = format!("ws://{}/socket", env.proxy).into_client_request().unwrap();
+    let mut req = format!("ws://{}/socket", env.proxy)
+        .into_client_request()
+        .unwrap();
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
-    let (mut ws, resp) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(req))
-        .await
-        .expect("handshake in time")
-        .expect("handshake through the proxy");
+    let (mut ws, resp) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake through the proxy");
     assert_eq!(resp.status(), 101);
     let hello = ws.next().await.unwrap().unwrap();
     assert_eq!(hello.to_text().unwrap(), "hello ivy@example.com");
     for i in 0..20 {
         ws.send(Message::text(format!("msg {i}"))).await.unwrap();
-        let back = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(back.to_text().unwrap(), format!("msg {i}"));
     }
     // without a session the upgrade is refused before reaching the app
-    let req = format!("ws://{}/socket", env.proxy).into_client_request().unwrap();
+    let req = format!("ws://{}/socket", env.proxy)
+        .into_client_request()
+        .unwrap();
     let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
 }
@@ -344,42 +600,117 @@ async fn internal_endpoints_reject_hostile_input() {
     let env = TestEnv::start().await;
     let c = client();
     // oversized form post to an internal endpoint
-    let r = c.post(env.url("/.portcullis/login")).header("content-type", "application/x-www-form-urlencoded").body(vec![b'a'; 200_000]).send().await.unwrap();
+    let r = c
+        .post(env.url("/.portcullis/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 200_000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // malformed form
-    let r = c.post(env.url("/.portcullis/login")).header("content-type", "application/x-www-form-urlencoded").body("email=%ZZ&&&=").send().await.unwrap();
-    assert!(r.status().is_client_error() || r.status() == 200, "{}", r.status());
+    let r = c
+        .post(env.url("/.portcullis/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=%ZZ&&&=")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_client_error() || r.status() == 200,
+        "{}",
+        r.status()
+    );
     // unknown internal path: 404, never forwarded
-    let r = c.get(env.url("/.portcullis/../../etc/passwd")).send().await.unwrap();
+    let r = c
+        .get(env.url("/.portcullis/../../etc/passwd"))
+        .send()
+        .await
+        .unwrap();
     assert_ne!(r.status(), 500);
     let r = c.get(env.url("/.portcullis/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     // XSS attempt in the prefilled email is escaped
-    let r = c.get(env.url("/.portcullis/login?email=%22%3E%3Cscript%3Ealert(1)%3C/script%3E")).send().await.unwrap();
+    let r = c
+        .get(env.url("/.portcullis/login?email=%22%3E%3Cscript%3Ealert(1)%3C/script%3E"))
+        .send()
+        .await
+        .unwrap();
     let html = r.text().await.unwrap();
     assert!(!html.contains("<script>"), "{html}");
     // a huge cookie header is refused or anonymous, never a 500
-    let r = c.get(env.url("/x")).header("cookie", format!("portcullis_session={}", "A".repeat(30_000))).send().await.unwrap();
-    assert!(r.status() == 401 || r.status() == 431 || r.status() == 400, "{}", r.status());
+    let r = c
+        .get(env.url("/x"))
+        .header(
+            "cookie",
+            format!("portcullis_session={}", "A".repeat(30_000)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status() == 401 || r.status() == 431 || r.status() == 400,
+        "{}",
+        r.status()
+    );
 }
 
 #[tokio::test]
 async fn admin_endpoints() {
     let env = TestEnv::start().await;
     let c = client();
-    assert_eq!(c.get(format!("http://{}/healthz", env.admin)).send().await.unwrap().status(), 200);
-    assert_eq!(c.get(format!("http://{}/readyz", env.admin)).send().await.unwrap().status(), 200);
-    assert_eq!(c.get(format!("http://{}/nope", env.admin)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(format!("http://{}/healthz", env.admin))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("http://{}/readyz", env.admin))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("http://{}/nope", env.admin))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let cookie = env.mint(&principal("jo@example.com", &[])).await;
     for _ in 0..3 {
-        c.get(env.url("/x")).header("cookie", &cookie).send().await.unwrap();
+        c.get(env.url("/x"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
     }
     let m = env.metrics().await;
-    assert!(m.contains("portcullis_requests_total{class=\"2xx\",policy=\"required\"} 3"), "{m}");
+    assert!(
+        m.contains("portcullis_requests_total{class=\"2xx\",policy=\"required\"} 3"),
+        "{m}"
+    );
     assert!(m.contains("portcullis_sessions_created_total 1"), "{m}");
-    assert!(m.contains("portcullis_session_cache_requests_total{result=\"hit\"} 2"), "{m}");
-    assert!(m.contains("portcullis_request_duration_seconds_bucket"), "{m}");
+    assert!(
+        m.contains("portcullis_session_cache_requests_total{result=\"hit\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_request_duration_seconds_bucket"),
+        "{m}"
+    );
     // the admin listener is not the proxy: metrics are not on the public port
-    let r = c.get(env.url("/metrics")).header("accept", "application/json").send().await.unwrap();
+    let r = c
+        .get(env.url("/metrics"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }

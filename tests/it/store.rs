@@ -24,6 +24,7 @@ struct TestDb {
 }
 
 impl TestDb {
+    /// A fresh temp-file SQLite database.
     async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
@@ -34,6 +35,7 @@ impl TestDb {
         }
     }
 
+    /// A fresh database on the shared throwaway cluster.
     async fn postgres() -> TestDb {
         let url = PgCluster::shared().await.fresh_database().await;
         TestDb {
@@ -43,6 +45,7 @@ impl TestDb {
         }
     }
 
+    /// Opens another store on the same database (a "replica").
     async fn open(&self) -> Store {
         let store = Store::open(&self.url).await.expect("open store");
         assert_eq!(store.backend(), self.backend);
@@ -107,6 +110,7 @@ conformance!(
     ping_and_close,
 );
 
+/// A fully populated record, so round-trips exercise every column.
 fn session(id: &str, user: &str, tenant: Option<&str>, connection: Option<&str>) -> SessionRecord {
     SessionRecord {
         id_hash: id.to_owned(),
@@ -123,6 +127,7 @@ fn session(id: &str, user: &str, tenant: Option<&str>, connection: Option<&str>)
     }
 }
 
+/// Which of `candidates` still exist, to assert exactly which rows a revoke took.
 async fn ids(store: &Store, candidates: &[&str]) -> Vec<String> {
     let mut present = Vec::new();
     for id in candidates {

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pingora::server::ShutdownSignal;
 use portcullis::app::{Shared, Stop, prepare};
 use portcullis::identity::Principal;
-use pingora::server::ShutdownSignal;
 
 pub const KEY_A: &str = "test-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 pub const KEY_B: &str = "test-key-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -64,9 +64,8 @@ impl Default for Options {
 pub struct TestEnv {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
-    pub upstream: SocketAddr,
     pub shared: Arc<Shared>,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     pub config_text: String,
     stop: Option<tokio::sync::mpsc::Sender<ShutdownSignal>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -83,8 +82,19 @@ pub async fn start_echo_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) 
     (addr, task)
 }
 
-pub fn config_text(proxy: SocketAddr, admin: SocketAddr, upstream: SocketAddr, store: &str, keys: &[&str], extra: &str) -> String {
-    let keys = keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+pub fn config_text(
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    store: &str,
+    keys: &[&str],
+    extra: &str,
+) -> String {
+    let keys = keys
+        .iter()
+        .map(|k| format!("\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"
 [server]
@@ -156,19 +166,19 @@ impl TestEnv {
                 let _ = ready_tx.send(Err(e.to_string()));
             }
         });
-        let shared = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
-            .await
-            .unwrap()
-            .expect("server did not start in time")
-            .unwrap_or_else(|e| panic!("server failed to start: {e}"));
+        let shared =
+            tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
+                .await
+                .unwrap()
+                .expect("server did not start in time")
+                .unwrap_or_else(|e| panic!("server failed to start: {e}"));
         wait_for_port(proxy).await;
         wait_for_port(admin).await;
         Self {
             proxy,
             admin,
-            upstream,
             shared,
-            dir,
+            _dir: dir,
             config_text: text,
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -192,7 +202,12 @@ impl TestEnv {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.admin)).await.unwrap().text().await.unwrap()
+        reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 }
 
@@ -246,10 +261,17 @@ pub fn client() -> reqwest::Client {
 
 /// What the echo upstream saw, as JSON.
 pub async fn echo(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
-    let resp = req.header("accept", "application/json").send().await.unwrap();
+    let resp = req
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap();
-    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+    )
 }
 
 /// First value of a header the upstream received.

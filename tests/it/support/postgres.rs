@@ -64,10 +64,12 @@ impl PgCluster {
         self.url(&name)
     }
 
+    /// Trust auth on loopback, so the URL needs no password.
     fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// initdb + foreground postgres under the stdin-watching wrapper.
     async fn start() -> Result<PgCluster, String> {
         let bin = find_bin_dir()?;
         let root = tempfile::Builder::new()
@@ -275,6 +277,7 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("finding a free port: {e}"))
 }
 
+/// The server log is the only useful diagnostic when startup fails.
 fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
