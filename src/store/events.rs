@@ -162,6 +162,77 @@ pub(super) async fn run_listener(
     pool.close().await;
 }
 
+/// How often SQLite stores look for revocations made by other processes.
+pub(super) const SQLITE_POLL: Duration = Duration::from_millis(200);
+/// Event rows older than this are pruned; far longer than any poll gap.
+const SQLITE_EVENT_TTL_SECONDS: i64 = 3600;
+
+/// The newest event row at `open`, read before `open` returns so that no
+/// event appended afterwards can be skipped.
+pub(super) async fn sqlite_high_water(pool: &sqlx::AnyPool) -> Result<i64, sqlx::Error> {
+    use sqlx::Row;
+    sqlx::query("SELECT COALESCE(MAX(id), 0) AS m FROM store_events")
+        .fetch_one(pool)
+        .await?
+        .try_get::<i64, _>("m")
+}
+
+/// SQLite has no NOTIFY: re-publish rows appended to `store_events` by any
+/// process (including this one: a duplicate invalidation is harmless) until
+/// the store closes. Starts after the newest existing row, so history from
+/// before `open` is not replayed.
+pub(super) async fn poll_sqlite(
+    pool: sqlx::AnyPool,
+    mut last: i64,
+    events: broadcast::Sender<StoreEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use sqlx::Row;
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            () = tokio::time::sleep(SQLITE_POLL) => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        let rows = sqlx::query(
+            "SELECT id, payload FROM store_events WHERE id > $1 ORDER BY id LIMIT 1000",
+        )
+        .bind(last)
+        .fetch_all(&pool)
+        .await;
+        match rows {
+            Ok(rows) => {
+                for row in rows {
+                    let (Ok(id), Ok(payload)) = (
+                        row.try_get::<i64, _>("id"),
+                        row.try_get::<String, _>("payload"),
+                    ) else {
+                        continue;
+                    };
+                    last = last.max(id);
+                    if let Some(event) = decode(&payload) {
+                        let _ = events.send(event);
+                    }
+                }
+            }
+            // A closed pool means the store is shutting down.
+            Err(sqlx::Error::PoolClosed) => break,
+            Err(error) => tracing::warn!(%error, "store event poll failed"),
+        }
+        ticks += 1;
+        if ticks % 300 == 0 {
+            let cutoff = super::unix_now() - SQLITE_EVENT_TTL_SECONDS;
+            let _ = sqlx::query("DELETE FROM store_events WHERE created_at < $1")
+                .bind(cutoff)
+                .execute(&pool)
+                .await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

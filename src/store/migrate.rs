@@ -30,12 +30,20 @@ impl Migration {
 
 /// Every migration, oldest first. Later features (users, tenants, SCIM,
 /// webhook outbox) append versions 2, 3, ...; never edit a shipped entry.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "sessions and keys",
-    sqlite: include_str!("migrations/sqlite/0001_sessions_and_keys.sql"),
-    postgres: include_str!("migrations/postgres/0001_sessions_and_keys.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "sessions and keys",
+        sqlite: include_str!("migrations/sqlite/0001_sessions_and_keys.sql"),
+        postgres: include_str!("migrations/postgres/0001_sessions_and_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "store events (SQLite cross-process invalidation)",
+        sqlite: include_str!("migrations/sqlite/0002_store_events.sql"),
+        postgres: include_str!("migrations/postgres/0002_store_events.sql"),
+    },
+];
 
 /// Same text for both backends: BIGINT has INTEGER affinity in SQLite.
 const BOOTSTRAP: &str = "CREATE TABLE IF NOT EXISTS portcullis_migrations (\

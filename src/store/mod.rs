@@ -157,7 +157,21 @@ impl Store {
         }
 
         let handle = match listener {
-            None => None,
+            None => {
+                let start = match events::sqlite_high_water(&pool).await {
+                    Ok(start) => start,
+                    Err(error) => {
+                        pool.close().await;
+                        return Err(StoreError::Query(error));
+                    }
+                };
+                Some(tokio::spawn(events::poll_sqlite(
+                    pool.clone(),
+                    start,
+                    events_tx.clone(),
+                    shutdown_rx,
+                )))
+            }
             Some(url) => {
                 let started = async {
                     let listen_pool = connect::listener_pool(&url).await?;

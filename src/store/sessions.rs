@@ -106,7 +106,20 @@ impl Store {
         let event = StoreEvent::SessionsRevoked(selector.clone());
 
         let deleted = match self.inner.backend {
-            Backend::Sqlite => query.execute(&self.inner.pool).await?.rows_affected(),
+            Backend::Sqlite => {
+                // Other processes on the same file poll this log (see
+                // `events::poll_sqlite`); same transaction as the delete so
+                // an event exists iff the revocation happened.
+                let mut tx = self.inner.pool.begin().await?;
+                let deleted = query.execute(&mut *tx).await?.rows_affected();
+                sqlx::query("INSERT INTO store_events (payload, created_at) VALUES ($1, $2)")
+                    .bind(events::encode(&event))
+                    .bind(super::unix_now())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                deleted
+            }
             Backend::Postgres => {
                 let mut tx = self.inner.pool.begin().await?;
                 let deleted = query.execute(&mut *tx).await?.rows_affected();

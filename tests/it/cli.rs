@@ -230,6 +230,27 @@ async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_s
         String::from_utf8_lossy(&out.stdout).trim(),
         "revoked 1 session(s)"
     );
+    // ...and the running server, which had the session cached, stops
+    // honouring it (the SQLite event log is polled every 200 ms).
+    let mut status = 0;
+    for _ in 0..20 {
+        status = client()
+            .get(format!("http://{proxy}/app"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "CLI revocation did not reach the running server"
+    );
 
     // SIGTERM: graceful exit, status 0, within the grace period
     signal(pid, "-TERM");

@@ -578,6 +578,31 @@ async fn websocket_upgrades_pass_through() {
     assert_eq!(resp.status(), 101);
     let hello = ws.next().await.unwrap().unwrap();
     assert_eq!(hello.to_text().unwrap(), "hello ivy@example.com");
+    // Many short tunnels: a fast upstream's 101 racing the upgrade request's
+    // own end-of-body used to tear tunnels down (pingora#946, patched in
+    // vendor/pingora-proxy). Each must carry traffic both ways.
+    for round in 0..40 {
+        let mut req = format!("ws://{}/socket", env.proxy)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        let (mut short, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let hello = tokio::time::timeout(Duration::from_secs(5), short.next())
+            .await
+            .unwrap();
+        assert!(matches!(hello, Some(Ok(_))), "round {round}: {hello:?}");
+        short.send(Message::text("ping")).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), short.next())
+            .await
+            .unwrap();
+        assert_eq!(
+            back.and_then(|m| m.ok())
+                .map(|m| m.to_text().unwrap_or("").to_owned())
+                .as_deref(),
+            Some("ping"),
+            "round {round}"
+        );
+    }
     for i in 0..20 {
         ws.send(Message::text(format!("msg {i}"))).await.unwrap();
         let back = tokio::time::timeout(Duration::from_secs(5), ws.next())

@@ -156,7 +156,7 @@ async fn expect_event(rx: &mut broadcast::Receiver<StoreEvent>, expected: &Store
 async fn open_migrates(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(store.count_sessions().await.unwrap(), 0);
-    assert_eq!(db.migration_versions().await, vec![1]);
+    assert_eq!(db.migration_versions().await, vec![1, 2]);
     store.close().await;
 }
 
@@ -170,7 +170,7 @@ async fn reopen_is_idempotent(db: &TestDb) {
 
     let second = db.open().await;
     let third = db.open().await;
-    assert_eq!(db.migration_versions().await, vec![1]);
+    assert_eq!(db.migration_versions().await, vec![1, 2]);
     assert_eq!(second.count_sessions().await.unwrap(), 1);
     assert!(third.get_session("a").await.unwrap().is_some());
     second.close().await;
@@ -330,10 +330,8 @@ async fn revoke_publishes_local_event(db: &TestDb) {
 }
 
 async fn revoke_reaches_other_store(db: &TestDb) {
-    if db.backend != Backend::Postgres {
-        // SQLite is single-node: events are in-process only.
-        return;
-    }
+    // PostgreSQL: LISTEN/NOTIFY. SQLite: the polled `store_events` log, so a
+    // CLI revocation reaches a running server on the same file.
     let publisher = db.open().await;
     let replica = db.open().await;
     let mut rx = replica.subscribe();
