@@ -223,7 +223,7 @@ pub(super) async fn poll_sqlite(
             Err(error) => tracing::warn!(%error, "store event poll failed"),
         }
         ticks += 1;
-        if ticks % 300 == 0 {
+        if ticks.is_multiple_of(300) {
             let cutoff = super::unix_now() - SQLITE_EVENT_TTL_SECONDS;
             let _ = sqlx::query("DELETE FROM store_events WHERE created_at < $1")
                 .bind(cutoff)
