@@ -24,6 +24,8 @@ packages=(
   postgresql
   # The xmlsec1 CLI signs SAML fixtures in tests.
   xmlsec1
+  # The openssl CLI makes throwaway CAs and certificates for the TLS tests.
+  openssl
 )
 if ((bench)); then
   packages+=(nginx wrk curl)

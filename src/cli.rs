@@ -42,6 +42,15 @@ enum Command {
         /// Where the demo keeps its SQLite store and session key.
         #[arg(long, default_value = "data/demo")]
         data_dir: PathBuf,
+        /// Public listener of the proxy.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Admin listener (metrics, health).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: std::net::SocketAddr,
+        /// Where the built-in demo app listens.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        upstream: std::net::SocketAddr,
     },
     /// Manage sessions in the store.
     #[command(subcommand)]
@@ -121,7 +130,18 @@ fn dispatch(cmd: Command) -> Result<ExitCode, AppError> {
                 Ok(ExitCode::from(1))
             }
         },
-        Command::Demo { data_dir } => crate::demo::run_demo(&data_dir).map(|()| ExitCode::SUCCESS),
+        Command::Demo {
+            data_dir,
+            listen,
+            admin,
+            upstream,
+        } => crate::demo::run_demo(&crate::demo::DemoOptions {
+            data_dir,
+            listen,
+            admin,
+            upstream,
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::Upstream { listen } => {
             crate::demo::run_upstream(listen).map(|()| ExitCode::SUCCESS)
         }

@@ -127,11 +127,18 @@ pub fn run_upstream(addr: SocketAddr) -> Result<(), AppError> {
 }
 
 const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
-/// Where the demo upstream listens (matches `config/demo.toml`).
-const DEMO_UPSTREAM: &str = "127.0.0.1:8081";
+
+/// Where the demo runs; defaults match `config/demo.toml`.
+pub struct DemoOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub upstream: SocketAddr,
+}
 
 /// `portcullis demo`: proxy + embedded SQLite + demo upstream, no file needed.
-pub fn run_demo(data_dir: &Path) -> Result<(), AppError> {
+pub fn run_demo(opts: &DemoOptions) -> Result<(), AppError> {
+    let data_dir = opts.data_dir.as_path();
     std::fs::create_dir_all(data_dir)?;
     let key = demo_session_key(data_dir)?;
     let data = data_dir.display().to_string();
@@ -140,16 +147,16 @@ pub fn run_demo(data_dir: &Path) -> Result<(), AppError> {
         "PORTCULLIS_DATA_DIR" => Some(data.clone()),
         other => std::env::var(other).ok(),
     };
-    let config = crate::config::from_str(DEMO_CONFIG, "config/demo.toml (built in)", &env)?;
+    let mut config = crate::config::from_str(DEMO_CONFIG, "config/demo.toml (built in)", &env)?;
+    // Command-line addresses win over the built-in file.
+    config.listeners[0].address = opts.listen.to_string();
+    config.admin.address = opts.admin.to_string();
+    config.upstream.address = opts.upstream.to_string();
+    config.server.public_url = format!("http://{}", opts.listen);
     crate::logging::init(&config.log);
 
-    let addr: SocketAddr = DEMO_UPSTREAM
-        .parse()
-        .map_err(|e: std::net::AddrParseError| {
-            AppError::Listener(DEMO_UPSTREAM.into(), e.to_string())
-        })?;
-    let std_listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| AppError::Listener(DEMO_UPSTREAM.into(), e.to_string()))?;
+    let std_listener = std::net::TcpListener::bind(opts.upstream)
+        .map_err(|e| AppError::Listener(opts.upstream.to_string(), e.to_string()))?;
     std_listener.set_nonblocking(true)?;
     std::thread::Builder::new()
         .name("demo-upstream".into())
@@ -179,8 +186,8 @@ pub fn run_demo(data_dir: &Path) -> Result<(), AppError> {
     println!("  Portcullis demo is running.");
     println!("  Open {url}/ in your browser.");
     println!(
-        "  Demo app (upstream, unprotected): http://{DEMO_UPSTREAM}/   metrics: http://{}/metrics",
-        config.admin.address
+        "  Demo app (upstream, unprotected): http://{}/   metrics: http://{}/metrics",
+        opts.upstream, config.admin.address
     );
     println!("  Data: {}   Stop with Ctrl-C.", data_dir.display());
     println!();

@@ -228,6 +228,10 @@ fn shipped_configs_are_valid() {
         ),
         ("config/demo.toml", include_str!("../../config/demo.toml")),
         ("benches/load.toml", include_str!("../../benches/load.toml")),
+        (
+            "docker/portcullis.toml",
+            include_str!("../../docker/portcullis.toml"),
+        ),
     ] {
         if let Err(e) = from_str(text, name, &env) {
             panic!("{e}");

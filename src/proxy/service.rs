@@ -191,7 +191,7 @@ impl ProxyHttp for PortcullisProxy {
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into());
-        let route = st.routes.lookup(host.as_deref(), &path).clone();
+        let route = st.routes.lookup(host.as_deref(), &path);
         ctx.policy = route.policy.as_str();
         let who = match route.policy {
             Policy::Public => Identity::Anonymous,
@@ -201,7 +201,7 @@ impl ProxyHttp for PortcullisProxy {
             path_and_query: &path_and_query,
             wants_html: ctx.wants_html,
         };
-        match decide(&route, &facts, &who, &st.login_path) {
+        match decide(route, &facts, &who, &st.login_path) {
             Outcome::Forward(p) => {
                 ctx.principal = p;
                 Ok(false)

@@ -1,6 +1,9 @@
 //! One integration-test binary (linking is the slow part on 2 cores).
 
 mod cli;
+mod demo;
 mod proxy;
+mod replicas;
 mod store;
 mod support;
+mod tls;

@@ -48,6 +48,10 @@ pub struct Options {
     pub store_url: Option<String>,
     pub keys: Vec<&'static str>,
     pub extra: String,
+    /// PEM paths (cert, key) for a TLS listener.
+    pub listener_tls: Option<(String, String)>,
+    /// More `[upstream]` keys, one per line.
+    pub upstream_extra: String,
 }
 
 impl Default for Options {
@@ -57,6 +61,8 @@ impl Default for Options {
             store_url: None,
             keys: vec![KEY_A],
             extra: String::new(),
+            listener_tls: None,
+            upstream_extra: String::new(),
         }
     }
 }
@@ -148,7 +154,17 @@ impl TestEnv {
         let store = opts
             .store_url
             .unwrap_or_else(|| format!("sqlite://{}/store.db", dir.path().display()));
-        let text = config_text(proxy, admin, upstream, &store, &opts.keys, &opts.extra);
+        let mut text = config_text(proxy, admin, upstream, &store, &opts.keys, &opts.extra);
+        if let Some((cert, key)) = &opts.listener_tls {
+            text = text.replace(
+                &format!("address = \"{proxy}\"\n"),
+                &format!("address = \"{proxy}\"\ntls = {{ cert = \"{cert}\", key = \"{key}\" }}\n"),
+            );
+        }
+        text = text.replace(
+            "read_timeout_ms = 5000\n",
+            &format!("read_timeout_ms = 5000\n{}\n", opts.upstream_extra),
+        );
         let path: PathBuf = dir.path().join("portcullis.toml");
         std::fs::write(&path, &text).unwrap();
         let config = portcullis::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
