@@ -8,6 +8,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::ServerSession;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -39,6 +41,10 @@ pub enum AppError {
     #[error("{0} cannot change on reload; restart Portcullis to apply it")]
     NeedsRestart(&'static str),
 }
+
+/// Per-connection L4 buffers of the public listeners.
+const DOWNSTREAM_READ_BUFFER: usize = 64 * 1024;
+const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;
 
 /// The store key purpose under which the generated assertion key is kept.
 const ASSERTION_KEY_PURPOSE: &str = "assertion-es256";
@@ -263,6 +269,7 @@ pub fn prepare(config: Config, config_path: Option<PathBuf>) -> Result<Prepared,
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(5),
         upstream_keepalive_pool_size: config.upstream.keepalive_pool_size,
+        work_stealing: config.server.work_stealing,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -274,12 +281,19 @@ pub fn prepare(config: Config, config_path: Option<PathBuf>) -> Result<Prepared,
         "portcullis proxy",
     );
     for l in &config.listeners {
-        match &l.tls {
-            None => proxy.add_tcp(&l.address),
-            Some(tls) => proxy
-                .add_tls(&l.address, &tls.cert, &tls.key)
-                .map_err(|e| AppError::Listener(l.address.clone(), e.to_string()))?,
+        // pingora's default 1460-byte write buffer flushes a response header
+        // on its own as soon as the body doesn't fit beside it: one extra
+        // send per request. 16 KiB lets typical responses leave in one.
+        let mut listener = ListenerConfig::tcp(l.address.clone()).l4_buffer(L4BufferSettings::new(
+            DOWNSTREAM_READ_BUFFER,
+            DOWNSTREAM_WRITE_BUFFER,
+        ));
+        if let Some(tls) = &l.tls {
+            let settings = TlsSettings::intermediate(&tls.cert, &tls.key)
+                .map_err(|e| AppError::Listener(l.address.clone(), e.to_string()))?;
+            listener = listener.tls(settings);
         }
+        proxy.endpoints().add_listener(listener);
     }
     let mut admin = Service::new(
         "portcullis admin".into(),

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub internal_prefix: String,
     /// Worker threads of the proxy service.
     pub threads: usize,
+    /// Let idle worker threads steal tasks from busy ones (pingora's
+    /// default). Off pins each connection to one thread: fewer cross-thread
+    /// wake-ups, measurably faster on small machines.
+    pub work_stealing: bool,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub grace_period_seconds: u64,
     /// Trust `X-Forwarded-*` sent by the client (only behind a trusted load
@@ -52,6 +56,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             internal_prefix: "/.portcullis/".into(),
             threads: 2,
+            work_stealing: true,
             grace_period_seconds: 10,
             trust_forwarded_headers: false,
             default_policy: Policy::Required,

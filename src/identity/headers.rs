@@ -67,7 +67,15 @@ impl HeaderPlan {
     pub fn headers_to_strip(&self, headers: &HeaderMap) -> Vec<HeaderName> {
         let mut out: Vec<HeaderName> = Vec::new();
         for name in headers.keys() {
-            if self.strip.contains(&normalize_header_name(name.as_str())) && !out.contains(name) {
+            // `HeaderName`s are already lower-case; only `_` needs folding,
+            // so the common case compares without allocating.
+            let s = name.as_str();
+            let hit = if s.contains('_') {
+                self.strip.contains(&normalize_header_name(s))
+            } else {
+                self.strip.contains(s)
+            };
+            if hit && !out.contains(name) {
                 out.push(name.clone());
             }
         }
@@ -104,6 +112,9 @@ impl HeaderPlan {
 /// Keeps printable characters; non-ASCII is percent-encoded as UTF-8 so the
 /// value is valid in every HTTP stack (some reject obs-text).
 fn sanitize(s: &str) -> String {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return s.to_owned();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_ascii_control() {
@@ -122,6 +133,13 @@ fn sanitize(s: &str) -> String {
 }
 
 fn join_list(items: &[String]) -> String {
+    let plain = |i: &String| {
+        i.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b',' && b != b'%')
+    };
+    if items.iter().all(plain) {
+        return items.join(",");
+    }
     items
         .iter()
         .map(|i| sanitize(&i.replace('%', "%25").replace(',', "%2C")))

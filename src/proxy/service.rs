@@ -48,6 +48,25 @@ pub struct Ctx {
     outcome: &'static str,
 }
 
+/// A unique request id without a syscall per request: a random per-process
+/// prefix and a counter (ids need to be unique and unguessable across
+/// processes, not secret).
+fn next_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        crate::secret::random_bytes::<8>()
+            .map(u64::from_le_bytes)
+            .unwrap_or_else(|_| uuid::Uuid::new_v4().as_u64_pair().0)
+    });
+    format!(
+        "{prefix:016x}{:016x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 fn wants_html(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::ACCEPT)
@@ -151,7 +170,7 @@ impl ProxyHttp for PortcullisProxy {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             state: None,
-            request_id: uuid::Uuid::new_v4().simple().to_string(),
+            request_id: next_request_id(),
             start: Instant::now(),
             policy: "none",
             wants_html: false,

@@ -217,6 +217,21 @@ impl TestEnv {
         set_cookie.split(';').next().unwrap().to_owned()
     }
 
+    /// Metrics once `needle` appears (bounded): request counters are
+    /// updated in pingora's logging phase, just after the client already
+    /// has its response.
+    pub async fn metrics_with(&self, needle: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..100 {
+            last = self.metrics().await;
+            if last.contains(needle) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("metric `{needle}` never appeared:\n{last}");
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.admin))
             .await
