@@ -32,7 +32,7 @@ die() { printf 'load: ERROR: %s\n' "$*" >&2; exit 1; }
 
 bash scripts/install-deps.sh --bench
 if [[ $ONLY_BASELINE != 1 && ${SKIP_BUILD:-0} != 1 ]]; then
-  cargo build --release --locked
+  cargo build --release --locked --bin portcullis --example bare_pingora
 fi
 
 # --- processes: everything started here is stopped on any exit ---------------
@@ -141,6 +141,7 @@ free_port UP_PORT
 free_port NGINX_PORT
 free_port PX_PORT
 free_port ADMIN_PORT
+free_port BARE_PORT
 
 if [[ -x $BIN ]]; then
   upstream_kind="portcullis upstream"
@@ -228,6 +229,12 @@ if [[ $ONLY_BASELINE != 1 ]]; then
   export PORTCULLIS_SESSION_KEY
   export RUST_LOG="${RUST_LOG:-warn}"   # per-request logging would be measured too
 
+  # The floor: pingora forwarding with nothing else (examples/bare_pingora.rs,
+  # same pingora settings). nginx→bare is pingora's cost, bare→public ours.
+  BARE_BIN=${BARE_BIN:-$(dirname "$BIN")/examples/bare_pingora}
+  start pingora-bare "$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
+  wait_http pingora-bare "$last_pid" "http://127.0.0.1:$BARE_PORT/" any 15
+
   start portcullis "$BIN" run --config "$CONFIG"
   wait_http portcullis "$last_pid" "http://127.0.0.1:$ADMIN_PORT/readyz" 200 30
   log "portcullis on 127.0.0.1:$PX_PORT (admin $ADMIN_PORT)"
@@ -284,6 +291,7 @@ measure() {
 measure upstream "http://127.0.0.1:$UP_PORT/"
 measure nginx "http://127.0.0.1:$NGINX_PORT/"
 if [[ $ONLY_BASELINE != 1 ]]; then
+  measure pingora-bare "http://127.0.0.1:$BARE_PORT/"
   measure portcullis-public "http://127.0.0.1:$PX_PORT/public/x"
   measure portcullis-required "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
 fi
@@ -329,7 +337,10 @@ for i in "${!names[@]}"; do
   fi
 done
 if ((status == 0)) && [[ $ONLY_BASELINE != 1 ]]; then
-  r=$(ratio "${rps[3]}" "$nginx_rps")
+  for i in "${!names[@]}"; do
+    [[ ${names[i]} == portcullis-required ]] && req_i=$i
+  done
+  r=$(ratio "${rps[req_i]}" "$nginx_rps")
   if awk -v r="$r" -v m="$MIN_RATIO" 'BEGIN { exit !(r >= m) }'; then
     verdict="PASS: portcullis-required at ${r}x nginx (minimum ${MIN_RATIO}x)"
   else

@@ -318,6 +318,16 @@ impl ProxyHttp for PortcullisProxy {
         Ok(())
     }
 
+    /// A client that hangs up mid-request (load generators at the end of a
+    /// run, browsers navigating away) is not an error worth a log line each.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &pingora::Error) -> bool {
+        matches!(e.esource(), pingora::ErrorSource::Downstream)
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,

@@ -1,0 +1,56 @@
+//! The floor for `benches/load.sh`: a pingora proxy that does nothing but
+//! forward (no routing, no header work, no auth), built with the same pingora
+//! settings as Portcullis. The gap between it and nginx is pingora's; the gap
+//! between it and Portcullis is ours.
+//!
+//! `cargo run --release --example bare_pingora -- LISTEN UPSTREAM`
+
+use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::server::Server;
+use pingora::server::configuration::ServerConf;
+
+struct Bare {
+    upstream: std::net::SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for Bare {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> pingora::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(listen), Some(upstream)) = (args.next(), args.next()) else {
+        eprintln!("usage: bare_pingora LISTEN UPSTREAM");
+        std::process::exit(2);
+    };
+    let Ok(upstream) = upstream.parse() else {
+        eprintln!("UPSTREAM must be IP:PORT");
+        std::process::exit(2);
+    };
+    let conf = ServerConf {
+        threads: 1,
+        work_stealing: false,
+        upstream_keepalive_pool_size: 256,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Bare { upstream });
+    proxy.endpoints().add_listener(
+        ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::new(64 * 1024, 16 * 1024)),
+    );
+    server.add_service(proxy);
+    server.run_forever();
+}
