@@ -168,6 +168,7 @@ pub fn from_str(
     cfg.headers = section(&root, "headers", &mut c);
     cfg.store = section(&root, "store", &mut c);
     cfg.log = section(&root, "log", &mut c);
+    cfg.dns = section(&root, "dns", &mut c);
     cfg.tenants = array(&root, "tenants", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
@@ -207,6 +208,7 @@ const SECTIONS: &[&str] = &[
     "headers",
     "store",
     "log",
+    "dns",
     "tenants",
 ];
 

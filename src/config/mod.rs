@@ -14,4 +14,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolateError, interpolate};
 pub use load::{from_str, load};
 pub use schema::*;
-pub use validate::{MIN_SESSION_KEY_BYTES, normalize_header_name};
+pub use validate::{
+    MIN_SESSION_KEY_BYTES, PRESETS, is_hostname, is_public_mail_domain, normalize_header_name,
+    parse_nameserver,
+};

@@ -20,6 +20,7 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub dns: DnsConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -306,12 +307,109 @@ impl Default for LogConfig {
     }
 }
 
-/// A customer organisation. Domains and SSO connections arrive with the
-/// tenants issue; the shape exists now so files written today stay valid.
+/// DNS ownership proofs for tenant domains.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Resolvers to ask, `IP:PORT` (port 53 if omitted). Empty: the system's
+    /// `/etc/resolv.conf`.
+    pub nameservers: Vec<String>,
+    /// The TXT record lives at `{record_prefix}.{domain}`.
+    pub record_prefix: String,
+    /// How often the background loop looks for domains due a check.
+    pub check_interval_seconds: u64,
+    /// Pending domains are re-checked this often...
+    pub pending_recheck_seconds: u64,
+    /// ...until this long after `domains add`; then they are `failed`.
+    pub pending_expiry_seconds: u64,
+    /// Verified domains are re-verified this often.
+    pub reverify_seconds: u64,
+    /// A verified domain whose record has been missing this long is
+    /// `lapsed` and stops routing logins (a DNS blip must not lock a tenant
+    /// out; a transferred domain must not stay routed forever).
+    pub lapse_grace_seconds: u64,
+    pub lookup_timeout_ms: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            record_prefix: "_portcullis-challenge".into(),
+            check_interval_seconds: 60,
+            pending_recheck_seconds: 300,
+            pending_expiry_seconds: 7 * 86_400,
+            reverify_seconds: 6 * 3600,
+            lapse_grace_seconds: 3 * 86_400,
+            lookup_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// A customer organisation.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
+    /// Stable identifier (`a-z0-9-_`), used in URLs, sessions and headers.
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Email domains the tenant claims. Each must be proven with a DNS TXT
+    /// record (`portcullis domains add`) before it routes logins.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Users of these domains may not use the app's own password login.
+    #[serde(default)]
+    pub enforce_sso: bool,
+    #[serde(default)]
+    pub jit: JitConfig,
+    /// IdP group → app role. A user gets every role any of their groups maps to.
+    #[serde(default)]
+    pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+}
+
+/// Just-in-time provisioning at first login.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JitConfig {
+    /// Create unknown users at login; off: only SCIM-provisioned or invited
+    /// users may enter.
+    pub enabled: bool,
+    /// Role of users created just in time (and of invitations without one).
+    pub default_role: Option<String>,
+}
+
+impl Default for JitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_role: Some("member".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Saml,
+    Oidc,
+}
+
+/// One SSO connection of a tenant. Protocol settings are filled in by the
+/// SAML and OIDC implementations.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// Unique across all tenants; appears in callback URLs.
+    pub id: String,
+    pub protocol: Protocol,
+    /// Provider preset: `entra`, `okta`, `google`, `onelogin`, `jumpcloud`,
+    /// `duo` or `generic`.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Shown in the chooser when a tenant has several connections.
+    #[serde(default)]
+    pub display_name: Option<String>,
 }

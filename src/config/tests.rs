@@ -238,3 +238,64 @@ fn shipped_configs_are_valid() {
         }
     }
 }
+
+#[test]
+fn tenants_domains_and_connections_are_validated() {
+    let text = format!(
+        r#"{MINIMAL}
+[dns]
+nameservers = ["127.0.0.1:5353", "1.1.1.1", "resolver.example"]
+
+[[tenants]]
+id = "acme"
+domains = ["acme.com", "GMAIL.com", "not a domain"]
+enforce_sso = true
+group_roles = {{ "Engineering" = ["developer"] }}
+[[tenants.connections]]
+id = "acme-okta"
+protocol = "saml"
+preset = "okta"
+
+[[tenants]]
+id = "globex"
+domains = ["acme.com", "globex.com"]
+[[tenants.connections]]
+id = "acme-okta"
+protocol = "oidc"
+preset = "myidp"
+"#
+    );
+    let errs = errors(&text);
+    for want in [
+        "t.toml:9: dns.nameservers[2]: must be `IP` or `IP:PORT`",
+        "t.toml:13: tenants[0].domains[1]: `GMAIL.com` is a public mail provider",
+        "t.toml:13: tenants[0].domains[2]: `not a domain` is not a domain name",
+        "t.toml:23: tenants[1].domains[0]: `acme.com` is already claimed by tenant `acme`",
+        "t.toml:25: tenants[1].connections[0].id: duplicate connection id `acme-okta`",
+        "t.toml:27: tenants[1].connections[0].preset: unknown preset `myidp`",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 6, "{errs:#?}");
+}
+
+#[test]
+fn tenant_defaults() {
+    let text = format!("{MINIMAL}\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n");
+    let cfg = from_str(&text, "t.toml", &env).unwrap();
+    let t = &cfg.tenants[0];
+    assert!(!t.enforce_sso);
+    assert!(t.jit.enabled);
+    assert_eq!(t.jit.default_role.as_deref(), Some("member"));
+    assert!(t.connections.is_empty());
+    assert_eq!(cfg.dns.record_prefix, "_portcullis-challenge");
+    assert_eq!(
+        parse_nameserver("10.0.0.1"),
+        Some("10.0.0.1:53".parse().unwrap())
+    );
+    assert!(is_public_mail_domain("gmail.com") && is_public_mail_domain("Outlook.com."));
+    assert!(!is_public_mail_domain("acme.com"));
+}

@@ -25,8 +25,106 @@ pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
             "not a valid log filter (try `info` or `portcullis=debug,info`)",
         );
     }
+    dns(cfg, c);
+    tenants(cfg, c);
+}
+
+fn dns(cfg: &Config, c: &mut Collector<'_>) {
+    let d = &cfg.dns;
+    for (i, ns) in d.nameservers.iter().enumerate() {
+        if parse_nameserver(ns).is_none() {
+            c.push(
+                format!("dns.nameservers[{i}]"),
+                "must be `IP` or `IP:PORT`, e.g. `1.1.1.1:53`",
+            );
+        }
+    }
+    if !is_hostname(&d.record_prefix) {
+        c.push(
+            "dns.record_prefix",
+            "must be a DNS label such as `_portcullis-challenge`",
+        );
+    }
+    for (k, v) in [
+        ("check_interval_seconds", d.check_interval_seconds),
+        ("pending_recheck_seconds", d.pending_recheck_seconds),
+        ("pending_expiry_seconds", d.pending_expiry_seconds),
+        ("reverify_seconds", d.reverify_seconds),
+        ("lookup_timeout_ms", d.lookup_timeout_ms),
+    ] {
+        if v == 0 {
+            c.push(format!("dns.{k}"), "must be greater than 0");
+        }
+    }
+}
+
+/// `IP` or `IP:PORT` (port 53 by default).
+pub fn parse_nameserver(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>().ok().or_else(|| {
+        s.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
+}
+
+fn tenants(cfg: &Config, c: &mut Collector<'_>) {
     let mut ids = HashSet::new();
+    let mut domain_owner: std::collections::HashMap<String, &str> =
+        std::collections::HashMap::new();
+    let mut connection_ids = HashSet::new();
     for (i, t) in cfg.tenants.iter().enumerate() {
+        for (j, d) in t.domains.iter().enumerate() {
+            let key = format!("tenants[{i}].domains[{j}]");
+            let lower = d.to_ascii_lowercase();
+            if !is_hostname(&lower) || !lower.contains('.') {
+                c.push(key, format!("`{d}` is not a domain name"));
+            } else if is_public_mail_domain(&lower) {
+                c.push(
+                    key,
+                    format!("`{d}` is a public mail provider; no tenant can own it"),
+                );
+            } else if let Some(owner) = domain_owner.get(&lower) {
+                c.push(key, format!("`{d}` is already claimed by tenant `{owner}`; a domain belongs to one tenant"));
+            } else {
+                domain_owner.insert(lower, &t.id);
+            }
+        }
+        for (j, conn) in t.connections.iter().enumerate() {
+            let key = format!("tenants[{i}].connections[{j}].id");
+            if !is_slug(&conn.id) {
+                c.push(key, "use 1-64 characters from a-z, 0-9, `-` and `_`");
+            } else if !connection_ids.insert(conn.id.as_str()) {
+                c.push(
+                    key,
+                    format!("duplicate connection id `{}` (ids are global)", conn.id),
+                );
+            }
+            if let Some(p) = &conn.preset
+                && !PRESETS.contains(&p.as_str())
+            {
+                c.push(
+                    format!("tenants[{i}].connections[{j}].preset"),
+                    format!(
+                        "unknown preset `{p}`, expected one of {}",
+                        PRESETS.join(", ")
+                    ),
+                );
+            }
+        }
+        for group in t.group_roles.keys() {
+            if group.is_empty() {
+                c.push(
+                    format!("tenants[{i}].group_roles"),
+                    "group names must not be empty",
+                );
+            }
+        }
+        if t.jit.default_role.as_deref() == Some("") {
+            c.push(
+                format!("tenants[{i}].jit.default_role"),
+                "must not be empty (omit it for no role)",
+            );
+        }
         if !is_slug(&t.id) {
             c.push(
                 format!("tenants[{i}].id"),
@@ -296,6 +394,43 @@ pub fn normalize_header_name(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Provider presets the SAML and OIDC connections understand.
+pub const PRESETS: &[&str] = &[
+    "entra",
+    "okta",
+    "google",
+    "onelogin",
+    "jumpcloud",
+    "duo",
+    "generic",
+];
+
+const PUBLIC_MAIL_DOMAINS: &str = include_str!("public_mail_domains.txt");
+
+/// Consumer mail providers that no tenant may claim.
+pub fn is_public_mail_domain(domain: &str) -> bool {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    PUBLIC_MAIL_DOMAINS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .any(|l| l == d)
+}
+
+/// A DNS name: dot-separated labels of letters, digits, `-` and `_`,
+/// each 1-63 bytes, 253 in all.
+pub fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
 
 fn is_token(s: &str) -> bool {

@@ -187,22 +187,13 @@ mod tests {
     }
 
     #[test]
-    fn return_to_is_same_origin_only() {
-        for bad in [
-            "//evil.com",
-            "/\\evil.com",
-            "https://evil.com",
-            "/\t/evil.com",
-            "evil",
-            "",
-            "/a\\b",
-        ] {
-            assert_eq!(safe_return_to(bad), None, "{bad:?}");
+    fn unsafe_return_targets_fall_back_to_root() {
+        // what counts as unsafe is tested in `redirect`; here: the fallback
+        for bad in ["//evil.com", "https://evil.com", "/\t/evil.com"] {
             assert_eq!(
                 login_redirect(LOGIN, bad),
                 "/.portcullis/login?return_to=%2F"
             );
         }
-        assert_eq!(safe_return_to("/a/b?c=d#e"), Some("/a/b?c=d#e"));
     }
 }
