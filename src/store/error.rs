@@ -40,4 +40,13 @@ pub enum StoreError {
     /// rejecting it on both keeps the backends behaviourally identical.
     #[error("invalid value for the store: {0}")]
     InvalidInput(String),
+
+    /// A uniquely owned row (e.g. a domain) already belongs to someone else.
+    /// Names the owner (a tenant id, not a secret) so the operator knows
+    /// whom to ask; the caller knows what it tried to insert.
+    #[error("already owned by `{owner}`")]
+    Conflict {
+        /// The id of the current owner.
+        owner: String,
+    },
 }

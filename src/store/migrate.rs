@@ -43,6 +43,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0002_store_events.sql"),
         postgres: include_str!("migrations/postgres/0002_store_events.sql"),
     },
+    Migration {
+        version: 3,
+        description: "tenant domains (DNS ownership proof)",
+        sqlite: include_str!("migrations/sqlite/0003_domains.sql"),
+        postgres: include_str!("migrations/postgres/0003_domains.sql"),
+    },
 ];
 
 /// Same text for both backends: BIGINT has INTEGER affinity in SQLite.

@@ -12,6 +12,7 @@
 //! on [`Store::close`] or when the last clone of the store is dropped.
 
 mod connect;
+mod domains;
 mod error;
 mod events;
 mod keys;
@@ -25,6 +26,7 @@ use sqlx::AnyPool;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+pub use domains::{DomainCheck, DomainRecord, DomainStatus, DueCutoffs};
 pub use error::StoreError;
 
 /// Which database a [`Store`] talks to. Callers use it for the few decisions

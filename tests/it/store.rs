@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use portcullis::store::{
-    Backend, SessionRecord, SessionSelector, Store, StoreError, StoreEvent, StoredKey,
+    Backend, DomainCheck, DomainRecord, DomainStatus, DueCutoffs, SessionRecord, SessionSelector,
+    Store, StoreError, StoreEvent, StoredKey,
 };
 use sqlx::{Connection, Row};
 use tokio::sync::broadcast;
@@ -108,6 +109,12 @@ conformance!(
     hostile_strings_round_trip,
     nul_is_rejected_consistently,
     ping_and_close,
+    domain_round_trip_list_and_delete,
+    domain_conflict_names_owner_and_same_tenant_is_idempotent,
+    domain_concurrent_claims_have_one_winner,
+    domain_check_update_is_guarded_by_token,
+    domain_due_selection,
+    domain_hostile_strings_and_nul,
 );
 
 /// A fully populated record, so round-trips exercise every column.
@@ -156,7 +163,7 @@ async fn expect_event(rx: &mut broadcast::Receiver<StoreEvent>, expected: &Store
 async fn open_migrates(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(store.count_sessions().await.unwrap(), 0);
-    assert_eq!(db.migration_versions().await, vec![1, 2]);
+    assert_eq!(db.migration_versions().await, vec![1, 2, 3]);
     store.close().await;
 }
 
@@ -170,7 +177,7 @@ async fn reopen_is_idempotent(db: &TestDb) {
 
     let second = db.open().await;
     let third = db.open().await;
-    assert_eq!(db.migration_versions().await, vec![1, 2]);
+    assert_eq!(db.migration_versions().await, vec![1, 2, 3]);
     assert_eq!(second.count_sessions().await.unwrap(), 1);
     assert!(third.get_session("a").await.unwrap().is_some());
     second.close().await;
@@ -540,6 +547,282 @@ async fn ping_and_close(db: &TestDb) {
     let clone = store.clone();
     store.close().await;
     assert!(clone.ping().await.is_err());
+}
+
+// ---- domains ----
+
+fn domain(name: &str, tenant: &str) -> DomainRecord {
+    DomainRecord {
+        domain: name.to_owned(),
+        tenant: tenant.to_owned(),
+        token: format!("token-of-{name}"),
+        status: DomainStatus::Pending,
+        created_at: 100,
+        last_checked_at: None,
+        verified_at: None,
+        last_seen_at: None,
+        detail: None,
+    }
+}
+
+fn check(status: DomainStatus, at: i64, seen: Option<i64>, detail: &str) -> DomainCheck {
+    DomainCheck {
+        status,
+        last_checked_at: at,
+        verified_at: seen,
+        last_seen_at: seen,
+        detail: Some(detail.to_owned()),
+    }
+}
+
+async fn domain_round_trip_list_and_delete(db: &TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.get_domain("acme.com").await.unwrap(), None);
+    let full = DomainRecord {
+        status: DomainStatus::Lapsed,
+        last_checked_at: Some(5),
+        verified_at: Some(3),
+        last_seen_at: Some(4),
+        detail: Some("NXDOMAIN".into()),
+        ..domain("acme.com", "acme")
+    };
+    assert_eq!(store.insert_domain(&full).await.unwrap(), full);
+    assert_eq!(
+        store.get_domain("acme.com").await.unwrap(),
+        Some(full.clone())
+    );
+    store
+        .insert_domain(&domain("b.example", "globex"))
+        .await
+        .unwrap();
+    store
+        .insert_domain(&domain("a.example", "acme"))
+        .await
+        .unwrap();
+
+    let all: Vec<String> = store
+        .list_domains(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.domain)
+        .collect();
+    assert_eq!(all, ["a.example", "acme.com", "b.example"]);
+    let acme: Vec<String> = store
+        .list_domains(Some("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.domain)
+        .collect();
+    assert_eq!(acme, ["a.example", "acme.com"]);
+    assert!(store.list_domains(Some("nobody")).await.unwrap().is_empty());
+
+    assert!(store.delete_domain("acme.com").await.unwrap());
+    assert!(!store.delete_domain("acme.com").await.unwrap());
+    assert_eq!(store.get_domain("acme.com").await.unwrap(), None);
+    store.close().await;
+}
+
+async fn domain_conflict_names_owner_and_same_tenant_is_idempotent(db: &TestDb) {
+    let store = db.open().await;
+    let first = store
+        .insert_domain(&domain("acme.com", "acme"))
+        .await
+        .unwrap();
+    let mut again = domain("acme.com", "acme");
+    again.token = "another-token".into();
+    again.created_at = 999;
+    assert_eq!(
+        store.insert_domain(&again).await.unwrap(),
+        first,
+        "existing row wins"
+    );
+    match store.insert_domain(&domain("acme.com", "globex")).await {
+        Err(StoreError::Conflict { owner }) => assert_eq!(owner, "acme"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let err = store
+        .insert_domain(&domain("acme.com", "globex"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`acme`"), "{err}");
+    // Another store on the same database sees the same owner.
+    let other = db.open().await;
+    assert!(matches!(
+        other.insert_domain(&domain("acme.com", "initech")).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    other.close().await;
+    store.close().await;
+}
+
+async fn domain_concurrent_claims_have_one_winner(db: &TestDb) {
+    let a = db.open().await;
+    let b = db.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store
+                .insert_domain(&domain("race.example", &format!("tenant-{i}")))
+                .await
+        }));
+    }
+    let mut winners = 0;
+    let mut owners = std::collections::HashSet::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(row) => {
+                winners += 1;
+                owners.insert(row.tenant);
+            }
+            Err(StoreError::Conflict { owner }) => {
+                owners.insert(owner);
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(owners.len(), 1, "everyone names the same owner: {owners:?}");
+    a.close().await;
+    b.close().await;
+}
+
+async fn domain_check_update_is_guarded_by_token(db: &TestDb) {
+    let store = db.open().await;
+    let d = store
+        .insert_domain(&domain("acme.com", "acme"))
+        .await
+        .unwrap();
+    let verified = check(DomainStatus::Verified, 200, Some(200), "record found");
+    assert!(
+        store
+            .update_domain_check("acme.com", &d.token, &verified)
+            .await
+            .unwrap()
+    );
+    let row = store.get_domain("acme.com").await.unwrap().unwrap();
+    assert_eq!(row.status, DomainStatus::Verified);
+    assert_eq!(row.last_checked_at, Some(200));
+    assert_eq!(row.verified_at, Some(200));
+    assert_eq!(row.last_seen_at, Some(200));
+    assert_eq!(row.detail.as_deref(), Some("record found"));
+    assert_eq!(row.created_at, d.created_at);
+
+    // A stale check for an old token (domain removed and re-added) is ignored.
+    let stale = check(DomainStatus::Lapsed, 300, None, "NXDOMAIN");
+    assert!(
+        !store
+            .update_domain_check("acme.com", "old-token", &stale)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_domain_check("missing.example", &d.token, &stale)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_domain("acme.com").await.unwrap().unwrap().status,
+        DomainStatus::Verified
+    );
+    store.close().await;
+}
+
+async fn domain_due_selection(db: &TestDb) {
+    let store = db.open().await;
+    // (name, status, last_checked, last_seen)
+    let rows: [(&str, DomainStatus, Option<i64>, Option<i64>); 10] = [
+        ("pending-new", DomainStatus::Pending, None, None),
+        ("pending-old", DomainStatus::Pending, Some(900), None),
+        ("pending-fresh", DomainStatus::Pending, Some(950), None),
+        ("lapsed-old", DomainStatus::Lapsed, Some(800), Some(100)),
+        ("lapsed-fresh", DomainStatus::Lapsed, Some(999), Some(100)),
+        ("failed-old", DomainStatus::Failed, Some(1), None),
+        ("verified-old", DomainStatus::Verified, Some(500), Some(500)),
+        (
+            "verified-fresh",
+            DomainStatus::Verified,
+            Some(900),
+            Some(900),
+        ),
+        // Missing at its last check: watched at the pending pace.
+        (
+            "verified-missing",
+            DomainStatus::Verified,
+            Some(900),
+            Some(700),
+        ),
+        (
+            "verified-missing-fresh",
+            DomainStatus::Verified,
+            Some(990),
+            Some(700),
+        ),
+    ];
+    for (name, status, checked, seen) in rows {
+        let mut d = domain(&format!("{name}.example"), "t");
+        d.status = status;
+        d.last_checked_at = checked;
+        d.last_seen_at = seen;
+        d.verified_at = seen;
+        store.insert_domain(&d).await.unwrap();
+    }
+    let cutoffs = DueCutoffs {
+        recheck_before: 900,
+        reverify_before: 600,
+    };
+    let due: Vec<String> = store
+        .list_due_domains(cutoffs, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.domain.trim_end_matches(".example").to_owned())
+        .collect();
+    // Least recently checked first, never-checked before all.
+    assert_eq!(
+        due,
+        [
+            "pending-new",
+            "verified-old",
+            "lapsed-old",
+            "pending-old",
+            "verified-missing"
+        ]
+    );
+    assert_eq!(store.list_due_domains(cutoffs, 2).await.unwrap().len(), 2);
+    store.close().await;
+}
+
+async fn domain_hostile_strings_and_nul(db: &TestDb) {
+    let store = db.open().await;
+    let hostile = "'; DROP TABLE domains; --";
+    let mut d = domain(hostile, hostile);
+    d.detail = Some("ünïcødé \u{202e} $1 ?".into());
+    assert_eq!(store.insert_domain(&d).await.unwrap(), d);
+    assert_eq!(store.list_domains(Some("%")).await.unwrap(), []);
+    assert_eq!(
+        store.list_domains(Some(hostile)).await.unwrap(),
+        [d.clone()]
+    );
+    assert!(matches!(
+        store.insert_domain(&domain("a\0.example", "t")).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        store.get_domain("a\0").await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    let mut bad = check(DomainStatus::Pending, 1, None, "x");
+    bad.detail = Some("nul\0".into());
+    assert!(matches!(
+        store.update_domain_check(hostile, &d.token, &bad).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+    assert!(store.delete_domain(hostile).await.unwrap());
+    store.close().await;
 }
 
 // ---- backend-specific and URL handling ----
