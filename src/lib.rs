@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod domains;
 pub mod endpoints;
 pub mod identity;
 pub mod logging;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod domains;
 mod proxy;
 mod replicas;
 mod store;

@@ -1,2 +1,3 @@
+pub mod dns;
 pub mod env;
 pub mod postgres;
