@@ -309,6 +309,8 @@ impl Domains {
         }
         let mut summary = CheckSummary::default();
         while let Some(joined) = tasks.join_next().await {
+            // Only a panic (none is expected: no unwraps) ends up here;
+            // count it rather than lose track of the domain silently.
             let Ok((domain, before, result)) = joined else {
                 summary.store_errors += 1;
                 continue;
@@ -336,6 +338,8 @@ impl Domains {
                         }
                     }
                 }
+                // Removed while its lookup was in flight: nothing to record.
+                Err(DomainError::NotFound(_)) => {}
                 Err(error) => {
                     tracing::warn!(%domain, %error, "domain check could not be recorded");
                     summary.store_errors += 1;
