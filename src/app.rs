@@ -15,11 +15,14 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
+use crate::auth::{AuthContext, ConnectionError, Factories};
 use crate::config::{self, Config, ConfigErrors};
+use crate::domains::{DomainError, Domains};
 use crate::identity::{AssertionError, AssertionSigner, generate_signing_key};
 use crate::metrics::Metrics;
 use crate::proxy::{PortcullisProxy, ProxyState, StateError};
 use crate::session::Sessions;
+use crate::store::SessionSelector;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,10 @@ pub enum AppError {
     Runtime(#[from] std::io::Error),
     #[error("{0} cannot change on reload; restart Portcullis to apply it")]
     NeedsRestart(&'static str),
+    #[error("domains: {0}")]
+    Domains(#[from] DomainError),
+    #[error("{0}")]
+    Connection(#[from] ConnectionError),
 }
 
 /// Per-connection L4 buffers of the public listeners.
@@ -57,11 +64,16 @@ pub struct Shared {
     /// The generation in force.
     pub state: Arc<ArcSwap<ProxyState>>,
     config_path: Option<PathBuf>,
+    factories: Factories,
 }
 
 impl Shared {
     /// Opens the store and compiles the first generation.
-    pub async fn new(config: Config, config_path: Option<PathBuf>) -> Result<Arc<Self>, AppError> {
+    pub async fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        factories: Factories,
+    ) -> Result<Arc<Self>, AppError> {
         let metrics = Arc::new(Metrics::new()?);
         let store = Store::open(&config.store.url).await?;
         let sessions = Sessions::new(
@@ -71,13 +83,14 @@ impl Shared {
             metrics.clone(),
         );
         sessions.spawn_event_listener();
-        let state = build_state(Arc::new(config), &store, &sessions, &metrics).await?;
+        let state = build_state(Arc::new(config), &store, &sessions, &metrics, &factories).await?;
         Ok(Arc::new(Self {
             metrics,
             store,
             sessions,
             state: Arc::new(ArcSwap::from_pointee(state)),
             config_path,
+            factories,
         }))
     }
 
@@ -127,10 +140,57 @@ impl Shared {
         if new.admin != old.admin {
             return Err(AppError::NeedsRestart("admin.address"));
         }
-        let state = build_state(Arc::new(new), &self.store, &self.sessions, &self.metrics).await?;
+        let new = Arc::new(new);
+        let state = build_state(
+            new.clone(),
+            &self.store,
+            &self.sessions,
+            &self.metrics,
+            &self.factories,
+        )
+        .await?;
         self.state.store(Arc::new(state));
+        // "Configuring a new SSO provider logs everyone out of it": sessions
+        // of a connection whose settings changed, or that is gone, end now.
+        for id in changed_connections(&old, &new) {
+            match self
+                .sessions
+                .revoke(&SessionSelector::Connection(id.clone()))
+                .await
+            {
+                Ok(n) => {
+                    tracing::info!(connection = %id, sessions = n, "connection changed: its sessions ended")
+                }
+                Err(e) => {
+                    tracing::error!(connection = %id, error = %e, "could not end the sessions of a changed connection")
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// Connection ids whose configuration (or tenant) differs between `old` and
+/// `new`, including removed ones.
+pub fn changed_connections(old: &Config, new: &Config) -> Vec<String> {
+    let index = |c: &Config| {
+        c.tenants
+            .iter()
+            .flat_map(|t| {
+                t.connections
+                    .iter()
+                    .map(move |conn| (conn.id.clone(), (t.id.clone(), conn.clone())))
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let (before, after) = (index(old), index(new));
+    let mut ids: Vec<String> = before
+        .iter()
+        .filter(|(id, v)| after.get(*id) != Some(*v))
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.sort();
+    ids
 }
 
 async fn build_state(
@@ -138,6 +198,7 @@ async fn build_state(
     store: &Store,
     sessions: &Sessions,
     metrics: &Arc<Metrics>,
+    factories: &Factories,
 ) -> Result<ProxyState, AppError> {
     let material = match &config.headers.signing_key {
         Some(pem) => pem.as_bytes().to_vec(),
@@ -156,11 +217,14 @@ async fn build_state(
         &config.headers.assertion_audience,
         config.headers.assertion_lifetime_seconds,
     )?);
+    let domains = Domains::new(store.clone(), &config.dns)?;
+    let auth = Arc::new(AuthContext::build(&config, factories, Arc::new(domains))?);
     Ok(ProxyState::build(
         config,
         sessions.clone(),
         signer,
         metrics.clone(),
+        auth,
     )?)
 }
 
@@ -252,17 +316,35 @@ pub struct Prepared {
     /// Runs the store's connections and background loops; lives as long as
     /// the server.
     background: tokio::runtime::Runtime,
+    /// Stops the DNS re-verification loop.
+    checks_stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// Builds everything; binds nothing yet.
 pub fn prepare(config: Config, config_path: Option<PathBuf>) -> Result<Prepared, AppError> {
+    prepare_with(config, config_path, Factories::default())
+}
+
+/// [`prepare`] with SSO protocol implementations (tests inject their own).
+pub fn prepare_with(
+    config: Config,
+    config_path: Option<PathBuf>,
+    factories: Factories,
+) -> Result<Prepared, AppError> {
     let background = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("portcullis-bg")
         .enable_all()
         .build()?;
-    let shared = background.block_on(Shared::new(config.clone(), config_path))?;
+    let shared = background.block_on(Shared::new(config.clone(), config_path, factories))?;
     background.spawn(sweep_expired_sessions(shared.clone()));
+    let (checks_stop, checks_rx) = tokio::sync::watch::channel(false);
+    let domains = background.block_on(async { Domains::new(shared.store.clone(), &config.dns) })?;
+    background.spawn(crate::domains::run_checks(
+        domains,
+        Duration::from_secs(config.dns.check_interval_seconds),
+        checks_rx,
+    ));
 
     let conf = ServerConf {
         threads: config.server.threads,
@@ -308,6 +390,7 @@ pub fn prepare(config: Config, config_path: Option<PathBuf>) -> Result<Prepared,
         server,
         shared,
         background,
+        checks_stop,
     })
 }
 
@@ -325,6 +408,7 @@ impl Prepared {
         self.server.run(RunArgs {
             shutdown_signal: watch,
         });
+        self.checks_stop.send_replace(true);
         let store = self.shared.store.clone();
         self.background.block_on(async move { store.close().await });
         self.background.shutdown_timeout(Duration::from_secs(2));

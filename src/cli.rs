@@ -55,6 +55,15 @@ enum Command {
     /// Manage sessions in the store.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Prove tenants own their email domains (DNS TXT records).
+    #[command(subcommand)]
+    Domains(DomainsCommand),
+    /// Users who may sign in (invitations when JIT is off).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// SSO connections.
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
     /// Run only the built-in echo app (benchmarks, experiments).
     #[command(hide = true)]
     Upstream {
@@ -97,6 +106,77 @@ enum SessionsCommand {
         connection: Option<String>,
         #[arg(long, group = "who")]
         all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DomainsCommand {
+    /// Claim DOMAIN for a tenant and print the TXT record to publish.
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: String,
+        domain: String,
+    },
+    /// Check DOMAIN's TXT record now.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        domain: String,
+    },
+    /// Show domains and their state (pending, verified, failed, lapsed).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Forget DOMAIN (it stops routing logins at once).
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        domain: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Allow EMAIL into TENANT (needed when JIT is off).
+    Invite {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        /// Defaults to the tenant's `jit.default_role`.
+        #[arg(long)]
+        role: Option<String>,
+    },
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove a user and end their sessions.
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectionsCommand {
+    /// Every configured connection with its tenant and protocol.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -146,6 +226,28 @@ fn dispatch(cmd: Command) -> Result<ExitCode, AppError> {
             crate::demo::run_upstream(listen).map(|()| ExitCode::SUCCESS)
         }
         Command::Sessions(s) => sessions(s),
+        Command::Domains(d) => domains(d),
+        Command::Users(u) => users(u),
+        Command::Connections(ConnectionsCommand::List { config }) => {
+            let cfg = config::load(&config.config)?;
+            println!(
+                "{:<16} {:<24} {:<6} {:<10} name",
+                "tenant", "connection", "proto", "preset"
+            );
+            for t in &cfg.tenants {
+                for c in &t.connections {
+                    println!(
+                        "{:<16} {:<24} {:<6} {:<10} {}",
+                        t.id,
+                        c.id,
+                        format!("{:?}", c.protocol).to_lowercase(),
+                        c.preset.as_deref().unwrap_or("-"),
+                        c.display_name.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -229,4 +331,125 @@ fn sessions(cmd: SessionsCommand) -> Result<ExitCode, AppError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn domains(cmd: DomainsCommand) -> Result<ExitCode, AppError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(async {
+        match cmd {
+            DomainsCommand::Add {
+                config,
+                tenant,
+                domain,
+            } => crate::domains::cli::add(&config::load(&config.config)?, &tenant, &domain).await,
+            DomainsCommand::Verify { config, domain } => {
+                crate::domains::cli::verify(&config::load(&config.config)?, &domain).await
+            }
+            DomainsCommand::List { config, tenant } => {
+                crate::domains::cli::list(&config::load(&config.config)?, tenant.as_deref()).await
+            }
+            DomainsCommand::Remove { config, domain } => {
+                crate::domains::cli::remove(&config::load(&config.config)?, &domain).await
+            }
+        }
+        .map_err(AppError::from)
+    })?;
+    print!("{out}");
+    if !out.ends_with('\n') {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn users(cmd: UsersCommand) -> Result<ExitCode, AppError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cmd {
+            UsersCommand::Invite { config, tenant, email, role } => {
+                let cfg = config::load(&config.config)?;
+                let Some(t) = cfg.tenants.iter().find(|t| t.id == tenant) else {
+                    eprintln!("error: no tenant with id `{tenant}` in the configuration");
+                    return Ok(ExitCode::from(2));
+                };
+                let Some(domain) = crate::auth::email_domain(&email) else {
+                    eprintln!("error: `{email}` is not an email address");
+                    return Ok(ExitCode::from(2));
+                };
+                if !t.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
+                    eprintln!("error: {domain} is not one of tenant `{tenant}`'s domains; its IdP could never sign this user in");
+                    return Ok(ExitCode::from(2));
+                }
+                let store = Store::open(&cfg.store.url).await?;
+                let now = crate::clock::now();
+                let user = crate::store::UserRecord {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    tenant: tenant.clone(),
+                    email: email.clone(),
+                    name: None,
+                    role: role.or_else(|| t.jit.default_role.clone()),
+                    source: "invite".into(),
+                    active: true,
+                    subject: None,
+                    created_at: now,
+                    updated_at: now,
+                    last_login_at: None,
+                };
+                let result = store.insert_user(&user).await;
+                store.close().await;
+                match result {
+                    Ok(()) => {
+                        println!("invited {email} to {tenant} (user id {})", user.id);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(crate::store::StoreError::Duplicate(_)) => {
+                        eprintln!("error: {email} is already a user of {tenant}");
+                        Ok(ExitCode::from(1))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            UsersCommand::List { config, tenant } => {
+                let cfg = config::load(&config.config)?;
+                let store = Store::open(&cfg.store.url).await?;
+                let list = store.list_users(tenant.as_deref()).await;
+                store.close().await;
+                println!("{:<16} {:<32} {:<10} {:<7} {:<8} last login", "tenant", "email", "role", "source", "active");
+                for u in list? {
+                    println!(
+                        "{:<16} {:<32} {:<10} {:<7} {:<8} {}",
+                        u.tenant,
+                        u.email,
+                        u.role.as_deref().unwrap_or("-"),
+                        u.source,
+                        if u.active { "yes" } else { "no" },
+                        u.last_login_at.map(|t| t.to_string()).unwrap_or_else(|| "never".into())
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            UsersCommand::Remove { config, tenant, email } => {
+                let cfg = config::load(&config.config)?;
+                let store = Store::open(&cfg.store.url).await?;
+                let removed = store.delete_user(&tenant, &email).await;
+                let result = match removed {
+                    Ok(Some(u)) => {
+                        let n = store.revoke_sessions(&SessionSelector::User(u.id.clone())).await?;
+                        println!("removed {email} from {tenant}; ended {n} session(s)");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Ok(None) => {
+                        eprintln!("error: {email} is not a user of {tenant}");
+                        Ok(ExitCode::from(1))
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                store.close().await;
+                result
+            }
+        }
+    })
 }

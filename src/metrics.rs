@@ -26,6 +26,12 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: IntGauge,
     pub assertion_sign: Histogram,
+    /// `tenant`/`connection` are configured ids (or `unknown`), `reason` a
+    /// closed set of refusal reasons.
+    pub login_failures: IntCounterVec,
+    pub logins: IntCounterVec,
+    /// Password logins answered by Portcullis because the tenant enforces SSO.
+    pub sso_enforced: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +103,27 @@ impl Metrics {
             )
             .buckets(vec![0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005]),
         )?;
+        let login_failures = IntCounterVec::new(
+            Opts::new(
+                "portcullis_login_failures_total",
+                "Refused SSO logins by reason",
+            ),
+            &["tenant", "connection", "reason"],
+        )?;
+        let logins = IntCounterVec::new(
+            Opts::new("portcullis_logins_total", "Completed SSO logins"),
+            &["tenant", "connection"],
+        )?;
+        let sso_enforced = IntCounterVec::new(
+            Opts::new(
+                "portcullis_sso_enforced_total",
+                "Password logins stopped because the tenant enforces SSO",
+            ),
+            &["tenant"],
+        )?;
+        registry.register(Box::new(sso_enforced.clone()))?;
+        registry.register(Box::new(login_failures.clone()))?;
+        registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -120,6 +147,9 @@ impl Metrics {
             config_reloads,
             config_last_reload_success,
             assertion_sign,
+            login_failures,
+            logins,
+            sso_enforced,
         })
     }
 

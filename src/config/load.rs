@@ -169,6 +169,7 @@ pub fn from_str(
     cfg.store = section(&root, "store", &mut c);
     cfg.log = section(&root, "log", &mut c);
     cfg.dns = section(&root, "dns", &mut c);
+    cfg.login = section(&root, "login", &mut c);
     cfg.tenants = array(&root, "tenants", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
@@ -209,6 +210,7 @@ const SECTIONS: &[&str] = &[
     "store",
     "log",
     "dns",
+    "login",
     "tenants",
 ];
 

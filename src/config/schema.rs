@@ -21,7 +21,42 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub dns: DnsConfig,
+    pub login: LoginConfig,
     pub tenants: Vec<TenantConfig>,
+}
+
+/// The login page and SSO enforcement.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// The app's own (password) login page, offered when an email has no
+    /// SSO; a same-origin path or an absolute URL.
+    pub app_login_url: Option<String>,
+    /// The app's password-login endpoints. A submission for a verified
+    /// domain whose tenant has `enforce_sso` is answered by Portcullis (SSO
+    /// redirect for browsers, 403 for APIs) and never reaches the app.
+    pub password_endpoints: Vec<PasswordEndpoint>,
+}
+
+/// Where the app accepts passwords, and where the email is in the body.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordEndpoint {
+    /// Exact path, e.g. `/login` or `/api/session`.
+    pub path: String,
+    #[serde(default = "default_post")]
+    pub method: String,
+    /// Form field (`application/x-www-form-urlencoded` or multipart is not
+    /// inspected; see the docs) holding the email. Default `email`.
+    #[serde(default)]
+    pub email_field: Option<String>,
+    /// JSON pointer (RFC 6901) to the email in a JSON body, e.g. `/user/email`.
+    #[serde(default)]
+    pub email_json_pointer: Option<String>,
+}
+
+fn default_post() -> String {
+    "POST".into()
 }
 
 /// Process-wide settings that don't belong to one listener.

@@ -27,6 +27,51 @@ pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
     }
     dns(cfg, c);
     tenants(cfg, c);
+    login(cfg, c);
+}
+
+fn login(cfg: &Config, c: &mut Collector<'_>) {
+    if let Some(url) = &cfg.login.app_login_url {
+        let ok = (url.starts_with('/') && !url.starts_with("//"))
+            || url.starts_with("https://")
+            || url.starts_with("http://");
+        if !ok {
+            c.push(
+                "login.app_login_url",
+                "must be a path like `/login` or an http(s) URL",
+            );
+        }
+    }
+    for (i, e) in cfg.login.password_endpoints.iter().enumerate() {
+        if !e.path.starts_with('/') {
+            c.push(
+                format!("login.password_endpoints[{i}].path"),
+                "must be a path starting with `/`",
+            );
+        }
+        if http::Method::from_bytes(e.method.as_bytes()).is_err()
+            || e.method != e.method.to_ascii_uppercase()
+        {
+            c.push(
+                format!("login.password_endpoints[{i}].method"),
+                "must be an upper-case HTTP method such as `POST`",
+            );
+        }
+        if e.email_field.is_some() && e.email_json_pointer.is_some() {
+            c.push(
+                format!("login.password_endpoints[{i}].email_json_pointer"),
+                "set either email_field or email_json_pointer, not both",
+            );
+        }
+        if let Some(p) = &e.email_json_pointer
+            && !p.starts_with('/')
+        {
+            c.push(
+                format!("login.password_endpoints[{i}].email_json_pointer"),
+                "a JSON pointer starts with `/`, e.g. `/user/email`",
+            );
+        }
+    }
 }
 
 fn dns(cfg: &Config, c: &mut Collector<'_>) {

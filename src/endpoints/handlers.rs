@@ -8,8 +8,10 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pages::{LoginPage, message};
+use super::pages::{ChooserPage, LoginPage, message};
+use super::sso;
 use super::{CurrentSession, EndpointState, RequestId};
+use crate::auth::Discovery;
 use crate::redirect::safe_return_to;
 use crate::store::SessionSelector;
 
@@ -19,6 +21,9 @@ pub(super) struct LoginQuery {
     email: String,
     #[serde(default)]
     return_to: String,
+    /// The bookmark link IT puts in IdP portals: go straight to the IdP.
+    #[serde(default)]
+    use_sso: Option<String>,
 }
 
 fn login_action(state: &EndpointState) -> String {
@@ -29,6 +34,13 @@ pub(super) async fn login_page(
     State(state): State<Arc<EndpointState>>,
     Query(q): Query<LoginQuery>,
 ) -> Response {
+    let bookmark = q
+        .use_sso
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    if bookmark && !q.email.trim().is_empty() {
+        return route_email(&state, &q).await;
+    }
     render_login(&state, &q, None)
 }
 
@@ -36,32 +48,76 @@ pub(super) async fn login_submit(
     State(state): State<Arc<EndpointState>>,
     Form(q): Form<LoginQuery>,
 ) -> Response {
-    // Discovery (email → verified domain → tenant → connection) arrives with
-    // the tenants issue; until then no email can be routed anywhere.
-    render_login(
-        &state,
-        &q,
-        Some("Single sign-on isn't set up for this email domain. Contact your administrator."),
-    )
+    route_email(&state, &q).await
 }
 
-fn render_login(state: &EndpointState, q: &LoginQuery, notice: Option<&str>) -> Response {
+/// Discovery: send the browser to its tenant's IdP, offer a choice, or say
+/// clearly why there is no SSO for this email.
+async fn route_email(state: &EndpointState, q: &LoginQuery) -> Response {
+    let email = q.email.trim();
+    let return_to = safe_return_to(&q.return_to).unwrap_or("/");
+    match state.auth.discover(email).await {
+        Discovery::Invalid => render_login(state, q, Some("Enter your work email address.".into())),
+        Discovery::Unrouted { domain } => render_login(
+            state,
+            q,
+            Some(format!("Single sign-on isn't set up for {domain}.")),
+        ),
+        Discovery::NoConnections { .. } => render_login(
+            state,
+            q,
+            Some("Your organisation hasn't connected its identity provider yet. Contact your administrator.".into()),
+        ),
+        Discovery::Connections { list, .. } => {
+            let start = |id: &str| sso::start_url(state, id, return_to, email);
+            if let [only] = list.as_slice() {
+                return (StatusCode::SEE_OTHER, [(header::LOCATION, start(&only.config.id))]).into_response();
+            }
+            let choices = list
+                .iter()
+                .map(|r| (start(&r.config.id), format!("Continue with {}", r.display_name())))
+                .collect();
+            let back = format!(
+                "{}?return_to={}",
+                login_action(state),
+                percent_encoding::utf8_percent_encode(return_to, percent_encoding::NON_ALPHANUMERIC)
+            );
+            let page = ChooserPage {
+                email,
+                choices,
+                back: &back,
+            };
+            html(page.render())
+        }
+    }
+}
+
+fn html(rendered: Result<String, askama::Error>) -> Response {
+    match rendered {
+        Ok(h) => Html(h).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn render_login(state: &EndpointState, q: &LoginQuery, notice: Option<String>) -> Response {
     let action = login_action(state);
     let email: String = q.email.chars().take(320).collect();
     let page = LoginPage {
         action: &action,
         email: &email,
         return_to: safe_return_to(&q.return_to).unwrap_or("/"),
-        notice,
-        has_connections: !state.config.tenants.is_empty(),
+        notice: notice.as_deref(),
+        has_connections: !state
+            .config
+            .tenants
+            .iter()
+            .all(|t| t.connections.is_empty()),
+        app_login_url: state.config.login.app_login_url.as_deref(),
     };
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "login template failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
+    html(page.render())
 }
 
 #[derive(Debug, Deserialize, Default)]

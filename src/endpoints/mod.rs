@@ -5,12 +5,14 @@
 
 mod handlers;
 pub mod pages;
+mod sso;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
 
+use crate::auth::AuthContext;
 use crate::config::Config;
 use crate::identity::AssertionSigner;
 use crate::metrics::Metrics;
@@ -23,6 +25,7 @@ pub struct EndpointState {
     pub sessions: Sessions,
     pub signer: Arc<AssertionSigner>,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<AuthContext>,
 }
 
 /// The caller's session, resolved by the proxy before routing here.
@@ -49,6 +52,8 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/logout", get(handlers::logout).post(handlers::logout))
         .route("/jwks.json", get(handlers::jwks))
         .route("/session", get(handlers::whoami))
+        .route("/sso/{id}/start", get(sso::start))
+        .route("/sso/{id}/callback", get(sso::callback).post(sso::callback))
         .fallback(handlers::not_found)
         .with_state(state);
     Router::new()

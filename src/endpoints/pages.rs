@@ -12,6 +12,16 @@ pub struct LoginPage<'a> {
     pub return_to: &'a str,
     pub notice: Option<&'a str>,
     pub has_connections: bool,
+    pub app_login_url: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "chooser.html")]
+pub struct ChooserPage<'a> {
+    pub email: &'a str,
+    /// (href, label)
+    pub choices: Vec<(String, String)>,
+    pub back: &'a str,
 }
 
 #[derive(Template)]

@@ -1,6 +1,7 @@
 //! The pingora `ProxyHttp` implementation: route, gate, forward. Each phase
 //! only translates; decisions live in `gate` and `routes`.
 
+mod enforce;
 mod forward;
 pub mod gate;
 mod respond;

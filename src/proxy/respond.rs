@@ -133,6 +133,35 @@ pub fn bad_gateway(code: u16, wants_html: bool, request_id: &str) -> Reply {
     }
 }
 
+/// A password login refused because the tenant enforces SSO.
+pub fn sso_required(browser: bool, login_url: &str, request_id: &str) -> Reply {
+    if browser {
+        return Reply::new(
+            StatusCode::SEE_OTHER,
+            "text/plain; charset=utf-8",
+            Bytes::new(),
+        )
+        .header(http::header::LOCATION, login_url);
+    }
+    let body = json!({
+        "error": "sso_required",
+        "message": "Your organisation requires single sign-on.",
+        "login_url": login_url,
+        "request_id": request_id,
+    });
+    Reply::new(StatusCode::FORBIDDEN, "application/json", body.to_string())
+}
+
+/// 413 for password-login bodies too large to inspect.
+pub fn too_large(request_id: &str) -> Reply {
+    let body = json!({"error": "payload_too_large", "request_id": request_id});
+    Reply::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "application/json",
+        body.to_string(),
+    )
+}
+
 /// 400 for requests we refuse to interpret (oversized internal bodies...).
 pub fn bad_request(text: &'static str, request_id: &str) -> Reply {
     let body = json!({"error": "bad_request", "message": text, "request_id": request_id});

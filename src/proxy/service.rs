@@ -18,8 +18,9 @@ use crate::identity::Principal;
 use crate::metrics::status_class;
 use crate::session::{ActiveSession, Lookup};
 
+use super::enforce;
 use super::forward::{Downstream, rewrite};
-use super::gate::{Identity, Outcome, RequestFacts, decide};
+use super::gate::{Deny, Identity, Outcome, RequestFacts, decide};
 use super::respond::{self, Reply};
 use super::state::ProxyState;
 
@@ -116,6 +117,77 @@ impl PortcullisProxy {
         }
     }
 
+    /// SSO enforcement on a password-login endpoint: `Some(status)` when
+    /// Portcullis answered, `None` to forward (the body read here is
+    /// replayed to the app from pingora's retry buffer).
+    async fn enforce(
+        &self,
+        session: &mut Session,
+        st: &ProxyState,
+        ep: &crate::config::PasswordEndpoint,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Option<u16>> {
+        session.as_downstream_mut().enable_retry_buffering();
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > enforce::MAX_LOGIN_BODY {
+                ctx.outcome = "deny";
+                return respond::too_large(&ctx.request_id)
+                    .send(session, &ctx.request_id)
+                    .await
+                    .map(Some);
+            }
+        }
+        let ct = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let Some(email) = enforce::email_in(ep, &ct, &body) else {
+            return Ok(None);
+        };
+        let Some(domain) = crate::auth::email_domain(&email) else {
+            return Ok(None);
+        };
+        let tenant = match st.auth.domains.verified_tenant(&domain).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                // Enforcement is a security control: fail closed.
+                tracing::error!(request_id = %ctx.request_id, error = %e, "domain lookup failed during SSO enforcement");
+                ctx.outcome = "deny";
+                return respond::deny(
+                    Deny::Unavailable,
+                    ctx.wants_html,
+                    &ctx.request_id,
+                    &st.login_path,
+                    &st.config.server.public_url,
+                )
+                .send(session, &ctx.request_id)
+                .await
+                .map(Some);
+            }
+        };
+        if !st.auth.tenant(&tenant).is_some_and(|t| t.enforce_sso) {
+            return Ok(None);
+        }
+        st.metrics.sso_enforced.with_label_values(&[&tenant]).inc();
+        tracing::info!(request_id = %ctx.request_id, tenant = %tenant, "password login stopped: tenant enforces SSO");
+        ctx.outcome = "sso_required";
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let login_url = format!("{}?use_sso=true&email={}", st.login_path, enc(&email));
+        let browser = ctx.wants_html || ct.starts_with("application/x-www-form-urlencoded");
+        respond::sso_required(browser, &login_url, &ctx.request_id)
+            .send(session, &ctx.request_id)
+            .await
+            .map(Some)
+    }
+
     /// Serves `/.portcullis/...` through the in-process router.
     async fn serve_internal(
         &self,
@@ -198,6 +270,14 @@ impl ProxyHttp for PortcullisProxy {
             ctx.status = Some(self.serve_internal(session, &st, ctx).await?);
             return Ok(true);
         }
+
+        if let Some(ep) = enforce::endpoint(&st.config.login, head.method.as_str(), &path).cloned()
+            && let Some(status) = self.enforce(session, &st, &ep, ctx).await?
+        {
+            ctx.status = Some(status);
+            return Ok(true);
+        }
+        let head = session.req_header();
 
         let host = head
             .headers

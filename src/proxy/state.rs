@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::AuthContext;
 use crate::config::Config;
 use crate::endpoints::{self, EndpointState};
 use crate::identity::{AssertionSigner, HeaderPlan};
@@ -21,6 +22,8 @@ pub enum StateError {
     Header(#[from] http::header::InvalidHeaderName),
     #[error("session: {0}")]
     Cookie(#[from] CookieError),
+    #[error("{0}")]
+    Connection(#[from] crate::auth::ConnectionError),
 }
 
 /// Where and how to reach the app.
@@ -46,6 +49,7 @@ pub struct ProxyState {
     pub upstream: Upstream,
     pub router: axum::Router,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<AuthContext>,
     /// `{internal_prefix}login`, precomputed.
     pub login_path: String,
 }
@@ -58,6 +62,7 @@ impl ProxyState {
         sessions: Sessions,
         signer: Arc<AssertionSigner>,
         metrics: Arc<Metrics>,
+        auth: Arc<AuthContext>,
     ) -> Result<Self, StateError> {
         let u = &config.upstream;
         // Resolved once per generation: DNS on the hot path would add latency
@@ -93,6 +98,7 @@ impl ProxyState {
             sessions: sessions.clone(),
             signer: signer.clone(),
             metrics: metrics.clone(),
+            auth: auth.clone(),
         }));
         Ok(Self {
             routes: RouteTable::compile(&config),
@@ -105,6 +111,7 @@ impl ProxyState {
             upstream,
             router,
             metrics,
+            auth,
         })
     }
 

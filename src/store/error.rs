@@ -49,4 +49,8 @@ pub enum StoreError {
         /// The id of the current owner.
         owner: String,
     },
+
+    /// A unique value (e.g. a user's email within a tenant) already exists.
+    #[error("already exists: {0}")]
+    Duplicate(String),
 }

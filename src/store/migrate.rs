@@ -49,6 +49,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0003_domains.sql"),
         postgres: include_str!("migrations/postgres/0003_domains.sql"),
     },
+    Migration {
+        version: 4,
+        description: "users",
+        sqlite: include_str!("migrations/sqlite/0004_users.sql"),
+        postgres: include_str!("migrations/postgres/0004_users.sql"),
+    },
 ];
 
 /// Same text for both backends: BIGINT has INTEGER affinity in SQLite.

@@ -18,6 +18,7 @@ mod events;
 mod keys;
 mod migrate;
 mod sessions;
+mod users;
 
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 
 pub use domains::{DomainCheck, DomainRecord, DomainStatus, DueCutoffs};
 pub use error::StoreError;
+pub use users::UserRecord;
 
 /// Which database a [`Store`] talks to. Callers use it for the few decisions
 /// that really differ (e.g. whether events cross replicas).

@@ -5,6 +5,7 @@ mod demo;
 mod domains;
 mod proxy;
 mod replicas;
+mod sso;
 mod store;
 mod support;
 mod tls;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::server::ShutdownSignal;
-use portcullis::app::{Shared, Stop, prepare};
+use portcullis::app::{Shared, Stop, prepare_with};
 use portcullis::identity::Principal;
 
 pub const KEY_A: &str = "test-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -52,6 +52,8 @@ pub struct Options {
     pub listener_tls: Option<(String, String)>,
     /// More `[upstream]` keys, one per line.
     pub upstream_extra: String,
+    /// SSO protocol implementations (tests inject stand-in IdPs).
+    pub factories: portcullis::auth::Factories,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             extra: String::new(),
             listener_tls: None,
             upstream_extra: String::new(),
+            factories: Default::default(),
         }
     }
 }
@@ -173,15 +176,17 @@ impl TestEnv {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         // prepare() builds its own runtime, which can't happen inside the
         // test's runtime: do it all on a plain thread.
-        let thread = std::thread::spawn(move || match prepare(config, Some(path)) {
-            Ok(p) => {
-                let _ = ready_tx.send(Ok(p.shared.clone()));
-                p.run(Stop::Channel(stop_rx));
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
-            }
-        });
+        let factories = opts.factories.clone();
+        let thread =
+            std::thread::spawn(move || match prepare_with(config, Some(path), factories) {
+                Ok(p) => {
+                    let _ = ready_tx.send(Ok(p.shared.clone()));
+                    p.run(Stop::Channel(stop_rx));
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                }
+            });
         let shared =
             tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
                 .await
@@ -200,6 +205,10 @@ impl TestEnv {
             thread: Some(thread),
             _upstream_task: task,
         }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("portcullis.toml")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -321,4 +330,34 @@ pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The echo app behind a counter of requests per path, to prove a request
+/// never reached the app.
+pub async fn start_counting_upstream() -> (
+    SocketAddr,
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use axum::extract::{Request, State};
+    use axum::middleware::{Next, from_fn_with_state};
+    type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+    async fn record(
+        State(seen): State<Seen>,
+        req: Request,
+        next: Next,
+    ) -> axum::response::Response {
+        seen.lock()
+            .unwrap()
+            .push(format!("{} {}", req.method(), req.uri().path()));
+        next.run(req).await
+    }
+    let seen: Seen = Arc::default();
+    let app = portcullis::demo::upstream_router().layer(from_fn_with_state(seen.clone(), record));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, task, seen)
 }

@@ -1,0 +1,190 @@
+//! The boundary every SSO protocol implements: start a login (a redirect
+//! plus state bound to the browser) and finish one into a `VerifiedLogin`.
+//! Everything after that — which emails a connection may assert, who may
+//! enter, which roles they get — is policy, decided once in `policy.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::{ConnectionConfig, Protocol, TenantConfig};
+
+/// What an IdP proved about a user, after the protocol verified signatures,
+/// audience, replay and the like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedLogin {
+    pub connection_id: String,
+    /// The IdP's stable identifier for the user (SAML NameID, OIDC `sub`).
+    pub subject: String,
+    pub email: String,
+    /// `None` where the protocol doesn't carry it (SAML); `Some(false)` is
+    /// always refused.
+    pub email_verified: Option<bool>,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    /// Everything the IdP sent, for the test sign-in page and debugging.
+    pub raw_claims: serde_json::Value,
+}
+
+/// Where to send the browser to start a login, and the protocol state to
+/// keep in the encrypted flow cookie until the callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginStart {
+    pub redirect_to: String,
+    pub state: serde_json::Value,
+}
+
+/// What a connection gets when starting a login.
+#[derive(Debug, Clone)]
+pub struct StartContext {
+    /// Opaque value the protocol must round-trip through the IdP (SAML
+    /// RelayState, OIDC `state`); it names the flow cookie.
+    pub relay: String,
+    /// The email the user typed, passed on as a login hint.
+    pub login_hint: Option<String>,
+    /// Absolute URL of this connection's callback endpoint.
+    pub callback_url: String,
+}
+
+/// The IdP's answer as it arrived at the callback endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackRequest {
+    pub method: String,
+    pub query: Vec<(String, String)>,
+    pub form: Vec<(String, String)>,
+}
+
+impl CallbackRequest {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .chain(self.query.iter())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The relay value: OIDC `state` or SAML `RelayState`.
+    pub fn relay(&self) -> Option<&str> {
+        self.param("state").or_else(|| self.param("RelayState"))
+    }
+}
+
+/// Why a protocol refused a response. `reason` is a short, closed label for
+/// metrics (`signature`, `state_mismatch`, `expired`, …); `detail` goes to the
+/// log only, never to the browser.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct ConnectionError {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl ConnectionError {
+    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// One configured SSO connection.
+#[async_trait]
+pub trait Connection: Send + Sync {
+    fn id(&self) -> &str;
+    async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError>;
+    /// Verifies the IdP's response against the state saved at `start`.
+    async fn finish(
+        &self,
+        req: &CallbackRequest,
+        state: &serde_json::Value,
+    ) -> Result<VerifiedLogin, ConnectionError>;
+}
+
+/// Builds connections of one protocol from configuration.
+pub trait ConnectionFactory: Send + Sync {
+    fn build(
+        &self,
+        tenant: &TenantConfig,
+        conn: &ConnectionConfig,
+    ) -> Result<Arc<dyn Connection>, ConnectionError>;
+}
+
+/// Factories per protocol. The SAML and OIDC implementations register
+/// theirs; until then a configured connection of that protocol is a clear
+/// startup error rather than a login button that can't work.
+#[derive(Clone, Default)]
+pub struct Factories {
+    pub saml: Option<Arc<dyn ConnectionFactory>>,
+    pub oidc: Option<Arc<dyn ConnectionFactory>>,
+}
+
+/// A configured connection with its tenant.
+#[derive(Clone)]
+pub struct Registered {
+    pub tenant: String,
+    pub config: ConnectionConfig,
+    pub connection: Arc<dyn Connection>,
+}
+
+impl Registered {
+    pub fn display_name(&self) -> &str {
+        self.config
+            .display_name
+            .as_deref()
+            .unwrap_or(&self.config.id)
+    }
+}
+
+/// All connections of one configuration generation.
+#[derive(Clone, Default)]
+pub struct Registry {
+    by_id: HashMap<String, Registered>,
+}
+
+impl Registry {
+    pub fn build(tenants: &[TenantConfig], factories: &Factories) -> Result<Self, ConnectionError> {
+        let mut by_id = HashMap::new();
+        for t in tenants {
+            for c in &t.connections {
+                let factory = match c.protocol {
+                    Protocol::Saml => factories.saml.as_ref(),
+                    Protocol::Oidc => factories.oidc.as_ref(),
+                };
+                let factory = factory.ok_or_else(|| {
+                    ConnectionError::new(
+                        "unsupported",
+                        format!(
+                            "connection `{}`: protocol {:?} is not available in this build",
+                            c.id, c.protocol
+                        ),
+                    )
+                })?;
+                let connection = factory.build(t, c)?;
+                by_id.insert(
+                    c.id.clone(),
+                    Registered {
+                        tenant: t.id.clone(),
+                        config: c.clone(),
+                        connection,
+                    },
+                );
+            }
+        }
+        Ok(Self { by_id })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Registered> {
+        self.by_id.get(id)
+    }
+
+    /// A tenant's connections in configuration order.
+    pub fn for_tenant<'a>(&'a self, tenant: &'a TenantConfig) -> Vec<&'a Registered> {
+        tenant
+            .connections
+            .iter()
+            .filter_map(|c| self.by_id.get(&c.id))
+            .collect()
+    }
+}

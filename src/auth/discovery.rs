@@ -1,0 +1,82 @@
+//! Email → verified domain → tenant → connections, and the state a
+//! configuration generation needs for logins.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::connection::{ConnectionError, Factories, Registered, Registry};
+use super::flow::FlowCodec;
+use super::policy::{DomainRouter, email_domain};
+use crate::config::{Config, TenantConfig};
+
+/// Where an email leads.
+#[derive(Clone)]
+pub enum Discovery {
+    /// Not an email address.
+    Invalid,
+    /// No tenant has verified this domain (unknown, pending or lapsed).
+    Unrouted { domain: String },
+    /// The tenant exists but has no connection yet.
+    NoConnections { tenant: String },
+    Connections {
+        tenant: String,
+        list: Vec<Registered>,
+    },
+}
+
+/// Login state of one configuration generation.
+pub struct AuthContext {
+    pub registry: Registry,
+    pub flow: FlowCodec,
+    pub domains: Arc<dyn DomainRouter>,
+    tenants: HashMap<String, TenantConfig>,
+}
+
+impl AuthContext {
+    pub fn build(
+        cfg: &Config,
+        factories: &Factories,
+        domains: Arc<dyn DomainRouter>,
+    ) -> Result<Self, ConnectionError> {
+        Ok(Self {
+            registry: Registry::build(&cfg.tenants, factories)?,
+            flow: FlowCodec::new(&cfg.session, &cfg.server.internal_prefix),
+            domains,
+            tenants: cfg
+                .tenants
+                .iter()
+                .map(|t| (t.id.clone(), t.clone()))
+                .collect(),
+        })
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&TenantConfig> {
+        self.tenants.get(id)
+    }
+
+    /// Routes an email. A lookup failure in the store reads as "unrouted":
+    /// the login page must not leak internal errors (it's logged).
+    pub async fn discover(&self, email: &str) -> Discovery {
+        let Some(domain) = email_domain(email.trim()) else {
+            return Discovery::Invalid;
+        };
+        let tenant = match self.domains.verified_tenant(&domain).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Discovery::Unrouted { domain },
+            Err(e) => {
+                tracing::error!(error = %e, "domain lookup failed during discovery");
+                return Discovery::Unrouted { domain };
+            }
+        };
+        let Some(tc) = self.tenants.get(&tenant) else {
+            // Verified in the store but no longer in the configuration.
+            return Discovery::Unrouted { domain };
+        };
+        let list: Vec<Registered> = self.registry.for_tenant(tc).into_iter().cloned().collect();
+        if list.is_empty() {
+            Discovery::NoConnections { tenant }
+        } else {
+            Discovery::Connections { tenant, list }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Login orchestration: the connection boundary every protocol implements,
+//! the flow cookie that binds a login to its browser, discovery (email →
+//! verified domain → tenant → connections) and the policy that completes a
+//! login into a session.
+
+pub mod connection;
+pub mod discovery;
+pub mod flow;
+pub mod policy;
+
+pub use connection::{
+    CallbackRequest, Connection, ConnectionError, ConnectionFactory, Factories, LoginStart,
+    Registered, Registry, StartContext, VerifiedLogin,
+};
+pub use discovery::{AuthContext, Discovery};
+pub use flow::{FlowCodec, FlowState};
+pub use policy::{DomainRouter, LoginFailure, complete, email_domain, map_roles};

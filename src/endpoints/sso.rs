@@ -1,0 +1,340 @@
+//! The protocol-independent SSO endpoints: start a login at a connection,
+//! and finish it at the callback — flow cookie, protocol verification,
+//! policy, session. SAML's ACS and OIDC's callback route here too.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+
+use super::pages::message;
+use super::{CurrentSession, EndpointState, RequestId};
+use crate::auth::{self, CallbackRequest, FlowCodec, FlowState, StartContext};
+use crate::redirect::safe_return_to;
+use crate::store::SessionSelector;
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).collect()
+}
+
+/// `{prefix}sso/{id}/start?return_to=…&login_hint=…`
+pub(super) fn start_url(
+    state: &EndpointState,
+    id: &str,
+    return_to: &str,
+    login_hint: &str,
+) -> String {
+    let mut url = format!(
+        "{}sso/{}/start?return_to={}",
+        state.config.server.internal_prefix,
+        enc(id),
+        enc(return_to)
+    );
+    if !login_hint.is_empty() {
+        url.push_str("&login_hint=");
+        url.push_str(&enc(login_hint));
+    }
+    url
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct StartQuery {
+    #[serde(default)]
+    return_to: String,
+    #[serde(default)]
+    login_hint: Option<String>,
+}
+
+/// A refused login: generic to the browser, precise in the log and metrics.
+fn refuse(
+    state: &EndpointState,
+    request_id: &str,
+    tenant: &str,
+    connection: &str,
+    reason: &'static str,
+    detail: &str,
+    relay: Option<&str>,
+) -> Response {
+    state
+        .metrics
+        .login_failures
+        .with_label_values(&[tenant, connection, reason])
+        .inc();
+    tracing::warn!(
+        request_id,
+        tenant,
+        connection,
+        reason,
+        detail,
+        "login refused"
+    );
+    let login = format!("{}login", state.config.server.internal_prefix);
+    let body = message(
+        "Sign-in failed",
+        "We couldn't sign you in. Please try again, or contact your administrator and quote the request ID.",
+        Some((&login, "Back to sign-in")),
+        request_id,
+    );
+    let mut resp = (StatusCode::FORBIDDEN, Html(body)).into_response();
+    if let Some(relay) = relay
+        && let Ok(v) = HeaderValue::from_str(&state.auth.flow.clear(relay))
+    {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+pub(super) async fn start(
+    State(state): State<Arc<EndpointState>>,
+    Path(id): Path<String>,
+    Query(q): Query<StartQuery>,
+    request_id: Option<Extension<RequestId>>,
+) -> Response {
+    let rid = request_id.map(|r| r.0.0).unwrap_or_default();
+    let Some(reg) = state.auth.registry.get(&id) else {
+        return refuse(
+            &state,
+            &rid,
+            "unknown",
+            "unknown",
+            "unknown_connection",
+            &format!("no connection {id:?}"),
+            None,
+        );
+    };
+    let Some(relay) = FlowCodec::new_relay() else {
+        return refuse(
+            &state,
+            &rid,
+            &reg.tenant,
+            &id,
+            "internal",
+            "no randomness",
+            None,
+        );
+    };
+    let ctx = StartContext {
+        relay: relay.clone(),
+        login_hint: q.login_hint.filter(|h| !h.is_empty() && h.len() <= 320),
+        callback_url: format!(
+            "{}{}sso/{}/callback",
+            state.config.server.public_url.trim_end_matches('/'),
+            state.config.server.internal_prefix,
+            id
+        ),
+    };
+    let started = match reg.connection.start(&ctx).await {
+        Ok(s) => s,
+        Err(e) => return refuse(&state, &rid, &reg.tenant, &id, e.reason, &e.detail, None),
+    };
+    let flow = FlowState {
+        connection: id.clone(),
+        return_to: safe_return_to(&q.return_to).unwrap_or("/").to_owned(),
+        state: started.state,
+        created_at: crate::clock::now(),
+    };
+    let Some(cookie) = state.auth.flow.seal(&relay, &flow) else {
+        return refuse(
+            &state,
+            &rid,
+            &reg.tenant,
+            &id,
+            "internal",
+            "flow cookie could not be sealed",
+            None,
+        );
+    };
+    let mut resp = (StatusCode::FOUND, [(header::LOCATION, started.redirect_to)]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn pairs(s: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(s.as_bytes()).into_owned().collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn callback(
+    State(state): State<Arc<EndpointState>>,
+    Path(id): Path<String>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    Extension(current): Extension<CurrentSession>,
+    request_id: Option<Extension<RequestId>>,
+    body: Bytes,
+) -> Response {
+    let rid = request_id.map(|r| r.0.0).unwrap_or_default();
+    let Some(reg) = state.auth.registry.get(&id) else {
+        return refuse(
+            &state,
+            &rid,
+            "unknown",
+            "unknown",
+            "unknown_connection",
+            &format!("no connection {id:?}"),
+            None,
+        );
+    };
+    let tenant_id = reg.tenant.clone();
+    let form = if method == Method::POST {
+        std::str::from_utf8(&body).map(pairs).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let req = CallbackRequest {
+        method: method.to_string(),
+        query: query.as_deref().map(pairs).unwrap_or_default(),
+        form,
+    };
+    let Some(relay) = req.relay().map(str::to_owned) else {
+        return refuse(
+            &state,
+            &rid,
+            &tenant_id,
+            &id,
+            "missing_state",
+            "callback without state/RelayState",
+            None,
+        );
+    };
+    let now = crate::clock::now();
+    let cookies = headers.get_all(header::COOKIE);
+    let Some(flow) = state
+        .auth
+        .flow
+        .open(&relay, cookies.iter().map(|v| v.as_bytes()), now)
+    else {
+        return refuse(
+            &state,
+            &rid,
+            &tenant_id,
+            &id,
+            "state_mismatch",
+            "no valid flow cookie for this state (expired, other browser, or forged)",
+            Some(&relay),
+        );
+    };
+    if flow.connection != id {
+        return refuse(
+            &state,
+            &rid,
+            &tenant_id,
+            &id,
+            "state_mismatch",
+            "flow belongs to another connection",
+            Some(&relay),
+        );
+    }
+    let login = match reg.connection.finish(&req, &flow.state).await {
+        Ok(l) if l.connection_id == id => l,
+        Ok(l) => {
+            return refuse(
+                &state,
+                &rid,
+                &tenant_id,
+                &id,
+                "internal",
+                &format!("connection returned a login for {}", l.connection_id),
+                Some(&relay),
+            );
+        }
+        Err(e) => {
+            return refuse(
+                &state,
+                &rid,
+                &tenant_id,
+                &id,
+                e.reason,
+                &e.detail,
+                Some(&relay),
+            );
+        }
+    };
+    let Some(tenant) = state.auth.tenant(&tenant_id) else {
+        return refuse(
+            &state,
+            &rid,
+            &tenant_id,
+            &id,
+            "internal",
+            "tenant vanished",
+            Some(&relay),
+        );
+    };
+    let principal = match auth::complete(
+        &login,
+        tenant,
+        state.auth.domains.as_ref(),
+        state.sessions.store(),
+        now,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(f) => {
+            return refuse(
+                &state,
+                &rid,
+                &tenant_id,
+                &id,
+                f.reason,
+                &f.detail,
+                Some(&relay),
+            );
+        }
+    };
+    // A new login replaces whatever session the browser had (no fixation,
+    // no orphans).
+    if let Some(old) = current.0 {
+        let _ = state
+            .sessions
+            .revoke(&SessionSelector::Id(old.id_hash.clone()))
+            .await;
+    }
+    let token = match state
+        .sessions
+        .create(
+            &principal,
+            state.config.session.absolute_lifetime_seconds as i64,
+            now,
+        )
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return refuse(
+                &state,
+                &rid,
+                &tenant_id,
+                &id,
+                "store",
+                &e.to_string(),
+                Some(&relay),
+            );
+        }
+    };
+    state
+        .metrics
+        .logins
+        .with_label_values(&[&tenant_id, &id])
+        .inc();
+    tracing::info!(request_id = %rid, tenant = %tenant_id, connection = %id, user = %principal.user_id, "login");
+    let mut resp = (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, flow.return_to.clone())],
+    )
+        .into_response();
+    for c in [state.codec.seal(&token, now), state.auth.flow.clear(&relay)] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,195 @@
+//! Users who may sign in, per tenant.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, check_text};
+
+/// One user of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Stable id (a UUID), the `X-Forwarded-User` value.
+    pub id: String,
+    pub tenant: String,
+    /// As first given (IdP or operator); lookups use the lower-cased form.
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Option<String>,
+    /// `jit`, `invite` or `scim`.
+    pub source: String,
+    /// Deactivated users never sign in, whatever the IdP says.
+    pub active: bool,
+    /// The IdP subject (`connection:sub`) seen at the last login.
+    pub subject: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+/// The column list, as a macro so queries stay `&'static str` (sqlx refuses
+/// dynamically built SQL).
+macro_rules! columns {
+    () => {
+        "id, tenant, email, name, role, source, active, subject, created_at, updated_at, last_login_at"
+    };
+}
+
+impl Store {
+    /// Adds a user. A second user with the same email (case-insensitive) in
+    /// the same tenant is refused with `StoreError::Duplicate`.
+    pub async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        for (field, value) in [
+            ("id", &u.id),
+            ("tenant", &u.tenant),
+            ("email", &u.email),
+            ("source", &u.source),
+        ] {
+            check_text(field, value)?;
+        }
+        for (field, value) in [
+            ("name", &u.name),
+            ("role", &u.role),
+            ("subject", &u.subject),
+        ] {
+            if let Some(v) = value {
+                check_text(field, v)?;
+            }
+        }
+        let result = sqlx::query(
+            "INSERT INTO users (id, tenant, email, email_lower, name, role, source, active, subject, \
+             created_at, updated_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (tenant, email_lower) DO NOTHING",
+        )
+        .bind(u.id.as_str())
+        .bind(u.tenant.as_str())
+        .bind(u.email.as_str())
+        .bind(u.email.to_lowercase())
+        .bind(u.name.as_deref())
+        .bind(u.role.as_deref())
+        .bind(u.source.as_str())
+        .bind(i64::from(u.active))
+        .bind(u.subject.as_deref())
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .bind(u.last_login_at)
+        .execute(&self.inner.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Duplicate(format!(
+                "user {} in tenant {}",
+                u.email, u.tenant
+            )));
+        }
+        Ok(())
+    }
+
+    /// The user with this email in this tenant, case-insensitively.
+    pub async fn user_by_email(
+        &self,
+        tenant: &str,
+        email: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        check_text("tenant", tenant)?;
+        check_text("email", email)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM users WHERE tenant = $1 AND email_lower = $2"
+        ))
+        .bind(tenant)
+        .bind(email.to_lowercase())
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        row.map(|r| decode(&r)).transpose()
+    }
+
+    /// All users, or one tenant's, by email.
+    pub async fn list_users(&self, tenant: Option<&str>) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = match tenant {
+            Some(t) => {
+                check_text("tenant", t)?;
+                sqlx::query(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM users WHERE tenant = $1 ORDER BY email_lower"
+                ))
+                .bind(t)
+                .fetch_all(&self.inner.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM users ORDER BY tenant, email_lower"
+                ))
+                .fetch_all(&self.inner.pool)
+                .await?
+            }
+        };
+        rows.iter().map(decode).collect()
+    }
+
+    /// Removes a user; returns whether one existed.
+    pub async fn delete_user(
+        &self,
+        tenant: &str,
+        email: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let Some(user) = self.user_by_email(tenant, email).await? else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user.id.as_str())
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(Some(user))
+    }
+
+    /// Records a successful sign-in (subject and time).
+    pub async fn record_login(&self, id: &str, subject: &str, now: i64) -> Result<(), StoreError> {
+        check_text("subject", subject)?;
+        sqlx::query(
+            "UPDATE users SET subject = $1, last_login_at = $2, updated_at = $2 WHERE id = $3",
+        )
+        .bind(subject)
+        .bind(now)
+        .bind(id)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Activates or deactivates a user.
+    pub async fn set_user_active(
+        &self,
+        id: &str,
+        active: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
+            .bind(i64::from(active))
+            .bind(now)
+            .bind(id)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn decode(row: &AnyRow) -> Result<UserRecord, StoreError> {
+    let active: i64 = row.try_get("active")?;
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        source: row.try_get("source")?,
+        active: active != 0,
+        subject: row.try_get("subject")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        last_login_at: row.try_get("last_login_at")?,
+    })
+}

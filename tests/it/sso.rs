@@ -1,0 +1,621 @@
+//! Discovery, the generic SSO flow and login policy, driven through a test
+//! connection that implements the connection boundary (a stand-in IdP that
+//! asserts whatever the test tells it to), with domains verified against a
+//! real DNS server on loopback.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use portcullis::auth::{
+    CallbackRequest, Connection, ConnectionError, ConnectionFactory, Factories, LoginStart,
+    StartContext, VerifiedLogin,
+};
+use portcullis::config::{ConnectionConfig, TenantConfig};
+
+use crate::support::dns::DnsServer;
+use crate::support::env::*;
+
+/// What the stand-in IdP asserts next.
+#[derive(Clone, Debug)]
+struct Assert {
+    email: String,
+    email_verified: Option<bool>,
+    groups: Vec<String>,
+}
+
+type Slot = Arc<Mutex<Option<Assert>>>;
+
+struct TestIdp {
+    id: String,
+    next: Slot,
+}
+
+#[async_trait]
+impl Connection for TestIdp {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        Ok(LoginStart {
+            redirect_to: format!("{}?state={}&code={nonce}", ctx.callback_url, ctx.relay),
+            state: serde_json::json!({ "nonce": nonce, "hint": ctx.login_hint }),
+        })
+    }
+
+    async fn finish(
+        &self,
+        req: &CallbackRequest,
+        state: &serde_json::Value,
+    ) -> Result<VerifiedLogin, ConnectionError> {
+        if req.param("code") != state["nonce"].as_str() {
+            return Err(ConnectionError::new(
+                "code_mismatch",
+                "code does not match the flow",
+            ));
+        }
+        let a = self
+            .next
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| ConnectionError::new("idp_error", "nothing to assert"))?;
+        Ok(VerifiedLogin {
+            connection_id: self.id.clone(),
+            subject: format!("sub-{}", a.email),
+            email: a.email,
+            email_verified: a.email_verified,
+            name: Some("Test User".into()),
+            groups: a.groups,
+            raw_claims: serde_json::json!({}),
+        })
+    }
+}
+
+struct TestFactory(Slot);
+
+impl ConnectionFactory for TestFactory {
+    fn build(
+        &self,
+        _t: &TenantConfig,
+        c: &ConnectionConfig,
+    ) -> Result<Arc<dyn Connection>, ConnectionError> {
+        Ok(Arc::new(TestIdp {
+            id: c.id.clone(),
+            next: self.0.clone(),
+        }))
+    }
+}
+
+fn tenants_toml(dns: std::net::SocketAddr, jit: bool) -> String {
+    format!(
+        r#"
+[dns]
+nameservers = ["{dns}"]
+
+[login]
+app_login_url = "/login"
+[[login.password_endpoints]]
+path = "/login"
+[[login.password_endpoints]]
+path = "/api/session"
+email_json_pointer = "/user/email"
+
+# the app's own login is public; enforcement still applies to it
+[[routes]]
+prefix = "/login"
+policy = "public"
+[[routes]]
+prefix = "/api/session"
+policy = "public"
+
+[[tenants]]
+id = "acme"
+domains = ["acme.com", "pending.acme.com"]
+enforce_sso = true
+group_roles = {{ "Engineering" = ["developer"] }}
+jit = {{ enabled = {jit}, default_role = "member" }}
+[[tenants.connections]]
+id = "acme-idp"
+protocol = "oidc"
+display_name = "Acme IdP"
+
+[[tenants]]
+id = "globex"
+domains = ["globex.com"]
+[[tenants.connections]]
+id = "globex-okta"
+protocol = "oidc"
+display_name = "Okta"
+[[tenants.connections]]
+id = "globex-entra"
+protocol = "oidc"
+display_name = "Entra ID"
+"#
+    )
+}
+
+struct Sso {
+    env: TestEnv,
+    dns: DnsServer,
+    next: Slot,
+    /// Every request the app received.
+    app_saw: Arc<Mutex<Vec<String>>>,
+    _app: tokio::task::JoinHandle<()>,
+}
+
+impl Sso {
+    async fn start(jit: bool) -> Sso {
+        let dns = DnsServer::start().await;
+        let next: Slot = Arc::new(Mutex::new(None));
+        let (upstream, app, app_saw) = start_counting_upstream().await;
+        let env = TestEnv::with(Options {
+            upstream: Some(upstream),
+            extra: tenants_toml(dns.addr(), jit),
+            factories: Factories {
+                saml: None,
+                oidc: Some(Arc::new(TestFactory(next.clone()))),
+            },
+            ..Default::default()
+        })
+        .await;
+        let sso = Sso {
+            env,
+            dns,
+            next,
+            app_saw,
+            _app: app,
+        };
+        sso.verify("acme", "acme.com").await;
+        sso.verify("globex", "globex.com").await;
+        sso
+    }
+
+    /// Claims and proves a domain through the real DNS server.
+    async fn verify(&self, tenant: &str, domain: &str) {
+        let cfg = self.env.shared.config();
+        let domains =
+            portcullis::domains::Domains::new(self.env.shared.store.clone(), &cfg.dns).unwrap();
+        let now = portcullis::clock::now();
+        let entry = domains.add(tenant, domain, now).await.unwrap();
+        let (name, value) = domains.txt_record(&entry);
+        self.dns.set_txt(&name, &value);
+        let checked = domains.verify(domain, now).await.unwrap();
+        assert_eq!(checked.status.to_string(), "verified", "{checked:?}");
+    }
+
+    fn assert_next(&self, email: &str, verified: Option<bool>, groups: &[&str]) {
+        *self.next.lock().unwrap() = Some(Assert {
+            email: email.into(),
+            email_verified: verified,
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+
+    /// start → IdP → callback, like a browser; returns the callback's
+    /// response and the session cookie, if one was set.
+    async fn login(
+        &self,
+        connection: &str,
+        return_to: &str,
+    ) -> (reqwest::Response, Option<String>) {
+        let c = client();
+        let start = c
+            .get(self.env.url(&format!(
+                "/.portcullis/sso/{connection}/start?return_to={return_to}"
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(start.status(), 302, "{}", start.text().await.unwrap());
+        let location = start.headers()["location"].to_str().unwrap().to_owned();
+        let flow = cookie_pair(&start, "portcullis_flow_").expect("flow cookie");
+        let cb = c.get(location).header("cookie", flow).send().await.unwrap();
+        let session = cookie_pair(&cb, "portcullis_session=");
+        (cb, session.filter(|s| s != "portcullis_session="))
+    }
+}
+
+fn cookie_pair(r: &reqwest::Response, prefix: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(prefix))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn discovery_routes_emails_to_their_tenants_idp() {
+    let s = Sso::start(true).await;
+    let c = client();
+    let post = |email: &str| {
+        c.post(s.env.url("/.portcullis/login"))
+            .form(&[("email", email), ("return_to", "/app?x=1")])
+            .send()
+    };
+    // one connection: straight to it, with return_to and login_hint
+    let r = post("Alice@Acme.com").await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/.portcullis/sso/acme%2Didp/start?return_to=%2Fapp%3Fx%3D1&login_hint=Alice%40Acme%2Ecom"
+    );
+    // several: a chooser
+    let html = post("bob@globex.com").await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("Continue with Okta") && html.contains("Continue with Entra ID"),
+        "{html}"
+    );
+    assert!(
+        html.contains("/.portcullis/sso/globex%2Dokta/start"),
+        "{html}"
+    );
+    // unknown, unverified (pending) and public domains: a clear message and
+    // the app's own login
+    for (email, domain) in [
+        ("carol@example.org", "example.org"),
+        ("dan@pending.acme.com", "pending.acme.com"),
+        ("eve@gmail.com", "gmail.com"),
+    ] {
+        let html = post(email)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .replace("&#39;", "'");
+        assert!(
+            html.contains(&format!("Single sign-on isn't set up for {domain}.")),
+            "{email}: {html}"
+        );
+        assert!(html.contains(r#"href="/login""#), "{html}");
+    }
+    let html = post("not-an-email").await.unwrap().text().await.unwrap();
+    assert!(html.contains("Enter your work email address."), "{html}");
+    // the bookmark link from the IdP portal
+    let r = c
+        .get(
+            s.env
+                .url("/.portcullis/login?use_sso=true&email=alice%40acme.com"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // ?email= only prefills
+    let html = c
+        .get(s.env.url("/.portcullis/login?email=alice%40acme.com"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"value="alice@acme.com""#), "{html}");
+}
+
+#[tokio::test]
+async fn a_login_creates_a_session_with_mapped_roles() {
+    let s = Sso::start(true).await;
+    s.assert_next("alice@acme.com", Some(true), &["Engineering", "Everyone"]);
+    let (cb, session) = s.login("acme-idp", "%2Fdashboard").await;
+    assert_eq!(cb.status(), 303);
+    assert_eq!(cb.headers()["location"], "/dashboard");
+    // the flow cookie is single use: cleared on completion
+    assert!(cookie_pair(&cb, "portcullis_flow_").is_some_and(|c| c.ends_with('=')));
+    let session = session.expect("session cookie");
+    let (status, app) = echo(
+        client()
+            .get(s.env.url("/dashboard"))
+            .header("cookie", &session),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@acme.com"));
+    assert_eq!(seen(&app, "x-forwarded-tenant"), Some("acme"));
+    assert_eq!(
+        seen(&app, "x-forwarded-groups"),
+        Some("Engineering,Everyone")
+    );
+    assert_eq!(seen(&app, "x-forwarded-roles"), Some("member,developer"));
+    // JIT created the user, once
+    let users = s.env.shared.store.list_users(Some("acme")).await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].source, "jit");
+    assert_eq!(seen(&app, "x-forwarded-user"), Some(users[0].id.as_str()));
+    let (_, again) = s.login("acme-idp", "%2F").await;
+    assert!(again.is_some());
+    assert_eq!(
+        s.env
+            .shared
+            .store
+            .list_users(Some("acme"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let m = s.env.metrics().await;
+    assert!(
+        m.contains("portcullis_logins_total{connection=\"acme-idp\",tenant=\"acme\"} 2"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn policy_refusals_are_generic_to_the_browser_and_precise_in_metrics() {
+    let s = Sso::start(true).await;
+    let cases: &[(&str, Option<bool>, &str)] = &[
+        // an IdP may only assert its own tenant's verified domains
+        ("bob@globex.com", Some(true), "foreign_domain"),
+        ("dan@pending.acme.com", Some(true), "domain_not_verified"),
+        ("mallory@example.org", None, "domain_not_verified"),
+        ("alice@acme.com", Some(false), "email_unverified"),
+        ("not an email", None, "invalid_email"),
+    ];
+    for (i, (email, verified, reason)) in cases.iter().enumerate() {
+        let expected = cases[..=i].iter().filter(|c| c.2 == *reason).count();
+        s.assert_next(email, *verified, &[]);
+        let (cb, session) = s.login("acme-idp", "%2F").await;
+        assert_eq!(cb.status(), 403, "{email}");
+        assert!(session.is_none(), "{email}");
+        let html = cb.text().await.unwrap().replace("&#39;", "'");
+        assert!(html.contains("We couldn't sign you in"), "{html}");
+        assert!(
+            !html.contains(reason),
+            "reason leaked to the browser: {html}"
+        );
+        let m = s.env.metrics().await;
+        let line = format!(
+            "portcullis_login_failures_total{{connection=\"acme-idp\",reason=\"{reason}\",tenant=\"acme\"}} {expected}"
+        );
+        assert!(m.contains(&line), "{line} not in {m}");
+    }
+}
+
+#[tokio::test]
+async fn flow_state_is_bound_to_the_browser() {
+    let s = Sso::start(true).await;
+    s.assert_next("alice@acme.com", Some(true), &[]);
+    let c = client();
+    let start = c
+        .get(s.env.url("/.portcullis/sso/acme-idp/start"))
+        .send()
+        .await
+        .unwrap();
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    // the callback replayed in another browser (no flow cookie)
+    let r = c.get(&location).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // no state at all
+    let r = c
+        .get(s.env.url("/.portcullis/sso/acme-idp/callback?code=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // a forged flow cookie
+    let relay = location
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let r = c
+        .get(&location)
+        .header("cookie", format!("portcullis_flow_{relay}=forged"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // an unknown connection
+    let r = c
+        .get(s.env.url("/.portcullis/sso/nope/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let m = s.env.metrics().await;
+    assert!(
+        m.contains("reason=\"state_mismatch\",tenant=\"acme\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("reason=\"missing_state\",tenant=\"acme\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("reason=\"unknown_connection\",tenant=\"unknown\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn jit_off_admits_only_invited_users_and_never_deactivated_ones() {
+    let s = Sso::start(false).await;
+    s.assert_next("alice@acme.com", Some(true), &[]);
+    let (cb, session) = s.login("acme-idp", "%2F").await;
+    assert_eq!(cb.status(), 403);
+    assert!(session.is_none());
+    let m = s.env.metrics().await;
+    assert!(
+        m.contains("reason=\"not_provisioned\",tenant=\"acme\"} 1"),
+        "{m}"
+    );
+
+    // invited through the CLI
+    let path = s.env.config_path();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["users", "invite", "--config"])
+        .arg(&path)
+        .args([
+            "--tenant",
+            "acme",
+            "--email",
+            "Alice@acme.com",
+            "--role",
+            "admin",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (cb, session) = s.login("acme-idp", "%2F").await;
+    assert_eq!(cb.status(), 303);
+    let (_, app) = echo(
+        client()
+            .get(s.env.url("/x"))
+            .header("cookie", session.unwrap()),
+    )
+    .await;
+    assert_eq!(seen(&app, "x-forwarded-roles"), Some("admin"));
+
+    // deactivated: refused even though the IdP vouches for them
+    let user = s
+        .env
+        .shared
+        .store
+        .user_by_email("acme", "alice@acme.com")
+        .await
+        .unwrap()
+        .unwrap();
+    s.env
+        .shared
+        .store
+        .set_user_active(&user.id, false, portcullis::clock::now())
+        .await
+        .unwrap();
+    let (cb, session) = s.login("acme-idp", "%2F").await;
+    assert_eq!(cb.status(), 403);
+    assert!(session.is_none());
+    let m = s.env.metrics().await;
+    assert!(
+        m.contains("reason=\"deactivated\",tenant=\"acme\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn changing_a_connection_ends_its_sessions() {
+    let s = Sso::start(true).await;
+    s.assert_next("alice@acme.com", Some(true), &[]);
+    let (_, alice) = s.login("acme-idp", "%2F").await;
+    let alice = alice.unwrap();
+    s.assert_next("bob@globex.com", Some(true), &[]);
+    let (_, bob) = s.login("globex-okta", "%2F").await;
+    let bob = bob.unwrap();
+    let ok = |cookie: &str| {
+        client()
+            .get(s.env.url("/x"))
+            .header("accept", "application/json")
+            .header("cookie", cookie.to_owned())
+            .send()
+    };
+    assert_eq!(ok(&alice).await.unwrap().status(), 200);
+    // reload with acme's connection changed; globex untouched
+    let cfg = s.env.shared.config();
+    let mut new = (*cfg).clone();
+    new.tenants[0].connections[0].display_name = Some("Acme Okta (new)".into());
+    s.env.shared.swap(new).await.unwrap();
+    assert_eq!(ok(&alice).await.unwrap().status(), 401);
+    assert_eq!(ok(&bob).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn enforcing_tenants_password_logins_never_reach_the_app() {
+    let s = Sso::start(true).await;
+    let c = client();
+    let logins = |s: &Sso| {
+        s.app_saw
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.ends_with("/login") || r.ends_with("/api/session"))
+            .count()
+    };
+
+    // acme enforces SSO: a browser's form post is sent to SSO instead
+    let r = c
+        .post(s.env.url("/login"))
+        .header("accept", "text/html")
+        .form(&[("email", "alice@acme.com"), ("password", "hunter2")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/.portcullis/login?use_sso=true&email=alice%40acme%2Ecom"
+    );
+    // an API client gets 403 JSON (JSON pointer configured for this endpoint)
+    let r = c
+        .post(s.env.url("/api/session"))
+        .json(&serde_json::json!({"user": {"email": "Alice@ACME.com"}, "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "sso_required");
+    // path tricks are the same endpoint
+    let r = c
+        .post(s.env.url("/x/../login"))
+        .form(&[("email", "alice@acme.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        logins(&s),
+        0,
+        "a blocked password login reached the app: {:?}",
+        s.app_saw.lock().unwrap()
+    );
+
+    // globex does not enforce; unknown domains and missing emails pass too,
+    // with the body intact
+    for form in [
+        vec![("email", "bob@globex.com"), ("password", "pw")],
+        vec![("email", "x@unknown.org")],
+        vec![("username", "legacy")],
+    ] {
+        let sent = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form.iter())
+            .finish();
+        let (status, app) = echo(
+            c.post(s.env.url("/login"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(sent.clone()),
+        )
+        .await;
+        assert_eq!(status, 200, "{app}");
+        assert_eq!(
+            app["body_bytes"],
+            sent.len() as u64,
+            "body replayed to the app intact"
+        );
+    }
+    assert_eq!(logins(&s), 3);
+    let m = s.env.metrics().await;
+    assert!(
+        m.contains("portcullis_sso_enforced_total{tenant=\"acme\"} 3"),
+        "{m}"
+    );
+
+    // a login body too large to inspect is refused, not guessed
+    let r = c
+        .post(s.env.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 70_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(logins(&s), 3);
+}
