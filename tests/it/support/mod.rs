@@ -1,3 +1,4 @@
 pub mod dns;
 pub mod env;
+pub mod idp;
 pub mod postgres;

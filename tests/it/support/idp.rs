@@ -1,0 +1,226 @@
+//! A stand-in IdP implementing the connection boundary, and `Sso`: a test
+//! environment with tenants, a real DNS server proving their domains, and
+//! that IdP behind every `oidc` connection.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use portcullis::auth::{
+    CallbackRequest, Connection, ConnectionError, ConnectionFactory, Factories, LoginStart,
+    StartContext, VerifiedLogin,
+};
+use portcullis::config::{ConnectionConfig, TenantConfig};
+
+use super::dns::DnsServer;
+use super::env::*;
+
+/// What the stand-in IdP asserts next.
+#[derive(Clone, Debug)]
+pub struct Assert {
+    pub email: String,
+    pub email_verified: Option<bool>,
+    pub groups: Vec<String>,
+}
+
+pub type Slot = Arc<Mutex<Option<Assert>>>;
+
+pub struct TestIdp {
+    id: String,
+    next: Slot,
+}
+
+#[async_trait]
+impl Connection for TestIdp {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        Ok(LoginStart {
+            redirect_to: format!("{}?state={}&code={nonce}", ctx.callback_url, ctx.relay),
+            state: serde_json::json!({ "nonce": nonce, "hint": ctx.login_hint }),
+        })
+    }
+
+    async fn finish(
+        &self,
+        req: &CallbackRequest,
+        state: &serde_json::Value,
+    ) -> Result<VerifiedLogin, ConnectionError> {
+        if req.param("code") != state["nonce"].as_str() {
+            return Err(ConnectionError::new(
+                "code_mismatch",
+                "code does not match the flow",
+            ));
+        }
+        let a = self
+            .next
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| ConnectionError::new("idp_error", "nothing to assert"))?;
+        Ok(VerifiedLogin {
+            connection_id: self.id.clone(),
+            subject: format!("sub-{}", a.email),
+            email: a.email,
+            email_verified: a.email_verified,
+            name: Some("Test User".into()),
+            groups: a.groups,
+            raw_claims: serde_json::json!({}),
+        })
+    }
+}
+
+pub struct TestFactory(pub Slot);
+
+impl ConnectionFactory for TestFactory {
+    fn build(
+        &self,
+        _t: &TenantConfig,
+        c: &ConnectionConfig,
+    ) -> Result<Arc<dyn Connection>, ConnectionError> {
+        Ok(Arc::new(TestIdp {
+            id: c.id.clone(),
+            next: self.0.clone(),
+        }))
+    }
+}
+
+pub fn tenants_toml(dns: std::net::SocketAddr, jit: bool) -> String {
+    format!(
+        r#"
+[dns]
+nameservers = ["{dns}"]
+
+[login]
+app_login_url = "/login"
+[[login.password_endpoints]]
+path = "/login"
+[[login.password_endpoints]]
+path = "/api/session"
+email_json_pointer = "/user/email"
+
+# the app's own login is public; enforcement still applies to it
+[[routes]]
+prefix = "/login"
+policy = "public"
+[[routes]]
+prefix = "/api/session"
+policy = "public"
+
+[[tenants]]
+id = "acme"
+domains = ["acme.com", "pending.acme.com"]
+enforce_sso = true
+group_roles = {{ "Engineering" = ["developer"] }}
+jit = {{ enabled = {jit}, default_role = "member" }}
+[[tenants.connections]]
+id = "acme-idp"
+protocol = "oidc"
+display_name = "Acme IdP"
+
+[[tenants]]
+id = "globex"
+domains = ["globex.com"]
+[[tenants.connections]]
+id = "globex-okta"
+protocol = "oidc"
+display_name = "Okta"
+[[tenants.connections]]
+id = "globex-entra"
+protocol = "oidc"
+display_name = "Entra ID"
+"#
+    )
+}
+
+pub struct Sso {
+    pub env: TestEnv,
+    pub dns: DnsServer,
+    pub next: Slot,
+    /// Every request the app received.
+    pub app_saw: Arc<Mutex<Vec<String>>>,
+    _app: tokio::task::JoinHandle<()>,
+}
+
+impl Sso {
+    pub async fn start(jit: bool) -> Sso {
+        let dns = DnsServer::start().await;
+        let next: Slot = Arc::new(Mutex::new(None));
+        let (upstream, app, app_saw) = start_counting_upstream().await;
+        let env = TestEnv::with(Options {
+            upstream: Some(upstream),
+            extra: tenants_toml(dns.addr(), jit),
+            factories: Factories {
+                saml: None,
+                oidc: Some(Arc::new(TestFactory(next.clone()))),
+            },
+            ..Default::default()
+        })
+        .await;
+        let sso = Sso {
+            env,
+            dns,
+            next,
+            app_saw,
+            _app: app,
+        };
+        sso.verify("acme", "acme.com").await;
+        sso.verify("globex", "globex.com").await;
+        sso
+    }
+
+    /// Claims and proves a domain through the real DNS server.
+    pub async fn verify(&self, tenant: &str, domain: &str) {
+        let cfg = self.env.shared.config();
+        let domains =
+            portcullis::domains::Domains::new(self.env.shared.store.clone(), &cfg.dns).unwrap();
+        let now = portcullis::clock::now();
+        let entry = domains.add(tenant, domain, now).await.unwrap();
+        let (name, value) = domains.txt_record(&entry);
+        self.dns.set_txt(&name, &value);
+        let checked = domains.verify(domain, now).await.unwrap();
+        assert_eq!(checked.status.to_string(), "verified", "{checked:?}");
+    }
+
+    pub fn assert_next(&self, email: &str, verified: Option<bool>, groups: &[&str]) {
+        *self.next.lock().unwrap() = Some(Assert {
+            email: email.into(),
+            email_verified: verified,
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+
+    /// start → IdP → callback, like a browser; returns the callback's
+    /// response and the session cookie, if one was set.
+    pub async fn login(
+        &self,
+        connection: &str,
+        return_to: &str,
+    ) -> (reqwest::Response, Option<String>) {
+        let c = client();
+        let start = c
+            .get(self.env.url(&format!(
+                "/.portcullis/sso/{connection}/start?return_to={return_to}"
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(start.status(), 302, "{}", start.text().await.unwrap());
+        let location = start.headers()["location"].to_str().unwrap().to_owned();
+        let flow = cookie_pair(&start, "portcullis_flow_").expect("flow cookie");
+        let cb = c.get(location).header("cookie", flow).send().await.unwrap();
+        let session = cookie_pair(&cb, "portcullis_session=");
+        (cb, session.filter(|s| s != "portcullis_session="))
+    }
+}
+
+pub fn cookie_pair(r: &reqwest::Response, prefix: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(prefix))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
