@@ -54,13 +54,26 @@ impl AuthContext {
         self.tenants.get(id)
     }
 
+    /// The tenant a domain routes to: verified in the store *and* still
+    /// listed for that tenant in the configuration (removing a domain from
+    /// the file stops routing even before `domains remove`).
+    pub async fn routed_tenant(&self, domain: &str) -> Result<Option<&TenantConfig>, String> {
+        let Some(id) = self.domains.verified_tenant(domain).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .tenants
+            .get(&id)
+            .filter(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))))
+    }
+
     /// Routes an email. A lookup failure in the store reads as "unrouted":
     /// the login page must not leak internal errors (it's logged).
     pub async fn discover(&self, email: &str) -> Discovery {
         let Some(domain) = email_domain(email.trim()) else {
             return Discovery::Invalid;
         };
-        let tenant = match self.domains.verified_tenant(&domain).await {
+        let tc = match self.routed_tenant(&domain).await {
             Ok(Some(t)) => t,
             Ok(None) => return Discovery::Unrouted { domain },
             Err(e) => {
@@ -68,10 +81,7 @@ impl AuthContext {
                 return Discovery::Unrouted { domain };
             }
         };
-        let Some(tc) = self.tenants.get(&tenant) else {
-            // Verified in the store but no longer in the configuration.
-            return Discovery::Unrouted { domain };
-        };
+        let tenant = tc.id.clone();
         let list: Vec<Registered> = self.registry.for_tenant(tc).into_iter().cloned().collect();
         if list.is_empty() {
             Discovery::NoConnections { tenant }

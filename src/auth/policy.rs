@@ -92,6 +92,17 @@ pub async fn complete(
         .await
         .map_err(|e| fail("store", e))?
     {
+        Some(owner)
+            if owner == tenant.id && !tenant.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) =>
+        {
+            return Err(fail(
+                "domain_not_verified",
+                format!(
+                    "{domain} is verified for tenant {} but no longer in its configured domains",
+                    tenant.id
+                ),
+            ));
+        }
         Some(owner) if owner == tenant.id => {}
         Some(owner) => {
             return Err(fail(

@@ -90,6 +90,14 @@ fn dns(cfg: &Config, c: &mut Collector<'_>) {
             "must be a DNS label such as `_portcullis-challenge`",
         );
     }
+    // The grace counts from the last time the record was seen; shorter than
+    // the re-verification period, one missed check would lapse a domain.
+    if d.lapse_grace_seconds < d.reverify_seconds {
+        c.push(
+            "dns.lapse_grace_seconds",
+            format!("must be at least reverify_seconds ({})", d.reverify_seconds),
+        );
+    }
     for (k, v) in [
         ("check_interval_seconds", d.check_interval_seconds),
         ("pending_recheck_seconds", d.pending_recheck_seconds),

@@ -152,8 +152,8 @@ impl PortcullisProxy {
         let Some(domain) = crate::auth::email_domain(&email) else {
             return Ok(None);
         };
-        let tenant = match st.auth.domains.verified_tenant(&domain).await {
-            Ok(Some(t)) => t,
+        let tenant = match st.auth.routed_tenant(&domain).await {
+            Ok(Some(t)) => t.id.clone(),
             Ok(None) => return Ok(None),
             Err(e) => {
                 // Enforcement is a security control: fail closed.

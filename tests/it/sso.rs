@@ -399,3 +399,27 @@ async fn enforcing_tenants_password_logins_never_reach_the_app() {
     assert_eq!(r.status(), 413);
     assert_eq!(logins(&s), 3);
 }
+
+#[tokio::test]
+async fn a_domain_removed_from_the_config_stops_routing_at_once() {
+    let s = Sso::start(true).await;
+    let cfg = s.env.shared.config();
+    let mut new = (*cfg).clone();
+    new.tenants[0].domains.retain(|d| d != "acme.com");
+    s.env.shared.swap(new).await.unwrap();
+    let html = client()
+        .post(s.env.url("/.portcullis/login"))
+        .form(&[("email", "alice@acme.com")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .replace("&#39;", "'");
+    assert!(html.contains("Single sign-on isn't set up for acme.com."), "{html}");
+    s.assert_next("alice@acme.com", Some(true), &[]);
+    let (cb, session) = s.login("acme-idp", "%2F").await;
+    assert_eq!(cb.status(), 403);
+    assert!(session.is_none());
+}
