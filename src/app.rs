@@ -450,5 +450,8 @@ async fn sweep_expired_sessions(shared: Arc<Shared>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
         }
+        if let Err(e) = shared.store.delete_expired_one_time(now).await {
+            tracing::warn!(error = %e, "could not remove expired one-time values");
+        }
     }
 }

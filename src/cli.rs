@@ -178,6 +178,13 @@ enum ConnectionsCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Print a one-time link (10 minutes) that runs the real flow and shows
+    /// the claims, the mapped principal and the verdict, creating nothing.
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        connection: String,
+    },
 }
 
 /// Entry point of the binary.
@@ -228,6 +235,36 @@ fn dispatch(cmd: Command) -> Result<ExitCode, AppError> {
         Command::Sessions(s) => sessions(s),
         Command::Domains(d) => domains(d),
         Command::Users(u) => users(u),
+        Command::Connections(ConnectionsCommand::Test { config, connection }) => {
+            let cfg = config::load(&config.config)?;
+            if !cfg
+                .tenants
+                .iter()
+                .any(|t| t.connections.iter().any(|c| c.id == connection))
+            {
+                eprintln!("error: no connection `{connection}` in the configuration");
+                return Ok(ExitCode::from(2));
+            }
+            let Some(token) =
+                crate::auth::TestLinks::new(&cfg.session).mint(&connection, crate::clock::now())
+            else {
+                eprintln!("error: could not create a test link (no session key or randomness)");
+                return Ok(ExitCode::FAILURE);
+            };
+            let enc = |s: &str| {
+                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            };
+            println!(
+                "{}{}sso/{}/test?token={}",
+                cfg.server.public_url.trim_end_matches('/'),
+                cfg.server.internal_prefix,
+                enc(&connection),
+                enc(&token)
+            );
+            eprintln!("Open it in a browser within 10 minutes; it works once.");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Connections(ConnectionsCommand::List { config }) => {
             let cfg = config::load(&config.config)?;
             println!(

@@ -22,6 +22,9 @@ pub struct FlowState {
     /// Protocol state (request id, nonce, PKCE verifier…).
     pub state: serde_json::Value,
     pub created_at: i64,
+    /// A test sign-in: show the result, create nothing.
+    #[serde(default)]
+    pub test: bool,
 }
 
 /// Seals and opens flow cookies with the session keys (the cookie name is
@@ -140,6 +143,7 @@ mod tests {
             return_to: "/x".into(),
             state: serde_json::json!({"nonce": "n"}),
             created_at: now,
+            test: false,
         }
     }
 

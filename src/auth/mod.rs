@@ -7,6 +7,7 @@ pub mod connection;
 pub mod discovery;
 pub mod flow;
 pub mod policy;
+pub mod testlink;
 
 pub use connection::{
     CallbackRequest, Connection, ConnectionError, ConnectionFactory, Factories, LoginStart,
@@ -14,4 +15,5 @@ pub use connection::{
 };
 pub use discovery::{AuthContext, Discovery};
 pub use flow::{FlowCodec, FlowState};
-pub use policy::{DomainRouter, LoginFailure, complete, email_domain, map_roles};
+pub use policy::{DomainRouter, LoginFailure, Mode, complete, email_domain, map_roles};
+pub use testlink::{TestLinks, TestTicket};

@@ -67,6 +67,16 @@ pub fn map_roles(user_role: Option<&str>, groups: &[String], tenant: &TenantConf
     roles
 }
 
+/// Whether a completed login may change anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A real login: JIT-provision and record it.
+    Live,
+    /// A test sign-in: decide only; the principal of a user JIT would create
+    /// has the user id `(new user)`.
+    DryRun,
+}
+
 /// Decides and, on success, provisions (JIT) and records the login.
 pub async fn complete(
     login: &VerifiedLogin,
@@ -74,6 +84,7 @@ pub async fn complete(
     domains: &dyn DomainRouter,
     store: &Store,
     now: i64,
+    mode: Mode,
 ) -> Result<Principal, LoginFailure> {
     let domain = email_domain(&login.email).ok_or_else(|| {
         fail(
@@ -93,7 +104,11 @@ pub async fn complete(
         .map_err(|e| fail("store", e))?
     {
         Some(owner)
-            if owner == tenant.id && !tenant.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) =>
+            if owner == tenant.id
+                && !tenant
+                    .domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(&domain)) =>
         {
             return Err(fail(
                 "domain_not_verified",
@@ -141,6 +156,16 @@ pub async fn complete(
                 updated_at: now,
                 last_login_at: None,
             };
+            if mode == Mode::DryRun {
+                return Ok(principal(
+                    login,
+                    tenant,
+                    UserRecord {
+                        id: "(new user)".into(),
+                        ..u
+                    },
+                ));
+            }
             match store.insert_user(&u).await {
                 Ok(()) => u,
                 // Two first logins racing: the other one created the user.
@@ -168,12 +193,18 @@ pub async fn complete(
             format!("user {} ({}) is deactivated", user.id, user.email),
         ));
     }
-    let subject = format!("{}:{}", login.connection_id, login.subject);
-    store
-        .record_login(&user.id, &subject, now)
-        .await
-        .map_err(store_err)?;
-    Ok(Principal {
+    if mode == Mode::Live {
+        let subject = format!("{}:{}", login.connection_id, login.subject);
+        store
+            .record_login(&user.id, &subject, now)
+            .await
+            .map_err(store_err)?;
+    }
+    Ok(principal(login, tenant, user))
+}
+
+fn principal(login: &VerifiedLogin, tenant: &TenantConfig, user: UserRecord) -> Principal {
+    Principal {
         user_id: user.id,
         email: login.email.clone(),
         name: login.name.clone().or(user.name),
@@ -181,7 +212,7 @@ pub async fn complete(
         groups: login.groups.clone(),
         tenant: Some(tenant.id.clone()),
         connection: Some(login.connection_id.clone()),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/jwks.json", get(handlers::jwks))
         .route("/session", get(handlers::whoami))
         .route("/sso/{id}/start", get(sso::start))
+        .route("/sso/{id}/test", get(sso::test))
         .route("/sso/{id}/callback", get(sso::callback).post(sso::callback))
         .fallback(handlers::not_found)
         .with_state(state);

@@ -16,6 +16,17 @@ pub struct LoginPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "test_signin.html")]
+pub struct TestSignInPage<'a> {
+    pub connection: &'a str,
+    pub tenant: &'a str,
+    pub verdict: &'a str,
+    pub principal: Option<&'a str>,
+    pub claims: &'a str,
+    pub request_id: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "chooser.html")]
 pub struct ChooserPage<'a> {
     pub email: &'a str,

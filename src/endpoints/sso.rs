@@ -13,7 +13,10 @@ use serde::Deserialize;
 
 use super::pages::message;
 use super::{CurrentSession, EndpointState, RequestId};
-use crate::auth::{self, CallbackRequest, FlowCodec, FlowState, StartContext};
+use askama::Template;
+
+use super::pages::TestSignInPage;
+use crate::auth::{self, CallbackRequest, FlowCodec, FlowState, Mode, StartContext, TestLinks};
 use crate::redirect::safe_return_to;
 use crate::store::SessionSelector;
 
@@ -95,10 +98,85 @@ pub(super) async fn start(
     request_id: Option<Extension<RequestId>>,
 ) -> Response {
     let rid = request_id.map(|r| r.0.0).unwrap_or_default();
-    let Some(reg) = state.auth.registry.get(&id) else {
+    let return_to = safe_return_to(&q.return_to).unwrap_or("/").to_owned();
+    begin(&state, &rid, &id, return_to, q.login_hint, false).await
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct TestQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// Follows a one-time test sign-in link (`portcullis connections test`).
+pub(super) async fn test(
+    State(state): State<Arc<EndpointState>>,
+    Path(id): Path<String>,
+    Query(q): Query<TestQuery>,
+    request_id: Option<Extension<RequestId>>,
+) -> Response {
+    let rid = request_id.map(|r| r.0.0).unwrap_or_default();
+    let now = crate::clock::now();
+    let tenant = state
+        .auth
+        .registry
+        .get(&id)
+        .map(|r| r.tenant.clone())
+        .unwrap_or_else(|| "unknown".into());
+    let ticket = match TestLinks::new(&state.config.session).open(&q.token, now) {
+        Some(t) if t.connection == id => t,
+        _ => {
+            return refuse(
+                &state,
+                &rid,
+                &tenant,
+                "unknown",
+                "test_link_invalid",
+                "forged, expired or for another connection",
+                None,
+            );
+        }
+    };
+    match state
+        .sessions
+        .store()
+        .consume_once(
+            auth::testlink::ONE_TIME_KIND,
+            &ticket.nonce,
+            ticket.expires_at,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse(
+                &state,
+                &rid,
+                &tenant,
+                &id,
+                "test_link_reused",
+                "test link already used",
+                None,
+            );
+        }
+        Err(e) => return refuse(&state, &rid, &tenant, &id, "store", &e.to_string(), None),
+    }
+    begin(&state, &rid, &id, "/".into(), None, true).await
+}
+
+/// Starts a flow at connection `id`: protocol redirect plus flow cookie.
+async fn begin(
+    state: &EndpointState,
+    rid: &str,
+    id: &str,
+    return_to: String,
+    login_hint: Option<String>,
+    test: bool,
+) -> Response {
+    let Some(reg) = state.auth.registry.get(id) else {
         return refuse(
-            &state,
-            &rid,
+            state,
+            rid,
             "unknown",
             "unknown",
             "unknown_connection",
@@ -108,10 +186,10 @@ pub(super) async fn start(
     };
     let Some(relay) = FlowCodec::new_relay() else {
         return refuse(
-            &state,
-            &rid,
+            state,
+            rid,
             &reg.tenant,
-            &id,
+            id,
             "internal",
             "no randomness",
             None,
@@ -119,7 +197,7 @@ pub(super) async fn start(
     };
     let ctx = StartContext {
         relay: relay.clone(),
-        login_hint: q.login_hint.filter(|h| !h.is_empty() && h.len() <= 320),
+        login_hint: login_hint.filter(|h| !h.is_empty() && h.len() <= 320),
         callback_url: format!(
             "{}{}sso/{}/callback",
             state.config.server.public_url.trim_end_matches('/'),
@@ -129,20 +207,21 @@ pub(super) async fn start(
     };
     let started = match reg.connection.start(&ctx).await {
         Ok(s) => s,
-        Err(e) => return refuse(&state, &rid, &reg.tenant, &id, e.reason, &e.detail, None),
+        Err(e) => return refuse(state, rid, &reg.tenant, id, e.reason, &e.detail, None),
     };
     let flow = FlowState {
-        connection: id.clone(),
-        return_to: safe_return_to(&q.return_to).unwrap_or("/").to_owned(),
+        connection: id.to_owned(),
+        return_to,
         state: started.state,
         created_at: crate::clock::now(),
+        test,
     };
     let Some(cookie) = state.auth.flow.seal(&relay, &flow) else {
         return refuse(
-            &state,
-            &rid,
+            state,
+            rid,
             &reg.tenant,
-            &id,
+            id,
             "internal",
             "flow cookie could not be sealed",
             None,
@@ -150,6 +229,76 @@ pub(super) async fn start(
     };
     let mut resp = (StatusCode::FOUND, [(header::LOCATION, started.redirect_to)]).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// The test sign-in result: what the IdP sent, who that maps to, and the
+/// verdict. Shown to the operator who followed the link; nothing is
+/// created.
+async fn test_result(
+    state: &EndpointState,
+    rid: &str,
+    tenant: &crate::config::TenantConfig,
+    id: &str,
+    relay: &str,
+    login: Result<crate::auth::VerifiedLogin, crate::auth::ConnectionError>,
+    now: i64,
+) -> Response {
+    let (claims, verdict, principal) = match login {
+        Err(e) => (
+            String::from("{}"),
+            format!("Refused by the protocol: {}: {}", e.reason, e.detail),
+            None,
+        ),
+        Ok(l) => {
+            let claims = serde_json::to_string_pretty(&serde_json::json!({
+                "subject": l.subject,
+                "email": l.email,
+                "email_verified": l.email_verified,
+                "name": l.name,
+                "groups": l.groups,
+                "raw": l.raw_claims,
+            }))
+            .unwrap_or_default();
+            match auth::complete(
+                &l,
+                tenant,
+                state.auth.domains.as_ref(),
+                state.sessions.store(),
+                now,
+                Mode::DryRun,
+            )
+            .await
+            {
+                Ok(p) => (
+                    claims,
+                    "Allowed: this user would be signed in.".to_owned(),
+                    serde_json::to_string_pretty(&p).ok(),
+                ),
+                Err(f) => (
+                    claims,
+                    format!("Refused by policy: {}: {}", f.reason, f.detail),
+                    None,
+                ),
+            }
+        }
+    };
+    tracing::info!(request_id = rid, tenant = %tenant.id, connection = id, verdict = %verdict, "test sign-in");
+    let page = TestSignInPage {
+        connection: id,
+        tenant: &tenant.id,
+        verdict: &verdict,
+        principal: principal.as_deref(),
+        claims: &claims,
+        request_id: rid,
+    };
+    let mut resp = match page.render() {
+        Ok(h) => Html(h).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&state.auth.flow.clear(relay)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
@@ -232,6 +381,21 @@ pub(super) async fn callback(
             Some(&relay),
         );
     }
+    if flow.test {
+        let login = reg.connection.finish(&req, &flow.state).await;
+        let Some(tenant) = state.auth.tenant(&tenant_id) else {
+            return refuse(
+                &state,
+                &rid,
+                &tenant_id,
+                &id,
+                "internal",
+                "tenant vanished",
+                Some(&relay),
+            );
+        };
+        return test_result(&state, &rid, tenant, &id, &relay, login, now).await;
+    }
     let login = match reg.connection.finish(&req, &flow.state).await {
         Ok(l) if l.connection_id == id => l,
         Ok(l) => {
@@ -274,6 +438,7 @@ pub(super) async fn callback(
         state.auth.domains.as_ref(),
         state.sessions.store(),
         now,
+        Mode::Live,
     )
     .await
     {

@@ -55,6 +55,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0004_users.sql"),
         postgres: include_str!("migrations/postgres/0004_users.sql"),
     },
+    Migration {
+        version: 5,
+        description: "one-time values",
+        sqlite: include_str!("migrations/sqlite/0005_one_time.sql"),
+        postgres: include_str!("migrations/postgres/0005_one_time.sql"),
+    },
 ];
 
 /// Same text for both backends: BIGINT has INTEGER affinity in SQLite.

@@ -17,6 +17,7 @@ mod error;
 mod events;
 mod keys;
 mod migrate;
+mod one_time;
 mod sessions;
 mod users;
 

@@ -417,9 +417,94 @@ async fn a_domain_removed_from_the_config_stops_routing_at_once() {
         .await
         .unwrap()
         .replace("&#39;", "'");
-    assert!(html.contains("Single sign-on isn't set up for acme.com."), "{html}");
+    assert!(
+        html.contains("Single sign-on isn't set up for acme.com."),
+        "{html}"
+    );
     s.assert_next("alice@acme.com", Some(true), &[]);
     let (cb, session) = s.login("acme-idp", "%2F").await;
     assert_eq!(cb.status(), 403);
     assert!(session.is_none());
+}
+
+#[tokio::test]
+async fn test_sign_in_shows_what_the_idp_sent_and_creates_nothing() {
+    let s = Sso::start(true).await;
+    let link = |conn: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["connections", "test", "--config"])
+            .arg(s.env.config_path())
+            .arg(conn)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        )
+    };
+    let (code, url) = link("acme-idp");
+    assert_eq!(code, Some(0));
+    assert!(
+        url.starts_with(&s.env.url("/.portcullis/sso/acme%2Didp/test?token=")),
+        "{url}"
+    );
+    assert_eq!(link("nope").0, Some(2));
+
+    s.assert_next("newbie@acme.com", Some(true), &["Engineering"]);
+    let c = client();
+    let start = c.get(&url).send().await.unwrap();
+    assert_eq!(start.status(), 302);
+    let flow = cookie_pair(&start, "portcullis_flow_").unwrap();
+    let cb = c
+        .get(start.headers()["location"].to_str().unwrap())
+        .header("cookie", flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cb.status(), 200);
+    assert!(
+        cookie_pair(&cb, "portcullis_session=").is_none(),
+        "a test sign-in must not create a session"
+    );
+    let html = cb.text().await.unwrap().replace("&#34;", "\"");
+    assert!(
+        html.contains("Allowed: this user would be signed in."),
+        "{html}"
+    );
+    assert!(html.contains("\"email\": \"newbie@acme.com\""), "{html}");
+    assert!(html.contains("\"user_id\": \"(new user)\""), "{html}");
+    assert!(html.contains("\"developer\""), "{html}");
+    // nothing provisioned
+    assert!(
+        s.env
+            .shared
+            .store
+            .user_by_email("acme", "newbie@acme.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // the link works once
+    let again = c.get(&url).send().await.unwrap();
+    assert_eq!(again.status(), 403);
+
+    // a refusal shows the precise reason to the operator
+    let (_, url) = link("acme-idp");
+    s.assert_next("bob@globex.com", Some(true), &[]);
+    let start = c.get(&url).send().await.unwrap();
+    let flow = cookie_pair(&start, "portcullis_flow_").unwrap();
+    let html = c
+        .get(start.headers()["location"].to_str().unwrap())
+        .header("cookie", flow)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Refused by policy: foreign_domain"), "{html}");
+    // a link for another connection's path is refused
+    let (_, url) = link("globex-okta");
+    let forged = url.replace("globex%2Dokta", "acme%2Didp");
+    assert_eq!(c.get(&forged).send().await.unwrap().status(), 403);
 }

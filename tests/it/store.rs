@@ -115,6 +115,8 @@ conformance!(
     domain_check_update_is_guarded_by_token,
     domain_due_selection,
     domain_hostile_strings_and_nul,
+    users_unique_per_tenant_case_insensitively,
+    one_time_values_are_single_use,
 );
 
 /// A fully populated record, so round-trips exercise every column.
@@ -163,7 +165,7 @@ async fn expect_event(rx: &mut broadcast::Receiver<StoreEvent>, expected: &Store
 async fn open_migrates(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(store.count_sessions().await.unwrap(), 0);
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4]);
+    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5]);
     store.close().await;
 }
 
@@ -177,7 +179,7 @@ async fn reopen_is_idempotent(db: &TestDb) {
 
     let second = db.open().await;
     let third = db.open().await;
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4]);
+    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5]);
     assert_eq!(second.count_sessions().await.unwrap(), 1);
     assert!(third.get_session("a").await.unwrap().is_some());
     second.close().await;
@@ -993,4 +995,98 @@ async fn postgres_listener_stops_when_last_store_is_dropped() {
     wait_for_listeners(&db.url, 1).await;
     store.close().await;
     wait_for_listeners(&db.url, 0).await;
+}
+
+async fn users_unique_per_tenant_case_insensitively(db: &TestDb) {
+    use portcullis::store::UserRecord;
+    let store = db.open().await;
+    let user = |id: &str, tenant: &str, email: &str| UserRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        email: email.into(),
+        name: Some("Zoë 'quoted'".into()),
+        role: Some("member".into()),
+        source: "invite".into(),
+        active: true,
+        subject: None,
+        created_at: 10,
+        updated_at: 10,
+        last_login_at: None,
+    };
+    store
+        .insert_user(&user("u1", "acme", "Alice@Acme.com"))
+        .await
+        .unwrap();
+    // same email, other case, same tenant: refused
+    assert!(matches!(
+        store
+            .insert_user(&user("u2", "acme", "alice@ACME.com"))
+            .await,
+        Err(StoreError::Duplicate(_))
+    ));
+    // same email in another tenant: a different user
+    store
+        .insert_user(&user("u3", "globex", "alice@acme.com"))
+        .await
+        .unwrap();
+    let found = store
+        .user_by_email("acme", "ALICE@acme.COM")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, user("u1", "acme", "Alice@Acme.com"));
+    store.record_login("u1", "idp:sub-1", 20).await.unwrap();
+    store.set_user_active("u1", false, 30).await.unwrap();
+    let found = store
+        .user_by_email("acme", "alice@acme.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.active, found.subject.as_deref(), found.last_login_at),
+        (false, Some("idp:sub-1"), Some(20))
+    );
+    assert_eq!(store.list_users(Some("acme")).await.unwrap().len(), 1);
+    assert_eq!(store.list_users(None).await.unwrap().len(), 2);
+    assert!(
+        store
+            .delete_user("acme", "alice@acme.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .delete_user("acme", "alice@acme.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .user_by_email("acme", "nobody@acme.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.close().await;
+}
+
+async fn one_time_values_are_single_use(db: &TestDb) {
+    let store = db.open().await;
+    let other = db.open().await;
+    assert!(store.consume_once("test-signin", "n1", 100).await.unwrap());
+    // a replay fails, on this store and on another replica
+    assert!(!store.consume_once("test-signin", "n1", 100).await.unwrap());
+    assert!(!other.consume_once("test-signin", "n1", 100).await.unwrap());
+    // kinds are separate namespaces
+    assert!(
+        other
+            .consume_once("saml-assertion", "n1", 100)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.delete_expired_one_time(100).await.unwrap(), 2);
+    store.close().await;
+    other.close().await;
 }

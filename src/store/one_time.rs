@@ -1,0 +1,35 @@
+//! Single-use values: the first `consume_once` wins, on every replica.
+
+use super::{Store, StoreError, check_text};
+
+impl Store {
+    /// Records `(kind, id)` as used. `true` the first time, `false` for a
+    /// replay. Kept until `expires_at`, after which the value is dead anyway.
+    pub async fn consume_once(
+        &self,
+        kind: &str,
+        id: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        check_text("kind", kind)?;
+        check_text("id", id)?;
+        let done = sqlx::query(
+            "INSERT INTO one_time (kind, id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (kind, id) DO NOTHING",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(expires_at)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets used values past their expiry.
+    pub async fn delete_expired_one_time(&self, now: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM one_time WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.inner.pool)
+            .await?
+            .rows_affected())
+    }
+}
