@@ -15,6 +15,11 @@ use crate::store::Store;
 pub async fn add(cfg: &Config, tenant: &str, domain: &str) -> Result<String, DomainError> {
     let tenant_cfg = find_tenant(cfg, tenant)?;
     let domain = normalize_domain(domain)?;
+    // The more precise refusal first: nobody can own a public mail domain,
+    // whatever the configuration says.
+    if crate::config::is_public_mail_domain(&domain) {
+        return Err(DomainError::PublicMail(domain));
+    }
     if !tenant_cfg
         .domains
         .iter()

@@ -289,3 +289,124 @@ fn sessions_revoke_needs_a_selector() {
         "revoked 0 session(s)"
     );
 }
+
+/// The operator commands of the tenants issue, through the real binary.
+/// Multi-threaded: the DNS server must answer while this thread waits for
+/// the child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_users_and_connections_commands() {
+    let dns = crate::support::dns::DnsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"{KEY_A}\"]\n[store]\nurl = \"sqlite://{}/s.db\"\n\
+             [dns]\nnameservers = [\"{}\"]\n\
+             [[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n\
+             [[tenants.connections]]\nid = \"acme-okta\"\nprotocol = \"saml\"\npreset = \"okta\"\ndisplay_name = \"Okta\"\n",
+            dir.path().display(),
+            dns.addr()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(&args[..1])
+            .args(&args[1..2])
+            .arg("--config")
+            .arg(&path)
+            .args(&args[2..])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["domains", "add", "--tenant", "acme", "acme.com"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("_portcullis-challenge.acme.com"), "{out}");
+    let token = out
+        .split("portcullis-domain-verification=")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token.len(), 64, "{out}");
+    // not listed for the tenant, and public mail domains: refused
+    let (code, _, err) = run(&["domains", "add", "--tenant", "acme", "globex.com"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not listed for tenant `acme`"), "{err}");
+    let (code, _, err) = run(&["domains", "add", "--tenant", "acme", "gmail.com"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("public mail provider"), "{err}");
+
+    let (_, out, _) = run(&["domains", "verify", "acme.com"]);
+    assert!(out.contains("pending") && !out.contains("timeout"), "{out}");
+    dns.set_txt(
+        "_portcullis-challenge.acme.com",
+        &format!("portcullis-domain-verification={token}"),
+    );
+    let (code, out, _) = run(&["domains", "verify", "acme.com"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("verified"), "{out}");
+    let (_, out, _) = run(&["domains", "list"]);
+    assert!(
+        out.contains("acme.com") && out.contains("verified"),
+        "{out}"
+    );
+
+    let (code, out, _) = run(&[
+        "users",
+        "invite",
+        "--tenant",
+        "acme",
+        "--email",
+        "alice@acme.com",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("invited alice@acme.com to acme"), "{out}");
+    let (code, _, err) = run(&[
+        "users",
+        "invite",
+        "--tenant",
+        "acme",
+        "--email",
+        "alice@ACME.com",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, _, err) = run(&[
+        "users",
+        "invite",
+        "--tenant",
+        "acme",
+        "--email",
+        "eve@evil.com",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    let (_, out, _) = run(&["users", "list"]);
+    assert!(
+        out.contains("alice@acme.com") && out.contains("member") && out.contains("invite"),
+        "{out}"
+    );
+    let (code, out, _) = run(&[
+        "users",
+        "remove",
+        "--tenant",
+        "acme",
+        "--email",
+        "alice@acme.com",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("removed alice@acme.com from acme"), "{out}");
+
+    let (_, out, _) = run(&["connections", "list"]);
+    assert!(
+        out.contains("acme-okta") && out.contains("saml") && out.contains("okta"),
+        "{out}"
+    );
+}
