@@ -25,8 +25,17 @@ build: deps
 demo: deps
 	$(CARGO) run --locked -- demo
 
+# playwright-core for tests/it/browser.rs, exactly as locked. Re-run only when
+# the lockfile changes (npm ci rewrites node_modules/.package-lock.json), so
+# a second `make test` needs no network. Silent unless it fails (its summary
+# goes to stdout, errors to stderr). No install scripts: the browser is
+# Debian's chromium, never a download.
+BROWSER_MODULES := tests/browser/node_modules/.package-lock.json
+$(BROWSER_MODULES): tests/browser/package.json tests/browser/package-lock.json | deps
+	npm ci --prefix tests/browser --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+
 # Kept plain on purpose: every line of test output is cargo's own.
-test: deps
+test: deps $(BROWSER_MODULES)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked

@@ -26,7 +26,17 @@ packages=(
   xmlsec1
   # The openssl CLI makes throwaway CAs and certificates for the TLS tests.
   openssl
+  # tests/it/browser.rs drives the login page in headless Chromium.
+  chromium
 )
+# ...with playwright-core, which `make test` installs with npm. Node.js often
+# comes from elsewhere (NodeSource, /usr/local), so ask the shell, not dpkg:
+# Debian's npm would pull Debian's nodejs in beside a NodeSource one.
+if ! command -v node >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+elif ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 if ((bench)); then
   packages+=(nginx wrk curl)
 fi
@@ -73,6 +83,15 @@ if ((${#missing[@]})); then
     say "apt-get failed (output above)" >&2
     exit 1
   fi
+fi
+
+# playwright-core (tests/browser/package.json) needs Node.js 20 or newer;
+# Debian 12's own nodejs is 18.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if ((node_major < 20)); then
+  say "Node.js 20 or newer is needed for the browser tests; found $(node --version 2>&1 || echo none)." >&2
+  say "Install Node.js 20+ (e.g. from https://deb.nodesource.com) and run make test again." >&2
+  exit 1
 fi
 
 # Rust toolchain: rustup puts cargo in ~/.cargo/bin, which non-login shells

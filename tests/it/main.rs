@@ -1,5 +1,6 @@
 //! One integration-test binary (linking is the slow part on 2 cores).
 
+mod browser;
 mod cli;
 mod demo;
 mod domains;
