@@ -119,7 +119,7 @@ const scenarios = {
         }),
         field.press('Enter'),
       ]);
-      const notice = page.getByRole('status');
+      const notice = page.getByRole('alert');
       await notice.waitFor();
       assert.equal(
         (await notice.innerText()).trim(),
@@ -139,9 +139,9 @@ const scenarios = {
       page.waitForURL((u) => u.pathname === '/.portcullis/login', { timeout: NAV_TIMEOUT_MS }),
       page.getByRole('button', { name: 'Continue' }).click(),
     ]);
-    await page.getByRole('status').waitFor();
+    await page.getByRole('alert').waitFor();
     assert.equal(
-      (await page.getByRole('status').innerText()).trim(),
+      (await page.getByRole('alert').innerText()).trim(),
       'Enter your work email address.',
     );
     log('not-an-email: "Enter your work email address."');

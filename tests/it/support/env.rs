@@ -256,15 +256,11 @@ impl Drop for TestEnv {
         if let Some(tx) = self.stop.take() {
             let _ = tx.try_send(ShutdownSignal::FastShutdown);
         }
-        if let Some(t) = self.thread.take() {
-            // Bounded: a stuck shutdown must not hang the suite.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = t.join();
-                let _ = tx.send(());
-            });
-            let _ = rx.recv_timeout(Duration::from_secs(15));
-        }
+        // The server finishes shutting down on its own thread. Waiting for it
+        // here would block this test's runtime, and closing the store can need
+        // that runtime (connections the test itself used); the thread ends
+        // when the runtime is dropped at the end of the test at the latest.
+        drop(self.thread.take());
     }
 }
 
