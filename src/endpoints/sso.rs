@@ -76,9 +76,20 @@ fn refuse(
         "login refused"
     );
     let login = format!("{}login", state.config.server.internal_prefix);
+    // The user proved who they are; for these two outcomes saying why helps
+    // them and reveals nothing to an attacker. Everything else stays generic.
+    let text = match reason {
+        "not_provisioned" => {
+            "Your account isn't set up for this application yet. Ask your administrator for access."
+        }
+        "deactivated" => "Your account has been deactivated. Contact your administrator.",
+        _ => {
+            "We couldn't sign you in. Please try again, or contact your administrator and quote the request ID."
+        }
+    };
     let body = message(
         "Sign-in failed",
-        "We couldn't sign you in. Please try again, or contact your administrator and quote the request ID.",
+        text,
         Some((&login, "Back to sign-in")),
         request_id,
     );

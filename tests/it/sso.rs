@@ -220,6 +220,11 @@ async fn jit_off_admits_only_invited_users_and_never_deactivated_ones() {
     let (cb, session) = s.login("acme-idp", "%2F").await;
     assert_eq!(cb.status(), 403);
     assert!(session.is_none());
+    let html = cb.text().await.unwrap().replace("&#39;", "'");
+    assert!(
+        html.contains("Your account isn't set up for this application yet."),
+        "{html}"
+    );
     let m = s.env.metrics().await;
     assert!(
         m.contains("reason=\"not_provisioned\",tenant=\"acme\"} 1"),
