@@ -335,3 +335,22 @@ async fn metadata_without_a_certificate_is_a_startup_error() {
     assert!(msg.contains("no signing certificate"), "{msg}");
     assert!(msg.contains(CONNECTION), "{msg}");
 }
+
+/// `alice@acme.com<!---->.evil.com` keeps a valid signature (canonical XML
+/// drops comments; the `xmlsec1` CLI verifies it) and a naive parser would
+/// read `alice@acme.com`. samael maps the verified canonical content back
+/// onto the document node by node; the split text node does not match, so
+/// the response is refused as a bad signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comment_injection_in_the_name_id_is_refused() {
+    let s = SamlSso::start("").await;
+    let st = s.begin().await;
+    let mut r = s.resp(&st);
+    r.name_id = "alice@acme.com.evil.com".into();
+    let xml = r.signed(&s.key, s.dir.path()).replacen(
+        "alice@acme.com.evil.com",
+        "alice@acme.com<!---->.evil.com",
+        1,
+    );
+    refused(&s, &st, &b64(&xml), "signature").await;
+}

@@ -134,3 +134,48 @@ pub fn to_login(
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assertion(name_id_format: &str, name_id: &str) -> Assertion {
+        format!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>idp</saml:Issuer><saml:Subject><saml:NameID Format="{name_id_format}">{name_id}</saml:NameID></saml:Subject><saml:AttributeStatement><saml:Attribute Name="http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"><saml:AttributeValue>Bob@Acme.com</saml:AttributeValue></saml:Attribute><saml:Attribute Name="firstName"><saml:AttributeValue>Bob</saml:AttributeValue></saml:Attribute><saml:Attribute Name="lastName"><saml:AttributeValue>Builder</saml:AttributeValue></saml:Attribute><saml:Attribute Name="http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"><saml:AttributeValue>0f9e-guid</saml:AttributeValue><saml:AttributeValue>aa11-guid</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>"#
+        )
+        .parse()
+        .unwrap()
+    }
+
+    fn map(preset: &str) -> AttributeMap {
+        let cfg: crate::config::SamlConfig = toml::from_str("").unwrap();
+        super::super::preset_attributes(Some(preset), &cfg)
+    }
+
+    #[test]
+    fn email_from_name_id_or_attribute() {
+        let a = assertion(EMAIL_FORMAT, "alice@acme.com");
+        let l = to_login("c", &a, &map("entra")).unwrap();
+        assert_eq!(l.email, "alice@acme.com");
+        assert_eq!(l.email_verified, None);
+        assert_eq!(l.groups, vec!["0f9e-guid", "aa11-guid"]);
+        assert_eq!(l.name.as_deref(), None);
+
+        let a = assertion(
+            "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            "u-123",
+        );
+        let l = to_login("c", &a, &map("entra")).unwrap();
+        assert_eq!(
+            (l.subject.as_str(), l.email.as_str()),
+            ("u-123", "bob@acme.com")
+        );
+        let generic = to_login("c", &a, &map("generic")).unwrap();
+        assert_eq!(generic.name.as_deref(), Some("Bob Builder"));
+        assert!(generic.raw_claims["attributes"]["firstName"][0] == "Bob");
+
+        let mut none = map("okta");
+        none.email = vec!["mail".into()];
+        assert_eq!(to_login("c", &a, &none).unwrap_err().reason, "no_email");
+    }
+}

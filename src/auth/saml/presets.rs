@@ -96,3 +96,28 @@ pub fn preset_attributes(preset: Option<&str>, cfg: &SamlConfig) -> AttributeMap
         groups: pick(&cfg.groups_attribute, groups),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> SamlConfig {
+        toml::from_str("idp_entity_id = \"x\"").unwrap()
+    }
+
+    #[test]
+    fn presets_are_data_and_overrides_win() {
+        let entra = preset_attributes(Some("entra"), &cfg());
+        assert_eq!(entra.email[0], ENTRA_EMAIL);
+        assert_eq!(entra.groups, vec![ENTRA_GROUPS.to_string()]);
+        let mut c = cfg();
+        c.groups_attribute = Some("roles".into());
+        let okta = preset_attributes(Some("okta"), &c);
+        assert_eq!(okta.groups, vec!["roles".to_string()]);
+        assert_eq!(okta.email, vec!["email".to_string()]);
+        for p in crate::config::PRESETS {
+            let m = preset_attributes(Some(p), &cfg());
+            assert!(!m.email.is_empty() && !m.groups.is_empty(), "{p}");
+        }
+    }
+}
