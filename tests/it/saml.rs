@@ -354,3 +354,46 @@ async fn comment_injection_in_the_name_id_is_refused() {
     );
     refused(&s, &st, &b64(&xml), "signature").await;
 }
+
+/// Replicas share the replay cache through the store: an assertion used at
+/// one proxy is refused at the other, even in a fresh flow there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_is_refused_on_another_replica() {
+    const SP: &str = "https://app.test/.portcullis/saml/acme-saml/metadata";
+    const ACS: &str = "https://app.test/.portcullis/saml/acme-saml/acs";
+    let s = SamlSso::start(&format!("sp_entity_id = \"{SP}\"\nacs_url = \"{ACS}\"")).await;
+    let b = s.replica().await;
+    let st = s.begin().await;
+    let r = Resp::new(ACS, SP, &st.request_id);
+    let xml = r.signed(&s.key, s.dir.path());
+    assert_eq!(s.post(&st, &b64(&xml)).await.status(), 303);
+
+    // a flow at replica b, answered with a re-signed copy of the assertion
+    let start = client()
+        .get(b.url(&format!(
+            "/.portcullis/sso/{CONNECTION}/start?return_to=%2F"
+        )))
+        .send()
+        .await
+        .unwrap();
+    let flow = cookie_pair(&start, "portcullis_flow_").unwrap();
+    let (req, relay) = parse_redirect(start.headers()["location"].to_str().unwrap());
+    let mut again = Resp::new(ACS, SP, &attr(&req, "ID"));
+    again.assertion_id = r.assertion_id.clone();
+    let resp = client()
+        .post(b.url(&format!("/.portcullis/saml/{CONNECTION}/acs")))
+        .header("cookie", flow)
+        .form(&[
+            ("SAMLResponse", b64(&again.signed(&s.key, s.dir.path()))),
+            ("RelayState", relay),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let m = b.metrics().await;
+    assert!(
+        m.contains(r#"portcullis_login_failures_total{connection="acme-saml",reason="replay",tenant="acme"} 1"#),
+        "{m}"
+    );
+}

@@ -213,6 +213,8 @@ pub fn attr(xml: &str, name: &str) -> String {
 
 pub struct SamlSso {
     pub env: TestEnv,
+    /// The config's extra text, for replicas.
+    extra: String,
     pub dns: DnsServer,
     pub key: IdpKey,
     pub dir: tempfile::TempDir,
@@ -237,15 +239,14 @@ impl SamlSso {
             dns.addr(),
             saml_toml(&key.cert_pem(), saml_extra)
         );
-        let env = TestEnv::with(Options {
+        let env = Self::env(&extra, None).await;
+        let s = SamlSso {
+            env,
             extra,
-            factories: portcullis::auth::Factories::builtin(),
-            // room for the oversized-response case to reach the SAML check
-            server_extra: "max_internal_body_bytes = 1048576".into(),
-            ..Default::default()
-        })
-        .await;
-        let s = SamlSso { env, dns, key, dir };
+            dns,
+            key,
+            dir,
+        };
         let cfg = s.env.shared.config();
         let domains =
             portcullis::domains::Domains::new(s.env.shared.store.clone(), &cfg.dns).unwrap();
@@ -255,6 +256,27 @@ impl SamlSso {
         s.dns.set_txt(&name, &value);
         domains.verify("acme.com", now).await.unwrap();
         s
+    }
+
+    async fn env(extra: &str, store_url: Option<String>) -> TestEnv {
+        TestEnv::with(Options {
+            extra: extra.to_owned(),
+            store_url,
+            factories: portcullis::auth::Factories::builtin(),
+            // room for the oversized-response case to reach the SAML check
+            server_extra: "max_internal_body_bytes = 1048576".into(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A second proxy with the same configuration and store.
+    pub async fn replica(&self) -> TestEnv {
+        Self::env(
+            &self.extra,
+            Some(self.env.shared.config().store.url.clone()),
+        )
+        .await
     }
 
     pub fn acs(&self) -> String {
