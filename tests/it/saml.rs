@@ -397,3 +397,62 @@ async fn replay_is_refused_on_another_replica() {
         "{m}"
     );
 }
+
+/// What samael leaves optional is required here: an AudienceRestriction, a
+/// Response Issuer, a NotOnOrAfter; and a failed IdP status is not a login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_in_samael_is_required_here() {
+    let s = SamlSso::start("").await;
+    let dir = s.dir.path();
+    let sp = s.sp_entity();
+    let no_audience = format!(
+        "<saml:AudienceRestriction><saml:Audience>{sp}</saml:Audience></saml:AudienceRestriction>"
+    );
+    let response_issuer = format!("<saml:Issuer>{IDP_ENTITY}</saml:Issuer>");
+    let cases: &[(&str, &str, &str)] = &[
+        // samael checks the audience only when a restriction is present
+        (&no_audience, "", "audience"),
+        // ... and the Response Issuer only when present (first Issuer)
+        (&response_issuer, "", "issuer"),
+        // ... and the Status only when the whole response is signed
+        (
+            "urn:oasis:names:tc:SAML:2.0:status:Success",
+            "urn:oasis:names:tc:SAML:2.0:status:Requester",
+            "idp_status",
+        ),
+    ];
+    for (from, to, reason) in cases {
+        let st = s.begin().await;
+        let r = s.resp(&st);
+        let xml = r.template();
+        assert!(xml.contains(from), "{from}");
+        let xml = xml.replacen(from, to, 1);
+        refused(&s, &st, &b64(&r.sign_template(&xml, &s.key, dir)), reason).await;
+    }
+    // no NotOnOrAfter on the Conditions
+    let st = s.begin().await;
+    let r = s.resp(&st);
+    let nooa = r
+        .not_on_or_after
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let xml = r.template().replacen(
+        &format!(
+            "NotBefore=\"{}\" NotOnOrAfter=\"{nooa}\"",
+            r.not_before
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        &format!(
+            "NotBefore=\"{}\"",
+            r.not_before
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        1,
+    );
+    refused(
+        &s,
+        &st,
+        &b64(&r.sign_template(&xml, &s.key, dir)),
+        "malformed",
+    )
+    .await;
+}

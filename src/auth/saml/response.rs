@@ -18,6 +18,7 @@ const ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
 const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 const SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 
 /// What a response is checked against.
 pub struct Expectations<'a> {
@@ -156,6 +157,22 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
             ));
         }
         Some(_) => {}
+    }
+    // samael reads the Status only when the whole response is signed; an
+    // assertion-only signature would otherwise turn an IdP's refusal into a
+    // login.
+    match resp
+        .status
+        .as_ref()
+        .and_then(|s| s.status_code.value.as_deref())
+    {
+        Some(SUCCESS) => {}
+        other => {
+            return Err(err(
+                "idp_status",
+                format!("the IdP answered with status {other:?}"),
+            ));
+        }
     }
     if let Some(d) = &resp.destination
         && d != x.acs_url

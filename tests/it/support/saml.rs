@@ -131,13 +131,17 @@ impl Resp {
 
     /// The signed XML (signed with `key` through `xmlsec1`).
     pub fn signed(&self, key: &IdpKey, dir: &Path) -> String {
-        let xml = self.template();
+        self.sign_template(&self.template(), key, dir)
+    }
+
+    /// Signs `xml`, a (possibly edited) `template()`, as `self.sign` says.
+    pub fn sign_template(&self, xml: &str, key: &IdpKey, dir: &Path) -> String {
         if self.sign == Sign::Nothing {
-            return xml;
+            return xml.to_owned();
         }
         let tpl = dir.join(format!("{}.tpl.xml", self.assertion_id));
         let out_path = dir.join(format!("{}.signed.xml", self.assertion_id));
-        std::fs::write(&tpl, &xml).unwrap();
+        std::fs::write(&tpl, xml).unwrap();
         let id_attr = match self.sign {
             Sign::Assertion => "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
             _ => "urn:oasis:names:tc:SAML:2.0:protocol:Response",
