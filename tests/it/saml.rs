@@ -57,7 +57,7 @@ async fn sp_initiated_login_reaches_the_app_with_the_right_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_response_signed_over_the_whole_response_is_accepted() {
+async fn response_level_and_double_signatures_are_accepted() {
     let s = SamlSso::start("").await;
     let started = s.begin().await;
     let mut resp = s.resp(&started);
@@ -65,6 +65,14 @@ async fn a_response_signed_over_the_whole_response_is_accepted() {
     let r = s
         .post(&started, &b64(&resp.signed(&s.key, s.dir.path())))
         .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    // Okta's "sign the response and the assertion": two signatures
+    let started = s.begin().await;
+    let mut resp = s.resp(&started);
+    resp.sign = Sign::Both;
+    let xml = resp.signed(&s.key, s.dir.path());
+    assert_eq!(xml.matches("<ds:Signature ").count(), 2, "{xml}");
+    let r = s.post(&started, &b64(&xml)).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
 }
 

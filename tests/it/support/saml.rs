@@ -56,6 +56,8 @@ impl IdpKey {
 pub enum Sign {
     Assertion,
     Response,
+    /// The assertion, then the response around it (two signatures).
+    Both,
     Nothing,
 }
 
@@ -104,7 +106,7 @@ impl Resp {
             .iter()
             .map(|g| format!("<saml:AttributeValue>{g}</saml:AttributeValue>"))
             .collect();
-        let assertion_sig = if self.sign == Sign::Assertion {
+        let assertion_sig = if matches!(self.sign, Sign::Assertion | Sign::Both) {
             signature_template(&self.assertion_id, self.sha1)
         } else {
             String::new()
@@ -138,6 +140,26 @@ impl Resp {
     pub fn sign_template(&self, xml: &str, key: &IdpKey, dir: &Path) -> String {
         if self.sign == Sign::Nothing {
             return xml.to_owned();
+        }
+        if self.sign == Sign::Both {
+            let inner = Resp {
+                sign: Sign::Assertion,
+                ..self.clone()
+            };
+            let signed = inner.sign_template(xml, key, dir);
+            // xmlsec1 signs the first Signature template: the response's
+            let issuer = format!("<saml:Issuer>{}</saml:Issuer>", self.issuer);
+            let outer = signed.replacen(
+                &issuer,
+                &format!("{issuer}{}", signature_template("_r1", self.sha1)),
+                1,
+            );
+            let resp = Resp {
+                sign: Sign::Response,
+                assertion_id: format!("{}-outer", self.assertion_id),
+                ..self.clone()
+            };
+            return resp.sign_template(&outer, key, dir);
         }
         let tpl = dir.join(format!("{}.tpl.xml", self.assertion_id));
         let out_path = dir.join(format!("{}.signed.xml", self.assertion_id));
