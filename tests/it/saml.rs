@@ -464,3 +464,28 @@ async fn optional_in_samael_is_required_here() {
     )
     .await;
 }
+
+/// Certificate rotation: the connection trusts the old and the new
+/// certificate; responses signed with either are accepted, others not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_trusted_certificates_for_rotation() {
+    let keys = tempfile::tempdir().unwrap();
+    let old = IdpKey::generate(keys.path(), "old");
+    let s = SamlSso::start_trusting("", &[old.cert_pem()]).await;
+    for key in [&old, &s.key] {
+        let st = s.begin().await;
+        let resp = s
+            .post(&st, &b64(&s.resp(&st).signed(key, s.dir.path())))
+            .await;
+        assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    }
+    let stranger = IdpKey::generate(keys.path(), "stranger");
+    let st = s.begin().await;
+    refused(
+        &s,
+        &st,
+        &b64(&s.resp(&st).signed(&stranger, s.dir.path())),
+        "signature",
+    )
+    .await;
+}

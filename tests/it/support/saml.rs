@@ -209,9 +209,14 @@ pub fn b64(xml: &str) -> String {
 }
 
 /// The `saml` table of the test connection.
-pub fn saml_toml(cert_pem: &str, extra: &str) -> String {
+pub fn saml_toml(cert_pems: &[String], extra: &str) -> String {
+    let certs = cert_pems
+        .iter()
+        .map(|c| format!("\"\"\"\n{c}\"\"\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "[tenants.connections.saml]\nidp_entity_id = \"{IDP_ENTITY}\"\nidp_sso_url = \"{IDP_SSO}\"\nidp_certificates = [\"\"\"\n{cert_pem}\"\"\"]\n{extra}\n"
+        "[tenants.connections.saml]\nidp_entity_id = \"{IDP_ENTITY}\"\nidp_sso_url = \"{IDP_SSO}\"\nidp_certificates = [{certs}]\n{extra}\n"
     )
 }
 
@@ -257,13 +262,21 @@ pub struct Started {
 impl SamlSso {
     /// `saml_extra`: more keys of the connection's `saml` table.
     pub async fn start(saml_extra: &str) -> SamlSso {
+        Self::start_trusting(saml_extra, &[]).await
+    }
+
+    /// Also trusting `more_certs` (PEM), listed before the IdP's own
+    /// (a rotation: the old certificate first).
+    pub async fn start_trusting(saml_extra: &str, more_certs: &[String]) -> SamlSso {
         let dir = tempfile::tempdir().unwrap();
         let key = IdpKey::generate(dir.path(), "idp");
+        let mut certs = more_certs.to_vec();
+        certs.push(key.cert_pem());
         let dns = DnsServer::start().await;
         let extra = format!(
             "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\nenforce_sso = true\ngroup_roles = {{ \"Engineering\" = [\"developer\"] }}\n[[tenants.connections]]\nid = \"{CONNECTION}\"\nprotocol = \"saml\"\npreset = \"okta\"\n{}",
             dns.addr(),
-            saml_toml(&key.cert_pem(), saml_extra)
+            saml_toml(&certs, saml_extra)
         );
         let env = Self::env(&extra, None).await;
         let s = SamlSso {
