@@ -157,6 +157,13 @@ async fn forged_and_mismatched_responses_are_refused_with_their_reason() {
         1,
     );
     refused(&s, &st, &b64(&xml), "in_response_to").await;
+
+    // a genuine assertion for an email outside the tenant's verified
+    // domains: the SAML layer passes it on, policy refuses it
+    let st = s.begin().await;
+    let mut r = s.resp(&st);
+    r.name_id = "mallory@example.org".into();
+    refused(&s, &st, &b64(&r.signed(&s.key, dir)), "domain_not_verified").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +318,7 @@ async fn sp_metadata_describes_the_acs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_without_a_certificate_is_a_startup_error() {
+async fn metadata_file_without_a_certificate_is_a_startup_error_with_one_it_loads() {
     let dir = tempfile::tempdir().unwrap();
     let md = dir.path().join("idp.xml");
     std::fs::write(
@@ -342,6 +349,43 @@ async fn metadata_without_a_certificate_is_a_startup_error() {
     let msg = err.to_string();
     assert!(msg.contains("no signing certificate"), "{msg}");
     assert!(msg.contains(CONNECTION), "{msg}");
+
+    // the same metadata with a signing certificate loads
+    let key = IdpKey::generate(dir.path(), "idp");
+    let der_b64: String = key
+        .cert_pem()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    std::fs::write(
+        &md,
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{IDP_ENTITY}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{der_b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{IDP_SSO}"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+        ),
+    )
+    .unwrap();
+    let config = portcullis::config::load(&path).unwrap();
+    let shared = portcullis::app::Shared::new(config, None, portcullis::auth::Factories::builtin())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state = shared.state.load();
+    let reg = state.auth.registry.get(CONNECTION).expect("registered");
+    let started = reg
+        .connection
+        .start(&portcullis::auth::StartContext {
+            relay: "r".into(),
+            login_hint: None,
+            callback_url: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        started
+            .redirect_to
+            .starts_with(&format!("{IDP_SSO}?SAMLRequest=")),
+        "{}",
+        started.redirect_to
+    );
 }
 
 /// `alice@acme.com<!---->.evil.com` keeps a valid signature (canonical XML
