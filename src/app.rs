@@ -15,6 +15,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
+use crate::auth::saml::SamlFactory;
 use crate::auth::{AuthContext, ConnectionError, Factories};
 use crate::config::{self, Config, ConfigErrors};
 use crate::domains::{DomainError, Domains};
@@ -218,7 +219,15 @@ async fn build_state(
         config.headers.assertion_lifetime_seconds,
     )?);
     let domains = Domains::new(store.clone(), &config.dns)?;
-    let auth = Arc::new(AuthContext::build(&config, factories, Arc::new(domains))?);
+    let mut factories = factories.clone();
+    if factories.saml.is_none() && factories.builtin_saml {
+        factories.saml = Some(Arc::new(SamlFactory::new(
+            store.clone(),
+            &config.server.public_url,
+            &config.server.internal_prefix,
+        )));
+    }
+    let auth = Arc::new(AuthContext::build(&config, &factories, Arc::new(domains))?);
     Ok(ProxyState::build(
         config,
         sessions.clone(),
@@ -322,7 +331,7 @@ pub struct Prepared {
 
 /// Builds everything; binds nothing yet.
 pub fn prepare(config: Config, config_path: Option<PathBuf>) -> Result<Prepared, AppError> {
-    prepare_with(config, config_path, Factories::default())
+    prepare_with(config, config_path, Factories::builtin())
 }
 
 /// [`prepare`] with SSO protocol implementations (tests inject their own).

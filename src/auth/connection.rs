@@ -111,13 +111,26 @@ pub trait ConnectionFactory: Send + Sync {
     ) -> Result<Arc<dyn Connection>, ConnectionError>;
 }
 
-/// Factories per protocol. The SAML and OIDC implementations register
-/// theirs; until then a configured connection of that protocol is a clear
-/// startup error rather than a login button that can't work.
+/// Factories per protocol. A protocol without one makes a configured
+/// connection of that protocol a clear startup error rather than a login
+/// button that can't work.
 #[derive(Clone, Default)]
 pub struct Factories {
     pub saml: Option<Arc<dyn ConnectionFactory>>,
     pub oidc: Option<Arc<dyn ConnectionFactory>>,
+    /// Use the built-in SAML implementation when `saml` is `None`. It needs
+    /// the store and the public URL, so the app creates it per generation.
+    pub builtin_saml: bool,
+}
+
+impl Factories {
+    /// What `portcullis` runs with: the built-in protocols.
+    pub fn builtin() -> Self {
+        Self {
+            builtin_saml: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// A configured connection with its tenant.

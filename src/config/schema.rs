@@ -447,4 +447,63 @@ pub struct ConnectionConfig {
     /// Shown in the chooser when a tenant has several connections.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// SAML settings; required for `protocol = "saml"`, refused otherwise.
+    #[serde(default)]
+    pub saml: Option<SamlConfig>,
+}
+
+/// A SAML connection: who the IdP is, which keys it signs with, what this
+/// service provider calls itself, and how strict to be.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SamlConfig {
+    /// IdP metadata XML on disk. Either this or the inline `idp_*` keys.
+    #[serde(default)]
+    pub idp_metadata_file: Option<String>,
+    /// Inline metadata: the IdP's entity id (the `Issuer` it must send).
+    #[serde(default)]
+    pub idp_entity_id: Option<String>,
+    /// Inline metadata: the IdP's HTTP-Redirect single sign-on URL.
+    #[serde(default)]
+    pub idp_sso_url: Option<String>,
+    /// Inline metadata: the IdP's single logout URL.
+    #[serde(default)]
+    pub idp_slo_url: Option<String>,
+    /// Inline metadata: PEM certificates the IdP signs with. Several during a
+    /// rotation; a response signed by any of them is accepted.
+    #[serde(default)]
+    pub idp_certificates: Vec<String>,
+    /// This SP's entity id; default `{public_url}/.portcullis/saml/{connection}/metadata`.
+    #[serde(default)]
+    pub sp_entity_id: Option<String>,
+    /// Assertion consumer service URL; default `{public_url}/.portcullis/saml/{connection}/acs`.
+    #[serde(default)]
+    pub acs_url: Option<String>,
+    /// Accept RSA-SHA1 signatures. Off: SHA-1 is collision-prone.
+    #[serde(default)]
+    pub allow_sha1: bool,
+    /// Tolerance for the IdP's clock on NotBefore / NotOnOrAfter.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// Sign AuthnRequests (not implemented yet; must stay off).
+    #[serde(default)]
+    pub sign_requests: bool,
+    /// Attribute mapping overrides; unset ones come from the preset.
+    #[serde(default)]
+    pub email_attribute: Option<String>,
+    #[serde(default)]
+    pub name_attribute: Option<String>,
+    #[serde(default)]
+    pub first_name_attribute: Option<String>,
+    #[serde(default)]
+    pub last_name_attribute: Option<String>,
+    #[serde(default)]
+    pub groups_attribute: Option<String>,
+    /// Accept unsolicited (IdP-initiated) responses (not implemented yet; must stay off).
+    #[serde(default)]
+    pub allow_idp_initiated: bool,
+}
+
+fn default_clock_skew() -> u64 {
+    120
 }

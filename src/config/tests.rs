@@ -273,13 +273,97 @@ preset = "myidp"
         "t.toml:23: tenants[1].domains[0]: `acme.com` is already claimed by tenant `acme`",
         "t.toml:25: tenants[1].connections[0].id: duplicate connection id `acme-okta`",
         "t.toml:27: tenants[1].connections[0].preset: unknown preset `myidp`",
+        "tenants[0].connections[0].protocol: a `saml` connection needs a `saml` table",
     ] {
         assert!(
-            errs.iter().any(|e| e.starts_with(want)),
+            errs.iter().any(|e| e.contains(want)),
             "missing {want:?} in {errs:#?}"
         );
     }
-    assert_eq!(errs.len(), 6, "{errs:#?}");
+    assert_eq!(errs.len(), 7, "{errs:#?}");
+}
+
+const PEM: &str = "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----";
+
+#[test]
+fn saml_settings_defaults_and_validation() {
+    let text = format!(
+        r#"{MINIMAL}
+[[tenants]]
+id = "acme"
+domains = ["acme.com"]
+[[tenants.connections]]
+id = "acme-okta"
+protocol = "saml"
+[tenants.connections.saml]
+idp_entity_id = "http://idp.example/"
+idp_sso_url = "https://idp.example/sso"
+idp_certificates = ["{PEM}"]
+"#
+    );
+    let cfg = from_str(&text, "t.toml", &env).unwrap();
+    let s = cfg.tenants[0].connections[0].saml.clone().unwrap();
+    assert_eq!(s.clock_skew_seconds, 120);
+    assert!(!s.allow_sha1 && !s.sign_requests && !s.allow_idp_initiated);
+    assert_eq!(s.sp_entity_id, None);
+
+    let bad = format!(
+        r#"{MINIMAL}
+[[tenants]]
+id = "acme"
+domains = ["acme.com"]
+[[tenants.connections]]
+id = "a"
+protocol = "saml"
+[tenants.connections.saml]
+idp_metadata_file = "/m.xml"
+idp_entity_id = "x"
+[[tenants.connections]]
+id = "b"
+protocol = "saml"
+[tenants.connections.saml]
+idp_sso_url = "ftp://idp"
+idp_certificates = ["not pem"]
+clock_skew_seconds = 3600
+sign_requests = true
+email_attribute = ""
+[[tenants.connections]]
+id = "c"
+protocol = "oidc"
+[tenants.connections.saml]
+idp_metadata_file = "/m.xml"
+[[tenants.connections]]
+id = "d"
+protocol = "saml"
+[tenants.connections.saml]
+idp_entity_id = "x"
+idp_sso_url = "https://idp/sso"
+"#
+    );
+    let errs = errors(&bad);
+    for want in [
+        "tenants[0].connections[0].saml.idp_metadata_file: give either",
+        "tenants[0].connections[1].saml.idp_entity_id: required",
+        "tenants[0].connections[1].saml.idp_sso_url: must be an http(s) URL",
+        "tenants[0].connections[1].saml.idp_certificates[0]: must be a PEM certificate",
+        "tenants[0].connections[1].saml.clock_skew_seconds: at most 600",
+        "tenants[0].connections[1].saml.sign_requests: signed AuthnRequests are not supported yet",
+        "tenants[0].connections[1].saml.email_attribute: must not be empty",
+        "tenants[0].connections[2].saml: `saml` settings on an `oidc` connection",
+        "tenants[0].connections[3].saml.idp_certificates: at least one IdP signing certificate",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 9, "{errs:#?}");
+    let unknown = format!("{text}surprise = 1\n");
+    assert!(
+        errors(&unknown).iter().any(|e| e.contains("surprise")),
+        "{:#?}",
+        errors(&unknown)
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::load::Collector;
-use super::schema::{Config, Policy, SameSite};
+use super::schema::{Config, ConnectionConfig, Policy, Protocol, SameSite};
 
 /// Minimum cookie key length: `cookie::Key::derive_from` needs 256 bits of
 /// input keying material.
@@ -163,6 +163,7 @@ fn tenants(cfg: &Config, c: &mut Collector<'_>) {
                     ),
                 );
             }
+            saml(conn, &format!("tenants[{i}].connections[{j}]"), c);
         }
         for group in t.group_roles.keys() {
             if group.is_empty() {
@@ -187,6 +188,133 @@ fn tenants(cfg: &Config, c: &mut Collector<'_>) {
             c.push(
                 format!("tenants[{i}].id"),
                 format!("duplicate tenant id `{}`", t.id),
+            );
+        }
+    }
+}
+
+/// A `saml` table belongs to, and is required by, a SAML connection. Its
+/// metadata must come from exactly one place and name a signing certificate:
+/// samael skips signature checks when the metadata has none.
+fn saml(conn: &ConnectionConfig, key: &str, c: &mut Collector<'_>) {
+    let s = match (conn.protocol, &conn.saml) {
+        (Protocol::Saml, Some(s)) => s,
+        (Protocol::Saml, None) => {
+            c.push(
+                format!("{key}.protocol"),
+                "a `saml` connection needs a `saml` table (IdP metadata and certificates)",
+            );
+            return;
+        }
+        (Protocol::Oidc, Some(_)) => {
+            c.push(
+                format!("{key}.saml"),
+                "`saml` settings on an `oidc` connection",
+            );
+            return;
+        }
+        (Protocol::Oidc, None) => return,
+    };
+    let inline = s.idp_entity_id.is_some()
+        || s.idp_sso_url.is_some()
+        || s.idp_slo_url.is_some()
+        || !s.idp_certificates.is_empty();
+    match (&s.idp_metadata_file, inline) {
+        (Some(_), true) => c.push(
+            format!("{key}.saml.idp_metadata_file"),
+            "give either `idp_metadata_file` or the inline `idp_*` keys, not both",
+        ),
+        (Some(f), false) if f.is_empty() => {
+            c.push(format!("{key}.saml.idp_metadata_file"), "must not be empty")
+        }
+        (Some(_), false) => {}
+        (None, _) => {
+            if s.idp_entity_id.as_deref().unwrap_or("").is_empty() {
+                c.push(
+                    format!("{key}.saml.idp_entity_id"),
+                    "required without `idp_metadata_file`",
+                );
+            }
+            for (k, v) in [
+                ("idp_sso_url", s.idp_sso_url.as_deref()),
+                ("idp_slo_url", s.idp_slo_url.as_deref()),
+            ] {
+                match v {
+                    Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                        c.push(format!("{key}.saml.{k}"), "must be an http(s) URL")
+                    }
+                    None if k == "idp_sso_url" => c.push(
+                        format!("{key}.saml.{k}"),
+                        "required without `idp_metadata_file`",
+                    ),
+                    _ => {}
+                }
+            }
+            if s.idp_certificates.is_empty() {
+                c.push(
+                    format!("{key}.saml.idp_certificates"),
+                    "at least one IdP signing certificate is required; unsigned responses are never accepted",
+                );
+            }
+            for (n, pem) in s.idp_certificates.iter().enumerate() {
+                if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                    c.push(
+                        format!("{key}.saml.idp_certificates[{n}]"),
+                        "must be a PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    );
+                }
+            }
+        }
+    }
+    for (k, v) in [
+        ("sp_entity_id", s.sp_entity_id.as_deref()),
+        ("acs_url", s.acs_url.as_deref()),
+    ] {
+        if v == Some("") {
+            c.push(
+                format!("{key}.saml.{k}"),
+                "must not be empty (omit it for the default)",
+            );
+        }
+    }
+    if let Some(u) = &s.acs_url
+        && !u.is_empty()
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        c.push(
+            format!("{key}.saml.acs_url"),
+            "must be an absolute http(s) URL",
+        );
+    }
+    if s.clock_skew_seconds > 600 {
+        c.push(
+            format!("{key}.saml.clock_skew_seconds"),
+            "at most 600; a larger window mostly helps replays",
+        );
+    }
+    if s.sign_requests {
+        c.push(
+            format!("{key}.saml.sign_requests"),
+            "signed AuthnRequests are not supported yet",
+        );
+    }
+    if s.allow_idp_initiated {
+        c.push(
+            format!("{key}.saml.allow_idp_initiated"),
+            "IdP-initiated login is not supported yet",
+        );
+    }
+    for (k, v) in [
+        ("email_attribute", &s.email_attribute),
+        ("name_attribute", &s.name_attribute),
+        ("first_name_attribute", &s.first_name_attribute),
+        ("last_name_attribute", &s.last_name_attribute),
+        ("groups_attribute", &s.groups_attribute),
+    ] {
+        if v.as_deref() == Some("") {
+            c.push(
+                format!("{key}.saml.{k}"),
+                "must not be empty (omit it for the preset's)",
             );
         }
     }

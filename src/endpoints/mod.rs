@@ -10,7 +10,7 @@ mod sso;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::auth::AuthContext;
 use crate::config::Config;
@@ -55,6 +55,8 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/sso/{id}/start", get(sso::start))
         .route("/sso/{id}/test", get(sso::test))
         .route("/sso/{id}/callback", get(sso::callback).post(sso::callback))
+        .route("/saml/{id}/metadata", get(sso::saml_metadata))
+        .route("/saml/{id}/acs", post(sso::callback))
         .fallback(handlers::not_found)
         .with_state(state);
     Router::new()

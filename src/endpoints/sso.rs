@@ -113,6 +113,33 @@ pub(super) async fn start(
     begin(&state, &rid, &id, return_to, q.login_hint, false).await
 }
 
+/// `GET {prefix}saml/{id}/metadata`: this SP's metadata for the IdP admin.
+pub(super) async fn saml_metadata(
+    State(state): State<Arc<EndpointState>>,
+    Path(id): Path<String>,
+    request_id: Option<Extension<RequestId>>,
+) -> Response {
+    let reg = state
+        .auth
+        .registry
+        .get(&id)
+        .filter(|r| r.config.protocol == crate::config::Protocol::Saml);
+    let Some(reg) = reg else {
+        return super::handlers::not_found(request_id).await;
+    };
+    let (entity_id, acs) = auth::saml::sp_ids(
+        &reg.config,
+        &state.config.server.public_url,
+        &state.config.server.internal_prefix,
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
+        auth::saml::sp_metadata_xml(&entity_id, &acs),
+    )
+        .into_response()
+}
+
 #[derive(Debug, Deserialize, Default)]
 pub(super) struct TestQuery {
     #[serde(default)]

@@ -304,7 +304,9 @@ async fn domains_users_and_connections_commands() {
             "[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"{KEY_A}\"]\n[store]\nurl = \"sqlite://{}/s.db\"\n\
              [dns]\nnameservers = [\"{}\"]\n\
              [[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n\
-             [[tenants.connections]]\nid = \"acme-okta\"\nprotocol = \"saml\"\npreset = \"okta\"\ndisplay_name = \"Okta\"\n",
+             [[tenants.connections]]\nid = \"acme-okta\"\nprotocol = \"saml\"\npreset = \"okta\"\ndisplay_name = \"Okta\"\n\
+             [tenants.connections.saml]\nidp_entity_id = \"http://idp.example/\"\nidp_sso_url = \"https://idp.example/sso\"\n\
+             idp_certificates = [\"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\"]\n",
             dir.path().display(),
             dns.addr()
         ),

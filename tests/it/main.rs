@@ -6,6 +6,7 @@ mod demo;
 mod domains;
 mod proxy;
 mod replicas;
+mod saml;
 mod sso;
 mod store;
 mod support;

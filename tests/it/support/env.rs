@@ -54,6 +54,8 @@ pub struct Options {
     pub upstream_extra: String,
     /// SSO protocol implementations (tests inject stand-in IdPs).
     pub factories: portcullis::auth::Factories,
+    /// More `[server]` keys, one per line.
+    pub server_extra: String,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             listener_tls: None,
             upstream_extra: String::new(),
             factories: Default::default(),
+            server_extra: String::new(),
         }
     }
 }
@@ -164,6 +167,10 @@ impl TestEnv {
                 &format!("address = \"{proxy}\"\ntls = {{ cert = \"{cert}\", key = \"{key}\" }}\n"),
             );
         }
+        text = text.replace(
+            "grace_period_seconds = 0\n",
+            &format!("grace_period_seconds = 0\n{}\n", opts.server_extra),
+        );
         text = text.replace(
             "read_timeout_ms = 5000\n",
             &format!("read_timeout_ms = 5000\n{}\n", opts.upstream_extra),

@@ -155,6 +155,7 @@ impl Sso {
             factories: Factories {
                 saml: None,
                 oidc: Some(Arc::new(TestFactory(next.clone()))),
+                ..Default::default()
             },
             ..Default::default()
         })

@@ -2,3 +2,4 @@ pub mod dns;
 pub mod env;
 pub mod idp;
 pub mod postgres;
+pub mod saml;

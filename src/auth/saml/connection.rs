@@ -1,0 +1,213 @@
+//! `SamlConnection`: the connection boundary for SAML. `start` sends an
+//! AuthnRequest over HTTP-Redirect and keeps its id in the flow cookie;
+//! `finish` verifies the POSTed response against that id, burns the
+//! assertion id in the shared store and maps the claims.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{SecondsFormat, Utc};
+use samael::service_provider::ServiceProvider;
+
+use crate::auth::{
+    CallbackRequest, Connection, ConnectionError, ConnectionFactory, LoginStart, StartContext,
+    VerifiedLogin,
+};
+use crate::config::{ConnectionConfig, TenantConfig};
+use crate::store::Store;
+
+use super::claims::{AttributeMap, to_login};
+use super::metadata::IdpMetadata;
+use super::presets::preset_attributes;
+use super::request::{authn_request_xml, new_request_id, redirect_url};
+use super::response::{Expectations, decode, precheck, samael_algorithms, verify};
+use super::{REPLAY_KIND, sp_ids};
+
+/// Longest accepted age of a response's/assertion's IssueInstant, on top of
+/// the configured clock skew.
+const MAX_ISSUE_DELAY_SECONDS: i64 = 300;
+
+pub struct SamlConnection {
+    id: String,
+    idp: IdpMetadata,
+    pub sp_entity_id: String,
+    pub acs_url: String,
+    allow_sha1: bool,
+    skew_seconds: i64,
+    attributes: AttributeMap,
+    sp: Arc<ServiceProvider>,
+    store: Store,
+}
+
+impl SamlConnection {
+    pub fn new(
+        conn: &ConnectionConfig,
+        public_url: &str,
+        internal_prefix: &str,
+        store: Store,
+    ) -> Result<Self, ConnectionError> {
+        let cfg = conn.saml.as_ref().ok_or_else(|| {
+            ConnectionError::new(
+                "config",
+                format!("connection `{}` has no saml settings", conn.id),
+            )
+        })?;
+        let idp = IdpMetadata::load(cfg).map_err(|e| {
+            ConnectionError::new("metadata", format!("connection `{}`: {e}", conn.id))
+        })?;
+        let (sp_entity_id, acs_url) = sp_ids(conn, public_url, internal_prefix);
+        let skew_seconds = i64::try_from(cfg.clock_skew_seconds).unwrap_or(600);
+        // Every field samael would otherwise default to a localhost URL or
+        // to "allow everything" is set explicitly.
+        let sp = ServiceProvider {
+            entity_id: Some(sp_entity_id.clone()),
+            metadata_url: Some(sp_entity_id.clone()),
+            acs_url: Some(acs_url.clone()),
+            slo_url: None,
+            idp_metadata: idp.descriptor.clone(),
+            authn_name_id_format: Some(super::request::EMAIL_NAME_ID.into()),
+            allow_idp_initiated: false,
+            max_issue_delay: chrono::Duration::seconds(MAX_ISSUE_DELAY_SECONDS + skew_seconds),
+            max_clock_skew: chrono::Duration::seconds(skew_seconds),
+            allowed_signature_algorithms: samael_algorithms(cfg.allow_sha1),
+            ..ServiceProvider::default()
+        };
+        Ok(Self {
+            id: conn.id.clone(),
+            idp,
+            sp_entity_id,
+            acs_url,
+            allow_sha1: cfg.allow_sha1,
+            skew_seconds,
+            attributes: preset_attributes(conn.preset.as_deref(), cfg),
+            sp: Arc::new(sp),
+            store,
+        })
+    }
+}
+
+#[async_trait]
+impl Connection for SamlConnection {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
+        let request_id = new_request_id();
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let xml = authn_request_xml(
+            &request_id,
+            &now,
+            &self.idp.sso_url,
+            &self.acs_url,
+            &self.sp_entity_id,
+        );
+        let redirect_to = redirect_url(&self.idp.sso_url, &xml, &ctx.relay)
+            .map_err(|e| ConnectionError::new("internal", format!("deflate: {e}")))?;
+        Ok(LoginStart {
+            redirect_to,
+            state: serde_json::json!({ "request_id": request_id }),
+        })
+    }
+
+    async fn finish(
+        &self,
+        req: &CallbackRequest,
+        state: &serde_json::Value,
+    ) -> Result<VerifiedLogin, ConnectionError> {
+        let request_id = state
+            .get("request_id")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| ConnectionError::new("state_mismatch", "flow has no SAML request id"))?
+            .to_owned();
+        let raw = req
+            .form
+            .iter()
+            .find(|(k, _)| k == "SAMLResponse")
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| ConnectionError::new("malformed", "no SAMLResponse in the POST body"))?;
+        let xml = decode(raw)?;
+        let expect = Expectations {
+            sp: &self.sp,
+            idp_entity_id: &self.idp.entity_id,
+            sp_entity_id: &self.sp_entity_id,
+            acs_url: &self.acs_url,
+            request_id: &request_id,
+            allow_sha1: self.allow_sha1,
+        };
+        precheck(&xml, &expect)?;
+        let sp = self.sp.clone();
+        let (idp_entity_id, sp_entity_id, acs_url) = (
+            self.idp.entity_id.clone(),
+            self.sp_entity_id.clone(),
+            self.acs_url.clone(),
+        );
+        let allow_sha1 = self.allow_sha1;
+        let assertion = tokio::task::spawn_blocking(move || {
+            verify(
+                &xml,
+                &Expectations {
+                    sp: &sp,
+                    idp_entity_id: &idp_entity_id,
+                    sp_entity_id: &sp_entity_id,
+                    acs_url: &acs_url,
+                    request_id: &request_id,
+                    allow_sha1,
+                },
+            )
+        })
+        .await
+        .map_err(|e| ConnectionError::new("internal", format!("verification task: {e}")))??;
+        let expires = assertion
+            .conditions
+            .as_ref()
+            .and_then(|c| c.not_on_or_after)
+            .map(|t| t.timestamp() + self.skew_seconds)
+            .unwrap_or_else(|| Utc::now().timestamp() + 3600);
+        let first = self
+            .store
+            .consume_once(REPLAY_KIND, &assertion.id, expires)
+            .await
+            .map_err(|e| ConnectionError::new("internal", format!("replay cache: {e}")))?;
+        if !first {
+            return Err(ConnectionError::new(
+                "replay",
+                format!("assertion {} was already used", assertion.id),
+            ));
+        }
+        to_login(&self.id, &assertion, &self.attributes)
+    }
+}
+
+/// Builds SAML connections; needs the store (replay cache) and the public
+/// URL (default SP entity id and ACS URL).
+pub struct SamlFactory {
+    store: Store,
+    public_url: String,
+    internal_prefix: String,
+}
+
+impl SamlFactory {
+    pub fn new(store: Store, public_url: &str, internal_prefix: &str) -> Self {
+        Self {
+            store,
+            public_url: public_url.to_owned(),
+            internal_prefix: internal_prefix.to_owned(),
+        }
+    }
+}
+
+impl ConnectionFactory for SamlFactory {
+    fn build(
+        &self,
+        _tenant: &TenantConfig,
+        conn: &ConnectionConfig,
+    ) -> Result<Arc<dyn Connection>, ConnectionError> {
+        Ok(Arc::new(SamlConnection::new(
+            conn,
+            &self.public_url,
+            &self.internal_prefix,
+            self.store.clone(),
+        )?))
+    }
+}

@@ -1,0 +1,302 @@
+//! The ACS side: turn a `SAMLResponse` form value into a verified
+//! assertion. Cheap refusals (size, base64, DTDs, algorithms, shape) come
+//! first; samael then verifies the XML signature with libxmlsec1 and checks
+//! conditions on the signed content only; last come the checks samael makes
+//! optional (a required issuer, a required audience).
+
+use base64::Engine;
+use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode};
+use samael::schema::{Assertion, Response};
+use samael::service_provider::{Error as SamlError, ServiceProvider};
+
+use crate::auth::ConnectionError;
+
+use super::MAX_RESPONSE_BYTES;
+
+const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+const ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
+const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+const SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+
+/// What a response is checked against.
+pub struct Expectations<'a> {
+    pub sp: &'a ServiceProvider,
+    pub idp_entity_id: &'a str,
+    pub sp_entity_id: &'a str,
+    pub acs_url: &'a str,
+    pub request_id: &'a str,
+    pub allow_sha1: bool,
+}
+
+fn err(reason: &'static str, detail: impl Into<String>) -> ConnectionError {
+    ConnectionError::new(reason, detail)
+}
+
+/// Size, then base64 (IdPs wrap lines), then UTF-8. The size cap applies to
+/// the encoded form value, before any decoding work.
+pub fn decode(form_value: &str) -> Result<String, ConnectionError> {
+    if form_value.len() > MAX_RESPONSE_BYTES {
+        return Err(err(
+            "too_large",
+            format!(
+                "SAMLResponse is {} bytes, the limit is {MAX_RESPONSE_BYTES}",
+                form_value.len()
+            ),
+        ));
+    }
+    let compact: String = form_value
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| err("malformed", format!("SAMLResponse is not base64: {e}")))?;
+    String::from_utf8(bytes).map_err(|_| err("malformed", "SAMLResponse is not UTF-8"))
+}
+
+/// Any DTD or entity declaration. SAML never needs one, and libxml2 would
+/// otherwise be asked to expand entities (XXE, billion laughs).
+pub fn has_dtd(xml: &str) -> bool {
+    let upper = xml.to_ascii_uppercase();
+    upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY")
+}
+
+/// Local names of all elements, in document order (prefixes dropped).
+fn element_names(xml: &str) -> impl Iterator<Item = &str> {
+    xml.split('<').skip(1).filter_map(|chunk| {
+        let name = chunk
+            .split(|c: char| c.is_whitespace() || c == '>' || c == '/')
+            .next()?;
+        if name.is_empty() || name.starts_with(['!', '?']) {
+            return None;
+        }
+        Some(name.rsplit(':').next().unwrap_or(name))
+    })
+}
+
+/// `Algorithm` values of every element with the given local name.
+fn algorithms<'a>(xml: &'a str, local: &'a str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    for chunk in xml.split('<').skip(1) {
+        let tag = chunk.split('>').next().unwrap_or("");
+        let name = tag.split(char::is_whitespace).next().unwrap_or("");
+        if name.rsplit(':').next() != Some(local) {
+            continue;
+        }
+        if let Some(rest) = tag.split("Algorithm=").nth(1) {
+            let quote = rest.chars().next().unwrap_or('"');
+            out.push(rest[1..].split(quote).next().unwrap_or(""));
+        }
+    }
+    out
+}
+
+/// Refusals that need no cryptography: DTDs, shape, algorithms, and the
+/// unsigned envelope's issuer, destination and InResponseTo. The signed
+/// content is checked again by samael.
+pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> {
+    if has_dtd(xml) {
+        return Err(err("dtd", "response contains a DTD or entity declaration"));
+    }
+    let names: Vec<&str> = element_names(xml).collect();
+    if names.first() != Some(&"Response") {
+        return Err(err("malformed", "root element is not a samlp:Response"));
+    }
+    let assertions = names.iter().filter(|n| **n == "Assertion").count();
+    if names.contains(&"EncryptedAssertion") {
+        return Err(err(
+            "unsupported",
+            "encrypted assertions are not supported yet",
+        ));
+    }
+    if assertions != 1 {
+        return Err(err(
+            "malformed",
+            format!("a response must carry exactly one Assertion, this one has {assertions}"),
+        ));
+    }
+    if !names.contains(&"Signature") {
+        return Err(err(
+            "signature",
+            "neither the response nor the assertion is signed",
+        ));
+    }
+    let mut sig_ok = vec![RSA_SHA256, ECDSA_SHA256];
+    let mut digest_ok = vec![SHA256];
+    if x.allow_sha1 {
+        sig_ok.push(RSA_SHA1);
+        digest_ok.push(SHA1);
+    }
+    for a in algorithms(xml, "SignatureMethod") {
+        if !sig_ok.contains(&a) {
+            return Err(err(
+                "algorithm",
+                format!("signature algorithm {a} is not allowed"),
+            ));
+        }
+    }
+    for a in algorithms(xml, "DigestMethod") {
+        if !digest_ok.contains(&a) {
+            return Err(err(
+                "algorithm",
+                format!("digest algorithm {a} is not allowed"),
+            ));
+        }
+    }
+    let resp: Response = xml
+        .parse()
+        .map_err(|e| err("malformed", format!("not a SAML Response: {e}")))?;
+    match resp.issuer.as_ref().and_then(|i| i.value.as_deref()) {
+        None => return Err(err("issuer", "response has no Issuer")),
+        Some(i) if i != x.idp_entity_id => {
+            return Err(err(
+                "issuer",
+                format!("response issuer {i:?}, expected {:?}", x.idp_entity_id),
+            ));
+        }
+        Some(_) => {}
+    }
+    // samael reads the Status only when the whole response is signed; an
+    // assertion-only signature would otherwise turn an IdP's refusal into a
+    // login.
+    match resp
+        .status
+        .as_ref()
+        .and_then(|s| s.status_code.value.as_deref())
+    {
+        Some(SUCCESS) => {}
+        other => {
+            return Err(err(
+                "idp_status",
+                format!("the IdP answered with status {other:?}"),
+            ));
+        }
+    }
+    if let Some(d) = &resp.destination
+        && d != x.acs_url
+    {
+        return Err(err(
+            "destination",
+            format!("Destination {d:?}, expected {:?}", x.acs_url),
+        ));
+    }
+    if let Some(irt) = &resp.in_response_to
+        && irt != x.request_id
+    {
+        return Err(err(
+            "in_response_to",
+            format!(
+                "InResponseTo {irt:?} is not this flow's request {:?}",
+                x.request_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Blocking: XML-DSig verification in libxmlsec1 and samael's checks on
+/// the verified content. Run it on a blocking thread.
+pub fn verify(xml: &str, x: &Expectations<'_>) -> Result<Assertion, ConnectionError> {
+    let ids = [x.request_id];
+    let assertion =
+        x.sp.parse_xml_response_with_mode(xml, Some(&ids), ReduceMode::ValidateAndMarkNoAncestors)
+            .map_err(map_samael)?;
+    // samael checks the audience only when a restriction is present.
+    let audiences: Vec<&str> = assertion
+        .conditions
+        .iter()
+        .flat_map(|c| c.audience_restrictions.iter().flatten())
+        .flat_map(|r| r.audience.iter().map(String::as_str))
+        .collect();
+    if !audiences.contains(&x.sp_entity_id) {
+        return Err(err(
+            "audience",
+            format!(
+                "audiences {audiences:?} do not include {:?}",
+                x.sp_entity_id
+            ),
+        ));
+    }
+    if assertion
+        .conditions
+        .as_ref()
+        .and_then(|c| c.not_on_or_after)
+        .is_none()
+    {
+        return Err(err(
+            "malformed",
+            "assertion Conditions have no NotOnOrAfter",
+        ));
+    }
+    Ok(assertion)
+}
+
+/// The algorithms handed to samael. It has no SHA-1 variant: with
+/// `allow_sha1` it gets no list, and `precheck` is what keeps the set to
+/// RSA/ECDSA-SHA256 plus RSA-SHA1.
+pub fn samael_algorithms(allow_sha1: bool) -> Option<Vec<AllowedSignatureAlgorithm>> {
+    (!allow_sha1).then(|| {
+        vec![
+            AllowedSignatureAlgorithm::RsaSha256,
+            AllowedSignatureAlgorithm::EcdsaSha256,
+        ]
+    })
+}
+
+fn map_samael(e: SamlError) -> ConnectionError {
+    let reason = match &e {
+        SamlError::FailedToValidateSignature | SamlError::CryptoXmlError(_) => "signature",
+        SamlError::DestinationValidationError { .. } => "destination",
+        SamlError::AssertionRecipientMismatch { .. } => "recipient",
+        SamlError::AssertionExpired { .. }
+        | SamlError::ResponseExpired { .. }
+        | SamlError::AssertionConditionExpired { .. }
+        | SamlError::AssertionSubjectConfirmationExpired { .. } => "expired",
+        SamlError::AssertionConditionExpiredBefore { .. }
+        | SamlError::AssertionSubjectConfirmationExpiredBefore { .. } => "not_yet_valid",
+        SamlError::AssertionIssuerMismatch { .. } | SamlError::ResponseIssuerMismatch { .. } => {
+            "issuer"
+        }
+        SamlError::AssertionConditionAudienceRestrictionFailed { .. } => "audience",
+        SamlError::AssertionInResponseToInvalid { .. }
+        | SamlError::ResponseInResponseToInvalid { .. } => "in_response_to",
+        SamlError::ResponseBadStatusCode { .. } => "idp_status",
+        SamlError::EncryptedAssertionsNotYetSupported => "unsupported",
+        _ => "malformed",
+    };
+    err(reason, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cheap_refusals() {
+        assert_eq!(
+            decode(&"A".repeat(MAX_RESPONSE_BYTES + 1))
+                .unwrap_err()
+                .reason,
+            "too_large"
+        );
+        assert_eq!(decode("!!not base64!!").unwrap_err().reason, "malformed");
+        assert_eq!(decode("PHg+\n").unwrap(), "<x>");
+        assert!(has_dtd(
+            "<?xml version='1.0'?><!doctype r [<!entity x 'y'>]><r/>"
+        ));
+        assert_eq!(
+            algorithms(
+                r#"<ds:SignatureMethod Algorithm="a"/><SignatureMethod Algorithm='b'>"#,
+                "SignatureMethod"
+            ),
+            vec!["a", "b"]
+        );
+        let names: Vec<&str> = element_names(
+            "<?xml?><samlp:Response a='1'><saml:Assertion/><!-- x --></samlp:Response>",
+        )
+        .collect();
+        assert_eq!(names, vec!["Response", "Assertion"]);
+    }
+}
