@@ -228,6 +228,7 @@ async fn build_state(
         )));
     }
     let auth = Arc::new(AuthContext::build(&config, &factories, Arc::new(domains))?);
+    crate::auth::saml::expiry::report(&config, metrics, crate::clock::now(), true);
     Ok(ProxyState::build(
         config,
         sessions.clone(),
@@ -449,8 +450,10 @@ async fn reload_on_sighup(shared: Arc<Shared>) {
 /// Deletes expired and idle sessions so the store doesn't grow forever.
 async fn sweep_expired_sessions(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
         let cfg = shared.config();
         let now = crate::clock::now();
         let idle_cutoff = now - cfg.session.idle_lifetime_seconds as i64;
@@ -462,5 +465,7 @@ async fn sweep_expired_sessions(shared: Arc<Shared>) {
         if let Err(e) = shared.store.delete_expired_one_time(now).await {
             tracing::warn!(error = %e, "could not remove expired one-time values");
         }
+        // Keep the certificate-expiry gauge current; log warnings daily.
+        crate::auth::saml::expiry::report(&cfg, &shared.metrics, now, ticks.is_multiple_of(1440));
     }
 }

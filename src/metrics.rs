@@ -3,8 +3,8 @@
 //! shared across config reloads so counters don't reset on SIGHUP.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// All metrics of one Portcullis process.
@@ -32,6 +32,8 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     /// Password logins answered by Portcullis because the tenant enforces SSO.
     pub sso_enforced: IntCounterVec,
+    /// Seconds until a SAML connection's last trusted certificate expires.
+    pub saml_cert_expiry: IntGaugeVec,
 }
 
 impl Metrics {
@@ -122,6 +124,14 @@ impl Metrics {
             &["tenant"],
         )?;
         registry.register(Box::new(sso_enforced.clone()))?;
+        let saml_cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_saml_idp_cert_expiry_seconds",
+                "Seconds until the last trusted IdP signing certificate of a SAML connection expires",
+            ),
+            &["connection"],
+        )?;
+        registry.register(Box::new(saml_cert_expiry.clone()))?;
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -150,6 +160,7 @@ impl Metrics {
             login_failures,
             logins,
             sso_enforced,
+            saml_cert_expiry,
         })
     }
 

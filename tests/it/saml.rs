@@ -533,3 +533,16 @@ async fn several_trusted_certificates_for_rotation() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn certificate_expiry_is_a_metric() {
+    let s = SamlSso::start("").await;
+    let m = s.env.metrics().await;
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("portcullis_saml_idp_cert_expiry_seconds{"))
+        .unwrap_or_else(|| panic!("no expiry gauge in {m}"));
+    let secs: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    // the test IdP's certificate is valid for 30 days from its creation
+    assert!((29 * 86_400..=30 * 86_400).contains(&secs), "{line}");
+}

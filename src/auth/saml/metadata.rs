@@ -89,6 +89,35 @@ impl IdpMetadata {
     }
 }
 
+impl IdpMetadata {
+    /// `notAfter` of every signing certificate, as unix seconds, so
+    /// operators see a rotation coming (metric and log warnings).
+    pub fn signing_cert_expiries(&self) -> Result<Vec<i64>, MetadataError> {
+        let probe = ServiceProvider {
+            idp_metadata: self.descriptor.clone(),
+            ..ServiceProvider::default()
+        };
+        let certs = probe
+            .idp_signing_certs()
+            .map_err(|e| MetadataError::Certificate(0, e.to_string()))?
+            .unwrap_or_default();
+        let epoch = openssl::asn1::Asn1Time::from_unix(0)
+            .map_err(|e| MetadataError::Certificate(0, e.to_string()))?;
+        certs
+            .iter()
+            .enumerate()
+            .map(|(n, der)| {
+                let cert = openssl::x509::X509::from_der(der.der_data())
+                    .map_err(|e| MetadataError::Certificate(n, e.to_string()))?;
+                let diff = epoch
+                    .diff(cert.not_after())
+                    .map_err(|e| MetadataError::Certificate(n, e.to_string()))?;
+                Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+            })
+            .collect()
+    }
+}
+
 /// Inline settings rendered as metadata, so both sources go through the
 /// same parser and the same certificate check.
 fn inline_xml(cfg: &SamlConfig) -> Result<String, MetadataError> {

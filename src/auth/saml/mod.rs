@@ -6,6 +6,7 @@
 
 mod claims;
 mod connection;
+pub mod expiry;
 mod metadata;
 mod presets;
 mod request;
