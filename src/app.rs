@@ -16,6 +16,7 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
 use crate::auth::saml::SamlFactory;
+use crate::auth::saml::dev_idp::DevIdp;
 use crate::auth::{AuthContext, ConnectionError, Factories};
 use crate::config::{self, Config, ConfigErrors};
 use crate::domains::{DomainError, Domains};
@@ -48,6 +49,8 @@ pub enum AppError {
     Domains(#[from] DomainError),
     #[error("{0}")]
     Connection(#[from] ConnectionError),
+    #[error("dev_idp: {0}")]
+    DevIdp(String),
 }
 
 /// Per-connection L4 buffers of the public listeners.
@@ -219,15 +222,26 @@ async fn build_state(
         config.headers.assertion_lifetime_seconds,
     )?);
     let domains = Domains::new(store.clone(), &config.dns)?;
+    let dev_idp = DevIdp::from_config(&config)
+        .map_err(|e| AppError::DevIdp(e.to_string()))?
+        .map(Arc::new);
+    if let Some(dev) = &config.dev_idp {
+        mark_dev_domains_verified(&config, dev, &domains).await?;
+    }
     let mut factories = factories.clone();
     if factories.saml.is_none() && factories.builtin_saml {
-        factories.saml = Some(Arc::new(SamlFactory::new(
-            store.clone(),
-            &config.server.public_url,
-            &config.server.internal_prefix,
-        )));
+        factories.saml = Some(Arc::new(
+            SamlFactory::new(
+                store.clone(),
+                &config.server.public_url,
+                &config.server.internal_prefix,
+            )
+            .with_dev_idp(dev_idp.clone()),
+        ));
     }
-    let auth = Arc::new(AuthContext::build(&config, &factories, Arc::new(domains))?);
+    let mut auth = AuthContext::build(&config, &factories, Arc::new(domains))?;
+    auth.dev_idp = dev_idp;
+    let auth = Arc::new(auth);
     crate::auth::saml::expiry::report(&config, metrics, crate::clock::now(), true);
     Ok(ProxyState::build(
         config,
@@ -236,6 +250,31 @@ async fn build_state(
         metrics.clone(),
         auth,
     )?)
+}
+
+/// Development shortcut of `[dev_idp]` (loopback only, enforced by config
+/// validation): the dev tenant's configured domains can't be proven by DNS
+/// on a laptop, so they are marked verified in the store.
+async fn mark_dev_domains_verified(
+    config: &Config,
+    dev: &crate::config::DevIdpConfig,
+    domains: &Domains,
+) -> Result<(), AppError> {
+    let Some(tenant) = config.tenants.iter().find(|t| t.id == dev.tenant) else {
+        return Ok(());
+    };
+    let now = crate::clock::now();
+    for domain in &tenant.domains {
+        domains
+            .mark_verified_for_dev(&tenant.id, domain, now)
+            .await?;
+        tracing::warn!(
+            tenant = %tenant.id,
+            domain = %domain,
+            "DEVELOPMENT SHORTCUT: [dev_idp] is configured, so this domain is marked verified without DNS proof; never use [dev_idp] outside local development"
+        );
+    }
+    Ok(())
 }
 
 /// `/metrics`, `/healthz`, `/readyz` on the admin listener.

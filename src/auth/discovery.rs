@@ -30,6 +30,8 @@ pub struct AuthContext {
     pub flow: FlowCodec,
     pub domains: Arc<dyn DomainRouter>,
     tenants: HashMap<String, TenantConfig>,
+    /// The development IdP, with `[dev_idp]`.
+    pub dev_idp: Option<Arc<crate::auth::saml::dev_idp::DevIdp>>,
 }
 
 impl AuthContext {
@@ -47,6 +49,7 @@ impl AuthContext {
                 .iter()
                 .map(|t| (t.id.clone(), t.clone()))
                 .collect(),
+            dev_idp: None,
         })
     }
 

@@ -171,6 +171,7 @@ pub fn from_str(
     cfg.dns = section(&root, "dns", &mut c);
     cfg.login = section(&root, "login", &mut c);
     cfg.tenants = array(&root, "tenants", &mut c);
+    cfg.dev_idp = section(&root, "dev_idp", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
     // sees everything at once; but drop findings about a failed section,
@@ -212,6 +213,7 @@ const SECTIONS: &[&str] = &[
     "dns",
     "login",
     "tenants",
+    "dev_idp",
 ];
 
 fn interpolate_value(

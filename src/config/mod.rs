@@ -15,6 +15,6 @@ pub use interpolate::{InterpolateError, interpolate};
 pub use load::{from_str, load};
 pub use schema::*;
 pub use validate::{
-    MIN_SESSION_KEY_BYTES, PRESETS, is_hostname, is_public_mail_domain, normalize_header_name,
-    parse_nameserver,
+    MIN_SESSION_KEY_BYTES, PRESETS, is_hostname, is_loopback_host, is_public_mail_domain,
+    normalize_header_name, parse_nameserver,
 };

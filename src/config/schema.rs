@@ -23,6 +23,31 @@ pub struct Config {
     pub dns: DnsConfig,
     pub login: LoginConfig,
     pub tenants: Vec<TenantConfig>,
+    /// The development SAML IdP (`[dev_idp]`); loopback only.
+    pub dev_idp: Option<DevIdpConfig>,
+}
+
+/// `[dev_idp]`: a SAML IdP inside the binary that signs a response for any
+/// configured user picked on a page. For demos and local development only:
+/// Portcullis refuses to start with it on a non-loopback address.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DevIdpConfig {
+    /// The tenant whose `saml` connection with `idp = "dev"` it serves;
+    /// that tenant's domains are marked verified at startup.
+    pub tenant: String,
+    /// The users offered on the pick page.
+    #[serde(default)]
+    pub users: Vec<DevIdpUser>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DevIdpUser {
+    pub email: String,
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// The login page and SSO enforcement.
@@ -457,6 +482,10 @@ pub struct ConnectionConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SamlConfig {
+    /// `"dev"`: trust the built-in development IdP (`[dev_idp]`) instead of
+    /// metadata; only allowed when `[dev_idp]` is configured.
+    #[serde(default)]
+    pub idp: Option<String>,
     /// IdP metadata XML on disk. Either this or the inline `idp_*` keys.
     #[serde(default)]
     pub idp_metadata_file: Option<String>,

@@ -28,6 +28,80 @@ pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
     dns(cfg, c);
     tenants(cfg, c);
     login(cfg, c);
+    dev_idp(cfg, c);
+}
+
+/// `[dev_idp]` signs anything for anyone: it only runs on loopback.
+fn dev_idp(cfg: &Config, c: &mut Collector<'_>) {
+    let Some(d) = &cfg.dev_idp else { return };
+    let public_host = cfg
+        .server
+        .public_url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned));
+    if !public_host.as_deref().is_some_and(is_loopback_host) {
+        c.push(
+            "dev_idp",
+            "the development IdP signs a login for anyone; it needs `server.public_url` on loopback (127.0.0.1, ::1 or localhost)",
+        );
+    }
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        if let Ok(a) = l.address.parse::<SocketAddr>()
+            && !a.ip().is_loopback()
+        {
+            c.push(
+                "dev_idp",
+                format!("the development IdP signs a login for anyone; `listeners[{i}].address` ({}) is not loopback", l.address),
+            );
+        }
+    }
+    match cfg.tenants.iter().find(|t| t.id == d.tenant) {
+        None => c.push("dev_idp.tenant", format!("no tenant `{}`", d.tenant)),
+        Some(t) => {
+            let serves = t
+                .connections
+                .iter()
+                .any(|conn| conn.saml.as_ref().and_then(|s| s.idp.as_deref()) == Some("dev"));
+            if !serves {
+                c.push(
+                    "dev_idp.tenant",
+                    format!(
+                        "tenant `{}` has no saml connection with `idp = \"dev\"`",
+                        d.tenant
+                    ),
+                );
+            }
+        }
+    }
+    for (i, t) in cfg.tenants.iter().enumerate() {
+        if t.id != d.tenant
+            && t.connections
+                .iter()
+                .any(|conn| conn.saml.as_ref().and_then(|s| s.idp.as_deref()) == Some("dev"))
+        {
+            c.push(
+                format!("tenants[{i}]"),
+                "only the `[dev_idp]` tenant may use `idp = \"dev\"`",
+            );
+        }
+    }
+    if d.users.is_empty() {
+        c.push("dev_idp.users", "list at least one user");
+    }
+    for (i, u) in d.users.iter().enumerate() {
+        if !u.email.contains('@') {
+            c.push(format!("dev_idp.users[{i}].email"), "not an email address");
+        }
+    }
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn login(cfg: &Config, c: &mut Collector<'_>) {
@@ -163,7 +237,12 @@ fn tenants(cfg: &Config, c: &mut Collector<'_>) {
                     ),
                 );
             }
-            saml(conn, &format!("tenants[{i}].connections[{j}]"), c);
+            saml(
+                conn,
+                &format!("tenants[{i}].connections[{j}]"),
+                cfg.dev_idp.is_some(),
+                c,
+            );
         }
         for group in t.group_roles.keys() {
             if group.is_empty() {
@@ -196,7 +275,7 @@ fn tenants(cfg: &Config, c: &mut Collector<'_>) {
 /// A `saml` table belongs to, and is required by, a SAML connection. Its
 /// metadata must come from exactly one place and name a signing certificate:
 /// samael skips signature checks when the metadata has none.
-fn saml(conn: &ConnectionConfig, key: &str, c: &mut Collector<'_>) {
+fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>) {
     let s = match (conn.protocol, &conn.saml) {
         (Protocol::Saml, Some(s)) => s,
         (Protocol::Saml, None) => {
@@ -215,6 +294,30 @@ fn saml(conn: &ConnectionConfig, key: &str, c: &mut Collector<'_>) {
         }
         (Protocol::Oidc, None) => return,
     };
+    if let Some(idp) = &s.idp {
+        if idp != "dev" {
+            c.push(
+                format!("{key}.saml.idp"),
+                "the only value is `dev` (the built-in development IdP)",
+            );
+        } else if !dev_idp {
+            c.push(
+                format!("{key}.saml.idp"),
+                "`dev` needs a `[dev_idp]` section (development only)",
+            );
+        } else if s.idp_metadata_file.is_some()
+            || s.idp_entity_id.is_some()
+            || s.idp_sso_url.is_some()
+            || s.idp_slo_url.is_some()
+            || !s.idp_certificates.is_empty()
+        {
+            c.push(
+                format!("{key}.saml.idp"),
+                "`dev` brings its own metadata; drop `idp_metadata_file` and the `idp_*` keys",
+            );
+        }
+        return;
+    }
     let inline = s.idp_entity_id.is_some()
         || s.idp_sso_url.is_some()
         || s.idp_slo_url.is_some()

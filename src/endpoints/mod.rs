@@ -3,6 +3,7 @@
 //! hop). The proxy resolves the session and hands it in as an extension, so
 //! cookie handling lives in one place.
 
+mod dev_idp;
 mod handlers;
 pub mod pages;
 mod sso;
@@ -57,6 +58,9 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/sso/{id}/callback", get(sso::callback).post(sso::callback))
         .route("/saml/{id}/metadata", get(sso::saml_metadata))
         .route("/saml/{id}/acs", post(sso::callback))
+        .route("/dev-idp/metadata", get(dev_idp::metadata))
+        .route("/dev-idp/sso", get(dev_idp::sso))
+        .route("/dev-idp/pick", post(dev_idp::pick))
         .fallback(handlers::not_found)
         .with_state(state);
     Router::new()

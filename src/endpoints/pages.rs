@@ -67,3 +67,27 @@ pub const PAGE_HEADERS: &[(&str, &str)] = &[
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
 ];
+
+#[derive(Template)]
+#[template(path = "dev_idp_pick.html")]
+pub struct DevIdpPickPage<'a> {
+    pub action: &'a str,
+    pub sp: &'a str,
+    pub saml_request: &'a str,
+    pub relay_state: &'a str,
+    /// (email, label)
+    pub users: Vec<(String, String)>,
+}
+
+/// The auto-submit script of [`DevIdpPostPage`]; allowed by its hash.
+pub const DEV_IDP_POST_SCRIPT: &str = "document.getElementById('saml-post').submit();";
+
+#[derive(Template)]
+#[template(path = "dev_idp_post.html")]
+pub struct DevIdpPostPage<'a> {
+    pub email: &'a str,
+    pub acs: &'a str,
+    pub saml_response: &'a str,
+    pub relay_state: &'a str,
+    pub script: &'a str,
+}

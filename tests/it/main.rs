@@ -3,6 +3,7 @@
 mod browser;
 mod cli;
 mod demo;
+mod dev_idp;
 mod domains;
 mod proxy;
 mod replicas;

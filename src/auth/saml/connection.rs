@@ -45,6 +45,7 @@ impl SamlConnection {
         public_url: &str,
         internal_prefix: &str,
         store: Store,
+        dev_idp: Option<&super::dev_idp::DevIdp>,
     ) -> Result<Self, ConnectionError> {
         let cfg = conn.saml.as_ref().ok_or_else(|| {
             ConnectionError::new(
@@ -52,7 +53,22 @@ impl SamlConnection {
                 format!("connection `{}` has no saml settings", conn.id),
             )
         })?;
-        let idp = IdpMetadata::load(cfg).map_err(|e| {
+        // `idp = "dev"`: the built-in development IdP's generated metadata,
+        // verified below exactly like any other IdP's.
+        let loaded = match (cfg.idp.as_deref(), dev_idp) {
+            (Some("dev"), Some(dev)) => IdpMetadata::from_xml(&dev.metadata_xml()),
+            (Some(other), _) => {
+                return Err(ConnectionError::new(
+                    "config",
+                    format!(
+                        "connection `{}`: `idp = \"{other}\"` needs `[dev_idp]`",
+                        conn.id
+                    ),
+                ));
+            }
+            (None, _) => IdpMetadata::load(cfg),
+        };
+        let idp = loaded.map_err(|e| {
             ConnectionError::new("metadata", format!("connection `{}`: {e}", conn.id))
         })?;
         let (sp_entity_id, acs_url) = sp_ids(conn, public_url, internal_prefix);
@@ -185,6 +201,7 @@ pub struct SamlFactory {
     store: Store,
     public_url: String,
     internal_prefix: String,
+    dev_idp: Option<Arc<super::dev_idp::DevIdp>>,
 }
 
 impl SamlFactory {
@@ -193,7 +210,14 @@ impl SamlFactory {
             store,
             public_url: public_url.to_owned(),
             internal_prefix: internal_prefix.to_owned(),
+            dev_idp: None,
         }
+    }
+
+    /// Lets connections with `idp = "dev"` trust the development IdP.
+    pub fn with_dev_idp(mut self, dev_idp: Option<Arc<super::dev_idp::DevIdp>>) -> Self {
+        self.dev_idp = dev_idp;
+        self
     }
 }
 
@@ -208,6 +232,7 @@ impl ConnectionFactory for SamlFactory {
             &self.public_url,
             &self.internal_prefix,
             self.store.clone(),
+            self.dev_idp.as_deref(),
         )?))
     }
 }

@@ -6,6 +6,7 @@
 
 mod claims;
 mod connection;
+pub mod dev_idp;
 pub mod expiry;
 mod metadata;
 mod presets;
