@@ -1,7 +1,8 @@
 // The login page in a real headless browser: Debian's Chromium driven by
 // playwright-core. Run by tests/it/browser.rs, which starts Portcullis (with
 // its stand-in IdP and tenants acme/globex) and sets what the IdP asserts
-// before each run:
+// before each run (the demo scenarios instead run against the real
+// `portcullis demo` binary and its development IdP):
 //
 //   BASE_URL=http://127.0.0.1:PORT node tests/browser/login.mjs SCENARIO...
 //
@@ -200,6 +201,53 @@ const scenarios = {
     log('use_sso bookmark: straight to /dashboard as alice@acme.com');
   },
 
+  // `make demo` as a newcomer meets it (run against `portcullis demo`):
+  // `/` → login page → alice@example.com → the development IdP's pick page
+  // → Alice → its auto-posting form → the ACS → the demo app.
+  async demo(page) {
+    await page.goto(url('/'));
+    await expectLoginPage(page, 'demo: / first shows the login page');
+    await page.getByLabel('Work email', { exact: true }).fill('alice@example.com');
+    await Promise.all([
+      page.waitForURL((u) => u.pathname === '/.portcullis/dev-idp/sso', { timeout: NAV_TIMEOUT_MS }),
+      page.getByRole('button', { name: 'Continue' }).click(),
+    ]);
+    await page.getByRole('heading', { level: 1, name: 'Development IdP' }).waitFor();
+    const alice = page.getByRole('button', { name: 'Alice Example (alice@example.com)' });
+    const bob = page.getByRole('button', { name: 'Bob Example (bob@example.com)' });
+    assert.equal(await alice.count(), 1, 'the pick page offers Alice');
+    assert.equal(await bob.count(), 1, 'the pick page offers Bob');
+    log('dev IdP pick page lists Alice and Bob');
+    // No click on the post page's Continue button: its script submits it.
+    await alice.click();
+    await expectSignedIn(page, 'alice@example.com', '/');
+    const body = await page.locator('body').innerText();
+    for (const expected of ['Engineering', 'developer', '"tenant": "example"']) {
+      assert.ok(body.includes(expected), `the app page shows ${expected}`);
+    }
+    log('picked Alice: the auto-posted response signed her in; the app shows her headers and claims');
+  },
+
+  // The same with JavaScript off: every step is a plain form, and the post
+  // page's visible Continue button replaces its script.
+  async demo_nojs(page) {
+    await page.goto(url('/'));
+    await expectLoginPage(page, 'demo_nojs');
+    await page.getByLabel('Work email', { exact: true }).fill('bob@example.com');
+    await Promise.all([
+      page.waitForURL((u) => u.pathname === '/.portcullis/dev-idp/sso', { timeout: NAV_TIMEOUT_MS }),
+      page.getByRole('button', { name: 'Continue' }).click(),
+    ]);
+    await Promise.all([
+      page.waitForURL((u) => u.pathname === '/.portcullis/dev-idp/pick', { timeout: NAV_TIMEOUT_MS }),
+      page.getByRole('button', { name: 'Bob Example (bob@example.com)' }).click(),
+    ]);
+    await page.getByRole('heading', { level: 1, name: 'Signing in as bob@example.com' }).waitFor();
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await expectSignedIn(page, 'bob@example.com', '/');
+    log('without JavaScript: picked Bob, pressed Continue, signed in');
+  },
+
   // A session cookie that works, and a logout that ends it.
   async logout(page) {
     const context = page.context();
@@ -243,7 +291,7 @@ for (const n of names) {
   if (!(n in scenarios)) fail(`unknown scenario ${n}; known: ${Object.keys(scenarios).join(', ')}`);
 }
 
-const NO_JAVASCRIPT = new Set(['prefill']);
+const NO_JAVASCRIPT = new Set(['prefill', 'demo_nojs']);
 
 let browser;
 try {

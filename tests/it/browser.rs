@@ -2,6 +2,8 @@
 //! environment (tenants, DNS-verified domains, the stand-in IdP), sets what
 //! the IdP asserts, and runs one scenario of `tests/browser/login.mjs`, which
 //! drives Debian's Chromium with playwright-core against the real server.
+//! The `demo` scenario runs against the real `portcullis demo` binary and
+//! its development IdP instead.
 //!
 //! Needs `node`, Debian's `chromium` and `tests/browser/node_modules`; `make
 //! test` installs all three. A missing one fails the test (never skips it).
@@ -78,6 +80,11 @@ fn check_prerequisites() {
 /// Runs `login.mjs SCENARIO` against `sso`; panics with the script's output
 /// unless it exits 0.
 async fn run_scenario(sso: &Sso, scenario: &str) {
+    run_scenario_at(&sso.env.url("/"), scenario).await;
+}
+
+/// Runs `login.mjs SCENARIO` against the server at `base_url`.
+async fn run_scenario_at(base_url: &str, scenario: &str) {
     check_prerequisites();
     let _one = ONE_BROWSER.lock().await;
     let started = Instant::now();
@@ -85,7 +92,7 @@ async fn run_scenario(sso: &Sso, scenario: &str) {
         .arg("login.mjs")
         .arg(scenario)
         .current_dir(browser_dir())
-        .env("BASE_URL", sso.env.url("/"))
+        .env("BASE_URL", base_url)
         .env("CHROMIUM", chromium())
         // Playwright's call logs without terminal colour codes.
         .env("FORCE_COLOR", "0")
@@ -167,4 +174,16 @@ async fn browser_session_and_logout() {
         m.contains("portcullis_sessions_revoked_total{scope=\"logout\"} 1"),
         "{m}"
     );
+}
+
+#[tokio::test]
+async fn browser_demo_signs_alice_in_through_the_dev_idp() {
+    let demo = crate::dev_idp::Demo::start().await;
+    run_scenario_at(&demo.url("/"), "demo").await;
+}
+
+#[tokio::test]
+async fn browser_demo_works_without_javascript() {
+    let demo = crate::dev_idp::Demo::start().await;
+    run_scenario_at(&demo.url("/"), "demo_nojs").await;
 }
