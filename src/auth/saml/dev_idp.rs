@@ -277,3 +277,79 @@ impl std::fmt::Debug for DevIdp {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::saml::request::{authn_request_xml, redirect_url};
+
+    fn demo() -> (Config, DevIdp) {
+        let env = |name: &str| match name {
+            "PORTCULLIS_SESSION_KEY" => Some("k".repeat(32)),
+            "PORTCULLIS_DATA_DIR" => Some("/tmp".into()),
+            _ => None,
+        };
+        let cfg =
+            crate::config::from_str(include_str!("../../../config/demo.toml"), "demo.toml", &env)
+                .unwrap();
+        let dev = DevIdp::from_config(&cfg).unwrap().unwrap();
+        (cfg, dev)
+    }
+
+    fn saml_request(acs: &str, issuer: &str) -> String {
+        let xml = authn_request_xml("_req1", "2026-01-01T00:00:00Z", "x", acs, issuer);
+        let url = redirect_url("http://idp/sso", &xml, "relay").unwrap();
+        let q = url.split_once('?').unwrap().1;
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "SAMLRequest")
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    #[test]
+    fn answers_only_this_portcullis_and_signs_a_verifiable_assertion() {
+        let (cfg, dev) = demo();
+        let conn = &cfg.tenants[0].connections[0];
+        let (sp, acs) =
+            crate::auth::saml::sp_ids(conn, &cfg.server.public_url, &cfg.server.internal_prefix);
+        assert!(matches!(
+            dev.parse_request(&saml_request("https://evil.test/acs", &sp)),
+            Err(DevIdpError::ForeignAcs(_))
+        ));
+        assert!(matches!(
+            dev.parse_request(&saml_request(&acs, "https://evil.test/sp")),
+            Err(DevIdpError::Request(_))
+        ));
+        let req = dev.parse_request(&saml_request(&acs, &sp)).unwrap();
+        assert_eq!(req.id, "_req1");
+        assert!(matches!(
+            dev.respond(&req, "mallory@example.com"),
+            Err(DevIdpError::UnknownUser(_))
+        ));
+        let xml = dev.respond(&req, "alice@example.com").unwrap();
+        let cert: samael::crypto::CertificateDer = dev.keys.cert_der.clone().into();
+        Crypto::verify_signed_xml(xml.as_bytes(), &cert, Some("ID")).unwrap();
+        let tampered = xml.replace("Alice Example", "Mallory");
+        assert!(Crypto::verify_signed_xml(tampered.as_bytes(), &cert, Some("ID")).is_err());
+        // the generated metadata loads through the SP's own parser
+        let md = super::super::IdpMetadata::from_xml(&dev.metadata_xml()).unwrap();
+        assert_eq!((md.entity_id, md.sso_url), (dev.entity_id, dev.sso_url));
+    }
+
+    #[test]
+    fn refuses_non_loopback_addresses_at_startup() {
+        let (mut cfg, _) = demo();
+        cfg.listeners[0].address = "0.0.0.0:8080".into();
+        assert!(matches!(
+            DevIdp::from_config(&cfg),
+            Err(DevIdpError::NotLoopback(k)) if k == "listeners[0].address"
+        ));
+        let (mut cfg, _) = demo();
+        cfg.server.public_url = "https://app.example.com".into();
+        assert!(matches!(
+            DevIdp::from_config(&cfg),
+            Err(DevIdpError::NotLoopback(k)) if k == "server.public_url"
+        ));
+    }
+}
