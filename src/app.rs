@@ -225,6 +225,11 @@ async fn build_state(
     let dev_idp = DevIdp::from_config(&config)
         .map_err(|e| AppError::DevIdp(e.to_string()))?
         .map(Arc::new);
+    if config.dev_idp.is_none() {
+        for domain in domains.forget_dev_shortcuts().await? {
+            tracing::warn!(domain = %domain, "[dev_idp] is not configured: its development shortcut for this domain was removed; prove it with `portcullis domains add`");
+        }
+    }
     if let Some(dev) = &config.dev_idp {
         mark_dev_domains_verified(&config, dev, &domains).await?;
     }

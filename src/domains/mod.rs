@@ -159,6 +159,10 @@ impl std::fmt::Debug for Domains {
     }
 }
 
+/// Token of claims made by the `[dev_idp]` development shortcut; never a
+/// real token (those are 64 hex characters), so never publishable in DNS.
+pub const DEV_SHORTCUT_TOKEN: &str = "dev-idp-shortcut";
+
 impl Domains {
     /// Builds the resolver from `[dns]`: the listed `IP:PORT` nameservers
     /// over UDP and TCP, or the system's resolv.conf when none are listed.
@@ -222,14 +226,34 @@ impl Domains {
     }
 
     /// `[dev_idp]` only (loopback, see `app.rs`): claims `domain` for
-    /// `tenant` and marks it verified without a DNS lookup.
+    /// `tenant` and marks it verified without a DNS lookup. The claim's
+    /// token is [`DEV_SHORTCUT_TOKEN`], so [`Domains::forget_dev_shortcuts`]
+    /// can find and drop it once `[dev_idp]` is gone.
     pub async fn mark_verified_for_dev(
         &self,
         tenant: &str,
         domain: &str,
         now: i64,
     ) -> Result<DomainEntry, DomainError> {
-        let entry = self.add(tenant, domain, now).await?;
+        let domain = normalize_domain(domain)?;
+        let claim = DomainRecord {
+            domain: domain.clone(),
+            tenant: tenant.to_owned(),
+            token: DEV_SHORTCUT_TOKEN.to_owned(),
+            status: DomainStatus::Pending,
+            created_at: now,
+            last_checked_at: None,
+            verified_at: None,
+            last_seen_at: None,
+            detail: None,
+        };
+        let entry = match self.store.insert_domain(&claim).await {
+            Ok(entry) => entry,
+            Err(StoreError::Conflict { owner }) => {
+                return Err(DomainError::Conflict { domain, owner });
+            }
+            Err(other) => return Err(other.into()),
+        };
         let check = crate::store::DomainCheck {
             status: DomainStatus::Verified,
             last_checked_at: now,
@@ -248,6 +272,19 @@ impl Domains {
             detail: check.detail,
             ..entry
         })
+    }
+
+    /// Removes every claim made by the `[dev_idp]` shortcut. Called whenever
+    /// a configuration without `[dev_idp]` is applied, so a store once used
+    /// by the demo never routes those domains without real DNS proof.
+    pub async fn forget_dev_shortcuts(&self) -> Result<Vec<String>, DomainError> {
+        let mut removed = Vec::new();
+        for entry in self.store.list_domains(None).await? {
+            if entry.token == DEV_SHORTCUT_TOKEN && self.store.delete_domain(&entry.domain).await? {
+                removed.push(entry.domain);
+            }
+        }
+        Ok(removed)
     }
 
     /// The record the tenant must publish: `(name, value)`.

@@ -761,3 +761,47 @@ async fn an_unusable_nameserver_is_a_resolver_error() {
         Err(DomainError::Resolver(_))
     ));
 }
+
+#[tokio::test]
+async fn dev_shortcuts_route_only_until_forgotten_and_never_touch_real_claims() {
+    let env = Env::sqlite().await;
+    let dev = env
+        .domains
+        .mark_verified_for_dev("example", "example.com", T0)
+        .await
+        .unwrap();
+    assert_eq!(dev.status, DomainStatus::Verified);
+    assert_eq!(
+        env.domains
+            .verified_tenant("example.com")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("example")
+    );
+    // a real, DNS-proven claim next to it
+    let real = env.domains.add("acme", "acme.com", T0).await.unwrap();
+    env.publish(&real);
+    assert_eq!(
+        env.verify("acme.com", T0).await.status,
+        DomainStatus::Verified
+    );
+
+    // a configuration without [dev_idp] is applied: the shortcut goes, the
+    // real claim stays
+    let removed = env.domains.forget_dev_shortcuts().await.unwrap();
+    assert_eq!(removed, vec!["example.com".to_string()]);
+    assert_eq!(
+        env.domains.verified_tenant("example.com").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        env.domains
+            .verified_tenant("acme.com")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("acme")
+    );
+    assert!(env.domains.forget_dev_shortcuts().await.unwrap().is_empty());
+}
