@@ -52,6 +52,29 @@ pub(super) struct StartQuery {
     login_hint: Option<String>,
 }
 
+/// The labels of one callback's refusals, so each refusal site names only
+/// what differs: the reason, the detail and the flow to clear.
+struct Refuser<'a> {
+    state: &'a EndpointState,
+    rid: &'a str,
+    tenant: &'a str,
+    connection: &'a str,
+}
+
+impl Refuser<'_> {
+    fn refuse(&self, reason: &'static str, detail: &str, relay: Option<&str>) -> Response {
+        refuse(
+            self.state,
+            self.rid,
+            self.tenant,
+            self.connection,
+            reason,
+            detail,
+            relay,
+        )
+    }
+}
+
 /// A refused login: generic to the browser, precise in the log and metrics.
 fn refuse(
     state: &EndpointState,
@@ -370,6 +393,12 @@ pub(super) async fn callback(
         );
     };
     let tenant_id = reg.tenant.clone();
+    let refuser = Refuser {
+        state: &state,
+        rid: &rid,
+        tenant: &tenant_id,
+        connection: &id,
+    };
     let form = if method == Method::POST {
         std::str::from_utf8(&body).map(pairs).unwrap_or_default()
     } else {
@@ -381,15 +410,7 @@ pub(super) async fn callback(
         form,
     };
     let Some(relay) = req.relay().map(str::to_owned) else {
-        return refuse(
-            &state,
-            &rid,
-            &tenant_id,
-            &id,
-            "missing_state",
-            "callback without state/RelayState",
-            None,
-        );
+        return refuser.refuse("missing_state", "callback without state/RelayState", None);
     };
     let now = crate::clock::now();
     let cookies = headers.get_all(header::COOKIE);
@@ -398,22 +419,14 @@ pub(super) async fn callback(
         .flow
         .open(&relay, cookies.iter().map(|v| v.as_bytes()), now)
     else {
-        return refuse(
-            &state,
-            &rid,
-            &tenant_id,
-            &id,
+        return refuser.refuse(
             "state_mismatch",
             "no valid flow cookie for this state (expired, other browser, or forged)",
             Some(&relay),
         );
     };
     if flow.connection != id {
-        return refuse(
-            &state,
-            &rid,
-            &tenant_id,
-            &id,
+        return refuser.refuse(
             "state_mismatch",
             "flow belongs to another connection",
             Some(&relay),
@@ -422,53 +435,25 @@ pub(super) async fn callback(
     if flow.test {
         let login = reg.connection.finish(&req, &flow.state).await;
         let Some(tenant) = state.auth.tenant(&tenant_id) else {
-            return refuse(
-                &state,
-                &rid,
-                &tenant_id,
-                &id,
-                "internal",
-                "tenant vanished",
-                Some(&relay),
-            );
+            return refuser.refuse("internal", "tenant vanished", Some(&relay));
         };
         return test_result(&state, &rid, tenant, &id, &relay, login, now).await;
     }
     let login = match reg.connection.finish(&req, &flow.state).await {
         Ok(l) if l.connection_id == id => l,
         Ok(l) => {
-            return refuse(
-                &state,
-                &rid,
-                &tenant_id,
-                &id,
+            return refuser.refuse(
                 "internal",
                 &format!("connection returned a login for {}", l.connection_id),
                 Some(&relay),
             );
         }
         Err(e) => {
-            return refuse(
-                &state,
-                &rid,
-                &tenant_id,
-                &id,
-                e.reason,
-                &e.detail,
-                Some(&relay),
-            );
+            return refuser.refuse(e.reason, &e.detail, Some(&relay));
         }
     };
     let Some(tenant) = state.auth.tenant(&tenant_id) else {
-        return refuse(
-            &state,
-            &rid,
-            &tenant_id,
-            &id,
-            "internal",
-            "tenant vanished",
-            Some(&relay),
-        );
+        return refuser.refuse("internal", "tenant vanished", Some(&relay));
     };
     let principal = match auth::complete(
         &login,
@@ -482,15 +467,7 @@ pub(super) async fn callback(
     {
         Ok(p) => p,
         Err(f) => {
-            return refuse(
-                &state,
-                &rid,
-                &tenant_id,
-                &id,
-                f.reason,
-                &f.detail,
-                Some(&relay),
-            );
+            return refuser.refuse(f.reason, &f.detail, Some(&relay));
         }
     };
     // A new login replaces whatever session the browser had (no fixation,
@@ -512,15 +489,7 @@ pub(super) async fn callback(
     {
         Ok(t) => t,
         Err(e) => {
-            return refuse(
-                &state,
-                &rid,
-                &tenant_id,
-                &id,
-                "store",
-                &e.to_string(),
-                Some(&relay),
-            );
+            return refuser.refuse("store", &e.to_string(), Some(&relay));
         }
     };
     state
