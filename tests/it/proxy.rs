@@ -682,30 +682,14 @@ async fn internal_endpoints_reject_hostile_input() {
 async fn admin_endpoints() {
     let env = TestEnv::start().await;
     let c = client();
-    assert_eq!(
-        c.get(format!("http://{}/healthz", env.admin))
+    for (path, want) in [("/healthz", 200), ("/readyz", 200), ("/nope", 404)] {
+        let r = c
+            .get(format!("http://{}{path}", env.admin))
             .send()
             .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(format!("http://{}/readyz", env.admin))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(format!("http://{}/nope", env.admin))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+            .unwrap();
+        assert_eq!(r.status(), want, "{path}");
+    }
     let cookie = env.mint(&principal("jo@example.com", &[])).await;
     for _ in 0..3 {
         c.get(env.url("/x"))

@@ -86,20 +86,7 @@ async fn a_login_creates_a_session_with_mapped_roles() {
     // the flow cookie is single use: cleared on completion
     assert!(cookie_pair(&cb, "portcullis_flow_").is_some_and(|c| c.ends_with('=')));
     let session = session.expect("session cookie");
-    let (status, app) = echo(
-        client()
-            .get(s.env.url("/dashboard"))
-            .header("cookie", &session),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@acme.com"));
-    assert_eq!(seen(&app, "x-forwarded-tenant"), Some("acme"));
-    assert_eq!(
-        seen(&app, "x-forwarded-groups"),
-        Some("Engineering,Everyone")
-    );
-    assert_eq!(seen(&app, "x-forwarded-roles"), Some("member,developer"));
+    let app = assert_alice_engineer(&s.env, &session).await;
     // JIT created the user, once
     let users = s.env.shared.store.list_users(Some("acme")).await.unwrap();
     assert_eq!(users.len(), 1);

@@ -364,3 +364,25 @@ pub async fn start_counting_upstream() -> (
     });
     (addr, task, seen)
 }
+
+/// Loads `/dashboard` with `session` and checks the identity the app sees:
+/// alice@acme.com of tenant acme, groups Engineering and Everyone, roles
+/// member and developer (the mapping both SSO test tenants use). Returns
+/// what the app saw.
+pub async fn assert_alice_engineer(env: &TestEnv, session: &str) -> serde_json::Value {
+    let (status, app) = echo(
+        client()
+            .get(env.url("/dashboard"))
+            .header("cookie", session),
+    )
+    .await;
+    assert_eq!(status, 200, "{app}");
+    assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@acme.com"));
+    assert_eq!(seen(&app, "x-forwarded-tenant"), Some("acme"));
+    assert_eq!(
+        seen(&app, "x-forwarded-groups"),
+        Some("Engineering,Everyone")
+    );
+    assert_eq!(seen(&app, "x-forwarded-roles"), Some("member,developer"));
+    app
+}
