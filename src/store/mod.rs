@@ -18,8 +18,10 @@ mod events;
 mod keys;
 mod migrate;
 mod one_time;
+mod scim;
 mod sessions;
 mod users;
+mod write;
 
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,7 +32,9 @@ use tokio::task::JoinHandle;
 
 pub use domains::{DomainCheck, DomainRecord, DomainStatus, DueCutoffs};
 pub use error::StoreError;
+pub use scim::{ScimIndex, ScimKind, ScimLogin, ScimMember, ScimRow};
 pub use users::UserRecord;
+pub use write::WriteTx;
 
 /// Which database a [`Store`] talks to. Callers use it for the few decisions
 /// that really differ (e.g. whether events cross replicas).

@@ -87,53 +87,14 @@ impl Store {
     /// NOTIFY is sent in the same transaction as the delete, so other
     /// replicas hear about it exactly when the delete becomes visible.
     pub async fn revoke_sessions(&self, selector: &SessionSelector) -> Result<u64, StoreError> {
-        let (sql, value): (&'static str, Option<&str>) = match selector {
-            SessionSelector::Id(v) => ("DELETE FROM sessions WHERE id_hash = $1", Some(v)),
-            SessionSelector::User(v) => ("DELETE FROM sessions WHERE user_id = $1", Some(v)),
-            SessionSelector::Tenant(v) => ("DELETE FROM sessions WHERE tenant = $1", Some(v)),
-            SessionSelector::Connection(v) => {
-                ("DELETE FROM sessions WHERE connection = $1", Some(v))
-            }
-            SessionSelector::All => ("DELETE FROM sessions", None),
-        };
-        if let Some(value) = value {
-            check_text("selector", value)?;
-        }
-        let mut query = sqlx::query(sql);
-        if let Some(value) = value {
-            query = query.bind(value);
-        }
-        let event = StoreEvent::SessionsRevoked(selector.clone());
-
-        let deleted = match self.inner.backend {
-            Backend::Sqlite => {
-                // Other processes on the same file poll this log (see
-                // `events::poll_sqlite`); same transaction as the delete so
-                // an event exists iff the revocation happened.
-                let mut tx = self.inner.pool.begin().await?;
-                let deleted = query.execute(&mut *tx).await?.rows_affected();
-                sqlx::query("INSERT INTO store_events (payload, created_at) VALUES ($1, $2)")
-                    .bind(events::encode(&event))
-                    .bind(super::unix_now())
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                deleted
-            }
-            Backend::Postgres => {
-                let mut tx = self.inner.pool.begin().await?;
-                let deleted = query.execute(&mut *tx).await?.rows_affected();
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(events::CHANNEL)
-                    .bind(events::encode(&event))
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                deleted
-            }
-        };
+        let mut tx = self.inner.pool.begin().await?;
+        let deleted = revoke_in(&mut tx, self.inner.backend, selector).await?;
+        tx.commit().await?;
         // No receivers is fine: nobody caches anything yet.
-        let _ = self.inner.events.send(event);
+        let _ = self
+            .inner
+            .events
+            .send(StoreEvent::SessionsRevoked(selector.clone()));
         Ok(deleted)
     }
 
@@ -161,6 +122,52 @@ impl Store {
         let n: i64 = row.try_get("n")?;
         u64::try_from(n).map_err(|_| StoreError::Corrupt("negative session count".into()))
     }
+}
+
+/// Deletes the selected sessions and records the cross-process event inside
+/// the caller's transaction, so an event exists iff the revocation commits.
+/// SQLite: other processes on the same file poll `store_events` (see
+/// `events::poll_sqlite`). PostgreSQL: the NOTIFY is delivered at commit, so
+/// other replicas hear about it exactly when the delete becomes visible. The
+/// caller publishes the in-process event after committing.
+pub(super) async fn revoke_in(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    selector: &SessionSelector,
+) -> Result<u64, StoreError> {
+    let (sql, value): (&'static str, Option<&str>) = match selector {
+        SessionSelector::Id(v) => ("DELETE FROM sessions WHERE id_hash = $1", Some(v)),
+        SessionSelector::User(v) => ("DELETE FROM sessions WHERE user_id = $1", Some(v)),
+        SessionSelector::Tenant(v) => ("DELETE FROM sessions WHERE tenant = $1", Some(v)),
+        SessionSelector::Connection(v) => ("DELETE FROM sessions WHERE connection = $1", Some(v)),
+        SessionSelector::All => ("DELETE FROM sessions", None),
+    };
+    if let Some(value) = value {
+        check_text("selector", value)?;
+    }
+    let mut query = sqlx::query(sql);
+    if let Some(value) = value {
+        query = query.bind(value);
+    }
+    let event = StoreEvent::SessionsRevoked(selector.clone());
+    let deleted = query.execute(&mut *conn).await?.rows_affected();
+    match backend {
+        Backend::Sqlite => {
+            sqlx::query("INSERT INTO store_events (payload, created_at) VALUES ($1, $2)")
+                .bind(events::encode(&event))
+                .bind(super::unix_now())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Backend::Postgres => {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(events::CHANNEL)
+                .bind(events::encode(&event))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(deleted)
 }
 
 /// Lists are stored as JSON text because the Any driver has no array type.

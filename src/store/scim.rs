@@ -1,0 +1,642 @@
+//! SCIM resources: bearer tokens, users (a SCIM document linked to the
+//! `users` row that SSO login finds), groups and memberships.
+//!
+//! Reads go through [`Store`]; every write goes through a [`WriteTx`] so a
+//! change and everything it implies commit together.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::write::WriteTx;
+use super::{Store, StoreError, check_text};
+
+/// Which resource table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScimKind {
+    User,
+    Group,
+}
+
+/// The indexed lookups IdPs need: `userName`/`displayName` (`name`,
+/// case-insensitive), `externalId` (case-exact) and `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScimIndex {
+    Id,
+    Name,
+    ExternalId,
+}
+
+/// One stored resource. `name` is `userName` for users and `displayName`
+/// for groups; `doc` is the resource JSON without `id`, `meta` and
+/// (groups) `members`, which are kept in their own columns and table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimRow {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub external_id: Option<String>,
+    pub doc: String,
+    pub version: i64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// A group member: the member's id and `User` or `Group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimMember {
+    pub id: String,
+    pub kind: String,
+}
+
+/// What a SCIM user means for login: the `users` row's fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimLogin {
+    pub email: String,
+    pub name: Option<String>,
+    pub active: bool,
+    /// Role for a newly created login user (the tenant's default role).
+    pub role: Option<String>,
+}
+
+/// Picks the table's variant of a statement; sqlx needs `&'static str`.
+macro_rules! by_kind {
+    ($kind:expr, $a:expr, $b:literal) => {
+        match $kind {
+            ScimKind::User => concat!($a, "scim_users", $b),
+            ScimKind::Group => concat!($a, "scim_groups", $b),
+        }
+    };
+}
+
+macro_rules! row_columns {
+    () => {
+        "SELECT id, tenant, name, external_id, doc, version, created_at, updated_at FROM "
+    };
+}
+
+fn decode(row: &AnyRow) -> Result<ScimRow, StoreError> {
+    Ok(ScimRow {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        name: row.try_get("name")?,
+        external_id: row.try_get("external_id")?,
+        doc: row.try_get("doc")?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn check_row(r: &ScimRow) -> Result<(), StoreError> {
+    for (f, v) in [
+        ("id", &r.id),
+        ("tenant", &r.tenant),
+        ("name", &r.name),
+        ("doc", &r.doc),
+    ] {
+        check_text(f, v)?;
+    }
+    if let Some(e) = &r.external_id {
+        check_text("externalId", e)?;
+    }
+    Ok(())
+}
+
+/// Unique-index violations become `Duplicate` (a 409 for SCIM).
+fn unique(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Duplicate(what.into()),
+        _ => StoreError::Query(e),
+    }
+}
+
+impl Store {
+    /// Replaces the tenant's SCIM token (the previous one stops working).
+    pub async fn scim_token_set(
+        &self,
+        tenant: &str,
+        key_id: &str,
+        secret_hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        for (f, v) in [("tenant", tenant), ("key_id", key_id), ("hash", secret_hash)] {
+            check_text(f, v)?;
+        }
+        let mut tx = self.inner.pool.begin().await?;
+        sqlx::query("DELETE FROM scim_tokens WHERE tenant = $1")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO scim_tokens (tenant, key_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant)
+        .bind(key_id)
+        .bind(secret_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `(tenant, secret_hash)` of the token with this key id.
+    pub async fn scim_token_lookup(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        check_text("key_id", key_id)?;
+        let row = sqlx::query("SELECT tenant, secret_hash FROM scim_tokens WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("tenant")?, r.try_get("secret_hash")?)))
+            .transpose()
+    }
+
+    /// One resource by id.
+    pub async fn scim_get(
+        &self,
+        kind: ScimKind,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ScimRow>, StoreError> {
+        check_text("id", id)?;
+        let row = sqlx::query(by_kind!(kind, row_columns!(), " WHERE tenant = $1 AND id = $2"))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Resources whose indexed attribute equals `value` (`Name`:
+    /// case-insensitively; `ExternalId`, `Id`: exactly).
+    pub async fn scim_find(
+        &self,
+        kind: ScimKind,
+        tenant: &str,
+        index: ScimIndex,
+        value: &str,
+    ) -> Result<Vec<ScimRow>, StoreError> {
+        if value.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let (sql, value) = match index {
+            ScimIndex::Id => (
+                by_kind!(
+                    kind,
+                    row_columns!(),
+                    " WHERE tenant = $1 AND id = $2 ORDER BY created_at, id"
+                ),
+                value.to_owned(),
+            ),
+            ScimIndex::Name => (
+                by_kind!(
+                    kind,
+                    row_columns!(),
+                    " WHERE tenant = $1 AND name_lower = $2 ORDER BY created_at, id"
+                ),
+                value.to_lowercase(),
+            ),
+            ScimIndex::ExternalId => (
+                by_kind!(
+                    kind,
+                    row_columns!(),
+                    " WHERE tenant = $1 AND external_id = $2 ORDER BY created_at, id"
+                ),
+                value.to_owned(),
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(tenant)
+            .bind(value)
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// How many resources the tenant has.
+    pub async fn scim_count(&self, kind: ScimKind, tenant: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(by_kind!(
+            kind,
+            "SELECT COUNT(*) AS n FROM ",
+            " WHERE tenant = $1"
+        ))
+        .bind(tenant)
+        .fetch_one(&self.inner.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// One page in the stable listing order (creation time, then id).
+    pub async fn scim_page(
+        &self,
+        kind: ScimKind,
+        tenant: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<ScimRow>, StoreError> {
+        let rows = sqlx::query(by_kind!(
+            kind,
+            row_columns!(),
+            " WHERE tenant = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+        ))
+        .bind(tenant)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The next `limit` resources after `after` (keyset on the listing
+    /// order), for filters that must look at every resource.
+    pub async fn scim_scan(
+        &self,
+        kind: ScimKind,
+        tenant: &str,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<ScimRow>, StoreError> {
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
+        let rows = sqlx::query(by_kind!(
+            kind,
+            row_columns!(),
+            " WHERE tenant = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+             ORDER BY created_at, id LIMIT $4"
+        ))
+        .bind(tenant)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// A group's members, in a stable order.
+    pub async fn scim_members(&self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT member_id, member_type FROM scim_members WHERE group_id = $1 ORDER BY member_id",
+        )
+        .bind(group_id)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScimMember {
+                    id: r.try_get("member_id")?,
+                    kind: r.try_get("member_type")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `member_id` is a direct member of `group_id`.
+    pub async fn scim_is_member(&self, group_id: &str, member_id: &str) -> Result<bool, StoreError> {
+        if member_id.contains('\0') {
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM scim_members WHERE group_id = $1 AND member_id = $2",
+        )
+        .bind(group_id)
+        .bind(member_id)
+        .fetch_one(&self.inner.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// The groups `member_id` belongs to directly: `(id, displayName)`.
+    pub async fn scim_groups_of(&self, member_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT g.id AS id, g.name AS name FROM scim_members m JOIN scim_groups g ON g.id = m.group_id \
+             WHERE m.member_id = $1 ORDER BY g.name_lower, g.id",
+        )
+        .bind(member_id)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+            .collect()
+    }
+}
+
+impl WriteTx {
+    /// One resource by id, read inside the transaction.
+    pub async fn scim_get(&mut self, kind: ScimKind, id: &str) -> Result<Option<ScimRow>, StoreError> {
+        check_text("id", id)?;
+        let tenant = self.tenant().to_owned();
+        let row = sqlx::query(by_kind!(kind, row_columns!(), " WHERE tenant = $1 AND id = $2"))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Whether another resource of the tenant already has this name
+    /// (case-insensitively).
+    pub async fn scim_name_taken(
+        &mut self,
+        kind: ScimKind,
+        name: &str,
+        except_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        check_text("name", name)?;
+        let tenant = self.tenant().to_owned();
+        let row = sqlx::query(by_kind!(
+            kind,
+            "SELECT id FROM ",
+            " WHERE tenant = $1 AND name_lower = $2"
+        ))
+        .bind(tenant)
+        .bind(name.to_lowercase())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(match row {
+            None => false,
+            Some(r) => Some(r.try_get::<String, _>("id")?.as_str()) != except_id,
+        })
+    }
+
+    /// Adds a resource; a name clash is `Duplicate`.
+    pub async fn scim_insert(&mut self, kind: ScimKind, r: &ScimRow) -> Result<(), StoreError> {
+        check_row(r)?;
+        sqlx::query(by_kind!(
+            kind,
+            "INSERT INTO ",
+            " (id, tenant, name, name_lower, external_id, doc, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(r.id.as_str())
+        .bind(r.tenant.as_str())
+        .bind(r.name.as_str())
+        .bind(r.name.to_lowercase())
+        .bind(r.external_id.as_deref())
+        .bind(r.doc.as_str())
+        .bind(r.version)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique(e, "name"))?;
+        Ok(())
+    }
+
+    /// Overwrites a resource's name, externalId, document, version and
+    /// modification time.
+    pub async fn scim_update(&mut self, kind: ScimKind, r: &ScimRow) -> Result<(), StoreError> {
+        check_row(r)?;
+        sqlx::query(by_kind!(
+            kind,
+            "UPDATE ",
+            " SET name = $1, name_lower = $2, external_id = $3, doc = $4, version = $5, updated_at = $6 \
+             WHERE tenant = $7 AND id = $8"
+        ))
+        .bind(r.name.as_str())
+        .bind(r.name.to_lowercase())
+        .bind(r.external_id.as_deref())
+        .bind(r.doc.as_str())
+        .bind(r.version)
+        .bind(r.updated_at)
+        .bind(r.tenant.as_str())
+        .bind(r.id.as_str())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique(e, "name"))?;
+        Ok(())
+    }
+
+    /// Deletes a resource (a group's memberships go with it); `true` if it
+    /// existed.
+    pub async fn scim_delete(&mut self, kind: ScimKind, id: &str) -> Result<bool, StoreError> {
+        let tenant = self.tenant().to_owned();
+        let n = sqlx::query(by_kind!(
+            kind,
+            "DELETE FROM ",
+            " WHERE tenant = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Bumps a group's version and modification time after a membership
+    /// change, without rewriting its document.
+    pub async fn scim_touch_group(&mut self, group_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE scim_groups SET version = version + 1, updated_at = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(group_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds members (already present ones are left alone); returns how many
+    /// were new.
+    pub async fn scim_add_members(
+        &mut self,
+        group_id: &str,
+        members: &[ScimMember],
+    ) -> Result<u64, StoreError> {
+        let mut added = 0;
+        for m in members {
+            check_text("member", &m.id)?;
+            added += sqlx::query(
+                "INSERT INTO scim_members (group_id, member_id, member_type) VALUES ($1, $2, $3) \
+                 ON CONFLICT (group_id, member_id) DO NOTHING",
+            )
+            .bind(group_id)
+            .bind(m.id.as_str())
+            .bind(m.kind.as_str())
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        }
+        Ok(added)
+    }
+
+    /// Removes the listed members; returns how many were there.
+    pub async fn scim_remove_members(
+        &mut self,
+        group_id: &str,
+        member_ids: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for id in member_ids {
+            if id.contains('\0') {
+                continue;
+            }
+            removed += sqlx::query("DELETE FROM scim_members WHERE group_id = $1 AND member_id = $2")
+                .bind(group_id)
+                .bind(id.as_str())
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+        }
+        Ok(removed)
+    }
+
+    /// Removes every member of a group; returns how many there were.
+    pub async fn scim_clear_members(&mut self, group_id: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM scim_members WHERE group_id = $1")
+            .bind(group_id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected())
+    }
+
+    /// A deleted user or group leaves every group it was in; those groups'
+    /// versions change.
+    pub async fn scim_remove_member_everywhere(
+        &mut self,
+        member_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE scim_groups SET version = version + 1, updated_at = $1 \
+             WHERE id IN (SELECT group_id FROM scim_members WHERE member_id = $2)",
+        )
+        .bind(now_ms)
+        .bind(member_id)
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query("DELETE FROM scim_members WHERE member_id = $1")
+            .bind(member_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// `User` or `Group` if a resource with this id exists in the tenant.
+    pub async fn scim_member_kind(&mut self, id: &str) -> Result<Option<&'static str>, StoreError> {
+        if id.contains('\0') {
+            return Ok(None);
+        }
+        let tenant = self.tenant().to_owned();
+        for (kind, label) in [(ScimKind::User, "User"), (ScimKind::Group, "Group")] {
+            let row = sqlx::query(by_kind!(
+                kind,
+                "SELECT id FROM ",
+                " WHERE tenant = $1 AND id = $2"
+            ))
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            if row.is_some() {
+                return Ok(Some(label));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The login identity for a new SCIM user: the tenant's existing `users`
+    /// row with this email if it has no SCIM resource yet (a JIT or invited
+    /// user, or one SCIM deleted earlier, is the same person), else a new
+    /// row. Returns the id the SCIM resource must use. An email that belongs
+    /// to another SCIM user is `Duplicate`.
+    pub async fn scim_link_login(
+        &mut self,
+        new_id: &str,
+        login: &ScimLogin,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        check_text("email", &login.email)?;
+        let tenant = self.tenant().to_owned();
+        let existing = sqlx::query("SELECT id FROM users WHERE tenant = $1 AND email_lower = $2")
+            .bind(tenant.as_str())
+            .bind(login.email.to_lowercase())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        if let Some(row) = existing {
+            let id: String = row.try_get("id")?;
+            if self.scim_get(ScimKind::User, &id).await?.is_some() {
+                return Err(StoreError::Duplicate("email".into()));
+            }
+            self.scim_update_login(&id, login, now).await?;
+            return Ok(id);
+        }
+        sqlx::query(
+            "INSERT INTO users (id, tenant, email, email_lower, name, role, source, active, subject, \
+             created_at, updated_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, 'scim', $7, NULL, $8, $8, NULL)",
+        )
+        .bind(new_id)
+        .bind(tenant.as_str())
+        .bind(login.email.as_str())
+        .bind(login.email.to_lowercase())
+        .bind(login.name.as_deref())
+        .bind(login.role.as_deref())
+        .bind(i64::from(login.active))
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique(e, "email"))?;
+        Ok(new_id.to_owned())
+    }
+
+    /// Updates the login identity of SCIM user `id`. An email that belongs
+    /// to another user of the tenant is `Duplicate`.
+    pub async fn scim_update_login(
+        &mut self,
+        id: &str,
+        login: &ScimLogin,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        check_text("email", &login.email)?;
+        if let Some(name) = &login.name {
+            check_text("name", name)?;
+        }
+        let tenant = self.tenant().to_owned();
+        let other = sqlx::query(
+            "SELECT id FROM users WHERE tenant = $1 AND email_lower = $2 AND id <> $3",
+        )
+        .bind(tenant.as_str())
+        .bind(login.email.to_lowercase())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if other.is_some() {
+            return Err(StoreError::Duplicate("email".into()));
+        }
+        sqlx::query(
+            "UPDATE users SET email = $1, email_lower = $2, name = $3, active = $4, source = 'scim', \
+             updated_at = $5 WHERE tenant = $6 AND id = $7",
+        )
+        .bind(login.email.as_str())
+        .bind(login.email.to_lowercase())
+        .bind(login.name.as_deref())
+        .bind(i64::from(login.active))
+        .bind(now)
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| unique(e, "email"))?;
+        Ok(())
+    }
+
+    /// After a SCIM DELETE the `users` row stays as a deactivated tombstone
+    /// (`source = 'scim-deleted'`), so JIT cannot let the person back in;
+    /// a later SCIM create with the same email adopts it again.
+    pub async fn scim_tombstone_login(&mut self, id: &str, now: i64) -> Result<(), StoreError> {
+        let tenant = self.tenant().to_owned();
+        sqlx::query(
+            "UPDATE users SET active = 0, source = 'scim-deleted', updated_at = $1 \
+             WHERE tenant = $2 AND id = $3",
+        )
+        .bind(now)
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}

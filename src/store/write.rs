@@ -1,0 +1,100 @@
+//! Tenant-scoped write transactions.
+//!
+//! A provisioning change (a SCIM write today; its webhook outbox row with
+//! issue 7) must be all-or-nothing: the resource, the login identity, the
+//! memberships, the ended sessions and the event that announces them commit
+//! together or not at all. [`WriteTx`] is that unit. Dropping it without
+//! [`WriteTx::commit`] rolls everything back.
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{Backend, SessionSelector, Store, StoreError, StoreEvent, check_text, sessions};
+
+/// One open write transaction for one tenant. Other writers of the same
+/// tenant wait until it commits or rolls back.
+pub struct WriteTx {
+    pub(super) tx: Transaction<'static, Any>,
+    store: Store,
+    tenant: String,
+    seq: i64,
+    revoked: Vec<SessionSelector>,
+}
+
+impl std::fmt::Debug for WriteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx")
+            .field("tenant", &self.tenant)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens a write transaction for `tenant`. Its first statement bumps the
+    /// tenant's sequence number: on SQLite that takes the write lock at once
+    /// (a deferred read-then-write transaction could fail to upgrade), on
+    /// PostgreSQL it locks the tenant's row, so a tenant's writers are
+    /// serialised and uniqueness checks inside the transaction hold. The
+    /// number orders the tenant's changes (webhook events, issue 7).
+    pub async fn begin_write(&self, tenant: &str) -> Result<WriteTx, StoreError> {
+        check_text("tenant", tenant)?;
+        let mut tx = self.inner.pool.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO scim_tenants (tenant, seq) VALUES ($1, 1) \
+             ON CONFLICT (tenant) DO UPDATE SET seq = scim_tenants.seq + 1 RETURNING seq",
+        )
+        .bind(tenant)
+        .fetch_one(&mut *tx)
+        .await?;
+        let seq: i64 = row.try_get("seq")?;
+        Ok(WriteTx {
+            tx,
+            store: self.clone(),
+            tenant: tenant.to_owned(),
+            seq,
+            revoked: Vec::new(),
+        })
+    }
+}
+
+impl WriteTx {
+    /// The tenant this transaction writes for.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// This transaction's position in the tenant's change sequence.
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// Which backend runs the transaction.
+    pub fn backend(&self) -> Backend {
+        self.store.inner.backend
+    }
+
+    /// Ends sessions as part of this transaction (deprovisioning). Other
+    /// processes and replicas learn at commit; this process' subscribers get
+    /// the event from [`WriteTx::commit`].
+    pub async fn revoke_sessions(&mut self, selector: &SessionSelector) -> Result<u64, StoreError> {
+        let backend = self.store.inner.backend;
+        let n = sessions::revoke_in(&mut self.tx, backend, selector).await?;
+        self.revoked.push(selector.clone());
+        Ok(n)
+    }
+
+    /// Commits, then publishes the in-process revocation events. Returns the
+    /// selectors revoked so the caller can drop its own cache entries before
+    /// answering (the next request must already see the revocation).
+    pub async fn commit(self) -> Result<Vec<SessionSelector>, StoreError> {
+        self.tx.commit().await?;
+        for selector in &self.revoked {
+            let _ = self
+                .store
+                .inner
+                .events
+                .send(StoreEvent::SessionsRevoked(selector.clone()));
+        }
+        Ok(self.revoked)
+    }
+}
