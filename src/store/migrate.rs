@@ -61,7 +61,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0005_one_time.sql"),
         postgres: include_str!("migrations/postgres/0005_one_time.sql"),
     },
-    // 6 is reserved (session IdP binding, merged separately).
+    Migration {
+        version: 6,
+        description: "session IdP binding (subject, IdP session, logout hint)",
+        sqlite: include_str!("migrations/sqlite/0006_session_idp.sql"),
+        postgres: include_str!("migrations/postgres/0006_session_idp.sql"),
+    },
     Migration {
         version: 7,
         description: "SCIM tokens, users, groups, memberships",
