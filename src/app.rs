@@ -397,8 +397,9 @@ pub fn prepare_with(
     background.spawn(crate::domains::run_checks(
         domains,
         Duration::from_secs(config.dns.check_interval_seconds),
-        checks_rx,
+        checks_rx.clone(),
     ));
+    background.spawn(supervise_webhooks(shared.clone(), checks_rx));
 
     let conf = ServerConf {
         threads: config.server.threads,
@@ -491,6 +492,49 @@ async fn reload_on_sighup(shared: Arc<Shared>) {
     }
 }
 
+/// Runs the webhook deliverer while `[webhook]` is configured, restarting it
+/// when a reload changes the section (the outbox keeps events meanwhile, so
+/// nothing is lost across a restart of the deliverer).
+async fn supervise_webhooks(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut current: Option<(
+        crate::config::WebhookConfig,
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )> = None;
+    loop {
+        let wanted = shared.config().webhook.clone();
+        if current.as_ref().map(|c| &c.0) != wanted.as_ref() {
+            if let Some((_, tx, handle)) = current.take() {
+                tx.send_replace(true);
+                let _ = handle.await;
+            }
+            if let Some(cfg) = wanted {
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                match crate::webhook::spawn(
+                    shared.store.clone(),
+                    cfg.clone(),
+                    shared.metrics.clone(),
+                    rx,
+                ) {
+                    Ok(handle) => current = Some((cfg, tx, handle)),
+                    Err(e) => tracing::error!(error = %e, "webhook deliverer not started"),
+                }
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    if let Some((_, tx, handle)) = current.take() {
+        tx.send_replace(true);
+        let _ = handle.await;
+    }
+}
+
 /// Deletes expired and idle sessions so the store doesn't grow forever.
 async fn sweep_expired_sessions(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -508,6 +552,15 @@ async fn sweep_expired_sessions(shared: Arc<Shared>) {
         }
         if let Err(e) = shared.store.delete_expired_one_time(now).await {
             tracing::warn!(error = %e, "could not remove expired one-time values");
+        }
+        // Delivered and dead webhook events are kept for the replay window.
+        let retention_days = cfg.webhook.as_ref().map_or(7, |w| w.retention_days) as i64;
+        if let Err(e) = shared
+            .store
+            .outbox_prune((now - retention_days * 86_400) * 1000)
+            .await
+        {
+            tracing::warn!(error = %e, "could not prune delivered webhook events");
         }
         // Keep the certificate-expiry gauge current; log warnings daily.
         crate::auth::saml::expiry::report(&cfg, &shared.metrics, now, ticks.is_multiple_of(1440));

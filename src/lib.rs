@@ -18,3 +18,4 @@ pub mod redirect;
 pub mod secret;
 pub mod session;
 pub mod store;
+pub mod webhook;

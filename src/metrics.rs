@@ -34,6 +34,83 @@ pub struct Metrics {
     pub sso_enforced: IntCounterVec,
     /// Seconds until a SAML connection's last trusted certificate expires.
     pub saml_cert_expiry: IntGaugeVec,
+    pub webhook: WebhookMetrics,
+}
+
+/// Webhook delivery (the outbox deliverer and its status refresh).
+pub struct WebhookMetrics {
+    /// Events acknowledged by the receiver.
+    pub delivered: IntCounter,
+    /// Failed attempts; `reason` ∈ connect|timeout|status|other.
+    pub failures: IntCounterVec,
+    /// Events given up on after the maximum age.
+    pub dead_lettered: IntCounter,
+    /// Current queue: `state` ∈ pending|dead, summed over tenants.
+    pub events: IntGaugeVec,
+    /// Age of the oldest unacknowledged event (0 when none).
+    pub oldest_pending_age: IntGauge,
+    /// Seconds from an event being written to its acknowledgement.
+    pub latency: Histogram,
+}
+
+impl WebhookMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let delivered = IntCounter::new(
+            "portcullis_webhook_delivered_total",
+            "Webhook events acknowledged by the receiver",
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "portcullis_webhook_failures_total",
+                "Failed webhook delivery attempts by reason",
+            ),
+            &["reason"],
+        )?;
+        let dead_lettered = IntCounter::new(
+            "portcullis_webhook_dead_lettered_total",
+            "Webhook events dead-lettered after the maximum age",
+        )?;
+        let events = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_webhook_events",
+                "Webhook events in the outbox by state (pending, dead)",
+            ),
+            &["state"],
+        )?;
+        let oldest_pending_age = IntGauge::new(
+            "portcullis_webhook_oldest_pending_age_seconds",
+            "Age of the oldest unacknowledged webhook event",
+        )?;
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "portcullis_webhook_delivery_latency_seconds",
+                "Time from a change being written to its event being acknowledged",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0,
+            ]),
+        )?;
+        for reason in ["connect", "timeout", "status", "other"] {
+            failures.with_label_values(&[reason]);
+        }
+        for state in ["pending", "dead"] {
+            events.with_label_values(&[state]);
+        }
+        registry.register(Box::new(delivered.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(dead_lettered.clone()))?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(oldest_pending_age.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Self {
+            delivered,
+            failures,
+            dead_lettered,
+            events,
+            oldest_pending_age,
+            latency,
+        })
+    }
 }
 
 impl Metrics {
@@ -145,6 +222,7 @@ impl Metrics {
         registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(assertion_sign.clone()))?;
         config_last_reload_success.set(1);
+        let webhook = WebhookMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -161,6 +239,7 @@ impl Metrics {
             logins,
             sso_enforced,
             saml_cert_expiry,
+            webhook,
         })
     }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::connection::VerifiedLogin;
 use crate::config::TenantConfig;
 use crate::identity::Principal;
-use crate::store::{Store, StoreError, UserRecord};
+use crate::store::{EventType, Store, StoreError, UserRecord, user_data};
 
 /// Which tenant owns a domain, counting only *verified* domains.
 #[async_trait]
@@ -166,7 +166,7 @@ pub async fn complete(
                     },
                 ));
             }
-            match store.insert_user(&u).await {
+            match create_jit_user(store, &u, now).await {
                 Ok(()) => u,
                 // Two first logins racing: the other one created the user.
                 Err(StoreError::Duplicate(_)) => store
@@ -201,6 +201,17 @@ pub async fn complete(
             .map_err(store_err)?;
     }
     Ok(principal(login, tenant, user))
+}
+
+/// Creates a JIT user and its `user.created` webhook event in one
+/// transaction, so the app hears of every user who can sign in.
+async fn create_jit_user(store: &Store, u: &UserRecord, now: i64) -> Result<(), StoreError> {
+    let mut tx = store.begin_write(&u.tenant).await?;
+    tx.insert_user(u).await?;
+    tx.emit(EventType::UserCreated, &user_data(u, None), now * 1000)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 fn principal(login: &VerifiedLogin, tenant: &TenantConfig, user: UserRecord) -> Principal {

@@ -25,6 +25,89 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     /// The development SAML IdP (`[dev_idp]`); loopback only.
     pub dev_idp: Option<DevIdpConfig>,
+    /// Where user and group changes are delivered (`[webhook]`).
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// `[webhook]`: the upstream app's endpoint for user and group events
+/// (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`). Without this section events are still recorded
+/// (so `webhooks resync`/`replay` can send them later) but not delivered.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL the events are POSTed to.
+    pub url: String,
+    /// Signing secrets, `whsec_` + base64 of 24–64 random bytes. Every
+    /// secret signs every event, so a receiver can rotate by accepting the
+    /// new secret first, then the old one is removed here.
+    pub secrets: Vec<String>,
+    /// Per-attempt timeout (connect + response).
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_seconds: u64,
+    /// First retry delay; doubles per attempt with full jitter.
+    #[serde(default = "default_webhook_retry_initial")]
+    pub retry_initial_ms: u64,
+    /// Cap on the retry delay.
+    #[serde(default = "default_webhook_retry_max")]
+    pub retry_max_ms: u64,
+    /// An event still unacknowledged this long after it was written is
+    /// dead-lettered and its tenant's queue moves on.
+    #[serde(default = "default_webhook_max_age")]
+    pub max_age_seconds: u64,
+    /// Tenants delivered in parallel (each tenant is strictly in order).
+    #[serde(default = "default_webhook_concurrency")]
+    pub concurrency: usize,
+    /// How often other replicas' new events are looked for; local writes
+    /// wake the deliverer at once.
+    #[serde(default = "default_webhook_poll")]
+    pub poll_interval_ms: u64,
+    /// Delivered and dead events are kept this long (the replay window).
+    #[serde(default = "default_webhook_retention")]
+    pub retention_days: u64,
+    /// PEM bundle of extra CAs to trust for an `https` URL (private CA).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Decodes a Standard Webhooks secret: `whsec_` + base64 of 24–64 bytes.
+/// The message never contains the secret.
+pub fn decode_webhook_secret(s: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let Some(b64) = s.strip_prefix("whsec_") else {
+        return Err("must start with `whsec_` (Standard Webhooks secret format)".into());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| "the part after `whsec_` is not valid base64".to_owned())?;
+    if !(24..=64).contains(&bytes.len()) {
+        return Err(format!(
+            "decodes to {} bytes; Standard Webhooks secrets are 24 to 64 bytes",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+fn default_webhook_timeout() -> u64 {
+    10
+}
+fn default_webhook_retry_initial() -> u64 {
+    1_000
+}
+fn default_webhook_retry_max() -> u64 {
+    10 * 60 * 1_000
+}
+fn default_webhook_max_age() -> u64 {
+    3 * 24 * 3600
+}
+fn default_webhook_concurrency() -> usize {
+    16
+}
+fn default_webhook_poll() -> u64 {
+    250
+}
+fn default_webhook_retention() -> u64 {
+    7
 }
 
 /// `[dev_idp]`: a SAML IdP inside the binary that signs a response for any

@@ -73,6 +73,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0007_scim.sql"),
         postgres: include_str!("migrations/postgres/0007_scim.sql"),
     },
+    Migration {
+        version: 10,
+        description: "webhook outbox, sequences and delivery leases",
+        sqlite: include_str!("migrations/sqlite/0010_webhooks.sql"),
+        postgres: include_str!("migrations/postgres/0010_webhooks.sql"),
+    },
 ];
 
 /// Same text for both backends: BIGINT has INTEGER affinity in SQLite.

@@ -18,6 +18,7 @@ mod events;
 mod keys;
 mod migrate;
 mod one_time;
+mod outbox;
 mod scim;
 mod sessions;
 mod users;
@@ -32,6 +33,7 @@ use tokio::task::JoinHandle;
 
 pub use domains::{DomainCheck, DomainRecord, DomainStatus, DueCutoffs};
 pub use error::StoreError;
+pub use outbox::{EventType, OutboxEvent, OutboxState, OutboxTenantStatus, user_data};
 pub use scim::{ScimIndex, ScimKind, ScimLogin, ScimMember, ScimRow};
 pub use users::UserRecord;
 pub use write::WriteTx;
@@ -142,6 +144,8 @@ struct Inner {
     /// listener task; the task only holds the receiver, never the store.
     shutdown: watch::Sender<bool>,
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// Wakes the webhook deliverer when a local commit appended events.
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -239,6 +243,7 @@ impl Store {
                 events: events_tx,
                 shutdown: shutdown_tx,
                 listener: Mutex::new(handle),
+                outbox: Arc::new(tokio::sync::Notify::new()),
             }),
         })
     }

@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::write::WriteTx;
 use super::{Store, StoreError, check_text};
 
 /// One user of one tenant.
@@ -38,49 +39,8 @@ impl Store {
     /// Adds a user. A second user with the same email (case-insensitive) in
     /// the same tenant is refused with `StoreError::Duplicate`.
     pub async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
-        for (field, value) in [
-            ("id", &u.id),
-            ("tenant", &u.tenant),
-            ("email", &u.email),
-            ("source", &u.source),
-        ] {
-            check_text(field, value)?;
-        }
-        for (field, value) in [
-            ("name", &u.name),
-            ("role", &u.role),
-            ("subject", &u.subject),
-        ] {
-            if let Some(v) = value {
-                check_text(field, v)?;
-            }
-        }
-        let result = sqlx::query(
-            "INSERT INTO users (id, tenant, email, email_lower, name, role, source, active, subject, \
-             created_at, updated_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (tenant, email_lower) DO NOTHING",
-        )
-        .bind(u.id.as_str())
-        .bind(u.tenant.as_str())
-        .bind(u.email.as_str())
-        .bind(u.email.to_lowercase())
-        .bind(u.name.as_deref())
-        .bind(u.role.as_deref())
-        .bind(u.source.as_str())
-        .bind(i64::from(u.active))
-        .bind(u.subject.as_deref())
-        .bind(u.created_at)
-        .bind(u.updated_at)
-        .bind(u.last_login_at)
-        .execute(&self.inner.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::Duplicate(format!(
-                "user {} in tenant {}",
-                u.email, u.tenant
-            )));
-        }
-        Ok(())
+        let mut conn = self.inner.pool.acquire().await?;
+        insert_user_in(&mut conn, u).await
     }
 
     /// The user with this email in this tenant, case-insensitively.
@@ -192,4 +152,64 @@ fn decode(row: &AnyRow) -> Result<UserRecord, StoreError> {
         updated_at: row.try_get("updated_at")?,
         last_login_at: row.try_get("last_login_at")?,
     })
+}
+
+/// Shared by [`Store::insert_user`] and [`WriteTx::insert_user`].
+async fn insert_user_in(conn: &mut sqlx::AnyConnection, u: &UserRecord) -> Result<(), StoreError> {
+    for (field, value) in [
+        ("id", &u.id),
+        ("tenant", &u.tenant),
+        ("email", &u.email),
+        ("source", &u.source),
+    ] {
+        check_text(field, value)?;
+    }
+    for (field, value) in [
+        ("name", &u.name),
+        ("role", &u.role),
+        ("subject", &u.subject),
+    ] {
+        if let Some(v) = value {
+            check_text(field, v)?;
+        }
+    }
+    let result = sqlx::query(
+            "INSERT INTO users (id, tenant, email, email_lower, name, role, source, active, subject, \
+             created_at, updated_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (tenant, email_lower) DO NOTHING",
+        )
+        .bind(u.id.as_str())
+        .bind(u.tenant.as_str())
+        .bind(u.email.as_str())
+        .bind(u.email.to_lowercase())
+        .bind(u.name.as_deref())
+        .bind(u.role.as_deref())
+        .bind(u.source.as_str())
+        .bind(i64::from(u.active))
+        .bind(u.subject.as_deref())
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .bind(u.last_login_at)
+        .execute(&mut *conn)
+        .await?;
+    if result.rows_affected() == 0 {
+        return Err(StoreError::Duplicate(format!(
+            "user {} in tenant {}",
+            u.email, u.tenant
+        )));
+    }
+    Ok(())
+}
+
+impl WriteTx {
+    /// [`Store::insert_user`] inside a write transaction (JIT provisioning
+    /// with its webhook event).
+    pub async fn insert_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
+        if u.tenant != self.tenant() {
+            return Err(StoreError::InvalidInput(
+                "user tenant differs from the transaction's".into(),
+            ));
+        }
+        insert_user_in(&mut self.tx, u).await
+    }
 }

@@ -18,6 +18,8 @@ pub struct WriteTx {
     tenant: String,
     seq: i64,
     revoked: Vec<SessionSelector>,
+    /// Whether an outbox event was appended, to wake the deliverer at commit.
+    pub(super) emitted: bool,
 }
 
 impl std::fmt::Debug for WriteTx {
@@ -53,6 +55,7 @@ impl Store {
             tenant: tenant.to_owned(),
             seq,
             revoked: Vec::new(),
+            emitted: false,
         })
     }
 }
@@ -88,6 +91,9 @@ impl WriteTx {
     /// answering (the next request must already see the revocation).
     pub async fn commit(self) -> Result<Vec<SessionSelector>, StoreError> {
         self.tx.commit().await?;
+        if self.emitted {
+            self.store.inner.outbox.notify_one();
+        }
         for selector in &self.revoked {
             let _ = self
                 .store

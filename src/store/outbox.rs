@@ -1,0 +1,508 @@
+//! The webhook outbox: events written in the same transaction as the change
+//! they announce, then delivered in order per tenant by `webhook::`.
+//!
+//! The stored payload is the exact body sent (envelope included), built at
+//! write time so every retry and replay is byte-identical and the signature
+//! a receiver checks never depends on when it was sent.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::write::WriteTx;
+use super::{Store, StoreError, check_text};
+
+/// The closed set of event types an app can receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    UserCreated,
+    UserUpdated,
+    UserDeactivated,
+    UserReactivated,
+    UserDeleted,
+    GroupCreated,
+    GroupUpdated,
+    GroupDeleted,
+    GroupMemberAdded,
+    GroupMemberRemoved,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 10] = [
+        EventType::UserCreated,
+        EventType::UserUpdated,
+        EventType::UserDeactivated,
+        EventType::UserReactivated,
+        EventType::UserDeleted,
+        EventType::GroupCreated,
+        EventType::GroupUpdated,
+        EventType::GroupDeleted,
+        EventType::GroupMemberAdded,
+        EventType::GroupMemberRemoved,
+    ];
+
+    /// The wire name, e.g. `user.created`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::UserCreated => "user.created",
+            EventType::UserUpdated => "user.updated",
+            EventType::UserDeactivated => "user.deactivated",
+            EventType::UserReactivated => "user.reactivated",
+            EventType::UserDeleted => "user.deleted",
+            EventType::GroupCreated => "group.created",
+            EventType::GroupUpdated => "group.updated",
+            EventType::GroupDeleted => "group.deleted",
+            EventType::GroupMemberAdded => "group.member_added",
+            EventType::GroupMemberRemoved => "group.member_removed",
+        }
+    }
+}
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxState {
+    /// Not yet acknowledged; retried until acknowledged or too old.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Given up after the maximum age; the tenant's queue moved on.
+    Dead,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "pending" => OutboxState::Pending,
+            "delivered" => OutboxState::Delivered,
+            "dead" => OutboxState::Dead,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "webhook_outbox.state {other:?} is not a known state"
+                )));
+            }
+        })
+    }
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    pub tenant: String,
+    /// Gap-free per tenant, in commit order.
+    pub seq: i64,
+    /// The Standard Webhooks message id (`msg_…`).
+    pub id: String,
+    pub event_type: String,
+    /// The exact JSON body to send.
+    pub payload: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub state: OutboxState,
+    pub attempts: i64,
+    /// Unix milliseconds; a pending event is not retried before this.
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<i64>,
+}
+
+/// A tenant's queue at a glance, for `webhooks status` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxTenantStatus {
+    pub tenant: String,
+    pub pending: i64,
+    pub delivered: i64,
+    pub dead: i64,
+    /// Highest delivered sequence number.
+    pub last_delivered_seq: Option<i64>,
+    /// Unix milliseconds of the oldest pending event.
+    pub oldest_pending_at: Option<i64>,
+}
+
+/// The envelope every event is sent in. `data` is the full current state of
+/// the resource, so an app can apply events idempotently.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    tenant: &'a str,
+    sequence: i64,
+    /// RFC 3339, as the Standard Webhooks payload structure recommends.
+    timestamp: String,
+    data: &'a serde_json::Value,
+}
+
+macro_rules! outbox_columns {
+    () => {
+        "tenant, seq, id, event_type, payload, created_at, state, attempts, next_attempt_at, \
+         last_error, delivered_at"
+    };
+}
+
+/// Bounds what goes into the error column (receivers may answer with pages).
+const MAX_ERROR_LEN: usize = 500;
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn decode(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(OutboxEvent {
+        tenant: row.try_get("tenant")?,
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        event_type: row.try_get("event_type")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
+        state: OutboxState::parse(&state)?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_error: row.try_get("last_error")?,
+        delivered_at: row.try_get("delivered_at")?,
+    })
+}
+
+fn truncate(s: &str) -> String {
+    let mut end = s.len().min(MAX_ERROR_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].replace('\0', "")
+}
+
+/// The `data` of a `user.*` event: the user as Portcullis knows it, plus
+/// the SCIM resource when the user is provisioned by SCIM (`null` for
+/// just-in-time users).
+pub fn user_data(u: &super::UserRecord, scim: Option<&serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "active": u.active,
+        "role": u.role,
+        "source": u.source,
+        "scim": scim,
+    })
+}
+
+impl WriteTx {
+    /// Appends an event announcing a change made in this transaction. The
+    /// sequence number comes from the tenant's row in `webhook_sequences`,
+    /// whose lock is held until commit, so numbers are gap-free and in
+    /// commit order even across replicas. Returns the event.
+    pub async fn emit(
+        &mut self,
+        event_type: EventType,
+        data: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<OutboxEvent, StoreError> {
+        let tenant = self.tenant().to_owned();
+        let row = sqlx::query(
+            "INSERT INTO webhook_sequences (tenant, last_seq) VALUES ($1, 1) \
+             ON CONFLICT (tenant) DO UPDATE SET last_seq = webhook_sequences.last_seq + 1 \
+             RETURNING last_seq",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let seq: i64 = row.try_get("last_seq")?;
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let payload = serde_json::to_string(&Envelope {
+            id: &id,
+            event_type: event_type.as_str(),
+            tenant: &tenant,
+            sequence: seq,
+            timestamp: rfc3339(now_ms),
+            data,
+        })
+        .map_err(|e| StoreError::InvalidInput(format!("event payload: {e}")))?;
+        check_text("payload", &payload)?;
+        sqlx::query(concat!(
+            "INSERT INTO webhook_outbox (",
+            outbox_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6, NULL, NULL)"
+        ))
+        .bind(tenant.as_str())
+        .bind(seq)
+        .bind(id.as_str())
+        .bind(event_type.as_str())
+        .bind(payload.as_str())
+        .bind(now_ms)
+        .execute(&mut *self.tx)
+        .await?;
+        self.emitted = true;
+        Ok(OutboxEvent {
+            tenant,
+            seq,
+            id,
+            event_type: event_type.as_str().to_owned(),
+            payload,
+            created_at: now_ms,
+            state: OutboxState::Pending,
+            attempts: 0,
+            next_attempt_at: now_ms,
+            last_error: None,
+            delivered_at: None,
+        })
+    }
+}
+
+impl Store {
+    /// Wakes this process' deliverer; other replicas find new events on
+    /// their next poll.
+    pub fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.inner.outbox.clone()
+    }
+
+    /// Tenants whose head of line (lowest pending event) is due now. A
+    /// tenant whose head waits for a retry is not listed, whatever the
+    /// state of its later events: order comes first.
+    pub async fn outbox_due_tenants(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.tenant FROM webhook_outbox o WHERE o.state = 'pending' \
+             AND o.next_attempt_at <= $1 AND o.seq = (SELECT MIN(p.seq) FROM webhook_outbox p \
+             WHERE p.tenant = o.tenant AND p.state = 'pending') ORDER BY o.tenant",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("tenant").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The tenant's next pending events in order, head of line first. The
+    /// deliverer sends them one by one and stops at the first failure.
+    pub async fn outbox_pending(
+        &self,
+        tenant: &str,
+        limit: i64,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        check_text("tenant", tenant)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM webhook_outbox WHERE tenant = $1 AND state = 'pending' ORDER BY seq LIMIT $2"
+        ))
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Records an acknowledgement. Guarded on the pending state so a late
+    /// answer never resurrects an event an operator already dealt with.
+    pub async fn outbox_delivered(
+        &self,
+        tenant: &str,
+        seq: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        check_text("tenant", tenant)?;
+        let r = sqlx::query(
+            "UPDATE webhook_outbox SET state = 'delivered', delivered_at = $3, \
+             attempts = attempts + 1, last_error = NULL \
+             WHERE tenant = $1 AND seq = $2 AND state = 'pending'",
+        )
+        .bind(tenant)
+        .bind(seq)
+        .bind(now_ms)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records a failed attempt: retried at `next_attempt_at`, or dead-lettered
+    /// when `dead` (too old), which lets the tenant's queue move on.
+    pub async fn outbox_failed(
+        &self,
+        tenant: &str,
+        seq: i64,
+        error: &str,
+        next_attempt_at: i64,
+        dead: bool,
+    ) -> Result<bool, StoreError> {
+        check_text("tenant", tenant)?;
+        let sql = if dead {
+            "UPDATE webhook_outbox SET state = 'dead', attempts = attempts + 1, last_error = $3, \
+             next_attempt_at = $4 WHERE tenant = $1 AND seq = $2 AND state = 'pending'"
+        } else {
+            "UPDATE webhook_outbox SET attempts = attempts + 1, last_error = $3, \
+             next_attempt_at = $4 WHERE tenant = $1 AND seq = $2 AND state = 'pending'"
+        };
+        let r = sqlx::query(sql)
+            .bind(tenant)
+            .bind(seq)
+            .bind(truncate(error))
+            .bind(next_attempt_at)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Takes or renews the tenant's delivery lease. Succeeds when nobody
+    /// holds it, the holder's lease lapsed, or `owner` already holds it.
+    pub async fn outbox_lease(
+        &self,
+        tenant: &str,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        check_text("tenant", tenant)?;
+        check_text("owner", owner)?;
+        let r = sqlx::query(
+            "INSERT INTO webhook_leases (tenant, owner, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant) DO UPDATE SET owner = $2, expires_at = $3 \
+             WHERE webhook_leases.expires_at <= $4 OR webhook_leases.owner = $2",
+        )
+        .bind(tenant)
+        .bind(owner)
+        .bind(now_ms + ttl_ms)
+        .bind(now_ms)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Gives the lease up so another replica need not wait for it to lapse.
+    pub async fn outbox_release(&self, tenant: &str, owner: &str) -> Result<(), StoreError> {
+        check_text("tenant", tenant)?;
+        check_text("owner", owner)?;
+        sqlx::query("DELETE FROM webhook_leases WHERE tenant = $1 AND owner = $2")
+            .bind(tenant)
+            .bind(owner)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every tenant's queue, for `webhooks status` and the metrics.
+    pub async fn outbox_status(&self) -> Result<Vec<OutboxTenantStatus>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, \
+             SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending, \
+             SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END) AS delivered, \
+             SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead, \
+             MAX(CASE WHEN state = 'delivered' THEN seq END) AS last_delivered_seq, \
+             MIN(CASE WHEN state = 'pending' THEN created_at END) AS oldest_pending_at \
+             FROM webhook_outbox GROUP BY tenant ORDER BY tenant",
+        )
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxTenantStatus {
+                    tenant: r.try_get("tenant")?,
+                    pending: r.try_get("pending")?,
+                    delivered: r.try_get("delivered")?,
+                    dead: r.try_get("dead")?,
+                    last_delivered_seq: r.try_get("last_delivered_seq")?,
+                    oldest_pending_at: r.try_get("oldest_pending_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A tenant's events from `from_seq` on, in order (tests, `status`).
+    pub async fn outbox_events(
+        &self,
+        tenant: &str,
+        from_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        check_text("tenant", tenant)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            outbox_columns!(),
+            " FROM webhook_outbox WHERE tenant = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(tenant)
+        .bind(from_seq)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Sends a tenant's events again from `from_seq` on (an app rebuilding
+    /// after data loss). Same ids and bodies, so receivers that deduplicate
+    /// by `webhook-id` must forget them first; the sequence lets them order.
+    pub async fn outbox_replay(
+        &self,
+        tenant: &str,
+        from_seq: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        check_text("tenant", tenant)?;
+        let r = sqlx::query(
+            "UPDATE webhook_outbox SET state = 'pending', attempts = 0, next_attempt_at = $3, \
+             last_error = NULL, delivered_at = NULL, created_at = $3 \
+             WHERE tenant = $1 AND seq >= $2",
+        )
+        .bind(tenant)
+        .bind(from_seq)
+        .bind(now_ms)
+        .execute(&self.inner.pool)
+        .await?;
+        let n = r.rows_affected();
+        self.inner.outbox.notify_one();
+        Ok(n)
+    }
+
+    /// Puts dead events back in the queue (all tenants, or one). They are
+    /// sent in sequence order before any later pending event of the tenant.
+    pub async fn outbox_retry_dead(
+        &self,
+        tenant: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let r = match tenant {
+            Some(t) => {
+                check_text("tenant", t)?;
+                sqlx::query(
+                    "UPDATE webhook_outbox SET state = 'pending', attempts = 0, \
+                     next_attempt_at = $2, created_at = $2 WHERE state = 'dead' AND tenant = $1",
+                )
+                .bind(t)
+                .bind(now_ms)
+                .execute(&self.inner.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE webhook_outbox SET state = 'pending', attempts = 0, \
+                     next_attempt_at = $1, created_at = $1 WHERE state = 'dead'",
+                )
+                .bind(now_ms)
+                .execute(&self.inner.pool)
+                .await?
+            }
+        };
+        self.inner.outbox.notify_one();
+        Ok(r.rows_affected())
+    }
+
+    /// Retention: forgets delivered and dead events older than `cutoff_ms`
+    /// (the replay window). Pending events are never deleted.
+    pub async fn outbox_prune(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let r =
+            sqlx::query("DELETE FROM webhook_outbox WHERE state <> 'pending' AND created_at < $1")
+                .bind(cutoff_ms)
+                .execute(&self.inner.pool)
+                .await?;
+        Ok(r.rows_affected())
+    }
+}
