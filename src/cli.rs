@@ -64,6 +64,9 @@ enum Command {
     /// SSO connections.
     #[command(subcommand)]
     Connections(ConnectionsCommand),
+    /// The webhook outbox: queue status, replay, dead letters.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Run only the built-in echo app (benchmarks, experiments).
     #[command(hide = true)]
     Upstream {
@@ -106,6 +109,32 @@ enum SessionsCommand {
         connection: Option<String>,
         #[arg(long, group = "who")]
         all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Per tenant: pending, delivered and dead events, the last delivered
+    /// sequence number and the age of the oldest pending event.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Send a tenant's events again from sequence number N on, in order.
+    Replay {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        from_seq: i64,
+    },
+    /// Queue dead-lettered events again (all tenants, or one).
+    RetryDead {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -235,6 +264,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode, AppError> {
         Command::Sessions(s) => sessions(s),
         Command::Domains(d) => domains(d),
         Command::Users(u) => users(u),
+        Command::Webhooks(w) => webhooks(w),
         Command::Connections(ConnectionsCommand::Test { config, connection }) => {
             let cfg = config::load(&config.config)?;
             if !cfg
@@ -369,6 +399,34 @@ fn sessions(cmd: SessionsCommand) -> Result<ExitCode, AppError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn webhooks(cmd: WebhooksCommand) -> Result<ExitCode, AppError> {
+    use crate::webhook::cli;
+    let config = match &cmd {
+        WebhooksCommand::Status { config }
+        | WebhooksCommand::Replay { config, .. }
+        | WebhooksCommand::RetryDead { config, .. } => config::load(&config.config)?,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(async {
+        let store = Store::open(&config.store.url).await?;
+        let out = match &cmd {
+            WebhooksCommand::Status { .. } => cli::status(&store).await,
+            WebhooksCommand::Replay {
+                tenant, from_seq, ..
+            } => cli::replay(&store, tenant, *from_seq).await,
+            WebhooksCommand::RetryDead { tenant, .. } => {
+                cli::retry_dead(&store, tenant.as_deref()).await
+            }
+        };
+        store.close().await;
+        out.map_err(AppError::from)
+    })?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn domains(cmd: DomainsCommand) -> Result<ExitCode, AppError> {

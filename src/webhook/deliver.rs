@@ -149,10 +149,10 @@ impl Deliverer {
     /// Sends one tenant's due events in order until its queue is empty, its
     /// head must wait for a retry, or the lease is held elsewhere.
     async fn drain(self: Arc<Self>, tenant: String, shutdown: watch::Receiver<bool>) {
-        if let Ok(_slot) = self.slots.clone().acquire_owned().await {
-            if let Err(e) = self.drain_leased(&tenant, &shutdown).await {
-                tracing::warn!(tenant = %tenant, error = %e, "webhook: store error while delivering");
-            }
+        if let Ok(_slot) = self.slots.clone().acquire_owned().await
+            && let Err(e) = self.drain_leased(&tenant, &shutdown).await
+        {
+            tracing::warn!(tenant = %tenant, error = %e, "webhook: store error while delivering");
         }
         if let Ok(mut a) = self.active.lock() {
             a.remove(&tenant);

@@ -9,6 +9,7 @@
 //!
 //! Imports `store`, `metrics` and `config` (for `[webhook]`).
 
+pub mod cli;
 mod deliver;
 mod sign;
 

@@ -12,3 +12,4 @@ mod sso;
 mod store;
 mod support;
 mod tls;
+mod webhooks;

@@ -171,7 +171,7 @@ async fn expect_event(rx: &mut broadcast::Receiver<StoreEvent>, expected: &Store
 async fn open_migrates(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(store.count_sessions().await.unwrap(), 0);
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7, 10]);
     store.close().await;
 }
 
@@ -185,7 +185,7 @@ async fn reopen_is_idempotent(db: &TestDb) {
 
     let second = db.open().await;
     let third = db.open().await;
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7, 10]);
     assert_eq!(second.count_sessions().await.unwrap(), 1);
     assert!(third.get_session("a").await.unwrap().is_some());
     second.close().await;

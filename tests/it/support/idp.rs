@@ -148,12 +148,17 @@ pub struct Sso {
 
 impl Sso {
     pub async fn start(jit: bool) -> Sso {
+        Self::start_with(jit, "").await
+    }
+
+    /// [`Sso::start`] with more configuration (top-level TOML sections).
+    pub async fn start_with(jit: bool, extra: &str) -> Sso {
         let dns = DnsServer::start().await;
         let next: Slot = Arc::new(Mutex::new(None));
         let (upstream, app, app_saw) = start_counting_upstream().await;
         let env = TestEnv::with(Options {
             upstream: Some(upstream),
-            extra: tenants_toml(dns.addr(), jit),
+            extra: format!("{extra}\n{}", tenants_toml(dns.addr(), jit)),
             factories: Factories {
                 saml: None,
                 oidc: Some(Arc::new(TestFactory(next.clone()))),

@@ -1,0 +1,493 @@
+//! Webhook delivery against a real HTTP receiver on loopback: Standard
+//! Webhooks signatures, order per tenant under concurrent writes, outages,
+//! poisoned events, slow receivers and several replicas on PostgreSQL.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis::config::WebhookConfig;
+use portcullis::metrics::Metrics;
+use portcullis::store::{EventType, OutboxState, Store};
+use tokio::sync::watch;
+
+use crate::support::postgres::PgCluster;
+use crate::support::receiver::{Answer, Receiver, verify};
+
+const SECRET_A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SECRET_B: &str = "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24tdGVzdHM=";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(url: &str, extra: &str) -> WebhookConfig {
+    toml::from_str(&format!(
+        "url = \"{url}\"\nsecrets = [\"{SECRET_A}\", \"{SECRET_B}\"]\n\
+         retry_initial_ms = 20\nretry_max_ms = 200\npoll_interval_ms = 50\n{extra}"
+    ))
+    .expect("webhook config")
+}
+
+struct Deliverer {
+    stop: watch::Sender<bool>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Deliverer {
+    fn start(store: &Store, cfg: WebhookConfig) -> Deliverer {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let (stop, rx) = watch::channel(false);
+        let handle = portcullis::webhook::spawn(store.clone(), cfg, metrics.clone(), rx).unwrap();
+        Deliverer {
+            stop,
+            handle: Some(handle),
+            metrics,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.stop.send_replace(true);
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(10), h)
+                .await
+                .expect("deliverer stops within its timeout")
+                .unwrap();
+        }
+    }
+
+    fn metric(&self, needle: &str) -> bool {
+        self.metrics.render().lines().any(|l| l == needle)
+    }
+}
+
+async fn sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+/// One committed change with one event, like a SCIM write.
+async fn write(store: &Store, tenant: &str, n: usize) {
+    let mut tx = store.begin_write(tenant).await.unwrap();
+    tx.emit(
+        EventType::UserUpdated,
+        &serde_json::json!({ "id": format!("user-{n}"), "n": n }),
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Acknowledged sequence numbers per tenant, in arrival order.
+fn acked_by_tenant(r: &Receiver) -> HashMap<String, Vec<i64>> {
+    let mut m: HashMap<String, Vec<i64>> = HashMap::new();
+    for e in r.acknowledged() {
+        m.entry(e.tenant().to_owned()).or_default().push(e.seq());
+    }
+    m
+}
+
+fn in_order(n: i64) -> Vec<i64> {
+    (1..=n).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_signed_ordered_per_tenant_and_delivered_once() {
+    let (store, _dir) = sqlite().await;
+    let r = Receiver::start().await;
+    let d = Deliverer::start(&store, config(&r.url(), ""));
+
+    // Concurrent writers for two tenants: 6 tasks × 20 writes.
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let tenant = if t % 2 == 0 { "acme" } else { "globex" };
+            for n in 0..20 {
+                write(&store, tenant, t * 100 + n).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    r.wait_for("120 acknowledgements", WAIT, |log| {
+        log.iter().filter(|e| e.status == 200).count() >= 120
+    })
+    .await;
+
+    let acked = acked_by_tenant(&r);
+    assert_eq!(acked["acme"], in_order(60), "gap-free, in commit order");
+    assert_eq!(acked["globex"], in_order(60));
+    let log = r.log();
+    assert_eq!(log.len(), 120, "each event exactly once");
+    let ids: HashSet<_> = log.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), 120);
+    for e in &log {
+        assert!(e.id.starts_with("msg_"), "{}", e.id);
+        assert_eq!(e.json["id"], e.id.as_str(), "body id = webhook-id");
+        assert_eq!(e.content_type, "application/json");
+        assert_eq!(e.event_type(), "user.updated");
+        assert!(e.json["data"]["n"].is_number());
+        assert!(e.json["timestamp"].as_str().unwrap().ends_with('Z'));
+        // Both secrets sign (rotation): each one alone verifies.
+        assert!(verify(SECRET_A, e), "{e:?}");
+        assert!(verify(SECRET_B, e), "{e:?}");
+        assert_eq!(e.signature.split(' ').count(), 2);
+    }
+    // A wrong secret, or a tampered body, does not verify.
+    let mut tampered = log[0].clone();
+    assert!(!verify(
+        "whsec_d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZw==",
+        &tampered
+    ));
+    tampered.body = tampered.body.replace("user-", "admin-");
+    assert!(!verify(SECRET_A, &tampered));
+
+    let status = store.outbox_status().await.unwrap();
+    assert!(status.iter().all(|s| s.pending == 0 && s.delivered == 60));
+    assert!(d.metric("portcullis_webhook_delivered_total 120"));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_outage_delays_but_loses_and_reorders_nothing() {
+    let (store, _dir) = sqlite().await;
+    let mut r = Receiver::start().await;
+    r.stop().await; // down before the first event
+    let d = Deliverer::start(&store, config(&r.url(), ""));
+    for n in 0..25 {
+        write(&store, "acme", n).await;
+    }
+    // Attempts fail (connection refused) and are counted; nothing arrives.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !d.metrics.render().lines().any(|l| {
+        l.starts_with("portcullis_webhook_failures_total{reason=\"connect\"} ")
+            && !l.ends_with(" 0")
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connect failure counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(r.log().is_empty());
+    let status = store.outbox_status().await.unwrap();
+    assert_eq!(status[0].pending, 25);
+    assert!(status[0].oldest_pending_at.is_some());
+
+    r.restart().await;
+    r.wait_for("25 acknowledgements", WAIT, |log| log.len() >= 25)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(acked_by_tenant(&r)["acme"], in_order(25));
+    assert_eq!(r.log().len(), 25, "each event delivered once");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_event_is_retried_then_dead_lettered_and_the_queue_moves_on() {
+    let (store, _dir) = sqlite().await;
+    let r = Receiver::start().await;
+    // The receiver chokes on acme's second event, always.
+    r.answer_with(|body, _| {
+        if body["tenant"] == "acme" && body["sequence"] == 2 {
+            Answer::Status(500)
+        } else {
+            Answer::Ok
+        }
+    });
+    let d = Deliverer::start(&store, config(&r.url(), "max_age_seconds = 1"));
+    for n in 0..3 {
+        write(&store, "acme", n).await;
+    }
+    write(&store, "globex", 0).await;
+    r.wait_for("acme #3 after the dead letter", WAIT, |log| {
+        log.iter().any(|e| e.tenant() == "acme" && e.seq() == 3)
+    })
+    .await;
+
+    let log = r.log();
+    let second: Vec<_> = log
+        .iter()
+        .filter(|e| e.tenant() == "acme" && e.seq() == 2)
+        .collect();
+    assert!(second.len() >= 3, "retried with backoff: {}", second.len());
+    assert!(second.iter().all(|e| e.status == 500));
+    // Same message on every retry: same id, byte-identical body.
+    assert!(
+        second
+            .iter()
+            .all(|e| e.id == second[0].id && e.body == second[0].body)
+    );
+    // Nothing of acme overtook the poisoned event while it was retried.
+    let acme: Vec<i64> = log
+        .iter()
+        .filter(|e| e.tenant() == "acme")
+        .map(|e| e.seq())
+        .collect();
+    let last_two = acme.iter().rposition(|s| *s == 2).unwrap();
+    assert!(acme[..last_two].iter().all(|s| *s <= 2), "{acme:?}");
+    // Another tenant was never held up.
+    assert_eq!(acked_by_tenant(&r)["globex"], vec![1]);
+
+    let events = store.outbox_events("acme", 1, 10).await.unwrap();
+    let states: Vec<_> = events.iter().map(|e| e.state).collect();
+    assert_eq!(
+        states,
+        [
+            OutboxState::Delivered,
+            OutboxState::Dead,
+            OutboxState::Delivered
+        ]
+    );
+    assert!(events[1].last_error.as_deref().unwrap().contains("500"));
+    assert!(d.metric("portcullis_webhook_dead_lettered_total 1"));
+
+    // The operator fixes the receiver and sends dead events again.
+    r.answer_with(|_, _| Answer::Ok);
+    assert_eq!(
+        store
+            .outbox_retry_dead(Some("acme"), now_ms())
+            .await
+            .unwrap(),
+        1
+    );
+    r.wait_for("acme #2 acknowledged", WAIT, |log| {
+        log.iter()
+            .any(|e| e.tenant() == "acme" && e.seq() == 2 && e.status == 200)
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_times_out_and_the_event_is_retried_in_order() {
+    let (store, _dir) = sqlite().await;
+    let r = Receiver::start().await;
+    // The first attempt at each event takes longer than the timeout.
+    r.answer_with(|_, attempt| {
+        if attempt == 1 {
+            Answer::Slow(Duration::from_millis(1_500))
+        } else {
+            Answer::Ok
+        }
+    });
+    let d = Deliverer::start(&store, config(&r.url(), "timeout_seconds = 1"));
+    for n in 0..2 {
+        write(&store, "acme", n).await;
+    }
+    r.wait_for("both events stalled once, then acknowledged", WAIT, |log| {
+        [1, 2].iter().all(|s| {
+            let of = |st: u16| {
+                log.iter()
+                    .filter(|e| e.seq() == *s && e.status == st)
+                    .count()
+            };
+            of(0) == 1 && of(200) == 1
+        })
+    })
+    .await;
+    // Event 2 was first tried only after event 1 was acknowledged.
+    let log = r.log();
+    let order: Vec<(i64, u16)> = log.iter().map(|e| (e.seq(), e.status)).collect();
+    assert_eq!(order, [(1, 0), (1, 200), (2, 0), (2, 200)]);
+    assert!(d.metric("portcullis_webhook_failures_total{reason=\"timeout\"} 2"));
+    let status = store.outbox_status().await.unwrap();
+    assert_eq!((status[0].pending, status[0].delivered), (0, 2));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_postgres_deliver_each_event_once_in_order() {
+    let url = PgCluster::shared().await.fresh_database().await;
+    let a = Store::open(&url).await.unwrap();
+    let b = Store::open(&url).await.unwrap();
+    let r = Receiver::start().await;
+    let da = Deliverer::start(&a, config(&r.url(), ""));
+    let db = Deliverer::start(&b, config(&r.url(), ""));
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            for n in 0..25 {
+                write(
+                    &store,
+                    if n % 2 == 0 { "acme" } else { "globex" },
+                    i * 100 + n,
+                )
+                .await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    r.wait_for("100 acknowledgements", WAIT, |log| log.len() >= 100)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked = acked_by_tenant(&r);
+    assert_eq!(acked["acme"], in_order(52));
+    assert_eq!(acked["globex"], in_order(48));
+    assert_eq!(r.log().len(), 100, "no event sent by both replicas");
+    da.stop().await;
+    db.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_sends_a_tenants_events_again_from_a_sequence_number() {
+    let (store, _dir) = sqlite().await;
+    let r = Receiver::start().await;
+    let d = Deliverer::start(&store, config(&r.url(), ""));
+    for n in 0..5 {
+        write(&store, "acme", n).await;
+    }
+    write(&store, "globex", 0).await;
+    r.wait_for("6 acknowledgements", WAIT, |log| log.len() >= 6)
+        .await;
+    assert_eq!(store.outbox_replay("acme", 3, now_ms()).await.unwrap(), 3);
+    r.wait_for("3 replayed", WAIT, |log| log.len() >= 9).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(acked_by_tenant(&r)["acme"], vec![1, 2, 3, 4, 5, 3, 4, 5]);
+    assert_eq!(acked_by_tenant(&r)["globex"], vec![1]);
+    // Replays are the same messages (ids), so receivers can deduplicate.
+    let log = r.log();
+    assert_eq!(
+        log[log.len() - 3].id,
+        log.iter()
+            .find(|e| e.tenant() == "acme" && e.seq() == 3)
+            .unwrap()
+            .id
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jit_login_announces_the_new_user_to_the_app() {
+    let r = Receiver::start().await;
+    let s = crate::support::idp::Sso::start_with(
+        true,
+        &format!(
+            "[webhook]\nurl = \"{}\"\nsecrets = [\"{SECRET_A}\"]\npoll_interval_ms = 50\n",
+            r.url()
+        ),
+    )
+    .await;
+    s.assert_next("alice@acme.com", Some(true), &["Engineering"]);
+    let (_, session) = s.login("acme-idp", "%2F").await;
+    assert!(session.is_some());
+    r.wait_for("user.created", WAIT, |log| !log.is_empty())
+        .await;
+    // A second login of the same user is not a change.
+    let (_, again) = s.login("acme-idp", "%2F").await;
+    assert!(again.is_some());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = r.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    let e = &log[0];
+    assert!(verify(SECRET_A, e));
+    assert_eq!(e.event_type(), "user.created");
+    assert_eq!((e.tenant(), e.seq()), ("acme", 1));
+    let users = s.env.shared.store.list_users(Some("acme")).await.unwrap();
+    let data = &e.json["data"];
+    assert_eq!(data["id"], users[0].id.as_str());
+    assert_eq!(data["email"], "alice@acme.com");
+    assert_eq!(data["active"], true);
+    assert_eq!(data["source"], "jit");
+
+    // The operator's view, through the real binary.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["webhooks", "status", "--config"])
+        .arg(s.env.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text.lines().find(|l| l.starts_with("acme ")).expect(&text);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1..5], ["0", "1", "0", "#1"], "{text}");
+
+    // Replay through the CLI reaches the running server's deliverer.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "webhooks",
+            "replay",
+            "--tenant",
+            "acme",
+            "--from-seq",
+            "1",
+            "--config",
+        ])
+        .arg(s.env.config_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 event(s) of tenant acme from #1"));
+    r.wait_for("the replayed event", WAIT, |log| log.len() == 2)
+        .await;
+    assert_eq!(r.log()[1].id, e.id);
+}
+
+#[test]
+fn webhook_config_errors_name_the_key() {
+    let base = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[session]\nkeys = [\"0123456789abcdef0123456789abcdef\"]\n";
+    for (section, key, message) in [
+        (
+            "url = \"ftp://x\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
+            "webhook.url",
+            "http",
+        ),
+        (
+            "url = \"http://x/\"\nsecrets = []",
+            "webhook.secrets",
+            "at least one",
+        ),
+        (
+            "url = \"http://x/\"\nsecrets = [\"hunter2\"]",
+            "webhook.secrets[0]",
+            "whsec_",
+        ),
+        (
+            "url = \"http://x/\"\nsecrets = [\"whsec_c2hvcnQ=\"]",
+            "webhook.secrets[0]",
+            "24 to 64",
+        ),
+        (
+            "url = \"http://x/\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nretry_initial_ms = 10\nretry_max_ms = 5",
+            "webhook.retry_max_ms",
+            "at least",
+        ),
+        (
+            "url = \"http://x/\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nretries = 3",
+            "webhook.retries",
+            "unknown field",
+        ),
+    ] {
+        let text = format!("{base}[webhook]\n{section}\n");
+        let errors = portcullis::config::from_str(&text, "p.toml", &|_| None)
+            .expect_err(section)
+            .to_string();
+        assert!(
+            errors.contains(&format!(": {key}: ")) && errors.contains(message),
+            "{section}: {errors}"
+        );
+        // Secrets are never echoed.
+        assert!(!errors.contains("hunter2"), "{errors}");
+    }
+}
