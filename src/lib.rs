@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod redirect;
 pub mod secret;
+pub mod scim;
 pub mod session;
 pub mod store;

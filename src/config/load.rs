@@ -172,6 +172,7 @@ pub fn from_str(
     cfg.login = section(&root, "login", &mut c);
     cfg.tenants = array(&root, "tenants", &mut c);
     cfg.dev_idp = section(&root, "dev_idp", &mut c);
+    cfg.scim = section(&root, "scim", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
     // sees everything at once; but drop findings about a failed section,
@@ -214,6 +215,7 @@ const SECTIONS: &[&str] = &[
     "login",
     "tenants",
     "dev_idp",
+    "scim",
 ];
 
 fn interpolate_value(
