@@ -66,9 +66,16 @@ fn valid_name(s: &str) -> bool {
             && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
 }
 
+/// `s` starts with `prefix`, ASCII case-insensitively (never slices
+/// inside a character).
+pub fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
 fn valid_urn(s: &str) -> bool {
     s.len() > 4
-        && s[..4].eq_ignore_ascii_case("urn:")
+        && starts_with_ci(s, "urn:")
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '-' | '_'))
 }
@@ -76,7 +83,7 @@ fn valid_urn(s: &str) -> bool {
 /// Parses `[urn:]name[.sub]`.
 pub fn parse_attr_path(text: &str) -> Result<AttrPath, ScimError> {
     let bad = || ScimError::invalid_filter("invalid attribute path");
-    let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+    let (urn, rest) = if text.len() > 4 && starts_with_ci(text, "urn:") {
         let (u, r) = text.rsplit_once(':').ok_or_else(bad)?;
         if !valid_urn(u) {
             return Err(bad());
@@ -388,6 +395,7 @@ fn resolve<'a>(
     res: &'a Value,
     scope: Scope,
     path: &AttrPath,
+    raw: bool,
 ) -> (Vec<&'a Value>, Option<&'static Attr>) {
     let (container, def) = match scope {
         Scope::Element(subs) => (Some(res), schema::find(subs, &path.name)),
@@ -415,7 +423,7 @@ fn resolve<'a>(
             let sdef = def.and_then(|d| schema::find(d.sub, sub));
             (items.into_iter().filter_map(|v| get_ci(v, sub)).collect(), sdef)
         }
-        None if def.is_some_and(|d| !d.sub.is_empty()) => {
+        None if !raw && def.is_some_and(|d| !d.sub.is_empty()) => {
             // A complex attribute without a sub-attribute compares its `value`.
             let sdef = def.and_then(|d| schema::find(d.sub, "value"));
             let vals = items
@@ -502,9 +510,9 @@ fn eval_in(f: &Filter, res: &Value, scope: Scope) -> bool {
         Filter::And(a, b) => eval_in(a, res, scope) && eval_in(b, res, scope),
         Filter::Or(a, b) => eval_in(a, res, scope) || eval_in(b, res, scope),
         Filter::Not(a) => !eval_in(a, res, scope),
-        Filter::Present(p) => resolve(res, scope, p).0.into_iter().any(present),
+        Filter::Present(p) => resolve(res, scope, p, true).0.into_iter().any(present),
         Filter::Compare(p, op, want) => {
-            let (vals, def) = resolve(res, scope, p);
+            let (vals, def) = resolve(res, scope, p, false);
             match (op, want) {
                 (Op::Eq, CompValue::Null) => !vals.into_iter().any(present),
                 (Op::Ne, CompValue::Null) => vals.into_iter().any(present),

@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
-use super::filter::{AttrPath, get_ci, parse_attr_path};
+use super::filter::{AttrPath, get_ci, parse_attr_path, starts_with_ci};
 use super::schema::{self, Attr, Kind, Mutability, Ty};
 use crate::store::{ScimLogin, ScimMember, ScimRow};
 
@@ -138,10 +138,10 @@ fn normalize_single(def: &'static Attr, v: &Value) -> Result<Option<Value>, Scim
 fn strip_core<'a>(kind: Kind, key: &'a str) -> Option<&'a str> {
     let urn = kind.core_urn();
     if key.len() > urn.len() + 1
-        && key[..urn.len()].eq_ignore_ascii_case(urn)
-        && key.as_bytes()[urn.len()] == b':'
+        && starts_with_ci(key, urn)
+        && key.as_bytes().get(urn.len()) == Some(&b':')
     {
-        Some(&key[urn.len() + 1..])
+        key.get(urn.len() + 1..)
     } else {
         None
     }
@@ -177,7 +177,7 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
             continue;
         }
         let key = strip_core(kind, key).unwrap_or(key);
-        if key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:") {
+        if starts_with_ci(key, "urn:") {
             if let Some((canon, attrs)) = kind.extension(key) {
                 let Value::Object(ext) = v else {
                     return Err(ScimError::invalid_syntax(format!("`{canon}` must be an object")));
