@@ -163,7 +163,9 @@ impl Store {
         tenant: &str,
         id: &str,
     ) -> Result<Option<ScimRow>, StoreError> {
-        check_text("id", id)?;
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let row = sqlx::query(by_kind!(kind, row_columns!(), " WHERE tenant = $1 AND id = $2"))
             .bind(tenant)
             .bind(id)
@@ -328,7 +330,9 @@ impl Store {
 impl WriteTx {
     /// One resource by id, read inside the transaction.
     pub async fn scim_get(&mut self, kind: ScimKind, id: &str) -> Result<Option<ScimRow>, StoreError> {
-        check_text("id", id)?;
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let tenant = self.tenant().to_owned();
         let row = sqlx::query(by_kind!(kind, row_columns!(), " WHERE tenant = $1 AND id = $2"))
             .bind(tenant)

@@ -8,6 +8,7 @@ mod domains;
 mod proxy;
 mod replicas;
 mod saml;
+mod scim;
 mod sso;
 mod store;
 mod support;

@@ -3,3 +3,4 @@ pub mod env;
 pub mod idp;
 pub mod postgres;
 pub mod saml;
+pub mod scim;
