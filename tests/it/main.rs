@@ -9,6 +9,7 @@ mod proxy;
 mod replicas;
 mod saml;
 mod scim;
+mod scim_deprovision;
 mod sso;
 mod store;
 mod support;
