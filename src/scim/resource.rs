@@ -202,15 +202,11 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
                 }
                 continue;
             }
-            // An extension the client declared but Portcullis does not
-            // support (Entra's group extension): ignored. Undeclared: refused.
-            if declared.iter().any(|d| d.eq_ignore_ascii_case(key)) || mode == Mode::Patched {
-                continue;
-            }
-            return Err(ScimError::invalid_syntax(format!(
-                "unsupported schema extension `{}`",
-                short(key)
-            )));
+            // An extension Portcullis does not support: dropped, declared or
+            // not (Entra sends custom extensions it never lists in
+            // `schemas`); `/Schemas` says what is kept.
+            tracing::debug!(extension = %short(key), "unsupported SCIM schema extension ignored");
+            continue;
         }
         let Some(def) = kind.attr(None, key) else {
             return Err(ScimError::invalid_syntax(format!(

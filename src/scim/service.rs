@@ -195,6 +195,7 @@ impl Scim {
             external_id: ext_id(&n.doc),
             doc: doc_string(&n.doc)?,
             version: 1,
+            seq: tx.seq(),
             created_at: now,
             updated_at: now,
         };
@@ -504,7 +505,7 @@ impl Scim {
                     SCAN_BATCH,
                 )
                 .await?;
-            let last = batch.last().map(|r| (r.created_at, r.id.clone()));
+            let last = batch.last().map(|r| (r.seq, r.id.clone()));
             let n = batch.len();
             for row in batch {
                 let m = if needs_members { Some(self.store.scim_members(&row.id).await?) } else { None };

@@ -10,6 +10,7 @@ mod replicas;
 mod saml;
 mod scim;
 mod scim_deprovision;
+mod scim_replay;
 mod sso;
 mod store;
 mod support;
