@@ -65,6 +65,7 @@ pub fn router(scim: Arc<Scim>) -> Router {
             get(get_groups).put(put_groups).patch(patch_groups).delete(delete_groups),
         )
         .route("/Bulk", post(super::bulk::handler))
+        .route("/.search", post(search_root))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(scim.clone(), authenticate))
@@ -213,6 +214,22 @@ fn list_query_from_body(body: &Value) -> Result<ListQuery, ScimError> {
 }
 
 type Res = Result<Response, ScimError>;
+
+async fn search_root(
+    State(s): State<Arc<Scim>>,
+    Extension(t): Extension<Tenant>,
+    h: HeaderMap,
+    b: Bytes,
+) -> Res {
+    let body = json_body(&h, &b)?;
+    let q = list_query_from_body(&body)?;
+    if q.sort_by.is_some() {
+        return Err(ScimError::invalid_value(
+            "sortBy is supported per resource type (/Users/.search, /Groups/.search)",
+        ));
+    }
+    Ok(scim_json(&s.search_all(&t.0, &q).await?))
+}
 
 async fn list(scim: &Scim, tenant: &str, kind: Kind, raw: Option<String>) -> Res {
     let q = list_query_from_params(raw.as_deref())?;

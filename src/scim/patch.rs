@@ -582,6 +582,11 @@ fn apply_extension(
         return Err(ScimError::invalid_value("corrupt extension"));
     };
     for (k, v) in values {
+        // scim2-tester (and some clients) send the extension object with
+        // its own `schemas`.
+        if k.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
         let def = schema::find(attrs, k)
             .ok_or_else(|| ScimError::invalid_path("unknown attribute in extension"))?;
         match normalize_value(def, v)? {

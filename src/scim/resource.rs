@@ -184,6 +184,9 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
                 };
                 let mut eout = Map::new();
                 for (k, ev) in ext {
+                    if k.eq_ignore_ascii_case("schemas") {
+                        continue;
+                    }
                     let Some(def) = schema::find(attrs, k) else {
                         return Err(ScimError::invalid_syntax(format!(
                             "unknown attribute `{}` in {canon}",

@@ -467,6 +467,36 @@ impl Scim {
         }))
     }
 
+    /// POST `/.search` at the root: Users then Groups, one list.
+    pub async fn search_all(&self, tenant: &str, q: &ListQuery) -> Result<Value, ScimError> {
+        let filter = q.filter.as_deref().map(filter::parse).transpose()?;
+        let max = self.config.scim.max_results as i64;
+        let start = q.start_index.unwrap_or(1).max(1);
+        let count = q.count.unwrap_or(max).clamp(0, max);
+        let mut all = Vec::new();
+        for kind in [Kind::User, Kind::Group] {
+            for (row, _) in self.matching(tenant, kind, filter.as_ref()).await? {
+                all.push((kind, row));
+            }
+        }
+        let total = all.len();
+        let mut resources = Vec::new();
+        for (kind, row) in all
+            .into_iter()
+            .skip(usize::try_from(start - 1).unwrap_or(usize::MAX))
+            .take(usize::try_from(count).unwrap_or(0))
+        {
+            resources.push(self.render(kind, &row, &q.projection).await?);
+        }
+        Ok(json!({
+            "schemas": [schema::LIST],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        }))
+    }
+
     /// Every resource matching `filter` (all when `None`), with the JSON
     /// it was evaluated on. Indexed conjuncts narrow the candidates in SQL;
     /// the whole filter is then evaluated exactly.

@@ -11,6 +11,7 @@ mod saml;
 mod scim;
 mod scim_deprovision;
 mod scim_replay;
+mod scim_tester;
 mod sso;
 mod store;
 mod support;
