@@ -203,7 +203,8 @@ impl PortcullisProxy {
         let mut body = Vec::new();
         while let Some(chunk) = session.read_request_body().await? {
             if body.len() + chunk.len() > limit {
-                let reply = respond::from_router(crate::scim::http::too_large(limit), 1 << 20).await;
+                let reply =
+                    respond::from_router(crate::scim::http::too_large(limit), 1 << 20).await;
                 return reply.send(session, &ctx.request_id).await;
             }
             body.extend_from_slice(&chunk);

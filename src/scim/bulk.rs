@@ -43,10 +43,14 @@ struct Op {
 }
 
 fn parse_ops(body: &Value, max: usize) -> Result<(Vec<Op>, Option<usize>), ScimError> {
-    let schemas_ok = get_ci(body, "schemas").and_then(Value::as_array).is_some_and(|a| {
-        a.iter()
-            .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(schema::BULK_REQUEST)))
-    });
+    let schemas_ok = get_ci(body, "schemas")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(schema::BULK_REQUEST))
+            })
+        });
     if !schemas_ok {
         return Err(ScimError::invalid_syntax(format!(
             "`schemas` must be [\"{}\"]",
@@ -59,7 +63,9 @@ fn parse_ops(body: &Value, max: usize) -> Result<(Vec<Op>, Option<usize>), ScimE
             v.as_u64()
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|n| *n > 0)
-                .ok_or_else(|| ScimError::invalid_value("failOnErrors must be a positive integer"))?,
+                .ok_or_else(|| {
+                    ScimError::invalid_value("failOnErrors must be a positive integer")
+                })?,
         ),
     };
     let Some(Value::Array(list)) = get_ci(body, "Operations") else {
@@ -76,7 +82,8 @@ fn parse_ops(body: &Value, max: usize) -> Result<(Vec<Op>, Option<usize>), ScimE
         let method = s("method")
             .ok_or_else(|| ScimError::invalid_syntax("each operation needs a `method`"))?
             .to_ascii_uppercase();
-        let path = s("path").ok_or_else(|| ScimError::invalid_syntax("each operation needs a `path`"))?;
+        let path =
+            s("path").ok_or_else(|| ScimError::invalid_syntax("each operation needs a `path`"))?;
         ops.push(Op {
             method,
             bulk_id: s("bulkId"),
@@ -96,7 +103,11 @@ fn resolve(v: &Value, ids: &HashMap<String, String>) -> Result<Value, String> {
             Some(b) => Value::String(ids.get(b).cloned().ok_or_else(|| b.to_owned())?),
             None => v.clone(),
         },
-        Value::Array(a) => Value::Array(a.iter().map(|i| resolve(i, ids)).collect::<Result<_, _>>()?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|i| resolve(i, ids))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(o) => Value::Object(
             o.iter()
                 .map(|(k, v)| Ok((k.clone(), resolve(v, ids)?)))
@@ -130,7 +141,12 @@ fn target(path: &str, ids: &HashMap<String, String>) -> Result<(Kind, Option<Str
     Ok((kind, id))
 }
 
-async fn run(scim: &Scim, tenant: &str, headers: &HeaderMap, body: &Bytes) -> Result<Value, ScimError> {
+async fn run(
+    scim: &Scim,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Value, ScimError> {
     let body = json_body(headers, body)?;
     if !body.is_object() {
         return Err(ScimError::invalid_syntax("the body must be a JSON object"));
@@ -153,17 +169,25 @@ async fn run(scim: &Scim, tenant: &str, headers: &HeaderMap, body: &Bytes) -> Re
             let op = &ops[i];
             let data = match op.data.as_ref().map(|d| resolve(d, &ids)).transpose() {
                 Ok(d) => d,
-                Err(missing) if pass == 0 && ops.iter().any(|o| o.bulk_id.as_deref() == Some(missing.as_str())) => {
+                Err(missing)
+                    if pass == 0
+                        && ops
+                            .iter()
+                            .any(|o| o.bulk_id.as_deref() == Some(missing.as_str())) =>
+                {
                     deferred.push(i);
                     continue;
                 }
                 Err(_) => {
                     errors += 1;
-                    results[i] = Some(error_result(op, &ScimError::new(
-                        StatusCode::CONFLICT,
-                        Some("invalidValue"),
-                        "a bulkId reference could not be resolved",
-                    )));
+                    results[i] = Some(error_result(
+                        op,
+                        &ScimError::new(
+                            StatusCode::CONFLICT,
+                            Some("invalidValue"),
+                            "a bulkId reference could not be resolved",
+                        ),
+                    ));
                     continue;
                 }
             };
@@ -207,7 +231,10 @@ async fn one(
     ids: &HashMap<String, String>,
 ) -> Result<(Value, Option<String>), ScimError> {
     let (kind, id) = target(&op.path, ids)?;
-    let data = || data.clone().ok_or_else(|| ScimError::invalid_syntax("`data` is required"));
+    let data = || {
+        data.clone()
+            .ok_or_else(|| ScimError::invalid_syntax("`data` is required"))
+    };
     let ok = |status: u16, location: Option<String>, version: Option<i64>| {
         let mut v = json!({"method": op.method, "status": status.to_string()});
         if let Some(b) = &op.bulk_id {
@@ -231,16 +258,23 @@ async fn one(
             let mut tx = scim.store.begin_write(tenant).await?;
             let row = scim.create_in(&mut tx, kind, n).await?;
             tx.commit().await?;
-            Ok((ok(201, Some(location(&row.id)), Some(row.version)), Some(row.id)))
+            Ok((
+                ok(201, Some(location(&row.id)), Some(row.version)),
+                Some(row.id),
+            ))
         }
         ("PUT", Some(id)) => {
-            let (_, version) = scim.replace(tenant, kind, &id, &data()?, op.version.as_deref()).await?;
+            let (_, version) = scim
+                .replace(tenant, kind, &id, &data()?, op.version.as_deref())
+                .await?;
             Ok((ok(200, Some(location(&id)), Some(version)), None))
         }
         ("PATCH", Some(id)) => {
             let ops = patch::parse_request(&data()?)?;
             let mut tx = scim.store.begin_write(tenant).await?;
-            let row = scim.patch_in(&mut tx, kind, &id, &ops, op.version.as_deref()).await?;
+            let row = scim
+                .patch_in(&mut tx, kind, &id, &ops, op.version.as_deref())
+                .await?;
             let revoked = tx.commit().await?;
             for s in revoked {
                 scim.sessions.invalidate(&s).await;
@@ -248,7 +282,8 @@ async fn one(
             Ok((ok(200, Some(location(&id)), Some(row.version)), None))
         }
         ("DELETE", Some(id)) => {
-            scim.delete(tenant, kind, &id, op.version.as_deref()).await?;
+            scim.delete(tenant, kind, &id, op.version.as_deref())
+                .await?;
             Ok((ok(204, Some(location(&id)), None), None))
         }
         _ => Err(ScimError::invalid_syntax(

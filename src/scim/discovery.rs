@@ -86,7 +86,13 @@ fn schema_json(scim: &Scim, id: &str, name: &str, description: &str, attrs: &[At
 
 fn all_schemas(scim: &Scim) -> Vec<Value> {
     vec![
-        schema_json(scim, schema::USER, "User", "User Account", schema::USER_ATTRS),
+        schema_json(
+            scim,
+            schema::USER,
+            "User",
+            "User Account",
+            schema::USER_ATTRS,
+        ),
         schema_json(
             scim,
             schema::ENTERPRISE,
@@ -113,10 +119,11 @@ pub async fn schemas(State(scim): State<Arc<Scim>>) -> Response {
 }
 
 pub async fn schema(State(scim): State<Arc<Scim>>, Path(id): Path<String>) -> Response {
-    match all_schemas(&scim)
-        .into_iter()
-        .find(|s| s["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&id)))
-    {
+    match all_schemas(&scim).into_iter().find(|s| {
+        s["id"]
+            .as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case(&id))
+    }) {
         Some(s) => scim_json(&s),
         None => ScimError::not_found("no such schema").into_response(),
     }

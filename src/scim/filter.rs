@@ -63,7 +63,8 @@ pub enum Filter {
 fn valid_name(s: &str) -> bool {
     s == "$ref"
         || (s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
 }
 
 /// `s` starts with `prefix`, ASCII case-insensitively (never slices
@@ -320,7 +321,12 @@ impl Parser {
                 "false" => CompValue::Bool(false),
                 "null" => CompValue::Null,
                 _ => match w.parse::<f64>() {
-                    Ok(n) if n.is_finite() && w.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')) => {
+                    Ok(n)
+                        if n.is_finite()
+                            && w.chars().all(|c| {
+                                c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')
+                            }) =>
+                    {
                         CompValue::Num(n)
                     }
                     _ if !w.eq_ignore_ascii_case("and") && !w.eq_ignore_ascii_case("or") => {
@@ -351,7 +357,9 @@ pub fn parse(input: &str) -> Result<Filter, ScimError> {
     };
     let f = p.or(false)?;
     if p.pos != p.toks.len() {
-        return Err(ScimError::invalid_filter("unexpected text after the filter"));
+        return Err(ScimError::invalid_filter(
+            "unexpected text after the filter",
+        ));
     }
     Ok(f)
 }
@@ -369,7 +377,9 @@ pub fn parse_value_filter(input: &str) -> Result<Filter, ScimError> {
     };
     let f = p.or(true)?;
     if p.pos != p.toks.len() {
-        return Err(ScimError::invalid_filter("unexpected text after the filter"));
+        return Err(ScimError::invalid_filter(
+            "unexpected text after the filter",
+        ));
     }
     Ok(f)
 }
@@ -377,8 +387,11 @@ pub fn parse_value_filter(input: &str) -> Result<Filter, ScimError> {
 /// Case-insensitive member lookup in a JSON object.
 pub fn get_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
     let obj = v.as_object()?;
-    obj.get(name)
-        .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    obj.get(name).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
 }
 
 /// Where paths are resolved: a whole resource, or one value of a
@@ -421,14 +434,23 @@ fn resolve<'a>(
     match &path.sub {
         Some(sub) => {
             let sdef = def.and_then(|d| schema::find(d.sub, sub));
-            (items.into_iter().filter_map(|v| get_ci(v, sub)).collect(), sdef)
+            (
+                items.into_iter().filter_map(|v| get_ci(v, sub)).collect(),
+                sdef,
+            )
         }
         None if !raw && def.is_some_and(|d| !d.sub.is_empty()) => {
             // A complex attribute without a sub-attribute compares its `value`.
             let sdef = def.and_then(|d| schema::find(d.sub, "value"));
             let vals = items
                 .into_iter()
-                .map(|v| if v.is_object() { get_ci(v, "value").unwrap_or(&Value::Null) } else { v })
+                .map(|v| {
+                    if v.is_object() {
+                        get_ci(v, "value").unwrap_or(&Value::Null)
+                    } else {
+                        v
+                    }
+                })
                 .collect();
             (vals, sdef)
         }
@@ -516,9 +538,7 @@ fn eval_in(f: &Filter, res: &Value, scope: Scope) -> bool {
             match (op, want) {
                 (Op::Eq, CompValue::Null) => !vals.into_iter().any(present),
                 (Op::Ne, CompValue::Null) => vals.into_iter().any(present),
-                (Op::Ne, _) => !vals
-                    .into_iter()
-                    .any(|v| compare_one(v, Op::Eq, want, def)),
+                (Op::Ne, _) => !vals.into_iter().any(|v| compare_one(v, Op::Eq, want, def)),
                 _ => vals.into_iter().any(|v| compare_one(v, *op, want, def)),
             }
         }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
@@ -11,7 +12,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Extension;
 use serde_json::Value;
 
 use super::discovery;
@@ -47,7 +47,10 @@ fn with_version(mut resp: Response, version: i64) -> Response {
 /// Routes relative to the SCIM base path (the caller nests them).
 pub fn router(scim: Arc<Scim>) -> Router {
     let api = Router::new()
-        .route("/ServiceProviderConfig", get(discovery::service_provider_config))
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config),
+        )
         .route("/Schemas", get(discovery::schemas))
         .route("/Schemas/{id}", get(discovery::schema))
         .route("/ResourceTypes", get(discovery::resource_types))
@@ -56,13 +59,19 @@ pub fn router(scim: Arc<Scim>) -> Router {
         .route("/Users/.search", post(search_users))
         .route(
             "/Users/{id}",
-            get(get_users).put(put_users).patch(patch_users).delete(delete_users),
+            get(get_users)
+                .put(put_users)
+                .patch(patch_users)
+                .delete(delete_users),
         )
         .route("/Groups", get(list_groups).post(create_groups))
         .route("/Groups/.search", post(search_groups))
         .route(
             "/Groups/{id}",
-            get(get_groups).put(put_groups).patch(patch_groups).delete(delete_groups),
+            get(get_groups)
+                .put(put_groups)
+                .patch(patch_groups)
+                .delete(delete_groups),
         )
         .route("/Bulk", post(super::bulk::handler))
         .route("/.search", post(search_root))
@@ -114,7 +123,8 @@ pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ScimError> 
             ));
         }
     }
-    serde_json::from_slice(body).map_err(|_| ScimError::invalid_syntax("the body is not valid JSON"))
+    serde_json::from_slice(body)
+        .map_err(|_| ScimError::invalid_syntax("the body is not valid JSON"))
 }
 
 fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
@@ -143,12 +153,17 @@ fn sort_order(v: Option<&str>) -> Result<bool, ScimError> {
         None => Ok(false),
         Some(s) if s.eq_ignore_ascii_case("ascending") => Ok(false),
         Some(s) if s.eq_ignore_ascii_case("descending") => Ok(true),
-        Some(_) => Err(ScimError::invalid_value("sortOrder must be ascending or descending")),
+        Some(_) => Err(ScimError::invalid_value(
+            "sortOrder must be ascending or descending",
+        )),
     }
 }
 
 fn projection(pairs: &[(String, String)]) -> Result<Projection, ScimError> {
-    Projection::parse(param(pairs, "attributes"), param(pairs, "excludedAttributes"))
+    Projection::parse(
+        param(pairs, "attributes"),
+        param(pairs, "excludedAttributes"),
+    )
 }
 
 fn list_query_from_params(raw: Option<&str>) -> Result<ListQuery, ScimError> {
@@ -197,7 +212,9 @@ fn list_query_from_body(body: &Value) -> Result<ListQuery, ScimError> {
                 .map(Some)
                 .ok_or_else(|| ScimError::invalid_value(format!("`{k}` must be an integer"))),
             Some(Value::String(s)) => int_param(Some(s), k),
-            Some(_) => Err(ScimError::invalid_value(format!("`{k}` must be an integer"))),
+            Some(_) => Err(ScimError::invalid_value(format!(
+                "`{k}` must be an integer"
+            ))),
         }
     };
     Ok(ListQuery {
@@ -245,7 +262,10 @@ async fn search(scim: &Scim, tenant: &str, kind: Kind, headers: &HeaderMap, body
 async fn create(scim: &Scim, tenant: &str, kind: Kind, headers: &HeaderMap, body: &Bytes) -> Res {
     let body = json_body(headers, body)?;
     let (res, version) = scim.create(tenant, kind, &body).await?;
-    let location = res["meta"]["location"].as_str().unwrap_or_default().to_owned();
+    let location = res["meta"]["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let mut resp = with_version(scim_json(&res), version);
     *resp.status_mut() = StatusCode::CREATED;
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -264,9 +284,18 @@ fn if_match(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
 }
 
-async fn replace(scim: &Scim, tenant: &str, kind: Kind, id: &str, headers: &HeaderMap, body: &Bytes) -> Res {
+async fn replace(
+    scim: &Scim,
+    tenant: &str,
+    kind: Kind,
+    id: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Res {
     let body = json_body(headers, body)?;
-    let (res, version) = scim.replace(tenant, kind, id, &body, if_match(headers)).await?;
+    let (res, version) = scim
+        .replace(tenant, kind, id, &body, if_match(headers))
+        .await?;
     Ok(with_version(scim_json(&res), version))
 }
 
@@ -280,7 +309,9 @@ async fn patch(
     raw: Option<String>,
 ) -> Res {
     let body = json_body(headers, body)?;
-    let row = scim.patch(tenant, kind, id, &body, if_match(headers)).await?;
+    let row = scim
+        .patch(tenant, kind, id, &body, if_match(headers))
+        .await?;
     let pairs = query_pairs(raw.as_deref());
     let res = scim.render(kind, &row, &projection(&pairs)?).await?;
     Ok(with_version(scim_json(&res), row.version))
@@ -293,13 +324,27 @@ async fn delete(scim: &Scim, tenant: &str, kind: Kind, id: &str, headers: &Heade
 
 macro_rules! handlers {
     ($kind:expr, $list:ident, $search:ident, $create:ident, $get:ident, $put:ident, $patch:ident, $delete:ident) => {
-        async fn $list(State(s): State<Arc<Scim>>, Extension(t): Extension<Tenant>, RawQuery(q): RawQuery) -> Res {
+        async fn $list(
+            State(s): State<Arc<Scim>>,
+            Extension(t): Extension<Tenant>,
+            RawQuery(q): RawQuery,
+        ) -> Res {
             list(&s, &t.0, $kind, q).await
         }
-        async fn $search(State(s): State<Arc<Scim>>, Extension(t): Extension<Tenant>, h: HeaderMap, b: Bytes) -> Res {
+        async fn $search(
+            State(s): State<Arc<Scim>>,
+            Extension(t): Extension<Tenant>,
+            h: HeaderMap,
+            b: Bytes,
+        ) -> Res {
             search(&s, &t.0, $kind, &h, &b).await
         }
-        async fn $create(State(s): State<Arc<Scim>>, Extension(t): Extension<Tenant>, h: HeaderMap, b: Bytes) -> Res {
+        async fn $create(
+            State(s): State<Arc<Scim>>,
+            Extension(t): Extension<Tenant>,
+            h: HeaderMap,
+            b: Bytes,
+        ) -> Res {
             create(&s, &t.0, $kind, &h, &b).await
         }
         async fn $get(
@@ -340,8 +385,26 @@ macro_rules! handlers {
     };
 }
 
-handlers!(Kind::User, list_users, search_users, create_users, get_users, put_users, patch_users, delete_users);
-handlers!(Kind::Group, list_groups, search_groups, create_groups, get_groups, put_groups, patch_groups, delete_groups);
+handlers!(
+    Kind::User,
+    list_users,
+    search_users,
+    create_users,
+    get_users,
+    put_users,
+    patch_users,
+    delete_users
+);
+handlers!(
+    Kind::Group,
+    list_groups,
+    search_groups,
+    create_groups,
+    get_groups,
+    put_groups,
+    patch_groups,
+    delete_groups
+);
 
 /// The 413 the proxy answers when a body exceeds `[scim] max_payload_bytes`
 /// before the router sees it.

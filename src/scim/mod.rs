@@ -2,14 +2,14 @@
 //! really send. Served in-process at `[scim] path` (default `/scim/v2`),
 //! authenticated by a per-tenant bearer token, never by a browser session.
 
+pub mod bulk;
+pub mod discovery;
 pub mod error;
 pub mod filter;
 pub mod http;
-pub mod schema;
-pub mod bulk;
-pub mod discovery;
 pub mod patch;
 pub mod resource;
+pub mod schema;
 pub mod service;
 pub mod token;
 

@@ -74,8 +74,10 @@ pub fn parse_request(body: &Value) -> Result<Vec<Operation>, ScimError> {
     let schemas_ok = get_ci(body, "schemas")
         .and_then(Value::as_array)
         .is_some_and(|a| {
-            a.iter()
-                .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(schema::PATCH_OP)))
+            a.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(schema::PATCH_OP))
+            })
         });
     if !schemas_ok {
         return Err(ScimError::invalid_syntax(format!(
@@ -99,7 +101,9 @@ pub fn parse_request(body: &Value) -> Result<Vec<Operation>, ScimError> {
     ops.iter()
         .map(|o| {
             if !o.is_object() {
-                return Err(ScimError::invalid_syntax("each operation must be an object"));
+                return Err(ScimError::invalid_syntax(
+                    "each operation must be an object",
+                ));
             }
             let op = match get_ci(o, "op").and_then(Value::as_str) {
                 Some(s) if s.eq_ignore_ascii_case("add") => OpKind::Add,
@@ -182,7 +186,9 @@ fn parse_path(kind: Kind, text: &str) -> Result<Target, ScimError> {
         ),
     };
     if filter.is_some() && !def.multi {
-        return Err(ScimError::invalid_path("a filter needs a multi-valued attribute"));
+        return Err(ScimError::invalid_path(
+            "a filter needs a multi-valued attribute",
+        ));
     }
     Ok(Target::Attr {
         ext,
@@ -215,7 +221,10 @@ pub fn apply(
                     ));
                 };
                 for (key, v) in values {
-                    if ["schemas", "meta"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
+                    if ["schemas", "meta"]
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(key))
+                    {
                         continue;
                     }
                     // Okta's rename carries the group's own id: ignored.
@@ -313,7 +322,9 @@ fn apply_members(
     members: &mut MemberChange,
 ) -> Result<(), ScimError> {
     if sub.is_some() {
-        return Err(ScimError::invalid_path("member sub-attributes cannot be changed"));
+        return Err(ScimError::invalid_path(
+            "member sub-attributes cannot be changed",
+        ));
     }
     let ids = |v: &Value| -> Result<Vec<String>, ScimError> {
         Ok(member_refs(v)?.into_iter().map(|m| m.id).collect())
@@ -366,14 +377,20 @@ fn apply_path(
         return apply_members(op, filter.as_ref(), sub, value, members);
     }
     if def.mutability == Mutability::ReadOnly {
-        return Err(ScimError::mutability(format!("`{}` is read-only", def.name)));
+        return Err(ScimError::mutability(format!(
+            "`{}` is read-only",
+            def.name
+        )));
     }
     if def.mutability == Mutability::WriteOnly {
         // `password`: accepted and discarded, never stored.
         return Ok(());
     }
     if op == OpKind::Remove && sub.is_none() && filter.is_none() && def.required {
-        return Err(ScimError::mutability(format!("`{}` cannot be removed", def.name)));
+        return Err(ScimError::mutability(format!(
+            "`{}` cannot be removed",
+            def.name
+        )));
     }
     let Some(c) = container(doc, ext, op != OpKind::Remove) else {
         return Ok(());
@@ -381,21 +398,19 @@ fn apply_path(
     let name = def.name.to_owned();
     match (filter, sub) {
         (None, None) => match op {
-            OpKind::Remove => {
-                match (value, c.get_mut(&name)) {
-                    (Some(v), Some(Value::Array(items))) if def.multi => {
-                        let drop = normalize_value(def, v)?;
-                        let drop: Vec<Value> = match drop {
-                            Some(Value::Array(a)) => a,
-                            _ => Vec::new(),
-                        };
-                        items.retain(|item| !drop.iter().any(|d| same_value(item, d)));
-                    }
-                    _ => {
-                        c.remove(&name);
-                    }
+            OpKind::Remove => match (value, c.get_mut(&name)) {
+                (Some(v), Some(Value::Array(items))) if def.multi => {
+                    let drop = normalize_value(def, v)?;
+                    let drop: Vec<Value> = match drop {
+                        Some(Value::Array(a)) => a,
+                        _ => Vec::new(),
+                    };
+                    items.retain(|item| !drop.iter().any(|d| same_value(item, d)));
                 }
-            }
+                _ => {
+                    c.remove(&name);
+                }
+            },
             OpKind::Add | OpKind::Replace => {
                 let Some(new) = normalize_value(def, need(value)?)? else {
                     if op == OpKind::Replace {
@@ -573,7 +588,9 @@ fn apply_extension(
         return Ok(());
     }
     let Some(Value::Object(values)) = value else {
-        return Err(ScimError::invalid_value("an extension takes an object value"));
+        return Err(ScimError::invalid_value(
+            "an extension takes an object value",
+        ));
     };
     let ext = doc
         .entry(urn.to_owned())

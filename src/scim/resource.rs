@@ -120,7 +120,10 @@ fn normalize_single(def: &'static Attr, v: &Value) -> Result<Option<Value>, Scim
         },
         Ty::String | Ty::Reference | Ty::Binary | Ty::Complex => match v {
             Value::String(s) if s.len() > MAX_STRING => {
-                return Err(ScimError::invalid_value(format!("`{}` is too long", def.name)));
+                return Err(ScimError::invalid_value(format!(
+                    "`{}` is too long",
+                    def.name
+                )));
             }
             Value::String(s) if s.contains('\0') => {
                 return Err(ScimError::invalid_value(format!(
@@ -135,7 +138,7 @@ fn normalize_single(def: &'static Attr, v: &Value) -> Result<Option<Value>, Scim
 }
 
 /// The resource's core schema URN, when `key` is `urn:…:core…:Attr` form.
-fn strip_core<'a>(kind: Kind, key: &'a str) -> Option<&'a str> {
+fn strip_core(kind: Kind, key: &str) -> Option<&str> {
     let urn = kind.core_urn();
     if key.len() > urn.len() + 1
         && starts_with_ci(key, urn)
@@ -159,7 +162,11 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
             .collect::<Option<_>>()
             .ok_or_else(|| ScimError::invalid_syntax("`schemas` must be a list of URIs"))?,
         None | Some(Value::Null) => Vec::new(),
-        Some(_) => return Err(ScimError::invalid_syntax("`schemas` must be a list of URIs")),
+        Some(_) => {
+            return Err(ScimError::invalid_syntax(
+                "`schemas` must be a list of URIs",
+            ));
+        }
     };
     if mode == Mode::Full
         && !declared
@@ -173,14 +180,20 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
     }
     let mut out = Normalized::default();
     for (key, v) in obj {
-        if v.is_null() || ["schemas", "id", "meta"].iter().any(|k| k.eq_ignore_ascii_case(key)) {
+        if v.is_null()
+            || ["schemas", "id", "meta"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(key))
+        {
             continue;
         }
         let key = strip_core(kind, key).unwrap_or(key);
         if starts_with_ci(key, "urn:") {
             if let Some((canon, attrs)) = kind.extension(key) {
                 let Value::Object(ext) = v else {
-                    return Err(ScimError::invalid_syntax(format!("`{canon}` must be an object")));
+                    return Err(ScimError::invalid_syntax(format!(
+                        "`{canon}` must be an object"
+                    )));
                 };
                 let mut eout = Map::new();
                 for (k, ev) in ext {
@@ -237,7 +250,9 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
     match out.doc.get(required) {
         Some(Value::String(s)) if !s.trim().is_empty() => {}
         _ => {
-            return Err(ScimError::invalid_value(format!("`{required}` is required")));
+            return Err(ScimError::invalid_value(format!(
+                "`{required}` is required"
+            )));
         }
     }
     Ok(out)
@@ -296,7 +311,11 @@ pub fn login_of(doc: &Map<String, Value>, role: Option<String>) -> ScimLogin {
                 .and_then(value)
         })
         .or_else(|| emails.first().and_then(value))
-        .or_else(|| doc.get("userName").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| {
+            doc.get("userName")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     let name_part = |k: &str| {
         doc.get("name")
@@ -427,13 +446,19 @@ impl Projection {
     }
 
     pub fn apply(&self, kind: Kind, res: Value) -> Value {
-        let Value::Object(mut obj) = res else { return res };
+        let Value::Object(mut obj) = res else {
+            return res;
+        };
         // Where a path lives: top level, or inside an extension object.
         let container = |p: &AttrPath| -> Option<String> {
             p.urn
                 .as_deref()
                 .filter(|u| !u.eq_ignore_ascii_case(kind.core_urn()))
-                .map(|u| kind.extension(u).map(|(c, _)| c.to_owned()).unwrap_or_default())
+                .map(|u| {
+                    kind.extension(u)
+                        .map(|(c, _)| c.to_owned())
+                        .unwrap_or_default()
+                })
         };
         let key_ci = |m: &Map<String, Value>, name: &str| {
             m.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
@@ -452,7 +477,9 @@ impl Projection {
                     None => Some(&obj),
                 };
                 let Some(src) = src else { continue };
-                let Some(key) = key_ci(src, &p.name) else { continue };
+                let Some(key) = key_ci(src, &p.name) else {
+                    continue;
+                };
                 let picked = match &p.sub {
                     None => src[&key].clone(),
                     Some(sub) => keep_sub(&src[&key], sub),
@@ -483,7 +510,9 @@ impl Projection {
                 None => Some(&mut obj),
             };
             let Some(target) = target else { continue };
-            let Some(key) = key_ci(target, &p.name) else { continue };
+            let Some(key) = key_ci(target, &p.name) else {
+                continue;
+            };
             match &p.sub {
                 None => {
                     target.remove(&key);

@@ -157,7 +157,10 @@ const GROUP_REF_SUB: &[Attr] = &[
 
 pub static USER_ATTRS: &[Attr] = &[
     {
-        let mut u = s("userName", "Unique identifier for the user, case-insensitive.");
+        let mut u = s(
+            "userName",
+            "Unique identifier for the user, case-insensitive.",
+        );
         u.required = true;
         u.unique = true;
         u
@@ -173,7 +176,10 @@ pub static USER_ATTRS: &[Attr] = &[
     s("timezone", "e.g. Europe/Berlin."),
     a("active", Ty::Boolean, "Whether the user may sign in."),
     mutability(
-        exact(s("password", "Accepted and discarded: never stored, never returned.")),
+        exact(s(
+            "password",
+            "Accepted and discarded: never stored, never returned.",
+        )),
         Mutability::WriteOnly,
     ),
     multi(s("emails", "Email addresses."), MULTI_STRING),
@@ -182,7 +188,10 @@ pub static USER_ATTRS: &[Attr] = &[
     multi(s("photos", "Photo URLs."), MULTI_REF),
     multi(complex("addresses", ADDRESS_SUB, "Addresses."), ADDRESS_SUB),
     mutability(
-        multi(complex("groups", GROUP_REF_SUB, "Groups, read-only."), GROUP_REF_SUB),
+        multi(
+            complex("groups", GROUP_REF_SUB, "Groups, read-only."),
+            GROUP_REF_SUB,
+        ),
         Mutability::ReadOnly,
     ),
     multi(s("entitlements", "Entitlements."), MULTI_STRING),
@@ -193,7 +202,10 @@ pub static USER_ATTRS: &[Attr] = &[
 const MANAGER_SUB: &[Attr] = &[
     exact(s("value", "The manager's id.")),
     exact(a("$ref", Ty::Reference, "The manager's URI.")),
-    mutability(s("displayName", "The manager's name."), Mutability::ReadOnly),
+    mutability(
+        s("displayName", "The manager's name."),
+        Mutability::ReadOnly,
+    ),
 ];
 
 pub static ENTERPRISE_ATTRS: &[Attr] = &[
@@ -217,7 +229,10 @@ const MEMBER_SUB: &[Attr] = &[
 
 pub static GROUP_ATTRS: &[Attr] = &[
     {
-        let mut d = s("displayName", "The group's name, unique case-insensitively.");
+        let mut d = s(
+            "displayName",
+            "The group's name, unique case-insensitively.",
+        );
         d.required = true;
         d.unique = true;
         d
@@ -233,13 +248,22 @@ pub static COMMON_ATTRS: &[Attr] = &[
         complex(
             "meta",
             &[
-                mutability(exact(s("resourceType", "User or Group.")), Mutability::ReadOnly),
-                mutability(a("created", Ty::DateTime, "Creation time."), Mutability::ReadOnly),
+                mutability(
+                    exact(s("resourceType", "User or Group.")),
+                    Mutability::ReadOnly,
+                ),
+                mutability(
+                    a("created", Ty::DateTime, "Creation time."),
+                    Mutability::ReadOnly,
+                ),
                 mutability(
                     a("lastModified", Ty::DateTime, "Last change."),
                     Mutability::ReadOnly,
                 ),
-                mutability(exact(a("location", Ty::Reference, "URI.")), Mutability::ReadOnly),
+                mutability(
+                    exact(a("location", Ty::Reference, "URI.")),
+                    Mutability::ReadOnly,
+                ),
                 mutability(exact(s("version", "ETag.")), Mutability::ReadOnly),
             ],
             "Resource metadata.",
@@ -317,9 +341,7 @@ impl Kind {
     /// attribute inside an extension when `urn` names one.
     pub fn attr(self, urn: Option<&str>, name: &str) -> Option<&'static Attr> {
         match urn {
-            Some(u) if !u.eq_ignore_ascii_case(self.core_urn()) => {
-                find(self.extension(u)?.1, name)
-            }
+            Some(u) if !u.eq_ignore_ascii_case(self.core_urn()) => find(self.extension(u)?.1, name),
             _ => find(self.core_attrs(), name).or_else(|| find(COMMON_ATTRS, name)),
         }
     }

@@ -53,9 +53,10 @@ fn now_ms() -> i64 {
 pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
     let Some(h) = if_match else { return Ok(()) };
     let current = resource::etag(version);
-    let ok = h.split(',').map(str::trim).any(|t| {
-        t == "*" || t == current || t.strip_prefix("W/").unwrap_or(t) == &current[2..]
-    });
+    let ok = h
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == current || t.strip_prefix("W/").unwrap_or(t) == &current[2..]);
     if ok {
         Ok(())
     } else {
@@ -72,7 +73,9 @@ fn doc_string(doc: &Map<String, Value>) -> Result<String, ScimError> {
 }
 
 fn ext_id(doc: &Map<String, Value>) -> Option<String> {
-    doc.get("externalId").and_then(Value::as_str).map(str::to_owned)
+    doc.get("externalId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn name_of(kind: Kind, doc: &Map<String, Value>) -> String {
@@ -80,7 +83,10 @@ fn name_of(kind: Kind, doc: &Map<String, Value>) -> String {
         Kind::User => "userName",
         Kind::Group => "displayName",
     };
-    doc.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+    doc.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl Scim {
@@ -132,11 +138,15 @@ impl Scim {
         projection: &Projection,
     ) -> Result<Value, ScimError> {
         let members = match kind {
-            Kind::Group if projection.wants("members") => Some(self.store.scim_members(&row.id).await?),
+            Kind::Group if projection.wants("members") => {
+                Some(self.store.scim_members(&row.id).await?)
+            }
             _ => None,
         };
         let groups = match kind {
-            Kind::User if projection.wants("groups") => Some(self.store.scim_groups_of(&row.id).await?),
+            Kind::User if projection.wants("groups") => {
+                Some(self.store.scim_groups_of(&row.id).await?)
+            }
             _ => None,
         };
         let full = resource::render(kind, row, &self.base, members.as_deref(), groups.as_deref());
@@ -159,17 +169,30 @@ impl Scim {
     }
 
     /// POST. Returns the rendered resource and its version.
-    pub async fn create(&self, tenant: &str, kind: Kind, body: &Value) -> Result<(Value, i64), ScimError> {
+    pub async fn create(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        body: &Value,
+    ) -> Result<(Value, i64), ScimError> {
         let n = resource::normalize(kind, body, Mode::Full)?;
         let mut tx = self.store.begin_write(tenant).await?;
         let row = self.create_in(&mut tx, kind, n).await?;
         let revoked = tx.commit().await?;
         self.after_commit(revoked).await;
-        Ok((self.render(kind, &row, &Projection::default()).await?, row.version))
+        Ok((
+            self.render(kind, &row, &Projection::default()).await?,
+            row.version,
+        ))
     }
 
     /// The create, inside a caller's transaction (bulk uses it too).
-    pub async fn create_in(&self, tx: &mut WriteTx, kind: Kind, n: Normalized) -> Result<ScimRow, ScimError> {
+    pub async fn create_in(
+        &self,
+        tx: &mut WriteTx,
+        kind: Kind,
+        n: Normalized,
+    ) -> Result<ScimRow, ScimError> {
         let name = name_of(kind, &n.doc);
         if tx.scim_name_taken(kind.store(), &name, None).await? {
             return Err(ScimError::uniqueness(match kind {
@@ -185,7 +208,8 @@ impl Scim {
             id = tx.scim_link_login(&id, &login, now / 1000).await?;
             if !login.active {
                 // An adopted JIT user arriving deactivated.
-                tx.revoke_sessions(&SessionSelector::User(id.clone())).await?;
+                tx.revoke_sessions(&SessionSelector::User(id.clone()))
+                    .await?;
             }
         }
         let row = ScimRow {
@@ -264,7 +288,9 @@ impl Scim {
     ) -> Result<ScimRow, ScimError> {
         let name = name_of(kind, &doc);
         if name.to_lowercase() != row.name.to_lowercase()
-            && tx.scim_name_taken(kind.store(), &name, Some(&row.id)).await?
+            && tx
+                .scim_name_taken(kind.store(), &name, Some(&row.id))
+                .await?
         {
             return Err(ScimError::uniqueness(match kind {
                 Kind::User => "userName is already in use",
@@ -291,7 +317,8 @@ impl Scim {
                 let login = resource::login_of(&doc, None);
                 tx.scim_update_login(&row.id, &login, now / 1000).await?;
                 if !login.active {
-                    tx.revoke_sessions(&SessionSelector::User(row.id.clone())).await?;
+                    tx.revoke_sessions(&SessionSelector::User(row.id.clone()))
+                        .await?;
                 }
             }
         }
@@ -319,10 +346,15 @@ impl Scim {
             clear: true,
             set: list.into_iter().map(|m| (m.id, true)).collect(),
         });
-        let row = self.update_in(&mut tx, kind, row, n.doc, members.as_ref()).await?;
+        let row = self
+            .update_in(&mut tx, kind, row, n.doc, members.as_ref())
+            .await?;
         let revoked = tx.commit().await?;
         self.after_commit(revoked).await;
-        Ok((self.render(kind, &row, &Projection::default()).await?, row.version))
+        Ok((
+            self.render(kind, &row, &Projection::default()).await?,
+            row.version,
+        ))
     }
 
     /// PATCH: atomic; any failing operation leaves the resource unchanged.
@@ -399,7 +431,8 @@ impl Scim {
         tx.scim_delete(kind.store(), id).await?;
         if kind == Kind::User {
             tx.scim_tombstone_login(id, now / 1000).await?;
-            tx.revoke_sessions(&SessionSelector::User(id.to_owned())).await?;
+            tx.revoke_sessions(&SessionSelector::User(id.to_owned()))
+                .await?;
         }
         Ok(())
     }
@@ -413,7 +446,9 @@ impl Scim {
         let sort = q
             .sort_by
             .as_deref()
-            .map(|s| filter::parse_attr_path(s).map_err(|_| ScimError::invalid_value("invalid sortBy")))
+            .map(|s| {
+                filter::parse_attr_path(s).map_err(|_| ScimError::invalid_value("invalid sortBy"))
+            })
             .transpose()?;
 
         let (total, page): (i64, Vec<ScimRow>) = match (&filter, &sort) {
@@ -506,20 +541,42 @@ impl Scim {
         kind: Kind,
         filter: Option<&Filter>,
     ) -> Result<Vec<(ScimRow, Value)>, ScimError> {
-        let needs_members = kind == Kind::Group && filter.is_some_and(|f| filter::mentions(f, "members"));
-        let needs_groups = kind == Kind::User && filter.is_some_and(|f| filter::mentions(f, "groups"));
+        let needs_members =
+            kind == Kind::Group && filter.is_some_and(|f| filter::mentions(f, "members"));
+        let needs_groups =
+            kind == Kind::User && filter.is_some_and(|f| filter::mentions(f, "groups"));
         let mut out = Vec::new();
-        let mut check = |row: ScimRow, members: Option<Vec<ScimMember>>, groups: Option<Vec<(String, String)>>| {
-            let res = resource::render(kind, &row, &self.base, members.as_deref(), groups.as_deref());
+        let mut check = |row: ScimRow,
+                         members: Option<Vec<ScimMember>>,
+                         groups: Option<Vec<(String, String)>>| {
+            let res = resource::render(
+                kind,
+                &row,
+                &self.base,
+                members.as_deref(),
+                groups.as_deref(),
+            );
             if filter.is_none_or(|f| filter::eval(f, &res, kind)) {
                 out.push((row, res));
             }
         };
         let indexed = filter.and_then(|f| filter::indexed(f, kind));
         if let Some((index, value)) = indexed {
-            for row in self.store.scim_find(kind.store(), tenant, index, &value).await? {
-                let m = if needs_members { Some(self.store.scim_members(&row.id).await?) } else { None };
-                let g = if needs_groups { Some(self.store.scim_groups_of(&row.id).await?) } else { None };
+            for row in self
+                .store
+                .scim_find(kind.store(), tenant, index, &value)
+                .await?
+            {
+                let m = if needs_members {
+                    Some(self.store.scim_members(&row.id).await?)
+                } else {
+                    None
+                };
+                let g = if needs_groups {
+                    Some(self.store.scim_groups_of(&row.id).await?)
+                } else {
+                    None
+                };
                 check(row, m, g);
             }
             return Ok(out);
@@ -538,8 +595,16 @@ impl Scim {
             let last = batch.last().map(|r| (r.seq, r.id.clone()));
             let n = batch.len();
             for row in batch {
-                let m = if needs_members { Some(self.store.scim_members(&row.id).await?) } else { None };
-                let g = if needs_groups { Some(self.store.scim_groups_of(&row.id).await?) } else { None };
+                let m = if needs_members {
+                    Some(self.store.scim_members(&row.id).await?)
+                } else {
+                    None
+                };
+                let g = if needs_groups {
+                    Some(self.store.scim_groups_of(&row.id).await?)
+                } else {
+                    None
+                };
                 check(row, m, g);
             }
             if (n as i64) < SCAN_BATCH {

@@ -125,7 +125,11 @@ impl Store {
         secret_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        for (f, v) in [("tenant", tenant), ("key_id", key_id), ("hash", secret_hash)] {
+        for (f, v) in [
+            ("tenant", tenant),
+            ("key_id", key_id),
+            ("hash", secret_hash),
+        ] {
             check_text(f, v)?;
         }
         let mut tx = self.inner.pool.begin().await?;
@@ -170,11 +174,15 @@ impl Store {
         if id.contains('\0') {
             return Ok(None);
         }
-        let row = sqlx::query(by_kind!(kind, row_columns!(), " WHERE tenant = $1 AND id = $2"))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&self.inner.pool)
-            .await?;
+        let row = sqlx::query(by_kind!(
+            kind,
+            row_columns!(),
+            " WHERE tenant = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await?;
         row.as_ref().map(decode).transpose()
     }
 
@@ -302,7 +310,11 @@ impl Store {
     }
 
     /// Whether `member_id` is a direct member of `group_id`.
-    pub async fn scim_is_member(&self, group_id: &str, member_id: &str) -> Result<bool, StoreError> {
+    pub async fn scim_is_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+    ) -> Result<bool, StoreError> {
         if member_id.contains('\0') {
             return Ok(false);
         }
@@ -317,7 +329,10 @@ impl Store {
     }
 
     /// The groups `member_id` belongs to directly: `(id, displayName)`.
-    pub async fn scim_groups_of(&self, member_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn scim_groups_of(
+        &self,
+        member_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT g.id AS id, g.name AS name FROM scim_members m JOIN scim_groups g ON g.id = m.group_id \
              WHERE m.member_id = $1 ORDER BY g.name_lower, g.id",
@@ -333,16 +348,24 @@ impl Store {
 
 impl WriteTx {
     /// One resource by id, read inside the transaction.
-    pub async fn scim_get(&mut self, kind: ScimKind, id: &str) -> Result<Option<ScimRow>, StoreError> {
+    pub async fn scim_get(
+        &mut self,
+        kind: ScimKind,
+        id: &str,
+    ) -> Result<Option<ScimRow>, StoreError> {
         if id.contains('\0') {
             return Ok(None);
         }
         let tenant = self.tenant().to_owned();
-        let row = sqlx::query(by_kind!(kind, row_columns!(), " WHERE tenant = $1 AND id = $2"))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+        let row = sqlx::query(by_kind!(
+            kind,
+            row_columns!(),
+            " WHERE tenant = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
         row.as_ref().map(decode).transpose()
     }
 
@@ -439,7 +462,11 @@ impl WriteTx {
 
     /// Bumps a group's version and modification time after a membership
     /// change, without rewriting its document.
-    pub async fn scim_touch_group(&mut self, group_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn scim_touch_group(
+        &mut self,
+        group_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE scim_groups SET version = version + 1, updated_at = $1 WHERE id = $2")
             .bind(now_ms)
             .bind(group_id)
@@ -483,12 +510,13 @@ impl WriteTx {
             if id.contains('\0') {
                 continue;
             }
-            removed += sqlx::query("DELETE FROM scim_members WHERE group_id = $1 AND member_id = $2")
-                .bind(group_id)
-                .bind(id.as_str())
-                .execute(&mut *self.tx)
-                .await?
-                .rows_affected();
+            removed +=
+                sqlx::query("DELETE FROM scim_members WHERE group_id = $1 AND member_id = $2")
+                    .bind(group_id)
+                    .bind(id.as_str())
+                    .execute(&mut *self.tx)
+                    .await?
+                    .rows_affected();
         }
         Ok(removed)
     }
@@ -604,14 +632,13 @@ impl WriteTx {
             check_text("name", name)?;
         }
         let tenant = self.tenant().to_owned();
-        let other = sqlx::query(
-            "SELECT id FROM users WHERE tenant = $1 AND email_lower = $2 AND id <> $3",
-        )
-        .bind(tenant.as_str())
-        .bind(login.email.to_lowercase())
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
+        let other =
+            sqlx::query("SELECT id FROM users WHERE tenant = $1 AND email_lower = $2 AND id <> $3")
+                .bind(tenant.as_str())
+                .bind(login.email.to_lowercase())
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?;
         if other.is_some() {
             return Err(StoreError::Duplicate("email".into()));
         }

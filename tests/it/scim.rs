@@ -46,7 +46,10 @@ async fn tokens_authenticate_tenants(db: Db) {
     for bad in ["", "non-token", "pcs_0123456789abcdef_wrong"] {
         let r = acme.with_token(bad).get("/Users").await;
         r.assert_error(401, None);
-        assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")));
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|h| h.starts_with("Bearer"))
+        );
     }
     let basic = client()
         .get(format!("{}/Users", acme.base))
@@ -57,7 +60,10 @@ async fn tokens_authenticate_tenants(db: Db) {
     assert_eq!(basic.status(), 401);
     // The right key id with a wrong secret.
     let forged = format!("{}x", &acme.token[..acme.token.len() - 1]);
-    acme.with_token(&forged).get("/Users").await.assert_error(401, None);
+    acme.with_token(&forged)
+        .get("/Users")
+        .await
+        .assert_error(401, None);
 
     // A new token replaces the old one.
     let again = ScimClient::new(&env, "acme").await;
@@ -67,7 +73,10 @@ async fn tokens_authenticate_tenants(db: Db) {
     // Tenants don't see each other's resources.
     let globex = ScimClient::new(&env, "globex").await;
     let id = again.create_user("alice@acme.com").await;
-    globex.get(&format!("/Users/{id}")).await.assert_error(404, None);
+    globex
+        .get(&format!("/Users/{id}"))
+        .await
+        .assert_error(404, None);
     assert_eq!(globex.get("/Users").await.body["totalResults"], 0);
     // A token of a tenant no longer configured is refused.
     let ghost = ScimClient::new(&env, "ghost").await;
@@ -89,7 +98,10 @@ async fn discovery_describes_what_is_supported(db: Db) {
     assert_eq!(spc.body["etag"]["supported"], true);
     assert_eq!(spc.body["sort"]["supported"], true);
     assert_eq!(spc.body["changePassword"]["supported"], false);
-    assert_eq!(spc.body["authenticationSchemes"][0]["type"], "oauthbearertoken");
+    assert_eq!(
+        spc.body["authenticationSchemes"][0]["type"],
+        "oauthbearertoken"
+    );
 
     let schemas = c.get("/Schemas").await;
     let ids: Vec<&str> = schemas.body["Resources"]
@@ -143,7 +155,11 @@ async fn users_crud_meta_etag_location(db: Db) {
     assert_ne!(id, "client-chosen-id-is-ignored");
     let location = format!("{}/Users/{id}", c.base);
     assert_eq!(r.header("location"), Some(location.as_str()));
-    assert!(r.header("content-type").unwrap().starts_with("application/scim+json"));
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/scim+json")
+    );
     assert_eq!(r.header("etag"), Some("W/\"1\""));
     assert_eq!(r.body["meta"]["resourceType"], "User");
     assert_eq!(r.body["meta"]["location"], location);
@@ -152,7 +168,10 @@ async fn users_crud_meta_etag_location(db: Db) {
     assert_eq!(r.body["schemas"], json!([USER, ENTERPRISE]));
     assert_eq!(r.body[ENTERPRISE]["employeeNumber"], "701984");
     assert_eq!(r.body["phoneNumbers"][0]["value"], "555-555-8377");
-    assert_eq!(r.body["name"], json!({"givenName": "Barbara", "familyName": "Jensen"}));
+    assert_eq!(
+        r.body["name"],
+        json!({"givenName": "Barbara", "familyName": "Jensen"})
+    );
     assert!(!r.body.to_string().contains("never-stored"));
 
     let g = c.get(&format!("/Users/{id}")).await;
@@ -192,7 +211,10 @@ async fn users_crud_meta_etag_location(db: Db) {
         .raw(
             Method::PUT,
             &format!("/Users/{id}"),
-            &[("content-type", "application/scim+json"), ("if-match", "W/\"1\"")],
+            &[
+                ("content-type", "application/scim+json"),
+                ("if-match", "W/\"1\""),
+            ],
             Some(serde_json::to_vec(&put).unwrap()),
         )
         .await;
@@ -201,7 +223,10 @@ async fn users_crud_meta_etag_location(db: Db) {
         .raw(
             Method::PATCH,
             &format!("/Users/{id}"),
-            &[("content-type", "application/json"), ("if-match", "W/\"2\"")],
+            &[
+                ("content-type", "application/json"),
+                ("if-match", "W/\"2\""),
+            ],
             Some(
                 serde_json::to_vec(&json!({"schemas": [PATCH], "Operations": [
                     {"op": "replace", "path": "title", "value": "Boss"}]}))
@@ -216,16 +241,30 @@ async fn users_crud_meta_etag_location(db: Db) {
     // DELETE → 204; again → 404 (Microsoft's validator checks this).
     let d = c.delete(&format!("/Users/{id}")).await;
     assert_eq!(d.status, 204);
-    c.delete(&format!("/Users/{id}")).await.assert_error(404, None);
+    c.delete(&format!("/Users/{id}"))
+        .await
+        .assert_error(404, None);
     c.get(&format!("/Users/{id}")).await.assert_error(404, None);
     // The login identity stays as a deactivated tombstone.
-    let tomb = env.shared.store.user_by_email("acme", "barbara@acme.com").await.unwrap().unwrap();
+    let tomb = env
+        .shared
+        .store
+        .user_by_email("acme", "barbara@acme.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!tomb.active);
     assert_eq!(tomb.source, "scim-deleted");
     // Re-provisioning the same person adopts it again.
     let again = c.create_user("barbara@acme.com").await;
     assert_eq!(again, id);
-    let back = env.shared.store.user_by_email("acme", "barbara@acme.com").await.unwrap().unwrap();
+    let back = env
+        .shared
+        .store
+        .user_by_email("acme", "barbara@acme.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(back.active);
 }
 
@@ -237,7 +276,10 @@ async fn user_name_is_unique_case_insensitively_per_tenant(db: Db) {
     let g = ScimClient::new(&env, "globex").await;
     let id = c.create_user("dup@acme.com").await;
     let r = c
-        .post("/Users", &json!({"schemas": [USER], "userName": "DUP@ACME.COM"}))
+        .post(
+            "/Users",
+            &json!({"schemas": [USER], "userName": "DUP@ACME.COM"}),
+        )
         .await;
     r.assert_error(409, Some("uniqueness"));
     // Another tenant may use the same userName.
@@ -266,9 +308,12 @@ async fn user_name_is_unique_case_insensitively_per_tenant(db: Db) {
     .await
     .assert_error(409, Some("uniqueness"));
     c.create_group("Engineering", &[]).await;
-    c.post("/Groups", &json!({"schemas": [GROUP], "displayName": "engineering"}))
-        .await
-        .assert_error(409, Some("uniqueness"));
+    c.post(
+        "/Groups",
+        &json!({"schemas": [GROUP], "displayName": "engineering"}),
+    )
+    .await
+    .assert_error(409, Some("uniqueness"));
 }
 
 /// Malformed JSON, wrong schemas, unknown attributes, wrong types, huge
@@ -301,9 +346,14 @@ async fn bad_input_gets_scim_errors_never_500(db: Db) {
     assert_eq!(r.status, 201, "{}", r.body);
     assert!(!r.body.to_string().contains("urn:example"));
     // Wrong media type.
-    c.raw(Method::POST, "/Users", &[("content-type", "text/plain")], Some(b"{}".to_vec()))
-        .await
-        .assert_error(415, None);
+    c.raw(
+        Method::POST,
+        "/Users",
+        &[("content-type", "text/plain")],
+        Some(b"{}".to_vec()),
+    )
+    .await
+    .assert_error(415, None);
     // Oversized body: 413 with a SCIM error, before anything is parsed.
     let huge = json!({"schemas": [USER], "userName": "big", "title": "x".repeat(1_100_000)});
     c.post("/Users", &huge).await.assert_error(413, None);
@@ -330,25 +380,56 @@ async fn bad_input_gets_scim_errors_never_500(db: Db) {
         assert_eq!(r.status, 200, "{f}: {}", r.body);
         assert_eq!(r.body["totalResults"], 0, "{f}");
     }
-    c.get("/Users?startIndex=abc").await.assert_error(400, Some("invalidValue"));
-    c.get("/Users?sortOrder=sideways").await.assert_error(400, Some("invalidValue"));
-    c.get("/Users?attributes=%22%3B").await.assert_error(400, Some("invalidValue"));
+    c.get("/Users?startIndex=abc")
+        .await
+        .assert_error(400, Some("invalidValue"));
+    c.get("/Users?sortOrder=sideways")
+        .await
+        .assert_error(400, Some("invalidValue"));
+    c.get("/Users?attributes=%22%3B")
+        .await
+        .assert_error(400, Some("invalidValue"));
     // PATCH bodies.
     for (body, ty) in [
-        (json!({"Operations": [{"op": "add", "path": "title", "value": "x"}]}), "invalidSyntax"),
-        (json!({"schemas": [PATCH], "Operations": [{"op": "jump", "path": "title"}]}), "invalidSyntax"),
-        (json!({"schemas": [PATCH], "Operations": [{"op": "remove", "path": "userName"}]}), "mutability"),
-        (json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "id", "value": "x"}]}), "mutability"),
-        (json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "emails[type eq \"nope\"].value", "value": "x"}]}), "noTarget"),
-        (json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "no.such.path", "value": "x"}]}), "invalidPath"),
+        (
+            json!({"Operations": [{"op": "add", "path": "title", "value": "x"}]}),
+            "invalidSyntax",
+        ),
+        (
+            json!({"schemas": [PATCH], "Operations": [{"op": "jump", "path": "title"}]}),
+            "invalidSyntax",
+        ),
+        (
+            json!({"schemas": [PATCH], "Operations": [{"op": "remove", "path": "userName"}]}),
+            "mutability",
+        ),
+        (
+            json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "id", "value": "x"}]}),
+            "mutability",
+        ),
+        (
+            json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "emails[type eq \"nope\"].value", "value": "x"}]}),
+            "noTarget",
+        ),
+        (
+            json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "no.such.path", "value": "x"}]}),
+            "invalidPath",
+        ),
     ] {
-        c.patch(&format!("/Users/{id}"), &body).await.assert_error(400, Some(ty));
+        c.patch(&format!("/Users/{id}"), &body)
+            .await
+            .assert_error(400, Some(ty));
     }
-    c.patch("/Users/does-not-exist", &json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "title", "value": "x"}]}))
-        .await
-        .assert_error(404, None);
+    c.patch(
+        "/Users/does-not-exist",
+        &json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "title", "value": "x"}]}),
+    )
+    .await
+    .assert_error(404, None);
     // Methods that don't exist on an endpoint.
-    c.send(Method::DELETE, "/Users", None).await.assert_error(405, None);
+    c.send(Method::DELETE, "/Users", None)
+        .await
+        .assert_error(405, None);
     // Hostile ids in paths.
     for p in ["/Users/%00", "/Users/..%2F..%2Fetc", "/Users/'%20OR%201=1"] {
         c.get(p).await.assert_error(404, None);
@@ -420,14 +501,25 @@ async fn groups_crud_and_membership(db: Db) {
     )
     .await
     .assert_error(400, Some("invalidValue"));
-    assert_eq!(member_ids(&c.get(&format!("/Groups/{gid}")).await.body), vec![d.clone()]);
+    assert_eq!(
+        member_ids(&c.get(&format!("/Groups/{gid}")).await.body),
+        vec![d.clone()]
+    );
     // Entra's membership check and excludedAttributes=members.
     let f = format!("id eq \"{gid}\" and members[value eq \"{d}\"]");
-    let r = c.get(&format!("/Groups?excludedAttributes=members&filter={}", q(&f))).await;
+    let r = c
+        .get(&format!(
+            "/Groups?excludedAttributes=members&filter={}",
+            q(&f)
+        ))
+        .await;
     assert_eq!(r.body["totalResults"], 1, "{}", r.body);
     assert!(r.body["Resources"][0].get("members").is_none());
     let f = format!("id eq \"{gid}\" and members.value eq \"{a}\"");
-    assert_eq!(c.get(&format!("/Groups?filter={}", q(&f))).await.body["totalResults"], 0);
+    assert_eq!(
+        c.get(&format!("/Groups?filter={}", q(&f))).await.body["totalResults"],
+        0
+    );
     // Okta rename: path-less replace carrying the group's own id.
     let r = c
         .patch(
@@ -445,21 +537,43 @@ async fn groups_crud_and_membership(db: Db) {
         .await;
     assert_eq!(member_ids(&r.body), vec![a.clone()]);
     // Deleting a user removes it from its groups (and bumps their version).
-    let before = c.get(&format!("/Groups/{gid}")).await.header("etag").unwrap().to_owned();
+    let before = c
+        .get(&format!("/Groups/{gid}"))
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
     c.delete(&format!("/Users/{a}")).await;
     let after = c.get(&format!("/Groups/{gid}")).await;
     assert!(member_ids(&after.body).is_empty());
     assert_ne!(after.header("etag").unwrap(), before);
     // Remove without a value empties the group; the group stays.
-    c.patch(&format!("/Groups/{gid}"), &json!({"schemas": [PATCH], "Operations": [
-        {"op": "add", "path": "members", "value": [{"value": b}, {"value": d}]}]})).await;
-    let r = c.patch(&format!("/Groups/{gid}"), &json!({"schemas": [PATCH], "Operations": [
-        {"op": "remove", "path": "members"}]})).await;
+    c.patch(
+        &format!("/Groups/{gid}"),
+        &json!({"schemas": [PATCH], "Operations": [
+        {"op": "add", "path": "members", "value": [{"value": b}, {"value": d}]}]}),
+    )
+    .await;
+    let r = c
+        .patch(
+            &format!("/Groups/{gid}"),
+            &json!({"schemas": [PATCH], "Operations": [
+        {"op": "remove", "path": "members"}]}),
+        )
+        .await;
     assert!(member_ids(&r.body).is_empty());
     assert_eq!(c.delete(&format!("/Groups/{gid}")).await.status, 204);
-    c.get(&format!("/Groups/{gid}")).await.assert_error(404, None);
+    c.get(&format!("/Groups/{gid}"))
+        .await
+        .assert_error(404, None);
     // A deleted group disappears from users' `groups`.
-    assert!(c.get(&format!("/Users/{b}")).await.body.get("groups").is_none());
+    assert!(
+        c.get(&format!("/Users/{b}"))
+            .await
+            .body
+            .get("groups")
+            .is_none()
+    );
 }
 
 /// RFC 7644 §3.4.2: filters, pagination, sorting, projection, .search.
@@ -495,19 +609,43 @@ async fn query_filter_pagination_sort_projection(db: Db) {
     assert_eq!(r.body["totalResults"], 1);
     assert_eq!(r.body["Resources"][0]["id"], ids[1]);
     // externalId is case-exact; Entra sometimes leaves it unquoted.
-    assert_eq!(list("externalId eq \"EXT-2\"").await.body["totalResults"], 1);
-    assert_eq!(list("externalId eq \"ext-2\"").await.body["totalResults"], 0);
+    assert_eq!(
+        list("externalId eq \"EXT-2\"").await.body["totalResults"],
+        1
+    );
+    assert_eq!(
+        list("externalId eq \"ext-2\"").await.body["totalResults"],
+        0
+    );
     assert_eq!(list("externalId eq EXT-2").await.body["totalResults"], 1);
     assert_eq!(list("active eq true").await.body["totalResults"], 3);
     assert_eq!(list("not (active eq true)").await.body["totalResults"], 2);
-    assert_eq!(list("userName sw \"a\" or userName sw \"b\"").await.body["totalResults"], 2);
     assert_eq!(
-        list("emails[type eq \"work\" and value co \"@acme.com\"]").await.body["totalResults"],
+        list("userName sw \"a\" or userName sw \"b\"").await.body["totalResults"],
+        2
+    );
+    assert_eq!(
+        list("emails[type eq \"work\" and value co \"@acme.com\"]")
+            .await
+            .body["totalResults"],
         5
     );
-    assert_eq!(list("emails[type eq \"work\"].value eq \"eve@acme.com\"").await.body["totalResults"], 1);
-    assert_eq!(list("meta.created gt \"2000-01-01T00:00:00Z\"").await.body["totalResults"], 5);
-    assert_eq!(list("USERNAME EQ \"bob@acme.com\" AND ACTIVE EQ FALSE").await.body["totalResults"], 1);
+    assert_eq!(
+        list("emails[type eq \"work\"].value eq \"eve@acme.com\"")
+            .await
+            .body["totalResults"],
+        1
+    );
+    assert_eq!(
+        list("meta.created gt \"2000-01-01T00:00:00Z\"").await.body["totalResults"],
+        5
+    );
+    assert_eq!(
+        list("USERNAME EQ \"bob@acme.com\" AND ACTIVE EQ FALSE")
+            .await
+            .body["totalResults"],
+        1
+    );
 
     // Pagination: integers, itemsPerPage = number returned, stable order.
     let p1 = c.get("/Users?startIndex=1&count=2").await;
@@ -526,9 +664,17 @@ async fn query_filter_pagination_sort_projection(db: Db) {
     assert_eq!(seen, ids, "creation order, no gaps or repeats");
     assert_eq!(c.get("/Users?count=0").await.body["itemsPerPage"], 0);
     assert_eq!(c.get("/Users?count=0").await.body["totalResults"], 5);
-    assert_eq!(c.get("/Users?startIndex=-4&count=1").await.body["startIndex"], 1);
+    assert_eq!(
+        c.get("/Users?startIndex=-4&count=1").await.body["startIndex"],
+        1
+    );
     // With a filter too.
-    let p = c.get(&format!("/Users?filter={}&startIndex=2&count=1", q("userName co \"v\""))).await;
+    let p = c
+        .get(&format!(
+            "/Users?filter={}&startIndex=2&count=1",
+            q("userName co \"v\"")
+        ))
+        .await;
     assert_eq!(p.body["totalResults"], 2, "dave, eve");
     assert_eq!(p.body["itemsPerPage"], 1);
 
@@ -538,20 +684,37 @@ async fn query_filter_pagination_sort_projection(db: Db) {
             .as_array()
             .unwrap()
             .iter()
-            .map(|u| u["userName"].as_str().unwrap().split('@').next().unwrap().to_owned())
+            .map(|u| {
+                u["userName"]
+                    .as_str()
+                    .unwrap()
+                    .split('@')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     };
     let r = c.get("/Users?sortBy=userName").await;
     assert_eq!(names(&r), ["alice", "bob", "carol", "dave", "eve"]);
-    let r = c.get("/Users?sortBy=name.familyName&sortOrder=descending&count=2").await;
+    let r = c
+        .get("/Users?sortBy=name.familyName&sortOrder=descending&count=2")
+        .await;
     assert_eq!(names(&r), ["eve", "dave"]);
 
     // Projection.
-    let r = c.get(&format!("/Users/{}?attributes=userName,name.familyName", ids[0])).await;
+    let r = c
+        .get(&format!(
+            "/Users/{}?attributes=userName,name.familyName",
+            ids[0]
+        ))
+        .await;
     let keys: Vec<&String> = r.body.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["id", "name", "schemas", "userName"]);
     assert_eq!(r.body["name"], json!({"familyName": "CAROL"}));
-    let r = c.get(&format!("/Users/{}?excludedAttributes=emails,meta", ids[0])).await;
+    let r = c
+        .get(&format!("/Users/{}?excludedAttributes=emails,meta", ids[0]))
+        .await;
     assert!(r.body.get("emails").is_none() && r.body.get("meta").is_none());
     assert_eq!(r.body["id"], ids[0]);
 
@@ -602,7 +765,10 @@ async fn bulk_with_bulk_ids_and_fail_on_errors(db: Db) {
     let gid = group_loc.rsplit('/').next().unwrap();
     let user_loc = by_id("u1")["location"].as_str().unwrap();
     let uid = user_loc.rsplit('/').next().unwrap();
-    assert_eq!(member_ids(&c.get(&format!("/Groups/{gid}")).await.body), vec![uid.to_owned()]);
+    assert_eq!(
+        member_ids(&c.get(&format!("/Groups/{gid}")).await.body),
+        vec![uid.to_owned()]
+    );
     assert_eq!(c.get(&format!("/Users/{uid}")).await.body["title"], "T");
 
     // failOnErrors stops after that many errors.
@@ -619,18 +785,27 @@ async fn bulk_with_bulk_ids_and_fail_on_errors(db: Db) {
     assert_eq!(r.body["Operations"].as_array().unwrap().len(), 1);
     assert_eq!(r.body["Operations"][0]["status"], "404");
     assert_eq!(
-        c.get(&format!("/Users?filter={}", q("userName eq \"never@acme.com\""))).await.body["totalResults"],
+        c.get(&format!(
+            "/Users?filter={}",
+            q("userName eq \"never@acme.com\"")
+        ))
+        .await
+        .body["totalResults"],
         0
     );
     // Over 100 operations: 413 with a SCIM error.
     let many: Vec<Value> = (0..101)
-        .map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"),
-                        "data": {"schemas": [USER], "userName": format!("m{i}@acme.com")}}))
+        .map(|i| {
+            json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"),
+                        "data": {"schemas": [USER], "userName": format!("m{i}@acme.com")}})
+        })
         .collect();
     c.post("/Bulk", &json!({"schemas": [BULK], "Operations": many}))
         .await
         .assert_error(413, None);
-    c.post("/Bulk", &json!({"Operations": []})).await.assert_error(400, Some("invalidSyntax"));
+    c.post("/Bulk", &json!({"Operations": []}))
+        .await
+        .assert_error(400, Some("invalidSyntax"));
 }
 
 /// RFC 7644 §3.5.2: atomic; a no-op changes nothing.
@@ -657,5 +832,8 @@ async fn patch_is_atomic_and_idempotent(db: Db) {
         )
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, before.body, "nothing changed, not even lastModified");
+    assert_eq!(
+        r.body, before.body,
+        "nothing changed, not even lastModified"
+    );
 }

@@ -9,7 +9,12 @@ use crate::support::idp::Sso;
 use crate::support::scim::*;
 
 async fn dashboard(env: &TestEnv, session: &str) -> (u16, serde_json::Value) {
-    echo(client().get(env.url("/dashboard")).header("cookie", session)).await
+    echo(
+        client()
+            .get(env.url("/dashboard"))
+            .header("cookie", session),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +100,11 @@ async fn scim_adopts_the_jit_user_with_the_same_email() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body["id"], jit_id.as_str(), "the same person, the same id");
+    assert_eq!(
+        r.body["id"],
+        jit_id.as_str(),
+        "the same person, the same id"
+    );
     // Arriving deactivated ended the JIT session.
     assert_eq!(dashboard(&s.env, &session).await.0, 401);
 }
@@ -108,9 +117,18 @@ async fn scim_requests_never_reach_the_app_nor_need_a_session() {
     c.get("/Users").await;
     c.get("/NoSuchThing").await;
     c.with_token("wrong").get("/Users").await;
-    for path in ["/scim/v2", "/scim/v2/", "/scim/v2/Users?x=1", "/scim/v2/../v2/Users"] {
+    for path in [
+        "/scim/v2",
+        "/scim/v2/",
+        "/scim/v2/Users?x=1",
+        "/scim/v2/../v2/Users",
+    ] {
         let r = client().get(s.env.url(path)).send().await.unwrap();
-        assert!(r.status() == 401 || r.status() == 404, "{path}: {}", r.status());
+        assert!(
+            r.status() == 401 || r.status() == 404,
+            "{path}: {}",
+            r.status()
+        );
     }
     // A browser session is not a SCIM credential.
     s.assert_next("erin@acme.com", Some(true), &[]);
@@ -126,7 +144,12 @@ async fn scim_requests_never_reach_the_app_nor_need_a_session() {
     assert!(!saw.iter().any(|p| p.contains("/scim")), "{saw:?}");
     // Paths that merely start with the same letters are the app's.
     let r = client().get(s.env.url("/scim/v2x")).send().await.unwrap();
-    assert_ne!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/scim+json"));
+    assert_ne!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/scim+json")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,9 +162,16 @@ async fn cli_creates_a_token_and_a_new_one_invalidates_the_old() {
             .args(["--tenant", "acme"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.contains(&format!("SCIM base URL: http://{}/scim/v2", env.proxy)), "{text}");
+        assert!(
+            text.contains(&format!("SCIM base URL: http://{}/scim/v2", env.proxy)),
+            "{text}"
+        );
         text.lines()
             .find_map(|l| l.strip_prefix("Bearer token:"))
             .unwrap()

@@ -10,7 +10,10 @@ use serde_json::Value;
 use crate::support::scim::*;
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/scim/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/scim/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -26,7 +29,11 @@ fn subst(v: &Value, vars: &HashMap<String, String>) -> Value {
     match v {
         Value::String(s) => Value::String(subst_str(s, vars)),
         Value::Array(a) => Value::Array(a.iter().map(|i| subst(i, vars)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (subst_str(k, vars), subst(v, vars))).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (subst_str(k, vars), subst(v, vars)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -47,32 +54,52 @@ fn contains(have: &Value, want: &Value) -> bool {
 
 async fn replay(name: &str, db: Db) {
     let fx = fixture(name);
-    assert!(fx["source"].as_str().is_some_and(|s| !s.is_empty()), "{name}: source");
+    assert!(
+        fx["source"].as_str().is_some_and(|s| !s.is_empty()),
+        "{name}: source"
+    );
     let env = env_on(db, "").await;
     let c = ScimClient::new(&env, "acme").await;
-    let ct = fx["content_type"].as_str().unwrap_or("application/scim+json").to_owned();
+    let ct = fx["content_type"]
+        .as_str()
+        .unwrap_or("application/scim+json")
+        .to_owned();
     let mut vars: HashMap<String, String> = HashMap::new();
     for step in fx["steps"].as_array().unwrap() {
         let label = format!("{name}: {}", step["name"].as_str().unwrap());
         let method = Method::from_bytes(step["method"].as_str().unwrap().as_bytes()).unwrap();
         let path = subst_str(step["path"].as_str().unwrap(), &vars);
-        let body = step.get("body").map(|b| serde_json::to_vec(&subst(b, &vars)).unwrap());
-        let r = c.raw(method, &path, &[("content-type", ct.as_str())], body).await;
+        let body = step
+            .get("body")
+            .map(|b| serde_json::to_vec(&subst(b, &vars)).unwrap());
+        let r = c
+            .raw(method, &path, &[("content-type", ct.as_str())], body)
+            .await;
         let status = step["status"].as_u64().unwrap() as u16;
         assert_eq!(r.status, status, "{label}: {}", r.body);
         if status != 204 {
             assert!(
-                r.header("content-type").is_some_and(|c| c.starts_with("application/scim+json")),
+                r.header("content-type")
+                    .is_some_and(|c| c.starts_with("application/scim+json")),
                 "{label}"
             );
         }
         if let Some(want) = step.get("expect") {
             let want = subst(want, &vars);
-            assert!(contains(&r.body, &want), "{label}:\n got {}\nwant {}", r.body, want);
+            assert!(
+                contains(&r.body, &want),
+                "{label}:\n got {}\nwant {}",
+                r.body,
+                want
+            );
         }
         for pointer in step["absent"].as_array().into_iter().flatten() {
             let p = pointer.as_str().unwrap().to_owned();
-            assert!(r.body.pointer(&p).is_none(), "{label}: {p} present in {}", r.body);
+            assert!(
+                r.body.pointer(&p).is_none(),
+                "{label}: {p} present in {}",
+                r.body
+            );
         }
         if let Some(members) = step.get("expect_members") {
             let mut want: Vec<String> = subst(members, &vars)
@@ -85,7 +112,11 @@ async fn replay(name: &str, db: Db) {
             assert_eq!(member_ids(&r.body), want, "{label}");
         }
         for (var, pointer) in step["capture"].as_object().into_iter().flatten() {
-            let v = r.body.pointer(pointer.as_str().unwrap()).and_then(Value::as_str).unwrap();
+            let v = r
+                .body
+                .pointer(pointer.as_str().unwrap())
+                .and_then(Value::as_str)
+                .unwrap();
             vars.insert(var.clone(), v.to_owned());
         }
     }
@@ -118,6 +149,9 @@ fn every_fixture_is_replayed_and_sourced() {
     assert_eq!(names, ["entra", "okta", "onelogin"]);
     let readme = std::fs::read_to_string(format!("{dir}/README.md")).unwrap();
     for n in &names {
-        assert!(readme.contains(&format!("`{n}.json`")), "{n} has no source in the README");
+        assert!(
+            readme.contains(&format!("`{n}.json`")),
+            "{n} has no source in the README"
+        );
     }
 }

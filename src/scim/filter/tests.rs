@@ -21,7 +21,11 @@ fn user() -> Value {
 }
 
 fn matches(f: &str) -> bool {
-    eval(&parse(f).unwrap_or_else(|e| panic!("{f}: {e}")), &user(), Kind::User)
+    eval(
+        &parse(f).unwrap_or_else(|e| panic!("{f}: {e}")),
+        &user(),
+        Kind::User,
+    )
 }
 
 #[test]
@@ -38,11 +42,26 @@ fn rfc_examples_and_operators() {
         (r#"meta.lastModified lt "2024-05-01T00:00:00+02:00""#, false),
         (r#"meta.created ge "2024-01-23T04:56:22Z""#, true),
         (r#"emails co "example.com""#, true),
-        (r#"emails[type eq "work" and value co "@example.com"]"#, true),
-        (r#"emails[type eq "home" and value co "@example.com"]"#, false),
-        (r#"emails[type eq "work"].value eq "bjensen@example.com""#, true),
-        (r#"emails[type eq "work"].value eq "babs@jensen.org""#, false),
-        (r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#, false),
+        (
+            r#"emails[type eq "work" and value co "@example.com"]"#,
+            true,
+        ),
+        (
+            r#"emails[type eq "home" and value co "@example.com"]"#,
+            false,
+        ),
+        (
+            r#"emails[type eq "work"].value eq "bjensen@example.com""#,
+            true,
+        ),
+        (
+            r#"emails[type eq "work"].value eq "babs@jensen.org""#,
+            false,
+        ),
+        (
+            r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#,
+            false,
+        ),
         (r#"userName eq "x" or not (active eq false)"#, true),
         ("active eq true", true),
         (r#"active eq "True""#, true),
@@ -51,9 +70,18 @@ fn rfc_examples_and_operators() {
         (r#"externalId eq "Abc-123""#, true),
         (r#"externalId eq "abc-123""#, false),
         ("externalId eq Abc-123", true),
-        (r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "B""#, true),
-        (r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "tour operations""#, true),
-        (r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915""#, true),
+        (
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "B""#,
+            true,
+        ),
+        (
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "tour operations""#,
+            true,
+        ),
+        (
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "26118915""#,
+            true,
+        ),
         (r#"userName ne "nobody""#, true),
         ("nickName eq null", true),
         (r#"userName gt "a" and userName lt "c""#, true),
@@ -68,8 +96,12 @@ fn rfc_examples_and_operators() {
 #[test]
 fn precedence_not_and_or() {
     // and binds tighter than or.
-    assert!(matches(r#"userName eq "x" and active eq true or active eq true"#));
-    assert!(!matches(r#"userName eq "x" and (active eq true or active eq true)"#));
+    assert!(matches(
+        r#"userName eq "x" and active eq true or active eq true"#
+    ));
+    assert!(!matches(
+        r#"userName eq "x" and (active eq true or active eq true)"#
+    ));
     assert_eq!(
         parse(r#"a eq "1" or b eq "2" and c eq "3""#).unwrap(),
         Filter::Or(
@@ -124,13 +156,22 @@ fn injection_like_strings_are_just_values() {
 #[test]
 fn indexed_conjuncts() {
     let i = |f: &str, k| indexed(&parse(f).unwrap(), k);
-    assert_eq!(i(r#"userName eq "A""#, Kind::User), Some((ScimIndex::Name, "A".into())));
+    assert_eq!(
+        i(r#"userName eq "A""#, Kind::User),
+        Some((ScimIndex::Name, "A".into()))
+    );
     assert_eq!(
         i(r#"active eq true and externalId eq "E""#, Kind::User),
         Some((ScimIndex::ExternalId, "E".into()))
     );
-    assert_eq!(i(r#"displayName eq "G""#, Kind::Group), Some((ScimIndex::Name, "G".into())));
-    assert_eq!(i(r#"id eq "1" and members.value eq "2""#, Kind::Group), Some((ScimIndex::Id, "1".into())));
+    assert_eq!(
+        i(r#"displayName eq "G""#, Kind::Group),
+        Some((ScimIndex::Name, "G".into()))
+    );
+    assert_eq!(
+        i(r#"id eq "1" and members.value eq "2""#, Kind::Group),
+        Some((ScimIndex::Id, "1".into()))
+    );
     assert_eq!(i(r#"userName eq "A" or userName eq "B""#, Kind::User), None);
     assert_eq!(i(r#"not (userName eq "A")"#, Kind::User), None);
     assert_eq!(i(r#"userName co "A""#, Kind::User), None);
@@ -183,7 +224,9 @@ fn print(f: &Filter) -> String {
         Filter::Or(a, b) => format!("({}) or ({})", print(a), print(b)),
         Filter::Not(a) => format!("not ({})", print(a)),
         Filter::Present(p) => format!("{} pr", print_path(p)),
-        Filter::Compare(p, o, v) => format!("{} {} {}", print_path(p), print_op(*o), print_value(v)),
+        Filter::Compare(p, o, v) => {
+            format!("{} {} {}", print_path(p), print_op(*o), print_value(v))
+        }
         Filter::ValuePath(p, inner) => format!("{}[{}]", print_path(p), print(inner)),
     }
 }

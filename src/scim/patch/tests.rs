@@ -41,18 +41,34 @@ fn group_run(list: Value) -> Result<MemberChange, ScimError> {
 #[test]
 fn entra_capitalised_ops_and_string_booleans() {
     let mut d = user();
-    run(&mut d, json!([{"op": "Replace", "path": "active", "value": "False"}])).unwrap();
+    run(
+        &mut d,
+        json!([{"op": "Replace", "path": "active", "value": "False"}]),
+    )
+    .unwrap();
     assert_eq!(d["active"], json!(false));
-    run(&mut d, json!([{"op": "Add", "path": "active", "value": "True"}])).unwrap();
+    run(
+        &mut d,
+        json!([{"op": "Add", "path": "active", "value": "True"}]),
+    )
+    .unwrap();
     assert_eq!(d["active"], json!(true));
-    let e = run(&mut d, json!([{"op": "Replace", "path": "active", "value": "nope"}])).unwrap_err();
+    let e = run(
+        &mut d,
+        json!([{"op": "Replace", "path": "active", "value": "nope"}]),
+    )
+    .unwrap_err();
     assert_eq!(e.scim_type, Some("invalidValue"));
 }
 
 #[test]
 fn okta_pathless_replace_of_active() {
     let mut d = user();
-    run(&mut d, json!([{"op": "replace", "value": {"active": false}}])).unwrap();
+    run(
+        &mut d,
+        json!([{"op": "replace", "value": {"active": false}}]),
+    )
+    .unwrap();
     assert_eq!(d["active"], json!(false));
 }
 
@@ -69,41 +85,67 @@ fn entra_pathless_dotted_and_urn_keys() {
         }}]),
     )
     .unwrap();
-    assert_eq!(d["name"], json!({"givenName": "Babs", "familyName": "Jensen"}));
+    assert_eq!(
+        d["name"],
+        json!({"givenName": "Babs", "familyName": "Jensen"})
+    );
     assert!(!d.contains_key("name.givenName"));
     assert_eq!(d["displayName"], json!("Babs Jensen"));
-    assert_eq!(d[schema::ENTERPRISE], json!({"department": "Ops", "manager": {"value": "m1"}}));
+    assert_eq!(
+        d[schema::ENTERPRISE],
+        json!({"department": "Ops", "manager": {"value": "m1"}})
+    );
 }
 
 #[test]
 fn replacing_part_of_a_complex_attribute_keeps_the_rest() {
     let mut d = user();
-    run(&mut d, json!([{"op": "replace", "path": "name", "value": {"givenName": "B"}}])).unwrap();
+    run(
+        &mut d,
+        json!([{"op": "replace", "path": "name", "value": {"givenName": "B"}}]),
+    )
+    .unwrap();
     assert_eq!(d["name"], json!({"givenName": "B", "familyName": "Jensen"}));
 }
 
 #[test]
 fn value_path_with_sub_attribute() {
     let mut d = user();
-    run(&mut d, json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "b@x.com"}]))
-        .unwrap();
+    run(
+        &mut d,
+        json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "b@x.com"}]),
+    )
+    .unwrap();
     assert_eq!(d["emails"][0]["value"], json!("b@x.com"));
     assert_eq!(d["emails"][0]["primary"], json!(true));
     // `add` creates the value when no email of that type exists yet.
-    run(&mut d, json!([{"op": "add", "path": "emails[type eq \"home\"].value", "value": "h@x.com"}]))
-        .unwrap();
+    run(
+        &mut d,
+        json!([{"op": "add", "path": "emails[type eq \"home\"].value", "value": "h@x.com"}]),
+    )
+    .unwrap();
     assert_eq!(d["emails"][1], json!({"type": "home", "value": "h@x.com"}));
     // `replace` that matches nothing is noTarget, and changes nothing.
     let before = d.clone();
-    let e = run(&mut d, json!([{"op": "replace", "path": "emails[type eq \"other\"].value", "value": "o@x.com"}]))
-        .unwrap_err();
+    let e = run(
+        &mut d,
+        json!([{"op": "replace", "path": "emails[type eq \"other\"].value", "value": "o@x.com"}]),
+    )
+    .unwrap_err();
     assert_eq!(e.scim_type, Some("noTarget"));
     assert_eq!(d, before);
-    run(&mut d, json!([{"op": "remove", "path": "emails[type eq \"home\"]"}])).unwrap();
+    run(
+        &mut d,
+        json!([{"op": "remove", "path": "emails[type eq \"home\"]"}]),
+    )
+    .unwrap();
     assert_eq!(d["emails"].as_array().unwrap().len(), 1);
     // `.Value` casing (Entra) resolves to the canonical name.
-    run(&mut d, json!([{"op": "Replace", "path": "emails[Type eq \"work\"].Value", "value": "c@x.com"}]))
-        .unwrap();
+    run(
+        &mut d,
+        json!([{"op": "Replace", "path": "emails[Type eq \"work\"].Value", "value": "c@x.com"}]),
+    )
+    .unwrap();
     assert_eq!(d["emails"][0]["value"], json!("c@x.com"));
 }
 
@@ -124,16 +166,43 @@ fn mutability_and_targets() {
     let mut d = user();
     for (list, ty) in [
         (json!([{"op": "remove", "path": "userName"}]), "mutability"),
-        (json!([{"op": "replace", "path": "id", "value": "x"}]), "mutability"),
-        (json!([{"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"}]), "mutability"),
+        (
+            json!([{"op": "replace", "path": "id", "value": "x"}]),
+            "mutability",
+        ),
+        (
+            json!([{"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"}]),
+            "mutability",
+        ),
         (json!([{"op": "remove"}]), "noTarget"),
-        (json!([{"op": "replace", "path": "nosuch", "value": 1}]), "invalidPath"),
-        (json!([{"op": "replace", "path": "urn:x:y:z", "value": 1}]), "invalidPath"),
-        (json!([{"op": "replace", "path": "emails[type eq", "value": 1}]), "invalidPath"),
-        (json!([{"op": "replace", "path": "emails[type xx \"a\"]", "value": 1}]), "invalidFilter"),
-        (json!([{"op": "replace", "path": "name[givenName eq \"a\"]", "value": 1}]), "invalidPath"),
-        (json!([{"op": "replace", "value": "not an object"}]), "invalidValue"),
-        (json!([{"op": "replace", "path": "userName", "value": 42}]), "invalidValue"),
+        (
+            json!([{"op": "replace", "path": "nosuch", "value": 1}]),
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "replace", "path": "urn:x:y:z", "value": 1}]),
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "replace", "path": "emails[type eq", "value": 1}]),
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "replace", "path": "emails[type xx \"a\"]", "value": 1}]),
+            "invalidFilter",
+        ),
+        (
+            json!([{"op": "replace", "path": "name[givenName eq \"a\"]", "value": 1}]),
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "replace", "value": "not an object"}]),
+            "invalidValue",
+        ),
+        (
+            json!([{"op": "replace", "path": "userName", "value": 42}]),
+            "invalidValue",
+        ),
     ] {
         let e = run(&mut d, list.clone()).unwrap_err();
         assert_eq!(e.scim_type, Some(ty), "{list}");
@@ -158,8 +227,10 @@ fn malformed_requests_are_invalid_syntax() {
 #[test]
 fn members_removal_by_value_list_keeps_the_others() {
     // Entra: remove only the listed members.
-    let m = group_run(json!([{"op": "Remove", "path": "members", "value": [{"value": "u1"}, {"value": "u2"}]}]))
-        .unwrap();
+    let m = group_run(
+        json!([{"op": "Remove", "path": "members", "value": [{"value": "u1"}, {"value": "u2"}]}]),
+    )
+    .unwrap();
     assert!(!m.clear);
     assert_eq!(m.set.get("u1"), Some(&false));
     assert_eq!(m.set.get("u2"), Some(&false));
@@ -179,9 +250,11 @@ fn members_removal_by_value_list_keeps_the_others() {
     assert_eq!(m.set.get("u1"), Some(&false));
     assert_eq!(m.set.get("u2"), Some(&true));
     // Okta rename carries the group's own id.
-    let m = group_run(json!([{"op": "replace", "value": {"id": "g1", "displayName": "New"}}])).unwrap();
+    let m =
+        group_run(json!([{"op": "replace", "value": {"id": "g1", "displayName": "New"}}])).unwrap();
     assert!(m.is_empty());
-    let e = group_run(json!([{"op": "replace", "value": {"id": "other", "displayName": "New"}}])).unwrap_err();
+    let e = group_run(json!([{"op": "replace", "value": {"id": "other", "displayName": "New"}}]))
+        .unwrap_err();
     assert_eq!(e.scim_type, Some("mutability"));
     let e = group_run(json!([{"op": "remove", "path": "members[type eq \"User\"]"}])).unwrap_err();
     assert_eq!(e.scim_type, Some("invalidFilter"));
@@ -190,15 +263,31 @@ fn members_removal_by_value_list_keeps_the_others() {
 #[test]
 fn remove_with_value_list_on_user_attributes() {
     let mut d = user();
-    run(&mut d, json!([{"op": "add", "path": "emails", "value": [{"value": "x@y.com", "type": "home"}]}])).unwrap();
-    run(&mut d, json!([{"op": "remove", "path": "emails", "value": [{"value": "X@Y.com"}]}])).unwrap();
+    run(
+        &mut d,
+        json!([{"op": "add", "path": "emails", "value": [{"value": "x@y.com", "type": "home"}]}]),
+    )
+    .unwrap();
+    run(
+        &mut d,
+        json!([{"op": "remove", "path": "emails", "value": [{"value": "X@Y.com"}]}]),
+    )
+    .unwrap();
     assert_eq!(d["emails"].as_array().unwrap().len(), 1);
 }
 
 #[test]
 fn password_is_never_stored() {
     let mut d = user();
-    run(&mut d, json!([{"op": "replace", "path": "password", "value": "hunter2"}])).unwrap();
-    run(&mut d, json!([{"op": "replace", "value": {"password": "hunter2"}}])).unwrap();
+    run(
+        &mut d,
+        json!([{"op": "replace", "path": "password", "value": "hunter2"}]),
+    )
+    .unwrap();
+    run(
+        &mut d,
+        json!([{"op": "replace", "value": {"password": "hunter2"}}]),
+    )
+    .unwrap();
     assert!(!serde_json::to_string(&d).unwrap().contains("hunter2"));
 }
