@@ -13,7 +13,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
 
-.PHONY: deps build demo test bench fmt clippy clean
+.PHONY: deps build demo test bench fmt clippy clean scim2-tester
 
 deps:
 	bash scripts/install-deps.sh
@@ -34,8 +34,19 @@ BROWSER_MODULES := tests/browser/node_modules/.package-lock.json
 $(BROWSER_MODULES): tests/browser/package.json tests/browser/package-lock.json | deps
 	npm ci --prefix tests/browser --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 
+# scim2-tester (PyPI) for tests/it/scim_tester.rs, exactly the pinned
+# versions, in a venv of its own. Re-run only when the requirements change.
+SCIM_TESTER := tests/scim2-tester/.venv/.installed
+$(SCIM_TESTER): tests/scim2-tester/requirements.txt | deps
+	rm -rf tests/scim2-tester/.venv
+	python3 -m venv tests/scim2-tester/.venv
+	tests/scim2-tester/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/scim2-tester/requirements.txt
+	touch $@
+
+scim2-tester: $(SCIM_TESTER)
+
 # Kept plain on purpose: every line of test output is cargo's own.
-test: deps $(BROWSER_MODULES)
+test: deps $(BROWSER_MODULES) $(SCIM_TESTER)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked

@@ -37,6 +37,13 @@ if ! command -v node >/dev/null 2>&1; then
 elif ! command -v npm >/dev/null 2>&1; then
   packages+=(npm)
 fi
+# tests/it/scim_tester.rs runs scim2-tester (PyPI) from a venv that `make
+# test` creates; like Node.js, Python may come from elsewhere, so ask it.
+if ! command -v python3 >/dev/null 2>&1; then
+  packages+=(python3 python3-venv)
+elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  packages+=(python3-venv)
+fi
 if ((bench)); then
   packages+=(nginx wrk curl)
 fi

@@ -67,6 +67,9 @@ enum Command {
     /// The webhook outbox: queue status, replay, dead letters.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// SCIM bearer tokens.
+    #[command(subcommand, name = "scim-token")]
+    ScimToken(ScimTokenCommand),
     /// Run only the built-in echo app (benchmarks, experiments).
     #[command(hide = true)]
     Upstream {
@@ -201,6 +204,18 @@ enum UsersCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ScimTokenCommand {
+    /// Print the SCIM base URL and a new bearer token for TENANT (shown
+    /// once; the store keeps only its hash). The previous token stops working.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConnectionsCommand {
     /// Every configured connection with its tenant and protocol.
     List {
@@ -265,6 +280,9 @@ fn dispatch(cmd: Command) -> Result<ExitCode, AppError> {
         Command::Domains(d) => domains(d),
         Command::Users(u) => users(u),
         Command::Webhooks(w) => webhooks(w),
+        Command::ScimToken(ScimTokenCommand::Create { config, tenant }) => {
+            scim_token_create(&config.config, &tenant)
+        }
         Command::Connections(ConnectionsCommand::Test { config, connection }) => {
             let cfg = config::load(&config.config)?;
             if !cfg
@@ -548,4 +566,38 @@ fn users(cmd: UsersCommand) -> Result<ExitCode, AppError> {
             }
         }
     })
+}
+
+fn scim_token_create(path: &std::path::Path, tenant: &str) -> Result<ExitCode, AppError> {
+    let cfg = config::load(path)?;
+    if !cfg.tenants.iter().any(|t| t.id == tenant) {
+        eprintln!("error: no tenant with id `{tenant}` in the configuration");
+        return Ok(ExitCode::from(2));
+    }
+    if !cfg.scim.enabled {
+        eprintln!("warning: [scim] enabled = false; the token works once SCIM is enabled");
+    }
+    let Ok(new) = crate::scim::token::generate() else {
+        eprintln!("error: no randomness available");
+        return Ok(ExitCode::FAILURE);
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = Store::open(&cfg.store.url).await?;
+        let result = store
+            .scim_token_set(tenant, &new.key_id, &new.hash, crate::clock::now())
+            .await;
+        store.close().await;
+        result
+    })?;
+    println!(
+        "SCIM base URL: {}{}",
+        cfg.server.public_url.trim_end_matches('/'),
+        cfg.scim.path.trim_end_matches('/')
+    );
+    println!("Bearer token:  {}", new.token);
+    println!("(shown once; any previous token of tenant `{tenant}` no longer works)");
+    Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod redirect;
+pub mod scim;
 pub mod secret;
 pub mod session;
 pub mod store;

@@ -173,6 +173,7 @@ pub fn from_str(
     cfg.tenants = array(&root, "tenants", &mut c);
     cfg.dev_idp = section(&root, "dev_idp", &mut c);
     cfg.webhook = section(&root, "webhook", &mut c);
+    cfg.scim = section(&root, "scim", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
     // sees everything at once; but drop findings about a failed section,
@@ -216,6 +217,7 @@ const SECTIONS: &[&str] = &[
     "tenants",
     "dev_idp",
     "webhook",
+    "scim",
 ];
 
 fn interpolate_value(

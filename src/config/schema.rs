@@ -27,6 +27,8 @@ pub struct Config {
     pub dev_idp: Option<DevIdpConfig>,
     /// Where user and group changes are delivered (`[webhook]`).
     pub webhook: Option<WebhookConfig>,
+    /// The SCIM 2.0 server (`[scim]`).
+    pub scim: ScimConfig,
 }
 
 /// `[webhook]`: the upstream app's endpoint for user and group events
@@ -108,6 +110,35 @@ fn default_webhook_poll() -> u64 {
 }
 fn default_webhook_retention() -> u64 {
     7
+}
+
+/// `[scim]`: the SCIM 2.0 server IdPs provision users and groups through.
+/// Authenticated by per-tenant bearer tokens (`portcullis scim-token
+/// create`), never by a browser session; never forwarded to the app.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScimConfig {
+    pub enabled: bool,
+    /// Base path, outside the internal prefix.
+    pub path: String,
+    /// Largest request body (Bulk included); bigger is 413.
+    pub max_payload_bytes: usize,
+    /// Most operations in one Bulk request.
+    pub max_operations: usize,
+    /// Largest page of a list or search (`count` is capped to it).
+    pub max_results: usize,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: "/scim/v2".into(),
+            max_payload_bytes: 1024 * 1024,
+            max_operations: 100,
+            max_results: 100,
+        }
+    }
 }
 
 /// `[dev_idp]`: a SAML IdP inside the binary that signs a response for any

@@ -188,6 +188,53 @@ impl PortcullisProxy {
             .map(Some)
     }
 
+    /// Serves the SCIM API through its in-process router. Bodies beyond
+    /// `[scim] max_payload_bytes` get a SCIM 413 without reaching it.
+    async fn serve_scim(
+        &self,
+        session: &mut Session,
+        st: &ProxyState,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<u16> {
+        let Some((_, router)) = &st.scim else {
+            return Ok(0);
+        };
+        let limit = st.config.scim.max_payload_bytes;
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > limit {
+                let reply =
+                    respond::from_router(crate::scim::http::too_large(limit), 1 << 20).await;
+                return reply.send(session, &ctx.request_id).await;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let head = session.req_header();
+        let mut builder = http::Request::builder()
+            .method(head.method.clone())
+            .uri(head.uri.clone());
+        for (k, v) in head.headers.iter() {
+            builder = builder.header(k, v);
+        }
+        let req = match builder.body(axum::body::Body::from(Bytes::from(body))) {
+            Ok(r) => r,
+            Err(_) => {
+                return respond::bad_request("malformed request", &ctx.request_id)
+                    .send(session, &ctx.request_id)
+                    .await;
+            }
+        };
+        let resp = match router.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        // Large groups are large: a 50,000-member group is a few MiB.
+        respond::from_router(resp, 256 << 20)
+            .await
+            .send(session, &ctx.request_id)
+            .await
+    }
+
     /// Serves `/.portcullis/...` through the in-process router.
     async fn serve_internal(
         &self,
@@ -260,6 +307,15 @@ impl ProxyHttp for PortcullisProxy {
         let head = session.req_header();
         ctx.wants_html = wants_html(head);
         let path = head.uri.path().to_owned();
+
+        if st.is_scim(&path) {
+            // SCIM: bearer-token API served in-process, never forwarded and
+            // never looking at browser sessions.
+            ctx.policy = "internal";
+            ctx.outcome = "scim";
+            ctx.status = Some(self.serve_scim(session, &st, ctx).await?);
+            return Ok(true);
+        }
 
         if st.is_internal(&path) {
             ctx.policy = "internal";

@@ -52,6 +52,8 @@ pub struct ProxyState {
     pub auth: Arc<AuthContext>,
     /// `{internal_prefix}login`, precomputed.
     pub login_path: String,
+    /// The SCIM server, when `[scim] enabled`: its base path and router.
+    pub scim: Option<(String, axum::Router)>,
 }
 
 impl ProxyState {
@@ -100,7 +102,19 @@ impl ProxyState {
             metrics: metrics.clone(),
             auth: auth.clone(),
         }));
+        let scim = config.scim.enabled.then(|| {
+            let path = config.scim.path.trim_end_matches('/').to_owned();
+            let service = crate::scim::Scim {
+                store: sessions.store().clone(),
+                sessions: sessions.clone(),
+                config: config.clone(),
+                metrics: metrics.clone(),
+                base: format!("{}{path}", config.server.public_url.trim_end_matches('/')),
+            };
+            (path, crate::scim::http::router(Arc::new(service)))
+        });
         Ok(Self {
+            scim,
             routes: RouteTable::compile(&config),
             login_path: format!("{}login", config.server.internal_prefix),
             config,
@@ -112,6 +126,14 @@ impl ProxyState {
             router,
             metrics,
             auth,
+        })
+    }
+
+    /// Is `path` under the SCIM base path? Then the SCIM router answers it.
+    pub fn is_scim(&self, path: &str) -> bool {
+        self.scim.as_ref().is_some_and(|(base, _)| {
+            path.strip_prefix(base.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
     }
 

@@ -37,6 +37,9 @@ pub struct ScimRow {
     pub external_id: Option<String>,
     pub doc: String,
     pub version: i64,
+    /// The tenant's write sequence number when it was created: resources
+    /// are listed in this order, so pages are stable.
+    pub seq: i64,
     /// Unix milliseconds.
     pub created_at: i64,
     /// Unix milliseconds.
@@ -72,7 +75,7 @@ macro_rules! by_kind {
 
 macro_rules! row_columns {
     () => {
-        "SELECT id, tenant, name, external_id, doc, version, created_at, updated_at FROM "
+        "SELECT id, tenant, name, external_id, doc, version, seq, created_at, updated_at FROM "
     };
 }
 
@@ -84,6 +87,7 @@ fn decode(row: &AnyRow) -> Result<ScimRow, StoreError> {
         external_id: row.try_get("external_id")?,
         doc: row.try_get("doc")?,
         version: row.try_get("version")?,
+        seq: row.try_get("seq")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -167,7 +171,9 @@ impl Store {
         tenant: &str,
         id: &str,
     ) -> Result<Option<ScimRow>, StoreError> {
-        check_text("id", id)?;
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let row = sqlx::query(by_kind!(
             kind,
             row_columns!(),
@@ -197,7 +203,7 @@ impl Store {
                 by_kind!(
                     kind,
                     row_columns!(),
-                    " WHERE tenant = $1 AND id = $2 ORDER BY created_at, id"
+                    " WHERE tenant = $1 AND id = $2 ORDER BY seq, id"
                 ),
                 value.to_owned(),
             ),
@@ -205,7 +211,7 @@ impl Store {
                 by_kind!(
                     kind,
                     row_columns!(),
-                    " WHERE tenant = $1 AND name_lower = $2 ORDER BY created_at, id"
+                    " WHERE tenant = $1 AND name_lower = $2 ORDER BY seq, id"
                 ),
                 value.to_lowercase(),
             ),
@@ -213,7 +219,7 @@ impl Store {
                 by_kind!(
                     kind,
                     row_columns!(),
-                    " WHERE tenant = $1 AND external_id = $2 ORDER BY created_at, id"
+                    " WHERE tenant = $1 AND external_id = $2 ORDER BY seq, id"
                 ),
                 value.to_owned(),
             ),
@@ -250,7 +256,7 @@ impl Store {
         let rows = sqlx::query(by_kind!(
             kind,
             row_columns!(),
-            " WHERE tenant = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+            " WHERE tenant = $1 ORDER BY seq, id LIMIT $2 OFFSET $3"
         ))
         .bind(tenant)
         .bind(limit)
@@ -260,8 +266,8 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
-    /// The next `limit` resources after `after` (keyset on the listing
-    /// order), for filters that must look at every resource.
+    /// The next `limit` resources after `after` (`(seq, id)`, keyset on the
+    /// listing order), for filters that must look at every resource.
     pub async fn scim_scan(
         &self,
         kind: ScimKind,
@@ -274,7 +280,7 @@ impl Store {
             kind,
             row_columns!(),
             " WHERE tenant = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
-             ORDER BY created_at, id LIMIT $4"
+             ORDER BY seq, id LIMIT $4"
         ))
         .bind(tenant)
         .bind(at)
@@ -347,7 +353,9 @@ impl WriteTx {
         kind: ScimKind,
         id: &str,
     ) -> Result<Option<ScimRow>, StoreError> {
-        check_text("id", id)?;
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let tenant = self.tenant().to_owned();
         let row = sqlx::query(by_kind!(
             kind,
@@ -392,8 +400,8 @@ impl WriteTx {
         sqlx::query(by_kind!(
             kind,
             "INSERT INTO ",
-            " (id, tenant, name, name_lower, external_id, doc, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " (id, tenant, name, name_lower, external_id, doc, version, seq, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(r.id.as_str())
         .bind(r.tenant.as_str())
@@ -402,6 +410,7 @@ impl WriteTx {
         .bind(r.external_id.as_deref())
         .bind(r.doc.as_str())
         .bind(r.version)
+        .bind(r.seq)
         .bind(r.created_at)
         .bind(r.updated_at)
         .execute(&mut *self.tx)

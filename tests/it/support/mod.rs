@@ -4,3 +4,4 @@ pub mod idp;
 pub mod postgres;
 pub mod receiver;
 pub mod saml;
+pub mod scim;

@@ -28,13 +28,15 @@ CREATE TABLE scim_users (
     external_id   TEXT,
     doc           TEXT    NOT NULL,
     version       INTEGER NOT NULL,
+    -- The tenant's write sequence number at creation: the stable listing order.
+    seq           INTEGER NOT NULL,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
 ) STRICT;
 CREATE UNIQUE INDEX scim_users_name_idx ON scim_users (tenant, name_lower);
 CREATE INDEX scim_users_external_id_idx ON scim_users (tenant, external_id);
--- Stable listing order (pagination) without a sort.
-CREATE INDEX scim_users_order_idx ON scim_users (tenant, created_at, id);
+-- Stable listing order (pagination, keyset scans) without a sort.
+CREATE INDEX scim_users_order_idx ON scim_users (tenant, seq, id);
 
 CREATE TABLE scim_groups (
     id            TEXT    NOT NULL PRIMARY KEY,
@@ -44,12 +46,14 @@ CREATE TABLE scim_groups (
     external_id   TEXT,
     doc           TEXT    NOT NULL,
     version       INTEGER NOT NULL,
+    -- The tenant's write sequence number at creation: the stable listing order.
+    seq           INTEGER NOT NULL,
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
 ) STRICT;
 CREATE UNIQUE INDEX scim_groups_name_idx ON scim_groups (tenant, name_lower);
 CREATE INDEX scim_groups_external_id_idx ON scim_groups (tenant, external_id);
-CREATE INDEX scim_groups_order_idx ON scim_groups (tenant, created_at, id);
+CREATE INDEX scim_groups_order_idx ON scim_groups (tenant, seq, id);
 
 CREATE TABLE scim_members (
     group_id    TEXT NOT NULL REFERENCES scim_groups (id) ON DELETE CASCADE,

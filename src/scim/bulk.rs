@@ -1,0 +1,293 @@
+//! `POST /Bulk` (RFC 7644 §3.7): up to `[scim] max_operations` operations
+//! and `max_payload_bytes` (the proxy refuses bigger bodies with 413),
+//! `bulkId` references, `failOnErrors`. Each operation is its own store
+//! transaction, as if sent alone; operations referring to a `bulkId` that
+//! is created later in the same request are retried once after the rest.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::error::ScimError;
+use super::filter::get_ci;
+use super::http::{Tenant, json_body, scim_json};
+use super::patch;
+use super::resource;
+use super::schema::{self, Kind};
+use super::service::Scim;
+
+pub async fn handler(
+    State(scim): State<Arc<Scim>>,
+    Extension(tenant): Extension<Tenant>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match run(&scim, &tenant.0, &headers, &body).await {
+        Ok(v) => scim_json(&v),
+        Err(e) => e.into_response(),
+    }
+}
+
+struct Op {
+    method: String,
+    bulk_id: Option<String>,
+    path: String,
+    data: Option<Value>,
+    version: Option<String>,
+}
+
+fn parse_ops(body: &Value, max: usize) -> Result<(Vec<Op>, Option<usize>), ScimError> {
+    let schemas_ok = get_ci(body, "schemas")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(schema::BULK_REQUEST))
+            })
+        });
+    if !schemas_ok {
+        return Err(ScimError::invalid_syntax(format!(
+            "`schemas` must be [\"{}\"]",
+            schema::BULK_REQUEST
+        )));
+    }
+    let fail_on_errors = match get_ci(body, "failOnErrors") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ScimError::invalid_value("failOnErrors must be a positive integer")
+                })?,
+        ),
+    };
+    let Some(Value::Array(list)) = get_ci(body, "Operations") else {
+        return Err(ScimError::invalid_syntax("`Operations` must be a list"));
+    };
+    if list.len() > max {
+        return Err(ScimError::too_large(format!(
+            "at most {max} operations per bulk request"
+        )));
+    }
+    let mut ops = Vec::with_capacity(list.len());
+    for o in list {
+        let s = |k: &str| get_ci(o, k).and_then(Value::as_str).map(str::to_owned);
+        let method = s("method")
+            .ok_or_else(|| ScimError::invalid_syntax("each operation needs a `method`"))?
+            .to_ascii_uppercase();
+        let path =
+            s("path").ok_or_else(|| ScimError::invalid_syntax("each operation needs a `path`"))?;
+        ops.push(Op {
+            method,
+            bulk_id: s("bulkId"),
+            path,
+            data: get_ci(o, "data").cloned(),
+            version: s("version"),
+        });
+    }
+    Ok((ops, fail_on_errors))
+}
+
+/// Replaces `bulkId:x` strings with the ids created so far; `Err(x)` names
+/// an id not created yet.
+fn resolve(v: &Value, ids: &HashMap<String, String>) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) => match s.strip_prefix("bulkId:") {
+            Some(b) => Value::String(ids.get(b).cloned().ok_or_else(|| b.to_owned())?),
+            None => v.clone(),
+        },
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|i| resolve(i, ids))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| Ok((k.clone(), resolve(v, ids)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn target(path: &str, ids: &HashMap<String, String>) -> Result<(Kind, Option<String>), ScimError> {
+    let p = path.trim_start_matches('/');
+    let (ep, id) = match p.split_once('/') {
+        Some((e, i)) => (e, Some(i)),
+        None => (p, None),
+    };
+    let kind = match ep {
+        "Users" => Kind::User,
+        "Groups" => Kind::Group,
+        _ => return Err(ScimError::invalid_path("bulk paths are /Users or /Groups")),
+    };
+    let id = match id {
+        Some(i) => Some(match i.strip_prefix("bulkId:") {
+            Some(b) => ids
+                .get(b)
+                .cloned()
+                .ok_or_else(|| ScimError::invalid_value("unresolved bulkId in path"))?,
+            None => i.to_owned(),
+        }),
+        None => None,
+    };
+    Ok((kind, id))
+}
+
+async fn run(
+    scim: &Scim,
+    tenant: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Value, ScimError> {
+    let body = json_body(headers, body)?;
+    if !body.is_object() {
+        return Err(ScimError::invalid_syntax("the body must be a JSON object"));
+    }
+    let (ops, fail_on_errors) = parse_ops(&body, scim.config.scim.max_operations)?;
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut results: Vec<Option<Value>> = vec![None; ops.len()];
+    let mut errors = 0usize;
+    let mut deferred = Vec::new();
+    for pass in 0..2 {
+        let order: Vec<usize> = if pass == 0 {
+            (0..ops.len()).collect()
+        } else {
+            std::mem::take(&mut deferred)
+        };
+        for i in order {
+            if fail_on_errors.is_some_and(|n| errors >= n) {
+                break;
+            }
+            let op = &ops[i];
+            let data = match op.data.as_ref().map(|d| resolve(d, &ids)).transpose() {
+                Ok(d) => d,
+                Err(missing)
+                    if pass == 0
+                        && ops
+                            .iter()
+                            .any(|o| o.bulk_id.as_deref() == Some(missing.as_str())) =>
+                {
+                    deferred.push(i);
+                    continue;
+                }
+                Err(_) => {
+                    errors += 1;
+                    results[i] = Some(error_result(
+                        op,
+                        &ScimError::new(
+                            StatusCode::CONFLICT,
+                            Some("invalidValue"),
+                            "a bulkId reference could not be resolved",
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            match one(scim, tenant, op, data, &ids).await {
+                Ok((result, created)) => {
+                    if let (Some(b), Some(id)) = (&op.bulk_id, created) {
+                        ids.insert(b.clone(), id);
+                    }
+                    results[i] = Some(result);
+                }
+                Err(e) => {
+                    errors += 1;
+                    results[i] = Some(error_result(op, &e));
+                }
+            }
+        }
+    }
+    Ok(json!({
+        "schemas": [schema::BULK_RESPONSE],
+        "Operations": results.into_iter().flatten().collect::<Vec<_>>(),
+    }))
+}
+
+fn error_result(op: &Op, e: &ScimError) -> Value {
+    let mut v = json!({
+        "method": op.method,
+        "status": e.status.as_u16().to_string(),
+        "response": e.body(),
+    });
+    if let Some(b) = &op.bulk_id {
+        v["bulkId"] = json!(b);
+    }
+    v
+}
+
+async fn one(
+    scim: &Scim,
+    tenant: &str,
+    op: &Op,
+    data: Option<Value>,
+    ids: &HashMap<String, String>,
+) -> Result<(Value, Option<String>), ScimError> {
+    let (kind, id) = target(&op.path, ids)?;
+    let data = || {
+        data.clone()
+            .ok_or_else(|| ScimError::invalid_syntax("`data` is required"))
+    };
+    let ok = |status: u16, location: Option<String>, version: Option<i64>| {
+        let mut v = json!({"method": op.method, "status": status.to_string()});
+        if let Some(b) = &op.bulk_id {
+            v["bulkId"] = json!(b);
+        }
+        if let Some(l) = location {
+            v["location"] = json!(l);
+        }
+        if let Some(ver) = version {
+            v["version"] = json!(resource::etag(ver));
+        }
+        v
+    };
+    let location = |id: &str| format!("{}/{}/{}", scim.base, kind.endpoint(), id);
+    match (op.method.as_str(), id) {
+        ("POST", None) => {
+            if op.bulk_id.is_none() {
+                return Err(ScimError::invalid_syntax("POST needs a bulkId"));
+            }
+            let n = resource::normalize(kind, &data()?, resource::Mode::Full)?;
+            let mut tx = scim.store.begin_write(tenant).await?;
+            let row = scim.create_in(&mut tx, kind, n).await?;
+            tx.commit().await?;
+            Ok((
+                ok(201, Some(location(&row.id)), Some(row.version)),
+                Some(row.id),
+            ))
+        }
+        ("PUT", Some(id)) => {
+            let (_, version) = scim
+                .replace(tenant, kind, &id, &data()?, op.version.as_deref())
+                .await?;
+            Ok((ok(200, Some(location(&id)), Some(version)), None))
+        }
+        ("PATCH", Some(id)) => {
+            let ops = patch::parse_request(&data()?)?;
+            let mut tx = scim.store.begin_write(tenant).await?;
+            let row = scim
+                .patch_in(&mut tx, kind, &id, &ops, op.version.as_deref())
+                .await?;
+            let revoked = tx.commit().await?;
+            for s in revoked {
+                scim.sessions.invalidate(&s).await;
+            }
+            Ok((ok(200, Some(location(&id)), Some(row.version)), None))
+        }
+        ("DELETE", Some(id)) => {
+            scim.delete(tenant, kind, &id, op.version.as_deref())
+                .await?;
+            Ok((ok(204, Some(location(&id)), None), None))
+        }
+        _ => Err(ScimError::invalid_syntax(
+            "unsupported method/path combination in bulk",
+        )),
+    }
+}

@@ -1,0 +1,16 @@
+//! SCIM 2.0 server (RFC 7643/7644) for what Entra ID, Okta and OneLogin
+//! really send. Served in-process at `[scim] path` (default `/scim/v2`),
+//! authenticated by a per-tenant bearer token, never by a browser session.
+
+pub mod bulk;
+pub mod discovery;
+pub mod error;
+pub mod filter;
+pub mod http;
+pub mod patch;
+pub mod resource;
+pub mod schema;
+pub mod service;
+pub mod token;
+
+pub use service::Scim;

@@ -1,0 +1,580 @@
+//! Resources in and out: normalising request bodies to the stored document
+//! (canonical attribute names, types coerced the way IdPs need, read-only
+//! and write-only attributes dropped), and rendering stored rows with
+//! `meta`, `members`/`groups` and the requested attribute projection.
+
+use chrono::{DateTime, SecondsFormat};
+use serde_json::{Map, Value, json};
+
+use super::error::ScimError;
+use super::filter::{AttrPath, get_ci, parse_attr_path, starts_with_ci};
+use super::schema::{self, Attr, Kind, Mutability, Ty};
+use crate::store::{ScimLogin, ScimMember, ScimRow};
+
+/// Longest string value accepted in any attribute.
+const MAX_STRING: usize = 64 * 1024;
+/// Most values in one multi-valued attribute (members excepted).
+const MAX_VALUES: usize = 1000;
+
+/// Whether the body is a whole resource (POST, PUT: `schemas` required) or
+/// a document after PATCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    Patched,
+}
+
+/// A normalised resource: the document to store, plus (groups) the
+/// members given in the body.
+#[derive(Debug, Default)]
+pub struct Normalized {
+    pub doc: Map<String, Value>,
+    pub members: Option<Vec<MemberRef>>,
+}
+
+/// A member named in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRef {
+    pub id: String,
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Coerces one value to the attribute's type; `None` for null/empty.
+pub fn normalize_value(def: &'static Attr, v: &Value) -> Result<Option<Value>, ScimError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    if def.multi {
+        let items: Vec<&Value> = match v {
+            Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        if items.len() > MAX_VALUES {
+            return Err(ScimError::invalid_value(format!(
+                "too many values for `{}`",
+                def.name
+            )));
+        }
+        let mut out = Vec::new();
+        for item in items {
+            // A bare string in a multi-valued complex attribute is its value.
+            let item = match item {
+                Value::String(s) if !def.sub.is_empty() => json!({"value": s}),
+                other => other.clone(),
+            };
+            if let Some(n) = normalize_single(def, &item)? {
+                out.push(n);
+            }
+        }
+        return Ok((!out.is_empty()).then_some(Value::Array(out)));
+    }
+    normalize_single(def, v)
+}
+
+fn normalize_single(def: &'static Attr, v: &Value) -> Result<Option<Value>, ScimError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    if !def.sub.is_empty() {
+        let Value::Object(obj) = v else {
+            return Err(ScimError::invalid_value(format!(
+                "`{}` must be an object",
+                def.name
+            )));
+        };
+        let mut out = Map::new();
+        for (k, sv) in obj {
+            let Some(sdef) = schema::find(def.sub, k) else {
+                return Err(ScimError::invalid_syntax(format!(
+                    "unknown sub-attribute `{}.{}`",
+                    def.name,
+                    short(k)
+                )));
+            };
+            if let Some(n) = normalize_single(sdef, sv)? {
+                out.insert(sdef.name.to_owned(), n);
+            }
+        }
+        return Ok((!out.is_empty()).then_some(Value::Object(out)));
+    }
+    let bad = || ScimError::invalid_value(format!("`{}` must be a {}", def.name, def.ty.as_str()));
+    Ok(Some(match def.ty {
+        Ty::Boolean => match v {
+            Value::Bool(b) => Value::Bool(*b),
+            // Entra: "False", "True".
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Value::Bool(true),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Value::Bool(false),
+            _ => return Err(bad()),
+        },
+        Ty::Integer => match v {
+            Value::Number(n) if n.is_i64() => v.clone(),
+            Value::String(s) => s.parse::<i64>().map(Value::from).map_err(|_| bad())?,
+            _ => return Err(bad()),
+        },
+        Ty::DateTime => match v {
+            Value::String(s) if DateTime::parse_from_rfc3339(s).is_ok() => v.clone(),
+            _ => return Err(bad()),
+        },
+        Ty::String | Ty::Reference | Ty::Binary | Ty::Complex => match v {
+            Value::String(s) if s.len() > MAX_STRING => {
+                return Err(ScimError::invalid_value(format!(
+                    "`{}` is too long",
+                    def.name
+                )));
+            }
+            Value::String(s) if s.contains('\0') => {
+                return Err(ScimError::invalid_value(format!(
+                    "`{}` contains a NUL character",
+                    def.name
+                )));
+            }
+            Value::String(_) => v.clone(),
+            _ => return Err(bad()),
+        },
+    }))
+}
+
+/// The resource's core schema URN, when `key` is `urn:…:core…:Attr` form.
+fn strip_core(kind: Kind, key: &str) -> Option<&str> {
+    let urn = kind.core_urn();
+    if key.len() > urn.len() + 1
+        && starts_with_ci(key, urn)
+        && key.as_bytes().get(urn.len()) == Some(&b':')
+    {
+        key.get(urn.len() + 1..)
+    } else {
+        None
+    }
+}
+
+/// Request body → document.
+pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, ScimError> {
+    let Value::Object(obj) = body else {
+        return Err(ScimError::invalid_syntax("the body must be a JSON object"));
+    };
+    let declared: Vec<String> = match get_ci(body, "schemas") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|s| s.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| ScimError::invalid_syntax("`schemas` must be a list of URIs"))?,
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => {
+            return Err(ScimError::invalid_syntax(
+                "`schemas` must be a list of URIs",
+            ));
+        }
+    };
+    if mode == Mode::Full
+        && !declared
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(kind.core_urn()))
+    {
+        return Err(ScimError::invalid_syntax(format!(
+            "`schemas` must include {}",
+            kind.core_urn()
+        )));
+    }
+    let mut out = Normalized::default();
+    for (key, v) in obj {
+        if v.is_null()
+            || ["schemas", "id", "meta"]
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(key))
+        {
+            continue;
+        }
+        let key = strip_core(kind, key).unwrap_or(key);
+        if starts_with_ci(key, "urn:") {
+            if let Some((canon, attrs)) = kind.extension(key) {
+                let Value::Object(ext) = v else {
+                    return Err(ScimError::invalid_syntax(format!(
+                        "`{canon}` must be an object"
+                    )));
+                };
+                let mut eout = Map::new();
+                for (k, ev) in ext {
+                    if k.eq_ignore_ascii_case("schemas") {
+                        continue;
+                    }
+                    let Some(def) = schema::find(attrs, k) else {
+                        return Err(ScimError::invalid_syntax(format!(
+                            "unknown attribute `{}` in {canon}",
+                            short(k)
+                        )));
+                    };
+                    if def.mutability == Mutability::ReadOnly {
+                        continue;
+                    }
+                    if let Some(n) = normalize_value(def, ev)? {
+                        eout.insert(def.name.to_owned(), n);
+                    }
+                }
+                if !eout.is_empty() {
+                    out.doc.insert(canon.to_owned(), Value::Object(eout));
+                }
+                continue;
+            }
+            // An extension Portcullis does not support: dropped, declared or
+            // not (Entra sends custom extensions it never lists in
+            // `schemas`); `/Schemas` says what is kept.
+            tracing::debug!(extension = %short(key), "unsupported SCIM schema extension ignored");
+            continue;
+        }
+        let Some(def) = kind.attr(None, key) else {
+            return Err(ScimError::invalid_syntax(format!(
+                "unknown attribute `{}`",
+                short(key)
+            )));
+        };
+        if kind == Kind::Group && def.name == "members" {
+            let refs = member_refs(v)?;
+            out.members = Some(refs);
+            continue;
+        }
+        if matches!(def.mutability, Mutability::ReadOnly | Mutability::WriteOnly) {
+            // `groups`, `password` (Okta sends it on create): never stored.
+            continue;
+        }
+        if let Some(n) = normalize_value(def, v)? {
+            out.doc.insert(def.name.to_owned(), n);
+        }
+    }
+    let required = match kind {
+        Kind::User => "userName",
+        Kind::Group => "displayName",
+    };
+    match out.doc.get(required) {
+        Some(Value::String(s)) if !s.trim().is_empty() => {}
+        _ => {
+            return Err(ScimError::invalid_value(format!(
+                "`{required}` is required"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Member ids from a `members` value (a list of `{"value": id}` or ids).
+pub fn member_refs(v: &Value) -> Result<Vec<MemberRef>, ScimError> {
+    let items: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    };
+    items
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .map(|item| {
+            let id = match item {
+                Value::String(s) => Some(s.as_str()),
+                Value::Object(_) => get_ci(item, "value").and_then(Value::as_str),
+                _ => None,
+            };
+            match id {
+                Some(id) if !id.is_empty() && !id.contains('\0') && id.len() <= 256 => {
+                    Ok(MemberRef { id: id.to_owned() })
+                }
+                _ => Err(ScimError::invalid_value(
+                    "each member needs a `value` with the member's id",
+                )),
+            }
+        })
+        .collect()
+}
+
+/// What SSO login needs from a SCIM user: the email login finds the user
+/// by (primary email, else the work email, else the first, else
+/// `userName`), a display name, and `active`.
+pub fn login_of(doc: &Map<String, Value>, role: Option<String>) -> ScimLogin {
+    let emails: Vec<&Value> = doc
+        .get("emails")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let value = |e: &&Value| e.get("value").and_then(Value::as_str).map(str::to_owned);
+    let email = emails
+        .iter()
+        .find(|e| e.get("primary") == Some(&Value::Bool(true)))
+        .and_then(value)
+        .or_else(|| {
+            emails
+                .iter()
+                .find(|e| {
+                    e.get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.eq_ignore_ascii_case("work"))
+                })
+                .and_then(value)
+        })
+        .or_else(|| emails.first().and_then(value))
+        .or_else(|| {
+            doc.get("userName")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let name_part = |k: &str| {
+        doc.get("name")
+            .and_then(|n| n.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let name = doc
+        .get("displayName")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| name_part("formatted"))
+        .or_else(|| match (name_part("givenName"), name_part("familyName")) {
+            (Some(g), Some(f)) => Some(format!("{g} {f}")),
+            (g, f) => g.or(f),
+        });
+    ScimLogin {
+        email,
+        name,
+        active: doc.get("active") != Some(&Value::Bool(false)),
+        role,
+    }
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn timestamp(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The weak ETag of a version.
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+/// A stored row as the client sees it (before projection).
+pub fn render(
+    kind: Kind,
+    row: &ScimRow,
+    base: &str,
+    members: Option<&[ScimMember]>,
+    groups: Option<&[(String, String)]>,
+) -> Value {
+    let doc: Map<String, Value> = serde_json::from_str(&row.doc).unwrap_or_default();
+    let mut schemas = vec![json!(kind.core_urn())];
+    for (urn, _) in kind.extensions() {
+        if doc.contains_key(*urn) {
+            schemas.push(json!(urn));
+        }
+    }
+    let location = format!("{base}/{}/{}", kind.endpoint(), row.id);
+    let mut out = Map::new();
+    out.insert("schemas".into(), Value::Array(schemas));
+    out.insert("id".into(), json!(row.id));
+    for (k, v) in doc {
+        out.insert(k, v);
+    }
+    if let Some(members) = members {
+        let list: Vec<Value> = members
+            .iter()
+            .map(|m| {
+                let ep = if m.kind == "Group" { "Groups" } else { "Users" };
+                json!({"value": m.id, "type": m.kind, "$ref": format!("{base}/{ep}/{}", m.id)})
+            })
+            .collect();
+        out.insert("members".into(), Value::Array(list));
+    }
+    if let Some(groups) = groups
+        && !groups.is_empty()
+    {
+        let list: Vec<Value> = groups
+            .iter()
+            .map(|(id, name)| {
+                json!({"value": id, "display": name, "type": "direct",
+                       "$ref": format!("{base}/Groups/{id}")})
+            })
+            .collect();
+        out.insert("groups".into(), Value::Array(list));
+    }
+    out.insert(
+        "meta".into(),
+        json!({
+            "resourceType": kind.name(),
+            "created": timestamp(row.created_at),
+            "lastModified": timestamp(row.updated_at),
+            "location": location,
+            "version": etag(row.version),
+        }),
+    );
+    Value::Object(out)
+}
+
+/// `attributes` / `excludedAttributes` (RFC 7644 §3.9).
+#[derive(Debug, Default, Clone)]
+pub struct Projection {
+    pub attributes: Vec<AttrPath>,
+    pub excluded: Vec<AttrPath>,
+}
+
+fn parse_list(s: Option<&str>) -> Result<Vec<AttrPath>, ScimError> {
+    let Some(s) = s else { return Ok(Vec::new()) };
+    if s.len() > 4096 {
+        return Err(ScimError::invalid_value("attribute list too long"));
+    }
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| parse_attr_path(p).map_err(|_| ScimError::invalid_value("invalid attribute name")))
+        .collect()
+}
+
+impl Projection {
+    pub fn parse(attributes: Option<&str>, excluded: Option<&str>) -> Result<Self, ScimError> {
+        Ok(Self {
+            attributes: parse_list(attributes)?,
+            excluded: parse_list(excluded)?,
+        })
+    }
+
+    /// Whether top-level `name` will be returned (so it is worth loading).
+    pub fn wants(&self, name: &str) -> bool {
+        let hit = |p: &AttrPath| p.urn.is_none() && p.name.eq_ignore_ascii_case(name);
+        if !self.attributes.is_empty() {
+            return self.attributes.iter().any(hit);
+        }
+        !self.excluded.iter().any(|p| hit(p) && p.sub.is_none())
+    }
+
+    pub fn apply(&self, kind: Kind, res: Value) -> Value {
+        let Value::Object(mut obj) = res else {
+            return res;
+        };
+        // Where a path lives: top level, or inside an extension object.
+        let container = |p: &AttrPath| -> Option<String> {
+            p.urn
+                .as_deref()
+                .filter(|u| !u.eq_ignore_ascii_case(kind.core_urn()))
+                .map(|u| {
+                    kind.extension(u)
+                        .map(|(c, _)| c.to_owned())
+                        .unwrap_or_default()
+                })
+        };
+        let key_ci = |m: &Map<String, Value>, name: &str| {
+            m.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
+        };
+        if !self.attributes.is_empty() {
+            let mut out = Map::new();
+            for k in ["schemas", "id"] {
+                if let Some(v) = obj.get(k) {
+                    out.insert(k.into(), v.clone());
+                }
+            }
+            for p in &self.attributes {
+                let ext = container(p);
+                let src = match &ext {
+                    Some(e) => obj.get(e).and_then(Value::as_object),
+                    None => Some(&obj),
+                };
+                let Some(src) = src else { continue };
+                let Some(key) = key_ci(src, &p.name) else {
+                    continue;
+                };
+                let picked = match &p.sub {
+                    None => src[&key].clone(),
+                    Some(sub) => keep_sub(&src[&key], sub),
+                };
+                let dst = match &ext {
+                    Some(e) => out
+                        .entry(e.clone())
+                        .or_insert_with(|| Value::Object(Map::new()))
+                        .as_object_mut(),
+                    None => Some(&mut out),
+                };
+                if let Some(dst) = dst {
+                    let merged = match dst.remove(&key) {
+                        Some(prev) => merge(prev, picked),
+                        None => picked,
+                    };
+                    dst.insert(key, merged);
+                }
+            }
+            return Value::Object(out);
+        }
+        for p in &self.excluded {
+            if p.name.eq_ignore_ascii_case("id") || p.name.eq_ignore_ascii_case("schemas") {
+                continue;
+            }
+            let target = match container(p) {
+                Some(ext) => obj.get_mut(&ext).and_then(Value::as_object_mut),
+                None => Some(&mut obj),
+            };
+            let Some(target) = target else { continue };
+            let Some(key) = key_ci(target, &p.name) else {
+                continue;
+            };
+            match &p.sub {
+                None => {
+                    target.remove(&key);
+                }
+                Some(sub) => strip_sub(target.get_mut(&key), sub),
+            }
+        }
+        Value::Object(obj)
+    }
+}
+
+/// Only sub-attribute `sub` of a complex value (or of each value).
+fn keep_sub(v: &Value, sub: &str) -> Value {
+    let keep = |o: &Map<String, Value>| {
+        Value::Object(
+            o.iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(sub))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    };
+    match v {
+        Value::Object(o) => keep(o),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|i| match i {
+                    Value::Object(o) => keep(o),
+                    other => other.clone(),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Combines two projections of the same attribute (`emails.value` and
+/// `emails.type`).
+fn merge(a: Value, b: Value) -> Value {
+    match (a, b) {
+        (Value::Object(mut x), Value::Object(y)) => {
+            x.extend(y);
+            Value::Object(x)
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            Value::Array(x.into_iter().zip(y).map(|(a, b)| merge(a, b)).collect())
+        }
+        (_, b) => b,
+    }
+}
+
+fn strip_sub(v: Option<&mut Value>, sub: &str) {
+    match v {
+        Some(Value::Object(o)) => {
+            o.retain(|k, _| !k.eq_ignore_ascii_case(sub));
+        }
+        Some(Value::Array(a)) => {
+            for item in a {
+                if let Value::Object(o) = item {
+                    o.retain(|k, _| !k.eq_ignore_ascii_case(sub));
+                }
+            }
+        }
+        _ => {}
+    }
+}

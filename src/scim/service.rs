@@ -1,0 +1,671 @@
+//! SCIM operations, independent of HTTP: authenticate a token, create,
+//! read, replace, patch, delete and query resources. Each write is one
+//! store transaction ([`WriteTx`]) that also updates the login identity and
+//! ends sessions when a user is deactivated or deleted.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::error::ScimError;
+use super::filter::{self, Filter};
+use super::patch::{self, MemberChange};
+use super::resource::{self, Mode, Normalized, Projection};
+use super::schema::{self, Kind};
+use super::token;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::session::Sessions;
+use crate::store::{ScimMember, ScimRow, SessionSelector, Store, StoreError, WriteTx};
+
+/// Rows fetched per round trip when a filter must look at every resource.
+const SCAN_BATCH: i64 = 1000;
+
+/// The SCIM service of one configuration generation.
+pub struct Scim {
+    pub store: Store,
+    pub sessions: Sessions,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    /// `{public_url}{path}`, no trailing slash: the base of `location`s.
+    pub base: String,
+}
+
+/// The query of a list or search request.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub filter: Option<String>,
+    pub start_index: Option<i64>,
+    pub count: Option<i64>,
+    pub sort_by: Option<String>,
+    pub descending: bool,
+    pub projection: Projection,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `If-Match`: `*` or a list of ETags, one of which must be current.
+pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
+    let Some(h) = if_match else { return Ok(()) };
+    let current = resource::etag(version);
+    let ok = h
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == current || t.strip_prefix("W/").unwrap_or(t) == &current[2..]);
+    if ok {
+        Ok(())
+    } else {
+        Err(ScimError::new(
+            axum::http::StatusCode::PRECONDITION_FAILED,
+            None,
+            "the resource has changed (ETag mismatch)",
+        ))
+    }
+}
+
+fn doc_string(doc: &Map<String, Value>) -> Result<String, ScimError> {
+    serde_json::to_string(doc).map_err(|_| ScimError::internal())
+}
+
+fn ext_id(doc: &Map<String, Value>) -> Option<String> {
+    doc.get("externalId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn name_of(kind: Kind, doc: &Map<String, Value>) -> String {
+    let key = match kind {
+        Kind::User => "userName",
+        Kind::Group => "displayName",
+    };
+    doc.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+impl Scim {
+    /// The tenant a bearer token belongs to, or 401. The tenant must still
+    /// be configured.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<String, ScimError> {
+        let Some((tok, key_id)) = authorization.and_then(token::parse) else {
+            return Err(ScimError::unauthorized());
+        };
+        let row = self.store.scim_token_lookup(key_id).await?;
+        // Hash and compare even when the key id is unknown, so timing
+        // does not tell a valid key id from an invalid one.
+        let (tenant, hash) = row.unwrap_or_else(|| (String::new(), "0".repeat(64)));
+        if !token::matches(tok, &hash) || tenant.is_empty() {
+            return Err(ScimError::unauthorized());
+        }
+        if !self.config.tenants.iter().any(|t| t.id == tenant) {
+            tracing::warn!(tenant = %tenant, "SCIM token of a tenant that is no longer configured");
+            return Err(ScimError::unauthorized());
+        }
+        Ok(tenant)
+    }
+
+    fn default_role(&self, tenant: &str) -> Option<String> {
+        self.config
+            .tenants
+            .iter()
+            .find(|t| t.id == tenant)
+            .and_then(|t| t.jit.default_role.clone())
+    }
+
+    /// Drops this process' cached sessions of deprovisioned users at once
+    /// (other replicas learn through the store's events).
+    async fn after_commit(&self, revoked: Vec<SessionSelector>) {
+        for selector in revoked {
+            self.sessions.invalidate(&selector).await;
+            self.metrics
+                .sessions_revoked
+                .with_label_values(&["user"])
+                .inc();
+        }
+    }
+
+    /// Renders a row with what the projection wants.
+    pub async fn render(
+        &self,
+        kind: Kind,
+        row: &ScimRow,
+        projection: &Projection,
+    ) -> Result<Value, ScimError> {
+        let members = match kind {
+            Kind::Group if projection.wants("members") => {
+                Some(self.store.scim_members(&row.id).await?)
+            }
+            _ => None,
+        };
+        let groups = match kind {
+            Kind::User if projection.wants("groups") => {
+                Some(self.store.scim_groups_of(&row.id).await?)
+            }
+            _ => None,
+        };
+        let full = resource::render(kind, row, &self.base, members.as_deref(), groups.as_deref());
+        Ok(projection.apply(kind, full))
+    }
+
+    pub async fn get(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        id: &str,
+        projection: &Projection,
+    ) -> Result<(Value, i64), ScimError> {
+        let row = self
+            .store
+            .scim_get(kind.store(), tenant, id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        Ok((self.render(kind, &row, projection).await?, row.version))
+    }
+
+    /// POST. Returns the rendered resource and its version.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        body: &Value,
+    ) -> Result<(Value, i64), ScimError> {
+        let n = resource::normalize(kind, body, Mode::Full)?;
+        let mut tx = self.store.begin_write(tenant).await?;
+        let row = self.create_in(&mut tx, kind, n).await?;
+        let revoked = tx.commit().await?;
+        self.after_commit(revoked).await;
+        Ok((
+            self.render(kind, &row, &Projection::default()).await?,
+            row.version,
+        ))
+    }
+
+    /// The create, inside a caller's transaction (bulk uses it too).
+    pub async fn create_in(
+        &self,
+        tx: &mut WriteTx,
+        kind: Kind,
+        n: Normalized,
+    ) -> Result<ScimRow, ScimError> {
+        let name = name_of(kind, &n.doc);
+        if tx.scim_name_taken(kind.store(), &name, None).await? {
+            return Err(ScimError::uniqueness(match kind {
+                Kind::User => "userName is already in use",
+                Kind::Group => "displayName is already in use",
+            }));
+        }
+        let now = now_ms();
+        let mut id = uuid::Uuid::new_v4().to_string();
+        let tenant = tx.tenant().to_owned();
+        if kind == Kind::User {
+            let login = resource::login_of(&n.doc, self.default_role(&tenant));
+            id = tx.scim_link_login(&id, &login, now / 1000).await?;
+            if !login.active {
+                // An adopted JIT user arriving deactivated.
+                tx.revoke_sessions(&SessionSelector::User(id.clone()))
+                    .await?;
+            }
+        }
+        let row = ScimRow {
+            id: id.clone(),
+            tenant,
+            name,
+            external_id: ext_id(&n.doc),
+            doc: doc_string(&n.doc)?,
+            version: 1,
+            seq: tx.seq(),
+            created_at: now,
+            updated_at: now,
+        };
+        tx.scim_insert(kind.store(), &row).await?;
+        if let Some(members) = n.members {
+            let mut change = MemberChange::default();
+            for m in members {
+                change.set.insert(m.id, true);
+            }
+            self.apply_members(tx, &id, &change).await?;
+        }
+        Ok(row)
+    }
+
+    /// Applies membership edits; `true` if anything changed.
+    async fn apply_members(
+        &self,
+        tx: &mut WriteTx,
+        group_id: &str,
+        change: &MemberChange,
+    ) -> Result<bool, ScimError> {
+        let mut changed = false;
+        if change.clear {
+            changed |= tx.scim_clear_members(group_id).await? > 0;
+        }
+        let removed: Vec<String> = change
+            .set
+            .iter()
+            .filter(|(_, present)| !**present)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !removed.is_empty() {
+            changed |= tx.scim_remove_members(group_id, &removed).await? > 0;
+        }
+        let mut added = Vec::new();
+        for (id, _) in change.set.iter().filter(|(_, p)| **p) {
+            if id == group_id {
+                return Err(ScimError::invalid_value("a group cannot be its own member"));
+            }
+            let Some(kind) = tx.scim_member_kind(id).await? else {
+                return Err(ScimError::invalid_value(format!(
+                    "member `{}` is not a user or group of this tenant",
+                    id.chars().take(64).collect::<String>()
+                )));
+            };
+            added.push(ScimMember {
+                id: id.clone(),
+                kind: kind.to_owned(),
+            });
+        }
+        if !added.is_empty() {
+            changed |= tx.scim_add_members(group_id, &added).await? > 0;
+        }
+        Ok(changed)
+    }
+
+    /// Writes a new document for an existing row (PUT and PATCH). Nothing is
+    /// written, and the version stays, when nothing changed.
+    async fn update_in(
+        &self,
+        tx: &mut WriteTx,
+        kind: Kind,
+        mut row: ScimRow,
+        doc: Map<String, Value>,
+        members: Option<&MemberChange>,
+    ) -> Result<ScimRow, ScimError> {
+        let name = name_of(kind, &doc);
+        if name.to_lowercase() != row.name.to_lowercase()
+            && tx
+                .scim_name_taken(kind.store(), &name, Some(&row.id))
+                .await?
+        {
+            return Err(ScimError::uniqueness(match kind {
+                Kind::User => "userName is already in use",
+                Kind::Group => "displayName is already in use",
+            }));
+        }
+        let new_doc = doc_string(&doc)?;
+        let members_changed = match members {
+            Some(m) if !m.is_empty() => self.apply_members(tx, &row.id, m).await?,
+            _ => false,
+        };
+        let doc_changed = new_doc != row.doc || name != row.name;
+        if !doc_changed && !members_changed {
+            return Ok(row);
+        }
+        let now = now_ms();
+        row.version += 1;
+        row.updated_at = now;
+        if doc_changed {
+            row.name = name;
+            row.external_id = ext_id(&doc);
+            row.doc = new_doc;
+            if kind == Kind::User {
+                let login = resource::login_of(&doc, None);
+                tx.scim_update_login(&row.id, &login, now / 1000).await?;
+                if !login.active {
+                    tx.revoke_sessions(&SessionSelector::User(row.id.clone()))
+                        .await?;
+                }
+            }
+        }
+        tx.scim_update(kind.store(), &row).await?;
+        Ok(row)
+    }
+
+    /// PUT: replaces every writable attribute.
+    pub async fn replace(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<(Value, i64), ScimError> {
+        let n = resource::normalize(kind, body, Mode::Full)?;
+        let mut tx = self.store.begin_write(tenant).await?;
+        let row = tx
+            .scim_get(kind.store(), id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        check_if_match(if_match, row.version)?;
+        let members = n.members.map(|list| MemberChange {
+            clear: true,
+            set: list.into_iter().map(|m| (m.id, true)).collect(),
+        });
+        let row = self
+            .update_in(&mut tx, kind, row, n.doc, members.as_ref())
+            .await?;
+        let revoked = tx.commit().await?;
+        self.after_commit(revoked).await;
+        Ok((
+            self.render(kind, &row, &Projection::default()).await?,
+            row.version,
+        ))
+    }
+
+    /// PATCH: atomic; any failing operation leaves the resource unchanged.
+    pub async fn patch(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<ScimRow, ScimError> {
+        let ops = patch::parse_request(body)?;
+        let mut tx = self.store.begin_write(tenant).await?;
+        let row = self.patch_in(&mut tx, kind, id, &ops, if_match).await?;
+        let revoked = tx.commit().await?;
+        self.after_commit(revoked).await;
+        Ok(row)
+    }
+
+    pub async fn patch_in(
+        &self,
+        tx: &mut WriteTx,
+        kind: Kind,
+        id: &str,
+        ops: &[patch::Operation],
+        if_match: Option<&str>,
+    ) -> Result<ScimRow, ScimError> {
+        let row = tx
+            .scim_get(kind.store(), id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        check_if_match(if_match, row.version)?;
+        let mut doc: Map<String, Value> = serde_json::from_str(&row.doc).map_err(|_| {
+            tracing::error!(id = %row.id, "stored SCIM document is not a JSON object");
+            ScimError::internal()
+        })?;
+        let mut members = MemberChange::default();
+        patch::apply(kind, &row.id, &mut doc, ops, &mut members)?;
+        // Re-validate the result as a whole (types, required attributes).
+        let n = resource::normalize(kind, &Value::Object(doc), Mode::Patched)?;
+        self.update_in(tx, kind, row, n.doc, Some(&members)).await
+    }
+
+    /// DELETE. A user's login identity stays as a deactivated tombstone, so
+    /// JIT can't let them back in, and their sessions end.
+    pub async fn delete(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), ScimError> {
+        let mut tx = self.store.begin_write(tenant).await?;
+        self.delete_in(&mut tx, kind, id, if_match).await?;
+        let revoked = tx.commit().await?;
+        self.after_commit(revoked).await;
+        Ok(())
+    }
+
+    pub async fn delete_in(
+        &self,
+        tx: &mut WriteTx,
+        kind: Kind,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), ScimError> {
+        let row = tx
+            .scim_get(kind.store(), id)
+            .await?
+            .ok_or_else(|| not_found(kind, id))?;
+        check_if_match(if_match, row.version)?;
+        let now = now_ms();
+        tx.scim_remove_member_everywhere(id, now).await?;
+        tx.scim_delete(kind.store(), id).await?;
+        if kind == Kind::User {
+            tx.scim_tombstone_login(id, now / 1000).await?;
+            tx.revoke_sessions(&SessionSelector::User(id.to_owned()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// GET with `filter`, or POST `.search`.
+    pub async fn list(&self, tenant: &str, kind: Kind, q: &ListQuery) -> Result<Value, ScimError> {
+        let filter = q.filter.as_deref().map(filter::parse).transpose()?;
+        let max = self.config.scim.max_results as i64;
+        let start = q.start_index.unwrap_or(1).max(1);
+        let count = q.count.unwrap_or(max).clamp(0, max);
+        let sort = q
+            .sort_by
+            .as_deref()
+            .map(|s| {
+                filter::parse_attr_path(s).map_err(|_| ScimError::invalid_value("invalid sortBy"))
+            })
+            .transpose()?;
+
+        let (total, page): (i64, Vec<ScimRow>) = match (&filter, &sort) {
+            (None, None) => {
+                let total = self.store.scim_count(kind.store(), tenant).await?;
+                let page = if count == 0 {
+                    Vec::new()
+                } else {
+                    self.store
+                        .scim_page(kind.store(), tenant, start - 1, count)
+                        .await?
+                };
+                (total, page)
+            }
+            _ => {
+                let mut matched = self.matching(tenant, kind, filter.as_ref()).await?;
+                if let Some(path) = &sort {
+                    let key = |r: &(ScimRow, Value)| sort_key(&r.1, kind, path);
+                    matched.sort_by(|a, b| {
+                        let (ka, kb) = (key(a), key(b));
+                        // Resources without the attribute go last either way.
+                        match (ka, kb) {
+                            (None, None) => std::cmp::Ordering::Equal,
+                            (None, Some(_)) => std::cmp::Ordering::Greater,
+                            (Some(_), None) => std::cmp::Ordering::Less,
+                            (Some(x), Some(y)) if q.descending => y.cmp(&x),
+                            (Some(x), Some(y)) => x.cmp(&y),
+                        }
+                    });
+                }
+                let total = matched.len() as i64;
+                let page = matched
+                    .into_iter()
+                    .skip(usize::try_from(start - 1).unwrap_or(usize::MAX))
+                    .take(usize::try_from(count).unwrap_or(0))
+                    .map(|(r, _)| r)
+                    .collect();
+                (total, page)
+            }
+        };
+        let mut resources = Vec::with_capacity(page.len());
+        for row in &page {
+            resources.push(self.render(kind, row, &q.projection).await?);
+        }
+        Ok(json!({
+            "schemas": [schema::LIST],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        }))
+    }
+
+    /// POST `/.search` at the root: Users then Groups, one list.
+    pub async fn search_all(&self, tenant: &str, q: &ListQuery) -> Result<Value, ScimError> {
+        let filter = q.filter.as_deref().map(filter::parse).transpose()?;
+        let max = self.config.scim.max_results as i64;
+        let start = q.start_index.unwrap_or(1).max(1);
+        let count = q.count.unwrap_or(max).clamp(0, max);
+        let mut all = Vec::new();
+        for kind in [Kind::User, Kind::Group] {
+            for (row, _) in self.matching(tenant, kind, filter.as_ref()).await? {
+                all.push((kind, row));
+            }
+        }
+        let total = all.len();
+        let mut resources = Vec::new();
+        for (kind, row) in all
+            .into_iter()
+            .skip(usize::try_from(start - 1).unwrap_or(usize::MAX))
+            .take(usize::try_from(count).unwrap_or(0))
+        {
+            resources.push(self.render(kind, &row, &q.projection).await?);
+        }
+        Ok(json!({
+            "schemas": [schema::LIST],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        }))
+    }
+
+    /// Every resource matching `filter` (all when `None`), with the JSON
+    /// it was evaluated on. Indexed conjuncts narrow the candidates in SQL;
+    /// the whole filter is then evaluated exactly.
+    async fn matching(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<(ScimRow, Value)>, ScimError> {
+        let needs_members =
+            kind == Kind::Group && filter.is_some_and(|f| filter::mentions(f, "members"));
+        let needs_groups =
+            kind == Kind::User && filter.is_some_and(|f| filter::mentions(f, "groups"));
+        let mut out = Vec::new();
+        let mut check = |row: ScimRow,
+                         members: Option<Vec<ScimMember>>,
+                         groups: Option<Vec<(String, String)>>| {
+            let res = resource::render(
+                kind,
+                &row,
+                &self.base,
+                members.as_deref(),
+                groups.as_deref(),
+            );
+            if filter.is_none_or(|f| filter::eval(f, &res, kind)) {
+                out.push((row, res));
+            }
+        };
+        let indexed = filter.and_then(|f| filter::indexed(f, kind));
+        if let Some((index, value)) = indexed {
+            for row in self
+                .store
+                .scim_find(kind.store(), tenant, index, &value)
+                .await?
+            {
+                let m = if needs_members {
+                    Some(self.store.scim_members(&row.id).await?)
+                } else {
+                    None
+                };
+                let g = if needs_groups {
+                    Some(self.store.scim_groups_of(&row.id).await?)
+                } else {
+                    None
+                };
+                check(row, m, g);
+            }
+            return Ok(out);
+        }
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let batch = self
+                .store
+                .scim_scan(
+                    kind.store(),
+                    tenant,
+                    after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                    SCAN_BATCH,
+                )
+                .await?;
+            let last = batch.last().map(|r| (r.seq, r.id.clone()));
+            let n = batch.len();
+            for row in batch {
+                let m = if needs_members {
+                    Some(self.store.scim_members(&row.id).await?)
+                } else {
+                    None
+                };
+                let g = if needs_groups {
+                    Some(self.store.scim_groups_of(&row.id).await?)
+                } else {
+                    None
+                };
+                check(row, m, g);
+            }
+            if (n as i64) < SCAN_BATCH {
+                break;
+            }
+            after = last;
+        }
+        Ok(out)
+    }
+}
+
+/// The value resources are ordered by: the first value `path` selects,
+/// case-folded unless the attribute is case-exact.
+fn sort_key(res: &Value, kind: Kind, path: &filter::AttrPath) -> Option<String> {
+    let container = match path
+        .urn
+        .as_deref()
+        .filter(|u| !u.eq_ignore_ascii_case(kind.core_urn()))
+    {
+        Some(u) => filter::get_ci(res, kind.extension(u)?.0)?,
+        None => res,
+    };
+    let mut v = filter::get_ci(container, &path.name)?;
+    if let Value::Array(a) = v {
+        v = a
+            .iter()
+            .find(|i| i.get("primary") == Some(&Value::Bool(true)))
+            .or_else(|| a.first())?;
+    }
+    if let Some(sub) = &path.sub {
+        v = filter::get_ci(v, sub)?;
+    } else if v.is_object() {
+        v = filter::get_ci(v, "value")?;
+    }
+    let exact = kind
+        .attr(path.urn.as_deref(), &path.name)
+        .is_some_and(|d| d.case_exact);
+    match v {
+        Value::String(s) if exact => Some(s.clone()),
+        Value::String(s) => Some(s.to_lowercase()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn not_found(kind: Kind, id: &str) -> ScimError {
+    ScimError::not_found(format!(
+        "{} {} not found",
+        kind.name(),
+        id.chars().take(64).collect::<String>()
+    ))
+}
+
+impl From<ring::error::Unspecified> for ScimError {
+    fn from(_: ring::error::Unspecified) -> Self {
+        ScimError::internal()
+    }
+}
+
+/// Keeps `StoreError` conversions in one place for the callers of
+/// `begin_write` in other modules.
+pub fn store_error(e: StoreError) -> ScimError {
+    e.into()
+}

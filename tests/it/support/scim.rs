@@ -1,0 +1,220 @@
+//! A SCIM client for the tests: a real token in the store, real HTTP to the
+//! proxy's `/scim/v2`.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::env::*;
+use super::postgres::PgCluster;
+
+pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+
+/// Two tenants, so isolation can be checked.
+pub const TENANTS: &str = r#"
+[[tenants]]
+id = "acme"
+domains = ["acme.com"]
+jit = { enabled = true, default_role = "member" }
+
+[[tenants]]
+id = "globex"
+domains = ["globex.com"]
+"#;
+
+/// Which store a SCIM test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A proxy with the SCIM server on the given backend.
+pub async fn env_on(db: Db, extra: &str) -> TestEnv {
+    let store_url = match db {
+        Db::Sqlite => None,
+        Db::Postgres => Some(PgCluster::shared().await.fresh_database().await),
+    };
+    TestEnv::with(Options {
+        store_url,
+        extra: format!("{TENANTS}\n{extra}"),
+        ..Default::default()
+    })
+    .await
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a SCIM error body with this status (and scimType).
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, scim_type: Option<&str>) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body["schemas"][0], ERROR, "{}", self.body);
+        assert_eq!(self.body["status"], status.to_string(), "{}", self.body);
+        assert_eq!(self.body["scimType"].as_str(), scim_type, "{}", self.body);
+        assert!(self.body["detail"].is_string(), "{}", self.body);
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/scim+json")),
+            "{:?}",
+            self.headers
+        );
+    }
+}
+
+#[derive(Clone)]
+pub struct ScimClient {
+    pub base: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl ScimClient {
+    /// Creates a token for `tenant` exactly as the CLI does.
+    pub async fn new(env: &TestEnv, tenant: &str) -> Self {
+        let t = portcullis::scim::token::generate().unwrap();
+        env.shared
+            .store
+            .scim_token_set(tenant, &t.key_id, &t.hash, portcullis::clock::now())
+            .await
+            .unwrap();
+        Self {
+            base: env.url("/scim/v2"),
+            token: t.token,
+            http: client(),
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: token.into(),
+            ..self.clone()
+        }
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Response {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
+        self.raw(
+            method,
+            path,
+            &[("content-type", "application/scim+json")],
+            bytes,
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Response {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Response {
+        self.send(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    /// Creates a user; returns its id.
+    pub async fn create_user(&self, user_name: &str) -> String {
+        let r = self
+            .post(
+                "/Users",
+                &serde_json::json!({"schemas": [USER], "userName": user_name,
+                    "emails": [{"value": user_name, "type": "work", "primary": true}]}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a group; returns its id.
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> String {
+        let members: Vec<Value> = members
+            .iter()
+            .map(|m| serde_json::json!({"value": m}))
+            .collect();
+        let r = self
+            .post(
+                "/Groups",
+                &serde_json::json!({"schemas": [GROUP], "displayName": name, "members": members}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// `members[].value` of a group response, sorted.
+pub fn member_ids(group: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = group["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| m["value"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Percent-encodes a query value.
+pub fn q(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
