@@ -5,6 +5,7 @@
 pub mod bulk;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod filter;
 pub mod http;
 pub mod patch;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
+use super::events;
 use super::filter::{self, Filter};
 use super::patch::{self, MemberChange};
 use super::resource::{self, Mode, Normalized, Projection};
@@ -16,7 +17,9 @@ use super::token;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::session::Sessions;
-use crate::store::{ScimMember, ScimRow, SessionSelector, Store, StoreError, WriteTx};
+use crate::store::{
+    EventType, ScimKind, ScimMember, ScimRow, SessionSelector, Store, StoreError, WriteTx,
+};
 
 /// Rows fetched per round trip when a filter must look at every resource.
 const SCAN_BATCH: i64 = 1000;
@@ -201,7 +204,8 @@ impl Scim {
             }));
         }
         let now = now_ms();
-        let mut id = uuid::Uuid::new_v4().to_string();
+        let fresh_id = uuid::Uuid::new_v4().to_string();
+        let mut id = fresh_id.clone();
         let tenant = tx.tenant().to_owned();
         if kind == Kind::User {
             let login = resource::login_of(&n.doc, self.default_role(&tenant));
@@ -224,37 +228,60 @@ impl Scim {
             updated_at: now,
         };
         tx.scim_insert(kind.store(), &row).await?;
+        let event = match kind {
+            Kind::Group => EventType::GroupCreated,
+            Kind::User if id == fresh_id => EventType::UserCreated,
+            // The app already knows this person (a JIT or invited user, or
+            // one SCIM deleted earlier): now SCIM manages them, and the
+            // event's full state says whether they are active.
+            Kind::User => EventType::UserUpdated,
+        };
+        events::resource(tx, kind, event, &row, &self.base).await?;
         if let Some(members) = n.members {
             let mut change = MemberChange::default();
             for m in members {
                 change.set.insert(m.id, true);
             }
-            self.apply_members(tx, &id, &change).await?;
+            let (added, removed) = self.apply_members(tx, &id, &change).await?;
+            events::memberships(tx, &row, &added, &removed, &self.base).await?;
         }
         Ok(row)
     }
 
-    /// Applies membership edits; `true` if anything changed.
+    /// Applies membership edits; returns the members actually added and
+    /// removed (for the webhook events), both empty if nothing changed.
     async fn apply_members(
         &self,
         tx: &mut WriteTx,
         group_id: &str,
         change: &MemberChange,
-    ) -> Result<bool, ScimError> {
-        let mut changed = false;
-        if change.clear {
-            changed |= tx.scim_clear_members(group_id).await? > 0;
-        }
-        let removed: Vec<String> = change
-            .set
-            .iter()
-            .filter(|(_, present)| !**present)
-            .map(|(id, _)| id.clone())
-            .collect();
-        if !removed.is_empty() {
-            changed |= tx.scim_remove_members(group_id, &removed).await? > 0;
-        }
+    ) -> Result<(Vec<ScimMember>, Vec<ScimMember>), ScimError> {
         let mut added = Vec::new();
+        let mut removed = Vec::new();
+        // A replacement: what was there before decides what really changed.
+        let before: Option<Vec<ScimMember>> = if change.clear {
+            let before = tx.scim_members_in(group_id).await?;
+            tx.scim_clear_members(group_id).await?;
+            Some(before)
+        } else {
+            None
+        };
+        for (id, _) in change.set.iter().filter(|(_, present)| !**present) {
+            if before.is_some() {
+                continue; // already gone with the clear
+            }
+            if tx
+                .scim_remove_members(group_id, std::slice::from_ref(id))
+                .await?
+                > 0
+            {
+                let kind = tx.scim_member_kind(id).await?.unwrap_or("User");
+                removed.push(ScimMember {
+                    id: id.clone(),
+                    kind: kind.to_owned(),
+                });
+            }
+        }
         for (id, _) in change.set.iter().filter(|(_, p)| **p) {
             if id == group_id {
                 return Err(ScimError::invalid_value("a group cannot be its own member"));
@@ -265,15 +292,31 @@ impl Scim {
                     id.chars().take(64).collect::<String>()
                 )));
             };
-            added.push(ScimMember {
+            let m = ScimMember {
                 id: id.clone(),
                 kind: kind.to_owned(),
-            });
+            };
+            if tx
+                .scim_add_members(group_id, std::slice::from_ref(&m))
+                .await?
+                > 0
+            {
+                added.push(m);
+            }
         }
-        if !added.is_empty() {
-            changed |= tx.scim_add_members(group_id, &added).await? > 0;
+        if let Some(before) = before {
+            let now: std::collections::HashSet<&str> =
+                added.iter().map(|m| m.id.as_str()).collect();
+            let was: std::collections::HashSet<&str> =
+                before.iter().map(|m| m.id.as_str()).collect();
+            removed = before
+                .iter()
+                .filter(|m| !now.contains(m.id.as_str()))
+                .cloned()
+                .collect();
+            added.retain(|m| !was.contains(m.id.as_str()));
         }
-        Ok(changed)
+        Ok((added, removed))
     }
 
     /// Writes a new document for an existing row (PUT and PATCH). Nothing is
@@ -298,14 +341,16 @@ impl Scim {
             }));
         }
         let new_doc = doc_string(&doc)?;
-        let members_changed = match members {
+        let (added, removed) = match members {
             Some(m) if !m.is_empty() => self.apply_members(tx, &row.id, m).await?,
-            _ => false,
+            _ => (Vec::new(), Vec::new()),
         };
+        let members_changed = !added.is_empty() || !removed.is_empty();
         let doc_changed = new_doc != row.doc || name != row.name;
         if !doc_changed && !members_changed {
             return Ok(row);
         }
+        let was_active = kind == Kind::User && events::is_active(&row);
         let now = now_ms();
         row.version += 1;
         row.updated_at = now;
@@ -323,6 +368,16 @@ impl Scim {
             }
         }
         tx.scim_update(kind.store(), &row).await?;
+        if doc_changed {
+            let event = match kind {
+                Kind::User => events::user_change(was_active, &row),
+                Kind::Group => EventType::GroupUpdated,
+            };
+            events::resource(tx, kind, event, &row, &self.base).await?;
+        }
+        if members_changed {
+            events::memberships(tx, &row, &added, &removed, &self.base).await?;
+        }
         Ok(row)
     }
 
@@ -427,7 +482,25 @@ impl Scim {
             .ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, row.version)?;
         let now = now_ms();
+        // The groups it leaves hear of it first, then the resource is gone.
+        // A deleted group's own memberships end with it (`group.deleted`).
+        let containing = tx.scim_groups_containing(id).await?;
         tx.scim_remove_member_everywhere(id, now).await?;
+        let member = ScimMember {
+            id: id.to_owned(),
+            kind: kind.name().to_owned(),
+        };
+        for group_id in containing {
+            if let Some(group) = tx.scim_get(ScimKind::Group, &group_id).await? {
+                events::memberships(tx, &group, &[], std::slice::from_ref(&member), &self.base)
+                    .await?;
+            }
+        }
+        let event = match kind {
+            Kind::User => EventType::UserDeleted,
+            Kind::Group => EventType::GroupDeleted,
+        };
+        events::resource(tx, kind, event, &row, &self.base).await?;
         tx.scim_delete(kind.store(), id).await?;
         if kind == Kind::User {
             tx.scim_tombstone_login(id, now / 1000).await?;

@@ -347,6 +347,44 @@ impl Store {
 }
 
 impl WriteTx {
+    /// A group's members as this transaction sees them (webhook events
+    /// need what a replacement removed).
+    pub async fn scim_members_in(&mut self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT member_id, member_type FROM scim_members WHERE group_id = $1 ORDER BY member_id",
+        )
+        .bind(group_id)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ScimMember {
+                    id: r.try_get("member_id")?,
+                    kind: r.try_get("member_type")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Ids of the groups `member_id` is a direct member of, in this
+    /// transaction.
+    pub async fn scim_groups_containing(
+        &mut self,
+        member_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        if member_id.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let rows =
+            sqlx::query("SELECT group_id FROM scim_members WHERE member_id = $1 ORDER BY group_id")
+                .bind(member_id)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        rows.iter()
+            .map(|r| r.try_get("group_id").map_err(StoreError::from))
+            .collect()
+    }
+
     /// One resource by id, read inside the transaction.
     pub async fn scim_get(
         &mut self,

@@ -491,3 +491,129 @@ fn webhook_config_errors_name_the_key() {
         assert!(!errors.contains("hunter2"), "{errors}");
     }
 }
+
+fn hook_toml(r: &Receiver) -> String {
+    format!(
+        "[webhook]\nurl = \"{}\"\nsecrets = [\"{SECRET_A}\"]\npoll_interval_ms = 50\n",
+        r.url()
+    )
+}
+
+fn patch(ops: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"schemas": [crate::support::scim::PATCH], "Operations": ops})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scim_change_is_announced_in_order_with_the_resource_state() {
+    use crate::support::scim::{Db, GROUP, ScimClient, env_on};
+    let r = Receiver::start().await;
+    let env = env_on(Db::Sqlite, &hook_toml(&r)).await;
+    let c = ScimClient::new(&env, "acme").await;
+
+    let alice = c.create_user("alice@acme.com").await;
+    let bob = c.create_user("bob@acme.com").await;
+    // A refused write (uniqueness) announces nothing.
+    let dup = c
+        .post(
+            "/Users",
+            &serde_json::json!({"schemas": [crate::support::scim::USER], "userName": "ALICE@acme.com"}),
+        )
+        .await;
+    assert_eq!(dup.status, 409);
+    let eng = c.create_group("Engineering", &[&alice]).await;
+    let ok = |r: crate::support::scim::Response| assert!(r.status < 300, "{}", r.body);
+    ok(c.patch(
+        &format!("/Groups/{eng}"),
+        &patch(serde_json::json!([{"op": "Add", "path": "members", "value": [{"value": bob}]}])),
+    )
+    .await);
+    ok(c.patch(
+        &format!("/Groups/{eng}"),
+        &patch(
+            serde_json::json!([{"op": "Remove", "path": format!("members[value eq \"{alice}\"]")}]),
+        ),
+    )
+    .await);
+    // Replacing the member list: bob out, alice in.
+    ok(c
+        .put(
+            &format!("/Groups/{eng}"),
+            &serde_json::json!({"schemas": [GROUP], "displayName": "Engineering", "members": [{"value": alice}]}),
+        )
+        .await);
+    // Adding someone already there changes nothing and says nothing.
+    ok(c.patch(
+        &format!("/Groups/{eng}"),
+        &patch(serde_json::json!([{"op": "add", "path": "members", "value": [{"value": alice}]}])),
+    )
+    .await);
+    ok(c.patch(
+        &format!("/Users/{alice}"),
+        &patch(serde_json::json!([{"op": "Replace", "path": "active", "value": "False"}])),
+    )
+    .await);
+    ok(c.patch(
+        &format!("/Users/{alice}"),
+        &patch(serde_json::json!([{"op": "replace", "value": {"active": true}}])),
+    )
+    .await);
+    ok(c.patch(
+        &format!("/Users/{alice}"),
+        &patch(serde_json::json!([{"op": "replace", "path": "displayName", "value": "Alice A."}])),
+    )
+    .await);
+    ok(c.delete(&format!("/Users/{bob}")).await);
+    ok(c.delete(&format!("/Users/{alice}")).await);
+    ok(c.delete(&format!("/Groups/{eng}")).await);
+
+    let expected = [
+        ("user.created", Some(&alice), None),
+        ("user.created", Some(&bob), None),
+        ("group.created", None, None),
+        ("group.member_added", None, Some(&alice)),
+        ("group.member_added", None, Some(&bob)),
+        ("group.member_removed", None, Some(&alice)),
+        ("group.member_removed", None, Some(&bob)),
+        ("group.member_added", None, Some(&alice)),
+        ("user.deactivated", Some(&alice), None),
+        ("user.reactivated", Some(&alice), None),
+        ("user.updated", Some(&alice), None),
+        ("user.deleted", Some(&bob), None),
+        ("group.member_removed", None, Some(&alice)),
+        ("user.deleted", Some(&alice), None),
+        ("group.deleted", None, None),
+    ];
+    r.wait_for("every SCIM event", WAIT, |log| log.len() >= expected.len())
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = r.log();
+    let got: Vec<(String, i64)> = log
+        .iter()
+        .map(|e| (e.event_type().to_owned(), e.seq()))
+        .collect();
+    assert_eq!(log.len(), expected.len(), "{got:?}");
+    for (i, (e, (ty, user, member))) in log.iter().zip(expected.iter()).enumerate() {
+        assert_eq!((e.event_type(), e.seq()), (*ty, i as i64 + 1), "{got:?}");
+        assert_eq!(e.tenant(), "acme");
+        assert!(verify(SECRET_A, e));
+        let data = &e.json["data"];
+        if let Some(u) = user {
+            assert_eq!(data["id"], u.as_str(), "{data}");
+            assert_eq!(data["source"], "scim");
+            assert_eq!(data["scim"]["id"], u.as_str());
+        }
+        if let Some(m) = member {
+            assert_eq!(data["member"]["id"], m.as_str(), "{data}");
+            assert_eq!(data["member"]["type"], "User");
+            assert_eq!(data["group"]["id"], eng.as_str());
+            assert_eq!(data["group"]["display_name"], "Engineering");
+        }
+    }
+    // The full state travels with each event.
+    assert_eq!(log[0].json["data"]["email"], "alice@acme.com");
+    assert_eq!(log[0].json["data"]["active"], true);
+    assert_eq!(log[8].json["data"]["active"], false);
+    assert_eq!(log[8].json["data"]["scim"]["active"], false);
+    assert_eq!(log[10].json["data"]["scim"]["displayName"], "Alice A.");
+    assert_eq!(log[2].json["data"]["display_name"], "Engineering");
+}
