@@ -80,7 +80,7 @@ fn check_prints_every_error_with_file_line_and_key() {
 }
 
 /// Kills the child on drop so a failing test leaves nothing behind.
-struct Child(std::process::Child);
+pub(crate) struct Child(pub std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -89,7 +89,7 @@ impl Drop for Child {
     }
 }
 
-async fn wait_ready(admin: SocketAddr) {
+pub(crate) async fn wait_ready(admin: SocketAddr) {
     wait_for_port(admin).await;
     for _ in 0..100 {
         if let Ok(r) = reqwest::get(format!("http://{admin}/readyz")).await
