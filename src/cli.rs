@@ -132,6 +132,14 @@ enum WebhooksCommand {
         #[arg(long)]
         from_seq: i64,
     },
+    /// Emit a tenant's whole current state (users, groups, memberships) as
+    /// events, so an app can rebuild from scratch.
+    Resync {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: String,
+    },
     /// Queue dead-lettered events again (all tenants, or one).
     RetryDead {
         #[command(flatten)]
@@ -424,6 +432,7 @@ fn webhooks(cmd: WebhooksCommand) -> Result<ExitCode, AppError> {
     let config = match &cmd {
         WebhooksCommand::Status { config }
         | WebhooksCommand::Replay { config, .. }
+        | WebhooksCommand::Resync { config, .. }
         | WebhooksCommand::RetryDead { config, .. } => config::load(&config.config)?,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -439,10 +448,33 @@ fn webhooks(cmd: WebhooksCommand) -> Result<ExitCode, AppError> {
             WebhooksCommand::RetryDead { tenant, .. } => {
                 cli::retry_dead(&store, tenant.as_deref()).await
             }
+            WebhooksCommand::Resync { tenant, .. } => {
+                if !config.tenants.iter().any(|t| &t.id == tenant) {
+                    store.close().await;
+                    eprintln!("error: no tenant with id `{tenant}` in the configuration");
+                    return Ok(None);
+                }
+                let base = format!(
+                    "{}{}",
+                    config.server.public_url.trim_end_matches('/'),
+                    config.scim.path.trim_end_matches('/')
+                );
+                crate::scim::events::resync(&store, tenant, &base)
+                    .await
+                    .map(|r| {
+                        format!(
+                            "tenant {tenant}: {} user(s), {} group(s), {} membership(s) queued as events\n",
+                            r.users, r.groups, r.memberships
+                        )
+                    })
+            }
         };
         store.close().await;
-        out.map_err(AppError::from)
+        out.map(Some).map_err(AppError::from)
     })?;
+    let Some(out) = out else {
+        return Ok(ExitCode::from(2));
+    };
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }

@@ -100,3 +100,79 @@ pub async fn memberships(
     }
     Ok(())
 }
+
+/// Resources per transaction during a resync: bounded transactions, and
+/// the sequence keeps the whole resync in order anyway.
+const RESYNC_BATCH: usize = 200;
+
+/// What a resync emitted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Resynced {
+    pub users: usize,
+    pub groups: usize,
+    pub memberships: usize,
+}
+
+/// `webhooks resync`: the tenant's whole current state as events — every
+/// user (`user.updated`, JIT and invited users included), every group
+/// (`group.updated`) and every membership (`group.member_added`) — so an
+/// app can rebuild from scratch. Events are idempotent full states, so a
+/// resync is safe to run at any time; they queue behind pending ones.
+pub async fn resync(
+    store: &crate::store::Store,
+    tenant: &str,
+    base: &str,
+) -> Result<Resynced, crate::store::StoreError> {
+    use crate::store::{ScimKind, user_data as plain_user_data};
+    let mut done = Resynced::default();
+    let users = store.list_users(Some(tenant)).await?;
+    for chunk in users.chunks(RESYNC_BATCH) {
+        let mut tx = store.begin_write(tenant).await?;
+        for u in chunk {
+            let data = match tx.scim_get(ScimKind::User, &u.id).await? {
+                Some(row) => {
+                    let mut d = user_data(&row, base);
+                    // The users row is the authority on sign-in state.
+                    d["active"] = json!(u.active);
+                    d
+                }
+                None => plain_user_data(u, None),
+            };
+            tx.emit(EventType::UserUpdated, &data, now_ms()).await?;
+            done.users += 1;
+        }
+        tx.commit().await?;
+    }
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let groups = store
+            .scim_scan(
+                ScimKind::Group,
+                tenant,
+                after.as_ref().map(|(s, id)| (*s, id.as_str())),
+                RESYNC_BATCH as i64,
+            )
+            .await?;
+        let Some(last) = groups.last() else { break };
+        after = Some((last.seq, last.id.clone()));
+        for g in &groups {
+            let members = store.scim_members(&g.id).await?;
+            let mut tx = store.begin_write(tenant).await?;
+            tx.emit(EventType::GroupUpdated, &group_data(g, base), now_ms())
+                .await?;
+            let gd = group_data(g, base);
+            for m in &members {
+                let data = json!({ "group": gd, "member": { "id": m.id, "type": m.kind } });
+                tx.emit(EventType::GroupMemberAdded, &data, now_ms())
+                    .await?;
+            }
+            tx.commit().await?;
+            done.groups += 1;
+            done.memberships += members.len();
+        }
+        if groups.len() < RESYNC_BATCH {
+            break;
+        }
+    }
+    Ok(done)
+}

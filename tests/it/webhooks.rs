@@ -758,3 +758,94 @@ async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
     );
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_emits_the_whole_current_state() {
+    use crate::support::scim::{Db, ScimClient, env_on};
+    let r = Receiver::start().await;
+    let env = env_on(Db::Sqlite, &hook_toml(&r)).await;
+    let c = ScimClient::new(&env, "acme").await;
+    let alice = c.create_user("alice@acme.com").await;
+    let bob = c.create_user("bob@acme.com").await;
+    let eng = c.create_group("Engineering", &[&alice, &bob]).await;
+    // A user SCIM doesn't manage (invited) is part of the state too.
+    env.shared
+        .store
+        .insert_user(&portcullis::store::UserRecord {
+            id: "invited-1".into(),
+            tenant: "acme".into(),
+            email: "carol@acme.com".into(),
+            name: None,
+            role: Some("admin".into()),
+            source: "invite".into(),
+            active: true,
+            subject: None,
+            created_at: 1,
+            updated_at: 1,
+            last_login_at: None,
+        })
+        .await
+        .unwrap();
+    r.wait_for("the changes", WAIT, |log| log.len() >= 5).await;
+    let before = r.log().len();
+
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["webhooks", "resync", "--config"])
+            .arg(env.config_path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--tenant", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["--tenant", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tenant acme: 3 user(s), 1 group(s), 2 membership(s) queued as events\n"
+    );
+    r.wait_for("the resync", WAIT, |log| log.len() >= before + 6)
+        .await;
+    let log = r.log();
+    let resync = &log[before..];
+    let types: Vec<&str> = resync.iter().map(|e| e.event_type()).collect();
+    assert_eq!(
+        types,
+        [
+            "user.updated",
+            "user.updated",
+            "user.updated",
+            "group.updated",
+            "group.member_added",
+            "group.member_added"
+        ]
+    );
+    let users: HashSet<&str> = resync[..3]
+        .iter()
+        .map(|e| e.json["data"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        users,
+        HashSet::from([alice.as_str(), bob.as_str(), "invited-1"])
+    );
+    let carol = resync[..3]
+        .iter()
+        .find(|e| e.json["data"]["id"] == "invited-1")
+        .unwrap();
+    assert_eq!(carol.json["data"]["source"], "invite");
+    assert_eq!(carol.json["data"]["scim"], serde_json::Value::Null);
+    assert_eq!(resync[3].json["data"]["id"], eng.as_str());
+    let members: HashSet<&str> = resync[4..]
+        .iter()
+        .map(|e| e.json["data"]["member"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, HashSet::from([alice.as_str(), bob.as_str()]));
+    // Sequence continues after the original events, in order.
+    let seqs: Vec<i64> = log.iter().map(|e| e.seq()).collect();
+    assert_eq!(seqs, in_order(seqs.len() as i64));
+}
