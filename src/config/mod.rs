@@ -15,8 +15,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolateError, interpolate};
 pub use load::{from_str, load};
 pub use schema::*;
-pub use validate_oidc::{OIDC_SIGNING_ALGS, is_trustworthy_url};
 pub use validate::{
     MIN_SESSION_KEY_BYTES, PRESETS, is_hostname, is_loopback_host, is_public_mail_domain,
     normalize_header_name, parse_nameserver,
 };
+pub use validate_oidc::{OIDC_SIGNING_ALGS, is_trustworthy_url};

@@ -44,7 +44,14 @@ fn refuse(
         .oidc_backchannel_logouts
         .with_label_values(&[tenant, connection, reason])
         .inc();
-    tracing::warn!(request_id = rid, tenant, connection, reason, detail, "back-channel logout refused");
+    tracing::warn!(
+        request_id = rid,
+        tenant,
+        connection,
+        reason,
+        detail,
+        "back-channel logout refused"
+    );
     answer(StatusCode::BAD_REQUEST)
 }
 
@@ -63,13 +70,23 @@ pub(super) async fn backchannel_logout(
         .get(&id)
         .filter(|r| r.config.protocol == Protocol::Oidc)
     else {
-        return refuse(&state, &rid, "unknown", "unknown", "unknown_connection", &format!("no OIDC connection {id:?}"));
+        return refuse(
+            &state,
+            &rid,
+            "unknown",
+            "unknown",
+            "unknown_connection",
+            &format!("no OIDC connection {id:?}"),
+        );
     };
     let tenant = reg.tenant.clone();
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     if !form_type {
         return refuse(&state, &rid, &tenant, &id, "malformed", "not a form post");
     }
@@ -81,7 +98,14 @@ pub(super) async fn backchannel_logout(
         .map(|(_, v)| v.into_owned())
         .collect();
     let [token] = tokens.as_slice() else {
-        return refuse(&state, &rid, &tenant, &id, "malformed", "exactly one logout_token expected");
+        return refuse(
+            &state,
+            &rid,
+            &tenant,
+            &id,
+            "malformed",
+            "exactly one logout_token expected",
+        );
     };
     let (subject, session) = match reg.connection.backchannel_logout(token).await {
         Ok(named) => named,

@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod dev_idp;
 mod domains;
+mod oidc;
 mod proxy;
 mod replicas;
 mod saml;

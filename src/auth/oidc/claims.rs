@@ -190,8 +190,10 @@ mod tests {
 
     #[test]
     fn maps_standard_claims() {
-        let c = obj(json!({"sub": "u1", "email": "Alice@Acme.com", "email_verified": "true",
-            "given_name": "Alice", "family_name": "Example", "groups": ["Eng", "", 3], "sid": "s1"}));
+        let c = obj(
+            json!({"sub": "u1", "email": "Alice@Acme.com", "email_verified": "true",
+            "given_name": "Alice", "family_name": "Example", "groups": ["Eng", "", 3], "sid": "s1"}),
+        );
         let m = to_login("c", &c, &map(EmailVerified::Required)).unwrap();
         assert_eq!(m.login.email, "alice@acme.com");
         assert_eq!(m.login.email_verified, Some(true));
@@ -228,7 +230,11 @@ mod tests {
             (json!({"sub": "u", "email": ["a@acme.com"]}), "no_email"),
             (json!({"sub": "u", "email": "a b@acme.com"}), "no_email"),
         ] {
-            assert_eq!(to_login("c", &obj(claims.clone()), &m).unwrap_err().reason, reason, "{claims}");
+            assert_eq!(
+                to_login("c", &obj(claims.clone()), &m).unwrap_err().reason,
+                reason,
+                "{claims}"
+            );
         }
         let upn = obj(json!({"sub": "u", "preferred_username": "bob@acme.com"}));
         assert_eq!(to_login("c", &upn, &m).unwrap().login.email, "bob@acme.com");
@@ -238,7 +244,9 @@ mod tests {
     fn google_hd_and_entra_tid() {
         let mut m = map(EmailVerified::Required);
         m.hd_domains = Some(vec!["acme.com".into()]);
-        let ok = obj(json!({"sub": "u", "email": "a@acme.com", "email_verified": true, "hd": "ACME.com"}));
+        let ok = obj(
+            json!({"sub": "u", "email": "a@acme.com", "email_verified": true, "hd": "ACME.com"}),
+        );
         assert!(to_login("c", &ok, &m).is_ok());
         for hd in [json!("evil.com"), json!(null), json!(["acme.com"])] {
             let c = obj(json!({"sub": "u", "email": "a@acme.com", "hd": hd}));
@@ -246,12 +254,22 @@ mod tests {
         }
         let mut m = map(EmailVerified::DirectoryManaged);
         m.tid = Some("9188040d-6c67-4c5b-b112-36a304b66dad".into());
-        let ok = obj(json!({"sub": "u", "email": "a@acme.com", "tid": "9188040d-6c67-4c5b-b112-36a304b66dad"}));
+        let ok = obj(
+            json!({"sub": "u", "email": "a@acme.com", "tid": "9188040d-6c67-4c5b-b112-36a304b66dad"}),
+        );
         assert!(to_login("c", &ok, &m).is_ok());
-        let other = obj(json!({"sub": "u", "email": "a@acme.com", "tid": "00000000-0000-0000-0000-000000000000"}));
-        assert_eq!(to_login("c", &other, &m).unwrap_err().reason, "tenant_mismatch");
+        let other = obj(
+            json!({"sub": "u", "email": "a@acme.com", "tid": "00000000-0000-0000-0000-000000000000"}),
+        );
+        assert_eq!(
+            to_login("c", &other, &m).unwrap_err().reason,
+            "tenant_mismatch"
+        );
         let none = obj(json!({"sub": "u", "email": "a@acme.com"}));
-        assert_eq!(to_login("c", &none, &m).unwrap_err().reason, "tenant_mismatch");
+        assert_eq!(
+            to_login("c", &none, &m).unwrap_err().reason,
+            "tenant_mismatch"
+        );
     }
 
     #[test]

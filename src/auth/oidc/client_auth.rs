@@ -37,19 +37,30 @@ impl ClientKey {
     /// A PKCS#8 PEM key: P-256 (ES256) or RSA (RS256).
     pub fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, ConnectionError> {
         let bad = |e: String| ConnectionError::new("config", format!("private_key: {e}"));
-        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let der =
+            PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
         let der = der.secret_pkcs8_der();
-        let key = match EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new()) {
+        let key = match EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            der,
+            &SystemRandom::new(),
+        ) {
             Ok(k) => Key::Ec(k),
             Err(_) => Key::Rsa(
-                RsaKeyPair::from_pkcs8(der).map_err(|e| bad(format!("neither P-256 nor RSA: {e}")))?,
+                RsaKeyPair::from_pkcs8(der)
+                    .map_err(|e| bad(format!("neither P-256 nor RSA: {e}")))?,
             ),
         };
         Ok(Self { key, kid })
     }
 
     /// A client assertion for `audience` (the token endpoint).
-    pub fn assertion(&self, client_id: &str, audience: &str, now: i64) -> Result<String, ConnectionError> {
+    pub fn assertion(
+        &self,
+        client_id: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<String, ConnectionError> {
         let alg = match self.key {
             Key::Ec(_) => "ES256",
             Key::Rsa(_) => "RS256",
@@ -106,14 +117,24 @@ mod tests {
             serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
         assert_eq!(claims["aud"], "https://op/token");
         assert_eq!(claims["exp"], 1060);
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &SystemRandom::new()).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &SystemRandom::new())
+                .unwrap();
         use ring::signature::KeyPair;
         let public = ring::signature::UnparsedPublicKey::new(
             &ring::signature::ECDSA_P256_SHA256_FIXED,
             pair.public_key().as_ref(),
         );
         let input = format!("{}.{}", parts[0], parts[1]);
-        public.verify(input.as_bytes(), &B64.decode(parts[2]).unwrap()).unwrap();
-        assert!(ClientKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", None).is_err());
+        public
+            .verify(input.as_bytes(), &B64.decode(parts[2]).unwrap())
+            .unwrap();
+        assert!(
+            ClientKey::from_pem(
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+                None
+            )
+            .is_err()
+        );
     }
 }

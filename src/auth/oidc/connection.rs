@@ -56,10 +56,7 @@ pub struct OidcConnection {
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    s.chars()
-        .take(n)
-        .filter(|c| !c.is_control())
-        .collect()
+    s.chars().take(n).filter(|c| !c.is_control()).collect()
 }
 
 impl OidcConnection {
@@ -184,9 +181,10 @@ impl OidcConnection {
             TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
             _ => AuthType::RequestBody,
         };
-        let client = CoreClient::from_provider_metadata(d.metadata.clone(), self.client_id(), secret)
-            .set_redirect_uri(self.redirect()?)
-            .set_auth_type(auth_type);
+        let client =
+            CoreClient::from_provider_metadata(d.metadata.clone(), self.client_id(), secret)
+                .set_redirect_uri(self.redirect()?)
+                .set_auth_type(auth_type);
         let mut req = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| ConnectionError::new("discovery", e.to_string()))?
@@ -276,11 +274,17 @@ impl OidcConnection {
             Ok(c) => Ok((d, c)),
             Err(e) if e.reason == "unknown_key" => match self.provider.refresh_keys(&d).await? {
                 Some(fresh) => {
-                    let c = verify(token, fresh.metadata.jwks(), &expect, nonce, Some(access_token))
-                        .map_err(|e| match e.reason {
-                            "unknown_key" => ConnectionError::new("signature", e.detail),
-                            _ => e,
-                        })?;
+                    let c = verify(
+                        token,
+                        fresh.metadata.jwks(),
+                        &expect,
+                        nonce,
+                        Some(access_token),
+                    )
+                    .map_err(|e| match e.reason {
+                        "unknown_key" => ConnectionError::new("signature", e.detail),
+                        _ => e,
+                    })?;
                     Ok((fresh, c))
                 }
                 None => Err(ConnectionError::new(
@@ -351,14 +355,22 @@ impl OidcConnection {
         }?;
         let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
         let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
-        let keep_until = iat + super::logout::MAX_LOGOUT_TOKEN_AGE_SECONDS + 2 * self.expect(now).skew;
+        let keep_until =
+            iat + super::logout::MAX_LOGOUT_TOKEN_AGE_SECONDS + 2 * self.expect(now).skew;
         let first = self
             .store
-            .consume_once(super::logout::JTI_KIND, &format!("{}:{jti}", self.id), keep_until)
+            .consume_once(
+                super::logout::JTI_KIND,
+                &format!("{}:{jti}", self.id),
+                keep_until,
+            )
             .await
             .map_err(|e| ConnectionError::new("store", e.to_string()))?;
         if !first {
-            return Err(ConnectionError::new("replay", format!("logout token jti {jti:?} already used")));
+            return Err(ConnectionError::new(
+                "replay",
+                format!("logout token jti {jti:?} already used"),
+            ));
         }
         let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
         Ok((s("sub"), s("sid")))
@@ -443,7 +455,11 @@ impl Connection for OidcConnection {
         {
             return Err(ConnectionError::new(
                 "issuer",
-                format!("callback iss {:?} is not {:?}", truncate(iss, 200), self.cfg.issuer),
+                format!(
+                    "callback iss {:?} is not {:?}",
+                    truncate(iss, 200),
+                    self.cfg.issuer
+                ),
             ));
         }
         let now = crate::clock::now();
@@ -557,8 +573,7 @@ impl ConnectionFactory for OidcFactory {
         tenant: &TenantConfig,
         conn: &ConnectionConfig,
     ) -> Result<Arc<dyn Connection>, ConnectionError> {
-        let redirect_uri =
-            super::callback_url(&self.public_url, &self.internal_prefix, &conn.id);
+        let redirect_uri = super::callback_url(&self.public_url, &self.internal_prefix, &conn.id);
         Ok(Arc::new(OidcConnection::new(
             tenant,
             conn,

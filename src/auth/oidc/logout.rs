@@ -133,7 +133,10 @@ pub fn verify_logout_token(
         .and_then(|ev| ev.get(EVENT))
         .is_some_and(Value::is_object);
     if !event_ok {
-        return Err(fail("malformed", "events lacks the back-channel logout event"));
+        return Err(fail(
+            "malformed",
+            "events lacks the back-channel logout event",
+        ));
     }
     if claims.contains_key("nonce") {
         return Err(fail("malformed", "a logout token must not carry a nonce"));

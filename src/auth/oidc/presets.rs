@@ -100,10 +100,7 @@ pub fn preset(name: Option<&str>) -> Preset {
 pub fn entra_tenant_id(issuer: &str) -> Option<String> {
     let rest = issuer.split_once("://")?.1;
     let seg = rest.split('/').nth(1)?;
-    let ok = seg.len() == 36
-        && seg
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b'-');
+    let ok = seg.len() == 36 && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     ok.then(|| seg.to_ascii_lowercase())
 }
 
@@ -119,10 +116,7 @@ mod tests {
             assert!(!got.email_claims.is_empty() && got.scopes.contains(&"openid"));
         }
         assert!(preset(Some("google")).check_hd);
-        assert_eq!(
-            preset(Some("okta")).email_verified,
-            EmailVerified::Required
-        );
+        assert_eq!(preset(Some("okta")).email_verified, EmailVerified::Required);
         assert_eq!(
             preset(Some("entra")).email_verified,
             EmailVerified::DirectoryManaged

@@ -128,10 +128,7 @@ pub fn verify(
             ));
         }
         None if claims.audiences().len() > 1 => {
-            return Err(ConnectionError::new(
-                "azp",
-                "several audiences and no azp",
-            ));
+            return Err(ConnectionError::new("azp", "several audiences and no azp"));
         }
         _ => {}
     }
@@ -166,6 +163,9 @@ pub fn payload(compact: &str) -> Result<Map<String, Value>, ConnectionError> {
         .map_err(|err| ConnectionError::new("malformed", format!("payload: {err}")))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(ConnectionError::new("malformed", "payload is not a JSON object")),
+        _ => Err(ConnectionError::new(
+            "malformed",
+            "payload is not a JSON object",
+        )),
     }
 }
