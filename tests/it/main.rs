@@ -6,6 +6,7 @@ mod demo;
 mod dev_idp;
 mod domains;
 mod oidc;
+mod oidc_interop;
 mod proxy;
 mod replicas;
 mod saml;

@@ -202,7 +202,7 @@ impl OidcConnection {
                     r.error(),
                     truncate(r.error_description().map(String::as_str).unwrap_or(""), 200)
                 ),
-                RequestTokenError::Request(err) => format!("token endpoint unreachable: {err}"),
+                RequestTokenError::Request(err) => format!("token endpoint unreachable: {err:?}"),
                 RequestTokenError::Parse(err, _) => format!("token response unparsable: {err}"),
                 RequestTokenError::Other(m) => format!("token endpoint: {m}"),
             };
