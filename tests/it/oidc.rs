@@ -150,6 +150,23 @@ async fn forged_and_mismatched_callbacks_are_refused_with_their_reason() {
     let r = rp.callback(&url, Some(&at.flow_cookie)).await;
     rp.assert_refused(r, "idp_error", before).await;
 
+    // No code, or an absurd one.
+    let at = rp.begin().await;
+    let before = rp.failures("malformed").await;
+    let r = rp
+        .callback(&with_param(&at.url, "code", None), Some(&at.flow_cookie))
+        .await;
+    rp.assert_refused(r, "malformed", before).await;
+    let at = rp.begin().await;
+    let before = rp.failures("malformed").await;
+    let r = rp
+        .callback(
+            &with_param(&at.url, "code", Some(&"c".repeat(5000))),
+            Some(&at.flow_cookie),
+        )
+        .await;
+    rp.assert_refused(r, "malformed", before).await;
+
     // RFC 9207 `iss` in the callback naming another provider (mix-up).
     op.set(|k| k.iss_in_callback = Some("https://evil.example".into()));
     let at = rp.begin().await;
@@ -629,4 +646,51 @@ async fn backchannel_logout_ends_the_named_sessions_and_refuses_forgeries() {
     assert_eq!(r.status(), 200);
     assert_eq!(whoami_status(rp, &b).await, 401);
     assert!(refusals("ok").await >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clock_skew_is_tolerated_within_the_configured_window() {
+    let op = TestOp::start().await;
+    let rp = rp(&op).await;
+    // Expired 60 s ago, issued 60 s in the future: within 120 s of skew.
+    op.set(|k| k.exp_offset = -60);
+    let (cb, _) = rp.login().await;
+    assert_eq!(cb.status(), 303, "{}", cb.text().await.unwrap());
+    op.set(|k| {
+        k.exp_offset = 300;
+        k.iat_offset = 60;
+    });
+    let (cb, _) = rp.login().await;
+    assert_eq!(cb.status(), 303, "{}", cb.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_or_impostor_provider_stops_the_login_at_start() {
+    // Nobody listens on port 1.
+    let rp = Rp::start("http://127.0.0.1:1", "generic", &secret_basic()).await;
+    let before = rp.failures("discovery").await;
+    let r = client()
+        .get(
+            rp.env
+                .url(&format!("/.portcullis/sso/{CONNECTION}/start?return_to=/")),
+        )
+        .send()
+        .await
+        .unwrap();
+    rp.assert_refused(r, "discovery", before).await;
+    // A discovery document naming another issuer than configured (here:
+    // the configured one has a trailing slash) is refused too.
+    let op = TestOp::start().await;
+    let rp = Rp::start(&format!("{}/", op.issuer), "generic", &secret_basic()).await;
+    let before = rp.failures("discovery").await;
+    let r = client()
+        .get(
+            rp.env
+                .url(&format!("/.portcullis/sso/{CONNECTION}/start?return_to=/")),
+        )
+        .send()
+        .await
+        .unwrap();
+    rp.assert_refused(r, "discovery", before).await;
+    assert_eq!(op.recorded(|r| r.authorize.len()), 0);
 }

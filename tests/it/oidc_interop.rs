@@ -59,10 +59,21 @@ async fn start_node_op(port: u16, proxy: &str) -> NodeOp {
         .env("CLIENT_SECRET", CLIENT_SECRET)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("node is not on PATH");
+    // oidc-provider's start-up advice (in-memory adapter, TTL defaults,
+    // Node.js version) is expected here; anything else is worth seeing.
+    let stderr = child.stderr.take().unwrap();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            if !l.starts_with("oidc-provider WARNING") && !l.starts_with("oidc-provider NOTICE") {
+                eprintln!("oidc-provider: {l}");
+            }
+        }
+    });
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())

@@ -97,7 +97,7 @@ const provider = new Provider(issuer, {
 
 // Surface what the test can't see: back-channel deliveries and errors.
 provider.on('backchannel.error', (ctx, err, client) => console.error('op: backchannel.error', client.clientId, err, err.cause));
-provider.on('backchannel.success', (ctx, client) => console.error('op: backchannel.success', client.clientId));
+
 provider.on('server_error', (ctx, err) => console.error('op: server_error', err));
 
 const callback = provider.callback();

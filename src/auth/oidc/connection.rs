@@ -507,10 +507,11 @@ impl Connection for OidcConnection {
                 }
             }
         }
+        // `sid` is already the login's `idp_session`.
         let Mapped {
             mut login,
             groups_overage,
-            sid,
+            sid: _,
         } = to_login(&self.id, &claims, &self.claims)?;
         if groups_overage {
             tracing::warn!(
@@ -525,7 +526,6 @@ impl Connection for OidcConnection {
                     .inc();
             }
         }
-        debug_assert_eq!(login.idp_session, sid);
         login.logout_hint = Some(id_token.to_string());
         Ok(login)
     }

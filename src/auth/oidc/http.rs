@@ -42,13 +42,13 @@ impl ProviderHttp {
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let (parts, body) = request.into_parts();
         let url = parts.uri.to_string();
-        let mut req = self
+        let mut resp = self
             .client
             .request(parts.method, url)
             .headers(parts.headers)
-            .body(body);
-        req = req.version(http::Version::HTTP_11);
-        let mut resp = req.send().await?;
+            .body(body)
+            .send()
+            .await?;
         if resp
             .content_length()
             .is_some_and(|l| l > MAX_BODY_BYTES as u64)
