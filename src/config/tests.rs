@@ -486,3 +486,28 @@ client_id = "c"
     assert!(!is_trustworthy_url("http://10.0.0.1/") && !is_trustworthy_url("https://a.b/#f"));
     assert!(!is_trustworthy_url("file:///etc/passwd") && !is_trustworthy_url("not a url"));
 }
+
+/// The commented-out tenant example (SAML and OIDC connections) is a valid
+/// configuration once uncommented, so copying it is a safe start.
+#[test]
+fn example_tenant_section_is_valid_when_uncommented() {
+    let example = include_str!("../../config/portcullis.example.toml");
+    let start = example.find("# [[tenants]]").unwrap();
+    let end = example.find("# Development IdP").unwrap();
+    let uncommented: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").or(l.strip_prefix("#")).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(uncommented.contains("[tenants.connections.oidc]"));
+    let text = format!("{MINIMAL}\n{uncommented}\n");
+    let env = |n: &str| match n {
+        "SESSION_KEY" => Some("k".repeat(40)),
+        "ACME_GOOGLE_CLIENT_SECRET" => Some("from-the-environment".into()),
+        _ => None,
+    };
+    let cfg = from_str(&text, "example", &env).unwrap_or_else(|e| panic!("{e}"));
+    let oidc = cfg.tenants[0].connections[1].oidc.as_ref().unwrap();
+    assert_eq!(oidc.client_secret.as_deref(), Some("from-the-environment"));
+    assert_eq!(oidc.extra_auth_params["prompt"], "select_account");
+}
