@@ -34,15 +34,20 @@ struct NodeOp {
     _child: tokio::process::Child,
 }
 
-/// Starts `op.mjs` on `port`, registered for `rp`'s URLs.
-async fn start_node_op(port: u16, proxy: &str) -> NodeOp {
+/// Starts `op.mjs` on `port`, registered for `rp`'s URLs; with
+/// `client_jwks` the client authenticates with `private_key_jwt`.
+async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> NodeOp {
     let module = op_dir().join("node_modules/oidc-provider/package.json");
     assert!(
         module.is_file(),
         "{} is missing: run `npm ci --prefix tests/oidc-provider` (make test does)",
         module.display()
     );
-    let mut child = tokio::process::Command::new("node")
+    let mut cmd = tokio::process::Command::new("node");
+    if let Some(jwks) = client_jwks {
+        cmd.env("CLIENT_JWKS", jwks);
+    }
+    let mut child = cmd
         .arg("op.mjs")
         .current_dir(op_dir())
         .env("PORT", port.to_string())
@@ -248,7 +253,7 @@ async fn oidc_provider_login_and_both_logouts() {
     .await;
     let proxy = rp.env.url("");
     // The provider knows our URLs; we know its issuer (discovery is lazy).
-    let op = start_node_op(port, &proxy).await;
+    let op = start_node_op(port, &proxy, None).await;
     assert_eq!(op.issuer, issuer);
 
     // 1. Login: oidc-provider keeps scope claims out of the ID token in
@@ -315,4 +320,45 @@ async fn oidc_provider_login_and_both_logouts() {
     // (the scripted interaction runs once more) and still works.
     let s3 = login(&rp, &op, &mut browser2).await;
     assert_alice_engineer(&rp.env, &s3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_provider_accepts_private_key_jwt() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use ring::signature::KeyPair;
+    // The relying party's own P-256 key: private half in the config,
+    // public half registered at the provider.
+    let der = portcullis::identity::generate_signing_key().unwrap();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &der,
+        &ring::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let point = pair.public_key().as_ref();
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "rp-1", "use": "sig", "alg": "ES256",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+    }]});
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(&der)
+    );
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let rp = Rp::start(
+        &issuer,
+        "generic",
+        &format!(
+            "client_id = \"{CLIENT_ID}\"\ntoken_auth_method = \"private_key_jwt\"\n\
+             private_key = \"\"\"\n{pem}\"\"\"\nprivate_key_id = \"rp-1\"\n\
+             scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n"
+        ),
+    )
+    .await;
+    let op = start_node_op(port, &rp.env.url(""), Some(jwks.to_string())).await;
+    let mut browser = Jar::default();
+    let session = login(&rp, &op, &mut browser).await;
+    assert_alice_engineer(&rp.env, &session).await;
 }

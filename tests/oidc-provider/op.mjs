@@ -5,6 +5,8 @@
 //   POST_LOGOUT_URI       where the provider may return after logout
 //   BACKCHANNEL_URI       the relying party's back-channel logout endpoint
 //   CLIENT_ID / CLIENT_SECRET
+//   CLIENT_JWKS           optional: the client's public keys (JSON); the
+//                         client then authenticates with private_key_jwt
 // The login is scripted: /interaction/:uid signs in the one account
 // (alice@acme.com) at once, and consent is implied for this first-party
 // client, so a plain HTTP client can complete the flow. Logout keeps the
@@ -41,18 +43,25 @@ const ACCOUNT = {
   groups: ['Engineering', 'Everyone'],
 };
 
+const clientAuth = process.env.CLIENT_JWKS
+  ? {
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'ES256',
+    jwks: JSON.parse(process.env.CLIENT_JWKS),
+  }
+  : { token_endpoint_auth_method: 'client_secret_basic', client_secret: env('CLIENT_SECRET') };
+
 const provider = new Provider(issuer, {
   clients: [
     {
       client_id: env('CLIENT_ID'),
-      client_secret: env('CLIENT_SECRET'),
       redirect_uris: [env('REDIRECT_URI')],
       post_logout_redirect_uris: [env('POST_LOGOUT_URI')],
       backchannel_logout_uri: env('BACKCHANNEL_URI'),
       backchannel_logout_session_required: true,
       grant_types: ['authorization_code'],
       response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_basic',
+      ...clientAuth,
     },
   ],
   jwks: { keys: [jwk] },
