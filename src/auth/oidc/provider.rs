@@ -194,3 +194,137 @@ impl ProviderCache {
         serde_json::from_slice(&body).map_err(|e| err(format!("{url}: not a JWK set: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Redirect};
+    use axum::routing::get;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counts {
+        discovery: AtomicUsize,
+        jwks: AtomicUsize,
+        /// 0 = healthy, 1 = 500s, 2 = redirect, 3 = huge body, 4 = wrong
+        /// issuer, 5 = plain-http remote token endpoint
+        mode: AtomicUsize,
+    }
+
+    async fn serve(counts: Arc<Counts>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let iss = base.clone();
+        let c1 = counts.clone();
+        let c2 = counts.clone();
+        let app = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || {
+                    let c = c1.clone();
+                    let iss = iss.clone();
+                    async move {
+                        c.discovery.fetch_add(1, Ordering::SeqCst);
+                        match c.mode.load(Ordering::SeqCst) {
+                            1 => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                            2 => Redirect::temporary("http://169.254.169.254/").into_response(),
+                            3 => "x".repeat(2 * 1024 * 1024).into_response(),
+                            m => axum::Json(serde_json::json!({
+                                "issuer": if m == 4 { "https://impostor.example".to_owned() } else { iss.clone() },
+                                "authorization_endpoint": format!("{iss}/authorize"),
+                                "token_endpoint": if m == 5 { "http://evil.example/token".to_owned() } else { format!("{iss}/token") },
+                                "jwks_uri": format!("{iss}/jwks"),
+                                "response_types_supported": ["code"],
+                                "subject_types_supported": ["public"],
+                                "id_token_signing_alg_values_supported": ["RS256"],
+                            }))
+                            .into_response(),
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    let c = c2.clone();
+                    async move {
+                        c.jwks.fetch_add(1, Ordering::SeqCst);
+                        axum::Json(serde_json::json!({"keys": []}))
+                    }
+                }),
+            );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        base
+    }
+
+    fn cache(issuer: &str, refresh_ms: u64, jwks_min_ms: u64) -> ProviderCache {
+        ProviderCache::new(
+            issuer,
+            ProviderHttp::new(2000).unwrap(),
+            Duration::from_millis(refresh_ms),
+            Duration::from_millis(jwks_min_ms),
+        )
+    }
+
+    #[tokio::test]
+    async fn cached_refreshed_and_stale_on_failure() {
+        let counts = Arc::new(Counts::default());
+        let issuer = serve(counts.clone()).await;
+        let c = cache(&issuer, 200, 3_600_000);
+        let first = c.get().await.unwrap();
+        let again = c.get().await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(counts.discovery.load(Ordering::SeqCst), 1);
+        assert_eq!(counts.jwks.load(Ordering::SeqCst), 1);
+        // An unknown kid may refetch the keys only once per interval.
+        assert!(c.refresh_keys(&first).await.unwrap().is_none());
+        assert_eq!(counts.jwks.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let refreshed = c.get().await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &refreshed));
+        assert_eq!(counts.discovery.load(Ordering::SeqCst), 2);
+        // The provider fails: the last good view keeps serving.
+        counts.mode.store(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let stale = c.get().await.unwrap();
+        assert!(Arc::ptr_eq(&stale, &refreshed));
+        assert_eq!(counts.discovery.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn hostile_discovery_is_refused() {
+        let counts = Arc::new(Counts::default());
+        let issuer = serve(counts.clone()).await;
+        for (mode, needle) in [
+            (1, "HTTP 500"),
+            (2, "HTTP 307"),
+            (3, "larger than"),
+            (4, "is not the configured issuer"),
+            (
+                5,
+                "token_endpoint \"http://evil.example/token\" is not https",
+            ),
+        ] {
+            counts.mode.store(mode, Ordering::SeqCst);
+            let e = match cache(&issuer, 1000, 1000).get().await {
+                Err(e) => e,
+                Ok(_) => panic!("mode {mode} accepted"),
+            };
+            assert_eq!(e.reason, "discovery");
+            assert!(e.detail.contains(needle), "{mode}: {}", e.detail);
+        }
+        // Nobody listening.
+        let err = cache("http://127.0.0.1:1", 1000, 1000)
+            .get()
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.reason, "discovery");
+    }
+}
