@@ -694,3 +694,36 @@ async fn an_unreachable_or_impostor_provider_stops_the_login_at_start() {
     rp.assert_refused(r, "discovery", before).await;
     assert_eq!(op.recorded(|r| r.authorize.len()), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_sign_in_link_runs_the_oidc_flow_and_creates_nothing() {
+    let op = TestOp::start().await;
+    let rp = rp(&op).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["connections", "test", "--config"])
+        .arg(rp.env.config_path())
+        .arg(CONNECTION)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let link = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let start = client().get(&link).send().await.unwrap();
+    assert_eq!(start.status(), 302);
+    let flow = cookie_pair(&start, "portcullis_flow_").unwrap();
+    let at_op = client()
+        .get(start.headers()["location"].to_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let callback = at_op.headers()["location"].to_str().unwrap().to_owned();
+    let cb = rp.callback(&callback, Some(&flow)).await;
+    assert_eq!(cb.status(), 200);
+    assert!(cookie_pair(&cb, "portcullis_session=").is_none());
+    let html = cb.text().await.unwrap().replace("&#34;", "\"");
+    assert!(
+        html.contains("Allowed: this user would be signed in."),
+        "{html}"
+    );
+    assert!(html.contains("\"email\": \"alice@acme.com\""), "{html}");
+    assert!(html.contains("\"developer\""), "{html}");
+}

@@ -348,8 +348,14 @@ impl OidcConnection {
         };
         let claims = match check(&d) {
             Err(e) if e.reason == "unknown_key" => match self.provider.refresh_keys(&d).await? {
-                Some(fresh) => check(&fresh),
-                None => Err(ConnectionError::new("signature", "unknown kid")),
+                Some(fresh) => check(&fresh).map_err(|e| match e.reason {
+                    "unknown_key" => ConnectionError::new("signature", e.detail),
+                    _ => e,
+                }),
+                None => Err(ConnectionError::new(
+                    "signature",
+                    "no key for the token's kid (key set fetched too recently to fetch again)",
+                )),
             },
             other => other,
         }?;
