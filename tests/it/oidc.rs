@@ -604,6 +604,8 @@ async fn backchannel_logout_ends_the_named_sessions_and_refuses_forgeries() {
             "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}), &Alg::None), FORM),
         ("algorithm", op.sign_with(&json!({"iss": op.issuer, "aud": CLIENT_ID, "iat": portcullis::clock::now(), "jti": "j-hs", "sub": "alice-sub",
             "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}), &Alg::Hs256WithPublicKey), FORM),
+        ("signature", op.sign_with(&json!({"iss": op.issuer, "aud": CLIENT_ID, "iat": portcullis::clock::now(), "jti": "j-rogue", "sub": "alice-sub",
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}), &Alg::RogueKey), FORM),
         ("malformed", op.logout_token(Some("alice-sub"), None, |_| {}), "application/json"),
         ("malformed", "not.a.jwt".into(), FORM),
     ];
