@@ -25,6 +25,13 @@ const CLIENT_SECRET: &str = "interop-secret-not-a-secret";
 /// Registered at the provider and configured at Portcullis; never visited.
 const POST_LOGOUT: &str = "http://127.0.0.1:1/signed-out";
 
+/// One provider process at a time: on 2 busy cores, node's start-up is
+/// what suffers first.
+static ONE_OP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Generous: seconds normally, but the whole suite shares 2 cores.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn op_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider")
 }
@@ -81,9 +88,9 @@ async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> N
     });
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+    let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
         .await
-        .expect("oidc-provider did not start within 30 s")
+        .unwrap_or_else(|_| panic!("oidc-provider did not start within {START_TIMEOUT:?}"))
         .unwrap()
         .expect("oidc-provider exited before listening");
     // Keep reading: a closed pipe would kill node at its next write.
@@ -239,6 +246,7 @@ async fn whoami(rp: &Rp, session: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oidc_provider_login_and_both_logouts() {
+    let _one = ONE_OP.lock().await;
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let rp = Rp::start(
@@ -324,6 +332,7 @@ async fn oidc_provider_login_and_both_logouts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oidc_provider_accepts_private_key_jwt() {
+    let _one = ONE_OP.lock().await;
     use base64::Engine;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use ring::signature::KeyPair;
