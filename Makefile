@@ -45,8 +45,14 @@ $(SCIM_TESTER): tests/scim2-tester/requirements.txt | deps
 
 scim2-tester: $(SCIM_TESTER)
 
+# panva's oidc-provider for tests/it/oidc_interop.rs, exactly as locked
+# (pure JavaScript; no install scripts).
+OIDC_OP_MODULES := tests/oidc-provider/node_modules/.package-lock.json
+$(OIDC_OP_MODULES): tests/oidc-provider/package.json tests/oidc-provider/package-lock.json | deps
+	npm ci --prefix tests/oidc-provider --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+
 # Kept plain on purpose: every line of test output is cargo's own.
-test: deps $(BROWSER_MODULES) $(SCIM_TESTER)
+test: deps $(BROWSER_MODULES) $(OIDC_OP_MODULES) $(SCIM_TESTER)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked

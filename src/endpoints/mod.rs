@@ -5,6 +5,7 @@
 
 mod dev_idp;
 mod handlers;
+mod oidc;
 pub mod pages;
 mod sso;
 
@@ -58,6 +59,11 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/sso/{id}/callback", get(sso::callback).post(sso::callback))
         .route("/saml/{id}/metadata", get(sso::saml_metadata))
         .route("/saml/{id}/acs", post(sso::callback))
+        .route("/oidc/{id}/callback", get(sso::callback))
+        .route(
+            "/oidc/{id}/backchannel-logout",
+            post(oidc::backchannel_logout),
+        )
         .route("/dev-idp/metadata", get(dev_idp::metadata))
         .route("/dev-idp/sso", get(dev_idp::sso))
         .route("/dev-idp/pick", post(dev_idp::pick))
