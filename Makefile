@@ -34,8 +34,17 @@ BROWSER_MODULES := tests/browser/node_modules/.package-lock.json
 $(BROWSER_MODULES): tests/browser/package.json tests/browser/package-lock.json | deps
 	npm ci --prefix tests/browser --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 
+# pysaml2 (the third-party IdP of tests/it/saml_interop.rs), pinned, in its own
+# virtualenv; rebuilt only when the requirements change. Quiet unless it fails.
+PYSAML2_VENV := tests/pysaml2/.venv/.installed
+$(PYSAML2_VENV): tests/pysaml2/requirements.txt | deps
+	rm -rf tests/pysaml2/.venv
+	python3 -m venv tests/pysaml2/.venv
+	tests/pysaml2/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/pysaml2/requirements.txt
+	touch $@
+
 # Kept plain on purpose: every line of test output is cargo's own.
-test: deps $(BROWSER_MODULES)
+test: deps $(BROWSER_MODULES) $(PYSAML2_VENV)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked

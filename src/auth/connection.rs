@@ -100,6 +100,11 @@ pub trait Connection: Send + Sync {
         req: &CallbackRequest,
         state: &serde_json::Value,
     ) -> Result<VerifiedLogin, ConnectionError>;
+    /// The SAML connection behind this one, for the SAML-only endpoints
+    /// (IdP-initiated login, single logout).
+    fn saml(&self) -> Option<&super::saml::SamlConnection> {
+        None
+    }
 }
 
 /// Builds connections of one protocol from configuration.

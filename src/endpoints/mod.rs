@@ -6,6 +6,7 @@
 mod dev_idp;
 mod handlers;
 pub mod pages;
+mod saml;
 mod sso;
 
 use std::sync::Arc;
@@ -57,7 +58,7 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/sso/{id}/test", get(sso::test))
         .route("/sso/{id}/callback", get(sso::callback).post(sso::callback))
         .route("/saml/{id}/metadata", get(sso::saml_metadata))
-        .route("/saml/{id}/acs", post(sso::callback))
+        .route("/saml/{id}/acs", post(saml::acs))
         .route("/dev-idp/metadata", get(dev_idp::metadata))
         .route("/dev-idp/sso", get(dev_idp::sso))
         .route("/dev-idp/pick", post(dev_idp::pick))

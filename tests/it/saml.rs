@@ -75,7 +75,7 @@ async fn refused(s: &SamlSso, started: &Started, saml_response: &str, reason: &s
         cookie_pair_absent_session(&body),
         "no session details leak: {body}"
     );
-    assert_eq!(s.failures(reason).await, before + 1, "reason {reason}");
+    s.expect_failures(reason, before + 1).await;
 }
 
 fn cookie_pair_absent_session(body: &str) -> bool {

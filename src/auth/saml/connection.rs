@@ -36,6 +36,11 @@ pub struct SamlConnection {
     skew_seconds: i64,
     attributes: AttributeMap,
     sp: Arc<ServiceProvider>,
+    /// The same checks with samael's `allow_idp_initiated`, used only for
+    /// unsolicited responses of connections that opt in.
+    sp_unsolicited: Arc<ServiceProvider>,
+    allow_idp_initiated: bool,
+    landing_path: Option<String>,
     store: Store,
 }
 
@@ -53,6 +58,15 @@ impl SamlConnection {
                 format!("connection `{}` has no saml settings", conn.id),
             )
         })?;
+        if cfg.sign_requests || cfg.idp_metadata_url.is_some() {
+            return Err(ConnectionError::new(
+                "config",
+                format!(
+                    "connection `{}`: signed requests and metadata URLs are not implemented yet",
+                    conn.id
+                ),
+            ));
+        }
         // `idp = "dev"`: the built-in development IdP's generated metadata,
         // verified below exactly like any other IdP's.
         let loaded = match (cfg.idp.as_deref(), dev_idp) {
@@ -96,7 +110,13 @@ impl SamlConnection {
             allow_sha1: cfg.allow_sha1,
             skew_seconds,
             attributes: preset_attributes(conn.preset.as_deref(), cfg),
+            sp_unsolicited: Arc::new(ServiceProvider {
+                allow_idp_initiated: true,
+                ..sp.clone()
+            }),
             sp: Arc::new(sp),
+            allow_idp_initiated: cfg.allow_idp_initiated,
+            landing_path: cfg.landing_path.clone(),
             store,
         })
     }
@@ -143,16 +163,77 @@ impl Connection for SamlConnection {
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| ConnectionError::new("malformed", "no SAMLResponse in the POST body"))?;
         let xml = decode(raw)?;
+        self.verify_and_burn(xml, Some(request_id)).await
+    }
+
+    fn saml(&self) -> Option<&SamlConnection> {
+        Some(self)
+    }
+}
+
+impl SamlConnection {
+    /// An IdP-initiated (unsolicited) response: no flow cookie, so no
+    /// request id to bind to. Refused unless the connection opts in; a
+    /// response that names a request (`InResponseTo`) without its flow is a
+    /// solicited one from another browser or an expired flow, never
+    /// unsolicited. Returns the login and where to land: the RelayState
+    /// when it is a safe relative path, else `landing_path`.
+    pub async fn finish_unsolicited(
+        &self,
+        req: &CallbackRequest,
+    ) -> Result<(VerifiedLogin, String), ConnectionError> {
+        let raw = req
+            .form
+            .iter()
+            .find(|(k, _)| k == "SAMLResponse")
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| ConnectionError::new("malformed", "no SAMLResponse in the POST body"))?;
+        let xml = decode(raw)?;
+        if xml.contains("InResponseTo") {
+            return Err(ConnectionError::new(
+                "state_mismatch",
+                "a response to a request (InResponseTo) without a valid flow cookie",
+            ));
+        }
+        let landing = match (&self.landing_path, self.allow_idp_initiated) {
+            (Some(l), true) => l.clone(),
+            _ => {
+                return Err(ConnectionError::new(
+                    "unsolicited",
+                    "IdP-initiated response, and this connection does not allow IdP-initiated login",
+                ));
+            }
+        };
+        let login = self.verify_and_burn(xml, None).await?;
+        let return_to = req
+            .param("RelayState")
+            .and_then(crate::redirect::safe_return_to)
+            .map(str::to_owned)
+            .unwrap_or(landing);
+        Ok((login, return_to))
+    }
+
+    /// The checks, off the async threads where they are blocking C, then
+    /// the one-time use of the assertion id (every replica sees it).
+    async fn verify_and_burn(
+        &self,
+        xml: String,
+        request_id: Option<String>,
+    ) -> Result<VerifiedLogin, ConnectionError> {
         let expect = Expectations {
             sp: &self.sp,
             idp_entity_id: &self.idp.entity_id,
             sp_entity_id: &self.sp_entity_id,
             acs_url: &self.acs_url,
-            request_id: &request_id,
+            request_id: request_id.as_deref(),
             allow_sha1: self.allow_sha1,
         };
         precheck(&xml, &expect)?;
-        let sp = self.sp.clone();
+        let sp = if request_id.is_some() {
+            self.sp.clone()
+        } else {
+            self.sp_unsolicited.clone()
+        };
         let (idp_entity_id, sp_entity_id, acs_url) = (
             self.idp.entity_id.clone(),
             self.sp_entity_id.clone(),
@@ -167,7 +248,7 @@ impl Connection for SamlConnection {
                     idp_entity_id: &idp_entity_id,
                     sp_entity_id: &sp_entity_id,
                     acs_url: &acs_url,
-                    request_id: &request_id,
+                    request_id: request_id.as_deref(),
                     allow_sha1,
                 },
             )

@@ -272,11 +272,20 @@ impl SamlSso {
         let key = IdpKey::generate(dir.path(), "idp");
         let mut certs = more_certs.to_vec();
         certs.push(key.cert_pem());
+        let connections = format!(
+            "[[tenants.connections]]\nid = \"{CONNECTION}\"\nprotocol = \"saml\"\npreset = \"okta\"\n{}",
+            saml_toml(&certs, saml_extra)
+        );
+        Self::start_with(dir, key, &connections).await
+    }
+
+    /// Tenant `acme` with the given `[[tenants.connections]]` blocks; `key`
+    /// (in `dir`) is the IdP key the tests sign with.
+    pub async fn start_with(dir: tempfile::TempDir, key: IdpKey, connections: &str) -> SamlSso {
         let dns = DnsServer::start().await;
         let extra = format!(
-            "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\nenforce_sso = true\ngroup_roles = {{ \"Engineering\" = [\"developer\"] }}\n[[tenants.connections]]\nid = \"{CONNECTION}\"\nprotocol = \"saml\"\npreset = \"okta\"\n{}",
+            "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\nenforce_sso = true\ngroup_roles = {{ \"Engineering\" = [\"developer\"] }}\n{connections}",
             dns.addr(),
-            saml_toml(&certs, saml_extra)
         );
         let env = Self::env(&extra, None).await;
         let s = SamlSso {
@@ -369,6 +378,20 @@ impl SamlSso {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Waits (bounded) until the failure count for `reason` is `n`: login
+    /// metrics are recorded just after the response went out.
+    pub async fn expect_failures(&self, reason: &str, n: u64) {
+        let mut last = 0;
+        for _ in 0..100 {
+            last = self.failures(reason).await;
+            if last == n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("portcullis_login_failures_total{{reason=\"{reason}\"}} is {last}, expected {n}");
     }
 
     /// The count of `portcullis_login_failures_total` for `reason`.

@@ -1,0 +1,230 @@
+//! Interop with a third-party IdP: pysaml2's `saml2.server.Server`
+//! (tests/pysaml2/idp.py) signs with its own code and xmlsec1; the proxy
+//! must accept its SP-initiated and IdP-initiated logins and put the right
+//! identity headers on the upstream request.
+
+use crate::support::env::*;
+use crate::support::idp::cookie_pair;
+use crate::support::pysaml2::{PySaml2Idp, html_form};
+use crate::support::saml::*;
+
+/// The SP's public origin as the IdP knows it (a TLS front end in
+/// production); the test posts the IdP's form to the proxy's real address.
+const APP: &str = "https://app.test";
+/// Accepts IdP-initiated logins, landing at /welcome.
+const OPEN: &str = "acme-pysaml2";
+/// The default: solicited responses only.
+const STRICT: &str = "acme-pysaml2-strict";
+
+fn sp_entity(conn: &str) -> String {
+    format!("{APP}/.portcullis/saml/{conn}/metadata")
+}
+
+fn acs(conn: &str) -> String {
+    format!("{APP}/.portcullis/saml/{conn}/acs")
+}
+
+pub struct Interop {
+    pub s: SamlSso,
+    pub idp: PySaml2Idp,
+}
+
+/// pysaml2 started first (it serves the metadata the proxy loads), with
+/// this SP's metadata as the library renders it for the SP endpoint.
+pub async fn interop(open_extra: &str) -> Interop {
+    let dir = tempfile::tempdir().unwrap();
+    let key = IdpKey::generate(dir.path(), "pysaml2");
+    let mut sp_files = Vec::new();
+    for conn in [OPEN, STRICT] {
+        let path = dir.path().join(format!("{conn}.sp.xml"));
+        std::fs::write(
+            &path,
+            portcullis::auth::saml::sp_metadata_xml(&sp_entity(conn), &acs(conn)),
+        )
+        .unwrap();
+        sp_files.push(path);
+    }
+    let refs: Vec<&std::path::Path> = sp_files.iter().map(|p| p.as_path()).collect();
+    let idp = PySaml2Idp::start(&key, &refs, &[]);
+    let md = dir.path().join("pysaml2-idp.xml");
+    std::fs::write(&md, idp.metadata().await).unwrap();
+    let block = |conn: &str, extra: &str| {
+        format!(
+            "[[tenants.connections]]\nid = \"{conn}\"\nprotocol = \"saml\"\npreset = \"okta\"\n[tenants.connections.saml]\nidp_metadata_file = \"{}\"\nsp_entity_id = \"{}\"\nacs_url = \"{}\"\n{extra}\n",
+            md.display(),
+            sp_entity(conn),
+            acs(conn)
+        )
+    };
+    let connections = format!(
+        "{}{}",
+        block(
+            OPEN,
+            &format!("allow_idp_initiated = true\nlanding_path = \"/welcome\"\n{open_extra}")
+        ),
+        block(STRICT, "")
+    );
+    let s = SamlSso::start_with(dir, key, &connections).await;
+    Interop { s, idp }
+}
+
+impl Interop {
+    /// Posts the IdP's auto-post form to the proxy's ACS of `conn`.
+    pub async fn post_form(
+        &self,
+        conn: &str,
+        html: &str,
+        cookie: Option<&str>,
+    ) -> reqwest::Response {
+        let (action, fields) = html_form(html);
+        assert_eq!(action, acs(conn), "the IdP posts to the SP's ACS");
+        let mut req = client()
+            .post(self.s.env.url(&format!("/.portcullis/saml/{conn}/acs")))
+            .form(&fields);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// SP-initiated login of `user` at `conn` through pysaml2's pages;
+    /// returns the ACS answer.
+    pub async fn sp_initiated(
+        &self,
+        conn: &str,
+        user: &str,
+        sign_response: bool,
+    ) -> reqwest::Response {
+        let start = client()
+            .get(self.s.env.url(&format!(
+                "/.portcullis/sso/{conn}/start?return_to=%2Fdashboard"
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(start.status(), 302);
+        let location = start.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            location.starts_with(&self.idp.url("/sso/redirect?SAMLRequest=")),
+            "{location}"
+        );
+        let flow = cookie_pair(&start, "portcullis_flow_").expect("flow cookie");
+        let page = client().get(&location).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let (action, mut fields) = html_form(&page.text().await.unwrap());
+        assert_eq!(action, "/sso/login");
+        fields.push(("user".into(), user.into()));
+        if sign_response {
+            fields.push(("sign_response".into(), "1".into()));
+        }
+        let answer = client()
+            .post(self.idp.url("/sso/login"))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let html = answer.text().await.unwrap();
+        assert_eq!(status, 200, "pysaml2 refused: {html}");
+        self.post_form(conn, &html, Some(&flow)).await
+    }
+
+    /// pysaml2's IdP-initiated form for `user` at `conn`.
+    pub async fn idp_initiated_form(&self, conn: &str, user: &str, relay: &str) -> String {
+        let r = client()
+            .get(self.idp.url("/idp-initiated"))
+            .query(&[
+                ("user", user),
+                ("sp", &sp_entity(conn)),
+                ("RelayState", relay),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let html = r.text().await.unwrap();
+        assert_eq!(status, 200, "pysaml2 refused: {html}");
+        html
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pysaml2_sp_initiated_login_reaches_the_app() {
+    let i = interop("").await;
+    // the SP metadata pysaml2 trusts is what the proxy serves
+    let served = client()
+        .get(i.s.env.url(&format!("/.portcullis/saml/{OPEN}/metadata")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        served,
+        std::fs::read_to_string(i.s.dir.path().join(format!("{OPEN}.sp.xml"))).unwrap()
+    );
+    for (conn, sign_response) in [(OPEN, false), (STRICT, false), (STRICT, true)] {
+        let r = i.sp_initiated(conn, "alice", sign_response).await;
+        assert_eq!(r.status(), 303, "{conn}: {}", r.text().await.unwrap());
+        assert_eq!(r.headers()["location"], "/dashboard");
+        let session = cookie_pair(&r, "portcullis_session=").expect("session");
+        let app = assert_alice_engineer(&i.s.env, &session).await;
+        assert_eq!(seen(&app, "x-forwarded-name"), Some("Alice Example"));
+    }
+    // bob: other headers, no developer role
+    let r = i.sp_initiated(STRICT, "bob", false).await;
+    assert_eq!(r.status(), 303);
+    let session = cookie_pair(&r, "portcullis_session=").unwrap();
+    let (status, app) = echo(
+        client()
+            .get(i.s.env.url("/dashboard"))
+            .header("cookie", session),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(seen(&app, "x-forwarded-email"), Some("bob@acme.com"));
+    assert_eq!(seen(&app, "x-forwarded-groups"), Some("Everyone"));
+    assert_eq!(seen(&app, "x-forwarded-roles"), Some("member"));
+    let log = i.idp.log().await;
+    assert_eq!(
+        log.iter().filter(|e| e["kind"] == "sp_initiated").count(),
+        4,
+        "{log:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pysaml2_idp_initiated_login_lands_where_allowed() {
+    let i = interop("").await;
+    // a safe relative RelayState is honoured
+    let html = i.idp_initiated_form(OPEN, "alice", "/reports?q=1").await;
+    let r = i.post_form(OPEN, &html, None).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/reports?q=1");
+    let session = cookie_pair(&r, "portcullis_session=").expect("session");
+    assert_alice_engineer(&i.s.env, &session).await;
+    // the same response again: the replay cache refuses it
+    let before = i.s.failures("replay").await;
+    let r = i.post_form(OPEN, &html, None).await;
+    assert_eq!(r.status(), 403);
+    i.s.expect_failures("replay", before + 1).await;
+
+    // an absolute or protocol-relative RelayState never redirects off-site:
+    // the configured landing path instead
+    for relay in ["https://evil.example/", "//evil.example/x", ""] {
+        let html = i.idp_initiated_form(OPEN, "alice", relay).await;
+        let r = i.post_form(OPEN, &html, None).await;
+        assert_eq!(r.status(), 303, "{relay}: {}", r.text().await.unwrap());
+        assert_eq!(r.headers()["location"], "/welcome", "{relay}");
+    }
+
+    // a connection that did not opt in refuses unsolicited responses
+    let html = i.idp_initiated_form(STRICT, "alice", "/reports").await;
+    let r = i.post_form(STRICT, &html, None).await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("couldn"), "{body}");
+    i.s.expect_failures("unsolicited", 1).await;
+}
