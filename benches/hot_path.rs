@@ -84,7 +84,9 @@ fn bench(c: &mut Criterion) {
         connection: Some("acme-okta".into()),
     };
     let now = portcullis::clock::now();
-    let token = rt.block_on(sessions.create(&principal, 3600, now)).unwrap();
+    let token = rt
+        .block_on(sessions.create(&principal, None, 3600, now))
+        .unwrap();
     let set_cookie = codec.seal(&token, now);
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
     let headers = typical_headers(&cookie);

@@ -325,6 +325,7 @@ fn sessions(cmd: SessionsCommand) -> Result<ExitCode, AppError> {
                 let token = sessions
                     .create(
                         &principal,
+                        None,
                         cfg.session.absolute_lifetime_seconds as i64,
                         now,
                     )

@@ -16,7 +16,7 @@ pub struct Metrics {
     /// `kind` ∈ connect|timeout|other.
     pub upstream_errors: IntCounterVec,
     pub sessions_created: IntCounter,
-    /// `scope` ∈ session|user|tenant|connection|all|logout.
+    /// `scope` ∈ session|user|tenant|connection|idp|all|logout.
     pub sessions_revoked: IntCounterVec,
     /// `result` ∈ hit|miss.
     pub session_cache: IntCounterVec,

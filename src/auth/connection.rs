@@ -23,6 +23,13 @@ pub struct VerifiedLogin {
     pub email_verified: Option<bool>,
     pub name: Option<String>,
     pub groups: Vec<String>,
+    /// The IdP's own id for this login session (SAML `SessionIndex`, OIDC
+    /// `sid`), so its logout messages can name the session.
+    pub idp_session: Option<String>,
+    /// Protocol-private data for asking the IdP to log the user out later
+    /// (OIDC: the ID token for `id_token_hint`; SAML: the NameID with its
+    /// qualifiers). Stored server-side with the session, never in a cookie.
+    pub logout_hint: Option<String>,
     /// Everything the IdP sent, for the test sign-in page and debugging.
     pub raw_claims: serde_json::Value,
 }

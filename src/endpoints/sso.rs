@@ -18,7 +18,7 @@ use askama::Template;
 use super::pages::TestSignInPage;
 use crate::auth::{self, CallbackRequest, FlowCodec, FlowState, Mode, StartContext, TestLinks};
 use crate::redirect::safe_return_to;
-use crate::store::SessionSelector;
+use crate::store::{IdpBinding, SessionSelector};
 
 fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).collect()
@@ -507,6 +507,11 @@ pub(super) async fn sign_in(
         .sessions
         .create(
             &principal,
+            Some(IdpBinding {
+                subject: login.subject.clone(),
+                session: login.idp_session.clone(),
+                logout_hint: login.logout_hint.clone(),
+            }),
             state.config.session.absolute_lifetime_seconds as i64,
             now,
         )

@@ -13,7 +13,7 @@ use super::codec::SessionToken;
 use crate::identity::Principal;
 use crate::metrics::Metrics;
 use crate::secret::{random_bytes, sha256_hex};
-use crate::store::{SessionRecord, SessionSelector, Store, StoreError, StoreEvent};
+use crate::store::{IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -33,6 +33,8 @@ pub struct ActiveSession {
     pub principal: Arc<Principal>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// What the IdP calls this session, for logout in either direction.
+    pub idp: Option<IdpBinding>,
     last_seen_at: AtomicI64,
 }
 
@@ -51,6 +53,7 @@ impl ActiveSession {
             id_hash: r.id_hash,
             created_at: r.created_at,
             expires_at: r.expires_at,
+            idp: r.idp,
             last_seen_at: AtomicI64::new(r.last_seen_at),
         }
     }
@@ -95,10 +98,12 @@ impl Sessions {
     }
 
     /// Persists a new session for `principal` and returns the token to seal
-    /// into the cookie.
+    /// into the cookie. `idp` is what the IdP calls the session (SSO logins
+    /// only), so an IdP-initiated logout can find it later.
     pub async fn create(
         &self,
         principal: &Principal,
+        idp: Option<IdpBinding>,
         absolute_lifetime: i64,
         now: i64,
     ) -> Result<SessionToken, SessionError> {
@@ -116,6 +121,7 @@ impl Sessions {
             created_at: now,
             expires_at,
             last_seen_at: now,
+            idp,
         };
         self.store.insert_session(&record).await?;
         self.metrics.sessions_created.inc();
@@ -196,6 +202,7 @@ impl Sessions {
             SessionSelector::User(_) => "user",
             SessionSelector::Tenant(_) => "tenant",
             SessionSelector::Connection(_) => "connection",
+            SessionSelector::Idp { .. } => "idp",
             SessionSelector::All => "all",
         };
         self.metrics
@@ -223,6 +230,19 @@ impl Sessions {
             SessionSelector::Connection(c) => {
                 Box::new(move |s| s.principal.connection.as_deref() == Some(&c))
             }
+            SessionSelector::Idp {
+                connection,
+                subject,
+                session,
+            } => Box::new(move |s| {
+                s.principal.connection.as_deref() == Some(&connection)
+                    && s.idp.as_ref().is_some_and(|i| {
+                        subject.as_ref().is_none_or(|sub| &i.subject == sub)
+                            && session
+                                .as_ref()
+                                .is_none_or(|sid| i.session.as_ref() == Some(sid))
+                    })
+            }),
         };
         // Predicates apply to every entry inserted before this call,
         // checked on read, so the next request already sees the revocation.

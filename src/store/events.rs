@@ -43,6 +43,11 @@ enum WireSelector {
     User(String),
     Tenant(String),
     Connection(String),
+    Idp {
+        connection: String,
+        subject: Option<String>,
+        session: Option<String>,
+    },
     All,
 }
 
@@ -56,6 +61,15 @@ pub(super) fn encode(event: &StoreEvent) -> String {
                 SessionSelector::User(v) => WireSelector::User(v),
                 SessionSelector::Tenant(v) => WireSelector::Tenant(v),
                 SessionSelector::Connection(v) => WireSelector::Connection(v),
+                SessionSelector::Idp {
+                    connection,
+                    subject,
+                    session,
+                } => WireSelector::Idp {
+                    connection,
+                    subject,
+                    session,
+                },
                 SessionSelector::All => WireSelector::All,
             },
         },
@@ -78,6 +92,15 @@ pub(super) fn decode(payload: &str) -> Option<StoreEvent> {
             WireSelector::User(v) => SessionSelector::User(v),
             WireSelector::Tenant(v) => SessionSelector::Tenant(v),
             WireSelector::Connection(v) => SessionSelector::Connection(v),
+            WireSelector::Idp {
+                connection,
+                subject,
+                session,
+            } => SessionSelector::Idp {
+                connection,
+                subject,
+                session,
+            },
             WireSelector::All => SessionSelector::All,
         }),
     })

@@ -61,6 +61,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0005_one_time.sql"),
         postgres: include_str!("migrations/postgres/0005_one_time.sql"),
     },
+    Migration {
+        version: 6,
+        description: "session IdP binding (subject, IdP session, logout hint)",
+        sqlite: include_str!("migrations/sqlite/0006_session_idp.sql"),
+        postgres: include_str!("migrations/postgres/0006_session_idp.sql"),
+    },
 ];
 
 /// Same text for both backends: BIGINT has INTEGER affinity in SQLite.

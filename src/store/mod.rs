@@ -62,6 +62,22 @@ pub struct SessionRecord {
     pub expires_at: i64,
     /// Unix seconds, for idle expiry.
     pub last_seen_at: i64,
+    /// What the IdP knows this session by; `None` for sessions not made by
+    /// an SSO login.
+    pub idp: Option<IdpBinding>,
+}
+
+/// The IdP's names for a session: enough to find it again when the IdP
+/// asks for a logout, and to ask the IdP for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpBinding {
+    /// SAML NameID or OIDC `sub`.
+    pub subject: String,
+    /// SAML `SessionIndex` or OIDC `sid`, when the IdP sent one.
+    pub session: Option<String>,
+    /// Protocol-private data for starting a logout at the IdP (OIDC: the ID
+    /// token for `id_token_hint`; SAML: the NameID with its qualifiers).
+    pub logout_hint: Option<String>,
 }
 
 /// Which sessions to revoke: the granularities the admin, logout and SCIM
@@ -76,6 +92,13 @@ pub enum SessionSelector {
     Tenant(String),
     /// Every session established through an IdP connection.
     Connection(String),
+    /// Sessions of one connection that the IdP names by subject and/or its
+    /// own session id (IdP-initiated logout). At least one must be given.
+    Idp {
+        connection: String,
+        subject: Option<String>,
+        session: Option<String>,
+    },
     /// Everything.
     All,
 }

@@ -4,11 +4,13 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{
-    Backend, SessionRecord, SessionSelector, Store, StoreError, StoreEvent, check_text, events,
+    Backend, IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent, check_text,
+    events,
 };
 
 const SELECT_COLUMNS: &str = "SELECT id_hash, user_id, email, name, tenant, connection, \
-     groups_json, roles_json, created_at, expires_at, last_seen_at FROM sessions WHERE id_hash = $1";
+     groups_json, roles_json, created_at, expires_at, last_seen_at, idp_subject, idp_session, \
+     logout_hint FROM sessions WHERE id_hash = $1";
 
 impl Store {
     /// Persists a new session so every replica (and a restarted process) can
@@ -26,6 +28,15 @@ impl Store {
             ("name", &s.name),
             ("tenant", &s.tenant),
             ("connection", &s.connection),
+            ("idp_subject", &s.idp.as_ref().map(|i| i.subject.clone())),
+            (
+                "idp_session",
+                &s.idp.as_ref().and_then(|i| i.session.clone()),
+            ),
+            (
+                "logout_hint",
+                &s.idp.as_ref().and_then(|i| i.logout_hint.clone()),
+            ),
         ] {
             if let Some(value) = value {
                 check_text(field, value)?;
@@ -35,8 +46,9 @@ impl Store {
         let roles = encode_list("roles", &s.roles)?;
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, email, name, tenant, connection, \
-             groups_json, roles_json, created_at, expires_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             groups_json, roles_json, created_at, expires_at, last_seen_at, idp_subject, \
+             idp_session, logout_hint) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(s.id_hash.as_str())
         .bind(s.user_id.as_str())
@@ -49,6 +61,9 @@ impl Store {
         .bind(s.created_at)
         .bind(s.expires_at)
         .bind(s.last_seen_at)
+        .bind(s.idp.as_ref().map(|i| i.subject.as_str()))
+        .bind(s.idp.as_ref().and_then(|i| i.session.as_deref()))
+        .bind(s.idp.as_ref().and_then(|i| i.logout_hint.as_deref()))
         .execute(&self.inner.pool)
         .await?;
         Ok(())
@@ -87,20 +102,46 @@ impl Store {
     /// NOTIFY is sent in the same transaction as the delete, so other
     /// replicas hear about it exactly when the delete becomes visible.
     pub async fn revoke_sessions(&self, selector: &SessionSelector) -> Result<u64, StoreError> {
-        let (sql, value): (&'static str, Option<&str>) = match selector {
-            SessionSelector::Id(v) => ("DELETE FROM sessions WHERE id_hash = $1", Some(v)),
-            SessionSelector::User(v) => ("DELETE FROM sessions WHERE user_id = $1", Some(v)),
-            SessionSelector::Tenant(v) => ("DELETE FROM sessions WHERE tenant = $1", Some(v)),
+        let (sql, values): (&'static str, Vec<&str>) = match selector {
+            SessionSelector::Id(v) => ("DELETE FROM sessions WHERE id_hash = $1", vec![v]),
+            SessionSelector::User(v) => ("DELETE FROM sessions WHERE user_id = $1", vec![v]),
+            SessionSelector::Tenant(v) => ("DELETE FROM sessions WHERE tenant = $1", vec![v]),
             SessionSelector::Connection(v) => {
-                ("DELETE FROM sessions WHERE connection = $1", Some(v))
+                ("DELETE FROM sessions WHERE connection = $1", vec![v])
             }
-            SessionSelector::All => ("DELETE FROM sessions", None),
+            SessionSelector::Idp {
+                connection,
+                subject,
+                session,
+            } => match (subject, session) {
+                (Some(sub), Some(sid)) => (
+                    "DELETE FROM sessions WHERE connection = $1 AND idp_subject = $2 \
+                     AND idp_session = $3",
+                    vec![connection, sub, sid],
+                ),
+                (Some(sub), None) => (
+                    "DELETE FROM sessions WHERE connection = $1 AND idp_subject = $2",
+                    vec![connection, sub],
+                ),
+                (None, Some(sid)) => (
+                    "DELETE FROM sessions WHERE connection = $1 AND idp_session = $2",
+                    vec![connection, sid],
+                ),
+                // Would mean "every session of the connection": an IdP
+                // logout message must name whom it means.
+                (None, None) => {
+                    return Err(StoreError::InvalidInput(
+                        "an IdP session selector needs a subject or a session".into(),
+                    ));
+                }
+            },
+            SessionSelector::All => ("DELETE FROM sessions", vec![]),
         };
-        if let Some(value) = value {
+        for value in &values {
             check_text("selector", value)?;
         }
         let mut query = sqlx::query(sql);
-        if let Some(value) = value {
+        for value in values {
             query = query.bind(value);
         }
         let event = StoreEvent::SessionsRevoked(selector.clone());
@@ -194,5 +235,15 @@ fn decode_session(row: &AnyRow) -> Result<SessionRecord, StoreError> {
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         last_seen_at: row.try_get("last_seen_at")?,
+        idp: row
+            .try_get::<Option<String>, _>("idp_subject")?
+            .map(|subject| -> Result<IdpBinding, StoreError> {
+                Ok(IdpBinding {
+                    subject,
+                    session: row.try_get("idp_session")?,
+                    logout_hint: row.try_get("logout_hint")?,
+                })
+            })
+            .transpose()?,
     })
 }

@@ -5,6 +5,7 @@
 
 use crate::support::env::*;
 use crate::support::idp::*;
+use portcullis::store::SessionSelector;
 
 #[tokio::test]
 async fn discovery_routes_emails_to_their_tenants_idp() {
@@ -109,6 +110,93 @@ async fn a_login_creates_a_session_with_mapped_roles() {
         m.contains("portcullis_logins_total{connection=\"acme-idp\",tenant=\"acme\"} 2"),
         "{m}"
     );
+}
+
+#[tokio::test]
+async fn an_idp_logout_ends_exactly_the_sessions_it_names() {
+    let s = Sso::start(true).await;
+    s.assert_next("alice@acme.com", Some(true), &["Engineering", "Everyone"]);
+    let (_, first) = s.login("acme-idp", "%2F").await;
+    let (_, second) = s.login("acme-idp", "%2F").await;
+    let (first, second) = (first.expect("session"), second.expect("session"));
+    // Both sessions are live, hence cached by this replica.
+    assert_alice_engineer(&s.env, &first).await;
+    assert_alice_engineer(&s.env, &second).await;
+
+    let store = &s.env.shared.store;
+    let dashboard = s.env.url("/dashboard");
+    let record = |cookie: &str| {
+        let request = client().get(&dashboard).header("cookie", cookie);
+        async move { echo(request).await.0 }
+    };
+    let sessions = s.env.shared.sessions.clone();
+    let n = sessions
+        .revoke(&SessionSelector::Idp {
+            connection: "other-idp".into(),
+            subject: Some("sub-alice@acme.com".into()),
+            session: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "another connection's logout touches nothing");
+    assert_eq!(record(&first).await, 200);
+
+    // What the login stored, read back through the store by the cookie.
+    let binding = |cookie: &str| {
+        let token = s
+            .env
+            .shared
+            .state
+            .load()
+            .codec
+            .open(std::iter::once(cookie.as_bytes()))
+            .unwrap()
+            .unwrap();
+        let id_hash = portcullis::secret::sha256_hex(&token.id);
+        async move {
+            store
+                .get_session(&id_hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .idp
+                .unwrap()
+        }
+    };
+    let b1 = binding(&first).await;
+    let b2 = binding(&second).await;
+    assert_eq!(b1.subject, "sub-alice@acme.com");
+    assert_eq!(b1.logout_hint.as_deref(), Some("stand-in hint"));
+    assert!(
+        b1.session
+            .as_deref()
+            .is_some_and(|s| s.starts_with("idp-sid-"))
+    );
+    assert_ne!(b1.session, b2.session);
+    let n = sessions
+        .revoke(&SessionSelector::Idp {
+            connection: "acme-idp".into(),
+            subject: None,
+            session: b1.session.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    // Exactly that session ends, at once, despite this replica's cache.
+    assert_ne!(record(&first).await, 200);
+    assert_eq!(record(&second).await, 200);
+    // By subject: the rest of alice's sessions at this IdP.
+    let n = sessions
+        .revoke(&SessionSelector::Idp {
+            connection: "acme-idp".into(),
+            subject: Some("sub-alice@acme.com".into()),
+            session: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_ne!(record(&first).await, 200);
+    assert_ne!(record(&second).await, 200);
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use portcullis::store::{
-    Backend, DomainCheck, DomainRecord, DomainStatus, DueCutoffs, SessionRecord, SessionSelector,
-    Store, StoreError, StoreEvent, StoredKey,
+    Backend, DomainCheck, DomainRecord, DomainStatus, DueCutoffs, IdpBinding, SessionRecord,
+    SessionSelector, Store, StoreError, StoreEvent, StoredKey,
 };
 use sqlx::{Connection, Row};
 use tokio::sync::broadcast;
@@ -101,6 +101,7 @@ conformance!(
     duplicate_insert_fails,
     touch_moves_last_seen_forward,
     revoke_by_each_selector,
+    revoke_by_idp_binding,
     revoke_publishes_local_event,
     revoke_reaches_other_store,
     delete_expired_absolute_and_idle,
@@ -133,6 +134,11 @@ fn session(id: &str, user: &str, tenant: Option<&str>, connection: Option<&str>)
         created_at: 1_000,
         expires_at: 10_000,
         last_seen_at: 1_000,
+        idp: Some(IdpBinding {
+            subject: format!("sub-{user}"),
+            session: Some(format!("sid-{id}")),
+            logout_hint: Some(format!("{{\"id_token\":\"t-{id}\"}}")),
+        }),
     }
 }
 
@@ -165,7 +171,7 @@ async fn expect_event(rx: &mut broadcast::Receiver<StoreEvent>, expected: &Store
 async fn open_migrates(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(store.count_sessions().await.unwrap(), 0);
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6]);
     store.close().await;
 }
 
@@ -179,7 +185,7 @@ async fn reopen_is_idempotent(db: &TestDb) {
 
     let second = db.open().await;
     let third = db.open().await;
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(second.count_sessions().await.unwrap(), 1);
     assert!(third.get_session("a").await.unwrap().is_some());
     second.close().await;
@@ -201,6 +207,7 @@ async fn insert_get_round_trip(db: &TestDb) {
         created_at: -5,
         expires_at: i64::MAX,
         last_seen_at: 0,
+        idp: None,
     };
     store.insert_session(&full).await.unwrap();
     store.insert_session(&bare).await.unwrap();
@@ -315,6 +322,85 @@ async fn revoke_by_each_selector(db: &TestDb) {
     store.close().await;
 }
 
+async fn revoke_by_idp_binding(db: &TestDb) {
+    let store = db.open().await;
+    let all = ["a1", "a2", "a3", "b1", "c1"];
+    // alice has two sessions at okta (a1, a2) and one at entra (a3), whose
+    // IdP subject is the same string: selection must stay per connection.
+    for s in [
+        session("a1", "alice", Some("acme"), Some("okta")),
+        session("a2", "alice", Some("acme"), Some("okta")),
+        session("a3", "alice", Some("acme"), Some("entra")),
+        session("b1", "bob", Some("acme"), Some("okta")),
+        SessionRecord {
+            idp: None,
+            ..session("c1", "alice", Some("acme"), Some("okta"))
+        },
+    ] {
+        store.insert_session(&s).await.unwrap();
+    }
+    // The binding round-trips.
+    let got = store.get_session("a1").await.unwrap().unwrap();
+    assert_eq!(got, session("a1", "alice", Some("acme"), Some("okta")));
+    assert_eq!(store.get_session("c1").await.unwrap().unwrap().idp, None);
+
+    // Both given: only that IdP session of that subject.
+    let n = store
+        .revoke_sessions(&SessionSelector::Idp {
+            connection: "okta".into(),
+            subject: Some("sub-alice".into()),
+            session: Some("sid-a2".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(ids(&store, &all).await, ["a1", "a3", "b1", "c1"]);
+    // A subject known at another connection is not this connection's.
+    let n = store
+        .revoke_sessions(&SessionSelector::Idp {
+            connection: "entra".into(),
+            subject: Some("sub-bob".into()),
+            session: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    // Session id alone (OIDC back-channel logout with only `sid`).
+    let n = store
+        .revoke_sessions(&SessionSelector::Idp {
+            connection: "okta".into(),
+            subject: None,
+            session: Some("sid-b1".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    // Subject alone: every IdP session of alice at okta, none elsewhere,
+    // and not the session minted without an IdP binding.
+    let n = store
+        .revoke_sessions(&SessionSelector::Idp {
+            connection: "okta".into(),
+            subject: Some("sub-alice".into()),
+            session: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(ids(&store, &all).await, ["a3", "c1"]);
+    // Naming nobody would mean everybody: refused, nothing deleted.
+    let err = store
+        .revoke_sessions(&SessionSelector::Idp {
+            connection: "entra".into(),
+            subject: None,
+            session: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
+    assert_eq!(ids(&store, &all).await, ["a3", "c1"]);
+    store.close().await;
+}
+
 async fn revoke_publishes_local_event(db: &TestDb) {
     let store = db.open().await;
     let mut rx = store.subscribe();
@@ -349,6 +435,16 @@ async fn revoke_reaches_other_store(db: &TestDb) {
         SessionSelector::User("it's \"quoted\" 租户".into()),
         SessionSelector::Tenant("acme".into()),
         SessionSelector::Connection("okta".into()),
+        SessionSelector::Idp {
+            connection: "okta".into(),
+            subject: Some("00u1".into()),
+            session: None,
+        },
+        SessionSelector::Idp {
+            connection: "okta".into(),
+            subject: None,
+            session: Some("sid-1".into()),
+        },
         SessionSelector::All,
     ] {
         publisher.revoke_sessions(&selector).await.unwrap();
@@ -481,6 +577,11 @@ async fn hostile_strings_round_trip(db: &TestDb) {
             created_at: 1,
             expires_at: 2,
             last_seen_at: 1,
+            idp: Some(IdpBinding {
+                subject: (*text).to_owned(),
+                session: Some((*text).to_owned()),
+                logout_hint: Some((*text).to_owned()),
+            }),
         };
         store.insert_session(&s).await.unwrap();
         assert_eq!(store.get_session(&s.id_hash).await.unwrap(), Some(s));

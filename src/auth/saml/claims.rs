@@ -125,6 +125,8 @@ pub fn to_login(
         email_verified: None,
         name,
         groups,
+        idp_session: None,
+        logout_hint: None,
         raw_claims: json!({
             "name_id": subject,
             "name_id_format": format,

@@ -228,7 +228,12 @@ impl TestEnv {
     }
 
     pub async fn mint_at(&self, p: &Principal, now: i64, lifetime: i64) -> String {
-        let token = self.shared.sessions.create(p, lifetime, now).await.unwrap();
+        let token = self
+            .shared
+            .sessions
+            .create(p, None, lifetime, now)
+            .await
+            .unwrap();
         let set_cookie = self.shared.state.load().codec.seal(&token, now);
         set_cookie.split(';').next().unwrap().to_owned()
     }

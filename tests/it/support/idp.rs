@@ -67,6 +67,8 @@ impl Connection for TestIdp {
             email_verified: a.email_verified,
             name: Some("Test User".into()),
             groups: a.groups,
+            idp_session: Some(format!("idp-sid-{}", req.param("code").unwrap_or_default())),
+            logout_hint: Some("stand-in hint".into()),
             raw_claims: serde_json::json!({}),
         })
     }
