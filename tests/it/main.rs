@@ -8,6 +8,7 @@ mod domains;
 mod proxy;
 mod replicas;
 mod saml;
+mod saml_corpus;
 mod saml_interop;
 mod sso;
 mod store;

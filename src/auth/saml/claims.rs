@@ -132,9 +132,7 @@ pub fn to_login(
             .iter()
             .flatten()
             .find_map(|st| st.session_index.clone()),
-        logout_hint: Some(
-            json!({ "name_id": subject, "format": format }).to_string(),
-        ),
+        logout_hint: Some(json!({ "name_id": subject, "format": format }).to_string()),
         raw_claims: json!({
             "name_id": subject,
             "name_id_format": format,

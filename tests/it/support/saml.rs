@@ -187,7 +187,7 @@ impl Resp {
     }
 }
 
-fn signature_template(reference: &str, sha1: bool) -> String {
+pub fn signature_template(reference: &str, sha1: bool) -> String {
     let (sig, digest) = if sha1 {
         (
             "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
