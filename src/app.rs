@@ -241,7 +241,8 @@ async fn build_state(
                 &config.server.public_url,
                 &config.server.internal_prefix,
             )
-            .with_dev_idp(dev_idp.clone()),
+            .with_dev_idp(dev_idp.clone())
+            .with_metrics(metrics.clone()),
         ));
     }
     let mut auth = AuthContext::build(&config, &factories, Arc::new(domains))?;

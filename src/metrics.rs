@@ -34,6 +34,8 @@ pub struct Metrics {
     pub sso_enforced: IntCounterVec,
     /// Seconds until a SAML connection's last trusted certificate expires.
     pub saml_cert_expiry: IntGaugeVec,
+    /// IdP metadata fetches from a URL; `result` ∈ ok|error.
+    pub saml_metadata_refresh: IntCounterVec,
 }
 
 impl Metrics {
@@ -132,6 +134,14 @@ impl Metrics {
             &["connection"],
         )?;
         registry.register(Box::new(saml_cert_expiry.clone()))?;
+        let saml_metadata_refresh = IntCounterVec::new(
+            Opts::new(
+                "portcullis_saml_metadata_refresh_total",
+                "IdP metadata fetches from a URL by result (ok, error); an error keeps the last good metadata",
+            ),
+            &["connection", "result"],
+        )?;
+        registry.register(Box::new(saml_metadata_refresh.clone()))?;
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -161,6 +171,7 @@ impl Metrics {
             logins,
             sso_enforced,
             saml_cert_expiry,
+            saml_metadata_refresh,
         })
     }
 

@@ -10,6 +10,7 @@ mod replicas;
 mod saml;
 mod saml_corpus;
 mod saml_interop;
+mod saml_metadata_url;
 mod sso;
 mod store;
 mod support;

@@ -4,7 +4,9 @@
 //! assertion id in the shared store and maps the claims.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use samael::service_provider::ServiceProvider;
@@ -14,11 +16,13 @@ use crate::auth::{
     VerifiedLogin,
 };
 use crate::config::{ConnectionConfig, TenantConfig};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 use super::claims::{AttributeMap, to_login};
 use super::metadata::IdpMetadata;
 use super::presets::preset_attributes;
+use super::remote::{cached, spawn_refresh};
 use super::request::{authn_request_xml, new_request_id, redirect_url};
 use super::response::{Expectations, decode, precheck, samael_algorithms, verify};
 use super::{REPLAY_KIND, sp_ids};
@@ -27,18 +31,62 @@ use super::{REPLAY_KIND, sp_ids};
 /// the configured clock skew.
 const MAX_ISSUE_DELAY_SECONDS: i64 = 300;
 
+/// What a connection trusts, swapped whole when metadata from a URL is
+/// refreshed: the IdP and the samael verifiers built from it.
+pub struct Trust {
+    pub idp: IdpMetadata,
+    sp: Arc<ServiceProvider>,
+    /// The same checks with samael's `allow_idp_initiated`, used only for
+    /// unsolicited responses of connections that opt in.
+    sp_unsolicited: Arc<ServiceProvider>,
+}
+
+/// What this SP says about itself to samael; fixed per connection.
+#[derive(Clone)]
+struct SpSettings {
+    entity_id: String,
+    acs_url: String,
+    skew_seconds: i64,
+    allow_sha1: bool,
+}
+
+impl SpSettings {
+    fn trust(&self, idp: IdpMetadata) -> Trust {
+        // Every field samael would otherwise default to a localhost URL or
+        // to "allow everything" is set explicitly.
+        let sp = ServiceProvider {
+            entity_id: Some(self.entity_id.clone()),
+            metadata_url: Some(self.entity_id.clone()),
+            acs_url: Some(self.acs_url.clone()),
+            slo_url: None,
+            idp_metadata: idp.descriptor.clone(),
+            authn_name_id_format: Some(super::request::EMAIL_NAME_ID.into()),
+            allow_idp_initiated: false,
+            max_issue_delay: chrono::Duration::seconds(MAX_ISSUE_DELAY_SECONDS + self.skew_seconds),
+            max_clock_skew: chrono::Duration::seconds(self.skew_seconds),
+            allowed_signature_algorithms: samael_algorithms(self.allow_sha1),
+            ..ServiceProvider::default()
+        };
+        Trust {
+            idp,
+            sp_unsolicited: Arc::new(ServiceProvider {
+                allow_idp_initiated: true,
+                ..sp.clone()
+            }),
+            sp: Arc::new(sp),
+        }
+    }
+}
+
 pub struct SamlConnection {
     id: String,
-    idp: IdpMetadata,
+    /// `None` only while metadata from a URL has never been fetched.
+    trust: Arc<ArcSwapOption<Trust>>,
     pub sp_entity_id: String,
     pub acs_url: String,
     allow_sha1: bool,
     skew_seconds: i64,
     attributes: AttributeMap,
-    sp: Arc<ServiceProvider>,
-    /// The same checks with samael's `allow_idp_initiated`, used only for
-    /// unsolicited responses of connections that opt in.
-    sp_unsolicited: Arc<ServiceProvider>,
     allow_idp_initiated: bool,
     landing_path: Option<String>,
     store: Store,
@@ -51,6 +99,7 @@ impl SamlConnection {
         internal_prefix: &str,
         store: Store,
         dev_idp: Option<&super::dev_idp::DevIdp>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, ConnectionError> {
         let cfg = conn.saml.as_ref().ok_or_else(|| {
             ConnectionError::new(
@@ -58,20 +107,28 @@ impl SamlConnection {
                 format!("connection `{}` has no saml settings", conn.id),
             )
         })?;
-        if cfg.sign_requests || cfg.idp_metadata_url.is_some() {
+        if cfg.sign_requests {
             return Err(ConnectionError::new(
                 "config",
                 format!(
-                    "connection `{}`: signed requests and metadata URLs are not implemented yet",
+                    "connection `{}`: signed requests are not implemented yet",
                     conn.id
                 ),
             ));
         }
+        let (sp_entity_id, acs_url) = sp_ids(conn, public_url, internal_prefix);
+        let skew_seconds = i64::try_from(cfg.clock_skew_seconds).unwrap_or(600);
+        let settings = SpSettings {
+            entity_id: sp_entity_id.clone(),
+            acs_url: acs_url.clone(),
+            skew_seconds,
+            allow_sha1: cfg.allow_sha1,
+        };
         // `idp = "dev"`: the built-in development IdP's generated metadata,
-        // verified below exactly like any other IdP's.
-        let loaded = match (cfg.idp.as_deref(), dev_idp) {
-            (Some("dev"), Some(dev)) => IdpMetadata::from_xml(&dev.metadata_xml()),
-            (Some(other), _) => {
+        // verified exactly like any other IdP's.
+        let loaded = match (cfg.idp.as_deref(), dev_idp, &cfg.idp_metadata_url) {
+            (Some("dev"), Some(dev), _) => Some(IdpMetadata::from_xml(&dev.metadata_xml())),
+            (Some(other), _, _) => {
                 return Err(ConnectionError::new(
                     "config",
                     format!(
@@ -80,44 +137,46 @@ impl SamlConnection {
                     ),
                 ));
             }
-            (None, _) => IdpMetadata::load(cfg),
+            (None, _, Some(url)) => cached(url).map(Ok),
+            (None, _, None) => Some(IdpMetadata::load(cfg)),
         };
-        let idp = loaded.map_err(|e| {
+        let idp = loaded.transpose().map_err(|e| {
             ConnectionError::new("metadata", format!("connection `{}`: {e}", conn.id))
         })?;
-        let (sp_entity_id, acs_url) = sp_ids(conn, public_url, internal_prefix);
-        let skew_seconds = i64::try_from(cfg.clock_skew_seconds).unwrap_or(600);
-        // Every field samael would otherwise default to a localhost URL or
-        // to "allow everything" is set explicitly.
-        let sp = ServiceProvider {
-            entity_id: Some(sp_entity_id.clone()),
-            metadata_url: Some(sp_entity_id.clone()),
-            acs_url: Some(acs_url.clone()),
-            slo_url: None,
-            idp_metadata: idp.descriptor.clone(),
-            authn_name_id_format: Some(super::request::EMAIL_NAME_ID.into()),
-            allow_idp_initiated: false,
-            max_issue_delay: chrono::Duration::seconds(MAX_ISSUE_DELAY_SECONDS + skew_seconds),
-            max_clock_skew: chrono::Duration::seconds(skew_seconds),
-            allowed_signature_algorithms: samael_algorithms(cfg.allow_sha1),
-            ..ServiceProvider::default()
-        };
+        let trust = Arc::new(ArcSwapOption::new(idp.map(|m| Arc::new(settings.trust(m)))));
+        if let (None, Some(url)) = (&cfg.idp, &cfg.idp_metadata_url) {
+            spawn_refresh(
+                conn.id.clone(),
+                url.clone(),
+                Duration::from_secs(cfg.metadata_refresh_seconds),
+                Arc::downgrade(&trust),
+                move |md| settings.trust(md),
+                |t: &Trust| t.idp.entity_id.clone(),
+                metrics,
+            );
+        }
         Ok(Self {
             id: conn.id.clone(),
-            idp,
+            trust,
             sp_entity_id,
             acs_url,
             allow_sha1: cfg.allow_sha1,
             skew_seconds,
             attributes: preset_attributes(conn.preset.as_deref(), cfg),
-            sp_unsolicited: Arc::new(ServiceProvider {
-                allow_idp_initiated: true,
-                ..sp.clone()
-            }),
-            sp: Arc::new(sp),
             allow_idp_initiated: cfg.allow_idp_initiated,
             landing_path: cfg.landing_path.clone(),
             store,
+        })
+    }
+
+    /// What the connection trusts now; refused while metadata from a URL
+    /// has never loaded.
+    pub fn trust(&self) -> Result<Arc<Trust>, ConnectionError> {
+        self.trust.load_full().ok_or_else(|| {
+            ConnectionError::new(
+                "metadata_unavailable",
+                "the IdP metadata URL has not been fetched successfully yet",
+            )
         })
     }
 }
@@ -129,16 +188,17 @@ impl Connection for SamlConnection {
     }
 
     async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
+        let trust = self.trust()?;
         let request_id = new_request_id();
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
         let xml = authn_request_xml(
             &request_id,
             &now,
-            &self.idp.sso_url,
+            &trust.idp.sso_url,
             &self.acs_url,
             &self.sp_entity_id,
         );
-        let redirect_to = redirect_url(&self.idp.sso_url, &xml, &ctx.relay)
+        let redirect_to = redirect_url(&trust.idp.sso_url, &xml, &ctx.relay)
             .map_err(|e| ConnectionError::new("internal", format!("deflate: {e}")))?;
         Ok(LoginStart {
             redirect_to,
@@ -220,9 +280,10 @@ impl SamlConnection {
         xml: String,
         request_id: Option<String>,
     ) -> Result<VerifiedLogin, ConnectionError> {
+        let trust = self.trust()?;
         let expect = Expectations {
-            sp: &self.sp,
-            idp_entity_id: &self.idp.entity_id,
+            sp: &trust.sp,
+            idp_entity_id: &trust.idp.entity_id,
             sp_entity_id: &self.sp_entity_id,
             acs_url: &self.acs_url,
             request_id: request_id.as_deref(),
@@ -230,12 +291,12 @@ impl SamlConnection {
         };
         precheck(&xml, &expect)?;
         let sp = if request_id.is_some() {
-            self.sp.clone()
+            trust.sp.clone()
         } else {
-            self.sp_unsolicited.clone()
+            trust.sp_unsolicited.clone()
         };
         let (idp_entity_id, sp_entity_id, acs_url) = (
-            self.idp.entity_id.clone(),
+            trust.idp.entity_id.clone(),
             self.sp_entity_id.clone(),
             self.acs_url.clone(),
         );
@@ -283,6 +344,7 @@ pub struct SamlFactory {
     public_url: String,
     internal_prefix: String,
     dev_idp: Option<Arc<super::dev_idp::DevIdp>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl SamlFactory {
@@ -292,7 +354,14 @@ impl SamlFactory {
             public_url: public_url.to_owned(),
             internal_prefix: internal_prefix.to_owned(),
             dev_idp: None,
+            metrics: None,
         }
+    }
+
+    /// Where metadata refreshes and certificate expiries are reported.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Lets connections with `idp = "dev"` trust the development IdP.
@@ -314,6 +383,7 @@ impl ConnectionFactory for SamlFactory {
             &self.internal_prefix,
             self.store.clone(),
             self.dev_idp.as_deref(),
+            self.metrics.clone(),
         )?))
     }
 }

@@ -10,6 +10,7 @@ pub mod dev_idp;
 pub mod expiry;
 mod metadata;
 mod presets;
+mod remote;
 mod request;
 mod response;
 mod sp_metadata;
