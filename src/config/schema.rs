@@ -508,6 +508,9 @@ pub struct SamlConfig {
     /// Assertion consumer service URL; default `{public_url}/.portcullis/saml/{connection}/acs`.
     #[serde(default)]
     pub acs_url: Option<String>,
+    /// Single logout URL; default `{public_url}/.portcullis/saml/{connection}/slo`.
+    #[serde(default)]
+    pub slo_url: Option<String>,
     /// Accept RSA-SHA1 signatures. Off: SHA-1 is collision-prone.
     #[serde(default)]
     pub allow_sha1: bool,

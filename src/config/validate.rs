@@ -393,6 +393,7 @@ fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>
     for (k, v) in [
         ("sp_entity_id", s.sp_entity_id.as_deref()),
         ("acs_url", s.acs_url.as_deref()),
+        ("slo_url", s.slo_url.as_deref()),
     ] {
         if v == Some("") {
             c.push(
@@ -401,14 +402,13 @@ fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>
             );
         }
     }
-    if let Some(u) = &s.acs_url
-        && !u.is_empty()
-        && !(u.starts_with("https://") || u.starts_with("http://"))
-    {
-        c.push(
-            format!("{key}.saml.acs_url"),
-            "must be an absolute http(s) URL",
-        );
+    for (k, v) in [("acs_url", &s.acs_url), ("slo_url", &s.slo_url)] {
+        if let Some(u) = v
+            && !u.is_empty()
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            c.push(format!("{key}.saml.{k}"), "must be an absolute http(s) URL");
+        }
     }
     if s.clock_skew_seconds > 600 {
         c.push(

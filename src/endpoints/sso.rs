@@ -155,15 +155,13 @@ pub(super) async fn saml_metadata(
     let Some(reg) = reg else {
         return super::handlers::not_found(request_id).await;
     };
-    let (entity_id, acs) = auth::saml::sp_ids(
-        &reg.config,
-        &state.config.server.public_url,
-        &state.config.server.internal_prefix,
-    );
+    let Some(saml) = reg.connection.saml() else {
+        return super::handlers::not_found(request_id).await;
+    };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
-        auth::saml::sp_metadata_xml(&entity_id, &acs),
+        saml.sp_metadata_xml(),
     )
         .into_response()
 }

@@ -9,6 +9,7 @@ mod proxy;
 mod replicas;
 mod saml;
 mod saml_corpus;
+mod saml_encrypted;
 mod saml_interop;
 mod saml_metadata_url;
 mod sso;

@@ -20,12 +20,16 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 use super::claims::{AttributeMap, to_login};
+use super::decrypt::decrypt_response;
+use super::keys::SpKey;
 use super::metadata::IdpMetadata;
 use super::presets::preset_attributes;
 use super::remote::{cached, spawn_refresh};
 use super::request::{authn_request_xml, new_request_id, redirect_url};
+use super::response::has_dtd;
 use super::response::{Expectations, decode, precheck, samael_algorithms, verify};
-use super::{REPLAY_KIND, sp_ids};
+use super::sp_metadata::{SpMetadata, sp_metadata_xml};
+use super::{REPLAY_KIND, default_base, sp_ids};
 
 /// Longest accepted age of a response's/assertion's IssueInstant, on top of
 /// the configured clock skew.
@@ -89,6 +93,12 @@ pub struct SamlConnection {
     attributes: AttributeMap,
     allow_idp_initiated: bool,
     landing_path: Option<String>,
+    /// Sign AuthnRequests (and LogoutRequests) with `sp_key`.
+    sign_requests: bool,
+    /// This SP's key pair: signs requests, decrypts assertions.
+    sp_key: Option<Arc<SpKey>>,
+    /// This SP's single logout endpoint (`…/saml/{id}/slo`).
+    pub slo_url: String,
     store: Store,
 }
 
@@ -107,11 +117,17 @@ impl SamlConnection {
                 format!("connection `{}` has no saml settings", conn.id),
             )
         })?;
-        if cfg.sign_requests {
+        let sp_key = match (&cfg.sp_key_file, &cfg.sp_cert_file) {
+            (Some(k), Some(c)) => Some(Arc::new(SpKey::load(k, c).map_err(|e| {
+                ConnectionError::new("config", format!("connection `{}`: {e}", conn.id))
+            })?)),
+            _ => None,
+        };
+        if cfg.sign_requests && sp_key.is_none() {
             return Err(ConnectionError::new(
                 "config",
                 format!(
-                    "connection `{}`: signed requests are not implemented yet",
+                    "connection `{}`: sign_requests needs sp_key_file and sp_cert_file",
                     conn.id
                 ),
             ));
@@ -165,7 +181,27 @@ impl SamlConnection {
             attributes: preset_attributes(conn.preset.as_deref(), cfg),
             allow_idp_initiated: cfg.allow_idp_initiated,
             landing_path: cfg.landing_path.clone(),
+            sign_requests: cfg.sign_requests,
+            sp_key,
+            slo_url: cfg.slo_url.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/slo",
+                    default_base(public_url, internal_prefix, &conn.id)
+                )
+            }),
             store,
+        })
+    }
+
+    /// This SP's metadata (served at `…/saml/{id}/metadata`).
+    pub fn sp_metadata_xml(&self) -> String {
+        let cert = self.sp_key.as_ref().map(|k| k.cert_b64());
+        sp_metadata_xml(&SpMetadata {
+            entity_id: &self.sp_entity_id,
+            acs_url: &self.acs_url,
+            slo_url: Some(&self.slo_url),
+            cert_b64: cert.as_deref(),
+            sign_requests: self.sign_requests,
         })
     }
 
@@ -198,7 +234,8 @@ impl Connection for SamlConnection {
             &self.acs_url,
             &self.sp_entity_id,
         );
-        let redirect_to = redirect_url(&trust.idp.sso_url, &xml, &ctx.relay)
+        let key = self.sp_key.as_deref().filter(|_| self.sign_requests);
+        let redirect_to = redirect_url(&trust.idp.sso_url, &xml, &ctx.relay, key)
             .map_err(|e| ConnectionError::new("internal", format!("deflate: {e}")))?;
         Ok(LoginStart {
             redirect_to,
@@ -288,6 +325,22 @@ impl SamlConnection {
             acs_url: &self.acs_url,
             request_id: request_id.as_deref(),
             allow_sha1: self.allow_sha1,
+        };
+        let xml = if xml.contains("EncryptedAssertion") && !has_dtd(&xml) {
+            match &self.sp_key {
+                Some(key) => {
+                    let key = key.clone();
+                    tokio::task::spawn_blocking(move || decrypt_response(&xml, &key.pkey))
+                        .await
+                        .map_err(|e| {
+                            ConnectionError::new("internal", format!("decryption task: {e}"))
+                        })??
+                }
+                // precheck refuses it as unsupported
+                None => xml,
+            }
+        } else {
+            xml
         };
         precheck(&xml, &expect)?;
         let sp = if request_id.is_some() {

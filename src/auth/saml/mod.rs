@@ -6,8 +6,10 @@
 
 mod claims;
 mod connection;
+mod decrypt;
 pub mod dev_idp;
 pub mod expiry;
+mod keys;
 mod metadata;
 mod presets;
 mod remote;
@@ -19,7 +21,7 @@ pub use claims::AttributeMap;
 pub use connection::{SamlConnection, SamlFactory};
 pub use metadata::{IdpMetadata, MetadataError};
 pub use presets::preset_attributes;
-pub use sp_metadata::sp_metadata_xml;
+pub use sp_metadata::{SpMetadata, sp_metadata_xml};
 
 /// The one-time store kind under which consumed assertion ids are kept.
 pub const REPLAY_KIND: &str = "saml-assertion";

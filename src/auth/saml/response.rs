@@ -110,7 +110,7 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
     if names.contains(&"EncryptedAssertion") {
         return Err(err(
             "unsupported",
-            "encrypted assertions are not supported yet",
+            "an EncryptedAssertion, and the connection has no sp_key_file to decrypt it",
         ));
     }
     if assertions != 1 {

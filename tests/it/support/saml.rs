@@ -407,3 +407,61 @@ impl SamlSso {
             .unwrap_or(0)
     }
 }
+
+/// Replaces the (signed) `saml:Assertion` of `response_xml` with an
+/// `EncryptedAssertion` made by `xmlsec1 --encrypt` for `sp_cert`
+/// (content `data_alg`, key transport `key_alg`, both XML Encryption URIs).
+pub fn encrypt_assertion(
+    response_xml: &str,
+    sp_cert: &Path,
+    dir: &Path,
+    data_alg: &str,
+    key_alg: &str,
+) -> String {
+    let n = uuid::Uuid::new_v4().simple().to_string();
+    let data = dir.join(format!("{n}.data.xml"));
+    let tpl = dir.join(format!("{n}.enc-tpl.xml"));
+    let out_path = dir.join(format!("{n}.enc.xml"));
+    std::fs::write(&data, response_xml).unwrap();
+    std::fs::write(
+        &tpl,
+        format!(
+            r#"<xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" Type="http://www.w3.org/2001/04/xmlenc#Element"><xenc:EncryptionMethod Algorithm="{data_alg}"/><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><xenc:EncryptedKey><xenc:EncryptionMethod Algorithm="{key_alg}"/><xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedData>"#
+        ),
+    )
+    .unwrap();
+    let session = if data_alg.contains("aes256") {
+        "aes-256"
+    } else if data_alg.contains("tripledes") {
+        "des-192"
+    } else {
+        "aes-128"
+    };
+    let out = Command::new("xmlsec1")
+        .arg("--encrypt")
+        .arg("--pubkey-cert-pem")
+        .arg(sp_cert)
+        .args(["--session-key", session])
+        .arg("--xml-data")
+        .arg(&data)
+        .args(["--node-xpath", "//*[local-name()='Assertion']"])
+        .arg("--output")
+        .arg(&out_path)
+        .arg(&tpl)
+        .output()
+        .expect("the xmlsec1 CLI is needed for SAML tests");
+    assert!(
+        out.status.success(),
+        "xmlsec1 --encrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = std::fs::read_to_string(&out_path).unwrap();
+    let start = xml.find("<xenc:EncryptedData").expect("EncryptedData");
+    let end = xml.find("</xenc:EncryptedData>").unwrap() + "</xenc:EncryptedData>".len();
+    format!(
+        "{}<saml:EncryptedAssertion>{}</saml:EncryptedAssertion>{}",
+        &xml[..start],
+        &xml[start..end],
+        &xml[end..]
+    )
+}
