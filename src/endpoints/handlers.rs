@@ -133,7 +133,13 @@ pub(super) async fn logout(
     Extension(current): Extension<CurrentSession>,
     Query(q): Query<LogoutQuery>,
 ) -> Response {
+    let to = safe_return_to(&q.return_to).unwrap_or("/");
+    let mut location = to.to_owned();
     if let Some(s) = current.0 {
+        // SAML single logout: on to the IdP when it has an SLO endpoint
+        if let Some(url) = super::saml::logout_redirect(&state, &s, to) {
+            location = url;
+        }
         match state
             .sessions
             .revoke(&SessionSelector::Id(s.id_hash.clone()))
@@ -150,8 +156,7 @@ pub(super) async fn logout(
             Err(e) => tracing::error!(error = %e, "logout could not revoke the session"),
         }
     }
-    let to = safe_return_to(&q.return_to).unwrap_or("/");
-    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response();
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
     if let Ok(v) = HeaderValue::from_str(&state.codec.clear()) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }

@@ -59,6 +59,7 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/sso/{id}/callback", get(sso::callback).post(sso::callback))
         .route("/saml/{id}/metadata", get(sso::saml_metadata))
         .route("/saml/{id}/acs", post(saml::acs))
+        .route("/saml/{id}/slo", get(saml::slo))
         .route("/dev-idp/metadata", get(dev_idp::metadata))
         .route("/dev-idp/sso", get(dev_idp::sso))
         .route("/dev-idp/pick", post(dev_idp::pick))

@@ -371,3 +371,149 @@ async fn pysaml2_triple_des_encrypted_assertion_is_refused() {
     assert_eq!(r.status(), 403);
     i.s.expect_failures("algorithm", 1).await;
 }
+
+/// The proxy's session cookie still works (200 from the app) or not.
+async fn session_alive(i: &Interop, session: &str) -> bool {
+    let r = client()
+        .get(i.s.env.url("/dashboard"))
+        .header("cookie", session)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    r.status() == 200
+}
+
+async fn login(i: &Interop, user: &str) -> String {
+    let r = i.sp_initiated(OPEN, user, false).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    cookie_pair(&r, "portcullis_session=").expect("session")
+}
+
+/// SP-initiated single logout with pysaml2: our logout endpoint ends the
+/// session and sends a LogoutRequest (NameID + SessionIndex) to pysaml2's
+/// SLO endpoint; its signed LogoutResponse lands at our SLO endpoint and
+/// the browser on the return path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pysaml2_sp_initiated_single_logout() {
+    let i = interop("").await;
+    let session = login(&i, "alice").await;
+    assert!(session_alive(&i, &session).await);
+    let r = client()
+        .get(i.s.env.url("/.portcullis/logout?return_to=%2Fbye"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let to_idp = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        to_idp.starts_with(&i.idp.url("/slo/redirect?SAMLRequest=")),
+        "{to_idp}"
+    );
+    assert!(
+        !session_alive(&i, &session).await,
+        "the session ended at once"
+    );
+    let r = client().get(&to_idp).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    let back = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(back.starts_with(&slo(OPEN)), "{back}");
+    assert!(back.contains("&Signature="), "pysaml2 signs it: {back}");
+    let log = i.idp.log().await;
+    let req = log
+        .iter()
+        .find(|e| e["kind"] == "logout_request")
+        .unwrap_or_else(|| panic!("{log:?}"));
+    assert_eq!(req["name_id"], "alice@acme.com");
+    assert_eq!(req["issuer"], sp_entity(OPEN));
+    assert_eq!(
+        req["session_index"].as_array().map(|a| a.len()),
+        Some(1),
+        "{req}"
+    );
+    // the IdP's answer at our SLO endpoint (the test plays the browser,
+    // posting to the proxy's real address)
+    let path = &back[APP.len()..];
+    let r = client().get(i.s.env.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/bye");
+    // tampered: the same answer with its signature broken
+    let forged = back.replace("&Signature=", "&Signature=AAAA");
+    let r = client()
+        .get(i.s.env.url(&forged[APP.len()..]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    i.s.expect_failures("slo_signature", 1).await;
+}
+
+/// IdP-initiated single logout with pysaml2: its signed LogoutRequest for
+/// alice ends every session of alice at this connection (and only those),
+/// and is answered with a LogoutResponse to pysaml2's SLO endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pysaml2_idp_initiated_single_logout() {
+    let i = interop("").await;
+    let alice1 = login(&i, "alice").await;
+    let alice2 = login(&i, "alice").await;
+    let bob = login(&i, "bob").await;
+    let r = client()
+        .get(i.idp.url("/idp-logout"))
+        .query(&[
+            ("user", "alice"),
+            ("sp", &sp_entity(OPEN)),
+            ("RelayState", "r1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let to_sp = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to_sp.starts_with(&slo(OPEN)), "{to_sp}");
+    let path = to_sp[APP.len()..].to_owned();
+
+    // a forged signature first: refused, nobody logged out
+    let forged = path.replace("&Signature=", "&Signature=AAAA");
+    let r = client().get(i.s.env.url(&forged)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // ... and the request without its signature
+    let unsigned = path.split("&SigAlg=").next().unwrap().to_owned();
+    let r = client().get(i.s.env.url(&unsigned)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    i.s.expect_failures("slo_signature", 2).await;
+    assert!(session_alive(&i, &alice1).await && session_alive(&i, &bob).await);
+
+    let r = client()
+        .get(i.s.env.url(&path))
+        .header("cookie", &alice1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    let answer = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        answer.starts_with(&i.idp.url("/slo/redirect?SAMLResponse=")),
+        "{answer}"
+    );
+    assert!(answer.contains("RelayState=r1"), "{answer}");
+    assert!(
+        cookie_pair(&r, "portcullis_session=").is_some(),
+        "this browser's cookie is cleared"
+    );
+    assert!(!session_alive(&i, &alice1).await);
+    assert!(!session_alive(&i, &alice2).await);
+    assert!(session_alive(&i, &bob).await, "bob stays signed in");
+    let r = client().get(&answer).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let log = i.idp.log().await;
+    assert!(
+        log.iter().any(|e| e["kind"] == "logout_response"),
+        "{log:?}"
+    );
+
+    // the same LogoutRequest again: a replay
+    let r = client().get(i.s.env.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    i.s.expect_failures("slo_replay", 1).await;
+}

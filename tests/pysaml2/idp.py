@@ -228,7 +228,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, "logged out", "text/plain")
             return
         req = self.idp.parse_logout_request(
-            q["SAMLRequest"], BINDING_HTTP_REDIRECT
+            q["SAMLRequest"],
+            BINDING_HTTP_REDIRECT,
+            relay_state=q.get("RelayState"),
+            sigalg=q.get("SigAlg"),
+            signature=q.get("Signature"),
         ).message
         LOG.append(
             {
@@ -236,6 +240,7 @@ class Handler(BaseHTTPRequestHandler):
                 "name_id": req.name_id.text if req.name_id is not None else None,
                 "session_index": [s.text for s in req.session_index],
                 "issuer": req.issuer.text,
+                "destination": req.destination,
                 "signed": "Signature" in q,
             }
         )
@@ -249,6 +254,7 @@ class Handler(BaseHTTPRequestHandler):
             dest,
             q.get("RelayState", ""),
             response=True,
+            sign=True,
             sigalg=SIG_RSA_SHA256,
         )
         location = dict(args["headers"])["Location"]

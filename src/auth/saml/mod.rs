@@ -10,15 +10,18 @@ mod decrypt;
 pub mod dev_idp;
 pub mod expiry;
 mod keys;
+mod logout;
 mod metadata;
 mod presets;
 mod remote;
 mod request;
 mod response;
 mod sp_metadata;
+mod xml;
 
 pub use claims::AttributeMap;
 pub use connection::{SamlConnection, SamlFactory};
+pub use logout::IdpLogoutRequest;
 pub use metadata::{IdpMetadata, MetadataError};
 pub use presets::preset_attributes;
 pub use sp_metadata::{SpMetadata, sp_metadata_xml};
