@@ -12,6 +12,7 @@ mod saml_corpus;
 mod saml_encrypted;
 mod saml_interop;
 mod saml_metadata_url;
+mod saml_slo;
 mod sso;
 mod store;
 mod support;
