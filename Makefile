@@ -54,6 +54,7 @@ test: deps $(BROWSER_MODULES) $(PYSAML2_VENV)
 bench:
 	bash scripts/install-deps.sh --bench
 	$(CARGO) bench --locked --bench hot_path
+	$(CARGO) bench --locked --bench saml_acs
 	bash benches/load.sh
 
 fmt:

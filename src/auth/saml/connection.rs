@@ -17,26 +17,21 @@ use crate::auth::{
 };
 use crate::config::{ConnectionConfig, TenantConfig};
 use crate::metrics::Metrics;
-use crate::store::{IdpBinding, Store};
+use crate::store::Store;
 
 use super::claims::{AttributeMap, to_login};
 use super::decrypt::decrypt_response;
 use super::keys::SpKey;
-use super::logout::{
-    IdpLogoutRequest, RedirectQuery, inflate, logout_request_xml, logout_response_xml,
-    read_logout_request, read_logout_response,
-};
 use super::metadata::IdpMetadata;
 use super::presets::preset_attributes;
 use super::remote::{cached, spawn_refresh};
-use super::request::{authn_request_xml, new_request_id, redirect_message, redirect_url};
+use super::request::{authn_request_xml, new_request_id, redirect_url};
 use super::response::has_dtd;
 use super::response::{Expectations, decode, precheck, samael_algorithms, verify};
 use super::sp_metadata::{SpMetadata, sp_metadata_xml};
 use super::{REPLAY_KIND, default_base, sp_ids};
 
-/// The one-time store kind for IdP LogoutRequest ids.
-const LOGOUT_REPLAY_KIND: &str = "saml-logout";
+mod slo;
 
 /// Longest accepted age of a response's/assertion's IssueInstant, on top of
 /// the configured clock skew.
@@ -200,103 +195,6 @@ impl SamlConnection {
         })
     }
 
-    /// SP-initiated single logout: the IdP's SLO URL carrying a
-    /// LogoutRequest for the session's NameID and SessionIndex (signed
-    /// when `sign_requests`), with `return_to` as RelayState. `None` when
-    /// the IdP has no HTTP-Redirect SLO endpoint.
-    pub fn logout_redirect(
-        &self,
-        idp: &IdpBinding,
-        return_to: &str,
-    ) -> Result<Option<String>, ConnectionError> {
-        let trust = self.trust()?;
-        let Some(slo) = &trust.idp.slo_url else {
-            return Ok(None);
-        };
-        let hint: serde_json::Value = idp
-            .logout_hint
-            .as_deref()
-            .and_then(|h| serde_json::from_str(h).ok())
-            .unwrap_or_default();
-        let xml = logout_request_xml(
-            &new_request_id(),
-            &Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-            slo,
-            &self.sp_entity_id,
-            hint["name_id"].as_str().unwrap_or(&idp.subject),
-            hint["format"].as_str(),
-            idp.session.as_deref(),
-        );
-        let key = self.sp_key.as_deref().filter(|_| self.sign_requests);
-        redirect_message(slo, "SAMLRequest", &xml, Some(return_to), key)
-            .map(Some)
-            .map_err(|e| ConnectionError::new("internal", format!("deflate: {e}")))
-    }
-
-    /// An IdP-initiated LogoutRequest at the SLO endpoint (raw query):
-    /// signature required and verified, issuer and destination checked,
-    /// each request id used once. Returns whom to log out and, when the
-    /// IdP has an SLO endpoint, where to send our LogoutResponse.
-    pub async fn idp_logout(
-        &self,
-        raw_query: &str,
-    ) -> Result<(IdpLogoutRequest, Option<String>), ConnectionError> {
-        let q = RedirectQuery::parse(raw_query);
-        let trust = self.trust()?;
-        let msg = q
-            .get("SAMLRequest")
-            .ok_or_else(|| ConnectionError::new("slo_malformed", "no SAMLRequest in the query"))?;
-        if !q.verify("SAMLRequest", &trust.idp, self.allow_sha1)? {
-            return Err(ConnectionError::new(
-                "slo_signature",
-                "an IdP LogoutRequest must be signed",
-            ));
-        }
-        let xml = inflate(&msg)?;
-        let req = read_logout_request(&xml, &trust.idp.entity_id, &self.slo_url)?;
-        let first = self
-            .store
-            .consume_once(LOGOUT_REPLAY_KIND, &req.id, Utc::now().timestamp() + 3600)
-            .await
-            .map_err(|e| ConnectionError::new("internal", format!("replay cache: {e}")))?;
-        if !first {
-            return Err(ConnectionError::new(
-                "slo_replay",
-                format!("LogoutRequest {} was already used", req.id),
-            ));
-        }
-        let Some(slo) = &trust.idp.slo_url else {
-            return Ok((req, None));
-        };
-        let xml = logout_response_xml(
-            &new_request_id(),
-            &Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-            slo,
-            &req.id,
-            &self.sp_entity_id,
-        );
-        let key = self.sp_key.as_deref().filter(|_| self.sign_requests);
-        let relay = q.get("RelayState");
-        let url = redirect_message(slo, "SAMLResponse", &xml, relay.as_deref(), key)
-            .map_err(|e| ConnectionError::new("internal", format!("deflate: {e}")))?;
-        Ok((req, Some(url)))
-    }
-
-    /// The IdP's LogoutResponse to our LogoutRequest: checked (signature
-    /// when signed, issuer, destination, status); returns its RelayState.
-    pub fn idp_logout_response(&self, raw_query: &str) -> Result<Option<String>, ConnectionError> {
-        let q = RedirectQuery::parse(raw_query);
-        let trust = self.trust()?;
-        let msg = q
-            .get("SAMLResponse")
-            .ok_or_else(|| ConnectionError::new("slo_malformed", "no SAMLResponse in the query"))?;
-        // Unsigned is accepted: the local session already ended, and all a
-        // response can do is pick a safe relative landing path.
-        q.verify("SAMLResponse", &trust.idp, self.allow_sha1)?;
-        read_logout_response(&inflate(&msg)?, &trust.idp.entity_id, &self.slo_url)?;
-        Ok(q.get("RelayState"))
-    }
-
     /// This SP's metadata (served at `…/saml/{id}/metadata`).
     pub fn sp_metadata_xml(&self) -> String {
         let cert = self.sp_key.as_ref().map(|k| k.cert_b64());
@@ -412,6 +310,33 @@ impl SamlConnection {
             .map(str::to_owned)
             .unwrap_or(landing);
         Ok((login, return_to))
+    }
+
+    /// The ACS checks on one `SAMLResponse` form value, synchronously:
+    /// size, base64, prechecks, XML-DSig in libxmlsec1 and samael's checks
+    /// (no decryption, no replay store). What the ACS runs on a blocking
+    /// thread; public for the criterion bench.
+    pub fn verify_form_value(
+        &self,
+        form_value: &str,
+        request_id: Option<&str>,
+    ) -> Result<(), ConnectionError> {
+        let xml = decode(form_value)?;
+        let trust = self.trust()?;
+        let expect = Expectations {
+            sp: if request_id.is_some() {
+                &trust.sp
+            } else {
+                &trust.sp_unsolicited
+            },
+            idp_entity_id: &trust.idp.entity_id,
+            sp_entity_id: &self.sp_entity_id,
+            acs_url: &self.acs_url,
+            request_id,
+            allow_sha1: self.allow_sha1,
+        };
+        precheck(&xml, &expect)?;
+        verify(&xml, &expect).map(|_| ())
     }
 
     /// The checks, off the async threads where they are blocking C, then
