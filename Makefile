@@ -43,8 +43,14 @@ $(PYSAML2_VENV): tests/pysaml2/requirements.txt | deps
 	tests/pysaml2/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/pysaml2/requirements.txt
 	touch $@
 
+# panva's oidc-provider for tests/it/oidc_interop.rs, exactly as locked
+# (pure JavaScript; no install scripts).
+OIDC_OP_MODULES := tests/oidc-provider/node_modules/.package-lock.json
+$(OIDC_OP_MODULES): tests/oidc-provider/package.json tests/oidc-provider/package-lock.json | deps
+	npm ci --prefix tests/oidc-provider --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+
 # Kept plain on purpose: every line of test output is cargo's own.
-test: deps $(BROWSER_MODULES) $(PYSAML2_VENV)
+test: deps $(BROWSER_MODULES) $(OIDC_OP_MODULES) $(PYSAML2_VENV)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked

@@ -245,6 +245,14 @@ async fn build_state(
             .with_metrics(metrics.clone()),
         ));
     }
+    if factories.oidc.is_none() && factories.builtin_oidc {
+        factories.oidc = Some(Arc::new(crate::auth::oidc::OidcFactory::new(
+            store.clone(),
+            &config.server.public_url,
+            &config.server.internal_prefix,
+            Some(metrics.clone()),
+        )));
+    }
     let mut auth = AuthContext::build(&config, &factories, Arc::new(domains))?;
     auth.dev_idp = dev_idp;
     let auth = Arc::new(auth);

@@ -36,6 +36,11 @@ pub struct Metrics {
     pub saml_cert_expiry: IntGaugeVec,
     /// IdP metadata fetches from a URL; `result` ∈ ok|error.
     pub saml_metadata_refresh: IntCounterVec,
+    /// OIDC logins whose ID token named a groups source instead of the
+    /// groups (Entra ID groups overage); the login gets no groups.
+    pub oidc_groups_overage: IntCounterVec,
+    /// Back-channel logout requests; `result` ∈ ok|store|<refusal reason>.
+    pub oidc_backchannel_logouts: IntCounterVec,
 }
 
 impl Metrics {
@@ -142,6 +147,22 @@ impl Metrics {
             &["connection", "result"],
         )?;
         registry.register(Box::new(saml_metadata_refresh.clone()))?;
+        let oidc_groups_overage = IntCounterVec::new(
+            Opts::new(
+                "portcullis_oidc_groups_overage_total",
+                "OIDC logins that got no groups because the IdP sent a groups overage reference",
+            ),
+            &["tenant", "connection"],
+        )?;
+        registry.register(Box::new(oidc_groups_overage.clone()))?;
+        let oidc_backchannel_logouts = IntCounterVec::new(
+            Opts::new(
+                "portcullis_oidc_backchannel_logouts_total",
+                "OIDC back-channel logout requests by result",
+            ),
+            &["tenant", "connection", "result"],
+        )?;
+        registry.register(Box::new(oidc_backchannel_logouts.clone()))?;
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -172,6 +193,8 @@ impl Metrics {
             sso_enforced,
             saml_cert_expiry,
             saml_metadata_refresh,
+            oidc_groups_overage,
+            oidc_backchannel_logouts,
         })
     }
 

@@ -112,6 +112,25 @@ pub trait Connection: Send + Sync {
     fn saml(&self) -> Option<&super::saml::SamlConnection> {
         None
     }
+
+    /// RP/SP-initiated logout: where to send the browser once its local
+    /// session has ended, so the IdP ends its own session too. `None`:
+    /// the protocol (or connection) has no such endpoint.
+    async fn logout_redirect(&self, _idp: &crate::store::IdpBinding) -> Option<String> {
+        None
+    }
+
+    /// Back-channel logout: verifies a logout token from the IdP and
+    /// returns the `(subject, session)` it names.
+    async fn backchannel_logout(
+        &self,
+        _token: &str,
+    ) -> Result<(Option<String>, Option<String>), ConnectionError> {
+        Err(ConnectionError::new(
+            "unsupported",
+            "this connection has no back-channel logout",
+        ))
+    }
 }
 
 /// Builds connections of one protocol from configuration.
@@ -133,6 +152,8 @@ pub struct Factories {
     /// Use the built-in SAML implementation when `saml` is `None`. It needs
     /// the store and the public URL, so the app creates it per generation.
     pub builtin_saml: bool,
+    /// Likewise for OIDC when `oidc` is `None`.
+    pub builtin_oidc: bool,
 }
 
 impl Factories {
@@ -140,6 +161,7 @@ impl Factories {
     pub fn builtin() -> Self {
         Self {
             builtin_saml: true,
+            builtin_oidc: true,
             ..Self::default()
         }
     }

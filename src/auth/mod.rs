@@ -6,6 +6,7 @@
 pub mod connection;
 pub mod discovery;
 pub mod flow;
+pub mod oidc;
 pub mod policy;
 pub mod saml;
 pub mod testlink;

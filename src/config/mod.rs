@@ -6,6 +6,7 @@ mod interpolate;
 mod load;
 mod schema;
 mod validate;
+mod validate_oidc;
 
 #[cfg(test)]
 mod tests;
@@ -18,3 +19,4 @@ pub use validate::{
     MIN_SESSION_KEY_BYTES, PRESETS, is_hostname, is_loopback_host, is_public_mail_domain,
     normalize_header_name, parse_nameserver,
 };
+pub use validate_oidc::{OIDC_SIGNING_ALGS, is_trustworthy_url};

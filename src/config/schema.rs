@@ -475,6 +475,9 @@ pub struct ConnectionConfig {
     /// SAML settings; required for `protocol = "saml"`, refused otherwise.
     #[serde(default)]
     pub saml: Option<SamlConfig>,
+    /// OpenID Connect settings; required for `protocol = "oidc"`, refused otherwise.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
 }
 
 /// A SAML connection: who the IdP is, which keys it signs with, what this
@@ -562,4 +565,100 @@ fn default_clock_skew() -> u64 {
 
 fn default_metadata_refresh() -> u64 {
     3600
+}
+/// How the relying party authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAuthMethod {
+    /// HTTP Basic with `client_id:client_secret` (the OIDC default).
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// A JWT signed with `private_key` (RFC 7523); no shared secret.
+    PrivateKeyJwt,
+}
+
+/// An OpenID Connect connection: which provider, which client, which claims.
+/// Secrets are written as `${ENV_VAR}` and interpolated at load.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer; discovery is `{issuer}/.well-known/openid-configuration`
+    /// and the ID token's `iss` must equal it exactly.
+    pub issuer: String,
+    pub client_id: String,
+    /// For `client_secret_basic`/`client_secret_post`; use `${ENV_VAR}`.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub token_auth_method: TokenAuthMethod,
+    /// PKCS#8 PEM (RSA or P-256) for `private_key_jwt`; use `${ENV_VAR}`.
+    #[serde(default)]
+    pub private_key: Option<String>,
+    /// `kid` of `private_key` as registered at the provider.
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    /// Scopes to ask for; `openid` is always added. Default: the preset's.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Extra authorization request parameters (e.g. `prompt`, `domain_hint`).
+    #[serde(default)]
+    pub extra_auth_params: std::collections::BTreeMap<String, String>,
+    /// Claim mapping overrides; unset ones come from the preset.
+    #[serde(default)]
+    pub email_claim: Option<String>,
+    #[serde(default)]
+    pub name_claim: Option<String>,
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// ID token signature algorithms accepted. `none` and HMAC are refused.
+    #[serde(default = "default_oidc_algs")]
+    pub allowed_algs: Vec<String>,
+    /// Audiences besides `client_id` an ID token may carry. Any other extra
+    /// audience is refused.
+    #[serde(default)]
+    pub trusted_audiences: Vec<String>,
+    /// Tolerance for the provider's clock on `exp` and `iat`.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// Ask the userinfo endpoint for claims the ID token lacks.
+    #[serde(default = "default_true")]
+    pub userinfo: bool,
+    /// How long discovery and keys are trusted before they are fetched again.
+    #[serde(default = "default_discovery_refresh")]
+    pub discovery_refresh_seconds: u64,
+    /// Least time between two key set fetches triggered by an unknown `kid`.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub jwks_min_refresh_seconds: u64,
+    /// Timeout of each request to the provider.
+    #[serde(default = "default_oidc_timeout")]
+    pub http_timeout_ms: u64,
+    /// Send the browser to the provider's `end_session_endpoint` at logout.
+    #[serde(default = "default_true")]
+    pub rp_logout: bool,
+    /// Where the provider returns the browser after logout (must be
+    /// registered there); omitted when unset.
+    #[serde(default)]
+    pub post_logout_redirect_uri: Option<String>,
+}
+
+fn default_oidc_algs() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into(), "PS256".into()]
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_discovery_refresh() -> u64 {
+    3600
+}
+
+fn default_jwks_min_refresh() -> u64 {
+    60
+}
+
+fn default_oidc_timeout() -> u64 {
+    5000
 }

@@ -274,13 +274,14 @@ preset = "myidp"
         "t.toml:25: tenants[1].connections[0].id: duplicate connection id `acme-okta`",
         "t.toml:27: tenants[1].connections[0].preset: unknown preset `myidp`",
         "tenants[0].connections[0].protocol: a `saml` connection needs a `saml` table",
+        "tenants[1].connections[0].protocol: an `oidc` connection needs an `oidc` table",
     ] {
         assert!(
             errs.iter().any(|e| e.contains(want)),
             "missing {want:?} in {errs:#?}"
         );
     }
-    assert_eq!(errs.len(), 7, "{errs:#?}");
+    assert_eq!(errs.len(), 8, "{errs:#?}");
 }
 
 const PEM: &str = "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----";
@@ -403,4 +404,131 @@ fn tenant_defaults() {
     );
     assert!(is_public_mail_domain("gmail.com") && is_public_mail_domain("Outlook.com."));
     assert!(!is_public_mail_domain("acme.com"));
+}
+
+#[test]
+fn oidc_settings_defaults_and_validation() {
+    let text = format!(
+        r#"{MINIMAL}
+[[tenants]]
+id = "acme"
+domains = ["acme.com"]
+[[tenants.connections]]
+id = "acme-google"
+protocol = "oidc"
+preset = "google"
+[tenants.connections.oidc]
+issuer = "https://accounts.google.com"
+client_id = "123.apps.googleusercontent.com"
+client_secret = "${{SESSION_KEY}}"
+"#
+    );
+    let cfg = from_str(&text, "t.toml", &env).unwrap();
+    let o = cfg.tenants[0].connections[0].oidc.clone().unwrap();
+    assert_eq!(o.client_secret.as_deref(), Some("k".repeat(40).as_str()));
+    assert_eq!(o.allowed_algs, vec!["RS256", "ES256", "PS256"]);
+    assert_eq!(o.clock_skew_seconds, 120);
+    assert_eq!(o.token_auth_method, TokenAuthMethod::ClientSecretBasic);
+    assert!(o.userinfo && o.rp_logout && o.scopes.is_none());
+    assert_eq!(o.discovery_refresh_seconds, 3600);
+
+    let bad = format!(
+        r#"{MINIMAL}
+[[tenants]]
+id = "acme"
+domains = ["acme.com"]
+[[tenants.connections]]
+id = "a"
+protocol = "oidc"
+preset = "entra"
+[tenants.connections.oidc]
+issuer = "https://login.microsoftonline.com/common/v2.0"
+client_id = ""
+allowed_algs = ["none", "HS256", "RS999"]
+clock_skew_seconds = 3600
+extra_auth_params = {{ state = "x", prompt = "login" }}
+trusted_audiences = [""]
+[[tenants.connections]]
+id = "b"
+protocol = "oidc"
+[tenants.connections.oidc]
+issuer = "http://idp.example.com"
+client_id = "c"
+token_auth_method = "private_key_jwt"
+client_secret = "s"
+scopes = ["openid", "two words"]
+post_logout_redirect_uri = "/relative"
+http_timeout_ms = 1
+[[tenants.connections]]
+id = "c"
+protocol = "saml"
+[tenants.connections.saml]
+idp_entity_id = "x"
+idp_sso_url = "https://idp/sso"
+idp_certificates = ["{PEM}"]
+[tenants.connections.oidc]
+issuer = "https://idp"
+client_id = "c"
+[[tenants.connections]]
+id = "d"
+protocol = "oidc"
+[tenants.connections.oidc]
+issuer = "http://127.0.0.1:9999/op"
+client_id = "c"
+"#
+    );
+    let errs = errors(&bad);
+    for want in [
+        "tenants[0].connections[0].oidc.issuer: Entra ID needs the tenant-specific issuer",
+        "tenants[0].connections[0].oidc.client_id: must not be empty",
+        "tenants[0].connections[0].oidc.client_secret: required",
+        "tenants[0].connections[0].oidc.allowed_algs[0]: `none` is never accepted",
+        "tenants[0].connections[0].oidc.allowed_algs[1]: `HS256` is never accepted",
+        "tenants[0].connections[0].oidc.allowed_algs[2]: unknown algorithm `RS999`",
+        "tenants[0].connections[0].oidc.clock_skew_seconds: at most 600",
+        "tenants[0].connections[0].oidc.extra_auth_params: `state` is set by Portcullis",
+        "tenants[0].connections[0].oidc.trusted_audiences[0]: must be another client's id",
+        "tenants[0].connections[1].oidc.issuer: must be an https URL",
+        "tenants[0].connections[1].oidc.private_key: private_key_jwt needs a PKCS#8 PEM key",
+        "tenants[0].connections[1].oidc.client_secret: not used with private_key_jwt",
+        "tenants[0].connections[1].oidc.scopes[1]: a scope is one non-empty word",
+        "tenants[0].connections[1].oidc.post_logout_redirect_uri: must be an absolute http(s) URL",
+        "tenants[0].connections[1].oidc.http_timeout_ms: between 100 and 60000",
+        "tenants[0].connections[2].oidc: `oidc` settings on a `saml` connection",
+        "tenants[0].connections[3].oidc.client_secret: required",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 17, "{errs:#?}");
+    assert!(is_trustworthy_url("http://localhost:1/x") && is_trustworthy_url("https://a.b"));
+    assert!(!is_trustworthy_url("http://10.0.0.1/") && !is_trustworthy_url("https://a.b/#f"));
+    assert!(!is_trustworthy_url("file:///etc/passwd") && !is_trustworthy_url("not a url"));
+}
+
+/// The commented-out tenant example (SAML and OIDC connections) is a valid
+/// configuration once uncommented, so copying it is a safe start.
+#[test]
+fn example_tenant_section_is_valid_when_uncommented() {
+    let example = include_str!("../../config/portcullis.example.toml");
+    let start = example.find("# [[tenants]]").unwrap();
+    let end = example.find("# Development IdP").unwrap();
+    let uncommented: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").or(l.strip_prefix("#")).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(uncommented.contains("[tenants.connections.oidc]"));
+    let text = format!("{MINIMAL}\n{uncommented}\n");
+    let env = |n: &str| match n {
+        "SESSION_KEY" => Some("k".repeat(40)),
+        "ACME_GOOGLE_CLIENT_SECRET" => Some("from-the-environment".into()),
+        _ => None,
+    };
+    let cfg = from_str(&text, "example", &env).unwrap_or_else(|e| panic!("{e}"));
+    let oidc = cfg.tenants[0].connections[1].oidc.as_ref().unwrap();
+    assert_eq!(oidc.client_secret.as_deref(), Some("from-the-environment"));
+    assert_eq!(oidc.extra_auth_params["prompt"], "select_account");
 }

@@ -243,6 +243,7 @@ fn tenants(cfg: &Config, c: &mut Collector<'_>) {
                 cfg.dev_idp.is_some(),
                 c,
             );
+            super::validate_oidc::oidc(conn, &format!("tenants[{i}].connections[{j}]"), c);
         }
         for group in t.group_roles.keys() {
             if group.is_empty() {

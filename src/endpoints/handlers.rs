@@ -133,12 +133,14 @@ pub(super) async fn logout(
     Extension(current): Extension<CurrentSession>,
     Query(q): Query<LogoutQuery>,
 ) -> Response {
-    let to = safe_return_to(&q.return_to).unwrap_or("/");
-    let mut location = to.to_owned();
+    let mut idp_logout = None;
     if let Some(s) = current.0 {
-        // SAML single logout: on to the IdP when it has an SLO endpoint
-        if let Some(url) = super::saml::logout_redirect(&state, &s, to) {
-            location = url;
+        // RP-initiated logout: the IdP ends its session too, when the
+        // session's connection offers it (OIDC `end_session_endpoint`).
+        if let (Some(conn), Some(binding)) = (s.principal.connection.as_deref(), s.idp.as_ref())
+            && let Some(reg) = state.auth.registry.get(conn)
+        {
+            idp_logout = reg.connection.logout_redirect(binding).await;
         }
         match state
             .sessions
@@ -156,7 +158,8 @@ pub(super) async fn logout(
             Err(e) => tracing::error!(error = %e, "logout could not revoke the session"),
         }
     }
-    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+    let to = idp_logout.unwrap_or_else(|| safe_return_to(&q.return_to).unwrap_or("/").to_owned());
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
     if let Ok(v) = HeaderValue::from_str(&state.codec.clear()) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }

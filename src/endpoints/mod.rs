@@ -5,6 +5,7 @@
 
 mod dev_idp;
 mod handlers;
+mod oidc;
 pub mod pages;
 mod saml;
 mod sso;
@@ -60,6 +61,11 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/saml/{id}/metadata", get(sso::saml_metadata))
         .route("/saml/{id}/acs", post(saml::acs))
         .route("/saml/{id}/slo", get(saml::slo))
+        .route("/oidc/{id}/callback", get(sso::callback))
+        .route(
+            "/oidc/{id}/backchannel-logout",
+            post(oidc::backchannel_logout),
+        )
         .route("/dev-idp/metadata", get(dev_idp::metadata))
         .route("/dev-idp/sso", get(dev_idp::sso))
         .route("/dev-idp/pick", post(dev_idp::pick))

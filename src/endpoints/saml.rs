@@ -16,7 +16,6 @@ use super::sso::{Refuser, pairs, sign_in};
 use super::{CurrentSession, EndpointState, RequestId};
 use crate::auth::CallbackRequest;
 use crate::redirect::safe_return_to;
-use crate::session::ActiveSession;
 use crate::store::SessionSelector;
 
 /// `POST {prefix}saml/{id}/acs`
@@ -82,26 +81,6 @@ pub(super) async fn acs(
     match conn.finish_unsolicited(&req).await {
         Ok((login, return_to)) => sign_in(&refuser, login, current, now, return_to, None).await,
         Err(e) => refuser.refuse(e.reason, &e.detail, None),
-    }
-}
-
-/// Where the logout endpoint sends the browser after ending a session made
-/// by a SAML connection whose IdP has an SLO endpoint: the IdP, with a
-/// LogoutRequest (SP-initiated single logout). `None`: just `return_to`.
-pub(super) fn logout_redirect(
-    state: &EndpointState,
-    session: &ActiveSession,
-    return_to: &str,
-) -> Option<String> {
-    let binding = session.idp.as_ref()?;
-    let connection = session.principal.connection.as_deref()?;
-    let conn = state.auth.registry.get(connection)?.connection.saml()?;
-    match conn.logout_redirect(binding, return_to) {
-        Ok(url) => url,
-        Err(e) => {
-            tracing::warn!(connection, reason = e.reason, detail = %e.detail, "no SAML single logout");
-            None
-        }
     }
 }
 

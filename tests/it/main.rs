@@ -5,6 +5,8 @@ mod cli;
 mod demo;
 mod dev_idp;
 mod domains;
+mod oidc;
+mod oidc_interop;
 mod proxy;
 mod replicas;
 mod saml;

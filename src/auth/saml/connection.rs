@@ -17,7 +17,7 @@ use crate::auth::{
 };
 use crate::config::{ConnectionConfig, TenantConfig};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{IdpBinding, Store};
 
 use super::claims::{AttributeMap, to_login};
 use super::decrypt::decrypt_response;
@@ -267,6 +267,19 @@ impl Connection for SamlConnection {
 
     fn saml(&self) -> Option<&SamlConnection> {
         Some(self)
+    }
+
+    /// SAML single logout from the logout endpoint: the IdP's SLO URL with
+    /// a LogoutRequest; its LogoutResponse comes back to our SLO endpoint
+    /// and lands on `/` (the generic logout hook carries no return path).
+    async fn logout_redirect(&self, idp: &IdpBinding) -> Option<String> {
+        match self.slo_redirect(idp, None) {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(connection = %self.id, reason = e.reason, detail = %e.detail, "no SAML single logout");
+                None
+            }
+        }
     }
 }
 

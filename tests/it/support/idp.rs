@@ -121,6 +121,10 @@ jit = {{ enabled = {jit}, default_role = "member" }}
 id = "acme-idp"
 protocol = "oidc"
 display_name = "Acme IdP"
+[tenants.connections.oidc]
+issuer = "https://idp.invalid"
+client_id = "stand-in"
+client_secret = "unused: the stand-in IdP replaces the OIDC implementation"
 
 [[tenants]]
 id = "globex"
@@ -129,10 +133,18 @@ domains = ["globex.com"]
 id = "globex-okta"
 protocol = "oidc"
 display_name = "Okta"
+[tenants.connections.oidc]
+issuer = "https://idp.invalid"
+client_id = "stand-in"
+client_secret = "unused: the stand-in IdP replaces the OIDC implementation"
 [[tenants.connections]]
 id = "globex-entra"
 protocol = "oidc"
 display_name = "Entra ID"
+[tenants.connections.oidc]
+issuer = "https://idp.invalid"
+client_id = "stand-in"
+client_secret = "unused: the stand-in IdP replaces the OIDC implementation"
 "#
     )
 }

@@ -159,7 +159,14 @@ impl PgCluster {
                 }
             }
             let log_text = read_log(log);
-            if log_text.contains("FATAL") || log_text.contains("PANIC") {
+            // "FATAL: the database system is starting up" is the answer to
+            // a connection that raced the startup (seen on a loaded
+            // machine): transient, keep polling.
+            let fatal = log_text.lines().any(|l| {
+                (l.contains("FATAL") || l.contains("PANIC"))
+                    && !l.contains("the database system is starting up")
+            });
+            if fatal {
                 return Err(format!("postgres failed to start; log:\n{log_text}"));
             }
             if Instant::now() >= deadline {

@@ -18,12 +18,13 @@ const LOGOUT_REPLAY_KIND: &str = "saml-logout";
 impl SamlConnection {
     /// SP-initiated single logout: the IdP's SLO URL carrying a
     /// LogoutRequest for the session's NameID and SessionIndex (signed
-    /// when `sign_requests`), with `return_to` as RelayState. `None` when
+    /// when `sign_requests`), with `relay` as RelayState (where the IdP's
+    /// LogoutResponse lands when it is a safe relative path). `None` when
     /// the IdP has no HTTP-Redirect SLO endpoint.
-    pub fn logout_redirect(
+    pub fn slo_redirect(
         &self,
         idp: &IdpBinding,
-        return_to: &str,
+        relay: Option<&str>,
     ) -> Result<Option<String>, ConnectionError> {
         let trust = self.trust()?;
         let Some(slo) = &trust.idp.slo_url else {
@@ -44,7 +45,7 @@ impl SamlConnection {
             idp.session.as_deref(),
         );
         let key = self.sp_key.as_deref().filter(|_| self.sign_requests);
-        redirect_message(slo, "SAMLRequest", &xml, Some(return_to), key)
+        redirect_message(slo, "SAMLRequest", &xml, relay, key)
             .map(Some)
             .map_err(|e| ConnectionError::new("internal", format!("deflate: {e}")))
     }

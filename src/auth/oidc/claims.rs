@@ -1,0 +1,283 @@
+//! Verified claims → `VerifiedLogin`: which claim carries the email, the
+//! name and the groups (preset, then overrides), how `email_verified` is
+//! read, and the tenant bindings some providers need (Google `hd`, Entra
+//! `tid`). Only claims from a verified ID token (and the userinfo of its
+//! access token) ever get here.
+
+use serde_json::{Map, Value};
+
+use super::presets::EmailVerified;
+use crate::auth::{ConnectionError, VerifiedLogin};
+
+/// Claim names per field, in priority order, and the checks to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMap {
+    pub email: Vec<String>,
+    pub name: Vec<String>,
+    pub groups: Vec<String>,
+    pub email_verified: EmailVerified,
+    /// Google: the tenant's domains `hd` must be one of.
+    pub hd_domains: Option<Vec<String>>,
+    /// Entra: the `tid` every token must carry.
+    pub tid: Option<String>,
+}
+
+/// A mapped login, plus what the caller reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapped {
+    pub login: VerifiedLogin,
+    /// Entra sent `_claim_names` for groups instead of the groups.
+    pub groups_overage: bool,
+    /// The provider's session id (`sid`), for back-channel logout.
+    pub sid: Option<String>,
+}
+
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((l, d)) => {
+            !l.is_empty() && d.contains('.') && !s.contains(char::is_whitespace) && s.len() <= 320
+        }
+        None => false,
+    }
+}
+
+/// `true`/`false` as a JSON boolean or (some providers) a string.
+pub fn as_bool(v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+fn first_string(claims: &Map<String, Value>, names: &[String]) -> Option<String> {
+    names.iter().find_map(|n| {
+        claims
+            .get(n)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    })
+}
+
+fn groups(claims: &Map<String, Value>, names: &[String]) -> Option<Vec<String>> {
+    names.iter().find_map(|n| match claims.get(n)? {
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
+        Value::String(s) if !s.is_empty() => Some(vec![s.clone()]),
+        _ => None,
+    })
+}
+
+pub fn to_login(
+    connection_id: &str,
+    claims: &Map<String, Value>,
+    map: &ClaimMap,
+) -> Result<Mapped, ConnectionError> {
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ConnectionError::new("malformed", "claims have no `sub`"))?
+        .to_owned();
+    if let Some(expected) = &map.tid {
+        let tid = claims.get("tid").and_then(Value::as_str).unwrap_or("");
+        if !tid.eq_ignore_ascii_case(expected) {
+            return Err(ConnectionError::new(
+                "tenant_mismatch",
+                format!("`tid` {tid:?} is not the connection's Entra tenant {expected}"),
+            ));
+        }
+    }
+    if let Some(domains) = &map.hd_domains {
+        let hd = claims.get("hd").and_then(Value::as_str).unwrap_or("");
+        if !domains.iter().any(|d| d.eq_ignore_ascii_case(hd)) {
+            return Err(ConnectionError::new(
+                "hd_mismatch",
+                format!("Google `hd` {hd:?} is not one of the tenant's domains {domains:?}"),
+            ));
+        }
+    }
+    let email = map
+        .email
+        .iter()
+        .find_map(|n| {
+            claims
+                .get(n)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| looks_like_email(s))
+        })
+        .ok_or_else(|| {
+            ConnectionError::new(
+                "no_email",
+                format!("none of the claims {:?} carries an email", map.email),
+            )
+        })?
+        .to_ascii_lowercase();
+    let claimed = as_bool(claims.get("email_verified"));
+    // Entra's optional "email domain owner verified" claim, when sent.
+    let edov = as_bool(claims.get("xms_edov"));
+    let email_verified = match (map.email_verified, claimed, edov) {
+        (_, Some(false), _) | (_, _, Some(false)) => Some(false),
+        (EmailVerified::Required, v, _) => Some(v.unwrap_or(false)),
+        (EmailVerified::DirectoryManaged, v, e) => v.or(e),
+    };
+    let name = first_string(claims, &map.name).or_else(|| {
+        let parts: Vec<String> = [
+            first_string(claims, &["given_name".into()]),
+            first_string(claims, &["family_name".into()]),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    });
+    let found = groups(claims, &map.groups);
+    let groups_overage = found.is_none()
+        && claims
+            .get("_claim_names")
+            .and_then(Value::as_object)
+            .is_some_and(|o| map.groups.iter().any(|g| o.contains_key(g)));
+    let sid = claims
+        .get("sid")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    Ok(Mapped {
+        login: VerifiedLogin {
+            connection_id: connection_id.to_owned(),
+            subject,
+            email,
+            email_verified,
+            name,
+            groups: found.unwrap_or_default(),
+            idp_session: sid.clone(),
+            logout_hint: None,
+            raw_claims: Value::Object(claims.clone()),
+        },
+        groups_overage,
+        sid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(ev: EmailVerified) -> ClaimMap {
+        ClaimMap {
+            email: vec!["email".into(), "preferred_username".into()],
+            name: vec!["name".into()],
+            groups: vec!["groups".into()],
+            email_verified: ev,
+            hd_domains: None,
+            tid: None,
+        }
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn maps_standard_claims() {
+        let c = obj(
+            json!({"sub": "u1", "email": "Alice@Acme.com", "email_verified": "true",
+            "given_name": "Alice", "family_name": "Example", "groups": ["Eng", "", 3], "sid": "s1"}),
+        );
+        let m = to_login("c", &c, &map(EmailVerified::Required)).unwrap();
+        assert_eq!(m.login.email, "alice@acme.com");
+        assert_eq!(m.login.email_verified, Some(true));
+        assert_eq!(m.login.name.as_deref(), Some("Alice Example"));
+        assert_eq!(m.login.groups, vec!["Eng"]);
+        assert_eq!(m.sid.as_deref(), Some("s1"));
+        assert!(!m.groups_overage);
+    }
+
+    #[test]
+    fn email_verified_per_preset() {
+        let absent = obj(json!({"sub": "u", "email": "a@acme.com"}));
+        let req = to_login("c", &absent, &map(EmailVerified::Required)).unwrap();
+        assert_eq!(req.login.email_verified, Some(false));
+        let dir = to_login("c", &absent, &map(EmailVerified::DirectoryManaged)).unwrap();
+        assert_eq!(dir.login.email_verified, None);
+        let edov = obj(json!({"sub": "u", "email": "a@acme.com", "xms_edov": false}));
+        let dir = to_login("c", &edov, &map(EmailVerified::DirectoryManaged)).unwrap();
+        assert_eq!(dir.login.email_verified, Some(false));
+        let weird = obj(json!({"sub": "u", "email": "a@acme.com", "email_verified": "yes"}));
+        let req = to_login("c", &weird, &map(EmailVerified::Required)).unwrap();
+        assert_eq!(req.login.email_verified, Some(false));
+    }
+
+    #[test]
+    fn hostile_and_missing_claims() {
+        let m = map(EmailVerified::Required);
+        for (claims, reason) in [
+            (json!({"email": "a@acme.com"}), "malformed"),
+            (json!({"sub": "", "email": "a@acme.com"}), "malformed"),
+            (json!({"sub": 5, "email": "a@acme.com"}), "malformed"),
+            (json!({"sub": "u"}), "no_email"),
+            (json!({"sub": "u", "email": "not an email"}), "no_email"),
+            (json!({"sub": "u", "email": ["a@acme.com"]}), "no_email"),
+            (json!({"sub": "u", "email": "a b@acme.com"}), "no_email"),
+        ] {
+            assert_eq!(
+                to_login("c", &obj(claims.clone()), &m).unwrap_err().reason,
+                reason,
+                "{claims}"
+            );
+        }
+        let upn = obj(json!({"sub": "u", "preferred_username": "bob@acme.com"}));
+        assert_eq!(to_login("c", &upn, &m).unwrap().login.email, "bob@acme.com");
+    }
+
+    #[test]
+    fn google_hd_and_entra_tid() {
+        let mut m = map(EmailVerified::Required);
+        m.hd_domains = Some(vec!["acme.com".into()]);
+        let ok = obj(
+            json!({"sub": "u", "email": "a@acme.com", "email_verified": true, "hd": "ACME.com"}),
+        );
+        assert!(to_login("c", &ok, &m).is_ok());
+        for hd in [json!("evil.com"), json!(null), json!(["acme.com"])] {
+            let c = obj(json!({"sub": "u", "email": "a@acme.com", "hd": hd}));
+            assert_eq!(to_login("c", &c, &m).unwrap_err().reason, "hd_mismatch");
+        }
+        let mut m = map(EmailVerified::DirectoryManaged);
+        m.tid = Some("9188040d-6c67-4c5b-b112-36a304b66dad".into());
+        let ok = obj(
+            json!({"sub": "u", "email": "a@acme.com", "tid": "9188040d-6c67-4c5b-b112-36a304b66dad"}),
+        );
+        assert!(to_login("c", &ok, &m).is_ok());
+        let other = obj(
+            json!({"sub": "u", "email": "a@acme.com", "tid": "00000000-0000-0000-0000-000000000000"}),
+        );
+        assert_eq!(
+            to_login("c", &other, &m).unwrap_err().reason,
+            "tenant_mismatch"
+        );
+        let none = obj(json!({"sub": "u", "email": "a@acme.com"}));
+        assert_eq!(
+            to_login("c", &none, &m).unwrap_err().reason,
+            "tenant_mismatch"
+        );
+    }
+
+    #[test]
+    fn entra_groups_overage_is_reported() {
+        let c = obj(json!({"sub": "u", "email": "a@acme.com",
+            "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "https://graph"}}}));
+        let m = to_login("c", &c, &map(EmailVerified::DirectoryManaged)).unwrap();
+        assert!(m.groups_overage);
+        assert!(m.login.groups.is_empty());
+    }
+}

@@ -1,0 +1,591 @@
+//! `OidcConnection`: the connection boundary for OpenID Connect. `start`
+//! builds an authorization-code request with PKCE (S256), `state` = the
+//! flow relay and a fresh nonce, and keeps the verifier and nonce in the
+//! encrypted flow cookie; `finish` burns the state once in the shared
+//! store, exchanges the code (no redirects followed), verifies the ID
+//! token, falls back to userinfo for missing claims and maps the claims.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm};
+use openidconnect::{
+    AccessToken, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, LoginHint, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError,
+    Scope, TokenResponse,
+};
+use serde_json::{Map, Value, json};
+
+use super::claims::{ClaimMap, Mapped, to_login};
+use super::client_auth::{ASSERTION_TYPE, ClientKey};
+use super::http::ProviderHttp;
+use super::presets::{EmailVerified, entra_tenant_id, preset};
+use super::provider::{Discovered, ProviderCache};
+use super::verify::{Expect, parse_algs, verify};
+use crate::auth::flow::FLOW_LIFETIME_SECONDS;
+use crate::auth::{
+    CallbackRequest, Connection, ConnectionError, ConnectionFactory, LoginStart, StartContext,
+    VerifiedLogin,
+};
+use crate::config::{ConnectionConfig, OidcConfig, TenantConfig, TokenAuthMethod};
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+use crate::store::{IdpBinding, Store};
+
+/// One-time store kind for consumed `state` values: a callback URL
+/// replayed with a copied flow cookie fails on every replica.
+pub const STATE_KIND: &str = "oidc-state";
+
+/// Longest `code` accepted from the query.
+const MAX_CODE_BYTES: usize = 4096;
+
+pub struct OidcConnection {
+    id: String,
+    tenant: String,
+    cfg: OidcConfig,
+    secret: Option<Secret>,
+    client_key: Option<ClientKey>,
+    redirect_uri: String,
+    provider: ProviderCache,
+    algs: Vec<CoreJwsSigningAlgorithm>,
+    scopes: Vec<String>,
+    claims: ClaimMap,
+    store: Store,
+    metrics: Option<Arc<Metrics>>,
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).filter(|c| !c.is_control()).collect()
+}
+
+impl OidcConnection {
+    pub fn new(
+        tenant: &TenantConfig,
+        conn: &ConnectionConfig,
+        redirect_uri: String,
+        store: Store,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self, ConnectionError> {
+        let cfg = conn.oidc.clone().ok_or_else(|| {
+            ConnectionError::new(
+                "config",
+                format!("connection `{}` has no oidc settings", conn.id),
+            )
+        })?;
+        let p = preset(conn.preset.as_deref());
+        let pick = |over: &Option<String>, default: &[&str]| match over {
+            Some(o) => vec![o.clone()],
+            None => default.iter().map(|s| s.to_string()).collect(),
+        };
+        let tid = if p.check_tid {
+            Some(entra_tenant_id(&cfg.issuer).ok_or_else(|| {
+                ConnectionError::new(
+                    "config",
+                    format!(
+                        "connection `{}`: the Entra issuer must name the tenant id (https://login.microsoftonline.com/{{tenant-id}}/v2.0)",
+                        conn.id
+                    ),
+                )
+            })?)
+        } else {
+            None
+        };
+        let claims = ClaimMap {
+            email: pick(&cfg.email_claim, p.email_claims),
+            name: pick(&cfg.name_claim, p.name_claims),
+            groups: pick(&cfg.groups_claim, p.groups_claims),
+            email_verified: p.email_verified,
+            hd_domains: p.check_hd.then(|| tenant.domains.clone()),
+            tid,
+        };
+        let mut scopes: Vec<String> = match &cfg.scopes {
+            Some(s) => s.clone(),
+            None => p.scopes.iter().map(|s| s.to_string()).collect(),
+        };
+        scopes.retain(|s| s != "openid");
+        let client_key = match cfg.token_auth_method {
+            TokenAuthMethod::PrivateKeyJwt => Some(ClientKey::from_pem(
+                cfg.private_key.as_deref().unwrap_or(""),
+                cfg.private_key_id.clone(),
+            )?),
+            _ => None,
+        };
+        let http = ProviderHttp::new(cfg.http_timeout_ms)
+            .map_err(|e| ConnectionError::new("config", format!("http client: {e}")))?;
+        let provider = ProviderCache::new(
+            &cfg.issuer,
+            http,
+            Duration::from_secs(cfg.discovery_refresh_seconds),
+            Duration::from_secs(cfg.jwks_min_refresh_seconds),
+        );
+        let algs = parse_algs(&cfg.allowed_algs);
+        if algs.is_empty() {
+            return Err(ConnectionError::new(
+                "config",
+                format!("connection `{}`: no usable allowed_algs", conn.id),
+            ));
+        }
+        Ok(Self {
+            id: conn.id.clone(),
+            tenant: tenant.id.clone(),
+            secret: cfg.client_secret.clone().map(Secret::new),
+            client_key,
+            redirect_uri,
+            provider,
+            algs,
+            scopes,
+            claims,
+            store,
+            metrics,
+            cfg,
+        })
+    }
+
+    fn client_id(&self) -> ClientId {
+        ClientId::new(self.cfg.client_id.clone())
+    }
+
+    fn redirect(&self) -> Result<RedirectUrl, ConnectionError> {
+        RedirectUrl::new(self.redirect_uri.clone())
+            .map_err(|e| ConnectionError::new("config", format!("redirect_uri: {e}")))
+    }
+
+    fn expect(&self, now: i64) -> Expect<'_> {
+        Expect {
+            client_id: &self.cfg.client_id,
+            issuer: &self.cfg.issuer,
+            algs: &self.algs,
+            trusted_audiences: &self.cfg.trusted_audiences,
+            skew: i64::try_from(self.cfg.clock_skew_seconds).unwrap_or(120),
+            now,
+        }
+    }
+
+    /// Code → tokens at the token endpoint, authenticated as configured.
+    async fn exchange(
+        &self,
+        d: &Discovered,
+        code: &str,
+        verifier: &str,
+        now: i64,
+    ) -> Result<openidconnect::core::CoreTokenResponse, ConnectionError> {
+        let secret = match self.cfg.token_auth_method {
+            TokenAuthMethod::PrivateKeyJwt => None,
+            _ => self
+                .secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.expose().to_owned())),
+        };
+        let auth_type = match self.cfg.token_auth_method {
+            TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
+            _ => AuthType::RequestBody,
+        };
+        let client =
+            CoreClient::from_provider_metadata(d.metadata.clone(), self.client_id(), secret)
+                .set_redirect_uri(self.redirect()?)
+                .set_auth_type(auth_type);
+        let mut req = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| ConnectionError::new("discovery", e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
+        if let Some(key) = &self.client_key {
+            let assertion = key.assertion(&self.cfg.client_id, &d.token_endpoint, now)?;
+            req = req
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        req.request_async(self.provider.http()).await.map_err(|e| {
+            let detail = match &e {
+                RequestTokenError::ServerResponse(r) => format!(
+                    "token endpoint refused: {} {}",
+                    r.error(),
+                    truncate(r.error_description().map(String::as_str).unwrap_or(""), 200)
+                ),
+                RequestTokenError::Request(err) => format!("token endpoint unreachable: {err:?}"),
+                RequestTokenError::Parse(err, _) => format!("token response unparsable: {err}"),
+                RequestTokenError::Other(m) => format!("token endpoint: {m}"),
+            };
+            ConnectionError::new("token_exchange", detail)
+        })
+    }
+
+    /// Claims the ID token lacks, from the userinfo endpoint (JSON only);
+    /// its `sub` must be the ID token's.
+    async fn userinfo(
+        &self,
+        d: &Discovered,
+        access_token: &AccessToken,
+        sub: &str,
+    ) -> Result<Map<String, Value>, ConnectionError> {
+        let url = d
+            .userinfo_endpoint
+            .as_deref()
+            .ok_or_else(|| ConnectionError::new("userinfo", "provider has no userinfo endpoint"))?;
+        let req = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(url)
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", access_token.secret()),
+            )
+            .body(Vec::new())
+            .map_err(|e| ConnectionError::new("userinfo", e.to_string()))?;
+        let resp = self
+            .provider
+            .http()
+            .send(req)
+            .await
+            .map_err(|e| ConnectionError::new("userinfo", e.to_string()))?;
+        if resp.status() != 200 {
+            return Err(ConnectionError::new(
+                "userinfo",
+                format!("HTTP {}", resp.status()),
+            ));
+        }
+        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(resp.body()) else {
+            return Err(ConnectionError::new(
+                "userinfo",
+                "not a JSON object (signed userinfo is not supported)",
+            ));
+        };
+        if m.get("sub").and_then(Value::as_str) != Some(sub) {
+            return Err(ConnectionError::new(
+                "userinfo",
+                "userinfo `sub` is not the ID token's",
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Verifies the ID token, fetching the keys once more (rate-limited)
+    /// when it names a key we don't have.
+    async fn verify_id_token(
+        &self,
+        d: Arc<Discovered>,
+        token: &openidconnect::core::CoreIdToken,
+        nonce: &Nonce,
+        access_token: &AccessToken,
+        now: i64,
+    ) -> Result<(Arc<Discovered>, Map<String, Value>), ConnectionError> {
+        let expect = self.expect(now);
+        match verify(token, d.metadata.jwks(), &expect, nonce, Some(access_token)) {
+            Ok(c) => Ok((d, c)),
+            Err(e) if e.reason == "unknown_key" => match self.provider.refresh_keys(&d).await? {
+                Some(fresh) => {
+                    let c = verify(
+                        token,
+                        fresh.metadata.jwks(),
+                        &expect,
+                        nonce,
+                        Some(access_token),
+                    )
+                    .map_err(|e| match e.reason {
+                        "unknown_key" => ConnectionError::new("signature", e.detail),
+                        _ => e,
+                    })?;
+                    Ok((fresh, c))
+                }
+                None => Err(ConnectionError::new(
+                    "signature",
+                    "no key for the token's kid (key set fetched too recently to fetch again)",
+                )),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    fn needs_userinfo(&self, claims: &Map<String, Value>) -> (bool, bool) {
+        let has = |names: &[String]| names.iter().any(|n| claims.contains_key(n));
+        let required = !has(&self.claims.email)
+            || (self.claims.email_verified == EmailVerified::Required
+                && !claims.contains_key("email_verified"));
+        let optional = !has(&self.claims.name)
+            || (!self.claims.groups.is_empty()
+                && !has(&self.claims.groups)
+                && !claims.contains_key("_claim_names"));
+        (required, optional)
+    }
+
+    /// Where to send the browser to end its session at the provider
+    /// (RP-initiated logout), if the provider supports it.
+    pub async fn end_session_url(&self, idp: &IdpBinding) -> Option<String> {
+        if !self.cfg.rp_logout {
+            return None;
+        }
+        let d = match self.provider.get().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(connection = %self.id, error = %e, "RP-initiated logout skipped: discovery failed");
+                return None;
+            }
+        };
+        let endpoint = d.end_session_endpoint.as_deref()?;
+        let mut url = openidconnect::url::Url::parse(endpoint).ok()?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(hint) = &idp.logout_hint {
+                q.append_pair("id_token_hint", hint);
+            }
+            q.append_pair("client_id", &self.cfg.client_id);
+            if let Some(p) = &self.cfg.post_logout_redirect_uri {
+                q.append_pair("post_logout_redirect_uri", p);
+            }
+        }
+        Some(url.to_string())
+    }
+
+    /// Validates a back-channel logout token; returns `(sub, sid)`.
+    pub async fn logout_token(
+        &self,
+        token: &str,
+    ) -> Result<(Option<String>, Option<String>), ConnectionError> {
+        let d = self.provider.get().await?;
+        let now = crate::clock::now();
+        let check = |d: &Discovered| {
+            super::logout::verify_logout_token(token, d.metadata.jwks(), &self.expect(now))
+        };
+        let claims = match check(&d) {
+            Err(e) if e.reason == "unknown_key" => match self.provider.refresh_keys(&d).await? {
+                Some(fresh) => check(&fresh).map_err(|e| match e.reason {
+                    "unknown_key" => ConnectionError::new("signature", e.detail),
+                    _ => e,
+                }),
+                None => Err(ConnectionError::new(
+                    "signature",
+                    "no key for the token's kid (key set fetched too recently to fetch again)",
+                )),
+            },
+            other => other,
+        }?;
+        let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
+        let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
+        let keep_until =
+            iat + super::logout::MAX_LOGOUT_TOKEN_AGE_SECONDS + 2 * self.expect(now).skew;
+        let first = self
+            .store
+            .consume_once(
+                super::logout::JTI_KIND,
+                &format!("{}:{jti}", self.id),
+                keep_until,
+            )
+            .await
+            .map_err(|e| ConnectionError::new("store", e.to_string()))?;
+        if !first {
+            return Err(ConnectionError::new(
+                "replay",
+                format!("logout token jti {jti:?} already used"),
+            ));
+        }
+        let s = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        Ok((s("sub"), s("sid")))
+    }
+}
+
+#[async_trait]
+impl Connection for OidcConnection {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
+        let d = self.provider.get().await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = Nonce::new_random();
+        let relay = ctx.relay.clone();
+        let n = nonce.clone();
+        let client = CoreClient::from_provider_metadata(d.metadata.clone(), self.client_id(), None)
+            .set_redirect_uri(self.redirect()?);
+        let mut req = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(relay),
+                move || n,
+            )
+            .set_pkce_challenge(challenge);
+        for s in &self.scopes {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        if let Some(hint) = &ctx.login_hint {
+            req = req.set_login_hint(LoginHint::new(hint.clone()));
+        }
+        for (k, v) in &self.cfg.extra_auth_params {
+            req = req.add_extra_param(k.clone(), v.clone());
+        }
+        let (url, _, _) = req.url();
+        Ok(LoginStart {
+            redirect_to: url.to_string(),
+            state: json!({
+                "nonce": nonce.secret(),
+                "pkce_verifier": verifier.secret(),
+            }),
+        })
+    }
+
+    async fn finish(
+        &self,
+        req: &CallbackRequest,
+        state: &Value,
+    ) -> Result<VerifiedLogin, ConnectionError> {
+        if let Some(err) = req.param("error") {
+            return Err(ConnectionError::new(
+                "idp_error",
+                format!(
+                    "{}: {}",
+                    truncate(err, 100),
+                    truncate(req.param("error_description").unwrap_or(""), 300)
+                ),
+            ));
+        }
+        let relay = req
+            .relay()
+            .ok_or_else(|| ConnectionError::new("missing_state", "no state"))?;
+        let nonce = state
+            .get("nonce")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ConnectionError::new("state_mismatch", "flow has no nonce"))?;
+        let verifier = state
+            .get("pkce_verifier")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ConnectionError::new("pkce_missing", "flow has no PKCE verifier"))?;
+        let code = req
+            .param("code")
+            .filter(|c| !c.is_empty() && c.len() <= MAX_CODE_BYTES)
+            .ok_or_else(|| ConnectionError::new("malformed", "callback without a usable code"))?;
+        // RFC 9207: when the provider names itself, it must be ours (mix-up).
+        if let Some(iss) = req.param("iss")
+            && iss != self.cfg.issuer
+        {
+            return Err(ConnectionError::new(
+                "issuer",
+                format!(
+                    "callback iss {:?} is not {:?}",
+                    truncate(iss, 200),
+                    self.cfg.issuer
+                ),
+            ));
+        }
+        let now = crate::clock::now();
+        let first = self
+            .store
+            .consume_once(STATE_KIND, relay, now + FLOW_LIFETIME_SECONDS + 60)
+            .await
+            .map_err(|e| ConnectionError::new("store", e.to_string()))?;
+        if !first {
+            return Err(ConnectionError::new(
+                "replay",
+                "this state was already used (callback replayed)",
+            ));
+        }
+        let d = self.provider.get().await?;
+        let tokens = self.exchange(&d, code, verifier, now).await?;
+        let id_token = tokens
+            .id_token()
+            .ok_or_else(|| ConnectionError::new("malformed", "token response has no id_token"))?;
+        let (d, mut claims) = self
+            .verify_id_token(
+                d,
+                id_token,
+                &Nonce::new(nonce.to_owned()),
+                tokens.access_token(),
+                now,
+            )
+            .await?;
+        let (required, optional) = self.needs_userinfo(&claims);
+        if self.cfg.userinfo && d.userinfo_endpoint.is_some() && (required || optional) {
+            let sub = claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            match self.userinfo(&d, tokens.access_token(), &sub).await {
+                Ok(extra) => {
+                    for (k, v) in extra {
+                        claims.entry(k).or_insert(v);
+                    }
+                }
+                Err(e) if required => return Err(e),
+                Err(e) => {
+                    tracing::warn!(connection = %self.id, error = %e, "userinfo failed; continuing with the ID token's claims")
+                }
+            }
+        }
+        // `sid` is already the login's `idp_session`.
+        let Mapped {
+            mut login,
+            groups_overage,
+            sid: _,
+        } = to_login(&self.id, &claims, &self.claims)?;
+        if groups_overage {
+            tracing::warn!(
+                tenant = %self.tenant,
+                connection = %self.id,
+                subject = %login.subject,
+                "Entra groups overage: the ID token names a groups source instead of the groups; this login gets no groups (and no group roles). Assign fewer groups, filter groups to those assigned to the application, or use app roles."
+            );
+            if let Some(m) = &self.metrics {
+                m.oidc_groups_overage
+                    .with_label_values(&[&self.tenant, &self.id])
+                    .inc();
+            }
+        }
+        login.logout_hint = Some(id_token.to_string());
+        Ok(login)
+    }
+
+    async fn logout_redirect(&self, idp: &IdpBinding) -> Option<String> {
+        self.end_session_url(idp).await
+    }
+
+    async fn backchannel_logout(
+        &self,
+        logout_token: &str,
+    ) -> Result<(Option<String>, Option<String>), ConnectionError> {
+        self.logout_token(logout_token).await
+    }
+}
+
+/// Builds OIDC connections; needs the store (one-time state and logout
+/// token ids) and the public URL (the redirect URI).
+pub struct OidcFactory {
+    store: Store,
+    public_url: String,
+    internal_prefix: String,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl OidcFactory {
+    pub fn new(
+        store: Store,
+        public_url: &str,
+        internal_prefix: &str,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
+        Self {
+            store,
+            public_url: public_url.to_owned(),
+            internal_prefix: internal_prefix.to_owned(),
+            metrics,
+        }
+    }
+}
+
+impl ConnectionFactory for OidcFactory {
+    fn build(
+        &self,
+        tenant: &TenantConfig,
+        conn: &ConnectionConfig,
+    ) -> Result<Arc<dyn Connection>, ConnectionError> {
+        let redirect_uri = super::callback_url(&self.public_url, &self.internal_prefix, &conn.id);
+        Ok(Arc::new(OidcConnection::new(
+            tenant,
+            conn,
+            redirect_uri,
+            self.store.clone(),
+            self.metrics.clone(),
+        )?))
+    }
+}

@@ -1,0 +1,203 @@
+//! Validation of `[tenants.connections.oidc]`: an OIDC connection needs an
+//! issuer it can trust, a way to authenticate at the token endpoint, and an
+//! algorithm list that can't be downgraded to `none` or to HMAC keyed with
+//! a public key.
+
+use super::load::Collector;
+use super::schema::{ConnectionConfig, Protocol, TokenAuthMethod};
+use super::validate::is_loopback_host;
+
+/// Signature algorithms an ID token may use. HMAC (`HS*`) is absent on
+/// purpose: its key would be the client secret, or — the classic confusion
+/// attack — a public key anyone can fetch.
+pub const OIDC_SIGNING_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// Authorization request parameters Portcullis sets itself; an operator
+/// overriding one would break the flow's binding to the browser.
+const RESERVED_AUTH_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "login_hint",
+    "response_mode",
+    "request",
+    "request_uri",
+];
+
+/// `true` for an `https://` URL, or `http://` to a loopback host (tests and
+/// local development only).
+pub fn is_trustworthy_url(u: &str) -> bool {
+    if u.contains('#') {
+        return false;
+    }
+    match u.parse::<http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.host()) {
+            (Some("https"), Some(h)) => !h.is_empty(),
+            (Some("http"), Some(h)) => is_loopback_host(h),
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn oidc(conn: &ConnectionConfig, key: &str, c: &mut Collector<'_>) {
+    let o = match (conn.protocol, &conn.oidc) {
+        (Protocol::Oidc, Some(o)) => o,
+        (Protocol::Oidc, None) => {
+            // A `saml` table on an OIDC connection is reported on its own.
+            if conn.saml.is_none() {
+                c.push(
+                    format!("{key}.protocol"),
+                    "an `oidc` connection needs an `oidc` table (issuer, client_id, secret)",
+                );
+            }
+            return;
+        }
+        (Protocol::Saml, Some(_)) => {
+            c.push(
+                format!("{key}.oidc"),
+                "`oidc` settings on a `saml` connection",
+            );
+            return;
+        }
+        (Protocol::Saml, None) => return,
+    };
+    let k = |name: &str| format!("{key}.oidc.{name}");
+    if !is_trustworthy_url(&o.issuer) || o.issuer.contains('?') {
+        c.push(
+            k("issuer"),
+            "must be an https URL without query or fragment (http only to a loopback host)",
+        );
+    }
+    if conn.preset.as_deref() == Some("entra") {
+        let lower = o.issuer.to_ascii_lowercase();
+        if ["/common/", "/organizations/", "/consumers/"]
+            .iter()
+            .any(|m| lower.contains(m))
+        {
+            c.push(
+                k("issuer"),
+                "Entra ID needs the tenant-specific issuer `https://login.microsoftonline.com/{tenant-id}/v2.0`; multi-tenant endpoints would accept any Entra tenant",
+            );
+        }
+    }
+    if o.client_id.trim().is_empty() {
+        c.push(k("client_id"), "must not be empty");
+    }
+    match o.token_auth_method {
+        TokenAuthMethod::ClientSecretBasic | TokenAuthMethod::ClientSecretPost => {
+            if o.client_secret.as_deref().unwrap_or("").is_empty() {
+                c.push(
+                    k("client_secret"),
+                    "required for this token_auth_method; write it as `${ENV_VAR}`",
+                );
+            }
+            if o.private_key.is_some() {
+                c.push(
+                    k("private_key"),
+                    "only used with token_auth_method = \"private_key_jwt\"",
+                );
+            }
+        }
+        TokenAuthMethod::PrivateKeyJwt => {
+            match o.private_key.as_deref() {
+                Some(p) if p.contains("-----BEGIN PRIVATE KEY-----") => {}
+                _ => c.push(
+                    k("private_key"),
+                    "private_key_jwt needs a PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----), e.g. `${OIDC_KEY}`",
+                ),
+            }
+            if o.client_secret.is_some() {
+                c.push(
+                    k("client_secret"),
+                    "not used with private_key_jwt; remove it",
+                );
+            }
+        }
+    }
+    if o.allowed_algs.is_empty() {
+        c.push(k("allowed_algs"), "must list at least one algorithm");
+    }
+    for (n, alg) in o.allowed_algs.iter().enumerate() {
+        if alg.eq_ignore_ascii_case("none") || alg.to_ascii_uppercase().starts_with("HS") {
+            c.push(
+                format!("{key}.oidc.allowed_algs[{n}]"),
+                format!("`{alg}` is never accepted: unsigned or HMAC ID tokens can be forged"),
+            );
+        } else if !OIDC_SIGNING_ALGS.contains(&alg.as_str()) {
+            c.push(
+                format!("{key}.oidc.allowed_algs[{n}]"),
+                format!(
+                    "unknown algorithm `{alg}`, expected one of {}",
+                    OIDC_SIGNING_ALGS.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(scopes) = &o.scopes {
+        for (n, s) in scopes.iter().enumerate() {
+            if s.is_empty() || s.contains(char::is_whitespace) {
+                c.push(
+                    format!("{key}.oidc.scopes[{n}]"),
+                    "a scope is one non-empty word",
+                );
+            }
+        }
+    }
+    for name in o.extra_auth_params.keys() {
+        if RESERVED_AUTH_PARAMS.contains(&name.as_str()) || name.is_empty() {
+            c.push(
+                k("extra_auth_params"),
+                format!("`{name}` is set by Portcullis and can't be overridden"),
+            );
+        }
+    }
+    for (name, v) in [
+        ("email_claim", &o.email_claim),
+        ("name_claim", &o.name_claim),
+        ("groups_claim", &o.groups_claim),
+        ("private_key_id", &o.private_key_id),
+    ] {
+        if v.as_deref() == Some("") {
+            c.push(k(name), "must not be empty (omit it for the default)");
+        }
+    }
+    for (n, a) in o.trusted_audiences.iter().enumerate() {
+        if a.is_empty() || *a == o.client_id {
+            c.push(
+                format!("{key}.oidc.trusted_audiences[{n}]"),
+                "must be another client's id (not empty, not client_id)",
+            );
+        }
+    }
+    if o.clock_skew_seconds > 600 {
+        c.push(
+            k("clock_skew_seconds"),
+            "at most 600; a larger window mostly helps replays",
+        );
+    }
+    if !(60..=86_400).contains(&o.discovery_refresh_seconds) {
+        c.push(k("discovery_refresh_seconds"), "between 60 and 86400");
+    }
+    if !(1..=3600).contains(&o.jwks_min_refresh_seconds) {
+        c.push(k("jwks_min_refresh_seconds"), "between 1 and 3600");
+    }
+    if !(100..=60_000).contains(&o.http_timeout_ms) {
+        c.push(k("http_timeout_ms"), "between 100 and 60000");
+    }
+    if let Some(u) = &o.post_logout_redirect_uri
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        c.push(
+            k("post_logout_redirect_uri"),
+            "must be an absolute http(s) URL registered at the provider",
+        );
+    }
+}

@@ -1,0 +1,140 @@
+// panva's oidc-provider (an OpenID Certified provider) on 127.0.0.1 for
+// tests/it/oidc_interop.rs. Configuration comes from the environment:
+//   PORT                  port to listen on (the test picks a free one)
+//   REDIRECT_URI          the relying party's callback
+//   POST_LOGOUT_URI       where the provider may return after logout
+//   BACKCHANNEL_URI       the relying party's back-channel logout endpoint
+//   CLIENT_ID / CLIENT_SECRET
+//   CLIENT_JWKS           optional: the client's public keys (JSON); the
+//                         client then authenticates with private_key_jwt
+// The login is scripted: /interaction/:uid signs in the one account
+// (alice@acme.com) at once, and consent is implied for this first-party
+// client, so a plain HTTP client can complete the flow. Logout keeps the
+// provider's own confirmation form (the test posts it).
+// Prints one JSON line `{"issuer": …}` on stdout when it is listening.
+
+import http from 'node:http';
+import { generateKeyPairSync } from 'node:crypto';
+import Provider from 'oidc-provider';
+
+// stdout carries only the ready line; everything else goes to stderr.
+console.log = console.error;
+console.info = console.error;
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`missing ${name}`);
+    process.exit(2);
+  }
+  return v;
+};
+
+const port = Number(env('PORT'));
+const issuer = `http://127.0.0.1:${port}`;
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const jwk = { ...privateKey.export({ format: 'jwk' }), kid: 'interop-1', use: 'sig', alg: 'RS256' };
+
+const ACCOUNT = {
+  sub: 'alice-sub',
+  email: 'alice@acme.com',
+  email_verified: true,
+  name: 'Alice Example',
+  groups: ['Engineering', 'Everyone'],
+};
+
+const clientAuth = process.env.CLIENT_JWKS
+  ? {
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'ES256',
+    jwks: JSON.parse(process.env.CLIENT_JWKS),
+  }
+  : { token_endpoint_auth_method: 'client_secret_basic', client_secret: env('CLIENT_SECRET') };
+
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: env('CLIENT_ID'),
+      redirect_uris: [env('REDIRECT_URI')],
+      post_logout_redirect_uris: [env('POST_LOGOUT_URI')],
+      backchannel_logout_uri: env('BACKCHANNEL_URI'),
+      backchannel_logout_session_required: true,
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      ...clientAuth,
+    },
+  ],
+  jwks: { keys: [jwk] },
+  cookies: { keys: ['interop-cookie-key-not-secret'] },
+  scopes: ['openid', 'email', 'profile', 'groups'],
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name'],
+    groups: ['groups'],
+  },
+  features: {
+    devInteractions: { enabled: false },
+    rpInitiatedLogout: { enabled: true },
+    backchannelLogout: { enabled: true },
+  },
+  // The relying party is on loopback, which the provider's SSRF guard
+  // refuses for outgoing requests (back-channel logout); drop the guard's
+  // dispatcher for this test-only instance.
+  fetch(url, options) {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
+  async findAccount(ctx, id) {
+    if (id !== ACCOUNT.sub) return undefined;
+    return { accountId: id, async claims() { return { ...ACCOUNT }; } };
+  },
+  // First-party client: consent is implied.
+  async loadExistingGrant(ctx) {
+    const grantId = ctx.oidc.result?.consent?.grantId
+      || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+    const grant = new ctx.oidc.provider.Grant({
+      clientId: ctx.oidc.client.clientId,
+      accountId: ctx.oidc.session.accountId,
+    });
+    grant.addOIDCScope('openid email profile groups');
+    await grant.save();
+    return grant;
+  },
+});
+
+// Surface what the test can't see: back-channel deliveries and errors.
+provider.on('backchannel.error', (ctx, err, client) => console.error('op: backchannel.error', client.clientId, err, err.cause));
+
+provider.on('server_error', (ctx, err) => console.error('op: server_error', err));
+
+const callback = provider.callback();
+const server = http.createServer(async (req, res) => {
+  if (req.url.startsWith('/interaction/')) {
+    try {
+      const details = await provider.interactionDetails(req, res);
+      if (details.prompt.name !== 'login') {
+        res.statusCode = 400;
+        res.end(`unexpected prompt ${details.prompt.name}`);
+        return;
+      }
+      await provider.interactionFinished(req, res, { login: { accountId: ACCOUNT.sub } }, {
+        mergeWithLastSubmission: false,
+      });
+    } catch (err) {
+      res.statusCode = 500;
+      res.end(String(err));
+    }
+    return;
+  }
+  callback(req, res);
+});
+
+server.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+});
+
+// The test harness kills us; also stop if it vanishes.
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
