@@ -301,7 +301,7 @@ impl SamlConnection {
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| ConnectionError::new("malformed", "no SAMLResponse in the POST body"))?;
         let xml = decode(raw)?;
-        if xml.contains("InResponseTo") {
+        if xml.contains("InResponseTo=") {
             return Err(ConnectionError::new(
                 "state_mismatch",
                 "a response to a request (InResponseTo) without a valid flow cookie",
