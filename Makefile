@@ -45,6 +45,15 @@ $(SCIM_TESTER): tests/scim2-tester/requirements.txt | deps
 
 scim2-tester: $(SCIM_TESTER)
 
+# pysaml2 (the third-party IdP of tests/it/saml_interop.rs), pinned, in its own
+# virtualenv; rebuilt only when the requirements change. Quiet unless it fails.
+PYSAML2_VENV := tests/pysaml2/.venv/.installed
+$(PYSAML2_VENV): tests/pysaml2/requirements.txt | deps
+	rm -rf tests/pysaml2/.venv
+	python3 -m venv tests/pysaml2/.venv
+	tests/pysaml2/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/pysaml2/requirements.txt
+	touch $@
+
 # panva's oidc-provider for tests/it/oidc_interop.rs, exactly as locked
 # (pure JavaScript; no install scripts).
 OIDC_OP_MODULES := tests/oidc-provider/node_modules/.package-lock.json
@@ -52,7 +61,7 @@ $(OIDC_OP_MODULES): tests/oidc-provider/package.json tests/oidc-provider/package
 	npm ci --prefix tests/oidc-provider --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 
 # Kept plain on purpose: every line of test output is cargo's own.
-test: deps $(BROWSER_MODULES) $(OIDC_OP_MODULES) $(SCIM_TESTER)
+test: deps $(BROWSER_MODULES) $(OIDC_OP_MODULES) $(SCIM_TESTER) $(PYSAML2_VENV)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked
@@ -62,6 +71,7 @@ test: deps $(BROWSER_MODULES) $(OIDC_OP_MODULES) $(SCIM_TESTER)
 bench:
 	bash scripts/install-deps.sh --bench
 	$(CARGO) bench --locked --bench hot_path
+	$(CARGO) bench --locked --bench saml_acs
 	bash benches/load.sh
 
 fmt:

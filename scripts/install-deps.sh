@@ -28,6 +28,8 @@ packages=(
   openssl
   # tests/it/browser.rs drives the login page in headless Chromium.
   chromium
+  # tests/it/saml_interop.rs runs pysaml2's IdP from a virtualenv (Makefile).
+  python3 python3-venv
 )
 # ...with playwright-core, which `make test` installs with npm. Node.js often
 # comes from elsewhere (NodeSource, /usr/local), so ask the shell, not dpkg:

@@ -241,7 +241,8 @@ async fn build_state(
                 &config.server.public_url,
                 &config.server.internal_prefix,
             )
-            .with_dev_idp(dev_idp.clone()),
+            .with_dev_idp(dev_idp.clone())
+            .with_metrics(metrics.clone()),
         ));
     }
     if factories.oidc.is_none() && factories.builtin_oidc {

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub sso_enforced: IntCounterVec,
     /// Seconds until a SAML connection's last trusted certificate expires.
     pub saml_cert_expiry: IntGaugeVec,
+    /// IdP metadata fetches from a URL; `result` ∈ ok|error.
+    pub saml_metadata_refresh: IntCounterVec,
     /// OIDC logins whose ID token named a groups source instead of the
     /// groups (Entra ID groups overage); the login gets no groups.
     pub oidc_groups_overage: IntCounterVec,
@@ -214,6 +216,14 @@ impl Metrics {
             &["connection"],
         )?;
         registry.register(Box::new(saml_cert_expiry.clone()))?;
+        let saml_metadata_refresh = IntCounterVec::new(
+            Opts::new(
+                "portcullis_saml_metadata_refresh_total",
+                "IdP metadata fetches from a URL by result (ok, error); an error keeps the last good metadata",
+            ),
+            &["connection", "result"],
+        )?;
+        registry.register(Box::new(saml_metadata_refresh.clone()))?;
         let oidc_groups_overage = IntCounterVec::new(
             Opts::new(
                 "portcullis_oidc_groups_overage_total",
@@ -260,6 +270,7 @@ impl Metrics {
             logins,
             sso_enforced,
             saml_cert_expiry,
+            saml_metadata_refresh,
             oidc_groups_overage,
             oidc_backchannel_logouts,
             webhook,

@@ -107,6 +107,11 @@ pub trait Connection: Send + Sync {
         req: &CallbackRequest,
         state: &serde_json::Value,
     ) -> Result<VerifiedLogin, ConnectionError>;
+    /// The SAML connection behind this one, for the SAML-only endpoints
+    /// (IdP-initiated login, single logout).
+    fn saml(&self) -> Option<&super::saml::SamlConnection> {
+        None
+    }
 
     /// RP/SP-initiated logout: where to send the browser once its local
     /// session has ended, so the IdP ends its own session too. `None`:

@@ -625,15 +625,34 @@ pub struct SamlConfig {
     /// Assertion consumer service URL; default `{public_url}/.portcullis/saml/{connection}/acs`.
     #[serde(default)]
     pub acs_url: Option<String>,
+    /// Single logout URL; default `{public_url}/.portcullis/saml/{connection}/slo`.
+    #[serde(default)]
+    pub slo_url: Option<String>,
     /// Accept RSA-SHA1 signatures. Off: SHA-1 is collision-prone.
     #[serde(default)]
     pub allow_sha1: bool,
     /// Tolerance for the IdP's clock on NotBefore / NotOnOrAfter.
     #[serde(default = "default_clock_skew")]
     pub clock_skew_seconds: u64,
-    /// Sign AuthnRequests (not implemented yet; must stay off).
+    /// Sign AuthnRequests (HTTP-Redirect binding, RSA-SHA256) with
+    /// `sp_key_file`; for IdPs that require signed requests.
     #[serde(default)]
     pub sign_requests: bool,
+    /// This SP's private key (PEM): signs AuthnRequests and LogoutRequests
+    /// when `sign_requests` is on, and decrypts `EncryptedAssertion`s.
+    #[serde(default)]
+    pub sp_key_file: Option<String>,
+    /// This SP's certificate (PEM) for `sp_key_file`, published in the SP
+    /// metadata for signing and encryption.
+    #[serde(default)]
+    pub sp_cert_file: Option<String>,
+    /// IdP metadata fetched from this http(s) URL and refreshed every
+    /// `metadata_refresh_seconds`; a failed refresh keeps the last good copy.
+    #[serde(default)]
+    pub idp_metadata_url: Option<String>,
+    /// Refresh interval for `idp_metadata_url`.
+    #[serde(default = "default_metadata_refresh")]
+    pub metadata_refresh_seconds: u64,
     /// Attribute mapping overrides; unset ones come from the preset.
     #[serde(default)]
     pub email_attribute: Option<String>,
@@ -645,15 +664,22 @@ pub struct SamlConfig {
     pub last_name_attribute: Option<String>,
     #[serde(default)]
     pub groups_attribute: Option<String>,
-    /// Accept unsolicited (IdP-initiated) responses (not implemented yet; must stay off).
+    /// Accept unsolicited (IdP-initiated) responses; needs `landing_path`.
     #[serde(default)]
     pub allow_idp_initiated: bool,
+    /// Where an IdP-initiated login lands (a same-origin relative path),
+    /// unless its RelayState is itself a safe relative path.
+    #[serde(default)]
+    pub landing_path: Option<String>,
 }
 
 fn default_clock_skew() -> u64 {
     120
 }
 
+fn default_metadata_refresh() -> u64 {
+    3600
+}
 /// How the relying party authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]

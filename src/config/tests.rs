@@ -339,6 +339,21 @@ protocol = "saml"
 [tenants.connections.saml]
 idp_entity_id = "x"
 idp_sso_url = "https://idp/sso"
+[[tenants.connections]]
+id = "e"
+protocol = "saml"
+[tenants.connections.saml]
+idp_metadata_url = "file:///etc/passwd"
+idp_entity_id = "x"
+metadata_refresh_seconds = 0
+allow_idp_initiated = true
+sp_cert_file = "/c.pem"
+[[tenants.connections]]
+id = "f"
+protocol = "saml"
+[tenants.connections.saml]
+idp_metadata_url = "https://idp/metadata"
+landing_path = "//evil.example"
 "#
     );
     let errs = errors(&bad);
@@ -348,17 +363,23 @@ idp_sso_url = "https://idp/sso"
         "tenants[0].connections[1].saml.idp_sso_url: must be an http(s) URL",
         "tenants[0].connections[1].saml.idp_certificates[0]: must be a PEM certificate",
         "tenants[0].connections[1].saml.clock_skew_seconds: at most 600",
-        "tenants[0].connections[1].saml.sign_requests: signed AuthnRequests are not supported yet",
+        "tenants[0].connections[1].saml.sign_requests: needs `sp_key_file`",
         "tenants[0].connections[1].saml.email_attribute: must not be empty",
         "tenants[0].connections[2].saml: `saml` settings on an `oidc` connection",
         "tenants[0].connections[3].saml.idp_certificates: at least one IdP signing certificate",
+        "tenants[0].connections[4].saml.idp_metadata_url: give one of",
+        "tenants[0].connections[4].saml.idp_metadata_url: must be an http(s) URL",
+        "tenants[0].connections[4].saml.metadata_refresh_seconds: must be at least 1",
+        "tenants[0].connections[4].saml.allow_idp_initiated: needs `landing_path`",
+        "tenants[0].connections[4].saml.sp_key_file: `sp_key_file` and `sp_cert_file` go together",
+        "tenants[0].connections[5].saml.landing_path: must be a same-origin relative path",
     ] {
         assert!(
             errs.iter().any(|e| e.contains(want)),
             "missing {want:?} in {errs:#?}"
         );
     }
-    assert_eq!(errs.len(), 9, "{errs:#?}");
+    assert_eq!(errs.len(), 15, "{errs:#?}");
     let unknown = format!("{text}surprise = 1\n");
     assert!(
         errors(&unknown).iter().any(|e| e.contains("surprise")),

@@ -396,7 +396,28 @@ fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>
         || s.idp_sso_url.is_some()
         || s.idp_slo_url.is_some()
         || !s.idp_certificates.is_empty();
+    if let Some(u) = &s.idp_metadata_url {
+        if s.idp_metadata_file.is_some() || inline {
+            c.push(
+                format!("{key}.saml.idp_metadata_url"),
+                "give one of `idp_metadata_url`, `idp_metadata_file` or the inline `idp_*` keys",
+            );
+        }
+        if !(u.starts_with("https://") || u.starts_with("http://")) {
+            c.push(
+                format!("{key}.saml.idp_metadata_url"),
+                "must be an http(s) URL",
+            );
+        }
+        if s.metadata_refresh_seconds == 0 {
+            c.push(
+                format!("{key}.saml.metadata_refresh_seconds"),
+                "must be at least 1",
+            );
+        }
+    }
     match (&s.idp_metadata_file, inline) {
+        _ if s.idp_metadata_url.is_some() => {}
         (Some(_), true) => c.push(
             format!("{key}.saml.idp_metadata_file"),
             "give either `idp_metadata_file` or the inline `idp_*` keys, not both",
@@ -446,6 +467,7 @@ fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>
     for (k, v) in [
         ("sp_entity_id", s.sp_entity_id.as_deref()),
         ("acs_url", s.acs_url.as_deref()),
+        ("slo_url", s.slo_url.as_deref()),
     ] {
         if v == Some("") {
             c.push(
@@ -454,14 +476,13 @@ fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>
             );
         }
     }
-    if let Some(u) = &s.acs_url
-        && !u.is_empty()
-        && !(u.starts_with("https://") || u.starts_with("http://"))
-    {
-        c.push(
-            format!("{key}.saml.acs_url"),
-            "must be an absolute http(s) URL",
-        );
+    for (k, v) in [("acs_url", &s.acs_url), ("slo_url", &s.slo_url)] {
+        if let Some(u) = v
+            && !u.is_empty()
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            c.push(format!("{key}.saml.{k}"), "must be an absolute http(s) URL");
+        }
     }
     if s.clock_skew_seconds > 600 {
         c.push(
@@ -469,17 +490,36 @@ fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>
             "at most 600; a larger window mostly helps replays",
         );
     }
-    if s.sign_requests {
+    if s.sign_requests && s.sp_key_file.is_none() {
         c.push(
             format!("{key}.saml.sign_requests"),
-            "signed AuthnRequests are not supported yet",
+            "needs `sp_key_file` and `sp_cert_file` (the key that signs)",
         );
     }
-    if s.allow_idp_initiated {
+    if s.sp_key_file.is_some() != s.sp_cert_file.is_some() {
         c.push(
-            format!("{key}.saml.allow_idp_initiated"),
-            "IdP-initiated login is not supported yet",
+            format!("{key}.saml.sp_key_file"),
+            "`sp_key_file` and `sp_cert_file` go together",
         );
+    }
+    for (k, v) in [
+        ("sp_key_file", &s.sp_key_file),
+        ("sp_cert_file", &s.sp_cert_file),
+    ] {
+        if v.as_deref() == Some("") {
+            c.push(format!("{key}.saml.{k}"), "must not be empty");
+        }
+    }
+    match (&s.landing_path, s.allow_idp_initiated) {
+        (None, true) => c.push(
+            format!("{key}.saml.allow_idp_initiated"),
+            "needs `landing_path`: where an unsolicited login lands",
+        ),
+        (Some(p), _) if crate::redirect::safe_return_to(p).is_none() => c.push(
+            format!("{key}.saml.landing_path"),
+            "must be a same-origin relative path such as `/`",
+        ),
+        _ => {}
     }
     for (k, v) in [
         ("email_attribute", &s.email_attribute),

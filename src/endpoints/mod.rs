@@ -7,6 +7,7 @@ mod dev_idp;
 mod handlers;
 mod oidc;
 pub mod pages;
+mod saml;
 mod sso;
 
 use std::sync::Arc;
@@ -58,7 +59,8 @@ pub fn router(state: Arc<EndpointState>) -> Router {
         .route("/sso/{id}/test", get(sso::test))
         .route("/sso/{id}/callback", get(sso::callback).post(sso::callback))
         .route("/saml/{id}/metadata", get(sso::saml_metadata))
-        .route("/saml/{id}/acs", post(sso::callback))
+        .route("/saml/{id}/acs", post(saml::acs))
+        .route("/saml/{id}/slo", get(saml::slo))
         .route("/oidc/{id}/callback", get(sso::callback))
         .route(
             "/oidc/{id}/backchannel-logout",

@@ -54,15 +54,20 @@ pub(super) struct StartQuery {
 
 /// The labels of one callback's refusals, so each refusal site names only
 /// what differs: the reason, the detail and the flow to clear.
-struct Refuser<'a> {
-    state: &'a EndpointState,
-    rid: &'a str,
-    tenant: &'a str,
-    connection: &'a str,
+pub(super) struct Refuser<'a> {
+    pub(super) state: &'a EndpointState,
+    pub(super) rid: &'a str,
+    pub(super) tenant: &'a str,
+    pub(super) connection: &'a str,
 }
 
 impl Refuser<'_> {
-    fn refuse(&self, reason: &'static str, detail: &str, relay: Option<&str>) -> Response {
+    pub(super) fn refuse(
+        &self,
+        reason: &'static str,
+        detail: &str,
+        relay: Option<&str>,
+    ) -> Response {
         refuse(
             self.state,
             self.rid,
@@ -150,15 +155,13 @@ pub(super) async fn saml_metadata(
     let Some(reg) = reg else {
         return super::handlers::not_found(request_id).await;
     };
-    let (entity_id, acs) = auth::saml::sp_ids(
-        &reg.config,
-        &state.config.server.public_url,
-        &state.config.server.internal_prefix,
-    );
+    let Some(saml) = reg.connection.saml() else {
+        return super::handlers::not_found(request_id).await;
+    };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/samlmetadata+xml")],
-        auth::saml::sp_metadata_xml(&entity_id, &acs),
+        saml.sp_metadata_xml(),
     )
         .into_response()
 }
@@ -365,7 +368,7 @@ async fn test_result(
     resp
 }
 
-fn pairs(s: &str) -> Vec<(String, String)> {
+pub(super) fn pairs(s: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(s.as_bytes()).into_owned().collect()
 }
 
@@ -440,20 +443,40 @@ pub(super) async fn callback(
         return test_result(&state, &rid, tenant, &id, &relay, login, now).await;
     }
     let login = match reg.connection.finish(&req, &flow.state).await {
-        Ok(l) if l.connection_id == id => l,
-        Ok(l) => {
-            return refuser.refuse(
-                "internal",
-                &format!("connection returned a login for {}", l.connection_id),
-                Some(&relay),
-            );
-        }
+        Ok(l) => l,
         Err(e) => {
             return refuser.refuse(e.reason, &e.detail, Some(&relay));
         }
     };
-    let Some(tenant) = state.auth.tenant(&tenant_id) else {
-        return refuser.refuse("internal", "tenant vanished", Some(&relay));
+    sign_in(&refuser, login, current, now, flow.return_to, Some(&relay)).await
+}
+
+/// A verified login becomes a session: policy, a fresh session replacing
+/// the browser's old one, the redirect to `return_to`. Shared by the
+/// callback and SAML's IdP-initiated ACS.
+pub(super) async fn sign_in(
+    refuser: &Refuser<'_>,
+    login: crate::auth::VerifiedLogin,
+    current: CurrentSession,
+    now: i64,
+    return_to: String,
+    relay: Option<&str>,
+) -> Response {
+    let (state, rid, tenant_id, id) = (
+        refuser.state,
+        refuser.rid,
+        refuser.tenant,
+        refuser.connection,
+    );
+    if login.connection_id != id {
+        return refuser.refuse(
+            "internal",
+            &format!("connection returned a login for {}", login.connection_id),
+            relay,
+        );
+    }
+    let Some(tenant) = state.auth.tenant(tenant_id) else {
+        return refuser.refuse("internal", "tenant vanished", relay);
     };
     let principal = match auth::complete(
         &login,
@@ -467,7 +490,7 @@ pub(super) async fn callback(
     {
         Ok(p) => p,
         Err(f) => {
-            return refuser.refuse(f.reason, &f.detail, Some(&relay));
+            return refuser.refuse(f.reason, &f.detail, relay);
         }
     };
     // A new login replaces whatever session the browser had (no fixation,
@@ -494,21 +517,19 @@ pub(super) async fn callback(
     {
         Ok(t) => t,
         Err(e) => {
-            return refuser.refuse("store", &e.to_string(), Some(&relay));
+            return refuser.refuse("store", &e.to_string(), relay);
         }
     };
     state
         .metrics
         .logins
-        .with_label_values(&[&tenant_id, &id])
+        .with_label_values(&[tenant_id, id])
         .inc();
     tracing::info!(request_id = %rid, tenant = %tenant_id, connection = %id, user = %principal.user_id, "login");
-    let mut resp = (
-        StatusCode::SEE_OTHER,
-        [(header::LOCATION, flow.return_to.clone())],
-    )
-        .into_response();
-    for c in [state.codec.seal(&token, now), state.auth.flow.clear(&relay)] {
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, return_to)]).into_response();
+    let cookies = std::iter::once(state.codec.seal(&token, now))
+        .chain(relay.map(|r| state.auth.flow.clear(r)));
+    for c in cookies {
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }

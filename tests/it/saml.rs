@@ -75,82 +75,11 @@ async fn refused(s: &SamlSso, started: &Started, saml_response: &str, reason: &s
         cookie_pair_absent_session(&body),
         "no session details leak: {body}"
     );
-    assert_eq!(s.failures(reason).await, before + 1, "reason {reason}");
+    s.expect_failures(reason, before + 1).await;
 }
 
 fn cookie_pair_absent_session(body: &str) -> bool {
     !body.contains("alice@acme.com")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_and_mismatched_responses_are_refused_with_their_reason() {
-    let s = SamlSso::start("").await;
-    let dir = s.dir.path();
-    let other = IdpKey::generate(dir, "evil");
-
-    // each case gets its own flow, like a browser would
-    let st = s.begin().await;
-    let mut r = s.resp(&st);
-    r.sign = Sign::Nothing;
-    refused(&s, &st, &b64(&r.signed(&s.key, dir)), "signature").await;
-
-    let st = s.begin().await;
-    let xml = s.resp(&st).signed(&s.key, dir);
-    let tampered = xml.replace(">Everyone<", ">admins<");
-    assert_ne!(xml, tampered);
-    refused(&s, &st, &b64(&tampered), "signature").await;
-
-    let st = s.begin().await;
-    refused(&s, &st, &b64(&s.resp(&st).signed(&other, dir)), "signature").await;
-
-    let st = s.begin().await;
-    let mut r = s.resp(&st);
-    r.sha1 = true;
-    refused(&s, &st, &b64(&r.signed(&s.key, dir)), "algorithm").await;
-
-    let st = s.begin().await;
-    let mut r = s.resp(&st);
-    r.audience = "https://someone-else.example/sp".into();
-    refused(&s, &st, &b64(&r.signed(&s.key, dir)), "audience").await;
-
-    let st = s.begin().await;
-    let mut r = s.resp(&st);
-    r.destination = "https://someone-else.example/acs".into();
-    refused(&s, &st, &b64(&r.signed(&s.key, dir)), "destination").await;
-
-    let st = s.begin().await;
-    let mut r = s.resp(&st);
-    r.recipient = "https://someone-else.example/acs".into();
-    refused(&s, &st, &b64(&r.signed(&s.key, dir)), "recipient").await;
-
-    let st = s.begin().await;
-    let mut r = s.resp(&st);
-    r.issuer = "https://evil.example/idp".into();
-    refused(&s, &st, &b64(&r.signed(&s.key, dir)), "issuer").await;
-
-    // a response to another flow's request (assertion signed, envelope too)
-    let st = s.begin().await;
-    let other_flow = s.begin().await;
-    let mut r = s.resp(&st);
-    r.in_response_to = other_flow.request_id.clone();
-    refused(&s, &st, &b64(&r.signed(&s.key, dir)), "in_response_to").await;
-    // ... and with only the signed assertion naming the other request
-    let st = s.begin().await;
-    let mut r = s.resp(&st);
-    r.in_response_to = other_flow.request_id.clone();
-    let xml = r.signed(&s.key, dir).replacen(
-        &format!("InResponseTo=\"{}\"", other_flow.request_id),
-        &format!("InResponseTo=\"{}\"", st.request_id),
-        1,
-    );
-    refused(&s, &st, &b64(&xml), "in_response_to").await;
-
-    // a genuine assertion for an email outside the tenant's verified
-    // domains: the SAML layer passes it on, policy refuses it
-    let st = s.begin().await;
-    let mut r = s.resp(&st);
-    r.name_id = "mallory@example.org".into();
-    refused(&s, &st, &b64(&r.signed(&s.key, dir)), "domain_not_verified").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,62 +139,18 @@ async fn sha1_is_accepted_only_when_the_connection_allows_it() {
     assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
 }
 
+/// Signature wrapping, DTDs, oversized bodies and the other hostile XML
+/// live in the corpus (tests/fixtures/saml, `saml_corpus`); what is not XML
+/// at all is refused here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signature_wrapping_and_hostile_xml_are_refused() {
+async fn a_response_that_is_not_base64_xml_is_refused() {
     let s = SamlSso::start("").await;
-    let dir = s.dir.path();
-
-    // XSW: the signed assertion kept, an unsigned evil one next to it
-    let st = s.begin().await;
-    let good = s.resp(&st);
-    let xml = good.signed(&s.key, dir);
-    let mut evil = s.resp(&st);
-    evil.name_id = "mallory@acme.com".into();
-    evil.assertion_id = "_evil".into();
-    evil.sign = Sign::Nothing;
-    let evil_xml = evil.template();
-    let evil_assertion = &evil_xml[evil_xml.find("<saml:Assertion").unwrap()
-        ..evil_xml.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len()];
-    let before = xml.replacen(
-        "<saml:Assertion",
-        &format!("{evil_assertion}<saml:Assertion"),
-        1,
-    );
-    refused(&s, &st, &b64(&before), "malformed").await;
-    // XSW: the signed assertion hidden inside an extension of the evil one
-    let st = s.begin().await;
-    let good = s.resp(&st);
-    let xml = good.signed(&s.key, dir);
-    let signed_assertion = &xml[xml.find("<saml:Assertion").unwrap()
-        ..xml.find("</saml:Assertion>").unwrap() + "</saml:Assertion>".len()];
-    let wrapped = xml.replacen(
-        signed_assertion,
-        &evil_assertion.replacen(
-            "</saml:Subject>",
-            &format!("</saml:Subject><saml:Advice>{signed_assertion}</saml:Advice>"),
-            1,
-        ),
-        1,
-    );
-    refused(&s, &st, &b64(&wrapped), "malformed").await;
-
-    // DTD / entity expansion
-    let st = s.begin().await;
-    let xml = s.resp(&st).signed(&s.key, dir);
-    let xxe = xml.replacen(
-        "<samlp:Response",
-        "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><samlp:Response",
-        1,
-    );
-    refused(&s, &st, &b64(&xxe), "dtd").await;
-
-    // oversized: refused before decoding
-    let st = s.begin().await;
-    refused(&s, &st, &"A".repeat(300 * 1024), "too_large").await;
-
-    // garbage base64
     let st = s.begin().await;
     refused(&s, &st, "%%% not base64 %%%", "malformed").await;
+    let st = s.begin().await;
+    refused(&s, &st, &b64("not xml at all"), "malformed").await;
+    let st = s.begin().await;
+    refused(&s, &st, &b64("<x/>"), "malformed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,25 +258,6 @@ async fn metadata_file_without_a_certificate_is_a_startup_error_with_one_it_load
         "{}",
         started.redirect_to
     );
-}
-
-/// `alice@acme.com<!---->.evil.com` keeps a valid signature (canonical XML
-/// drops comments; the `xmlsec1` CLI verifies it) and a naive parser would
-/// read `alice@acme.com`. samael maps the verified canonical content back
-/// onto the document node by node; the split text node does not match, so
-/// the response is refused as a bad signature.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn comment_injection_in_the_name_id_is_refused() {
-    let s = SamlSso::start("").await;
-    let st = s.begin().await;
-    let mut r = s.resp(&st);
-    r.name_id = "alice@acme.com.evil.com".into();
-    let xml = r.signed(&s.key, s.dir.path()).replacen(
-        "alice@acme.com.evil.com",
-        "alice@acme.com<!---->.evil.com",
-        1,
-    );
-    refused(&s, &st, &b64(&xml), "signature").await;
 }
 
 /// Replicas share the replay cache through the store: an assertion used at

@@ -125,8 +125,14 @@ pub fn to_login(
         email_verified: None,
         name,
         groups,
-        idp_session: None,
-        logout_hint: None,
+        // SessionIndex of the (first) AuthnStatement: what the IdP's
+        // LogoutRequest names; NameID + Format: what ours must name.
+        idp_session: a
+            .authn_statements
+            .iter()
+            .flatten()
+            .find_map(|st| st.session_index.clone()),
+        logout_hint: Some(json!({ "name_id": subject, "format": format }).to_string()),
         raw_claims: json!({
             "name_id": subject,
             "name_id_format": format,

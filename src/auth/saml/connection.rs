@@ -4,7 +4,9 @@
 //! assertion id in the shared store and maps the claims.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use samael::service_provider::ServiceProvider;
@@ -14,28 +16,91 @@ use crate::auth::{
     VerifiedLogin,
 };
 use crate::config::{ConnectionConfig, TenantConfig};
-use crate::store::Store;
+use crate::metrics::Metrics;
+use crate::store::{IdpBinding, Store};
 
 use super::claims::{AttributeMap, to_login};
+use super::decrypt::decrypt_response;
+use super::keys::SpKey;
 use super::metadata::IdpMetadata;
 use super::presets::preset_attributes;
+use super::remote::{cached, spawn_refresh};
 use super::request::{authn_request_xml, new_request_id, redirect_url};
+use super::response::has_dtd;
 use super::response::{Expectations, decode, precheck, samael_algorithms, verify};
-use super::{REPLAY_KIND, sp_ids};
+use super::sp_metadata::{SpMetadata, sp_metadata_xml};
+use super::{REPLAY_KIND, default_base, sp_ids};
+
+mod slo;
 
 /// Longest accepted age of a response's/assertion's IssueInstant, on top of
 /// the configured clock skew.
 const MAX_ISSUE_DELAY_SECONDS: i64 = 300;
 
+/// What a connection trusts, swapped whole when metadata from a URL is
+/// refreshed: the IdP and the samael verifiers built from it.
+pub struct Trust {
+    pub idp: IdpMetadata,
+    sp: Arc<ServiceProvider>,
+    /// The same checks with samael's `allow_idp_initiated`, used only for
+    /// unsolicited responses of connections that opt in.
+    sp_unsolicited: Arc<ServiceProvider>,
+}
+
+/// What this SP says about itself to samael; fixed per connection.
+#[derive(Clone)]
+struct SpSettings {
+    entity_id: String,
+    acs_url: String,
+    skew_seconds: i64,
+    allow_sha1: bool,
+}
+
+impl SpSettings {
+    fn trust(&self, idp: IdpMetadata) -> Trust {
+        // Every field samael would otherwise default to a localhost URL or
+        // to "allow everything" is set explicitly.
+        let sp = ServiceProvider {
+            entity_id: Some(self.entity_id.clone()),
+            metadata_url: Some(self.entity_id.clone()),
+            acs_url: Some(self.acs_url.clone()),
+            slo_url: None,
+            idp_metadata: idp.descriptor.clone(),
+            authn_name_id_format: Some(super::request::EMAIL_NAME_ID.into()),
+            allow_idp_initiated: false,
+            max_issue_delay: chrono::Duration::seconds(MAX_ISSUE_DELAY_SECONDS + self.skew_seconds),
+            max_clock_skew: chrono::Duration::seconds(self.skew_seconds),
+            allowed_signature_algorithms: samael_algorithms(self.allow_sha1),
+            ..ServiceProvider::default()
+        };
+        Trust {
+            idp,
+            sp_unsolicited: Arc::new(ServiceProvider {
+                allow_idp_initiated: true,
+                ..sp.clone()
+            }),
+            sp: Arc::new(sp),
+        }
+    }
+}
+
 pub struct SamlConnection {
     id: String,
-    idp: IdpMetadata,
+    /// `None` only while metadata from a URL has never been fetched.
+    trust: Arc<ArcSwapOption<Trust>>,
     pub sp_entity_id: String,
     pub acs_url: String,
     allow_sha1: bool,
     skew_seconds: i64,
     attributes: AttributeMap,
-    sp: Arc<ServiceProvider>,
+    allow_idp_initiated: bool,
+    landing_path: Option<String>,
+    /// Sign AuthnRequests (and LogoutRequests) with `sp_key`.
+    sign_requests: bool,
+    /// This SP's key pair: signs requests, decrypts assertions.
+    sp_key: Option<Arc<SpKey>>,
+    /// This SP's single logout endpoint (`…/saml/{id}/slo`).
+    pub slo_url: String,
     store: Store,
 }
 
@@ -46,6 +111,7 @@ impl SamlConnection {
         internal_prefix: &str,
         store: Store,
         dev_idp: Option<&super::dev_idp::DevIdp>,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, ConnectionError> {
         let cfg = conn.saml.as_ref().ok_or_else(|| {
             ConnectionError::new(
@@ -53,11 +119,34 @@ impl SamlConnection {
                 format!("connection `{}` has no saml settings", conn.id),
             )
         })?;
+        let sp_key = match (&cfg.sp_key_file, &cfg.sp_cert_file) {
+            (Some(k), Some(c)) => Some(Arc::new(SpKey::load(k, c).map_err(|e| {
+                ConnectionError::new("config", format!("connection `{}`: {e}", conn.id))
+            })?)),
+            _ => None,
+        };
+        if cfg.sign_requests && sp_key.is_none() {
+            return Err(ConnectionError::new(
+                "config",
+                format!(
+                    "connection `{}`: sign_requests needs sp_key_file and sp_cert_file",
+                    conn.id
+                ),
+            ));
+        }
+        let (sp_entity_id, acs_url) = sp_ids(conn, public_url, internal_prefix);
+        let skew_seconds = i64::try_from(cfg.clock_skew_seconds).unwrap_or(600);
+        let settings = SpSettings {
+            entity_id: sp_entity_id.clone(),
+            acs_url: acs_url.clone(),
+            skew_seconds,
+            allow_sha1: cfg.allow_sha1,
+        };
         // `idp = "dev"`: the built-in development IdP's generated metadata,
-        // verified below exactly like any other IdP's.
-        let loaded = match (cfg.idp.as_deref(), dev_idp) {
-            (Some("dev"), Some(dev)) => IdpMetadata::from_xml(&dev.metadata_xml()),
-            (Some(other), _) => {
+        // verified exactly like any other IdP's.
+        let loaded = match (cfg.idp.as_deref(), dev_idp, &cfg.idp_metadata_url) {
+            (Some("dev"), Some(dev), _) => Some(IdpMetadata::from_xml(&dev.metadata_xml())),
+            (Some(other), _, _) => {
                 return Err(ConnectionError::new(
                     "config",
                     format!(
@@ -66,38 +155,66 @@ impl SamlConnection {
                     ),
                 ));
             }
-            (None, _) => IdpMetadata::load(cfg),
+            (None, _, Some(url)) => cached(url).map(Ok),
+            (None, _, None) => Some(IdpMetadata::load(cfg)),
         };
-        let idp = loaded.map_err(|e| {
+        let idp = loaded.transpose().map_err(|e| {
             ConnectionError::new("metadata", format!("connection `{}`: {e}", conn.id))
         })?;
-        let (sp_entity_id, acs_url) = sp_ids(conn, public_url, internal_prefix);
-        let skew_seconds = i64::try_from(cfg.clock_skew_seconds).unwrap_or(600);
-        // Every field samael would otherwise default to a localhost URL or
-        // to "allow everything" is set explicitly.
-        let sp = ServiceProvider {
-            entity_id: Some(sp_entity_id.clone()),
-            metadata_url: Some(sp_entity_id.clone()),
-            acs_url: Some(acs_url.clone()),
-            slo_url: None,
-            idp_metadata: idp.descriptor.clone(),
-            authn_name_id_format: Some(super::request::EMAIL_NAME_ID.into()),
-            allow_idp_initiated: false,
-            max_issue_delay: chrono::Duration::seconds(MAX_ISSUE_DELAY_SECONDS + skew_seconds),
-            max_clock_skew: chrono::Duration::seconds(skew_seconds),
-            allowed_signature_algorithms: samael_algorithms(cfg.allow_sha1),
-            ..ServiceProvider::default()
-        };
+        let trust = Arc::new(ArcSwapOption::new(idp.map(|m| Arc::new(settings.trust(m)))));
+        if let (None, Some(url)) = (&cfg.idp, &cfg.idp_metadata_url) {
+            spawn_refresh(
+                conn.id.clone(),
+                url.clone(),
+                Duration::from_secs(cfg.metadata_refresh_seconds),
+                Arc::downgrade(&trust),
+                move |md| settings.trust(md),
+                |t: &Trust| t.idp.entity_id.clone(),
+                metrics,
+            );
+        }
         Ok(Self {
             id: conn.id.clone(),
-            idp,
+            trust,
             sp_entity_id,
             acs_url,
             allow_sha1: cfg.allow_sha1,
             skew_seconds,
             attributes: preset_attributes(conn.preset.as_deref(), cfg),
-            sp: Arc::new(sp),
+            allow_idp_initiated: cfg.allow_idp_initiated,
+            landing_path: cfg.landing_path.clone(),
+            sign_requests: cfg.sign_requests,
+            sp_key,
+            slo_url: cfg.slo_url.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/slo",
+                    default_base(public_url, internal_prefix, &conn.id)
+                )
+            }),
             store,
+        })
+    }
+
+    /// This SP's metadata (served at `…/saml/{id}/metadata`).
+    pub fn sp_metadata_xml(&self) -> String {
+        let cert = self.sp_key.as_ref().map(|k| k.cert_b64());
+        sp_metadata_xml(&SpMetadata {
+            entity_id: &self.sp_entity_id,
+            acs_url: &self.acs_url,
+            slo_url: Some(&self.slo_url),
+            cert_b64: cert.as_deref(),
+            sign_requests: self.sign_requests,
+        })
+    }
+
+    /// What the connection trusts now; refused while metadata from a URL
+    /// has never loaded.
+    pub fn trust(&self) -> Result<Arc<Trust>, ConnectionError> {
+        self.trust.load_full().ok_or_else(|| {
+            ConnectionError::new(
+                "metadata_unavailable",
+                "the IdP metadata URL has not been fetched successfully yet",
+            )
         })
     }
 }
@@ -109,16 +226,18 @@ impl Connection for SamlConnection {
     }
 
     async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
+        let trust = self.trust()?;
         let request_id = new_request_id();
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
         let xml = authn_request_xml(
             &request_id,
             &now,
-            &self.idp.sso_url,
+            &trust.idp.sso_url,
             &self.acs_url,
             &self.sp_entity_id,
         );
-        let redirect_to = redirect_url(&self.idp.sso_url, &xml, &ctx.relay)
+        let key = self.sp_key.as_deref().filter(|_| self.sign_requests);
+        let redirect_to = redirect_url(&trust.idp.sso_url, &xml, &ctx.relay, key)
             .map_err(|e| ConnectionError::new("internal", format!("deflate: {e}")))?;
         Ok(LoginStart {
             redirect_to,
@@ -143,18 +262,136 @@ impl Connection for SamlConnection {
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| ConnectionError::new("malformed", "no SAMLResponse in the POST body"))?;
         let xml = decode(raw)?;
+        self.verify_and_burn(xml, Some(request_id)).await
+    }
+
+    fn saml(&self) -> Option<&SamlConnection> {
+        Some(self)
+    }
+
+    /// SAML single logout from the logout endpoint: the IdP's SLO URL with
+    /// a LogoutRequest; its LogoutResponse comes back to our SLO endpoint
+    /// and lands on `/` (the generic logout hook carries no return path).
+    async fn logout_redirect(&self, idp: &IdpBinding) -> Option<String> {
+        match self.slo_redirect(idp, None) {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(connection = %self.id, reason = e.reason, detail = %e.detail, "no SAML single logout");
+                None
+            }
+        }
+    }
+}
+
+impl SamlConnection {
+    /// An IdP-initiated (unsolicited) response: no flow cookie, so no
+    /// request id to bind to. Refused unless the connection opts in; a
+    /// response that names a request (`InResponseTo`) without its flow is a
+    /// solicited one from another browser or an expired flow, never
+    /// unsolicited. Returns the login and where to land: the RelayState
+    /// when it is a safe relative path, else `landing_path`.
+    pub async fn finish_unsolicited(
+        &self,
+        req: &CallbackRequest,
+    ) -> Result<(VerifiedLogin, String), ConnectionError> {
+        let raw = req
+            .form
+            .iter()
+            .find(|(k, _)| k == "SAMLResponse")
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| ConnectionError::new("malformed", "no SAMLResponse in the POST body"))?;
+        let xml = decode(raw)?;
+        if xml.contains("InResponseTo=") {
+            return Err(ConnectionError::new(
+                "state_mismatch",
+                "a response to a request (InResponseTo) without a valid flow cookie",
+            ));
+        }
+        let landing = match (&self.landing_path, self.allow_idp_initiated) {
+            (Some(l), true) => l.clone(),
+            _ => {
+                return Err(ConnectionError::new(
+                    "unsolicited",
+                    "IdP-initiated response, and this connection does not allow IdP-initiated login",
+                ));
+            }
+        };
+        let login = self.verify_and_burn(xml, None).await?;
+        let return_to = req
+            .param("RelayState")
+            .and_then(crate::redirect::safe_return_to)
+            .map(str::to_owned)
+            .unwrap_or(landing);
+        Ok((login, return_to))
+    }
+
+    /// The ACS checks on one `SAMLResponse` form value, synchronously:
+    /// size, base64, prechecks, XML-DSig in libxmlsec1 and samael's checks
+    /// (no decryption, no replay store). What the ACS runs on a blocking
+    /// thread; public for the criterion bench.
+    pub fn verify_form_value(
+        &self,
+        form_value: &str,
+        request_id: Option<&str>,
+    ) -> Result<(), ConnectionError> {
+        let xml = decode(form_value)?;
+        let trust = self.trust()?;
         let expect = Expectations {
-            sp: &self.sp,
-            idp_entity_id: &self.idp.entity_id,
+            sp: if request_id.is_some() {
+                &trust.sp
+            } else {
+                &trust.sp_unsolicited
+            },
+            idp_entity_id: &trust.idp.entity_id,
             sp_entity_id: &self.sp_entity_id,
             acs_url: &self.acs_url,
-            request_id: &request_id,
+            request_id,
             allow_sha1: self.allow_sha1,
         };
         precheck(&xml, &expect)?;
-        let sp = self.sp.clone();
+        verify(&xml, &expect).map(|_| ())
+    }
+
+    /// The checks, off the async threads where they are blocking C, then
+    /// the one-time use of the assertion id (every replica sees it).
+    async fn verify_and_burn(
+        &self,
+        xml: String,
+        request_id: Option<String>,
+    ) -> Result<VerifiedLogin, ConnectionError> {
+        let trust = self.trust()?;
+        let expect = Expectations {
+            sp: &trust.sp,
+            idp_entity_id: &trust.idp.entity_id,
+            sp_entity_id: &self.sp_entity_id,
+            acs_url: &self.acs_url,
+            request_id: request_id.as_deref(),
+            allow_sha1: self.allow_sha1,
+        };
+        let xml = if xml.contains("EncryptedAssertion") && !has_dtd(&xml) {
+            match &self.sp_key {
+                Some(key) => {
+                    let key = key.clone();
+                    tokio::task::spawn_blocking(move || decrypt_response(&xml, &key.pkey))
+                        .await
+                        .map_err(|e| {
+                            ConnectionError::new("internal", format!("decryption task: {e}"))
+                        })??
+                }
+                // precheck refuses it as unsupported
+                None => xml,
+            }
+        } else {
+            xml
+        };
+        precheck(&xml, &expect)?;
+        let sp = if request_id.is_some() {
+            trust.sp.clone()
+        } else {
+            trust.sp_unsolicited.clone()
+        };
         let (idp_entity_id, sp_entity_id, acs_url) = (
-            self.idp.entity_id.clone(),
+            trust.idp.entity_id.clone(),
             self.sp_entity_id.clone(),
             self.acs_url.clone(),
         );
@@ -167,7 +404,7 @@ impl Connection for SamlConnection {
                     idp_entity_id: &idp_entity_id,
                     sp_entity_id: &sp_entity_id,
                     acs_url: &acs_url,
-                    request_id: &request_id,
+                    request_id: request_id.as_deref(),
                     allow_sha1,
                 },
             )
@@ -202,6 +439,7 @@ pub struct SamlFactory {
     public_url: String,
     internal_prefix: String,
     dev_idp: Option<Arc<super::dev_idp::DevIdp>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl SamlFactory {
@@ -211,7 +449,14 @@ impl SamlFactory {
             public_url: public_url.to_owned(),
             internal_prefix: internal_prefix.to_owned(),
             dev_idp: None,
+            metrics: None,
         }
+    }
+
+    /// Where metadata refreshes and certificate expiries are reported.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Lets connections with `idp = "dev"` trust the development IdP.
@@ -233,6 +478,7 @@ impl ConnectionFactory for SamlFactory {
             &self.internal_prefix,
             self.store.clone(),
             self.dev_idp.as_deref(),
+            self.metrics.clone(),
         )?))
     }
 }

@@ -16,8 +16,9 @@ pub fn report(config: &Config, metrics: &Metrics, now: i64, log: bool) {
     for tenant in &config.tenants {
         for conn in &tenant.connections {
             let Some(saml) = &conn.saml else { continue };
-            if saml.idp.is_some() {
-                // the development IdP: a certificate generated at startup
+            if saml.idp.is_some() || saml.idp_metadata_url.is_some() {
+                // the development IdP: a certificate generated at startup;
+                // a metadata URL: its refresh loop sets the gauge
                 continue;
             }
             let expiries = match IdpMetadata::load(saml).and_then(|m| m.signing_cert_expiries()) {

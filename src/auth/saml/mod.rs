@@ -6,19 +6,25 @@
 
 mod claims;
 mod connection;
+mod decrypt;
 pub mod dev_idp;
 pub mod expiry;
+mod keys;
+mod logout;
 mod metadata;
 mod presets;
+mod remote;
 mod request;
 mod response;
 mod sp_metadata;
+mod xml;
 
 pub use claims::AttributeMap;
 pub use connection::{SamlConnection, SamlFactory};
+pub use logout::IdpLogoutRequest;
 pub use metadata::{IdpMetadata, MetadataError};
 pub use presets::preset_attributes;
-pub use sp_metadata::sp_metadata_xml;
+pub use sp_metadata::{SpMetadata, sp_metadata_xml};
 
 /// The one-time store kind under which consumed assertion ids are kept.
 pub const REPLAY_KIND: &str = "saml-assertion";

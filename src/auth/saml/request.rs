@@ -36,18 +36,51 @@ pub fn authn_request_xml(
     )
 }
 
-/// `sso_url?SAMLRequest=…&RelayState=…` (keeps an existing query).
-pub fn redirect_url(sso_url: &str, xml: &str, relay: &str) -> std::io::Result<String> {
+/// `sso_url?SAMLRequest=…&RelayState=…` (keeps an existing query); with
+/// `key`, also `&SigAlg=…&Signature=…`.
+pub fn redirect_url(
+    sso_url: &str,
+    xml: &str,
+    relay: &str,
+    key: Option<&super::keys::SpKey>,
+) -> std::io::Result<String> {
+    redirect_message(sso_url, "SAMLRequest", xml, Some(relay), key)
+}
+
+/// A SAML message over the HTTP-Redirect binding (SAML bindings §3.4.4):
+/// raw DEFLATE, base64, URL-encoded under `param` (`SAMLRequest` or
+/// `SAMLResponse`). Signed per §3.4.4.1: RSA-SHA256 over the exact bytes
+/// `param=…&RelayState=…&SigAlg=…` as they appear in the query.
+pub fn redirect_message(
+    endpoint: &str,
+    param: &str,
+    xml: &str,
+    relay: Option<&str>,
+    key: Option<&super::keys::SpKey>,
+) -> std::io::Result<String> {
     let mut enc = DeflateEncoder::new(Vec::new(), Compression::default());
     enc.write_all(xml.as_bytes())?;
     let deflated = enc.finish()?;
     let b64 = base64::engine::general_purpose::STANDARD.encode(deflated);
-    let query = form_urlencoded::Serializer::new(String::new())
-        .append_pair("SAMLRequest", &b64)
-        .append_pair("RelayState", relay)
-        .finish();
-    let sep = if sso_url.contains('?') { '&' } else { '?' };
-    Ok(format!("{sso_url}{sep}{query}"))
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair(param, &b64);
+    if let Some(relay) = relay.filter(|r| !r.is_empty()) {
+        query.append_pair("RelayState", relay);
+    }
+    let mut query = query.finish();
+    if let Some(key) = key {
+        let sig_alg = form_urlencoded::Serializer::new(String::new())
+            .append_pair("SigAlg", super::keys::RSA_SHA256)
+            .finish();
+        query = format!("{query}&{sig_alg}");
+        let signature = key.sign(query.as_bytes()).map_err(std::io::Error::other)?;
+        let signature = form_urlencoded::Serializer::new(String::new())
+            .append_pair("Signature", &signature)
+            .finish();
+        query = format!("{query}&{signature}");
+    }
+    let sep = if endpoint.contains('?') { '&' } else { '?' };
+    Ok(format!("{endpoint}{sep}{query}"))
 }
 
 #[cfg(test)]
@@ -64,7 +97,7 @@ mod tests {
             "https://sp/acs",
             "https://sp/md",
         );
-        let url = redirect_url("https://idp/sso?x=1", &xml, "relay-1").unwrap();
+        let url = redirect_url("https://idp/sso?x=1", &xml, "relay-1", None).unwrap();
         assert!(url.starts_with("https://idp/sso?x=1&SAMLRequest="));
         let q = url.split_once('?').unwrap().1;
         let pairs: Vec<(String, String)> =

@@ -26,7 +26,9 @@ pub struct Expectations<'a> {
     pub idp_entity_id: &'a str,
     pub sp_entity_id: &'a str,
     pub acs_url: &'a str,
-    pub request_id: &'a str,
+    /// The flow's AuthnRequest id; `None` for an unsolicited response,
+    /// which must then name no request at all.
+    pub request_id: Option<&'a str>,
     pub allow_sha1: bool,
 }
 
@@ -108,7 +110,7 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
     if names.contains(&"EncryptedAssertion") {
         return Err(err(
             "unsupported",
-            "encrypted assertions are not supported yet",
+            "an EncryptedAssertion, and the connection has no sp_key_file to decrypt it",
         ));
     }
     if assertions != 1 {
@@ -183,7 +185,7 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
         ));
     }
     if let Some(irt) = &resp.in_response_to
-        && irt != x.request_id
+        && Some(irt.as_str()) != x.request_id
     {
         return Err(err(
             "in_response_to",
@@ -199,10 +201,28 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
 /// Blocking: XML-DSig verification in libxmlsec1 and samael's checks on
 /// the verified content. Run it on a blocking thread.
 pub fn verify(xml: &str, x: &Expectations<'_>) -> Result<Assertion, ConnectionError> {
-    let ids = [x.request_id];
+    let ids: Vec<&str> = x.request_id.into_iter().collect();
     let assertion =
         x.sp.parse_xml_response_with_mode(xml, Some(&ids), ReduceMode::ValidateAndMarkNoAncestors)
             .map_err(map_samael)?;
+    // samael skips SubjectConfirmationData/@InResponseTo when it allows
+    // IdP-initiated responses: an unsolicited assertion must name no request.
+    if x.request_id.is_none()
+        && assertion
+            .subject
+            .iter()
+            .flat_map(|s| s.subject_confirmations.iter().flatten())
+            .any(|c| {
+                c.subject_confirmation_data
+                    .as_ref()
+                    .is_some_and(|d| d.in_response_to.is_some())
+            })
+    {
+        return Err(err(
+            "in_response_to",
+            "an unsolicited assertion names a request (InResponseTo)",
+        ));
+    }
     // samael checks the audience only when a restriction is present.
     let audiences: Vec<&str> = assertion
         .conditions

@@ -4,6 +4,7 @@ pub mod idp;
 pub mod oidc_op;
 pub mod oidc_rp;
 pub mod postgres;
+pub mod pysaml2;
 pub mod receiver;
 pub mod saml;
 pub mod scim;

@@ -187,7 +187,7 @@ impl Resp {
     }
 }
 
-fn signature_template(reference: &str, sha1: bool) -> String {
+pub fn signature_template(reference: &str, sha1: bool) -> String {
     let (sig, digest) = if sha1 {
         (
             "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
@@ -272,11 +272,20 @@ impl SamlSso {
         let key = IdpKey::generate(dir.path(), "idp");
         let mut certs = more_certs.to_vec();
         certs.push(key.cert_pem());
+        let connections = format!(
+            "[[tenants.connections]]\nid = \"{CONNECTION}\"\nprotocol = \"saml\"\npreset = \"okta\"\n{}",
+            saml_toml(&certs, saml_extra)
+        );
+        Self::start_with(dir, key, &connections).await
+    }
+
+    /// Tenant `acme` with the given `[[tenants.connections]]` blocks; `key`
+    /// (in `dir`) is the IdP key the tests sign with.
+    pub async fn start_with(dir: tempfile::TempDir, key: IdpKey, connections: &str) -> SamlSso {
         let dns = DnsServer::start().await;
         let extra = format!(
-            "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\nenforce_sso = true\ngroup_roles = {{ \"Engineering\" = [\"developer\"] }}\n[[tenants.connections]]\nid = \"{CONNECTION}\"\nprotocol = \"saml\"\npreset = \"okta\"\n{}",
+            "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\nenforce_sso = true\ngroup_roles = {{ \"Engineering\" = [\"developer\"] }}\n{connections}",
             dns.addr(),
-            saml_toml(&certs, saml_extra)
         );
         let env = Self::env(&extra, None).await;
         let s = SamlSso {
@@ -371,6 +380,20 @@ impl SamlSso {
             .unwrap()
     }
 
+    /// Waits (bounded) until the failure count for `reason` is `n`: login
+    /// metrics are recorded just after the response went out.
+    pub async fn expect_failures(&self, reason: &str, n: u64) {
+        let mut last = 0;
+        for _ in 0..100 {
+            last = self.failures(reason).await;
+            if last == n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("portcullis_login_failures_total{{reason=\"{reason}\"}} is {last}, expected {n}");
+    }
+
     /// The count of `portcullis_login_failures_total` for `reason`.
     pub async fn failures(&self, reason: &str) -> u64 {
         let m = self.env.metrics().await;
@@ -383,4 +406,62 @@ impl SamlSso {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// Replaces the (signed) `saml:Assertion` of `response_xml` with an
+/// `EncryptedAssertion` made by `xmlsec1 --encrypt` for `sp_cert`
+/// (content `data_alg`, key transport `key_alg`, both XML Encryption URIs).
+pub fn encrypt_assertion(
+    response_xml: &str,
+    sp_cert: &Path,
+    dir: &Path,
+    data_alg: &str,
+    key_alg: &str,
+) -> String {
+    let n = uuid::Uuid::new_v4().simple().to_string();
+    let data = dir.join(format!("{n}.data.xml"));
+    let tpl = dir.join(format!("{n}.enc-tpl.xml"));
+    let out_path = dir.join(format!("{n}.enc.xml"));
+    std::fs::write(&data, response_xml).unwrap();
+    std::fs::write(
+        &tpl,
+        format!(
+            r#"<xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" Type="http://www.w3.org/2001/04/xmlenc#Element"><xenc:EncryptionMethod Algorithm="{data_alg}"/><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><xenc:EncryptedKey><xenc:EncryptionMethod Algorithm="{key_alg}"/><xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo><xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedData>"#
+        ),
+    )
+    .unwrap();
+    let session = if data_alg.contains("aes256") {
+        "aes-256"
+    } else if data_alg.contains("tripledes") {
+        "des-192"
+    } else {
+        "aes-128"
+    };
+    let out = Command::new("xmlsec1")
+        .arg("--encrypt")
+        .arg("--pubkey-cert-pem")
+        .arg(sp_cert)
+        .args(["--session-key", session])
+        .arg("--xml-data")
+        .arg(&data)
+        .args(["--node-xpath", "//*[local-name()='Assertion']"])
+        .arg("--output")
+        .arg(&out_path)
+        .arg(&tpl)
+        .output()
+        .expect("the xmlsec1 CLI is needed for SAML tests");
+    assert!(
+        out.status.success(),
+        "xmlsec1 --encrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = std::fs::read_to_string(&out_path).unwrap();
+    let start = xml.find("<xenc:EncryptedData").expect("EncryptedData");
+    let end = xml.find("</xenc:EncryptedData>").unwrap() + "</xenc:EncryptedData>".len();
+    format!(
+        "{}<saml:EncryptedAssertion>{}</saml:EncryptedAssertion>{}",
+        &xml[..start],
+        &xml[start..end],
+        &xml[end..]
+    )
 }
