@@ -120,7 +120,7 @@ impl Scim {
 
     /// Drops this process' cached sessions of deprovisioned users at once
     /// (other replicas learn through the store's events).
-    async fn after_commit(&self, revoked: Vec<SessionSelector>) {
+    pub async fn after_commit(&self, revoked: Vec<SessionSelector>) {
         for selector in revoked {
             self.sessions.invalidate(&selector).await;
             self.metrics
@@ -219,7 +219,7 @@ impl Scim {
             external_id: ext_id(&n.doc),
             doc: doc_string(&n.doc)?,
             version: 1,
-            seq: tx.seq(),
+            seq: tx.next_position(),
             created_at: now,
             updated_at: now,
         };
@@ -335,8 +335,22 @@ impl Scim {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<(Value, i64), ScimError> {
-        let n = resource::normalize(kind, body, Mode::Full)?;
         let mut tx = self.store.begin_write(tenant).await?;
+        let row = self.replace_in(&mut tx, kind, id, body, if_match).await?;
+        let revoked = tx.commit().await?;
+        self.after_commit(revoked).await;
+        Ok((self.render(kind, &row, &Projection::default()).await?, row.version))
+    }
+
+    pub async fn replace_in(
+        &self,
+        tx: &mut WriteTx,
+        kind: Kind,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<ScimRow, ScimError> {
+        let n = resource::normalize(kind, body, Mode::Full)?;
         let row = tx
             .scim_get(kind.store(), id)
             .await?
@@ -346,15 +360,7 @@ impl Scim {
             clear: true,
             set: list.into_iter().map(|m| (m.id, true)).collect(),
         });
-        let row = self
-            .update_in(&mut tx, kind, row, n.doc, members.as_ref())
-            .await?;
-        let revoked = tx.commit().await?;
-        self.after_commit(revoked).await;
-        Ok((
-            self.render(kind, &row, &Projection::default()).await?,
-            row.version,
-        ))
+        self.update_in(tx, kind, row, n.doc, members.as_ref()).await
     }
 
     /// PATCH: atomic; any failing operation leaves the resource unchanged.

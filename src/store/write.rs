@@ -17,6 +17,8 @@ pub struct WriteTx {
     store: Store,
     tenant: String,
     seq: i64,
+    /// Resources created so far in this transaction (their listing order).
+    created: i64,
     revoked: Vec<SessionSelector>,
 }
 
@@ -52,6 +54,7 @@ impl Store {
             store: self.clone(),
             tenant: tenant.to_owned(),
             seq,
+            created: 0,
             revoked: Vec::new(),
         })
     }
@@ -66,6 +69,39 @@ impl WriteTx {
     /// This transaction's position in the tenant's change sequence.
     pub fn seq(&self) -> i64 {
         self.seq
+    }
+
+    /// A position in the tenant's creation order for the next resource this
+    /// transaction creates: the sequence number scaled, plus a counter, so
+    /// resources created by one Bulk request keep their request order.
+    pub fn next_position(&mut self) -> i64 {
+        self.created += 1;
+        self.seq.saturating_mul(1 << 20).saturating_add(self.created)
+    }
+
+    /// Starts a savepoint: one operation of a batch (Bulk) that can fail
+    /// alone while the others commit together.
+    pub async fn savepoint(&mut self) -> Result<(), StoreError> {
+        sqlx::raw_sql("SAVEPOINT portcullis_op")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps what the operation since [`WriteTx::savepoint`] did.
+    pub async fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        sqlx::raw_sql("RELEASE SAVEPOINT portcullis_op")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Undoes what the operation since [`WriteTx::savepoint`] did.
+    pub async fn rollback_savepoint(&mut self) -> Result<(), StoreError> {
+        sqlx::raw_sql("ROLLBACK TO SAVEPOINT portcullis_op; RELEASE SAVEPOINT portcullis_op")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     /// Which backend runs the transaction.
