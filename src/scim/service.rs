@@ -194,12 +194,6 @@ impl Scim {
         n: Normalized,
     ) -> Result<ScimRow, ScimError> {
         let name = name_of(kind, &n.doc);
-        if tx.scim_name_taken(kind.store(), &name, None).await? {
-            return Err(ScimError::uniqueness(match kind {
-                Kind::User => "userName is already in use",
-                Kind::Group => "displayName is already in use",
-            }));
-        }
         let now = now_ms();
         let mut id = uuid::Uuid::new_v4().to_string();
         let tenant = tx.tenant().to_owned();
@@ -223,7 +217,18 @@ impl Scim {
             created_at: now,
             updated_at: now,
         };
-        tx.scim_insert(kind.store(), &row).await?;
+        // The unique index decides (one round trip less than asking first,
+        // and race-free); the caller's transaction or savepoint undoes the
+        // login row on a clash.
+        match tx.scim_insert(kind.store(), &row).await {
+            Err(StoreError::Duplicate(_)) => {
+                return Err(ScimError::uniqueness(match kind {
+                    Kind::User => "userName is already in use",
+                    Kind::Group => "displayName is already in use",
+                }));
+            }
+            other => other?,
+        }
         if let Some(members) = n.members {
             let mut change = MemberChange::default();
             for m in members {
