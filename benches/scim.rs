@@ -50,7 +50,12 @@ fn service(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Arc<Scim> {
         .block_on(Store::open(&format!("sqlite://{}/scim.db", dir.display())))
         .unwrap();
     let metrics = Arc::new(Metrics::new().unwrap());
-    let sessions = Sessions::new(store.clone(), 1000, Duration::from_secs(60), metrics.clone());
+    let sessions = Sessions::new(
+        store.clone(),
+        1000,
+        Duration::from_secs(60),
+        metrics.clone(),
+    );
     Arc::new(Scim {
         store,
         sessions,
@@ -80,8 +85,11 @@ fn bulk_body(from: usize) -> Vec<u8> {
 fn provision(rt: &tokio::runtime::Runtime, scim: &Arc<Scim>) -> f64 {
     let router = portcullis::scim::http::router(scim.clone());
     let token = portcullis::scim::token::generate().unwrap();
-    rt.block_on(scim.store.scim_token_set("acme", &token.key_id, &token.hash, 0))
-        .unwrap();
+    rt.block_on(
+        scim.store
+            .scim_token_set("acme", &token.key_id, &token.hash, 0),
+    )
+    .unwrap();
     let bodies: Vec<Vec<u8>> = (0..USERS / BATCH).map(|b| bulk_body(b * BATCH)).collect();
     let start = Instant::now();
     for body in bodies {
@@ -114,8 +122,16 @@ fn bench(c: &mut Criterion) {
     let scim = service(&rt, dir.path());
 
     let per_sec = provision(&rt, &scim);
-    println!("scim/bulk_100k_users: {USERS} users in {} bulk requests: {per_sec:.0} users/s", USERS / BATCH);
-    let count = rt.block_on(scim.store.scim_count(portcullis::store::ScimKind::User, "acme")).unwrap();
+    println!(
+        "scim/bulk_100k_users: {USERS} users in {} bulk requests: {per_sec:.0} users/s",
+        USERS / BATCH
+    );
+    let count = rt
+        .block_on(
+            scim.store
+                .scim_count(portcullis::store::ScimKind::User, "acme"),
+        )
+        .unwrap();
     assert_eq!(count as usize, USERS);
 
     // Percentiles over many single lookups, spread over the whole table.

@@ -244,7 +244,10 @@ async fn one(
     ids: &HashMap<String, String>,
 ) -> Result<(Value, Option<String>), ScimError> {
     let (kind, id) = target(&op.path, ids)?;
-    let data = || data.clone().ok_or_else(|| ScimError::invalid_syntax("`data` is required"));
+    let data = || {
+        data.clone()
+            .ok_or_else(|| ScimError::invalid_syntax("`data` is required"))
+    };
     let ok = |status: u16, location: Option<String>, version: Option<i64>| {
         let mut v = json!({"method": op.method, "status": status.to_string()});
         if let Some(b) = &op.bulk_id {
@@ -266,15 +269,22 @@ async fn one(
             }
             let n = resource::normalize(kind, &data()?, resource::Mode::Full)?;
             let row = scim.create_in(tx, kind, n).await?;
-            Ok((ok(201, Some(location(&row.id)), Some(row.version)), Some(row.id)))
+            Ok((
+                ok(201, Some(location(&row.id)), Some(row.version)),
+                Some(row.id),
+            ))
         }
         ("PUT", Some(id)) => {
-            let row = scim.replace_in(tx, kind, &id, &data()?, op.version.as_deref()).await?;
+            let row = scim
+                .replace_in(tx, kind, &id, &data()?, op.version.as_deref())
+                .await?;
             Ok((ok(200, Some(location(&id)), Some(row.version)), None))
         }
         ("PATCH", Some(id)) => {
             let ops = patch::parse_request(&data()?)?;
-            let row = scim.patch_in(tx, kind, &id, &ops, op.version.as_deref()).await?;
+            let row = scim
+                .patch_in(tx, kind, &id, &ops, op.version.as_deref())
+                .await?;
             Ok((ok(200, Some(location(&id)), Some(row.version)), None))
         }
         ("DELETE", Some(id)) => {

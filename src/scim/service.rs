@@ -344,7 +344,10 @@ impl Scim {
         let row = self.replace_in(&mut tx, kind, id, body, if_match).await?;
         let revoked = tx.commit().await?;
         self.after_commit(revoked).await;
-        Ok((self.render(kind, &row, &Projection::default()).await?, row.version))
+        Ok((
+            self.render(kind, &row, &Projection::default()).await?,
+            row.version,
+        ))
     }
 
     pub async fn replace_in(

@@ -614,7 +614,9 @@ impl WriteTx {
             .bind(login.email.to_lowercase())
             .fetch_optional(&mut *self.tx)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("user vanished after a conflicting insert".into()))?;
+            .ok_or_else(|| {
+                StoreError::Corrupt("user vanished after a conflicting insert".into())
+            })?;
         let id: String = row.try_get("id")?;
         if self.scim_get(ScimKind::User, &id).await?.is_some() {
             return Err(StoreError::Duplicate("email".into()));

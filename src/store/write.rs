@@ -76,7 +76,9 @@ impl WriteTx {
     /// resources created by one Bulk request keep their request order.
     pub fn next_position(&mut self) -> i64 {
         self.created += 1;
-        self.seq.saturating_mul(1 << 20).saturating_add(self.created)
+        self.seq
+            .saturating_mul(1 << 20)
+            .saturating_add(self.created)
     }
 
     /// Starts a savepoint: one operation of a batch (Bulk) that can fail
