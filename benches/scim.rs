@@ -6,6 +6,9 @@
 //! - `scim/bulk_100k_users`: 100,000 users provisioned through `POST /Bulk`
 //!   (1,000 requests of 100 operations) via the real router, token check
 //!   and JSON included. Target: ≥ 5,000 users/s.
+//! - `scim/patch_member_50k_group`: one PATCH that removes a member from a
+//!   50,000-member group and adds another (Okta Group Push), through the
+//!   service: membership is rows, so this must not depend on group size.
 //!
 //! Besides criterion's own report, each prints the figures the README
 //! quotes (p50/p99, users/s) on stdout.
@@ -149,6 +152,47 @@ fn bench(c: &mut Criterion) {
         pct(0.50),
         pct(0.99),
         samples[samples.len() - 1],
+        samples.len()
+    );
+
+    // A 50,000-member group: members added through the store in one
+    // transaction, then single PATCHes timed.
+    let group = rt
+        .block_on(async {
+            let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Everyone"});
+            let (g, _) = scim.create("acme", Kind::Group, &body).await.unwrap();
+            let id = g["id"].as_str().unwrap().to_owned();
+            let users = scim
+                .store
+                .scim_scan(portcullis::store::ScimKind::User, "acme", None, 50_001)
+                .await
+                .unwrap();
+            let mut tx = scim.store.begin_write("acme").await.unwrap();
+            let members: Vec<_> = users[..50_000]
+                .iter()
+                .map(|u| portcullis::store::ScimMember { id: u.id.clone(), kind: "User".into() })
+                .collect();
+            tx.scim_add_members(&id, &members).await.unwrap();
+            tx.commit().await.unwrap();
+            (id, users)
+        });
+    let (gid, users) = group;
+    let mut samples = Vec::new();
+    for n in 0..500usize {
+        let (out, inn) = (&users[n].id, &users[50_000 - (n % 2)].id);
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+            {"op": "remove", "path": format!("members[value eq \"{out}\"]")},
+            {"op": "add", "path": "members", "value": [{"value": inn}]}]});
+        let t = Instant::now();
+        rt.block_on(scim.patch("acme", Kind::Group, &gid, &body, None))
+            .unwrap();
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    println!(
+        "scim/patch_member_50k_group: p50 {:?}, p99 {:?} over {} PATCHes",
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
         samples.len()
     );
 

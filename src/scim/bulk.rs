@@ -199,7 +199,7 @@ async fn run(
             tx.savepoint().await?;
             let outcome = one(scim, &mut tx, op, data, &ids).await;
             match &outcome {
-                Ok(_) => tx.release_savepoint().await?,
+                Ok(_) => tx.release_savepoint(),
                 Err(_) => tx.rollback_savepoint().await?,
             }
             match outcome {

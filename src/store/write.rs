@@ -19,6 +19,8 @@ pub struct WriteTx {
     seq: i64,
     /// Resources created so far in this transaction (their listing order).
     created: i64,
+    /// A savepoint is open whose work is kept (released lazily).
+    in_savepoint: bool,
     revoked: Vec<SessionSelector>,
 }
 
@@ -55,6 +57,7 @@ impl Store {
             tenant: tenant.to_owned(),
             seq,
             created: 0,
+            in_savepoint: false,
             revoked: Vec::new(),
         })
     }
@@ -82,27 +85,30 @@ impl WriteTx {
     }
 
     /// Starts a savepoint: one operation of a batch (Bulk) that can fail
-    /// alone while the others commit together.
+    /// alone while the others commit together. A kept savepoint is
+    /// released here, in the same round trip (or by the commit).
     pub async fn savepoint(&mut self) -> Result<(), StoreError> {
-        sqlx::raw_sql("SAVEPOINT portcullis_op")
-            .execute(&mut *self.tx)
-            .await?;
+        let sql = if self.in_savepoint {
+            "RELEASE SAVEPOINT portcullis_op; SAVEPOINT portcullis_op"
+        } else {
+            "SAVEPOINT portcullis_op"
+        };
+        sqlx::raw_sql(sql).execute(&mut *self.tx).await?;
+        self.in_savepoint = true;
         Ok(())
     }
 
-    /// Keeps what the operation since [`WriteTx::savepoint`] did.
-    pub async fn release_savepoint(&mut self) -> Result<(), StoreError> {
-        sqlx::raw_sql("RELEASE SAVEPOINT portcullis_op")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
+    /// Keeps what the operation since [`WriteTx::savepoint`] did. The
+    /// release itself is deferred to the next savepoint or the commit,
+    /// which saves a round trip per operation.
+    pub fn release_savepoint(&mut self) {}
 
     /// Undoes what the operation since [`WriteTx::savepoint`] did.
     pub async fn rollback_savepoint(&mut self) -> Result<(), StoreError> {
         sqlx::raw_sql("ROLLBACK TO SAVEPOINT portcullis_op; RELEASE SAVEPOINT portcullis_op")
             .execute(&mut *self.tx)
             .await?;
+        self.in_savepoint = false;
         Ok(())
     }
 

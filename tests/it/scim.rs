@@ -771,6 +771,39 @@ async fn bulk_with_bulk_ids_and_fail_on_errors(db: Db) {
     );
     assert_eq!(c.get(&format!("/Users/{uid}")).await.body["title"], "T");
 
+    // A failing operation leaves nothing behind (its savepoint is rolled
+    // back), and the operations after it still commit.
+    let r = c
+        .post(
+            "/Bulk",
+            &json!({"schemas": [BULK], "Operations": [
+                {"method": "POST", "path": "/Users", "bulkId": "clash",
+                 "data": {"schemas": [USER], "userName": "bulk1@acme.com",
+                          "emails": [{"value": "fresh@acme.com", "primary": true}]}},
+                {"method": "POST", "path": "/Users", "bulkId": "after",
+                 "data": {"schemas": [USER], "userName": "after@acme.com"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.body["Operations"][0]["status"], "409", "{}", r.body);
+    assert_eq!(r.body["Operations"][1]["status"], "201", "{}", r.body);
+    assert!(
+        env.shared
+            .store
+            .user_by_email("acme", "fresh@acme.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        env.shared
+            .store
+            .user_by_email("acme", "after@acme.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
     // failOnErrors stops after that many errors.
     let r = c
         .post(
