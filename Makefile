@@ -56,6 +56,7 @@ test: deps $(BROWSER_MODULES) $(SCIM_TESTER)
 bench:
 	bash scripts/install-deps.sh --bench
 	$(CARGO) bench --locked --bench hot_path
+	$(CARGO) bench --locked --bench scim
 	bash benches/load.sh
 
 fmt:
