@@ -324,6 +324,7 @@ impl Scim {
                 if !login.active {
                     tx.revoke_sessions(&SessionSelector::User(row.id.clone()))
                         .await?;
+                    tracing::info!(tenant = %row.tenant, user = %row.id, "SCIM: user inactive, sessions ended");
                 }
             }
         }
@@ -447,6 +448,7 @@ impl Scim {
             tx.scim_tombstone_login(id, now / 1000).await?;
             tx.revoke_sessions(&SessionSelector::User(id.to_owned()))
                 .await?;
+            tracing::info!(tenant = %tx.tenant(), user = %id, "SCIM: user deleted, sessions ended");
         }
         Ok(())
     }

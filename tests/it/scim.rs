@@ -536,6 +536,15 @@ async fn groups_crud_and_membership(db: Db) {
         )
         .await;
     assert_eq!(member_ids(&r.body), vec![a.clone()]);
+    // A PUT without `members` (a rename) keeps them.
+    let r = c
+        .put(
+            &format!("/Groups/{gid}"),
+            &json!({"schemas": [GROUP], "displayName": "Engineers"}),
+        )
+        .await;
+    assert_eq!(r.body["displayName"], "Engineers");
+    assert_eq!(member_ids(&r.body), vec![a.clone()]);
     // Deleting a user removes it from its groups (and bumps their version).
     let before = c
         .get(&format!("/Groups/{gid}"))
