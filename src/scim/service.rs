@@ -29,7 +29,13 @@ pub struct Scim {
     pub metrics: Arc<Metrics>,
     /// `{public_url}{path}`, no trailing slash: the base of `location`s.
     pub base: String,
+    /// Most resources a filtered or sorted query may match before it is
+    /// refused with `tooMany` (they are held in memory to sort and page).
+    pub max_matches: usize,
 }
+
+/// The default of [`Scim::max_matches`].
+pub const MAX_MATCHES: usize = 250_000;
 
 /// The query of a list or search request.
 #[derive(Debug, Default, Clone)]
@@ -562,6 +568,7 @@ impl Scim {
         let needs_groups =
             kind == Kind::User && filter.is_some_and(|f| filter::mentions(f, "groups"));
         let mut out = Vec::new();
+        let limit = self.max_matches;
         let mut check = |row: ScimRow,
                          members: Option<Vec<ScimMember>>,
                          groups: Option<Vec<(String, String)>>| {
@@ -573,8 +580,15 @@ impl Scim {
                 groups.as_deref(),
             );
             if filter.is_none_or(|f| filter::eval(f, &res, kind)) {
+                if out.len() >= limit {
+                    return Err(ScimError::bad(
+                        "tooMany",
+                        format!("the query matches more than {limit} resources; narrow the filter"),
+                    ));
+                }
                 out.push((row, res));
             }
+            Ok(())
         };
         let indexed = filter.and_then(|f| filter::indexed(f, kind));
         if let Some((index, value)) = indexed {
@@ -593,7 +607,7 @@ impl Scim {
                 } else {
                     None
                 };
-                check(row, m, g);
+                check(row, m, g)?;
             }
             return Ok(out);
         }
@@ -621,7 +635,7 @@ impl Scim {
                 } else {
                     None
                 };
-                check(row, m, g);
+                check(row, m, g)?;
             }
             if (n as i64) < SCAN_BATCH {
                 break;
