@@ -72,6 +72,8 @@ bench:
 	bash scripts/install-deps.sh --bench
 	$(CARGO) bench --locked --bench hot_path
 	$(CARGO) bench --locked --bench saml_acs
+	$(CARGO) bench --locked --bench scim
+	$(CARGO) bench --locked --bench webhooks
 	bash benches/load.sh
 
 fmt:

@@ -532,3 +532,34 @@ fn example_tenant_section_is_valid_when_uncommented() {
     assert_eq!(oidc.client_secret.as_deref(), Some("from-the-environment"));
     assert_eq!(oidc.extra_auth_params["prompt"], "select_account");
 }
+
+#[test]
+fn scim_defaults_and_validation() {
+    let cfg = from_str(MINIMAL, "t.toml", &env).unwrap();
+    assert!(cfg.scim.enabled);
+    assert_eq!(cfg.scim.path, "/scim/v2");
+    assert_eq!(cfg.scim.max_payload_bytes, 1024 * 1024);
+    assert_eq!(cfg.scim.max_operations, 100);
+    assert_eq!(cfg.scim.max_results, 100);
+
+    let text = format!(
+        "{MINIMAL}\n[scim]\npath = \"scim\"\nmax_payload_bytes = 10\nmax_operations = 0\nmax_results = 0\n"
+    );
+    let errs = errors(&text);
+    for key in [
+        "scim.path",
+        "scim.max_payload_bytes",
+        "scim.max_operations",
+        "scim.max_results",
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.toml:") && e.contains(key)),
+            "{key}: {errs:?}"
+        );
+    }
+    let overlap = format!("{MINIMAL}\n[scim]\npath = \"/.portcullis/scim\"\n");
+    assert!(errors(&overlap).iter().any(|e| e.contains("overlap")));
+    let unknown = format!("{MINIMAL}\n[scim]\nbulk = 5\n");
+    assert!(errors(&unknown).iter().any(|e| e.contains("bulk")));
+}

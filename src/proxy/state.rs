@@ -110,6 +110,7 @@ impl ProxyState {
                 config: config.clone(),
                 metrics: metrics.clone(),
                 base: format!("{}{path}", config.server.public_url.trim_end_matches('/')),
+                max_matches: crate::scim::service::MAX_MATCHES,
             };
             (path, crate::scim::http::router(Arc::new(service)))
         });

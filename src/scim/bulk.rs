@@ -1,8 +1,11 @@
 //! `POST /Bulk` (RFC 7644 §3.7): up to `[scim] max_operations` operations
 //! and `max_payload_bytes` (the proxy refuses bigger bodies with 413),
-//! `bulkId` references, `failOnErrors`. Each operation is its own store
-//! transaction, as if sent alone; operations referring to a `bulkId` that
-//! is created later in the same request are retried once after the rest.
+//! `bulkId` references, `failOnErrors`. The request is one store
+//! transaction and each operation a savepoint in it: an operation fails
+//! alone (its changes rolled back, the others kept), and everything that
+//! succeeded commits together, which is also what makes 100 creates cost
+//! one commit instead of 100. Operations referring to a `bulkId` that is
+//! created later in the same request are retried once after the rest.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use super::patch;
 use super::resource;
 use super::schema::{self, Kind};
 use super::service::Scim;
+use crate::store::WriteTx;
 
 pub async fn handler(
     State(scim): State<Arc<Scim>>,
@@ -156,6 +160,7 @@ async fn run(
     let mut results: Vec<Option<Value>> = vec![None; ops.len()];
     let mut errors = 0usize;
     let mut deferred = Vec::new();
+    let mut tx = scim.store.begin_write(tenant).await?;
     for pass in 0..2 {
         let order: Vec<usize> = if pass == 0 {
             (0..ops.len()).collect()
@@ -191,7 +196,13 @@ async fn run(
                     continue;
                 }
             };
-            match one(scim, tenant, op, data, &ids).await {
+            tx.savepoint().await?;
+            let outcome = one(scim, &mut tx, op, data, &ids).await;
+            match &outcome {
+                Ok(_) => tx.release_savepoint(),
+                Err(_) => tx.rollback_savepoint().await?,
+            }
+            match outcome {
                 Ok((result, created)) => {
                     if let (Some(b), Some(id)) = (&op.bulk_id, created) {
                         ids.insert(b.clone(), id);
@@ -205,6 +216,8 @@ async fn run(
             }
         }
     }
+    let revoked = tx.commit().await?;
+    scim.after_commit(revoked).await;
     Ok(json!({
         "schemas": [schema::BULK_RESPONSE],
         "Operations": results.into_iter().flatten().collect::<Vec<_>>(),
@@ -225,7 +238,7 @@ fn error_result(op: &Op, e: &ScimError) -> Value {
 
 async fn one(
     scim: &Scim,
-    tenant: &str,
+    tx: &mut WriteTx,
     op: &Op,
     data: Option<Value>,
     ids: &HashMap<String, String>,
@@ -255,35 +268,27 @@ async fn one(
                 return Err(ScimError::invalid_syntax("POST needs a bulkId"));
             }
             let n = resource::normalize(kind, &data()?, resource::Mode::Full)?;
-            let mut tx = scim.store.begin_write(tenant).await?;
-            let row = scim.create_in(&mut tx, kind, n).await?;
-            tx.commit().await?;
+            let row = scim.create_in(tx, kind, n).await?;
             Ok((
                 ok(201, Some(location(&row.id)), Some(row.version)),
                 Some(row.id),
             ))
         }
         ("PUT", Some(id)) => {
-            let (_, version) = scim
-                .replace(tenant, kind, &id, &data()?, op.version.as_deref())
+            let row = scim
+                .replace_in(tx, kind, &id, &data()?, op.version.as_deref())
                 .await?;
-            Ok((ok(200, Some(location(&id)), Some(version)), None))
+            Ok((ok(200, Some(location(&id)), Some(row.version)), None))
         }
         ("PATCH", Some(id)) => {
             let ops = patch::parse_request(&data()?)?;
-            let mut tx = scim.store.begin_write(tenant).await?;
             let row = scim
-                .patch_in(&mut tx, kind, &id, &ops, op.version.as_deref())
+                .patch_in(tx, kind, &id, &ops, op.version.as_deref())
                 .await?;
-            let revoked = tx.commit().await?;
-            for s in revoked {
-                scim.sessions.invalidate(&s).await;
-            }
             Ok((ok(200, Some(location(&id)), Some(row.version)), None))
         }
         ("DELETE", Some(id)) => {
-            scim.delete(tenant, kind, &id, op.version.as_deref())
-                .await?;
+            scim.delete_in(tx, kind, &id, op.version.as_deref()).await?;
             Ok((ok(204, Some(location(&id)), None), None))
         }
         _ => Err(ScimError::invalid_syntax(

@@ -32,7 +32,13 @@ pub struct Scim {
     pub metrics: Arc<Metrics>,
     /// `{public_url}{path}`, no trailing slash: the base of `location`s.
     pub base: String,
+    /// Most resources a filtered or sorted query may match before it is
+    /// refused with `tooMany` (they are held in memory to sort and page).
+    pub max_matches: usize,
 }
+
+/// The default of [`Scim::max_matches`].
+pub const MAX_MATCHES: usize = 250_000;
 
 /// The query of a list or search request.
 #[derive(Debug, Default, Clone)]
@@ -123,7 +129,7 @@ impl Scim {
 
     /// Drops this process' cached sessions of deprovisioned users at once
     /// (other replicas learn through the store's events).
-    async fn after_commit(&self, revoked: Vec<SessionSelector>) {
+    pub async fn after_commit(&self, revoked: Vec<SessionSelector>) {
         for selector in revoked {
             self.sessions.invalidate(&selector).await;
             self.metrics
@@ -197,12 +203,6 @@ impl Scim {
         n: Normalized,
     ) -> Result<ScimRow, ScimError> {
         let name = name_of(kind, &n.doc);
-        if tx.scim_name_taken(kind.store(), &name, None).await? {
-            return Err(ScimError::uniqueness(match kind {
-                Kind::User => "userName is already in use",
-                Kind::Group => "displayName is already in use",
-            }));
-        }
         let now = now_ms();
         let fresh_id = uuid::Uuid::new_v4().to_string();
         let mut id = fresh_id.clone();
@@ -223,11 +223,22 @@ impl Scim {
             external_id: ext_id(&n.doc),
             doc: doc_string(&n.doc)?,
             version: 1,
-            seq: tx.seq(),
+            seq: tx.next_position(),
             created_at: now,
             updated_at: now,
         };
-        tx.scim_insert(kind.store(), &row).await?;
+        // The unique index decides (one round trip less than asking first,
+        // and race-free); the caller's transaction or savepoint undoes the
+        // login row on a clash.
+        match tx.scim_insert(kind.store(), &row).await {
+            Err(StoreError::Duplicate(_)) => {
+                return Err(ScimError::uniqueness(match kind {
+                    Kind::User => "userName is already in use",
+                    Kind::Group => "displayName is already in use",
+                }));
+            }
+            other => other?,
+        }
         let event = match kind {
             Kind::Group => EventType::GroupCreated,
             Kind::User if id == fresh_id => EventType::UserCreated,
@@ -364,6 +375,7 @@ impl Scim {
                 if !login.active {
                     tx.revoke_sessions(&SessionSelector::User(row.id.clone()))
                         .await?;
+                    tracing::info!(tenant = %row.tenant, user = %row.id, "SCIM: user inactive, sessions ended");
                 }
             }
         }
@@ -390,8 +402,25 @@ impl Scim {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<(Value, i64), ScimError> {
-        let n = resource::normalize(kind, body, Mode::Full)?;
         let mut tx = self.store.begin_write(tenant).await?;
+        let row = self.replace_in(&mut tx, kind, id, body, if_match).await?;
+        let revoked = tx.commit().await?;
+        self.after_commit(revoked).await;
+        Ok((
+            self.render(kind, &row, &Projection::default()).await?,
+            row.version,
+        ))
+    }
+
+    pub async fn replace_in(
+        &self,
+        tx: &mut WriteTx,
+        kind: Kind,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<ScimRow, ScimError> {
+        let n = resource::normalize(kind, body, Mode::Full)?;
         let row = tx
             .scim_get(kind.store(), id)
             .await?
@@ -401,15 +430,7 @@ impl Scim {
             clear: true,
             set: list.into_iter().map(|m| (m.id, true)).collect(),
         });
-        let row = self
-            .update_in(&mut tx, kind, row, n.doc, members.as_ref())
-            .await?;
-        let revoked = tx.commit().await?;
-        self.after_commit(revoked).await;
-        Ok((
-            self.render(kind, &row, &Projection::default()).await?,
-            row.version,
-        ))
+        self.update_in(tx, kind, row, n.doc, members.as_ref()).await
     }
 
     /// PATCH: atomic; any failing operation leaves the resource unchanged.
@@ -506,6 +527,7 @@ impl Scim {
             tx.scim_tombstone_login(id, now / 1000).await?;
             tx.revoke_sessions(&SessionSelector::User(id.to_owned()))
                 .await?;
+            tracing::info!(tenant = %tx.tenant(), user = %id, "SCIM: user deleted, sessions ended");
         }
         Ok(())
     }
@@ -619,6 +641,7 @@ impl Scim {
         let needs_groups =
             kind == Kind::User && filter.is_some_and(|f| filter::mentions(f, "groups"));
         let mut out = Vec::new();
+        let limit = self.max_matches;
         let mut check = |row: ScimRow,
                          members: Option<Vec<ScimMember>>,
                          groups: Option<Vec<(String, String)>>| {
@@ -630,8 +653,15 @@ impl Scim {
                 groups.as_deref(),
             );
             if filter.is_none_or(|f| filter::eval(f, &res, kind)) {
+                if out.len() >= limit {
+                    return Err(ScimError::bad(
+                        "tooMany",
+                        format!("the query matches more than {limit} resources; narrow the filter"),
+                    ));
+                }
                 out.push((row, res));
             }
+            Ok(())
         };
         let indexed = filter.and_then(|f| filter::indexed(f, kind));
         if let Some((index, value)) = indexed {
@@ -650,7 +680,7 @@ impl Scim {
                 } else {
                     None
                 };
-                check(row, m, g);
+                check(row, m, g)?;
             }
             return Ok(out);
         }
@@ -678,7 +708,7 @@ impl Scim {
                 } else {
                     None
                 };
-                check(row, m, g);
+                check(row, m, g)?;
             }
             if (n as i64) < SCAN_BATCH {
                 break;

@@ -626,22 +626,11 @@ impl WriteTx {
     ) -> Result<String, StoreError> {
         check_text("email", &login.email)?;
         let tenant = self.tenant().to_owned();
-        let existing = sqlx::query("SELECT id FROM users WHERE tenant = $1 AND email_lower = $2")
-            .bind(tenant.as_str())
-            .bind(login.email.to_lowercase())
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        if let Some(row) = existing {
-            let id: String = row.try_get("id")?;
-            if self.scim_get(ScimKind::User, &id).await?.is_some() {
-                return Err(StoreError::Duplicate("email".into()));
-            }
-            self.scim_update_login(&id, login, now).await?;
-            return Ok(id);
-        }
-        sqlx::query(
+        // The common case (a new person) in one statement.
+        let inserted = sqlx::query(
             "INSERT INTO users (id, tenant, email, email_lower, name, role, source, active, subject, \
-             created_at, updated_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, 'scim', $7, NULL, $8, $8, NULL)",
+             created_at, updated_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, 'scim', $7, NULL, $8, $8, NULL) \
+             ON CONFLICT (tenant, email_lower) DO NOTHING",
         )
         .bind(new_id)
         .bind(tenant.as_str())
@@ -653,8 +642,25 @@ impl WriteTx {
         .bind(now)
         .execute(&mut *self.tx)
         .await
-        .map_err(|e| unique(e, "email"))?;
-        Ok(new_id.to_owned())
+        .map_err(|e| unique(e, "email"))?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(new_id.to_owned());
+        }
+        let row = sqlx::query("SELECT id FROM users WHERE tenant = $1 AND email_lower = $2")
+            .bind(tenant.as_str())
+            .bind(login.email.to_lowercase())
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt("user vanished after a conflicting insert".into())
+            })?;
+        let id: String = row.try_get("id")?;
+        if self.scim_get(ScimKind::User, &id).await?.is_some() {
+            return Err(StoreError::Duplicate("email".into()));
+        }
+        self.scim_update_login(&id, login, now).await?;
+        Ok(id)
     }
 
     /// Updates the login identity of SCIM user `id`. An email that belongs

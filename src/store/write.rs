@@ -17,6 +17,10 @@ pub struct WriteTx {
     store: Store,
     tenant: String,
     seq: i64,
+    /// Resources created so far in this transaction (their listing order).
+    created: i64,
+    /// A savepoint is open whose work is kept (released lazily).
+    in_savepoint: bool,
     revoked: Vec<SessionSelector>,
     /// Whether an outbox event was appended, to wake the deliverer at commit.
     pub(super) emitted: bool,
@@ -54,6 +58,8 @@ impl Store {
             store: self.clone(),
             tenant: tenant.to_owned(),
             seq,
+            created: 0,
+            in_savepoint: false,
             revoked: Vec::new(),
             emitted: false,
         })
@@ -69,6 +75,44 @@ impl WriteTx {
     /// This transaction's position in the tenant's change sequence.
     pub fn seq(&self) -> i64 {
         self.seq
+    }
+
+    /// A position in the tenant's creation order for the next resource this
+    /// transaction creates: the sequence number scaled, plus a counter, so
+    /// resources created by one Bulk request keep their request order.
+    pub fn next_position(&mut self) -> i64 {
+        self.created += 1;
+        self.seq
+            .saturating_mul(1 << 20)
+            .saturating_add(self.created)
+    }
+
+    /// Starts a savepoint: one operation of a batch (Bulk) that can fail
+    /// alone while the others commit together. A kept savepoint is
+    /// released here, in the same round trip (or by the commit).
+    pub async fn savepoint(&mut self) -> Result<(), StoreError> {
+        let sql = if self.in_savepoint {
+            "RELEASE SAVEPOINT portcullis_op; SAVEPOINT portcullis_op"
+        } else {
+            "SAVEPOINT portcullis_op"
+        };
+        sqlx::raw_sql(sql).execute(&mut *self.tx).await?;
+        self.in_savepoint = true;
+        Ok(())
+    }
+
+    /// Keeps what the operation since [`WriteTx::savepoint`] did. The
+    /// release itself is deferred to the next savepoint or the commit,
+    /// which saves a round trip per operation.
+    pub fn release_savepoint(&mut self) {}
+
+    /// Undoes what the operation since [`WriteTx::savepoint`] did.
+    pub async fn rollback_savepoint(&mut self) -> Result<(), StoreError> {
+        sqlx::raw_sql("ROLLBACK TO SAVEPOINT portcullis_op; RELEASE SAVEPOINT portcullis_op")
+            .execute(&mut *self.tx)
+            .await?;
+        self.in_savepoint = false;
+        Ok(())
     }
 
     /// Which backend runs the transaction.

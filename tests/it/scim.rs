@@ -536,6 +536,15 @@ async fn groups_crud_and_membership(db: Db) {
         )
         .await;
     assert_eq!(member_ids(&r.body), vec![a.clone()]);
+    // A PUT without `members` (a rename) keeps them.
+    let r = c
+        .put(
+            &format!("/Groups/{gid}"),
+            &json!({"schemas": [GROUP], "displayName": "Engineers"}),
+        )
+        .await;
+    assert_eq!(r.body["displayName"], "Engineers");
+    assert_eq!(member_ids(&r.body), vec![a.clone()]);
     // Deleting a user removes it from its groups (and bumps their version).
     let before = c
         .get(&format!("/Groups/{gid}"))
@@ -771,6 +780,39 @@ async fn bulk_with_bulk_ids_and_fail_on_errors(db: Db) {
     );
     assert_eq!(c.get(&format!("/Users/{uid}")).await.body["title"], "T");
 
+    // A failing operation leaves nothing behind (its savepoint is rolled
+    // back), and the operations after it still commit.
+    let r = c
+        .post(
+            "/Bulk",
+            &json!({"schemas": [BULK], "Operations": [
+                {"method": "POST", "path": "/Users", "bulkId": "clash",
+                 "data": {"schemas": [USER], "userName": "bulk1@acme.com",
+                          "emails": [{"value": "fresh@acme.com", "primary": true}]}},
+                {"method": "POST", "path": "/Users", "bulkId": "after",
+                 "data": {"schemas": [USER], "userName": "after@acme.com"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.body["Operations"][0]["status"], "409", "{}", r.body);
+    assert_eq!(r.body["Operations"][1]["status"], "201", "{}", r.body);
+    assert!(
+        env.shared
+            .store
+            .user_by_email("acme", "fresh@acme.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        env.shared
+            .store
+            .user_by_email("acme", "after@acme.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
     // failOnErrors stops after that many errors.
     let r = c
         .post(
@@ -836,4 +878,53 @@ async fn patch_is_atomic_and_idempotent(db: Db) {
         r.body, before.body,
         "nothing changed, not even lastModified"
     );
+}
+
+/// RFC 7644 §3.12 `tooMany`: a filtered or sorted query matching more
+/// resources than the server holds in memory is refused, not answered
+/// slowly or partially. (The limit is lowered to make it reachable.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_matching_too_many_resources_are_too_many() {
+    use portcullis::scim::Scim;
+    use portcullis::scim::schema::Kind;
+    use portcullis::scim::service::ListQuery;
+    let env = env_on(Db::Sqlite, "").await;
+    let scim = Scim {
+        store: env.shared.store.clone(),
+        sessions: env.shared.sessions.clone(),
+        config: env.shared.config(),
+        metrics: env.shared.metrics.clone(),
+        base: "http://x/scim/v2".into(),
+        max_matches: 3,
+    };
+    for i in 0..5 {
+        scim.create(
+            "acme",
+            Kind::User,
+            &json!({"schemas": [USER], "userName": format!("u{i}@acme.com")}),
+        )
+        .await
+        .unwrap();
+    }
+    let q = |f: Option<&str>, sort: Option<&str>| ListQuery {
+        filter: f.map(str::to_owned),
+        sort_by: sort.map(str::to_owned),
+        ..Default::default()
+    };
+    for (f, sort) in [(Some("userName pr"), None), (None, Some("userName"))] {
+        let e = scim
+            .list("acme", Kind::User, &q(f, sort))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(e.scim_type, Some("tooMany"));
+    }
+    let ok = scim
+        .list("acme", Kind::User, &q(Some("userName sw \"u1\""), None))
+        .await
+        .unwrap();
+    assert_eq!(ok["totalResults"], 1);
+    // Plain pages are answered from the database, with no limit.
+    let all = scim.list("acme", Kind::User, &q(None, None)).await.unwrap();
+    assert_eq!(all["totalResults"], 5);
 }
