@@ -9,13 +9,6 @@ use super::resource;
 use super::schema::Kind;
 use crate::store::{EventType, ScimMember, ScimRow, WriteTx};
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn doc(row: &ScimRow) -> Map<String, Value> {
     serde_json::from_str(&row.doc).unwrap_or_default()
 }
@@ -62,7 +55,7 @@ pub async fn resource(
         Kind::User => user_data(row, base),
         Kind::Group => group_data(row, base),
     };
-    tx.emit(event, &data, now_ms()).await?;
+    tx.emit(event, &data, crate::clock::now_ms()).await?;
     Ok(())
 }
 
@@ -95,7 +88,7 @@ pub async fn memberships(
                 "group": g,
                 "member": { "id": m.id, "type": m.kind },
             });
-            tx.emit(event, &data, now_ms()).await?;
+            tx.emit(event, &data, crate::clock::now_ms()).await?;
         }
     }
     Ok(())
@@ -138,7 +131,8 @@ pub async fn resync(
                 }
                 None => plain_user_data(u, None),
             };
-            tx.emit(EventType::UserUpdated, &data, now_ms()).await?;
+            tx.emit(EventType::UserUpdated, &data, crate::clock::now_ms())
+                .await?;
             done.users += 1;
         }
         tx.commit().await?;
@@ -158,12 +152,12 @@ pub async fn resync(
         for g in &groups {
             let members = store.scim_members(&g.id).await?;
             let mut tx = store.begin_write(tenant).await?;
-            tx.emit(EventType::GroupUpdated, &group_data(g, base), now_ms())
-                .await?;
             let gd = group_data(g, base);
+            tx.emit(EventType::GroupUpdated, &gd, crate::clock::now_ms())
+                .await?;
             for m in &members {
                 let data = json!({ "group": gd, "member": { "id": m.id, "type": m.kind } });
-                tx.emit(EventType::GroupMemberAdded, &data, now_ms())
+                tx.emit(EventType::GroupMemberAdded, &data, crate::clock::now_ms())
                     .await?;
             }
             tx.commit().await?;

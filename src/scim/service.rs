@@ -51,13 +51,6 @@ pub struct ListQuery {
     pub projection: Projection,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// `If-Match`: `*` or a list of ETags, one of which must be current.
 pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
     let Some(h) = if_match else { return Ok(()) };
@@ -203,7 +196,7 @@ impl Scim {
         n: Normalized,
     ) -> Result<ScimRow, ScimError> {
         let name = name_of(kind, &n.doc);
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         let fresh_id = uuid::Uuid::new_v4().to_string();
         let mut id = fresh_id.clone();
         let tenant = tx.tenant().to_owned();
@@ -362,7 +355,7 @@ impl Scim {
             return Ok(row);
         }
         let was_active = kind == Kind::User && events::is_active(&row);
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         row.version += 1;
         row.updated_at = now;
         if doc_changed {
@@ -502,7 +495,7 @@ impl Scim {
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, row.version)?;
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         // The groups it leaves hear of it first, then the resource is gone.
         // A deleted group's own memberships end with it (`group.deleted`).
         let containing = tx.scim_groups_containing(id).await?;

@@ -5,17 +5,13 @@ use std::fmt::Write as _;
 
 use crate::store::{Store, StoreError};
 
-fn now_ms() -> i64 {
-    crate::clock::now() * 1000
-}
-
 /// Per-tenant queue table.
 pub async fn status(store: &Store) -> Result<String, StoreError> {
     let rows = store.outbox_status().await?;
     if rows.is_empty() {
         return Ok("no webhook events recorded\n".into());
     }
-    let now = now_ms();
+    let now = crate::clock::now_ms();
     let mut out = format!(
         "{:<24} {:>9} {:>10} {:>6} {:>15} {:>12}\n",
         "TENANT", "PENDING", "DELIVERED", "DEAD", "LAST DELIVERED", "OLDEST AGE"
@@ -41,7 +37,7 @@ pub async fn status(store: &Store) -> Result<String, StoreError> {
 
 pub async fn replay(store: &Store, tenant: &str, from_seq: i64) -> Result<String, StoreError> {
     let n = store
-        .outbox_replay(tenant, from_seq.max(1), now_ms())
+        .outbox_replay(tenant, from_seq.max(1), crate::clock::now_ms())
         .await?;
     Ok(format!(
         "{n} event(s) of tenant {tenant} from #{} queued again (same ids; a running server sends them in order)\n",
@@ -50,6 +46,8 @@ pub async fn replay(store: &Store, tenant: &str, from_seq: i64) -> Result<String
 }
 
 pub async fn retry_dead(store: &Store, tenant: Option<&str>) -> Result<String, StoreError> {
-    let n = store.outbox_retry_dead(tenant, now_ms()).await?;
+    let n = store
+        .outbox_retry_dead(tenant, crate::clock::now_ms())
+        .await?;
     Ok(format!("{n} dead event(s) queued again\n"))
 }

@@ -117,7 +117,7 @@ impl Deliverer {
                 self.refresh_gauges().await;
                 last_gauges = tokio::time::Instant::now();
             }
-            match self.store.outbox_due_tenants(now_ms()).await {
+            match self.store.outbox_due_tenants(crate::clock::now_ms()).await {
                 Ok(tenants) => {
                     for tenant in tenants {
                         let fresh = self
@@ -167,12 +167,12 @@ impl Deliverer {
         let ttl = self.lease_ttl_ms();
         if !self
             .store
-            .outbox_lease(tenant, &self.owner, now_ms(), ttl)
+            .outbox_lease(tenant, &self.owner, crate::clock::now_ms(), ttl)
             .await?
         {
             return Ok(()); // another replica delivers this tenant
         }
-        let mut renewed = now_ms();
+        let mut renewed = crate::clock::now_ms();
         let result = async {
             loop {
                 let batch = self.store.outbox_pending(tenant, BATCH).await?;
@@ -183,7 +183,7 @@ impl Deliverer {
                     if *shutdown.borrow() {
                         return Ok(());
                     }
-                    let now = now_ms();
+                    let now = crate::clock::now_ms();
                     if now - renewed > ttl / 3 {
                         if !self
                             .store
@@ -216,7 +216,7 @@ impl Deliverer {
         debug_assert_eq!(event.state, OutboxState::Pending);
         match self.send(event).await {
             Ok(()) => {
-                let now = now_ms();
+                let now = crate::clock::now_ms();
                 self.store
                     .outbox_delivered(&event.tenant, event.seq, now)
                     .await?;
@@ -229,7 +229,7 @@ impl Deliverer {
                 Ok(true)
             }
             Err(f) => {
-                let now = now_ms();
+                let now = crate::clock::now_ms();
                 let attempts = event.attempts + 1;
                 let dead = now - event.created_at >= self.cfg.max_age_seconds as i64 * 1000;
                 let next = now + self.backoff_ms(attempts);
@@ -262,7 +262,7 @@ impl Deliverer {
     }
 
     async fn send(&self, event: &OutboxEvent) -> Result<(), Failure> {
-        let timestamp = now_ms() / 1000;
+        let timestamp = crate::clock::now_ms() / 1000;
         let signature = self
             .signer
             .sign(&event.id, timestamp, event.payload.as_bytes());
@@ -320,7 +320,7 @@ impl Deliverer {
                 w.events.with_label_values(&["pending"]).set(pending);
                 w.events.with_label_values(&["dead"]).set(dead);
                 w.oldest_pending_age
-                    .set(oldest.map_or(0, |t| ((now_ms() - t) / 1000).max(0)));
+                    .set(oldest.map_or(0, |t| ((crate::clock::now_ms() - t) / 1000).max(0)));
             }
             Err(e) => tracing::warn!(error = %e, "webhook: cannot read queue status"),
         }
@@ -355,11 +355,4 @@ fn redacted(url: &str) -> String {
         }
         Err(_) => "(unparseable)".into(),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
