@@ -1,11 +1,14 @@
 //! `POST /Bulk` (RFC 7644 §3.7): up to `[scim] max_operations` operations
 //! and `max_payload_bytes` (the proxy refuses bigger bodies with 413),
 //! `bulkId` references, `failOnErrors`. The request is one store
-//! transaction and each operation a savepoint in it: an operation fails
-//! alone (its changes rolled back, the others kept), and everything that
-//! succeeded commits together, which is also what makes 100 creates cost
-//! one commit instead of 100. Operations referring to a `bulkId` that is
-//! created later in the same request are retried once after the rest.
+//! transaction: an operation fails alone (its changes rolled back, the
+//! others kept), and everything that succeeded commits together, which is
+//! also what makes 100 creates cost one commit instead of 100. Isolation
+//! comes from a savepoint per operation, paid only when needed: the request
+//! first runs without savepoints, and only if an operation fails does it
+//! run again from the start with them. Operations referring to a `bulkId`
+//! that is created later in the same request are retried once after the
+//! rest.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -156,6 +159,35 @@ async fn run(
         return Err(ScimError::invalid_syntax("the body must be a JSON object"));
     }
     let (ops, fail_on_errors) = parse_ops(&body, scim.config.scim.max_operations)?;
+    // Optimistic first: without a savepoint per operation (one round trip
+    // each), which is all a request whose operations all succeed needs. The
+    // first failing operation abandons that attempt, and the request runs
+    // again from the start with savepoints so that failure stays its own.
+    let (results, tx) = match attempt(scim, tenant, &ops, fail_on_errors, false).await? {
+        Some(done) => done,
+        None => attempt(scim, tenant, &ops, fail_on_errors, true)
+            .await?
+            .ok_or_else(ScimError::internal)?,
+    };
+    let revoked = tx.commit().await?;
+    scim.after_commit(revoked).await;
+    Ok(json!({
+        "schemas": [schema::BULK_RESPONSE],
+        "Operations": results.into_iter().flatten().collect::<Vec<_>>(),
+    }))
+}
+
+/// Runs every operation in one new transaction, returned uncommitted with
+/// the per-operation results. With `savepoints`, each operation runs in its
+/// own savepoint and a failure is recorded and rolled back alone; without,
+/// the first failure abandons the attempt (`None`, nothing written).
+async fn attempt(
+    scim: &Scim,
+    tenant: &str,
+    ops: &[Op],
+    fail_on_errors: Option<usize>,
+    savepoints: bool,
+) -> Result<Option<(Vec<Option<Value>>, WriteTx)>, ScimError> {
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut results: Vec<Option<Value>> = vec![None; ops.len()];
     let mut errors = 0usize;
@@ -183,6 +215,7 @@ async fn run(
                     deferred.push(i);
                     continue;
                 }
+                Err(_) if !savepoints => return Ok(None),
                 Err(_) => {
                     errors += 1;
                     results[i] = Some(error_result(
@@ -196,10 +229,15 @@ async fn run(
                     continue;
                 }
             };
-            tx.savepoint().await?;
+            if savepoints {
+                tx.savepoint().await?;
+            }
             let outcome = one(scim, &mut tx, op, data, &ids).await;
             match &outcome {
-                Ok(_) => tx.release_savepoint(),
+                Ok(_) if savepoints => tx.release_savepoint(),
+                Ok(_) => {}
+                // dropping the transaction rolls the attempt back
+                Err(_) if !savepoints => return Ok(None),
                 Err(_) => tx.rollback_savepoint().await?,
             }
             match outcome {
@@ -216,12 +254,7 @@ async fn run(
             }
         }
     }
-    let revoked = tx.commit().await?;
-    scim.after_commit(revoked).await;
-    Ok(json!({
-        "schemas": [schema::BULK_RESPONSE],
-        "Operations": results.into_iter().flatten().collect::<Vec<_>>(),
-    }))
+    Ok(Some((results, tx)))
 }
 
 fn error_result(op: &Op, e: &ScimError) -> Value {

@@ -22,8 +22,13 @@ pub struct WriteTx {
     /// A savepoint is open whose work is kept (released lazily).
     in_savepoint: bool,
     revoked: Vec<SessionSelector>,
-    /// Whether an outbox event was appended, to wake the deliverer at commit.
+    /// Whether outbox events were written, to wake the deliverer at commit.
     pub(super) emitted: bool,
+    /// Events appended and not yet written (see [`WriteTx::emit`]).
+    pub(super) pending_events: Vec<super::outbox::PendingEvent>,
+    /// How many of `pending_events` predate the open savepoint: a rollback
+    /// keeps those and drops the rest.
+    pub(super) pending_mark: usize,
 }
 
 impl std::fmt::Debug for WriteTx {
@@ -62,6 +67,8 @@ impl Store {
             in_savepoint: false,
             revoked: Vec::new(),
             emitted: false,
+            pending_events: Vec::new(),
+            pending_mark: 0,
         })
     }
 }
@@ -91,6 +98,12 @@ impl WriteTx {
     /// alone while the others commit together. A kept savepoint is
     /// released here, in the same round trip (or by the commit).
     pub async fn savepoint(&mut self) -> Result<(), StoreError> {
+        // Bounded memory for long batches: write what earlier (kept)
+        // operations appended before the new savepoint can cover it.
+        if self.pending_events.len() >= super::outbox::MAX_PENDING {
+            self.flush_events().await?;
+        }
+        self.pending_mark = self.pending_events.len();
         let sql = if self.in_savepoint {
             "RELEASE SAVEPOINT portcullis_op; SAVEPOINT portcullis_op"
         } else {
@@ -112,6 +125,8 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         self.in_savepoint = false;
+        self.pending_events.truncate(self.pending_mark);
+        self.pending_mark = 0;
         Ok(())
     }
 
@@ -133,7 +148,8 @@ impl WriteTx {
     /// Commits, then publishes the in-process revocation events. Returns the
     /// selectors revoked so the caller can drop its own cache entries before
     /// answering (the next request must already see the revocation).
-    pub async fn commit(self) -> Result<Vec<SessionSelector>, StoreError> {
+    pub async fn commit(mut self) -> Result<Vec<SessionSelector>, StoreError> {
+        self.flush_events().await?;
         self.tx.commit().await?;
         if self.emitted {
             self.store.inner.outbox.notify_one();

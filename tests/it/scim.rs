@@ -813,6 +813,44 @@ async fn bulk_with_bulk_ids_and_fail_on_errors(db: Db) {
             .is_some()
     );
 
+    // A failure after a success: the request is first tried without
+    // savepoints, abandoned at the failure and run again with them; the
+    // success must commit exactly once, with exactly one event.
+    let r = c
+        .post(
+            "/Bulk",
+            &json!({"schemas": [BULK], "Operations": [
+                {"method": "POST", "path": "/Users", "bulkId": "first",
+                 "data": {"schemas": [USER], "userName": "first@acme.com"}},
+                {"method": "POST", "path": "/Users", "bulkId": "clash2",
+                 "data": {"schemas": [USER], "userName": "after@acme.com"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.body["Operations"][0]["status"], "201", "{}", r.body);
+    assert_eq!(r.body["Operations"][1]["status"], "409", "{}", r.body);
+    let first = c
+        .get(&format!(
+            "/Users?filter={}",
+            q("userName eq \"first@acme.com\"")
+        ))
+        .await;
+    assert_eq!(first.body["totalResults"], 1);
+    let first_id = first.body["Resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let announced = env
+        .shared
+        .store
+        .outbox_events("acme", 1, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == "user.created" && e.payload.contains(&first_id))
+        .count();
+    assert_eq!(announced, 1, "one user.created for the committed user");
+
     // failOnErrors stops after that many errors.
     let r = c
         .post(

@@ -849,3 +849,80 @@ async fn resync_emits_the_whole_current_state() {
     let seqs: Vec<i64> = log.iter().map(|e| e.seq()).collect();
     assert_eq!(seqs, in_order(seqs.len() as i64));
 }
+
+/// Events are buffered per transaction and written together at commit (or
+/// early for very large changes): a rolled-back savepoint (a failed Bulk
+/// operation) must drop exactly its own events, whatever was written
+/// early, and numbering must stay gap-free and in append order.
+async fn emit(
+    tx: &mut portcullis::store::WriteTx,
+    tag: String,
+) -> Result<(), portcullis::store::StoreError> {
+    let data = serde_json::json!({ "id": tag });
+    tx.emit(EventType::UserUpdated, &data, now_ms()).await
+}
+
+async fn buffered_events_follow_savepoints(store: &Store) {
+    let body = |e: &portcullis::store::OutboxEvent| -> serde_json::Value {
+        serde_json::from_str(&e.payload).unwrap()
+    };
+    let mut tx = store.begin_write("acme").await.unwrap();
+    emit(&mut tx, "before".into()).await.unwrap();
+    // a kept operation
+    tx.savepoint().await.unwrap();
+    emit(&mut tx, "kept-1".into()).await.unwrap();
+    tx.release_savepoint();
+    // a failed operation that appended more events than are held in memory
+    tx.savepoint().await.unwrap();
+    for i in 0..1500 {
+        emit(&mut tx, format!("dropped-{i}")).await.unwrap();
+    }
+    tx.rollback_savepoint().await.unwrap();
+    // a kept operation with an early write inside its savepoint
+    tx.savepoint().await.unwrap();
+    for i in 0..1100 {
+        emit(&mut tx, format!("kept-2-{i}")).await.unwrap();
+    }
+    tx.release_savepoint();
+    emit(&mut tx, "after".into()).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let events = store.outbox_events("acme", 1, 10_000).await.unwrap();
+    let tags: Vec<String> = events
+        .iter()
+        .map(|e| body(e)["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut want = vec!["before".to_owned(), "kept-1".to_owned()];
+    want.extend((0..1100).map(|i| format!("kept-2-{i}")));
+    want.push("after".into());
+    assert_eq!(tags, want);
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=want.len() as i64).collect::<Vec<_>>());
+    for e in &events {
+        assert_eq!(
+            body(e)["sequence"],
+            e.seq,
+            "the payload names its own sequence"
+        );
+    }
+    let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "every event has its own id");
+
+    // A transaction dropped without commit leaves nothing, and the next
+    // one continues the numbering.
+    let mut tx = store.begin_write("acme").await.unwrap();
+    emit(&mut tx, "never".into()).await.unwrap();
+    drop(tx);
+    write(store, "acme", 7).await;
+    let last = store.outbox_events("acme", 1, 10_000).await.unwrap();
+    assert_eq!(last.len(), want.len() + 1);
+    assert_eq!(last.last().unwrap().seq, want.len() as i64 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_events_follow_savepoints_on_sqlite_and_postgres() {
+    let (store, _dir) = sqlite().await;
+    buffered_events_follow_savepoints(&store).await;
+    let url = PgCluster::shared().await.fresh_database().await;
+    buffered_events_follow_savepoints(&Store::open(&url).await.unwrap()).await;
+}
