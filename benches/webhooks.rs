@@ -27,14 +27,24 @@ async fn receiver() -> (String, Seen) {
     let app = Router::new()
         .route(
             "/hooks",
-            post(
-                |State(s): State<Seen>, h: HeaderMap, _b: Bytes| async move {
-                    if let Some(id) = h.get("webhook-id").and_then(|v| v.to_str().ok()) {
-                        s.lock().unwrap().insert(id.to_owned(), Instant::now());
-                    }
-                    "ok"
-                },
-            ),
+            post(|State(s): State<Seen>, h: HeaderMap, b: Bytes| async move {
+                // An event is known by tenant and sequence (the writer
+                // knows both before delivery); anything else by its id.
+                let key = serde_json::from_slice::<serde_json::Value>(&b)
+                    .ok()
+                    .and_then(|v| {
+                        Some(format!(
+                            "{}/{}",
+                            v["tenant"].as_str()?,
+                            v["sequence"].as_i64()?
+                        ))
+                    })
+                    .or_else(|| Some(h.get("webhook-id")?.to_str().ok()?.to_owned()));
+                if let Some(key) = key {
+                    s.lock().unwrap().insert(key, Instant::now());
+                }
+                "ok"
+            }),
         )
         .with_state(seen.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,8 +108,10 @@ async fn run() {
 
     // Backlog: `events` changes across 8 tenants, then one deliverer drains.
     let t = Instant::now();
+    let mut last_seq: HashMap<String, i64> = HashMap::new();
     for chunk in 0..events / 100 {
         let tenant = format!("tenant-{}", chunk % tenants);
+        *last_seq.entry(tenant.clone()).or_default() += 100;
         let mut tx = store.begin_write(&tenant).await.unwrap();
         for i in 0..100 {
             tx.emit(
@@ -129,19 +141,21 @@ async fn run() {
     for i in 0..500 {
         let tenant = format!("tenant-{}", i % tenants);
         let start = Instant::now();
+        let seq = last_seq.entry(tenant.clone()).or_default();
+        *seq += 1;
+        let key = format!("{tenant}/{seq}");
         let mut tx = store.begin_write(&tenant).await.unwrap();
-        let e = tx
-            .emit(
-                EventType::UserUpdated,
-                &serde_json::json!({"id": i}),
-                now_ms(),
-            )
-            .await
-            .unwrap();
+        tx.emit(
+            EventType::UserUpdated,
+            &serde_json::json!({"id": i}),
+            now_ms(),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(at) = seen.lock().unwrap().get(&e.id) {
+            if let Some(at) = seen.lock().unwrap().get(&key) {
                 lat.push(at.duration_since(start));
                 break;
             }
