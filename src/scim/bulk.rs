@@ -24,7 +24,7 @@ use super::error::ScimError;
 use super::filter::get_ci;
 use super::http::{Tenant, json_body, scim_json};
 use super::patch;
-use super::resource;
+use super::resource::{self, Normalized};
 use super::schema::{self, Kind};
 use super::service::Scim;
 use crate::store::WriteTx;
@@ -193,6 +193,9 @@ async fn attempt(
     let mut errors = 0usize;
     let mut deferred = Vec::new();
     let mut tx = scim.store.begin_write(tenant).await?;
+    // Without savepoints, consecutive user creates are queued and written
+    // together (see `create_users_in`) before any other operation runs.
+    let mut queued: Vec<(usize, String, Normalized)> = Vec::new();
     for pass in 0..2 {
         let order: Vec<usize> = if pass == 0 {
             (0..ops.len()).collect()
@@ -229,6 +232,23 @@ async fn attempt(
                     continue;
                 }
             };
+            if !savepoints && is_user_create(op, &ids) {
+                let Some(Ok(n)) = data
+                    .as_ref()
+                    .map(|d| resource::normalize(Kind::User, d, resource::Mode::Full))
+                else {
+                    return Ok(None);
+                };
+                let id = uuid::Uuid::new_v4().to_string();
+                if let Some(b) = &op.bulk_id {
+                    ids.insert(b.clone(), id.clone());
+                }
+                queued.push((i, id, n));
+                continue;
+            }
+            if !create_queued(scim, &mut tx, ops, &mut queued, &mut results).await {
+                return Ok(None);
+            }
             if savepoints {
                 tx.savepoint().await?;
             }
@@ -253,8 +273,57 @@ async fn attempt(
                 }
             }
         }
+        if !create_queued(scim, &mut tx, ops, &mut queued, &mut results).await {
+            return Ok(None);
+        }
     }
     Ok(Some((results, tx)))
+}
+
+/// A `POST /Users` with a bulkId: what the fast path may queue.
+fn is_user_create(op: &Op, ids: &HashMap<String, String>) -> bool {
+    op.method == "POST"
+        && op.bulk_id.is_some()
+        && matches!(target(&op.path, ids), Ok((Kind::User, None)))
+}
+
+/// Creates the queued users; `false` if that could not be done as a batch
+/// (the attempt must then be abandoned).
+async fn create_queued(
+    scim: &Scim,
+    tx: &mut WriteTx,
+    ops: &[Op],
+    queued: &mut Vec<(usize, String, Normalized)>,
+    results: &mut [Option<Value>],
+) -> bool {
+    if queued.is_empty() {
+        return true;
+    }
+    let (index, items): (Vec<usize>, Vec<(String, Normalized)>) =
+        queued.drain(..).map(|(i, id, n)| (i, (id, n))).unzip();
+    let Ok(Some(rows)) = scim.create_users_in(tx, items).await else {
+        return false;
+    };
+    for (i, row) in index.into_iter().zip(rows) {
+        let location = format!("{}/{}/{}", scim.base, Kind::User.endpoint(), row.id);
+        results[i] = Some(ok_result(&ops[i], 201, Some(location), Some(row.version)));
+    }
+    true
+}
+
+/// A successful operation's entry in the Bulk response.
+fn ok_result(op: &Op, status: u16, location: Option<String>, version: Option<i64>) -> Value {
+    let mut v = json!({"method": op.method, "status": status.to_string()});
+    if let Some(b) = &op.bulk_id {
+        v["bulkId"] = json!(b);
+    }
+    if let Some(l) = location {
+        v["location"] = json!(l);
+    }
+    if let Some(ver) = version {
+        v["version"] = json!(resource::etag(ver));
+    }
+    v
 }
 
 fn error_result(op: &Op, e: &ScimError) -> Value {
@@ -281,19 +350,7 @@ async fn one(
         data.clone()
             .ok_or_else(|| ScimError::invalid_syntax("`data` is required"))
     };
-    let ok = |status: u16, location: Option<String>, version: Option<i64>| {
-        let mut v = json!({"method": op.method, "status": status.to_string()});
-        if let Some(b) = &op.bulk_id {
-            v["bulkId"] = json!(b);
-        }
-        if let Some(l) = location {
-            v["location"] = json!(l);
-        }
-        if let Some(ver) = version {
-            v["version"] = json!(resource::etag(ver));
-        }
-        v
-    };
+    let ok = |status, location, version| ok_result(op, status, location, version);
     let location = |id: &str| format!("{}/{}/{}", scim.base, kind.endpoint(), id);
     match (op.method.as_str(), id) {
         ("POST", None) => {

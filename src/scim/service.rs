@@ -252,6 +252,51 @@ impl Scim {
         Ok(row)
     }
 
+    /// New users in one go (a Bulk request's consecutive creates), each
+    /// with the fresh id the caller chose, in a few multi-row statements.
+    /// `None` when the batch cannot be done this way: an email that already
+    /// has a login (adoption, or a clash) or a userName taken or repeated.
+    /// The caller must then drop the transaction and create the users one
+    /// by one through [`Scim::create_in`], which decides those cases.
+    pub async fn create_users_in(
+        &self,
+        tx: &mut WriteTx,
+        items: Vec<(String, Normalized)>,
+    ) -> Result<Option<Vec<ScimRow>>, ScimError> {
+        let now = crate::clock::now_ms();
+        let tenant = tx.tenant().to_owned();
+        let role = self.default_role(&tenant);
+        let mut logins = Vec::with_capacity(items.len());
+        let mut rows = Vec::with_capacity(items.len());
+        for (id, n) in items {
+            // A fresh login has no sessions, so an inactive one needs no
+            // revocation (unlike an adopted one in `create_in`).
+            logins.push((id.clone(), resource::login_of(&n.doc, role.clone())));
+            rows.push(ScimRow {
+                id,
+                tenant: tenant.clone(),
+                name: name_of(Kind::User, &n.doc),
+                external_id: ext_id(&n.doc),
+                doc: doc_string(&n.doc)?,
+                version: 1,
+                seq: tx.next_position(),
+                created_at: now,
+                updated_at: now,
+            });
+        }
+        if !tx.scim_insert_new_logins(&logins, now / 1000).await? {
+            return Ok(None);
+        }
+        match tx.scim_insert_many(Kind::User.store(), &rows).await {
+            Err(StoreError::Duplicate(_)) => return Ok(None),
+            other => other?,
+        }
+        for row in &rows {
+            events::resource(tx, Kind::User, EventType::UserCreated, row, &self.base).await?;
+        }
+        Ok(Some(rows))
+    }
+
     /// Applies membership edits; returns the members actually added and
     /// removed (for the webhook events), both empty if nothing changed.
     async fn apply_members(

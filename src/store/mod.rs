@@ -11,6 +11,7 @@
 //! runtime, so that runtime must outlive the store. The listener task stops
 //! on [`Store::close`] or when the last clone of the store is dropped.
 
+mod batch;
 mod connect;
 mod domains;
 mod error;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::batch;
 use super::write::WriteTx;
 use super::{Store, StoreError, check_text};
 
@@ -205,12 +206,6 @@ pub(super) struct PendingEvent {
     now_ms: i64,
 }
 
-/// Events written by one multi-row INSERT at most. Batches are cut into
-/// powers of two up to this size, so at most seven distinct statements
-/// exist (prepared-statement caches stay small) and a batch stays far below
-/// both backends' bound-parameter limits (6 per row).
-const INSERT_CHUNK: usize = 64;
-
 /// Pending events held in memory before they are written early (a PATCH
 /// adding tens of thousands of members). Early writes only happen where a
 /// savepoint rollback cannot reach back past them.
@@ -268,7 +263,7 @@ impl WriteTx {
         let mut seq = last - n + 1;
         let mut rest: &[PendingEvent] = &events;
         while !rest.is_empty() {
-            let size = chunk_size(rest.len());
+            let size = batch::next_size(rest.len());
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
             let mut rows = Vec::with_capacity(size);
@@ -287,7 +282,17 @@ impl WriteTx {
                 rows.push((seq, id, e.event_type.as_str(), payload, e.now_ms));
                 seq += 1;
             }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(size)));
+            let sql = batch::values_sql(
+                concat!(
+                    "INSERT INTO webhook_outbox (",
+                    outbox_columns!(),
+                    ") VALUES "
+                ),
+                "(?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?6, NULL, NULL)",
+                6,
+                size,
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (seq, id, event_type, payload, created_at) in rows {
                 q = q
                     .bind(tenant.clone())
@@ -302,39 +307,6 @@ impl WriteTx {
         self.emitted = true;
         Ok(())
     }
-}
-
-/// The largest power of two not above `remaining`, capped at
-/// [`INSERT_CHUNK`].
-fn chunk_size(remaining: usize) -> usize {
-    let pow = 1usize << (usize::BITS - 1 - remaining.leading_zeros());
-    pow.min(INSERT_CHUNK)
-}
-
-/// `INSERT … VALUES (…), (…)` for `rows` events, six parameters each.
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from(concat!(
-        "INSERT INTO webhook_outbox (",
-        outbox_columns!(),
-        ") VALUES "
-    ));
-    for r in 0..rows {
-        let b = r * 6;
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, NULL, NULL)",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 6
-        ));
-    }
-    sql
 }
 
 impl Store {

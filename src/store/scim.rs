@@ -7,6 +7,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::batch;
 use super::write::WriteTx;
 use super::{Store, StoreError, check_text};
 
@@ -457,6 +458,51 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Adds several resources in a few multi-row statements (a Bulk
+    /// request's creates); any name clash is `Duplicate` and, like a
+    /// failed single insert, leaves the transaction to be rolled back.
+    pub async fn scim_insert_many(
+        &mut self,
+        kind: ScimKind,
+        rows: &[ScimRow],
+    ) -> Result<(), StoreError> {
+        let head = by_kind!(
+            kind,
+            "INSERT INTO ",
+            " (id, tenant, name, name_lower, external_id, doc, version, seq, created_at, updated_at) VALUES "
+        );
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(batch::next_size(rest.len()));
+            rest = tail;
+            let sql = batch::values_sql(
+                head,
+                "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                10,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                check_row(r)?;
+                q = q
+                    .bind(r.id.as_str())
+                    .bind(r.tenant.as_str())
+                    .bind(r.name.as_str())
+                    .bind(r.name.to_lowercase())
+                    .bind(r.external_id.as_deref())
+                    .bind(r.doc.as_str())
+                    .bind(r.version)
+                    .bind(r.seq)
+                    .bind(r.created_at)
+                    .bind(r.updated_at);
+            }
+            q.execute(&mut *self.tx)
+                .await
+                .map_err(|e| unique(e, "name"))?;
+        }
+        Ok(())
+    }
+
     /// Overwrites a resource's name, externalId, document, version and
     /// modification time.
     pub async fn scim_update(&mut self, kind: ScimKind, r: &ScimRow) -> Result<(), StoreError> {
@@ -661,6 +707,53 @@ impl WriteTx {
         }
         self.scim_update_login(&id, login, now).await?;
         Ok(id)
+    }
+
+    /// Login identities for several new SCIM users at once (a Bulk
+    /// request's creates), each with its own fresh id. Returns `false` if
+    /// any email already has a login in the tenant: that person must go
+    /// through [`WriteTx::scim_link_login`] (adoption or a clash), and the
+    /// caller abandons the batch (the rows inserted here are rolled back
+    /// with it).
+    pub async fn scim_insert_new_logins(
+        &mut self,
+        logins: &[(String, ScimLogin)],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let tenant = self.tenant().to_owned();
+        let mut rest = logins;
+        let mut inserted = 0u64;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(batch::next_size(rest.len()));
+            rest = tail;
+            let mut sql = batch::values_sql(
+                "INSERT INTO users (id, tenant, email, email_lower, name, role, source, active, \
+                 subject, created_at, updated_at, last_login_at) VALUES ",
+                "(?1, ?2, ?3, ?4, ?5, ?6, 'scim', ?7, NULL, ?8, ?8, NULL)",
+                8,
+                chunk.len(),
+            );
+            sql.push_str(" ON CONFLICT (tenant, email_lower) DO NOTHING");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, login) in chunk {
+                check_text("email", &login.email)?;
+                q = q
+                    .bind(id.as_str())
+                    .bind(tenant.as_str())
+                    .bind(login.email.as_str())
+                    .bind(login.email.to_lowercase())
+                    .bind(login.name.as_deref())
+                    .bind(login.role.as_deref())
+                    .bind(i64::from(login.active))
+                    .bind(now);
+            }
+            inserted += q
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| unique(e, "email"))?
+                .rows_affected();
+        }
+        Ok(inserted == logins.len() as u64)
     }
 
     /// Updates the login identity of SCIM user `id`. An email that belongs

@@ -33,6 +33,7 @@ scim_conformance!(
     groups_crud_and_membership,
     query_filter_pagination_sort_projection,
     bulk_with_bulk_ids_and_fail_on_errors,
+    bulk_creates_many_users_in_request_order,
     patch_is_atomic_and_idempotent,
 );
 
@@ -740,6 +741,78 @@ async fn query_filter_pagination_sort_projection(db: Db) {
     assert_eq!(r.body["totalResults"], 3);
     assert_eq!(names(&r), ["carol", "dave"]);
     assert!(r.body["Resources"][0].get("emails").is_none());
+}
+
+/// A Bulk request of only creates takes the batched path (more rows than
+/// one multi-row statement holds): every user is created once, with its
+/// own id, in request order, each announced by one event in that order.
+async fn bulk_creates_many_users_in_request_order(db: Db) {
+    let env = env_on(db, "").await;
+    let c = ScimClient::new(&env, "acme").await;
+    let n = 70;
+    let ops: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"method": "post", "path": "/Users", "bulkId": format!("b{i}"),
+                   "data": {"schemas": [USER], "userName": format!("batch{i:02}@acme.com"),
+                            "externalId": format!("ext-{i}"), "active": i % 7 != 0}})
+        })
+        .collect();
+    let r = c
+        .post("/Bulk", &json!({"schemas": [BULK], "Operations": ops}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let results = r.body["Operations"].as_array().unwrap();
+    assert_eq!(results.len(), n);
+    let mut ids = Vec::new();
+    for (i, op) in results.iter().enumerate() {
+        assert_eq!(op["status"], "201", "{op}");
+        assert_eq!(op["bulkId"], format!("b{i}"));
+        let loc = op["location"].as_str().unwrap();
+        let id = loc.rsplit('/').next().unwrap().to_owned();
+        let user = c.get(&format!("/Users/{id}")).await;
+        assert_eq!(user.body["userName"], format!("batch{i:02}@acme.com"));
+        assert_eq!(user.body["active"], i % 7 != 0);
+        assert_eq!(op["version"], user.body["meta"]["version"]);
+        ids.push(id);
+    }
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), n, "every user has its own id");
+    let listed = c.get("/Users?count=200").await;
+    assert_eq!(listed.body["totalResults"], n);
+    let listed_ids: Vec<&str> = listed.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed_ids, ids, "listed in request order");
+    let events = env
+        .shared
+        .store
+        .outbox_events("acme", 1, 10_000)
+        .await
+        .unwrap();
+    let created: Vec<String> = events
+        .iter()
+        .filter(|e| e.event_type == "user.created")
+        .map(|e| {
+            let v: Value = serde_json::from_str(&e.payload).unwrap();
+            v["data"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(created, ids, "one user.created per user, in request order");
+    // Each can sign in by its email: the login identity exists.
+    for i in [0usize, 33, 69] {
+        let u = env
+            .shared
+            .store
+            .user_by_email("acme", &format!("batch{i:02}@acme.com"))
+            .await
+            .unwrap()
+            .expect("login identity");
+        assert_eq!(u.id, ids[i]);
+        assert_eq!(u.active, i % 7 != 0);
+    }
 }
 
 /// RFC 7644 §3.7.

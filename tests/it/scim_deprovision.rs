@@ -109,6 +109,47 @@ async fn scim_adopts_the_jit_user_with_the_same_email() {
     assert_eq!(dashboard(&s.env, &session).await.0, 401);
 }
 
+/// The same adoption through Bulk, between new users: the batched fast
+/// path cannot adopt, so the request runs again one operation at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_adopts_the_jit_user_between_new_ones() {
+    let s = Sso::start(true).await;
+    s.assert_next("carol@acme.com", Some(true), &[]);
+    let (_, session) = s.login("acme-idp", "%2F").await;
+    let session = session.expect("JIT sign-in");
+    let (_, app) = dashboard(&s.env, &session).await;
+    let jit_id = seen(&app, "x-forwarded-user").unwrap().to_owned();
+
+    let c = ScimClient::new(&s.env, "acme").await;
+    let user = |b: &str, name: &str, email: &str, active: bool| {
+        json!({"method": "POST", "path": "/Users", "bulkId": b,
+               "data": {"schemas": [USER], "userName": name, "active": active,
+                        "emails": [{"value": email, "type": "work", "primary": true}]}})
+    };
+    let r = c
+        .post(
+            "/Bulk",
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                    "Operations": [
+                        user("a", "new.one", "new.one@acme.com", true),
+                        user("c", "carol.s", "Carol@acme.com", false),
+                        user("b", "new.two", "new.two@acme.com", true)]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ops = r.body["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["201", "201", "201"], "{}", r.body);
+    assert!(
+        ops[1]["location"].as_str().unwrap().ends_with(&jit_id),
+        "the same person, the same id: {}",
+        r.body
+    );
+    assert_eq!(dashboard(&s.env, &session).await.0, 401);
+    let listed = c.get("/Users").await;
+    assert_eq!(listed.body["totalResults"], 3, "each created once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scim_requests_never_reach_the_app_nor_need_a_session() {
     let s = Sso::start(true).await;
