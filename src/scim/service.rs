@@ -91,6 +91,28 @@ fn name_of(kind: Kind, doc: &Map<String, Value>) -> String {
         .to_owned()
 }
 
+/// A resource as first stored: version 1, the next position in the
+/// tenant's creation order.
+fn new_row(
+    tx: &mut WriteTx,
+    kind: Kind,
+    id: String,
+    n: &Normalized,
+    now: i64,
+) -> Result<ScimRow, ScimError> {
+    Ok(ScimRow {
+        id,
+        tenant: tx.tenant().to_owned(),
+        name: name_of(kind, &n.doc),
+        external_id: ext_id(&n.doc),
+        doc: doc_string(&n.doc)?,
+        version: 1,
+        seq: tx.next_position(),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
 impl Scim {
     /// The tenant a bearer token belongs to, or 401. The tenant must still
     /// be configured.
@@ -195,7 +217,6 @@ impl Scim {
         kind: Kind,
         n: Normalized,
     ) -> Result<ScimRow, ScimError> {
-        let name = name_of(kind, &n.doc);
         let now = crate::clock::now_ms();
         let fresh_id = uuid::Uuid::new_v4().to_string();
         let mut id = fresh_id.clone();
@@ -209,17 +230,7 @@ impl Scim {
                     .await?;
             }
         }
-        let row = ScimRow {
-            id: id.clone(),
-            tenant,
-            name,
-            external_id: ext_id(&n.doc),
-            doc: doc_string(&n.doc)?,
-            version: 1,
-            seq: tx.next_position(),
-            created_at: now,
-            updated_at: now,
-        };
+        let row = new_row(tx, kind, id.clone(), &n, now)?;
         // The unique index decides (one round trip less than asking first,
         // and race-free); the caller's transaction or savepoint undoes the
         // login row on a clash.
@@ -272,17 +283,7 @@ impl Scim {
             // A fresh login has no sessions, so an inactive one needs no
             // revocation (unlike an adopted one in `create_in`).
             logins.push((id.clone(), resource::login_of(&n.doc, role.clone())));
-            rows.push(ScimRow {
-                id,
-                tenant: tenant.clone(),
-                name: name_of(Kind::User, &n.doc),
-                external_id: ext_id(&n.doc),
-                doc: doc_string(&n.doc)?,
-                version: 1,
-                seq: tx.next_position(),
-                created_at: now,
-                updated_at: now,
-            });
+            rows.push(new_row(tx, Kind::User, id, &n, now)?);
         }
         if !tx.scim_insert_new_logins(&logins, now / 1000).await? {
             return Ok(None);

@@ -435,27 +435,7 @@ impl WriteTx {
 
     /// Adds a resource; a name clash is `Duplicate`.
     pub async fn scim_insert(&mut self, kind: ScimKind, r: &ScimRow) -> Result<(), StoreError> {
-        check_row(r)?;
-        sqlx::query(by_kind!(
-            kind,
-            "INSERT INTO ",
-            " (id, tenant, name, name_lower, external_id, doc, version, seq, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(r.id.as_str())
-        .bind(r.tenant.as_str())
-        .bind(r.name.as_str())
-        .bind(r.name.to_lowercase())
-        .bind(r.external_id.as_deref())
-        .bind(r.doc.as_str())
-        .bind(r.version)
-        .bind(r.seq)
-        .bind(r.created_at)
-        .bind(r.updated_at)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| unique(e, "name"))?;
-        Ok(())
+        self.scim_insert_many(kind, std::slice::from_ref(r)).await
     }
 
     /// Adds several resources in a few multi-row statements (a Bulk
@@ -673,24 +653,8 @@ impl WriteTx {
         check_text("email", &login.email)?;
         let tenant = self.tenant().to_owned();
         // The common case (a new person) in one statement.
-        let inserted = sqlx::query(
-            "INSERT INTO users (id, tenant, email, email_lower, name, role, source, active, subject, \
-             created_at, updated_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, 'scim', $7, NULL, $8, $8, NULL) \
-             ON CONFLICT (tenant, email_lower) DO NOTHING",
-        )
-        .bind(new_id)
-        .bind(tenant.as_str())
-        .bind(login.email.as_str())
-        .bind(login.email.to_lowercase())
-        .bind(login.name.as_deref())
-        .bind(login.role.as_deref())
-        .bind(i64::from(login.active))
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| unique(e, "email"))?
-        .rows_affected();
-        if inserted == 1 {
+        let fresh = [(new_id.to_owned(), login.clone())];
+        if self.scim_insert_new_logins(&fresh, now).await? {
             return Ok(new_id.to_owned());
         }
         let row = sqlx::query("SELECT id FROM users WHERE tenant = $1 AND email_lower = $2")

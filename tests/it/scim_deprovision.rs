@@ -81,14 +81,20 @@ async fn deactivation_and_deletion_end_sessions_and_refuse_logins_even_with_jit(
     assert_eq!(dashboard(&s.env, &session).await.0, 401);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scim_adopts_the_jit_user_with_the_same_email() {
+/// Carol signs in through SSO with JIT on: her session and user id.
+async fn carol_signed_in_by_jit() -> (Sso, String, String) {
     let s = Sso::start(true).await;
     s.assert_next("carol@acme.com", Some(true), &[]);
     let (_, session) = s.login("acme-idp", "%2F").await;
     let session = session.expect("JIT sign-in");
     let (_, app) = dashboard(&s.env, &session).await;
     let jit_id = seen(&app, "x-forwarded-user").unwrap().to_owned();
+    (s, session, jit_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_adopts_the_jit_user_with_the_same_email() {
+    let (s, session, jit_id) = carol_signed_in_by_jit().await;
 
     let c = ScimClient::new(&s.env, "acme").await;
     let r = c
@@ -113,12 +119,7 @@ async fn scim_adopts_the_jit_user_with_the_same_email() {
 /// path cannot adopt, so the request runs again one operation at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_adopts_the_jit_user_between_new_ones() {
-    let s = Sso::start(true).await;
-    s.assert_next("carol@acme.com", Some(true), &[]);
-    let (_, session) = s.login("acme-idp", "%2F").await;
-    let session = session.expect("JIT sign-in");
-    let (_, app) = dashboard(&s.env, &session).await;
-    let jit_id = seen(&app, "x-forwarded-user").unwrap().to_owned();
+    let (s, session, jit_id) = carol_signed_in_by_jit().await;
 
     let c = ScimClient::new(&s.env, "acme").await;
     let user = |b: &str, name: &str, email: &str, active: bool| {
