@@ -74,12 +74,31 @@ pub fn has_dtd(xml: &str) -> bool {
         })
 }
 
+/// The start of `chunk` up to the first `char::is_whitespace` character or
+/// `stop` byte: a byte scan while the text is ASCII (the ASCII characters
+/// `is_whitespace` accepts are exactly the six below, vertical tab
+/// included), the `char` split as soon as it is not (U+0085, U+00A0 and
+/// other Unicode spaces end a name too). Same result as
+/// `chunk.split(|c| c.is_whitespace() || stop.contains(c)).next()`.
+fn leading_name<'a>(chunk: &'a str, stop: &[u8]) -> &'a str {
+    for (i, b) in chunk.bytes().enumerate() {
+        if !b.is_ascii() {
+            return chunk
+                .split(|c: char| c.is_whitespace() || (c.is_ascii() && stop.contains(&(c as u8))))
+                .next()
+                .unwrap_or("");
+        }
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) || stop.contains(&b) {
+            return &chunk[..i];
+        }
+    }
+    chunk
+}
+
 /// Local names of all elements, in document order (prefixes dropped).
 fn element_names(xml: &str) -> impl Iterator<Item = &str> {
     xml.split('<').skip(1).filter_map(|chunk| {
-        let name = chunk
-            .split(|c: char| c.is_whitespace() || c == '>' || c == '/')
-            .next()?;
+        let name = leading_name(chunk, b">/");
         if name.is_empty() || name.starts_with(['!', '?']) {
             return None;
         }
@@ -92,13 +111,14 @@ fn element_names(xml: &str) -> impl Iterator<Item = &str> {
 fn algorithms(xml: &str) -> (Vec<&str>, Vec<&str>) {
     let (mut signature, mut digest) = (Vec::new(), Vec::new());
     for chunk in xml.split('<').skip(1) {
-        let tag = chunk.split('>').next().unwrap_or("");
-        let name = tag.split(char::is_whitespace).next().unwrap_or("");
+        // the name ends at whitespace or at the end of the tag
+        let name = leading_name(chunk, b">");
         let out = match name.rsplit(':').next() {
             Some("SignatureMethod") => &mut signature,
             Some("DigestMethod") => &mut digest,
             _ => continue,
         };
+        let tag = chunk.split('>').next().unwrap_or("");
         if let Some(rest) = tag.split("Algorithm=").nth(1) {
             // an empty or unquoted value yields "" or garbage, which no allow
             // list contains (slicing by the quote's own length: a byte index
@@ -336,6 +356,95 @@ fn map_samael(e: SamlError) -> ConnectionError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The scans as they were before the byte fast paths (and before the
+    /// panic on `Algorithm=>` was fixed, so they run on values whose first
+    /// character is a one-byte quote).
+    fn element_names_by_chars(xml: &str) -> Vec<&str> {
+        xml.split('<')
+            .skip(1)
+            .filter_map(|chunk| {
+                let name = chunk
+                    .split(|c: char| c.is_whitespace() || c == '>' || c == '/')
+                    .next()?;
+                if name.is_empty() || name.starts_with(['!', '?']) {
+                    return None;
+                }
+                Some(name.rsplit(':').next().unwrap_or(name))
+            })
+            .collect()
+    }
+
+    fn algorithms_by_chars<'a>(xml: &'a str, local: &str) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        for chunk in xml.split('<').skip(1) {
+            let tag = chunk.split('>').next().unwrap_or("");
+            let name = tag.split(char::is_whitespace).next().unwrap_or("");
+            if name.rsplit(':').next() != Some(local) {
+                continue;
+            }
+            if let Some(rest) = tag.split("Algorithm=").nth(1) {
+                let quote = rest.chars().next().unwrap_or('"');
+                out.push(rest[1..].split(quote).next().unwrap_or(""));
+            }
+        }
+        out
+    }
+
+    /// Documents made of the pieces that matter to the scans: markup,
+    /// names, prefixes, quotes, ASCII and Unicode whitespace, non-ASCII.
+    fn soup() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "<",
+            ">",
+            "/",
+            ":",
+            "!",
+            "?",
+            "=",
+            "\"",
+            "'",
+            " ",
+            "\t",
+            "\n",
+            "\r",
+            "\u{b}",
+            "\u{c}",
+            "\u{85}",
+            "\u{a0}",
+            "\u{2003}",
+            "\u{3000}",
+            "é",
+            "ds",
+            "Assertion",
+            "EncryptedAssertion",
+            "Signature",
+            "Response",
+            "SignatureMethod",
+            "DigestMethod",
+            "Algorithm=\"a\"",
+            "Algorithm='b'",
+            "x",
+        ]);
+        prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn byte_scans_equal_the_char_scans(xml in soup()) {
+            prop_assert_eq!(element_names(&xml).collect::<Vec<_>>(), element_names_by_chars(&xml));
+            // the old code panicked on an empty value or a multi-byte quote
+            let old_safe = xml.split("Algorithm=").skip(1).all(|rest| {
+                rest.chars().next().is_some_and(|c| c.is_ascii() && c != '>' && c != '<')
+            });
+            if old_safe {
+                let (signature, digest) = algorithms(&xml);
+                prop_assert_eq!(signature, algorithms_by_chars(&xml, "SignatureMethod"));
+                prop_assert_eq!(digest, algorithms_by_chars(&xml, "DigestMethod"));
+            }
+        }
+    }
 
     #[test]
     fn cheap_refusals() {
