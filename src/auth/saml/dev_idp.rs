@@ -337,6 +337,53 @@ mod tests {
         assert_eq!((md.entity_id, md.sso_url), (dev.entity_id, dev.sso_url));
     }
 
+    /// samael (vendored) keeps each IdP certificate's parsed key in a
+    /// process-wide cache: a cached key must never stand in for another
+    /// certificate, and a hit must judge exactly like a miss.
+    #[test]
+    fn the_certificate_key_cache_keeps_certificates_apart() {
+        use samael::crypto::{CertificateDer, ReduceMode};
+        let (cfg, dev) = demo();
+        let conn = &cfg.tenants[0].connections[0];
+        let (sp, acs) =
+            crate::auth::saml::sp_ids(conn, &cfg.server.public_url, &cfg.server.internal_prefix);
+        let req = AuthnReq {
+            id: "_req1".into(),
+            acs_url: acs,
+            issuer: sp,
+        };
+        let xml = dev.respond(&req, "alice@example.com").unwrap();
+        let tampered = xml.replace("Alice Example", "Mallory");
+        let idp: CertificateDer = dev.keys.cert_der.clone().into();
+        let stranger: CertificateDer = generate().unwrap().cert_der.into();
+        let check = |xml: &str, certs: &[CertificateDer]| {
+            Crypto::reduce_xml_to_signed(xml, certs, ReduceMode::ValidateAndMarkNoAncestors).is_ok()
+        };
+        for round in 0..2 {
+            // round 0 parses the stranger's key first; round 1 answers all
+            // from the cache
+            assert!(
+                !check(&xml, std::slice::from_ref(&stranger)),
+                "round {round}"
+            );
+            assert!(check(&xml, std::slice::from_ref(&idp)), "round {round}");
+            assert!(
+                check(&xml, &[stranger.clone(), idp.clone()]),
+                "round {round}"
+            );
+            assert!(
+                !check(&tampered, std::slice::from_ref(&idp)),
+                "round {round}"
+            );
+            assert!(
+                !check(&tampered, &[stranger.clone(), idp.clone()]),
+                "round {round}"
+            );
+            assert!(Crypto::verify_signed_xml(xml.as_bytes(), &idp, Some("ID")).is_ok());
+            assert!(Crypto::verify_signed_xml(xml.as_bytes(), &stranger, Some("ID")).is_err());
+        }
+    }
+
     #[test]
     fn refuses_non_loopback_addresses_at_startup() {
         let (mut cfg, _) = demo();

@@ -48,29 +48,57 @@ pub fn decode(form_value: &str) -> Result<String, ConnectionError> {
             ),
         ));
     }
-    let compact: String = form_value
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
+    // Byte-wise: the bytes of a non-ASCII character are never ASCII
+    // whitespace, so this drops exactly the characters a `char` filter would
+    // (and a tenth of a verification's time went to re-encoding `char`s).
+    let mut compact = Vec::with_capacity(form_value.len());
+    compact.extend(form_value.bytes().filter(|b| !b.is_ascii_whitespace()));
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(compact.as_bytes())
+        .decode(&compact)
         .map_err(|e| err("malformed", format!("SAMLResponse is not base64: {e}")))?;
     String::from_utf8(bytes).map_err(|_| err("malformed", "SAMLResponse is not UTF-8"))
 }
 
 /// Any DTD or entity declaration. SAML never needs one, and libxml2 would
 /// otherwise be asked to expand entities (XXE, billion laughs).
+/// Case-insensitive (ASCII), without copying the document. Most responses
+/// have no `<!` at all (no comment, no CDATA), which one fast scan settles.
 pub fn has_dtd(xml: &str) -> bool {
-    let upper = xml.to_ascii_uppercase();
-    upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY")
+    xml.contains("<!")
+        && xml.match_indices("<!").any(|(i, _)| {
+            let rest = &xml.as_bytes()[i + 2..];
+            [b"DOCTYPE".as_slice(), b"ENTITY"].iter().any(|word| {
+                rest.get(..word.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(word))
+            })
+        })
+}
+
+/// The start of `chunk` up to the first `char::is_whitespace` character or
+/// `stop` byte: a byte scan while the text is ASCII (the ASCII characters
+/// `is_whitespace` accepts are exactly the six below, vertical tab
+/// included), the `char` split as soon as it is not (U+0085, U+00A0 and
+/// other Unicode spaces end a name too). Same result as
+/// `chunk.split(|c| c.is_whitespace() || stop.contains(c)).next()`.
+fn leading_name<'a>(chunk: &'a str, stop: &[u8]) -> &'a str {
+    for (i, b) in chunk.bytes().enumerate() {
+        if !b.is_ascii() {
+            return chunk
+                .split(|c: char| c.is_whitespace() || (c.is_ascii() && stop.contains(&(c as u8))))
+                .next()
+                .unwrap_or("");
+        }
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) || stop.contains(&b) {
+            return &chunk[..i];
+        }
+    }
+    chunk
 }
 
 /// Local names of all elements, in document order (prefixes dropped).
 fn element_names(xml: &str) -> impl Iterator<Item = &str> {
     xml.split('<').skip(1).filter_map(|chunk| {
-        let name = chunk
-            .split(|c: char| c.is_whitespace() || c == '>' || c == '/')
-            .next()?;
+        let name = leading_name(chunk, b">/");
         if name.is_empty() || name.starts_with(['!', '?']) {
             return None;
         }
@@ -78,21 +106,56 @@ fn element_names(xml: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// `Algorithm` values of every element with the given local name.
-fn algorithms<'a>(xml: &'a str, local: &'a str) -> Vec<&'a str> {
-    let mut out = Vec::new();
+/// `Algorithm` values of every `SignatureMethod` and every `DigestMethod`
+/// element (by local name), in one pass over the document.
+fn algorithms(xml: &str) -> (Vec<&str>, Vec<&str>) {
+    let (mut signature, mut digest) = (Vec::new(), Vec::new());
     for chunk in xml.split('<').skip(1) {
+        // the name ends at whitespace or at the end of the tag
+        let name = leading_name(chunk, b">");
+        let out = match name.rsplit(':').next() {
+            Some("SignatureMethod") => &mut signature,
+            Some("DigestMethod") => &mut digest,
+            _ => continue,
+        };
         let tag = chunk.split('>').next().unwrap_or("");
-        let name = tag.split(char::is_whitespace).next().unwrap_or("");
-        if name.rsplit(':').next() != Some(local) {
-            continue;
-        }
         if let Some(rest) = tag.split("Algorithm=").nth(1) {
-            let quote = rest.chars().next().unwrap_or('"');
-            out.push(rest[1..].split(quote).next().unwrap_or(""));
+            // an empty or unquoted value yields "" or garbage, which no allow
+            // list contains (slicing by the quote's own length: a byte index
+            // would panic on `Algorithm=>` or a multi-byte first character)
+            let mut chars = rest.chars();
+            let quote = chars.next().unwrap_or('"');
+            out.push(chars.as_str().split(quote).next().unwrap_or(""));
         }
     }
-    out
+    (signature, digest)
+}
+
+/// What `precheck` needs of the element names, in one pass.
+struct Shape<'a> {
+    root: Option<&'a str>,
+    assertions: usize,
+    encrypted_assertion: bool,
+    signature: bool,
+}
+
+fn shape(xml: &str) -> Shape<'_> {
+    let mut shape = Shape {
+        root: None,
+        assertions: 0,
+        encrypted_assertion: false,
+        signature: false,
+    };
+    for name in element_names(xml) {
+        shape.root.get_or_insert(name);
+        match name {
+            "Assertion" => shape.assertions += 1,
+            "EncryptedAssertion" => shape.encrypted_assertion = true,
+            "Signature" => shape.signature = true,
+            _ => {}
+        }
+    }
+    shape
 }
 
 /// Refusals that need no cryptography: DTDs, shape, algorithms, and the
@@ -102,12 +165,12 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
     if has_dtd(xml) {
         return Err(err("dtd", "response contains a DTD or entity declaration"));
     }
-    let names: Vec<&str> = element_names(xml).collect();
-    if names.first() != Some(&"Response") {
+    let shape = shape(xml);
+    if shape.root != Some("Response") {
         return Err(err("malformed", "root element is not a samlp:Response"));
     }
-    let assertions = names.iter().filter(|n| **n == "Assertion").count();
-    if names.contains(&"EncryptedAssertion") {
+    let assertions = shape.assertions;
+    if shape.encrypted_assertion {
         return Err(err(
             "unsupported",
             "an EncryptedAssertion, and the connection has no sp_key_file to decrypt it",
@@ -119,7 +182,7 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
             format!("a response must carry exactly one Assertion, this one has {assertions}"),
         ));
     }
-    if !names.contains(&"Signature") {
+    if !shape.signature {
         return Err(err(
             "signature",
             "neither the response nor the assertion is signed",
@@ -131,7 +194,8 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
         sig_ok.push(RSA_SHA1);
         digest_ok.push(SHA1);
     }
-    for a in algorithms(xml, "SignatureMethod") {
+    let (signature_methods, digest_methods) = algorithms(xml);
+    for a in signature_methods {
         if !sig_ok.contains(&a) {
             return Err(err(
                 "algorithm",
@@ -139,7 +203,7 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
             ));
         }
     }
-    for a in algorithms(xml, "DigestMethod") {
+    for a in digest_methods {
         if !digest_ok.contains(&a) {
             return Err(err(
                 "algorithm",
@@ -292,6 +356,95 @@ fn map_samael(e: SamlError) -> ConnectionError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The scans as they were before the byte fast paths (and before the
+    /// panic on `Algorithm=>` was fixed, so they run on values whose first
+    /// character is a one-byte quote).
+    fn element_names_by_chars(xml: &str) -> Vec<&str> {
+        xml.split('<')
+            .skip(1)
+            .filter_map(|chunk| {
+                let name = chunk
+                    .split(|c: char| c.is_whitespace() || c == '>' || c == '/')
+                    .next()?;
+                if name.is_empty() || name.starts_with(['!', '?']) {
+                    return None;
+                }
+                Some(name.rsplit(':').next().unwrap_or(name))
+            })
+            .collect()
+    }
+
+    fn algorithms_by_chars<'a>(xml: &'a str, local: &str) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        for chunk in xml.split('<').skip(1) {
+            let tag = chunk.split('>').next().unwrap_or("");
+            let name = tag.split(char::is_whitespace).next().unwrap_or("");
+            if name.rsplit(':').next() != Some(local) {
+                continue;
+            }
+            if let Some(rest) = tag.split("Algorithm=").nth(1) {
+                let quote = rest.chars().next().unwrap_or('"');
+                out.push(rest[1..].split(quote).next().unwrap_or(""));
+            }
+        }
+        out
+    }
+
+    /// Documents made of the pieces that matter to the scans: markup,
+    /// names, prefixes, quotes, ASCII and Unicode whitespace, non-ASCII.
+    fn soup() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "<",
+            ">",
+            "/",
+            ":",
+            "!",
+            "?",
+            "=",
+            "\"",
+            "'",
+            " ",
+            "\t",
+            "\n",
+            "\r",
+            "\u{b}",
+            "\u{c}",
+            "\u{85}",
+            "\u{a0}",
+            "\u{2003}",
+            "\u{3000}",
+            "é",
+            "ds",
+            "Assertion",
+            "EncryptedAssertion",
+            "Signature",
+            "Response",
+            "SignatureMethod",
+            "DigestMethod",
+            "Algorithm=\"a\"",
+            "Algorithm='b'",
+            "x",
+        ]);
+        prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn byte_scans_equal_the_char_scans(xml in soup()) {
+            prop_assert_eq!(element_names(&xml).collect::<Vec<_>>(), element_names_by_chars(&xml));
+            // the old code panicked on an empty value or a multi-byte quote
+            let old_safe = xml.split("Algorithm=").skip(1).all(|rest| {
+                rest.chars().next().is_some_and(|c| c.is_ascii() && c != '>' && c != '<')
+            });
+            if old_safe {
+                let (signature, digest) = algorithms(&xml);
+                prop_assert_eq!(signature, algorithms_by_chars(&xml, "SignatureMethod"));
+                prop_assert_eq!(digest, algorithms_by_chars(&xml, "DigestMethod"));
+            }
+        }
+    }
 
     #[test]
     fn cheap_refusals() {
@@ -306,12 +459,21 @@ mod tests {
         assert!(has_dtd(
             "<?xml version='1.0'?><!doctype r [<!entity x 'y'>]><r/>"
         ));
+        assert!(has_dtd("<r/><!ENTITY x 'y'>"));
+        assert!(has_dtd("<r/><!DocType r>"));
+        assert!(!has_dtd("<r><!-- DOCTYPE --><![CDATA[ENTITY]]></r>"));
+        assert!(!has_dtd("<r/><!"));
+        assert!(!has_dtd("<r/><!DOCTYP"));
         assert_eq!(
             algorithms(
-                r#"<ds:SignatureMethod Algorithm="a"/><SignatureMethod Algorithm='b'>"#,
-                "SignatureMethod"
+                r#"<ds:SignatureMethod Algorithm="a"/><SignatureMethod Algorithm='b'><x:DigestMethod Algorithm="c"/>"#,
             ),
-            vec!["a", "b"]
+            (vec!["a", "b"], vec!["c"])
+        );
+        // hostile values: no panic, and nothing an allow list contains
+        assert_eq!(
+            algorithms("<SignatureMethod Algorithm=><DigestMethod Algorithm=\u{e9}x\u{e9}>"),
+            (vec![""], vec!["x"])
         );
         let names: Vec<&str> = element_names(
             "<?xml?><samlp:Response a='1'><saml:Assertion/><!-- x --></samlp:Response>",
