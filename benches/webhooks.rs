@@ -116,7 +116,7 @@ async fn run() {
         for i in 0..100 {
             tx.emit(
                 EventType::UserUpdated,
-                &serde_json::json!({"id": format!("u-{chunk}-{i}"), "email": "someone@example.com"}),
+                serde_json::json!({"id": format!("u-{chunk}-{i}"), "email": "someone@example.com"}),
                 now_ms(),
             )
             .await
@@ -147,7 +147,7 @@ async fn run() {
         let mut tx = store.begin_write(&tenant).await.unwrap();
         tx.emit(
             EventType::UserUpdated,
-            &serde_json::json!({"id": i}),
+            serde_json::json!({"id": i}),
             now_ms(),
         )
         .await

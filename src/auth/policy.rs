@@ -208,7 +208,7 @@ pub async fn complete(
 async fn create_jit_user(store: &Store, u: &UserRecord, now: i64) -> Result<(), StoreError> {
     let mut tx = store.begin_write(&u.tenant).await?;
     tx.insert_user(u).await?;
-    tx.emit(EventType::UserCreated, &user_data(u, None), now * 1000)
+    tx.emit(EventType::UserCreated, user_data(u, None), now * 1000)
         .await?;
     tx.commit().await?;
     Ok(())

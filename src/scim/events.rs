@@ -55,7 +55,7 @@ pub async fn resource(
         Kind::User => user_data(row, base),
         Kind::Group => group_data(row, base),
     };
-    tx.emit(event, &data, crate::clock::now_ms()).await?;
+    tx.emit(event, data, crate::clock::now_ms()).await?;
     Ok(())
 }
 
@@ -88,7 +88,7 @@ pub async fn memberships(
                 "group": g,
                 "member": { "id": m.id, "type": m.kind },
             });
-            tx.emit(event, &data, crate::clock::now_ms()).await?;
+            tx.emit(event, data, crate::clock::now_ms()).await?;
         }
     }
     Ok(())
@@ -131,7 +131,7 @@ pub async fn resync(
                 }
                 None => plain_user_data(u, None),
             };
-            tx.emit(EventType::UserUpdated, &data, crate::clock::now_ms())
+            tx.emit(EventType::UserUpdated, data, crate::clock::now_ms())
                 .await?;
             done.users += 1;
         }
@@ -153,11 +153,11 @@ pub async fn resync(
             let members = store.scim_members(&g.id).await?;
             let mut tx = store.begin_write(tenant).await?;
             let gd = group_data(g, base);
-            tx.emit(EventType::GroupUpdated, &gd, crate::clock::now_ms())
+            tx.emit(EventType::GroupUpdated, gd.clone(), crate::clock::now_ms())
                 .await?;
             for m in &members {
                 let data = json!({ "group": gd, "member": { "id": m.id, "type": m.kind } });
-                tx.emit(EventType::GroupMemberAdded, &data, crate::clock::now_ms())
+                tx.emit(EventType::GroupMemberAdded, data, crate::clock::now_ms())
                     .await?;
             }
             tx.commit().await?;

@@ -282,10 +282,11 @@ impl Scim {
         for (id, n) in items {
             // A fresh login has no sessions, so an inactive one needs no
             // revocation (unlike an adopted one in `create_in`).
-            logins.push((id.clone(), resource::login_of(&n.doc, role.clone())));
+            logins.push(resource::login_of(&n.doc, role.clone()));
             rows.push(new_row(tx, Kind::User, id, &n, now)?);
         }
-        if !tx.scim_insert_new_logins(&logins, now / 1000).await? {
+        let pairs: Vec<_> = rows.iter().map(|r| r.id.as_str()).zip(&logins).collect();
+        if !tx.scim_insert_new_logins(&pairs, now / 1000).await? {
             return Ok(None);
         }
         match tx.scim_insert_many(Kind::User.store(), &rows).await {

@@ -225,12 +225,12 @@ impl WriteTx {
     pub async fn emit(
         &mut self,
         event_type: EventType,
-        data: &serde_json::Value,
+        data: serde_json::Value,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.pending_events.push(PendingEvent {
             event_type,
-            data: data.clone(),
+            data,
             now_ms,
         });
         if self.pending_events.len() >= MAX_PENDING && self.pending_mark == 0 {

@@ -653,8 +653,7 @@ impl WriteTx {
         check_text("email", &login.email)?;
         let tenant = self.tenant().to_owned();
         // The common case (a new person) in one statement.
-        let fresh = [(new_id.to_owned(), login.clone())];
-        if self.scim_insert_new_logins(&fresh, now).await? {
+        if self.scim_insert_new_logins(&[(new_id, login)], now).await? {
             return Ok(new_id.to_owned());
         }
         let row = sqlx::query("SELECT id FROM users WHERE tenant = $1 AND email_lower = $2")
@@ -681,7 +680,7 @@ impl WriteTx {
     /// with it).
     pub async fn scim_insert_new_logins(
         &mut self,
-        logins: &[(String, ScimLogin)],
+        logins: &[(&str, &ScimLogin)],
         now: i64,
     ) -> Result<bool, StoreError> {
         let tenant = self.tenant().to_owned();
@@ -702,7 +701,7 @@ impl WriteTx {
             for (id, login) in chunk {
                 check_text("email", &login.email)?;
                 q = q
-                    .bind(id.as_str())
+                    .bind(*id)
                     .bind(tenant.as_str())
                     .bind(login.email.as_str())
                     .bind(login.email.to_lowercase())

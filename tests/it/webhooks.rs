@@ -72,7 +72,7 @@ async fn write(store: &Store, tenant: &str, n: usize) {
     let mut tx = store.begin_write(tenant).await.unwrap();
     tx.emit(
         EventType::UserUpdated,
-        &serde_json::json!({ "id": format!("user-{n}"), "n": n }),
+        serde_json::json!({ "id": format!("user-{n}"), "n": n }),
         now_ms(),
     )
     .await
@@ -859,7 +859,7 @@ async fn emit(
     tag: String,
 ) -> Result<(), portcullis::store::StoreError> {
     let data = serde_json::json!({ "id": tag });
-    tx.emit(EventType::UserUpdated, &data, now_ms()).await
+    tx.emit(EventType::UserUpdated, data, now_ms()).await
 }
 
 async fn buffered_events_follow_savepoints(store: &Store) {
