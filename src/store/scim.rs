@@ -280,7 +280,7 @@ impl Store {
         let rows = sqlx::query(by_kind!(
             kind,
             row_columns!(),
-            " WHERE tenant = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+            " WHERE tenant = $1 AND (seq > $2 OR (seq = $2 AND id > $3)) \
              ORDER BY seq, id LIMIT $4"
         ))
         .bind(tenant)

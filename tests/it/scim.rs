@@ -34,6 +34,7 @@ scim_conformance!(
     query_filter_pagination_sort_projection,
     bulk_with_bulk_ids_and_fail_on_errors,
     bulk_creates_many_users_in_request_order,
+    unindexed_filters_scan_every_page,
     patch_is_atomic_and_idempotent,
 );
 
@@ -741,6 +742,54 @@ async fn query_filter_pagination_sort_projection(db: Db) {
     assert_eq!(r.body["totalResults"], 3);
     assert_eq!(names(&r), ["carol", "dave"]);
     assert!(r.body["Resources"][0].get("emails").is_none());
+}
+
+/// A filter no index answers looks at every resource, a page of 1,000 at
+/// a time (keyset on the listing order): with more than two pages, matches
+/// on the last page are found and none is counted twice. Bounded, so a
+/// scan that never advances fails instead of hanging.
+async fn unindexed_filters_scan_every_page(db: Db) {
+    let env = env_on(db, "").await;
+    let c = ScimClient::new(&env, "acme").await;
+    let total = 2_100;
+    let needles = [5usize, 1_500, 2_099];
+    for start in (0..total).step_by(100) {
+        let ops: Vec<Value> = (start..start + 100)
+            .map(|i| {
+                let mut data = json!({"schemas": [USER], "userName": format!("scan{i}@acme.com")});
+                if needles.contains(&i) {
+                    data["title"] = json!("needle");
+                }
+                json!({"method": "POST", "path": "/Users", "bulkId": format!("s{i}"), "data": data})
+            })
+            .collect();
+        let r = c
+            .post("/Bulk", &json!({"schemas": [BULK], "Operations": ops}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        c.get(&format!(
+            "/Users?filter={}&count=10",
+            q("title eq \"needle\"")
+        )),
+    )
+    .await
+    .expect("the scan must end");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["totalResults"], needles.len(), "{}", r.body);
+    let mut names: Vec<&str> = r.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["scan1500@acme.com", "scan2099@acme.com", "scan5@acme.com"]
+    );
 }
 
 /// A Bulk request of only creates takes the batched path (more rows than
