@@ -104,7 +104,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("header_plan", |b| {
-        b.iter(|| (plan.headers_to_strip(&headers), plan.values(&principal)))
+        b.iter(|| {
+            (
+                plan.headers_to_strip(&headers, false),
+                plan.values(&principal),
+            )
+        })
     });
     g.bench_function("assertion_cached", |b| {
         b.iter(|| signer.assertion("s", &principal, now).unwrap())
@@ -121,7 +126,7 @@ fn bench(c: &mut Criterion) {
             let Lookup::Active(s) = sessions.resolve(&t, now, 3600).await.unwrap() else {
                 panic!("session")
             };
-            let strip = plan.headers_to_strip(&headers);
+            let strip = plan.headers_to_strip(&headers, false);
             let values = plan.values(&s.principal);
             let a = signer.assertion(&s.id_hash, &s.principal, now).unwrap();
             (strip, values, a)

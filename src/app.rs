@@ -129,6 +129,7 @@ impl Shared {
             "a configuration given without a file",
         ))?;
         let new = config::load(path)?;
+        log_warnings(&new);
         self.swap(new).await
     }
 
@@ -479,10 +480,18 @@ impl Prepared {
     }
 }
 
+/// What `check` would print as warnings, in the log.
+fn log_warnings(config: &Config) {
+    for w in &config.warnings {
+        tracing::warn!(file = %w.file, line = w.line, key = %w.key, "{}", w.message);
+    }
+}
+
 /// Loads `path` and serves until SIGTERM/SIGINT; SIGHUP reloads.
 pub fn run(path: &Path) -> Result<(), AppError> {
     let config = config::load(path)?;
     crate::logging::init(&config.log);
+    log_warnings(&config);
     let prepared = prepare(config, Some(path.to_path_buf()))?;
     tracing::info!(config = %path.display(), "portcullis starting");
     prepared.run(Stop::Signals);

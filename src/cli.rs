@@ -258,7 +258,10 @@ fn dispatch(cmd: Command) -> Result<ExitCode, AppError> {
     match cmd {
         Command::Run(c) => app::run(&c.config).map(|()| ExitCode::SUCCESS),
         Command::Check(c) => match config::load(&c.config) {
-            Ok(_) => {
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!("ok");
                 Ok(ExitCode::SUCCESS)
             }

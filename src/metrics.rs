@@ -32,6 +32,14 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     /// Password logins answered by Portcullis because the tenant enforces SSO.
     pub sso_enforced: IntCounterVec,
+    /// Password-login submissions refused without a domain lookup (body
+    /// unreadable, a second email, credentials in the query...); `reason`
+    /// is a closed set (`proxy::enforce::Refusal::label`).
+    pub login_refused: IntCounterVec,
+    /// Requests refused before routing because their path or host stays
+    /// ambiguous; `reason` is a closed set (`canon::Ambiguity::label`,
+    /// `host::HostError::label`, `path_encoded_separator`).
+    pub requests_refused: IntCounterVec,
     /// Seconds until a SAML connection's last trusted certificate expires.
     pub saml_cert_expiry: IntGaugeVec,
     /// IdP metadata fetches from a URL; `result` ∈ ok|error.
@@ -208,6 +216,22 @@ impl Metrics {
             &["tenant"],
         )?;
         registry.register(Box::new(sso_enforced.clone()))?;
+        let login_refused = IntCounterVec::new(
+            Opts::new(
+                "portcullis_login_refused_total",
+                "Password-login submissions refused because Portcullis could not read exactly one email",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(login_refused.clone()))?;
+        let requests_refused = IntCounterVec::new(
+            Opts::new(
+                "portcullis_requests_refused_total",
+                "Requests refused before routing because their path or host is ambiguous",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(requests_refused.clone()))?;
         let saml_cert_expiry = IntGaugeVec::new(
             Opts::new(
                 "portcullis_saml_idp_cert_expiry_seconds",
@@ -269,6 +293,8 @@ impl Metrics {
             login_failures,
             logins,
             sso_enforced,
+            login_refused,
+            requests_refused,
             saml_cert_expiry,
             saml_metadata_refresh,
             oidc_groups_overage,

@@ -85,17 +85,28 @@ pub(crate) struct Collector<'a> {
     file: &'a str,
     index: &'a LineIndex,
     pub(crate) errors: Vec<ConfigError>,
+    pub(crate) warnings: Vec<ConfigError>,
 }
 
 impl Collector<'_> {
     pub(crate) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        let key = key.into();
-        self.errors.push(ConfigError {
+        let e = self.finding(key.into(), message.into());
+        self.errors.push(e);
+    }
+
+    /// A finding that doesn't stop the file from loading.
+    pub(crate) fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let e = self.finding(key.into(), message.into());
+        self.warnings.push(e);
+    }
+
+    fn finding(&self, key: String, message: String) -> ConfigError {
+        ConfigError {
             file: self.file.to_owned(),
             line: self.index.line(&key),
             key,
-            message: message.into(),
-        });
+            message,
+        }
     }
 }
 
@@ -137,6 +148,7 @@ pub fn from_str(
         file,
         index: &index,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
 
     let mut root: toml::Table = match toml::from_str(text) {
@@ -191,6 +203,8 @@ pub fn from_str(
         i <= decoded || !failed.iter().any(|f| f == top_section(&e.key))
     });
     if c.errors.is_empty() {
+        c.warnings.sort_by_key(|e| e.line);
+        cfg.warnings = c.warnings;
         Ok(cfg)
     } else {
         c.errors.sort_by_key(|e| e.line);

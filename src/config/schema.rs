@@ -29,6 +29,9 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// The SCIM 2.0 server (`[scim]`).
     pub scim: ScimConfig,
+    /// Findings that don't stop the file from loading but that an operator
+    /// should read (`check` prints them, `run` logs them at WARN).
+    pub warnings: Vec<super::ConfigError>,
 }
 
 /// `[webhook]`: the upstream app's endpoint for user and group events
@@ -178,20 +181,31 @@ pub struct LoginConfig {
 }
 
 /// Where the app accepts passwords, and where the email is in the body.
+/// Every request to the path that carries a body or uses a method other
+/// than GET/HEAD/OPTIONS is inspected (urlencoded, JSON and multipart
+/// bodies); anything Portcullis can't read is refused (see the README).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordEndpoint {
-    /// Exact path, e.g. `/login` or `/api/session`.
+    /// The path, e.g. `/login` or `/api/session`; matched like a route
+    /// (case, `;params`, trailing slash and format suffixes included).
     pub path: String,
+    /// The method the app's form uses. Documentation only: other methods
+    /// are inspected too, since frameworks honour method overrides.
     #[serde(default = "default_post")]
     pub method: String,
-    /// Form field (`application/x-www-form-urlencoded` or multipart is not
-    /// inspected; see the docs) holding the email. Default `email`.
+    /// Form (urlencoded or multipart) field holding the email; also the
+    /// top-level JSON key when no pointer is set. Default `email`.
     #[serde(default)]
     pub email_field: Option<String>,
-    /// JSON pointer (RFC 6901) to the email in a JSON body, e.g. `/user/email`.
+    /// JSON pointer (RFC 6901) to the email in a JSON body, e.g.
+    /// `/user/email`; forms are then read at `user[email]`.
     #[serde(default)]
     pub email_json_pointer: Option<String>,
+    /// Field holding the password; a query string carrying it (or the
+    /// email) is refused. Default `password`.
+    #[serde(default)]
+    pub password_field: Option<String>,
 }
 
 fn default_post() -> String {
@@ -345,9 +359,19 @@ pub struct RouteConfig {
     /// The principal needs one of these groups (if non-empty)...
     #[serde(default)]
     pub allowed_groups: Vec<String>,
-    /// ...or one of these roles (if non-empty).
+    /// ...or one of these roles (if non-empty). Both lists take
+    /// tenant-qualified names: `acme:admins` is the `admins` group of tenant
+    /// `acme`, never a group of that name asserted by another tenant's IdP.
     #[serde(default)]
     pub allowed_roles: Vec<String>,
+    /// When non-empty, only principals of these tenants pass.
+    #[serde(default)]
+    pub allowed_tenants: Vec<String>,
+    /// Compare the prefix case-sensitively. Off by default, because many
+    /// app servers (Express, ASP.NET, IIS) route case-insensitively and a
+    /// case variant must not step around a protected prefix.
+    #[serde(default)]
+    pub case_sensitive: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

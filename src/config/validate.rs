@@ -659,7 +659,7 @@ fn routes(cfg: &Config, c: &mut Collector<'_>) {
         }
         let key = (
             r.host.as_ref().map(|h| h.to_ascii_lowercase()),
-            r.prefix.clone(),
+            r.prefix.to_lowercase(),
         );
         if !seen.insert(key) {
             c.push(
@@ -668,12 +668,52 @@ fn routes(cfg: &Config, c: &mut Collector<'_>) {
             );
         }
         if r.policy != Policy::Required
-            && (!r.allowed_groups.is_empty() || !r.allowed_roles.is_empty())
+            && (!r.allowed_groups.is_empty()
+                || !r.allowed_roles.is_empty()
+                || !r.allowed_tenants.is_empty())
         {
             c.push(
                 format!("routes[{i}].policy"),
-                "allowed_groups / allowed_roles need `policy = \"required\"`",
+                "allowed_groups / allowed_roles / allowed_tenants need `policy = \"required\"`",
             );
+        }
+        route_tenants(cfg, i, r, c);
+    }
+}
+
+/// Tenant scoping of a route's conditions. A group or role name without a
+/// tenant matches that name from *any* tenant's IdP, so with more than one
+/// tenant, tenant B's administrator could open a route meant for tenant A's
+/// `admins`: worth a warning that names the fix.
+fn route_tenants(cfg: &Config, i: usize, r: &super::schema::RouteConfig, c: &mut Collector<'_>) {
+    let known = |t: &str| cfg.tenants.iter().any(|x| x.id == t);
+    for (j, t) in r.allowed_tenants.iter().enumerate() {
+        if !known(t) {
+            c.push(
+                format!("routes[{i}].allowed_tenants[{j}]"),
+                format!("no tenant `{t}` is configured"),
+            );
+        }
+    }
+    if cfg.tenants.len() < 2 {
+        return;
+    }
+    for (list, names) in [
+        ("allowed_groups", &r.allowed_groups),
+        ("allowed_roles", &r.allowed_roles),
+    ] {
+        for (j, name) in names.iter().enumerate() {
+            let qualified = name.split_once(':').is_some_and(|(t, _)| known(t));
+            if !qualified && r.allowed_tenants.len() != 1 {
+                c.warn(
+                    format!("routes[{i}].{list}[{j}]"),
+                    format!(
+                        "route `{}`: `{name}` is not tied to a tenant, so any tenant's IdP \
+                         can assert it; write `<tenant>:{name}` or set allowed_tenants",
+                        r.prefix
+                    ),
+                );
+            }
         }
     }
 }
@@ -779,16 +819,18 @@ fn store(cfg: &Config, c: &mut Collector<'_>) {
     }
 }
 
-/// Header names are compared case-insensitively with `_` and `-` equal,
-/// because some servers (and CGI-style frameworks) treat them the same and a
-/// client could otherwise smuggle `X_Forwarded_User` past a strip list.
+/// Header names are compared case-insensitively with every character other
+/// than a letter or digit read as `-`: CGI-style servers turn `-` and `_`
+/// into the same `HTTP_X_FORWARDED_USER`, and some map `.` (or other
+/// punctuation) the same way, so a client could otherwise smuggle
+/// `X_Forwarded_User` or `X.Forwarded.User` past a strip list.
 pub fn normalize_header_name(name: &str) -> String {
     name.bytes()
         .map(|b| {
-            if b == b'_' {
-                '-'
-            } else {
+            if b.is_ascii_alphanumeric() {
                 b.to_ascii_lowercase() as char
+            } else {
+                '-'
             }
         })
         .collect()

@@ -18,10 +18,38 @@ enum Field {
     Tenant,
 }
 
+/// Request-rewriting headers (IIS, Symfony, Laravel, Zend let them override
+/// the path the app routes on): never from a client, not even behind a
+/// trusted balancer, since they would route the app around the gate.
+pub const REWRITE_HEADERS: &[&str] = &["x-original-url", "x-rewrite-url", "x-original-uri"];
+
+/// Headers that tell the app who the client is and how it connected.
+/// Stripped from clients unless `server.trust_forwarded_headers`; the ones
+/// Portcullis knows (`X-Forwarded-For`, `-Proto`, `-Host`, `-Port`,
+/// `X-Real-IP`, `Forwarded`) are then set from the connection.
+pub const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-ssl",
+    "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+];
+
 /// Compiled identity-header configuration.
 #[derive(Debug, Clone)]
 pub struct HeaderPlan {
+    /// Normalised names stripped on every request.
     strip: HashSet<String>,
+    /// Normalised names of [`FORWARDING_HEADERS`].
+    forwarding: HashSet<String>,
     inject: Vec<(HeaderName, Field)>,
     assertion: Option<HeaderName>,
 }
@@ -47,7 +75,12 @@ impl HeaderPlan {
         // The assertion header is always stripped, even when signing is off,
         // so an app that verifies it can't be fed a forged one.
         strip.insert(normalize_header_name(&cfg.assertion));
-        for extra in &cfg.strip {
+        for extra in cfg
+            .strip
+            .iter()
+            .map(String::as_str)
+            .chain(REWRITE_HEADERS.iter().copied())
+        {
             strip.insert(normalize_header_name(extra));
         }
         let assertion = if cfg.assertion_enabled {
@@ -57,24 +90,34 @@ impl HeaderPlan {
         };
         Ok(Self {
             strip,
+            forwarding: FORWARDING_HEADERS.iter().map(|s| (*s).to_owned()).collect(),
             inject,
             assertion,
         })
     }
 
-    /// Every header in `headers` whose normalised name is an identity header:
-    /// catches `x-forwarded-user`, `X_Forwarded_User`, `X-FORWARDED-USER`.
-    pub fn headers_to_strip(&self, headers: &HeaderMap) -> Vec<HeaderName> {
+    /// Every header in `headers` to remove before the request goes upstream:
+    /// identity, assertion and rewrite headers in any spelling
+    /// (`x-forwarded-user`, `X_Forwarded_User`, `X.FORWARDED.USER`), and the
+    /// forwarding headers — all of them from an untrusted client, and
+    /// behind a trusted balancer the spellings it would not have produced
+    /// (`X_Forwarded_For` beside its `X-Forwarded-For`).
+    pub fn headers_to_strip(&self, headers: &HeaderMap, trust_forwarded: bool) -> Vec<HeaderName> {
         let mut out: Vec<HeaderName> = Vec::new();
         for name in headers.keys() {
-            // `HeaderName`s are already lower-case; only `_` needs folding,
-            // so the common case compares without allocating.
+            // `HeaderName`s are already lower-case; names made of letters,
+            // digits and `-` are their own normal form, so the common case
+            // compares without allocating.
             let s = name.as_str();
-            let hit = if s.contains('_') {
-                self.strip.contains(&normalize_header_name(s))
+            let canonical = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let normal: std::borrow::Cow<'_, str> = if canonical {
+                s.into()
             } else {
-                self.strip.contains(s)
+                normalize_header_name(s).into()
             };
+            let forwarding = self.forwarding.contains(normal.as_ref());
+            let hit = self.strip.contains(normal.as_ref())
+                || (forwarding && (!trust_forwarded || !canonical));
             if hit && !out.contains(name) {
                 out.push(name.clone());
             }
@@ -181,7 +224,7 @@ mod tests {
         }
         h.append("x-forwarded-user", HeaderValue::from_static("again"));
         let mut got: Vec<String> = plan
-            .headers_to_strip(&h)
+            .headers_to_strip(&h, false)
             .iter()
             .map(|n| n.to_string())
             .collect();
@@ -193,6 +236,80 @@ mod tests {
                 "x-portcullis-assertion",
                 "x_forwarded-groups",
                 "x_forwarded_email"
+            ]
+        );
+    }
+
+    #[test]
+    fn strips_punctuation_spellings_rewrite_and_forwarding_headers() {
+        let cfg = HeadersConfig {
+            strip: vec!["X-Legacy-User".into()],
+            ..HeadersConfig::default()
+        };
+        let plan = HeaderPlan::compile(&cfg).unwrap();
+        let mut h = HeaderMap::new();
+        for n in [
+            "x.forwarded.email",
+            "x~forwarded!user",
+            "x_legacy.user",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-forwarded-for",
+            "x_forwarded_for",
+            "x-real-ip",
+            "true-client-ip",
+            "forwarded",
+            "x-forwarded-prefix",
+            "x-forwarded-port",
+            "x-forwarded-ssl",
+            "x-client-ip",
+            "accept",
+            "x-forwarded-usera",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        let names = |trust| {
+            let mut v: Vec<String> = plan
+                .headers_to_strip(&h, trust)
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            names(false),
+            [
+                "forwarded",
+                "true-client-ip",
+                "x-client-ip",
+                "x-forwarded-for",
+                "x-forwarded-port",
+                "x-forwarded-prefix",
+                "x-forwarded-ssl",
+                "x-original-url",
+                "x-real-ip",
+                "x-rewrite-url",
+                "x.forwarded.email",
+                "x_forwarded_for",
+                "x_legacy.user",
+                "x~forwarded!user",
+            ]
+        );
+        // Behind a trusted balancer its forwarding headers stay; rewrite
+        // headers and odd spellings still go.
+        assert_eq!(
+            names(true),
+            [
+                "x-original-url",
+                "x-rewrite-url",
+                "x.forwarded.email",
+                "x_forwarded_for",
+                "x_legacy.user",
+                "x~forwarded!user",
             ]
         );
     }

@@ -13,15 +13,3 @@ pub struct Principal {
     pub tenant: Option<String>,
     pub connection: Option<String>,
 }
-
-impl Principal {
-    /// Route membership: any listed group or any listed role admits; with
-    /// both lists empty, any authenticated principal is admitted.
-    pub fn is_member(&self, groups: &[String], roles: &[String]) -> bool {
-        if groups.is_empty() && roles.is_empty() {
-            return true;
-        }
-        groups.iter().any(|g| self.groups.contains(g))
-            || roles.iter().any(|r| self.roles.contains(r))
-    }
-}

@@ -14,6 +14,8 @@ use super::state::ProxyState;
 /// What the rewrite needs to know about the connection.
 pub struct Downstream<'a> {
     pub client_ip: Option<IpAddr>,
+    /// The listener port the client connected to.
+    pub port: Option<u16>,
     pub tls: bool,
     pub request_id: &'a str,
 }
@@ -25,7 +27,8 @@ pub fn rewrite(
     assertion: Option<&str>,
     down: &Downstream<'_>,
 ) -> pingora::Result<()> {
-    for name in state.plan.headers_to_strip(&req.headers) {
+    let trust = state.config.server.trust_forwarded_headers;
+    for name in state.plan.headers_to_strip(&req.headers, trust) {
         req.remove_header(&name);
     }
     strip_session_cookie(req, state)?;
@@ -37,7 +40,7 @@ pub fn rewrite(
             req.insert_header(name.clone(), token)?;
         }
     }
-    forwarded(req, state.config.server.trust_forwarded_headers, down)?;
+    forwarded(req, trust, down)?;
     req.insert_header("x-request-id", down.request_id)?;
     Ok(())
 }
@@ -101,26 +104,63 @@ fn forwarded(req: &mut RequestHeader, trust: bool, down: &Downstream<'_>) -> pin
             req.insert_header("x-forwarded-host", h.as_str())?;
         }
     } else {
-        // Directly exposed: whatever the client claimed is a lie until proven
-        // otherwise, so overwrite rather than append.
-        req.remove_header("forwarded");
-        match &ip {
-            Some(ip) => {
-                req.insert_header("x-forwarded-for", ip.as_str())?;
-                req.insert_header("x-real-ip", ip.as_str())?;
-            }
-            None => {
-                req.remove_header("x-forwarded-for");
-                req.remove_header("x-real-ip");
-            }
+        // Directly exposed: the client's forwarding headers were stripped
+        // (every spelling, see `HeaderPlan::headers_to_strip`); set the
+        // ones Portcullis knows from the connection.
+        if let Some(ip) = &ip {
+            req.insert_header("x-forwarded-for", ip.as_str())?;
+            req.insert_header("x-real-ip", ip.as_str())?;
         }
         req.insert_header("x-forwarded-proto", proto)?;
-        match &host {
-            Some(h) => req.insert_header("x-forwarded-host", h.as_str())?,
-            None => {
-                req.remove_header("x-forwarded-host");
-            }
+        if let Some(h) = &host {
+            req.insert_header("x-forwarded-host", h.as_str())?;
         }
+        if let Some(port) = down.port {
+            req.insert_header("x-forwarded-port", port.to_string())?;
+        }
+        req.insert_header("forwarded", rfc7239(down.client_ip, proto, host.as_deref()))?;
     }
     Ok(())
+}
+
+/// `Forwarded: for=…;proto=…;host=…` (RFC 7239); IPv6 and hosts with a
+/// port are quoted, and nothing from the request can close the quotes.
+fn rfc7239(ip: Option<IpAddr>, proto: &str, host: Option<&str>) -> String {
+    let mut out = match ip {
+        Some(IpAddr::V6(v6)) => format!("for=\"[{v6}]\";"),
+        Some(IpAddr::V4(v4)) => format!("for={v4};"),
+        None => String::new(),
+    };
+    out.push_str("proto=");
+    out.push_str(proto);
+    if let Some(h) = host {
+        let h: String = h
+            .chars()
+            .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+            .collect();
+        out.push_str(&format!(";host=\"{h}\""));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_header_is_well_formed() {
+        assert_eq!(
+            rfc7239(
+                Some("10.0.0.1".parse().unwrap()),
+                "https",
+                Some("app.example.com:8443")
+            ),
+            "for=10.0.0.1;proto=https;host=\"app.example.com:8443\""
+        );
+        assert_eq!(
+            rfc7239(Some("::1".parse().unwrap()), "http", Some("a\"b")),
+            "for=\"[::1]\";proto=http;host=\"ab\""
+        );
+        assert_eq!(rfc7239(None, "http", None), "proto=http");
+    }
 }

@@ -8,7 +8,7 @@ use crate::config::Policy;
 use crate::identity::Principal;
 use crate::redirect::safe_return_to;
 
-use super::routes::RouteMatch;
+use super::routes::Requirement;
 
 /// The parts of a request the gate looks at.
 #[derive(Debug, Clone)]
@@ -47,20 +47,21 @@ pub enum Deny {
     Unavailable,
 }
 
-/// Decides a request's fate. `login_path` is the internal login page.
+/// Decides a request's fate. `route` is the conjunction of every route the
+/// request's readings selected; `login_path` is the internal login page.
 pub fn decide(
-    route: &RouteMatch,
+    route: &Requirement<'_>,
     facts: &RequestFacts<'_>,
     who: &Identity,
     login_path: &str,
 ) -> Outcome {
-    match (route.policy, who) {
+    match (route.policy(), who) {
         (Policy::Public, _) => Outcome::Forward(None),
         (Policy::Optional, Identity::Authenticated(p)) => Outcome::Forward(Some(p.clone())),
         // An optional route must not fail because the store is down.
         (Policy::Optional, _) => Outcome::Forward(None),
         (Policy::Required, Identity::Authenticated(p)) => {
-            if p.is_member(&route.allowed_groups, &route.allowed_roles) {
+            if route.admits(p) {
                 Outcome::Forward(Some(p.clone()))
             } else {
                 Outcome::Deny(Deny::Forbidden)
@@ -88,12 +89,14 @@ pub fn login_redirect(login_path: &str, path_and_query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::routes::{Member, RouteMatch};
 
     fn route(policy: Policy, groups: &[&str]) -> RouteMatch {
         RouteMatch {
             policy,
-            allowed_groups: groups.iter().map(|s| s.to_string()).collect(),
+            allowed_groups: groups.iter().map(|s| Member::parse(s, &[])).collect(),
             allowed_roles: vec![],
+            allowed_tenants: vec![],
         }
     }
 
@@ -124,16 +127,26 @@ mod tests {
         let a = Identity::Authenticated(alice());
         use Outcome::*;
         assert_eq!(
-            decide(&route(Policy::Public, &[]), &api, &a, LOGIN),
+            decide(
+                &Requirement::of(&route(Policy::Public, &[])),
+                &api,
+                &a,
+                LOGIN
+            ),
             Forward(None)
         );
         assert_eq!(
-            decide(&route(Policy::Optional, &[]), &api, &a, LOGIN),
+            decide(
+                &Requirement::of(&route(Policy::Optional, &[])),
+                &api,
+                &a,
+                LOGIN
+            ),
             Forward(Some(alice()))
         );
         assert_eq!(
             decide(
-                &route(Policy::Optional, &[]),
+                &Requirement::of(&route(Policy::Optional, &[])),
                 &api,
                 &Identity::Unknown,
                 LOGIN
@@ -141,25 +154,43 @@ mod tests {
             Forward(None)
         );
         assert_eq!(
-            decide(&route(Policy::Required, &[]), &api, &a, LOGIN),
+            decide(
+                &Requirement::of(&route(Policy::Required, &[])),
+                &api,
+                &a,
+                LOGIN
+            ),
             Forward(Some(alice()))
         );
         assert_eq!(
-            decide(&route(Policy::Required, &["eng"]), &api, &a, LOGIN),
+            decide(
+                &Requirement::of(&route(Policy::Required, &["eng"])),
+                &api,
+                &a,
+                LOGIN
+            ),
             Forward(Some(alice()))
         );
         assert_eq!(
-            decide(&route(Policy::Required, &["ops"]), &api, &a, LOGIN),
+            decide(
+                &Requirement::of(&route(Policy::Required, &["ops"])),
+                &api,
+                &a,
+                LOGIN
+            ),
             Deny(super::Deny::Forbidden)
         );
         let by_role = RouteMatch {
-            allowed_roles: vec!["admin".into()],
+            allowed_roles: vec![Member::parse("admin", &[])],
             ..route(Policy::Required, &["ops"])
         };
-        assert_eq!(decide(&by_role, &api, &a, LOGIN), Forward(Some(alice())));
+        assert_eq!(
+            decide(&Requirement::of(&by_role), &api, &a, LOGIN),
+            Forward(Some(alice()))
+        );
         assert_eq!(
             decide(
-                &route(Policy::Required, &[]),
+                &Requirement::of(&route(Policy::Required, &[])),
                 &api,
                 &Identity::Anonymous,
                 LOGIN
@@ -168,7 +199,7 @@ mod tests {
         );
         assert_eq!(
             decide(
-                &route(Policy::Required, &[]),
+                &Requirement::of(&route(Policy::Required, &[])),
                 &api,
                 &Identity::Unknown,
                 LOGIN
@@ -177,7 +208,7 @@ mod tests {
         );
         assert_eq!(
             decide(
-                &route(Policy::Required, &[]),
+                &Requirement::of(&route(Policy::Required, &[])),
                 &html,
                 &Identity::Anonymous,
                 LOGIN

@@ -162,6 +162,27 @@ pub fn too_large(request_id: &str) -> Reply {
     )
 }
 
+/// A password-login submission Portcullis can't vouch for (see
+/// `enforce`): browsers go to the login page, APIs get a 403 that says
+/// nothing about why.
+pub fn login_refused(browser: bool, login_url: &str, request_id: &str) -> Reply {
+    if browser {
+        return Reply::new(
+            StatusCode::SEE_OTHER,
+            "text/plain; charset=utf-8",
+            Bytes::new(),
+        )
+        .header(http::header::LOCATION, login_url);
+    }
+    let body = json!({
+        "error": "login_refused",
+        "message": "This sign-in request can't be accepted; sign in from the login page.",
+        "login_url": login_url,
+        "request_id": request_id,
+    });
+    Reply::new(StatusCode::FORBIDDEN, "application/json", body.to_string())
+}
+
 /// 400 for requests we refuse to interpret (oversized internal bodies...).
 pub fn bad_request(text: &'static str, request_id: &str) -> Reply {
     let body = json!({"error": "bad_request", "message": text, "request_id": request_id});

@@ -1,26 +1,185 @@
-//! The route table: host + path prefix → policy. Matching is done on the raw
-//! path *and* on a normalised one (percent-decoded, dot-segments resolved,
-//! repeated slashes collapsed) and the stricter policy wins, so
-//! `/public/..%2Fadmin` or `//admin` can't borrow a public route's policy
-//! when the app behind normalises paths differently from us.
+//! The route table: host + path prefix → what a request must satisfy.
+//!
+//! Rule: a request must satisfy every route that any plausible reading of it
+//! selects — every reading of its path ([`super::canon`]), read both with and
+//! without case folding, under every host the app might take it for. The
+//! operator writes one table; Portcullis applies it the way the most
+//! permissive server behind it would be attacked, and takes the conjunction.
+//!
+//! Prefixes match whole segments (`/api` matches `/api` and `/api/…`, never
+//! `/apix`). By default segments compare case-insensitively (Express,
+//! ASP.NET and IIS route that way), with Unicode folding and compatibility
+//! normalisation so `/ADMİN`, `/admın` or full-width letters can't step
+//! around `/admin`; a route may opt into `case_sensitive = true`.
+//!
+//! A request whose host is none of the host-specific routes' hosts (or
+//! carries none) gets the conjunction over every configured host: an app
+//! that serves several names from one process may well take it for any of
+//! them.
 
 use std::borrow::Cow;
 
-use crate::config::{Config, Policy, RouteConfig};
+use unicode_normalization::UnicodeNormalization;
 
-/// What a request must satisfy.
+use crate::config::{Config, Policy, RouteConfig};
+use crate::identity::Principal;
+
+use super::canon::Readings;
+
+/// A group or role name in a route condition. `acme:admins` names the
+/// `admins` group *of tenant `acme`*; an unqualified name matches that name
+/// from any tenant's IdP (and `check` warns when there is more than one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    tenant: Option<String>,
+    name: String,
+}
+
+impl Member {
+    /// `tenant:name` is qualified only when `tenant` is a configured tenant
+    /// id, so group names that contain colons (URNs) keep working.
+    pub fn parse(s: &str, tenant_ids: &[&str]) -> Self {
+        match s.split_once(':') {
+            Some((t, n)) if tenant_ids.contains(&t) => Member {
+                tenant: Some(t.to_owned()),
+                name: n.to_owned(),
+            },
+            _ => Member {
+                tenant: None,
+                name: s.to_owned(),
+            },
+        }
+    }
+
+    pub fn is_qualified(&self) -> bool {
+        self.tenant.is_some()
+    }
+
+    fn admits(&self, tenant: Option<&str>, names: &[String]) -> bool {
+        self.tenant
+            .as_deref()
+            .is_none_or(|t| tenant.is_some_and(|pt| pt == t))
+            && names.contains(&self.name)
+    }
+}
+
+/// What one route demands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteMatch {
     pub policy: Policy,
-    pub allowed_groups: Vec<String>,
-    pub allowed_roles: Vec<String>,
+    /// The principal needs one of these groups...
+    pub allowed_groups: Vec<Member>,
+    /// ...or one of these roles (either list non-empty restricts)...
+    pub allowed_roles: Vec<Member>,
+    /// ...and, when non-empty, to belong to one of these tenants.
+    pub allowed_tenants: Vec<String>,
+}
+
+impl RouteMatch {
+    fn open(policy: Policy) -> Self {
+        Self {
+            policy,
+            allowed_groups: Vec::new(),
+            allowed_roles: Vec::new(),
+            allowed_tenants: Vec::new(),
+        }
+    }
+
+    /// Does `p` meet this route's conditions (policy aside)?
+    pub fn admits(&self, p: &Principal) -> bool {
+        let tenant = p.tenant.as_deref();
+        let tenant_ok = self.allowed_tenants.is_empty()
+            || tenant.is_some_and(|t| self.allowed_tenants.iter().any(|a| a == t));
+        let member = (self.allowed_groups.is_empty() && self.allowed_roles.is_empty())
+            || self
+                .allowed_groups
+                .iter()
+                .any(|g| g.admits(tenant, &p.groups))
+            || self
+                .allowed_roles
+                .iter()
+                .any(|r| r.admits(tenant, &p.roles));
+        tenant_ok && member
+    }
+}
+
+/// Everything a request must satisfy: the conjunction of the routes its
+/// readings selected (usually one).
+#[derive(Debug, Clone)]
+pub struct Requirement<'a> {
+    first: &'a RouteMatch,
+    more: Vec<&'a RouteMatch>,
+}
+
+impl<'a> Requirement<'a> {
+    /// One route's demands.
+    pub fn of(m: &'a RouteMatch) -> Self {
+        Self {
+            first: m,
+            more: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, m: &'a RouteMatch) {
+        if !std::ptr::eq(self.first, m) && !self.more.iter().any(|x| std::ptr::eq(*x, m)) {
+            self.more.push(m);
+        }
+    }
+
+    /// The routes, without duplicates.
+    pub fn routes(&self) -> impl Iterator<Item = &'a RouteMatch> + '_ {
+        std::iter::once(self.first).chain(self.more.iter().copied())
+    }
+
+    /// The strictest policy among the routes.
+    pub fn policy(&self) -> Policy {
+        self.routes()
+            .map(|r| r.policy)
+            .max()
+            .unwrap_or(self.first.policy)
+    }
+
+    /// `p` meets every route's conditions.
+    pub fn admits(&self, p: &Principal) -> bool {
+        self.routes().all(|r| r.admits(p))
+    }
+
+    /// More than one route applied: the readings disagreed.
+    pub fn is_ambiguous(&self) -> bool {
+        !self.more.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Route {
     host: Option<String>,
-    prefix: String,
+    /// Prefix segments as configured, and folded for case-insensitive
+    /// comparison.
+    segments: Vec<String>,
+    folded: Vec<String>,
+    case_sensitive: bool,
     target: RouteMatch,
+}
+
+impl Route {
+    fn applies_to(&self, host: Option<&str>) -> bool {
+        self.host.as_deref().is_none_or(|h| host == Some(h))
+    }
+
+    /// Does `path` start with this route's segments? `fold` is the
+    /// case-insensitive reading (ignored for `case_sensitive` routes).
+    fn matches(&self, path: &str, fold: bool) -> bool {
+        let mut segs = path.split('/').skip(1);
+        if fold && !self.case_sensitive {
+            self.folded
+                .iter()
+                .all(|t| segs.next().is_some_and(|s| fold_eq(s, t)))
+        } else {
+            self.segments
+                .iter()
+                .all(|t| segs.next().is_some_and(|s| s == t))
+        }
+    }
 }
 
 /// Compiled routes, most specific first.
@@ -28,209 +187,172 @@ struct Route {
 pub struct RouteTable {
     routes: Vec<Route>,
     default: RouteMatch,
+    /// Distinct hosts of host-specific routes.
+    hosts: Vec<String>,
 }
 
 impl RouteTable {
     pub fn compile(cfg: &Config) -> Self {
-        let mut routes: Vec<Route> = cfg.routes.iter().map(compile_route).collect();
-        // Host-specific before host-agnostic, then longest prefix first.
+        let tenant_ids: Vec<&str> = cfg.tenants.iter().map(|t| t.id.as_str()).collect();
+        let mut routes: Vec<Route> = cfg
+            .routes
+            .iter()
+            .map(|r| compile_route(r, &tenant_ids))
+            .collect();
+        // Host-specific before host-agnostic, then the most segments, then
+        // the longest prefix.
         routes.sort_by(|a, b| {
             b.host
                 .is_some()
                 .cmp(&a.host.is_some())
-                .then(b.prefix.len().cmp(&a.prefix.len()))
+                .then(b.segments.len().cmp(&a.segments.len()))
+                .then(
+                    b.segments
+                        .iter()
+                        .map(String::len)
+                        .sum::<usize>()
+                        .cmp(&a.segments.iter().map(String::len).sum::<usize>()),
+                )
         });
+        let mut hosts: Vec<String> = routes.iter().filter_map(|r| r.host.clone()).collect();
+        hosts.sort();
+        hosts.dedup();
         Self {
             routes,
-            default: RouteMatch {
-                policy: cfg.server.default_policy,
-                allowed_groups: Vec::new(),
-                allowed_roles: Vec::new(),
-            },
+            default: RouteMatch::open(cfg.server.default_policy),
+            hosts,
         }
     }
 
-    /// The route for `host` (may carry a port) and `path` (no query).
-    pub fn lookup(&self, host: Option<&str>, path: &str) -> &RouteMatch {
-        let host = host.map(strip_port);
-        let raw = self.lookup_exact(host, path);
-        let normalized = normalize_path(path);
-        if normalized == path {
-            return raw;
+    /// What a request for `hosts` (normalised: lower-case, no port, no
+    /// trailing dot; empty when the request named none) and `path` must
+    /// satisfy.
+    pub fn requirement<'a>(&'a self, hosts: &[&str], path: &Readings<'_>) -> Requirement<'a> {
+        let views = self.host_views(hosts);
+        let mut req: Option<Requirement<'a>> = None;
+        for host in views.iter() {
+            for reading in path.iter() {
+                let folds: &[bool] = if needs_exact_reading(reading) {
+                    &[true, false]
+                } else {
+                    &[true]
+                };
+                for &fold in folds {
+                    let m = self.best(*host, reading, fold);
+                    match &mut req {
+                        None => req = Some(Requirement::of(m)),
+                        Some(r) => r.add(m),
+                    }
+                }
+            }
         }
-        let norm = self.lookup_exact(host, &normalized);
-        if stricter(norm, raw) { norm } else { raw }
+        req.unwrap_or(Requirement::of(&self.default))
     }
 
-    fn lookup_exact(&self, host: Option<&str>, path: &str) -> &RouteMatch {
+    /// The hosts whose routes apply. A request naming a configured host gets
+    /// that host's routes; one naming no configured host gets every host's.
+    fn host_views<'h>(&'h self, hosts: &[&'h str]) -> Cow<'h, [Option<&'h str>]> {
+        if self.hosts.is_empty() {
+            return Cow::Borrowed(&[None]);
+        }
+        let known = !hosts.is_empty() && hosts.iter().all(|h| self.hosts.iter().any(|k| k == h));
+        if known {
+            Cow::Owned(hosts.iter().map(|h| Some(*h)).collect())
+        } else {
+            let mut v: Vec<Option<&str>> = self.hosts.iter().map(|h| Some(h.as_str())).collect();
+            v.push(None);
+            Cow::Owned(v)
+        }
+    }
+
+    fn best(&self, host: Option<&str>, path: &str, fold: bool) -> &RouteMatch {
         self.routes
             .iter()
-            .find(|r| {
-                r.host
-                    .as_deref()
-                    .is_none_or(|h| host.is_some_and(|rh| rh.eq_ignore_ascii_case(h)))
-                    && prefix_matches(&r.prefix, path)
-            })
+            .find(|r| r.applies_to(host) && r.matches(path, fold))
             .map(|r| &r.target)
             .unwrap_or(&self.default)
     }
 }
 
-fn compile_route(r: &RouteConfig) -> Route {
+/// A case-sensitive server reads this path differently from a folding one:
+/// then both readings count. Plain lower-case ASCII needs only one.
+fn needs_exact_reading(path: &str) -> bool {
+    path.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80)
+}
+
+fn compile_route(r: &RouteConfig, tenant_ids: &[&str]) -> Route {
+    let segments: Vec<String> = prefix_segments(&r.prefix)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     Route {
-        host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
-        prefix: r.prefix.clone(),
+        host: r.host.as_deref().map(normalize_host),
+        folded: segments.iter().map(|s| fold(s).into_owned()).collect(),
+        segments,
+        case_sensitive: r.case_sensitive,
         target: RouteMatch {
             policy: r.policy,
-            allowed_groups: r.allowed_groups.clone(),
-            allowed_roles: r.allowed_roles.clone(),
+            allowed_groups: r
+                .allowed_groups
+                .iter()
+                .map(|g| Member::parse(g, tenant_ids))
+                .collect(),
+            allowed_roles: r
+                .allowed_roles
+                .iter()
+                .map(|g| Member::parse(g, tenant_ids))
+                .collect(),
+            allowed_tenants: r.allowed_tenants.clone(),
         },
     }
 }
 
-/// Stricter = higher policy, or same policy with a membership requirement.
-fn stricter(a: &RouteMatch, b: &RouteMatch) -> bool {
-    let restricted = |m: &RouteMatch| !m.allowed_groups.is_empty() || !m.allowed_roles.is_empty();
-    a.policy > b.policy || (a.policy == b.policy && restricted(a) && !restricted(b))
+/// `/api/` and `/api` are both the one segment `api`; `/` is none.
+pub fn prefix_segments(prefix: &str) -> Vec<&str> {
+    prefix
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
-/// `/api` matches `/api` and `/api/…` but not `/apix`; `/api/` matches
-/// everything below it.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if prefix.ends_with('/') {
-        path.starts_with(prefix) || path == prefix.trim_end_matches('/')
+/// Case-insensitive form of a segment: compatibility-normalised (full-width
+/// letters, ligatures, the Kelvin sign), then upper- and lower-cased so
+/// every character that any runtime's case-insensitive compare equates
+/// (`ı`/`I`/`i`, `ſ`/`S`/`s`) lands on one form. The combining dot that
+/// full lower-casing leaves after `İ` is dropped: Java's per-character
+/// `toLowerCase` maps `İ` to a plain `i`.
+pub fn fold(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Cow::Owned(s.to_ascii_lowercase());
+        }
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.nfkc()
+            .flat_map(char::to_uppercase)
+            .flat_map(char::to_lowercase)
+            .filter(|&c| c != '\u{307}')
+            .collect(),
+    )
+}
+
+fn fold_eq(s: &str, folded: &str) -> bool {
+    if s.is_ascii() && folded.is_ascii() {
+        s.eq_ignore_ascii_case(folded)
     } else {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        fold(s) == folded
     }
 }
 
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // IPv6 literal: `[::1]:8080`
-        return host
-            .split_once(']')
-            .map(|(h, _)| &host[..h.len() + 1])
-            .unwrap_or(host);
-    }
-    host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-}
-
-/// Percent-decodes (repeatedly, to defeat double encoding), turns `\` into
-/// `/`, collapses `//` and resolves `.`/`..` segments.
-pub fn normalize_path(path: &str) -> Cow<'_, str> {
-    let needs = path.contains(['%', '\\']) || path.contains("//") || path.contains("/.");
-    if !needs {
-        return Cow::Borrowed(path);
-    }
-    let mut decoded = path.to_owned();
-    for _ in 0..3 {
-        let next = percent_encoding::percent_decode_str(&decoded)
-            .decode_utf8_lossy()
-            .into_owned();
-        if next == decoded {
-            break;
-        }
-        decoded = next;
-    }
-    let decoded = decoded.replace('\\', "/");
-    let mut out: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
-    }
-    let mut s = String::with_capacity(decoded.len());
-    for seg in &out {
-        s.push('/');
-        s.push_str(seg);
-    }
-    if s.is_empty() || (decoded.ends_with('/') && !out.is_empty()) {
-        s.push('/');
-    }
-    Cow::Owned(s)
+/// Host as routes compare it: lower-case, no trailing dot.
+pub fn normalize_host(h: &str) -> String {
+    h.trim_end_matches('.').to_ascii_lowercase()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table() -> RouteTable {
-        let cfg = crate::config::from_str(
-            r#"
-[[listeners]]
-address = "127.0.0.1:1"
-[session]
-keys = ["0123456789012345678901234567890123456789"]
-[server]
-default_policy = "public"
-[[routes]]
-prefix = "/"
-policy = "optional"
-[[routes]]
-prefix = "/admin"
-policy = "required"
-allowed_groups = ["admins"]
-[[routes]]
-prefix = "/public/"
-policy = "public"
-[[routes]]
-prefix = "/"
-host = "api.example.com"
-policy = "required"
-"#,
-            "t",
-            &|_| None,
-        )
-        .unwrap();
-        RouteTable::compile(&cfg)
-    }
-
-    #[test]
-    fn longest_prefix_on_segment_boundaries() {
-        let t = table();
-        assert_eq!(t.lookup(None, "/admin").policy, Policy::Required);
-        assert_eq!(t.lookup(None, "/admin/x").policy, Policy::Required);
-        assert_eq!(t.lookup(None, "/adminx").policy, Policy::Optional);
-        assert_eq!(t.lookup(None, "/public/a.css").policy, Policy::Public);
-        assert_eq!(t.lookup(None, "/public").policy, Policy::Public);
-        assert_eq!(
-            t.lookup(Some("API.example.com:443"), "/public/a").policy,
-            Policy::Required
-        );
-        assert_eq!(t.lookup(Some("other.com"), "/x").policy, Policy::Optional);
-    }
-
-    #[test]
-    fn traversal_tricks_get_the_stricter_policy() {
-        let t = table();
-        for p in [
-            "/public/../admin",
-            "/public/..%2Fadmin",
-            "/public/%2e%2e/admin",
-            "/public/%252e%252e/admin",
-            "/public/..\\admin",
-            "//admin",
-            "/public/./../admin/",
-            "/%61dmin",
-        ] {
-            let m = t.lookup(None, p);
-            assert_eq!(m.policy, Policy::Required, "{p}");
-            assert_eq!(m.allowed_groups, vec!["admins".to_string()], "{p}");
-        }
-    }
-
-    #[test]
-    fn normalization() {
-        assert_eq!(normalize_path("/a/b"), "/a/b");
-        assert_eq!(normalize_path("/a//b/../c/"), "/a/c/");
-        assert_eq!(normalize_path("/../../"), "/");
-        assert_eq!(normalize_path("/%2F%2Fx"), "/x");
-        assert_eq!(strip_port("[::1]:80"), "[::1]");
-        assert_eq!(strip_port("h:80"), "h");
-    }
-}
+mod readers;
+#[cfg(test)]
+mod tests;

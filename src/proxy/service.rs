@@ -23,6 +23,7 @@ use super::forward::{Downstream, rewrite};
 use super::gate::{Deny, Identity, Outcome, RequestFacts, decide};
 use super::respond::{self, Reply};
 use super::state::ProxyState;
+use super::{canon, host};
 
 /// The proxy. Holds the current configuration generation; a reload swaps it.
 pub struct PortcullisProxy {
@@ -66,6 +67,16 @@ fn next_request_id() -> String {
         "{prefix:016x}{:016x}",
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A browser posting a form gets a redirect, an API client a JSON 403.
+fn is_browser_form(ctx: &Ctx, content_type: Option<&str>) -> bool {
+    ctx.wants_html
+        || content_type.is_some_and(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct.starts_with("application/x-www-form-urlencoded")
+                || ct.starts_with("multipart/form-data")
+        })
 }
 
 fn wants_html(req: &RequestHeader) -> bool {
@@ -124,35 +135,45 @@ impl PortcullisProxy {
         &self,
         session: &mut Session,
         st: &ProxyState,
-        ep: &crate::config::PasswordEndpoint,
+        ep: &enforce::Endpoint,
         ctx: &mut Ctx,
     ) -> pingora::Result<Option<u16>> {
+        let head = session.req_header();
+        if let Err(r) = ep.check_query(head.uri.query()) {
+            return self.login_refused(session, st, ctx, r).await.map(Some);
+        }
+        if !enforce::inspects(&head.method, &head.headers) {
+            return Ok(None);
+        }
         session.as_downstream_mut().enable_retry_buffering();
         let mut body = Vec::new();
         while let Some(chunk) = session.read_request_body().await? {
             body.extend_from_slice(&chunk);
             if body.len() > enforce::MAX_LOGIN_BODY {
-                ctx.outcome = "deny";
-                return respond::too_large(&ctx.request_id)
-                    .send(session, &ctx.request_id)
+                return self
+                    .login_refused(session, st, ctx, enforce::Refusal::TooLarge)
                     .await
                     .map(Some);
             }
         }
-        let ct = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let Some(email) = enforce::email_in(ep, &ct, &body) else {
-            return Ok(None);
+        let header = |name| {
+            session
+                .req_header()
+                .headers
+                .get(name)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
         };
-        let Some(domain) = crate::auth::email_domain(&email) else {
-            return Ok(None);
+        let ct = header(http::header::CONTENT_TYPE);
+        let ce = header(http::header::CONTENT_ENCODING);
+        let email = match ep
+            .submitted_email(ct.as_deref(), ce.as_deref(), Bytes::from(body))
+            .await
+        {
+            Ok(e) => e,
+            Err(r) => return self.login_refused(session, st, ctx, r).await.map(Some),
         };
-        let tenant = match st.auth.routed_tenant(&domain).await {
+        let tenant = match st.auth.routed_tenant(&email.domain).await {
             Ok(Some(t)) => t.id.clone(),
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -177,15 +198,79 @@ impl PortcullisProxy {
         st.metrics.sso_enforced.with_label_values(&[&tenant]).inc();
         tracing::info!(request_id = %ctx.request_id, tenant = %tenant, "password login stopped: tenant enforces SSO");
         ctx.outcome = "sso_required";
-        let enc = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        let login_url = format!(
+            "{}?use_sso=true&email={}",
+            st.login_path,
+            percent_encoding::utf8_percent_encode(
+                &email.address,
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        );
+        respond::sso_required(
+            is_browser_form(ctx, ct.as_deref()),
+            &login_url,
+            &ctx.request_id,
+        )
+        .send(session, &ctx.request_id)
+        .await
+        .map(Some)
+    }
+
+    /// A password-login submission Portcullis could not vouch for: one
+    /// generic answer to the client, the precise reason to log and metrics.
+    async fn login_refused(
+        &self,
+        session: &mut Session,
+        st: &ProxyState,
+        ctx: &mut Ctx,
+        reason: enforce::Refusal,
+    ) -> pingora::Result<u16> {
+        st.metrics
+            .login_refused
+            .with_label_values(&[reason.label()])
+            .inc();
+        tracing::info!(request_id = %ctx.request_id, reason = %reason, "password login refused");
+        ctx.outcome = "login_refused";
+        let ct = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let login_url = format!("{}?use_sso=true", st.login_path);
+        let reply = if reason == enforce::Refusal::TooLarge {
+            respond::too_large(&ctx.request_id)
+        } else {
+            respond::login_refused(
+                is_browser_form(ctx, ct.as_deref()),
+                &login_url,
+                &ctx.request_id,
+            )
         };
-        let login_url = format!("{}?use_sso=true&email={}", st.login_path, enc(&email));
-        let browser = ctx.wants_html || ct.starts_with("application/x-www-form-urlencoded");
-        respond::sso_required(browser, &login_url, &ctx.request_id)
-            .send(session, &ctx.request_id)
-            .await
-            .map(Some)
+        reply.send(session, &ctx.request_id).await
+    }
+
+    /// A request refused before routing: its path or host stays ambiguous.
+    async fn refuse_ambiguous(
+        &self,
+        session: &mut Session,
+        st: &ProxyState,
+        ctx: &mut Ctx,
+        label: &'static str,
+        reason: &(dyn std::fmt::Display + Sync),
+    ) -> pingora::Result<bool> {
+        st.metrics
+            .requests_refused
+            .with_label_values(&[label])
+            .inc();
+        tracing::info!(request_id = %ctx.request_id, reason = %reason, "request refused before routing");
+        ctx.outcome = "refused";
+        ctx.status = Some(
+            respond::bad_request("ambiguous request", &ctx.request_id)
+                .send(session, &ctx.request_id)
+                .await?,
+        );
+        Ok(true)
     }
 
     /// Serves the SCIM API through its in-process router. Bodies beyond
@@ -327,28 +412,66 @@ impl ProxyHttp for PortcullisProxy {
             return Ok(true);
         }
 
-        if let Some(ep) = enforce::endpoint(&st.config.login, head.method.as_str(), &path).cloned()
-            && let Some(status) = self.enforce(session, &st, &ep, ctx).await?
+        // Everything else may reach the app: canonicalise, and refuse a path
+        // or host that no reading makes unambiguous before any route (or
+        // password endpoint) applies. SCIM and internal requests above are
+        // never forwarded; their routers read the raw path themselves.
+        let head = session.req_header();
+        let readings = match canon::readings(&path) {
+            Ok(r) => r,
+            Err(a) => {
+                return self
+                    .refuse_ambiguous(session, &st, ctx, a.label(), &a)
+                    .await;
+            }
+        };
+        let hosts = match host::request_hosts(
+            head.version,
+            &head.uri,
+            &head.headers,
+            st.config.server.trust_forwarded_headers,
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                return self
+                    .refuse_ambiguous(session, &st, ctx, e.label(), &e)
+                    .await;
+            }
+        };
+
+        if let Some(ep) = st.password_endpoints.find(&readings)
+            && let Some(status) = self.enforce(session, &st, ep, ctx).await?
         {
             ctx.status = Some(status);
             return Ok(true);
         }
-        let head = session.req_header();
 
-        let host = head
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| head.uri.host().map(str::to_owned));
-        let path_and_query = head
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let route = st.routes.requirement(&hosts, &readings);
+        ctx.policy = route.policy().as_str();
+        if readings.encoded_separator() && route.policy() != Policy::Public {
+            // `%2F` inside a protected prefix: servers disagree on whether
+            // it separates segments, so no reading is safe to act on.
+            return self
+                .refuse_ambiguous(
+                    session,
+                    &st,
+                    ctx,
+                    "path_encoded_separator",
+                    &"encoded path separator under a protected route",
+                )
+                .await;
+        }
+        if route.is_ambiguous() {
+            tracing::debug!(request_id = %ctx.request_id, "path readings selected several routes; all apply");
+        }
+        let path_and_query = session
+            .req_header()
             .uri
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into());
-        let route = st.routes.lookup(host.as_deref(), &path);
-        ctx.policy = route.policy.as_str();
-        let who = match route.policy {
+        let who = match route.policy() {
             Policy::Public => Identity::Anonymous,
             _ => self.identify(session, &st, ctx).await,
         };
@@ -356,7 +479,7 @@ impl ProxyHttp for PortcullisProxy {
             path_and_query: &path_and_query,
             wants_html: ctx.wants_html,
         };
-        match decide(route, &facts, &who, &st.login_path) {
+        match decide(&route, &facts, &who, &st.login_path) {
             Outcome::Forward(p) => {
                 ctx.principal = p;
                 Ok(false)
@@ -429,6 +552,10 @@ impl ProxyHttp for PortcullisProxy {
                 .client_addr()
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip()),
+            port: session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.port()),
             tls: session
                 .digest()
                 .and_then(|d| d.ssl_digest.as_ref())

@@ -12,6 +12,7 @@ use crate::identity::{AssertionSigner, HeaderPlan};
 use crate::metrics::Metrics;
 use crate::session::{CookieCodec, CookieError, Sessions};
 
+use super::enforce::PasswordEndpoints;
 use super::routes::RouteTable;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,7 @@ pub struct Upstream {
 pub struct ProxyState {
     pub config: Arc<Config>,
     pub routes: RouteTable,
+    pub password_endpoints: PasswordEndpoints,
     pub plan: HeaderPlan,
     pub codec: Arc<CookieCodec>,
     pub sessions: Sessions,
@@ -117,6 +119,7 @@ impl ProxyState {
         Ok(Self {
             scim,
             routes: RouteTable::compile(&config),
+            password_endpoints: PasswordEndpoints::compile(&config.login),
             login_path: format!("{}login", config.server.internal_prefix),
             config,
             plan,

@@ -5,6 +5,8 @@ mod cli;
 mod demo;
 mod dev_idp;
 mod domains;
+mod enforce;
+mod gate;
 mod oidc;
 mod oidc_interop;
 mod proxy;

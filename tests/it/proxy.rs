@@ -184,14 +184,15 @@ async fn groups_gate_restricted_routes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    // path tricks don't reach /admin through a public prefix
+    // path tricks don't reach /admin through a public prefix: an encoded
+    // slash under a protected route is refused as ambiguous
     let r = client()
         .get(env.url("/public/..%2Fadmin/users"))
         .header("cookie", &eng)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 400);
 }
 
 /// Spoofed identity headers, in every spelling, never reach the app.
@@ -239,6 +240,7 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
                 && norm != "x-forwarded-for"
                 && norm != "x-forwarded-proto"
                 && norm != "x-forwarded-host"
+                && norm != "x-forwarded-port"
                 || norm == "x-portcullis-assertion"
             {
                 assert!(

@@ -1,0 +1,221 @@
+//! The host a request is for, as the app behind might take it.
+//!
+//! Rule: every name the app could read as "the host" is a name the route
+//! table must honour. That is the `Host` header, the authority of an
+//! absolute-form target (`GET http://h/ HTTP/1.1`, which RFC 9112 says wins
+//! over `Host`), and — only behind a trusted balancer — `X-Forwarded-Host`,
+//! which Rails and Django (with `USE_X_FORWARDED_HOST`) route on. Requests
+//! that leave the host ambiguous are refused: an HTTP/1.1 request without
+//! `Host`, two `Host` headers, or a `Host` that disagrees with the target's
+//! authority.
+
+use http::{HeaderMap, Uri, Version, header::HOST};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("HTTP/1.1 request without a Host header")]
+    Missing,
+    #[error("more than one Host header")]
+    Duplicate,
+    #[error("Host header disagrees with the request target's authority")]
+    Mismatch,
+    #[error("malformed host")]
+    Malformed,
+}
+
+impl HostError {
+    /// Closed label set for `portcullis_requests_refused_total{reason}`.
+    pub fn label(self) -> &'static str {
+        match self {
+            HostError::Missing => "host_missing",
+            HostError::Duplicate => "host_duplicate",
+            HostError::Mismatch => "host_mismatch",
+            HostError::Malformed => "host_malformed",
+        }
+    }
+}
+
+/// The normalised hosts of a request (lower-case, no port, no trailing
+/// dot): usually one, none for an HTTP/1.0 request without `Host`.
+pub fn request_hosts(
+    version: Version,
+    uri: &Uri,
+    headers: &HeaderMap,
+    trust_forwarded: bool,
+) -> Result<Vec<String>, HostError> {
+    let mut values = headers.get_all(HOST).iter();
+    let header = values.next();
+    if values.next().is_some() {
+        return Err(HostError::Duplicate);
+    }
+    let header = header
+        .map(|v| v.to_str().map_err(|_| HostError::Malformed))
+        .transpose()?
+        .map(normalize)
+        .transpose()?;
+    let authority = uri.authority().map(|a| normalize(a.as_str())).transpose()?;
+    let mut hosts = match (header, authority) {
+        (Some(h), Some(a)) if h != a => return Err(HostError::Mismatch),
+        (Some(h), _) | (None, Some(h)) => vec![h],
+        (None, None) if version >= Version::HTTP_11 => return Err(HostError::Missing),
+        (None, None) => Vec::new(),
+    };
+    if trust_forwarded {
+        for v in headers.get_all("x-forwarded-host") {
+            let v = v.to_str().map_err(|_| HostError::Malformed)?;
+            for h in v.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                let h = normalize(h)?;
+                if !hosts.contains(&h) {
+                    hosts.push(h);
+                }
+            }
+        }
+    }
+    Ok(hosts)
+}
+
+/// `Example.COM.:8080` → `example.com`; `[::1]:80` → `[::1]`. Anything that
+/// isn't a plain DNS name or IP literal (userinfo, spaces, `%`, non-ASCII)
+/// is malformed: an app parsing it with a laxer grammar might see another
+/// name.
+pub fn normalize(authority: &str) -> Result<String, HostError> {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']').ok_or(HostError::Malformed)?;
+        if !(after.is_empty() || port_ok(after)) || v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(HostError::Malformed);
+        }
+        return Ok(format!("[{}]", v6.to_ascii_lowercase()));
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) if port_ok(&format!(":{p}")) => h,
+            Some(_) => return Err(HostError::Malformed),
+            None => authority,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && !host.split('.').any(str::is_empty);
+    if !ok {
+        return Err(HostError::Malformed);
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
+fn port_ok(s: &str) -> bool {
+    s.strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(
+        version: Version,
+        target: &str,
+        host: &[&str],
+        xfh: Option<&str>,
+        trust: bool,
+    ) -> Result<Vec<String>, HostError> {
+        let mut h = HeaderMap::new();
+        for v in host {
+            h.append(HOST, v.parse().unwrap());
+        }
+        if let Some(x) = xfh {
+            h.insert("x-forwarded-host", x.parse().unwrap());
+        }
+        request_hosts(version, &target.parse().unwrap(), &h, trust)
+    }
+
+    const V11: Version = Version::HTTP_11;
+
+    #[test]
+    fn host_header_normalised() {
+        assert_eq!(
+            hosts(V11, "/", &["App.Example.COM.:8443"], None, false),
+            Ok(vec!["app.example.com".into()])
+        );
+        assert_eq!(
+            hosts(V11, "/", &["[::1]:80"], None, false),
+            Ok(vec!["[::1]".into()])
+        );
+        assert_eq!(hosts(Version::HTTP_10, "/", &[], None, false), Ok(vec![]));
+    }
+
+    #[test]
+    fn absolute_form_authority_counts() {
+        assert_eq!(
+            hosts(V11, "http://api.example.com/x", &[], None, false),
+            Ok(vec!["api.example.com".into()])
+        );
+        assert_eq!(
+            hosts(
+                V11,
+                "http://api.example.com/x",
+                &["api.example.com"],
+                None,
+                false
+            ),
+            Ok(vec!["api.example.com".into()])
+        );
+        assert_eq!(
+            hosts(
+                V11,
+                "http://api.example.com/x",
+                &["www.example.com"],
+                None,
+                false
+            ),
+            Err(HostError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn ambiguous_hosts_refused() {
+        assert_eq!(hosts(V11, "/", &[], None, false), Err(HostError::Missing));
+        assert_eq!(
+            hosts(V11, "/", &["a.com", "b.com"], None, false),
+            Err(HostError::Duplicate)
+        );
+        for bad in [
+            "",
+            "a b",
+            "user@a.com",
+            "a.com:x",
+            "a..com",
+            "[::1",
+            "[zz]",
+            "a%2ecom",
+            ".",
+            "a.com:123456",
+        ] {
+            assert_eq!(normalize(bad), Err(HostError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_host_only_when_trusted() {
+        assert_eq!(
+            hosts(V11, "/", &["lb.internal"], Some("app.example.com"), false),
+            Ok(vec!["lb.internal".into()])
+        );
+        assert_eq!(
+            hosts(
+                V11,
+                "/",
+                &["lb.internal"],
+                Some("app.example.com, other.com"),
+                true
+            ),
+            Ok(vec![
+                "lb.internal".into(),
+                "app.example.com".into(),
+                "other.com".into()
+            ])
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! Property: for any path the canonicaliser accepts, the requirement the
+//! route table computes is at least as strict as the route that each
+//! modelled app server would select for the same bytes. The models here
+//! are written independently of `canon` (no shared code), from each
+//! server's documented behaviour, so a gap in one is not hidden by the same
+//! gap in the other.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::proxy::canon::readings;
+
+/// How one server turns a request target into the path it routes on, and
+/// whether it compares case-insensitively. `None`: the server refuses it.
+struct Model {
+    name: &'static str,
+    read: fn(&str) -> Option<String>,
+    case_insensitive: bool,
+}
+
+fn pct_decode_once(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn pct_decode_all(s: &str) -> Option<String> {
+    let mut cur = s.to_owned();
+    for _ in 0..6 {
+        let next = pct_decode_once(&cur)?;
+        if next == cur {
+            return Some(cur);
+        }
+        cur = next;
+    }
+    Some(cur)
+}
+
+/// RFC 3986 remove_dot_segments plus slash merging.
+fn dots(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for s in p.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+fn tomcat(p: &str) -> Option<String> {
+    // Path parameters go before decoding; `%2F` is refused by default.
+    if p.to_ascii_lowercase().contains("%2f") || p.to_ascii_lowercase().contains("%5c") {
+        return None;
+    }
+    let stripped: Vec<&str> = p
+        .split('/')
+        .map(|s| s.split(';').next().unwrap_or(""))
+        .collect();
+    Some(dots(&pct_decode_once(&stripped.join("/"))?))
+}
+
+fn spring(p: &str) -> Option<String> {
+    // UrlPathHelper: decode, drop `;…`, normalise; suffix pattern matching
+    // lets `/admin.json` select `/admin`.
+    let d = pct_decode_once(p)?;
+    let stripped: Vec<&str> = d
+        .split('/')
+        .map(|s| s.split(';').next().unwrap_or(""))
+        .collect();
+    let n = dots(&stripped.join("/"));
+    Some(match n.rsplit_once('/') {
+        Some((h, last)) if last.find('.').is_some_and(|i| i > 0) => {
+            format!("{h}/{}", &last[..last.find('.').unwrap_or(last.len())])
+        }
+        _ => n,
+    })
+}
+
+fn nginx(p: &str) -> Option<String> {
+    Some(dots(&pct_decode_once(p)?))
+}
+
+fn iis(p: &str) -> Option<String> {
+    let d = pct_decode_all(p)?.replace('\\', "/");
+    let trimmed: Vec<&str> = d
+        .split('/')
+        .map(|s| {
+            if s.bytes().all(|b| b == b'.') {
+                s
+            } else {
+                s.trim_end_matches(['.', ' '])
+            }
+        })
+        .collect();
+    Some(dots(&trimmed.join("/")))
+}
+
+fn express(p: &str) -> Option<String> {
+    // Routes on the undecoded pathname, case-insensitively.
+    Some(p.to_owned())
+}
+
+fn django(p: &str) -> Option<String> {
+    // PATH_INFO is decoded; no dot-segment resolution by the framework.
+    pct_decode_once(p)
+}
+
+fn rails(p: &str) -> Option<String> {
+    let d = dots(&pct_decode_once(p)?);
+    Some(match d.rsplit_once('/') {
+        Some((h, last)) if last.find('.').is_some_and(|i| i > 0) => {
+            format!("{h}/{}", &last[..last.find('.').unwrap_or(last.len())])
+        }
+        _ => d,
+    })
+}
+
+const MODELS: &[Model] = &[
+    Model {
+        name: "tomcat",
+        read: tomcat,
+        case_insensitive: false,
+    },
+    Model {
+        name: "spring",
+        read: spring,
+        case_insensitive: false,
+    },
+    Model {
+        name: "nginx",
+        read: nginx,
+        case_insensitive: false,
+    },
+    Model {
+        name: "iis",
+        read: iis,
+        case_insensitive: true,
+    },
+    Model {
+        name: "express",
+        read: express,
+        case_insensitive: true,
+    },
+    Model {
+        name: "django",
+        read: django,
+        case_insensitive: false,
+    },
+    Model {
+        name: "rails",
+        read: rails,
+        case_insensitive: false,
+    },
+];
+
+/// The operator's table, matched the plain way: longest `prefix` on a
+/// segment boundary, after the server's own reading.
+const TABLE: &[(&str, Policy, &[&str], &[&str])] = &[
+    ("/public", Policy::Public, &[], &[]),
+    ("/admin", Policy::Required, &["admins"], &[]),
+    ("/admin/billing", Policy::Required, &["acme:finance"], &[]),
+    ("/api", Policy::Required, &[], &["acme"]),
+    ("/", Policy::Optional, &[], &[]),
+];
+
+fn table() -> RouteTable {
+    let mut toml = String::from(
+        "[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"0123456789012345678901234567890123456789\"]\n\
+         [server]\ndefault_policy = \"public\"\n[[tenants]]\nid = \"acme\"\n[[tenants]]\nid = \"globex\"\n",
+    );
+    for (prefix, policy, groups, tenants) in TABLE {
+        toml.push_str(&format!(
+            "[[routes]]\nprefix = \"{prefix}\"\npolicy = \"{}\"\nallowed_groups = {groups:?}\nallowed_tenants = {tenants:?}\n",
+            policy.as_str()
+        ));
+    }
+    let cfg = crate::config::from_str(&toml, "t", &|_| None).unwrap();
+    RouteTable::compile(&cfg)
+}
+
+/// The table entry a server selects for its reading.
+fn reference(path: &str, ci: bool) -> usize {
+    let norm = |s: &str| if ci { s.to_lowercase() } else { s.to_owned() };
+    let p = norm(path);
+    let mut best: Option<usize> = None;
+    for (i, (prefix, ..)) in TABLE.iter().enumerate() {
+        let pre = norm(prefix.trim_end_matches('/'));
+        let hit = pre.is_empty() || p == pre || p.starts_with(&format!("{pre}/"));
+        if hit && best.is_none_or(|b| TABLE[b].0.len() < prefix.len()) {
+            best = Some(i);
+        }
+    }
+    best.unwrap_or(TABLE.len() - 1)
+}
+
+fn principals() -> Vec<Principal> {
+    let p = |tenant: Option<&str>, groups: &[&str]| Principal {
+        user_id: "u".into(),
+        email: "u@x.com".into(),
+        name: None,
+        groups: groups.iter().map(|s| s.to_string()).collect(),
+        roles: vec![],
+        tenant: tenant.map(str::to_owned),
+        connection: None,
+    };
+    vec![
+        p(None, &[]),
+        p(Some("acme"), &[]),
+        p(Some("acme"), &["admins"]),
+        p(Some("acme"), &["finance"]),
+        p(Some("acme"), &["admins", "finance"]),
+        p(Some("globex"), &["admins", "finance"]),
+    ]
+}
+
+fn reference_admits(i: usize, p: &Principal) -> bool {
+    let (_, _, groups, tenants) = TABLE[i];
+    let tenant_ok = tenants.is_empty() || p.tenant.as_deref().is_some_and(|t| tenants.contains(&t));
+    let group_ok = groups.is_empty()
+        || groups.iter().any(|g| match g.split_once(':') {
+            Some((t, n)) => p.tenant.as_deref() == Some(t) && p.groups.iter().any(|x| x == n),
+            None => p.groups.iter().any(|x| x == g),
+        });
+    tenant_ok && group_ok
+}
+
+const PIECES: &[&str] = &[
+    "/", "admin", "ADMIN", "Admin", "billing", "public", "api", "API", "..", ".", ";", ";x", "..;",
+    "%2e", "%2E", "%2f", "%5c", "\\", "%25", "2e", ".json", "%3b", "%61", "%20", "x", "//",
+    "%c4%b1",
+];
+
+fn path_strategy() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(PIECES), 1..9)
+        .prop_map(|v| format!("/{}", v.concat()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #[test]
+    fn every_server_reading_is_covered(path in path_strategy()) {
+        let t = table();
+        let Ok(r) = readings(&path) else { return Ok(()) };
+        let req = t.requirement(&[], &r);
+        if r.encoded_separator() && req.policy() != Policy::Public {
+            return Ok(()); // refused with 400
+        }
+        for m in MODELS {
+            let Some(read) = (m.read)(&path) else { continue };
+            let i = reference(&read, m.case_insensitive);
+            prop_assert!(
+                req.policy() >= TABLE[i].1,
+                "{path:?}: {} reads {read:?} → {} ({:?}) but the gate applies {:?}",
+                m.name, TABLE[i].0, TABLE[i].1, req.policy()
+            );
+            for p in principals() {
+                prop_assert!(
+                    !req.admits(&p) || reference_admits(i, &p),
+                    "{path:?}: {} reads {read:?} → {}, which refuses {p:?}, but the gate admits",
+                    m.name, TABLE[i].0
+                );
+            }
+        }
+    }
+}
