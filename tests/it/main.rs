@@ -17,6 +17,7 @@ mod saml_metadata_url;
 mod saml_slo;
 mod scim;
 mod scim_deprovision;
+mod scim_domains;
 mod scim_replay;
 mod scim_tester;
 mod sso;
