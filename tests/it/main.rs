@@ -18,6 +18,7 @@ mod saml_slo;
 mod scim;
 mod scim_deprovision;
 mod scim_domains;
+mod scim_isolation;
 mod scim_replay;
 mod scim_tester;
 mod sso;
