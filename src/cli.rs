@@ -462,14 +462,19 @@ fn webhooks(cmd: WebhooksCommand) -> Result<ExitCode, AppError> {
                     config.server.public_url.trim_end_matches('/'),
                     config.scim.path.trim_end_matches('/')
                 );
-                crate::scim::events::resync(&store, tenant, &base)
-                    .await
-                    .map(|r| {
-                        format!(
-                            "tenant {tenant}: {} user(s), {} group(s), {} membership(s) queued as events\n",
-                            r.users, r.groups, r.memberships
-                        )
-                    })
+                // Events mark each address `verified_domain` as of now.
+                let tenant_cfg = config.tenants.iter().find(|t| &t.id == tenant);
+                match crate::scim::emails::TenantEmails::load(&store, tenant, tenant_cfg).await {
+                    Ok(emails) => crate::scim::events::resync(&store, tenant, &base, &emails)
+                        .await
+                        .map(|r| {
+                            format!(
+                                "tenant {tenant}: {} user(s), {} group(s), {} membership(s) queued as events\n",
+                                r.users, r.groups, r.memberships
+                            )
+                        }),
+                    Err(e) => Err(e),
+                }
             }
         };
         store.close().await;
@@ -524,13 +529,16 @@ fn users(cmd: UsersCommand) -> Result<ExitCode, AppError> {
                     eprintln!("error: no tenant with id `{tenant}` in the configuration");
                     return Ok(ExitCode::from(2));
                 };
-                let Some(domain) = crate::auth::email_domain(&email) else {
-                    eprintln!("error: `{email}` is not an email address");
-                    return Ok(ExitCode::from(2));
-                };
-                if !t.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
-                    eprintln!("error: {domain} is not one of tenant `{tenant}`'s domains; its IdP could never sign this user in");
-                    return Ok(ExitCode::from(2));
+                match crate::auth::tenant_email_domain(&email, t.domains.iter().map(String::as_str)) {
+                    Ok(_) => {}
+                    Err(crate::auth::ForeignEmail::NotAnAddress) => {
+                        eprintln!("error: `{email}` is not an email address");
+                        return Ok(ExitCode::from(2));
+                    }
+                    Err(crate::auth::ForeignEmail::OutsideTenant { domain }) => {
+                        eprintln!("error: {domain} is not one of tenant `{tenant}`'s domains; its IdP could never sign this user in");
+                        return Ok(ExitCode::from(2));
+                    }
                 }
                 let store = Store::open(&cfg.store.url).await?;
                 let now = crate::clock::now();

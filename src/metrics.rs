@@ -49,6 +49,10 @@ pub struct Metrics {
     pub oidc_groups_overage: IntCounterVec,
     /// Back-channel logout requests; `result` ∈ ok|store|<refusal reason>.
     pub oidc_backchannel_logouts: IntCounterVec,
+    /// SCIM user addresses outside the tenant's verified domains; `tenant`
+    /// is the authenticated (configured) tenant, `result` ∈ refused|accepted
+    /// (accepted: `[tenants.scim] allow_external_emails`).
+    pub scim_external_emails: IntCounterVec,
     pub webhook: WebhookMetrics,
 }
 
@@ -264,6 +268,14 @@ impl Metrics {
             &["tenant", "connection", "result"],
         )?;
         registry.register(Box::new(oidc_backchannel_logouts.clone()))?;
+        let scim_external_emails = IntCounterVec::new(
+            Opts::new(
+                "portcullis_scim_external_emails_total",
+                "SCIM user addresses outside the tenant's verified domains, refused or accepted",
+            ),
+            &["tenant", "result"],
+        )?;
+        registry.register(Box::new(scim_external_emails.clone()))?;
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -299,6 +311,7 @@ impl Metrics {
             saml_metadata_refresh,
             oidc_groups_overage,
             oidc_backchannel_logouts,
+            scim_external_emails,
             webhook,
         })
     }

@@ -17,5 +17,8 @@ pub use connection::{
 };
 pub use discovery::{AuthContext, Discovery};
 pub use flow::{FlowCodec, FlowState};
-pub use policy::{DomainRouter, LoginFailure, Mode, complete, email_domain, map_roles};
+pub use policy::{
+    DomainRouter, ForeignEmail, LoginFailure, Mode, complete, email_domain, map_roles,
+    tenant_email_domain,
+};
 pub use testlink::{TestLinks, TestTicket};

@@ -53,6 +53,37 @@ pub fn email_domain(email: &str) -> Option<String> {
     ok.then_some(domain)
 }
 
+/// Why an address does not belong to a tenant ([`tenant_email_domain`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForeignEmail {
+    /// Not a plausible address at all, so no domain to judge.
+    #[error("not an email address")]
+    NotAnAddress,
+    /// A real address in a domain that is not one of the given ones.
+    #[error("{domain} is not one of the tenant's domains")]
+    OutsideTenant { domain: String },
+}
+
+/// The domain of `email` when it is one of `domains` (case-insensitively).
+///
+/// The one rule for "this address is inside the tenant", so every way a
+/// person is added to a tenant judges an address the same way: `users
+/// invite` passes the tenant's configured domains, SCIM the ones login
+/// routing would send to the tenant (verified in the store and still
+/// configured). Whoever passes the list decides what "the tenant's
+/// domains" means; parsing and comparing are only here.
+pub fn tenant_email_domain<'a>(
+    email: &str,
+    domains: impl IntoIterator<Item = &'a str>,
+) -> Result<String, ForeignEmail> {
+    let domain = email_domain(email).ok_or(ForeignEmail::NotAnAddress)?;
+    if domains.into_iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
+        Ok(domain)
+    } else {
+        Err(ForeignEmail::OutsideTenant { domain })
+    }
+}
+
 /// Roles: the user's own role plus every role mapped from their groups,
 /// de-duplicated, in a stable order.
 pub fn map_roles(user_role: Option<&str>, groups: &[String], tenant: &TenantConfig) -> Vec<String> {
@@ -246,6 +277,34 @@ mod tests {
         ] {
             assert_eq!(email_domain(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn tenant_email_domains() {
+        let domains = ["acme.com", "Acme.org"];
+        assert_eq!(
+            tenant_email_domain("Alice@ACME.com.", domains).as_deref(),
+            Ok("acme.com")
+        );
+        assert_eq!(
+            tenant_email_domain("a@acme.org", domains).as_deref(),
+            Ok("acme.org")
+        );
+        for (email, domain) in [
+            ("a@eu.acme.com", "eu.acme.com"),
+            ("a@acme.com.evil.io", "acme.com.evil.io"),
+        ] {
+            assert_eq!(
+                tenant_email_domain(email, domains),
+                Err(ForeignEmail::OutsideTenant {
+                    domain: domain.into()
+                }),
+            );
+        }
+        assert_eq!(
+            tenant_email_domain("acme.com", domains),
+            Err(ForeignEmail::NotAnAddress)
+        );
     }
 
     #[test]

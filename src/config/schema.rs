@@ -566,6 +566,21 @@ pub struct TenantConfig {
     pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
+    /// This tenant's SCIM provisioning (`[tenants.scim]`).
+    #[serde(default)]
+    pub scim: TenantScimConfig,
+}
+
+/// `[tenants.scim]`: how far a tenant's SCIM client may reach.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantScimConfig {
+    /// Accept SCIM users whose addresses are outside the tenant's verified
+    /// domains. Off by default because a tenant's IdP would otherwise hand
+    /// the app identities of people it does not own (`ceo@other.com`);
+    /// when on, webhook events mark each address `verified_domain`, so the
+    /// app can tell which ones the tenant has proven.
+    pub allow_external_emails: bool,
 }
 
 /// Just-in-time provisioning at first login.

@@ -563,3 +563,23 @@ fn scim_defaults_and_validation() {
     let unknown = format!("{MINIMAL}\n[scim]\nbulk = 5\n");
     assert!(errors(&unknown).iter().any(|e| e.contains("bulk")));
 }
+
+/// `[tenants.scim]`: off by default; a misspelt key is an error with its
+/// line, never a silently ignored (and so fail-open) setting.
+#[test]
+fn tenant_scim_settings() {
+    let text = format!("{MINIMAL}\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n");
+    let cfg = from_str(&text, "t.toml", &env).unwrap();
+    assert!(!cfg.tenants[0].scim.allow_external_emails);
+    let on = format!("{text}[tenants.scim]\nallow_external_emails = true\n");
+    let cfg = from_str(&on, "t.toml", &env).unwrap();
+    assert!(cfg.tenants[0].scim.allow_external_emails);
+    let typo = format!("{text}[tenants.scim]\nallow_external_email = true\n");
+    let errs = errors(&typo);
+    assert!(
+        errs.iter().any(|e| e.starts_with("t.toml:12:")
+            && e.contains("allow_external_email")
+            && e.contains("unknown field")),
+        "{errs:#?}"
+    );
+}

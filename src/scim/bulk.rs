@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::emails::TenantEmails;
 use super::error::ScimError;
 use super::filter::get_ci;
 use super::http::{Tenant, json_body, scim_json};
@@ -159,22 +160,37 @@ async fn run(
         return Err(ScimError::invalid_syntax("the body must be a JSON object"));
     }
     let (ops, fail_on_errors) = parse_ops(&body, scim.config.scim.max_operations)?;
-    // Optimistic first: without a savepoint per operation (one round trip
-    // each), which is all a request whose operations all succeed needs. The
-    // first failing operation abandons that attempt, and the request runs
-    // again from the start with savepoints so that failure stays its own.
-    let (results, tx) = match attempt(scim, tenant, &ops, fail_on_errors, false).await? {
-        Some(done) => done,
-        None => attempt(scim, tenant, &ops, fail_on_errors, true)
-            .await?
-            .ok_or_else(ScimError::internal)?,
-    };
+    // Read once for every operation (only user operations consult it).
+    let emails = scim.tenant_emails(tenant, Kind::User).await?;
+    let done = attempts(scim, tenant, &ops, fail_on_errors, &emails).await;
+    emails.report(&scim.metrics);
+    let (results, tx) = done?;
     let revoked = tx.commit().await?;
     scim.after_commit(revoked).await;
     Ok(json!({
         "schemas": [schema::BULK_RESPONSE],
         "Operations": results.into_iter().flatten().collect::<Vec<_>>(),
     }))
+}
+
+/// The operations' results and their uncommitted transaction.
+async fn attempts(
+    scim: &Scim,
+    tenant: &str,
+    ops: &[Op],
+    fail_on_errors: Option<usize>,
+    emails: &TenantEmails,
+) -> Result<(Vec<Option<Value>>, WriteTx), ScimError> {
+    // Optimistic first: without a savepoint per operation (one round trip
+    // each), which is all a request whose operations all succeed needs. The
+    // first failing operation abandons that attempt, and the request runs
+    // again from the start with savepoints so that failure stays its own.
+    match attempt(scim, tenant, ops, fail_on_errors, false, emails).await? {
+        Some(done) => Ok(done),
+        None => attempt(scim, tenant, ops, fail_on_errors, true, emails)
+            .await?
+            .ok_or_else(ScimError::internal),
+    }
 }
 
 /// Runs every operation in one new transaction, returned uncommitted with
@@ -187,7 +203,10 @@ async fn attempt(
     ops: &[Op],
     fail_on_errors: Option<usize>,
     savepoints: bool,
+    emails: &TenantEmails,
 ) -> Result<Option<(Vec<Option<Value>>, WriteTx)>, ScimError> {
+    // Only the attempt whose results count is counted.
+    emails.reset();
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut results: Vec<Option<Value>> = vec![None; ops.len()];
     let mut errors = 0usize;
@@ -246,13 +265,13 @@ async fn attempt(
                 queued.push((i, id, n));
                 continue;
             }
-            if !create_queued(scim, &mut tx, ops, &mut queued, &mut results).await {
+            if !create_queued(scim, &mut tx, ops, &mut queued, &mut results, emails).await {
                 return Ok(None);
             }
             if savepoints {
                 tx.savepoint().await?;
             }
-            let outcome = one(scim, &mut tx, op, data, &ids).await;
+            let outcome = one(scim, &mut tx, op, data, &ids, emails).await;
             match &outcome {
                 Ok(_) if savepoints => tx.release_savepoint(),
                 Ok(_) => {}
@@ -273,7 +292,7 @@ async fn attempt(
                 }
             }
         }
-        if !create_queued(scim, &mut tx, ops, &mut queued, &mut results).await {
+        if !create_queued(scim, &mut tx, ops, &mut queued, &mut results, emails).await {
             return Ok(None);
         }
     }
@@ -295,13 +314,14 @@ async fn create_queued(
     ops: &[Op],
     queued: &mut Vec<(usize, String, Normalized)>,
     results: &mut [Option<Value>],
+    emails: &TenantEmails,
 ) -> bool {
     if queued.is_empty() {
         return true;
     }
     let (index, items): (Vec<usize>, Vec<(String, Normalized)>) =
         queued.drain(..).map(|(i, id, n)| (i, (id, n))).unzip();
-    let Ok(Some(rows)) = scim.create_users_in(tx, items).await else {
+    let Ok(Some(rows)) = scim.create_users_in(tx, items, emails).await else {
         return false;
     };
     for (i, row) in index.into_iter().zip(rows) {
@@ -344,6 +364,7 @@ async fn one(
     op: &Op,
     data: Option<Value>,
     ids: &HashMap<String, String>,
+    emails: &TenantEmails,
 ) -> Result<(Value, Option<String>), ScimError> {
     let (kind, id) = target(&op.path, ids)?;
     let data = || {
@@ -358,7 +379,7 @@ async fn one(
                 return Err(ScimError::invalid_syntax("POST needs a bulkId"));
             }
             let n = resource::normalize(kind, &data()?, resource::Mode::Full)?;
-            let row = scim.create_in(tx, kind, n).await?;
+            let row = scim.create_in(tx, kind, n, emails).await?;
             Ok((
                 ok(201, Some(location(&row.id)), Some(row.version)),
                 Some(row.id),
@@ -366,19 +387,20 @@ async fn one(
         }
         ("PUT", Some(id)) => {
             let row = scim
-                .replace_in(tx, kind, &id, &data()?, op.version.as_deref())
+                .replace_in(tx, kind, &id, &data()?, op.version.as_deref(), emails)
                 .await?;
             Ok((ok(200, Some(location(&id)), Some(row.version)), None))
         }
         ("PATCH", Some(id)) => {
             let ops = patch::parse_request(&data()?)?;
             let row = scim
-                .patch_in(tx, kind, &id, &ops, op.version.as_deref())
+                .patch_in(tx, kind, &id, &ops, op.version.as_deref(), emails)
                 .await?;
             Ok((ok(200, Some(location(&id)), Some(row.version)), None))
         }
         ("DELETE", Some(id)) => {
-            scim.delete_in(tx, kind, &id, op.version.as_deref()).await?;
+            scim.delete_in(tx, kind, &id, op.version.as_deref(), emails)
+                .await?;
             Ok((ok(204, Some(location(&id)), None), None))
         }
         _ => Err(ScimError::invalid_syntax(

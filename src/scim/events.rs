@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::emails::TenantEmails;
 use super::error::ScimError;
 use super::resource;
 use super::schema::Kind;
@@ -20,9 +21,14 @@ pub fn is_active(row: &ScimRow) -> bool {
 
 /// A user's state: the login identity Portcullis derives (the same shape
 /// JIT users have, see `store::user_data`) plus the SCIM resource. Members
-/// lists are never embedded: a group can have tens of thousands.
-fn user_data(row: &ScimRow, base: &str) -> Value {
-    let login = resource::login_of(&doc(row), None);
+/// lists are never embedded: a group can have tens of thousands. `emails`
+/// lists every address of the user (`emails[].value`, and `userName` when
+/// it has an `@`) with `verified_domain`: whether its domain is one the
+/// tenant has proven, which the app needs when the tenant allows external
+/// emails.
+fn user_data(row: &ScimRow, base: &str, emails: &TenantEmails) -> Value {
+    let doc = doc(row);
+    let login = resource::login_of(&doc, None);
     json!({
         "id": row.id,
         "email": login.email,
@@ -30,6 +36,7 @@ fn user_data(row: &ScimRow, base: &str) -> Value {
         "active": login.active,
         "role": null,
         "source": "scim",
+        "emails": emails.marks(&doc),
         "scim": resource::render(Kind::User, row, base, None, None),
     })
 }
@@ -50,9 +57,10 @@ pub async fn resource(
     event: EventType,
     row: &ScimRow,
     base: &str,
+    emails: &TenantEmails,
 ) -> Result<(), ScimError> {
     let data = match kind {
-        Kind::User => user_data(row, base),
+        Kind::User => user_data(row, base, emails),
         Kind::Group => group_data(row, base),
     };
     tx.emit(event, data, crate::clock::now_ms()).await?;
@@ -115,6 +123,7 @@ pub async fn resync(
     store: &crate::store::Store,
     tenant: &str,
     base: &str,
+    emails: &TenantEmails,
 ) -> Result<Resynced, crate::store::StoreError> {
     use crate::store::{ScimKind, user_data as plain_user_data};
     let mut done = Resynced::default();
@@ -124,7 +133,7 @@ pub async fn resync(
         for u in chunk {
             let data = match tx.scim_get(ScimKind::User, &u.id).await? {
                 Some(row) => {
-                    let mut d = user_data(&row, base);
+                    let mut d = user_data(&row, base, emails);
                     // The users row is the authority on sign-in state.
                     d["active"] = json!(u.active);
                     d

@@ -4,6 +4,7 @@
 
 pub mod bulk;
 pub mod discovery;
+pub mod emails;
 pub mod error;
 pub mod events;
 pub mod filter;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use super::emails::TenantEmails;
 use super::error::ScimError;
 use super::events;
 use super::filter::{self, Filter};
@@ -134,6 +135,16 @@ impl Scim {
         Ok(tenant)
     }
 
+    /// The tenant's domains for a write of `kind` (users only: groups have
+    /// no addresses, so their writes skip the store read).
+    pub async fn tenant_emails(&self, tenant: &str, kind: Kind) -> Result<TenantEmails, ScimError> {
+        if kind == Kind::Group {
+            return Ok(TenantEmails::default());
+        }
+        let cfg = self.config.tenants.iter().find(|t| t.id == tenant);
+        Ok(TenantEmails::load(&self.store, tenant, cfg).await?)
+    }
+
     fn default_role(&self, tenant: &str) -> Option<String> {
         self.config
             .tenants
@@ -200,8 +211,11 @@ impl Scim {
         body: &Value,
     ) -> Result<(Value, i64), ScimError> {
         let n = resource::normalize(kind, body, Mode::Full)?;
+        let emails = self.tenant_emails(tenant, kind).await?;
         let mut tx = self.store.begin_write(tenant).await?;
-        let row = self.create_in(&mut tx, kind, n).await?;
+        let created = self.create_in(&mut tx, kind, n, &emails).await;
+        emails.report(&self.metrics);
+        let row = created?;
         let revoked = tx.commit().await?;
         self.after_commit(revoked).await;
         Ok((
@@ -216,12 +230,14 @@ impl Scim {
         tx: &mut WriteTx,
         kind: Kind,
         n: Normalized,
+        emails: &TenantEmails,
     ) -> Result<ScimRow, ScimError> {
         let now = crate::clock::now_ms();
         let fresh_id = uuid::Uuid::new_v4().to_string();
         let mut id = fresh_id.clone();
         let tenant = tx.tenant().to_owned();
         if kind == Kind::User {
+            emails.check(&n.doc, None)?;
             let login = resource::login_of(&n.doc, self.default_role(&tenant));
             id = tx.scim_link_login(&id, &login, now / 1000).await?;
             if !login.active {
@@ -251,7 +267,7 @@ impl Scim {
             // event's full state says whether they are active.
             Kind::User => EventType::UserUpdated,
         };
-        events::resource(tx, kind, event, &row, &self.base).await?;
+        events::resource(tx, kind, event, &row, &self.base, emails).await?;
         if let Some(members) = n.members {
             let mut change = MemberChange::default();
             for m in members {
@@ -273,6 +289,7 @@ impl Scim {
         &self,
         tx: &mut WriteTx,
         items: Vec<(String, Normalized)>,
+        emails: &TenantEmails,
     ) -> Result<Option<Vec<ScimRow>>, ScimError> {
         let now = crate::clock::now_ms();
         let tenant = tx.tenant().to_owned();
@@ -280,6 +297,7 @@ impl Scim {
         let mut logins = Vec::with_capacity(items.len());
         let mut rows = Vec::with_capacity(items.len());
         for (id, n) in items {
+            emails.check(&n.doc, None)?;
             // A fresh login has no sessions, so an inactive one needs no
             // revocation (unlike an adopted one in `create_in`).
             logins.push(resource::login_of(&n.doc, role.clone()));
@@ -294,7 +312,15 @@ impl Scim {
             other => other?,
         }
         for row in &rows {
-            events::resource(tx, Kind::User, EventType::UserCreated, row, &self.base).await?;
+            events::resource(
+                tx,
+                Kind::User,
+                EventType::UserCreated,
+                row,
+                &self.base,
+                emails,
+            )
+            .await?;
         }
         Ok(Some(rows))
     }
@@ -379,7 +405,11 @@ impl Scim {
         mut row: ScimRow,
         doc: Map<String, Value>,
         members: Option<&MemberChange>,
+        emails: &TenantEmails,
     ) -> Result<ScimRow, ScimError> {
+        if kind == Kind::User {
+            emails.check(&doc, Some(&stored_doc(&row)?))?;
+        }
         let name = name_of(kind, &doc);
         if name.to_lowercase() != row.name.to_lowercase()
             && tx
@@ -425,7 +455,7 @@ impl Scim {
                 Kind::User => events::user_change(was_active, &row),
                 Kind::Group => EventType::GroupUpdated,
             };
-            events::resource(tx, kind, event, &row, &self.base).await?;
+            events::resource(tx, kind, event, &row, &self.base, emails).await?;
         }
         if members_changed {
             events::memberships(tx, &row, &added, &removed, &self.base).await?;
@@ -442,8 +472,13 @@ impl Scim {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<(Value, i64), ScimError> {
+        let emails = self.tenant_emails(tenant, kind).await?;
         let mut tx = self.store.begin_write(tenant).await?;
-        let row = self.replace_in(&mut tx, kind, id, body, if_match).await?;
+        let replaced = self
+            .replace_in(&mut tx, kind, id, body, if_match, &emails)
+            .await;
+        emails.report(&self.metrics);
+        let row = replaced?;
         let revoked = tx.commit().await?;
         self.after_commit(revoked).await;
         Ok((
@@ -459,6 +494,7 @@ impl Scim {
         id: &str,
         body: &Value,
         if_match: Option<&str>,
+        emails: &TenantEmails,
     ) -> Result<ScimRow, ScimError> {
         let n = resource::normalize(kind, body, Mode::Full)?;
         let row = tx
@@ -470,7 +506,8 @@ impl Scim {
             clear: true,
             set: list.into_iter().map(|m| (m.id, true)).collect(),
         });
-        self.update_in(tx, kind, row, n.doc, members.as_ref()).await
+        self.update_in(tx, kind, row, n.doc, members.as_ref(), emails)
+            .await
     }
 
     /// PATCH: atomic; any failing operation leaves the resource unchanged.
@@ -483,8 +520,13 @@ impl Scim {
         if_match: Option<&str>,
     ) -> Result<ScimRow, ScimError> {
         let ops = patch::parse_request(body)?;
+        let emails = self.tenant_emails(tenant, kind).await?;
         let mut tx = self.store.begin_write(tenant).await?;
-        let row = self.patch_in(&mut tx, kind, id, &ops, if_match).await?;
+        let patched = self
+            .patch_in(&mut tx, kind, id, &ops, if_match, &emails)
+            .await;
+        emails.report(&self.metrics);
+        let row = patched?;
         let revoked = tx.commit().await?;
         self.after_commit(revoked).await;
         Ok(row)
@@ -497,21 +539,20 @@ impl Scim {
         id: &str,
         ops: &[patch::Operation],
         if_match: Option<&str>,
+        emails: &TenantEmails,
     ) -> Result<ScimRow, ScimError> {
         let row = tx
             .scim_get(kind.store(), id)
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, row.version)?;
-        let mut doc: Map<String, Value> = serde_json::from_str(&row.doc).map_err(|_| {
-            tracing::error!(id = %row.id, "stored SCIM document is not a JSON object");
-            ScimError::internal()
-        })?;
+        let mut doc = stored_doc(&row)?;
         let mut members = MemberChange::default();
         patch::apply(kind, &row.id, &mut doc, ops, &mut members)?;
         // Re-validate the result as a whole (types, required attributes).
         let n = resource::normalize(kind, &Value::Object(doc), Mode::Patched)?;
-        self.update_in(tx, kind, row, n.doc, Some(&members)).await
+        self.update_in(tx, kind, row, n.doc, Some(&members), emails)
+            .await
     }
 
     /// DELETE. A user's login identity stays as a deactivated tombstone, so
@@ -523,8 +564,9 @@ impl Scim {
         id: &str,
         if_match: Option<&str>,
     ) -> Result<(), ScimError> {
+        let emails = self.tenant_emails(tenant, kind).await?;
         let mut tx = self.store.begin_write(tenant).await?;
-        self.delete_in(&mut tx, kind, id, if_match).await?;
+        self.delete_in(&mut tx, kind, id, if_match, &emails).await?;
         let revoked = tx.commit().await?;
         self.after_commit(revoked).await;
         Ok(())
@@ -536,6 +578,7 @@ impl Scim {
         kind: Kind,
         id: &str,
         if_match: Option<&str>,
+        emails: &TenantEmails,
     ) -> Result<(), ScimError> {
         let row = tx
             .scim_get(kind.store(), id)
@@ -561,7 +604,7 @@ impl Scim {
             Kind::User => EventType::UserDeleted,
             Kind::Group => EventType::GroupDeleted,
         };
-        events::resource(tx, kind, event, &row, &self.base).await?;
+        events::resource(tx, kind, event, &row, &self.base, emails).await?;
         tx.scim_delete(kind.store(), id).await?;
         if kind == Kind::User {
             tx.scim_tombstone_login(id, now / 1000).await?;
@@ -791,6 +834,14 @@ fn sort_key(res: &Value, kind: Kind, path: &filter::AttrPath) -> Option<String> 
         Value::Null => None,
         other => Some(other.to_string()),
     }
+}
+
+/// A row's stored document as a JSON object.
+fn stored_doc(row: &ScimRow) -> Result<Map<String, Value>, ScimError> {
+    serde_json::from_str(&row.doc).map_err(|_| {
+        tracing::error!(id = %row.id, "stored SCIM document is not a JSON object");
+        ScimError::internal()
+    })
 }
 
 fn not_found(kind: Kind, id: &str) -> ScimError {

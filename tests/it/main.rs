@@ -19,6 +19,8 @@ mod saml_metadata_url;
 mod saml_slo;
 mod scim;
 mod scim_deprovision;
+mod scim_domains;
+mod scim_isolation;
 mod scim_replay;
 mod scim_tester;
 mod sso;

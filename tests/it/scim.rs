@@ -284,8 +284,17 @@ async fn user_name_is_unique_case_insensitively_per_tenant(db: Db) {
         )
         .await;
     r.assert_error(409, Some("uniqueness"));
-    // Another tenant may use the same userName.
-    g.create_user("dup@acme.com").await;
+    // Another tenant may use the same userName (not an address: addresses
+    // stay inside their tenant's domains, see scim_domains.rs).
+    for (client, email) in [(&c, "shared@acme.com"), (&g, "shared@globex.com")] {
+        let r = client
+            .post(
+                "/Users",
+                &json!({"schemas": [USER], "userName": "shared-name", "emails": [{"value": email}]}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
     // Renaming onto a taken name is 409 too.
     let other = c.create_user("other@acme.com").await;
     c.patch(

@@ -669,6 +669,11 @@ async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
         .trim()
         .to_owned();
 
+    // SCIM accepts acme.com users once the domain is verified.
+    let store = Store::open(&store_url).await.unwrap();
+    crate::support::scim::verify_domain(&store, "acme", "acme.com").await;
+    store.close().await;
+
     let mut child = start();
     wait_ready(admin).await;
     let http = reqwest::Client::builder()

@@ -34,8 +34,17 @@ pub enum Db {
     Postgres,
 }
 
-/// A proxy with the SCIM server on the given backend.
+/// A proxy with the SCIM server on the given backend; both tenants'
+/// domains are verified (SCIM accepts only users in verified domains).
 pub async fn env_on(db: Db, extra: &str) -> TestEnv {
+    let env = env_unverified_on(db, extra).await;
+    verify_domain(&env.shared.store, "acme", "acme.com").await;
+    verify_domain(&env.shared.store, "globex", "globex.com").await;
+    env
+}
+
+/// [`env_on`] with no domain verified yet.
+pub async fn env_unverified_on(db: Db, extra: &str) -> TestEnv {
     let store_url = match db {
         Db::Sqlite => None,
         Db::Postgres => Some(PgCluster::shared().await.fresh_database().await),
@@ -46,6 +55,61 @@ pub async fn env_on(db: Db, extra: &str) -> TestEnv {
         ..Default::default()
     })
     .await
+}
+
+/// Records `domain` as verified for `tenant`, as `portcullis domains
+/// verify` does once it finds the TXT record (no DNS needed).
+pub async fn verify_domain(store: &portcullis::store::Store, tenant: &str, domain: &str) {
+    set_domain_status(
+        store,
+        tenant,
+        domain,
+        portcullis::store::DomainStatus::Verified,
+    )
+    .await;
+}
+
+/// Claims `domain` for `tenant` (if not yet) and sets its state.
+pub async fn set_domain_status(
+    store: &portcullis::store::Store,
+    tenant: &str,
+    domain: &str,
+    status: portcullis::store::DomainStatus,
+) {
+    use portcullis::store::{DomainCheck, DomainRecord, DomainStatus};
+    let now = portcullis::clock::now();
+    let entry = store
+        .insert_domain(&DomainRecord {
+            domain: domain.into(),
+            tenant: tenant.into(),
+            token: "0".repeat(64),
+            status: DomainStatus::Pending,
+            created_at: now,
+            last_checked_at: None,
+            verified_at: None,
+            last_seen_at: None,
+            detail: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        entry.tenant, tenant,
+        "{domain} is claimed by another tenant"
+    );
+    let verified = status == DomainStatus::Verified;
+    let check = DomainCheck {
+        status,
+        last_checked_at: now,
+        verified_at: verified.then_some(now),
+        last_seen_at: verified.then_some(now),
+        detail: None,
+    };
+    assert!(
+        store
+            .update_domain_check(domain, &entry.token, &check)
+            .await
+            .unwrap()
+    );
 }
 
 pub struct Response {
