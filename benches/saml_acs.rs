@@ -82,6 +82,7 @@ fn setup() -> Fixture {
         store,
         Some(&dev),
         None,
+        &Default::default(),
     )
     .unwrap();
     let req = AuthnReq {

@@ -15,8 +15,8 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 
-use crate::auth::saml::SamlFactory;
 use crate::auth::saml::dev_idp::DevIdp;
+use crate::auth::saml::{MetadataCache, SamlFactory};
 use crate::auth::{AuthContext, ConnectionError, Factories};
 use crate::config::{self, Config, ConfigErrors};
 use crate::domains::{DomainError, Domains};
@@ -69,6 +69,9 @@ pub struct Shared {
     pub state: Arc<ArcSwap<ProxyState>>,
     config_path: Option<PathBuf>,
     factories: Factories,
+    /// Remote SAML metadata last fetched, for the next generation; per
+    /// instance, so two servers in one process never share it.
+    saml_metadata: MetadataCache,
 }
 
 impl Shared {
@@ -87,7 +90,16 @@ impl Shared {
             metrics.clone(),
         );
         sessions.spawn_event_listener();
-        let state = build_state(Arc::new(config), &store, &sessions, &metrics, &factories).await?;
+        let saml_metadata = MetadataCache::default();
+        let state = build_state(
+            Arc::new(config),
+            &store,
+            &sessions,
+            &metrics,
+            &factories,
+            &saml_metadata,
+        )
+        .await?;
         Ok(Arc::new(Self {
             metrics,
             store,
@@ -95,6 +107,7 @@ impl Shared {
             state: Arc::new(ArcSwap::from_pointee(state)),
             config_path,
             factories,
+            saml_metadata,
         }))
     }
 
@@ -152,6 +165,7 @@ impl Shared {
             &self.sessions,
             &self.metrics,
             &self.factories,
+            &self.saml_metadata,
         )
         .await?;
         self.state.store(Arc::new(state));
@@ -204,6 +218,7 @@ async fn build_state(
     sessions: &Sessions,
     metrics: &Arc<Metrics>,
     factories: &Factories,
+    saml_metadata: &MetadataCache,
 ) -> Result<ProxyState, AppError> {
     let material = match &config.headers.signing_key {
         Some(pem) => pem.as_bytes().to_vec(),
@@ -243,7 +258,8 @@ async fn build_state(
                 &config.server.internal_prefix,
             )
             .with_dev_idp(dev_idp.clone())
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_metadata_cache(saml_metadata.clone()),
         ));
     }
     if factories.oidc.is_none() && factories.builtin_oidc {

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub saml_cert_expiry: IntGaugeVec,
     /// IdP metadata fetches from a URL; `result` ∈ ok|error.
     pub saml_metadata_refresh: IntCounterVec,
+    /// Metadata refreshes that changed a connection's signing certificates.
+    pub saml_signing_cert_changes: IntCounterVec,
+    /// Metadata refused because a signing certificate matched no pin.
+    pub saml_metadata_pin_mismatch: IntCounterVec,
     /// OIDC logins whose ID token named a groups source instead of the
     /// groups (Entra ID groups overage); the login gets no groups.
     pub oidc_groups_overage: IntCounterVec,
@@ -252,6 +256,22 @@ impl Metrics {
             &["connection", "result"],
         )?;
         registry.register(Box::new(saml_metadata_refresh.clone()))?;
+        let saml_signing_cert_changes = IntCounterVec::new(
+            Opts::new(
+                "portcullis_saml_idp_signing_cert_changes_total",
+                "IdP metadata refreshes that changed the set of signing certificates of a SAML connection",
+            ),
+            &["connection"],
+        )?;
+        registry.register(Box::new(saml_signing_cert_changes.clone()))?;
+        let saml_metadata_pin_mismatch = IntCounterVec::new(
+            Opts::new(
+                "portcullis_saml_metadata_pin_mismatch_total",
+                "IdP metadata refused because a signing certificate matches none of idp_certificate_fingerprints",
+            ),
+            &["connection"],
+        )?;
+        registry.register(Box::new(saml_metadata_pin_mismatch.clone()))?;
         let oidc_groups_overage = IntCounterVec::new(
             Opts::new(
                 "portcullis_oidc_groups_overage_total",
@@ -309,6 +329,8 @@ impl Metrics {
             requests_refused,
             saml_cert_expiry,
             saml_metadata_refresh,
+            saml_signing_cert_changes,
+            saml_metadata_pin_mismatch,
             oidc_groups_overage,
             oidc_backchannel_logouts,
             scim_external_emails,

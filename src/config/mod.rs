@@ -17,6 +17,6 @@ pub use load::{from_str, load};
 pub use schema::*;
 pub use validate::{
     MIN_SESSION_KEY_BYTES, PRESETS, is_hostname, is_loopback_host, is_public_mail_domain,
-    normalize_header_name, parse_nameserver,
+    normalize_header_name, parse_nameserver, parse_sha256_fingerprint,
 };
 pub use validate_oidc::{OIDC_SIGNING_ALGS, is_trustworthy_url};

@@ -692,6 +692,14 @@ pub struct SamlConfig {
     /// Refresh interval for `idp_metadata_url`.
     #[serde(default = "default_metadata_refresh")]
     pub metadata_refresh_seconds: u64,
+    /// SHA-256 fingerprints (hex, colons optional) the IdP's signing
+    /// certificates must match. Set, metadata from any source (inline,
+    /// file, URL; at startup and on every refresh) with a signing
+    /// certificate outside this list is refused: whoever can change the
+    /// metadata (its host, its DNS, a writable file) can't also choose the
+    /// key that logins are checked with.
+    #[serde(default)]
+    pub idp_certificate_fingerprints: Vec<String>,
     /// Attribute mapping overrides; unset ones come from the preset.
     #[serde(default)]
     pub email_attribute: Option<String>,

@@ -368,7 +368,7 @@ landing_path = "//evil.example"
         "tenants[0].connections[2].saml: `saml` settings on an `oidc` connection",
         "tenants[0].connections[3].saml.idp_certificates: at least one IdP signing certificate",
         "tenants[0].connections[4].saml.idp_metadata_url: give one of",
-        "tenants[0].connections[4].saml.idp_metadata_url: must be an http(s) URL",
+        "tenants[0].connections[4].saml.idp_metadata_url: must be an https:// URL",
         "tenants[0].connections[4].saml.metadata_refresh_seconds: must be at least 1",
         "tenants[0].connections[4].saml.allow_idp_initiated: needs `landing_path`",
         "tenants[0].connections[4].saml.sp_key_file: `sp_key_file` and `sp_cert_file` go together",
@@ -386,6 +386,60 @@ landing_path = "//evil.example"
         "{:#?}",
         errors(&unknown)
     );
+}
+
+#[test]
+fn saml_metadata_urls_are_https_and_pins_are_sha256() {
+    let text = format!(
+        r#"{MINIMAL}
+[[tenants]]
+id = "acme"
+domains = ["acme.com"]
+[[tenants.connections]]
+id = "a"
+protocol = "saml"
+[tenants.connections.saml]
+idp_metadata_url = "http://idp.example/metadata"
+idp_certificate_fingerprints = ["AB:CD", "{good}", "{good}x"]
+[[tenants.connections]]
+id = "b"
+protocol = "saml"
+[tenants.connections.saml]
+idp_metadata_url = "http://127.0.0.1:8080/metadata"
+idp_certificate_fingerprints = ["{good_colons}"]
+[[tenants.connections]]
+id = "c"
+protocol = "saml"
+[tenants.connections.saml]
+idp_metadata_url = "http://[::1]:8080/metadata"
+[[tenants.connections]]
+id = "d"
+protocol = "saml"
+[tenants.connections.saml]
+idp_metadata_url = "https://idp.example/metadata"
+"#,
+        good = "0".repeat(64),
+        good_colons = ["Ab"; 32].join(":"),
+    );
+    let errs = errors(&text);
+    for want in [
+        "t.toml:15: tenants[0].connections[0].saml.idp_metadata_url: must be an https:// URL",
+        "t.toml:16: tenants[0].connections[0].saml.idp_certificate_fingerprints[0]: must be a SHA-256 fingerprint",
+        "tenants[0].connections[0].saml.idp_certificate_fingerprints[2]: must be a SHA-256 fingerprint",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_eq!(
+        parse_sha256_fingerprint(&["Ab"; 32].join(":")),
+        Some([0xab; 32])
+    );
+    assert_eq!(parse_sha256_fingerprint(&"0f".repeat(32)), Some([0x0f; 32]));
+    assert_eq!(parse_sha256_fingerprint(&"0f".repeat(31)), None);
+    assert_eq!(parse_sha256_fingerprint(&"0g".repeat(32)), None);
 }
 
 #[test]

@@ -170,6 +170,21 @@ fn dev_idp(cfg: &Config, c: &mut Collector<'_>) {
 }
 
 /// `localhost`, 127.0.0.0/8 or ::1.
+/// A SHA-256 certificate fingerprint as operators copy it: 64 hex digits,
+/// either case, with or without colons (`AB:CD:…`, openssl's format).
+pub fn parse_sha256_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: Vec<u8> = s.trim().bytes().filter(|b| *b != b':').collect();
+    if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        let digits = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(out)
+}
+
 pub fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
@@ -384,6 +399,7 @@ fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>
             || s.idp_sso_url.is_some()
             || s.idp_slo_url.is_some()
             || !s.idp_certificates.is_empty()
+            || !s.idp_certificate_fingerprints.is_empty()
         {
             c.push(
                 format!("{key}.saml.idp"),
@@ -391,6 +407,14 @@ fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>
             );
         }
         return;
+    }
+    for (n, pin) in s.idp_certificate_fingerprints.iter().enumerate() {
+        if parse_sha256_fingerprint(pin).is_none() {
+            c.push(
+                format!("{key}.saml.idp_certificate_fingerprints[{n}]"),
+                "must be a SHA-256 fingerprint: 64 hex digits, colons optional (`openssl x509 -noout -fingerprint -sha256`)",
+            );
+        }
     }
     let inline = s.idp_entity_id.is_some()
         || s.idp_sso_url.is_some()
@@ -403,10 +427,12 @@ fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>
                 "give one of `idp_metadata_url`, `idp_metadata_file` or the inline `idp_*` keys",
             );
         }
-        if !(u.starts_with("https://") || u.starts_with("http://")) {
+        // The metadata names the keys every login is checked with: fetched
+        // over plain http, anyone on the path could swap them.
+        if !super::validate_oidc::is_trustworthy_url(u) {
             c.push(
                 format!("{key}.saml.idp_metadata_url"),
-                "must be an http(s) URL",
+                "must be an https:// URL (plain http only to a loopback host such as 127.0.0.1, for tests)",
             );
         }
         if s.metadata_refresh_seconds == 0 {

@@ -24,6 +24,21 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Whether `(kind, id)` was used and has not expired at `now`, without
+    /// using it (for ids recorded under an older kind).
+    pub async fn one_time_seen(&self, kind: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+        check_text("kind", kind)?;
+        check_text("id", id)?;
+        let row =
+            sqlx::query("SELECT 1 FROM one_time WHERE kind = $1 AND id = $2 AND expires_at > $3")
+                .bind(kind)
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&self.inner.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
     /// Forgets used values past their expiry.
     pub async fn delete_expired_one_time(&self, now: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM one_time WHERE expires_at <= $1")

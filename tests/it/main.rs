@@ -14,6 +14,7 @@ mod replicas;
 mod saml;
 mod saml_corpus;
 mod saml_encrypted;
+mod saml_hardening;
 mod saml_interop;
 mod saml_metadata_url;
 mod saml_slo;

@@ -3,6 +3,9 @@
 //! broken metadata and HTTP errors keep the last good copy and are counted;
 //! a proxy started while the URL is unreachable runs, refuses logins at
 //! that connection with `metadata_unavailable`, and recovers by itself.
+//! A change of signing certificates is logged at WARN and counted; pinned
+//! fingerprints refuse metadata with any other certificate; the last good
+//! copy belongs to one server, never to the process.
 
 use std::sync::{Arc, Mutex};
 
@@ -41,32 +44,72 @@ async fn metadata_server(initial: (u16, String)) -> (String, Served) {
 }
 
 fn metadata(cert_pem: &str) -> String {
-    let der_b64: String = cert_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
+    metadata_with(&[cert_pem])
+}
+
+/// Metadata with one signing `KeyDescriptor` per certificate.
+fn metadata_with(cert_pems: &[&str]) -> String {
+    let keys: String = cert_pems
+        .iter()
+        .map(|pem| {
+            let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            format!(
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{der_b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#
+            )
+        })
         .collect();
     format!(
-        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{IDP_ENTITY}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{der_b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{IDP_SSO}"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{IDP_ENTITY}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{keys}<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{IDP_SSO}"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+/// The connection's `[[tenants.connections]]` block for metadata at `url`.
+fn url_connection(url: &str, saml_extra: &str) -> String {
+    format!(
+        "[[tenants.connections]]\nid = \"{CONNECTION}\"\nprotocol = \"saml\"\npreset = \"okta\"\n[tenants.connections.saml]\nidp_metadata_url = \"{url}\"\nmetadata_refresh_seconds = 1\n{saml_extra}\n"
     )
 }
 
 async fn start(url: &str, dir: tempfile::TempDir, key: IdpKey) -> SamlSso {
-    let connections = format!(
-        "[[tenants.connections]]\nid = \"{CONNECTION}\"\nprotocol = \"saml\"\npreset = \"okta\"\n[tenants.connections.saml]\nidp_metadata_url = \"{url}\"\nmetadata_refresh_seconds = 1\n"
-    );
-    SamlSso::start_with(dir, key, &connections).await
+    SamlSso::start_with(dir, key, &url_connection(url, "")).await
 }
 
-fn refreshes(m: &str, result: &str) -> u64 {
+/// The value of the `metric` line for this connection (and `label`, e.g.
+/// `result="ok"`), 0 when absent.
+fn counter(m: &str, metric: &str, label: &str) -> u64 {
     m.lines()
         .find(|l| {
-            l.starts_with("portcullis_saml_metadata_refresh_total")
+            l.starts_with(&format!("{metric}{{"))
                 && l.contains(&format!("connection=\"{CONNECTION}\""))
-                && l.contains(&format!("result=\"{result}\""))
+                && l.contains(label)
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+fn refreshes(m: &str, result: &str) -> u64 {
+    counter(
+        m,
+        "portcullis_saml_metadata_refresh_total",
+        &format!("result=\"{result}\""),
+    )
+}
+
+const PIN_MISMATCHES: &str = "portcullis_saml_metadata_pin_mismatch_total";
+const KEY_CHANGES: &str = "portcullis_saml_idp_signing_cert_changes_total";
+
+/// Waits (bounded, 15 s) until `metric` of this connection reaches `n`.
+async fn until_counter(metrics: impl AsyncFn() -> String, metric: &str, n: u64) {
+    let mut last = String::new();
+    for _ in 0..150 {
+        last = metrics().await;
+        if counter(&last, metric, "") >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{metric} below {n} within 15 s:\n{last}");
 }
 
 /// Waits (bounded) until at least `n` refreshes with `result` happened.
@@ -162,4 +205,135 @@ async fn unreachable_metadata_url_at_startup_refuses_that_connection_until_it_lo
         )),
         "{m}"
     );
+}
+
+/// A refresh that changes the signing certificates is logged at WARN with
+/// both SHA-256 fingerprint sets and counted; refreshes that change nothing
+/// are not. The real binary, so that the log itself is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_certificate_change_on_refresh_is_logged_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = IdpKey::generate(dir.path(), "old");
+    let new = IdpKey::generate(dir.path(), "new");
+    let (url, served) = metadata_server((200, metadata(&old.cert_pem()))).await;
+    let extra = format!(
+        "[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n{}",
+        url_connection(&url, "")
+    );
+    let mut bin = crate::saml_hardening::Binary::start(dir, &extra, None).await;
+    let metrics = async || bin.metrics().await;
+    // two good refreshes of the same metadata: nothing changed
+    until_counter(metrics, "portcullis_saml_metadata_refresh_total", 2).await;
+    assert_eq!(counter(&bin.metrics().await, KEY_CHANGES, ""), 0);
+
+    served.set(200, metadata(&new.cert_pem()));
+    until_counter(async || bin.metrics().await, KEY_CHANGES, 1).await;
+    let ok = refreshes(&bin.metrics().await, "ok");
+    until_counter(
+        async || bin.metrics().await,
+        "portcullis_saml_metadata_refresh_total",
+        ok + 2,
+    )
+    .await;
+    assert_eq!(counter(&bin.metrics().await, KEY_CHANGES, ""), 1);
+    let (stdout, _) = bin.stop();
+    let warned: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("IdP signing certificates changed"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{stdout}");
+    let line = warned[0];
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(CONNECTION), "{line}");
+    let (old_at, new_at) = (
+        line.find(&old.fingerprint()).expect("old fingerprint"),
+        line.find(&new.fingerprint()).expect("new fingerprint"),
+    );
+    assert!(old_at < new_at, "old, then new: {line}");
+}
+
+/// `idp_certificate_fingerprints` with metadata from a URL: a fetch whose
+/// signing certificates are not all pinned is refused, counted and logged,
+/// and the last good copy stays (none at startup: the connection waits).
+/// A rotation to a pinned next key is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_metadata_url_refuses_unpinned_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = IdpKey::generate(dir.path(), "old");
+    let new = IdpKey::generate(dir.path(), "new");
+    let stranger = IdpKey::generate(dir.path(), "stranger");
+    let (url, served) = metadata_server((200, metadata(&stranger.cert_pem()))).await;
+    // openssl's form for one pin, bare lower-case hex for the other
+    let pins = format!(
+        "idp_certificate_fingerprints = [\"{}\", \"{}\"]",
+        old.fingerprint(),
+        new.fingerprint().replace(':', "").to_lowercase()
+    );
+    let unused = IdpKey::generate(dir.path(), "unused");
+    let s = SamlSso::start_with(dir, unused, &url_connection(&url, &pins)).await;
+    let metrics = async || s.env.metrics().await;
+
+    // the first fetch names an unpinned key: refused, nothing to fall back on
+    until_counter(metrics, PIN_MISMATCHES, 1).await;
+    let r = client()
+        .get(s.env.url(&format!(
+            "/.portcullis/sso/{CONNECTION}/start?return_to=%2F"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    s.expect_failures("metadata_unavailable", 1).await;
+
+    // the pinned key: logins work; then a rotation to the pinned next key
+    served.set(200, metadata(&old.cert_pem()));
+    until_refreshes(&s, "ok", 1).await;
+    assert_eq!(login_with(&s, &old).await, 303);
+    served.set(200, metadata_with(&[&old.cert_pem(), &new.cert_pem()]));
+    let ok = refreshes(&s.env.metrics().await, "ok");
+    until_refreshes(&s, "ok", ok + 1).await;
+    assert_eq!(login_with(&s, &new).await, 303);
+
+    // an unpinned key, alone or next to pinned ones: refused, last good kept
+    for body in [
+        metadata(&stranger.cert_pem()),
+        metadata_with(&[&new.cert_pem(), &stranger.cert_pem()]),
+    ] {
+        served.set(200, body);
+        let before = counter(&s.env.metrics().await, PIN_MISMATCHES, "");
+        until_counter(async || s.env.metrics().await, PIN_MISMATCHES, before + 1).await;
+        assert_eq!(login_with(&s, &new).await, 303, "last good kept");
+        assert_eq!(login_with(&s, &stranger).await, 403);
+    }
+}
+
+/// The last good metadata belongs to one server: a second server in the
+/// same process, with the same connection id and URL, does not start from
+/// the first one's copy (tests in one process must not see each other's
+/// metadata; before, the cache was process-wide and keyed by URL only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_good_metadata_is_per_server_not_per_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = IdpKey::generate(dir.path(), "idp");
+    let (url, served) = metadata_server((200, metadata(&key.cert_pem()))).await;
+    let a = start(&url, dir, key).await;
+    until_refreshes(&a, "ok", 1).await;
+    assert_eq!(login_with(&a, &a.key).await, 303);
+
+    served.set(503, "down".into());
+    let dir_b = tempfile::tempdir().unwrap();
+    let key_b = IdpKey::generate(dir_b.path(), "idp");
+    let b = start(&url, dir_b, key_b).await;
+    until_refreshes(&b, "error", 1).await;
+    let r = client()
+        .get(b.env.url(&format!(
+            "/.portcullis/sso/{CONNECTION}/start?return_to=%2F"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "the second server has no metadata yet");
+    b.expect_failures("metadata_unavailable", 1).await;
+    // the first keeps its own
+    assert_eq!(login_with(&a, &a.key).await, 303);
 }

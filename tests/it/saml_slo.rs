@@ -183,3 +183,68 @@ async fn hostile_logout_requests_are_refused_and_end_no_session() {
     .await;
     assert_eq!(status, 401);
 }
+
+/// A LogoutRequest with full control of its IssueInstant and Destination.
+fn logout_request_at(issued: Option<&str>, destination: Option<&str>) -> (String, String) {
+    let id = format!("_l{}", uuid::Uuid::new_v4().simple());
+    let issued = issued
+        .map(|t| format!(" IssueInstant=\"{t}\""))
+        .unwrap_or_default();
+    let destination = destination
+        .map(|d| format!(" Destination=\"{d}\""))
+        .unwrap_or_default();
+    let xml = format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0"{issued}{destination}><saml:Issuer>{IDP_ENTITY}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress">alice@acme.com</saml:NameID></samlp:LogoutRequest>"#
+    );
+    (id, xml)
+}
+
+/// A signed LogoutRequest is only accepted while fresh (IssueInstant no
+/// older than 300 s and not in the future, each with the clock skew), only
+/// when it names this SP's SLO endpoint as Destination, and once: its id is
+/// remembered for this connection exactly until it would be refused anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_requests_must_be_fresh_addressed_and_are_used_once() {
+    let s = SamlSso::start("idp_slo_url = \"https://idp.test/slo\"\nclock_skew_seconds = 60").await;
+    let slo = slo_url(&s);
+    let t = |offset: i64| {
+        (chrono::Utc::now() + chrono::Duration::seconds(offset))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    for (issued, destination, reason) in [
+        // older than 300 s + 60 s skew; further ahead than the skew
+        (Some(t(-400)), Some(slo.as_str()), "slo_expired"),
+        (Some(t(120)), Some(slo.as_str()), "slo_not_yet_valid"),
+        (None, Some(slo.as_str()), "slo_malformed"),
+        (
+            Some("yesterday".to_owned()),
+            Some(slo.as_str()),
+            "slo_malformed",
+        ),
+        // signed, so a Destination is required
+        (Some(t(0)), None, "slo_destination"),
+    ] {
+        let (_, xml) = logout_request_at(issued.as_deref(), destination);
+        refused(&s, &signed_query(&xml, &s.key, RSA_SHA256), reason).await;
+    }
+
+    // fresh within the skew: accepted once
+    let issued = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let (id, xml) = logout_request_at(
+        Some(&issued.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        Some(&slo),
+    );
+    let query = signed_query(&xml, &s.key, RSA_SHA256);
+    let r = get(&s, &query).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    refused(&s, &query, "slo_replay").await;
+
+    // remembered for this connection until IssueInstant + 300 + skew, the
+    // first second it would be refused as too old anyway
+    let store = &s.env.shared.store;
+    let kind = format!("saml-logout:{CONNECTION}");
+    let until = issued.timestamp() + 300 + 60 + 1;
+    assert!(store.one_time_seen(&kind, &id, until - 1).await.unwrap());
+    assert!(!store.one_time_seen(&kind, &id, until).await.unwrap());
+    assert!(!store.one_time_seen("saml-logout", &id, 0).await.unwrap());
+}

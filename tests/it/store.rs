@@ -1187,7 +1187,12 @@ async fn one_time_values_are_single_use(db: &TestDb) {
             .await
             .unwrap()
     );
-    assert_eq!(store.delete_expired_one_time(100).await.unwrap(), 2);
+    // seen without being used, on every replica, until it expires
+    assert!(other.one_time_seen("test-signin", "n1", 99).await.unwrap());
+    assert!(!other.one_time_seen("test-signin", "n1", 100).await.unwrap());
+    assert!(!store.one_time_seen("test-signin", "n2", 0).await.unwrap());
+    assert!(store.consume_once("test-signin", "n2", 100).await.unwrap());
+    assert_eq!(store.delete_expired_one_time(100).await.unwrap(), 3);
     store.close().await;
     other.close().await;
 }

@@ -3,6 +3,8 @@
 //
 #include <xmlsec/app.h>
 #include <xmlsec/crypto.h>
+// PORTCULLIS PATCH: xmlSecErrorsSetCallback (diagnostics through `log`)
+#include <xmlsec/errors.h>
 #include <xmlsec/keys.h>
 #include <xmlsec/templates.h>
 #include <xmlsec/transforms.h>

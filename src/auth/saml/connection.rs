@@ -2,6 +2,11 @@
 //! AuthnRequest over HTTP-Redirect and keeps its id in the flow cookie;
 //! `finish` verifies the POSTed response against that id, burns the
 //! assertion id in the shared store and maps the claims.
+//!
+//! One-time ids (assertions, IdP LogoutRequests) are remembered per
+//! connection: an id is only meaningful to the IdP that issued it, and a
+//! shared namespace would let one tenant's IdP burn another's assertion ids
+//! ahead of time (a denial of service across tenants).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +27,9 @@ use crate::store::{IdpBinding, Store};
 use super::claims::{AttributeMap, to_login};
 use super::decrypt::decrypt_response;
 use super::keys::SpKey;
-use super::metadata::IdpMetadata;
+use super::metadata::{Fingerprint, IdpMetadata};
 use super::presets::preset_attributes;
-use super::remote::{cached, spawn_refresh};
+use super::remote::{HoldsIdp, MetadataCache, Refresh, spawn_refresh};
 use super::request::{authn_request_xml, new_request_id, redirect_url};
 use super::response::has_dtd;
 use super::response::{Expectations, decode, precheck, samael_algorithms, verify};
@@ -45,6 +50,12 @@ pub struct Trust {
     /// The same checks with samael's `allow_idp_initiated`, used only for
     /// unsolicited responses of connections that opt in.
     sp_unsolicited: Arc<ServiceProvider>,
+}
+
+impl HoldsIdp for Trust {
+    fn idp(&self) -> &IdpMetadata {
+        &self.idp
+    }
 }
 
 /// What this SP says about itself to samael; fixed per connection.
@@ -102,6 +113,16 @@ pub struct SamlConnection {
     /// This SP's single logout endpoint (`…/saml/{id}/slo`).
     pub slo_url: String,
     store: Store,
+    /// The one-time store kinds of this connection's assertion ids and of
+    /// its IdP's LogoutRequest ids (`{kind}:{connection}`).
+    assertion_replay_kind: String,
+    logout_replay_kind: String,
+}
+
+/// A one-time store kind scoped to one connection. Connection ids are slugs
+/// (no `:`), so two connections never share a kind.
+pub(super) fn replay_kind(base: &str, connection: &str) -> String {
+    format!("{base}:{connection}")
 }
 
 impl SamlConnection {
@@ -112,6 +133,7 @@ impl SamlConnection {
         store: Store,
         dev_idp: Option<&super::dev_idp::DevIdp>,
         metrics: Option<Arc<Metrics>>,
+        metadata_cache: &MetadataCache,
     ) -> Result<Self, ConnectionError> {
         let cfg = conn.saml.as_ref().ok_or_else(|| {
             ConnectionError::new(
@@ -134,6 +156,21 @@ impl SamlConnection {
                 ),
             ));
         }
+        let pins = cfg
+            .idp_certificate_fingerprints
+            .iter()
+            .map(|p| {
+                crate::config::parse_sha256_fingerprint(p).ok_or_else(|| {
+                    ConnectionError::new(
+                        "config",
+                        format!(
+                            "connection `{}`: {p:?} is not a SHA-256 fingerprint",
+                            conn.id
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<Fingerprint>, _>>()?;
         let (sp_entity_id, acs_url) = sp_ids(conn, public_url, internal_prefix);
         let skew_seconds = i64::try_from(cfg.clock_skew_seconds).unwrap_or(600);
         let settings = SpSettings {
@@ -155,22 +192,41 @@ impl SamlConnection {
                     ),
                 ));
             }
-            (None, _, Some(url)) => cached(url).map(Ok),
+            // The last good copy of an earlier generation, if it still
+            // satisfies this generation's pins; else wait for a fetch.
+            (None, _, Some(url)) => metadata_cache
+                .get(&conn.id, url)
+                .filter(|md| match md.check_pins(&pins) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(connection = %conn.id, error = %e, "cached IdP metadata no longer matches the pins; waiting for a fetch");
+                        false
+                    }
+                })
+                .map(Ok),
             (None, _, None) => Some(IdpMetadata::load(cfg)),
         };
-        let idp = loaded.transpose().map_err(|e| {
-            ConnectionError::new("metadata", format!("connection `{}`: {e}", conn.id))
-        })?;
+        // Inline, file and dev metadata must satisfy the pins now: a
+        // startup (or reload) error that names the connection.
+        let idp = loaded
+            .map(|r| r.and_then(|md| md.check_pins(&pins).map(|()| md)))
+            .transpose()
+            .map_err(|e| {
+                ConnectionError::new("metadata", format!("connection `{}`: {e}", conn.id))
+            })?;
         let trust = Arc::new(ArcSwapOption::new(idp.map(|m| Arc::new(settings.trust(m)))));
         if let (None, Some(url)) = (&cfg.idp, &cfg.idp_metadata_url) {
             spawn_refresh(
-                conn.id.clone(),
-                url.clone(),
-                Duration::from_secs(cfg.metadata_refresh_seconds),
+                Refresh {
+                    connection: conn.id.clone(),
+                    url: url.clone(),
+                    every: Duration::from_secs(cfg.metadata_refresh_seconds),
+                    pins,
+                    cache: metadata_cache.clone(),
+                    metrics,
+                },
                 Arc::downgrade(&trust),
                 move |md| settings.trust(md),
-                |t: &Trust| t.idp.entity_id.clone(),
-                metrics,
             );
         }
         Ok(Self {
@@ -192,6 +248,8 @@ impl SamlConnection {
                 )
             }),
             store,
+            assertion_replay_kind: replay_kind(REPLAY_KIND, &conn.id),
+            logout_replay_kind: replay_kind(super::LOGOUT_REPLAY_KIND, &conn.id),
         })
     }
 
@@ -417,12 +475,22 @@ impl SamlConnection {
             .and_then(|c| c.not_on_or_after)
             .map(|t| t.timestamp() + self.skew_seconds)
             .unwrap_or_else(|| Utc::now().timestamp() + 3600);
+        let replay = |e: crate::store::StoreError| {
+            ConnectionError::new("internal", format!("replay cache: {e}"))
+        };
         let first = self
             .store
-            .consume_once(REPLAY_KIND, &assertion.id, expires)
+            .consume_once(&self.assertion_replay_kind, &assertion.id, expires)
             .await
-            .map_err(|e| ConnectionError::new("internal", format!("replay cache: {e}")))?;
-        if !first {
+            .map_err(replay)?;
+        // Ids burnt before the cache was scoped per connection (an upgrade
+        // or a rolling restart) stay burnt until they expire.
+        let legacy = self
+            .store
+            .one_time_seen(REPLAY_KIND, &assertion.id, crate::clock::now())
+            .await
+            .map_err(replay)?;
+        if !first || legacy {
             return Err(ConnectionError::new(
                 "replay",
                 format!("assertion {} was already used", assertion.id),
@@ -440,6 +508,7 @@ pub struct SamlFactory {
     internal_prefix: String,
     dev_idp: Option<Arc<super::dev_idp::DevIdp>>,
     metrics: Option<Arc<Metrics>>,
+    metadata_cache: MetadataCache,
 }
 
 impl SamlFactory {
@@ -450,7 +519,15 @@ impl SamlFactory {
             internal_prefix: internal_prefix.to_owned(),
             dev_idp: None,
             metrics: None,
+            metadata_cache: MetadataCache::default(),
         }
+    }
+
+    /// Remote metadata last fetched by earlier generations of the same app
+    /// (a reload starts from it); without this the factory has its own.
+    pub fn with_metadata_cache(mut self, cache: MetadataCache) -> Self {
+        self.metadata_cache = cache;
+        self
     }
 
     /// Where metadata refreshes and certificate expiries are reported.
@@ -479,6 +556,7 @@ impl ConnectionFactory for SamlFactory {
             self.store.clone(),
             self.dev_idp.as_deref(),
             self.metrics.clone(),
+            &self.metadata_cache,
         )?))
     }
 }

@@ -3,6 +3,16 @@
 //! LogoutResponse to an IdP's request. Incoming: the IdP's LogoutRequest,
 //! whose query signature (SAML bindings §3.4.4.1) must verify with one of
 //! the IdP's signing certificates, and its LogoutResponse.
+//!
+//! A signed message is only as fresh as its `IssueInstant` says: without a
+//! bound on it (and on the remembered ids), a LogoutRequest captured once
+//! — from a browser history, a proxy log, a Referer — could be replayed for
+//! ever, long after the store forgot its id. So both messages need an
+//! `IssueInstant` no older than `MAX_MESSAGE_AGE_SECONDS` and not in the
+//! future, each with the connection's clock skew, and a LogoutRequest's id
+//! is remembered exactly as long as it could still be accepted. A signed
+//! message also needs a `Destination` naming this SP's SLO endpoint (SAML
+//! bindings §3.4.5.2): a signature alone does not say for whom it was made.
 
 use std::io::Read;
 
@@ -21,6 +31,19 @@ const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 /// Inflated logout messages are small; anything larger is hostile.
 const MAX_INFLATED: u64 = 64 * 1024;
+/// Longest accepted age of a logout message's `IssueInstant`, on top of the
+/// clock skew. A Redirect-binding message is made the moment the browser is
+/// sent on its way; minutes are plenty.
+pub const MAX_MESSAGE_AGE_SECONDS: i64 = 300;
+
+/// The time a logout message is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// Unix seconds.
+    pub now: i64,
+    /// The connection's `clock_skew_seconds`.
+    pub skew: i64,
+}
 
 fn err(reason: &'static str, detail: impl Into<String>) -> ConnectionError {
     ConnectionError::new(reason, detail)
@@ -32,6 +55,9 @@ pub struct IdpLogoutRequest {
     pub id: String,
     pub name_id: String,
     pub session_indexes: Vec<String>,
+    /// The first second (unix) at which the request is refused anyway:
+    /// its id must be remembered until then.
+    pub valid_until: i64,
 }
 
 /// A Redirect-binding query split into raw (still URL-encoded) pairs, so
@@ -152,28 +178,34 @@ fn root_is(xml: &str, local: &str) -> bool {
         .is_some_and(|name| name.rsplit(':').next() == Some(local))
 }
 
-/// Reads an IdP LogoutRequest (after its signature was verified) and
-/// checks issuer and destination.
+/// Reads an IdP LogoutRequest (after its signature was verified, so it is
+/// always a signed one) and checks issuer, destination (required),
+/// `IssueInstant` and `NotOnOrAfter`.
 pub fn read_logout_request(
     xml: &str,
     idp_entity_id: &str,
     slo_url: &str,
+    at: Freshness,
 ) -> Result<IdpLogoutRequest, ConnectionError> {
     if !root_is(xml, "LogoutRequest") {
         return Err(err("slo_malformed", "not a LogoutRequest"));
     }
-    check_envelope(xml, "LogoutRequest", idp_entity_id, slo_url)?;
+    let issued = check_envelope(xml, "LogoutRequest", idp_entity_id, slo_url, true, at)?;
     let id = first_attr(xml, "LogoutRequest", "ID")
         .ok_or_else(|| err("slo_malformed", "LogoutRequest has no ID"))?;
     let name_id = first_text(xml, "NameID")
         .map(str::trim)
         .filter(|n| !n.is_empty() && !n.contains('<'))
         .ok_or_else(|| err("slo_malformed", "LogoutRequest has no NameID"))?;
-    if let Some(t) = first_attr(xml, "LogoutRequest", "NotOnOrAfter")
-        && let Ok(t) = chrono::DateTime::parse_from_rfc3339(t)
-        && t.timestamp() < crate::clock::now()
-    {
-        return Err(err("slo_expired", "LogoutRequest NotOnOrAfter has passed"));
+    // Accepted while the IssueInstant is young enough and, when given,
+    // before NotOnOrAfter (both with the skew).
+    let mut valid_until = issued + MAX_MESSAGE_AGE_SECONDS + at.skew + 1;
+    if let Some(t) = first_attr(xml, "LogoutRequest", "NotOnOrAfter") {
+        let t = instant(t, "NotOnOrAfter")?;
+        if t + at.skew <= at.now {
+            return Err(err("slo_expired", "LogoutRequest NotOnOrAfter has passed"));
+        }
+        valid_until = valid_until.min(t + at.skew);
     }
     let mut session_indexes = Vec::new();
     let mut rest = xml;
@@ -187,19 +219,35 @@ pub fn read_logout_request(
         id: id.to_owned(),
         name_id: unescape(name_id),
         session_indexes: session_indexes.iter().map(|s| unescape(s)).collect(),
+        valid_until,
     })
 }
 
-/// Reads an IdP LogoutResponse: issuer, destination, status.
+/// An `xs:dateTime` attribute as unix seconds.
+fn instant(value: &str, what: &str) -> Result<i64, ConnectionError> {
+    chrono::DateTime::parse_from_rfc3339(value.trim())
+        .map(|t| t.timestamp())
+        .map_err(|_| {
+            err(
+                "slo_malformed",
+                format!("{what} {value:?} is not a dateTime"),
+            )
+        })
+}
+
+/// Reads an IdP LogoutResponse: issuer, destination (required when
+/// `signed`), `IssueInstant`, status.
 pub fn read_logout_response(
     xml: &str,
     idp_entity_id: &str,
     slo_url: &str,
+    signed: bool,
+    at: Freshness,
 ) -> Result<(), ConnectionError> {
     if !root_is(xml, "LogoutResponse") {
         return Err(err("slo_malformed", "not a LogoutResponse"));
     }
-    check_envelope(xml, "LogoutResponse", idp_entity_id, slo_url)?;
+    check_envelope(xml, "LogoutResponse", idp_entity_id, slo_url, signed, at)?;
     match first_attr(xml, "StatusCode", "Value") {
         Some(SUCCESS) => Ok(()),
         other => Err(err(
@@ -209,12 +257,16 @@ pub fn read_logout_response(
     }
 }
 
+/// Issuer, Destination (required when `signed`) and IssueInstant of a
+/// logout message; returns the IssueInstant (unix seconds).
 fn check_envelope(
     xml: &str,
     root: &str,
     idp_entity_id: &str,
     slo_url: &str,
-) -> Result<(), ConnectionError> {
+    signed: bool,
+    at: Freshness,
+) -> Result<i64, ConnectionError> {
     let issuer = first_text(xml, "Issuer").map(str::trim);
     if issuer.map(unescape).as_deref() != Some(idp_entity_id) {
         return Err(err(
@@ -222,15 +274,41 @@ fn check_envelope(
             format!("issuer {issuer:?}, expected {idp_entity_id:?}"),
         ));
     }
-    if let Some(d) = first_attr(xml, root, "Destination")
-        && unescape(d) != slo_url
-    {
+    match first_attr(xml, root, "Destination") {
+        Some(d) if unescape(d) != slo_url => {
+            return Err(err(
+                "slo_destination",
+                format!("Destination {d:?}, expected {slo_url:?}"),
+            ));
+        }
+        None if signed => {
+            return Err(err(
+                "slo_destination",
+                format!("a signed {root} must name its Destination ({slo_url:?})"),
+            ));
+        }
+        _ => {}
+    }
+    let issued = first_attr(xml, root, "IssueInstant")
+        .ok_or_else(|| err("slo_malformed", format!("{root} has no IssueInstant")))?;
+    let issued = instant(issued, "IssueInstant")?;
+    if issued > at.now + at.skew {
         return Err(err(
-            "slo_destination",
-            format!("Destination {d:?}, expected {slo_url:?}"),
+            "slo_not_yet_valid",
+            format!("{root} IssueInstant is {}s in the future", issued - at.now),
         ));
     }
-    Ok(())
+    if issued + MAX_MESSAGE_AGE_SECONDS + at.skew < at.now {
+        return Err(err(
+            "slo_expired",
+            format!(
+                "{root} IssueInstant is {}s old (at most {MAX_MESSAGE_AGE_SECONDS}s plus {}s skew)",
+                at.now - issued,
+                at.skew
+            ),
+        ));
+    }
+    Ok(issued)
 }
 
 fn unescape(s: &str) -> String {
@@ -289,40 +367,176 @@ pub fn logout_response_xml(
 mod tests {
     use super::*;
 
-    #[test]
-    fn logout_request_round_trip_and_checks() {
-        let xml = logout_request_xml(
+    /// 2026-01-01T00:00:00Z
+    const T0: i64 = 1_767_225_600;
+
+    fn at(offset: i64) -> Freshness {
+        Freshness {
+            now: T0 + offset,
+            skew: 60,
+        }
+    }
+
+    fn request(issue_instant: &str) -> String {
+        logout_request_xml(
             "_l1",
-            "2026-01-01T00:00:00Z",
+            issue_instant,
             "https://sp/slo",
             "https://idp/md",
             "alice@acme.com",
             Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"),
             Some("s-1"),
-        );
-        let r = read_logout_request(&xml, "https://idp/md", "https://sp/slo").unwrap();
+        )
+    }
+
+    fn reason(r: Result<impl std::fmt::Debug, ConnectionError>) -> &'static str {
+        r.unwrap_err().reason
+    }
+
+    #[test]
+    fn logout_request_round_trip_and_checks() {
+        let xml = request("2026-01-01T00:00:00Z");
+        let r = read_logout_request(&xml, "https://idp/md", "https://sp/slo", at(10)).unwrap();
         assert_eq!(r.name_id, "alice@acme.com");
         assert_eq!(r.session_indexes, vec!["s-1"]);
+        assert_eq!(r.valid_until, T0 + MAX_MESSAGE_AGE_SECONDS + 60 + 1);
         assert_eq!(
-            read_logout_request(&xml, "https://other/md", "https://sp/slo")
-                .unwrap_err()
-                .reason,
+            reason(read_logout_request(
+                &xml,
+                "https://other/md",
+                "https://sp/slo",
+                at(10)
+            )),
             "slo_issuer"
         );
         assert_eq!(
-            read_logout_request(&xml, "https://idp/md", "https://sp/other")
-                .unwrap_err()
-                .reason,
+            reason(read_logout_request(
+                &xml,
+                "https://idp/md",
+                "https://sp/other",
+                at(10)
+            )),
             "slo_destination"
         );
-        let resp = logout_response_xml("_r", "t", "https://sp/slo", "_l1", "https://idp/md");
-        assert!(read_logout_response(&resp, "https://idp/md", "https://sp/slo").is_ok());
+        let resp = logout_response_xml(
+            "_r",
+            "2026-01-01T00:00:00Z",
+            "https://sp/slo",
+            "_l1",
+            "https://idp/md",
+        );
+        assert!(
+            read_logout_response(&resp, "https://idp/md", "https://sp/slo", true, at(10)).is_ok()
+        );
         assert_eq!(
-            read_logout_request(&resp, "https://idp/md", "https://sp/slo")
-                .unwrap_err()
-                .reason,
+            reason(read_logout_request(
+                &resp,
+                "https://idp/md",
+                "https://sp/slo",
+                at(10)
+            )),
             "slo_malformed"
         );
         assert_eq!(inflate("!!").unwrap_err().reason, "slo_malformed");
+    }
+
+    #[test]
+    fn issue_instant_is_bounded_by_skew_and_max_age() {
+        let xml = request("2026-01-01T00:00:00Z");
+        let check =
+            |offset| read_logout_request(&xml, "https://idp/md", "https://sp/slo", at(offset));
+        // the edges of the window are inside it
+        assert!(check(-60).is_ok());
+        assert!(check(MAX_MESSAGE_AGE_SECONDS + 60).is_ok());
+        assert_eq!(reason(check(-61)), "slo_not_yet_valid");
+        assert_eq!(reason(check(MAX_MESSAGE_AGE_SECONDS + 61)), "slo_expired");
+        for bad in ["", "yesterday", "2026-01-01"] {
+            let xml = request(bad);
+            assert_eq!(
+                reason(read_logout_request(
+                    &xml,
+                    "https://idp/md",
+                    "https://sp/slo",
+                    at(0)
+                )),
+                "slo_malformed",
+                "{bad:?}"
+            );
+        }
+        let none = xml.replace(" IssueInstant=\"2026-01-01T00:00:00Z\"", "");
+        assert_eq!(
+            reason(read_logout_request(
+                &none,
+                "https://idp/md",
+                "https://sp/slo",
+                at(0)
+            )),
+            "slo_malformed"
+        );
+        // NotOnOrAfter (with the skew) shortens how long the id is kept
+        let short = xml.replace(
+            "Version=\"2.0\"",
+            "Version=\"2.0\" NotOnOrAfter=\"2026-01-01T00:01:00Z\"",
+        );
+        let r = read_logout_request(&short, "https://idp/md", "https://sp/slo", at(0)).unwrap();
+        assert_eq!(r.valid_until, T0 + 60 + 60);
+        assert_eq!(
+            reason(read_logout_request(
+                &short,
+                "https://idp/md",
+                "https://sp/slo",
+                at(120)
+            )),
+            "slo_expired"
+        );
+    }
+
+    #[test]
+    fn destination_is_required_when_signed() {
+        let xml = request("2026-01-01T00:00:00Z").replace(" Destination=\"https://sp/slo\"", "");
+        assert_eq!(
+            reason(read_logout_request(
+                &xml,
+                "https://idp/md",
+                "https://sp/slo",
+                at(0)
+            )),
+            "slo_destination"
+        );
+        // spelled with spaces, it is still read (and checked)
+        let spaced = request("2026-01-01T00:00:00Z").replace(
+            " Destination=\"https://sp/slo\"",
+            " Destination = \"https://evil/slo\"",
+        );
+        assert_eq!(
+            reason(read_logout_request(
+                &spaced,
+                "https://idp/md",
+                "https://sp/slo",
+                at(0)
+            )),
+            "slo_destination"
+        );
+        let resp = logout_response_xml(
+            "_r",
+            "2026-01-01T00:00:00Z",
+            "https://sp/slo",
+            "_l1",
+            "https://idp/md",
+        )
+        .replace(" Destination=\"https://sp/slo\"", "");
+        assert!(
+            read_logout_response(&resp, "https://idp/md", "https://sp/slo", false, at(0)).is_ok()
+        );
+        assert_eq!(
+            reason(read_logout_response(
+                &resp,
+                "https://idp/md",
+                "https://sp/slo",
+                true,
+                at(0)
+            )),
+            "slo_destination"
+        );
     }
 }

@@ -30,6 +30,23 @@ pub enum MetadataError {
     Certificate(usize, String),
     #[error("IdP metadata is incomplete: {0}")]
     Incomplete(&'static str),
+    #[error(
+        "IdP signing certificate(s) {} match none of idp_certificate_fingerprints; the metadata is refused",
+        .0.join(", ")
+    )]
+    PinMismatch(Vec<String>),
+}
+
+/// A certificate's SHA-256 fingerprint (of its DER encoding).
+pub type Fingerprint = [u8; 32];
+
+/// `AB:CD:…`, the way `openssl x509 -fingerprint -sha256` prints it, so an
+/// operator can compare a log line with a configured pin at a glance.
+pub fn fingerprint_hex(fp: &Fingerprint) -> String {
+    fp.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The IdP as the SP needs it.
@@ -40,6 +57,10 @@ pub struct IdpMetadata {
     pub slo_url: Option<String>,
     /// Parsed metadata, handed to samael for verification.
     pub descriptor: EntityDescriptor,
+    /// SHA-256 of every signing certificate samael will verify with
+    /// (sorted, no duplicates): what pins are checked against and what a
+    /// refresh compares to notice a key change.
+    pub signing_fingerprints: Vec<Fingerprint>,
 }
 
 impl IdpMetadata {
@@ -71,11 +92,16 @@ impl IdpMetadata {
             idp_metadata: descriptor.clone(),
             ..ServiceProvider::default()
         };
-        match probe.idp_signing_certs() {
-            Ok(Some(certs)) if !certs.is_empty() => {}
+        let mut signing_fingerprints: Vec<Fingerprint> = match probe.idp_signing_certs() {
+            Ok(Some(certs)) if !certs.is_empty() => certs
+                .iter()
+                .map(|c| openssl::sha::sha256(c.der_data()))
+                .collect(),
             Ok(_) => return Err(MetadataError::NoSigningCertificate),
             Err(e) => return Err(MetadataError::Certificate(0, e.to_string())),
-        }
+        };
+        signing_fingerprints.sort_unstable();
+        signing_fingerprints.dedup();
         let sso_url = probe
             .sso_binding_location(HTTP_REDIRECT_BINDING)
             .ok_or(MetadataError::NoSsoUrl)?;
@@ -85,7 +111,37 @@ impl IdpMetadata {
             sso_url,
             slo_url,
             descriptor,
+            signing_fingerprints,
         })
+    }
+
+    /// With pins configured, every signing certificate must be one of
+    /// them: a certificate added to the metadata by whoever could change
+    /// it is exactly what a pin is there to stop. A pin that matches no
+    /// certificate is fine (the next key, pinned ahead of a rotation).
+    pub fn check_pins(&self, pins: &[Fingerprint]) -> Result<(), MetadataError> {
+        if pins.is_empty() {
+            return Ok(());
+        }
+        let unpinned: Vec<String> = self
+            .signing_fingerprints
+            .iter()
+            .filter(|fp| !pins.contains(fp))
+            .map(fingerprint_hex)
+            .collect();
+        if unpinned.is_empty() {
+            Ok(())
+        } else {
+            Err(MetadataError::PinMismatch(unpinned))
+        }
+    }
+
+    /// The signing fingerprints for a log line.
+    pub fn fingerprints_hex(&self) -> Vec<String> {
+        self.signing_fingerprints
+            .iter()
+            .map(fingerprint_hex)
+            .collect()
     }
 }
 

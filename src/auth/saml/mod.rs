@@ -24,10 +24,16 @@ pub use connection::{SamlConnection, SamlFactory};
 pub use logout::IdpLogoutRequest;
 pub use metadata::{IdpMetadata, MetadataError};
 pub use presets::preset_attributes;
+pub use remote::MetadataCache;
 pub use sp_metadata::{SpMetadata, sp_metadata_xml};
 
-/// The one-time store kind under which consumed assertion ids are kept.
+/// The one-time store kind under which consumed assertion ids are kept,
+/// suffixed `:{connection}` (see `connection.rs`); unsuffixed rows are
+/// from before that and are still honoured until they expire.
 pub const REPLAY_KIND: &str = "saml-assertion";
+
+/// Likewise for the ids of IdP LogoutRequests.
+const LOGOUT_REPLAY_KIND: &str = "saml-logout";
 
 /// Largest `SAMLResponse` form value accepted, checked before decoding.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;

@@ -1,22 +1,31 @@
 //! IdP metadata from a URL, refreshed on a schedule. A fetch that fails, or
 //! returns metadata that does not load (no signing certificate, a DTD, a
-//! different entity id), keeps the last good copy and is counted in
+//! different entity id, a signing certificate outside the configured pins),
+//! keeps the last good copy and is counted in
 //! `portcullis_saml_metadata_refresh_total{connection,result="error"}`.
 //!
-//! The last good XML per URL is also kept process-wide, so a configuration
-//! reload starts the new connection with it instead of with nothing. At
-//! startup with no good copy yet, the proxy starts anyway (other tenants
-//! must not go down with one IdP) and this connection refuses logins with
-//! reason `metadata_unavailable` until a fetch succeeds; fetches are then
-//! retried every `RETRY_SECONDS` at most.
+//! Only `https://` URLs are fetched (plain http only to a loopback host, for
+//! tests): the metadata names the keys every login is checked with. A
+//! refresh that changes the set of signing certificates is logged at WARN
+//! with the old and new fingerprints and counted, so a key swap never goes
+//! unnoticed even without pins.
+//!
+//! The last good XML per (connection, URL) is also kept for the life of the
+//! process — in a [`MetadataCache`] owned by the app, not a global, so that
+//! two servers in one process (tests) never see each other's metadata — and
+//! a configuration reload starts the new connection with it instead of with
+//! nothing. At startup with no good copy yet, the proxy starts anyway (other
+//! tenants must not go down with one IdP) and this connection refuses logins
+//! with reason `metadata_unavailable` until a fetch succeeds; fetches are
+//! then retried every `RETRY_SECONDS` at most.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::metadata::IdpMetadata;
+use super::metadata::{Fingerprint, IdpMetadata, MetadataError};
 use crate::metrics::Metrics;
 
 /// Largest metadata document accepted (read in chunks, stopped beyond).
@@ -29,6 +38,10 @@ const RETRY_SECONDS: u64 = 30;
 pub enum FetchError {
     #[error("HTTP client: {0}")]
     Client(String),
+    #[error(
+        "{0} is not an https:// URL (plain http only to a loopback host); metadata is not fetched over it"
+    )]
+    Insecure(String),
     #[error("GET {0}: {1}")]
     Http(String, String),
     #[error("metadata larger than {MAX_METADATA_BYTES} bytes")]
@@ -36,21 +49,33 @@ pub enum FetchError {
     #[error("metadata is not UTF-8")]
     Utf8,
     #[error("{0}")]
-    Metadata(#[from] super::metadata::MetadataError),
+    Metadata(#[from] MetadataError),
     #[error("entity id changed from {0:?} to {1:?}; refused")]
     EntityChanged(String, String),
 }
 
-/// Last good metadata XML per URL, for the next configuration generation.
-fn last_good() -> &'static Mutex<HashMap<String, String>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
+/// Last good metadata XML per (connection id, URL), shared by the
+/// configuration generations of one app instance.
+#[derive(Clone, Default)]
+pub struct MetadataCache(Arc<Mutex<HashMap<(String, String), String>>>);
 
-/// The last good metadata this process saw at `url`, if any.
-pub fn cached(url: &str) -> Option<IdpMetadata> {
-    let xml = last_good().lock().ok()?.get(url).cloned()?;
-    IdpMetadata::from_xml(&xml).ok()
+impl MetadataCache {
+    /// The last good metadata this instance saw for `connection` at `url`.
+    pub fn get(&self, connection: &str, url: &str) -> Option<IdpMetadata> {
+        let xml = self
+            .0
+            .lock()
+            .ok()?
+            .get(&(connection.to_owned(), url.to_owned()))
+            .cloned()?;
+        IdpMetadata::from_xml(&xml).ok()
+    }
+
+    fn put(&self, connection: &str, url: &str, xml: String) {
+        if let Ok(mut c) = self.0.lock() {
+            c.insert((connection.to_owned(), url.to_owned()), xml);
+        }
+    }
 }
 
 fn client() -> Result<reqwest::Client, FetchError> {
@@ -62,8 +87,12 @@ fn client() -> Result<reqwest::Client, FetchError> {
         .map_err(|e| FetchError::Client(e.to_string()))
 }
 
-/// One fetch: status 200, size-capped body, then the same loader as files.
+/// One fetch: an https URL (checked here too, whatever the configuration
+/// path), status 200, size-capped body, then the same loader as files.
 pub async fn fetch(url: &str) -> Result<(IdpMetadata, String), FetchError> {
+    if !crate::config::is_trustworthy_url(url) {
+        return Err(FetchError::Insecure(url.to_owned()));
+    }
     let http = |e: reqwest::Error| FetchError::Http(url.to_owned(), e.to_string());
     let mut resp = client()?.get(url).send().await.map_err(http)?;
     if resp.status() != reqwest::StatusCode::OK {
@@ -83,67 +112,147 @@ pub async fn fetch(url: &str) -> Result<(IdpMetadata, String), FetchError> {
     Ok((IdpMetadata::from_xml(&xml)?, xml))
 }
 
-/// Keeps `cell` current from `url` until the connection owning it is
+/// What a refreshed value exposes to the refresh loop.
+pub trait HoldsIdp {
+    fn idp(&self) -> &IdpMetadata;
+}
+
+/// One connection's refresh: where from, how often, what must hold.
+pub struct Refresh {
+    pub connection: String,
+    pub url: String,
+    pub every: Duration,
+    /// `idp_certificate_fingerprints`; empty: no pin.
+    pub pins: Vec<Fingerprint>,
+    pub cache: MetadataCache,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl Refresh {
+    /// A fetch, then what the metadata must keep: the entity id it had and
+    /// the pins.
+    async fn fetch_checked(
+        &self,
+        current: Option<&IdpMetadata>,
+    ) -> Result<(IdpMetadata, String), FetchError> {
+        let (md, xml) = fetch(&self.url).await?;
+        if let Some(cur) = current
+            && cur.entity_id != md.entity_id
+        {
+            return Err(FetchError::EntityChanged(
+                cur.entity_id.clone(),
+                md.entity_id,
+            ));
+        }
+        md.check_pins(&self.pins)?;
+        Ok((md, xml))
+    }
+
+    /// Logs and counts a signing certificate change between two good copies.
+    fn report_key_change(&self, old: &IdpMetadata, new: &IdpMetadata) {
+        if old.signing_fingerprints == new.signing_fingerprints {
+            return;
+        }
+        tracing::warn!(
+            connection = %self.connection,
+            old = ?old.fingerprints_hex(),
+            new = ?new.fingerprints_hex(),
+            "IdP signing certificates changed on metadata refresh (SHA-256 fingerprints)"
+        );
+        if let Some(m) = &self.metrics {
+            m.saml_signing_cert_changes
+                .with_label_values(&[self.connection.as_str()])
+                .inc();
+        }
+    }
+
+    fn report_failure(&self, e: &FetchError, kept: bool) {
+        let connection = self.connection.as_str();
+        if let FetchError::Metadata(MetadataError::PinMismatch(_)) = e {
+            tracing::error!(connection, error = %e, kept_last_good = kept, "IdP metadata refused: signing certificate not pinned");
+            if let Some(m) = &self.metrics {
+                m.saml_metadata_pin_mismatch
+                    .with_label_values(&[connection])
+                    .inc();
+            }
+        } else {
+            tracing::warn!(connection, error = %e, kept_last_good = kept, "IdP metadata refresh failed");
+        }
+    }
+}
+
+/// Keeps `cell` current from the URL until the connection owning it is
 /// dropped (a reload replaced it): the loop holds only a weak reference.
-pub fn spawn_refresh<T: Send + Sync + 'static>(
-    connection: String,
-    url: String,
-    every: Duration,
+pub fn spawn_refresh<T: HoldsIdp + Send + Sync + 'static>(
+    r: Refresh,
     cell: Weak<ArcSwapOption<T>>,
     make: impl Fn(IdpMetadata) -> T + Send + Sync + 'static,
-    current_entity: impl Fn(&T) -> String + Send + Sync + 'static,
-    metrics: Option<Arc<Metrics>>,
 ) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        tracing::error!(connection = %connection, "no runtime: IdP metadata will not be fetched");
+        tracing::error!(connection = %r.connection, "no runtime: IdP metadata will not be fetched");
         return;
     };
     handle.spawn(async move {
         loop {
             let Some(strong) = cell.upgrade() else { return };
-            let result = fetch(&url).await.and_then(|(md, xml)| {
-                if let Some(cur) = strong.load_full() {
-                    let before = current_entity(&cur);
-                    if before != md.entity_id {
-                        return Err(FetchError::EntityChanged(before, md.entity_id));
-                    }
-                }
-                Ok((md, xml))
-            });
+            let current = strong.load_full();
+            let result = r.fetch_checked(current.as_deref().map(HoldsIdp::idp)).await;
             let ok = result.is_ok();
             match result {
                 Ok((md, xml)) => {
-                    if let Some(m) = &metrics
+                    if let Some(m) = &r.metrics
                         && let Ok(exp) = md.signing_cert_expiries()
                         && let Some(last) = exp.iter().max()
                     {
                         m.saml_cert_expiry
-                            .with_label_values(&[connection.as_str()])
+                            .with_label_values(&[r.connection.as_str()])
                             .set(last - crate::clock::now());
                     }
-                    strong.store(Some(Arc::new(make(md))));
-                    if let Ok(mut c) = last_good().lock() {
-                        c.insert(url.clone(), xml);
+                    if let Some(cur) = &current {
+                        r.report_key_change(cur.idp(), &md);
                     }
-                    tracing::debug!(connection = %connection, "IdP metadata refreshed");
+                    strong.store(Some(Arc::new(make(md))));
+                    r.cache.put(&r.connection, &r.url, xml);
+                    tracing::debug!(connection = %r.connection, "IdP metadata refreshed");
                 }
-                Err(e) => {
-                    let kept = strong.load().is_some();
-                    tracing::warn!(connection = %connection, error = %e, kept_last_good = kept, "IdP metadata refresh failed");
-                }
+                Err(e) => r.report_failure(&e, current.is_some()),
             }
-            if let Some(m) = &metrics {
+            if let Some(m) = &r.metrics {
                 m.saml_metadata_refresh
-                    .with_label_values(&[connection.as_str(), if ok { "ok" } else { "error" }])
+                    .with_label_values(&[r.connection.as_str(), if ok { "ok" } else { "error" }])
                     .inc();
             }
             let wait = if ok {
-                every
+                r.every
             } else {
-                every.min(Duration::from_secs(RETRY_SECONDS))
+                r.every.min(Duration::from_secs(RETRY_SECONDS))
             };
-            drop(strong);
+            drop((strong, current));
             tokio::time::sleep(wait).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn metadata_is_never_fetched_over_plain_http_to_a_remote_host() {
+        for url in [
+            "http://idp.example/metadata",
+            "http://10.1.2.3/metadata",
+            "file:///etc/passwd",
+        ] {
+            assert!(
+                matches!(fetch(url).await, Err(FetchError::Insecure(_))),
+                "{url}"
+            );
+        }
+        // loopback is allowed (nothing listens on port 9: an HTTP error)
+        assert!(matches!(
+            fetch("http://127.0.0.1:9/metadata").await,
+            Err(FetchError::Http(..))
+        ));
+    }
 }

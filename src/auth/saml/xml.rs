@@ -22,13 +22,29 @@ pub fn element_span(xml: &str, local: &str) -> Option<(usize, usize)> {
     None
 }
 
-/// The value of `attr` on the first element named `local`.
+/// The value of `attr` on the first element named `local`. The start tag
+/// is read attribute by attribute (XML allows any whitespace before a name
+/// and around `=`), so a required attribute can't be dodged by spelling it
+/// `Destination = "…"` or after a line break, nor found inside another
+/// attribute's value.
 pub fn first_attr<'a>(xml: &'a str, local: &str, attr: &str) -> Option<&'a str> {
     let (s, _) = element_span_or_empty(xml, local)?;
     let tag = &xml[s..s + xml[s..].find('>')?];
-    let rest = tag.split(&format!(" {attr}=")).nth(1)?;
-    let quote = rest.chars().next()?;
-    rest[1..].split(quote).next()
+    // skip `<name`
+    let mut rest = tag[1..].trim_start_matches(|c: char| !c.is_whitespace() && c != '/');
+    loop {
+        rest = rest.trim_start();
+        let name_len = rest.find(|c: char| c.is_whitespace() || c == '=')?;
+        let (name, after) = rest.split_at(name_len);
+        let after = after.trim_start().strip_prefix('=')?.trim_start();
+        let quote = after.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+        let value_len = after[1..].find(quote)?;
+        let value = &after[1..1 + value_len];
+        if name == attr {
+            return Some(value);
+        }
+        rest = &after[1 + value_len + 1..];
+    }
 }
 
 /// The text content of the first element named `local`.
@@ -73,5 +89,16 @@ mod tests {
         assert_eq!(first_attr(x, "EncryptionMethod", "Algorithm"), Some("a1"));
         assert_eq!(first_text(x, "CipherValue"), Some("Zm9v"));
         assert_eq!(first_text("<a/>", "a"), None);
+        let spaced = "<p:R\n\tID = 'x' NotID=\"y\" Destination\n=\n\"https://d\"/>";
+        assert_eq!(first_attr(spaced, "R", "ID"), Some("x"));
+        assert_eq!(first_attr(spaced, "R", "Destination"), Some("https://d"));
+        assert_eq!(first_attr("<R NotID=\"y\"/>", "R", "ID"), None);
+        assert_eq!(first_attr("<R ID=y/>", "R", "ID"), None);
+        assert_eq!(
+            first_attr("<R A='x ID=\"evil\"' ID=\"good\"/>", "R", "ID"),
+            Some("good")
+        );
+        assert_eq!(first_attr("<R/>", "R", "ID"), None);
+        assert_eq!(first_attr("<R A=\"1\"/>", "R", "A"), Some("1"));
     }
 }

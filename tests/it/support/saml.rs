@@ -49,6 +49,18 @@ impl IdpKey {
     pub fn cert_pem(&self) -> String {
         std::fs::read_to_string(&self.cert).unwrap()
     }
+
+    /// The certificate's SHA-256 fingerprint as `openssl x509 -fingerprint
+    /// -sha256` prints it (`AB:CD:…`).
+    pub fn fingerprint(&self) -> String {
+        let cert = openssl::x509::X509::from_pem(self.cert_pem().as_bytes()).unwrap();
+        cert.digest(openssl::hash::MessageDigest::sha256())
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
 }
 
 /// How the signed part is signed.

@@ -6,14 +6,11 @@ use chrono::{SecondsFormat, Utc};
 use super::SamlConnection;
 use crate::auth::ConnectionError;
 use crate::auth::saml::logout::{
-    IdpLogoutRequest, RedirectQuery, inflate, logout_request_xml, logout_response_xml,
+    Freshness, IdpLogoutRequest, RedirectQuery, inflate, logout_request_xml, logout_response_xml,
     read_logout_request, read_logout_response,
 };
 use crate::auth::saml::request::{new_request_id, redirect_message};
 use crate::store::IdpBinding;
-
-/// The one-time store kind for IdP LogoutRequest ids.
-const LOGOUT_REPLAY_KIND: &str = "saml-logout";
 
 impl SamlConnection {
     /// SP-initiated single logout: the IdP's SLO URL carrying a
@@ -51,9 +48,11 @@ impl SamlConnection {
     }
 
     /// An IdP-initiated LogoutRequest at the SLO endpoint (raw query):
-    /// signature required and verified, issuer and destination checked,
-    /// each request id used once. Returns whom to log out and, when the
-    /// IdP has an SLO endpoint, where to send our LogoutResponse.
+    /// signature required and verified; issuer, destination (required) and
+    /// IssueInstant checked; each request id used once for this connection,
+    /// remembered as long as the request could be accepted. Returns whom to
+    /// log out and, when the IdP has an SLO endpoint, where to send our
+    /// LogoutResponse.
     pub async fn idp_logout(
         &self,
         raw_query: &str,
@@ -70,10 +69,10 @@ impl SamlConnection {
             ));
         }
         let xml = inflate(&msg)?;
-        let req = read_logout_request(&xml, &trust.idp.entity_id, &self.slo_url)?;
+        let req = read_logout_request(&xml, &trust.idp.entity_id, &self.slo_url, self.freshness())?;
         let first = self
             .store
-            .consume_once(LOGOUT_REPLAY_KIND, &req.id, Utc::now().timestamp() + 3600)
+            .consume_once(&self.logout_replay_kind, &req.id, req.valid_until)
             .await
             .map_err(|e| ConnectionError::new("internal", format!("replay cache: {e}")))?;
         if !first {
@@ -100,7 +99,8 @@ impl SamlConnection {
     }
 
     /// The IdP's LogoutResponse to our LogoutRequest: checked (signature
-    /// when signed, issuer, destination, status); returns its RelayState.
+    /// when signed, issuer, destination — required when signed —,
+    /// IssueInstant, status); returns its RelayState.
     pub fn idp_logout_response(&self, raw_query: &str) -> Result<Option<String>, ConnectionError> {
         let q = RedirectQuery::parse(raw_query);
         let trust = self.trust()?;
@@ -109,8 +109,21 @@ impl SamlConnection {
             .ok_or_else(|| ConnectionError::new("slo_malformed", "no SAMLResponse in the query"))?;
         // Unsigned is accepted: the local session already ended, and all a
         // response can do is pick a safe relative landing path.
-        q.verify("SAMLResponse", &trust.idp, self.allow_sha1)?;
-        read_logout_response(&inflate(&msg)?, &trust.idp.entity_id, &self.slo_url)?;
+        let signed = q.verify("SAMLResponse", &trust.idp, self.allow_sha1)?;
+        read_logout_response(
+            &inflate(&msg)?,
+            &trust.idp.entity_id,
+            &self.slo_url,
+            signed,
+            self.freshness(),
+        )?;
         Ok(q.get("RelayState"))
+    }
+
+    fn freshness(&self) -> Freshness {
+        Freshness {
+            now: crate::clock::now(),
+            skew: self.skew_seconds,
+        }
     }
 }
