@@ -29,6 +29,8 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// The SCIM 2.0 server (`[scim]`).
     pub scim: ScimConfig,
+    /// Slow and greedy clients (`[limits]`).
+    pub limits: super::limits::LimitsConfig,
 }
 
 /// `[webhook]`: the upstream app's endpoint for user and group events

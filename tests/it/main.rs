@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod dev_idp;
 mod domains;
+mod limits;
 mod oidc;
 mod oidc_interop;
 mod proxy;
