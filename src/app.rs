@@ -22,7 +22,8 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::domains::{DomainError, Domains};
 use crate::identity::{AssertionError, AssertionSigner, generate_signing_key};
 use crate::metrics::Metrics;
-use crate::proxy::{PortcullisProxy, ProxyState, StateError};
+use crate::proxy::ratelimit::RateLimiter;
+use crate::proxy::{ConnectionLimit, HeaderDeadline, PortcullisProxy, ProxyState, StateError};
 use crate::session::Sessions;
 use crate::store::SessionSelector;
 use crate::store::{Store, StoreError};
@@ -67,6 +68,8 @@ pub struct Shared {
     pub sessions: Sessions,
     /// The generation in force.
     pub state: Arc<ArcSwap<ProxyState>>,
+    /// Per-client rate-limit windows: they survive reloads.
+    pub rate_limits: Arc<RateLimiter>,
     config_path: Option<PathBuf>,
     factories: Factories,
     /// Remote SAML metadata last fetched, for the next generation; per
@@ -90,6 +93,7 @@ impl Shared {
             metrics.clone(),
         );
         sessions.spawn_event_listener();
+        let rate_limits = Arc::new(RateLimiter::new(config.limits.rate.max_tracked_clients));
         let saml_metadata = MetadataCache::default();
         let state = build_state(
             Arc::new(config),
@@ -105,6 +109,7 @@ impl Shared {
             store,
             sessions,
             state: Arc::new(ArcSwap::from_pointee(state)),
+            rate_limits,
             config_path,
             factories,
             saml_metadata,
@@ -157,6 +162,12 @@ impl Shared {
         }
         if new.admin != old.admin {
             return Err(AppError::NeedsRestart("admin.address"));
+        }
+        if new.limits.max_connections != old.limits.max_connections {
+            return Err(AppError::NeedsRestart("limits.max_connections"));
+        }
+        if new.limits.rate.max_tracked_clients != old.limits.rate.max_tracked_clients {
+            return Err(AppError::NeedsRestart("limits.rate.max_tracked_clients"));
         }
         let new = Arc::new(new);
         let state = build_state(
@@ -438,11 +449,18 @@ pub fn prepare_with(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    // The proxy inside the slow-client guards (see `proxy::conn`): a
+    // deadline for every request header, a cap on open connections.
+    let app = pingora::proxy::http_proxy(
         &server.configuration,
-        PortcullisProxy::new(shared.state.clone()),
-        "portcullis proxy",
+        PortcullisProxy::new(shared.state.clone()).with_rate_limiter(shared.rate_limits.clone()),
     );
+    let app = ConnectionLimit::new(
+        HeaderDeadline::new(app, shared.state.clone(), shared.metrics.clone()),
+        config.limits.max_connections,
+        shared.metrics.clone(),
+    );
+    let mut proxy = Service::new("portcullis proxy".into(), app);
     for l in &config.listeners {
         // pingora's default 1460-byte write buffer flushes a response header
         // on its own as soon as the body doesn't fit beside it: one extra

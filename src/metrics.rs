@@ -58,6 +58,59 @@ pub struct Metrics {
     /// (accepted: `[tenants.scim] allow_external_emails`).
     pub scim_external_emails: IntCounterVec,
     pub webhook: WebhookMetrics,
+    pub limits: LimitMetrics,
+}
+
+/// Slow and greedy clients (`[limits]`).
+pub struct LimitMetrics {
+    /// Clients cut off for being slow; `stage` ∈ connection_idle (a new
+    /// connection that never started a request), header, internal_body,
+    /// scim_body, login_body.
+    pub client_timeouts: IntCounterVec,
+    /// Open downstream connections on the public listeners.
+    pub connections: IntGauge,
+    /// Connections refused because `max_connections` were open.
+    pub connections_refused: IntCounter,
+    /// Requests answered `429`; `limit` ∈ login_start, login_callback,
+    /// scim_auth_failure.
+    pub rate_limited: IntCounterVec,
+}
+
+impl LimitMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let client_timeouts = IntCounterVec::new(
+            Opts::new(
+                "portcullis_client_timeouts_total",
+                "Clients disconnected for sending a request too slowly, by stage",
+            ),
+            &["stage"],
+        )?;
+        let connections = IntGauge::new(
+            "portcullis_downstream_connections",
+            "Open downstream connections on the public listeners",
+        )?;
+        let connections_refused = IntCounter::new(
+            "portcullis_downstream_connections_refused_total",
+            "Downstream connections refused because limits.max_connections were open",
+        )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "portcullis_rate_limited_total",
+                "Requests answered 429 by a per-client rate limit",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(client_timeouts.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        Ok(Self {
+            client_timeouts,
+            connections,
+            connections_refused,
+            rate_limited,
+        })
+    }
 }
 
 /// Webhook delivery (the outbox deliverer and its status refresh).
@@ -310,6 +363,7 @@ impl Metrics {
         registry.register(Box::new(assertion_sign.clone()))?;
         config_last_reload_success.set(1);
         let webhook = WebhookMetrics::new(&registry)?;
+        let limits = LimitMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -335,6 +389,7 @@ impl Metrics {
             oidc_backchannel_logouts,
             scim_external_emails,
             webhook,
+            limits,
         })
     }
 

@@ -186,6 +186,7 @@ pub fn from_str(
     cfg.dev_idp = section(&root, "dev_idp", &mut c);
     cfg.webhook = section(&root, "webhook", &mut c);
     cfg.scim = section(&root, "scim", &mut c);
+    cfg.limits = section(&root, "limits", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
     // sees everything at once; but drop findings about a failed section,
@@ -232,6 +233,7 @@ const SECTIONS: &[&str] = &[
     "dev_idp",
     "webhook",
     "scim",
+    "limits",
 ];
 
 fn interpolate_value(

@@ -3,6 +3,7 @@
 
 mod error;
 mod interpolate;
+mod limits;
 mod load;
 mod schema;
 mod validate;
@@ -13,6 +14,7 @@ mod tests;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolateError, interpolate};
+pub use limits::{LimitsConfig, Rate, RateLimitsConfig};
 pub use load::{from_str, load};
 pub use schema::*;
 pub use validate::{

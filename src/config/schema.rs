@@ -32,6 +32,8 @@ pub struct Config {
     /// Findings that don't stop the file from loading but that an operator
     /// should read (`check` prints them, `run` logs them at WARN).
     pub warnings: Vec<super::ConfigError>,
+    /// Slow and greedy clients (`[limits]`).
+    pub limits: super::limits::LimitsConfig,
 }
 
 /// `[webhook]`: the upstream app's endpoint for user and group events

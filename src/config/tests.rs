@@ -637,3 +637,47 @@ fn tenant_scim_settings() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn limits_defaults_and_validation() {
+    let cfg = from_str(MINIMAL, "t.toml", &env).unwrap();
+    let l = &cfg.limits;
+    assert_eq!(l.max_connections, 10_000);
+    assert_eq!(l.header_timeout_ms, 10_000);
+    assert_eq!(l.keepalive_timeout_seconds, 75);
+    assert_eq!(l.body_timeout_ms, 20_000);
+    assert_eq!(
+        (l.rate.login_start.max, l.rate.login_start.window_seconds),
+        (300, 60)
+    );
+    assert_eq!(l.rate.scim_auth_failure.max, 10);
+    assert_eq!(l.rate.max_tracked_clients, 65_536);
+
+    let text = format!(
+        "{MINIMAL}\n[limits]\nmax_connections = 0\nheader_timeout_ms = 10\nbody_timeout_ms = 0\n\
+         keepalive_timeout_seconds = 0\n\n[limits.rate]\nlogin_start = {{ max = 5, window_seconds = 0 }}\n\
+         max_tracked_clients = 10\n"
+    );
+    let errs = errors(&text);
+    for key in [
+        "limits.max_connections",
+        "limits.header_timeout_ms",
+        "limits.body_timeout_ms",
+        "limits.keepalive_timeout_seconds",
+        "limits.rate.login_start.window_seconds",
+        "limits.rate.max_tracked_clients",
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.toml:") && e.contains(key)),
+            "{key}: {errs:?}"
+        );
+    }
+    // Unknown keys are errors here too, with their line.
+    let errs = errors(&format!("{MINIMAL}\n[limits.rate]\nlogin_starts = 3\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("t.toml:") && e.contains("login_starts")),
+        "{errs:?}"
+    );
+}

@@ -31,6 +31,7 @@ pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
     dev_idp(cfg, c);
     webhook(cfg, c);
     scim(cfg, c);
+    super::limits::validate(cfg, c);
 }
 
 /// `[webhook]`: a URL we can POST to and secrets a receiver can verify.

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use bytes::Bytes;
 use pingora::ErrorType;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
@@ -18,9 +17,11 @@ use crate::identity::Principal;
 use crate::metrics::status_class;
 use crate::session::{ActiveSession, Lookup};
 
+use super::body::{self, BodyError};
 use super::enforce;
 use super::forward::{Downstream, rewrite};
 use super::gate::{Deny, Identity, Outcome, RequestFacts, decide};
+use super::ratelimit::{self, RateLimiter};
 use super::respond::{self, Reply};
 use super::state::ProxyState;
 use super::{canon, host};
@@ -28,11 +29,23 @@ use super::{canon, host};
 /// The proxy. Holds the current configuration generation; a reload swaps it.
 pub struct PortcullisProxy {
     state: Arc<ArcSwap<ProxyState>>,
+    /// Per-client windows; outlives configuration generations.
+    limiter: Arc<RateLimiter>,
 }
 
 impl PortcullisProxy {
     pub fn new(state: Arc<ArcSwap<ProxyState>>) -> Self {
-        Self { state }
+        let tracked = state.load().config.limits.rate.max_tracked_clients;
+        Self {
+            state,
+            limiter: Arc::new(RateLimiter::new(tracked)),
+        }
+    }
+
+    /// Shares `limiter` (the process-lifetime one) instead of a private one.
+    pub fn with_rate_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = limiter;
+        self
     }
 }
 
@@ -146,16 +159,22 @@ impl PortcullisProxy {
             return Ok(None);
         }
         session.as_downstream_mut().enable_retry_buffering();
-        let mut body = Vec::new();
-        while let Some(chunk) = session.read_request_body().await? {
-            body.extend_from_slice(&chunk);
-            if body.len() > enforce::MAX_LOGIN_BODY {
+        let body = match body::read_body(session, enforce::MAX_LOGIN_BODY, st.body_timeout()).await
+        {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(_)) => {
                 return self
                     .login_refused(session, st, ctx, enforce::Refusal::TooLarge)
                     .await
                     .map(Some);
             }
-        }
+            Err(e) => {
+                ctx.outcome = "timeout";
+                return body::refuse(session, &st.metrics, "login_body", e, &ctx.request_id)
+                    .await
+                    .map(Some);
+            }
+        };
         let header = |name| {
             session
                 .req_header()
@@ -166,10 +185,7 @@ impl PortcullisProxy {
         };
         let ct = header(http::header::CONTENT_TYPE);
         let ce = header(http::header::CONTENT_ENCODING);
-        let email = match ep
-            .submitted_email(ct.as_deref(), ce.as_deref(), Bytes::from(body))
-            .await
-        {
+        let email = match ep.submitted_email(ct.as_deref(), ce.as_deref(), body).await {
             Ok(e) => e,
             Err(r) => return self.login_refused(session, st, ctx, r).await.map(Some),
         };
@@ -284,16 +300,25 @@ impl PortcullisProxy {
         let Some((_, router)) = &st.scim else {
             return Ok(0);
         };
+        if let Some(status) =
+            ratelimit::limit_scim(&self.limiter, session, st, &ctx.request_id).await?
+        {
+            ctx.outcome = "rate_limited";
+            return Ok(status);
+        }
         let limit = st.config.scim.max_payload_bytes;
-        let mut body = Vec::new();
-        while let Some(chunk) = session.read_request_body().await? {
-            if body.len() + chunk.len() > limit {
+        let body = match body::read_body(session, limit, st.body_timeout()).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(_)) => {
                 let reply =
                     respond::from_router(crate::scim::http::too_large(limit), 1 << 20).await;
                 return reply.send(session, &ctx.request_id).await;
             }
-            body.extend_from_slice(&chunk);
-        }
+            Err(e) => {
+                ctx.outcome = "timeout";
+                return body::refuse(session, &st.metrics, "scim_body", e, &ctx.request_id).await;
+            }
+        };
         let head = session.req_header();
         let mut builder = http::Request::builder()
             .method(head.method.clone())
@@ -301,7 +326,7 @@ impl PortcullisProxy {
         for (k, v) in head.headers.iter() {
             builder = builder.header(k, v);
         }
-        let req = match builder.body(axum::body::Body::from(Bytes::from(body))) {
+        let req = match builder.body(axum::body::Body::from(body)) {
             Ok(r) => r,
             Err(_) => {
                 return respond::bad_request("malformed request", &ctx.request_id)
@@ -313,6 +338,7 @@ impl PortcullisProxy {
             Ok(r) => r,
             Err(never) => match never {},
         };
+        ratelimit::scim_answered(&self.limiter, session, st, resp.status());
         // Large groups are large: a 50,000-member group is a few MiB.
         respond::from_router(resp, 256 << 20)
             .await
@@ -328,15 +354,19 @@ impl PortcullisProxy {
         ctx: &mut Ctx,
     ) -> pingora::Result<u16> {
         let limit = st.config.server.max_internal_body_bytes;
-        let mut body = Vec::new();
-        while let Some(chunk) = session.read_request_body().await? {
-            if body.len() + chunk.len() > limit {
+        let body = match body::read_body(session, limit, st.body_timeout()).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(_)) => {
                 return respond::bad_request("request body too large", &ctx.request_id)
                     .send(session, &ctx.request_id)
                     .await;
             }
-            body.extend_from_slice(&chunk);
-        }
+            Err(e) => {
+                ctx.outcome = "timeout";
+                return body::refuse(session, &st.metrics, "internal_body", e, &ctx.request_id)
+                    .await;
+            }
+        };
         let head = session.req_header();
         let mut builder = http::Request::builder()
             .method(head.method.clone())
@@ -344,7 +374,7 @@ impl PortcullisProxy {
         for (k, v) in head.headers.iter() {
             builder = builder.header(k, v);
         }
-        let mut req = match builder.body(axum::body::Body::from(Bytes::from(body))) {
+        let mut req = match builder.body(axum::body::Body::from(body)) {
             Ok(r) => r,
             Err(_) => {
                 return respond::bad_request("malformed request", &ctx.request_id)
@@ -405,6 +435,23 @@ impl ProxyHttp for PortcullisProxy {
         if st.is_internal(&path) {
             ctx.policy = "internal";
             ctx.outcome = "internal";
+            let method = &session.req_header().method;
+            if let Some(limit) =
+                ratelimit::internal_limit(&st.config.server.internal_prefix, method, &path)
+                && let Some(status) = ratelimit::limit_internal(
+                    &self.limiter,
+                    session,
+                    &st,
+                    limit,
+                    ctx.wants_html,
+                    &ctx.request_id,
+                )
+                .await?
+            {
+                ctx.outcome = "rate_limited";
+                ctx.status = Some(status);
+                return Ok(true);
+            }
             // Endpoints like logout need the session; a store outage just
             // means "anonymous" here.
             let _ = self.identify(session, &st, ctx).await;

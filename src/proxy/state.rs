@@ -141,6 +141,11 @@ impl ProxyState {
         })
     }
 
+    /// How long a body Portcullis reads itself may take to arrive.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.limits.body_timeout_ms)
+    }
+
     /// Is `path` one of ours? `/.portcullis` itself counts too.
     pub fn is_internal(&self, path: &str) -> bool {
         let p = &self.config.server.internal_prefix;

@@ -7,6 +7,7 @@ mod dev_idp;
 mod domains;
 mod enforce;
 mod gate;
+mod limits;
 mod oidc;
 mod oidc_interop;
 mod proxy;

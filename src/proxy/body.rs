@@ -1,0 +1,99 @@
+//! Reading a request body Portcullis consumes itself (internal endpoints,
+//! SCIM, SSO-enforced password logins), bounded in size *and* in time.
+//!
+//! pingora's own downstream read timeout applies to each read, so a client
+//! sending a byte every few seconds keeps a connection and a task for as
+//! long as it likes; the deadline here covers the whole body.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("request body not received within {0:?}")]
+    TimedOut(Duration),
+    #[error("reading the request body: {0}")]
+    Read(Box<pingora::Error>),
+}
+
+/// The whole body, at most `limit` bytes, within `deadline`.
+pub async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, BodyError> {
+    let read = async {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await.map_err(BodyError::Read)? {
+            if body.len() + chunk.len() > limit {
+                return Err(BodyError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut(deadline)))
+}
+
+/// Answers a body that could not be read: `408` for a client too slow
+/// (counted under `stage`, logged with the reason, connection closed), a
+/// plain `413` for an oversized one (callers with an answer of their own
+/// match it first), the read error itself otherwise.
+pub async fn refuse(
+    session: &mut Session,
+    metrics: &crate::metrics::Metrics,
+    stage: &'static str,
+    err: BodyError,
+    request_id: &str,
+) -> pingora::Result<u16> {
+    match err {
+        BodyError::Read(e) => Err(e),
+        BodyError::TooLarge(_) => {
+            session.set_keepalive(None);
+            super::respond::too_large(request_id)
+                .send(session, request_id)
+                .await
+        }
+        err @ BodyError::TimedOut(_) => {
+            metrics
+                .limits
+                .client_timeouts
+                .with_label_values(&[stage])
+                .inc();
+            tracing::warn!(
+                request_id,
+                stage,
+                client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+                reason = %err,
+                "slow client cut off"
+            );
+            // The rest of the body is never read: the connection can't be
+            // reused, and draining it is what the client is stalling.
+            session.set_keepalive(None);
+            timeout_reply(request_id).send(session, request_id).await
+        }
+    }
+}
+
+fn timeout_reply(request_id: &str) -> super::respond::Reply {
+    let body = serde_json::json!({
+        "error": "request_timeout",
+        "message": "The request was not received in time.",
+        "request_id": request_id,
+    });
+    super::respond::Reply {
+        status: http::StatusCode::REQUEST_TIMEOUT,
+        headers: vec![(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        )],
+        body: Bytes::from(body.to_string()),
+    }
+    .header(http::header::CONNECTION, "close")
+}

@@ -1,0 +1,521 @@
+//! Downstream connections: a cap on how many are open, and a deadline for
+//! each HTTP/1 request header (slowloris).
+//!
+//! pingora 0.9 bounds neither. Its header read has a timeout per `read()`
+//! (60 s on a new connection, none at all on a kept-alive one after
+//! `respect_keepalive`), so a client sending one byte every few seconds
+//! holds a connection forever; and its accept loop spawns a task per
+//! connection without limit. Both are fixed here, outside pingora, by
+//! wrapping the proxy application:
+//!
+//! - [`ConnectionLimit`] (a `ServerApp`) holds a semaphore permit for the
+//!   life of each connection. Beyond the cap a connection is answered
+//!   `503` and closed at once rather than queued: pingora keeps accepting
+//!   either way, so a queue would only turn a connection flood into file
+//!   descriptor and memory exhaustion, while a refusal costs one write.
+//!   Clients and balancers retry; the admin listener is not capped, so
+//!   metrics and health stay reachable.
+//! - [`HeaderDeadline`] (an `HttpServerApp`) reads each HTTP/1 request
+//!   header itself, under the deadline, and hands the bytes to pingora as
+//!   the session's pipelined prefix, which pingora parses before reading
+//!   the socket again. The wait for the *first* byte of a request on a
+//!   kept-alive connection is the idle timeout (closed quietly); from the
+//!   first byte, or from the start on a new connection, the header must be
+//!   complete within `header_timeout`.
+//!
+//! TLS handshakes happen before either (pingora bounds them at 60 s).
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::protocols::Stream;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::http::v2::server::H2Options;
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+use crate::metrics::Metrics;
+
+use super::state::ProxyState;
+
+tokio::task_local! {
+    /// Set by [`ConnectionLimit`] for the task serving one connection:
+    /// whether its first request is still to come.
+    static FIRST_REQUEST: Cell<bool>;
+}
+
+/// pingora refuses request headers larger than this (its
+/// `MAX_HEADER_SIZE`); reading stops here and pingora answers `400`.
+const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// A write to a client that stopped reading must not hold the task.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+const REFUSED_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n";
+const TIMEOUT_408: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+
+/// Caps the open connections of the service it wraps.
+pub struct ConnectionLimit<A> {
+    inner: Arc<A>,
+    permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+    refusals_logged: LogGate,
+}
+
+impl<A> ConnectionLimit<A> {
+    pub fn new(inner: A, max_connections: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            permits: Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS))),
+            metrics,
+            refusals_logged: LogGate::default(),
+        }
+    }
+}
+
+/// Keeps the open-connections gauge true however the connection ends.
+struct Open<'a> {
+    metrics: &'a Metrics,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.metrics.limits.connections.dec();
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics.limits.connections_refused.inc();
+            if let Some(suppressed) = self.refusals_logged.admit() {
+                tracing::warn!(
+                    client = %peer(&stream),
+                    suppressed,
+                    "connection refused: limits.max_connections connections are open"
+                );
+            }
+            // A 503 an HTTP/1 client can read; an h2 client would only see
+            // garbage, so it just sees the close.
+            if !matches!(
+                stream.selected_alpn_proto(),
+                Some(pingora::protocols::ALPN::H2)
+            ) {
+                let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+                    stream.write_all(REFUSED_503).await?;
+                    stream.flush().await
+                })
+                .await;
+            }
+            return None;
+        };
+        self.metrics.limits.connections.inc();
+        let _open = Open {
+            metrics: &self.metrics,
+            _permit: permit,
+        };
+        FIRST_REQUEST
+            .scope(Cell::new(true), self.inner.process_new(stream, shutdown))
+            .await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await;
+    }
+}
+
+/// Bounds the time to receive each HTTP/1 request header.
+pub struct HeaderDeadline<H> {
+    inner: Arc<H>,
+    state: Arc<ArcSwap<ProxyState>>,
+    metrics: Arc<Metrics>,
+    timeouts_logged: LogGate,
+}
+
+impl<H> HeaderDeadline<H> {
+    /// `state` supplies the timeouts of the configuration in force.
+    pub fn new(inner: H, state: Arc<ArcSwap<ProxyState>>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            state,
+            metrics,
+            timeouts_logged: LogGate::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<H> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // Only an HTTP/1 session whose bytes are all still in the socket
+        // can be read ahead (pipelining is never enabled here, so pingora
+        // holds no prefix of its own).
+        if session.as_http1().is_none() || session.pipelining_enabled() {
+            return self.inner.process_new_http(session, shutdown).await;
+        }
+        let first = FIRST_REQUEST
+            .try_with(|f| f.replace(false))
+            .unwrap_or(false);
+        let (header_timeout, idle_timeout) = {
+            let st = self.state.load();
+            let l = &st.config.limits;
+            (
+                Duration::from_millis(l.header_timeout_ms),
+                Duration::from_secs(l.keepalive_timeout_seconds),
+            )
+        };
+        // What pingora set up for this session, to be given back to the
+        // one rebuilt around the same stream.
+        let keepalive = session.get_keepalive();
+        let reuses = session.get_keepalive_reuses_remaining();
+        let user_context = session.take_connection_user_context();
+        let ServerSession::H1(h1) = session else {
+            return None;
+        };
+        let mut stream = h1.into_inner();
+        let first_wait = if first { header_timeout } else { idle_timeout };
+        match read_head(&mut stream, first_wait, header_timeout, first, shutdown).await {
+            Head::Complete(head) => {
+                let mut session = ServerSession::new_http1(stream);
+                session.set_keepalive(keepalive);
+                session.set_keepalive_reuses_remaining(reuses);
+                session.set_connection_user_context(user_context);
+                session.set_pipelined_prefix(head);
+                self.inner.process_new_http(session, shutdown).await
+            }
+            Head::Closed => None,
+            Head::Silent => {
+                self.metrics
+                    .limits
+                    .client_timeouts
+                    .with_label_values(&["connection_idle"])
+                    .inc();
+                tracing::debug!(client = %peer(&stream), timeout = ?header_timeout, "new connection sent no request in time; closed");
+                None
+            }
+            Head::TooSlow(received) => {
+                self.metrics
+                    .limits
+                    .client_timeouts
+                    .with_label_values(&["header"])
+                    .inc();
+                if let Some(suppressed) = self.timeouts_logged.admit() {
+                    tracing::warn!(
+                        client = %peer(&stream),
+                        received_bytes = received,
+                        timeout = ?header_timeout,
+                        suppressed,
+                        "slow client cut off: request header incomplete at the deadline"
+                    );
+                }
+                let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+                    stream.write_all(TIMEOUT_408).await?;
+                    stream.flush().await
+                })
+                .await;
+                None
+            }
+        }
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        self.inner.h2_options()
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.inner.server_options()
+    }
+
+    async fn http_cleanup(&self) {
+        self.inner.http_cleanup().await;
+    }
+}
+
+/// How reading a request header ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Head {
+    /// The header (and whatever followed it) — or more than pingora
+    /// accepts, for pingora to refuse.
+    Complete(BytesMut),
+    /// Closed by the client, idle past the keep-alive timeout, or the
+    /// server is shutting down: nothing to answer.
+    Closed,
+    /// A new connection that sent nothing within the header timeout.
+    Silent,
+    /// Part of a header, then the deadline.
+    TooSlow(usize),
+}
+
+/// Reads until the end of a request header. Waits `first_wait` for the
+/// first byte; the header must then be complete `header_timeout` after the
+/// first byte, or after the start when `from_start` (a new connection).
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    first_wait: Duration,
+    header_timeout: Duration,
+    from_start: bool,
+    shutdown: &ShutdownWatch,
+) -> Head {
+    let start = tokio::time::Instant::now();
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut stop = shutdown.clone();
+    let shutting_down = async move {
+        // A dropped sender means no shutdown will ever be signalled.
+        if stop.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let read = tokio::select! {
+        biased;
+        r = tokio::time::timeout(first_wait, stream.read_buf(&mut buf)) => r,
+        () = shutting_down => return Head::Closed,
+    };
+    match read {
+        Err(_) if from_start => return Head::Silent,
+        Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return Head::Closed,
+        Ok(Ok(_)) => {}
+    }
+    let deadline = if from_start {
+        start
+    } else {
+        tokio::time::Instant::now()
+    } + header_timeout;
+    let mut scan = HeadScan::default();
+    loop {
+        if scan.complete(&buf) || buf.len() > MAX_HEADER_BYTES {
+            return Head::Complete(buf);
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Err(_) => return Head::TooSlow(buf.len()),
+            Ok(Ok(0)) | Ok(Err(_)) => return Head::Closed,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Finds the end of a request header incrementally (a client sending one
+/// byte per read must not make each read rescan everything). The end is an
+/// empty line: LF, optional CR, LF — the bare-LF form is what lenient
+/// parsers (pingora's httparse among them) accept too. Empty lines before
+/// the request line are skipped, as RFC 9112 §2.2 allows.
+#[derive(Default)]
+struct HeadScan {
+    pos: usize,
+    started: bool,
+}
+
+impl HeadScan {
+    fn complete(&mut self, buf: &[u8]) -> bool {
+        if !self.started {
+            match buf[self.pos..]
+                .iter()
+                .position(|b| !matches!(b, b'\r' | b'\n'))
+            {
+                Some(i) => {
+                    self.pos += i;
+                    self.started = true;
+                }
+                None => {
+                    self.pos = buf.len();
+                    return false;
+                }
+            }
+        }
+        while self.pos < buf.len() {
+            if buf[self.pos] == b'\n' {
+                match (buf.get(self.pos + 1), buf.get(self.pos + 2)) {
+                    (Some(b'\n'), _) | (Some(b'\r'), Some(b'\n')) => return true,
+                    // Not decidable yet: look at this LF again next time.
+                    (None, _) | (Some(b'\r'), None) => return false,
+                    _ => {}
+                }
+            }
+            self.pos += 1;
+        }
+        false
+    }
+}
+
+fn peer(stream: &Stream) -> String {
+    stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// At most one log line per second for events an attacker can repeat at
+/// will; the lines in between are counted and reported with the next one.
+#[derive(Default)]
+pub(crate) struct LogGate {
+    last_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogGate {
+    /// `Some(lines suppressed since the last one)` when a line may go out.
+    pub(crate) fn admit(&self) -> Option<u64> {
+        let now = crate::clock::now().max(0) as u64;
+        let last = self.last_second.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .last_second
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(input: &[u8]) -> bool {
+        HeadScan::default().complete(input)
+    }
+
+    #[test]
+    fn finds_the_end_of_a_header_in_any_line_ending() {
+        assert!(scan_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(scan_all(b"GET / HTTP/1.1\nHost: a\n\n"));
+        assert!(scan_all(b"GET / HTTP/1.1\r\nHost: a\n\r\nbody"));
+        assert!(!scan_all(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!scan_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r"));
+        // Leading empty lines are not the end of anything.
+        assert!(!scan_all(b"\r\n\r\n\r\nGET / HTTP/1.1\r\n"));
+        assert!(scan_all(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"));
+    }
+
+    #[test]
+    fn byte_by_byte_scanning_agrees_with_scanning_at_once() {
+        for input in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"\r\nGET / HTTP/1.1\nX: y\n\n",
+            b"GET / HTTP/1.1\r\nX: \r\r\n\r\n",
+        ] {
+            let mut scan = HeadScan::default();
+            let ends: Vec<bool> = (1..=input.len())
+                .map(|n| scan.complete(&input[..n]))
+                .collect();
+            assert_eq!(
+                ends.iter().position(|e| *e),
+                Some(input.len() - 1),
+                "{input:?}"
+            );
+        }
+    }
+
+    fn watch() -> (tokio::sync::watch::Sender<bool>, ShutdownWatch) {
+        tokio::sync::watch::channel(false)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_header_is_cut_off_at_the_deadline() {
+        let (_tx, rx) = watch();
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let trickle = tokio::spawn(async move {
+            for b in b"GET / HTTP/1.1\r\nHost: a\r\n" {
+                client.write_all(&[*b]).await.unwrap();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            client
+        });
+        let started = tokio::time::Instant::now();
+        let got = read_head(
+            &mut server,
+            Duration::from_secs(75),
+            Duration::from_secs(5),
+            false,
+            &rx,
+        )
+        .await;
+        assert!(
+            matches!(got, Head::TooSlow(n) if (5..=6).contains(&n)),
+            "{got:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        trickle.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_waits_are_quiet_and_new_connections_must_speak_first() {
+        let (_tx, rx) = watch();
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let t = Duration::from_secs;
+        assert_eq!(
+            read_head(&mut server, t(75), t(5), false, &rx).await,
+            Head::Closed
+        );
+        assert_eq!(
+            read_head(&mut server, t(5), t(5), true, &rx).await,
+            Head::Silent
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_whole_header_is_handed_over_with_what_followed() {
+        let (_tx, rx) = watch();
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client
+            .write_all(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        let got = read_head(
+            &mut server,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            true,
+            &rx,
+        )
+        .await;
+        assert_eq!(
+            got,
+            Head::Complete(BytesMut::from(
+                &b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"[..]
+            ))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_an_idle_wait() {
+        let (tx, rx) = watch();
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let wait = tokio::spawn(async move {
+            read_head(
+                &mut server,
+                Duration::from_secs(3600),
+                Duration::from_secs(5),
+                false,
+                &rx,
+            )
+            .await
+        });
+        tokio::task::yield_now().await;
+        tx.send_replace(true);
+        assert_eq!(wait.await.unwrap(), Head::Closed);
+    }
+}
