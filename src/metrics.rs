@@ -41,6 +41,8 @@ pub struct Metrics {
     pub oidc_groups_overage: IntCounterVec,
     /// Back-channel logout requests; `result` ∈ ok|store|<refusal reason>.
     pub oidc_backchannel_logouts: IntCounterVec,
+    /// Logout POSTs refused; `reason` ∈ csrf_missing|csrf_invalid.
+    pub logout_refused: IntCounterVec,
     pub webhook: WebhookMetrics,
 }
 
@@ -240,6 +242,14 @@ impl Metrics {
             &["tenant", "connection", "result"],
         )?;
         registry.register(Box::new(oidc_backchannel_logouts.clone()))?;
+        let logout_refused = IntCounterVec::new(
+            Opts::new(
+                "portcullis_logout_refused_total",
+                "Logout requests that ended nothing because their CSRF token was missing or wrong",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(logout_refused.clone()))?;
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -273,6 +283,7 @@ impl Metrics {
             saml_metadata_refresh,
             oidc_groups_overage,
             oidc_backchannel_logouts,
+            logout_refused,
             webhook,
         })
     }

@@ -166,6 +166,8 @@ mod tests {
 address = "127.0.0.1:1"
 [session]
 keys = ["0123456789012345678901234567890123456789"]
+[store]
+encryption_key = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE="
 [server]
 default_policy = "public"
 [[routes]]
