@@ -52,7 +52,14 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = {
+        use std::os::unix::fs::PermissionsExt;
+        // The store refuses a directory others can read.
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+    }
+    .unwrap();
     let store = rt
         .block_on(Store::open(&format!(
             "sqlite://{}/bench.db",

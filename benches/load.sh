@@ -227,6 +227,8 @@ if [[ $ONLY_BASELINE != 1 ]]; then
   export LOAD_DATA="$TMP/load.db"
   PORTCULLIS_SESSION_KEY=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')   # 48 hex chars
   export PORTCULLIS_SESSION_KEY
+  PORTCULLIS_STORE_KEY=$(head -c 32 /dev/urandom | base64)
+  export PORTCULLIS_STORE_KEY
   export RUST_LOG="${RUST_LOG:-warn}"   # per-request logging would be measured too
 
   # The floor: pingora forwarding with nothing else (examples/bare_pingora.rs,

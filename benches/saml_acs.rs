@@ -37,6 +37,7 @@ policy = "required"
 keys = ["bench-key-0123456789-0123456789-0123456789"]
 [store]
 url = "sqlite://unused.db"
+encryption_key = "cG9ydGN1bGxpcy1iZW5jaC1zdG9yZS1rZXktMDAwMDE="
 [[tenants]]
 id = "example"
 domains = ["example.com"]
@@ -67,7 +68,14 @@ fn setup() -> Fixture {
         .unwrap();
     let config = portcullis::config::from_str(CONFIG, "bench.toml", &|_| None).unwrap();
     let dev = DevIdp::from_config(&config).unwrap().unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = {
+        use std::os::unix::fs::PermissionsExt;
+        // The store refuses a directory others can read.
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+    }
+    .unwrap();
     let store = rt
         .block_on(Store::open(&format!(
             "sqlite://{}/bench.db",

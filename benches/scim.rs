@@ -41,6 +41,8 @@ address = "127.0.0.1:8080"
 address = "127.0.0.1:8081"
 [session]
 keys = ["bench-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]
+[store]
+encryption_key = "cG9ydGN1bGxpcy1iZW5jaC1zdG9yZS1rZXktMDAwMDE="
 [[tenants]]
 id = "acme"
 domains = ["acme.com"]
@@ -174,7 +176,14 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = {
+        use std::os::unix::fs::PermissionsExt;
+        // The store refuses a directory others can read.
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+    }
+    .unwrap();
     let scim = service(&rt, dir.path());
 
     let (per_sec, per_cpu_sec) = provision(&rt, &scim);

@@ -82,7 +82,14 @@ async fn run() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let tenants = 8;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = {
+        use std::os::unix::fs::PermissionsExt;
+        // The store refuses a directory others can read.
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+    }
+    .unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.path().join("b.db").display()))
         .await
         .unwrap();

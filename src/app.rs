@@ -85,7 +85,14 @@ impl Shared {
         factories: Factories,
     ) -> Result<Arc<Self>, AppError> {
         let metrics = Arc::new(Metrics::new()?);
-        let store = Store::open(&config.store.url).await?;
+        let store = Store::open_sealed(
+            &config.store.url,
+            &config
+                .store
+                .encryption_keys()
+                .map_err(StoreError::Sealing)?,
+        )
+        .await?;
         let sessions = Sessions::new(
             store.clone(),
             config.session.cache_capacity,

@@ -11,7 +11,7 @@ use crate::config;
 use crate::identity::Principal;
 use crate::metrics::Metrics;
 use crate::session::{CookieCodec, Sessions};
-use crate::store::{SessionSelector, Store};
+use crate::store::{SessionSelector, Store, StoreError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -364,7 +364,11 @@ fn sessions(cmd: SessionsCommand) -> Result<ExitCode, AppError> {
             let cfg = config::load(&config.config)?;
             let codec = CookieCodec::new(&cfg.session).map_err(crate::proxy::StateError::from)?;
             let cookie = rt.block_on(async {
-                let store = Store::open(&cfg.store.url).await?;
+                let store = Store::open_sealed(
+                    &cfg.store.url,
+                    &cfg.store.encryption_keys().map_err(StoreError::Sealing)?,
+                )
+                .await?;
                 let sessions = Sessions::new(
                     store.clone(),
                     1,
@@ -419,7 +423,11 @@ fn sessions(cmd: SessionsCommand) -> Result<ExitCode, AppError> {
             };
             let cfg = config::load(&config.config)?;
             let n = rt.block_on(async {
-                let store = Store::open(&cfg.store.url).await?;
+                let store = Store::open_sealed(
+                    &cfg.store.url,
+                    &cfg.store.encryption_keys().map_err(StoreError::Sealing)?,
+                )
+                .await?;
                 let n = store.revoke_sessions(&selector).await?;
                 store.close().await;
                 Ok::<_, AppError>(n)
@@ -442,7 +450,7 @@ fn webhooks(cmd: WebhooksCommand) -> Result<ExitCode, AppError> {
         .enable_all()
         .build()?;
     let out = rt.block_on(async {
-        let store = Store::open(&config.store.url).await?;
+        let store = Store::open_sealed(&config.store.url, &config.store.encryption_keys().map_err(StoreError::Sealing)?).await?;
         let out = match &cmd {
             WebhooksCommand::Status { .. } => cli::status(&store).await,
             WebhooksCommand::Replay {
@@ -540,7 +548,7 @@ fn users(cmd: UsersCommand) -> Result<ExitCode, AppError> {
                         return Ok(ExitCode::from(2));
                     }
                 }
-                let store = Store::open(&cfg.store.url).await?;
+                let store = Store::open_sealed(&cfg.store.url, &cfg.store.encryption_keys().map_err(StoreError::Sealing)?).await?;
                 let now = crate::clock::now();
                 let user = crate::store::UserRecord {
                     id: uuid::Uuid::new_v4().to_string(),
@@ -571,7 +579,7 @@ fn users(cmd: UsersCommand) -> Result<ExitCode, AppError> {
             }
             UsersCommand::List { config, tenant } => {
                 let cfg = config::load(&config.config)?;
-                let store = Store::open(&cfg.store.url).await?;
+                let store = Store::open_sealed(&cfg.store.url, &cfg.store.encryption_keys().map_err(StoreError::Sealing)?).await?;
                 let list = store.list_users(tenant.as_deref()).await;
                 store.close().await;
                 println!("{:<16} {:<32} {:<10} {:<7} {:<8} last login", "tenant", "email", "role", "source", "active");
@@ -590,7 +598,7 @@ fn users(cmd: UsersCommand) -> Result<ExitCode, AppError> {
             }
             UsersCommand::Remove { config, tenant, email } => {
                 let cfg = config::load(&config.config)?;
-                let store = Store::open(&cfg.store.url).await?;
+                let store = Store::open_sealed(&cfg.store.url, &cfg.store.encryption_keys().map_err(StoreError::Sealing)?).await?;
                 let removed = store.delete_user(&tenant, &email).await;
                 let result = match removed {
                     Ok(Some(u)) => {
@@ -628,7 +636,11 @@ fn scim_token_create(path: &std::path::Path, tenant: &str) -> Result<ExitCode, A
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = Store::open(&cfg.store.url).await?;
+        let store = Store::open_sealed(
+            &cfg.store.url,
+            &cfg.store.encryption_keys().map_err(StoreError::Sealing)?,
+        )
+        .await?;
         let result = store
             .scim_token_set(tenant, &new.key_id, &new.hash, crate::clock::now())
             .await;

@@ -139,11 +139,23 @@ pub struct DemoOptions {
 /// `portcullis demo`: proxy + embedded SQLite + demo upstream, no file needed.
 pub fn run_demo(opts: &DemoOptions) -> Result<(), AppError> {
     let data_dir = opts.data_dir.as_path();
-    std::fs::create_dir_all(data_dir)?;
-    let key = demo_session_key(data_dir)?;
+    // The store refuses a directory others can read (it holds the session
+    // records and the signing key), so the demo creates its own 0700.
+    if !data_dir.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)?;
+    }
+    let key = demo_key(data_dir, "session.key", hex::encode)?;
+    let store_key = demo_key(data_dir, "store.key", |bytes| {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    })?;
     let data = data_dir.display().to_string();
     let env = move |name: &str| match name {
         "PORTCULLIS_SESSION_KEY" => Some(key.clone()),
+        "PORTCULLIS_STORE_KEY" => Some(store_key.clone()),
         "PORTCULLIS_DATA_DIR" => Some(data.clone()),
         other => std::env::var(other).ok(),
     };
@@ -195,19 +207,25 @@ pub fn run_demo(opts: &DemoOptions) -> Result<(), AppError> {
     Ok(())
 }
 
-/// A random per-installation demo key, kept so demo sessions survive
-/// restarts; created owner-readable only.
-fn demo_session_key(dir: &Path) -> Result<String, AppError> {
-    let path: PathBuf = dir.join("session.key");
+/// A random per-installation demo key (the session key, hex; the store
+/// encryption key, base64), kept in `file` so demo sessions and the sealed
+/// store survive restarts; created owner-readable only. A file that no
+/// longer holds a usable key is replaced.
+fn demo_key(dir: &Path, file: &str, encode: fn([u8; 32]) -> String) -> Result<String, AppError> {
+    let path: PathBuf = dir.join(file);
     if let Ok(k) = std::fs::read_to_string(&path) {
         let k = k.trim().to_owned();
-        if k.len() >= crate::config::MIN_SESSION_KEY_BYTES {
+        let usable = match file {
+            "store.key" => crate::config::decode_store_key(&k).is_ok(),
+            _ => k.len() >= crate::config::MIN_SESSION_KEY_BYTES,
+        };
+        if usable {
             return Ok(k);
         }
     }
     let bytes = crate::secret::random_bytes::<32>()
         .map_err(|_| std::io::Error::other("no randomness available"))?;
-    let key = hex::encode(bytes);
+    let key = encode(bytes);
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;

@@ -57,6 +57,8 @@ pub struct Metrics {
     /// is the authenticated (configured) tenant, `result` ∈ refused|accepted
     /// (accepted: `[tenants.scim] allow_external_emails`).
     pub scim_external_emails: IntCounterVec,
+    /// Logout POSTs refused; `reason` ∈ csrf_missing|csrf_invalid.
+    pub logout_refused: IntCounterVec,
     pub webhook: WebhookMetrics,
     pub limits: LimitMetrics,
 }
@@ -349,6 +351,14 @@ impl Metrics {
             &["tenant", "result"],
         )?;
         registry.register(Box::new(scim_external_emails.clone()))?;
+        let logout_refused = IntCounterVec::new(
+            Opts::new(
+                "portcullis_logout_refused_total",
+                "Logout requests that ended nothing because their CSRF token was missing or wrong",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(logout_refused.clone()))?;
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -388,6 +398,7 @@ impl Metrics {
             oidc_groups_overage,
             oidc_backchannel_logouts,
             scim_external_emails,
+            logout_refused,
             webhook,
             limits,
         })

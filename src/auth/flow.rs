@@ -1,18 +1,32 @@
 //! Login flow state bound to the browser: an encrypted, short-lived cookie
-//! per flow (`portcullis_flow_<relay>`), never trusted from the query
-//! string. The relay value round-trips through the IdP and names the cookie,
-//! so parallel logins in several tabs don't clobber each other, and a
-//! callback replayed in another browser finds no cookie.
+//! per flow (`portcullis_flow_<relay>`, `__Host-portcullis_flow_<relay>`
+//! with Path=/ when the session cookie is host-prefixed), never trusted
+//! from the query string. The relay value round-trips through the IdP and
+//! names the cookie, so parallel logins in several tabs don't clobber each
+//! other, and a callback replayed in another browser finds no cookie.
+//!
+//! A browser keeps at most [`MAX_FLOWS_PER_BROWSER`] of them: each start
+//! expires the oldest beyond that, so repeated starts (a reload loop, or a
+//! page that fires many login links) can't grow the Cookie header until
+//! the browser's or a server's size limit breaks every request.
 
 use cookie::time::Duration as CookieDuration;
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SessionConfig;
+use crate::session::{flow_cookie_prefix, host_prefixed};
 
 /// How long a login may take at the IdP.
 pub const FLOW_LIFETIME_SECONDS: i64 = 600;
-const PREFIX: &str = "portcullis_flow_";
+
+/// Flows one browser may have in progress at once (tabs logging in in
+/// parallel); a new start expires the oldest beyond this.
+pub const MAX_FLOWS_PER_BROWSER: usize = 4;
+
+/// Flow cookies looked at per start: a hostile Cookie header can't make us
+/// decrypt more, nor answer with more `Set-Cookie` lines than this.
+const MAX_FLOWS_EXAMINED: usize = 64;
 
 /// What is remembered between `start` and the callback.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +47,7 @@ pub struct FlowCodec {
     keys: Vec<Key>,
     secure: bool,
     path: String,
+    prefix: &'static str,
 }
 
 impl FlowCodec {
@@ -45,7 +60,14 @@ impl FlowCodec {
                 .map(|k| Key::derive_from(k.as_bytes()))
                 .collect(),
             secure: session.secure,
-            path: internal_prefix.to_owned(),
+            // `__Host-` requires Path=/; otherwise the cookie stays under
+            // the internal prefix, where only our endpoints see it.
+            path: if host_prefixed(session) {
+                "/".to_owned()
+            } else {
+                internal_prefix.to_owned()
+            },
+            prefix: flow_cookie_prefix(session),
         }
     }
 
@@ -57,7 +79,7 @@ impl FlowCodec {
     /// `Set-Cookie` for a new flow.
     pub fn seal(&self, relay: &str, flow: &FlowState) -> Option<String> {
         let key = self.keys.first()?;
-        let name = format!("{PREFIX}{relay}");
+        let name = format!("{}{relay}", self.prefix);
         let json = serde_json::to_string(flow).ok()?;
         let mut jar = CookieJar::new();
         jar.private_mut(key).add(Cookie::new(name.clone(), json));
@@ -69,9 +91,63 @@ impl FlowCodec {
 
     /// `Set-Cookie` that removes a flow cookie (flows are single use).
     pub fn clear(&self, relay: &str) -> String {
-        let mut c = self.attributes(Cookie::new(format!("{PREFIX}{relay}"), ""));
+        self.clear_named(format!("{}{relay}", self.prefix))
+    }
+
+    fn clear_named(&self, name: String) -> String {
+        let mut c = self.attributes(Cookie::new(name, ""));
         c.set_max_age(CookieDuration::ZERO);
         c.to_string()
+    }
+
+    /// `Set-Cookie` values that expire this browser's older flows so that,
+    /// with the one about to start, at most [`MAX_FLOWS_PER_BROWSER`]
+    /// remain. Oldest go first; a flow cookie that no longer opens
+    /// (expired, forged, sealed under a retired key) counts as oldest.
+    pub fn evict_for_new<'a>(
+        &self,
+        cookie_headers: impl Iterator<Item = &'a [u8]>,
+        now: i64,
+    ) -> Vec<String> {
+        let mut flows: Vec<(Option<i64>, String)> = Vec::new();
+        'headers: for header in cookie_headers {
+            let Ok(header) = std::str::from_utf8(header) else {
+                continue;
+            };
+            for c in Cookie::split_parse(header).flatten() {
+                let Some(relay) = c.name().strip_prefix(self.prefix) else {
+                    continue;
+                };
+                if flows.iter().any(|(_, name)| name == c.name()) {
+                    continue;
+                }
+                if flows.len() == MAX_FLOWS_EXAMINED {
+                    break 'headers;
+                }
+                let created = self
+                    .open_named(relay, c.name(), c.value(), now)
+                    .map(|f| f.created_at);
+                flows.push((created, c.name().to_owned()));
+            }
+        }
+        let keep = MAX_FLOWS_PER_BROWSER.saturating_sub(1);
+        if flows.len() <= keep {
+            return Vec::new();
+        }
+        // Newest first; unopenable (None) sort last, so they go first.
+        // Flows started in the same second: browsers send older cookies
+        // first, so a later position in the header is the newer one.
+        let mut flows: Vec<(Option<i64>, usize, String)> = flows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (created, name))| (created, i, name))
+            .collect();
+        flows.sort_by_key(|f| std::cmp::Reverse((f.0, f.1)));
+        flows
+            .into_iter()
+            .skip(keep)
+            .map(|(_, _, name)| self.clear_named(name))
+            .collect()
     }
 
     fn attributes(&self, mut c: Cookie<'static>) -> Cookie<'static> {
@@ -96,29 +172,41 @@ impl FlowCodec {
         cookie_headers: impl Iterator<Item = &'a [u8]>,
         now: i64,
     ) -> Option<FlowState> {
-        if relay.len() != 32 || !relay.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let name = format!("{PREFIX}{relay}");
+        let name = format!("{}{relay}", self.prefix);
         for header in cookie_headers {
             let Ok(header) = std::str::from_utf8(header) else {
                 continue;
             };
             for c in Cookie::split_parse(header).flatten() {
-                if c.name() != name || c.value().len() > 8192 {
+                if c.name() != name {
                     continue;
                 }
-                for key in &self.keys {
-                    let mut jar = CookieJar::new();
-                    jar.add_original(Cookie::new(name.clone(), c.value().to_owned()));
-                    if let Some(plain) = jar.private(key).get(&name)
-                        && let Ok(flow) = serde_json::from_str::<FlowState>(plain.value())
-                        && now - flow.created_at < FLOW_LIFETIME_SECONDS
-                        && now >= flow.created_at - 60
-                    {
-                        return Some(flow);
-                    }
+                if let Some(flow) = self.open_named(relay, &name, c.value(), now) {
+                    return Some(flow);
                 }
+            }
+        }
+        None
+    }
+
+    /// Opens one flow cookie value under the name it came with (the name is
+    /// authenticated, so a cookie renamed to another relay does not open).
+    fn open_named(&self, relay: &str, name: &str, value: &str, now: i64) -> Option<FlowState> {
+        if relay.len() != 32 || !relay.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        if value.len() > 8192 {
+            return None;
+        }
+        for key in &self.keys {
+            let mut jar = CookieJar::new();
+            jar.add_original(Cookie::new(name.to_owned(), value.to_owned()));
+            if let Some(plain) = jar.private(key).get(name)
+                && let Ok(flow) = serde_json::from_str::<FlowState>(plain.value())
+                && now - flow.created_at < FLOW_LIFETIME_SECONDS
+                && now >= flow.created_at - 60
+            {
+                return Some(flow);
             }
         }
         None
@@ -130,8 +218,14 @@ mod tests {
     use super::*;
 
     fn codec() -> FlowCodec {
+        codec_with(true, None)
+    }
+
+    fn codec_with(secure: bool, domain: Option<&str>) -> FlowCodec {
         let cfg = SessionConfig {
             keys: vec!["flow-key-flow-key-flow-key-flow-key-0123".into()],
+            secure,
+            domain: domain.map(str::to_owned),
             ..SessionConfig::default()
         };
         FlowCodec::new(&cfg, "/.portcullis/")
@@ -156,8 +250,11 @@ mod tests {
         let c = codec();
         let relay = FlowCodec::new_relay().unwrap();
         let set = c.seal(&relay, &flow(1000)).unwrap();
+        // Secure, no Domain: `__Host-`, so Path=/ as the prefix requires.
         assert!(
-            set.contains("Path=/.portcullis/")
+            set.starts_with(&format!("__Host-portcullis_flow_{relay}="))
+                && set.contains("Path=/;")
+                && !set.contains("Domain")
                 && set.contains("HttpOnly")
                 && set.contains("SameSite=None")
                 && set.contains("Secure"),
@@ -184,5 +281,64 @@ mod tests {
         // hostile relay values
         assert_eq!(c.open("../x", [h.as_bytes()].into_iter(), 1100), None);
         assert!(c.clear(&relay).contains("Max-Age=0"));
+        // The name is authenticated: the same value without the prefix
+        // does not open.
+        let unprefixed = h.replacen("__Host-", "", 1);
+        assert_eq!(
+            codec_with(false, None).open(&relay, [unprefixed.as_bytes()].into_iter(), 1100),
+            None
+        );
+    }
+
+    #[test]
+    fn host_prefix_only_when_the_browser_accepts_it() {
+        let relay = FlowCodec::new_relay().unwrap();
+        for (secure, domain) in [(false, None), (true, Some("example.com"))] {
+            let set = codec_with(secure, domain).seal(&relay, &flow(1)).unwrap();
+            assert!(
+                set.starts_with("portcullis_flow_") && set.contains("Path=/.portcullis/"),
+                "{set}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_flow_expires_the_oldest_beyond_the_cap() {
+        let c = codec();
+        let now = 10_000;
+        // Five flows started a second apart, plus one that doesn't open.
+        let relays: Vec<String> = (0..5).map(|_| FlowCodec::new_relay().unwrap()).collect();
+        let mut pairs: Vec<String> = relays
+            .iter()
+            .enumerate()
+            .map(|(i, r)| header(&c.seal(r, &flow(now - 10 + i as i64)).unwrap()))
+            .collect();
+        let forged = FlowCodec::new_relay().unwrap();
+        pairs.push(format!("__Host-portcullis_flow_{forged}=garbage"));
+        pairs.push("app=1".into());
+        let cookie = pairs.join("; ");
+        let cleared = c.evict_for_new([cookie.as_bytes()].into_iter(), now);
+        let names: Vec<&str> = cleared
+            .iter()
+            .map(|s| s.split('=').next().unwrap())
+            .collect();
+        // Room for the new one: the 3 newest stay; the forged one and the
+        // 2 oldest go, each expired with Max-Age=0 under the same name.
+        let expected: Vec<String> = [&relays[1], &relays[0], &forged]
+            .iter()
+            .map(|r| format!("__Host-portcullis_flow_{r}"))
+            .collect();
+        assert_eq!(names, expected);
+        assert!(
+            cleared
+                .iter()
+                .all(|s| s.contains("Max-Age=0") && s.contains("Path=/;"))
+        );
+        // Up to 3 existing flows: nothing to expire.
+        let few = pairs[2..5].join("; ");
+        assert!(
+            c.evict_for_new([few.as_bytes()].into_iter(), now)
+                .is_empty()
+        );
     }
 }

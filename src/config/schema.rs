@@ -465,19 +465,99 @@ impl Default for HeadersConfig {
 }
 
 /// Where sessions and keys live.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite://PATH` (default, embedded) or `postgres://...` for replicas.
     pub url: String,
+    /// Keys that seal the secrets Portcullis writes to the store (the
+    /// assertion signing key, OIDC ID tokens kept for logout): each the
+    /// base64 of 32 random bytes, normally `${ENV}`. One string or a list;
+    /// the first seals, all open, so a key rotates without downtime.
+    #[serde(deserialize_with = "one_or_many")]
+    pub encryption_key: Vec<String>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://data/portcullis.db".into(),
+            encryption_key: Vec::new(),
         }
     }
+}
+
+/// Redacts the encryption keys: a stray `{:?}` of the config must not put
+/// them in a log.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url)
+            .field(
+                "encryption_key",
+                &format!("<{} redacted>", self.encryption_key.len()),
+            )
+            .finish()
+    }
+}
+
+/// Bytes in one `[store] encryption_key` (AES-256).
+pub const STORE_KEY_BYTES: usize = 32;
+
+impl StoreConfig {
+    /// The decoded keys, first (sealing) key first. Validation has already
+    /// refused undecodable ones; the error names the position, never the key.
+    pub fn encryption_keys(&self) -> Result<Vec<[u8; STORE_KEY_BYTES]>, String> {
+        self.encryption_key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                decode_store_key(k).map_err(|e| format!("store.encryption_key[{i}]: {e}"))
+            })
+            .collect()
+    }
+}
+
+/// Decodes one `[store] encryption_key`: standard base64 (with padding) of
+/// exactly 32 bytes, what `openssl rand -base64 32` prints. One format only,
+/// so a key can't be read two ways; hex is recognised to say so. The message
+/// never contains the key.
+pub fn decode_store_key(s: &str) -> Result<[u8; STORE_KEY_BYTES], String> {
+    use base64::Engine as _;
+    const HOW: &str = "generate one with `openssl rand -base64 32`";
+    if s.is_empty() {
+        return Err(format!(
+            "is empty (is its environment variable set?); {HOW}"
+        ));
+    }
+    if s.len() == 2 * STORE_KEY_BYTES && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "looks like hex; give the 32 bytes as base64 instead ({HOW})"
+        ));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.trim_end_matches(['\n', '\r']))
+        .map_err(|_| format!("is not valid base64; {HOW}"))?;
+    <[u8; STORE_KEY_BYTES]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "decodes to {} bytes, need exactly {STORE_KEY_BYTES}; {HOW}",
+            bytes.len()
+        )
+    })
+}
+
+/// Accepts `key = "x"` as well as `key = ["x", "y"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

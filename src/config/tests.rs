@@ -1,10 +1,19 @@
 use super::*;
 
 fn env(name: &str) -> Option<String> {
-    (name == "SESSION_KEY").then(|| "k".repeat(40))
+    match name {
+        "SESSION_KEY" => Some("k".repeat(40)),
+        "STORE_KEY" => Some(STORE_KEY.into()),
+        _ => None,
+    }
 }
 
-const MINIMAL: &str = r#"
+/// Base64 of 32 bytes, a valid `[store] encryption_key`.
+const STORE_KEY: &str = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=";
+
+// The store key sits on the first line (an inline table) so the line
+// numbers the tests below assert are those of the file without it.
+const MINIMAL: &str = r#"store = { encryption_key = "${STORE_KEY}" }
 [[listeners]]
 address = "127.0.0.1:8080"
 
@@ -214,6 +223,7 @@ fn hostile_input_never_panics() {
 fn shipped_configs_are_valid() {
     let env = |n: &str| match n {
         "PORTCULLIS_SESSION_KEY" | "PORTCULLIS_SESSION_KEY_OLD" => Some("x".repeat(48)),
+        "PORTCULLIS_STORE_KEY" | "PORTCULLIS_OLD_STORE_KEY" => Some(STORE_KEY.into()),
         "PORTCULLIS_DATA_DIR" => Some("/tmp/portcullis-demo".into()),
         "LOAD_LISTEN" => Some("127.0.0.1:1".into()),
         "LOAD_ADMIN" => Some("127.0.0.1:2".into()),
@@ -577,9 +587,8 @@ fn example_tenant_section_is_valid_when_uncommented() {
     assert!(uncommented.contains("[tenants.connections.oidc]"));
     let text = format!("{MINIMAL}\n{uncommented}\n");
     let env = |n: &str| match n {
-        "SESSION_KEY" => Some("k".repeat(40)),
         "ACME_GOOGLE_CLIENT_SECRET" => Some("from-the-environment".into()),
-        _ => None,
+        other => env(other),
     };
     let cfg = from_str(&text, "example", &env).unwrap_or_else(|e| panic!("{e}"));
     let oidc = cfg.tenants[0].connections[1].oidc.as_ref().unwrap();
@@ -680,4 +689,51 @@ fn limits_defaults_and_validation() {
             .any(|e| e.contains("t.toml:") && e.contains("login_starts")),
         "{errs:?}"
     );
+}
+
+#[test]
+fn store_encryption_key_is_required_and_validated() {
+    let no_key = MINIMAL.replacen(r#"store = { encryption_key = "${STORE_KEY}" }"#, "", 1);
+    let errs = errors(&no_key);
+    assert!(
+        errs.iter().any(
+            |e| e.starts_with("t.toml:1: store.encryption_key: required")
+                && e.contains("openssl rand -base64 32")
+        ),
+        "{errs:?}"
+    );
+    let hex = "ab".repeat(32);
+    let b64_16 = "MDEyMzQ1Njc4OWFiY2RlZg==";
+    let text = format!(
+        "{}\n[store]\nencryption_key = [\n  \"{STORE_KEY}\",\n  \"{hex}\",\n  \"not base64!\",\n  \"{b64_16}\",\n  \"{STORE_KEY}\",\n]\n",
+        no_key
+    );
+    let errs = errors(&text);
+    for want in [
+        "t.toml:11: store.encryption_key[1]: looks like hex",
+        "t.toml:12: store.encryption_key[2]: is not valid base64",
+        "t.toml:13: store.encryption_key[3]: decodes to 16 bytes, need exactly 32",
+        "t.toml:14: store.encryption_key[4]: the same key is listed twice",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "{want}\n{errs:#?}"
+        );
+    }
+    // No error message repeats a key.
+    assert!(
+        !errs
+            .iter()
+            .any(|e| e.contains(STORE_KEY) || e.contains(&hex))
+    );
+    // A single string and a list both work; the first key seals.
+    let cfg = from_str(MINIMAL, "t.toml", &env).unwrap();
+    assert_eq!(cfg.store.encryption_keys().unwrap().len(), 1);
+    assert!(!format!("{:?}", cfg.store).contains(STORE_KEY));
+    let two = format!(
+        "{no_key}\n[store]\nencryption_key = [\"{STORE_KEY}\", \"cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDI=\"]\n"
+    );
+    let cfg = from_str(&two, "t.toml", &env).unwrap();
+    let keys = cfg.store.encryption_keys().unwrap();
+    assert_eq!(&keys[0], b"portcullis-test-store-key-000001");
 }

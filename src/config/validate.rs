@@ -753,6 +753,20 @@ fn session(cfg: &Config, c: &mut Collector<'_>) {
             "must be a cookie name (letters, digits, `-`, `_`, `.`)",
         );
     }
+    // Browsers drop prefixed cookies that break the prefix's rules; with
+    // `secure = true` and no `domain` Portcullis adds `__Host-` itself.
+    if s.cookie_name.starts_with("__Host-") && !(s.secure && s.domain.is_none()) {
+        c.push(
+            "session.cookie_name",
+            "a `__Host-` cookie needs `secure = true` and no `domain` (browsers drop it otherwise)",
+        );
+    }
+    if s.cookie_name.starts_with("__Secure-") && !s.secure {
+        c.push(
+            "session.cookie_name",
+            "a `__Secure-` cookie needs `secure = true` (browsers drop it otherwise)",
+        );
+    }
     if s.keys.is_empty() {
         c.push(
             "session.keys",
@@ -843,6 +857,38 @@ fn store(cfg: &Config, c: &mut Collector<'_>) {
             "store.url",
             "must be `sqlite://PATH` or `postgres://USER@HOST/DB`",
         );
+    }
+    store_keys(cfg, c);
+}
+
+/// `[store] encryption_key`: required, because every deployment writes
+/// secrets to the store (the generated assertion signing key; OIDC ID tokens
+/// and SAML NameIDs kept for logout), and they must not sit there readable.
+fn store_keys(cfg: &Config, c: &mut Collector<'_>) {
+    let keys = &cfg.store.encryption_key;
+    if keys.is_empty() {
+        c.push(
+            "store.encryption_key",
+            "required: Portcullis seals the secrets it keeps in the store (assertion signing key, \
+             ID tokens for logout) with it; set encryption_key = \"${PORTCULLIS_STORE_KEY}\" \
+             (generate: openssl rand -base64 32)",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, k) in keys.iter().enumerate() {
+        let key = if keys.len() == 1 {
+            "store.encryption_key".to_owned()
+        } else {
+            format!("store.encryption_key[{i}]")
+        };
+        match super::schema::decode_store_key(k) {
+            Err(e) => c.push(key, e),
+            Ok(bytes) => {
+                if !seen.insert(bytes) {
+                    c.push(key, "the same key is listed twice");
+                }
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::{DomainEntry, DomainError, DomainStatus, Domains, normalize_domain};
 use crate::config::{Config, TenantConfig};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// `domains add --tenant T DOMAIN`: claims the domain and prints the TXT
 /// record to publish. Only domains the configuration lists for that tenant
@@ -108,7 +108,11 @@ where
     F: FnOnce(Domains) -> Fut,
     Fut: Future<Output = Result<String, DomainError>>,
 {
-    let store = Store::open(&cfg.store.url).await?;
+    let store = Store::open_sealed(
+        &cfg.store.url,
+        &cfg.store.encryption_keys().map_err(StoreError::Sealing)?,
+    )
+    .await?;
     let result = match Domains::new(store.clone(), &cfg.dns) {
         Ok(domains) => f(domains).await,
         Err(error) => Err(error),

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pages::{ChooserPage, LoginPage, message};
+use super::pages::{ChooserPage, LoginPage, LogoutPage, message};
 use super::sso;
 use super::{CurrentSession, EndpointState, RequestId};
 use crate::auth::Discovery;
@@ -126,39 +126,157 @@ pub(super) struct LogoutQuery {
     return_to: String,
 }
 
-/// Ends the caller's session (store + every replica's cache) and clears the
-/// cookie. Always succeeds from the browser's point of view.
-pub(super) async fn logout(
+fn logout_action(state: &EndpointState) -> String {
+    format!("{}logout", state.config.server.internal_prefix)
+}
+
+/// `GET {prefix}logout`: a confirmation page whose button POSTs the
+/// session's CSRF token. A GET ends nothing, so an `<img src>` or a link on
+/// another site can't sign anyone out. Without a session there is nothing
+/// to confirm: straight on to `return_to`, cookies untouched.
+pub(super) async fn logout_page(
     State(state): State<Arc<EndpointState>>,
     Extension(current): Extension<CurrentSession>,
     Query(q): Query<LogoutQuery>,
 ) -> Response {
-    let mut idp_logout = None;
-    if let Some(s) = current.0 {
-        // RP-initiated logout: the IdP ends its session too, when the
-        // session's connection offers it (OIDC `end_session_endpoint`).
-        if let (Some(conn), Some(binding)) = (s.principal.connection.as_deref(), s.idp.as_ref())
-            && let Some(reg) = state.auth.registry.get(conn)
-        {
-            idp_logout = reg.connection.logout_redirect(binding).await;
-        }
-        match state
-            .sessions
-            .revoke(&SessionSelector::Id(s.id_hash.clone()))
-            .await
-        {
-            Ok(_) => {
-                state
-                    .metrics
-                    .sessions_revoked
-                    .with_label_values(&["logout"])
-                    .inc();
-                tracing::info!(user = %s.principal.user_id, "logout");
-            }
-            Err(e) => tracing::error!(error = %e, "logout could not revoke the session"),
-        }
+    let return_to = safe_return_to(&q.return_to).unwrap_or("/");
+    let Some(s) = current.0 else {
+        return (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, return_to.to_owned())],
+        )
+            .into_response();
+    };
+    let action = logout_action(&state);
+    let csrf = state.codec.logout_token(&s.id_hash);
+    let page = LogoutPage {
+        action: &action,
+        email: &s.principal.email,
+        csrf: &csrf,
+        return_to,
+    };
+    let mut resp = html(page.render());
+    // The POST answers with a redirect to the IdP's logout endpoint when
+    // the session's connection has one, and browsers apply `form-action` to
+    // a form's redirects too: allow that one origin, nothing else.
+    let idp_origin = match idp_logout_url(&state, &s).await {
+        Some(url) => origin_of(&url),
+        None => None,
+    };
+    let form_action = match &idp_origin {
+        Some(o) => format!("form-action 'self' {o}"),
+        None => "form-action 'self'".to_owned(),
+    };
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    let to = idp_logout.unwrap_or_else(|| safe_return_to(&q.return_to).unwrap_or("/").to_owned());
+    resp
+}
+
+/// The IdP's logout URL for this session (RP-/SP-initiated logout), when
+/// its connection offers one.
+async fn idp_logout_url(
+    state: &EndpointState,
+    s: &crate::session::ActiveSession,
+) -> Option<String> {
+    let conn = s.principal.connection.as_deref()?;
+    let binding = s.idp.as_ref()?;
+    let reg = state.auth.registry.get(conn)?;
+    reg.connection.logout_redirect(binding).await
+}
+
+/// `scheme://authority` of an absolute http(s) URL, for a CSP source.
+fn origin_of(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri
+        .scheme_str()
+        .filter(|s| matches!(*s, "http" | "https"))?;
+    let authority = uri.authority()?;
+    // A CSP source can't carry userinfo; such a URL gets no exception.
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// `POST {prefix}logout` with `csrf` (the session's token) and
+/// `return_to`: ends the caller's session (store + every replica's cache),
+/// clears the cookie, and sends the browser to the IdP's logout endpoint
+/// when the session's connection has one, else to `return_to`. A missing or
+/// wrong token ends nothing (403 page with a fresh sign-out link; reason in
+/// the log and `portcullis_logout_refused_total`).
+pub(super) async fn logout_submit(
+    State(state): State<Arc<EndpointState>>,
+    Extension(current): Extension<CurrentSession>,
+    request_id: Option<Extension<RequestId>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let form = std::str::from_utf8(&body)
+        .map(sso::pairs)
+        .unwrap_or_default();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let return_to = safe_return_to(field("return_to").unwrap_or_default()).unwrap_or("/");
+    let Some(s) = current.0 else {
+        return (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, return_to.to_owned())],
+        )
+            .into_response();
+    };
+    let reason = match field("csrf") {
+        None | Some("") => Some("csrf_missing"),
+        Some(token) if !state.codec.verify_logout_token(&s.id_hash, token) => Some("csrf_invalid"),
+        Some(_) => None,
+    };
+    if let Some(reason) = reason {
+        let rid = request_id.map(|r| r.0.0).unwrap_or_default();
+        state
+            .metrics
+            .logout_refused
+            .with_label_values(&[reason])
+            .inc();
+        tracing::warn!(request_id = %rid, user = %s.principal.user_id, reason, "logout refused: no valid CSRF token; the session goes on");
+        let again = format!(
+            "{}?return_to={}",
+            logout_action(&state),
+            percent_encoding::utf8_percent_encode(return_to, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let body = message(
+            "Sign-out not confirmed",
+            "This sign-out request could not be verified, so you are still signed in.",
+            Some((&again, "Sign out")),
+            &rid,
+        );
+        return (StatusCode::FORBIDDEN, Html(body)).into_response();
+    }
+    // RP-initiated logout: the IdP ends its session too, when the
+    // session's connection offers it (OIDC `end_session_endpoint`, SAML
+    // LogoutRequest).
+    let idp_logout = idp_logout_url(&state, &s).await;
+    match state
+        .sessions
+        .revoke(&SessionSelector::Id(s.id_hash.clone()))
+        .await
+    {
+        Ok(_) => {
+            state
+                .metrics
+                .sessions_revoked
+                .with_label_values(&["logout"])
+                .inc();
+            tracing::info!(user = %s.principal.user_id, "logout");
+        }
+        Err(e) => tracing::error!(error = %e, "logout could not revoke the session"),
+    }
+    let to = idp_logout.unwrap_or_else(|| return_to.to_owned());
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
     if let Ok(v) = HeaderValue::from_str(&state.codec.clear()) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -176,7 +294,10 @@ pub(super) async fn jwks(State(state): State<Arc<EndpointState>>) -> Response {
 }
 
 /// Who am I — for single-page apps that want the identity in the browser.
-pub(super) async fn whoami(Extension(current): Extension<CurrentSession>) -> Response {
+pub(super) async fn whoami(
+    State(state): State<Arc<EndpointState>>,
+    Extension(current): Extension<CurrentSession>,
+) -> Response {
     match current.0 {
         Some(s) => Json(json!({
             "authenticated": true,
@@ -187,6 +308,9 @@ pub(super) async fn whoami(Extension(current): Extension<CurrentSession>) -> Res
             "roles": s.principal.roles,
             "tenant": s.principal.tenant,
             "expires_at": s.expires_at,
+            // For an app's own sign-out button: POST it as `csrf` to
+            // `{prefix}logout`. Same-origin reads only (no CORS here).
+            "logout_token": state.codec.logout_token(&s.id_hash),
         }))
         .into_response(),
         None => (

@@ -52,7 +52,10 @@ pub fn router(state: Arc<EndpointState>) -> Router {
             "/login",
             get(handlers::login_page).post(handlers::login_submit),
         )
-        .route("/logout", get(handlers::logout).post(handlers::logout))
+        .route(
+            "/logout",
+            get(handlers::logout_page).post(handlers::logout_submit),
+        )
         .route("/jwks.json", get(handlers::jwks))
         .route("/session", get(handlers::whoami))
         .route("/sso/{id}/start", get(sso::start))

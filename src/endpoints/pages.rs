@@ -35,6 +35,17 @@ pub struct ChooserPage<'a> {
     pub back: &'a str,
 }
 
+/// The logout confirmation: a GET only shows it; the button POSTs the
+/// session's CSRF token, and only that ends the session.
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage<'a> {
+    pub action: &'a str,
+    pub email: &'a str,
+    pub csrf: &'a str,
+    pub return_to: &'a str,
+}
+
 #[derive(Template)]
 #[template(path = "message.html")]
 pub struct MessagePage<'a> {

@@ -134,11 +134,12 @@ pub(super) async fn start(
     State(state): State<Arc<EndpointState>>,
     Path(id): Path<String>,
     Query(q): Query<StartQuery>,
+    headers: HeaderMap,
     request_id: Option<Extension<RequestId>>,
 ) -> Response {
     let rid = request_id.map(|r| r.0.0).unwrap_or_default();
     let return_to = safe_return_to(&q.return_to).unwrap_or("/").to_owned();
-    begin(&state, &rid, &id, return_to, q.login_hint, false).await
+    begin(&state, &rid, &id, return_to, q.login_hint, false, &headers).await
 }
 
 /// `GET {prefix}saml/{id}/metadata`: this SP's metadata for the IdP admin.
@@ -177,6 +178,7 @@ pub(super) async fn test(
     State(state): State<Arc<EndpointState>>,
     Path(id): Path<String>,
     Query(q): Query<TestQuery>,
+    headers: HeaderMap,
     request_id: Option<Extension<RequestId>>,
 ) -> Response {
     let rid = request_id.map(|r| r.0.0).unwrap_or_default();
@@ -225,10 +227,11 @@ pub(super) async fn test(
         }
         Err(e) => return refuse(&state, &rid, &tenant, &id, "store", &e.to_string(), None),
     }
-    begin(&state, &rid, &id, "/".into(), None, true).await
+    begin(&state, &rid, &id, "/".into(), None, true, &headers).await
 }
 
-/// Starts a flow at connection `id`: protocol redirect plus flow cookie.
+/// Starts a flow at connection `id`: protocol redirect plus flow cookie,
+/// and the expiry of this browser's oldest flows beyond the per-browser cap.
 async fn begin(
     state: &EndpointState,
     rid: &str,
@@ -236,6 +239,7 @@ async fn begin(
     return_to: String,
     login_hint: Option<String>,
     test: bool,
+    headers: &HeaderMap,
 ) -> Response {
     let Some(reg) = state.auth.registry.get(id) else {
         return refuse(
@@ -291,9 +295,15 @@ async fn begin(
             None,
         );
     };
+    let evicted = state.auth.flow.evict_for_new(
+        headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
+        flow.created_at,
+    );
     let mut resp = (StatusCode::FOUND, [(header::LOCATION, started.redirect_to)]).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
+    for c in evicted.iter().chain(std::iter::once(&cookie)) {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     resp
 }

@@ -57,11 +57,7 @@ fn strip_session_cookie(req: &mut RequestHeader, state: &ProxyState) -> pingora:
     if values.is_empty() {
         return Ok(());
     }
-    let needle = state.codec.name().as_bytes();
-    if !values
-        .iter()
-        .any(|v| v.windows(needle.len()).any(|w| w == needle))
-    {
+    if !values.iter().any(|v| state.codec.mentioned_in(v)) {
         return Ok(());
     }
     req.remove_header(&COOKIE);

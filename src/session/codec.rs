@@ -1,13 +1,51 @@
 //! The session cookie: AES-256-GCM via the `cookie` crate's private jar
 //! (the cookie name is bound as associated data). The first configured key
 //! seals, every key opens, so keys rotate without logging anyone out.
+//!
+//! Cookie names: with `secure = true` and no `domain`, the session and flow
+//! cookies carry the `__Host-` prefix, which makes browsers refuse them
+//! unless they are Secure, host-only and Path=/ — so a sibling subdomain
+//! (or a plain-HTTP response on the same host) can't plant or overwrite
+//! them. This module owns the names so the session and flow codecs agree.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use cookie::time::Duration as CookieDuration;
 use cookie::{Cookie, Key, SameSite as CookieSameSite};
+use ring::hmac;
 
 use crate::config::{MIN_SESSION_KEY_BYTES, SameSite, SessionConfig};
+
+/// The browser-enforced prefix for host-only, Secure, Path=/ cookies.
+pub const HOST_PREFIX: &str = "__Host-";
+
+/// Flow cookies are this prefix plus the relay (see `auth::flow`).
+const FLOW_NAME: &str = "portcullis_flow_";
+
+/// Whether our cookies can carry `__Host-`: browsers accept it only on a
+/// Secure cookie without `Domain` (and with Path=/, which we then use).
+pub fn host_prefixed(cfg: &SessionConfig) -> bool {
+    cfg.secure && cfg.domain.is_none()
+}
+
+/// The session cookie's name as sent: `__Host-` + `cookie_name` when
+/// [`host_prefixed`] (unless the operator already wrote the prefix).
+pub fn session_cookie_name(cfg: &SessionConfig) -> String {
+    if host_prefixed(cfg) && !cfg.cookie_name.starts_with(HOST_PREFIX) {
+        format!("{HOST_PREFIX}{}", cfg.cookie_name)
+    } else {
+        cfg.cookie_name.clone()
+    }
+}
+
+/// The name prefix of flow cookies (the relay follows).
+pub fn flow_cookie_prefix(cfg: &SessionConfig) -> &'static str {
+    if host_prefixed(cfg) {
+        "__Host-portcullis_flow_"
+    } else {
+        FLOW_NAME
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CookieError {
@@ -27,7 +65,10 @@ pub struct SessionToken {
 /// Seals and opens session cookies.
 pub struct CookieCodec {
     keys: Vec<Key>,
+    /// One HMAC key per session key, for logout CSRF tokens.
+    csrf: Vec<hmac::Key>,
     name: String,
+    flow_prefix: &'static str,
     secure: bool,
     same_site: CookieSameSite,
     domain: Option<String>,
@@ -44,12 +85,16 @@ impl std::fmt::Debug for CookieCodec {
 
 const VERSION: &str = "v1";
 
+/// Derivation label of the logout CSRF key.
+const CSRF_LABEL: &[u8] = b"portcullis logout csrf v1";
+
 impl CookieCodec {
     pub fn new(cfg: &SessionConfig) -> Result<Self, CookieError> {
         if cfg.keys.is_empty() {
             return Err(CookieError::NoKey);
         }
         let mut keys = Vec::with_capacity(cfg.keys.len());
+        let mut csrf = Vec::with_capacity(cfg.keys.len());
         for (index, k) in cfg.keys.iter().enumerate() {
             if k.len() < MIN_SESSION_KEY_BYTES {
                 return Err(CookieError::ShortKey {
@@ -60,10 +105,16 @@ impl CookieCodec {
             // HKDF expansion: operators supply passphrase-like strings, the
             // jar needs 512 bits of key material.
             keys.push(Key::derive_from(k.as_bytes()));
+            // A key of its own for CSRF tokens, derived so a token never
+            // says anything about the cookie keys.
+            let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k.as_bytes()), CSRF_LABEL);
+            csrf.push(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()));
         }
         Ok(Self {
             keys,
-            name: cfg.cookie_name.clone(),
+            csrf,
+            name: session_cookie_name(cfg),
+            flow_prefix: flow_cookie_prefix(cfg),
             secure: cfg.secure,
             same_site: match cfg.same_site {
                 SameSite::Strict => CookieSameSite::Strict,
@@ -155,15 +206,51 @@ impl CookieCodec {
         None
     }
 
-    /// Strips our cookie from a `Cookie` header so the upstream app never
-    /// sees the session credential. Returns `None` if nothing is left.
+    /// The logout CSRF token of the session `id_hash`: an HMAC under the
+    /// first key, so it is bound to that session and useless for any other.
+    pub fn logout_token(&self, id_hash: &str) -> String {
+        self.csrf
+            .first()
+            .map(|k| B64.encode(hmac::sign(k, id_hash.as_bytes())))
+            .unwrap_or_default()
+    }
+
+    /// Whether `token` is the logout token of `id_hash` under any key
+    /// (rotation), compared in constant time.
+    pub fn verify_logout_token(&self, id_hash: &str, token: &str) -> bool {
+        let Ok(given) = B64.decode(token.as_bytes()) else {
+            return false;
+        };
+        let mut ok = false;
+        for k in &self.csrf {
+            let expected = hmac::sign(k, id_hash.as_bytes());
+            ok |= crate::secret::constant_time_eq(expected.as_ref(), &given);
+        }
+        ok
+    }
+
+    /// Whether a `Cookie` header may hold one of our cookies (session or
+    /// flow); a cheap check before [`CookieCodec::strip_from_header`].
+    pub fn mentioned_in(&self, header: &[u8]) -> bool {
+        [self.name.as_bytes(), self.flow_prefix.as_bytes()]
+            .iter()
+            .any(|needle| header.windows(needle.len()).any(|w| w == *needle))
+    }
+
+    /// Strips our cookies (the session cookie and any flow cookie) from a
+    /// `Cookie` header so the upstream app never sees them: the session
+    /// cookie is a credential, and `__Host-` flow cookies are Path=/ and so
+    /// ride along with app requests. Returns `None` if nothing is left.
     pub fn strip_from_header(&self, header: &[u8]) -> Option<String> {
         let header = std::str::from_utf8(header).ok()?;
         let kept: Vec<&str> = header
             .split(';')
             .map(str::trim)
             .filter(|pair| !pair.is_empty())
-            .filter(|pair| pair.split('=').next().map(str::trim) != Some(self.name.as_str()))
+            .filter(|pair| {
+                let name = pair.split('=').next().map(str::trim).unwrap_or_default();
+                name != self.name.as_str() && !name.starts_with(self.flow_prefix)
+            })
             .collect();
         if kept.is_empty() {
             None
@@ -200,6 +287,9 @@ mod tests {
         }
     }
 
+    /// The name the default config gives the session cookie.
+    const NAME: &str = "__Host-portcullis_session";
+
     fn value_of(set_cookie: &str) -> String {
         Cookie::parse(set_cookie.to_owned())
             .unwrap()
@@ -226,7 +316,7 @@ mod tests {
             set.contains("Max-Age=1000") && set.contains("Path=/"),
             "{set}"
         );
-        let header = format!("a=b; portcullis_session={}; c=d", value_of(&set));
+        let header = format!("a=b; {NAME}={}; c=d", value_of(&set));
         assert_eq!(codec.open([header.as_bytes()].into_iter()), Ok(Some(token)));
         assert_eq!(codec.open([b"a=b".as_slice()].into_iter()), Ok(None));
     }
@@ -240,13 +330,13 @@ mod tests {
             id: [1; 32],
             expires_at: 99,
         };
-        let old_cookie = format!("portcullis_session={}", value_of(&old.seal(&token, 0)));
+        let old_cookie = format!("{NAME}={}", value_of(&old.seal(&token, 0)));
         assert_eq!(
             rotated.open([old_cookie.as_bytes()].into_iter()),
             Ok(Some(token.clone()))
         );
         assert_eq!(only_new.open([old_cookie.as_bytes()].into_iter()), Err(()));
-        let new_cookie = format!("portcullis_session={}", value_of(&rotated.seal(&token, 0)));
+        let new_cookie = format!("{NAME}={}", value_of(&rotated.seal(&token, 0)));
         assert_eq!(
             only_new.open([new_cookie.as_bytes()].into_iter()),
             Ok(Some(token))
@@ -273,11 +363,11 @@ mod tests {
             "%%%".into(),
             v[..v.len() - 2].to_string(),
         ] {
-            let h = format!("portcullis_session={bad}");
+            let h = format!("{NAME}={bad}");
             assert_eq!(codec.open([h.as_bytes()].into_iter()), Err(()), "{bad}");
         }
         // a second, valid cookie of the same name still wins
-        let h = format!("portcullis_session=garbage; portcullis_session={v}");
+        let h = format!("{NAME}=garbage; {NAME}={v}");
         assert!(matches!(
             codec.open([h.as_bytes()].into_iter()),
             Ok(Some(_))
@@ -286,21 +376,107 @@ mod tests {
     }
 
     #[test]
-    fn strips_only_our_cookie() {
+    fn strips_only_our_cookies() {
         let codec = CookieCodec::new(&cfg(&[K1])).unwrap();
+        let header = format!("a=1; {NAME}=x; b=2; __Host-portcullis_flow_0f=y");
+        assert!(codec.mentioned_in(header.as_bytes()));
         assert_eq!(
-            codec
-                .strip_from_header(b"a=1; portcullis_session=x; b=2")
-                .as_deref(),
+            codec.strip_from_header(header.as_bytes()).as_deref(),
             Some("a=1; b=2")
         );
-        assert_eq!(codec.strip_from_header(b"portcullis_session=x"), None);
+        assert_eq!(
+            codec.strip_from_header(format!("{NAME}=x").as_bytes()),
+            None
+        );
         assert_eq!(
             codec
-                .strip_from_header(b"portcullis_session_other=1")
+                .strip_from_header(b"__Host-portcullis_session_other=1; portcullis_session=2")
                 .as_deref(),
-            Some("portcullis_session_other=1")
+            Some("__Host-portcullis_session_other=1; portcullis_session=2")
         );
+        assert!(!codec.mentioned_in(b"a=1; portcullis_flow_x=2"));
+    }
+
+    #[test]
+    fn host_prefix_when_secure_and_host_only() {
+        let secure = CookieCodec::new(&cfg(&[K1])).unwrap();
+        assert_eq!(secure.name(), NAME);
+        let set = secure.seal(
+            &SessionToken {
+                id: [1; 32],
+                expires_at: 10,
+            },
+            0,
+        );
+        assert!(
+            set.starts_with("__Host-portcullis_session=")
+                && set.contains("Path=/")
+                && set.contains("Secure")
+                && !set.contains("Domain"),
+            "{set}"
+        );
+        // Not Secure, or with a Domain: browsers would drop a `__Host-`
+        // cookie, so the configured name is used as is.
+        let plain = CookieCodec::new(&SessionConfig {
+            secure: false,
+            ..cfg(&[K1])
+        })
+        .unwrap();
+        assert_eq!(plain.name(), "portcullis_session");
+        let domain = CookieCodec::new(&SessionConfig {
+            domain: Some("example.com".into()),
+            ..cfg(&[K1])
+        })
+        .unwrap();
+        assert_eq!(domain.name(), "portcullis_session");
+        // An operator who wrote the prefix doesn't get it twice.
+        let written = CookieCodec::new(&SessionConfig {
+            cookie_name: "__Host-s".into(),
+            ..cfg(&[K1])
+        })
+        .unwrap();
+        assert_eq!(written.name(), "__Host-s");
+    }
+
+    /// Issue 18: the cookie name is associated data. A value sealed under
+    /// one name (another deployment's cookie, or the unprefixed name of
+    /// before) does not open under another, with the same keys.
+    #[test]
+    fn the_cookie_name_is_bound_as_associated_data() {
+        let prefixed = CookieCodec::new(&cfg(&[K1])).unwrap();
+        let other = CookieCodec::new(&SessionConfig {
+            cookie_name: "other_app_session".into(),
+            ..cfg(&[K1])
+        })
+        .unwrap();
+        let token = SessionToken {
+            id: [9; 32],
+            expires_at: 99,
+        };
+        let sealed_other = value_of(&other.seal(&token, 0));
+        let moved = format!("{NAME}={sealed_other}");
+        assert_eq!(prefixed.open([moved.as_bytes()].into_iter()), Err(()));
+        // Control: under its own name it opens.
+        let own = format!("__Host-other_app_session={sealed_other}");
+        assert_eq!(other.open([own.as_bytes()].into_iter()), Ok(Some(token)));
+    }
+
+    #[test]
+    fn logout_tokens_are_bound_to_the_session_and_rotate() {
+        let old = CookieCodec::new(&cfg(&[K1])).unwrap();
+        let rotated = CookieCodec::new(&cfg(&[K2, K1])).unwrap();
+        let t = old.logout_token("hash-a");
+        assert!(old.verify_logout_token("hash-a", &t));
+        assert!(!old.verify_logout_token("hash-b", &t));
+        assert!(rotated.verify_logout_token("hash-a", &t));
+        assert!(
+            !CookieCodec::new(&cfg(&[K2]))
+                .unwrap()
+                .verify_logout_token("hash-a", &t)
+        );
+        for bad in ["", "x", "%%%", &t[..t.len() - 2]] {
+            assert!(!old.verify_logout_token("hash-a", bad), "{bad}");
+        }
     }
 
     #[test]

@@ -6,5 +6,8 @@
 mod codec;
 mod service;
 
-pub use codec::{CookieCodec, CookieError, SessionToken};
+pub use codec::{
+    CookieCodec, CookieError, HOST_PREFIX, SessionToken, flow_cookie_prefix, host_prefixed,
+    session_cookie_name,
+};
 pub use service::{ActiveSession, Lookup, SessionError, Sessions};

@@ -85,15 +85,14 @@ fn sqlite_path(path: &str) -> Result<Target, StoreError> {
 }
 
 /// Opens the SQLite pool, creating the file and its directory so a fresh
-/// install needs no setup step.
-pub(super) async fn sqlite_pool(path: &Path) -> Result<AnyPool, StoreError> {
+/// install needs no setup step; returns the absolute path it opened.
+pub(super) async fn sqlite_pool(path: &Path) -> Result<(AnyPool, PathBuf), StoreError> {
     let path = std::path::absolute(path)
         .map_err(|_| StoreError::InvalidUrl("the sqlite path cannot be made absolute".into()))?;
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| StoreError::Connect(sqlx::Error::Io(e)))?;
-    }
+    let prepared = path.clone();
+    tokio::task::spawn_blocking(move || prepare_sqlite_files(&prepared))
+        .await
+        .map_err(|e| StoreError::Connect(sqlx::Error::Io(std::io::Error::other(e))))??;
     let text = path
         .to_str()
         .ok_or_else(|| StoreError::InvalidUrl("the sqlite path is not valid UTF-8".into()))?;
@@ -123,7 +122,80 @@ pub(super) async fn sqlite_pool(path: &Path) -> Result<AnyPool, StoreError> {
         })
         .connect_with(options)
         .await
+        .map(|pool| (pool, path))
         .map_err(StoreError::Connect)
+}
+
+/// Directory mode for a new store directory: the owner only.
+const PRIVATE_DIR: u32 = 0o700;
+/// File mode for the database (SQLite gives its -wal/-shm the same mode).
+const PRIVATE_FILE: u32 = 0o600;
+
+/// Creates the directory (0700) and the database file (0600) when missing,
+/// and refuses either when group or others may read or write it: the store
+/// holds session records and signing secrets, and the database file is
+/// created before SQLite opens it so it never exists with SQLite's default
+/// 0644, not even for a moment.
+fn prepare_sqlite_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| StoreError::Io { path, source }
+    };
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(PRIVATE_DIR)
+                .create(dir)
+                .map_err(io(dir))?;
+        }
+        check_private(dir, PRIVATE_DIR)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(path)(e)),
+    }
+    check_sqlite_files(path)
+}
+
+/// Refuses the database file and its `-wal`/`-shm` companions (those that
+/// exist) when group or others have any access.
+pub(super) fn check_sqlite_files(path: &Path) -> Result<(), StoreError> {
+    check_private(path, PRIVATE_FILE)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        let companion = PathBuf::from(companion);
+        if companion.exists() {
+            check_private(&companion, PRIVATE_FILE)?;
+        }
+    }
+    Ok(())
+}
+
+/// One path: no permission bits for group or others.
+fn check_private(path: &Path, fix: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(StoreError::Permissions {
+            path: path.display().to_string(),
+            mode,
+            fix,
+        });
+    }
+    Ok(())
 }
 
 /// Opens the PostgreSQL pool used for queries.

@@ -53,4 +53,33 @@ pub enum StoreError {
     /// A unique value (e.g. a user's email within a tenant) already exists.
     #[error("already exists: {0}")]
     Duplicate(String),
+
+    /// A secret could not be sealed or opened: no key, a wrong key, or a
+    /// value altered or moved between rows. The message names the column,
+    /// the row and the key id, never the secret.
+    #[error("store encryption: {0}")]
+    Sealing(String),
+
+    /// A SQLite file or its directory is open to group or others; the
+    /// store holds session and signing secrets, so we refuse to use it.
+    #[error(
+        "{path} is readable or writable by group or others (mode {mode:04o}); \
+         the store holds secrets: run `chmod go-rwx {path}` (or `chmod {fix:o} {path}`)"
+    )]
+    Permissions {
+        /// The directory or file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+        /// The mode it should have (0700 for the directory, 0600 for files).
+        fix: u32,
+    },
+
+    /// The SQLite file or its directory could not be created or inspected.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -1,7 +1,8 @@
-//! Long-lived secrets shared by all replicas.
+//! Long-lived secrets shared by all replicas, sealed at rest (`seal`).
 
 use sqlx::Row;
 
+use super::seal::Column;
 use super::{Store, StoreError, StoredKey, check_text, unix_now};
 
 impl Store {
@@ -17,13 +18,15 @@ impl Store {
     ) -> Result<StoredKey, StoreError> {
         check_text("purpose", purpose)?;
         check_text("kid", kid)?;
+        let keys = self.keys()?;
+        let sealed = keys.seal(Column::KeyMaterial, purpose, material)?;
         sqlx::query(
             "INSERT INTO keys (purpose, kid, material, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (purpose) DO NOTHING",
         )
         .bind(purpose)
         .bind(kid)
-        .bind(material)
+        .bind(sealed.into_bytes())
         .bind(unix_now())
         .execute(&self.inner.pool)
         .await?;
@@ -32,9 +35,10 @@ impl Store {
             .fetch_optional(&self.inner.pool)
             .await?
             .ok_or_else(|| StoreError::Corrupt("key vanished right after insert".into()))?;
+        let stored: Vec<u8> = row.try_get("material")?;
         Ok(StoredKey {
             kid: row.try_get("kid")?,
-            material: row.try_get("material")?,
+            material: keys.open(Column::KeyMaterial, purpose, &stored)?,
             created_at: row.try_get("created_at")?,
         })
     }

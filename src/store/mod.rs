@@ -20,7 +20,9 @@ mod keys;
 mod migrate;
 mod one_time;
 mod outbox;
+mod reseal;
 mod scim;
+mod seal;
 mod sessions;
 mod users;
 mod write;
@@ -35,7 +37,9 @@ use tokio::task::JoinHandle;
 pub use domains::{DomainCheck, DomainRecord, DomainStatus, DueCutoffs};
 pub use error::StoreError;
 pub use outbox::{EventType, OutboxEvent, OutboxState, OutboxTenantStatus, user_data};
+pub use reseal::ResealReport;
 pub use scim::{ScimIndex, ScimKind, ScimLogin, ScimMember, ScimRow};
+pub use seal::{StoreKeys, key_id};
 pub use users::UserRecord;
 pub use write::WriteTx;
 
@@ -147,6 +151,9 @@ struct Inner {
     listener: Mutex<Option<JoinHandle<()>>>,
     /// Wakes the webhook deliverer when a local commit appended events.
     outbox: Arc<tokio::sync::Notify>,
+    /// Seal the secret columns (see `seal`); `None` for a store opened
+    /// without keys, which can then neither write nor read secrets.
+    keys: Option<StoreKeys>,
 }
 
 impl std::fmt::Debug for Store {
@@ -172,14 +179,39 @@ impl Store {
     /// afterwards is missed. Must be called inside a tokio runtime that
     /// outlives the store.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Self::open_with_keys(url, None).await
+    }
+
+    /// [`Store::open_with_keys`] from raw 32-byte keys (`[store]
+    /// encryption_key` decoded, first seals); an empty list opens without
+    /// keys.
+    pub async fn open_sealed(url: &str, keys: &[[u8; 32]]) -> Result<Store, StoreError> {
+        let keys = if keys.is_empty() {
+            None
+        } else {
+            Some(StoreKeys::new(keys)?)
+        };
+        Self::open_with_keys(url, keys).await
+    }
+
+    /// [`Store::open`] with the keys that seal secrets at rest (`[store]
+    /// encryption_key`, first key seals). After migrating, every legacy
+    /// plaintext secret is sealed and every value under an older key is
+    /// re-sealed under the first one; a value under a key that is not given
+    /// fails the open, naming the key id (a wrong key is a startup error,
+    /// not a failure at the first login). On SQLite the file's directory
+    /// must be 0700 and the files 0600 (created so when missing).
+    pub async fn open_with_keys(url: &str, keys: Option<StoreKeys>) -> Result<Store, StoreError> {
         INSTALL_DRIVERS.call_once(sqlx::any::install_default_drivers);
         let target = connect::parse_target(url)?;
         let (events_tx, _) = broadcast::channel(events::BROADCAST_CAPACITY);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+        let mut sqlite_path = None;
         let (pool, backend, listener) = match target {
             connect::Target::Sqlite(path) => {
-                let pool = connect::sqlite_pool(&path).await?;
+                let (pool, path) = connect::sqlite_pool(&path).await?;
+                sqlite_path = Some(path);
                 (pool, Backend::Sqlite, None)
             }
             connect::Target::Postgres(url) => {
@@ -188,7 +220,20 @@ impl Store {
             }
         };
 
-        if let Err(error) = migrate::run(&pool, backend).await {
+        let prepared = async {
+            migrate::run(&pool, backend).await?;
+            if let Some(keys) = &keys {
+                reseal::run(&pool, keys).await?;
+            }
+            if let Some(path) = &sqlite_path {
+                // The -wal/-shm files exist now; SQLite gives them the
+                // database file's mode, checked here all the same.
+                connect::check_sqlite_files(path)?;
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        if let Err(error) = prepared {
             pool.close().await;
             return Err(error);
         }
@@ -245,7 +290,19 @@ impl Store {
                 shutdown: shutdown_tx,
                 listener: Mutex::new(handle),
                 outbox: Arc::new(tokio::sync::Notify::new()),
+                keys,
             }),
+        })
+    }
+
+    /// The keys secrets are sealed with, or an error naming what is missing.
+    fn keys(&self) -> Result<&StoreKeys, StoreError> {
+        self.inner.keys.as_ref().ok_or_else(|| {
+            StoreError::Sealing(
+                "this store was opened without [store] encryption_key, so it cannot \
+                 write or read secrets"
+                    .into(),
+            )
         })
     }
 

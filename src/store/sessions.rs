@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::seal::Column;
 use super::{
     Backend, IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent, check_text,
     events,
@@ -44,6 +45,16 @@ impl Store {
         }
         let groups = encode_list("groups", &s.groups)?;
         let roles = encode_list("roles", &s.roles)?;
+        // The ID token (or NameID) is a secret at rest: sealed, bound to
+        // this row.
+        let logout_hint = match s.idp.as_ref().and_then(|i| i.logout_hint.as_deref()) {
+            Some(hint) => Some(self.keys()?.seal(
+                Column::LogoutHint,
+                &s.id_hash,
+                hint.as_bytes(),
+            )?),
+            None => None,
+        };
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, email, name, tenant, connection, \
              groups_json, roles_json, created_at, expires_at, last_seen_at, idp_subject, \
@@ -63,7 +74,7 @@ impl Store {
         .bind(s.last_seen_at)
         .bind(s.idp.as_ref().map(|i| i.subject.as_str()))
         .bind(s.idp.as_ref().and_then(|i| i.session.as_deref()))
-        .bind(s.idp.as_ref().and_then(|i| i.logout_hint.as_deref()))
+        .bind(logout_hint)
         .execute(&self.inner.pool)
         .await?;
         Ok(())
@@ -77,7 +88,21 @@ impl Store {
             .bind(id_hash)
             .fetch_optional(&self.inner.pool)
             .await?;
-        row.as_ref().map(decode_session).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut record = decode_session(&row)?;
+        if let Some(idp) = record.idp.as_mut()
+            && let Some(stored) = idp.logout_hint.take()
+        {
+            let plain =
+                self.keys()?
+                    .open(Column::LogoutHint, &record.id_hash, stored.as_bytes())?;
+            idp.logout_hint = Some(String::from_utf8(plain).map_err(|_| {
+                StoreError::Corrupt("sessions.logout_hint is not UTF-8 once opened".into())
+            })?);
+        }
+        Ok(Some(record))
     }
 
     /// Records activity for idle expiry. Only moves the timestamp forward, so

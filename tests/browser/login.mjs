@@ -263,10 +263,18 @@ const scenarios = {
     await page.goto(url('/projects/42'));
     await expectSignedIn(page, 'alice@acme.com', '/projects/42');
     log('session cookie (HttpOnly, Path=/, SameSite=Lax; no flow cookie left) opens a protected page');
-    // The app page's own "Sign out" link.
+    // The app page's own "Sign out" link: a GET, which only asks.
+    await Promise.all([
+      page.waitForURL((u) => u.pathname === '/.portcullis/logout', { timeout: NAV_TIMEOUT_MS }),
+      page.getByRole('link', { name: 'Sign out' }).click(),
+    ]);
+    await page.getByRole('heading', { level: 1, name: 'Sign out' }).waitFor();
+    assert.ok(await sessionCookie(context), 'the confirmation page ends nothing');
+    log('the Sign out link shows a confirmation page; the session is still there');
+    // Its button POSTs the CSRF token; that ends the session.
     await Promise.all([
       page.waitForURL((u) => u.pathname === '/.portcullis/login', { timeout: NAV_TIMEOUT_MS }),
-      page.getByRole('link', { name: 'Sign out' }).click(),
+      page.getByRole('button', { name: 'Sign out' }).click(),
     ]);
     await expectLoginPage(page, 'after logout');
     assert.equal(await sessionCookie(context), undefined, 'the session cookie is gone');

@@ -19,11 +19,11 @@ fn signal(pid: u32, sig: &str) {
 
 #[test]
 fn check_prints_every_error_with_file_line_and_key() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let path = dir.path().join("broken.toml");
     std::fs::write(
         &path,
-        "[[listeners]]\naddress = \"127.0.0.1:8080\"\n\n[session]\nkeys = [\"${PORTCULLIS_TEST_UNSET_VAR}\"]\n\n[[routes]]\nprefix = \"/\"\npolicy = \"sometimes\"\n\n[upstream]\nadress = \"x\"\n",
+        "[[listeners]]\naddress = \"127.0.0.1:8080\"\n\n[session]\nkeys = [\"${PORTCULLIS_TEST_UNSET_VAR}\"]\n\n[[routes]]\nprefix = \"/\"\npolicy = \"sometimes\"\n\n[upstream]\nadress = \"x\"\n[store]\nencryption_key = \"cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=\"\n",
     )
     .unwrap();
     let out = Command::new(BIN)
@@ -55,7 +55,7 @@ fn check_prints_every_error_with_file_line_and_key() {
     assert_eq!(err.lines().count(), 3, "{err}");
 
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[session]\nkeys = [\"0123456789abcdef0123456789abcdef\"]\n").unwrap();
+    std::fs::write(&good, format!("[[listeners]]\naddress = \"127.0.0.1:8080\"\n[session]\nkeys = [\"0123456789abcdef0123456789abcdef\"]\n[store]\nencryption_key = \"{STORE_KEY}\"\n")).unwrap();
     let out = Command::new(BIN)
         .args(["check", "--config"])
         .arg(&good)
@@ -122,7 +122,7 @@ async fn wait_for_metric(admin: SocketAddr, needle: &str) -> String {
 #[tokio::test]
 async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_sigterm() {
     let (upstream, _task) = start_echo_upstream().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let store = format!("sqlite://{}/s.db", dir.path().display());
@@ -268,9 +268,9 @@ async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_s
 
 #[test]
 fn sessions_revoke_needs_a_selector() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let path = dir.path().join("p.toml");
-    std::fs::write(&path, format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"{KEY_A}\"]\n[store]\nurl = \"sqlite://{}/s.db\"\n", dir.path().display())).unwrap();
+    std::fs::write(&path, format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"{KEY_A}\"]\n[store]\nurl = \"sqlite://{}/s.db\"\nencryption_key = \"{STORE_KEY}\"\n", dir.path().display())).unwrap();
     let out = Command::new(BIN)
         .args(["sessions", "revoke", "--config"])
         .arg(&path)
@@ -296,12 +296,12 @@ fn sessions_revoke_needs_a_selector() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn domains_users_and_connections_commands() {
     let dns = crate::support::dns::DnsServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let path = dir.path().join("p.toml");
     std::fs::write(
         &path,
         format!(
-            "[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"{KEY_A}\"]\n[store]\nurl = \"sqlite://{}/s.db\"\n\
+            "[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"{KEY_A}\"]\n[store]\nurl = \"sqlite://{}/s.db\"\nencryption_key = \"{STORE_KEY}\"\n\
              [dns]\nnameservers = [\"{}\"]\n\
              [[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n\
              [[tenants.connections]]\nid = \"acme-okta\"\nprotocol = \"saml\"\npreset = \"okta\"\ndisplay_name = \"Okta\"\n\

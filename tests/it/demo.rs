@@ -9,7 +9,7 @@ use crate::support::env::*;
 
 #[tokio::test]
 async fn demo_serves_the_login_first_and_shows_headers_upstream() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let addr = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
     let (listen, admin, upstream) = (addr(free_port()), addr(free_port()), addr(free_port()));
     /// Kills the demo on drop so a failing test leaves nothing running.

@@ -27,7 +27,7 @@ impl Drop for Demo {
 
 impl Demo {
     pub async fn start() -> Demo {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::support::env::private_tempdir().unwrap();
         let addr = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
         let (listen, admin, upstream) = (addr(free_port()), addr(free_port()), addr(free_port()));
         let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -340,6 +340,7 @@ fn dev_idp_refuses_non_loopback_addresses() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).unwrap();
     let env = |name: &str| match name {
         "PORTCULLIS_SESSION_KEY" => Some("k".repeat(32)),
+        "PORTCULLIS_STORE_KEY" => Some(crate::support::env::STORE_KEY.into()),
         "PORTCULLIS_DATA_DIR" => Some("/tmp".into()),
         _ => None,
     };
@@ -369,7 +370,7 @@ fn dev_idp_refuses_non_loopback_addresses() {
 
     // `portcullis demo --listen 0.0.0.0:…` overrides after validation: it
     // must still refuse to start, naming the key
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("demo")
         .arg("--data-dir")

@@ -43,7 +43,7 @@ struct Env {
 
 impl Env {
     async fn sqlite() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::support::env::private_tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
         Env::open(&url, Some(dir)).await
     }
@@ -627,6 +627,7 @@ keys = ["0123456789abcdef0123456789abcdef"]
 
 [store]
 url = "{store_url}"
+encryption_key = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE="
 
 [dns]
 nameservers = ["{ns}"]
@@ -648,7 +649,7 @@ domains = ["globex.example"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_helpers_print_the_record_verdicts_and_a_table() {
     let dns = DnsServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let cfg = cli_config(&dns, &url);
 
@@ -749,7 +750,7 @@ async fn cli_helpers_print_the_record_verdicts_and_a_table() {
 
 #[tokio::test]
 async fn an_unusable_nameserver_is_a_resolver_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let store = Store::open(&url).await.unwrap();
     let dns = DnsConfig {

@@ -310,6 +310,8 @@ async fn check_warns_about_unqualified_groups_with_several_tenants() {
 address = "127.0.0.1:1"
 [session]
 keys = ["0123456789012345678901234567890123456789"]
+[store]
+encryption_key = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE="
 [[tenants]]
 id = "acme"
 [[tenants]]
@@ -330,7 +332,7 @@ allowed_groups = ["admins", "acme:admins"]
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "warning: {}:12: routes[0].allowed_groups[0]",
+            "warning: {}:14: routes[0].allowed_groups[0]",
             path.display()
         )) && stderr.contains("`admins` is not tied to a tenant"),
         "{stderr}"

@@ -505,12 +505,7 @@ async fn rp_initiated_logout_sends_the_browser_to_the_provider() {
     let rp = rp(&op).await;
     let (_, session) = rp.login().await;
     let session = session.unwrap();
-    let r = client()
-        .get(rp.env.url("/.portcullis/logout?return_to=/bye"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let r = logout(&rp.env, &session, "/bye").await;
     assert_eq!(r.status(), 303);
     let to = r.headers()["location"].to_str().unwrap().to_owned();
     assert!(

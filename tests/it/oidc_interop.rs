@@ -307,15 +307,11 @@ async fn oidc_provider_login_and_both_logouts() {
         "{m}"
     );
 
-    // 3. RP-initiated logout: /.portcullis/logout ends s2 and sends the
-    // browser to the provider's end_session_endpoint with id_token_hint;
-    // the provider accepts the hint and signs the user out there too.
-    let r = client()
-        .get(rp.env.url("/.portcullis/logout"))
-        .header("cookie", &s2)
-        .send()
-        .await
-        .unwrap();
+    // 3. RP-initiated logout: /.portcullis/logout (confirmed by POST with
+    // its CSRF token) ends s2 and sends the browser to the provider's
+    // end_session_endpoint with id_token_hint; the provider accepts the
+    // hint and signs the user out there too.
+    let r = logout(&rp.env, &s2, "/").await;
     assert_eq!(r.status(), 303);
     let end = r.headers()["location"].to_str().unwrap().to_owned();
     assert!(end.starts_with(&format!("{issuer}/session/end?")), "{end}");

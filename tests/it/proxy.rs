@@ -147,7 +147,7 @@ async fn session_injects_identity_and_a_verifiable_assertion() {
 
 #[tokio::test]
 async fn signing_key_survives_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let store = format!("sqlite://{}/shared.db", dir.path().display());
     let kid = |env: &TestEnv| env.shared.state.load().signer.kid().to_owned();
     let first = TestEnv::with(Options {
@@ -382,12 +382,8 @@ async fn logout_ends_the_session_and_refuses_open_redirects() {
     let env = TestEnv::start().await;
     let cookie = env.mint(&principal("frank@example.com", &[])).await;
     let c = client();
-    let r = c
-        .get(env.url("/.portcullis/logout?return_to=https://evil.example/x"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    // GET shows the confirmation page; the POST with its token logs out.
+    let r = logout(&env, &cookie, "https://evil.example/x").await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/");
     let clear = r.headers()["set-cookie"].to_str().unwrap();

@@ -191,7 +191,7 @@ async fn sp_metadata_describes_the_acs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_file_without_a_certificate_is_a_startup_error_with_one_it_loads() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let md = dir.path().join("idp.xml");
     std::fs::write(
         &md,

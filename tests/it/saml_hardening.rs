@@ -270,7 +270,7 @@ impl Binary {
 /// cookie, reason `signature` counted) and returns (stdout, stderr) once
 /// the process is stopped.
 async fn broken_signature_against_the_binary(rust_log: Option<&str>) -> (String, String) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let key = IdpKey::generate(dir.path(), "idp");
     let extra = format!(
         "[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n[[tenants.connections]]\nid = \"{CONNECTION}\"\nprotocol = \"saml\"\n{}",
@@ -357,7 +357,7 @@ async fn xmlsec_diagnostics_go_to_the_log_not_to_stderr() {
 /// real `check` names file, line and key.
 #[test]
 fn plain_http_metadata_url_is_a_config_error_with_file_line_and_key() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let check = |url: &str| {
         let text = config_text(
             "127.0.0.1:1".parse().unwrap(),
@@ -426,7 +426,7 @@ fn inline_connection(certs: &[String], saml_extra: &str) -> String {
 /// openssl's `AB:CD:…` form or bare hex, either case).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinned_certificates_must_match_at_startup() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let key = IdpKey::generate(dir.path(), "idp");
     let other = IdpKey::generate(dir.path(), "other");
     // a pin for another key; all certificates but one pinned
@@ -493,7 +493,7 @@ async fn pinned_certificates_must_match_at_startup() {
 async fn assertion_ids_are_one_time_per_connection() {
     const OTHER: &str = "acme-other";
     const OTHER_IDP: &str = "https://idp2.test/metadata";
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let key = IdpKey::generate(dir.path(), "idp");
     let other = IdpKey::generate(dir.path(), "other");
     let connections = format!(

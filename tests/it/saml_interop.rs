@@ -399,12 +399,7 @@ async fn pysaml2_sp_initiated_single_logout() {
     let i = interop("").await;
     let session = login(&i, "alice").await;
     assert!(session_alive(&i, &session).await);
-    let r = client()
-        .get(i.s.env.url("/.portcullis/logout?return_to=%2Fbye"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
+    let r = logout(&i.s.env, &session, "/bye").await;
     assert_eq!(r.status(), 303);
     let to_idp = r.headers()["location"].to_str().unwrap().to_owned();
     assert!(

@@ -131,7 +131,7 @@ async fn login_with(s: &SamlSso, key: &IdpKey) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_url_rotation_is_picked_up_and_failures_keep_the_last_good() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let old = IdpKey::generate(dir.path(), "old");
     let new = IdpKey::generate(dir.path(), "new");
     let (url, served) = metadata_server((200, metadata(&old.cert_pem()))).await;
@@ -178,7 +178,7 @@ async fn metadata_url_rotation_is_picked_up_and_failures_keep_the_last_good() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_metadata_url_at_startup_refuses_that_connection_until_it_loads() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let key = IdpKey::generate(dir.path(), "idp");
     let cert = key.cert_pem();
     let (url, served) = metadata_server((503, "down".into())).await;
@@ -212,7 +212,7 @@ async fn unreachable_metadata_url_at_startup_refuses_that_connection_until_it_lo
 /// are not. The real binary, so that the log itself is checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_certificate_change_on_refresh_is_logged_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let old = IdpKey::generate(dir.path(), "old");
     let new = IdpKey::generate(dir.path(), "new");
     let (url, served) = metadata_server((200, metadata(&old.cert_pem()))).await;
@@ -258,7 +258,7 @@ async fn signing_certificate_change_on_refresh_is_logged_and_counted() {
 /// A rotation to a pinned next key is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinned_metadata_url_refuses_unpinned_certificates() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let old = IdpKey::generate(dir.path(), "old");
     let new = IdpKey::generate(dir.path(), "new");
     let stranger = IdpKey::generate(dir.path(), "stranger");
@@ -313,7 +313,7 @@ async fn pinned_metadata_url_refuses_unpinned_certificates() {
 /// metadata; before, the cache was process-wide and keyed by URL only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn last_good_metadata_is_per_server_not_per_process() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let key = IdpKey::generate(dir.path(), "idp");
     let (url, served) = metadata_server((200, metadata(&key.cert_pem()))).await;
     let a = start(&url, dir, key).await;
@@ -321,7 +321,7 @@ async fn last_good_metadata_is_per_server_not_per_process() {
     assert_eq!(login_with(&a, &a.key).await, 303);
 
     served.set(503, "down".into());
-    let dir_b = tempfile::tempdir().unwrap();
+    let dir_b = crate::support::env::private_tempdir().unwrap();
     let key_b = IdpKey::generate(dir_b.path(), "idp");
     let b = start(&url, dir_b, key_b).await;
     until_refreshes(&b, "error", 1).await;

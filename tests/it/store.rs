@@ -11,7 +11,17 @@ use portcullis::store::{
 use sqlx::{Connection, Row};
 use tokio::sync::broadcast;
 
+use crate::support::env::{STORE_KEY, STORE_KEY_2};
 use crate::support::postgres::PgCluster;
+
+/// Opens `url` with these base64 store keys (first seals).
+async fn open_keyed(url: &str, keys: &[&str]) -> Result<Store, StoreError> {
+    let keys: Vec<[u8; 32]> = keys
+        .iter()
+        .map(|k| portcullis::config::decode_store_key(k).unwrap())
+        .collect();
+    Store::open_sealed(url, &keys).await
+}
 
 /// Bound for every event wait.
 const EVENT_WAIT: Duration = Duration::from_secs(5);
@@ -27,7 +37,7 @@ struct TestDb {
 impl TestDb {
     /// A fresh temp-file SQLite database.
     async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::support::env::private_tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
         TestDb {
             url,
@@ -46,11 +56,17 @@ impl TestDb {
         }
     }
 
-    /// Opens another store on the same database (a "replica").
+    /// Opens another store on the same database (a "replica"), sealing
+    /// secrets under the test environments' store key.
     async fn open(&self) -> Store {
-        let store = Store::open(&self.url).await.expect("open store");
+        let store = self.open_keyed(&[STORE_KEY]).await.expect("open store");
         assert_eq!(store.backend(), self.backend);
         store
+    }
+
+    /// Opens with these `[store] encryption_key` values (first seals).
+    async fn open_keyed(&self, keys: &[&str]) -> Result<Store, StoreError> {
+        open_keyed(&self.url, keys).await
     }
 
     /// Reads the migration bookkeeping behind the store's back.
@@ -118,6 +134,9 @@ conformance!(
     domain_hostile_strings_and_nul,
     users_unique_per_tenant_case_insensitively,
     one_time_values_are_single_use,
+    secrets_are_sealed_and_bound_to_their_row,
+    legacy_plaintext_secrets_are_sealed_at_open,
+    rotation_reseals_and_a_wrong_key_stops_startup,
 );
 
 /// A fully populated record, so round-trips exercise every column.
@@ -932,7 +951,7 @@ async fn domain_hostile_strings_and_nul(db: &TestDb) {
 
 #[tokio::test]
 async fn sqlite_open_creates_file_and_parent_dirs() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let path = dir.path().join("nested").join("deeper").join("p.db");
     assert!(!path.exists());
     let store = Store::open(&format!("sqlite://{}", path.display()))
@@ -944,21 +963,25 @@ async fn sqlite_open_creates_file_and_parent_dirs() {
 
     // A bare path is SQLite too, including characters that are URL syntax.
     let odd = dir.path().join("with space?and#hash%.db");
-    let store = Store::open(odd.to_str().unwrap()).await.unwrap();
+    let store = open_keyed(odd.to_str().unwrap(), &[STORE_KEY])
+        .await
+        .unwrap();
     assert!(odd.exists());
     store
         .insert_session(&session("x", "u", None, None))
         .await
         .unwrap();
     store.close().await;
-    let store = Store::open(odd.to_str().unwrap()).await.unwrap();
+    let store = open_keyed(odd.to_str().unwrap(), &[STORE_KEY])
+        .await
+        .unwrap();
     assert_eq!(store.count_sessions().await.unwrap(), 1);
     store.close().await;
 }
 
 #[tokio::test]
 async fn sqlite_uses_wal() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("wal.db").display());
     let store = Store::open(&url).await.unwrap();
     sqlx::any::install_default_drivers();
@@ -1195,4 +1218,368 @@ async fn one_time_values_are_single_use(db: &TestDb) {
     assert_eq!(store.delete_expired_one_time(100).await.unwrap(), 3);
     store.close().await;
     other.close().await;
+}
+
+// ---- secrets at rest (issue 12 item 8) ----
+
+/// A raw connection behind the store's back, to see what is really stored.
+async fn raw(db: &TestDb) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(&db.url)
+        .await
+        .expect("raw connection")
+}
+
+async fn raw_hint(db: &TestDb, id_hash: &str) -> String {
+    let mut conn = raw(db).await;
+    let v: String = sqlx::query("SELECT logout_hint FROM sessions WHERE id_hash = $1")
+        .bind(id_hash)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    let _ = conn.close().await;
+    v
+}
+
+async fn raw_material(db: &TestDb, purpose: &str) -> Vec<u8> {
+    let mut conn = raw(db).await;
+    let v: Vec<u8> = sqlx::query("SELECT material FROM keys WHERE purpose = $1")
+        .bind(purpose)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    let _ = conn.close().await;
+    v
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn store_key_id(key: &str) -> String {
+    portcullis::store::key_id(&portcullis::config::decode_store_key(key).unwrap())
+}
+
+const SIGNING_SECRET: &[u8] =
+    b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAsigning-key-bytes-XYZZY\n-----END PRIVATE KEY-----\n";
+
+fn with_hint(id: &str, hint: &str) -> SessionRecord {
+    let mut s = session(id, "u", Some("t"), Some("c"));
+    s.idp.as_mut().unwrap().logout_hint = Some(hint.to_owned());
+    s
+}
+
+/// The signing key and the ID token are stored sealed (no plaintext in the
+/// column), open back to what was written, and a sealed value moved to
+/// another row or column does not open. A store opened without keys can
+/// neither write nor read them.
+async fn secrets_are_sealed_and_bound_to_their_row(db: &TestDb) {
+    let store = db.open().await;
+    let token_a = "eyJhbGciOiJSUzI1NiJ9.ID-TOKEN-OF-A.sig-a";
+    let token_b = "eyJhbGciOiJSUzI1NiJ9.ID-TOKEN-OF-B.sig-b";
+    store
+        .insert_session(&with_hint("a", token_a))
+        .await
+        .unwrap();
+    store
+        .insert_session(&with_hint("b", token_b))
+        .await
+        .unwrap();
+    let key = store
+        .key_get_or_insert("assertion-es256", "generated", SIGNING_SECRET)
+        .await
+        .unwrap();
+    assert_eq!(key.material, SIGNING_SECRET);
+
+    let prefix = format!("pcs1:{}:", store_key_id(STORE_KEY));
+    let (hint_a, material) = (
+        raw_hint(db, "a").await,
+        raw_material(db, "assertion-es256").await,
+    );
+    assert!(hint_a.starts_with(&prefix), "{hint_a}");
+    assert!(!hint_a.contains("ID-TOKEN-OF-A"), "{hint_a}");
+    assert!(material.starts_with(prefix.as_bytes()));
+    assert!(!contains(&material, b"signing-key-bytes"));
+    let got = store.get_session("a").await.unwrap().unwrap();
+    assert_eq!(got.idp.unwrap().logout_hint.as_deref(), Some(token_a));
+
+    // A's sealed ID token copied into B's row: refused, not B's and not A's.
+    let mut conn = raw(db).await;
+    sqlx::query("UPDATE sessions SET logout_hint = $1 WHERE id_hash = 'b'")
+        .bind(hint_a.as_str())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    match store.get_session("b").await {
+        Err(StoreError::Sealing(msg)) => {
+            assert!(
+                msg.contains("sessions.logout_hint") && msg.contains("`b`"),
+                "{msg}"
+            );
+            assert!(!msg.contains("ID-TOKEN"), "{msg}");
+        }
+        other => panic!("a moved ciphertext opened: {other:?}"),
+    }
+    // ...and into the keys table (another column): refused too.
+    sqlx::query("UPDATE keys SET material = $1 WHERE purpose = 'assertion-es256'")
+        .bind(hint_a.into_bytes())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    assert!(matches!(
+        store
+            .key_get_or_insert("assertion-es256", "generated", b"x")
+            .await,
+        Err(StoreError::Sealing(_))
+    ));
+    store.close().await;
+
+    // Without keys: no secret is written in the clear, none is read.
+    sqlx::any::install_default_drivers();
+    let keyless = Store::open(&db.url).await.unwrap();
+    assert!(matches!(
+        keyless.insert_session(&with_hint("c", "tok")).await,
+        Err(StoreError::Sealing(_))
+    ));
+    assert_eq!(ids(&keyless, &["c"]).await, Vec::<String>::new());
+    assert!(matches!(
+        keyless.get_session("a").await,
+        Err(StoreError::Sealing(_))
+    ));
+    // Sessions without a hint need no key.
+    let mut plain = session("d", "u", None, None);
+    plain.idp = None;
+    keyless.insert_session(&plain).await.unwrap();
+    keyless.close().await;
+}
+
+/// Rows written before sealing existed (plaintext ID token, plaintext PEM)
+/// are sealed by the next open with a key, and read back unchanged.
+async fn legacy_plaintext_secrets_are_sealed_at_open(db: &TestDb) {
+    db.open().await.close().await; // schema only
+    let legacy_token = "eyJhbGciOiJSUzI1NiJ9.LEGACY-ID-TOKEN.sig";
+    let mut conn = raw(db).await;
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, user_id, email, name, tenant, connection, groups_json, \
+         roles_json, created_at, expires_at, last_seen_at, idp_subject, idp_session, logout_hint) \
+         VALUES ('old', 'u', 'u@example.com', NULL, 't', 'c', '[]', '[]', 1, 10000, 1, 'sub', \
+         NULL, $1)",
+    )
+    .bind(legacy_token)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO keys (purpose, kid, material, created_at) VALUES ('assertion-es256', 'generated', $1, 1)",
+    )
+    .bind(SIGNING_SECRET.to_vec())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+
+    let store = db.open().await;
+    let prefix = format!("pcs1:{}:", store_key_id(STORE_KEY));
+    let hint = raw_hint(db, "old").await;
+    assert!(
+        hint.starts_with(&prefix) && !hint.contains("LEGACY"),
+        "{hint}"
+    );
+    let material = raw_material(db, "assertion-es256").await;
+    assert!(material.starts_with(prefix.as_bytes()));
+    assert!(!contains(&material, b"signing-key-bytes"));
+    let got = store.get_session("old").await.unwrap().unwrap();
+    assert_eq!(got.idp.unwrap().logout_hint.as_deref(), Some(legacy_token));
+    let key = store
+        .key_get_or_insert("assertion-es256", "x", b"candidate")
+        .await
+        .unwrap();
+    assert_eq!(key.material, SIGNING_SECRET);
+    store.close().await;
+}
+
+/// Rotation: `[new, old]` opens rows sealed under old and re-seals them
+/// under new at startup, after which `[new]` alone works; a store whose
+/// secrets were sealed under a key that is not configured refuses to open,
+/// naming the key ids.
+async fn rotation_reseals_and_a_wrong_key_stops_startup(db: &TestDb) {
+    let token = "eyJhbGciOiJSUzI1NiJ9.ROTATED-ID-TOKEN.sig";
+    let store = db.open_keyed(&[STORE_KEY]).await.unwrap();
+    store.insert_session(&with_hint("r", token)).await.unwrap();
+    store
+        .key_get_or_insert("assertion-es256", "generated", SIGNING_SECRET)
+        .await
+        .unwrap();
+    store.close().await;
+    let (old_id, new_id) = (store_key_id(STORE_KEY), store_key_id(STORE_KEY_2));
+
+    // The wrong key: a clear startup error, and nothing rewritten.
+    match db.open_keyed(&[STORE_KEY_2]).await {
+        Err(e @ StoreError::Sealing(_)) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&old_id) && msg.contains(&new_id), "{msg}");
+            assert!(msg.contains("encryption_key"), "{msg}");
+        }
+        Err(other) => panic!("expected a sealing error, got {other:?}"),
+        Ok(_) => panic!("opened with the wrong key"),
+    }
+    assert!(
+        raw_hint(db, "r")
+            .await
+            .starts_with(&format!("pcs1:{old_id}:"))
+    );
+
+    // Rotation: new first, old after it.
+    let store = db.open_keyed(&[STORE_KEY_2, STORE_KEY]).await.unwrap();
+    assert!(
+        raw_hint(db, "r")
+            .await
+            .starts_with(&format!("pcs1:{new_id}:"))
+    );
+    assert!(
+        raw_material(db, "assertion-es256")
+            .await
+            .starts_with(format!("pcs1:{new_id}:").as_bytes())
+    );
+    let got = store.get_session("r").await.unwrap().unwrap();
+    assert_eq!(got.idp.unwrap().logout_hint.as_deref(), Some(token));
+    store.close().await;
+
+    // The old key can go now.
+    let store = db.open_keyed(&[STORE_KEY_2]).await.unwrap();
+    let got = store.get_session("r").await.unwrap().unwrap();
+    assert_eq!(got.idp.unwrap().logout_hint.as_deref(), Some(token));
+    let key = store
+        .key_get_or_insert("assertion-es256", "x", b"candidate")
+        .await
+        .unwrap();
+    assert_eq!(key.material, SIGNING_SECRET);
+    store.close().await;
+    // ...and the old key alone no longer opens the store.
+    assert!(matches!(
+        db.open_keyed(&[STORE_KEY]).await,
+        Err(StoreError::Sealing(_))
+    ));
+}
+
+/// Mode bits of a path.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A new store's directory is 0700 and its files 0600 (WAL and shared
+/// memory included); a directory or file open to group or others is
+/// refused, with the path and the `chmod` that fixes it.
+#[tokio::test]
+async fn sqlite_files_are_private_and_loose_permissions_are_refused() {
+    let dir = crate::support::env::private_tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = data.join("p.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = open_keyed(&url, &[STORE_KEY]).await.unwrap();
+    store.insert_session(&with_hint("a", "tok")).await.unwrap();
+    assert_eq!(mode(&data), 0o700);
+    for suffix in ["", "-wal", "-shm"] {
+        let f = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    store.close().await;
+
+    let refused = |e: StoreError, what: &std::path::Path| {
+        let msg = e.to_string();
+        assert!(matches!(e, StoreError::Permissions { .. }), "{e:?}");
+        assert!(
+            msg.contains(&what.display().to_string())
+                && msg.contains(&format!("chmod go-rwx {}", what.display())),
+            "{msg}"
+        );
+    };
+    chmod(&path, 0o644);
+    refused(
+        open_keyed(&url, &[STORE_KEY])
+            .await
+            .expect_err("0644 file opened"),
+        &path,
+    );
+    chmod(&path, 0o600);
+    chmod(&data, 0o755);
+    refused(
+        open_keyed(&url, &[STORE_KEY])
+            .await
+            .expect_err("0755 dir opened"),
+        &data,
+    );
+    chmod(&data, 0o700);
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    std::fs::write(&wal, b"").unwrap();
+    chmod(&wal, 0o640);
+    refused(
+        open_keyed(&url, &[STORE_KEY])
+            .await
+            .expect_err("0640 wal opened"),
+        &wal,
+    );
+    std::fs::remove_file(&wal).unwrap();
+    // Fixed: opens again, data intact.
+    let store = open_keyed(&url, &[STORE_KEY]).await.unwrap();
+    assert_eq!(store.count_sessions().await.unwrap(), 1);
+    store.close().await;
+}
+
+/// The SQLite files, byte for byte, hold neither the ID token nor the
+/// signing key; the session's id hash is there (the grep sees the data).
+#[tokio::test]
+async fn sqlite_file_bytes_hold_no_secret() {
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let token = "eyJhbGciOiJSUzI1NiJ9.FILE-GREP-ID-TOKEN.sig";
+    store
+        .insert_session(&with_hint("hash-in-file", token))
+        .await
+        .unwrap();
+    store
+        .key_get_or_insert("assertion-es256", "generated", SIGNING_SECRET)
+        .await
+        .unwrap();
+    // Read while open (data may be in the WAL) and after close (checkpointed).
+    for phase in ["open", "closed"] {
+        if phase == "closed" {
+            store.close().await;
+        }
+        let bytes = sqlite_bytes(db.url.trim_start_matches("sqlite://"));
+        assert!(
+            contains(&bytes, b"hash-in-file"),
+            "{phase}: the grep sees the rows"
+        );
+        assert!(
+            !contains(&bytes, b"FILE-GREP-ID-TOKEN"),
+            "{phase}: ID token in the file"
+        );
+        assert!(
+            !contains(&bytes, b"signing-key-bytes"),
+            "{phase}: signing key in the file"
+        );
+    }
+}
+
+/// The database file and its -wal/-shm companions, concatenated.
+pub fn sqlite_bytes(path: &str) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        if let Ok(b) = std::fs::read(format!("{path}{suffix}")) {
+            all.extend(b);
+        }
+    }
+    all
 }

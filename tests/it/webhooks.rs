@@ -60,7 +60,7 @@ impl Deliverer {
 }
 
 async fn sqlite() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
         .await
         .unwrap();
@@ -631,7 +631,7 @@ async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
     const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
     let r = Receiver::start().await;
     let (upstream, _task) = start_echo_upstream().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::env::private_tempdir().unwrap();
     let proxy: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let store_url = format!("sqlite://{}/s.db", dir.path().display());

@@ -286,6 +286,7 @@ mod tests {
     fn demo() -> (Config, DevIdp) {
         let env = |name: &str| match name {
             "PORTCULLIS_SESSION_KEY" => Some("k".repeat(32)),
+            "PORTCULLIS_STORE_KEY" => Some("cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=".into()),
             "PORTCULLIS_DATA_DIR" => Some("/tmp".into()),
             _ => None,
         };

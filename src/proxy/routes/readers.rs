@@ -184,6 +184,7 @@ const TABLE: &[(&str, Policy, &[&str], &[&str])] = &[
 fn table() -> RouteTable {
     let mut toml = String::from(
         "[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"0123456789012345678901234567890123456789\"]\n\
+         [store]\nencryption_key = \"cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=\"\n\
          [server]\ndefault_policy = \"public\"\n[[tenants]]\nid = \"acme\"\n[[tenants]]\nid = \"globex\"\n",
     );
     for (prefix, policy, groups, tenants) in TABLE {

@@ -6,6 +6,8 @@ const BASE: &str = r#"
 address = "127.0.0.1:1"
 [session]
 keys = ["0123456789012345678901234567890123456789"]
+[store]
+encryption_key = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE="
 "#;
 
 fn table(extra: &str) -> RouteTable {

@@ -12,6 +12,10 @@ use portcullis::identity::Principal;
 
 pub const KEY_A: &str = "test-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 pub const KEY_B: &str = "test-key-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+/// `[store] encryption_key` of every test environment: base64 of 32 bytes.
+pub const STORE_KEY: &str = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=";
+/// A second store key, for rotation and wrong-key tests.
+pub const STORE_KEY_2: &str = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDI=";
 
 /// A port that was free a moment ago. Pingora binds by address, so we can't
 /// hand it a pre-bound socket; the window for a clash is tiny and the
@@ -56,6 +60,9 @@ pub struct Options {
     pub factories: portcullis::auth::Factories,
     /// More `[server]` keys, one per line.
     pub server_extra: String,
+    /// More `[session]` keys, one per line; a `secure = ...` line here
+    /// replaces the default `secure = false`.
+    pub session_extra: String,
 }
 
 impl Default for Options {
@@ -69,6 +76,7 @@ impl Default for Options {
             upstream_extra: String::new(),
             factories: Default::default(),
             server_extra: String::new(),
+            session_extra: String::new(),
         }
     }
 }
@@ -131,6 +139,7 @@ secure = false
 
 [store]
 url = "{store}"
+encryption_key = "{STORE_KEY}"
 
 [log]
 level = "warn"
@@ -147,7 +156,7 @@ impl TestEnv {
     }
 
     pub async fn with(opts: Options) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir().unwrap();
         let (upstream, task) = match opts.upstream {
             Some(a) => (a, None),
             None => {
@@ -175,6 +184,18 @@ impl TestEnv {
             "read_timeout_ms = 5000\n",
             &format!("read_timeout_ms = 5000\n{}\n", opts.upstream_extra),
         );
+        if !opts.session_extra.is_empty() {
+            let sets_secure = opts
+                .session_extra
+                .lines()
+                .any(|l| l.trim_start().starts_with("secure"));
+            let keep = if sets_secure { "" } else { "secure = false\n" };
+            text = text.replacen(
+                "secure = false\n",
+                &format!("{keep}{}\n", opts.session_extra),
+                1,
+            );
+        }
         let path: PathBuf = dir.path().join("portcullis.toml");
         std::fs::write(&path, &text).unwrap();
         let config = portcullis::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -299,6 +320,62 @@ pub fn principal(email: &str, groups: &[&str]) -> Principal {
 }
 
 /// A client that never follows redirects and never stores cookies.
+/// `tempfile::tempdir()`, but only its owner can enter it: the SQLite
+/// store refuses a directory group or others may read, and tempfile follows
+/// the umask (usually 0755).
+pub fn private_tempdir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
+
+/// Signs out the way a browser does since logout needs a CSRF token: GET
+/// the confirmation page with `cookie`, then POST its form. Returns the
+/// POST's response, or the GET's when it showed no page (no session).
+pub async fn logout(env: &TestEnv, cookie: &str, return_to: &str) -> reqwest::Response {
+    let return_to: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    let page = client()
+        .get(env.url(&format!("/.portcullis/logout?return_to={return_to}")))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    if page.status() != 200 {
+        return page;
+    }
+    let html = page.text().await.unwrap();
+    let csrf = hidden_field(&html, "csrf").unwrap_or_else(|| panic!("no csrf field: {html}"));
+    let back = hidden_field(&html, "return_to").unwrap_or_default();
+    client()
+        .post(env.url("/.portcullis/logout"))
+        .header("cookie", cookie)
+        .form(&[("csrf", csrf), ("return_to", back)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The value of `<input type="hidden" name="NAME" value="...">` in a page
+/// Portcullis rendered (askama-escaped).
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let start = html.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
+    let value = &html[start..start + html[start..].find('"')?];
+    Some(
+        value
+            .replace("&#x2f;", "/")
+            .replace("&#x2F;", "/")
+            .replace("&#43;", "+")
+            .replace("&#x3d;", "=")
+            .replace("&#61;", "=")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

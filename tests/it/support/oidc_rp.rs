@@ -57,10 +57,22 @@ impl Rp {
     /// `oidc_extra`: more keys of the connection's `oidc` table, including
     /// `client_id` and the client authentication.
     pub async fn start(issuer: &str, preset: &str, oidc_extra: &str) -> Rp {
+        Self::start_with_store(issuer, preset, oidc_extra, None).await
+    }
+
+    /// [`Rp::start`] on the store at `store_url` (default: a SQLite file in
+    /// the environment's temp dir).
+    pub async fn start_with_store(
+        issuer: &str,
+        preset: &str,
+        oidc_extra: &str,
+        store_url: Option<String>,
+    ) -> Rp {
         let dns = DnsServer::start().await;
         let (upstream, app) = start_echo_upstream().await;
         let env = TestEnv::with(Options {
             upstream: Some(upstream),
+            store_url,
             extra: rp_toml(dns.addr(), issuer, preset, oidc_extra),
             factories: Factories {
                 builtin_oidc: true,
