@@ -123,22 +123,23 @@ async fn wait_for_metric(admin: SocketAddr, needle: &str) -> String {
 async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_sigterm() {
     let (upstream, _task) = start_echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let store = format!("sqlite://{}/s.db", dir.path().display());
-    let text = config_text(proxy, admin, upstream, &store, &[KEY_A], "");
     let path = dir.path().join("p.toml");
-    std::fs::write(&path, &text).unwrap();
-
-    let mut child = Child(
+    let mut text = String::new();
+    let (child, addrs) = spawn_listening(2, |a| {
+        text = config_text(a[0], a[1], upstream, &store, &[KEY_A], "");
+        std::fs::write(&path, &text).unwrap();
         Command::new(BIN)
             .args(["run", "--config"])
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap(),
-    );
+            .unwrap()
+    })
+    .await;
+    let mut child = Child(child);
+    let (proxy, admin) = (addrs[0], addrs[1]);
     let pid = child.0.id();
     wait_ready(admin).await;
 
@@ -411,4 +412,49 @@ async fn domains_users_and_connections_commands() {
         out.contains("acme-okta") && out.contains("saml") && out.contains("okta"),
         "{out}"
     );
+}
+
+/// A listener address in use stops `run` at once with the address named.
+/// (pingora alone retried for 30 s and then kept the process running
+/// without that listener, `/readyz` still answering 200.)
+#[tokio::test]
+async fn run_exits_at_once_when_a_listener_address_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = bind_local();
+    let busy = taken.local_addr().unwrap();
+    // Held too, so nothing here is free for someone else to take; the
+    // public listeners are bound first, so the error names `busy`.
+    let admin_taken = bind_local();
+    let admin = admin_taken.local_addr().unwrap();
+    let upstream = refusing();
+    let store = format!("sqlite://{}/s.db", dir.path().display());
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        config_text(busy, admin, upstream.addr, &store, &[KEY_A], ""),
+    )
+    .unwrap();
+    let mut child = Child(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("still running 30 s after its listener failed to bind");
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert!(stderr.contains(&format!("listener `{busy}`")), "{stderr}");
 }

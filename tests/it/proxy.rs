@@ -464,10 +464,10 @@ async fn old_key_still_opens_cookies_after_rotation() {
 
 #[tokio::test]
 async fn upstream_down_gives_502_with_request_id() {
-    // a port nothing listens on
-    let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // a reserved port that refuses connections
+    let dead = refusing();
     let env = TestEnv::with(Options {
-        upstream: Some(dead),
+        upstream: Some(dead.addr),
         ..Default::default()
     })
     .await;

@@ -997,19 +997,17 @@ async fn bad_urls_are_invalid_url_errors() {
 
 #[tokio::test]
 async fn unreachable_postgres_fails_within_acquire_timeout() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/db");
-    let started = Instant::now();
-    let result = tokio::time::timeout(Duration::from_secs(15), Store::open(&url))
+    let dead = crate::support::env::refusing();
+    let url = format!("postgres://postgres:hunter2@{}/db", dead.addr);
+    // The bound is a hang guard, not a speed claim (a loaded machine may
+    // take a while): without an acquire timeout, open() would retry a
+    // refusing server forever.
+    let result = tokio::time::timeout(Duration::from_secs(60), Store::open(&url))
         .await
-        .expect("open did not give up within 15 s");
+        .expect("open did not give up");
     let error = result.expect_err("opened an unreachable database");
     assert!(matches!(error, StoreError::Connect(_)), "{error:?}");
     assert!(!error.to_string().contains("hunter2"));
-    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 /// Counts this database's event-listener connections from the server side.

@@ -632,30 +632,41 @@ async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
     let r = Receiver::start().await;
     let (upstream, _task) = start_echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
-    let proxy: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let store_url = format!("sqlite://{}/s.db", dir.path().display());
     let extra = format!(
         "{}\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n",
         hook_toml(&r)
     );
     let path = dir.path().join("p.toml");
-    std::fs::write(
-        &path,
-        config_text(proxy, admin, upstream, &store_url, &[KEY_A], &extra),
-    )
-    .unwrap();
-    let start = || {
-        Child(
+    // (Re)started on fresh ports each time: (proxy, admin).
+    let start = || async {
+        let (child, a) = spawn_listening(2, |a| {
+            std::fs::write(
+                &path,
+                config_text(a[0], a[1], upstream, &store_url, &[KEY_A], &extra),
+            )
+            .unwrap();
             Command::new(BIN)
                 .args(["run", "--config"])
                 .arg(&path)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .unwrap(),
-        )
+                .unwrap()
+        })
+        .await;
+        (Child(child), a[0], a[1])
     };
+    // The CLI needs a configuration before the first start.
+    let (unused_a, unused_b) = (
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+    );
+    std::fs::write(
+        &path,
+        config_text(unused_a, unused_b, upstream, &store_url, &[KEY_A], &extra),
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .args(["scim-token", "create", "--tenant", "acme", "--config"])
         .arg(&path)
@@ -669,7 +680,7 @@ async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
         .trim()
         .to_owned();
 
-    let mut child = start();
+    let (mut child, proxy, admin) = start().await;
     wait_ready(admin).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -713,7 +724,7 @@ async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
     }
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
 
-    let _child = start();
+    let (_child, proxy, admin) = start().await;
     wait_ready(admin).await;
     // Every committed write, acknowledged or not, is delivered once.
     let store = Store::open(&store_url).await.unwrap();
@@ -728,14 +739,35 @@ async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
         committed.is_superset(&acked),
         "an acknowledged write was lost"
     );
-    r.wait_for(
-        "every committed write's event",
-        Duration::from_secs(60),
-        |log| log.iter().filter(|e| e.status == 200).count() >= committed.len(),
-    )
+    // End marker: one more write after the restart. A tenant's events are
+    // delivered in order, so once the marker's arrives, everything before
+    // it has been sent (no waiting for "nothing else arrives").
+    let resp = http
+        .post(format!("http://{proxy}/scim/v2/Users"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "schemas": [crate::support::scim::USER],
+            "userName": "end-marker@acme.com",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let marker = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let is_marker = |e: &crate::support::receiver::Received| e.json["data"]["id"] == marker;
+    r.wait_for("the end marker's event", Duration::from_secs(60), |log| {
+        log.iter().any(|e| e.status == 200 && is_marker(e))
+    })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let delivered: Vec<_> = r.acknowledged();
+    let mut delivered: Vec<_> = r.acknowledged();
+    assert!(
+        delivered.last().is_some_and(is_marker),
+        "the end marker is the last event"
+    );
+    delivered.pop();
     let ids: HashSet<String> = delivered
         .iter()
         .map(|e| e.json["data"]["id"].as_str().unwrap().to_owned())

@@ -69,8 +69,24 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// initdb + foreground postgres under the stdin-watching wrapper.
+    /// [`PgCluster::start_on`] a port picked just before: postgres binds it
+    /// itself, so another process may take it first. Then postgres fails
+    /// (address in use) and we start again on another port, at most 5
+    /// times.
     async fn start() -> Result<PgCluster, String> {
+        let mut taken = Vec::new();
+        for _ in 0..5 {
+            match Self::start_on(free_port()?).await {
+                Ok(cluster) => return Ok(cluster),
+                Err(Start::PortTaken(log)) => taken.push(log),
+                Err(Start::Failed(message)) => return Err(message),
+            }
+        }
+        Err(format!("every port tried was taken:\n{}", taken.join("\n")))
+    }
+
+    /// initdb + foreground postgres under the stdin-watching wrapper.
+    async fn start_on(port: u16) -> Result<PgCluster, Start> {
         let bin = find_bin_dir()?;
         let root = tempfile::Builder::new()
             .prefix("portcullis-pg-")
@@ -104,7 +120,6 @@ impl PgCluster {
         ]);
         run_bounded(&mut initdb, "initdb").await?;
 
-        let port = free_port()?;
         let log = root.join("postgres.log");
         let script = format!(
             "{postgres} -D {data} -p {port} -c listen_addresses=127.0.0.1 \
@@ -136,13 +151,15 @@ impl PgCluster {
             _stdin: Mutex::new(stdin),
             _wrapper: Mutex::new(child),
         };
-        cluster.wait_ready(&log).await?;
+        cluster.wait_ready(&log, &data).await?;
         Ok(cluster)
     }
 
-    /// Polls until `SELECT 1` works, failing early if the log shows a fatal
-    /// error and at the latest after [`READY_TIMEOUT`].
-    async fn wait_ready(&self, log: &Path) -> Result<(), String> {
+    /// Polls until *our* server answers (its `data_directory` is `data`:
+    /// on a port someone else took, another server may answer), failing
+    /// early if the log shows a fatal error and at the latest after
+    /// [`READY_TIMEOUT`].
+    async fn wait_ready(&self, log: &Path, data: &Path) -> Result<(), Start> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         loop {
@@ -150,15 +167,24 @@ impl PgCluster {
                 let attempt = tokio::time::timeout(Duration::from_secs(5), async {
                     let mut conn =
                         sqlx::postgres::PgConnection::connect(&self.url("postgres")).await?;
-                    conn.execute("SELECT 1").await?;
-                    conn.close().await
+                    let dir: String =
+                        sqlx::query_scalar("SELECT current_setting('data_directory')")
+                            .fetch_one(&mut conn)
+                            .await?;
+                    conn.close().await?;
+                    Ok::<_, sqlx::Error>(dir)
                 })
                 .await;
-                if let Ok(Ok(())) = attempt {
+                if let Ok(Ok(dir)) = attempt
+                    && Path::new(&dir) == data
+                {
                     return Ok(());
                 }
             }
             let log_text = read_log(log);
+            if log_text.contains("could not bind") || log_text.contains("Address already in use") {
+                return Err(Start::PortTaken(log_text));
+            }
             // "FATAL: the database system is starting up" is the answer to
             // a connection that raced the startup (seen on a loaded
             // machine): transient, keep polling.
@@ -167,16 +193,31 @@ impl PgCluster {
                     && !l.contains("the database system is starting up")
             });
             if fatal {
-                return Err(format!("postgres failed to start; log:\n{log_text}"));
+                return Err(Start::Failed(format!(
+                    "postgres failed to start; log:\n{log_text}"
+                )));
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(Start::Failed(format!(
                     "postgres did not accept connections on port {} within {READY_TIMEOUT:?}; log:\n{log_text}",
                     self.port
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Why a start failed: a port someone else took (try another) or anything
+/// else (report it).
+enum Start {
+    PortTaken(String),
+    Failed(String),
+}
+
+impl From<String> for Start {
+    fn from(message: String) -> Self {
+        Start::Failed(message)
     }
 }
 
@@ -275,8 +316,8 @@ async fn run_bounded(cmd: &mut Command, what: &str) -> Result<(), String> {
     Err(format!("{what} failed ({status}):\n{output}"))
 }
 
-/// Asks the kernel for a free port. There is a small race until postgres
-/// binds it, acceptable for tests.
+/// Asks the kernel for a free port. postgres binds it itself, so another
+/// process may take it first: [`PgCluster::start`] retries then.
 fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
