@@ -458,3 +458,64 @@ async fn run_exits_at_once_when_a_listener_address_is_in_use() {
     assert!(stderr.contains("Address already in use"), "{stderr}");
     assert!(stderr.contains(&format!("listener `{busy}`")), "{stderr}");
 }
+
+/// `portcullis users remove` on a running server's store ends the user's
+/// sessions there, even one the server has cached; other users' stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_remove_ends_the_users_sessions_on_a_running_server() {
+    let s = crate::support::idp::Sso::start(true).await;
+    s.assert_next("alice@acme.com", Some(true), &["Engineering"]);
+    let (_, alice) = s.login("acme-idp", "%2F").await;
+    let alice = alice.expect("alice signed in");
+    s.assert_next("carol@acme.com", Some(true), &["Engineering"]);
+    let (_, carol) = s.login("acme-idp", "%2F").await;
+    let carol = carol.expect("carol signed in");
+    let status = |cookie: String| {
+        let url = s.env.url("/dashboard");
+        async move {
+            client()
+                .get(url)
+                .header("accept", "application/json")
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Both work (and are now in the server's session cache).
+    assert_eq!(status(alice.clone()).await, 200);
+    assert_eq!(status(carol.clone()).await, 200);
+
+    let out = Command::new(BIN)
+        .args(["users", "remove", "--config"])
+        .arg(s.env.config_path())
+        .args(["--tenant", "acme", "--email", "alice@acme.com"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "removed alice@acme.com from acme; ended 1 session(s)"
+    );
+    // Gone from the store at once ...
+    assert_eq!(s.env.shared.store.count_sessions().await.unwrap(), 1);
+    // ... and from the running server's cache within its event-log poll
+    // (200 ms; bounded here).
+    let mut last = 0;
+    for _ in 0..50 {
+        last = status(alice.clone()).await;
+        if last == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, 401, "the removed user's session still works");
+    assert_eq!(status(carol).await, 200, "another user's session ended too");
+}

@@ -21,6 +21,7 @@ mod scim_replay;
 mod scim_tester;
 mod sso;
 mod store;
+mod store_outage;
 mod support;
 mod tls;
 mod webhooks;

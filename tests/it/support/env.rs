@@ -92,6 +92,8 @@ pub struct TestEnv {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     pub shared: Arc<Shared>,
+    /// What the app saw, when the env started its own (counting) upstream.
+    pub app: Option<super::refusal::AppLog>,
     _dir: tempfile::TempDir,
     pub config_text: String,
     stop: Option<tokio::sync::mpsc::Sender<ShutdownSignal>>,
@@ -163,11 +165,11 @@ impl TestEnv {
 
     pub async fn with(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (upstream, task) = match opts.upstream {
-            Some(a) => (a, None),
+        let (upstream, task, app) = match opts.upstream {
+            Some(a) => (a, None, None),
             None => {
-                let (a, t) = start_echo_upstream().await;
-                (a, Some(t))
+                let (a, t, log) = start_counting_upstream().await;
+                (a, Some(t), Some(log))
             }
         };
         // Bound here and handed over: the server never binds these itself.
@@ -225,6 +227,7 @@ impl TestEnv {
             proxy,
             admin,
             shared,
+            app,
             _dir: dir,
             config_text: text,
             stop: Some(stop_tx),

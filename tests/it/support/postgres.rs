@@ -208,6 +208,140 @@ impl PgCluster {
     }
 }
 
+/// A PostgreSQL server of one test's own, for outages: it listens only on
+/// a Unix socket in its own directory (no TCP port), so it can be stopped
+/// and started again at the same address without anyone taking it in
+/// between. A wrapper shell reads `start`/`stop` lines from our stdin; when
+/// the pipe closes (the value is dropped or the process ends) it stops the
+/// server and deletes the directory.
+pub struct PgServer {
+    root: PathBuf,
+    stdin: ChildStdin,
+    _wrapper: Child,
+}
+
+impl PgServer {
+    /// initdb, then starts the server and waits until it answers.
+    pub async fn start() -> PgServer {
+        match Self::init().await {
+            Ok(server) => server,
+            Err(message) => panic!("could not start a test PostgreSQL server: {message}"),
+        }
+    }
+
+    async fn init() -> Result<PgServer, String> {
+        let bin = find_bin_dir()?;
+        let root = tempfile::Builder::new()
+            .prefix("pcpg-")
+            .tempdir()
+            .map_err(|e| format!("creating a temp dir: {e}"))?
+            .keep();
+        let data = root.join("data");
+        let as_postgres = running_as_root();
+        if as_postgres {
+            run_bounded(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(&root),
+                "chown",
+            )
+            .await?;
+        }
+        let mut initdb = user_command(as_postgres, &bin.join("initdb"));
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]);
+        run_bounded(&mut initdb, "initdb").await?;
+        let script = format!(
+            "pid=; while read -r cmd; do case \"$cmd\" in \
+             start) {postgres} -D {data} -c listen_addresses= -c unix_socket_directories={root} \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off >>{log} 2>&1 & pid=$! ;; \
+             stop) kill -INT $pid; wait $pid; pid= ;; esac; done; \
+             if [ -n \"$pid\" ]; then kill -INT $pid; wait $pid; fi; rm -rf {root}",
+            postgres = sh_quote(&bin.join("postgres")),
+            data = sh_quote(&data),
+            root = sh_quote(&root),
+            log = sh_quote(&root.join("postgres.log")),
+        );
+        let mut child = user_command(as_postgres, Path::new("/bin/sh"))
+            .arg("-c")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawning postgres: {e}"))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| "postgres wrapper has no stdin pipe".to_string())?;
+        let mut server = PgServer {
+            root,
+            stdin,
+            _wrapper: child,
+        };
+        server.up().await;
+        Ok(server)
+    }
+
+    /// The URL of `database` (trust auth, over the socket).
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{database}?host={}",
+            self.root.display()
+        )
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended) and returns once
+    /// it no longer accepts connections.
+    pub async fn down(&mut self) {
+        self.send("stop");
+        self.wait_until(false).await;
+    }
+
+    /// Starts the server (again) and returns once it answers.
+    pub async fn up(&mut self) {
+        self.send("start");
+        self.wait_until(true).await;
+    }
+
+    fn send(&mut self, command: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("postgres wrapper gone");
+        self.stdin.flush().expect("postgres wrapper gone");
+    }
+
+    async fn wait_until(&self, answering: bool) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut conn = sqlx::postgres::PgConnection::connect(&self.url("postgres")).await?;
+                conn.execute("SELECT 1").await?;
+                conn.close().await
+            })
+            .await;
+            if matches!(attempt, Ok(Ok(()))) == answering {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not {} within {READY_TIMEOUT:?}; log:\n{}",
+                if answering { "start" } else { "stop" },
+                read_log(&self.root.join("postgres.log"))
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// Why a start failed: a port someone else took (try another) or anything
 /// else (report it).
 enum Start {
