@@ -119,11 +119,30 @@ impl Refusal<'_> {
     }
 }
 
-/// The value of `series` (name and labels as rendered), 0 when absent.
+/// The sum of every sample of `series`' metric whose labels include all of
+/// `series`' labels (`name{k="v",...}`; a bare name sums all samples), 0
+/// when there is none.
 pub fn sample(metrics: &str, series: &str) -> u64 {
+    let (name, wanted) = match series.split_once('{') {
+        Some((name, labels)) => (name, labels.trim_end_matches('}')),
+        None => (series, ""),
+    };
+    let wanted: Vec<&str> = wanted.split(',').filter(|l| !l.is_empty()).collect();
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (head, value) = l.rsplit_once(' ')?;
+            let (metric, labels) = head.split_once('{').unwrap_or((head, ""));
+            let labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+            (metric == name && wanted.iter().all(|w| labels.contains(w)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum::<f64>() as u64
+}
+
+/// The login failure counter for `reason` (any tenant and connection).
+pub fn login_failure(reason: &str) -> String {
+    format!("portcullis_login_failures_total{{reason=\"{reason}\"}}")
 }
