@@ -1080,9 +1080,26 @@ async fn postgres_listener_stops_when_last_store_is_dropped() {
     let store = db.open().await;
     let clone = store.clone();
     wait_for_listeners(&db.url, 1).await;
+    let mut rx = clone.subscribe();
     drop(store);
-    // A clone keeps it alive ...
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A clone keeps it alive: it still hears a notification sent after
+    // the drop (a positive sign, instead of waiting for nothing to happen)
+    // ...
+    let mut admin = sqlx::postgres::PgConnection::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query(
+        r#"NOTIFY portcullis_events, '{"type":"sessions_revoked","selector":{"kind":"user","value":"after-drop"}}'"#,
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let _ = admin.close().await;
+    expect_event(
+        &mut rx,
+        &StoreEvent::SessionsRevoked(SessionSelector::User("after-drop".into())),
+    )
+    .await;
     assert_eq!(listener_connections(&db.url).await, 1);
     clone.ping().await.unwrap();
     // ... the last drop ends the task and closes its connection.
