@@ -251,12 +251,15 @@ async fn build_state(
         ));
     }
     if factories.oidc.is_none() && factories.builtin_oidc {
-        factories.oidc = Some(Arc::new(crate::auth::oidc::OidcFactory::new(
-            store.clone(),
-            &config.server.public_url,
-            &config.server.internal_prefix,
-            Some(metrics.clone()),
-        )));
+        factories.oidc = Some(Arc::new(
+            crate::auth::oidc::OidcFactory::new(
+                store.clone(),
+                &config.server.public_url,
+                &config.server.internal_prefix,
+                Some(metrics.clone()),
+            )
+            .with_clock(factories.clock.clone()),
+        ));
     }
     let mut auth = AuthContext::build(&config, &factories, Arc::new(domains))?;
     auth.dev_idp = dev_idp;

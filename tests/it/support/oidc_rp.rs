@@ -5,6 +5,7 @@
 //! hand so each hop can be inspected or tampered with).
 
 use portcullis::auth::Factories;
+use portcullis::clock::Clock;
 
 use super::dns::DnsServer;
 use super::env::*;
@@ -60,6 +61,12 @@ impl Rp {
     /// `oidc_extra`: more keys of the connection's `oidc` table, including
     /// `client_id` and the client authentication.
     pub async fn start(issuer: &str, preset: &str, oidc_extra: &str) -> Rp {
+        Self::start_clocked(issuer, preset, oidc_extra, Clock::system()).await
+    }
+
+    /// [`Rp::start`] with the provider's intervals (discovery refresh, key
+    /// refetch limit) timed by `clock`.
+    pub async fn start_clocked(issuer: &str, preset: &str, oidc_extra: &str, clock: Clock) -> Rp {
         let dns = DnsServer::start().await;
         let (upstream, app, app_saw) = start_counting_upstream().await;
         let env = TestEnv::with(Options {
@@ -67,6 +74,7 @@ impl Rp {
             extra: rp_toml(dns.addr(), issuer, preset, oidc_extra),
             factories: Factories {
                 builtin_oidc: true,
+                clock,
                 ..Default::default()
             },
             ..Default::default()
