@@ -43,13 +43,12 @@ impl Demo {
         })
         .await;
         let (listen, admin) = (addrs[0], addrs[1]);
-        let demo = Demo {
+        Demo {
             child,
             listen,
             admin,
             _dir: dir,
-        };
-        demo
+        }
     }
 
     /// `portcullis_login_failures_total{reason}` from the admin listener.
