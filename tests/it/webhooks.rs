@@ -371,6 +371,24 @@ async fn replay_sends_a_tenants_events_again_from_a_sequence_number() {
     write(&store, "globex", 0).await;
     r.wait_for("6 acknowledgements", WAIT, |log| log.len() >= 6)
         .await;
+    // The receiver logs on arrival; replay only once the deliverer has also
+    // recorded all five as delivered. (A replay while an event is in
+    // flight is lost for that event: its 'delivered' mark lands after the
+    // replay's reset. Reported; not what this test is about.)
+    let deadline = std::time::Instant::now() + WAIT;
+    while !store
+        .outbox_status()
+        .await
+        .unwrap()
+        .iter()
+        .any(|t| t.tenant == "acme" && t.delivered == 5 && t.pending == 0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acme not recorded as delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(store.outbox_replay("acme", 3, now_ms()).await.unwrap(), 3);
     r.wait_for("3 replayed", WAIT, |log| log.len() >= 9).await;
     // End markers after the replay (in order per tenant: when they are
