@@ -1,6 +1,8 @@
 //! Wiring: builds the state from a `Config`, registers the pingora services
 //! (public proxy, admin), runs background loops, and swaps state on reload.
 
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::IntoRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,11 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::ServerSession;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{
+    ListenFds, RunArgs, RuntimeOpts, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use pingora::services::listening::Service;
+use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 
 use crate::auth::saml::dev_idp::DevIdp;
 use crate::auth::saml::{MetadataCache, SamlFactory};
@@ -281,12 +286,15 @@ async fn build_state(
         ));
     }
     if factories.oidc.is_none() && factories.builtin_oidc {
-        factories.oidc = Some(Arc::new(crate::auth::oidc::OidcFactory::new(
-            store.clone(),
-            &config.server.public_url,
-            &config.server.internal_prefix,
-            Some(metrics.clone()),
-        )));
+        factories.oidc = Some(Arc::new(
+            crate::auth::oidc::OidcFactory::new(
+                store.clone(),
+                &config.server.public_url,
+                &config.server.internal_prefix,
+                Some(metrics.clone()),
+            )
+            .with_clock(factories.clock.clone()),
+        ));
     }
     let mut auth = AuthContext::build(&config, &factories, Arc::new(domains))?;
     auth.dev_idp = dev_idp;
@@ -418,7 +426,10 @@ pub struct Prepared {
     checks_stop: tokio::sync::watch::Sender<bool>,
 }
 
-/// Builds everything; binds nothing yet.
+/// Builds everything and binds every listener (public and admin), so an
+/// address in use fails here, at once and by name, instead of inside
+/// pingora's start (which retries for 30 s and then leaves the process
+/// running without that listener while `/readyz` still says ready).
 pub fn prepare(config: Config, config_path: Option<PathBuf>) -> Result<Prepared, AppError> {
     prepare_with(config, config_path, Factories::builtin())
 }
@@ -429,12 +440,44 @@ pub fn prepare_with(
     config_path: Option<PathBuf>,
     factories: Factories,
 ) -> Result<Prepared, AppError> {
+    prepare_with_listeners(config, config_path, factories, Vec::new())
+}
+
+/// [`prepare_with`] serving some addresses on sockets the caller already
+/// bound: each configured address (`[[listeners]]` or `[admin]`) equal to
+/// one of `bound`'s local addresses is served on that socket instead of
+/// being bound here. Tests bind `127.0.0.1:0`, write the port into the
+/// configuration and hand the socket over, so no port is ever released
+/// and bound again (another process could take it in between). A socket
+/// that matches no configured address is an error.
+pub fn prepare_with_listeners(
+    config: Config,
+    config_path: Option<PathBuf>,
+    factories: Factories,
+    mut bound: Vec<StdListener>,
+) -> Result<Prepared, AppError> {
     let background = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("portcullis-bg")
         .enable_all()
         .build()?;
     let shared = background.block_on(Shared::new(config.clone(), config_path, factories))?;
+    // After the configuration is known good (its errors come first), before
+    // anything serves.
+    let mut public = Vec::with_capacity(config.listeners.len());
+    for l in &config.listeners {
+        public.push((l.address.clone(), listener_socket(&l.address, &mut bound)?));
+    }
+    let admin_socket = listener_socket(&config.admin.address, &mut bound)?;
+    if let Some(extra) = bound.first() {
+        let addr = extra
+            .local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        return Err(AppError::Listener(
+            addr,
+            "handed over, but no listener or admin address is configured there".into(),
+        ));
+    }
     background.spawn(sweep_expired_sessions(shared.clone()));
     let (checks_stop, checks_rx) = tokio::sync::watch::channel(false);
     let domains = background.block_on(async { Domains::new(shared.store.clone(), &config.dns) })?;
@@ -490,14 +533,94 @@ pub fn prepare_with(
         },
     );
     admin.add_tcp(&config.admin.address);
-    server.add_service(proxy);
-    server.add_service(admin);
+    server.add_service(Prebound {
+        inner: proxy,
+        sockets: public,
+    });
+    server.add_service(Prebound {
+        inner: admin,
+        sockets: vec![(config.admin.address.clone(), admin_socket)],
+    });
     Ok(Prepared {
         server,
         shared,
         background,
         checks_stop,
     })
+}
+
+/// The socket for `address`: the caller's if one of `bound` has that local
+/// address, else bound here (std sets `SO_REUSEADDR`, as pingora would).
+fn listener_socket(address: &str, bound: &mut Vec<StdListener>) -> Result<StdListener, AppError> {
+    let fail = |e: std::io::Error| AppError::Listener(address.to_owned(), e.to_string());
+    let addr: SocketAddr = address
+        .parse()
+        .map_err(|_| AppError::Listener(address.to_owned(), "not `IP:PORT`".into()))?;
+    let socket = match bound
+        .iter()
+        .position(|l| l.local_addr().is_ok_and(|a| a == addr))
+    {
+        Some(i) => bound.swap_remove(i),
+        None => StdListener::bind(addr).map_err(fail)?,
+    };
+    // pingora wraps the socket in tokio, which needs it non-blocking.
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(socket)
+}
+
+/// A pingora service whose listening sockets were bound in [`prepare`].
+/// pingora looks every listener address up in its table of inherited
+/// sockets (meant for zero-downtime upgrades) before binding it, so
+/// putting ours there, keyed by the same address string, makes it serve
+/// exactly these sockets.
+struct Prebound<S> {
+    inner: S,
+    sockets: Vec<(String, StdListener)>,
+}
+
+#[async_trait]
+impl<S: ServiceWithDependents> ServiceWithDependents for Prebound<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+        ready_notifier: ServiceReadyNotifier,
+    ) {
+        let sockets = std::mem::take(&mut self.sockets);
+        // pingora always passes the table on Unix; without one, the sockets
+        // close here and pingora binds the addresses itself.
+        if let Some(fds) = &fds {
+            let mut table = fds.lock();
+            for (address, socket) in sockets {
+                // The table owns the descriptor from here on.
+                table.add(address, socket.into_raw_fd());
+            }
+        }
+        self.inner
+            .start_service(fds, shutdown, listeners_per_fd, ready_notifier)
+            .await
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+
+    fn runtime_opts_override(&self, global: &RuntimeOpts) -> Option<RuntimeOpts> {
+        self.inner.runtime_opts_override(global)
+    }
+
+    fn on_startup_delay(&self, time_waited: Duration) {
+        self.inner.on_startup_delay(time_waited)
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.inner.listen_addresses()
+    }
 }
 
 impl Prepared {

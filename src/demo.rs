@@ -167,6 +167,8 @@ pub fn run_demo(opts: &DemoOptions) -> Result<(), AppError> {
     config.server.public_url = format!("http://{}", opts.listen);
     crate::logging::init(&config.log);
 
+    // Listeners first: a refused configuration never binds anything.
+    let prepared = prepare(config.clone(), None)?;
     let std_listener = std::net::TcpListener::bind(opts.upstream)
         .map_err(|e| AppError::Listener(opts.upstream.to_string(), e.to_string()))?;
     std_listener.set_nonblocking(true)?;
@@ -192,7 +194,6 @@ pub fn run_demo(opts: &DemoOptions) -> Result<(), AppError> {
             });
         })?;
 
-    let prepared = prepare(config.clone(), None)?;
     let url = &config.server.public_url;
     println!();
     println!("  Portcullis demo is running.");

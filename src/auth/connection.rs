@@ -154,6 +154,9 @@ pub struct Factories {
     pub builtin_saml: bool,
     /// Likewise for OIDC when `oidc` is `None`.
     pub builtin_oidc: bool,
+    /// The monotonic clock of the built-in implementations' intervals
+    /// (system by default; tests pass a manual one).
+    pub clock: crate::clock::Clock,
 }
 
 impl Factories {

@@ -139,3 +139,40 @@ fn classify(error: &NetError) -> LookupOutcome {
         other => LookupOutcome::Error(format!("resolver error: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A nameserver that never answers (UDP read by no one, TCP accepted
+    /// by no one): the lookup ends with "timeout" at the configured
+    /// timeout. Measured on tokio's paused clock, which moves only when
+    /// every task waits: exact on any machine, however loaded.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_nameserver_ends_the_lookup_at_the_timeout() {
+        let (udp, _tcp) = loop {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            // Same port over TCP too: hickory may try it, and a refused
+            // connection would be a different error.
+            if let Ok(tcp) = std::net::TcpListener::bind(udp.local_addr().unwrap()) {
+                break (udp, tcp);
+            }
+        };
+        let dns = DnsConfig {
+            nameservers: vec![udp.local_addr().unwrap().to_string()],
+            ..DnsConfig::default()
+        };
+        let timeout = Duration::from_millis(400);
+        let resolver = TxtResolver::new(&dns, timeout).unwrap();
+        let started = tokio::time::Instant::now();
+        let outcome = resolver
+            .check("_portcullis-challenge.example.com", "value")
+            .await;
+        assert_eq!(outcome, LookupOutcome::Error("timeout".into()));
+        let took = started.elapsed();
+        assert!(
+            took >= timeout && took < 2 * timeout,
+            "{took:?} on the paused clock"
+        );
+    }
+}

@@ -123,22 +123,23 @@ async fn wait_for_metric(admin: SocketAddr, needle: &str) -> String {
 async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_sigterm() {
     let (upstream, _task) = start_echo_upstream().await;
     let dir = crate::support::env::private_tempdir().unwrap();
-    let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let store = format!("sqlite://{}/s.db", dir.path().display());
-    let text = config_text(proxy, admin, upstream, &store, &[KEY_A], "");
     let path = dir.path().join("p.toml");
-    std::fs::write(&path, &text).unwrap();
-
-    let mut child = Child(
+    let mut text = String::new();
+    let (child, addrs) = spawn_listening(2, |a| {
+        text = config_text(a[0], a[1], upstream, &store, &[KEY_A], "");
+        std::fs::write(&path, &text).unwrap();
         Command::new(BIN)
             .args(["run", "--config"])
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap(),
-    );
+            .unwrap()
+    })
+    .await;
+    let mut child = Child(child);
+    let (proxy, admin) = (addrs[0], addrs[1]);
     let pid = child.0.id();
     wait_ready(admin).await;
 
@@ -411,4 +412,110 @@ async fn domains_users_and_connections_commands() {
         out.contains("acme-okta") && out.contains("saml") && out.contains("okta"),
         "{out}"
     );
+}
+
+/// A listener address in use stops `run` at once with the address named.
+/// (pingora alone retried for 30 s and then kept the process running
+/// without that listener, `/readyz` still answering 200.)
+#[tokio::test]
+async fn run_exits_at_once_when_a_listener_address_is_in_use() {
+    let dir = crate::support::env::private_tempdir().unwrap();
+    let taken = bind_local();
+    let busy = taken.local_addr().unwrap();
+    // Held too, so nothing here is free for someone else to take; the
+    // public listeners are bound first, so the error names `busy`.
+    let admin_taken = bind_local();
+    let admin = admin_taken.local_addr().unwrap();
+    let upstream = refusing();
+    let store = format!("sqlite://{}/s.db", dir.path().display());
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        config_text(busy, admin, upstream.addr, &store, &[KEY_A], ""),
+    )
+    .unwrap();
+    let mut child = Child(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.expect("still running 30 s after its listener failed to bind");
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert!(stderr.contains(&format!("listener `{busy}`")), "{stderr}");
+}
+
+/// `portcullis users remove` on a running server's store ends the user's
+/// sessions there, even one the server has cached; other users' stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_remove_ends_the_users_sessions_on_a_running_server() {
+    let s = crate::support::idp::Sso::start(true).await;
+    s.assert_next("alice@acme.com", Some(true), &["Engineering"]);
+    let (_, alice) = s.login("acme-idp", "%2F").await;
+    let alice = alice.expect("alice signed in");
+    s.assert_next("carol@acme.com", Some(true), &["Engineering"]);
+    let (_, carol) = s.login("acme-idp", "%2F").await;
+    let carol = carol.expect("carol signed in");
+    let status = |cookie: String| {
+        let url = s.env.url("/dashboard");
+        async move {
+            client()
+                .get(url)
+                .header("accept", "application/json")
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Both work (and are now in the server's session cache).
+    assert_eq!(status(alice.clone()).await, 200);
+    assert_eq!(status(carol.clone()).await, 200);
+
+    let out = Command::new(BIN)
+        .args(["users", "remove", "--config"])
+        .arg(s.env.config_path())
+        .args(["--tenant", "acme", "--email", "alice@acme.com"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "removed alice@acme.com from acme; ended 1 session(s)"
+    );
+    // Gone from the store at once ...
+    assert_eq!(s.env.shared.store.count_sessions().await.unwrap(), 1);
+    // ... and from the running server's cache within its event-log poll
+    // (200 ms; bounded here).
+    let mut last = 0;
+    for _ in 0..50 {
+        last = status(alice.clone()).await;
+        if last == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, 401, "the removed user's session still works");
+    assert_eq!(status(carol).await, 200, "another user's session ended too");
 }

@@ -10,8 +10,6 @@ use crate::support::env::*;
 #[tokio::test]
 async fn demo_serves_the_login_first_and_shows_headers_upstream() {
     let dir = crate::support::env::private_tempdir().unwrap();
-    let addr = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
-    let (listen, admin, upstream) = (addr(free_port()), addr(free_port()), addr(free_port()));
     /// Kills the demo on drop so a failing test leaves nothing running.
     struct Kill(std::process::Child);
     impl Drop for Kill {
@@ -20,25 +18,21 @@ async fn demo_serves_the_login_first_and_shows_headers_upstream() {
             let _ = self.0.wait();
         }
     }
-    let mut child = Kill(
+    let (child, addrs) = spawn_listening(3, |a| {
         Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("demo")
             .arg("--data-dir")
             .arg(dir.path())
-            .args([
-                "--listen",
-                &listen.to_string(),
-                "--admin",
-                &admin.to_string(),
-            ])
-            .args(["--upstream", &upstream.to_string()])
+            .args(["--listen", &a[0].to_string(), "--admin", &a[1].to_string()])
+            .args(["--upstream", &a[2].to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap(),
-    );
-    wait_for_port(listen).await;
-    wait_for_port(admin).await;
+            .unwrap()
+    })
+    .await;
+    let mut child = Kill(child);
+    let (listen, upstream): (SocketAddr, SocketAddr) = (addrs[0], addrs[2]);
 
     // `/` is required: a browser meets the login page first
     let r = client()

@@ -28,28 +28,27 @@ impl Drop for Demo {
 impl Demo {
     pub async fn start() -> Demo {
         let dir = crate::support::env::private_tempdir().unwrap();
-        let addr = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
-        let (listen, admin, upstream) = (addr(free_port()), addr(free_port()), addr(free_port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("demo")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", &listen.to_string()])
-            .args(["--admin", &admin.to_string()])
-            .args(["--upstream", &upstream.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let demo = Demo {
+        let (child, addrs) = spawn_listening(3, |a| {
+            Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .arg("demo")
+                .arg("--data-dir")
+                .arg(dir.path())
+                .args(["--listen", &a[0].to_string()])
+                .args(["--admin", &a[1].to_string()])
+                .args(["--upstream", &a[2].to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .await;
+        let (listen, admin) = (addrs[0], addrs[1]);
+        Demo {
             child,
             listen,
             admin,
             _dir: dir,
-        };
-        wait_for_port(listen).await;
-        wait_for_port(admin).await;
-        demo
+        }
     }
 
     /// `portcullis_login_failures_total{reason}` from the admin listener.
@@ -370,14 +369,18 @@ fn dev_idp_refuses_non_loopback_addresses() {
 
     // `portcullis demo --listen 0.0.0.0:…` overrides after validation: it
     // must still refuse to start, naming the key
+    // The ports are held here: should the check ever be skipped, the demo
+    // fails to bind instead of serving (and this test hanging).
     let dir = crate::support::env::private_tempdir().unwrap();
+    let held = [bind_local(), bind_local(), bind_local()];
+    let port = |i: usize| held[i].local_addr().unwrap().port();
     let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("demo")
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--listen", &format!("0.0.0.0:{}", free_port())])
-        .args(["--admin", &format!("127.0.0.1:{}", free_port())])
-        .args(["--upstream", &format!("127.0.0.1:{}", free_port())])
+        .args(["--listen", &format!("0.0.0.0:{}", port(0))])
+        .args(["--admin", &format!("127.0.0.1:{}", port(1))])
+        .args(["--upstream", &format!("127.0.0.1:{}", port(2))])
         .output()
         .unwrap();
     assert!(!out.status.success());

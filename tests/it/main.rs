@@ -29,6 +29,7 @@ mod scim_tester;
 mod secrets;
 mod sso;
 mod store;
+mod store_outage;
 mod support;
 mod tls;
 mod webhooks;

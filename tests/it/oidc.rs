@@ -116,14 +116,14 @@ async fn forged_and_mismatched_callbacks_are_refused_with_their_reason() {
 
     // state: missing, another flow's, a callback replayed in another browser
     let at = rp.begin().await;
-    let before = rp.failures("missing_state").await;
+    let before = rp.refusal("missing_state").await;
     let r = rp
         .callback(&with_param(&at.url, "state", None), Some(&at.flow_cookie))
         .await;
     rp.assert_refused(r, "missing_state", before).await;
 
     let at = rp.begin().await;
-    let before = rp.failures("state_mismatch").await;
+    let before = rp.refusal("state_mismatch").await;
     let other = "0123456789abcdef0123456789abcdef";
     let r = rp
         .callback(
@@ -134,31 +134,31 @@ async fn forged_and_mismatched_callbacks_are_refused_with_their_reason() {
     rp.assert_refused(r, "state_mismatch", before).await;
 
     let at = rp.begin().await;
-    let before = rp.failures("state_mismatch").await;
+    let before = rp.refusal("state_mismatch").await;
     let r = rp.callback(&at.url, None).await;
     rp.assert_refused(r, "state_mismatch", before).await;
     // ...and another browser's own flow cookie doesn't open it either
     let (_, someone_else) = rp.start_flow("/").await;
-    let before = rp.failures("state_mismatch").await;
+    let before = rp.refusal("state_mismatch").await;
     let r = rp.callback(&at.url, Some(&someone_else)).await;
     rp.assert_refused(r, "state_mismatch", before).await;
 
     // The provider reports an error.
     let at = rp.begin().await;
-    let before = rp.failures("idp_error").await;
+    let before = rp.refusal("idp_error").await;
     let url = with_param(&at.url, "code", None) + "&error=access_denied&error_description=no";
     let r = rp.callback(&url, Some(&at.flow_cookie)).await;
     rp.assert_refused(r, "idp_error", before).await;
 
     // No code, or an absurd one.
     let at = rp.begin().await;
-    let before = rp.failures("malformed").await;
+    let before = rp.refusal("malformed").await;
     let r = rp
         .callback(&with_param(&at.url, "code", None), Some(&at.flow_cookie))
         .await;
     rp.assert_refused(r, "malformed", before).await;
     let at = rp.begin().await;
-    let before = rp.failures("malformed").await;
+    let before = rp.refusal("malformed").await;
     let r = rp
         .callback(
             &with_param(&at.url, "code", Some(&"c".repeat(5000))),
@@ -170,7 +170,7 @@ async fn forged_and_mismatched_callbacks_are_refused_with_their_reason() {
     // RFC 9207 `iss` in the callback naming another provider (mix-up).
     op.set(|k| k.iss_in_callback = Some("https://evil.example".into()));
     let at = rp.begin().await;
-    let before = rp.failures("issuer").await;
+    let before = rp.refusal("issuer").await;
     let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
     rp.assert_refused(r, "issuer", before).await;
     op.reset();
@@ -253,7 +253,7 @@ async fn forged_and_mismatched_callbacks_are_refused_with_their_reason() {
         op.reset();
         op.set(|k| knob(k));
         let at = rp.begin().await;
-        let before = rp.failures(reason).await;
+        let before = rp.refusal(reason).await;
         let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
         rp.assert_refused(r, reason, before).await;
     }
@@ -273,13 +273,13 @@ async fn a_callback_works_once_and_a_used_code_is_refused() {
     assert_eq!(first.status(), 303);
     // The same callback with the same (copied) flow cookie: the state is
     // burnt in the store.
-    let before = rp.failures("replay").await;
+    let before = rp.refusal("replay").await;
     let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
     rp.assert_refused(r, "replay", before).await;
     // A used code injected into a fresh flow: the provider refuses it.
     let fresh = rp.begin().await;
     let used_code = query(&at.url)["code"].clone();
-    let before = rp.failures("token_exchange").await;
+    let before = rp.refusal("token_exchange").await;
     let r = rp
         .callback(
             &with_param(&fresh.url, "code", Some(&used_code)),
@@ -313,7 +313,7 @@ async fn a_flow_without_pkce_verifier_is_refused_before_the_token_request() {
     };
     let cookie = codec.seal(&relay, &flow).unwrap();
     let cookie = cookie.split(';').next().unwrap();
-    let before = rp.failures("pkce_missing").await;
+    let before = rp.refusal("pkce_missing").await;
     let r = rp.callback(&at.url, Some(cookie)).await;
     rp.assert_refused(r, "pkce_missing", before).await;
     assert_eq!(op.recorded(|r| r.token.len()), 0);
@@ -321,30 +321,48 @@ async fn a_flow_without_pkce_verifier_is_refused_before_the_token_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_kid_refetches_the_keys_at_most_once_per_interval() {
+    // The provider's intervals run on a clock this test moves: the limit
+    // (jwks_min_refresh_seconds = 1) is checked exactly, without sleeping.
+    let time = portcullis::clock::ManualClock::new();
     let op = TestOp::start().await;
-    let rp = rp(&op).await;
+    let rp = Rp::start_clocked(
+        &op.issuer,
+        "generic",
+        &secret_basic(),
+        portcullis::clock::Clock::manual(time.clone()),
+    )
+    .await;
+    let interval = std::time::Duration::from_secs(1);
     let (cb, _) = rp.login().await;
     assert_eq!(cb.status(), 303);
     assert_eq!(op.recorded(|r| r.jwks_fetches), 1);
     // Rotation: a new kid is found by fetching the keys again.
     op.rotate("k2");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    time.advance(interval);
     let (cb, session) = rp.login().await;
     assert_eq!(cb.status(), 303, "{}", cb.text().await.unwrap());
     assert_alice_engineer(&rp.env, &session.unwrap()).await;
     assert_eq!(op.recorded(|r| r.jwks_fetches), 2);
-    // Tokens with a kid nobody published: refused, and the refetches they
-    // trigger are rate-limited (1 s here).
+    // Tokens with a kid nobody published: refused; the first refetches the
+    // keys, the next ones within the interval don't ...
     op.set(|k| k.alg = Alg::RogueKey);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    time.advance(interval);
     for _ in 0..4 {
-        let before = rp.failures("signature").await;
+        let before = rp.refusal("signature").await;
         let at = rp.begin().await;
         let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
         rp.assert_refused(r, "signature", before).await;
     }
-    let fetches = op.recorded(|r| r.jwks_fetches);
-    assert!((3..=4).contains(&fetches), "{fetches} key set fetches");
+    assert_eq!(op.recorded(|r| r.jwks_fetches), 3);
+    // ... and once it has passed, one may again (a limit, not a ban).
+    time.advance(interval);
+    for _ in 0..2 {
+        let before = rp.refusal("signature").await;
+        let at = rp.begin().await;
+        let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
+        rp.assert_refused(r, "signature", before).await;
+    }
+    assert_eq!(op.recorded(|r| r.jwks_fetches), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -364,7 +382,7 @@ async fn userinfo_supplies_claims_the_id_token_lacks() {
     op.set(|k| {
         k.userinfo.insert("sub".into(), json!("someone-else"));
     });
-    let before = rp.failures("userinfo").await;
+    let before = rp.refusal("userinfo").await;
     let at = rp.begin().await;
     let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
     rp.assert_refused(r, "userinfo", before).await;
@@ -417,7 +435,7 @@ async fn google_hd_must_be_a_tenant_domain() {
         let mut u = alice();
         u.insert("hd".into(), hd);
         op.set_user(u);
-        let before = rp.failures("hd_mismatch").await;
+        let before = rp.refusal("hd_mismatch").await;
         let at = rp.begin().await;
         let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
         rp.assert_refused(r, "hd_mismatch", before).await;
@@ -425,7 +443,7 @@ async fn google_hd_must_be_a_tenant_domain() {
     // Google requires email_verified: absent is unverified.
     u.remove("email_verified");
     op.set_user(u);
-    let before = rp.failures("email_unverified").await;
+    let before = rp.refusal("email_unverified").await;
     let at = rp.begin().await;
     let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
     rp.assert_refused(r, "email_unverified", before).await;
@@ -448,7 +466,7 @@ async fn entra_binds_the_tenant_and_reports_groups_overage() {
     let mut other = u.clone();
     other.insert("tid".into(), json!("00000000-0000-0000-0000-000000000000"));
     op.set_user(other);
-    let before = rp.failures("tenant_mismatch").await;
+    let before = rp.refusal("tenant_mismatch").await;
     let at = rp.begin().await;
     let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
     rp.assert_refused(r, "tenant_mismatch", before).await;
@@ -482,7 +500,7 @@ async fn entra_binds_the_tenant_and_reports_groups_overage() {
     let mut f = u.clone();
     f.insert("email_verified".into(), json!(false));
     op.set_user(f);
-    let before = rp.failures("email_unverified").await;
+    let before = rp.refusal("email_unverified").await;
     let at = rp.begin().await;
     let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
     rp.assert_refused(r, "email_unverified", before).await;
@@ -665,7 +683,7 @@ async fn clock_skew_is_tolerated_within_the_configured_window() {
 async fn an_unreachable_or_impostor_provider_stops_the_login_at_start() {
     // Nobody listens on port 1.
     let rp = Rp::start("http://127.0.0.1:1", "generic", &secret_basic()).await;
-    let before = rp.failures("discovery").await;
+    let before = rp.refusal("discovery").await;
     let r = client()
         .get(
             rp.env
@@ -679,7 +697,7 @@ async fn an_unreachable_or_impostor_provider_stops_the_login_at_start() {
     // the configured one has a trailing slash) is refused too.
     let op = TestOp::start().await;
     let rp = Rp::start(&format!("{}/", op.issuer), "generic", &secret_basic()).await;
-    let before = rp.failures("discovery").await;
+    let before = rp.refusal("discovery").await;
     let r = client()
         .get(
             rp.env

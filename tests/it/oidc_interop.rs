@@ -43,7 +43,27 @@ struct NodeOp {
 
 /// Starts `op.mjs` on `port`, registered for `rp`'s URLs; with
 /// `client_jwks` the client authenticates with `private_key_jwt`.
-async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> NodeOp {
+/// The relying party (on `issuer`'s port) and the provider. node binds the
+/// port itself, so another process may take it first; node then exits
+/// before its ready line and both start again on another port (at most 5
+/// times). The ready line comes only once node listens, so the provider
+/// that answers is ours.
+async fn start_pair(oidc_extra: &str, client_jwks: Option<String>) -> (Rp, NodeOp) {
+    for _ in 0..5 {
+        let port = bind_local().local_addr().unwrap().port();
+        let issuer = format!("http://127.0.0.1:{port}");
+        let rp = Rp::start(&issuer, "generic", oidc_extra).await;
+        let proxy = rp.env.url("");
+        if let Some(op) = start_node_op(port, &proxy, client_jwks.clone()).await {
+            assert_eq!(op.issuer, issuer);
+            return (rp, op);
+        }
+    }
+    panic!("oidc-provider exited before listening, 5 times");
+}
+
+/// `None` if node exited before listening (the port was taken).
+async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> Option<NodeOp> {
     let module = op_dir().join("node_modules/oidc-provider/package.json");
     assert!(
         module.is_file(),
@@ -91,15 +111,14 @@ async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> N
     let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
         .await
         .unwrap_or_else(|_| panic!("oidc-provider did not start within {START_TIMEOUT:?}"))
-        .unwrap()
-        .expect("oidc-provider exited before listening");
+        .unwrap()?;
     // Keep reading: a closed pipe would kill node at its next write.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    NodeOp {
+    Some(NodeOp {
         issuer: v["issuer"].as_str().unwrap().to_owned(),
         _child: child,
-    }
+    })
 }
 
 /// A browser's cookies at the provider (one origin, so names suffice).
@@ -247,22 +266,17 @@ async fn whoami(rp: &Rp, session: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn oidc_provider_login_and_both_logouts() {
     let _one = ONE_OP.lock().await;
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let rp = Rp::start(
-        &issuer,
-        "generic",
+    // The provider knows our URLs; we know its issuer (discovery is lazy).
+    let (rp, op) = start_pair(
         &format!(
             "client_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
              scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n\
              post_logout_redirect_uri = \"{POST_LOGOUT}\"\n"
         ),
+        None,
     )
     .await;
-    let proxy = rp.env.url("");
-    // The provider knows our URLs; we know its issuer (discovery is lazy).
-    let op = start_node_op(port, &proxy, None).await;
-    assert_eq!(op.issuer, issuer);
+    let issuer = op.issuer.clone();
 
     // 1. Login: oidc-provider keeps scope claims out of the ID token in
     // the code flow, so email, name and groups come from userinfo.
@@ -350,19 +364,15 @@ async fn oidc_provider_accepts_private_key_jwt() {
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
         STANDARD.encode(&der)
     );
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let rp = Rp::start(
-        &issuer,
-        "generic",
+    let (rp, op) = start_pair(
         &format!(
             "client_id = \"{CLIENT_ID}\"\ntoken_auth_method = \"private_key_jwt\"\n\
              private_key = \"\"\"\n{pem}\"\"\"\nprivate_key_id = \"rp-1\"\n\
              scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n"
         ),
+        Some(jwks.to_string()),
     )
     .await;
-    let op = start_node_op(port, &rp.env.url(""), Some(jwks.to_string())).await;
     let mut browser = Jar::default();
     let session = login(&rp, &op, &mut browser).await;
     assert_alice_engineer(&rp.env, &session).await;

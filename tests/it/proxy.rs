@@ -170,13 +170,15 @@ async fn groups_gate_restricted_routes() {
     let env = TestEnv::start().await;
     let eng = env.mint(&principal("bob@example.com", &["eng"])).await;
     let admin = env.mint(&principal("carol@example.com", &["admins"])).await;
+    let denied = "portcullis_requests_total{class=\"4xx\",policy=\"required\"}";
+    let refusal = env.refusal(denied).await;
     let r = client()
         .get(env.url("/admin/users"))
         .header("cookie", &eng)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    refusal.assert(r, 403).await;
     let r = client()
         .get(env.url("/admin/users"))
         .header("cookie", &admin)
@@ -186,13 +188,16 @@ async fn groups_gate_restricted_routes() {
     assert_eq!(r.status(), 200);
     // path tricks don't reach /admin through a public prefix: an encoded
     // slash under a protected route is refused as ambiguous
+    let refusal = env
+        .refusal("portcullis_requests_refused_total{reason=\"path_encoded_separator\"}")
+        .await;
     let r = client()
         .get(env.url("/public/..%2Fadmin/users"))
         .header("cookie", &eng)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    refusal.assert(r, 400).await;
 }
 
 /// Spoofed identity headers, in every spelling, never reach the app.
@@ -302,7 +307,12 @@ async fn tampered_expired_idle_and_revoked_cookies_are_anonymous() {
     let mut bytes = value.as_bytes().to_vec();
     bytes[5] = if bytes[5] == b'A' { b'B' } else { b'A' };
     let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
-    assert_eq!(api(tampered.clone()).send().await.unwrap().status(), 401);
+    let rejected =
+        |reason: &str| format!("portcullis_session_rejected_total{{reason=\"{reason}\"}}");
+    let refusal = env.refusal(&rejected("undecryptable")).await;
+    refusal
+        .assert(api(tampered.clone()).send().await.unwrap(), 401)
+        .await;
     for garbage in [
         "",
         "%00%ff",
@@ -324,10 +334,14 @@ async fn tampered_expired_idle_and_revoked_cookies_are_anonymous() {
     // expired: absolute lifetime over
     let now = portcullis::clock::now();
     let expired = env.mint_at(&p, now - 100, 50).await;
-    assert_eq!(api(expired).send().await.unwrap().status(), 401);
+    let refusal = env.refusal(&rejected("expired")).await;
+    refusal
+        .assert(api(expired).send().await.unwrap(), 401)
+        .await;
     // idle: not seen for longer than the idle lifetime (default 1 h)
     let idle = env.mint_at(&p, now - 7200, 86_400).await;
-    assert_eq!(api(idle).send().await.unwrap().status(), 401);
+    let refusal = env.refusal(&rejected("idle")).await;
+    refusal.assert(api(idle).send().await.unwrap(), 401).await;
 
     // optional routes forward such requests anonymously
     let (status, app) = echo(c.get(env.url("/optional/x")).header("cookie", tampered)).await;
@@ -344,7 +358,8 @@ async fn tampered_expired_idle_and_revoked_cookies_are_anonymous() {
         .await
         .unwrap();
     assert_eq!(n, 3, "good, expired and idle sessions of dave");
-    assert_eq!(api(good).send().await.unwrap().status(), 401);
+    let refusal = env.refusal(&rejected("unknown")).await;
+    refusal.assert(api(good).send().await.unwrap(), 401).await;
     assert_eq!(api(other.clone()).send().await.unwrap().status(), 200);
     // by tenant and connection
     env.shared
@@ -467,10 +482,10 @@ async fn old_key_still_opens_cookies_after_rotation() {
 
 #[tokio::test]
 async fn upstream_down_gives_502_with_request_id() {
-    // a port nothing listens on
-    let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // a reserved port that refuses connections
+    let dead = refusing();
     let env = TestEnv::with(Options {
-        upstream: Some(dead),
+        upstream: Some(dead.addr),
         ..Default::default()
     })
     .await;

@@ -188,32 +188,32 @@ impl Binary {
         rust_log: Option<&str>,
     ) -> Binary {
         let (upstream, task) = start_echo_upstream().await;
-        let proxy: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let text = config_text(
-            proxy,
-            admin,
-            upstream,
-            &format!("sqlite://{}/s.db", dir.path().display()),
-            &[KEY_A],
-            extra,
-        );
         let path = dir.path().join("p.toml");
-        std::fs::write(&path, text).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        cmd.args(["run", "--config"])
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.path().join("stdout")).unwrap(),
-            ))
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("stderr")).unwrap(),
-            ));
-        if let Some(filter) = rust_log {
-            cmd.env("RUST_LOG", filter);
-        }
-        let child = Child(cmd.spawn().unwrap());
+        let store = format!("sqlite://{}/s.db", dir.path().display());
+        let (child, addrs) = spawn_listening(2, |a| {
+            std::fs::write(
+                &path,
+                config_text(a[0], a[1], upstream, &store, &[KEY_A], extra),
+            )
+            .unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+            cmd.args(["run", "--config"])
+                .arg(&path)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::from(
+                    std::fs::File::create(dir.path().join("stdout")).unwrap(),
+                ))
+                .stderr(Stdio::from(
+                    std::fs::File::create(dir.path().join("stderr")).unwrap(),
+                ));
+            if let Some(filter) = rust_log {
+                cmd.env("RUST_LOG", filter);
+            }
+            cmd.spawn().unwrap()
+        })
+        .await;
+        let (proxy, admin) = (addrs[0], addrs[1]);
+        let child = Child(child);
         wait_ready(admin).await;
         Binary {
             proxy,

@@ -6,6 +6,7 @@
 use crate::support::env::*;
 use crate::support::idp::cookie_pair;
 use crate::support::pysaml2::{PySaml2Idp, html_form};
+use crate::support::refusal::login_failure;
 use crate::support::saml::*;
 
 /// The SP's public origin as the IdP knows it (a TLS front end in
@@ -270,10 +271,9 @@ async fn pysaml2_idp_initiated_login_lands_where_allowed() {
     let session = cookie_pair(&r, "portcullis_session=").expect("session");
     assert_alice_engineer(&i.s.env, &session).await;
     // the same response again: the replay cache refuses it
-    let before = i.s.failures("replay").await;
+    let refusal = i.s.env.refusal(&login_failure("replay")).await;
     let r = i.post_form(OPEN, &html, None).await;
-    assert_eq!(r.status(), 403);
-    i.s.expect_failures("replay", before + 1).await;
+    refusal.assert(r, 403).await;
 
     // an absolute or protocol-relative RelayState never redirects off-site:
     // the configured landing path instead
@@ -286,12 +286,10 @@ async fn pysaml2_idp_initiated_login_lands_where_allowed() {
 
     // a connection that did not opt in refuses unsolicited responses
     let html = i.idp_initiated_form(STRICT, "alice", "/reports").await;
+    let refusal = i.s.env.refusal(&login_failure("unsolicited")).await;
     let r = i.post_form(STRICT, &html, None).await;
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, 403, "{body}");
+    let body = refusal.assert(r, 403).await;
     assert!(body.contains("couldn"), "{body}");
-    i.s.expect_failures("unsolicited", 1).await;
 }
 
 /// pysaml2 configured to want signed AuthnRequests verifies ours (the
@@ -365,11 +363,11 @@ async fn pysaml2_verifies_our_signed_authn_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pysaml2_triple_des_encrypted_assertion_is_refused() {
     let i = interop_with("", Some("sp"), &[]).await;
+    let refusal = i.s.env.refusal(&login_failure("algorithm")).await;
     let r = i
         .sp_initiated_with(OPEN, "alice", &[("encrypt", "1")])
         .await;
-    assert_eq!(r.status(), 403);
-    i.s.expect_failures("algorithm", 1).await;
+    refusal.assert(r, 403).await;
 }
 
 /// The proxy's session cookie still works (200 from the app) or not.

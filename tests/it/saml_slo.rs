@@ -11,6 +11,7 @@ use openssl::sign::Signer;
 
 use crate::support::env::*;
 use crate::support::idp::cookie_pair;
+use crate::support::refusal::login_failure;
 use crate::support::saml::*;
 
 const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
@@ -69,13 +70,10 @@ async fn get(s: &SamlSso, query: &str) -> reqwest::Response {
 }
 
 async fn refused(s: &SamlSso, query: &str, reason: &str) {
-    let before = s.failures(reason).await;
+    let refusal = s.env.refusal(&login_failure(reason)).await;
     let r = get(s, query).await;
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, 400, "{reason}: {body}");
+    let body = refusal.assert(r, 400).await;
     assert!(body.contains("couldn"), "{reason}: generic page: {body}");
-    s.expect_failures(reason, before + 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

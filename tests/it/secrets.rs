@@ -195,8 +195,14 @@ async fn after_a_login_no_postgres_row_holds_the_token_key_or_session_id() {
     assert_absent("postgres", &dump, &secrets);
 }
 
-/// A config file for the binary with its store in `dir`.
-fn config_file(dir: &std::path::Path, store_key: Option<&str>) -> std::path::PathBuf {
+/// A config file for the binary with its store in `dir`, and the listeners
+/// it names, held by the test: the binary must fail before it binds them,
+/// and would fail differently (address in use) if it ever got that far.
+fn config_file(
+    dir: &std::path::Path,
+    store_key: Option<&str>,
+) -> (std::path::PathBuf, [std::net::TcpListener; 2]) {
+    let held = [bind_local(), bind_local()];
     let key = store_key
         .map(|k| format!("encryption_key = \"{k}\"\n"))
         .unwrap_or_default();
@@ -204,13 +210,13 @@ fn config_file(dir: &std::path::Path, store_key: Option<&str>) -> std::path::Pat
         "[[listeners]]\naddress = \"127.0.0.1:{}\"\n[admin]\naddress = \"127.0.0.1:{}\"\n\
          [session]\nkeys = [\"{KEY_A}\"]\nsecure = false\n\
          [store]\nurl = \"sqlite://{}/data/p.db\"\n{key}",
-        free_port(),
-        free_port(),
+        held[0].local_addr().unwrap().port(),
+        held[1].local_addr().unwrap().port(),
         dir.display()
     );
     let path = dir.join("portcullis.toml");
     std::fs::write(&path, text).unwrap();
-    path
+    (path, held)
 }
 
 /// Runs the binary; it must exit (failing) within a bound.
@@ -254,7 +260,7 @@ fn chmod(path: &std::path::Path, mode: u32) {
 #[test]
 fn run_refuses_a_store_file_others_can_read() {
     let dir = private_tempdir().unwrap();
-    let config = config_file(dir.path(), Some(STORE_KEY));
+    let (config, _held) = config_file(dir.path(), Some(STORE_KEY));
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     chmod(&data, 0o700);
@@ -284,7 +290,7 @@ fn run_refuses_a_store_file_others_can_read() {
 #[tokio::test(flavor = "multi_thread")]
 async fn run_refuses_a_store_sealed_under_another_key() {
     let dir = private_tempdir().unwrap();
-    let config = config_file(dir.path(), Some(STORE_KEY_2));
+    let (config, _held) = config_file(dir.path(), Some(STORE_KEY_2));
     let url = format!("sqlite://{}/data/p.db", dir.path().display());
     let key = portcullis::config::decode_store_key(STORE_KEY).unwrap();
     let store = portcullis::store::Store::open_sealed(&url, &[key])
@@ -315,7 +321,7 @@ async fn run_refuses_a_store_sealed_under_another_key() {
 #[test]
 fn check_names_the_missing_store_key() {
     let dir = private_tempdir().unwrap();
-    let config = config_file(dir.path(), None);
+    let (config, _held) = config_file(dir.path(), None);
     let out = run_to_failure(&["check", "--config"], &config);
     assert!(
         out.contains("store.encryption_key: required") && out.contains("openssl rand -base64 32"),

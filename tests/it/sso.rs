@@ -210,23 +210,24 @@ async fn policy_refusals_are_generic_to_the_browser_and_precise_in_metrics() {
         ("alice@acme.com", Some(false), "email_unverified"),
         ("not an email", None, "invalid_email"),
     ];
-    for (i, (email, verified, reason)) in cases.iter().enumerate() {
-        let expected = cases[..=i].iter().filter(|c| c.2 == *reason).count();
+    for (email, verified, reason) in cases {
         s.assert_next(email, *verified, &[]);
-        let (cb, session) = s.login("acme-idp", "%2F").await;
-        assert_eq!(cb.status(), 403, "{email}");
-        assert!(session.is_none(), "{email}");
-        let html = cb.text().await.unwrap().replace("&#39;", "'");
-        assert!(html.contains("We couldn't sign you in"), "{html}");
+        // No session (cookie or row), the app untouched, counted once
+        // under this connection and tenant.
+        let refusal = s
+            .env
+            .refusal(&format!(
+                "portcullis_login_failures_total{{connection=\"acme-idp\",reason=\"{reason}\",tenant=\"acme\"}}"
+            ))
+            .await
+            .app(&s.app_saw);
+        let (cb, _) = s.login("acme-idp", "%2F").await;
+        let html = refusal.assert(cb, 403).await.replace("&#39;", "'");
+        assert!(html.contains("We couldn't sign you in"), "{email}: {html}");
         assert!(
             !html.contains(reason),
             "reason leaked to the browser: {html}"
         );
-        let m = s.env.metrics().await;
-        let line = format!(
-            "portcullis_login_failures_total{{connection=\"acme-idp\",reason=\"{reason}\",tenant=\"acme\"}} {expected}"
-        );
-        assert!(m.contains(&line), "{line} not in {m}");
     }
 }
 
@@ -400,7 +401,10 @@ async fn enforcing_tenants_password_logins_never_reach_the_app() {
             .count()
     };
 
+    // Each blocked login: no session, the app untouched, counted once.
+    let enforced = "portcullis_sso_enforced_total{tenant=\"acme\"}";
     // acme enforces SSO: a browser's form post is sent to SSO instead
+    let refusal = s.env.refusal(enforced).await.app(&s.app_saw);
     let r = c
         .post(s.env.url("/login"))
         .header("accept", "text/html")
@@ -408,29 +412,30 @@ async fn enforcing_tenants_password_logins_never_reach_the_app() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 303);
     assert_eq!(
         r.headers()["location"],
         "/.portcullis/login?use_sso=true&email=alice%40acme%2Ecom"
     );
+    refusal.assert(r, 303).await;
     // an API client gets 403 JSON (JSON pointer configured for this endpoint)
+    let refusal = s.env.refusal(enforced).await.app(&s.app_saw);
     let r = c
         .post(s.env.url("/api/session"))
         .json(&serde_json::json!({"user": {"email": "Alice@ACME.com"}, "password": "x"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
-    let body: serde_json::Value = r.json().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&refusal.assert(r, 403).await).unwrap();
     assert_eq!(body["error"], "sso_required");
     // path tricks are the same endpoint
+    let refusal = s.env.refusal(enforced).await.app(&s.app_saw);
     let r = c
         .post(s.env.url("/x/../login"))
         .form(&[("email", "alice@acme.com")])
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 303);
+    refusal.assert(r, 303).await;
     assert_eq!(
         logins(&s),
         0,

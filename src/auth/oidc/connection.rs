@@ -555,6 +555,7 @@ pub struct OidcFactory {
     public_url: String,
     internal_prefix: String,
     metrics: Option<Arc<Metrics>>,
+    clock: crate::clock::Clock,
 }
 
 impl OidcFactory {
@@ -569,7 +570,16 @@ impl OidcFactory {
             public_url: public_url.to_owned(),
             internal_prefix: internal_prefix.to_owned(),
             metrics,
+            clock: crate::clock::Clock::system(),
         }
+    }
+}
+
+impl OidcFactory {
+    /// Connections built from here time their provider intervals by `clock`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -580,12 +590,14 @@ impl ConnectionFactory for OidcFactory {
         conn: &ConnectionConfig,
     ) -> Result<Arc<dyn Connection>, ConnectionError> {
         let redirect_uri = super::callback_url(&self.public_url, &self.internal_prefix, &conn.id);
-        Ok(Arc::new(OidcConnection::new(
+        let mut connection = OidcConnection::new(
             tenant,
             conn,
             redirect_uri,
             self.store.clone(),
             self.metrics.clone(),
-        )?))
+        )?;
+        connection.provider = connection.provider.with_clock(self.clock.clone());
+        Ok(Arc::new(connection))
     }
 }

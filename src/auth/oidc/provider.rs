@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
+
 use openidconnect::core::{CoreJsonWebKeySet, CoreProviderMetadata};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
@@ -34,6 +36,8 @@ pub struct ProviderCache {
     jwks_min: Duration,
     current: RwLock<Option<Arc<Discovered>>>,
     fetching: Mutex<()>,
+    /// For the refresh interval and the key refetch limit.
+    clock: Clock,
 }
 
 fn err(detail: impl Into<String>) -> ConnectionError {
@@ -49,7 +53,14 @@ impl ProviderCache {
             jwks_min,
             current: RwLock::new(None),
             fetching: Mutex::new(()),
+            clock: Clock::system(),
         }
+    }
+
+    /// Times its intervals by `clock` (tests move time themselves).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn http(&self) -> &ProviderHttp {
@@ -61,7 +72,7 @@ impl ProviderCache {
     /// previous view (logged), so a provider blip doesn't stop logins.
     pub async fn get(&self) -> Result<Arc<Discovered>, ConnectionError> {
         if let Some(d) = self.current.read().await.as_ref()
-            && d.fetched_at.elapsed() < self.refresh
+            && self.clock.since(d.fetched_at) < self.refresh
         {
             return Ok(d.clone());
         }
@@ -69,7 +80,7 @@ impl ProviderCache {
         // Someone else may have refreshed while we waited.
         let stale = self.current.read().await.clone();
         if let Some(d) = &stale
-            && d.fetched_at.elapsed() < self.refresh
+            && self.clock.since(d.fetched_at) < self.refresh
         {
             return Ok(d.clone());
         }
@@ -103,7 +114,7 @@ impl ProviderCache {
             // Refreshed by someone else meanwhile: try that one.
             return Ok(Some(c.clone()));
         }
-        if seen.jwks_fetched_at.elapsed() < self.jwks_min {
+        if self.clock.since(seen.jwks_fetched_at) < self.jwks_min {
             return Ok(None);
         }
         let jwks = self.fetch_jwks(seen.metadata.jwks_uri().as_str()).await?;
@@ -113,7 +124,7 @@ impl ProviderCache {
             userinfo_endpoint: seen.userinfo_endpoint.clone(),
             token_endpoint: seen.token_endpoint.clone(),
             fetched_at: seen.fetched_at,
-            jwks_fetched_at: Instant::now(),
+            jwks_fetched_at: self.clock.now(),
         });
         *self.current.write().await = Some(d.clone());
         Ok(Some(d))
@@ -171,7 +182,7 @@ impl ProviderCache {
             }
         }
         let jwks = self.fetch_jwks(metadata.jwks_uri().as_str()).await?;
-        let now = Instant::now();
+        let now = self.clock.now();
         Ok(Discovered {
             metadata: metadata.set_jwks(jwks),
             end_session_endpoint,

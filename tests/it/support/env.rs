@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::server::ShutdownSignal;
-use portcullis::app::{Shared, Stop, prepare_with};
+use portcullis::app::{Shared, Stop, prepare_with_listeners};
 use portcullis::identity::Principal;
 
 pub const KEY_A: &str = "test-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -17,14 +17,29 @@ pub const STORE_KEY: &str = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=";
 /// A second store key, for rotation and wrong-key tests.
 pub const STORE_KEY_2: &str = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDI=";
 
-/// A port that was free a moment ago. Pingora binds by address, so we can't
-/// hand it a pre-bound socket; the window for a clash is tiny and the
-/// readiness wait below would surface it.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+/// A listening socket on an ephemeral loopback port. Hand it to the
+/// component that serves it (never close it and reuse the number: another
+/// process may take the port in between).
+pub fn bind_local() -> StdListener {
+    StdListener::bind("127.0.0.1:0").expect("no free loopback port")
+}
+
+/// An address that refuses connections for as long as this value lives:
+/// the port is bound (so no one else can take it) but never listened on,
+/// so a connection attempt is answered with a reset (`ECONNREFUSED`). The
+/// dead upstream, IdP or database of a test.
+pub struct Refusing {
+    pub addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+pub fn refusing() -> Refusing {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    Refusing {
+        addr: socket.local_addr().unwrap(),
+        _socket: socket,
+    }
 }
 
 /// The routes every test environment uses.
@@ -85,6 +100,8 @@ pub struct TestEnv {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     pub shared: Arc<Shared>,
+    /// What the app saw, when the env started its own (counting) upstream.
+    pub app: Option<super::refusal::AppLog>,
     _dir: tempfile::TempDir,
     pub config_text: String,
     stop: Option<tokio::sync::mpsc::Sender<ShutdownSignal>>,
@@ -157,15 +174,17 @@ impl TestEnv {
 
     pub async fn with(opts: Options) -> Self {
         let dir = private_tempdir().unwrap();
-        let (upstream, task) = match opts.upstream {
-            Some(a) => (a, None),
+        let (upstream, task, app) = match opts.upstream {
+            Some(a) => (a, None, None),
             None => {
-                let (a, t) = start_echo_upstream().await;
-                (a, Some(t))
+                let (a, t, log) = start_counting_upstream().await;
+                (a, Some(t), Some(log))
             }
         };
-        let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // Bound here and handed over: the server never binds these itself.
+        let (proxy_socket, admin_socket) = (bind_local(), bind_local());
+        let proxy = proxy_socket.local_addr().unwrap();
+        let admin = admin_socket.local_addr().unwrap();
         let store = opts
             .store_url
             .unwrap_or_else(|| format!("sqlite://{}/store.db", dir.path().display()));
@@ -205,8 +224,9 @@ impl TestEnv {
         // prepare() builds its own runtime, which can't happen inside the
         // test's runtime: do it all on a plain thread.
         let factories = opts.factories.clone();
-        let thread =
-            std::thread::spawn(move || match prepare_with(config, Some(path), factories) {
+        let sockets = vec![proxy_socket, admin_socket];
+        let thread = std::thread::spawn(move || {
+            match prepare_with_listeners(config, Some(path), factories, sockets) {
                 Ok(p) => {
                     let _ = ready_tx.send(Ok(p.shared.clone()));
                     p.run(Stop::Channel(stop_rx));
@@ -214,19 +234,21 @@ impl TestEnv {
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.to_string()));
                 }
-            });
+            }
+        });
         let shared =
             tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
                 .await
                 .unwrap()
                 .expect("server did not start in time")
                 .unwrap_or_else(|e| panic!("server failed to start: {e}"));
-        wait_for_port(proxy).await;
-        wait_for_port(admin).await;
+        // No wait for the ports: they were listening before the server
+        // started, and connections queue until it accepts them.
         Self {
             proxy,
             admin,
             shared,
+            app,
             _dir: dir,
             config_text: text,
             stop: Some(stop_tx),
@@ -295,6 +317,75 @@ impl Drop for TestEnv {
         // when the runtime is dropped at the end of the test at the latest.
         drop(self.thread.take());
     }
+}
+
+/// Starts a process that must bind its own ports (a child process: no
+/// socket can be handed over), on `n` loopback ports picked just before.
+/// Such a port can be taken by someone else before the child binds it, so:
+/// if the child exits (it fails fast on an address in use) it is started
+/// again on fresh ports, at most 5 times; and it counts as started only
+/// once *it* (its pid, per /proc) listens on every one of them, so a
+/// stranger on a reused port is never mistaken for it. `spawn` gets the
+/// addresses and returns the child.
+pub async fn spawn_listening(
+    n: usize,
+    mut spawn: impl FnMut(&[SocketAddr]) -> std::process::Child,
+) -> (std::process::Child, Vec<SocketAddr>) {
+    let mut exits = Vec::new();
+    for _ in 0..5 {
+        let addrs: Vec<SocketAddr> = (0..n).map(|_| bind_local().local_addr().unwrap()).collect();
+        let mut child = spawn(&addrs);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                exits.push(format!("{addrs:?}: {status}"));
+                break;
+            }
+            if addrs.iter().all(|a| listens(child.id(), *a)) {
+                return (child, addrs);
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the child did not listen on {addrs:?} within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    panic!("the child exited before listening, 5 times: {exits:#?}");
+}
+
+/// Whether process `pid` holds a TCP socket listening on `addr` (IPv4),
+/// from /proc/<pid>/net/tcp (inode of the listening socket) and
+/// /proc/<pid>/fd (the process' sockets).
+pub fn listens(pid: u32, addr: SocketAddr) -> bool {
+    let SocketAddr::V4(v4) = addr else {
+        return false;
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let Ok(table) = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")) else {
+        return false;
+    };
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+    })
 }
 
 pub async fn wait_for_port(addr: SocketAddr) {

@@ -165,6 +165,11 @@ impl Sso {
 
     /// [`Sso::start`] with more configuration (top-level TOML sections).
     pub async fn start_with(jit: bool, extra: &str) -> Sso {
+        Self::start_on(jit, extra, None).await
+    }
+
+    /// [`Sso::start_with`] on the store at `store_url` (default: SQLite).
+    pub async fn start_on(jit: bool, extra: &str, store_url: Option<String>) -> Sso {
         let dns = DnsServer::start().await;
         let next: Slot = Arc::new(Mutex::new(None));
         let (upstream, app, app_saw) = start_counting_upstream().await;
@@ -176,6 +181,7 @@ impl Sso {
                 oidc: Some(Arc::new(TestFactory(next.clone()))),
                 ..Default::default()
             },
+            store_url,
             ..Default::default()
         })
         .await;

@@ -6,5 +6,6 @@ pub mod oidc_rp;
 pub mod postgres;
 pub mod pysaml2;
 pub mod receiver;
+pub mod refusal;
 pub mod saml;
 pub mod scim;

@@ -5,16 +5,20 @@
 //! hand so each hop can be inspected or tampered with).
 
 use portcullis::auth::Factories;
+use portcullis::clock::Clock;
 
 use super::dns::DnsServer;
 use super::env::*;
 use super::idp::cookie_pair;
+use super::refusal::{AppLog, Refusal, login_failure};
 
 pub const CONNECTION: &str = "acme-oidc";
 
 pub struct Rp {
     pub env: TestEnv,
     pub dns: DnsServer,
+    /// Every request the app received.
+    pub app_saw: AppLog,
     _app: tokio::task::JoinHandle<()>,
 }
 
@@ -57,7 +61,13 @@ impl Rp {
     /// `oidc_extra`: more keys of the connection's `oidc` table, including
     /// `client_id` and the client authentication.
     pub async fn start(issuer: &str, preset: &str, oidc_extra: &str) -> Rp {
-        Self::start_with_store(issuer, preset, oidc_extra, None).await
+        Self::start_with(issuer, preset, oidc_extra, Clock::system(), None).await
+    }
+
+    /// [`Rp::start`] with the provider's intervals (discovery refresh, key
+    /// refetch limit) timed by `clock`.
+    pub async fn start_clocked(issuer: &str, preset: &str, oidc_extra: &str, clock: Clock) -> Rp {
+        Self::start_with(issuer, preset, oidc_extra, clock, None).await
     }
 
     /// [`Rp::start`] on the store at `store_url` (default: a SQLite file in
@@ -68,14 +78,25 @@ impl Rp {
         oidc_extra: &str,
         store_url: Option<String>,
     ) -> Rp {
+        Self::start_with(issuer, preset, oidc_extra, Clock::system(), store_url).await
+    }
+
+    async fn start_with(
+        issuer: &str,
+        preset: &str,
+        oidc_extra: &str,
+        clock: Clock,
+        store_url: Option<String>,
+    ) -> Rp {
         let dns = DnsServer::start().await;
-        let (upstream, app) = start_echo_upstream().await;
+        let (upstream, app, app_saw) = start_counting_upstream().await;
         let env = TestEnv::with(Options {
             upstream: Some(upstream),
             store_url,
             extra: rp_toml(dns.addr(), issuer, preset, oidc_extra),
             factories: Factories {
                 builtin_oidc: true,
+                clock,
                 ..Default::default()
             },
             ..Default::default()
@@ -84,6 +105,7 @@ impl Rp {
         let rp = Rp {
             env,
             dns,
+            app_saw,
             _app: app,
         };
         rp.verify("acme", "acme.com").await;
@@ -158,25 +180,23 @@ impl Rp {
         (cb, session)
     }
 
-    pub async fn failures(&self, reason: &str) -> u64 {
-        counter(
-            &self.env.metrics().await,
-            "portcullis_login_failures_total",
-            reason,
-        )
+    /// The state before a callback that must be refused with `reason`.
+    pub async fn refusal(&self, reason: &str) -> Refusal<'_> {
+        self.env
+            .refusal(&login_failure(reason))
+            .await
+            .app(&self.app_saw)
     }
 
-    /// Asserts that `resp` is the generic refusal page and that exactly one
+    /// Asserts that `resp` is the generic refusal page, that it created no
+    /// session (cookie or store row), reached no app, and that exactly one
     /// more failure with `reason` was counted since `before`.
-    pub async fn assert_refused(&self, resp: reqwest::Response, reason: &str, before: u64) {
-        let status = resp.status();
-        let set_session =
-            cookie_pair(&resp, "portcullis_session=").is_some_and(|s| s != "portcullis_session=");
-        let body = resp.text().await.unwrap();
-        assert_eq!(status, 403, "{reason}: {body}");
-        assert!(body.contains("couldn"), "generic page expected: {body}");
-        assert!(!set_session, "{reason}: a session was set");
-        assert_eq!(self.failures(reason).await, before + 1, "reason {reason}");
+    pub async fn assert_refused(&self, resp: reqwest::Response, reason: &str, before: Refusal<'_>) {
+        let body = before.assert(resp, 403).await;
+        assert!(
+            body.contains("couldn"),
+            "{reason}: generic page expected: {body}"
+        );
     }
 }
 

@@ -69,8 +69,24 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// initdb + foreground postgres under the stdin-watching wrapper.
+    /// [`PgCluster::start_on`] a port picked just before: postgres binds it
+    /// itself, so another process may take it first. Then postgres fails
+    /// (address in use) and we start again on another port, at most 5
+    /// times.
     async fn start() -> Result<PgCluster, String> {
+        let mut taken = Vec::new();
+        for _ in 0..5 {
+            match Self::start_on(free_port()?).await {
+                Ok(cluster) => return Ok(cluster),
+                Err(Start::PortTaken(log)) => taken.push(log),
+                Err(Start::Failed(message)) => return Err(message),
+            }
+        }
+        Err(format!("every port tried was taken:\n{}", taken.join("\n")))
+    }
+
+    /// initdb + foreground postgres under the stdin-watching wrapper.
+    async fn start_on(port: u16) -> Result<PgCluster, Start> {
         let bin = find_bin_dir()?;
         let root = tempfile::Builder::new()
             .prefix("portcullis-pg-")
@@ -104,7 +120,6 @@ impl PgCluster {
         ]);
         run_bounded(&mut initdb, "initdb").await?;
 
-        let port = free_port()?;
         let log = root.join("postgres.log");
         let script = format!(
             "{postgres} -D {data} -p {port} -c listen_addresses=127.0.0.1 \
@@ -136,13 +151,15 @@ impl PgCluster {
             _stdin: Mutex::new(stdin),
             _wrapper: Mutex::new(child),
         };
-        cluster.wait_ready(&log).await?;
+        cluster.wait_ready(&log, &data).await?;
         Ok(cluster)
     }
 
-    /// Polls until `SELECT 1` works, failing early if the log shows a fatal
-    /// error and at the latest after [`READY_TIMEOUT`].
-    async fn wait_ready(&self, log: &Path) -> Result<(), String> {
+    /// Polls until *our* server answers (its `data_directory` is `data`:
+    /// on a port someone else took, another server may answer), failing
+    /// early if the log shows a fatal error and at the latest after
+    /// [`READY_TIMEOUT`].
+    async fn wait_ready(&self, log: &Path, data: &Path) -> Result<(), Start> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         loop {
@@ -150,15 +167,24 @@ impl PgCluster {
                 let attempt = tokio::time::timeout(Duration::from_secs(5), async {
                     let mut conn =
                         sqlx::postgres::PgConnection::connect(&self.url("postgres")).await?;
-                    conn.execute("SELECT 1").await?;
-                    conn.close().await
+                    let dir: String =
+                        sqlx::query_scalar("SELECT current_setting('data_directory')")
+                            .fetch_one(&mut conn)
+                            .await?;
+                    conn.close().await?;
+                    Ok::<_, sqlx::Error>(dir)
                 })
                 .await;
-                if let Ok(Ok(())) = attempt {
+                if let Ok(Ok(dir)) = attempt
+                    && Path::new(&dir) == data
+                {
                     return Ok(());
                 }
             }
             let log_text = read_log(log);
+            if log_text.contains("could not bind") || log_text.contains("Address already in use") {
+                return Err(Start::PortTaken(log_text));
+            }
             // "FATAL: the database system is starting up" is the answer to
             // a connection that raced the startup (seen on a loaded
             // machine): transient, keep polling.
@@ -167,16 +193,165 @@ impl PgCluster {
                     && !l.contains("the database system is starting up")
             });
             if fatal {
-                return Err(format!("postgres failed to start; log:\n{log_text}"));
+                return Err(Start::Failed(format!(
+                    "postgres failed to start; log:\n{log_text}"
+                )));
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(Start::Failed(format!(
                     "postgres did not accept connections on port {} within {READY_TIMEOUT:?}; log:\n{log_text}",
                     self.port
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// A PostgreSQL server of one test's own, for outages: it listens only on
+/// a Unix socket in its own directory (no TCP port), so it can be stopped
+/// and started again at the same address without anyone taking it in
+/// between. A wrapper shell reads `start`/`stop` lines from our stdin; when
+/// the pipe closes (the value is dropped or the process ends) it stops the
+/// server and deletes the directory.
+pub struct PgServer {
+    root: PathBuf,
+    stdin: ChildStdin,
+    _wrapper: Child,
+}
+
+impl PgServer {
+    /// initdb, then starts the server and waits until it answers.
+    pub async fn start() -> PgServer {
+        match Self::init().await {
+            Ok(server) => server,
+            Err(message) => panic!("could not start a test PostgreSQL server: {message}"),
+        }
+    }
+
+    async fn init() -> Result<PgServer, String> {
+        let bin = find_bin_dir()?;
+        let root = tempfile::Builder::new()
+            .prefix("pcpg-")
+            .tempdir()
+            .map_err(|e| format!("creating a temp dir: {e}"))?
+            .keep();
+        let data = root.join("data");
+        let as_postgres = running_as_root();
+        if as_postgres {
+            run_bounded(
+                Command::new("chown")
+                    .arg("-R")
+                    .arg("postgres:postgres")
+                    .arg(&root),
+                "chown",
+            )
+            .await?;
+        }
+        let mut initdb = user_command(as_postgres, &bin.join("initdb"));
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]);
+        run_bounded(&mut initdb, "initdb").await?;
+        let script = format!(
+            "pid=; while read -r cmd; do case \"$cmd\" in \
+             start) {postgres} -D {data} -c listen_addresses= -c unix_socket_directories={root} \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off >>{log} 2>&1 & pid=$! ;; \
+             stop) kill -INT $pid; wait $pid; pid= ;; esac; done; \
+             if [ -n \"$pid\" ]; then kill -INT $pid; wait $pid; fi; rm -rf {root}",
+            postgres = sh_quote(&bin.join("postgres")),
+            data = sh_quote(&data),
+            root = sh_quote(&root),
+            log = sh_quote(&root.join("postgres.log")),
+        );
+        let mut child = user_command(as_postgres, Path::new("/bin/sh"))
+            .arg("-c")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawning postgres: {e}"))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| "postgres wrapper has no stdin pipe".to_string())?;
+        let mut server = PgServer {
+            root,
+            stdin,
+            _wrapper: child,
+        };
+        server.up().await;
+        Ok(server)
+    }
+
+    /// The URL of `database` (trust auth, over the socket).
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{database}?host={}",
+            self.root.display()
+        )
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended) and returns once
+    /// it no longer accepts connections.
+    pub async fn down(&mut self) {
+        self.send("stop");
+        self.wait_until(false).await;
+    }
+
+    /// Starts the server (again) and returns once it answers.
+    pub async fn up(&mut self) {
+        self.send("start");
+        self.wait_until(true).await;
+    }
+
+    fn send(&mut self, command: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("postgres wrapper gone");
+        self.stdin.flush().expect("postgres wrapper gone");
+    }
+
+    async fn wait_until(&self, answering: bool) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut conn = sqlx::postgres::PgConnection::connect(&self.url("postgres")).await?;
+                conn.execute("SELECT 1").await?;
+                conn.close().await
+            })
+            .await;
+            if matches!(attempt, Ok(Ok(()))) == answering {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not {} within {READY_TIMEOUT:?}; log:\n{}",
+                if answering { "start" } else { "stop" },
+                read_log(&self.root.join("postgres.log"))
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Why a start failed: a port someone else took (try another) or anything
+/// else (report it).
+enum Start {
+    PortTaken(String),
+    Failed(String),
+}
+
+impl From<String> for Start {
+    fn from(message: String) -> Self {
+        Start::Failed(message)
     }
 }
 
@@ -275,8 +450,8 @@ async fn run_bounded(cmd: &mut Command, what: &str) -> Result<(), String> {
     Err(format!("{what} failed ({status}):\n{output}"))
 }
 
-/// Asks the kernel for a free port. There is a small race until postgres
-/// binds it, acceptable for tests.
+/// Asks the kernel for a free port. postgres binds it itself, so another
+/// process may take it first: [`PgCluster::start`] retries then.
 fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

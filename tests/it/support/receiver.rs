@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use base64::Engine as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
 /// One request as received.
@@ -63,30 +63,36 @@ pub struct Receiver {
     pub addr: SocketAddr,
     shared: Shared,
     task: Option<JoinHandle<()>>,
+    /// While stopped: holds the port (bound, not listening, so connections
+    /// are refused) so that no one else can take it before the restart.
+    held: Option<TcpSocket>,
+}
+
+/// A socket on `addr` with `SO_REUSEPORT`: the listener and the socket that
+/// holds the port while stopped overlap, so the port is never free.
+/// Sockets without the option (everyone else's) can't bind it meanwhile.
+fn reusable(addr: SocketAddr) -> TcpSocket {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_reuseport(true).unwrap();
+    socket.bind(addr).unwrap();
+    socket
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = reusable("127.0.0.1:0".parse().unwrap())
+            .listen(128)
+            .unwrap();
         Self::serve(listener, None).await
     }
 
     /// Listens again on the same port (after [`Receiver::stop`]), keeping
     /// the log.
     pub async fn restart(&mut self) {
-        let mut last = None;
-        for _ in 0..50 {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => {
-                    let shared = self.shared.clone();
-                    self.task = Some(tokio::spawn(run(l, shared)));
-                    return;
-                }
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("cannot listen on {} again: {last:?}", self.addr);
+        let listener = reusable(self.addr).listen(128).unwrap();
+        self.held = None;
+        let shared = self.shared.clone();
+        self.task = Some(tokio::spawn(run(listener, shared)));
     }
 
     async fn serve(listener: TcpListener, shared: Option<Shared>) -> Receiver {
@@ -101,11 +107,13 @@ impl Receiver {
             addr,
             shared,
             task: Some(task),
+            held: None,
         }
     }
 
     /// Stops listening: connections are refused until [`Receiver::restart`].
     pub async fn stop(&mut self) {
+        self.held = Some(reusable(self.addr));
         if let Some(t) = self.task.take() {
             t.abort();
             let _ = t.await;
