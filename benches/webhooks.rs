@@ -17,8 +17,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use portcullis::config::WebhookConfig;
+use portcullis::events::EventType;
 use portcullis::metrics::Metrics;
-use portcullis::store::{EventType, Store};
+use portcullis::store::Store;
 
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
 

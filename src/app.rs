@@ -717,6 +717,37 @@ async fn supervise_webhooks(shared: Arc<Shared>, mut stop: tokio::sync::watch::R
     }
 }
 
+/// Webhook retention. Delivered and dead events are kept for the replay
+/// window (`retention_days`). Without `[webhook]` nobody will ever take the
+/// pending ones either, so they go after the default window too instead of
+/// piling up forever (`webhooks resync` rebuilds an app that starts
+/// listening later).
+async fn prune_webhook_events(
+    store: &crate::store::Store,
+    webhook: Option<&crate::config::WebhookConfig>,
+    now: i64,
+) {
+    let days = webhook.map_or(crate::config::DEFAULT_WEBHOOK_RETENTION_DAYS, |w| {
+        w.retention_days
+    });
+    let cutoff_ms = (now - days as i64 * 86_400) * 1000;
+    if let Err(e) = store.outbox_prune(cutoff_ms).await {
+        tracing::warn!(error = %e, "could not prune delivered webhook events");
+    }
+    if webhook.is_none() {
+        match store.outbox_prune_pending(cutoff_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                dropped = n,
+                retention_days = days,
+                "webhook events older than the retention dropped undelivered: no [webhook] \
+                 is configured (`portcullis webhooks resync` sends an app the current state)"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not prune undelivered webhook events"),
+        }
+    }
+}
+
 /// Deletes expired and idle sessions so the store doesn't grow forever.
 async fn sweep_expired_sessions(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -735,15 +766,7 @@ async fn sweep_expired_sessions(shared: Arc<Shared>) {
         if let Err(e) = shared.store.delete_expired_one_time(now).await {
             tracing::warn!(error = %e, "could not remove expired one-time values");
         }
-        // Delivered and dead webhook events are kept for the replay window.
-        let retention_days = cfg.webhook.as_ref().map_or(7, |w| w.retention_days) as i64;
-        if let Err(e) = shared
-            .store
-            .outbox_prune((now - retention_days * 86_400) * 1000)
-            .await
-        {
-            tracing::warn!(error = %e, "could not prune delivered webhook events");
-        }
+        prune_webhook_events(&shared.store, cfg.webhook.as_ref(), now).await;
         // Keep the certificate-expiry gauge current; log warnings daily.
         crate::auth::saml::expiry::report(&cfg, &shared.metrics, now, ticks.is_multiple_of(1440));
     }

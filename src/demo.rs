@@ -16,6 +16,8 @@ use serde_json::json;
 
 use crate::app::{AppError, Stop, prepare};
 
+pub mod directory;
+
 /// Header names the demo page highlights.
 const IDENTITY: &[&str] = &[
     "x-forwarded-user",
@@ -114,6 +116,14 @@ pub async fn serve_upstream(listener: tokio::net::TcpListener) -> std::io::Resul
     axum::serve(listener, upstream_router()).await
 }
 
+/// The demo app of `portcullis demo`: the echo app plus the webhook
+/// receiver and its directory page ([`directory`]), verifying with
+/// `secrets` (the decoded `[webhook] secrets`).
+pub fn demo_router(secrets: &[Vec<u8>]) -> Router {
+    let dir = std::sync::Arc::new(directory::Directory::new(secrets));
+    directory::router(dir).fallback(echo)
+}
+
 /// Runs the echo app alone (for benchmarks and local experiments).
 pub fn run_upstream(addr: SocketAddr) -> Result<(), AppError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -165,6 +175,17 @@ pub fn run_demo(opts: &DemoOptions) -> Result<(), AppError> {
     config.admin.address = opts.admin.to_string();
     config.upstream.address = opts.upstream.to_string();
     config.server.public_url = format!("http://{}", opts.listen);
+    // The demo app receives the events, wherever it listens.
+    let mut secrets = Vec::new();
+    if let Some(hook) = config.webhook.as_mut() {
+        hook.url = format!("http://{}{}", opts.upstream, directory::WEBHOOK_PATH);
+        for s in &hook.secrets {
+            secrets.push(
+                crate::config::decode_webhook_secret(s)
+                    .map_err(|e| std::io::Error::other(format!("webhook.secrets: {e}")))?,
+            );
+        }
+    }
     crate::logging::init(&config.log);
 
     // Listeners first: a refused configuration never binds anything.
@@ -185,7 +206,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<(), AppError> {
             rt.block_on(async move {
                 match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => {
-                        if let Err(e) = serve_upstream(l).await {
+                        if let Err(e) = axum::serve(l, demo_router(&secrets)).await {
                             tracing::error!(error = %e, "demo upstream stopped");
                         }
                     }
@@ -201,6 +222,10 @@ pub fn run_demo(opts: &DemoOptions) -> Result<(), AppError> {
     println!(
         "  Demo app (upstream, unprotected): http://{}/   metrics: http://{}/metrics",
         opts.upstream, config.admin.address
+    );
+    println!(
+        "  Directory the app built from webhooks: {url}{}",
+        directory::DIRECTORY_PATH
     );
     println!("  Data: {}   Stop with Ctrl-C.", data_dir.display());
     println!();

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod domains;
 pub mod endpoints;
+pub mod events;
 pub mod identity;
 pub mod logging;
 pub mod metrics;

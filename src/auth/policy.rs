@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use super::connection::VerifiedLogin;
 use crate::config::TenantConfig;
+use crate::events::{self, EventType};
 use crate::identity::Principal;
-use crate::store::{EventType, Store, StoreError, UserRecord, user_data};
+use crate::store::{Store, StoreError, UserRecord};
 
 /// Which tenant owns a domain, counting only *verified* domains.
 #[async_trait]
@@ -239,7 +240,7 @@ pub async fn complete(
 async fn create_jit_user(store: &Store, u: &UserRecord, now: i64) -> Result<(), StoreError> {
     let mut tx = store.begin_write(&u.tenant).await?;
     tx.insert_user(u).await?;
-    tx.emit(EventType::UserCreated, user_data(u, None), now * 1000)
+    tx.emit(EventType::UserCreated, events::user(u.into()), now * 1000)
         .await?;
     tx.commit().await?;
     Ok(())

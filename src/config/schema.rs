@@ -39,7 +39,9 @@ pub struct Config {
 /// `[webhook]`: the upstream app's endpoint for user and group events
 /// (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
 /// `webhook-signature`). Without this section events are still recorded
-/// (so `webhooks resync`/`replay` can send them later) but not delivered.
+/// but not delivered, and dropped after the default retention (nobody
+/// would ever take them); an app that starts listening later rebuilds its
+/// state with `webhooks resync`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
@@ -113,8 +115,12 @@ fn default_webhook_concurrency() -> usize {
 fn default_webhook_poll() -> u64 {
     250
 }
+/// How long events are kept when `[webhook]` doesn't say (and, without
+/// `[webhook]`, how long undelivered ones wait before they are dropped).
+pub const DEFAULT_WEBHOOK_RETENTION_DAYS: u64 = 7;
+
 fn default_webhook_retention() -> u64 {
-    7
+    DEFAULT_WEBHOOK_RETENTION_DAYS
 }
 
 /// `[scim]`: the SCIM 2.0 server IdPs provision users and groups through.

@@ -1,6 +1,8 @@
-//! What each SCIM write tells the app (webhook events, issue 7). Called
-//! inside the write's transaction, so a change and its events commit
-//! together, in the order they are emitted here.
+//! What each SCIM write tells the app, in the shared vocabulary of
+//! `crate::events`: SCIM rows become event data here, the builders there.
+//! Called inside the write's transaction, so a change and its events commit
+//! together, in the order they are emitted here. Also `webhooks resync`,
+//! which reads the same rows.
 
 use serde_json::{Map, Value, json};
 
@@ -8,7 +10,8 @@ use super::emails::TenantEmails;
 use super::error::ScimError;
 use super::resource;
 use super::schema::Kind;
-use crate::store::{EventType, ScimMember, ScimRow, WriteTx};
+use crate::events::{self, EventType};
+use crate::store::{ScimMember, ScimRow, WriteTx};
 
 fn doc(row: &ScimRow) -> Map<String, Value> {
     serde_json::from_str(&row.doc).unwrap_or_default()
@@ -19,34 +22,33 @@ pub fn is_active(row: &ScimRow) -> bool {
     resource::login_of(&doc(row), None).active
 }
 
-/// A user's state: the login identity Portcullis derives (the same shape
-/// JIT users have, see `store::user_data`) plus the SCIM resource. Members
-/// lists are never embedded: a group can have tens of thousands. `emails`
-/// lists every address of the user (`emails[].value`, and `userName` when
-/// it has an `@`) with `verified_domain`: whether its domain is one the
-/// tenant has proven, which the app needs when the tenant allows external
-/// emails.
+/// A SCIM user's event data: the login identity Portcullis derives from the
+/// document, every address with `verified_domain` (whether its domain is
+/// one the tenant has proven, which the app needs when the tenant allows
+/// external emails: `emails[].value`, and `userName` when it has an `@`),
+/// and the SCIM resource. Members lists are never embedded: a group can
+/// have tens of thousands.
 fn user_data(row: &ScimRow, base: &str, emails: &TenantEmails) -> Value {
     let doc = doc(row);
     let login = resource::login_of(&doc, None);
-    json!({
-        "id": row.id,
-        "email": login.email,
-        "name": login.name,
-        "active": login.active,
-        "role": null,
-        "source": "scim",
-        "emails": emails.marks(&doc),
-        "scim": resource::render(Kind::User, row, base, None, None),
+    events::user(events::User {
+        id: &row.id,
+        email: &login.email,
+        name: login.name.as_deref(),
+        active: login.active,
+        role: None,
+        source: "scim",
+        emails: Some(emails.marks(&doc)),
+        scim: Some(resource::render(Kind::User, row, base, None, None)),
     })
 }
 
 fn group_data(row: &ScimRow, base: &str) -> Value {
-    json!({
-        "id": row.id,
-        "display_name": row.name,
-        "external_id": row.external_id,
-        "scim": resource::render(Kind::Group, row, base, None, None),
+    events::group(events::Group {
+        id: &row.id,
+        display_name: &row.name,
+        external_id: row.external_id.as_deref(),
+        scim: resource::render(Kind::Group, row, base, None, None),
     })
 }
 
@@ -92,10 +94,7 @@ pub async fn memberships(
         (EventType::GroupMemberAdded, added),
     ] {
         for m in list {
-            let data = json!({
-                "group": g,
-                "member": { "id": m.id, "type": m.kind },
-            });
+            let data = events::membership(&g, &m.id, &m.kind);
             tx.emit(event, data, crate::clock::now_ms()).await?;
         }
     }
@@ -125,7 +124,7 @@ pub async fn resync(
     base: &str,
     emails: &TenantEmails,
 ) -> Result<Resynced, crate::store::StoreError> {
-    use crate::store::{ScimKind, user_data as plain_user_data};
+    use crate::store::ScimKind;
     let mut done = Resynced::default();
     let users = store.list_users(Some(tenant)).await?;
     for chunk in users.chunks(RESYNC_BATCH) {
@@ -138,7 +137,7 @@ pub async fn resync(
                     d["active"] = json!(u.active);
                     d
                 }
-                None => plain_user_data(u, None),
+                None => events::user(u.into()),
             };
             tx.emit(EventType::UserUpdated, data, crate::clock::now_ms())
                 .await?;
@@ -165,7 +164,7 @@ pub async fn resync(
             tx.emit(EventType::GroupUpdated, gd.clone(), crate::clock::now_ms())
                 .await?;
             for m in &members {
-                let data = json!({ "group": gd, "member": { "id": m.id, "type": m.kind } });
+                let data = events::membership(&gd, &m.id, &m.kind);
                 tx.emit(EventType::GroupMemberAdded, data, crate::clock::now_ms())
                     .await?;
             }

@@ -16,11 +16,10 @@ use super::resource::{self, Mode, Normalized, Projection};
 use super::schema::{self, Kind};
 use super::token;
 use crate::config::Config;
+use crate::events::EventType;
 use crate::metrics::Metrics;
 use crate::session::Sessions;
-use crate::store::{
-    EventType, ScimKind, ScimMember, ScimRow, SessionSelector, Store, StoreError, WriteTx,
-};
+use crate::store::{ScimKind, ScimMember, ScimRow, SessionSelector, Store, StoreError, WriteTx};
 
 /// Rows fetched per round trip when a filter must look at every resource.
 const SCAN_BATCH: i64 = 1000;

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 pub use domains::{DomainCheck, DomainRecord, DomainStatus, DueCutoffs};
 pub use error::StoreError;
-pub use outbox::{EventType, OutboxEvent, OutboxState, OutboxTenantStatus, user_data};
+pub use outbox::{OutboxEvent, OutboxState, OutboxTenantStatus};
 pub use reseal::ResealReport;
 pub use scim::{ScimIndex, ScimKind, ScimLogin, ScimMember, ScimRow};
 pub use seal::{StoreKeys, key_id};

@@ -1,63 +1,19 @@
 //! The webhook outbox: events written in the same transaction as the change
 //! they announce, then delivered in order per tenant by `webhook::`.
 //!
-//! The stored payload is the exact body sent (envelope included), built at
-//! write time so every retry and replay is byte-identical and the signature
-//! a receiver checks never depends on when it was sent.
+//! This file numbers and persists; what an event says (its type, envelope
+//! and data) is `crate::events`. The stored payload is the exact body sent
+//! (envelope included), built at write time so every retry and replay is
+//! byte-identical and the signature a receiver checks never depends on when
+//! it was sent.
 
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::batch;
 use super::write::WriteTx;
 use super::{Store, StoreError, check_text};
-
-/// The closed set of event types an app can receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
-    UserCreated,
-    UserUpdated,
-    UserDeactivated,
-    UserReactivated,
-    UserDeleted,
-    GroupCreated,
-    GroupUpdated,
-    GroupDeleted,
-    GroupMemberAdded,
-    GroupMemberRemoved,
-}
-
-impl EventType {
-    pub const ALL: [EventType; 10] = [
-        EventType::UserCreated,
-        EventType::UserUpdated,
-        EventType::UserDeactivated,
-        EventType::UserReactivated,
-        EventType::UserDeleted,
-        EventType::GroupCreated,
-        EventType::GroupUpdated,
-        EventType::GroupDeleted,
-        EventType::GroupMemberAdded,
-        EventType::GroupMemberRemoved,
-    ];
-
-    /// The wire name, e.g. `user.created`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::UserCreated => "user.created",
-            EventType::UserUpdated => "user.updated",
-            EventType::UserDeactivated => "user.deactivated",
-            EventType::UserReactivated => "user.reactivated",
-            EventType::UserDeleted => "user.deleted",
-            EventType::GroupCreated => "group.created",
-            EventType::GroupUpdated => "group.updated",
-            EventType::GroupDeleted => "group.deleted",
-            EventType::GroupMemberAdded => "group.member_added",
-            EventType::GroupMemberRemoved => "group.member_removed",
-        }
-    }
-}
+use crate::events::{Envelope, EventType, message_id};
 
 /// Where an event is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,20 +83,6 @@ pub struct OutboxTenantStatus {
     pub oldest_pending_at: Option<i64>,
 }
 
-/// The envelope every event is sent in. `data` is the full current state of
-/// the resource, so an app can apply events idempotently.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    tenant: &'a str,
-    sequence: i64,
-    /// RFC 3339, as the Standard Webhooks payload structure recommends.
-    timestamp: String,
-    data: &'a serde_json::Value,
-}
-
 macro_rules! outbox_columns {
     () => {
         "tenant, seq, id, event_type, payload, created_at, state, attempts, next_attempt_at, \
@@ -150,12 +92,6 @@ macro_rules! outbox_columns {
 
 /// Bounds what goes into the error column (receivers may answer with pages).
 const MAX_ERROR_LEN: usize = 500;
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 fn decode(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
     let state: String = row.try_get("state")?;
@@ -180,21 +116,6 @@ fn truncate(s: &str) -> String {
         end -= 1;
     }
     s[..end].replace('\0', "")
-}
-
-/// The `data` of a `user.*` event: the user as Portcullis knows it, plus
-/// the SCIM resource when the user is provisioned by SCIM (`null` for
-/// just-in-time users).
-pub fn user_data(u: &super::UserRecord, scim: Option<&serde_json::Value>) -> serde_json::Value {
-    serde_json::json!({
-        "id": u.id,
-        "email": u.email,
-        "name": u.name,
-        "active": u.active,
-        "role": u.role,
-        "source": u.source,
-        "scim": scim,
-    })
 }
 
 /// An event appended in a transaction and not yet written: its sequence
@@ -268,16 +189,10 @@ impl WriteTx {
             rest = tail;
             let mut rows = Vec::with_capacity(size);
             for e in chunk {
-                let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-                let payload = serde_json::to_string(&Envelope {
-                    id: &id,
-                    event_type: e.event_type.as_str(),
-                    tenant: &tenant,
-                    sequence: seq,
-                    timestamp: rfc3339(e.now_ms),
-                    data: &e.data,
-                })
-                .map_err(|e| StoreError::InvalidInput(format!("event payload: {e}")))?;
+                let id = message_id();
+                let payload = Envelope::new(&id, e.event_type, &tenant, seq, e.now_ms, &e.data)
+                    .body()
+                    .map_err(|e| StoreError::InvalidInput(format!("event payload: {e}")))?;
                 check_text("payload", &payload)?;
                 rows.push((seq, id, e.event_type.as_str(), payload, e.now_ms));
                 seq += 1;
@@ -547,10 +462,24 @@ impl Store {
     }
 
     /// Retention: forgets delivered and dead events older than `cutoff_ms`
-    /// (the replay window). Pending events are never deleted.
+    /// (the replay window). Pending events are kept: a configured receiver
+    /// still gets them (see [`Store::outbox_prune_pending`] for when none is).
     pub async fn outbox_prune(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let r =
             sqlx::query("DELETE FROM webhook_outbox WHERE state <> 'pending' AND created_at < $1")
+                .bind(cutoff_ms)
+                .execute(&self.inner.pool)
+                .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Forgets *pending* events older than `cutoff_ms`: only for a
+    /// deployment without a receiver (no `[webhook]`), whose events nobody
+    /// will ever take, so they don't pile up forever. An app that starts
+    /// listening later gets the current state from `webhooks resync`.
+    pub async fn outbox_prune_pending(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let r =
+            sqlx::query("DELETE FROM webhook_outbox WHERE state = 'pending' AND created_at < $1")
                 .bind(cutoff_ms)
                 .execute(&self.inner.pool)
                 .await?;

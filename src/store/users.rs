@@ -27,6 +27,23 @@ pub struct UserRecord {
     pub last_login_at: Option<i64>,
 }
 
+/// How a user the store knows is announced to the app. SCIM users add their
+/// resource and addresses on top (`scim::events`).
+impl<'a> From<&'a UserRecord> for crate::events::User<'a> {
+    fn from(u: &'a UserRecord) -> Self {
+        crate::events::User {
+            id: &u.id,
+            email: &u.email,
+            name: u.name.as_deref(),
+            active: u.active,
+            role: u.role.as_deref(),
+            source: &u.source,
+            emails: None,
+            scim: None,
+        }
+    }
+}
+
 /// The column list, as a macro so queries stay `&'static str` (sqlx refuses
 /// dynamically built SQL).
 macro_rules! columns {

@@ -31,6 +31,44 @@ impl Signer {
         }
     }
 
+    /// Checks a received message as a receiver should (the demo app does):
+    /// `timestamp` (the `webhook-timestamp` header) within `tolerance_s` of
+    /// `now_s`, so a captured message can't be replayed later, and some
+    /// `v1,` entry of `header` (the `webhook-signature` value) made by one
+    /// of these keys over the raw body. Each tag is compared in constant
+    /// time (`ring::hmac::verify`).
+    pub fn verify(
+        &self,
+        msg_id: &str,
+        timestamp: &str,
+        body: &[u8],
+        header: &str,
+        now_s: i64,
+        tolerance_s: i64,
+    ) -> bool {
+        let Ok(ts) = timestamp.parse::<i64>() else {
+            return false;
+        };
+        if (now_s - ts).abs() > tolerance_s {
+            return false;
+        }
+        let mut message = Vec::with_capacity(msg_id.len() + timestamp.len() + body.len() + 2);
+        message.extend_from_slice(msg_id.as_bytes());
+        message.push(b'.');
+        message.extend_from_slice(timestamp.as_bytes());
+        message.push(b'.');
+        message.extend_from_slice(body);
+        header
+            .split_whitespace()
+            .filter_map(|entry| entry.strip_prefix("v1,"))
+            .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .any(|tag| {
+                self.keys
+                    .iter()
+                    .any(|key| hmac::verify(key, &message, &tag).is_ok())
+            })
+    }
+
     /// The `webhook-signature` header value for one message.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         let ts = timestamp.to_string();
@@ -73,6 +111,33 @@ mod tests {
             ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    #[test]
+    fn a_receiver_verifies_what_was_signed_and_nothing_else() {
+        let a = decode_webhook_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let b = vec![7u8; 32];
+        let header = Signer::new(&[a.clone(), b.clone()]).sign("msg_1", 1000, b"{}");
+        // Either secret alone accepts a message signed with both (rotation).
+        for keys in [vec![a.clone()], vec![b.clone()]] {
+            let r = Signer::new(&keys);
+            assert!(r.verify("msg_1", "1000", b"{}", &header, 1000, 300));
+            assert!(r.verify("msg_1", "1000", b"{}", &header, 1300, 300));
+            // Too old or from the future, another id, time or body: refused.
+            assert!(!r.verify("msg_1", "1000", b"{}", &header, 1301, 300));
+            assert!(!r.verify("msg_1", "1000", b"{}", &header, 699, 300));
+            assert!(!r.verify("msg_2", "1000", b"{}", &header, 1000, 300));
+            assert!(!r.verify("msg_1", "1001", b"{}", &header, 1000, 300));
+            assert!(!r.verify("msg_1", "1000", b"{ }", &header, 1000, 300));
+            assert!(!r.verify("msg_1", "x", b"{}", &header, 1000, 300));
+        }
+        // A receiver with another secret, or a header without v1 entries.
+        let other = Signer::new(&[vec![9u8; 32]]);
+        assert!(!other.verify("msg_1", "1000", b"{}", &header, 1000, 300));
+        let r = Signer::new(&[a]);
+        assert!(!r.verify("msg_1", "1000", b"{}", "", 1000, 300));
+        let v2 = header.replace("v1,", "v2,");
+        assert!(!r.verify("msg_1", "1000", b"{}", &v2, 1000, 300));
     }
 
     #[test]

@@ -7,22 +7,23 @@ use std::time::Duration;
 
 use crate::support::env::*;
 
-#[tokio::test]
-async fn demo_serves_the_login_first_and_shows_headers_upstream() {
-    let dir = crate::support::env::private_tempdir().unwrap();
-    /// Kills the demo on drop so a failing test leaves nothing running.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+/// Kills the demo on drop so a failing test leaves nothing running.
+struct Kill(std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+/// `portcullis demo` on loopback ports it binds itself, data in `dir`;
+/// returns once the proxy, admin and demo-app listeners accept connections.
+async fn start_demo(dir: &std::path::Path) -> (Kill, SocketAddr, SocketAddr, SocketAddr) {
     let (child, addrs) = spawn_listening(3, |a| {
         Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("demo")
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .args(["--listen", &a[0].to_string(), "--admin", &a[1].to_string()])
             .args(["--upstream", &a[2].to_string()])
             .stdout(Stdio::null())
@@ -31,8 +32,13 @@ async fn demo_serves_the_login_first_and_shows_headers_upstream() {
             .unwrap()
     })
     .await;
-    let mut child = Kill(child);
-    let (listen, upstream): (SocketAddr, SocketAddr) = (addrs[0], addrs[2]);
+    (Kill(child), addrs[0], addrs[1], addrs[2])
+}
+
+#[tokio::test]
+async fn demo_serves_the_login_first_and_shows_headers_upstream() {
+    let dir = private_tempdir().unwrap();
+    let (mut child, listen, _admin, upstream) = start_demo(dir.path()).await;
 
     // `/` is required: a browser meets the login page first
     let r = client()
@@ -88,4 +94,156 @@ async fn demo_serves_the_login_first_and_shows_headers_upstream() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(done, "demo did not stop on SIGINT");
+}
+
+/// `make demo` shows SCIM → outbox → signed webhook → app: the demo app
+/// receives the events, checks their signature, and its `/directory` lists
+/// the tenant's users, groups and memberships as they arrive. A forged
+/// event (wrong secret) is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_app_builds_the_directory_from_signed_webhooks() {
+    use crate::support::scim::{GROUP, PATCH, USER};
+    use serde_json::{Value, json};
+
+    let dir = private_tempdir().unwrap();
+    let (_child, listen, _admin, upstream) = start_demo(dir.path()).await;
+    // A SCIM token for the demo tenant, as `portcullis scim-token create`
+    // makes one, written to the demo's own store.
+    let store =
+        portcullis::store::Store::open(&format!("sqlite://{}/portcullis.db", dir.path().display()))
+            .await
+            .unwrap();
+    let token = portcullis::scim::token::generate().unwrap();
+    store
+        .scim_token_set("example", &token.key_id, &token.hash, 1)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let scim = |method: reqwest::Method, path: &str, body: Value| {
+        client()
+            .request(method, format!("http://{listen}/scim/v2{path}"))
+            .bearer_auth(&token.token)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+    };
+    let r = scim(
+        reqwest::Method::POST,
+        "/Users",
+        json!({"schemas": [USER], "userName": "carol@example.com",
+               "name": {"givenName": "Carol", "familyName": "Example"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let carol = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = scim(
+        reqwest::Method::POST,
+        "/Groups",
+        json!({"schemas": [GROUP], "displayName": "Design", "members": [{"value": carol}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let directory = || async {
+        client()
+            .get(format!("http://{upstream}/directory"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let wait_for = |what: &'static str, pred: fn(&Value, &str) -> bool| {
+        let carol = carol.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let d = directory().await;
+                if pred(&d["tenants"][0], &carol) {
+                    return d;
+                }
+                assert!(std::time::Instant::now() < deadline, "{what}: {d}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let d = wait_for("carol in Design", |t, _| {
+        t["groups"][0]["members"] == json!(["carol@example.com"])
+    })
+    .await;
+    let t = &d["tenants"][0];
+    assert_eq!(t["id"], "example");
+    assert_eq!(t["users"][0]["id"], carol.as_str());
+    assert_eq!(t["users"][0]["name"], "Carol Example");
+    assert_eq!(t["users"][0]["active"], true);
+    assert_eq!(t["users"][0]["source"], "scim");
+    assert_eq!(t["users"][0]["groups"], json!(["Design"]));
+    assert_eq!(t["groups"][0]["display_name"], "Design");
+    let types: Vec<&str> = d["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["group.member_added", "group.created", "user.created"],
+        "newest first"
+    );
+
+    // A deactivation reaches the app too.
+    let r = scim(
+        reqwest::Method::PATCH,
+        &format!("/Users/{carol}"),
+        json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for("carol deactivated", |t, _| t["users"][0]["active"] == false).await;
+
+    // The HTML page, the one a signed-in user sees at the proxy's /directory.
+    let html = client()
+        .get(format!("http://{upstream}/directory"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("carol@example.com"), "{html}");
+    assert!(html.contains("Design"), "{html}");
+
+    // An event signed with another secret is refused and not applied.
+    let body = json!({"id": "msg_forged", "type": "user.created", "tenant": "example",
+                      "sequence": 1000, "timestamp": "2030-01-01T00:00:00.000Z",
+                      "data": {"id": "mallory", "email": "mallory@example.com", "active": true}})
+    .to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let forged =
+        portcullis::webhook::Signer::new(&[vec![7u8; 32]]).sign("msg_forged", now, body.as_bytes());
+    let r = client()
+        .post(format!("http://{upstream}/webhooks/portcullis"))
+        .header("webhook-id", "msg_forged")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", forged)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let d = directory().await;
+    assert!(!d.to_string().contains("mallory"), "{d}");
+    assert_eq!(d["tenants"][0]["users"].as_array().unwrap().len(), 1);
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis::config::WebhookConfig;
+use portcullis::events::EventType;
 use portcullis::metrics::Metrics;
-use portcullis::store::{EventType, OutboxState, Store};
+use portcullis::store::{OutboxState, Store};
 use tokio::sync::watch;
 
 use crate::support::postgres::PgCluster;
@@ -1022,4 +1023,85 @@ async fn buffered_events_follow_savepoints_on_sqlite_and_postgres() {
     buffered_events_follow_savepoints(&store).await;
     let url = PgCluster::shared().await.fresh_database().await;
     buffered_events_follow_savepoints(&Store::open(&url).await.unwrap()).await;
+}
+
+/// Without `[webhook]` nobody will ever take pending events: the server
+/// drops them after the retention window like delivered ones instead of
+/// letting them pile up forever. With a receiver configured, pending events
+/// stay until they are delivered or dead-lettered (here the receiver is
+/// down and the maximum age far away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_receiver_old_pending_events_are_pruned() {
+    use crate::support::env::{Options, TestEnv, private_tempdir, refusing};
+    const DAY_MS: i64 = 86_400_000;
+    for with_webhook in [false, true] {
+        let dir = private_tempdir().unwrap();
+        let dead = refusing();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let old = now_ms() - 8 * DAY_MS;
+        // Two events older than the default 7 days (the first delivered),
+        // and a fresh one.
+        for (n, at) in [(1, old), (2, old), (3, now_ms())] {
+            let mut tx = store.begin_write("acme").await.unwrap();
+            tx.emit(EventType::UserUpdated, serde_json::json!({ "n": n }), at)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        assert!(store.outbox_delivered("acme", 1, old).await.unwrap());
+        store.close().await;
+
+        let extra = if with_webhook {
+            format!(
+                "[webhook]\nurl = \"http://{}/hooks\"\nsecrets = [\"{SECRET_A}\"]\n\
+                 max_age_seconds = 2592000\n",
+                dead.addr
+            )
+        } else {
+            String::new()
+        };
+        let env = TestEnv::with(Options {
+            store_url: Some(url),
+            extra,
+            ..Default::default()
+        })
+        .await;
+        let left = || async {
+            env.shared
+                .store
+                .outbox_events("acme", 1, 10)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<i64>>()
+        };
+        // The sweep runs at startup; the old delivered event goes either way.
+        let want: &[i64] = if with_webhook { &[2, 3] } else { &[3] };
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut seqs = left().await;
+        while seqs.first() == Some(&1) || (!with_webhook && seqs != want) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "with_webhook={with_webhook}: still {seqs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            seqs = left().await;
+        }
+        assert_eq!(seqs, want, "with_webhook={with_webhook}");
+        let states: Vec<OutboxState> = env
+            .shared
+            .store
+            .outbox_events("acme", 1, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.state)
+            .collect();
+        assert!(
+            states.iter().all(|s| *s == OutboxState::Pending),
+            "{states:?}"
+        );
+    }
 }
