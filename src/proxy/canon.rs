@@ -11,9 +11,11 @@
 //! * **decoded**: percent-decoded (repeatedly, so `%252e` is `.`), `\` read
 //!   as `/`, repeated slashes collapsed, `.`/`..` resolved — what most
 //!   frameworks route on;
-//! * **stripped**: the decoded reading with path parameters removed from
-//!   every segment (`/admin;x/users` → `/admin/users`, `..;` → `..`), as
-//!   Tomcat and Spring do.
+//! * **stripped**: path parameters removed from every segment
+//!   (`/admin;x/users` → `/admin/users`, `..;` → `..`), as Tomcat and
+//!   Spring do — both before decoding (Tomcat cuts `;…` from the raw URI,
+//!   escapes and all, so `/admin;%2F../public` is its `/admin/public`) and
+//!   after (a server that decodes first reads `%3B` as a delimiter).
 //!
 //! and, derived from each of those,
 //!
@@ -174,24 +176,27 @@ fn decoded_readings(raw: &str) -> Result<Readings<'_>, Ambiguity> {
     if raw.bytes().any(is_control_byte) {
         return Err(Ambiguity::Control);
     }
-    let (decoded, encoded_separator) = decode(raw)?;
-    if decoded.chars().any(|c| c.is_control()) {
-        return Err(Ambiguity::Control);
-    }
-    if !decoded.is_ascii() && decoded.chars().any(is_lookalike) {
-        return Err(Ambiguity::LookAlike);
-    }
-    // `\` separates segments for IIS and Windows, not for Spring or nginx.
-    let slashed = decoded.replace('\\', "/");
-    let mut others: Vec<String> = Vec::with_capacity(4);
-    for candidate in [
-        resolve(&slashed, false),
-        resolve(&slashed, true),
-        resolve(&decoded, false),
-        resolve(&decoded, true),
-    ] {
-        if candidate != raw && !others.contains(&candidate) {
-            others.push(candidate);
+    let (decoded, encoded_separator) = checked_decode(raw)?;
+    // Tomcat's order: `;params` cut from the raw segments, then decoded.
+    // Whatever a parameter hid (`%2F..`, `%2e%2e`) is gone, so this reading
+    // can differ from every decoded one.
+    let params_first = match raw.contains(';') {
+        true => Some(checked_decode(&strip_params(raw))?.0),
+        false => None,
+    };
+    let mut others: Vec<String> = Vec::with_capacity(6);
+    for path in std::iter::once(&decoded).chain(params_first.as_ref()) {
+        // `\` separates segments for IIS and Windows, not for Spring or nginx.
+        let slashed = path.replace('\\', "/");
+        for candidate in [
+            resolve(&slashed, false),
+            resolve(&slashed, true),
+            resolve(path, false),
+            resolve(path, true),
+        ] {
+            if candidate != raw && !others.contains(&candidate) {
+                others.push(candidate);
+            }
         }
     }
     Ok(Readings {
@@ -199,6 +204,26 @@ fn decoded_readings(raw: &str) -> Result<Readings<'_>, Ambiguity> {
         others,
         encoded_separator,
     })
+}
+
+/// Decodes `raw` and refuses what no reading makes unambiguous.
+fn checked_decode(raw: &str) -> Result<(String, bool), Ambiguity> {
+    let (decoded, encoded_separator) = decode(raw)?;
+    if decoded.chars().any(|c| c.is_control()) {
+        return Err(Ambiguity::Control);
+    }
+    if !decoded.is_ascii() && decoded.chars().any(is_lookalike) {
+        return Err(Ambiguity::LookAlike);
+    }
+    Ok((decoded, encoded_separator))
+}
+
+/// `/a;x/b;y=1/c` → `/a/b/c`: every segment cut at its first `;`.
+fn strip_params(path: &str) -> String {
+    path.split('/')
+        .map(|seg| seg.split_once(';').map_or(seg, |(s, _)| s))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The shape of almost every real request: nothing any server would read
@@ -364,6 +389,24 @@ mod tests {
         assert_eq!(all("/../../"), ["/../../", "/"]);
         assert_eq!(all("/a/b/.."), ["/a/b/..", "/a/"]);
         assert_eq!(all("/%61dmin"), ["/%61dmin", "/admin"]);
+    }
+
+    /// Tomcat drops `;…` before decoding: what the parameter hid (an
+    /// encoded `/..`) never takes part in its dot-segment resolution.
+    #[test]
+    fn params_are_stripped_before_decoding_too() {
+        let r = all("/admin;%2F../public");
+        assert!(r.iter().any(|p| p == "/admin/public"), "{r:?}");
+        assert!(r.iter().any(|p| p == "/public"), "{r:?}");
+        let r = all("/admin;%2e%2e/x");
+        assert!(r.iter().any(|p| p == "/admin/x"), "{r:?}");
+        // and after decoding, for servers that decode first
+        let r = all("/admin%3Bx/users");
+        assert!(r.iter().any(|p| p == "/admin/users"), "{r:?}");
+        assert!(r.iter().any(|p| p == "/admin;x/users"), "{r:?}");
+        assert_eq!(strip_params("/a;x/b;y=1/c;"), "/a/b/c");
+        // what hides behind a parameter is still checked
+        assert_eq!(readings("/a;%00/b"), Err(Ambiguity::Control));
     }
 
     #[test]

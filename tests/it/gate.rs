@@ -124,6 +124,10 @@ const ADMIN_VARIANTS: &[&str] = &[
     "/public/..;/admin",
     "/public/..;x/admin/users",
     "/public;x/../admin",
+    // Tomcat cuts `;…` before decoding: its `/admin/public`
+    "/admin;%2F../public",
+    "/admin;%2f%2e%2e/public/x",
+    "/admin;x%2F..%2F/public",
     "/public/../admin",
     "/public/%2e%2e/admin",
     "/public/%2E%2E/admin",
@@ -250,6 +254,40 @@ allowed_groups = ["finance"]
     // Unambiguous requests need only their own route.
     assert_eq!(g.get("/ops/billing/invoices", Some(&finance)).await.0, 200);
     assert_eq!(g.get("/ops/status", Some(&ops)).await.0, 200);
+}
+
+/// A site public by default with one restricted prefix: Tomcat cuts
+/// `;…` before decoding, so a parameter hiding `%2F..` is its `/admin/…`
+/// while every decode-first reading lands on a public path.
+#[tokio::test]
+async fn params_hiding_an_encoded_slash_do_not_escape_a_restricted_prefix() {
+    let g = Gate::start(
+        r#"
+[[routes]]
+host = "app.example.com"
+prefix = "/"
+policy = "public"
+
+[[routes]]
+host = "app.example.com"
+prefix = "/admin"
+policy = "required"
+allowed_groups = ["admins"]
+"#,
+    )
+    .await;
+    for target in [
+        "/admin;%2F../public",
+        "/admin;%2f%2e%2e/public/x",
+        "/Admin;x%2F..%2F/index.html",
+    ] {
+        let (st, reached) = g.get(target, None).await;
+        assert!(matches!(st, 400 | 401), "{target}: anonymous got {st}");
+        assert_eq!(reached, None, "{target}: reached the app");
+    }
+    // the public site itself stays public
+    assert_eq!(g.get("/index.html", None).await.0, 200);
+    assert_eq!(g.get("/a;x/b", None).await.0, 200);
 }
 
 /// A group name asserted by tenant B's IdP never opens tenant A's route.
