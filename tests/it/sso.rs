@@ -427,15 +427,21 @@ async fn enforcing_tenants_password_logins_never_reach_the_app() {
         .unwrap();
     let body: serde_json::Value = serde_json::from_str(&refusal.assert(r, 403).await).unwrap();
     assert_eq!(body["error"], "sso_required");
-    // path tricks are the same endpoint
-    let refusal = s.env.refusal(enforced).await.app(&s.app_saw);
-    let r = c
-        .post(s.env.url("/x/../login"))
-        .form(&[("email", "alice@acme.com")])
-        .send()
-        .await
-        .unwrap();
-    refusal.assert(r, 303).await;
+    // path tricks are the same endpoint; sent raw, as a client library
+    // would resolve the dot segments before sending
+    for target in ["/x/../login", "/x/%2e%2e/login", "/x/..;/login"] {
+        let refusal = s.env.refusal(enforced).await.app(&s.app_saw);
+        let body = "email=alice%40acme.com";
+        let resp = raw_request(
+            s.env.proxy,
+            &format!(
+                "POST {target} HTTP/1.1\r\nhost: app.example.com\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .await;
+        refusal.assert_raw(&resp, 303).await;
+    }
     assert_eq!(
         logins(&s),
         0,
@@ -478,7 +484,7 @@ async fn enforcing_tenants_password_logins_never_reach_the_app() {
     assert_eq!(logins(&s), 2);
     let m = s.env.metrics().await;
     assert!(
-        m.contains("portcullis_sso_enforced_total{tenant=\"acme\"} 3"),
+        m.contains("portcullis_sso_enforced_total{tenant=\"acme\"} 5"),
         "{m}"
     );
 

@@ -63,13 +63,41 @@ impl Refusal<'_> {
     /// refused) has `status`, set no session cookie, created no session in
     /// the store, reached no app, and was counted once. Returns the body.
     pub async fn assert(self, resp: reqwest::Response, status: u16) -> String {
-        let cookie = self.env.shared.config().session.cookie_name.clone();
         let got = resp.status().as_u16();
         let set: Vec<String> = resp
             .headers()
             .get_all("set-cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect();
+        let body = resp.text().await.unwrap();
+        self.check(got, &set, body, status).await
+    }
+
+    /// [`Refusal::assert`] for a raw HTTP/1.1 response as
+    /// [`raw_request`](super::env::raw_request) returns it: for requests a
+    /// client library would have rewritten (dot segments, odd bytes).
+    pub async fn assert_raw(self, resp: &str, status: u16) -> String {
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp, ""));
+        let got = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let set: Vec<String> = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect();
+        self.check(got, &set, body.to_owned(), status).await
+    }
+
+    async fn check(self, got: u16, set_cookies: &[String], body: String, status: u16) -> String {
+        let cookie = self.env.shared.config().session.cookie_name.clone();
+        let set: Vec<&String> = set_cookies
+            .iter()
             .filter(|v| {
                 // `__Host-` or other prefixes included; an empty value is a
                 // deletion, not a session.
@@ -79,9 +107,7 @@ impl Refusal<'_> {
                     })
                 })
             })
-            .map(str::to_owned)
             .collect();
-        let body = resp.text().await.unwrap();
         assert_eq!(got, status, "refusal status: {body}");
         assert!(set.is_empty(), "a refusal set a session cookie: {set:?}");
         // The background sweep may delete expired rows meanwhile, never add.
