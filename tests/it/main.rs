@@ -1,5 +1,6 @@
 //! One integration-test binary (linking is the slow part on 2 cores).
 
+mod architecture;
 mod browser;
 mod cli;
 mod demo;
