@@ -425,3 +425,97 @@ fn demo_key(dir: &Path, file: &str, encode: fn([u8; 32]) -> String) -> Result<St
     }
     Ok(key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn private_dir() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_config_lives_in_the_data_dir_and_keeps_its_keys() {
+        let dir = private_dir();
+        let data = dir.path().join("demo");
+        let opts = DemoOptions::for_data_dir(&data);
+        assert_eq!(opts.listen, DEFAULT_LISTEN, "nothing recorded yet");
+        let first = demo_config(&opts).unwrap();
+        assert_eq!(
+            first.store.url,
+            format!("sqlite://{}/portcullis.db", data.display())
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // A second caller (the CLI with --demo) gets the same keys.
+        let again = demo_config(&opts).unwrap();
+        assert_eq!(first.session.keys, again.session.keys);
+        assert_eq!(
+            first.store.encryption_keys().unwrap(),
+            again.store.encryption_keys().unwrap()
+        );
+    }
+
+    #[test]
+    fn recorded_addresses_are_what_for_data_dir_returns() {
+        let dir = private_dir();
+        let opts = DemoOptions {
+            data_dir: dir.path().to_path_buf(),
+            listen: loopback(18080),
+            admin: loopback(19090),
+            upstream: loopback(18081),
+        };
+        opts.record_addresses().unwrap();
+        assert_eq!(DemoOptions::for_data_dir(dir.path()), opts);
+        let cfg = demo_config(&opts).unwrap();
+        assert_eq!(cfg.server.public_url, "http://127.0.0.1:18080");
+        assert_eq!(
+            cfg.webhook.unwrap().url,
+            "http://127.0.0.1:18081/webhooks/portcullis"
+        );
+    }
+
+    #[test]
+    fn the_banner_names_the_real_addresses_and_the_commands() {
+        let dir = private_dir();
+        let opts = DemoOptions {
+            data_dir: dir.path().join("my demo"),
+            listen: loopback(18080),
+            admin: loopback(19090),
+            upstream: loopback(18081),
+        };
+        let cfg = demo_config(&opts).unwrap();
+        let text = banner(&opts, &cfg, "target/debug/portcullis");
+        let demo = format!("--demo='{}/my demo'", dir.path().display());
+        for line in [
+            "SCIM base URL:  http://127.0.0.1:18080/scim/v2".to_owned(),
+            format!("target/debug/portcullis scim-token create {demo} --tenant example"),
+            format!(
+                "target/debug/portcullis sessions mint {demo} --email alice@example.com \
+                 --tenant example --groups Engineering,Everyone"
+            ),
+            "Metrics:        http://127.0.0.1:19090/metrics".to_owned(),
+            "http://127.0.0.1:18081/directory".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        let default = DemoOptions::for_data_dir(Path::new(DEFAULT_DATA_DIR));
+        assert!(
+            banner(&default, &cfg, "portcullis")
+                .contains("portcullis scim-token create --demo --tenant example")
+        );
+    }
+
+    #[test]
+    fn shell_quote_leaves_plain_words_alone() {
+        assert_eq!(shell_quote("data/demo"), "data/demo");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
