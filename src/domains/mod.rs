@@ -22,7 +22,6 @@
 //! is gone: it is recorded in `detail` but only NXDOMAIN or a TXT set
 //! without our token count as "missing".
 
-pub mod cli;
 mod lookup;
 mod name;
 mod state;

@@ -9,7 +9,6 @@
 //!
 //! Imports `store`, `metrics` and `config` (for `[webhook]`).
 
-pub mod cli;
 mod deliver;
 mod sign;
 

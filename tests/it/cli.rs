@@ -31,7 +31,7 @@ fn check_prints_every_error_with_file_line_and_key() {
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
     assert!(
@@ -72,7 +72,7 @@ fn check_prints_every_error_with_file_line_and_key() {
         .args(["check", "--config", "/nonexistent/p.toml"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(78));
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("/nonexistent/p.toml:1: (file): cannot read file")
@@ -277,7 +277,7 @@ fn sessions_revoke_needs_a_selector() {
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
     let out = Command::new(BIN)
         .args(["sessions", "revoke", "--config"])
         .arg(&path)
@@ -390,7 +390,7 @@ async fn domains_users_and_connections_commands() {
         "--email",
         "eve@evil.com",
     ]);
-    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(code, Some(64), "{err}");
     let (_, out, _) = run(&["users", "list"]);
     assert!(
         out.contains("alice@acme.com") && out.contains("member") && out.contains("invite"),
@@ -518,4 +518,234 @@ async fn users_remove_ends_the_users_sessions_on_a_running_server() {
     }
     assert_eq!(last, 401, "the removed user's session still works");
     assert_eq!(status(carol).await, 200, "another user's session ended too");
+}
+
+/// A configuration file for `dir`'s SQLite store (or `store_url`).
+fn minimal_config(dir: &std::path::Path, store_url: Option<&str>) -> std::path::PathBuf {
+    let path = dir.join("p.toml");
+    let url = store_url
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite://{}/s.db", dir.display()));
+    std::fs::write(
+        &path,
+        format!(
+            "[[listeners]]\naddress = \"127.0.0.1:1\"\n[session]\nkeys = [\"{KEY_A}\"]\n\
+             [store]\nurl = \"{url}\"\nencryption_key = \"{STORE_KEY}\"\n\
+             [[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn run_bin(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { &[$(std::ffi::OsStr::new($a)),*] };
+}
+
+/// The documented exit statuses: 64 for a wrong command line (clap's own
+/// errors included), 78 for a configuration that can't be used, 1 when the
+/// work fails, 0 for `--help`.
+#[test]
+fn exit_codes_tell_usage_configuration_and_runtime_errors_apart() {
+    let dir = private_tempdir().unwrap();
+    let good = minimal_config(dir.path(), None);
+    let good = good.as_os_str();
+
+    // Usage: 64.
+    let (code, _, err) = run_bin(args!["users", "list", "--config", good, "--bogus"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("--bogus"), "{err}");
+    let (code, _, err) = run_bin(args!["frobnicate"]);
+    assert_eq!(code, Some(64), "{err}");
+    let (code, _, err) = run_bin(args!["users", "list"]);
+    assert_eq!(code, Some(64), "neither --config nor --demo: {err}");
+    let demo = format!("--demo={}", dir.path().join("demo").display());
+    let (code, _, err) = run_bin(args!["users", "list", "--config", good, &demo]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(
+        !dir.path().join("demo").exists(),
+        "refused before anything was created"
+    );
+    let (code, _, err) = run_bin(args![
+        "users",
+        "invite",
+        "--config",
+        good,
+        "--tenant",
+        "nope",
+        "--email",
+        "a@acme.com"
+    ]);
+    assert_eq!(code, Some(64), "{err}");
+    assert_eq!(
+        err.trim(),
+        "error: no tenant with id `nope` in the configuration"
+    );
+    let (code, out, _) = run_bin(args!["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Usage: portcullis"), "{out}");
+
+    // Configuration: 78, errors printed as FILE:LINE: key: message.
+    let (code, _, err) = run_bin(args!["users", "list", "--config", "/nonexistent/p.toml"]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.starts_with("/nonexistent/p.toml:1: (file): cannot read file"),
+        "{err}"
+    );
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(good)
+            .unwrap()
+            .replace("[[tenants]]", "[[tenants]]\nbogus = 1"),
+    )
+    .unwrap();
+    let (code, _, err) = run_bin(args!["users", "list", "--config", broken.as_os_str()]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(&format!("{}:", broken.display())) && err.contains("bogus"),
+        "{err}"
+    );
+    let (code, _, err) = run_bin(args!["check", "--config", broken.as_os_str()]);
+    assert_eq!(code, Some(78), "{err}");
+
+    // Runtime: 1 (the store is unreachable; the configuration is fine).
+    let dead = refusing();
+    let unreachable = private_tempdir().unwrap();
+    let pg = minimal_config(
+        unreachable.path(),
+        Some(&format!("postgres://postgres:pw@{}/db", dead.addr)),
+    );
+    let (code, _, err) = run_bin(args!["check", "--config", pg.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run_bin(args!["users", "list", "--config", pg.as_os_str()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.starts_with("error: store:"), "{err}");
+    // A duplicate is a runtime error too.
+    let invite = args![
+        "users",
+        "invite",
+        "--config",
+        good,
+        "--tenant",
+        "acme",
+        "--email",
+        "a@acme.com"
+    ];
+    assert_eq!(run_bin(invite).0, Some(0));
+    let (code, _, err) = run_bin(invite);
+    assert_eq!(code, Some(1), "{err}");
+}
+
+/// `--demo=DIR` instead of `--config`: the demo's configuration, data
+/// directory and keys, created on first use, so the commands work before
+/// (and after) the demo ever ran there.
+#[test]
+fn demo_flag_works_on_a_fresh_data_dir() {
+    let dir = private_tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let demo = format!("--demo={}", data.display());
+
+    let (code, out, err) = run_bin(args!["scim-token", "create", &demo, "--tenant", "example"]);
+    assert_eq!(code, Some(0), "{err}");
+    // No demo ran there yet: its default address.
+    assert!(
+        out.starts_with("SCIM base URL: http://127.0.0.1:8080/scim/v2\nBearer token:  pcs_"),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert!(data.join("portcullis.db").exists());
+
+    let (code, out, err) = run_bin(args![
+        "sessions",
+        "mint",
+        &demo,
+        "--email",
+        "alice@example.com"
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("portcullis_session="), "{out}");
+
+    let (code, out, err) = run_bin(args![
+        "users",
+        "invite",
+        &demo,
+        "--tenant",
+        "example",
+        "--email",
+        "carol@example.com"
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("invited carol@example.com to example"),
+        "{out}"
+    );
+    let (code, out, err) = run_bin(args!["users", "list", &demo]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("example ")
+            && l.contains("carol@example.com")
+            && l.ends_with(" never")),
+        "{out}"
+    );
+
+    let (code, out, err) = run_bin(args!["check", &demo]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "ok\n");
+    let (code, out, _) = run_bin(args!["connections", "list", &demo]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("example-dev"), "{out}");
+}
+
+/// Listings print times as RFC 3339 in UTC, not unix seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_print_rfc3339_times() {
+    let s = crate::support::idp::Sso::start(true).await;
+    s.assert_next("alice@acme.com", Some(true), &["Engineering"]);
+    let (_, alice) = s.login("acme-idp", "%2F").await;
+    assert!(alice.is_some(), "alice signed in");
+    let config = s.env.config_path();
+    let before = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let after = chrono::Utc::now() + chrono::Duration::minutes(5);
+    let stamp = |text: &str, field: &str| {
+        let t = chrono::DateTime::parse_from_rfc3339(field)
+            .unwrap_or_else(|e| panic!("`{field}` is not RFC 3339 ({e}):\n{text}"));
+        assert!(field.ends_with('Z'), "UTC: {field}");
+        assert!(t > before && t < after, "{field}");
+    };
+
+    let (code, out, err) = run_bin(args!["users", "list", "--config", config.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.contains("alice@acme.com"))
+        .unwrap_or_else(|| panic!("{out}"));
+    stamp(&out, row.split_whitespace().last().unwrap());
+
+    // The sign-in queued a `user.created` event (no [webhook] here, so it
+    // stays pending): the oldest pending event's time.
+    let (code, out, err) = run_bin(args!["webhooks", "status", "--config", config.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.lines().next().unwrap().contains("OLDEST PENDING"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("acme "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    stamp(&out, cols[5]);
 }

@@ -17,28 +17,53 @@ impl Drop for Kill {
 }
 
 /// `portcullis demo` on loopback ports it binds itself, data in `dir`;
-/// returns once the proxy, admin and demo-app listeners accept connections.
-async fn start_demo(dir: &std::path::Path) -> (Kill, SocketAddr, SocketAddr, SocketAddr) {
-    let (child, addrs) = spawn_listening(3, |a| {
+/// returns once the proxy, admin and demo-app listeners accept connections
+/// and the demo printed its banner (returned; the rest of its output is
+/// drained so its logs never block it).
+async fn start_demo(dir: &std::path::Path) -> (Kill, SocketAddr, SocketAddr, SocketAddr, String) {
+    let (mut child, addrs) = spawn_listening(3, |a| {
         Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("demo")
             .arg("--data-dir")
             .arg(dir)
             .args(["--listen", &a[0].to_string(), "--admin", &a[1].to_string()])
             .args(["--upstream", &a[2].to_string()])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
     })
     .await;
-    (Kill(child), addrs[0], addrs[1], addrs[2])
+    let stdout = child.stdout.take().unwrap();
+    let child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    // The banner ends with the directory line of the next steps.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut banner = String::new();
+    while !banner.contains("Directory:") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                banner.push_str(&line);
+                banner.push('\n');
+            }
+            Err(e) => panic!("no banner ({e}); got:\n{banner}"),
+        }
+    }
+    (child, addrs[0], addrs[1], addrs[2], banner)
 }
 
 #[tokio::test]
 async fn demo_serves_the_login_first_and_shows_headers_upstream() {
     let dir = private_tempdir().unwrap();
-    let (mut child, listen, _admin, upstream) = start_demo(dir.path()).await;
+    let (mut child, listen, _admin, upstream, _) = start_demo(dir.path()).await;
 
     // `/` is required: a browser meets the login page first
     let r = client()
@@ -106,7 +131,7 @@ async fn the_demo_app_builds_the_directory_from_signed_webhooks() {
     use serde_json::{Value, json};
 
     let dir = private_tempdir().unwrap();
-    let (_child, listen, _admin, upstream) = start_demo(dir.path()).await;
+    let (_child, listen, _admin, upstream, _) = start_demo(dir.path()).await;
     // A SCIM token for the demo tenant, as `portcullis scim-token create`
     // makes one, written to the demo's own store.
     let store =
@@ -246,4 +271,95 @@ async fn the_demo_app_builds_the_directory_from_signed_webhooks() {
     let d = directory().await;
     assert!(!d.to_string().contains("mallory"), "{d}");
     assert_eq!(d["tenants"][0]["users"].as_array().unwrap().len(), 1);
+}
+
+/// The next steps `portcullis demo` prints name its real addresses, and its
+/// commands work against it as pasted: `--demo=DIR` reaches the running
+/// demo's store with its keys, and its SCIM URL is where the demo listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_next_steps_that_work_as_pasted() {
+    let dir = private_tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let (_child, listen, admin, upstream, banner) = start_demo(&data).await;
+    let bin = env!("CARGO_BIN_EXE_portcullis");
+    let demo = format!("--demo={}", data.display());
+    for line in [
+        format!("SCIM base URL:  http://{listen}/scim/v2"),
+        format!("SCIM token:     {bin} scim-token create {demo} --tenant example"),
+        format!(
+            "A session:      {bin} sessions mint {demo} --email alice@example.com \
+             --tenant example --groups Engineering,Everyone"
+        ),
+        format!("Metrics:        http://{admin}/metrics"),
+        format!("Directory:      http://{upstream}/directory"),
+    ] {
+        assert!(banner.contains(&line), "{line}\n{banner}");
+    }
+    // Runs the command the banner shows after `label`.
+    let paste = |label: &str| {
+        let line = banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .unwrap_or_else(|| panic!("{label}\n{banner}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let out = Command::new(words[0]).args(&words[1..]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{line}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+
+    let out = paste("SCIM token:");
+    assert!(
+        out.starts_with(&format!("SCIM base URL: http://{listen}/scim/v2\n")),
+        "the demo recorded its address: {out}"
+    );
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Bearer token:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let r = client()
+        .get(format!("http://{listen}/scim/v2/Users"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let cookie = paste("A session:").trim().to_owned();
+    let (status, app) = echo(
+        client()
+            .get(format!("http://{listen}/"))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(status, 200, "the session works on the running demo");
+    assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@example.com"));
+    assert_eq!(seen(&app, "x-forwarded-tenant"), Some("example"));
+
+    let out = Command::new(bin)
+        .args(["users", "list", &demo])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tenant "));
+
+    let r = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("portcullis_"));
+    let r = client()
+        .get(format!("http://{upstream}/directory"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

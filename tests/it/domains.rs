@@ -689,7 +689,9 @@ async fn cli_helpers_print_the_record_verdicts_and_a_table() {
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
     let cfg = cli_config(&dns, &url);
 
-    let out = domains::cli::add(&cfg, "acme", "ACME.com").await.unwrap();
+    let out = portcullis::cli::domains::add(&cfg, "acme", "ACME.com")
+        .await
+        .unwrap();
     let value_line = out
         .lines()
         .find_map(|l| l.strip_prefix("Value:   "))
@@ -707,31 +709,35 @@ async fn cli_helpers_print_the_record_verdicts_and_a_table() {
     assert!(out.contains("portcullis domains verify acme.com"), "{out}");
     // Re-running prints the same record.
     assert_eq!(
-        domains::cli::add(&cfg, "acme", "acme.com").await.unwrap(),
+        portcullis::cli::domains::add(&cfg, "acme", "acme.com")
+            .await
+            .unwrap(),
         out
     );
     // Domains listed with other cases in the config are matched case-insensitively.
-    domains::cli::add(&cfg, "acme", "eu.acme.com")
+    portcullis::cli::domains::add(&cfg, "acme", "eu.acme.com")
         .await
         .unwrap();
 
     // Refusals with operator-facing messages.
-    let err = domains::cli::add(&cfg, "acme", "globex.example")
+    let err = portcullis::cli::domains::add(&cfg, "acme", "globex.example")
         .await
         .unwrap_err();
     assert!(matches!(err, DomainError::NotInConfig { .. }));
     assert!(err.to_string().contains("[[tenants]] domains"), "{err}");
-    let err = domains::cli::add(&cfg, "nobody", "acme.com")
+    let err = portcullis::cli::domains::add(&cfg, "nobody", "acme.com")
         .await
         .unwrap_err();
     assert!(matches!(err, DomainError::UnknownTenant(_)), "{err}");
-    let err = domains::cli::add(&cfg, "acme", "acme.com.")
+    let err = portcullis::cli::domains::add(&cfg, "acme", "acme.com.")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("trailing dot"), "{err}");
 
     // Verify before and after publishing.
-    let out = domains::cli::verify(&cfg, "acme.com").await.unwrap();
+    let out = portcullis::cli::domains::verify(&cfg, "acme.com")
+        .await
+        .unwrap();
     assert!(out.starts_with("acme.com: pending (NXDOMAIN)\n"), "{out}");
     assert!(
         out.contains(&format!(
@@ -740,10 +746,12 @@ async fn cli_helpers_print_the_record_verdicts_and_a_table() {
         "{out}"
     );
     dns.set_txt("_portcullis-challenge.acme.com", &value_line);
-    let out = domains::cli::verify(&cfg, "acme.com").await.unwrap();
+    let out = portcullis::cli::domains::verify(&cfg, "acme.com")
+        .await
+        .unwrap();
     assert_eq!(out, "acme.com: verified (record found)\n");
 
-    let table = domains::cli::list(&cfg, None).await.unwrap();
+    let table = portcullis::cli::domains::list(&cfg, None).await.unwrap();
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
     for column in [
@@ -771,15 +779,19 @@ async fn cli_helpers_print_the_record_verdicts_and_a_table() {
     assert_eq!(stamp.len(), "2026-01-01T00:00:00Z".len(), "{stamp}");
 
     assert_eq!(
-        domains::cli::list(&cfg, Some("globex")).await.unwrap(),
+        portcullis::cli::domains::list(&cfg, Some("globex"))
+            .await
+            .unwrap(),
         "no domains\n"
     );
     assert_eq!(
-        domains::cli::remove(&cfg, "eu.acme.com").await.unwrap(),
+        portcullis::cli::domains::remove(&cfg, "eu.acme.com")
+            .await
+            .unwrap(),
         "eu.acme.com: removed\n"
     );
     assert!(matches!(
-        domains::cli::remove(&cfg, "eu.acme.com").await,
+        portcullis::cli::domains::remove(&cfg, "eu.acme.com").await,
         Err(DomainError::NotFound(_))
     ));
 }

@@ -394,7 +394,7 @@ fn plain_http_metadata_url_is_a_config_error_with_file_line_and_key() {
         "ftp://idp.example/metadata",
     ] {
         let (code, err, at) = check(url);
-        assert_eq!(code, Some(1), "{url}: {err}");
+        assert_eq!(code, Some(78), "{url}: {err}");
         assert!(
             err.contains(&format!(
                 "{at}: tenants[0].connections[0].saml.idp_metadata_url: must be an https:// URL"

@@ -252,5 +252,5 @@ async fn cli_creates_a_token_and_a_new_one_invalidates_the_old() {
         .args(["--tenant", "nope"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
 }

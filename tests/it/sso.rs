@@ -548,7 +548,7 @@ async fn test_sign_in_shows_what_the_idp_sent_and_creates_nothing() {
         url.starts_with(&s.env.url("/.portcullis/sso/acme%2Didp/test?token=")),
         "{url}"
     );
-    assert_eq!(link("nope").0, Some(2));
+    assert_eq!(link("nope").0, Some(64));
 
     s.assert_next("newbie@acme.com", Some(true), &["Engineering"]);
     let c = client();

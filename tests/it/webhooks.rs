@@ -896,7 +896,7 @@ async fn resync_emits_the_whole_current_state() {
             .unwrap()
     };
     let out = run(&["--tenant", "nope"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
     let out = run(&["--tenant", "acme"]);
     assert!(
         out.status.success(),

@@ -1,12 +1,71 @@
-//! `portcullis domains ...`: each helper opens the store from the
-//! configuration, does one thing and returns the text to print, so the
-//! clap layer stays a thin dispatcher and the output is testable.
+//! `portcullis domains add | verify | list | remove`: each helper opens the
+//! store from the configuration, does one thing through `domains::Domains`
+//! and returns the text to print.
 
 use std::fmt::Write as _;
 
-use super::{DomainEntry, DomainError, DomainStatus, Domains, normalize_domain};
+use clap::Subcommand;
+
+use super::{CliError, ConfigArg, Output, block_on, rfc3339};
 use crate::config::{Config, TenantConfig};
-use crate::store::{Store, StoreError};
+use crate::domains::{DomainEntry, DomainError, DomainStatus, Domains, normalize_domain};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum DomainsCommand {
+    /// Claim DOMAIN for a tenant and print the TXT record to publish.
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: String,
+        domain: String,
+    },
+    /// Check DOMAIN's TXT record now.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        domain: String,
+    },
+    /// Show domains and their state (pending, verified, failed, lapsed).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Forget DOMAIN (it stops routing logins at once).
+    Remove {
+        #[command(flatten)]
+        config: ConfigArg,
+        domain: String,
+    },
+}
+
+pub(super) fn run(cmd: DomainsCommand) -> Result<Output, CliError> {
+    let text = match cmd {
+        DomainsCommand::Add {
+            config,
+            tenant,
+            domain,
+        } => {
+            let cfg = config.load()?;
+            block_on(async { Ok(add(&cfg, &tenant, &domain).await?) })?
+        }
+        DomainsCommand::Verify { config, domain } => {
+            let cfg = config.load()?;
+            block_on(async { Ok(verify(&cfg, &domain).await?) })?
+        }
+        DomainsCommand::List { config, tenant } => {
+            let cfg = config.load()?;
+            block_on(async { Ok(list(&cfg, tenant.as_deref()).await?) })?
+        }
+        DomainsCommand::Remove { config, domain } => {
+            let cfg = config.load()?;
+            block_on(async { Ok(remove(&cfg, &domain).await?) })?
+        }
+    };
+    Ok(Output::text(text))
+}
 
 /// `domains add --tenant T DOMAIN`: claims the domain and prints the TXT
 /// record to publish. Only domains the configuration lists for that tenant
@@ -108,11 +167,7 @@ where
     F: FnOnce(Domains) -> Fut,
     Fut: Future<Output = Result<String, DomainError>>,
 {
-    let store = Store::open_sealed(
-        &cfg.store.url,
-        &cfg.store.encryption_keys().map_err(StoreError::Sealing)?,
-    )
-    .await?;
+    let store = super::source::open_store(cfg).await?;
     let result = match Domains::new(store.clone(), &cfg.dns) {
         Ok(domains) => f(domains).await,
         Err(error) => Err(error),
@@ -175,47 +230,9 @@ fn render_table(entries: &[DomainEntry]) -> String {
     out
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), via the days-to-civil
-/// algorithm (`civil_from_days`) from Howard Hinnant's date algorithms, so the
-/// CLI needs no date crate.
-pub(crate) fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
-        assert_eq!(rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn rfc3339_extremes_do_not_panic() {
-        let _ = rfc3339(i64::MAX / 2);
-        let _ = rfc3339(i64::MIN / 2);
-    }
 
     #[test]
     fn table_aligns_columns() {

@@ -1,0 +1,130 @@
+//! `portcullis sessions mint | revoke`.
+
+use clap::Subcommand;
+
+use super::source::{open_store, with_store};
+use super::{CliError, ConfigArg, Output, block_on};
+use crate::config::Config;
+use crate::identity::Principal;
+use crate::metrics::Metrics;
+use crate::session::{CookieCodec, Sessions};
+use crate::store::SessionSelector;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SessionsCommand {
+    /// Create a real session and print a `Cookie:` header value (smoke tests, benchmarks).
+    Mint {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        email: String,
+        /// Defaults to the lower-cased email.
+        #[arg(long)]
+        user_id: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// End sessions now, on every replica.
+    #[command(group(clap::ArgGroup::new("who").required(true)))]
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, group = "who")]
+        user: Option<String>,
+        #[arg(long, group = "who")]
+        tenant: Option<String>,
+        #[arg(long, group = "who")]
+        connection: Option<String>,
+        #[arg(long, group = "who")]
+        all: bool,
+    },
+}
+
+pub(super) fn run(cmd: SessionsCommand) -> Result<Output, CliError> {
+    match cmd {
+        SessionsCommand::Mint {
+            config,
+            email,
+            user_id,
+            name,
+            tenant,
+            groups,
+            roles,
+        } => {
+            let cfg = config.load()?;
+            let principal = Principal {
+                user_id: user_id.unwrap_or_else(|| email.to_lowercase()),
+                email,
+                name,
+                groups: groups.into_iter().filter(|g| !g.is_empty()).collect(),
+                roles: roles.into_iter().filter(|r| !r.is_empty()).collect(),
+                tenant,
+                connection: None,
+            };
+            block_on(mint(&cfg, &principal))
+        }
+        SessionsCommand::Revoke {
+            config,
+            user,
+            tenant,
+            connection,
+            all,
+        } => {
+            let selector = match (user, tenant, connection, all) {
+                (Some(u), _, _, _) => SessionSelector::User(u),
+                (_, Some(t), _, _) => SessionSelector::Tenant(t),
+                (_, _, Some(c), _) => SessionSelector::Connection(c),
+                (_, _, _, true) => SessionSelector::All,
+                _ => {
+                    return Err(CliError::Usage(
+                        "say whose sessions: --user ID, --tenant T, --connection C or --all".into(),
+                    ));
+                }
+            };
+            let cfg = config.load()?;
+            block_on(revoke(&cfg, &selector))
+        }
+    }
+}
+
+/// A session for `principal` in the configured store, as the `name=value`
+/// pair of a `Cookie:` header.
+pub(super) async fn mint(cfg: &Config, principal: &Principal) -> Result<Output, CliError> {
+    let codec = CookieCodec::new(&cfg.session)?;
+    let store = open_store(cfg).await?;
+    let sessions = Sessions::new(
+        store.clone(),
+        1,
+        std::time::Duration::from_secs(1),
+        Metrics::new()?.into(),
+    );
+    let now = crate::clock::now();
+    let token = sessions
+        .create(
+            principal,
+            None,
+            cfg.session.absolute_lifetime_seconds as i64,
+            now,
+        )
+        .await;
+    store.close().await;
+    let cookie = codec.seal(&token?, now);
+    // `Set-Cookie` → `Cookie`: name=value only.
+    Ok(Output::text(cookie.split(';').next().unwrap_or_default()))
+}
+
+pub(super) async fn revoke(cfg: &Config, selector: &SessionSelector) -> Result<Output, CliError> {
+    let n = with_store(cfg, |store| async move {
+        Ok(store.revoke_sessions(selector).await?)
+    })
+    .await?;
+    Ok(Output::text(format!("revoked {n} session(s)")))
+}
