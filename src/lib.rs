@@ -14,6 +14,7 @@ pub mod events;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
+pub mod names;
 pub mod proxy;
 pub mod redirect;
 pub mod scim;

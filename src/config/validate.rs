@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 
 use super::load::Collector;
 use super::schema::{Config, ConnectionConfig, Policy, Protocol, SameSite};
+use crate::names::{
+    is_hostname, is_loopback_host, is_public_mail_domain, is_slug, is_token, normalize_header_name,
+};
 
 /// Minimum cookie key length: `cookie::Key::derive_from` needs 256 bits of
 /// input keying material.
@@ -170,7 +173,6 @@ fn dev_idp(cfg: &Config, c: &mut Collector<'_>) {
     }
 }
 
-/// `localhost`, 127.0.0.0/8 or ::1.
 /// A SHA-256 certificate fingerprint as operators copy it: 64 hex digits,
 /// either case, with or without colons (`AB:CD:…`, openssl's format).
 pub fn parse_sha256_fingerprint(s: &str) -> Option<[u8; 32]> {
@@ -184,13 +186,6 @@ pub fn parse_sha256_fingerprint(s: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(digits, 16).ok()?;
     }
     Some(out)
-}
-
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn login(cfg: &Config, c: &mut Collector<'_>) {
@@ -892,23 +887,6 @@ fn store_keys(cfg: &Config, c: &mut Collector<'_>) {
     }
 }
 
-/// Header names are compared case-insensitively with every character other
-/// than a letter or digit read as `-`: CGI-style servers turn `-` and `_`
-/// into the same `HTTP_X_FORWARDED_USER`, and some map `.` (or other
-/// punctuation) the same way, so a client could otherwise smuggle
-/// `X_Forwarded_User` or `X.Forwarded.User` past a strip list.
-pub fn normalize_header_name(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                b.to_ascii_lowercase() as char
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
 /// Provider presets the SAML and OIDC connections understand.
 pub const PRESETS: &[&str] = &[
     "entra",
@@ -919,41 +897,3 @@ pub const PRESETS: &[&str] = &[
     "duo",
     "generic",
 ];
-
-const PUBLIC_MAIL_DOMAINS: &str = include_str!("public_mail_domains.txt");
-
-/// Consumer mail providers that no tenant may claim.
-pub fn is_public_mail_domain(domain: &str) -> bool {
-    let d = domain.trim_end_matches('.').to_ascii_lowercase();
-    PUBLIC_MAIL_DOMAINS
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .any(|l| l == d)
-}
-
-/// A DNS name: dot-separated labels of letters, digits, `-` and `_`,
-/// each 1-63 bytes, 253 in all.
-pub fn is_hostname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            (1..=63).contains(&l.len())
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-fn is_slug(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}

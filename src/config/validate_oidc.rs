@@ -5,7 +5,7 @@
 
 use super::load::Collector;
 use super::schema::{ConnectionConfig, Protocol, TokenAuthMethod};
-use super::validate::is_loopback_host;
+use crate::names::is_loopback_host;
 
 /// Signature algorithms an ID token may use. HMAC (`HS*`) is absent on
 /// purpose: its key would be the client secret, or — the classic confusion

@@ -22,7 +22,8 @@ use samael::crypto::{Crypto, CryptoProvider};
 use super::metadata::{HTTP_REDIRECT_BINDING, escape};
 use super::request::EMAIL_NAME_ID;
 use super::response::has_dtd;
-use crate::config::{Config, DevIdpUser, is_loopback_host};
+use crate::config::{Config, DevIdpUser};
+use crate::names::is_loopback_host;
 
 /// How long a response from the dev IdP is valid.
 pub const VALIDITY_SECONDS: i64 = 300;
