@@ -7,7 +7,6 @@ mod limits;
 mod load;
 mod schema;
 mod validate;
-mod validate_oidc;
 
 #[cfg(test)]
 mod tests;
@@ -20,5 +19,7 @@ pub use interpolate::{InterpolateError, interpolate};
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};
 pub use load::{from_str, load};
 pub use schema::*;
-pub use validate::{MIN_SESSION_KEY_BYTES, PRESETS, parse_nameserver, parse_sha256_fingerprint};
-pub use validate_oidc::{OIDC_SIGNING_ALGS, is_trustworthy_url};
+pub use validate::{
+    MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, is_trustworthy_url, parse_nameserver,
+    parse_sha256_fingerprint,
+};

@@ -3,9 +3,9 @@
 //! algorithm list that can't be downgraded to `none` or to HMAC keyed with
 //! a public key.
 
-use super::load::Collector;
-use super::schema::{ConnectionConfig, Protocol, TokenAuthMethod};
-use crate::names::is_loopback_host;
+use super::connections::is_trustworthy_url;
+use crate::config::load::Collector;
+use crate::config::schema::{ConnectionConfig, Protocol, TokenAuthMethod};
 
 /// Signature algorithms an ID token may use. HMAC (`HS*`) is absent on
 /// purpose: its key would be the client secret, or — the classic confusion
@@ -31,23 +31,7 @@ const RESERVED_AUTH_PARAMS: &[&str] = &[
     "request_uri",
 ];
 
-/// `true` for an `https://` URL, or `http://` to a loopback host (tests and
-/// local development only).
-pub fn is_trustworthy_url(u: &str) -> bool {
-    if u.contains('#') {
-        return false;
-    }
-    match u.parse::<http::Uri>() {
-        Ok(uri) => match (uri.scheme_str(), uri.host()) {
-            (Some("https"), Some(h)) => !h.is_empty(),
-            (Some("http"), Some(h)) => is_loopback_host(h),
-            _ => false,
-        },
-        Err(_) => false,
-    }
-}
-
-pub(crate) fn oidc(conn: &ConnectionConfig, key: &str, c: &mut Collector<'_>) {
+pub(super) fn oidc(conn: &ConnectionConfig, key: &str, c: &mut Collector<'_>) {
     let o = match (conn.protocol, &conn.oidc) {
         (Protocol::Oidc, Some(o)) => o,
         (Protocol::Oidc, None) => {
