@@ -8,6 +8,7 @@ use crate::config::schema::{Config, Policy, RouteConfig};
 
 pub(super) fn routes(cfg: &Config, c: &mut Collector<'_>) {
     let mut seen = HashSet::new();
+    let internal = cfg.public_urls();
     for (i, r) in cfg.routes.iter().enumerate() {
         if !r.prefix.starts_with('/') || r.prefix.contains(['?', '#']) {
             c.push(
@@ -15,9 +16,7 @@ pub(super) fn routes(cfg: &Config, c: &mut Collector<'_>) {
                 "must be a path starting with `/`",
             );
         }
-        if r.prefix
-            .starts_with(cfg.server.internal_prefix.trim_end_matches('/'))
-        {
+        if r.prefix.starts_with(internal.mount()) {
             c.push(
                 format!("routes[{i}].prefix"),
                 "overlaps the reserved internal prefix (server.internal_prefix)",

@@ -6,7 +6,7 @@ use crate::config::schema::Config;
 /// `[scim]`: a path of its own, sane limits.
 pub(super) fn scim(cfg: &Config, c: &mut Collector<'_>) {
     let s = &cfg.scim;
-    let p = s.path.trim_end_matches('/');
+    let p = s.base_path();
     if !p.starts_with('/') || p.len() < 2 || p.contains(['?', '#', '{', '}', '*', ' ']) {
         c.push("scim.path", "must be an absolute path such as `/scim/v2`");
     } else if format!("{p}/").starts_with(&cfg.server.internal_prefix)

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::config::load::Collector;
 use crate::config::schema::Config;
-use crate::names::{is_hostname, is_loopback_host, is_public_mail_domain, is_slug};
+use crate::names::{is_hostname, is_public_mail_domain, is_slug};
 
 pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
     let mut ids = HashSet::new();
@@ -116,13 +116,7 @@ pub fn parse_nameserver(s: &str) -> Option<SocketAddr> {
 /// `[dev_idp]` signs anything for anyone: it only runs on loopback.
 pub(super) fn dev_idp(cfg: &Config, c: &mut Collector<'_>) {
     let Some(d) = &cfg.dev_idp else { return };
-    let public_host = cfg
-        .server
-        .public_url
-        .parse::<http::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(str::to_owned));
-    if !public_host.as_deref().is_some_and(is_loopback_host) {
+    if !cfg.public_urls().on_loopback() {
         c.push(
             "dev_idp",
             "the development IdP signs a login for anyone; it needs `server.public_url` on loopback (127.0.0.1, ::1 or localhost)",
