@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use crate::config::load::Collector;
-use crate::config::schema::ConnectionConfig;
-use crate::names::{is_loopback_host, is_slug};
+use crate::config::schema::{ConnectionConfig, Protocol};
+use crate::names::is_loopback_host;
 
 /// Provider presets the SAML and OIDC connections understand.
 pub const PRESETS: &[&str] = &[
@@ -27,17 +27,8 @@ pub(super) fn connection<'a>(
     dev_idp: bool,
     c: &mut Collector<'_>,
 ) {
-    if !is_slug(&conn.id) {
-        c.push(
-            format!("{key}.id"),
-            "use 1-64 characters from a-z, 0-9, `-` and `_`",
-        );
-    } else if !ids.insert(conn.id.as_str()) {
-        c.push(
-            format!("{key}.id"),
-            format!("duplicate connection id `{}` (ids are global)", conn.id),
-        );
-    }
+    let duplicate = format!("connection id `{}` (ids are global)", conn.id);
+    super::unique_id(&conn.id, format!("{key}.id"), ids, &duplicate, c);
     if let Some(p) = &conn.preset
         && !PRESETS.contains(&p.as_str())
     {
@@ -49,8 +40,45 @@ pub(super) fn connection<'a>(
             ),
         );
     }
-    super::saml::saml(conn, key, dev_idp, c);
-    super::oidc::oidc(conn, key, c);
+    protocol_table(conn, key, dev_idp, c);
+}
+
+/// The protocol's table is required, the other protocol's is refused.
+fn protocol_table(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>) {
+    match conn.protocol {
+        Protocol::Saml => {
+            match &conn.saml {
+                Some(s) => super::saml::saml(s, key, dev_idp, c),
+                None => c.push(
+                    format!("{key}.protocol"),
+                    "a `saml` connection needs a `saml` table (IdP metadata and certificates)",
+                ),
+            }
+            if conn.oidc.is_some() {
+                c.push(
+                    format!("{key}.oidc"),
+                    "`oidc` settings on a `saml` connection",
+                );
+            }
+        }
+        Protocol::Oidc => {
+            if conn.saml.is_some() {
+                c.push(
+                    format!("{key}.saml"),
+                    "`saml` settings on an `oidc` connection",
+                );
+            }
+            match &conn.oidc {
+                Some(o) => super::oidc::oidc(o, conn.preset.as_deref(), key, c),
+                // The `saml` table is the mistake already reported.
+                None if conn.saml.is_some() => {}
+                None => c.push(
+                    format!("{key}.protocol"),
+                    "an `oidc` connection needs an `oidc` table (issuer, client_id, secret)",
+                ),
+            }
+        }
+    }
 }
 
 /// `true` for an `https://` URL, or `http://` to a loopback host (tests and

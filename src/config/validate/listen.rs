@@ -88,15 +88,15 @@ pub(super) fn upstream(cfg: &Config, c: &mut Collector<'_>) {
             "must be `HOST:PORT`, e.g. `127.0.0.1:3000`",
         );
     }
-    for (k, v) in [
-        ("connect_timeout_ms", u.connect_timeout_ms),
-        ("read_timeout_ms", u.read_timeout_ms),
-        ("idle_timeout_seconds", u.idle_timeout_seconds),
-    ] {
-        if v == 0 {
-            c.push(format!("upstream.{k}"), "must be greater than 0");
-        }
-    }
+    super::nonzero(
+        "upstream",
+        [
+            ("connect_timeout_ms", u.connect_timeout_ms),
+            ("read_timeout_ms", u.read_timeout_ms),
+            ("idle_timeout_seconds", u.idle_timeout_seconds),
+        ],
+        c,
+    );
     if u.sni.is_some() && !u.tls {
         c.push("upstream.sni", "only applies when `tls = true`");
     }

@@ -3,30 +3,12 @@
 
 use super::connections::is_trustworthy_url;
 use crate::config::load::Collector;
-use crate::config::schema::{ConnectionConfig, Protocol};
+use crate::config::schema::SamlConfig;
 
-/// A `saml` table belongs to, and is required by, a SAML connection. Its
-/// metadata must come from exactly one place and name a signing certificate:
-/// samael skips signature checks when the metadata has none.
-pub(super) fn saml(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>) {
-    let s = match (conn.protocol, &conn.saml) {
-        (Protocol::Saml, Some(s)) => s,
-        (Protocol::Saml, None) => {
-            c.push(
-                format!("{key}.protocol"),
-                "a `saml` connection needs a `saml` table (IdP metadata and certificates)",
-            );
-            return;
-        }
-        (Protocol::Oidc, Some(_)) => {
-            c.push(
-                format!("{key}.saml"),
-                "`saml` settings on an `oidc` connection",
-            );
-            return;
-        }
-        (Protocol::Oidc, None) => return,
-    };
+/// The `saml` table of a SAML connection at `key`. Its metadata must come
+/// from exactly one place and name a signing certificate: samael skips
+/// signature checks when the metadata has none.
+pub(super) fn saml(s: &SamlConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>) {
     if let Some(idp) = &s.idp {
         if idp != "dev" {
             c.push(

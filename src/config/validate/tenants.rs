@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use crate::config::load::Collector;
 use crate::config::schema::Config;
-use crate::names::{is_hostname, is_public_mail_domain, is_slug};
+use crate::names::{is_hostname, is_public_mail_domain};
 
 pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
     let mut ids = HashSet::new();
@@ -53,17 +53,8 @@ pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
                 "must not be empty (omit it for no role)",
             );
         }
-        if !is_slug(&t.id) {
-            c.push(
-                format!("tenants[{i}].id"),
-                "use 1-64 characters from a-z, 0-9, `-` and `_`",
-            );
-        } else if !ids.insert(t.id.as_str()) {
-            c.push(
-                format!("tenants[{i}].id"),
-                format!("duplicate tenant id `{}`", t.id),
-            );
-        }
+        let duplicate = format!("tenant id `{}`", t.id);
+        super::unique_id(&t.id, format!("tenants[{i}].id"), &mut ids, &duplicate, c);
     }
 }
 
@@ -91,17 +82,17 @@ pub(super) fn dns(cfg: &Config, c: &mut Collector<'_>) {
             format!("must be at least reverify_seconds ({})", d.reverify_seconds),
         );
     }
-    for (k, v) in [
-        ("check_interval_seconds", d.check_interval_seconds),
-        ("pending_recheck_seconds", d.pending_recheck_seconds),
-        ("pending_expiry_seconds", d.pending_expiry_seconds),
-        ("reverify_seconds", d.reverify_seconds),
-        ("lookup_timeout_ms", d.lookup_timeout_ms),
-    ] {
-        if v == 0 {
-            c.push(format!("dns.{k}"), "must be greater than 0");
-        }
-    }
+    super::nonzero(
+        "dns",
+        [
+            ("check_interval_seconds", d.check_interval_seconds),
+            ("pending_recheck_seconds", d.pending_recheck_seconds),
+            ("pending_expiry_seconds", d.pending_expiry_seconds),
+            ("reverify_seconds", d.reverify_seconds),
+            ("lookup_timeout_ms", d.lookup_timeout_ms),
+        ],
+        c,
+    );
 }
 
 /// `IP` or `IP:PORT` (port 53 by default).

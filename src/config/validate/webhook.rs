@@ -24,18 +24,18 @@ pub(super) fn webhook(cfg: &Config, c: &mut Collector<'_>) {
             c.push(format!("webhook.secrets[{i}]"), e);
         }
     }
-    for (key, value) in [
-        ("webhook.timeout_seconds", w.timeout_seconds),
-        ("webhook.retry_initial_ms", w.retry_initial_ms),
-        ("webhook.retry_max_ms", w.retry_max_ms),
-        ("webhook.max_age_seconds", w.max_age_seconds),
-        ("webhook.poll_interval_ms", w.poll_interval_ms),
-        ("webhook.retention_days", w.retention_days),
-    ] {
-        if value == 0 {
-            c.push(key, "must be greater than 0");
-        }
-    }
+    super::nonzero(
+        "webhook",
+        [
+            ("timeout_seconds", w.timeout_seconds),
+            ("retry_initial_ms", w.retry_initial_ms),
+            ("retry_max_ms", w.retry_max_ms),
+            ("max_age_seconds", w.max_age_seconds),
+            ("poll_interval_ms", w.poll_interval_ms),
+            ("retention_days", w.retention_days),
+        ],
+        c,
+    );
     if w.retry_max_ms < w.retry_initial_ms {
         c.push("webhook.retry_max_ms", "must be at least retry_initial_ms");
     }
