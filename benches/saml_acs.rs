@@ -85,8 +85,7 @@ fn setup() -> Fixture {
     let conn_cfg = &config.tenants[0].connections[0];
     let conn = SamlConnection::new(
         conn_cfg,
-        &config.server.public_url,
-        &config.server.internal_prefix,
+        &config.public_urls(),
         store,
         Some(&dev),
         None,

@@ -306,7 +306,8 @@ pub fn run_demo(opts: &DemoOptions) -> Result<(), AppError> {
 /// the binary was invoked, so the commands work as pasted.
 pub fn banner(opts: &DemoOptions, config: &crate::config::Config, program: &str) -> String {
     use std::fmt::Write as _;
-    let url = config.server.public_url.trim_end_matches('/');
+    let urls = config.public_urls();
+    let url = urls.origin();
     let program = shell_quote(program);
     let demo = if opts.data_dir == Path::new(DEFAULT_DATA_DIR) {
         "--demo".to_owned()
@@ -354,11 +355,7 @@ pub fn banner(opts: &DemoOptions, config: &crate::config::Config, program: &str)
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "  Next steps (in another terminal):");
-    let _ = writeln!(
-        out,
-        "    SCIM base URL:  {url}{}",
-        config.scim.path.trim_end_matches('/')
-    );
+    let _ = writeln!(out, "    SCIM base URL:  {}", urls.scim_base(&config.scim));
     let _ = writeln!(
         out,
         "    SCIM token:     {program} scim-token create {demo} --tenant {}",

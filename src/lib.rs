@@ -14,6 +14,7 @@ pub mod events;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
+pub mod names;
 pub mod proxy;
 pub mod redirect;
 pub mod scim;
@@ -21,3 +22,21 @@ pub mod secret;
 pub mod session;
 pub mod store;
 pub mod webhook;
+
+#[cfg(test)]
+mod tests {
+    /// The leaf rule, checked: a leaf module's code (above its tests) names
+    /// no other module of this crate, so anything may import it.
+    #[test]
+    fn leaf_modules_import_nothing_of_this_crate() {
+        for (file, src) in [
+            ("events.rs", include_str!("events.rs")),
+            ("names.rs", include_str!("names.rs")),
+        ] {
+            let code = src.split("#[cfg(test)]").next().unwrap_or_default();
+            for word in ["crate::", "super::"] {
+                assert!(!code.contains(word), "{file} imports `{word}`");
+            }
+        }
+    }
+}

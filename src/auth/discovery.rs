@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::connection::{ConnectionError, Factories, Registered, Registry};
 use super::flow::FlowCodec;
 use super::policy::{DomainRouter, email_domain};
-use crate::config::{Config, TenantConfig};
+use crate::config::{Config, PublicUrls, TenantConfig};
 
 /// Where an email leads.
 #[derive(Clone)]
@@ -32,6 +32,8 @@ pub struct AuthContext {
     tenants: HashMap<String, TenantConfig>,
     /// The development IdP, with `[dev_idp]`.
     pub dev_idp: Option<Arc<crate::auth::saml::dev_idp::DevIdp>>,
+    /// Where this generation's endpoints are published.
+    pub urls: PublicUrls,
 }
 
 impl AuthContext {
@@ -50,6 +52,7 @@ impl AuthContext {
                 .map(|t| (t.id.clone(), t.clone()))
                 .collect(),
             dev_idp: None,
+            urls: cfg.public_urls(),
         })
     }
 

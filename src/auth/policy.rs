@@ -49,7 +49,7 @@ pub fn email_domain(email: &str) -> Option<String> {
     let ok = !local.is_empty()
         && email.len() <= 320
         && !email.chars().any(|c| c.is_control() || c.is_whitespace())
-        && crate::config::is_hostname(&domain)
+        && crate::names::is_hostname(&domain)
         && domain.contains('.');
     ok.then_some(domain)
 }

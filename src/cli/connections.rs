@@ -73,10 +73,8 @@ pub(super) fn test_link(cfg: &Config, connection: &str, now: i64) -> Result<Outp
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
     Ok(Output::text(format!(
-        "{}{}sso/{}/test?token={}",
-        cfg.server.public_url.trim_end_matches('/'),
-        cfg.server.internal_prefix,
-        enc(connection),
+        "{}?token={}",
+        cfg.public_urls().sso_test(&enc(connection)),
         enc(&token)
     ))
     .note("Open it in a browser within 10 minutes; it works once."))

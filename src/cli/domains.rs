@@ -76,7 +76,7 @@ pub async fn add(cfg: &Config, tenant: &str, domain: &str) -> Result<String, Dom
     let domain = normalize_domain(domain)?;
     // The more precise refusal first: nobody can own a public mail domain,
     // whatever the configuration says.
-    if crate::config::is_public_mail_domain(&domain) {
+    if crate::names::is_public_mail_domain(&domain) {
         return Err(DomainError::PublicMail(domain));
     }
     if !tenant_cfg

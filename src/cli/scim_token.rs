@@ -41,9 +41,8 @@ pub(super) async fn create(cfg: &Config, tenant: &str) -> Result<Output, CliErro
     })
     .await?;
     let mut out = Output::text(format!(
-        "SCIM base URL: {}{}\nBearer token:  {}\n(shown once; any previous token of tenant `{tenant}` no longer works)",
-        cfg.server.public_url.trim_end_matches('/'),
-        cfg.scim.path.trim_end_matches('/'),
+        "SCIM base URL: {}\nBearer token:  {}\n(shown once; any previous token of tenant `{tenant}` no longer works)",
+        cfg.public_urls().scim_base(&cfg.scim),
         new.token
     ));
     if !cfg.scim.enabled {

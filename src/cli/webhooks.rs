@@ -141,11 +141,7 @@ pub(super) async fn retry_dead(store: &Store, tenant: Option<&str>) -> Result<St
 /// The tenant's whole current state as events, behind the pending ones.
 pub(super) async fn resync(cfg: &Config, tenant: &str) -> Result<Output, CliError> {
     let tenant_cfg = find_tenant(cfg, tenant)?;
-    let base = format!(
-        "{}{}",
-        cfg.server.public_url.trim_end_matches('/'),
-        cfg.scim.path.trim_end_matches('/')
-    );
+    let base = cfg.public_urls().scim_base(&cfg.scim);
     let base = &base;
     with_store(cfg, |store| async move {
         // Events mark each address `verified_domain` as of now.

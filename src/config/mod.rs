@@ -6,19 +6,22 @@ mod interpolate;
 mod limits;
 mod load;
 mod schema;
+mod urls;
 mod validate;
-mod validate_oidc;
 
 #[cfg(test)]
 mod tests;
 
+/// The rule lives in [`crate::names`]; this path remains for callers that
+/// have not moved to it yet.
+pub use crate::names::is_hostname;
 pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolateError, interpolate};
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};
 pub use load::{from_str, load};
 pub use schema::*;
+pub use urls::PublicUrls;
 pub use validate::{
-    MIN_SESSION_KEY_BYTES, PRESETS, is_hostname, is_loopback_host, is_public_mail_domain,
-    normalize_header_name, parse_nameserver, parse_sha256_fingerprint,
+    MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, is_trustworthy_url, parse_nameserver,
+    parse_sha256_fingerprint,
 };
-pub use validate_oidc::{OIDC_SIGNING_ALGS, is_trustworthy_url};

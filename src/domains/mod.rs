@@ -187,7 +187,7 @@ impl Domains {
         now: i64,
     ) -> Result<DomainEntry, DomainError> {
         let domain = normalize_domain(domain)?;
-        if crate::config::is_public_mail_domain(&domain) {
+        if crate::names::is_public_mail_domain(&domain) {
             return Err(DomainError::PublicMail(domain));
         }
         // The challenge name must itself be a valid DNS name.

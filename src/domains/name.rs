@@ -41,7 +41,7 @@ pub fn normalize_domain(input: &str) -> Result<String, DomainError> {
     if lower.split('.').any(|l| l.len() > 63) {
         return Err(invalid("a label is longer than 63 characters"));
     }
-    if !crate::config::is_hostname(&lower) {
+    if !crate::names::is_hostname(&lower) {
         return Err(invalid(
             "labels may contain only letters, digits, `-` and `_`, and may not start or end with `-`",
         ));

@@ -27,7 +27,7 @@ pub(super) struct LoginQuery {
 }
 
 fn login_action(state: &EndpointState) -> String {
-    format!("{}login", state.config.server.internal_prefix)
+    state.auth.urls.login_path()
 }
 
 pub(super) async fn login_page(
@@ -127,7 +127,7 @@ pub(super) struct LogoutQuery {
 }
 
 fn logout_action(state: &EndpointState) -> String {
-    format!("{}logout", state.config.server.internal_prefix)
+    state.auth.urls.logout_path()
 }
 
 /// `GET {prefix}logout`: a confirmation page whose button POSTs the

@@ -41,12 +41,7 @@ pub struct RequestId(pub String);
 
 /// Routes, mounted at the configured internal prefix.
 pub fn router(state: Arc<EndpointState>) -> Router {
-    let prefix = state
-        .config
-        .server
-        .internal_prefix
-        .trim_end_matches('/')
-        .to_owned();
+    let prefix = state.auth.urls.mount().to_owned();
     let inner = Router::new()
         .route(
             "/login",

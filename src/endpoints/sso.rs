@@ -32,9 +32,8 @@ pub(super) fn start_url(
     login_hint: &str,
 ) -> String {
     let mut url = format!(
-        "{}sso/{}/start?return_to={}",
-        state.config.server.internal_prefix,
-        enc(id),
+        "{}?return_to={}",
+        state.auth.urls.sso_start_path(&enc(id)),
         enc(return_to)
     );
     if !login_hint.is_empty() {
@@ -103,7 +102,7 @@ fn refuse(
         detail,
         "login refused"
     );
-    let login = format!("{}login", state.config.server.internal_prefix);
+    let login = state.auth.urls.login_path();
     // The user proved who they are; for these two outcomes saying why helps
     // them and reveals nothing to an attacker. Everything else stays generic.
     let text = match reason {
@@ -266,12 +265,7 @@ async fn begin(
     let ctx = StartContext {
         relay: relay.clone(),
         login_hint: login_hint.filter(|h| !h.is_empty() && h.len() <= 320),
-        callback_url: format!(
-            "{}{}sso/{}/callback",
-            state.config.server.public_url.trim_end_matches('/'),
-            state.config.server.internal_prefix,
-            id
-        ),
+        callback_url: state.auth.urls.sso_callback(id),
     };
     let started = match reg.connection.start(&ctx).await {
         Ok(s) => s,

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::principal::Principal;
-use crate::config::{HeadersConfig, normalize_header_name};
+use crate::config::HeadersConfig;
+use crate::names::normalize_header_name;
 
 #[derive(Debug, Clone, Copy)]
 enum Field {

@@ -79,7 +79,7 @@ pub fn router(scim: Arc<Scim>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(scim.clone(), authenticate))
         .with_state(scim.clone());
-    let path = scim.config.scim.path.trim_end_matches('/').to_owned();
+    let path = scim.config.scim.base_path().to_owned();
     Router::new().nest(&path, api).fallback(not_found)
 }
 

@@ -28,7 +28,7 @@ use crate::auth::{
     CallbackRequest, Connection, ConnectionError, ConnectionFactory, LoginStart, StartContext,
     VerifiedLogin,
 };
-use crate::config::{ConnectionConfig, OidcConfig, TenantConfig, TokenAuthMethod};
+use crate::config::{ConnectionConfig, OidcConfig, PublicUrls, TenantConfig, TokenAuthMethod};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::{IdpBinding, Store};
@@ -552,8 +552,7 @@ impl Connection for OidcConnection {
 /// token ids) and the public URL (the redirect URI).
 pub struct OidcFactory {
     store: Store,
-    public_url: String,
-    internal_prefix: String,
+    urls: PublicUrls,
     metrics: Option<Arc<Metrics>>,
     clock: crate::clock::Clock,
 }
@@ -567,8 +566,7 @@ impl OidcFactory {
     ) -> Self {
         Self {
             store,
-            public_url: public_url.to_owned(),
-            internal_prefix: internal_prefix.to_owned(),
+            urls: PublicUrls::new(public_url, internal_prefix),
             metrics,
             clock: crate::clock::Clock::system(),
         }
@@ -589,7 +587,7 @@ impl ConnectionFactory for OidcFactory {
         tenant: &TenantConfig,
         conn: &ConnectionConfig,
     ) -> Result<Arc<dyn Connection>, ConnectionError> {
-        let redirect_uri = super::callback_url(&self.public_url, &self.internal_prefix, &conn.id);
+        let redirect_uri = self.urls.oidc_callback(&conn.id);
         let mut connection = OidcConnection::new(
             tenant,
             conn,

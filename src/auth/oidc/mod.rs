@@ -18,25 +18,3 @@ pub use claims::{ClaimMap, Mapped, to_login};
 pub use connection::{OidcConnection, OidcFactory, STATE_KIND};
 pub use logout::{EVENT as BACKCHANNEL_EVENT, JTI_KIND, MAX_LOGOUT_TOKEN_BYTES};
 pub use presets::{EmailVerified, Preset, preset};
-
-/// `{public_url}{prefix}oidc/{connection}/callback`: the redirect URI to
-/// register at the provider.
-pub fn callback_url(public_url: &str, internal_prefix: &str, connection: &str) -> String {
-    format!(
-        "{}{}oidc/{}/callback",
-        public_url.trim_end_matches('/'),
-        internal_prefix,
-        connection
-    )
-}
-
-/// `{public_url}{prefix}oidc/{connection}/backchannel-logout`: the
-/// back-channel logout URI to register at the provider.
-pub fn backchannel_logout_url(public_url: &str, internal_prefix: &str, connection: &str) -> String {
-    format!(
-        "{}{}oidc/{}/backchannel-logout",
-        public_url.trim_end_matches('/'),
-        internal_prefix,
-        connection
-    )
-}

@@ -20,7 +20,7 @@ use crate::auth::{
     CallbackRequest, Connection, ConnectionError, ConnectionFactory, LoginStart, StartContext,
     VerifiedLogin,
 };
-use crate::config::{ConnectionConfig, TenantConfig};
+use crate::config::{ConnectionConfig, PublicUrls, TenantConfig};
 use crate::metrics::Metrics;
 use crate::store::{IdpBinding, Store};
 
@@ -34,7 +34,7 @@ use super::request::{authn_request_xml, new_request_id, redirect_url};
 use super::response::has_dtd;
 use super::response::{Expectations, decode, precheck, samael_algorithms, verify};
 use super::sp_metadata::{SpMetadata, sp_metadata_xml};
-use super::{REPLAY_KIND, default_base, sp_ids};
+use super::{REPLAY_KIND, sp_ids};
 
 mod slo;
 
@@ -128,8 +128,7 @@ pub(super) fn replay_kind(base: &str, connection: &str) -> String {
 impl SamlConnection {
     pub fn new(
         conn: &ConnectionConfig,
-        public_url: &str,
-        internal_prefix: &str,
+        urls: &PublicUrls,
         store: Store,
         dev_idp: Option<&super::dev_idp::DevIdp>,
         metrics: Option<Arc<Metrics>>,
@@ -171,7 +170,7 @@ impl SamlConnection {
                 })
             })
             .collect::<Result<Vec<Fingerprint>, _>>()?;
-        let (sp_entity_id, acs_url) = sp_ids(conn, public_url, internal_prefix);
+        let (sp_entity_id, acs_url) = sp_ids(conn, urls);
         let skew_seconds = i64::try_from(cfg.clock_skew_seconds).unwrap_or(600);
         let settings = SpSettings {
             entity_id: sp_entity_id.clone(),
@@ -241,12 +240,10 @@ impl SamlConnection {
             landing_path: cfg.landing_path.clone(),
             sign_requests: cfg.sign_requests,
             sp_key,
-            slo_url: cfg.slo_url.clone().unwrap_or_else(|| {
-                format!(
-                    "{}/slo",
-                    default_base(public_url, internal_prefix, &conn.id)
-                )
-            }),
+            slo_url: cfg
+                .slo_url
+                .clone()
+                .unwrap_or_else(|| urls.saml_slo(&conn.id)),
             store,
             assertion_replay_kind: replay_kind(REPLAY_KIND, &conn.id),
             logout_replay_kind: replay_kind(super::LOGOUT_REPLAY_KIND, &conn.id),
@@ -504,8 +501,7 @@ impl SamlConnection {
 /// URL (default SP entity id and ACS URL).
 pub struct SamlFactory {
     store: Store,
-    public_url: String,
-    internal_prefix: String,
+    urls: PublicUrls,
     dev_idp: Option<Arc<super::dev_idp::DevIdp>>,
     metrics: Option<Arc<Metrics>>,
     metadata_cache: MetadataCache,
@@ -515,8 +511,7 @@ impl SamlFactory {
     pub fn new(store: Store, public_url: &str, internal_prefix: &str) -> Self {
         Self {
             store,
-            public_url: public_url.to_owned(),
-            internal_prefix: internal_prefix.to_owned(),
+            urls: PublicUrls::new(public_url, internal_prefix),
             dev_idp: None,
             metrics: None,
             metadata_cache: MetadataCache::default(),
@@ -551,8 +546,7 @@ impl ConnectionFactory for SamlFactory {
     ) -> Result<Arc<dyn Connection>, ConnectionError> {
         Ok(Arc::new(SamlConnection::new(
             conn,
-            &self.public_url,
-            &self.internal_prefix,
+            &self.urls,
             self.store.clone(),
             self.dev_idp.as_deref(),
             self.metrics.clone(),

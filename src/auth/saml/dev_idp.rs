@@ -22,7 +22,7 @@ use samael::crypto::{Crypto, CryptoProvider};
 use super::metadata::{HTTP_REDIRECT_BINDING, escape};
 use super::request::EMAIL_NAME_ID;
 use super::response::has_dtd;
-use crate::config::{Config, DevIdpUser, is_loopback_host};
+use crate::config::{Config, DevIdpUser};
 
 /// How long a response from the dev IdP is valid.
 pub const VALIDITY_SECONDS: i64 = 300;
@@ -128,13 +128,8 @@ impl DevIdp {
         };
         // Also checked by config validation; repeated here because
         // `portcullis demo` overrides addresses after loading.
-        let public_host = config
-            .server
-            .public_url
-            .parse::<http::Uri>()
-            .ok()
-            .and_then(|u| u.host().map(str::to_owned));
-        if !public_host.as_deref().is_some_and(is_loopback_host) {
+        let urls = config.public_urls();
+        if !urls.on_loopback() {
             return Err(DevIdpError::NotLoopback("server.public_url".into()));
         }
         for (i, l) in config.listeners.iter().enumerate() {
@@ -146,11 +141,6 @@ impl DevIdp {
                 return Err(DevIdpError::NotLoopback(format!("listeners[{i}].address")));
             }
         }
-        let base = format!(
-            "{}{}dev-idp",
-            config.server.public_url.trim_end_matches('/'),
-            config.server.internal_prefix
-        );
         let sps = config
             .tenants
             .iter()
@@ -158,16 +148,15 @@ impl DevIdp {
             .flat_map(|t| t.connections.iter())
             .filter(|c| c.saml.as_ref().and_then(|s| s.idp.as_deref()) == Some("dev"))
             .map(|c| {
-                let (entity_id, acs_url) =
-                    super::sp_ids(c, &config.server.public_url, &config.server.internal_prefix);
+                let (entity_id, acs_url) = super::sp_ids(c, &urls);
                 Sp { entity_id, acs_url }
             })
             .collect();
         Ok(Some(Self {
             keys: key_pair()?,
-            entity_id: format!("{base}/metadata"),
-            sso_url: format!("{base}/sso"),
-            pick_path: format!("{}dev-idp/pick", config.server.internal_prefix),
+            entity_id: urls.dev_idp_metadata(),
+            sso_url: urls.dev_idp_sso(),
+            pick_path: urls.dev_idp_pick_path(),
             users: dev.users.clone(),
             sps,
         }))
@@ -312,8 +301,7 @@ mod tests {
     fn answers_only_this_portcullis_and_signs_a_verifiable_assertion() {
         let (cfg, dev) = demo();
         let conn = &cfg.tenants[0].connections[0];
-        let (sp, acs) =
-            crate::auth::saml::sp_ids(conn, &cfg.server.public_url, &cfg.server.internal_prefix);
+        let (sp, acs) = crate::auth::saml::sp_ids(conn, &cfg.public_urls());
         assert!(matches!(
             dev.parse_request(&saml_request("https://evil.test/acs", &sp)),
             Err(DevIdpError::ForeignAcs(_))
@@ -346,8 +334,7 @@ mod tests {
         use samael::crypto::{CertificateDer, ReduceMode};
         let (cfg, dev) = demo();
         let conn = &cfg.tenants[0].connections[0];
-        let (sp, acs) =
-            crate::auth::saml::sp_ids(conn, &cfg.server.public_url, &cfg.server.internal_prefix);
+        let (sp, acs) = crate::auth::saml::sp_ids(conn, &cfg.public_urls());
         let req = AuthnReq {
             id: "_req1".into(),
             acs_url: acs,

@@ -42,26 +42,13 @@ pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 /// defaulted from the public URL.
 pub fn sp_ids(
     conn: &crate::config::ConnectionConfig,
-    public_url: &str,
-    internal_prefix: &str,
+    urls: &crate::config::PublicUrls,
 ) -> (String, String) {
-    let base = default_base(public_url, internal_prefix, &conn.id);
     let cfg = conn.saml.as_ref();
     (
         cfg.and_then(|c| c.sp_entity_id.clone())
-            .unwrap_or_else(|| format!("{base}/metadata")),
+            .unwrap_or_else(|| urls.saml_metadata(&conn.id)),
         cfg.and_then(|c| c.acs_url.clone())
-            .unwrap_or_else(|| format!("{base}/acs")),
-    )
-}
-
-/// `{public_url}/.portcullis/saml/{connection}`: the base of the default SP
-/// entity id (`…/metadata`) and ACS URL (`…/acs`).
-pub fn default_base(public_url: &str, internal_prefix: &str, connection: &str) -> String {
-    format!(
-        "{}{}saml/{}",
-        public_url.trim_end_matches('/'),
-        internal_prefix,
-        connection
+            .unwrap_or_else(|| urls.saml_acs(&conn.id)),
     )
 }

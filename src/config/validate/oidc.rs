@@ -3,9 +3,9 @@
 //! algorithm list that can't be downgraded to `none` or to HMAC keyed with
 //! a public key.
 
-use super::load::Collector;
-use super::schema::{ConnectionConfig, Protocol, TokenAuthMethod};
-use super::validate::is_loopback_host;
+use super::connections::is_trustworthy_url;
+use crate::config::load::Collector;
+use crate::config::schema::{OidcConfig, TokenAuthMethod};
 
 /// Signature algorithms an ID token may use. HMAC (`HS*`) is absent on
 /// purpose: its key would be the client secret, or — the classic confusion
@@ -31,44 +31,8 @@ const RESERVED_AUTH_PARAMS: &[&str] = &[
     "request_uri",
 ];
 
-/// `true` for an `https://` URL, or `http://` to a loopback host (tests and
-/// local development only).
-pub fn is_trustworthy_url(u: &str) -> bool {
-    if u.contains('#') {
-        return false;
-    }
-    match u.parse::<http::Uri>() {
-        Ok(uri) => match (uri.scheme_str(), uri.host()) {
-            (Some("https"), Some(h)) => !h.is_empty(),
-            (Some("http"), Some(h)) => is_loopback_host(h),
-            _ => false,
-        },
-        Err(_) => false,
-    }
-}
-
-pub(crate) fn oidc(conn: &ConnectionConfig, key: &str, c: &mut Collector<'_>) {
-    let o = match (conn.protocol, &conn.oidc) {
-        (Protocol::Oidc, Some(o)) => o,
-        (Protocol::Oidc, None) => {
-            // A `saml` table on an OIDC connection is reported on its own.
-            if conn.saml.is_none() {
-                c.push(
-                    format!("{key}.protocol"),
-                    "an `oidc` connection needs an `oidc` table (issuer, client_id, secret)",
-                );
-            }
-            return;
-        }
-        (Protocol::Saml, Some(_)) => {
-            c.push(
-                format!("{key}.oidc"),
-                "`oidc` settings on a `saml` connection",
-            );
-            return;
-        }
-        (Protocol::Saml, None) => return,
-    };
+/// The `oidc` table of an OIDC connection at `key`.
+pub(super) fn oidc(o: &OidcConfig, preset: Option<&str>, key: &str, c: &mut Collector<'_>) {
     let k = |name: &str| format!("{key}.oidc.{name}");
     if !is_trustworthy_url(&o.issuer) || o.issuer.contains('?') {
         c.push(
@@ -76,7 +40,7 @@ pub(crate) fn oidc(conn: &ConnectionConfig, key: &str, c: &mut Collector<'_>) {
             "must be an https URL without query or fragment (http only to a loopback host)",
         );
     }
-    if conn.preset.as_deref() == Some("entra") {
+    if preset == Some("entra") {
         let lower = o.issuer.to_ascii_lowercase();
         if ["/common/", "/organizations/", "/consumers/"]
             .iter()

@@ -1,0 +1,85 @@
+//! Semantic checks that serde can't express, one file per section. Each
+//! names the key so the operator gets `file:line: key: message`.
+
+mod connections;
+mod listen;
+mod oidc;
+mod routes;
+mod saml;
+mod scim;
+mod session;
+mod store;
+mod tenants;
+mod webhook;
+
+pub use connections::{PRESETS, is_trustworthy_url};
+pub use oidc::OIDC_SIGNING_ALGS;
+pub use saml::parse_sha256_fingerprint;
+pub use session::MIN_SESSION_KEY_BYTES;
+pub use tenants::parse_nameserver;
+
+use std::collections::HashSet;
+
+use super::load::Collector;
+use super::schema::Config;
+use crate::names::is_slug;
+
+/// Every check, in the order findings on one line are listed (they are
+/// sorted by line afterwards, stably).
+const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
+    listen::server,
+    listen::listeners,
+    listen::upstream,
+    routes::routes,
+    session::session,
+    session::headers,
+    store::store,
+    log,
+    tenants::dns,
+    tenants::tenants,
+    routes::login,
+    tenants::dev_idp,
+    webhook::webhook,
+    scim::scim,
+    super::limits::validate,
+];
+
+pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
+    for check in CHECKS {
+        check(cfg, c);
+    }
+}
+
+fn log(cfg: &Config, c: &mut Collector<'_>) {
+    if tracing_subscriber::EnvFilter::try_new(&cfg.log.level).is_err() {
+        c.push(
+            "log.level",
+            "not a valid log filter (try `info` or `portcullis=debug,info`)",
+        );
+    }
+}
+
+/// `{section}.{field}: must be greater than 0` for each field that is 0.
+fn nonzero<const N: usize>(section: &str, fields: [(&str, u64); N], c: &mut Collector<'_>) {
+    for (k, v) in fields {
+        if v == 0 {
+            c.push(format!("{section}.{k}"), "must be greater than 0");
+        }
+    }
+}
+
+/// A tenant or connection id at `key`: a slug not in `seen` yet;
+/// `duplicate` says what a repeat breaks.
+fn unique_id<'a>(
+    id: &'a str,
+    key: String,
+    seen: &mut HashSet<&'a str>,
+    duplicate: &str,
+    c: &mut Collector<'_>,
+) {
+    if !is_slug(id) {
+        c.push(key, "use 1-64 characters from a-z, 0-9, `-` and `_`");
+    } else if !seen.insert(id) {
+        c.push(key, format!("duplicate {duplicate}"));
+    }
+}

@@ -1,0 +1,164 @@
+//! `[[tenants]]`, `[dns]` and `[dev_idp]`: who owns which domain, how
+//! ownership is proven, and the development IdP that skips the proof.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+
+use crate::config::load::Collector;
+use crate::config::schema::Config;
+use crate::names::{is_hostname, is_public_mail_domain};
+
+pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
+    let mut ids = HashSet::new();
+    let mut domain_owner: HashMap<String, &str> = HashMap::new();
+    let mut connection_ids = HashSet::new();
+    for (i, t) in cfg.tenants.iter().enumerate() {
+        for (j, d) in t.domains.iter().enumerate() {
+            let key = format!("tenants[{i}].domains[{j}]");
+            let lower = d.to_ascii_lowercase();
+            if !is_hostname(&lower) || !lower.contains('.') {
+                c.push(key, format!("`{d}` is not a domain name"));
+            } else if is_public_mail_domain(&lower) {
+                c.push(
+                    key,
+                    format!("`{d}` is a public mail provider; no tenant can own it"),
+                );
+            } else if let Some(owner) = domain_owner.get(&lower) {
+                c.push(key, format!("`{d}` is already claimed by tenant `{owner}`; a domain belongs to one tenant"));
+            } else {
+                domain_owner.insert(lower, &t.id);
+            }
+        }
+        for (j, conn) in t.connections.iter().enumerate() {
+            let key = format!("tenants[{i}].connections[{j}]");
+            super::connections::connection(
+                conn,
+                &key,
+                &mut connection_ids,
+                cfg.dev_idp.is_some(),
+                c,
+            );
+        }
+        for group in t.group_roles.keys() {
+            if group.is_empty() {
+                c.push(
+                    format!("tenants[{i}].group_roles"),
+                    "group names must not be empty",
+                );
+            }
+        }
+        if t.jit.default_role.as_deref() == Some("") {
+            c.push(
+                format!("tenants[{i}].jit.default_role"),
+                "must not be empty (omit it for no role)",
+            );
+        }
+        let duplicate = format!("tenant id `{}`", t.id);
+        super::unique_id(&t.id, format!("tenants[{i}].id"), &mut ids, &duplicate, c);
+    }
+}
+
+pub(super) fn dns(cfg: &Config, c: &mut Collector<'_>) {
+    let d = &cfg.dns;
+    for (i, ns) in d.nameservers.iter().enumerate() {
+        if parse_nameserver(ns).is_none() {
+            c.push(
+                format!("dns.nameservers[{i}]"),
+                "must be `IP` or `IP:PORT`, e.g. `1.1.1.1:53`",
+            );
+        }
+    }
+    if !is_hostname(&d.record_prefix) {
+        c.push(
+            "dns.record_prefix",
+            "must be a DNS label such as `_portcullis-challenge`",
+        );
+    }
+    // The grace counts from the last time the record was seen; shorter than
+    // the re-verification period, one missed check would lapse a domain.
+    if d.lapse_grace_seconds < d.reverify_seconds {
+        c.push(
+            "dns.lapse_grace_seconds",
+            format!("must be at least reverify_seconds ({})", d.reverify_seconds),
+        );
+    }
+    super::nonzero(
+        "dns",
+        [
+            ("check_interval_seconds", d.check_interval_seconds),
+            ("pending_recheck_seconds", d.pending_recheck_seconds),
+            ("pending_expiry_seconds", d.pending_expiry_seconds),
+            ("reverify_seconds", d.reverify_seconds),
+            ("lookup_timeout_ms", d.lookup_timeout_ms),
+        ],
+        c,
+    );
+}
+
+/// `IP` or `IP:PORT` (port 53 by default).
+pub fn parse_nameserver(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>().ok().or_else(|| {
+        s.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
+}
+
+/// `[dev_idp]` signs anything for anyone: it only runs on loopback.
+pub(super) fn dev_idp(cfg: &Config, c: &mut Collector<'_>) {
+    let Some(d) = &cfg.dev_idp else { return };
+    if !cfg.public_urls().on_loopback() {
+        c.push(
+            "dev_idp",
+            "the development IdP signs a login for anyone; it needs `server.public_url` on loopback (127.0.0.1, ::1 or localhost)",
+        );
+    }
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        if let Ok(a) = l.address.parse::<SocketAddr>()
+            && !a.ip().is_loopback()
+        {
+            c.push(
+                "dev_idp",
+                format!("the development IdP signs a login for anyone; `listeners[{i}].address` ({}) is not loopback", l.address),
+            );
+        }
+    }
+    match cfg.tenants.iter().find(|t| t.id == d.tenant) {
+        None => c.push("dev_idp.tenant", format!("no tenant `{}`", d.tenant)),
+        Some(t) => {
+            let serves = t
+                .connections
+                .iter()
+                .any(|conn| conn.saml.as_ref().and_then(|s| s.idp.as_deref()) == Some("dev"));
+            if !serves {
+                c.push(
+                    "dev_idp.tenant",
+                    format!(
+                        "tenant `{}` has no saml connection with `idp = \"dev\"`",
+                        d.tenant
+                    ),
+                );
+            }
+        }
+    }
+    for (i, t) in cfg.tenants.iter().enumerate() {
+        if t.id != d.tenant
+            && t.connections
+                .iter()
+                .any(|conn| conn.saml.as_ref().and_then(|s| s.idp.as_deref()) == Some("dev"))
+        {
+            c.push(
+                format!("tenants[{i}]"),
+                "only the `[dev_idp]` tenant may use `idp = \"dev\"`",
+            );
+        }
+    }
+    if d.users.is_empty() {
+        c.push("dev_idp.users", "list at least one user");
+    }
+    for (i, u) in d.users.iter().enumerate() {
+        if !u.email.contains('@') {
+            c.push(format!("dev_idp.users[{i}].email"), "not an email address");
+        }
+    }
+}
