@@ -200,6 +200,43 @@ async fn groups_gate_restricted_routes() {
     refusal.assert(r, 400).await;
 }
 
+/// The refusal check itself can fail: a session row added while another
+/// one disappears (the sweep, a revocation) leaves the count unchanged, and
+/// is still caught, by its key.
+#[tokio::test]
+async fn the_refusal_check_catches_a_new_session_row_the_count_hides() {
+    let env = TestEnv::start().await;
+    env.mint(&principal("old@example.com", &[])).await;
+    let refusal = env.refusal("").await;
+    let resp = client()
+        .get(env.url("/dashboard"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    // meanwhile one row goes and another comes
+    let gone = env
+        .shared
+        .store
+        .revoke_sessions(&SessionSelector::User("user-old".into()))
+        .await
+        .unwrap();
+    assert_eq!(gone, 1);
+    env.mint(&principal("new@example.com", &[])).await;
+    assert_eq!(env.shared.store.count_sessions().await.unwrap(), 1);
+    let check = tokio::spawn(async move { refusal.assert(resp, 401).await });
+    let failed = check.await.expect_err("the check must fail");
+    let message = failed
+        .into_panic()
+        .downcast::<String>()
+        .map(|m| *m)
+        .unwrap_or_default();
+    assert!(
+        message.contains("a refusal created 1 session row(s) in the store"),
+        "{message}"
+    );
+}
+
 /// Spoofed identity headers, in every spelling, never reach the app.
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_the_upstream() {
