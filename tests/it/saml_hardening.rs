@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use crate::cli::{Child, wait_ready};
 use crate::support::env::*;
 use crate::support::idp::cookie_pair;
-use crate::support::refusal::{Refusal, login_failure};
+use crate::support::refusal::{AppLog, Refusal, Watch, login_failure};
 use crate::support::saml::*;
 
 const SHA256_DIGEST: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
@@ -176,6 +176,9 @@ pub(crate) struct Binary {
     pub proxy: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
     pub dir: tempfile::TempDir,
+    /// What the app behind it saw.
+    pub app: AppLog,
+    pub store_url: String,
     child: Option<Child>,
     _upstream: tokio::task::JoinHandle<()>,
 }
@@ -188,7 +191,7 @@ impl Binary {
         extra: &str,
         rust_log: Option<&str>,
     ) -> Binary {
-        let (upstream, task) = start_echo_upstream().await;
+        let (upstream, task, app) = start_counting_upstream().await;
         let path = dir.path().join("p.toml");
         let store = format!("sqlite://{}/s.db", dir.path().display());
         let (child, addrs) = spawn_listening(2, |a| {
@@ -220,6 +223,8 @@ impl Binary {
             proxy,
             admin,
             dir,
+            app,
+            store_url: store,
             child: Some(child),
             _upstream: task,
         }
@@ -238,19 +243,6 @@ impl Binary {
             .unwrap()
     }
 
-    /// Metrics once `needle` is in them (bounded: 10 s).
-    pub(crate) async fn metrics_with(&self, needle: &str) -> String {
-        let mut last = String::new();
-        for _ in 0..200 {
-            last = self.metrics().await;
-            if last.contains(needle) {
-                return last;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("metric `{needle}` never appeared:\n{last}");
-    }
-
     pub(crate) fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stdout")).unwrap()
     }
@@ -267,9 +259,10 @@ impl Binary {
 }
 
 /// Starts the real binary with a SAML connection, sends one response whose
-/// RSA signature value is corrupted, checks the refusal (403, no session
-/// cookie, reason `signature` counted) and returns (stdout, stderr) once
-/// the process is stopped.
+/// RSA signature value is corrupted, checks the refusal through the shared
+/// check (403, no session cookie or new row in its store, its app
+/// untouched, reason `signature` counted once) and returns (stdout,
+/// stderr) once the process is stopped.
 async fn broken_signature_against_the_binary(rust_log: Option<&str>) -> (String, String) {
     let dir = crate::support::env::private_tempdir().unwrap();
     let key = IdpKey::generate(dir.path(), "idp");
@@ -304,6 +297,20 @@ async fn broken_signature_against_the_binary(rust_log: Option<&str>) -> (String,
         if first == "A" { "B" } else { "A" },
         &signed[value_at + 1..]
     );
+    let key = portcullis::config::decode_store_key(STORE_KEY).unwrap();
+    let store = portcullis::store::Store::open_sealed(&bin.store_url, &[key])
+        .await
+        .unwrap();
+    let refusal = Watch {
+        admin: bin.admin,
+        store: &store,
+        cookie: "portcullis_session",
+        app: Some(&bin.app),
+    }
+    .refusal(&format!(
+        "portcullis_login_failures_total{{connection=\"{CONNECTION}\",reason=\"signature\",tenant=\"acme\"}}"
+    ))
+    .await;
     let r = client()
         .post(&acs)
         .header("cookie", flow)
@@ -311,12 +318,8 @@ async fn broken_signature_against_the_binary(rust_log: Option<&str>) -> (String,
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
-    assert_eq!(cookie_pair(&r, "portcullis_session="), None);
-    bin.metrics_with(&format!(
-        "portcullis_login_failures_total{{connection=\"{CONNECTION}\",reason=\"signature\",tenant=\"acme\"}} 1"
-    ))
-    .await;
+    refusal.assert(r, 403).await;
+    store.close().await;
     bin.stop()
 }
 
