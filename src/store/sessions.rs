@@ -162,6 +162,19 @@ impl Store {
         let n: i64 = row.try_get("n")?;
         u64::try_from(n).map_err(|_| StoreError::Corrupt("negative session count".into()))
     }
+
+    /// Every session's key (the hashed id), sorted. For checks that an
+    /// operation added no session: a count can't tell a new row from an
+    /// expired one the sweep removed meanwhile. Reads the whole table, so
+    /// never on a request path.
+    pub async fn session_keys(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id_hash FROM sessions ORDER BY id_hash")
+            .fetch_all(&self.inner.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id_hash").map_err(StoreError::from))
+            .collect()
+    }
 }
 
 /// Deletes the selected sessions and records the cross-process event inside

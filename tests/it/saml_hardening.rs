@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use crate::cli::{Child, wait_ready};
 use crate::support::env::*;
 use crate::support::idp::cookie_pair;
+use crate::support::refusal::{AppLog, Refusal, Watch, login_failure};
 use crate::support::saml::*;
 
 const SHA256_DIGEST: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
@@ -17,21 +18,21 @@ const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 const HMAC_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#hmac-sha1";
 
-/// A refused ACS post: the generic 403 page, no session cookie, no session
-/// row, and `reason` counted once more.
-async fn assert_refused(s: &SamlSso, post: reqwest::Response, reason: &str, before: u64) {
-    let status = post.status();
-    let session = cookie_pair(&post, "portcullis_session=");
-    let body = post.text().await.unwrap();
-    assert_eq!(status, 403, "{reason}: {body}");
+/// The state before an ACS post that must be refused with `reason`.
+async fn refusal(s: &SamlSso, reason: &str) -> Refusal {
+    s.env
+        .refusal(&login_failure(reason))
+        .await
+        .app(s.env.app.as_ref().expect("a counting upstream"))
+        .named(reason)
+}
+
+/// A refused ACS post, through the shared check: the generic 403 page, no
+/// session cookie, no new session row, the app untouched, and `reason`
+/// counted once more.
+async fn assert_refused(post: reqwest::Response, reason: &str, refusal: Refusal) {
+    let body = refusal.assert(post, 403).await;
     assert!(body.contains("couldn"), "{reason}: generic page: {body}");
-    assert_eq!(session, None, "{reason}: a session cookie was set");
-    s.expect_failures(reason, before + 1).await;
-    assert_eq!(
-        s.env.shared.store.count_sessions().await.unwrap(),
-        0,
-        "{reason}: a session row exists"
-    );
 }
 
 /// An IdP-initiated POST: no flow cookie, a RelayState that opens no flow.
@@ -86,9 +87,9 @@ async fn unsolicited_response_naming_a_request_is_refused_with_idp_initiated_on(
         (unsolicited(false, true, true), "in_response_to"),
     ];
     for (xml, reason) in &cases {
-        let before = s.failures(reason).await;
+        let before = refusal(&s, reason).await;
         let r = post_unsolicited(&s, xml).await;
-        assert_refused(&s, r, reason, before).await;
+        assert_refused(r, reason, before).await;
     }
     // the same response naming no request is an IdP-initiated login
     let ok = post_unsolicited(&s, &unsolicited(false, false, false)).await;
@@ -112,9 +113,9 @@ async fn rsa_sha256_over_a_sha1_digest_is_refused() {
     let xml = xml.replace(SHA256_DIGEST, SHA1_DIGEST);
     let signed = r.sign_template(&xml, &s.key, s.dir.path());
     assert!(signed.contains(SHA1_DIGEST) && signed.contains(RSA_SHA256));
-    let before = s.failures("algorithm").await;
+    let before = refusal(&s, "algorithm").await;
     let post = s.post(&st, &b64(&signed)).await;
-    assert_refused(&s, post, "algorithm", before).await;
+    assert_refused(post, "algorithm", before).await;
 }
 
 /// `allow_sha1 = true` opens RSA-SHA1 and nothing else: an HMAC-SHA1
@@ -157,9 +158,9 @@ async fn allow_sha1_still_refuses_hmac_sha1() {
     );
     let signed = std::fs::read_to_string(&out_path).unwrap();
     assert!(signed.contains(HMAC_SHA1), "{signed}");
-    let before = s.failures("algorithm").await;
+    let before = refusal(&s, "algorithm").await;
     let post = s.post(&st, &b64(&signed)).await;
-    assert_refused(&s, post, "algorithm", before).await;
+    assert_refused(post, "algorithm", before).await;
 
     // the connection does accept RSA-SHA1
     let st = s.begin().await;
@@ -175,6 +176,9 @@ pub(crate) struct Binary {
     pub proxy: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
     pub dir: tempfile::TempDir,
+    /// What the app behind it saw.
+    pub app: AppLog,
+    pub store_url: String,
     child: Option<Child>,
     _upstream: tokio::task::JoinHandle<()>,
 }
@@ -187,7 +191,7 @@ impl Binary {
         extra: &str,
         rust_log: Option<&str>,
     ) -> Binary {
-        let (upstream, task) = start_echo_upstream().await;
+        let (upstream, task, app) = start_counting_upstream().await;
         let path = dir.path().join("p.toml");
         let store = format!("sqlite://{}/s.db", dir.path().display());
         let (child, addrs) = spawn_listening(2, |a| {
@@ -219,6 +223,8 @@ impl Binary {
             proxy,
             admin,
             dir,
+            app,
+            store_url: store,
             child: Some(child),
             _upstream: task,
         }
@@ -237,19 +243,6 @@ impl Binary {
             .unwrap()
     }
 
-    /// Metrics once `needle` is in them (bounded: 10 s).
-    pub(crate) async fn metrics_with(&self, needle: &str) -> String {
-        let mut last = String::new();
-        for _ in 0..200 {
-            last = self.metrics().await;
-            if last.contains(needle) {
-                return last;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("metric `{needle}` never appeared:\n{last}");
-    }
-
     pub(crate) fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stdout")).unwrap()
     }
@@ -266,9 +259,10 @@ impl Binary {
 }
 
 /// Starts the real binary with a SAML connection, sends one response whose
-/// RSA signature value is corrupted, checks the refusal (403, no session
-/// cookie, reason `signature` counted) and returns (stdout, stderr) once
-/// the process is stopped.
+/// RSA signature value is corrupted, checks the refusal through the shared
+/// check (403, no session cookie or new row in its store, its app
+/// untouched, reason `signature` counted once) and returns (stdout,
+/// stderr) once the process is stopped.
 async fn broken_signature_against_the_binary(rust_log: Option<&str>) -> (String, String) {
     let dir = crate::support::env::private_tempdir().unwrap();
     let key = IdpKey::generate(dir.path(), "idp");
@@ -303,6 +297,20 @@ async fn broken_signature_against_the_binary(rust_log: Option<&str>) -> (String,
         if first == "A" { "B" } else { "A" },
         &signed[value_at + 1..]
     );
+    let key = portcullis::config::decode_store_key(STORE_KEY).unwrap();
+    let store = portcullis::store::Store::open_sealed(&bin.store_url, &[key])
+        .await
+        .unwrap();
+    let refusal = Watch {
+        admin: bin.admin,
+        store: &store,
+        cookie: "portcullis_session",
+        app: Some(&bin.app),
+    }
+    .refusal(&format!(
+        "portcullis_login_failures_total{{connection=\"{CONNECTION}\",reason=\"signature\",tenant=\"acme\"}}"
+    ))
+    .await;
     let r = client()
         .post(&acs)
         .header("cookie", flow)
@@ -310,12 +318,8 @@ async fn broken_signature_against_the_binary(rust_log: Option<&str>) -> (String,
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
-    assert_eq!(cookie_pair(&r, "portcullis_session="), None);
-    bin.metrics_with(&format!(
-        "portcullis_login_failures_total{{connection=\"{CONNECTION}\",reason=\"signature\",tenant=\"acme\"}} 1"
-    ))
-    .await;
+    refusal.assert(r, 403).await;
+    store.close().await;
     bin.stop()
 }
 
@@ -548,11 +552,9 @@ async fn assertion_ids_are_one_time_per_connection() {
     let st = s.begin().await;
     let mut r = s.resp(&st);
     r.assertion_id = shared_id;
-    let before = s.failures("replay").await;
+    let before = refusal(&s, "replay").await;
     let post = s.post(&st, &b64(&r.signed(&s.key, s.dir.path()))).await;
-    assert_eq!(post.status(), 403);
-    assert_eq!(cookie_pair(&post, "portcullis_session="), None);
-    s.expect_failures("replay", before + 1).await;
+    assert_refused(post, "replay", before).await;
 
     // an unscoped row written before the upgrade still burns its id
     let legacy = format!("_legacy{}", uuid::Uuid::new_v4().simple());
@@ -568,7 +570,7 @@ async fn assertion_ids_are_one_time_per_connection() {
     let st = s.begin().await;
     let mut r = s.resp(&st);
     r.assertion_id = legacy;
+    let before = refusal(&s, "replay").await;
     let post = s.post(&st, &b64(&r.signed(&s.key, s.dir.path()))).await;
-    assert_eq!(post.status(), 403);
-    s.expect_failures("replay", before + 2).await;
+    assert_refused(post, "replay", before).await;
 }

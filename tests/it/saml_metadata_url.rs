@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::support::env::*;
+use crate::support::refusal::login_failure;
 use crate::support::saml::*;
 
 /// What the metadata server answers, changeable during the test.
@@ -129,6 +130,40 @@ async fn login_with(s: &SamlSso, key: &IdpKey) -> u16 {
     s.post(&st, &b64(&xml)).await.status().as_u16()
 }
 
+/// A login signed by `key`, which the connection must not trust: through
+/// the shared check (403, no session, the app untouched, one `signature`
+/// failure counted).
+async fn refused_with(s: &SamlSso, key: &IdpKey) {
+    let st = s.begin().await;
+    let xml = s.resp(&st).signed(key, s.dir.path());
+    let refusal = s
+        .env
+        .refusal(&login_failure("signature"))
+        .await
+        .app(s.env.app.as_ref().expect("a counting upstream"));
+    let body = refusal.assert(s.post(&st, &b64(&xml)).await, 403).await;
+    assert!(body.contains("couldn"), "generic page expected: {body}");
+}
+
+/// Starting a login at a connection without metadata: through the shared
+/// check (403, no session, the app untouched, one `metadata_unavailable`
+/// failure counted).
+async fn start_refused(s: &SamlSso) {
+    let refusal = s
+        .env
+        .refusal(&login_failure("metadata_unavailable"))
+        .await
+        .app(s.env.app.as_ref().expect("a counting upstream"));
+    let r = client()
+        .get(s.env.url(&format!(
+            "/.portcullis/sso/{CONNECTION}/start?return_to=%2F"
+        )))
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_url_rotation_is_picked_up_and_failures_keep_the_last_good() {
     let dir = crate::support::env::private_tempdir().unwrap();
@@ -140,14 +175,14 @@ async fn metadata_url_rotation_is_picked_up_and_failures_keep_the_last_good() {
     let s = start(&url, dir, unused).await;
     until_refreshes(&s, "ok", 1).await;
     assert_eq!(login_with(&s, &old).await, 303);
-    assert_eq!(login_with(&s, &new).await, 403);
+    refused_with(&s, &new).await;
 
     // the IdP rotates: the next refresh trusts only the new certificate
     served.set(200, metadata(&new.cert_pem()));
     let ok = refreshes(&s.env.metrics().await, "ok");
     until_refreshes(&s, "ok", ok + 2).await;
     assert_eq!(login_with(&s, &new).await, 303);
-    assert_eq!(login_with(&s, &old).await, 403);
+    refused_with(&s, &old).await;
 
     // broken metadata, metadata without a certificate, another entity, a
     // server error: each counted, the last good copy stays in force
@@ -172,7 +207,7 @@ async fn metadata_url_rotation_is_picked_up_and_failures_keep_the_last_good() {
         let errors = refreshes(&s.env.metrics().await, "error");
         until_refreshes(&s, "error", errors + 1).await;
         assert_eq!(login_with(&s, &new).await, 303, "last good kept");
-        assert_eq!(login_with(&s, &old).await, 403);
+        refused_with(&s, &old).await;
     }
 }
 
@@ -185,14 +220,7 @@ async fn unreachable_metadata_url_at_startup_refuses_that_connection_until_it_lo
     let s = start(&url, dir, key).await;
     until_refreshes(&s, "error", 1).await;
     // the proxy runs; this connection refuses to start a login
-    let r = client()
-        .get(s.env.url(&format!(
-            "/.portcullis/sso/{CONNECTION}/start?return_to=%2F"
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    start_refused(&s).await;
     s.expect_failures("metadata_unavailable", 1).await;
     // the IdP comes back: logins work without a restart
     served.set(200, metadata(&cert));
@@ -275,14 +303,7 @@ async fn pinned_metadata_url_refuses_unpinned_certificates() {
 
     // the first fetch names an unpinned key: refused, nothing to fall back on
     until_counter(metrics, PIN_MISMATCHES, 1).await;
-    let r = client()
-        .get(s.env.url(&format!(
-            "/.portcullis/sso/{CONNECTION}/start?return_to=%2F"
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    start_refused(&s).await;
     s.expect_failures("metadata_unavailable", 1).await;
 
     // the pinned key: logins work; then a rotation to the pinned next key
@@ -303,7 +324,7 @@ async fn pinned_metadata_url_refuses_unpinned_certificates() {
         let before = counter(&s.env.metrics().await, PIN_MISMATCHES, "");
         until_counter(async || s.env.metrics().await, PIN_MISMATCHES, before + 1).await;
         assert_eq!(login_with(&s, &new).await, 303, "last good kept");
-        assert_eq!(login_with(&s, &stranger).await, 403);
+        refused_with(&s, &stranger).await;
     }
 }
 
@@ -325,14 +346,8 @@ async fn last_good_metadata_is_per_server_not_per_process() {
     let key_b = IdpKey::generate(dir_b.path(), "idp");
     let b = start(&url, dir_b, key_b).await;
     until_refreshes(&b, "error", 1).await;
-    let r = client()
-        .get(b.env.url(&format!(
-            "/.portcullis/sso/{CONNECTION}/start?return_to=%2F"
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403, "the second server has no metadata yet");
+    // the second server has no metadata yet
+    start_refused(&b).await;
     b.expect_failures("metadata_unavailable", 1).await;
     // the first keeps its own
     assert_eq!(login_with(&a, &a.key).await, 303);

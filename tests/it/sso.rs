@@ -231,11 +231,16 @@ async fn policy_refusals_are_generic_to_the_browser_and_precise_in_metrics() {
     }
 }
 
+/// Each refusal through the shared check: 403, no session (cookie or
+/// row), the app untouched, its reason counted once for its tenant.
 #[tokio::test]
 async fn flow_state_is_bound_to_the_browser() {
     let s = Sso::start(true).await;
     s.assert_next("alice@acme.com", Some(true), &[]);
     let c = client();
+    let failure = |reason: &str, tenant: &str| {
+        format!("portcullis_login_failures_total{{reason=\"{reason}\",tenant=\"{tenant}\"}}")
+    };
     let start = c
         .get(s.env.url("/.portcullis/sso/acme-idp/start"))
         .send()
@@ -243,15 +248,25 @@ async fn flow_state_is_bound_to_the_browser() {
         .unwrap();
     let location = start.headers()["location"].to_str().unwrap().to_owned();
     // the callback replayed in another browser (no flow cookie)
+    let refusal = s
+        .env
+        .refusal(&failure("state_mismatch", "acme"))
+        .await
+        .app(&s.app_saw);
     let r = c.get(&location).send().await.unwrap();
-    assert_eq!(r.status(), 403);
+    refusal.assert(r, 403).await;
     // no state at all
+    let refusal = s
+        .env
+        .refusal(&failure("missing_state", "acme"))
+        .await
+        .app(&s.app_saw);
     let r = c
         .get(s.env.url("/.portcullis/sso/acme-idp/callback?code=x"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    refusal.assert(r, 403).await;
     // a forged flow cookie
     let relay = location
         .split("state=")
@@ -260,33 +275,105 @@ async fn flow_state_is_bound_to_the_browser() {
         .split('&')
         .next()
         .unwrap();
+    let refusal = s
+        .env
+        .refusal(&failure("state_mismatch", "acme"))
+        .await
+        .app(&s.app_saw);
     let r = c
         .get(&location)
         .header("cookie", format!("portcullis_flow_{relay}=forged"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    refusal.assert(r, 403).await;
     // an unknown connection
+    let refusal = s
+        .env
+        .refusal(&failure("unknown_connection", "unknown"))
+        .await
+        .app(&s.app_saw);
     let r = c
         .get(s.env.url("/.portcullis/sso/nope/start"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
-    let m = s.env.metrics().await;
+    refusal.assert(r, 403).await;
+}
+
+/// Roles that `group_roles` derives from an IdP's groups belong to that
+/// IdP's tenant: globex mapping its `Engineering` group to `developer` does
+/// not open a route for `acme:developer`, which acme's own mapping does;
+/// an unqualified `developer` is anyone's (what `check` warns about).
+#[tokio::test]
+async fn group_roles_are_scoped_to_the_tenant() {
+    let s = Sso::start_edited(
+        true,
+        r#"
+[[routes]]
+prefix = "/acme-devs"
+policy = "required"
+allowed_roles = ["acme:developer"]
+
+[[routes]]
+prefix = "/devs"
+policy = "required"
+allowed_roles = ["developer"]
+"#,
+        None,
+        |t| {
+            let globex = "id = \"globex\"\ndomains = [\"globex.com\"]\n";
+            assert!(t.contains(globex), "{t}");
+            t.replace(
+                globex,
+                &format!("{globex}group_roles = {{ \"Engineering\" = [\"developer\"] }}\n"),
+            )
+        },
+    )
+    .await;
+    s.assert_next("bob@globex.com", Some(true), &["Engineering"]);
+    let (_, bob) = s.login("globex-okta", "%2F").await;
+    let bob = bob.expect("bob signed in");
+    // globex's mapping did make bob a developer, of globex
+    let (status, app) = echo(client().get(s.env.url("/devs/x")).header("cookie", &bob)).await;
+    assert_eq!(status, 200, "{app}");
+    assert_eq!(seen(&app, "x-forwarded-tenant"), Some("globex"));
     assert!(
-        m.contains("reason=\"state_mismatch\",tenant=\"acme\"} 2"),
-        "{m}"
+        seen(&app, "x-forwarded-roles").is_some_and(|r| r.split(',').any(|r| r == "developer")),
+        "{app}"
     );
-    assert!(
-        m.contains("reason=\"missing_state\",tenant=\"acme\"} 1"),
-        "{m}"
-    );
-    assert!(
-        m.contains("reason=\"unknown_connection\",tenant=\"unknown\"} 1"),
-        "{m}"
-    );
+    for path in [
+        "/acme-devs",
+        "/acme-devs/x",
+        "/ACME-DEVS/x",
+        "/x/..;/acme-devs",
+    ] {
+        let refusal = s
+            .env
+            .refusal("portcullis_requests_total{class=\"4xx\",policy=\"required\"}")
+            .await
+            .app(&s.app_saw)
+            .named(path);
+        let resp = raw_request(
+            s.env.proxy,
+            &format!(
+                "GET {path} HTTP/1.1\r\nhost: app.example.com\r\naccept: application/json\r\ncookie: {bob}\r\nconnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        refusal.assert_raw(&resp, 403).await;
+    }
+    s.assert_next("alice@acme.com", Some(true), &["Engineering"]);
+    let (_, alice) = s.login("acme-idp", "%2F").await;
+    let alice = alice.expect("alice signed in");
+    let (status, app) = echo(
+        client()
+            .get(s.env.url("/acme-devs/x"))
+            .header("cookie", &alice),
+    )
+    .await;
+    assert_eq!(status, 200, "{app}");
+    assert_eq!(seen(&app, "x-forwarded-tenant"), Some("acme"));
 }
 
 #[tokio::test]

@@ -233,6 +233,7 @@ async fn insert_get_round_trip(db: &TestDb) {
     assert_eq!(store.get_session("full").await.unwrap(), Some(full));
     assert_eq!(store.get_session("bare").await.unwrap(), Some(bare));
     assert_eq!(store.count_sessions().await.unwrap(), 2);
+    assert_eq!(store.session_keys().await.unwrap(), ["bare", "full"]);
     store.close().await;
 }
 

@@ -170,12 +170,23 @@ impl Sso {
 
     /// [`Sso::start_with`] on the store at `store_url` (default: SQLite).
     pub async fn start_on(jit: bool, extra: &str, store_url: Option<String>) -> Sso {
+        Self::start_edited(jit, extra, store_url, |t| t).await
+    }
+
+    /// [`Sso::start_on`] with the tenants' TOML passed through `edit` first
+    /// (e.g. to give globex a `group_roles` mapping of its own).
+    pub async fn start_edited(
+        jit: bool,
+        extra: &str,
+        store_url: Option<String>,
+        edit: impl FnOnce(String) -> String,
+    ) -> Sso {
         let dns = DnsServer::start().await;
         let next: Slot = Arc::new(Mutex::new(None));
         let (upstream, app, app_saw) = start_counting_upstream().await;
         let env = TestEnv::with(Options {
             upstream: Some(upstream),
-            extra: format!("{extra}\n{}", tenants_toml(dns.addr(), jit)),
+            extra: format!("{extra}\n{}", edit(tenants_toml(dns.addr(), jit))),
             factories: Factories {
                 saml: None,
                 oidc: Some(Arc::new(TestFactory(next.clone()))),

@@ -181,7 +181,7 @@ impl Rp {
     }
 
     /// The state before a callback that must be refused with `reason`.
-    pub async fn refusal(&self, reason: &str) -> Refusal<'_> {
+    pub async fn refusal(&self, reason: &str) -> Refusal {
         self.env
             .refusal(&login_failure(reason))
             .await
@@ -191,7 +191,7 @@ impl Rp {
     /// Asserts that `resp` is the generic refusal page, that it created no
     /// session (cookie or store row), reached no app, and that exactly one
     /// more failure with `reason` was counted since `before`.
-    pub async fn assert_refused(&self, resp: reqwest::Response, reason: &str, before: Refusal<'_>) {
+    pub async fn assert_refused(&self, resp: reqwest::Response, reason: &str, before: Refusal) {
         let body = before.assert(resp, 403).await;
         assert!(
             body.contains("couldn"),

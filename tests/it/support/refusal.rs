@@ -1,61 +1,112 @@
 //! One check for every refusal (issue 18): the answer set no session
-//! cookie, the store holds no session it didn't hold before, the app never
-//! saw a request, and the reason was counted exactly once.
+//! cookie, the store holds no session row it didn't hold before, the app
+//! never saw a request, and the reason was counted exactly once.
 //!
 //! ```ignore
 //! let refusal = env.refusal("portcullis_login_failures_total{reason=\"expired\"}").await;
 //! let resp = /* the request that must be refused */;
 //! let body = refusal.assert(resp, 403).await;
 //! ```
+//!
+//! A proxy that is not a [`TestEnv`] (the real binary as a child process)
+//! is watched through a [`Watch`] of its admin listener, its store and its
+//! app.
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use portcullis::store::Store;
+
 use super::env::TestEnv;
 
-/// What a counting upstream saw: one `"METHOD /path"` per request.
+/// What a counting upstream saw: one `"METHOD /path"` per request (or one
+/// request head per request, for the recording upstreams).
 pub type AppLog = Arc<Mutex<Vec<String>>>;
 
-/// The state before a request that must be refused.
-pub struct Refusal<'a> {
-    env: &'a TestEnv,
-    app: Option<(AppLog, usize)>,
-    /// `None` while the store is unreachable (then nothing can be written).
-    sessions: Option<u64>,
-    /// `(series, value before)`: the series as rendered, with its labels.
-    counter: Option<(String, u64)>,
+/// A proxy whose refusals are checked: its admin listener (metrics), its
+/// store (opened by the test too, for a child process), the session cookie
+/// name, and the app behind it when the test can see what the app got.
+pub struct Watch<'a> {
+    pub admin: SocketAddr,
+    pub store: &'a Store,
+    pub cookie: &'a str,
+    pub app: Option<&'a AppLog>,
 }
 
-impl TestEnv {
+/// The state before a request that must be refused.
+pub struct Refusal {
+    admin: SocketAddr,
+    store: Store,
+    cookie: String,
+    app: Option<(AppLog, usize)>,
+    /// Session keys (hashed ids) before; `None` while the store is
+    /// unreachable (then nothing can be written).
+    sessions: Option<BTreeSet<String>>,
+    /// `(series, value before)`: the series as rendered, with its labels.
+    counter: Option<(String, u64)>,
+    /// What was refused, for the failure messages.
+    what: String,
+}
+
+impl Watch<'_> {
     /// Takes the state before a request that must be refused; `series` is
     /// the counter that must count it (e.g.
     /// `portcullis_login_failures_total{reason="signature"}`), or `""` for
-    /// refusals that count nothing of their own. The app is the env's own
-    /// counting upstream when it has one; see [`Refusal::app`] otherwise.
-    pub async fn refusal(&self, series: &str) -> Refusal<'_> {
+    /// refusals that count nothing of their own.
+    pub async fn refusal(&self, series: &str) -> Refusal {
         let counter = if series.is_empty() {
             None
         } else {
-            Some((series.to_owned(), sample(&self.metrics().await, series)))
+            Some((
+                series.to_owned(),
+                sample(&metrics_at(self.admin).await, series),
+            ))
         };
         Refusal {
-            env: self,
-            app: self.app.clone().map(|log| {
+            admin: self.admin,
+            store: self.store.clone(),
+            cookie: self.cookie.to_owned(),
+            app: self.app.map(|log| {
                 let n = log.lock().unwrap().len();
-                (log, n)
+                (log.clone(), n)
             }),
-            sessions: self.shared.store.count_sessions().await.ok(),
+            sessions: session_keys(self.store).await,
             counter,
+            what: String::new(),
         }
     }
 }
 
-impl Refusal<'_> {
-    /// The app behind this env is `log` (a counting upstream the test
+impl TestEnv {
+    /// [`Watch::refusal`] for this env. The app is the env's own counting
+    /// upstream when it has one; see [`Refusal::app`] otherwise.
+    pub async fn refusal(&self, series: &str) -> Refusal {
+        let cookie = self.shared.config().session.cookie_name.clone();
+        Watch {
+            admin: self.admin,
+            store: &self.shared.store,
+            cookie: &cookie,
+            app: self.app.as_ref(),
+        }
+        .refusal(series)
+        .await
+    }
+}
+
+impl Refusal {
+    /// The app behind this proxy is `log` (a counting upstream the test
     /// started itself).
     pub fn app(mut self, log: &AppLog) -> Self {
         let n = log.lock().unwrap().len();
         self.app = Some((log.clone(), n));
+        self
+    }
+
+    /// Names the request in failure messages (one case of a table).
+    pub fn named(mut self, what: impl std::fmt::Display) -> Self {
+        self.what = format!("{what}: ");
         self
     }
 
@@ -75,7 +126,7 @@ impl Refusal<'_> {
         self.check(got, &set, body, status).await
     }
 
-    /// [`Refusal::assert`] for a raw HTTP/1.1 response as
+    /// [`Refusal::assert`] for a raw HTTP/1.x response as
     /// [`raw_request`](super::env::raw_request) returns it: for requests a
     /// client library would have rewritten (dot segments, odd bytes).
     pub async fn assert_raw(self, resp: &str, status: u16) -> String {
@@ -95,7 +146,7 @@ impl Refusal<'_> {
     }
 
     async fn check(self, got: u16, set_cookies: &[String], body: String, status: u16) -> String {
-        let cookie = self.env.shared.config().session.cookie_name.clone();
+        let cookie = self.cookie.as_str();
         let set: Vec<&String> = set_cookies
             .iter()
             .filter(|v| {
@@ -103,19 +154,28 @@ impl Refusal<'_> {
                 // deletion, not a session.
                 v.split(';').next().is_some_and(|pair| {
                     pair.split_once('=').is_some_and(|(name, value)| {
-                        name.trim().ends_with(cookie.as_str()) && !value.is_empty()
+                        name.trim().ends_with(cookie) && !value.is_empty()
                     })
                 })
             })
             .collect();
-        assert_eq!(got, status, "refusal status: {body}");
-        assert!(set.is_empty(), "a refusal set a session cookie: {set:?}");
-        // The background sweep may delete expired rows meanwhile, never add.
-        if let Some(before) = self.sessions {
-            let sessions = self.env.shared.store.count_sessions().await.unwrap();
+        let what = &self.what;
+        assert_eq!(got, status, "{what}refusal status: {body}");
+        assert!(
+            set.is_empty(),
+            "{what}a refusal set a session cookie: {set:?}"
+        );
+        // Compared by key, not by count: the background sweep may delete
+        // expired rows meanwhile, which must not hide a new one.
+        if let Some(before) = &self.sessions {
+            let after = session_keys(&self.store)
+                .await
+                .expect("the store answered before the refusal but not after");
+            let new: Vec<&String> = after.difference(before).collect();
             assert!(
-                sessions <= before,
-                "a refusal created a session in the store ({before} -> {sessions})"
+                new.is_empty(),
+                "{what}a refusal created {} session row(s) in the store: {new:?}",
+                new.len()
             );
         }
         if let Some((log, before)) = &self.app {
@@ -123,7 +183,7 @@ impl Refusal<'_> {
             assert_eq!(
                 log.len(),
                 *before,
-                "a refused request reached the app: {:?}",
+                "{what}a refused request reached the app: {:?}",
                 &log[*before..]
             );
         }
@@ -131,18 +191,45 @@ impl Refusal<'_> {
             // Some counters are updated in pingora's logging phase, just
             // after the client has its answer: wait (bounded) for the
             // count, then require exactly one.
-            let mut now = 0;
+            let (mut now, mut metrics) = (0, String::new());
             for _ in 0..100 {
-                now = sample(&self.env.metrics().await, series);
+                metrics = metrics_at(self.admin).await;
+                now = sample(&metrics, series);
                 if now > *before {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            assert_eq!(now, before + 1, "{series} counts the refusal once");
+            let family = series.split('{').next().unwrap_or_default();
+            let seen: Vec<&str> = metrics.lines().filter(|l| l.starts_with(family)).collect();
+            assert_eq!(
+                now,
+                before + 1,
+                "{what}{series} counts the refusal once; the family now: {seen:#?}"
+            );
         }
         body
     }
+}
+
+/// The session keys in `store`, or `None` when it can't be read (an
+/// outage under test).
+async fn session_keys(store: &Store) -> Option<BTreeSet<String>> {
+    store
+        .session_keys()
+        .await
+        .ok()
+        .map(|k| k.into_iter().collect())
+}
+
+/// The metrics text of the admin listener at `admin`.
+pub async fn metrics_at(admin: SocketAddr) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// The sum of every sample of `series`' metric whose labels include all of
@@ -171,4 +258,21 @@ pub fn sample(metrics: &str, series: &str) -> u64 {
 /// The login failure counter for `reason` (any tenant and connection).
 pub fn login_failure(reason: &str) -> String {
     format!("portcullis_login_failures_total{{reason=\"{reason}\"}}")
+}
+
+/// The counter of requests refused before routing for `reason` (an
+/// ambiguous path or host).
+pub fn refused_before_routing(reason: &str) -> String {
+    format!("portcullis_requests_refused_total{{reason=\"{reason}\"}}")
+}
+
+/// The counter of password-login submissions refused for `reason`.
+pub fn login_refused(reason: &str) -> String {
+    format!("portcullis_login_refused_total{{reason=\"{reason}\"}}")
+}
+
+/// The counter of requests answered on `policy` routes with a `class`
+/// status (`4xx`, `5xx`): a gate denial's only count.
+pub fn answered(policy: &str, class: &str) -> String {
+    format!("portcullis_requests_total{{class=\"{class}\",policy=\"{policy}\"}}")
 }
