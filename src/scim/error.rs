@@ -122,7 +122,7 @@ impl From<StoreError> for ScimError {
 
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, super::http::scim_json(&self.body())).into_response();
+        let mut resp = (self.status, super::wire::scim_json(&self.body())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

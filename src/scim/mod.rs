@@ -14,5 +14,6 @@ pub mod resource;
 pub mod schema;
 pub mod service;
 pub mod token;
+pub mod wire;
 
 pub use service::Scim;

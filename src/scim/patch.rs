@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
-use super::filter::{self, CompValue, Filter, Op, get_ci, parse_attr_path};
+use super::filter::{self, CompValue, Filter, Op, parse_attr_path};
 use super::resource::{member_refs, normalize_value};
 use super::schema::{self, Attr, Kind, Mutability};
+use super::wire::{self, get_ci};
 
 /// Most operations in one PATCH request.
 pub const MAX_OPERATIONS: usize = 1000;
@@ -68,23 +69,7 @@ impl MemberChange {
 
 /// Parses a PatchOp request body.
 pub fn parse_request(body: &Value) -> Result<Vec<Operation>, ScimError> {
-    if !body.is_object() {
-        return Err(ScimError::invalid_syntax("the body must be a JSON object"));
-    }
-    let schemas_ok = get_ci(body, "schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|a| {
-            a.iter().any(|s| {
-                s.as_str()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(schema::PATCH_OP))
-            })
-        });
-    if !schemas_ok {
-        return Err(ScimError::invalid_syntax(format!(
-            "`schemas` must be [\"{}\"]",
-            schema::PATCH_OP
-        )));
-    }
+    wire::message(body, schema::PATCH_OP)?;
     let Some(Value::Array(ops)) = get_ci(body, "Operations") else {
         return Err(ScimError::invalid_syntax("`Operations` must be a list"));
     };

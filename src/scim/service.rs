@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::emails::TenantEmails;
 use super::error::ScimError;
@@ -13,8 +13,9 @@ use super::events;
 use super::filter::{self, Filter};
 use super::patch::{self, MemberChange};
 use super::resource::{self, Mode, Normalized, Projection};
-use super::schema::{self, Kind};
+use super::schema::Kind;
 use super::token;
+use super::wire::{check_if_match, clip, get_ci, list_response};
 use crate::config::Config;
 use crate::events::EventType;
 use crate::metrics::Metrics;
@@ -49,25 +50,6 @@ pub struct ListQuery {
     pub sort_by: Option<String>,
     pub descending: bool,
     pub projection: Projection,
-}
-
-/// `If-Match`: `*` or a list of ETags, one of which must be current.
-pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
-    let Some(h) = if_match else { return Ok(()) };
-    let current = resource::etag(version);
-    let ok = h
-        .split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t == current || t.strip_prefix("W/").unwrap_or(t) == &current[2..]);
-    if ok {
-        Ok(())
-    } else {
-        Err(ScimError::new(
-            axum::http::StatusCode::PRECONDITION_FAILED,
-            None,
-            "the resource has changed (ETag mismatch)",
-        ))
-    }
 }
 
 fn doc_string(doc: &Map<String, Value>) -> Result<String, ScimError> {
@@ -365,7 +347,7 @@ impl Scim {
             let Some(kind) = tx.scim_member_kind(id).await? else {
                 return Err(ScimError::invalid_value(format!(
                     "member `{}` is not a user or group of this tenant",
-                    id.chars().take(64).collect::<String>()
+                    clip(id)
                 )));
             };
             let m = ScimMember {
@@ -670,13 +652,11 @@ impl Scim {
         for row in &page {
             resources.push(self.render(kind, row, &q.projection).await?);
         }
-        Ok(json!({
-            "schemas": [schema::LIST],
-            "totalResults": total,
-            "startIndex": start,
-            "itemsPerPage": resources.len(),
-            "Resources": resources,
-        }))
+        Ok(list_response(
+            usize::try_from(total).unwrap_or_default(),
+            start,
+            resources,
+        ))
     }
 
     /// POST `/.search` at the root: Users then Groups, one list.
@@ -700,13 +680,7 @@ impl Scim {
         {
             resources.push(self.render(kind, &row, &q.projection).await?);
         }
-        Ok(json!({
-            "schemas": [schema::LIST],
-            "totalResults": total,
-            "startIndex": start,
-            "itemsPerPage": resources.len(),
-            "Resources": resources,
-        }))
+        Ok(list_response(total, start, resources))
     }
 
     /// Every resource matching `filter` (all when `None`), with the JSON
@@ -809,10 +783,10 @@ fn sort_key(res: &Value, kind: Kind, path: &filter::AttrPath) -> Option<String> 
         .as_deref()
         .filter(|u| !u.eq_ignore_ascii_case(kind.core_urn()))
     {
-        Some(u) => filter::get_ci(res, kind.extension(u)?.0)?,
+        Some(u) => get_ci(res, kind.extension(u)?.0)?,
         None => res,
     };
-    let mut v = filter::get_ci(container, &path.name)?;
+    let mut v = get_ci(container, &path.name)?;
     if let Value::Array(a) = v {
         v = a
             .iter()
@@ -820,9 +794,9 @@ fn sort_key(res: &Value, kind: Kind, path: &filter::AttrPath) -> Option<String> 
             .or_else(|| a.first())?;
     }
     if let Some(sub) = &path.sub {
-        v = filter::get_ci(v, sub)?;
+        v = get_ci(v, sub)?;
     } else if v.is_object() {
-        v = filter::get_ci(v, "value")?;
+        v = get_ci(v, "value")?;
     }
     let exact = kind
         .attr(path.urn.as_deref(), &path.name)
@@ -844,11 +818,7 @@ fn stored_doc(row: &ScimRow) -> Result<Map<String, Value>, ScimError> {
 }
 
 fn not_found(kind: Kind, id: &str) -> ScimError {
-    ScimError::not_found(format!(
-        "{} {} not found",
-        kind.name(),
-        id.chars().take(64).collect::<String>()
-    ))
+    ScimError::not_found(format!("{} {} not found", kind.name(), clip(id)))
 }
 
 impl From<ring::error::Unspecified> for ScimError {
