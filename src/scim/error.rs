@@ -132,3 +132,10 @@ impl IntoResponse for ScimError {
         resp
     }
 }
+
+/// Randomness failing (token generation) is ours, answered generically.
+impl From<ring::error::Unspecified> for ScimError {
+    fn from(_: ring::error::Unspecified) -> Self {
+        ScimError::internal()
+    }
+}

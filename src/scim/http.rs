@@ -16,9 +16,10 @@ use serde_json::Value;
 
 use super::discovery;
 use super::error::ScimError;
+use super::query::ListQuery;
 use super::resource::Projection;
 use super::schema::{self, Kind};
-use super::service::{ListQuery, Scim};
+use super::service::Scim;
 use super::wire::{get_ci, json_body, object, scim_json, with_version};
 
 /// The authenticated tenant.
