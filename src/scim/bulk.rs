@@ -22,12 +22,12 @@ use serde_json::{Value, json};
 
 use super::emails::TenantEmails;
 use super::error::ScimError;
-use super::filter::get_ci;
-use super::http::{Tenant, json_body, scim_json};
+use super::http::Tenant;
 use super::patch;
 use super::resource::{self, Normalized};
 use super::schema::{self, Kind};
 use super::service::Scim;
+use super::wire::{self, etag, get_ci, json_body, scim_json};
 use crate::store::WriteTx;
 
 pub async fn handler(
@@ -51,20 +51,7 @@ struct Op {
 }
 
 fn parse_ops(body: &Value, max: usize) -> Result<(Vec<Op>, Option<usize>), ScimError> {
-    let schemas_ok = get_ci(body, "schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|a| {
-            a.iter().any(|s| {
-                s.as_str()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(schema::BULK_REQUEST))
-            })
-        });
-    if !schemas_ok {
-        return Err(ScimError::invalid_syntax(format!(
-            "`schemas` must be [\"{}\"]",
-            schema::BULK_REQUEST
-        )));
-    }
+    wire::message(body, schema::BULK_REQUEST)?;
     let fail_on_errors = match get_ci(body, "failOnErrors") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -156,9 +143,6 @@ async fn run(
     body: &Bytes,
 ) -> Result<Value, ScimError> {
     let body = json_body(headers, body)?;
-    if !body.is_object() {
-        return Err(ScimError::invalid_syntax("the body must be a JSON object"));
-    }
     let (ops, fail_on_errors) = parse_ops(&body, scim.config.scim.max_operations)?;
     // Read once for every operation (only user operations consult it).
     let emails = scim.tenant_emails(tenant, Kind::User).await?;
@@ -325,7 +309,7 @@ async fn create_queued(
         return false;
     };
     for (i, row) in index.into_iter().zip(rows) {
-        let location = format!("{}/{}/{}", scim.base, Kind::User.endpoint(), row.id);
+        let location = wire::location(&scim.base, Kind::User, &row.id);
         results[i] = Some(ok_result(&ops[i], 201, Some(location), Some(row.version)));
     }
     true
@@ -341,7 +325,7 @@ fn ok_result(op: &Op, status: u16, location: Option<String>, version: Option<i64
         v["location"] = json!(l);
     }
     if let Some(ver) = version {
-        v["version"] = json!(resource::etag(ver));
+        v["version"] = json!(etag(ver));
     }
     v
 }
@@ -372,7 +356,7 @@ async fn one(
             .ok_or_else(|| ScimError::invalid_syntax("`data` is required"))
     };
     let ok = |status, location, version| ok_result(op, status, location, version);
-    let location = |id: &str| format!("{}/{}/{}", scim.base, kind.endpoint(), id);
+    let location = |id: &str| wire::location(&scim.base, kind, id);
     match (op.method.as_str(), id) {
         ("POST", None) => {
             if op.bulk_id.is_none() {

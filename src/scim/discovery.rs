@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::ScimError;
-use super::http::scim_json;
 use super::schema::{self, Attr, Kind, Mutability, Ty};
 use super::service::Scim;
+use super::wire::{list_response, scim_json};
 
 const SPC: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
@@ -104,14 +104,9 @@ fn all_schemas(scim: &Scim) -> Vec<Value> {
     ]
 }
 
+/// Discovery lists are never paged: all of it, from 1.
 fn list(items: Vec<Value>) -> Value {
-    json!({
-        "schemas": [schema::LIST],
-        "totalResults": items.len(),
-        "startIndex": 1,
-        "itemsPerPage": items.len(),
-        "Resources": items,
-    })
+    list_response(items.len(), 1, items)
 }
 
 pub async fn schemas(State(scim): State<Arc<Scim>>) -> Response {

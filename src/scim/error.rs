@@ -122,7 +122,7 @@ impl From<StoreError> for ScimError {
 
 impl IntoResponse for ScimError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, super::http::scim_json(&self.body())).into_response();
+        let mut resp = (self.status, super::wire::scim_json(&self.body())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -130,5 +130,12 @@ impl IntoResponse for ScimError {
             );
         }
         resp
+    }
+}
+
+/// Randomness failing (token generation) is ours, answered generically.
+impl From<ring::error::Unspecified> for ScimError {
+    fn from(_: ring::error::Unspecified) -> Self {
+        ScimError::internal()
     }
 }

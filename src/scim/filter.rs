@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::error::ScimError;
 use super::schema::{self, Attr, Kind, Ty};
+use super::wire::{get_ci, starts_with_ci};
 use crate::store::ScimIndex;
 
 /// Longest filter accepted; real IdP filters are far shorter.
@@ -65,13 +66,6 @@ fn valid_name(s: &str) -> bool {
         || (s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-}
-
-/// `s` starts with `prefix`, ASCII case-insensitively (never slices
-/// inside a character).
-pub fn starts_with_ci(s: &str, prefix: &str) -> bool {
-    s.get(..prefix.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
 fn valid_urn(s: &str) -> bool {
@@ -382,16 +376,6 @@ pub fn parse_value_filter(input: &str) -> Result<Filter, ScimError> {
         ));
     }
     Ok(f)
-}
-
-/// Case-insensitive member lookup in a JSON object.
-pub fn get_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    let obj = v.as_object()?;
-    obj.get(name).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
 }
 
 /// Where paths are resolved: a whole resource, or one value of a

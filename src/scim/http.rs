@@ -16,33 +16,15 @@ use serde_json::Value;
 
 use super::discovery;
 use super::error::ScimError;
-use super::filter::get_ci;
-use super::resource::{self, Projection};
+use super::query::ListQuery;
+use super::resource::Projection;
 use super::schema::{self, Kind};
-use super::service::{ListQuery, Scim};
-
-pub const CONTENT_TYPE: &str = "application/scim+json";
+use super::service::Scim;
+use super::wire::{get_ci, json_body, object, scim_json, with_version};
 
 /// The authenticated tenant.
 #[derive(Debug, Clone)]
 pub struct Tenant(pub String);
-
-/// A JSON body with the SCIM media type.
-pub fn scim_json(v: &Value) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
-        body,
-    )
-        .into_response()
-}
-
-fn with_version(mut resp: Response, version: i64) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&resource::etag(version)) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
-    resp
-}
 
 /// Routes relative to the SCIM base path (the caller nests them).
 pub fn router(scim: Arc<Scim>) -> Router {
@@ -110,23 +92,6 @@ async fn method_not_allowed() -> Response {
     .into_response()
 }
 
-/// Parses a JSON body; the media type must be SCIM or plain JSON.
-pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ScimError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
-        let media = ct.split(';').next().unwrap_or_default().trim();
-        if media != CONTENT_TYPE && media != "application/json" {
-            return Err(ScimError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                None,
-                "send application/scim+json or application/json",
-            ));
-        }
-    }
-    serde_json::from_slice(body)
-        .map_err(|_| ScimError::invalid_syntax("the body is not valid JSON"))
-}
-
 fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
     raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
@@ -180,9 +145,7 @@ fn list_query_from_params(raw: Option<&str>) -> Result<ListQuery, ScimError> {
 
 /// A SearchRequest body (RFC 7644 §3.4.3).
 fn list_query_from_body(body: &Value) -> Result<ListQuery, ScimError> {
-    if !body.is_object() {
-        return Err(ScimError::invalid_syntax("the body must be a JSON object"));
-    }
+    object(body)?;
     let string = |k: &str| -> Result<Option<String>, ScimError> {
         match get_ci(body, k) {
             None | Some(Value::Null) => Ok(None),

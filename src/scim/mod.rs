@@ -10,9 +10,12 @@ pub mod events;
 pub mod filter;
 pub mod http;
 pub mod patch;
+mod query;
 pub mod resource;
 pub mod schema;
 pub mod service;
 pub mod token;
+mod wire;
+mod write;
 
 pub use service::Scim;

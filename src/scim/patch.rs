@@ -7,15 +7,22 @@
 //! Group memberships never pass through the document: operations on
 //! `members` become a [`MemberChange`] that the store applies row by row,
 //! so a 50,000-member group costs only what changes.
+//!
+//! An attribute path is applied by one function per operation (`add`,
+//! `replace`, `remove`) over small shared helpers (filtered values out
+//! and back, sub-attribute writes, tidying empties): the RFC defines each
+//! operation on its own, and an IdP quirk belongs to one of them, so it is
+//! fixed in one place without reading the other two.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
-use super::filter::{self, CompValue, Filter, Op, get_ci, parse_attr_path};
+use super::filter::{self, CompValue, Filter, Op, parse_attr_path};
 use super::resource::{member_refs, normalize_value};
 use super::schema::{self, Attr, Kind, Mutability};
+use super::wire::{self, get_ci};
 
 /// Most operations in one PATCH request.
 pub const MAX_OPERATIONS: usize = 1000;
@@ -68,23 +75,7 @@ impl MemberChange {
 
 /// Parses a PatchOp request body.
 pub fn parse_request(body: &Value) -> Result<Vec<Operation>, ScimError> {
-    if !body.is_object() {
-        return Err(ScimError::invalid_syntax("the body must be a JSON object"));
-    }
-    let schemas_ok = get_ci(body, "schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|a| {
-            a.iter().any(|s| {
-                s.as_str()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(schema::PATCH_OP))
-            })
-        });
-    if !schemas_ok {
-        return Err(ScimError::invalid_syntax(format!(
-            "`schemas` must be [\"{}\"]",
-            schema::PATCH_OP
-        )));
-    }
+    wire::message(body, schema::PATCH_OP)?;
     let Some(Value::Array(ops)) = get_ci(body, "Operations") else {
         return Err(ScimError::invalid_syntax("`Operations` must be a list"));
     };
@@ -354,6 +345,22 @@ fn apply_members(
     Ok(())
 }
 
+/// Where an attribute operation lands inside its container: the attribute,
+/// and optionally a value filter (`emails[type eq "work"]`) and a
+/// sub-attribute (`.value`).
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    def: &'static Attr,
+    filter: Option<&'a Filter>,
+    sub: Option<&'static Attr>,
+}
+
+/// One operation with a path. It resolves what the path names (an
+/// extension, a group's members, or an attribute in the document) and hands
+/// attributes to [`add`], [`replace`] or [`remove`]: the three differ in
+/// exactly the cases IdPs depend on (add appends to a list and creates a
+/// missing filtered value, replace of a missing one is `noTarget`, remove
+/// takes a value list), so each reads as its own RFC paragraph.
 fn apply_path(
     kind: Kind,
     doc: &mut Map<String, Value>,
@@ -376,6 +383,31 @@ fn apply_path(
     if kind == Kind::Group && ext.is_none() && def.name == "members" {
         return apply_members(op, filter.as_ref(), sub, value, members);
     }
+    if !stored(def, op, filter.is_none() && sub.is_none())? {
+        return Ok(());
+    }
+    let Some(c) = container(doc, ext, op != OpKind::Remove) else {
+        return Ok(());
+    };
+    let at = Place {
+        def,
+        filter: filter.as_ref(),
+        sub,
+    };
+    match op {
+        OpKind::Add => add(c, at, value)?,
+        OpKind::Replace => replace(c, at, value)?,
+        OpKind::Remove => remove(c, at, value)?,
+    }
+    tidy(doc, ext, def.name);
+    Ok(())
+}
+
+/// Whether an operation on `def` is kept in the document. Read-only
+/// attributes and removing a required one whole are refused (`mutability`);
+/// write-only ones (`password`, which Okta sends) are accepted and dropped,
+/// never stored.
+fn stored(def: &'static Attr, op: OpKind, whole: bool) -> Result<bool, ScimError> {
     if def.mutability == Mutability::ReadOnly {
         return Err(ScimError::mutability(format!(
             "`{}` is read-only",
@@ -383,186 +415,298 @@ fn apply_path(
         )));
     }
     if def.mutability == Mutability::WriteOnly {
-        // `password`: accepted and discarded, never stored.
-        return Ok(());
+        return Ok(false);
     }
-    if op == OpKind::Remove && sub.is_none() && filter.is_none() && def.required {
+    if op == OpKind::Remove && whole && def.required {
         return Err(ScimError::mutability(format!(
             "`{}` cannot be removed",
             def.name
         )));
     }
-    let Some(c) = container(doc, ext, op != OpKind::Remove) else {
-        return Ok(());
-    };
-    let name = def.name.to_owned();
-    match (filter, sub) {
-        (None, None) => match op {
-            OpKind::Remove => match (value, c.get_mut(&name)) {
-                (Some(v), Some(Value::Array(items))) if def.multi => {
-                    let drop = normalize_value(def, v)?;
-                    let drop: Vec<Value> = match drop {
-                        Some(Value::Array(a)) => a,
-                        _ => Vec::new(),
-                    };
-                    items.retain(|item| !drop.iter().any(|d| same_value(item, d)));
-                }
-                _ => {
-                    c.remove(&name);
-                }
-            },
-            OpKind::Add | OpKind::Replace => {
-                let Some(new) = normalize_value(def, need(value)?)? else {
-                    if op == OpKind::Replace {
-                        c.remove(&name);
-                    }
-                    return Ok(());
-                };
-                match (c.get_mut(&name), new) {
-                    (Some(Value::Array(items)), Value::Array(add)) if op == OpKind::Add => {
-                        for v in add {
-                            if !items.contains(&v) {
-                                items.push(v);
-                            }
+    Ok(true)
+}
+
+/// `add` (RFC 7644 §3.5.2.1): a multi-valued attribute gains the values it
+/// lacks, a complex one gains sub-attributes, anything else is set. On a
+/// filtered path that matches nothing it creates the element the filter
+/// describes (Entra's `emails[type eq "work"].value` for a new user).
+fn add(c: &mut Map<String, Value>, at: Place<'_>, value: Option<&Value>) -> Result<(), ScimError> {
+    let name = at.def.name;
+    match (at.filter, at.sub) {
+        (None, None) => {
+            let Some(new) = normalize_value(at.def, need(value)?)? else {
+                return Ok(());
+            };
+            match (c.get_mut(name), new) {
+                (Some(Value::Array(items)), Value::Array(add)) => {
+                    for v in add {
+                        if !items.contains(&v) {
+                            items.push(v);
                         }
                     }
-                    // Replacing part of a complex attribute keeps the rest.
-                    (Some(Value::Object(old)), Value::Object(new)) if !def.multi => {
-                        old.extend(new);
-                    }
-                    (_, new) => {
-                        c.insert(name.clone(), new);
-                    }
                 }
-            }
-        },
-        (None, Some(sdef)) => {
-            let snorm = match (op, value) {
-                (OpKind::Remove, _) => None,
-                (_, v) => normalize_value(sdef, need(v)?)?,
-            };
-            match c.get_mut(&name) {
-                Some(Value::Array(items)) => {
-                    for item in items.iter_mut() {
-                        set_sub(item, sdef.name, snorm.clone());
-                    }
-                }
-                Some(obj @ Value::Object(_)) => set_sub(obj, sdef.name, snorm),
-                _ if op == OpKind::Remove => {}
-                _ => {
-                    let mut o = Map::new();
-                    if let Some(v) = snorm {
-                        o.insert(sdef.name.to_owned(), v);
-                    }
-                    let v = if def.multi {
-                        json!([o])
-                    } else {
-                        Value::Object(o)
-                    };
-                    c.insert(name.clone(), v);
-                }
+                (_, new) => set_value(c, at.def, new),
             }
         }
+        (None, Some(sdef)) => write_sub(c, at.def, sdef, normalize_value(sdef, need(value)?)?),
         (Some(f), sub) => {
-            let snorm = match (op, value, sub) {
-                (OpKind::Remove, _, _) => None,
-                (_, v, Some(sdef)) => normalize_value(sdef, need(v)?)?,
-                (_, v, None) => {
-                    let n = normalize_value(def, need(v)?)?;
-                    // One value object for an element.
-                    match n {
-                        Some(Value::Array(mut a)) if a.len() == 1 => a.pop(),
-                        Some(Value::Array(_)) => {
-                            return Err(ScimError::invalid_value(
-                                "a filtered path takes one value",
-                            ));
-                        }
-                        other => other,
-                    }
-                }
-            };
-            let mut items = match c.remove(&name) {
-                Some(Value::Array(a)) => a,
-                Some(other) => vec![other],
-                None => Vec::new(),
-            };
-            let hits: Vec<usize> = items
-                .iter()
-                .enumerate()
-                .filter(|(_, item)| filter::eval_element(&f, item, def.sub))
-                .map(|(i, _)| i)
-                .collect();
-            match op {
-                OpKind::Remove => match sub {
-                    None => {
-                        let mut i = 0;
-                        items.retain(|_| {
-                            let keep = !hits.contains(&i);
-                            i += 1;
-                            keep
-                        });
-                    }
-                    Some(sdef) => {
-                        for &i in &hits {
-                            set_sub(&mut items[i], sdef.name, None);
-                        }
-                    }
-                },
-                OpKind::Add | OpKind::Replace if hits.is_empty() => {
-                    if op == OpKind::Replace {
-                        if !items.is_empty() {
-                            c.insert(name.clone(), Value::Array(items));
-                        }
-                        return Err(ScimError::no_target(format!(
-                            "no value of `{}` matches the filter",
-                            def.name
-                        )));
-                    }
-                    // Entra: `add` to emails[type eq "work"].value creates it.
-                    let mut o = Map::new();
-                    seed(&f, &mut o);
-                    match (sub, snorm) {
-                        (Some(sdef), Some(v)) => {
-                            o.insert(sdef.name.to_owned(), v);
-                        }
-                        (None, Some(Value::Object(v))) => o.extend(v),
-                        _ => {}
-                    }
-                    let item = normalize_value(def, &Value::Object(o))?
-                        .and_then(|v| v.as_array().and_then(|a| a.first().cloned()));
-                    if let Some(item) = item {
-                        items.push(item);
-                    }
-                }
-                OpKind::Add | OpKind::Replace => {
-                    for &i in &hits {
-                        match (sub, &snorm) {
-                            (Some(sdef), v) => set_sub(&mut items[i], sdef.name, v.clone()),
-                            (None, Some(Value::Object(v))) => {
-                                if let Value::Object(item) = &mut items[i] {
-                                    item.extend(v.clone());
-                                }
-                            }
-                            (None, Some(v)) => items[i] = v.clone(),
-                            (None, None) => {}
-                        }
-                    }
-                }
+            let mut s = select(c, at, f, value)?;
+            if s.hits.is_empty() {
+                s.items.extend(seeded(f, at, s.value)?);
+            } else {
+                update_hits(&mut s.items, &s.hits, sub, &s.value);
             }
-            if !items.is_empty() {
-                c.insert(name.clone(), Value::Array(items));
-            }
+            put_items(c, name, s.items);
         }
     }
-    // No empty leftovers: `[]`, `{}`, an empty extension.
+    Ok(())
+}
+
+/// `replace` (RFC 7644 §3.5.2.3): the value is set, a list replaced whole;
+/// replacing part of a complex attribute keeps the rest, and a null or
+/// empty value unsets it. On a filtered path that matches nothing it is
+/// `noTarget` and changes nothing.
+fn replace(
+    c: &mut Map<String, Value>,
+    at: Place<'_>,
+    value: Option<&Value>,
+) -> Result<(), ScimError> {
+    let name = at.def.name;
+    match (at.filter, at.sub) {
+        (None, None) => match normalize_value(at.def, need(value)?)? {
+            None => {
+                c.remove(name);
+            }
+            Some(new) => set_value(c, at.def, new),
+        },
+        (None, Some(sdef)) => write_sub(c, at.def, sdef, normalize_value(sdef, need(value)?)?),
+        (Some(f), sub) => {
+            let mut s = select(c, at, f, value)?;
+            if s.hits.is_empty() {
+                put_items(c, name, s.items);
+                return Err(ScimError::no_target(format!(
+                    "no value of `{name}` matches the filter"
+                )));
+            }
+            update_hits(&mut s.items, &s.hits, sub, &s.value);
+            put_items(c, name, s.items);
+        }
+    }
+    Ok(())
+}
+
+/// `remove` (RFC 7644 §3.5.2.2): the attribute, the sub-attribute in each
+/// value, or the values a filter selects. With a value list and no filter
+/// it removes only the listed values of a multi-valued attribute (Entra
+/// sends removals that way), matched by `value` case-insensitively.
+fn remove(
+    c: &mut Map<String, Value>,
+    at: Place<'_>,
+    value: Option<&Value>,
+) -> Result<(), ScimError> {
+    let name = at.def.name;
+    match (at.filter, at.sub) {
+        (None, None) => match (value, c.get_mut(name)) {
+            (Some(v), Some(Value::Array(items))) if at.def.multi => {
+                let drop: Vec<Value> = match normalize_value(at.def, v)? {
+                    Some(Value::Array(a)) => a,
+                    _ => Vec::new(),
+                };
+                items.retain(|item| !drop.iter().any(|d| same_value(item, d)));
+            }
+            _ => {
+                c.remove(name);
+            }
+        },
+        (None, Some(sdef)) => set_sub_everywhere(c, name, sdef.name, None),
+        (Some(f), sub) => {
+            let mut items = take_items(c, name);
+            let hits = hits(&items, f, at.def);
+            match sub {
+                None => {
+                    let mut i = 0;
+                    items.retain(|_| {
+                        let keep = !hits.contains(&i);
+                        i += 1;
+                        keep
+                    });
+                }
+                Some(sdef) => {
+                    for &i in &hits {
+                        set_sub(&mut items[i], sdef.name, None);
+                    }
+                }
+            }
+            put_items(c, name, items);
+        }
+    }
+    Ok(())
+}
+
+/// Sets sub-attribute `sdef` for add and replace: in the value, or in
+/// every value of a multi-valued attribute (a path without a filter names
+/// them all); an absent attribute is created holding just that.
+fn write_sub(
+    c: &mut Map<String, Value>,
+    def: &'static Attr,
+    sdef: &'static Attr,
+    v: Option<Value>,
+) {
+    if matches!(c.get(def.name), Some(Value::Array(_) | Value::Object(_))) {
+        set_sub_everywhere(c, def.name, sdef.name, v);
+        return;
+    }
+    let mut o = Map::new();
+    if let Some(v) = v {
+        o.insert(sdef.name.to_owned(), v);
+    }
+    let v = if def.multi {
+        json!([o])
+    } else {
+        Value::Object(o)
+    };
+    c.insert(def.name.to_owned(), v);
+}
+
+/// Sets (`Some`) or removes (`None`) `sub` in attribute `name`'s value, or
+/// in each of its values; nothing when the attribute is absent.
+fn set_sub_everywhere(c: &mut Map<String, Value>, name: &str, sub: &str, v: Option<Value>) {
+    match c.get_mut(name) {
+        Some(Value::Array(items)) => {
+            for item in items.iter_mut() {
+                set_sub(item, sub, v.clone());
+            }
+        }
+        Some(obj @ Value::Object(_)) => set_sub(obj, sub, v),
+        _ => {}
+    }
+}
+
+/// A filtered add or replace before it edits: the attribute's values taken
+/// out, the positions the filter selects, and the value to write.
+struct Selection {
+    items: Vec<Value>,
+    hits: Vec<usize>,
+    value: Option<Value>,
+}
+
+/// Prepares a filtered add or replace. The value is checked first, so a
+/// bad one fails before anything moves.
+fn select(
+    c: &mut Map<String, Value>,
+    at: Place<'_>,
+    f: &Filter,
+    value: Option<&Value>,
+) -> Result<Selection, ScimError> {
+    let value = element_value(at, value)?;
+    let items = take_items(c, at.def.name);
+    let hits = hits(&items, f, at.def);
+    Ok(Selection { items, hits, value })
+}
+
+/// Sets the attribute to `new`; a single complex value is merged into the
+/// one there, since replacing part of a complex attribute keeps the rest
+/// (RFC 7644 §3.5.2.3) and adding to one adds sub-attributes.
+fn set_value(c: &mut Map<String, Value>, def: &'static Attr, new: Value) {
+    match (c.get_mut(def.name), new) {
+        (Some(Value::Object(old)), Value::Object(new)) if !def.multi => {
+            old.extend(new);
+        }
+        (_, new) => {
+            c.insert(def.name.to_owned(), new);
+        }
+    }
+}
+
+/// What a filtered add or replace writes into each matching element: the
+/// sub-attribute's value, or one whole element (a list of one is accepted,
+/// more is ambiguous and refused).
+fn element_value(at: Place<'_>, value: Option<&Value>) -> Result<Option<Value>, ScimError> {
+    if let Some(sdef) = at.sub {
+        return normalize_value(sdef, need(value)?);
+    }
+    match normalize_value(at.def, need(value)?)? {
+        Some(Value::Array(mut a)) if a.len() == 1 => Ok(a.pop()),
+        Some(Value::Array(_)) => Err(ScimError::invalid_value("a filtered path takes one value")),
+        other => Ok(other),
+    }
+}
+
+/// The attribute's values taken out of the container for a filtered edit
+/// (a single value counts as a list of one); [`put_items`] returns them.
+fn take_items(c: &mut Map<String, Value>, name: &str) -> Vec<Value> {
+    match c.remove(name) {
+        Some(Value::Array(a)) => a,
+        Some(other) => vec![other],
+        None => Vec::new(),
+    }
+}
+
+/// Puts edited values back; an emptied list is left out rather than
+/// stored as `[]`.
+fn put_items(c: &mut Map<String, Value>, name: &str, items: Vec<Value>) {
+    if !items.is_empty() {
+        c.insert(name.to_owned(), Value::Array(items));
+    }
+}
+
+/// Positions of the values a value filter selects, decided before any is
+/// changed so an edit can't change which values match.
+fn hits(items: &[Value], f: &Filter, def: &'static Attr) -> Vec<usize> {
+    items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| filter::eval_element(f, item, def.sub))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Writes `v` into each selected value: a sub-attribute, the members of an
+/// object value, or the whole value.
+fn update_hits(items: &mut [Value], hits: &[usize], sub: Option<&'static Attr>, v: &Option<Value>) {
+    for &i in hits {
+        match (sub, v) {
+            (Some(sdef), v) => set_sub(&mut items[i], sdef.name, v.clone()),
+            (None, Some(Value::Object(v))) => {
+                if let Value::Object(item) = &mut items[i] {
+                    item.extend(v.clone());
+                }
+            }
+            (None, Some(v)) => items[i] = v.clone(),
+            (None, None) => {}
+        }
+    }
+}
+
+/// The element an `add` to a filtered path creates when none matches: the
+/// filter's equalities plus the value, normalised like any other value
+/// (`None` if nothing valid remains).
+fn seeded(f: &Filter, at: Place<'_>, v: Option<Value>) -> Result<Option<Value>, ScimError> {
+    let mut o = Map::new();
+    seed(f, &mut o);
+    match (at.sub, v) {
+        (Some(sdef), Some(v)) => {
+            o.insert(sdef.name.to_owned(), v);
+        }
+        (None, Some(Value::Object(v))) => o.extend(v),
+        _ => {}
+    }
+    Ok(normalize_value(at.def, &Value::Object(o))?
+        .and_then(|v| v.as_array().and_then(|a| a.first().cloned())))
+}
+
+/// No empty leftovers after an operation: `[]`, `{}`, an empty extension.
+/// RFC 7643 §2.5 holds an empty value and an unassigned one to be the same
+/// state, so the document keeps one form of it: absent.
+fn tidy(doc: &mut Map<String, Value>, ext: Option<&'static str>, name: &str) {
     if let Some(c) = container(doc, ext, false) {
-        let empty = match c.get(&name) {
+        let empty = match c.get(name) {
             Some(Value::Array(a)) => a.is_empty(),
             Some(Value::Object(o)) => o.is_empty(),
             _ => false,
         };
         if empty {
-            c.remove(&name);
+            c.remove(name);
         }
     }
     if let Some(urn) = ext
@@ -573,7 +717,6 @@ fn apply_path(
     {
         doc.remove(urn);
     }
-    Ok(())
 }
 
 fn apply_extension(

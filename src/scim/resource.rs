@@ -3,12 +3,13 @@
 //! and write-only attributes dropped), and rendering stored rows with
 //! `meta`, `members`/`groups` and the requested attribute projection.
 
-use chrono::{DateTime, SecondsFormat};
+use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
-use super::filter::{AttrPath, get_ci, parse_attr_path, starts_with_ci};
+use super::filter::{AttrPath, parse_attr_path};
 use super::schema::{self, Attr, Kind, Mutability, Ty};
+use super::wire::{self, clip, etag, get_ci, key_ci, starts_with_ci, timestamp};
 use crate::store::{ScimLogin, ScimMember, ScimRow};
 
 /// Longest string value accepted in any attribute.
@@ -36,10 +37,6 @@ pub struct Normalized {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRef {
     pub id: String,
-}
-
-fn short(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 /// Coerces one value to the attribute's type; `None` for null/empty.
@@ -91,7 +88,7 @@ fn normalize_single(def: &'static Attr, v: &Value) -> Result<Option<Value>, Scim
                 return Err(ScimError::invalid_syntax(format!(
                     "unknown sub-attribute `{}.{}`",
                     def.name,
-                    short(k)
+                    clip(k)
                 )));
             };
             if let Some(n) = normalize_single(sdef, sv)? {
@@ -152,9 +149,7 @@ fn strip_core(kind: Kind, key: &str) -> Option<&str> {
 
 /// Request body → document.
 pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, ScimError> {
-    let Value::Object(obj) = body else {
-        return Err(ScimError::invalid_syntax("the body must be a JSON object"));
-    };
+    let obj = wire::object(body)?;
     let declared: Vec<String> = match get_ci(body, "schemas") {
         Some(Value::Array(a)) => a
             .iter()
@@ -203,7 +198,7 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
                     let Some(def) = schema::find(attrs, k) else {
                         return Err(ScimError::invalid_syntax(format!(
                             "unknown attribute `{}` in {canon}",
-                            short(k)
+                            clip(k)
                         )));
                     };
                     if def.mutability == Mutability::ReadOnly {
@@ -221,13 +216,13 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
             // An extension Portcullis does not support: dropped, declared or
             // not (Entra sends custom extensions it never lists in
             // `schemas`); `/Schemas` says what is kept.
-            tracing::debug!(extension = %short(key), "unsupported SCIM schema extension ignored");
+            tracing::debug!(extension = %clip(key), "unsupported SCIM schema extension ignored");
             continue;
         }
         let Some(def) = kind.attr(None, key) else {
             return Err(ScimError::invalid_syntax(format!(
                 "unknown attribute `{}`",
-                short(key)
+                clip(key)
             )));
         };
         if kind == Kind::Group && def.name == "members" {
@@ -340,18 +335,6 @@ pub fn login_of(doc: &Map<String, Value>, role: Option<String>) -> ScimLogin {
     }
 }
 
-/// RFC 3339 with milliseconds, UTC.
-pub fn timestamp(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The weak ETag of a version.
-pub fn etag(version: i64) -> String {
-    format!("W/\"{version}\"")
-}
-
 /// A stored row as the client sees it (before projection).
 pub fn render(
     kind: Kind,
@@ -367,7 +350,7 @@ pub fn render(
             schemas.push(json!(urn));
         }
     }
-    let location = format!("{base}/{}/{}", kind.endpoint(), row.id);
+    let location = wire::location(base, kind, &row.id);
     let mut out = Map::new();
     out.insert("schemas".into(), Value::Array(schemas));
     out.insert("id".into(), json!(row.id));
@@ -459,9 +442,6 @@ impl Projection {
                         .map(|(c, _)| c.to_owned())
                         .unwrap_or_default()
                 })
-        };
-        let key_ci = |m: &Map<String, Value>, name: &str| {
-            m.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
         };
         if !self.attributes.is_empty() {
             let mut out = Map::new();
