@@ -15,21 +15,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::auth::AuthContext;
-use crate::config::Config;
-use crate::identity::AssertionSigner;
-use crate::metrics::Metrics;
-use crate::session::{ActiveSession, CookieCodec, Sessions};
-
-/// What the endpoints need; built per configuration generation.
-pub struct EndpointState {
-    pub config: Arc<Config>,
-    pub codec: Arc<CookieCodec>,
-    pub sessions: Sessions,
-    pub signer: Arc<AssertionSigner>,
-    pub metrics: Arc<Metrics>,
-    pub auth: Arc<AuthContext>,
-}
+use crate::generation::Generation;
+use crate::session::ActiveSession;
 
 /// The caller's session, resolved by the proxy before routing here.
 #[derive(Clone, Debug, Default)]
@@ -40,7 +27,7 @@ pub struct CurrentSession(pub Option<Arc<ActiveSession>>);
 pub struct RequestId(pub String);
 
 /// Routes, mounted at the configured internal prefix.
-pub fn router(state: Arc<EndpointState>) -> Router {
+pub fn router(state: Arc<Generation>) -> Router {
     let prefix = state.auth.urls.mount().to_owned();
     let inner = Router::new()
         .route(

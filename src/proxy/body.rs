@@ -10,31 +10,41 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
+/// A body read up to a limit.
+#[derive(Debug)]
+pub enum Body {
+    /// All of it, within the limit.
+    Whole(Bytes),
+    /// More than the limit arrived: what was read, which exceeds it by at
+    /// most one chunk; the rest is left unread.
+    TooLarge(Bytes),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("request body larger than {0} bytes")]
-    TooLarge(usize),
     #[error("request body not received within {0:?}")]
     TimedOut(Duration),
     #[error("reading the request body: {0}")]
     Read(Box<pingora::Error>),
 }
 
-/// The whole body, at most `limit` bytes, within `deadline`.
+/// The body, reading at most `limit` bytes (and one chunk), within
+/// `deadline`.
 pub async fn read_body(
     session: &mut Session,
     limit: usize,
     deadline: Duration,
-) -> Result<Bytes, BodyError> {
+) -> Result<Body, BodyError> {
     let read = async {
         let mut body = BytesMut::new();
         while let Some(chunk) = session.read_request_body().await.map_err(BodyError::Read)? {
-            if body.len() + chunk.len() > limit {
-                return Err(BodyError::TooLarge(limit));
-            }
+            let over = body.len() + chunk.len() > limit;
             body.extend_from_slice(&chunk);
+            if over {
+                return Ok(Body::TooLarge(body.freeze()));
+            }
         }
-        Ok(body.freeze())
+        Ok(Body::Whole(body.freeze()))
     };
     tokio::time::timeout(deadline, read)
         .await
@@ -42,9 +52,8 @@ pub async fn read_body(
 }
 
 /// Answers a body that could not be read: `408` for a client too slow
-/// (counted under `stage`, logged with the reason, connection closed), a
-/// plain `413` for an oversized one (callers with an answer of their own
-/// match it first), the read error itself otherwise.
+/// (counted under `stage`, logged with the reason, connection closed), the
+/// read error itself otherwise.
 pub async fn refuse(
     session: &mut Session,
     metrics: &crate::metrics::Metrics,
@@ -54,12 +63,6 @@ pub async fn refuse(
 ) -> pingora::Result<u16> {
     match err {
         BodyError::Read(e) => Err(e),
-        BodyError::TooLarge(_) => {
-            session.set_keepalive(None);
-            super::respond::too_large(request_id)
-                .send(session, request_id)
-                .await
-        }
         err @ BodyError::TimedOut(_) => {
             metrics
                 .limits

@@ -8,6 +8,7 @@ mod enforce;
 mod forward;
 pub mod gate;
 pub mod host;
+mod mount;
 pub mod ratelimit;
 mod respond;
 pub mod routes;
@@ -15,5 +16,6 @@ mod service;
 mod state;
 
 pub use conn::{ConnectionLimit, HeaderDeadline};
+pub use mount::{Mount, ScimMount};
 pub use service::{Ctx, PortcullisProxy};
 pub use state::{ProxyState, StateError, Upstream};

@@ -17,7 +17,7 @@ use crate::identity::Principal;
 use crate::metrics::status_class;
 use crate::session::{ActiveSession, Lookup};
 
-use super::body::{self, BodyError};
+use super::body::{self, Body};
 use super::enforce;
 use super::forward::{Downstream, rewrite};
 use super::gate::{Deny, Identity, Outcome, RequestFacts, decide};
@@ -35,7 +35,13 @@ pub struct PortcullisProxy {
 
 impl PortcullisProxy {
     pub fn new(state: Arc<ArcSwap<ProxyState>>) -> Self {
-        let tracked = state.load().config.limits.rate.max_tracked_clients;
+        let tracked = state
+            .load()
+            .generation
+            .config
+            .limits
+            .rate
+            .max_tracked_clients;
         Self {
             state,
             limiter: Arc::new(RateLimiter::new(tracked)),
@@ -105,33 +111,45 @@ impl PortcullisProxy {
     /// `required` routes instead of logging everyone out).
     async fn identify(&self, session: &Session, st: &ProxyState, ctx: &mut Ctx) -> Identity {
         let cookies = session.req_header().headers.get_all(http::header::COOKIE);
-        let token = match st.codec.open(cookies.iter().map(|v| v.as_bytes())) {
+        let token = match st
+            .generation
+            .codec
+            .open(cookies.iter().map(|v| v.as_bytes()))
+        {
             Ok(Some(t)) => t,
             Ok(None) => return Identity::Anonymous,
             Err(()) => {
-                st.metrics
+                st.generation
+                    .metrics
                     .session_rejected
                     .with_label_values(&["undecryptable"])
                     .inc();
                 return Identity::Anonymous;
             }
         };
-        let idle = st.config.session.idle_lifetime_seconds as i64;
-        match st.sessions.resolve(&token, crate::clock::now(), idle).await {
+        let idle = st.generation.config.session.idle_lifetime_seconds as i64;
+        match st
+            .generation
+            .sessions
+            .resolve(&token, crate::clock::now(), idle)
+            .await
+        {
             Ok(Lookup::Active(s)) => {
                 let p = s.principal.clone();
                 ctx.session = Some(s);
                 Identity::Authenticated(p)
             }
             Ok(Lookup::Rejected(reason)) => {
-                st.metrics
+                st.generation
+                    .metrics
                     .session_rejected
                     .with_label_values(&[reason])
                     .inc();
                 Identity::Anonymous
             }
             Err(e) => {
-                st.metrics
+                st.generation
+                    .metrics
                     .session_rejected
                     .with_label_values(&["store_error"])
                     .inc();
@@ -161,8 +179,8 @@ impl PortcullisProxy {
         session.as_downstream_mut().enable_retry_buffering();
         let body = match body::read_body(session, enforce::MAX_LOGIN_BODY, st.body_timeout()).await
         {
-            Ok(b) => b,
-            Err(BodyError::TooLarge(_)) => {
+            Ok(Body::Whole(b)) => b,
+            Ok(Body::TooLarge(_)) => {
                 return self
                     .login_refused(session, st, ctx, enforce::Refusal::TooLarge)
                     .await
@@ -170,9 +188,15 @@ impl PortcullisProxy {
             }
             Err(e) => {
                 ctx.outcome = "timeout";
-                return body::refuse(session, &st.metrics, "login_body", e, &ctx.request_id)
-                    .await
-                    .map(Some);
+                return body::refuse(
+                    session,
+                    &st.generation.metrics,
+                    "login_body",
+                    e,
+                    &ctx.request_id,
+                )
+                .await
+                .map(Some);
             }
         };
         let header = |name| {
@@ -189,7 +213,7 @@ impl PortcullisProxy {
             Ok(e) => e,
             Err(r) => return self.login_refused(session, st, ctx, r).await.map(Some),
         };
-        let tenant = match st.auth.routed_tenant(&email.domain).await {
+        let tenant = match st.generation.auth.routed_tenant(&email.domain).await {
             Ok(Some(t)) => t.id.clone(),
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -200,23 +224,32 @@ impl PortcullisProxy {
                     Deny::Unavailable,
                     ctx.wants_html,
                     &ctx.request_id,
-                    &st.login_path,
-                    &st.config.server.public_url,
+                    &st.generation.login_path,
+                    &st.generation.config.server.public_url,
                 )
                 .send(session, &ctx.request_id)
                 .await
                 .map(Some);
             }
         };
-        if !st.auth.tenant(&tenant).is_some_and(|t| t.enforce_sso) {
+        if !st
+            .generation
+            .auth
+            .tenant(&tenant)
+            .is_some_and(|t| t.enforce_sso)
+        {
             return Ok(None);
         }
-        st.metrics.sso_enforced.with_label_values(&[&tenant]).inc();
+        st.generation
+            .metrics
+            .sso_enforced
+            .with_label_values(&[&tenant])
+            .inc();
         tracing::info!(request_id = %ctx.request_id, tenant = %tenant, "password login stopped: tenant enforces SSO");
         ctx.outcome = "sso_required";
         let login_url = format!(
             "{}?use_sso=true&email={}",
-            st.login_path,
+            st.generation.login_path,
             percent_encoding::utf8_percent_encode(
                 &email.address,
                 percent_encoding::NON_ALPHANUMERIC
@@ -241,7 +274,8 @@ impl PortcullisProxy {
         ctx: &mut Ctx,
         reason: enforce::Refusal,
     ) -> pingora::Result<u16> {
-        st.metrics
+        st.generation
+            .metrics
             .login_refused
             .with_label_values(&[reason.label()])
             .inc();
@@ -253,7 +287,7 @@ impl PortcullisProxy {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let login_url = format!("{}?use_sso=true", st.login_path);
+        let login_url = format!("{}?use_sso=true", st.generation.login_path);
         let reply = if reason == enforce::Refusal::TooLarge {
             respond::too_large(&ctx.request_id)
         } else {
@@ -275,7 +309,8 @@ impl PortcullisProxy {
         label: &'static str,
         reason: &(dyn std::fmt::Display + Sync),
     ) -> pingora::Result<bool> {
-        st.metrics
+        st.generation
+            .metrics
             .requests_refused
             .with_label_values(&[label])
             .inc();
@@ -289,34 +324,35 @@ impl PortcullisProxy {
         Ok(true)
     }
 
-    /// Serves the SCIM API through its in-process router. Bodies beyond
-    /// `[scim] max_payload_bytes` get a SCIM 413 without reaching it.
+    /// Serves the SCIM API through its in-process router. A body beyond
+    /// its limit is handed over as read, for the router's 413.
     async fn serve_scim(
         &self,
         session: &mut Session,
         st: &ProxyState,
         ctx: &mut Ctx,
     ) -> pingora::Result<u16> {
-        let Some((_, router)) = &st.scim else {
+        let Some(scim) = &st.scim else {
             return Ok(0);
         };
         if let Some(status) =
-            ratelimit::limit_scim(&self.limiter, session, st, &ctx.request_id).await?
+            ratelimit::limit_scim(&self.limiter, session, st, scim, &ctx.request_id).await?
         {
             ctx.outcome = "rate_limited";
             return Ok(status);
         }
-        let limit = st.config.scim.max_payload_bytes;
-        let body = match body::read_body(session, limit, st.body_timeout()).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge(_)) => {
-                let reply =
-                    respond::from_router(crate::scim::http::too_large(limit), 1 << 20).await;
-                return reply.send(session, &ctx.request_id).await;
-            }
+        let body = match body::read_body(session, scim.mount.max_body, st.body_timeout()).await {
+            Ok(Body::Whole(b) | Body::TooLarge(b)) => b,
             Err(e) => {
                 ctx.outcome = "timeout";
-                return body::refuse(session, &st.metrics, "scim_body", e, &ctx.request_id).await;
+                return body::refuse(
+                    session,
+                    &st.generation.metrics,
+                    "scim_body",
+                    e,
+                    &ctx.request_id,
+                )
+                .await;
             }
         };
         let head = session.req_header();
@@ -334,13 +370,12 @@ impl PortcullisProxy {
                     .await;
             }
         };
-        let resp = match router.clone().oneshot(req).await {
+        let resp = match scim.mount.router.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
         ratelimit::scim_answered(&self.limiter, session, st, resp.status());
-        // Large groups are large: a 50,000-member group is a few MiB.
-        respond::from_router(resp, 256 << 20)
+        respond::from_router(resp, scim.mount.max_response)
             .await
             .send(session, &ctx.request_id)
             .await
@@ -353,18 +388,24 @@ impl PortcullisProxy {
         st: &ProxyState,
         ctx: &mut Ctx,
     ) -> pingora::Result<u16> {
-        let limit = st.config.server.max_internal_body_bytes;
+        let limit = st.internal.max_body;
         let body = match body::read_body(session, limit, st.body_timeout()).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge(_)) => {
+            Ok(Body::Whole(b)) => b,
+            Ok(Body::TooLarge(_)) => {
                 return respond::bad_request("request body too large", &ctx.request_id)
                     .send(session, &ctx.request_id)
                     .await;
             }
             Err(e) => {
                 ctx.outcome = "timeout";
-                return body::refuse(session, &st.metrics, "internal_body", e, &ctx.request_id)
-                    .await;
+                return body::refuse(
+                    session,
+                    &st.generation.metrics,
+                    "internal_body",
+                    e,
+                    &ctx.request_id,
+                )
+                .await;
             }
         };
         let head = session.req_header();
@@ -386,11 +427,11 @@ impl PortcullisProxy {
             .insert(CurrentSession(ctx.session.clone()));
         req.extensions_mut()
             .insert(RequestId(ctx.request_id.clone()));
-        let resp = match st.router.clone().oneshot(req).await {
+        let resp = match st.internal.router.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
-        respond::from_router(resp, 1 << 20)
+        respond::from_router(resp, st.internal.max_response)
             .await
             .send(session, &ctx.request_id)
             .await
@@ -436,17 +477,19 @@ impl ProxyHttp for PortcullisProxy {
             ctx.policy = "internal";
             ctx.outcome = "internal";
             let method = &session.req_header().method;
-            if let Some(limit) =
-                ratelimit::internal_limit(&st.config.server.internal_prefix, method, &path)
-                && let Some(status) = ratelimit::limit_internal(
-                    &self.limiter,
-                    session,
-                    &st,
-                    limit,
-                    ctx.wants_html,
-                    &ctx.request_id,
-                )
-                .await?
+            if let Some(limit) = ratelimit::internal_limit(
+                &st.generation.config.server.internal_prefix,
+                method,
+                &path,
+            ) && let Some(status) = ratelimit::limit_internal(
+                &self.limiter,
+                session,
+                &st,
+                limit,
+                ctx.wants_html,
+                &ctx.request_id,
+            )
+            .await?
             {
                 ctx.outcome = "rate_limited";
                 ctx.status = Some(status);
@@ -476,7 +519,7 @@ impl ProxyHttp for PortcullisProxy {
             head.version,
             &head.uri,
             &head.headers,
-            st.config.server.trust_forwarded_headers,
+            st.generation.config.server.trust_forwarded_headers,
         ) {
             Ok(h) => h,
             Err(e) => {
@@ -526,7 +569,7 @@ impl ProxyHttp for PortcullisProxy {
             path_and_query: &path_and_query,
             wants_html: ctx.wants_html,
         };
-        match decide(&route, &facts, &who, &st.login_path) {
+        match decide(&route, &facts, &who, &st.generation.login_path) {
             Outcome::Forward(p) => {
                 ctx.principal = p;
                 Ok(false)
@@ -546,8 +589,8 @@ impl ProxyHttp for PortcullisProxy {
                     d,
                     ctx.wants_html,
                     &ctx.request_id,
-                    &st.login_path,
-                    &st.config.server.public_url,
+                    &st.generation.login_path,
+                    &st.generation.config.server.public_url,
                 );
                 ctx.status = Some(reply.send(session, &ctx.request_id).await?);
                 Ok(true)
@@ -579,10 +622,17 @@ impl ProxyHttp for PortcullisProxy {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         let st = ctx.state.clone().unwrap_or_else(|| self.state.load_full());
-        let assertion = match (&ctx.principal, &ctx.session, st.plan.assertion_header()) {
+        let assertion = match (
+            &ctx.principal,
+            &ctx.session,
+            st.generation.plan.assertion_header(),
+        ) {
             (Some(p), Some(s), Some(_)) => {
-                let timer = st.metrics.assertion_sign.start_timer();
-                let a = st.signer.assertion(&s.id_hash, p, crate::clock::now());
+                let timer = st.generation.metrics.assertion_sign.start_timer();
+                let a = st
+                    .generation
+                    .signer
+                    .assertion(&s.id_hash, p, crate::clock::now());
                 timer.observe_duration();
                 match a {
                     Ok(a) => Some(a),
@@ -611,7 +661,7 @@ impl ProxyHttp for PortcullisProxy {
         };
         rewrite(
             upstream_request,
-            &st,
+            &st.generation,
             ctx.principal.as_deref(),
             assertion.as_deref(),
             &down,
@@ -667,7 +717,11 @@ impl ProxyHttp for PortcullisProxy {
                 _ => "other",
             };
             if let Some(st) = &ctx.state {
-                st.metrics.upstream_errors.with_label_values(&[kind]).inc();
+                st.generation
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[kind])
+                    .inc();
             }
             tracing::warn!(request_id = %ctx.request_id, error = %e, "upstream failed");
         }
@@ -696,15 +750,17 @@ impl ProxyHttp for PortcullisProxy {
             .or_else(|| session.response_written().map(|r| r.status.as_u16()))
             .unwrap_or(0);
         let elapsed = ctx.start.elapsed();
-        st.metrics
+        st.generation
+            .metrics
             .requests
             .with_label_values(&[ctx.policy, status_class(status)])
             .inc();
-        st.metrics
+        st.generation
+            .metrics
             .request_duration
             .with_label_values(&[ctx.policy])
             .observe(elapsed.as_secs_f64());
-        if st.config.log.access_log {
+        if st.generation.config.log.access_log {
             let req = session.req_header();
             tracing::info!(
                 target: "access",
