@@ -10,6 +10,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
+use super::ctx::{BodyStage, Ctx, OutcomeKind};
+use super::state::ProxyState;
+
 /// A body read up to a limit.
 #[derive(Debug)]
 pub enum Body {
@@ -51,13 +54,44 @@ pub async fn read_body(
         .unwrap_or(Err(BodyError::TimedOut(deadline)))
 }
 
+/// What [`receive`] got.
+#[derive(Debug)]
+pub enum Received {
+    Body(Body),
+    /// The body could not be read and the client was answered (a `408`)
+    /// with this status.
+    Answered(u16),
+}
+
+/// The one way the proxy reads a body it consumes itself: at most `limit`
+/// bytes within the generation's body timeout. A body that doesn't arrive
+/// in time is answered here ([`refuse`], counted under `stage`) and the
+/// request's outcome marked as a timeout.
+pub async fn receive(
+    session: &mut Session,
+    st: &ProxyState,
+    ctx: &mut Ctx,
+    limit: usize,
+    stage: BodyStage,
+) -> pingora::Result<Received> {
+    match read_body(session, limit, st.body_timeout()).await {
+        Ok(body) => Ok(Received::Body(body)),
+        Err(e) => {
+            ctx.outcome = OutcomeKind::Timeout;
+            refuse(session, &st.generation.metrics, stage, e, &ctx.request_id)
+                .await
+                .map(Received::Answered)
+        }
+    }
+}
+
 /// Answers a body that could not be read: `408` for a client too slow
 /// (counted under `stage`, logged with the reason, connection closed), the
 /// read error itself otherwise.
 pub async fn refuse(
     session: &mut Session,
     metrics: &crate::metrics::Metrics,
-    stage: &'static str,
+    stage: BodyStage,
     err: BodyError,
     request_id: &str,
 ) -> pingora::Result<u16> {
@@ -67,11 +101,11 @@ pub async fn refuse(
             metrics
                 .limits
                 .client_timeouts
-                .with_label_values(&[stage])
+                .with_label_values(&[stage.as_str()])
                 .inc();
             tracing::warn!(
                 request_id,
-                stage,
+                stage = stage.as_str(),
                 client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
                 reason = %err,
                 "slow client cut off"

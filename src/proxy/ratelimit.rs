@@ -412,19 +412,18 @@ pub async fn limit_scim(
         .map(Some)
 }
 
-/// After a SCIM request: a `401` counts against its client.
+/// After a SCIM request from `client`: a `401` counts against it.
 pub fn scim_answered(
     limiter: &RateLimiter,
-    session: &Session,
     st: &ProxyState,
+    client: Option<IpAddr>,
     status: StatusCode,
 ) {
     if status == StatusCode::UNAUTHORIZED {
-        let ip = request_client(session, st);
         limiter.record(
             &st.generation.config.limits.rate,
             Limit::ScimAuthFailure,
-            ip,
+            client,
         );
     }
 }

@@ -94,9 +94,10 @@ impl ProxyState {
         })
     }
 
-    /// Is `path` under the SCIM base path? Then the SCIM router answers it.
-    pub fn is_scim(&self, path: &str) -> bool {
-        self.scim.as_ref().is_some_and(|s| {
+    /// The SCIM API, if `path` is at or under its base path (a segment
+    /// boundary: `/scim/v2x` is the app's).
+    pub fn scim_at(&self, path: &str) -> Option<&ScimMount> {
+        self.scim.as_ref().filter(|s| {
             path.strip_prefix(s.path.as_str())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
