@@ -25,11 +25,14 @@ use crate::auth::saml::{MetadataCache, SamlFactory};
 use crate::auth::{AuthContext, ConnectionError, Factories};
 use crate::config::{self, Config, ConfigErrors};
 use crate::domains::{DomainError, Domains};
-use crate::identity::{AssertionError, AssertionSigner, generate_signing_key};
+use crate::generation::Generation;
+use crate::identity::{AssertionError, AssertionSigner, HeaderPlan, generate_signing_key};
 use crate::metrics::Metrics;
 use crate::proxy::ratelimit::RateLimiter;
-use crate::proxy::{ConnectionLimit, HeaderDeadline, PortcullisProxy, ProxyState, StateError};
-use crate::session::Sessions;
+use crate::proxy::{
+    ConnectionLimit, HeaderDeadline, Mount, PortcullisProxy, ProxyState, ScimMount, StateError,
+};
+use crate::session::{CookieCodec, CookieError, Sessions};
 use crate::store::SessionSelector;
 use crate::store::{Store, StoreError};
 
@@ -43,6 +46,10 @@ pub enum AppError {
     Assertion(#[from] AssertionError),
     #[error("{0}")]
     State(#[from] StateError),
+    #[error("headers: {0}")]
+    Header(#[from] http::header::InvalidHeaderName),
+    #[error("session: {0}")]
+    Cookie(#[from] CookieError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("listener `{0}`: {1}")]
@@ -62,6 +69,12 @@ pub enum AppError {
 /// Per-connection L4 buffers of the public listeners.
 const DOWNSTREAM_READ_BUFFER: usize = 64 * 1024;
 const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;
+
+/// The largest answer of the internal endpoints relayed (pages, JWKS).
+const INTERNAL_RESPONSE_LIMIT: usize = 1 << 20;
+
+/// The largest SCIM answer relayed: a 50,000-member group is a few MiB.
+const SCIM_RESPONSE_LIMIT: usize = 256 << 20;
 
 /// The store key purpose under which the generated assertion key is kept.
 const ASSERTION_KEY_PURPOSE: &str = "assertion-es256";
@@ -129,7 +142,12 @@ impl Shared {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.state.load().config.clone()
+        self.state.load().generation.config.clone()
+    }
+
+    /// The generation in force.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.state.load().generation.clone()
     }
 
     /// Builds a new generation from the config file and swaps it in. On any
@@ -300,13 +318,42 @@ async fn build_state(
     auth.dev_idp = dev_idp;
     let auth = Arc::new(auth);
     crate::auth::saml::expiry::report(&config, metrics, crate::clock::now(), true);
-    Ok(ProxyState::build(
-        config,
-        sessions.clone(),
+    let generation = Arc::new(Generation {
+        codec: Arc::new(CookieCodec::new(&config.session)?),
+        plan: HeaderPlan::compile(&config.headers)?,
+        login_path: auth.urls.login_path(),
+        sessions: sessions.clone(),
         signer,
-        metrics.clone(),
+        metrics: metrics.clone(),
         auth,
-    )?)
+        config: config.clone(),
+    });
+    let internal = Mount {
+        router: crate::endpoints::router(generation.clone()),
+        max_body: config.server.max_internal_body_bytes,
+        max_response: INTERNAL_RESPONSE_LIMIT,
+    };
+    let scim = config.scim.enabled.then(|| {
+        let path = config.scim.base_path().to_owned();
+        let service = crate::scim::Scim {
+            store: store.clone(),
+            sessions: sessions.clone(),
+            config: config.clone(),
+            metrics: metrics.clone(),
+            base: generation.auth.urls.scim_base(&config.scim),
+            max_matches: crate::scim::service::MAX_MATCHES,
+        };
+        ScimMount {
+            mount: Mount {
+                router: crate::scim::http::router(Arc::new(service)),
+                max_body: config.scim.max_payload_bytes,
+                max_response: SCIM_RESPONSE_LIMIT,
+            },
+            error: crate::scim::http::error,
+            path,
+        }
+    });
+    Ok(ProxyState::build(generation, internal, scim)?)
 }
 
 /// Development shortcut of `[dev_idp]` (loopback only, enforced by config

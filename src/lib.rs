@@ -11,6 +11,7 @@ pub mod demo;
 pub mod domains;
 pub mod endpoints;
 pub mod events;
+pub mod generation;
 pub mod identity;
 pub mod logging;
 pub mod metrics;

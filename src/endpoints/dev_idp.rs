@@ -12,9 +12,10 @@ use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 
+use super::RequestId;
 use super::pages::{DEV_IDP_POST_SCRIPT, DevIdpPickPage, DevIdpPostPage, message};
-use super::{EndpointState, RequestId};
 use crate::auth::saml::dev_idp::DevIdpError;
+use crate::generation::Generation;
 
 #[derive(Debug, Deserialize, Default)]
 pub(super) struct SsoParams {
@@ -42,7 +43,7 @@ fn refused(e: &DevIdpError, request_id: Option<Extension<RequestId>>) -> Respons
 }
 
 pub(super) async fn metadata(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     request_id: Option<Extension<RequestId>>,
 ) -> Response {
     let Some(dev) = &state.auth.dev_idp else {
@@ -57,7 +58,7 @@ pub(super) async fn metadata(
 }
 
 pub(super) async fn sso(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     request_id: Option<Extension<RequestId>>,
     Query(q): Query<SsoParams>,
 ) -> Response {
@@ -89,7 +90,7 @@ pub(super) async fn sso(
 }
 
 pub(super) async fn pick(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     request_id: Option<Extension<RequestId>>,
     Form(q): Form<SsoParams>,
 ) -> Response {

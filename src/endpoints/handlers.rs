@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::pages::{ChooserPage, LoginPage, LogoutPage, message};
 use super::sso;
-use super::{CurrentSession, EndpointState, RequestId};
+use super::{CurrentSession, RequestId};
 use crate::auth::Discovery;
+use crate::generation::Generation;
 use crate::redirect::safe_return_to;
 use crate::store::SessionSelector;
 
@@ -26,12 +27,12 @@ pub(super) struct LoginQuery {
     use_sso: Option<String>,
 }
 
-fn login_action(state: &EndpointState) -> String {
+fn login_action(state: &Generation) -> String {
     state.auth.urls.login_path()
 }
 
 pub(super) async fn login_page(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Query(q): Query<LoginQuery>,
 ) -> Response {
     let bookmark = q
@@ -45,7 +46,7 @@ pub(super) async fn login_page(
 }
 
 pub(super) async fn login_submit(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Form(q): Form<LoginQuery>,
 ) -> Response {
     route_email(&state, &q).await
@@ -53,7 +54,7 @@ pub(super) async fn login_submit(
 
 /// Discovery: send the browser to its tenant's IdP, offer a choice, or say
 /// clearly why there is no SSO for this email.
-async fn route_email(state: &EndpointState, q: &LoginQuery) -> Response {
+async fn route_email(state: &Generation, q: &LoginQuery) -> Response {
     let email = q.email.trim();
     let return_to = safe_return_to(&q.return_to).unwrap_or("/");
     match state.auth.discover(email).await {
@@ -102,7 +103,7 @@ fn html(rendered: Result<String, askama::Error>) -> Response {
     }
 }
 
-fn render_login(state: &EndpointState, q: &LoginQuery, notice: Option<String>) -> Response {
+fn render_login(state: &Generation, q: &LoginQuery, notice: Option<String>) -> Response {
     let action = login_action(state);
     let email: String = q.email.chars().take(320).collect();
     let page = LoginPage {
@@ -126,7 +127,7 @@ pub(super) struct LogoutQuery {
     return_to: String,
 }
 
-fn logout_action(state: &EndpointState) -> String {
+fn logout_action(state: &Generation) -> String {
     state.auth.urls.logout_path()
 }
 
@@ -135,7 +136,7 @@ fn logout_action(state: &EndpointState) -> String {
 /// another site can't sign anyone out. Without a session there is nothing
 /// to confirm: straight on to `return_to`, cookies untouched.
 pub(super) async fn logout_page(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Extension(current): Extension<CurrentSession>,
     Query(q): Query<LogoutQuery>,
 ) -> Response {
@@ -179,10 +180,7 @@ pub(super) async fn logout_page(
 
 /// The IdP's logout URL for this session (RP-/SP-initiated logout), when
 /// its connection offers one.
-async fn idp_logout_url(
-    state: &EndpointState,
-    s: &crate::session::ActiveSession,
-) -> Option<String> {
+async fn idp_logout_url(state: &Generation, s: &crate::session::ActiveSession) -> Option<String> {
     let conn = s.principal.connection.as_deref()?;
     let binding = s.idp.as_ref()?;
     let reg = state.auth.registry.get(conn)?;
@@ -210,7 +208,7 @@ fn origin_of(url: &str) -> Option<String> {
 /// wrong token ends nothing (403 page with a fresh sign-out link; reason in
 /// the log and `portcullis_logout_refused_total`).
 pub(super) async fn logout_submit(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Extension(current): Extension<CurrentSession>,
     request_id: Option<Extension<RequestId>>,
     body: axum::body::Bytes,
@@ -284,7 +282,7 @@ pub(super) async fn logout_submit(
     resp
 }
 
-pub(super) async fn jwks(State(state): State<Arc<EndpointState>>) -> Response {
+pub(super) async fn jwks(State(state): State<Arc<Generation>>) -> Response {
     let mut resp = Json(state.signer.jwks()).into_response();
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -295,7 +293,7 @@ pub(super) async fn jwks(State(state): State<Arc<EndpointState>>) -> Response {
 
 /// Who am I — for single-page apps that want the identity in the browser.
 pub(super) async fn whoami(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Extension(current): Extension<CurrentSession>,
 ) -> Response {
     match current.0 {

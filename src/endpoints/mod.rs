@@ -12,24 +12,16 @@ mod sso;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde_json::json;
 
-use crate::auth::AuthContext;
-use crate::config::Config;
-use crate::identity::AssertionSigner;
-use crate::metrics::Metrics;
-use crate::session::{ActiveSession, CookieCodec, Sessions};
-
-/// What the endpoints need; built per configuration generation.
-pub struct EndpointState {
-    pub config: Arc<Config>,
-    pub codec: Arc<CookieCodec>,
-    pub sessions: Sessions,
-    pub signer: Arc<AssertionSigner>,
-    pub metrics: Arc<Metrics>,
-    pub auth: Arc<AuthContext>,
-}
+use crate::generation::Generation;
+use crate::session::ActiveSession;
 
 /// The caller's session, resolved by the proxy before routing here.
 #[derive(Clone, Debug, Default)]
@@ -40,7 +32,8 @@ pub struct CurrentSession(pub Option<Arc<ActiveSession>>);
 pub struct RequestId(pub String);
 
 /// Routes, mounted at the configured internal prefix.
-pub fn router(state: Arc<EndpointState>) -> Router {
+pub fn router(state: Arc<Generation>) -> Router {
+    let limit = state.config.server.max_internal_body_bytes;
     let prefix = state.auth.urls.mount().to_owned();
     let inner = Router::new()
         .route(
@@ -72,4 +65,34 @@ pub fn router(state: Arc<EndpointState>) -> Router {
     Router::new()
         .nest(&prefix, inner)
         .fallback(handlers::not_found)
+        .layer(middleware::from_fn_with_state(limit, body_limit))
+}
+
+/// Refuses a body over `[server] max_internal_body_bytes` before any
+/// handler reads it: a `400`, the answer to every request these endpoints
+/// won't interpret. Outermost, so every path is covered.
+async fn body_limit(
+    State(limit): State<usize>,
+    request_id: Option<Extension<RequestId>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Err(_) => {
+            let id = request_id.map(|r| r.0.0).unwrap_or_default();
+            let body = json!({
+                "error": "bad_request",
+                "message": "request body too large",
+                "request_id": id,
+            });
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    }
 }

@@ -11,9 +11,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::json;
 
-use super::{EndpointState, RequestId};
+use super::RequestId;
 use crate::auth::oidc::MAX_LOGOUT_TOKEN_BYTES;
 use crate::config::Protocol;
+use crate::generation::Generation;
 use crate::store::SessionSelector;
 
 /// The answer to the provider (Back-Channel Logout 1.0 §2.8): 200 when the
@@ -32,7 +33,7 @@ fn answer(status: StatusCode) -> Response {
 }
 
 fn refuse(
-    state: &EndpointState,
+    state: &Generation,
     rid: &str,
     tenant: &str,
     connection: &str,
@@ -57,7 +58,7 @@ fn refuse(
 
 /// `POST {prefix}oidc/{id}/backchannel-logout` with `logout_token=…`.
 pub(super) async fn backchannel_logout(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     request_id: Option<Extension<RequestId>>,

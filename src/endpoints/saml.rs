@@ -13,15 +13,16 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::pages::message;
 use super::sso::{Refuser, pairs, sign_in};
-use super::{CurrentSession, EndpointState, RequestId};
+use super::{CurrentSession, RequestId};
 use crate::auth::CallbackRequest;
+use crate::generation::Generation;
 use crate::redirect::safe_return_to;
 use crate::store::SessionSelector;
 
 /// `POST {prefix}saml/{id}/acs`
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn acs(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Path(id): Path<String>,
     method: Method,
     RawQuery(query): RawQuery,
@@ -88,7 +89,7 @@ pub(super) async fn acs(
 /// it names, answers with a LogoutResponse) or its LogoutResponse to ours
 /// (lands on the RelayState when it is a safe relative path).
 pub(super) async fn slo(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     Extension(current): Extension<CurrentSession>,

@@ -12,7 +12,8 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::pages::message;
-use super::{CurrentSession, EndpointState, RequestId};
+use super::{CurrentSession, RequestId};
+use crate::generation::Generation;
 use askama::Template;
 
 use super::pages::TestSignInPage;
@@ -25,12 +26,7 @@ fn enc(s: &str) -> String {
 }
 
 /// `{prefix}sso/{id}/start?return_to=…&login_hint=…`
-pub(super) fn start_url(
-    state: &EndpointState,
-    id: &str,
-    return_to: &str,
-    login_hint: &str,
-) -> String {
+pub(super) fn start_url(state: &Generation, id: &str, return_to: &str, login_hint: &str) -> String {
     let mut url = format!(
         "{}?return_to={}",
         state.auth.urls.sso_start_path(&enc(id)),
@@ -54,7 +50,7 @@ pub(super) struct StartQuery {
 /// The labels of one callback's refusals, so each refusal site names only
 /// what differs: the reason, the detail and the flow to clear.
 pub(super) struct Refuser<'a> {
-    pub(super) state: &'a EndpointState,
+    pub(super) state: &'a Generation,
     pub(super) rid: &'a str,
     pub(super) tenant: &'a str,
     pub(super) connection: &'a str,
@@ -81,7 +77,7 @@ impl Refuser<'_> {
 
 /// A refused login: generic to the browser, precise in the log and metrics.
 fn refuse(
-    state: &EndpointState,
+    state: &Generation,
     request_id: &str,
     tenant: &str,
     connection: &str,
@@ -130,7 +126,7 @@ fn refuse(
 }
 
 pub(super) async fn start(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Path(id): Path<String>,
     Query(q): Query<StartQuery>,
     headers: HeaderMap,
@@ -143,7 +139,7 @@ pub(super) async fn start(
 
 /// `GET {prefix}saml/{id}/metadata`: this SP's metadata for the IdP admin.
 pub(super) async fn saml_metadata(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Path(id): Path<String>,
     request_id: Option<Extension<RequestId>>,
 ) -> Response {
@@ -174,7 +170,7 @@ pub(super) struct TestQuery {
 
 /// Follows a one-time test sign-in link (`portcullis connections test`).
 pub(super) async fn test(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Path(id): Path<String>,
     Query(q): Query<TestQuery>,
     headers: HeaderMap,
@@ -232,7 +228,7 @@ pub(super) async fn test(
 /// Starts a flow at connection `id`: protocol redirect plus flow cookie,
 /// and the expiry of this browser's oldest flows beyond the per-browser cap.
 async fn begin(
-    state: &EndpointState,
+    state: &Generation,
     rid: &str,
     id: &str,
     return_to: String,
@@ -306,7 +302,7 @@ async fn begin(
 /// verdict. Shown to the operator who followed the link; nothing is
 /// created.
 async fn test_result(
-    state: &EndpointState,
+    state: &Generation,
     rid: &str,
     tenant: &crate::config::TenantConfig,
     id: &str,
@@ -378,7 +374,7 @@ pub(super) fn pairs(s: &str) -> Vec<(String, String)> {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn callback(
-    State(state): State<Arc<EndpointState>>,
+    State(state): State<Arc<Generation>>,
     Path(id): Path<String>,
     method: Method,
     RawQuery(query): RawQuery,

@@ -10,65 +10,102 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
+use super::ctx::{BodyStage, Ctx, OutcomeKind};
+use super::state::ProxyState;
+
+/// A body read up to a limit.
+#[derive(Debug)]
+pub enum Body {
+    /// All of it, within the limit.
+    Whole(Bytes),
+    /// More than the limit arrived: what was read, which exceeds it by at
+    /// most one chunk; the rest is left unread.
+    TooLarge(Bytes),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("request body larger than {0} bytes")]
-    TooLarge(usize),
     #[error("request body not received within {0:?}")]
     TimedOut(Duration),
     #[error("reading the request body: {0}")]
     Read(Box<pingora::Error>),
 }
 
-/// The whole body, at most `limit` bytes, within `deadline`.
+/// The body, reading at most `limit` bytes (and one chunk), within
+/// `deadline`.
 pub async fn read_body(
     session: &mut Session,
     limit: usize,
     deadline: Duration,
-) -> Result<Bytes, BodyError> {
+) -> Result<Body, BodyError> {
     let read = async {
         let mut body = BytesMut::new();
         while let Some(chunk) = session.read_request_body().await.map_err(BodyError::Read)? {
-            if body.len() + chunk.len() > limit {
-                return Err(BodyError::TooLarge(limit));
-            }
+            let over = body.len() + chunk.len() > limit;
             body.extend_from_slice(&chunk);
+            if over {
+                return Ok(Body::TooLarge(body.freeze()));
+            }
         }
-        Ok(body.freeze())
+        Ok(Body::Whole(body.freeze()))
     };
     tokio::time::timeout(deadline, read)
         .await
         .unwrap_or(Err(BodyError::TimedOut(deadline)))
 }
 
+/// What [`receive`] got.
+#[derive(Debug)]
+pub enum Received {
+    Body(Body),
+    /// The body could not be read and the client was answered (a `408`)
+    /// with this status.
+    Answered(u16),
+}
+
+/// The one way the proxy reads a body it consumes itself: at most `limit`
+/// bytes within the generation's body timeout. A body that doesn't arrive
+/// in time is answered here ([`refuse`], counted under `stage`) and the
+/// request's outcome marked as a timeout.
+pub async fn receive(
+    session: &mut Session,
+    st: &ProxyState,
+    ctx: &mut Ctx,
+    limit: usize,
+    stage: BodyStage,
+) -> pingora::Result<Received> {
+    match read_body(session, limit, st.body_timeout()).await {
+        Ok(body) => Ok(Received::Body(body)),
+        Err(e) => {
+            ctx.outcome = OutcomeKind::Timeout;
+            refuse(session, &st.generation.metrics, stage, e, &ctx.request_id)
+                .await
+                .map(Received::Answered)
+        }
+    }
+}
+
 /// Answers a body that could not be read: `408` for a client too slow
-/// (counted under `stage`, logged with the reason, connection closed), a
-/// plain `413` for an oversized one (callers with an answer of their own
-/// match it first), the read error itself otherwise.
+/// (counted under `stage`, logged with the reason, connection closed), the
+/// read error itself otherwise.
 pub async fn refuse(
     session: &mut Session,
     metrics: &crate::metrics::Metrics,
-    stage: &'static str,
+    stage: BodyStage,
     err: BodyError,
     request_id: &str,
 ) -> pingora::Result<u16> {
     match err {
         BodyError::Read(e) => Err(e),
-        BodyError::TooLarge(_) => {
-            session.set_keepalive(None);
-            super::respond::too_large(request_id)
-                .send(session, request_id)
-                .await
-        }
         err @ BodyError::TimedOut(_) => {
             metrics
                 .limits
                 .client_timeouts
-                .with_label_values(&[stage])
+                .with_label_values(&[stage.as_str()])
                 .inc();
             tracing::warn!(
                 request_id,
-                stage,
+                stage = stage.as_str(),
                 client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
                 reason = %err,
                 "slow client cut off"

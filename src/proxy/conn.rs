@@ -175,7 +175,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
             .unwrap_or(false);
         let (header_timeout, idle_timeout) = {
             let st = self.state.load();
-            let l = &st.config.limits;
+            let l = &st.generation.config.limits;
             (
                 Duration::from_millis(l.header_timeout_ms),
                 Duration::from_secs(l.keepalive_timeout_seconds),

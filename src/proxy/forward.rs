@@ -9,7 +9,7 @@ use pingora::http::RequestHeader;
 
 use crate::identity::Principal;
 
-use super::state::ProxyState;
+use crate::generation::Generation;
 
 /// What the rewrite needs to know about the connection.
 pub struct Downstream<'a> {
@@ -22,7 +22,7 @@ pub struct Downstream<'a> {
 
 pub fn rewrite(
     req: &mut RequestHeader,
-    state: &ProxyState,
+    state: &Generation,
     principal: Option<&Principal>,
     assertion: Option<&str>,
     down: &Downstream<'_>,
@@ -47,7 +47,7 @@ pub fn rewrite(
 
 /// The session cookie is a bearer credential for Portcullis, not the app:
 /// an app (or its logs, or an XSS-prone debug page) never gets to see it.
-fn strip_session_cookie(req: &mut RequestHeader, state: &ProxyState) -> pingora::Result<()> {
+fn strip_session_cookie(req: &mut RequestHeader, state: &Generation) -> pingora::Result<()> {
     let values: Vec<Vec<u8>> = req
         .headers
         .get_all(COOKIE)

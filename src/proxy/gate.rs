@@ -1,6 +1,9 @@
-//! The auth gate: a pure function from what we know about a request to what
-//! should happen to it. Pingora phases only translate its outcome, which
-//! keeps every access decision testable without sockets.
+//! The auth gate: pure functions from what we know about a request to what
+//! should happen to it — [`decide`] for the route table, [`decide_login`]
+//! for SSO enforcement on the app's password login, [`screen`] for paths no
+//! reading makes safe. Pingora phases gather the facts and only translate
+//! the [`Outcome`], which keeps every access decision testable without
+//! sockets.
 
 use std::sync::Arc;
 
@@ -8,6 +11,9 @@ use crate::config::Policy;
 use crate::identity::Principal;
 use crate::redirect::safe_return_to;
 
+use super::canon::Ambiguity;
+use super::enforce::Refusal;
+use super::host::HostError;
 use super::routes::Requirement;
 
 /// The parts of a request the gate looks at.
@@ -35,6 +41,45 @@ pub enum Outcome {
     /// Send the browser to the login page.
     Redirect(String),
     Deny(Deny),
+    /// A path or host no reading makes unambiguous: 400, counted by reason.
+    Ambiguous(Ambiguous),
+    /// A password login stopped because the email's tenant enforces SSO:
+    /// browsers go to `login_url`, APIs get a 403 naming it.
+    SsoRequired {
+        tenant: String,
+        login_url: String,
+        browser: bool,
+    },
+    /// A password-login submission Portcullis could not vouch for: one
+    /// generic answer (a 413 for a body too large to inspect), the precise
+    /// reason only in the log and metrics.
+    LoginRefused {
+        reason: Refusal,
+        login_url: String,
+        browser: bool,
+    },
+}
+
+/// Why a request was refused before routing. Each is a label of
+/// `portcullis_requests_refused_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Ambiguous {
+    #[error("{0}")]
+    Path(Ambiguity),
+    #[error("{0}")]
+    Host(HostError),
+    #[error("encoded path separator under a protected route")]
+    EncodedSeparator,
+}
+
+impl Ambiguous {
+    pub fn label(self) -> &'static str {
+        match self {
+            Ambiguous::Path(a) => a.label(),
+            Ambiguous::Host(h) => h.label(),
+            Ambiguous::EncodedSeparator => "path_encoded_separator",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +121,83 @@ pub fn decide(
             }
         }
     }
+}
+
+/// `%2F` inside a protected prefix: servers disagree on whether it
+/// separates segments, so no reading is safe to act on. Checked before the
+/// session is looked up; a public route takes the request as it is.
+pub fn screen(route: &Requirement<'_>, encoded_separator: bool) -> Option<Outcome> {
+    (encoded_separator && route.policy() != Policy::Public)
+        .then_some(Outcome::Ambiguous(Ambiguous::EncodedSeparator))
+}
+
+/// What the proxy learned about a request to a password-login endpoint
+/// (see `enforce` for how it reads one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submission {
+    /// Nothing that could carry credentials (a plain GET): not inspected.
+    Uninspected,
+    /// Refused before any domain lookup.
+    Refused(Refusal),
+    /// Exactly one email, normalised, and where its domain routes.
+    Email { address: String, tenant: Routing },
+}
+
+/// Where a submitted email's domain routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routing {
+    /// No tenant has verified it.
+    Unrouted,
+    Tenant {
+        id: String,
+        enforces_sso: bool,
+    },
+    /// The lookup failed: we can't know.
+    Failed,
+}
+
+/// SSO enforcement: `None` lets the submission go on to the route gate.
+/// Fails closed — only an email whose domain provably routes to no
+/// enforcing tenant passes. `browser` is a browser navigation or form post
+/// ([`is_browser_form`]); `login_path` is the internal login page.
+pub fn decide_login(submission: &Submission, browser: bool, login_path: &str) -> Option<Outcome> {
+    match submission {
+        Submission::Uninspected => None,
+        Submission::Refused(reason) => Some(Outcome::LoginRefused {
+            reason: *reason,
+            login_url: format!("{login_path}?use_sso=true"),
+            browser,
+        }),
+        Submission::Email { tenant, address } => match tenant {
+            Routing::Unrouted
+            | Routing::Tenant {
+                enforces_sso: false,
+                ..
+            } => None,
+            Routing::Failed => Some(Outcome::Deny(Deny::Unavailable)),
+            Routing::Tenant { id, .. } => Some(Outcome::SsoRequired {
+                tenant: id.clone(),
+                login_url: format!(
+                    "{login_path}?use_sso=true&email={}",
+                    percent_encoding::utf8_percent_encode(
+                        address,
+                        percent_encoding::NON_ALPHANUMERIC
+                    )
+                ),
+                browser,
+            }),
+        },
+    }
+}
+
+/// A browser posting a form gets a redirect, an API client a JSON 403.
+pub fn is_browser_form(wants_html: bool, content_type: Option<&str>) -> bool {
+    wants_html
+        || content_type.is_some_and(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct.starts_with("application/x-www-form-urlencoded")
+                || ct.starts_with("multipart/form-data")
+        })
 }
 
 /// `login_path?return_to=<encoded same-origin path>`.
@@ -215,6 +337,61 @@ mod tests {
             ),
             Redirect("/.portcullis/login?return_to=%2Fapp%3Fx%3D1".into())
         );
+    }
+
+    #[test]
+    fn sso_enforcement_fails_closed() {
+        use Outcome::*;
+        let email = |tenant| Submission::Email {
+            address: "bob+x@acme.com".into(),
+            tenant,
+        };
+        let enforcing = Routing::Tenant {
+            id: "acme".into(),
+            enforces_sso: true,
+        };
+        let relaxed = Routing::Tenant {
+            id: "acme".into(),
+            enforces_sso: false,
+        };
+        assert_eq!(decide_login(&Submission::Uninspected, true, LOGIN), None);
+        assert_eq!(decide_login(&email(Routing::Unrouted), true, LOGIN), None);
+        assert_eq!(decide_login(&email(relaxed), true, LOGIN), None);
+        assert_eq!(
+            decide_login(&email(Routing::Failed), false, LOGIN),
+            Some(Deny(super::Deny::Unavailable))
+        );
+        assert_eq!(
+            decide_login(&email(enforcing), false, LOGIN),
+            Some(SsoRequired {
+                tenant: "acme".into(),
+                login_url: "/.portcullis/login?use_sso=true&email=bob%2Bx%40acme%2Ecom".into(),
+                browser: false,
+            })
+        );
+        assert_eq!(
+            decide_login(&Submission::Refused(Refusal::Duplicate), true, LOGIN),
+            Some(LoginRefused {
+                reason: Refusal::Duplicate,
+                login_url: "/.portcullis/login?use_sso=true".into(),
+                browser: true,
+            })
+        );
+    }
+
+    #[test]
+    fn form_posts_count_as_browsers() {
+        assert!(is_browser_form(true, Some("application/json")));
+        assert!(is_browser_form(
+            false,
+            Some("Application/X-WWW-Form-Urlencoded; charset=utf-8")
+        ));
+        assert!(is_browser_form(
+            false,
+            Some("multipart/form-data; boundary=x")
+        ));
+        assert!(!is_browser_form(false, Some("application/json")));
+        assert!(!is_browser_form(false, None));
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! The pingora `ProxyHttp` implementation: route, gate, forward. Each phase
-//! only translates; decisions live in `gate` and `routes`.
+//! The pingora `ProxyHttp` implementation: canonicalise, decide, translate.
+//! Each phase only gathers facts and translates; decisions live in `gate`
+//! (and `routes`, `ratelimit`), pure and tested without sockets.
 
 mod body;
 pub mod canon;
 mod conn;
+mod ctx;
 mod enforce;
 mod forward;
 pub mod gate;
 pub mod host;
+mod mount;
 pub mod ratelimit;
 mod respond;
 pub mod routes;
@@ -15,5 +18,7 @@ mod service;
 mod state;
 
 pub use conn::{ConnectionLimit, HeaderDeadline};
-pub use service::{Ctx, PortcullisProxy};
+pub use ctx::Ctx;
+pub use mount::{Mount, ScimMount};
+pub use service::PortcullisProxy;
 pub use state::{ProxyState, StateError, Upstream};

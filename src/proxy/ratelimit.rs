@@ -32,7 +32,8 @@ use crate::config::{Rate, RateLimitsConfig};
 
 use pingora::proxy::Session;
 
-use super::respond::Reply;
+use super::mount::ScimMount;
+use super::respond::{Reply, from_router};
 use super::state::ProxyState;
 
 /// The limited endpoint classes (also the `limit` metric label).
@@ -361,7 +362,7 @@ pub fn request_client(session: &Session, st: &ProxyState) -> Option<IpAddr> {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip()),
         &session.req_header().headers,
-        st.config.server.trust_forwarded_headers,
+        st.generation.config.server.trust_forwarded_headers,
     )
 }
 
@@ -376,7 +377,7 @@ pub async fn limit_internal(
     request_id: &str,
 ) -> pingora::Result<Option<u16>> {
     let ip = request_client(session, st);
-    let decision = limiter.hit(&st.config.limits.rate, limit, ip);
+    let decision = limiter.hit(&st.generation.config.limits.rate, limit, ip);
     if decision == Decision::Allow {
         return Ok(None);
     }
@@ -388,36 +389,42 @@ pub async fn limit_internal(
 }
 
 /// Before a SCIM request: `Some(status)` when its client failed to
-/// authenticate too often and was answered `429`.
+/// authenticate too often and was answered `429` (in `scim`'s error
+/// format).
 pub async fn limit_scim(
     limiter: &RateLimiter,
     session: &mut Session,
     st: &ProxyState,
+    scim: &ScimMount,
     request_id: &str,
 ) -> pingora::Result<Option<u16>> {
     let limit = Limit::ScimAuthFailure;
     let ip = request_client(session, st);
-    let decision = limiter.check(&st.config.limits.rate, limit, ip);
+    let decision = limiter.check(&st.generation.config.limits.rate, limit, ip);
     if decision == Decision::Allow {
         return Ok(None);
     }
     refused(limiter, st, limit, ip, decision, request_id);
-    scim_too_many(decision)
+    scim_too_many(decision, scim)
+        .await
         .send(session, request_id)
         .await
         .map(Some)
 }
 
-/// After a SCIM request: a `401` counts against its client.
+/// After a SCIM request from `client`: a `401` counts against it.
 pub fn scim_answered(
     limiter: &RateLimiter,
-    session: &Session,
     st: &ProxyState,
+    client: Option<IpAddr>,
     status: StatusCode,
 ) {
     if status == StatusCode::UNAUTHORIZED {
-        let ip = request_client(session, st);
-        limiter.record(&st.config.limits.rate, Limit::ScimAuthFailure, ip);
+        limiter.record(
+            &st.generation.config.limits.rate,
+            Limit::ScimAuthFailure,
+            client,
+        );
     }
 }
 
@@ -431,7 +438,8 @@ fn refused(
     d: Decision,
     request_id: &str,
 ) {
-    st.metrics
+    st.generation
+        .metrics
         .limits
         .rate_limited
         .with_label_values(&[limit.as_str()])
@@ -466,13 +474,15 @@ pub fn too_many(decision: Decision, wants_html: bool, request_id: &str) -> Reply
 }
 
 /// The `429` of the SCIM API, in SCIM's error format (RFC 7644 §3.12).
-pub fn scim_too_many(decision: Decision) -> Reply {
-    let body = json!({
-        "schemas": [crate::scim::schema::ERROR],
-        "status": "429",
-        "detail": "Too many failed authentication attempts; retry later",
-    });
-    reply(decision, "application/scim+json", body.to_string())
+async fn scim_too_many(decision: Decision, scim: &ScimMount) -> Reply {
+    let resp = (scim.error)(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many failed authentication attempts; retry later",
+    );
+    from_router(resp, scim.mount.max_response).await.header(
+        http::header::RETRY_AFTER,
+        &decision.retry_after_seconds().to_string(),
+    )
 }
 
 fn reply(decision: Decision, content_type: &'static str, body: String) -> Reply {

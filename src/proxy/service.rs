@@ -1,4 +1,4 @@
-//! Pingora phases. Each is short: gather facts, ask `gate`, act.
+//! Pingora phases. Each is short: gather facts, ask `gate`, translate.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,22 +9,22 @@ use pingora::ErrorType;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use tower::ServiceExt;
 
 use crate::config::Policy;
-use crate::endpoints::{CurrentSession, RequestId};
-use crate::identity::Principal;
 use crate::metrics::status_class;
-use crate::session::{ActiveSession, Lookup};
+use crate::session::Lookup;
 
-use super::body::{self, BodyError};
+use super::body::{self, Body, Received};
+use super::canon::{self, Readings};
+use super::ctx::{BodyStage, CookieRejection, Ctx, OutcomeKind, RouteKind, UpstreamFailure};
 use super::enforce;
 use super::forward::{Downstream, rewrite};
-use super::gate::{Deny, Identity, Outcome, RequestFacts, decide};
+use super::gate::{self, Ambiguous, Identity, Outcome, RequestFacts, Routing, Submission};
+use super::host;
+use super::mount::ScimMount;
 use super::ratelimit::{self, RateLimiter};
 use super::respond::{self, Reply};
 use super::state::ProxyState;
-use super::{canon, host};
 
 /// The proxy. Holds the current configuration generation; a reload swaps it.
 pub struct PortcullisProxy {
@@ -35,7 +35,13 @@ pub struct PortcullisProxy {
 
 impl PortcullisProxy {
     pub fn new(state: Arc<ArcSwap<ProxyState>>) -> Self {
-        let tracked = state.load().config.limits.rate.max_tracked_clients;
+        let tracked = state
+            .load()
+            .generation
+            .config
+            .limits
+            .rate
+            .max_tracked_clients;
         Self {
             state,
             limiter: Arc::new(RateLimiter::new(tracked)),
@@ -49,49 +55,6 @@ impl PortcullisProxy {
     }
 }
 
-/// Per-request context.
-pub struct Ctx {
-    state: Option<Arc<ProxyState>>,
-    request_id: String,
-    start: Instant,
-    policy: &'static str,
-    wants_html: bool,
-    session: Option<Arc<ActiveSession>>,
-    principal: Option<Arc<Principal>>,
-    /// Set when Portcullis answered itself.
-    status: Option<u16>,
-    outcome: &'static str,
-}
-
-/// A unique request id without a syscall per request: a random per-process
-/// prefix and a counter (ids need to be unique and unguessable across
-/// processes, not secret).
-fn next_request_id() -> String {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
-        crate::secret::random_bytes::<8>()
-            .map(u64::from_le_bytes)
-            .unwrap_or_else(|_| uuid::Uuid::new_v4().as_u64_pair().0)
-    });
-    format!(
-        "{prefix:016x}{:016x}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A browser posting a form gets a redirect, an API client a JSON 403.
-fn is_browser_form(ctx: &Ctx, content_type: Option<&str>) -> bool {
-    ctx.wants_html
-        || content_type.is_some_and(|ct| {
-            let ct = ct.to_ascii_lowercase();
-            ct.starts_with("application/x-www-form-urlencoded")
-                || ct.starts_with("multipart/form-data")
-        })
-}
-
 fn wants_html(req: &RequestHeader) -> bool {
     req.headers
         .get(http::header::ACCEPT)
@@ -99,41 +62,58 @@ fn wants_html(req: &RequestHeader) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
+fn header(session: &Session, name: http::HeaderName) -> Option<String> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A submission to a password endpoint, or the status it was already
+/// answered with (its body did not arrive in time).
+enum Gathered {
+    Submission(Submission),
+    Answered(u16),
+}
+
 impl PortcullisProxy {
     /// Cookie → session. Never fails the request: a bad cookie is anonymous;
     /// a store outage is `Unknown` (the gate turns that into 503 on
     /// `required` routes instead of logging everyone out).
     async fn identify(&self, session: &Session, st: &ProxyState, ctx: &mut Ctx) -> Identity {
+        let g = &st.generation;
         let cookies = session.req_header().headers.get_all(http::header::COOKIE);
-        let token = match st.codec.open(cookies.iter().map(|v| v.as_bytes())) {
+        let token = match g.codec.open(cookies.iter().map(|v| v.as_bytes())) {
             Ok(Some(t)) => t,
             Ok(None) => return Identity::Anonymous,
             Err(()) => {
-                st.metrics
+                g.metrics
                     .session_rejected
-                    .with_label_values(&["undecryptable"])
+                    .with_label_values(&[CookieRejection::Undecryptable.as_str()])
                     .inc();
                 return Identity::Anonymous;
             }
         };
-        let idle = st.config.session.idle_lifetime_seconds as i64;
-        match st.sessions.resolve(&token, crate::clock::now(), idle).await {
+        let idle = g.config.session.idle_lifetime_seconds as i64;
+        match g.sessions.resolve(&token, crate::clock::now(), idle).await {
             Ok(Lookup::Active(s)) => {
                 let p = s.principal.clone();
                 ctx.session = Some(s);
                 Identity::Authenticated(p)
             }
             Ok(Lookup::Rejected(reason)) => {
-                st.metrics
+                g.metrics
                     .session_rejected
                     .with_label_values(&[reason])
                     .inc();
                 Identity::Anonymous
             }
             Err(e) => {
-                st.metrics
+                g.metrics
                     .session_rejected
-                    .with_label_values(&["store_error"])
+                    .with_label_values(&[CookieRejection::StoreError.as_str()])
                     .inc();
                 tracing::error!(request_id = %ctx.request_id, error = %e, "session lookup failed");
                 Identity::Unknown
@@ -141,260 +121,195 @@ impl PortcullisProxy {
         }
     }
 
-    /// SSO enforcement on a password-login endpoint: `Some(status)` when
-    /// Portcullis answered, `None` to forward (the body read here is
-    /// replayed to the app from pingora's retry buffer).
-    async fn enforce(
+    /// Reads a submission to a password endpoint the way `enforce` says:
+    /// the query, then (if it could carry credentials) the body, with
+    /// pingora's retry buffer on so a body that passes is replayed to the
+    /// app byte for byte, then its email's domain.
+    async fn submission(
         &self,
         session: &mut Session,
         st: &ProxyState,
         ep: &enforce::Endpoint,
         ctx: &mut Ctx,
-    ) -> pingora::Result<Option<u16>> {
+    ) -> pingora::Result<Gathered> {
+        let refused = |r| Ok(Gathered::Submission(Submission::Refused(r)));
         let head = session.req_header();
         if let Err(r) = ep.check_query(head.uri.query()) {
-            return self.login_refused(session, st, ctx, r).await.map(Some);
+            return refused(r);
         }
         if !enforce::inspects(&head.method, &head.headers) {
-            return Ok(None);
+            return Ok(Gathered::Submission(Submission::Uninspected));
         }
         session.as_downstream_mut().enable_retry_buffering();
-        let body = match body::read_body(session, enforce::MAX_LOGIN_BODY, st.body_timeout()).await
-        {
-            Ok(b) => b,
-            Err(BodyError::TooLarge(_)) => {
-                return self
-                    .login_refused(session, st, ctx, enforce::Refusal::TooLarge)
-                    .await
-                    .map(Some);
-            }
-            Err(e) => {
-                ctx.outcome = "timeout";
-                return body::refuse(session, &st.metrics, "login_body", e, &ctx.request_id)
-                    .await
-                    .map(Some);
-            }
+        let received =
+            body::receive(session, st, ctx, enforce::MAX_LOGIN_BODY, BodyStage::Login).await?;
+        let body = match received {
+            Received::Body(Body::Whole(b)) => b,
+            Received::Body(Body::TooLarge(_)) => return refused(enforce::Refusal::TooLarge),
+            Received::Answered(status) => return Ok(Gathered::Answered(status)),
         };
-        let header = |name| {
-            session
-                .req_header()
-                .headers
-                .get(name)
-                .and_then(|v: &http::HeaderValue| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let ct = header(http::header::CONTENT_TYPE);
-        let ce = header(http::header::CONTENT_ENCODING);
+        let ct = header(session, http::header::CONTENT_TYPE);
+        let ce = header(session, http::header::CONTENT_ENCODING);
         let email = match ep.submitted_email(ct.as_deref(), ce.as_deref(), body).await {
             Ok(e) => e,
-            Err(r) => return self.login_refused(session, st, ctx, r).await.map(Some),
+            Err(r) => return refused(r),
         };
-        let tenant = match st.auth.routed_tenant(&email.domain).await {
-            Ok(Some(t)) => t.id.clone(),
-            Ok(None) => return Ok(None),
+        let tenant = match st.generation.auth.routed_tenant(&email.domain).await {
+            Ok(Some(t)) => Routing::Tenant {
+                id: t.id.clone(),
+                enforces_sso: t.enforce_sso,
+            },
+            Ok(None) => Routing::Unrouted,
             Err(e) => {
-                // Enforcement is a security control: fail closed.
                 tracing::error!(request_id = %ctx.request_id, error = %e, "domain lookup failed during SSO enforcement");
-                ctx.outcome = "deny";
-                return respond::deny(
-                    Deny::Unavailable,
-                    ctx.wants_html,
-                    &ctx.request_id,
-                    &st.login_path,
-                    &st.config.server.public_url,
-                )
-                .send(session, &ctx.request_id)
-                .await
-                .map(Some);
+                Routing::Failed
             }
         };
-        if !st.auth.tenant(&tenant).is_some_and(|t| t.enforce_sso) {
-            return Ok(None);
-        }
-        st.metrics.sso_enforced.with_label_values(&[&tenant]).inc();
-        tracing::info!(request_id = %ctx.request_id, tenant = %tenant, "password login stopped: tenant enforces SSO");
-        ctx.outcome = "sso_required";
-        let login_url = format!(
-            "{}?use_sso=true&email={}",
-            st.login_path,
-            percent_encoding::utf8_percent_encode(
-                &email.address,
-                percent_encoding::NON_ALPHANUMERIC
-            )
-        );
-        respond::sso_required(
-            is_browser_form(ctx, ct.as_deref()),
-            &login_url,
-            &ctx.request_id,
-        )
-        .send(session, &ctx.request_id)
-        .await
-        .map(Some)
+        Ok(Gathered::Submission(Submission::Email {
+            address: email.address,
+            tenant,
+        }))
     }
 
-    /// A password-login submission Portcullis could not vouch for: one
-    /// generic answer to the client, the precise reason to log and metrics.
-    async fn login_refused(
+    /// Translates an outcome: `Ok(false)` forwards to the app; anything
+    /// else is Portcullis' own answer, counted and logged here.
+    async fn answer(
         &self,
         session: &mut Session,
         st: &ProxyState,
         ctx: &mut Ctx,
-        reason: enforce::Refusal,
-    ) -> pingora::Result<u16> {
-        st.metrics
-            .login_refused
-            .with_label_values(&[reason.label()])
-            .inc();
-        tracing::info!(request_id = %ctx.request_id, reason = %reason, "password login refused");
-        ctx.outcome = "login_refused";
-        let ct = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let login_url = format!("{}?use_sso=true", st.login_path);
-        let reply = if reason == enforce::Refusal::TooLarge {
-            respond::too_large(&ctx.request_id)
-        } else {
-            respond::login_refused(
-                is_browser_form(ctx, ct.as_deref()),
-                &login_url,
-                &ctx.request_id,
-            )
-        };
-        reply.send(session, &ctx.request_id).await
-    }
-
-    /// A request refused before routing: its path or host stays ambiguous.
-    async fn refuse_ambiguous(
-        &self,
-        session: &mut Session,
-        st: &ProxyState,
-        ctx: &mut Ctx,
-        label: &'static str,
-        reason: &(dyn std::fmt::Display + Sync),
+        outcome: Outcome,
     ) -> pingora::Result<bool> {
-        st.metrics
-            .requests_refused
-            .with_label_values(&[label])
-            .inc();
-        tracing::info!(request_id = %ctx.request_id, reason = %reason, "request refused before routing");
-        ctx.outcome = "refused";
-        ctx.status = Some(
-            respond::bad_request("ambiguous request", &ctx.request_id)
-                .send(session, &ctx.request_id)
-                .await?,
-        );
+        let g = &st.generation;
+        let rid = ctx.request_id.as_str();
+        let (kind, reply) = match outcome {
+            Outcome::Forward(p) => {
+                ctx.principal = p;
+                return Ok(false);
+            }
+            Outcome::Redirect(location) => (OutcomeKind::Redirect, respond::redirect(&location)),
+            Outcome::Deny(d) => (
+                OutcomeKind::Deny,
+                respond::deny(
+                    d,
+                    ctx.wants_html,
+                    rid,
+                    &g.login_path,
+                    &g.config.server.public_url,
+                ),
+            ),
+            Outcome::Ambiguous(a) => {
+                g.metrics
+                    .requests_refused
+                    .with_label_values(&[a.label()])
+                    .inc();
+                tracing::info!(request_id = %rid, reason = %a, "request refused before routing");
+                (
+                    OutcomeKind::Refused,
+                    respond::bad_request("ambiguous request", rid),
+                )
+            }
+            Outcome::SsoRequired {
+                tenant,
+                login_url,
+                browser,
+            } => {
+                g.metrics.sso_enforced.with_label_values(&[&tenant]).inc();
+                tracing::info!(request_id = %rid, tenant = %tenant, "password login stopped: tenant enforces SSO");
+                (
+                    OutcomeKind::SsoRequired,
+                    respond::sso_required(browser, &login_url, rid),
+                )
+            }
+            Outcome::LoginRefused {
+                reason,
+                login_url,
+                browser,
+            } => {
+                g.metrics
+                    .login_refused
+                    .with_label_values(&[reason.label()])
+                    .inc();
+                tracing::info!(request_id = %rid, reason = %reason, "password login refused");
+                let reply = if reason == enforce::Refusal::TooLarge {
+                    respond::too_large(rid)
+                } else {
+                    respond::login_refused(browser, &login_url, rid)
+                };
+                (OutcomeKind::LoginRefused, reply)
+            }
+        };
+        ctx.outcome = kind;
+        ctx.status = Some(reply.send(session, &ctx.request_id).await?);
         Ok(true)
     }
 
-    /// Serves the SCIM API through its in-process router. Bodies beyond
-    /// `[scim] max_payload_bytes` get a SCIM 413 without reaching it.
+    /// The SCIM API: its rate limit (checked before, a `401` counted
+    /// after), then its router.
     async fn serve_scim(
         &self,
         session: &mut Session,
         st: &ProxyState,
+        scim: &ScimMount,
         ctx: &mut Ctx,
     ) -> pingora::Result<u16> {
-        let Some((_, router)) = &st.scim else {
-            return Ok(0);
-        };
         if let Some(status) =
-            ratelimit::limit_scim(&self.limiter, session, st, &ctx.request_id).await?
+            ratelimit::limit_scim(&self.limiter, session, st, scim, &ctx.request_id).await?
         {
-            ctx.outcome = "rate_limited";
+            ctx.outcome = OutcomeKind::RateLimited;
             return Ok(status);
         }
-        let limit = st.config.scim.max_payload_bytes;
-        let body = match body::read_body(session, limit, st.body_timeout()).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge(_)) => {
-                let reply =
-                    respond::from_router(crate::scim::http::too_large(limit), 1 << 20).await;
-                return reply.send(session, &ctx.request_id).await;
-            }
-            Err(e) => {
-                ctx.outcome = "timeout";
-                return body::refuse(session, &st.metrics, "scim_body", e, &ctx.request_id).await;
-            }
-        };
-        let head = session.req_header();
-        let mut builder = http::Request::builder()
-            .method(head.method.clone())
-            .uri(head.uri.clone());
-        for (k, v) in head.headers.iter() {
-            builder = builder.header(k, v);
-        }
-        let req = match builder.body(axum::body::Body::from(body)) {
-            Ok(r) => r,
-            Err(_) => {
-                return respond::bad_request("malformed request", &ctx.request_id)
-                    .send(session, &ctx.request_id)
-                    .await;
-            }
-        };
-        let resp = match router.clone().oneshot(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
-        ratelimit::scim_answered(&self.limiter, session, st, resp.status());
-        // Large groups are large: a 50,000-member group is a few MiB.
-        respond::from_router(resp, 256 << 20)
-            .await
-            .send(session, &ctx.request_id)
+        let client = ratelimit::request_client(session, st);
+        scim.mount
+            .serve(session, st, ctx, BodyStage::Scim, |status| {
+                ratelimit::scim_answered(&self.limiter, st, client, status)
+            })
             .await
     }
 
-    /// Serves `/.portcullis/...` through the in-process router.
+    /// The internal endpoints: the rate limit of their class, the session
+    /// (logout needs it; a store outage just means "anonymous" here), then
+    /// their router.
     async fn serve_internal(
         &self,
         session: &mut Session,
         st: &ProxyState,
         ctx: &mut Ctx,
+        path: &str,
     ) -> pingora::Result<u16> {
-        let limit = st.config.server.max_internal_body_bytes;
-        let body = match body::read_body(session, limit, st.body_timeout()).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge(_)) => {
-                return respond::bad_request("request body too large", &ctx.request_id)
-                    .send(session, &ctx.request_id)
-                    .await;
-            }
-            Err(e) => {
-                ctx.outcome = "timeout";
-                return body::refuse(session, &st.metrics, "internal_body", e, &ctx.request_id)
-                    .await;
-            }
-        };
-        let head = session.req_header();
-        let mut builder = http::Request::builder()
-            .method(head.method.clone())
-            .uri(head.uri.clone());
-        for (k, v) in head.headers.iter() {
-            builder = builder.header(k, v);
+        let prefix = &st.generation.config.server.internal_prefix;
+        if let Some(limit) = ratelimit::internal_limit(prefix, &session.req_header().method, path)
+            && let Some(status) = ratelimit::limit_internal(
+                &self.limiter,
+                session,
+                st,
+                limit,
+                ctx.wants_html,
+                &ctx.request_id,
+            )
+            .await?
+        {
+            ctx.outcome = OutcomeKind::RateLimited;
+            return Ok(status);
         }
-        let mut req = match builder.body(axum::body::Body::from(body)) {
-            Ok(r) => r,
-            Err(_) => {
-                return respond::bad_request("malformed request", &ctx.request_id)
-                    .send(session, &ctx.request_id)
-                    .await;
-            }
-        };
-        req.extensions_mut()
-            .insert(CurrentSession(ctx.session.clone()));
-        req.extensions_mut()
-            .insert(RequestId(ctx.request_id.clone()));
-        let resp = match st.router.clone().oneshot(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
-        respond::from_router(resp, 1 << 20)
-            .await
-            .send(session, &ctx.request_id)
+        let _ = self.identify(session, st, ctx).await;
+        st.internal
+            .serve(session, st, ctx, BodyStage::Internal, |_| {})
             .await
     }
+}
+
+/// The readings of a request's path and its hosts, or why no reading of
+/// them is unambiguous.
+fn canonicalise<'p>(
+    head: &RequestHeader,
+    path: &'p str,
+    trust_forwarded: bool,
+) -> Result<(Readings<'p>, Vec<String>), Ambiguous> {
+    let readings = canon::readings(path).map_err(Ambiguous::Path)?;
+    let hosts = host::request_hosts(head.version, &head.uri, &head.headers, trust_forwarded)
+        .map_err(Ambiguous::Host)?;
+    Ok((readings, hosts))
 }
 
 #[async_trait]
@@ -402,112 +317,64 @@ impl ProxyHttp for PortcullisProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
-            state: None,
-            request_id: next_request_id(),
-            start: Instant::now(),
-            policy: "none",
-            wants_html: false,
-            session: None,
-            principal: None,
-            status: None,
-            outcome: "forward",
-        }
+        Ctx::new()
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
         let st = self.state.load_full();
         ctx.state = Some(st.clone());
         ctx.start = Instant::now();
-        let head = session.req_header();
-        ctx.wants_html = wants_html(head);
-        let path = head.uri.path().to_owned();
+        ctx.wants_html = wants_html(session.req_header());
+        let path = session.req_header().uri.path().to_owned();
 
-        if st.is_scim(&path) {
-            // SCIM: bearer-token API served in-process, never forwarded and
-            // never looking at browser sessions.
-            ctx.policy = "internal";
-            ctx.outcome = "scim";
-            ctx.status = Some(self.serve_scim(session, &st, ctx).await?);
+        // Portcullis' own routers, never forwarded; they read the raw path
+        // themselves. SCIM is a bearer-token API: no browser session.
+        if let Some(scim) = st.scim_at(&path) {
+            ctx.policy = RouteKind::Internal;
+            ctx.outcome = OutcomeKind::Scim;
+            ctx.status = Some(self.serve_scim(session, &st, scim, ctx).await?);
             return Ok(true);
         }
-
         if st.is_internal(&path) {
-            ctx.policy = "internal";
-            ctx.outcome = "internal";
-            let method = &session.req_header().method;
-            if let Some(limit) =
-                ratelimit::internal_limit(&st.config.server.internal_prefix, method, &path)
-                && let Some(status) = ratelimit::limit_internal(
-                    &self.limiter,
-                    session,
-                    &st,
-                    limit,
-                    ctx.wants_html,
-                    &ctx.request_id,
-                )
-                .await?
+            ctx.policy = RouteKind::Internal;
+            ctx.outcome = OutcomeKind::Internal;
+            ctx.status = Some(self.serve_internal(session, &st, ctx, &path).await?);
+            return Ok(true);
+        }
+
+        // Everything else may reach the app. Canonicalise: a path or host
+        // no reading makes unambiguous is refused before any route (or
+        // password endpoint) applies.
+        let trust = st.generation.config.server.trust_forwarded_headers;
+        let (readings, hosts) = match canonicalise(session.req_header(), &path, trust) {
+            Ok(c) => c,
+            Err(a) => return self.answer(session, &st, ctx, Outcome::Ambiguous(a)).await,
+        };
+
+        // Decide: SSO enforcement on the app's password login...
+        if let Some(ep) = st.password_endpoints.find(&readings) {
+            let submission = match self.submission(session, &st, ep, ctx).await? {
+                Gathered::Submission(s) => s,
+                Gathered::Answered(status) => {
+                    ctx.status = Some(status);
+                    return Ok(true);
+                }
+            };
+            let ct = header(session, http::header::CONTENT_TYPE);
+            let browser = gate::is_browser_form(ctx.wants_html, ct.as_deref());
+            if let Some(outcome) =
+                gate::decide_login(&submission, browser, &st.generation.login_path)
             {
-                ctx.outcome = "rate_limited";
-                ctx.status = Some(status);
-                return Ok(true);
+                return self.answer(session, &st, ctx, outcome).await;
             }
-            // Endpoints like logout need the session; a store outage just
-            // means "anonymous" here.
-            let _ = self.identify(session, &st, ctx).await;
-            ctx.status = Some(self.serve_internal(session, &st, ctx).await?);
-            return Ok(true);
         }
 
-        // Everything else may reach the app: canonicalise, and refuse a path
-        // or host that no reading makes unambiguous before any route (or
-        // password endpoint) applies. SCIM and internal requests above are
-        // never forwarded; their routers read the raw path themselves.
-        let head = session.req_header();
-        let readings = match canon::readings(&path) {
-            Ok(r) => r,
-            Err(a) => {
-                return self
-                    .refuse_ambiguous(session, &st, ctx, a.label(), &a)
-                    .await;
-            }
-        };
-        let hosts = match host::request_hosts(
-            head.version,
-            &head.uri,
-            &head.headers,
-            st.config.server.trust_forwarded_headers,
-        ) {
-            Ok(h) => h,
-            Err(e) => {
-                return self
-                    .refuse_ambiguous(session, &st, ctx, e.label(), &e)
-                    .await;
-            }
-        };
-
-        if let Some(ep) = st.password_endpoints.find(&readings)
-            && let Some(status) = self.enforce(session, &st, ep, ctx).await?
-        {
-            ctx.status = Some(status);
-            return Ok(true);
-        }
-
+        // ...then the route table.
         let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
         let route = st.routes.requirement(&hosts, &readings);
-        ctx.policy = route.policy().as_str();
-        if readings.encoded_separator() && route.policy() != Policy::Public {
-            // `%2F` inside a protected prefix: servers disagree on whether
-            // it separates segments, so no reading is safe to act on.
-            return self
-                .refuse_ambiguous(
-                    session,
-                    &st,
-                    ctx,
-                    "path_encoded_separator",
-                    &"encoded path separator under a protected route",
-                )
-                .await;
+        ctx.policy = route.policy().into();
+        if let Some(outcome) = gate::screen(&route, readings.encoded_separator()) {
+            return self.answer(session, &st, ctx, outcome).await;
         }
         if route.is_ambiguous() {
             tracing::debug!(request_id = %ctx.request_id, "path readings selected several routes; all apply");
@@ -526,33 +393,10 @@ impl ProxyHttp for PortcullisProxy {
             path_and_query: &path_and_query,
             wants_html: ctx.wants_html,
         };
-        match decide(&route, &facts, &who, &st.login_path) {
-            Outcome::Forward(p) => {
-                ctx.principal = p;
-                Ok(false)
-            }
-            Outcome::Redirect(location) => {
-                ctx.outcome = "redirect";
-                ctx.status = Some(
-                    respond::redirect(&location)
-                        .send(session, &ctx.request_id)
-                        .await?,
-                );
-                Ok(true)
-            }
-            Outcome::Deny(d) => {
-                ctx.outcome = "deny";
-                let reply = respond::deny(
-                    d,
-                    ctx.wants_html,
-                    &ctx.request_id,
-                    &st.login_path,
-                    &st.config.server.public_url,
-                );
-                ctx.status = Some(reply.send(session, &ctx.request_id).await?);
-                Ok(true)
-            }
-        }
+        let outcome = gate::decide(&route, &facts, &who, &st.generation.login_path);
+
+        // Translate.
+        self.answer(session, &st, ctx, outcome).await
     }
 
     async fn upstream_peer(
@@ -579,10 +423,17 @@ impl ProxyHttp for PortcullisProxy {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         let st = ctx.state.clone().unwrap_or_else(|| self.state.load_full());
-        let assertion = match (&ctx.principal, &ctx.session, st.plan.assertion_header()) {
+        let assertion = match (
+            &ctx.principal,
+            &ctx.session,
+            st.generation.plan.assertion_header(),
+        ) {
             (Some(p), Some(s), Some(_)) => {
-                let timer = st.metrics.assertion_sign.start_timer();
-                let a = st.signer.assertion(&s.id_hash, p, crate::clock::now());
+                let timer = st.generation.metrics.assertion_sign.start_timer();
+                let a = st
+                    .generation
+                    .signer
+                    .assertion(&s.id_hash, p, crate::clock::now());
                 timer.observe_duration();
                 match a {
                     Ok(a) => Some(a),
@@ -611,7 +462,7 @@ impl ProxyHttp for PortcullisProxy {
         };
         rewrite(
             upstream_request,
-            &st,
+            &st.generation,
             ctx.principal.as_deref(),
             assertion.as_deref(),
             &down,
@@ -659,20 +510,24 @@ impl ProxyHttp for PortcullisProxy {
         if matches!(e.esource(), pingora::ErrorSource::Upstream) {
             let kind = match e.etype() {
                 ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                    "timeout"
+                    UpstreamFailure::Timeout
                 }
                 ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectNoRoute => {
-                    "connect"
+                    UpstreamFailure::Connect
                 }
-                _ => "other",
+                _ => UpstreamFailure::Other,
             };
             if let Some(st) = &ctx.state {
-                st.metrics.upstream_errors.with_label_values(&[kind]).inc();
+                st.generation
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[kind.as_str()])
+                    .inc();
             }
             tracing::warn!(request_id = %ctx.request_id, error = %e, "upstream failed");
         }
         if code > 0 {
-            ctx.outcome = "error";
+            ctx.outcome = OutcomeKind::Error;
             let reply: Reply = if code >= 500 {
                 respond::bad_gateway(code, ctx.wants_html, &ctx.request_id)
             } else {
@@ -696,15 +551,17 @@ impl ProxyHttp for PortcullisProxy {
             .or_else(|| session.response_written().map(|r| r.status.as_u16()))
             .unwrap_or(0);
         let elapsed = ctx.start.elapsed();
-        st.metrics
+        st.generation
+            .metrics
             .requests
-            .with_label_values(&[ctx.policy, status_class(status)])
+            .with_label_values(&[ctx.policy.as_str(), status_class(status)])
             .inc();
-        st.metrics
+        st.generation
+            .metrics
             .request_duration
-            .with_label_values(&[ctx.policy])
+            .with_label_values(&[ctx.policy.as_str()])
             .observe(elapsed.as_secs_f64());
-        if st.config.log.access_log {
+        if st.generation.config.log.access_log {
             let req = session.req_header();
             tracing::info!(
                 target: "access",
@@ -714,8 +571,8 @@ impl ProxyHttp for PortcullisProxy {
                 path = %req.uri.path(),
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
-                policy = ctx.policy,
-                outcome = ctx.outcome,
+                policy = ctx.policy.as_str(),
+                outcome = ctx.outcome.as_str(),
                 user = ctx.principal.as_ref().map(|p| p.user_id.as_str()).unwrap_or("-"),
                 client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
                 error = e.map(|e| e.etype().as_str()).unwrap_or("-"),

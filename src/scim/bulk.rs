@@ -1,5 +1,5 @@
 //! `POST /Bulk` (RFC 7644 §3.7): up to `[scim] max_operations` operations
-//! and `max_payload_bytes` (the proxy refuses bigger bodies with 413),
+//! and `max_payload_bytes` (the router refuses bigger bodies with 413),
 //! `bulkId` references, `failOnErrors`. The request is one store
 //! transaction: an operation fails alone (its changes rolled back, the
 //! others kept), and everything that succeeded commits together, which is

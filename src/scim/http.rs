@@ -62,7 +62,31 @@ pub fn router(scim: Arc<Scim>) -> Router {
         .layer(middleware::from_fn_with_state(scim.clone(), authenticate))
         .with_state(scim.clone());
     let path = scim.config.scim.base_path().to_owned();
-    Router::new().nest(&path, api).fallback(not_found)
+    let limit = scim.config.scim.max_payload_bytes;
+    Router::new()
+        .nest(&path, api)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(limit, body_limit))
+}
+
+/// Refuses a body over `[scim] max_payload_bytes` with a SCIM 413 before
+/// authentication or any handler sees it (Bulk advertises the same number
+/// as `maxPayloadSize`). Outermost, so every path under the base is
+/// covered, unknown ones included.
+async fn body_limit(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
+        Err(_) => {
+            ScimError::too_large(format!("the request body exceeds {limit} bytes")).into_response()
+        }
+    }
+}
+
+/// A SCIM error response (RFC 7644 §3.12) without `scimType`, for answers
+/// given on the API's behalf by whoever mounts it (the proxy's 429).
+pub fn error(status: StatusCode, detail: &str) -> Response {
+    ScimError::new(status, None, detail).into_response()
 }
 
 async fn authenticate(State(scim): State<Arc<Scim>>, mut req: Request, next: Next) -> Response {
@@ -368,12 +392,6 @@ handlers!(
     patch_groups,
     delete_groups
 );
-
-/// The 413 the proxy answers when a body exceeds `[scim] max_payload_bytes`
-/// before the router sees it.
-pub fn too_large(limit: usize) -> Response {
-    ScimError::too_large(format!("the request body exceeds {limit} bytes")).into_response()
-}
 
 /// `schemas` of a list response, for callers assembling one.
 pub const LIST_SCHEMA: &str = schema::LIST;

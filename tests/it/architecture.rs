@@ -26,26 +26,38 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "proxy",
         &[
-            "app",
             "auth",
             "clock",
             "config",
             "endpoints",
+            "generation",
             "identity",
             "metrics",
             "names",
             "redirect",
             "secret",
             "session",
-            "scim",
         ],
     ),
     (
         "endpoints",
         &[
-            "auth", "clock", "config", "identity", "metrics", "names", "redirect", "session",
+            "auth",
+            "clock",
+            "config",
+            "generation",
+            "identity",
+            "metrics",
+            "names",
+            "redirect",
+            "session",
             "store",
         ],
+    ),
+    // one configuration generation, shared by the two above
+    (
+        "generation",
+        &["auth", "config", "identity", "metrics", "session"],
     ),
     // capabilities
     (

@@ -175,6 +175,43 @@ async fn a_stalled_body_is_cut_off_and_never_forwarded() {
     );
 }
 
+/// An internal-endpoint body beyond `max_internal_body_bytes` is refused
+/// with a 400 naming the request, before any handler (or the rate-limited
+/// login) reads it; one at the limit is read.
+#[tokio::test]
+async fn an_internal_body_over_its_limit_is_refused_with_400() {
+    let env = TestEnv::with(Options {
+        server_extra: "max_internal_body_bytes = 2048".into(),
+        ..Default::default()
+    })
+    .await;
+    let post = |len: usize| {
+        client()
+            .post(env.url("/.portcullis/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "email={}%40example.com",
+                "a".repeat(len - "email=%40example.com".len())
+            ))
+            .send()
+    };
+    let r = post(2049).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "error": "bad_request",
+            "message": "request body too large",
+            "request_id": id,
+        })
+    );
+    let r = post(2048).await.unwrap();
+    assert_ne!(r.status(), 400, "a body at the limit is read");
+}
+
 #[tokio::test]
 async fn connections_beyond_the_cap_are_refused_until_one_closes() {
     let env = TestEnv::with(Options {

@@ -149,7 +149,7 @@ async fn session_injects_identity_and_a_verifiable_assertion() {
 async fn signing_key_survives_restart() {
     let dir = crate::support::env::private_tempdir().unwrap();
     let store = format!("sqlite://{}/shared.db", dir.path().display());
-    let kid = |env: &TestEnv| env.shared.state.load().signer.kid().to_owned();
+    let kid = |env: &TestEnv| env.shared.generation().signer.kid().to_owned();
     let first = TestEnv::with(Options {
         store_url: Some(store.clone()),
         ..Default::default()

@@ -23,8 +23,8 @@ async fn replicas_share_sessions_keys_and_revocations() {
 
     // both replicas adopted the same generated signing key
     assert_eq!(
-        a.shared.state.load().signer.kid(),
-        b.shared.state.load().signer.kid()
+        a.shared.generation().signer.kid(),
+        b.shared.generation().signer.kid()
     );
 
     let cookie = a.mint(&principal("lee@example.com", &["eng"])).await;

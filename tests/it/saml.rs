@@ -238,7 +238,7 @@ async fn metadata_file_without_a_certificate_is_a_startup_error_with_one_it_load
     let shared = portcullis::app::Shared::new(config, None, portcullis::auth::Factories::builtin())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let state = shared.state.load();
+    let state = shared.generation();
     let reg = state.auth.registry.get(CONNECTION).expect("registered");
     let started = reg
         .connection

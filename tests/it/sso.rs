@@ -146,8 +146,7 @@ async fn an_idp_logout_ends_exactly_the_sessions_it_names() {
         let token = s
             .env
             .shared
-            .state
-            .load()
+            .generation()
             .codec
             .open(std::iter::once(cookie.as_bytes()))
             .unwrap()

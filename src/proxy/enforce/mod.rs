@@ -14,6 +14,10 @@
 //! body or a method other than GET/HEAD/OPTIONS is inspected, whatever the
 //! configured `method`: frameworks accept `_method` overrides and bodies on
 //! GET.
+//!
+//! This module reads a submission; what follows from it is decided by
+//! `gate::decide_login`, a pure function, and only translated by the
+//! proxy's `request_filter`.
 
 mod body;
 mod email;

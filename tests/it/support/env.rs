@@ -277,7 +277,7 @@ impl TestEnv {
             .create(p, None, lifetime, now)
             .await
             .unwrap();
-        let set_cookie = self.shared.state.load().codec.seal(&token, now);
+        let set_cookie = self.shared.generation().codec.seal(&token, now);
         set_cookie.split(';').next().unwrap().to_owned()
     }
 
