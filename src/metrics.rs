@@ -12,6 +12,11 @@ pub struct Metrics {
     registry: Registry,
     /// `policy` ∈ public|optional|required|internal|none, `class` ∈ 1xx..5xx.
     pub requests: IntCounterVec,
+    /// Requests between their head and their count in `requests` (the
+    /// logging phase, after the answer is written): a load signal for
+    /// operators, and the barrier that lets a test know every answered
+    /// request has been counted.
+    pub requests_in_flight: IntGauge,
     pub request_duration: HistogramVec,
     /// `kind` ∈ connect|timeout|other.
     pub upstream_errors: IntCounterVec,
@@ -201,6 +206,10 @@ impl Metrics {
             ),
             &["policy", "class"],
         )?;
+        let requests_in_flight = IntGauge::new(
+            "portcullis_requests_in_flight",
+            "Requests received on the public listeners and not yet counted",
+        )?;
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "portcullis_request_duration_seconds",
@@ -362,6 +371,7 @@ impl Metrics {
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(requests_in_flight.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(sessions_created.clone()))?;
@@ -377,6 +387,7 @@ impl Metrics {
         Ok(Self {
             registry,
             requests,
+            requests_in_flight,
             request_duration,
             upstream_errors,
             sessions_created,

@@ -322,6 +322,9 @@ impl ProxyHttp for PortcullisProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
         let st = self.state.load_full();
+        // Every request with a state is counted in `logging`, which lowers
+        // this again.
+        st.generation.metrics.requests_in_flight.inc();
         ctx.state = Some(st.clone());
         ctx.start = Instant::now();
         ctx.wants_html = wants_html(session.req_header());
@@ -556,6 +559,7 @@ impl ProxyHttp for PortcullisProxy {
             .requests
             .with_label_values(&[ctx.policy.as_str(), status_class(status)])
             .inc();
+        st.generation.metrics.requests_in_flight.dec();
         st.generation
             .metrics
             .request_duration

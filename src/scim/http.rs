@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -60,6 +60,10 @@ pub fn router(scim: Arc<Scim>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(scim.clone(), authenticate))
+        // The body is bounded once, by `body_limit` below, at the size Bulk
+        // advertises; axum's own 2 MiB default would otherwise answer
+        // bodies between the two with a plain-text 413.
+        .layer(DefaultBodyLimit::disable())
         .with_state(scim.clone());
     let path = scim.config.scim.base_path().to_owned();
     let limit = scim.config.scim.max_payload_bytes;

@@ -1049,6 +1049,28 @@ async fn patch_is_atomic_and_idempotent(db: Db) {
     );
 }
 
+/// `[scim] max_payload_bytes` above axum's own 2 MiB default is the one
+/// limit: a 3 MB user reaches the handler (which judges its
+/// attributes), a body over the configured size is the
+/// SCIM 413, never axum's plain-text one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_payload_bytes_above_two_mib_is_the_only_limit() {
+    let env = env_on(Db::Sqlite, "[scim]\nmax_payload_bytes = 4000000\n").await;
+    let c = ScimClient::new(&env, "acme").await;
+    let big =
+        json!({"schemas": [USER], "userName": "big@acme.com", "title": "x".repeat(3_000_000)});
+    let r = c.post("/Users", &big).await;
+    r.assert_error(400, Some("invalidValue"));
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("title"),
+        "{}",
+        r.body.to_string().chars().take(300).collect::<String>()
+    );
+    let huge =
+        json!({"schemas": [USER], "userName": "huge@acme.com", "title": "x".repeat(4_100_000)});
+    c.post("/Users", &huge).await.assert_error(413, None);
+}
+
 /// RFC 7644 §3.12 `tooMany`: a filtered or sorted query matching more
 /// resources than the server holds in memory is refused, not answered
 /// slowly or partially. (The limit is lowered to make it reachable.)

@@ -56,6 +56,7 @@ impl Watch<'_> {
     /// `portcullis_login_failures_total{reason="signature"}`), or `""` for
     /// refusals that count nothing of their own.
     pub async fn refusal(&self, series: &str) -> Refusal {
+        settle(self.admin).await;
         let counter = if series.is_empty() {
             None
         } else {
@@ -235,6 +236,20 @@ pub async fn metrics_at(admin: SocketAddr) -> String {
 /// The sum of every sample of `series`' metric whose labels include all of
 /// `series`' labels (`name{k="v",...}`; a bare name sums all samples), 0
 /// when there is none.
+/// Waits (bounded) until every request the proxy has answered is counted:
+/// counters move in pingora's logging phase, just after the client has its
+/// answer, so a "before" reading taken too early would still miss the
+/// previous request.
+async fn settle(admin: std::net::SocketAddr) {
+    for _ in 0..250 {
+        if sample(&metrics_at(admin).await, "portcullis_requests_in_flight") == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("requests still in flight after 5 s");
+}
+
 pub fn sample(metrics: &str, series: &str) -> u64 {
     let (name, wanted) = match series.split_once('{') {
         Some((name, labels)) => (name, labels.trim_end_matches('}')),
