@@ -9,7 +9,7 @@
 //! `Host`, two `Host` headers, or a `Host` that disagrees with the target's
 //! authority.
 
-use http::{HeaderMap, Uri, Version, header::HOST};
+use http::{HeaderMap, Version, header::HOST};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
@@ -37,9 +37,11 @@ impl HostError {
 
 /// The normalised hosts of a request (lower-case, no port, no trailing
 /// dot): usually one, none for an HTTP/1.0 request without `Host`.
+/// `target` is the request target as sent (pingora keeps an absolute-form
+/// target's authority off the parsed `Uri`, so it is read from the bytes).
 pub fn request_hosts(
     version: Version,
-    uri: &Uri,
+    target: &[u8],
     headers: &HeaderMap,
     trust_forwarded: bool,
 ) -> Result<Vec<String>, HostError> {
@@ -53,11 +55,13 @@ pub fn request_hosts(
         .transpose()?
         .map(normalize)
         .transpose()?;
-    let authority = uri.authority().map(|a| normalize(a.as_str())).transpose()?;
+    let authority = target_authority(target).map(normalize).transpose()?;
     let mut hosts = match (header, authority) {
         (Some(h), Some(a)) if h != a => return Err(HostError::Mismatch),
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400, even
+        // with an absolute-form target.
+        (None, _) if version >= Version::HTTP_11 => return Err(HostError::Missing),
         (Some(h), _) | (None, Some(h)) => vec![h],
-        (None, None) if version >= Version::HTTP_11 => return Err(HostError::Missing),
         (None, None) => Vec::new(),
     };
     if trust_forwarded {
@@ -72,6 +76,19 @@ pub fn request_hosts(
         }
     }
     Ok(hosts)
+}
+
+/// The authority of an absolute-form target (`http://h:8080/x` →
+/// `h:8080`), as sent; `None` for the origin form (`/x`) and anything that
+/// is not UTF-8 (the path check refuses those).
+pub fn target_authority(target: &[u8]) -> Option<&str> {
+    let target = std::str::from_utf8(target).ok()?;
+    let (scheme, rest) = target.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&rest[..end])
 }
 
 /// `Example.COM.:8080` → `example.com`; `[::1]:80` → `[::1]`. Anything that
@@ -128,7 +145,7 @@ mod tests {
         if let Some(x) = xfh {
             h.insert("x-forwarded-host", x.parse().unwrap());
         }
-        request_hosts(version, &target.parse().unwrap(), &h, trust)
+        request_hosts(version, target.as_bytes(), &h, trust)
     }
 
     const V11: Version = Version::HTTP_11;
@@ -148,10 +165,46 @@ mod tests {
 
     #[test]
     fn absolute_form_authority_counts() {
+        // HTTP/1.0 needs no Host: the authority is the host
         assert_eq!(
-            hosts(V11, "http://api.example.com/x", &[], None, false),
+            hosts(
+                Version::HTTP_10,
+                "http://api.example.com/x",
+                &[],
+                None,
+                false
+            ),
             Ok(vec!["api.example.com".into()])
         );
+        assert_eq!(
+            hosts(
+                Version::HTTP_10,
+                "HTTP://API.example.com.:80?q",
+                &[],
+                None,
+                false
+            ),
+            Ok(vec!["api.example.com".into()])
+        );
+        // HTTP/1.1 must still send one
+        assert_eq!(
+            hosts(V11, "http://api.example.com/x", &[], None, false),
+            Err(HostError::Missing)
+        );
+        assert_eq!(
+            hosts(
+                Version::HTTP_10,
+                "http://user@api.example.com/x",
+                &[],
+                None,
+                false
+            ),
+            Err(HostError::Malformed)
+        );
+        assert_eq!(target_authority(b"/x"), None);
+        assert_eq!(target_authority(b"/redirect?to=http://evil/"), None);
+        assert_eq!(target_authority(b"ftp://h/x"), None);
+        assert_eq!(target_authority(b"https://h:8443"), Some("h:8443"));
         assert_eq!(
             hosts(
                 V11,

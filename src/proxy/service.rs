@@ -307,8 +307,13 @@ fn canonicalise<'p>(
     trust_forwarded: bool,
 ) -> Result<(Readings<'p>, Vec<String>), Ambiguous> {
     let readings = canon::readings(path).map_err(Ambiguous::Path)?;
-    let hosts = host::request_hosts(head.version, &head.uri, &head.headers, trust_forwarded)
-        .map_err(Ambiguous::Host)?;
+    let hosts = host::request_hosts(
+        head.version,
+        head.raw_path(),
+        &head.headers,
+        trust_forwarded,
+    )
+    .map_err(Ambiguous::Host)?;
     Ok((readings, hosts))
 }
 
@@ -463,6 +468,14 @@ impl ProxyHttp for PortcullisProxy {
                 .is_some(),
             request_id: &ctx.request_id,
         };
+        // An absolute-form target without Host (HTTP/1.0) was routed on its
+        // authority; pingora forwards only the path, so the app gets that
+        // authority as Host and reads the host the gate did.
+        if upstream_request.headers.get(http::header::HOST).is_none()
+            && let Some(authority) = host::target_authority(session.req_header().raw_path())
+        {
+            upstream_request.insert_header(http::header::HOST, authority.to_owned())?;
+        }
         rewrite(
             upstream_request,
             &st.generation,
