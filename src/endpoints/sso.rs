@@ -201,7 +201,8 @@ pub(super) async fn test(
     match state
         .sessions
         .store()
-        .consume_once(
+        .one_time()
+        .consume(
             auth::testlink::ONE_TIME_KIND,
             &ticket.nonce,
             ticket.expires_at,
