@@ -102,6 +102,53 @@ fn check_row(r: &ScimRow) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// One resource by id, on the pool or inside a transaction.
+async fn get_on<'c, E>(
+    ex: E,
+    kind: ScimKind,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<ScimRow>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if id.contains('\0') {
+        return Ok(None);
+    }
+    let row = sqlx::query(by_kind!(
+        kind,
+        row_columns!(),
+        " WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(ex)
+    .await?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// A group's members in a stable order, on the pool or inside a
+/// transaction.
+async fn members_on<'c, E>(ex: E, group_id: &str) -> Result<Vec<ScimMember>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT member_id, member_type FROM scim_members WHERE group_id = $1 ORDER BY member_id",
+    )
+    .bind(group_id)
+    .fetch_all(ex)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ScimMember {
+                id: r.try_get("member_id")?,
+                kind: r.try_get("member_type")?,
+            })
+        })
+        .collect()
+}
+
 /// The SCIM view of a [`Store`](super::Store): `store.scim()`.
 #[derive(Clone, Copy)]
 pub struct ScimStore<'a> {
@@ -160,19 +207,7 @@ impl ScimStore<'_> {
         tenant: &str,
         id: &str,
     ) -> Result<Option<ScimRow>, StoreError> {
-        if id.contains('\0') {
-            return Ok(None);
-        }
-        let row = sqlx::query(by_kind!(
-            kind,
-            row_columns!(),
-            " WHERE tenant = $1 AND id = $2"
-        ))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&self.inner.pool)
-        .await?;
-        row.as_ref().map(decode).transpose()
+        get_on(&self.inner.pool, kind, tenant, id).await
     }
 
     /// Resources whose indexed attribute equals `value` (`Name`:
@@ -282,20 +317,7 @@ impl ScimStore<'_> {
 
     /// A group's members, in a stable order.
     pub async fn members(&self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT member_id, member_type FROM scim_members WHERE group_id = $1 ORDER BY member_id",
-        )
-        .bind(group_id)
-        .fetch_all(&self.inner.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ScimMember {
-                    id: r.try_get("member_id")?,
-                    kind: r.try_get("member_type")?,
-                })
-            })
-            .collect()
+        members_on(&self.inner.pool, group_id).await
     }
 
     /// Whether `member_id` is a direct member of `group_id`.
@@ -337,20 +359,7 @@ impl ScimTx<'_> {
     /// A group's members as this transaction sees them (webhook events
     /// need what a replacement removed).
     pub async fn members(&mut self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT member_id, member_type FROM scim_members WHERE group_id = $1 ORDER BY member_id",
-        )
-        .bind(group_id)
-        .fetch_all(&mut *self.write.tx)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ScimMember {
-                    id: r.try_get("member_id")?,
-                    kind: r.try_get("member_type")?,
-                })
-            })
-            .collect()
+        members_on(&mut *self.write.tx, group_id).await
     }
 
     /// Ids of the groups `member_id` is a direct member of, in this
@@ -371,20 +380,8 @@ impl ScimTx<'_> {
 
     /// One resource by id, read inside the transaction.
     pub async fn get(&mut self, kind: ScimKind, id: &str) -> Result<Option<ScimRow>, StoreError> {
-        if id.contains('\0') {
-            return Ok(None);
-        }
         let tenant = self.write.tenant().to_owned();
-        let row = sqlx::query(by_kind!(
-            kind,
-            row_columns!(),
-            " WHERE tenant = $1 AND id = $2"
-        ))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut *self.write.tx)
-        .await?;
-        row.as_ref().map(decode).transpose()
+        get_on(&mut *self.write.tx, kind, &tenant, id).await
     }
 
     /// Whether another resource of the tenant already has this name
