@@ -107,7 +107,8 @@ fn provision(rt: &tokio::runtime::Runtime, scim: &Arc<Scim>) -> (f64, f64) {
     let token = portcullis::scim::token::generate().unwrap();
     rt.block_on(
         scim.store
-            .scim_token_set("acme", &token.key_id, &token.hash, 0),
+            .scim()
+            .token_set("acme", &token.key_id, &token.hash, 0),
     )
     .unwrap();
     // SCIM accepts users only in the tenant's verified domains.
@@ -134,7 +135,8 @@ fn provision(rt: &tokio::runtime::Runtime, scim: &Arc<Scim>) -> (f64, f64) {
 async fn verify_domain(store: &Store, tenant: &str, domain: &str) {
     use portcullis::store::{DomainCheck, DomainRecord, DomainStatus};
     let entry = store
-        .insert_domain(&DomainRecord {
+        .domains()
+        .insert(&DomainRecord {
             domain: domain.into(),
             tenant: tenant.into(),
             token: "0".repeat(64),
@@ -156,7 +158,8 @@ async fn verify_domain(store: &Store, tenant: &str, domain: &str) {
     };
     assert!(
         store
-            .update_domain_check(domain, &entry.token, &check)
+            .domains()
+            .update_check(domain, &entry.token, &check)
             .await
             .unwrap()
     );
@@ -196,7 +199,8 @@ fn bench(c: &mut Criterion) {
     let count = rt
         .block_on(
             scim.store
-                .scim_count(portcullis::store::ScimKind::User, "acme"),
+                .scim()
+                .count(portcullis::store::ScimKind::User, "acme"),
         )
         .unwrap();
     assert_eq!(count as usize, USERS);
@@ -228,7 +232,7 @@ fn bench(c: &mut Criterion) {
             let id = g["id"].as_str().unwrap().to_owned();
             let users = scim
                 .store
-                .scim_scan(portcullis::store::ScimKind::User, "acme", None, 50_001)
+                .scim().scan(portcullis::store::ScimKind::User, "acme", None, 50_001)
                 .await
                 .unwrap();
             let mut tx = scim.store.begin_write("acme").await.unwrap();
@@ -236,7 +240,7 @@ fn bench(c: &mut Criterion) {
                 .iter()
                 .map(|u| portcullis::store::ScimMember { id: u.id.clone(), kind: "User".into() })
                 .collect();
-            tx.scim_add_members(&id, &members).await.unwrap();
+            tx.scim().add_members(&id, &members).await.unwrap();
             tx.commit().await.unwrap();
             (id, users)
         });

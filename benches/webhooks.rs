@@ -122,7 +122,7 @@ async fn run() {
         *last_seq.entry(tenant.clone()).or_default() += 100;
         let mut tx = store.begin_write(&tenant).await.unwrap();
         for i in 0..100 {
-            tx.emit(
+            tx.outbox().emit(
                 EventType::UserUpdated,
                 serde_json::json!({"id": format!("u-{chunk}-{i}"), "email": "someone@example.com"}),
                 now_ms(),
@@ -153,13 +153,14 @@ async fn run() {
         *seq += 1;
         let key = format!("{tenant}/{seq}");
         let mut tx = store.begin_write(&tenant).await.unwrap();
-        tx.emit(
-            EventType::UserUpdated,
-            serde_json::json!({"id": i}),
-            now_ms(),
-        )
-        .await
-        .unwrap();
+        tx.outbox()
+            .emit(
+                EventType::UserUpdated,
+                serde_json::json!({"id": i}),
+                now_ms(),
+            )
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

@@ -267,7 +267,8 @@ async fn build_state(
             // First writer wins across replicas; the rest adopt its key.
             let candidate = generate_signing_key()?;
             store
-                .key_get_or_insert(ASSERTION_KEY_PURPOSE, "generated", &candidate)
+                .keys()
+                .get_or_insert(ASSERTION_KEY_PURPOSE, "generated", &candidate)
                 .await?
                 .material
         }
@@ -778,11 +779,11 @@ async fn prune_webhook_events(
         w.retention_days
     });
     let cutoff_ms = (now - days as i64 * 86_400) * 1000;
-    if let Err(e) = store.outbox_prune(cutoff_ms).await {
+    if let Err(e) = store.outbox().prune(cutoff_ms).await {
         tracing::warn!(error = %e, "could not prune delivered webhook events");
     }
     if webhook.is_none() {
-        match store.outbox_prune_pending(cutoff_ms).await {
+        match store.outbox().prune_pending(cutoff_ms).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 dropped = n,
@@ -805,12 +806,17 @@ async fn sweep_expired_sessions(shared: Arc<Shared>) {
         let cfg = shared.config();
         let now = crate::clock::now();
         let idle_cutoff = now - cfg.session.idle_lifetime_seconds as i64;
-        match shared.store.delete_expired_sessions(now, idle_cutoff).await {
+        match shared
+            .store
+            .sessions()
+            .delete_expired(now, idle_cutoff)
+            .await
+        {
             Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired sessions removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
         }
-        if let Err(e) = shared.store.delete_expired_one_time(now).await {
+        if let Err(e) = shared.store.one_time().delete_expired(now).await {
             tracing::warn!(error = %e, "could not remove expired one-time values");
         }
         prune_webhook_events(&shared.store, cfg.webhook.as_ref(), now).await;

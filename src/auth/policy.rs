@@ -169,7 +169,8 @@ pub async fn complete(
     }
     let store_err = |e: StoreError| fail("store", e.to_string());
     let user = match store
-        .user_by_email(&tenant.id, &login.email)
+        .users()
+        .by_email(&tenant.id, &login.email)
         .await
         .map_err(store_err)?
     {
@@ -202,7 +203,8 @@ pub async fn complete(
                 Ok(()) => u,
                 // Two first logins racing: the other one created the user.
                 Err(StoreError::Duplicate(_)) => store
-                    .user_by_email(&tenant.id, &login.email)
+                    .users()
+                    .by_email(&tenant.id, &login.email)
                     .await
                     .map_err(store_err)?
                     .ok_or_else(|| fail("store", "user vanished after a duplicate insert"))?,
@@ -228,6 +230,7 @@ pub async fn complete(
     if mode == Mode::Live {
         let subject = format!("{}:{}", login.connection_id, login.subject);
         store
+            .users()
             .record_login(&user.id, &subject, now)
             .await
             .map_err(store_err)?;
@@ -239,8 +242,9 @@ pub async fn complete(
 /// transaction, so the app hears of every user who can sign in.
 async fn create_jit_user(store: &Store, u: &UserRecord, now: i64) -> Result<(), StoreError> {
     let mut tx = store.begin_write(&u.tenant).await?;
-    tx.insert_user(u).await?;
-    tx.emit(EventType::UserCreated, events::user(u.into()), now * 1000)
+    tx.users().insert(u).await?;
+    tx.outbox()
+        .emit(EventType::UserCreated, events::user(u.into()), now * 1000)
         .await?;
     tx.commit().await?;
     Ok(())

@@ -36,7 +36,8 @@ pub(super) async fn create(cfg: &Config, tenant: &str) -> Result<Output, CliErro
     let new = &new;
     with_store(cfg, |store| async move {
         Ok(store
-            .scim_token_set(tenant, &new.key_id, &new.hash, crate::clock::now())
+            .scim()
+            .token_set(tenant, &new.key_id, &new.hash, crate::clock::now())
             .await?)
     })
     .await?;

@@ -123,7 +123,7 @@ pub(super) async fn mint(cfg: &Config, principal: &Principal) -> Result<Output, 
 
 pub(super) async fn revoke(cfg: &Config, selector: &SessionSelector) -> Result<Output, CliError> {
     let n = with_store(cfg, |store| async move {
-        Ok(store.revoke_sessions(selector).await?)
+        Ok(store.sessions().revoke(selector).await?)
     })
     .await?;
     Ok(Output::text(format!("revoked {n} session(s)")))

@@ -107,7 +107,7 @@ pub(super) async fn invite(
     };
     let user = &user;
     with_store(cfg, |store| async move {
-        match store.insert_user(user).await {
+        match store.users().insert(user).await {
             Ok(()) => Ok(Output::text(format!(
                 "invited {email} to {tenant} (user id {})",
                 user.id
@@ -124,7 +124,7 @@ pub(super) async fn invite(
 pub(super) async fn list(cfg: &Config, tenant: Option<&str>) -> Result<Output, CliError> {
     let users = with_store(
         cfg,
-        |store| async move { Ok(store.list_users(tenant).await?) },
+        |store| async move { Ok(store.users().list(tenant).await?) },
     )
     .await?;
     Ok(Output::text(render(&users)))
@@ -133,13 +133,14 @@ pub(super) async fn list(cfg: &Config, tenant: Option<&str>) -> Result<Output, C
 /// Removes the user and ends their sessions, on every replica.
 pub(super) async fn remove(cfg: &Config, tenant: &str, email: &str) -> Result<Output, CliError> {
     with_store(cfg, |store| async move {
-        let Some(user) = store.delete_user(tenant, email).await? else {
+        let Some(user) = store.users().delete(tenant, email).await? else {
             return Err(CliError::Failed(format!(
                 "{email} is not a user of {tenant}"
             )));
         };
         let n = store
-            .revoke_sessions(&SessionSelector::User(user.id))
+            .sessions()
+            .revoke(&SessionSelector::User(user.id))
             .await?;
         Ok(Output::text(format!(
             "removed {email} from {tenant}; ended {n} session(s)"

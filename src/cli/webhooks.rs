@@ -81,7 +81,7 @@ pub(super) fn run(cmd: WebhooksCommand) -> Result<Output, CliError> {
 /// Per-tenant queue table.
 pub(super) async fn status(store: &Store) -> Result<String, StoreError> {
     Ok(render_status(
-        &store.outbox_status().await?,
+        &store.outbox().status().await?,
         crate::clock::now_ms(),
     ))
 }
@@ -123,7 +123,8 @@ pub(super) async fn replay(
     from_seq: i64,
 ) -> Result<String, StoreError> {
     let n = store
-        .outbox_replay(tenant, from_seq.max(1), crate::clock::now_ms())
+        .outbox()
+        .replay(tenant, from_seq.max(1), crate::clock::now_ms())
         .await?;
     Ok(format!(
         "{n} event(s) of tenant {tenant} from #{} queued again (same ids; a running server sends them in order)\n",
@@ -133,7 +134,8 @@ pub(super) async fn replay(
 
 pub(super) async fn retry_dead(store: &Store, tenant: Option<&str>) -> Result<String, StoreError> {
     let n = store
-        .outbox_retry_dead(tenant, crate::clock::now_ms())
+        .outbox()
+        .retry_dead(tenant, crate::clock::now_ms())
         .await?;
     Ok(format!("{n} dead event(s) queued again\n"))
 }

@@ -217,7 +217,7 @@ impl Domains {
             last_seen_at: None,
             detail: None,
         };
-        match self.store.insert_domain(&entry).await {
+        match self.store.domains().insert(&entry).await {
             Ok(entry) => Ok(entry),
             Err(StoreError::Conflict { owner }) => Err(DomainError::Conflict { domain, owner }),
             Err(other) => Err(other.into()),
@@ -246,7 +246,7 @@ impl Domains {
             last_seen_at: None,
             detail: None,
         };
-        let entry = match self.store.insert_domain(&claim).await {
+        let entry = match self.store.domains().insert(&claim).await {
             Ok(entry) => entry,
             Err(StoreError::Conflict { owner }) => {
                 return Err(DomainError::Conflict { domain, owner });
@@ -261,7 +261,8 @@ impl Domains {
             detail: Some("development shortcut: [dev_idp] is configured".into()),
         };
         self.store
-            .update_domain_check(&entry.domain, &entry.token, &check)
+            .domains()
+            .update_check(&entry.domain, &entry.token, &check)
             .await?;
         Ok(DomainEntry {
             status: check.status,
@@ -278,8 +279,10 @@ impl Domains {
     /// by the demo never routes those domains without real DNS proof.
     pub async fn forget_dev_shortcuts(&self) -> Result<Vec<String>, DomainError> {
         let mut removed = Vec::new();
-        for entry in self.store.list_domains(None).await? {
-            if entry.token == DEV_SHORTCUT_TOKEN && self.store.delete_domain(&entry.domain).await? {
+        for entry in self.store.domains().list(None).await? {
+            if entry.token == DEV_SHORTCUT_TOKEN
+                && self.store.domains().delete(&entry.domain).await?
+            {
                 removed.push(entry.domain);
             }
         }
@@ -297,7 +300,7 @@ impl Domains {
     /// One domain's entry, if claimed.
     pub async fn get(&self, domain: &str) -> Result<Option<DomainEntry>, DomainError> {
         let domain = normalize_domain(domain)?;
-        Ok(self.store.get_domain(&domain).await?)
+        Ok(self.store.domains().get(&domain).await?)
     }
 
     /// Looks the record up now and applies the state machine (also the way
@@ -306,7 +309,8 @@ impl Domains {
         let domain = normalize_domain(domain)?;
         let entry = self
             .store
-            .get_domain(&domain)
+            .domains()
+            .get(&domain)
             .await?
             .ok_or(DomainError::NotFound(domain))?;
         let (entry, _) = self.check(entry, now).await?;
@@ -315,13 +319,13 @@ impl Domains {
 
     /// Claimed domains, all or one tenant's, ordered by name.
     pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<DomainEntry>, DomainError> {
-        Ok(self.store.list_domains(tenant).await?)
+        Ok(self.store.domains().list(tenant).await?)
     }
 
     /// Releases a domain; it stops routing at once. Returns whether it existed.
     pub async fn remove(&self, domain: &str) -> Result<bool, DomainError> {
         let domain = normalize_domain(domain)?;
-        Ok(self.store.delete_domain(&domain).await?)
+        Ok(self.store.domains().delete(&domain).await?)
     }
 
     /// The routing question: which tenant does `domain` belong to? Only a
@@ -333,7 +337,8 @@ impl Domains {
         };
         Ok(self
             .store
-            .get_domain(&domain)
+            .domains()
+            .get(&domain)
             .await?
             .filter(|e| e.status == DomainStatus::Verified)
             .map(|e| e.tenant))
@@ -356,7 +361,8 @@ impl Domains {
         };
         let due = self
             .store
-            .list_due_domains(cutoffs, MAX_CHECKS_PER_PASS)
+            .domains()
+            .list_due(cutoffs, MAX_CHECKS_PER_PASS)
             .await?;
         let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_CHECKS));
         let mut tasks = JoinSet::new();
@@ -427,7 +433,8 @@ impl Domains {
         let next = state::next(&entry, &outcome, now, &self.settings);
         if self
             .store
-            .update_domain_check(&entry.domain, &entry.token, &next)
+            .domains()
+            .update_check(&entry.domain, &entry.token, &next)
             .await?
         {
             let entry = DomainRecord {
@@ -442,7 +449,8 @@ impl Domains {
         }
         let current = self
             .store
-            .get_domain(&entry.domain)
+            .domains()
+            .get(&entry.domain)
             .await?
             .ok_or_else(|| DomainError::NotFound(entry.domain.clone()))?;
         Ok((current, outcome))

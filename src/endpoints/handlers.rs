@@ -14,7 +14,7 @@ use super::{CurrentSession, RequestId};
 use crate::auth::Discovery;
 use crate::generation::Generation;
 use crate::redirect::safe_return_to;
-use crate::store::SessionSelector;
+use crate::session::SessionSelector;
 
 #[derive(Debug, Deserialize, Default)]
 pub(super) struct LoginQuery {

@@ -15,7 +15,7 @@ use super::RequestId;
 use crate::auth::oidc::MAX_LOGOUT_TOKEN_BYTES;
 use crate::config::Protocol;
 use crate::generation::Generation;
-use crate::store::SessionSelector;
+use crate::session::SessionSelector;
 
 /// The answer to the provider (Back-Channel Logout 1.0 §2.8): 200 when the
 /// sessions are gone, 400 `invalid_request` otherwise; never cached.

@@ -17,7 +17,7 @@ use super::{CurrentSession, RequestId};
 use crate::auth::CallbackRequest;
 use crate::generation::Generation;
 use crate::redirect::safe_return_to;
-use crate::store::SessionSelector;
+use crate::session::SessionSelector;
 
 /// `POST {prefix}saml/{id}/acs`
 #[allow(clippy::too_many_arguments)]

@@ -19,7 +19,7 @@ use askama::Template;
 use super::pages::TestSignInPage;
 use crate::auth::{self, CallbackRequest, FlowCodec, FlowState, Mode, StartContext, TestLinks};
 use crate::redirect::safe_return_to;
-use crate::store::{IdpBinding, SessionSelector};
+use crate::session::{IdpBinding, SessionSelector};
 
 fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).collect()
@@ -201,7 +201,8 @@ pub(super) async fn test(
     match state
         .sessions
         .store()
-        .consume_once(
+        .one_time()
+        .consume(
             auth::testlink::ONE_TIME_KIND,
             &ticket.nonce,
             ticket.expires_at,

@@ -51,7 +51,8 @@ impl TenantEmails {
             });
         };
         let verified = store
-            .list_domains(Some(tenant))
+            .domains()
+            .list(Some(tenant))
             .await?
             .into_iter()
             .filter(|d| d.status == DomainStatus::Verified)

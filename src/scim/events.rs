@@ -65,7 +65,9 @@ pub async fn resource(
         Kind::User => user_data(row, base, emails),
         Kind::Group => group_data(row, base),
     };
-    tx.emit(event, data, crate::clock::now_ms()).await?;
+    tx.outbox()
+        .emit(event, data, crate::clock::now_ms())
+        .await?;
     Ok(())
 }
 
@@ -95,7 +97,9 @@ pub async fn memberships(
     ] {
         for m in list {
             let data = events::membership(&g, &m.id, &m.kind);
-            tx.emit(event, data, crate::clock::now_ms()).await?;
+            tx.outbox()
+                .emit(event, data, crate::clock::now_ms())
+                .await?;
         }
     }
     Ok(())
@@ -126,11 +130,11 @@ pub async fn resync(
 ) -> Result<Resynced, crate::store::StoreError> {
     use crate::store::ScimKind;
     let mut done = Resynced::default();
-    let users = store.list_users(Some(tenant)).await?;
+    let users = store.users().list(Some(tenant)).await?;
     for chunk in users.chunks(RESYNC_BATCH) {
         let mut tx = store.begin_write(tenant).await?;
         for u in chunk {
-            let data = match tx.scim_get(ScimKind::User, &u.id).await? {
+            let data = match tx.scim().get(ScimKind::User, &u.id).await? {
                 Some(row) => {
                     let mut d = user_data(&row, base, emails);
                     // The users row is the authority on sign-in state.
@@ -139,7 +143,8 @@ pub async fn resync(
                 }
                 None => events::user(u.into()),
             };
-            tx.emit(EventType::UserUpdated, data, crate::clock::now_ms())
+            tx.outbox()
+                .emit(EventType::UserUpdated, data, crate::clock::now_ms())
                 .await?;
             done.users += 1;
         }
@@ -148,7 +153,8 @@ pub async fn resync(
     let mut after: Option<(i64, String)> = None;
     loop {
         let groups = store
-            .scim_scan(
+            .scim()
+            .scan(
                 ScimKind::Group,
                 tenant,
                 after.as_ref().map(|(s, id)| (*s, id.as_str())),
@@ -158,14 +164,16 @@ pub async fn resync(
         let Some(last) = groups.last() else { break };
         after = Some((last.seq, last.id.clone()));
         for g in &groups {
-            let members = store.scim_members(&g.id).await?;
+            let members = store.scim().members(&g.id).await?;
             let mut tx = store.begin_write(tenant).await?;
             let gd = group_data(g, base);
-            tx.emit(EventType::GroupUpdated, gd.clone(), crate::clock::now_ms())
+            tx.outbox()
+                .emit(EventType::GroupUpdated, gd.clone(), crate::clock::now_ms())
                 .await?;
             for m in &members {
                 let data = events::membership(&gd, &m.id, &m.kind);
-                tx.emit(EventType::GroupMemberAdded, data, crate::clock::now_ms())
+                tx.outbox()
+                    .emit(EventType::GroupMemberAdded, data, crate::clock::now_ms())
                     .await?;
             }
             tx.commit().await?;

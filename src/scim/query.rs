@@ -76,13 +76,13 @@ impl Scim {
     ) -> Result<Value, ScimError> {
         let members = match kind {
             Kind::Group if projection.wants("members") => {
-                Some(self.store.scim_members(&row.id).await?)
+                Some(self.store.scim().members(&row.id).await?)
             }
             _ => None,
         };
         let groups = match kind {
             Kind::User if projection.wants("groups") => {
-                Some(self.store.scim_groups_of(&row.id).await?)
+                Some(self.store.scim().groups_of(&row.id).await?)
             }
             _ => None,
         };
@@ -101,7 +101,8 @@ impl Scim {
     ) -> Result<(Value, i64), ScimError> {
         let row = self
             .store
-            .scim_get(kind.store(), tenant, id)
+            .scim()
+            .get(kind.store(), tenant, id)
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         Ok((self.render(kind, &row, projection).await?, row.version))
@@ -123,12 +124,13 @@ impl Scim {
 
         let (total, rows): (i64, Vec<ScimRow>) = match (&filter, &sort) {
             (None, None) => {
-                let total = self.store.scim_count(kind.store(), tenant).await?;
+                let total = self.store.scim().count(kind.store(), tenant).await?;
                 let rows = if page.count == 0 {
                     Vec::new()
                 } else {
                     self.store
-                        .scim_page(kind.store(), tenant, page.start - 1, page.count)
+                        .scim()
+                        .page(kind.store(), tenant, page.start - 1, page.count)
                         .await?
                 };
                 (total, rows)
@@ -212,7 +214,8 @@ impl Scim {
         if let Some((index, value)) = indexed {
             for row in self
                 .store
-                .scim_find(kind.store(), tenant, index, &value)
+                .scim()
+                .find(kind.store(), tenant, index, &value)
                 .await?
             {
                 let (m, g) = self.relations(&row, needs_members, needs_groups).await?;
@@ -224,7 +227,8 @@ impl Scim {
         loop {
             let batch = self
                 .store
-                .scim_scan(
+                .scim()
+                .scan(
                     kind.store(),
                     tenant,
                     after.as_ref().map(|(t, id)| (*t, id.as_str())),
@@ -254,12 +258,12 @@ impl Scim {
         groups: bool,
     ) -> Result<(Option<Vec<ScimMember>>, Option<Vec<(String, String)>>), ScimError> {
         let m = if members {
-            Some(self.store.scim_members(&row.id).await?)
+            Some(self.store.scim().members(&row.id).await?)
         } else {
             None
         };
         let g = if groups {
-            Some(self.store.scim_groups_of(&row.id).await?)
+            Some(self.store.scim().groups_of(&row.id).await?)
         } else {
             None
         };

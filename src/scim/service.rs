@@ -44,7 +44,7 @@ impl Scim {
         let Some((tok, key_id)) = authorization.and_then(token::parse) else {
             return Err(ScimError::unauthorized());
         };
-        let row = self.store.scim_token_lookup(key_id).await?;
+        let row = self.store.scim().token_lookup(key_id).await?;
         // Hash and compare even when the key id is unknown, so timing
         // does not tell a valid key id from an invalid one.
         let (tenant, hash) = row.unwrap_or_else(|| (String::new(), "0".repeat(64)));

@@ -123,10 +123,11 @@ impl Scim {
         if kind == Kind::User {
             emails.check(&n.doc, None)?;
             let login = resource::login_of(&n.doc, self.default_role(&tenant));
-            id = tx.scim_link_login(&id, &login, now / 1000).await?;
+            id = tx.logins().link(&id, &login, now / 1000).await?;
             if !login.active {
                 // An adopted JIT user arriving deactivated.
-                tx.revoke_sessions(&SessionSelector::User(id.clone()))
+                tx.sessions()
+                    .revoke(&SessionSelector::User(id.clone()))
                     .await?;
             }
         }
@@ -134,7 +135,7 @@ impl Scim {
         // The unique index decides (one round trip less than asking first,
         // and race-free); the caller's transaction or savepoint undoes the
         // login row on a clash.
-        match tx.scim_insert(kind.store(), &row).await {
+        match tx.scim().insert(kind.store(), &row).await {
             Err(StoreError::Duplicate(_)) => {
                 return Err(name_taken(kind));
             }
@@ -185,10 +186,10 @@ impl Scim {
             rows.push(new_row(tx, Kind::User, id, &n, now)?);
         }
         let pairs: Vec<_> = rows.iter().map(|r| r.id.as_str()).zip(&logins).collect();
-        if !tx.scim_insert_new_logins(&pairs, now / 1000).await? {
+        if !tx.logins().insert_new(&pairs, now / 1000).await? {
             return Ok(None);
         }
-        match tx.scim_insert_many(Kind::User.store(), &rows).await {
+        match tx.scim().insert_many(Kind::User.store(), &rows).await {
             Err(StoreError::Duplicate(_)) => return Ok(None),
             other => other?,
         }
@@ -218,8 +219,8 @@ impl Scim {
         let mut removed = Vec::new();
         // A replacement: what was there before decides what really changed.
         let before: Option<Vec<ScimMember>> = if change.clear {
-            let before = tx.scim_members_in(group_id).await?;
-            tx.scim_clear_members(group_id).await?;
+            let before = tx.scim().members(group_id).await?;
+            tx.scim().clear_members(group_id).await?;
             Some(before)
         } else {
             None
@@ -229,11 +230,12 @@ impl Scim {
                 continue; // already gone with the clear
             }
             if tx
-                .scim_remove_members(group_id, std::slice::from_ref(id))
+                .scim()
+                .remove_members(group_id, std::slice::from_ref(id))
                 .await?
                 > 0
             {
-                let kind = tx.scim_member_kind(id).await?.unwrap_or("User");
+                let kind = tx.scim().member_kind(id).await?.unwrap_or("User");
                 removed.push(ScimMember {
                     id: id.clone(),
                     kind: kind.to_owned(),
@@ -244,7 +246,7 @@ impl Scim {
             if id == group_id {
                 return Err(ScimError::invalid_value("a group cannot be its own member"));
             }
-            let Some(kind) = tx.scim_member_kind(id).await? else {
+            let Some(kind) = tx.scim().member_kind(id).await? else {
                 return Err(ScimError::invalid_value(format!(
                     "member `{}` is not a user or group of this tenant",
                     clip(id)
@@ -255,7 +257,8 @@ impl Scim {
                 kind: kind.to_owned(),
             };
             if tx
-                .scim_add_members(group_id, std::slice::from_ref(&m))
+                .scim()
+                .add_members(group_id, std::slice::from_ref(&m))
                 .await?
                 > 0
             {
@@ -292,7 +295,8 @@ impl Scim {
         let name = name_of(kind, &doc);
         if name.to_lowercase() != row.name.to_lowercase()
             && tx
-                .scim_name_taken(kind.store(), &name, Some(&row.id))
+                .scim()
+                .name_taken(kind.store(), &name, Some(&row.id))
                 .await?
         {
             return Err(name_taken(kind));
@@ -317,15 +321,16 @@ impl Scim {
             row.doc = new_doc;
             if kind == Kind::User {
                 let login = resource::login_of(&doc, None);
-                tx.scim_update_login(&row.id, &login, now / 1000).await?;
+                tx.logins().update(&row.id, &login, now / 1000).await?;
                 if !login.active {
-                    tx.revoke_sessions(&SessionSelector::User(row.id.clone()))
+                    tx.sessions()
+                        .revoke(&SessionSelector::User(row.id.clone()))
                         .await?;
                     tracing::info!(tenant = %row.tenant, user = %row.id, "SCIM: user inactive, sessions ended");
                 }
             }
         }
-        tx.scim_update(kind.store(), &row).await?;
+        tx.scim().update(kind.store(), &row).await?;
         if doc_changed {
             let event = match kind {
                 Kind::User => events::user_change(was_active, &row),
@@ -369,7 +374,8 @@ impl Scim {
     ) -> Result<ScimRow, ScimError> {
         let n = resource::normalize(kind, body, Mode::Full)?;
         let row = tx
-            .scim_get(kind.store(), id)
+            .scim()
+            .get(kind.store(), id)
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, row.version)?;
@@ -412,7 +418,8 @@ impl Scim {
         emails: &TenantEmails,
     ) -> Result<ScimRow, ScimError> {
         let row = tx
-            .scim_get(kind.store(), id)
+            .scim()
+            .get(kind.store(), id)
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, row.version)?;
@@ -450,21 +457,22 @@ impl Scim {
         emails: &TenantEmails,
     ) -> Result<(), ScimError> {
         let row = tx
-            .scim_get(kind.store(), id)
+            .scim()
+            .get(kind.store(), id)
             .await?
             .ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, row.version)?;
         let now = crate::clock::now_ms();
         // The groups it leaves hear of it first, then the resource is gone.
         // A deleted group's own memberships end with it (`group.deleted`).
-        let containing = tx.scim_groups_containing(id).await?;
-        tx.scim_remove_member_everywhere(id, now).await?;
+        let containing = tx.scim().groups_containing(id).await?;
+        tx.scim().remove_member_everywhere(id, now).await?;
         let member = ScimMember {
             id: id.to_owned(),
             kind: kind.name().to_owned(),
         };
         for group_id in containing {
-            if let Some(group) = tx.scim_get(ScimKind::Group, &group_id).await? {
+            if let Some(group) = tx.scim().get(ScimKind::Group, &group_id).await? {
                 events::memberships(tx, &group, &[], std::slice::from_ref(&member), &self.base)
                     .await?;
             }
@@ -474,10 +482,11 @@ impl Scim {
             Kind::Group => EventType::GroupDeleted,
         };
         events::resource(tx, kind, event, &row, &self.base, emails).await?;
-        tx.scim_delete(kind.store(), id).await?;
+        tx.scim().delete(kind.store(), id).await?;
         if kind == Kind::User {
-            tx.scim_tombstone_login(id, now / 1000).await?;
-            tx.revoke_sessions(&SessionSelector::User(id.to_owned()))
+            tx.logins().tombstone(id, now / 1000).await?;
+            tx.sessions()
+                .revoke(&SessionSelector::User(id.to_owned()))
                 .await?;
             tracing::info!(tenant = %tx.tenant(), user = %id, "SCIM: user deleted, sessions ended");
         }

@@ -6,6 +6,10 @@
 mod codec;
 mod service;
 
+/// The session vocabulary callers need (which sessions to end, what the IdP
+/// calls one) is the store's, named here so that modules above `session`
+/// (the endpoints) work with sessions without reaching into the store.
+pub use crate::store::{IdpBinding, SessionSelector};
 pub use codec::{
     CookieCodec, CookieError, HOST_PREFIX, SessionToken, flow_cookie_prefix, host_prefixed,
     session_cookie_name,

@@ -123,7 +123,7 @@ impl Sessions {
             last_seen_at: now,
             idp,
         };
-        self.store.insert_session(&record).await?;
+        self.store.sessions().insert(&record).await?;
         self.metrics.sessions_created.inc();
         Ok(SessionToken { id, expires_at })
     }
@@ -149,7 +149,8 @@ impl Sessions {
             .try_get_with(id_hash.clone(), async {
                 miss = true;
                 store
-                    .get_session(&key)
+                    .sessions()
+                    .get(&key)
                     .await
                     .map(|r| r.map(|r| Arc::new(ActiveSession::from_record(r))))
             })
@@ -184,7 +185,7 @@ impl Sessions {
             let store = self.store.clone();
             let id = session.id_hash.clone();
             tokio::spawn(async move {
-                if let Err(e) = store.touch_session(&id, now).await {
+                if let Err(e) = store.sessions().touch(&id, now).await {
                     tracing::warn!(error = %e, "could not record session activity");
                 }
             });
@@ -195,7 +196,7 @@ impl Sessions {
     /// Ends sessions in the store and in this process' cache at once; other
     /// replicas learn through the store's event channel.
     pub async fn revoke(&self, selector: &SessionSelector) -> Result<u64, SessionError> {
-        let n = self.store.revoke_sessions(selector).await?;
+        let n = self.store.sessions().revoke(selector).await?;
         self.invalidate(selector).await;
         let scope = match selector {
             SessionSelector::Id(_) => "session",

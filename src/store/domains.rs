@@ -10,7 +10,7 @@ use std::str::FromStr;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, check_text};
+use super::{Inner, StoreError, check_text};
 
 /// The column list, as a macro so queries stay `&'static str` literals
 /// (sqlx refuses dynamically built SQL).
@@ -104,7 +104,7 @@ pub struct DomainCheck {
     pub detail: Option<String>,
 }
 
-/// Absolute cut-offs for [`Store::list_due_domains`]: the caller owns the
+/// Absolute cut-offs for [`DomainStore::list_due`]: the caller owns the
 /// clock and the intervals, the store only compares numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DueCutoffs {
@@ -116,14 +116,20 @@ pub struct DueCutoffs {
     pub reverify_before: i64,
 }
 
-impl Store {
+/// The domains view of a [`Store`](super::Store): `store.domains()`.
+#[derive(Clone, Copy)]
+pub struct DomainStore<'a> {
+    pub(super) inner: &'a Inner,
+}
+
+impl DomainStore<'_> {
     /// Claims a domain for a tenant. Idempotent for the same tenant (the
     /// existing row, with its original token, is returned so a repeated
     /// `domains add` prints the record already published). A domain owned
     /// by another tenant is a [`StoreError::Conflict`] naming the owner.
     /// `ON CONFLICT DO NOTHING` makes concurrent claims race-free: exactly
     /// one insert wins and everyone reads the winner.
-    pub async fn insert_domain(&self, d: &DomainRecord) -> Result<DomainRecord, StoreError> {
+    pub async fn insert(&self, d: &DomainRecord) -> Result<DomainRecord, StoreError> {
         for (field, value) in [
             ("domain", d.domain.as_str()),
             ("tenant", d.tenant.as_str()),
@@ -134,7 +140,7 @@ impl Store {
         if let Some(detail) = &d.detail {
             check_text("detail", detail)?;
         }
-        // Retried because a concurrent `delete_domain` can remove the row
+        // Retried because a concurrent `delete` can remove the row
         // between our insert (which then did nothing) and our read.
         for _ in 0..3 {
             sqlx::query(
@@ -153,7 +159,7 @@ impl Store {
             .bind(d.detail.as_deref())
             .execute(&self.inner.pool)
             .await?;
-            let Some(existing) = self.get_domain(&d.domain).await? else {
+            let Some(existing) = self.get(&d.domain).await? else {
                 continue;
             };
             if existing.tenant != d.tenant {
@@ -169,7 +175,7 @@ impl Store {
     }
 
     /// One domain, or `None` if nobody claimed it.
-    pub async fn get_domain(&self, domain: &str) -> Result<Option<DomainRecord>, StoreError> {
+    pub async fn get(&self, domain: &str) -> Result<Option<DomainRecord>, StoreError> {
         check_text("domain", domain)?;
         let row = sqlx::query(select_domains!("WHERE domain = $1"))
             .bind(domain)
@@ -179,10 +185,7 @@ impl Store {
     }
 
     /// All domains, or one tenant's, ordered by domain name.
-    pub async fn list_domains(
-        &self,
-        tenant: Option<&str>,
-    ) -> Result<Vec<DomainRecord>, StoreError> {
+    pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<DomainRecord>, StoreError> {
         let rows = match tenant {
             Some(tenant) => {
                 check_text("tenant", tenant)?;
@@ -204,7 +207,7 @@ impl Store {
     /// if the domain was removed and re-added (new token) while the lookup
     /// was in flight, the stale result must not verify the new claim.
     /// Returns whether a row was updated.
-    pub async fn update_domain_check(
+    pub async fn update_check(
         &self,
         domain: &str,
         token: &str,
@@ -234,7 +237,7 @@ impl Store {
 
     /// Releases a domain (it can then be claimed again, by anyone, with a
     /// new token). Returns whether it existed.
-    pub async fn delete_domain(&self, domain: &str) -> Result<bool, StoreError> {
+    pub async fn delete(&self, domain: &str) -> Result<bool, StoreError> {
         check_text("domain", domain)?;
         let deleted = sqlx::query("DELETE FROM domains WHERE domain = $1")
             .bind(domain)
@@ -247,7 +250,7 @@ impl Store {
     /// Domains the background loop should look up now, least recently
     /// checked first, at most `limit`. `failed` domains are never due:
     /// they wait for an operator's explicit `verify`.
-    pub async fn list_due_domains(
+    pub async fn list_due(
         &self,
         cutoffs: DueCutoffs,
         limit: i64,

@@ -83,3 +83,11 @@ pub enum StoreError {
         source: std::io::Error,
     },
 }
+
+/// Unique-index violations become `Duplicate` (a 409 for SCIM).
+pub(super) fn unique(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Duplicate(what.into()),
+        _ => StoreError::Query(e),
+    }
+}

@@ -3,14 +3,20 @@
 use sqlx::Row;
 
 use super::seal::Column;
-use super::{Store, StoreError, StoredKey, check_text, unix_now};
+use super::{Inner, StoreError, StoredKey, check_text, unix_now};
 
-impl Store {
+/// The shared keys view of a [`Store`](super::Store): `store.keys()`.
+#[derive(Clone, Copy)]
+pub struct KeyStore<'a> {
+    pub(super) inner: &'a Inner,
+}
+
+impl KeyStore<'_> {
     /// Lets every replica generate a candidate key at startup and still end
     /// up agreeing on one: the first insert wins and everybody reads back the
     /// stored key. `INSERT .. ON CONFLICT DO NOTHING` waits for a concurrent
     /// inserter to commit, so the following `SELECT` always sees the winner.
-    pub async fn key_get_or_insert(
+    pub async fn get_or_insert(
         &self,
         purpose: &str,
         kid: &str,
@@ -18,7 +24,7 @@ impl Store {
     ) -> Result<StoredKey, StoreError> {
         check_text("purpose", purpose)?;
         check_text("kid", kid)?;
-        let keys = self.keys()?;
+        let keys = self.inner.keys()?;
         let sealed = keys.seal(Column::KeyMaterial, purpose, material)?;
         sqlx::query(
             "INSERT INTO keys (purpose, kid, material, created_at) VALUES ($1, $2, $3, $4) \

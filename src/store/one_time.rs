@@ -1,16 +1,18 @@
-//! Single-use values: the first `consume_once` wins, on every replica.
+//! Single-use values: the first `consume` wins, on every replica.
 
-use super::{Store, StoreError, check_text};
+use super::{Inner, StoreError, check_text};
 
-impl Store {
+/// The single-use values view of a [`Store`](super::Store):
+/// `store.one_time()`.
+#[derive(Clone, Copy)]
+pub struct OneTimeStore<'a> {
+    pub(super) inner: &'a Inner,
+}
+
+impl OneTimeStore<'_> {
     /// Records `(kind, id)` as used. `true` the first time, `false` for a
     /// replay. Kept until `expires_at`, after which the value is dead anyway.
-    pub async fn consume_once(
-        &self,
-        kind: &str,
-        id: &str,
-        expires_at: i64,
-    ) -> Result<bool, StoreError> {
+    pub async fn consume(&self, kind: &str, id: &str, expires_at: i64) -> Result<bool, StoreError> {
         check_text("kind", kind)?;
         check_text("id", id)?;
         let done = sqlx::query(
@@ -26,7 +28,7 @@ impl Store {
 
     /// Whether `(kind, id)` was used and has not expired at `now`, without
     /// using it (for ids recorded under an older kind).
-    pub async fn one_time_seen(&self, kind: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn seen(&self, kind: &str, id: &str, now: i64) -> Result<bool, StoreError> {
         check_text("kind", kind)?;
         check_text("id", id)?;
         let row =
@@ -40,7 +42,7 @@ impl Store {
     }
 
     /// Forgets used values past their expiry.
-    pub async fn delete_expired_one_time(&self, now: i64) -> Result<u64, StoreError> {
+    pub async fn delete_expired(&self, now: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM one_time WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.inner.pool)

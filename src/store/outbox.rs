@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 
 use super::batch;
 use super::write::WriteTx;
-use super::{Store, StoreError, check_text};
+use super::{Inner, StoreError, check_text};
 use crate::events::{Envelope, EventType, message_id};
 
 /// Where an event is in its life.
@@ -132,7 +132,12 @@ pub(super) struct PendingEvent {
 /// savepoint rollback cannot reach back past them.
 pub(super) const MAX_PENDING: usize = 1024;
 
-impl WriteTx {
+/// The outbox view of a [`WriteTx`]: `tx.outbox()`.
+pub struct OutboxTx<'a> {
+    pub(super) write: &'a mut WriteTx,
+}
+
+impl OutboxTx<'_> {
     /// Appends an event announcing a change made in this transaction.
     ///
     /// Events are buffered and written together just before the commit
@@ -149,17 +154,20 @@ impl WriteTx {
         data: serde_json::Value,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.pending_events.push(PendingEvent {
+        let w = &mut *self.write;
+        w.pending_events.push(PendingEvent {
             event_type,
             data,
             now_ms,
         });
-        if self.pending_events.len() >= MAX_PENDING && self.pending_mark == 0 {
-            self.flush_events().await?;
+        if w.pending_events.len() >= MAX_PENDING && w.pending_mark == 0 {
+            w.flush_events().await?;
         }
         Ok(())
     }
+}
 
+impl WriteTx {
     /// Writes the buffered events: reserves their sequence numbers with one
     /// upsert of the tenant's row (taking its lock), then inserts them in
     /// order. The stored payload is the exact body that will be sent.
@@ -224,17 +232,23 @@ impl WriteTx {
     }
 }
 
-impl Store {
+/// The outbox view of a [`Store`](super::Store): `store.outbox()`.
+#[derive(Clone, Copy)]
+pub struct OutboxStore<'a> {
+    pub(super) inner: &'a Inner,
+}
+
+impl OutboxStore<'_> {
     /// Wakes this process' deliverer; other replicas find new events on
     /// their next poll.
-    pub fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+    pub fn signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
         self.inner.outbox.clone()
     }
 
     /// Tenants whose head of line (lowest pending event) is due now. A
     /// tenant whose head waits for a retry is not listed, whatever the
     /// state of its later events: order comes first.
-    pub async fn outbox_due_tenants(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+    pub async fn due_tenants(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT o.tenant FROM webhook_outbox o WHERE o.state = 'pending' \
              AND o.next_attempt_at <= $1 AND o.seq = (SELECT MIN(p.seq) FROM webhook_outbox p \
@@ -250,11 +264,7 @@ impl Store {
 
     /// The tenant's next pending events in order, head of line first. The
     /// deliverer sends them one by one and stops at the first failure.
-    pub async fn outbox_pending(
-        &self,
-        tenant: &str,
-        limit: i64,
-    ) -> Result<Vec<OutboxEvent>, StoreError> {
+    pub async fn pending(&self, tenant: &str, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
         check_text("tenant", tenant)?;
         let rows = sqlx::query(concat!(
             "SELECT ",
@@ -270,12 +280,7 @@ impl Store {
 
     /// Records an acknowledgement. Guarded on the pending state so a late
     /// answer never resurrects an event an operator already dealt with.
-    pub async fn outbox_delivered(
-        &self,
-        tenant: &str,
-        seq: i64,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    pub async fn delivered(&self, tenant: &str, seq: i64, now_ms: i64) -> Result<bool, StoreError> {
         check_text("tenant", tenant)?;
         let r = sqlx::query(
             "UPDATE webhook_outbox SET state = 'delivered', delivered_at = $3, \
@@ -292,7 +297,7 @@ impl Store {
 
     /// Records a failed attempt: retried at `next_attempt_at`, or dead-lettered
     /// when `dead` (too old), which lets the tenant's queue move on.
-    pub async fn outbox_failed(
+    pub async fn failed(
         &self,
         tenant: &str,
         seq: i64,
@@ -320,7 +325,7 @@ impl Store {
 
     /// Takes or renews the tenant's delivery lease. Succeeds when nobody
     /// holds it, the holder's lease lapsed, or `owner` already holds it.
-    pub async fn outbox_lease(
+    pub async fn lease(
         &self,
         tenant: &str,
         owner: &str,
@@ -344,7 +349,7 @@ impl Store {
     }
 
     /// Gives the lease up so another replica need not wait for it to lapse.
-    pub async fn outbox_release(&self, tenant: &str, owner: &str) -> Result<(), StoreError> {
+    pub async fn release(&self, tenant: &str, owner: &str) -> Result<(), StoreError> {
         check_text("tenant", tenant)?;
         check_text("owner", owner)?;
         sqlx::query("DELETE FROM webhook_leases WHERE tenant = $1 AND owner = $2")
@@ -356,7 +361,7 @@ impl Store {
     }
 
     /// Every tenant's queue, for `webhooks status` and the metrics.
-    pub async fn outbox_status(&self) -> Result<Vec<OutboxTenantStatus>, StoreError> {
+    pub async fn status(&self) -> Result<Vec<OutboxTenantStatus>, StoreError> {
         let rows = sqlx::query(
             "SELECT tenant, \
              SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending, \
@@ -383,7 +388,7 @@ impl Store {
     }
 
     /// A tenant's events from `from_seq` on, in order (tests, `status`).
-    pub async fn outbox_events(
+    pub async fn events(
         &self,
         tenant: &str,
         from_seq: i64,
@@ -406,7 +411,7 @@ impl Store {
     /// Sends a tenant's events again from `from_seq` on (an app rebuilding
     /// after data loss). Same ids and bodies, so receivers that deduplicate
     /// by `webhook-id` must forget them first; the sequence lets them order.
-    pub async fn outbox_replay(
+    pub async fn replay(
         &self,
         tenant: &str,
         from_seq: i64,
@@ -430,11 +435,7 @@ impl Store {
 
     /// Puts dead events back in the queue (all tenants, or one). They are
     /// sent in sequence order before any later pending event of the tenant.
-    pub async fn outbox_retry_dead(
-        &self,
-        tenant: Option<&str>,
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
+    pub async fn retry_dead(&self, tenant: Option<&str>, now_ms: i64) -> Result<u64, StoreError> {
         let r = match tenant {
             Some(t) => {
                 check_text("tenant", t)?;
@@ -463,8 +464,8 @@ impl Store {
 
     /// Retention: forgets delivered and dead events older than `cutoff_ms`
     /// (the replay window). Pending events are kept: a configured receiver
-    /// still gets them (see [`Store::outbox_prune_pending`] for when none is).
-    pub async fn outbox_prune(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+    /// still gets them (see [`OutboxStore::prune_pending`] for when none is).
+    pub async fn prune(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let r =
             sqlx::query("DELETE FROM webhook_outbox WHERE state <> 'pending' AND created_at < $1")
                 .bind(cutoff_ms)
@@ -477,7 +478,7 @@ impl Store {
     /// deployment without a receiver (no `[webhook]`), whose events nobody
     /// will ever take, so they don't pile up forever. An app that starts
     /// listening later gets the current state from `webhooks resync`.
-    pub async fn outbox_prune_pending(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+    pub async fn prune_pending(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         let r =
             sqlx::query("DELETE FROM webhook_outbox WHERE state = 'pending' AND created_at < $1")
                 .bind(cutoff_ms)

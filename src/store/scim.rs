@@ -1,15 +1,18 @@
 //! SCIM resources: bearer tokens, users (a SCIM document linked to the
 //! `users` row that SSO login finds), groups and memberships.
 //!
-//! Reads go through [`Store`]; every write goes through a [`WriteTx`] so a
-//! change and everything it implies commit together.
+//! Reads go through [`ScimStore`] (`store.scim()`); every write goes
+//! through [`ScimTx`] (`tx.scim()`) in a [`WriteTx`], so a change and
+//! everything it implies commit together. The `users` rows behind SCIM
+//! users are `logins`.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::batch;
+use super::error::unique;
 use super::write::WriteTx;
-use super::{Store, StoreError, check_text};
+use super::{Inner, StoreError, check_text};
 
 /// Which resource table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,16 +55,6 @@ pub struct ScimRow {
 pub struct ScimMember {
     pub id: String,
     pub kind: String,
-}
-
-/// What a SCIM user means for login: the `users` row's fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScimLogin {
-    pub email: String,
-    pub name: Option<String>,
-    pub active: bool,
-    /// Role for a newly created login user (the tenant's default role).
-    pub role: Option<String>,
 }
 
 /// Picks the table's variant of a statement; sqlx needs `&'static str`.
@@ -109,17 +102,62 @@ fn check_row(r: &ScimRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Unique-index violations become `Duplicate` (a 409 for SCIM).
-fn unique(e: sqlx::Error, what: &str) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Duplicate(what.into()),
-        _ => StoreError::Query(e),
+/// One resource by id, on the pool or inside a transaction.
+async fn get_on<'c, E>(
+    ex: E,
+    kind: ScimKind,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<ScimRow>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if id.contains('\0') {
+        return Ok(None);
     }
+    let row = sqlx::query(by_kind!(
+        kind,
+        row_columns!(),
+        " WHERE tenant = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(ex)
+    .await?;
+    row.as_ref().map(decode).transpose()
 }
 
-impl Store {
+/// A group's members in a stable order, on the pool or inside a
+/// transaction.
+async fn members_on<'c, E>(ex: E, group_id: &str) -> Result<Vec<ScimMember>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT member_id, member_type FROM scim_members WHERE group_id = $1 ORDER BY member_id",
+    )
+    .bind(group_id)
+    .fetch_all(ex)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ScimMember {
+                id: r.try_get("member_id")?,
+                kind: r.try_get("member_type")?,
+            })
+        })
+        .collect()
+}
+
+/// The SCIM view of a [`Store`](super::Store): `store.scim()`.
+#[derive(Clone, Copy)]
+pub struct ScimStore<'a> {
+    pub(super) inner: &'a Inner,
+}
+
+impl ScimStore<'_> {
     /// Replaces the tenant's SCIM token (the previous one stops working).
-    pub async fn scim_token_set(
+    pub async fn token_set(
         &self,
         tenant: &str,
         key_id: &str,
@@ -152,10 +190,7 @@ impl Store {
     }
 
     /// `(tenant, secret_hash)` of the token with this key id.
-    pub async fn scim_token_lookup(
-        &self,
-        key_id: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    pub async fn token_lookup(&self, key_id: &str) -> Result<Option<(String, String)>, StoreError> {
         check_text("key_id", key_id)?;
         let row = sqlx::query("SELECT tenant, secret_hash FROM scim_tokens WHERE key_id = $1")
             .bind(key_id)
@@ -166,30 +201,18 @@ impl Store {
     }
 
     /// One resource by id.
-    pub async fn scim_get(
+    pub async fn get(
         &self,
         kind: ScimKind,
         tenant: &str,
         id: &str,
     ) -> Result<Option<ScimRow>, StoreError> {
-        if id.contains('\0') {
-            return Ok(None);
-        }
-        let row = sqlx::query(by_kind!(
-            kind,
-            row_columns!(),
-            " WHERE tenant = $1 AND id = $2"
-        ))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&self.inner.pool)
-        .await?;
-        row.as_ref().map(decode).transpose()
+        get_on(&self.inner.pool, kind, tenant, id).await
     }
 
     /// Resources whose indexed attribute equals `value` (`Name`:
     /// case-insensitively; `ExternalId`, `Id`: exactly).
-    pub async fn scim_find(
+    pub async fn find(
         &self,
         kind: ScimKind,
         tenant: &str,
@@ -234,7 +257,7 @@ impl Store {
     }
 
     /// How many resources the tenant has.
-    pub async fn scim_count(&self, kind: ScimKind, tenant: &str) -> Result<i64, StoreError> {
+    pub async fn count(&self, kind: ScimKind, tenant: &str) -> Result<i64, StoreError> {
         let row = sqlx::query(by_kind!(
             kind,
             "SELECT COUNT(*) AS n FROM ",
@@ -247,7 +270,7 @@ impl Store {
     }
 
     /// One page in the stable listing order (creation time, then id).
-    pub async fn scim_page(
+    pub async fn page(
         &self,
         kind: ScimKind,
         tenant: &str,
@@ -269,7 +292,7 @@ impl Store {
 
     /// The next `limit` resources after `after` (`(seq, id)`, keyset on the
     /// listing order), for filters that must look at every resource.
-    pub async fn scim_scan(
+    pub async fn scan(
         &self,
         kind: ScimKind,
         tenant: &str,
@@ -293,29 +316,12 @@ impl Store {
     }
 
     /// A group's members, in a stable order.
-    pub async fn scim_members(&self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT member_id, member_type FROM scim_members WHERE group_id = $1 ORDER BY member_id",
-        )
-        .bind(group_id)
-        .fetch_all(&self.inner.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ScimMember {
-                    id: r.try_get("member_id")?,
-                    kind: r.try_get("member_type")?,
-                })
-            })
-            .collect()
+    pub async fn members(&self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {
+        members_on(&self.inner.pool, group_id).await
     }
 
     /// Whether `member_id` is a direct member of `group_id`.
-    pub async fn scim_is_member(
-        &self,
-        group_id: &str,
-        member_id: &str,
-    ) -> Result<bool, StoreError> {
+    pub async fn is_member(&self, group_id: &str, member_id: &str) -> Result<bool, StoreError> {
         if member_id.contains('\0') {
             return Ok(false);
         }
@@ -330,10 +336,7 @@ impl Store {
     }
 
     /// The groups `member_id` belongs to directly: `(id, displayName)`.
-    pub async fn scim_groups_of(
-        &self,
-        member_id: &str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn groups_of(&self, member_id: &str) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT g.id AS id, g.name AS name FROM scim_members m JOIN scim_groups g ON g.id = m.group_id \
              WHERE m.member_id = $1 ORDER BY g.name_lower, g.id",
@@ -347,39 +350,28 @@ impl Store {
     }
 }
 
-impl WriteTx {
+/// The SCIM view of a [`WriteTx`]: `tx.scim()`.
+pub struct ScimTx<'a> {
+    pub(super) write: &'a mut WriteTx,
+}
+
+impl ScimTx<'_> {
     /// A group's members as this transaction sees them (webhook events
     /// need what a replacement removed).
-    pub async fn scim_members_in(&mut self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT member_id, member_type FROM scim_members WHERE group_id = $1 ORDER BY member_id",
-        )
-        .bind(group_id)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ScimMember {
-                    id: r.try_get("member_id")?,
-                    kind: r.try_get("member_type")?,
-                })
-            })
-            .collect()
+    pub async fn members(&mut self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {
+        members_on(&mut *self.write.tx, group_id).await
     }
 
     /// Ids of the groups `member_id` is a direct member of, in this
     /// transaction.
-    pub async fn scim_groups_containing(
-        &mut self,
-        member_id: &str,
-    ) -> Result<Vec<String>, StoreError> {
+    pub async fn groups_containing(&mut self, member_id: &str) -> Result<Vec<String>, StoreError> {
         if member_id.contains('\0') {
             return Ok(Vec::new());
         }
         let rows =
             sqlx::query("SELECT group_id FROM scim_members WHERE member_id = $1 ORDER BY group_id")
                 .bind(member_id)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(&mut *self.write.tx)
                 .await?;
         rows.iter()
             .map(|r| r.try_get("group_id").map_err(StoreError::from))
@@ -387,37 +379,21 @@ impl WriteTx {
     }
 
     /// One resource by id, read inside the transaction.
-    pub async fn scim_get(
-        &mut self,
-        kind: ScimKind,
-        id: &str,
-    ) -> Result<Option<ScimRow>, StoreError> {
-        if id.contains('\0') {
-            return Ok(None);
-        }
-        let tenant = self.tenant().to_owned();
-        let row = sqlx::query(by_kind!(
-            kind,
-            row_columns!(),
-            " WHERE tenant = $1 AND id = $2"
-        ))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.as_ref().map(decode).transpose()
+    pub async fn get(&mut self, kind: ScimKind, id: &str) -> Result<Option<ScimRow>, StoreError> {
+        let tenant = self.write.tenant().to_owned();
+        get_on(&mut *self.write.tx, kind, &tenant, id).await
     }
 
     /// Whether another resource of the tenant already has this name
     /// (case-insensitively).
-    pub async fn scim_name_taken(
+    pub async fn name_taken(
         &mut self,
         kind: ScimKind,
         name: &str,
         except_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         check_text("name", name)?;
-        let tenant = self.tenant().to_owned();
+        let tenant = self.write.tenant().to_owned();
         let row = sqlx::query(by_kind!(
             kind,
             "SELECT id FROM ",
@@ -425,7 +401,7 @@ impl WriteTx {
         ))
         .bind(tenant)
         .bind(name.to_lowercase())
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(&mut *self.write.tx)
         .await?;
         Ok(match row {
             None => false,
@@ -434,14 +410,14 @@ impl WriteTx {
     }
 
     /// Adds a resource; a name clash is `Duplicate`.
-    pub async fn scim_insert(&mut self, kind: ScimKind, r: &ScimRow) -> Result<(), StoreError> {
-        self.scim_insert_many(kind, std::slice::from_ref(r)).await
+    pub async fn insert(&mut self, kind: ScimKind, r: &ScimRow) -> Result<(), StoreError> {
+        self.insert_many(kind, std::slice::from_ref(r)).await
     }
 
     /// Adds several resources in a few multi-row statements (a Bulk
     /// request's creates); any name clash is `Duplicate` and, like a
     /// failed single insert, leaves the transaction to be rolled back.
-    pub async fn scim_insert_many(
+    pub async fn insert_many(
         &mut self,
         kind: ScimKind,
         rows: &[ScimRow],
@@ -476,7 +452,7 @@ impl WriteTx {
                     .bind(r.created_at)
                     .bind(r.updated_at);
             }
-            q.execute(&mut *self.tx)
+            q.execute(&mut *self.write.tx)
                 .await
                 .map_err(|e| unique(e, "name"))?;
         }
@@ -485,7 +461,7 @@ impl WriteTx {
 
     /// Overwrites a resource's name, externalId, document, version and
     /// modification time.
-    pub async fn scim_update(&mut self, kind: ScimKind, r: &ScimRow) -> Result<(), StoreError> {
+    pub async fn update(&mut self, kind: ScimKind, r: &ScimRow) -> Result<(), StoreError> {
         check_row(r)?;
         sqlx::query(by_kind!(
             kind,
@@ -501,7 +477,7 @@ impl WriteTx {
         .bind(r.updated_at)
         .bind(r.tenant.as_str())
         .bind(r.id.as_str())
-        .execute(&mut *self.tx)
+        .execute(&mut *self.write.tx)
         .await
         .map_err(|e| unique(e, "name"))?;
         Ok(())
@@ -509,8 +485,8 @@ impl WriteTx {
 
     /// Deletes a resource (a group's memberships go with it); `true` if it
     /// existed.
-    pub async fn scim_delete(&mut self, kind: ScimKind, id: &str) -> Result<bool, StoreError> {
-        let tenant = self.tenant().to_owned();
+    pub async fn delete(&mut self, kind: ScimKind, id: &str) -> Result<bool, StoreError> {
+        let tenant = self.write.tenant().to_owned();
         let n = sqlx::query(by_kind!(
             kind,
             "DELETE FROM ",
@@ -518,7 +494,7 @@ impl WriteTx {
         ))
         .bind(tenant)
         .bind(id)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.write.tx)
         .await?
         .rows_affected();
         Ok(n > 0)
@@ -526,22 +502,18 @@ impl WriteTx {
 
     /// Bumps a group's version and modification time after a membership
     /// change, without rewriting its document.
-    pub async fn scim_touch_group(
-        &mut self,
-        group_id: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn touch_group(&mut self, group_id: &str, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE scim_groups SET version = version + 1, updated_at = $1 WHERE id = $2")
             .bind(now_ms)
             .bind(group_id)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.write.tx)
             .await?;
         Ok(())
     }
 
     /// Adds members (already present ones are left alone); returns how many
     /// were new.
-    pub async fn scim_add_members(
+    pub async fn add_members(
         &mut self,
         group_id: &str,
         members: &[ScimMember],
@@ -556,7 +528,7 @@ impl WriteTx {
             .bind(group_id)
             .bind(m.id.as_str())
             .bind(m.kind.as_str())
-            .execute(&mut *self.tx)
+            .execute(&mut *self.write.tx)
             .await?
             .rows_affected();
         }
@@ -564,7 +536,7 @@ impl WriteTx {
     }
 
     /// Removes the listed members; returns how many were there.
-    pub async fn scim_remove_members(
+    pub async fn remove_members(
         &mut self,
         group_id: &str,
         member_ids: &[String],
@@ -578,7 +550,7 @@ impl WriteTx {
                 sqlx::query("DELETE FROM scim_members WHERE group_id = $1 AND member_id = $2")
                     .bind(group_id)
                     .bind(id.as_str())
-                    .execute(&mut *self.tx)
+                    .execute(&mut *self.write.tx)
                     .await?
                     .rows_affected();
         }
@@ -586,17 +558,17 @@ impl WriteTx {
     }
 
     /// Removes every member of a group; returns how many there were.
-    pub async fn scim_clear_members(&mut self, group_id: &str) -> Result<u64, StoreError> {
+    pub async fn clear_members(&mut self, group_id: &str) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM scim_members WHERE group_id = $1")
             .bind(group_id)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.write.tx)
             .await?
             .rows_affected())
     }
 
     /// A deleted user or group leaves every group it was in; those groups'
     /// versions change.
-    pub async fn scim_remove_member_everywhere(
+    pub async fn remove_member_everywhere(
         &mut self,
         member_id: &str,
         now_ms: i64,
@@ -607,21 +579,21 @@ impl WriteTx {
         )
         .bind(now_ms)
         .bind(member_id)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.write.tx)
         .await?;
         sqlx::query("DELETE FROM scim_members WHERE member_id = $1")
             .bind(member_id)
-            .execute(&mut *self.tx)
+            .execute(&mut *self.write.tx)
             .await?;
         Ok(())
     }
 
     /// `User` or `Group` if a resource with this id exists in the tenant.
-    pub async fn scim_member_kind(&mut self, id: &str) -> Result<Option<&'static str>, StoreError> {
+    pub async fn member_kind(&mut self, id: &str) -> Result<Option<&'static str>, StoreError> {
         if id.contains('\0') {
             return Ok(None);
         }
-        let tenant = self.tenant().to_owned();
+        let tenant = self.write.tenant().to_owned();
         for (kind, label) in [(ScimKind::User, "User"), (ScimKind::Group, "Group")] {
             let row = sqlx::query(by_kind!(
                 kind,
@@ -630,149 +602,12 @@ impl WriteTx {
             ))
             .bind(tenant.as_str())
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut *self.write.tx)
             .await?;
             if row.is_some() {
                 return Ok(Some(label));
             }
         }
         Ok(None)
-    }
-
-    /// The login identity for a new SCIM user: the tenant's existing `users`
-    /// row with this email if it has no SCIM resource yet (a JIT or invited
-    /// user, or one SCIM deleted earlier, is the same person), else a new
-    /// row. Returns the id the SCIM resource must use. An email that belongs
-    /// to another SCIM user is `Duplicate`.
-    pub async fn scim_link_login(
-        &mut self,
-        new_id: &str,
-        login: &ScimLogin,
-        now: i64,
-    ) -> Result<String, StoreError> {
-        check_text("email", &login.email)?;
-        let tenant = self.tenant().to_owned();
-        // The common case (a new person) in one statement.
-        if self.scim_insert_new_logins(&[(new_id, login)], now).await? {
-            return Ok(new_id.to_owned());
-        }
-        let row = sqlx::query("SELECT id FROM users WHERE tenant = $1 AND email_lower = $2")
-            .bind(tenant.as_str())
-            .bind(login.email.to_lowercase())
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .ok_or_else(|| {
-                StoreError::Corrupt("user vanished after a conflicting insert".into())
-            })?;
-        let id: String = row.try_get("id")?;
-        if self.scim_get(ScimKind::User, &id).await?.is_some() {
-            return Err(StoreError::Duplicate("email".into()));
-        }
-        self.scim_update_login(&id, login, now).await?;
-        Ok(id)
-    }
-
-    /// Login identities for several new SCIM users at once (a Bulk
-    /// request's creates), each with its own fresh id. Returns `false` if
-    /// any email already has a login in the tenant: that person must go
-    /// through [`WriteTx::scim_link_login`] (adoption or a clash), and the
-    /// caller abandons the batch (the rows inserted here are rolled back
-    /// with it).
-    pub async fn scim_insert_new_logins(
-        &mut self,
-        logins: &[(&str, &ScimLogin)],
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let tenant = self.tenant().to_owned();
-        let mut rest = logins;
-        let mut inserted = 0u64;
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(batch::next_size(rest.len()));
-            rest = tail;
-            let mut sql = batch::values_sql(
-                "INSERT INTO users (id, tenant, email, email_lower, name, role, source, active, \
-                 subject, created_at, updated_at, last_login_at) VALUES ",
-                "(?1, ?2, ?3, ?4, ?5, ?6, 'scim', ?7, NULL, ?8, ?8, NULL)",
-                8,
-                chunk.len(),
-            );
-            sql.push_str(" ON CONFLICT (tenant, email_lower) DO NOTHING");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, login) in chunk {
-                check_text("email", &login.email)?;
-                q = q
-                    .bind(*id)
-                    .bind(tenant.as_str())
-                    .bind(login.email.as_str())
-                    .bind(login.email.to_lowercase())
-                    .bind(login.name.as_deref())
-                    .bind(login.role.as_deref())
-                    .bind(i64::from(login.active))
-                    .bind(now);
-            }
-            inserted += q
-                .execute(&mut *self.tx)
-                .await
-                .map_err(|e| unique(e, "email"))?
-                .rows_affected();
-        }
-        Ok(inserted == logins.len() as u64)
-    }
-
-    /// Updates the login identity of SCIM user `id`. An email that belongs
-    /// to another user of the tenant is `Duplicate`.
-    pub async fn scim_update_login(
-        &mut self,
-        id: &str,
-        login: &ScimLogin,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        check_text("email", &login.email)?;
-        if let Some(name) = &login.name {
-            check_text("name", name)?;
-        }
-        let tenant = self.tenant().to_owned();
-        let other =
-            sqlx::query("SELECT id FROM users WHERE tenant = $1 AND email_lower = $2 AND id <> $3")
-                .bind(tenant.as_str())
-                .bind(login.email.to_lowercase())
-                .bind(id)
-                .fetch_optional(&mut *self.tx)
-                .await?;
-        if other.is_some() {
-            return Err(StoreError::Duplicate("email".into()));
-        }
-        sqlx::query(
-            "UPDATE users SET email = $1, email_lower = $2, name = $3, active = $4, source = 'scim', \
-             updated_at = $5 WHERE tenant = $6 AND id = $7",
-        )
-        .bind(login.email.as_str())
-        .bind(login.email.to_lowercase())
-        .bind(login.name.as_deref())
-        .bind(i64::from(login.active))
-        .bind(now)
-        .bind(tenant.as_str())
-        .bind(id)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| unique(e, "email"))?;
-        Ok(())
-    }
-
-    /// After a SCIM DELETE the `users` row stays as a deactivated tombstone
-    /// (`source = 'scim-deleted'`), so JIT cannot let the person back in;
-    /// a later SCIM create with the same email adopts it again.
-    pub async fn scim_tombstone_login(&mut self, id: &str, now: i64) -> Result<(), StoreError> {
-        let tenant = self.tenant().to_owned();
-        sqlx::query(
-            "UPDATE users SET active = 0, source = 'scim-deleted', updated_at = $1 \
-             WHERE tenant = $2 AND id = $3",
-        )
-        .bind(now)
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
     }
 }

@@ -4,8 +4,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::seal::Column;
+use super::write::WriteTx;
 use super::{
-    Backend, IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent, check_text,
+    Backend, IdpBinding, Inner, SessionRecord, SessionSelector, StoreError, StoreEvent, check_text,
     events,
 };
 
@@ -13,11 +14,17 @@ const SELECT_COLUMNS: &str = "SELECT id_hash, user_id, email, name, tenant, conn
      groups_json, roles_json, created_at, expires_at, last_seen_at, idp_subject, idp_session, \
      logout_hint FROM sessions WHERE id_hash = $1";
 
-impl Store {
+/// The sessions view of a [`Store`](super::Store): `store.sessions()`.
+#[derive(Clone, Copy)]
+pub struct SessionStore<'a> {
+    pub(super) inner: &'a Inner,
+}
+
+impl SessionStore<'_> {
     /// Persists a new session so every replica (and a restarted process) can
     /// honour its cookie. Fails if `id_hash` already exists: ids are random,
     /// so a collision means a bug, not something to overwrite silently.
-    pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+    pub async fn insert(&self, s: &SessionRecord) -> Result<(), StoreError> {
         for (field, value) in [
             ("id_hash", s.id_hash.as_str()),
             ("user_id", s.user_id.as_str()),
@@ -48,7 +55,7 @@ impl Store {
         // The ID token (or NameID) is a secret at rest: sealed, bound to
         // this row.
         let logout_hint = match s.idp.as_ref().and_then(|i| i.logout_hint.as_deref()) {
-            Some(hint) => Some(self.keys()?.seal(
+            Some(hint) => Some(self.inner.keys()?.seal(
                 Column::LogoutHint,
                 &s.id_hash,
                 hint.as_bytes(),
@@ -82,7 +89,7 @@ impl Store {
 
     /// Loads a session on a cache miss. Expiry is *not* checked here: the
     /// session layer owns the clock and the idle policy.
-    pub async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub async fn get(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         check_text("id_hash", id_hash)?;
         let row = sqlx::query(SELECT_COLUMNS)
             .bind(id_hash)
@@ -96,7 +103,8 @@ impl Store {
             && let Some(stored) = idp.logout_hint.take()
         {
             let plain =
-                self.keys()?
+                self.inner
+                    .keys()?
                     .open(Column::LogoutHint, &record.id_hash, stored.as_bytes())?;
             idp.logout_hint = Some(String::from_utf8(plain).map_err(|_| {
                 StoreError::Corrupt("sessions.logout_hint is not UTF-8 once opened".into())
@@ -109,7 +117,7 @@ impl Store {
     /// a slow replica writing an older time cannot make an active session
     /// look idle. A missing session is not an error: it may have just been
     /// revoked or expired.
-    pub async fn touch_session(&self, id_hash: &str, last_seen_at: i64) -> Result<(), StoreError> {
+    pub async fn touch(&self, id_hash: &str, last_seen_at: i64) -> Result<(), StoreError> {
         check_text("id_hash", id_hash)?;
         sqlx::query(
             "UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1 AND last_seen_at < $2",
@@ -126,7 +134,7 @@ impl Store {
     /// was deleted, because a cache may still hold a copy. On PostgreSQL the
     /// NOTIFY is sent in the same transaction as the delete, so other
     /// replicas hear about it exactly when the delete becomes visible.
-    pub async fn revoke_sessions(&self, selector: &SessionSelector) -> Result<u64, StoreError> {
+    pub async fn revoke(&self, selector: &SessionSelector) -> Result<u64, StoreError> {
         let mut tx = self.inner.pool.begin().await?;
         let deleted = revoke_in(&mut tx, self.inner.backend, selector).await?;
         tx.commit().await?;
@@ -140,11 +148,7 @@ impl Store {
 
     /// Garbage-collects dead sessions so the table does not grow forever.
     /// No event: readers already refuse expired sessions on their own.
-    pub async fn delete_expired_sessions(
-        &self,
-        now: i64,
-        idle_cutoff: i64,
-    ) -> Result<u64, StoreError> {
+    pub async fn delete_expired(&self, now: i64, idle_cutoff: i64) -> Result<u64, StoreError> {
         let result =
             sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
                 .bind(now)
@@ -155,7 +159,7 @@ impl Store {
     }
 
     /// Feeds the active-sessions gauge and admin tooling.
-    pub async fn count_sessions(&self) -> Result<u64, StoreError> {
+    pub async fn count(&self) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions")
             .fetch_one(&self.inner.pool)
             .await?;
@@ -167,13 +171,31 @@ impl Store {
     /// operation added no session: a count can't tell a new row from an
     /// expired one the sweep removed meanwhile. Reads the whole table, so
     /// never on a request path.
-    pub async fn session_keys(&self) -> Result<Vec<String>, StoreError> {
+    pub async fn keys(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT id_hash FROM sessions ORDER BY id_hash")
             .fetch_all(&self.inner.pool)
             .await?;
         rows.iter()
             .map(|r| r.try_get::<String, _>("id_hash").map_err(StoreError::from))
             .collect()
+    }
+}
+
+/// The sessions view of a [`WriteTx`]: `tx.sessions()`.
+pub struct SessionTx<'a> {
+    pub(super) write: &'a mut WriteTx,
+}
+
+impl SessionTx<'_> {
+    /// Ends sessions as part of this transaction (deprovisioning). Other
+    /// processes and replicas learn at commit; this process' subscribers get
+    /// the event from [`WriteTx::commit`].
+    pub async fn revoke(&mut self, selector: &SessionSelector) -> Result<u64, StoreError> {
+        let w = &mut *self.write;
+        let backend = w.store.inner.backend;
+        let n = revoke_in(&mut w.tx, backend, selector).await?;
+        w.revoked.push(selector.clone());
+        Ok(n)
     }
 }
 

@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::write::WriteTx;
-use super::{Store, StoreError, check_text};
+use super::{Inner, StoreError, check_text};
 
 /// One user of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,16 +52,22 @@ macro_rules! columns {
     };
 }
 
-impl Store {
+/// The users view of a [`Store`](super::Store): `store.users()`.
+#[derive(Clone, Copy)]
+pub struct UserStore<'a> {
+    pub(super) inner: &'a Inner,
+}
+
+impl UserStore<'_> {
     /// Adds a user. A second user with the same email (case-insensitive) in
     /// the same tenant is refused with `StoreError::Duplicate`.
-    pub async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+    pub async fn insert(&self, u: &UserRecord) -> Result<(), StoreError> {
         let mut conn = self.inner.pool.acquire().await?;
         insert_user_in(&mut conn, u).await
     }
 
     /// The user with this email in this tenant, case-insensitively.
-    pub async fn user_by_email(
+    pub async fn by_email(
         &self,
         tenant: &str,
         email: &str,
@@ -81,7 +87,7 @@ impl Store {
     }
 
     /// All users, or one tenant's, by email.
-    pub async fn list_users(&self, tenant: Option<&str>) -> Result<Vec<UserRecord>, StoreError> {
+    pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<UserRecord>, StoreError> {
         let rows = match tenant {
             Some(t) => {
                 check_text("tenant", t)?;
@@ -108,12 +114,12 @@ impl Store {
     }
 
     /// Removes a user; returns whether one existed.
-    pub async fn delete_user(
+    pub async fn delete(
         &self,
         tenant: &str,
         email: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
-        let Some(user) = self.user_by_email(tenant, email).await? else {
+        let Some(user) = self.by_email(tenant, email).await? else {
             return Ok(None);
         };
         sqlx::query("DELETE FROM users WHERE id = $1")
@@ -138,12 +144,7 @@ impl Store {
     }
 
     /// Activates or deactivates a user.
-    pub async fn set_user_active(
-        &self,
-        id: &str,
-        active: bool,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn set_active(&self, id: &str, active: bool, now: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
             .bind(i64::from(active))
             .bind(now)
@@ -171,7 +172,7 @@ fn decode(row: &AnyRow) -> Result<UserRecord, StoreError> {
     })
 }
 
-/// Shared by [`Store::insert_user`] and [`WriteTx::insert_user`].
+/// Shared by [`UserStore::insert`] and [`UserTx::insert`].
 async fn insert_user_in(conn: &mut sqlx::AnyConnection, u: &UserRecord) -> Result<(), StoreError> {
     for (field, value) in [
         ("id", &u.id),
@@ -218,15 +219,20 @@ async fn insert_user_in(conn: &mut sqlx::AnyConnection, u: &UserRecord) -> Resul
     Ok(())
 }
 
-impl WriteTx {
-    /// [`Store::insert_user`] inside a write transaction (JIT provisioning
+/// The users view of a [`WriteTx`]: `tx.users()`.
+pub struct UserTx<'a> {
+    pub(super) write: &'a mut WriteTx,
+}
+
+impl UserTx<'_> {
+    /// [`UserStore::insert`] inside a write transaction (JIT provisioning
     /// with its webhook event).
-    pub async fn insert_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
-        if u.tenant != self.tenant() {
+    pub async fn insert(&mut self, u: &UserRecord) -> Result<(), StoreError> {
+        if u.tenant != self.write.tenant() {
             return Err(StoreError::InvalidInput(
                 "user tenant differs from the transaction's".into(),
             ));
         }
-        insert_user_in(&mut self.tx, u).await
+        insert_user_in(&mut self.write.tx, u).await
     }
 }

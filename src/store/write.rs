@@ -8,23 +8,26 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::{Backend, SessionSelector, Store, StoreError, StoreEvent, check_text, sessions};
+use super::{
+    Backend, LoginTx, OutboxTx, ScimTx, SessionSelector, SessionTx, Store, StoreError, StoreEvent,
+    UserTx, check_text,
+};
 
 /// One open write transaction for one tenant. Other writers of the same
 /// tenant wait until it commits or rolls back.
 pub struct WriteTx {
     pub(super) tx: Transaction<'static, Any>,
-    store: Store,
+    pub(super) store: Store,
     tenant: String,
     seq: i64,
     /// Resources created so far in this transaction (their listing order).
     created: i64,
     /// A savepoint is open whose work is kept (released lazily).
     in_savepoint: bool,
-    revoked: Vec<SessionSelector>,
+    pub(super) revoked: Vec<SessionSelector>,
     /// Whether outbox events were written, to wake the deliverer at commit.
     pub(super) emitted: bool,
-    /// Events appended and not yet written (see [`WriteTx::emit`]).
+    /// Events appended and not yet written (see [`OutboxTx::emit`]).
     pub(super) pending_events: Vec<super::outbox::PendingEvent>,
     /// How many of `pending_events` predate the open savepoint: a rollback
     /// keeps those and drops the rest.
@@ -135,16 +138,6 @@ impl WriteTx {
         self.store.inner.backend
     }
 
-    /// Ends sessions as part of this transaction (deprovisioning). Other
-    /// processes and replicas learn at commit; this process' subscribers get
-    /// the event from [`WriteTx::commit`].
-    pub async fn revoke_sessions(&mut self, selector: &SessionSelector) -> Result<u64, StoreError> {
-        let backend = self.store.inner.backend;
-        let n = sessions::revoke_in(&mut self.tx, backend, selector).await?;
-        self.revoked.push(selector.clone());
-        Ok(n)
-    }
-
     /// Commits, then publishes the in-process revocation events. Returns the
     /// selectors revoked so the caller can drop its own cache entries before
     /// answering (the next request must already see the revocation).
@@ -162,5 +155,35 @@ impl WriteTx {
                 .send(StoreEvent::SessionsRevoked(selector.clone()));
         }
         Ok(self.revoked)
+    }
+}
+
+/// What a transaction writes, one view per concern (see the store's module
+/// doc); the transaction itself keeps only its own life cycle above.
+impl WriteTx {
+    /// Ends sessions in this transaction.
+    pub fn sessions(&mut self) -> SessionTx<'_> {
+        SessionTx { write: self }
+    }
+
+    /// Adds login users in this transaction (JIT provisioning).
+    pub fn users(&mut self) -> UserTx<'_> {
+        UserTx { write: self }
+    }
+
+    /// The `users` rows behind SCIM users: what sign-in finds.
+    pub fn logins(&mut self) -> LoginTx<'_> {
+        LoginTx { write: self }
+    }
+
+    /// SCIM resources and memberships, read and written in this
+    /// transaction.
+    pub fn scim(&mut self) -> ScimTx<'_> {
+        ScimTx { write: self }
+    }
+
+    /// Appends the webhook events that announce this transaction's changes.
+    pub fn outbox(&mut self) -> OutboxTx<'_> {
+        OutboxTx { write: self }
     }
 }

@@ -104,7 +104,7 @@ impl Deliverer {
     /// Polls for tenants with due events, woken early by local commits, and
     /// drains each in its own task (bounded by `concurrency`).
     async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let signal = self.store.outbox_signal();
+        let signal = self.store.outbox().signal();
         let poll = Duration::from_millis(self.cfg.poll_interval_ms);
         let mut last_gauges = tokio::time::Instant::now() - GAUGE_INTERVAL;
         let mut tasks = tokio::task::JoinSet::new();
@@ -117,7 +117,12 @@ impl Deliverer {
                 self.refresh_gauges().await;
                 last_gauges = tokio::time::Instant::now();
             }
-            match self.store.outbox_due_tenants(crate::clock::now_ms()).await {
+            match self
+                .store
+                .outbox()
+                .due_tenants(crate::clock::now_ms())
+                .await
+            {
                 Ok(tenants) => {
                     for tenant in tenants {
                         let fresh = self
@@ -167,7 +172,8 @@ impl Deliverer {
         let ttl = self.lease_ttl_ms();
         if !self
             .store
-            .outbox_lease(tenant, &self.owner, crate::clock::now_ms(), ttl)
+            .outbox()
+            .lease(tenant, &self.owner, crate::clock::now_ms(), ttl)
             .await?
         {
             return Ok(()); // another replica delivers this tenant
@@ -175,7 +181,7 @@ impl Deliverer {
         let mut renewed = crate::clock::now_ms();
         let result = async {
             loop {
-                let batch = self.store.outbox_pending(tenant, BATCH).await?;
+                let batch = self.store.outbox().pending(tenant, BATCH).await?;
                 if batch.is_empty() {
                     return Ok(());
                 }
@@ -187,7 +193,8 @@ impl Deliverer {
                     if now - renewed > ttl / 3 {
                         if !self
                             .store
-                            .outbox_lease(tenant, &self.owner, now, ttl)
+                            .outbox()
+                            .lease(tenant, &self.owner, now, ttl)
                             .await?
                         {
                             return Ok(()); // lost it (we stalled); the new holder goes on
@@ -204,7 +211,7 @@ impl Deliverer {
             }
         }
         .await;
-        if let Err(e) = self.store.outbox_release(tenant, &self.owner).await {
+        if let Err(e) = self.store.outbox().release(tenant, &self.owner).await {
             tracing::debug!(tenant = %tenant, error = %e, "webhook: lease release failed (it lapses)");
         }
         result
@@ -218,7 +225,8 @@ impl Deliverer {
             Ok(()) => {
                 let now = crate::clock::now_ms();
                 self.store
-                    .outbox_delivered(&event.tenant, event.seq, now)
+                    .outbox()
+                    .delivered(&event.tenant, event.seq, now)
                     .await?;
                 self.metrics.webhook.delivered.inc();
                 self.metrics
@@ -234,7 +242,8 @@ impl Deliverer {
                 let dead = now - event.created_at >= self.cfg.max_age_seconds as i64 * 1000;
                 let next = now + self.backoff_ms(attempts);
                 self.store
-                    .outbox_failed(&event.tenant, event.seq, &f.detail, next, dead)
+                    .outbox()
+                    .failed(&event.tenant, event.seq, &f.detail, next, dead)
                     .await?;
                 self.metrics
                     .webhook
@@ -311,7 +320,7 @@ impl Deliverer {
     }
 
     async fn refresh_gauges(&self) {
-        match self.store.outbox_status().await {
+        match self.store.outbox().status().await {
             Ok(status) => {
                 let pending: i64 = status.iter().map(|s| s.pending).sum();
                 let dead: i64 = status.iter().map(|s| s.dead).sum();

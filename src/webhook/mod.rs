@@ -1,8 +1,7 @@
 //! Delivery of user and group events to the upstream app.
 //!
 //! Changes write their event into the store's outbox in the same
-//! transaction (`store::WriteTx::emit`); this module only sends what is
-//! there: in order per tenant, signed per Standard Webhooks, retried with
+//! transaction (`tx.outbox().emit`); this module only sends what is there: in order per tenant, signed per Standard Webhooks, retried with
 //! exponential backoff and full jitter, dead-lettered after a maximum age
 //! so one poisoned event cannot stall a tenant forever. One deliverer per
 //! tenant at a time across replicas (a lease in the store).

@@ -51,7 +51,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "names",
             "redirect",
             "session",
-            "store",
         ],
     ),
     // one configuration generation, shared by the two above

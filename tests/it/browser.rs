@@ -151,7 +151,14 @@ async fn browser_chooser_then_sso() {
     let s = Sso::start(true).await;
     s.assert_next("bob@globex.com", Some(true), &[]);
     run_scenario(&s, "chooser").await;
-    let users = s.env.shared.store.list_users(Some("globex")).await.unwrap();
+    let users = s
+        .env
+        .shared
+        .store
+        .users()
+        .list(Some("globex"))
+        .await
+        .unwrap();
     assert_eq!(users.len(), 1, "{users:?}");
     assert_eq!(users[0].email, "bob@globex.com");
     shut_down(s).await;

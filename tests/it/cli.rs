@@ -505,7 +505,7 @@ async fn users_remove_ends_the_users_sessions_on_a_running_server() {
         "removed alice@acme.com from acme; ended 1 session(s)"
     );
     // Gone from the store at once ...
-    assert_eq!(s.env.shared.store.count_sessions().await.unwrap(), 1);
+    assert_eq!(s.env.shared.store.sessions().count().await.unwrap(), 1);
     // ... and from the running server's cache within its event-log poll
     // (200 ms; bounded here).
     let mut last = 0;

@@ -140,7 +140,8 @@ async fn the_demo_app_builds_the_directory_from_signed_webhooks() {
             .unwrap();
     let token = portcullis::scim::token::generate().unwrap();
     store
-        .scim_token_set("example", &token.key_id, &token.hash, 1)
+        .scim()
+        .token_set("example", &token.key_id, &token.hash, 1)
         .await
         .unwrap();
     store.close().await;

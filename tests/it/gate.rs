@@ -319,7 +319,7 @@ async fn admin_variants_against_the_real_binary() {
     let store = portcullis::store::Store::open_sealed(&store_url, &[key])
         .await
         .unwrap();
-    assert_eq!(store.session_keys().await.unwrap().len(), 2);
+    assert_eq!(store.sessions().keys().await.unwrap().len(), 2);
     let front = Front {
         proxy,
         watch: Watch {

@@ -42,7 +42,8 @@ async fn alive(env: &TestEnv, cookie: &str) -> bool {
     let row = env
         .shared
         .store
-        .get_session(&id_hash(env, cookie))
+        .sessions()
+        .get(&id_hash(env, cookie))
         .await
         .unwrap();
     let status = client()

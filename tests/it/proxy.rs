@@ -218,12 +218,13 @@ async fn the_refusal_check_catches_a_new_session_row_the_count_hides() {
     let gone = env
         .shared
         .store
-        .revoke_sessions(&SessionSelector::User("user-old".into()))
+        .sessions()
+        .revoke(&SessionSelector::User("user-old".into()))
         .await
         .unwrap();
     assert_eq!(gone, 1);
     env.mint(&principal("new@example.com", &[])).await;
-    assert_eq!(env.shared.store.count_sessions().await.unwrap(), 1);
+    assert_eq!(env.shared.store.sessions().count().await.unwrap(), 1);
     let check = tokio::spawn(async move { refusal.assert(resp, 401).await });
     let failed = check.await.expect_err("the check must fail");
     let message = failed

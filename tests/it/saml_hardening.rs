@@ -563,7 +563,8 @@ async fn assertion_ids_are_one_time_per_connection() {
         s.env
             .shared
             .store
-            .consume_once(portcullis::auth::saml::REPLAY_KIND, &legacy, now + 600)
+            .one_time()
+            .consume(portcullis::auth::saml::REPLAY_KIND, &legacy, now + 600)
             .await
             .unwrap()
     );

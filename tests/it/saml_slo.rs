@@ -242,7 +242,7 @@ async fn logout_requests_must_be_fresh_addressed_and_are_used_once() {
     let store = &s.env.shared.store;
     let kind = format!("saml-logout:{CONNECTION}");
     let until = issued.timestamp() + 300 + 60 + 1;
-    assert!(store.one_time_seen(&kind, &id, until - 1).await.unwrap());
-    assert!(!store.one_time_seen(&kind, &id, until).await.unwrap());
-    assert!(!store.one_time_seen("saml-logout", &id, 0).await.unwrap());
+    assert!(store.one_time().seen(&kind, &id, until - 1).await.unwrap());
+    assert!(!store.one_time().seen(&kind, &id, until).await.unwrap());
+    assert!(!store.one_time().seen("saml-logout", &id, 0).await.unwrap());
 }

@@ -184,7 +184,8 @@ async fn users_crud_meta_etag_location(db: Db) {
     let login = env
         .shared
         .store
-        .user_by_email("acme", "BARBARA@acme.com")
+        .users()
+        .by_email("acme", "BARBARA@acme.com")
         .await
         .unwrap()
         .unwrap();
@@ -251,7 +252,8 @@ async fn users_crud_meta_etag_location(db: Db) {
     let tomb = env
         .shared
         .store
-        .user_by_email("acme", "barbara@acme.com")
+        .users()
+        .by_email("acme", "barbara@acme.com")
         .await
         .unwrap()
         .unwrap();
@@ -263,7 +265,8 @@ async fn users_crud_meta_etag_location(db: Db) {
     let back = env
         .shared
         .store
-        .user_by_email("acme", "barbara@acme.com")
+        .users()
+        .by_email("acme", "barbara@acme.com")
         .await
         .unwrap()
         .unwrap();
@@ -847,7 +850,8 @@ async fn bulk_creates_many_users_in_request_order(db: Db) {
     let events = env
         .shared
         .store
-        .outbox_events("acme", 1, 10_000)
+        .outbox()
+        .events("acme", 1, 10_000)
         .await
         .unwrap();
     let created: Vec<String> = events
@@ -864,7 +868,8 @@ async fn bulk_creates_many_users_in_request_order(db: Db) {
         let u = env
             .shared
             .store
-            .user_by_email("acme", &format!("batch{i:02}@acme.com"))
+            .users()
+            .by_email("acme", &format!("batch{i:02}@acme.com"))
             .await
             .unwrap()
             .expect("login identity");
@@ -930,7 +935,8 @@ async fn bulk_with_bulk_ids_and_fail_on_errors(db: Db) {
     assert!(
         env.shared
             .store
-            .user_by_email("acme", "fresh@acme.com")
+            .users()
+            .by_email("acme", "fresh@acme.com")
             .await
             .unwrap()
             .is_none()
@@ -938,7 +944,8 @@ async fn bulk_with_bulk_ids_and_fail_on_errors(db: Db) {
     assert!(
         env.shared
             .store
-            .user_by_email("acme", "after@acme.com")
+            .users()
+            .by_email("acme", "after@acme.com")
             .await
             .unwrap()
             .is_some()
@@ -974,7 +981,8 @@ async fn bulk_with_bulk_ids_and_fail_on_errors(db: Db) {
     let announced = env
         .shared
         .store
-        .outbox_events("acme", 1, 10_000)
+        .outbox()
+        .events("acme", 1, 10_000)
         .await
         .unwrap()
         .into_iter()

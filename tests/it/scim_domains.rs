@@ -127,7 +127,8 @@ fn patch(ops: Value) -> Value {
 async fn events(env: &TestEnv, tenant: &str) -> Vec<(String, Value)> {
     env.shared
         .store
-        .outbox_events(tenant, 0, 10_000)
+        .outbox()
+        .events(tenant, 0, 10_000)
         .await
         .unwrap()
         .into_iter()
@@ -216,7 +217,8 @@ async fn post_refuses_addresses_outside_verified_domains(db: Db) {
     assert!(
         env.shared
             .store
-            .list_users(Some("acme"))
+            .users()
+            .list(Some("acme"))
             .await
             .unwrap()
             .is_empty()
@@ -284,10 +286,11 @@ async fn put_and_patch_may_not_add_an_outside_address(db: Db) {
     let stored = || async {
         (
             store
-                .scim_get(portcullis::store::ScimKind::User, "acme", &alice)
+                .scim()
+                .get(portcullis::store::ScimKind::User, "acme", &alice)
                 .await
                 .unwrap(),
-            store.list_users(Some("acme")).await.unwrap(),
+            store.users().list(Some("acme")).await.unwrap(),
             events(&env, "acme").await.len(),
         )
     };

@@ -37,21 +37,24 @@ struct Snapshot {
 
 async fn snapshot(store: &Store, tenant: &str) -> Snapshot {
     let users = store
-        .scim_scan(ScimKind::User, tenant, None, 10_000)
+        .scim()
+        .scan(ScimKind::User, tenant, None, 10_000)
         .await
         .unwrap();
     let mut groups = Vec::new();
     for g in store
-        .scim_scan(ScimKind::Group, tenant, None, 10_000)
+        .scim()
+        .scan(ScimKind::Group, tenant, None, 10_000)
         .await
         .unwrap()
     {
-        let members = store.scim_members(&g.id).await.unwrap();
+        let members = store.scim().members(&g.id).await.unwrap();
         groups.push((g, members));
     }
-    let logins = store.list_users(Some(tenant)).await.unwrap();
+    let logins = store.users().list(Some(tenant)).await.unwrap();
     let events = store
-        .outbox_events(tenant, 0, 10_000)
+        .outbox()
+        .events(tenant, 0, 10_000)
         .await
         .unwrap()
         .into_iter()

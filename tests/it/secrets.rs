@@ -80,7 +80,8 @@ async fn login_and_collect(rp: &Rp) -> Secrets {
         .env
         .shared
         .store
-        .key_get_or_insert("assertion-es256", "unused", b"unused")
+        .keys()
+        .get_or_insert("assertion-es256", "unused", b"unused")
         .await
         .unwrap()
         .material;
@@ -297,7 +298,8 @@ async fn run_refuses_a_store_sealed_under_another_key() {
         .await
         .unwrap();
     store
-        .key_get_or_insert(
+        .keys()
+        .get_or_insert(
             "assertion-es256",
             "generated",
             b"-----BEGIN PRIVATE KEY-----",

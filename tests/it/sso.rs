@@ -89,7 +89,7 @@ async fn a_login_creates_a_session_with_mapped_roles() {
     let session = session.expect("session cookie");
     let app = assert_alice_engineer(&s.env, &session).await;
     // JIT created the user, once
-    let users = s.env.shared.store.list_users(Some("acme")).await.unwrap();
+    let users = s.env.shared.store.users().list(Some("acme")).await.unwrap();
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].source, "jit");
     assert_eq!(seen(&app, "x-forwarded-user"), Some(users[0].id.as_str()));
@@ -99,7 +99,8 @@ async fn a_login_creates_a_session_with_mapped_roles() {
         s.env
             .shared
             .store
-            .list_users(Some("acme"))
+            .users()
+            .list(Some("acme"))
             .await
             .unwrap()
             .len(),
@@ -154,7 +155,8 @@ async fn an_idp_logout_ends_exactly_the_sessions_it_names() {
         let id_hash = portcullis::secret::sha256_hex(&token.id);
         async move {
             store
-                .get_session(&id_hash)
+                .sessions()
+                .get(&id_hash)
                 .await
                 .unwrap()
                 .unwrap()
@@ -428,14 +430,16 @@ async fn jit_off_admits_only_invited_users_and_never_deactivated_ones() {
         .env
         .shared
         .store
-        .user_by_email("acme", "alice@acme.com")
+        .users()
+        .by_email("acme", "alice@acme.com")
         .await
         .unwrap()
         .unwrap();
     s.env
         .shared
         .store
-        .set_user_active(&user.id, false, portcullis::clock::now())
+        .users()
+        .set_active(&user.id, false, portcullis::clock::now())
         .await
         .unwrap();
     let (cb, session) = s.login("acme-idp", "%2F").await;
@@ -665,7 +669,8 @@ async fn test_sign_in_shows_what_the_idp_sent_and_creates_nothing() {
         s.env
             .shared
             .store
-            .user_by_email("acme", "newbie@acme.com")
+            .users()
+            .by_email("acme", "newbie@acme.com")
             .await
             .unwrap()
             .is_none()

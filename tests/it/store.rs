@@ -165,7 +165,7 @@ fn session(id: &str, user: &str, tenant: Option<&str>, connection: Option<&str>)
 async fn ids(store: &Store, candidates: &[&str]) -> Vec<String> {
     let mut present = Vec::new();
     for id in candidates {
-        if store.get_session(id).await.expect("get").is_some() {
+        if store.sessions().get(id).await.expect("get").is_some() {
             present.push((*id).to_owned());
         }
     }
@@ -189,7 +189,7 @@ async fn expect_event(rx: &mut broadcast::Receiver<StoreEvent>, expected: &Store
 
 async fn open_migrates(db: &TestDb) {
     let store = db.open().await;
-    assert_eq!(store.count_sessions().await.unwrap(), 0);
+    assert_eq!(store.sessions().count().await.unwrap(), 0);
     assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7, 10]);
     store.close().await;
 }
@@ -197,7 +197,8 @@ async fn open_migrates(db: &TestDb) {
 async fn reopen_is_idempotent(db: &TestDb) {
     let first = db.open().await;
     first
-        .insert_session(&session("a", "u1", None, None))
+        .sessions()
+        .insert(&session("a", "u1", None, None))
         .await
         .unwrap();
     first.close().await;
@@ -205,8 +206,8 @@ async fn reopen_is_idempotent(db: &TestDb) {
     let second = db.open().await;
     let third = db.open().await;
     assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7, 10]);
-    assert_eq!(second.count_sessions().await.unwrap(), 1);
-    assert!(third.get_session("a").await.unwrap().is_some());
+    assert_eq!(second.sessions().count().await.unwrap(), 1);
+    assert!(third.sessions().get("a").await.unwrap().is_some());
     second.close().await;
     third.close().await;
 }
@@ -228,47 +229,53 @@ async fn insert_get_round_trip(db: &TestDb) {
         last_seen_at: 0,
         idp: None,
     };
-    store.insert_session(&full).await.unwrap();
-    store.insert_session(&bare).await.unwrap();
-    assert_eq!(store.get_session("full").await.unwrap(), Some(full));
-    assert_eq!(store.get_session("bare").await.unwrap(), Some(bare));
-    assert_eq!(store.count_sessions().await.unwrap(), 2);
-    assert_eq!(store.session_keys().await.unwrap(), ["bare", "full"]);
+    store.sessions().insert(&full).await.unwrap();
+    store.sessions().insert(&bare).await.unwrap();
+    assert_eq!(store.sessions().get("full").await.unwrap(), Some(full));
+    assert_eq!(store.sessions().get("bare").await.unwrap(), Some(bare));
+    assert_eq!(store.sessions().count().await.unwrap(), 2);
+    assert_eq!(store.sessions().keys().await.unwrap(), ["bare", "full"]);
     store.close().await;
 }
 
 async fn get_missing_is_none(db: &TestDb) {
     let store = db.open().await;
-    assert_eq!(store.get_session("nope").await.unwrap(), None);
+    assert_eq!(store.sessions().get("nope").await.unwrap(), None);
     store.close().await;
 }
 
 async fn duplicate_insert_fails(db: &TestDb) {
     let store = db.open().await;
     let s = session("dup", "u1", None, None);
-    store.insert_session(&s).await.unwrap();
+    store.sessions().insert(&s).await.unwrap();
     let mut other = s.clone();
     other.user_id = "intruder".into();
     assert!(matches!(
-        store.insert_session(&other).await,
+        store.sessions().insert(&other).await,
         Err(StoreError::Query(_))
     ));
-    assert_eq!(store.get_session("dup").await.unwrap(), Some(s));
+    assert_eq!(store.sessions().get("dup").await.unwrap(), Some(s));
     store.close().await;
 }
 
 async fn touch_moves_last_seen_forward(db: &TestDb) {
     let store = db.open().await;
     let s = session("t", "u1", None, None);
-    store.insert_session(&s).await.unwrap();
-    store.touch_session("t", 5_000).await.unwrap();
+    store.sessions().insert(&s).await.unwrap();
+    store.sessions().touch("t", 5_000).await.unwrap();
     assert_eq!(
-        store.get_session("t").await.unwrap().unwrap().last_seen_at,
+        store
+            .sessions()
+            .get("t")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_at,
         5_000
     );
     // An older timestamp (slow replica) never moves it back.
-    store.touch_session("t", 2_000).await.unwrap();
-    let after = store.get_session("t").await.unwrap().unwrap();
+    store.sessions().touch("t", 2_000).await.unwrap();
+    let after = store.sessions().get("t").await.unwrap().unwrap();
     assert_eq!(after.last_seen_at, 5_000);
     assert_eq!(
         after,
@@ -278,8 +285,8 @@ async fn touch_moves_last_seen_forward(db: &TestDb) {
         }
     );
     // Missing is a no-op, not an error.
-    store.touch_session("missing", 5_000).await.unwrap();
-    assert_eq!(store.count_sessions().await.unwrap(), 1);
+    store.sessions().touch("missing", 5_000).await.unwrap();
+    assert_eq!(store.sessions().count().await.unwrap(), 1);
     store.close().await;
 }
 
@@ -294,51 +301,61 @@ async fn revoke_by_each_selector(db: &TestDb) {
         session("s5", "dave", Some("globex"), Some("onelogin")),
         session("s6", "erin", None, None),
     ] {
-        store.insert_session(&s).await.unwrap();
+        store.sessions().insert(&s).await.unwrap();
     }
 
     let n = store
-        .revoke_sessions(&SessionSelector::Id("s6".into()))
+        .sessions()
+        .revoke(&SessionSelector::Id("s6".into()))
         .await
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(ids(&store, &all).await, ["s1", "s2", "s3", "s4", "s5"]);
 
     let n = store
-        .revoke_sessions(&SessionSelector::User("alice".into()))
+        .sessions()
+        .revoke(&SessionSelector::User("alice".into()))
         .await
         .unwrap();
     assert_eq!(n, 2);
     assert_eq!(ids(&store, &all).await, ["s3", "s4", "s5"]);
 
     let n = store
-        .revoke_sessions(&SessionSelector::Connection("okta".into()))
+        .sessions()
+        .revoke(&SessionSelector::Connection("okta".into()))
         .await
         .unwrap();
     assert_eq!(n, 2);
     assert_eq!(ids(&store, &all).await, ["s5"]);
 
     let n = store
-        .revoke_sessions(&SessionSelector::Tenant("acme".into()))
+        .sessions()
+        .revoke(&SessionSelector::Tenant("acme".into()))
         .await
         .unwrap();
     assert_eq!(n, 0);
     let n = store
-        .revoke_sessions(&SessionSelector::Tenant("globex".into()))
+        .sessions()
+        .revoke(&SessionSelector::Tenant("globex".into()))
         .await
         .unwrap();
     assert_eq!(n, 1);
-    assert_eq!(store.count_sessions().await.unwrap(), 0);
+    assert_eq!(store.sessions().count().await.unwrap(), 0);
 
     for id in all {
         store
-            .insert_session(&session(id, id, None, None))
+            .sessions()
+            .insert(&session(id, id, None, None))
             .await
             .unwrap();
     }
-    let n = store.revoke_sessions(&SessionSelector::All).await.unwrap();
+    let n = store
+        .sessions()
+        .revoke(&SessionSelector::All)
+        .await
+        .unwrap();
     assert_eq!(n, 6);
-    assert_eq!(store.count_sessions().await.unwrap(), 0);
+    assert_eq!(store.sessions().count().await.unwrap(), 0);
     store.close().await;
 }
 
@@ -357,16 +374,17 @@ async fn revoke_by_idp_binding(db: &TestDb) {
             ..session("c1", "alice", Some("acme"), Some("okta"))
         },
     ] {
-        store.insert_session(&s).await.unwrap();
+        store.sessions().insert(&s).await.unwrap();
     }
     // The binding round-trips.
-    let got = store.get_session("a1").await.unwrap().unwrap();
+    let got = store.sessions().get("a1").await.unwrap().unwrap();
     assert_eq!(got, session("a1", "alice", Some("acme"), Some("okta")));
-    assert_eq!(store.get_session("c1").await.unwrap().unwrap().idp, None);
+    assert_eq!(store.sessions().get("c1").await.unwrap().unwrap().idp, None);
 
     // Both given: only that IdP session of that subject.
     let n = store
-        .revoke_sessions(&SessionSelector::Idp {
+        .sessions()
+        .revoke(&SessionSelector::Idp {
             connection: "okta".into(),
             subject: Some("sub-alice".into()),
             session: Some("sid-a2".into()),
@@ -377,7 +395,8 @@ async fn revoke_by_idp_binding(db: &TestDb) {
     assert_eq!(ids(&store, &all).await, ["a1", "a3", "b1", "c1"]);
     // A subject known at another connection is not this connection's.
     let n = store
-        .revoke_sessions(&SessionSelector::Idp {
+        .sessions()
+        .revoke(&SessionSelector::Idp {
             connection: "entra".into(),
             subject: Some("sub-bob".into()),
             session: None,
@@ -387,7 +406,8 @@ async fn revoke_by_idp_binding(db: &TestDb) {
     assert_eq!(n, 0);
     // Session id alone (OIDC back-channel logout with only `sid`).
     let n = store
-        .revoke_sessions(&SessionSelector::Idp {
+        .sessions()
+        .revoke(&SessionSelector::Idp {
             connection: "okta".into(),
             subject: None,
             session: Some("sid-b1".into()),
@@ -398,7 +418,8 @@ async fn revoke_by_idp_binding(db: &TestDb) {
     // Subject alone: every IdP session of alice at okta, none elsewhere,
     // and not the session minted without an IdP binding.
     let n = store
-        .revoke_sessions(&SessionSelector::Idp {
+        .sessions()
+        .revoke(&SessionSelector::Idp {
             connection: "okta".into(),
             subject: Some("sub-alice".into()),
             session: None,
@@ -409,7 +430,8 @@ async fn revoke_by_idp_binding(db: &TestDb) {
     assert_eq!(ids(&store, &all).await, ["a3", "c1"]);
     // Naming nobody would mean everybody: refused, nothing deleted.
     let err = store
-        .revoke_sessions(&SessionSelector::Idp {
+        .sessions()
+        .revoke(&SessionSelector::Idp {
             connection: "entra".into(),
             subject: None,
             session: None,
@@ -425,21 +447,26 @@ async fn revoke_publishes_local_event(db: &TestDb) {
     let store = db.open().await;
     let mut rx = store.subscribe();
     store
-        .insert_session(&session("e1", "alice", None, None))
+        .sessions()
+        .insert(&session("e1", "alice", None, None))
         .await
         .unwrap();
     let selector = SessionSelector::User("alice".into());
-    assert_eq!(store.revoke_sessions(&selector).await.unwrap(), 1);
+    assert_eq!(store.sessions().revoke(&selector).await.unwrap(), 1);
     expect_event(&mut rx, &StoreEvent::SessionsRevoked(selector)).await;
 
     // Published even when nothing matched: a cache may still hold a copy.
     let selector = SessionSelector::Id("never-existed".into());
-    assert_eq!(store.revoke_sessions(&selector).await.unwrap(), 0);
+    assert_eq!(store.sessions().revoke(&selector).await.unwrap(), 0);
     expect_event(&mut rx, &StoreEvent::SessionsRevoked(selector)).await;
 
     // A clone shares the channel.
     let clone = store.clone();
-    clone.revoke_sessions(&SessionSelector::All).await.unwrap();
+    clone
+        .sessions()
+        .revoke(&SessionSelector::All)
+        .await
+        .unwrap();
     expect_event(&mut rx, &StoreEvent::SessionsRevoked(SessionSelector::All)).await;
     store.close().await;
 }
@@ -467,12 +494,12 @@ async fn revoke_reaches_other_store(db: &TestDb) {
         },
         SessionSelector::All,
     ] {
-        publisher.revoke_sessions(&selector).await.unwrap();
+        publisher.sessions().revoke(&selector).await.unwrap();
         expect_event(&mut rx, &StoreEvent::SessionsRevoked(selector)).await;
     }
     // Oversized selectors degrade to All rather than failing the revoke.
     let huge = SessionSelector::User("u".repeat(10_000));
-    publisher.revoke_sessions(&huge).await.unwrap();
+    publisher.sessions().revoke(&huge).await.unwrap();
     expect_event(&mut rx, &StoreEvent::SessionsRevoked(SessionSelector::All)).await;
     publisher.close().await;
     replica.close().await;
@@ -485,20 +512,34 @@ async fn delete_expired_absolute_and_idle(db: &TestDb) {
         last_seen_at,
         ..session(id, id, None, None)
     };
-    store.insert_session(&mk("expired", 100, 95)).await.unwrap();
     store
-        .insert_session(&mk("expires-now", 100, 99))
+        .sessions()
+        .insert(&mk("expired", 100, 95))
         .await
         .unwrap();
-    store.insert_session(&mk("idle", 1_000, 40)).await.unwrap();
     store
-        .insert_session(&mk("idle-edge", 1_000, 50))
+        .sessions()
+        .insert(&mk("expires-now", 100, 99))
         .await
         .unwrap();
-    store.insert_session(&mk("live", 1_000, 99)).await.unwrap();
+    store
+        .sessions()
+        .insert(&mk("idle", 1_000, 40))
+        .await
+        .unwrap();
+    store
+        .sessions()
+        .insert(&mk("idle-edge", 1_000, 50))
+        .await
+        .unwrap();
+    store
+        .sessions()
+        .insert(&mk("live", 1_000, 99))
+        .await
+        .unwrap();
 
     // now = 100, idle cutoff = 50: both bounds inclusive.
-    let n = store.delete_expired_sessions(100, 50).await.unwrap();
+    let n = store.sessions().delete_expired(100, 50).await.unwrap();
     assert_eq!(n, 4);
     assert_eq!(
         ids(
@@ -508,7 +549,7 @@ async fn delete_expired_absolute_and_idle(db: &TestDb) {
         .await,
         ["live"]
     );
-    assert_eq!(store.delete_expired_sessions(100, 50).await.unwrap(), 0);
+    assert_eq!(store.sessions().delete_expired(100, 50).await.unwrap(), 0);
     store.close().await;
 }
 
@@ -516,7 +557,8 @@ async fn key_first_writer_wins(db: &TestDb) {
     let store = db.open().await;
     let material: Vec<u8> = (0..=255u8).collect();
     let first = store
-        .key_get_or_insert("assertion", "kid-1", &material)
+        .keys()
+        .get_or_insert("assertion", "kid-1", &material)
         .await
         .unwrap();
     assert_eq!(first.kid, "kid-1");
@@ -524,13 +566,15 @@ async fn key_first_writer_wins(db: &TestDb) {
     assert!(first.created_at > 1_600_000_000);
 
     let second = store
-        .key_get_or_insert("assertion", "kid-2", b"other")
+        .keys()
+        .get_or_insert("assertion", "kid-2", b"other")
         .await
         .unwrap();
     assert_eq!(second, first);
 
     let other = store
-        .key_get_or_insert("cookie", "kid-3", &[])
+        .keys()
+        .get_or_insert("cookie", "kid-3", &[])
         .await
         .unwrap();
     assert_eq!(other.kid, "kid-3");
@@ -541,7 +585,8 @@ async fn key_first_writer_wins(db: &TestDb) {
     let reopened = db.open().await;
     assert_eq!(
         reopened
-            .key_get_or_insert("assertion", "kid-4", b"x")
+            .keys()
+            .get_or_insert("assertion", "kid-4", b"x")
             .await
             .unwrap(),
         first
@@ -557,7 +602,8 @@ async fn key_first_writer_wins_concurrently(db: &TestDb) {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             store
-                .key_get_or_insert("race", &format!("kid-{i}"), &[i; 32])
+                .keys()
+                .get_or_insert("race", &format!("kid-{i}"), &[i; 32])
                 .await
         }));
     }
@@ -603,32 +649,38 @@ async fn hostile_strings_round_trip(db: &TestDb) {
                 logout_hint: Some((*text).to_owned()),
             }),
         };
-        store.insert_session(&s).await.unwrap();
-        assert_eq!(store.get_session(&s.id_hash).await.unwrap(), Some(s));
+        store.sessions().insert(&s).await.unwrap();
+        assert_eq!(store.sessions().get(&s.id_hash).await.unwrap(), Some(s));
     }
     let big = SessionRecord {
         email: format!("{}@example.com", "e".repeat(10 * 1024)),
         groups: (0..2_000).map(|i| format!("group-{i}")).collect(),
         ..session("big", "big", None, None)
     };
-    store.insert_session(&big).await.unwrap();
-    assert_eq!(store.get_session("big").await.unwrap(), Some(big));
+    store.sessions().insert(&big).await.unwrap();
+    assert_eq!(store.sessions().get("big").await.unwrap(), Some(big));
 
     // Hostile selectors match literally and the table survives.
     let n = store
-        .revoke_sessions(&SessionSelector::User(hostile[0].into()))
+        .sessions()
+        .revoke(&SessionSelector::User(hostile[0].into()))
         .await
         .unwrap();
     assert_eq!(n, 1);
     let n = store
-        .revoke_sessions(&SessionSelector::Tenant("%".into()))
+        .sessions()
+        .revoke(&SessionSelector::Tenant("%".into()))
         .await
         .unwrap();
     assert_eq!(n, 0);
-    assert_eq!(store.count_sessions().await.unwrap(), hostile.len() as u64);
+    assert_eq!(
+        store.sessions().count().await.unwrap(),
+        hostile.len() as u64
+    );
 
     let key = store
-        .key_get_or_insert(hostile[0], hostile[4], hostile[1].as_bytes())
+        .keys()
+        .get_or_insert(hostile[0], hostile[4], hostile[1].as_bytes())
         .await
         .unwrap();
     assert_eq!(key.kid, hostile[4]);
@@ -641,26 +693,27 @@ async fn nul_is_rejected_consistently(db: &TestDb) {
     let mut s = session("nul", "u", None, None);
     s.email = "a\0b@example.com".into();
     assert!(matches!(
-        store.insert_session(&s).await,
+        store.sessions().insert(&s).await,
         Err(StoreError::InvalidInput(_))
     ));
     s.email = "ok@example.com".into();
     s.groups = vec!["g\0".into()];
     assert!(matches!(
-        store.insert_session(&s).await,
+        store.sessions().insert(&s).await,
         Err(StoreError::InvalidInput(_))
     ));
     assert!(matches!(
-        store.get_session("a\0").await,
+        store.sessions().get("a\0").await,
         Err(StoreError::InvalidInput(_))
     ));
     // Binary key material may contain NUL bytes.
     let key = store
-        .key_get_or_insert("k", "kid", &[0, 0, 1])
+        .keys()
+        .get_or_insert("k", "kid", &[0, 0, 1])
         .await
         .unwrap();
     assert_eq!(key.material, [0, 0, 1]);
-    assert_eq!(store.count_sessions().await.unwrap(), 0);
+    assert_eq!(store.sessions().count().await.unwrap(), 0);
     store.close().await;
 }
 
@@ -700,7 +753,7 @@ fn check(status: DomainStatus, at: i64, seen: Option<i64>, detail: &str) -> Doma
 
 async fn domain_round_trip_list_and_delete(db: &TestDb) {
     let store = db.open().await;
-    assert_eq!(store.get_domain("acme.com").await.unwrap(), None);
+    assert_eq!(store.domains().get("acme.com").await.unwrap(), None);
     let full = DomainRecord {
         status: DomainStatus::Lapsed,
         last_checked_at: Some(5),
@@ -709,22 +762,25 @@ async fn domain_round_trip_list_and_delete(db: &TestDb) {
         detail: Some("NXDOMAIN".into()),
         ..domain("acme.com", "acme")
     };
-    assert_eq!(store.insert_domain(&full).await.unwrap(), full);
+    assert_eq!(store.domains().insert(&full).await.unwrap(), full);
     assert_eq!(
-        store.get_domain("acme.com").await.unwrap(),
+        store.domains().get("acme.com").await.unwrap(),
         Some(full.clone())
     );
     store
-        .insert_domain(&domain("b.example", "globex"))
+        .domains()
+        .insert(&domain("b.example", "globex"))
         .await
         .unwrap();
     store
-        .insert_domain(&domain("a.example", "acme"))
+        .domains()
+        .insert(&domain("a.example", "acme"))
         .await
         .unwrap();
 
     let all: Vec<String> = store
-        .list_domains(None)
+        .domains()
+        .list(None)
         .await
         .unwrap()
         .into_iter()
@@ -732,48 +788,58 @@ async fn domain_round_trip_list_and_delete(db: &TestDb) {
         .collect();
     assert_eq!(all, ["a.example", "acme.com", "b.example"]);
     let acme: Vec<String> = store
-        .list_domains(Some("acme"))
+        .domains()
+        .list(Some("acme"))
         .await
         .unwrap()
         .into_iter()
         .map(|d| d.domain)
         .collect();
     assert_eq!(acme, ["a.example", "acme.com"]);
-    assert!(store.list_domains(Some("nobody")).await.unwrap().is_empty());
+    assert!(
+        store
+            .domains()
+            .list(Some("nobody"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    assert!(store.delete_domain("acme.com").await.unwrap());
-    assert!(!store.delete_domain("acme.com").await.unwrap());
-    assert_eq!(store.get_domain("acme.com").await.unwrap(), None);
+    assert!(store.domains().delete("acme.com").await.unwrap());
+    assert!(!store.domains().delete("acme.com").await.unwrap());
+    assert_eq!(store.domains().get("acme.com").await.unwrap(), None);
     store.close().await;
 }
 
 async fn domain_conflict_names_owner_and_same_tenant_is_idempotent(db: &TestDb) {
     let store = db.open().await;
     let first = store
-        .insert_domain(&domain("acme.com", "acme"))
+        .domains()
+        .insert(&domain("acme.com", "acme"))
         .await
         .unwrap();
     let mut again = domain("acme.com", "acme");
     again.token = "another-token".into();
     again.created_at = 999;
     assert_eq!(
-        store.insert_domain(&again).await.unwrap(),
+        store.domains().insert(&again).await.unwrap(),
         first,
         "existing row wins"
     );
-    match store.insert_domain(&domain("acme.com", "globex")).await {
+    match store.domains().insert(&domain("acme.com", "globex")).await {
         Err(StoreError::Conflict { owner }) => assert_eq!(owner, "acme"),
         other => panic!("expected a conflict, got {other:?}"),
     }
     let err = store
-        .insert_domain(&domain("acme.com", "globex"))
+        .domains()
+        .insert(&domain("acme.com", "globex"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("`acme`"), "{err}");
     // Another store on the same database sees the same owner.
     let other = db.open().await;
     assert!(matches!(
-        other.insert_domain(&domain("acme.com", "initech")).await,
+        other.domains().insert(&domain("acme.com", "initech")).await,
         Err(StoreError::Conflict { .. })
     ));
     other.close().await;
@@ -788,7 +854,8 @@ async fn domain_concurrent_claims_have_one_winner(db: &TestDb) {
         let store = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             store
-                .insert_domain(&domain("race.example", &format!("tenant-{i}")))
+                .domains()
+                .insert(&domain("race.example", &format!("tenant-{i}")))
                 .await
         }));
     }
@@ -815,17 +882,19 @@ async fn domain_concurrent_claims_have_one_winner(db: &TestDb) {
 async fn domain_check_update_is_guarded_by_token(db: &TestDb) {
     let store = db.open().await;
     let d = store
-        .insert_domain(&domain("acme.com", "acme"))
+        .domains()
+        .insert(&domain("acme.com", "acme"))
         .await
         .unwrap();
     let verified = check(DomainStatus::Verified, 200, Some(200), "record found");
     assert!(
         store
-            .update_domain_check("acme.com", &d.token, &verified)
+            .domains()
+            .update_check("acme.com", &d.token, &verified)
             .await
             .unwrap()
     );
-    let row = store.get_domain("acme.com").await.unwrap().unwrap();
+    let row = store.domains().get("acme.com").await.unwrap().unwrap();
     assert_eq!(row.status, DomainStatus::Verified);
     assert_eq!(row.last_checked_at, Some(200));
     assert_eq!(row.verified_at, Some(200));
@@ -837,18 +906,26 @@ async fn domain_check_update_is_guarded_by_token(db: &TestDb) {
     let stale = check(DomainStatus::Lapsed, 300, None, "NXDOMAIN");
     assert!(
         !store
-            .update_domain_check("acme.com", "old-token", &stale)
+            .domains()
+            .update_check("acme.com", "old-token", &stale)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .update_domain_check("missing.example", &d.token, &stale)
+            .domains()
+            .update_check("missing.example", &d.token, &stale)
             .await
             .unwrap()
     );
     assert_eq!(
-        store.get_domain("acme.com").await.unwrap().unwrap().status,
+        store
+            .domains()
+            .get("acme.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         DomainStatus::Verified
     );
     store.close().await;
@@ -891,14 +968,15 @@ async fn domain_due_selection(db: &TestDb) {
         d.last_checked_at = checked;
         d.last_seen_at = seen;
         d.verified_at = seen;
-        store.insert_domain(&d).await.unwrap();
+        store.domains().insert(&d).await.unwrap();
     }
     let cutoffs = DueCutoffs {
         recheck_before: 900,
         reverify_before: 600,
     };
     let due: Vec<String> = store
-        .list_due_domains(cutoffs, 100)
+        .domains()
+        .list_due(cutoffs, 100)
         .await
         .unwrap()
         .into_iter()
@@ -915,7 +993,7 @@ async fn domain_due_selection(db: &TestDb) {
             "verified-missing"
         ]
     );
-    assert_eq!(store.list_due_domains(cutoffs, 2).await.unwrap().len(), 2);
+    assert_eq!(store.domains().list_due(cutoffs, 2).await.unwrap().len(), 2);
     store.close().await;
 }
 
@@ -924,27 +1002,27 @@ async fn domain_hostile_strings_and_nul(db: &TestDb) {
     let hostile = "'; DROP TABLE domains; --";
     let mut d = domain(hostile, hostile);
     d.detail = Some("ünïcødé \u{202e} $1 ?".into());
-    assert_eq!(store.insert_domain(&d).await.unwrap(), d);
-    assert_eq!(store.list_domains(Some("%")).await.unwrap(), []);
+    assert_eq!(store.domains().insert(&d).await.unwrap(), d);
+    assert_eq!(store.domains().list(Some("%")).await.unwrap(), []);
     assert_eq!(
-        store.list_domains(Some(hostile)).await.unwrap(),
+        store.domains().list(Some(hostile)).await.unwrap(),
         [d.clone()]
     );
     assert!(matches!(
-        store.insert_domain(&domain("a\0.example", "t")).await,
+        store.domains().insert(&domain("a\0.example", "t")).await,
         Err(StoreError::InvalidInput(_))
     ));
     assert!(matches!(
-        store.get_domain("a\0").await,
+        store.domains().get("a\0").await,
         Err(StoreError::InvalidInput(_))
     ));
     let mut bad = check(DomainStatus::Pending, 1, None, "x");
     bad.detail = Some("nul\0".into());
     assert!(matches!(
-        store.update_domain_check(hostile, &d.token, &bad).await,
+        store.domains().update_check(hostile, &d.token, &bad).await,
         Err(StoreError::InvalidInput(_))
     ));
-    assert!(store.delete_domain(hostile).await.unwrap());
+    assert!(store.domains().delete(hostile).await.unwrap());
     store.close().await;
 }
 
@@ -969,14 +1047,15 @@ async fn sqlite_open_creates_file_and_parent_dirs() {
         .unwrap();
     assert!(odd.exists());
     store
-        .insert_session(&session("x", "u", None, None))
+        .sessions()
+        .insert(&session("x", "u", None, None))
         .await
         .unwrap();
     store.close().await;
     let store = open_keyed(odd.to_str().unwrap(), &[STORE_KEY])
         .await
         .unwrap();
-    assert_eq!(store.count_sessions().await.unwrap(), 1);
+    assert_eq!(store.sessions().count().await.unwrap(), 1);
     store.close().await;
 }
 
@@ -1092,7 +1171,7 @@ async fn postgres_listener_recovers_after_connection_loss() {
     expect_event(&mut rx, &StoreEvent::SessionsRevoked(SessionSelector::All)).await;
     // ... and later events flow again.
     let selector = SessionSelector::User("after-reconnect".into());
-    publisher.revoke_sessions(&selector).await.unwrap();
+    publisher.sessions().revoke(&selector).await.unwrap();
     expect_event(&mut rx, &StoreEvent::SessionsRevoked(selector)).await;
     publisher.close().await;
     replica.close().await;
@@ -1154,31 +1233,40 @@ async fn users_unique_per_tenant_case_insensitively(db: &TestDb) {
         last_login_at: None,
     };
     store
-        .insert_user(&user("u1", "acme", "Alice@Acme.com"))
+        .users()
+        .insert(&user("u1", "acme", "Alice@Acme.com"))
         .await
         .unwrap();
     // same email, other case, same tenant: refused
     assert!(matches!(
         store
-            .insert_user(&user("u2", "acme", "alice@ACME.com"))
+            .users()
+            .insert(&user("u2", "acme", "alice@ACME.com"))
             .await,
         Err(StoreError::Duplicate(_))
     ));
     // same email in another tenant: a different user
     store
-        .insert_user(&user("u3", "globex", "alice@acme.com"))
+        .users()
+        .insert(&user("u3", "globex", "alice@acme.com"))
         .await
         .unwrap();
     let found = store
-        .user_by_email("acme", "ALICE@acme.COM")
+        .users()
+        .by_email("acme", "ALICE@acme.COM")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(found, user("u1", "acme", "Alice@Acme.com"));
-    store.record_login("u1", "idp:sub-1", 20).await.unwrap();
-    store.set_user_active("u1", false, 30).await.unwrap();
+    store
+        .users()
+        .record_login("u1", "idp:sub-1", 20)
+        .await
+        .unwrap();
+    store.users().set_active("u1", false, 30).await.unwrap();
     let found = store
-        .user_by_email("acme", "alice@acme.com")
+        .users()
+        .by_email("acme", "alice@acme.com")
         .await
         .unwrap()
         .unwrap();
@@ -1186,25 +1274,28 @@ async fn users_unique_per_tenant_case_insensitively(db: &TestDb) {
         (found.active, found.subject.as_deref(), found.last_login_at),
         (false, Some("idp:sub-1"), Some(20))
     );
-    assert_eq!(store.list_users(Some("acme")).await.unwrap().len(), 1);
-    assert_eq!(store.list_users(None).await.unwrap().len(), 2);
+    assert_eq!(store.users().list(Some("acme")).await.unwrap().len(), 1);
+    assert_eq!(store.users().list(None).await.unwrap().len(), 2);
     assert!(
         store
-            .delete_user("acme", "alice@acme.com")
+            .users()
+            .delete("acme", "alice@acme.com")
             .await
             .unwrap()
             .is_some()
     );
     assert!(
         store
-            .delete_user("acme", "alice@acme.com")
+            .users()
+            .delete("acme", "alice@acme.com")
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         store
-            .user_by_email("acme", "nobody@acme.com")
+            .users()
+            .by_email("acme", "nobody@acme.com")
             .await
             .unwrap()
             .is_none()
@@ -1215,23 +1306,60 @@ async fn users_unique_per_tenant_case_insensitively(db: &TestDb) {
 async fn one_time_values_are_single_use(db: &TestDb) {
     let store = db.open().await;
     let other = db.open().await;
-    assert!(store.consume_once("test-signin", "n1", 100).await.unwrap());
+    assert!(
+        store
+            .one_time()
+            .consume("test-signin", "n1", 100)
+            .await
+            .unwrap()
+    );
     // a replay fails, on this store and on another replica
-    assert!(!store.consume_once("test-signin", "n1", 100).await.unwrap());
-    assert!(!other.consume_once("test-signin", "n1", 100).await.unwrap());
+    assert!(
+        !store
+            .one_time()
+            .consume("test-signin", "n1", 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !other
+            .one_time()
+            .consume("test-signin", "n1", 100)
+            .await
+            .unwrap()
+    );
     // kinds are separate namespaces
     assert!(
         other
-            .consume_once("saml-assertion", "n1", 100)
+            .one_time()
+            .consume("saml-assertion", "n1", 100)
             .await
             .unwrap()
     );
     // seen without being used, on every replica, until it expires
-    assert!(other.one_time_seen("test-signin", "n1", 99).await.unwrap());
-    assert!(!other.one_time_seen("test-signin", "n1", 100).await.unwrap());
-    assert!(!store.one_time_seen("test-signin", "n2", 0).await.unwrap());
-    assert!(store.consume_once("test-signin", "n2", 100).await.unwrap());
-    assert_eq!(store.delete_expired_one_time(100).await.unwrap(), 3);
+    assert!(
+        other
+            .one_time()
+            .seen("test-signin", "n1", 99)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !other
+            .one_time()
+            .seen("test-signin", "n1", 100)
+            .await
+            .unwrap()
+    );
+    assert!(!store.one_time().seen("test-signin", "n2", 0).await.unwrap());
+    assert!(
+        store
+            .one_time()
+            .consume("test-signin", "n2", 100)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.one_time().delete_expired(100).await.unwrap(), 3);
     store.close().await;
     other.close().await;
 }
@@ -1298,15 +1426,18 @@ async fn secrets_are_sealed_and_bound_to_their_row(db: &TestDb) {
     let token_a = "eyJhbGciOiJSUzI1NiJ9.ID-TOKEN-OF-A.sig-a";
     let token_b = "eyJhbGciOiJSUzI1NiJ9.ID-TOKEN-OF-B.sig-b";
     store
-        .insert_session(&with_hint("a", token_a))
+        .sessions()
+        .insert(&with_hint("a", token_a))
         .await
         .unwrap();
     store
-        .insert_session(&with_hint("b", token_b))
+        .sessions()
+        .insert(&with_hint("b", token_b))
         .await
         .unwrap();
     let key = store
-        .key_get_or_insert("assertion-es256", "generated", SIGNING_SECRET)
+        .keys()
+        .get_or_insert("assertion-es256", "generated", SIGNING_SECRET)
         .await
         .unwrap();
     assert_eq!(key.material, SIGNING_SECRET);
@@ -1320,7 +1451,7 @@ async fn secrets_are_sealed_and_bound_to_their_row(db: &TestDb) {
     assert!(!hint_a.contains("ID-TOKEN-OF-A"), "{hint_a}");
     assert!(material.starts_with(prefix.as_bytes()));
     assert!(!contains(&material, b"signing-key-bytes"));
-    let got = store.get_session("a").await.unwrap().unwrap();
+    let got = store.sessions().get("a").await.unwrap().unwrap();
     assert_eq!(got.idp.unwrap().logout_hint.as_deref(), Some(token_a));
 
     // A's sealed ID token copied into B's row: refused, not B's and not A's.
@@ -1330,7 +1461,7 @@ async fn secrets_are_sealed_and_bound_to_their_row(db: &TestDb) {
         .execute(&mut conn)
         .await
         .unwrap();
-    match store.get_session("b").await {
+    match store.sessions().get("b").await {
         Err(StoreError::Sealing(msg)) => {
             assert!(
                 msg.contains("sessions.logout_hint") && msg.contains("`b`"),
@@ -1349,7 +1480,8 @@ async fn secrets_are_sealed_and_bound_to_their_row(db: &TestDb) {
     let _ = conn.close().await;
     assert!(matches!(
         store
-            .key_get_or_insert("assertion-es256", "generated", b"x")
+            .keys()
+            .get_or_insert("assertion-es256", "generated", b"x")
             .await,
         Err(StoreError::Sealing(_))
     ));
@@ -1359,18 +1491,18 @@ async fn secrets_are_sealed_and_bound_to_their_row(db: &TestDb) {
     sqlx::any::install_default_drivers();
     let keyless = Store::open(&db.url).await.unwrap();
     assert!(matches!(
-        keyless.insert_session(&with_hint("c", "tok")).await,
+        keyless.sessions().insert(&with_hint("c", "tok")).await,
         Err(StoreError::Sealing(_))
     ));
     assert_eq!(ids(&keyless, &["c"]).await, Vec::<String>::new());
     assert!(matches!(
-        keyless.get_session("a").await,
+        keyless.sessions().get("a").await,
         Err(StoreError::Sealing(_))
     ));
     // Sessions without a hint need no key.
     let mut plain = session("d", "u", None, None);
     plain.idp = None;
-    keyless.insert_session(&plain).await.unwrap();
+    keyless.sessions().insert(&plain).await.unwrap();
     keyless.close().await;
 }
 
@@ -1409,10 +1541,11 @@ async fn legacy_plaintext_secrets_are_sealed_at_open(db: &TestDb) {
     let material = raw_material(db, "assertion-es256").await;
     assert!(material.starts_with(prefix.as_bytes()));
     assert!(!contains(&material, b"signing-key-bytes"));
-    let got = store.get_session("old").await.unwrap().unwrap();
+    let got = store.sessions().get("old").await.unwrap().unwrap();
     assert_eq!(got.idp.unwrap().logout_hint.as_deref(), Some(legacy_token));
     let key = store
-        .key_get_or_insert("assertion-es256", "x", b"candidate")
+        .keys()
+        .get_or_insert("assertion-es256", "x", b"candidate")
         .await
         .unwrap();
     assert_eq!(key.material, SIGNING_SECRET);
@@ -1426,9 +1559,14 @@ async fn legacy_plaintext_secrets_are_sealed_at_open(db: &TestDb) {
 async fn rotation_reseals_and_a_wrong_key_stops_startup(db: &TestDb) {
     let token = "eyJhbGciOiJSUzI1NiJ9.ROTATED-ID-TOKEN.sig";
     let store = db.open_keyed(&[STORE_KEY]).await.unwrap();
-    store.insert_session(&with_hint("r", token)).await.unwrap();
     store
-        .key_get_or_insert("assertion-es256", "generated", SIGNING_SECRET)
+        .sessions()
+        .insert(&with_hint("r", token))
+        .await
+        .unwrap();
+    store
+        .keys()
+        .get_or_insert("assertion-es256", "generated", SIGNING_SECRET)
         .await
         .unwrap();
     store.close().await;
@@ -1462,16 +1600,17 @@ async fn rotation_reseals_and_a_wrong_key_stops_startup(db: &TestDb) {
             .await
             .starts_with(format!("pcs1:{new_id}:").as_bytes())
     );
-    let got = store.get_session("r").await.unwrap().unwrap();
+    let got = store.sessions().get("r").await.unwrap().unwrap();
     assert_eq!(got.idp.unwrap().logout_hint.as_deref(), Some(token));
     store.close().await;
 
     // The old key can go now.
     let store = db.open_keyed(&[STORE_KEY_2]).await.unwrap();
-    let got = store.get_session("r").await.unwrap().unwrap();
+    let got = store.sessions().get("r").await.unwrap().unwrap();
     assert_eq!(got.idp.unwrap().logout_hint.as_deref(), Some(token));
     let key = store
-        .key_get_or_insert("assertion-es256", "x", b"candidate")
+        .keys()
+        .get_or_insert("assertion-es256", "x", b"candidate")
         .await
         .unwrap();
     assert_eq!(key.material, SIGNING_SECRET);
@@ -1504,7 +1643,11 @@ async fn sqlite_files_are_private_and_loose_permissions_are_refused() {
     let path = data.join("p.db");
     let url = format!("sqlite://{}", path.display());
     let store = open_keyed(&url, &[STORE_KEY]).await.unwrap();
-    store.insert_session(&with_hint("a", "tok")).await.unwrap();
+    store
+        .sessions()
+        .insert(&with_hint("a", "tok"))
+        .await
+        .unwrap();
     assert_eq!(mode(&data), 0o700);
     for suffix in ["", "-wal", "-shm"] {
         let f = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
@@ -1549,7 +1692,7 @@ async fn sqlite_files_are_private_and_loose_permissions_are_refused() {
     std::fs::remove_file(&wal).unwrap();
     // Fixed: opens again, data intact.
     let store = open_keyed(&url, &[STORE_KEY]).await.unwrap();
-    assert_eq!(store.count_sessions().await.unwrap(), 1);
+    assert_eq!(store.sessions().count().await.unwrap(), 1);
     store.close().await;
 }
 
@@ -1561,11 +1704,13 @@ async fn sqlite_file_bytes_hold_no_secret() {
     let store = db.open().await;
     let token = "eyJhbGciOiJSUzI1NiJ9.FILE-GREP-ID-TOKEN.sig";
     store
-        .insert_session(&with_hint("hash-in-file", token))
+        .sessions()
+        .insert(&with_hint("hash-in-file", token))
         .await
         .unwrap();
     store
-        .key_get_or_insert("assertion-es256", "generated", SIGNING_SECRET)
+        .keys()
+        .get_or_insert("assertion-es256", "generated", SIGNING_SECRET)
         .await
         .unwrap();
     // Read while open (data may be in the WAL) and after close (checkpointed).

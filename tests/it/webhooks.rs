@@ -71,13 +71,14 @@ async fn sqlite() -> (Store, tempfile::TempDir) {
 /// One committed change with one event, like a SCIM write.
 async fn write(store: &Store, tenant: &str, n: usize) {
     let mut tx = store.begin_write(tenant).await.unwrap();
-    tx.emit(
-        EventType::UserUpdated,
-        serde_json::json!({ "id": format!("user-{n}"), "n": n }),
-        now_ms(),
-    )
-    .await
-    .unwrap();
+    tx.outbox()
+        .emit(
+            EventType::UserUpdated,
+            serde_json::json!({ "id": format!("user-{n}"), "n": n }),
+            now_ms(),
+        )
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -154,7 +155,7 @@ async fn events_are_signed_ordered_per_tenant_and_delivered_once() {
     tampered.body = tampered.body.replace("user-", "admin-");
     assert!(!verify(SECRET_A, &tampered));
 
-    let status = store.outbox_status().await.unwrap();
+    let status = store.outbox().status().await.unwrap();
     assert!(status.iter().all(|s| s.pending == 0 && s.delivered == 60));
     assert!(d.metric("portcullis_webhook_delivered_total 120"));
     d.stop().await;
@@ -183,7 +184,7 @@ async fn a_receiver_outage_delays_but_loses_and_reorders_nothing() {
     }
     // Nothing can arrive while the receiver refuses connections.
     assert!(r.log().is_empty());
-    let status = store.outbox_status().await.unwrap();
+    let status = store.outbox().status().await.unwrap();
     assert_eq!(status[0].pending, 25);
     assert!(status[0].oldest_pending_at.is_some());
 
@@ -246,7 +247,7 @@ async fn a_poisoned_event_is_retried_then_dead_lettered_and_the_queue_moves_on()
     // Another tenant was never held up.
     assert_eq!(acked_by_tenant(&r)["globex"], vec![1]);
 
-    let events = store.outbox_events("acme", 1, 10).await.unwrap();
+    let events = store.outbox().events("acme", 1, 10).await.unwrap();
     let states: Vec<_> = events.iter().map(|e| e.state).collect();
     assert_eq!(
         states,
@@ -263,7 +264,8 @@ async fn a_poisoned_event_is_retried_then_dead_lettered_and_the_queue_moves_on()
     r.answer_with(|_, _| Answer::Ok);
     assert_eq!(
         store
-            .outbox_retry_dead(Some("acme"), now_ms())
+            .outbox()
+            .retry_dead(Some("acme"), now_ms())
             .await
             .unwrap(),
         1
@@ -308,7 +310,7 @@ async fn a_slow_receiver_times_out_and_the_event_is_retried_in_order() {
     let order: Vec<(i64, u16)> = log.iter().map(|e| (e.seq(), e.status)).collect();
     assert_eq!(order, [(1, 0), (1, 200), (2, 0), (2, 200)]);
     assert!(d.metric("portcullis_webhook_failures_total{reason=\"timeout\"} 2"));
-    let status = store.outbox_status().await.unwrap();
+    let status = store.outbox().status().await.unwrap();
     assert_eq!((status[0].pending, status[0].delivered), (0, 2));
     d.stop().await;
 }
@@ -378,7 +380,8 @@ async fn replay_sends_a_tenants_events_again_from_a_sequence_number() {
     // replay's reset. Reported; not what this test is about.)
     let deadline = std::time::Instant::now() + WAIT;
     while !store
-        .outbox_status()
+        .outbox()
+        .status()
         .await
         .unwrap()
         .iter()
@@ -390,7 +393,7 @@ async fn replay_sends_a_tenants_events_again_from_a_sequence_number() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(store.outbox_replay("acme", 3, now_ms()).await.unwrap(), 3);
+    assert_eq!(store.outbox().replay("acme", 3, now_ms()).await.unwrap(), 3);
     r.wait_for("3 replayed", WAIT, |log| log.len() >= 9).await;
     // End markers after the replay (in order per tenant: when they are
     // in, nothing of the replay is still on its way).
@@ -452,7 +455,7 @@ async fn a_jit_login_announces_the_new_user_to_the_app() {
     assert!(verify(SECRET_A, e));
     assert_eq!(e.event_type(), "user.created");
     assert_eq!((e.tenant(), e.seq()), ("acme", 1));
-    let users = s.env.shared.store.list_users(Some("acme")).await.unwrap();
+    let users = s.env.shared.store.users().list(Some("acme")).await.unwrap();
     let data = &e.json["data"];
     assert_eq!(data["id"], users[0].id.as_str());
     assert_eq!(data["email"], "alice@acme.com");
@@ -795,7 +798,8 @@ async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
     // Every committed write, acknowledged or not, is delivered once.
     let store = Store::open(&store_url).await.unwrap();
     let committed = store
-        .list_users(Some("acme"))
+        .users()
+        .list(Some("acme"))
         .await
         .unwrap()
         .into_iter()
@@ -869,7 +873,8 @@ async fn resync_emits_the_whole_current_state() {
     // A user SCIM doesn't manage (invited) is part of the state too.
     env.shared
         .store
-        .insert_user(&portcullis::store::UserRecord {
+        .users()
+        .insert(&portcullis::store::UserRecord {
             id: "invited-1".into(),
             tenant: "acme".into(),
             email: "carol@acme.com".into(),
@@ -957,7 +962,9 @@ async fn emit(
     tag: String,
 ) -> Result<(), portcullis::store::StoreError> {
     let data = serde_json::json!({ "id": tag });
-    tx.emit(EventType::UserUpdated, data, now_ms()).await
+    tx.outbox()
+        .emit(EventType::UserUpdated, data, now_ms())
+        .await
 }
 
 async fn buffered_events_follow_savepoints(store: &Store) {
@@ -985,7 +992,7 @@ async fn buffered_events_follow_savepoints(store: &Store) {
     emit(&mut tx, "after".into()).await.unwrap();
     tx.commit().await.unwrap();
 
-    let events = store.outbox_events("acme", 1, 10_000).await.unwrap();
+    let events = store.outbox().events("acme", 1, 10_000).await.unwrap();
     let tags: Vec<String> = events
         .iter()
         .map(|e| body(e)["data"]["id"].as_str().unwrap().to_owned())
@@ -1012,7 +1019,7 @@ async fn buffered_events_follow_savepoints(store: &Store) {
     emit(&mut tx, "never".into()).await.unwrap();
     drop(tx);
     write(store, "acme", 7).await;
-    let last = store.outbox_events("acme", 1, 10_000).await.unwrap();
+    let last = store.outbox().events("acme", 1, 10_000).await.unwrap();
     assert_eq!(last.len(), want.len() + 1);
     assert_eq!(last.last().unwrap().seq, want.len() as i64 + 1);
 }
@@ -1044,12 +1051,13 @@ async fn without_a_receiver_old_pending_events_are_pruned() {
         // and a fresh one.
         for (n, at) in [(1, old), (2, old), (3, now_ms())] {
             let mut tx = store.begin_write("acme").await.unwrap();
-            tx.emit(EventType::UserUpdated, serde_json::json!({ "n": n }), at)
+            tx.outbox()
+                .emit(EventType::UserUpdated, serde_json::json!({ "n": n }), at)
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
         }
-        assert!(store.outbox_delivered("acme", 1, old).await.unwrap());
+        assert!(store.outbox().delivered("acme", 1, old).await.unwrap());
         store.close().await;
 
         let extra = if with_webhook {
@@ -1070,7 +1078,8 @@ async fn without_a_receiver_old_pending_events_are_pruned() {
         let left = || async {
             env.shared
                 .store
-                .outbox_events("acme", 1, 10)
+                .outbox()
+                .events("acme", 1, 10)
                 .await
                 .unwrap()
                 .iter()
@@ -1093,7 +1102,8 @@ async fn without_a_receiver_old_pending_events_are_pruned() {
         let states: Vec<OutboxState> = env
             .shared
             .store
-            .outbox_events("acme", 1, 10)
+            .outbox()
+            .events("acme", 1, 10)
             .await
             .unwrap()
             .iter()

@@ -365,7 +365,8 @@ impl OidcConnection {
             iat + super::logout::MAX_LOGOUT_TOKEN_AGE_SECONDS + 2 * self.expect(now).skew;
         let first = self
             .store
-            .consume_once(
+            .one_time()
+            .consume(
                 super::logout::JTI_KIND,
                 &format!("{}:{jti}", self.id),
                 keep_until,
@@ -471,7 +472,8 @@ impl Connection for OidcConnection {
         let now = crate::clock::now();
         let first = self
             .store
-            .consume_once(STATE_KIND, relay, now + FLOW_LIFETIME_SECONDS + 60)
+            .one_time()
+            .consume(STATE_KIND, relay, now + FLOW_LIFETIME_SECONDS + 60)
             .await
             .map_err(|e| ConnectionError::new("store", e.to_string()))?;
         if !first {

@@ -477,14 +477,16 @@ impl SamlConnection {
         };
         let first = self
             .store
-            .consume_once(&self.assertion_replay_kind, &assertion.id, expires)
+            .one_time()
+            .consume(&self.assertion_replay_kind, &assertion.id, expires)
             .await
             .map_err(replay)?;
         // Ids burnt before the cache was scoped per connection (an upgrade
         // or a rolling restart) stay burnt until they expire.
         let legacy = self
             .store
-            .one_time_seen(REPLAY_KIND, &assertion.id, crate::clock::now())
+            .one_time()
+            .seen(REPLAY_KIND, &assertion.id, crate::clock::now())
             .await
             .map_err(replay)?;
         if !first || legacy {

@@ -217,7 +217,8 @@ impl Refusal {
 /// outage under test).
 async fn session_keys(store: &Store) -> Option<BTreeSet<String>> {
     store
-        .session_keys()
+        .sessions()
+        .keys()
         .await
         .ok()
         .map(|k| k.into_iter().collect())

@@ -90,7 +90,8 @@ pub async fn set_domain_status(
     // through `pending` would be due for the server's background check,
     // whose DNS lookup (no TXT record here) could overwrite this status.
     let entry = store
-        .insert_domain(&DomainRecord {
+        .domains()
+        .insert(&DomainRecord {
             domain: domain.into(),
             tenant: tenant.into(),
             token: "0".repeat(64),
@@ -111,7 +112,8 @@ pub async fn set_domain_status(
         // an existing claim changes state
         assert!(
             store
-                .update_domain_check(domain, &entry.token, &check)
+                .domains()
+                .update_check(domain, &entry.token, &check)
                 .await
                 .unwrap()
         );
@@ -159,7 +161,8 @@ impl ScimClient {
         let t = portcullis::scim::token::generate().unwrap();
         env.shared
             .store
-            .scim_token_set(tenant, &t.key_id, &t.hash, portcullis::clock::now())
+            .scim()
+            .token_set(tenant, &t.key_id, &t.hash, portcullis::clock::now())
             .await
             .unwrap();
         Self {

@@ -72,7 +72,8 @@ impl SamlConnection {
         let req = read_logout_request(&xml, &trust.idp.entity_id, &self.slo_url, self.freshness())?;
         let first = self
             .store
-            .consume_once(&self.logout_replay_kind, &req.id, req.valid_until)
+            .one_time()
+            .consume(&self.logout_replay_kind, &req.id, req.valid_until)
             .await
             .map_err(|e| ConnectionError::new("internal", format!("replay cache: {e}")))?;
         if !first {
