@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Mutation testing of the decision code with cargo-mutants (see
+# tests/mutants/README.md, and .cargo/mutants.toml for the shared settings).
+#
+#   scripts/mutants.sh run [FILE...]   one cargo-mutants run per file (all of
+#                                      FILES below when none is named), each
+#                                      with the tests that exercise that file
+#   scripts/mutants.sh check           fails on a survivor that README.md
+#                                      does not explain
+#   scripts/mutants.sh table           the per-file results as README rows
+#
+# MUTANTS_ARGS adds cargo-mutants options to every run (say `--list`, or
+# `--shard 1/2`); MUTANTS_NICE sets the niceness (default 19).
+#
+# One run per file, so an interrupted run still leaves usable results:
+# target/mutants/<file>/mutants.out (caught.txt, missed.txt, timeout.txt,
+# unviable.txt, and a log per mutant). Builds go to target/mutants/build
+# (CARGO_TARGET_DIR), kept between runs so only this crate is rebuilt.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+README=tests/mutants/README.md
+OUT=target/mutants
+
+# Most security-critical first.
+FILES=(
+  src/proxy/gate.rs
+  src/proxy/canon.rs
+  src/proxy/routes.rs
+  src/proxy/enforce/mod.rs
+  src/proxy/enforce/body.rs
+  src/proxy/enforce/email.rs
+  src/identity/headers.rs
+  src/session/codec.rs
+  src/auth/policy.rs
+  src/auth/saml/response.rs
+  src/auth/oidc/verify.rs
+  src/auth/oidc/claims.rs
+  src/proxy/host.rs
+)
+
+# What `cargo test --lib` runs for a file's mutants (.cargo/mutants.toml adds
+# `--lib`): the file's own unit tests and the unit tests of the code built on
+# it. `-C --test -C it` would add the integration binary for a file whose
+# behaviour is only tested there; none needs it today.
+tests_for() {
+  case "$1" in
+    src/proxy/gate.rs) echo "-- proxy::gate:: proxy::routes::" ;;
+    src/proxy/canon.rs) echo "-- proxy::canon:: proxy::routes:: proxy::enforce::" ;;
+    src/proxy/routes.rs) echo "-- proxy::routes:: proxy::gate::" ;;
+    src/proxy/enforce/*) echo "-- proxy::enforce::" ;;
+    src/identity/headers.rs) echo "-- identity::headers::" ;;
+    src/session/codec.rs) echo "-- session::codec::" ;;
+    src/auth/policy.rs) echo "-- auth::policy::" ;;
+    src/auth/saml/response.rs) echo "-- auth::saml::response::" ;;
+    src/auth/oidc/*) echo "-- auth::oidc::" ;;
+    src/proxy/host.rs) echo "-- proxy::host::" ;;
+    *) echo "no test filter for $1" >&2; return 1 ;;
+  esac
+}
+
+slug() { echo "${1//\//_}"; }
+
+# The survivor of a line in missed.txt, without its line and column (they
+# move with every edit): `src/a.rs: replace f -> bool with true`.
+strip_position() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /'; }
+
+count() { [ -f "$1" ] && wc -l <"$1" | tr -d ' ' || echo 0; }
+
+run() {
+  local files=("$@")
+  [ ${#files[@]} -gt 0 ] || files=("${FILES[@]}")
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/$OUT/build}"
+  export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
+  local f args
+  for f in "${files[@]}"; do
+    [ -f "$f" ] || { echo "no such file: $f" >&2; return 2; }
+    read -r -a args <<<"$(tests_for "$f")"
+    local re="^${f//./\\.}:"
+    echo "== $f (cargo test --lib ${args[*]})"
+    mkdir -p "$OUT/$(slug "$f")"
+    # Exit codes: 2 = survivors, 3 = timeouts; `check` judges those. 1 and 4
+    # (usage, baseline failure) stop the run.
+    local rc=0
+    nice -n "${MUTANTS_NICE:-19}" cargo mutants --jobs 1 --re "$re" \
+      --output "$OUT/$(slug "$f")" ${MUTANTS_ARGS:-} -- "${args[@]}" || rc=$?
+    case $rc in
+      0 | 2 | 3) ;;
+      *) echo "cargo-mutants failed on $f (exit $rc)" >&2; return $rc ;;
+    esac
+    table_row "$f"
+  done
+}
+
+table_row() {
+  local d="$OUT/$(slug "$1")/mutants.out"
+  if [ ! -d "$d" ]; then
+    printf '| `%s` | not run | | | | |\n' "$1"
+    return
+  fi
+  printf '| `%s` | %s | %s | %s | %s | %s |\n' "$1" \
+    "$(($(count "$d/caught.txt") + $(count "$d/missed.txt") + $(count "$d/timeout.txt") + $(count "$d/unviable.txt")))" \
+    "$(count "$d/caught.txt")" "$(count "$d/missed.txt")" "$(count "$d/timeout.txt")" "$(count "$d/unviable.txt")"
+}
+
+table() {
+  echo "| file | mutants | caught | missed | timeout | unviable |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  local f
+  for f in "${FILES[@]}"; do table_row "$f"; done
+}
+
+check() {
+  local f d line unexplained=0 missing=0
+  for f in "${FILES[@]}"; do
+    d="$OUT/$(slug "$f")/mutants.out"
+    if [ ! -d "$d" ]; then
+      echo "not run: $f"
+      missing=$((missing + 1))
+      continue
+    fi
+    [ -f "$d/missed.txt" ] || continue
+    while IFS= read -r line; do
+      if ! grep -qF -- "$line" "$README"; then
+        echo "unexplained survivor: $line"
+        unexplained=$((unexplained + 1))
+      fi
+    done < <(strip_position <"$d/missed.txt")
+  done
+  echo "$unexplained unexplained survivor(s), $missing file(s) not run"
+  [ "$unexplained" -eq 0 ]
+}
+
+cmd="${1:-run}"
+shift || true
+case "$cmd" in
+  run) run "$@" ;;
+  check) check ;;
+  table) table ;;
+  *) echo "usage: $0 run [FILE...] | check | table" >&2; exit 2 ;;
+esac
