@@ -10,7 +10,7 @@
 //!   app that routes on `REQUEST_URI`);
 //! * **decoded**: percent-decoded (repeatedly, so `%252e` is `.`), `\` read
 //!   as `/`, repeated slashes collapsed, `.`/`..` resolved — what most
-//!   frameworks route on;
+//!   frameworks route on — and decoded only, as Django's `PATH_INFO` is;
 //! * **stripped**: path parameters removed from every segment
 //!   (`/admin;x/users` → `/admin/users`, `..;` → `..`), as Tomcat and
 //!   Spring do — both before decoding (Tomcat cuts `;…` from the raw URI,
@@ -184,7 +184,12 @@ fn decoded_readings(raw: &str) -> Result<Readings<'_>, Ambiguity> {
         true => Some(checked_decode(&strip_params(raw))?.0),
         false => None,
     };
-    let mut others: Vec<String> = Vec::with_capacity(6);
+    let mut others: Vec<String> = Vec::with_capacity(7);
+    // Django's PATH_INFO: decoded, dot segments left as they are, so
+    // `/api%2f..` is its `/api/..` (under `/api`), not `/`.
+    if decoded != raw {
+        others.push(decoded.clone());
+    }
     for path in std::iter::once(&decoded).chain(params_first.as_ref()) {
         // `\` separates segments for IIS and Windows, not for Spring or nginx.
         let slashed = path.replace('\\', "/");
@@ -377,12 +382,15 @@ mod tests {
         assert_eq!(all("/admin;x/users"), ["/admin;x/users", "/admin/users"]);
         assert_eq!(
             all("/public/%2e%2e/admin"),
-            ["/public/%2e%2e/admin", "/admin"]
+            ["/public/%2e%2e/admin", "/public/../admin", "/admin"]
         );
         assert_eq!(
             all("/public/%252e%252e/admin"),
-            ["/public/%252e%252e/admin", "/admin"]
+            ["/public/%252e%252e/admin", "/public/../admin", "/admin"]
         );
+        // decoded without resolving: Django routes `/api/..` under `/api`
+        assert_eq!(all("/api%2f.."), ["/api%2f..", "/api/..", "/", "/api%2f"]);
+        assert_eq!(all("/%61dmin/.."), ["/%61dmin/..", "/admin/..", "/"]);
         assert_eq!(all("/public/..\\admin"), ["/public/..\\admin", "/admin"]);
         assert_eq!(all("//admin"), ["//admin", "/admin"]);
         assert_eq!(all("/a//b/../c/"), ["/a//b/../c/", "/a/c/"]);

@@ -331,3 +331,12 @@ fn a_parameter_hiding_an_encoded_slash_is_covered() {
         check_covered(PUBLIC_SITE, path).unwrap();
     }
 }
+
+/// Found by the property (Django routes on the decoded path without
+/// resolving dot segments); kept for the same reason.
+#[test]
+fn a_decoded_path_is_read_before_resolving_too() {
+    for path in ["/api%2f..", "/api%2F..", "/%61dmin/..", "/%61pi/x/%2e%2e"] {
+        check_covered(PUBLIC_SITE, path).unwrap();
+    }
+}
