@@ -451,6 +451,42 @@ mod tests {
         }
     }
 
+    /// The labels are the `reason` of a refusal metric: dashboards and
+    /// alerts name them.
+    #[test]
+    fn refusal_labels_are_stable() {
+        use Ambiguity::*;
+        let labels = [
+            Control,
+            InvalidUtf8,
+            Overlong,
+            MalformedEscape,
+            TooDeeplyEncoded,
+            LookAlike,
+        ]
+        .map(Ambiguity::label);
+        assert_eq!(
+            labels,
+            [
+                "path_control",
+                "path_invalid_utf8",
+                "path_overlong",
+                "path_malformed_escape",
+                "path_encoding_depth",
+                "path_lookalike",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_raw_reading_is_the_path_as_sent() {
+        for p in ["/a/b", "/public/%2e%2e/admin", "/a;x/b"] {
+            let r = readings(p).unwrap();
+            assert_eq!(r.raw(), p);
+            assert_eq!(r.iter().next(), Some(p));
+        }
+    }
+
     #[test]
     fn unicode_letters_are_fine() {
         let r = readings("/caf%C3%A9/ünï").unwrap();

@@ -192,3 +192,33 @@ fn query_credentials() {
     );
     assert_eq!(query_names("a=%ff", &[&f]), Err(Refusal::Unparseable));
 }
+
+/// The labels are the `reason` of the enforcement-refusal metric and of
+/// the log line.
+#[test]
+fn refusal_labels_are_stable() {
+    use Refusal::*;
+    assert_eq!(
+        [
+            Unparseable,
+            ContentType,
+            ContentEncoding,
+            NoEmail,
+            Duplicate,
+            NotAnEmail,
+            QueryCredentials,
+            TooLarge,
+        ]
+        .map(Refusal::label),
+        [
+            "unparseable",
+            "content_type",
+            "content_encoding",
+            "no_email",
+            "duplicate_email",
+            "not_an_email",
+            "query_credentials",
+            "too_large",
+        ]
+    );
+}
