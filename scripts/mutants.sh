@@ -9,8 +9,10 @@
 #                                      does not explain
 #   scripts/mutants.sh table           the per-file results as README rows
 #
-# MUTANTS_ARGS adds cargo-mutants options to every run (say `--list`, or
-# `--shard 1/2`); MUTANTS_NICE sets the niceness (default 19).
+# MUTANTS_ITERATE=1 re-tests only what the last run of a file did not catch
+# (cargo-mutants --iterate), after tests were added. MUTANTS_ARGS adds
+# cargo-mutants options to every run (say `--list`); MUTANTS_NICE sets the
+# niceness (default 19).
 #
 # One run per file, so an interrupted run still leaves usable results:
 # target/mutants/<file>/mutants.out (caught.txt, missed.txt, timeout.txt,
@@ -65,8 +67,6 @@ slug() { echo "${1//\//_}"; }
 # move with every edit): `src/a.rs: replace f -> bool with true`.
 strip_position() { sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /'; }
 
-count() { [ -f "$1" ] && wc -l <"$1" | tr -d ' ' || echo 0; }
-
 run() {
   local files=("$@")
   [ ${#files[@]} -gt 0 ] || files=("${FILES[@]}")
@@ -89,30 +89,62 @@ run() {
     # Exit codes: 2 = survivors, 3 = timeouts; `check` judges those. 1 and 4
     # (usage, baseline failure) stop the run.
     local rc=0
+    local iterate=()
+    [ -z "${MUTANTS_ITERATE:-}" ] || iterate=(--iterate)
+    local commit
+    commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo +changes)"
     nice -n "${MUTANTS_NICE:-19}" cargo mutants --jobs 1 --config "$dir/mutants.toml" \
-      --output "$dir" ${MUTANTS_ARGS:-} -- "${args[@]}" || rc=$?
+      --output "$dir" "${iterate[@]}" ${MUTANTS_ARGS:-} -- "${args[@]}" || rc=$?
     case $rc in
       0 | 2 | 3) ;;
       *) echo "cargo-mutants failed on $f (exit $rc)" >&2; return $rc ;;
     esac
+    [ -n "${MUTANTS_ITERATE:-}" ] || rm -f "$dir/outcomes.tsv"
+    record "$dir"
+    echo "$commit" >"$dir/commit"
     table_row "$f"
   done
 }
 
+# $dir/outcomes.tsv: the latest outcome of every mutant of the file, so a
+# run with MUTANTS_ITERATE=1 (which re-tests only the survivors) adds to the
+# full run before it instead of replacing it.
+record() {
+  local dir=$1 o new
+  new="$(mktemp)"
+  for o in caught missed timeout unviable; do
+    [ ! -f "$dir/mutants.out/$o.txt" ] || sed "s/^/$o\t/" "$dir/mutants.out/$o.txt"
+  done >"$new"
+  if [ -f "$dir/outcomes.tsv" ]; then
+    awk -F'\t' 'NR == FNR { seen[$2] = 1; print; next } !($2 in seen)' "$new" "$dir/outcomes.tsv" >"$new.all"
+  else
+    cp "$new" "$new.all"
+  fi
+  sort -t$'\t' -k2 "$new.all" >"$dir/outcomes.tsv"
+  rm -f "$new" "$new.all"
+}
+
+outcomes() { awk -F'\t' -v o="$2" '$1 == o { print $2 }' "$1/outcomes.tsv"; }
+
 table_row() {
-  local d="$OUT/$(slug "$1")/mutants.out"
-  if [ ! -d "$d" ]; then
-    printf '| `%s` | not run | | | | |\n' "$1"
+  local dir="$OUT/$(slug "$1")"
+  [ -f "$dir/outcomes.tsv" ] || [ ! -d "$dir/mutants.out" ] || record "$dir"
+  if [ ! -f "$dir/outcomes.tsv" ]; then
+    printf '| `%s` | not run | | | | | |\n' "$1"
     return
   fi
-  printf '| `%s` | %s | %s | %s | %s | %s |\n' "$1" \
-    "$(($(count "$d/caught.txt") + $(count "$d/missed.txt") + $(count "$d/timeout.txt") + $(count "$d/unviable.txt")))" \
-    "$(count "$d/caught.txt")" "$(count "$d/missed.txt")" "$(count "$d/timeout.txt")" "$(count "$d/unviable.txt")"
+  local n o row=()
+  for o in caught missed timeout unviable; do
+    n="$(outcomes "$dir" "$o" | wc -l | tr -d ' ')"
+    row+=("$n")
+  done
+  printf '| `%s` | %s | %s | %s | %s | %s | %s |\n' "$1" "$(cat "$dir/commit" 2>/dev/null || echo '?')" \
+    "$((row[0] + row[1] + row[2] + row[3]))" "${row[@]}"
 }
 
 table() {
-  echo "| file | mutants | caught | missed | timeout | unviable |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| file | commit | mutants | caught | missed | timeout | unviable |"
+  echo "|---|---|---:|---:|---:|---:|---:|"
   local f
   for f in "${FILES[@]}"; do table_row "$f"; done
 }
@@ -120,19 +152,19 @@ table() {
 check() {
   local f d line unexplained=0 missing=0
   for f in "${FILES[@]}"; do
-    d="$OUT/$(slug "$f")/mutants.out"
-    if [ ! -d "$d" ]; then
+    d="$OUT/$(slug "$f")"
+    [ -f "$d/outcomes.tsv" ] || [ ! -d "$d/mutants.out" ] || record "$d"
+    if [ ! -f "$d/outcomes.tsv" ]; then
       echo "not run: $f"
       missing=$((missing + 1))
       continue
     fi
-    [ -f "$d/missed.txt" ] || continue
     while IFS= read -r line; do
       if ! grep -qF -- "$line" "$README"; then
         echo "unexplained survivor: $line"
         unexplained=$((unexplained + 1))
       fi
-    done < <(strip_position <"$d/missed.txt")
+    done < <(outcomes "$d" missed | strip_position)
   done
   echo "$unexplained unexplained survivor(s), $missing file(s) not run"
   [ "$unexplained" -eq 0 ]
