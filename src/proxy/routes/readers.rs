@@ -310,8 +310,17 @@ fn check_covered(table: &Table, path: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// 3000 cases, unless proptest's own `PROPTEST_CASES` says otherwise:
+/// mutation testing (scripts/mutants.sh) runs these for every mutant.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
     #[test]
     fn every_server_reading_is_covered(path in path_strategy()) {
         check_covered(TABLE, &path)?;
