@@ -813,6 +813,90 @@ mod tests {
         );
     }
 
+    /// samael's errors → the closed reasons of the refusal metric.
+    #[test]
+    fn samael_errors_map_to_reasons() {
+        let time = || "2026-01-01T00:00:00Z".to_owned();
+        let none = || None::<String>;
+        for (e, why) in [
+            (SamlError::FailedToValidateSignature, "signature"),
+            (
+                SamlError::DestinationValidationError {
+                    response_destination: none(),
+                    sp_acs_url: none(),
+                },
+                "destination",
+            ),
+            (
+                SamlError::AssertionRecipientMismatch {
+                    assertion_recipient: none(),
+                    sp_acs_url: none(),
+                },
+                "recipient",
+            ),
+            (SamlError::AssertionExpired { time: time() }, "expired"),
+            (SamlError::ResponseExpired { time: time() }, "expired"),
+            (
+                SamlError::AssertionConditionExpired { time: time() },
+                "expired",
+            ),
+            (
+                SamlError::AssertionSubjectConfirmationExpired { time: time() },
+                "expired",
+            ),
+            (
+                SamlError::AssertionConditionExpiredBefore { time: time() },
+                "not_yet_valid",
+            ),
+            (
+                SamlError::AssertionSubjectConfirmationExpiredBefore { time: time() },
+                "not_yet_valid",
+            ),
+            (
+                SamlError::AssertionIssuerMismatch {
+                    issuer: none(),
+                    entity_id: none(),
+                },
+                "issuer",
+            ),
+            (
+                SamlError::ResponseIssuerMismatch {
+                    issuer: none(),
+                    entity_id: none(),
+                },
+                "issuer",
+            ),
+            (
+                SamlError::AssertionConditionAudienceRestrictionFailed {
+                    requirement: "x".into(),
+                },
+                "audience",
+            ),
+            (
+                SamlError::AssertionInResponseToInvalid {
+                    possible_ids: vec![],
+                },
+                "in_response_to",
+            ),
+            (
+                SamlError::ResponseInResponseToInvalid {
+                    possible_ids: vec![],
+                },
+                "in_response_to",
+            ),
+            (
+                SamlError::ResponseBadStatusCode { code: "x".into() },
+                "idp_status",
+            ),
+            (SamlError::EncryptedAssertionsNotYetSupported, "unsupported"),
+            (SamlError::DeserializeResponseError, "malformed"),
+        ] {
+            let detail = e.to_string();
+            let mapped = map_samael(e);
+            assert_eq!((mapped.reason, mapped.detail), (why, detail));
+        }
+    }
+
     #[test]
     fn sha1_leaves_the_list_to_precheck() {
         assert_eq!(samael_algorithms(true), None);
