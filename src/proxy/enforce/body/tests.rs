@@ -222,3 +222,27 @@ fn refusal_labels_are_stable() {
         ]
     );
 }
+
+/// A JSON pointer walks arrays by index, as RFC 6901 says.
+#[tokio::test]
+async fn json_pointers_index_arrays() {
+    let f = FieldSpec::new(None, Some("/users/0/email"));
+    let body = r#"{"users":[{"email":"e@acme.com"},{"email":"f@acme.com"}]}"#;
+    assert_eq!(value(Some(JSON), body, &f).await, Ok("e@acme.com".into()));
+    for missing in ["/users/2/email", "/users/x/email"] {
+        let f = FieldSpec::new(None, Some(missing));
+        assert_eq!(value(Some(JSON), body, &f).await, Err(Refusal::NoEmail));
+    }
+}
+
+#[tokio::test]
+async fn identity_is_no_content_encoding() {
+    let r = email_value(
+        Some(FORM),
+        Some(" Identity "),
+        Bytes::from_static(b"email=a@acme.com"),
+        &email(),
+    )
+    .await;
+    assert_eq!(r, Ok("a@acme.com".into()));
+}
