@@ -396,6 +396,13 @@ mod tests {
         assert_eq!(all("/a//b/../c/"), ["/a//b/../c/", "/a/c/"]);
         assert_eq!(all("/../../"), ["/../../", "/"]);
         assert_eq!(all("/a/b/.."), ["/a/b/..", "/a/"]);
+        assert_eq!(all("/a/b/."), ["/a/b/.", "/a/b/"]);
+        // A space is no control character (and a segment's trailing space
+        // is trimmed, as Windows does).
+        assert_eq!(all("/admin /x"), ["/admin /x", "/admin/x"]);
+        // Only readings some server has: the raw path is not resolved
+        // without decoding it.
+        assert_eq!(all("/x/../a%2fb"), ["/x/../a%2fb", "/x/../a/b", "/a/b"]);
         assert_eq!(all("/%61dmin"), ["/%61dmin", "/admin"]);
     }
 
@@ -436,6 +443,13 @@ mod tests {
             ("/a%ff", Ambiguity::InvalidUtf8),
             ("/a%c0%ae%c0%ae/admin", Ambiguity::Overlong),
             ("/a%e0%80%af", Ambiguity::Overlong),
+            ("/a%f0%80%80%af", Ambiguity::Overlong),
+            // truncated, but not overlong: the first continuation byte is
+            // in range
+            ("/a%e0%a0", Ambiguity::InvalidUtf8),
+            ("/a%f0%90", Ambiguity::InvalidUtf8),
+            ("/a\tb", Ambiguity::Control),
+            ("/a\u{1}b", Ambiguity::Control),
             ("/a%", Ambiguity::MalformedEscape),
             ("/a%2", Ambiguity::MalformedEscape),
             ("/a%zz", Ambiguity::MalformedEscape),
