@@ -257,3 +257,21 @@ fn fold_equates_what_runtimes_equate() {
     assert_eq!(prefix_segments("/api/"), vec!["api"]);
     assert_eq!(prefix_segments("/a/b"), vec!["a", "b"]);
 }
+
+#[test]
+fn a_name_is_qualified_only_by_a_configured_tenant() {
+    assert!(Member::parse("acme:admins", &["acme"]).is_qualified());
+    assert!(!Member::parse("admins", &["acme"]).is_qualified());
+    assert!(!Member::parse("urn:x:admins", &["acme"]).is_qualified());
+}
+
+/// Readings that all select the same route are no ambiguity.
+#[test]
+fn readings_that_agree_are_not_ambiguous() {
+    let t = standard();
+    for p in ["/admin/x.json", "/admin/x/../y"] {
+        let r = req(&t, None, p);
+        assert_eq!(r.routes().count(), 1, "{p}");
+        assert!(!r.is_ambiguous(), "{p}");
+    }
+}
