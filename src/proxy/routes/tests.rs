@@ -275,3 +275,21 @@ fn readings_that_agree_are_not_ambiguous() {
         assert!(!r.is_ambiguous(), "{p}");
     }
 }
+
+/// A prefix written with capitals: a case-sensitive app reads the
+/// lower-case path as another resource, which the default covers.
+#[test]
+fn a_capitalised_prefix_does_not_cover_other_spellings() {
+    let t = table(
+        r#"
+[server]
+default_policy = "required"
+[[routes]]
+prefix = "/Static"
+policy = "public"
+"#,
+    );
+    assert_eq!(policy(&t, None, "/Static/app.js"), Policy::Public);
+    assert_eq!(policy(&t, None, "/static/app.js"), Policy::Required);
+    assert_eq!(policy(&t, None, "/STATIC/app.js"), Policy::Required);
+}
