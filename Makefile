@@ -13,7 +13,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
 
-.PHONY: deps build demo test bench fmt clippy clean scim2-tester
+.PHONY: deps build demo test bench mutants fmt clippy clean scim2-tester
 
 deps:
 	bash scripts/install-deps.sh
@@ -75,6 +75,19 @@ bench:
 	$(CARGO) bench --locked --bench scim
 	$(CARGO) bench --locked --bench webhooks
 	bash benches/load.sh
+
+# Mutation testing of the decision code (tests/mutants/README.md): too slow
+# for CI. `make mutants FILES="src/proxy/gate.rs"` runs only those files.
+# cargo-mutants is pinned; it is built from crates.io when missing or another
+# version.
+MUTANTS_VERSION := 27.1.0
+FILES ?=
+mutants: deps
+	@cargo-mutants mutants --version 2>/dev/null | grep -qx 'cargo-mutants $(MUTANTS_VERSION)' \
+	  || $(CARGO) install --locked cargo-mutants@$(MUTANTS_VERSION)
+	bash scripts/mutants.sh run $(FILES)
+	bash scripts/mutants.sh table
+	bash scripts/mutants.sh check
 
 fmt:
 	$(CARGO) fmt --all

@@ -312,6 +312,270 @@ mod tests {
         );
     }
 
+    /// `complete` against a real (SQLite) store and a stand-in domain
+    /// registry: every refusal reason, and what a login creates.
+    mod complete {
+        use super::super::*;
+
+        const NOW: i64 = 1_700_000_000;
+
+        /// Verified domains and their owners; `None`: the registry is down.
+        struct Router(Option<Vec<(&'static str, &'static str)>>);
+
+        #[async_trait]
+        impl DomainRouter for Router {
+            async fn verified_tenant(&self, domain: &str) -> Result<Option<String>, String> {
+                let owners = self.0.as_ref().ok_or("registry down")?;
+                Ok(owners
+                    .iter()
+                    .find(|(d, _)| *d == domain)
+                    .map(|(_, t)| (*t).to_owned()))
+            }
+        }
+
+        fn router() -> Router {
+            Router(Some(vec![
+                ("acme.com", "acme"),
+                ("old.acme.com", "acme"),
+                ("globex.com", "globex"),
+            ]))
+        }
+
+        fn acme(jit: bool) -> TenantConfig {
+            let mut t: TenantConfig =
+                toml::from_str("id = \"acme\"\ndomains = [\"acme.com\"]").unwrap();
+            t.jit.enabled = jit;
+            t.jit.default_role = Some("member".into());
+            t.group_roles.insert("eng".into(), vec!["developer".into()]);
+            t
+        }
+
+        fn login(email: &str) -> VerifiedLogin {
+            VerifiedLogin {
+                connection_id: "okta".into(),
+                subject: "sub-1".into(),
+                email: email.into(),
+                email_verified: None,
+                name: Some("Alice".into()),
+                groups: vec!["eng".into()],
+                idp_session: None,
+                logout_hint: None,
+                raw_claims: serde_json::Value::Null,
+            }
+        }
+
+        async fn store() -> (tempfile::TempDir, Store) {
+            use std::os::unix::fs::PermissionsExt;
+            // The store refuses a directory others can read.
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+            let url = format!("sqlite://{}/store.db", dir.path().display());
+            (dir, Store::open(&url).await.unwrap())
+        }
+
+        async fn reason(
+            l: &VerifiedLogin,
+            t: &TenantConfig,
+            r: &Router,
+            s: &Store,
+            mode: Mode,
+        ) -> &'static str {
+            complete(l, t, r, s, NOW, mode).await.unwrap_err().reason
+        }
+
+        #[tokio::test]
+        async fn a_tenant_s_idp_asserts_only_its_verified_configured_domains() {
+            let (_dir, s) = store().await;
+            let t = acme(true);
+            let r = router();
+            for (email, why) in [
+                ("not an email", "invalid_email"),
+                ("bob@globex.com", "foreign_domain"),
+                // verified for acme, but no longer in its configuration
+                ("bob@old.acme.com", "domain_not_verified"),
+                ("bob@unknown.org", "domain_not_verified"),
+            ] {
+                for mode in [Mode::Live, Mode::DryRun] {
+                    assert_eq!(
+                        reason(&login(email), &t, &r, &s, mode).await,
+                        why,
+                        "{email}"
+                    );
+                }
+            }
+            let down = Router(None);
+            assert_eq!(
+                reason(&login("bob@acme.com"), &t, &down, &s, Mode::Live).await,
+                "store"
+            );
+            let unverified = VerifiedLogin {
+                email_verified: Some(false),
+                ..login("bob@acme.com")
+            };
+            assert_eq!(
+                reason(&unverified, &t, &r, &s, Mode::Live).await,
+                "email_unverified"
+            );
+            // Nobody was created by any of these.
+            assert!(s.list_users(None).await.unwrap().is_empty());
+        }
+
+        #[tokio::test]
+        async fn jit_creates_the_user_with_its_event_and_records_the_login() {
+            let (_dir, s) = store().await;
+            let verified = VerifiedLogin {
+                email_verified: Some(true),
+                ..login("Alice@ACME.com")
+            };
+            let p = complete(&verified, &acme(true), &router(), &s, NOW, Mode::Live)
+                .await
+                .unwrap();
+            let u = s
+                .user_by_email("acme", "alice@acme.com")
+                .await
+                .unwrap()
+                .expect("created");
+            assert_eq!(p.user_id, u.id);
+            assert_eq!(
+                (u.source.as_str(), u.role.as_deref(), u.active),
+                ("jit", Some("member"), true)
+            );
+            assert_eq!(u.subject.as_deref(), Some("okta:sub-1"));
+            assert_eq!(u.last_login_at, Some(NOW));
+            assert_eq!(p.email, "Alice@ACME.com");
+            assert_eq!(p.name.as_deref(), Some("Alice"));
+            assert_eq!(p.groups, ["eng"]);
+            assert_eq!(p.roles, ["member", "developer"]);
+            assert_eq!(p.tenant.as_deref(), Some("acme"));
+            assert_eq!(p.connection.as_deref(), Some("okta"));
+            let events = s.outbox_events("acme", 0, 10).await.unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].event_type, "user.created");
+            assert_eq!(events[0].created_at, NOW * 1000);
+            assert!(events[0].payload.contains(&u.id), "{}", events[0].payload);
+        }
+
+        #[tokio::test]
+        async fn a_dry_run_decides_without_creating_or_recording() {
+            let (_dir, s) = store().await;
+            let p = complete(
+                &login("alice@acme.com"),
+                &acme(true),
+                &router(),
+                &s,
+                NOW,
+                Mode::DryRun,
+            )
+            .await
+            .unwrap();
+            assert_eq!(p.user_id, "(new user)");
+            assert_eq!(p.roles, ["member", "developer"]);
+            assert!(s.list_users(None).await.unwrap().is_empty());
+            assert!(s.outbox_events("acme", 0, 10).await.unwrap().is_empty());
+
+            // A known user: the dry run leaves no login behind either.
+            let (_dir, s) = store().await;
+            s.insert_user(&user("alice@acme.com", true)).await.unwrap();
+            let p = complete(
+                &login("alice@acme.com"),
+                &acme(false),
+                &router(),
+                &s,
+                NOW,
+                Mode::DryRun,
+            )
+            .await
+            .unwrap();
+            assert_eq!(p.user_id, "u-1");
+            let u = s.user_by_email("acme", "alice@acme.com").await.unwrap();
+            assert_eq!(u.and_then(|u| u.last_login_at), None);
+        }
+
+        fn user(email: &str, active: bool) -> UserRecord {
+            UserRecord {
+                id: "u-1".into(),
+                tenant: "acme".into(),
+                email: email.into(),
+                name: Some("Stored Name".into()),
+                role: Some("admin".into()),
+                source: "scim".into(),
+                active,
+                subject: None,
+                created_at: 1,
+                updated_at: 1,
+                last_login_at: None,
+            }
+        }
+
+        #[tokio::test]
+        async fn known_users_jit_off_and_deactivated_users() {
+            let (_dir, s) = store().await;
+            let t = acme(false);
+            let r = router();
+            assert_eq!(
+                reason(&login("alice@acme.com"), &t, &r, &s, Mode::Live).await,
+                "not_provisioned"
+            );
+            assert!(s.list_users(None).await.unwrap().is_empty());
+
+            s.insert_user(&user("alice@acme.com", true)).await.unwrap();
+            let nameless = VerifiedLogin {
+                name: None,
+                ..login("alice@acme.com")
+            };
+            let p = complete(&nameless, &t, &r, &s, NOW, Mode::Live)
+                .await
+                .unwrap();
+            assert_eq!(p.user_id, "u-1");
+            // The IdP's name wins; without one, the stored name.
+            assert_eq!(p.name.as_deref(), Some("Stored Name"));
+            assert_eq!(p.roles, ["admin", "developer"]);
+            let u = s
+                .user_by_email("acme", "alice@acme.com")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(u.last_login_at, Some(NOW));
+            assert_eq!(u.subject.as_deref(), Some("okta:sub-1"));
+
+            s.insert_user(&UserRecord {
+                id: "u-2".into(),
+                ..user("bob@acme.com", false)
+            })
+            .await
+            .unwrap();
+            for mode in [Mode::Live, Mode::DryRun] {
+                assert_eq!(
+                    reason(&login("bob@acme.com"), &acme(true), &r, &s, mode).await,
+                    "deactivated"
+                );
+            }
+        }
+
+        /// The registry the server really uses answers through this trait.
+        #[tokio::test]
+        async fn the_domain_registry_is_a_router() {
+            let (_dir, s) = store().await;
+            let dns = crate::config::DnsConfig {
+                nameservers: vec!["127.0.0.1:53".into()],
+                ..crate::config::DnsConfig::default()
+            };
+            let domains = crate::domains::Domains::new(s.clone(), &dns).unwrap();
+            domains
+                .mark_verified_for_dev("acme", "acme.com", NOW)
+                .await
+                .unwrap();
+            domains.add("acme", "pending.com", NOW).await.unwrap();
+            let r: &dyn DomainRouter = &domains;
+            assert_eq!(
+                r.verified_tenant("acme.com").await,
+                Ok(Some("acme".to_owned()))
+            );
+            assert_eq!(r.verified_tenant("pending.com").await, Ok(None));
+            assert_eq!(r.verified_tenant("other.com").await, Ok(None));
+        }
+    }
+
     #[test]
     fn roles_from_groups() {
         let mut t: TenantConfig = toml::from_str("id = \"acme\"").unwrap();

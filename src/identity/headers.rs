@@ -316,6 +316,44 @@ mod tests {
     }
 
     #[test]
+    fn the_assertion_header_only_when_signing_is_on() {
+        let on = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
+        assert_eq!(
+            on.assertion_header().map(HeaderName::as_str),
+            Some("x-portcullis-assertion")
+        );
+        let off = HeaderPlan::compile(&HeadersConfig {
+            assertion_enabled: false,
+            ..HeadersConfig::default()
+        })
+        .unwrap();
+        assert_eq!(off.assertion_header(), None);
+    }
+
+    #[test]
+    fn list_items_made_only_of_separators_stay_one_item() {
+        let plan = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
+        let p = Principal {
+            groups: vec![",".into()],
+            roles: vec!["%".into()],
+            ..principal()
+        };
+        let v: Vec<(String, String)> = plan
+            .values(&p)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        assert!(
+            v.contains(&("x-forwarded-groups".into(), "%2C".into())),
+            "{v:?}"
+        );
+        assert!(
+            v.contains(&("x-forwarded-roles".into(), "%25".into())),
+            "{v:?}"
+        );
+    }
+
+    #[test]
     fn values_are_header_safe() {
         let plan = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
         let v: Vec<(String, String)> = plan

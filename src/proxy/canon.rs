@@ -10,7 +10,7 @@
 //!   app that routes on `REQUEST_URI`);
 //! * **decoded**: percent-decoded (repeatedly, so `%252e` is `.`), `\` read
 //!   as `/`, repeated slashes collapsed, `.`/`..` resolved — what most
-//!   frameworks route on;
+//!   frameworks route on — and decoded only, as Django's `PATH_INFO` is;
 //! * **stripped**: path parameters removed from every segment
 //!   (`/admin;x/users` → `/admin/users`, `..;` → `..`), as Tomcat and
 //!   Spring do — both before decoding (Tomcat cuts `;…` from the raw URI,
@@ -184,7 +184,12 @@ fn decoded_readings(raw: &str) -> Result<Readings<'_>, Ambiguity> {
         true => Some(checked_decode(&strip_params(raw))?.0),
         false => None,
     };
-    let mut others: Vec<String> = Vec::with_capacity(6);
+    let mut others: Vec<String> = Vec::with_capacity(7);
+    // Django's PATH_INFO: decoded, dot segments left as they are, so
+    // `/api%2f..` is its `/api/..` (under `/api`), not `/`.
+    if decoded != raw {
+        others.push(decoded.clone());
+    }
     for path in std::iter::once(&decoded).chain(params_first.as_ref()) {
         // `\` separates segments for IIS and Windows, not for Spring or nginx.
         let slashed = path.replace('\\', "/");
@@ -377,17 +382,27 @@ mod tests {
         assert_eq!(all("/admin;x/users"), ["/admin;x/users", "/admin/users"]);
         assert_eq!(
             all("/public/%2e%2e/admin"),
-            ["/public/%2e%2e/admin", "/admin"]
+            ["/public/%2e%2e/admin", "/public/../admin", "/admin"]
         );
         assert_eq!(
             all("/public/%252e%252e/admin"),
-            ["/public/%252e%252e/admin", "/admin"]
+            ["/public/%252e%252e/admin", "/public/../admin", "/admin"]
         );
+        // decoded without resolving: Django routes `/api/..` under `/api`
+        assert_eq!(all("/api%2f.."), ["/api%2f..", "/api/..", "/", "/api%2f"]);
+        assert_eq!(all("/%61dmin/.."), ["/%61dmin/..", "/admin/..", "/"]);
         assert_eq!(all("/public/..\\admin"), ["/public/..\\admin", "/admin"]);
         assert_eq!(all("//admin"), ["//admin", "/admin"]);
         assert_eq!(all("/a//b/../c/"), ["/a//b/../c/", "/a/c/"]);
         assert_eq!(all("/../../"), ["/../../", "/"]);
         assert_eq!(all("/a/b/.."), ["/a/b/..", "/a/"]);
+        assert_eq!(all("/a/b/."), ["/a/b/.", "/a/b/"]);
+        // A space is no control character (and a segment's trailing space
+        // is trimmed, as Windows does).
+        assert_eq!(all("/admin /x"), ["/admin /x", "/admin/x"]);
+        // Only readings some server has: the raw path is not resolved
+        // without decoding it.
+        assert_eq!(all("/x/../a%2fb"), ["/x/../a%2fb", "/x/../a/b", "/a/b"]);
         assert_eq!(all("/%61dmin"), ["/%61dmin", "/admin"]);
     }
 
@@ -428,6 +443,13 @@ mod tests {
             ("/a%ff", Ambiguity::InvalidUtf8),
             ("/a%c0%ae%c0%ae/admin", Ambiguity::Overlong),
             ("/a%e0%80%af", Ambiguity::Overlong),
+            ("/a%f0%80%80%af", Ambiguity::Overlong),
+            // truncated, but not overlong: the first continuation byte is
+            // in range
+            ("/a%e0%a0", Ambiguity::InvalidUtf8),
+            ("/a%f0%90", Ambiguity::InvalidUtf8),
+            ("/a\tb", Ambiguity::Control),
+            ("/a\u{1}b", Ambiguity::Control),
             ("/a%", Ambiguity::MalformedEscape),
             ("/a%2", Ambiguity::MalformedEscape),
             ("/a%zz", Ambiguity::MalformedEscape),
@@ -440,6 +462,42 @@ mod tests {
             ("/a\u{2025}/b", Ambiguity::LookAlike),
         ] {
             assert_eq!(readings(p), Err(why), "{p}");
+        }
+    }
+
+    /// The labels are the `reason` of a refusal metric: dashboards and
+    /// alerts name them.
+    #[test]
+    fn refusal_labels_are_stable() {
+        use Ambiguity::*;
+        let labels = [
+            Control,
+            InvalidUtf8,
+            Overlong,
+            MalformedEscape,
+            TooDeeplyEncoded,
+            LookAlike,
+        ]
+        .map(Ambiguity::label);
+        assert_eq!(
+            labels,
+            [
+                "path_control",
+                "path_invalid_utf8",
+                "path_overlong",
+                "path_malformed_escape",
+                "path_encoding_depth",
+                "path_lookalike",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_raw_reading_is_the_path_as_sent() {
+        for p in ["/a/b", "/public/%2e%2e/admin", "/a;x/b"] {
+            let r = readings(p).unwrap();
+            assert_eq!(r.raw(), p);
+            assert_eq!(r.iter().next(), Some(p));
         }
     }
 

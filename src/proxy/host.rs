@@ -250,6 +250,21 @@ mod tests {
         }
     }
 
+    /// The labels are the `reason` of a refusal metric.
+    #[test]
+    fn refusal_labels_are_stable() {
+        use HostError::*;
+        assert_eq!(
+            [Missing, Duplicate, Mismatch, Malformed].map(HostError::label),
+            [
+                "host_missing",
+                "host_duplicate",
+                "host_mismatch",
+                "host_malformed"
+            ]
+        );
+    }
+
     #[test]
     fn forwarded_host_only_when_trusted() {
         assert_eq!(

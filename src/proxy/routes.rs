@@ -189,6 +189,9 @@ pub struct RouteTable {
     default: RouteMatch,
     /// Distinct hosts of host-specific routes.
     hosts: Vec<String>,
+    /// Some case-insensitive route's prefix is not in folded form (`/Static`):
+    /// a case-sensitive server reads even a lower-case path differently.
+    cased: bool,
 }
 
 impl RouteTable {
@@ -217,10 +220,14 @@ impl RouteTable {
         let mut hosts: Vec<String> = routes.iter().filter_map(|r| r.host.clone()).collect();
         hosts.sort();
         hosts.dedup();
+        let cased = routes
+            .iter()
+            .any(|r| !r.case_sensitive && r.segments != r.folded);
         Self {
             routes,
             default: RouteMatch::open(cfg.server.default_policy),
             hosts,
+            cased,
         }
     }
 
@@ -232,7 +239,7 @@ impl RouteTable {
         let mut req: Option<Requirement<'a>> = None;
         for host in views.iter() {
             for reading in path.iter() {
-                let folds: &[bool] = if needs_exact_reading(reading) {
+                let folds: &[bool] = if self.cased || needs_exact_reading(reading) {
                     &[true, false]
                 } else {
                     &[true]
@@ -275,7 +282,8 @@ impl RouteTable {
 }
 
 /// A case-sensitive server reads this path differently from a folding one:
-/// then both readings count. Plain lower-case ASCII needs only one.
+/// then both readings count. Plain lower-case ASCII needs only one (when
+/// every prefix is in folded form, see `RouteTable::cased`).
 fn needs_exact_reading(path: &str) -> bool {
     path.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80)
 }

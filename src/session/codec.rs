@@ -480,6 +480,52 @@ mod tests {
     }
 
     #[test]
+    fn clearing_expires_the_same_cookie_at_once() {
+        let codec = CookieCodec::new(&SessionConfig {
+            same_site: SameSite::Strict,
+            ..cfg(&[K1])
+        })
+        .unwrap();
+        let clear = Cookie::parse(codec.clear()).unwrap();
+        assert_eq!(clear.name(), NAME);
+        assert_eq!(clear.value(), "");
+        assert_eq!(clear.max_age(), Some(CookieDuration::ZERO));
+        assert_eq!(
+            clear.expires_datetime(),
+            Some(cookie::time::OffsetDateTime::UNIX_EPOCH)
+        );
+        // Same attributes as the cookie it replaces, or browsers keep both.
+        assert_eq!(clear.path(), Some("/"));
+        assert_eq!(clear.secure(), Some(true));
+        assert_eq!(clear.http_only(), Some(true));
+        assert_eq!(clear.same_site(), Some(CookieSameSite::Strict));
+        let scoped = CookieCodec::new(&SessionConfig {
+            domain: Some("example.com".into()),
+            ..cfg(&[K1])
+        })
+        .unwrap();
+        let clear = Cookie::parse(scoped.clear()).unwrap();
+        assert_eq!(clear.domain(), Some("example.com"));
+        assert_eq!(clear.name(), "portcullis_session");
+    }
+
+    /// Debug output (logs, panics) names the cookie and never shows keys.
+    #[test]
+    fn debug_output_shows_no_key_material() {
+        let codec = CookieCodec::new(&cfg(&[K1, K2])).unwrap();
+        let shown = format!("{codec:?}");
+        assert!(
+            shown.contains("CookieCodec") && shown.contains(NAME),
+            "{shown}"
+        );
+        assert!(shown.contains("keys: 2"), "{shown}");
+        assert!(
+            !shown.contains("key-one") && !shown.contains("Key"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn short_keys_are_refused() {
         assert!(matches!(
             CookieCodec::new(&cfg(&["short"])),

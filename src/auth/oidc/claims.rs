@@ -218,6 +218,45 @@ mod tests {
         assert_eq!(req.login.email_verified, Some(false));
     }
 
+    /// Where the directory vouches for addresses, only an explicit `false`
+    /// (boolean or string) counts; anything else says nothing.
+    #[test]
+    fn string_booleans_where_the_directory_vouches() {
+        let dir = map(EmailVerified::DirectoryManaged);
+        for (v, want) in [
+            (json!("FALSE"), Some(false)),
+            (json!("True"), Some(true)),
+            (json!("yes"), None),
+            (json!(1), None),
+        ] {
+            let c = obj(json!({"sub": "u", "email": "a@acme.com", "email_verified": v}));
+            assert_eq!(
+                to_login("c", &c, &dir).unwrap().login.email_verified,
+                want,
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn groups_as_one_string() {
+        let m = map(EmailVerified::Required);
+        let one = obj(json!({"sub": "u", "email": "a@acme.com", "groups": "Admins"}));
+        assert_eq!(to_login("c", &one, &m).unwrap().login.groups, ["Admins"]);
+        let empty = obj(json!({"sub": "u", "email": "a@acme.com", "groups": ""}));
+        assert!(to_login("c", &empty, &m).unwrap().login.groups.is_empty());
+    }
+
+    /// Overage is reported only when the groups themselves are missing.
+    #[test]
+    fn groups_sent_beside_claim_names_are_no_overage() {
+        let c = obj(json!({"sub": "u", "email": "a@acme.com", "groups": ["g1"],
+            "_claim_names": {"groups": "src1"}}));
+        let m = to_login("c", &c, &map(EmailVerified::DirectoryManaged)).unwrap();
+        assert!(!m.groups_overage);
+        assert_eq!(m.login.groups, ["g1"]);
+    }
+
     #[test]
     fn hostile_and_missing_claims() {
         let m = map(EmailVerified::Required);

@@ -446,6 +446,475 @@ mod tests {
         }
     }
 
+    /// What a test response looks like; each field a knob.
+    struct Doc {
+        issuer: &'static str,
+        status: &'static str,
+        destination: Option<&'static str>,
+        in_response_to: Option<&'static str>,
+        confirmation_irt: Option<&'static str>,
+        audience: Option<&'static str>,
+        not_on_or_after: bool,
+        assertions: usize,
+        encrypted: bool,
+        signature: bool,
+        signature_alg: &'static str,
+        digest_alg: &'static str,
+    }
+
+    const IDP: &str = "https://idp.example.com";
+    const SP: &str = "https://sp.example.com/saml/metadata";
+    const ACS: &str = "https://sp.example.com/saml/acs";
+
+    impl Default for Doc {
+        fn default() -> Self {
+            Doc {
+                issuer: IDP,
+                status: SUCCESS,
+                destination: Some(ACS),
+                in_response_to: Some("_req1"),
+                confirmation_irt: Some("_req1"),
+                audience: Some(SP),
+                not_on_or_after: true,
+                assertions: 1,
+                encrypted: false,
+                signature: true,
+                signature_alg: RSA_SHA256,
+                digest_alg: SHA256,
+            }
+        }
+    }
+
+    fn t(d: chrono::DateTime<chrono::Utc>) -> String {
+        d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    impl Doc {
+        /// The response XML; the (first) assertion carries an enveloped
+        /// signature template over itself when `signature` is set.
+        fn xml(&self, cert_b64: &str) -> String {
+            let now = chrono::Utc::now();
+            let nooa = t(now + chrono::Duration::seconds(300));
+            let signature = if self.signature {
+                format!(
+                    r##"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="{}"/><ds:Reference URI="#_a0"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="{}"/><ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert_b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"##,
+                    self.signature_alg, self.digest_alg
+                )
+            } else {
+                String::new()
+            };
+            let confirmation_irt = self
+                .confirmation_irt
+                .map(|i| format!(r#" InResponseTo="{i}""#))
+                .unwrap_or_default();
+            let audience = self
+                .audience
+                .map(|a| {
+                    format!("<saml:AudienceRestriction><saml:Audience>{a}</saml:Audience></saml:AudienceRestriction>")
+                })
+                .unwrap_or_default();
+            let conditions_nooa = if self.not_on_or_after {
+                format!(r#" NotOnOrAfter="{nooa}""#)
+            } else {
+                String::new()
+            };
+            let assertions: String = (0..self.assertions)
+                .map(|i| {
+                    format!(
+                        r#"<saml:Assertion ID="_a{i}" Version="2.0" IssueInstant="{now}"><saml:Issuer>{issuer}</saml:Issuer>{sig}<saml:Subject><saml:NameID>alice@acme.com</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData{confirmation_irt} NotOnOrAfter="{nooa}" Recipient="{ACS}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{nb}"{conditions_nooa}>{audience}</saml:Conditions><saml:AuthnStatement AuthnInstant="{now}" SessionIndex="_a{i}"/></saml:Assertion>"#,
+                        now = t(now),
+                        nb = t(now - chrono::Duration::seconds(5)),
+                        issuer = self.issuer,
+                        sig = if i == 0 { signature.as_str() } else { "" },
+                    )
+                })
+                .collect();
+            let encrypted = if self.encrypted {
+                "<saml:EncryptedAssertion/>"
+            } else {
+                ""
+            };
+            let destination = self
+                .destination
+                .map(|d| format!(r#" Destination="{d}""#))
+                .unwrap_or_default();
+            let irt = self
+                .in_response_to
+                .map(|i| format!(r#" InResponseTo="{i}""#))
+                .unwrap_or_default();
+            format!(
+                r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_r1" Version="2.0" IssueInstant="{now}"{destination}{irt}><saml:Issuer>{issuer}</saml:Issuer><samlp:Status><samlp:StatusCode Value="{status}"/></samlp:Status>{assertions}{encrypted}</samlp:Response>"#,
+                now = t(now),
+                issuer = self.issuer,
+                status = self.status,
+            )
+        }
+    }
+
+    fn expectations<'a>(
+        sp: &'a ServiceProvider,
+        request_id: Option<&'a str>,
+        allow_sha1: bool,
+    ) -> Expectations<'a> {
+        Expectations {
+            sp,
+            idp_entity_id: IDP,
+            sp_entity_id: SP,
+            acs_url: ACS,
+            request_id,
+            allow_sha1,
+        }
+    }
+
+    fn precheck_reason(
+        doc: Doc,
+        request_id: Option<&str>,
+        allow_sha1: bool,
+    ) -> Option<&'static str> {
+        let sp = ServiceProvider::default();
+        precheck(&doc.xml("AA=="), &expectations(&sp, request_id, allow_sha1))
+            .err()
+            .map(|e| e.reason)
+    }
+
+    #[test]
+    fn precheck_refusals() {
+        const HMAC_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#hmac-sha1";
+        let req = Some("_req1");
+        assert_eq!(precheck_reason(Doc::default(), req, false), None);
+        for (doc, why) in [
+            (
+                Doc {
+                    issuer: "https://evil.example.com",
+                    ..Doc::default()
+                },
+                "issuer",
+            ),
+            (
+                Doc {
+                    status: "urn:oasis:names:tc:SAML:2.0:status:Requester",
+                    ..Doc::default()
+                },
+                "idp_status",
+            ),
+            (
+                Doc {
+                    destination: Some("https://evil.example.com/acs"),
+                    ..Doc::default()
+                },
+                "destination",
+            ),
+            (
+                Doc {
+                    in_response_to: Some("_other"),
+                    ..Doc::default()
+                },
+                "in_response_to",
+            ),
+            (
+                Doc {
+                    assertions: 0,
+                    ..Doc::default()
+                },
+                "malformed",
+            ),
+            (
+                Doc {
+                    assertions: 2,
+                    ..Doc::default()
+                },
+                "malformed",
+            ),
+            (
+                Doc {
+                    encrypted: true,
+                    ..Doc::default()
+                },
+                "unsupported",
+            ),
+            (
+                Doc {
+                    signature: false,
+                    ..Doc::default()
+                },
+                "signature",
+            ),
+            (
+                Doc {
+                    signature_alg: RSA_SHA1,
+                    ..Doc::default()
+                },
+                "algorithm",
+            ),
+            (
+                Doc {
+                    digest_alg: SHA1,
+                    ..Doc::default()
+                },
+                "algorithm",
+            ),
+            (
+                Doc {
+                    signature_alg: HMAC_SHA1,
+                    ..Doc::default()
+                },
+                "algorithm",
+            ),
+        ] {
+            assert_eq!(precheck_reason(doc, req, false), Some(why));
+        }
+        // Optional envelope fields may be absent.
+        let bare = Doc {
+            destination: None,
+            in_response_to: None,
+            ..Doc::default()
+        };
+        assert_eq!(precheck_reason(bare, req, false), None);
+        // An unsolicited response must name no request.
+        assert_eq!(
+            precheck_reason(Doc::default(), None, false),
+            Some("in_response_to")
+        );
+        // allow_sha1 opens RSA-SHA1 and SHA-1 digests, never HMAC.
+        let sha1 = || Doc {
+            signature_alg: RSA_SHA1,
+            digest_alg: SHA1,
+            ..Doc::default()
+        };
+        assert_eq!(precheck_reason(sha1(), req, true), None);
+        let hmac = Doc {
+            signature_alg: HMAC_SHA1,
+            ..Doc::default()
+        };
+        assert_eq!(precheck_reason(hmac, req, true), Some("algorithm"));
+        // Not a Response at all, or with a DTD.
+        let sp = ServiceProvider::default();
+        let x = expectations(&sp, req, false);
+        let wrapped = format!("<x>{}</x>", Doc::default().xml("AA=="));
+        assert_eq!(precheck(&wrapped, &x).unwrap_err().reason, "malformed");
+        let dtd = format!("<!DOCTYPE r>{}", Doc::default().xml("AA=="));
+        assert_eq!(precheck(&dtd, &x).unwrap_err().reason, "dtd");
+    }
+
+    /// A key pair and self-signed certificate, once per test binary.
+    fn idp_key() -> &'static (Vec<u8>, Vec<u8>) {
+        use openssl::asn1::Asn1Time;
+        use openssl::hash::MessageDigest;
+        use openssl::nid::Nid;
+        use openssl::pkey::PKey;
+        use openssl::x509::{X509, X509Name};
+        static KEY: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| {
+            let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+            let key_der = rsa.private_key_to_der().unwrap();
+            let key = PKey::from_rsa(rsa).unwrap();
+            let mut name = X509Name::builder().unwrap();
+            name.append_entry_by_nid(Nid::COMMONNAME, "test IdP")
+                .unwrap();
+            let name = name.build();
+            let mut b = X509::builder().unwrap();
+            b.set_version(2).unwrap();
+            b.set_subject_name(&name).unwrap();
+            b.set_issuer_name(&name).unwrap();
+            b.set_pubkey(&key).unwrap();
+            b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+                .unwrap();
+            b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+                .unwrap();
+            b.sign(&key, MessageDigest::sha256()).unwrap();
+            (key_der, b.build().to_der().unwrap())
+        })
+    }
+
+    /// The SP as the connection builds it, trusting `idp_key`.
+    fn service_provider(unsolicited: bool) -> ServiceProvider {
+        let cert = base64::engine::general_purpose::STANDARD.encode(&idp_key().1);
+        let md = format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{IDP}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{IDP}/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+        );
+        let md = crate::auth::saml::IdpMetadata::from_xml(&md).unwrap();
+        ServiceProvider {
+            entity_id: Some(SP.into()),
+            metadata_url: Some(SP.into()),
+            acs_url: Some(ACS.into()),
+            idp_metadata: md.descriptor,
+            allow_idp_initiated: unsolicited,
+            max_issue_delay: chrono::Duration::seconds(120),
+            max_clock_skew: chrono::Duration::seconds(60),
+            allowed_signature_algorithms: samael_algorithms(false),
+            ..ServiceProvider::default()
+        }
+    }
+
+    fn signed(doc: Doc) -> String {
+        use samael::crypto::{Crypto, CryptoProvider};
+        let cert = base64::engine::general_purpose::STANDARD.encode(&idp_key().1);
+        Crypto::sign_xml(doc.xml(&cert).as_str(), &idp_key().0).unwrap()
+    }
+
+    /// The checks after the signature: what samael leaves optional.
+    #[test]
+    fn verify_after_the_signature() {
+        let sp = service_provider(false);
+        let x = expectations(&sp, Some("_req1"), false);
+        let ok = signed(Doc::default());
+        precheck(&ok, &x).unwrap();
+        let a = verify(&ok, &x).unwrap();
+        assert_eq!(
+            a.subject
+                .and_then(|s| s.name_id)
+                .map(|n| n.value)
+                .as_deref(),
+            Some("alice@acme.com")
+        );
+        let tampered = ok.replace("alice@acme.com", "mallory@acme.com");
+        assert_eq!(verify(&tampered, &x).unwrap_err().reason, "signature");
+        for (doc, why) in [
+            (
+                Doc {
+                    audience: None,
+                    ..Doc::default()
+                },
+                "audience",
+            ),
+            (
+                Doc {
+                    audience: Some("https://other-sp.example.com"),
+                    ..Doc::default()
+                },
+                "audience",
+            ),
+            (
+                Doc {
+                    not_on_or_after: false,
+                    ..Doc::default()
+                },
+                "malformed",
+            ),
+        ] {
+            assert_eq!(verify(&signed(doc), &x).unwrap_err().reason, why);
+        }
+        // IdP-initiated: allowed only when the assertion names no request.
+        let sp = service_provider(true);
+        let x = expectations(&sp, None, false);
+        let unsolicited = || Doc {
+            in_response_to: None,
+            confirmation_irt: None,
+            ..Doc::default()
+        };
+        assert!(verify(&signed(unsolicited()), &x).is_ok());
+        let naming = Doc {
+            confirmation_irt: Some("_req1"),
+            ..unsolicited()
+        };
+        assert_eq!(
+            verify(&signed(naming), &x).unwrap_err().reason,
+            "in_response_to"
+        );
+    }
+
+    /// samael's errors → the closed reasons of the refusal metric.
+    #[test]
+    fn samael_errors_map_to_reasons() {
+        let time = || "2026-01-01T00:00:00Z".to_owned();
+        let none = || None::<String>;
+        for (e, why) in [
+            (SamlError::FailedToValidateSignature, "signature"),
+            (
+                SamlError::DestinationValidationError {
+                    response_destination: none(),
+                    sp_acs_url: none(),
+                },
+                "destination",
+            ),
+            (
+                SamlError::AssertionRecipientMismatch {
+                    assertion_recipient: none(),
+                    sp_acs_url: none(),
+                },
+                "recipient",
+            ),
+            (SamlError::AssertionExpired { time: time() }, "expired"),
+            (SamlError::ResponseExpired { time: time() }, "expired"),
+            (
+                SamlError::AssertionConditionExpired { time: time() },
+                "expired",
+            ),
+            (
+                SamlError::AssertionSubjectConfirmationExpired { time: time() },
+                "expired",
+            ),
+            (
+                SamlError::AssertionConditionExpiredBefore { time: time() },
+                "not_yet_valid",
+            ),
+            (
+                SamlError::AssertionSubjectConfirmationExpiredBefore { time: time() },
+                "not_yet_valid",
+            ),
+            (
+                SamlError::AssertionIssuerMismatch {
+                    issuer: none(),
+                    entity_id: none(),
+                },
+                "issuer",
+            ),
+            (
+                SamlError::ResponseIssuerMismatch {
+                    issuer: none(),
+                    entity_id: none(),
+                },
+                "issuer",
+            ),
+            (
+                SamlError::AssertionConditionAudienceRestrictionFailed {
+                    requirement: "x".into(),
+                },
+                "audience",
+            ),
+            (
+                SamlError::AssertionInResponseToInvalid {
+                    possible_ids: vec![],
+                },
+                "in_response_to",
+            ),
+            (
+                SamlError::ResponseInResponseToInvalid {
+                    possible_ids: vec![],
+                },
+                "in_response_to",
+            ),
+            (
+                SamlError::ResponseBadStatusCode { code: "x".into() },
+                "idp_status",
+            ),
+            (SamlError::EncryptedAssertionsNotYetSupported, "unsupported"),
+            (SamlError::DeserializeResponseError, "malformed"),
+        ] {
+            let detail = e.to_string();
+            let mapped = map_samael(e);
+            assert_eq!((mapped.reason, mapped.detail), (why, detail));
+        }
+    }
+
+    #[test]
+    fn sha1_leaves_the_list_to_precheck() {
+        assert_eq!(samael_algorithms(true), None);
+        assert_eq!(
+            samael_algorithms(false),
+            Some(vec![
+                AllowedSignatureAlgorithm::RsaSha256,
+                AllowedSignatureAlgorithm::EcdsaSha256
+            ])
+        );
+    }
+
+    #[test]
+    fn the_size_limit_is_inclusive() {
+        // `A` * 4n is valid base64 (of NUL bytes, valid UTF-8).
+        assert!(decode(&"A".repeat(MAX_RESPONSE_BYTES)).is_ok());
+    }
+
     #[test]
     fn cheap_refusals() {
         assert_eq!(

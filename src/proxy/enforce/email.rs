@@ -105,8 +105,20 @@ mod tests {
             "alice@acme..com",
             "alice@acme.com\u{0}",
             "alice\n@acme.com",
+            "al\u{1}ice@acme.com",
+            "al\u{7f}ice@acme.com",
         ] {
             assert_eq!(normalize(s), None, "{s:?}");
         }
+    }
+
+    /// RFC 5321's 320-character limit, inclusive.
+    #[test]
+    fn at_most_320_characters() {
+        let at_limit = format!("{}@acme.com", "a".repeat(311));
+        assert_eq!(at_limit.len(), 320);
+        assert_eq!(domain(&at_limit).as_deref(), Some("acme.com"));
+        assert_eq!(normalize(&format!("a{at_limit}")), None);
+        assert_eq!(normalize(&format!("{}{at_limit}", "a".repeat(100))), None);
     }
 }

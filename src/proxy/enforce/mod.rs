@@ -182,6 +182,12 @@ mod tests {
         }
     }
 
+    /// pingora replays at most 64 KiB of a body it has read to the app.
+    #[test]
+    fn the_body_limit_is_what_pingora_can_replay() {
+        assert_eq!(MAX_LOGIN_BODY, 65_536);
+    }
+
     #[test]
     fn what_gets_inspected() {
         let mut h = HeaderMap::new();

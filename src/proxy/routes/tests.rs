@@ -257,3 +257,39 @@ fn fold_equates_what_runtimes_equate() {
     assert_eq!(prefix_segments("/api/"), vec!["api"]);
     assert_eq!(prefix_segments("/a/b"), vec!["a", "b"]);
 }
+
+#[test]
+fn a_name_is_qualified_only_by_a_configured_tenant() {
+    assert!(Member::parse("acme:admins", &["acme"]).is_qualified());
+    assert!(!Member::parse("admins", &["acme"]).is_qualified());
+    assert!(!Member::parse("urn:x:admins", &["acme"]).is_qualified());
+}
+
+/// Readings that all select the same route are no ambiguity.
+#[test]
+fn readings_that_agree_are_not_ambiguous() {
+    let t = standard();
+    for p in ["/admin/x.json", "/admin/x/../y"] {
+        let r = req(&t, None, p);
+        assert_eq!(r.routes().count(), 1, "{p}");
+        assert!(!r.is_ambiguous(), "{p}");
+    }
+}
+
+/// A prefix written with capitals: a case-sensitive app reads the
+/// lower-case path as another resource, which the default covers.
+#[test]
+fn a_capitalised_prefix_does_not_cover_other_spellings() {
+    let t = table(
+        r#"
+[server]
+default_policy = "required"
+[[routes]]
+prefix = "/Static"
+policy = "public"
+"#,
+    );
+    assert_eq!(policy(&t, None, "/Static/app.js"), Policy::Public);
+    assert_eq!(policy(&t, None, "/static/app.js"), Policy::Required);
+    assert_eq!(policy(&t, None, "/STATIC/app.js"), Policy::Required);
+}

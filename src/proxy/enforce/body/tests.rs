@@ -192,3 +192,57 @@ fn query_credentials() {
     );
     assert_eq!(query_names("a=%ff", &[&f]), Err(Refusal::Unparseable));
 }
+
+/// The labels are the `reason` of the enforcement-refusal metric and of
+/// the log line.
+#[test]
+fn refusal_labels_are_stable() {
+    use Refusal::*;
+    assert_eq!(
+        [
+            Unparseable,
+            ContentType,
+            ContentEncoding,
+            NoEmail,
+            Duplicate,
+            NotAnEmail,
+            QueryCredentials,
+            TooLarge,
+        ]
+        .map(Refusal::label),
+        [
+            "unparseable",
+            "content_type",
+            "content_encoding",
+            "no_email",
+            "duplicate_email",
+            "not_an_email",
+            "query_credentials",
+            "too_large",
+        ]
+    );
+}
+
+/// A JSON pointer walks arrays by index, as RFC 6901 says.
+#[tokio::test]
+async fn json_pointers_index_arrays() {
+    let f = FieldSpec::new(None, Some("/users/0/email"));
+    let body = r#"{"users":[{"email":"e@acme.com"},{"email":"f@acme.com"}]}"#;
+    assert_eq!(value(Some(JSON), body, &f).await, Ok("e@acme.com".into()));
+    for missing in ["/users/2/email", "/users/x/email"] {
+        let f = FieldSpec::new(None, Some(missing));
+        assert_eq!(value(Some(JSON), body, &f).await, Err(Refusal::NoEmail));
+    }
+}
+
+#[tokio::test]
+async fn identity_is_no_content_encoding() {
+    let r = email_value(
+        Some(FORM),
+        Some(" Identity "),
+        Bytes::from_static(b"email=a@acme.com"),
+        &email(),
+    )
+    .await;
+    assert_eq!(r, Ok("a@acme.com".into()));
+}
