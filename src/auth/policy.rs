@@ -417,7 +417,7 @@ mod tests {
                 "email_unverified"
             );
             // Nobody was created by any of these.
-            assert!(s.list_users(None).await.unwrap().is_empty());
+            assert!(s.users().list(None).await.unwrap().is_empty());
         }
 
         #[tokio::test]
@@ -431,7 +431,8 @@ mod tests {
                 .await
                 .unwrap();
             let u = s
-                .user_by_email("acme", "alice@acme.com")
+                .users()
+                .by_email("acme", "alice@acme.com")
                 .await
                 .unwrap()
                 .expect("created");
@@ -448,7 +449,7 @@ mod tests {
             assert_eq!(p.roles, ["member", "developer"]);
             assert_eq!(p.tenant.as_deref(), Some("acme"));
             assert_eq!(p.connection.as_deref(), Some("okta"));
-            let events = s.outbox_events("acme", 0, 10).await.unwrap();
+            let events = s.outbox().events("acme", 0, 10).await.unwrap();
             assert_eq!(events.len(), 1);
             assert_eq!(events[0].event_type, "user.created");
             assert_eq!(events[0].created_at, NOW * 1000);
@@ -470,12 +471,15 @@ mod tests {
             .unwrap();
             assert_eq!(p.user_id, "(new user)");
             assert_eq!(p.roles, ["member", "developer"]);
-            assert!(s.list_users(None).await.unwrap().is_empty());
-            assert!(s.outbox_events("acme", 0, 10).await.unwrap().is_empty());
+            assert!(s.users().list(None).await.unwrap().is_empty());
+            assert!(s.outbox().events("acme", 0, 10).await.unwrap().is_empty());
 
             // A known user: the dry run leaves no login behind either.
             let (_dir, s) = store().await;
-            s.insert_user(&user("alice@acme.com", true)).await.unwrap();
+            s.users()
+                .insert(&user("alice@acme.com", true))
+                .await
+                .unwrap();
             let p = complete(
                 &login("alice@acme.com"),
                 &acme(false),
@@ -487,7 +491,7 @@ mod tests {
             .await
             .unwrap();
             assert_eq!(p.user_id, "u-1");
-            let u = s.user_by_email("acme", "alice@acme.com").await.unwrap();
+            let u = s.users().by_email("acme", "alice@acme.com").await.unwrap();
             assert_eq!(u.and_then(|u| u.last_login_at), None);
         }
 
@@ -516,9 +520,12 @@ mod tests {
                 reason(&login("alice@acme.com"), &t, &r, &s, Mode::Live).await,
                 "not_provisioned"
             );
-            assert!(s.list_users(None).await.unwrap().is_empty());
+            assert!(s.users().list(None).await.unwrap().is_empty());
 
-            s.insert_user(&user("alice@acme.com", true)).await.unwrap();
+            s.users()
+                .insert(&user("alice@acme.com", true))
+                .await
+                .unwrap();
             let nameless = VerifiedLogin {
                 name: None,
                 ..login("alice@acme.com")
@@ -531,19 +538,21 @@ mod tests {
             assert_eq!(p.name.as_deref(), Some("Stored Name"));
             assert_eq!(p.roles, ["admin", "developer"]);
             let u = s
-                .user_by_email("acme", "alice@acme.com")
+                .users()
+                .by_email("acme", "alice@acme.com")
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(u.last_login_at, Some(NOW));
             assert_eq!(u.subject.as_deref(), Some("okta:sub-1"));
 
-            s.insert_user(&UserRecord {
-                id: "u-2".into(),
-                ..user("bob@acme.com", false)
-            })
-            .await
-            .unwrap();
+            s.users()
+                .insert(&UserRecord {
+                    id: "u-2".into(),
+                    ..user("bob@acme.com", false)
+                })
+                .await
+                .unwrap();
             for mode in [Mode::Live, Mode::DryRun] {
                 assert_eq!(
                     reason(&login("bob@acme.com"), &acme(true), &r, &s, mode).await,
