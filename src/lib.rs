@@ -1,5 +1,6 @@
-//! Portcullis: a reverse-proxy authentication sidecar. See ARCHITECTURE in
-//! the README for the module map; dependencies point down only.
+//! Portcullis: a reverse-proxy authentication sidecar. `docs/architecture.md`
+//! has the module map; dependencies point down only (`tests/it/architecture.rs`
+//! enforces it).
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -1,4 +1,4 @@
-//! SCIM stays inside the tenant (issue 12): a tenant's IdP may provision
+//! SCIM stays inside the tenant: a tenant's IdP may provision
 //! only people whose addresses are in the tenant's *verified* domains, or
 //! it could hand the app identities it does not own (`ceo@other.com`
 //! arriving in `user.created`). Unless the tenant allows external emails

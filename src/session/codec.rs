@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(written.name(), "__Host-s");
     }
 
-    /// Issue 18: the cookie name is associated data. A value sealed under
+    /// The cookie name is associated data. A value sealed under
     /// one name (another deployment's cookie, or the unprefixed name of
     /// before) does not open under another, with the same keys.
     #[test]

@@ -1,7 +1,7 @@
 //! Tenant-scoped write transactions.
 //!
-//! A provisioning change (a SCIM write today; its webhook outbox row with
-//! issue 7) must be all-or-nothing: the resource, the login identity, the
+//! A provisioning change (a SCIM write or a JIT user, with its webhook
+//! outbox row) must be all-or-nothing: the resource, the login identity, the
 //! memberships, the ended sessions and the event that announces them commit
 //! together or not at all. [`WriteTx`] is that unit. Dropping it without
 //! [`WriteTx::commit`] rolls everything back.
@@ -49,7 +49,7 @@ impl Store {
     /// (a deferred read-then-write transaction could fail to upgrade), on
     /// PostgreSQL it locks the tenant's row, so a tenant's writers are
     /// serialised and uniqueness checks inside the transaction hold. The
-    /// number orders the tenant's changes (webhook events, issue 7).
+    /// number orders the tenant's changes (webhook events).
     pub async fn begin_write(&self, tenant: &str) -> Result<WriteTx, StoreError> {
         check_text("tenant", tenant)?;
         let mut tx = self.inner.pool.begin().await?;

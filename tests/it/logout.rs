@@ -1,4 +1,4 @@
-//! Logout and cookies (issue 12 item 9): a GET of `/.portcullis/logout`
+//! Logout and cookies: a GET of `/.portcullis/logout`
 //! only asks; a POST ends the session only with that session's CSRF token;
 //! with `secure = true` and no cookie domain the session and flow cookies
 //! are `__Host-` cookies (Secure, Path=/, no Domain) that never reach the

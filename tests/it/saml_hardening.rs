@@ -1,5 +1,5 @@
-//! SAML claims that had no test of their own (issue 18) and the hardening of
-//! issue 12: algorithm pins at the ACS, unsolicited responses that name a
+//! SAML claims that had no test of their own and the hardening of
+//! the ACS and SLO: algorithm pins at the ACS, unsolicited responses that name a
 //! request, libxmlsec1's diagnostics (the real binary as a child process).
 //! Every refusal checks its metric reason, that no session cookie was set
 //! and that no session row exists.

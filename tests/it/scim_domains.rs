@@ -1,4 +1,4 @@
-//! SCIM stays inside the tenant (issue 12): a user whose addresses
+//! SCIM stays inside the tenant: a user whose addresses
 //! (`emails[].value`, and `userName` when it has an `@`) are outside the
 //! tenant's verified domains is refused with `400 invalidValue` naming the
 //! domain, on POST, PUT, PATCH and Bulk, in the shapes Entra ID and Okta

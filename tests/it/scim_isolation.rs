@@ -1,4 +1,4 @@
-//! SCIM tenant isolation for writes (issue 18): another tenant's token can
+//! SCIM tenant isolation for writes: another tenant's token can
 //! neither change nor delete a tenant's users and groups by id, nor pull
 //! them into its own groups. Each attempt is a 404 (400 `invalidValue` for
 //! a member that is not a resource of the caller's tenant), and afterwards

@@ -1,4 +1,4 @@
-//! Secrets at rest (issue 12 item 8, issue 18 item 3): after a real OIDC
+//! Secrets at rest: after a real OIDC
 //! login through the running server, the store — the SQLite file's bytes,
 //! or every row of every PostgreSQL table — holds neither the ID token
 //! kept for logout, nor the assertion signing key, nor the raw session id

@@ -1364,7 +1364,7 @@ async fn one_time_values_are_single_use(db: &TestDb) {
     other.close().await;
 }
 
-// ---- secrets at rest (issue 12 item 8) ----
+// ---- secrets at rest ----
 
 /// A raw connection behind the store's back, to see what is really stored.
 async fn raw(db: &TestDb) -> sqlx::AnyConnection {

@@ -2,7 +2,7 @@
 //! and groups, how (and whether) it says an email is verified, and which
 //! extra tenant binding its tokens must show.
 //!
-//! `email_verified`, per provider (see docs/architecture.md, "As built"):
+//! `email_verified`, per provider (see docs/architecture.md, "OIDC"):
 //! - **Google, Okta, generic**: the claim is sent and must be `true`
 //!   (absent counts as unverified). Google's consumer accounts can carry
 //!   unverified addresses; Okta marks self-service emails unverified.

@@ -1,4 +1,4 @@
-//! One check for every refusal (issue 18): the answer set no session
+//! One check for every refusal: the answer set no session
 //! cookie, the store holds no session row it didn't hold before, the app
 //! never saw a request, and the reason was counted exactly once.
 //!
