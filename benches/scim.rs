@@ -13,6 +13,9 @@
 //! Besides criterion's own report, each prints the figures the README
 //! quotes (p50/p99, users/s) on stdout.
 
+// A benchmark is a harness like a test: a failed setup step should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,11 @@
 //! Portcullis: a reverse-proxy authentication sidecar. `docs/architecture.md`
 //! has the module map; dependencies point down only (`tests/it/architecture.rs`
 //! enforces it).
-#![forbid(unsafe_code)]
+//!
+//! The public modules are the surface the binary, the integration tests and
+//! the benches use (configuration, store, protocols, CLI); the rest is
+//! `pub(crate)`, and inside every module items are `pub(super)` or
+//! `pub(crate)` unless that surface needs them (`unreachable_pub` is on).
 
 pub mod app;
 pub mod auth;
@@ -10,15 +14,15 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domains;
-pub mod endpoints;
+pub(crate) mod endpoints;
 pub mod events;
-pub mod generation;
+pub(crate) mod generation;
 pub mod identity;
-pub mod logging;
+pub(crate) mod logging;
 pub mod metrics;
-pub mod names;
+pub(crate) mod names;
 pub mod proxy;
-pub mod redirect;
+pub(crate) mod redirect;
 pub mod scim;
 pub mod secret;
 pub mod session;

@@ -20,7 +20,7 @@ pub fn is_hostname(s: &str) -> bool {
 }
 
 /// `localhost`, 127.0.0.0/8 or ::1 (bracketed or not).
-pub fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
         || h.parse::<std::net::IpAddr>()
@@ -30,7 +30,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 const PUBLIC_MAIL_DOMAINS: &str = include_str!("names/public_mail_domains.txt");
 
 /// Consumer mail providers that no tenant may claim.
-pub fn is_public_mail_domain(domain: &str) -> bool {
+pub(crate) fn is_public_mail_domain(domain: &str) -> bool {
     let d = domain.trim_end_matches('.').to_ascii_lowercase();
     PUBLIC_MAIL_DOMAINS
         .lines()
@@ -44,7 +44,7 @@ pub fn is_public_mail_domain(domain: &str) -> bool {
 /// into the same `HTTP_X_FORWARDED_USER`, and some map `.` (or other
 /// punctuation) the same way, so a client could otherwise smuggle
 /// `X_Forwarded_User` or `X.Forwarded.User` past a strip list.
-pub fn normalize_header_name(name: &str) -> String {
+pub(crate) fn normalize_header_name(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {
@@ -58,14 +58,14 @@ pub fn normalize_header_name(name: &str) -> String {
 
 /// A tenant or connection id: 1-64 of `a-z`, `0-9`, `-` and `_`. Ids appear
 /// in URL paths and store keys, so nothing needs escaping.
-pub fn is_slug(s: &str) -> bool {
+pub(crate) fn is_slug(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// A cookie name: letters, digits, `-`, `_` and `.`.
-pub fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))

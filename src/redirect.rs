@@ -5,7 +5,7 @@
 /// `//evil.com`, `/\evil.com`, `https://…`, or anything with control
 /// characters (which browsers strip, turning `/\t/evil.com` into
 /// `//evil.com`).
-pub fn safe_return_to(s: &str) -> Option<&str> {
+pub(crate) fn safe_return_to(s: &str) -> Option<&str> {
     let ok = s.starts_with('/')
         && !s.starts_with("//")
         && !s.starts_with("/\\")

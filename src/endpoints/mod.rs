@@ -6,7 +6,7 @@
 mod dev_idp;
 mod handlers;
 mod oidc;
-pub mod pages;
+pub(crate) mod pages;
 mod saml;
 mod sso;
 
@@ -25,14 +25,14 @@ use crate::session::ActiveSession;
 
 /// The caller's session, resolved by the proxy before routing here.
 #[derive(Clone, Debug, Default)]
-pub struct CurrentSession(pub Option<Arc<ActiveSession>>);
+pub(crate) struct CurrentSession(pub Option<Arc<ActiveSession>>);
 
 /// The request id, for pages that show it.
 #[derive(Clone, Debug, Default)]
-pub struct RequestId(pub String);
+pub(crate) struct RequestId(pub String);
 
 /// Routes, mounted at the configured internal prefix.
-pub fn router(state: Arc<Generation>) -> Router {
+pub(crate) fn router(state: Arc<Generation>) -> Router {
     let limit = state.config.server.max_internal_body_bytes;
     let prefix = state.auth.urls.mount().to_owned();
     let inner = Router::new()

@@ -6,7 +6,7 @@ use askama::Template;
 
 #[derive(Template)]
 #[template(path = "login.html")]
-pub struct LoginPage<'a> {
+pub(crate) struct LoginPage<'a> {
     pub action: &'a str,
     pub email: &'a str,
     pub return_to: &'a str,
@@ -17,7 +17,7 @@ pub struct LoginPage<'a> {
 
 #[derive(Template)]
 #[template(path = "test_signin.html")]
-pub struct TestSignInPage<'a> {
+pub(crate) struct TestSignInPage<'a> {
     pub connection: &'a str,
     pub tenant: &'a str,
     pub verdict: &'a str,
@@ -28,7 +28,7 @@ pub struct TestSignInPage<'a> {
 
 #[derive(Template)]
 #[template(path = "chooser.html")]
-pub struct ChooserPage<'a> {
+pub(crate) struct ChooserPage<'a> {
     pub email: &'a str,
     /// (href, label)
     pub choices: Vec<(String, String)>,
@@ -39,7 +39,7 @@ pub struct ChooserPage<'a> {
 /// session's CSRF token, and only that ends the session.
 #[derive(Template)]
 #[template(path = "logout.html")]
-pub struct LogoutPage<'a> {
+pub(crate) struct LogoutPage<'a> {
     pub action: &'a str,
     pub email: &'a str,
     pub csrf: &'a str,
@@ -48,7 +48,7 @@ pub struct LogoutPage<'a> {
 
 #[derive(Template)]
 #[template(path = "message.html")]
-pub struct MessagePage<'a> {
+pub(crate) struct MessagePage<'a> {
     pub title: &'a str,
     pub message: &'a str,
     pub link: Option<(&'a str, &'a str)>,
@@ -56,7 +56,12 @@ pub struct MessagePage<'a> {
 }
 
 /// Renders a message page; falls back to plain text if the template fails.
-pub fn message(title: &str, message: &str, link: Option<(&str, &str)>, request_id: &str) -> String {
+pub(crate) fn message(
+    title: &str,
+    message: &str,
+    link: Option<(&str, &str)>,
+    request_id: &str,
+) -> String {
     MessagePage {
         title,
         message,
@@ -68,7 +73,7 @@ pub fn message(title: &str, message: &str, link: Option<(&str, &str)>, request_i
 }
 
 /// Security headers for every page Portcullis renders itself.
-pub const PAGE_HEADERS: &[(&str, &str)] = &[
+pub(crate) const PAGE_HEADERS: &[(&str, &str)] = &[
     ("cache-control", "no-store"),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
@@ -81,7 +86,7 @@ pub const PAGE_HEADERS: &[(&str, &str)] = &[
 
 #[derive(Template)]
 #[template(path = "dev_idp_pick.html")]
-pub struct DevIdpPickPage<'a> {
+pub(crate) struct DevIdpPickPage<'a> {
     pub action: &'a str,
     pub sp: &'a str,
     pub saml_request: &'a str,
@@ -91,11 +96,11 @@ pub struct DevIdpPickPage<'a> {
 }
 
 /// The auto-submit script of [`DevIdpPostPage`]; allowed by its hash.
-pub const DEV_IDP_POST_SCRIPT: &str = "document.getElementById('saml-post').submit();";
+pub(crate) const DEV_IDP_POST_SCRIPT: &str = "document.getElementById('saml-post').submit();";
 
 #[derive(Template)]
 #[template(path = "dev_idp_post.html")]
-pub struct DevIdpPostPage<'a> {
+pub(crate) struct DevIdpPostPage<'a> {
     pub email: &'a str,
     pub acs: &'a str,
     pub saml_response: &'a str,

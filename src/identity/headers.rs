@@ -22,13 +22,13 @@ enum Field {
 /// Request-rewriting headers (IIS, Symfony, Laravel, Zend let them override
 /// the path the app routes on): never from a client, not even behind a
 /// trusted balancer, since they would route the app around the gate.
-pub const REWRITE_HEADERS: &[&str] = &["x-original-url", "x-rewrite-url", "x-original-uri"];
+pub(super) const REWRITE_HEADERS: &[&str] = &["x-original-url", "x-rewrite-url", "x-original-uri"];
 
 /// Headers that tell the app who the client is and how it connected.
 /// Stripped from clients unless `server.trust_forwarded_headers`; the ones
 /// Portcullis knows (`X-Forwarded-For`, `-Proto`, `-Host`, `-Port`,
 /// `X-Real-IP`, `Forwarded`) are then set from the connection.
-pub const FORWARDING_HEADERS: &[&str] = &[
+pub(super) const FORWARDING_HEADERS: &[&str] = &[
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-proto",

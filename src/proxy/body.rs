@@ -15,7 +15,7 @@ use super::state::ProxyState;
 
 /// A body read up to a limit.
 #[derive(Debug)]
-pub enum Body {
+pub(super) enum Body {
     /// All of it, within the limit.
     Whole(Bytes),
     /// More than the limit arrived: what was read, which exceeds it by at
@@ -24,7 +24,7 @@ pub enum Body {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+pub(super) enum BodyError {
     #[error("request body not received within {0:?}")]
     TimedOut(Duration),
     #[error("reading the request body: {0}")]
@@ -33,7 +33,7 @@ pub enum BodyError {
 
 /// The body, reading at most `limit` bytes (and one chunk), within
 /// `deadline`.
-pub async fn read_body(
+pub(super) async fn read_body(
     session: &mut Session,
     limit: usize,
     deadline: Duration,
@@ -56,7 +56,7 @@ pub async fn read_body(
 
 /// What [`receive`] got.
 #[derive(Debug)]
-pub enum Received {
+pub(super) enum Received {
     Body(Body),
     /// The body could not be read and the client was answered (a `408`)
     /// with this status.
@@ -67,7 +67,7 @@ pub enum Received {
 /// bytes within the generation's body timeout. A body that doesn't arrive
 /// in time is answered here ([`refuse`], counted under `stage`) and the
 /// request's outcome marked as a timeout.
-pub async fn receive(
+pub(super) async fn receive(
     session: &mut Session,
     st: &ProxyState,
     ctx: &mut Ctx,
@@ -88,7 +88,7 @@ pub async fn receive(
 /// Answers a body that could not be read: `408` for a client too slow
 /// (counted under `stage`, logged with the reason, connection closed), the
 /// read error itself otherwise.
-pub async fn refuse(
+pub(super) async fn refuse(
     session: &mut Session,
     metrics: &crate::metrics::Metrics,
     stage: BodyStage,

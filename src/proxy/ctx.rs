@@ -72,7 +72,7 @@ fn next_request_id() -> String {
 /// Which kind of path a request was: the `policy` label of
 /// `portcullis_requests_total` and the request duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteKind {
+pub(super) enum RouteKind {
     /// Refused or failed before a route applied.
     None,
     /// Served by Portcullis itself (internal endpoints, SCIM).
@@ -83,7 +83,7 @@ pub enum RouteKind {
 }
 
 impl RouteKind {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             RouteKind::None => "none",
             RouteKind::Internal => "internal",
@@ -106,7 +106,7 @@ impl From<Policy> for RouteKind {
 
 /// How a request ended, for the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutcomeKind {
+pub(super) enum OutcomeKind {
     /// Sent on to the app.
     Forward,
     Scim,
@@ -127,7 +127,7 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             OutcomeKind::Forward => "forward",
             OutcomeKind::Scim => "scim",
@@ -148,14 +148,14 @@ impl OutcomeKind {
 /// `portcullis_client_timeouts_total` (the connection and header stages
 /// are counted in `conn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyStage {
+pub(super) enum BodyStage {
     Internal,
     Scim,
     Login,
 }
 
 impl BodyStage {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             BodyStage::Internal => "internal_body",
             BodyStage::Scim => "scim_body",
@@ -167,14 +167,14 @@ impl BodyStage {
 /// Why the app could not be reached: the `kind` label of
 /// `portcullis_upstream_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamFailure {
+pub(super) enum UpstreamFailure {
     Timeout,
     Connect,
     Other,
 }
 
 impl UpstreamFailure {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             UpstreamFailure::Timeout => "timeout",
             UpstreamFailure::Connect => "connect",
@@ -187,7 +187,7 @@ impl UpstreamFailure {
 /// session cache reports its own reasons): the `reason` label of
 /// `portcullis_session_rejected_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CookieRejection {
+pub(super) enum CookieRejection {
     /// No key opens it.
     Undecryptable,
     /// The store could not be asked.
@@ -195,7 +195,7 @@ pub enum CookieRejection {
 }
 
 impl CookieRejection {
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             CookieRejection::Undecryptable => "undecryptable",
             CookieRejection::StoreError => "store_error",

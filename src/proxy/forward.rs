@@ -12,7 +12,7 @@ use crate::identity::Principal;
 use crate::generation::Generation;
 
 /// What the rewrite needs to know about the connection.
-pub struct Downstream<'a> {
+pub(super) struct Downstream<'a> {
     pub client_ip: Option<IpAddr>,
     /// The listener port the client connected to.
     pub port: Option<u16>,
@@ -20,7 +20,7 @@ pub struct Downstream<'a> {
     pub request_id: &'a str,
 }
 
-pub fn rewrite(
+pub(super) fn rewrite(
     req: &mut RequestHeader,
     state: &Generation,
     principal: Option<&Principal>,

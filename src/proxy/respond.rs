@@ -65,13 +65,19 @@ impl Reply {
 }
 
 /// 302 to the login page.
-pub fn redirect(location: &str) -> Reply {
+pub(super) fn redirect(location: &str) -> Reply {
     Reply::new(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new())
         .header(http::header::LOCATION, location)
 }
 
 /// A denial in the client's preferred format.
-pub fn deny(d: Deny, wants_html: bool, request_id: &str, login_path: &str, realm: &str) -> Reply {
+pub(super) fn deny(
+    d: Deny,
+    wants_html: bool,
+    request_id: &str,
+    login_path: &str,
+    realm: &str,
+) -> Reply {
     let (status, error, title, text) = match d {
         Deny::Unauthenticated => (
             StatusCode::UNAUTHORIZED,
@@ -114,7 +120,7 @@ pub fn deny(d: Deny, wants_html: bool, request_id: &str, login_path: &str, realm
 }
 
 /// The page shown when the app can't be reached.
-pub fn bad_gateway(code: u16, wants_html: bool, request_id: &str) -> Reply {
+pub(super) fn bad_gateway(code: u16, wants_html: bool, request_id: &str) -> Reply {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
     if wants_html {
         Reply::new(
@@ -134,7 +140,7 @@ pub fn bad_gateway(code: u16, wants_html: bool, request_id: &str) -> Reply {
 }
 
 /// A password login refused because the tenant enforces SSO.
-pub fn sso_required(browser: bool, login_url: &str, request_id: &str) -> Reply {
+pub(super) fn sso_required(browser: bool, login_url: &str, request_id: &str) -> Reply {
     if browser {
         return Reply::new(
             StatusCode::SEE_OTHER,
@@ -153,7 +159,7 @@ pub fn sso_required(browser: bool, login_url: &str, request_id: &str) -> Reply {
 }
 
 /// 413 for password-login bodies too large to inspect.
-pub fn too_large(request_id: &str) -> Reply {
+pub(super) fn too_large(request_id: &str) -> Reply {
     let body = json!({"error": "payload_too_large", "request_id": request_id});
     Reply::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -165,7 +171,7 @@ pub fn too_large(request_id: &str) -> Reply {
 /// A password-login submission Portcullis can't vouch for (see
 /// `enforce`): browsers go to the login page, APIs get a 403 that says
 /// nothing about why.
-pub fn login_refused(browser: bool, login_url: &str, request_id: &str) -> Reply {
+pub(super) fn login_refused(browser: bool, login_url: &str, request_id: &str) -> Reply {
     if browser {
         return Reply::new(
             StatusCode::SEE_OTHER,
@@ -184,7 +190,7 @@ pub fn login_refused(browser: bool, login_url: &str, request_id: &str) -> Reply 
 }
 
 /// 400 for requests we refuse to interpret (oversized internal bodies...).
-pub fn bad_request(text: &'static str, request_id: &str) -> Reply {
+pub(super) fn bad_request(text: &'static str, request_id: &str) -> Reply {
     let body = json!({"error": "bad_request", "message": text, "request_id": request_id});
     Reply::new(
         StatusCode::BAD_REQUEST,
@@ -194,7 +200,7 @@ pub fn bad_request(text: &'static str, request_id: &str) -> Reply {
 }
 
 /// Converts the internal router's response.
-pub async fn from_router(resp: http::Response<axum::body::Body>, limit: usize) -> Reply {
+pub(super) async fn from_router(resp: http::Response<axum::body::Body>, limit: usize) -> Reply {
     let (parts, body) = resp.into_parts();
     let body = axum::body::to_bytes(body, limit).await.unwrap_or_default();
     let mut headers = Vec::with_capacity(parts.headers.len());

@@ -19,11 +19,11 @@ use super::error::ScimError;
 use super::schema::{self, Kind};
 
 /// The media type of every SCIM response (RFC 7644 §3.1).
-pub const CONTENT_TYPE: &str = "application/scim+json";
+pub(super) const CONTENT_TYPE: &str = "application/scim+json";
 
 /// A JSON body with the SCIM media type: every answer, errors included, so
 /// clients that check the content type accept all of them.
-pub fn scim_json(v: &Value) -> Response {
+pub(super) fn scim_json(v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
@@ -34,7 +34,7 @@ pub fn scim_json(v: &Value) -> Response {
 
 /// Parses a request body. The media type may be SCIM or plain JSON (IdPs
 /// send either); anything else is refused rather than guessed at.
-pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ScimError> {
+pub(super) fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ScimError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
         let media = ct.split(';').next().unwrap_or_default().trim();
@@ -53,7 +53,7 @@ pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ScimError> 
 /// The members of a body that must be a JSON object (a resource, a search,
 /// a PatchOp or BulkRequest), so each reader refuses anything else with the
 /// same `invalidSyntax`.
-pub fn object(body: &Value) -> Result<&Map<String, Value>, ScimError> {
+pub(super) fn object(body: &Value) -> Result<&Map<String, Value>, ScimError> {
     body.as_object()
         .ok_or_else(|| ScimError::invalid_syntax("the body must be a JSON object"))
 }
@@ -61,7 +61,7 @@ pub fn object(body: &Value) -> Result<&Map<String, Value>, ScimError> {
 /// A protocol message (PatchOp, BulkRequest): an object whose `schemas`
 /// names `urn`. Checked before anything else in it is read, so a body meant
 /// for another endpoint is refused as such instead of half-understood.
-pub fn message<'a>(body: &'a Value, urn: &str) -> Result<&'a Map<String, Value>, ScimError> {
+pub(super) fn message<'a>(body: &'a Value, urn: &str) -> Result<&'a Map<String, Value>, ScimError> {
     let obj = object(body)?;
     let declared = get_ci(body, "schemas")
         .and_then(Value::as_array)
@@ -81,7 +81,7 @@ pub fn message<'a>(body: &'a Value, urn: &str) -> Result<&'a Map<String, Value>,
 /// case-insensitive (RFC 7643 §2.1), and IdPs do send `UserName` and
 /// `Operations` as `operations`. The exact key is tried first (the common
 /// case, one hash lookup).
-pub fn get_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+pub(super) fn get_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
     let obj = v.as_object()?;
     obj.get(name).or_else(|| {
         obj.iter()
@@ -92,34 +92,34 @@ pub fn get_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
 
 /// The key under which `m` holds `name`, whatever its case: for callers
 /// that must move or remove the member, not only read it.
-pub fn key_ci(m: &Map<String, Value>, name: &str) -> Option<String> {
+pub(super) fn key_ci(m: &Map<String, Value>, name: &str) -> Option<String> {
     m.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
 }
 
 /// `s` starts with `prefix`, ASCII case-insensitively (never slices inside
 /// a character): schema URNs are compared this way wherever they prefix a
 /// key or a path.
-pub fn starts_with_ci(s: &str, prefix: &str) -> bool {
+pub(super) fn starts_with_ci(s: &str, prefix: &str) -> bool {
     s.get(..prefix.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
 /// At most 64 characters of client text, for error details and logs: a
 /// refusal names what it refuses without echoing a megabyte back.
-pub fn clip(s: &str) -> String {
+pub(super) fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
 /// The weak ETag of a version, as `meta.version`, the `ETag` header and
 /// Bulk results all show it.
-pub fn etag(version: i64) -> String {
+pub(super) fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
 }
 
 /// `If-Match`: `*` or a list of ETags, one of which must be current. Beside
 /// [`etag`] so the form written and the forms accepted (weak or strong) are
 /// defined together.
-pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
+pub(super) fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
     let Some(h) = if_match else { return Ok(()) };
     let current = etag(version);
     let ok = h
@@ -139,7 +139,7 @@ pub fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimEr
 
 /// `resp` with the `ETag` of `version`, which clients send back in
 /// `If-Match`.
-pub fn with_version(mut resp: Response, version: i64) -> Response {
+pub(super) fn with_version(mut resp: Response, version: i64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&etag(version)) {
         resp.headers_mut().insert(header::ETAG, v);
     }
@@ -147,7 +147,7 @@ pub fn with_version(mut resp: Response, version: i64) -> Response {
 }
 
 /// RFC 3339 with milliseconds, UTC: `meta.created` and `lastModified`.
-pub fn timestamp(ms: i64) -> String {
+pub(super) fn timestamp(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -155,13 +155,13 @@ pub fn timestamp(ms: i64) -> String {
 
 /// A resource's URL (`meta.location`, the `Location` header, Bulk
 /// results); `base` has no trailing slash.
-pub fn location(base: &str, kind: Kind, id: &str) -> String {
+pub(super) fn location(base: &str, kind: Kind, id: &str) -> String {
     format!("{base}/{}/{id}", kind.endpoint())
 }
 
 /// A ListResponse (RFC 7644 §3.4.2): resource queries and the discovery
 /// lists share it, and `itemsPerPage` is always what the page holds.
-pub fn list_response(total: usize, start: i64, resources: Vec<Value>) -> Value {
+pub(super) fn list_response(total: usize, start: i64, resources: Vec<Value>) -> Value {
     json!({
         "schemas": [schema::LIST],
         "totalResults": total,

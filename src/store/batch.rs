@@ -9,11 +9,11 @@
 //! limits.
 
 /// Rows per statement at most.
-pub const MAX_ROWS: usize = 64;
+pub(super) const MAX_ROWS: usize = 64;
 
 /// How many of `remaining` rows the next statement takes: the largest power
 /// of two not above it, capped at [`MAX_ROWS`]. `remaining` must be > 0.
-pub fn next_size(remaining: usize) -> usize {
+pub(super) fn next_size(remaining: usize) -> usize {
     debug_assert!(remaining > 0);
     let pow = 1usize << (usize::BITS - 1 - remaining.max(1).leading_zeros());
     pow.min(MAX_ROWS)
@@ -22,7 +22,7 @@ pub fn next_size(remaining: usize) -> usize {
 /// `head` followed by `rows` copies of `row`, comma-separated, where `?N`
 /// in `row` (1-based, up to `per_row`) becomes that row's `$` parameter:
 /// `?1` of the second row of a 3-parameter row is `$4`.
-pub fn values_sql(head: &str, row: &str, per_row: usize, rows: usize) -> String {
+pub(super) fn values_sql(head: &str, row: &str, per_row: usize, rows: usize) -> String {
     let mut sql = String::with_capacity(head.len() + rows * (row.len() + 8));
     sql.push_str(head);
     for r in 0..rows {

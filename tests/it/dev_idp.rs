@@ -11,7 +11,7 @@ use base64::Engine;
 use crate::support::env::*;
 
 /// `portcullis demo` on free ports; killed on drop.
-pub struct Demo {
+pub(crate) struct Demo {
     child: std::process::Child,
     pub listen: SocketAddr,
     _dir: tempfile::TempDir,
@@ -25,7 +25,7 @@ impl Drop for Demo {
 }
 
 impl Demo {
-    pub async fn start() -> Demo {
+    pub(crate) async fn start() -> Demo {
         let dir = crate::support::env::private_tempdir().unwrap();
         let (child, addrs) = spawn_listening(3, |a| {
             Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -48,7 +48,7 @@ impl Demo {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             path.to_owned()
         } else {

@@ -1,5 +1,9 @@
 //! One integration-test binary (linking is the slow part on 2 cores).
 
+// Helpers outside `#[test]` functions are test code too: a failed setup
+// step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod architecture;
 mod browser;
 mod cli;

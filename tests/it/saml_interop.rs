@@ -25,7 +25,7 @@ fn acs(conn: &str) -> String {
     format!("{APP}/.portcullis/saml/{conn}/acs")
 }
 
-pub struct Interop {
+pub(crate) struct Interop {
     pub s: SamlSso,
     pub idp: PySaml2Idp,
 }
@@ -36,13 +36,17 @@ fn slo(conn: &str) -> String {
 
 /// pysaml2 started first (it serves the metadata the proxy loads), with
 /// this SP's metadata as the library renders it for the SP endpoint.
-pub async fn interop(open_extra: &str) -> Interop {
+pub(crate) async fn interop(open_extra: &str) -> Interop {
     interop_with(open_extra, None, &[]).await
 }
 
 /// `sp_key`: the OPEN connection gets an SP key pair of that name (and
 /// `open_extra` may turn on `sign_requests`); `idp_args` go to idp.py.
-pub async fn interop_with(open_extra: &str, sp_key: Option<&str>, idp_args: &[&str]) -> Interop {
+pub(crate) async fn interop_with(
+    open_extra: &str,
+    sp_key: Option<&str>,
+    idp_args: &[&str],
+) -> Interop {
     let dir = tempfile::tempdir().unwrap();
     let key = IdpKey::generate(dir.path(), "pysaml2");
     let sp = sp_key.map(|name| IdpKey::generate(dir.path(), name));
@@ -109,7 +113,7 @@ pub async fn interop_with(open_extra: &str, sp_key: Option<&str>, idp_args: &[&s
 
 impl Interop {
     /// Posts the IdP's auto-post form to the proxy's ACS of `conn`.
-    pub async fn post_form(
+    pub(crate) async fn post_form(
         &self,
         conn: &str,
         html: &str,
@@ -128,7 +132,7 @@ impl Interop {
 
     /// SP-initiated login of `user` at `conn` through pysaml2's pages;
     /// returns the ACS answer.
-    pub async fn sp_initiated(
+    pub(crate) async fn sp_initiated(
         &self,
         conn: &str,
         user: &str,
@@ -140,7 +144,7 @@ impl Interop {
     }
 
     /// The same with more fields for pysaml2's login form.
-    pub async fn sp_initiated_with(
+    pub(crate) async fn sp_initiated_with(
         &self,
         conn: &str,
         user: &str,
@@ -165,7 +169,7 @@ impl Interop {
 
     /// SP-initiated start at `conn`, followed to pysaml2's pick-a-user
     /// page: the flow cookie and the page's form fields.
-    pub async fn idp_login_page(&self, conn: &str) -> (String, Vec<(String, String)>) {
+    pub(crate) async fn idp_login_page(&self, conn: &str) -> (String, Vec<(String, String)>) {
         let (flow, location) = self.start_login(conn).await;
         let page = client().get(&location).send().await.unwrap();
         let status = page.status();
@@ -177,7 +181,7 @@ impl Interop {
     }
 
     /// The proxy's redirect to pysaml2: flow cookie and location.
-    pub async fn start_login(&self, conn: &str) -> (String, String) {
+    pub(crate) async fn start_login(&self, conn: &str) -> (String, String) {
         let start = client()
             .get(self.s.env.url(&format!(
                 "/.portcullis/sso/{conn}/start?return_to=%2Fdashboard"
@@ -196,7 +200,7 @@ impl Interop {
     }
 
     /// pysaml2's IdP-initiated form for `user` at `conn`.
-    pub async fn idp_initiated_form(&self, conn: &str, user: &str, relay: &str) -> String {
+    pub(crate) async fn idp_initiated_form(&self, conn: &str, user: &str, relay: &str) -> String {
         let r = client()
             .get(self.idp.url("/idp-initiated"))
             .query(&[

@@ -1735,7 +1735,7 @@ async fn sqlite_file_bytes_hold_no_secret() {
 }
 
 /// The database file and its -wal/-shm companions, concatenated.
-pub fn sqlite_bytes(path: &str) -> Vec<u8> {
+pub(crate) fn sqlite_bytes(path: &str) -> Vec<u8> {
     let mut all = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
         if let Ok(b) = std::fs::read(format!("{path}{suffix}")) {

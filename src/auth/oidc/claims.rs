@@ -42,7 +42,7 @@ fn looks_like_email(s: &str) -> bool {
 }
 
 /// `true`/`false` as a JSON boolean or (some providers) a string.
-pub fn as_bool(v: Option<&Value>) -> Option<bool> {
+pub(super) fn as_bool(v: Option<&Value>) -> Option<bool> {
     match v? {
         Value::Bool(b) => Some(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),

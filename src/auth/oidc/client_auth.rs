@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::auth::ConnectionError;
 
-pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(super) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 enum Key {
     Ec(EcdsaKeyPair),
@@ -22,7 +22,7 @@ enum Key {
 }
 
 /// The client's signing key.
-pub struct ClientKey {
+pub(super) struct ClientKey {
     key: Key,
     kid: Option<String>,
 }
@@ -35,7 +35,7 @@ impl std::fmt::Debug for ClientKey {
 
 impl ClientKey {
     /// A PKCS#8 PEM key: P-256 (ES256) or RSA (RS256).
-    pub fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, ConnectionError> {
+    pub(super) fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, ConnectionError> {
         let bad = |e: String| ConnectionError::new("config", format!("private_key: {e}"));
         let der =
             PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
@@ -55,7 +55,7 @@ impl ClientKey {
     }
 
     /// A client assertion for `audience` (the token endpoint).
-    pub fn assertion(
+    pub(super) fn assertion(
         &self,
         client_id: &str,
         audience: &str,

@@ -10,10 +10,10 @@ use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
 
 /// Largest response accepted from a provider (discovery, keys, tokens,
 /// userinfo are all a few KiB).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub enum HttpError {
+pub(super) enum HttpError {
     #[error("request failed: {0}")]
     Request(#[from] reqwest::Error),
     #[error("response larger than {MAX_BODY_BYTES} bytes")]
@@ -23,12 +23,12 @@ pub enum HttpError {
 }
 
 #[derive(Clone)]
-pub struct ProviderHttp {
+pub(super) struct ProviderHttp {
     client: reqwest::Client,
 }
 
 impl ProviderHttp {
-    pub fn new(timeout_ms: u64) -> Result<Self, HttpError> {
+    pub(super) fn new(timeout_ms: u64) -> Result<Self, HttpError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(timeout_ms))
@@ -39,7 +39,7 @@ impl ProviderHttp {
     }
 
     /// Sends one request and reads at most `MAX_BODY_BYTES` of its body.
-    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    pub(super) async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let (parts, body) = request.into_parts();
         let url = parts.uri.to_string();
         let mut resp = self
@@ -72,7 +72,7 @@ impl ProviderHttp {
     }
 
     /// GET a JSON document.
-    pub async fn get_json(&self, url: &str) -> Result<(u16, Vec<u8>), HttpError> {
+    pub(super) async fn get_json(&self, url: &str) -> Result<(u16, Vec<u8>), HttpError> {
         let req = http::Request::builder()
             .method(http::Method::GET)
             .uri(url)

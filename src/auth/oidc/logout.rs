@@ -17,7 +17,7 @@ pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// One-time store kind for logout token ids.
 pub const JTI_KIND: &str = "oidc-logout-jti";
 /// How old a logout token may be (on top of the clock skew).
-pub const MAX_LOGOUT_TOKEN_AGE_SECONDS: i64 = 300;
+pub(super) const MAX_LOGOUT_TOKEN_AGE_SECONDS: i64 = 300;
 /// Largest logout token accepted.
 pub const MAX_LOGOUT_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -37,7 +37,7 @@ fn json_part(part: &str, what: &str) -> Result<Map<String, Value>, ConnectionErr
 
 /// Verifies `token`; returns its claims. `unknown_key` means no key of
 /// `jwks` has the token's `kid` (the caller may fetch the keys again).
-pub fn verify_logout_token(
+pub(super) fn verify_logout_token(
     token: &str,
     jwks: &CoreJsonWebKeySet,
     e: &Expect<'_>,

@@ -97,7 +97,7 @@ pub fn preset(name: Option<&str>) -> Preset {
 
 /// The Entra tenant id in a tenant-specific issuer
 /// (`https://login.microsoftonline.com/{tid}/v2.0`).
-pub fn entra_tenant_id(issuer: &str) -> Option<String> {
+pub(super) fn entra_tenant_id(issuer: &str) -> Option<String> {
     let rest = issuer.split_once("://")?.1;
     let seg = rest.split('/').nth(1)?;
     let ok = seg.len() == 36 && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');

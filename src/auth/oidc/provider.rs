@@ -19,7 +19,7 @@ use crate::auth::ConnectionError;
 use crate::config::is_trustworthy_url;
 
 /// One fetched view of the provider.
-pub struct Discovered {
+pub(super) struct Discovered {
     /// With the fetched key set in place.
     pub metadata: CoreProviderMetadata,
     pub end_session_endpoint: Option<String>,
@@ -29,7 +29,7 @@ pub struct Discovered {
     pub jwks_fetched_at: Instant,
 }
 
-pub struct ProviderCache {
+pub(super) struct ProviderCache {
     issuer: String,
     http: ProviderHttp,
     refresh: Duration,
@@ -45,7 +45,12 @@ fn err(detail: impl Into<String>) -> ConnectionError {
 }
 
 impl ProviderCache {
-    pub fn new(issuer: &str, http: ProviderHttp, refresh: Duration, jwks_min: Duration) -> Self {
+    pub(super) fn new(
+        issuer: &str,
+        http: ProviderHttp,
+        refresh: Duration,
+        jwks_min: Duration,
+    ) -> Self {
         Self {
             issuer: issuer.to_owned(),
             http,
@@ -58,19 +63,19 @@ impl ProviderCache {
     }
 
     /// Times its intervals by `clock` (tests move time themselves).
-    pub fn with_clock(mut self, clock: Clock) -> Self {
+    pub(super) fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
 
-    pub fn http(&self) -> &ProviderHttp {
+    pub(super) fn http(&self) -> &ProviderHttp {
         &self.http
     }
 
     /// The provider's current view: cached, or fetched when missing or
     /// older than the refresh interval. A failed refresh keeps serving the
     /// previous view (logged), so a provider blip doesn't stop logins.
-    pub async fn get(&self) -> Result<Arc<Discovered>, ConnectionError> {
+    pub(super) async fn get(&self) -> Result<Arc<Discovered>, ConnectionError> {
         if let Some(d) = self.current.read().await.as_ref()
             && self.clock.since(d.fetched_at) < self.refresh
         {
@@ -102,7 +107,7 @@ impl ProviderCache {
 
     /// Fetches the key set again after a token named an unknown `kid`;
     /// `None` when the last fetch was too recent (rate limit).
-    pub async fn refresh_keys(
+    pub(super) async fn refresh_keys(
         &self,
         seen: &Arc<Discovered>,
     ) -> Result<Option<Arc<Discovered>>, ConnectionError> {

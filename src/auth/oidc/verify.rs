@@ -22,9 +22,9 @@ use crate::auth::ConnectionError;
 
 /// How old an ID token may be when it reaches us (on top of the skew): it
 /// is minted by the token endpoint a moment before.
-pub const MAX_ID_TOKEN_AGE_SECONDS: i64 = 600;
+pub(super) const MAX_ID_TOKEN_AGE_SECONDS: i64 = 600;
 
-pub struct Expect<'a> {
+pub(super) struct Expect<'a> {
     pub client_id: &'a str,
     pub issuer: &'a str,
     pub algs: &'a [CoreJwsSigningAlgorithm],
@@ -34,7 +34,7 @@ pub struct Expect<'a> {
 }
 
 /// Parses the algorithm names of the configuration (validated already).
-pub fn parse_algs(names: &[String]) -> Vec<CoreJwsSigningAlgorithm> {
+pub(super) fn parse_algs(names: &[String]) -> Vec<CoreJwsSigningAlgorithm> {
     names
         .iter()
         .filter_map(|n| serde_json::from_value(Value::String(n.clone())).ok())
@@ -56,7 +56,7 @@ fn ts(secs: i64) -> DateTime<Utc> {
 
 /// A verifier over `jwks`. It is a *public-client* verifier on purpose:
 /// it never holds the client secret, so no HMAC key exists to verify with.
-pub fn verifier<'a>(
+pub(super) fn verifier<'a>(
     e: &Expect<'a>,
     jwks: CoreJsonWebKeySet,
 ) -> Result<IdTokenVerifier<'a, CoreJsonWebKey>, ConnectionError> {
@@ -87,7 +87,7 @@ pub fn verifier<'a>(
 }
 
 /// The closed reason for a library verification error.
-pub fn reason(e: &ClaimsVerificationError) -> &'static str {
+pub(super) fn reason(e: &ClaimsVerificationError) -> &'static str {
     match e {
         ClaimsVerificationError::Expired(m) if m.contains("future") => "not_yet_valid",
         ClaimsVerificationError::Expired(_) => "expired",
@@ -107,7 +107,7 @@ pub fn reason(e: &ClaimsVerificationError) -> &'static str {
 
 /// Verifies `token`; on success returns the verified claims as JSON (every
 /// claim, including the ones openidconnect has no field for).
-pub fn verify(
+pub(super) fn verify(
     token: &CoreIdToken,
     jwks: &CoreJsonWebKeySet,
     e: &Expect<'_>,
@@ -153,7 +153,7 @@ pub fn verify(
 
 /// The payload of a compact JWS as a JSON object. Only call it on a token
 /// whose signature was verified.
-pub fn payload(compact: &str) -> Result<Map<String, Value>, ConnectionError> {
+pub(super) fn payload(compact: &str) -> Result<Map<String, Value>, ConnectionError> {
     let part = compact
         .split('.')
         .nth(1)

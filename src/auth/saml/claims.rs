@@ -66,7 +66,7 @@ fn looks_like_email(s: &str) -> bool {
 /// Maps a verified assertion. The email comes from NameID when it is an
 /// email (format emailAddress, or unspecified but shaped like one), else
 /// from the mapped attribute; without either the login is refused.
-pub fn to_login(
+pub(super) fn to_login(
     connection_id: &str,
     a: &Assertion,
     map: &AttributeMap,

@@ -93,7 +93,7 @@ fn symmetric(method: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, Connectio
 /// The response with its one `EncryptedAssertion` replaced by the
 /// decrypted `Assertion`, response-level signatures dropped. Blocking
 /// (RSA private-key operation): run it off the async threads.
-pub fn decrypt_response(xml: &str, key: &PKey<Private>) -> Result<String, ConnectionError> {
+pub(super) fn decrypt_response(xml: &str, key: &PKey<Private>) -> Result<String, ConnectionError> {
     let (s, e) = element_span(xml, "EncryptedAssertion")
         .ok_or_else(|| err("malformed", "no EncryptedAssertion element"))?;
     let enc = &xml[s..e];

@@ -7,10 +7,10 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 
-pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+pub(super) const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub(super) enum KeyError {
     #[error("cannot read {0}: {1}")]
     Read(String, std::io::Error),
     #[error("{0} is not a PEM private key: {1}")]
@@ -23,14 +23,14 @@ pub enum KeyError {
     Mismatch,
 }
 
-pub struct SpKey {
+pub(super) struct SpKey {
     pub pkey: PKey<Private>,
     /// The certificate, DER, for the metadata's `X509Certificate`.
     pub cert_der: Vec<u8>,
 }
 
 impl SpKey {
-    pub fn load(key_file: &str, cert_file: &str) -> Result<Self, KeyError> {
+    pub(super) fn load(key_file: &str, cert_file: &str) -> Result<Self, KeyError> {
         let key_pem =
             std::fs::read(key_file).map_err(|e| KeyError::Read(key_file.to_owned(), e))?;
         let cert_pem =
@@ -54,12 +54,12 @@ impl SpKey {
         Ok(Self { pkey, cert_der })
     }
 
-    pub fn cert_b64(&self) -> String {
+    pub(super) fn cert_b64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(&self.cert_der)
     }
 
     /// RSA-SHA256 over `data`, base64.
-    pub fn sign(&self, data: &[u8]) -> Result<String, openssl::error::ErrorStack> {
+    pub(super) fn sign(&self, data: &[u8]) -> Result<String, openssl::error::ErrorStack> {
         let mut signer = Signer::new(MessageDigest::sha256(), &self.pkey)?;
         signer.update(data)?;
         Ok(base64::engine::general_purpose::STANDARD.encode(signer.sign_to_vec()?))

@@ -34,11 +34,11 @@ const MAX_INFLATED: u64 = 64 * 1024;
 /// Longest accepted age of a logout message's `IssueInstant`, on top of the
 /// clock skew. A Redirect-binding message is made the moment the browser is
 /// sent on its way; minutes are plenty.
-pub const MAX_MESSAGE_AGE_SECONDS: i64 = 300;
+pub(super) const MAX_MESSAGE_AGE_SECONDS: i64 = 300;
 
 /// The time a logout message is checked against.
 #[derive(Debug, Clone, Copy)]
-pub struct Freshness {
+pub(super) struct Freshness {
     /// Unix seconds.
     pub now: i64,
     /// The connection's `clock_skew_seconds`.
@@ -62,12 +62,12 @@ pub struct IdpLogoutRequest {
 
 /// A Redirect-binding query split into raw (still URL-encoded) pairs, so
 /// the signed octets can be rebuilt exactly as the sender encoded them.
-pub struct RedirectQuery<'a> {
+pub(super) struct RedirectQuery<'a> {
     raw: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> RedirectQuery<'a> {
-    pub fn parse(query: &'a str) -> Self {
+    pub(super) fn parse(query: &'a str) -> Self {
         Self {
             raw: query
                 .split('&')
@@ -81,7 +81,7 @@ impl<'a> RedirectQuery<'a> {
     }
 
     /// The decoded value of `key`.
-    pub fn get(&self, key: &str) -> Option<String> {
+    pub(super) fn get(&self, key: &str) -> Option<String> {
         let raw = self.raw(key)?;
         form_urlencoded::parse(format!("v={raw}").as_bytes())
             .next()
@@ -90,7 +90,7 @@ impl<'a> RedirectQuery<'a> {
 
     /// Verifies the query signature over `param=…[&RelayState=…]&SigAlg=…`
     /// with one of the IdP's signing certificates. `Ok(false)`: unsigned.
-    pub fn verify(
+    pub(super) fn verify(
         &self,
         param: &str,
         idp: &IdpMetadata,
@@ -145,7 +145,7 @@ impl<'a> RedirectQuery<'a> {
 }
 
 /// base64 → raw inflate (bounded) → UTF-8, no DTD.
-pub fn inflate(b64: &str) -> Result<String, ConnectionError> {
+pub(super) fn inflate(b64: &str) -> Result<String, ConnectionError> {
     if b64.len() > 64 * 1024 {
         return Err(err("slo_malformed", "message too large"));
     }
@@ -181,7 +181,7 @@ fn root_is(xml: &str, local: &str) -> bool {
 /// Reads an IdP LogoutRequest (after its signature was verified, so it is
 /// always a signed one) and checks issuer, destination (required),
 /// `IssueInstant` and `NotOnOrAfter`.
-pub fn read_logout_request(
+pub(super) fn read_logout_request(
     xml: &str,
     idp_entity_id: &str,
     slo_url: &str,
@@ -237,7 +237,7 @@ fn instant(value: &str, what: &str) -> Result<i64, ConnectionError> {
 
 /// Reads an IdP LogoutResponse: issuer, destination (required when
 /// `signed`), `IssueInstant`, status.
-pub fn read_logout_response(
+pub(super) fn read_logout_response(
     xml: &str,
     idp_entity_id: &str,
     slo_url: &str,
@@ -320,7 +320,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// An SP-initiated LogoutRequest.
-pub fn logout_request_xml(
+pub(super) fn logout_request_xml(
     id: &str,
     issue_instant: &str,
     destination: &str,
@@ -346,7 +346,7 @@ pub fn logout_request_xml(
 }
 
 /// The LogoutResponse to an IdP's LogoutRequest.
-pub fn logout_response_xml(
+pub(super) fn logout_response_xml(
     id: &str,
     issue_instant: &str,
     destination: &str,

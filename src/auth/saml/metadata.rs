@@ -10,7 +10,7 @@ use crate::config::SamlConfig;
 
 use super::response::has_dtd;
 
-pub const HTTP_REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+pub(super) const HTTP_REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -38,11 +38,11 @@ pub enum MetadataError {
 }
 
 /// A certificate's SHA-256 fingerprint (of its DER encoding).
-pub type Fingerprint = [u8; 32];
+pub(super) type Fingerprint = [u8; 32];
 
 /// `AB:CD:…`, the way `openssl x509 -fingerprint -sha256` prints it, so an
 /// operator can compare a log line with a configured pin at a glance.
-pub fn fingerprint_hex(fp: &Fingerprint) -> String {
+pub(super) fn fingerprint_hex(fp: &Fingerprint) -> String {
     fp.iter()
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
@@ -215,7 +215,7 @@ fn inline_xml(cfg: &SamlConfig) -> Result<String, MetadataError> {
 }
 
 /// XML attribute escaping.
-pub fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -35,7 +35,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_SECONDS: u64 = 30;
 
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(super) enum FetchError {
     #[error("HTTP client: {0}")]
     Client(String),
     #[error(
@@ -89,7 +89,7 @@ fn client() -> Result<reqwest::Client, FetchError> {
 
 /// One fetch: an https URL (checked here too, whatever the configuration
 /// path), status 200, size-capped body, then the same loader as files.
-pub async fn fetch(url: &str) -> Result<(IdpMetadata, String), FetchError> {
+pub(super) async fn fetch(url: &str) -> Result<(IdpMetadata, String), FetchError> {
     if !crate::config::is_trustworthy_url(url) {
         return Err(FetchError::Insecure(url.to_owned()));
     }
@@ -113,12 +113,12 @@ pub async fn fetch(url: &str) -> Result<(IdpMetadata, String), FetchError> {
 }
 
 /// What a refreshed value exposes to the refresh loop.
-pub trait HoldsIdp {
+pub(super) trait HoldsIdp {
     fn idp(&self) -> &IdpMetadata;
 }
 
 /// One connection's refresh: where from, how often, what must hold.
-pub struct Refresh {
+pub(super) struct Refresh {
     pub connection: String,
     pub url: String,
     pub every: Duration,
@@ -183,7 +183,7 @@ impl Refresh {
 
 /// Keeps `cell` current from the URL until the connection owning it is
 /// dropped (a reload replaced it): the loop holds only a weak reference.
-pub fn spawn_refresh<T: HoldsIdp + Send + Sync + 'static>(
+pub(super) fn spawn_refresh<T: HoldsIdp + Send + Sync + 'static>(
     r: Refresh,
     cell: Weak<ArcSwapOption<T>>,
     make: impl Fn(IdpMetadata) -> T + Send + Sync + 'static,

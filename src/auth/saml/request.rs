@@ -9,17 +9,17 @@ use flate2::write::DeflateEncoder;
 
 use super::metadata::escape;
 
-pub const HTTP_POST_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
-pub const EMAIL_NAME_ID: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+pub(super) const HTTP_POST_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+pub(super) const EMAIL_NAME_ID: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
 
 /// A fresh request id. XML IDs must not start with a digit; 128 random
 /// bits make it unguessable, so InResponseTo binds the response to this flow.
-pub fn new_request_id() -> String {
+pub(super) fn new_request_id() -> String {
     format!("_{}", uuid::Uuid::new_v4().simple())
 }
 
 /// The AuthnRequest XML.
-pub fn authn_request_xml(
+pub(super) fn authn_request_xml(
     id: &str,
     issue_instant: &str,
     destination: &str,
@@ -38,7 +38,7 @@ pub fn authn_request_xml(
 
 /// `sso_url?SAMLRequest=…&RelayState=…` (keeps an existing query); with
 /// `key`, also `&SigAlg=…&Signature=…`.
-pub fn redirect_url(
+pub(super) fn redirect_url(
     sso_url: &str,
     xml: &str,
     relay: &str,
@@ -51,7 +51,7 @@ pub fn redirect_url(
 /// raw DEFLATE, base64, URL-encoded under `param` (`SAMLRequest` or
 /// `SAMLResponse`). Signed per §3.4.4.1: RSA-SHA256 over the exact bytes
 /// `param=…&RelayState=…&SigAlg=…` as they appear in the query.
-pub fn redirect_message(
+pub(super) fn redirect_message(
     endpoint: &str,
     param: &str,
     xml: &str,

@@ -21,7 +21,7 @@ const SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 
 /// What a response is checked against.
-pub struct Expectations<'a> {
+pub(super) struct Expectations<'a> {
     pub sp: &'a ServiceProvider,
     pub idp_entity_id: &'a str,
     pub sp_entity_id: &'a str,
@@ -38,7 +38,7 @@ fn err(reason: &'static str, detail: impl Into<String>) -> ConnectionError {
 
 /// Size, then base64 (IdPs wrap lines), then UTF-8. The size cap applies to
 /// the encoded form value, before any decoding work.
-pub fn decode(form_value: &str) -> Result<String, ConnectionError> {
+pub(super) fn decode(form_value: &str) -> Result<String, ConnectionError> {
     if form_value.len() > MAX_RESPONSE_BYTES {
         return Err(err(
             "too_large",
@@ -63,7 +63,7 @@ pub fn decode(form_value: &str) -> Result<String, ConnectionError> {
 /// otherwise be asked to expand entities (XXE, billion laughs).
 /// Case-insensitive (ASCII), without copying the document. Most responses
 /// have no `<!` at all (no comment, no CDATA), which one fast scan settles.
-pub fn has_dtd(xml: &str) -> bool {
+pub(super) fn has_dtd(xml: &str) -> bool {
     xml.contains("<!")
         && xml.match_indices("<!").any(|(i, _)| {
             let rest = &xml.as_bytes()[i + 2..];
@@ -161,7 +161,7 @@ fn shape(xml: &str) -> Shape<'_> {
 /// Refusals that need no cryptography: DTDs, shape, algorithms, and the
 /// unsigned envelope's issuer, destination and InResponseTo. The signed
 /// content is checked again by samael.
-pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> {
+pub(super) fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> {
     if has_dtd(xml) {
         return Err(err("dtd", "response contains a DTD or entity declaration"));
     }
@@ -264,7 +264,7 @@ pub fn precheck(xml: &str, x: &Expectations<'_>) -> Result<(), ConnectionError> 
 
 /// Blocking: XML-DSig verification in libxmlsec1 and samael's checks on
 /// the verified content. Run it on a blocking thread.
-pub fn verify(xml: &str, x: &Expectations<'_>) -> Result<Assertion, ConnectionError> {
+pub(super) fn verify(xml: &str, x: &Expectations<'_>) -> Result<Assertion, ConnectionError> {
     let ids: Vec<&str> = x.request_id.into_iter().collect();
     let assertion =
         x.sp.parse_xml_response_with_mode(xml, Some(&ids), ReduceMode::ValidateAndMarkNoAncestors)
@@ -320,7 +320,7 @@ pub fn verify(xml: &str, x: &Expectations<'_>) -> Result<Assertion, ConnectionEr
 /// The algorithms handed to samael. It has no SHA-1 variant: with
 /// `allow_sha1` it gets no list, and `precheck` is what keeps the set to
 /// RSA/ECDSA-SHA256 plus RSA-SHA1.
-pub fn samael_algorithms(allow_sha1: bool) -> Option<Vec<AllowedSignatureAlgorithm>> {
+pub(super) fn samael_algorithms(allow_sha1: bool) -> Option<Vec<AllowedSignatureAlgorithm>> {
     (!allow_sha1).then(|| {
         vec![
             AllowedSignatureAlgorithm::RsaSha256,

@@ -5,7 +5,7 @@
 
 /// `(start, end)` byte span of the first element with local name `local`,
 /// end after its close tag. Elements of that name never nest in SAML.
-pub fn element_span(xml: &str, local: &str) -> Option<(usize, usize)> {
+pub(super) fn element_span(xml: &str, local: &str) -> Option<(usize, usize)> {
     let mut from = 0;
     while let Some(i) = xml[from..].find('<').map(|i| i + from) {
         let name: String = xml[i + 1..]
@@ -27,7 +27,7 @@ pub fn element_span(xml: &str, local: &str) -> Option<(usize, usize)> {
 /// and around `=`), so a required attribute can't be dodged by spelling it
 /// `Destination = "…"` or after a line break, nor found inside another
 /// attribute's value.
-pub fn first_attr<'a>(xml: &'a str, local: &str, attr: &str) -> Option<&'a str> {
+pub(super) fn first_attr<'a>(xml: &'a str, local: &str, attr: &str) -> Option<&'a str> {
     let (s, _) = element_span_or_empty(xml, local)?;
     let tag = &xml[s..s + xml[s..].find('>')?];
     // skip `<name`
@@ -48,7 +48,7 @@ pub fn first_attr<'a>(xml: &'a str, local: &str, attr: &str) -> Option<&'a str> 
 }
 
 /// The text content of the first element named `local`.
-pub fn first_text<'a>(xml: &'a str, local: &str) -> Option<&'a str> {
+pub(super) fn first_text<'a>(xml: &'a str, local: &str) -> Option<&'a str> {
     let (s, e) = element_span(xml, local)?;
     let inner = &xml[s..e];
     let open_end = inner.find('>')? + 1;

@@ -65,13 +65,13 @@ impl Refusal {
 /// a JSON pointer, derived from each other when only one is configured
 /// (`/user/email` ⇔ `user[email]`, the Rails and PHP convention).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldSpec {
+pub(crate) struct FieldSpec {
     form: String,
     pointer: Vec<String>,
 }
 
 impl FieldSpec {
-    pub fn new(email_field: Option<&str>, email_json_pointer: Option<&str>) -> Self {
+    pub(crate) fn new(email_field: Option<&str>, email_json_pointer: Option<&str>) -> Self {
         match (email_field, email_json_pointer) {
             (_, Some(p)) => {
                 let pointer: Vec<String> = p
@@ -125,7 +125,7 @@ fn loose(key: &str) -> String {
 }
 
 /// The one email value of a submission.
-pub async fn email_value(
+pub(super) async fn email_value(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
     body: Bytes,
@@ -165,7 +165,7 @@ pub async fn email_value(
 }
 
 /// Does the query string carry any of these fields?
-pub fn query_names(query: &str, fields: &[&FieldSpec]) -> Result<bool, Refusal> {
+pub(super) fn query_names(query: &str, fields: &[&FieldSpec]) -> Result<bool, Refusal> {
     for (k, _) in pairs(query)? {
         if fields.iter().any(|f| f.names(&k)) {
             return Ok(true);

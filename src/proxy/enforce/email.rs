@@ -29,7 +29,7 @@ fn special(c: char) -> bool {
 }
 
 /// Normalises `raw`, or `None` when it is not a plain address.
-pub fn normalize(raw: &str) -> Option<Email> {
+pub(crate) fn normalize(raw: &str) -> Option<Email> {
     let nfkc: String = raw.trim().nfkc().collect::<String>().to_lowercase();
     if nfkc.len() > 320 || nfkc.chars().any(special) {
         return None;

@@ -24,8 +24,8 @@ mod email;
 
 use http::{HeaderMap, Method};
 
-pub use body::{FieldSpec, Refusal};
-pub use email::{Email, normalize};
+pub(super) use body::{FieldSpec, Refusal};
+pub(super) use email::{Email, normalize};
 
 use crate::config::LoginConfig;
 
@@ -34,7 +34,7 @@ use super::routes::{fold, prefix_segments};
 
 /// Login bodies are small; pingora can replay at most 64 KiB to the app
 /// after we've read it, so anything larger is refused rather than guessed.
-pub const MAX_LOGIN_BODY: usize = 64 * 1024;
+pub(super) const MAX_LOGIN_BODY: usize = 64 * 1024;
 
 /// Headers through which frameworks let a POST pose as another method.
 const METHOD_OVERRIDES: &[&str] = &[
@@ -130,7 +130,7 @@ impl Endpoint {
 
 /// Must the body be read? Any request that could carry credentials: a body,
 /// a method other than GET/HEAD/OPTIONS, or a method override.
-pub fn inspects(method: &Method, headers: &HeaderMap) -> bool {
+pub(super) fn inspects(method: &Method, headers: &HeaderMap) -> bool {
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
         || headers

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 /// How the server answers queries for one name.
 #[derive(Debug, Clone)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     /// NOERROR with these TXT records; each record is a list of
     /// character-strings (the wire splits long values into several). An
     /// empty list is NODATA (the name exists, no TXT).
@@ -43,7 +43,7 @@ struct State {
 }
 
 /// The running server; its tasks stop when it is dropped.
-pub struct DnsServer {
+pub(crate) struct DnsServer {
     addr: SocketAddr,
     state: Arc<State>,
     tasks: Vec<JoinHandle<()>>,
@@ -51,7 +51,7 @@ pub struct DnsServer {
 
 impl DnsServer {
     /// Binds UDP and TCP on the same ephemeral 127.0.0.1 port.
-    pub async fn start() -> DnsServer {
+    pub(crate) async fn start() -> DnsServer {
         // The UDP port may already be taken for TCP by someone else; retry.
         for _ in 0..20 {
             let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
@@ -72,12 +72,12 @@ impl DnsServer {
     }
 
     /// `IP:PORT`, as `[dns] nameservers` takes it.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Sets how `name` is answered.
-    pub fn set(&self, name: &str, behaviour: Behaviour) {
+    pub(crate) fn set(&self, name: &str, behaviour: Behaviour) {
         self.state
             .names
             .lock()
@@ -86,12 +86,12 @@ impl DnsServer {
     }
 
     /// Publishes one TXT record with one character-string.
-    pub fn set_txt(&self, name: &str, value: &str) {
+    pub(crate) fn set_txt(&self, name: &str, value: &str) {
         self.set(name, Behaviour::Txt(vec![vec![value.to_owned()]]));
     }
 
     /// Forgets `name` (NXDOMAIN from now on).
-    pub fn remove(&self, name: &str) {
+    pub(crate) fn remove(&self, name: &str) {
         self.state
             .names
             .lock()
@@ -100,15 +100,15 @@ impl DnsServer {
     }
 
     /// Makes every UDP answer truncated so clients must retry over TCP.
-    pub fn truncate_udp(&self, on: bool) {
+    pub(crate) fn truncate_udp(&self, on: bool) {
         self.state.truncate_udp.store(on, Ordering::SeqCst);
     }
 
-    pub fn udp_queries(&self) -> usize {
+    pub(crate) fn udp_queries(&self) -> usize {
         self.state.udp_queries.load(Ordering::SeqCst)
     }
 
-    pub fn tcp_queries(&self) -> usize {
+    pub(crate) fn tcp_queries(&self) -> usize {
         self.state.tcp_queries.load(Ordering::SeqCst)
     }
 }

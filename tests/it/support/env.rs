@@ -10,17 +10,17 @@ use pingora::server::ShutdownSignal;
 use portcullis::app::{Shared, Stop, prepare_with_listeners};
 use portcullis::identity::Principal;
 
-pub const KEY_A: &str = "test-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-pub const KEY_B: &str = "test-key-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+pub(crate) const KEY_A: &str = "test-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+pub(crate) const KEY_B: &str = "test-key-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 /// `[store] encryption_key` of every test environment: base64 of 32 bytes.
-pub const STORE_KEY: &str = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=";
+pub(crate) const STORE_KEY: &str = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=";
 /// A second store key, for rotation and wrong-key tests.
-pub const STORE_KEY_2: &str = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDI=";
+pub(crate) const STORE_KEY_2: &str = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDI=";
 
 /// A listening socket on an ephemeral loopback port. Hand it to the
 /// component that serves it (never close it and reuse the number: another
 /// process may take the port in between).
-pub fn bind_local() -> StdListener {
+pub(crate) fn bind_local() -> StdListener {
     StdListener::bind("127.0.0.1:0").expect("no free loopback port")
 }
 
@@ -28,12 +28,12 @@ pub fn bind_local() -> StdListener {
 /// the port is bound (so no one else can take it) but never listened on,
 /// so a connection attempt is answered with a reset (`ECONNREFUSED`). The
 /// dead upstream, IdP or database of a test.
-pub struct Refusing {
+pub(crate) struct Refusing {
     pub addr: SocketAddr,
     _socket: tokio::net::TcpSocket,
 }
 
-pub fn refusing() -> Refusing {
+pub(crate) fn refusing() -> Refusing {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     Refusing {
@@ -43,7 +43,7 @@ pub fn refusing() -> Refusing {
 }
 
 /// The routes every test environment uses.
-pub const ROUTES: &str = r#"
+pub(crate) const ROUTES: &str = r#"
 [[routes]]
 prefix = "/public/"
 policy = "public"
@@ -62,7 +62,7 @@ prefix = "/"
 policy = "required"
 "#;
 
-pub struct Options {
+pub(crate) struct Options {
     pub upstream: Option<SocketAddr>,
     pub store_url: Option<String>,
     pub keys: Vec<&'static str>,
@@ -96,7 +96,7 @@ impl Default for Options {
     }
 }
 
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
     pub shared: Arc<Shared>,
@@ -110,7 +110,7 @@ pub struct TestEnv {
 }
 
 /// Starts the echo app on an ephemeral port of the current runtime.
-pub async fn start_echo_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+pub(crate) async fn start_echo_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -119,7 +119,7 @@ pub async fn start_echo_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) 
     (addr, task)
 }
 
-pub fn config_text(
+pub(crate) fn config_text(
     proxy: SocketAddr,
     admin: SocketAddr,
     upstream: SocketAddr,
@@ -168,11 +168,11 @@ level = "warn"
 }
 
 impl TestEnv {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::with(Options::default()).await
     }
 
-    pub async fn with(opts: Options) -> Self {
+    pub(crate) async fn with(opts: Options) -> Self {
         let dir = private_tempdir().unwrap();
         let (upstream, task, app) = match opts.upstream {
             Some(a) => (a, None, None),
@@ -257,20 +257,20 @@ impl TestEnv {
         }
     }
 
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self._dir.path().join("portcullis.toml")
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.proxy, path)
     }
 
     /// Creates a real session in the store; returns the `Cookie` header value.
-    pub async fn mint(&self, p: &Principal) -> String {
+    pub(crate) async fn mint(&self, p: &Principal) -> String {
         self.mint_at(p, portcullis::clock::now(), 3600).await
     }
 
-    pub async fn mint_at(&self, p: &Principal, now: i64, lifetime: i64) -> String {
+    pub(crate) async fn mint_at(&self, p: &Principal, now: i64, lifetime: i64) -> String {
         let token = self
             .shared
             .sessions
@@ -284,7 +284,7 @@ impl TestEnv {
     /// Metrics once `needle` appears (bounded): request counters are
     /// updated in pingora's logging phase, just after the client already
     /// has its response.
-    pub async fn metrics_with(&self, needle: &str) -> String {
+    pub(crate) async fn metrics_with(&self, needle: &str) -> String {
         let mut last = String::new();
         for _ in 0..100 {
             last = self.metrics().await;
@@ -296,7 +296,7 @@ impl TestEnv {
         panic!("metric `{needle}` never appeared:\n{last}");
     }
 
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.admin))
             .await
             .unwrap()
@@ -327,7 +327,7 @@ impl Drop for TestEnv {
 /// once *it* (its pid, per /proc) listens on every one of them, so a
 /// stranger on a reused port is never mistaken for it. `spawn` gets the
 /// addresses and returns the child.
-pub async fn spawn_listening(
+pub(crate) async fn spawn_listening(
     n: usize,
     mut spawn: impl FnMut(&[SocketAddr]) -> std::process::Child,
 ) -> (std::process::Child, Vec<SocketAddr>) {
@@ -358,7 +358,7 @@ pub async fn spawn_listening(
 /// Whether process `pid` holds a TCP socket listening on `addr` (IPv4),
 /// from /proc/<pid>/net/tcp (inode of the listening socket) and
 /// /proc/<pid>/fd (the process' sockets).
-pub fn listens(pid: u32, addr: SocketAddr) -> bool {
+pub(crate) fn listens(pid: u32, addr: SocketAddr) -> bool {
     let SocketAddr::V4(v4) = addr else {
         return false;
     };
@@ -388,7 +388,7 @@ pub fn listens(pid: u32, addr: SocketAddr) -> bool {
     })
 }
 
-pub async fn wait_for_port(addr: SocketAddr) {
+pub(crate) async fn wait_for_port(addr: SocketAddr) {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return;
@@ -398,7 +398,7 @@ pub async fn wait_for_port(addr: SocketAddr) {
     panic!("{addr} did not start listening within 10 s");
 }
 
-pub fn principal(email: &str, groups: &[&str]) -> Principal {
+pub(crate) fn principal(email: &str, groups: &[&str]) -> Principal {
     Principal {
         user_id: format!("user-{}", email.split('@').next().unwrap()),
         email: email.into(),
@@ -414,7 +414,7 @@ pub fn principal(email: &str, groups: &[&str]) -> Principal {
 /// `tempfile::tempdir()`, but only its owner can enter it: the SQLite
 /// store refuses a directory group or others may read, and tempfile follows
 /// the umask (usually 0755).
-pub fn private_tempdir() -> std::io::Result<tempfile::TempDir> {
+pub(crate) fn private_tempdir() -> std::io::Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
     tempfile::Builder::new()
         .permissions(std::fs::Permissions::from_mode(0o700))
@@ -424,7 +424,7 @@ pub fn private_tempdir() -> std::io::Result<tempfile::TempDir> {
 /// Signs out the way a browser does since logout needs a CSRF token: GET
 /// the confirmation page with `cookie`, then POST its form. Returns the
 /// POST's response, or the GET's when it showed no page (no session).
-pub async fn logout(env: &TestEnv, cookie: &str, return_to: &str) -> reqwest::Response {
+pub(crate) async fn logout(env: &TestEnv, cookie: &str, return_to: &str) -> reqwest::Response {
     let return_to: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
     let page = client()
         .get(env.url(&format!("/.portcullis/logout?return_to={return_to}")))
@@ -449,7 +449,7 @@ pub async fn logout(env: &TestEnv, cookie: &str, return_to: &str) -> reqwest::Re
 
 /// The value of `<input type="hidden" name="NAME" value="...">` in a page
 /// Portcullis rendered (askama-escaped).
-pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+pub(crate) fn hidden_field(html: &str, name: &str) -> Option<String> {
     let start = html.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
     let value = &html[start..start + html[start..].find('"')?];
     Some(
@@ -467,7 +467,7 @@ pub fn hidden_field(html: &str, name: &str) -> Option<String> {
     )
 }
 
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
@@ -476,7 +476,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// What the echo upstream saw, as JSON.
-pub async fn echo(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+pub(crate) async fn echo(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
     let resp = req
         .header("accept", "application/json")
         .send()
@@ -491,12 +491,12 @@ pub async fn echo(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
 }
 
 /// First value of a header the upstream received.
-pub fn seen<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+pub(crate) fn seen<'a>(echo: &'a serde_json::Value, name: &str) -> Option<&'a str> {
     echo["headers"][name][0].as_str()
 }
 
 /// Sends raw bytes (exact header spelling) and returns the raw response.
-pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
+pub(crate) async fn raw_request(addr: SocketAddr, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
@@ -510,7 +510,7 @@ pub async fn raw_request(addr: SocketAddr, request: &str) -> String {
 
 /// The echo app behind a counter of requests per path, to prove a request
 /// never reached the app.
-pub async fn start_counting_upstream() -> (
+pub(crate) async fn start_counting_upstream() -> (
     SocketAddr,
     tokio::task::JoinHandle<()>,
     Arc<std::sync::Mutex<Vec<String>>>,
@@ -542,7 +542,7 @@ pub async fn start_counting_upstream() -> (
 /// alice@acme.com of tenant acme, groups Engineering and Everyone, roles
 /// member and developer (the mapping both SSO test tenants use). Returns
 /// what the app saw.
-pub async fn assert_alice_engineer(env: &TestEnv, session: &str) -> serde_json::Value {
+pub(crate) async fn assert_alice_engineer(env: &TestEnv, session: &str) -> serde_json::Value {
     let (status, app) = echo(
         client()
             .get(env.url("/dashboard"))

@@ -16,15 +16,15 @@ use super::env::*;
 
 /// What the stand-in IdP asserts next.
 #[derive(Clone, Debug)]
-pub struct Assert {
+pub(crate) struct Assert {
     pub email: String,
     pub email_verified: Option<bool>,
     pub groups: Vec<String>,
 }
 
-pub type Slot = Arc<Mutex<Option<Assert>>>;
+pub(crate) type Slot = Arc<Mutex<Option<Assert>>>;
 
-pub struct TestIdp {
+pub(crate) struct TestIdp {
     id: String,
     next: Slot,
 }
@@ -74,7 +74,7 @@ impl Connection for TestIdp {
     }
 }
 
-pub struct TestFactory(pub Slot);
+pub(crate) struct TestFactory(pub Slot);
 
 impl ConnectionFactory for TestFactory {
     fn build(
@@ -89,7 +89,7 @@ impl ConnectionFactory for TestFactory {
     }
 }
 
-pub fn tenants_toml(dns: std::net::SocketAddr, jit: bool) -> String {
+pub(crate) fn tenants_toml(dns: std::net::SocketAddr, jit: bool) -> String {
     format!(
         r#"
 [dns]
@@ -149,7 +149,7 @@ client_secret = "unused: the stand-in IdP replaces the OIDC implementation"
     )
 }
 
-pub struct Sso {
+pub(crate) struct Sso {
     pub env: TestEnv,
     pub dns: DnsServer,
     pub next: Slot,
@@ -159,23 +159,23 @@ pub struct Sso {
 }
 
 impl Sso {
-    pub async fn start(jit: bool) -> Sso {
+    pub(crate) async fn start(jit: bool) -> Sso {
         Self::start_with(jit, "").await
     }
 
     /// [`Sso::start`] with more configuration (top-level TOML sections).
-    pub async fn start_with(jit: bool, extra: &str) -> Sso {
+    pub(crate) async fn start_with(jit: bool, extra: &str) -> Sso {
         Self::start_on(jit, extra, None).await
     }
 
     /// [`Sso::start_with`] on the store at `store_url` (default: SQLite).
-    pub async fn start_on(jit: bool, extra: &str, store_url: Option<String>) -> Sso {
+    pub(crate) async fn start_on(jit: bool, extra: &str, store_url: Option<String>) -> Sso {
         Self::start_edited(jit, extra, store_url, |t| t).await
     }
 
     /// [`Sso::start_on`] with the tenants' TOML passed through `edit` first
     /// (e.g. to give globex a `group_roles` mapping of its own).
-    pub async fn start_edited(
+    pub(crate) async fn start_edited(
         jit: bool,
         extra: &str,
         store_url: Option<String>,
@@ -209,7 +209,7 @@ impl Sso {
     }
 
     /// Claims and proves a domain through the real DNS server.
-    pub async fn verify(&self, tenant: &str, domain: &str) {
+    pub(crate) async fn verify(&self, tenant: &str, domain: &str) {
         let cfg = self.env.shared.config();
         let domains =
             portcullis::domains::Domains::new(self.env.shared.store.clone(), &cfg.dns).unwrap();
@@ -221,7 +221,7 @@ impl Sso {
         assert_eq!(checked.status.to_string(), "verified", "{checked:?}");
     }
 
-    pub fn assert_next(&self, email: &str, verified: Option<bool>, groups: &[&str]) {
+    pub(crate) fn assert_next(&self, email: &str, verified: Option<bool>, groups: &[&str]) {
         *self.next.lock().unwrap() = Some(Assert {
             email: email.into(),
             email_verified: verified,
@@ -231,7 +231,7 @@ impl Sso {
 
     /// start → IdP → callback, like a browser; returns the callback's
     /// response and the session cookie, if one was set.
-    pub async fn login(
+    pub(crate) async fn login(
         &self,
         connection: &str,
         return_to: &str,
@@ -253,7 +253,7 @@ impl Sso {
     }
 }
 
-pub fn cookie_pair(r: &reqwest::Response, prefix: &str) -> Option<String> {
+pub(crate) fn cookie_pair(r: &reqwest::Response, prefix: &str) -> Option<String> {
     r.headers()
         .get_all("set-cookie")
         .iter()

@@ -22,12 +22,12 @@ use openssl::rsa::Rsa;
 use openssl::sign::Signer;
 use serde_json::{Map, Value, json};
 
-pub const CLIENT_ID: &str = "portcullis-rp";
-pub const CLIENT_SECRET: &str = "op-test-secret";
+pub(crate) const CLIENT_ID: &str = "portcullis-rp";
+pub(crate) const CLIENT_SECRET: &str = "op-test-secret";
 
 /// How the ID token is signed.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Alg {
+pub(crate) enum Alg {
     Rs256,
     /// `alg: none`, empty signature.
     None,
@@ -40,7 +40,7 @@ pub enum Alg {
 
 /// What the next ID token looks like.
 #[derive(Clone, Debug)]
-pub struct Knobs {
+pub(crate) struct Knobs {
     pub alg: Alg,
     /// Claims set (or replaced) in the ID token; `null` removes a claim.
     pub claims: Map<String, Value>,
@@ -75,7 +75,7 @@ struct Grant {
 }
 
 #[derive(Default)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub authorize: Vec<HashMap<String, String>>,
     pub token: Vec<HashMap<String, String>>,
     /// Authorization header of each token request.
@@ -102,7 +102,7 @@ struct Inner {
 }
 
 #[derive(Clone)]
-pub struct TestOp {
+pub(crate) struct TestOp {
     pub issuer: String,
     inner: Arc<Mutex<Inner>>,
     _task: Arc<tokio::task::JoinHandle<()>>,
@@ -138,7 +138,7 @@ fn now() -> i64 {
 }
 
 /// Alice of acme.com, verified, in two groups.
-pub fn alice() -> Map<String, Value> {
+pub(crate) fn alice() -> Map<String, Value> {
     json!({
         "sub": "alice-sub",
         "email": "alice@acme.com",
@@ -152,12 +152,12 @@ pub fn alice() -> Map<String, Value> {
 }
 
 impl TestOp {
-    pub async fn start() -> TestOp {
+    pub(crate) async fn start() -> TestOp {
         Self::start_at("").await
     }
 
     /// `path`: issuer path after the origin (e.g. `/tenant-guid/v2.0`).
-    pub async fn start_at(path: &str) -> TestOp {
+    pub(crate) async fn start_at(path: &str) -> TestOp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let issuer = format!("http://{addr}{path}");
@@ -193,21 +193,21 @@ impl TestOp {
         }
     }
 
-    pub fn set(&self, f: impl FnOnce(&mut Knobs)) {
+    pub(crate) fn set(&self, f: impl FnOnce(&mut Knobs)) {
         f(&mut self.inner.lock().unwrap().knobs);
     }
 
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.inner.lock().unwrap().knobs = Knobs::default();
     }
 
-    pub fn set_user(&self, user: Map<String, Value>) {
+    pub(crate) fn set_user(&self, user: Map<String, Value>) {
         self.inner.lock().unwrap().user = user;
     }
 
     /// Rotates to a new signing key with kid `kid`, published next to the
     /// old one.
-    pub fn rotate(&self, kid: &str) {
+    pub(crate) fn rotate(&self, kid: &str) {
         let mut g = self.inner.lock().unwrap();
         let k = rsa();
         g.published.push((kid.into(), k.clone()));
@@ -215,12 +215,12 @@ impl TestOp {
         g.kid = kid.into();
     }
 
-    pub fn recorded<T>(&self, f: impl FnOnce(&Recorded) -> T) -> T {
+    pub(crate) fn recorded<T>(&self, f: impl FnOnce(&Recorded) -> T) -> T {
         f(&self.inner.lock().unwrap().recorded)
     }
 
     /// A signed JWT over `claims` with the current key (RS256).
-    pub fn sign(&self, claims: &Value, typ: &str) -> String {
+    pub(crate) fn sign(&self, claims: &Value, typ: &str) -> String {
         let g = self.inner.lock().unwrap();
         let header = json!({"alg": "RS256", "kid": g.kid, "typ": typ});
         let input = format!(
@@ -233,13 +233,13 @@ impl TestOp {
     }
 
     /// A JWT as `Alg` would sign it.
-    pub fn sign_with(&self, claims: &Value, alg: &Alg) -> String {
+    pub(crate) fn sign_with(&self, claims: &Value, alg: &Alg) -> String {
         let g = self.inner.lock().unwrap();
         encode(&g, claims, alg)
     }
 
     /// A back-channel logout token for `sub`/`sid`; `tweak` edits the claims.
-    pub fn logout_token(
+    pub(crate) fn logout_token(
         &self,
         sub: Option<&str>,
         sid: Option<&str>,

@@ -12,9 +12,9 @@ use super::env::*;
 use super::idp::cookie_pair;
 use super::refusal::{AppLog, Refusal, login_failure};
 
-pub const CONNECTION: &str = "acme-oidc";
+pub(crate) const CONNECTION: &str = "acme-oidc";
 
-pub struct Rp {
+pub(crate) struct Rp {
     pub env: TestEnv,
     pub dns: DnsServer,
     /// Every request the app received.
@@ -24,14 +24,19 @@ pub struct Rp {
 
 /// A flow stopped at the callback: the URL the provider sent the browser
 /// to, and the browser's flow cookie.
-pub struct AtCallback {
+pub(crate) struct AtCallback {
     pub url: String,
     pub flow_cookie: String,
     /// The authorization request the browser was sent to.
     pub authorize_url: String,
 }
 
-pub fn rp_toml(dns: std::net::SocketAddr, issuer: &str, preset: &str, oidc_extra: &str) -> String {
+pub(crate) fn rp_toml(
+    dns: std::net::SocketAddr,
+    issuer: &str,
+    preset: &str,
+    oidc_extra: &str,
+) -> String {
     format!(
         r#"
 [dns]
@@ -60,19 +65,24 @@ domains = ["globex.com"]
 impl Rp {
     /// `oidc_extra`: more keys of the connection's `oidc` table, including
     /// `client_id` and the client authentication.
-    pub async fn start(issuer: &str, preset: &str, oidc_extra: &str) -> Rp {
+    pub(crate) async fn start(issuer: &str, preset: &str, oidc_extra: &str) -> Rp {
         Self::start_with(issuer, preset, oidc_extra, Clock::system(), None).await
     }
 
     /// [`Rp::start`] with the provider's intervals (discovery refresh, key
     /// refetch limit) timed by `clock`.
-    pub async fn start_clocked(issuer: &str, preset: &str, oidc_extra: &str, clock: Clock) -> Rp {
+    pub(crate) async fn start_clocked(
+        issuer: &str,
+        preset: &str,
+        oidc_extra: &str,
+        clock: Clock,
+    ) -> Rp {
         Self::start_with(issuer, preset, oidc_extra, clock, None).await
     }
 
     /// [`Rp::start`] on the store at `store_url` (default: a SQLite file in
     /// the environment's temp dir).
-    pub async fn start_with_store(
+    pub(crate) async fn start_with_store(
         issuer: &str,
         preset: &str,
         oidc_extra: &str,
@@ -113,7 +123,7 @@ impl Rp {
         rp
     }
 
-    pub async fn verify(&self, tenant: &str, domain: &str) {
+    pub(crate) async fn verify(&self, tenant: &str, domain: &str) {
         let cfg = self.env.shared.config();
         let domains =
             portcullis::domains::Domains::new(self.env.shared.store.clone(), &cfg.dns).unwrap();
@@ -127,7 +137,7 @@ impl Rp {
 
     /// The start endpoint: the provider's authorization URL and the flow
     /// cookie.
-    pub async fn start_flow(&self, return_to: &str) -> (String, String) {
+    pub(crate) async fn start_flow(&self, return_to: &str) -> (String, String) {
         let start = client()
             .get(self.env.url(&format!(
                 "/.portcullis/sso/{CONNECTION}/start?return_to={return_to}&login_hint=alice@acme.com"
@@ -143,7 +153,7 @@ impl Rp {
 
     /// start → provider (scripted login answering at once) → the callback
     /// URL, not yet followed.
-    pub async fn begin(&self) -> AtCallback {
+    pub(crate) async fn begin(&self) -> AtCallback {
         let (authorize_url, flow_cookie) = self.start_flow("/dashboard").await;
         let at_op = client().get(&authorize_url).send().await.unwrap();
         assert!(at_op.status().is_redirection(), "{}", at_op.status());
@@ -163,7 +173,7 @@ impl Rp {
         }
     }
 
-    pub async fn callback(&self, url: &str, cookie: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn callback(&self, url: &str, cookie: Option<&str>) -> reqwest::Response {
         let mut req = client().get(url);
         if let Some(c) = cookie {
             req = req.header("cookie", c);
@@ -172,7 +182,7 @@ impl Rp {
     }
 
     /// A whole login; returns the callback's response and the session.
-    pub async fn login(&self) -> (reqwest::Response, Option<String>) {
+    pub(crate) async fn login(&self) -> (reqwest::Response, Option<String>) {
         let at = self.begin().await;
         let cb = self.callback(&at.url, Some(&at.flow_cookie)).await;
         let session =
@@ -181,7 +191,7 @@ impl Rp {
     }
 
     /// The state before a callback that must be refused with `reason`.
-    pub async fn refusal(&self, reason: &str) -> Refusal {
+    pub(crate) async fn refusal(&self, reason: &str) -> Refusal {
         self.env
             .refusal(&login_failure(reason))
             .await
@@ -191,7 +201,12 @@ impl Rp {
     /// Asserts that `resp` is the generic refusal page, that it created no
     /// session (cookie or store row), reached no app, and that exactly one
     /// more failure with `reason` was counted since `before`.
-    pub async fn assert_refused(&self, resp: reqwest::Response, reason: &str, before: Refusal) {
+    pub(crate) async fn assert_refused(
+        &self,
+        resp: reqwest::Response,
+        reason: &str,
+        before: Refusal,
+    ) {
         let body = before.assert(resp, 403).await;
         assert!(
             body.contains("couldn"),
@@ -202,7 +217,7 @@ impl Rp {
 
 /// The value of the first sample of `metric` whose labels contain
 /// `reason="…"` (or `result="…"`).
-pub fn counter(metrics: &str, metric: &str, reason: &str) -> u64 {
+pub(crate) fn counter(metrics: &str, metric: &str, reason: &str) -> u64 {
     metrics
         .lines()
         .find(|l| {

@@ -30,7 +30,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 static CLUSTER: OnceCell<PgCluster> = OnceCell::const_new();
 
 /// A running throwaway PostgreSQL server.
-pub struct PgCluster {
+pub(crate) struct PgCluster {
     port: u16,
     next_db: AtomicU64,
     /// Held only so the pipe stays open for the life of the test process.
@@ -42,7 +42,7 @@ impl PgCluster {
     /// The process-wide cluster, started on first call. Panics with the
     /// reason (missing binaries, initdb output, server log) if it cannot
     /// start: these are tests, and a clear failure beats a hang.
-    pub async fn shared() -> &'static PgCluster {
+    pub(crate) async fn shared() -> &'static PgCluster {
         match CLUSTER.get_or_try_init(PgCluster::start).await {
             Ok(cluster) => cluster,
             Err(message) => panic!("could not start the test PostgreSQL cluster: {message}"),
@@ -50,7 +50,7 @@ impl PgCluster {
     }
 
     /// Creates a new, uniquely named, empty database and returns its URL.
-    pub async fn fresh_database(&self) -> String {
+    pub(crate) async fn fresh_database(&self) -> String {
         let n = self.next_db.fetch_add(1, Ordering::Relaxed);
         let name = format!("portcullis_test_{}_{n}", std::process::id());
         let mut admin = sqlx::postgres::PgConnection::connect(&self.url("postgres"))
@@ -214,7 +214,7 @@ impl PgCluster {
 /// between. A wrapper shell reads `start`/`stop` lines from our stdin; when
 /// the pipe closes (the value is dropped or the process ends) it stops the
 /// server and deletes the directory.
-pub struct PgServer {
+pub(crate) struct PgServer {
     root: PathBuf,
     stdin: ChildStdin,
     _wrapper: Child,
@@ -222,7 +222,7 @@ pub struct PgServer {
 
 impl PgServer {
     /// initdb, then starts the server and waits until it answers.
-    pub async fn start() -> PgServer {
+    pub(crate) async fn start() -> PgServer {
         match Self::init().await {
             Ok(server) => server,
             Err(message) => panic!("could not start a test PostgreSQL server: {message}"),
@@ -293,7 +293,7 @@ impl PgServer {
     }
 
     /// The URL of `database` (trust auth, over the socket).
-    pub fn url(&self, database: &str) -> String {
+    pub(crate) fn url(&self, database: &str) -> String {
         format!(
             "postgres://postgres@localhost/{database}?host={}",
             self.root.display()
@@ -302,13 +302,13 @@ impl PgServer {
 
     /// Stops the server (fast shutdown: sessions are ended) and returns once
     /// it no longer accepts connections.
-    pub async fn down(&mut self) {
+    pub(crate) async fn down(&mut self) {
         self.send("stop");
         self.wait_until(false).await;
     }
 
     /// Starts the server (again) and returns once it answers.
-    pub async fn up(&mut self) {
+    pub(crate) async fn up(&mut self) {
         self.send("start");
         self.wait_until(true).await;
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::saml::IdpKey;
 
-pub struct PySaml2Idp {
+pub(crate) struct PySaml2Idp {
     child: Child,
     pub base: String,
 }
@@ -22,7 +22,7 @@ fn dir() -> PathBuf {
 impl PySaml2Idp {
     /// Starts the IdP signing with `key`, trusting the SPs described by the
     /// metadata files `sp_metadata`.
-    pub fn start(key: &IdpKey, sp_metadata: &[&Path], extra_args: &[&str]) -> PySaml2Idp {
+    pub(crate) fn start(key: &IdpKey, sp_metadata: &[&Path], extra_args: &[&str]) -> PySaml2Idp {
         let python = dir().join(".venv/bin/python");
         assert!(
             python.exists(),
@@ -69,19 +69,19 @@ impl PySaml2Idp {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// The IdP's metadata XML.
-    pub async fn metadata(&self) -> String {
+    pub(crate) async fn metadata(&self) -> String {
         let r = reqwest::get(self.url("/metadata")).await.unwrap();
         assert_eq!(r.status(), 200);
         r.text().await.unwrap()
     }
 
     /// What the IdP saw, in order.
-    pub async fn log(&self) -> Vec<serde_json::Value> {
+    pub(crate) async fn log(&self) -> Vec<serde_json::Value> {
         reqwest::get(self.url("/log"))
             .await
             .unwrap()
@@ -99,7 +99,7 @@ impl Drop for PySaml2Idp {
 }
 
 /// An HTML auto-post form: its action and its fields (entities decoded).
-pub fn html_form(html: &str) -> (String, Vec<(String, String)>) {
+pub(crate) fn html_form(html: &str) -> (String, Vec<(String, String)>) {
     fn unescape(s: &str) -> String {
         s.replace("&quot;", "\"")
             .replace("&#34;", "\"")

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 /// One request as received.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     pub id: String,
     pub timestamp: String,
     pub signature: String,
@@ -29,20 +29,20 @@ pub struct Received {
 }
 
 impl Received {
-    pub fn tenant(&self) -> &str {
+    pub(crate) fn tenant(&self) -> &str {
         self.json["tenant"].as_str().unwrap_or_default()
     }
-    pub fn seq(&self) -> i64 {
+    pub(crate) fn seq(&self) -> i64 {
         self.json["sequence"].as_i64().unwrap_or(-1)
     }
-    pub fn event_type(&self) -> &str {
+    pub(crate) fn event_type(&self) -> &str {
         self.json["type"].as_str().unwrap_or_default()
     }
 }
 
 /// How to answer a request, decided per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     Ok,
     Status(u16),
     /// Sleep this long, then 200.
@@ -59,7 +59,7 @@ struct Shared {
     seen: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub addr: SocketAddr,
     shared: Shared,
     task: Option<JoinHandle<()>>,
@@ -79,7 +79,7 @@ fn reusable(addr: SocketAddr) -> TcpSocket {
 }
 
 impl Receiver {
-    pub async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let listener = reusable("127.0.0.1:0".parse().unwrap())
             .listen(128)
             .unwrap();
@@ -88,7 +88,7 @@ impl Receiver {
 
     /// Listens again on the same port (after [`Receiver::stop`]), keeping
     /// the log.
-    pub async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         let listener = reusable(self.addr).listen(128).unwrap();
         self.held = None;
         let shared = self.shared.clone();
@@ -112,7 +112,7 @@ impl Receiver {
     }
 
     /// Stops listening: connections are refused until [`Receiver::restart`].
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         self.held = Some(reusable(self.addr));
         if let Some(t) = self.task.take() {
             t.abort();
@@ -120,24 +120,24 @@ impl Receiver {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hooks", self.addr)
     }
 
     /// `rule(body, attempt)` where attempt counts this id's requests from 1.
-    pub fn answer_with(
+    pub(crate) fn answer_with(
         &self,
         rule: impl Fn(&serde_json::Value, usize) -> Answer + Send + Sync + 'static,
     ) {
         *self.shared.rule.lock().unwrap() = Box::new(rule);
     }
 
-    pub fn log(&self) -> Vec<Received> {
+    pub(crate) fn log(&self) -> Vec<Received> {
         self.shared.log.lock().unwrap().clone()
     }
 
     /// The acknowledged (2xx) requests.
-    pub fn acknowledged(&self) -> Vec<Received> {
+    pub(crate) fn acknowledged(&self) -> Vec<Received> {
         self.log()
             .into_iter()
             .filter(|r| (200..300).contains(&r.status))
@@ -145,7 +145,12 @@ impl Receiver {
     }
 
     /// Waits (bounded) until `pred` holds for the log.
-    pub async fn wait_for(&self, what: &str, within: Duration, pred: impl Fn(&[Received]) -> bool) {
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&[Received]) -> bool,
+    ) {
         let deadline = Instant::now() + within;
         loop {
             if pred(&self.log()) {
@@ -232,7 +237,7 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> St
 /// written here independently of Portcullis' signer: any `v1` signature in
 /// the header must match HMAC-SHA256(secret, "id.timestamp.body") and the
 /// timestamp must be within five minutes.
-pub fn verify(secret: &str, r: &Received) -> bool {
+pub(crate) fn verify(secret: &str, r: &Received) -> bool {
     let key = base64::engine::general_purpose::STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();

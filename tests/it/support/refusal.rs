@@ -23,12 +23,12 @@ use super::env::TestEnv;
 
 /// What a counting upstream saw: one `"METHOD /path"` per request (or one
 /// request head per request, for the recording upstreams).
-pub type AppLog = Arc<Mutex<Vec<String>>>;
+pub(crate) type AppLog = Arc<Mutex<Vec<String>>>;
 
 /// A proxy whose refusals are checked: its admin listener (metrics), its
 /// store (opened by the test too, for a child process), the session cookie
 /// name, and the app behind it when the test can see what the app got.
-pub struct Watch<'a> {
+pub(crate) struct Watch<'a> {
     pub admin: SocketAddr,
     pub store: &'a Store,
     pub cookie: &'a str,
@@ -36,7 +36,7 @@ pub struct Watch<'a> {
 }
 
 /// The state before a request that must be refused.
-pub struct Refusal {
+pub(crate) struct Refusal {
     admin: SocketAddr,
     store: Store,
     cookie: String,
@@ -55,7 +55,7 @@ impl Watch<'_> {
     /// the counter that must count it (e.g.
     /// `portcullis_login_failures_total{reason="signature"}`), or `""` for
     /// refusals that count nothing of their own.
-    pub async fn refusal(&self, series: &str) -> Refusal {
+    pub(crate) async fn refusal(&self, series: &str) -> Refusal {
         settle(self.admin).await;
         let counter = if series.is_empty() {
             None
@@ -83,7 +83,7 @@ impl Watch<'_> {
 impl TestEnv {
     /// [`Watch::refusal`] for this env. The app is the env's own counting
     /// upstream when it has one; see [`Refusal::app`] otherwise.
-    pub async fn refusal(&self, series: &str) -> Refusal {
+    pub(crate) async fn refusal(&self, series: &str) -> Refusal {
         let cookie = self.shared.config().session.cookie_name.clone();
         Watch {
             admin: self.admin,
@@ -99,14 +99,14 @@ impl TestEnv {
 impl Refusal {
     /// The app behind this proxy is `log` (a counting upstream the test
     /// started itself).
-    pub fn app(mut self, log: &AppLog) -> Self {
+    pub(crate) fn app(mut self, log: &AppLog) -> Self {
         let n = log.lock().unwrap().len();
         self.app = Some((log.clone(), n));
         self
     }
 
     /// Names the request in failure messages (one case of a table).
-    pub fn named(mut self, what: impl std::fmt::Display) -> Self {
+    pub(crate) fn named(mut self, what: impl std::fmt::Display) -> Self {
         self.what = format!("{what}: ");
         self
     }
@@ -114,7 +114,7 @@ impl Refusal {
     /// Asserts that `resp` (the answer to the request that must be
     /// refused) has `status`, set no session cookie, created no session in
     /// the store, reached no app, and was counted once. Returns the body.
-    pub async fn assert(self, resp: reqwest::Response, status: u16) -> String {
+    pub(crate) async fn assert(self, resp: reqwest::Response, status: u16) -> String {
         let got = resp.status().as_u16();
         let set: Vec<String> = resp
             .headers()
@@ -130,7 +130,7 @@ impl Refusal {
     /// [`Refusal::assert`] for a raw HTTP/1.x response as
     /// [`raw_request`](super::env::raw_request) returns it: for requests a
     /// client library would have rewritten (dot segments, odd bytes).
-    pub async fn assert_raw(self, resp: &str, status: u16) -> String {
+    pub(crate) async fn assert_raw(self, resp: &str, status: u16) -> String {
         let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp, ""));
         let got = head
             .split(' ')
@@ -225,7 +225,7 @@ async fn session_keys(store: &Store) -> Option<BTreeSet<String>> {
 }
 
 /// The metrics text of the admin listener at `admin`.
-pub async fn metrics_at(admin: SocketAddr) -> String {
+pub(crate) async fn metrics_at(admin: SocketAddr) -> String {
     reqwest::get(format!("http://{admin}/metrics"))
         .await
         .unwrap()
@@ -251,7 +251,7 @@ async fn settle(admin: std::net::SocketAddr) {
     panic!("requests still in flight after 5 s");
 }
 
-pub fn sample(metrics: &str, series: &str) -> u64 {
+pub(crate) fn sample(metrics: &str, series: &str) -> u64 {
     let (name, wanted) = match series.split_once('{') {
         Some((name, labels)) => (name, labels.trim_end_matches('}')),
         None => (series, ""),
@@ -272,23 +272,23 @@ pub fn sample(metrics: &str, series: &str) -> u64 {
 }
 
 /// The login failure counter for `reason` (any tenant and connection).
-pub fn login_failure(reason: &str) -> String {
+pub(crate) fn login_failure(reason: &str) -> String {
     format!("portcullis_login_failures_total{{reason=\"{reason}\"}}")
 }
 
 /// The counter of requests refused before routing for `reason` (an
 /// ambiguous path or host).
-pub fn refused_before_routing(reason: &str) -> String {
+pub(crate) fn refused_before_routing(reason: &str) -> String {
     format!("portcullis_requests_refused_total{{reason=\"{reason}\"}}")
 }
 
 /// The counter of password-login submissions refused for `reason`.
-pub fn login_refused(reason: &str) -> String {
+pub(crate) fn login_refused(reason: &str) -> String {
     format!("portcullis_login_refused_total{{reason=\"{reason}\"}}")
 }
 
 /// The counter of requests answered on `policy` routes with a `class`
 /// status (`4xx`, `5xx`): a gate denial's only count.
-pub fn answered(policy: &str, class: &str) -> String {
+pub(crate) fn answered(policy: &str, class: &str) -> String {
     format!("portcullis_requests_total{{class=\"{class}\",policy=\"{policy}\"}}")
 }

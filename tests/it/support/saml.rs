@@ -13,18 +13,18 @@ use chrono::{Duration, SecondsFormat, Utc};
 use super::dns::DnsServer;
 use super::env::*;
 
-pub const IDP_ENTITY: &str = "https://idp.test/metadata";
-pub const IDP_SSO: &str = "https://idp.test/sso";
-pub const CONNECTION: &str = "acme-saml";
+pub(crate) const IDP_ENTITY: &str = "https://idp.test/metadata";
+pub(crate) const IDP_SSO: &str = "https://idp.test/sso";
+pub(crate) const CONNECTION: &str = "acme-saml";
 
 /// An IdP key pair on disk.
-pub struct IdpKey {
+pub(crate) struct IdpKey {
     pub key: PathBuf,
     pub cert: PathBuf,
 }
 
 impl IdpKey {
-    pub fn generate(dir: &Path, name: &str) -> IdpKey {
+    pub(crate) fn generate(dir: &Path, name: &str) -> IdpKey {
         let key = dir.join(format!("{name}.key.pem"));
         let cert = dir.join(format!("{name}.cert.pem"));
         let out = Command::new("openssl")
@@ -46,13 +46,13 @@ impl IdpKey {
         IdpKey { key, cert }
     }
 
-    pub fn cert_pem(&self) -> String {
+    pub(crate) fn cert_pem(&self) -> String {
         std::fs::read_to_string(&self.cert).unwrap()
     }
 
     /// The certificate's SHA-256 fingerprint as `openssl x509 -fingerprint
     /// -sha256` prints it (`AB:CD:…`).
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         let cert = openssl::x509::X509::from_pem(self.cert_pem().as_bytes()).unwrap();
         cert.digest(openssl::hash::MessageDigest::sha256())
             .unwrap()
@@ -65,7 +65,7 @@ impl IdpKey {
 
 /// How the signed part is signed.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Sign {
+pub(crate) enum Sign {
     Assertion,
     Response,
     /// The assertion, then the response around it (two signatures).
@@ -75,7 +75,7 @@ pub enum Sign {
 
 /// Everything a response says; defaults describe a good one.
 #[derive(Clone, Debug)]
-pub struct Resp {
+pub(crate) struct Resp {
     pub name_id: String,
     pub issuer: String,
     pub audience: String,
@@ -91,7 +91,7 @@ pub struct Resp {
 }
 
 impl Resp {
-    pub fn new(acs: &str, sp_entity: &str, request_id: &str) -> Resp {
+    pub(crate) fn new(acs: &str, sp_entity: &str, request_id: &str) -> Resp {
         let now = Utc::now();
         Resp {
             name_id: "alice@acme.com".into(),
@@ -110,7 +110,7 @@ impl Resp {
     }
 
     /// The XML before signing; `<ds:Signature>` templates where signed.
-    pub fn template(&self) -> String {
+    pub(crate) fn template(&self) -> String {
         let t = |d: chrono::DateTime<Utc>| d.to_rfc3339_opts(SecondsFormat::Secs, true);
         let now = t(Utc::now());
         let groups: String = self
@@ -144,12 +144,12 @@ impl Resp {
     }
 
     /// The signed XML (signed with `key` through `xmlsec1`).
-    pub fn signed(&self, key: &IdpKey, dir: &Path) -> String {
+    pub(crate) fn signed(&self, key: &IdpKey, dir: &Path) -> String {
         self.sign_template(&self.template(), key, dir)
     }
 
     /// Signs `xml`, a (possibly edited) `template()`, as `self.sign` says.
-    pub fn sign_template(&self, xml: &str, key: &IdpKey, dir: &Path) -> String {
+    pub(crate) fn sign_template(&self, xml: &str, key: &IdpKey, dir: &Path) -> String {
         if self.sign == Sign::Nothing {
             return xml.to_owned();
         }
@@ -199,7 +199,7 @@ impl Resp {
     }
 }
 
-pub fn signature_template(reference: &str, sha1: bool) -> String {
+pub(crate) fn signature_template(reference: &str, sha1: bool) -> String {
     let (sig, digest) = if sha1 {
         (
             "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
@@ -216,12 +216,12 @@ pub fn signature_template(reference: &str, sha1: bool) -> String {
     )
 }
 
-pub fn b64(xml: &str) -> String {
+pub(crate) fn b64(xml: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(xml)
 }
 
 /// The `saml` table of the test connection.
-pub fn saml_toml(cert_pems: &[String], extra: &str) -> String {
+pub(crate) fn saml_toml(cert_pems: &[String], extra: &str) -> String {
     let certs = cert_pems
         .iter()
         .map(|c| format!("\"\"\"\n{c}\"\"\""))
@@ -233,7 +233,7 @@ pub fn saml_toml(cert_pems: &[String], extra: &str) -> String {
 }
 
 /// The AuthnRequest inside a Redirect-binding URL, and its RelayState.
-pub fn parse_redirect(location: &str) -> (String, String) {
+pub(crate) fn parse_redirect(location: &str) -> (String, String) {
     let q = location.split_once('?').expect("query").1;
     let pairs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -248,13 +248,13 @@ pub fn parse_redirect(location: &str) -> (String, String) {
 }
 
 /// An XML attribute's value in the first element that has it.
-pub fn attr(xml: &str, name: &str) -> String {
+pub(crate) fn attr(xml: &str, name: &str) -> String {
     let needle = format!(" {name}=\"");
     let rest = xml.split_once(&needle).expect(name).1;
     rest.split('"').next().unwrap().to_owned()
 }
 
-pub struct SamlSso {
+pub(crate) struct SamlSso {
     pub env: TestEnv,
     /// The config's extra text, for replicas.
     extra: String,
@@ -264,7 +264,7 @@ pub struct SamlSso {
 }
 
 /// A started login: what the SP sent and the cookie binding it.
-pub struct Started {
+pub(crate) struct Started {
     pub request_id: String,
     pub relay: String,
     pub flow_cookie: String,
@@ -273,13 +273,13 @@ pub struct Started {
 
 impl SamlSso {
     /// `saml_extra`: more keys of the connection's `saml` table.
-    pub async fn start(saml_extra: &str) -> SamlSso {
+    pub(crate) async fn start(saml_extra: &str) -> SamlSso {
         Self::start_trusting(saml_extra, &[]).await
     }
 
     /// Also trusting `more_certs` (PEM), listed before the IdP's own
     /// (a rotation: the old certificate first).
-    pub async fn start_trusting(saml_extra: &str, more_certs: &[String]) -> SamlSso {
+    pub(crate) async fn start_trusting(saml_extra: &str, more_certs: &[String]) -> SamlSso {
         let dir = tempfile::tempdir().unwrap();
         let key = IdpKey::generate(dir.path(), "idp");
         let mut certs = more_certs.to_vec();
@@ -293,7 +293,11 @@ impl SamlSso {
 
     /// Tenant `acme` with the given `[[tenants.connections]]` blocks; `key`
     /// (in `dir`) is the IdP key the tests sign with.
-    pub async fn start_with(dir: tempfile::TempDir, key: IdpKey, connections: &str) -> SamlSso {
+    pub(crate) async fn start_with(
+        dir: tempfile::TempDir,
+        key: IdpKey,
+        connections: &str,
+    ) -> SamlSso {
         let dns = DnsServer::start().await;
         let extra = format!(
             "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\nenforce_sso = true\ngroup_roles = {{ \"Engineering\" = [\"developer\"] }}\n{connections}",
@@ -331,7 +335,7 @@ impl SamlSso {
     }
 
     /// A second proxy with the same configuration and store.
-    pub async fn replica(&self) -> TestEnv {
+    pub(crate) async fn replica(&self) -> TestEnv {
         Self::env(
             &self.extra,
             Some(self.env.shared.config().store.url.clone()),
@@ -339,17 +343,17 @@ impl SamlSso {
         .await
     }
 
-    pub fn acs(&self) -> String {
+    pub(crate) fn acs(&self) -> String {
         self.env.url(&format!("/.portcullis/saml/{CONNECTION}/acs"))
     }
 
-    pub fn sp_entity(&self) -> String {
+    pub(crate) fn sp_entity(&self) -> String {
         self.env
             .url(&format!("/.portcullis/saml/{CONNECTION}/metadata"))
     }
 
     /// SP-initiated start: the redirect to the IdP, decoded.
-    pub async fn begin(&self) -> Started {
+    pub(crate) async fn begin(&self) -> Started {
         let r = client()
             .get(self.env.url(&format!(
                 "/.portcullis/sso/{CONNECTION}/start?return_to=%2Fdashboard"
@@ -374,12 +378,12 @@ impl SamlSso {
     }
 
     /// A good response to `started`, to adjust before signing.
-    pub fn resp(&self, started: &Started) -> Resp {
+    pub(crate) fn resp(&self, started: &Started) -> Resp {
         Resp::new(&self.acs(), &self.sp_entity(), &started.request_id)
     }
 
     /// POSTs a `SAMLResponse` form value to the ACS with the flow cookie.
-    pub async fn post(&self, started: &Started, saml_response: &str) -> reqwest::Response {
+    pub(crate) async fn post(&self, started: &Started, saml_response: &str) -> reqwest::Response {
         client()
             .post(self.acs())
             .header("cookie", &started.flow_cookie)
@@ -394,7 +398,7 @@ impl SamlSso {
 
     /// Waits (bounded) until the failure count for `reason` is `n`: login
     /// metrics are recorded just after the response went out.
-    pub async fn expect_failures(&self, reason: &str, n: u64) {
+    pub(crate) async fn expect_failures(&self, reason: &str, n: u64) {
         let mut last = 0;
         for _ in 0..100 {
             last = self.failures(reason).await;
@@ -407,7 +411,7 @@ impl SamlSso {
     }
 
     /// The count of `portcullis_login_failures_total` for `reason`.
-    pub async fn failures(&self, reason: &str) -> u64 {
+    pub(crate) async fn failures(&self, reason: &str) -> u64 {
         let m = self.env.metrics().await;
         m.lines()
             .find(|l| {
@@ -423,7 +427,7 @@ impl SamlSso {
 /// Replaces the (signed) `saml:Assertion` of `response_xml` with an
 /// `EncryptedAssertion` made by `xmlsec1 --encrypt` for `sp_cert`
 /// (content `data_alg`, key transport `key_alg`, both XML Encryption URIs).
-pub fn encrypt_assertion(
+pub(crate) fn encrypt_assertion(
     response_xml: &str,
     sp_cert: &Path,
     dir: &Path,

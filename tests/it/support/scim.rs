@@ -7,16 +7,16 @@ use serde_json::Value;
 use super::env::*;
 use super::postgres::PgCluster;
 
-pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
-pub const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-pub const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+pub(crate) const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub(crate) const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub(crate) const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub(crate) const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub(crate) const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub(crate) const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub(crate) const BULK: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 
 /// Two tenants, so isolation can be checked.
-pub const TENANTS: &str = r#"
+pub(crate) const TENANTS: &str = r#"
 [[tenants]]
 id = "acme"
 domains = ["acme.com"]
@@ -29,14 +29,14 @@ domains = ["globex.com"]
 
 /// Which store a SCIM test runs on.
 #[derive(Clone, Copy, Debug)]
-pub enum Db {
+pub(crate) enum Db {
     Sqlite,
     Postgres,
 }
 
 /// A proxy with the SCIM server on the given backend; both tenants'
 /// domains are verified (SCIM accepts only users in verified domains).
-pub async fn env_on(db: Db, extra: &str) -> TestEnv {
+pub(crate) async fn env_on(db: Db, extra: &str) -> TestEnv {
     let env = env_unverified_on(db, extra).await;
     verify_domain(&env.shared.store, "acme", "acme.com").await;
     verify_domain(&env.shared.store, "globex", "globex.com").await;
@@ -44,7 +44,7 @@ pub async fn env_on(db: Db, extra: &str) -> TestEnv {
 }
 
 /// [`env_on`] with no domain verified yet.
-pub async fn env_unverified_on(db: Db, extra: &str) -> TestEnv {
+pub(crate) async fn env_unverified_on(db: Db, extra: &str) -> TestEnv {
     let store_url = match db {
         Db::Sqlite => None,
         Db::Postgres => Some(PgCluster::shared().await.fresh_database().await),
@@ -59,7 +59,7 @@ pub async fn env_unverified_on(db: Db, extra: &str) -> TestEnv {
 
 /// Records `domain` as verified for `tenant`, as `portcullis domains
 /// verify` does once it finds the TXT record (no DNS needed).
-pub async fn verify_domain(store: &portcullis::store::Store, tenant: &str, domain: &str) {
+pub(crate) async fn verify_domain(store: &portcullis::store::Store, tenant: &str, domain: &str) {
     set_domain_status(
         store,
         tenant,
@@ -70,7 +70,7 @@ pub async fn verify_domain(store: &portcullis::store::Store, tenant: &str, domai
 }
 
 /// Claims `domain` for `tenant` (if not yet) and sets its state.
-pub async fn set_domain_status(
+pub(crate) async fn set_domain_status(
     store: &portcullis::store::Store,
     tenant: &str,
     domain: &str,
@@ -120,20 +120,20 @@ pub async fn set_domain_status(
     }
 }
 
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// Asserts a SCIM error body with this status (and scimType).
     #[track_caller]
-    pub fn assert_error(&self, status: u16, scim_type: Option<&str>) {
+    pub(crate) fn assert_error(&self, status: u16, scim_type: Option<&str>) {
         assert_eq!(self.status, status, "{}", self.body);
         assert_eq!(self.body["schemas"][0], ERROR, "{}", self.body);
         assert_eq!(self.body["status"], status.to_string(), "{}", self.body);
@@ -149,7 +149,7 @@ impl Response {
 }
 
 #[derive(Clone)]
-pub struct ScimClient {
+pub(crate) struct ScimClient {
     pub base: String,
     pub token: String,
     http: reqwest::Client,
@@ -157,7 +157,7 @@ pub struct ScimClient {
 
 impl ScimClient {
     /// Creates a token for `tenant` exactly as the CLI does.
-    pub async fn new(env: &TestEnv, tenant: &str) -> Self {
+    pub(crate) async fn new(env: &TestEnv, tenant: &str) -> Self {
         let t = portcullis::scim::token::generate().unwrap();
         env.shared
             .store
@@ -172,14 +172,14 @@ impl ScimClient {
         }
     }
 
-    pub fn with_token(&self, token: &str) -> Self {
+    pub(crate) fn with_token(&self, token: &str) -> Self {
         Self {
             token: token.into(),
             ..self.clone()
         }
     }
 
-    pub async fn raw(
+    pub(crate) async fn raw(
         &self,
         method: Method,
         path: &str,
@@ -212,7 +212,7 @@ impl ScimClient {
         }
     }
 
-    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
+    pub(crate) async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
         self.raw(
             method,
@@ -223,28 +223,28 @@ impl ScimClient {
         .await
     }
 
-    pub async fn get(&self, path: &str) -> Response {
+    pub(crate) async fn get(&self, path: &str) -> Response {
         self.send(Method::GET, path, None).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Response {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Response {
         self.send(Method::POST, path, Some(body)).await
     }
 
-    pub async fn put(&self, path: &str, body: &Value) -> Response {
+    pub(crate) async fn put(&self, path: &str, body: &Value) -> Response {
         self.send(Method::PUT, path, Some(body)).await
     }
 
-    pub async fn patch(&self, path: &str, body: &Value) -> Response {
+    pub(crate) async fn patch(&self, path: &str, body: &Value) -> Response {
         self.send(Method::PATCH, path, Some(body)).await
     }
 
-    pub async fn delete(&self, path: &str) -> Response {
+    pub(crate) async fn delete(&self, path: &str) -> Response {
         self.send(Method::DELETE, path, None).await
     }
 
     /// Creates a user; returns its id.
-    pub async fn create_user(&self, user_name: &str) -> String {
+    pub(crate) async fn create_user(&self, user_name: &str) -> String {
         let r = self
             .post(
                 "/Users",
@@ -257,7 +257,7 @@ impl ScimClient {
     }
 
     /// Creates a group; returns its id.
-    pub async fn create_group(&self, name: &str, members: &[&str]) -> String {
+    pub(crate) async fn create_group(&self, name: &str, members: &[&str]) -> String {
         let members: Vec<Value> = members
             .iter()
             .map(|m| serde_json::json!({"value": m}))
@@ -274,7 +274,7 @@ impl ScimClient {
 }
 
 /// `members[].value` of a group response, sorted.
-pub fn member_ids(group: &Value) -> Vec<String> {
+pub(crate) fn member_ids(group: &Value) -> Vec<String> {
     let mut ids: Vec<String> = group["members"]
         .as_array()
         .map(|a| {
@@ -288,6 +288,6 @@ pub fn member_ids(group: &Value) -> Vec<String> {
 }
 
 /// Percent-encodes a query value.
-pub fn q(s: &str) -> String {
+pub(crate) fn q(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
