@@ -25,7 +25,7 @@ build: deps
 demo: deps
 	$(CARGO) run --locked -- demo
 
-# playwright-core for tests/it/browser.rs, exactly as locked. Re-run only when
+# playwright-core for tests/it/login/browser.rs, exactly as locked. Re-run only when
 # the lockfile changes (npm ci rewrites node_modules/.package-lock.json), so
 # a second `make test` needs no network. Silent unless it fails (its summary
 # goes to stdout, errors to stderr). No install scripts: the browser is
@@ -34,7 +34,7 @@ BROWSER_MODULES := tests/browser/node_modules/.package-lock.json
 $(BROWSER_MODULES): tests/browser/package.json tests/browser/package-lock.json | deps
 	npm ci --prefix tests/browser --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 
-# scim2-tester (PyPI) for tests/it/scim_tester.rs, exactly the pinned
+# scim2-tester (PyPI) for tests/it/scim/tester.rs, exactly the pinned
 # versions, in a venv of its own. Re-run only when the requirements change.
 SCIM_TESTER := tests/scim2-tester/.venv/.installed
 $(SCIM_TESTER): tests/scim2-tester/requirements.txt | deps
@@ -45,7 +45,7 @@ $(SCIM_TESTER): tests/scim2-tester/requirements.txt | deps
 
 scim2-tester: $(SCIM_TESTER)
 
-# pysaml2 (the third-party IdP of tests/it/saml_interop.rs), pinned, in its own
+# pysaml2 (the third-party IdP of tests/it/saml/interop.rs), pinned, in its own
 # virtualenv; rebuilt only when the requirements change. Quiet unless it fails.
 PYSAML2_VENV := tests/pysaml2/.venv/.installed
 $(PYSAML2_VENV): tests/pysaml2/requirements.txt | deps
@@ -54,7 +54,7 @@ $(PYSAML2_VENV): tests/pysaml2/requirements.txt | deps
 	tests/pysaml2/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/pysaml2/requirements.txt
 	touch $@
 
-# panva's oidc-provider for tests/it/oidc_interop.rs, exactly as locked
+# panva's oidc-provider for tests/it/oidc/interop.rs, exactly as locked
 # (pure JavaScript; no install scripts).
 OIDC_OP_MODULES := tests/oidc-provider/node_modules/.package-lock.json
 $(OIDC_OP_MODULES): tests/oidc-provider/package.json tests/oidc-provider/package-lock.json | deps

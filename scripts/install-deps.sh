@@ -26,9 +26,9 @@ packages=(
   xmlsec1
   # The openssl CLI makes throwaway CAs and certificates for the TLS tests.
   openssl
-  # tests/it/browser.rs drives the login page in headless Chromium.
+  # tests/it/login/browser.rs drives the login page in headless Chromium.
   chromium
-  # tests/it/saml_interop.rs runs pysaml2's IdP from a virtualenv (Makefile).
+  # tests/it/saml/interop.rs runs pysaml2's IdP from a virtualenv (Makefile).
   python3 python3-venv
 )
 # ...with playwright-core, which `make test` installs with npm. Node.js often
@@ -39,7 +39,7 @@ if ! command -v node >/dev/null 2>&1; then
 elif ! command -v npm >/dev/null 2>&1; then
   packages+=(npm)
 fi
-# tests/it/scim_tester.rs runs scim2-tester (PyPI) from a venv that `make
+# tests/it/scim/tester.rs runs scim2-tester (PyPI) from a venv that `make
 # test` creates; like Node.js, Python may come from elsewhere, so ask it.
 if ! command -v python3 >/dev/null 2>&1; then
   packages+=(python3 python3-venv)

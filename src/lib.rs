@@ -1,5 +1,5 @@
 //! Portcullis: a reverse-proxy authentication sidecar. `docs/architecture.md`
-//! has the module map; dependencies point down only (`tests/it/architecture.rs`
+//! has the module map; dependencies point down only (`tests/it/ops/architecture.rs`
 //! enforces it).
 //!
 //! The public modules are the surface the binary, the integration tests and

@@ -18,7 +18,7 @@ const EXPECTED_CHECKS: u64 = 135;
 
 /// The tester fills attributes with random values: emails in random
 /// `*.com` domains no tenant can verify, so its tenant lets SCIM accept
-/// them (`tests/it/scim_domains.rs` covers the default, refusing them).
+/// them (`tests/it/scim/domains.rs` covers the default, refusing them).
 const TENANT: &str = r#"
 [[tenants]]
 id = "acme"

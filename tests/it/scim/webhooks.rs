@@ -688,7 +688,7 @@ async fn every_scim_change_is_announced_in_order_with_the_resource_state() {
 /// tenant's sequence stays gap-free and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
-    use crate::cli::{Child, wait_ready};
+    use crate::ops::cli::{Child, wait_ready};
     use crate::support::env::*;
     use std::process::{Command, Stdio};
 

@@ -563,7 +563,7 @@ async fn enforcing_tenants_password_logins_never_reach_the_app() {
     }
     assert_eq!(logins(&s), 2);
     // a submission without an email is refused: Portcullis can't vouch for
-    // a login it can't read (see tests/it/enforce.rs for the rest)
+    // a login it can't read (see tests/it/login/enforce.rs for the rest)
     let r = c
         .post(s.env.url("/login"))
         .form(&[("username", "legacy")])

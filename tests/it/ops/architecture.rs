@@ -240,7 +240,7 @@ fn imports_follow_the_module_map() {
     assert!(
         violations.is_empty(),
         "imports outside docs/architecture.md's module map (edit both the map and \
-         ALLOWED in tests/it/architecture.rs if the arrow is deliberate):\n{}",
+         ALLOWED in tests/it/ops/architecture.rs if the arrow is deliberate):\n{}",
         violations.join("\n")
     );
 }

@@ -248,7 +248,7 @@ async fn signing_certificate_change_on_refresh_is_logged_and_counted() {
         "[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n{}",
         url_connection(&url, "")
     );
-    let mut bin = crate::saml_hardening::Binary::start(dir, &extra, None).await;
+    let mut bin = crate::saml::hardening::Binary::start(dir, &extra, None).await;
     let metrics = async || bin.metrics().await;
     // two good refreshes of the same metadata: nothing changed
     until_counter(metrics, "portcullis_saml_metadata_refresh_total", 2).await;

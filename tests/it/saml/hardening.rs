@@ -6,7 +6,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::cli::{Child, wait_ready};
+use crate::ops::cli::{Child, wait_ready};
 use crate::support::env::*;
 use crate::support::idp::cookie_pair;
 use crate::support::refusal::{AppLog, Refusal, Watch, login_failure};

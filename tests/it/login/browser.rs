@@ -185,12 +185,12 @@ async fn browser_session_and_logout() {
 
 #[tokio::test]
 async fn browser_demo_signs_alice_in_through_the_dev_idp() {
-    let demo = crate::dev_idp::Demo::start().await;
+    let demo = crate::login::dev_idp::Demo::start().await;
     run_scenario_at(&demo.url("/"), "demo").await;
 }
 
 #[tokio::test]
 async fn browser_demo_works_without_javascript() {
-    let demo = crate::dev_idp::Demo::start().await;
+    let demo = crate::login::dev_idp::Demo::start().await;
     run_scenario_at(&demo.url("/"), "demo_nojs").await;
 }

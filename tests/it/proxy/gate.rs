@@ -294,9 +294,9 @@ async fn admin_variants_against_the_real_binary() {
             .unwrap()
     })
     .await;
-    let _child = crate::cli::Child(child);
+    let _child = crate::ops::cli::Child(child);
     let (proxy, admin) = (addrs[0], addrs[1]);
-    crate::cli::wait_ready(admin).await;
+    crate::ops::cli::wait_ready(admin).await;
     let mint = |email: &str, groups: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["sessions", "mint", "--config"])

@@ -1,0 +1,6 @@
+//! The proxy path: forwarding, the gate against every request shape, limits, TLS.
+
+mod forwarding;
+mod gate;
+mod limits;
+mod tls;

@@ -1,0 +1,9 @@
+//! SAML SP: flows, the attack corpus, encryption, hardening, pysaml2 interop, metadata URLs, single logout.
+
+mod corpus;
+mod encrypted;
+mod flow;
+mod hardening;
+mod interop;
+mod metadata_url;
+mod slo;
