@@ -275,7 +275,7 @@ async fn build_state(
     };
     let signer = Arc::new(AssertionSigner::new(
         &material,
-        config.server.public_url.trim_end_matches('/'),
+        config.public_urls().origin(),
         &config.headers.assertion_audience,
         config.headers.assertion_lifetime_seconds,
     )?);
@@ -294,22 +294,17 @@ async fn build_state(
     let mut factories = factories.clone();
     if factories.saml.is_none() && factories.builtin_saml {
         factories.saml = Some(Arc::new(
-            SamlFactory::new(
-                store.clone(),
-                &config.server.public_url,
-                &config.server.internal_prefix,
-            )
-            .with_dev_idp(dev_idp.clone())
-            .with_metrics(metrics.clone())
-            .with_metadata_cache(saml_metadata.clone()),
+            SamlFactory::new(store.clone(), config.public_urls())
+                .with_dev_idp(dev_idp.clone())
+                .with_metrics(metrics.clone())
+                .with_metadata_cache(saml_metadata.clone()),
         ));
     }
     if factories.oidc.is_none() && factories.builtin_oidc {
         factories.oidc = Some(Arc::new(
             crate::auth::oidc::OidcFactory::new(
                 store.clone(),
-                &config.server.public_url,
-                &config.server.internal_prefix,
+                config.public_urls(),
                 Some(metrics.clone()),
             )
             .with_clock(factories.clock.clone()),

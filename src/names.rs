@@ -7,7 +7,7 @@
 
 /// A DNS name: dot-separated labels of letters, digits, `-` and `_`,
 /// each 1-63 bytes, 253 in all.
-pub fn is_hostname(s: &str) -> bool {
+pub(crate) fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {

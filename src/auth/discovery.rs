@@ -44,7 +44,7 @@ impl AuthContext {
     ) -> Result<Self, ConnectionError> {
         Ok(Self {
             registry: Registry::build(&cfg.tenants, factories)?,
-            flow: FlowCodec::new(&cfg.session, &cfg.server.internal_prefix),
+            flow: FlowCodec::new(&cfg.session, &cfg.public_urls()),
             domains,
             tenants: cfg
                 .tenants

@@ -14,7 +14,7 @@ use cookie::time::Duration as CookieDuration;
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use serde::{Deserialize, Serialize};
 
-use crate::config::SessionConfig;
+use crate::config::{PublicUrls, SessionConfig};
 use crate::session::{flow_cookie_prefix, host_prefixed};
 
 /// How long a login may take at the IdP.
@@ -52,7 +52,7 @@ pub struct FlowCodec {
 
 impl FlowCodec {
     /// `keys` were validated by the session codec (32+ bytes each).
-    pub fn new(session: &SessionConfig, internal_prefix: &str) -> Self {
+    pub fn new(session: &SessionConfig, urls: &PublicUrls) -> Self {
         Self {
             keys: session
                 .keys
@@ -65,7 +65,7 @@ impl FlowCodec {
             path: if host_prefixed(session) {
                 "/".to_owned()
             } else {
-                internal_prefix.to_owned()
+                urls.prefix().to_owned()
             },
             prefix: flow_cookie_prefix(session),
         }
@@ -228,7 +228,10 @@ mod tests {
             domain: domain.map(str::to_owned),
             ..SessionConfig::default()
         };
-        FlowCodec::new(&cfg, "/.portcullis/")
+        FlowCodec::new(
+            &cfg,
+            &PublicUrls::new("https://app.example.com", "/.portcullis/"),
+        )
     }
 
     fn flow(now: i64) -> FlowState {

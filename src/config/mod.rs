@@ -14,7 +14,6 @@ mod tests;
 
 /// The rule lives in [`crate::names`]; this path remains for callers that
 /// have not moved to it yet.
-pub use crate::names::is_hostname;
 pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolateError, interpolate};
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};

@@ -62,6 +62,16 @@ impl PublicUrls {
         self.prefix.trim_end_matches('/')
     }
 
+    /// The internal prefix as configured (`/.portcullis/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Is `path` one of ours? The mount itself (`/.portcullis`) counts too.
+    pub fn is_internal(&self, path: &str) -> bool {
+        path.starts_with(self.prefix.as_str()) || path == self.mount()
+    }
+
     fn path(&self, rest: &str) -> String {
         format!("{}{rest}", self.prefix)
     }

@@ -65,8 +65,9 @@ impl Limit {
 /// Which limit, if any, an internal endpoint falls under. Segments are
 /// compared case-insensitively and empty ones skipped: a spelling the
 /// router would not serve is limited too, which costs nothing.
-pub fn internal_limit(internal_prefix: &str, method: &Method, path: &str) -> Option<Limit> {
-    let rest = path.strip_prefix(internal_prefix.trim_end_matches('/'))?;
+/// `mount` is the internal prefix without its trailing slash.
+pub fn internal_limit(mount: &str, method: &Method, path: &str) -> Option<Limit> {
+    let rest = path.strip_prefix(mount)?;
     let mut segs = rest.split('/').filter(|s| !s.is_empty());
     let (a, b, c, d) = (segs.next(), segs.next(), segs.next(), segs.next());
     let is = |s: Option<&str>, want: &str| s.is_some_and(|s| s.eq_ignore_ascii_case(want));

@@ -277,8 +277,8 @@ impl PortcullisProxy {
         ctx: &mut Ctx,
         path: &str,
     ) -> pingora::Result<u16> {
-        let prefix = &st.generation.config.server.internal_prefix;
-        if let Some(limit) = ratelimit::internal_limit(prefix, &session.req_header().method, path)
+        let mount = st.generation.auth.urls.mount();
+        if let Some(limit) = ratelimit::internal_limit(mount, &session.req_header().method, path)
             && let Some(status) = ratelimit::limit_internal(
                 &self.limiter,
                 session,

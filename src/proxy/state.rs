@@ -110,7 +110,6 @@ impl ProxyState {
 
     /// Is `path` one of ours? `/.portcullis` itself counts too.
     pub fn is_internal(&self, path: &str) -> bool {
-        let p = &self.generation.config.server.internal_prefix;
-        path.starts_with(p.as_str()) || path == p.trim_end_matches('/')
+        self.generation.auth.urls.is_internal(path)
     }
 }

@@ -560,15 +560,10 @@ pub struct OidcFactory {
 }
 
 impl OidcFactory {
-    pub fn new(
-        store: Store,
-        public_url: &str,
-        internal_prefix: &str,
-        metrics: Option<Arc<Metrics>>,
-    ) -> Self {
+    pub fn new(store: Store, urls: PublicUrls, metrics: Option<Arc<Metrics>>) -> Self {
         Self {
             store,
-            urls: PublicUrls::new(public_url, internal_prefix),
+            urls,
             metrics,
             clock: crate::clock::Clock::system(),
         }

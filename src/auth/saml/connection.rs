@@ -510,10 +510,10 @@ pub struct SamlFactory {
 }
 
 impl SamlFactory {
-    pub fn new(store: Store, public_url: &str, internal_prefix: &str) -> Self {
+    pub fn new(store: Store, urls: PublicUrls) -> Self {
         Self {
             store,
-            urls: PublicUrls::new(public_url, internal_prefix),
+            urls,
             dev_idp: None,
             metrics: None,
             metadata_cache: MetadataCache::default(),

@@ -44,7 +44,7 @@ pub(crate) fn normalize(raw: &str) -> Option<Email> {
     // library would before looking the account up.
     let domain = idna::domain_to_ascii(domain).ok()?;
     let domain = domain.strip_suffix('.').unwrap_or(&domain).to_owned();
-    if !crate::config::is_hostname(&domain) || !domain.contains('.') {
+    if !crate::names::is_hostname(&domain) || !domain.contains('.') {
         return None;
     }
     Some(Email {

@@ -112,7 +112,7 @@ fn the_client_is_the_peer_unless_forwarded_headers_are_trusted() {
 
 #[test]
 fn internal_endpoints_map_to_their_limits() {
-    let p = "/.portcullis/";
+    let p = "/.portcullis";
     let l = |m: Method, path: &str| internal_limit(p, &m, path);
     assert_eq!(
         l(Method::POST, "/.portcullis/login"),

@@ -303,7 +303,7 @@ async fn a_flow_without_pkce_verifier_is_refused_before_the_token_request() {
     // flow would carry) but without the PKCE verifier.
     let relay = query(&at.url)["state"].clone();
     let cfg = rp.env.shared.config();
-    let codec = portcullis::auth::FlowCodec::new(&cfg.session, &cfg.server.internal_prefix);
+    let codec = portcullis::auth::FlowCodec::new(&cfg.session, &cfg.public_urls());
     let flow = portcullis::auth::FlowState {
         connection: CONNECTION.into(),
         return_to: "/".into(),
