@@ -5,6 +5,7 @@ use crate::scim::resource::{Mode, normalize};
 
 fn user() -> Map<String, Value> {
     normalize(
+        &Schemas::default(),
         Kind::User,
         &json!({
             "schemas": [schema::USER, schema::ENTERPRISE],
@@ -26,7 +27,14 @@ fn ops(list: Value) -> Vec<Operation> {
 
 fn run(doc: &mut Map<String, Value>, list: Value) -> Result<MemberChange, ScimError> {
     let mut m = MemberChange::default();
-    apply(Kind::User, "self", doc, &ops(list), &mut m)?;
+    apply(
+        &Schemas::default(),
+        Kind::User,
+        "self",
+        doc,
+        &ops(list),
+        &mut m,
+    )?;
     Ok(m)
 }
 
@@ -34,7 +42,14 @@ fn group_run(list: Value) -> Result<MemberChange, ScimError> {
     let mut doc = Map::new();
     doc.insert("displayName".into(), json!("G"));
     let mut m = MemberChange::default();
-    apply(Kind::Group, "g1", &mut doc, &ops(list), &mut m)?;
+    apply(
+        &Schemas::default(),
+        Kind::Group,
+        "g1",
+        &mut doc,
+        &ops(list),
+        &mut m,
+    )?;
     Ok(m)
 }
 

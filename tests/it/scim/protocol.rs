@@ -1095,6 +1095,7 @@ async fn queries_matching_too_many_resources_are_too_many() {
         metrics: env.shared.metrics.clone(),
         base: "http://x/scim/v2".into(),
         max_matches: 3,
+        schemas: Default::default(),
     };
     for i in 0..5 {
         scim.create(
