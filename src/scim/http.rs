@@ -264,11 +264,12 @@ async fn create(
     let projection = projection(&query_pairs(raw.as_deref()))?;
     let body = json_body(headers, body)?;
     let (res, version) = scim.create(tenant, kind, &body).await?;
-    let res = projection.apply(kind, res);
+    // Taken before the projection, which may leave `meta` out.
     let location = res["meta"]["location"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let res = projection.apply(kind, res);
     let mut resp = with_version(scim_json(&res), version);
     *resp.status_mut() = StatusCode::CREATED;
     if let Ok(v) = HeaderValue::from_str(&location) {

@@ -7,23 +7,6 @@ use serde_json::{Value, json};
 use crate::support::env::*;
 use crate::support::scim::*;
 
-macro_rules! scim_conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Db::Sqlite).await; }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Db::Postgres).await; }
-            )*
-        }
-    };
-}
-
 scim_conformance!(
     tokens_authenticate_tenants,
     discovery_describes_what_is_supported,
