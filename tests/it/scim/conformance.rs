@@ -163,7 +163,7 @@ async fn projection_shapes_post_put_and_patch_answers(db: Db) {
     let gid = r.body["id"].as_str().unwrap().to_owned();
     assert_eq!(
         member_ids(&c.get(&format!("/Groups/{gid}")).await.body),
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
     let r = c
         .put(
