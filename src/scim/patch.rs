@@ -2,7 +2,9 @@
 //! send: capitalised ops (Entra `Replace`), string booleans (`"False"`),
 //! path-less value objects with dotted or URN-qualified keys, `members`
 //! removal by value list or by `members[value eq "…"]`, `emails[type eq
-//! "work"].value` (an `add` creates the work email when missing).
+//! "work"].value` (an `add` creates the work email when missing), and
+//! Entra's `replace` with `null` (or `""` for a simple attribute), which
+//! removes the attribute.
 //!
 //! Group memberships never pass through the document: operations on
 //! `members` become a [`MemberChange`] that the store applies row by row,
