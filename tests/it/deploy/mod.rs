@@ -1,0 +1,3 @@
+//! Deploying it: the container image, the Kubernetes manifests and the host-proxy examples.
+
+mod docker;
