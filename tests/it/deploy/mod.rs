@@ -1,3 +1,4 @@
 //! Deploying it: the container image, the Kubernetes manifests and the host-proxy examples.
 
 mod docker;
+mod kubernetes;
