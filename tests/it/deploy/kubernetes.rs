@@ -316,7 +316,7 @@ fn real_secrets(pod: &Pod<'_>) -> BTreeMap<String, String> {
 /// The configuration without its `[forward_auth]` tables: what the
 /// forward-auth-less binary of today can load. The full file is checked by
 /// `standalone_forward_auth_config_loads`.
-fn without_forward_auth(text: &str) -> String {
+pub(super) fn without_forward_auth(text: &str) -> String {
     let mut out = String::new();
     let mut skipping = false;
     for line in text.lines() {
