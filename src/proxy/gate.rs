@@ -382,6 +382,14 @@ mod tests {
         );
     }
 
+    /// A label of `portcullis_requests_refused_total{reason}`: dashboards
+    /// and tests read it.
+    #[test]
+    fn upstream_conflicts_have_their_own_label() {
+        let a = Ambiguous::Upstream(crate::proxy::routes::UpstreamConflict);
+        assert_eq!(a.label(), "upstream_ambiguous");
+    }
+
     #[test]
     fn form_posts_count_as_browsers() {
         assert!(is_browser_form(true, Some("application/json")));

@@ -19,7 +19,13 @@ pub(super) fn upstreams(cfg: &Config, c: &mut Collector<'_>) {
         } else {
             "upstream".to_owned()
         };
-        super::unique_id(&u.name, format!("{at}.name"), &mut names, "upstream name", c);
+        super::unique_id(
+            &u.name,
+            format!("{at}.name"),
+            &mut names,
+            "upstream name",
+            c,
+        );
         one(&at, u, c);
         let named = cfg
             .routes
@@ -116,10 +122,11 @@ fn other_hosts_upstream(cfg: &Config, i: usize, r: &RouteConfig, c: &mut Collect
         .and_then(|d| cfg.upstreams().get(d))
         .map_or(DEFAULT_UPSTREAM, |u| u.name.as_str());
     let elsewhere = cfg.routes.iter().find_map(|o| {
-        let same_host = o.host.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(host));
-        o.upstream
-            .as_deref()
-            .filter(|u| same_host && *u != default)
+        let same_host = o
+            .host
+            .as_ref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(host));
+        o.upstream.as_deref().filter(|u| same_host && *u != default)
     });
     if let Some(other) = elsewhere {
         c.warn(

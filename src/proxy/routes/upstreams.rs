@@ -154,10 +154,7 @@ fn the_chosen_upstream_is_every_applied_route_s() {
             let req = t.requirement(&[host], &r);
             if let Ok(u) = chosen {
                 checked += 1;
-                assert!(
-                    req.routes().all(|m| upstream_of(m) == Some(u)),
-                    "{host}{p}"
-                );
+                assert!(req.routes().all(|m| upstream_of(m) == Some(u)), "{host}{p}");
             }
         }
     }
