@@ -917,3 +917,22 @@ fn upstream_warnings_name_what_no_request_reaches() {
         ]
     );
 }
+
+#[test]
+fn example_upstreams_section_is_valid_when_uncommented() {
+    let example = include_str!("../../config/portcullis.example.toml");
+    let start = example.find("# [[upstreams]]\n# name").unwrap();
+    let end = example.find("# The route table.").unwrap();
+    let uncommented: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").or(l.strip_prefix("#")).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!("{MINIMAL}\n{uncommented}\n");
+    let cfg = from_str(&text, "example", &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.warnings, []);
+    let names: Vec<&str> = cfg.upstreams().iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["default", "billing"]);
+    assert_eq!(cfg.default_upstream(), Some(0));
+    assert_eq!(cfg.routes[0].upstream.as_deref(), Some("billing"));
+}
