@@ -325,7 +325,7 @@ pub struct UpstreamConfig {
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
-            name: "default".into(),
+            name: super::upstreams::DEFAULT_UPSTREAM.into(),
             address: "127.0.0.1:3000".into(),
             tls: false,
             sni: None,
