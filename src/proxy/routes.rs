@@ -306,9 +306,10 @@ impl RouteTable {
             let u = route.map_or(self.default_upstream, |r| r.upstream);
             agree &= *chosen.get_or_insert(u) == u;
         });
+        // `chosen` is set: a path has at least one reading, a request at
+        // least one view.
         match chosen {
             Some(Some(u)) if agree => Ok(u),
-            None => self.default_upstream.ok_or(UpstreamConflict),
             _ => Err(UpstreamConflict),
         }
     }
