@@ -43,7 +43,8 @@ pub struct Metrics {
     pub login_refused: IntCounterVec,
     /// Requests refused before routing because their path or host stays
     /// ambiguous; `reason` is a closed set (`canon::Ambiguity::label`,
-    /// `host::HostError::label`, `path_encoded_separator`).
+    /// `host::HostError::label`, `path_encoded_separator`,
+    /// `upstream_ambiguous`).
     pub requests_refused: IntCounterVec,
     /// Seconds until a SAML connection's last trusted certificate expires.
     pub saml_cert_expiry: IntGaugeVec,

@@ -7,6 +7,7 @@ mod limits;
 mod load;
 mod schema;
 mod scim_extensions;
+mod upstreams;
 mod urls;
 mod validate;
 
@@ -23,6 +24,7 @@ pub use schema::*;
 pub use scim_extensions::{
     ScimAttributeConfig, ScimAttributeType, ScimExtensionConfig, ScimResource,
 };
+pub use upstreams::DEFAULT_UPSTREAM;
 pub use urls::PublicUrls;
 pub use validate::{
     MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, is_trustworthy_url, parse_nameserver,

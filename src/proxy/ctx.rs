@@ -32,6 +32,8 @@ pub struct Ctx {
     pub(super) status: Option<u16>,
     /// The access log's `outcome`.
     pub(super) outcome: OutcomeKind,
+    /// Index of the upstream the route table picked (`ProxyState::upstreams`).
+    pub(super) upstream: usize,
 }
 
 impl Ctx {
@@ -46,6 +48,7 @@ impl Ctx {
             principal: None,
             status: None,
             outcome: OutcomeKind::Forward,
+            upstream: 0,
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The proxy path: forwarding, the gate against every request shape, limits, TLS.
+//! The proxy path: forwarding, the gate against every request shape, limits, TLS,
+//! several upstreams.
 
 mod forwarding;
 mod gate;
 mod limits;
 mod tls;
+mod upstreams;

@@ -78,6 +78,10 @@ pub(crate) struct Options {
     /// More `[session]` keys, one per line; a `secure = ...` line here
     /// replaces the default `secure = false`.
     pub session_extra: String,
+    /// `[[upstreams]]` entries (name, address) instead of the `[upstream]`
+    /// table; the env then starts no app of its own (`TestEnv::app` is
+    /// `None`). `upstream_extra` goes into every entry.
+    pub upstreams: Vec<(&'static str, SocketAddr)>,
 }
 
 impl Default for Options {
@@ -92,6 +96,7 @@ impl Default for Options {
             factories: Default::default(),
             server_extra: String::new(),
             session_extra: String::new(),
+            upstreams: Vec::new(),
         }
     }
 }
@@ -174,9 +179,9 @@ impl TestEnv {
 
     pub(crate) async fn with(opts: Options) -> Self {
         let dir = private_tempdir().unwrap();
-        let (upstream, task, app) = match opts.upstream {
-            Some(a) => (a, None, None),
-            None => {
+        let (upstream, task, app) = match (opts.upstream, opts.upstreams.first()) {
+            (Some(a), _) | (None, Some(&(_, a))) => (a, None, None),
+            (None, None) => {
                 let (a, t, log) = start_counting_upstream().await;
                 (a, Some(t), Some(log))
             }
@@ -189,6 +194,23 @@ impl TestEnv {
             .store_url
             .unwrap_or_else(|| format!("sqlite://{}/store.db", dir.path().display()));
         let mut text = config_text(proxy, admin, upstream, &store, &opts.keys, &opts.extra);
+        if !opts.upstreams.is_empty() {
+            let entries: String = opts
+                .upstreams
+                .iter()
+                .map(|(name, addr)| {
+                    format!(
+                        "[[upstreams]]\nname = \"{name}\"\naddress = \"{addr}\"\n\
+                         connect_timeout_ms = 1000\nread_timeout_ms = 5000\n\n"
+                    )
+                })
+                .collect();
+            let table = format!(
+                "[upstream]\naddress = \"{upstream}\"\nconnect_timeout_ms = 1000\nread_timeout_ms = 5000\n"
+            );
+            assert!(text.contains(&table), "the [upstream] table moved");
+            text = text.replace(&table, &entries);
+        }
         if let Some((cert, key)) = &opts.listener_tls {
             text = text.replace(
                 &format!("address = \"{proxy}\"\n"),
