@@ -71,6 +71,7 @@ fn service(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Arc<Scim> {
         metrics,
         base: "http://127.0.0.1:8080/scim/v2".into(),
         max_matches: portcullis::scim::service::MAX_MATCHES,
+        schemas: Default::default(),
     })
 }
 

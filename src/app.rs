@@ -358,6 +358,7 @@ async fn build_state(
             metrics: metrics.clone(),
             base: generation.auth.urls.scim_base(&config.scim),
             max_matches: crate::scim::service::MAX_MATCHES,
+            schemas: crate::scim::schema::Schemas::new(&config.scim.extensions),
         };
         ScimMount {
             mount: Mount {

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::scim::filter;
-use portcullis::scim::schema::Kind;
+use portcullis::scim::schema::{Kind, Schemas};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
                 "meta": {"created": "2024-01-01T00:00:00Z"},
                 "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "x"}
             });
-            let _ = filter::eval(&f, &user, Kind::User);
+            let _ = filter::eval(&f, &user, &Schemas::default(), Kind::User);
             let _ = filter::indexed(&f, Kind::User);
             let _ = filter::indexed(&f, Kind::Group);
         }

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use portcullis::scim::patch::{self, MemberChange};
 use portcullis::scim::resource::{self, Mode};
-use portcullis::scim::schema::Kind;
+use portcullis::scim::schema::{Kind, Schemas};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(data) else { return };
@@ -27,9 +27,9 @@ fuzz_target!(|data: &[u8]| {
     ] {
         let serde_json::Value::Object(mut doc) = doc else { return };
         let mut members = MemberChange::default();
-        match patch::apply(kind, "self", &mut doc, &ops, &mut members) {
+        match patch::apply(&Schemas::default(), kind, "self", &mut doc, &ops, &mut members) {
             Ok(()) => {
-                if let Err(e) = resource::normalize(kind, &serde_json::Value::Object(doc), Mode::Patched) {
+                if let Err(e) = resource::normalize(&Schemas::default(), kind, &serde_json::Value::Object(doc), Mode::Patched) {
                     assert!(e.status.is_client_error());
                 }
             }

@@ -6,6 +6,7 @@ mod interpolate;
 mod limits;
 mod load;
 mod schema;
+mod scim_extensions;
 mod upstreams;
 mod urls;
 mod validate;
@@ -20,6 +21,9 @@ pub use interpolate::{InterpolateError, interpolate};
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};
 pub use load::{from_str, load};
 pub use schema::*;
+pub use scim_extensions::{
+    ScimAttributeConfig, ScimAttributeType, ScimExtensionConfig, ScimResource,
+};
 pub use upstreams::DEFAULT_UPSTREAM;
 pub use urls::PublicUrls;
 pub use validate::{

@@ -141,6 +141,8 @@ pub struct ScimConfig {
     pub max_operations: usize,
     /// Largest page of a list or search (`count` is capped to it).
     pub max_results: usize,
+    /// Custom schema extensions (`[[scim.extensions]]`).
+    pub extensions: Vec<super::ScimExtensionConfig>,
 }
 
 impl Default for ScimConfig {
@@ -151,6 +153,7 @@ impl Default for ScimConfig {
             max_payload_bytes: 1024 * 1024,
             max_operations: 100,
             max_results: 100,
+            extensions: Vec::new(),
         }
     }
 }

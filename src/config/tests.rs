@@ -736,6 +736,120 @@ fn store_encryption_key_is_required_and_validated() {
     assert_eq!(&keys[0], b"portcullis-test-store-key-000001");
 }
 
+/// `[[scim.extensions]]`: a good declaration loads; every mistake is
+/// reported at once with its file, line and key.
+#[test]
+fn scim_extensions_are_declared_and_validated() {
+    let good = format!(
+        "{MINIMAL}
+[[scim.extensions]]
+urn = \"urn:example:params:scim:schemas:extension:acme:2.0:User\"
+resource = \"User\"
+attributes = [{{ name = \"costCode\", required = true }}, {{ name = \"badges\", multi_valued = true }},
+  {{ name = \"clearance\", type = \"integer\" }}]
+"
+    );
+    let cfg = from_str(&good, "t.toml", &env).unwrap_or_else(|e| panic!("{e}"));
+    let ext = &cfg.scim.extensions[0];
+    assert_eq!(ext.resource, ScimResource::User);
+    assert_eq!(ext.attributes.len(), 3);
+    assert_eq!(ext.attributes[0].ty, ScimAttributeType::String);
+    assert!(ext.attributes[0].required && !ext.attributes[0].multi_valued);
+    assert!(ext.attributes[1].multi_valued);
+    assert_eq!(ext.attributes[2].ty, ScimAttributeType::Integer);
+
+    // MINIMAL is six lines: the first extension starts on line 8.
+    let bad = format!(
+        "{MINIMAL}
+[[scim.extensions]]
+urn = \"not a urn\"
+resource = \"User\"
+attributes = [{{ name = \"9lives\" }}, {{ name = \"a\" }}, {{ name = \"A\" }}, {{ name = \"schemas\" }}]
+
+[[scim.extensions]]
+urn = \"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User\"
+resource = \"User\"
+attributes = []
+
+[[scim.extensions]]
+urn = \"urn:ietf:params:scim:schemas:core:2.0:Device\"
+resource = \"Group\"
+attributes = [{{ name = \"x\" }}]
+
+[[scim.extensions]]
+urn = \"urn:example:a\"
+resource = \"Group\"
+attributes = [{{ name = \"x\" }}]
+
+[[scim.extensions]]
+urn = \"urn:example:a:b\"
+resource = \"User\"
+attributes = [{{ name = \"x\" }}]
+"
+    );
+    let errs = errors(&bad);
+    for (line, key) in [
+        (9, "scim.extensions[0].urn: must be a URN"),
+        (
+            11,
+            "scim.extensions[0].attributes[0].name: must start with a letter",
+        ),
+        (
+            11,
+            "scim.extensions[0].attributes[2].name: duplicate attribute",
+        ),
+        (
+            11,
+            "scim.extensions[0].attributes[3].name: `schemas` is reserved",
+        ),
+        (14, "scim.extensions[1].urn: clashes with a built-in schema"),
+        (
+            16,
+            "scim.extensions[1].attributes: declare at least one attribute",
+        ),
+        (
+            19,
+            "scim.extensions[2].urn: SCIM core schema and message URNs are reserved",
+        ),
+        (
+            29,
+            "scim.extensions[4].urn: clashes with scim.extensions[3]",
+        ),
+    ] {
+        let want = format!("t.toml:{line}: {key}");
+        assert!(
+            errs.iter().any(|e| e.starts_with(&want)),
+            "{want}\n{errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 8, "{errs:#?}");
+
+    // Serde's own refusals name the key too: an unknown type, resource or
+    // field (deny_unknown_fields).
+    for (text, key) in [
+        (
+            "attributes = [{ name = \"x\", type = \"decimal\" }]\nresource = \"User\"",
+            "scim.extensions[0].attributes[0].type",
+        ),
+        (
+            "attributes = [{ name = \"x\" }]\nresource = \"Device\"",
+            "scim.extensions[0].resource",
+        ),
+        (
+            "attributes = [{ name = \"x\", caseExact = true }]\nresource = \"User\"",
+            "scim.extensions[0].attributes[0].caseExact",
+        ),
+    ] {
+        let text = format!("{MINIMAL}\n[[scim.extensions]]\nurn = \"urn:example:x\"\n{text}\n");
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.toml:") && e.contains(key)),
+            "{key}: {errs:#?}"
+        );
+    }
+}
+
 /// `warnings` of a file that loads.
 fn warnings(text: &str) -> Vec<String> {
     match from_str(text, "t.toml", &env) {
@@ -935,4 +1049,22 @@ fn example_upstreams_section_is_valid_when_uncommented() {
     assert_eq!(names, ["default", "billing"]);
     assert_eq!(cfg.default_upstream(), Some(0));
     assert_eq!(cfg.routes[0].upstream.as_deref(), Some("billing"));
+}
+
+#[test]
+fn example_scim_extension_is_valid_when_uncommented() {
+    let example = include_str!("../../config/portcullis.example.toml");
+    let start = example.find("# [[scim.extensions]]").unwrap();
+    let end = example.find("# Slow and greedy clients.").unwrap();
+    let uncommented: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").or(l.strip_prefix("#")).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!("{MINIMAL}\n{uncommented}\n");
+    let cfg = from_str(&text, "example", &env).unwrap_or_else(|e| panic!("{e}"));
+    let ext = &cfg.scim.extensions[0];
+    assert_eq!(ext.resource, ScimResource::User);
+    let names: Vec<&str> = ext.attributes.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["costCode", "badges", "clearance"]);
 }

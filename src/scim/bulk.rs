@@ -236,10 +236,9 @@ async fn attempt(
                 }
             };
             if !savepoints && is_user_create(op, &ids) {
-                let Some(Ok(n)) = data
-                    .as_ref()
-                    .map(|d| resource::normalize(Kind::User, d, resource::Mode::Full))
-                else {
+                let Some(Ok(n)) = data.as_ref().map(|d| {
+                    resource::normalize(&scim.schemas, Kind::User, d, resource::Mode::Full)
+                }) else {
                     return Ok(None);
                 };
                 let id = uuid::Uuid::new_v4().to_string();
@@ -362,7 +361,7 @@ async fn one(
             if op.bulk_id.is_none() {
                 return Err(ScimError::invalid_syntax("POST needs a bulkId"));
             }
-            let n = resource::normalize(kind, &data()?, resource::Mode::Full)?;
+            let n = resource::normalize(&scim.schemas, kind, &data()?, resource::Mode::Full)?;
             let row = scim.create_in(tx, kind, n, emails).await?;
             Ok((
                 ok(201, Some(location(&row.id)), Some(row.version)),

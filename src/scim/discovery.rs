@@ -1,10 +1,16 @@
 //! `/ServiceProviderConfig`, `/Schemas`, `/ResourceTypes` (RFC 7644 §4),
-//! generated from the same attribute tables the server enforces, so they
-//! describe exactly what is supported.
+//! generated from the same attribute tables the server enforces (declared
+//! `[[scim.extensions]]` included), so they describe exactly what is
+//! supported.
+//!
+//! These endpoints take no query: RFC 7644 §4 has a `filter` on them
+//! answered with 403, so a client never takes a list it filtered for a
+//! list of matches; other parameters are ignored.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -17,7 +23,27 @@ const SPC: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 const RESOURCE_TYPE: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
 
-pub async fn service_provider_config(State(scim): State<Arc<Scim>>) -> Response {
+/// The 403 of RFC 7644 §4 when the query has a `filter`.
+fn refuse_filter(query: Option<&str>) -> Result<(), ScimError> {
+    let filtered = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(k, _)| k.eq_ignore_ascii_case("filter"));
+    if filtered {
+        return Err(ScimError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            "filter is not supported on discovery endpoints (RFC 7644 §4)",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn service_provider_config(
+    State(scim): State<Arc<Scim>>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    if let Err(e) = refuse_filter(q.as_deref()) {
+        return e.into_response();
+    }
     let c = &scim.config.scim;
     scim_json(&json!({
         "schemas": [SPC],
@@ -60,7 +86,7 @@ fn attr_json(a: &Attr) -> Value {
         "uniqueness": if a.unique { "server" } else { "none" },
     });
     if a.ty == Ty::Reference {
-        v["referenceTypes"] = json!(match a.name {
+        v["referenceTypes"] = json!(match a.name.as_ref() {
             "$ref" => vec!["User", "Group"],
             _ => vec!["external"],
         });
@@ -85,7 +111,7 @@ fn schema_json(scim: &Scim, id: &str, name: &str, description: &str, attrs: &[At
 }
 
 fn all_schemas(scim: &Scim) -> Vec<Value> {
-    vec![
+    let mut all = vec![
         schema_json(
             scim,
             schema::USER,
@@ -101,7 +127,20 @@ fn all_schemas(scim: &Scim) -> Vec<Value> {
             schema::ENTERPRISE_ATTRS,
         ),
         schema_json(scim, schema::GROUP, "Group", "Group", schema::GROUP_ATTRS),
-    ]
+    ];
+    for kind in [Kind::User, Kind::Group] {
+        for e in scim.schemas.extensions(kind) {
+            if e.urn == schema::ENTERPRISE {
+                continue;
+            }
+            // The URN's last part names it (`…:2.0:User` → `User`, as the
+            // enterprise extension is named after what it extends).
+            let name = e.urn.rsplit(':').next().unwrap_or(e.urn);
+            let description = format!("{} extension declared in [[scim.extensions]]", kind.name());
+            all.push(schema_json(scim, e.urn, name, &description, e.attrs));
+        }
+    }
+    all
 }
 
 /// Discovery lists are never paged: all of it, from 1.
@@ -109,11 +148,21 @@ fn list(items: Vec<Value>) -> Value {
     list_response(items.len(), 1, items)
 }
 
-pub async fn schemas(State(scim): State<Arc<Scim>>) -> Response {
+pub async fn schemas(State(scim): State<Arc<Scim>>, RawQuery(q): RawQuery) -> Response {
+    if let Err(e) = refuse_filter(q.as_deref()) {
+        return e.into_response();
+    }
     scim_json(&list(all_schemas(&scim)))
 }
 
-pub async fn schema(State(scim): State<Arc<Scim>>, Path(id): Path<String>) -> Response {
+pub async fn schema(
+    State(scim): State<Arc<Scim>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    if let Err(e) = refuse_filter(q.as_deref()) {
+        return e.into_response();
+    }
     match all_schemas(&scim).into_iter().find(|s| {
         s["id"]
             .as_str()
@@ -125,10 +174,10 @@ pub async fn schema(State(scim): State<Arc<Scim>>, Path(id): Path<String>) -> Re
 }
 
 fn resource_type_json(scim: &Scim, kind: Kind) -> Value {
-    let extensions: Vec<Value> = kind
-        .extensions()
-        .iter()
-        .map(|(urn, _)| json!({"schema": urn, "required": false}))
+    let extensions: Vec<Value> = scim
+        .schemas
+        .extensions(kind)
+        .map(|e| json!({"schema": e.urn, "required": false}))
         .collect();
     json!({
         "schemas": [RESOURCE_TYPE],
@@ -142,14 +191,24 @@ fn resource_type_json(scim: &Scim, kind: Kind) -> Value {
     })
 }
 
-pub async fn resource_types(State(scim): State<Arc<Scim>>) -> Response {
+pub async fn resource_types(State(scim): State<Arc<Scim>>, RawQuery(q): RawQuery) -> Response {
+    if let Err(e) = refuse_filter(q.as_deref()) {
+        return e.into_response();
+    }
     scim_json(&list(vec![
         resource_type_json(&scim, Kind::User),
         resource_type_json(&scim, Kind::Group),
     ]))
 }
 
-pub async fn resource_type(State(scim): State<Arc<Scim>>, Path(id): Path<String>) -> Response {
+pub async fn resource_type(
+    State(scim): State<Arc<Scim>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    if let Err(e) = refuse_filter(q.as_deref()) {
+        return e.into_response();
+    }
     let kind = match id.to_ascii_lowercase().as_str() {
         "user" => Kind::User,
         "group" => Kind::Group,

@@ -11,7 +11,7 @@ use chrono::DateTime;
 use serde_json::Value;
 
 use super::error::ScimError;
-use super::schema::{self, Attr, Kind, Ty};
+use super::schema::{self, Attr, Kind, Schemas, Ty};
 use super::wire::{get_ci, starts_with_ci};
 use crate::store::ScimIndex;
 
@@ -381,32 +381,22 @@ pub fn parse_value_filter(input: &str) -> Result<Filter, ScimError> {
 /// Where paths are resolved: a whole resource, or one value of a
 /// multi-valued complex attribute (inside `[ ]`).
 #[derive(Clone, Copy)]
-enum Scope {
-    Resource(Kind),
-    Element(&'static [Attr]),
+enum Scope<'s> {
+    Resource(&'s Schemas, Kind),
+    Element(&'s [Attr]),
 }
 
 /// The attribute values `path` selects, with the definition that decides
 /// case-exactness and type.
-fn resolve<'a>(
+fn resolve<'a, 's>(
     res: &'a Value,
-    scope: Scope,
+    scope: Scope<'s>,
     path: &AttrPath,
     raw: bool,
-) -> (Vec<&'a Value>, Option<&'static Attr>) {
+) -> (Vec<&'a Value>, Option<&'s Attr>) {
     let (container, def) = match scope {
         Scope::Element(subs) => (Some(res), schema::find(subs, &path.name)),
-        Scope::Resource(kind) => {
-            let ext = path
-                .urn
-                .as_deref()
-                .filter(|u| !u.eq_ignore_ascii_case(kind.core_urn()));
-            let container = match ext {
-                Some(u) => kind.extension(u).and_then(|(canon, _)| get_ci(res, canon)),
-                None => Some(res),
-            };
-            (container, kind.attr(path.urn.as_deref(), &path.name))
-        }
+        Scope::Resource(schemas, kind) => resource_attr(res, schemas, kind, path),
     };
     let Some(top) = container.and_then(|c| get_ci(c, &path.name)) else {
         return (Vec::new(), def);
@@ -440,6 +430,28 @@ fn resolve<'a>(
         }
         None => (items, def),
     }
+}
+
+/// Where a top-level path lives in a resource (itself, or an extension
+/// object the configuration serves) and its definition.
+fn resource_attr<'a, 's>(
+    res: &'a Value,
+    schemas: &'s Schemas,
+    kind: Kind,
+    path: &AttrPath,
+) -> (Option<&'a Value>, Option<&'s Attr>) {
+    let ext = path
+        .urn
+        .as_deref()
+        .filter(|u| !u.eq_ignore_ascii_case(kind.core_urn()));
+    let container = match ext {
+        Some(u) => schemas.extension(kind, u).and_then(|e| get_ci(res, e.urn)),
+        None => Some(res),
+    };
+    (
+        container,
+        schemas.attr(kind, path.urn.as_deref(), &path.name),
+    )
 }
 
 fn present(v: &Value) -> bool {
@@ -511,7 +523,7 @@ fn compare_one(v: &Value, op: Op, want: &CompValue, def: Option<&Attr>) -> bool 
     }
 }
 
-fn eval_in(f: &Filter, res: &Value, scope: Scope) -> bool {
+fn eval_in(f: &Filter, res: &Value, scope: Scope<'_>) -> bool {
     match f {
         Filter::And(a, b) => eval_in(a, res, scope) && eval_in(b, res, scope),
         Filter::Or(a, b) => eval_in(a, res, scope) || eval_in(b, res, scope),
@@ -527,7 +539,7 @@ fn eval_in(f: &Filter, res: &Value, scope: Scope) -> bool {
             }
         }
         Filter::ValuePath(p, inner) => {
-            let Scope::Resource(_) = scope else {
+            let Scope::Resource(..) = scope else {
                 return false;
             };
             let whole = AttrPath {
@@ -536,20 +548,10 @@ fn eval_in(f: &Filter, res: &Value, scope: Scope) -> bool {
                 sub: None,
             };
             let (container, def) = match scope {
-                Scope::Resource(kind) => {
-                    let ext = whole
-                        .urn
-                        .as_deref()
-                        .filter(|u| !u.eq_ignore_ascii_case(kind.core_urn()));
-                    let c = match ext {
-                        Some(u) => kind.extension(u).and_then(|(canon, _)| get_ci(res, canon)),
-                        None => Some(res),
-                    };
-                    (c, kind.attr(whole.urn.as_deref(), &whole.name))
-                }
+                Scope::Resource(schemas, kind) => resource_attr(res, schemas, kind, &whole),
                 Scope::Element(_) => (None, None),
             };
-            let subs: &'static [Attr] = def.map(|d| d.sub).unwrap_or(&[]);
+            let subs: &[Attr] = def.map(|d| d.sub).unwrap_or(&[]);
             match container.and_then(|c| get_ci(c, &whole.name)) {
                 Some(Value::Array(items)) => items
                     .iter()
@@ -562,13 +564,13 @@ fn eval_in(f: &Filter, res: &Value, scope: Scope) -> bool {
 }
 
 /// Whether the resource (rendered JSON, canonical names) matches.
-pub fn eval(f: &Filter, res: &Value, kind: Kind) -> bool {
-    eval_in(f, res, Scope::Resource(kind))
+pub fn eval(f: &Filter, res: &Value, schemas: &Schemas, kind: Kind) -> bool {
+    eval_in(f, res, Scope::Resource(schemas, kind))
 }
 
 /// Evaluates a value filter against one value of a multi-valued attribute
 /// (PATCH paths).
-pub fn eval_element(f: &Filter, item: &Value, subs: &'static [Attr]) -> bool {
+pub fn eval_element(f: &Filter, item: &Value, subs: &[Attr]) -> bool {
     eval_in(f, item, Scope::Element(subs))
 }
 

@@ -20,7 +20,7 @@ use super::query::ListQuery;
 use super::resource::Projection;
 use super::schema::{self, Kind};
 use super::service::Scim;
-use super::wire::{get_ci, json_body, object, scim_json, with_version};
+use super::wire::{etag_matches, get_ci, json_body, object, scim_json, with_version};
 
 /// The authenticated tenant.
 #[derive(Debug, Clone)]
@@ -250,13 +250,26 @@ async fn search(scim: &Scim, tenant: &str, kind: Kind, headers: &HeaderMap, body
     Ok(scim_json(&scim.list(tenant, kind, &q).await?))
 }
 
-async fn create(scim: &Scim, tenant: &str, kind: Kind, headers: &HeaderMap, body: &Bytes) -> Res {
+/// POST. `attributes`/`excludedAttributes` shape the answer as on a GET
+/// (RFC 7644 §3.9); they are read before the write, so a bad one changes
+/// nothing.
+async fn create(
+    scim: &Scim,
+    tenant: &str,
+    kind: Kind,
+    headers: &HeaderMap,
+    body: &Bytes,
+    raw: Option<String>,
+) -> Res {
+    let projection = projection(&query_pairs(raw.as_deref()))?;
     let body = json_body(headers, body)?;
     let (res, version) = scim.create(tenant, kind, &body).await?;
+    // Taken before the projection, which may leave `meta` out.
     let location = res["meta"]["location"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let res = projection.apply(kind, res);
     let mut resp = with_version(scim_json(&res), version);
     *resp.status_mut() = StatusCode::CREATED;
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -265,9 +278,28 @@ async fn create(scim: &Scim, tenant: &str, kind: Kind, headers: &HeaderMap, body
     Ok(resp)
 }
 
-async fn read(scim: &Scim, tenant: &str, kind: Kind, id: &str, raw: Option<String>) -> Res {
+/// GET by id. `If-None-Match` with the current ETag (weak comparison,
+/// RFC 7232 §2.3.2: `W/"3"` and `"3"` alike, or `*`) is a 304 without a
+/// body (RFC 7644 §3.14).
+async fn read(
+    scim: &Scim,
+    tenant: &str,
+    kind: Kind,
+    id: &str,
+    headers: &HeaderMap,
+    raw: Option<String>,
+) -> Res {
     let pairs = query_pairs(raw.as_deref());
     let (res, version) = scim.get(tenant, kind, id, &projection(&pairs)?).await?;
+    let none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    if etag_matches(none_match, version) {
+        return Ok(with_version(
+            StatusCode::NOT_MODIFIED.into_response(),
+            version,
+        ));
+    }
     Ok(with_version(scim_json(&res), version))
 }
 
@@ -275,6 +307,7 @@ fn if_match(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
 }
 
+/// PUT; the answer is shaped like a POST's.
 async fn replace(
     scim: &Scim,
     tenant: &str,
@@ -282,12 +315,17 @@ async fn replace(
     id: &str,
     headers: &HeaderMap,
     body: &Bytes,
+    raw: Option<String>,
 ) -> Res {
+    let projection = projection(&query_pairs(raw.as_deref()))?;
     let body = json_body(headers, body)?;
     let (res, version) = scim
         .replace(tenant, kind, id, &body, if_match(headers))
         .await?;
-    Ok(with_version(scim_json(&res), version))
+    Ok(with_version(
+        scim_json(&projection.apply(kind, res)),
+        version,
+    ))
 }
 
 async fn patch(
@@ -299,12 +337,12 @@ async fn patch(
     body: &Bytes,
     raw: Option<String>,
 ) -> Res {
+    let projection = projection(&query_pairs(raw.as_deref()))?;
     let body = json_body(headers, body)?;
     let row = scim
         .patch(tenant, kind, id, &body, if_match(headers))
         .await?;
-    let pairs = query_pairs(raw.as_deref());
-    let res = scim.render(kind, &row, &projection(&pairs)?).await?;
+    let res = scim.render(kind, &row, &projection).await?;
     Ok(with_version(scim_json(&res), row.version))
 }
 
@@ -333,27 +371,30 @@ macro_rules! handlers {
         async fn $create(
             State(s): State<Arc<Scim>>,
             Extension(t): Extension<Tenant>,
+            RawQuery(q): RawQuery,
             h: HeaderMap,
             b: Bytes,
         ) -> Res {
-            create(&s, &t.0, $kind, &h, &b).await
+            create(&s, &t.0, $kind, &h, &b, q).await
         }
         async fn $get(
             State(s): State<Arc<Scim>>,
             Extension(t): Extension<Tenant>,
             Path(id): Path<String>,
             RawQuery(q): RawQuery,
+            h: HeaderMap,
         ) -> Res {
-            read(&s, &t.0, $kind, &id, q).await
+            read(&s, &t.0, $kind, &id, &h, q).await
         }
         async fn $put(
             State(s): State<Arc<Scim>>,
             Extension(t): Extension<Tenant>,
             Path(id): Path<String>,
+            RawQuery(q): RawQuery,
             h: HeaderMap,
             b: Bytes,
         ) -> Res {
-            replace(&s, &t.0, $kind, &id, &h, &b).await
+            replace(&s, &t.0, $kind, &id, &h, &b, q).await
         }
         async fn $patch(
             State(s): State<Arc<Scim>>,

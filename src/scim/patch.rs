@@ -2,7 +2,9 @@
 //! send: capitalised ops (Entra `Replace`), string booleans (`"False"`),
 //! path-less value objects with dotted or URN-qualified keys, `members`
 //! removal by value list or by `members[value eq "…"]`, `emails[type eq
-//! "work"].value` (an `add` creates the work email when missing).
+//! "work"].value` (an `add` creates the work email when missing), and
+//! Entra's `replace` with `null` (or `""` for a simple attribute), which
+//! removes the attribute.
 //!
 //! Group memberships never pass through the document: operations on
 //! `members` become a [`MemberChange`] that the store applies row by row,
@@ -20,8 +22,8 @@ use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
 use super::filter::{self, CompValue, Filter, Op, parse_attr_path};
-use super::resource::{member_refs, normalize_value};
-use super::schema::{self, Attr, Kind, Mutability};
+use super::resource::{member_refs, normalize_element, normalize_value};
+use super::schema::{self, Attr, Extension, Kind, Mutability, Schemas, Ty};
 use super::wire::{self, get_ci};
 
 /// Most operations in one PATCH request.
@@ -112,27 +114,31 @@ pub fn parse_request(body: &Value) -> Result<Vec<Operation>, ScimError> {
                 Some(Value::String(s)) => Some(s.trim().to_owned()),
                 Some(_) => return Err(ScimError::invalid_path("`path` must be a string")),
             };
-            let value = get_ci(o, "value").filter(|v| !v.is_null()).cloned();
+            // A `null` value is kept for `replace` only, where it means
+            // "remove" (Entra clears attributes that way).
+            let value = get_ci(o, "value")
+                .filter(|v| op == OpKind::Replace || !v.is_null())
+                .cloned();
             Ok(Operation { op, path, value })
         })
         .collect()
 }
 
 /// A resolved PATCH path.
-enum Target {
+enum Target<'s> {
     /// A whole extension object (`urn:…:enterprise:2.0:User`).
-    Extension(&'static str, &'static [Attr]),
+    Extension(Extension<'s>),
     Attr {
-        ext: Option<&'static str>,
-        def: &'static Attr,
+        ext: Option<&'s str>,
+        def: &'s Attr,
         filter: Option<Filter>,
-        sub: Option<&'static Attr>,
+        sub: Option<&'s Attr>,
     },
 }
 
-fn parse_path(kind: Kind, text: &str) -> Result<Target, ScimError> {
-    if let Some((canon, attrs)) = kind.extension(text) {
-        return Ok(Target::Extension(canon, attrs));
+fn parse_path<'s>(schemas: &'s Schemas, kind: Kind, text: &str) -> Result<Target<'s>, ScimError> {
+    if let Some(e) = schemas.extension(kind, text) {
+        return Ok(Target::Extension(e));
     }
     let (head, filter, after) = match text.find('[') {
         Some(open) => {
@@ -150,13 +156,14 @@ fn parse_path(kind: Kind, text: &str) -> Result<Target, ScimError> {
         None => None,
         Some(u) if u.eq_ignore_ascii_case(kind.core_urn()) => None,
         Some(u) => Some(
-            kind.extension(u)
+            schemas
+                .extension(kind, u)
                 .ok_or_else(|| ScimError::invalid_path("unknown schema in path"))?
-                .0,
+                .urn,
         ),
     };
-    let def = kind
-        .attr(ext, &p.name)
+    let def = schemas
+        .attr(kind, ext, &p.name)
         .ok_or_else(|| ScimError::invalid_path("unknown attribute in path"))?;
     let after_sub = match after {
         "" => None,
@@ -193,6 +200,7 @@ fn parse_path(kind: Kind, text: &str) -> Result<Target, ScimError> {
 /// membership edits. On error nothing of the request may be kept: the
 /// caller discards `doc`.
 pub fn apply(
+    schemas: &Schemas,
     kind: Kind,
     self_id: &str,
     doc: &mut Map<String, Value>,
@@ -201,7 +209,7 @@ pub fn apply(
 ) -> Result<(), ScimError> {
     for op in ops {
         match &op.path {
-            Some(path) => apply_path(kind, doc, op.op, path, op.value.as_ref(), members)?,
+            Some(path) => apply_path(schemas, kind, doc, op.op, path, op.value.as_ref(), members)?,
             None => {
                 if op.op == OpKind::Remove {
                     return Err(ScimError::no_target("remove needs a path"));
@@ -225,21 +233,21 @@ pub fn apply(
                         }
                         continue;
                     }
-                    if let Some((canon, _)) = kind.extension(key)
+                    if let Some(ext) = schemas.extension(kind, key)
                         && let Value::Object(inner) = v
                     {
                         for (k2, v2) in inner {
-                            let p = format!("{canon}:{k2}");
-                            apply_path(kind, doc, op.op, &p, Some(v2), members)?;
+                            let p = format!("{}:{k2}", ext.urn);
+                            apply_path(schemas, kind, doc, op.op, &p, Some(v2), members)?;
                         }
                         continue;
                     }
-                    if let Ok(Target::Attr { def, .. }) = parse_path(kind, key)
+                    if let Ok(Target::Attr { def, .. }) = parse_path(schemas, kind, key)
                         && def.mutability == Mutability::ReadOnly
                     {
                         continue;
                     }
-                    apply_path(kind, doc, op.op, key, Some(v), members)?;
+                    apply_path(schemas, kind, doc, op.op, key, Some(v), members)?;
                 }
             }
         }
@@ -253,7 +261,7 @@ fn need(value: Option<&Value>) -> Result<&Value, ScimError> {
 
 fn container<'a>(
     doc: &'a mut Map<String, Value>,
-    ext: Option<&'static str>,
+    ext: Option<&str>,
     create: bool,
 ) -> Option<&'a mut Map<String, Value>> {
     match ext {
@@ -308,7 +316,7 @@ fn member_ids_of(f: &Filter, out: &mut Vec<String>) -> Result<(), ScimError> {
 fn apply_members(
     op: OpKind,
     filter: Option<&Filter>,
-    sub: Option<&'static Attr>,
+    sub: Option<&Attr>,
     value: Option<&Value>,
     members: &mut MemberChange,
 ) -> Result<(), ScimError> {
@@ -350,9 +358,9 @@ fn apply_members(
 /// sub-attribute (`.value`).
 #[derive(Clone, Copy)]
 struct Place<'a> {
-    def: &'static Attr,
+    def: &'a Attr,
     filter: Option<&'a Filter>,
-    sub: Option<&'static Attr>,
+    sub: Option<&'a Attr>,
 }
 
 /// One operation with a path. It resolves what the path names (an
@@ -362,6 +370,7 @@ struct Place<'a> {
 /// missing filtered value, replace of a missing one is `noTarget`, remove
 /// takes a value list), so each reads as its own RFC paragraph.
 fn apply_path(
+    schemas: &Schemas,
     kind: Kind,
     doc: &mut Map<String, Value>,
     op: OpKind,
@@ -369,9 +378,17 @@ fn apply_path(
     value: Option<&Value>,
     members: &mut MemberChange,
 ) -> Result<(), ScimError> {
-    let (ext, def, filter, sub) = match parse_path(kind, path)? {
-        Target::Extension(urn, attrs) => {
-            return apply_extension(doc, op, urn, attrs, value);
+    let target = parse_path(schemas, kind, path)?;
+    // Entra clears an attribute with `replace` and a `null` value, or an
+    // empty string for a simple one: that is a `remove` of the same path.
+    let (op, value) = if op == OpKind::Replace && clears(&target, value) {
+        (OpKind::Remove, None)
+    } else {
+        (op, value)
+    };
+    let (ext, def, filter, sub) = match target {
+        Target::Extension(e) => {
+            return apply_extension(doc, op, e, value);
         }
         Target::Attr {
             ext,
@@ -399,15 +416,32 @@ fn apply_path(
         OpKind::Replace => replace(c, at, value)?,
         OpKind::Remove => remove(c, at, value)?,
     }
-    tidy(doc, ext, def.name);
+    tidy(doc, ext, &def.name);
     Ok(())
+}
+
+/// Whether a `replace` value clears its target: `null`, or `""` when the
+/// target (the sub-attribute, if the path names one) is a simple
+/// single-valued attribute.
+fn clears(target: &Target<'_>, value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Null) => true,
+        Some(Value::String(s)) if s.is_empty() => match target {
+            Target::Extension(_) => false,
+            Target::Attr { def, sub, .. } => {
+                let t = sub.unwrap_or(def);
+                !t.multi && t.sub.is_empty() && t.ty != Ty::Complex
+            }
+        },
+        _ => false,
+    }
 }
 
 /// Whether an operation on `def` is kept in the document. Read-only
 /// attributes and removing a required one whole are refused (`mutability`);
 /// write-only ones (`password`, which Okta sends) are accepted and dropped,
 /// never stored.
-fn stored(def: &'static Attr, op: OpKind, whole: bool) -> Result<bool, ScimError> {
+fn stored(def: &Attr, op: OpKind, whole: bool) -> Result<bool, ScimError> {
     if def.mutability == Mutability::ReadOnly {
         return Err(ScimError::mutability(format!(
             "`{}` is read-only",
@@ -431,7 +465,7 @@ fn stored(def: &'static Attr, op: OpKind, whole: bool) -> Result<bool, ScimError
 /// filtered path that matches nothing it creates the element the filter
 /// describes (Entra's `emails[type eq "work"].value` for a new user).
 fn add(c: &mut Map<String, Value>, at: Place<'_>, value: Option<&Value>) -> Result<(), ScimError> {
-    let name = at.def.name;
+    let name = at.def.name.as_ref();
     match (at.filter, at.sub) {
         (None, None) => {
             let Some(new) = normalize_value(at.def, need(value)?)? else {
@@ -471,7 +505,7 @@ fn replace(
     at: Place<'_>,
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
-    let name = at.def.name;
+    let name = at.def.name.as_ref();
     match (at.filter, at.sub) {
         (None, None) => match normalize_value(at.def, need(value)?)? {
             None => {
@@ -504,7 +538,7 @@ fn remove(
     at: Place<'_>,
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
-    let name = at.def.name;
+    let name = at.def.name.as_ref();
     match (at.filter, at.sub) {
         (None, None) => match (value, c.get_mut(name)) {
             (Some(v), Some(Value::Array(items))) if at.def.multi => {
@@ -518,7 +552,7 @@ fn remove(
                 c.remove(name);
             }
         },
-        (None, Some(sdef)) => set_sub_everywhere(c, name, sdef.name, None),
+        (None, Some(sdef)) => set_sub_everywhere(c, name, &sdef.name, None),
         (Some(f), sub) => {
             let mut items = take_items(c, name);
             let hits = hits(&items, f, at.def);
@@ -533,7 +567,7 @@ fn remove(
                 }
                 Some(sdef) => {
                     for &i in &hits {
-                        set_sub(&mut items[i], sdef.name, None);
+                        set_sub(&mut items[i], &sdef.name, None);
                     }
                 }
             }
@@ -546,26 +580,24 @@ fn remove(
 /// Sets sub-attribute `sdef` for add and replace: in the value, or in
 /// every value of a multi-valued attribute (a path without a filter names
 /// them all); an absent attribute is created holding just that.
-fn write_sub(
-    c: &mut Map<String, Value>,
-    def: &'static Attr,
-    sdef: &'static Attr,
-    v: Option<Value>,
-) {
-    if matches!(c.get(def.name), Some(Value::Array(_) | Value::Object(_))) {
-        set_sub_everywhere(c, def.name, sdef.name, v);
+fn write_sub(c: &mut Map<String, Value>, def: &Attr, sdef: &Attr, v: Option<Value>) {
+    if matches!(
+        c.get(def.name.as_ref()),
+        Some(Value::Array(_) | Value::Object(_))
+    ) {
+        set_sub_everywhere(c, &def.name, &sdef.name, v);
         return;
     }
     let mut o = Map::new();
     if let Some(v) = v {
-        o.insert(sdef.name.to_owned(), v);
+        o.insert(sdef.name.to_string(), v);
     }
     let v = if def.multi {
         json!([o])
     } else {
         Value::Object(o)
     };
-    c.insert(def.name.to_owned(), v);
+    c.insert(def.name.to_string(), v);
 }
 
 /// Sets (`Some`) or removes (`None`) `sub` in attribute `name`'s value, or
@@ -599,7 +631,7 @@ fn select(
     value: Option<&Value>,
 ) -> Result<Selection, ScimError> {
     let value = element_value(at, value)?;
-    let items = take_items(c, at.def.name);
+    let items = take_items(c, &at.def.name);
     let hits = hits(&items, f, at.def);
     Ok(Selection { items, hits, value })
 }
@@ -607,13 +639,13 @@ fn select(
 /// Sets the attribute to `new`; a single complex value is merged into the
 /// one there, since replacing part of a complex attribute keeps the rest
 /// (RFC 7644 §3.5.2.3) and adding to one adds sub-attributes.
-fn set_value(c: &mut Map<String, Value>, def: &'static Attr, new: Value) {
-    match (c.get_mut(def.name), new) {
+fn set_value(c: &mut Map<String, Value>, def: &Attr, new: Value) {
+    match (c.get_mut(def.name.as_ref()), new) {
         (Some(Value::Object(old)), Value::Object(new)) if !def.multi => {
             old.extend(new);
         }
         (_, new) => {
-            c.insert(def.name.to_owned(), new);
+            c.insert(def.name.to_string(), new);
         }
     }
 }
@@ -625,10 +657,15 @@ fn element_value(at: Place<'_>, value: Option<&Value>) -> Result<Option<Value>, 
     if let Some(sdef) = at.sub {
         return normalize_value(sdef, need(value)?);
     }
-    match normalize_value(at.def, need(value)?)? {
-        Some(Value::Array(mut a)) if a.len() == 1 => Ok(a.pop()),
-        Some(Value::Array(_)) => Err(ScimError::invalid_value("a filtered path takes one value")),
-        other => Ok(other),
+    match need(value)? {
+        list @ Value::Array(_) => match normalize_value(at.def, list)? {
+            Some(Value::Array(mut a)) if a.len() == 1 => Ok(a.pop()),
+            Some(Value::Array(_)) => {
+                Err(ScimError::invalid_value("a filtered path takes one value"))
+            }
+            other => Ok(other),
+        },
+        one => normalize_element(at.def, one),
     }
 }
 
@@ -652,7 +689,7 @@ fn put_items(c: &mut Map<String, Value>, name: &str, items: Vec<Value>) {
 
 /// Positions of the values a value filter selects, decided before any is
 /// changed so an edit can't change which values match.
-fn hits(items: &[Value], f: &Filter, def: &'static Attr) -> Vec<usize> {
+fn hits(items: &[Value], f: &Filter, def: &Attr) -> Vec<usize> {
     items
         .iter()
         .enumerate()
@@ -663,10 +700,10 @@ fn hits(items: &[Value], f: &Filter, def: &'static Attr) -> Vec<usize> {
 
 /// Writes `v` into each selected value: a sub-attribute, the members of an
 /// object value, or the whole value.
-fn update_hits(items: &mut [Value], hits: &[usize], sub: Option<&'static Attr>, v: &Option<Value>) {
+fn update_hits(items: &mut [Value], hits: &[usize], sub: Option<&Attr>, v: &Option<Value>) {
     for &i in hits {
         match (sub, v) {
-            (Some(sdef), v) => set_sub(&mut items[i], sdef.name, v.clone()),
+            (Some(sdef), v) => set_sub(&mut items[i], &sdef.name, v.clone()),
             (None, Some(Value::Object(v))) => {
                 if let Value::Object(item) = &mut items[i] {
                     item.extend(v.clone());
@@ -686,7 +723,7 @@ fn seeded(f: &Filter, at: Place<'_>, v: Option<Value>) -> Result<Option<Value>, 
     seed(f, &mut o);
     match (at.sub, v) {
         (Some(sdef), Some(v)) => {
-            o.insert(sdef.name.to_owned(), v);
+            o.insert(sdef.name.to_string(), v);
         }
         (None, Some(Value::Object(v))) => o.extend(v),
         _ => {}
@@ -698,7 +735,7 @@ fn seeded(f: &Filter, at: Place<'_>, v: Option<Value>) -> Result<Option<Value>, 
 /// No empty leftovers after an operation: `[]`, `{}`, an empty extension.
 /// RFC 7643 §2.5 holds an empty value and an unassigned one to be the same
 /// state, so the document keeps one form of it: absent.
-fn tidy(doc: &mut Map<String, Value>, ext: Option<&'static str>, name: &str) {
+fn tidy(doc: &mut Map<String, Value>, ext: Option<&str>, name: &str) {
     if let Some(c) = container(doc, ext, false) {
         let empty = match c.get(name) {
             Some(Value::Array(a)) => a.is_empty(),
@@ -722,8 +759,7 @@ fn tidy(doc: &mut Map<String, Value>, ext: Option<&'static str>, name: &str) {
 fn apply_extension(
     doc: &mut Map<String, Value>,
     op: OpKind,
-    urn: &'static str,
-    attrs: &'static [Attr],
+    Extension { urn, attrs }: Extension<'_>,
     value: Option<&Value>,
 ) -> Result<(), ScimError> {
     if op == OpKind::Remove {
@@ -750,14 +786,14 @@ fn apply_extension(
         let def = schema::find(attrs, k)
             .ok_or_else(|| ScimError::invalid_path("unknown attribute in extension"))?;
         match normalize_value(def, v)? {
-            Some(n) => match (ext.get_mut(def.name), n) {
+            Some(n) => match (ext.get_mut(def.name.as_ref()), n) {
                 (Some(Value::Object(old)), Value::Object(new)) => old.extend(new),
                 (_, n) => {
-                    ext.insert(def.name.to_owned(), n);
+                    ext.insert(def.name.to_string(), n);
                 }
             },
             None => {
-                ext.remove(def.name);
+                ext.remove(def.name.as_ref());
             }
         }
     }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::error::ScimError;
 use super::filter::{self, AttrPath, Filter};
 use super::resource::{self, Projection};
-use super::schema::Kind;
+use super::schema::{Kind, Schemas};
 use super::service::{Scim, not_found};
 use super::wire::{get_ci, list_response};
 use crate::store::{ScimMember, ScimRow};
@@ -138,7 +138,7 @@ impl Scim {
             _ => {
                 let mut matched = self.matching(tenant, kind, filter.as_ref()).await?;
                 if let Some(path) = &sort {
-                    sort_matched(&mut matched, kind, path, q.descending);
+                    sort_matched(&mut matched, &self.schemas, kind, path, q.descending);
                 }
                 let total = matched.len() as i64;
                 (total, page.cut(matched).map(|(r, _)| r).collect())
@@ -199,7 +199,7 @@ impl Scim {
                 members.as_deref(),
                 groups.as_deref(),
             );
-            if filter.is_none_or(|f| filter::eval(f, &res, kind)) {
+            if filter.is_none_or(|f| filter::eval(f, &res, &self.schemas, kind)) {
                 if out.len() >= limit {
                     return Err(ScimError::bad(
                         "tooMany",
@@ -273,8 +273,14 @@ impl Scim {
 
 /// Orders matches by `sortBy`. Resources without the attribute go last in
 /// either direction, so a first page starts with resources that have it.
-fn sort_matched(matched: &mut [Matched], kind: Kind, path: &AttrPath, descending: bool) {
-    let key = |r: &Matched| sort_key(&r.1, kind, path);
+fn sort_matched(
+    matched: &mut [Matched],
+    schemas: &Schemas,
+    kind: Kind,
+    path: &AttrPath,
+    descending: bool,
+) {
+    let key = |r: &Matched| sort_key(&r.1, schemas, kind, path);
     matched.sort_by(|a, b| match (key(a), key(b)) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Greater,
@@ -286,13 +292,13 @@ fn sort_matched(matched: &mut [Matched], kind: Kind, path: &AttrPath, descending
 
 /// The value resources are ordered by: the first value `path` selects,
 /// case-folded unless the attribute is case-exact.
-fn sort_key(res: &Value, kind: Kind, path: &AttrPath) -> Option<String> {
+fn sort_key(res: &Value, schemas: &Schemas, kind: Kind, path: &AttrPath) -> Option<String> {
     let container = match path
         .urn
         .as_deref()
         .filter(|u| !u.eq_ignore_ascii_case(kind.core_urn()))
     {
-        Some(u) => get_ci(res, kind.extension(u)?.0)?,
+        Some(u) => get_ci(res, schemas.extension(kind, u)?.urn)?,
         None => res,
     };
     let mut v = get_ci(container, &path.name)?;
@@ -307,8 +313,8 @@ fn sort_key(res: &Value, kind: Kind, path: &AttrPath) -> Option<String> {
     } else if v.is_object() {
         v = get_ci(v, "value")?;
     }
-    let exact = kind
-        .attr(path.urn.as_deref(), &path.name)
+    let exact = schemas
+        .attr(kind, path.urn.as_deref(), &path.name)
         .is_some_and(|d| d.case_exact);
     match v {
         Value::String(s) if exact => Some(s.clone()),

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
 use super::filter::{AttrPath, parse_attr_path};
-use super::schema::{self, Attr, Kind, Mutability, Ty};
+use super::schema::{self, Attr, Extension, Kind, Mutability, Schemas, Ty};
 use super::wire::{self, clip, etag, get_ci, key_ci, starts_with_ci, timestamp};
 use crate::store::{ScimLogin, ScimMember, ScimRow};
 
@@ -39,15 +39,25 @@ pub struct MemberRef {
     pub id: String,
 }
 
-/// Coerces one value to the attribute's type; `None` for null/empty.
-pub fn normalize_value(def: &'static Attr, v: &Value) -> Result<Option<Value>, ScimError> {
+/// Coerces one value to the attribute's type; `None` for null/empty. A
+/// multi-valued attribute takes a list (RFC 7643 §2.4); a bare string,
+/// number or boolean for it is `invalidSyntax`, while a single object of a
+/// multi-valued complex attribute counts as a list of one (PATCH clients
+/// send `"value": {"value": …}`).
+pub fn normalize_value(def: &Attr, v: &Value) -> Result<Option<Value>, ScimError> {
     if v.is_null() {
         return Ok(None);
     }
     if def.multi {
         let items: Vec<&Value> = match v {
             Value::Array(a) => a.iter().collect(),
-            other => vec![other],
+            Value::Object(_) if !def.sub.is_empty() => vec![v],
+            _ => {
+                return Err(ScimError::invalid_syntax(format!(
+                    "`{}` is multi-valued: send a list of values",
+                    def.name
+                )));
+            }
         };
         if items.len() > MAX_VALUES {
             return Err(ScimError::invalid_value(format!(
@@ -57,12 +67,7 @@ pub fn normalize_value(def: &'static Attr, v: &Value) -> Result<Option<Value>, S
         }
         let mut out = Vec::new();
         for item in items {
-            // A bare string in a multi-valued complex attribute is its value.
-            let item = match item {
-                Value::String(s) if !def.sub.is_empty() => json!({"value": s}),
-                other => other.clone(),
-            };
-            if let Some(n) = normalize_single(def, &item)? {
+            if let Some(n) = normalize_element(def, item)? {
                 out.push(n);
             }
         }
@@ -71,7 +76,17 @@ pub fn normalize_value(def: &'static Attr, v: &Value) -> Result<Option<Value>, S
     normalize_single(def, v)
 }
 
-fn normalize_single(def: &'static Attr, v: &Value) -> Result<Option<Value>, ScimError> {
+/// One value of a multi-valued attribute (an item of its list, or what a
+/// filtered PATCH path writes). A bare string in a multi-valued complex
+/// attribute is its `value` (`"emails": ["a@acme.com"]`).
+pub fn normalize_element(def: &Attr, item: &Value) -> Result<Option<Value>, ScimError> {
+    match item {
+        Value::String(s) if !def.sub.is_empty() => normalize_single(def, &json!({"value": s})),
+        other => normalize_single(def, other),
+    }
+}
+
+fn normalize_single(def: &Attr, v: &Value) -> Result<Option<Value>, ScimError> {
     if v.is_null() {
         return Ok(None);
     }
@@ -92,7 +107,7 @@ fn normalize_single(def: &'static Attr, v: &Value) -> Result<Option<Value>, Scim
                 )));
             };
             if let Some(n) = normalize_single(sdef, sv)? {
-                out.insert(sdef.name.to_owned(), n);
+                out.insert(sdef.name.to_string(), n);
             }
         }
         return Ok((!out.is_empty()).then_some(Value::Object(out)));
@@ -148,7 +163,12 @@ fn strip_core(kind: Kind, key: &str) -> Option<&str> {
 }
 
 /// Request body → document.
-pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, ScimError> {
+pub fn normalize(
+    schemas: &Schemas,
+    kind: Kind,
+    body: &Value,
+    mode: Mode,
+) -> Result<Normalized, ScimError> {
     let obj = wire::object(body)?;
     let declared: Vec<String> = match get_ci(body, "schemas") {
         Some(Value::Array(a)) => a
@@ -184,7 +204,7 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
         }
         let key = strip_core(kind, key).unwrap_or(key);
         if starts_with_ci(key, "urn:") {
-            if let Some((canon, attrs)) = kind.extension(key) {
+            if let Some(Extension { urn: canon, attrs }) = schemas.extension(kind, key) {
                 let Value::Object(ext) = v else {
                     return Err(ScimError::invalid_syntax(format!(
                         "`{canon}` must be an object"
@@ -205,10 +225,19 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
                         continue;
                     }
                     if let Some(n) = normalize_value(def, ev)? {
-                        eout.insert(def.name.to_owned(), n);
+                        eout.insert(def.name.to_string(), n);
                     }
                 }
                 if !eout.is_empty() {
+                    if let Some(missing) = attrs
+                        .iter()
+                        .find(|d| d.required && !eout.contains_key(d.name.as_ref()))
+                    {
+                        return Err(ScimError::invalid_value(format!(
+                            "`{canon}:{}` is required",
+                            missing.name
+                        )));
+                    }
                     out.doc.insert(canon.to_owned(), Value::Object(eout));
                 }
                 continue;
@@ -219,7 +248,7 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
             tracing::debug!(extension = %clip(key), "unsupported SCIM schema extension ignored");
             continue;
         }
-        let Some(def) = kind.attr(None, key) else {
+        let Some(def) = schemas.attr(kind, None, key) else {
             return Err(ScimError::invalid_syntax(format!(
                 "unknown attribute `{}`",
                 clip(key)
@@ -235,7 +264,7 @@ pub fn normalize(kind: Kind, body: &Value, mode: Mode) -> Result<Normalized, Sci
             continue;
         }
         if let Some(n) = normalize_value(def, v)? {
-            out.doc.insert(def.name.to_owned(), n);
+            out.doc.insert(def.name.to_string(), n);
         }
     }
     let required = match kind {
@@ -258,7 +287,12 @@ pub fn member_refs(v: &Value) -> Result<Vec<MemberRef>, ScimError> {
     let items: Vec<&Value> = match v {
         Value::Array(a) => a.iter().collect(),
         Value::Null => Vec::new(),
-        other => vec![other],
+        one @ Value::Object(_) => vec![one],
+        _ => {
+            return Err(ScimError::invalid_syntax(
+                "`members` is multi-valued: send a list of values",
+            ));
+        }
     };
     items
         .into_iter()
@@ -279,6 +313,79 @@ pub fn member_refs(v: &Value) -> Result<Vec<MemberRef>, ScimError> {
             }
         })
         .collect()
+}
+
+/// At most one `primary: true` per multi-valued attribute (RFC 7643
+/// §2.4), whatever a write sent. When several remain, the newly primary
+/// one wins — one that was not the primary value in `before` (the last
+/// such, in list order; the last of all when none is new) — and the others
+/// become `primary: false`. So an IdP that marks a new address primary
+/// without demoting the old one gets what it meant.
+pub fn one_primary(doc: &mut Map<String, Value>, before: Option<&Map<String, Value>>) {
+    let keys: Vec<String> = doc.keys().cloned().collect();
+    for key in keys {
+        let was = before.and_then(|b| b.get(&key));
+        match doc.get_mut(&key) {
+            Some(Value::Array(items)) => demote_extra_primaries(items, was),
+            Some(Value::Object(ext)) if starts_with_ci(&key, "urn:") => {
+                for (name, v) in ext.iter_mut() {
+                    if let Value::Array(items) = v {
+                        let was = was.and_then(|w| w.get(name));
+                        demote_extra_primaries(items, was);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn demote_extra_primaries(items: &mut [Value], before: Option<&Value>) {
+    let is_primary = |v: &Value| v.get("primary") == Some(&Value::Bool(true));
+    let primaries: Vec<usize> = (0..items.len())
+        .filter(|&i| is_primary(&items[i]))
+        .collect();
+    if primaries.len() < 2 {
+        return;
+    }
+    let old: Vec<&Value> = before
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter(|v| is_primary(v)).collect())
+        .unwrap_or_default();
+    let winner = primaries
+        .iter()
+        .rev()
+        .find(|&&i| !old.iter().any(|o| same_element(&items[i], o)))
+        .or(primaries.last())
+        .copied();
+    for i in primaries {
+        if Some(i) != winner
+            && let Value::Object(o) = &mut items[i]
+        {
+            o.insert("primary".into(), Value::Bool(false));
+        }
+    }
+}
+
+/// Whether two values of a multi-valued attribute are the same one: by
+/// `value` (case-insensitively) when both have one, else equal apart from
+/// `primary`.
+fn same_element(a: &Value, b: &Value) -> bool {
+    match (a.get("value"), b.get("value")) {
+        (Some(Value::String(x)), Some(Value::String(y))) => x.eq_ignore_ascii_case(y),
+        _ => {
+            let strip = |v: &Value| match v {
+                Value::Object(o) => Value::Object(
+                    o.iter()
+                        .filter(|(k, _)| k.as_str() != "primary")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                other => other.clone(),
+            };
+            strip(a) == strip(b)
+        }
+    }
 }
 
 /// What SSO login needs from a SCIM user: the email login finds the user
@@ -344,12 +451,14 @@ pub fn render(
     groups: Option<&[(String, String)]>,
 ) -> Value {
     let doc: Map<String, Value> = serde_json::from_str(&row.doc).unwrap_or_default();
+    // Only extensions the configuration serves are stored, so the
+    // document's URN keys are the resource's extensions.
     let mut schemas = vec![json!(kind.core_urn())];
-    for (urn, _) in kind.extensions() {
-        if doc.contains_key(*urn) {
-            schemas.push(json!(urn));
-        }
-    }
+    schemas.extend(
+        doc.keys()
+            .filter(|k| starts_with_ci(k, "urn:"))
+            .map(|k| json!(k)),
+    );
     let location = wire::location(base, kind, &row.id);
     let mut out = Map::new();
     out.insert("schemas".into(), Value::Array(schemas));
@@ -432,16 +541,13 @@ impl Projection {
         let Value::Object(mut obj) = res else {
             return res;
         };
-        // Where a path lives: top level, or inside an extension object.
-        let container = |p: &AttrPath| -> Option<String> {
+        // Where a path lives: top level, or inside an extension object
+        // (its key as the resource spells it; empty when it has none).
+        let container = |obj: &Map<String, Value>, p: &AttrPath| -> Option<String> {
             p.urn
                 .as_deref()
                 .filter(|u| !u.eq_ignore_ascii_case(kind.core_urn()))
-                .map(|u| {
-                    kind.extension(u)
-                        .map(|(c, _)| c.to_owned())
-                        .unwrap_or_default()
-                })
+                .map(|u| key_ci(obj, u).unwrap_or_default())
         };
         if !self.attributes.is_empty() {
             let mut out = Map::new();
@@ -451,7 +557,7 @@ impl Projection {
                 }
             }
             for p in &self.attributes {
-                let ext = container(p);
+                let ext = container(&obj, p);
                 let src = match &ext {
                     Some(e) => obj.get(e).and_then(Value::as_object),
                     None => Some(&obj),
@@ -485,7 +591,7 @@ impl Projection {
             if p.name.eq_ignore_ascii_case("id") || p.name.eq_ignore_ascii_case("schemas") {
                 continue;
             }
-            let target = match container(p) {
+            let target = match container(&obj, p) {
                 Some(ext) => obj.get_mut(&ext).and_then(Value::as_object_mut),
                 None => Some(&mut obj),
             };

@@ -1,6 +1,16 @@
 //! The attributes Portcullis supports, as data: canonical names (lookups are
 //! case-insensitive), types, case-exactness, mutability. The same table
 //! drives input normalisation, filters, PATCH and `/Schemas`.
+//!
+//! [`Schemas`] is that table for one configuration: the built-in schemas
+//! plus the extensions declared in `[[scim.extensions]]`. Every lookup of
+//! an extension or of an attribute by URN goes through it, so a declared
+//! extension is accepted, filtered, patched and advertised exactly like the
+//! enterprise one.
+
+use std::borrow::Cow;
+
+use crate::config::{ScimAttributeType, ScimExtensionConfig, ScimResource};
 
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -56,10 +66,11 @@ impl Mutability {
     }
 }
 
-/// One attribute definition (RFC 7643 §7).
+/// One attribute definition (RFC 7643 §7). Built-in ones are static;
+/// declared ones own their names.
 #[derive(Debug)]
 pub struct Attr {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub ty: Ty,
     pub multi: bool,
     pub required: bool,
@@ -67,12 +78,12 @@ pub struct Attr {
     pub mutability: Mutability,
     pub unique: bool,
     pub sub: &'static [Attr],
-    pub description: &'static str,
+    pub description: Cow<'static, str>,
 }
 
 const fn a(name: &'static str, ty: Ty, description: &'static str) -> Attr {
     Attr {
-        name,
+        name: Cow::Borrowed(name),
         ty,
         multi: false,
         required: false,
@@ -80,7 +91,7 @@ const fn a(name: &'static str, ty: Ty, description: &'static str) -> Attr {
         mutability: Mutability::ReadWrite,
         unique: false,
         sub: &[],
-        description,
+        description: Cow::Borrowed(description),
     }
 }
 
@@ -240,34 +251,32 @@ pub static GROUP_ATTRS: &[Attr] = &[
     multi(complex("members", MEMBER_SUB, "Members."), MEMBER_SUB),
 ];
 
+const META_SUB: &[Attr] = &[
+    mutability(
+        exact(s("resourceType", "User or Group.")),
+        Mutability::ReadOnly,
+    ),
+    mutability(
+        a("created", Ty::DateTime, "Creation time."),
+        Mutability::ReadOnly,
+    ),
+    mutability(
+        a("lastModified", Ty::DateTime, "Last change."),
+        Mutability::ReadOnly,
+    ),
+    mutability(
+        exact(a("location", Ty::Reference, "URI.")),
+        Mutability::ReadOnly,
+    ),
+    mutability(exact(s("version", "ETag.")), Mutability::ReadOnly),
+];
+
 /// Attributes every resource has (RFC 7643 §3.1).
 pub static COMMON_ATTRS: &[Attr] = &[
     mutability(exact(s("id", "Server-assigned id.")), Mutability::ReadOnly),
     exact(s("externalId", "The provisioning client's id, case-exact.")),
     mutability(
-        complex(
-            "meta",
-            &[
-                mutability(
-                    exact(s("resourceType", "User or Group.")),
-                    Mutability::ReadOnly,
-                ),
-                mutability(
-                    a("created", Ty::DateTime, "Creation time."),
-                    Mutability::ReadOnly,
-                ),
-                mutability(
-                    a("lastModified", Ty::DateTime, "Last change."),
-                    Mutability::ReadOnly,
-                ),
-                mutability(
-                    exact(a("location", Ty::Reference, "URI.")),
-                    Mutability::ReadOnly,
-                ),
-                mutability(exact(s("version", "ETag.")), Mutability::ReadOnly),
-            ],
-            "Resource metadata.",
-        ),
+        complex("meta", META_SUB, "Resource metadata."),
         Mutability::ReadOnly,
     ),
 ];
@@ -299,15 +308,6 @@ impl Kind {
         }
     }
 
-    /// Extension URNs and their attributes.
-    pub fn extensions(self) -> &'static [(&'static str, &'static [Attr])] {
-        static USER_EXTENSIONS: [(&str, &[Attr]); 1] = [(ENTERPRISE, ENTERPRISE_ATTRS)];
-        match self {
-            Kind::User => &USER_EXTENSIONS,
-            Kind::Group => &[],
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Kind::User => "User",
@@ -328,21 +328,106 @@ impl Kind {
             Kind::Group => crate::store::ScimKind::Group,
         }
     }
+}
 
-    /// The extension URN matching `urn` case-insensitively, canonical.
-    pub fn extension(self, urn: &str) -> Option<(&'static str, &'static [Attr])> {
-        self.extensions()
+/// One schema extension of a resource type: its canonical URN (the key
+/// its attributes live under in a resource) and its attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct Extension<'a> {
+    pub urn: &'a str,
+    pub attrs: &'a [Attr],
+}
+
+/// An extension declared in `[[scim.extensions]]`.
+#[derive(Debug)]
+struct Declared {
+    kind: Kind,
+    urn: String,
+    attrs: Vec<Attr>,
+}
+
+/// The schemas one configuration serves: the built-in ones (core User and
+/// Group, the enterprise User extension) and the declared extensions.
+/// `Schemas::default()` is the built-in ones alone.
+#[derive(Debug, Default)]
+pub struct Schemas {
+    declared: Vec<Declared>,
+}
+
+impl Schemas {
+    /// The built-in schemas plus `extensions` (validated by `config`).
+    pub fn new(extensions: &[ScimExtensionConfig]) -> Self {
+        let declared = extensions
             .iter()
-            .find(|(u, _)| u.eq_ignore_ascii_case(urn))
-            .copied()
+            .map(|e| Declared {
+                kind: match e.resource {
+                    ScimResource::User => Kind::User,
+                    ScimResource::Group => Kind::Group,
+                },
+                urn: e.urn.clone(),
+                attrs: e
+                    .attributes
+                    .iter()
+                    .map(|a| Attr {
+                        name: Cow::Owned(a.name.clone()),
+                        ty: match a.ty {
+                            ScimAttributeType::String => Ty::String,
+                            ScimAttributeType::Boolean => Ty::Boolean,
+                            ScimAttributeType::Integer => Ty::Integer,
+                            ScimAttributeType::DateTime => Ty::DateTime,
+                            ScimAttributeType::Reference => Ty::Reference,
+                            ScimAttributeType::Binary => Ty::Binary,
+                        },
+                        multi: a.multi_valued,
+                        required: a.required,
+                        case_exact: false,
+                        mutability: Mutability::ReadWrite,
+                        unique: false,
+                        sub: &[],
+                        description: Cow::Borrowed("Declared in [[scim.extensions]]."),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self { declared }
+    }
+
+    /// The extensions of `kind`: built-in first, then the declared ones in
+    /// configuration order.
+    pub fn extensions(&self, kind: Kind) -> impl Iterator<Item = Extension<'_>> {
+        static USER_EXTENSIONS: [(&str, &[Attr]); 1] = [(ENTERPRISE, ENTERPRISE_ATTRS)];
+        let built_in: &'static [(&'static str, &'static [Attr])] = match kind {
+            Kind::User => &USER_EXTENSIONS,
+            Kind::Group => &[],
+        };
+        built_in
+            .iter()
+            .map(|(urn, attrs)| Extension { urn, attrs })
+            .chain(
+                self.declared
+                    .iter()
+                    .filter(move |d| d.kind == kind)
+                    .map(|d| Extension {
+                        urn: &d.urn,
+                        attrs: &d.attrs,
+                    }),
+            )
+    }
+
+    /// The extension of `kind` that `urn` names, case-insensitively.
+    pub fn extension(&self, kind: Kind, urn: &str) -> Option<Extension<'_>> {
+        self.extensions(kind)
+            .find(|e| e.urn.eq_ignore_ascii_case(urn))
     }
 
     /// The definition of a top-level attribute (core, common), or of an
     /// attribute inside an extension when `urn` names one.
-    pub fn attr(self, urn: Option<&str>, name: &str) -> Option<&'static Attr> {
+    pub fn attr(&self, kind: Kind, urn: Option<&str>, name: &str) -> Option<&Attr> {
         match urn {
-            Some(u) if !u.eq_ignore_ascii_case(self.core_urn()) => find(self.extension(u)?.1, name),
-            _ => find(self.core_attrs(), name).or_else(|| find(COMMON_ATTRS, name)),
+            Some(u) if !u.eq_ignore_ascii_case(kind.core_urn()) => {
+                find(self.extension(kind, u)?.attrs, name)
+            }
+            _ => find(kind.core_attrs(), name).or_else(|| find(COMMON_ATTRS, name)),
         }
     }
 }

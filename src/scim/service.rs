@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::error::ScimError;
-use super::schema::Kind;
+use super::schema::{Kind, Schemas};
 use super::token;
 use super::wire::clip;
 use crate::config::Config;
@@ -32,6 +32,9 @@ pub struct Scim {
     /// Most resources a filtered or sorted query may match before it is
     /// refused with `tooMany` (they are held in memory to sort and page).
     pub max_matches: usize,
+    /// The schemas served: built-in plus `[[scim.extensions]]`
+    /// (`Schemas::new(&config.scim.extensions)`).
+    pub schemas: Schemas,
 }
 
 /// The default of [`Scim::max_matches`].

@@ -116,17 +116,20 @@ pub(super) fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
 }
 
-/// `If-Match`: `*` or a list of ETags, one of which must be current. Beside
-/// [`etag`] so the form written and the forms accepted (weak or strong) are
-/// defined together.
-pub(super) fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
-    let Some(h) = if_match else { return Ok(()) };
+/// Whether an `If-Match` / `If-None-Match` value (`*` or a list of ETags)
+/// names the current version, weak or strong alike. Beside [`etag`] so the
+/// form written and the forms accepted are defined together.
+pub(super) fn etag_matches(header: Option<&str>, version: i64) -> bool {
+    let Some(h) = header else { return false };
     let current = etag(version);
-    let ok = h
-        .split(',')
+    h.split(',')
         .map(str::trim)
-        .any(|t| t == "*" || t == current || t.strip_prefix("W/").unwrap_or(t) == &current[2..]);
-    if ok {
+        .any(|t| t == "*" || t == current || t.strip_prefix("W/").unwrap_or(t) == &current[2..])
+}
+
+/// `If-Match`: `*` or a list of ETags, one of which must be current.
+pub(super) fn check_if_match(if_match: Option<&str>, version: i64) -> Result<(), ScimError> {
+    if if_match.is_none() || etag_matches(if_match, version) {
         Ok(())
     } else {
         Err(ScimError::new(

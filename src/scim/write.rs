@@ -84,7 +84,8 @@ impl Scim {
     }
 
     /// The answer to a create or replace: the whole resource as stored
-    /// (no projection applies to these) and its version for the `ETag`.
+    /// and its version for the `ETag` (the HTTP layer applies the request's
+    /// projection).
     async fn written(&self, kind: Kind, row: &ScimRow) -> Result<(Value, i64), ScimError> {
         Ok((
             self.render(kind, row, &Projection::default()).await?,
@@ -99,7 +100,7 @@ impl Scim {
         kind: Kind,
         body: &Value,
     ) -> Result<(Value, i64), ScimError> {
-        let n = resource::normalize(kind, body, Mode::Full)?;
+        let n = resource::normalize(&self.schemas, kind, body, Mode::Full)?;
         let row = self
             .in_write(tenant, kind, async |tx, emails| {
                 self.create_in(tx, kind, n, emails).await
@@ -113,9 +114,10 @@ impl Scim {
         &self,
         tx: &mut WriteTx,
         kind: Kind,
-        n: Normalized,
+        mut n: Normalized,
         emails: &TenantEmails,
     ) -> Result<ScimRow, ScimError> {
+        resource::one_primary(&mut n.doc, None);
         let now = crate::clock::now_ms();
         let fresh_id = uuid::Uuid::new_v4().to_string();
         let mut id = fresh_id.clone();
@@ -178,7 +180,8 @@ impl Scim {
         let role = self.default_role(&tenant);
         let mut logins = Vec::with_capacity(items.len());
         let mut rows = Vec::with_capacity(items.len());
-        for (id, n) in items {
+        for (id, mut n) in items {
+            resource::one_primary(&mut n.doc, None);
             emails.check(&n.doc, None)?;
             // A fresh login has no sessions, so an inactive one needs no
             // revocation (unlike an adopted one in `create_in`).
@@ -285,12 +288,14 @@ impl Scim {
         tx: &mut WriteTx,
         kind: Kind,
         mut row: ScimRow,
-        doc: Map<String, Value>,
+        mut doc: Map<String, Value>,
         members: Option<&MemberChange>,
         emails: &TenantEmails,
     ) -> Result<ScimRow, ScimError> {
+        let before = stored_doc(&row)?;
+        resource::one_primary(&mut doc, Some(&before));
         if kind == Kind::User {
-            emails.check(&doc, Some(&stored_doc(&row)?))?;
+            emails.check(&doc, Some(&before))?;
         }
         let name = name_of(kind, &doc);
         if name.to_lowercase() != row.name.to_lowercase()
@@ -372,7 +377,7 @@ impl Scim {
         if_match: Option<&str>,
         emails: &TenantEmails,
     ) -> Result<ScimRow, ScimError> {
-        let n = resource::normalize(kind, body, Mode::Full)?;
+        let n = resource::normalize(&self.schemas, kind, body, Mode::Full)?;
         let row = tx
             .scim()
             .get(kind.store(), id)
@@ -425,9 +430,9 @@ impl Scim {
         check_if_match(if_match, row.version)?;
         let mut doc = stored_doc(&row)?;
         let mut members = MemberChange::default();
-        patch::apply(kind, &row.id, &mut doc, ops, &mut members)?;
+        patch::apply(&self.schemas, kind, &row.id, &mut doc, ops, &mut members)?;
         // Re-validate the result as a whole (types, required attributes).
-        let n = resource::normalize(kind, &Value::Object(doc), Mode::Patched)?;
+        let n = resource::normalize(&self.schemas, kind, &Value::Object(doc), Mode::Patched)?;
         self.update_in(tx, kind, row, n.doc, Some(&members), emails)
             .await
     }

@@ -24,6 +24,7 @@ fn matches(f: &str) -> bool {
     eval(
         &parse(f).unwrap_or_else(|e| panic!("{f}: {e}")),
         &user(),
+        &Schemas::default(),
         Kind::User,
     )
 }
@@ -146,7 +147,7 @@ fn malformed_and_hostile_filters_are_invalid_filter() {
 #[test]
 fn injection_like_strings_are_just_values() {
     let f = parse(r#"userName eq "x' OR '1'='1""#).unwrap();
-    assert!(!eval(&f, &user(), Kind::User));
+    assert!(!eval(&f, &user(), &Schemas::default(), Kind::User));
     assert_eq!(
         indexed(&f, Kind::User),
         Some((ScimIndex::Name, "x' OR '1'='1".into()))
@@ -339,7 +340,7 @@ proptest! {
     ], 0..40)) {
         let s = words.join(" ");
         if let Ok(f) = parse(&s) {
-            let _ = eval(&f, &user(), Kind::User);
+            let _ = eval(&f, &user(), &Schemas::default(), Kind::User);
         }
     }
 
@@ -348,7 +349,7 @@ proptest! {
     #[test]
     fn pushdown_is_sound(f in filter()) {
         let u = user();
-        if eval(&f, &u, Kind::User)
+        if eval(&f, &u, &Schemas::default(), Kind::User)
             && let Some((index, v)) = indexed(&f, Kind::User)
         {
             let ok = match index {

@@ -5,6 +5,7 @@ use crate::scim::resource::{Mode, normalize};
 
 fn user() -> Map<String, Value> {
     normalize(
+        &Schemas::default(),
         Kind::User,
         &json!({
             "schemas": [schema::USER, schema::ENTERPRISE],
@@ -26,7 +27,14 @@ fn ops(list: Value) -> Vec<Operation> {
 
 fn run(doc: &mut Map<String, Value>, list: Value) -> Result<MemberChange, ScimError> {
     let mut m = MemberChange::default();
-    apply(Kind::User, "self", doc, &ops(list), &mut m)?;
+    apply(
+        &Schemas::default(),
+        Kind::User,
+        "self",
+        doc,
+        &ops(list),
+        &mut m,
+    )?;
     Ok(m)
 }
 
@@ -34,7 +42,14 @@ fn group_run(list: Value) -> Result<MemberChange, ScimError> {
     let mut doc = Map::new();
     doc.insert("displayName".into(), json!("G"));
     let mut m = MemberChange::default();
-    apply(Kind::Group, "g1", &mut doc, &ops(list), &mut m)?;
+    apply(
+        &Schemas::default(),
+        Kind::Group,
+        "g1",
+        &mut doc,
+        &ops(list),
+        &mut m,
+    )?;
     Ok(m)
 }
 
@@ -290,4 +305,101 @@ fn password_is_never_stored() {
     )
     .unwrap();
     assert!(!serde_json::to_string(&d).unwrap().contains("hunter2"));
+}
+
+#[test]
+fn replace_with_null_or_empty_simple_value_is_a_remove() {
+    let mut d = user();
+    d.insert("title".into(), json!("CFO"));
+    run(
+        &mut d,
+        json!([
+            {"op": "Replace", "path": "title", "value": null},
+            {"op": "Replace", "path": "name.familyName", "value": ""},
+            {"op": "Replace", "path": "emails[type eq \"work\"].type", "value": null},
+            {"op": "Replace", "path": format!("{}:department", schema::ENTERPRISE), "value": ""},
+        ]),
+    )
+    .unwrap();
+    assert!(!d.contains_key("title"));
+    assert_eq!(d["name"], json!({"givenName": "Barbara"}));
+    assert_eq!(
+        d["emails"],
+        json!([{"value": "bjensen@example.com", "primary": true}])
+    );
+    assert!(
+        !d.contains_key(schema::ENTERPRISE),
+        "an emptied extension goes"
+    );
+    // Only `replace`: `add` with null still needs a value, and a missing
+    // value is not a null one.
+    for list in [
+        json!([{"op": "add", "path": "title", "value": null}]),
+        json!([{"op": "replace", "path": "title"}]),
+    ] {
+        assert_eq!(
+            run(&mut d, list).unwrap_err().scim_type,
+            Some("invalidValue")
+        );
+    }
+    // `""` is a value, not a removal, where the target is not simple.
+    assert_eq!(
+        run(
+            &mut d,
+            json!([{"op": "replace", "path": "emails", "value": ""}])
+        )
+        .unwrap_err()
+        .scim_type,
+        Some("invalidSyntax")
+    );
+    assert_eq!(
+        run(
+            &mut user(),
+            json!([{"op": "replace", "path": "userName", "value": null}])
+        )
+        .unwrap_err()
+        .scim_type,
+        Some("mutability")
+    );
+}
+
+#[test]
+fn one_primary_keeps_the_newly_primary_value() {
+    use crate::scim::resource::one_primary;
+    let before = user();
+    let mut d = before.clone();
+    run(
+        &mut d,
+        json!([{"op": "add", "path": "emails",
+                "value": [{"value": "b@example.com", "primary": true}]}]),
+    )
+    .unwrap();
+    one_primary(&mut d, Some(&before));
+    assert_eq!(d["emails"][0]["primary"], false);
+    assert_eq!(d["emails"][1]["primary"], true);
+    // No history: the last stated wins. Arrays inside extensions too; a
+    // single primary and lists of plain values are left alone.
+    let mut fresh = Map::new();
+    fresh.insert(
+        "roles".into(),
+        json!([{"value": "a", "primary": true}, {"value": "b", "primary": true}, {"value": "c"}]),
+    );
+    fresh.insert(
+        "urn:example:x".into(),
+        json!({"tags": [{"value": "x", "primary": true}, {"value": "y", "primary": true}], "plain": ["a", "b"]}),
+    );
+    fresh.insert(
+        "phoneNumbers".into(),
+        json!([{"value": "1", "primary": true}]),
+    );
+    let untouched = fresh["phoneNumbers"].clone();
+    one_primary(&mut fresh, None);
+    assert_eq!(
+        fresh["roles"],
+        json!([{"value": "a", "primary": false}, {"value": "b", "primary": true}, {"value": "c"}])
+    );
+    assert_eq!(fresh["urn:example:x"]["tags"][0]["primary"], false);
+    assert_eq!(fresh["urn:example:x"]["tags"][1]["primary"], true);
+    assert_eq!(fresh["urn:example:x"]["plain"], json!(["a", "b"]));
+    assert_eq!(fresh["phoneNumbers"], untouched);
 }

@@ -7,23 +7,6 @@ use serde_json::{Value, json};
 use crate::support::env::*;
 use crate::support::scim::*;
 
-macro_rules! scim_conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Db::Sqlite).await; }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name(super::Db::Postgres).await; }
-            )*
-        }
-    };
-}
-
 scim_conformance!(
     tokens_authenticate_tenants,
     discovery_describes_what_is_supported,
@@ -1095,6 +1078,7 @@ async fn queries_matching_too_many_resources_are_too_many() {
         metrics: env.shared.metrics.clone(),
         base: "http://x/scim/v2".into(),
         max_matches: 3,
+        schemas: Default::default(),
     };
     for i in 0..5 {
         scim.create(

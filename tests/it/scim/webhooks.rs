@@ -247,16 +247,23 @@ async fn a_poisoned_event_is_retried_then_dead_lettered_and_the_queue_moves_on()
     // Another tenant was never held up.
     assert_eq!(acked_by_tenant(&r)["globex"], vec![1]);
 
-    let events = store.outbox().events("acme", 1, 10).await.unwrap();
-    let states: Vec<_> = events.iter().map(|e| e.state).collect();
-    assert_eq!(
-        states,
-        [
-            OutboxState::Delivered,
-            OutboxState::Dead,
-            OutboxState::Delivered
-        ]
-    );
+    // The receiver answered #3 before the deliverer recorded it: wait
+    // (bounded) for the record rather than race it.
+    let want = [
+        OutboxState::Delivered,
+        OutboxState::Dead,
+        OutboxState::Delivered,
+    ];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let events = loop {
+        let events = store.outbox().events("acme", 1, 10).await.unwrap();
+        let states: Vec<_> = events.iter().map(|e| e.state).collect();
+        if states == want || tokio::time::Instant::now() >= deadline {
+            assert_eq!(states, want);
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(events[1].last_error.as_deref().unwrap().contains("500"));
     assert!(d.metric("portcullis_webhook_dead_lettered_total 1"));
 

@@ -27,6 +27,26 @@ id = "globex"
 domains = ["globex.com"]
 "#;
 
+/// Runs each scenario `async fn name(db: Db)` of the calling module on
+/// both stores, as `sqlite::name` and `postgres::name`.
+macro_rules! scim_conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::Db::Sqlite).await; }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name(super::Db::Postgres).await; }
+            )*
+        }
+    };
+}
+pub(crate) use scim_conformance;
+
 /// Which store a SCIM test runs on.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Db {
