@@ -36,6 +36,8 @@ use crate::session::{CookieCodec, CookieError, Sessions};
 use crate::store::SessionSelector;
 use crate::store::{Store, StoreError};
 
+mod tenants;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
@@ -93,6 +95,8 @@ pub struct Shared {
     /// Remote SAML metadata last fetched, for the next generation; per
     /// instance, so two servers in one process never share it.
     saml_metadata: MetadataCache,
+    /// The store tenants merged with the file (see `app/tenants.rs`).
+    tenants: tenants::TenantSync,
 }
 
 impl Shared {
@@ -120,6 +124,7 @@ impl Shared {
         sessions.spawn_event_listener();
         let rate_limits = Arc::new(RateLimiter::new(config.limits.rate.max_tracked_clients));
         let saml_metadata = MetadataCache::default();
+        let (tenants, config) = tenants::TenantSync::start(config, &store, &metrics).await?;
         let state = build_state(
             Arc::new(config),
             &store,
@@ -138,6 +143,7 @@ impl Shared {
             config_path,
             factories,
             saml_metadata,
+            tenants,
         }))
     }
 
@@ -181,8 +187,12 @@ impl Shared {
         self.swap(new).await
     }
 
-    /// Swaps in `new` if it can be applied without a restart.
+    /// Swaps in the configuration file `new` (merged with the tenants kept
+    /// in the store) if it can be applied without a restart.
     pub async fn swap(&self, new: Config) -> Result<(), AppError> {
+        let _guard = self.tenants.rebuild_lock.lock().await;
+        let file = new.clone();
+        let (new, version) = self.tenants.merge(new, &self.store, &self.metrics).await?;
         let old = self.config();
         if new.store != old.store {
             return Err(AppError::NeedsRestart("store.url"));
@@ -210,8 +220,11 @@ impl Shared {
         )
         .await?;
         self.state.store(Arc::new(state));
+        self.tenants.applied(file, version);
         // "Configuring a new SSO provider logs everyone out of it": sessions
         // of a connection whose settings changed, or that is gone, end now.
+        // Connections kept in the store are revoked by whoever changed them,
+        // in the change's transaction.
         for id in changed_connections(&old, &new) {
             match self
                 .sessions
@@ -236,6 +249,7 @@ pub fn changed_connections(old: &Config, new: &Config) -> Vec<String> {
     let index = |c: &Config| {
         c.tenants
             .iter()
+            .filter(|t| t.origin == config::Origin::File)
             .flat_map(|t| {
                 t.connections
                     .iter()
@@ -529,6 +543,7 @@ pub fn prepare_with_listeners(
         Duration::from_secs(config.dns.check_interval_seconds),
         checks_rx.clone(),
     ));
+    background.spawn(tenants::watch(shared.clone(), checks_rx.clone()));
     background.spawn(supervise_webhooks(shared.clone(), checks_rx));
 
     let conf = ServerConf {
