@@ -36,6 +36,7 @@ use crate::session::{CookieCodec, CookieError, Sessions};
 use crate::store::SessionSelector;
 use crate::store::{Store, StoreError};
 
+mod admin;
 mod tenants;
 
 #[derive(Debug, thiserror::Error)]
@@ -391,15 +392,22 @@ async fn mark_dev_domains_verified(
     Ok(())
 }
 
-/// `/metrics`, `/healthz`, `/readyz` on the admin listener.
+/// `/metrics`, `/healthz`, `/readyz` and the admin API on the admin listener.
 struct AdminApp {
     shared: Arc<Shared>,
+    /// `/admin/v1/`, unless `[admin] api_enabled = false`.
+    api: Option<axum::Router>,
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, http: &mut ServerSession) -> http::Response<Vec<u8>> {
         let path = http.req_header().uri.path().to_owned();
+        if let Some(api) = &self.api
+            && (path == "/admin/v1" || path.starts_with("/admin/v1/"))
+        {
+            return admin::serve(http, api).await;
+        }
         let (status, ctype, body) = match path.as_str() {
             "/metrics" => (
                 200,
@@ -588,6 +596,10 @@ pub fn prepare_with_listeners(
         "portcullis admin".into(),
         AdminApp {
             shared: shared.clone(),
+            api: config
+                .admin
+                .api_enabled
+                .then(|| crate::admin::api::router(shared.clone())),
         },
     );
     admin.add_tcp(&config.admin.address);

@@ -11,7 +11,7 @@ use super::validate::{store_source, tenant_checks};
 
 /// One finding about a document: the field (relative to the tenant, empty
 /// for the document itself) and the message `check` would print.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -24,6 +24,24 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// A configuration value as a JSON document: `None`s are left out (a
+/// document spells "absent" by omission; `null` is refused on the way in).
+pub fn to_document<T: Serialize>(v: &T) -> Result<serde_json::Value, String> {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(o) => {
+                o.retain(|_, e| !e.is_null());
+                o.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(v).map_err(|e| e.to_string())?;
+    strip(&mut v);
+    Ok(v)
 }
 
 /// The deep checks (metadata parsing, keys) that live above `config`: the
@@ -92,7 +110,7 @@ pub fn connection_from_json(
     replacing: Option<&str>,
     probe: Probe<'_>,
 ) -> Result<(TenantConfig, ConnectionConfig), Vec<FieldError>> {
-    let mut doc = serde_json::to_value(tenant).map_err(|e| {
+    let mut doc = to_document(tenant).map_err(|e| {
         vec![FieldError::new(
             "",
             format!("cannot encode the tenant: {e}"),
@@ -102,7 +120,7 @@ pub fn connection_from_json(
         .connections
         .iter()
         .filter(|c| Some(c.id.as_str()) != replacing)
-        .map(serde_json::to_value)
+        .map(to_document)
         .collect::<Result<_, _>>()
         .map_err(|e| {
             vec![FieldError::new(

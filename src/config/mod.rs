@@ -19,6 +19,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolateError, interpolate};
 pub use json::{
     FieldError, Probe, connection_from_json, merge_store_tenants, no_probe, tenant_from_json,
+    to_document,
 };
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};
 pub use load::{from_str, from_str_probed, load, load_probed};

@@ -651,7 +651,7 @@ pub enum Origin {
 }
 
 /// A customer organisation.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Stable identifier (`a-z0-9-_`), used in URLs, sessions and headers.
@@ -684,7 +684,7 @@ pub struct TenantConfig {
 }
 
 /// `[tenants.scim]`: how far a tenant's SCIM client may reach.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantScimConfig {
     /// Accept SCIM users whose addresses are outside the tenant's verified
@@ -696,7 +696,7 @@ pub struct TenantScimConfig {
 }
 
 /// Just-in-time provisioning at first login.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JitConfig {
     /// Create unknown users at login; off: only SCIM-provisioned or invited
@@ -715,7 +715,7 @@ impl Default for JitConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Saml,
@@ -724,7 +724,7 @@ pub enum Protocol {
 
 /// One SSO connection of a tenant. Protocol settings are filled in by the
 /// SAML and OIDC implementations.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionConfig {
     /// Unique across all tenants; appears in callback URLs.
@@ -747,7 +747,7 @@ pub struct ConnectionConfig {
 
 /// A SAML connection: who the IdP is, which keys it signs with, what this
 /// service provider calls itself, and how strict to be.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SamlConfig {
     /// `"dev"`: trust the built-in development IdP (`[dev_idp]`) instead of
@@ -843,7 +843,7 @@ fn default_metadata_refresh() -> u64 {
     3600
 }
 /// How the relying party authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenAuthMethod {
     /// HTTP Basic with `client_id:client_secret` (the OIDC default).
@@ -857,7 +857,7 @@ pub enum TokenAuthMethod {
 
 /// An OpenID Connect connection: which provider, which client, which claims.
 /// Secrets are written as `${ENV_VAR}` and interpolated at load.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The issuer; discovery is `{issuer}/.well-known/openid-configuration`

@@ -242,3 +242,42 @@ fn decode_link(row: &AnyRow) -> Result<SetupLinkRow, StoreError> {
         revoked_at: row.try_get("revoked_at")?,
     })
 }
+
+/// Credentials replaced in a [`WriteTx`]: `tx.credentials()`.
+pub struct CredentialTx<'a> {
+    pub(super) write: &'a mut WriteTx,
+}
+
+impl CredentialTx<'_> {
+    /// Replaces the tenant's SCIM token (only its hash), in the transaction
+    /// that audits the rotation.
+    pub async fn scim_token(
+        &mut self,
+        tenant: &str,
+        key_id: &str,
+        secret_hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        for (f, v) in [
+            ("tenant", tenant),
+            ("key_id", key_id),
+            ("secret_hash", secret_hash),
+        ] {
+            check_text(f, v)?;
+        }
+        sqlx::query("DELETE FROM scim_tokens WHERE tenant = $1")
+            .bind(tenant)
+            .execute(&mut *self.write.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO scim_tokens (tenant, key_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant)
+        .bind(key_id)
+        .bind(secret_hash)
+        .bind(now)
+        .execute(&mut *self.write.tx)
+        .await?;
+        Ok(())
+    }
+}

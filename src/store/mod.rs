@@ -51,7 +51,9 @@ use sqlx::AnyPool;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-pub use admin::{AdminTokenRow, AdminTokenStore, SetupLinkRow, SetupLinkStore, SetupLinkTx};
+pub use admin::{
+    AdminTokenRow, AdminTokenStore, CredentialTx, SetupLinkRow, SetupLinkStore, SetupLinkTx,
+};
 pub use audit::{AuditRow, AuditStore, AuditTx};
 pub use domains::{DomainCheck, DomainRecord, DomainStatus, DomainStore, DomainTx, DueCutoffs};
 pub use error::StoreError;

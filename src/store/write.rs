@@ -9,8 +9,8 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    AuditTx, Backend, DomainTx, LoginTx, OutboxTx, ScimTx, SessionSelector, SessionTx, SetupLinkTx,
-    Store, StoreError, StoreEvent, TenantTx, UserTx, check_text,
+    AuditTx, Backend, CredentialTx, DomainTx, LoginTx, OutboxTx, ScimTx, SessionSelector,
+    SessionTx, SetupLinkTx, Store, StoreError, StoreEvent, TenantTx, UserTx, check_text,
 };
 
 /// One open write transaction for one tenant. Other writers of the same
@@ -241,6 +241,11 @@ impl WriteTx {
     /// Setup links created or redeemed in this transaction.
     pub fn setup_links(&mut self) -> SetupLinkTx<'_> {
         SetupLinkTx { write: self }
+    }
+
+    /// Credentials (SCIM tokens) replaced in this transaction.
+    pub fn credentials(&mut self) -> CredentialTx<'_> {
+        CredentialTx { write: self }
     }
 
     /// Domain claims changed in this transaction.

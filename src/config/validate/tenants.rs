@@ -211,12 +211,15 @@ const FETCHABLE: &str = "must be an https URL of a public host (not an IP addres
 /// An https URL whose host is a name or a public IP address; with
 /// `loopback_ok` (tests), also what the file accepts (http to loopback).
 fn is_fetchable_idp_url(u: &str, loopback_ok: bool) -> bool {
-    if loopback_ok && super::is_trustworthy_url(u) {
-        return true;
-    }
     let Ok(uri) = u.parse::<http::Uri>() else {
         return false;
     };
+    if loopback_ok
+        && super::is_trustworthy_url(u)
+        && uri.host().is_some_and(crate::names::is_loopback_host)
+    {
+        return true;
+    }
     let (Some("https"), Some(host)) = (uri.scheme_str(), uri.host()) else {
         return false;
     };

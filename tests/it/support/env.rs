@@ -78,6 +78,8 @@ pub(crate) struct Options {
     /// More `[session]` keys, one per line; a `secure = ...` line here
     /// replaces the default `secure = false`.
     pub session_extra: String,
+    /// More `[admin]` keys, one per line.
+    pub admin_extra: String,
 }
 
 impl Default for Options {
@@ -92,6 +94,7 @@ impl Default for Options {
             factories: Default::default(),
             server_extra: String::new(),
             session_extra: String::new(),
+            admin_extra: String::new(),
         }
     }
 }
@@ -202,6 +205,10 @@ impl TestEnv {
         text = text.replace(
             "read_timeout_ms = 5000\n",
             &format!("read_timeout_ms = 5000\n{}\n", opts.upstream_extra),
+        );
+        text = text.replace(
+            &format!("address = \"{admin}\"\n"),
+            &format!("address = \"{admin}\"\n{}\n", opts.admin_extra),
         );
         if !opts.session_extra.is_empty() {
             let sets_secure = opts
