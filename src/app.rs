@@ -36,6 +36,9 @@ use crate::session::{CookieCodec, CookieError, Sessions};
 use crate::store::SessionSelector;
 use crate::store::{Store, StoreError};
 
+mod admin;
+mod tenants;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
@@ -93,6 +96,8 @@ pub struct Shared {
     /// Remote SAML metadata last fetched, for the next generation; per
     /// instance, so two servers in one process never share it.
     saml_metadata: MetadataCache,
+    /// The store tenants merged with the file (see `app/tenants.rs`).
+    tenants: tenants::TenantSync,
 }
 
 impl Shared {
@@ -120,6 +125,7 @@ impl Shared {
         sessions.spawn_event_listener();
         let rate_limits = Arc::new(RateLimiter::new(config.limits.rate.max_tracked_clients));
         let saml_metadata = MetadataCache::default();
+        let (tenants, config) = tenants::TenantSync::start(config, &store, &metrics).await?;
         let state = build_state(
             Arc::new(config),
             &store,
@@ -138,6 +144,7 @@ impl Shared {
             config_path,
             factories,
             saml_metadata,
+            tenants,
         }))
     }
 
@@ -181,8 +188,12 @@ impl Shared {
         self.swap(new).await
     }
 
-    /// Swaps in `new` if it can be applied without a restart.
+    /// Swaps in the configuration file `new` (merged with the tenants kept
+    /// in the store) if it can be applied without a restart.
     pub async fn swap(&self, new: Config) -> Result<(), AppError> {
+        let _guard = self.tenants.rebuild_lock.lock().await;
+        let file = new.clone();
+        let (new, version) = self.tenants.merge(new, &self.store, &self.metrics).await?;
         let old = self.config();
         if new.store != old.store {
             return Err(AppError::NeedsRestart("store.url"));
@@ -217,8 +228,11 @@ impl Shared {
         )
         .await?;
         self.state.store(Arc::new(state));
+        self.tenants.applied(file, version);
         // "Configuring a new SSO provider logs everyone out of it": sessions
         // of a connection whose settings changed, or that is gone, end now.
+        // Connections kept in the store are revoked by whoever changed them,
+        // in the change's transaction.
         for id in changed_connections(&old, &new) {
             match self
                 .sessions
@@ -256,6 +270,7 @@ pub fn changed_connections(old: &Config, new: &Config) -> Vec<String> {
     let index = |c: &Config| {
         c.tenants
             .iter()
+            .filter(|t| t.origin == config::Origin::File)
             .flat_map(|t| {
                 t.connections
                     .iter()
@@ -398,15 +413,22 @@ async fn mark_dev_domains_verified(
     Ok(())
 }
 
-/// `/metrics`, `/healthz`, `/readyz` on the admin listener.
+/// `/metrics`, `/healthz`, `/readyz` and the admin API on the admin listener.
 struct AdminApp {
     shared: Arc<Shared>,
+    /// `/admin/v1/`, unless `[admin] api_enabled = false`.
+    api: Option<axum::Router>,
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, http: &mut ServerSession) -> http::Response<Vec<u8>> {
         let path = http.req_header().uri.path().to_owned();
+        if let Some(api) = &self.api
+            && (path == "/admin/v1" || path.starts_with("/admin/v1/"))
+        {
+            return admin::serve(http, api).await;
+        }
         let (status, ctype, body) = match path.as_str() {
             "/metrics" => (
                 200,
@@ -550,6 +572,7 @@ pub fn prepare_with_listeners(
         Duration::from_secs(config.dns.check_interval_seconds),
         checks_rx.clone(),
     ));
+    background.spawn(tenants::watch(shared.clone(), checks_rx.clone()));
     background.spawn(supervise_webhooks(shared.clone(), checks_rx));
 
     let conf = ServerConf {
@@ -594,6 +617,10 @@ pub fn prepare_with_listeners(
         "portcullis admin".into(),
         AdminApp {
             shared: shared.clone(),
+            api: config
+                .admin
+                .api_enabled
+                .then(|| crate::admin::api::router(shared.clone())),
         },
     );
     admin.add_tcp(&config.admin.address);

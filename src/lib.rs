@@ -7,6 +7,7 @@
 //! `pub(crate)`, and inside every module items are `pub(super)` or
 //! `pub(crate)` unless that surface needs them (`unreachable_pub` is on).
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -67,6 +67,39 @@ pub struct Metrics {
     pub logout_refused: IntCounterVec,
     pub webhook: WebhookMetrics,
     pub limits: LimitMetrics,
+    pub admin: AdminMetrics,
+}
+
+/// The admin API and the tenants kept in the store.
+pub struct AdminMetrics {
+    /// Changes made through the admin API or the CLI, counted after they
+    /// committed; `action` is the audit action (a closed set).
+    pub changes: IntCounterVec,
+    /// Tenants in the store left out of the configuration because they no
+    /// longer validate (the file claims their id, a domain, a connection id).
+    pub store_tenants_invalid: IntGauge,
+}
+
+impl AdminMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let changes = IntCounterVec::new(
+            Opts::new(
+                "portcullis_admin_changes_total",
+                "Changes made through the admin API or the CLI, by audit action",
+            ),
+            &["action"],
+        )?;
+        let store_tenants_invalid = IntGauge::new(
+            "portcullis_store_tenants_invalid",
+            "Tenants kept in the store that no longer validate and are not served",
+        )?;
+        registry.register(Box::new(changes.clone()))?;
+        registry.register(Box::new(store_tenants_invalid.clone()))?;
+        Ok(Self {
+            changes,
+            store_tenants_invalid,
+        })
+    }
 }
 
 /// Slow and greedy clients (`[limits]`).
@@ -385,6 +418,7 @@ impl Metrics {
         config_last_reload_success.set(1);
         let webhook = WebhookMetrics::new(&registry)?;
         let limits = LimitMetrics::new(&registry)?;
+        let admin = AdminMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -413,6 +447,7 @@ impl Metrics {
             logout_refused,
             webhook,
             limits,
+            admin,
         })
     }
 

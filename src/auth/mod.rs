@@ -3,6 +3,7 @@
 //! verified domain → tenant → connections) and the policy that completes a
 //! login into a session.
 
+pub mod check;
 pub mod connection;
 pub mod discovery;
 pub mod flow;

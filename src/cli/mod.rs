@@ -1,6 +1,6 @@
 //! The command line, one file per command group: `serve` (`run`, `check`,
 //! `demo`), `sessions`, `domains`, `users`, `connections`, `webhooks`,
-//! `scim_token`.
+//! `scim_token`, `admin_token`, `audit`.
 //!
 //! Each command returns what it has to say — an [`Output`] (stdout and
 //! stderr text) or a [`CliError`] — and only [`main`] prints, so a
@@ -28,6 +28,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod admin_token;
+pub mod audit;
 mod connections;
 pub mod domains;
 mod error;
@@ -80,6 +82,12 @@ enum Command {
     /// SCIM bearer tokens.
     #[command(subcommand, name = "scim-token")]
     ScimToken(scim_token::ScimTokenCommand),
+    /// Operator tokens of the admin API.
+    #[command(subcommand, name = "admin-token")]
+    AdminToken(admin_token::AdminTokenCommand),
+    /// The audit log of admin changes.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Run only the built-in echo app (benchmarks, experiments).
     #[command(hide = true)]
     Upstream {
@@ -130,6 +138,8 @@ fn dispatch(cmd: Command) -> Result<Output, CliError> {
         Command::Connections(cmd) => connections::run(cmd),
         Command::Webhooks(cmd) => webhooks::run(cmd),
         Command::ScimToken(cmd) => scim_token::run(cmd),
+        Command::AdminToken(cmd) => admin_token::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     }
 }
 

@@ -46,7 +46,7 @@ pub(super) fn run(source: &ConfigArg) -> Result<Output, CliError> {
 
 /// `ok` and the warnings, or every error (exit status 78).
 pub(super) fn check(source: &ConfigArg) -> Result<Output, CliError> {
-    let cfg = source.load()?;
+    let cfg = source.load_checked()?;
     let mut warnings = String::new();
     for w in &cfg.warnings {
         let _ = writeln!(warnings, "warning: {w}");

@@ -47,6 +47,18 @@ impl ConfigArg {
         }
     }
 
+    /// Loads and validates the configuration, then parses every tenant's
+    /// IdP metadata and keys as the server would (`check`).
+    pub fn load_checked(&self) -> Result<Config, CliError> {
+        match self.source()? {
+            Source::File(path) => Ok(config::load_probed(
+                &path,
+                &crate::auth::check::check_tenant,
+            )?),
+            Source::Demo(opts) => Ok(demo::demo_config(&opts)?),
+        }
+    }
+
     /// Loads and validates the configuration.
     pub fn load(&self) -> Result<Config, CliError> {
         match self.source()? {

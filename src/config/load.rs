@@ -29,6 +29,13 @@ impl LineIndex {
         Self { lines }
     }
 
+    /// No text behind the findings (a JSON document): every line is 1.
+    pub(crate) fn empty() -> Self {
+        Self {
+            lines: HashMap::new(),
+        }
+    }
+
     /// The line of `key`, or of its nearest ancestor present in the file.
     pub(crate) fn line(&self, key: &str) -> usize {
         let mut k = key;
@@ -88,7 +95,16 @@ pub(crate) struct Collector<'a> {
     pub(crate) warnings: Vec<ConfigError>,
 }
 
-impl Collector<'_> {
+impl<'a> Collector<'a> {
+    pub(crate) fn new(file: &'a str, index: &'a LineIndex) -> Self {
+        Self {
+            file,
+            index,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     pub(crate) fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         let e = self.finding(key.into(), message.into());
         self.errors.push(e);
@@ -112,6 +128,12 @@ impl Collector<'_> {
 
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_probed(path, &super::json::no_probe)
+}
+
+/// [`load`], then the deep checks of `probe` (metadata parsing, keys) on
+/// every tenant of a file that validated: what `portcullis check` runs.
+pub fn load_probed(path: &Path, probe: super::json::Probe<'_>) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -121,7 +143,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read file: {e}"),
         }])
     })?;
-    from_str(&text, &file, &|name| std::env::var(name).ok())
+    from_str_probed(&text, &file, &|name| std::env::var(name).ok(), probe)
 }
 
 /// Parses configuration text; `file` labels errors and `env` resolves
@@ -130,6 +152,16 @@ pub fn from_str(
     text: &str,
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    from_str_probed(text, file, env, &super::json::no_probe)
+}
+
+/// [`from_str`] with the deep checks of `probe` (see [`load_probed`]).
+pub fn from_str_probed(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    probe: super::json::Probe<'_>,
 ) -> Result<Config, ConfigErrors> {
     let spanned = DeTable::parse(text).map_err(|e| {
         let line = e
@@ -211,6 +243,13 @@ pub fn from_str(
         i += 1;
         i <= decoded || !failed.iter().any(|f| f == top_section(&e.key))
     });
+    if c.errors.is_empty() {
+        for (i, t) in cfg.tenants.iter().enumerate() {
+            probe(t, &mut |key, message| {
+                c.push(format!("tenants[{i}].{key}"), message)
+            });
+        }
+    }
     if c.errors.is_empty() {
         c.warnings.sort_by_key(|e| e.line);
         cfg.warnings = c.warnings;
@@ -303,7 +342,7 @@ fn array<T: DeserializeOwned>(root: &toml::Table, key: &str, c: &mut Collector<'
     }
 }
 
-fn decode<T: DeserializeOwned>(
+pub(crate) fn decode<T: DeserializeOwned>(
     value: Option<toml::Value>,
     base: &str,
     c: &mut Collector<'_>,

@@ -3,6 +3,7 @@
 
 mod error;
 mod interpolate;
+mod json;
 mod limits;
 mod load;
 mod schema;
@@ -18,8 +19,12 @@ mod tests;
 /// have not moved to it yet.
 pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolateError, interpolate};
+pub use json::{
+    FieldError, Probe, connection_from_json, merge_store_tenants, no_probe, tenant_from_json,
+    to_document,
+};
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};
-pub use load::{from_str, load};
+pub use load::{from_str, from_str_probed, load, load_probed};
 pub use schema::*;
 pub use scim_extensions::{
     ScimAttributeConfig, ScimAttributeType, ScimExtensionConfig, ScimResource,

@@ -2,7 +2,7 @@
 //! operator's file is an error with a line number, not a silently ignored
 //! setting (a misspelt `secure = true` must never fail open).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
 ///
@@ -291,12 +291,21 @@ pub struct ListenerTls {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub address: String,
+    /// Serve the admin API under `/admin/v1/` (operator bearer tokens from
+    /// `portcullis admin-token create`; without one everything is 401).
+    pub api_enabled: bool,
+    /// Accept `http://` loopback IdP URLs from the admin API (tests and
+    /// local development only): customer-supplied URLs are fetched by the
+    /// server, so they must otherwise be https to a public host.
+    pub allow_loopback_idp_urls: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             address: "127.0.0.1:9090".into(),
+            api_enabled: true,
+            allow_loopback_idp_urls: false,
         }
     }
 }
@@ -645,8 +654,17 @@ impl Default for DnsConfig {
     }
 }
 
+/// Where a tenant is described: the configuration file (read-only for the
+/// admin API) or the store (made through the admin API).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Origin {
+    #[default]
+    File,
+    Store,
+}
+
 /// A customer organisation.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Stable identifier (`a-z0-9-_`), used in URLs, sessions and headers.
@@ -670,10 +688,16 @@ pub struct TenantConfig {
     /// This tenant's SCIM provisioning (`[tenants.scim]`).
     #[serde(default)]
     pub scim: TenantScimConfig,
+    /// Roles whose holders (signed in as this tenant) administer its SSO.
+    #[serde(default)]
+    pub admin_roles: Vec<String>,
+    /// Set by the loader, never read from a document.
+    #[serde(skip)]
+    pub origin: Origin,
 }
 
 /// `[tenants.scim]`: how far a tenant's SCIM client may reach.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantScimConfig {
     /// Accept SCIM users whose addresses are outside the tenant's verified
@@ -685,7 +709,7 @@ pub struct TenantScimConfig {
 }
 
 /// Just-in-time provisioning at first login.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JitConfig {
     /// Create unknown users at login; off: only SCIM-provisioned or invited
@@ -704,7 +728,7 @@ impl Default for JitConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Saml,
@@ -713,7 +737,7 @@ pub enum Protocol {
 
 /// One SSO connection of a tenant. Protocol settings are filled in by the
 /// SAML and OIDC implementations.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionConfig {
     /// Unique across all tenants; appears in callback URLs.
@@ -736,7 +760,7 @@ pub struct ConnectionConfig {
 
 /// A SAML connection: who the IdP is, which keys it signs with, what this
 /// service provider calls itself, and how strict to be.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SamlConfig {
     /// `"dev"`: trust the built-in development IdP (`[dev_idp]`) instead of
@@ -746,6 +770,9 @@ pub struct SamlConfig {
     /// IdP metadata XML on disk. Either this or the inline `idp_*` keys.
     #[serde(default)]
     pub idp_metadata_file: Option<String>,
+    /// IdP metadata XML itself (what a customer pastes into the admin API).
+    #[serde(default)]
+    pub idp_metadata_xml: Option<String>,
     /// Inline metadata: the IdP's entity id (the `Issuer` it must send).
     #[serde(default)]
     pub idp_entity_id: Option<String>,
@@ -829,7 +856,7 @@ fn default_metadata_refresh() -> u64 {
     3600
 }
 /// How the relying party authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenAuthMethod {
     /// HTTP Basic with `client_id:client_secret` (the OIDC default).
@@ -843,7 +870,7 @@ pub enum TokenAuthMethod {
 
 /// An OpenID Connect connection: which provider, which client, which claims.
 /// Secrets are written as `${ENV_VAR}` and interpolated at load.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The issuer; discovery is `{issuer}/.well-known/openid-configuration`

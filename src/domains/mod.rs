@@ -186,6 +186,24 @@ impl Domains {
         domain: &str,
         now: i64,
     ) -> Result<DomainEntry, DomainError> {
+        let entry = self.new_claim(tenant, domain, now)?;
+        let domain = entry.domain.clone();
+        match self.store.domains().insert(&entry).await {
+            Ok(entry) => Ok(entry),
+            Err(StoreError::Conflict { owner }) => Err(DomainError::Conflict { domain, owner }),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// A claim of `domain` for `tenant` with a fresh random token, checked
+    /// like [`Domains::add`] but not stored (the admin API stores it in the
+    /// transaction that also records the change).
+    pub fn new_claim(
+        &self,
+        tenant: &str,
+        domain: &str,
+        now: i64,
+    ) -> Result<DomainEntry, DomainError> {
         let domain = normalize_domain(domain)?;
         if crate::names::is_public_mail_domain(&domain) {
             return Err(DomainError::PublicMail(domain));
@@ -206,8 +224,8 @@ impl Domains {
         }
         let token =
             hex::encode(crate::secret::random_bytes::<32>().map_err(|_| DomainError::Random)?);
-        let entry = DomainRecord {
-            domain: domain.clone(),
+        Ok(DomainRecord {
+            domain,
             tenant: tenant.to_owned(),
             token,
             status: DomainStatus::Pending,
@@ -216,12 +234,15 @@ impl Domains {
             verified_at: None,
             last_seen_at: None,
             detail: None,
-        };
-        match self.store.domains().insert(&entry).await {
-            Ok(entry) => Ok(entry),
-            Err(StoreError::Conflict { owner }) => Err(DomainError::Conflict { domain, owner }),
-            Err(other) => Err(other.into()),
-        }
+        })
+    }
+
+    /// Looks `entry`'s record up now and returns its next state without
+    /// writing it (the admin API writes it with its audit event).
+    pub async fn next_check(&self, entry: &DomainEntry, now: i64) -> crate::store::DomainCheck {
+        let (name, expected) = self.txt_record(entry);
+        let outcome = self.resolver.check(&name, &expected).await;
+        state::next(entry, &outcome, now, &self.settings)
     }
 
     /// `[dev_idp]` only (loopback, see `app.rs`): claims `domain` for

@@ -265,6 +265,7 @@ impl Sessions {
             loop {
                 match rx.recv().await {
                     Ok(StoreEvent::SessionsRevoked(sel)) => this.invalidate(&sel).await,
+                    Ok(StoreEvent::TenantsChanged) => {}
                     // Missed events: we can't know which, so drop everything.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         this.cache.invalidate_all()

@@ -274,6 +274,114 @@ impl DomainStore<'_> {
     }
 }
 
+/// The domains view of a [`WriteTx`](super::WriteTx): `tx.domains()`, for
+/// claims changed together with their audit event.
+pub struct DomainTx<'a> {
+    pub(super) write: &'a mut super::WriteTx,
+}
+
+impl DomainTx<'_> {
+    /// [`DomainStore::insert`] inside the transaction: the existing row of
+    /// the same tenant, or [`StoreError::Conflict`] naming the owner.
+    pub async fn insert(&mut self, d: &DomainRecord) -> Result<DomainRecord, StoreError> {
+        for (field, value) in [
+            ("domain", d.domain.as_str()),
+            ("tenant", d.tenant.as_str()),
+            ("token", d.token.as_str()),
+        ] {
+            check_text(field, value)?;
+        }
+        let tx = &mut self.write.tx;
+        sqlx::query(
+            "INSERT INTO domains (domain, tenant, token, status, created_at, \
+             last_checked_at, verified_at, last_seen_at, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (domain) DO NOTHING",
+        )
+        .bind(d.domain.as_str())
+        .bind(d.tenant.as_str())
+        .bind(d.token.as_str())
+        .bind(d.status.as_str())
+        .bind(d.created_at)
+        .bind(d.last_checked_at)
+        .bind(d.verified_at)
+        .bind(d.last_seen_at)
+        .bind(d.detail.as_deref())
+        .execute(&mut **tx)
+        .await?;
+        let existing = self.get(&d.domain).await?.ok_or_else(|| {
+            StoreError::Corrupt("domain row vanished inside its transaction".into())
+        })?;
+        if existing.tenant != d.tenant {
+            return Err(StoreError::Conflict {
+                owner: existing.tenant,
+            });
+        }
+        Ok(existing)
+    }
+
+    /// One domain as this transaction sees it.
+    pub async fn get(&mut self, domain: &str) -> Result<Option<DomainRecord>, StoreError> {
+        check_text("domain", domain)?;
+        let row = sqlx::query(select_domains!("WHERE domain = $1"))
+            .bind(domain)
+            .fetch_optional(&mut *self.write.tx)
+            .await?;
+        row.as_ref().map(decode_domain).transpose()
+    }
+
+    /// [`DomainStore::update_check`] inside the transaction.
+    pub async fn update_check(
+        &mut self,
+        domain: &str,
+        token: &str,
+        check: &DomainCheck,
+    ) -> Result<bool, StoreError> {
+        check_text("domain", domain)?;
+        check_text("token", token)?;
+        if let Some(detail) = &check.detail {
+            check_text("detail", detail)?;
+        }
+        let updated = sqlx::query(
+            "UPDATE domains SET status = $3, last_checked_at = $4, verified_at = $5, \
+             last_seen_at = $6, detail = $7 WHERE domain = $1 AND token = $2",
+        )
+        .bind(domain)
+        .bind(token)
+        .bind(check.status.as_str())
+        .bind(check.last_checked_at)
+        .bind(check.verified_at)
+        .bind(check.last_seen_at)
+        .bind(check.detail.as_deref())
+        .execute(&mut *self.write.tx)
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    /// Releases one domain of `tenant`; returns whether it existed.
+    pub async fn delete(&mut self, tenant: &str, domain: &str) -> Result<bool, StoreError> {
+        check_text("domain", domain)?;
+        check_text("tenant", tenant)?;
+        let deleted = sqlx::query("DELETE FROM domains WHERE domain = $1 AND tenant = $2")
+            .bind(domain)
+            .bind(tenant)
+            .execute(&mut *self.write.tx)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    /// Releases every domain of `tenant` (the tenant is deleted).
+    pub async fn delete_tenant(&mut self, tenant: &str) -> Result<u64, StoreError> {
+        check_text("tenant", tenant)?;
+        Ok(sqlx::query("DELETE FROM domains WHERE tenant = $1")
+            .bind(tenant)
+            .execute(&mut *self.write.tx)
+            .await?
+            .rows_affected())
+    }
+}
+
 /// Maps a row to a record; an unknown status is `Corrupt`, never guessed.
 fn decode_domain(row: &AnyRow) -> Result<DomainRecord, StoreError> {
     let status: String = row.try_get("status")?;

@@ -33,7 +33,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Wire {
-    SessionsRevoked { selector: WireSelector },
+    SessionsRevoked {
+        selector: WireSelector,
+    },
+    /// No payload: the tenant configuration version decides what is new.
+    TenantsChanged {},
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,6 +59,7 @@ enum WireSelector {
 /// over-invalidating a cache is harmless, failing the revocation is not.
 pub(super) fn encode(event: &StoreEvent) -> String {
     let wire = match event {
+        StoreEvent::TenantsChanged => Wire::TenantsChanged {},
         StoreEvent::SessionsRevoked(selector) => Wire::SessionsRevoked {
             selector: match selector.clone() {
                 SessionSelector::Id(v) => WireSelector::Id(v),
@@ -87,6 +92,7 @@ const ALL_JSON: &str = r#"{"type":"sessions_revoked","selector":{"kind":"all"}}"
 pub(super) fn decode(payload: &str) -> Option<StoreEvent> {
     let wire: Wire = serde_json::from_str(payload).ok()?;
     Some(match wire {
+        Wire::TenantsChanged {} => StoreEvent::TenantsChanged,
         Wire::SessionsRevoked { selector } => StoreEvent::SessionsRevoked(match selector {
             WireSelector::Id(v) => SessionSelector::Id(v),
             WireSelector::User(v) => SessionSelector::User(v),
@@ -148,6 +154,7 @@ pub(super) async fn run_listener(
                         listener = Some(fresh);
                         backoff = BACKOFF_MIN;
                         let _ = events.send(StoreEvent::SessionsRevoked(SessionSelector::All));
+                        let _ = events.send(StoreEvent::TenantsChanged);
                     }
                     Err(error) => {
                         tracing::warn!(%error, "store event listener could not reconnect");
@@ -171,6 +178,7 @@ pub(super) async fn run_listener(
                     // reconnect); anything sent in between is gone.
                     tracing::warn!("store event listener lost its connection; flushing caches");
                     let _ = events.send(StoreEvent::SessionsRevoked(SessionSelector::All));
+                    let _ = events.send(StoreEvent::TenantsChanged);
                 }
                 Err(error) => {
                     // Drop the listener (and its possibly broken connection)
@@ -183,6 +191,34 @@ pub(super) async fn run_listener(
     }
     drop(listener);
     pool.close().await;
+}
+
+/// Records `event` for the other processes and replicas inside the
+/// caller's transaction, so it exists iff the change commits: a
+/// `store_events` row on SQLite, a NOTIFY (delivered at commit) on
+/// PostgreSQL.
+pub(super) async fn publish_in(
+    conn: &mut sqlx::AnyConnection,
+    backend: super::Backend,
+    event: &StoreEvent,
+) -> Result<(), sqlx::Error> {
+    match backend {
+        super::Backend::Sqlite => {
+            sqlx::query("INSERT INTO store_events (payload, created_at) VALUES ($1, $2)")
+                .bind(encode(event))
+                .bind(super::unix_now())
+                .execute(&mut *conn)
+                .await?;
+        }
+        super::Backend::Postgres => {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(encode(event))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// How often SQLite stores look for revocations made by other processes.
@@ -272,6 +308,9 @@ mod tests {
             let event = StoreEvent::SessionsRevoked(selector);
             assert_eq!(decode(&encode(&event)), Some(event));
         }
+        let event = StoreEvent::TenantsChanged;
+        assert_eq!(encode(&event), r#"{"type":"tenants_changed"}"#);
+        assert_eq!(decode(&encode(&event)), Some(event));
     }
 
     #[test]

@@ -79,6 +79,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0010_webhooks.sql"),
         postgres: include_str!("migrations/postgres/0010_webhooks.sql"),
     },
+    Migration {
+        version: 11,
+        description: "tenants and connections in the store, admin tokens, setup links, audit log",
+        sqlite: include_str!("migrations/sqlite/0011_admin.sql"),
+        postgres: include_str!("migrations/postgres/0011_admin.sql"),
+    },
 ];
 
 /// Same text for both backends: BIGINT has INTEGER affinity in SQLite.

@@ -24,6 +24,8 @@
 //! runtime, so that runtime must outlive the store. The listener task stops
 //! on [`Store::close`] or when the last clone of the store is dropped.
 
+mod admin;
+mod audit;
 mod batch;
 mod connect;
 mod domains;
@@ -38,6 +40,7 @@ mod reseal;
 mod scim;
 mod seal;
 mod sessions;
+mod tenants;
 mod users;
 mod write;
 
@@ -48,7 +51,11 @@ use sqlx::AnyPool;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-pub use domains::{DomainCheck, DomainRecord, DomainStatus, DomainStore, DueCutoffs};
+pub use admin::{
+    AdminTokenRow, AdminTokenStore, CredentialTx, SetupLinkRow, SetupLinkStore, SetupLinkTx,
+};
+pub use audit::{AuditRow, AuditStore, AuditTx};
+pub use domains::{DomainCheck, DomainRecord, DomainStatus, DomainStore, DomainTx, DueCutoffs};
 pub use error::StoreError;
 pub use keys::KeyStore;
 pub use logins::{LoginTx, ScimLogin};
@@ -58,6 +65,7 @@ pub use reseal::ResealReport;
 pub use scim::{ScimIndex, ScimKind, ScimMember, ScimRow, ScimStore, ScimTx};
 pub use seal::{StoreKeys, key_id};
 pub use sessions::{SessionStore, SessionTx};
+pub use tenants::{StoredTenant, TenantStore, TenantTx};
 pub use users::{UserRecord, UserStore, UserTx};
 pub use write::WriteTx;
 
@@ -150,6 +158,9 @@ pub struct StoredKey {
 pub enum StoreEvent {
     /// Sessions matching the selector were deleted; drop cached copies.
     SessionsRevoked(SessionSelector),
+    /// The tenants kept in the store changed (or, after a lost connection,
+    /// may have): rebuild the configuration if the version moved.
+    TenantsChanged,
 }
 
 /// Handle to the store. Cloning is cheap (an `Arc`) and all clones share one
@@ -384,6 +395,27 @@ impl Store {
     /// are appended through [`WriteTx::outbox`]).
     pub fn outbox(&self) -> OutboxStore<'_> {
         OutboxStore { inner: &self.inner }
+    }
+
+    /// Tenants and connections made through the admin API (writes go
+    /// through [`WriteTx::tenants`] of a [`Store::begin_config`]).
+    pub fn tenants(&self) -> TenantStore<'_> {
+        TenantStore { inner: &self.inner }
+    }
+
+    /// The audit log of admin changes (written through [`WriteTx::audit`]).
+    pub fn audit(&self) -> AuditStore<'_> {
+        AuditStore { inner: &self.inner }
+    }
+
+    /// Operator tokens of the admin API.
+    pub fn admin_tokens(&self) -> AdminTokenStore<'_> {
+        AdminTokenStore { inner: &self.inner }
+    }
+
+    /// Setup links (reads; created through [`WriteTx::setup_links`]).
+    pub fn setup_links(&self) -> SetupLinkStore<'_> {
+        SetupLinkStore { inner: &self.inner }
     }
 }
 

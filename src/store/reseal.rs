@@ -28,11 +28,13 @@ pub struct ResealReport {
     pub resealed: u64,
 }
 
-/// Brings `keys.material` and `sessions.logout_hint` under the first key.
+/// Brings `keys.material`, `sessions.logout_hint` and
+/// `tenant_connections.doc` under the first key.
 pub(super) async fn run(pool: &AnyPool, keys: &StoreKeys) -> Result<ResealReport, StoreError> {
     let mut report = ResealReport::default();
     keys_table(pool, keys, &mut report).await?;
     sessions_table(pool, keys, &mut report).await?;
+    connections_table(pool, keys, &mut report).await?;
     if report != ResealReport::default() {
         tracing::info!(
             sealed = report.sealed,
@@ -133,4 +135,43 @@ async fn sessions_table(
         }
         tx.commit().await?;
     }
+}
+
+/// Connections made through the admin API: few, opened one by one (a
+/// wrong key stops startup here rather than at the first rebuild).
+async fn connections_table(
+    pool: &AnyPool,
+    keys: &StoreKeys,
+    report: &mut ResealReport,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT id, doc FROM tenant_connections ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let doc: String = row.try_get("doc")?;
+        let plain = match classify(doc.as_bytes()) {
+            Stored::Plain => {
+                report.sealed += 1;
+                doc.clone().into_bytes()
+            }
+            Stored::Sealed { key_id, .. } => {
+                let current = key_id == keys.sealing_id();
+                let plain = keys.open(Column::ConnectionDoc, &id, doc.as_bytes())?;
+                if current {
+                    continue;
+                }
+                report.resealed += 1;
+                plain
+            }
+        };
+        let sealed = keys.seal(Column::ConnectionDoc, &id, &plain)?;
+        sqlx::query("UPDATE tenant_connections SET doc = $1 WHERE id = $2 AND doc = $3")
+            .bind(sealed)
+            .bind(id.as_str())
+            .bind(doc.as_str())
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }

@@ -4,8 +4,10 @@
 //!
 //! What is sealed, and why only that (the audit behind this list is in the
 //! README, "Secrets at rest"): `keys.material` (the generated assertion
-//! signing key) and `sessions.logout_hint` (OIDC ID token for
-//! `id_token_hint`, SAML NameID for a LogoutRequest). Credentials that are
+//! signing key), `sessions.logout_hint` (OIDC ID token for
+//! `id_token_hint`, SAML NameID for a LogoutRequest) and
+//! `tenant_connections.doc` (a connection made through the admin API, with
+//! its client secret or private key). Credentials that are
 //! only ever *compared* (session ids, SCIM tokens) are stored as SHA-256
 //! hashes instead, which is stronger than encryption: not even the key opens
 //! them.
@@ -42,6 +44,9 @@ pub(crate) enum Column {
     KeyMaterial,
     /// `sessions.logout_hint`, row = `id_hash`.
     LogoutHint,
+    /// `tenant_connections.doc` (a connection's settings, secrets
+    /// included), row = the connection id.
+    ConnectionDoc,
 }
 
 impl Column {
@@ -49,6 +54,7 @@ impl Column {
         match self {
             Column::KeyMaterial => "keys.material",
             Column::LogoutHint => "sessions.logout_hint",
+            Column::ConnectionDoc => "tenant_connections.doc",
         }
     }
 }

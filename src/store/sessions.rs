@@ -167,6 +167,27 @@ impl SessionStore<'_> {
         u64::try_from(n).map_err(|_| StoreError::Corrupt("negative session count".into()))
     }
 
+    /// A tenant's sessions, newest first, at most `limit` (logout hints
+    /// left sealed out: a listing never needs them).
+    pub async fn list_tenant(
+        &self,
+        tenant: &str,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        check_text("tenant", tenant)?;
+        let rows = sqlx::query(
+            "SELECT id_hash, user_id, email, name, tenant, connection, groups_json, roles_json, \
+             created_at, expires_at, last_seen_at, idp_subject, idp_session, \
+             NULL AS logout_hint FROM sessions WHERE tenant = $1 \
+             ORDER BY created_at DESC, id_hash LIMIT $2",
+        )
+        .bind(tenant)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(decode_session).collect()
+    }
+
     /// Every session's key (the hashed id), sorted. For checks that an
     /// operation added no session: a count can't tell a new row from an
     /// expired one the sweep removed meanwhile. Reads the whole table, so

@@ -9,8 +9,8 @@
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    Backend, LoginTx, OutboxTx, ScimTx, SessionSelector, SessionTx, Store, StoreError, StoreEvent,
-    UserTx, check_text,
+    AuditTx, Backend, CredentialTx, DomainTx, LoginTx, OutboxTx, ScimTx, SessionSelector,
+    SessionTx, SetupLinkTx, Store, StoreError, StoreEvent, TenantTx, UserTx, check_text,
 };
 
 /// One open write transaction for one tenant. Other writers of the same
@@ -32,6 +32,9 @@ pub struct WriteTx {
     /// How many of `pending_events` predate the open savepoint: a rollback
     /// keeps those and drops the rest.
     pub(super) pending_mark: usize,
+    /// Opened by [`Store::begin_config`]: the tenant configuration version
+    /// it wrote, announced to this process at commit.
+    config_version: Option<i64>,
 }
 
 impl std::fmt::Debug for WriteTx {
@@ -52,7 +55,40 @@ impl Store {
     /// number orders the tenant's changes (webhook events).
     pub async fn begin_write(&self, tenant: &str) -> Result<WriteTx, StoreError> {
         check_text("tenant", tenant)?;
+        let tx = self.inner.pool.begin().await?;
+        self.write_in(tx, tenant, None).await
+    }
+
+    /// Opens a write transaction that changes the tenants kept in the store
+    /// (or anything an admin change audits). Its first statement bumps the
+    /// one-row tenant configuration version: every such writer is
+    /// serialised by that row (SQLite: the write lock, PostgreSQL: the row
+    /// lock), so validation against the tenants read inside the
+    /// transaction still holds at commit; then the tenant's row as in
+    /// [`Store::begin_write`]. Lock order is always version row, then
+    /// tenant row, and SCIM writers take only the latter, so the two can't
+    /// deadlock. The change is announced to other processes and replicas
+    /// inside the transaction (delivered at commit) and to this one by
+    /// [`WriteTx::commit`].
+    pub async fn begin_config(&self, tenant: &str) -> Result<WriteTx, StoreError> {
+        check_text("tenant", tenant)?;
         let mut tx = self.inner.pool.begin().await?;
+        let version: i64 = sqlx::query(
+            "UPDATE tenant_config_version SET version = version + 1 WHERE id = 1 RETURNING version",
+        )
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("version")?;
+        super::events::publish_in(&mut tx, self.inner.backend, &StoreEvent::TenantsChanged).await?;
+        self.write_in(tx, tenant, Some(version)).await
+    }
+
+    async fn write_in(
+        &self,
+        mut tx: Transaction<'static, Any>,
+        tenant: &str,
+        config_version: Option<i64>,
+    ) -> Result<WriteTx, StoreError> {
         let row = sqlx::query(
             "INSERT INTO scim_tenants (tenant, seq) VALUES ($1, 1) \
              ON CONFLICT (tenant) DO UPDATE SET seq = scim_tenants.seq + 1 RETURNING seq",
@@ -72,6 +108,7 @@ impl Store {
             emitted: false,
             pending_events: Vec::new(),
             pending_mark: 0,
+            config_version,
         })
     }
 }
@@ -154,6 +191,9 @@ impl WriteTx {
                 .events
                 .send(StoreEvent::SessionsRevoked(selector.clone()));
         }
+        if self.config_version.is_some() {
+            let _ = self.store.inner.events.send(StoreEvent::TenantsChanged);
+        }
         Ok(self.revoked)
     }
 }
@@ -185,5 +225,37 @@ impl WriteTx {
     /// Appends the webhook events that announce this transaction's changes.
     pub fn outbox(&mut self) -> OutboxTx<'_> {
         OutboxTx { write: self }
+    }
+
+    /// Tenants and connections kept in the store; only in a transaction of
+    /// [`Store::begin_config`] (which holds the writers' lock).
+    pub fn tenants(&mut self) -> TenantTx<'_> {
+        TenantTx { write: self }
+    }
+
+    /// The audit event of this transaction's change.
+    pub fn audit(&mut self) -> AuditTx<'_> {
+        AuditTx { write: self }
+    }
+
+    /// Setup links created or redeemed in this transaction.
+    pub fn setup_links(&mut self) -> SetupLinkTx<'_> {
+        SetupLinkTx { write: self }
+    }
+
+    /// Credentials (SCIM tokens) replaced in this transaction.
+    pub fn credentials(&mut self) -> CredentialTx<'_> {
+        CredentialTx { write: self }
+    }
+
+    /// Domain claims changed in this transaction.
+    pub fn domains(&mut self) -> DomainTx<'_> {
+        DomainTx { write: self }
+    }
+
+    /// The tenant configuration version this transaction wrote, if it was
+    /// opened by [`Store::begin_config`].
+    pub fn config_version(&self) -> Option<i64> {
+        self.config_version
     }
 }

@@ -18,3 +18,10 @@ pub use claims::{ClaimMap, Mapped, to_login};
 pub use connection::{OidcConnection, OidcFactory, STATE_KIND};
 pub use logout::{EVENT as BACKCHANNEL_EVENT, JTI_KIND, MAX_LOGOUT_TOKEN_BYTES};
 pub use presets::{EmailVerified, Preset, preset};
+
+/// Whether `pem` is a usable `private_key_jwt` key; the message says why not.
+pub(crate) fn check_private_key(pem: &str) -> Result<(), String> {
+    client_auth::ClientKey::from_pem(pem, None)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

@@ -64,13 +64,14 @@ pub struct IdpMetadata {
 }
 
 impl IdpMetadata {
-    /// Loads from `idp_metadata_file` or the inline keys.
+    /// Loads from `idp_metadata_xml`, `idp_metadata_file` or the inline keys.
     pub fn load(cfg: &SamlConfig) -> Result<Self, MetadataError> {
-        let xml = match &cfg.idp_metadata_file {
-            Some(path) => {
+        let xml = match (&cfg.idp_metadata_xml, &cfg.idp_metadata_file) {
+            (Some(xml), _) => xml.clone(),
+            (None, Some(path)) => {
                 std::fs::read_to_string(path).map_err(|e| MetadataError::Read(path.clone(), e))?
             }
-            None => inline_xml(cfg)?,
+            (None, None) => inline_xml(cfg)?,
         };
         Self::from_xml(&xml)
     }

@@ -46,6 +46,19 @@ const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     super::limits::validate,
 ];
 
+/// The checks a tenant takes part in, for a tenant that comes from the
+/// store (`config::json`): the same functions as for the file, so the
+/// messages are the same.
+pub(crate) fn tenant_checks(cfg: &Config, c: &mut Collector<'_>) {
+    tenants::tenants(cfg, c);
+    tenants::dev_idp(cfg, c);
+}
+
+/// The rules only a tenant from the admin API is held to, for tenant `i`.
+pub(crate) fn store_source(cfg: &Config, i: usize, c: &mut Collector<'_>) {
+    tenants::store_source(cfg, i, c);
+}
+
 pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
     for check in CHECKS {
         check(cfg, c);

@@ -5,6 +5,10 @@ use super::connections::is_trustworthy_url;
 use crate::config::load::Collector;
 use crate::config::schema::SamlConfig;
 
+/// The largest `idp_metadata_xml` accepted (real metadata is a few KiB;
+/// federation aggregates are not per-connection metadata).
+const MAX_METADATA_XML: usize = 1 << 20;
+
 /// The `saml` table of a SAML connection at `key`. Its metadata must come
 /// from exactly one place and name a signing certificate: samael skips
 /// signature checks when the metadata has none.
@@ -21,6 +25,7 @@ pub(super) fn saml(s: &SamlConfig, key: &str, dev_idp: bool, c: &mut Collector<'
                 "`dev` needs a `[dev_idp]` section (development only)",
             );
         } else if s.idp_metadata_file.is_some()
+            || s.idp_metadata_xml.is_some()
             || s.idp_entity_id.is_some()
             || s.idp_sso_url.is_some()
             || s.idp_slo_url.is_some()
@@ -46,11 +51,30 @@ pub(super) fn saml(s: &SamlConfig, key: &str, dev_idp: bool, c: &mut Collector<'
         || s.idp_sso_url.is_some()
         || s.idp_slo_url.is_some()
         || !s.idp_certificates.is_empty();
-    if let Some(u) = &s.idp_metadata_url {
+    if let Some(x) = &s.idp_metadata_xml {
         if s.idp_metadata_file.is_some() || inline {
             c.push(
+                format!("{key}.saml.idp_metadata_xml"),
+                "give one of `idp_metadata_xml`, `idp_metadata_url`, `idp_metadata_file` or the inline `idp_*` keys",
+            );
+        }
+        if x.len() > MAX_METADATA_XML {
+            c.push(
+                format!("{key}.saml.idp_metadata_xml"),
+                "at most 1 MiB of metadata",
+            );
+        } else if !x.contains("EntityDescriptor") {
+            c.push(
+                format!("{key}.saml.idp_metadata_xml"),
+                "must be the IdP's SAML metadata XML (an `EntityDescriptor`)",
+            );
+        }
+    }
+    if let Some(u) = &s.idp_metadata_url {
+        if s.idp_metadata_file.is_some() || s.idp_metadata_xml.is_some() || inline {
+            c.push(
                 format!("{key}.saml.idp_metadata_url"),
-                "give one of `idp_metadata_url`, `idp_metadata_file` or the inline `idp_*` keys",
+                "give one of `idp_metadata_url`, `idp_metadata_xml`, `idp_metadata_file` or the inline `idp_*` keys",
             );
         }
         // The metadata names the keys every login is checked with: fetched
@@ -69,7 +93,7 @@ pub(super) fn saml(s: &SamlConfig, key: &str, dev_idp: bool, c: &mut Collector<'
         }
     }
     match (&s.idp_metadata_file, inline) {
-        _ if s.idp_metadata_url.is_some() => {}
+        _ if s.idp_metadata_url.is_some() || s.idp_metadata_xml.is_some() => {}
         (Some(_), true) => c.push(
             format!("{key}.saml.idp_metadata_file"),
             "give either `idp_metadata_file` or the inline `idp_*` keys, not both",

@@ -17,6 +17,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cli", &["*"]),
     ("app", &["*"]),
     (
+        "admin",
+        &[
+            "auth", "clock", "config", "domains", "metrics", "scim", "secret", "session", "store",
+        ],
+    ),
+    (
         "demo",
         &[
             "app", "clock", "config", "events", "logging", "secret", "webhook",

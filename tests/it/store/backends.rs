@@ -190,7 +190,10 @@ async fn expect_event(rx: &mut broadcast::Receiver<StoreEvent>, expected: &Store
 async fn open_migrates(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(store.sessions().count().await.unwrap(), 0);
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7, 10]);
+    assert_eq!(
+        db.migration_versions().await,
+        vec![1, 2, 3, 4, 5, 6, 7, 10, 11]
+    );
     store.close().await;
 }
 
@@ -205,7 +208,10 @@ async fn reopen_is_idempotent(db: &TestDb) {
 
     let second = db.open().await;
     let third = db.open().await;
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7, 10]);
+    assert_eq!(
+        db.migration_versions().await,
+        vec![1, 2, 3, 4, 5, 6, 7, 10, 11]
+    );
     assert_eq!(second.sessions().count().await.unwrap(), 1);
     assert!(third.sessions().get("a").await.unwrap().is_some());
     second.close().await;

@@ -82,6 +82,8 @@ pub(crate) struct Options {
     /// table; the env then starts no app of its own (`TestEnv::app` is
     /// `None`). `upstream_extra` goes into every entry.
     pub upstreams: Vec<(&'static str, SocketAddr)>,
+    /// More `[admin]` keys, one per line.
+    pub admin_extra: String,
 }
 
 impl Default for Options {
@@ -97,6 +99,7 @@ impl Default for Options {
             server_extra: String::new(),
             session_extra: String::new(),
             upstreams: Vec::new(),
+            admin_extra: String::new(),
         }
     }
 }
@@ -224,6 +227,10 @@ impl TestEnv {
         text = text.replace(
             "read_timeout_ms = 5000\n",
             &format!("read_timeout_ms = 5000\n{}\n", opts.upstream_extra),
+        );
+        text = text.replace(
+            &format!("address = \"{admin}\"\n"),
+            &format!("address = \"{admin}\"\n{}\n", opts.admin_extra),
         );
         if !opts.session_extra.is_empty() {
             let sets_secure = opts

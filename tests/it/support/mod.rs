@@ -1,3 +1,4 @@
+pub(crate) mod admin;
 pub(crate) mod dns;
 pub(crate) mod env;
 pub(crate) mod idp;

@@ -1,0 +1,12 @@
+//! Self-serve administration: the admin API on the admin listener
+//! (`/admin/v1/`, operator bearer tokens), the operations behind it, and
+//! the audit log of every change. Mounted by `app`, which implements
+//! [`Current`]; `proxy` and `endpoints` never import this module.
+
+pub mod api;
+pub mod audit;
+pub mod ops;
+pub mod tokens;
+
+pub use audit::{Actor, AuditAction};
+pub use ops::{AdminCtx, Current, OpError};
