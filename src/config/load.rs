@@ -195,6 +195,7 @@ pub fn from_str(
     cfg.webhook = section(&root, "webhook", &mut c);
     cfg.scim = section(&root, "scim", &mut c);
     cfg.limits = section(&root, "limits", &mut c);
+    cfg.platform = section(&root, "platform", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
     // sees everything at once; but drop findings about a failed section,
@@ -243,6 +244,7 @@ const SECTIONS: &[&str] = &[
     "webhook",
     "scim",
     "limits",
+    "platform",
 ];
 
 fn interpolate_value(

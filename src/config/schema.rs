@@ -37,6 +37,8 @@ pub struct Config {
     pub warnings: Vec<super::ConfigError>,
     /// Slow and greedy clients (`[limits]`).
     pub limits: super::limits::LimitsConfig,
+    /// Pre-configured sign-in providers (`[platform.providers.*]`).
+    pub platform: super::platform::PlatformConfig,
 }
 
 /// `[webhook]`: the upstream app's endpoint for user and group events
@@ -715,7 +717,19 @@ pub enum Protocol {
 pub struct ConnectionConfig {
     /// Unique across all tenants; appears in callback URLs.
     pub id: String,
-    pub protocol: Protocol,
+    /// `saml` or `oidc` with the tenant's own IdP; omitted for `platform`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// A pre-configured provider (`[platform.providers.*]`) instead of a
+    /// `protocol` with its own table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<super::platform::PlatformKind>,
+    /// Rules of a `platform = "microsoft"` connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub microsoft: Option<super::platform::MicrosoftRules>,
+    /// Rules of a `platform = "github"` connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<super::platform::GithubRules>,
     /// Provider preset: `entra`, `okta`, `google`, `onelogin`, `jumpcloud`,
     /// `duo` or `generic`.
     #[serde(default)]
