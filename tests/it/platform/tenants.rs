@@ -71,8 +71,8 @@ async fn a_platform_connection_asserting_another_tenants_domain_is_refused() {
     op.set_user(user(json!({"sub": "g-y", "email": "alice@acme.com",
         "email_verified": true, "hd": "globex.com"})));
     p.refused("globex-google", "foreign_domain").await;
-    // The flow cookie, not the callback, decides the tenant: a callback of
-    // acme's flow never signs anyone into globex, whatever the URL says.
+    // globex's own Workspace user through acme's connection: the flow
+    // started at acme, so acme's domains are the yardstick.
     op.set_user(user(json!({"sub": "g-z", "email": "bob@globex.com",
         "email_verified": true, "hd": "globex.com"})));
     p.refused("acme-google", "hd_mismatch").await;
@@ -118,5 +118,51 @@ async fn platform_test_sign_in_shows_the_verdict() {
     assert_eq!(
         p.env.shared.store.sessions().keys().await.unwrap().len(),
         sessions_before
+    );
+}
+
+/// A reload that changes a provider's section (new client, new secret)
+/// ends the sessions of every connection of that provider, and only those.
+#[test]
+fn a_changed_provider_section_changes_its_connections() {
+    let config = |google_secret: &str| {
+        let text = format!(
+            r#"
+[[listeners]]
+address = "127.0.0.1:1"
+[session]
+keys = ["{KEY_A}"]
+[store]
+encryption_key = "{STORE_KEY}"
+[platform.providers.google]
+client_id = "g"
+client_secret = "{google_secret}"
+[platform.providers.github]
+client_id = "gh"
+client_secret = "s"
+[[tenants]]
+id = "acme"
+domains = ["acme.com"]
+[[tenants.connections]]
+id = "acme-google"
+platform = "google"
+[[tenants.connections]]
+id = "acme-github"
+platform = "github"
+[[tenants]]
+id = "globex"
+domains = ["globex.com"]
+[[tenants.connections]]
+id = "globex-google"
+platform = "google"
+"#
+        );
+        portcullis::config::from_str(&text, "t.toml", &|_| None).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (old, same, rotated) = (config("one"), config("one"), config("two"));
+    assert!(portcullis::app::changed_connections(&old, &same).is_empty());
+    assert_eq!(
+        portcullis::app::changed_connections(&old, &rotated),
+        ["acme-google", "globex-google"]
     );
 }
