@@ -304,7 +304,7 @@ async fn build_state(
         &config.headers.assertion_audience,
         config.headers.assertion_lifetime_seconds,
     )?);
-    let domains = Arc::new(Domains::new(store.clone(), &config.dns)?);
+    let domains = Domains::new(store.clone(), &config.dns)?;
     let dev_idp = DevIdp::from_config(&config)
         .map_err(|e| AppError::DevIdp(e.to_string()))?
         .map(Arc::new);
@@ -335,6 +335,7 @@ async fn build_state(
             .with_clock(factories.clock.clone()),
         ));
     }
+    let domains = Arc::new(domains);
     if factories.platform.is_none() && factories.builtin_platform {
         factories.platform = Some(Arc::new(crate::auth::platform::PlatformFactory::new(
             &config.platform,

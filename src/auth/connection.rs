@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::{ConnectionConfig, ConnectionKind, TenantConfig};
+use crate::config::{ConnectionConfig, Protocol, TenantConfig};
 
 /// What an IdP proved about a user, after the protocol verified signatures,
-/// audience, replay and the like.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// audience, replay and the like. `Default` lets each literal name only what
+/// it cares about.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VerifiedLogin {
     pub connection_id: String,
     /// The IdP's stable identifier for the user (SAML NameID, OIDC `sub`).
@@ -204,11 +205,11 @@ impl Registry {
         let mut by_id = HashMap::new();
         for t in tenants {
             for c in &t.connections {
-                let factory = match c.kind() {
-                    Some(ConnectionKind::Saml) => factories.saml.as_ref(),
-                    Some(ConnectionKind::Oidc) => factories.oidc.as_ref(),
-                    Some(ConnectionKind::Platform(_)) => factories.platform.as_ref(),
-                    None => None,
+                let factory = match (c.platform, c.protocol) {
+                    (Some(_), _) => factories.platform.as_ref(),
+                    (None, Some(Protocol::Saml)) => factories.saml.as_ref(),
+                    (None, Some(Protocol::Oidc)) => factories.oidc.as_ref(),
+                    (None, None) => None,
                 };
                 let factory = factory.ok_or_else(|| {
                     ConnectionError::new(
@@ -216,7 +217,8 @@ impl Registry {
                         format!(
                             "connection `{}`: {} is not available in this build",
                             c.id,
-                            c.kind().map_or("no protocol", ConnectionKind::label)
+                            c.kind()
+                                .map_or("no protocol", crate::config::ConnectionKind::label)
                         ),
                     )
                 })?;

@@ -191,11 +191,11 @@ pub fn from_str(
     cfg.dns = section(&root, "dns", &mut c);
     cfg.login = section(&root, "login", &mut c);
     cfg.tenants = array(&root, "tenants", &mut c);
+    cfg.platform = section(&root, "platform", &mut c);
     cfg.dev_idp = section(&root, "dev_idp", &mut c);
     cfg.webhook = section(&root, "webhook", &mut c);
     cfg.scim = section(&root, "scim", &mut c);
     cfg.limits = section(&root, "limits", &mut c);
-    cfg.platform = section(&root, "platform", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
     // sees everything at once; but drop findings about a failed section,
@@ -240,11 +240,11 @@ const SECTIONS: &[&str] = &[
     "dns",
     "login",
     "tenants",
+    "platform",
     "dev_idp",
     "webhook",
     "scim",
     "limits",
-    "platform",
 ];
 
 fn interpolate_value(

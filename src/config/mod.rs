@@ -20,7 +20,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use interpolate::{InterpolateError, interpolate};
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};
 pub use load::{from_str, load};
-pub use platform::*;
 pub use schema::*;
 pub use upstreams::DEFAULT_UPSTREAM;
 pub use urls::PublicUrls;
@@ -28,3 +27,5 @@ pub use validate::{
     MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, is_trustworthy_url, parse_nameserver,
     parse_sha256_fingerprint,
 };
+
+pub use platform::*;

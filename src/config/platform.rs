@@ -212,3 +212,241 @@ pub fn is_guid(s: &str) -> bool {
 pub fn is_github_login(s: &str) -> bool {
     (1..=39).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+
+    // The store key sits on the first line (an inline table), as in
+    // `config::tests`.
+    const MINIMAL: &str = r#"store = { encryption_key = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=" }
+[[listeners]]
+address = "127.0.0.1:8080"
+
+[session]
+keys = ["kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"]
+"#;
+
+    fn env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match from_str(text, "t.toml", &env) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+    /// A P-256 PKCS#8 PEM, as Apple's `.p8` download is.
+    fn p256_pem() -> String {
+        use base64::Engine as _;
+        let rng = ring::rand::SystemRandom::new();
+        let der = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(der.as_ref())
+        )
+    }
+
+    fn platform_env(name: &str) -> Option<String> {
+        match name {
+            "APPLE_KEY" => Some(p256_pem()),
+            "GOOGLE_SECRET" => Some("g-secret".into()),
+            "EMPTY" => Some(String::new()),
+            other => env(other),
+        }
+    }
+
+    const PLATFORM_PROVIDERS: &str = r#"
+    [platform.providers.google]
+    client_id = "g.apps.googleusercontent.com"
+    client_secret = "${GOOGLE_SECRET}"
+    [platform.providers.microsoft]
+    client_id = "ms-client"
+    client_secret = "ms-secret"
+    [platform.providers.github]
+    client_id = "gh-client"
+    client_secret = "gh-secret"
+    [platform.providers.apple]
+    client_id = "com.example.portcullis"
+    team_id = "ABCDE12345"
+    key_id = "KEY123ABCD"
+    private_key = "${APPLE_KEY}"
+    "#;
+
+    #[test]
+    fn platform_providers_and_connections_load() {
+        let text = format!(
+            r#"{MINIMAL}{PLATFORM_PROVIDERS}
+    [[tenants]]
+    id = "acme"
+    domains = ["acme.com"]
+    [[tenants.connections]]
+    id = "acme-google"
+    platform = "google"
+    [[tenants.connections]]
+    id = "acme-ms"
+    platform = "microsoft"
+    microsoft = {{ tenant_ids = ["6F1E0D2C-1234-4abc-9def-0123456789ab"] }}
+    [[tenants.connections]]
+    id = "acme-gh"
+    platform = "github"
+    github = {{ org = "acme-corp", teams_as_groups = true }}
+    [[tenants.connections]]
+    id = "acme-apple"
+    platform = "apple"
+    "#
+        );
+        let cfg = from_str(&text, "t.toml", &platform_env).unwrap_or_else(|e| panic!("{e}"));
+        let kinds: Vec<_> = cfg.tenants[0]
+            .connections
+            .iter()
+            .map(|c| c.kind().map(ConnectionKind::label))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                Some("google"),
+                Some("microsoft"),
+                Some("github"),
+                Some("apple")
+            ]
+        );
+        let google = cfg.platform.providers.google.as_ref().unwrap();
+        assert_eq!(google.client_secret, "g-secret");
+        assert_eq!(
+            cfg.tenants[0].connections[2].github,
+            Some(GithubRules {
+                org: Some("acme-corp".into()),
+                teams_as_groups: true
+            })
+        );
+    }
+
+    #[test]
+    fn platform_overrides_accept_loopback_only() {
+        let overrides = r#"
+    [platform.providers.google]
+    client_id = "g"
+    client_secret = "s"
+    issuer = "http://127.0.0.1:9999"
+    [platform.providers.microsoft]
+    client_id = "m"
+    client_secret = "s"
+    issuer = "https://login.evil.example/organizations/v2.0"
+    [platform.providers.github]
+    client_id = "gh"
+    client_secret = "${EMPTY}"
+    authorize_url = "http://localhost:1/login/oauth/authorize"
+    token_url = "http://10.0.0.1/login/oauth/access_token"
+    api_url = "http://127.0.0.1:1/?x=1"
+    [platform.providers.apple]
+    client_id = "com.example"
+    team_id = ""
+    key_id = "K"
+    private_key = "not a key"
+    issuer = "ftp://127.0.0.1"
+    "#;
+        let errs = match from_str(&format!("{MINIMAL}{overrides}"), "t.toml", &platform_env) {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        };
+        let loopback = "endpoint overrides exist for tests and accept loopback hosts only";
+        for want in [
+            format!("platform.providers.microsoft.issuer: {loopback}"),
+            format!("platform.providers.github.token_url: {loopback}"),
+            format!("platform.providers.github.api_url: {loopback}"),
+            format!("platform.providers.apple.issuer: {loopback}"),
+            "platform.providers.github.client_secret: must not be empty".into(),
+            "platform.providers.apple.team_id: must not be empty".into(),
+            "platform.providers.apple.private_key: must be the Sign in with Apple key".into(),
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(&want)),
+                "missing {want:?} in {errs:#?}"
+            );
+        }
+        assert_eq!(errs.len(), 7, "{errs:#?}");
+    }
+
+    #[test]
+    fn platform_connection_needs_its_provider_and_no_protocol() {
+        let text = format!(
+            r#"{MINIMAL}
+    [platform.providers.google]
+    client_id = "g"
+    client_secret = "s"
+
+    [[tenants]]
+    id = "acme"
+    domains = ["acme.com"]
+    [[tenants.connections]]
+    id = "both"
+    protocol = "oidc"
+    platform = "google"
+    [[tenants.connections]]
+    id = "neither"
+    [[tenants.connections]]
+    id = "unconfigured"
+    platform = "github"
+    [[tenants.connections]]
+    id = "tables"
+    platform = "google"
+    preset = "google"
+    github = {{ org = "acme" }}
+    [tenants.connections.oidc]
+    issuer = "https://accounts.google.com"
+    client_id = "x"
+    [[tenants.connections]]
+    id = "pins"
+    platform = "microsoft"
+    microsoft = {{ tenant_ids = ["not-a-guid", "9188040D-6C67-4C5B-B112-36A304B66DAD"] }}
+    [[tenants.connections]]
+    id = "gh"
+    platform = "github"
+    github = {{ org = "bad org!", teams_as_groups = true }}
+    [[tenants.connections]]
+    id = "gh2"
+    platform = "github"
+    github = {{ teams_as_groups = true }}
+    [[tenants.connections]]
+    id = "custom"
+    protocol = "saml"
+    microsoft = {{ tenant_ids = [] }}
+    [tenants.connections.saml]
+    idp = "x"
+
+    [[tenants]]
+    id = "nodomains"
+    [[tenants.connections]]
+    id = "nd-google"
+    platform = "google"
+    "#
+        );
+        let errs = errors(&text);
+        for want in [
+            "tenants[0].connections[0].platform: use either `protocol`",
+            "tenants[0].connections[1].protocol: missing: set `protocol",
+            "tenants[0].connections[2].platform: `github` is not configured",
+            "tenants[0].connections[3].preset: a `platform` connection has no `preset`",
+            "tenants[0].connections[3].oidc: a `platform` connection has no `oidc`",
+            "tenants[0].connections[3].github: `github` rules on a connection of another provider",
+            "tenants[0].connections[4].platform: `microsoft` is not configured",
+            "tenants[0].connections[4].microsoft.tenant_ids[0]: an Entra tenant id is a GUID",
+            "tenants[0].connections[4].microsoft.tenant_ids[1]: this is the tenant of personal Microsoft accounts",
+            "tenants[0].connections[5].github.org: a GitHub organisation login",
+            "tenants[0].connections[6].github.teams_as_groups: needs `org`",
+            "tenants[0].connections[7].microsoft: `microsoft` rules belong to a `platform = \"microsoft\"` connection",
+            "tenants[1].connections[0].platform: the tenant lists no domains",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(want)),
+                "missing {want:?} in {errs:#?}"
+            );
+        }
+    }
+}

@@ -26,6 +26,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub login: LoginConfig,
     pub tenants: Vec<TenantConfig>,
+    /// Pre-configured sign-in providers (`[platform.providers.*]`).
+    pub platform: super::platform::PlatformConfig,
     /// The development SAML IdP (`[dev_idp]`); loopback only.
     pub dev_idp: Option<DevIdpConfig>,
     /// Where user and group changes are delivered (`[webhook]`).
@@ -37,8 +39,6 @@ pub struct Config {
     pub warnings: Vec<super::ConfigError>,
     /// Slow and greedy clients (`[limits]`).
     pub limits: super::limits::LimitsConfig,
-    /// Pre-configured sign-in providers (`[platform.providers.*]`).
-    pub platform: super::platform::PlatformConfig,
 }
 
 /// `[webhook]`: the upstream app's endpoint for user and group events

@@ -50,11 +50,6 @@ pub struct OidcConnection {
     redirect_uri: String,
     provider: Arc<ProviderCache>,
     issuer: IssuerRule,
-    algs: Vec<CoreJwsSigningAlgorithm>,
-    scopes: Vec<String>,
-    claims: ClaimMap,
-    store: Store,
-    metrics: Option<Arc<Metrics>>,
     /// Off only for a provider that documents no PKCE (Apple).
     pkce: bool,
     /// `form_post` where the provider requires it (Apple, for the `name`
@@ -62,6 +57,11 @@ pub struct OidcConnection {
     response_mode: Option<&'static str>,
     /// A pre-configured provider's own rules on the verified claims.
     rules: Option<Arc<dyn ClaimRules>>,
+    algs: Vec<CoreJwsSigningAlgorithm>,
+    scopes: Vec<String>,
+    claims: ClaimMap,
+    store: Store,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Where the client secret of the token request comes from.
@@ -90,9 +90,6 @@ pub(crate) trait ClaimRules: Send + Sync {
 /// Everything a pre-configured provider's connection is built from
 /// (`auth::platform` fills it in).
 pub(crate) struct PlatformOidc {
-    pub(crate) id: String,
-    pub(crate) tenant: String,
-    pub(crate) cfg: OidcConfig,
     pub(crate) secret: SecretSource,
     pub(crate) redirect_uri: String,
     pub(crate) provider: Arc<ProviderCache>,
@@ -187,43 +184,42 @@ impl OidcConnection {
             redirect_uri,
             provider,
             issuer: IssuerRule::Exact(cfg.issuer.clone()),
+            pkce: true,
+            response_mode: None,
+            rules: None,
             algs,
             scopes,
             claims,
             store,
             metrics,
-            pkce: true,
-            response_mode: None,
-            rules: None,
             cfg,
         })
     }
 
     /// A connection of a pre-configured provider: the same flow and ID
     /// token checks, with the provider's issuer rule, client secret, flow
-    /// variant and claim rules.
-    pub(crate) fn for_platform(p: PlatformOidc) -> Result<Self, ConnectionError> {
-        let algs = parse_algs(&p.cfg.allowed_algs);
-        let mut scopes = p.cfg.scopes.clone().unwrap_or_default();
-        scopes.retain(|s| s != "openid");
-        Ok(Self {
-            id: p.id,
-            tenant: p.tenant,
-            secret: p.secret,
-            client_key: None,
-            redirect_uri: p.redirect_uri,
-            provider: p.provider,
-            issuer: p.issuer,
-            algs,
-            scopes,
-            claims: p.claims,
-            store: p.store,
-            metrics: p.metrics,
-            pkce: p.pkce,
-            response_mode: p.response_mode,
-            rules: Some(p.rules),
-            cfg: p.cfg,
-        })
+    /// variant and claim rules. `conn` is the tenant's connection; `cfg`
+    /// the OIDC settings the provider's section stands for.
+    pub(crate) fn for_platform(
+        tenant: &TenantConfig,
+        conn: &ConnectionConfig,
+        cfg: OidcConfig,
+        p: PlatformOidc,
+    ) -> Result<Self, ConnectionError> {
+        let as_oidc = ConnectionConfig {
+            oidc: Some(cfg),
+            preset: None,
+            ..conn.clone()
+        };
+        let mut c = Self::new(tenant, &as_oidc, p.redirect_uri, p.store, p.metrics)?;
+        c.secret = p.secret;
+        c.provider = p.provider;
+        c.issuer = p.issuer;
+        c.claims = p.claims;
+        c.pkce = p.pkce;
+        c.response_mode = p.response_mode;
+        c.rules = Some(p.rules);
+        Ok(c)
     }
 
     fn client_id(&self) -> ClientId {

@@ -15,13 +15,15 @@ mod presets;
 mod provider;
 mod verify;
 
+// For the pre-configured providers (`auth::platform`).
 pub(crate) use claims::as_bool;
-pub use claims::{ClaimMap, Mapped, to_login};
 pub(crate) use client_auth::ClientKey;
 pub(crate) use connection::{ClaimRules, PlatformOidc, SecretSource};
-pub use connection::{OidcConnection, OidcFactory, STATE_KIND};
 pub(crate) use http::ProviderHttp;
 pub(crate) use issuer::{IssuerRule, TENANT_PLACEHOLDER};
+pub(crate) use provider::ProviderCache;
+
+pub use claims::{ClaimMap, Mapped, to_login};
+pub use connection::{OidcConnection, OidcFactory, STATE_KIND};
 pub use logout::{EVENT as BACKCHANNEL_EVENT, JTI_KIND, MAX_LOGOUT_TOKEN_BYTES};
 pub use presets::{EmailVerified, Preset, preset};
-pub(crate) use provider::ProviderCache;

@@ -174,23 +174,25 @@ impl PlatformFactory {
         rules: Arc<dyn ClaimRules>,
     ) -> Result<Arc<dyn Connection>, ConnectionError> {
         let apple = kind == PlatformKind::Apple;
-        Ok(Arc::new(OidcConnection::for_platform(PlatformOidc {
-            id: conn.id.clone(),
-            tenant: tenant.id.clone(),
+        Ok(Arc::new(OidcConnection::for_platform(
+            tenant,
+            conn,
             cfg,
-            secret,
-            redirect_uri: self.urls.platform_callback(kind),
-            provider,
-            issuer,
-            claims,
-            // Apple documents no PKCE parameter, and needs `form_post`
-            // for the `name` and `email` scopes.
-            pkce: !apple,
-            response_mode: apple.then_some("form_post"),
-            rules,
-            store: self.store.clone(),
-            metrics: self.metrics.clone(),
-        })?))
+            PlatformOidc {
+                secret,
+                redirect_uri: self.urls.platform_callback(kind),
+                provider,
+                issuer,
+                claims,
+                // Apple documents no PKCE parameter, and needs `form_post`
+                // for the `name` and `email` scopes.
+                pkce: !apple,
+                response_mode: apple.then_some("form_post"),
+                rules,
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
+            },
+        )?))
     }
 
     fn claim_map(email: &[&str], email_verified: EmailVerified) -> ClaimMap {
