@@ -279,9 +279,14 @@ pub fn changed_connections(old: &Config, new: &Config) -> Vec<String> {
             .collect::<std::collections::HashMap<_, _>>()
     };
     let (before, after) = (index(old), index(new));
+    // A provider's section is part of every connection of that provider.
+    let provider_changed = |c: &crate::config::ConnectionConfig| {
+        c.platform
+            .is_some_and(|k| !old.platform.providers.same(&new.platform.providers, k))
+    };
     let mut ids: Vec<String> = before
         .iter()
-        .filter(|(id, v)| after.get(*id) != Some(*v))
+        .filter(|(id, v)| after.get(*id) != Some(*v) || provider_changed(&v.1))
         .map(|(id, _)| id.clone())
         .collect();
     ids.sort();
@@ -345,7 +350,18 @@ async fn build_state(
             .with_clock(factories.clock.clone()),
         ));
     }
-    let mut auth = AuthContext::build(&config, &factories, Arc::new(domains))?;
+    let domains = Arc::new(domains);
+    if factories.platform.is_none() && factories.builtin_platform {
+        factories.platform = Some(Arc::new(crate::auth::platform::PlatformFactory::new(
+            &config.platform,
+            store.clone(),
+            config.public_urls(),
+            Some(metrics.clone()),
+            domains.clone(),
+            factories.clock.clone(),
+        )?));
+    }
+    let mut auth = AuthContext::build(&config, &factories, domains)?;
     auth.dev_idp = dev_idp;
     let auth = Arc::new(auth);
     crate::auth::saml::expiry::report(&config, metrics, crate::clock::now(), true);

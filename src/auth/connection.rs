@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use crate::config::{ConnectionConfig, Protocol, TenantConfig};
 
 /// What an IdP proved about a user, after the protocol verified signatures,
-/// audience, replay and the like.
-#[derive(Debug, Clone, PartialEq)]
+/// audience, replay and the like. `Default` lets each literal name only what
+/// it cares about.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct VerifiedLogin {
     pub connection_id: String,
     /// The IdP's stable identifier for the user (SAML NameID, OIDC `sub`).
@@ -149,11 +150,15 @@ pub trait ConnectionFactory: Send + Sync {
 pub struct Factories {
     pub saml: Option<Arc<dyn ConnectionFactory>>,
     pub oidc: Option<Arc<dyn ConnectionFactory>>,
+    /// Pre-configured providers (`platform = "…"`).
+    pub platform: Option<Arc<dyn ConnectionFactory>>,
     /// Use the built-in SAML implementation when `saml` is `None`. It needs
     /// the store and the public URL, so the app creates it per generation.
     pub builtin_saml: bool,
     /// Likewise for OIDC when `oidc` is `None`.
     pub builtin_oidc: bool,
+    /// Likewise for the pre-configured providers when `platform` is `None`.
+    pub builtin_platform: bool,
     /// The monotonic clock of the built-in implementations' intervals
     /// (system by default; tests pass a manual one).
     pub clock: crate::clock::Clock,
@@ -165,6 +170,7 @@ impl Factories {
         Self {
             builtin_saml: true,
             builtin_oidc: true,
+            builtin_platform: true,
             ..Self::default()
         }
     }
@@ -183,6 +189,7 @@ impl Registered {
         self.config
             .display_name
             .as_deref()
+            .or(self.config.platform.map(|p| p.display_name()))
             .unwrap_or(&self.config.id)
     }
 }
@@ -198,16 +205,20 @@ impl Registry {
         let mut by_id = HashMap::new();
         for t in tenants {
             for c in &t.connections {
-                let factory = match c.protocol {
-                    Protocol::Saml => factories.saml.as_ref(),
-                    Protocol::Oidc => factories.oidc.as_ref(),
+                let factory = match (c.platform, c.protocol) {
+                    (Some(_), _) => factories.platform.as_ref(),
+                    (None, Some(Protocol::Saml)) => factories.saml.as_ref(),
+                    (None, Some(Protocol::Oidc)) => factories.oidc.as_ref(),
+                    (None, None) => None,
                 };
                 let factory = factory.ok_or_else(|| {
                     ConnectionError::new(
                         "unsupported",
                         format!(
-                            "connection `{}`: protocol {:?} is not available in this build",
-                            c.id, c.protocol
+                            "connection `{}`: {} is not available in this build",
+                            c.id,
+                            c.kind()
+                                .map_or("no protocol", crate::config::ConnectionKind::label)
                         ),
                     )
                 })?;

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod discovery;
 pub mod flow;
 pub mod oidc;
+pub(crate) mod platform;
 pub mod policy;
 pub mod saml;
 pub mod testlink;

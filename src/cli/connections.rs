@@ -34,19 +34,31 @@ pub(super) fn run(cmd: ConnectionsCommand) -> Result<Output, CliError> {
 
 pub(super) fn list(cfg: &Config) -> Output {
     let mut out = format!(
-        "{:<16} {:<24} {:<6} {:<10} name\n",
-        "tenant", "connection", "proto", "preset"
+        "{:<16} {:<24} {:<9} {:<10} name\n",
+        "tenant", "connection", "kind", "preset"
     );
     for t in &cfg.tenants {
         for c in &t.connections {
             let _ = writeln!(
                 out,
-                "{:<16} {:<24} {:<6} {:<10} {}",
+                "{:<16} {:<24} {:<9} {:<10} {}",
                 t.id,
                 c.id,
-                format!("{:?}", c.protocol).to_lowercase(),
+                c.kind().map_or("-", crate::config::ConnectionKind::label),
                 c.preset.as_deref().unwrap_or("-"),
                 c.display_name.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    // What the operator registers once at each pre-configured provider.
+    let urls = cfg.public_urls();
+    for kind in crate::config::PlatformKind::ALL {
+        if cfg.platform.providers.has(kind) {
+            let _ = writeln!(
+                out,
+                "\n{} redirect URI: {}",
+                kind.display_name(),
+                urls.platform_callback(kind)
             );
         }
     }

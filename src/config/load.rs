@@ -223,6 +223,7 @@ pub fn from_str_probed(
     cfg.dns = section(&root, "dns", &mut c);
     cfg.login = section(&root, "login", &mut c);
     cfg.tenants = array(&root, "tenants", &mut c);
+    cfg.platform = section(&root, "platform", &mut c);
     cfg.dev_idp = section(&root, "dev_idp", &mut c);
     cfg.webhook = section(&root, "webhook", &mut c);
     cfg.scim = section(&root, "scim", &mut c);
@@ -278,6 +279,7 @@ const SECTIONS: &[&str] = &[
     "dns",
     "login",
     "tenants",
+    "platform",
     "dev_idp",
     "webhook",
     "scim",

@@ -6,6 +6,7 @@ mod interpolate;
 mod json;
 mod limits;
 mod load;
+mod platform;
 mod schema;
 mod scim_extensions;
 mod upstreams;
@@ -35,3 +36,5 @@ pub use validate::{
     MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, is_trustworthy_url, parse_nameserver,
     parse_sha256_fingerprint,
 };
+
+pub use platform::*;

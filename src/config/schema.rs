@@ -26,6 +26,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub login: LoginConfig,
     pub tenants: Vec<TenantConfig>,
+    /// Pre-configured sign-in providers (`[platform.providers.*]`).
+    pub platform: super::platform::PlatformConfig,
     /// The development SAML IdP (`[dev_idp]`); loopback only.
     pub dev_idp: Option<DevIdpConfig>,
     /// Where user and group changes are delivered (`[webhook]`).
@@ -742,7 +744,19 @@ pub enum Protocol {
 pub struct ConnectionConfig {
     /// Unique across all tenants; appears in callback URLs.
     pub id: String,
-    pub protocol: Protocol,
+    /// `saml` or `oidc` with the tenant's own IdP; omitted for `platform`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// A pre-configured provider (`[platform.providers.*]`) instead of a
+    /// `protocol` with its own table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<super::platform::PlatformKind>,
+    /// Rules of a `platform = "microsoft"` connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub microsoft: Option<super::platform::MicrosoftRules>,
+    /// Rules of a `platform = "github"` connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<super::platform::GithubRules>,
     /// Provider preset: `entra`, `okta`, `google`, `onelogin`, `jumpcloud`,
     /// `duo` or `generic`.
     #[serde(default)]

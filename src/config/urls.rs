@@ -112,6 +112,13 @@ impl PublicUrls {
         self.url(&format!("oidc/{connection}/callback"))
     }
 
+    /// `{public_url}{prefix}platform/{provider}/callback`: the one redirect
+    /// URI the operator registers at a pre-configured provider, shared by
+    /// every tenant's connection of that provider.
+    pub fn platform_callback(&self, provider: super::PlatformKind) -> String {
+        self.url(&format!("platform/{}/callback", provider.as_str()))
+    }
+
     /// `{public_url}{prefix}oidc/{connection}/backchannel-logout`: the
     /// back-channel logout URI to register at the provider.
     pub fn oidc_backchannel_logout(&self, connection: &str) -> String {
@@ -209,6 +216,10 @@ mod tests {
                 "https://app.example.com/.portcullis/dev-idp/sso"
             );
             assert_eq!(urls.dev_idp_pick_path(), "/.portcullis/dev-idp/pick");
+            assert_eq!(
+                urls.platform_callback(super::super::PlatformKind::Github),
+                "https://app.example.com/.portcullis/platform/github/callback"
+            );
             assert!(!urls.on_loopback());
         }
         for local in [

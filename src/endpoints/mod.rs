@@ -7,6 +7,7 @@ mod dev_idp;
 mod handlers;
 mod oidc;
 pub(crate) mod pages;
+mod platform;
 mod saml;
 mod sso;
 
@@ -53,6 +54,10 @@ pub(crate) fn router(state: Arc<Generation>) -> Router {
         .route("/saml/{id}/acs", post(saml::acs))
         .route("/saml/{id}/slo", get(saml::slo))
         .route("/oidc/{id}/callback", get(sso::callback))
+        .route(
+            "/platform/{provider}/callback",
+            get(platform::callback).post(platform::callback),
+        )
         .route(
             "/oidc/{id}/backchannel-logout",
             post(oidc::backchannel_logout),

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::RequestId;
 use crate::auth::oidc::MAX_LOGOUT_TOKEN_BYTES;
-use crate::config::Protocol;
+use crate::config::ConnectionKind;
 use crate::generation::Generation;
 use crate::session::SessionSelector;
 
@@ -69,7 +69,7 @@ pub(super) async fn backchannel_logout(
         .auth
         .registry
         .get(&id)
-        .filter(|r| r.config.protocol == Protocol::Oidc)
+        .filter(|r| r.config.kind() == Some(ConnectionKind::Oidc))
     else {
         return refuse(
             &state,

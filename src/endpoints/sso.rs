@@ -147,7 +147,7 @@ pub(super) async fn saml_metadata(
         .auth
         .registry
         .get(&id)
-        .filter(|r| r.config.protocol == crate::config::Protocol::Saml);
+        .filter(|r| r.config.kind() == Some(crate::config::ConnectionKind::Saml));
     let Some(reg) = reg else {
         return super::handlers::not_found(request_id).await;
     };
@@ -396,38 +396,17 @@ pub(super) async fn callback(
             None,
         );
     };
-    let tenant_id = reg.tenant.clone();
     let refuser = Refuser {
         state: &state,
         rid: &rid,
-        tenant: &tenant_id,
+        tenant: &reg.tenant,
         connection: &id,
     };
-    let form = if method == Method::POST {
-        std::str::from_utf8(&body).map(pairs).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let req = CallbackRequest {
-        method: method.to_string(),
-        query: query.as_deref().map(pairs).unwrap_or_default(),
-        form,
-    };
-    let Some(relay) = req.relay().map(str::to_owned) else {
-        return refuser.refuse("missing_state", "callback without state/RelayState", None);
-    };
+    let req = callback_request(&method, query.as_deref(), &body);
     let now = crate::clock::now();
-    let cookies = headers.get_all(header::COOKIE);
-    let Some(flow) = state
-        .auth
-        .flow
-        .open(&relay, cookies.iter().map(|v| v.as_bytes()), now)
-    else {
-        return refuser.refuse(
-            "state_mismatch",
-            "no valid flow cookie for this state (expired, other browser, or forged)",
-            Some(&relay),
-        );
+    let (relay, flow) = match open_flow(&state, &req, &headers, now) {
+        Ok(f) => f,
+        Err((reason, detail, relay)) => return refuser.refuse(reason, detail, relay.as_deref()),
     };
     if flow.connection != id {
         return refuser.refuse(
@@ -436,20 +415,99 @@ pub(super) async fn callback(
             Some(&relay),
         );
     }
+    // A pre-configured provider's logins return to its one redirect URI.
+    if reg.config.platform.is_some() {
+        return refuser.refuse(
+            "state_mismatch",
+            "a platform connection's callback is /platform/{provider}/callback",
+            Some(&relay),
+        );
+    }
+    finish_flow(&refuser, reg, &req, &relay, flow, current, now).await
+}
+
+/// The IdP's answer as a [`CallbackRequest`]: the query, and the form of a
+/// POST (SAML POST binding, OIDC `form_post`).
+pub(super) fn callback_request(
+    method: &Method,
+    query: Option<&str>,
+    body: &[u8],
+) -> CallbackRequest {
+    let form = if method == Method::POST {
+        std::str::from_utf8(body).map(pairs).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    CallbackRequest {
+        method: method.to_string(),
+        query: query.map(pairs).unwrap_or_default(),
+        form,
+    }
+}
+
+/// A refusal before the flow is known: reason, detail, the relay whose
+/// cookie to clear.
+pub(super) type FlowRefusal = (&'static str, &'static str, Option<String>);
+
+/// The flow this callback continues: named by its relay (`state` /
+/// `RelayState`) and sealed in this browser's cookie, never taken from the
+/// URL alone.
+pub(super) fn open_flow(
+    state: &Generation,
+    req: &CallbackRequest,
+    headers: &HeaderMap,
+    now: i64,
+) -> Result<(String, FlowState), FlowRefusal> {
+    let Some(relay) = req.relay().map(str::to_owned) else {
+        return Err(("missing_state", "callback without state/RelayState", None));
+    };
+    let cookies = headers.get_all(header::COOKIE);
+    match state
+        .auth
+        .flow
+        .open(&relay, cookies.iter().map(|v| v.as_bytes()), now)
+    {
+        Some(flow) => Ok((relay, flow)),
+        None => Err((
+            "state_mismatch",
+            "no valid flow cookie for this state (expired, other browser, or forged)",
+            Some(relay),
+        )),
+    }
+}
+
+/// The rest of a callback once its flow and connection are known: the
+/// protocol's verification, then the test sign-in page or a session.
+pub(super) async fn finish_flow(
+    refuser: &Refuser<'_>,
+    reg: &crate::auth::Registered,
+    req: &CallbackRequest,
+    relay: &str,
+    flow: FlowState,
+    current: CurrentSession,
+    now: i64,
+) -> Response {
+    let (state, rid, tenant_id, id) = (
+        refuser.state,
+        refuser.rid,
+        refuser.tenant,
+        refuser.connection,
+    );
+    let relay = relay.to_owned();
     if flow.test {
-        let login = reg.connection.finish(&req, &flow.state).await;
-        let Some(tenant) = state.auth.tenant(&tenant_id) else {
+        let login = reg.connection.finish(req, &flow.state).await;
+        let Some(tenant) = state.auth.tenant(tenant_id) else {
             return refuser.refuse("internal", "tenant vanished", Some(&relay));
         };
-        return test_result(&state, &rid, tenant, &id, &relay, login, now).await;
+        return test_result(state, rid, tenant, id, &relay, login, now).await;
     }
-    let login = match reg.connection.finish(&req, &flow.state).await {
+    let login = match reg.connection.finish(req, &flow.state).await {
         Ok(l) => l,
         Err(e) => {
             return refuser.refuse(e.reason, &e.detail, Some(&relay));
         }
     };
-    sign_in(&refuser, login, current, now, flow.return_to, Some(&relay)).await
+    sign_in(refuser, login, current, now, flow.return_to, Some(&relay)).await
 }
 
 /// A verified login becomes a session: policy, a fresh session replacing

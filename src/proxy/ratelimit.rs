@@ -80,7 +80,7 @@ pub fn internal_limit(mount: &str, method: &Method, path: &str) -> Option<Limit>
         }
         (Some(_), Some(_), Some(_), None)
             if (is(a, "saml") && is(c, "acs"))
-                || ((is(a, "sso") || is(a, "oidc")) && is(c, "callback")) =>
+                || ((is(a, "sso") || is(a, "oidc") || is(a, "platform")) && is(c, "callback")) =>
         {
             Some(Limit::LoginCallback)
         }

@@ -9,6 +9,7 @@ mod deploy;
 mod login;
 mod oidc;
 mod ops;
+mod platform;
 mod proxy;
 mod saml;
 mod scim;

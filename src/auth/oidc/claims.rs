@@ -42,7 +42,7 @@ fn looks_like_email(s: &str) -> bool {
 }
 
 /// `true`/`false` as a JSON boolean or (some providers) a string.
-pub(super) fn as_bool(v: Option<&Value>) -> Option<bool> {
+pub(crate) fn as_bool(v: Option<&Value>) -> Option<bool> {
     match v? {
         Value::Bool(b) => Some(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
@@ -76,6 +76,32 @@ fn groups(claims: &Map<String, Value>, names: &[String]) -> Option<Vec<String>> 
     })
 }
 
+/// Google Workspace: `hd` is present (a consumer account, gmail.com
+/// included, has none) and names one of `domains`. The email alone is not
+/// enough: `hd` says which Workspace organisation manages the account.
+pub(crate) fn check_hd(
+    claims: &Map<String, Value>,
+    domains: &[String],
+) -> Result<(), ConnectionError> {
+    let Some(hd) = claims
+        .get("hd")
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty())
+    else {
+        return Err(ConnectionError::new(
+            "hd_missing",
+            "no Google `hd`: not a Workspace account (e.g. a personal gmail.com one)",
+        ));
+    };
+    if !domains.iter().any(|d| d.eq_ignore_ascii_case(hd)) {
+        return Err(ConnectionError::new(
+            "hd_mismatch",
+            format!("Google `hd` {hd:?} is not one of the tenant's domains {domains:?}"),
+        ));
+    }
+    Ok(())
+}
+
 pub fn to_login(
     connection_id: &str,
     claims: &Map<String, Value>,
@@ -97,13 +123,7 @@ pub fn to_login(
         }
     }
     if let Some(domains) = &map.hd_domains {
-        let hd = claims.get("hd").and_then(Value::as_str).unwrap_or("");
-        if !domains.iter().any(|d| d.eq_ignore_ascii_case(hd)) {
-            return Err(ConnectionError::new(
-                "hd_mismatch",
-                format!("Google `hd` {hd:?} is not one of the tenant's domains {domains:?}"),
-            ));
-        }
+        check_hd(claims, domains)?;
     }
     let email = map
         .email
@@ -287,10 +307,17 @@ mod tests {
             json!({"sub": "u", "email": "a@acme.com", "email_verified": true, "hd": "ACME.com"}),
         );
         assert!(to_login("c", &ok, &m).is_ok());
-        for hd in [json!("evil.com"), json!(null), json!(["acme.com"])] {
+        for (hd, reason) in [
+            (json!("evil.com"), "hd_mismatch"),
+            (json!(null), "hd_missing"),
+            (json!(""), "hd_missing"),
+            (json!(["acme.com"]), "hd_missing"),
+        ] {
             let c = obj(json!({"sub": "u", "email": "a@acme.com", "hd": hd}));
-            assert_eq!(to_login("c", &c, &m).unwrap_err().reason, "hd_mismatch");
+            assert_eq!(to_login("c", &c, &m).unwrap_err().reason, reason);
         }
+        let gmail = obj(json!({"sub": "u", "email": "a@gmail.com", "email_verified": true}));
+        assert_eq!(to_login("c", &gmail, &m).unwrap_err().reason, "hd_missing");
         let mut m = map(EmailVerified::DirectoryManaged);
         m.tid = Some("9188040d-6c67-4c5b-b112-36a304b66dad".into());
         let ok = obj(

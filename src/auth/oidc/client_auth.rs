@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::auth::ConnectionError;
 
-pub(super) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 enum Key {
     Ec(EcdsaKeyPair),
@@ -22,7 +22,7 @@ enum Key {
 }
 
 /// The client's signing key.
-pub(super) struct ClientKey {
+pub(crate) struct ClientKey {
     key: Key,
     kid: Option<String>,
 }
@@ -35,7 +35,7 @@ impl std::fmt::Debug for ClientKey {
 
 impl ClientKey {
     /// A PKCS#8 PEM key: P-256 (ES256) or RSA (RS256).
-    pub(super) fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, ConnectionError> {
+    pub(crate) fn from_pem(pem: &str, kid: Option<String>) -> Result<Self, ConnectionError> {
         let bad = |e: String| ConnectionError::new("config", format!("private_key: {e}"));
         let der =
             PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
@@ -55,11 +55,43 @@ impl ClientKey {
     }
 
     /// A client assertion for `audience` (the token endpoint).
-    pub(super) fn assertion(
+    pub(crate) fn assertion(
         &self,
         client_id: &str,
         audience: &str,
         now: i64,
+    ) -> Result<String, ConnectionError> {
+        let jti = crate::secret::random_bytes::<16>()
+            .map(hex::encode)
+            .map_err(|_| ConnectionError::new("internal", "no randomness"))?;
+        self.sign_claims(&json!({
+            "iss": client_id, "sub": client_id, "aud": audience,
+            "jti": jti, "iat": now, "exp": now + 60,
+        }))
+    }
+
+    /// Sign in with Apple's `client_secret`: a JWT from the developer team
+    /// (`iss`) for the Services ID (`sub`) to Apple (`aud`). Apple accepts
+    /// up to six months; it is minted per token request and lives five
+    /// minutes, so a leaked one is soon worthless.
+    pub(crate) fn apple_client_secret(
+        &self,
+        team_id: &str,
+        client_id: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<String, ConnectionError> {
+        self.sign_claims(&json!({
+            "iss": team_id, "sub": client_id, "aud": audience,
+            "iat": now, "exp": now + 300,
+        }))
+    }
+
+    /// A compact JWS over `claims`, header `alg` by the key type and `kid`
+    /// when the key has one.
+    pub(crate) fn sign_claims(
+        &self,
+        claims: &serde_json::Value,
     ) -> Result<String, ConnectionError> {
         let alg = match self.key {
             Key::Ec(_) => "ES256",
@@ -69,13 +101,6 @@ impl ClientKey {
         if let Some(kid) = &self.kid {
             header["kid"] = json!(kid);
         }
-        let jti = crate::secret::random_bytes::<16>()
-            .map(hex::encode)
-            .map_err(|_| ConnectionError::new("internal", "no randomness"))?;
-        let claims = json!({
-            "iss": client_id, "sub": client_id, "aud": audience,
-            "jti": jti, "iat": now, "exp": now + 60,
-        });
         let input = format!(
             "{}.{}",
             B64.encode(header.to_string()),
@@ -135,6 +160,36 @@ mod tests {
                 None
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn apple_client_secret_claims() {
+        let der = crate::identity::generate_signing_key().unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&der)
+        );
+        let key = ClientKey::from_pem(&pem, Some("KEY123ABCD".into())).unwrap();
+        let jwt = key
+            .apple_client_secret(
+                "ABCDE12345",
+                "com.example.portcullis",
+                "https://appleid.apple.com",
+                1000,
+            )
+            .unwrap();
+        let part = |i: usize| -> serde_json::Value {
+            serde_json::from_slice(&B64.decode(jwt.split('.').nth(i).unwrap()).unwrap()).unwrap()
+        };
+        assert_eq!(
+            part(0),
+            json!({"alg": "ES256", "typ": "JWT", "kid": "KEY123ABCD"})
+        );
+        assert_eq!(
+            part(1),
+            json!({"iss": "ABCDE12345", "sub": "com.example.portcullis",
+                "aud": "https://appleid.apple.com", "iat": 1000, "exp": 1300})
         );
     }
 }

@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use super::claims::{ClaimMap, Mapped, to_login};
 use super::client_auth::{ASSERTION_TYPE, ClientKey};
 use super::http::ProviderHttp;
+use super::issuer::IssuerRule;
 use super::presets::{EmailVerified, entra_tenant_id, preset};
 use super::provider::{Discovered, ProviderCache};
 use super::verify::{Expect, parse_algs, verify};
@@ -44,15 +45,61 @@ pub struct OidcConnection {
     id: String,
     tenant: String,
     cfg: OidcConfig,
-    secret: Option<Secret>,
+    secret: SecretSource,
     client_key: Option<ClientKey>,
     redirect_uri: String,
-    provider: ProviderCache,
+    provider: Arc<ProviderCache>,
+    issuer: IssuerRule,
+    /// Off only for a provider that documents no PKCE (Apple).
+    pkce: bool,
+    /// `form_post` where the provider requires it (Apple, for the `name`
+    /// and `email` scopes).
+    response_mode: Option<&'static str>,
+    /// A pre-configured provider's own rules on the verified claims.
+    rules: Option<Arc<dyn ClaimRules>>,
     algs: Vec<CoreJwsSigningAlgorithm>,
     scopes: Vec<String>,
     claims: ClaimMap,
     store: Store,
     metrics: Option<Arc<Metrics>>,
+}
+
+/// Where the client secret of the token request comes from.
+pub(crate) enum SecretSource {
+    None,
+    Static(Secret),
+    /// Sign in with Apple: an ES256 JWT minted per request with the
+    /// operator's key (`kid` in `key`) for `audience` (Apple's issuer).
+    AppleJwt {
+        key: Box<ClientKey>,
+        team_id: String,
+        audience: String,
+    },
+}
+
+/// What a pre-configured provider adds to the ID token checks: rules on
+/// the verified claims (before they become a login), and a last touch on
+/// the login from the callback itself (Apple's first-time name).
+#[async_trait]
+pub(crate) trait ClaimRules: Send + Sync {
+    async fn check(&self, claims: &Map<String, Value>) -> Result<(), ConnectionError>;
+
+    fn complete(&self, _login: &mut VerifiedLogin, _req: &CallbackRequest) {}
+}
+
+/// Everything a pre-configured provider's connection is built from
+/// (`auth::platform` fills it in).
+pub(crate) struct PlatformOidc {
+    pub(crate) secret: SecretSource,
+    pub(crate) redirect_uri: String,
+    pub(crate) provider: Arc<ProviderCache>,
+    pub(crate) issuer: IssuerRule,
+    pub(crate) claims: ClaimMap,
+    pub(crate) pkce: bool,
+    pub(crate) response_mode: Option<&'static str>,
+    pub(crate) rules: Arc<dyn ClaimRules>,
+    pub(crate) store: Store,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -113,12 +160,12 @@ impl OidcConnection {
         };
         let http = ProviderHttp::new(cfg.http_timeout_ms)
             .map_err(|e| ConnectionError::new("config", format!("http client: {e}")))?;
-        let provider = ProviderCache::new(
+        let provider = Arc::new(ProviderCache::new(
             &cfg.issuer,
             http,
             Duration::from_secs(cfg.discovery_refresh_seconds),
             Duration::from_secs(cfg.jwks_min_refresh_seconds),
-        );
+        ));
         let algs = parse_algs(&cfg.allowed_algs);
         if algs.is_empty() {
             return Err(ConnectionError::new(
@@ -129,10 +176,17 @@ impl OidcConnection {
         Ok(Self {
             id: conn.id.clone(),
             tenant: tenant.id.clone(),
-            secret: cfg.client_secret.clone().map(Secret::new),
+            secret: cfg
+                .client_secret
+                .clone()
+                .map_or(SecretSource::None, |s| SecretSource::Static(Secret::new(s))),
             client_key,
             redirect_uri,
             provider,
+            issuer: IssuerRule::Exact(cfg.issuer.clone()),
+            pkce: true,
+            response_mode: None,
+            rules: None,
             algs,
             scopes,
             claims,
@@ -140,6 +194,32 @@ impl OidcConnection {
             metrics,
             cfg,
         })
+    }
+
+    /// A connection of a pre-configured provider: the same flow and ID
+    /// token checks, with the provider's issuer rule, client secret, flow
+    /// variant and claim rules. `conn` is the tenant's connection; `cfg`
+    /// the OIDC settings the provider's section stands for.
+    pub(crate) fn for_platform(
+        tenant: &TenantConfig,
+        conn: &ConnectionConfig,
+        cfg: OidcConfig,
+        p: PlatformOidc,
+    ) -> Result<Self, ConnectionError> {
+        let as_oidc = ConnectionConfig {
+            oidc: Some(cfg),
+            preset: None,
+            ..conn.clone()
+        };
+        let mut c = Self::new(tenant, &as_oidc, p.redirect_uri, p.store, p.metrics)?;
+        c.secret = p.secret;
+        c.provider = p.provider;
+        c.issuer = p.issuer;
+        c.claims = p.claims;
+        c.pkce = p.pkce;
+        c.response_mode = p.response_mode;
+        c.rules = Some(p.rules);
+        Ok(c)
     }
 
     fn client_id(&self) -> ClientId {
@@ -151,10 +231,10 @@ impl OidcConnection {
             .map_err(|e| ConnectionError::new("config", format!("redirect_uri: {e}")))
     }
 
-    fn expect(&self, now: i64) -> Expect<'_> {
+    fn expect<'a>(&'a self, now: i64, issuer: &'a str) -> Expect<'a> {
         Expect {
             client_id: &self.cfg.client_id,
-            issuer: &self.cfg.issuer,
+            issuer,
             algs: &self.algs,
             trusted_audiences: &self.cfg.trusted_audiences,
             skew: i64::try_from(self.cfg.clock_skew_seconds).unwrap_or(120),
@@ -167,15 +247,25 @@ impl OidcConnection {
         &self,
         d: &Discovered,
         code: &str,
-        verifier: &str,
+        verifier: Option<&str>,
         now: i64,
     ) -> Result<openidconnect::core::CoreTokenResponse, ConnectionError> {
-        let secret = match self.cfg.token_auth_method {
-            TokenAuthMethod::PrivateKeyJwt => None,
-            _ => self
-                .secret
-                .as_ref()
-                .map(|s| ClientSecret::new(s.expose().to_owned())),
+        let secret = match (&self.secret, self.cfg.token_auth_method) {
+            (_, TokenAuthMethod::PrivateKeyJwt) | (SecretSource::None, _) => None,
+            (SecretSource::Static(s), _) => Some(ClientSecret::new(s.expose().to_owned())),
+            (
+                SecretSource::AppleJwt {
+                    key,
+                    team_id,
+                    audience,
+                },
+                _,
+            ) => Some(ClientSecret::new(key.apple_client_secret(
+                team_id,
+                &self.cfg.client_id,
+                audience,
+                now,
+            )?)),
         };
         let auth_type = match self.cfg.token_auth_method {
             TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
@@ -187,8 +277,10 @@ impl OidcConnection {
                 .set_auth_type(auth_type);
         let mut req = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .map_err(|e| ConnectionError::new("discovery", e.to_string()))?
-            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
+            .map_err(|e| ConnectionError::new("discovery", e.to_string()))?;
+        if let Some(v) = verifier {
+            req = req.set_pkce_verifier(PkceCodeVerifier::new(v.to_owned()));
+        }
         if let Some(key) = &self.client_key {
             let assertion = key.assertion(&self.cfg.client_id, &d.token_endpoint, now)?;
             req = req
@@ -269,7 +361,8 @@ impl OidcConnection {
         access_token: &AccessToken,
         now: i64,
     ) -> Result<(Arc<Discovered>, Map<String, Value>), ConnectionError> {
-        let expect = self.expect(now);
+        let issuer = self.issuer.expected(&token.to_string())?;
+        let expect = self.expect(now, &issuer);
         match verify(token, d.metadata.jwks(), &expect, nonce, Some(access_token)) {
             Ok(c) => Ok((d, c)),
             Err(e) if e.reason == "unknown_key" => match self.provider.refresh_keys(&d).await? {
@@ -344,7 +437,11 @@ impl OidcConnection {
         let d = self.provider.get().await?;
         let now = crate::clock::now();
         let check = |d: &Discovered| {
-            super::logout::verify_logout_token(token, d.metadata.jwks(), &self.expect(now))
+            super::logout::verify_logout_token(
+                token,
+                d.metadata.jwks(),
+                &self.expect(now, &self.cfg.issuer),
+            )
         };
         let claims = match check(&d) {
             Err(e) if e.reason == "unknown_key" => match self.provider.refresh_keys(&d).await? {
@@ -361,8 +458,9 @@ impl OidcConnection {
         }?;
         let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
         let iat = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
-        let keep_until =
-            iat + super::logout::MAX_LOGOUT_TOKEN_AGE_SECONDS + 2 * self.expect(now).skew;
+        let keep_until = iat
+            + super::logout::MAX_LOGOUT_TOKEN_AGE_SECONDS
+            + 2 * self.expect(now, &self.cfg.issuer).skew;
         let first = self
             .store
             .one_time()
@@ -393,18 +491,23 @@ impl Connection for OidcConnection {
     async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
         let d = self.provider.get().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let verifier = self.pkce.then_some(verifier);
         let nonce = Nonce::new_random();
         let relay = ctx.relay.clone();
         let n = nonce.clone();
         let client = CoreClient::from_provider_metadata(d.metadata.clone(), self.client_id(), None)
             .set_redirect_uri(self.redirect()?);
-        let mut req = client
-            .authorize_url(
-                CoreAuthenticationFlow::AuthorizationCode,
-                move || CsrfToken::new(relay),
-                move || n,
-            )
-            .set_pkce_challenge(challenge);
+        let mut req = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            move || CsrfToken::new(relay),
+            move || n,
+        );
+        if verifier.is_some() {
+            req = req.set_pkce_challenge(challenge);
+        }
+        if let Some(mode) = self.response_mode {
+            req = req.add_extra_param("response_mode", mode);
+        }
         for s in &self.scopes {
             req = req.add_scope(Scope::new(s.clone()));
         }
@@ -419,7 +522,7 @@ impl Connection for OidcConnection {
             redirect_to: url.to_string(),
             state: json!({
                 "nonce": nonce.secret(),
-                "pkce_verifier": verifier.secret(),
+                "pkce_verifier": verifier.as_ref().map(|v| v.secret()),
             }),
         })
     }
@@ -450,15 +553,20 @@ impl Connection for OidcConnection {
         let verifier = state
             .get("pkce_verifier")
             .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ConnectionError::new("pkce_missing", "flow has no PKCE verifier"))?;
+            .filter(|s| !s.is_empty());
+        if self.pkce && verifier.is_none() {
+            return Err(ConnectionError::new(
+                "pkce_missing",
+                "flow has no PKCE verifier",
+            ));
+        }
         let code = req
             .param("code")
             .filter(|c| !c.is_empty() && c.len() <= MAX_CODE_BYTES)
             .ok_or_else(|| ConnectionError::new("malformed", "callback without a usable code"))?;
         // RFC 9207: when the provider names itself, it must be ours (mix-up).
         if let Some(iss) = req.param("iss")
-            && iss != self.cfg.issuer
+            && !self.issuer.admits(iss)
         {
             return Err(ConnectionError::new(
                 "issuer",
@@ -515,12 +623,18 @@ impl Connection for OidcConnection {
                 }
             }
         }
+        if let Some(rules) = &self.rules {
+            rules.check(&claims).await?;
+        }
         // `sid` is already the login's `idp_session`.
         let Mapped {
             mut login,
             groups_overage,
             sid: _,
         } = to_login(&self.id, &claims, &self.claims)?;
+        if let Some(rules) = &self.rules {
+            rules.complete(&mut login, req);
+        }
         if groups_overage {
             tracing::warn!(
                 tenant = %self.tenant,
@@ -592,7 +706,9 @@ impl ConnectionFactory for OidcFactory {
             self.store.clone(),
             self.metrics.clone(),
         )?;
-        connection.provider = connection.provider.with_clock(self.clock.clone());
+        if let Some(p) = Arc::get_mut(&mut connection.provider) {
+            p.set_clock(self.clock.clone());
+        }
         Ok(Arc::new(connection))
     }
 }

@@ -10,10 +10,10 @@ use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
 
 /// Largest response accepted from a provider (discovery, keys, tokens,
 /// userinfo are all a few KiB).
-pub(super) const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-pub(super) enum HttpError {
+pub(crate) enum HttpError {
     #[error("request failed: {0}")]
     Request(#[from] reqwest::Error),
     #[error("response larger than {MAX_BODY_BYTES} bytes")]
@@ -23,12 +23,12 @@ pub(super) enum HttpError {
 }
 
 #[derive(Clone)]
-pub(super) struct ProviderHttp {
+pub(crate) struct ProviderHttp {
     client: reqwest::Client,
 }
 
 impl ProviderHttp {
-    pub(super) fn new(timeout_ms: u64) -> Result<Self, HttpError> {
+    pub(crate) fn new(timeout_ms: u64) -> Result<Self, HttpError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(timeout_ms))
@@ -39,7 +39,7 @@ impl ProviderHttp {
     }
 
     /// Sends one request and reads at most `MAX_BODY_BYTES` of its body.
-    pub(super) async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    pub(crate) async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let (parts, body) = request.into_parts();
         let url = parts.uri.to_string();
         let mut resp = self
@@ -72,7 +72,7 @@ impl ProviderHttp {
     }
 
     /// GET a JSON document.
-    pub(super) async fn get_json(&self, url: &str) -> Result<(u16, Vec<u8>), HttpError> {
+    pub(crate) async fn get_json(&self, url: &str) -> Result<(u16, Vec<u8>), HttpError> {
         let req = http::Request::builder()
             .method(http::Method::GET)
             .uri(url)

@@ -9,10 +9,19 @@ mod claims;
 mod client_auth;
 mod connection;
 mod http;
+mod issuer;
 mod logout;
 mod presets;
 mod provider;
 mod verify;
+
+// For the pre-configured providers (`auth::platform`).
+pub(crate) use claims::as_bool;
+pub(crate) use client_auth::ClientKey;
+pub(crate) use connection::{ClaimRules, PlatformOidc, SecretSource};
+pub(crate) use http::ProviderHttp;
+pub(crate) use issuer::{IssuerRule, TENANT_PLACEHOLDER};
+pub(crate) use provider::ProviderCache;
 
 pub use claims::{ClaimMap, Mapped, to_login};
 pub use connection::{OidcConnection, OidcFactory, STATE_KIND};

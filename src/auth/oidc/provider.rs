@@ -19,7 +19,7 @@ use crate::auth::ConnectionError;
 use crate::config::is_trustworthy_url;
 
 /// One fetched view of the provider.
-pub(super) struct Discovered {
+pub(crate) struct Discovered {
     /// With the fetched key set in place.
     pub metadata: CoreProviderMetadata,
     pub end_session_endpoint: Option<String>,
@@ -29,8 +29,13 @@ pub(super) struct Discovered {
     pub jwks_fetched_at: Instant,
 }
 
-pub(super) struct ProviderCache {
+pub(crate) struct ProviderCache {
+    /// What the discovery document must call the provider.
     issuer: String,
+    /// Where `/.well-known/openid-configuration` is fetched under; the
+    /// issuer itself, except for a multi-tenant endpoint (Microsoft's
+    /// `organizations`) whose document names an issuer template.
+    discovery: String,
     http: ProviderHttp,
     refresh: Duration,
     jwks_min: Duration,
@@ -45,7 +50,18 @@ fn err(detail: impl Into<String>) -> ConnectionError {
 }
 
 impl ProviderCache {
-    pub(super) fn new(
+    pub(crate) fn new(
+        issuer: &str,
+        http: ProviderHttp,
+        refresh: Duration,
+        jwks_min: Duration,
+    ) -> Self {
+        Self::new_with(issuer, issuer, http, refresh, jwks_min)
+    }
+
+    /// Discovery at `discovery`, whose document must name `issuer`.
+    pub(crate) fn new_with(
+        discovery: &str,
         issuer: &str,
         http: ProviderHttp,
         refresh: Duration,
@@ -53,6 +69,7 @@ impl ProviderCache {
     ) -> Self {
         Self {
             issuer: issuer.to_owned(),
+            discovery: discovery.to_owned(),
             http,
             refresh,
             jwks_min,
@@ -63,19 +80,24 @@ impl ProviderCache {
     }
 
     /// Times its intervals by `clock` (tests move time themselves).
-    pub(super) fn with_clock(mut self, clock: Clock) -> Self {
+    pub(crate) fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
 
-    pub(super) fn http(&self) -> &ProviderHttp {
+    /// [`ProviderCache::with_clock`] in place.
+    pub(crate) fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    pub(crate) fn http(&self) -> &ProviderHttp {
         &self.http
     }
 
     /// The provider's current view: cached, or fetched when missing or
     /// older than the refresh interval. A failed refresh keeps serving the
     /// previous view (logged), so a provider blip doesn't stop logins.
-    pub(super) async fn get(&self) -> Result<Arc<Discovered>, ConnectionError> {
+    pub(crate) async fn get(&self) -> Result<Arc<Discovered>, ConnectionError> {
         if let Some(d) = self.current.read().await.as_ref()
             && self.clock.since(d.fetched_at) < self.refresh
         {
@@ -107,7 +129,7 @@ impl ProviderCache {
 
     /// Fetches the key set again after a token named an unknown `kid`;
     /// `None` when the last fetch was too recent (rate limit).
-    pub(super) async fn refresh_keys(
+    pub(crate) async fn refresh_keys(
         &self,
         seen: &Arc<Discovered>,
     ) -> Result<Option<Arc<Discovered>>, ConnectionError> {
@@ -138,7 +160,7 @@ impl ProviderCache {
     async fn fetch(&self) -> Result<Discovered, ConnectionError> {
         let url = format!(
             "{}/.well-known/openid-configuration",
-            self.issuer.trim_end_matches('/')
+            self.discovery.trim_end_matches('/')
         );
         let (status, body) = self
             .http
@@ -153,11 +175,12 @@ impl ProviderCache {
         let metadata: CoreProviderMetadata = serde_json::from_value(raw.clone())
             .map_err(|e| err(format!("{url}: not OpenID provider metadata: {e}")))?;
         // OIDC Discovery §4.3: the document's issuer must be the one we
-        // asked, exactly, or a provider could speak for another.
-        if metadata.issuer().as_str() != self.issuer {
+        // asked, exactly, or a provider could speak for another. Compared
+        // as sent: a URL type could normalise a template's `{tenantid}`.
+        let issuer = raw.get("issuer").and_then(Value::as_str).unwrap_or("");
+        if issuer != self.issuer {
             return Err(err(format!(
-                "metadata issuer {:?} is not the configured issuer {:?}",
-                metadata.issuer().as_str(),
+                "metadata issuer {issuer:?} is not the configured issuer {:?}",
                 self.issuer
             )));
         }

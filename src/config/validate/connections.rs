@@ -43,9 +43,26 @@ pub(super) fn connection<'a>(
     protocol_table(conn, key, dev_idp, c);
 }
 
-/// The protocol's table is required, the other protocol's is refused.
+/// The protocol's table is required, the other protocol's is refused. A
+/// `platform` connection has neither (checked in `platform.rs`).
 fn protocol_table(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Collector<'_>) {
-    match conn.protocol {
+    let protocol = match (conn.protocol, conn.platform) {
+        (Some(p), None) => p,
+        (None, Some(_)) => return,
+        (Some(_), Some(_)) => {
+            return c.push(
+                format!("{key}.platform"),
+                "use either `protocol` (the tenant's own IdP) or `platform` (a pre-configured provider), not both",
+            );
+        }
+        (None, None) => {
+            return c.push(
+                format!("{key}.protocol"),
+                "missing: set `protocol = \"saml\"` or `\"oidc\"`, or `platform = \"google\"`, `\"microsoft\"`, `\"github\"` or `\"apple\"`",
+            );
+        }
+    };
+    match protocol {
         Protocol::Saml => {
             match &conn.saml {
                 Some(s) => super::saml::saml(s, key, dev_idp, c),

@@ -4,6 +4,7 @@
 mod connections;
 mod listen;
 mod oidc;
+mod platform;
 mod routes;
 mod saml;
 mod scim;
@@ -39,6 +40,7 @@ const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     log,
     tenants::dns,
     tenants::tenants,
+    platform::platform,
     routes::login,
     tenants::dev_idp,
     webhook::webhook,

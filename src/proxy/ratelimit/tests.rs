@@ -131,6 +131,8 @@ fn internal_endpoints_map_to_their_limits() {
         "/.portcullis/saml/acme-saml/acs",
         "/.portcullis/sso/acme/callback",
         "/.portcullis/oidc/acme/callback",
+        "/.portcullis/platform/google/callback",
+        "/.portcullis/Platform/apple/callback/",
     ] {
         assert_eq!(l(Method::POST, path), Some(Limit::LoginCallback), "{path}");
         assert_eq!(l(Method::GET, path), Some(Limit::LoginCallback), "{path}");

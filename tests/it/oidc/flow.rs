@@ -431,14 +431,18 @@ async fn google_hd_must_be_a_tenant_domain() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@acme.com"));
-    for hd in [json!("gmail.com"), json!(null)] {
+    // Another Workspace's `hd`, or none at all (a consumer account).
+    for (hd, reason) in [
+        (json!("gmail.com"), "hd_mismatch"),
+        (json!(null), "hd_missing"),
+    ] {
         let mut u = alice();
         u.insert("hd".into(), hd);
         op.set_user(u);
-        let before = rp.refusal("hd_mismatch").await;
+        let before = rp.refusal(reason).await;
         let at = rp.begin().await;
         let r = rp.callback(&at.url, Some(&at.flow_cookie)).await;
-        rp.assert_refused(r, "hd_mismatch", before).await;
+        rp.assert_refused(r, reason, before).await;
     }
     // Google requires email_verified: absent is unverified.
     u.remove("email_verified");

@@ -749,3 +749,48 @@ async fn listings_print_rfc3339_times() {
     let cols: Vec<&str> = row.split_whitespace().collect();
     stamp(&out, cols[5]);
 }
+
+/// `connections list` names each platform connection's provider and
+/// prints the one redirect URI to register at each configured provider.
+#[test]
+fn connections_list_shows_the_platform_redirect_uri() {
+    let dir = private_tempdir().unwrap();
+    let path = minimal_config(dir.path(), None);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text = text.replace(
+        "[[listeners]]",
+        "[server]\npublic_url = \"https://app.example.com\"\n\
+         [platform.providers.github]\nclient_id = \"gh\"\nclient_secret = \"${GH_SECRET}\"\n\
+         [[listeners]]",
+    );
+    text.push_str("[[tenants.connections]]\nid = \"acme-gh\"\nplatform = \"github\"\n");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["connections", "list", "--config"])
+        .arg(&path)
+        .env("GH_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("acme") && l.contains("acme-gh") && l.contains("github")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "GitHub redirect URI: https://app.example.com/.portcullis/platform/github/callback"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    // Providers nobody configured get no line.
+    assert!(!stdout.contains("Google"), "{stdout}");
+}

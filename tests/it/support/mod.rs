@@ -1,9 +1,11 @@
 pub(crate) mod admin;
 pub(crate) mod dns;
 pub(crate) mod env;
+pub(crate) mod github;
 pub(crate) mod idp;
 pub(crate) mod oidc_op;
 pub(crate) mod oidc_rp;
+pub(crate) mod platform;
 pub(crate) mod postgres;
 pub(crate) mod pysaml2;
 pub(crate) mod receiver;

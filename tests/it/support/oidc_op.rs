@@ -74,6 +74,38 @@ struct Grant {
     used: bool,
 }
 
+/// Sign in with Apple's client authentication: `client_secret_post` with
+/// an ES256 JWT from the team for the client, verified with this key.
+#[derive(Clone)]
+pub(crate) struct AppleClient {
+    /// The operator's public key: P-256 `x` and `y`, base64url.
+    pub x: String,
+    pub y: String,
+    pub team_id: String,
+    pub key_id: String,
+}
+
+impl AppleClient {
+    /// Expects secrets signed with (the private half of) `key`.
+    pub(crate) fn for_key(key: &PKey<Private>, team_id: &str, key_id: &str) -> AppleClient {
+        let ec = key.ec_key().unwrap();
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let (mut x, mut y) = (
+            openssl::bn::BigNum::new().unwrap(),
+            openssl::bn::BigNum::new().unwrap(),
+        );
+        ec.public_key()
+            .affine_coordinates(ec.group(), &mut x, &mut y, &mut ctx)
+            .unwrap();
+        AppleClient {
+            x: B64.encode(x.to_vec_padded(32).unwrap()),
+            y: B64.encode(y.to_vec_padded(32).unwrap()),
+            team_id: team_id.into(),
+            key_id: key_id.into(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Recorded {
     pub authorize: Vec<HashMap<String, String>>,
@@ -83,6 +115,8 @@ pub(crate) struct Recorded {
     pub end_session: Vec<HashMap<String, String>>,
     pub jwks_fetches: usize,
     pub userinfo_calls: usize,
+    /// Header and claims of each verified Apple client secret.
+    pub apple_secrets: Vec<(Value, Value)>,
 }
 
 struct Inner {
@@ -99,6 +133,19 @@ struct Inner {
     recorded: Recorded,
     /// Subject and claims of the user `/authorize` logs in.
     user: Map<String, Value>,
+    /// What discovery calls the issuer (Microsoft's `{tenantid}`
+    /// template), when not the issuer itself.
+    discovery_issuer: Option<String>,
+    /// The ID tokens' `iss`, when not the issuer itself.
+    token_issuer: Option<String>,
+    /// `/authorize` answers with an auto-submitting form (`form_post`).
+    form_post: bool,
+    /// Apple's first-time `user` form field, sent with the next form.
+    first_time_user: Option<String>,
+    /// Refuse an authorization request that carries PKCE (Apple documents
+    /// none).
+    pkce_forbidden: bool,
+    apple: Option<AppleClient>,
 }
 
 #[derive(Clone)]
@@ -173,6 +220,12 @@ impl TestOp {
             tokens: HashMap::new(),
             recorded: Recorded::default(),
             user: alice(),
+            discovery_issuer: None,
+            token_issuer: None,
+            form_post: false,
+            first_time_user: None,
+            pkce_forbidden: false,
+            apple: None,
         }));
         let p = |s: &str| format!("{path}{s}");
         let app = Router::new()
@@ -203,6 +256,28 @@ impl TestOp {
 
     pub(crate) fn set_user(&self, user: Map<String, Value>) {
         self.inner.lock().unwrap().user = user;
+    }
+
+    /// Microsoft's multi-tenant shape: discovery names `template`, each ID
+    /// token `token_issuer` (the template with its tenant).
+    pub(crate) fn set_issuers(&self, discovery: Option<String>, token: Option<String>) {
+        let mut g = self.inner.lock().unwrap();
+        g.discovery_issuer = discovery;
+        g.token_issuer = token;
+    }
+
+    /// Sign in with Apple's shape: `form_post` answers, no PKCE, and the
+    /// client authenticated by an ES256 client secret.
+    pub(crate) fn set_apple(&self, apple: AppleClient) {
+        let mut g = self.inner.lock().unwrap();
+        g.form_post = true;
+        g.pkce_forbidden = true;
+        g.apple = Some(apple);
+    }
+
+    /// The `user` form field of the next authorization only.
+    pub(crate) fn set_first_time_user(&self, user: Value) {
+        self.inner.lock().unwrap().first_time_user = Some(user.to_string());
     }
 
     /// Rotates to a new signing key with kid `kid`, published next to the
@@ -297,9 +372,10 @@ fn encode(g: &Inner, claims: &Value, alg: &Alg) -> String {
 type Op = State<Arc<Mutex<Inner>>>;
 
 async fn discovery(State(s): Op) -> Json<Value> {
-    let iss = s.lock().unwrap().issuer.clone();
+    let g = s.lock().unwrap();
+    let iss = g.issuer.clone();
     Json(json!({
-        "issuer": iss,
+        "issuer": g.discovery_issuer.clone().unwrap_or_else(|| iss.clone()),
         "authorization_endpoint": format!("{iss}/authorize"),
         "token_endpoint": format!("{iss}/token"),
         "userinfo_endpoint": format!("{iss}/userinfo"),
@@ -327,6 +403,12 @@ async fn authorize(State(s): Op, Query(q): Query<HashMap<String, String>>) -> Re
     let Some(redirect_uri) = q.get("redirect_uri").cloned() else {
         return (StatusCode::BAD_REQUEST, "no redirect_uri").into_response();
     };
+    if g.pkce_forbidden && q.contains_key("code_challenge") {
+        return (StatusCode::BAD_REQUEST, "this provider takes no PKCE").into_response();
+    }
+    if g.form_post && q.get("response_mode").map(String::as_str) != Some("form_post") {
+        return (StatusCode::BAD_REQUEST, "response_mode=form_post required").into_response();
+    }
     let code = uuid::Uuid::new_v4().simple().to_string();
     g.grants.insert(
         code.clone(),
@@ -337,6 +419,29 @@ async fn authorize(State(s): Op, Query(q): Query<HashMap<String, String>>) -> Re
             used: false,
         },
     );
+    if g.form_post {
+        // The form a browser would auto-submit to the redirect URI.
+        let mut fields = vec![("code", code.clone())];
+        if let Some(st) = q.get("state") {
+            fields.push(("state", st.clone()));
+        }
+        if let Some(user) = g.first_time_user.take() {
+            fields.push(("user", user));
+        }
+        let inputs: String = fields
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+                    v.replace('&', "&amp;").replace('"', "&quot;")
+                )
+            })
+            .collect();
+        return axum::response::Html(format!(
+            "<form method=\"post\" action=\"{redirect_uri}\">{inputs}</form>"
+        ))
+        .into_response();
+    }
     let mut url = openidconnect::url::Url::parse(&redirect_uri).unwrap();
     {
         let mut qp = url.query_pairs_mut();
@@ -372,8 +477,18 @@ async fn token(
         base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
     );
     let post_ok = f.get("client_id").map(String::as_str) == Some(CLIENT_ID)
-        && f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
-    if auth.as_deref() != Some(basic.as_str()) && !post_ok {
+        && match g.apple.clone() {
+            None => f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET),
+            Some(apple) => match apple_secret(&apple, &g.issuer, f.get("client_secret")) {
+                Some(verified) => {
+                    g.recorded.apple_secrets.push(verified);
+                    true
+                }
+                None => false,
+            },
+        };
+    let basic_ok = g.apple.is_none() && auth.as_deref() == Some(basic.as_str());
+    if !basic_ok && !post_ok {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "invalid_client"})),
@@ -406,7 +521,8 @@ async fn token(
     let access_token = uuid::Uuid::new_v4().simple().to_string();
     let k = g.knobs.clone();
     let mut claims = g.user.clone();
-    claims.insert("iss".into(), json!(g.issuer));
+    let iss = g.token_issuer.clone().unwrap_or_else(|| g.issuer.clone());
+    claims.insert("iss".into(), json!(iss));
     claims.insert("aud".into(), json!(CLIENT_ID));
     claims.insert("iat".into(), json!(now() + k.iat_offset));
     claims.insert("exp".into(), json!(now() + k.exp_offset));
@@ -460,4 +576,29 @@ async fn userinfo(State(s): Op, headers: HeaderMap) -> Response {
 async fn end_session(State(s): Op, Query(q): Query<HashMap<String, String>>) -> &'static str {
     s.lock().unwrap().recorded.end_session.push(q);
     "signed out"
+}
+
+/// The header and claims of an Apple client secret, if it is an ES256 JWT
+/// signed by the operator's key (`kid`) from the team (`iss`) for this
+/// client (`sub`) to this provider (`aud`), not expired.
+fn apple_secret(
+    apple: &AppleClient,
+    issuer: &str,
+    secret: Option<&String>,
+) -> Option<(Value, Value)> {
+    let secret = secret?;
+    let header = jsonwebtoken::decode_header(secret).ok()?;
+    if header.alg != jsonwebtoken::Algorithm::ES256
+        || header.kid.as_deref() != Some(apple.key_id.as_str())
+    {
+        return None;
+    }
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&[issuer]);
+    v.set_issuer(&[apple.team_id.as_str()]);
+    v.sub = Some(CLIENT_ID.into());
+    v.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
+    let key = jsonwebtoken::DecodingKey::from_ec_components(&apple.x, &apple.y).ok()?;
+    let data = jsonwebtoken::decode::<Value>(secret, &key, &v).ok()?;
+    Some((serde_json::to_value(&data.header).ok()?, data.claims))
 }
