@@ -13,7 +13,7 @@ pub mod testlink;
 
 pub use connection::{
     CallbackRequest, Connection, ConnectionError, ConnectionFactory, Factories, LoginStart,
-    Registered, Registry, StartContext, VerifiedLogin,
+    Overage, Registered, Registry, StartContext, VerifiedLogin,
 };
 pub use discovery::{AuthContext, Discovery};
 pub use flow::{FlowCodec, FlowState};

@@ -204,6 +204,7 @@ mod tests {
             roles: vec![],
             tenant: None,
             connection: None,
+            ..Principal::default()
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use moka::future::Cache;
 
 use super::codec::SessionToken;
-use crate::identity::Principal;
+use crate::identity::{AuthFacts, Principal};
 use crate::metrics::Metrics;
 use crate::secret::{random_bytes, sha256_hex};
 use crate::store::{IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent};
@@ -49,6 +49,13 @@ impl ActiveSession {
                 roles: r.roles,
                 tenant: r.tenant,
                 connection: r.connection,
+                claims: r.claims,
+                auth: AuthFacts {
+                    acr: r.acr,
+                    amr: r.amr,
+                    auth_time: r.auth_time,
+                },
+                ..Principal::default()
             }),
             id_hash: r.id_hash,
             created_at: r.created_at,
@@ -122,6 +129,10 @@ impl Sessions {
             expires_at,
             last_seen_at: now,
             idp,
+            claims: principal.claims.clone(),
+            acr: principal.auth.acr.clone(),
+            amr: principal.auth.amr.clone(),
+            auth_time: principal.auth.auth_time,
         };
         self.store.sessions().insert(&record).await?;
         self.metrics.sessions_created.inc();

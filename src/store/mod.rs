@@ -73,8 +73,9 @@ pub enum Backend {
 
 /// A server-side session. The cookie carries only the (encrypted) session id;
 /// everything needed to rebuild the principal lives here, so large group
-/// sets never bloat headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// sets never bloat headers. `Default` lets each literal name only what it
+/// cares about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Lowercase hex SHA-256 of the session id; the store never sees raw ids.
     pub id_hash: String,
@@ -94,6 +95,16 @@ pub struct SessionRecord {
     /// What the IdP knows this session by; `None` for sessions not made by
     /// an SSO login.
     pub idp: Option<IdpBinding>,
+    /// IdP claims selected at sign-in for headers and the assertion, by the
+    /// IdP's name for them.
+    pub claims: std::collections::BTreeMap<String, Vec<String>>,
+    /// The authentication context class the IdP reported (OIDC `acr`, SAML
+    /// `AuthnContextClassRef`).
+    pub acr: Option<String>,
+    /// The authentication methods (OIDC `amr`).
+    pub amr: Vec<String>,
+    /// When the IdP authenticated the user, unix seconds.
+    pub auth_time: Option<i64>,
 }
 
 /// The IdP's names for a session: enough to find it again when the IdP

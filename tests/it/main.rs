@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod deploy;
+mod identity;
 mod login;
 mod oidc;
 mod ops;

@@ -140,6 +140,7 @@ pub(super) fn to_login(
             "assertion_id": a.id,
             "attributes": attrs,
         }),
+        ..VerifiedLogin::default()
     })
 }
 

@@ -158,6 +158,14 @@ fn session(id: &str, user: &str, tenant: Option<&str>, connection: Option<&str>)
             session: Some(format!("sid-{id}")),
             logout_hint: Some(format!("{{\"id_token\":\"t-{id}\"}}")),
         }),
+        claims: [
+            ("department".to_owned(), vec!["R&D".to_owned()]),
+            ("emp\"id".to_owned(), vec!["1".to_owned(), "2".to_owned()]),
+        ]
+        .into(),
+        acr: Some("urn:acme:mfa".into()),
+        amr: vec!["pwd".into(), "otp".into()],
+        auth_time: Some(999),
     }
 }
 
@@ -190,7 +198,10 @@ async fn expect_event(rx: &mut broadcast::Receiver<StoreEvent>, expected: &Store
 async fn open_migrates(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(store.sessions().count().await.unwrap(), 0);
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7, 10]);
+    assert_eq!(
+        db.migration_versions().await,
+        vec![1, 2, 3, 4, 5, 6, 7, 10, 12]
+    );
     store.close().await;
 }
 
@@ -205,7 +216,10 @@ async fn reopen_is_idempotent(db: &TestDb) {
 
     let second = db.open().await;
     let third = db.open().await;
-    assert_eq!(db.migration_versions().await, vec![1, 2, 3, 4, 5, 6, 7, 10]);
+    assert_eq!(
+        db.migration_versions().await,
+        vec![1, 2, 3, 4, 5, 6, 7, 10, 12]
+    );
     assert_eq!(second.sessions().count().await.unwrap(), 1);
     assert!(third.sessions().get("a").await.unwrap().is_some());
     second.close().await;
@@ -228,6 +242,7 @@ async fn insert_get_round_trip(db: &TestDb) {
         expires_at: i64::MAX,
         last_seen_at: 0,
         idp: None,
+        ..SessionRecord::default()
     };
     store.sessions().insert(&full).await.unwrap();
     store.sessions().insert(&bare).await.unwrap();
@@ -648,6 +663,7 @@ async fn hostile_strings_round_trip(db: &TestDb) {
                 session: Some((*text).to_owned()),
                 logout_hint: Some((*text).to_owned()),
             }),
+            ..SessionRecord::default()
         };
         store.sessions().insert(&s).await.unwrap();
         assert_eq!(store.sessions().get(&s.id_hash).await.unwrap(), Some(s));

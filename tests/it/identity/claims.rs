@@ -1,0 +1,1 @@
+//! Claim and attribute mapping to headers and the assertion.
