@@ -129,6 +129,7 @@ impl Shared {
             &saml_metadata,
         )
         .await?;
+        use_directory(&sessions, &store, &state.generation.config);
         Ok(Arc::new(Self {
             metrics,
             store,
@@ -216,6 +217,7 @@ impl Shared {
             &self.saml_metadata,
         )
         .await?;
+        use_directory(&self.sessions, &self.store, &new);
         self.state.store(Arc::new(state));
         // "Configuring a new SSO provider logs everyone out of it": sessions
         // of a connection whose settings changed, or that is gone, end now.
@@ -235,6 +237,15 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// Sessions compose principals under this generation's tenants (groups
+/// source, group roles); cached ones composed under the last are dropped.
+fn use_directory(sessions: &Sessions, store: &Store, config: &Arc<Config>) {
+    sessions.set_directory(Box::new(crate::auth::directory::DirectoryView::new(
+        config.clone(),
+        store.clone(),
+    )));
 }
 
 /// pingora keeps one keep-alive pool for the whole server (one LRU over

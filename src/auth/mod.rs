@@ -4,6 +4,7 @@
 //! login into a session.
 
 pub mod connection;
+pub mod directory;
 pub mod discovery;
 pub mod flow;
 pub mod oidc;

@@ -662,6 +662,10 @@ pub struct TenantConfig {
     /// IdP group → app role. A user gets every role any of their groups maps to.
     #[serde(default)]
     pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// Where a SCIM-managed user's groups come from; unset is `both`
+    /// (a tenant without SCIM has no SCIM groups, so that is the IdP's).
+    #[serde(default)]
+    pub groups_source: Option<GroupsSource>,
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
     /// This tenant's SCIM provisioning (`[tenants.scim]`).
@@ -679,6 +683,33 @@ pub struct TenantScimConfig {
     /// when on, webhook events mark each address `verified_domain`, so the
     /// app can tell which ones the tenant has proven.
     pub allow_external_emails: bool,
+    /// Which name of a SCIM group a session carries (and `group_roles`
+    /// keys): `displayName`, or `externalId` (Entra's group object id,
+    /// what its tokens carry).
+    pub group_name: ScimGroupName,
+}
+
+/// `groups_source`: whose groups a SCIM-managed user's session carries.
+/// Users SCIM does not manage always carry the IdP's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupsSource {
+    /// Only what the IdP put in the login.
+    Idp,
+    /// Only the SCIM directory's (nested groups flattened).
+    Scim,
+    /// Both, the IdP's first, without repeats.
+    Both,
+}
+
+/// `[tenants.scim] group_name`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum ScimGroupName {
+    #[default]
+    #[serde(rename = "displayName")]
+    DisplayName,
+    #[serde(rename = "externalId")]
+    ExternalId,
 }
 
 /// Just-in-time provisioning at first login.

@@ -645,6 +645,77 @@ fn tenant_scim_settings() {
     );
 }
 
+/// `groups_source` and `[tenants.scim] group_name`: defaults, each value,
+/// and the settings that could only leave users without groups or that
+/// nothing would read, each reported with its file, line and key.
+#[test]
+fn tenant_groups_source_and_group_name() {
+    let base = format!("{MINIMAL}\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n");
+    let cfg = from_str(&base, "t.toml", &env).unwrap();
+    assert_eq!(cfg.tenants[0].groups_source, None);
+    assert_eq!(cfg.tenants[0].scim.group_name, ScimGroupName::DisplayName);
+    for (value, source) in [
+        ("idp", GroupsSource::Idp),
+        ("scim", GroupsSource::Scim),
+        ("both", GroupsSource::Both),
+    ] {
+        let text = format!("{base}groups_source = \"{value}\"\n");
+        let cfg = from_str(&text, "t.toml", &env).unwrap();
+        assert_eq!(cfg.tenants[0].groups_source, Some(source));
+    }
+    let text = format!("{base}[tenants.scim]\ngroup_name = \"externalId\"\n");
+    let cfg = from_str(&text, "t.toml", &env).unwrap();
+    assert_eq!(cfg.tenants[0].scim.group_name, ScimGroupName::ExternalId);
+
+    let errs = errors(&format!("{base}groups_source = \"directory\"\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e
+                .starts_with("t.toml:11: tenants[0].groups_source: unknown variant `directory`")),
+        "{errs:#?}"
+    );
+    let errs = errors(&format!(
+        "{base}[tenants.scim]\ngroup_name = \"externalid\"\n"
+    ));
+    assert!(
+        errs.iter().any(|e| e
+            .starts_with("t.toml:12: tenants[0].scim.group_name: unknown variant `externalid`")),
+        "{errs:#?}"
+    );
+
+    // SCIM off: a SCIM-only source would leave everyone without groups,
+    // and a group name nobody reads is a mistake; both reported at once.
+    let off = format!(
+        "{MINIMAL}\n[scim]\nenabled = false\n\n[[tenants]]\nid = \"acme\"\n\
+         groups_source = \"scim\"\n\n[tenants.scim]\ngroup_name = \"externalId\"\n"
+    );
+    let errs = errors(&off);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "t.toml:13: tenants[0].groups_source: `scim` needs `[scim] enabled = true`"
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with(
+            "t.toml:16: tenants[0].scim.group_name: has no effect with `[scim] enabled = false`"
+        ),
+        "{errs:#?}"
+    );
+    // SCIM on, but the IdP's groups only: the name is never read.
+    let idp =
+        format!("{base}groups_source = \"idp\"\n\n[tenants.scim]\ngroup_name = \"externalId\"\n");
+    let errs = errors(&idp);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "t.toml:14: tenants[0].scim.group_name: has no effect with `groups_source = \"idp\"`"
+        ),
+        "{errs:#?}"
+    );
+}
+
 #[test]
 fn limits_defaults_and_validation() {
     let cfg = from_str(MINIMAL, "t.toml", &env).unwrap();

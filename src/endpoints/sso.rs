@@ -340,7 +340,12 @@ async fn test_result(
                 Ok(p) => (
                     claims,
                     "Allowed: this user would be signed in.".to_owned(),
-                    serde_json::to_string_pretty(&p).ok(),
+                    // What the app would receive: a SCIM-managed user's
+                    // groups and roles come from the directory.
+                    serde_json::to_string_pretty(
+                        &state.sessions.compose(p.clone()).await.unwrap_or(p),
+                    )
+                    .ok(),
                 ),
                 Err(f) => (
                     claims,

@@ -12,9 +12,10 @@
 //! transactions. Everything else is reached through a small borrowed view
 //! named after its concern, each defined in that concern's file:
 //! `store.sessions()`, `.users()`, `.domains()`, `.one_time()`, `.keys()`,
-//! `.scim()` and `.outbox()`; a [`WriteTx`] has `tx.sessions()`,
-//! `.users()`, `.logins()`, `.scim()` and `.outbox()` for what a
-//! provisioning change writes in its transaction. A caller then reads as
+//! `.scim()`, `.outbox()` and `.directory()`; a [`WriteTx`] has
+//! `tx.sessions()`, `.users()`, `.logins()`, `.scim()`, `.outbox()` and
+//! `.directory()` for what a provisioning change writes in its
+//! transaction. A caller then reads as
 //! the concern it touches (`store.outbox().replay(..)`), a concern's whole
 //! API is one file, and a new method lands beside its siblings instead of
 //! growing one flat list namespaced by prefixes.
@@ -26,6 +27,7 @@
 
 mod batch;
 mod connect;
+mod directory;
 mod domains;
 mod error;
 mod events;
@@ -48,6 +50,7 @@ use sqlx::AnyPool;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+pub use directory::{DirectoryChange, DirectoryGroup, DirectoryStore, DirectoryTx, DirectoryUser};
 pub use domains::{DomainCheck, DomainRecord, DomainStatus, DomainStore, DueCutoffs};
 pub use error::StoreError;
 pub use keys::KeyStore;
@@ -161,6 +164,12 @@ pub struct StoredKey {
 pub enum StoreEvent {
     /// Sessions matching the selector were deleted; drop cached copies.
     SessionsRevoked(SessionSelector),
+    /// The directory changed for these users of a tenant (`None`: possibly
+    /// anyone in it): recompose their cached principals.
+    DirectoryChanged {
+        tenant: String,
+        users: Option<Vec<String>>,
+    },
 }
 
 /// Handle to the store. Cloning is cheap (an `Arc`) and all clones share one
@@ -395,6 +404,11 @@ impl Store {
     /// are appended through [`WriteTx::outbox`]).
     pub fn outbox(&self) -> OutboxStore<'_> {
         OutboxStore { inner: &self.inner }
+    }
+
+    /// SCIM-managed users with their (nested) groups, as sessions see them.
+    pub fn directory(&self) -> DirectoryStore<'_> {
+        DirectoryStore { inner: &self.inner }
     }
 }
 
