@@ -304,12 +304,15 @@ async fn build_state(
                 .material
         }
     };
-    let signer = Arc::new(AssertionSigner::new(
-        &material,
-        config.public_urls().origin(),
-        &config.headers.assertion_audience,
-        config.headers.assertion_lifetime_seconds,
-    )?);
+    let signer = Arc::new(
+        AssertionSigner::new(
+            &material,
+            config.public_urls().origin(),
+            &config.headers.assertion_audience,
+            config.headers.assertion_lifetime_seconds,
+        )?
+        .with_claims(&config.headers.assertion_claims),
+    );
     let domains = Domains::new(store.clone(), &config.dns)?;
     let dev_idp = DevIdp::from_config(&config)
         .map_err(|e| AppError::DevIdp(e.to_string()))?
@@ -338,7 +341,8 @@ async fn build_state(
                 config.public_urls(),
                 Some(metrics.clone()),
             )
-            .with_clock(factories.clock.clone()),
+            .with_clock(factories.clock.clone())
+            .with_headers(config.headers.clone()),
         ));
     }
     let mut auth = AuthContext::build(&config, &factories, Arc::new(domains))?;

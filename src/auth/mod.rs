@@ -3,6 +3,7 @@
 //! verified domain → tenant → connections) and the policy that completes a
 //! login into a session.
 
+pub mod claims;
 pub mod connection;
 pub mod directory;
 pub mod discovery;

@@ -459,6 +459,59 @@ pub struct HeadersConfig {
     /// PKCS#8 PEM of a P-256 key. When unset, a key is generated once and
     /// kept in the store so restarts and replicas agree.
     pub signing_key: Option<String>,
+    /// More headers from IdP claims or attributes (`[[headers.extra]]`).
+    pub extra: Vec<ExtraHeader>,
+    /// IdP claims copied into the assertion as top-level claims.
+    pub assertion_claims: Vec<String>,
+}
+
+/// `[[headers.extra]]`: one header from an IdP claim (OIDC) or attribute
+/// (SAML `Name` or `FriendlyName`), stripped from clients like the
+/// identity headers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraHeader {
+    pub name: String,
+    pub claim: String,
+    /// Every value joined with this; without it, the first value only.
+    #[serde(default)]
+    pub join: Option<String>,
+}
+
+impl HeadersConfig {
+    /// The claims a session of a connection keeps, as `(name, source)`:
+    /// `name` is what `[[headers.extra]]` and `assertion_claims` call the
+    /// claim, `source` the IdP's claim or attribute it is read from — the
+    /// same unless the connection's `header_claims` names another for an
+    /// extra header (matched case-insensitively, `_` as `-`). Each name
+    /// once, the first mapping winning.
+    pub fn claim_sources(
+        &self,
+        header_claims: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(String, String)> {
+        let overridden = |header: &str| {
+            let wanted = crate::names::normalize_header_name(header);
+            header_claims
+                .iter()
+                .find(|(h, _)| crate::names::normalize_header_name(h) == wanted)
+                .map(|(_, claim)| claim.clone())
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        let pairs = self
+            .extra
+            .iter()
+            .map(|e| {
+                let source = overridden(&e.name).unwrap_or_else(|| e.claim.clone());
+                (e.claim.clone(), source)
+            })
+            .chain(self.assertion_claims.iter().map(|c| (c.clone(), c.clone())));
+        for (name, source) in pairs {
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, source));
+            }
+        }
+        out
+    }
 }
 
 impl Default for HeadersConfig {
@@ -476,6 +529,8 @@ impl Default for HeadersConfig {
             assertion_lifetime_seconds: 60,
             assertion_audience: "portcullis-upstream".into(),
             signing_key: None,
+            extra: Vec::new(),
+            assertion_claims: Vec::new(),
         }
     }
 }
@@ -760,6 +815,10 @@ pub struct ConnectionConfig {
     /// OpenID Connect settings; required for `protocol = "oidc"`, refused otherwise.
     #[serde(default)]
     pub oidc: Option<OidcConfig>,
+    /// Header name → the IdP claim or attribute it is read from for this
+    /// connection, instead of the `[[headers.extra]]` default.
+    #[serde(default)]
+    pub header_claims: std::collections::BTreeMap<String, String>,
 }
 
 /// A SAML connection: who the IdP is, which keys it signs with, what this

@@ -716,6 +716,119 @@ fn tenant_groups_source_and_group_name() {
     );
 }
 
+/// `[[headers.extra]]`, `assertion_claims` and `header_claims`: a good
+/// mapping loads; an extra header posing as an identity, forwarding,
+/// framing or credential header, a bad join, a reserved assertion claim
+/// and an override of no extra header are each reported with file, line
+/// and key.
+#[test]
+fn extra_headers_cannot_shadow_reserved_names() {
+    let good = format!(
+        "{MINIMAL}
+[headers]
+assertion_claims = [\"department\", \"employee_id\"]
+[[headers.extra]]
+name = \"X-Forwarded-Department\"
+claim = \"department\"
+[[headers.extra]]
+name = \"X-Badges\"
+claim = \"badges\"
+join = \"; \"
+
+[[tenants]]
+id = \"acme\"
+[[tenants.connections]]
+id = \"acme-saml\"
+protocol = \"oidc\"
+[tenants.connections.oidc]
+issuer = \"https://idp.example.com\"
+client_id = \"c\"
+client_secret = \"s\"
+[tenants.connections.header_claims]
+\"x_forwarded_department\" = \"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/department\"
+"
+    );
+    let cfg = from_str(&good, "t.toml", &env).unwrap_or_else(|e| panic!("{e}"));
+    let h = &cfg.headers;
+    assert_eq!(h.extra[1].join.as_deref(), Some("; "));
+    let conn = &cfg.tenants[0].connections[0];
+    assert_eq!(
+        h.claim_sources(&conn.header_claims),
+        [
+            (
+                "department".to_owned(),
+                "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/department".to_owned()
+            ),
+            ("badges".to_owned(), "badges".to_owned()),
+            ("employee_id".to_owned(), "employee_id".to_owned()),
+        ]
+    );
+    assert_eq!(
+        h.claim_sources(&Default::default())[0],
+        ("department".to_owned(), "department".to_owned())
+    );
+
+    let bad = format!(
+        "{MINIMAL}
+[headers]
+assertion_claims = [\"groups\", \"dept\", \"dept\", \"\"]
+[[headers.extra]]
+name = \"X_Forwarded_Email\"
+claim = \"mail\"
+[[headers.extra]]
+name = \"X-Forwarded-For\"
+claim = \"ip\"
+[[headers.extra]]
+name = \"Authorization\"
+claim = \"token\"
+[[headers.extra]]
+name = \"X Dept\"
+claim = \"\"
+join = \"%\"
+[[headers.extra]]
+name = \"X-Dept\"
+claim = \"dept\"
+[[headers.extra]]
+name = \"x_dept\"
+claim = \"dept\"
+join = \"\"
+
+[[tenants]]
+id = \"acme\"
+[[tenants.connections]]
+id = \"acme-oidc\"
+protocol = \"oidc\"
+[tenants.connections.oidc]
+issuer = \"https://idp.example.com\"
+client_id = \"c\"
+client_secret = \"s\"
+[tenants.connections.header_claims]
+\"X-Unknown\" = \"dept\"
+"
+    );
+    let errs = errors(&bad);
+    for expected in [
+        "t.toml:9: headers.assertion_claims[0]: `groups` is a claim Portcullis sets",
+        "t.toml:9: headers.assertion_claims[2]: `dept` is listed twice",
+        "t.toml:9: headers.assertion_claims[3]: must name",
+        "t.toml:11: headers.extra[0].name: `X_Forwarded_Email` is already the `headers.email` header",
+        "t.toml:14: headers.extra[1].name: `X-Forwarded-For` is reserved",
+        "t.toml:17: headers.extra[2].name: `Authorization` is reserved",
+        "t.toml:20: headers.extra[3].name: `X Dept` is not a valid header name",
+        "t.toml:21: headers.extra[3].claim: must name",
+        "t.toml:22: headers.extra[3].join: must be 1 to 4 printable",
+        "t.toml:27: headers.extra[5].name: `x_dept` is used twice",
+        "t.toml:29: headers.extra[5].join: must be 1 to 4 printable",
+        "t.toml:41: tenants[0].connections[0].header_claims.X-Unknown: `X-Unknown` is not a `[[headers.extra]]` header",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(expected)),
+            "{expected}\n{errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 12, "{errs:#?}");
+}
+
 #[test]
 fn limits_defaults_and_validation() {
     let cfg = from_str(MINIMAL, "t.toml", &env).unwrap();

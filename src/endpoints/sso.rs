@@ -340,11 +340,20 @@ async fn test_result(
                 Ok(p) => (
                     claims,
                     "Allowed: this user would be signed in.".to_owned(),
-                    // What the app would receive: a SCIM-managed user's
-                    // groups and roles come from the directory.
-                    serde_json::to_string_pretty(
-                        &state.sessions.compose(p.clone()).await.unwrap_or(p),
-                    )
+                    // What the app would receive: the mapped claims, and
+                    // a SCIM-managed user's groups and roles from the
+                    // directory.
+                    serde_json::to_string_pretty(&{
+                        let p = crate::identity::Principal {
+                            claims: auth::claims::for_session(
+                                &l,
+                                &state.config.headers,
+                                state.auth.registry.get(id).map(|r| &r.config),
+                            ),
+                            ..p
+                        };
+                        state.sessions.compose(p.clone()).await.unwrap_or(p)
+                    })
                     .ok(),
                 ),
                 Err(f) => (
@@ -494,7 +503,14 @@ pub(super) async fn sign_in(
     )
     .await
     {
-        Ok(p) => p,
+        Ok(p) => crate::identity::Principal {
+            claims: auth::claims::for_session(
+                &login,
+                &state.config.headers,
+                state.auth.registry.get(id).map(|r| &r.config),
+            ),
+            ..p
+        },
         Err(f) => {
             return refuser.refuse(f.reason, &f.detail, relay);
         }

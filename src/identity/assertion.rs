@@ -52,6 +52,9 @@ pub struct AssertionSigner {
     issuer: String,
     audience: String,
     lifetime: u64,
+    /// IdP claims copied in as top-level claims (`[headers]
+    /// assertion_claims`).
+    claims: Vec<String>,
     /// Per-session cache: signing costs tens of microseconds, the hot path
     /// must not pay it on every request. An entry is reused while at least
     /// half its lifetime remains and only for the principal it was signed
@@ -103,11 +106,20 @@ impl AssertionSigner {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             lifetime: lifetime_seconds,
+            claims: Vec::new(),
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(half)
                 .build(),
         })
+    }
+
+    /// Copies these of a principal's claims into its assertions: one value
+    /// as a string, several as an array. Configuration validation keeps
+    /// them apart from the claims set here.
+    pub fn with_claims(mut self, names: &[String]) -> Self {
+        self.claims = names.to_vec();
+        self
     }
 
     pub fn kid(&self) -> &str {
@@ -163,7 +175,7 @@ impl AssertionSigner {
     /// Signs a fresh assertion.
     pub fn sign(&self, p: &Principal, now: i64) -> Result<String, AssertionError> {
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
-        let claims = json!({
+        let mut claims = json!({
             "iss": self.issuer,
             "aud": self.audience,
             "sub": p.user_id,
@@ -176,6 +188,16 @@ impl AssertionSigner {
             "nbf": now - 5,
             "exp": now + self.lifetime as i64,
         });
+        if let Some(obj) = claims.as_object_mut() {
+            for name in &self.claims {
+                let value = match p.claims.get(name).map(Vec::as_slice) {
+                    None | Some([]) => continue,
+                    Some([one]) => json!(one),
+                    Some(many) => json!(many),
+                };
+                obj.entry(name.clone()).or_insert(value);
+            }
+        }
         let signing_input = format!(
             "{}.{}",
             B64.encode(header.to_string()),
@@ -243,6 +265,30 @@ mod tests {
     fn payload(token: &str) -> serde_json::Value {
         let part = token.split('.').nth(1).unwrap();
         serde_json::from_slice(&B64.decode(part).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn assertion_claims_are_copied_one_as_a_string_several_as_a_list() {
+        let s = AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60)
+            .unwrap()
+            .with_claims(&["department".into(), "badges".into(), "absent".into()]);
+        let p = Principal {
+            user_id: "u".into(),
+            email: "e@x.com".into(),
+            claims: [
+                ("department".to_owned(), vec!["R&D".to_owned()]),
+                ("badges".to_owned(), vec!["a".to_owned(), "b".to_owned()]),
+                ("unlisted".to_owned(), vec!["x".to_owned()]),
+            ]
+            .into(),
+            ..Principal::default()
+        };
+        let claims = payload(&s.sign(&p, 1000).unwrap());
+        assert_eq!(claims["department"], "R&D");
+        assert_eq!(claims["badges"], serde_json::json!(["a", "b"]));
+        assert!(claims.get("absent").is_none());
+        assert!(claims.get("unlisted").is_none());
+        assert_eq!(claims["sub"], "u");
     }
 
     #[test]

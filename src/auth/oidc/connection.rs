@@ -53,6 +53,10 @@ pub struct OidcConnection {
     claims: ClaimMap,
     store: Store,
     metrics: Option<Arc<Metrics>>,
+    /// Claims the headers and the assertion read (`[[headers.extra]]`,
+    /// `assertion_claims`, this connection's `header_claims`): userinfo
+    /// is asked for them when the ID token lacks one.
+    mapped: Vec<String>,
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -138,6 +142,7 @@ impl OidcConnection {
             claims,
             store,
             metrics,
+            mapped: Vec::new(),
             cfg,
         })
     }
@@ -304,7 +309,8 @@ impl OidcConnection {
         let optional = !has(&self.claims.name)
             || (!self.claims.groups.is_empty()
                 && !has(&self.claims.groups)
-                && !claims.contains_key("_claim_names"));
+                && !claims.contains_key("_claim_names"))
+            || self.mapped.iter().any(|c| !claims.contains_key(c));
         (required, optional)
     }
 
@@ -557,6 +563,7 @@ pub struct OidcFactory {
     urls: PublicUrls,
     metrics: Option<Arc<Metrics>>,
     clock: crate::clock::Clock,
+    headers: crate::config::HeadersConfig,
 }
 
 impl OidcFactory {
@@ -566,6 +573,7 @@ impl OidcFactory {
             urls,
             metrics,
             clock: crate::clock::Clock::system(),
+            headers: crate::config::HeadersConfig::default(),
         }
     }
 }
@@ -574,6 +582,13 @@ impl OidcFactory {
     /// Connections built from here time their provider intervals by `clock`.
     pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Connections built from here ask userinfo for the claims these
+    /// headers map when the ID token lacks them.
+    pub fn with_headers(mut self, headers: crate::config::HeadersConfig) -> Self {
+        self.headers = headers;
         self
     }
 }
@@ -593,6 +608,12 @@ impl ConnectionFactory for OidcFactory {
             self.metrics.clone(),
         )?;
         connection.provider = connection.provider.with_clock(self.clock.clone());
+        connection.mapped = self
+            .headers
+            .claim_sources(&conn.header_claims)
+            .into_iter()
+            .map(|(_, source)| source)
+            .collect();
         Ok(Arc::new(connection))
     }
 }

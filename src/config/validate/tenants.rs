@@ -48,6 +48,7 @@ pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
             }
         }
         groups(cfg, i, c);
+        super::headers::connection_claims(cfg, i, c);
         if t.jit.default_role.as_deref() == Some("") {
             c.push(
                 format!("tenants[{i}].jit.default_role"),
