@@ -1,7 +1,8 @@
 //! Session records in the store, behind a moka read-through cache that is
-//! invalidated by revocation events (local and, on PostgreSQL, from other
-//! replicas via LISTEN/NOTIFY). The cache TTL bounds staleness if an event
-//! is ever missed.
+//! invalidated by revocation and directory events (local and, on
+//! PostgreSQL, from other replicas via LISTEN/NOTIFY). A cache fill
+//! composes the principal through the generation's [`Directory`]. The
+//! cache TTL bounds staleness if an event is ever missed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -131,8 +132,8 @@ impl Sessions {
     }
 
     /// `recorded` as a request of its session would see it now (for the
-    /// test sign-in page, which creates no session). A store error keeps
-    /// the recorded principal: the page reports, it never admits.
+    /// test sign-in page, which creates no session); `recorded` itself
+    /// when no directory is installed.
     pub async fn compose(&self, recorded: Principal) -> Result<Principal, SessionError> {
         match self.directory.load_full() {
             Some(directory) => Ok(directory.principal(recorded).await?),
