@@ -4,10 +4,10 @@
 //! override; values sanitised and joined; clients can't send them; what a
 //! session keeps survives a cache miss on another process.
 
-use base64::Engine;
 use portcullis::identity::Principal;
 use serde_json::{Value, json};
 
+use super::directory::assertion;
 use crate::oidc::interop::{CLIENT_ID, CLIENT_SECRET, Jar, ONE_OP, login, start_pair};
 use crate::saml::interop::{OPEN, STRICT, interop_with};
 use crate::support::env::*;
@@ -26,16 +26,6 @@ name = "X-Badges"
 claim = "badges"
 join = ", "
 "#;
-
-/// The assertion's claims (signature checks live in `proxy::forwarding`).
-fn assertion(app: &Value) -> Value {
-    let jwt = seen(app, "x-portcullis-assertion").expect("assertion");
-    let payload = jwt.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
 
 /// `/dashboard` with `cookie` and forged copies of the extra headers.
 async fn dashboard(env: &TestEnv, cookie: &str) -> Value {

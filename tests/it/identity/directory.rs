@@ -45,9 +45,9 @@ async fn view(env: &TestEnv, cookie: &str, path: &str) -> (u16, Value) {
     echo(client().get(env.url(path)).header("cookie", cookie)).await
 }
 
-/// The assertion's claims (its signature is checked elsewhere; here only
-/// what it says matters).
-fn assertion(app: &Value) -> Value {
+/// The assertion's claims (its signature is checked in
+/// `proxy::forwarding`; here only what it says matters).
+pub(super) fn assertion(app: &Value) -> Value {
     let jwt = seen(app, "x-portcullis-assertion").expect("assertion");
     let payload = jwt.split('.').nth(1).unwrap();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
