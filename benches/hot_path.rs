@@ -92,6 +92,7 @@ fn bench(c: &mut Criterion) {
         roles: vec!["member".into()],
         tenant: Some("acme".into()),
         connection: Some("acme-okta".into()),
+        ..Principal::default()
     };
     let now = portcullis::clock::now();
     let token = rt
@@ -121,8 +122,11 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    // The proxy holds the session's principal in an `Arc`; the cache is
+    // per principal, so the bench passes the same one every time.
+    let shared = std::sync::Arc::new(principal.clone());
     g.bench_function("assertion_cached", |b| {
-        b.iter(|| signer.assertion("s", &principal, now).unwrap())
+        b.iter(|| signer.assertion("s", &shared, now).unwrap())
     });
     g.bench_function("assertion_sign_uncached", |b| {
         b.iter(|| signer.sign(&principal, now).unwrap())

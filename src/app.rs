@@ -135,6 +135,7 @@ impl Shared {
             &saml_metadata,
         )
         .await?;
+        use_directory(&sessions, &store, &state.generation.config);
         Ok(Arc::new(Self {
             metrics,
             store,
@@ -227,6 +228,7 @@ impl Shared {
             &self.saml_metadata,
         )
         .await?;
+        use_directory(&self.sessions, &self.store, &new);
         self.state.store(Arc::new(state));
         self.tenants.applied(file, version);
         // "Configuring a new SSO provider logs everyone out of it": sessions
@@ -249,6 +251,15 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// Sessions compose principals under this generation's tenants (groups
+/// source, group roles); cached ones composed under the last are dropped.
+fn use_directory(sessions: &Sessions, store: &Store, config: &Arc<Config>) {
+    sessions.set_directory(Box::new(crate::auth::directory::DirectoryView::new(
+        config.clone(),
+        store.clone(),
+    )));
 }
 
 /// pingora keeps one keep-alive pool for the whole server (one LRU over
@@ -313,12 +324,15 @@ async fn build_state(
                 .material
         }
     };
-    let signer = Arc::new(AssertionSigner::new(
-        &material,
-        config.public_urls().origin(),
-        &config.headers.assertion_audience,
-        config.headers.assertion_lifetime_seconds,
-    )?);
+    let signer = Arc::new(
+        AssertionSigner::new(
+            &material,
+            config.public_urls().origin(),
+            &config.headers.assertion_audience,
+            config.headers.assertion_lifetime_seconds,
+        )?
+        .with_claims(&config.headers.assertion_claims),
+    );
     let domains = Domains::new(store.clone(), &config.dns)?;
     let dev_idp = DevIdp::from_config(&config)
         .map_err(|e| AppError::DevIdp(e.to_string()))?
@@ -347,7 +361,8 @@ async fn build_state(
                 config.public_urls(),
                 Some(metrics.clone()),
             )
-            .with_clock(factories.clock.clone()),
+            .with_clock(factories.clock.clone())
+            .with_headers(config.headers.clone()),
         ));
     }
     let domains = Arc::new(domains);

@@ -56,6 +56,57 @@ pub(crate) fn normalize_header_name(name: &str) -> String {
         .collect()
 }
 
+/// Headers a configured header (`[[headers.extra]]`) may never be: what
+/// HTTP itself, the connection, Portcullis' forwarding and request-rewrite
+/// handling or the app's own credentials use. Compared as
+/// [`normalize_header_name`] spells them.
+const RESERVED_HEADERS: &[&str] = &[
+    // HTTP framing and hop-by-hop
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "expect",
+    // credentials
+    "cookie",
+    "authorization",
+    "proxy-authorization",
+    "proxy-authenticate",
+    // forwarding, set from the connection
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-ssl",
+    "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    // request rewriting (would route the app around the gate)
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    // Portcullis' own
+    "x-request-id",
+];
+
+/// Whether `name` is one of the headers no configuration may inject.
+pub(crate) fn is_reserved_header(name: &str) -> bool {
+    let n = normalize_header_name(name);
+    RESERVED_HEADERS.contains(&n.as_str())
+}
+
 /// A tenant or connection id: 1-64 of `a-z`, `0-9`, `-` and `_`. Ids appear
 /// in URL paths and store keys, so nothing needs escaping.
 pub(crate) fn is_slug(s: &str) -> bool {

@@ -687,7 +687,10 @@ fn connection_view(ctx: &AdminCtx, tenant: &str, c: &ConnectionConfig) -> Connec
             xml.len()
         );
     }
-    let (saml, oidc) = (c.protocol == Protocol::Saml, c.protocol == Protocol::Oidc);
+    let (saml, oidc) = (
+        c.protocol == Some(Protocol::Saml),
+        c.protocol == Some(Protocol::Oidc),
+    );
     let saml_cfg = c.saml.as_ref();
     ConnectionView {
         tenant: tenant.to_owned(),

@@ -166,7 +166,7 @@ pub(super) async fn watch(shared: Arc<Shared>, mut stop: tokio::sync::watch::Rec
             }
             event = events.recv() => match event {
                 Ok(StoreEvent::TenantsChanged) | Err(RecvError::Lagged(_)) => true,
-                Ok(StoreEvent::SessionsRevoked(_)) => false,
+                Ok(StoreEvent::SessionsRevoked(_) | StoreEvent::DirectoryChanged { .. }) => false,
                 Err(RecvError::Closed) => return,
             },
             _ = poll.tick() => true,

@@ -3,12 +3,13 @@
 //! Everything after that — which emails a connection may assert, who may
 //! enter, which roles they get — is policy, decided once in `policy.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::config::{ConnectionConfig, Protocol, TenantConfig};
+use crate::identity::AuthFacts;
 
 /// What an IdP proved about a user, after the protocol verified signatures,
 /// audience, replay and the like. `Default` lets each literal name only what
@@ -33,6 +34,27 @@ pub struct VerifiedLogin {
     pub logout_hint: Option<String>,
     /// Everything the IdP sent, for the test sign-in page and debugging.
     pub raw_claims: serde_json::Value,
+    /// Every claim or attribute flattened to strings (objects as JSON
+    /// text), for claim mapping: at most [`MAX_ATTRIBUTE_VALUES`] values
+    /// per name and [`MAX_ATTRIBUTE_BYTES`] per value.
+    pub attributes: BTreeMap<String, Vec<String>>,
+    /// How and when the IdP authenticated the user.
+    pub auth: AuthFacts,
+    /// The IdP said the user has more groups than it would put in the
+    /// login (Entra's groups overage); `groups` is then incomplete.
+    pub groups_overage: Option<Overage>,
+}
+
+/// Most values kept per attribute of [`VerifiedLogin::attributes`].
+pub const MAX_ATTRIBUTE_VALUES: usize = 64;
+/// Longest attribute value kept, in bytes.
+pub const MAX_ATTRIBUTE_BYTES: usize = 1024;
+
+/// A groups overage: where the complete list can be asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overage {
+    /// The directory's object id of the user (Entra `oid`).
+    pub object_id: Option<String>,
 }
 
 /// Where to send the browser to start a login, and the protocol state to

@@ -4,7 +4,9 @@
 //! login into a session.
 
 pub mod check;
+pub mod claims;
 pub mod connection;
+pub mod directory;
 pub mod discovery;
 pub mod flow;
 pub mod oidc;
@@ -15,7 +17,7 @@ pub mod testlink;
 
 pub use connection::{
     CallbackRequest, Connection, ConnectionError, ConnectionFactory, Factories, LoginStart,
-    Registered, Registry, StartContext, VerifiedLogin,
+    Overage, Registered, Registry, StartContext, VerifiedLogin,
 };
 pub use discovery::{AuthContext, Discovery};
 pub use flow::{FlowCodec, FlowState};

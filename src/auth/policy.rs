@@ -259,6 +259,7 @@ fn principal(login: &VerifiedLogin, tenant: &TenantConfig, user: UserRecord) -> 
         groups: login.groups.clone(),
         tenant: Some(tenant.id.clone()),
         connection: Some(login.connection_id.clone()),
+        ..Principal::default()
     }
 }
 
@@ -361,6 +362,7 @@ mod tests {
                 idp_session: None,
                 logout_hint: None,
                 raw_claims: serde_json::Value::Null,
+                ..VerifiedLogin::default()
             }
         }
 

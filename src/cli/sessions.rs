@@ -68,6 +68,7 @@ pub(super) fn run(cmd: SessionsCommand) -> Result<Output, CliError> {
                 roles: roles.into_iter().filter(|r| !r.is_empty()).collect(),
                 tenant,
                 connection: None,
+                ..Principal::default()
             };
             block_on(mint(&cfg, &principal))
         }

@@ -75,7 +75,7 @@ pub struct AppleProvider {
 }
 
 /// Which pre-configured provider a connection uses.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum PlatformKind {
     Google,
@@ -115,7 +115,7 @@ impl PlatformKind {
 
 /// `microsoft = { tenant_ids = [...] }` on a `platform = "microsoft"`
 /// connection.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MicrosoftRules {
     /// Entra tenant ids (GUIDs) whose users may sign in. Empty: any work
@@ -127,7 +127,7 @@ pub struct MicrosoftRules {
 
 /// `github = { org = "...", teams_as_groups = true }` on a
 /// `platform = "github"` connection.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GithubRules {
     /// Only active members of this GitHub organisation may sign in.

@@ -473,6 +473,59 @@ pub struct HeadersConfig {
     /// PKCS#8 PEM of a P-256 key. When unset, a key is generated once and
     /// kept in the store so restarts and replicas agree.
     pub signing_key: Option<String>,
+    /// More headers from IdP claims or attributes (`[[headers.extra]]`).
+    pub extra: Vec<ExtraHeader>,
+    /// IdP claims copied into the assertion as top-level claims.
+    pub assertion_claims: Vec<String>,
+}
+
+/// `[[headers.extra]]`: one header from an IdP claim (OIDC) or attribute
+/// (SAML `Name` or `FriendlyName`), stripped from clients like the
+/// identity headers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraHeader {
+    pub name: String,
+    pub claim: String,
+    /// Every value joined with this; without it, the first value only.
+    #[serde(default)]
+    pub join: Option<String>,
+}
+
+impl HeadersConfig {
+    /// The claims a session of a connection keeps, as `(name, source)`:
+    /// `name` is what `[[headers.extra]]` and `assertion_claims` call the
+    /// claim, `source` the IdP's claim or attribute it is read from — the
+    /// same unless the connection's `header_claims` names another for an
+    /// extra header (matched case-insensitively, `_` as `-`). Each name
+    /// once, the first mapping winning.
+    pub fn claim_sources(
+        &self,
+        header_claims: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(String, String)> {
+        let overridden = |header: &str| {
+            let wanted = crate::names::normalize_header_name(header);
+            header_claims
+                .iter()
+                .find(|(h, _)| crate::names::normalize_header_name(h) == wanted)
+                .map(|(_, claim)| claim.clone())
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        let pairs = self
+            .extra
+            .iter()
+            .map(|e| {
+                let source = overridden(&e.name).unwrap_or_else(|| e.claim.clone());
+                (e.claim.clone(), source)
+            })
+            .chain(self.assertion_claims.iter().map(|c| (c.clone(), c.clone())));
+        for (name, source) in pairs {
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, source));
+            }
+        }
+        out
+    }
 }
 
 impl Default for HeadersConfig {
@@ -490,6 +543,8 @@ impl Default for HeadersConfig {
             assertion_lifetime_seconds: 60,
             assertion_audience: "portcullis-upstream".into(),
             signing_key: None,
+            extra: Vec::new(),
+            assertion_claims: Vec::new(),
         }
     }
 }
@@ -685,6 +740,10 @@ pub struct TenantConfig {
     /// IdP group → app role. A user gets every role any of their groups maps to.
     #[serde(default)]
     pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// Where a SCIM-managed user's groups come from; unset is `both`
+    /// (a tenant without SCIM has no SCIM groups, so that is the IdP's).
+    #[serde(default)]
+    pub groups_source: Option<GroupsSource>,
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
     /// This tenant's SCIM provisioning (`[tenants.scim]`).
@@ -708,6 +767,35 @@ pub struct TenantScimConfig {
     /// when on, webhook events mark each address `verified_domain`, so the
     /// app can tell which ones the tenant has proven.
     pub allow_external_emails: bool,
+    /// Which name of a SCIM group a session carries (and `group_roles`
+    /// keys): `displayName`, or `externalId` (Entra's group object id,
+    /// what its tokens carry).
+    pub group_name: ScimGroupName,
+}
+
+/// `groups_source`: whose groups a SCIM-managed user's session carries.
+/// Users SCIM does not manage always carry the IdP's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupsSource {
+    /// Only what the IdP put in the login.
+    Idp,
+    /// Only the SCIM directory's (nested groups flattened).
+    Scim,
+    /// Both, the IdP's first, without repeats.
+    Both,
+}
+
+/// `[tenants.scim] group_name`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
+pub enum ScimGroupName {
+    #[default]
+    #[serde(rename = "displayName")]
+    DisplayName,
+    #[serde(rename = "externalId")]
+    ExternalId,
 }
 
 /// Just-in-time provisioning at first login.
@@ -770,6 +858,10 @@ pub struct ConnectionConfig {
     /// OpenID Connect settings; required for `protocol = "oidc"`, refused otherwise.
     #[serde(default)]
     pub oidc: Option<OidcConfig>,
+    /// Header name → the IdP claim or attribute it is read from for this
+    /// connection, instead of the `[[headers.extra]]` default.
+    #[serde(default)]
+    pub header_claims: std::collections::BTreeMap<String, String>,
 }
 
 /// A SAML connection: who the IdP is, which keys it signs with, what this

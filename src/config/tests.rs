@@ -645,6 +645,190 @@ fn tenant_scim_settings() {
     );
 }
 
+/// `groups_source` and `[tenants.scim] group_name`: defaults, each value,
+/// and the settings that could only leave users without groups or that
+/// nothing would read, each reported with its file, line and key.
+#[test]
+fn tenant_groups_source_and_group_name() {
+    let base = format!("{MINIMAL}\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n");
+    let cfg = from_str(&base, "t.toml", &env).unwrap();
+    assert_eq!(cfg.tenants[0].groups_source, None);
+    assert_eq!(cfg.tenants[0].scim.group_name, ScimGroupName::DisplayName);
+    for (value, source) in [
+        ("idp", GroupsSource::Idp),
+        ("scim", GroupsSource::Scim),
+        ("both", GroupsSource::Both),
+    ] {
+        let text = format!("{base}groups_source = \"{value}\"\n");
+        let cfg = from_str(&text, "t.toml", &env).unwrap();
+        assert_eq!(cfg.tenants[0].groups_source, Some(source));
+    }
+    let text = format!("{base}[tenants.scim]\ngroup_name = \"externalId\"\n");
+    let cfg = from_str(&text, "t.toml", &env).unwrap();
+    assert_eq!(cfg.tenants[0].scim.group_name, ScimGroupName::ExternalId);
+
+    let errs = errors(&format!("{base}groups_source = \"directory\"\n"));
+    assert!(
+        errs.iter()
+            .any(|e| e
+                .starts_with("t.toml:11: tenants[0].groups_source: unknown variant `directory`")),
+        "{errs:#?}"
+    );
+    let errs = errors(&format!(
+        "{base}[tenants.scim]\ngroup_name = \"externalid\"\n"
+    ));
+    assert!(
+        errs.iter().any(|e| e
+            .starts_with("t.toml:12: tenants[0].scim.group_name: unknown variant `externalid`")),
+        "{errs:#?}"
+    );
+
+    // SCIM off: a SCIM-only source would leave everyone without groups,
+    // and a group name nobody reads is a mistake; both reported at once.
+    let off = format!(
+        "{MINIMAL}\n[scim]\nenabled = false\n\n[[tenants]]\nid = \"acme\"\n\
+         groups_source = \"scim\"\n\n[tenants.scim]\ngroup_name = \"externalId\"\n"
+    );
+    let errs = errors(&off);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "t.toml:13: tenants[0].groups_source: `scim` needs `[scim] enabled = true`"
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with(
+            "t.toml:16: tenants[0].scim.group_name: has no effect with `[scim] enabled = false`"
+        ),
+        "{errs:#?}"
+    );
+    // SCIM on, but the IdP's groups only: the name is never read.
+    let idp =
+        format!("{base}groups_source = \"idp\"\n\n[tenants.scim]\ngroup_name = \"externalId\"\n");
+    let errs = errors(&idp);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "t.toml:14: tenants[0].scim.group_name: has no effect with `groups_source = \"idp\"`"
+        ),
+        "{errs:#?}"
+    );
+}
+
+/// `[[headers.extra]]`, `assertion_claims` and `header_claims`: a good
+/// mapping loads; an extra header posing as an identity, forwarding,
+/// framing or credential header, a bad join, a reserved assertion claim
+/// and an override of no extra header are each reported with file, line
+/// and key.
+#[test]
+fn extra_headers_cannot_shadow_reserved_names() {
+    let good = format!(
+        "{MINIMAL}
+[headers]
+assertion_claims = [\"department\", \"employee_id\"]
+[[headers.extra]]
+name = \"X-Forwarded-Department\"
+claim = \"department\"
+[[headers.extra]]
+name = \"X-Badges\"
+claim = \"badges\"
+join = \"; \"
+
+[[tenants]]
+id = \"acme\"
+[[tenants.connections]]
+id = \"acme-saml\"
+protocol = \"oidc\"
+[tenants.connections.oidc]
+issuer = \"https://idp.example.com\"
+client_id = \"c\"
+client_secret = \"s\"
+[tenants.connections.header_claims]
+\"x_forwarded_department\" = \"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/department\"
+"
+    );
+    let cfg = from_str(&good, "t.toml", &env).unwrap_or_else(|e| panic!("{e}"));
+    let h = &cfg.headers;
+    assert_eq!(h.extra[1].join.as_deref(), Some("; "));
+    let conn = &cfg.tenants[0].connections[0];
+    assert_eq!(
+        h.claim_sources(&conn.header_claims),
+        [
+            (
+                "department".to_owned(),
+                "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/department".to_owned()
+            ),
+            ("badges".to_owned(), "badges".to_owned()),
+            ("employee_id".to_owned(), "employee_id".to_owned()),
+        ]
+    );
+    assert_eq!(
+        h.claim_sources(&Default::default())[0],
+        ("department".to_owned(), "department".to_owned())
+    );
+
+    let bad = format!(
+        "{MINIMAL}
+[headers]
+assertion_claims = [\"groups\", \"dept\", \"dept\", \"\"]
+[[headers.extra]]
+name = \"X_Forwarded_Email\"
+claim = \"mail\"
+[[headers.extra]]
+name = \"X-Forwarded-For\"
+claim = \"ip\"
+[[headers.extra]]
+name = \"Authorization\"
+claim = \"token\"
+[[headers.extra]]
+name = \"X Dept\"
+claim = \"\"
+join = \"%\"
+[[headers.extra]]
+name = \"X-Dept\"
+claim = \"dept\"
+[[headers.extra]]
+name = \"x_dept\"
+claim = \"dept\"
+join = \"\"
+
+[[tenants]]
+id = \"acme\"
+[[tenants.connections]]
+id = \"acme-oidc\"
+protocol = \"oidc\"
+[tenants.connections.oidc]
+issuer = \"https://idp.example.com\"
+client_id = \"c\"
+client_secret = \"s\"
+[tenants.connections.header_claims]
+\"X-Unknown\" = \"dept\"
+"
+    );
+    let errs = errors(&bad);
+    for expected in [
+        "t.toml:9: headers.assertion_claims[0]: `groups` is a claim Portcullis sets",
+        "t.toml:9: headers.assertion_claims[2]: `dept` is listed twice",
+        "t.toml:9: headers.assertion_claims[3]: must name",
+        "t.toml:11: headers.extra[0].name: `X_Forwarded_Email` is already the `headers.email` header",
+        "t.toml:14: headers.extra[1].name: `X-Forwarded-For` is reserved",
+        "t.toml:17: headers.extra[2].name: `Authorization` is reserved",
+        "t.toml:20: headers.extra[3].name: `X Dept` is not a valid header name",
+        "t.toml:21: headers.extra[3].claim: must name",
+        "t.toml:22: headers.extra[3].join: must be 1 to 4 printable",
+        "t.toml:27: headers.extra[5].name: `x_dept` is used twice",
+        "t.toml:29: headers.extra[5].join: must be 1 to 4 printable",
+        "t.toml:41: tenants[0].connections[0].header_claims.X-Unknown: `X-Unknown` is not a `[[headers.extra]]` header",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(expected)),
+            "{expected}\n{errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), 12, "{errs:#?}");
+}
+
 #[test]
 fn limits_defaults_and_validation() {
     let cfg = from_str(MINIMAL, "t.toml", &env).unwrap();

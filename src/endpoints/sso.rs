@@ -340,7 +340,21 @@ async fn test_result(
                 Ok(p) => (
                     claims,
                     "Allowed: this user would be signed in.".to_owned(),
-                    serde_json::to_string_pretty(&p).ok(),
+                    // What the app would receive: the mapped claims, and
+                    // a SCIM-managed user's groups and roles from the
+                    // directory.
+                    serde_json::to_string_pretty(&{
+                        let p = crate::identity::Principal {
+                            claims: auth::claims::for_session(
+                                &l,
+                                &state.config.headers,
+                                state.auth.registry.get(id).map(|r| &r.config),
+                            ),
+                            ..p
+                        };
+                        state.sessions.compose(p.clone()).await.unwrap_or(p)
+                    })
+                    .ok(),
                 ),
                 Err(f) => (
                     claims,
@@ -547,7 +561,14 @@ pub(super) async fn sign_in(
     )
     .await
     {
-        Ok(p) => p,
+        Ok(p) => crate::identity::Principal {
+            claims: auth::claims::for_session(
+                &login,
+                &state.config.headers,
+                state.auth.registry.get(id).map(|r| &r.config),
+            ),
+            ..p
+        },
         Err(f) => {
             return refuser.refuse(f.reason, &f.detail, relay);
         }

@@ -35,6 +35,14 @@ pub fn generate_signing_key() -> Result<Vec<u8>, AssertionError> {
         .map_err(|_| AssertionError::Sign)
 }
 
+/// A cached assertion: its expiry, the token, and whom it describes.
+#[derive(Clone)]
+struct Signed {
+    exp: i64,
+    token: Arc<str>,
+    principal: Arc<Principal>,
+}
+
 /// Signs assertions and publishes the matching JWKS.
 pub struct AssertionSigner {
     key: EcdsaKeyPair,
@@ -44,10 +52,15 @@ pub struct AssertionSigner {
     issuer: String,
     audience: String,
     lifetime: u64,
+    /// IdP claims copied in as top-level claims (`[headers]
+    /// assertion_claims`).
+    claims: Vec<String>,
     /// Per-session cache: signing costs tens of microseconds, the hot path
-    /// must not pay it on every request. Entries are reused while at least
-    /// half their lifetime remains.
-    cache: moka::sync::Cache<String, (i64, Arc<str>)>,
+    /// must not pay it on every request. An entry is reused while at least
+    /// half its lifetime remains and only for the principal it was signed
+    /// for: a session's principal changes when the directory does, and the
+    /// app must never get a token naming yesterday's groups.
+    cache: moka::sync::Cache<String, Signed>,
 }
 
 impl AssertionSigner {
@@ -93,11 +106,20 @@ impl AssertionSigner {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             lifetime: lifetime_seconds,
+            claims: Vec::new(),
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(half)
                 .build(),
         })
+    }
+
+    /// Copies these of a principal's claims into its assertions: one value
+    /// as a string, several as an array. Configuration validation keeps
+    /// them apart from the claims set here.
+    pub fn with_claims(mut self, names: &[String]) -> Self {
+        self.claims = names.to_vec();
+        self
     }
 
     pub fn kid(&self) -> &str {
@@ -110,30 +132,50 @@ impl AssertionSigner {
     }
 
     /// A signed assertion for `p`, reused per `cache_key` (the session) while
-    /// fresh enough.
+    /// fresh enough and while the session's principal is the one it was
+    /// signed for. The same `Arc` is the cheap test; an equal principal in a
+    /// new `Arc` (the session cache was refilled, nothing changed) keeps the
+    /// token too.
     pub fn assertion(
         &self,
         cache_key: &str,
-        p: &Principal,
+        p: &Arc<Principal>,
         now: i64,
     ) -> Result<Arc<str>, AssertionError> {
-        if let Some((exp, tok)) = self.cache.get(cache_key)
-            && exp - now > (self.lifetime as i64) / 2
+        if let Some(signed) = self.cache.get(cache_key)
+            && signed.exp - now > (self.lifetime as i64) / 2
         {
-            return Ok(tok);
+            if Arc::ptr_eq(&signed.principal, p) {
+                return Ok(signed.token);
+            }
+            if *signed.principal == **p {
+                let token = signed.token.clone();
+                self.cache.insert(
+                    cache_key.to_owned(),
+                    Signed {
+                        principal: p.clone(),
+                        ..signed
+                    },
+                );
+                return Ok(token);
+            }
         }
-        let tok: Arc<str> = self.sign(p, now)?.into();
+        let token: Arc<str> = self.sign(p, now)?.into();
         self.cache.insert(
             cache_key.to_owned(),
-            (now + self.lifetime as i64, tok.clone()),
+            Signed {
+                exp: now + self.lifetime as i64,
+                token: token.clone(),
+                principal: p.clone(),
+            },
         );
-        Ok(tok)
+        Ok(token)
     }
 
     /// Signs a fresh assertion.
     pub fn sign(&self, p: &Principal, now: i64) -> Result<String, AssertionError> {
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
-        let claims = json!({
+        let mut claims = json!({
             "iss": self.issuer,
             "aud": self.audience,
             "sub": p.user_id,
@@ -146,6 +188,16 @@ impl AssertionSigner {
             "nbf": now - 5,
             "exp": now + self.lifetime as i64,
         });
+        if let Some(obj) = claims.as_object_mut() {
+            for name in &self.claims {
+                let value = match p.claims.get(name).map(Vec::as_slice) {
+                    None | Some([]) => continue,
+                    Some([one]) => json!(one),
+                    Some(many) => json!(many),
+                };
+                obj.entry(name.clone()).or_insert(value);
+            }
+        }
         let signing_input = format!(
             "{}.{}",
             B64.encode(header.to_string()),
@@ -193,19 +245,78 @@ mod tests {
     fn cached_while_fresh() {
         let s =
             AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60).unwrap();
-        let p = Principal {
+        let p = Arc::new(Principal {
             user_id: "u".into(),
             email: "e@x.com".into(),
-            name: None,
-            groups: vec![],
-            roles: vec![],
-            tenant: None,
-            connection: None,
-        };
+            ..Principal::default()
+        });
         let t1 = s.assertion("s1", &p, 1000).unwrap();
         assert!(Arc::ptr_eq(&t1, &s.assertion("s1", &p, 1020).unwrap()));
+        // the same principal in a new Arc (a refilled session cache)
+        let again = Arc::new((*p).clone());
+        assert!(Arc::ptr_eq(&t1, &s.assertion("s1", &again, 1021).unwrap()));
         // past half the lifetime, a new one is signed
         assert!(!Arc::ptr_eq(&t1, &s.assertion("s1", &p, 1031).unwrap()));
         assert_eq!(t1.split('.').count(), 3);
+    }
+
+    /// Claims of the token's payload, decoded without checking (the
+    /// signature is checked by the integration tests with `jsonwebtoken`).
+    fn payload(token: &str) -> serde_json::Value {
+        let part = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&B64.decode(part).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn assertion_claims_are_copied_one_as_a_string_several_as_a_list() {
+        let s = AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60)
+            .unwrap()
+            .with_claims(&["department".into(), "badges".into(), "absent".into()]);
+        let p = Principal {
+            user_id: "u".into(),
+            email: "e@x.com".into(),
+            claims: [
+                ("department".to_owned(), vec!["R&D".to_owned()]),
+                ("badges".to_owned(), vec!["a".to_owned(), "b".to_owned()]),
+                ("unlisted".to_owned(), vec!["x".to_owned()]),
+            ]
+            .into(),
+            ..Principal::default()
+        };
+        let claims = payload(&s.sign(&p, 1000).unwrap());
+        assert_eq!(claims["department"], "R&D");
+        assert_eq!(claims["badges"], serde_json::json!(["a", "b"]));
+        assert!(claims.get("absent").is_none());
+        assert!(claims.get("unlisted").is_none());
+        assert_eq!(claims["sub"], "u");
+    }
+
+    #[test]
+    fn a_new_principal_is_signed_again() {
+        let s =
+            AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60).unwrap();
+        let before = Arc::new(Principal {
+            user_id: "u".into(),
+            email: "e@x.com".into(),
+            groups: vec!["eng".into()],
+            roles: vec!["developer".into()],
+            ..Principal::default()
+        });
+        let t1 = s.assertion("s1", &before, 1000).unwrap();
+        // The directory removed a group: same session, well within the
+        // reuse window, and yet a token naming the old groups is never
+        // served again.
+        let after = Arc::new(Principal {
+            groups: vec![],
+            roles: vec![],
+            ..(*before).clone()
+        });
+        let t2 = s.assertion("s1", &after, 1001).unwrap();
+        assert!(!Arc::ptr_eq(&t1, &t2));
+        assert_eq!(payload(&t1)["groups"], serde_json::json!(["eng"]));
+        assert_eq!(payload(&t2)["groups"], serde_json::json!([]));
+        assert_eq!(payload(&t2)["roles"], serde_json::json!([]));
+        // and the new one is what the session reuses from now on
+        assert!(Arc::ptr_eq(&t2, &s.assertion("s1", &after, 1002).unwrap()));
     }
 }

@@ -52,6 +52,9 @@ pub struct HeaderPlan {
     /// Normalised names of [`FORWARDING_HEADERS`].
     forwarding: HashSet<String>,
     inject: Vec<(HeaderName, Field)>,
+    /// `[[headers.extra]]`: name, the claim (as the session keeps it),
+    /// the join string (`None`: the first value only).
+    extra: Vec<(HeaderName, String, Option<String>)>,
     assertion: Option<HeaderName>,
 }
 
@@ -84,6 +87,15 @@ impl HeaderPlan {
         {
             strip.insert(normalize_header_name(extra));
         }
+        let mut extra = Vec::new();
+        for e in &cfg.extra {
+            extra.push((
+                HeaderName::from_bytes(e.name.as_bytes())?,
+                e.claim.clone(),
+                e.join.clone(),
+            ));
+            strip.insert(normalize_header_name(&e.name));
+        }
         let assertion = if cfg.assertion_enabled {
             Some(HeaderName::from_bytes(cfg.assertion.as_bytes())?)
         } else {
@@ -93,6 +105,7 @@ impl HeaderPlan {
             strip,
             forwarding: FORWARDING_HEADERS.iter().map(|s| (*s).to_owned()).collect(),
             inject,
+            extra,
             assertion,
         })
     }
@@ -145,6 +158,19 @@ impl HeaderPlan {
                 out.push((name.clone(), v));
             }
         }
+        for (name, claim, join) in &self.extra {
+            let Some(values) = p.claims.get(claim) else {
+                continue;
+            };
+            let raw = match (join, values.first()) {
+                (_, None) => continue,
+                (None, Some(first)) => sanitize(first),
+                (Some(j), Some(_)) => join_with(values, j),
+            };
+            if let Ok(v) = HeaderValue::from_str(&raw) {
+                out.push((name.clone(), v));
+            }
+        }
         out
     }
 
@@ -176,6 +202,29 @@ fn sanitize(s: &str) -> String {
     out
 }
 
+/// Items joined with `sep`; in each item, `%` and every character of
+/// `sep` are percent-encoded first, so no item poses as two.
+fn join_with(items: &[String], sep: &str) -> String {
+    items
+        .iter()
+        .map(|i| {
+            let mut escaped = String::with_capacity(i.len());
+            for c in i.chars() {
+                if c == '%' || sep.contains(c) {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        escaped.push_str(&format!("%{b:02X}"));
+                    }
+                } else {
+                    escaped.push(c);
+                }
+            }
+            sanitize(&escaped)
+        })
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
 fn join_list(items: &[String]) -> String {
     let plain = |i: &String| {
         i.bytes()
@@ -204,7 +253,107 @@ mod tests {
             roles: vec![],
             tenant: None,
             connection: None,
+            ..Principal::default()
         }
+    }
+
+    /// The extra headers of the tests: one value, and a joined list.
+    fn with_extras() -> HeadersConfig {
+        HeadersConfig {
+            extra: vec![
+                crate::config::ExtraHeader {
+                    name: "X-Forwarded-Department".into(),
+                    claim: "department".into(),
+                    join: None,
+                },
+                crate::config::ExtraHeader {
+                    name: "X-Forwarded-Badges".into(),
+                    claim: "badges".into(),
+                    join: Some("; ".into()),
+                },
+            ],
+            ..HeadersConfig::default()
+        }
+    }
+
+    #[test]
+    fn extra_values_are_sanitised_and_joined() {
+        let plan = HeaderPlan::compile(&with_extras()).unwrap();
+        let p = Principal {
+            claims: [
+                (
+                    "department".to_owned(),
+                    vec!["R&D\r\nX-Evil: 1 Zoë".to_owned(), "second".to_owned()],
+                ),
+                (
+                    "badges".to_owned(),
+                    vec![
+                        "a; b".to_owned(),
+                        "100%".to_owned(),
+                        "c;d".to_owned(),
+                        "é".to_owned(),
+                    ],
+                ),
+                ("unmapped".to_owned(), vec!["never sent".to_owned()]),
+            ]
+            .into(),
+            ..principal()
+        };
+        let values = plan.values(&p);
+        let get = |n: &str| {
+            values
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.to_str().unwrap().to_owned())
+        };
+        // no join: the first value only, control characters dropped
+        assert_eq!(
+            get("x-forwarded-department").as_deref(),
+            Some("R&DX-Evil: 1 Zo%C3%AB")
+        );
+        // joined: each item's `%` and separator characters encoded first
+        assert_eq!(
+            get("x-forwarded-badges").as_deref(),
+            Some("a%3B%20b; 100%25; c%3Bd; %C3%A9")
+        );
+        assert_eq!(values.len(), 7, "{values:?}");
+        // a claim the principal lacks: no header at all
+        let bare = plan.values(&principal());
+        assert!(bare.iter().all(|(k, _)| !k.as_str().contains("department")));
+    }
+
+    #[test]
+    fn extra_headers_are_stripped_in_every_spelling() {
+        let plan = HeaderPlan::compile(&with_extras()).unwrap();
+        let mut h = HeaderMap::new();
+        for n in [
+            "x_forwarded_department",
+            "X.Forwarded.Badges",
+            "x-forwarded-dept",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        let stripped = plan.headers_to_strip(&h, true);
+        let names: Vec<&str> = stripped.iter().map(HeaderName::as_str).collect();
+        // a name that only resembles one is the client's own
+        assert_eq!(names, ["x_forwarded_department", "x.forwarded.badges"]);
+    }
+
+    /// Configuration refuses an extra header named like one of these, so
+    /// none can be overwritten by a claim.
+    #[test]
+    fn forwarding_and_rewrite_headers_are_reserved_names() {
+        for n in FORWARDING_HEADERS.iter().chain(REWRITE_HEADERS) {
+            assert!(crate::names::is_reserved_header(n), "{n}");
+            assert!(
+                crate::names::is_reserved_header(&n.to_uppercase().replace('-', "_")),
+                "{n}"
+            );
+        }
+        assert!(!crate::names::is_reserved_header("X-Forwarded-Department"));
     }
 
     #[test]

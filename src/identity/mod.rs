@@ -7,4 +7,4 @@ mod principal;
 
 pub use assertion::{AssertionError, AssertionSigner, generate_signing_key};
 pub use headers::HeaderPlan;
-pub use principal::Principal;
+pub use principal::{AuthFacts, Principal, PrincipalKind};

@@ -234,6 +234,7 @@ mod tests {
             roles: vec!["admin".into()],
             tenant: None,
             connection: None,
+            ..Principal::default()
         })
     }
 

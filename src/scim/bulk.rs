@@ -149,8 +149,7 @@ async fn run(
     let done = attempts(scim, tenant, &ops, fail_on_errors, &emails).await;
     emails.report(&scim.metrics);
     let (results, tx) = done?;
-    let revoked = tx.commit().await?;
-    scim.after_commit(revoked).await;
+    scim.commit(tx).await?;
     Ok(json!({
         "schemas": [schema::BULK_RESPONSE],
         "Operations": results.into_iter().flatten().collect::<Vec<_>>(),

@@ -3,6 +3,7 @@
 //! authenticated by a per-tenant bearer token, never by a browser session.
 
 pub mod bulk;
+mod directory;
 pub mod discovery;
 pub mod emails;
 pub mod error;

@@ -16,6 +16,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
+use super::directory;
 use super::emails::TenantEmails;
 use super::error::ScimError;
 use super::events;
@@ -78,8 +79,7 @@ impl Scim {
         let done = op(&mut tx, &emails).await;
         emails.report(&self.metrics);
         let out = done?;
-        let revoked = tx.commit().await?;
-        self.after_commit(revoked).await;
+        self.commit(tx).await?;
         Ok(out)
     }
 
@@ -126,6 +126,9 @@ impl Scim {
             emails.check(&n.doc, None)?;
             let login = resource::login_of(&n.doc, self.default_role(&tenant));
             id = tx.logins().link(&id, &login, now / 1000).await?;
+            // An adopted JIT or invited user may be signed in: from now on
+            // the directory shapes their principal.
+            directory::touched(tx, kind, &id).await?;
             if !login.active {
                 // An adopted JIT user arriving deactivated.
                 tx.sessions()
@@ -255,6 +258,9 @@ impl Scim {
                     clip(id)
                 )));
             };
+            if kind == "Group" {
+                directory::refuse_cycle(tx, group_id, id).await?;
+            }
             let m = ScimMember {
                 id: id.clone(),
                 kind: kind.to_owned(),
@@ -278,6 +284,8 @@ impl Scim {
                 .collect();
             added.retain(|m| !was.contains(m.id.as_str()));
         }
+        directory::touched_members(tx, &added).await?;
+        directory::touched_members(tx, &removed).await?;
         Ok((added, removed))
     }
 
@@ -337,6 +345,8 @@ impl Scim {
         }
         tx.scim().update(kind.store(), &row).await?;
         if doc_changed {
+            // A user's name or email, a group's name or externalId.
+            directory::touched(tx, kind, &row.id).await?;
             let event = match kind {
                 Kind::User => events::user_change(was_active, &row),
                 Kind::Group => EventType::GroupUpdated,
@@ -468,6 +478,8 @@ impl Scim {
             .ok_or_else(|| not_found(kind, id))?;
         check_if_match(if_match, row.version)?;
         let now = crate::clock::now_ms();
+        // Who is under a group is known only while it still exists.
+        directory::touched(tx, kind, id).await?;
         // The groups it leaves hear of it first, then the resource is gone.
         // A deleted group's own memberships end with it (`group.deleted`).
         let containing = tx.scim().groups_containing(id).await?;

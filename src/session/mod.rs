@@ -14,4 +14,4 @@ pub use codec::{
     CookieCodec, CookieError, HOST_PREFIX, SessionToken, flow_cookie_prefix, host_prefixed,
     session_cookie_name,
 };
-pub use service::{ActiveSession, Lookup, SessionError, Sessions};
+pub use service::{ActiveSession, Directory, Lookup, SessionError, Sessions};

@@ -1,16 +1,19 @@
 //! Session records in the store, behind a moka read-through cache that is
-//! invalidated by revocation events (local and, on PostgreSQL, from other
-//! replicas via LISTEN/NOTIFY). The cache TTL bounds staleness if an event
-//! is ever missed.
+//! invalidated by revocation and directory events (local and, on
+//! PostgreSQL, from other replicas via LISTEN/NOTIFY). A cache fill
+//! composes the principal through the generation's [`Directory`]. The
+//! cache TTL bounds staleness if an event is ever missed.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use moka::future::Cache;
 
 use super::codec::SessionToken;
-use crate::identity::Principal;
+use crate::identity::{AuthFacts, Principal};
 use crate::metrics::Metrics;
 use crate::secret::{random_bytes, sha256_hex};
 use crate::store::{IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent};
@@ -49,6 +52,13 @@ impl ActiveSession {
                 roles: r.roles,
                 tenant: r.tenant,
                 connection: r.connection,
+                claims: r.claims,
+                auth: AuthFacts {
+                    acr: r.acr,
+                    amr: r.amr,
+                    auth_time: r.auth_time,
+                },
+                ..Principal::default()
             }),
             id_hash: r.id_hash,
             created_at: r.created_at,
@@ -71,12 +81,28 @@ pub enum Lookup {
     Rejected(&'static str),
 }
 
+/// Composes what a request sees from what a session recorded at sign-in:
+/// the directory's current view of the user (SCIM groups, roles, name,
+/// email). `session` defines it and `auth` implements it, under the
+/// configuration generation in force, so sessions need no configuration.
+#[async_trait::async_trait]
+pub trait Directory: Send + Sync {
+    /// The principal a request of this session carries now; `recorded`
+    /// unchanged for a user the directory does not manage.
+    async fn principal(&self, recorded: Principal) -> Result<Principal, StoreError>;
+}
+
 /// Creates, resolves and revokes sessions.
 #[derive(Clone)]
 pub struct Sessions {
     store: Store,
     cache: Cache<String, Option<Arc<ActiveSession>>>,
     metrics: Arc<Metrics>,
+    /// The generation's directory view; `None`: principals as recorded.
+    directory: Arc<ArcSwapOption<Box<dyn Directory>>>,
+    /// Bumped by every directory change seen, so a cache fill that raced
+    /// one is not kept (see `resolve`).
+    directory_epoch: Arc<AtomicU64>,
 }
 
 impl Sessions {
@@ -90,6 +116,28 @@ impl Sessions {
             store,
             cache,
             metrics,
+            directory: Arc::new(ArcSwapOption::empty()),
+            directory_epoch: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Composes principals through `directory` from now on (a new
+    /// configuration generation), and forgets every cached principal
+    /// composed under the previous one: its groups source or group roles
+    /// may differ. Cache only: no session ends.
+    pub fn set_directory(&self, directory: Box<dyn Directory>) {
+        self.directory.store(Some(Arc::new(directory)));
+        self.directory_epoch.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate_all();
+    }
+
+    /// `recorded` as a request of its session would see it now (for the
+    /// test sign-in page, which creates no session); `recorded` itself
+    /// when no directory is installed.
+    pub async fn compose(&self, recorded: Principal) -> Result<Principal, SessionError> {
+        match self.directory.load_full() {
+            Some(directory) => Ok(directory.principal(recorded).await?),
+            None => Ok(recorded),
         }
     }
 
@@ -122,6 +170,10 @@ impl Sessions {
             expires_at,
             last_seen_at: now,
             idp,
+            claims: principal.claims.clone(),
+            acr: principal.auth.acr.clone(),
+            amr: principal.auth.amr.clone(),
+            auth_time: principal.auth.auth_time,
         };
         self.store.sessions().insert(&record).await?;
         self.metrics.sessions_created.inc();
@@ -144,18 +196,31 @@ impl Sessions {
         let store = self.store.clone();
         let key = id_hash.clone();
         let mut miss = false;
+        let epoch = self.directory_epoch.load(Ordering::SeqCst);
+        let directory = self.directory.load_full();
         let entry = self
             .cache
             .try_get_with(id_hash.clone(), async {
                 miss = true;
-                store
-                    .sessions()
-                    .get(&key)
-                    .await
-                    .map(|r| r.map(|r| Arc::new(ActiveSession::from_record(r))))
+                let Some(record) = store.sessions().get(&key).await? else {
+                    return Ok(None);
+                };
+                let mut session = ActiveSession::from_record(record);
+                if let Some(directory) = &directory {
+                    let recorded = Arc::unwrap_or_clone(session.principal);
+                    session.principal = Arc::new(directory.principal(recorded).await?);
+                }
+                Ok::<_, StoreError>(Some(Arc::new(session)))
             })
             .await
             .map_err(SessionError::Lookup)?;
+        // A directory change seen while this fill read the store may have
+        // been applied to the cache before the entry was in it: use what
+        // was read for this request (it was in flight anyway), but not for
+        // the next one.
+        if miss && self.directory_epoch.load(Ordering::SeqCst) != epoch {
+            self.cache.invalidate(&id_hash).await;
+        }
         let result = if miss { "miss" } else { "hit" };
         self.metrics
             .session_cache
@@ -256,6 +321,29 @@ impl Sessions {
         }
     }
 
+    /// Drops the cached principals a directory change may have altered
+    /// (`users: None`: the whole tenant's); their next request recomposes
+    /// them. Nothing is revoked: a change that removes access ends nothing
+    /// else, the gate decides on the new principal.
+    pub async fn invalidate_directory(&self, tenant: &str, users: Option<&[String]>) {
+        self.directory_epoch.fetch_add(1, Ordering::SeqCst);
+        let tenant = tenant.to_owned();
+        let users: Option<HashSet<String>> = users.map(|u| u.iter().cloned().collect());
+        let pred = move |s: &ActiveSession| {
+            s.principal.tenant.as_deref() == Some(tenant.as_str())
+                && users
+                    .as_ref()
+                    .is_none_or(|u| u.contains(&s.principal.user_id))
+        };
+        if self
+            .cache
+            .invalidate_entries_if(move |_, v| v.as_ref().is_some_and(|s| pred(s)))
+            .is_err()
+        {
+            self.cache.invalidate_all();
+        }
+    }
+
     /// Applies revocation events from the store (this and other replicas)
     /// until the store's channel closes.
     pub fn spawn_event_listener(&self) -> tokio::task::JoinHandle<()> {
@@ -266,6 +354,9 @@ impl Sessions {
                 match rx.recv().await {
                     Ok(StoreEvent::SessionsRevoked(sel)) => this.invalidate(&sel).await,
                     Ok(StoreEvent::TenantsChanged) => {}
+                    Ok(StoreEvent::DirectoryChanged { tenant, users }) => {
+                        this.invalidate_directory(&tenant, users.as_deref()).await
+                    }
                     // Missed events: we can't know which, so drop everything.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         this.cache.invalidate_all()

@@ -38,6 +38,11 @@ enum Wire {
     },
     /// No payload: the tenant configuration version decides what is new.
     TenantsChanged {},
+    /// `users: None`: anyone in the tenant.
+    DirectoryChanged {
+        tenant: String,
+        users: Option<Vec<String>>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,7 +60,8 @@ enum WireSelector {
     All,
 }
 
-/// Encodes an event for `pg_notify`. Oversized selectors degrade to `All`:
+/// Encodes an event for `pg_notify`. Oversized selectors degrade to `All`,
+/// a directory change naming too many users to the whole tenant:
 /// over-invalidating a cache is harmless, failing the revocation is not.
 pub(super) fn encode(event: &StoreEvent) -> String {
     let wire = match event {
@@ -78,6 +84,9 @@ pub(super) fn encode(event: &StoreEvent) -> String {
                 SessionSelector::All => WireSelector::All,
             },
         },
+        StoreEvent::DirectoryChanged { tenant, users } => {
+            return directory_json(tenant, users.as_deref());
+        }
     };
     match serde_json::to_string(&wire) {
         Ok(json) if json.len() <= MAX_PAYLOAD => json,
@@ -86,6 +95,25 @@ pub(super) fn encode(event: &StoreEvent) -> String {
 }
 
 const ALL_JSON: &str = r#"{"type":"sessions_revoked","selector":{"kind":"all"}}"#;
+
+/// A directory change on the wire: named users while they fit, else the
+/// tenant; a tenant id too long for a payload (never a valid one) flushes
+/// every cache, which is also correct.
+fn directory_json(tenant: &str, users: Option<&[String]>) -> String {
+    let named = users.filter(|u| u.len() <= super::directory::MAX_NAMED_USERS);
+    for users in [named, None] {
+        let wire = Wire::DirectoryChanged {
+            tenant: tenant.to_owned(),
+            users: users.map(<[String]>::to_vec),
+        };
+        if let Ok(json) = serde_json::to_string(&wire)
+            && json.len() <= MAX_PAYLOAD
+        {
+            return json;
+        }
+    }
+    ALL_JSON.to_owned()
+}
 
 /// Decodes a payload from another replica; `None` for anything we do not
 /// understand (e.g. an event type added by a newer version).
@@ -109,6 +137,7 @@ pub(super) fn decode(payload: &str) -> Option<StoreEvent> {
             },
             WireSelector::All => SessionSelector::All,
         }),
+        Wire::DirectoryChanged { tenant, users } => StoreEvent::DirectoryChanged { tenant, users },
     })
 }
 
@@ -318,6 +347,50 @@ mod tests {
         let event = StoreEvent::SessionsRevoked(SessionSelector::User("x".repeat(10_000)));
         let json = encode(&event);
         assert!(json.len() <= MAX_PAYLOAD);
+        assert_eq!(
+            decode(&json),
+            Some(StoreEvent::SessionsRevoked(SessionSelector::All))
+        );
+    }
+
+    #[test]
+    fn directory_change_round_trip() {
+        for users in [None, Some(vec![]), Some(vec!["u-1".into(), "u'\"2".into()])] {
+            let event = StoreEvent::DirectoryChanged {
+                tenant: "acme".into(),
+                users,
+            };
+            assert_eq!(decode(&encode(&event)), Some(event));
+        }
+    }
+
+    #[test]
+    fn oversized_directory_change_degrades_to_tenant() {
+        let tenant_wide = Some(StoreEvent::DirectoryChanged {
+            tenant: "acme".into(),
+            users: None,
+        });
+        // too many users to name
+        let many = (0..=super::super::directory::MAX_NAMED_USERS)
+            .map(|i| format!("u-{i}"))
+            .collect();
+        let json = encode(&StoreEvent::DirectoryChanged {
+            tenant: "acme".into(),
+            users: Some(many),
+        });
+        assert_eq!(decode(&json), tenant_wide);
+        // few, but too long for a NOTIFY payload
+        let json = encode(&StoreEvent::DirectoryChanged {
+            tenant: "acme".into(),
+            users: Some(vec!["x".repeat(MAX_PAYLOAD)]),
+        });
+        assert!(json.len() <= MAX_PAYLOAD);
+        assert_eq!(decode(&json), tenant_wide);
+        // a tenant id no payload can carry: every cache is flushed
+        let json = encode(&StoreEvent::DirectoryChanged {
+            tenant: "t".repeat(10_000),
+            users: None,
+        });
         assert_eq!(
             decode(&json),
             Some(StoreEvent::SessionsRevoked(SessionSelector::All))

@@ -12,9 +12,10 @@
 //! transactions. Everything else is reached through a small borrowed view
 //! named after its concern, each defined in that concern's file:
 //! `store.sessions()`, `.users()`, `.domains()`, `.one_time()`, `.keys()`,
-//! `.scim()` and `.outbox()`; a [`WriteTx`] has `tx.sessions()`,
-//! `.users()`, `.logins()`, `.scim()` and `.outbox()` for what a
-//! provisioning change writes in its transaction. A caller then reads as
+//! `.scim()`, `.outbox()` and `.directory()`; a [`WriteTx`] has
+//! `tx.sessions()`, `.users()`, `.logins()`, `.scim()`, `.outbox()` and
+//! `.directory()` for what a provisioning change writes in its
+//! transaction. A caller then reads as
 //! the concern it touches (`store.outbox().replay(..)`), a concern's whole
 //! API is one file, and a new method lands beside its siblings instead of
 //! growing one flat list namespaced by prefixes.
@@ -28,6 +29,7 @@ mod admin;
 mod audit;
 mod batch;
 mod connect;
+mod directory;
 mod domains;
 mod error;
 mod events;
@@ -55,6 +57,7 @@ pub use admin::{
     AdminTokenRow, AdminTokenStore, CredentialTx, SetupLinkRow, SetupLinkStore, SetupLinkTx,
 };
 pub use audit::{AuditRow, AuditStore, AuditTx};
+pub use directory::{DirectoryChange, DirectoryGroup, DirectoryStore, DirectoryTx, DirectoryUser};
 pub use domains::{DomainCheck, DomainRecord, DomainStatus, DomainStore, DomainTx, DueCutoffs};
 pub use error::StoreError;
 pub use keys::KeyStore;
@@ -81,8 +84,9 @@ pub enum Backend {
 
 /// A server-side session. The cookie carries only the (encrypted) session id;
 /// everything needed to rebuild the principal lives here, so large group
-/// sets never bloat headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// sets never bloat headers. `Default` lets each literal name only what it
+/// cares about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Lowercase hex SHA-256 of the session id; the store never sees raw ids.
     pub id_hash: String,
@@ -102,6 +106,16 @@ pub struct SessionRecord {
     /// What the IdP knows this session by; `None` for sessions not made by
     /// an SSO login.
     pub idp: Option<IdpBinding>,
+    /// IdP claims selected at sign-in for headers and the assertion, by the
+    /// IdP's name for them.
+    pub claims: std::collections::BTreeMap<String, Vec<String>>,
+    /// The authentication context class the IdP reported (OIDC `acr`, SAML
+    /// `AuthnContextClassRef`).
+    pub acr: Option<String>,
+    /// The authentication methods (OIDC `amr`).
+    pub amr: Vec<String>,
+    /// When the IdP authenticated the user, unix seconds.
+    pub auth_time: Option<i64>,
 }
 
 /// The IdP's names for a session: enough to find it again when the IdP
@@ -161,6 +175,12 @@ pub enum StoreEvent {
     /// The tenants kept in the store changed (or, after a lost connection,
     /// may have): rebuild the configuration if the version moved.
     TenantsChanged,
+    /// The directory changed for these users of a tenant (`None`: possibly
+    /// anyone in it): recompose their cached principals.
+    DirectoryChanged {
+        tenant: String,
+        users: Option<Vec<String>>,
+    },
 }
 
 /// Handle to the store. Cloning is cheap (an `Arc`) and all clones share one
@@ -416,6 +436,11 @@ impl Store {
     /// Setup links (reads; created through [`WriteTx::setup_links`]).
     pub fn setup_links(&self) -> SetupLinkStore<'_> {
         SetupLinkStore { inner: &self.inner }
+    }
+
+    /// SCIM-managed users with their (nested) groups, as sessions see them.
+    pub fn directory(&self) -> DirectoryStore<'_> {
+        DirectoryStore { inner: &self.inner }
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
 
 const SELECT_COLUMNS: &str = "SELECT id_hash, user_id, email, name, tenant, connection, \
      groups_json, roles_json, created_at, expires_at, last_seen_at, idp_subject, idp_session, \
-     logout_hint FROM sessions WHERE id_hash = $1";
+     logout_hint, claims_json, acr, amr_json, auth_time FROM sessions WHERE id_hash = $1";
 
 /// The sessions view of a [`Store`](super::Store): `store.sessions()`.
 #[derive(Clone, Copy)]
@@ -52,6 +52,11 @@ impl SessionStore<'_> {
         }
         let groups = encode_list("groups", &s.groups)?;
         let roles = encode_list("roles", &s.roles)?;
+        let amr = encode_list("amr", &s.amr)?;
+        let claims = encode_claims(&s.claims)?;
+        if let Some(acr) = &s.acr {
+            check_text("acr", acr)?;
+        }
         // The ID token (or NameID) is a secret at rest: sealed, bound to
         // this row.
         let logout_hint = match s.idp.as_ref().and_then(|i| i.logout_hint.as_deref()) {
@@ -65,8 +70,9 @@ impl SessionStore<'_> {
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, email, name, tenant, connection, \
              groups_json, roles_json, created_at, expires_at, last_seen_at, idp_subject, \
-             idp_session, logout_hint) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             idp_session, logout_hint, claims_json, acr, amr_json, auth_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18)",
         )
         .bind(s.id_hash.as_str())
         .bind(s.user_id.as_str())
@@ -82,6 +88,10 @@ impl SessionStore<'_> {
         .bind(s.idp.as_ref().map(|i| i.subject.as_str()))
         .bind(s.idp.as_ref().and_then(|i| i.session.as_deref()))
         .bind(logout_hint)
+        .bind(claims)
+        .bind(s.acr.as_deref())
+        .bind(amr)
+        .bind(s.auth_time)
         .execute(&self.inner.pool)
         .await?;
         Ok(())
@@ -308,6 +318,32 @@ fn decode_list(row: &AnyRow, column: &str) -> Result<Vec<String>, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("sessions.{column} is not a JSON string array")))
 }
 
+/// A nullable JSON column (added after the table), NULL read as empty.
+fn decode_optional<T: serde::de::DeserializeOwned + Default>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, StoreError> {
+    match row.try_get::<Option<String>, _>(column)? {
+        None => Ok(T::default()),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|_| StoreError::Corrupt(format!("sessions.{column} is not valid JSON"))),
+    }
+}
+
+/// Selected claims as a JSON object of string lists.
+fn encode_claims(
+    claims: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<String, StoreError> {
+    for (name, values) in claims {
+        check_text("claims", name)?;
+        for value in values {
+            check_text("claims", value)?;
+        }
+    }
+    serde_json::to_string(claims)
+        .map_err(|_| StoreError::InvalidInput("claims cannot be encoded as JSON".into()))
+}
+
 /// Maps a row to a record, reporting undecodable data as `Corrupt` rather
 /// than guessing.
 fn decode_session(row: &AnyRow) -> Result<SessionRecord, StoreError> {
@@ -333,5 +369,9 @@ fn decode_session(row: &AnyRow) -> Result<SessionRecord, StoreError> {
                 })
             })
             .transpose()?,
+        claims: decode_optional(row, "claims_json")?,
+        acr: row.try_get("acr")?,
+        amr: decode_optional(row, "amr_json")?,
+        auth_time: row.try_get("auth_time")?,
     })
 }

@@ -25,6 +25,8 @@ pub struct WriteTx {
     /// A savepoint is open whose work is kept (released lazily).
     in_savepoint: bool,
     pub(super) revoked: Vec<SessionSelector>,
+    /// Users whose principals the changes may alter (`tx.directory()`).
+    pub(super) directory: super::directory::Touched,
     /// Whether outbox events were written, to wake the deliverer at commit.
     pub(super) emitted: bool,
     /// Events appended and not yet written (see [`OutboxTx::emit`]).
@@ -105,6 +107,7 @@ impl Store {
             created: 0,
             in_savepoint: false,
             revoked: Vec::new(),
+            directory: Default::default(),
             emitted: false,
             pending_events: Vec::new(),
             pending_mark: 0,
@@ -180,6 +183,7 @@ impl WriteTx {
     /// answering (the next request must already see the revocation).
     pub async fn commit(mut self) -> Result<Vec<SessionSelector>, StoreError> {
         self.flush_events().await?;
+        self.announce_directory().await?;
         self.tx.commit().await?;
         if self.emitted {
             self.store.inner.outbox.notify_one();

@@ -6,6 +6,7 @@
 
 mod admin;
 mod deploy;
+mod identity;
 mod login;
 mod oidc;
 mod ops;

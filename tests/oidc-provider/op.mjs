@@ -41,6 +41,10 @@ const ACCOUNT = {
   email_verified: true,
   name: 'Alice Example',
   groups: ['Engineering', 'Everyone'],
+  // scope `org`: claims only a claim mapping reads
+  department: 'R&D',
+  employee_id: 4711,
+  badges: ['first-aid', 'fire, safety'],
 };
 
 const clientAuth = process.env.CLIENT_JWKS
@@ -66,12 +70,13 @@ const provider = new Provider(issuer, {
   ],
   jwks: { keys: [jwk] },
   cookies: { keys: ['interop-cookie-key-not-secret'] },
-  scopes: ['openid', 'email', 'profile', 'groups'],
+  scopes: ['openid', 'email', 'profile', 'groups', 'org'],
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
     profile: ['name'],
     groups: ['groups'],
+    org: ['department', 'employee_id', 'badges'],
   },
   features: {
     devInteractions: { enabled: false },
@@ -98,7 +103,7 @@ const provider = new Provider(issuer, {
       clientId: ctx.oidc.client.clientId,
       accountId: ctx.oidc.session.accountId,
     });
-    grant.addOIDCScope('openid email profile groups');
+    grant.addOIDCScope('openid email profile groups org');
     await grant.save();
     return grant;
   },

@@ -44,6 +44,10 @@ USERS = {
         "firstName": ["Alice"],
         "lastName": ["Example"],
         "groups": ["Engineering", "Everyone"],
+        # only a claim mapping reads these
+        "department": ["R&D"],
+        "division": ["Research"],
+        "badges": ["first-aid", "fire, safety"],
     },
     "bob": {
         "email": ["bob@acme.com"],

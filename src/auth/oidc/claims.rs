@@ -182,6 +182,8 @@ pub fn to_login(
             idp_session: sid.clone(),
             logout_hint: None,
             raw_claims: Value::Object(claims.clone()),
+            attributes: crate::auth::claims::flatten(claims),
+            ..VerifiedLogin::default()
         },
         groups_overage,
         sid,

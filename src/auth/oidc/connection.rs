@@ -62,6 +62,10 @@ pub struct OidcConnection {
     claims: ClaimMap,
     store: Store,
     metrics: Option<Arc<Metrics>>,
+    /// Claims the headers and the assertion read (`[[headers.extra]]`,
+    /// `assertion_claims`, this connection's `header_claims`): userinfo
+    /// is asked for them when the ID token lacks one.
+    mapped: Vec<String>,
 }
 
 /// Where the client secret of the token request comes from.
@@ -192,6 +196,7 @@ impl OidcConnection {
             claims,
             store,
             metrics,
+            mapped: Vec::new(),
             cfg,
         })
     }
@@ -397,7 +402,8 @@ impl OidcConnection {
         let optional = !has(&self.claims.name)
             || (!self.claims.groups.is_empty()
                 && !has(&self.claims.groups)
-                && !claims.contains_key("_claim_names"));
+                && !claims.contains_key("_claim_names"))
+            || self.mapped.iter().any(|c| !claims.contains_key(c));
         (required, optional)
     }
 
@@ -671,6 +677,7 @@ pub struct OidcFactory {
     urls: PublicUrls,
     metrics: Option<Arc<Metrics>>,
     clock: crate::clock::Clock,
+    headers: crate::config::HeadersConfig,
 }
 
 impl OidcFactory {
@@ -680,6 +687,7 @@ impl OidcFactory {
             urls,
             metrics,
             clock: crate::clock::Clock::system(),
+            headers: crate::config::HeadersConfig::default(),
         }
     }
 }
@@ -688,6 +696,13 @@ impl OidcFactory {
     /// Connections built from here time their provider intervals by `clock`.
     pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Connections built from here ask userinfo for the claims these
+    /// headers map when the ID token lacks them.
+    pub fn with_headers(mut self, headers: crate::config::HeadersConfig) -> Self {
+        self.headers = headers;
         self
     }
 }
@@ -709,6 +724,12 @@ impl ConnectionFactory for OidcFactory {
         if let Some(p) = Arc::get_mut(&mut connection.provider) {
             p.set_clock(self.clock.clone());
         }
+        connection.mapped = self
+            .headers
+            .claim_sources(&conn.header_claims)
+            .into_iter()
+            .map(|(_, source)| source)
+            .collect();
         Ok(Arc::new(connection))
     }
 }

@@ -140,6 +140,8 @@ pub(super) fn to_login(
             "assertion_id": a.id,
             "attributes": attrs,
         }),
+        attributes: crate::auth::claims::flatten(&attrs),
+        ..VerifiedLogin::default()
     })
 }
 

@@ -2,6 +2,7 @@
 //! names the key so the operator gets `file:line: key: message`.
 
 mod connections;
+mod headers;
 mod listen;
 mod oidc;
 mod platform;
@@ -36,6 +37,7 @@ const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     upstreams::routes,
     session::session,
     session::headers,
+    headers::extra,
     store::store,
     log,
     tenants::dns,

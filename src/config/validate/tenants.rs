@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use crate::config::load::Collector;
-use crate::config::schema::Config;
+use crate::config::schema::{Config, GroupsSource, ScimGroupName};
 use crate::names::{is_hostname, is_public_mail_domain};
 
 pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
@@ -47,6 +47,8 @@ pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
                 );
             }
         }
+        groups(cfg, i, c);
+        super::headers::connection_claims(cfg, i, c);
         if t.jit.default_role.as_deref() == Some("") {
             c.push(
                 format!("tenants[{i}].jit.default_role"),
@@ -55,6 +57,34 @@ pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
         }
         let duplicate = format!("tenant id `{}`", t.id);
         super::unique_id(&t.id, format!("tenants[{i}].id"), &mut ids, &duplicate, c);
+    }
+}
+
+/// `groups_source` and `[tenants.scim] group_name`: a setting that could
+/// only leave users without groups, or that nothing would read, is a
+/// mistake to point at rather than to run with.
+fn groups(cfg: &Config, i: usize, c: &mut Collector<'_>) {
+    let Some(t) = cfg.tenants.get(i) else { return };
+    if t.groups_source == Some(GroupsSource::Scim) && !cfg.scim.enabled {
+        c.push(
+            format!("tenants[{i}].groups_source"),
+            "`scim` needs `[scim] enabled = true`: without SCIM this tenant's users would have no groups",
+        );
+    }
+    if t.scim.group_name != ScimGroupName::default() {
+        let unused = if !cfg.scim.enabled {
+            Some("`[scim] enabled = false`")
+        } else if t.groups_source == Some(GroupsSource::Idp) {
+            Some("`groups_source = \"idp\"`")
+        } else {
+            None
+        };
+        if let Some(why) = unused {
+            c.push(
+                format!("tenants[{i}].scim.group_name"),
+                format!("has no effect with {why}: sessions carry no SCIM groups"),
+            );
+        }
     }
 }
 

@@ -243,6 +243,7 @@ fn principals() -> Vec<Principal> {
         roles: vec![],
         tenant: tenant.map(str::to_owned),
         connection: None,
+        ..Principal::default()
     };
     vec![
         p(None, &[]),

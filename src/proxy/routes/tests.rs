@@ -53,6 +53,7 @@ fn who(tenant: Option<&str>, groups: &[&str], roles: &[&str]) -> Principal {
         roles: roles.iter().map(|s| s.to_string()).collect(),
         tenant: tenant.map(str::to_owned),
         connection: None,
+        ..Principal::default()
     }
 }
 

@@ -25,6 +25,7 @@ fn principal(email: &str) -> Principal {
         roles: vec![],
         tenant: None,
         connection: None,
+        ..Principal::default()
     }
 }
 

@@ -20,14 +20,14 @@ use crate::support::env::*;
 use crate::support::idp::cookie_pair;
 use crate::support::oidc_rp::{CONNECTION, Rp};
 
-const CLIENT_ID: &str = "portcullis-interop";
-const CLIENT_SECRET: &str = "interop-secret-not-a-secret";
+pub(crate) const CLIENT_ID: &str = "portcullis-interop";
+pub(crate) const CLIENT_SECRET: &str = "interop-secret-not-a-secret";
 /// Registered at the provider and configured at Portcullis; never visited.
 const POST_LOGOUT: &str = "http://127.0.0.1:1/signed-out";
 
 /// One provider process at a time: on 2 busy cores, node's start-up is
 /// what suffers first.
-static ONE_OP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_OP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Generous: seconds normally, but the whole suite shares 2 cores.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -36,7 +36,7 @@ fn op_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider")
 }
 
-struct NodeOp {
+pub(crate) struct NodeOp {
     issuer: String,
     _child: tokio::process::Child,
 }
@@ -48,7 +48,7 @@ struct NodeOp {
 /// before its ready line and both start again on another port (at most 5
 /// times). The ready line comes only once node listens, so the provider
 /// that answers is ours.
-async fn start_pair(oidc_extra: &str, client_jwks: Option<String>) -> (Rp, NodeOp) {
+pub(crate) async fn start_pair(oidc_extra: &str, client_jwks: Option<String>) -> (Rp, NodeOp) {
     for _ in 0..5 {
         let port = bind_local().local_addr().unwrap().port();
         let issuer = format!("http://127.0.0.1:{port}");
@@ -123,7 +123,7 @@ async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> O
 
 /// A browser's cookies at the provider (one origin, so names suffice).
 #[derive(Default)]
-struct Jar(HashMap<String, String>);
+pub(crate) struct Jar(HashMap<String, String>);
 
 impl Jar {
     fn take(&mut self, r: &reqwest::Response) {
@@ -185,7 +185,7 @@ async fn through_op(op: &NodeOp, jar: &mut Jar, mut url: String) -> String {
 
 /// Logs in like a browser with its own provider cookies; returns the
 /// Portcullis session cookie.
-async fn login(rp: &Rp, op: &NodeOp, jar: &mut Jar) -> String {
+pub(crate) async fn login(rp: &Rp, op: &NodeOp, jar: &mut Jar) -> String {
     let (authorize, flow) = rp.start_flow("/dashboard").await;
     assert!(
         authorize.starts_with(&format!("{}/auth?", op.issuer)),

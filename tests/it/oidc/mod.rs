@@ -1,4 +1,4 @@
 //! OIDC RP: flows and attacks, and interop with panva's oidc-provider.
 
 mod flow;
-mod interop;
+pub(crate) mod interop;

@@ -13,9 +13,9 @@ use crate::support::saml::*;
 /// production); the test posts the IdP's form to the proxy's real address.
 const APP: &str = "https://app.test";
 /// Accepts IdP-initiated logins, landing at /welcome.
-const OPEN: &str = "acme-pysaml2";
+pub(crate) const OPEN: &str = "acme-pysaml2";
 /// The default: solicited responses only.
-const STRICT: &str = "acme-pysaml2-strict";
+pub(crate) const STRICT: &str = "acme-pysaml2-strict";
 
 fn sp_entity(conn: &str) -> String {
     format!("{APP}/.portcullis/saml/{conn}/metadata")

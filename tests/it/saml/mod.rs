@@ -4,6 +4,6 @@ mod corpus;
 mod encrypted;
 mod flow;
 mod hardening;
-mod interop;
+pub(crate) mod interop;
 mod metadata_url;
 mod slo;

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use portcullis::store::{
-    Backend, DomainCheck, DomainRecord, DomainStatus, DueCutoffs, IdpBinding, SessionRecord,
-    SessionSelector, Store, StoreError, StoreEvent, StoredKey,
+    Backend, DirectoryChange, DomainCheck, DomainRecord, DomainStatus, DueCutoffs, IdpBinding,
+    ScimKind, ScimLogin, ScimMember, ScimRow, SessionRecord, SessionSelector, Store, StoreError,
+    StoreEvent, StoredKey, UserRecord,
 };
 use sqlx::{Connection, Row};
 use tokio::sync::broadcast;
@@ -133,6 +134,7 @@ conformance!(
     domain_due_selection,
     domain_hostile_strings_and_nul,
     users_unique_per_tenant_case_insensitively,
+    directory_groups_follow_nesting_and_stop_on_cycles,
     one_time_values_are_single_use,
     secrets_are_sealed_and_bound_to_their_row,
     legacy_plaintext_secrets_are_sealed_at_open,
@@ -158,6 +160,14 @@ fn session(id: &str, user: &str, tenant: Option<&str>, connection: Option<&str>)
             session: Some(format!("sid-{id}")),
             logout_hint: Some(format!("{{\"id_token\":\"t-{id}\"}}")),
         }),
+        claims: [
+            ("department".to_owned(), vec!["R&D".to_owned()]),
+            ("emp\"id".to_owned(), vec!["1".to_owned(), "2".to_owned()]),
+        ]
+        .into(),
+        acr: Some("urn:acme:mfa".into()),
+        amr: vec!["pwd".into(), "otp".into()],
+        auth_time: Some(999),
     }
 }
 
@@ -192,7 +202,7 @@ async fn open_migrates(db: &TestDb) {
     assert_eq!(store.sessions().count().await.unwrap(), 0);
     assert_eq!(
         db.migration_versions().await,
-        vec![1, 2, 3, 4, 5, 6, 7, 10, 11]
+        vec![1, 2, 3, 4, 5, 6, 7, 10, 11, 12]
     );
     store.close().await;
 }
@@ -210,7 +220,7 @@ async fn reopen_is_idempotent(db: &TestDb) {
     let third = db.open().await;
     assert_eq!(
         db.migration_versions().await,
-        vec![1, 2, 3, 4, 5, 6, 7, 10, 11]
+        vec![1, 2, 3, 4, 5, 6, 7, 10, 11, 12]
     );
     assert_eq!(second.sessions().count().await.unwrap(), 1);
     assert!(third.sessions().get("a").await.unwrap().is_some());
@@ -234,6 +244,7 @@ async fn insert_get_round_trip(db: &TestDb) {
         expires_at: i64::MAX,
         last_seen_at: 0,
         idp: None,
+        ..SessionRecord::default()
     };
     store.sessions().insert(&full).await.unwrap();
     store.sessions().insert(&bare).await.unwrap();
@@ -654,6 +665,7 @@ async fn hostile_strings_round_trip(db: &TestDb) {
                 session: Some((*text).to_owned()),
                 logout_hint: Some((*text).to_owned()),
             }),
+            ..SessionRecord::default()
         };
         store.sessions().insert(&s).await.unwrap();
         assert_eq!(store.sessions().get(&s.id_hash).await.unwrap(), Some(s));
@@ -1220,6 +1232,159 @@ async fn postgres_listener_stops_when_last_store_is_dropped() {
     wait_for_listeners(&db.url, 1).await;
     store.close().await;
     wait_for_listeners(&db.url, 0).await;
+}
+
+/// A SCIM resource row as the SCIM layer would write it.
+fn scim_row(id: &str, name: &str, external_id: Option<&str>) -> ScimRow {
+    ScimRow {
+        id: id.into(),
+        tenant: "acme".into(),
+        name: name.into(),
+        external_id: external_id.map(str::to_owned),
+        doc: "{}".into(),
+        version: 1,
+        seq: 1,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+/// Nested groups are flattened for sessions, and a membership cycle
+/// (written here behind the SCIM layer's back, which refuses them) ends
+/// every walk instead of looping. The commit announces whom the change
+/// touched to another store on the same database.
+async fn directory_groups_follow_nesting_and_stop_on_cycles(db: &TestDb) {
+    let store = db.open().await;
+    let other = db.open().await;
+    let mut events = other.subscribe();
+    let mut tx = store.begin_write("acme").await.unwrap();
+    let login = ScimLogin {
+        email: "Alice@acme.com".into(),
+        name: Some("Alice".into()),
+        active: true,
+        role: Some("member".into()),
+    };
+    assert_eq!(
+        tx.logins().link("u-alice", &login, 1).await.unwrap(),
+        "u-alice"
+    );
+    tx.scim()
+        .insert(ScimKind::User, &scim_row("u-alice", "alice", None))
+        .await
+        .unwrap();
+    for (id, name, ext) in [
+        ("g-a", "A", Some("ext-a")),
+        ("g-b", "b", None),
+        ("g-c", "C", None),
+        ("g-x", "unrelated", None),
+    ] {
+        tx.scim()
+            .insert(ScimKind::Group, &scim_row(id, name, ext))
+            .await
+            .unwrap();
+    }
+    let member = |id: &str, kind: &str| ScimMember {
+        id: id.into(),
+        kind: kind.into(),
+    };
+    // A ⊃ B ⊃ alice, C ⊃ A, and B ⊃ C closes the cycle A → B → C → A.
+    for (group, m) in [
+        ("g-b", member("u-alice", "User")),
+        ("g-a", member("g-b", "Group")),
+        ("g-c", member("g-a", "Group")),
+        ("g-b", member("g-c", "Group")),
+    ] {
+        tx.scim().add_members(group, &[m]).await.unwrap();
+    }
+    assert!(tx.directory().reaches("g-a", "g-c").await.unwrap());
+    assert!(tx.directory().reaches("g-c", "g-c").await.unwrap());
+    assert!(!tx.directory().reaches("g-a", "g-x").await.unwrap());
+    assert!(!tx.directory().reaches("g-x", "g-a").await.unwrap());
+    assert_eq!(tx.directory_change(), None);
+    tx.directory().touched_group("g-c").await.unwrap();
+    tx.directory().touched_group("g-x").await.unwrap();
+    let change = DirectoryChange {
+        tenant: "acme".into(),
+        users: Some(vec!["u-alice".into()]),
+    };
+    assert_eq!(tx.directory_change(), Some(change.clone()));
+    tx.commit().await.unwrap();
+    expect_event(
+        &mut events,
+        &StoreEvent::DirectoryChanged {
+            tenant: change.tenant,
+            users: change.users,
+        },
+    )
+    .await;
+
+    let alice = store
+        .directory()
+        .user("acme", "u-alice")
+        .await
+        .unwrap()
+        .expect("SCIM-managed");
+    assert_eq!(
+        (
+            alice.email.as_str(),
+            alice.name.as_deref(),
+            alice.role.as_deref()
+        ),
+        ("Alice@acme.com", Some("Alice"), Some("member"))
+    );
+    assert!(alice.active);
+    let names: Vec<(&str, &str, Option<&str>)> = alice
+        .groups
+        .iter()
+        .map(|g| (g.id.as_str(), g.name.as_str(), g.external_id.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("g-a", "A", Some("ext-a")),
+            ("g-b", "b", None),
+            ("g-c", "C", None)
+        ]
+    );
+    // Another tenant's view, a user SCIM does not manage: nobody.
+    assert_eq!(
+        store.directory().user("globex", "u-alice").await.unwrap(),
+        None
+    );
+    store
+        .users()
+        .insert(&UserRecord {
+            id: "u-bob".into(),
+            tenant: "acme".into(),
+            email: "bob@acme.com".into(),
+            name: None,
+            role: None,
+            source: "jit".into(),
+            active: true,
+            subject: None,
+            created_at: 1,
+            updated_at: 1,
+            last_login_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.directory().user("acme", "u-bob").await.unwrap(), None);
+    assert_eq!(store.directory().user("acme", "u\0").await.unwrap(), None);
+
+    // Past the named-user limit, a change is the whole tenant's.
+    let mut tx = store.begin_write("acme").await.unwrap();
+    tx.directory()
+        .touched_users((0..=150).map(|i| format!("u-{i}")));
+    assert_eq!(
+        tx.directory_change(),
+        Some(DirectoryChange {
+            tenant: "acme".into(),
+            users: None
+        })
+    );
+    tx.commit().await.unwrap();
+    store.close().await;
+    other.close().await;
 }
 
 async fn users_unique_per_tenant_case_insensitively(db: &TestDb) {

@@ -436,6 +436,7 @@ pub(crate) fn principal(email: &str, groups: &[&str]) -> Principal {
         roles: vec!["member".into()],
         tenant: Some("acme".into()),
         connection: Some("acme-saml".into()),
+        ..Principal::default()
     }
 }
 

@@ -70,6 +70,7 @@ impl Connection for TestIdp {
             idp_session: Some(format!("idp-sid-{}", req.param("code").unwrap_or_default())),
             logout_hint: Some("stand-in hint".into()),
             raw_claims: serde_json::json!({}),
+            ..VerifiedLogin::default()
         })
     }
 }

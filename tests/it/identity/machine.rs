@@ -1,0 +1,1 @@
+//! Machine callers: service accounts and client-credentials tokens.

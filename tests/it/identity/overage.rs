@@ -1,0 +1,1 @@
+//! Entra groups overage resolved through Microsoft Graph.

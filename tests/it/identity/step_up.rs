@@ -1,0 +1,1 @@
+//! Step-up: routes that require a stronger or fresher authentication.
