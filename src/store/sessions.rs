@@ -188,8 +188,8 @@ impl SessionStore<'_> {
         let rows = sqlx::query(
             "SELECT id_hash, user_id, email, name, tenant, connection, groups_json, roles_json, \
              created_at, expires_at, last_seen_at, idp_subject, idp_session, \
-             NULL AS logout_hint FROM sessions WHERE tenant = $1 \
-             ORDER BY created_at DESC, id_hash LIMIT $2",
+             NULL AS logout_hint, claims_json, acr, amr_json, auth_time FROM sessions \
+             WHERE tenant = $1 ORDER BY created_at DESC, id_hash LIMIT $2",
         )
         .bind(tenant)
         .bind(limit)
