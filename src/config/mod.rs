@@ -2,6 +2,7 @@
 //! file, line and key, secrets interpolated from the environment.
 
 mod error;
+mod forward_auth;
 mod interpolate;
 mod limits;
 mod load;
@@ -15,6 +16,9 @@ mod tests;
 /// The rule lives in [`crate::names`]; this path remains for callers that
 /// have not moved to it yet.
 pub use error::{ConfigError, ConfigErrors};
+pub use forward_auth::{
+    Convention, ForwardAuthConfig, ForwardAuthEndpoint, INTERNAL_SEGMENTS, ReturnTargets, parse_proxy,
+};
 pub use interpolate::{InterpolateError, interpolate};
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};
 pub use load::{from_str, load};

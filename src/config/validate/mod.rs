@@ -42,6 +42,7 @@ const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     webhook::webhook,
     scim::scim,
     super::limits::validate,
+    super::forward_auth::validate,
 ];
 
 pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
