@@ -100,7 +100,11 @@ mod tests {
             "http://[::1]:8080/x",
             "HTTPS://app.example.com/",
         ] {
-            assert_eq!(safe_return_target(good, &hosts, false), Some(good), "{good}");
+            assert_eq!(
+                safe_return_target(good, &hosts, false),
+                Some(good),
+                "{good}"
+            );
         }
         for bad in [
             "//evil.com",

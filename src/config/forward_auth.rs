@@ -127,7 +127,11 @@ impl ReturnTargets {
         let target = self.check(target)?;
         let (scheme, rest) = target.split_once("://")?;
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        Some(format!("{}://{}", scheme.to_ascii_lowercase(), &rest[..end]))
+        Some(format!(
+            "{}://{}",
+            scheme.to_ascii_lowercase(),
+            &rest[..end]
+        ))
     }
 }
 
@@ -195,14 +199,24 @@ pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
         match rest {
             None | Some("") => c.push(
                 key,
-                format!("must be a path under server.internal_prefix (`{prefix}`), e.g. `{prefix}auth`"),
+                format!(
+                    "must be a path under server.internal_prefix (`{prefix}`), e.g. `{prefix}auth`"
+                ),
             ),
             Some(rest) => {
                 let first = rest.split('/').next().unwrap_or_default();
                 if INTERNAL_SEGMENTS.contains(&first) {
-                    c.push(key, format!("`{path}` would shadow Portcullis' own `{prefix}{first}` endpoints"));
+                    c.push(
+                        key,
+                        format!(
+                            "`{path}` would shadow Portcullis' own `{prefix}{first}` endpoints"
+                        ),
+                    );
                 } else if rest.contains(['?', '#', '%', ' ']) || rest.contains("//") {
-                    c.push(key, "must be a plain path (no query, fragment, `%` or empty segment)");
+                    c.push(
+                        key,
+                        "must be a plain path (no query, fragment, `%` or empty segment)",
+                    );
                 } else if ep.convention == Convention::Envoy && path.ends_with('/') {
                     c.push(key, "an envoy `path_prefix` must not end with `/`: the original path, which starts with `/`, is appended to it");
                 } else if seen.contains(&path) {
@@ -222,7 +236,12 @@ pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
         let key = format!("forward_auth.hosts[{i}]");
         let host = h.trim_end_matches('.').to_ascii_lowercase();
         if !is_hostname(&host) {
-            c.push(key, format!("`{h}` is not a host name, e.g. `app.example.com` (no scheme, port or path)"));
+            c.push(
+                key,
+                format!(
+                    "`{h}` is not a host name, e.g. `app.example.com` (no scheme, port or path)"
+                ),
+            );
             continue;
         }
         if public.as_deref() == Some(host.as_str()) {
@@ -369,7 +388,9 @@ convention = "haproxy"
         )
         .unwrap_err();
         assert!(
-            errs[0].starts_with("t.toml:11: forward_auth.endpoints[0].convention: unknown variant `haproxy`"),
+            errs[0].starts_with(
+                "t.toml:11: forward_auth.endpoints[0].convention: unknown variant `haproxy`"
+            ),
             "{errs:?}"
         );
     }
@@ -431,17 +452,26 @@ hosts = ["app.example.com", "auth.example.com", "app.other.org", "https://x.exam
 "#;
         let errs = load(hosts).unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:#?}");
-        assert!(errs[0].contains("hosts[0]: `app.example.com` is not the public_url host: set session.domain"), "{errs:?}");
-        assert!(errs[1].contains("hosts[2]"), "{errs:?}");
-        assert!(errs[2].contains("hosts[3]: `https://x.example.com/` is not a host name"), "{errs:?}");
-        let text = format!("{BASE}{hosts}").replace(
-            "[session]\n",
-            "[session]\ndomain = \".example.com\"\n",
+        assert!(
+            errs[0].contains(
+                "hosts[0]: `app.example.com` is not the public_url host: set session.domain"
+            ),
+            "{errs:?}"
         );
+        assert!(errs[1].contains("hosts[2]"), "{errs:?}");
+        assert!(
+            errs[2].contains("hosts[3]: `https://x.example.com/` is not a host name"),
+            "{errs:?}"
+        );
+        let text = format!("{BASE}{hosts}")
+            .replace("[session]\n", "[session]\ndomain = \".example.com\"\n");
         let errs = crate::config::from_str(&text, "t.toml", &|_| None).unwrap_err();
         let errs: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
         assert_eq!(errs.len(), 2, "{errs:#?}");
-        assert!(errs[0].contains("hosts[2]: `app.other.org` is outside session.domain `example.com`"), "{errs:?}");
+        assert!(
+            errs[0].contains("hosts[2]: `app.other.org` is outside session.domain `example.com`"),
+            "{errs:?}"
+        );
         assert!(errs[1].contains("hosts[3]"), "{errs:?}");
     }
 
@@ -485,7 +515,11 @@ password_endpoints = [{ path = "/login" }]
             assert_eq!(t.check(ok), Some(ok));
         }
         assert_eq!(t.check("https://app3.example.com/x"), None);
-        assert_eq!(t.check("http://app1.example.com/x"), None, "secure by default");
+        assert_eq!(
+            t.check("http://app1.example.com/x"),
+            None,
+            "secure by default"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ mod tests;
 /// have not moved to it yet.
 pub use error::{ConfigError, ConfigErrors};
 pub use forward_auth::{
-    Convention, ForwardAuthConfig, ForwardAuthEndpoint, INTERNAL_SEGMENTS, ReturnTargets, parse_proxy,
+    Convention, ForwardAuthConfig, ForwardAuthEndpoint, INTERNAL_SEGMENTS, ReturnTargets,
+    parse_proxy,
 };
 pub use interpolate::{InterpolateError, interpolate};
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};

@@ -12,6 +12,7 @@ use crate::config::UpstreamConfig;
 use crate::generation::Generation;
 
 use super::enforce::PasswordEndpoints;
+use super::forward_auth;
 use super::mount::{Mount, ScimMount};
 use super::routes::RouteTable;
 
@@ -73,6 +74,8 @@ pub struct ProxyState {
     pub internal: Mount,
     /// The SCIM API, when `[scim] enabled`.
     pub scim: Option<ScimMount>,
+    /// The forward-auth endpoints, when `[forward_auth]` has any.
+    pub(crate) forward_auth: Option<forward_auth::Plan>,
 }
 
 impl ProxyState {
@@ -87,6 +90,7 @@ impl ProxyState {
         Ok(Self {
             routes: RouteTable::compile(config),
             password_endpoints: PasswordEndpoints::compile(&config.login),
+            forward_auth: forward_auth::Plan::compile(config),
             upstream: Upstream::resolve(&config.upstream)?,
             internal,
             scim,
