@@ -4,6 +4,7 @@
 // step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod deploy;
 mod login;
 mod oidc;
 mod ops;

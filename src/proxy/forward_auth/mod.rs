@@ -164,9 +164,10 @@ const HOST: &str = "host";
 /// upstream (identity headers Portcullis has no value for).
 const ENVOY_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
-/// The nginx convention's pointer to the login page on a 401 (nginx turns
-/// any redirect from the auth endpoint into a 500; its `@login` location
-/// redirects instead).
+/// The nginx convention's pointer to the login page on a browser's 401
+/// (nginx turns any redirect from the auth endpoint into a 500; its
+/// `@login` location redirects when this header is there, and passes an
+/// API client's 401 on when it is not).
 pub(crate) const LOGIN_HEADER: &str = "x-portcullis-login";
 
 /// The one value of `name`: `Ok(None)` when absent, refused when repeated
@@ -338,10 +339,8 @@ pub(crate) fn answer(
                 own(Outcome::Redirect(to), None, None)
             }
         }
-        Outcome::Deny(Deny::Unauthenticated) => {
-            let to = login_location(plan, login_path, original, returns);
-            own(Outcome::Deny(Deny::Unauthenticated), None, Some(to))
-        }
+        // an API client: 401 (its `WWW-Authenticate` names the login page);
+        // no login header, which nginx's `@login` turns into a redirect
         // 503; nginx makes any status but 2xx/401/403 a 500 (documented)
         Outcome::Deny(d) => own(Outcome::Deny(d), None, None),
         Outcome::Ambiguous(a) => own(Outcome::Ambiguous(a), nginx.then_some(403), None),

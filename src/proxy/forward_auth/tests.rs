@@ -414,7 +414,7 @@ fn answers_per_convention() {
         assert_eq!(ans(c, Outcome::Forward(None)), Answer::Allow(None));
         assert_eq!(
             ans(c, Outcome::Deny(Deny::Unauthenticated)),
-            own(Outcome::Deny(Deny::Unauthenticated), None, Some(&login))
+            own(Outcome::Deny(Deny::Unauthenticated), None, None)
         );
         assert_eq!(
             ans(c, Outcome::Deny(Deny::Forbidden)),

@@ -1,5 +1,6 @@
 pub(crate) mod dns;
 pub(crate) mod env;
+pub(crate) mod hostproxy;
 pub(crate) mod idp;
 pub(crate) mod oidc_op;
 pub(crate) mod oidc_rp;
