@@ -96,11 +96,18 @@ pub(crate) struct HostProxy {
 }
 
 impl HostProxy {
-    pub(crate) async fn start(kind: Kind, portcullis: SocketAddr, app: SocketAddr) -> Self {
+    /// Runs the example, changed by `edit` (identity for the example as
+    /// it is).
+    pub(crate) async fn start(
+        kind: Kind,
+        portcullis: SocketAddr,
+        app: SocketAddr,
+        edit: fn(String) -> String,
+    ) -> Self {
         let dir = private_tempdir().unwrap();
         let d = dir.path().to_owned();
         let (child, addrs) = spawn_listening(1, |a| {
-            let site = templated(kind, a[0], portcullis, app);
+            let site = edit(templated(kind, a[0], portcullis, app));
             let mut cmd = match kind {
                 Kind::Nginx => nginx_command(&d, &site),
                 Kind::Caddy => caddy_command(&d, &site),
@@ -249,12 +256,17 @@ pub(crate) struct Deployment {
 
 impl Deployment {
     pub(crate) async fn start(kind: Kind) -> Self {
+        Self::start_edited(kind, |example| example).await
+    }
+
+    /// With the host proxy's example file changed by `edit`.
+    pub(crate) async fn start_edited(kind: Kind, edit: fn(String) -> String) -> Self {
         // Portcullis' socket first: the host proxy points at it before
         // Portcullis runs (connections queue meanwhile).
         let listener: StdListener = bind_local();
         let portcullis = listener.local_addr().unwrap();
         let (app_addr, app_task, app) = start_counting_upstream().await;
-        let proxy = HostProxy::start(kind, portcullis, app_addr).await;
+        let proxy = HostProxy::start(kind, portcullis, app_addr, edit).await;
         let env = TestEnv::with(Options {
             upstream: Some(app_addr),
             proxy_listener: Some(listener),
