@@ -475,6 +475,25 @@ hosts = ["app.example.com", "auth.example.com", "app.other.org", "https://x.exam
         assert!(errs[1].contains("hosts[3]"), "{errs:?}");
     }
 
+    /// The commented block in the shipped example is a valid section once
+    /// uncommented (with a session domain its hosts share).
+    #[test]
+    fn example_section_is_valid_when_uncommented() {
+        let example = include_str!("../../config/portcullis.example.toml");
+        let start = example.find("# [forward_auth]").unwrap();
+        let section: String = example[start..]
+            .lines()
+            .filter(|l| !l.starts_with("# #"))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let text = format!("{BASE}{section}")
+            .replace("[session]\n", "[session]\ndomain = \"example.com\"\n");
+        let cfg = crate::config::from_str(&text, "t.toml", &|_| None).unwrap();
+        assert!(cfg.forward_auth.enabled());
+        assert_eq!(cfg.forward_auth.endpoints[0].convention, Convention::Nginx);
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+
     #[test]
     fn password_endpoints_with_forward_auth_are_a_warning() {
         let cfg = load(
