@@ -54,6 +54,17 @@ $(PYSAML2_VENV): tests/pysaml2/requirements.txt | deps
 	tests/pysaml2/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/pysaml2/requirements.txt
 	touch $@
 
+# kubernetes-validate (tests/it/deploy/kubernetes.rs validates
+# examples/kubernetes/ with it), pinned, in its own virtualenv; rebuilt only
+# when the requirements change. The schemas ship inside the package, so only
+# this install needs the network, never the test.
+KUBE_VALIDATE := tests/kubernetes/.venv/.installed
+$(KUBE_VALIDATE): tests/kubernetes/requirements.txt | deps
+	rm -rf tests/kubernetes/.venv
+	python3 -m venv tests/kubernetes/.venv
+	tests/kubernetes/.venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r tests/kubernetes/requirements.txt
+	touch $@
+
 # panva's oidc-provider for tests/it/oidc/interop.rs, exactly as locked
 # (pure JavaScript; no install scripts).
 OIDC_OP_MODULES := tests/oidc-provider/node_modules/.package-lock.json
@@ -61,7 +72,7 @@ $(OIDC_OP_MODULES): tests/oidc-provider/package.json tests/oidc-provider/package
 	npm ci --prefix tests/oidc-provider --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 
 # Kept plain on purpose: every line of test output is cargo's own.
-test: deps $(BROWSER_MODULES) $(OIDC_OP_MODULES) $(SCIM_TESTER) $(PYSAML2_VENV)
+test: deps $(BROWSER_MODULES) $(OIDC_OP_MODULES) $(SCIM_TESTER) $(PYSAML2_VENV) $(KUBE_VALIDATE)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) test --locked

@@ -199,6 +199,13 @@ impl Shared {
         if new.limits.rate.max_tracked_clients != old.limits.rate.max_tracked_clients {
             return Err(AppError::NeedsRestart("limits.rate.max_tracked_clients"));
         }
+        if keepalive_pool_size(&new) != keepalive_pool_size(&old) {
+            tracing::warn!(
+                now = keepalive_pool_size(&old),
+                configured = keepalive_pool_size(&new),
+                "the upstream keep-alive pool is sized at start: the new size applies after a restart"
+            );
+        }
         let new = Arc::new(new);
         let state = build_state(
             new.clone(),
@@ -228,6 +235,19 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// pingora keeps one keep-alive pool for the whole server (one LRU over
+/// every peer, capped at this size times the worker threads), not one per
+/// upstream: it is given the sum of the upstreams' `keepalive_pool_size`,
+/// room for every app's share at once. The LRU may lend an idle app's share
+/// to a busy one; a peer's connections are never handed to another peer.
+fn keepalive_pool_size(config: &Config) -> usize {
+    config
+        .upstreams()
+        .iter()
+        .map(|u| u.keepalive_pool_size)
+        .fold(0, usize::saturating_add)
 }
 
 /// Connection ids whose configuration (or tenant) differs between `old` and
@@ -536,7 +556,7 @@ pub fn prepare_with_listeners(
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(5),
-        upstream_keepalive_pool_size: config.upstream.keepalive_pool_size,
+        upstream_keepalive_pool_size: keepalive_pool_size(&config),
         work_stealing: config.server.work_stealing,
         ..ServerConf::default()
     };

@@ -45,7 +45,7 @@ pub struct Metrics {
     /// ambiguous, or forward-auth requests refused before any decision;
     /// `reason` is a closed set (`canon::Ambiguity::label`,
     /// `host::HostError::label`, `path_encoded_separator`,
-    /// `forward_auth::Refusal::label`).
+    /// `upstream_ambiguous`, `forward_auth::Refusal::label`).
     pub requests_refused: IntCounterVec,
     /// Seconds until a SAML connection's last trusted certificate expires.
     pub saml_cert_expiry: IntGaugeVec,

@@ -175,6 +175,14 @@ pub fn from_str(
     cfg.listeners = array(&root, "listeners", &mut c);
     cfg.admin = section(&root, "admin", &mut c);
     cfg.upstream = section(&root, "upstream", &mut c);
+    cfg.upstreams = array(&root, "upstreams", &mut c);
+    // Only here can one tell that `[upstream]` was written at all.
+    if root.contains_key("upstream") && root.contains_key("upstreams") {
+        c.push(
+            "upstreams",
+            "use either `[upstream]` (one app) or `[[upstreams]]` (several), not both",
+        );
+    }
     cfg.routes = array(&root, "routes", &mut c);
     cfg.session = section(&root, "session", &mut c);
     cfg.headers = section(&root, "headers", &mut c);
@@ -223,6 +231,7 @@ const SECTIONS: &[&str] = &[
     "listeners",
     "admin",
     "upstream",
+    "upstreams",
     "routes",
     "session",
     "headers",

@@ -7,6 +7,7 @@ mod interpolate;
 mod limits;
 mod load;
 mod schema;
+mod upstreams;
 mod urls;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use interpolate::{InterpolateError, interpolate};
 pub use limits::{LimitsConfig, Rate, RateLimitsConfig};
 pub use load::{from_str, load};
 pub use schema::*;
+pub use upstreams::DEFAULT_UPSTREAM;
 pub use urls::PublicUrls;
 pub use validate::{
     MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, is_trustworthy_url, parse_nameserver,

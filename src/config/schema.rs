@@ -15,6 +15,9 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub admin: AdminConfig,
     pub upstream: UpstreamConfig,
+    /// `[[upstreams]]`: several apps behind one Portcullis; when set, used
+    /// instead of `upstream` (see [`Config::upstreams`]).
+    pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
     pub session: SessionConfig,
     pub headers: HeadersConfig,
@@ -301,6 +304,8 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
+    /// What `[[routes]] upstream` calls it; a slug.
+    pub name: String,
     /// `host:port` of the app.
     pub address: String,
     /// Speak TLS to the app.
@@ -322,6 +327,7 @@ pub struct UpstreamConfig {
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
+            name: super::upstreams::DEFAULT_UPSTREAM.into(),
             address: "127.0.0.1:3000".into(),
             tls: false,
             sni: None,
@@ -382,6 +388,10 @@ pub struct RouteConfig {
     /// case variant must not step around a protected prefix.
     #[serde(default)]
     pub case_sensitive: bool,
+    /// The `name` of the upstream this route's requests go to; the default
+    /// upstream when unset.
+    #[serde(default)]
+    pub upstream: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -735,3 +735,204 @@ fn store_encryption_key_is_required_and_validated() {
     let keys = cfg.store.encryption_keys().unwrap();
     assert_eq!(&keys[0], b"portcullis-test-store-key-000001");
 }
+
+/// `warnings` of a file that loads.
+fn warnings(text: &str) -> Vec<String> {
+    match from_str(text, "t.toml", &env) {
+        Ok(cfg) => cfg.warnings.iter().map(ToString::to_string).collect(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+const TWO_UPSTREAMS: &str = r#"
+[[upstreams]]
+name = "web"
+address = "127.0.0.1:3001"
+
+[[upstreams]]
+name = "api"
+address = "127.0.0.1:3002"
+"#;
+
+#[test]
+fn the_single_upstream_table_is_the_default_upstream() {
+    let text = format!(
+        "{MINIMAL}\n[upstream]\naddress = \"127.0.0.1:3001\"\n\n\
+         [[routes]]\nprefix = \"/\"\npolicy = \"public\"\nupstream = \"default\"\n"
+    );
+    let cfg = from_str(&text, "t.toml", &env).unwrap();
+    assert_eq!(cfg.upstreams().len(), 1);
+    assert_eq!(cfg.upstreams()[0].address, "127.0.0.1:3001");
+    assert_eq!(cfg.default_upstream(), Some(0));
+    // no section at all: today's default app
+    let cfg = from_str(MINIMAL, "t.toml", &env).unwrap();
+    assert_eq!(cfg.upstreams()[0].address, "127.0.0.1:3000");
+    assert_eq!(cfg.upstreams()[0].name, "default");
+}
+
+#[test]
+fn upstream_and_upstreams_together_is_an_error() {
+    let text = format!("{MINIMAL}\n[upstream]\naddress = \"127.0.0.1:3000\"\n{TWO_UPSTREAMS}");
+    let errs = errors(&text);
+    assert_eq!(
+        errs,
+        [
+            "t.toml:11: upstreams: use either `[upstream]` (one app) or `[[upstreams]]` (several), not both"
+        ],
+    );
+}
+
+#[test]
+fn routes_must_name_a_configured_upstream() {
+    // the single table has one name
+    let text = format!(
+        "{MINIMAL}\n[upstream]\naddress = \"127.0.0.1:3001\"\n\n\
+         [[routes]]\nprefix = \"/\"\npolicy = \"public\"\nupstream = \"web\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        ["t.toml:14: routes[0].upstream: no upstream `web`; configured: `default`"]
+    );
+    let text = format!(
+        "{MINIMAL}{TWO_UPSTREAMS}\n[[routes]]\nprefix = \"/\"\npolicy = \"public\"\n\
+         upstream = \"web\"\n\n[[routes]]\nprefix = \"/api\"\npolicy = \"required\"\n\
+         upstream = \"apl\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        ["t.toml:24: routes[1].upstream: no upstream `apl`; configured: `web`, `api`"]
+    );
+}
+
+#[test]
+fn upstream_names_are_unique_slugs() {
+    let text = format!(
+        "{MINIMAL}{}",
+        TWO_UPSTREAMS
+            .replace("name = \"api\"", "name = \"web\"")
+            .replace(
+                "name = \"web\"\naddress = \"127.0.0.1:3001\"",
+                "name = \"Web App\"\naddress = \"127.0.0.1:3001\""
+            )
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.contains(
+            &"t.toml:9: upstreams[0].name: use 1-64 characters from a-z, 0-9, `-` and `_`"
+                .to_owned()
+        ),
+        "{errs:#?}"
+    );
+    let text = format!("{MINIMAL}{}", TWO_UPSTREAMS.replace("\"api\"", "\"web\""));
+    let errs = errors(&text);
+    assert!(
+        errs.contains(&"t.toml:13: upstreams[1].name: duplicate upstream name".to_owned()),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn each_upstream_gets_today_s_checks() {
+    let text = format!(
+        "{MINIMAL}{}",
+        TWO_UPSTREAMS.replace("\"web\"", "\"default\"").replace(
+            "address = \"127.0.0.1:3002\"",
+            "address = \"api\"\nsni = \"api.internal\"\nread_timeout_ms = 0\nkeepalive_pool_sized = 4"
+        )
+    );
+    // an unknown key fails the entry; the others are checked after it
+    assert_eq!(
+        errors(&text),
+        [
+            "t.toml:17: upstreams[1].keepalive_pool_sized: unknown field `keepalive_pool_sized`, expected one of `name`, `address`, `tls`, `sni`, `verify_cert`, `connect_timeout_ms`, `read_timeout_ms`, `idle_timeout_seconds`, `keepalive_pool_size`"
+        ]
+    );
+    let text = text.replace("\nkeepalive_pool_sized = 4", "");
+    let errs = errors(&text);
+    assert_eq!(
+        errs,
+        [
+            "t.toml:14: upstreams[1].address: must be `HOST:PORT`, e.g. `127.0.0.1:3000`",
+            "t.toml:15: upstreams[1].sni: only applies when `tls = true`",
+            "t.toml:16: upstreams[1].read_timeout_ms: must be greater than 0",
+        ],
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn several_upstreams_need_a_default_or_a_catch_all() {
+    // neither: the routes without `upstream` and the request that matches
+    // no route have nowhere to go
+    let text =
+        format!("{MINIMAL}{TWO_UPSTREAMS}\n[[routes]]\nprefix = \"/api\"\npolicy = \"required\"\n");
+    assert_eq!(
+        errors(&text),
+        [
+            "t.toml:8: upstreams: several upstreams and none is named `default`, so a request \
+             that matches no route has nowhere to go: name one `default`, or add a `[[routes]]` \
+             entry with `prefix = \"/\"`, no `host` and an `upstream`",
+            "t.toml:16: routes[0].upstream: several upstreams and none is named `default`: \
+             name this route's upstream (one of `web`, `api`)",
+        ]
+    );
+    // a host-specific catch-all does not catch other hosts
+    let text = format!(
+        "{MINIMAL}{TWO_UPSTREAMS}\n[[routes]]\nprefix = \"/\"\nhost = \"a.example.com\"\n\
+         policy = \"required\"\nupstream = \"web\"\n"
+    );
+    assert_eq!(errors(&text).len(), 1);
+    // a host-less catch-all naming one does
+    let text = format!(
+        "{MINIMAL}{TWO_UPSTREAMS}\n[[routes]]\nprefix = \"/\"\npolicy = \"required\"\n\
+         upstream = \"web\"\n\n[[routes]]\nprefix = \"/api\"\npolicy = \"required\"\n\
+         upstream = \"api\"\n"
+    );
+    assert_eq!(warnings(&text), Vec::<String>::new());
+    // so does naming one `default`
+    let text = format!(
+        "{MINIMAL}{}",
+        TWO_UPSTREAMS.replace("\"web\"", "\"default\"")
+    );
+    let cfg = from_str(&text, "t.toml", &env).unwrap();
+    assert_eq!(cfg.default_upstream(), Some(0));
+}
+
+#[test]
+fn upstream_warnings_name_what_no_request_reaches() {
+    let text = format!(
+        "{MINIMAL}{}\n[[routes]]\nprefix = \"/\"\nhost = \"api.example.com\"\n\
+         policy = \"required\"\nupstream = \"api\"\n\n[[routes]]\nprefix = \"/admin\"\n\
+         host = \"API.example.com\"\npolicy = \"required\"\n",
+        TWO_UPSTREAMS.replace("\"web\"", "\"default\"")
+            + "\n[[upstreams]]\nname = \"spare\"\naddress = \"127.0.0.1:3003\"\n"
+    );
+    assert_eq!(
+        warnings(&text),
+        [
+            "t.toml:17: upstreams[2].name: no route names upstream `spare` and it is not the \
+             default: no request can reach it",
+            "t.toml:26: routes[1].upstream: other routes for `API.example.com` go to upstream \
+             `api`, this one to the default upstream `default`; set `upstream` if that is not meant",
+        ]
+    );
+}
+
+#[test]
+fn example_upstreams_section_is_valid_when_uncommented() {
+    let example = include_str!("../../config/portcullis.example.toml");
+    let start = example.find("# [[upstreams]]\n# name").unwrap();
+    let end = example.find("# The route table.").unwrap();
+    let uncommented: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").or(l.strip_prefix("#")).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!("{MINIMAL}\n{uncommented}\n");
+    let cfg = from_str(&text, "example", &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.warnings, []);
+    let names: Vec<&str> = cfg.upstreams().iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["default", "billing"]);
+    assert_eq!(cfg.default_upstream(), Some(0));
+    assert_eq!(cfg.routes[0].upstream.as_deref(), Some("billing"));
+}

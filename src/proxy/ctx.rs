@@ -34,6 +34,8 @@ pub struct Ctx {
     pub(super) outcome: OutcomeKind,
     /// The path a forward-auth request asked about, for the access log.
     pub(super) original_path: Option<String>,
+    /// Index of the upstream the route table picked (`ProxyState::upstreams`).
+    pub(super) upstream: usize,
 }
 
 impl Ctx {
@@ -49,6 +51,7 @@ impl Ctx {
             status: None,
             outcome: OutcomeKind::Forward,
             original_path: None,
+            upstream: 0,
         }
     }
 }

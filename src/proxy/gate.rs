@@ -14,7 +14,7 @@ use crate::redirect::safe_return_to;
 use super::canon::Ambiguity;
 use super::enforce::Refusal;
 use super::host::HostError;
-use super::routes::Requirement;
+use super::routes::{Requirement, UpstreamConflict};
 
 /// The parts of a request the gate looks at.
 #[derive(Debug, Clone)]
@@ -70,6 +70,8 @@ pub enum Ambiguous {
     Host(HostError),
     #[error("encoded path separator under a protected route")]
     EncodedSeparator,
+    #[error("{0}")]
+    Upstream(UpstreamConflict),
 }
 
 impl Ambiguous {
@@ -78,6 +80,7 @@ impl Ambiguous {
             Ambiguous::Path(a) => a.label(),
             Ambiguous::Host(h) => h.label(),
             Ambiguous::EncodedSeparator => "path_encoded_separator",
+            Ambiguous::Upstream(_) => "upstream_ambiguous",
         }
     }
 }
@@ -377,6 +380,14 @@ mod tests {
                 browser: true,
             })
         );
+    }
+
+    /// A label of `portcullis_requests_refused_total{reason}`: dashboards
+    /// and tests read it.
+    #[test]
+    fn upstream_conflicts_have_their_own_label() {
+        let a = Ambiguous::Upstream(crate::proxy::routes::UpstreamConflict);
+        assert_eq!(a.label(), "upstream_ambiguous");
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! carries none) gets the conjunction over every configured host: an app
 //! that serves several names from one process may well take it for any of
 //! them.
+//!
+//! Each route also names the upstream its requests go to
+//! ([`RouteTable::upstream_for`]). A request goes to an upstream only when
+//! every route its readings select names that same upstream, so the app
+//! that gets it is the app of every route whose policy was applied.
 
 use std::borrow::Cow;
 
@@ -153,6 +158,10 @@ impl<'a> Requirement<'a> {
 #[derive(Debug, Clone)]
 struct Route {
     host: Option<String>,
+    /// Index into the configuration's upstreams; `None` only for a route
+    /// without `upstream` when there is no default (validation refuses
+    /// that).
+    upstream: Option<usize>,
     /// Prefix segments as configured, and folded for case-insensitive
     /// comparison.
     segments: Vec<String>,
@@ -192,15 +201,33 @@ pub struct RouteTable {
     /// Some case-insensitive route's prefix is not in folded form (`/Static`):
     /// a case-sensitive server reads even a lower-case path differently.
     cased: bool,
+    /// The upstream of requests no route matches.
+    default_upstream: Option<usize>,
+    /// Only one upstream: nothing to choose.
+    single_upstream: bool,
 }
+
+/// The readings of a request select routes of different upstreams (or an
+/// upstream is missing, which validation prevents): no app is the one
+/// every applied policy was written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the readings of the request select different upstreams")]
+pub struct UpstreamConflict;
 
 impl RouteTable {
     pub fn compile(cfg: &Config) -> Self {
         let tenant_ids: Vec<&str> = cfg.tenants.iter().map(|t| t.id.as_str()).collect();
+        let default_upstream = cfg.default_upstream();
         let mut routes: Vec<Route> = cfg
             .routes
             .iter()
-            .map(|r| compile_route(r, &tenant_ids))
+            .map(|r| {
+                let upstream = match &r.upstream {
+                    Some(name) => cfg.upstream_index(name),
+                    None => default_upstream,
+                };
+                compile_route(r, &tenant_ids, upstream)
+            })
             .collect();
         // Host-specific before host-agnostic, then the most segments, then
         // the longest prefix.
@@ -228,6 +255,8 @@ impl RouteTable {
             default: RouteMatch::open(cfg.server.default_policy),
             hosts,
             cased,
+            default_upstream,
+            single_upstream: cfg.upstreams().len() == 1,
         }
     }
 
@@ -237,7 +266,64 @@ impl RouteTable {
     pub fn requirement<'a>(&'a self, hosts: &[&str], path: &Readings<'_>) -> Requirement<'a> {
         let views = self.host_views(hosts);
         let mut req: Option<Requirement<'a>> = None;
-        for host in views.iter() {
+        self.select(&views, path, |route| {
+            let m = route.map_or(&self.default, |r| &r.target);
+            match &mut req {
+                None => req = Some(Requirement::of(m)),
+                Some(r) => r.add(m),
+            }
+        });
+        req.unwrap_or(Requirement::of(&self.default))
+    }
+
+    /// The upstream (index into the configuration's upstreams) a request
+    /// for `hosts` and `path` goes to: the one every route selected by
+    /// every reading names, under the same readings as
+    /// [`requirement`](Self::requirement).
+    ///
+    /// A request whose hosts are all route hosts is read under those
+    /// hosts; any other request only under the host-less routes, so an
+    /// unknown or absent `Host` (or an extra one) never reaches a host's
+    /// app. Either way the routes consulted are among those whose
+    /// conditions `requirement` conjoins.
+    pub fn upstream_for(
+        &self,
+        hosts: &[&str],
+        path: &Readings<'_>,
+    ) -> Result<usize, UpstreamConflict> {
+        if self.single_upstream {
+            return Ok(0);
+        }
+        let known = !hosts.is_empty() && hosts.iter().all(|h| self.hosts.iter().any(|k| k == h));
+        let views: Cow<'_, [Option<&str>]> = if known {
+            Cow::Owned(hosts.iter().map(|h| Some(*h)).collect())
+        } else {
+            Cow::Borrowed(&[None])
+        };
+        let mut chosen: Option<Option<usize>> = None;
+        let mut agree = true;
+        self.select(&views, path, |route| {
+            let u = route.map_or(self.default_upstream, |r| r.upstream);
+            agree &= *chosen.get_or_insert(u) == u;
+        });
+        // `chosen` is set: a path has at least one reading, a request at
+        // least one view.
+        match chosen {
+            Some(Some(u)) if agree => Ok(u),
+            _ => Err(UpstreamConflict),
+        }
+    }
+
+    /// Calls `f` with the best route (`None`: no route, the default) for
+    /// every host view, every reading of `path`, and each way of comparing
+    /// case that the reading calls for.
+    fn select<'s>(
+        &'s self,
+        views: &[Option<&str>],
+        path: &Readings<'_>,
+        mut f: impl FnMut(Option<&'s Route>),
+    ) {
+        for host in views {
             for reading in path.iter() {
                 let folds: &[bool] = if self.cased || needs_exact_reading(reading) {
                     &[true, false]
@@ -245,15 +331,10 @@ impl RouteTable {
                     &[true]
                 };
                 for &fold in folds {
-                    let m = self.best(*host, reading, fold);
-                    match &mut req {
-                        None => req = Some(Requirement::of(m)),
-                        Some(r) => r.add(m),
-                    }
+                    f(self.best(*host, reading, fold));
                 }
             }
         }
-        req.unwrap_or(Requirement::of(&self.default))
     }
 
     /// The hosts whose routes apply. A request naming a configured host gets
@@ -272,12 +353,10 @@ impl RouteTable {
         }
     }
 
-    fn best(&self, host: Option<&str>, path: &str, fold: bool) -> &RouteMatch {
+    fn best(&self, host: Option<&str>, path: &str, fold: bool) -> Option<&Route> {
         self.routes
             .iter()
             .find(|r| r.applies_to(host) && r.matches(path, fold))
-            .map(|r| &r.target)
-            .unwrap_or(&self.default)
     }
 }
 
@@ -288,13 +367,14 @@ fn needs_exact_reading(path: &str) -> bool {
     path.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80)
 }
 
-fn compile_route(r: &RouteConfig, tenant_ids: &[&str]) -> Route {
+fn compile_route(r: &RouteConfig, tenant_ids: &[&str], upstream: Option<usize>) -> Route {
     let segments: Vec<String> = prefix_segments(&r.prefix)
         .into_iter()
         .map(str::to_owned)
         .collect();
     Route {
         host: r.host.as_deref().map(normalize_host),
+        upstream,
         folded: segments.iter().map(|s| fold(s).into_owned()).collect(),
         segments,
         case_sensitive: r.case_sensitive,
@@ -364,3 +444,5 @@ pub fn normalize_host(h: &str) -> String {
 mod readers;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upstreams;

@@ -434,6 +434,13 @@ impl ProxyHttp for PortcullisProxy {
         let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
         let route = st.routes.requirement(&hosts, &readings);
         ctx.policy = route.policy().into();
+        ctx.upstream = match st.routes.upstream_for(&hosts, &readings) {
+            Ok(u) => u,
+            Err(e) => {
+                let outcome = Outcome::Ambiguous(Ambiguous::Upstream(e));
+                return self.answer(session, &st, ctx, outcome).await;
+            }
+        };
         if let Some(outcome) = gate::screen(&route, readings.encoded_separator()) {
             return self.answer(session, &st, ctx, outcome).await;
         }
@@ -466,7 +473,12 @@ impl ProxyHttp for PortcullisProxy {
         ctx: &mut Ctx,
     ) -> pingora::Result<Box<HttpPeer>> {
         let st = ctx.state.clone().unwrap_or_else(|| self.state.load_full());
-        let u = &st.upstream;
+        let Some(u) = st.upstream(ctx.upstream) else {
+            return Err(pingora::Error::explain(
+                ErrorType::InternalError,
+                "no upstream at the route table's index",
+            ));
+        };
         let mut peer = HttpPeer::new(u.addr, u.tls, u.sni.clone());
         peer.options.connection_timeout = Some(u.connect_timeout);
         peer.options.total_connection_timeout = Some(u.connect_timeout + Duration::from_secs(2));

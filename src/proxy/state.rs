@@ -1,6 +1,6 @@
 //! A configuration generation as the proxy serves it: the shared
 //! [`Generation`] plus what only the proxy reads (route table, password
-//! endpoints, the upstream, the mounted routers). Built by `app`, swapped
+//! endpoints, the upstreams, the mounted routers). Built by `app`, swapped
 //! whole on reload, so a request sees one consistent generation from start
 //! to end.
 
@@ -8,7 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::UpstreamConfig;
+use crate::config::{Config, UpstreamConfig};
 use crate::generation::Generation;
 
 use super::enforce::PasswordEndpoints;
@@ -18,13 +18,16 @@ use super::routes::RouteTable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("upstream.address `{0}` does not resolve: {1}")]
-    Resolve(String, String),
+    /// The key (`upstream` or `upstreams[i]`), the address, the error.
+    #[error("{0}.address `{1}` does not resolve: {2}")]
+    Resolve(String, String, String),
 }
 
 /// Where and how to reach the app.
 #[derive(Debug, Clone)]
 pub struct Upstream {
+    /// The configured name (what routes call it).
+    pub name: String,
     pub addr: SocketAddr,
     pub tls: bool,
     pub sni: String,
@@ -37,19 +40,22 @@ pub struct Upstream {
 impl Upstream {
     /// Resolved once per generation: DNS on the hot path would add latency
     /// and a failure mode to every request. Reload picks up DNS changes.
-    pub fn resolve(u: &UpstreamConfig) -> Result<Self, StateError> {
+    /// `key` names the entry in errors (`upstream`, `upstreams[1]`).
+    pub fn resolve(key: &str, u: &UpstreamConfig) -> Result<Self, StateError> {
+        let failed = |e: String| StateError::Resolve(key.to_owned(), u.address.clone(), e);
         let addr = u
             .address
             .to_socket_addrs()
-            .map_err(|e| StateError::Resolve(u.address.clone(), e.to_string()))?
+            .map_err(|e| failed(e.to_string()))?
             .next()
-            .ok_or_else(|| StateError::Resolve(u.address.clone(), "no addresses".into()))?;
+            .ok_or_else(|| failed("no addresses".into()))?;
         let host = u
             .address
             .rsplit_once(':')
             .map(|(h, _)| h)
             .unwrap_or(&u.address);
         Ok(Self {
+            name: u.name.clone(),
             addr,
             tls: u.tls,
             sni: u
@@ -69,7 +75,9 @@ pub struct ProxyState {
     pub generation: Arc<Generation>,
     pub routes: RouteTable,
     pub password_endpoints: PasswordEndpoints,
-    pub upstream: Upstream,
+    /// The configuration's upstreams in order; the route table picks one
+    /// by index.
+    pub upstreams: Vec<Upstream>,
     /// The internal endpoints, under `[server] internal_prefix`.
     pub internal: Mount,
     /// The SCIM API, when `[scim] enabled`.
@@ -91,11 +99,16 @@ impl ProxyState {
             routes: RouteTable::compile(config),
             password_endpoints: PasswordEndpoints::compile(&config.login),
             forward_auth: forward_auth::Plan::compile(config),
-            upstream: Upstream::resolve(&config.upstream)?,
+            upstreams: resolve_all(config)?,
             internal,
             scim,
             generation,
         })
+    }
+
+    /// The upstream at `index` (as the route table picked it).
+    pub fn upstream(&self, index: usize) -> Option<&Upstream> {
+        self.upstreams.get(index)
     }
 
     /// The SCIM API, if `path` is at or under its base path (a segment
@@ -116,4 +129,22 @@ impl ProxyState {
     pub fn is_internal(&self, path: &str) -> bool {
         self.generation.auth.urls.is_internal(path)
     }
+}
+
+/// Every upstream of `config`, each error naming its entry.
+fn resolve_all(config: &Config) -> Result<Vec<Upstream>, StateError> {
+    let several = !config.upstreams.is_empty();
+    config
+        .upstreams()
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let key = if several {
+                format!("upstreams[{i}]")
+            } else {
+                "upstream".to_owned()
+            };
+            Upstream::resolve(&key, u)
+        })
+        .collect()
 }

@@ -1,5 +1,5 @@
-//! `[server]`, `[[listeners]]`, `[admin]` and `[upstream]`: where Portcullis
-//! is reached, under which origin, and where it forwards to.
+//! `[server]`, `[[listeners]]` and `[admin]`: where Portcullis is reached
+//! and under which origin (where it forwards to is `upstreams.rs`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -73,31 +73,5 @@ pub(super) fn listeners(cfg: &Config, c: &mut Collector<'_>) {
         }
         Ok(_) => {}
         Err(_) => c.push("admin.address", "must be `IP:PORT`, e.g. `127.0.0.1:9090`"),
-    }
-}
-
-pub(super) fn upstream(cfg: &Config, c: &mut Collector<'_>) {
-    let u = &cfg.upstream;
-    let has_port = u
-        .address
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-    if !has_port {
-        c.push(
-            "upstream.address",
-            "must be `HOST:PORT`, e.g. `127.0.0.1:3000`",
-        );
-    }
-    super::nonzero(
-        "upstream",
-        [
-            ("connect_timeout_ms", u.connect_timeout_ms),
-            ("read_timeout_ms", u.read_timeout_ms),
-            ("idle_timeout_seconds", u.idle_timeout_seconds),
-        ],
-        c,
-    );
-    if u.sni.is_some() && !u.tls {
-        c.push("upstream.sni", "only applies when `tls = true`");
     }
 }

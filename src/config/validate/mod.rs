@@ -10,6 +10,7 @@ mod scim;
 mod session;
 mod store;
 mod tenants;
+mod upstreams;
 mod webhook;
 
 pub use connections::{PRESETS, is_trustworthy_url};
@@ -29,8 +30,9 @@ use crate::names::is_slug;
 const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     listen::server,
     listen::listeners,
-    listen::upstream,
+    upstreams::upstreams,
     routes::routes,
+    upstreams::routes,
     session::session,
     session::headers,
     store::store,

@@ -1,7 +1,9 @@
-//! The proxy path: forwarding, the gate against every request shape, limits, TLS.
+//! The proxy path: forwarding, the gate against every request shape, limits, TLS,
+//! several upstreams.
 
 mod forward_auth;
 mod forwarding;
 mod gate;
 mod limits;
 mod tls;
+mod upstreams;

@@ -84,6 +84,10 @@ pub(crate) struct Options {
     /// The public listener, bound by the test before a host proxy that
     /// points at it was started.
     pub proxy_listener: Option<StdListener>,
+    /// `[[upstreams]]` entries (name, address) instead of the `[upstream]`
+    /// table; the env then starts no app of its own (`TestEnv::app` is
+    /// `None`). `upstream_extra` goes into every entry.
+    pub upstreams: Vec<(&'static str, SocketAddr)>,
 }
 
 impl Default for Options {
@@ -100,6 +104,7 @@ impl Default for Options {
             session_extra: String::new(),
             public_url: None,
             proxy_listener: None,
+            upstreams: Vec::new(),
         }
     }
 }
@@ -182,9 +187,9 @@ impl TestEnv {
 
     pub(crate) async fn with(opts: Options) -> Self {
         let dir = private_tempdir().unwrap();
-        let (upstream, task, app) = match opts.upstream {
-            Some(a) => (a, None, None),
-            None => {
+        let (upstream, task, app) = match (opts.upstream, opts.upstreams.first()) {
+            (Some(a), _) | (None, Some(&(_, a))) => (a, None, None),
+            (None, None) => {
                 let (a, t, log) = start_counting_upstream().await;
                 (a, Some(t), Some(log))
             }
@@ -204,6 +209,23 @@ impl TestEnv {
                 &format!("public_url = \"{url}\""),
                 1,
             );
+        }
+        if !opts.upstreams.is_empty() {
+            let entries: String = opts
+                .upstreams
+                .iter()
+                .map(|(name, addr)| {
+                    format!(
+                        "[[upstreams]]\nname = \"{name}\"\naddress = \"{addr}\"\n\
+                         connect_timeout_ms = 1000\nread_timeout_ms = 5000\n\n"
+                    )
+                })
+                .collect();
+            let table = format!(
+                "[upstream]\naddress = \"{upstream}\"\nconnect_timeout_ms = 1000\nread_timeout_ms = 5000\n"
+            );
+            assert!(text.contains(&table), "the [upstream] table moved");
+            text = text.replace(&table, &entries);
         }
         if let Some((cert, key)) = &opts.listener_tls {
             text = text.replace(
