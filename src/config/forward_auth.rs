@@ -524,6 +524,7 @@ password_endpoints = [{ path = "/login" }]
             allowed_roles: vec![],
             allowed_tenants: vec![],
             case_sensitive: false,
+            upstream: None,
         }];
         let t = cfg.return_targets();
         for ok in [
