@@ -4,7 +4,7 @@
 # and `make demo` work on a fresh machine): when all is present it prints nothing.
 #
 #   scripts/install-deps.sh           build + test dependencies
-#   scripts/install-deps.sh --bench   also nginx, wrk and curl for benches/load.sh
+#   scripts/install-deps.sh --bench   also wrk and curl for benches/load.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."   # so rustup honours a toolchain file in the repo
 
@@ -30,6 +30,9 @@ packages=(
   chromium
   # tests/it/saml/interop.rs runs pysaml2's IdP from a virtualenv (Makefile).
   python3 python3-venv
+  # tests/it/deploy/ runs examples/nginx and examples/caddy with the real
+  # host proxies (nginx with auth_request; benches/load.sh uses it too).
+  nginx caddy
 )
 # ...with playwright-core, which `make test` installs with npm. Node.js often
 # comes from elsewhere (NodeSource, /usr/local), so ask the shell, not dpkg:
@@ -47,7 +50,7 @@ elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   packages+=(python3-venv)
 fi
 if ((bench)); then
-  packages+=(nginx wrk curl)
+  packages+=(wrk curl)
 fi
 
 say() { printf 'install-deps: %s\n' "$*"; }

@@ -39,6 +39,7 @@ FILES=(
   src/auth/oidc/verify.rs
   src/auth/oidc/claims.rs
   src/proxy/host.rs
+  src/proxy/forward_auth/mod.rs
 )
 
 # What `cargo test --lib` runs for a file's mutants (.cargo/mutants.toml adds
@@ -57,6 +58,7 @@ tests_for() {
     src/auth/saml/response.rs) echo "-- auth::saml::response::" ;;
     src/auth/oidc/*) echo "-- auth::oidc::" ;;
     src/proxy/host.rs) echo "-- proxy::host::" ;;
+    src/proxy/forward_auth/*) echo "-- proxy::forward_auth::" ;;
     *) echo "no test filter for $1" >&2; return 1 ;;
   esac
 }

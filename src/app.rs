@@ -384,6 +384,7 @@ async fn build_state(
         codec: Arc::new(CookieCodec::new(&config.session)?),
         plan: HeaderPlan::compile(&config.headers)?,
         login_path: auth.urls.login_path(),
+        returns: config.return_targets(),
         sessions: sessions.clone(),
         signer,
         metrics: metrics.clone(),

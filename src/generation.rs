@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::auth::AuthContext;
-use crate::config::Config;
+use crate::config::{Config, ReturnTargets};
 use crate::identity::{AssertionSigner, HeaderPlan};
 use crate::metrics::Metrics;
 use crate::session::{CookieCodec, Sessions};
@@ -30,4 +30,6 @@ pub struct Generation {
     pub plan: HeaderPlan,
     /// `{internal_prefix}login`, precomputed.
     pub login_path: String,
+    /// Where a login or logout may send the browser back to.
+    pub returns: ReturnTargets,
 }

@@ -42,9 +42,10 @@ pub struct Metrics {
     /// is a closed set (`proxy::enforce::Refusal::label`).
     pub login_refused: IntCounterVec,
     /// Requests refused before routing because their path or host stays
-    /// ambiguous; `reason` is a closed set (`canon::Ambiguity::label`,
+    /// ambiguous, or forward-auth requests refused before any decision;
+    /// `reason` is a closed set (`canon::Ambiguity::label`,
     /// `host::HostError::label`, `path_encoded_separator`,
-    /// `upstream_ambiguous`).
+    /// `upstream_ambiguous`, `forward_auth::Refusal::label`).
     pub requests_refused: IntCounterVec,
     /// Seconds until a SAML connection's last trusted certificate expires.
     pub saml_cert_expiry: IntGaugeVec,

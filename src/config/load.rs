@@ -228,6 +228,7 @@ pub fn from_str_probed(
     cfg.webhook = section(&root, "webhook", &mut c);
     cfg.scim = section(&root, "scim", &mut c);
     cfg.limits = section(&root, "limits", &mut c);
+    cfg.forward_auth = section(&root, "forward_auth", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
     // sees everything at once; but drop findings about a failed section,
@@ -284,6 +285,7 @@ const SECTIONS: &[&str] = &[
     "webhook",
     "scim",
     "limits",
+    "forward_auth",
 ];
 
 fn interpolate_value(

@@ -2,6 +2,7 @@
 //! file, line and key, secrets interpolated from the environment.
 
 mod error;
+mod forward_auth;
 mod interpolate;
 mod json;
 mod limits;
@@ -19,6 +20,10 @@ mod tests;
 /// The rule lives in [`crate::names`]; this path remains for callers that
 /// have not moved to it yet.
 pub use error::{ConfigError, ConfigErrors};
+pub use forward_auth::{
+    Convention, ForwardAuthConfig, ForwardAuthEndpoint, INTERNAL_SEGMENTS, ReturnTargets,
+    parse_proxy,
+};
 pub use interpolate::{InterpolateError, interpolate};
 pub use json::{
     FieldError, Probe, connection_from_json, merge_store_tenants, no_probe, tenant_from_json,

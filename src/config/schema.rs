@@ -39,6 +39,8 @@ pub struct Config {
     pub warnings: Vec<super::ConfigError>,
     /// Slow and greedy clients (`[limits]`).
     pub limits: super::limits::LimitsConfig,
+    /// Decision endpoints for host proxies (`[forward_auth]`).
+    pub forward_auth: super::forward_auth::ForwardAuthConfig,
 }
 
 /// `[webhook]`: the upstream app's endpoint for user and group events

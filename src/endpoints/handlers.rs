@@ -13,7 +13,6 @@ use super::sso;
 use super::{CurrentSession, RequestId};
 use crate::auth::Discovery;
 use crate::generation::Generation;
-use crate::redirect::safe_return_to;
 use crate::session::SessionSelector;
 
 #[derive(Debug, Deserialize, Default)]
@@ -56,7 +55,7 @@ pub(super) async fn login_submit(
 /// clearly why there is no SSO for this email.
 async fn route_email(state: &Generation, q: &LoginQuery) -> Response {
     let email = q.email.trim();
-    let return_to = safe_return_to(&q.return_to).unwrap_or("/");
+    let return_to = state.returns.check(&q.return_to).unwrap_or("/");
     match state.auth.discover(email).await {
         Discovery::Invalid => render_login(state, q, Some("Enter your work email address.".into())),
         Discovery::Unrouted { domain } => render_login(
@@ -109,7 +108,7 @@ fn render_login(state: &Generation, q: &LoginQuery, notice: Option<String>) -> R
     let page = LoginPage {
         action: &action,
         email: &email,
-        return_to: safe_return_to(&q.return_to).unwrap_or("/"),
+        return_to: state.returns.check(&q.return_to).unwrap_or("/"),
         notice: notice.as_deref(),
         has_connections: !state
             .config
@@ -140,7 +139,7 @@ pub(super) async fn logout_page(
     Extension(current): Extension<CurrentSession>,
     Query(q): Query<LogoutQuery>,
 ) -> Response {
-    let return_to = safe_return_to(&q.return_to).unwrap_or("/");
+    let return_to = state.returns.check(&q.return_to).unwrap_or("/");
     let Some(s) = current.0 else {
         return (
             StatusCode::SEE_OTHER,
@@ -164,10 +163,15 @@ pub(super) async fn logout_page(
         Some(url) => origin_of(&url),
         None => None,
     };
-    let form_action = match &idp_origin {
-        Some(o) => format!("form-action 'self' {o}"),
-        None => "form-action 'self'".to_owned(),
-    };
+    // An absolute `return_to` (a protected host other than this one) is
+    // where the POST redirects when the IdP has no logout endpoint.
+    let form_action = ["'self'".to_owned()]
+        .into_iter()
+        .chain(idp_origin)
+        .chain(state.returns.origin_of(return_to))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let form_action = format!("form-action {form_action}");
     let csp = format!(
         "default-src 'none'; style-src 'unsafe-inline'; {form_action}; frame-ancestors 'none'; base-uri 'none'"
     );
@@ -221,7 +225,10 @@ pub(super) async fn logout_submit(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let return_to = safe_return_to(field("return_to").unwrap_or_default()).unwrap_or("/");
+    let return_to = state
+        .returns
+        .check(field("return_to").unwrap_or_default())
+        .unwrap_or("/");
     let Some(s) = current.0 else {
         return (
             StatusCode::SEE_OTHER,

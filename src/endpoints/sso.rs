@@ -18,7 +18,6 @@ use askama::Template;
 
 use super::pages::TestSignInPage;
 use crate::auth::{self, CallbackRequest, FlowCodec, FlowState, Mode, StartContext, TestLinks};
-use crate::redirect::safe_return_to;
 use crate::session::{IdpBinding, SessionSelector};
 
 fn enc(s: &str) -> String {
@@ -133,7 +132,7 @@ pub(super) async fn start(
     request_id: Option<Extension<RequestId>>,
 ) -> Response {
     let rid = request_id.map(|r| r.0.0).unwrap_or_default();
-    let return_to = safe_return_to(&q.return_to).unwrap_or("/").to_owned();
+    let return_to = state.returns.check(&q.return_to).unwrap_or("/").to_owned();
     begin(&state, &rid, &id, return_to, q.login_hint, false, &headers).await
 }
 

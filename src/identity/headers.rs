@@ -174,6 +174,26 @@ impl HeaderPlan {
         out
     }
 
+    /// Every injected header, with its verified value or empty (no
+    /// principal, or a field it lacks): the answer of a forward-auth
+    /// endpoint. Host proxies copy a header from the answer only when it is
+    /// there, and some (Caddy 2.6) send the app an unexpanded placeholder
+    /// for one that is missing, so each name is always present.
+    pub fn response_values(&self, p: Option<&Principal>) -> Vec<(HeaderName, HeaderValue)> {
+        let mut known = p.map(|p| self.values(p)).unwrap_or_default();
+        self.inject
+            .iter()
+            .map(|(name, _)| {
+                let value = known
+                    .iter()
+                    .position(|(n, _)| n == name)
+                    .map(|i| known.swap_remove(i).1)
+                    .unwrap_or_else(|| HeaderValue::from_static(""));
+                (name.clone(), value)
+            })
+            .collect()
+    }
+
     pub fn assertion_header(&self) -> Option<&HeaderName> {
         self.assertion.as_ref()
     }
@@ -243,6 +263,41 @@ fn join_list(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_values_name_every_header_empty_when_unknown() {
+        let plan = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
+        let names = |v: &[(HeaderName, HeaderValue)]| {
+            v.iter()
+                .map(|(n, v)| format!("{n}={}", v.to_str().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&plan.response_values(None)),
+            [
+                "x-forwarded-user=",
+                "x-forwarded-email=",
+                "x-forwarded-name=",
+                "x-forwarded-groups=",
+                "x-forwarded-roles=",
+                "x-forwarded-tenant=",
+            ]
+        );
+        let mut p = principal();
+        p.name = None;
+        p.tenant = None;
+        assert_eq!(
+            names(&plan.response_values(Some(&p))),
+            [
+                "x-forwarded-user=u1".to_owned(),
+                format!("x-forwarded-email={}", p.email),
+                "x-forwarded-name=".into(),
+                format!("x-forwarded-groups={}", join_list(&p.groups)),
+                format!("x-forwarded-roles={}", join_list(&p.roles)),
+                "x-forwarded-tenant=".into(),
+            ]
+        );
+    }
 
     fn principal() -> Principal {
         Principal {

@@ -32,6 +32,8 @@ pub struct Ctx {
     pub(super) status: Option<u16>,
     /// The access log's `outcome`.
     pub(super) outcome: OutcomeKind,
+    /// The path a forward-auth request asked about, for the access log.
+    pub(super) original_path: Option<String>,
     /// Index of the upstream the route table picked (`ProxyState::upstreams`).
     pub(super) upstream: usize,
 }
@@ -48,6 +50,7 @@ impl Ctx {
             principal: None,
             status: None,
             outcome: OutcomeKind::Forward,
+            original_path: None,
             upstream: 0,
         }
     }
@@ -127,6 +130,8 @@ pub(super) enum OutcomeKind {
     Refused,
     /// The app could not be reached, or the request was malformed.
     Error,
+    /// A forward-auth endpoint told the host proxy to let a request through.
+    ForwardAuthAllow,
 }
 
 impl OutcomeKind {
@@ -143,6 +148,7 @@ impl OutcomeKind {
             OutcomeKind::LoginRefused => "login_refused",
             OutcomeKind::Refused => "refused",
             OutcomeKind::Error => "error",
+            OutcomeKind::ForwardAuthAllow => "forward_auth_allow",
         }
     }
 }
@@ -241,6 +247,7 @@ mod tests {
             .map(UpstreamFailure::as_str),
             ["timeout", "connect", "other"]
         );
+        assert_eq!(OutcomeKind::ForwardAuthAllow.as_str(), "forward_auth_allow");
         assert_eq!(
             [CookieRejection::Undecryptable, CookieRejection::StoreError]
                 .map(CookieRejection::as_str),

@@ -8,6 +8,7 @@ mod conn;
 mod ctx;
 mod enforce;
 mod forward;
+mod forward_auth;
 pub mod gate;
 pub mod host;
 mod mount;

@@ -19,7 +19,11 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Self {
+    pub(super) fn new(
+        status: StatusCode,
+        content_type: &'static str,
+        body: impl Into<Bytes>,
+    ) -> Self {
         Self {
             status,
             headers: vec![(

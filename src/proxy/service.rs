@@ -11,6 +11,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::config::Policy;
+use crate::identity::Principal;
 use crate::metrics::status_class;
 use crate::session::Lookup;
 
@@ -82,7 +83,12 @@ impl PortcullisProxy {
     /// Cookie → session. Never fails the request: a bad cookie is anonymous;
     /// a store outage is `Unknown` (the gate turns that into 503 on
     /// `required` routes instead of logging everyone out).
-    async fn identify(&self, session: &Session, st: &ProxyState, ctx: &mut Ctx) -> Identity {
+    pub(super) async fn identify(
+        &self,
+        session: &Session,
+        st: &ProxyState,
+        ctx: &mut Ctx,
+    ) -> Identity {
         let g = &st.generation;
         let cookies = session.req_header().headers.get_all(http::header::COOKIE);
         let token = match g.codec.open(cookies.iter().map(|v| v.as_bytes())) {
@@ -180,64 +186,12 @@ impl PortcullisProxy {
         ctx: &mut Ctx,
         outcome: Outcome,
     ) -> pingora::Result<bool> {
-        let g = &st.generation;
-        let rid = ctx.request_id.as_str();
-        let (kind, reply) = match outcome {
-            Outcome::Forward(p) => {
+        let (kind, reply) = match own_answer(st, ctx, outcome) {
+            Err(p) => {
                 ctx.principal = p;
                 return Ok(false);
             }
-            Outcome::Redirect(location) => (OutcomeKind::Redirect, respond::redirect(&location)),
-            Outcome::Deny(d) => (
-                OutcomeKind::Deny,
-                respond::deny(
-                    d,
-                    ctx.wants_html,
-                    rid,
-                    &g.login_path,
-                    &g.config.server.public_url,
-                ),
-            ),
-            Outcome::Ambiguous(a) => {
-                g.metrics
-                    .requests_refused
-                    .with_label_values(&[a.label()])
-                    .inc();
-                tracing::info!(request_id = %rid, reason = %a, "request refused before routing");
-                (
-                    OutcomeKind::Refused,
-                    respond::bad_request("ambiguous request", rid),
-                )
-            }
-            Outcome::SsoRequired {
-                tenant,
-                login_url,
-                browser,
-            } => {
-                g.metrics.sso_enforced.with_label_values(&[&tenant]).inc();
-                tracing::info!(request_id = %rid, tenant = %tenant, "password login stopped: tenant enforces SSO");
-                (
-                    OutcomeKind::SsoRequired,
-                    respond::sso_required(browser, &login_url, rid),
-                )
-            }
-            Outcome::LoginRefused {
-                reason,
-                login_url,
-                browser,
-            } => {
-                g.metrics
-                    .login_refused
-                    .with_label_values(&[reason.label()])
-                    .inc();
-                tracing::info!(request_id = %rid, reason = %reason, "password login refused");
-                let reply = if reason == enforce::Refusal::TooLarge {
-                    respond::too_large(rid)
-                } else {
-                    respond::login_refused(browser, &login_url, rid)
-                };
-                (OutcomeKind::LoginRefused, reply)
-            }
+            Ok(answer) => answer,
         };
         ctx.outcome = kind;
         ctx.status = Some(reply.send(session, &ctx.request_id).await?);
@@ -317,6 +271,97 @@ fn canonicalise<'p>(
     Ok((readings, hosts))
 }
 
+/// The signed assertion over the request's principal, when there is one
+/// (with its session) and signing is on.
+pub(super) fn assertion_for(st: &ProxyState, ctx: &Ctx) -> Option<Arc<str>> {
+    let (Some(p), Some(s), Some(_)) = (
+        &ctx.principal,
+        &ctx.session,
+        st.generation.plan.assertion_header(),
+    ) else {
+        return None;
+    };
+    let timer = st.generation.metrics.assertion_sign.start_timer();
+    let a = st
+        .generation
+        .signer
+        .assertion(&s.id_hash, p, crate::clock::now());
+    timer.observe_duration();
+    match a {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "assertion signing failed");
+            None
+        }
+    }
+}
+
+/// Portcullis' own answer to `outcome`, counted and logged; `Err` with the
+/// principal (if any) when the outcome is to forward.
+pub(super) fn own_answer(
+    st: &ProxyState,
+    ctx: &Ctx,
+    outcome: Outcome,
+) -> Result<(OutcomeKind, Reply), Option<Arc<Principal>>> {
+    let g = &st.generation;
+    let rid = ctx.request_id.as_str();
+    let (kind, reply) = match outcome {
+        Outcome::Forward(p) => return Err(p),
+        Outcome::Redirect(location) => (OutcomeKind::Redirect, respond::redirect(&location)),
+        Outcome::Deny(d) => (
+            OutcomeKind::Deny,
+            respond::deny(
+                d,
+                ctx.wants_html,
+                rid,
+                &g.login_path,
+                &g.config.server.public_url,
+            ),
+        ),
+        Outcome::Ambiguous(a) => {
+            g.metrics
+                .requests_refused
+                .with_label_values(&[a.label()])
+                .inc();
+            tracing::info!(request_id = %rid, reason = %a, "request refused before routing");
+            (
+                OutcomeKind::Refused,
+                respond::bad_request("ambiguous request", rid),
+            )
+        }
+        Outcome::SsoRequired {
+            tenant,
+            login_url,
+            browser,
+        } => {
+            g.metrics.sso_enforced.with_label_values(&[&tenant]).inc();
+            tracing::info!(request_id = %rid, tenant = %tenant, "password login stopped: tenant enforces SSO");
+            (
+                OutcomeKind::SsoRequired,
+                respond::sso_required(browser, &login_url, rid),
+            )
+        }
+        Outcome::LoginRefused {
+            reason,
+            login_url,
+            browser,
+        } => {
+            g.metrics
+                .login_refused
+                .with_label_values(&[reason.label()])
+                .inc();
+            tracing::info!(request_id = %rid, reason = %reason, "password login refused");
+            let reply = if reason == enforce::Refusal::TooLarge {
+                respond::too_large(rid)
+            } else {
+                respond::login_refused(browser, &login_url, rid)
+            };
+            (OutcomeKind::LoginRefused, reply)
+        }
+    };
+    Ok((kind, reply))
+}
+
 #[async_trait]
 impl ProxyHttp for PortcullisProxy {
     type CTX = Ctx;
@@ -342,6 +387,14 @@ impl ProxyHttp for PortcullisProxy {
             ctx.outcome = OutcomeKind::Scim;
             ctx.status = Some(self.serve_scim(session, &st, scim, ctx).await?);
             return Ok(true);
+        }
+        // Forward-auth endpoints sit under the internal prefix.
+        if let Some(fa) = &st.forward_auth
+            && let Some((ep, rest)) = fa.endpoint_at(&path)
+        {
+            return self
+                .serve_forward_auth(session, &st, fa, ep, rest, ctx)
+                .await;
         }
         if st.is_internal(&path) {
             ctx.policy = RouteKind::Internal;
@@ -443,28 +496,7 @@ impl ProxyHttp for PortcullisProxy {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         let st = ctx.state.clone().unwrap_or_else(|| self.state.load_full());
-        let assertion = match (
-            &ctx.principal,
-            &ctx.session,
-            st.generation.plan.assertion_header(),
-        ) {
-            (Some(p), Some(s), Some(_)) => {
-                let timer = st.generation.metrics.assertion_sign.start_timer();
-                let a = st
-                    .generation
-                    .signer
-                    .assertion(&s.id_hash, p, crate::clock::now());
-                timer.observe_duration();
-                match a {
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        tracing::error!(request_id = %ctx.request_id, error = %e, "assertion signing failed");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
+        let assertion = assertion_for(st.as_ref(), ctx);
         let down = Downstream {
             client_ip: session
                 .client_addr()
@@ -597,7 +629,7 @@ impl ProxyHttp for PortcullisProxy {
                 request_id = %ctx.request_id,
                 method = %req.method,
                 // Path only: query strings carry tokens and codes.
-                path = %req.uri.path(),
+                path = %ctx.original_path.as_deref().unwrap_or(req.uri.path()),
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 policy = ctx.policy.as_str(),

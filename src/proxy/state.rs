@@ -12,6 +12,7 @@ use crate::config::{Config, UpstreamConfig};
 use crate::generation::Generation;
 
 use super::enforce::PasswordEndpoints;
+use super::forward_auth;
 use super::mount::{Mount, ScimMount};
 use super::routes::RouteTable;
 
@@ -81,6 +82,8 @@ pub struct ProxyState {
     pub internal: Mount,
     /// The SCIM API, when `[scim] enabled`.
     pub scim: Option<ScimMount>,
+    /// The forward-auth endpoints, when `[forward_auth]` has any.
+    pub(crate) forward_auth: Option<forward_auth::Plan>,
 }
 
 impl ProxyState {
@@ -95,6 +98,7 @@ impl ProxyState {
         Ok(Self {
             routes: RouteTable::compile(config),
             password_endpoints: PasswordEndpoints::compile(&config.login),
+            forward_auth: forward_auth::Plan::compile(config),
             upstreams: resolve_all(config)?,
             internal,
             scim,

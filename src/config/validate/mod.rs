@@ -48,6 +48,7 @@ const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     webhook::webhook,
     scim::scim,
     super::limits::validate,
+    super::forward_auth::validate,
 ];
 
 /// The checks a tenant takes part in, for a tenant that comes from the

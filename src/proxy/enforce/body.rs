@@ -44,6 +44,10 @@ pub enum Refusal {
     QueryCredentials,
     #[error("body larger than the inspection limit")]
     TooLarge,
+    /// Asked through a forward-auth endpoint: the host proxy never shows
+    /// Portcullis the body, so nothing in it can be vouched for.
+    #[error("submission seen only through a forward-auth endpoint (no body)")]
+    ForwardAuth,
 }
 
 impl Refusal {
@@ -57,6 +61,7 @@ impl Refusal {
             Refusal::NotAnEmail => "not_an_email",
             Refusal::QueryCredentials => "query_credentials",
             Refusal::TooLarge => "too_large",
+            Refusal::ForwardAuth => "forward_auth",
         }
     }
 }

@@ -13,8 +13,6 @@ use std::process::Command;
 use portcullis::config::HeadersConfig;
 use serde_yaml::Value;
 
-use super::kubernetes::without_forward_auth;
-
 fn dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("examples")
@@ -66,10 +64,12 @@ fn shipped(example: &str) -> Shipped {
         "PORTCULLIS_STORE_KEY" => Some(crate::support::env::STORE_KEY.to_owned()),
         _ => None,
     };
-    // Everything but [forward_auth] loads with today's schema; the
-    // forward-auth tables are read as plain TOML.
-    let cfg = portcullis::config::from_str(&without_forward_auth(&text), example, &env)
-        .unwrap_or_else(|e| panic!("{example}/portcullis.toml: {e:?}"));
+    // The whole file loads and validates, [forward_auth] included, with no
+    // warnings; the forward-auth tables are also read as plain TOML below.
+    let cfg = portcullis::config::from_str(&text, example, &env)
+        .unwrap_or_else(|e| panic!("{example}/portcullis.toml: {e}"));
+    assert!(cfg.warnings.is_empty(), "{example}: {:?}", cfg.warnings);
+    assert!(cfg.forward_auth.enabled(), "{example}");
     assert_eq!(
         identity_names(&cfg.headers),
         identity_names(&HeadersConfig::default()),

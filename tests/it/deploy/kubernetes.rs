@@ -539,7 +539,6 @@ async fn configmap_config_loads_and_probes_use_the_admin_listener() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the [forward_auth] section, built in parallel: remove this line once it has landed"]
 async fn standalone_forward_auth_config_loads() {
     runs_and_answers_its_probes("standalone", "portcullis", true).await;
 }

@@ -109,7 +109,8 @@ async fn a_header_sent_one_byte_per_second_is_cut_off_at_the_deadline() {
     let (got, closed) = read_with_close(&mut rx, Duration::from_secs(30)).await;
     assert!(closed, "a kept-alive idle connection stayed open: {got:?}");
     assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
-    assert!(!got.contains("408"), "{got:?}");
+    // (the status line: a random request id may contain "408")
+    assert!(!got.contains("HTTP/1.1 408"), "{got:?}");
     let m = env.metrics().await;
     assert!(
         m.contains("portcullis_client_timeouts_total{stage=\"header\"} 1")

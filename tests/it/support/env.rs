@@ -78,6 +78,12 @@ pub(crate) struct Options {
     /// More `[session]` keys, one per line; a `secure = ...` line here
     /// replaces the default `secure = false`.
     pub session_extra: String,
+    /// `[server] public_url` when Portcullis is reached through a host
+    /// proxy (default: its own listener).
+    pub public_url: Option<String>,
+    /// The public listener, bound by the test before a host proxy that
+    /// points at it was started.
+    pub proxy_listener: Option<StdListener>,
     /// `[[upstreams]]` entries (name, address) instead of the `[upstream]`
     /// table; the env then starts no app of its own (`TestEnv::app` is
     /// `None`). `upstream_extra` goes into every entry.
@@ -98,6 +104,8 @@ impl Default for Options {
             factories: Default::default(),
             server_extra: String::new(),
             session_extra: String::new(),
+            public_url: None,
+            proxy_listener: None,
             upstreams: Vec::new(),
             admin_extra: String::new(),
         }
@@ -190,13 +198,21 @@ impl TestEnv {
             }
         };
         // Bound here and handed over: the server never binds these itself.
-        let (proxy_socket, admin_socket) = (bind_local(), bind_local());
+        let proxy_socket = opts.proxy_listener.unwrap_or_else(bind_local);
+        let admin_socket = bind_local();
         let proxy = proxy_socket.local_addr().unwrap();
         let admin = admin_socket.local_addr().unwrap();
         let store = opts
             .store_url
             .unwrap_or_else(|| format!("sqlite://{}/store.db", dir.path().display()));
         let mut text = config_text(proxy, admin, upstream, &store, &opts.keys, &opts.extra);
+        if let Some(url) = &opts.public_url {
+            text = text.replacen(
+                &format!("public_url = \"http://127.0.0.1:{}\"", proxy.port()),
+                &format!("public_url = \"{url}\""),
+                1,
+            );
+        }
         if !opts.upstreams.is_empty() {
             let entries: String = opts
                 .upstreams

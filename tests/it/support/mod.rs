@@ -2,6 +2,7 @@ pub(crate) mod admin;
 pub(crate) mod dns;
 pub(crate) mod env;
 pub(crate) mod github;
+pub(crate) mod hostproxy;
 pub(crate) mod idp;
 pub(crate) mod oidc_op;
 pub(crate) mod oidc_rp;

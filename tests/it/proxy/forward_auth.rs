@@ -1,0 +1,607 @@
+//! Forward-auth endpoints in-process: reqwest plays the host proxy (nginx,
+//! Caddy/Traefik, Envoy) and sends what each sends. The real nginx and
+//! Caddy run in `deploy::`.
+
+use crate::support::env::*;
+
+const SESSION_DOMAIN: &str = "domain = \"example.com\"";
+
+fn forward_auth(trusted: &str) -> String {
+    format!(
+        r#"
+[forward_auth]
+trusted_proxies = [{trusted}]
+hosts = ["app.example.com"]
+[[forward_auth.endpoints]]
+convention = "nginx"
+[[forward_auth.endpoints]]
+path = "/.portcullis/forward"
+convention = "forward"
+[[forward_auth.endpoints]]
+path = "/.portcullis/envoy"
+convention = "envoy"
+
+[login]
+password_endpoints = [{{ path = "/login" }}]
+"#
+    )
+}
+
+async fn env_trusting(trusted: &str) -> TestEnv {
+    TestEnv::with(Options {
+        extra: forward_auth(trusted),
+        session_extra: SESSION_DOMAIN.into(),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn trusted_env() -> TestEnv {
+    env_trusting("\"127.0.0.1/32\"").await
+}
+
+/// nginx `auth_request` asking about `method uri` on `app.example.com`.
+fn nginx(env: &TestEnv, method: &str, uri: &str) -> reqwest::RequestBuilder {
+    client()
+        .get(env.url("/.portcullis/auth"))
+        .header("host", "app.example.com")
+        .header("x-original-method", method)
+        .header("x-original-uri", uri)
+        .header("x-forwarded-proto", "http")
+}
+
+/// Caddy `forward_auth` / Traefik `ForwardAuth` asking about `method uri`.
+fn forward(env: &TestEnv, method: &str, uri: &str) -> reqwest::RequestBuilder {
+    client()
+        .get(env.url("/.portcullis/forward"))
+        .header("x-forwarded-method", method)
+        .header("x-forwarded-proto", "http")
+        .header("x-forwarded-host", "app.example.com")
+        .header("x-forwarded-uri", uri)
+}
+
+/// Envoy `ext_authz` (path_prefix `/.portcullis/envoy`) asking about `GET uri`.
+fn envoy(env: &TestEnv, uri: &str) -> reqwest::RequestBuilder {
+    client()
+        .get(env.url(&format!("/.portcullis/envoy{uri}")))
+        .header("host", "app.example.com")
+        .header("x-forwarded-proto", "http")
+}
+
+const IDENTITY: [&str; 7] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-name",
+    "x-forwarded-groups",
+    "x-forwarded-roles",
+    "x-forwarded-tenant",
+    "x-portcullis-assertion",
+];
+
+fn header<'r>(r: &'r reqwest::Response, name: &str) -> Option<&'r str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn nginx_convention_allows_and_returns_every_identity_header_and_the_assertion() {
+    let env = trusted_env().await;
+    let cookie = env
+        .mint(&principal("alice@example.com", &["eng", "admins"]))
+        .await;
+    let r = nginx(&env, "GET", "/admin/x?y=1")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-forwarded-user"), Some("user-alice"));
+    assert_eq!(header(&r, "x-forwarded-email"), Some("alice@example.com"));
+    assert_eq!(header(&r, "x-forwarded-name"), Some("Alice Example"));
+    assert_eq!(header(&r, "x-forwarded-groups"), Some("eng,admins"));
+    assert_eq!(header(&r, "x-forwarded-roles"), Some("member"));
+    assert_eq!(header(&r, "x-forwarded-tenant"), Some("acme"));
+    let jwt = header(&r, "x-portcullis-assertion").unwrap().to_owned();
+
+    let jwks: jsonwebtoken::jwk::JwkSet = client()
+        .get(env.url("/.portcullis/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jsonwebtoken::decode_header(&jwt).unwrap().kid.unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&["portcullis-upstream"]);
+    v.set_issuer(&[format!("http://127.0.0.1:{}", env.proxy.port())]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        &jwt,
+        &jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap(),
+        &v,
+    )
+    .expect("the assertion verifies against the JWKS");
+    assert_eq!(data.claims["email"], "alice@example.com");
+    // the decision endpoint answers; nothing is forwarded
+    assert!(env.app.as_ref().unwrap().lock().unwrap().is_empty());
+    // counted under the route's policy, as a proxied request would be
+    env.metrics_with(r#"portcullis_requests_total{class="2xx",policy="required"} 1"#)
+        .await;
+}
+
+#[tokio::test]
+async fn nginx_convention_never_redirects_browsers_get_401_with_the_login_header() {
+    let env = trusted_env().await;
+    let login = format!(
+        "http://127.0.0.1:{}/.portcullis/login?return_to=http%3A%2F%2Fapp%2Eexample%2Ecom%2Fdashboard%3Fa%3Db",
+        env.proxy.port()
+    );
+    // a browser: the login page to redirect to, for nginx's `@login`
+    let r = nginx(&env, "GET", "/dashboard?a=b")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "x-portcullis-login"), Some(login.as_str()));
+    assert_eq!(header(&r, "location"), None);
+    // an API client: a plain 401, which `@login` passes on
+    let r = nginx(&env, "GET", "/dashboard?a=b")
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "x-portcullis-login"), None);
+    assert!(header(&r, "www-authenticate").is_some());
+    // a path no reading makes unambiguous: 403, the one refusal nginx
+    // passes on (a 400 would become a 500)
+    let r = nginx(&env, "GET", "/%ZZ").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn forward_convention_redirects_browsers_to_login_with_the_original_url() {
+    let env = trusted_env().await;
+    let r = forward(&env, "GET", "/dashboard?a=b")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let to = header(&r, "location").unwrap();
+    assert_eq!(
+        to,
+        format!(
+            "http://127.0.0.1:{}/.portcullis/login?return_to=http%3A%2F%2Fapp%2Eexample%2Ecom%2Fdashboard%3Fa%3Db",
+            env.proxy.port()
+        )
+    );
+    // the login page carries the absolute target on
+    let page = client().get(to).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        hidden_field(&page, "return_to").as_deref(),
+        Some("http://app.example.com/dashboard?a=b")
+    );
+    // a host nobody configured keeps only its path
+    let r = forward(&env, "GET", "/dashboard")
+        .header("x-forwarded-host", "evil.example")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "two X-Forwarded-Host headers are refused");
+    let r = client()
+        .get(env.url("/.portcullis/forward"))
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-uri", "/dashboard")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(
+        header(&r, "location")
+            .unwrap()
+            .ends_with("/.portcullis/login?return_to=%2Fdashboard"),
+        "{:?}",
+        header(&r, "location")
+    );
+}
+
+#[tokio::test]
+async fn api_clients_get_401_json_and_group_restricted_paths_403_in_every_convention() {
+    let env = trusted_env().await;
+    let staff = env.mint(&principal("bob@example.com", &["staff"])).await;
+    for (name, req) in [
+        ("nginx", nginx(&env, "GET", "/api/x")),
+        ("forward", forward(&env, "GET", "/api/x")),
+        ("envoy", envoy(&env, "/api/x")),
+    ] {
+        let r = req
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{name}");
+        assert_eq!(header(&r, "x-portcullis-login"), None, "{name}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "unauthenticated", "{name}");
+    }
+    for (name, req) in [
+        ("nginx", nginx(&env, "GET", "/admin/x")),
+        ("forward", forward(&env, "GET", "/admin/x")),
+        ("envoy", envoy(&env, "/admin/x")),
+    ] {
+        let r = req.header("cookie", &staff).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{name}");
+        assert_eq!(header(&r, "x-forwarded-email"), None, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn anonymous_allow_sends_the_identity_headers_empty() {
+    let env = trusted_env().await;
+    for (name, req) in [
+        ("nginx", nginx(&env, "GET", "/public/x")),
+        ("forward", forward(&env, "GET", "/optional/x")),
+    ] {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        for h in IDENTITY {
+            assert_eq!(header(&r, h), Some(""), "{name}: {h}");
+        }
+    }
+    // a signed-in user without a tenant: the tenant header is there, empty
+    let mut p = principal("carol@example.com", &[]);
+    p.tenant = None;
+    p.name = None;
+    let cookie = env.mint(&p).await;
+    let r = forward(&env, "GET", "/x")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-forwarded-email"), Some("carol@example.com"));
+    assert_eq!(header(&r, "x-forwarded-tenant"), Some(""));
+    assert_eq!(header(&r, "x-forwarded-name"), Some(""));
+}
+
+#[tokio::test]
+async fn envoy_path_prefix_carries_the_original_path_and_query() {
+    let env = trusted_env().await;
+    let cookie = env.mint(&principal("alice@example.com", &["eng"])).await;
+    let r = envoy(&env, "/x?q=1")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-forwarded-email"), Some("alice@example.com"));
+    assert!(header(&r, "x-portcullis-assertion").is_some_and(|a| !a.is_empty()));
+    assert_eq!(header(&r, "x-forwarded-roles"), Some("member"));
+    assert_eq!(header(&r, "x-envoy-auth-headers-to-remove"), None);
+    // public: nothing to set, everything to remove
+    let r = envoy(&env, "/public/x").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-forwarded-email"), None);
+    assert_eq!(
+        header(&r, "x-envoy-auth-headers-to-remove"),
+        Some(IDENTITY.join(", ").as_str())
+    );
+    // the admin prefix under the endpoint's path: the group check applies
+    let r = envoy(&env, "/admin")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // a browser: the redirect with the original URL, query included
+    let r = envoy(&env, "/dashboard?a=1")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(
+        header(&r, "location")
+            .unwrap()
+            .ends_with("return_to=http%3A%2F%2Fapp%2Eexample%2Ecom%2Fdashboard%3Fa%3D1")
+    );
+}
+
+/// The request metadata is believed only from `trusted_proxies`: a client
+/// reaching the endpoint itself, with a forged description, is refused
+/// before anything is read — no session lookup, counted with its reason.
+#[tokio::test]
+async fn forged_forwarded_uri_from_an_untrusted_peer_is_refused() {
+    let env = env_trusting("\"10.0.0.0/8\"").await;
+    let cookie = env.mint(&principal("alice@example.com", &["admins"])).await;
+    let series = r#"portcullis_requests_refused_total{reason="forward_auth_untrusted"}"#;
+    for (name, req) in [
+        ("forward", forward(&env, "GET", "/public/x")),
+        ("nginx", nginx(&env, "GET", "/public/x")),
+        ("envoy", envoy(&env, "/public/x")),
+        (
+            "forward, signed in",
+            forward(&env, "GET", "/admin").header("cookie", &cookie),
+        ),
+    ] {
+        let before = env.metrics().await;
+        let refusal = env.refusal(series).await.named(name);
+        let r = req.send().await.unwrap();
+        for h in IDENTITY {
+            assert_eq!(header(&r, h), None, "{name}: {h}");
+        }
+        refusal.assert(r, 403).await;
+        let after = env.metrics().await;
+        let lookups = |m: &str| {
+            m.lines()
+                .filter(|l| l.starts_with("portcullis_session_cache_requests_total"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            lookups(&before),
+            lookups(&after),
+            "{name}: a session lookup"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_the_configured_conventions_headers_count() {
+    let env = trusted_env().await;
+    // a client's X-Original-URI copied through Caddy into a `forward`
+    // endpoint: ignored, `/admin` is decided
+    let r = forward(&env, "GET", "/admin")
+        .header("x-original-uri", "/public/x")
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // a client's X-Forwarded-Uri through nginx into an `nginx` endpoint
+    let r = nginx(&env, "GET", "/admin")
+        .header("x-forwarded-uri", "/public/x")
+        .header("x-forwarded-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // ...and an X-Original-URL beside the X-Original-URI nginx set:
+    // which one nginx wrote is unknowable, so neither is believed
+    let series = r#"portcullis_requests_refused_total{reason="forward_auth_duplicate"}"#;
+    let refusal = env.refusal(series).await;
+    let r = nginx(&env, "GET", "/admin")
+        .header("x-original-url", "http://app.example.com/public/x")
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+}
+
+#[tokio::test]
+async fn the_forwarded_uri_is_canonicalised_like_a_proxied_one() {
+    let env = trusted_env().await;
+    let staff = env.mint(&principal("bob@example.com", &["staff"])).await;
+    // each a reading of /admin somewhere: never the weaker `/` route
+    for uri in ["/ADMIN", "/admin;x", "/%61dmin", "/admin/", "/Admin.json"] {
+        for (name, req) in [
+            ("nginx", nginx(&env, "GET", uri)),
+            ("forward", forward(&env, "GET", uri)),
+        ] {
+            let r = req.header("cookie", &staff).send().await.unwrap();
+            assert_eq!(r.status(), 403, "{name} {uri}");
+        }
+    }
+    // an encoded separator under a protected prefix: refused as in proxy
+    // mode (403 for nginx, 400 for the rest)
+    let r = nginx(&env, "GET", "/public/..%2fadmin")
+        .header("cookie", &staff)
+        .send()
+        .await
+        .unwrap();
+    assert!([400, 403].contains(&r.status().as_u16()), "{}", r.status());
+    let r = forward(&env, "GET", "/admin%2fx")
+        .header("cookie", &staff)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = nginx(&env, "GET", "/admin%2fx")
+        .header("cookie", &staff)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn malformed_or_duplicated_forwarded_metadata_is_refused() {
+    let env = trusted_env().await;
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            "forward without X-Forwarded-Uri",
+            client()
+                .get(env.url("/.portcullis/forward"))
+                .header("x-forwarded-method", "GET")
+                .header("x-forwarded-proto", "http")
+                .header("x-forwarded-host", "app.example.com"),
+            400,
+            "forward_auth_missing",
+        ),
+        (
+            "forward with two X-Forwarded-Uri",
+            forward(&env, "GET", "/public/x").header("x-forwarded-uri", "/admin"),
+            400,
+            "forward_auth_duplicate",
+        ),
+        (
+            "forward with a relative X-Forwarded-Uri",
+            forward(&env, "GET", "admin"),
+            400,
+            "forward_auth_malformed",
+        ),
+        (
+            "nginx without X-Original-Method",
+            client()
+                .get(env.url("/.portcullis/auth"))
+                .header("x-original-uri", "/"),
+            403,
+            "forward_auth_missing",
+        ),
+        (
+            "nginx with an absolute X-Original-URI",
+            nginx(&env, "GET", "http://evil.example/admin"),
+            403,
+            "forward_auth_malformed",
+        ),
+    ];
+    for (name, req, status, reason) in cases {
+        let series = format!("portcullis_requests_refused_total{{reason=\"{reason}\"}}");
+        let refusal = env.refusal(&series).await.named(name);
+        let r = req.send().await.unwrap();
+        refusal.assert(r, status).await;
+    }
+    // a bad Host in the description is the proxy mode's host refusal
+    let r = forward(&env, "GET", "/x")
+        .header("x-forwarded-host", "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn password_endpoints_fail_closed_in_forward_auth_mode() {
+    let env = trusted_env().await;
+    let series = r#"portcullis_login_refused_total{reason="forward_auth"}"#;
+    // a browser's form post: to the login page (a redirect where the
+    // convention allows one)
+    let refusal = env.refusal(series).await.named("forward, browser");
+    let r = forward(&env, "POST", "/login")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "location").map(str::to_owned),
+        Some(format!(
+            "http://127.0.0.1:{}/.portcullis/login?use_sso=true",
+            env.proxy.port()
+        ))
+    );
+    refusal.assert(r, 303).await;
+    // nginx: a 403 naming the login page
+    let refusal = env.refusal(series).await.named("nginx, browser");
+    let r = nginx(&env, "POST", "/login")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        header(&r, "x-portcullis-login")
+            .unwrap()
+            .ends_with("/.portcullis/login?use_sso=true")
+    );
+    refusal.assert(r, 403).await;
+    // an API client, any case of the path
+    let refusal = env.refusal(series).await.named("envoy, api");
+    let r = client()
+        .post(env.url("/.portcullis/envoy/LOGIN"))
+        .header("host", "app.example.com")
+        .json(&serde_json::json!({"email": "a@example.com", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+    // showing the app's login page is no submission
+    let r = forward(&env, "GET", "/login")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "the `/` route still needs a session");
+}
+
+#[tokio::test]
+async fn login_returns_to_an_allowed_absolute_url_and_nowhere_else() {
+    let env = trusted_env().await;
+    for (target, kept) in [
+        ("http://app.example.com/x?y=1", true),
+        ("http://app.example.com:8443/x", true),
+        ("https://evil.example/", false),
+        ("http://app.example.com.evil.example/", false),
+        ("http://app.example.com@evil.example/", false),
+        ("//evil.example/", false),
+    ] {
+        let q: String = form_urlencoded::byte_serialize(target.as_bytes()).collect();
+        let page = client()
+            .get(env.url(&format!("/.portcullis/login?return_to={q}")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let expected = if kept { target } else { "/" };
+        assert_eq!(
+            hidden_field(&page, "return_to").as_deref(),
+            Some(expected),
+            "{target}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logout_returns_to_the_protected_host() {
+    let env = trusted_env().await;
+    let cookie = env.mint(&principal("alice@example.com", &["eng"])).await;
+    let r = logout(&env, &cookie, "http://app.example.com/bye").await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(header(&r, "location"), Some("http://app.example.com/bye"));
+    // the confirmation page lets its form redirect there, nowhere else
+    let page = client()
+        .get(env.url("/.portcullis/logout?return_to=http%3A%2F%2Fapp.example.com%2Fbye"))
+        .header(
+            "cookie",
+            env.mint(&principal("alice@example.com", &[])).await,
+        )
+        .send()
+        .await
+        .unwrap();
+    let csp = header(&page, "content-security-policy").unwrap().to_owned();
+    assert!(
+        csp.contains("form-action 'self' http://app.example.com;"),
+        "{csp}"
+    );
+    // the session is over
+    let r = forward(&env, "GET", "/x")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // elsewhere: home on Portcullis' host
+    let cookie = env.mint(&principal("alice@example.com", &["eng"])).await;
+    let r = logout(&env, &cookie, "https://evil.example/").await;
+    assert_eq!(header(&r, "location"), Some("/"));
+}
+
+#[tokio::test]
+async fn session_domain_cookie_reaches_every_protected_host() {
+    let env = trusted_env().await;
+    // the cookie a login sets carries the configured Domain
+    let now = portcullis::clock::now();
+    let token = env
+        .shared
+        .sessions
+        .create(&principal("alice@example.com", &[]), None, 3600, now)
+        .await
+        .unwrap();
+    let set = env.shared.generation().codec.seal(&token, now);
+    assert!(set.contains("Domain=example.com"), "{set}");
+}
