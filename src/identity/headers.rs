@@ -181,9 +181,14 @@ impl HeaderPlan {
     /// for one that is missing, so each name is always present.
     pub fn response_values(&self, p: Option<&Principal>) -> Vec<(HeaderName, HeaderValue)> {
         let mut known = p.map(|p| self.values(p)).unwrap_or_default();
+        // Extra headers too: a host proxy overwrites the client's copy only
+        // with a value it was given, so every name is answered, empty or not.
+        let extra = self.extra.iter().map(|(name, _, _)| name);
         self.inject
             .iter()
-            .map(|(name, _)| {
+            .map(|(name, _)| name)
+            .chain(extra)
+            .map(|name| {
                 let value = known
                     .iter()
                     .position(|(n, _)| n == name)
@@ -375,6 +380,23 @@ mod tests {
         // a claim the principal lacks: no header at all
         let bare = plan.values(&principal());
         assert!(bare.iter().all(|(k, _)| !k.as_str().contains("department")));
+    }
+
+    #[test]
+    fn response_values_name_the_extra_headers_too() {
+        let plan = HeaderPlan::compile(&with_extras()).unwrap();
+        let names: Vec<String> = plan
+            .response_values(None)
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        for e in &with_extras().extra {
+            assert!(
+                names.contains(&e.name.to_ascii_lowercase()),
+                "{} missing from {names:?}",
+                e.name
+            );
+        }
     }
 
     #[test]
