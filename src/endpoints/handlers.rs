@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::pages::{ChooserPage, LoginPage, LogoutPage, message};
+use super::pages::{ChooserPage, ContinuePage, LoginPage, LogoutPage, message};
 use super::sso;
 use super::{CurrentSession, RequestId};
 use crate::auth::Discovery;
@@ -39,7 +39,7 @@ pub(super) async fn login_page(
         .as_deref()
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
     if bookmark && !q.email.trim().is_empty() {
-        return route_email(&state, &q).await;
+        return route_email(&state, &q, Via::Link).await;
     }
     render_login(&state, &q, None)
 }
@@ -48,12 +48,23 @@ pub(super) async fn login_submit(
     State(state): State<Arc<Generation>>,
     Form(q): Form<LoginQuery>,
 ) -> Response {
-    route_email(&state, &q).await
+    route_email(&state, &q, Via::Form).await
+}
+
+/// How the email reached discovery, which decides how the browser is sent
+/// on to a single connection (see [`ContinuePage`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A bookmarked or linked `GET` (`use_sso=true`): a plain redirect.
+    Link,
+    /// The login form's `POST`: a page that moves on by itself, since a
+    /// redirect would stay part of the form submission.
+    Form,
 }
 
 /// Discovery: send the browser to its tenant's IdP, offer a choice, or say
 /// clearly why there is no SSO for this email.
-async fn route_email(state: &Generation, q: &LoginQuery) -> Response {
+async fn route_email(state: &Generation, q: &LoginQuery, via: Via) -> Response {
     let email = q.email.trim();
     let return_to = state.returns.check(&q.return_to).unwrap_or("/");
     match state.auth.discover(email).await {
@@ -71,7 +82,16 @@ async fn route_email(state: &Generation, q: &LoginQuery) -> Response {
         Discovery::Connections { list, .. } => {
             let start = |id: &str| sso::start_url(state, id, return_to, email);
             if let [only] = list.as_slice() {
-                return (StatusCode::SEE_OTHER, [(header::LOCATION, start(&only.config.id))]).into_response();
+                let href = start(&only.config.id);
+                if via == Via::Link {
+                    return (StatusCode::SEE_OTHER, [(header::LOCATION, href)]).into_response();
+                }
+                let page = ContinuePage {
+                    email,
+                    label: only.display_name(),
+                    href: &href,
+                };
+                return html(page.render());
             }
             let choices = list
                 .iter()

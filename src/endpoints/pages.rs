@@ -35,6 +35,23 @@ pub(crate) struct ChooserPage<'a> {
     pub back: &'a str,
 }
 
+/// The answer to the login form when the email routes to one connection:
+/// a page that moves on by itself (`<meta http-equiv="refresh">`, with a
+/// link for browsers that don't follow it), not a `303`. Chrome applies the
+/// page's `form-action 'self'` to every redirect that follows a form
+/// submission, and this one ends at the IdP, another origin; a refresh is a
+/// new navigation, not the form's. Listing IdP origins in `form-action`
+/// instead would publish which customers use which IdP to anyone who loads
+/// the login page.
+#[derive(Template)]
+#[template(path = "continue.html")]
+pub(crate) struct ContinuePage<'a> {
+    pub email: &'a str,
+    pub label: &'a str,
+    /// Same-origin start URL of the connection.
+    pub href: &'a str,
+}
+
 /// The logout confirmation: a GET only shows it; the button POSTs the
 /// session's CSRF token, and only that ends the session.
 #[derive(Template)]

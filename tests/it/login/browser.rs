@@ -131,7 +131,7 @@ async fn shut_down(s: Sso) {
 
 #[tokio::test]
 async fn browser_prefill_works_without_javascript() {
-    let s = Sso::start(true).await;
+    let s = Sso::start_cross_origin(true).await;
     // The prefilled form is submitted, without JavaScript, to the IdP.
     s.assert_next("alice@acme.com", Some(true), &[]);
     run_scenario(&s, "prefill").await;
@@ -139,7 +139,7 @@ async fn browser_prefill_works_without_javascript() {
 
 #[tokio::test]
 async fn browser_discovery_messages() {
-    let s = Sso::start(true).await;
+    let s = Sso::start_cross_origin(true).await;
     run_scenario(&s, "discovery").await;
     // No SSO flow was started, and the password link reached the app.
     let saw = s.app_saw.lock().unwrap().clone();
@@ -148,7 +148,7 @@ async fn browser_discovery_messages() {
 
 #[tokio::test]
 async fn browser_chooser_then_sso() {
-    let s = Sso::start(true).await;
+    let s = Sso::start_cross_origin(true).await;
     s.assert_next("bob@globex.com", Some(true), &[]);
     run_scenario(&s, "chooser").await;
     let users = s
@@ -166,14 +166,14 @@ async fn browser_chooser_then_sso() {
 
 #[tokio::test]
 async fn browser_use_sso_bookmark() {
-    let s = Sso::start(true).await;
+    let s = Sso::start_cross_origin(true).await;
     s.assert_next("alice@acme.com", Some(true), &[]);
     run_scenario(&s, "bookmark").await;
 }
 
 #[tokio::test]
 async fn browser_session_and_logout() {
-    let s = Sso::start(true).await;
+    let s = Sso::start_cross_origin(true).await;
     s.assert_next("alice@acme.com", Some(true), &[]);
     run_scenario(&s, "logout").await;
     let m = s.env.metrics().await;

@@ -239,7 +239,7 @@ async fn sso_env(session_extra: &str) -> Env {
         extra: tenants_toml(dns.addr(), true),
         session_extra: session_extra.into(),
         factories: Factories {
-            oidc: Some(Arc::new(TestFactory(next.clone()))),
+            oidc: Some(Arc::new(TestFactory(next.clone(), None))),
             ..Default::default()
         },
         ..Default::default()

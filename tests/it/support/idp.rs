@@ -27,6 +27,9 @@ pub(crate) type Slot = Arc<Mutex<Option<Assert>>>;
 pub(crate) struct TestIdp {
     id: String,
     next: Slot,
+    /// Another origin the browser passes through on its way to the
+    /// callback (see [`Bounce`]), as a real IdP's would be.
+    via: Option<String>,
 }
 
 #[async_trait]
@@ -37,8 +40,19 @@ impl Connection for TestIdp {
 
     async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let callback = format!("{}?state={}&code={nonce}", ctx.callback_url, ctx.relay);
+        let redirect_to = match &self.via {
+            Some(via) => format!(
+                "{via}/authorize?to={}",
+                percent_encoding::utf8_percent_encode(
+                    &callback,
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+            ),
+            None => callback,
+        };
         Ok(LoginStart {
-            redirect_to: format!("{}?state={}&code={nonce}", ctx.callback_url, ctx.relay),
+            redirect_to,
             state: serde_json::json!({ "nonce": nonce, "hint": ctx.login_hint }),
         })
     }
@@ -75,7 +89,9 @@ impl Connection for TestIdp {
     }
 }
 
-pub(crate) struct TestFactory(pub Slot);
+/// Builds [`TestIdp`]s asserting what the slot says, optionally through
+/// a [`Bounce`] origin.
+pub(crate) struct TestFactory(pub Slot, pub Option<String>);
 
 impl ConnectionFactory for TestFactory {
     fn build(
@@ -86,6 +102,7 @@ impl ConnectionFactory for TestFactory {
         Ok(Arc::new(TestIdp {
             id: c.id.clone(),
             next: self.0.clone(),
+            via: self.1.clone(),
         }))
     }
 }
@@ -157,6 +174,51 @@ pub(crate) struct Sso {
     /// Every request the app received.
     pub app_saw: Arc<Mutex<Vec<String>>>,
     _app: tokio::task::JoinHandle<()>,
+    _bounce: Option<Bounce>,
+}
+
+/// The stand-in IdP's own origin, for browsers: `GET /authorize?to=URL`
+/// redirects to `URL`. It makes the login leave Portcullis' origin as a
+/// real IdP's does, so that what a browser enforces on cross-origin
+/// navigations (CSP `form-action` on redirects, `SameSite` cookies) is in
+/// the test.
+pub(crate) struct Bounce {
+    pub base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Bounce {
+    pub(crate) async fn start() -> Bounce {
+        #[derive(serde::Deserialize)]
+        struct To {
+            to: String,
+        }
+        async fn authorize(
+            axum::extract::Query(q): axum::extract::Query<To>,
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            (
+                axum::http::StatusCode::FOUND,
+                [(axum::http::header::LOCATION, q.to)],
+            )
+                .into_response()
+        }
+        let listener = bind_local();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let app = axum::Router::new().route("/authorize", axum::routing::get(authorize));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Bounce { base, task }
+    }
+}
+
+impl Drop for Bounce {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Sso {
@@ -174,6 +236,12 @@ impl Sso {
         Self::start_edited(jit, extra, store_url, |t| t).await
     }
 
+    /// [`Sso::start`] with the stand-in IdP on an origin of its own
+    /// ([`Bounce`]): for browsers.
+    pub(crate) async fn start_cross_origin(jit: bool) -> Sso {
+        Self::start_full(jit, "", None, |t| t, Some(Bounce::start().await)).await
+    }
+
     /// [`Sso::start_on`] with the tenants' TOML passed through `edit` first
     /// (e.g. to give globex a `group_roles` mapping of its own).
     pub(crate) async fn start_edited(
@@ -182,6 +250,17 @@ impl Sso {
         store_url: Option<String>,
         edit: impl FnOnce(String) -> String,
     ) -> Sso {
+        Self::start_full(jit, extra, store_url, edit, None).await
+    }
+
+    async fn start_full(
+        jit: bool,
+        extra: &str,
+        store_url: Option<String>,
+        edit: impl FnOnce(String) -> String,
+        bounce: Option<Bounce>,
+    ) -> Sso {
+        let via = bounce.as_ref().map(|b| b.base.clone());
         let dns = DnsServer::start().await;
         let next: Slot = Arc::new(Mutex::new(None));
         let (upstream, app, app_saw) = start_counting_upstream().await;
@@ -190,7 +269,7 @@ impl Sso {
             extra: format!("{extra}\n{}", edit(tenants_toml(dns.addr(), jit))),
             factories: Factories {
                 saml: None,
-                oidc: Some(Arc::new(TestFactory(next.clone()))),
+                oidc: Some(Arc::new(TestFactory(next.clone(), via))),
                 ..Default::default()
             },
             store_url,
@@ -203,6 +282,7 @@ impl Sso {
             next,
             app_saw,
             _app: app,
+            _bounce: bounce,
         };
         sso.verify("acme", "acme.com").await;
         sso.verify("globex", "globex.com").await;
@@ -252,6 +332,16 @@ impl Sso {
         let session = cookie_pair(&cb, "portcullis_session=");
         (cb, session.filter(|s| s != "portcullis_session="))
     }
+}
+
+/// Where the login form's answer for a single connection moves on to: the
+/// `<meta http-equiv="refresh">` URL of its page, unescaped.
+pub(crate) fn continue_href(html: &str) -> String {
+    let (_, rest) = html
+        .split_once(r#"<meta http-equiv="refresh" content="0;url="#)
+        .unwrap_or_else(|| panic!("no refresh in the answer: {html}"));
+    let (url, _) = rest.split_once('"').unwrap();
+    url.replace("&amp;", "&").replace("&#38;", "&")
 }
 
 pub(crate) fn cookie_pair(r: &reqwest::Response, prefix: &str) -> Option<String> {
