@@ -346,9 +346,13 @@ async fn build_state(
         mark_dev_domains_verified(&config, dev, &domains).await?;
     }
     let mut factories = factories.clone();
+    // Every IdP fetch of this generation goes through it (`auth::egress`).
+    let egress = crate::auth::egress::Egress::new(&config, Some(metrics.clone()))
+        .map_err(|e| AppError::Connection(ConnectionError::new("config", e.to_string())))?;
     if factories.saml.is_none() && factories.builtin_saml {
         factories.saml = Some(Arc::new(
             SamlFactory::new(store.clone(), config.public_urls())
+                .with_egress(egress.clone())
                 .with_dev_idp(dev_idp.clone())
                 .with_metrics(metrics.clone())
                 .with_metadata_cache(saml_metadata.clone()),
@@ -362,7 +366,8 @@ async fn build_state(
                 Some(metrics.clone()),
             )
             .with_clock(factories.clock.clone())
-            .with_headers(config.headers.clone()),
+            .with_headers(config.headers.clone())
+            .with_egress(egress.clone()),
         ));
     }
     let domains = Arc::new(domains);
@@ -374,6 +379,7 @@ async fn build_state(
             Some(metrics.clone()),
             domains.clone(),
             factories.clock.clone(),
+            &egress,
         )?));
     }
     let mut auth = AuthContext::build(&config, &factories, domains)?;

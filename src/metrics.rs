@@ -66,6 +66,10 @@ pub struct Metrics {
     pub scim_external_emails: IntCounterVec,
     /// Logout POSTs refused; `reason` ∈ csrf_missing|csrf_invalid.
     pub logout_refused: IntCounterVec,
+    /// Fetches (and IdP URLs offered through validation) refused because
+    /// they would leave for a non-public address; `reason` ∈
+    /// [`IDP_EGRESS_REASONS`].
+    pub idp_egress_refused: IntCounterVec,
     pub webhook: WebhookMetrics,
     pub limits: LimitMetrics,
     pub admin: AdminMetrics,
@@ -403,6 +407,17 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(logout_refused.clone()))?;
+        let idp_egress_refused = IntCounterVec::new(
+            Opts::new(
+                "portcullis_idp_egress_refused_total",
+                "IdP URLs refused, at validation or fetch, for pointing at a non-public address or an unsafe shape",
+            ),
+            &["reason"],
+        )?;
+        for reason in IDP_EGRESS_REASONS {
+            idp_egress_refused.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(idp_egress_refused.clone()))?;
         registry.register(Box::new(login_failures.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -446,6 +461,7 @@ impl Metrics {
             oidc_backchannel_logouts,
             scim_external_emails,
             logout_refused,
+            idp_egress_refused,
             webhook,
             limits,
             admin,
@@ -461,6 +477,20 @@ impl Metrics {
         String::from_utf8_lossy(&buf).into_owned()
     }
 }
+
+/// The reasons of `portcullis_idp_egress_refused_total`: the URL's shape
+/// (`config::UrlRefusal::label`: invalid_url, scheme, userinfo,
+/// literal_address, local_name), a name that resolved to a non-public
+/// address, and a redirect (never followed).
+pub const IDP_EGRESS_REASONS: [&str; 7] = [
+    "invalid_url",
+    "scheme",
+    "userinfo",
+    "literal_address",
+    "local_name",
+    "resolved_address",
+    "redirect",
+];
 
 /// `2xx`-style label for a status code.
 pub fn status_class(status: u16) -> &'static str {

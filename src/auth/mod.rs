@@ -8,6 +8,7 @@ pub mod claims;
 pub mod connection;
 pub mod directory;
 pub mod discovery;
+pub mod egress;
 pub mod flow;
 pub mod oidc;
 pub(crate) mod platform;

@@ -229,6 +229,7 @@ pub fn from_str_probed(
     cfg.scim = section(&root, "scim", &mut c);
     cfg.limits = section(&root, "limits", &mut c);
     cfg.forward_auth = section(&root, "forward_auth", &mut c);
+    cfg.egress = section(&root, "egress", &mut c);
 
     // Validate even when some sections failed to decode, so the operator
     // sees everything at once; but drop findings about a failed section,
@@ -286,6 +287,7 @@ const SECTIONS: &[&str] = &[
     "scim",
     "limits",
     "forward_auth",
+    "egress",
 ];
 
 fn interpolate_value(

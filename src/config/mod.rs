@@ -1,6 +1,7 @@
 //! Operator configuration: one TOML file, every error reported at once with
 //! file, line and key, secrets interpolated from the environment.
 
+mod egress;
 mod error;
 mod forward_auth;
 mod interpolate;
@@ -19,6 +20,7 @@ mod tests;
 
 /// The rule lives in [`crate::names`]; this path remains for callers that
 /// have not moved to it yet.
+pub use egress::{EgressConfig, EgressRules, REFUSED_PREFIX, UrlRefusal};
 pub use error::{ConfigError, ConfigErrors};
 pub use forward_auth::{
     Convention, ForwardAuthConfig, ForwardAuthEndpoint, INTERNAL_SEGMENTS, ReturnTargets,
@@ -38,7 +40,7 @@ pub use scim_extensions::{
 pub use upstreams::DEFAULT_UPSTREAM;
 pub use urls::PublicUrls;
 pub use validate::{
-    MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, is_trustworthy_url, parse_nameserver,
+    MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, parse_nameserver,
     parse_sha256_fingerprint,
 };
 

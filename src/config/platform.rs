@@ -356,6 +356,7 @@ keys = ["kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"]
             Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
         };
         let loopback = "endpoint overrides exist for tests and accept loopback hosts only";
+        let needs = "endpoint overrides exist for tests and need `[admin] allow_loopback_idp_urls = true`";
         for want in [
             format!("platform.providers.microsoft.issuer: {loopback}"),
             format!("platform.providers.github.token_url: {loopback}"),
@@ -364,12 +365,22 @@ keys = ["kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"]
             "platform.providers.github.client_secret: must not be empty".into(),
             "platform.providers.apple.team_id: must not be empty".into(),
             "platform.providers.apple.private_key: must be the Sign in with Apple key".into(),
+            // Loopback, but fetched only under the test allowance.
+            format!("platform.providers.google.issuer: {needs}"),
+            format!("platform.providers.github.authorize_url: {needs}"),
         ] {
             assert!(
                 errs.iter().any(|e| e.contains(&want)),
                 "missing {want:?} in {errs:#?}"
             );
         }
+        assert_eq!(errs.len(), 9, "{errs:#?}");
+        let allowed = format!("{MINIMAL}{overrides}").replacen(
+            "[platform.providers.google]",
+            "[admin]\nallow_loopback_idp_urls = true\n[platform.providers.google]",
+            1,
+        );
+        let errs = from_str(&allowed, "t.toml", &platform_env).unwrap_err().0;
         assert_eq!(errs.len(), 7, "{errs:#?}");
     }
 

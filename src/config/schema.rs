@@ -41,6 +41,8 @@ pub struct Config {
     pub limits: super::limits::LimitsConfig,
     /// Decision endpoints for host proxies (`[forward_auth]`).
     pub forward_auth: super::forward_auth::ForwardAuthConfig,
+    /// Private addresses the file's IdP URLs may reach (`[egress]`).
+    pub egress: super::egress::EgressConfig,
 }
 
 /// `[webhook]`: the upstream app's endpoint for user and group events
@@ -298,9 +300,10 @@ pub struct AdminConfig {
     /// Serve the admin API under `/admin/v1/` (operator bearer tokens from
     /// `portcullis admin-token create`; without one everything is 401).
     pub api_enabled: bool,
-    /// Accept `http://` loopback IdP URLs from the admin API (tests and
-    /// local development only): customer-supplied URLs are fetched by the
-    /// server, so they must otherwise be https to a public host.
+    /// Tests and local development only: IdP URLs may point at loopback
+    /// (127.0.0.0/8, `::1`, `localhost`, over http or https), from the file
+    /// and the admin API alike, and are fetched there. Without it every
+    /// IdP URL must be https to a public host (`config::EgressRules`).
     pub allow_loopback_idp_urls: bool,
 }
 

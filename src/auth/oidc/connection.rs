@@ -20,6 +20,8 @@ use serde_json::{Map, Value, json};
 use super::claims::{ClaimMap, Mapped, to_login};
 use super::client_auth::{ASSERTION_TYPE, ClientKey};
 use super::http::ProviderHttp;
+use crate::auth::egress::{Egress, Guard};
+use crate::config::EgressRules;
 use super::issuer::IssuerRule;
 use super::presets::{EmailVerified, entra_tenant_id, preset};
 use super::provider::{Discovered, ProviderCache};
@@ -111,12 +113,14 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 impl OidcConnection {
-    pub fn new(
+    /// `guard` is what the provider's URLs are fetched through.
+    pub(crate) fn new(
         tenant: &TenantConfig,
         conn: &ConnectionConfig,
         redirect_uri: String,
         store: Store,
         metrics: Option<Arc<Metrics>>,
+        guard: Guard,
     ) -> Result<Self, ConnectionError> {
         let cfg = conn.oidc.clone().ok_or_else(|| {
             ConnectionError::new(
@@ -162,7 +166,7 @@ impl OidcConnection {
             )?),
             _ => None,
         };
-        let http = ProviderHttp::new(cfg.http_timeout_ms)
+        let http = ProviderHttp::new(cfg.http_timeout_ms, guard)
             .map_err(|e| ConnectionError::new("config", format!("http client: {e}")))?;
         let provider = Arc::new(ProviderCache::new(
             &cfg.issuer,
@@ -216,7 +220,8 @@ impl OidcConnection {
             preset: None,
             ..conn.clone()
         };
-        let mut c = Self::new(tenant, &as_oidc, p.redirect_uri, p.store, p.metrics)?;
+        let guard = p.provider.http().guard().clone();
+        let mut c = Self::new(tenant, &as_oidc, p.redirect_uri, p.store, p.metrics, guard)?;
         c.secret = p.secret;
         c.provider = p.provider;
         c.issuer = p.issuer;
@@ -678,6 +683,7 @@ pub struct OidcFactory {
     metrics: Option<Arc<Metrics>>,
     clock: crate::clock::Clock,
     headers: crate::config::HeadersConfig,
+    egress: Option<Egress>,
 }
 
 impl OidcFactory {
@@ -688,6 +694,7 @@ impl OidcFactory {
             metrics,
             clock: crate::clock::Clock::system(),
             headers: crate::config::HeadersConfig::default(),
+            egress: None,
         }
     }
 }
@@ -696,6 +703,13 @@ impl OidcFactory {
     /// Connections built from here time their provider intervals by `clock`.
     pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// What providers are fetched through (without it: public hosts only,
+    /// the system resolver).
+    pub fn with_egress(mut self, egress: Egress) -> Self {
+        self.egress = Some(egress);
         self
     }
 
@@ -714,12 +728,18 @@ impl ConnectionFactory for OidcFactory {
         conn: &ConnectionConfig,
     ) -> Result<Arc<dyn Connection>, ConnectionError> {
         let redirect_uri = self.urls.oidc_callback(&conn.id);
+        let egress = match &self.egress {
+            Some(e) => e.clone(),
+            None => Egress::with_rules(EgressRules::public_only())
+                .map_err(|e| ConnectionError::new("config", e.to_string()))?,
+        };
         let mut connection = OidcConnection::new(
             tenant,
             conn,
             redirect_uri,
             self.store.clone(),
             self.metrics.clone(),
+            egress.for_tenant(tenant, &conn.id),
         )?;
         if let Some(p) = Arc::get_mut(&mut connection.provider) {
             p.set_clock(self.clock.clone());

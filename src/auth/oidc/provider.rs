@@ -16,7 +16,6 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::http::ProviderHttp;
 use crate::auth::ConnectionError;
-use crate::config::is_trustworthy_url;
 
 /// One fetched view of the provider.
 pub(crate) struct Discovered {
@@ -191,21 +190,31 @@ impl ProviderCache {
         let str_field = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_owned);
         let end_session_endpoint = str_field("end_session_endpoint");
         let userinfo_endpoint = metadata.userinfo_endpoint().map(|u| u.as_str().to_owned());
+        // What the server fetches is held to the egress rules (nobody
+        // validated these URLs: the document names them)...
+        let guard = self.http.guard();
+        for (name, u) in [
+            ("token_endpoint", Some(token_endpoint.as_str())),
+            ("jwks_uri", Some(metadata.jwks_uri().as_str())),
+            ("userinfo_endpoint", userinfo_endpoint.as_deref()),
+        ] {
+            if let Some(u) = u {
+                guard.check(u).map_err(|e| err(format!("{name}: {e}")))?;
+            }
+        }
+        // ...where the browser is sent only needs to be https.
         for (name, u) in [
             (
                 "authorization_endpoint",
                 Some(metadata.authorization_endpoint().as_str()),
             ),
-            ("token_endpoint", Some(token_endpoint.as_str())),
-            ("jwks_uri", Some(metadata.jwks_uri().as_str())),
-            ("userinfo_endpoint", userinfo_endpoint.as_deref()),
             ("end_session_endpoint", end_session_endpoint.as_deref()),
         ] {
             if let Some(u) = u
-                && !is_trustworthy_url(u)
+                && !guard.is_browser_url(u)
             {
                 return Err(err(format!(
-                    "{name} {u:?} is not https (http only on loopback)"
+                    "{name} {u:?} is not https (http only on loopback, for tests)"
                 )));
             }
         }
@@ -305,7 +314,13 @@ mod tests {
     fn cache(issuer: &str, refresh_ms: u64, jwks_min_ms: u64) -> ProviderCache {
         ProviderCache::new(
             issuer,
-            ProviderHttp::new(2000).unwrap(),
+            ProviderHttp::new(
+                2000,
+                crate::auth::egress::Egress::with_rules(crate::config::EgressRules::with_loopback())
+                    .unwrap()
+                    .for_provider("test"),
+            )
+            .unwrap(),
             Duration::from_millis(refresh_ms),
             Duration::from_millis(jwks_min_ms),
         )
@@ -342,12 +357,12 @@ mod tests {
         let issuer = serve(counts.clone()).await;
         for (mode, needle) in [
             (1, "HTTP 500"),
-            (2, "HTTP 307"),
+            (2, crate::auth::egress::NOT_REACHABLE),
             (3, "larger than"),
             (4, "is not the configured issuer"),
             (
                 5,
-                "token_endpoint \"http://evil.example/token\" is not https",
+                "token_endpoint: the IdP URL is not reachable from this server",
             ),
         ] {
             counts.mode.store(mode, Ordering::SeqCst);

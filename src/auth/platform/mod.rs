@@ -25,6 +25,7 @@ use crate::auth::oidc::{
     ClaimMap, ClaimRules, ClientKey, EmailVerified, IssuerRule, OidcConnection, PlatformOidc,
     ProviderCache, ProviderHttp, SecretSource, TENANT_PLACEHOLDER,
 };
+use crate::auth::egress::Egress;
 use crate::auth::policy::DomainRouter;
 use crate::auth::{CallbackRequest, Connection, ConnectionError, ConnectionFactory, VerifiedLogin};
 use crate::clock::Clock;
@@ -85,8 +86,9 @@ impl PlatformFactory {
         metrics: Option<Arc<Metrics>>,
         domains: Arc<dyn DomainRouter>,
         clock: Clock,
+        egress: &Egress,
     ) -> Result<Self, ConnectionError> {
-        let http = ProviderHttp::new(HTTP_TIMEOUT_MS)
+        let http = ProviderHttp::new(HTTP_TIMEOUT_MS, egress.for_provider("platform"))
             .map_err(|e| config_error(format!("http client: {e}")))?;
         let cache = |discovery: &str, issuer: &str| {
             Arc::new(

@@ -21,6 +21,8 @@ use crate::auth::{
     VerifiedLogin,
 };
 use crate::config::{ConnectionConfig, PublicUrls, TenantConfig};
+use crate::auth::egress::{Egress, Guard};
+use crate::config::EgressRules;
 use crate::metrics::Metrics;
 use crate::store::{IdpBinding, Store};
 
@@ -126,6 +128,8 @@ pub(super) fn replay_kind(base: &str, connection: &str) -> String {
 }
 
 impl SamlConnection {
+    /// A connection whose remote metadata, if any, is fetched from public
+    /// addresses only (see [`SamlConnection::guarded`]).
     pub fn new(
         conn: &ConnectionConfig,
         urls: &PublicUrls,
@@ -133,6 +137,20 @@ impl SamlConnection {
         dev_idp: Option<&super::dev_idp::DevIdp>,
         metrics: Option<Arc<Metrics>>,
         metadata_cache: &MetadataCache,
+    ) -> Result<Self, ConnectionError> {
+        Self::guarded(conn, urls, store, dev_idp, metrics, metadata_cache, None)
+    }
+
+    /// [`SamlConnection::new`] with the egress guard `idp_metadata_url` is
+    /// fetched through (`None`: public hosts only, the system resolver).
+    pub(crate) fn guarded(
+        conn: &ConnectionConfig,
+        urls: &PublicUrls,
+        store: Store,
+        dev_idp: Option<&super::dev_idp::DevIdp>,
+        metrics: Option<Arc<Metrics>>,
+        metadata_cache: &MetadataCache,
+        guard: Option<Guard>,
     ) -> Result<Self, ConnectionError> {
         let cfg = conn.saml.as_ref().ok_or_else(|| {
             ConnectionError::new(
@@ -215,6 +233,12 @@ impl SamlConnection {
             })?;
         let trust = Arc::new(ArcSwapOption::new(idp.map(|m| Arc::new(settings.trust(m)))));
         if let (None, Some(url)) = (&cfg.idp, &cfg.idp_metadata_url) {
+            let guard = match guard {
+                Some(g) => g,
+                None => Egress::with_rules(EgressRules::public_only())
+                    .map_err(|e| ConnectionError::new("config", e.to_string()))?
+                    .for_provider(&conn.id),
+            };
             spawn_refresh(
                 Refresh {
                     connection: conn.id.clone(),
@@ -223,6 +247,7 @@ impl SamlConnection {
                     pins,
                     cache: metadata_cache.clone(),
                     metrics,
+                    guard,
                 },
                 Arc::downgrade(&trust),
                 move |md| settings.trust(md),
@@ -507,6 +532,7 @@ pub struct SamlFactory {
     dev_idp: Option<Arc<super::dev_idp::DevIdp>>,
     metrics: Option<Arc<Metrics>>,
     metadata_cache: MetadataCache,
+    egress: Option<Egress>,
 }
 
 impl SamlFactory {
@@ -517,7 +543,15 @@ impl SamlFactory {
             dev_idp: None,
             metrics: None,
             metadata_cache: MetadataCache::default(),
+            egress: None,
         }
+    }
+
+    /// What metadata URLs are fetched through (without it: public hosts
+    /// only, the system resolver).
+    pub fn with_egress(mut self, egress: Egress) -> Self {
+        self.egress = Some(egress);
+        self
     }
 
     /// Remote metadata last fetched by earlier generations of the same app
@@ -543,16 +577,17 @@ impl SamlFactory {
 impl ConnectionFactory for SamlFactory {
     fn build(
         &self,
-        _tenant: &TenantConfig,
+        tenant: &TenantConfig,
         conn: &ConnectionConfig,
     ) -> Result<Arc<dyn Connection>, ConnectionError> {
-        Ok(Arc::new(SamlConnection::new(
+        Ok(Arc::new(SamlConnection::guarded(
             conn,
             &self.urls,
             self.store.clone(),
             self.dev_idp.as_deref(),
             self.metrics.clone(),
             &self.metadata_cache,
+            self.egress.as_ref().map(|e| e.for_tenant(tenant, &conn.id)),
         )?))
     }
 }

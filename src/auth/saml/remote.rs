@@ -4,8 +4,10 @@
 //! keeps the last good copy and is counted in
 //! `portcullis_saml_metadata_refresh_total{connection,result="error"}`.
 //!
-//! Only `https://` URLs are fetched (plain http only to a loopback host, for
-//! tests): the metadata names the keys every login is checked with. A
+//! Fetched through the egress guard (`auth::egress`): `https://` to a public
+//! address only (plain http only to loopback under the test allowance) —
+//! the metadata names the keys every login is checked with, and the URL is
+//! written by whoever configures the tenant. A
 //! refresh that changes the set of signing certificates is logged at WARN
 //! with the old and new fingerprints and counted, so a key swap never goes
 //! unnoticed even without pins.
@@ -26,6 +28,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 
 use super::metadata::{Fingerprint, IdpMetadata, MetadataError};
+use crate::auth::egress::{Guard, Refused};
 use crate::metrics::Metrics;
 
 /// Largest metadata document accepted (read in chunks, stopped beyond).
@@ -38,10 +41,9 @@ const RETRY_SECONDS: u64 = 30;
 pub(super) enum FetchError {
     #[error("HTTP client: {0}")]
     Client(String),
-    #[error(
-        "{0} is not an https:// URL (plain http only to a loopback host); metadata is not fetched over it"
-    )]
-    Insecure(String),
+    /// Refused by the egress guard (logged and counted there).
+    #[error("{0}: {1}")]
+    Refused(String, Refused),
     #[error("GET {0}: {1}")]
     Http(String, String),
     #[error("metadata larger than {MAX_METADATA_BYTES} bytes")]
@@ -78,29 +80,42 @@ impl MetadataCache {
     }
 }
 
-fn client() -> Result<reqwest::Client, FetchError> {
-    // No redirects: metadata comes from exactly the configured URL.
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(FETCH_TIMEOUT)
-        .build()
-        .map_err(|e| FetchError::Client(e.to_string()))
-}
-
-/// One fetch: an https URL (checked here too, whatever the configuration
-/// path), status 200, size-capped body, then the same loader as files.
-pub(super) async fn fetch(url: &str) -> Result<(IdpMetadata, String), FetchError> {
-    if !crate::config::is_trustworthy_url(url) {
-        return Err(FetchError::Insecure(url.to_owned()));
+/// One fetch through `guard` (the URL checked here too, whatever the
+/// configuration path; no redirects: metadata comes from exactly the
+/// configured URL), status 200, size-capped body, then the same loader as
+/// files.
+pub(super) async fn fetch(url: &str, guard: &Guard) -> Result<(IdpMetadata, String), FetchError> {
+    let refused = |r| FetchError::Refused(url.to_owned(), r);
+    let checked = guard.check(url).map_err(refused)?;
+    let client = guard
+        .client(FETCH_TIMEOUT)
+        .map_err(|e| FetchError::Client(e.to_string()))?;
+    let mut resp = client.get(checked).send().await.map_err(|e| {
+        match Guard::refusal_in(&e) {
+            Some(r) => refused(r),
+            None => FetchError::Http(url.to_owned(), e.to_string()),
+        }
+    })?;
+    if resp.status().is_redirection() {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok());
+        return Err(refused(guard.redirect(url, resp.status().as_u16(), location)));
     }
-    let http = |e: reqwest::Error| FetchError::Http(url.to_owned(), e.to_string());
-    let mut resp = client()?.get(url).send().await.map_err(http)?;
     if resp.status() != reqwest::StatusCode::OK {
         return Err(FetchError::Http(
             url.to_owned(),
             format!("status {}", resp.status()),
         ));
     }
+    if resp
+        .content_length()
+        .is_some_and(|l| l > MAX_METADATA_BYTES as u64)
+    {
+        return Err(FetchError::TooLarge);
+    }
+    let http = |e: reqwest::Error| FetchError::Http(url.to_owned(), e.to_string());
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(http)? {
         if body.len() + chunk.len() > MAX_METADATA_BYTES {
@@ -126,6 +141,8 @@ pub(super) struct Refresh {
     pub pins: Vec<Fingerprint>,
     pub cache: MetadataCache,
     pub metrics: Option<Arc<Metrics>>,
+    /// What the URL is fetched through.
+    pub guard: Guard,
 }
 
 impl Refresh {
@@ -135,7 +152,7 @@ impl Refresh {
         &self,
         current: Option<&IdpMetadata>,
     ) -> Result<(IdpMetadata, String), FetchError> {
-        let (md, xml) = fetch(&self.url).await?;
+        let (md, xml) = fetch(&self.url, &self.guard).await?;
         if let Some(cur) = current
             && cur.entity_id != md.entity_id
         {
@@ -237,21 +254,41 @@ pub(super) fn spawn_refresh<T: HoldsIdp + Send + Sync + 'static>(
 mod tests {
     use super::*;
 
+    use crate::auth::egress::Egress;
+    use crate::config::EgressRules;
+
     #[tokio::test]
     async fn metadata_is_never_fetched_over_plain_http_to_a_remote_host() {
+        let guard = |rules| Egress::with_rules(rules).unwrap().for_provider("t");
+        let strict = guard(EgressRules::public_only());
+        let tests = guard(EgressRules::with_loopback());
         for url in [
             "http://idp.example/metadata",
             "http://10.1.2.3/metadata",
+            "https://10.1.2.3/metadata",
+            "https://169.254.169.254/metadata",
             "file:///etc/passwd",
         ] {
-            assert!(
-                matches!(fetch(url).await, Err(FetchError::Insecure(_))),
-                "{url}"
-            );
+            for g in [&strict, &tests] {
+                match fetch(url, g).await {
+                    Err(e @ FetchError::Refused(..)) => {
+                        assert_eq!(
+                            e.to_string(),
+                            format!("{url}: {}", crate::auth::egress::NOT_REACHABLE)
+                        )
+                    }
+                    other => panic!("{url}: {:?}", other.err()),
+                }
+            }
         }
-        // loopback is allowed (nothing listens on port 9: an HTTP error)
+        // Loopback only under the test allowance (nothing listens on port
+        // 9: an HTTP error, so the request was made).
         assert!(matches!(
-            fetch("http://127.0.0.1:9/metadata").await,
+            fetch("http://127.0.0.1:9/metadata", &strict).await,
+            Err(FetchError::Refused(..))
+        ));
+        assert!(matches!(
+            fetch("http://127.0.0.1:9/metadata", &tests).await,
             Err(FetchError::Http(..))
         ));
     }

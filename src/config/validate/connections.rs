@@ -5,7 +5,6 @@ use std::collections::HashSet;
 
 use crate::config::load::Collector;
 use crate::config::schema::{ConnectionConfig, Protocol};
-use crate::names::is_loopback_host;
 
 /// Provider presets the SAML and OIDC connections understand.
 pub const PRESETS: &[&str] = &[
@@ -98,18 +97,3 @@ fn protocol_table(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Col
     }
 }
 
-/// `true` for an `https://` URL, or `http://` to a loopback host (tests and
-/// local development only).
-pub fn is_trustworthy_url(u: &str) -> bool {
-    if u.contains('#') {
-        return false;
-    }
-    match u.parse::<http::Uri>() {
-        Ok(uri) => match (uri.scheme_str(), uri.host()) {
-            (Some("https"), Some(h)) => !h.is_empty(),
-            (Some("http"), Some(h)) => is_loopback_host(h),
-            _ => false,
-        },
-        Err(_) => false,
-    }
-}

@@ -15,7 +15,7 @@ mod tenants;
 mod upstreams;
 mod webhook;
 
-pub use connections::{PRESETS, is_trustworthy_url};
+pub use connections::PRESETS;
 pub use oidc::OIDC_SIGNING_ALGS;
 pub use saml::parse_sha256_fingerprint;
 pub use session::MIN_SESSION_KEY_BYTES;
@@ -49,6 +49,7 @@ const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     scim::scim,
     super::limits::validate,
     super::forward_auth::validate,
+    super::egress::validate,
 ];
 
 /// The checks a tenant takes part in, for a tenant that comes from the

@@ -19,6 +19,10 @@ use crate::names::is_loopback_host;
 /// What an override that is not loopback is told.
 const OVERRIDE_LOOPBACK_ONLY: &str =
     "endpoint overrides exist for tests and accept loopback hosts only";
+/// What an override is told without the test allowance: the fetching
+/// client would refuse loopback anyway (`config::EgressRules`).
+const OVERRIDE_NEEDS_ALLOWANCE: &str =
+    "endpoint overrides exist for tests and need `[admin] allow_loopback_idp_urls = true`";
 
 pub(super) fn platform(cfg: &Config, c: &mut Collector<'_>) {
     providers(cfg, c);
@@ -31,10 +35,11 @@ pub(super) fn platform(cfg: &Config, c: &mut Collector<'_>) {
 
 fn providers(cfg: &Config, c: &mut Collector<'_>) {
     let p = &cfg.platform.providers;
+    let allowed = cfg.admin.allow_loopback_idp_urls;
     let base = "platform.providers";
     for (name, o) in [("google", &p.google), ("microsoft", &p.microsoft)] {
         if let Some(o) = o {
-            oidc_provider(o, &format!("{base}.{name}"), c);
+            oidc_provider(o, &format!("{base}.{name}"), allowed, c);
         }
     }
     if let Some(g) = &p.github {
@@ -45,7 +50,7 @@ fn providers(cfg: &Config, c: &mut Collector<'_>) {
             ("token_url", &g.token_url),
             ("api_url", &g.api_url),
         ] {
-            loopback_override(v.as_deref(), &k(f), c);
+            loopback_override(v.as_deref(), &k(f), allowed, c);
         }
     }
     if let Some(a) = &p.apple {
@@ -65,13 +70,13 @@ fn providers(cfg: &Config, c: &mut Collector<'_>) {
                 "must be the Sign in with Apple key as downloaded (.p8: a P-256 PKCS#8 PEM), e.g. `${APPLE_SIGNIN_KEY_P8}`",
             );
         }
-        loopback_override(a.issuer.as_deref(), &k("issuer"), c);
+        loopback_override(a.issuer.as_deref(), &k("issuer"), allowed, c);
     }
 }
 
-fn oidc_provider(o: &OidcPlatformProvider, key: &str, c: &mut Collector<'_>) {
+fn oidc_provider(o: &OidcPlatformProvider, key: &str, allowed: bool, c: &mut Collector<'_>) {
     credentials(&o.client_id, &o.client_secret, &format!("{key}."), c);
-    loopback_override(o.issuer.as_deref(), &format!("{key}.issuer"), c);
+    loopback_override(o.issuer.as_deref(), &format!("{key}.issuer"), allowed, c);
 }
 
 /// `prefix` ends with the dot before the field name.
@@ -89,8 +94,9 @@ fn credentials(id: &str, secret: &str, prefix: &str, c: &mut Collector<'_>) {
 
 /// An override is `http(s)://` to a loopback host, without query or
 /// fragment: the real endpoints are built in, and an override anywhere
-/// else would let a configuration file redirect every tenant's logins.
-fn loopback_override(url: Option<&str>, key: &str, c: &mut Collector<'_>) {
+/// else would let a configuration file redirect every tenant's logins. They
+/// are fetched only under the test allowance (`allowed`).
+fn loopback_override(url: Option<&str>, key: &str, allowed: bool, c: &mut Collector<'_>) {
     let Some(u) = url else { return };
     let ok = !u.contains(['?', '#'])
         && u.parse::<http::Uri>().is_ok_and(|uri| {
@@ -99,6 +105,8 @@ fn loopback_override(url: Option<&str>, key: &str, c: &mut Collector<'_>) {
         });
     if !ok {
         c.push(key, OVERRIDE_LOOPBACK_ONLY);
+    } else if !allowed {
+        c.push(key, OVERRIDE_NEEDS_ALLOWANCE);
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use crate::config::load::Collector;
-use crate::config::schema::{Config, GroupsSource, ScimGroupName};
+use crate::config::EgressRules;
+use crate::config::schema::{Config, GroupsSource, Protocol, ScimGroupName};
 use crate::names::{is_hostname, is_public_mail_domain};
 
 pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
@@ -47,6 +48,7 @@ pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
                 );
             }
         }
+        egress(cfg, i, c);
         groups(cfg, i, c);
         super::headers::connection_claims(cfg, i, c);
         if t.jit.default_role.as_deref() == Some("") {
@@ -57,6 +59,32 @@ pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
         }
         let duplicate = format!("tenant id `{}`", t.id);
         super::unique_id(&t.id, format!("tenants[{i}].id"), &mut ids, &duplicate, c);
+    }
+}
+
+/// The URLs the server fetches for tenant `i` (SAML metadata, OIDC
+/// discovery) against the rules of the tenant's source: the same check for
+/// the file, the admin API and the portal; the operator's `[egress]`
+/// allowances count for the file's tenants only.
+fn egress(cfg: &Config, i: usize, c: &mut Collector<'_>) {
+    let Some(t) = cfg.tenants.get(i) else { return };
+    let rules = EgressRules::for_origin(cfg, t.origin);
+    for (j, conn) in t.connections.iter().enumerate() {
+        let key = format!("tenants[{i}].connections[{j}]");
+        let saml = conn.saml.as_ref().and_then(|s| s.idp_metadata_url.as_deref());
+        // An `oidc` table on another protocol is already a finding.
+        let oidc = conn
+            .oidc
+            .as_ref()
+            .filter(|_| conn.protocol == Some(Protocol::Oidc))
+            .map(|o| o.issuer.as_str());
+        for (field, url) in [("saml.idp_metadata_url", saml), ("oidc.issuer", oidc)] {
+            if let Some(u) = url
+                && let Err(e) = rules.check_url(u)
+            {
+                c.push(format!("{key}.{field}"), e.finding());
+            }
+        }
     }
 }
 
@@ -194,13 +222,11 @@ pub(super) fn dev_idp(cfg: &Config, c: &mut Collector<'_>) {
 }
 
 /// What the admin API must not accept even though the file may: paths on
-/// the server's disk (they are the operator's), the development IdP, and
-/// IdP URLs the server would fetch from inside its own network (a
-/// customer's admin must not make Portcullis probe private addresses).
+/// the server's disk (they are the operator's) and the development IdP.
+/// (Where IdP URLs may point is `egress`, for every source.)
 pub(super) fn store_source(cfg: &Config, i: usize, c: &mut Collector<'_>) {
     let Some(t) = cfg.tenants.get(i) else { return };
     const SERVER_FILES: &str = "not accepted through the API: server files are the operator's";
-    let loopback_ok = cfg.admin.allow_loopback_idp_urls;
     for (j, conn) in t.connections.iter().enumerate() {
         let key = format!("tenants[{i}].connections[{j}]");
         if let Some(s) = &conn.saml {
@@ -219,100 +245,6 @@ pub(super) fn store_source(cfg: &Config, i: usize, c: &mut Collector<'_>) {
                     "not accepted through the API: the development IdP is configured in the file",
                 );
             }
-            // A URL the file would refuse already has the file's message.
-            if let Some(u) = &s.idp_metadata_url
-                && super::is_trustworthy_url(u)
-                && !is_fetchable_idp_url(u, loopback_ok)
-            {
-                c.push(format!("{key}.saml.idp_metadata_url"), FETCHABLE);
-            }
         }
-        if let Some(o) = &conn.oidc
-            && super::is_trustworthy_url(&o.issuer)
-            && !is_fetchable_idp_url(&o.issuer, loopback_ok)
-        {
-            c.push(format!("{key}.oidc.issuer"), FETCHABLE);
-        }
-    }
-}
-
-const FETCHABLE: &str = "must be an https URL of a public host (not an IP address in a private, loopback or link-local range)";
-
-/// An https URL whose host is a name or a public IP address; with
-/// `loopback_ok` (tests), also what the file accepts (http to loopback).
-fn is_fetchable_idp_url(u: &str, loopback_ok: bool) -> bool {
-    let Ok(uri) = u.parse::<http::Uri>() else {
-        return false;
-    };
-    if loopback_ok
-        && super::is_trustworthy_url(u)
-        && uri.host().is_some_and(crate::names::is_loopback_host)
-    {
-        return true;
-    }
-    let (Some("https"), Some(host)) = (uri.scheme_str(), uri.host()) else {
-        return false;
-    };
-    if u.contains('#') || host.is_empty() || crate::names::is_loopback_host(host) {
-        return false;
-    }
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => {
-            !(ip.is_private()
-                || ip.is_loopback()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || ip.is_documentation()
-                || ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64
-                || ip.octets()[0] == 0)
-        }
-        Ok(std::net::IpAddr::V6(ip)) => {
-            let first = ip.segments()[0];
-            !(ip.is_loopback()
-                || ip.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some())
-        }
-        Err(_) => !bare.ends_with(".localhost") && bare.contains('.'),
-    }
-}
-
-#[cfg(test)]
-mod fetchable_tests {
-    use super::is_fetchable_idp_url as ok;
-
-    #[test]
-    fn only_public_https_hosts_unless_loopback_is_allowed() {
-        for good in [
-            "https://login.example.com/tenant/v2.0",
-            "https://8.8.8.8/md",
-            "https://[2001:4860::1]/md",
-        ] {
-            assert!(ok(good, false), "{good}");
-        }
-        for bad in [
-            "http://idp.example.com/md",
-            "https://127.0.0.1/md",
-            "https://localhost/md",
-            "https://10.1.2.3/md",
-            "https://192.168.0.1/md",
-            "https://172.16.0.1/md",
-            "https://169.254.169.254/latest/meta-data",
-            "https://100.64.0.1/md",
-            "https://0.0.0.0/md",
-            "https://[::1]/md",
-            "https://[fd00::1]/md",
-            "https://[fe80::1]/md",
-            "https://[::ffff:10.0.0.1]/md",
-            "https://intranet/md",
-            "ftp://example.com/md",
-        ] {
-            assert!(!ok(bad, false), "{bad}");
-        }
-        assert!(ok("http://127.0.0.1:8080/md", true));
-        assert!(!ok("http://10.0.0.1/md", true));
     }
 }
