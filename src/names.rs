@@ -91,7 +91,8 @@ fn special_range_v6(ip: std::net::Ipv6Addr) -> Option<&'static str> {
         return Some("IPv4-compatible (::/96)");
     }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return special_range_v4(embedded(s[6], s[7])).map(|_| "NAT64 of non-public (64:ff9b::/96)");
+        return special_range_v4(embedded(s[6], s[7]))
+            .map(|_| "NAT64 of non-public (64:ff9b::/96)");
     }
     if s[0] == 0x2002 {
         return special_range_v4(embedded(s[1], s[2])).map(|_| "6to4 of non-public (2002::/16)");

@@ -15,7 +15,8 @@ use utoipa::ToSchema;
 use super::audit::{Actor, AuditAction, REDACTED, row};
 use crate::config::{
     Config, ConnectionConfig, FieldError, JitConfig, Origin, Protocol, TenantConfig,
-    TenantScimConfig, connection_from_json, merge_store_tenants, no_probe, tenant_from_json,
+    TenantScimConfig, UrlRefusal, connection_from_json, merge_store_tenants, no_probe,
+    tenant_from_json,
 };
 use crate::domains::{DomainEntry, DomainError, Domains, normalize_domain};
 use crate::metrics::Metrics;
@@ -306,6 +307,39 @@ fn to_value<T: Serialize>(v: &T) -> Result<Value, OpError> {
     crate::config::to_document(v).map_err(OpError::Internal)
 }
 
+/// A document that did not validate. Findings about an IdP URL the server
+/// would not fetch (`config::UrlRefusal`) reach the API client (and a
+/// customer's portal) as one generic sentence; the precise finding goes to
+/// the log and its reason to `portcullis_idp_egress_refused_total`.
+fn refused_document(ctx: &AdminCtx, tenant: &str, errors: Vec<FieldError>) -> OpError {
+    OpError::Invalid(
+        errors
+            .into_iter()
+            .map(|e| match UrlRefusal::label_of_finding(&e.message) {
+                Some(reason) => {
+                    tracing::warn!(
+                        tenant,
+                        field = %e.field,
+                        reason,
+                        finding = %e.message,
+                        "admin API: IdP URL refused"
+                    );
+                    ctx.metrics
+                        .idp_egress_refused
+                        .with_label_values(&[reason])
+                        .inc();
+                    FieldError::new(e.field, IDP_URL_REFUSED)
+                }
+                None => e,
+            })
+            .collect(),
+    )
+}
+
+/// What the API says about a refused IdP URL, whatever the reason.
+pub const IDP_URL_REFUSED: &str =
+    "the IdP URL is not reachable from this server: it must be an https:// URL of a public host";
+
 fn probe(t: &TenantConfig, push: &mut dyn FnMut(String, String)) {
     crate::auth::check::check_tenant(t, push)
 }
@@ -362,7 +396,8 @@ pub async fn create_tenant(
         .to_owned();
     let mut tx = ctx.store.begin_config(&id).await?;
     let within = within(&ctx, &mut tx).await?;
-    let t = tenant_from_json(body, &within, None, &probe).map_err(OpError::Invalid)?;
+    let t = tenant_from_json(body, &within, None, &probe)
+        .map_err(|e| refused_document(&ctx, &id, e))?;
     tx.tenants().put_tenant(&t.id, &tenant_doc(&t)?).await?;
     for (i, c) in t.connections.iter().enumerate() {
         tx.tenants()
@@ -416,7 +451,8 @@ pub async fn update_tenant(
         .ok_or_else(|| OpError::NotFound(format!("no tenant `{id}`")))?;
     let mut doc = to_value(&old)?;
     merge_patch(&mut doc, patch);
-    let new = tenant_from_json(&doc, &within, Some(id), &probe).map_err(OpError::Invalid)?;
+    let new = tenant_from_json(&doc, &within, Some(id), &probe)
+        .map_err(|e| refused_document(&ctx, id, e))?;
     tx.tenants().put_tenant(id, &tenant_doc(&new)?).await?;
     // Domains no longer listed are released.
     for d in old
@@ -764,8 +800,8 @@ pub async fn put_connection(
         }
         None => (body.clone(), None),
     };
-    let (new_tenant, conn) =
-        connection_from_json(&body, &t, &within, replacing, &probe).map_err(OpError::Invalid)?;
+    let (new_tenant, conn) = connection_from_json(&body, &t, &within, replacing, &probe)
+        .map_err(|e| refused_document(&ctx, id, e))?;
     let position = new_tenant
         .connections
         .iter()

@@ -29,7 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -142,6 +144,9 @@ fn resolver(dns: &DnsConfig) -> Result<TokioResolver, EgressError> {
     let opts = builder.options_mut();
     opts.timeout = Duration::from_millis(dns.lookup_timeout_ms.max(1));
     opts.attempts = 2;
+    // Both families, so a name with a public A and a private AAAA (or the
+    // reverse) is refused: any address the client could connect to counts.
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     builder
         .build()
         .map_err(|e| EgressError::Resolver(e.to_string()))
@@ -290,8 +295,7 @@ impl Resolve for GuardedResolver {
             match guard.resolve(&host).await {
                 Ok(addrs) => {
                     // Port 0: the client puts the URL's port in.
-                    let addrs: Addrs =
-                        Box::new(addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+                    let addrs: Addrs = Box::new(addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)));
                     Ok(addrs)
                 }
                 Err(ResolveError::Refused(r)) => Err(Box::new(r) as _),

@@ -350,7 +350,10 @@ mod tests {
             ("https://10.1.2.3/md", "literal_address"),
             ("https://172.16.0.1/md", "literal_address"),
             ("https://192.168.0.1/md", "literal_address"),
-            ("https://169.254.169.254/latest/meta-data", "literal_address"),
+            (
+                "https://169.254.169.254/latest/meta-data",
+                "literal_address",
+            ),
             ("https://100.64.0.1/md", "literal_address"),
             ("https://0.0.0.0/md", "literal_address"),
             ("https://198.18.0.1/md", "literal_address"),
@@ -412,13 +415,19 @@ mod tests {
 
     #[test]
     fn operator_allowances_apply_to_file_tenants_only() {
-        let (file, store) = file_rules(&["ADFS.corp.example.", "adfs"], &["10.20.0.0/16", "fd12::7"]);
+        let (file, store) = file_rules(
+            &["ADFS.corp.example.", "adfs"],
+            &["10.20.0.0/16", "fd12::7"],
+        );
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         // A named host: private-use addresses only.
         assert!(file.admits("adfs.corp.example", ip("10.1.2.3")).is_ok());
         assert!(file.admits("adfs.corp.example.", ip("192.168.1.1")).is_ok());
         assert!(file.admits("adfs.corp.example", ip("fd00::1")).is_ok());
-        assert!(file.admits("adfs.corp.example", ip("169.254.169.254")).is_err());
+        assert!(
+            file.admits("adfs.corp.example", ip("169.254.169.254"))
+                .is_err()
+        );
         assert!(file.admits("adfs.corp.example", ip("127.0.0.1")).is_err());
         assert!(file.admits("other.corp.example", ip("10.1.2.3")).is_err());
         // A network: whatever is inside it, for any host.
@@ -427,11 +436,17 @@ mod tests {
         assert!(file.admits("x.example", ip("10.21.0.1")).is_err());
         assert_eq!(refusal(&file, "https://10.20.0.5/md"), None);
         assert_eq!(refusal(&file, "https://adfs/md"), None);
-        assert_eq!(refusal(&file, "https://10.21.0.5/md"), Some("literal_address"));
+        assert_eq!(
+            refusal(&file, "https://10.21.0.5/md"),
+            Some("literal_address")
+        );
         // The store's tenants get none of it.
         assert!(store.admits("adfs.corp.example", ip("10.1.2.3")).is_err());
         assert!(store.admits("x.example", ip("10.20.3.4")).is_err());
-        assert_eq!(refusal(&store, "https://10.20.0.5/md"), Some("literal_address"));
+        assert_eq!(
+            refusal(&store, "https://10.20.0.5/md"),
+            Some("literal_address")
+        );
         assert_eq!(refusal(&store, "https://adfs/md"), Some("local_name"));
     }
 
@@ -482,7 +497,12 @@ allow_private_networks = ["10.20.0.0/16", "nope", "0.0.0.0/0"]
             "egress.allow_private_networks[1]",
             "egress.allow_private_networks[2]",
         ] {
-            assert!(keys.iter().any(|(key, line)| key == k && *line == if k.contains("hosts") { 9 } else { 10 }), "{k}: {keys:?}");
+            assert!(
+                keys.iter().any(
+                    |(key, line)| key == k && *line == if k.contains("hosts") { 9 } else { 10 }
+                ),
+                "{k}: {keys:?}"
+            );
         }
         assert_eq!(keys.len(), 5, "{keys:?}");
         let unknown = text.replace("allow_private_networks", "allow_private_netwrks");

@@ -40,8 +40,7 @@ pub use scim_extensions::{
 pub use upstreams::DEFAULT_UPSTREAM;
 pub use urls::PublicUrls;
 pub use validate::{
-    MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, parse_nameserver,
-    parse_sha256_fingerprint,
+    MIN_SESSION_KEY_BYTES, OIDC_SIGNING_ALGS, PRESETS, parse_nameserver, parse_sha256_fingerprint,
 };
 
 pub use platform::*;

@@ -356,7 +356,8 @@ keys = ["kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"]
             Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
         };
         let loopback = "endpoint overrides exist for tests and accept loopback hosts only";
-        let needs = "endpoint overrides exist for tests and need `[admin] allow_loopback_idp_urls = true`";
+        let needs =
+            "endpoint overrides exist for tests and need `[admin] allow_loopback_idp_urls = true`";
         for want in [
             format!("platform.providers.microsoft.issuer: {loopback}"),
             format!("platform.providers.github.token_url: {loopback}"),

@@ -20,17 +20,17 @@ use serde_json::{Map, Value, json};
 use super::claims::{ClaimMap, Mapped, to_login};
 use super::client_auth::{ASSERTION_TYPE, ClientKey};
 use super::http::ProviderHttp;
-use crate::auth::egress::{Egress, Guard};
-use crate::config::EgressRules;
 use super::issuer::IssuerRule;
 use super::presets::{EmailVerified, entra_tenant_id, preset};
 use super::provider::{Discovered, ProviderCache};
 use super::verify::{Expect, parse_algs, verify};
+use crate::auth::egress::{Egress, Guard};
 use crate::auth::flow::FLOW_LIFETIME_SECONDS;
 use crate::auth::{
     CallbackRequest, Connection, ConnectionError, ConnectionFactory, LoginStart, StartContext,
     VerifiedLogin,
 };
+use crate::config::EgressRules;
 use crate::config::{ConnectionConfig, OidcConfig, PublicUrls, TenantConfig, TokenAuthMethod};
 use crate::metrics::Metrics;
 use crate::secret::Secret;

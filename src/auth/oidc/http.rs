@@ -71,7 +71,10 @@ impl ProviderHttp {
                 .headers()
                 .get(http::header::LOCATION)
                 .and_then(|v| v.to_str().ok());
-            return Err(self.guard.redirect(&raw, resp.status().as_u16(), location).into());
+            return Err(self
+                .guard
+                .redirect(&raw, resp.status().as_u16(), location)
+                .into());
         }
         if resp
             .content_length()

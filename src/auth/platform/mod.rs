@@ -21,11 +21,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
+use crate::auth::egress::Egress;
 use crate::auth::oidc::{
     ClaimMap, ClaimRules, ClientKey, EmailVerified, IssuerRule, OidcConnection, PlatformOidc,
     ProviderCache, ProviderHttp, SecretSource, TENANT_PLACEHOLDER,
 };
-use crate::auth::egress::Egress;
 use crate::auth::policy::DomainRouter;
 use crate::auth::{CallbackRequest, Connection, ConnectionError, ConnectionFactory, VerifiedLogin};
 use crate::clock::Clock;

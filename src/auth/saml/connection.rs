@@ -16,13 +16,13 @@ use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use samael::service_provider::ServiceProvider;
 
+use crate::auth::egress::{Egress, Guard};
 use crate::auth::{
     CallbackRequest, Connection, ConnectionError, ConnectionFactory, LoginStart, StartContext,
     VerifiedLogin,
 };
-use crate::config::{ConnectionConfig, PublicUrls, TenantConfig};
-use crate::auth::egress::{Egress, Guard};
 use crate::config::EgressRules;
+use crate::config::{ConnectionConfig, PublicUrls, TenantConfig};
 use crate::metrics::Metrics;
 use crate::store::{IdpBinding, Store};
 

@@ -90,18 +90,24 @@ pub(super) async fn fetch(url: &str, guard: &Guard) -> Result<(IdpMetadata, Stri
     let client = guard
         .client(FETCH_TIMEOUT)
         .map_err(|e| FetchError::Client(e.to_string()))?;
-    let mut resp = client.get(checked).send().await.map_err(|e| {
-        match Guard::refusal_in(&e) {
+    let mut resp = client
+        .get(checked)
+        .send()
+        .await
+        .map_err(|e| match Guard::refusal_in(&e) {
             Some(r) => refused(r),
             None => FetchError::Http(url.to_owned(), e.to_string()),
-        }
-    })?;
+        })?;
     if resp.status().is_redirection() {
         let location = resp
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok());
-        return Err(refused(guard.redirect(url, resp.status().as_u16(), location)));
+        return Err(refused(guard.redirect(
+            url,
+            resp.status().as_u16(),
+            location,
+        )));
     }
     if resp.status() != reqwest::StatusCode::OK {
         return Err(FetchError::Http(

@@ -96,4 +96,3 @@ fn protocol_table(conn: &ConnectionConfig, key: &str, dev_idp: bool, c: &mut Col
         }
     }
 }
-

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
-use crate::config::load::Collector;
 use crate::config::EgressRules;
+use crate::config::load::Collector;
 use crate::config::schema::{Config, GroupsSource, Protocol, ScimGroupName};
 use crate::names::{is_hostname, is_public_mail_domain};
 
@@ -71,7 +71,10 @@ fn egress(cfg: &Config, i: usize, c: &mut Collector<'_>) {
     let rules = EgressRules::for_origin(cfg, t.origin);
     for (j, conn) in t.connections.iter().enumerate() {
         let key = format!("tenants[{i}].connections[{j}]");
-        let saml = conn.saml.as_ref().and_then(|s| s.idp_metadata_url.as_deref());
+        let saml = conn
+            .saml
+            .as_ref()
+            .and_then(|s| s.idp_metadata_url.as_deref());
         // An `oidc` table on another protocol is already a finding.
         let oidc = conn
             .oidc

@@ -1,6 +1,7 @@
 //! Tenants kept in the store, merged with the file's; the admin API.
 
 mod api;
+mod egress;
 mod openapi;
 mod reload;
 mod replicas;

@@ -1,5 +1,5 @@
 //! A tiny authoritative DNS server on 127.0.0.1 for domain-verification
-//! tests: real packets over real UDP and TCP sockets, so the production
+//! and egress tests (TXT, A and AAAA): real packets over real UDP and TCP sockets, so the production
 //! resolver (hickory) is exercised exactly as in deployment, just pointed
 //! at an ephemeral port.
 //!
@@ -7,12 +7,12 @@
 //! the test can change while the server runs. Unknown names get NXDOMAIN.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
-use hickory_resolver::proto::rr::rdata::TXT;
+use hickory_resolver::proto::rr::rdata::{A, AAAA, TXT};
 use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -31,6 +31,9 @@ pub(crate) enum Behaviour {
     ServFail,
     /// No answer at all: the client times out.
     Silence,
+    /// NOERROR with these addresses: the IPv4 ones for A queries, the IPv6
+    /// ones for AAAA (an empty answer, NODATA, for the other types).
+    Addresses(Vec<IpAddr>),
 }
 
 #[derive(Default)]
@@ -194,6 +197,16 @@ fn answer(packet: &[u8], state: &State, truncate: bool) -> Option<Vec<u8>> {
         Behaviour::Silence => return None,
         Behaviour::NxDomain => reply.metadata.response_code = ResponseCode::NXDomain,
         Behaviour::ServFail => reply.metadata.response_code = ResponseCode::ServFail,
+        Behaviour::Addresses(addrs) => {
+            for ip in addrs {
+                let rdata = match (ip, query.query_type()) {
+                    (IpAddr::V4(v4), RecordType::A) => RData::A(A(v4)),
+                    (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(v6)),
+                    _ => continue,
+                };
+                reply.add_answer(Record::from_rdata(query.name().clone(), 0, rdata));
+            }
+        }
         Behaviour::Txt(records) => {
             if truncate {
                 reply.metadata.truncation = true;

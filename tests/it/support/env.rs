@@ -90,6 +90,9 @@ pub(crate) struct Options {
     pub upstreams: Vec<(&'static str, SocketAddr)>,
     /// More `[admin]` keys, one per line.
     pub admin_extra: String,
+    /// Leave out `[admin] allow_loopback_idp_urls = true` (every test IdP
+    /// lives on loopback, so the environments allow it unless told not to).
+    pub strict_egress: bool,
 }
 
 impl Default for Options {
@@ -108,9 +111,14 @@ impl Default for Options {
             proxy_listener: None,
             upstreams: Vec::new(),
             admin_extra: String::new(),
+            strict_egress: false,
         }
     }
 }
+
+/// The test allowance every generated configuration carries: the test IdPs
+/// live on loopback, which the egress guard otherwise refuses.
+pub(crate) const LOOPBACK_IDPS: &str = "allow_loopback_idp_urls = true\n";
 
 pub(crate) struct TestEnv {
     pub proxy: SocketAddr,
@@ -160,7 +168,7 @@ address = "{proxy}"
 
 [admin]
 address = "{admin}"
-
+{LOOPBACK_IDPS}
 [upstream]
 address = "{upstream}"
 connect_timeout_ms = 1000
@@ -244,6 +252,9 @@ impl TestEnv {
             "read_timeout_ms = 5000\n",
             &format!("read_timeout_ms = 5000\n{}\n", opts.upstream_extra),
         );
+        if opts.strict_egress || opts.admin_extra.contains("allow_loopback_idp_urls") {
+            text = text.replacen(LOOPBACK_IDPS, "", 1);
+        }
         text = text.replace(
             &format!("address = \"{admin}\"\n"),
             &format!("address = \"{admin}\"\n{}\n", opts.admin_extra),
