@@ -362,7 +362,7 @@ sp_cert_file = "/c.pem"
 id = "f"
 protocol = "saml"
 [tenants.connections.saml]
-idp_metadata_url = "https://idp/metadata"
+idp_metadata_url = "https://idp.example/metadata"
 landing_path = "//evil.example"
 "#
     );
@@ -378,7 +378,7 @@ landing_path = "//evil.example"
         "tenants[0].connections[2].saml: `saml` settings on an `oidc` connection",
         "tenants[0].connections[3].saml.idp_certificates: at least one IdP signing certificate",
         "tenants[0].connections[4].saml.idp_metadata_url: give one of",
-        "tenants[0].connections[4].saml.idp_metadata_url: must be an https:// URL",
+        "tenants[0].connections[4].saml.idp_metadata_url: not fetched by this server: not an absolute http(s) URL",
         "tenants[0].connections[4].saml.metadata_refresh_seconds: must be at least 1",
         "tenants[0].connections[4].saml.allow_idp_initiated: needs `landing_path`",
         "tenants[0].connections[4].saml.sp_key_file: `sp_key_file` and `sp_cert_file` go together",
@@ -433,7 +433,10 @@ idp_metadata_url = "https://idp.example/metadata"
     );
     let errs = errors(&text);
     for want in [
-        "t.toml:15: tenants[0].connections[0].saml.idp_metadata_url: must be an https:// URL",
+        "t.toml:15: tenants[0].connections[0].saml.idp_metadata_url: not fetched by this server: must be https://",
+        // Loopback only under the test allowance (below).
+        "t.toml:21: tenants[0].connections[1].saml.idp_metadata_url: not fetched by this server: must be https://",
+        "t.toml:27: tenants[0].connections[2].saml.idp_metadata_url: not fetched by this server: must be https://",
         "t.toml:16: tenants[0].connections[0].saml.idp_certificate_fingerprints[0]: must be a SHA-256 fingerprint",
         "tenants[0].connections[0].saml.idp_certificate_fingerprints[2]: must be a SHA-256 fingerprint",
     ] {
@@ -442,7 +445,13 @@ idp_metadata_url = "https://idp.example/metadata"
             "missing {want:?} in {errs:#?}"
         );
     }
-    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    let allowed = text.replacen(
+        "[[tenants]]",
+        "[admin]\nallow_loopback_idp_urls = true\n[[tenants]]",
+        1,
+    );
+    assert_eq!(errors(&allowed).len(), 3, "{:#?}", errors(&allowed));
     assert_eq!(
         parse_sha256_fingerprint(&["Ab"; 32].join(":")),
         Some([0xab; 32])

@@ -386,7 +386,7 @@ client_secret = "s"
     assert_eq!(
         found,
         vec![
-            "portcullis.toml:21: tenants[0].connections[1].oidc.issuer: not fetched by this server: names an address in a private (10.0.0.0/8) range; IdP URLs must name a public host".to_owned()
+            "portcullis.toml:20: tenants[0].connections[1].oidc.issuer: not fetched by this server: names an address in a private (10.0.0.0/8) range; IdP URLs must name a public host".to_owned()
         ]
     );
     let allowed = format!(

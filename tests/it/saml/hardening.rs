@@ -401,7 +401,7 @@ fn plain_http_metadata_url_is_a_config_error_with_file_line_and_key() {
         assert_eq!(code, Some(78), "{url}: {err}");
         assert!(
             err.contains(&format!(
-                "{at}: tenants[0].connections[0].saml.idp_metadata_url: must be an https:// URL"
+                "{at}: tenants[0].connections[0].saml.idp_metadata_url: not fetched by this server: must be https://"
             )),
             "{url}: {err}"
         );
