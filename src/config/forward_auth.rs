@@ -518,6 +518,50 @@ hosts = ["app.example.com", "auth.example.com", "app.other.org", "https://x.exam
     }
 
     #[test]
+    fn nginx_cannot_forward_bodies() {
+        let errs = load(
+            r#"
+[forward_auth]
+trusted_proxies = ["127.0.0.1"]
+[[forward_auth.endpoints]]
+convention = "nginx"
+forwards_body = true
+[[forward_auth.endpoints]]
+path = "/.portcullis/traefik"
+convention = "forward"
+forwards_body = true
+[[forward_auth.endpoints]]
+path = "/.portcullis/envoy"
+convention = "envoy"
+forwards_body = true
+"#,
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].contains("forward_auth.endpoints[0].forwards_body: nginx"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn endpoints_that_see_bodies_raise_no_warning() {
+        let cfg = load(
+            r#"
+[forward_auth]
+trusted_proxies = ["127.0.0.1"]
+[[forward_auth.endpoints]]
+convention = "forward"
+forwards_body = true
+[login]
+password_endpoints = [{ path = "/login" }]
+"#,
+        )
+        .unwrap();
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+
+    #[test]
     fn password_endpoints_with_forward_auth_are_a_warning() {
         let cfg = load(
             r#"

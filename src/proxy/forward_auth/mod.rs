@@ -101,10 +101,21 @@ impl Plan {
     }
 
     /// Is `peer` (the TCP peer, never a forwarded address) a trusted host
-    /// proxy? IPv4-mapped IPv6 peers count as their IPv4 address.
+    /// proxy? An IPv4-mapped IPv6 peer (`::ffff:10.1.2.3`, a dual-stack
+    /// listener's IPv4 client) is the same host as its IPv4 address, and
+    /// matches an entry in either spelling. `None` (no IP socket) is never
+    /// trusted.
     pub(crate) fn trusts(&self, peer: Option<IpAddr>) -> bool {
-        peer.map(|ip| ip.to_canonical())
-            .is_some_and(|ip| self.trusted.iter().any(|n| n.contains(&ip)))
+        peer.is_some_and(|ip| {
+            let canonical = ip.to_canonical();
+            let mapped = match canonical {
+                IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+                v6 => v6,
+            };
+            self.trusted
+                .iter()
+                .any(|n| n.contains(&canonical) || n.contains(&mapped))
+        })
     }
 }
 

@@ -100,6 +100,15 @@ fn only_the_tcp_peer_in_trusted_proxies_is_trusted() {
     assert!(!p.trusts(ip("11.0.0.1")));
     assert!(!p.trusts(ip("127.0.0.1")));
     assert!(!p.trusts(None));
+    // IPv4-compatible (deprecated) is not IPv4-mapped: another address
+    assert!(!p.trusts(ip("::10.1.2.3")));
+    // an entry in the mapped spelling: the IPv4 peer and its mapped form
+    let mut cfg = config(&[(None, Convention::Nginx)]);
+    cfg.forward_auth.trusted_proxies = vec!["::ffff:192.0.2.0/120".into()];
+    let mapped = Plan::compile(&cfg).unwrap();
+    assert!(mapped.trusts(ip("::ffff:192.0.2.7")));
+    assert!(mapped.trusts(ip("192.0.2.7")));
+    assert!(!mapped.trusts(ip("192.0.3.7")));
 }
 
 #[test]
