@@ -47,6 +47,15 @@ pub struct ForwardAuthEndpoint {
     /// Which host proxy calls it, and so which headers describe the
     /// original request.
     pub convention: Convention,
+    /// The host proxy sends the original request's body as the auth
+    /// request's own (Traefik `forwardBody: true`; Envoy
+    /// `with_request_body` with `allow_partial_message: false`), so SSO
+    /// enforcement can read a password-login submission. Without it, and
+    /// for nginx and Caddy, which cannot, every request to a `[login]
+    /// password_endpoints` path is refused (nginx: unless `X-Original-Body:
+    /// none` says the request has no body).
+    #[serde(default)]
+    pub forwards_body: bool,
 }
 
 impl ForwardAuthEndpoint {
@@ -217,6 +226,11 @@ pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
                         key,
                         "must be a plain path (no query, fragment, `%` or empty segment)",
                     );
+                } else if ep.forwards_body && ep.convention == Convention::Nginx {
+                    c.push(
+                        format!("forward_auth.endpoints[{i}].forwards_body"),
+                        "nginx `auth_request` never sends the request body; set `X-Original-Body` as in examples/nginx instead",
+                    );
                 } else if ep.convention == Convention::Envoy && path.ends_with('/') {
                     c.push(key, "an envoy `path_prefix` must not end with `/`: the original path, which starts with `/`, is appended to it");
                 } else if seen.contains(&path) {
@@ -260,10 +274,19 @@ pub(crate) fn validate(cfg: &Config, c: &mut Collector<'_>) {
             );
         }
     }
-    if fa.enabled() && !cfg.login.password_endpoints.is_empty() {
+    let blind: Vec<&str> = fa
+        .endpoints
+        .iter()
+        .filter(|e| !e.forwards_body)
+        .map(|e| e.convention.as_str())
+        .collect();
+    if !blind.is_empty() && !cfg.login.password_endpoints.is_empty() {
         c.warn(
             "forward_auth",
-            "the host proxy never shows Portcullis a request body, so a submission to a [login] password endpoint through forward-auth is always refused (SSO enforcement fails closed)",
+            format!(
+                "an endpoint without `forwards_body` ({}) never sees a request body, so every request to a [login] password endpoint through it is refused (SSO enforcement fails closed) — nginx: except one `X-Original-Body: none` says has no body",
+                blind.join(", ")
+            ),
         );
     }
 }
@@ -491,6 +514,50 @@ hosts = ["app.example.com", "auth.example.com", "app.other.org", "https://x.exam
         let cfg = crate::config::from_str(&text, "t.toml", &|_| None).unwrap();
         assert!(cfg.forward_auth.enabled());
         assert_eq!(cfg.forward_auth.endpoints[0].convention, Convention::Nginx);
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+
+    #[test]
+    fn nginx_cannot_forward_bodies() {
+        let errs = load(
+            r#"
+[forward_auth]
+trusted_proxies = ["127.0.0.1"]
+[[forward_auth.endpoints]]
+convention = "nginx"
+forwards_body = true
+[[forward_auth.endpoints]]
+path = "/.portcullis/traefik"
+convention = "forward"
+forwards_body = true
+[[forward_auth.endpoints]]
+path = "/.portcullis/envoy"
+convention = "envoy"
+forwards_body = true
+"#,
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].contains("forward_auth.endpoints[0].forwards_body: nginx"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn endpoints_that_see_bodies_raise_no_warning() {
+        let cfg = load(
+            r#"
+[forward_auth]
+trusted_proxies = ["127.0.0.1"]
+[[forward_auth.endpoints]]
+convention = "forward"
+forwards_body = true
+[login]
+password_endpoints = [{ path = "/login" }]
+"#,
+        )
+        .unwrap();
         assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
     }
 

@@ -6,6 +6,7 @@ mod body;
 pub mod canon;
 mod conn;
 mod ctx;
+mod decide;
 mod enforce;
 mod forward;
 mod forward_auth;

@@ -10,17 +10,16 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::config::Policy;
 use crate::identity::Principal;
 use crate::metrics::status_class;
 use crate::session::Lookup;
 
 use super::body::{self, Body, Received};
-use super::canon::{self, Readings};
 use super::ctx::{BodyStage, CookieRejection, Ctx, OutcomeKind, RouteKind, UpstreamFailure};
+use super::decide::{self, BodySight, Known, Need, RequestView};
 use super::enforce;
 use super::forward::{Downstream, rewrite};
-use super::gate::{self, Ambiguous, Identity, Outcome, RequestFacts, Routing, Submission};
+use super::gate::{Identity, Outcome, Routing, Submission};
 use super::host;
 use super::mount::ScimMount;
 use super::ratelimit::{self, RateLimiter};
@@ -72,9 +71,19 @@ fn header(session: &Session, name: http::HeaderName) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The request a password-endpoint submission belongs to.
+pub(super) struct Asked {
+    pub(super) method: http::Method,
+    pub(super) query: Option<String>,
+    /// Replay the body to the app (proxy mode); forward-auth never
+    /// forwards.
+    pub(super) replay: bool,
+    pub(super) body: BodySight,
+}
+
 /// A submission to a password endpoint, or the status it was already
 /// answered with (its body did not arrive in time).
-enum Gathered {
+pub(super) enum Gathered {
     Submission(Submission),
     Answered(u16),
 }
@@ -128,25 +137,35 @@ impl PortcullisProxy {
     }
 
     /// Reads a submission to a password endpoint the way `enforce` says:
-    /// the query, then (if it could carry credentials) the body, with
-    /// pingora's retry buffer on so a body that passes is replayed to the
-    /// app byte for byte, then its email's domain.
-    async fn submission(
+    /// the query, then (if it could carry credentials) the body — with
+    /// pingora's retry buffer on when it is to be replayed to the app byte
+    /// for byte — then its email's domain. `asked` is the request the
+    /// submission belongs to: this one in proxy mode, the described one in
+    /// forward-auth (whose body, when the host proxy forwards it, is this
+    /// request's).
+    pub(super) async fn submission(
         &self,
         session: &mut Session,
         st: &ProxyState,
         ep: &enforce::Endpoint,
         ctx: &mut Ctx,
+        asked: Asked,
     ) -> pingora::Result<Gathered> {
         let refused = |r| Ok(Gathered::Submission(Submission::Refused(r)));
-        let head = session.req_header();
-        if let Err(r) = ep.check_query(head.uri.query()) {
+        if let Err(r) = ep.check_query(asked.query.as_deref()) {
             return refused(r);
         }
-        if !enforce::inspects(&head.method, &head.headers) {
+        match asked.body {
+            BodySight::Seen => {}
+            BodySight::Unseen => return refused(enforce::Refusal::ForwardAuth),
+            BodySight::Partial => return refused(enforce::Refusal::TooLarge),
+        }
+        if !enforce::inspects(&asked.method, &session.req_header().headers) {
             return Ok(Gathered::Submission(Submission::Uninspected));
         }
-        session.as_downstream_mut().enable_retry_buffering();
+        if asked.replay {
+            session.as_downstream_mut().enable_retry_buffering();
+        }
         let received =
             body::receive(session, st, ctx, enforce::MAX_LOGIN_BODY, BodyStage::Login).await?;
         let body = match received {
@@ -160,21 +179,9 @@ impl PortcullisProxy {
             Ok(e) => e,
             Err(r) => return refused(r),
         };
-        let tenant = match st.generation.auth.routed_tenant(&email.domain).await {
-            Ok(Some(t)) => Routing::Tenant {
-                id: t.id.clone(),
-                enforces_sso: t.enforce_sso,
-            },
-            Ok(None) => Routing::Unrouted,
-            Err(e) => {
-                tracing::error!(request_id = %ctx.request_id, error = %e, "domain lookup failed during SSO enforcement");
-                Routing::Failed
-            }
-        };
-        Ok(Gathered::Submission(Submission::Email {
-            address: email.address,
-            tenant,
-        }))
+        Ok(Gathered::Submission(
+            routed(st, &ctx.request_id, email).await,
+        ))
     }
 
     /// Translates an outcome: `Ok(false)` forwards to the app; anything
@@ -253,22 +260,24 @@ impl PortcullisProxy {
     }
 }
 
-/// The readings of a request's path and its hosts, or why no reading of
-/// them is unambiguous.
-fn canonicalise<'p>(
-    head: &RequestHeader,
-    path: &'p str,
-    trust_forwarded: bool,
-) -> Result<(Readings<'p>, Vec<String>), Ambiguous> {
-    let readings = canon::readings(path).map_err(Ambiguous::Path)?;
-    let hosts = host::request_hosts(
-        head.version,
-        head.raw_path(),
-        &head.headers,
-        trust_forwarded,
-    )
-    .map_err(Ambiguous::Host)?;
-    Ok((readings, hosts))
+/// A submitted email and where its domain routes: the last step of
+/// reading a submission, in proxy mode and forward-auth alike.
+pub(super) async fn routed(st: &ProxyState, request_id: &str, email: enforce::Email) -> Submission {
+    let tenant = match st.generation.auth.routed_tenant(&email.domain).await {
+        Ok(Some(t)) => Routing::Tenant {
+            id: t.id.clone(),
+            enforces_sso: t.enforce_sso,
+        },
+        Ok(None) => Routing::Unrouted,
+        Err(e) => {
+            tracing::error!(request_id = %request_id, error = %e, "domain lookup failed during SSO enforcement");
+            Routing::Failed
+        }
+    };
+    Submission::Email {
+        address: email.address,
+        tenant,
+    }
 }
 
 /// The signed assertion over the request's principal, when there is one
@@ -403,68 +412,59 @@ impl ProxyHttp for PortcullisProxy {
             return Ok(true);
         }
 
-        // Everything else may reach the app. Canonicalise: a path or host
-        // no reading makes unambiguous is refused before any route (or
-        // password endpoint) applies.
+        // Everything else may reach the app: one decision (`decide`), the
+        // same forward-auth asks for.
+        let head = session.req_header();
         let trust = st.generation.config.server.trust_forwarded_headers;
-        let (readings, hosts) = match canonicalise(session.req_header(), &path, trust) {
-            Ok(c) => c,
-            Err(a) => return self.answer(session, &st, ctx, Outcome::Ambiguous(a)).await,
-        };
-
-        // Decide: SSO enforcement on the app's password login...
-        if let Some(ep) = st.password_endpoints.find(&readings) {
-            let submission = match self.submission(session, &st, ep, ctx).await? {
-                Gathered::Submission(s) => s,
-                Gathered::Answered(status) => {
-                    ctx.status = Some(status);
-                    return Ok(true);
-                }
-            };
-            let ct = header(session, http::header::CONTENT_TYPE);
-            let browser = gate::is_browser_form(ctx.wants_html, ct.as_deref());
-            if let Some(outcome) =
-                gate::decide_login(&submission, browser, &st.generation.login_path)
-            {
-                return self.answer(session, &st, ctx, outcome).await;
-            }
-        }
-
-        // ...then the route table.
-        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
-        let route = st.routes.requirement(&hosts, &readings);
-        ctx.policy = route.policy().into();
-        ctx.upstream = match st.routes.upstream_for(&hosts, &readings) {
-            Ok(u) => u,
-            Err(e) => {
-                let outcome = Outcome::Ambiguous(Ambiguous::Upstream(e));
-                return self.answer(session, &st, ctx, outcome).await;
-            }
-        };
-        if let Some(outcome) = gate::screen(&route, readings.encoded_separator()) {
-            return self.answer(session, &st, ctx, outcome).await;
-        }
-        if route.is_ambiguous() {
-            tracing::debug!(request_id = %ctx.request_id, "path readings selected several routes; all apply");
-        }
-        let path_and_query = session
-            .req_header()
+        let hosts = host::request_hosts(head.version, head.raw_path(), &head.headers, trust);
+        let path_and_query = head
             .uri
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".into());
-        let who = match route.policy() {
-            Policy::Public => Identity::Anonymous,
-            _ => self.identify(session, &st, ctx).await,
-        };
-        let facts = RequestFacts {
+        let content_type = header(session, http::header::CONTENT_TYPE);
+        let view = RequestView {
+            path: &path,
             path_and_query: &path_and_query,
+            hosts,
             wants_html: ctx.wants_html,
+            content_type: content_type.as_deref(),
         };
-        let outcome = gate::decide(&route, &facts, &who, &st.generation.login_path);
+        let tables = st.tables();
+        let mut known = Known::default();
+        let decided = loop {
+            match decide::decide_request(&view, tables, &known) {
+                Ok(d) => break d,
+                Err(Need::Submission(ep)) => {
+                    let asked = Asked {
+                        method: session.req_header().method.clone(),
+                        query: session.req_header().uri.query().map(str::to_owned),
+                        replay: true,
+                        body: BodySight::Seen,
+                    };
+                    known.submission =
+                        Some(match self.submission(session, &st, ep, ctx, asked).await? {
+                            Gathered::Submission(s) => s,
+                            Gathered::Answered(status) => {
+                                ctx.status = Some(status);
+                                return Ok(true);
+                            }
+                        });
+                }
+                Err(Need::Identity) => {
+                    known.identity = Some(self.identify(session, &st, ctx).await);
+                }
+            }
+        };
+        if let Some(p) = decided.policy {
+            ctx.policy = p.into();
+        }
+        if let Some(u) = decided.upstream {
+            ctx.upstream = u;
+        }
 
         // Translate.
-        self.answer(session, &st, ctx, outcome).await
+        self.answer(session, &st, ctx, decided.outcome).await
     }
 
     async fn upstream_peer(

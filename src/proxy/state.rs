@@ -87,6 +87,15 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
+    /// What a decision (`decide::decide_request`) consults.
+    pub(super) fn tables(&self) -> super::decide::Tables<'_> {
+        super::decide::Tables {
+            routes: &self.routes,
+            password_endpoints: &self.password_endpoints,
+            login_path: &self.generation.login_path,
+        }
+    }
+
     /// The proxy's tables for `generation`, serving `internal` and `scim`
     /// (routers `app` built for the same generation).
     pub fn build(

@@ -28,7 +28,9 @@ use crate::config::{Config, Convention, ReturnTargets, parse_proxy};
 use crate::identity::{HeaderPlan, Principal};
 use crate::redirect::safe_return_to;
 
+use super::decide::BodySight;
 use super::gate::{Deny, Outcome};
+use super::host::{self, HostError};
 
 /// The forward-auth endpoints of one configuration generation.
 #[derive(Debug, Clone)]
@@ -46,6 +48,9 @@ pub(crate) struct Plan {
 pub(crate) struct Endpoint {
     path: String,
     convention: Convention,
+    /// The host proxy sends the original body as the auth request's
+    /// (`forwards_body`, Traefik `forwardBody`).
+    forwards_body: bool,
 }
 
 impl Plan {
@@ -75,6 +80,7 @@ impl Plan {
                 .map(|e| Endpoint {
                     path: e.path_in(cfg),
                     convention: e.convention,
+                    forwards_body: e.forwards_body,
                 })
                 .collect(),
             origin,
@@ -95,10 +101,21 @@ impl Plan {
     }
 
     /// Is `peer` (the TCP peer, never a forwarded address) a trusted host
-    /// proxy? IPv4-mapped IPv6 peers count as their IPv4 address.
+    /// proxy? An IPv4-mapped IPv6 peer (`::ffff:10.1.2.3`, a dual-stack
+    /// listener's IPv4 client) is the same host as its IPv4 address, and
+    /// matches an entry in either spelling. `None` (no IP socket) is never
+    /// trusted.
     pub(crate) fn trusts(&self, peer: Option<IpAddr>) -> bool {
-        peer.map(|ip| ip.to_canonical())
-            .is_some_and(|ip| self.trusted.iter().any(|n| n.contains(&ip)))
+        peer.is_some_and(|ip| {
+            let canonical = ip.to_canonical();
+            let mapped = match canonical {
+                IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+                v6 => v6,
+            };
+            self.trusted
+                .iter()
+                .any(|n| n.contains(&canonical) || n.contains(&mapped))
+        })
     }
 }
 
@@ -121,6 +138,11 @@ impl Original {
         self.path_and_query
             .split_once('?')
             .map_or(self.path_and_query.as_str(), |(p, _)| p)
+    }
+
+    /// The query, without the `?`.
+    pub(crate) fn query(&self) -> Option<&str> {
+        self.path_and_query.split_once('?').map(|(_, q)| q)
     }
 }
 
@@ -159,6 +181,18 @@ const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_FORWARDED_URI: &str = "x-forwarded-uri";
 const HOST: &str = "host";
+/// nginx: whether the original request has a body (`none` or `present`),
+/// which `auth_request` never sends (examples/nginx computes it with a
+/// `map`).
+const X_ORIGINAL_BODY: &str = "x-original-body";
+/// Envoy, with `with_request_body`: `false` when the auth request's body is
+/// the original's whole body, `true` when Envoy cut it at
+/// `max_request_bytes`; absent when Envoy sends no body.
+const ENVOY_PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
+
+/// The longest original target believed: beyond any real URL (browsers and
+/// servers stop near 8 KiB), and a bound on the readings computed.
+pub(crate) const MAX_TARGET: usize = 8192;
 
 /// Envoy's header listing request headers to remove before the request goes
 /// upstream (identity headers Portcullis has no value for).
@@ -205,7 +239,8 @@ fn scheme(s: Option<&str>, default: &str, name: &'static str) -> Result<String, 
 /// An origin-form target: `/`, then no whitespace, fragment or control
 /// character.
 fn target(s: &str, name: &'static str) -> Result<String, Refusal> {
-    let ok = s.starts_with('/')
+    let ok = s.len() <= MAX_TARGET
+        && s.starts_with('/')
         && !s
             .bytes()
             .any(|b| b.is_ascii_control() || b == b' ' || b == b'#');
@@ -215,6 +250,9 @@ fn target(s: &str, name: &'static str) -> Result<String, Refusal> {
 /// `X-Original-URL` (ingress-nginx): `scheme://authority/path?query`.
 fn absolute(s: &str) -> Result<(String, String, String), Refusal> {
     let bad = Refusal::Malformed(X_ORIGINAL_URL);
+    if s.len() > MAX_TARGET {
+        return Err(bad);
+    }
     let (scheme_part, rest) = s.split_once("://").ok_or(bad)?;
     let scheme = scheme(Some(scheme_part), "", X_ORIGINAL_URL)?;
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -295,6 +333,72 @@ pub(crate) fn original(
     }
 }
 
+/// The hosts the app may take the original request for, normalised
+/// (`host::request_hosts`, the proxy mode's reading): the described
+/// authority, and — for nginx and Envoy, which pass the client's
+/// `X-Forwarded-Host` on to the app unless told otherwise, and which Rails
+/// or Django may route on — every `X-Forwarded-Host` in the auth request.
+/// (In the `forward` convention `X-Forwarded-Host` *is* the description,
+/// set by Caddy or Traefik, and the app gets the same.)
+pub(crate) fn hosts(
+    convention: Convention,
+    original: &Original,
+    headers: &HeaderMap,
+) -> Result<Vec<String>, HostError> {
+    let mut described = HeaderMap::new();
+    let host = HeaderValue::from_str(&original.host).map_err(|_| HostError::Malformed)?;
+    described.insert(http::header::HOST, host);
+    let forwarded = convention != Convention::Forward;
+    if forwarded {
+        for v in headers.get_all(X_FORWARDED_HOST) {
+            described.append(X_FORWARDED_HOST, v.clone());
+        }
+    }
+    host::request_hosts(
+        http::Version::HTTP_11,
+        original.path_and_query.as_bytes(),
+        &described,
+        forwarded,
+    )
+}
+
+/// What Portcullis can see of the original request's body, which SSO
+/// enforcement on a password endpoint needs:
+///
+/// * `forwards_body` declared (Traefik `forwardBody`, Envoy
+///   `with_request_body` with `allow_partial_message: false`): the auth
+///   request's body is the original's — unless Envoy's
+///   `x-envoy-auth-partial-body: true` says it cut it;
+/// * nginx, which never sends the body: `X-Original-Body: none` (set by
+///   the host proxy) says there is none;
+/// * anything else: unseen, and a submission is refused.
+///
+/// Without `forwards_body` an Envoy `x-envoy-auth-partial-body` is not
+/// believed: Envoy sends it only with a body, so its absence proves
+/// nothing unless the operator says Envoy forwards bodies.
+pub(crate) fn body_sight(
+    convention: Convention,
+    forwards_body: bool,
+    headers: &HeaderMap,
+) -> Result<BodySight, Refusal> {
+    match convention {
+        Convention::Nginx => match one(headers, X_ORIGINAL_BODY)? {
+            Some(v) if v.eq_ignore_ascii_case("none") => Ok(BodySight::Seen),
+            Some(v) if v.eq_ignore_ascii_case("present") => Ok(BodySight::Unseen),
+            None => Ok(BodySight::Unseen),
+            Some(_) => Err(Refusal::Malformed(X_ORIGINAL_BODY)),
+        },
+        _ if !forwards_body => Ok(BodySight::Unseen),
+        Convention::Forward => Ok(BodySight::Seen),
+        Convention::Envoy => match one(headers, ENVOY_PARTIAL_BODY)? {
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(BodySight::Partial),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(BodySight::Seen),
+            None => Ok(BodySight::Seen),
+            Some(_) => Err(Refusal::Malformed(ENVOY_PARTIAL_BODY)),
+        },
+    }
+}
+
 /// What to tell the host proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
@@ -370,7 +474,8 @@ pub(crate) fn answer(
                 login_url,
                 browser: browser && !nginx,
             };
-            own(outcome, None, login)
+            // a body too large to inspect is a 413 elsewhere
+            own(outcome, nginx.then_some(403), login)
         }
     }
 }

@@ -2,20 +2,21 @@
 //! the pure functions beside it and the gate, translate.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, Version};
+use http::StatusCode;
 use pingora::proxy::Session;
 
-use crate::config::{Convention, Policy};
+use crate::config::Convention;
 
-use super::super::canon;
 use super::super::ctx::{Ctx, OutcomeKind, RouteKind};
-use super::super::enforce;
-use super::super::gate::{self, Ambiguous, Identity, Outcome, RequestFacts, Submission};
-use super::super::host;
+use super::super::decide::{self, Known, Need, RequestView};
+use super::super::gate::{self, Outcome};
 use super::super::respond::{self, Reply};
-use super::super::service::{PortcullisProxy, assertion_for, own_answer};
+use super::super::service::{Asked, Gathered, PortcullisProxy, assertion_for, own_answer};
 use super::super::state::ProxyState;
-use super::{Answer, Endpoint, LOGIN_HEADER, Plan, Refusal, allow_headers, answer, original};
+use super::{
+    Answer, Endpoint, LOGIN_HEADER, Plan, Refusal, allow_headers, answer, body_sight, hosts,
+    original,
+};
 
 impl PortcullisProxy {
     /// Decides the request a host proxy asks about, exactly as proxy mode
@@ -30,7 +31,6 @@ impl PortcullisProxy {
         rest: &str,
         ctx: &mut Ctx,
     ) -> pingora::Result<bool> {
-        let g = &st.generation;
         // 1. Trust: the TCP peer only, before any header is read.
         let peer = session
             .client_addr()
@@ -41,82 +41,70 @@ impl PortcullisProxy {
         }
         // 2. The original request, from this convention's headers only.
         let head = session.req_header();
-        let orig = match original(
+        let described = original(
             ep.convention,
             &head.method,
             rest,
             head.uri.query(),
             &head.headers,
             &plan.default_scheme,
-        ) {
-            Ok(o) => o,
+        )
+        .and_then(|o| {
+            Ok((
+                body_sight(ep.convention, ep.forwards_body, &head.headers)?,
+                o,
+            ))
+        });
+        let (sight, orig) = match described {
+            Ok(d) => d,
             Err(r) => return refuse(session, st, ctx, ep.convention, r).await,
         };
         ctx.original_path = Some(orig.path().to_owned());
-        // 3. Canonicalise as a proxied request: every reading, the host.
-        let readings = match canon::readings(orig.path()) {
-            Ok(r) => r,
-            Err(a) => {
-                let outcome = Outcome::Ambiguous(Ambiguous::Path(a));
-                return self
-                    .respond(session, st, ctx, (plan, ep), &orig, outcome)
-                    .await;
-            }
-        };
-        let mut host_header = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_str(&orig.host) {
-            host_header.insert(http::header::HOST, v);
-        }
-        let hosts = match host::request_hosts(
-            Version::HTTP_11,
-            orig.path_and_query.as_bytes(),
-            &host_header,
-            false,
-        ) {
-            Ok(h) => h,
-            Err(e) => {
-                let outcome = Outcome::Ambiguous(Ambiguous::Host(e));
-                return self
-                    .respond(session, st, ctx, (plan, ep), &orig, outcome)
-                    .await;
-            }
-        };
-        // 4. Decide: SSO enforcement fails closed (the body is never seen)...
-        let headers = &session.req_header().headers;
-        if st.password_endpoints.find(&readings).is_some()
-            && enforce::inspects(&orig.method, headers)
-        {
-            let ct = headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok());
-            let browser = gate::is_browser_form(ctx.wants_html, ct);
-            let refused = Submission::Refused(enforce::Refusal::ForwardAuth);
-            if let Some(outcome) = gate::decide_login(&refused, browser, &g.login_path) {
-                return self
-                    .respond(session, st, ctx, (plan, ep), &orig, outcome)
-                    .await;
-            }
-        }
-        // ...then the route table.
-        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
-        let route = st.routes.requirement(&hosts, &readings);
-        ctx.policy = route.policy().into();
-        if let Some(outcome) = gate::screen(&route, readings.encoded_separator()) {
-            return self
-                .respond(session, st, ctx, (plan, ep), &orig, outcome)
-                .await;
-        }
-        let who = match route.policy() {
-            Policy::Public => Identity::Anonymous,
-            _ => self.identify(session, st, ctx).await,
-        };
-        let facts = RequestFacts {
+        // 3. Decide it as proxy mode decides a request with these bytes
+        //    (`decide`): readings, hosts, SSO enforcement, routes, gate.
+        let content_type = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let view = RequestView {
+            path: orig.path(),
             path_and_query: &orig.path_and_query,
+            hosts: hosts(ep.convention, &orig, &session.req_header().headers),
             wants_html: ctx.wants_html,
+            content_type: content_type.as_deref(),
         };
-        let outcome = gate::decide(&route, &facts, &who, &g.login_path);
-        // 5. Translate.
-        self.respond(session, st, ctx, (plan, ep), &orig, outcome)
+        let mut known = Known::default();
+        let decided = loop {
+            match decide::decide_request(&view, st.tables(), &known) {
+                Ok(d) => break d,
+                Err(Need::Submission(pe)) => {
+                    let asked = Asked {
+                        method: orig.method.clone(),
+                        query: orig.query().map(str::to_owned),
+                        replay: false,
+                        body: sight,
+                    };
+                    known.submission =
+                        Some(match self.submission(session, st, pe, ctx, asked).await? {
+                            Gathered::Submission(s) => s,
+                            Gathered::Answered(status) => {
+                                ctx.status = Some(status);
+                                return Ok(true);
+                            }
+                        });
+                }
+                Err(Need::Identity) => {
+                    known.identity = Some(self.identify(session, st, ctx).await);
+                }
+            }
+        };
+        if let Some(p) = decided.policy {
+            ctx.policy = p.into();
+        }
+        // 4. Translate (the host proxy picks the upstream itself).
+        self.respond(session, st, ctx, (plan, ep), &orig, decided.outcome)
             .await
     }
 

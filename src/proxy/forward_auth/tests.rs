@@ -20,6 +20,7 @@ fn config(endpoints: &[(Option<&str>, Convention)]) -> Config {
         .map(|(path, convention)| ForwardAuthEndpoint {
             path: path.map(str::to_owned),
             convention: *convention,
+            forwards_body: false,
         })
         .collect();
     cfg
@@ -99,6 +100,15 @@ fn only_the_tcp_peer_in_trusted_proxies_is_trusted() {
     assert!(!p.trusts(ip("11.0.0.1")));
     assert!(!p.trusts(ip("127.0.0.1")));
     assert!(!p.trusts(None));
+    // IPv4-compatible (deprecated) is not IPv4-mapped: another address
+    assert!(!p.trusts(ip("::10.1.2.3")));
+    // an entry in the mapped spelling: the IPv4 peer and its mapped form
+    let mut cfg = config(&[(None, Convention::Nginx)]);
+    cfg.forward_auth.trusted_proxies = vec!["::ffff:192.0.2.0/120".into()];
+    let mapped = Plan::compile(&cfg).unwrap();
+    assert!(mapped.trusts(ip("::ffff:192.0.2.7")));
+    assert!(mapped.trusts(ip("192.0.2.7")));
+    assert!(!mapped.trusts(ip("192.0.3.7")));
 }
 
 #[test]
@@ -457,7 +467,8 @@ fn answers_per_convention() {
                 login_url: abs.into(),
                 browser: false
             },
-            None,
+            // a refusal too large to inspect (413 elsewhere) too
+            Some(403),
             Some(abs)
         )
     );
@@ -559,5 +570,161 @@ fn allow_names_every_identity_header_and_the_assertion() {
     assert_eq!(
         allow_headers(Convention::Forward, &off, None, None).len(),
         6
+    );
+}
+
+/// An overlong description is refused, never canonicalised: real targets
+/// stop near 8 KiB, and each reading costs work.
+#[test]
+fn overlong_targets_are_refused() {
+    let long = format!("/{}", "a".repeat(MAX_TARGET));
+    let fits = format!("/{}", "a".repeat(MAX_TARGET - 1));
+    let forward = |uri: &str| {
+        original(
+            Convention::Forward,
+            &Method::GET,
+            "",
+            None,
+            &headers(&[
+                ("x-forwarded-method", "GET"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "app.example.com"),
+                ("x-forwarded-uri", uri),
+            ]),
+            "https",
+        )
+    };
+    assert_eq!(forward(&long), Err(Refusal::Malformed("x-forwarded-uri")));
+    assert!(forward(&fits).is_ok());
+    let url = format!("https://app.example.com{long}");
+    assert_eq!(
+        original(
+            Convention::Nginx,
+            &Method::GET,
+            "",
+            None,
+            &headers(&[("x-original-method", "GET"), ("x-original-url", &url)]),
+            "https",
+        ),
+        Err(Refusal::Malformed("x-original-url"))
+    );
+    assert_eq!(
+        original(
+            Convention::Envoy,
+            &Method::GET,
+            &long,
+            None,
+            &headers(&[("host", "app.example.com")]),
+            "https",
+        ),
+        Err(Refusal::Malformed("path"))
+    );
+}
+
+/// Scheme-relative and percent-encoded targets are origin-form paths to
+/// canonicalise, never an authority: the host comes from the host proxy.
+#[test]
+fn scheme_relative_targets_are_paths_on_the_described_host() {
+    let o = original(
+        Convention::Forward,
+        &Method::GET,
+        "",
+        None,
+        &headers(&[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example.com"),
+            ("x-forwarded-uri", "//evil.example/admin%2Fx?a=b"),
+        ]),
+        "https",
+    )
+    .unwrap();
+    assert_eq!(o.path(), "//evil.example/admin%2Fx");
+    assert_eq!(o.query(), Some("a=b"));
+    assert_eq!(
+        hosts(Convention::Forward, &o, &HeaderMap::new()),
+        Ok(vec!["app.example.com".to_owned()])
+    );
+}
+
+/// The hosts are read like a proxied request's: normalised, and for nginx
+/// and Envoy every `X-Forwarded-Host` the app would also get counts.
+#[test]
+fn hosts_are_normalised_and_forwarded_hosts_count_where_the_app_sees_them() {
+    let o = orig(Method::GET, "https", "App.Example.COM.:8443", "/x");
+    let xfh = headers(&[("x-forwarded-host", "Admin.example.com")]);
+    assert_eq!(
+        hosts(Convention::Nginx, &o, &HeaderMap::new()),
+        Ok(vec!["app.example.com".to_owned()])
+    );
+    for c in [Convention::Nginx, Convention::Envoy] {
+        assert_eq!(
+            hosts(c, &o, &xfh),
+            Ok(vec![
+                "app.example.com".to_owned(),
+                "admin.example.com".to_owned()
+            ]),
+            "{c:?}"
+        );
+    }
+    // in the forward convention X-Forwarded-Host is the description itself
+    assert_eq!(
+        hosts(Convention::Forward, &o, &xfh),
+        Ok(vec!["app.example.com".to_owned()])
+    );
+    let bad = headers(&[("x-forwarded-host", "a b")]);
+    assert_eq!(
+        hosts(Convention::Nginx, &o, &bad),
+        Err(crate::proxy::host::HostError::Malformed)
+    );
+    let userinfo = orig(Method::GET, "https", "user@app.example.com", "/x");
+    assert_eq!(
+        hosts(Convention::Forward, &userinfo, &HeaderMap::new()),
+        Err(crate::proxy::host::HostError::Malformed)
+    );
+}
+
+/// The body is seen only where the host proxy provably shows it (or that
+/// there is none); everything else is `Unseen`, which refuses a
+/// password-endpoint submission.
+#[test]
+fn the_body_is_seen_only_where_the_host_proxy_shows_it() {
+    use crate::proxy::decide::BodySight::*;
+    let none = HeaderMap::new();
+    let sight = |c, fwd, h: &HeaderMap| body_sight(c, fwd, h);
+    // nginx never sends it; X-Original-Body says whether there is one
+    assert_eq!(sight(Convention::Nginx, false, &none), Ok(Unseen));
+    let h = headers(&[("x-original-body", "none")]);
+    assert_eq!(sight(Convention::Nginx, false, &h), Ok(Seen));
+    let h = headers(&[("x-original-body", "present")]);
+    assert_eq!(sight(Convention::Nginx, false, &h), Ok(Unseen));
+    let h = headers(&[("x-original-body", "0")]);
+    assert_eq!(
+        sight(Convention::Nginx, false, &h),
+        Err(Refusal::Malformed("x-original-body"))
+    );
+    let h = headers(&[("x-original-body", "none"), ("x-original-body", "none")]);
+    assert_eq!(
+        sight(Convention::Nginx, false, &h),
+        Err(Refusal::Duplicate("x-original-body"))
+    );
+    // Caddy and Traefik without forwardBody: unseen, whatever is claimed
+    let claims = headers(&[
+        ("x-original-body", "none"),
+        ("x-envoy-auth-partial-body", "false"),
+    ]);
+    assert_eq!(sight(Convention::Forward, false, &claims), Ok(Unseen));
+    assert_eq!(sight(Convention::Envoy, false, &claims), Ok(Unseen));
+    assert_eq!(sight(Convention::Forward, true, &none), Ok(Seen));
+    // Envoy with_request_body: the header only comes with a body
+    assert_eq!(sight(Convention::Envoy, true, &none), Ok(Seen));
+    let h = headers(&[("x-envoy-auth-partial-body", "false")]);
+    assert_eq!(sight(Convention::Envoy, true, &h), Ok(Seen));
+    let h = headers(&[("x-envoy-auth-partial-body", "true")]);
+    assert_eq!(sight(Convention::Envoy, true, &h), Ok(Partial));
+    let h = headers(&[("x-envoy-auth-partial-body", "maybe")]);
+    assert_eq!(
+        sight(Convention::Envoy, true, &h),
+        Err(Refusal::Malformed("x-envoy-auth-partial-body"))
     );
 }

@@ -4,7 +4,7 @@
 use crate::support::env::{client, echo};
 use crate::support::hostproxy::{
     Deployment, Kind, client_identity_headers_never_reach_the_app, end_to_end,
-    example_config_loads, identity_seen,
+    example_config_loads, identity_seen, password_endpoints_fail_closed,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,4 +54,11 @@ async fn caddy_without_the_strip_lines_leaks_a_client_header() {
         Some(&["mallory@evil.example".to_owned()][..]),
         "{app}"
     );
+}
+
+/// Caddy neither sends the body nor says whether there is one: every
+/// request to a password endpoint is refused, the login page too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_example_password_endpoints_fail_closed() {
+    password_endpoints_fail_closed(Kind::Caddy, false).await;
 }

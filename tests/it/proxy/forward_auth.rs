@@ -20,9 +20,18 @@ convention = "forward"
 [[forward_auth.endpoints]]
 path = "/.portcullis/envoy"
 convention = "envoy"
+[[forward_auth.endpoints]]
+path = "/.portcullis/traefik-body"
+convention = "forward"
+forwards_body = true
+[[forward_auth.endpoints]]
+path = "/.portcullis/envoy-body"
+convention = "envoy"
+forwards_body = true
 
 [login]
 password_endpoints = [{{ path = "/login" }}]
+
 "#
     )
 }
@@ -518,13 +527,363 @@ async fn password_endpoints_fail_closed_in_forward_auth_mode() {
         .await
         .unwrap();
     refusal.assert(r, 403).await;
-    // showing the app's login page is no submission
+    // Caddy and Traefik cannot show whether a GET has a body (Caddy
+    // passes a GET's body on to the app, and Express, Spring or ASP.NET
+    // may read credentials from it): refused too
+    let refusal = env.refusal(series).await.named("forward, GET");
     let r = forward(&env, "GET", "/login")
         .header("accept", "text/html")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 302, "the `/` route still needs a session");
+    refusal.assert(r, 303).await;
+    // nginx says whether there is a body: showing the login page is no
+    // submission (the `/` route still needs a session)...
+    let r = nginx(&env, "GET", "/login")
+        .header("x-original-body", "none")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        header(&r, "x-portcullis-login")
+            .unwrap()
+            .contains("return_to="),
+        "the plain login redirect, not a refusal"
+    );
+    // ...a GET with a body, or nginx not saying, is refused
+    for body in [Some("present"), None] {
+        let refusal = env
+            .refusal(series)
+            .await
+            .named(format!("nginx GET {body:?}"));
+        let mut req = nginx(&env, "GET", "/login");
+        if let Some(b) = body {
+            req = req.header("x-original-body", b);
+        }
+        let r = req.send().await.unwrap();
+        refusal.assert(r, 403).await;
+    }
+}
+
+/// Credentials in the query string of a password endpoint are refused
+/// whatever the method (PHP's `$_REQUEST`, ASP.NET model binding read
+/// them), exactly as in proxy mode — even where the body is known to be
+/// empty.
+#[tokio::test]
+async fn query_credentials_on_a_password_endpoint_are_refused_as_in_proxy_mode() {
+    let env = trusted_env().await;
+    let series = r#"portcullis_login_refused_total{reason="query_credentials"}"#;
+    let uri = "/Login;x?email=alice%40example.com&password=hunter2";
+    let refusal = env.refusal(series).await.named("nginx");
+    let r = nginx(&env, "GET", uri)
+        .header("x-original-body", "none")
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+    let refusal = env.refusal(series).await.named("proxy mode");
+    let r = client()
+        .get(env.url(uri))
+        .header("host", "app.example.com")
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+    let refusal = env.refusal(series).await.named("envoy with bodies");
+    let r = client()
+        .get(env.url(&format!("/.portcullis/envoy-body{uri}")))
+        .header("host", "app.example.com")
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+}
+
+/// Where the host proxy forwards the body (Traefik `forwardBody`, Envoy
+/// `with_request_body`), it is read exactly as proxy mode reads it: one
+/// email, UTF-8 form/JSON/multipart, no second copy; a body Envoy cut short
+/// or larger than the inspection limit is refused.
+#[tokio::test]
+async fn forwarded_bodies_are_read_like_proxy_mode_and_bounded() {
+    let env = trusted_env().await;
+    let traefik = |method: &str| {
+        client()
+            .get(env.url("/.portcullis/traefik-body"))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-proto", "http")
+            .header("x-forwarded-host", "app.example.com")
+            .header("x-forwarded-uri", "/login")
+    };
+    let refused = |reason: &str| format!("portcullis_login_refused_total{{reason=\"{reason}\"}}");
+    // a second email, however spelt: refused (a form post is a browser's:
+    // sent to the SSO login, as in proxy mode)
+    let refusal = env.refusal(&refused("duplicate_email")).await.named("dup");
+    let r = traefik("POST")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=a%40example.com;EMAIL=b%40acme.com&password=x")
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 303).await;
+    // a charset the readers don't vouch for
+    let refusal = env.refusal(&refused("content_type")).await.named("charset");
+    let r = traefik("POST")
+        .header("content-type", "application/json; charset=utf-16")
+        .body(r#"{"email":"a@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+    // a GET carrying a body is inspected like any submission
+    let refusal = env.refusal(&refused("no_email")).await.named("GET body");
+    let r = traefik("GET")
+        .header("content-type", "application/json")
+        .body(r#"{"password":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+    // a body over the inspection limit
+    let refusal = env.refusal(&refused("too_large")).await.named("large");
+    let big = format!("email=a%40example.com&pad={}", "x".repeat(70 * 1024));
+    let r = traefik("POST")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 413).await;
+    // Envoy says it cut the body at max_request_bytes
+    let refusal = env.refusal(&refused("too_large")).await.named("partial");
+    let r = client()
+        .post(env.url("/.portcullis/envoy-body/login"))
+        .header("host", "app.example.com")
+        .header("x-envoy-auth-partial-body", "true")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=a%40exam")
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 413).await;
+    // one plain email of an unrouted domain: the login goes on (the route
+    // then wants a session, as in proxy mode)
+    let r = traefik("POST")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=a%40example.com&password=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .post(env.url("/.portcullis/envoy-body/login"))
+        .header("host", "app.example.com")
+        .header("x-envoy-auth-partial-body", "false")
+        .json(&serde_json::json!({"email": "a@example.com", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // and with no body at all, showing the page is no submission
+    let r = client()
+        .get(env.url("/.portcullis/envoy-body/login"))
+        .header("host", "app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+/// An enforcing tenant's password login through a host proxy that forwards
+/// the body is stopped exactly as in proxy mode; another tenant's passes.
+#[tokio::test]
+async fn sso_enforcement_reads_forwarded_bodies() {
+    let s = crate::support::idp::Sso::start_with(
+        true,
+        r#"
+[forward_auth]
+trusted_proxies = ["127.0.0.1"]
+[[forward_auth.endpoints]]
+convention = "forward"
+forwards_body = true
+"#,
+    )
+    .await;
+    let ask = |uri: &str, email: &str| {
+        client()
+            .get(s.env.url("/.portcullis/auth"))
+            .header("x-forwarded-method", "POST")
+            .header("x-forwarded-proto", "http")
+            .header("x-forwarded-host", "app.example.com")
+            .header("x-forwarded-uri", uri)
+            .header("accept", "text/html")
+            .form(&[("email", email), ("password", "pw")])
+            .send()
+    };
+    let refusal = s
+        .env
+        .refusal(r#"portcullis_sso_enforced_total{tenant="acme"}"#)
+        .await;
+    // any reading of the endpoint
+    let r = ask("/LOGIN;x", "Alice@ACME.com").await.unwrap();
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("/.portcullis/login?use_sso=true&email=alice%40acme%2Ecom"),
+        "{:?}",
+        r.headers()
+    );
+    refusal.assert(r, 303).await;
+    let r = ask("/login", "bob@globex.com").await.unwrap();
+    assert_eq!(r.status(), 200, "globex does not enforce SSO");
+}
+
+/// Proxy mode and forward-auth decide the same bytes alike: one
+/// decision function (`proxy::decide`) behind both.
+#[tokio::test]
+async fn forward_auth_and_proxy_mode_decide_the_same_bytes_alike() {
+    let env = trusted_env().await;
+    let staff = env.mint(&principal("bob@example.com", &["staff"])).await;
+    let status = |resp: &str| -> u16 {
+        resp.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    for uri in [
+        "/public/x",
+        "/public/../admin",
+        "/public/..;/admin",
+        "/public/%2e%2e/admin",
+        "/public/%252e%252e/admin",
+        "/PUBLIC/x",
+        "/public;x/y",
+        "/ADMIN",
+        "/admin;jsessionid=1",
+        "/admin./x",
+        "/admin%2fx",
+        "/public/x%2fy",
+        "/public/%c0%ae%c0%ae/admin",
+        "/public/%00",
+        "/optional/x",
+        "/x",
+    ] {
+        let raw = |target: &str| {
+            format!(
+                "GET {target} HTTP/1.1\r\nhost: app.example.com\r\ncookie: {staff}\r\nconnection: close\r\n\r\n"
+            )
+        };
+        let proxied = status(&raw_request(env.proxy, &raw(uri)).await);
+        let asked = forward(&env, "GET", uri)
+            .header("cookie", &staff)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(
+            asked, proxied,
+            "{uri}: forward-auth {asked}, proxy mode {proxied}"
+        );
+        let envoyed =
+            status(&raw_request(env.proxy, &raw(&format!("/.portcullis/envoy{uri}"))).await);
+        assert_eq!(
+            envoyed, proxied,
+            "{uri}: envoy {envoyed}, proxy mode {proxied}"
+        );
+    }
+}
+
+/// nginx and Envoy pass a client's `X-Forwarded-Host` on to the app, which
+/// Rails or Django may route on: it counts as a host of the request, as it
+/// does in proxy mode behind a trusted balancer.
+#[tokio::test]
+async fn a_forwarded_host_the_app_would_read_counts() {
+    // a host of its own, all of it protected; app.example.com's public
+    // paths are public
+    let hosts = r#"
+[[routes]]
+prefix = "/"
+host = "admin.example.com"
+policy = "required"
+allowed_groups = ["admins"]
+[[routes]]
+prefix = "/public/"
+host = "app.example.com"
+policy = "public"
+"#;
+    let env = TestEnv::with(Options {
+        extra: format!("{}{hosts}", forward_auth("\"127.0.0.1/32\"")),
+        session_extra: SESSION_DOMAIN.into(),
+        ..Default::default()
+    })
+    .await;
+    let r = nginx(&env, "GET", "/public/x").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = nginx(&env, "GET", "/public/x")
+        .header("x-forwarded-host", "Admin.Example.com.")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "admin.example.com's route applies");
+    let r = envoy(&env, "/public/x")
+        .header("x-forwarded-host", "admin.example.com:443")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // malformed: refused like a malformed Host
+    let refusal = env
+        .refusal(r#"portcullis_requests_refused_total{reason="host_malformed"}"#)
+        .await;
+    let r = nginx(&env, "GET", "/public/x")
+        .header("x-forwarded-host", "user@admin.example.com")
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+}
+
+/// The description's target: a fragment, an absolute or overlong one, and
+/// an unknown `X-Original-Body` are refused; a scheme-relative `//host` is
+/// a path on the described host, never a host.
+#[tokio::test]
+async fn hostile_targets_are_refused_or_read_as_paths() {
+    let env = trusted_env().await;
+    let series = r#"portcullis_requests_refused_total{reason="forward_auth_malformed"}"#;
+    let long = format!("/public/{}", "a".repeat(9000));
+    for (name, req, status) in [
+        ("fragment", forward(&env, "GET", "/public/x#y"), 400),
+        (
+            "absolute",
+            forward(&env, "GET", "http://evil.example/public/x"),
+            400,
+        ),
+        ("overlong", forward(&env, "GET", &long), 400),
+        (
+            "x-original-body",
+            nginx(&env, "GET", "/public/x").header("x-original-body", "0"),
+            403,
+        ),
+    ] {
+        let refusal = env.refusal(series).await.named(name);
+        let r = req.send().await.unwrap();
+        refusal.assert(r, status).await;
+    }
+    // `//evil.example/x` is a path under `/` (required) on app.example.com
+    let r = forward(&env, "GET", "//evil.example/x")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let to = header(&r, "location").unwrap();
+    assert!(
+        to.contains("return_to=http%3A%2F%2Fapp%2Eexample%2Ecom%2F%2Fevil%2Eexample%2Fx"),
+        "{to}"
+    );
 }
 
 #[tokio::test]

@@ -261,6 +261,15 @@ impl Deployment {
 
     /// With the host proxy's example file changed by `edit`.
     pub(crate) async fn start_edited(kind: Kind, edit: fn(String) -> String) -> Self {
+        Self::start_full(kind, edit, "").await
+    }
+
+    /// With more Portcullis configuration (top-level TOML).
+    pub(crate) async fn start_configured(kind: Kind, extra: &str) -> Self {
+        Self::start_full(kind, |example| example, extra).await
+    }
+
+    async fn start_full(kind: Kind, edit: fn(String) -> String, extra: &str) -> Self {
         // Portcullis' socket first: the host proxy points at it before
         // Portcullis runs (connections queue meanwhile).
         let listener: StdListener = bind_local();
@@ -271,7 +280,7 @@ impl Deployment {
             upstream: Some(app_addr),
             proxy_listener: Some(listener),
             public_url: Some(proxy.origin()),
-            extra: format!("{}\n{DEV_IDP}", example_forward_auth(kind)),
+            extra: format!("{}\n{DEV_IDP}\n{extra}", example_forward_auth(kind)),
             factories: portcullis::auth::Factories::builtin(),
             ..Default::default()
         })
@@ -681,6 +690,51 @@ pub(crate) async fn client_identity_headers_never_reach_the_app(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "{kind:?}");
+}
+
+/// SSO enforcement through the example: a password endpoint on a public
+/// path. What the host proxy cannot show Portcullis is refused before the
+/// app sees it; `page_passes` says whether a bodyless GET (the login page)
+/// gets through. A client's `X-Forwarded-Host` never reaches the app: the
+/// host proxy sets its own.
+pub(crate) async fn password_endpoints_fail_closed(kind: Kind, page_passes: bool) {
+    let d = Deployment::start_configured(
+        kind,
+        "[login]\npassword_endpoints = [{ path = \"/public/login\" }]\n",
+    )
+    .await;
+    let refused = r#"portcullis_login_refused_total{reason="forward_auth"}"#;
+    // the login page
+    let page = client()
+        .get(d.url("/public/login"))
+        .header("x-forwarded-host", "evil.example");
+    if page_passes {
+        let (status, app) = echo(page).await;
+        assert_eq!(status, 200, "{kind:?}: {app}\n{}", d.proxy.log());
+        let host = seen(&app, "x-forwarded-host").unwrap_or_default();
+        assert!(host.starts_with("127.0.0.1"), "{kind:?}: {host}");
+    } else {
+        let refusal = d.env.refusal(refused).await.app(&d.app).named("page");
+        refusal.assert(page.send().await.unwrap(), 403).await;
+    }
+    // a GET carrying credentials in its body, and a plain POST
+    let refusal = d.env.refusal(refused).await.app(&d.app).named("GET body");
+    let r = client()
+        .get(d.url("/public/login"))
+        .header("content-type", "application/json")
+        .body(r#"{"email":"alice@acme.com","password":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
+    let refusal = d.env.refusal(refused).await.app(&d.app).named("POST");
+    let r = client()
+        .post(d.url("/public/login"))
+        .json(&serde_json::json!({"email": "alice@acme.com", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    refusal.assert(r, 403).await;
 }
 
 /// `examples/{dir}/portcullis.toml` loads as it is (its secrets given),
