@@ -35,6 +35,7 @@ mod error;
 mod events;
 mod keys;
 mod logins;
+mod machine;
 mod migrate;
 mod one_time;
 mod outbox;
@@ -62,6 +63,7 @@ pub use domains::{DomainCheck, DomainRecord, DomainStatus, DomainStore, DomainTx
 pub use error::StoreError;
 pub use keys::KeyStore;
 pub use logins::{LoginTx, ScimLogin};
+pub use machine::{ServiceAccountKeyRow, ServiceAccountRow, ServiceAccountStore, ServiceAccountTx};
 pub use one_time::OneTimeStore;
 pub use outbox::{OutboxEvent, OutboxState, OutboxStore, OutboxTenantStatus, OutboxTx};
 pub use reseal::ResealReport;
@@ -180,6 +182,11 @@ pub enum StoreEvent {
     DirectoryChanged {
         tenant: String,
         users: Option<Vec<String>>,
+    },
+    /// A service account was rotated or revoked: cached tokens of it are
+    /// stale.
+    ServiceAccountChanged {
+        account: String,
     },
 }
 
@@ -441,6 +448,10 @@ impl Store {
     /// SCIM-managed users with their (nested) groups, as sessions see them.
     pub fn directory(&self) -> DirectoryStore<'_> {
         DirectoryStore { inner: &self.inner }
+    }
+
+    pub fn service_accounts(&self) -> ServiceAccountStore<'_> {
+        ServiceAccountStore { inner: &self.inner }
     }
 }
 
