@@ -11,6 +11,7 @@ mod connection;
 mod http;
 mod issuer;
 mod logout;
+mod machine;
 mod presets;
 mod provider;
 mod verify;
@@ -25,6 +26,8 @@ pub(crate) use provider::ProviderCache;
 
 pub use claims::{ClaimMap, Mapped, to_login};
 pub use connection::{OidcConnection, OidcFactory, STATE_KIND};
+pub(crate) use machine::unverified_issuer_and_audiences;
+pub use machine::MAX_ACCESS_TOKEN_BYTES;
 pub use logout::{EVENT as BACKCHANNEL_EVENT, JTI_KIND, MAX_LOGOUT_TOKEN_BYTES};
 pub use presets::{EmailVerified, Preset, preset};
 
