@@ -272,20 +272,22 @@ fn canonicalise<'p>(
 }
 
 /// The signed assertion over the request's principal, when there is one
-/// (with its session) and signing is on.
+/// (with its session, or a machine caller's credential) and signing is on.
 pub(super) fn assertion_for(st: &ProxyState, ctx: &Ctx) -> Option<Arc<str>> {
-    let (Some(p), Some(s), Some(_)) = (
-        &ctx.principal,
-        &ctx.session,
-        st.generation.plan.assertion_header(),
-    ) else {
+    let key = ctx
+        .session
+        .as_ref()
+        .map(|s| s.id_hash.as_str())
+        .or(ctx.assertion_key.as_deref());
+    let (Some(p), Some(key), Some(_)) = (&ctx.principal, key, st.generation.plan.assertion_header())
+    else {
         return None;
     };
     let timer = st.generation.metrics.assertion_sign.start_timer();
     let a = st
         .generation
         .signer
-        .assertion(&s.id_hash, p, crate::clock::now());
+        .assertion(key, p, crate::clock::now());
     timer.observe_duration();
     match a {
         Ok(a) => Some(a),
@@ -455,7 +457,7 @@ impl ProxyHttp for PortcullisProxy {
             .unwrap_or_else(|| "/".into());
         let who = match route.policy() {
             Policy::Public => Identity::Anonymous,
-            _ => self.identify(session, &st, ctx).await,
+            _ => self.identify_caller(session, &st, ctx).await,
         };
         let facts = RequestFacts {
             path_and_query: &path_and_query,

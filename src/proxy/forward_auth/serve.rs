@@ -108,7 +108,7 @@ impl PortcullisProxy {
         }
         let who = match route.policy() {
             Policy::Public => Identity::Anonymous,
-            _ => self.identify(session, st, ctx).await,
+            _ => self.identify_caller(session, st, ctx).await,
         };
         let facts = RequestFacts {
             path_and_query: &orig.path_and_query,
