@@ -381,7 +381,7 @@ mod tests {
             get("x-forwarded-badges").as_deref(),
             Some("a%3B%20b; 100%25; c%3Bd; %C3%A9")
         );
-        assert_eq!(values.len(), 7, "{values:?}");
+        assert_eq!(values.len(), 8, "{values:?}");
         // a claim the principal lacks: no header at all
         let bare = plan.values(&principal());
         assert!(bare.iter().all(|(k, _)| !k.as_str().contains("department")));
