@@ -141,7 +141,7 @@ fn op_error(e: OpError) -> CliError {
 
 fn printed(t: &ServiceAccountToken, what: &str) -> Output {
     Output::text(t.token.clone()).note(format!(
-        "{what} service account `{}` of tenant `{}` (id {}); send it as `Authorization: Bearer <token>`. Shown once, the store keeps only its hash",
+        "{what} service account `{}` of tenant `{}` (id {}); send it as `Authorization: Bearer <token>`; shown once, the store keeps only its hash",
         t.account.name, t.account.tenant, t.account.id
     ))
 }

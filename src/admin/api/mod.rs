@@ -92,6 +92,18 @@ fn typed<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     })
 }
 
+/// [`typed`] for a body that must be a JSON object (serde would also read
+/// a struct from an array).
+fn typed_object<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    if !json_body(body)?.is_object() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            vec![FieldError::new("", "expected a JSON object")],
+        ));
+    }
+    typed(body)
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Revoked {
     pub revoked: u64,
@@ -391,7 +403,7 @@ async fn create_service_account(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<ServiceAccountToken>)> {
-    let input: ServiceAccountInput = typed(&body)?;
+    let input: ServiceAccountInput = typed_object(&body)?;
     let t = service_accounts::create(&cur.ctx(), &actor, &id, &input).await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
@@ -413,7 +425,7 @@ async fn rotate_service_account(
     let input: RotateInput = if body.iter().all(u8::is_ascii_whitespace) {
         RotateInput::default()
     } else {
-        typed(&body)?
+        typed_object(&body)?
     };
     Ok(Json(
         service_accounts::rotate(&cur.ctx(), &actor, &id, &name, &input).await?,

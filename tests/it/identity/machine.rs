@@ -623,11 +623,13 @@ mod jwt {
         let a = super::assertion(&app);
         assert_eq!(a["principal_type"], "service");
         assert_eq!(a["sub"], "client-7");
-        // a plain `JWT` typ, and no typ, are fine too
+        // a plain `JWT` typ is fine too
         let plain = op.sign_with(&claims(&op), &Alg::Rs256);
         assert_eq!(send(&rp.env, "/dashboard", &plain).await.status(), 200);
-        // the provider rotated its key: the new kid is fetched once
+        // the provider rotated its key: the new kid is fetched once (not
+        // sooner than `jwks_min_refresh_seconds` = 1 after the last fetch)
         op.rotate("k2");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let rotated = op.sign(&claims(&op), "at+jwt");
         assert_eq!(send(&rp.env, "/dashboard", &rotated).await.status(), 200);
         let m = rp.env.metrics().await;
