@@ -568,6 +568,63 @@ async fn a_revocation_reaches_every_replica_on_postgres() {
     assert_refused(&b, "/dashboard", &rotating, "retired").await;
 }
 
+/// Forward-auth shares the gate: the host proxy gets the same answer for a
+/// bearer request (200 with the identity headers, 401, 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_gives_the_same_answers() {
+    let env = TestEnv::with(Options {
+        extra: format!(
+            "{TENANTS}\n[forward_auth]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
+             [[forward_auth.endpoints]]\nconvention = \"nginx\"\n"
+        ),
+        ..Default::default()
+    })
+    .await;
+    let token = cli_create(&env, "acme", "sync", Some("writer")).await;
+    let ask = |authorization: String| {
+        client()
+            .get(env.url("/.portcullis/auth"))
+            .header("host", "app.example.com")
+            .header("x-original-method", "GET")
+            .header("x-original-uri", "/writers/x")
+            .header("accept", "application/json")
+            .header("authorization", authorization)
+            .send()
+    };
+    let r = ask(format!("Bearer {token}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("set-cookie").is_none());
+    let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(h("x-forwarded-principal-type").as_deref(), Some("service"));
+    assert_eq!(h("x-forwarded-tenant").as_deref(), Some("acme"));
+    assert_eq!(h("x-forwarded-roles").as_deref(), Some("writer"));
+    assert!(h("x-portcullis-assertion").is_some_and(|a| !a.is_empty()));
+
+    let r = env.refusal(&failures("unknown_key")).await;
+    let other = portcullis::session::generate_token().unwrap().token;
+    let resp = ask(format!("Bearer {other}")).await.unwrap();
+    let www = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = r.assert(resp, 401).await;
+    assert_generic_401(&body, www.as_deref());
+    // a session cookie and a token
+    let cookie = env.mint(&principal("alice@acme.com", &[])).await;
+    let resp = client()
+        .get(env.url("/.portcullis/auth"))
+        .header("host", "app.example.com")
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/x")
+        .header("cookie", cookie)
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    // ambiguous: nginx turns anything but 2xx/401/403 into a 500
+    assert_eq!(resp.status(), 403);
+}
+
 mod jwt {
     //! Client-credentials access tokens against the controllable provider
     //! (`support::oidc_op`): every rule has a refusal that is counted under
