@@ -124,8 +124,12 @@ fn known_tenant(ctx: &AdminCtx, id: &str) -> Result<(), OpError> {
 }
 
 fn text_error(field: &str, v: &str) -> Option<FieldError> {
-    (v.is_empty() || v.chars().count() > 64 || v.chars().any(char::is_control))
-        .then(|| FieldError::new(field, "must be 1 to 64 characters without control characters"))
+    (v.is_empty() || v.chars().count() > 64 || v.chars().any(char::is_control)).then(|| {
+        FieldError::new(
+            field,
+            "must be 1 to 64 characters without control characters",
+        )
+    })
 }
 
 fn no_randomness<E>(_: E) -> OpError {
@@ -204,7 +208,14 @@ pub async fn create(
     let action = AuditAction::ServiceAccountCreated;
     let after = audit_doc(&account, &key.key_id);
     tx.audit()
-        .record(&row(actor, action, Some(tenant), &account.name, None, Some(&after)))
+        .record(&row(
+            actor,
+            action,
+            Some(tenant),
+            &account.name,
+            None,
+            Some(&after),
+        ))
         .await?;
     finish(ctx, tx, &account.id, action).await?;
     Ok(ServiceAccountToken {
@@ -260,7 +271,9 @@ pub async fn rotate(
         created_at: now,
         retires_at: None,
     };
-    tx.service_accounts().rotate(&key, now + overlap, now).await?;
+    tx.service_accounts()
+        .rotate(&key, now + overlap, now)
+        .await?;
     let action = AuditAction::ServiceAccountRotated;
     let mut after = audit_doc(&account, &key.key_id);
     after["overlap_seconds"] = json!(overlap);
@@ -284,7 +297,12 @@ pub async fn rotate(
 
 /// Revokes the active account `name`: every token stops at once, on every
 /// replica.
-pub async fn revoke(ctx: &AdminCtx, actor: &Actor, tenant: &str, name: &str) -> Result<(), OpError> {
+pub async fn revoke(
+    ctx: &AdminCtx,
+    actor: &Actor,
+    tenant: &str,
+    name: &str,
+) -> Result<(), OpError> {
     known_tenant(ctx, tenant)?;
     let now = crate::clock::now();
     let mut tx = ctx.store.begin_write(tenant).await?;

@@ -164,9 +164,7 @@ pub async fn create(
 pub async fn list(cfg: &Config, tenant: &str) -> Result<Output, CliError> {
     let all = with_store(cfg, |store| async move {
         let ctx = admin_ctx(cfg, &store).await?;
-        service_accounts::list(&ctx, tenant)
-            .await
-            .map_err(op_error)
+        service_accounts::list(&ctx, tenant).await.map_err(op_error)
     })
     .await?;
     let mut out = format!(

@@ -93,7 +93,10 @@ impl PortcullisProxy {
         // A session cookie beside a bearer token: which one is meant is a
         // guess, so neither counts (decided before any lookup).
         let cookies = headers.get_all(COOKIE);
-        if matches!(g.codec.open(cookies.iter().map(|v| v.as_bytes())), Ok(Some(_))) {
+        if matches!(
+            g.codec.open(cookies.iter().map(|v| v.as_bytes())),
+            Ok(Some(_))
+        ) {
             tracing::info!(request_id = %ctx.request_id, "a session cookie and a bearer credential: refused as ambiguous");
             return Identity::Conflicting(Conflict::CookieAndBearer);
         }
@@ -185,7 +188,10 @@ mod tests {
     fn bearer_tokens_are_read_strictly() {
         assert_eq!(presented(&HeaderMap::new()), Presented::Nothing);
         for (value, expected) in [
-            (&b"Bearer abc.def-_~+/=="[..], Presented::Bearer("abc.def-_~+/==")),
+            (
+                &b"Bearer abc.def-_~+/=="[..],
+                Presented::Bearer("abc.def-_~+/=="),
+            ),
             (b"bearer   psa_x", Presented::Bearer("psa_x")),
             (b"BEARER t", Presented::Bearer("t")),
             // the app's own schemes are not ours

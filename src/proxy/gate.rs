@@ -476,10 +476,19 @@ mod tests {
         );
         // public routes don't look at credentials at all
         let public = route(Policy::Public, &[]);
-        for w in [Identity::InvalidBearer, Identity::Conflicting(Conflict::CookieAndBearer)] {
-            assert_eq!(decide(&Requirement::of(&public), &api, &w, LOGIN), Forward(None));
+        for w in [
+            Identity::InvalidBearer,
+            Identity::Conflicting(Conflict::CookieAndBearer),
+        ] {
+            assert_eq!(
+                decide(&Requirement::of(&public), &api, &w, LOGIN),
+                Forward(None)
+            );
         }
-        assert_eq!(Conflict::TwoAuthorizations.label(), "authorization_repeated");
+        assert_eq!(
+            Conflict::TwoAuthorizations.label(),
+            "authorization_repeated"
+        );
         assert_eq!(
             super::Ambiguous::Credentials(Conflict::CookieAndBearer).label(),
             "cookie_and_bearer"

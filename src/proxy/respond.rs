@@ -83,7 +83,12 @@ fn invalid_token(request_id: &str) -> Reply {
         "message": "The bearer credential is not valid.",
         "request_id": request_id,
     });
-    Reply::new(StatusCode::UNAUTHORIZED, "application/json", body.to_string()).header(
+    Reply::new(
+        StatusCode::UNAUTHORIZED,
+        "application/json",
+        body.to_string(),
+    )
+    .header(
         http::header::WWW_AUTHENTICATE,
         "Bearer error=\"invalid_token\"",
     )

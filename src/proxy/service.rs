@@ -279,15 +279,13 @@ pub(super) fn assertion_for(st: &ProxyState, ctx: &Ctx) -> Option<Arc<str>> {
         .as_ref()
         .map(|s| s.id_hash.as_str())
         .or(ctx.assertion_key.as_deref());
-    let (Some(p), Some(key), Some(_)) = (&ctx.principal, key, st.generation.plan.assertion_header())
+    let (Some(p), Some(key), Some(_)) =
+        (&ctx.principal, key, st.generation.plan.assertion_header())
     else {
         return None;
     };
     let timer = st.generation.metrics.assertion_sign.start_timer();
-    let a = st
-        .generation
-        .signer
-        .assertion(key, p, crate::clock::now());
+    let a = st.generation.signer.assertion(key, p, crate::clock::now());
     timer.observe_duration();
     match a {
         Ok(a) => Some(a),

@@ -181,7 +181,9 @@ impl ServiceAccounts {
         // Hash and compare even for an unknown key id, so timing doesn't
         // tell a real key id from an invented one.
         let zeros = "0".repeat(64);
-        let stored = cached.as_ref().map_or(zeros.as_str(), |c| &c.key.secret_hash);
+        let stored = cached
+            .as_ref()
+            .map_or(zeros.as_str(), |c| &c.key.secret_hash);
         let matches = constant_time_eq(sha256_hex(token.as_bytes()).as_bytes(), stored.as_bytes());
         let Some(c) = cached else {
             return Ok(Err(TokenRejection::UnknownKey));

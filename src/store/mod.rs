@@ -185,9 +185,7 @@ pub enum StoreEvent {
     },
     /// A service account was rotated or revoked: cached tokens of it are
     /// stale.
-    ServiceAccountChanged {
-        account: String,
-    },
+    ServiceAccountChanged { account: String },
 }
 
 /// Handle to the store. Cloning is cheap (an `Arc`) and all clones share one

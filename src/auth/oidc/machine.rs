@@ -42,7 +42,8 @@ pub(crate) fn unverified_issuer_and_audiences(
         return Err(fail("malformed", "access token too large"));
     }
     let mut parts = token.split('.');
-    let (Some(_), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(_), Some(p), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(fail("malformed", "not a compact JWS"));
     };
@@ -222,7 +223,11 @@ mod tests {
     }
 
     fn rs256(claims: &Value) -> String {
-        jws(&json!({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}), claims, rsa())
+        jws(
+            &json!({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}),
+            claims,
+            rsa(),
+        )
     }
 
     fn check(token: &str, keys: &CoreJsonWebKeySet) -> Result<Map<String, Value>, &'static str> {
@@ -263,13 +268,25 @@ mod tests {
             c[k] = v;
             rs256(&c)
         };
-        assert_eq!(check(&with("iss", json!("https://evil")), &keys), Err("issuer"));
-        assert_eq!(check(&with("aud", json!("portcullis")), &keys), Err("audience"));
+        assert_eq!(
+            check(&with("iss", json!("https://evil")), &keys),
+            Err("issuer")
+        );
+        assert_eq!(
+            check(&with("aud", json!("portcullis")), &keys),
+            Err("audience")
+        );
         assert_eq!(check(&with("exp", json!(NOW - 61)), &keys), Err("expired"));
         // within the skew
         assert!(check(&with("exp", json!(NOW - 30)), &keys).is_ok());
-        assert_eq!(check(&with("nbf", json!(NOW + 61)), &keys), Err("not_yet_valid"));
-        assert_eq!(check(&with("iat", json!(NOW + 61)), &keys), Err("not_yet_valid"));
+        assert_eq!(
+            check(&with("nbf", json!(NOW + 61)), &keys),
+            Err("not_yet_valid")
+        );
+        assert_eq!(
+            check(&with("iat", json!(NOW + 61)), &keys),
+            Err("not_yet_valid")
+        );
         assert_eq!(check(&with("exp", json!("soon")), &keys), Err("malformed"));
         assert_eq!(check(&with("sub", json!("")), &keys), Err("subject"));
         let mut no_exp = claims();
@@ -315,7 +332,10 @@ mod tests {
         );
         // HS256 keyed with anything: never on the list
         let hs = B64.encode(json!({"alg": "HS256", "kid": "k1"}).to_string());
-        assert_eq!(check(&format!("{hs}.{payload}.AAAA"), &keys), Err("algorithm"));
+        assert_eq!(
+            check(&format!("{hs}.{payload}.AAAA"), &keys),
+            Err("algorithm")
+        );
         // ES256 on the list, but the key with this kid is RSA
         let ec = PKey::from_ec_key(
             EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),

@@ -165,7 +165,8 @@ pub(super) fn oidc(o: &OidcConfig, preset: Option<&str>, key: &str, c: &mut Coll
             c.push(k(name), "must not be empty (omit it to turn it off)");
         }
     }
-    if o.machine_audience.is_none() && (o.machine_role.is_some() || o.machine_groups_claim.is_some())
+    if o.machine_audience.is_none()
+        && (o.machine_role.is_some() || o.machine_groups_claim.is_some())
     {
         c.push(
             k("machine_audience"),

@@ -82,7 +82,12 @@ async fn cli_create(env: &TestEnv, tenant: &str, name: &str, role: Option<&str>)
 
 /// An account written straight to the store (states the operations never
 /// produce: already expired, of an unconfigured tenant); its token.
-async fn insert_account(store: &Store, tenant: &str, name: &str, expires_at: Option<i64>) -> String {
+async fn insert_account(
+    store: &Store,
+    tenant: &str,
+    name: &str,
+    expires_at: Option<i64>,
+) -> String {
     let new = portcullis::session::generate_token().unwrap();
     let id = portcullis::session::new_account_id().unwrap();
     let now = portcullis::clock::now();
@@ -177,7 +182,10 @@ async fn eventually_status(env: &TestEnv, path: &str, token: &str, status: u16, 
 async fn a_service_account_reaches_the_app_as_a_service_principal() {
     let env = env_on(None).await;
     let token = cli_create(&env, "acme", "billing-sync", Some("writer")).await;
-    let id = env.shared.store.service_accounts()
+    let id = env
+        .shared
+        .store
+        .service_accounts()
         .list("acme")
         .await
         .unwrap()[0]
@@ -261,18 +269,37 @@ async fn a_service_account_reaches_the_app_as_a_service_principal() {
     assert_eq!(seen(&app, "authorization"), Some("Basic dXNlcjpwYXNz"));
 
     // the CLI's change is audited with its actor
-    let audit = env.shared.store.audit().list(Some("acme"), None, 10).await.unwrap();
+    let audit = env
+        .shared
+        .store
+        .audit()
+        .list(Some("acme"), None, 10)
+        .await
+        .unwrap();
     assert!(
         audit
             .iter()
             .any(|a| a.action == "service_account.created" && a.actor_kind == "cli"),
         "{audit:?}"
     );
-    assert!(audit.iter().all(|a| !a.after_json.clone().unwrap_or_default().contains(&token)));
+    assert!(
+        audit
+            .iter()
+            .all(|a| !a.after_json.clone().unwrap_or_default().contains(&token))
+    );
     // ...and the store has only the token's hash
-    let rows = env.shared.store.service_accounts().list("acme").await.unwrap();
+    let rows = env
+        .shared
+        .store
+        .service_accounts()
+        .list("acme")
+        .await
+        .unwrap();
     let hash = portcullis::secret::sha256_hex(token.as_bytes());
-    assert!(rows.iter().any(|(_, keys)| keys.iter().any(|k| k.secret_hash == hash)));
+    assert!(
+        rows.iter()
+            .any(|(_, keys)| keys.iter().any(|k| k.secret_hash == hash))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,9 +394,16 @@ async fn malformed_and_ambiguous_credentials_are_refused() {
     r.assert(resp, 400).await;
 
     // each alone still works
-    assert_eq!(get(&[("cookie", &cookie)]).send().await.unwrap().status(), 200);
     assert_eq!(
-        get(&[("authorization", &bearer)]).send().await.unwrap().status(),
+        get(&[("cookie", &cookie)]).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        get(&[("authorization", &bearer)])
+            .send()
+            .await
+            .unwrap()
+            .status(),
         200
     );
     // a browser with a bad token gets the 401, not the login page
@@ -474,15 +508,24 @@ async fn rotation_overlaps_then_the_old_token_stops() {
         assert_eq!(status, 400, "{body}: {err}");
     }
     let (status, _) = api
-        .post("/admin/v1/tenants/acme/service-accounts", &json!({"name": "sync"}))
+        .post(
+            "/admin/v1/tenants/acme/service-accounts",
+            &json!({"name": "sync"}),
+        )
         .await;
     assert_eq!(status, 409, "an active name is unique in its tenant");
     let (status, _) = api
-        .post("/admin/v1/tenants/nope/service-accounts", &json!({"name": "x"}))
+        .post(
+            "/admin/v1/tenants/nope/service-accounts",
+            &json!({"name": "x"}),
+        )
         .await;
     assert_eq!(status, 404);
     let (status, _) = api
-        .post("/admin/v1/tenants/acme/service-accounts/nope/rotate", &json!({}))
+        .post(
+            "/admin/v1/tenants/acme/service-accounts/nope/rotate",
+            &json!({}),
+        )
         .await;
     assert_eq!(status, 404);
 
@@ -498,7 +541,10 @@ async fn rotation_overlaps_then_the_old_token_stops() {
     assert!(!list.to_string().contains("psa_"), "a token in a listing");
     // the name is free again
     let (status, _) = api
-        .post("/admin/v1/tenants/acme/service-accounts", &json!({"name": "sync"}))
+        .post(
+            "/admin/v1/tenants/acme/service-accounts",
+            &json!({"name": "sync"}),
+        )
         .await;
     assert_eq!(status, 201);
 
@@ -516,7 +562,10 @@ async fn rotation_overlaps_then_the_old_token_stops() {
     ] {
         assert!(actions.contains(&a), "{a} not audited: {actions:?}");
     }
-    assert!(!audit.to_string().contains("psa_"), "a token in the audit log");
+    assert!(
+        !audit.to_string().contains("psa_"),
+        "a token in the audit log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,7 +721,10 @@ mod jwt {
         assert_eq!(seen(&app, "x-forwarded-user"), Some("client-7"));
         assert_eq!(seen(&app, "x-forwarded-tenant"), Some("acme"));
         assert_eq!(seen(&app, "x-forwarded-principal-type"), Some("service"));
-        assert_eq!(seen(&app, "x-forwarded-groups"), Some("Engineering,Reports"));
+        assert_eq!(
+            seen(&app, "x-forwarded-groups"),
+            Some("Engineering,Reports")
+        );
         // the connection's role, and `group_roles` of the claim's values
         assert_eq!(seen(&app, "x-forwarded-roles"), Some("service,developer"));
         assert_eq!(seen(&app, "x-forwarded-email"), Some(""));
@@ -705,20 +757,74 @@ mod jwt {
         let now = portcullis::clock::now();
         let sign = |c: &Value| op.sign(c, "at+jwt");
         // expired beyond the connection's skew (120 s), not yet valid
-        assert_refused(env, "/dashboard", &sign(&with(&op, "exp", json!(now - 200))), "jwt_expired").await;
-        assert_refused(env, "/dashboard", &sign(&with(&op, "nbf", json!(now + 600))), "jwt_not_yet_valid").await;
+        assert_refused(
+            env,
+            "/dashboard",
+            &sign(&with(&op, "exp", json!(now - 200))),
+            "jwt_expired",
+        )
+        .await;
+        assert_refused(
+            env,
+            "/dashboard",
+            &sign(&with(&op, "nbf", json!(now + 600))),
+            "jwt_not_yet_valid",
+        )
+        .await;
         // another audience: Portcullis' own client id included
-        assert_refused(env, "/dashboard", &sign(&with(&op, "aud", json!("https://other.test"))), "jwt_audience").await;
-        assert_refused(env, "/dashboard", &sign(&with(&op, "aud", json!(CLIENT_ID))), "jwt_audience").await;
+        assert_refused(
+            env,
+            "/dashboard",
+            &sign(&with(&op, "aud", json!("https://other.test"))),
+            "jwt_audience",
+        )
+        .await;
+        assert_refused(
+            env,
+            "/dashboard",
+            &sign(&with(&op, "aud", json!(CLIENT_ID))),
+            "jwt_audience",
+        )
+        .await;
         // another issuer (no connection takes it)
-        assert_refused(env, "/dashboard", &sign(&with(&op, "iss", json!("https://evil.test"))), "jwt_issuer").await;
+        assert_refused(
+            env,
+            "/dashboard",
+            &sign(&with(&op, "iss", json!("https://evil.test"))),
+            "jwt_issuer",
+        )
+        .await;
         // signed by a key the provider does not publish
-        assert_refused(env, "/dashboard", &op.sign_with(&claims(&op), &Alg::RogueKey), "jwt_signature").await;
+        assert_refused(
+            env,
+            "/dashboard",
+            &op.sign_with(&claims(&op), &Alg::RogueKey),
+            "jwt_signature",
+        )
+        .await;
         // alg none; HS256 keyed with the provider's public key
-        assert_refused(env, "/dashboard", &op.sign_with(&claims(&op), &Alg::None), "jwt_algorithm").await;
-        assert_refused(env, "/dashboard", &op.sign_with(&claims(&op), &Alg::Hs256WithPublicKey), "jwt_algorithm").await;
+        assert_refused(
+            env,
+            "/dashboard",
+            &op.sign_with(&claims(&op), &Alg::None),
+            "jwt_algorithm",
+        )
+        .await;
+        assert_refused(
+            env,
+            "/dashboard",
+            &op.sign_with(&claims(&op), &Alg::Hs256WithPublicKey),
+            "jwt_algorithm",
+        )
+        .await;
         // no subject, no expiry
-        assert_refused(env, "/dashboard", &sign(&with(&op, "sub", json!(""))), "jwt_subject").await;
+        assert_refused(
+            env,
+            "/dashboard",
+            &sign(&with(&op, "sub", json!(""))),
+            "jwt_subject",
+        )
+        .await;
         let mut no_exp = claims(&op);
         no_exp.as_object_mut().unwrap().remove("exp");
         assert_refused(env, "/dashboard", &sign(&no_exp), "jwt_malformed").await;

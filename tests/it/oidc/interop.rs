@@ -425,7 +425,10 @@ async fn oidc_provider_client_credentials_token_authenticates_a_machine() {
     let resp = grant(MACHINE_AUDIENCE).await.unwrap();
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
-    let token = body["access_token"].as_str().expect("access_token").to_owned();
+    let token = body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
     assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
 
     let (status, app) = echo(
