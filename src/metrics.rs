@@ -73,6 +73,46 @@ pub struct Metrics {
     pub webhook: WebhookMetrics,
     pub limits: LimitMetrics,
     pub admin: AdminMetrics,
+    pub machine: MachineMetrics,
+}
+
+/// Machine callers: `Authorization: Bearer` on `required` and `optional`
+/// routes (service-account tokens, client-credentials JWTs).
+pub struct MachineMetrics {
+    /// Requests a bearer credential authenticated; `kind` ∈
+    /// service_account|jwt.
+    pub authenticated: IntCounterVec,
+    /// Bearer credentials refused (the client gets one generic 401);
+    /// `reason` is a closed set: malformed, unknown_key, wrong_secret,
+    /// revoked, expired, retired, tenant_unknown, and jwt_malformed,
+    /// jwt_issuer, jwt_audience, jwt_algorithm, jwt_signature, jwt_expired,
+    /// jwt_not_yet_valid, jwt_subject, jwt_invalid.
+    pub failures: IntCounterVec,
+}
+
+impl MachineMetrics {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let authenticated = IntCounterVec::new(
+            Opts::new(
+                "portcullis_machine_auth_total",
+                "Requests authenticated by a bearer credential, by kind",
+            ),
+            &["kind"],
+        )?;
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "portcullis_machine_auth_failures_total",
+                "Bearer credentials refused, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(authenticated.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        Ok(Self {
+            authenticated,
+            failures,
+        })
+    }
 }
 
 /// The admin API and the tenants kept in the store.
@@ -435,6 +475,7 @@ impl Metrics {
         let webhook = WebhookMetrics::new(&registry)?;
         let limits = LimitMetrics::new(&registry)?;
         let admin = AdminMetrics::new(&registry)?;
+        let machine = MachineMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -465,6 +506,7 @@ impl Metrics {
             webhook,
             limits,
             admin,
+            machine,
         })
     }
 

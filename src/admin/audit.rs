@@ -66,6 +66,9 @@ pub enum AuditAction {
     SetupLinkUsed,
     AdminTokenCreated,
     AdminTokenRevoked,
+    ServiceAccountCreated,
+    ServiceAccountRotated,
+    ServiceAccountRevoked,
 }
 
 impl AuditAction {
@@ -89,6 +92,9 @@ impl AuditAction {
             AuditAction::SetupLinkUsed => "setup_link.used",
             AuditAction::AdminTokenCreated => "admin_token.created",
             AuditAction::AdminTokenRevoked => "admin_token.revoked",
+            AuditAction::ServiceAccountCreated => "service_account.created",
+            AuditAction::ServiceAccountRotated => "service_account.rotated",
+            AuditAction::ServiceAccountRevoked => "service_account.revoked",
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod audit;
 pub mod ops;
+pub mod service_accounts;
 pub mod tokens;
 
 pub use audit::{Actor, AuditAction};

@@ -166,7 +166,11 @@ pub(super) async fn watch(shared: Arc<Shared>, mut stop: tokio::sync::watch::Rec
             }
             event = events.recv() => match event {
                 Ok(StoreEvent::TenantsChanged) | Err(RecvError::Lagged(_)) => true,
-                Ok(StoreEvent::SessionsRevoked(_) | StoreEvent::DirectoryChanged { .. }) => false,
+                Ok(
+                    StoreEvent::SessionsRevoked(_)
+                    | StoreEvent::DirectoryChanged { .. }
+                    | StoreEvent::ServiceAccountChanged { .. },
+                ) => false,
                 Err(RecvError::Closed) => return,
             },
             _ = poll.tick() => true,

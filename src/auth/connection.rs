@@ -154,6 +154,18 @@ pub trait Connection: Send + Sync {
             "this connection has no back-channel logout",
         ))
     }
+
+    /// Machine access: verifies a client-credentials access token issued
+    /// for this connection's `machine_audience` and returns its claims.
+    async fn machine_token(
+        &self,
+        _token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ConnectionError> {
+        Err(ConnectionError::new(
+            "unsupported",
+            "this connection takes no machine tokens",
+        ))
+    }
 }
 
 /// Builds connections of one protocol from configuration.

@@ -34,6 +34,8 @@ pub struct AuthContext {
     pub dev_idp: Option<Arc<crate::auth::saml::dev_idp::DevIdp>>,
     /// Where this generation's endpoints are published.
     pub urls: PublicUrls,
+    /// The connections that take machine tokens.
+    pub(crate) machine: super::machine::MachineIndex,
 }
 
 impl AuthContext {
@@ -53,6 +55,7 @@ impl AuthContext {
                 .collect(),
             dev_idp: None,
             urls: cfg.public_urls(),
+            machine: super::machine::MachineIndex::build(cfg),
         })
     }
 

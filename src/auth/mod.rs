@@ -10,6 +10,7 @@ pub mod directory;
 pub mod discovery;
 pub mod egress;
 pub mod flow;
+pub mod machine;
 pub mod oidc;
 pub(crate) mod platform;
 pub mod policy;
@@ -22,6 +23,7 @@ pub use connection::{
 };
 pub use discovery::{AuthContext, Discovery};
 pub use flow::{FlowCodec, FlowState};
+pub use machine::JwtRejection;
 pub use policy::{
     DomainRouter, ForeignEmail, LoginFailure, Mode, complete, email_domain, map_roles,
     tenant_email_domain,

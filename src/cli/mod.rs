@@ -1,6 +1,6 @@
 //! The command line, one file per command group: `serve` (`run`, `check`,
 //! `demo`), `sessions`, `domains`, `users`, `connections`, `webhooks`,
-//! `scim_token`, `admin_token`, `audit`.
+//! `scim_token`, `admin_token`, `service_accounts`, `audit`.
 //!
 //! Each command returns what it has to say — an [`Output`] (stdout and
 //! stderr text) or a [`CliError`] — and only [`main`] prints, so a
@@ -36,6 +36,7 @@ mod error;
 mod output;
 mod scim_token;
 mod serve;
+pub mod service_accounts;
 mod sessions;
 mod source;
 mod users;
@@ -82,6 +83,9 @@ enum Command {
     /// SCIM bearer tokens.
     #[command(subcommand, name = "scim-token")]
     ScimToken(scim_token::ScimTokenCommand),
+    /// Service accounts: a tenant's machine callers (bearer tokens).
+    #[command(subcommand, name = "service-accounts")]
+    ServiceAccounts(service_accounts::ServiceAccountsCommand),
     /// Operator tokens of the admin API.
     #[command(subcommand, name = "admin-token")]
     AdminToken(admin_token::AdminTokenCommand),
@@ -139,6 +143,7 @@ fn dispatch(cmd: Command) -> Result<Output, CliError> {
         Command::Webhooks(cmd) => webhooks::run(cmd),
         Command::ScimToken(cmd) => scim_token::run(cmd),
         Command::AdminToken(cmd) => admin_token::run(cmd),
+        Command::ServiceAccounts(cmd) => service_accounts::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
     }
 }

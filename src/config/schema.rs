@@ -467,6 +467,9 @@ pub struct HeadersConfig {
     pub groups: String,
     pub roles: String,
     pub tenant: String,
+    /// `user` for people, `service` for machine callers (service accounts,
+    /// client-credentials tokens).
+    pub principal_type: String,
     /// Extra header names to strip from every client request (e.g. headers
     /// your app trusted from a previous auth proxy).
     pub strip: Vec<String>,
@@ -542,6 +545,7 @@ impl Default for HeadersConfig {
             groups: "X-Forwarded-Groups".into(),
             roles: "X-Forwarded-Roles".into(),
             tenant: "X-Forwarded-Tenant".into(),
+            principal_type: "X-Forwarded-Principal-Type".into(),
             strip: Vec::new(),
             assertion: "X-Portcullis-Assertion".into(),
             assertion_enabled: true,
@@ -1041,6 +1045,20 @@ pub struct OidcConfig {
     /// registered there); omitted when unset.
     #[serde(default)]
     pub post_logout_redirect_uri: Option<String>,
+    /// Machine access: the `aud` a client-credentials access token from
+    /// this provider must carry to authenticate an API call
+    /// (`Authorization: Bearer <JWT>`). Unset: this connection's tokens
+    /// authenticate nothing.
+    #[serde(default)]
+    pub machine_audience: Option<String>,
+    /// The role every machine caller of this connection gets.
+    #[serde(default)]
+    pub machine_role: Option<String>,
+    /// A claim of the access token whose values are the caller's groups
+    /// (mapped to roles through the tenant's `group_roles`), e.g. `roles`
+    /// (Entra app roles) or `scope`; space-separated strings are split.
+    #[serde(default)]
+    pub machine_groups_claim: Option<String>,
 }
 
 fn default_oidc_algs() -> Vec<String> {

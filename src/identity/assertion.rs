@@ -184,6 +184,7 @@ impl AssertionSigner {
             "groups": p.groups,
             "roles": p.roles,
             "tenant": p.tenant,
+            "principal_type": p.kind.as_str(),
             "iat": now,
             "nbf": now - 5,
             "exp": now + self.lifetime as i64,

@@ -17,6 +17,7 @@ enum Field {
     Groups,
     Roles,
     Tenant,
+    PrincipalType,
 }
 
 /// Request-rewriting headers (IIS, Symfony, Laravel, Zend let them override
@@ -69,6 +70,7 @@ impl HeaderPlan {
             (&cfg.groups, Field::Groups),
             (&cfg.roles, Field::Roles),
             (&cfg.tenant, Field::Tenant),
+            (&cfg.principal_type, Field::PrincipalType),
         ];
         let mut inject = Vec::new();
         let mut strip = HashSet::new();
@@ -153,6 +155,7 @@ impl HeaderPlan {
                 Field::Groups => Some(join_list(&p.groups)),
                 Field::Roles => Some(join_list(&p.roles)),
                 Field::Tenant => p.tenant.as_deref().map(sanitize),
+                Field::PrincipalType => Some(p.kind.as_str().to_owned()),
             };
             if let Some(v) = raw.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 out.push((name.clone(), v));
@@ -286,6 +289,7 @@ mod tests {
                 "x-forwarded-groups=",
                 "x-forwarded-roles=",
                 "x-forwarded-tenant=",
+                "x-forwarded-principal-type=",
             ]
         );
         let mut p = principal();
@@ -300,6 +304,7 @@ mod tests {
                 format!("x-forwarded-groups={}", join_list(&p.groups)),
                 format!("x-forwarded-roles={}", join_list(&p.roles)),
                 "x-forwarded-tenant=".into(),
+                "x-forwarded-principal-type=user".into(),
             ]
         );
     }
@@ -376,7 +381,7 @@ mod tests {
             get("x-forwarded-badges").as_deref(),
             Some("a%3B%20b; 100%25; c%3Bd; %C3%A9")
         );
-        assert_eq!(values.len(), 7, "{values:?}");
+        assert_eq!(values.len(), 8, "{values:?}");
         // a claim the principal lacks: no header at all
         let bare = plan.values(&principal());
         assert!(bare.iter().all(|(k, _)| !k.as_str().contains("department")));

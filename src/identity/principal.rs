@@ -41,6 +41,17 @@ pub enum PrincipalKind {
     Service,
 }
 
+impl PrincipalKind {
+    /// The value of the principal-type header and the assertion's
+    /// `principal_type` claim.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Service => "service",
+        }
+    }
+}
+
 /// What the IdP said about the authentication itself: the context class
 /// (OIDC `acr`, SAML `AuthnContextClassRef`), the methods (OIDC `amr`) and
 /// the time (OIDC `auth_time`, SAML `AuthnInstant`, unix seconds).

@@ -36,6 +36,9 @@ pub struct Ctx {
     pub(super) original_path: Option<String>,
     /// Index of the upstream the route table picked (`ProxyState::upstreams`).
     pub(super) upstream: usize,
+    /// What the signed assertion is cached under when no session carries
+    /// the request (a machine caller's key or token).
+    pub(super) assertion_key: Option<String>,
 }
 
 impl Ctx {
@@ -52,6 +55,7 @@ impl Ctx {
             outcome: OutcomeKind::Forward,
             original_path: None,
             upstream: 0,
+            assertion_key: None,
         }
     }
 }

@@ -32,6 +32,11 @@ pub(super) fn rewrite(
         req.remove_header(&name);
     }
     strip_session_cookie(req, state)?;
+    // A machine caller's bearer credential is Portcullis', like the
+    // session cookie: the app gets the identity headers and the assertion.
+    if principal.is_some_and(|p| p.kind == crate::identity::PrincipalKind::Service) {
+        req.remove_header(&http::header::AUTHORIZATION);
+    }
     if let Some(p) = principal {
         for (name, value) in state.plan.values(p) {
             req.insert_header(name, value)?;

@@ -25,13 +25,45 @@ pub struct RequestFacts<'a> {
     pub wants_html: bool,
 }
 
-/// How the session lookup went.
+/// Who the request's credentials name: a session cookie or a bearer
+/// credential (a service-account token, a machine JWT), found and checked
+/// by the phase.
 #[derive(Debug, Clone)]
 pub enum Identity {
     Anonymous,
     Authenticated(Arc<Principal>),
-    /// The store could not be reached: we don't know who this is.
+    /// The store (or a provider's keys) could not be reached: we don't know
+    /// who this is.
     Unknown,
+    /// A bearer credential that did not authenticate: malformed, unknown,
+    /// expired, revoked, of a tenant no longer configured... The client is
+    /// told only that it is invalid.
+    InvalidBearer,
+    /// Credentials that say different things, so which one counts would
+    /// be a guess.
+    Conflicting(Conflict),
+}
+
+/// Credentials refused as ambiguous before any of them is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// `Authorization` more than once: HTTP stacks keep the first, the last
+    /// or a join, so the app and Portcullis could read different ones.
+    #[error("more than one Authorization header")]
+    TwoAuthorizations,
+    /// A session cookie and a bearer credential: a browser session must not
+    /// be silently replaced by a token (or the reverse) on one request.
+    #[error("a session cookie and a bearer credential")]
+    CookieAndBearer,
+}
+
+impl Conflict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Conflict::TwoAuthorizations => "authorization_repeated",
+            Conflict::CookieAndBearer => "cookie_and_bearer",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +104,8 @@ pub enum Ambiguous {
     EncodedSeparator,
     #[error("{0}")]
     Upstream(UpstreamConflict),
+    #[error("{0}")]
+    Credentials(Conflict),
 }
 
 impl Ambiguous {
@@ -81,6 +115,7 @@ impl Ambiguous {
             Ambiguous::Host(h) => h.label(),
             Ambiguous::EncodedSeparator => "path_encoded_separator",
             Ambiguous::Upstream(_) => "upstream_ambiguous",
+            Ambiguous::Credentials(c) => c.label(),
         }
     }
 }
@@ -93,6 +128,9 @@ pub enum Deny {
     Forbidden,
     /// 503: the session store is unreachable.
     Unavailable,
+    /// 401 with `WWW-Authenticate: Bearer error="invalid_token"`: a bearer
+    /// credential that did not authenticate.
+    InvalidToken,
 }
 
 /// Decides a request's fate. `route` is the conjunction of every route the
@@ -105,6 +143,11 @@ pub fn decide(
 ) -> Outcome {
     match (route.policy(), who) {
         (Policy::Public, _) => Outcome::Forward(None),
+        // A caller that presented a credential is answered about it, on
+        // `optional` routes too: silently anonymous would hide a revoked
+        // or mistyped token.
+        (_, Identity::Conflicting(c)) => Outcome::Ambiguous(Ambiguous::Credentials(*c)),
+        (_, Identity::InvalidBearer) => Outcome::Deny(Deny::InvalidToken),
         (Policy::Optional, Identity::Authenticated(p)) => Outcome::Forward(Some(p.clone())),
         // An optional route must not fail because the store is down.
         (Policy::Optional, _) => Outcome::Forward(None),
@@ -380,6 +423,75 @@ mod tests {
                 login_url: "/.portcullis/login?use_sso=true".into(),
                 browser: true,
             })
+        );
+    }
+
+    #[test]
+    fn bearer_credentials_are_decided_like_sessions_and_refused_generically() {
+        use Outcome::*;
+        let api = RequestFacts {
+            path_and_query: "/api",
+            wants_html: false,
+        };
+        let html = RequestFacts {
+            path_and_query: "/app",
+            wants_html: true,
+        };
+        let machine = Arc::new(Principal {
+            user_id: "sa_1".into(),
+            tenant: Some("acme".into()),
+            roles: vec!["reader".into()],
+            kind: crate::identity::PrincipalKind::Service,
+            ..Principal::default()
+        });
+        let who = Identity::Authenticated(machine.clone());
+        for policy in [Policy::Required, Policy::Optional] {
+            let r = route(policy, &[]);
+            assert_eq!(
+                decide(&Requirement::of(&r), &api, &who, LOGIN),
+                Forward(Some(machine.clone()))
+            );
+            // a bad token is a 401 even for a browser, never a login redirect
+            for facts in [&api, &html] {
+                assert_eq!(
+                    decide(&Requirement::of(&r), facts, &Identity::InvalidBearer, LOGIN),
+                    Deny(super::Deny::InvalidToken)
+                );
+            }
+            for c in [Conflict::TwoAuthorizations, Conflict::CookieAndBearer] {
+                assert_eq!(
+                    decide(&Requirement::of(&r), &api, &Identity::Conflicting(c), LOGIN),
+                    Ambiguous(super::Ambiguous::Credentials(c))
+                );
+            }
+        }
+        // groups and roles apply to machines as to people
+        let by_role = RouteMatch {
+            allowed_roles: vec![Member::parse("writer", &[])],
+            ..route(Policy::Required, &[])
+        };
+        assert_eq!(
+            decide(&Requirement::of(&by_role), &api, &who, LOGIN),
+            Deny(super::Deny::Forbidden)
+        );
+        // public routes don't look at credentials at all
+        let public = route(Policy::Public, &[]);
+        for w in [
+            Identity::InvalidBearer,
+            Identity::Conflicting(Conflict::CookieAndBearer),
+        ] {
+            assert_eq!(
+                decide(&Requirement::of(&public), &api, &w, LOGIN),
+                Forward(None)
+            );
+        }
+        assert_eq!(
+            Conflict::TwoAuthorizations.label(),
+            "authorization_repeated"
+        );
+        assert_eq!(
+            super::Ambiguous::Credentials(Conflict::CookieAndBearer).label(),
+            "cookie_and_bearer"
         );
     }
 

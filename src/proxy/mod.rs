@@ -2,6 +2,7 @@
 //! Each phase only gathers facts and translates; decisions live in `gate`
 //! (and `routes`, `ratelimit`), pure and tested without sockets.
 
+mod bearer;
 mod body;
 pub mod canon;
 mod conn;

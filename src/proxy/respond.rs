@@ -74,6 +74,26 @@ pub(super) fn redirect(location: &str) -> Reply {
         .header(http::header::LOCATION, location)
 }
 
+/// A bearer credential that did not authenticate (RFC 6750 §3): JSON
+/// whatever the client accepts (a browser never sends one), and no hint
+/// of why — that is in the log and the metric.
+fn invalid_token(request_id: &str) -> Reply {
+    let body = json!({
+        "error": "invalid_token",
+        "message": "The bearer credential is not valid.",
+        "request_id": request_id,
+    });
+    Reply::new(
+        StatusCode::UNAUTHORIZED,
+        "application/json",
+        body.to_string(),
+    )
+    .header(
+        http::header::WWW_AUTHENTICATE,
+        "Bearer error=\"invalid_token\"",
+    )
+}
+
 /// A denial in the client's preferred format.
 pub(super) fn deny(
     d: Deny,
@@ -83,6 +103,7 @@ pub(super) fn deny(
     realm: &str,
 ) -> Reply {
     let (status, error, title, text) = match d {
+        Deny::InvalidToken => return invalid_token(request_id),
         Deny::Unauthenticated => (
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
@@ -119,7 +140,7 @@ pub(super) fn deny(
             &format!("Portcullis realm=\"{realm}\", login_uri=\"{login_path}\""),
         ),
         Deny::Unavailable => reply.header(http::header::RETRY_AFTER, "5"),
-        Deny::Forbidden => reply,
+        Deny::Forbidden | Deny::InvalidToken => reply,
     }
 }
 

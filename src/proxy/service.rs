@@ -281,20 +281,20 @@ pub(super) async fn routed(st: &ProxyState, request_id: &str, email: enforce::Em
 }
 
 /// The signed assertion over the request's principal, when there is one
-/// (with its session) and signing is on.
+/// (with its session, or a machine caller's credential) and signing is on.
 pub(super) fn assertion_for(st: &ProxyState, ctx: &Ctx) -> Option<Arc<str>> {
-    let (Some(p), Some(s), Some(_)) = (
-        &ctx.principal,
-        &ctx.session,
-        st.generation.plan.assertion_header(),
-    ) else {
+    let key = ctx
+        .session
+        .as_ref()
+        .map(|s| s.id_hash.as_str())
+        .or(ctx.assertion_key.as_deref());
+    let (Some(p), Some(key), Some(_)) =
+        (&ctx.principal, key, st.generation.plan.assertion_header())
+    else {
         return None;
     };
     let timer = st.generation.metrics.assertion_sign.start_timer();
-    let a = st
-        .generation
-        .signer
-        .assertion(&s.id_hash, p, crate::clock::now());
+    let a = st.generation.signer.assertion(key, p, crate::clock::now());
     timer.observe_duration();
     match a {
         Ok(a) => Some(a),
@@ -452,7 +452,7 @@ impl ProxyHttp for PortcullisProxy {
                         });
                 }
                 Err(Need::Identity) => {
-                    known.identity = Some(self.identify(session, &st, ctx).await);
+                    known.identity = Some(self.identify_caller(session, &st, ctx).await);
                 }
             }
         };

@@ -4,6 +4,7 @@
 //! delete plus a cache invalidation and large group sets never bloat cookies.
 
 mod codec;
+mod machine;
 mod service;
 
 /// The session vocabulary callers need (which sessions to end, what the IdP
@@ -13,5 +14,9 @@ pub use crate::store::{IdpBinding, SessionSelector};
 pub use codec::{
     CookieCodec, CookieError, HOST_PREFIX, SessionToken, flow_cookie_prefix, host_prefixed,
     session_cookie_name,
+};
+pub use machine::{
+    ACCOUNT_PREFIX, NewServiceToken, NoRandomness, ServiceAccounts, ServiceCaller, TOKEN_PREFIX,
+    TokenRejection, generate_token, is_service_token, new_account_id,
 };
 pub use service::{ActiveSession, Directory, Lookup, SessionError, Sessions};

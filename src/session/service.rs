@@ -103,6 +103,8 @@ pub struct Sessions {
     /// Bumped by every directory change seen, so a cache fill that raced
     /// one is not kept (see `resolve`).
     directory_epoch: Arc<AtomicU64>,
+    /// Service-account tokens, kept coherent by the same event listener.
+    machine: super::ServiceAccounts,
 }
 
 impl Sessions {
@@ -113,6 +115,7 @@ impl Sessions {
             .support_invalidation_closures()
             .build();
         Self {
+            machine: super::ServiceAccounts::new(store.clone(), capacity, ttl),
             store,
             cache,
             metrics,
@@ -143,6 +146,11 @@ impl Sessions {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Service-account tokens (machine callers), cached like sessions.
+    pub fn service_accounts(&self) -> &super::ServiceAccounts {
+        &self.machine
     }
 
     /// Persists a new session for `principal` and returns the token to seal
@@ -352,14 +360,25 @@ impl Sessions {
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(StoreEvent::SessionsRevoked(sel)) => this.invalidate(&sel).await,
+                    Ok(StoreEvent::SessionsRevoked(sel)) => {
+                        // `All` is also what a reconnected listener says
+                        // after a gap: service accounts may have changed.
+                        if sel == SessionSelector::All {
+                            this.machine.invalidate_all();
+                        }
+                        this.invalidate(&sel).await
+                    }
                     Ok(StoreEvent::TenantsChanged) => {}
                     Ok(StoreEvent::DirectoryChanged { tenant, users }) => {
                         this.invalidate_directory(&tenant, users.as_deref()).await
                     }
+                    Ok(StoreEvent::ServiceAccountChanged { account }) => {
+                        this.machine.invalidate_account(&account)
+                    }
                     // Missed events: we can't know which, so drop everything.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        this.cache.invalidate_all()
+                        this.cache.invalidate_all();
+                        this.machine.invalidate_all();
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }

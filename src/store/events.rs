@@ -43,6 +43,9 @@ enum Wire {
         tenant: String,
         users: Option<Vec<String>>,
     },
+    ServiceAccountChanged {
+        account: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,6 +90,9 @@ pub(super) fn encode(event: &StoreEvent) -> String {
         StoreEvent::DirectoryChanged { tenant, users } => {
             return directory_json(tenant, users.as_deref());
         }
+        StoreEvent::ServiceAccountChanged { account } => Wire::ServiceAccountChanged {
+            account: account.clone(),
+        },
     };
     match serde_json::to_string(&wire) {
         Ok(json) if json.len() <= MAX_PAYLOAD => json,
@@ -138,6 +144,7 @@ pub(super) fn decode(payload: &str) -> Option<StoreEvent> {
             WireSelector::All => SessionSelector::All,
         }),
         Wire::DirectoryChanged { tenant, users } => StoreEvent::DirectoryChanged { tenant, users },
+        Wire::ServiceAccountChanged { account } => StoreEvent::ServiceAccountChanged { account },
     })
 }
 
@@ -339,6 +346,10 @@ mod tests {
         }
         let event = StoreEvent::TenantsChanged;
         assert_eq!(encode(&event), r#"{"type":"tenants_changed"}"#);
+        assert_eq!(decode(&encode(&event)), Some(event));
+        let event = StoreEvent::ServiceAccountChanged {
+            account: "sa_0123456789abcdef".into(),
+        };
         assert_eq!(decode(&encode(&event)), Some(event));
     }
 

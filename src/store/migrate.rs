@@ -91,6 +91,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0012_session_identity.sql"),
         postgres: include_str!("migrations/postgres/0012_session_identity.sql"),
     },
+    Migration {
+        version: 13,
+        description: "service accounts and their keys",
+        sqlite: include_str!("migrations/sqlite/0013_service_accounts.sql"),
+        postgres: include_str!("migrations/postgres/0013_service_accounts.sql"),
+    },
 ];
 
 /// Same text for both backends: BIGINT has INTEGER affinity in SQLite.

@@ -35,6 +35,7 @@ mod error;
 mod events;
 mod keys;
 mod logins;
+mod machine;
 mod migrate;
 mod one_time;
 mod outbox;
@@ -62,6 +63,7 @@ pub use domains::{DomainCheck, DomainRecord, DomainStatus, DomainStore, DomainTx
 pub use error::StoreError;
 pub use keys::KeyStore;
 pub use logins::{LoginTx, ScimLogin};
+pub use machine::{ServiceAccountKeyRow, ServiceAccountRow, ServiceAccountStore, ServiceAccountTx};
 pub use one_time::OneTimeStore;
 pub use outbox::{OutboxEvent, OutboxState, OutboxStore, OutboxTenantStatus, OutboxTx};
 pub use reseal::ResealReport;
@@ -181,6 +183,9 @@ pub enum StoreEvent {
         tenant: String,
         users: Option<Vec<String>>,
     },
+    /// A service account was rotated or revoked: cached tokens of it are
+    /// stale.
+    ServiceAccountChanged { account: String },
 }
 
 /// Handle to the store. Cloning is cheap (an `Arc`) and all clones share one
@@ -441,6 +446,10 @@ impl Store {
     /// SCIM-managed users with their (nested) groups, as sessions see them.
     pub fn directory(&self) -> DirectoryStore<'_> {
         DirectoryStore { inner: &self.inner }
+    }
+
+    pub fn service_accounts(&self) -> ServiceAccountStore<'_> {
+        ServiceAccountStore { inner: &self.inner }
     }
 }
 

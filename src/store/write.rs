@@ -34,6 +34,9 @@ pub struct WriteTx {
     /// How many of `pending_events` predate the open savepoint: a rollback
     /// keeps those and drops the rest.
     pub(super) pending_mark: usize,
+    /// Service accounts rotated or revoked (`tx.service_accounts()`),
+    /// announced to this process at commit.
+    pub(super) accounts_changed: Vec<String>,
     /// Opened by [`Store::begin_config`]: the tenant configuration version
     /// it wrote, announced to this process at commit.
     config_version: Option<i64>,
@@ -111,6 +114,7 @@ impl Store {
             emitted: false,
             pending_events: Vec::new(),
             pending_mark: 0,
+            accounts_changed: Vec::new(),
             config_version,
         })
     }
@@ -198,6 +202,15 @@ impl WriteTx {
         if self.config_version.is_some() {
             let _ = self.store.inner.events.send(StoreEvent::TenantsChanged);
         }
+        for account in &self.accounts_changed {
+            let _ = self
+                .store
+                .inner
+                .events
+                .send(StoreEvent::ServiceAccountChanged {
+                    account: account.clone(),
+                });
+        }
         Ok(self.revoked)
     }
 }
@@ -250,6 +263,11 @@ impl WriteTx {
     /// Credentials (SCIM tokens) replaced in this transaction.
     pub fn credentials(&mut self) -> CredentialTx<'_> {
         CredentialTx { write: self }
+    }
+
+    /// Service accounts created, rotated or revoked in this transaction.
+    pub fn service_accounts(&mut self) -> super::ServiceAccountTx<'_> {
+        super::ServiceAccountTx { write: self }
     }
 
     /// Domain claims changed in this transaction.

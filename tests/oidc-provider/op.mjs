@@ -7,6 +7,11 @@
 //   CLIENT_ID / CLIENT_SECRET
 //   CLIENT_JWKS           optional: the client's public keys (JSON); the
 //                         client then authenticates with private_key_jwt
+//   MACHINE_CLIENT_ID / MACHINE_CLIENT_SECRET / MACHINE_AUDIENCE
+//                         optional: a second client allowed the
+//                         client_credentials grant, whose access tokens
+//                         are JWTs (RFC 9068) for the resource
+//                         MACHINE_AUDIENCE (RFC 8707 resource indicators)
 // The login is scripted: /interaction/:uid signs in the one account
 // (alice@acme.com) at once, and consent is implied for this first-party
 // client, so a plain HTTP client can complete the flow. Logout keeps the
@@ -15,7 +20,7 @@
 
 import http from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 // stdout carries only the ready line; everything else goes to stderr.
 console.log = console.error;
@@ -55,8 +60,22 @@ const clientAuth = process.env.CLIENT_JWKS
   }
   : { token_endpoint_auth_method: 'client_secret_basic', client_secret: env('CLIENT_SECRET') };
 
+// Machine access: client_credentials with JWT access tokens for one API.
+const machineAudience = process.env.MACHINE_AUDIENCE;
+const machineClients = machineAudience
+  ? [{
+    client_id: env('MACHINE_CLIENT_ID'),
+    client_secret: env('MACHINE_CLIENT_SECRET'),
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+  }]
+  : [];
+
 const provider = new Provider(issuer, {
   clients: [
+    ...machineClients,
     {
       client_id: env('CLIENT_ID'),
       redirect_uris: [env('REDIRECT_URI')],
@@ -82,6 +101,34 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
+    clientCredentials: { enabled: Boolean(machineAudience) },
+    resourceIndicators: {
+      enabled: Boolean(machineAudience),
+      // Only the client_credentials grant gets the API by default; the
+      // browser login keeps its userinfo-bound access token.
+      defaultResource(ctx, client, oneOf) {
+        if (oneOf) return oneOf;
+        return ctx.oidc.params?.grant_type === 'client_credentials' ? machineAudience : undefined;
+      },
+      useGrantedResource: () => false,
+      getResourceServerInfo(ctx, resourceIndicator) {
+        if (resourceIndicator !== machineAudience) {
+          throw new errors.InvalidTarget();
+        }
+        return {
+          scope: 'reports:read reports:write',
+          audience: machineAudience,
+          accessTokenTTL: 300,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+    },
+  },
+  // The machine client's app roles, as a claim of its access tokens.
+  extraTokenClaims(ctx, token) {
+    if (token.kind === 'ClientCredentials') return { roles: ['Engineering'] };
+    return undefined;
   },
   // The relying party is on loopback, which the provider's SSRF guard
   // refuses for outgoing requests (back-channel logout); drop the guard's

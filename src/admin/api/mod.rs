@@ -22,6 +22,9 @@ use super::ops::{
     self, AuditPage, ConnectionView, Current, DomainInput, DomainView, Link, OpError,
     ScimCredentials, SessionView, SetupLinkInput, TenantView, UserView,
 };
+use super::service_accounts::{
+    self, RotateInput, ServiceAccountInput, ServiceAccountToken, ServiceAccountView,
+};
 use crate::config::{ConnectionConfig, FieldError, TenantConfig};
 
 type Cur = State<Arc<dyn Current>>;
@@ -87,6 +90,18 @@ fn typed<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
             vec![FieldError::new(field, e.inner().to_string())],
         )
     })
+}
+
+/// [`typed`] for a body that must be a JSON object (serde would also read
+/// a struct from an array).
+fn typed_object<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    if !json_body(body)?.is_object() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            vec![FieldError::new("", "expected a JSON object")],
+        ));
+    }
+    typed(body)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -366,6 +381,71 @@ async fn create_setup_link(
     Ok((StatusCode::CREATED, Json(link)))
 }
 
+#[utoipa::path(get, path = "/admin/v1/tenants/{id}/service-accounts", tag = "service-accounts",
+    params(("id" = String, Path, description = "tenant id")),
+    responses((status = 200, body = [ServiceAccountView]), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn list_service_accounts(
+    State(cur): Cur,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<ServiceAccountView>>> {
+    Ok(Json(service_accounts::list(&cur.ctx(), &id).await?))
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/service-accounts", tag = "service-accounts",
+    params(("id" = String, Path, description = "tenant id")), request_body = ServiceAccountInput,
+    responses((status = 201, body = ServiceAccountToken), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn create_service_account(
+    State(cur): Cur,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<ServiceAccountToken>)> {
+    let input: ServiceAccountInput = typed_object(&body)?;
+    let t = service_accounts::create(&cur.ctx(), &actor, &id, &input).await?;
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/service-accounts/{name}/rotate",
+    tag = "service-accounts",
+    params(("id" = String, Path, description = "tenant id"),
+        ("name" = String, Path, description = "the active account's name")),
+    request_body(content = Option<RotateInput>, description = "optional; the overlap defaults to a day"),
+    responses((status = 200, body = ServiceAccountToken), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn rotate_service_account(
+    State(cur): Cur,
+    Extension(actor): Extension<Actor>,
+    Path((id, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<ServiceAccountToken>> {
+    let input: RotateInput = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateInput::default()
+    } else {
+        typed_object(&body)?
+    };
+    Ok(Json(
+        service_accounts::rotate(&cur.ctx(), &actor, &id, &name, &input).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/admin/v1/tenants/{id}/service-accounts/{name}",
+    tag = "service-accounts",
+    params(("id" = String, Path, description = "tenant id"),
+        ("name" = String, Path, description = "the active account's name")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_service_account(
+    State(cur): Cur,
+    Extension(actor): Extension<Actor>,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    service_accounts::revoke(&cur.ctx(), &actor, &id, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct AuditQuery {
@@ -387,7 +467,7 @@ async fn audit(State(cur): Cur, Query(q): Query<AuditQuery>) -> ApiResult<Json<A
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Portcullis admin API", description = "Tenants, domains, SSO connections, SCIM tokens, sessions, setup links and the audit log. Every route needs `Authorization: Bearer <token>` from `portcullis admin-token create`."),
+    info(title = "Portcullis admin API", description = "Tenants, domains, SSO connections, SCIM tokens, service accounts, sessions, setup links and the audit log. Every route needs `Authorization: Bearer <token>` from `portcullis admin-token create`."),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -424,6 +504,9 @@ fn parts() -> (Router<Arc<dyn Current>>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_sessions, revoke_all_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(create_setup_link))
+        .routes(routes!(list_service_accounts, create_service_account))
+        .routes(routes!(rotate_service_account))
+        .routes(routes!(revoke_service_account))
         .routes(routes!(audit))
         .split_for_parts()
 }

@@ -493,6 +493,43 @@ impl OidcConnection {
     }
 }
 
+impl OidcConnection {
+    /// Machine access: verifies a client-credentials access token for this
+    /// connection's `machine_audience` against the provider's keys (fetched
+    /// again once for an unknown `kid`, within the refetch limit).
+    pub async fn access_token(&self, token: &str) -> Result<Map<String, Value>, ConnectionError> {
+        let Some(audience) = self.cfg.machine_audience.as_deref() else {
+            return Err(ConnectionError::new(
+                "unsupported",
+                "machine access is off for this connection (no machine_audience)",
+            ));
+        };
+        let d = self.provider.get().await?;
+        let now = crate::clock::now();
+        let check = |d: &Discovered| {
+            super::machine::verify_access_token(
+                token,
+                d.metadata.jwks(),
+                &self.expect(now, &self.cfg.issuer),
+                audience,
+            )
+        };
+        match check(&d) {
+            Err(e) if e.reason == "unknown_key" => match self.provider.refresh_keys(&d).await? {
+                Some(fresh) => check(&fresh).map_err(|e| match e.reason {
+                    "unknown_key" => ConnectionError::new("signature", e.detail),
+                    _ => e,
+                }),
+                None => Err(ConnectionError::new(
+                    "signature",
+                    "no key for the token's kid (key set fetched too recently to fetch again)",
+                )),
+            },
+            other => other,
+        }
+    }
+}
+
 #[async_trait]
 impl Connection for OidcConnection {
     fn id(&self) -> &str {
@@ -672,6 +709,10 @@ impl Connection for OidcConnection {
         logout_token: &str,
     ) -> Result<(Option<String>, Option<String>), ConnectionError> {
         self.logout_token(logout_token).await
+    }
+
+    async fn machine_token(&self, token: &str) -> Result<Map<String, Value>, ConnectionError> {
+        self.access_token(token).await
     }
 }
 

@@ -11,6 +11,7 @@ mod connection;
 mod http;
 mod issuer;
 mod logout;
+mod machine;
 mod presets;
 mod provider;
 mod verify;
@@ -26,6 +27,8 @@ pub(crate) use provider::ProviderCache;
 pub use claims::{ClaimMap, Mapped, to_login};
 pub use connection::{OidcConnection, OidcFactory, STATE_KIND};
 pub use logout::{EVENT as BACKCHANNEL_EVENT, JTI_KIND, MAX_LOGOUT_TOKEN_BYTES};
+pub use machine::MAX_ACCESS_TOKEN_BYTES;
+pub(crate) use machine::unverified_issuer_and_audiences;
 pub use presets::{EmailVerified, Preset, preset};
 
 /// Whether `pem` is a usable `private_key_jwt` key; the message says why not.

@@ -40,6 +40,7 @@ pub(super) fn extra(cfg: &Config, c: &mut Collector<'_>) {
         ("groups", &h.groups),
         ("roles", &h.roles),
         ("tenant", &h.tenant),
+        ("principal_type", &h.principal_type),
         ("assertion", &h.assertion),
     ];
     let mut seen = HashSet::new();

@@ -154,6 +154,29 @@ pub(super) fn oidc(o: &OidcConfig, preset: Option<&str>, key: &str, c: &mut Coll
     if !(100..=60_000).contains(&o.http_timeout_ms) {
         c.push(k("http_timeout_ms"), "between 100 and 60000");
     }
+    for (name, v) in [
+        ("machine_audience", &o.machine_audience),
+        ("machine_role", &o.machine_role),
+        ("machine_groups_claim", &o.machine_groups_claim),
+    ] {
+        if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            c.push(k(name), "must not be empty (omit it to turn it off)");
+        }
+    }
+    if o.machine_audience.is_none()
+        && (o.machine_role.is_some() || o.machine_groups_claim.is_some())
+    {
+        c.push(
+            k("machine_audience"),
+            "machine_role and machine_groups_claim need machine_audience (which turns machine access on)",
+        );
+    }
+    if o.machine_audience.as_deref() == Some(o.client_id.as_str()) {
+        c.push(
+            k("machine_audience"),
+            "must not be client_id: an ID token issued to Portcullis would pass as an access token",
+        );
+    }
     if let Some(u) = &o.post_logout_redirect_uri
         && !(u.starts_with("https://") || u.starts_with("http://"))
     {

@@ -88,6 +88,7 @@ pub(super) fn headers(cfg: &Config, c: &mut Collector<'_>) {
         ("groups", &h.groups),
         ("roles", &h.roles),
         ("tenant", &h.tenant),
+        ("principal_type", &h.principal_type),
         ("assertion", &h.assertion),
     ];
     let strip = h

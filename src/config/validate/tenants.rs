@@ -13,7 +13,27 @@ pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
     let mut ids = HashSet::new();
     let mut domain_owner: HashMap<String, &str> = HashMap::new();
     let mut connection_ids = HashSet::new();
+    // (issuer, machine audience) → connection: a machine token must lead
+    // to one connection, so to one tenant.
+    let mut machine: HashMap<(&str, &str), &str> = HashMap::new();
     for (i, t) in cfg.tenants.iter().enumerate() {
+        for (j, conn) in t.connections.iter().enumerate() {
+            let Some(o) = &conn.oidc else { continue };
+            let Some(aud) = o.machine_audience.as_deref() else {
+                continue;
+            };
+            if conn.platform.is_some() {
+                c.push(
+                    format!("tenants[{i}].connections[{j}].oidc.machine_audience"),
+                    "machine access needs a connection of its own (`protocol = \"oidc\"`), not a pre-configured provider",
+                );
+            } else if let Some(other) = machine.insert((o.issuer.as_str(), aud), &conn.id) {
+                c.push(
+                    format!("tenants[{i}].connections[{j}].oidc.machine_audience"),
+                    format!("connection `{other}` already takes tokens of this issuer for `{aud}`; a machine token must name one tenant"),
+                );
+            }
+        }
         for (j, d) in t.domains.iter().enumerate() {
             let key = format!("tenants[{i}].domains[{j}]");
             let lower = d.to_ascii_lowercase();

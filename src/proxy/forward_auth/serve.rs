@@ -96,7 +96,7 @@ impl PortcullisProxy {
                         });
                 }
                 Err(Need::Identity) => {
-                    known.identity = Some(self.identify(session, st, ctx).await);
+                    known.identity = Some(self.identify_caller(session, st, ctx).await);
                 }
             }
         };

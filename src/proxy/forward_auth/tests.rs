@@ -523,6 +523,7 @@ fn allow_names_every_identity_header_and_the_assertion() {
                 "x-forwarded-groups=eng",
                 "x-forwarded-roles=",
                 "x-forwarded-tenant=acme",
+                "x-forwarded-principal-type=user",
                 "x-portcullis-assertion=jwt",
             ]
         );
@@ -535,6 +536,7 @@ fn allow_names_every_identity_header_and_the_assertion() {
                 "x-forwarded-groups=",
                 "x-forwarded-roles=",
                 "x-forwarded-tenant=",
+                "x-forwarded-principal-type=",
                 "x-portcullis-assertion=",
             ]
         );
@@ -551,6 +553,7 @@ fn allow_names_every_identity_header_and_the_assertion() {
             "x-forwarded-email=alice@example.com",
             "x-forwarded-groups=eng",
             "x-forwarded-tenant=acme",
+            "x-forwarded-principal-type=user",
             "x-portcullis-assertion=jwt",
             "x-envoy-auth-headers-to-remove=x-forwarded-name, x-forwarded-roles",
         ]
@@ -558,7 +561,7 @@ fn allow_names_every_identity_header_and_the_assertion() {
     assert_eq!(
         pairs(&allow_headers(Convention::Envoy, &plan, None, None)),
         [
-            "x-envoy-auth-headers-to-remove=x-forwarded-user, x-forwarded-email, x-forwarded-name, x-forwarded-groups, x-forwarded-roles, x-forwarded-tenant, x-portcullis-assertion"
+            "x-envoy-auth-headers-to-remove=x-forwarded-user, x-forwarded-email, x-forwarded-name, x-forwarded-groups, x-forwarded-roles, x-forwarded-tenant, x-forwarded-principal-type, x-portcullis-assertion"
         ]
     );
     // signing off: no assertion header at all
@@ -569,7 +572,7 @@ fn allow_names_every_identity_header_and_the_assertion() {
     .unwrap();
     assert_eq!(
         allow_headers(Convention::Forward, &off, None, None).len(),
-        6
+        7
     );
 }
 

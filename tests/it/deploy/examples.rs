@@ -41,6 +41,7 @@ fn identity_names(h: &HeadersConfig) -> BTreeSet<String> {
         &h.groups,
         &h.roles,
         &h.tenant,
+        &h.principal_type,
         &h.assertion,
     ]
     .iter()

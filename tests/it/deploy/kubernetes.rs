@@ -657,6 +657,7 @@ fn ingress_external_auth_matches_the_forward_auth_config() {
         &h.groups,
         &h.roles,
         &h.tenant,
+        &h.principal_type,
         &h.assertion,
     ]
     .iter()

@@ -22,6 +22,11 @@ use crate::support::oidc_rp::{CONNECTION, Rp};
 
 pub(crate) const CLIENT_ID: &str = "portcullis-interop";
 pub(crate) const CLIENT_SECRET: &str = "interop-secret-not-a-secret";
+/// The provider's machine client (client_credentials grant) and the API
+/// its access tokens are for (the connection's `machine_audience`).
+const MACHINE_CLIENT_ID: &str = "reports-sync";
+const MACHINE_CLIENT_SECRET: &str = "machine-secret-not-a-secret";
+const MACHINE_AUDIENCE: &str = "https://api.acme.test";
 /// Registered at the provider and configured at Portcullis; never visited.
 const POST_LOGOUT: &str = "http://127.0.0.1:1/signed-out";
 
@@ -89,6 +94,9 @@ async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> O
         )
         .env("CLIENT_ID", CLIENT_ID)
         .env("CLIENT_SECRET", CLIENT_SECRET)
+        .env("MACHINE_CLIENT_ID", MACHINE_CLIENT_ID)
+        .env("MACHINE_CLIENT_SECRET", MACHINE_CLIENT_SECRET)
+        .env("MACHINE_AUDIENCE", MACHINE_AUDIENCE)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -376,4 +384,83 @@ async fn oidc_provider_accepts_private_key_jwt() {
     let mut browser = Jar::default();
     let session = login(&rp, &op, &mut browser).await;
     assert_alice_engineer(&rp.env, &session).await;
+}
+
+/// Machine access against a certified provider: a real `client_credentials`
+/// grant with a resource indicator yields an RFC 9068 JWT access token,
+/// which authenticates an API call as a service principal of the
+/// connection's tenant; people still sign in through the browser flow, and
+/// a session cookie beside a token is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_provider_client_credentials_token_authenticates_a_machine() {
+    let _one = ONE_OP.lock().await;
+    let (rp, op) = start_pair(
+        &format!(
+            "client_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
+             scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n\
+             machine_audience = \"{MACHINE_AUDIENCE}\"\nmachine_groups_claim = \"roles\"\n"
+        ),
+        None,
+    )
+    .await;
+    let discovery: serde_json::Value = client()
+        .get(format!("{}/.well-known/openid-configuration", op.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant = |resource: &str| {
+        client()
+            .post(discovery["token_endpoint"].as_str().unwrap())
+            .basic_auth(MACHINE_CLIENT_ID, Some(MACHINE_CLIENT_SECRET))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("resource", resource),
+                ("scope", "reports:read"),
+            ])
+            .send()
+    };
+    let resp = grant(MACHINE_AUDIENCE).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let token = body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
+
+    let (status, app) = echo(
+        client()
+            .get(rp.env.url("/dashboard"))
+            .header("authorization", format!("Bearer {token}")),
+    )
+    .await;
+    assert_eq!(status, 200, "{app}");
+    assert_eq!(seen(&app, "x-forwarded-user"), Some(MACHINE_CLIENT_ID));
+    assert_eq!(seen(&app, "x-forwarded-tenant"), Some("acme"));
+    assert_eq!(seen(&app, "x-forwarded-principal-type"), Some("service"));
+    assert_eq!(seen(&app, "x-forwarded-groups"), Some("Engineering"));
+    assert_eq!(seen(&app, "x-forwarded-roles"), Some("developer"));
+    assert_eq!(seen(&app, "authorization"), None);
+
+    // people still sign in through the browser flow (the provider keeps
+    // their access token bound to userinfo)
+    let mut jar = Jar::default();
+    let session = login(&rp, &op, &mut jar).await;
+    assert_alice_engineer(&rp.env, &session).await;
+    let (status, _) = echo(
+        client()
+            .get(rp.env.url("/dashboard"))
+            .header("cookie", &session)
+            .header("authorization", format!("Bearer {token}")),
+    )
+    .await;
+    assert_eq!(status, 400, "a cookie and a token on one request");
+    let m = rp.env.metrics().await;
+    assert!(
+        m.contains(r#"portcullis_machine_auth_total{kind="jwt"} 1"#),
+        "{m}"
+    );
 }

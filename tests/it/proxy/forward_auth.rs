@@ -77,13 +77,14 @@ fn envoy(env: &TestEnv, uri: &str) -> reqwest::RequestBuilder {
         .header("x-forwarded-proto", "http")
 }
 
-const IDENTITY: [&str; 7] = [
+const IDENTITY: [&str; 8] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-name",
     "x-forwarded-groups",
     "x-forwarded-roles",
     "x-forwarded-tenant",
+    "x-forwarded-principal-type",
     "x-portcullis-assertion",
 ];
 

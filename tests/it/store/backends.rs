@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use portcullis::store::{
     Backend, DirectoryChange, DomainCheck, DomainRecord, DomainStatus, DueCutoffs, IdpBinding,
-    ScimKind, ScimLogin, ScimMember, ScimRow, SessionRecord, SessionSelector, Store, StoreError,
-    StoreEvent, StoredKey, UserRecord,
+    ScimKind, ScimLogin, ScimMember, ScimRow, ServiceAccountKeyRow, ServiceAccountRow,
+    SessionRecord, SessionSelector, Store, StoreError, StoreEvent, StoredKey, UserRecord,
 };
 use sqlx::{Connection, Row};
 use tokio::sync::broadcast;
@@ -139,6 +139,7 @@ conformance!(
     secrets_are_sealed_and_bound_to_their_row,
     legacy_plaintext_secrets_are_sealed_at_open,
     rotation_reseals_and_a_wrong_key_stops_startup,
+    service_accounts_rotate_revoke_and_announce,
 );
 
 /// A fully populated record, so round-trips exercise every column.
@@ -202,7 +203,7 @@ async fn open_migrates(db: &TestDb) {
     assert_eq!(store.sessions().count().await.unwrap(), 0);
     assert_eq!(
         db.migration_versions().await,
-        vec![1, 2, 3, 4, 5, 6, 7, 10, 11, 12]
+        vec![1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13]
     );
     store.close().await;
 }
@@ -220,7 +221,7 @@ async fn reopen_is_idempotent(db: &TestDb) {
     let third = db.open().await;
     assert_eq!(
         db.migration_versions().await,
-        vec![1, 2, 3, 4, 5, 6, 7, 10, 11, 12]
+        vec![1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13]
     );
     assert_eq!(second.sessions().count().await.unwrap(), 1);
     assert!(third.sessions().get("a").await.unwrap().is_some());
@@ -1914,4 +1915,166 @@ pub(crate) fn sqlite_bytes(path: &str) -> Vec<u8> {
         }
     }
     all
+}
+
+/// Service accounts: one active name per tenant, lookups by key id, a
+/// rotation retires the other keys (deleting those already retired), a
+/// revocation is once; rotation and revocation reach another store's
+/// subscribers (the token caches), nothing commits on a rollback.
+async fn service_accounts_rotate_revoke_and_announce(db: &TestDb) {
+    let store = db.open().await;
+    let other = db.open().await;
+    let mut rx = other.subscribe();
+    let account = |id: &str, name: &str| ServiceAccountRow {
+        id: id.into(),
+        tenant: "acme".into(),
+        name: name.into(),
+        role: Some("it's \"quoted\" 租户".into()),
+        created_by: "cli:test".into(),
+        created_at: 100,
+        expires_at: Some(10_000),
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let key = |key_id: &str, account: &str, at: i64| ServiceAccountKeyRow {
+        key_id: key_id.into(),
+        account_id: account.into(),
+        secret_hash: format!("hash-{key_id}"),
+        created_at: at,
+        retires_at: None,
+    };
+    let mut tx = store.begin_write("acme").await.unwrap();
+    tx.service_accounts()
+        .create(&account("sa_1", "sync"), &key("k1", "sa_1", 100))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // the same active name again is a duplicate; in another tenant it is not
+    let mut tx = store.begin_write("acme").await.unwrap();
+    let dup = tx
+        .service_accounts()
+        .create(&account("sa_2", "sync"), &key("k2", "sa_2", 100))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+    drop(tx);
+    let (a, k) = store
+        .service_accounts()
+        .lookup("k1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a, account("sa_1", "sync"));
+    assert_eq!(k, key("k1", "sa_1", 100));
+    assert!(
+        store
+            .service_accounts()
+            .lookup("k2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.service_accounts().lookup("k\0").await.is_err());
+
+    // rotate: k1 retires at 500, k3 works; a second rotation at 600
+    // deletes k1 (retired by then) and retires k3 at 700
+    let mut tx = store.begin_write("acme").await.unwrap();
+    tx.service_accounts()
+        .rotate(&key("k3", "sa_1", 200), 500, 200)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    expect_event(
+        &mut rx,
+        &StoreEvent::ServiceAccountChanged {
+            account: "sa_1".into(),
+        },
+    )
+    .await;
+    let retires = |k: &str| {
+        let store = store.clone();
+        let k = k.to_owned();
+        async move {
+            store
+                .service_accounts()
+                .lookup(&k)
+                .await
+                .unwrap()
+                .map(|(_, k)| k.retires_at)
+        }
+    };
+    assert_eq!(retires("k1").await, Some(Some(500)));
+    assert_eq!(retires("k3").await, Some(None));
+    let mut tx = store.begin_write("acme").await.unwrap();
+    tx.service_accounts()
+        .rotate(&key("k4", "sa_1", 600), 700, 600)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(retires("k1").await, None, "a retired key is deleted");
+    assert_eq!(retires("k3").await, Some(Some(700)));
+    assert_eq!(retires("k4").await, Some(None));
+    // a rotation that ends nothing earlier leaves an earlier retirement
+    let mut tx = store.begin_write("acme").await.unwrap();
+    tx.service_accounts()
+        .rotate(&key("k5", "sa_1", 610), 900, 610)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(retires("k3").await, Some(Some(700)));
+    assert_eq!(retires("k4").await, Some(Some(900)));
+
+    // a rolled-back revocation changes nothing and announces nothing here
+    let mut tx = store.begin_write("acme").await.unwrap();
+    assert!(tx.service_accounts().revoke("sa_1", 800).await.unwrap());
+    drop(tx);
+    let mut tx = store.begin_write("acme").await.unwrap();
+    let active = tx.service_accounts().active("acme", "sync").await.unwrap();
+    assert_eq!(active.map(|a| a.id).as_deref(), Some("sa_1"));
+    assert!(tx.service_accounts().revoke("sa_1", 800).await.unwrap());
+    tx.commit().await.unwrap();
+    expect_event(
+        &mut rx,
+        &StoreEvent::ServiceAccountChanged {
+            account: "sa_1".into(),
+        },
+    )
+    .await;
+    let mut tx = store.begin_write("acme").await.unwrap();
+    assert!(!tx.service_accounts().revoke("sa_1", 900).await.unwrap());
+    assert!(
+        tx.service_accounts()
+            .active("acme", "sync")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // the name is free again
+    tx.service_accounts()
+        .create(&account("sa_2", "sync"), &key("k2", "sa_2", 900))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    store.service_accounts().touch("sa_2", 1_000).await.unwrap();
+    store.service_accounts().touch("sa_2", 1_030).await.unwrap();
+    let list = store.service_accounts().list("acme").await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].0.revoked_at, Some(800));
+    assert_eq!(
+        list[0].1.len(),
+        3,
+        "k3, k4, k5 and nothing else: {:?}",
+        list[0].1
+    );
+    assert_eq!(list[1].0.last_used_at, Some(1_000), "at most once a minute");
+    assert!(
+        store
+            .service_accounts()
+            .list("globex")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+    other.close().await;
 }

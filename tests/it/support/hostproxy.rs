@@ -473,13 +473,14 @@ impl Deployment {
 }
 
 /// The identity headers the app must only ever get from Portcullis.
-pub(crate) const IDENTITY: [&str; 7] = [
+pub(crate) const IDENTITY: [&str; 8] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-name",
     "x-forwarded-groups",
     "x-forwarded-roles",
     "x-forwarded-tenant",
+    "x-forwarded-principal-type",
     "x-portcullis-assertion",
 ];
 
