@@ -10,6 +10,7 @@ mod load;
 mod platform;
 mod schema;
 mod scim_extensions;
+mod step_up;
 mod upstreams;
 mod urls;
 mod validate;
@@ -35,6 +36,7 @@ pub use schema::*;
 pub use scim_extensions::{
     ScimAttributeConfig, ScimAttributeType, ScimExtensionConfig, ScimResource,
 };
+pub use step_up::{Duration as StepUpDuration, MAX_STEP_UP_AGE_SECONDS, acr_from_idp, acr_to_idp, is_acr};
 pub use upstreams::DEFAULT_UPSTREAM;
 pub use urls::PublicUrls;
 pub use validate::{

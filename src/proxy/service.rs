@@ -358,6 +358,15 @@ pub(super) fn own_answer(
             };
             (OutcomeKind::LoginRefused, reply)
         }
+        Outcome::StepUp(c) => {
+            let to = crate::redirect::safe_return_to(&c.return_to).unwrap_or("/");
+            let location = gate::step_up_redirect(&g.auth.urls.step_up_path(), to, &c.need);
+            tracing::info!(request_id = %rid, browser = c.browser, "session too weak for the route: step-up");
+            (
+                OutcomeKind::StepUp,
+                respond::step_up(&c, &location, ctx.wants_html, rid),
+            )
+        }
     };
     Ok((kind, reply))
 }
@@ -460,6 +469,7 @@ impl ProxyHttp for PortcullisProxy {
         let facts = RequestFacts {
             path_and_query: &path_and_query,
             wants_html: ctx.wants_html,
+            now: crate::clock::now(),
         };
         let outcome = gate::decide(&route, &facts, &who, &st.generation.login_path);
 

@@ -113,6 +113,7 @@ impl PortcullisProxy {
         let facts = RequestFacts {
             path_and_query: &orig.path_and_query,
             wants_html: ctx.wants_html,
+            now: crate::clock::now(),
         };
         let outcome = gate::decide(&route, &facts, &who, &g.login_path);
         // 5. Translate.
