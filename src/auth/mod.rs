@@ -13,6 +13,7 @@ pub mod oidc;
 pub(crate) mod platform;
 pub mod policy;
 pub mod saml;
+pub mod step_up;
 pub mod testlink;
 
 pub use connection::{
@@ -21,6 +22,7 @@ pub use connection::{
 };
 pub use discovery::{AuthContext, Discovery};
 pub use flow::{FlowCodec, FlowState};
+pub use step_up::{StepUpAsk, StepUpFlow};
 pub use policy::{
     DomainRouter, ForeignEmail, LoginFailure, Mode, complete, email_domain, map_roles,
     tenant_email_domain,
