@@ -183,6 +183,125 @@ mod tests {
         }
     }
 
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SESSION_KEY" => Some("k".repeat(40)),
+            _ => None,
+        }
+    }
+
+    const MINIMAL: &str = r#"store = { encryption_key = "cG9ydGN1bGxpcy10ZXN0LXN0b3JlLWtleS0wMDAwMDE=" }
+[[listeners]]
+address = "127.0.0.1:8080"
+
+[session]
+keys = ["${SESSION_KEY}"]
+"#;
+
+    const TENANT: &str = r#"
+[[tenants]]
+id = "acme"
+[[tenants.connections]]
+id = "acme-saml"
+protocol = "oidc"
+[tenants.connections.oidc]
+issuer = "https://idp.example.com"
+client_id = "c"
+client_secret = "s"
+"#;
+
+    #[test]
+    fn good_settings_load() {
+        let text = format!(
+            r#"{MINIMAL}
+[headers]
+acr = "X-Forwarded-Acr"
+auth_time = "X-Auth-Time"
+
+[[routes]]
+prefix = "/admin"
+policy = "required"
+acr = ["mfa", "urn:oasis:names:tc:SAML:2.0:ac:classes:X509"]
+max_age = "15m"
+
+[[routes]]
+prefix = "/pay"
+policy = "required"
+max_age = 300
+{TENANT}[tenants.connections.acr_map]
+mfa = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+"#
+        );
+        let cfg = crate::config::from_str(&text, "t.toml", &env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.routes[0].acr.len(), 2);
+        assert_eq!(cfg.routes[0].max_age.as_ref().unwrap().seconds(), Ok(900));
+        assert_eq!(cfg.routes[1].max_age.as_ref().unwrap().seconds(), Ok(300));
+        assert_eq!(cfg.headers.auth_fact_headers().count(), 2);
+        assert_eq!(cfg.tenants[0].connections[0].acr_map.len(), 1);
+    }
+
+    /// Every mistake is named with file, line and key.
+    #[test]
+    fn mistakes_name_file_line_and_key() {
+        let text = format!(
+            r#"{MINIMAL}
+[headers]
+acr = "X_Forwarded_Email"
+amr = "Not A Header"
+
+[[routes]]
+prefix = "/a"
+policy = "optional"
+acr = ["mfa", "two words", "mfa", ""]
+max_age = "15 minutes"
+
+[[routes]]
+prefix = "/b"
+policy = "required"
+max_age = 0
+
+[[routes]]
+prefix = "/c"
+policy = "required"
+max_age = "400d"
+{TENANT}[tenants.connections.acr_map]
+mfa = "urn:x"
+hwk = "urn:x"
+"bad name" = "has space"
+"#
+        );
+        let errs: Vec<String> = match crate::config::from_str(&text, "t.toml", &env) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        };
+        for expected in [
+            "t.toml:9: headers.acr: `X_Forwarded_Email` is used twice",
+            "t.toml:10: headers.amr: `Not A Header` is not a valid header name",
+            "t.toml:14: routes[0].policy: acr / max_age (step-up) need",
+            "t.toml:15: routes[0].acr[1]: must be 1 to 256 printable",
+            "t.toml:15: routes[0].acr[2]: `mfa` is listed twice",
+            "t.toml:15: routes[0].acr[3]: must be 1 to 256 printable",
+            "t.toml:16: routes[0].max_age: `15 minutes` is not a duration",
+            "t.toml:21: routes[1].max_age: must be at least one second",
+            "t.toml:26: routes[2].max_age: must be at most 366 days",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(expected)),
+                "{expected}\n{errs:#?}"
+            );
+        }
+        let map_errs: Vec<&String> = errs.iter().filter(|e| e.contains("acr_map")).collect();
+        assert_eq!(map_errs.len(), 3, "{map_errs:#?}");
+        assert!(
+            map_errs.iter().any(|e| e.contains("`urn:x` is mapped from two names")),
+            "{map_errs:#?}"
+        );
+        assert!(
+            map_errs.iter().all(|e| e.starts_with("t.toml:")),
+            "{map_errs:#?}"
+        );
+    }
+
     #[test]
     fn translation_both_ways() {
         let map: BTreeMap<String, String> =
