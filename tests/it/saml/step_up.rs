@@ -162,3 +162,70 @@ async fn saml_step_up_asks_for_the_class_and_checks_the_assertion() {
     let t: i64 = seen(&app, "x-forwarded-auth-time").unwrap().parse().unwrap();
     assert!(portcullis::clock::now() - t < 60);
 }
+
+/// `/step-up` reads only what it understands: without a session it is
+/// the login page's job; malformed demands are a 400 and start nothing; a
+/// session no SSO connection made can't step up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_up_endpoint_refuses_what_it_cannot_read() {
+    let s = SamlSso::start(&extra()).await;
+    let get = |q: String, cookie: Option<String>| {
+        let mut r = client().get(s.env.url(&format!("/.portcullis/step-up{q}")));
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    // no session: the login page, same return target
+    let r = get("?return_to=%2Fsecure&acr_values=mfa".into(), None).await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/.portcullis/login?return_to=%2Fsecure");
+
+    let started = s.begin().await;
+    let r = s.post(&started, &answer(&s, &started, PPT, Utc::now())).await;
+    let session = cookie_pair(&r, "portcullis_session=").unwrap();
+    let too_many = vec!["a"; 17].join("%20");
+    let long = "x".repeat(257);
+    for q in [
+        String::new(),
+        "?return_to=%2F".into(),
+        "?acr_values=".into(),
+        "?acr_values=%20".into(),
+        "?acr_values=mfa%20%20phr".into(),
+        "?acr_values=%22mfa%22".into(),
+        "?acr_values=mf%5Ca".into(),
+        "?acr_values=caf%C3%A9".into(),
+        format!("?acr_values={too_many}"),
+        format!("?acr_values={long}"),
+        "?max_age=0".into(),
+        "?max_age=-5".into(),
+        "?max_age=%2B5".into(),
+        "?max_age=5m".into(),
+        "?max_age=99999999999999999999999".into(),
+        "?max_age=31708801".into(),
+        "?acr_values=mfa&max_age=abc".into(),
+    ] {
+        let r = get(q.clone(), Some(session.clone())).await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        assert!(cookie_pair(&r, "portcullis_flow_").is_none(), "{q}");
+    }
+    // a well-formed one starts a flow
+    let r = get("?acr_values=mfa&max_age=60".into(), Some(session.clone())).await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(cookie_pair(&r, "portcullis_flow_").is_some());
+
+    // a session no configured connection of its tenant made: refused,
+    // counted
+    for connection in [None, Some("gone".to_owned())] {
+        let minted = s
+            .env
+            .mint(&portcullis::identity::Principal {
+                connection,
+                ..principal("alice@acme.com", &["Engineering"])
+            })
+            .await;
+        let before = s.env.refusal(&login_failure("step_up_unsupported")).await;
+        let r = get("?acr_values=mfa".into(), Some(minted)).await.unwrap();
+        before.assert(r, 403).await;
+    }
+}
