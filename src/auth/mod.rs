@@ -22,9 +22,9 @@ pub use connection::{
 };
 pub use discovery::{AuthContext, Discovery};
 pub use flow::{FlowCodec, FlowState};
-pub use step_up::{StepUpAsk, StepUpFlow};
 pub use policy::{
     DomainRouter, ForeignEmail, LoginFailure, Mode, complete, email_domain, map_roles,
     tenant_email_domain,
 };
+pub use step_up::{StepUpAsk, StepUpFlow};
 pub use testlink::{TestLinks, TestTicket};

@@ -61,7 +61,10 @@ impl StepUpFlow {
                 Some(a) if !self.acr.contains(a) => {
                     return Err(ConnectionError::new(
                         "step_up_acr",
-                        format!("the IdP reported acr {a:?}; asked for one of {:?}", self.acr),
+                        format!(
+                            "the IdP reported acr {a:?}; asked for one of {:?}",
+                            self.acr
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -169,7 +172,11 @@ mod tests {
             );
         }
         // without max_age, no time is needed
-        assert!(flow(&["x"], None).check(&login(Some("x"), None), NOW, 60).is_ok());
+        assert!(
+            flow(&["x"], None)
+                .check(&login(Some("x"), None), NOW, 60)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -189,7 +196,10 @@ mod tests {
                 max_age: Some(60)
             }
         );
-        let mut l = login(Some("urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor"), None);
+        let mut l = login(
+            Some("urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor"),
+            None,
+        );
         normalize(&mut l, Some(&conn));
         assert_eq!(l.auth.acr.as_deref(), Some("mfa"));
         let mut l = login(Some("urn:x:Password"), None);

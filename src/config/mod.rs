@@ -36,7 +36,9 @@ pub use schema::*;
 pub use scim_extensions::{
     ScimAttributeConfig, ScimAttributeType, ScimExtensionConfig, ScimResource,
 };
-pub use step_up::{Duration as StepUpDuration, MAX_STEP_UP_AGE_SECONDS, acr_from_idp, acr_to_idp, is_acr};
+pub use step_up::{
+    Duration as StepUpDuration, MAX_STEP_UP_AGE_SECONDS, acr_from_idp, acr_to_idp, is_acr,
+};
 pub use upstreams::DEFAULT_UPSTREAM;
 pub use urls::PublicUrls;
 pub use validate::{

@@ -44,7 +44,9 @@ impl Duration {
 }
 
 fn parse_duration(t: &str) -> Result<u64, String> {
-    let bad = || format!("`{t}` is not a duration: write seconds, or e.g. \"90s\", \"15m\", \"12h\", \"7d\"");
+    let bad = || {
+        format!("`{t}` is not a duration: write seconds, or e.g. \"90s\", \"15m\", \"12h\", \"7d\"")
+    };
     let t = t.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
@@ -93,7 +95,10 @@ pub(super) fn routes(cfg: &Config, c: &mut Collector<'_>) {
                     ),
                 );
             } else if seen.contains(&a) {
-                c.push(format!("routes[{i}].acr[{j}]"), format!("`{a}` is listed twice"));
+                c.push(
+                    format!("routes[{i}].acr[{j}]"),
+                    format!("`{a}` is listed twice"),
+                );
             }
             seen.push(a);
         }
@@ -104,10 +109,9 @@ pub(super) fn routes(cfg: &Config, c: &mut Collector<'_>) {
                     format!("routes[{i}].max_age"),
                     "must be at least one second",
                 ),
-                Ok(s) if s > MAX_STEP_UP_AGE_SECONDS => c.push(
-                    format!("routes[{i}].max_age"),
-                    "must be at most 366 days",
-                ),
+                Ok(s) if s > MAX_STEP_UP_AGE_SECONDS => {
+                    c.push(format!("routes[{i}].max_age"), "must be at most 366 days")
+                }
                 Ok(_) => {}
             }
         }
@@ -165,11 +169,29 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (t, s) in [("90", 90), ("90s", 90), ("15m", 900), ("12h", 43_200), ("7d", 604_800), (" 5m ", 300)] {
+        for (t, s) in [
+            ("90", 90),
+            ("90s", 90),
+            ("15m", 900),
+            ("12h", 43_200),
+            ("7d", 604_800),
+            (" 5m ", 300),
+        ] {
             assert_eq!(Duration::Text(t.into()).seconds(), Ok(s), "{t}");
         }
         assert_eq!(Duration::Seconds(42).seconds(), Ok(42));
-        for bad in ["", "m", "15 m", "15M", "1.5h", "-5m", "15mm", "99999999999999d", "1w", "15m3s"] {
+        for bad in [
+            "",
+            "m",
+            "15 m",
+            "15M",
+            "1.5h",
+            "-5m",
+            "15mm",
+            "99999999999999d",
+            "1w",
+            "15m3s",
+        ] {
             assert!(Duration::Text(bad.into()).seconds().is_err(), "{bad}");
         }
     }
@@ -293,7 +315,9 @@ hwk = "urn:x"
         let map_errs: Vec<&String> = errs.iter().filter(|e| e.contains("acr_map")).collect();
         assert_eq!(map_errs.len(), 3, "{map_errs:#?}");
         assert!(
-            map_errs.iter().any(|e| e.contains("`urn:x` is mapped from two names")),
+            map_errs
+                .iter()
+                .any(|e| e.contains("`urn:x` is mapped from two names")),
             "{map_errs:#?}"
         );
         assert!(

@@ -133,7 +133,17 @@ pub(super) async fn start(
 ) -> Response {
     let rid = request_id.map(|r| r.0.0).unwrap_or_default();
     let return_to = state.returns.check(&q.return_to).unwrap_or("/").to_owned();
-    begin(&state, &rid, &id, return_to, q.login_hint, false, &headers, None).await
+    begin(
+        &state,
+        &rid,
+        &id,
+        return_to,
+        q.login_hint,
+        false,
+        &headers,
+        None,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -161,7 +171,12 @@ fn step_up_demand(q: &StepUpQuery) -> Result<(Vec<String>, Option<u64>), &'stati
     let max_age = match &q.max_age {
         None => None,
         Some(m) => match m.parse::<u64>() {
-            Ok(s) if (1..=crate::config::MAX_STEP_UP_AGE_SECONDS).contains(&s) && !m.starts_with('+') => Some(s),
+            Ok(s)
+                if (1..=crate::config::MAX_STEP_UP_AGE_SECONDS).contains(&s)
+                    && !m.starts_with('+') =>
+            {
+                Some(s)
+            }
             _ => return Err("max_age"),
         },
     };
@@ -189,19 +204,18 @@ pub(super) async fn step_up(
     let rid = request_id.map(|r| r.0.0).unwrap_or_default();
     let return_to = state.returns.check(&q.return_to).unwrap_or("/").to_owned();
     let Some(session) = current.0 else {
-        let login = format!("{}?return_to={}", state.auth.urls.login_path(), enc(&return_to));
+        let login = format!(
+            "{}?return_to={}",
+            state.auth.urls.login_path(),
+            enc(&return_to)
+        );
         return (StatusCode::FOUND, [(header::LOCATION, login)]).into_response();
     };
     let (acr, max_age) = match step_up_demand(&q) {
         Ok(d) => d,
         Err(what) => {
             tracing::info!(request_id = %rid, what, "step-up request not understood");
-            let body = message(
-                "Bad request",
-                "This sign-in link is not valid.",
-                None,
-                &rid,
-            );
+            let body = message("Bad request", "This sign-in link is not valid.", None, &rid);
             return (StatusCode::BAD_REQUEST, Html(body)).into_response();
         }
     };
@@ -228,7 +242,17 @@ pub(super) async fn step_up(
         user_id: p.user_id.clone(),
     };
     let hint = Some(p.email.clone());
-    begin(&state, &rid, &connection, return_to, hint, false, &headers, Some(flow)).await
+    begin(
+        &state,
+        &rid,
+        &connection,
+        return_to,
+        hint,
+        false,
+        &headers,
+        Some(flow),
+    )
+    .await
 }
 
 /// `GET {prefix}saml/{id}/metadata`: this SP's metadata for the IdP admin.
@@ -620,7 +644,16 @@ pub(super) async fn finish_flow(
         }
     };
     let step_up = flow.step_up.as_ref();
-    sign_in(refuser, login, current, now, flow.return_to, Some(&relay), step_up).await
+    sign_in(
+        refuser,
+        login,
+        current,
+        now,
+        flow.return_to,
+        Some(&relay),
+        step_up,
+    )
+    .await
 }
 
 /// A verified login becomes a session: policy, a fresh session replacing

@@ -346,7 +346,11 @@ mod tests {
             auth_time: Some(1_700_000_000),
         };
         let plain = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
-        assert!(!names(&plain.values(&p)).iter().any(|h| h.contains("acr") || h.contains("auth")));
+        assert!(
+            !names(&plain.values(&p))
+                .iter()
+                .any(|h| h.contains("acr") || h.contains("auth"))
+        );
         let cfg = HeadersConfig {
             acr: Some("X-Forwarded-Acr".into()),
             amr: Some("X-Forwarded-Amr".into()),
@@ -369,7 +373,10 @@ mod tests {
         // a client's copy goes, in any spelling
         let mut h = HeaderMap::new();
         h.insert("x_forwarded_acr", HeaderValue::from_static("mfa"));
-        h.insert("X-Forwarded-Auth-Time", HeaderValue::from_static("9999999999"));
+        h.insert(
+            "X-Forwarded-Auth-Time",
+            HeaderValue::from_static("9999999999"),
+        );
         h.insert("x-forwarded-amr", HeaderValue::from_static("hwk"));
         assert_eq!(plan.headers_to_strip(&h, false).len(), 3);
         assert!(plain.headers_to_strip(&h, false).is_empty());

@@ -236,10 +236,7 @@ pub fn step_up_redirect(step_up_path: &str, return_to: &str, need: &StepUp) -> S
     let encoded: String =
         percent_encoding::utf8_percent_encode(return_to, percent_encoding::NON_ALPHANUMERIC)
             .collect();
-    format!(
-        "{step_up_path}?return_to={encoded}{}",
-        step_up_params(need)
-    )
+    format!("{step_up_path}?return_to={encoded}{}", step_up_params(need))
 }
 
 /// `&acr_values=…&max_age=…`, each only when asked for.

@@ -153,7 +153,11 @@ pub(super) fn step_up(
             "message": text,
             "request_id": request_id,
         });
-        Reply::new(StatusCode::UNAUTHORIZED, "application/json", body.to_string())
+        Reply::new(
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            body.to_string(),
+        )
     };
     reply.header(
         http::header::WWW_AUTHENTICATE,

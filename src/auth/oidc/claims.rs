@@ -221,8 +221,11 @@ pub(crate) fn auth_facts(claims: &Map<String, Value>) -> crate::identity::AuthFa
         })
         .unwrap_or_default();
     let auth_time = claims.get("auth_time").and_then(|v| {
-        v.as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.is_finite() && f.abs() < 1e15).map(|f| f as i64))
+        v.as_i64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 1e15)
+                .map(|f| f as i64)
+        })
     });
     crate::identity::AuthFacts {
         acr,
@@ -261,13 +264,21 @@ mod tests {
         assert_eq!(f.acr.as_deref(), Some("urn:mace:incommon:iap:silver"));
         assert_eq!(f.amr, ["pwd", "otp"]);
         assert_eq!(f.auth_time, Some(1_700_000_000));
-        let f = auth_facts(&obj(json!({"acr": "two words", "amr": "pwd", "auth_time": 1.7e9})));
-        assert_eq!((f.acr, f.amr.len(), f.auth_time), (None, 0, Some(1_700_000_000)));
+        let f = auth_facts(&obj(
+            json!({"acr": "two words", "amr": "pwd", "auth_time": 1.7e9}),
+        ));
+        assert_eq!(
+            (f.acr, f.amr.len(), f.auth_time),
+            (None, 0, Some(1_700_000_000))
+        );
         let f = auth_facts(&obj(json!({"acr": 2, "auth_time": "1700000000"})));
         assert_eq!((f.acr, f.auth_time), (None, None));
         let many: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
         assert_eq!(auth_facts(&obj(json!({"amr": many}))).amr.len(), 16);
-        assert_eq!(auth_facts(&obj(json!({"auth_time": 1e300}))).auth_time, None);
+        assert_eq!(
+            auth_facts(&obj(json!({"auth_time": 1e300}))).auth_time,
+            None
+        );
     }
 
     #[test]

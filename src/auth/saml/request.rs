@@ -40,7 +40,10 @@ pub(super) fn authn_request_xml(
             r#"<samlp:RequestedAuthnContext Comparison="exact">{}</samlp:RequestedAuthnContext>"#,
             s.acr_values
                 .iter()
-                .map(|c| format!("<saml:AuthnContextClassRef>{}</saml:AuthnContextClassRef>", escape(c)))
+                .map(|c| format!(
+                    "<saml:AuthnContextClassRef>{}</saml:AuthnContextClassRef>",
+                    escape(c)
+                ))
                 .collect::<String>()
         ),
         _ => String::new(),

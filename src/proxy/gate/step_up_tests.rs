@@ -60,7 +60,10 @@ fn acr_any_of() {
     let r = route(&["mfa", "phr"], None);
     for ok in ["mfa", "phr"] {
         assert!(
-            matches!(decide_on(&r, &with_auth(Some(ok), Some(NOW)), false), Outcome::Forward(Some(_))),
+            matches!(
+                decide_on(&r, &with_auth(Some(ok), Some(NOW)), false),
+                Outcome::Forward(Some(_))
+            ),
             "{ok}"
         );
     }
@@ -96,7 +99,14 @@ fn both_demands_must_hold() {
         decide_on(&r, &with_auth(Some("mfa"), Some(NOW - 10)), false),
         Outcome::Forward(Some(_))
     ));
-    assert!(challenged(&decide_on(&r, &with_auth(Some("mfa"), Some(NOW - 61)), false)).is_some());
+    assert!(
+        challenged(&decide_on(
+            &r,
+            &with_auth(Some("mfa"), Some(NOW - 61)),
+            false
+        ))
+        .is_some()
+    );
     assert!(challenged(&decide_on(&r, &with_auth(Some("pwd"), Some(NOW)), false)).is_some());
 }
 
@@ -104,9 +114,18 @@ fn both_demands_must_hold() {
 fn other_outcomes_come_first() {
     let r = route(&["mfa"], None);
     // no session: login, not step-up
-    assert_eq!(decide_on(&r, &Identity::Anonymous, false), Outcome::Deny(Deny::Unauthenticated));
-    assert!(matches!(decide_on(&r, &Identity::Anonymous, true), Outcome::Redirect(_)));
-    assert_eq!(decide_on(&r, &Identity::Unknown, false), Outcome::Deny(Deny::Unavailable));
+    assert_eq!(
+        decide_on(&r, &Identity::Anonymous, false),
+        Outcome::Deny(Deny::Unauthenticated)
+    );
+    assert!(matches!(
+        decide_on(&r, &Identity::Anonymous, true),
+        Outcome::Redirect(_)
+    ));
+    assert_eq!(
+        decide_on(&r, &Identity::Unknown, false),
+        Outcome::Deny(Deny::Unavailable)
+    );
     // not a member: stepping up would not help
     let members_only = RouteMatch {
         allowed_groups: vec![Member::parse("ops", &[])],
@@ -142,7 +161,12 @@ fn several_routes_conjoin() {
     let none = Requirement::of_all(&[&a, &disjoint]);
     assert_eq!(none.step_up(), StepUpDemand::Impossible);
     assert_eq!(
-        decide(&none, &facts(false), &with_auth(Some("x"), Some(NOW)), LOGIN),
+        decide(
+            &none,
+            &facts(false),
+            &with_auth(Some("x"), Some(NOW)),
+            LOGIN
+        ),
         Outcome::Deny(Deny::Forbidden)
     );
     let plain = route(&[], None);

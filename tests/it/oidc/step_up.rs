@@ -6,7 +6,9 @@
 
 use base64::Engine;
 
-use super::interop::{CLIENT_ID, CLIENT_SECRET, Jar, NodeOp, ONE_OP, login, start_pair, through_op};
+use super::interop::{
+    CLIENT_ID, CLIENT_SECRET, Jar, NodeOp, ONE_OP, login, start_pair, through_op,
+};
 use crate::support::env::*;
 use crate::support::idp::cookie_pair;
 use crate::support::oidc_rp::{CONNECTION, Rp};
@@ -89,12 +91,18 @@ async fn step_up(
         .unwrap();
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     let authorize = r.headers()["location"].to_str().unwrap().to_owned();
-    assert!(authorize.starts_with(&format!("{}/auth?", op.issuer)), "{authorize}");
+    assert!(
+        authorize.starts_with(&format!("{}/auth?", op.issuer)),
+        "{authorize}"
+    );
     assert!(authorize.contains(expect_in_authorize), "{authorize}");
     let flow = cookie_pair(&r, "portcullis_flow_").expect("flow cookie");
     let callback = through_op(op, jar, authorize).await;
     assert!(
-        callback.starts_with(&rp.env.url(&format!("/.portcullis/oidc/{CONNECTION}/callback?"))),
+        callback.starts_with(
+            &rp.env
+                .url(&format!("/.portcullis/oidc/{CONNECTION}/callback?"))
+        ),
         "{callback}"
     );
     rp.callback(&callback, Some(&format!("{flow}; {session}")))
@@ -125,7 +133,10 @@ async fn oidc_provider_step_up_by_acr_and_max_age() {
     let (status, app) = app_view(&rp, "/dashboard", &s1).await;
     assert_eq!(status, 200);
     assert_eq!(seen(&app, "x-forwarded-acr"), None);
-    let t1: i64 = seen(&app, "x-forwarded-auth-time").unwrap().parse().unwrap();
+    let t1: i64 = seen(&app, "x-forwarded-auth-time")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((portcullis::clock::now() - t1).abs() < 60, "{t1}");
     assert_eq!(assertion_claims(&app)["auth_time"], t1);
 
@@ -188,7 +199,10 @@ async fn oidc_provider_step_up_by_acr_and_max_age() {
     let s4 = cookie_pair(&cb, "portcullis_session=").unwrap();
     let (status, app) = app_view(&rp, "/fresh", &s4).await;
     assert_eq!(status, 200, "{app}");
-    let t4: i64 = seen(&app, "x-forwarded-auth-time").unwrap().parse().unwrap();
+    let t4: i64 = seen(&app, "x-forwarded-auth-time")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(portcullis::clock::now() - t4 < 60, "{t4}");
 
     // 5. A provider that answers below what was asked: refused, precisely

@@ -59,7 +59,10 @@ async fn step_up_start(s: &SamlSso, path: &str, session: &str) -> Started {
         .unwrap();
     assert_eq!(r.status(), 302);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.starts_with(&format!("{IDP_SSO}?SAMLRequest=")), "{location}");
+    assert!(
+        location.starts_with(&format!("{IDP_SSO}?SAMLRequest=")),
+        "{location}"
+    );
     let flow = cookie_pair(&r, "portcullis_flow_").expect("flow cookie");
     let (request_xml, relay) = parse_redirect(&location);
     Started {
@@ -88,7 +91,9 @@ async fn saml_step_up_asks_for_the_class_and_checks_the_assertion() {
     let started = s.begin().await;
     assert!(!started.request_xml.contains("RequestedAuthnContext"));
     assert!(!started.request_xml.contains("ForceAuthn"));
-    let r = s.post(&started, &answer(&s, &started, PPT, Utc::now())).await;
+    let r = s
+        .post(&started, &answer(&s, &started, PPT, Utc::now()))
+        .await;
     assert_eq!(r.status(), 303);
     let s1 = cookie_pair(&r, "portcullis_session=").unwrap();
     let (status, app) = echo(client().get(s.env.url("/dashboard")).header("cookie", &s1)).await;
@@ -123,17 +128,23 @@ async fn saml_step_up_asks_for_the_class_and_checks_the_assertion() {
     assert!(!started.request_xml.contains("ForceAuthn"));
     // the IdP answers with the weaker class: refused, the old session kept
     let before = s.env.refusal(&login_failure("step_up_acr")).await;
-    let r = s.post(&started, &answer(&s, &started, PPT, Utc::now())).await;
+    let r = s
+        .post(&started, &answer(&s, &started, PPT, Utc::now()))
+        .await;
     before.assert(r, 403).await;
     assert_eq!(
-        echo(client().get(s.env.url("/dashboard")).header("cookie", &s1)).await.0,
+        echo(client().get(s.env.url("/dashboard")).header("cookie", &s1))
+            .await
+            .0,
         200
     );
     // ...and with the asked class: a new session, the old one ended
     // (authenticated ten minutes ago: fine here, too old for /fresh)
     let started = step_up_start(&s, "/secure", &s1).await;
     let ten_minutes_ago = Utc::now() - Duration::seconds(600);
-    let r = s.post(&started, &answer(&s, &started, MFA, ten_minutes_ago)).await;
+    let r = s
+        .post(&started, &answer(&s, &started, MFA, ten_minutes_ago))
+        .await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     assert_eq!(r.headers()["location"], "/secure");
     let s2 = cookie_pair(&r, "portcullis_session=").unwrap();
@@ -141,25 +152,36 @@ async fn saml_step_up_asks_for_the_class_and_checks_the_assertion() {
     assert_eq!(status, 200, "{app}");
     assert_eq!(seen(&app, "x-forwarded-acr"), Some("mfa"));
     assert_eq!(
-        echo(client().get(s.env.url("/dashboard")).header("cookie", &s1)).await.0,
+        echo(client().get(s.env.url("/dashboard")).header("cookie", &s1))
+            .await
+            .0,
         401
     );
 
     // max_age: ForceAuthn, and an AuthnInstant older than max_age refused
     let started = step_up_start(&s, "/fresh", &s2).await;
-    assert!(started.request_xml.contains(" ForceAuthn=\"true\""), "{}", started.request_xml);
+    assert!(
+        started.request_xml.contains(" ForceAuthn=\"true\""),
+        "{}",
+        started.request_xml
+    );
     let before = s.env.refusal(&login_failure("step_up_auth_time")).await;
     let old = Utc::now() - Duration::seconds(3600);
     let r = s.post(&started, &answer(&s, &started, MFA, old)).await;
     before.assert(r, 403).await;
     // a fresh one opens the route
     let started = step_up_start(&s, "/fresh", &s2).await;
-    let r = s.post(&started, &answer(&s, &started, MFA, Utc::now())).await;
+    let r = s
+        .post(&started, &answer(&s, &started, MFA, Utc::now()))
+        .await;
     assert_eq!(r.status(), 303);
     let s3 = cookie_pair(&r, "portcullis_session=").unwrap();
     let (status, app) = echo(client().get(s.env.url("/fresh")).header("cookie", &s3)).await;
     assert_eq!(status, 200, "{app}");
-    let t: i64 = seen(&app, "x-forwarded-auth-time").unwrap().parse().unwrap();
+    let t: i64 = seen(&app, "x-forwarded-auth-time")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(portcullis::clock::now() - t < 60);
 }
 
@@ -177,12 +199,19 @@ async fn step_up_endpoint_refuses_what_it_cannot_read() {
         r.send()
     };
     // no session: the login page, same return target
-    let r = get("?return_to=%2Fsecure&acr_values=mfa".into(), None).await.unwrap();
+    let r = get("?return_to=%2Fsecure&acr_values=mfa".into(), None)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
-    assert_eq!(r.headers()["location"], "/.portcullis/login?return_to=%2Fsecure");
+    assert_eq!(
+        r.headers()["location"],
+        "/.portcullis/login?return_to=%2Fsecure"
+    );
 
     let started = s.begin().await;
-    let r = s.post(&started, &answer(&s, &started, PPT, Utc::now())).await;
+    let r = s
+        .post(&started, &answer(&s, &started, PPT, Utc::now()))
+        .await;
     let session = cookie_pair(&r, "portcullis_session=").unwrap();
     let too_many = vec!["a"; 17].join("%20");
     let long = "x".repeat(257);
@@ -210,7 +239,9 @@ async fn step_up_endpoint_refuses_what_it_cannot_read() {
         assert!(cookie_pair(&r, "portcullis_flow_").is_none(), "{q}");
     }
     // a well-formed one starts a flow
-    let r = get("?acr_values=mfa&max_age=60".into(), Some(session.clone())).await.unwrap();
+    let r = get("?acr_values=mfa&max_age=60".into(), Some(session.clone()))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert!(cookie_pair(&r, "portcullis_flow_").is_some());
 
