@@ -31,6 +31,10 @@ pub struct StepUpFlow {
     /// The user of the session that was too weak: the new login must be
     /// the same person.
     pub user_id: String,
+    /// That session's IdP subject (NameID, `sub`), checked before the
+    /// login is admitted, so another person's step-up creates nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl StepUpFlow {
@@ -141,6 +145,7 @@ mod tests {
             acr: acr.iter().map(|s| s.to_string()).collect(),
             max_age,
             user_id: "u1".into(),
+            subject: None,
         }
     }
 

@@ -240,6 +240,7 @@ pub(super) async fn step_up(
         acr,
         max_age,
         user_id: p.user_id.clone(),
+        subject: session.idp.as_ref().map(|i| i.subject.clone()),
     };
     let hint = Some(p.email.clone());
     begin(
@@ -695,6 +696,18 @@ pub(super) async fn sign_in(
         && let Err(e) = s.check(&login, now, conn.map_or(120, auth::step_up::skew))
     {
         return refuser.refuse(e.reason, &e.detail, relay);
+    }
+    if let Some(want) = step_up.and_then(|s| s.subject.as_deref())
+        && login.subject != want
+    {
+        return refuser.refuse(
+            "step_up_user",
+            &format!(
+                "step-up of subject {want:?} answered for {:?}",
+                login.subject
+            ),
+            relay,
+        );
     }
     let principal = match auth::complete(
         &login,

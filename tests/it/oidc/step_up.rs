@@ -18,10 +18,16 @@ const ACR_MFA: &str = "urn:portcullis:test:mfa";
 
 fn config() -> String {
     format!(
-        r#"client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-scopes = ["openid", "email", "profile", "groups"]
-[tenants.connections.acr_map]
+        "client_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
+         scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n{}",
+        step_up_toml()
+    )
+}
+
+/// The connection's acr_map, the step-up headers and routes.
+fn step_up_toml() -> String {
+    format!(
+        r#"[tenants.connections.acr_map]
 mfa = "{ACR_MFA}"
 
 [headers]
@@ -222,4 +228,83 @@ async fn oidc_provider_step_up_by_acr_and_max_age() {
     let cb = step_up(&rp, &op, &mut third, "/fresh", &s5, "max_age=60").await;
     rp.assert_refused(cb, "step_up_auth_time", before).await;
     assert_eq!(app_view(&rp, "/dashboard", &s5).await.0, 200);
+}
+
+/// With the provider the tests control (`support::oidc_op`): an ID token
+/// without `auth_time` can't meet a `max_age`, and a step-up that signs in
+/// someone else is refused — the weaker session stays as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_auth_time_and_another_user_are_refused() {
+    use crate::support::oidc_op::{TestOp, alice};
+    let op = TestOp::start().await;
+    let rp = Rp::start(
+        &op.issuer,
+        "generic",
+        &format!(
+            "client_id = \"{}\"\nclient_secret = \"{}\"\n{}",
+            crate::support::oidc_op::CLIENT_ID,
+            crate::support::oidc_op::CLIENT_SECRET,
+            step_up_toml()
+        ),
+    )
+    .await;
+    // The provider's answers (it redirects at once, no interaction).
+    async fn through(rp: &Rp, path: &str, session: &str) -> reqwest::Response {
+        let r = navigate(rp, path, session).await;
+        assert_eq!(r.status(), 302, "{path}");
+        let to = r.headers()["location"].to_str().unwrap().to_owned();
+        let r = client()
+            .get(rp.env.url(&to))
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        let authorize = r.headers()["location"].to_str().unwrap().to_owned();
+        let flow = cookie_pair(&r, "portcullis_flow_").unwrap();
+        let at_op = client().get(&authorize).send().await.unwrap();
+        let callback = at_op.headers()["location"].to_str().unwrap().to_owned();
+        rp.callback(&callback, Some(&format!("{flow}; {session}")))
+            .await
+    }
+    let (cb, session) = rp.login().await;
+    assert_eq!(cb.status(), 303);
+    let s1 = session.unwrap();
+
+    // max_age asked, no auth_time answered
+    op.set(|k| {
+        k.claims.insert("acr".into(), ACR_MFA.into());
+    });
+    let before = rp.refusal("step_up_auth_time").await;
+    let cb = through(&rp, "/fresh", &s1).await;
+    rp.assert_refused(cb, "step_up_auth_time", before).await;
+
+    // the right acr, but for bob
+    let mut bob = alice();
+    bob.insert("sub".into(), "bob-sub".into());
+    bob.insert("email".into(), "bob@acme.com".into());
+    op.set_user(bob);
+    let before = rp.refusal("step_up_user").await;
+    let cb = through(&rp, "/secure", &s1).await;
+    rp.assert_refused(cb, "step_up_user", before).await;
+    // refused before admission: no user row for bob was made (JIT)
+    let bob_row = rp
+        .env
+        .shared
+        .store
+        .users()
+        .by_email("acme", "bob@acme.com")
+        .await
+        .unwrap();
+    assert!(bob_row.is_none());
+    let (status, app) = app_view(&rp, "/dashboard", &s1).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@acme.com"));
+
+    // alice again, with the asked class: the route opens
+    op.set_user(alice());
+    let cb = through(&rp, "/secure", &s1).await;
+    assert_eq!(cb.status(), 303);
+    let s2 = cookie_pair(&cb, "portcullis_session=").unwrap();
+    assert_eq!(app_view(&rp, "/secure", &s2).await.0, 200);
 }
