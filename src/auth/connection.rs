@@ -75,6 +75,9 @@ pub struct StartContext {
     pub login_hint: Option<String>,
     /// Absolute URL of this connection's callback endpoint.
     pub callback_url: String,
+    /// A step-up login: what to ask the IdP for (its own values). A
+    /// protocol that can't ask refuses to start (`step_up_unsupported`).
+    pub step_up: Option<super::step_up::StepUpAsk>,
 }
 
 /// The IdP's answer as it arrived at the callback endpoint.

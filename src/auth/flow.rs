@@ -39,6 +39,9 @@ pub struct FlowState {
     /// A test sign-in: show the result, create nothing.
     #[serde(default)]
     pub test: bool,
+    /// A step-up login: what the callback must check the IdP achieved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<super::step_up::StepUpFlow>,
 }
 
 /// Seals and opens flow cookies with the session keys (the cookie name is
@@ -241,6 +244,7 @@ mod tests {
             state: serde_json::json!({"nonce": "n"}),
             created_at: now,
             test: false,
+            step_up: None,
         }
     }
 

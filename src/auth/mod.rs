@@ -15,6 +15,7 @@ pub mod oidc;
 pub(crate) mod platform;
 pub mod policy;
 pub mod saml;
+pub mod step_up;
 pub mod testlink;
 
 pub use connection::{
@@ -28,4 +29,5 @@ pub use policy::{
     DomainRouter, ForeignEmail, LoginFailure, Mode, complete, email_domain, map_roles,
     tenant_email_domain,
 };
+pub use step_up::{StepUpAsk, StepUpFlow};
 pub use testlink::{TestLinks, TestTicket};

@@ -259,6 +259,7 @@ fn principal(login: &VerifiedLogin, tenant: &TenantConfig, user: UserRecord) -> 
         groups: login.groups.clone(),
         tenant: Some(tenant.id.clone()),
         connection: Some(login.connection_id.clone()),
+        auth: login.auth.clone(),
         ..Principal::default()
     }
 }

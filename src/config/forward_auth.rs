@@ -592,6 +592,8 @@ password_endpoints = [{ path = "/login" }]
             allowed_tenants: vec![],
             case_sensitive: false,
             upstream: None,
+            acr: vec![],
+            max_age: None,
         }];
         let t = cfg.return_targets();
         for ok in [

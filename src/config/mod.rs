@@ -11,6 +11,7 @@ mod load;
 mod platform;
 mod schema;
 mod scim_extensions;
+mod step_up;
 mod upstreams;
 mod urls;
 mod validate;
@@ -36,6 +37,9 @@ pub use load::{from_str, from_str_probed, load, load_probed};
 pub use schema::*;
 pub use scim_extensions::{
     ScimAttributeConfig, ScimAttributeType, ScimExtensionConfig, ScimResource,
+};
+pub use step_up::{
+    Duration as StepUpDuration, MAX_STEP_UP_AGE_SECONDS, acr_from_idp, acr_to_idp, is_acr,
 };
 pub use upstreams::DEFAULT_UPSTREAM;
 pub use urls::PublicUrls;

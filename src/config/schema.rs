@@ -409,6 +409,15 @@ pub struct RouteConfig {
     /// upstream when unset.
     #[serde(default)]
     pub upstream: Option<String>,
+    /// Step-up: the session's authentication context class must be one of
+    /// these (route names; a connection's `acr_map` translates them for
+    /// its IdP). A weaker session is sent through a fresh login.
+    #[serde(default)]
+    pub acr: Vec<String>,
+    /// Step-up: the user must have authenticated at the IdP at most this
+    /// long ago (seconds, or `"15m"`, `"1h"`…).
+    #[serde(default)]
+    pub max_age: Option<super::step_up::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -485,6 +494,12 @@ pub struct HeadersConfig {
     pub extra: Vec<ExtraHeader>,
     /// IdP claims copied into the assertion as top-level claims.
     pub assertion_claims: Vec<String>,
+    /// Headers with how the user authenticated (step-up): the context
+    /// class, the methods (comma-separated) and the time (unix seconds).
+    /// Not sent unless named; stripped from clients when named.
+    pub acr: Option<String>,
+    pub amr: Option<String>,
+    pub auth_time: Option<String>,
 }
 
 /// `[[headers.extra]]`: one header from an IdP claim (OIDC) or attribute
@@ -501,6 +516,17 @@ pub struct ExtraHeader {
 }
 
 impl HeadersConfig {
+    /// The step-up headers that are configured, by key.
+    pub fn auth_fact_headers(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("acr", self.acr.as_ref()),
+            ("amr", self.amr.as_ref()),
+            ("auth_time", self.auth_time.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+    }
+
     /// The claims a session of a connection keeps, as `(name, source)`:
     /// `name` is what `[[headers.extra]]` and `assertion_claims` call the
     /// claim, `source` the IdP's claim or attribute it is read from — the
@@ -554,6 +580,9 @@ impl Default for HeadersConfig {
             signing_key: None,
             extra: Vec::new(),
             assertion_claims: Vec::new(),
+            acr: None,
+            amr: None,
+            auth_time: None,
         }
     }
 }
@@ -871,6 +900,11 @@ pub struct ConnectionConfig {
     /// connection, instead of the `[[headers.extra]]` default.
     #[serde(default)]
     pub header_claims: std::collections::BTreeMap<String, String>,
+    /// Step-up: a route's acr name → this IdP's value for it (an OIDC
+    /// `acr`, a SAML `AuthnContextClassRef`). Unmapped names are sent as
+    /// they are.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub acr_map: std::collections::BTreeMap<String, String>,
 }
 
 /// A SAML connection: who the IdP is, which keys it signs with, what this

@@ -85,6 +85,12 @@ impl PublicUrls {
         self.path("login")
     }
 
+    /// `{prefix}step-up`: a fresh login at the session's own connection,
+    /// asking the IdP for a stronger or more recent authentication.
+    pub fn step_up_path(&self) -> String {
+        self.path("step-up")
+    }
+
     /// `{prefix}logout`: the logout page and its form's action.
     pub fn logout_path(&self) -> String {
         self.path("logout")

@@ -47,6 +47,7 @@ pub(crate) fn router(state: Arc<Generation>) -> Router {
         )
         .route("/jwks.json", get(handlers::jwks))
         .route("/session", get(handlers::whoami))
+        .route("/step-up", get(sso::step_up))
         .route("/sso/{id}/start", get(sso::start))
         .route("/sso/{id}/test", get(sso::test))
         .route("/sso/{id}/callback", get(sso::callback).post(sso::callback))

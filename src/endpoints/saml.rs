@@ -80,7 +80,9 @@ pub(super) async fn acs(
         form,
     };
     match conn.finish_unsolicited(&req).await {
-        Ok((login, return_to)) => sign_in(&refuser, login, current, now, return_to, None).await,
+        Ok((login, return_to)) => {
+            sign_in(&refuser, login, current, now, return_to, None, None).await
+        }
         Err(e) => refuser.refuse(e.reason, &e.detail, None),
     }
 }

@@ -133,7 +133,127 @@ pub(super) async fn start(
 ) -> Response {
     let rid = request_id.map(|r| r.0.0).unwrap_or_default();
     let return_to = state.returns.check(&q.return_to).unwrap_or("/").to_owned();
-    begin(&state, &rid, &id, return_to, q.login_hint, false, &headers).await
+    begin(
+        &state,
+        &rid,
+        &id,
+        return_to,
+        q.login_hint,
+        false,
+        &headers,
+        None,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub(super) struct StepUpQuery {
+    #[serde(default)]
+    return_to: String,
+    #[serde(default)]
+    acr_values: Option<String>,
+    #[serde(default)]
+    max_age: Option<String>,
+}
+
+/// Most acr names a step-up may ask for.
+const MAX_STEP_UP_ACR: usize = 16;
+
+/// What `acr_values` and `max_age` ask for, or why they can't be read.
+fn step_up_demand(q: &StepUpQuery) -> Result<(Vec<String>, Option<u64>), &'static str> {
+    let acr: Vec<String> = match &q.acr_values {
+        None => Vec::new(),
+        Some(v) => v.split(' ').map(str::to_owned).collect(),
+    };
+    if acr.len() > MAX_STEP_UP_ACR || acr.iter().any(|a| !crate::config::is_acr(a)) {
+        return Err("acr_values");
+    }
+    let max_age = match &q.max_age {
+        None => None,
+        Some(m) => match m.parse::<u64>() {
+            Ok(s)
+                if (1..=crate::config::MAX_STEP_UP_AGE_SECONDS).contains(&s)
+                    && !m.starts_with('+') =>
+            {
+                Some(s)
+            }
+            _ => return Err("max_age"),
+        },
+    };
+    if acr.is_empty() && max_age.is_none() {
+        return Err("nothing asked");
+    }
+    Ok((acr, max_age))
+}
+
+/// `GET {prefix}step-up?return_to=…&acr_values=…&max_age=…`: where the
+/// gate sends a browser whose session is too weak for a route. A fresh
+/// login at the session's own connection (so its tenant), asking the IdP
+/// for the route's acr and max_age; the callback checks what the IdP
+/// achieved and replaces the session. Without a session this is the
+/// login page's job. The query only says what to ask for: the gate checks
+/// the new session against the route again, so asking for less gains
+/// nothing.
+pub(super) async fn step_up(
+    State(state): State<Arc<Generation>>,
+    Query(q): Query<StepUpQuery>,
+    headers: HeaderMap,
+    Extension(current): Extension<CurrentSession>,
+    request_id: Option<Extension<RequestId>>,
+) -> Response {
+    let rid = request_id.map(|r| r.0.0).unwrap_or_default();
+    let return_to = state.returns.check(&q.return_to).unwrap_or("/").to_owned();
+    let Some(session) = current.0 else {
+        let login = format!(
+            "{}?return_to={}",
+            state.auth.urls.login_path(),
+            enc(&return_to)
+        );
+        return (StatusCode::FOUND, [(header::LOCATION, login)]).into_response();
+    };
+    let (acr, max_age) = match step_up_demand(&q) {
+        Ok(d) => d,
+        Err(what) => {
+            tracing::info!(request_id = %rid, what, "step-up request not understood");
+            let body = message("Bad request", "This sign-in link is not valid.", None, &rid);
+            return (StatusCode::BAD_REQUEST, Html(body)).into_response();
+        }
+    };
+    let p = &session.principal;
+    let connection = p.connection.clone().unwrap_or_default();
+    let tenant = p.tenant.clone().unwrap_or_else(|| "unknown".into());
+    match state.auth.registry.get(&connection) {
+        Some(reg) if p.tenant.as_deref() == Some(reg.tenant.as_str()) => {}
+        _ => {
+            return refuse(
+                &state,
+                &rid,
+                &tenant,
+                "unknown",
+                "step_up_unsupported",
+                "the session was not made by a configured SSO connection of its tenant",
+                None,
+            );
+        }
+    }
+    let flow = crate::auth::StepUpFlow {
+        acr,
+        max_age,
+        user_id: p.user_id.clone(),
+        subject: session.idp.as_ref().map(|i| i.subject.clone()),
+    };
+    let hint = Some(p.email.clone());
+    begin(
+        &state,
+        &rid,
+        &connection,
+        return_to,
+        hint,
+        false,
+        &headers,
+        Some(flow),
+    )
+    .await
 }
 
 /// `GET {prefix}saml/{id}/metadata`: this SP's metadata for the IdP admin.
@@ -222,11 +342,12 @@ pub(super) async fn test(
         }
         Err(e) => return refuse(&state, &rid, &tenant, &id, "store", &e.to_string(), None),
     }
-    begin(&state, &rid, &id, "/".into(), None, true, &headers).await
+    begin(&state, &rid, &id, "/".into(), None, true, &headers, None).await
 }
 
 /// Starts a flow at connection `id`: protocol redirect plus flow cookie,
 /// and the expiry of this browser's oldest flows beyond the per-browser cap.
+#[allow(clippy::too_many_arguments)]
 async fn begin(
     state: &Generation,
     rid: &str,
@@ -235,6 +356,7 @@ async fn begin(
     login_hint: Option<String>,
     test: bool,
     headers: &HeaderMap,
+    step_up: Option<crate::auth::StepUpFlow>,
 ) -> Response {
     let Some(reg) = state.auth.registry.get(id) else {
         return refuse(
@@ -262,6 +384,7 @@ async fn begin(
         relay: relay.clone(),
         login_hint: login_hint.filter(|h| !h.is_empty() && h.len() <= 320),
         callback_url: state.auth.urls.sso_callback(id),
+        step_up: step_up.as_ref().map(|f| f.ask(&reg.config)),
     };
     let started = match reg.connection.start(&ctx).await {
         Ok(s) => s,
@@ -273,6 +396,7 @@ async fn begin(
         state: started.state,
         created_at: crate::clock::now(),
         test,
+        step_up,
     };
     let Some(cookie) = state.auth.flow.seal(&relay, &flow) else {
         return refuse(
@@ -520,19 +644,35 @@ pub(super) async fn finish_flow(
             return refuser.refuse(e.reason, &e.detail, Some(&relay));
         }
     };
-    sign_in(refuser, login, current, now, flow.return_to, Some(&relay)).await
+    let step_up = flow.step_up.as_ref();
+    sign_in(
+        refuser,
+        login,
+        current,
+        now,
+        flow.return_to,
+        Some(&relay),
+        step_up,
+    )
+    .await
 }
 
 /// A verified login becomes a session: policy, a fresh session replacing
 /// the browser's old one, the redirect to `return_to`. Shared by the
 /// callback and SAML's IdP-initiated ACS.
+///
+/// A step-up login must meet what was asked (acr, auth_time) and be the
+/// same user; it then replaces the weaker session like any login does (a
+/// new id, the old record revoked), so the weak session can't open the
+/// route, even from a copied cookie.
 pub(super) async fn sign_in(
     refuser: &Refuser<'_>,
-    login: crate::auth::VerifiedLogin,
+    mut login: crate::auth::VerifiedLogin,
     current: CurrentSession,
     now: i64,
     return_to: String,
     relay: Option<&str>,
+    step_up: Option<&crate::auth::StepUpFlow>,
 ) -> Response {
     let (state, rid, tenant_id, id) = (
         refuser.state,
@@ -550,6 +690,25 @@ pub(super) async fn sign_in(
     let Some(tenant) = state.auth.tenant(tenant_id) else {
         return refuser.refuse("internal", "tenant vanished", relay);
     };
+    let conn = state.auth.registry.get(id).map(|r| &r.config);
+    auth::step_up::normalize(&mut login, conn);
+    if let Some(s) = step_up
+        && let Err(e) = s.check(&login, now, conn.map_or(120, auth::step_up::skew))
+    {
+        return refuser.refuse(e.reason, &e.detail, relay);
+    }
+    if let Some(want) = step_up.and_then(|s| s.subject.as_deref())
+        && login.subject != want
+    {
+        return refuser.refuse(
+            "step_up_user",
+            &format!(
+                "step-up of subject {want:?} answered for {:?}",
+                login.subject
+            ),
+            relay,
+        );
+    }
     let principal = match auth::complete(
         &login,
         tenant,
@@ -572,6 +731,18 @@ pub(super) async fn sign_in(
             return refuser.refuse(f.reason, &f.detail, relay);
         }
     };
+    if let Some(s) = step_up
+        && s.user_id != principal.user_id
+    {
+        return refuser.refuse(
+            "step_up_user",
+            &format!(
+                "step-up of user {} signed in user {}",
+                s.user_id, principal.user_id
+            ),
+            relay,
+        );
+    }
     // A new login replaces whatever session the browser had (no fixation,
     // no orphans).
     if let Some(old) = current.0 {

@@ -190,6 +190,16 @@ impl AssertionSigner {
             "exp": now + self.lifetime as i64,
         });
         if let Some(obj) = claims.as_object_mut() {
+            // How the user authenticated (step-up), when known.
+            if let Some(acr) = &p.auth.acr {
+                obj.insert("acr".into(), json!(acr));
+            }
+            if !p.auth.amr.is_empty() {
+                obj.insert("amr".into(), json!(p.auth.amr));
+            }
+            if let Some(t) = p.auth.auth_time {
+                obj.insert("auth_time".into(), json!(t));
+            }
             for name in &self.claims {
                 let value = match p.claims.get(name).map(Vec::as_slice) {
                     None | Some([]) => continue,
@@ -290,6 +300,22 @@ mod tests {
         assert!(claims.get("absent").is_none());
         assert!(claims.get("unlisted").is_none());
         assert_eq!(claims["sub"], "u");
+        // no authentication facts: no such claims
+        for c in ["acr", "amr", "auth_time"] {
+            assert!(claims.get(c).is_none(), "{c}");
+        }
+        let stepped = Principal {
+            auth: crate::identity::AuthFacts {
+                acr: Some("mfa".into()),
+                amr: vec!["pwd".into(), "otp".into()],
+                auth_time: Some(990),
+            },
+            ..p
+        };
+        let claims = payload(&s.sign(&stepped, 1000).unwrap());
+        assert_eq!(claims["acr"], "mfa");
+        assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp"]));
+        assert_eq!(claims["auth_time"], 990);
     }
 
     #[test]

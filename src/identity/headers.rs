@@ -18,6 +18,9 @@ enum Field {
     Roles,
     Tenant,
     PrincipalType,
+    Acr,
+    Amr,
+    AuthTime,
 }
 
 /// Request-rewriting headers (IIS, Symfony, Laravel, Zend let them override
@@ -74,7 +77,16 @@ impl HeaderPlan {
         ];
         let mut inject = Vec::new();
         let mut strip = HashSet::new();
-        for (name, field) in fields {
+        // Step-up headers only when named.
+        let facts = cfg.auth_fact_headers().map(|(k, name)| {
+            let field = match k {
+                "acr" => Field::Acr,
+                "amr" => Field::Amr,
+                _ => Field::AuthTime,
+            };
+            (name, field)
+        });
+        for (name, field) in fields.into_iter().chain(facts) {
             inject.push((HeaderName::from_bytes(name.as_bytes())?, field));
             strip.insert(normalize_header_name(name));
         }
@@ -156,6 +168,9 @@ impl HeaderPlan {
                 Field::Roles => Some(join_list(&p.roles)),
                 Field::Tenant => p.tenant.as_deref().map(sanitize),
                 Field::PrincipalType => Some(p.kind.as_str().to_owned()),
+                Field::Acr => p.auth.acr.as_deref().map(sanitize),
+                Field::Amr => (!p.auth.amr.is_empty()).then(|| join_list(&p.auth.amr)),
+                Field::AuthTime => p.auth.auth_time.map(|t| t.to_string()),
             };
             if let Some(v) = raw.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 out.push((name.clone(), v));
@@ -320,6 +335,56 @@ mod tests {
             connection: None,
             ..Principal::default()
         }
+    }
+
+    #[test]
+    fn step_up_headers_only_when_named_and_always_stripped() {
+        let names = |v: &[(HeaderName, HeaderValue)]| {
+            v.iter()
+                .map(|(n, v)| format!("{n}={}", v.to_str().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let mut p = principal();
+        p.auth = crate::identity::AuthFacts {
+            acr: Some("urn:x:mfa".into()),
+            amr: vec!["pwd".into(), "otp".into()],
+            auth_time: Some(1_700_000_000),
+        };
+        let plain = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
+        assert!(
+            !names(&plain.values(&p))
+                .iter()
+                .any(|h| h.contains("acr") || h.contains("auth"))
+        );
+        let cfg = HeadersConfig {
+            acr: Some("X-Forwarded-Acr".into()),
+            amr: Some("X-Forwarded-Amr".into()),
+            auth_time: Some("X-Forwarded-Auth-Time".into()),
+            ..HeadersConfig::default()
+        };
+        let plan = HeaderPlan::compile(&cfg).unwrap();
+        let got = names(&plan.values(&p));
+        for want in [
+            "x-forwarded-acr=urn:x:mfa",
+            "x-forwarded-amr=pwd,otp",
+            "x-forwarded-auth-time=1700000000",
+        ] {
+            assert!(got.iter().any(|h| h == want), "{want}: {got:?}");
+        }
+        // unknown facts: the header is absent, and empty in forward-auth answers
+        let bare = principal();
+        assert!(!names(&plan.values(&bare)).iter().any(|h| h.contains("acr")));
+        assert!(names(&plan.response_values(Some(&bare))).contains(&"x-forwarded-acr=".to_owned()));
+        // a client's copy goes, in any spelling
+        let mut h = HeaderMap::new();
+        h.insert("x_forwarded_acr", HeaderValue::from_static("mfa"));
+        h.insert(
+            "X-Forwarded-Auth-Time",
+            HeaderValue::from_static("9999999999"),
+        );
+        h.insert("x-forwarded-amr", HeaderValue::from_static("hwk"));
+        assert_eq!(plan.headers_to_strip(&h, false).len(), 3);
+        assert!(plain.headers_to_strip(&h, false).is_empty());
     }
 
     /// The extra headers of the tests: one value, and a joined list.

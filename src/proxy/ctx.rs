@@ -136,6 +136,8 @@ pub(super) enum OutcomeKind {
     Error,
     /// A forward-auth endpoint told the host proxy to let a request through.
     ForwardAuthAllow,
+    /// A session too weak for the route: a fresh login or an RFC 9470 401.
+    StepUp,
 }
 
 impl OutcomeKind {
@@ -153,6 +155,7 @@ impl OutcomeKind {
             OutcomeKind::Refused => "refused",
             OutcomeKind::Error => "error",
             OutcomeKind::ForwardAuthAllow => "forward_auth_allow",
+            OutcomeKind::StepUp => "step_up",
         }
     }
 }

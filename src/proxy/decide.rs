@@ -32,6 +32,8 @@ pub(crate) struct RequestView<'a> {
     /// The request's `Content-Type`, for telling a form post from an API
     /// call.
     pub(crate) content_type: Option<&'a str>,
+    /// Unix seconds, for step-up's `max_age`.
+    pub(crate) now: i64,
 }
 
 /// What Portcullis sees of the body of the request it decides.
@@ -147,6 +149,7 @@ pub(crate) fn decide_request<'t>(
     let facts = RequestFacts {
         path_and_query: view.path_and_query,
         wants_html: view.wants_html,
+        now: view.now,
     };
     Ok(Decided {
         outcome: gate::decide(&route, &facts, who, tables.login_path),
@@ -221,6 +224,7 @@ password_endpoints = [{ path = "/login" }]
             hosts: Ok(hosts.iter().map(|h| (*h).to_owned()).collect()),
             wants_html: false,
             content_type: None,
+            now: 0,
         }
     }
 

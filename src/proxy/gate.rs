@@ -14,7 +14,7 @@ use crate::redirect::safe_return_to;
 use super::canon::Ambiguity;
 use super::enforce::Refusal;
 use super::host::HostError;
-use super::routes::{Requirement, UpstreamConflict};
+use super::routes::{Requirement, StepUp, StepUpDemand, UpstreamConflict};
 
 /// The parts of a request the gate looks at.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct RequestFacts<'a> {
     pub path_and_query: &'a str,
     /// The client asked for HTML (a browser navigation).
     pub wants_html: bool,
+    /// Unix seconds, for step-up's `max_age`.
+    pub now: i64,
 }
 
 /// Who the request's credentials name: a session cookie or a bearer
@@ -90,6 +92,19 @@ pub enum Outcome {
         login_url: String,
         browser: bool,
     },
+    /// A session too weak for the route (step-up): browsers go through a
+    /// fresh login at their connection asking for `need`, APIs get a 401
+    /// naming it (RFC 9470).
+    StepUp(StepUpChallenge),
+}
+
+/// What a step-up asks for, and where the browser returns afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUpChallenge {
+    pub need: StepUp,
+    /// Path and query as received.
+    pub return_to: String,
+    pub browser: bool,
 }
 
 /// Why a request was refused before routing. Each is a label of
@@ -152,10 +167,21 @@ pub fn decide(
         // An optional route must not fail because the store is down.
         (Policy::Optional, _) => Outcome::Forward(None),
         (Policy::Required, Identity::Authenticated(p)) => {
-            if route.admits(p) {
-                Outcome::Forward(Some(p.clone()))
-            } else {
-                Outcome::Deny(Deny::Forbidden)
+            if !route.admits(p) {
+                return Outcome::Deny(Deny::Forbidden);
+            }
+            match route.step_up() {
+                StepUpDemand::None => Outcome::Forward(Some(p.clone())),
+                StepUpDemand::Demand(need) if need.satisfied_by(&p.auth, facts.now) => {
+                    Outcome::Forward(Some(p.clone()))
+                }
+                StepUpDemand::Demand(need) => Outcome::StepUp(StepUpChallenge {
+                    need,
+                    return_to: facts.path_and_query.to_owned(),
+                    browser: facts.wants_html,
+                }),
+                // misconfigured routes: no session can pass
+                StepUpDemand::Impossible => Outcome::Deny(Deny::Forbidden),
             }
         }
         (Policy::Required, Identity::Unknown) => Outcome::Deny(Deny::Unavailable),
@@ -246,6 +272,49 @@ pub fn is_browser_form(wants_html: bool, content_type: Option<&str>) -> bool {
         })
 }
 
+/// `step_up_path?return_to=…&acr_values=…&max_age=…`: the fresh login a
+/// step-up challenge asks for. The parameters only say what to ask the
+/// IdP; the gate checks the new session against the route again.
+pub fn step_up_redirect(step_up_path: &str, return_to: &str, need: &StepUp) -> String {
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(return_to, percent_encoding::NON_ALPHANUMERIC)
+            .collect();
+    format!("{step_up_path}?return_to={encoded}{}", step_up_params(need))
+}
+
+/// `&acr_values=…&max_age=…`, each only when asked for.
+pub fn step_up_params(need: &StepUp) -> String {
+    let mut q = String::new();
+    if !need.acr.is_empty() {
+        q.push_str("&acr_values=");
+        q.extend(percent_encoding::utf8_percent_encode(
+            &need.acr.join(" "),
+            percent_encoding::NON_ALPHANUMERIC,
+        ));
+    }
+    if let Some(m) = need.max_age {
+        q.push_str(&format!("&max_age={m}"));
+    }
+    q
+}
+
+/// RFC 9470's challenge: `Bearer error="insufficient_user_authentication"`
+/// with the acr names and `max_age` a new authentication must meet. The
+/// names are validated to hold no quote or backslash.
+pub fn step_up_www_authenticate(need: &StepUp) -> String {
+    let mut v = String::from(
+        "Bearer error=\"insufficient_user_authentication\", \
+         error_description=\"A different authentication level is required\"",
+    );
+    if !need.acr.is_empty() {
+        v.push_str(&format!(", acr_values=\"{}\"", need.acr.join(" ")));
+    }
+    if let Some(m) = need.max_age {
+        v.push_str(&format!(", max_age={m}"));
+    }
+    v
+}
+
 /// `login_path?return_to=<encoded same-origin path>`.
 pub fn login_redirect(login_path: &str, path_and_query: &str) -> String {
     let target = safe_return_to(path_and_query).unwrap_or("/");
@@ -253,6 +322,9 @@ pub fn login_redirect(login_path: &str, path_and_query: &str) -> String {
         percent_encoding::utf8_percent_encode(target, percent_encoding::NON_ALPHANUMERIC).collect();
     format!("{login_path}?return_to={encoded}")
 }
+
+#[cfg(test)]
+mod step_up_tests;
 
 #[cfg(test)]
 mod tests {
@@ -265,6 +337,7 @@ mod tests {
             allowed_groups: groups.iter().map(|s| Member::parse(s, &[])).collect(),
             allowed_roles: vec![],
             allowed_tenants: vec![],
+            step_up: Default::default(),
         }
     }
 
@@ -288,10 +361,12 @@ mod tests {
         let html = RequestFacts {
             path_and_query: "/app?x=1",
             wants_html: true,
+            now: 0,
         };
         let api = RequestFacts {
             path_and_query: "/api",
             wants_html: false,
+            now: 0,
         };
         let a = Identity::Authenticated(alice());
         use Outcome::*;
@@ -432,10 +507,12 @@ mod tests {
         let api = RequestFacts {
             path_and_query: "/api",
             wants_html: false,
+            now: 0,
         };
         let html = RequestFacts {
             path_and_query: "/app",
             wants_html: true,
+            now: 0,
         };
         let machine = Arc::new(Principal {
             user_id: "sa_1".into(),

@@ -75,6 +75,7 @@ pub fn internal_limit(mount: &str, method: &Method, path: &str) -> Option<Limit>
         (Some(_), None, None, None) if is(a, "login") && method == Method::POST => {
             Some(Limit::LoginStart)
         }
+        (Some(_), None, None, None) if is(a, "step-up") => Some(Limit::LoginStart),
         (Some(_), Some(_), Some(_), None) if is(a, "sso") && is(c, "start") => {
             Some(Limit::LoginStart)
         }

@@ -144,6 +144,48 @@ pub(super) fn deny(
     }
 }
 
+/// A session too weak for the route: a browser is redirected to the
+/// step-up login (`location`); an API client gets RFC 9470's 401, whose
+/// `WWW-Authenticate` names what a new authentication must meet.
+pub(super) fn step_up(
+    c: &super::gate::StepUpChallenge,
+    location: &str,
+    wants_html: bool,
+    request_id: &str,
+) -> Reply {
+    if c.browser {
+        return redirect(location);
+    }
+    let text = "This resource needs a stronger or more recent sign-in.";
+    let reply = if wants_html {
+        Reply::new(
+            StatusCode::UNAUTHORIZED,
+            "text/html; charset=utf-8",
+            message(
+                "Sign-in required",
+                text,
+                Some((location, "Sign in again")),
+                request_id,
+            ),
+        )
+    } else {
+        let body = json!({
+            "error": "insufficient_user_authentication",
+            "message": text,
+            "request_id": request_id,
+        });
+        Reply::new(
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            body.to_string(),
+        )
+    };
+    reply.header(
+        http::header::WWW_AUTHENTICATE,
+        &super::gate::step_up_www_authenticate(&c.need),
+    )
+}
+
 /// The page shown when the app can't be reached.
 pub(super) fn bad_gateway(code: u16, wants_html: bool, request_id: &str) -> Reply {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::{Config, Policy, RouteConfig};
-use crate::identity::Principal;
+use crate::identity::{AuthFacts, Principal};
 
 use super::canon::Readings;
 
@@ -78,6 +78,47 @@ pub struct RouteMatch {
     pub allowed_roles: Vec<Member>,
     /// ...and, when non-empty, to belong to one of these tenants.
     pub allowed_tenants: Vec<String>,
+    /// What the authentication itself must have been (step-up).
+    pub step_up: StepUp,
+}
+
+/// A route's demands on how and when the user authenticated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepUp {
+    /// The session's acr must be one of these (empty: any).
+    pub acr: Vec<String>,
+    /// The IdP authenticated the user at most this many seconds ago.
+    pub max_age: Option<u64>,
+}
+
+impl StepUp {
+    pub fn is_empty(&self) -> bool {
+        self.acr.is_empty() && self.max_age.is_none()
+    }
+
+    /// Does an authentication with `auth` meet this at `now` (unix
+    /// seconds)? A missing acr or time never does when one is asked for.
+    pub fn satisfied_by(&self, auth: &AuthFacts, now: i64) -> bool {
+        let acr_ok = self.acr.is_empty()
+            || auth
+                .acr
+                .as_ref()
+                .is_some_and(|a| self.acr.iter().any(|x| x == a));
+        let age_ok = self.max_age.is_none_or(|max| {
+            auth.auth_time
+                .is_some_and(|t| now.saturating_sub(t) <= i64::try_from(max).unwrap_or(i64::MAX))
+        });
+        acr_ok && age_ok
+    }
+}
+
+/// The step-up demand of several routes at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepUpDemand {
+    None,
+    Demand(StepUp),
+    /// The routes' acr lists have no name in common: nothing satisfies.
+    Impossible,
 }
 
 impl RouteMatch {
@@ -87,6 +128,7 @@ impl RouteMatch {
             allowed_groups: Vec::new(),
             allowed_roles: Vec::new(),
             allowed_tenants: Vec::new(),
+            step_up: StepUp::default(),
         }
     }
 
@@ -125,6 +167,16 @@ impl<'a> Requirement<'a> {
         }
     }
 
+    /// Several routes' demands at once (tests of the conjunction).
+    #[cfg(test)]
+    pub fn of_all(ms: &[&'a RouteMatch]) -> Self {
+        let mut r = Self::of(ms[0]);
+        for m in &ms[1..] {
+            r.add(m);
+        }
+        r
+    }
+
     fn add(&mut self, m: &'a RouteMatch) {
         if !std::ptr::eq(self.first, m) && !self.more.iter().any(|x| std::ptr::eq(*x, m)) {
             self.more.push(m);
@@ -147,6 +199,34 @@ impl<'a> Requirement<'a> {
     /// `p` meets every route's conditions.
     pub fn admits(&self, p: &Principal) -> bool {
         self.routes().all(|r| r.admits(p))
+    }
+
+    /// The conjunction of the routes' step-up demands: an acr in every
+    /// route's list (the first route's order), the shortest `max_age`.
+    pub fn step_up(&self) -> StepUpDemand {
+        let mut need = StepUp::default();
+        let mut acr_listed = false;
+        for r in self.routes() {
+            if !r.step_up.acr.is_empty() {
+                if acr_listed {
+                    need.acr.retain(|a| r.step_up.acr.contains(a));
+                } else {
+                    need.acr = r.step_up.acr.clone();
+                    acr_listed = true;
+                }
+            }
+            need.max_age = match (need.max_age, r.step_up.max_age) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if acr_listed && need.acr.is_empty() {
+            StepUpDemand::Impossible
+        } else if need.is_empty() {
+            StepUpDemand::None
+        } else {
+            StepUpDemand::Demand(need)
+        }
     }
 
     /// More than one route applied: the readings disagreed.
@@ -391,6 +471,11 @@ fn compile_route(r: &RouteConfig, tenant_ids: &[&str], upstream: Option<usize>) 
                 .map(|g| Member::parse(g, tenant_ids))
                 .collect(),
             allowed_tenants: r.allowed_tenants.clone(),
+            step_up: StepUp {
+                acr: r.acr.clone(),
+                // validated: parses, at most a year
+                max_age: r.max_age.as_ref().and_then(|d| d.seconds().ok()),
+            },
         },
     }
 }

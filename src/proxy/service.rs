@@ -19,7 +19,7 @@ use super::ctx::{BodyStage, CookieRejection, Ctx, OutcomeKind, RouteKind, Upstre
 use super::decide::{self, BodySight, Known, Need, RequestView};
 use super::enforce;
 use super::forward::{Downstream, rewrite};
-use super::gate::{Identity, Outcome, Routing, Submission};
+use super::gate::{self, Identity, Outcome, Routing, Submission};
 use super::host;
 use super::mount::ScimMount;
 use super::ratelimit::{self, RateLimiter};
@@ -367,6 +367,15 @@ pub(super) fn own_answer(
             };
             (OutcomeKind::LoginRefused, reply)
         }
+        Outcome::StepUp(c) => {
+            let to = crate::redirect::safe_return_to(&c.return_to).unwrap_or("/");
+            let location = gate::step_up_redirect(&g.auth.urls.step_up_path(), to, &c.need);
+            tracing::info!(request_id = %rid, browser = c.browser, "session too weak for the route: step-up");
+            (
+                OutcomeKind::StepUp,
+                respond::step_up(&c, &location, ctx.wants_html, rid),
+            )
+        }
     };
     Ok((kind, reply))
 }
@@ -429,6 +438,7 @@ impl ProxyHttp for PortcullisProxy {
             hosts,
             wants_html: ctx.wants_html,
             content_type: content_type.as_deref(),
+            now: crate::clock::now(),
         };
         let tables = st.tables();
         let mut known = Known::default();

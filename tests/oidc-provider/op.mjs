@@ -16,11 +16,19 @@
 // (alice@acme.com) at once, and consent is implied for this first-party
 // client, so a plain HTTP client can complete the flow. Logout keeps the
 // provider's own confirmation form (the test posts it).
+// Step-up: the provider knows two context classes (ACR_PWD, ACR_MFA) and
+// honours `acr_values` like a real IdP doing MFA: a session below the
+// requested class is sent through the login again, which then achieves
+// the first requested class it knows. (Its ID tokens carry `acr` only when
+// `acr_values` asked for one, and never `amr` without a `claims` request.)
+// `max_age` is the provider's own. GET /__test/next-login?acr=…&age=…
+// makes the next login misbehave: report `acr` whatever was asked, and an
+// authentication `age` seconds old.
 // Prints one JSON line `{"issuer": …}` on stdout when it is listening.
 
 import http from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
-import Provider, { errors } from 'oidc-provider';
+import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
 // stdout carries only the ready line; everything else goes to stderr.
 console.log = console.error;
@@ -51,6 +59,28 @@ const ACCOUNT = {
   employee_id: 4711,
   badges: ['first-aid', 'fire, safety'],
 };
+
+const ACR_PWD = 'urn:portcullis:test:pwd';
+const ACR_MFA = 'urn:portcullis:test:mfa';
+const ACRS = [ACR_PWD, ACR_MFA];
+
+// The next login's misbehaviour, set by /__test/next-login.
+let nextLogin = {};
+
+const requestedAcrs = (oidc) => (oidc.params.acr_values || '').split(' ').filter(Boolean);
+
+const policy = interactionPolicy.base();
+policy.get('login').checks.add(new interactionPolicy.Check(
+  'acr_values_unmet',
+  'the session is below the requested authentication context class',
+  (ctx) => {
+    const requested = requestedAcrs(ctx.oidc);
+    if (requested.length && !requested.includes(ctx.oidc.acr) && !ctx.oidc.result?.login) {
+      return interactionPolicy.Check.REQUEST_PROMPT;
+    }
+    return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+  },
+));
 
 const clientAuth = process.env.CLIENT_JWKS
   ? {
@@ -83,14 +113,22 @@ const provider = new Provider(issuer, {
       backchannel_logout_uri: env('BACKCHANNEL_URI'),
       backchannel_logout_session_required: true,
       grant_types: ['authorization_code'],
+      // every ID token says when the user authenticated (step-up's max_age)
+      require_auth_time: true,
       response_types: ['code'],
       ...clientAuth,
     },
   ],
   jwks: { keys: [jwk] },
+  acrValues: ACRS,
+  interactions: { policy },
   cookies: { keys: ['interop-cookie-key-not-secret'] },
   scopes: ['openid', 'email', 'profile', 'groups', 'org'],
   claims: {
+    // the ID token's acr and auth_time (step-up); the provider includes
+    // them when asked for (acr_values, max_age, require_auth_time)
+    acr: null,
+    auth_time: null,
     openid: ['sub'],
     email: ['email', 'email_verified'],
     profile: ['name'],
@@ -163,6 +201,12 @@ provider.on('server_error', (ctx, err) => console.error('op: server_error', err)
 
 const callback = provider.callback();
 const server = http.createServer(async (req, res) => {
+  if (req.url.startsWith('/__test/next-login')) {
+    const q = new URL(req.url, issuer).searchParams;
+    nextLogin = { acr: q.get('acr') || undefined, age: Number(q.get('age') || 0) };
+    res.end('ok');
+    return;
+  }
   if (req.url.startsWith('/interaction/')) {
     try {
       const details = await provider.interactionDetails(req, res);
@@ -171,7 +215,14 @@ const server = http.createServer(async (req, res) => {
         res.end(`unexpected prompt ${details.prompt.name}`);
         return;
       }
-      await provider.interactionFinished(req, res, { login: { accountId: ACCOUNT.sub } }, {
+      const requested = (details.params.acr_values || '').split(' ').filter((a) => ACRS.includes(a));
+      const acr = nextLogin.acr || requested[0] || ACR_PWD;
+      const amr = acr === ACR_MFA ? ['pwd', 'otp'] : ['pwd'];
+      const ts = Math.floor(Date.now() / 1000) - (nextLogin.age || 0);
+      nextLogin = {};
+      await provider.interactionFinished(req, res, {
+        login: { accountId: ACCOUNT.sub, acr, amr, ts },
+      }, {
         mergeWithLastSubmission: false,
       });
     } catch (err) {

@@ -190,6 +190,50 @@ pub fn to_login(
     })
 }
 
+/// Longest `amr` list kept, and longest method name.
+const MAX_AMR: usize = 16;
+const MAX_AMR_BYTES: usize = 64;
+
+/// How the provider authenticated the user, from the ID token: `acr` (a
+/// string the routes can name: printable, no spaces or quotes — anything
+/// else is dropped, so a step-up can't be met by it), `amr` (strings,
+/// bounded), `auth_time` (whole seconds; a fraction is cut).
+pub(crate) fn auth_facts(claims: &Map<String, Value>) -> crate::identity::AuthFacts {
+    let acr = claims
+        .get("acr")
+        .and_then(Value::as_str)
+        .filter(|a| crate::config::is_acr(a))
+        .map(str::to_owned);
+    let amr = claims
+        .get("amr")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .filter(|m| {
+                    !m.is_empty()
+                        && m.len() <= MAX_AMR_BYTES
+                        && m.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b',')
+                })
+                .take(MAX_AMR)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let auth_time = claims.get("auth_time").and_then(|v| {
+        v.as_i64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 1e15)
+                .map(|f| f as i64)
+        })
+    });
+    crate::identity::AuthFacts {
+        acr,
+        amr,
+        auth_time,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +252,33 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn auth_facts_are_bounded_and_typed() {
+        let f = auth_facts(&obj(json!({
+            "acr": "urn:mace:incommon:iap:silver",
+            "amr": ["pwd", "otp", 3, "", "a,b", "x".repeat(65)],
+            "auth_time": 1_700_000_000
+        })));
+        assert_eq!(f.acr.as_deref(), Some("urn:mace:incommon:iap:silver"));
+        assert_eq!(f.amr, ["pwd", "otp"]);
+        assert_eq!(f.auth_time, Some(1_700_000_000));
+        let f = auth_facts(&obj(
+            json!({"acr": "two words", "amr": "pwd", "auth_time": 1.7e9}),
+        ));
+        assert_eq!(
+            (f.acr, f.amr.len(), f.auth_time),
+            (None, 0, Some(1_700_000_000))
+        );
+        let f = auth_facts(&obj(json!({"acr": 2, "auth_time": "1700000000"})));
+        assert_eq!((f.acr, f.auth_time), (None, None));
+        let many: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+        assert_eq!(auth_facts(&obj(json!({"amr": many}))).amr.len(), 16);
+        assert_eq!(
+            auth_facts(&obj(json!({"auth_time": 1e300}))).auth_time,
+            None
+        );
     }
 
     #[test]

@@ -565,6 +565,16 @@ impl Connection for OidcConnection {
         for (k, v) in &self.cfg.extra_auth_params {
             req = req.add_extra_param(k.clone(), v.clone());
         }
+        // Step-up (OIDC Core 3.1.2.1): voluntary `acr_values` and
+        // `max_age`; the callback checks what the provider achieved.
+        if let Some(ask) = &ctx.step_up {
+            if !ask.acr_values.is_empty() {
+                req = req.add_extra_param("acr_values", ask.acr_values.join(" "));
+            }
+            if let Some(m) = ask.max_age {
+                req = req.add_extra_param("max_age", m.to_string());
+            }
+        }
         let (url, _, _) = req.url();
         Ok(LoginStart {
             redirect_to: url.to_string(),
@@ -652,6 +662,8 @@ impl Connection for OidcConnection {
                 now,
             )
             .await?;
+        // From the ID token alone, before userinfo adds anything.
+        let auth = super::claims::auth_facts(&claims);
         let (required, optional) = self.needs_userinfo(&claims);
         if self.cfg.userinfo && d.userinfo_endpoint.is_some() && (required || optional) {
             let sub = claims
@@ -697,6 +709,7 @@ impl Connection for OidcConnection {
             }
         }
         login.logout_hint = Some(id_token.to_string());
+        login.auth = auth;
         Ok(login)
     }
 

@@ -293,6 +293,14 @@ impl Connection for GithubConnection {
     }
 
     async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
+        // OAuth without OpenID Connect: no way to ask for, or learn, how
+        // the user authenticated.
+        if ctx.step_up.is_some() {
+            return Err(err(
+                "step_up_unsupported",
+                "GitHub reports no acr or authentication time",
+            ));
+        }
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut url = Url::parse(&self.authorize_url)
             .map_err(|e| err("config", format!("authorize_url: {e}")))?;

@@ -141,8 +141,30 @@ pub(super) fn to_login(
             "attributes": attrs,
         }),
         attributes: crate::auth::claims::flatten(&attrs),
+        auth: auth_facts(a),
         ..VerifiedLogin::default()
     })
+}
+
+/// How the IdP authenticated the user, from the (first) AuthnStatement:
+/// `AuthnContextClassRef` as the acr (dropped unless the routes could name
+/// it: printable, no spaces or quotes) and `AuthnInstant` as the time.
+/// SAML has no methods list.
+fn auth_facts(a: &Assertion) -> crate::identity::AuthFacts {
+    let statement = a.authn_statements.iter().flatten().next();
+    crate::identity::AuthFacts {
+        acr: statement
+            .and_then(|s| s.authn_context.as_ref())
+            .and_then(|c| c.value.as_ref())
+            .and_then(|r| r.value.as_deref())
+            .map(str::trim)
+            .filter(|v| crate::config::is_acr(v))
+            .map(str::to_owned),
+        amr: Vec::new(),
+        auth_time: statement
+            .and_then(|s| s.authn_instant)
+            .map(|t| t.timestamp()),
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +182,22 @@ mod tests {
     fn map(preset: &str) -> AttributeMap {
         let cfg: crate::config::SamlConfig = toml::from_str("").unwrap();
         super::super::preset_attributes(Some(preset), &cfg)
+    }
+
+    #[test]
+    fn authn_statement_gives_class_and_instant() {
+        let a: Assertion = format!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>idp</saml:Issuer><saml:Subject><saml:NameID Format="{EMAIL_FORMAT}">a@acme.com</saml:NameID></saml:Subject><saml:AuthnStatement AuthnInstant="2026-01-01T00:00:05Z"><saml:AuthnContext><saml:AuthnContextClassRef> urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor </saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement></saml:Assertion>"#
+        )
+        .parse()
+        .unwrap();
+        let l = to_login("c", &a, &map("okta")).unwrap();
+        assert_eq!(
+            l.auth.acr.as_deref(),
+            Some("urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor")
+        );
+        assert_eq!(l.auth.auth_time, Some(1_767_225_605));
+        assert!(l.auth.amr.is_empty());
     }
 
     #[test]
@@ -184,6 +222,8 @@ mod tests {
         assert_eq!(generic.name.as_deref(), Some("Bob Builder"));
         assert!(generic.raw_claims["attributes"]["firstName"][0] == "Bob");
 
+        // no AuthnStatement: no facts
+        assert_eq!(l.auth, crate::identity::AuthFacts::default());
         let mut none = map("okta");
         none.email = vec!["mail".into()];
         assert_eq!(to_login("c", &a, &none).unwrap_err().reason, "no_email");

@@ -315,6 +315,7 @@ impl Connection for SamlConnection {
             &trust.idp.sso_url,
             &self.acs_url,
             &self.sp_entity_id,
+            ctx.step_up.as_ref(),
         );
         let key = self.sp_key.as_deref().filter(|_| self.sign_requests);
         let redirect_to = redirect_url(&trust.idp.sso_url, &xml, &ctx.relay, key)

@@ -287,7 +287,7 @@ mod tests {
     }
 
     fn saml_request(acs: &str, issuer: &str) -> String {
-        let xml = authn_request_xml("_req1", "2026-01-01T00:00:00Z", "x", acs, issuer);
+        let xml = authn_request_xml("_req1", "2026-01-01T00:00:00Z", "x", acs, issuer, None);
         let url = redirect_url("http://idp/sso", &xml, "relay", None).unwrap();
         let q = url.split_once('?').unwrap().1;
         form_urlencoded::parse(q.as_bytes())

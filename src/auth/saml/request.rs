@@ -18,16 +18,38 @@ pub(super) fn new_request_id() -> String {
     format!("_{}", uuid::Uuid::new_v4().simple())
 }
 
-/// The AuthnRequest XML.
+/// The AuthnRequest XML. A step-up asks for its context classes with
+/// `RequestedAuthnContext Comparison="exact"` (SAML Core 3.3.2.2.1) and,
+/// when the route has a `max_age`, for a fresh authentication with
+/// `ForceAuthn="true"` (SAML has no maximum age).
 pub(super) fn authn_request_xml(
     id: &str,
     issue_instant: &str,
     destination: &str,
     acs_url: &str,
     sp_entity_id: &str,
+    step_up: Option<&crate::auth::StepUpAsk>,
 ) -> String {
+    let force = if step_up.is_some_and(|s| s.max_age.is_some()) {
+        r#" ForceAuthn="true""#
+    } else {
+        ""
+    };
+    let requested: String = match step_up {
+        Some(s) if !s.acr_values.is_empty() => format!(
+            r#"<samlp:RequestedAuthnContext Comparison="exact">{}</samlp:RequestedAuthnContext>"#,
+            s.acr_values
+                .iter()
+                .map(|c| format!(
+                    "<saml:AuthnContextClassRef>{}</saml:AuthnContextClassRef>",
+                    escape(c)
+                ))
+                .collect::<String>()
+        ),
+        _ => String::new(),
+    };
     format!(
-        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{}" Version="2.0" IssueInstant="{}" Destination="{}" AssertionConsumerServiceURL="{}" ProtocolBinding="{HTTP_POST_BINDING}"><saml:Issuer>{}</saml:Issuer><samlp:NameIDPolicy Format="{EMAIL_NAME_ID}" AllowCreate="true"/></samlp:AuthnRequest>"#,
+        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{}" Version="2.0" IssueInstant="{}" Destination="{}" AssertionConsumerServiceURL="{}" ProtocolBinding="{HTTP_POST_BINDING}"{force}><saml:Issuer>{}</saml:Issuer><samlp:NameIDPolicy Format="{EMAIL_NAME_ID}" AllowCreate="true"/>{requested}</samlp:AuthnRequest>"#,
         escape(id),
         escape(issue_instant),
         escape(destination),
@@ -96,7 +118,9 @@ mod tests {
             "https://idp/sso",
             "https://sp/acs",
             "https://sp/md",
+            None,
         );
+        assert!(!xml.contains("ForceAuthn") && !xml.contains("RequestedAuthnContext"));
         let url = redirect_url("https://idp/sso?x=1", &xml, "relay-1", None).unwrap();
         assert!(url.starts_with("https://idp/sso?x=1&SAMLRequest="));
         let q = url.split_once('?').unwrap().1;
@@ -113,5 +137,31 @@ mod tests {
         assert_eq!(out, xml);
         assert!(pairs.contains(&("RelayState".into(), "relay-1".into())));
         assert!(new_request_id().starts_with('_'));
+    }
+
+    #[test]
+    fn step_up_asks_for_classes_and_a_fresh_login() {
+        let ask = crate::auth::StepUpAsk {
+            acr_values: vec![
+                "urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor".into(),
+                "urn:x:<&>".into(),
+            ],
+            max_age: Some(300),
+        };
+        let xml = authn_request_xml("_a", "t", "d", "a", "s", Some(&ask));
+        assert!(xml.contains(r#" ForceAuthn="true">"#), "{xml}");
+        assert!(xml.contains(r#"<samlp:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress" AllowCreate="true"/><samlp:RequestedAuthnContext Comparison="exact"><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor</saml:AuthnContextClassRef><saml:AuthnContextClassRef>urn:x:&lt;&amp;&gt;</saml:AuthnContextClassRef></samlp:RequestedAuthnContext></samlp:AuthnRequest>"#), "{xml}");
+        let age_only = crate::auth::StepUpAsk {
+            acr_values: vec![],
+            max_age: Some(60),
+        };
+        let xml = authn_request_xml("_a", "t", "d", "a", "s", Some(&age_only));
+        assert!(xml.contains("ForceAuthn") && !xml.contains("RequestedAuthnContext"));
+        let acr_only = crate::auth::StepUpAsk {
+            acr_values: vec!["urn:y".into()],
+            max_age: None,
+        };
+        let xml = authn_request_xml("_a", "t", "d", "a", "s", Some(&acr_only));
+        assert!(!xml.contains("ForceAuthn") && xml.contains("RequestedAuthnContext"));
     }
 }

@@ -40,6 +40,7 @@ pub(super) fn connection<'a>(
         );
     }
     protocol_table(conn, key, dev_idp, c);
+    crate::config::step_up::acr_map(&conn.acr_map, key, c);
 }
 
 /// The protocol's table is required, the other protocol's is refused. A

@@ -62,6 +62,8 @@ pub(super) fn extra(cfg: &Config, c: &mut Collector<'_>) {
             );
         } else if let Some((field, _)) = identity
             .iter()
+            .copied()
+            .chain(h.auth_fact_headers())
             .find(|(_, n)| normalize_header_name(n) == normal)
         {
             c.push(

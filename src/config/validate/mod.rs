@@ -34,6 +34,7 @@ const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     listen::listeners,
     upstreams::upstreams,
     routes::routes,
+    super::step_up::routes,
     upstreams::routes,
     session::session,
     session::headers,

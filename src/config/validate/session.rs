@@ -96,7 +96,13 @@ pub(super) fn headers(cfg: &Config, c: &mut Collector<'_>) {
         .iter()
         .enumerate()
         .map(|(i, n)| (format!("strip[{i}]"), n));
-    for (k, name) in named.iter().map(|(k, n)| (k.to_string(), *n)).chain(strip) {
+    let facts = h.auth_fact_headers().map(|(k, n)| (k.to_string(), n));
+    for (k, name) in named
+        .iter()
+        .map(|(k, n)| (k.to_string(), *n))
+        .chain(facts)
+        .chain(strip)
+    {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             c.push(
                 format!("headers.{k}"),

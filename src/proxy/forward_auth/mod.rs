@@ -41,6 +41,8 @@ pub(crate) struct Plan {
     origin: String,
     /// `http` or `https`: `public_url`'s, for a description without one.
     default_scheme: String,
+    /// `{prefix}step-up`, where a step-up challenge sends browsers.
+    step_up_path: String,
 }
 
 /// One endpoint: where, and which convention it speaks.
@@ -85,6 +87,7 @@ impl Plan {
                 .collect(),
             origin,
             default_scheme: default_scheme.into(),
+            step_up_path: urls.step_up_path(),
         })
     }
 
@@ -477,6 +480,21 @@ pub(crate) fn answer(
             // a body too large to inspect is a 413 elsewhere
             own(outcome, nginx.then_some(403), login)
         }
+        // A browser goes to the step-up login like to the login page (nginx:
+        // a 401 naming it); an API client gets the RFC 9470 401.
+        Outcome::StepUp(c) if c.browser => {
+            let to = format!(
+                "{}{}",
+                return_location(plan, &plan.step_up_path, original, returns),
+                super::gate::step_up_params(&c.need)
+            );
+            if nginx {
+                own(Outcome::Deny(Deny::Unauthenticated), None, Some(to))
+            } else {
+                own(Outcome::Redirect(to), None, None)
+            }
+        }
+        Outcome::StepUp(c) => own(Outcome::StepUp(c), None, None),
     }
 }
 
@@ -484,6 +502,17 @@ pub(crate) fn answer(
 /// host is a configured return target, else to its path on Portcullis'
 /// own host (never anywhere a client named).
 pub(crate) fn login_location(
+    plan: &Plan,
+    login_path: &str,
+    original: &Original,
+    returns: &ReturnTargets,
+) -> String {
+    return_location(plan, login_path, original, returns)
+}
+
+/// `{public_url}{path}?return_to=…`, the return target chosen as for
+/// [`login_location`].
+fn return_location(
     plan: &Plan,
     login_path: &str,
     original: &Original,

@@ -74,6 +74,7 @@ impl PortcullisProxy {
             hosts: hosts(ep.convention, &orig, &session.req_header().headers),
             wants_html: ctx.wants_html,
             content_type: content_type.as_deref(),
+            now: crate::clock::now(),
         };
         let mut known = Known::default();
         let decided = loop {

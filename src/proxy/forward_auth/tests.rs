@@ -731,3 +731,55 @@ fn the_body_is_seen_only_where_the_host_proxy_shows_it() {
         Err(Refusal::Malformed("x-envoy-auth-partial-body"))
     );
 }
+
+/// Step-up answers the way the login does: browsers go to the step-up
+/// login (absolute, back to the original URL; nginx: a 401 naming it), API
+/// clients get the RFC 9470 401 in every convention.
+#[test]
+fn step_up_per_convention() {
+    use crate::proxy::gate::StepUpChallenge;
+    use crate::proxy::routes::StepUp;
+    let p = plan();
+    let o = orig(Method::GET, "https", "app.example.com", "/admin?x=1");
+    let ans = |c, outcome| answer(c, outcome, &o, &p, LOGIN, &returns());
+    let need = StepUp {
+        acr: vec!["mfa".into()],
+        max_age: Some(600),
+    };
+    let challenge = |browser| {
+        Outcome::StepUp(StepUpChallenge {
+            need: need.clone(),
+            return_to: "/admin?x=1".into(),
+            browser,
+        })
+    };
+    let to = "https://auth.example.com/.portcullis/step-up?return_to=https%3A%2F%2Fapp%2Eexample%2Ecom%2Fadmin%3Fx%3D1&acr_values=mfa&max_age=600";
+    assert_eq!(
+        ans(Convention::Nginx, challenge(true)),
+        Answer::Own {
+            outcome: Outcome::Deny(Deny::Unauthenticated),
+            status: None,
+            login: Some(to.into())
+        }
+    );
+    for c in [Convention::Forward, Convention::Envoy] {
+        assert_eq!(
+            ans(c, challenge(true)),
+            Answer::Own {
+                outcome: Outcome::Redirect(to.into()),
+                status: None,
+                login: None
+            }
+        );
+    }
+    for c in [Convention::Nginx, Convention::Forward, Convention::Envoy] {
+        assert_eq!(
+            ans(c, challenge(false)),
+            Answer::Own {
+                outcome: challenge(false),
+                status: None,
+                login: None
+            }
+        );
+    }
+}

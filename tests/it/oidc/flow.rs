@@ -310,6 +310,7 @@ async fn a_flow_without_pkce_verifier_is_refused_before_the_token_request() {
         state: json!({"nonce": "n-0123456789012345678901"}),
         created_at: portcullis::clock::now(),
         test: false,
+        step_up: None,
     };
     let cookie = codec.seal(&relay, &flow).unwrap();
     let cookie = cookie.split(';').next().unwrap();

@@ -42,7 +42,7 @@ fn op_dir() -> PathBuf {
 }
 
 pub(crate) struct NodeOp {
-    issuer: String,
+    pub(crate) issuer: String,
     _child: tokio::process::Child,
 }
 
@@ -168,7 +168,7 @@ fn absolute(base: &str, location: &str) -> String {
 
 /// Follows the provider's redirects (at most 10) with its cookies until it
 /// sends the browser away from itself; returns that URL.
-async fn through_op(op: &NodeOp, jar: &mut Jar, mut url: String) -> String {
+pub(crate) async fn through_op(op: &NodeOp, jar: &mut Jar, mut url: String) -> String {
     for _ in 0..10 {
         if !url.starts_with(&op.issuer) {
             return url;

@@ -2,3 +2,4 @@
 
 mod flow;
 pub(crate) mod interop;
+mod step_up;

@@ -965,3 +965,83 @@ async fn session_domain_cookie_reaches_every_protected_host() {
     let set = env.shared.generation().codec.seal(&token, now);
     assert!(set.contains("Domain=example.com"), "{set}");
 }
+
+/// Step-up in forward-auth mode, from the same gate: a session below the
+/// route's acr is sent to the step-up login (nginx: a 401 naming it;
+/// the others: a redirect), an API client gets RFC 9470's 401, and a strong
+/// enough session is allowed with its acr header.
+#[tokio::test(flavor = "multi_thread")]
+async fn step_up_routes_answer_as_in_proxy_mode() {
+    let env = TestEnv::with(Options {
+        extra: format!(
+            "{}\n[headers]\nacr = \"X-Forwarded-Acr\"\n\n[[routes]]\nprefix = \"/secure\"\npolicy = \"required\"\nacr = [\"mfa\"]\nmax_age = 600\n",
+            forward_auth("\"127.0.0.1/32\"")
+        ),
+        session_extra: SESSION_DOMAIN.into(),
+        ..Default::default()
+    })
+    .await;
+    let now = portcullis::clock::now();
+    let with = |acr: &str, auth_time: i64| portcullis::identity::Principal {
+        auth: portcullis::identity::AuthFacts {
+            acr: Some(acr.into()),
+            amr: vec![],
+            auth_time: Some(auth_time),
+        },
+        ..principal("alice@example.com", &[])
+    };
+    let weak = env.mint(&with("pwd", now)).await;
+    let stale = env.mint(&with("mfa", now - 3600)).await;
+    let strong = env.mint(&with("mfa", now)).await;
+    let step_up = "http://127.0.0.1:";
+    for session in [&weak, &stale] {
+        // nginx, a browser: 401 naming the step-up login (absolute)
+        let r = nginx(&env, "GET", "/secure/x")
+            .header("accept", "text/html")
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let login = r.headers()["x-portcullis-login"].to_str().unwrap();
+        assert!(
+            login.starts_with(step_up)
+                && login.contains("/.portcullis/step-up?return_to=http%3A%2F%2Fapp%2Eexample%2Ecom%2Fsecure%2Fx&acr_values=mfa&max_age=600"),
+            "{login}"
+        );
+        // Caddy/Traefik, a browser: a redirect there
+        let r = forward(&env, "GET", "/secure/x")
+            .header("accept", "text/html")
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        assert!(
+            r.headers()["location"]
+                .to_str()
+                .unwrap()
+                .contains("/.portcullis/step-up?")
+        );
+        // Envoy, an API client: RFC 9470
+        let r = envoy(&env, "/secure/x")
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains("insufficient_user_authentication")
+                && challenge.contains("acr_values=\"mfa\", max_age=600"),
+            "{challenge}"
+        );
+    }
+    let r = forward(&env, "GET", "/secure/x")
+        .header("cookie", &strong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-forwarded-acr"], "mfa");
+}

@@ -246,6 +246,7 @@ async fn metadata_file_without_a_certificate_is_a_startup_error_with_one_it_load
             relay: "r".into(),
             login_hint: None,
             callback_url: String::new(),
+            step_up: None,
         })
         .await
         .unwrap();

@@ -7,3 +7,4 @@ mod hardening;
 pub(crate) mod interop;
 mod metadata_url;
 mod slo;
+mod step_up;
