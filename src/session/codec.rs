@@ -350,12 +350,18 @@ mod tests {
     fn named_values_are_bound_to_their_name_and_keys() {
         let codec = CookieCodec::new(&cfg(&[K1])).unwrap();
         let sealed = codec.seal_named("portal", "hello").unwrap();
-        assert_eq!(codec.open_named("portal", &sealed).as_deref(), Some("hello"));
+        assert_eq!(
+            codec.open_named("portal", &sealed).as_deref(),
+            Some("hello")
+        );
         assert_eq!(codec.open_named("other", &sealed), None);
         assert_eq!(codec.open_named("portal", "garbage"), None);
         assert_eq!(codec.open_named("portal", &"A".repeat(5000)), None);
         let rotated = CookieCodec::new(&cfg(&[K2, K1])).unwrap();
-        assert_eq!(rotated.open_named("portal", &sealed).as_deref(), Some("hello"));
+        assert_eq!(
+            rotated.open_named("portal", &sealed).as_deref(),
+            Some("hello")
+        );
         let other = CookieCodec::new(&cfg(&[K2])).unwrap();
         assert_eq!(other.open_named("portal", &sealed), None);
     }

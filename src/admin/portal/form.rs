@@ -68,7 +68,8 @@ pub(crate) async fn parse(content_type: &str, body: bytes::Bytes) -> Result<Fiel
             }
         }
         "multipart/form-data" => {
-            let boundary = multer::parse_boundary(content_type).map_err(|_| FormError::Malformed)?;
+            let boundary =
+                multer::parse_boundary(content_type).map_err(|_| FormError::Malformed)?;
             let stream =
                 futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
             let mut mp = multer::Multipart::new(stream, boundary);

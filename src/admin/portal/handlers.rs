@@ -362,7 +362,11 @@ fn sso_page(a: &Access, status: StatusCode, errs: Errs) -> Response {
                 Kind::Oidc => "OpenID Connect".to_owned(),
                 Kind::Platform(_) => "Pre-configured, nothing to set up".to_owned(),
             };
-            (a.page(&format!("sso/new/{}", i.key)), i.name.to_owned(), kind)
+            (
+                a.page(&format!("sso/new/{}", i.key)),
+                i.name.to_owned(),
+                kind,
+            )
         })
         .collect();
     render(
@@ -392,7 +396,10 @@ pub(super) async fn reset_sso(Extension(a): Acc, Extension(f): Form) -> Response
         return sso_page(
             &a,
             StatusCode::BAD_REQUEST,
-            field_error("confirm", "Tick the box to confirm that everyone will be signed out."),
+            field_error(
+                "confirm",
+                "Tick the box to confirm that everyone will be signed out.",
+            ),
         );
     }
     match ops::reset_sso(a.cur.as_ref(), &a.actor, &a.tenant).await {
@@ -656,8 +663,7 @@ pub(super) async fn create_connection(
         return unknown_idp();
     };
     let cid = f.opt("id").unwrap_or_default();
-    if idp.kind == Kind::Saml && metadata_xml(&f).is_none() && f.opt("idp_metadata_url").is_none()
-    {
+    if idp.kind == Kind::Saml && metadata_xml(&f).is_none() && f.opt("idp_metadata_url").is_none() {
         return new_connection_page(
             &a,
             &idp,

@@ -209,17 +209,11 @@ pub fn router(portal: Portal) -> Router {
         .route(&format!("{setup}/{{token}}"), get(handlers::redeem))
         .nest(
             &setup,
-            pages().layer(middleware::from_fn_with_state(
-                portal.clone(),
-                setup_access,
-            )),
+            pages().layer(middleware::from_fn_with_state(portal.clone(), setup_access)),
         )
         .nest(
             &admin,
-            pages().layer(middleware::from_fn_with_state(
-                portal.clone(),
-                admin_access,
-            )),
+            pages().layer(middleware::from_fn_with_state(portal.clone(), admin_access)),
         )
         .route_layer(middleware::from_fn_with_state(limit, form::read_form))
         .with_state(portal)
@@ -228,7 +222,10 @@ pub fn router(portal: Portal) -> Router {
 fn pages() -> Router<Portal> {
     Router::new()
         .route("/", get(handlers::overview))
-        .route("/domains", get(handlers::domains).post(handlers::add_domain))
+        .route(
+            "/domains",
+            get(handlers::domains).post(handlers::add_domain),
+        )
         .route("/domains/verify", post(handlers::verify_domain))
         .route("/domains/remove", post(handlers::remove_domain))
         .route("/sso", get(handlers::sso))
@@ -244,8 +241,14 @@ fn pages() -> Router<Portal> {
             "/provisioning",
             get(handlers::provisioning).post(handlers::set_provisioning),
         )
-        .route("/provisioning/scim-token", post(handlers::rotate_scim_token))
-        .route("/enforce", get(handlers::enforce).post(handlers::set_enforce))
+        .route(
+            "/provisioning/scim-token",
+            post(handlers::rotate_scim_token),
+        )
+        .route(
+            "/enforce",
+            get(handlers::enforce).post(handlers::set_enforce),
+        )
         .route("/roles", get(handlers::roles).post(handlers::set_roles))
 }
 
@@ -375,8 +378,8 @@ async fn admin_access(
     guard(&p, access, &binding, req, next).await
 }
 
-/// Common to both: a POST must carry the CSRF token of this portal session
-/// and may not change a tenant of the configuration file.
+/// Common to both: a POST may not change a tenant of the configuration
+/// file, and must carry the CSRF token of this portal session.
 async fn guard(
     p: &Portal,
     access: Access,
@@ -385,6 +388,12 @@ async fn guard(
     next: Next,
 ) -> Response {
     if req.method() == axum::http::Method::POST {
+        // A file tenant is refused first: nothing changes either way, and
+        // its pages carry no forms (so no token) to begin with.
+        let ctx = access.cur.ctx();
+        if let Some(reason) = read_only(&ctx, &access.tenant) {
+            return message(StatusCode::CONFLICT, "Read-only", &reason);
+        }
         let given = req
             .extensions()
             .get::<Fields>()
@@ -398,10 +407,6 @@ async fn guard(
                 "Form expired",
                 "This form could not be accepted. Go back, reload the page and try again.",
             );
-        }
-        let ctx = access.cur.ctx();
-        if let Some(reason) = read_only(&ctx, &access.tenant) {
-            return message(StatusCode::CONFLICT, "Read-only", &reason);
         }
     }
     req.extensions_mut().insert(access);

@@ -240,6 +240,9 @@ mod tests {
     fn pages_escape_what_they_show() {
         let html = message("<b>t</b>", "<script>alert(1)</script>");
         assert!(!html.contains("<script>alert"), "{html}");
-        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"),
+            "{html}"
+        );
     }
 }

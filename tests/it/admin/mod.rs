@@ -2,6 +2,7 @@
 
 mod api;
 mod openapi;
+mod portal;
 mod reload;
 mod replicas;
 mod store;
