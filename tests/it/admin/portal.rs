@@ -914,3 +914,48 @@ async fn tenant_admins_use_the_same_pages_at_admin() {
     let (_, t) = s.api.get("/admin/v1/tenants/acme").await;
     assert_eq!(t["enforce_sso"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_platform_providers_are_offered() {
+    let s = setup_with(
+        Db::Sqlite,
+        "",
+        "\n[platform.providers.github]\nclient_id = \"gh\"\nclient_secret = \"gh-secret\"\n",
+    )
+    .await;
+    let mut b = Browser::open(&s, &link(&s, &["sso"]).await).await;
+    let (_, html) = b.get("sso").await;
+    assert!(html.contains("Sign in with GitHub"), "{html}");
+    assert!(!html.contains("Sign in with Apple"), "only configured ones");
+    let (status, html) = b.get("sso/new/platform-github").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("registered by the service operator"));
+    let (status, loc) = b
+        .post_multipart(
+            "sso/new/platform-github",
+            &[
+                ("id", "globex-github"),
+                ("github_org", "globex-corp"),
+                ("teams_as_groups", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, loc.as_str()),
+        (303, "/.portcullis/setup/sso/c/globex-github"),
+        "{loc}"
+    );
+    let (_, c) = s
+        .api
+        .get("/admin/v1/tenants/globex/connections/globex-github")
+        .await;
+    assert_eq!(c["connection"]["platform"], "github");
+    assert_eq!(
+        c["connection"]["github"],
+        json!({"org": "globex-corp", "teams_as_groups": true})
+    );
+    let (status, html) = b.get("sso/c/globex-github").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Sign in with GitHub"));
+    assert!(!html.contains("gh-secret"));
+}
