@@ -959,3 +959,73 @@ async fn the_operators_platform_providers_are_offered() {
     assert!(html.contains("Sign in with GitHub"));
     assert!(!html.contains("gh-secret"));
 }
+
+/// The portal in headless Chromium (`tests/browser/portal.mjs`): the link
+/// lands, the copy-button script runs under the CSP, a form posts and
+/// returns. `PORTCULLIS_PORTAL_SHOTS=DIR` also saves screenshots there
+/// (how `docs/portal/` was made).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_portal_pages_work_in_chromium() {
+    let s = setup(Db::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (status, body) = s
+        .api
+        .post(
+            "/admin/v1/tenants/globex/connections",
+            &json!({"id": "globex-saml", "protocol": "saml", "preset": "onelogin",
+                "display_name": "OneLogin",
+                "saml": {"idp_metadata_xml": metadata_xml(dir.path(), "shots")}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = s
+        .api
+        .post(
+            "/admin/v1/tenants/globex/domains",
+            &json!({"domain": "globex.com"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let url = link(&s, &["domain", "sso", "scim", "enforce", "roles"]).await;
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("portal.mjs")
+        .current_dir(&browser_dir)
+        .env("BASE_URL", s.env.url("/"))
+        .env("SETUP_LINK", &url)
+        .env("CONNECTION", "globex-saml")
+        .env(
+            "CHROMIUM",
+            std::env::var("PORTCULLIS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+        )
+        .env("FORCE_COLOR", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Ok(shots) = std::env::var("PORTCULLIS_PORTAL_SHOTS") {
+        cmd.env("SHOTS", shots);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .expect("portal.mjs did not finish within 120 s")
+        .expect("running node (tests/browser: npm ci, and Debian's chromium)");
+    assert!(
+        out.status.success(),
+        "portal.mjs failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, d) = s.api.get("/admin/v1/tenants/globex/domains").await;
+    assert!(
+        d.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["domain"] == "globex.net"),
+        "the browser's form reached the store: {d}"
+    );
+    assert!(
+        audited(&s, "domain.added")
+            .await
+            .iter()
+            .any(|(kind, _, target)| kind == "setup_link" && target == "globex.net")
+    );
+}
