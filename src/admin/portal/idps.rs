@@ -94,7 +94,7 @@ pub(crate) fn catalog(config: &Config) -> Vec<Idp> {
             preset: Some("entra"),
             steps: oidc_steps(
                 "Entra admin center → App registrations → New registration, single tenant; add a Web redirect URI. Then Certificates & secrets → New client secret.",
-                "Token configuration → Add optional claim `email` (ID token), and Add groups claim (security groups, or \"Groups assigned to the application\" to stay under the overage limit). Groups arrive as object IDs: map those IDs to roles on the role mapping page.",
+                "Token configuration → Add optional claim “email” (ID token), and Add groups claim (security groups, or \"Groups assigned to the application\" to stay under the overage limit). Groups arrive as object IDs: map those IDs to roles on the role mapping page.",
             ),
             issuer_hint: "https://login.microsoftonline.com/{tenant-id}/v2.0 (tenant-specific, never common or organizations)",
         },
@@ -105,7 +105,7 @@ pub(crate) fn catalog(config: &Config) -> Vec<Idp> {
             preset: Some("okta"),
             steps: oidc_steps(
                 "Okta admin → Applications → Create App Integration → OIDC, Web Application; add the sign-in redirect URI.",
-                "For groups, add a groups claim: Sign On tab → OpenID Connect ID Token → Groups claim filter (for example, matches regex `.*`). Okta sends `email_verified`; it must be true.",
+                "For groups, add a groups claim: Sign On tab → OpenID Connect ID Token → Groups claim filter (for example, matches regex “.*”). Okta sends “email_verified”; it must be true.",
             ),
             issuer_hint: "https://acme.okta.com (or a custom authorization server: https://acme.okta.com/oauth2/default)",
         },
@@ -116,7 +116,7 @@ pub(crate) fn catalog(config: &Config) -> Vec<Idp> {
             preset: Some("google"),
             steps: oidc_steps(
                 "Google Cloud console → APIs & Services → Credentials → Create OAuth client ID → Web application; add the redirect URI. Set the OAuth consent screen to Internal so only the Workspace's users can sign in.",
-                "Nothing to add: the ID token's `hd` (the Workspace domain) must be one of your verified domains, and personal Google accounts are refused. Google sends no groups over OIDC.",
+                "Nothing to add: the ID token's “hd” (the Workspace domain) must be one of your verified domains, and personal Google accounts are refused. Google sends no groups over OIDC.",
             ),
             issuer_hint: "https://accounts.google.com",
         },
@@ -127,7 +127,7 @@ pub(crate) fn catalog(config: &Config) -> Vec<Idp> {
             preset: Some("onelogin"),
             steps: saml_steps(
                 "OneLogin admin → Applications → Add App → \"SAML Custom Connector (Advanced)\".",
-                "Configuration → set the SAML nameID format to Email. Parameters → keep `User.email` (or add `email`), and add `memberOf` (or `groups`) if you map groups to roles.",
+                "Configuration → set the SAML nameID format to Email. Parameters → keep “User.email” (or add “email”), and add “memberOf” (or “groups”) if you map groups to roles.",
                 "SSO tab → More Actions → SAML Metadata: download the XML and upload or paste it below.",
             ),
             issuer_hint: "",
@@ -139,7 +139,7 @@ pub(crate) fn catalog(config: &Config) -> Vec<Idp> {
             preset: Some("jumpcloud"),
             steps: saml_steps(
                 "JumpCloud admin → SSO Applications → Add New Application → Custom SAML App.",
-                "SAMLSubject NameID = email. Attributes: add `email`, `firstname`, `lastname`, and enable the group attribute named `memberOf` if you map groups to roles.",
+                "SAMLSubject NameID = email. Attributes: add “email”, “firstname”, “lastname”, and enable the group attribute named “memberOf” if you map groups to roles.",
                 "Save, then Export Metadata: upload or paste the XML below.",
             ),
             issuer_hint: "",
@@ -151,7 +151,7 @@ pub(crate) fn catalog(config: &Config) -> Vec<Idp> {
             preset: Some("duo"),
             steps: saml_steps(
                 "Duo Admin Panel → Applications → Protect an Application → Generic SAML Service Provider.",
-                "NameID format: email address. Map attributes `Email`, `FirstName`, `LastName`, and a `Groups` role attribute if you map groups to roles.",
+                "NameID format: email address. Map attributes “Email”, “FirstName”, “LastName”, and a “Groups” role attribute if you map groups to roles.",
                 "Download the XML metadata from the application's page and upload or paste it below.",
             ),
             issuer_hint: "",
@@ -163,7 +163,7 @@ pub(crate) fn catalog(config: &Config) -> Vec<Idp> {
             preset: None,
             steps: saml_steps(
                 "In your IdP, create a SAML 2.0 application (\"service provider\").",
-                "Set NameID to the user's email address, or send it as an `email` (or `mail`) attribute; send groups as `groups` (or `memberOf`) to map them to roles. Responses or assertions must be signed (RSA or ECDSA with SHA-256).",
+                "Set NameID to the user's email address, or send it as an “email” (or “mail”) attribute; send groups as “groups” (or “memberOf”) to map them to roles. Responses or assertions must be signed (RSA or ECDSA with SHA-256).",
                 "Export the IdP's metadata XML (it must include the signing certificate) and upload or paste it below, or give its https URL.",
             ),
             issuer_hint: "",
@@ -175,7 +175,7 @@ pub(crate) fn catalog(config: &Config) -> Vec<Idp> {
             preset: None,
             steps: oidc_steps(
                 "Register a web application (confidential client, authorization code flow) and add the redirect URI.",
-                "The ID token (or userinfo) must carry `email` with `email_verified: true`; add a `groups` claim if you map groups to roles.",
+                "The ID token (or userinfo) must carry “email” with “email_verified: true”; add a “groups” claim if you map groups to roles.",
             ),
             issuer_hint: "https://idp.example.com (discovery: {issuer}/.well-known/openid-configuration)",
         },
@@ -199,12 +199,12 @@ fn platform(kind: PlatformKind) -> Idp {
         PlatformKind::Google => (
             "platform-google",
             "Sign in with Google",
-            "Only Google Workspace accounts whose domain (`hd`) is one of your verified domains sign in; personal accounts are refused.",
+            "Only Google Workspace accounts whose domain (“hd”) is one of your verified domains sign in; personal accounts are refused.",
         ),
         PlatformKind::Microsoft => (
             "platform-microsoft",
             "Sign in with Microsoft",
-            "Optionally restrict it to your Entra tenant IDs below; without them, only an `email` your tenant marks as domain-verified is accepted.",
+            "Optionally restrict it to your Entra tenant IDs below; without them, only an “email” your tenant marks as domain-verified is accepted.",
         ),
         PlatformKind::Github => (
             "platform-github",
