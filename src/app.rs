@@ -98,6 +98,8 @@ pub struct Shared {
     saml_metadata: MetadataCache,
     /// The store tenants merged with the file (see `app/tenants.rs`).
     tenants: tenants::TenantSync,
+    /// This server, for the setup portal's routers (see `app/admin.rs`).
+    portal: admin::PortalHost,
 }
 
 impl Shared {
@@ -126,6 +128,7 @@ impl Shared {
         let rate_limits = Arc::new(RateLimiter::new(config.limits.rate.max_tracked_clients));
         let saml_metadata = MetadataCache::default();
         let (tenants, config) = tenants::TenantSync::start(config, &store, &metrics).await?;
+        let portal = admin::PortalHost::default();
         let state = build_state(
             Arc::new(config),
             &store,
@@ -133,10 +136,11 @@ impl Shared {
             &metrics,
             &factories,
             &saml_metadata,
+            &portal,
         )
         .await?;
         use_directory(&sessions, &store, &state.generation.config);
-        Ok(Arc::new(Self {
+        let shared = Arc::new(Self {
             metrics,
             store,
             sessions,
@@ -146,7 +150,10 @@ impl Shared {
             factories,
             saml_metadata,
             tenants,
-        }))
+            portal,
+        });
+        shared.portal.bind(&shared);
+        Ok(shared)
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -226,6 +233,7 @@ impl Shared {
             &self.metrics,
             &self.factories,
             &self.saml_metadata,
+            &self.portal,
         )
         .await?;
         use_directory(&self.sessions, &self.store, &new);
@@ -311,6 +319,7 @@ async fn build_state(
     metrics: &Arc<Metrics>,
     factories: &Factories,
     saml_metadata: &MetadataCache,
+    portal: &admin::PortalHost,
 ) -> Result<ProxyState, AppError> {
     let material = match &config.headers.signing_key {
         Some(pem) => pem.as_bytes().to_vec(),
@@ -398,7 +407,7 @@ async fn build_state(
         config: config.clone(),
     });
     let internal = Mount {
-        router: crate::endpoints::router(generation.clone()),
+        router: admin::internal_router(portal, &generation),
         max_body: config.server.max_internal_body_bytes,
         max_response: INTERNAL_RESPONSE_LIMIT,
     };

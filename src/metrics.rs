@@ -123,6 +123,10 @@ pub struct AdminMetrics {
     /// Tenants in the store left out of the configuration because they no
     /// longer validate (the file claims their id, a domain, a connection id).
     pub store_tenants_invalid: IntGauge,
+    /// Setup portal requests refused; `reason` ∈ link_unknown,
+    /// link_expired, link_used, link_revoked, no_portal_session,
+    /// session_ended, csrf, not_tenant_admin, intent_not_granted.
+    pub portal_refusals: IntCounterVec,
 }
 
 impl AdminMetrics {
@@ -140,9 +144,18 @@ impl AdminMetrics {
         )?;
         registry.register(Box::new(changes.clone()))?;
         registry.register(Box::new(store_tenants_invalid.clone()))?;
+        let portal_refusals = IntCounterVec::new(
+            Opts::new(
+                "portcullis_portal_refusals_total",
+                "Setup portal requests refused (setup links, portal sessions, CSRF, tenant admins), by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(portal_refusals.clone()))?;
         Ok(Self {
             changes,
             store_tenants_invalid,
+            portal_refusals,
         })
     }
 }

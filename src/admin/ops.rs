@@ -1004,10 +1004,10 @@ pub async fn revoke_sessions(
     Ok(n)
 }
 
-const INTENTS: &[&str] = &["domain", "sso", "scim", "enforce", "roles"];
+pub const INTENTS: &[&str] = &["domain", "sso", "scim", "enforce", "roles"];
 
-/// A setup link for a store tenant's IT admin (the portal that opens it
-/// comes later; the link and its audit exist now).
+/// A setup link for a store tenant's IT admin: the portal
+/// (`admin::portal`) redeems it once.
 pub async fn create_setup_link(
     cur: &dyn Current,
     actor: &Actor,
@@ -1081,6 +1081,147 @@ pub async fn create_setup_link(
     })
 }
 
+/// What a setup link grants once redeemed: one tenant, some intents, until
+/// the link's own expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupGrant {
+    pub link: String,
+    pub tenant: String,
+    pub intents: Vec<String>,
+    pub expires_at: i64,
+}
+
+/// Why a setup link did not open the portal; each says so on its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupLinkRefusal {
+    /// Malformed, never issued, or not this token (a wrong secret part).
+    Unknown,
+    Expired,
+    Used,
+    /// Revoked (its tenant was deleted).
+    Revoked,
+}
+
+/// The link id inside a well-formed token (`psl_{16 hex}_{64 hex}`).
+fn setup_link_id(token: &str) -> Option<&str> {
+    let rest = token.strip_prefix("psl_")?;
+    let (id, secret) = rest.split_once('_')?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(id, 16) && hex(secret, 64)).then_some(id)
+}
+
+/// Redeems a setup link: checks the token against its stored hash (in
+/// constant time), then marks it used with its audit event in one
+/// transaction, so of two browsers racing with one link exactly one gets
+/// in.
+pub async fn redeem_setup_link(
+    cur: &dyn Current,
+    token: &str,
+) -> Result<Result<SetupGrant, SetupLinkRefusal>, OpError> {
+    let ctx = cur.ctx();
+    let Some(id) = setup_link_id(token) else {
+        return Ok(Err(SetupLinkRefusal::Unknown));
+    };
+    let Some(link) = ctx.store.setup_links().get(id).await? else {
+        return Ok(Err(SetupLinkRefusal::Unknown));
+    };
+    let hash = crate::secret::sha256_hex(token.as_bytes());
+    if !crate::secret::constant_time_eq(hash.as_bytes(), link.token_hash.as_bytes()) {
+        return Ok(Err(SetupLinkRefusal::Unknown));
+    }
+    let now = crate::clock::now();
+    if link.revoked_at.is_some() {
+        return Ok(Err(SetupLinkRefusal::Revoked));
+    }
+    if link.used_at.is_some() {
+        return Ok(Err(SetupLinkRefusal::Used));
+    }
+    if link.expires_at <= now {
+        return Ok(Err(SetupLinkRefusal::Expired));
+    }
+    let intents: Vec<String> = serde_json::from_str(&link.intents)
+        .map_err(|e| OpError::Internal(format!("setup link intents: {e}")))?;
+    let mut tx = ctx.store.begin_write(&link.tenant).await?;
+    if !tx.setup_links().redeem(id, now).await? {
+        // Used (or revoked) between the read and the write.
+        return Ok(Err(SetupLinkRefusal::Used));
+    }
+    let actor = Actor::SetupLink { id: id.to_owned() };
+    let after = json!({"id": id, "intents": intents});
+    tx.audit()
+        .record(&row(
+            &actor,
+            AuditAction::SetupLinkUsed,
+            Some(&link.tenant),
+            id,
+            None,
+            Some(&after),
+        ))
+        .await?;
+    finish(cur, &ctx, tx, &[AuditAction::SetupLinkUsed]).await?;
+    Ok(Ok(SetupGrant {
+        link: id.to_owned(),
+        tenant: link.tenant,
+        intents,
+        expires_at: link.expires_at,
+    }))
+}
+
+/// Whether a redeemed link still carries its portal session: not revoked,
+/// not expired, its tenant still there.
+pub async fn setup_grant_active(ctx: &AdminCtx, grant: &SetupGrant) -> Result<bool, OpError> {
+    let Some(link) = ctx.store.setup_links().get(&grant.link).await? else {
+        return Ok(false);
+    };
+    Ok(link.revoked_at.is_none()
+        && link.tenant == grant.tenant
+        && link.expires_at > crate::clock::now()
+        && ctx.config.tenants.iter().any(|t| t.id == grant.tenant))
+}
+
+/// Resets a store tenant's SSO: every connection is deleted and every
+/// session of the tenant ends, in one transaction.
+pub async fn reset_sso(cur: &dyn Current, actor: &Actor, id: &str) -> Result<u64, OpError> {
+    let ctx = cur.ctx();
+    let t = writable(&ctx, id)?.clone();
+    let mut tx = ctx.store.begin_config(id).await?;
+    let mut actions = Vec::new();
+    for c in &t.connections {
+        if tx.tenants().delete_connection(id, &c.id).await? {
+            let before = to_value(c)?;
+            tx.audit()
+                .record(&row(
+                    actor,
+                    AuditAction::ConnectionDeleted,
+                    Some(id),
+                    &c.id,
+                    Some(&before),
+                    None,
+                ))
+                .await?;
+            actions.push(AuditAction::ConnectionDeleted);
+        }
+    }
+    let n = tx
+        .sessions()
+        .revoke(&SessionSelector::Tenant(id.to_owned()))
+        .await?;
+    let after = json!({"revoked": n, "reason": "sso reset"});
+    tx.audit()
+        .record(&row(
+            actor,
+            AuditAction::SessionsRevoked,
+            Some(id),
+            "all",
+            None,
+            Some(&after),
+        ))
+        .await?;
+    actions.push(AuditAction::SessionsRevoked);
+    finish(cur, &ctx, tx, &actions).await?;
+    Ok(n)
+}
+
 pub async fn audit_page(
     ctx: &AdminCtx,
     tenant: Option<&str>,
@@ -1140,6 +1281,25 @@ fn keep_redacted_secrets(patch: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn setup_link_tokens_have_one_shape() {
+        let id = "0123456789abcdef";
+        let good = format!("psl_{id}_{}", "a".repeat(64));
+        assert_eq!(setup_link_id(&good), Some(id));
+        for bad in [
+            String::new(),
+            "psl_".into(),
+            format!("psl_{id}"),
+            format!("psl_{id}_{}", "a".repeat(63)),
+            format!("psl_{id}_{}", "g".repeat(64)),
+            format!("pat_{id}_{}", "a".repeat(64)),
+            format!("psl_{id}_{}_x", "a".repeat(64)),
+            format!("psl_../../etc_{}", "a".repeat(64)),
+        ] {
+            assert_eq!(setup_link_id(&bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn merge_patch_follows_rfc_7396() {

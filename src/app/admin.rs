@@ -1,6 +1,8 @@
 //! The admin API on the admin listener: `Shared` as the admin module's
-//! [`Current`], and the bridge from a pingora session to its axum router.
+//! [`Current`], and the bridge from a pingora session to its axum router;
+//! the setup portal mounted in front of the internal endpoints.
 
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +11,9 @@ use pingora::protocols::http::ServerSession;
 use tower::ServiceExt;
 
 use super::Shared;
+use crate::admin::portal::{Portal, Viewer};
 use crate::admin::{AdminCtx, Current};
+use crate::generation::Generation;
 
 /// The largest request body the admin API reads (pasted metadata fits).
 const MAX_BODY: usize = 2 << 20;
@@ -40,6 +44,52 @@ impl Current for Shared {
             tracing::error!(error = %e, "an admin change committed but could not be applied here yet; the next poll retries");
         }
     }
+}
+
+/// This server as the portal's [`crate::admin::portal::Host`]: bound once
+/// `Shared` exists (the first generation is built before it); weak, so the
+/// routers a generation holds don't keep the server alive.
+#[derive(Clone, Default)]
+pub(super) struct PortalHost(Arc<OnceLock<Weak<Shared>>>);
+
+impl PortalHost {
+    pub(super) fn bind(&self, shared: &Arc<Shared>) {
+        let _ = self.0.set(Arc::downgrade(shared));
+    }
+
+    fn host(&self) -> crate::admin::portal::Host {
+        let cell = self.0.clone();
+        Arc::new(move || {
+            cell.get()
+                .and_then(Weak::upgrade)
+                .map(|s| s as Arc<dyn Current>)
+        })
+    }
+}
+
+/// The internal router of a generation: the setup portal's paths
+/// (`{prefix}setup/…`, `{prefix}admin…`) first, every other path to the
+/// endpoints. The portal sees the caller's session as a [`Viewer`], so it
+/// needs nothing of `endpoints`.
+pub(super) fn internal_router(host: &PortalHost, generation: &Arc<Generation>) -> axum::Router {
+    let portal = Portal::new(
+        host.host(),
+        generation.codec.clone(),
+        &generation.config,
+        generation.config.server.max_internal_body_bytes,
+    );
+    crate::admin::portal::router(portal)
+        .layer(axum::middleware::map_request(
+            |mut req: axum::extract::Request| async move {
+                let session = req
+                    .extensions()
+                    .get::<crate::endpoints::CurrentSession>()
+                    .and_then(|c| c.0.clone());
+                req.extensions_mut().insert(Viewer(session));
+                req
+            },
+        ))
+        .fallback_service(crate::endpoints::router(generation.clone()))
 }
 
 fn plain(status: u16, text: &str) -> http::Response<Vec<u8>> {

@@ -135,6 +135,7 @@ impl Shared {
             &self.metrics,
             &self.factories,
             &self.saml_metadata,
+            &self.portal,
         )
         .await?;
         self.state.store(Arc::new(state));

@@ -79,6 +79,12 @@ pub fn internal_limit(mount: &str, method: &Method, path: &str) -> Option<Limit>
         (Some(_), Some(_), Some(_), None) if is(a, "sso") && is(c, "start") => {
             Some(Limit::LoginStart)
         }
+        // Redeeming a setup link (`setup/psl_…`): a token lookup each.
+        (Some(_), Some(b), None, None)
+            if is(a, "setup") && b.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("psl_")) =>
+        {
+            Some(Limit::LoginStart)
+        }
         (Some(_), Some(_), Some(_), None)
             if (is(a, "saml") && is(c, "acs"))
                 || ((is(a, "sso") || is(a, "oidc") || is(a, "platform")) && is(c, "callback")) =>

@@ -206,6 +206,31 @@ impl CookieCodec {
         None
     }
 
+    /// Seals `plain` as the value of a cookie named `name` (the name is the
+    /// associated data, so a value sealed for one cookie never opens as
+    /// another, the session cookie included). For the setup portal's own
+    /// cookie, whose attributes its owner sets.
+    pub fn seal_named(&self, name: &str, plain: &str) -> Option<String> {
+        let mut jar = cookie::CookieJar::new();
+        jar.private_mut(self.keys.first()?)
+            .add(Cookie::new(name.to_owned(), plain.to_owned()));
+        jar.get(name).map(|c| c.value().to_owned())
+    }
+
+    /// Opens a value sealed by [`CookieCodec::seal_named`] for `name` under
+    /// any key (rotation); `None` if forged, garbled, too long or sealed for
+    /// another name.
+    pub fn open_named(&self, name: &str, sealed: &str) -> Option<String> {
+        if sealed.len() > 4096 {
+            return None;
+        }
+        self.keys.iter().find_map(|key| {
+            let mut jar = cookie::CookieJar::new();
+            jar.add_original(Cookie::new(name.to_owned(), sealed.to_owned()));
+            jar.private(key).get(name).map(|c| c.value().to_owned())
+        })
+    }
+
     /// The logout CSRF token of the session `id_hash`: an HMAC under the
     /// first key, so it is bound to that session and useless for any other.
     pub fn logout_token(&self, id_hash: &str) -> String {
@@ -319,6 +344,26 @@ mod tests {
         let header = format!("a=b; {NAME}={}; c=d", value_of(&set));
         assert_eq!(codec.open([header.as_bytes()].into_iter()), Ok(Some(token)));
         assert_eq!(codec.open([b"a=b".as_slice()].into_iter()), Ok(None));
+    }
+
+    #[test]
+    fn named_values_are_bound_to_their_name_and_keys() {
+        let codec = CookieCodec::new(&cfg(&[K1])).unwrap();
+        let sealed = codec.seal_named("portal", "hello").unwrap();
+        assert_eq!(
+            codec.open_named("portal", &sealed).as_deref(),
+            Some("hello")
+        );
+        assert_eq!(codec.open_named("other", &sealed), None);
+        assert_eq!(codec.open_named("portal", "garbage"), None);
+        assert_eq!(codec.open_named("portal", &"A".repeat(5000)), None);
+        let rotated = CookieCodec::new(&cfg(&[K2, K1])).unwrap();
+        assert_eq!(
+            rotated.open_named("portal", &sealed).as_deref(),
+            Some("hello")
+        );
+        let other = CookieCodec::new(&cfg(&[K2])).unwrap();
+        assert_eq!(other.open_named("portal", &sealed), None);
     }
 
     #[test]

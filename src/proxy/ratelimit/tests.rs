@@ -137,7 +137,14 @@ fn internal_endpoints_map_to_their_limits() {
         assert_eq!(l(Method::POST, path), Some(Limit::LoginCallback), "{path}");
         assert_eq!(l(Method::GET, path), Some(Limit::LoginCallback), "{path}");
     }
+    assert_eq!(
+        l(Method::GET, "/.portcullis/setup/psl_0123_abcd"),
+        Some(Limit::LoginStart)
+    );
     for path in [
+        "/.portcullis/setup/domains",
+        "/.portcullis/setup",
+        "/.portcullis/admin/sso",
         "/.portcullis/logout",
         "/.portcullis/jwks.json",
         "/.portcullis/saml/acme-saml/metadata",

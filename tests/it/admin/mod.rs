@@ -3,6 +3,7 @@
 mod api;
 mod egress;
 mod openapi;
+mod portal;
 mod reload;
 mod replicas;
 mod store;
