@@ -9,6 +9,7 @@ pub mod connection;
 pub mod directory;
 pub mod discovery;
 pub mod flow;
+pub(crate) mod graph;
 pub mod oidc;
 pub(crate) mod platform;
 pub mod policy;

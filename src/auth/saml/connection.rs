@@ -117,6 +117,8 @@ pub struct SamlConnection {
     /// its IdP's LogoutRequest ids (`{kind}:{connection}`).
     assertion_replay_kind: String,
     logout_replay_kind: String,
+    /// What an Entra groups overage (`groups.link`) turns into.
+    overage: crate::auth::graph::OveragePolicy,
 }
 
 /// A one-time store kind scoped to one connection. Connection ids are slugs
@@ -247,7 +249,15 @@ impl SamlConnection {
             store,
             assertion_replay_kind: replay_kind(REPLAY_KIND, &conn.id),
             logout_replay_kind: replay_kind(super::LOGOUT_REPLAY_KIND, &conn.id),
+            overage: crate::auth::graph::OveragePolicy::default(),
         })
+    }
+
+    /// Resolves (or refuses) groups overages by `overage`; without it an
+    /// overage is refused.
+    pub(crate) fn with_overage(mut self, overage: crate::auth::graph::OveragePolicy) -> Self {
+        self.overage = overage;
+        self
     }
 
     /// This SP's metadata (served at `…/saml/{id}/metadata`).
@@ -495,7 +505,9 @@ impl SamlConnection {
                 format!("assertion {} was already used", assertion.id),
             ));
         }
-        to_login(&self.id, &assertion, &self.attributes)
+        let mut login = to_login(&self.id, &assertion, &self.attributes)?;
+        self.overage.settle(&mut login).await?;
+        Ok(login)
     }
 }
 
@@ -543,16 +555,24 @@ impl SamlFactory {
 impl ConnectionFactory for SamlFactory {
     fn build(
         &self,
-        _tenant: &TenantConfig,
+        tenant: &TenantConfig,
         conn: &ConnectionConfig,
     ) -> Result<Arc<dyn Connection>, ConnectionError> {
-        Ok(Arc::new(SamlConnection::new(
+        let overage = crate::auth::graph::OveragePolicy::for_connection(
+            &tenant.id,
             conn,
-            &self.urls,
-            self.store.clone(),
-            self.dev_idp.as_deref(),
             self.metrics.clone(),
-            &self.metadata_cache,
-        )?))
+        )?;
+        Ok(Arc::new(
+            SamlConnection::new(
+                conn,
+                &self.urls,
+                self.store.clone(),
+                self.dev_idp.as_deref(),
+                self.metrics.clone(),
+                &self.metadata_cache,
+            )?
+            .with_overage(overage),
+        ))
     }
 }

@@ -90,7 +90,7 @@ fn credentials(id: &str, secret: &str, prefix: &str, c: &mut Collector<'_>) {
 /// An override is `http(s)://` to a loopback host, without query or
 /// fragment: the real endpoints are built in, and an override anywhere
 /// else would let a configuration file redirect every tenant's logins.
-fn loopback_override(url: Option<&str>, key: &str, c: &mut Collector<'_>) {
+pub(super) fn loopback_override(url: Option<&str>, key: &str, c: &mut Collector<'_>) {
     let Some(u) = url else { return };
     let ok = !u.contains(['?', '#'])
         && u.parse::<http::Uri>().is_ok_and(|uri| {
