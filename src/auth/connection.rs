@@ -55,6 +55,8 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 1024;
 pub struct Overage {
     /// The directory's object id of the user (Entra `oid`).
     pub object_id: Option<String>,
+    /// The directory (Entra tenant id, `tid`) the user belongs to.
+    pub directory_id: Option<String>,
 }
 
 /// Where to send the browser to start a login, and the protocol state to

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod discovery;
 pub mod egress;
 pub mod flow;
+pub(crate) mod graph;
 pub mod machine;
 pub mod oidc;
 pub(crate) mod platform;

@@ -905,6 +905,50 @@ pub struct ConnectionConfig {
     /// they are.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub acr_map: std::collections::BTreeMap<String, String>,
+    /// Microsoft Graph, for an Entra groups overage (a user in more groups
+    /// than fit in a token): where and as whom to fetch the user's groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphConfig>,
+    /// An overage that can't be resolved signs the user in without groups
+    /// (and without the roles groups give). Off: such a login is refused,
+    /// because access silently narrowed is as confusing as access widened.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_login_without_groups: bool,
+}
+
+/// `[tenants.connections.graph]`: an app registration with the Graph
+/// application permission `GroupMember.Read.All`, used only when Entra
+/// reports a groups overage.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GraphConfig {
+    /// Default: the OIDC connection's `client_id` (required for SAML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Default: the OIDC connection's `client_secret` (required for SAML);
+    /// use `${ENV_VAR}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The Entra tenant (directory) id, a GUID. Default: the `tid` of the
+    /// verified login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<String>,
+    /// Only security groups, like Entra's "Security groups" token setting.
+    #[serde(default)]
+    pub security_enabled_only: bool,
+    /// How long a user's fetched groups are reused; 0 fetches every login.
+    #[serde(default = "default_graph_cache_seconds")]
+    pub cache_seconds: u64,
+    /// Tests only (loopback): instead of `https://login.microsoftonline.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_url: Option<String>,
+    /// Tests only (loopback): instead of `https://graph.microsoft.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_url: Option<String>,
+}
+
+fn default_graph_cache_seconds() -> u64 {
+    600
 }
 
 /// A SAML connection: who the IdP is, which keys it signs with, what this

@@ -1259,3 +1259,78 @@ fn example_scim_extension_is_valid_when_uncommented() {
     let names: Vec<&str> = ext.attributes.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["costCode", "badges", "clearance"]);
 }
+
+#[test]
+fn graph_settings_for_groups_overage() {
+    let tid = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    let ok = format!(
+        r#"{MINIMAL}
+[[tenants]]
+id = "acme"
+domains = ["acme.com"]
+[[tenants.connections]]
+id = "acme-entra"
+protocol = "oidc"
+preset = "entra"
+allow_login_without_groups = true
+[tenants.connections.oidc]
+issuer = "https://login.microsoftonline.com/{tid}/v2.0"
+client_id = "app"
+client_secret = "${{SESSION_KEY}}"
+[tenants.connections.graph]
+graph_url = "http://127.0.0.1:9"
+"#
+    );
+    let cfg = from_str(&ok, "t.toml", &env).unwrap();
+    let c = &cfg.tenants[0].connections[0];
+    let g = c.graph.clone().unwrap();
+    assert_eq!((g.cache_seconds, g.security_enabled_only), (600, false));
+    assert!(c.allow_login_without_groups);
+    // The OIDC app lends its credentials.
+    let s = crate::auth::graph::GraphSettings::from_config(c).unwrap();
+    assert_eq!(
+        (s.client_id.as_str(), s.graph.as_str(), s.authority.as_str()),
+        (
+            "app",
+            "http://127.0.0.1:9",
+            "https://login.microsoftonline.com"
+        )
+    );
+
+    let bad = format!(
+        r#"{MINIMAL}
+[[tenants]]
+id = "acme"
+domains = ["acme.com"]
+[[tenants.connections]]
+id = "acme-saml"
+protocol = "saml"
+preset = "entra"
+[tenants.connections.saml]
+idp_metadata_url = "https://login.microsoftonline.com/{tid}/federationmetadata/2007-06/federationmetadata.xml"
+[tenants.connections.graph]
+client_secret = ""
+directory_id = "contoso.com"
+cache_seconds = 100000
+graph_url = "https://graph.evil.example"
+authority_url = "http://10.0.0.1/"
+colour = "blue"
+"#
+    );
+    let errs = errors(&bad);
+    for want in ["tenants[0].connections[0].graph.colour"] {
+        assert!(errs.iter().any(|e| e.contains(want)), "{want}: {errs:#?}");
+    }
+    let bad = bad.replace("colour = \"blue\"\n", "");
+    let errs = errors(&bad);
+    for want in [
+        "tenants[0].connections[0].graph.client_id: required",
+        "tenants[0].connections[0].graph.client_secret: must not be empty",
+        "tenants[0].connections[0].graph.directory_id: must be the Entra tenant id",
+        "tenants[0].connections[0].graph.cache_seconds: at most 86400",
+        "tenants[0].connections[0].graph.graph_url: endpoint overrides exist for tests and accept loopback hosts only",
+        "tenants[0].connections[0].graph.authority_url: endpoint overrides exist for tests",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(want)), "{want}: {errs:#?}");
+    }
+}

@@ -26,8 +26,9 @@ pub struct ClaimMap {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mapped {
     pub login: VerifiedLogin,
-    /// Entra sent `_claim_names` for groups instead of the groups.
-    pub groups_overage: bool,
+    /// Entra sent `_claim_names` for groups (or `hasgroups`) instead of
+    /// the groups: the user's object id and directory, to fetch them.
+    pub groups_overage: Option<crate::auth::Overage>,
     /// The provider's session id (`sid`), for back-channel logout.
     pub sid: Option<String>,
 }
@@ -161,11 +162,17 @@ pub fn to_login(
         (!parts.is_empty()).then(|| parts.join(" "))
     });
     let found = groups(claims, &map.groups);
-    let groups_overage = found.is_none()
-        && claims
+    // `hasgroups` is the implicit flow's (and some v1 tokens') signal.
+    let overage = found.is_none()
+        && (claims
             .get("_claim_names")
             .and_then(Value::as_object)
-            .is_some_and(|o| map.groups.iter().any(|g| o.contains_key(g)));
+            .is_some_and(|o| map.groups.iter().any(|g| o.contains_key(g)))
+            || (!map.groups.is_empty() && as_bool(claims.get("hasgroups")) == Some(true)));
+    let groups_overage = overage.then(|| crate::auth::Overage {
+        object_id: first_string(claims, &["oid".into()]),
+        directory_id: first_string(claims, &["tid".into()]),
+    });
     let sid = claims
         .get("sid")
         .and_then(Value::as_str)
@@ -293,7 +300,7 @@ mod tests {
         assert_eq!(m.login.name.as_deref(), Some("Alice Example"));
         assert_eq!(m.login.groups, vec!["Eng"]);
         assert_eq!(m.sid.as_deref(), Some("s1"));
-        assert!(!m.groups_overage);
+        assert!(m.groups_overage.is_none());
     }
 
     #[test]
@@ -346,7 +353,7 @@ mod tests {
         let c = obj(json!({"sub": "u", "email": "a@acme.com", "groups": ["g1"],
             "_claim_names": {"groups": "src1"}}));
         let m = to_login("c", &c, &map(EmailVerified::DirectoryManaged)).unwrap();
-        assert!(!m.groups_overage);
+        assert!(m.groups_overage.is_none());
         assert_eq!(m.login.groups, ["g1"]);
     }
 
@@ -413,10 +420,25 @@ mod tests {
 
     #[test]
     fn entra_groups_overage_is_reported() {
-        let c = obj(json!({"sub": "u", "email": "a@acme.com",
-            "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "https://graph"}}}));
+        let c = obj(
+            json!({"sub": "u", "email": "a@acme.com", "oid": "o-1", "tid": "t-1",
+            "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "https://graph"}}}),
+        );
         let m = to_login("c", &c, &map(EmailVerified::DirectoryManaged)).unwrap();
-        assert!(m.groups_overage);
+        assert_eq!(
+            m.groups_overage,
+            Some(crate::auth::Overage {
+                object_id: Some("o-1".into()),
+                directory_id: Some("t-1".into()),
+            })
+        );
         assert!(m.login.groups.is_empty());
+        // The implicit flow's signal, and its absence.
+        let c = obj(json!({"sub": "u", "email": "a@acme.com", "hasgroups": true}));
+        let m = to_login("c", &c, &map(EmailVerified::DirectoryManaged)).unwrap();
+        assert!(m.groups_overage.is_some());
+        let c = obj(json!({"sub": "u", "email": "a@acme.com", "hasgroups": false}));
+        let m = to_login("c", &c, &map(EmailVerified::DirectoryManaged)).unwrap();
+        assert!(m.groups_overage.is_none());
     }
 }

@@ -45,7 +45,6 @@ const MAX_CODE_BYTES: usize = 4096;
 
 pub struct OidcConnection {
     id: String,
-    tenant: String,
     cfg: OidcConfig,
     secret: SecretSource,
     client_key: Option<ClientKey>,
@@ -63,11 +62,12 @@ pub struct OidcConnection {
     scopes: Vec<String>,
     claims: ClaimMap,
     store: Store,
-    metrics: Option<Arc<Metrics>>,
     /// Claims the headers and the assertion read (`[[headers.extra]]`,
     /// `assertion_claims`, this connection's `header_claims`): userinfo
     /// is asked for them when the ID token lacks one.
     mapped: Vec<String>,
+    /// What an Entra groups overage turns into.
+    overage: crate::auth::graph::OveragePolicy,
 }
 
 /// Where the client secret of the token request comes from.
@@ -166,6 +166,7 @@ impl OidcConnection {
             )?),
             _ => None,
         };
+        let graph_guard = guard.clone();
         let http = ProviderHttp::new(cfg.http_timeout_ms, guard)
             .map_err(|e| ConnectionError::new("config", format!("http client: {e}")))?;
         let provider = Arc::new(ProviderCache::new(
@@ -183,7 +184,6 @@ impl OidcConnection {
         }
         Ok(Self {
             id: conn.id.clone(),
-            tenant: tenant.id.clone(),
             secret: cfg
                 .client_secret
                 .clone()
@@ -199,8 +199,13 @@ impl OidcConnection {
             scopes,
             claims,
             store,
-            metrics,
             mapped: Vec::new(),
+            overage: crate::auth::graph::OveragePolicy::for_connection(
+                &tenant.id,
+                conn,
+                metrics,
+                graph_guard,
+            )?,
             cfg,
         })
     }
@@ -695,19 +700,8 @@ impl Connection for OidcConnection {
         if let Some(rules) = &self.rules {
             rules.complete(&mut login, req);
         }
-        if groups_overage {
-            tracing::warn!(
-                tenant = %self.tenant,
-                connection = %self.id,
-                subject = %login.subject,
-                "Entra groups overage: the ID token names a groups source instead of the groups; this login gets no groups (and no group roles). Assign fewer groups, filter groups to those assigned to the application, or use app roles."
-            );
-            if let Some(m) = &self.metrics {
-                m.oidc_groups_overage
-                    .with_label_values(&[&self.tenant, &self.id])
-                    .inc();
-            }
-        }
+        login.groups_overage = groups_overage;
+        self.overage.settle(&mut login).await?;
         login.logout_hint = Some(id_token.to_string());
         login.auth = auth;
         Ok(login)

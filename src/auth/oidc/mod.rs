@@ -8,7 +8,7 @@
 mod claims;
 mod client_auth;
 mod connection;
-mod http;
+pub(crate) mod http;
 mod issuer;
 mod logout;
 mod machine;

@@ -16,6 +16,11 @@ pub struct AttributeMap {
     pub groups: Vec<String>,
 }
 
+/// Entra's groups overage attribute and the user's ids beside it.
+const ENTRA_GROUPS_LINK: &str = "http://schemas.microsoft.com/claims/groups.link";
+const ENTRA_OBJECT_ID: &str = "http://schemas.microsoft.com/identity/claims/objectidentifier";
+const ENTRA_TENANT_ID: &str = "http://schemas.microsoft.com/identity/claims/tenantid";
+
 const EMAIL_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
 
 /// All attributes by `Name` (and `FriendlyName`), values in document order.
@@ -107,7 +112,7 @@ pub(super) fn to_login(
         .collect();
         (!parts.is_empty()).then(|| parts.join(" "))
     });
-    let groups = map
+    let groups: Vec<String> = map
         .groups
         .iter()
         .find_map(|n| attrs.get(n).and_then(Value::as_array))
@@ -118,7 +123,16 @@ pub(super) fn to_login(
                 .collect()
         })
         .unwrap_or_default();
+    // Entra's overage: a link to Graph instead of the groups. The link
+    // itself is never followed (see `auth::graph`); the ids name the user.
+    let groups_overage = (groups.is_empty() && attrs.contains_key(ENTRA_GROUPS_LINK)).then(|| {
+        crate::auth::Overage {
+            object_id: first(&attrs, &[ENTRA_OBJECT_ID.into()]),
+            directory_id: first(&attrs, &[ENTRA_TENANT_ID.into()]),
+        }
+    });
     Ok(VerifiedLogin {
+        groups_overage,
         connection_id: connection_id.to_owned(),
         subject: subject.clone(),
         email: email.to_ascii_lowercase(),
@@ -227,5 +241,39 @@ mod tests {
         let mut none = map("okta");
         none.email = vec!["mail".into()];
         assert_eq!(to_login("c", &a, &none).unwrap_err().reason, "no_email");
+    }
+
+    /// Entra's overage attribute names no groups; the login says where
+    /// they can be asked for (by the user's ids, never by the link).
+    #[test]
+    fn groups_link_without_groups_is_an_overage() {
+        let overage = |groups: &str| -> Assertion {
+            format!(
+                r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>idp</saml:Issuer><saml:Subject><saml:NameID Format="{EMAIL_FORMAT}">alice@acme.com</saml:NameID></saml:Subject><saml:AttributeStatement>{groups}<saml:Attribute Name="{ENTRA_GROUPS_LINK}"><saml:AttributeValue>https://graph.windows.net/t/users/o/getMemberObjects</saml:AttributeValue></saml:Attribute><saml:Attribute Name="{ENTRA_OBJECT_ID}"><saml:AttributeValue>o-1</saml:AttributeValue></saml:Attribute><saml:Attribute Name="{ENTRA_TENANT_ID}"><saml:AttributeValue>t-1</saml:AttributeValue></saml:Attribute></saml:AttributeStatement></saml:Assertion>"#
+            )
+            .parse()
+            .unwrap()
+        };
+        let l = to_login("c", &overage(""), &map("entra")).unwrap();
+        assert!(l.groups.is_empty());
+        assert_eq!(
+            l.groups_overage,
+            Some(crate::auth::Overage {
+                object_id: Some("o-1".into()),
+                directory_id: Some("t-1".into()),
+            })
+        );
+        let with = r#"<saml:Attribute Name="http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"><saml:AttributeValue>g1</saml:AttributeValue></saml:Attribute>"#;
+        let l = to_login("c", &overage(with), &map("entra")).unwrap();
+        assert_eq!(
+            (l.groups.as_slice(), l.groups_overage),
+            (&["g1".to_owned()][..], None)
+        );
+        assert_eq!(
+            to_login("c", &assertion(EMAIL_FORMAT, "a@acme.com"), &map("entra"))
+                .unwrap()
+                .groups_overage,
+            None
+        );
     }
 }

@@ -119,6 +119,8 @@ pub struct SamlConnection {
     /// its IdP's LogoutRequest ids (`{kind}:{connection}`).
     assertion_replay_kind: String,
     logout_replay_kind: String,
+    /// What an Entra groups overage (`groups.link`) turns into.
+    overage: crate::auth::graph::OveragePolicy,
 }
 
 /// A one-time store kind scoped to one connection. Connection ids are slugs
@@ -235,9 +237,7 @@ impl SamlConnection {
         if let (None, Some(url)) = (&cfg.idp, &cfg.idp_metadata_url) {
             let guard = match guard {
                 Some(g) => g,
-                None => Egress::with_rules(EgressRules::public_only())
-                    .map_err(|e| ConnectionError::new("config", e.to_string()))?
-                    .for_provider(&conn.id),
+                None => public_guard(&conn.id)?,
             };
             spawn_refresh(
                 Refresh {
@@ -272,7 +272,15 @@ impl SamlConnection {
             store,
             assertion_replay_kind: replay_kind(REPLAY_KIND, &conn.id),
             logout_replay_kind: replay_kind(super::LOGOUT_REPLAY_KIND, &conn.id),
+            overage: crate::auth::graph::OveragePolicy::default(),
         })
+    }
+
+    /// Resolves (or refuses) groups overages by `overage`; without it an
+    /// overage is refused.
+    pub(crate) fn with_overage(mut self, overage: crate::auth::graph::OveragePolicy) -> Self {
+        self.overage = overage;
+        self
     }
 
     /// This SP's metadata (served at `…/saml/{id}/metadata`).
@@ -521,7 +529,9 @@ impl SamlConnection {
                 format!("assertion {} was already used", assertion.id),
             ));
         }
-        to_login(&self.id, &assertion, &self.attributes)
+        let mut login = to_login(&self.id, &assertion, &self.attributes)?;
+        self.overage.settle(&mut login).await?;
+        Ok(login)
     }
 }
 
@@ -534,6 +544,14 @@ pub struct SamlFactory {
     metrics: Option<Arc<Metrics>>,
     metadata_cache: MetadataCache,
     egress: Option<Egress>,
+}
+
+/// The guard of a connection built without the generation's egress:
+/// public hosts only, the system resolver.
+pub(crate) fn public_guard(connection: &str) -> Result<Guard, ConnectionError> {
+    Ok(Egress::with_rules(EgressRules::public_only())
+        .map_err(|e| ConnectionError::new("config", e.to_string()))?
+        .for_provider(connection))
 }
 
 impl SamlFactory {
@@ -581,14 +599,27 @@ impl ConnectionFactory for SamlFactory {
         tenant: &TenantConfig,
         conn: &ConnectionConfig,
     ) -> Result<Arc<dyn Connection>, ConnectionError> {
-        Ok(Arc::new(SamlConnection::guarded(
+        let guard = self.egress.as_ref().map(|e| e.for_tenant(tenant, &conn.id));
+        let overage = crate::auth::graph::OveragePolicy::for_connection(
+            &tenant.id,
             conn,
-            &self.urls,
-            self.store.clone(),
-            self.dev_idp.as_deref(),
             self.metrics.clone(),
-            &self.metadata_cache,
-            self.egress.as_ref().map(|e| e.for_tenant(tenant, &conn.id)),
-        )?))
+            match &guard {
+                Some(g) => g.clone(),
+                None => public_guard(&conn.id)?,
+            },
+        )?;
+        Ok(Arc::new(
+            SamlConnection::guarded(
+                conn,
+                &self.urls,
+                self.store.clone(),
+                self.dev_idp.as_deref(),
+                self.metrics.clone(),
+                &self.metadata_cache,
+                guard,
+            )?
+            .with_overage(overage),
+        ))
     }
 }

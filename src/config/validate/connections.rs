@@ -24,6 +24,7 @@ pub(super) fn connection<'a>(
     key: &str,
     ids: &mut HashSet<&'a str>,
     dev_idp: bool,
+    allow_loopback: bool,
     c: &mut Collector<'_>,
 ) {
     let duplicate = format!("connection id `{}` (ids are global)", conn.id);
@@ -41,6 +42,56 @@ pub(super) fn connection<'a>(
     }
     protocol_table(conn, key, dev_idp, c);
     crate::config::step_up::acr_map(&conn.acr_map, key, c);
+    graph(conn, key, allow_loopback, c);
+}
+
+/// `graph`: complete app credentials (an OIDC connection lends its own),
+/// a GUID directory, and endpoint overrides on loopback only — the Graph
+/// token is a directory-wide read credential and must never be sent
+/// anywhere but Microsoft.
+fn graph(conn: &ConnectionConfig, key: &str, allow_loopback: bool, c: &mut Collector<'_>) {
+    let Some(g) = &conn.graph else { return };
+    let k = |f: &str| format!("{key}.graph.{f}");
+    if conn.platform.is_some() {
+        return c.push(
+            k(""),
+            "a pre-configured provider's connection takes no graph settings",
+        );
+    }
+    let oidc = conn.oidc.as_ref();
+    let lent_id = oidc.map(|o| o.client_id.as_str());
+    let lent_secret = oidc.and_then(|o| o.client_secret.as_deref());
+    for (field, own, lent) in [
+        ("client_id", g.client_id.as_deref(), lent_id),
+        ("client_secret", g.client_secret.as_deref(), lent_secret),
+    ] {
+        match (own, lent) {
+            (Some(v), _) if v.trim().is_empty() => c.push(k(field), "must not be empty"),
+            (Some(_), _) => {}
+            (None, Some(v)) if !v.trim().is_empty() => {}
+            (None, _) => c.push(
+                k(field),
+                "required: the app registration Graph is called as (an OIDC connection with a client secret lends its own)",
+            ),
+        }
+    }
+    if let Some(d) = &g.directory_id
+        && !crate::config::is_guid(d)
+    {
+        c.push(
+            k("directory_id"),
+            "must be the Entra tenant id (a GUID), not a domain",
+        );
+    }
+    if g.cache_seconds > 86_400 {
+        c.push(k("cache_seconds"), "at most 86400 (a day)");
+    }
+    for (field, v) in [
+        ("authority_url", &g.authority_url),
+        ("graph_url", &g.graph_url),
+    ] {
+        super::platform::loopback_override(v.as_deref(), &k(field), allow_loopback, c);
+    }
 }
 
 /// The protocol's table is required, the other protocol's is refused. A

@@ -96,7 +96,12 @@ fn credentials(id: &str, secret: &str, prefix: &str, c: &mut Collector<'_>) {
 /// fragment: the real endpoints are built in, and an override anywhere
 /// else would let a configuration file redirect every tenant's logins. They
 /// are fetched only under the test allowance (`allowed`).
-fn loopback_override(url: Option<&str>, key: &str, allowed: bool, c: &mut Collector<'_>) {
+pub(super) fn loopback_override(
+    url: Option<&str>,
+    key: &str,
+    allowed: bool,
+    c: &mut Collector<'_>,
+) {
     let Some(u) = url else { return };
     let ok = !u.contains(['?', '#'])
         && u.parse::<http::Uri>().is_ok_and(|uri| {

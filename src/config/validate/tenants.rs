@@ -57,6 +57,7 @@ pub(super) fn tenants(cfg: &Config, c: &mut Collector<'_>) {
                 &key,
                 &mut connection_ids,
                 cfg.dev_idp.is_some(),
+                cfg.admin.allow_loopback_idp_urls,
                 c,
             );
         }
