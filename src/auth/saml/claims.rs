@@ -156,7 +156,6 @@ pub(super) fn to_login(
         }),
         attributes: crate::auth::claims::flatten(&attrs),
         auth: auth_facts(a),
-        ..VerifiedLogin::default()
     })
 }
 
