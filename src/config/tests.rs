@@ -1279,6 +1279,8 @@ client_id = "app"
 client_secret = "${{SESSION_KEY}}"
 [tenants.connections.graph]
 graph_url = "http://127.0.0.1:9"
+[admin]
+allow_loopback_idp_urls = true
 "#
     );
     let cfg = from_str(&ok, "t.toml", &env).unwrap();
