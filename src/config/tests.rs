@@ -1288,17 +1288,6 @@ allow_loopback_idp_urls = true
     let g = c.graph.clone().unwrap();
     assert_eq!((g.cache_seconds, g.security_enabled_only), (600, false));
     assert!(c.allow_login_without_groups);
-    // The OIDC app lends its credentials.
-    let s = crate::auth::graph::GraphSettings::from_config(c).unwrap();
-    assert_eq!(
-        (s.client_id.as_str(), s.graph.as_str(), s.authority.as_str()),
-        (
-            "app",
-            "http://127.0.0.1:9",
-            "https://login.microsoftonline.com"
-        )
-    );
-
     let bad = format!(
         r#"{MINIMAL}
 [[tenants]]
