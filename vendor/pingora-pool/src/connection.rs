@@ -51,21 +51,25 @@ impl ConnectionMeta {
 }
 
 struct PoolConnection<S> {
-    pub notify_use: oneshot::Sender<bool>,
+    // PORTCULLIS PATCH: `None` when no idle-watch task waits for the pick-up
+    // (`ConnectionPool::put_unwatched`).
+    pub notify_use: Option<oneshot::Sender<bool>>,
     pub connection: S,
 }
 
 impl<S> PoolConnection<S> {
     pub fn new(notify_use: oneshot::Sender<bool>, connection: S) -> Self {
         PoolConnection {
-            notify_use,
+            notify_use: Some(notify_use),
             connection,
         }
     }
 
     pub fn release(self) -> S {
         // notify the idle watcher to release the connection
-        let _ = self.notify_use.send(true);
+        if let Some(n) = self.notify_use {
+            let _ = n.send(true);
+        }
         // wait for the watcher to release
         self.connection
     }
@@ -310,6 +314,27 @@ impl<S> ConnectionPool<S> {
         let connection = PoolConnection::new(notify_use, connection);
         self.insert_pool_connection(meta.key, meta.id, connection);
         (notify_close, watch_use)
+    }
+
+    /// PORTCULLIS PATCH: put a connection that no idle-watch task watches.
+    ///
+    /// [`Self::put`] hands back a notifier and a receiver for a task that
+    /// waits on the idle connection (for its peer to close it, a timeout, an
+    /// eviction or its pick-up); spawning that task and waking it at pick-up
+    /// is a large part of a proxied request's cost. A caller that checks the
+    /// connection when it takes it out again (closed, idle too long) needs
+    /// none of it: the connection is only stored, and dropped (closed) when
+    /// the LRU evicts it.
+    pub fn put_unwatched(&self, meta: &ConnectionMeta, connection: S) {
+        let evicted = self.lru.add_unwatched(meta.id, meta.clone());
+        for meta in &evicted {
+            self.pop_evicted(meta);
+        }
+        let connection = PoolConnection {
+            notify_use: None,
+            connection,
+        };
+        self.insert_pool_connection(meta.key, meta.id, connection);
     }
 
     /// Actively monitor the health of a connection that is already released to this pool

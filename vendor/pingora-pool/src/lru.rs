@@ -21,7 +21,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub struct Node<T> {
-    pub close_notifier: Arc<Notify>,
+    // PORTCULLIS PATCH: `None` for a connection no idle-watch task waits on
+    // (see `ConnectionPool::put_unwatched`): nobody to notify, nothing to allocate.
+    pub close_notifier: Option<Arc<Notify>>,
     pub meta: T,
     order: u64,
 }
@@ -29,14 +31,25 @@ pub struct Node<T> {
 impl<T> Node<T> {
     pub fn new(meta: T) -> Self {
         Node {
-            close_notifier: Arc::new(Notify::new()),
+            close_notifier: Some(Arc::new(Notify::new())),
+            meta,
+            order: 0,
+        }
+    }
+
+    // PORTCULLIS PATCH: a node without a notifier (see `close_notifier`).
+    pub fn new_unwatched(meta: T) -> Self {
+        Node {
+            close_notifier: None,
             meta,
             order: 0,
         }
     }
 
     pub fn notify_close(&self) {
-        self.close_notifier.notify_one();
+        if let Some(n) = &self.close_notifier {
+            n.notify_one();
+        }
     }
 }
 
@@ -157,8 +170,13 @@ where
 
     pub fn add(&self, key: K, meta: T) -> (Arc<Notify>, Vec<T>) {
         let node = Node::new(meta);
-        let notifier = node.close_notifier.clone();
+        let notifier = node.close_notifier.clone().expect("Node::new has a notifier");
         (notifier, self.put(key, node))
+    }
+
+    // PORTCULLIS PATCH: `add` for a connection no task watches; the evicted.
+    pub fn add_unwatched(&self, key: K, meta: T) -> Vec<T> {
+        self.put(key, Node::new_unwatched(meta))
     }
 
     pub fn pop(&self, key: &K) -> Option<Node<T>> {

@@ -170,7 +170,8 @@ impl ConnectorOptions {
 /// [TransportConnector] provides APIs to connect to servers via TCP or TLS with connection reuse
 pub struct TransportConnector {
     tls_ctx: tls::Connector,
-    connection_pool: Arc<ConnectionPool<Arc<Mutex<Stream>>>>,
+    // PORTCULLIS PATCH: `Pooled` instead of `Arc<Mutex<Stream>>` (see there).
+    connection_pool: Arc<ConnectionPool<Pooled>>,
     offload: Option<OffloadRuntime>,
     bind_to_v4: Vec<SocketAddr>,
     bind_to_v6: Vec<SocketAddr>,
@@ -182,6 +183,33 @@ pub struct TransportConnector {
 }
 
 const DEFAULT_POOL_SIZE: usize = 128;
+
+/// PORTCULLIS PATCH: an idle connection in the keep-alive pool.
+///
+/// As published, every connection returned to the pool gets a task
+/// (`ConnectionPool::idle_poll`) that holds it locked and waits for its peer
+/// to close it, the idle timeout, an eviction or its pick-up; the pick-up
+/// wakes the task through a oneshot channel and waits for it to let go of the
+/// lock. That is a task spawn, a timer, a channel, a lock and a wake-up per
+/// proxied request. `Idle` connections have no task: what the task found out
+/// is checked when the connection is taken out again. A connection the peer
+/// closed or reset, or that sent data, fails the non-blocking read of
+/// `test_reusable_stream` (which pingora runs at that point anyway); one idle
+/// past its timeout is dropped; either way the next pooled connection is
+/// tried, and the caller connects afresh when none is left. What changes:
+/// such a connection is closed on our side when the pool next looks at it
+/// (or the LRU evicts it), not at once, so at most `keepalive_pool_size`
+/// closed sockets can wait in CLOSE_WAIT. `Watched` (the published path) is
+/// kept for connectors with a `keepalive_pool_callback`, which reports how
+/// long a connection sat idle when it leaves the pool unused.
+enum Pooled {
+    Watched(Arc<Mutex<Stream>>),
+    Idle {
+        stream: Stream,
+        since: Instant,
+        idle_timeout: Option<Duration>,
+    },
+}
 
 impl TransportConnector {
     /// Create a new [TransportConnector] with the given [ConnectorOptions]
@@ -249,54 +277,60 @@ impl TransportConnector {
 
     /// Try to find a reusable connection to the given server [Peer]
     pub async fn reused_stream<P: Peer + Send + Sync>(&self, peer: &P) -> Option<Stream> {
-        match self.connection_pool.get(&peer.reuse_hash()) {
-            Some(s) => {
-                debug!("find reusable stream, trying to acquire it");
-                {
-                    let _ = s.lock().await;
-                } // wait for the idle poll to release it
-                match Arc::try_unwrap(s) {
-                    Ok(l) => {
-                        let mut stream = l.into_inner();
-                        // test_reusable_stream: we assume server would never actively send data
-                        // first on an idle stream.
-                        #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
-                            && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
-                        {
-                            Some(stream)
-                        } else {
-                            None
-                        }
-                        #[cfg(windows)]
-                        {
-                            use std::os::windows::io::{AsRawSocket, RawSocket};
-                            struct WrappedRawSocket(RawSocket);
-                            impl AsRawSocket for WrappedRawSocket {
-                                fn as_raw_socket(&self) -> RawSocket {
-                                    self.0
-                                }
-                            }
-                            if peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
-                                && test_reusable_stream(
-                                    &mut stream,
-                                    &self.unexpected_data_conn_count,
-                                )
-                            {
-                                Some(stream)
-                            } else {
-                                None
-                            }
-                        }
+        // PORTCULLIS PATCH: `Idle` connections are checked here (closed,
+        // reset, unexpected data, idle too long) and skipped when unusable;
+        // the loop ends because every turn takes one connection out.
+        loop {
+            match self.connection_pool.get(&peer.reuse_hash()) {
+                Some(Pooled::Idle {
+                    mut stream,
+                    since,
+                    idle_timeout,
+                }) => {
+                    if idle_timeout.is_some_and(|t| since.elapsed() >= t) {
+                        debug!("idle connection past its idle timeout, close it");
+                        continue;
                     }
-                    Err(_) => {
-                        error!("failed to acquire reusable stream");
-                        None
+                    if peer_matches(peer, &stream)
+                        && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
+                    {
+                        return Some(stream);
                     }
                 }
+                Some(Pooled::Watched(s)) => return self.reused_watched(peer, s).await,
+                None => {
+                    debug!("No reusable connection found for {peer}");
+                    return None;
+                }
             }
-            None => {
-                debug!("No reusable connection found for {peer}");
+        }
+    }
+
+    // PORTCULLIS PATCH: the published `reused_stream`, for `Pooled::Watched`.
+    async fn reused_watched<P: Peer + Send + Sync>(
+        &self,
+        peer: &P,
+        s: Arc<Mutex<Stream>>,
+    ) -> Option<Stream> {
+        debug!("find reusable stream, trying to acquire it");
+        {
+            let _ = s.lock().await;
+        } // wait for the idle poll to release it
+        match Arc::try_unwrap(s) {
+            Ok(l) => {
+                let mut stream = l.into_inner();
+                // test_reusable_stream: we assume server would never actively send data
+                // first on an idle stream.
+                if peer_matches(peer, &stream)
+                    && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
+                {
+                    Some(stream)
+                } else {
+                    None
+                }
+            }
+            Err(_) => {
+                error!("failed to acquire reusable stream");
                 None
             }
         }
@@ -321,9 +355,24 @@ impl TransportConnector {
         let id = stream.id();
         let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
+        // PORTCULLIS PATCH: no idle-watch task unless a pool callback wants
+        // to hear about idle connections (see `Pooled`).
+        if self.keepalive_pool_callback.is_none() {
+            self.connection_pool.put_unwatched(
+                &meta,
+                Pooled::Idle {
+                    stream,
+                    since: Instant::now(),
+                    idle_timeout,
+                },
+            );
+            return;
+        }
         let stream = Arc::new(Mutex::new(stream));
         let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
-        let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
+        let (notify_close, watch_use) = self
+            .connection_pool
+            .put(&meta, Pooled::Watched(stream));
         let idle_meta = IdleConnection::new(meta);
         let pool = self.connection_pool.clone(); //clone the arc
         let keepalive_pool_callback = self.keepalive_pool_callback.clone();
@@ -472,6 +521,27 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
+/// PORTCULLIS PATCH: the published check that a pooled `stream` was made
+/// for `peer` (`getpeername(2)` compared with the peer's address), shared by
+/// both kinds of `Pooled` connection.
+fn peer_matches<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    #[cfg(unix)]
+    {
+        peer.matches_fd(stream.id())
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::io::{AsRawSocket, RawSocket};
+        struct WrappedRawSocket(RawSocket);
+        impl AsRawSocket for WrappedRawSocket {
+            fn as_raw_socket(&self) -> RawSocket {
+                self.0
+            }
+        }
+        peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
+    }
+}
+
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready
