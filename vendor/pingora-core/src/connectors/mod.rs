@@ -521,10 +521,34 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
-/// PORTCULLIS PATCH: the published check that a pooled `stream` was made
-/// for `peer` (`getpeername(2)` compared with the peer's address), shared by
-/// both kinds of `Pooled` connection.
+/// PORTCULLIS PATCH: whether a pooled `stream` was made for `peer`, without
+/// a `getpeername` per reuse.
+///
+/// As published, every reuse calls `peer.matches_fd`, a `getpeername(2)` on
+/// the socket compared with the peer's address (a guard against a stream
+/// pooled under another peer's reuse hash). The address a TCP stream was
+/// connected to is already in its socket digest (`l4::connect` records it)
+/// and cannot change while the socket stays connected, so for a direct
+/// (no proxy) inet peer that copy is compared instead; a broken socket is
+/// found by `test_reusable_stream` right after. Other peers (Unix sockets,
+/// CONNECT proxies, 0.0.0.0) keep the published check.
 fn peer_matches<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    use crate::protocols::l4::socket::SocketAddr as PeerAddr;
+    if peer.get_proxy().is_none() {
+        if let PeerAddr::Inet(want) = peer.address() {
+            if !want.ip().is_unspecified() {
+                if let Some(digest) = stream.get_socket_digest() {
+                    if let Some(PeerAddr::Inet(got)) = digest.peer_addr.get().and_then(|a| a.as_ref()) {
+                        if got == want {
+                            return true;
+                        }
+                        error!("Crit: pooled stream to {got} found under peer {want}");
+                        return false;
+                    }
+                }
+            }
+        }
+    }
     #[cfg(unix)]
     {
         peer.matches_fd(stream.id())
