@@ -5,6 +5,9 @@
 //! and a 200, never a 502. Written against pingora as published and kept
 //! green by the pool patch in `vendor/pingora-core` (`PORTCULLIS PATCH`:
 //! no idle-watch task per pooled connection, the checks happen at reuse).
+//! Response bodies of every framing arrive whole on fresh and reused
+//! connections (the body-buffer patch sizes the first buffer to the bytes
+//! read with the header).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -198,4 +201,96 @@ async fn an_upstream_connection_idle_past_its_timeout_is_closed_not_reused() {
         eventually(Duration::from_secs(2), move || first.load(Ordering::SeqCst)).await,
         "the expired connection was closed"
     );
+}
+
+/// A raw upstream answering each request by its path, in one of the body
+/// framings pingora's response reader sizes its buffer for (the body-buffer
+/// patch in `vendor/pingora-core`): a small body in the header's packet, a
+/// large one in pieces after it, chunked, and delimited by close.
+async fn framing_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let pause = || tokio::time::sleep(Duration::from_millis(20));
+                    match path.as_str() {
+                        "/public/small" => {
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                                .await;
+                        }
+                        "/public/large" => {
+                            let body = large_body();
+                            let _ = sock
+                                .write_all(
+                                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                                        .as_bytes(),
+                                )
+                                .await;
+                            for piece in body.chunks(50_000) {
+                                pause().await;
+                                let _ = sock.write_all(piece).await;
+                            }
+                        }
+                        "/public/chunked" => {
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                                .await;
+                            pause().await;
+                            let _ = sock.write_all(b"6\r\n world\r\n0\r\n\r\n").await;
+                        }
+                        _ => {
+                            // close-delimited
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil")
+                                .await;
+                            pause().await;
+                            let _ = sock.write_all(b" close").await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+fn large_body() -> Vec<u8> {
+    (0..300_000u32).map(|i| (i % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn response_bodies_of_every_framing_arrive_whole() {
+    let (addr, _task) = framing_upstream().await;
+    let env = env_for(addr, "").await;
+    let body = |path: &'static str| {
+        let url = env.url(path);
+        async move {
+            let resp = client().get(url).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.bytes().await.unwrap().to_vec()
+        }
+    };
+    // Twice each: the second time on a reused upstream connection.
+    for _ in 0..2 {
+        assert_eq!(body("/public/small").await, b"ok\n");
+        assert_eq!(body("/public/large").await, large_body());
+        assert_eq!(body("/public/chunked").await, b"hello world");
+        assert_eq!(body("/public/close").await, b"until close");
+    }
 }

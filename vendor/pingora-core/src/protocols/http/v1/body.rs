@@ -174,7 +174,13 @@ impl BodyReader {
     }
 
     fn prepare_buf(&mut self, buf_to_rewind: &[u8]) {
-        let mut body_buf = BytesMut::with_capacity(self.body_buf_size.max(buf_to_rewind.len()));
+        // PORTCULLIS PATCH: sized to the bytes at hand, not `body_buf_size`
+        // (64 KiB). A small body read along with its header (the common
+        // case for an upstream response) was copied into a fresh 64 KiB
+        // allocation per request; every later read goes through
+        // `prepare_buf_for_io` / `reserve_buf_for_io`, which reserve the
+        // read size themselves, so a larger body gets the same room as before.
+        let mut body_buf = BytesMut::with_capacity(buf_to_rewind.len());
         if !buf_to_rewind.is_empty() {
             self.rewind_buf_len = buf_to_rewind.len();
             // TODO: this is still 1 copy. Make it zero
