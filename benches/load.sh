@@ -72,7 +72,9 @@ IDLE_CONNS=${IDLE_CONNS:-10000}
 HIGH_CONNS=${HIGH_CONNS:-5000}
 # Every server started below inherits this: room for IDLE_CONNS / HIGH_CONNS
 # sockets on both sides of the proxy.
-fds=$((2 * (IDLE_CONNS > HIGH_CONNS ? IDLE_CONNS : HIGH_CONNS) + 4096))
+# (an idle client connection holds one socket, an active one a second to the
+# upstream).
+fds=$(((IDLE_CONNS > 2 * HIGH_CONNS ? IDLE_CONNS : 2 * HIGH_CONNS) + 4096))
 if (($(ulimit -n) < fds)); then
   hard=$(ulimit -Hn)
   if [[ $hard != unlimited ]] && ((hard < fds)); then ulimit -Hn "$fds" 2>/dev/null || true; fi

@@ -114,11 +114,7 @@ async fn serve(mut sock: TcpStream, index: usize, after: After, ended: Arc<Atomi
 
 /// GET a public path through the proxy: (status, connection index served on).
 async fn get(env: &TestEnv) -> (u16, String) {
-    let resp = client()
-        .get(env.url("/public/pool"))
-        .send()
-        .await
-        .unwrap();
+    let resp = client().get(env.url("/public/pool")).send().await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
@@ -150,7 +146,11 @@ async fn a_kept_alive_upstream_connection_is_reused() {
     for _ in 0..5 {
         assert_eq!(get(&env).await, (200, "0".to_owned()));
     }
-    assert_eq!(conns.lock().unwrap().len(), 1, "one upstream connection for all");
+    assert_eq!(
+        conns.lock().unwrap().len(),
+        1,
+        "one upstream connection for all"
+    );
 }
 
 #[tokio::test]
@@ -237,8 +237,11 @@ async fn framing_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                             let body = large_body();
                             let _ = sock
                                 .write_all(
-                                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
-                                        .as_bytes(),
+                                    format!(
+                                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                                        body.len()
+                                    )
+                                    .as_bytes(),
                                 )
                                 .await;
                             for piece in body.chunks(50_000) {

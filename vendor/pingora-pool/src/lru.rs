@@ -170,7 +170,10 @@ where
 
     pub fn add(&self, key: K, meta: T) -> (Arc<Notify>, Vec<T>) {
         let node = Node::new(meta);
-        let notifier = node.close_notifier.clone().expect("Node::new has a notifier");
+        let notifier = node
+            .close_notifier
+            .clone()
+            .expect("Node::new has a notifier");
         (notifier, self.put(key, node))
     }
 

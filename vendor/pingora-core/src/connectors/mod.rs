@@ -370,9 +370,7 @@ impl TransportConnector {
         }
         let stream = Arc::new(Mutex::new(stream));
         let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
-        let (notify_close, watch_use) = self
-            .connection_pool
-            .put(&meta, Pooled::Watched(stream));
+        let (notify_close, watch_use) = self.connection_pool.put(&meta, Pooled::Watched(stream));
         let idle_meta = IdleConnection::new(meta);
         let pool = self.connection_pool.clone(); //clone the arc
         let keepalive_pool_callback = self.keepalive_pool_callback.clone();
@@ -538,7 +536,9 @@ fn peer_matches<P: Peer>(peer: &P, stream: &Stream) -> bool {
         if let PeerAddr::Inet(want) = peer.address() {
             if !want.ip().is_unspecified() {
                 if let Some(digest) = stream.get_socket_digest() {
-                    if let Some(PeerAddr::Inet(got)) = digest.peer_addr.get().and_then(|a| a.as_ref()) {
+                    if let Some(PeerAddr::Inet(got)) =
+                        digest.peer_addr.get().and_then(|a| a.as_ref())
+                    {
                         if got == want {
                             return true;
                         }
