@@ -420,7 +420,7 @@ measure() {
     }' "$out") || { cat "$out" >&2; die "could not parse wrk output for $name"; }
   read -r r a b e n <<<"$parsed"
   names+=("$name") rps+=("$r") p50+=("$a") p99+=("$b") errors+=("$e")
-  cpu+=("$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", n > 0 ? d / hz * 1e6 / n : 0 }')")
+  cpu+=("$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }')")
   if [[ -n $perf_pid ]]; then
     # perf's CSV: value,unit,event,...; per request. task-clock is in ms.
     perfrow+=("$(awk -F, -v n="$n" '
@@ -433,7 +433,7 @@ measure() {
     sleep 1
     # The dump taken on request holds only the instrumented (measured) part.
     cg=$(awk '/^(summary|totals):/ { s = $2 } END { print s + 0 }' $(ls -t "$TMP"/callgrind."$name".* | head -n 1))
-    irs+=("$(awk -v s="$cg" -v n="$n" 'BEGIN { printf "%d", n > 0 ? s / n : 0 }')")
+    irs+=("$(awk -v s="$cg" -v n="$n" 'BEGIN { printf "%d", (n > 0 ? s / n : 0) }')")
   else
     irs+=("-")
   fi
