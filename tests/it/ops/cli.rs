@@ -168,6 +168,38 @@ async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_s
     assert_eq!(seen(&app, "x-forwarded-email"), Some("kim@example.com"));
     assert_eq!(seen(&app, "x-forwarded-groups"), Some("eng,ops"));
 
+    // `--count N`: N distinct sessions, one cookie a line (benches/load.sh
+    // fills the session cache with them), each a working session.
+    let out = Command::new(BIN)
+        .args(["sessions", "mint", "--config"])
+        .arg(&path)
+        .args(["--email", "lee@example.com", "--count", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cookies: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(cookies.len(), 3, "{cookies:?}");
+    let distinct: std::collections::HashSet<&String> = cookies.iter().collect();
+    assert_eq!(distinct.len(), 3, "{cookies:?}");
+    for c in &cookies {
+        let (status, app) = echo(
+            client()
+                .get(format!("http://{proxy}/app"))
+                .header("cookie", c),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(seen(&app, "x-forwarded-email"), Some("lee@example.com"));
+    }
+
     // broken config + SIGHUP: still serving, failure counted
     std::fs::write(
         &path,
