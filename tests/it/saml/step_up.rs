@@ -260,3 +260,152 @@ async fn step_up_endpoint_refuses_what_it_cannot_read() {
         before.assert(r, 403).await;
     }
 }
+
+/// pysaml2 (a real IdP library) is asked for the class and the fresh
+/// authentication, and its answer is what is checked: `RequestedAuthnContext`
+/// and `ForceAuthn` as pysaml2 parses them, its `AuthnContextClassRef` and
+/// `AuthnInstant` back at the SP.
+mod pysaml2 {
+    use super::*;
+    use crate::saml::interop::{Interop, OPEN, interop_with};
+    use crate::support::pysaml2::html_form;
+
+    /// The gate's redirect for `path`, the step-up start, and pysaml2's
+    /// pick-a-user page for it: the browser's cookies (flow + session) and
+    /// the page's form fields.
+    async fn step_up_page(
+        i: &Interop,
+        path: &str,
+        session: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let r = client()
+            .get(i.s.env.url(path))
+            .header("accept", "text/html")
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{path}");
+        let to = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(to.starts_with("/.portcullis/step-up?"), "{to}");
+        let r = client()
+            .get(i.s.env.url(&to))
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            location.starts_with(&i.idp.url("/sso/redirect?SAMLRequest=")),
+            "{location}"
+        );
+        let flow = cookie_pair(&r, "portcullis_flow_").expect("flow cookie");
+        let page = client().get(&location).send().await.unwrap();
+        let status = page.status();
+        let text = page.text().await.unwrap();
+        assert_eq!(status, 200, "pysaml2 refused the AuthnRequest: {text}");
+        let (action, fields) = html_form(&text);
+        assert_eq!(action, "/sso/login");
+        (format!("{flow}; {session}"), fields)
+    }
+
+    /// Alice signs in at pysaml2's page (`more`: its misbehaviour knobs);
+    /// the ACS's answer.
+    async fn sign_in(
+        i: &Interop,
+        (cookies, mut fields): (String, Vec<(String, String)>),
+        more: &[(&str, &str)],
+    ) -> reqwest::Response {
+        fields.push(("user".into(), "alice".into()));
+        fields.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let answer = client()
+            .post(i.idp.url("/sso/login"))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let html = answer.text().await.unwrap();
+        assert_eq!(status, 200, "pysaml2 refused: {html}");
+        i.post_form(OPEN, &html, Some(&cookies)).await
+    }
+
+    /// The last log entry of `kind`.
+    async fn last(i: &Interop, kind: &str) -> serde_json::Value {
+        i.idp
+            .log()
+            .await
+            .into_iter()
+            .rev()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("pysaml2 logged no {kind}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pysaml2_step_up_gets_the_class_and_a_fresh_login() {
+        let i = interop_with(&extra(), None, &[]).await;
+        // a plain login: nothing requested, pysaml2 answers with a password
+        let r = i.sp_initiated(OPEN, "alice", false).await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        let s1 = cookie_pair(&r, "portcullis_session=").unwrap();
+        let asked = last(&i, "authn_request").await;
+        assert_eq!(asked["requested_classes"], serde_json::json!([]));
+        assert_eq!(asked["force_authn"], false);
+        let (status, app) = echo(
+            client()
+                .get(i.s.env.url("/dashboard"))
+                .header("cookie", &s1),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(seen(&app, "x-forwarded-acr"), Some(PPT));
+
+        // /secure: pysaml2 parses an exact request for the mapped class...
+        let page = step_up_page(&i, "/secure", &s1).await;
+        let asked = last(&i, "authn_request").await;
+        assert_eq!(
+            asked["requested_classes"],
+            serde_json::json!([MFA]),
+            "{asked}"
+        );
+        assert_eq!(asked["comparison"], "exact");
+        assert_eq!(asked["force_authn"], false);
+        // ...and an IdP that answers with a password anyway is refused
+        let before = i.s.env.refusal(&login_failure("step_up_acr")).await;
+        let r = sign_in(&i, page, &[("class_ref", PPT)]).await;
+        before.assert(r, 403).await;
+        assert_eq!(last(&i, "sp_initiated").await["class_ref"], PPT);
+        // answering as asked: a new session that opens the route
+        let page = step_up_page(&i, "/secure", &s1).await;
+        let r = sign_in(&i, page, &[]).await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        assert_eq!(r.headers()["location"], "/secure");
+        assert_eq!(last(&i, "sp_initiated").await["class_ref"], MFA);
+        let s2 = cookie_pair(&r, "portcullis_session=").unwrap();
+        let (status, app) = echo(client().get(i.s.env.url("/secure")).header("cookie", &s2)).await;
+        assert_eq!(status, 200, "{app}");
+        assert_eq!(seen(&app, "x-forwarded-acr"), Some("mfa"));
+
+        // /fresh (max_age 300): ForceAuthn reaches pysaml2; an
+        // AuthnInstant an hour old is refused, a fresh one accepted
+        let page = step_up_page(&i, "/fresh", &s2).await;
+        let asked = last(&i, "authn_request").await;
+        assert_eq!(asked["force_authn"], true, "{asked}");
+        assert_eq!(asked["requested_classes"], serde_json::json!([MFA]));
+        let before = i.s.env.refusal(&login_failure("step_up_auth_time")).await;
+        let r = sign_in(&i, page, &[("auth_age", "3600")]).await;
+        before.assert(r, 403).await;
+        let page = step_up_page(&i, "/fresh", &s2).await;
+        let r = sign_in(&i, page, &[]).await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        let s3 = cookie_pair(&r, "portcullis_session=").unwrap();
+        let (status, app) = echo(client().get(i.s.env.url("/fresh")).header("cookie", &s3)).await;
+        assert_eq!(status, 200, "{app}");
+        let t: i64 = seen(&app, "x-forwarded-auth-time")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((portcullis::clock::now() - t).abs() < 60, "{t}");
+    }
+}
