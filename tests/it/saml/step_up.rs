@@ -377,8 +377,9 @@ mod pysaml2 {
         before.assert(r, 403).await;
         assert_eq!(last(&i, "sp_initiated").await["class_ref"], PPT);
         // answering as asked: a new session that opens the route
+        // (authenticated ten minutes ago: fine here, too old for /fresh)
         let page = step_up_page(&i, "/secure", &s1).await;
-        let r = sign_in(&i, page, &[]).await;
+        let r = sign_in(&i, page, &[("auth_age", "600")]).await;
         assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
         assert_eq!(r.headers()["location"], "/secure");
         assert_eq!(last(&i, "sp_initiated").await["class_ref"], MFA);
