@@ -216,9 +216,22 @@ async fn refused(rp: &Rp, case: &str) {
         started.elapsed()
     );
     let body = before.assert(r, 403).await;
-    assert!(body.contains("couldn"), "{case}: generic page expected: {body}");
-    for leak in ["Graph", "AADSTS", "GroupMember", "overage", "generalException", OID] {
-        assert!(!body.contains(leak), "{case}: {leak} shown to the user: {body}");
+    assert!(
+        body.contains("couldn"),
+        "{case}: generic page expected: {body}"
+    );
+    for leak in [
+        "Graph",
+        "AADSTS",
+        "GroupMember",
+        "overage",
+        "generalException",
+        OID,
+    ] {
+        assert!(
+            !body.contains(leak),
+            "{case}: {leak} shown to the user: {body}"
+        );
     }
 }
 
