@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+use crate::oidc::interop::{
+    CLIENT_ID as IOP_CLIENT_ID, CLIENT_SECRET as IOP_CLIENT_SECRET, Jar, ONE_OP, login,
+    start_pair_with,
+};
 use crate::support::env::*;
 use crate::support::graph::{APP_ID, APP_SECRET, DIRECTORY, Fail, FakeGraph, GRAPH_SCOPE, Group};
 use crate::support::idp::cookie_pair;
@@ -312,6 +316,48 @@ async fn allow_login_without_groups_signs_in_with_none() {
     graph.fail(None);
     let session = oidc_login(&rp).await;
     assert_eq!(identity(&rp.env, &session).await.0, set(&[ENG, ALL]));
+}
+
+/// panva's oidc-provider (pinned) with an Entra-shaped account in too many
+/// groups: its userinfo answers `oid`, `tid` and a distributed `groups`
+/// claim (`_claim_names` → `_claim_sources`) as OIDC Core 5.6.2 has it,
+/// which Portcullis resolves through the fake Graph instead of following.
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_provider_distributed_groups_claim_resolved_through_graph() {
+    let _one = ONE_OP.lock().await;
+    let graph = FakeGraph::start().await;
+    alice_groups(&graph);
+    let endpoint = format!("{}/{DIRECTORY}/users/{OID}/getMemberObjects", graph.base);
+    let overage = json!({"oid": OID, "tid": DIRECTORY, "endpoint": endpoint}).to_string();
+    let (rp, op) = start_pair_with(
+        &format!(
+            "client_id = \"{IOP_CLIENT_ID}\"\nclient_secret = \"{IOP_CLIENT_SECRET}\"\n\
+             scopes = [\"openid\", \"email\", \"profile\", \"groups\"]\n{}",
+            graph.toml("")
+        ),
+        None,
+        &[("GROUPS_OVERAGE", overage)],
+    )
+    .await;
+    let session = login(&rp, &op, &mut Jar::default()).await;
+    let (groups, _) = identity(&rp.env, &session).await;
+    assert_eq!(groups, set(&[ENG, ALL]));
+    let rec = graph.recorded();
+    assert_eq!(
+        (rec.token.len(), rec.member_groups.len()),
+        (1, 1),
+        "{rec:?}"
+    );
+    assert_eq!(rec.token[0].0, DIRECTORY);
+    assert_eq!(rec.member_groups[0].user, OID);
+    assert!(rec.other.is_empty(), "{:?}", rec.other);
+    let m = rp.env.metrics().await;
+    assert!(
+        m.contains(
+            r#"portcullis_oidc_groups_overage_total{connection="acme-oidc",tenant="acme"} 1"#
+        ),
+        "{m}"
+    );
 }
 
 /// A SAML connection (preset `entra`) and the stand-in IdP.

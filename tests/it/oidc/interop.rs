@@ -54,12 +54,21 @@ pub(crate) struct NodeOp {
 /// times). The ready line comes only once node listens, so the provider
 /// that answers is ours.
 pub(crate) async fn start_pair(oidc_extra: &str, client_jwks: Option<String>) -> (Rp, NodeOp) {
+    start_pair_with(oidc_extra, client_jwks, &[]).await
+}
+
+/// [`start_pair`] with more environment for `op.mjs` (e.g. `GROUPS_OVERAGE`).
+pub(crate) async fn start_pair_with(
+    oidc_extra: &str,
+    client_jwks: Option<String>,
+    op_env: &[(&str, String)],
+) -> (Rp, NodeOp) {
     for _ in 0..5 {
         let port = bind_local().local_addr().unwrap().port();
         let issuer = format!("http://127.0.0.1:{port}");
         let rp = Rp::start(&issuer, "generic", oidc_extra).await;
         let proxy = rp.env.url("");
-        if let Some(op) = start_node_op(port, &proxy, client_jwks.clone()).await {
+        if let Some(op) = start_node_op(port, &proxy, client_jwks.clone(), op_env).await {
             assert_eq!(op.issuer, issuer);
             return (rp, op);
         }
@@ -68,7 +77,12 @@ pub(crate) async fn start_pair(oidc_extra: &str, client_jwks: Option<String>) ->
 }
 
 /// `None` if node exited before listening (the port was taken).
-async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> Option<NodeOp> {
+async fn start_node_op(
+    port: u16,
+    proxy: &str,
+    client_jwks: Option<String>,
+    op_env: &[(&str, String)],
+) -> Option<NodeOp> {
     let module = op_dir().join("node_modules/oidc-provider/package.json");
     assert!(
         module.is_file(),
@@ -79,6 +93,7 @@ async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> O
     if let Some(jwks) = client_jwks {
         cmd.env("CLIENT_JWKS", jwks);
     }
+    cmd.envs(op_env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd
         .arg("op.mjs")
         .current_dir(op_dir())
