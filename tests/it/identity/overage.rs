@@ -100,14 +100,7 @@ async fn entra_oidc(
 
 /// What the app sees on `/dashboard` with `session`: (groups, roles).
 async fn identity(env: &TestEnv, session: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let (status, app) = echo(
-        client()
-            .get(env.url("/dashboard"))
-            .header("cookie", session),
-    )
-    .await;
-    assert_eq!(status, 200, "{app}");
-    assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@acme.com"));
+    let app = alice_dashboard(env, session).await;
     let list = |name: &str| -> BTreeSet<String> {
         seen(&app, name)
             .unwrap_or_default()

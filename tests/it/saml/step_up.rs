@@ -38,11 +38,12 @@ max_age = 300
     )
 }
 
-/// The gate's redirect for `path`, then the step-up start: the decoded
-/// AuthnRequest, bound to a flow cookie that also carries `session`.
-async fn step_up_start(s: &SamlSso, path: &str, session: &str) -> Started {
+/// The gate's redirect for `path`, then the step-up start: where the
+/// browser is sent (the IdP, with the AuthnRequest), and its cookies (the
+/// new flow's and `session`).
+async fn step_up_redirect(env: &TestEnv, path: &str, session: &str) -> (String, String) {
     let r = client()
-        .get(s.env.url(path))
+        .get(env.url(path))
         .header("accept", "text/html")
         .header("cookie", session)
         .send()
@@ -52,23 +53,30 @@ async fn step_up_start(s: &SamlSso, path: &str, session: &str) -> Started {
     let to = r.headers()["location"].to_str().unwrap().to_owned();
     assert!(to.starts_with("/.portcullis/step-up?"), "{to}");
     let r = client()
-        .get(s.env.url(&to))
+        .get(env.url(&to))
         .header("cookie", session)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 302);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let flow = cookie_pair(&r, "portcullis_flow_").expect("flow cookie");
+    (location, format!("{flow}; {session}"))
+}
+
+/// [`step_up_redirect`] to the stand-in IdP: the decoded AuthnRequest,
+/// bound to a flow cookie that also carries `session`.
+async fn step_up_start(s: &SamlSso, path: &str, session: &str) -> Started {
+    let (location, flow_cookie) = step_up_redirect(&s.env, path, session).await;
     assert!(
         location.starts_with(&format!("{IDP_SSO}?SAMLRequest=")),
         "{location}"
     );
-    let flow = cookie_pair(&r, "portcullis_flow_").expect("flow cookie");
     let (request_xml, relay) = parse_redirect(&location);
     Started {
         request_id: attr(&request_xml, "ID"),
         relay,
-        flow_cookie: format!("{flow}; {session}"),
+        flow_cookie,
         request_xml,
     }
 }
@@ -268,7 +276,6 @@ async fn step_up_endpoint_refuses_what_it_cannot_read() {
 mod pysaml2 {
     use super::*;
     use crate::saml::interop::{Interop, OPEN, interop_with};
-    use crate::support::pysaml2::html_form;
 
     /// The gate's redirect for `path`, the step-up start, and pysaml2's
     /// pick-a-user page for it: the browser's cookies (flow + session) and
@@ -278,57 +285,22 @@ mod pysaml2 {
         path: &str,
         session: &str,
     ) -> (String, Vec<(String, String)>) {
-        let r = client()
-            .get(i.s.env.url(path))
-            .header("accept", "text/html")
-            .header("cookie", session)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 302, "{path}");
-        let to = r.headers()["location"].to_str().unwrap().to_owned();
-        assert!(to.starts_with("/.portcullis/step-up?"), "{to}");
-        let r = client()
-            .get(i.s.env.url(&to))
-            .header("cookie", session)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 302);
-        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let (location, cookies) = step_up_redirect(&i.s.env, path, session).await;
         assert!(
             location.starts_with(&i.idp.url("/sso/redirect?SAMLRequest=")),
             "{location}"
         );
-        let flow = cookie_pair(&r, "portcullis_flow_").expect("flow cookie");
-        let page = client().get(&location).send().await.unwrap();
-        let status = page.status();
-        let text = page.text().await.unwrap();
-        assert_eq!(status, 200, "pysaml2 refused the AuthnRequest: {text}");
-        let (action, fields) = html_form(&text);
-        assert_eq!(action, "/sso/login");
-        (format!("{flow}; {session}"), fields)
+        (cookies, i.login_page_at(&location).await)
     }
 
     /// Alice signs in at pysaml2's page (`more`: its misbehaviour knobs);
     /// the ACS's answer.
     async fn sign_in(
         i: &Interop,
-        (cookies, mut fields): (String, Vec<(String, String)>),
+        (cookies, fields): (String, Vec<(String, String)>),
         more: &[(&str, &str)],
     ) -> reqwest::Response {
-        fields.push(("user".into(), "alice".into()));
-        fields.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let answer = client()
-            .post(i.idp.url("/sso/login"))
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
-        let status = answer.status();
-        let html = answer.text().await.unwrap();
-        assert_eq!(status, 200, "pysaml2 refused: {html}");
-        i.post_form(OPEN, &html, Some(&cookies)).await
+        i.submit_login(OPEN, &cookies, fields, "alice", more).await
     }
 
     /// The last log entry of `kind`.

@@ -220,54 +220,56 @@ async fn token(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form_type {
-        return aadsts(
+    let field = |k: &str| form.get(k).map(String::as_str);
+    let unknown_tenant = format!("Tenant '{tenant}' not found.");
+    // The first failed check answers, in Entra's order: request shape,
+    // directory, grant, scope, app, secret.
+    let checks = [
+        (
+            !form_type,
             StatusCode::BAD_REQUEST,
             "invalid_request",
             900144,
             "The request body must contain the following parameter: 'grant_type'.",
-        );
-    }
-    if tenant != DIRECTORY {
-        return aadsts(
+        ),
+        (
+            tenant != DIRECTORY,
             StatusCode::BAD_REQUEST,
             "invalid_tenant",
             90002,
-            &format!("Tenant '{tenant}' not found."),
-        );
-    }
-    let field = |k: &str| form.get(k).map(String::as_str);
-    if field("grant_type") != Some("client_credentials") {
-        return aadsts(
+            unknown_tenant.as_str(),
+        ),
+        (
+            field("grant_type") != Some("client_credentials"),
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             70003,
             "The app requested an unsupported grant type.",
-        );
-    }
-    if field("scope") != Some(GRAPH_SCOPE) {
-        return aadsts(
+        ),
+        (
+            field("scope") != Some(GRAPH_SCOPE),
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             1002012,
             "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
-        );
-    }
-    if field("client_id") != Some(g.client_id.as_str()) {
-        return aadsts(
+        ),
+        (
+            field("client_id") != Some(g.client_id.as_str()),
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             700016,
             "Application was not found in the directory.",
-        );
-    }
-    if field("client_secret") != Some(g.client_secret.as_str()) {
-        return aadsts(
+        ),
+        (
+            field("client_secret") != Some(g.client_secret.as_str()),
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             7000215,
             "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
-        );
+        ),
+    ];
+    if let Some((_, status, error, code, text)) = checks.into_iter().find(|c| c.0) {
+        return aadsts(status, error, code, text);
     }
     let access_token = format!(
         "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.{}",
@@ -321,22 +323,19 @@ async fn member_groups(
     let token = authorization
         .as_deref()
         .and_then(|a| a.strip_prefix("Bearer "));
-    match token {
-        None => {
-            return graph_error(
-                StatusCode::UNAUTHORIZED,
-                "InvalidAuthenticationToken",
-                "Access token is empty.",
-            );
-        }
+    let invalid = match token {
+        None => Some("Access token is empty."),
         Some(t) if !g.issued.contains(t) => {
-            return graph_error(
-                StatusCode::UNAUTHORIZED,
-                "InvalidAuthenticationToken",
-                "Lifetime validation failed, the token is expired.",
-            );
+            Some("Lifetime validation failed, the token is expired.")
         }
-        Some(_) => {}
+        Some(_) => None,
+    };
+    if let Some(message) = invalid {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            message,
+        );
     }
     let json_type = headers
         .get("content-type")
