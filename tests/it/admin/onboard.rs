@@ -299,7 +299,11 @@ async fn a_customer_admin_onboards_through_a_setup_link_in_chromium() {
         ["oidc", "saml"],
         "a sign-in through each IdP reached the app"
     );
-    assert_eq!(app_saw(&env, "GET /dashboard"), 4, "two page loads per sign-in");
+    assert_eq!(
+        app_saw(&env, "GET /dashboard"),
+        4,
+        "two page loads per sign-in"
+    );
     let log = out.saml.as_ref().unwrap().log().await;
     let kinds: Vec<&str> = log.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(
@@ -319,7 +323,9 @@ async fn a_customer_admin_onboards_through_a_setup_link_in_chromium() {
     let (_, t) = api.get(&format!("/admin/v1/tenants/{TENANT}")).await;
     assert_eq!(t["enforce_sso"], true, "{t}");
     assert_eq!(t["connections"].as_array().unwrap().len(), 2, "{t}");
-    let (_, d) = api.get(&format!("/admin/v1/tenants/{TENANT}/domains")).await;
+    let (_, d) = api
+        .get(&format!("/admin/v1/tenants/{TENANT}/domains"))
+        .await;
     assert_eq!(d[0]["domain"], "acme.com", "{d}");
     assert_eq!(d[0]["status"], "verified", "{d}");
     let (_, audit) = api.get(&format!("/admin/v1/audit?tenant={TENANT}")).await;
