@@ -29,6 +29,7 @@
 import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { fail, watchdog } from './run.mjs';
 
 const BASE_URL = process.env.BASE_URL ?? '';
 const LINK = process.env.SETUP_LINK ?? '';
@@ -40,13 +41,7 @@ const NAV_TIMEOUT_MS = 20_000;
 const ASK_TIMEOUT_MS = 120_000; // starting an IdP on 2 busy cores
 const RUN_TIMEOUT_MS = 300_000;
 
-const watchdog = setTimeout(() => fail(`the run did not finish within ${RUN_TIMEOUT_MS} ms`), RUN_TIMEOUT_MS);
-watchdog.unref();
-
-function fail(message) {
-  console.error(`FAIL ${message}`);
-  process.exit(1);
-}
+watchdog(RUN_TIMEOUT_MS);
 
 const base = new URL(BASE_URL || 'invalid:');
 if (base.protocol !== 'http:' || base.hostname !== '127.0.0.1' || !base.port || !LINK || !DOMAIN) {

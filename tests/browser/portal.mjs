@@ -17,6 +17,7 @@
 
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+import { fail, watchdog } from './run.mjs';
 
 const BASE_URL = process.env.BASE_URL ?? '';
 const LISTENER = process.env.LISTENER ?? '';
@@ -28,13 +29,7 @@ const STEP_TIMEOUT_MS = 10_000;
 const NAV_TIMEOUT_MS = 15_000;
 const RUN_TIMEOUT_MS = 90_000;
 
-const watchdog = setTimeout(() => fail(`the run did not finish within ${RUN_TIMEOUT_MS} ms`), RUN_TIMEOUT_MS);
-watchdog.unref();
-
-function fail(message) {
-  console.error(`FAIL ${message}`);
-  process.exit(1);
-}
+watchdog(RUN_TIMEOUT_MS);
 
 const base = new URL(BASE_URL || 'invalid:');
 if (base.protocol !== 'http:' || base.port || !/^127\.0\.0\.1:\d+$/.test(LISTENER) || !LINK || !CONNECTION) {

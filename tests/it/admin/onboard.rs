@@ -266,21 +266,11 @@ async fn a_customer_admin_onboards_through_a_setup_link_in_chromium() {
 
     // The operator's part: the tenant shell and a setup link, nothing more.
     let api = AdminApi::new(&env, "ops").await;
-    let (status, body) = api
-        .post(
-            "/admin/v1/tenants",
-            &json!({"id": TENANT, "name": "Acme Corp"}),
-        )
+    api.create_tenant(&json!({"id": TENANT, "name": "Acme Corp"}))
         .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = api
-        .post(
-            &format!("/admin/v1/tenants/{TENANT}/setup-links"),
-            &json!({"intents": ["domain", "sso", "scim", "enforce", "roles"], "ttl_seconds": 3600}),
-        )
+    let link = api
+        .setup_link(TENANT, &["domain", "sso", "scim", "enforce", "roles"])
         .await;
-    assert_eq!(status, 201, "{body}");
-    let link = body["url"].as_str().unwrap().to_owned();
 
     let mut out = Outside {
         dns,

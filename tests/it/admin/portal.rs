@@ -76,13 +76,10 @@ async fn setup_at(db: Db, session_extra: &str, extra: &str, public_url: Option<&
     })
     .await;
     let api = AdminApi::new(&env, "ops").await;
-    let (status, body) = api
-        .post(
-            "/admin/v1/tenants",
-            &json!({"id": "globex", "name": "Globex <Corp>", "admin_roles": ["it-admin"]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    api.create_tenant(
+        &json!({"id": "globex", "name": "Globex <Corp>", "admin_roles": ["it-admin"]}),
+    )
+    .await;
     Setup { env, dns, api }
 }
 
@@ -92,15 +89,7 @@ async fn setup(db: Db) -> Setup {
 
 /// A setup link's URL for `globex`.
 async fn link(s: &Setup, intents: &[&str]) -> String {
-    let (status, body) = s
-        .api
-        .post(
-            "/admin/v1/tenants/globex/setup-links",
-            &json!({"intents": intents, "ttl_seconds": 3600}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["url"].as_str().unwrap().to_owned()
+    s.api.setup_link("globex", intents).await
 }
 
 /// A browser at the portal: its cookie, and the CSRF token of the last
