@@ -192,6 +192,8 @@ try {
   await page.fill('#issuer', app.issuer);
   await page.fill('#client_id', app.client_id);
   await page.fill('#client_secret', app.client_secret);
+  // A generic OIDC provider sends groups only when asked for them.
+  await page.fill('#scopes', 'openid email profile groups');
   const oidc = await saveConnection(page);
   log(`connection ${oidc}`);
 

@@ -175,13 +175,10 @@ async fn answer(env: &TestEnv, out: &mut Outside, ask: &Value) -> Value {
             let echo = ask["echo"].clone();
             assert_eq!(seen(&echo, "x-forwarded-email"), Some(EMAIL), "{echo}");
             assert_eq!(seen(&echo, "x-forwarded-tenant"), Some(TENANT), "{echo}");
-            // pysaml2 sends alice's groups, which the portal's mapping
-            // makes roles; oidc-provider sends groups only for a `groups`
-            // scope, which a generic OIDC connection does not ask for.
-            let (groups, roles) = match via.as_str() {
-                "saml" => ("Engineering,Everyone", "member,developer"),
-                _ => ("", "member"),
-            };
+            // Both IdPs send alice's groups (oidc-provider because the
+            // admin asked for the `groups` scope on the portal), which the
+            // portal's mapping makes roles.
+            let (groups, roles) = ("Engineering,Everyone", "member,developer");
             assert_eq!(seen(&echo, "x-forwarded-groups"), Some(groups), "{echo}");
             assert_eq!(seen(&echo, "x-forwarded-roles"), Some(roles), "{echo}");
             out.signed_in.insert(via, echo);
