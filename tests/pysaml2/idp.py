@@ -25,6 +25,9 @@ Endpoints (base http://127.0.0.1:<port>):
   GET  /idp-logout               user=<name>&sp=<entity>[&session_index=..]:
                                  an IdP-initiated LogoutRequest redirect to the SP
   GET  /log                      JSON list of what the IdP saw (for assertions)
+  POST /sp                       metadata_url=<url>: the admin console's "add a
+                                 service provider from its metadata URL"; the
+                                 IdP fetches the SP metadata and trusts it
 """
 
 import argparse
@@ -33,6 +36,7 @@ import json
 import sys
 import time
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
@@ -212,7 +216,9 @@ class Handler(BaseHTTPRequestHandler):
             for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()
         }
         try:
-            if path == "/sso/login":
+            if path == "/sp":
+                self.add_sp(form["metadata_url"])
+            elif path == "/sso/login":
                 req = self.parse_authn(form)
                 classes, _, force = requested_context(req)
                 known = [c for c in classes if c in KNOWN_CLASSES]
@@ -244,6 +250,13 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(404, "not found", "text/plain")
         except Exception as e:
             self.send(400, f"{type(e).__name__}: {e}", "text/plain")
+
+    def add_sp(self, url):
+        with urllib.request.urlopen(url, timeout=10) as r:
+            xml = r.read().decode("utf-8")
+        self.idp.metadata.load("inline", xml)
+        LOG.append({"kind": "sp_registered", "metadata_url": url})
+        self.send(200, "registered", "text/plain")
 
     def parse_authn(self, q):
         # With want_authn_requests_signed, pysaml2 verifies the
@@ -353,7 +366,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--sp-metadata", action="append", required=True)
+    # Without any, the IdP trusts no SP until one is added through POST /sp.
+    p.add_argument("--sp-metadata", action="append", default=[])
     p.add_argument("--key", required=True)
     p.add_argument("--cert", required=True)
     p.add_argument("--xmlsec", default="/usr/bin/xmlsec1")

@@ -578,6 +578,8 @@ fn submitted(f: &Fields) -> ConnFields {
         idp_metadata_xml: f.get("idp_metadata_xml").to_owned(),
         issuer: f.get("issuer").to_owned(),
         client_id: f.get("client_id").to_owned(),
+        scopes: f.get("scopes").to_owned(),
+        groups_claim: f.get("groups_claim").to_owned(),
         tenant_ids: f.get("tenant_ids").to_owned(),
         github_org: f.get("github_org").to_owned(),
         teams_as_groups: f.get("teams_as_groups") == "yes",
@@ -609,10 +611,22 @@ fn connection_doc(idp: &Idp, cid: &str, f: &Fields) -> Value {
                 }
                 doc.insert("saml".into(), Value::Object(inner));
             } else {
-                for k in ["issuer", "client_id", "client_secret"] {
+                for k in ["issuer", "client_id", "client_secret", "groups_claim"] {
                     if let Some(v) = f.opt(k) {
                         inner.insert(k.into(), json!(v));
                     }
+                }
+                // Space- or comma-separated, as IdP consoles list them;
+                // unset keeps the preset's (a generic provider asks for
+                // `openid email profile`, which carries no groups).
+                let scopes: Vec<&str> = f
+                    .get("scopes")
+                    .split([' ', ',', '\n'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if !scopes.is_empty() {
+                    inner.insert("scopes".into(), json!(scopes));
                 }
                 doc.insert("oidc".into(), Value::Object(inner));
             }

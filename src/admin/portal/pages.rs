@@ -136,6 +136,8 @@ pub(crate) struct ConnFields {
     pub idp_metadata_xml: String,
     pub issuer: String,
     pub client_id: String,
+    pub scopes: String,
+    pub groups_claim: String,
     pub tenant_ids: String,
     pub github_org: String,
     pub teams_as_groups: bool,

@@ -2,6 +2,7 @@
 
 mod api;
 mod egress;
+mod onboard;
 mod openapi;
 mod portal;
 mod reload;

@@ -52,6 +52,11 @@ struct Setup {
 }
 
 async fn setup_with(db: Db, session_extra: &str, extra: &str) -> Setup {
+    setup_at(db, session_extra, extra, None).await
+}
+
+/// `public_url`: the origin the pages name (default: the listener's).
+async fn setup_at(db: Db, session_extra: &str, extra: &str, public_url: Option<&str>) -> Setup {
     let dns = DnsServer::start().await;
     let store_url = match db {
         Db::Sqlite => None,
@@ -66,17 +71,15 @@ async fn setup_with(db: Db, session_extra: &str, extra: &str) -> Setup {
         session_extra: session_extra.into(),
         admin_extra: "allow_loopback_idp_urls = true".into(),
         factories: portcullis::auth::Factories::builtin(),
+        public_url: public_url.map(str::to_owned),
         ..Default::default()
     })
     .await;
     let api = AdminApi::new(&env, "ops").await;
-    let (status, body) = api
-        .post(
-            "/admin/v1/tenants",
-            &json!({"id": "globex", "name": "Globex <Corp>", "admin_roles": ["it-admin"]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    api.create_tenant(
+        &json!({"id": "globex", "name": "Globex <Corp>", "admin_roles": ["it-admin"]}),
+    )
+    .await;
     Setup { env, dns, api }
 }
 
@@ -86,15 +89,7 @@ async fn setup(db: Db) -> Setup {
 
 /// A setup link's URL for `globex`.
 async fn link(s: &Setup, intents: &[&str]) -> String {
-    let (status, body) = s
-        .api
-        .post(
-            "/admin/v1/tenants/globex/setup-links",
-            &json!({"intents": intents, "ttl_seconds": 3600}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["url"].as_str().unwrap().to_owned()
+    s.api.setup_link("globex", intents).await
 }
 
 /// A browser at the portal: its cookie, and the CSRF token of the last
@@ -960,13 +955,17 @@ async fn the_operators_platform_providers_are_offered() {
     assert!(!html.contains("gh-secret"));
 }
 
+/// The public origin of the Chromium portal test: stable, so screenshots
+/// name no ephemeral port; Chromium maps it to the listener.
+const SHOTS_ORIGIN: &str = "http://portcullis.test";
+
 /// The portal in headless Chromium (`tests/browser/portal.mjs`): the link
 /// lands, the copy-button script runs under the CSP, a form posts and
 /// returns. `PORTCULLIS_PORTAL_SHOTS=DIR` also saves screenshots there
 /// (how `docs/portal/` was made).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_portal_pages_work_in_chromium() {
-    let s = setup(Db::Sqlite).await;
+    let s = setup_at(Db::Sqlite, "", "", Some(SHOTS_ORIGIN)).await;
     let dir = tempfile::tempdir().unwrap();
     let (status, body) = s
         .api
@@ -991,7 +990,8 @@ async fn browser_portal_pages_work_in_chromium() {
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg("portal.mjs")
         .current_dir(&browser_dir)
-        .env("BASE_URL", s.env.url("/"))
+        .env("BASE_URL", format!("{SHOTS_ORIGIN}/"))
+        .env("LISTENER", s.env.proxy.to_string())
         .env("SETUP_LINK", &url)
         .env("CONNECTION", "globex-saml")
         .env(
