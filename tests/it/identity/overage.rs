@@ -431,6 +431,14 @@ async fn saml_groups_link_resolved_through_graph() {
     let r = saml_overage_login(&s, &graph).await;
     assert_eq!(r.status(), 303);
     assert_eq!(graph.counts(), (1, 1));
+    // counted like OIDC's (the metric predates SAML support)
+    let m = s.env.metrics().await;
+    assert!(
+        m.contains(&format!(
+            r#"portcullis_oidc_groups_overage_total{{connection="{SAML_CONNECTION}",tenant="acme"}} 2"#
+        )),
+        "{m}"
+    );
 
     // Graph failing on a fresh connection (nothing cached): refused.
     let graph2 = FakeGraph::start().await;
