@@ -54,6 +54,15 @@ pub(crate) struct NodeOp {
 /// times). The ready line comes only once node listens, so the provider
 /// that answers is ours.
 pub(crate) async fn start_pair(oidc_extra: &str, client_jwks: Option<String>) -> (Rp, NodeOp) {
+    start_pair_with(oidc_extra, client_jwks, &[]).await
+}
+
+/// [`start_pair`] with more environment for `op.mjs` (e.g. `GROUPS_OVERAGE`).
+pub(crate) async fn start_pair_with(
+    oidc_extra: &str,
+    client_jwks: Option<String>,
+    op_env: &[(&str, String)],
+) -> (Rp, NodeOp) {
     for _ in 0..5 {
         let port = bind_local().local_addr().unwrap().port();
         let issuer = format!("http://127.0.0.1:{port}");
@@ -66,7 +75,7 @@ pub(crate) async fn start_pair(oidc_extra: &str, client_jwks: Option<String>) ->
             ),
             jwks: client_jwks.clone(),
         };
-        if let Some(op) = start_node_op(port, &client).await {
+        if let Some(op) = start_node_op(port, &client, op_env).await {
             assert_eq!(op.issuer, issuer);
             return (rp, op);
         }
@@ -89,7 +98,7 @@ pub(crate) struct Client {
 pub(crate) async fn start_op_for(client: &Client) -> NodeOp {
     for _ in 0..5 {
         let port = bind_local().local_addr().unwrap().port();
-        if let Some(op) = start_node_op(port, client).await {
+        if let Some(op) = start_node_op(port, client, &[]).await {
             return op;
         }
     }
@@ -97,7 +106,8 @@ pub(crate) async fn start_op_for(client: &Client) -> NodeOp {
 }
 
 /// `None` if node exited before listening (the port was taken).
-async fn start_node_op(port: u16, client: &Client) -> Option<NodeOp> {
+/// `op_env`: more environment for `op.mjs`.
+async fn start_node_op(port: u16, client: &Client, op_env: &[(&str, String)]) -> Option<NodeOp> {
     let module = op_dir().join("node_modules/oidc-provider/package.json");
     assert!(
         module.is_file(),
@@ -108,6 +118,7 @@ async fn start_node_op(port: u16, client: &Client) -> Option<NodeOp> {
     if let Some(jwks) = &client.jwks {
         cmd.env("CLIENT_JWKS", jwks);
     }
+    cmd.envs(op_env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd
         .arg("op.mjs")
         .current_dir(op_dir())
