@@ -336,7 +336,7 @@ impl OveragePolicy {
             return Ok(());
         };
         if let Some(m) = &self.metrics {
-            m.oidc_groups_overage
+            m.groups_overage
                 .with_label_values(&[&self.tenant, &self.connection])
                 .inc();
         }

@@ -159,9 +159,7 @@ async fn oidc_overage_groups_come_from_graph_and_are_cached() {
     assert_eq!(graph.counts(), (1, 1));
     let m = rp.env.metrics().await;
     assert!(
-        m.contains(
-            r#"portcullis_oidc_groups_overage_total{connection="acme-oidc",tenant="acme"} 2"#
-        ),
+        m.contains(r#"portcullis_groups_overage_total{connection="acme-oidc",tenant="acme"} 2"#),
         "{m}"
     );
 }
@@ -300,9 +298,8 @@ async fn allow_login_without_groups_signs_in_with_none() {
     };
     assert_eq!(failures(&before), failures(&after));
     assert!(
-        after.contains(
-            r#"portcullis_oidc_groups_overage_total{connection="acme-oidc",tenant="acme"} 1"#
-        ),
+        after
+            .contains(r#"portcullis_groups_overage_total{connection="acme-oidc",tenant="acme"} 1"#),
         "{after}"
     );
     // A failure is not cached: Graph back, the next login has the groups.
@@ -346,9 +343,7 @@ async fn oidc_provider_distributed_groups_claim_resolved_through_graph() {
     assert!(rec.other.is_empty(), "{:?}", rec.other);
     let m = rp.env.metrics().await;
     assert!(
-        m.contains(
-            r#"portcullis_oidc_groups_overage_total{connection="acme-oidc",tenant="acme"} 1"#
-        ),
+        m.contains(r#"portcullis_groups_overage_total{connection="acme-oidc",tenant="acme"} 1"#),
         "{m}"
     );
 }
@@ -435,7 +430,7 @@ async fn saml_groups_link_resolved_through_graph() {
     let m = s.env.metrics().await;
     assert!(
         m.contains(&format!(
-            r#"portcullis_oidc_groups_overage_total{{connection="{SAML_CONNECTION}",tenant="acme"}} 2"#
+            r#"portcullis_groups_overage_total{{connection="{SAML_CONNECTION}",tenant="acme"}} 2"#
         )),
         "{m}"
     );
