@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{AppError, Shared, build_state};
+use crate::auth::Unbuilt;
 use crate::config::{Config, FieldError};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreEvent};
@@ -90,6 +91,42 @@ impl TenantSync {
         Ok((merged, version))
     }
 
+    /// Store tenants the new generation left out because a connection
+    /// could not be built (say one stored before its checks existed): each
+    /// is logged, listed as invalid beside those that no longer validate
+    /// and counted in `portcullis_store_tenants_invalid`. The API shows a
+    /// generic finding; the precise error is in the log only.
+    pub(super) fn unbuilt(&self, unbuilt: &[Unbuilt], metrics: &Metrics) {
+        if unbuilt.is_empty() {
+            return;
+        }
+        let mut invalid = (*self.invalid.load_full()).clone();
+        for u in unbuilt {
+            tracing::error!(
+                tenant = %u.tenant,
+                connection = %u.connection,
+                reason = u.error.reason,
+                error = %u.error.detail,
+                "a tenant kept in the store could not be built and is not served (every other tenant is); fix or delete it through the admin API"
+            );
+            invalid.push((
+                u.tenant.clone(),
+                vec![FieldError::new(
+                    "connections",
+                    format!(
+                        "connection `{}` could not be set up; the server log says why",
+                        u.connection
+                    ),
+                )],
+            ));
+        }
+        metrics
+            .admin
+            .store_tenants_invalid
+            .set(i64::try_from(invalid.len()).unwrap_or(i64::MAX));
+        self.invalid.store(Arc::new(invalid));
+    }
+
     /// Records what the running generation was built from.
     pub(super) fn applied(&self, file: Config, version: i64) {
         self.file.store(Arc::new(file));
@@ -138,6 +175,8 @@ impl Shared {
             &self.portal,
         )
         .await?;
+        self.tenants
+            .unbuilt(&state.generation.auth.unbuilt, &self.metrics);
         self.state.store(Arc::new(state));
         self.tenants.applied((*file).clone(), version);
         tracing::info!(

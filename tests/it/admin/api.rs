@@ -11,7 +11,7 @@ use crate::support::env::*;
 use crate::support::postgres::PgCluster;
 
 #[derive(Clone, Copy)]
-enum Db {
+pub(super) enum Db {
     Sqlite,
     Postgres,
 }
@@ -38,13 +38,22 @@ on_both_stores!(
 );
 
 /// A file tenant `acme` (acme.com) and a DNS server for domain proofs.
-struct Setup {
-    env: TestEnv,
-    dns: DnsServer,
-    api: AdminApi,
+pub(super) struct Setup {
+    pub(super) env: TestEnv,
+    pub(super) dns: DnsServer,
+    pub(super) api: AdminApi,
 }
 
-async fn setup(db: Db) -> Setup {
+pub(super) async fn setup(db: Db) -> Setup {
+    setup_with(db, "", portcullis::auth::Factories::builtin()).await
+}
+
+/// [`setup`] with `extra` in the file (before the tenants) and `factories`.
+pub(super) async fn setup_with(
+    db: Db,
+    extra: &str,
+    factories: portcullis::auth::Factories,
+) -> Setup {
     let dns = DnsServer::start().await;
     let store_url = match db {
         Db::Sqlite => None,
@@ -53,11 +62,11 @@ async fn setup(db: Db) -> Setup {
     let env = TestEnv::with(Options {
         store_url,
         extra: format!(
-            "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n",
+            "[dns]\nnameservers = [\"{}\"]\n{extra}\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n",
             dns.addr()
         ),
         admin_extra: "allow_loopback_idp_urls = true".into(),
-        factories: portcullis::auth::Factories::builtin(),
+        factories,
         ..Default::default()
     })
     .await;
@@ -65,7 +74,7 @@ async fn setup(db: Db) -> Setup {
     Setup { env, dns, api }
 }
 
-fn file_conflict(s: &Setup, body: &Value) {
+pub(super) fn file_conflict(s: &Setup, body: &Value) {
     let msg = &errors(body)[0].1;
     assert!(
         msg.contains("tenant `acme` is defined in the configuration file")

@@ -1,5 +1,6 @@
 //! Tenants kept in the store, merged with the file's; the admin API.
 
+#[macro_use]
 mod api;
 mod egress;
 mod openapi;
@@ -7,3 +8,4 @@ mod portal;
 mod reload;
 mod replicas;
 mod store;
+mod tenants;

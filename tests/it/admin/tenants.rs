@@ -1,0 +1,202 @@
+//! A store tenant's life cycle through the admin API, on SQLite and
+//! PostgreSQL: it is validated exactly as the file's tenants are, one that
+//! cannot be built disables only itself, and deleting it leaves nothing
+//! behind (and never touches a file tenant of the same id).
+
+use serde_json::{Value, json};
+
+use super::api::{Db, Setup, setup, setup_with};
+use crate::support::admin::errors;
+use crate::support::env::*;
+
+on_both_stores!(
+    a_platform_connection_is_checked_as_in_the_file,
+    a_store_tenant_that_cannot_be_built_disables_only_itself,
+);
+
+/// The findings `portcullis check` prints for `tenant` (TOML) added to
+/// the test server's own file, keyed relative to that tenant.
+fn check_findings(s: &Setup, tenant: &str) -> Vec<(String, String)> {
+    let text = format!("{}\n[[tenants]]\n{tenant}", s.env.config_text);
+    let n = s.env.shared.file_config().tenants.len();
+    match portcullis::config::from_str(&text, "t.toml", &|_| None) {
+        Ok(_) => panic!("the file accepted {tenant}"),
+        Err(e) => e
+            .0
+            .into_iter()
+            .filter_map(|e| {
+                let key = e.key.strip_prefix(&format!("tenants[{n}]."))?.to_owned();
+                Some((key, e.message))
+            })
+            .collect(),
+    }
+}
+
+/// Writes a tenant straight into the store, past every check (as a tenant
+/// stored before a check existed would be).
+async fn store_unchecked(s: &Setup, tenant: &Value, connections: &[Value]) {
+    let id = tenant["id"].as_str().unwrap();
+    let mut tx = s.env.shared.store.begin_config(id).await.unwrap();
+    tx.tenants().put_tenant(id, tenant).await.unwrap();
+    for (i, c) in connections.iter().enumerate() {
+        tx.tenants()
+            .put_connection(id, i as i64, c["id"].as_str().unwrap(), c)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// A `platform` connection whose provider the operator did not configure
+/// is refused with the 400 and the very finding `check` prints for the
+/// same tenant in the file; nothing is stored.
+async fn a_platform_connection_is_checked_as_in_the_file(db: Db) {
+    let s = setup(db).await;
+    let tenant = json!({"id": "globex", "domains": ["globex.com"],
+        "connections": [{"id": "globex-google", "platform": "google"}]});
+    let (status, body) = s.api.post("/admin/v1/tenants", &tenant).await;
+    assert_eq!(status, 400, "{body}");
+    let expected = check_findings(
+        &s,
+        "id = \"globex\"\ndomains = [\"globex.com\"]\n[[tenants.connections]]\nid = \"globex-google\"\nplatform = \"google\"\n",
+    );
+    assert!(!expected.is_empty());
+    assert_eq!(errors(&body), expected);
+    assert_eq!(
+        expected[0],
+        (
+            "connections[0].platform".to_owned(),
+            "`google` is not configured; add `[platform.providers.google]` with the operator's client"
+                .to_owned()
+        )
+    );
+    // The same through the connections resource of an existing tenant.
+    let (status, _) = s
+        .api
+        .post(
+            "/admin/v1/tenants",
+            &json!({"id": "globex", "domains": ["globex.com"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = s
+        .api
+        .post(
+            "/admin/v1/tenants/globex/connections",
+            &json!({"id": "globex-google", "platform": "google"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(errors(&body), expected);
+    assert!(s.env.shared.rebuild_from_store().await.is_ok());
+    let (_, list) = s.api.get("/admin/v1/tenants/globex/connections").await;
+    assert_eq!(list, json!([]));
+}
+
+/// A store tenant whose connection can't be built (stored before its check
+/// existed, or of a provider this build lacks) is left out, logged and
+/// counted; every other tenant is served, and a replica that starts on
+/// that store starts.
+async fn a_store_tenant_that_cannot_be_built_disables_only_itself(db: Db) {
+    // Google is configured, but this build has no platform factory: its
+    // connections validate and can't be built.
+    let factories = || portcullis::auth::Factories {
+        builtin_saml: true,
+        builtin_oidc: true,
+        ..Default::default()
+    };
+    const GOOGLE: &str = "[platform.providers.google]\nclient_id = \"g\"\nclient_secret = \"s\"\n";
+    let s = setup_with(db, GOOGLE, factories()).await;
+    let (status, body) = s
+        .api
+        .post("/admin/v1/tenants", &json!({"id": "globex"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = s
+        .api
+        .post(
+            "/admin/v1/tenants/globex/connections",
+            &json!({"id": "globex-oidc", "protocol": "oidc",
+                "oidc": {"issuer": "https://globex.okta.example", "client_id": "rp",
+                         "client_secret": "s3cret"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // Stored before the platform check existed: now refused by it.
+    store_unchecked(
+        &s,
+        &json!({"id": "initech", "domains": ["initech.com"]}),
+        &[json!({"id": "initech-github", "platform": "github"})],
+    )
+    .await;
+    // Valid, but not buildable here.
+    store_unchecked(
+        &s,
+        &json!({"id": "hooli", "domains": ["hooli.com"]}),
+        &[json!({"id": "hooli-google", "platform": "google"})],
+    )
+    .await;
+
+    assert!(s.env.shared.rebuild_from_store().await.unwrap());
+    let generation = s.env.shared.generation();
+    assert!(generation.auth.registry.get("globex-oidc").is_some());
+    assert!(generation.auth.tenant("acme").is_some());
+    for gone in ["initech", "hooli"] {
+        assert!(generation.auth.tenant(gone).is_none(), "{gone}");
+        assert!(!generation.config.tenants.iter().any(|t| t.id == gone));
+    }
+    let (status, t) = s.api.get("/admin/v1/tenants/initech").await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["status"], "invalid", "{t}");
+    assert_eq!(errors(&t)[0].0, "connections[0].platform");
+    let (status, t) = s.api.get("/admin/v1/tenants/hooli").await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["status"], "invalid", "{t}");
+    // A generic finding: the precise error is in the log.
+    assert_eq!(
+        errors(&t),
+        [(
+            "connections".to_owned(),
+            "connection `hooli-google` could not be set up; the server log says why".to_owned()
+        )]
+    );
+    s.env
+        .metrics_with("portcullis_store_tenants_invalid 2")
+        .await;
+    // The admin API still changes the other tenants.
+    let (status, body) = s
+        .api
+        .patch("/admin/v1/tenants/globex", &json!({"name": "Globex"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let globex = s.env.shared.generation().auth.tenant("globex").cloned();
+    assert_eq!(globex.unwrap().name.as_deref(), Some("Globex"));
+
+    // Another replica on the same store starts and serves the rest.
+    let other = TestEnv::with(Options {
+        store_url: Some(s.env.shared.config().store.url.clone()),
+        extra: format!("{GOOGLE}[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n"),
+        factories: factories(),
+        ..Default::default()
+    })
+    .await;
+    let generation = other.shared.generation();
+    assert!(generation.auth.registry.get("globex-oidc").is_some());
+    assert!(generation.auth.tenant("hooli").is_none());
+    let invalid: Vec<String> = other
+        .shared
+        .invalid_store_tenants()
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(invalid, ["initech", "hooli"]);
+
+    // Deleting them through the API clears them.
+    for id in ["initech", "hooli"] {
+        let (status, body) = s.api.delete(&format!("/admin/v1/tenants/{id}")).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    s.env
+        .metrics_with("portcullis_store_tenants_invalid 0")
+        .await;
+}
