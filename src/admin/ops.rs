@@ -487,8 +487,11 @@ pub async fn update_tenant(
     Ok(TenantView::of(&new))
 }
 
-/// Deletes a store tenant: its connections, domain claims and unused setup
-/// links go, and every session of it ends, in one transaction.
+/// Deletes a store tenant and everything kept under its id, in one
+/// transaction: connections, domain claims, the SCIM token, SCIM users and
+/// groups, login users and service accounts go, unused setup links are
+/// revoked and every session ends — a tenant made again with this id
+/// starts empty, and no credential of the old one works for it.
 pub async fn delete_tenant(cur: &dyn Current, actor: &Actor, id: &str) -> Result<(), OpError> {
     let ctx = cur.ctx();
     let stored_only = ctx.invalid.iter().any(|(i, _)| i == id);
@@ -513,6 +516,10 @@ pub async fn delete_tenant(cur: &dyn Current, actor: &Actor, id: &str) -> Result
     tx.sessions()
         .revoke(&SessionSelector::Tenant(id.to_owned()))
         .await?;
+    tx.credentials().delete_scim_token(id).await?;
+    tx.scim().delete_all().await?;
+    tx.users().delete_all().await?;
+    tx.service_accounts().delete_all().await?;
     tx.audit()
         .record(&row(
             actor,

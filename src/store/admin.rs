@@ -280,4 +280,15 @@ impl CredentialTx<'_> {
         .await?;
         Ok(())
     }
+
+    /// Deletes the tenant's SCIM token (a deleted tenant): it stops
+    /// working at once, and a tenant made again with this id has none.
+    pub async fn delete_scim_token(&mut self, tenant: &str) -> Result<(), StoreError> {
+        check_text("tenant", tenant)?;
+        sqlx::query("DELETE FROM scim_tokens WHERE tenant = $1")
+            .bind(tenant)
+            .execute(&mut *self.write.tx)
+            .await?;
+        Ok(())
+    }
 }

@@ -356,6 +356,25 @@ pub struct ScimTx<'a> {
 }
 
 impl ScimTx<'_> {
+    /// Deletes every SCIM user, group and membership of the transaction's
+    /// tenant (a deleted tenant), so a tenant made again with its id starts
+    /// empty. The `users` rows behind SCIM users are `tx.users()`'.
+    pub async fn delete_all(&mut self) -> Result<(), StoreError> {
+        let tenant = self.write.tenant().to_owned();
+        for sql in [
+            "DELETE FROM scim_members WHERE group_id IN \
+             (SELECT id FROM scim_groups WHERE tenant = $1)",
+            "DELETE FROM scim_groups WHERE tenant = $1",
+            "DELETE FROM scim_users WHERE tenant = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(tenant.as_str())
+                .execute(&mut *self.write.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// A group's members as this transaction sees them (webhook events
     /// need what a replacement removed).
     pub async fn members(&mut self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {

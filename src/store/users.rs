@@ -235,4 +235,15 @@ impl UserTx<'_> {
         }
         insert_user_in(&mut self.write.tx, u).await
     }
+
+    /// Deletes every user of the transaction's tenant (a deleted tenant):
+    /// their SCIM documents go with them; returns how many.
+    pub async fn delete_all(&mut self) -> Result<u64, StoreError> {
+        let tenant = self.write.tenant().to_owned();
+        Ok(sqlx::query("DELETE FROM users WHERE tenant = $1")
+            .bind(tenant)
+            .execute(&mut *self.write.tx)
+            .await?
+            .rows_affected())
+    }
 }

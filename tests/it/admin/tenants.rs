@@ -12,6 +12,7 @@ use crate::support::env::*;
 on_both_stores!(
     a_platform_connection_is_checked_as_in_the_file,
     a_store_tenant_that_cannot_be_built_disables_only_itself,
+    a_deleted_tenant_leaves_no_credential_or_user_behind,
 );
 
 /// The findings `portcullis check` prints for `tenant` (TOML) added to
@@ -199,4 +200,108 @@ async fn a_store_tenant_that_cannot_be_built_disables_only_itself(db: Db) {
     s.env
         .metrics_with("portcullis_store_tenants_invalid 0")
         .await;
+}
+
+/// Proves `domain` for tenant `id` through the API and the test DNS.
+async fn verified_domain(s: &Setup, id: &str, domain: &str) {
+    let (status, d) = s
+        .api
+        .post(
+            &format!("/admin/v1/tenants/{id}/domains"),
+            &json!({ "domain": domain }),
+        )
+        .await;
+    assert_eq!(status, 201, "{d}");
+    s.dns.set_txt(
+        d["record_name"].as_str().unwrap(),
+        d["record_value"].as_str().unwrap(),
+    );
+    let (_, v) = s
+        .api
+        .post(
+            &format!("/admin/v1/tenants/{id}/domains/{domain}/verify"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(v["status"], "verified", "{v}");
+}
+
+/// A request to the proxy with `authorization`: its status.
+async fn status_with(s: &Setup, path: &str, authorization: &str) -> u16 {
+    client()
+        .get(s.env.url(path))
+        .header("authorization", authorization)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Deleting a tenant and making it again with the same id: the old SCIM
+/// token and service account token are 401, and its SCIM users, login
+/// users and service accounts are gone.
+async fn a_deleted_tenant_leaves_no_credential_or_user_behind(db: Db) {
+    let s = setup(db).await;
+    let create = || async {
+        let (status, body) = s
+            .api
+            .post("/admin/v1/tenants", &json!({"id": "globex"}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    };
+    create().await;
+    verified_domain(&s, "globex", "globex.com").await;
+    let (status, scim) = s
+        .api
+        .post("/admin/v1/tenants/globex/scim-token", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{scim}");
+    let scim_auth = format!("Bearer {}", scim["token"].as_str().unwrap());
+    let (status, account) = s
+        .api
+        .post(
+            "/admin/v1/tenants/globex/service-accounts",
+            &json!({"name": "sync"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{account}");
+    let account_auth = format!("Bearer {}", account["token"].as_str().unwrap());
+    let resp = client()
+        .post(s.env.url("/scim/v2/Users"))
+        .header("authorization", &scim_auth)
+        .header("content-type", "application/scim+json")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "gus@globex.com", "active": true})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    assert_eq!(status_with(&s, "/scim/v2/Users", &scim_auth).await, 200);
+    assert_eq!(status_with(&s, "/dashboard", &account_auth).await, 200);
+    let (_, users) = s.api.get("/admin/v1/tenants/globex/users").await;
+    assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
+
+    let (status, body) = s.api.delete("/admin/v1/tenants/globex").await;
+    assert_eq!(status, 204, "{body}");
+    create().await;
+    assert_eq!(status_with(&s, "/scim/v2/Users", &scim_auth).await, 401);
+    assert_eq!(status_with(&s, "/dashboard", &account_auth).await, 401);
+    let (_, users) = s.api.get("/admin/v1/tenants/globex/users").await;
+    assert_eq!(users, json!([]));
+    let (_, accounts) = s
+        .api
+        .get("/admin/v1/tenants/globex/service-accounts")
+        .await;
+    assert_eq!(accounts, json!([]));
+    let store = &s.env.shared.store;
+    let tenant = Some("globex");
+    for kind in [portcullis::store::ScimKind::User, portcullis::store::ScimKind::Group] {
+        let n = store.scim().count(kind, "globex").await.unwrap();
+        assert_eq!(n, 0, "{kind:?} left behind");
+    }
+    assert!(store.users().list(tenant).await.unwrap().is_empty());
 }
