@@ -492,12 +492,18 @@ pub async fn update_tenant(
 /// groups, login users and service accounts go, unused setup links are
 /// revoked and every session ends — a tenant made again with this id
 /// starts empty, and no credential of the old one works for it.
+///
+/// A store tenant that is invalid because the file now defines its id is
+/// only a stored document: deleting it removes that document and its
+/// connections, nothing else — every other row under the id (domain
+/// claims, sessions, tokens, users) is the file tenant's, which stays.
 pub async fn delete_tenant(cur: &dyn Current, actor: &Actor, id: &str) -> Result<(), OpError> {
     let ctx = cur.ctx();
     let stored_only = ctx.invalid.iter().any(|(i, _)| i == id);
     if !stored_only {
         writable(&ctx, id)?;
     }
+    let shadowed = ctx.file_config.tenants.iter().any(|t| t.id == id);
     let mut tx = ctx.store.begin_config(id).await?;
     let before = tx
         .tenants()
@@ -507,19 +513,23 @@ pub async fn delete_tenant(cur: &dyn Current, actor: &Actor, id: &str) -> Result
         .find(|t| t.id == id)
         .map(|t| t.document());
     if !tx.tenants().delete_tenant(id).await? {
+        // Not in the store (any more): a file tenant is read-only.
+        writable(&ctx, id)?;
         return Err(OpError::NotFound(format!("no tenant `{id}`")));
     }
-    tx.domains().delete_tenant(id).await?;
-    tx.setup_links()
-        .revoke_tenant(id, crate::clock::now())
-        .await?;
-    tx.sessions()
-        .revoke(&SessionSelector::Tenant(id.to_owned()))
-        .await?;
-    tx.credentials().delete_scim_token(id).await?;
-    tx.scim().delete_all().await?;
-    tx.users().delete_all().await?;
-    tx.service_accounts().delete_all().await?;
+    if !shadowed {
+        tx.domains().delete_tenant(id).await?;
+        tx.setup_links()
+            .revoke_tenant(id, crate::clock::now())
+            .await?;
+        tx.sessions()
+            .revoke(&SessionSelector::Tenant(id.to_owned()))
+            .await?;
+        tx.credentials().delete_scim_token(id).await?;
+        tx.scim().delete_all().await?;
+        tx.users().delete_all().await?;
+        tx.service_accounts().delete_all().await?;
+    }
     tx.audit()
         .record(&row(
             actor,

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::api::{Db, Setup, setup, setup_with};
+use super::api::{Db, Setup, file_conflict, setup, setup_with};
 use crate::support::admin::errors;
 use crate::support::env::*;
 
@@ -13,6 +13,7 @@ on_both_stores!(
     a_platform_connection_is_checked_as_in_the_file,
     a_store_tenant_that_cannot_be_built_disables_only_itself,
     a_deleted_tenant_leaves_no_credential_or_user_behind,
+    deleting_a_store_tenant_shadowed_by_the_file_leaves_the_file_tenant_alone,
 );
 
 /// The findings `portcullis check` prints for `tenant` (TOML) added to
@@ -304,4 +305,46 @@ async fn a_deleted_tenant_leaves_no_credential_or_user_behind(db: Db) {
         assert_eq!(n, 0, "{kind:?} left behind");
     }
     assert!(store.users().list(tenant).await.unwrap().is_empty());
+}
+
+/// A store tenant whose id the file now defines is invalid; deleting it
+/// removes the stored document only: the file tenant's domain claim,
+/// sessions and SCIM token stay, and the file tenant itself is read-only.
+async fn deleting_a_store_tenant_shadowed_by_the_file_leaves_the_file_tenant_alone(db: Db) {
+    let s = setup(db).await;
+    let file = portcullis::config::load(&s.env.config_path()).unwrap();
+    portcullis::cli::domains::add(&file, "acme", "acme.com")
+        .await
+        .unwrap();
+    let cookie = s.env.mint(&principal("lee@acme.com", &[])).await;
+    let (status, scim) = s
+        .api
+        .post("/admin/v1/tenants/acme/scim-token", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{scim}");
+    let scim_auth = format!("Bearer {}", scim["token"].as_str().unwrap());
+    store_unchecked(
+        &s,
+        &json!({"id": "acme", "domains": ["acme.com"]}),
+        &[json!({"id": "acme-old", "protocol": "oidc",
+            "oidc": {"issuer": "https://acme.okta.example", "client_id": "rp", "client_secret": "s"}})],
+    )
+    .await;
+    s.env.shared.rebuild_from_store().await.unwrap();
+    assert_eq!(s.env.shared.invalid_store_tenants()[0].0, "acme");
+
+    let (status, body) = s.api.delete("/admin/v1/tenants/acme").await;
+    assert_eq!(status, 204, "{body}");
+    assert!(s.env.shared.invalid_store_tenants().is_empty());
+    let (_, domains) = s.api.get("/admin/v1/tenants/acme/domains").await;
+    assert_eq!(domains[0]["domain"], "acme.com", "{domains}");
+    let (status, _) = echo(client().get(s.env.url("/dashboard")).header("cookie", &cookie)).await;
+    assert_eq!(status, 200, "the file tenant's session ended");
+    assert_eq!(status_with(&s, "/scim/v2/Users", &scim_auth).await, 200);
+    let (status, t) = s.api.get("/admin/v1/tenants/acme").await;
+    assert_eq!((status, t["source"].as_str()), (200, Some("file")), "{t}");
+    // What is left is the file's: read-only.
+    let (status, body) = s.api.delete("/admin/v1/tenants/acme").await;
+    assert_eq!(status, 409, "{body}");
+    file_conflict(&s, &body);
 }
