@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{AppError, Shared, build_state};
+use super::{AppError, Shared, build_state, use_directory};
 use crate::auth::Unbuilt;
 use crate::config::{Config, FieldError};
 use crate::metrics::Metrics;
@@ -177,6 +177,8 @@ impl Shared {
         .await?;
         self.tenants
             .unbuilt(&state.generation.auth.unbuilt, &self.metrics);
+        // Sessions compose SCIM groups and roles under the new tenants.
+        use_directory(&self.sessions, &self.store, &state.generation.config);
         self.state.store(Arc::new(state));
         self.tenants.applied((*file).clone(), version);
         tracing::info!(

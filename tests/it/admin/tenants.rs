@@ -14,6 +14,7 @@ on_both_stores!(
     a_store_tenant_that_cannot_be_built_disables_only_itself,
     a_deleted_tenant_leaves_no_credential_or_user_behind,
     deleting_a_store_tenant_shadowed_by_the_file_leaves_the_file_tenant_alone,
+    scim_groups_reach_sessions_of_a_store_tenant_after_each_rebuild,
 );
 
 /// The findings `portcullis check` prints for `tenant` (TOML) added to
@@ -305,6 +306,88 @@ async fn a_deleted_tenant_leaves_no_credential_or_user_behind(db: Db) {
         assert_eq!(n, 0, "{kind:?} left behind");
     }
     assert!(store.users().list(tenant).await.unwrap().is_empty());
+}
+
+/// POSTs a SCIM resource; its id.
+async fn scim_create(s: &Setup, auth: &str, kind: &str, doc: Value) -> String {
+    let resp = client()
+        .post(s.env.url(&format!("/scim/v2/{kind}")))
+        .header("authorization", auth)
+        .header("content-type", "application/scim+json")
+        .body(doc.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v: Value = resp.json().await.unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// A tenant made through the API maps its SCIM groups to roles in its
+/// sessions, and a change of `group_roles` reaches them at once: every
+/// store-driven rebuild hands the sessions the new tenants.
+async fn scim_groups_reach_sessions_of_a_store_tenant_after_each_rebuild(db: Db) {
+    let s = setup(db).await;
+    let (status, body) = s
+        .api
+        .post(
+            "/admin/v1/tenants",
+            &json!({"id": "globex", "group_roles": {"Engineering": ["engineer"]}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    verified_domain(&s, "globex", "globex.com").await;
+    let (_, scim) = s
+        .api
+        .post("/admin/v1/tenants/globex/scim-token", &json!({}))
+        .await;
+    let auth = format!("Bearer {}", scim["token"].as_str().unwrap());
+    let gus = scim_create(
+        &s,
+        &auth,
+        "Users",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "gus@globex.com", "active": true}),
+    )
+    .await;
+    scim_create(
+        &s,
+        &auth,
+        "Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "Engineering", "members": [{"value": gus}]}),
+    )
+    .await;
+    let mut p = principal("gus@globex.com", &[]);
+    p.user_id = gus;
+    p.tenant = Some("globex".into());
+    p.connection = None;
+    p.roles = Vec::new();
+    let cookie = s.env.mint(&p).await;
+    let seen_roles = || async {
+        let (status, e) = echo(client().get(s.env.url("/dashboard")).header("cookie", &cookie)).await;
+        assert_eq!(status, 200, "{e}");
+        (
+            seen(&e, "x-forwarded-groups").unwrap_or_default().to_owned(),
+            seen(&e, "x-forwarded-roles").unwrap_or_default().to_owned(),
+        )
+    };
+    assert_eq!(
+        seen_roles().await,
+        ("Engineering".to_owned(), "member,engineer".to_owned())
+    );
+    let (status, body) = s
+        .api
+        .patch(
+            "/admin/v1/tenants/globex",
+            &json!({"group_roles": {"Engineering": ["lead"]}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        seen_roles().await,
+        ("Engineering".to_owned(), "member,lead".to_owned())
+    );
 }
 
 /// A store tenant whose id the file now defines is invalid; deleting it
