@@ -294,6 +294,20 @@ async fn within(ctx: &AdminCtx, tx: &mut WriteTx) -> Result<Config, OpError> {
     Ok(merge_store_tenants(&ctx.file_config, &docs, &no_probe).0)
 }
 
+/// Store tenant `id` as this transaction sees it.
+async fn stored_tenant(
+    ctx: &AdminCtx,
+    tx: &mut WriteTx,
+    id: &str,
+) -> Result<TenantConfig, OpError> {
+    within(ctx, tx)
+        .await?
+        .tenants
+        .into_iter()
+        .find(|t| t.id == id && t.origin == Origin::Store)
+        .ok_or_else(|| OpError::NotFound(format!("no tenant `{id}`")))
+}
+
 /// The stored document of a tenant: its keys without the connections.
 fn tenant_doc(t: &TenantConfig) -> Result<Value, OpError> {
     let mut v = to_value(t)?;
@@ -695,9 +709,12 @@ pub async fn remove_domain(
     domain: &str,
 ) -> Result<(), OpError> {
     let ctx = cur.ctx();
-    let old = writable(&ctx, id)?.clone();
+    writable(&ctx, id)?;
     let domain = normalize_domain(domain)?;
     let mut tx = ctx.store.begin_config(id).await?;
+    // The tenant as the transaction sees it, under the writers' lock: a
+    // change committed since `ctx` was taken is kept, not overwritten.
+    let old = stored_tenant(&ctx, &mut tx, id).await?;
     let claimed = tx.domains().delete(id, &domain).await?;
     let listed = old.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain));
     if !claimed && !listed {
@@ -859,14 +876,15 @@ pub async fn delete_connection(
     cid: &str,
 ) -> Result<(), OpError> {
     let ctx = cur.ctx();
-    let t = writable(&ctx, id)?;
-    let before = t
+    writable(&ctx, id)?;
+    let mut tx = ctx.store.begin_config(id).await?;
+    let before = stored_tenant(&ctx, &mut tx, id)
+        .await?
         .connections
         .iter()
         .find(|c| c.id == cid)
         .map(to_value)
         .transpose()?;
-    let mut tx = ctx.store.begin_config(id).await?;
     if !tx.tenants().delete_connection(id, cid).await? {
         return Err(OpError::NotFound(format!(
             "no connection `{cid}` in tenant `{id}`"
@@ -1200,8 +1218,9 @@ pub async fn setup_grant_active(ctx: &AdminCtx, grant: &SetupGrant) -> Result<bo
 /// session of the tenant ends, in one transaction.
 pub async fn reset_sso(cur: &dyn Current, actor: &Actor, id: &str) -> Result<u64, OpError> {
     let ctx = cur.ctx();
-    let t = writable(&ctx, id)?.clone();
+    writable(&ctx, id)?;
     let mut tx = ctx.store.begin_config(id).await?;
+    let t = stored_tenant(&ctx, &mut tx, id).await?;
     let mut actions = Vec::new();
     for c in &t.connections {
         if tx.tenants().delete_connection(id, &c.id).await? {
