@@ -483,7 +483,7 @@ impl ServeHttp for AdminApp {
         if let Some(api) = &self.api
             && (path == "/admin/v1" || path.starts_with("/admin/v1/"))
         {
-            return admin::serve(http, api).await;
+            return admin::serve(http, api, self.shared.as_ref()).await;
         }
         let (status, ctype, body) = match path.as_str() {
             "/metrics" => (

@@ -541,32 +541,53 @@ pub fn router(cur: Arc<dyn Current>) -> Router {
         .with_state(cur)
 }
 
-/// Resolves the bearer token to its name (the actor) or answers 401.
-async fn require_token(State(cur): Cur, mut req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
+/// An operator token checked from the request head alone, before any of
+/// the body is read: the admin listener authenticates first, so no
+/// unauthenticated client can make it buffer a body. Only [`authenticate`]
+/// makes one (its field is private), and a client can't set extensions.
+#[derive(Debug, Clone)]
+pub struct Authenticated(Actor);
+
+/// Resolves the bearer token to its name (the actor), or the answer: 401
+/// (generic; which check failed is not said), 503 when the store fails.
+pub async fn authenticate(
+    cur: &dyn Current,
+    headers: &header::HeaderMap,
+) -> Result<Authenticated, Response> {
+    let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match super::tokens::authenticate(&cur.ctx().store, header).await {
-        Ok(Some(name)) => {
-            req.extensions_mut().insert(Actor::OperatorToken { name });
-            next.run(req).await
-        }
-        Ok(None) => ApiError(
+        Ok(Some(name)) => Ok(Authenticated(Actor::OperatorToken { name })),
+        Ok(None) => Err(ApiError(
             StatusCode::UNAUTHORIZED,
             vec![FieldError::new(
                 "",
                 "a valid admin token is required (Authorization: Bearer, from `portcullis admin-token create`)",
             )],
         )
-        .into_response(),
+        .into_response()),
         Err(e) => {
             tracing::error!(error = %e, "admin token lookup failed");
-            ApiError(
+            Err(ApiError(
                 StatusCode::SERVICE_UNAVAILABLE,
                 vec![FieldError::new("", "the store is unavailable")],
             )
-            .into_response()
+            .into_response())
         }
     }
+}
+
+/// Every route's gate: the caller authenticated by the listener, or by
+/// its token here; the handlers see the [`Actor`].
+async fn require_token(State(cur): Cur, mut req: Request, next: Next) -> Response {
+    let authenticated = match req.extensions_mut().remove::<Authenticated>() {
+        Some(a) => a,
+        None => match authenticate(cur.as_ref(), req.headers()).await {
+            Ok(a) => a,
+            Err(answer) => return answer,
+        },
+    };
+    req.extensions_mut().insert(authenticated.0);
+    next.run(req).await
 }

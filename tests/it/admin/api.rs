@@ -780,3 +780,59 @@ async fn scim_tokens_users_sessions_setup_links_and_audit(db: Db) {
         .metrics_with("portcullis_admin_changes_total{action=\"tenant.created\"} 1")
         .await;
 }
+
+/// The status line the admin listener answers `head` with, if it answers
+/// within `wait` (the declared body is never sent).
+async fn answer_to_head(addr: std::net::SocketAddr, head: &str, wait: u64) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut s, mut w) = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap()
+        .into_split();
+    let bytes = head.as_bytes().to_vec();
+    // The server may answer and close before it has it all.
+    tokio::spawn(async move {
+        let _ = w.write_all(&bytes).await;
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    });
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(wait), async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(2).any(|w| w == b"\r\n") {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+/// A request without a valid token is answered 401 from its head: the
+/// listener never waits for (or buffers) the body it announces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_requests_are_refused_before_their_body_is_read() {
+    let s = setup(Db::Sqlite).await;
+    for auth in ["", "Authorization: Bearer pat_nothing\r\n"] {
+        let head = format!(
+            "POST /admin/v1/tenants HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{{\"id\":"
+        );
+        let status = answer_to_head(s.env.admin, &head, 3).await;
+        assert_eq!(
+            status.as_deref(),
+            Some("HTTP/1.1 401 Unauthorized"),
+            "{auth:?}"
+        );
+    }
+    // With a valid token, the body is read and its limit still holds.
+    let head = format!(
+        "POST /admin/v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 3145728\r\n\r\n",
+        s.api.token
+    );
+    let big = format!("{head}{}", " ".repeat(3 << 20));
+    let status = answer_to_head(s.env.admin, &big, 10).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 413 Payload Too Large"));
+}
