@@ -24,6 +24,7 @@ use crate::session::Sessions;
 use crate::store::{SessionSelector, SetupLinkRow, Store, StoreError, WriteTx};
 
 /// What the operations need of the running server, taken once per request.
+#[derive(Clone)]
 pub struct AdminCtx {
     /// The running configuration: the file's tenants and the store's.
     pub config: Arc<Config>,
@@ -262,7 +263,7 @@ pub struct AuditPage {
     pub next: Option<i64>,
 }
 
-fn tenant<'a>(ctx: &'a AdminCtx, id: &str) -> Result<&'a TenantConfig, OpError> {
+pub(super) fn tenant<'a>(ctx: &'a AdminCtx, id: &str) -> Result<&'a TenantConfig, OpError> {
     ctx.config
         .tenants
         .iter()
@@ -360,14 +361,23 @@ fn probe(t: &TenantConfig, push: &mut dyn FnMut(String, String)) {
 
 /// Commits, drops this process' cached sessions of what was revoked,
 /// counts the actions and applies the change here before answering.
-async fn finish(
+pub(super) async fn finish(
     cur: &dyn Current,
     ctx: &AdminCtx,
     tx: WriteTx,
     actions: &[AuditAction],
 ) -> Result<(), OpError> {
-    for selector in tx.commit().await? {
-        ctx.sessions.invalidate(&selector).await;
+    let revoked = tx.commit().await?;
+    committed(ctx, &revoked, actions).await;
+    cur.rebuild().await;
+    Ok(())
+}
+
+/// After a commit: drops this process' cached sessions of what was
+/// revoked and counts the actions.
+pub(super) async fn committed(ctx: &AdminCtx, revoked: &[SessionSelector], actions: &[AuditAction]) {
+    for selector in revoked {
+        ctx.sessions.invalidate(selector).await;
     }
     for a in actions {
         ctx.metrics
@@ -376,8 +386,6 @@ async fn finish(
             .with_label_values(&[a.label()])
             .inc();
     }
-    cur.rebuild().await;
-    Ok(())
 }
 
 /// Every tenant, file's first; invalid store tenants at the end.
@@ -557,11 +565,11 @@ pub async fn delete_tenant(cur: &dyn Current, actor: &Actor, id: &str) -> Result
     finish(cur, &ctx, tx, &[AuditAction::TenantDeleted]).await
 }
 
-fn domains(ctx: &AdminCtx) -> Result<Domains, OpError> {
+pub(super) fn domains(ctx: &AdminCtx) -> Result<Domains, OpError> {
     Ok(Domains::new(ctx.store.clone(), &ctx.config.dns)?)
 }
 
-fn domain_view(d: &Domains, e: &DomainEntry) -> DomainView {
+pub(super) fn domain_view(d: &Domains, e: &DomainEntry) -> DomainView {
     let (record_name, record_value) = d.txt_record(e);
     DomainView {
         domain: e.domain.clone(),

@@ -156,6 +156,26 @@ impl SessionStore<'_> {
         Ok(deleted)
     }
 
+    /// [`SessionStore::revoke`] with its audit event, in one transaction:
+    /// for revocations that belong to no single tenant (a user, every
+    /// session), which have no tenant write transaction to ride in.
+    /// `audit` makes the event from the number of sessions ended.
+    pub async fn revoke_audited(
+        &self,
+        selector: &SessionSelector,
+        audit: impl FnOnce(u64) -> super::AuditRow,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.inner.pool.begin().await?;
+        let deleted = revoke_in(&mut tx, self.inner.backend, selector).await?;
+        super::audit::insert_in(&mut tx, &audit(deleted)).await?;
+        tx.commit().await?;
+        let _ = self
+            .inner
+            .events
+            .send(StoreEvent::SessionsRevoked(selector.clone()));
+        Ok(deleted)
+    }
+
     /// Garbage-collects dead sessions so the table does not grow forever.
     /// No event: readers already refuse expired sessions on their own.
     pub async fn delete_expired(&self, now: i64, idle_cutoff: i64) -> Result<u64, StoreError> {

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod api;
+mod audit;
 mod egress;
 mod openapi;
 mod portal;
