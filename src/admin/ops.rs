@@ -917,21 +917,10 @@ pub async fn delete_connection(
 /// A one-time test sign-in URL for a connection (file tenants too).
 pub fn test_link(ctx: &AdminCtx, id: &str, cid: &str) -> Result<Link, OpError> {
     get_connection(ctx, id, cid)?;
-    let now = crate::clock::now();
-    let token = crate::auth::TestLinks::new(&ctx.config.session)
-        .mint(cid, now)
+    let (url, expires_at) = crate::auth::TestLinks::new(&ctx.config.session)
+        .url(&ctx.config.public_urls(), cid, crate::clock::now())
         .ok_or_else(|| OpError::Internal("could not create a test link".into()))?;
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    Ok(Link {
-        url: format!(
-            "{}?token={}",
-            ctx.config.public_urls().sso_test(&enc(cid)),
-            enc(&token)
-        ),
-        expires_at: now + crate::auth::testlink::TEST_LINK_SECONDS,
-    })
+    Ok(Link { url, expires_at })
 }
 
 /// Replaces the tenant's SCIM token (file tenants too); shown once.
