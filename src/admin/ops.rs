@@ -275,12 +275,17 @@ pub(super) fn tenant<'a>(ctx: &'a AdminCtx, id: &str) -> Result<&'a TenantConfig
 fn writable<'a>(ctx: &'a AdminCtx, id: &str) -> Result<&'a TenantConfig, OpError> {
     let t = tenant(ctx, id)?;
     if t.origin == Origin::File {
-        return Err(OpError::Conflict(format!(
-            "tenant `{id}` is defined in the configuration file {}; change it there",
-            ctx.config_file
-        )));
+        return Err(file_tenant(ctx, id));
     }
     Ok(t)
+}
+
+/// The `409` about tenant `id` of the configuration file.
+fn file_tenant(ctx: &AdminCtx, id: &str) -> OpError {
+    OpError::Conflict(format!(
+        "tenant `{id}` is defined in the configuration file {}; change it there",
+        ctx.config_file
+    ))
 }
 
 /// The file's tenants and the store's as this transaction sees them.
@@ -416,6 +421,9 @@ pub async fn create_tenant(
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("id", "missing field `id`"))?
         .to_owned();
+    if ctx.file_config.tenants.iter().any(|t| t.id == id) {
+        return Err(file_tenant(&ctx, &id));
+    }
     let mut tx = ctx.store.begin_config(&id).await?;
     let within = within(&ctx, &mut tx).await?;
     let t = tenant_from_json(body, &within, None, &probe)

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -458,8 +459,19 @@ struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/admin/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody)))]
-async fn audit(State(cur): Cur, Query(q): Query<AuditQuery>) -> ApiResult<Json<AuditPage>> {
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+async fn audit(
+    State(cur): Cur,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> ApiResult<Json<AuditPage>> {
+    // axum's own rejection is plain text: every error here is JSON.
+    let Query(q) = q.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            vec![FieldError::new("", e.body_text())],
+        )
+    })?;
     Ok(Json(
         ops::audit_page(&cur.ctx(), q.tenant.as_deref(), q.before, q.limit).await?,
     ))

@@ -205,10 +205,17 @@ async fn tenants_crud_validation_and_read_only_file_tenants(db: Db) {
         .api
         .post("/admin/v1/tenants", &json!({"id": "acme"}))
         .await;
+    // The file's tenant: a conflict naming the file, not a bad document.
+    assert_eq!(status, 409, "{body}");
+    file_conflict(&s, &body);
+    let (status, body) = s
+        .api
+        .post("/admin/v1/tenants", &json!({"id": "globex"}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(
         errors(&body),
-        [("id".to_owned(), "duplicate tenant id `acme`".to_owned())]
+        [("id".to_owned(), "duplicate tenant id `globex`".to_owned())]
     );
     let (status, body) = s
         .api
@@ -721,6 +728,15 @@ async fn scim_tokens_users_sessions_setup_links_and_audit(db: Db) {
         .unwrap();
 
     // The audit: newest first, paged, no secret.
+    // A bad query is a JSON error like every other.
+    for bad in ["limit=many", "before=-x", "tenant=a&tenant=b&limit=1.5"] {
+        let (status, body) = s.api.get(&format!("/admin/v1/audit?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(
+            errors(&body)[0].1.contains("query string"),
+            "{bad}: {body}"
+        );
+    }
     let (_, page) = s.api.get("/admin/v1/audit?limit=3").await;
     let actions: Vec<&str> = page["events"]
         .as_array()
