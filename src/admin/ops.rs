@@ -757,11 +757,9 @@ pub async fn remove_domain(
 fn connection_view(ctx: &AdminCtx, tenant: &str, c: &ConnectionConfig) -> ConnectionView {
     let urls = ctx.config.public_urls();
     let mut shown = c.clone();
-    if let Some(o) = shown.oidc.as_mut() {
-        for secret in [&mut o.client_secret, &mut o.private_key] {
-            if secret.is_some() {
-                *secret = Some(REDACTED.into());
-            }
+    for secret in secrets_mut(&mut shown) {
+        if secret.is_some() {
+            *secret = Some(REDACTED.into());
         }
     }
     if let Some(s) = shown.saml.as_mut()
@@ -1314,9 +1312,34 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 /// A secret sent back as [`REDACTED`] (read, edited, written) means
 /// "unchanged": drop it from the patch.
 fn keep_redacted_secrets(patch: &mut Value) {
-    if let Some(o) = patch.get_mut("oidc").and_then(Value::as_object_mut) {
-        o.retain(|k, v| !(matches!(k.as_str(), "client_secret" | "private_key") && v == REDACTED));
+    for (table, key) in CONNECTION_SECRETS {
+        if let Some(o) = patch.get_mut(*table).and_then(Value::as_object_mut)
+            && o.get(*key).is_some_and(|v| v == REDACTED)
+        {
+            o.remove(*key);
+        }
     }
+}
+
+/// Every secret a connection carries, `(table, key)`: the API answers
+/// them as [`REDACTED`] and reads [`REDACTED`] sent back as "unchanged".
+/// (Audit documents redact these keys wherever they are: `audit::redact`.)
+const CONNECTION_SECRETS: &[(&str, &str)] = &[
+    ("oidc", "client_secret"),
+    ("oidc", "private_key"),
+    ("graph", "client_secret"),
+];
+
+/// The fields of [`CONNECTION_SECRETS`] in `c`.
+fn secrets_mut(c: &mut ConnectionConfig) -> Vec<&mut Option<String>> {
+    let mut all = Vec::new();
+    if let Some(o) = c.oidc.as_mut() {
+        all.extend([&mut o.client_secret, &mut o.private_key]);
+    }
+    if let Some(g) = c.graph.as_mut() {
+        all.push(&mut g.client_secret);
+    }
+    all
 }
 
 #[cfg(test)]
@@ -1353,5 +1376,38 @@ mod tests {
         let mut p = json!({"oidc": {"client_secret": REDACTED, "client_id": "n"}});
         keep_redacted_secrets(&mut p);
         assert_eq!(p, json!({"oidc": {"client_id": "n"}}));
+    }
+
+    /// `secrets_mut` and `CONNECTION_SECRETS` name the same fields, and
+    /// the audit's `redact` hides each of them too.
+    #[test]
+    fn every_connection_secret_is_redacted_everywhere() {
+        let mut c: ConnectionConfig = serde_json::from_value(json!({"id": "c",
+            "protocol": "oidc", "oidc": {"issuer": "https://i.example", "client_id": "id",
+                "client_secret": "s1", "private_key": "s2"},
+            "graph": {"client_secret": "s3"}}))
+        .unwrap();
+        let secrets: Vec<String> = secrets_mut(&mut c)
+            .into_iter()
+            .filter_map(|s| s.clone())
+            .collect();
+        assert_eq!(secrets, ["s1", "s2", "s3"]);
+        let doc = to_value(&c).unwrap();
+        for (table, key) in CONNECTION_SECRETS {
+            assert!(doc[table][key].is_string(), "{table}.{key}");
+        }
+        assert_eq!(CONNECTION_SECRETS.len(), secrets.len());
+        let audited = super::super::audit::redact(&doc).to_string();
+        for s in &secrets {
+            assert!(!audited.contains(&format!("\"{s}\"")), "{s} in {audited}");
+        }
+        let mut patch = doc.clone();
+        for (table, key) in CONNECTION_SECRETS {
+            patch[table][key] = json!(REDACTED);
+        }
+        keep_redacted_secrets(&mut patch);
+        for (table, key) in CONNECTION_SECRETS {
+            assert!(patch[table].get(key).is_none(), "{table}.{key}");
+        }
     }
 }

@@ -35,6 +35,7 @@ on_both_stores!(
     domains_are_claimed_listed_verified_and_released,
     connections_validate_seal_secrets_and_end_sessions,
     scim_tokens_users_sessions_setup_links_and_audit,
+    every_connection_secret_is_redacted_in_answers_and_audit,
 );
 
 /// A file tenant `acme` (acme.com) and a DNS server for domain proofs.
@@ -851,4 +852,66 @@ async fn unauthenticated_requests_are_refused_before_their_body_is_read() {
     let big = format!("{head}{}", " ".repeat(3 << 20));
     let status = answer_to_head(s.env.admin, &big, 10).await;
     assert_eq!(status.as_deref(), Some("HTTP/1.1 413 Payload Too Large"));
+}
+
+/// Every secret of a connection — the OIDC client secret and the Graph
+/// app's — is `<redacted>` in answers and audit events, and sending
+/// `<redacted>` back keeps the stored value.
+async fn every_connection_secret_is_redacted_in_answers_and_audit(db: Db) {
+    let s = setup(db).await;
+    s.api
+        .post("/admin/v1/tenants", &json!({"id": "globex"}))
+        .await;
+    let conn = json!({"id": "globex-entra", "protocol": "oidc",
+        "oidc": {"issuer": "https://login.globex.example", "client_id": "rp",
+                 "client_secret": "oidc-s3cret"},
+        "graph": {"client_id": "graph-app", "client_secret": "graph-s3cret"}});
+    let (status, c) = s
+        .api
+        .post("/admin/v1/tenants/globex/connections", &conn)
+        .await;
+    assert_eq!(status, 201, "{c}");
+    let (_, shown) = s
+        .api
+        .get("/admin/v1/tenants/globex/connections/globex-entra")
+        .await;
+    for answer in [&c, &shown] {
+        assert_eq!(answer["connection"]["graph"]["client_secret"], "<redacted>");
+        assert_eq!(answer["connection"]["oidc"]["client_secret"], "<redacted>");
+        assert!(!answer.to_string().contains("s3cret"), "{answer}");
+    }
+    // The document as read, edited and sent back: secrets unchanged.
+    let mut edited = shown["connection"].clone();
+    edited["graph"]["cache_seconds"] = json!(60);
+    let (status, body) = s
+        .api
+        .patch(
+            "/admin/v1/tenants/globex/connections/globex-entra",
+            &edited,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let config = s.env.shared.config();
+    let stored = config
+        .tenants
+        .iter()
+        .flat_map(|t| &t.connections)
+        .find(|c| c.id == "globex-entra")
+        .unwrap();
+    let graph = stored.graph.as_ref().unwrap();
+    assert_eq!(graph.client_secret.as_deref(), Some("graph-s3cret"));
+    assert_eq!(graph.cache_seconds, 60);
+    assert_eq!(
+        stored.oidc.as_ref().unwrap().client_secret.as_deref(),
+        Some("oidc-s3cret")
+    );
+    let (_, audit) = s.api.get("/admin/v1/audit?tenant=globex").await;
+    let events = audit["events"].as_array().unwrap();
+    assert!(events.len() >= 3, "{audit}");
+    assert!(!audit.to_string().contains("s3cret"), "{audit}");
+    let updated = &events[0];
+    assert_eq!(updated["action"], "connection.updated");
+    for side in ["before", "after"] {
+        assert_eq!(updated[side]["graph"]["client_secret"], "<redacted>", "{side}");
+    }
 }
