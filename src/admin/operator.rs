@@ -9,11 +9,12 @@ use serde_json::json;
 
 use super::audit::{Actor, AuditAction, row};
 use super::ops::{
-    self, AdminCtx, Current, DomainView, OpError, committed, domain_view, domains, finish, tenant,
+    self, AdminCtx, Current, DomainView, OpError, audit_claim, committed, domain_view, domains,
+    finish, insert_claim, tenant,
 };
 use crate::config::{FieldError, Origin};
 use crate::domains::{DomainError, normalize_domain};
-use crate::store::{SessionSelector, StoreError};
+use crate::store::SessionSelector;
 
 /// Claims `domain` for tenant `id`, which must list it (the file or the
 /// tenant's document stays the one description of who may own what).
@@ -29,7 +30,11 @@ pub async fn claim_listed_domain(
     let t = tenant(&ctx, id)?;
     let d = domains(&ctx)?;
     let claim = d.new_claim(id, domain, crate::clock::now())?;
-    if !t.domains.iter().any(|x| x.eq_ignore_ascii_case(&claim.domain)) {
+    if !t
+        .domains
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(&claim.domain))
+    {
         let refusal = DomainError::NotInConfig {
             tenant: id.to_owned(),
             domain: claim.domain,
@@ -40,28 +45,10 @@ pub async fn claim_listed_domain(
         )]));
     }
     let mut tx = ctx.store.begin_write(id).await?;
-    let entry = match tx.domains().insert(&claim).await {
-        Err(StoreError::Conflict { owner }) => {
-            return Err(DomainError::Conflict {
-                domain: claim.domain,
-                owner,
-            }
-            .into());
-        }
-        other => other?,
-    };
-    if entry.token == claim.token {
-        let after = json!({"domain": entry.domain});
-        tx.audit()
-            .record(&row(
-                actor,
-                AuditAction::DomainAdded,
-                Some(id),
-                &entry.domain,
-                None,
-                Some(&after),
-            ))
-            .await?;
+    let token = claim.token.clone();
+    let entry = insert_claim(&mut tx, claim).await?;
+    if entry.token == token {
+        audit_claim(actor, &mut tx, id, &entry.domain).await?;
         finish(cur, &ctx, tx, &[AuditAction::DomainAdded]).await?;
     }
     Ok(domain_view(&d, &entry))
@@ -129,7 +116,8 @@ pub async fn remove_user(
         .sessions()
         .revoke(&SessionSelector::User(user.id.clone()))
         .await?;
-    let before = json!({"id": user.id, "email": user.email, "role": user.role, "source": user.source});
+    let before =
+        json!({"id": user.id, "email": user.email, "role": user.role, "source": user.source});
     let after = json!({"sessions_revoked": n});
     tx.audit()
         .record(&row(
@@ -174,7 +162,14 @@ pub async fn revoke_sessions(
         .sessions()
         .revoke_audited(selector, |n| {
             let after = json!({"revoked": n});
-            row(actor, action, tenant.as_deref(), &target, None, Some(&after))
+            row(
+                actor,
+                action,
+                tenant.as_deref(),
+                &target,
+                None,
+                Some(&after),
+            )
         })
         .await?;
     committed(&ctx, std::slice::from_ref(selector), &[action]).await;

@@ -290,13 +290,7 @@ fn file_tenant(ctx: &AdminCtx, id: &str) -> OpError {
 
 /// The file's tenants and the store's as this transaction sees them.
 async fn within(ctx: &AdminCtx, tx: &mut WriteTx) -> Result<Config, OpError> {
-    let docs: Vec<Value> = tx
-        .tenants()
-        .load_all()
-        .await?
-        .iter()
-        .map(|t| t.document())
-        .collect();
+    let docs = tx.tenants().documents().await?;
     Ok(merge_store_tenants(&ctx.file_config, &docs, &no_probe).0)
 }
 
@@ -380,7 +374,11 @@ pub(super) async fn finish(
 
 /// After a commit: drops this process' cached sessions of what was
 /// revoked and counts the actions.
-pub(super) async fn committed(ctx: &AdminCtx, revoked: &[SessionSelector], actions: &[AuditAction]) {
+pub(super) async fn committed(
+    ctx: &AdminCtx,
+    revoked: &[SessionSelector],
+    actions: &[AuditAction],
+) {
     for selector in revoked {
         ctx.sessions.invalidate(selector).await;
     }
@@ -640,30 +638,46 @@ pub async fn add_domain(
                 .collect(),
         )
     })?;
-    let entry = match tx.domains().insert(&claim).await {
-        Err(StoreError::Conflict { owner }) => {
-            return Err(DomainError::Conflict {
-                domain: claim.domain,
-                owner,
-            }
-            .into());
-        }
-        other => other?,
-    };
+    let entry = insert_claim(&mut tx, claim).await?;
     tx.tenants().put_tenant(id, &tenant_doc(&new)?).await?;
-    let after = json!({"domain": entry.domain});
-    tx.audit()
-        .record(&row(
-            actor,
-            AuditAction::DomainAdded,
-            Some(id),
-            &entry.domain,
-            None,
-            Some(&after),
-        ))
-        .await?;
+    audit_claim(actor, &mut tx, id, &entry.domain).await?;
     finish(cur, &ctx, tx, &[AuditAction::DomainAdded]).await?;
     Ok(domain_view(&d, &entry))
+}
+
+/// Stores `claim`: the existing claim of the same tenant, or the conflict
+/// naming the domain's owner.
+pub(super) async fn insert_claim(
+    tx: &mut WriteTx,
+    claim: DomainEntry,
+) -> Result<DomainEntry, OpError> {
+    match tx.domains().insert(&claim).await {
+        Err(StoreError::Conflict { owner }) => Err(DomainError::Conflict {
+            domain: claim.domain,
+            owner,
+        }
+        .into()),
+        other => Ok(other?),
+    }
+}
+
+/// The audit event of a new claim of `domain` for tenant `id`.
+pub(super) async fn audit_claim(
+    actor: &Actor,
+    tx: &mut WriteTx,
+    id: &str,
+    domain: &str,
+) -> Result<(), OpError> {
+    let after = json!({ "domain": domain });
+    let event = row(
+        actor,
+        AuditAction::DomainAdded,
+        Some(id),
+        domain,
+        None,
+        Some(&after),
+    );
+    Ok(tx.audit().record(&event).await?)
 }
 
 /// Looks the record up now (outside the transaction) and writes the

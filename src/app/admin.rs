@@ -110,11 +110,11 @@ pub(super) async fn serve(
     router: &axum::Router,
     cur: &dyn Current,
 ) -> http::Response<Vec<u8>> {
-    let authenticated =
-        match crate::admin::api::authenticate(cur, &http.req_header().headers).await {
-            Ok(a) => a,
-            Err(answer) => return relay(answer).await,
-        };
+    let authenticated = match crate::admin::api::authenticate(cur, &http.req_header().headers).await
+    {
+        Ok(a) => a,
+        Err(answer) => return relay(answer).await,
+    };
     let mut body = Vec::new();
     let read = tokio::time::timeout(BODY_TIMEOUT, async {
         while let Some(chunk) = http.read_request_body().await? {

@@ -63,13 +63,7 @@ impl TenantSync {
         metrics: &Metrics,
     ) -> Result<(Config, i64), AppError> {
         let version = store.tenants().version().await?;
-        let docs: Vec<serde_json::Value> = store
-            .tenants()
-            .load_all()
-            .await?
-            .iter()
-            .map(|t| t.document())
-            .collect();
+        let docs = store.tenants().documents().await?;
         let (merged, invalid) =
             crate::config::merge_store_tenants(&file, &docs, &crate::auth::check::check_tenant);
         for (id, errors) in &invalid {

@@ -57,8 +57,7 @@ impl TestLinks {
     pub fn url(&self, urls: &PublicUrls, connection: &str, now: i64) -> Option<(String, i64)> {
         let token = self.mint(connection, now)?;
         let enc = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                .to_string()
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
         Some((
             format!("{}?token={}", urls.sso_test(&enc(connection)), enc(&token)),

@@ -83,6 +83,5 @@ pub(super) fn test_link(cfg: &Config, connection: &str, now: i64) -> Result<Outp
             "could not create a test link (no session key or randomness)".into(),
         ));
     };
-    Ok(Output::text(url)
-    .note("Open it in a browser within 10 minutes; it works once."))
+    Ok(Output::text(url).note("Open it in a browser within 10 minutes; it works once."))
 }

@@ -51,11 +51,11 @@ pub(super) fn run(cmd: DomainsCommand) -> Result<Output, CliError> {
             domain,
         } => {
             let cfg = config.load()?;
-            block_on(async { Ok(add(&cfg, &tenant, &domain).await?) })?
+            block_on(add(&cfg, &tenant, &domain))?
         }
         DomainsCommand::Verify { config, domain } => {
             let cfg = config.load()?;
-            block_on(async { Ok(verify(&cfg, &domain).await?) })?
+            block_on(verify(&cfg, &domain))?
         }
         DomainsCommand::List { config, tenant } => {
             let cfg = config.load()?;
@@ -63,7 +63,7 @@ pub(super) fn run(cmd: DomainsCommand) -> Result<Output, CliError> {
         }
         DomainsCommand::Remove { config, domain } => {
             let cfg = config.load()?;
-            block_on(async { Ok(remove(&cfg, &domain).await?) })?
+            block_on(remove(&cfg, &domain))?
         }
     };
     Ok(Output::text(text))

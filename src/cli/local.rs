@@ -35,13 +35,7 @@ impl Current for Local {
 /// session cache of its own (nothing to invalidate here; running servers
 /// learn through the store's events).
 pub(super) async fn admin_ctx(cfg: &Config, store: &Store) -> Result<AdminCtx, CliError> {
-    let docs: Vec<serde_json::Value> = store
-        .tenants()
-        .load_all()
-        .await?
-        .iter()
-        .map(|t| t.document())
-        .collect();
+    let docs = store.tenants().documents().await?;
     let (merged, invalid) = merge_store_tenants(cfg, &docs, &no_probe);
     let metrics = Arc::new(Metrics::new()?);
     Ok(AdminCtx {

@@ -733,10 +733,7 @@ async fn scim_tokens_users_sessions_setup_links_and_audit(db: Db) {
     for bad in ["limit=many", "before=-x", "tenant=a&tenant=b&limit=1.5"] {
         let (status, body) = s.api.get(&format!("/admin/v1/audit?{bad}")).await;
         assert_eq!(status, 400, "{bad}");
-        assert!(
-            errors(&body)[0].1.contains("query string"),
-            "{bad}: {body}"
-        );
+        assert!(errors(&body)[0].1.contains("query string"), "{bad}: {body}");
     }
     let (_, page) = s.api.get("/admin/v1/audit?limit=3").await;
     let actions: Vec<&str> = page["events"]
@@ -885,10 +882,7 @@ async fn every_connection_secret_is_redacted_in_answers_and_audit(db: Db) {
     edited["graph"]["cache_seconds"] = json!(60);
     let (status, body) = s
         .api
-        .patch(
-            "/admin/v1/tenants/globex/connections/globex-entra",
-            &edited,
-        )
+        .patch("/admin/v1/tenants/globex/connections/globex-entra", &edited)
         .await;
     assert_eq!(status, 200, "{body}");
     let config = s.env.shared.config();
@@ -912,6 +906,9 @@ async fn every_connection_secret_is_redacted_in_answers_and_audit(db: Db) {
     let updated = &events[0];
     assert_eq!(updated["action"], "connection.updated");
     for side in ["before", "after"] {
-        assert_eq!(updated[side]["graph"]["client_secret"], "<redacted>", "{side}");
+        assert_eq!(
+            updated[side]["graph"]["client_secret"], "<redacted>",
+            "{side}"
+        );
     }
 }

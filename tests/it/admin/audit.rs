@@ -47,11 +47,25 @@ async fn cli_changes_are_audited_like_the_api_s(db: Db) {
     portcullis(&s, &["domains", "remove", "acme.com"]);
     portcullis(
         &s,
-        &["users", "invite", "--tenant", "acme", "--email", "lee@acme.com"],
+        &[
+            "users",
+            "invite",
+            "--tenant",
+            "acme",
+            "--email",
+            "lee@acme.com",
+        ],
     );
     portcullis(
         &s,
-        &["users", "remove", "--tenant", "acme", "--email", "lee@acme.com"],
+        &[
+            "users",
+            "remove",
+            "--tenant",
+            "acme",
+            "--email",
+            "lee@acme.com",
+        ],
     );
     s.env.mint(&principal("kim@acme.com", &[])).await;
     let revoked = portcullis(&s, &["sessions", "revoke", "--tenant", "acme"]);
@@ -97,5 +111,8 @@ async fn cli_changes_are_audited_like_the_api_s(db: Db) {
     );
     assert_eq!(first["after"]["revoked"], 1);
     // Secrets never reach the log.
-    assert!(!listed.contains("pat_") && !listed.contains("pcs_"), "{listed}");
+    assert!(
+        !listed.contains("pat_") && !listed.contains("pcs_"),
+        "{listed}"
+    );
 }

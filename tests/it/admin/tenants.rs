@@ -25,14 +25,14 @@ fn check_findings(s: &Setup, tenant: &str) -> Vec<(String, String)> {
     let n = s.env.shared.file_config().tenants.len();
     match portcullis::config::from_str(&text, "t.toml", &|_| None) {
         Ok(_) => panic!("the file accepted {tenant}"),
-        Err(e) => e
-            .0
-            .into_iter()
-            .filter_map(|e| {
-                let key = e.key.strip_prefix(&format!("tenants[{n}]."))?.to_owned();
-                Some((key, e.message))
-            })
-            .collect(),
+        Err(e) => {
+            e.0.into_iter()
+                .filter_map(|e| {
+                    let key = e.key.strip_prefix(&format!("tenants[{n}]."))?.to_owned();
+                    Some((key, e.message))
+                })
+                .collect()
+        }
     }
 }
 
@@ -49,6 +49,20 @@ async fn store_unchecked(s: &Setup, tenant: &Value, connections: &[Value]) {
             .unwrap();
     }
     tx.commit().await.unwrap();
+}
+
+/// Adds an OIDC connection `cid` to store tenant `id` through the API.
+async fn add_oidc_connection(s: &Setup, id: &str, cid: &str) {
+    let (status, body) = s
+        .api
+        .post(
+            &format!("/admin/v1/tenants/{id}/connections"),
+            &json!({"id": cid, "protocol": "oidc",
+                "oidc": {"issuer": "https://idp.example", "client_id": "rp",
+                         "client_secret": "s3cret"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
 }
 
 /// A `platform` connection whose provider the operator did not configure
@@ -116,16 +130,7 @@ async fn a_store_tenant_that_cannot_be_built_disables_only_itself(db: Db) {
         .post("/admin/v1/tenants", &json!({"id": "globex"}))
         .await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = s
-        .api
-        .post(
-            "/admin/v1/tenants/globex/connections",
-            &json!({"id": "globex-oidc", "protocol": "oidc",
-                "oidc": {"issuer": "https://globex.okta.example", "client_id": "rp",
-                         "client_secret": "s3cret"}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    add_oidc_connection(&s, "globex", "globex-oidc").await;
     // Stored before the platform check existed: now refused by it.
     store_unchecked(
         &s,
@@ -296,14 +301,14 @@ async fn a_deleted_tenant_leaves_no_credential_or_user_behind(db: Db) {
     assert_eq!(status_with(&s, "/dashboard", &account_auth).await, 401);
     let (_, users) = s.api.get("/admin/v1/tenants/globex/users").await;
     assert_eq!(users, json!([]));
-    let (_, accounts) = s
-        .api
-        .get("/admin/v1/tenants/globex/service-accounts")
-        .await;
+    let (_, accounts) = s.api.get("/admin/v1/tenants/globex/service-accounts").await;
     assert_eq!(accounts, json!([]));
     let store = &s.env.shared.store;
     let tenant = Some("globex");
-    for kind in [portcullis::store::ScimKind::User, portcullis::store::ScimKind::Group] {
+    for kind in [
+        portcullis::store::ScimKind::User,
+        portcullis::store::ScimKind::Group,
+    ] {
         let n = store.scim().count(kind, "globex").await.unwrap();
         assert_eq!(n, 0, "{kind:?} left behind");
     }
@@ -367,10 +372,17 @@ async fn scim_groups_reach_sessions_of_a_store_tenant_after_each_rebuild(db: Db)
     p.roles = Vec::new();
     let cookie = s.env.mint(&p).await;
     let seen_roles = || async {
-        let (status, e) = echo(client().get(s.env.url("/dashboard")).header("cookie", &cookie)).await;
+        let (status, e) = echo(
+            client()
+                .get(s.env.url("/dashboard"))
+                .header("cookie", &cookie),
+        )
+        .await;
         assert_eq!(status, 200, "{e}");
         (
-            seen(&e, "x-forwarded-groups").unwrap_or_default().to_owned(),
+            seen(&e, "x-forwarded-groups")
+                .unwrap_or_default()
+                .to_owned(),
             seen(&e, "x-forwarded-roles").unwrap_or_default().to_owned(),
         )
     };
@@ -423,7 +435,12 @@ async fn deleting_a_store_tenant_shadowed_by_the_file_leaves_the_file_tenant_alo
     assert!(s.env.shared.invalid_store_tenants().is_empty());
     let (_, domains) = s.api.get("/admin/v1/tenants/acme/domains").await;
     assert_eq!(domains[0]["domain"], "acme.com", "{domains}");
-    let (status, _) = echo(client().get(s.env.url("/dashboard")).header("cookie", &cookie)).await;
+    let (status, _) = echo(
+        client()
+            .get(s.env.url("/dashboard"))
+            .header("cookie", &cookie),
+    )
+    .await;
     assert_eq!(status, 200, "the file tenant's session ended");
     assert_eq!(status_with(&s, "/scim/v2/Users", &scim_auth).await, 200);
     let (status, t) = s.api.get("/admin/v1/tenants/acme").await;
@@ -488,18 +505,19 @@ async fn changes_read_the_tenant_under_the_lock_not_from_a_snapshot(db: Db) {
         shared: s.env.shared.clone(),
         config: s.env.shared.config(),
     };
-    let (status, body) = s
-        .api
-        .post(
-            "/admin/v1/tenants/globex/connections",
-            &json!({"id": "globex-oidc", "protocol": "oidc",
-                "oidc": {"issuer": "https://globex.okta.example", "client_id": "rp",
-                         "client_secret": "s3cret"}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    ops::reset_sso(&racing, &Actor::cli(), "globex").await.unwrap();
+    add_oidc_connection(&s, "globex", "globex-oidc").await;
+    ops::reset_sso(&racing, &Actor::cli(), "globex")
+        .await
+        .unwrap();
     let (_, list) = s.api.get("/admin/v1/tenants/globex/connections").await;
     assert_eq!(list, json!([]));
-    assert!(racing.shared.ctx().config.tenants.iter().any(|t| t.id == "globex"));
+    assert!(
+        racing
+            .shared
+            .ctx()
+            .config
+            .tenants
+            .iter()
+            .any(|t| t.id == "globex")
+    );
 }
