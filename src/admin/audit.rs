@@ -69,6 +69,7 @@ pub enum AuditAction {
     ServiceAccountCreated,
     ServiceAccountRotated,
     ServiceAccountRevoked,
+    UserRemoved,
 }
 
 impl AuditAction {
@@ -95,6 +96,7 @@ impl AuditAction {
             AuditAction::ServiceAccountCreated => "service_account.created",
             AuditAction::ServiceAccountRotated => "service_account.rotated",
             AuditAction::ServiceAccountRevoked => "service_account.revoked",
+            AuditAction::UserRemoved => "user.removed",
         }
     }
 }

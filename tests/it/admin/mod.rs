@@ -1,6 +1,8 @@
 //! Tenants kept in the store, merged with the file's; the admin API.
 
+#[macro_use]
 mod api;
+mod audit;
 mod egress;
 mod onboard;
 mod openapi;
@@ -8,3 +10,4 @@ mod portal;
 mod reload;
 mod replicas;
 mod store;
+mod tenants;

@@ -918,6 +918,17 @@ async fn the_operators_platform_providers_are_offered() {
         "\n[platform.providers.github]\nclient_id = \"gh\"\nclient_secret = \"gh-secret\"\n",
     )
     .await;
+    // A provider account signs in only with an address in one of the
+    // tenant's domains: without one, the connection is refused (as
+    // `check` refuses it in the file).
+    let (status, body) = s
+        .api
+        .post(
+            "/admin/v1/tenants/globex/domains",
+            &json!({"domain": "globex.com"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     let mut b = Browser::open(&s, &link(&s, &["sso"]).await).await;
     let (_, html) = b.get("sso").await;
     assert!(html.contains("Sign in with GitHub"), "{html}");
