@@ -553,7 +553,7 @@ pub async fn delete_tenant(cur: &dyn Current, actor: &Actor, id: &str) -> Result
         tx.sessions()
             .revoke(&SessionSelector::Tenant(id.to_owned()))
             .await?;
-        tx.credentials().delete_scim_token(id).await?;
+        let _had_token = tx.credentials().delete_scim_token(id).await?;
         tx.scim().delete_all().await?;
         tx.users().delete_all().await?;
         tx.service_accounts().delete_all().await?;
@@ -973,6 +973,34 @@ pub async fn rotate_scim_token(
         base_url: ctx.config.public_urls().scim_base(&ctx.config.scim),
         token: new.token,
     })
+}
+
+/// Deletes the tenant's SCIM token: the IdP's provisioning stops at once
+/// (its next call is a 401). Users and groups SCIM made stay. Whether
+/// there was a token; nothing is audited when there was none.
+pub async fn revoke_scim_token(
+    cur: &dyn Current,
+    actor: &Actor,
+    id: &str,
+) -> Result<bool, OpError> {
+    let ctx = cur.ctx();
+    tenant(&ctx, id)?;
+    let mut tx = ctx.store.begin_write(id).await?;
+    if !tx.credentials().delete_scim_token(id).await? {
+        return Ok(false);
+    }
+    tx.audit()
+        .record(&row(
+            actor,
+            AuditAction::ScimTokenRevoked,
+            Some(id),
+            id,
+            None,
+            None,
+        ))
+        .await?;
+    finish(cur, &ctx, tx, &[AuditAction::ScimTokenRevoked]).await?;
+    Ok(true)
 }
 
 pub async fn list_users(ctx: &AdminCtx, id: &str) -> Result<Vec<UserView>, OpError> {

@@ -261,9 +261,10 @@ impl CredentialTx<'_> {
         super::scim::replace_token_in(&mut self.write.tx, tenant, key_id, secret_hash, now).await
     }
 
-    /// Deletes the tenant's SCIM token (a deleted tenant): it stops
-    /// working at once, and a tenant made again with this id has none.
-    pub async fn delete_scim_token(&mut self, tenant: &str) -> Result<(), StoreError> {
+    /// Deletes the tenant's SCIM token (SCIM turned off, or a deleted
+    /// tenant): it stops working at once, and a tenant made again with this
+    /// id has none. Whether there was one.
+    pub async fn delete_scim_token(&mut self, tenant: &str) -> Result<bool, StoreError> {
         super::scim::delete_token_in(&mut self.write.tx, tenant).await
     }
 }

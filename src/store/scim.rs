@@ -174,17 +174,17 @@ pub(super) async fn replace_token_in(
     Ok(())
 }
 
-/// Deletes `tenant`'s SCIM token on `conn`, if it has one.
+/// Deletes `tenant`'s SCIM token on `conn`, if it has one; whether it had.
 pub(super) async fn delete_token_in(
     conn: &mut sqlx::AnyConnection,
     tenant: &str,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     check_text("tenant", tenant)?;
-    sqlx::query("DELETE FROM scim_tokens WHERE tenant = $1")
+    let done = sqlx::query("DELETE FROM scim_tokens WHERE tenant = $1")
         .bind(tenant)
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 /// The SCIM view of a [`Store`](super::Store): `store.scim()`.
@@ -206,6 +206,17 @@ impl ScimStore<'_> {
         replace_token_in(&mut tx, tenant, key_id, secret_hash, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether `tenant` has a SCIM token: the tenant is provisioned by
+    /// SCIM exactly while it has one (the portal's "SCIM" mode).
+    pub async fn token_exists(&self, tenant: &str) -> Result<bool, StoreError> {
+        check_text("tenant", tenant)?;
+        let row = sqlx::query("SELECT 1 AS one FROM scim_tokens WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// `(tenant, secret_hash)` of the token with this key id.

@@ -320,6 +320,19 @@ async fn rotate_scim_token(
     ))
 }
 
+#[utoipa::path(delete, path = "/admin/v1/tenants/{id}/scim-token", tag = "provisioning",
+    params(("id" = String, Path, description = "tenant id")),
+    responses((status = 204, description = "the tenant has no SCIM token now"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_scim_token(
+    State(cur): Cur,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ops::revoke_scim_token(cur.as_ref(), &actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(get, path = "/admin/v1/tenants/{id}/users", tag = "users",
     params(("id" = String, Path, description = "tenant id")),
     responses((status = 200, body = [UserView]), (status = 401, body = ErrorBody),
@@ -511,7 +524,7 @@ fn parts() -> (Router<Arc<dyn Current>>, utoipa::openapi::OpenApi) {
             delete_connection
         ))
         .routes(routes!(test_link))
-        .routes(routes!(rotate_scim_token))
+        .routes(routes!(rotate_scim_token, revoke_scim_token))
         .routes(routes!(list_users))
         .routes(routes!(list_sessions, revoke_all_sessions))
         .routes(routes!(revoke_session))

@@ -901,9 +901,18 @@ async fn provisioning_page(
         .count(crate::store::ScimKind::User, &a.tenant)
         .await
         .unwrap_or(0);
+    // SCIM is the mode exactly while the tenant has a SCIM token (saving
+    // another mode deletes it), so the page shows what was chosen even
+    // before the IdP has provisioned anyone.
+    let scim_token = ctx
+        .store
+        .scim()
+        .token_exists(&a.tenant)
+        .await
+        .unwrap_or(false);
     let current = if t.jit.enabled {
         "jit"
-    } else if scim_users > 0 {
+    } else if scim_token {
         "scim"
     } else {
         "manual"
@@ -917,6 +926,7 @@ async fn provisioning_page(
             mode: mode.unwrap_or(current).to_owned(),
             default_role: t.jit.default_role.clone().unwrap_or_default(),
             scim_enabled: ctx.config.scim.enabled,
+            scim_on: current == "scim",
             scim_base: ctx.config.public_urls().scim_base(&ctx.config.scim),
             scim_users,
             token,
@@ -958,8 +968,35 @@ pub(super) async fn set_provisioning(Extension(a): Acc, Extension(f): Form) -> R
         .await;
     }
     let patch = json!({"jit": {"enabled": mode == "jit", "default_role": f.opt("default_role")}});
-    match ops::update_tenant(a.cur.as_ref(), &a.actor, &a.tenant, &patch).await {
-        Ok(_) => see_other(&a.page("provisioning")),
+    if let Err(e) = ops::update_tenant(a.cur.as_ref(), &a.actor, &a.tenant, &patch).await {
+        let (status, errs) = failure(e);
+        return provisioning_page(&a, status, Some(mode), None, errs).await;
+    }
+    // SCIM on: a token to give the IdP, unless one is already live (a
+    // repeated save must not break a working integration). SCIM off: the
+    // token goes, so the IdP can no longer create or change accounts.
+    let ctx = a.cur.ctx();
+    let has_token = match ctx.store.scim().token_exists(&a.tenant).await {
+        Ok(b) => b,
+        Err(e) => {
+            let (status, errs) = failure(OpError::from(e));
+            return provisioning_page(&a, status, Some(mode), None, errs).await;
+        }
+    };
+    let changed = match (mode == "scim", has_token) {
+        (true, false) => ops::rotate_scim_token(a.cur.as_ref(), &a.actor, &a.tenant)
+            .await
+            .map(|creds| Some(creds.token)),
+        (false, true) => ops::revoke_scim_token(a.cur.as_ref(), &a.actor, &a.tenant)
+            .await
+            .map(|_| None),
+        _ => Ok(None),
+    };
+    match changed {
+        Ok(Some(token)) => {
+            provisioning_page(&a, StatusCode::OK, None, Some(token), Errs::default()).await
+        }
+        Ok(None) => see_other(&a.page("provisioning")),
         Err(e) => {
             let (status, errs) = failure(e);
             provisioning_page(&a, status, Some(mode), None, errs).await
@@ -980,6 +1017,25 @@ pub(super) async fn rotate_scim_token(Extension(a): Acc) -> Response {
             field_error("", "SCIM is not enabled on this service."),
         )
         .await;
+    }
+    // Rotation only: a token is made by choosing SCIM, so the mode shown
+    // is always the mode in force.
+    match a.cur.ctx().store.scim().token_exists(&a.tenant).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return provisioning_page(
+                &a,
+                StatusCode::BAD_REQUEST,
+                None,
+                None,
+                field_error("mode", "Choose SCIM and save first."),
+            )
+            .await;
+        }
+        Err(e) => {
+            let (status, errs) = failure(OpError::from(e));
+            return provisioning_page(&a, status, None, None, errs).await;
+        }
     }
     match ops::rotate_scim_token(a.cur.as_ref(), &a.actor, &a.tenant).await {
         Ok(creds) => {

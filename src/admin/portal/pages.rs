@@ -189,6 +189,8 @@ pub(crate) struct ProvisioningPage {
     pub mode: String,
     pub default_role: String,
     pub scim_enabled: bool,
+    /// The tenant is provisioned by SCIM now (it has a token).
+    pub scim_on: bool,
     pub scim_base: String,
     pub scim_users: i64,
     /// A token just made: shown this once.

@@ -36,6 +36,7 @@ on_both_stores!(
     connections_validate_seal_secrets_and_end_sessions,
     scim_tokens_users_sessions_setup_links_and_audit,
     every_connection_secret_is_redacted_in_answers_and_audit,
+    a_revoked_scim_token_ends_provisioning_at_once,
 );
 
 /// A file tenant `acme` (acme.com) and a DNS server for domain proofs.
@@ -792,6 +793,48 @@ async fn scim_tokens_users_sessions_setup_links_and_audit(db: Db) {
         .await;
     s.env
         .metrics_with("portcullis_admin_changes_total{action=\"tenant.created\"} 1")
+        .await;
+}
+
+/// `DELETE …/scim-token`: the IdP's next SCIM call is a 401, the
+/// deletion is audited once (a second DELETE has nothing to delete and
+/// records nothing), and an unknown tenant is a 404.
+async fn a_revoked_scim_token_ends_provisioning_at_once(db: Db) {
+    let s = setup(db).await;
+    let (status, creds) = s
+        .api
+        .post("/admin/v1/tenants/acme/scim-token", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{creds}");
+    let token = creds["token"].as_str().unwrap().to_owned();
+    let scim = || async {
+        client()
+            .get(s.env.url("/scim/v2/Users"))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(scim().await, 200);
+    for _ in 0..2 {
+        let (status, body) = s.api.delete("/admin/v1/tenants/acme/scim-token").await;
+        assert_eq!(status, 204, "{body}");
+        assert_eq!(scim().await, 401);
+    }
+    let (status, _) = s.api.delete("/admin/v1/tenants/nope/scim-token").await;
+    assert_eq!(status, 404);
+    let (_, events) = s.api.get("/admin/v1/audit?tenant=acme").await;
+    let revoked = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "scim_token.revoked")
+        .count();
+    assert_eq!(revoked, 1);
+    s.env
+        .metrics_with("portcullis_admin_changes_total{action=\"scim_token.revoked\"} 1")
         .await;
 }
 

@@ -599,22 +599,62 @@ async fn every_page_changes_the_tenant(db: Db) {
     assert_eq!(status, 303);
     let (_, t) = s.api.get("/admin/v1/tenants/globex").await;
     assert_eq!(t["jit"], json!({"enabled": true, "default_role": "viewer"}));
+    // SCIM is chosen, not inferred: the token comes with the choice, the
+    // page says SCIM before anyone is provisioned, and leaving SCIM
+    // deletes the token.
     let (status, html) = b.post("provisioning/scim-token", &[]).await;
+    assert_eq!(status, 400, "no rotation before SCIM is chosen");
+    assert!(html.contains("Choose SCIM and save first."));
+    let shown = |html: &str| {
+        let needle = "id=\"scim-token\" data-copy>";
+        let start = html.find(needle).expect("token shown") + needle.len();
+        html[start..start + html[start..].find('<').unwrap()].to_owned()
+    };
+    let (status, html) = b.post("provisioning", &[("mode", "scim")]).await;
     assert_eq!(status, 200);
     assert!(html.contains(&format!("http://{}/scim/v2", s.env.proxy)));
-    let needle = "id=\"scim-token\" data-copy>";
-    let start = html.find(needle).unwrap() + needle.len();
-    let token = &html[start..start + html[start..].find('<').unwrap()];
-    assert!(token.starts_with("pcs_"), "{token}");
-    let scim = client()
-        .get(s.env.url("/scim/v2/Users"))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(scim.status(), 200);
+    let first = shown(&html);
+    assert!(first.starts_with("pcs_"), "{first}");
+    let (_, t) = s.api.get("/admin/v1/tenants/globex").await;
+    assert_eq!(t["jit"]["enabled"], false);
+    let scim = |token: String| {
+        let url = s.env.url("/scim/v2/Users");
+        async move {
+            client()
+                .get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(scim(first.clone()).await, 200);
+    let checked =
+        |html: &str, mode: &str| html.contains(&format!("name=\"mode\" value=\"{mode}\" checked"));
     let (_, html) = b.get("provisioning").await;
-    assert!(!html.contains(token), "shown once");
+    assert!(!html.contains(&first), "shown once");
+    assert!(
+        checked(&html, "scim"),
+        "SCIM shown with nobody provisioned yet"
+    );
+    // Saving SCIM again keeps the live token; rotating replaces it.
+    let (status, _) = b.post("provisioning", &[("mode", "scim")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(scim(first.clone()).await, 200);
+    let (status, html) = b.post("provisioning/scim-token", &[]).await;
+    assert_eq!(status, 200);
+    let token = shown(&html);
+    assert_eq!(scim(first.clone()).await, 401);
+    assert_eq!(scim(token.clone()).await, 200);
+    // Manual: the IdP's token stops working at once.
+    let (status, _) = b.post("provisioning", &[("mode", "manual")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(scim(token.clone()).await, 401);
+    let (_, html) = b.get("provisioning").await;
+    assert!(checked(&html, "manual"), "manual after SCIM");
+    let token = token.as_str();
 
     // Enforce: needs the confirmation, then is on.
     b.get("enforce").await;
@@ -707,6 +747,7 @@ async fn every_page_changes_the_tenant(db: Db) {
         "connection.updated",
         "provisioning.changed",
         "scim_token.rotated",
+        "scim_token.revoked",
         "enforcement.changed",
         "roles.changed",
         "connection.deleted",
