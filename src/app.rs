@@ -144,6 +144,7 @@ impl Shared {
             &portal,
         )
         .await?;
+        tenants.unbuilt(&state.generation.auth.unbuilt, &metrics);
         use_directory(&sessions, &store, &state.generation.config);
         let shared = Arc::new(Self {
             metrics,
@@ -241,6 +242,8 @@ impl Shared {
             &self.portal,
         )
         .await?;
+        self.tenants
+            .unbuilt(&state.generation.auth.unbuilt, &self.metrics);
         use_directory(&self.sessions, &self.store, &new);
         self.state.store(Arc::new(state));
         self.tenants.applied(file, version);
@@ -398,6 +401,12 @@ async fn build_state(
     }
     let mut auth = AuthContext::build(&config, &factories, domains)?;
     auth.dev_idp = dev_idp;
+    // A store tenant that could not be built is not served by anything of
+    // this generation (the caller reports it: `TenantSync::unbuilt`).
+    let config = match config.without_tenants(auth.unbuilt.iter().map(|u| u.tenant.as_str())) {
+        std::borrow::Cow::Borrowed(_) => config,
+        std::borrow::Cow::Owned(served) => Arc::new(served),
+    };
     let auth = Arc::new(auth);
     crate::auth::saml::expiry::report(&config, metrics, crate::clock::now(), true);
     let generation = Arc::new(Generation {
@@ -479,7 +488,7 @@ impl ServeHttp for AdminApp {
         if let Some(api) = &self.api
             && (path == "/admin/v1" || path.starts_with("/admin/v1/"))
         {
-            return admin::serve(http, api).await;
+            return admin::serve(http, api, self.shared.as_ref()).await;
         }
         let (status, ctype, body) = match path.as_str() {
             "/metrics" => (

@@ -57,7 +57,7 @@ pub struct Metrics {
     pub saml_metadata_pin_mismatch: IntCounterVec,
     /// OIDC logins whose ID token named a groups source instead of the
     /// groups (Entra ID groups overage); the login gets no groups.
-    pub oidc_groups_overage: IntCounterVec,
+    pub groups_overage: IntCounterVec,
     /// Back-channel logout requests; `result` ∈ ok|store|<refusal reason>.
     pub oidc_backchannel_logouts: IntCounterVec,
     /// SCIM user addresses outside the tenant's verified domains; `tenant`
@@ -428,14 +428,14 @@ impl Metrics {
             &["connection"],
         )?;
         registry.register(Box::new(saml_metadata_pin_mismatch.clone()))?;
-        let oidc_groups_overage = IntCounterVec::new(
+        let groups_overage = IntCounterVec::new(
             Opts::new(
-                "portcullis_oidc_groups_overage_total",
-                "OIDC logins that got no groups because the IdP sent a groups overage reference",
+                "portcullis_groups_overage_total",
+                "Logins (OIDC or SAML) whose IdP sent a groups overage reference instead of groups",
             ),
             &["tenant", "connection"],
         )?;
-        registry.register(Box::new(oidc_groups_overage.clone()))?;
+        registry.register(Box::new(groups_overage.clone()))?;
         let oidc_backchannel_logouts = IntCounterVec::new(
             Opts::new(
                 "portcullis_oidc_backchannel_logouts_total",
@@ -511,7 +511,7 @@ impl Metrics {
             saml_metadata_refresh,
             saml_signing_cert_changes,
             saml_metadata_pin_mismatch,
-            oidc_groups_overage,
+            groups_overage,
             oidc_backchannel_logouts,
             scim_external_emails,
             logout_refused,

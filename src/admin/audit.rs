@@ -61,6 +61,7 @@ pub enum AuditAction {
     ConnectionUpdated,
     ConnectionDeleted,
     ScimTokenRotated,
+    ScimTokenRevoked,
     SessionsRevoked,
     SetupLinkCreated,
     SetupLinkUsed,
@@ -69,6 +70,7 @@ pub enum AuditAction {
     ServiceAccountCreated,
     ServiceAccountRotated,
     ServiceAccountRevoked,
+    UserRemoved,
 }
 
 impl AuditAction {
@@ -87,6 +89,7 @@ impl AuditAction {
             AuditAction::ConnectionUpdated => "connection.updated",
             AuditAction::ConnectionDeleted => "connection.deleted",
             AuditAction::ScimTokenRotated => "scim_token.rotated",
+            AuditAction::ScimTokenRevoked => "scim_token.revoked",
             AuditAction::SessionsRevoked => "sessions.revoked",
             AuditAction::SetupLinkCreated => "setup_link.created",
             AuditAction::SetupLinkUsed => "setup_link.used",
@@ -95,6 +98,7 @@ impl AuditAction {
             AuditAction::ServiceAccountCreated => "service_account.created",
             AuditAction::ServiceAccountRotated => "service_account.rotated",
             AuditAction::ServiceAccountRevoked => "service_account.revoked",
+            AuditAction::UserRemoved => "user.removed",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod operator;
 pub mod ops;
 pub mod portal;
 pub mod service_accounts;

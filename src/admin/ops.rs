@@ -24,6 +24,7 @@ use crate::session::Sessions;
 use crate::store::{SessionSelector, SetupLinkRow, Store, StoreError, WriteTx};
 
 /// What the operations need of the running server, taken once per request.
+#[derive(Clone)]
 pub struct AdminCtx {
     /// The running configuration: the file's tenants and the store's.
     pub config: Arc<Config>,
@@ -262,7 +263,7 @@ pub struct AuditPage {
     pub next: Option<i64>,
 }
 
-fn tenant<'a>(ctx: &'a AdminCtx, id: &str) -> Result<&'a TenantConfig, OpError> {
+pub(super) fn tenant<'a>(ctx: &'a AdminCtx, id: &str) -> Result<&'a TenantConfig, OpError> {
     ctx.config
         .tenants
         .iter()
@@ -274,24 +275,37 @@ fn tenant<'a>(ctx: &'a AdminCtx, id: &str) -> Result<&'a TenantConfig, OpError> 
 fn writable<'a>(ctx: &'a AdminCtx, id: &str) -> Result<&'a TenantConfig, OpError> {
     let t = tenant(ctx, id)?;
     if t.origin == Origin::File {
-        return Err(OpError::Conflict(format!(
-            "tenant `{id}` is defined in the configuration file {}; change it there",
-            ctx.config_file
-        )));
+        return Err(file_tenant(ctx, id));
     }
     Ok(t)
 }
 
+/// The `409` about tenant `id` of the configuration file.
+fn file_tenant(ctx: &AdminCtx, id: &str) -> OpError {
+    OpError::Conflict(format!(
+        "tenant `{id}` is defined in the configuration file {}; change it there",
+        ctx.config_file
+    ))
+}
+
 /// The file's tenants and the store's as this transaction sees them.
 async fn within(ctx: &AdminCtx, tx: &mut WriteTx) -> Result<Config, OpError> {
-    let docs: Vec<Value> = tx
-        .tenants()
-        .load_all()
-        .await?
-        .iter()
-        .map(|t| t.document())
-        .collect();
+    let docs = tx.tenants().documents().await?;
     Ok(merge_store_tenants(&ctx.file_config, &docs, &no_probe).0)
+}
+
+/// Store tenant `id` as this transaction sees it.
+async fn stored_tenant(
+    ctx: &AdminCtx,
+    tx: &mut WriteTx,
+    id: &str,
+) -> Result<TenantConfig, OpError> {
+    within(ctx, tx)
+        .await?
+        .tenants
+        .into_iter()
+        .find(|t| t.id == id && t.origin == Origin::Store)
+        .ok_or_else(|| OpError::NotFound(format!("no tenant `{id}`")))
 }
 
 /// The stored document of a tenant: its keys without the connections.
@@ -346,14 +360,27 @@ fn probe(t: &TenantConfig, push: &mut dyn FnMut(String, String)) {
 
 /// Commits, drops this process' cached sessions of what was revoked,
 /// counts the actions and applies the change here before answering.
-async fn finish(
+pub(super) async fn finish(
     cur: &dyn Current,
     ctx: &AdminCtx,
     tx: WriteTx,
     actions: &[AuditAction],
 ) -> Result<(), OpError> {
-    for selector in tx.commit().await? {
-        ctx.sessions.invalidate(&selector).await;
+    let revoked = tx.commit().await?;
+    committed(ctx, &revoked, actions).await;
+    cur.rebuild().await;
+    Ok(())
+}
+
+/// After a commit: drops this process' cached sessions of what was
+/// revoked and counts the actions.
+pub(super) async fn committed(
+    ctx: &AdminCtx,
+    revoked: &[SessionSelector],
+    actions: &[AuditAction],
+) {
+    for selector in revoked {
+        ctx.sessions.invalidate(selector).await;
     }
     for a in actions {
         ctx.metrics
@@ -362,8 +389,6 @@ async fn finish(
             .with_label_values(&[a.label()])
             .inc();
     }
-    cur.rebuild().await;
-    Ok(())
 }
 
 /// Every tenant, file's first; invalid store tenants at the end.
@@ -394,6 +419,9 @@ pub async fn create_tenant(
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("id", "missing field `id`"))?
         .to_owned();
+    if ctx.file_config.tenants.iter().any(|t| t.id == id) {
+        return Err(file_tenant(&ctx, &id));
+    }
     let mut tx = ctx.store.begin_config(&id).await?;
     let within = within(&ctx, &mut tx).await?;
     let t = tenant_from_json(body, &within, None, &probe)
@@ -487,14 +515,23 @@ pub async fn update_tenant(
     Ok(TenantView::of(&new))
 }
 
-/// Deletes a store tenant: its connections, domain claims and unused setup
-/// links go, and every session of it ends, in one transaction.
+/// Deletes a store tenant and everything kept under its id, in one
+/// transaction: connections, domain claims, the SCIM token, SCIM users and
+/// groups, login users and service accounts go, unused setup links are
+/// revoked and every session ends — a tenant made again with this id
+/// starts empty, and no credential of the old one works for it.
+///
+/// A store tenant that is invalid because the file now defines its id is
+/// only a stored document: deleting it removes that document and its
+/// connections, nothing else — every other row under the id (domain
+/// claims, sessions, tokens, users) is the file tenant's, which stays.
 pub async fn delete_tenant(cur: &dyn Current, actor: &Actor, id: &str) -> Result<(), OpError> {
     let ctx = cur.ctx();
     let stored_only = ctx.invalid.iter().any(|(i, _)| i == id);
     if !stored_only {
         writable(&ctx, id)?;
     }
+    let shadowed = ctx.file_config.tenants.iter().any(|t| t.id == id);
     let mut tx = ctx.store.begin_config(id).await?;
     let before = tx
         .tenants()
@@ -504,15 +541,23 @@ pub async fn delete_tenant(cur: &dyn Current, actor: &Actor, id: &str) -> Result
         .find(|t| t.id == id)
         .map(|t| t.document());
     if !tx.tenants().delete_tenant(id).await? {
+        // Not in the store (any more): a file tenant is read-only.
+        writable(&ctx, id)?;
         return Err(OpError::NotFound(format!("no tenant `{id}`")));
     }
-    tx.domains().delete_tenant(id).await?;
-    tx.setup_links()
-        .revoke_tenant(id, crate::clock::now())
-        .await?;
-    tx.sessions()
-        .revoke(&SessionSelector::Tenant(id.to_owned()))
-        .await?;
+    if !shadowed {
+        tx.domains().delete_tenant(id).await?;
+        tx.setup_links()
+            .revoke_tenant(id, crate::clock::now())
+            .await?;
+        tx.sessions()
+            .revoke(&SessionSelector::Tenant(id.to_owned()))
+            .await?;
+        let _had_token = tx.credentials().delete_scim_token(id).await?;
+        tx.scim().delete_all().await?;
+        tx.users().delete_all().await?;
+        tx.service_accounts().delete_all().await?;
+    }
     tx.audit()
         .record(&row(
             actor,
@@ -526,11 +571,11 @@ pub async fn delete_tenant(cur: &dyn Current, actor: &Actor, id: &str) -> Result
     finish(cur, &ctx, tx, &[AuditAction::TenantDeleted]).await
 }
 
-fn domains(ctx: &AdminCtx) -> Result<Domains, OpError> {
+pub(super) fn domains(ctx: &AdminCtx) -> Result<Domains, OpError> {
     Ok(Domains::new(ctx.store.clone(), &ctx.config.dns)?)
 }
 
-fn domain_view(d: &Domains, e: &DomainEntry) -> DomainView {
+pub(super) fn domain_view(d: &Domains, e: &DomainEntry) -> DomainView {
     let (record_name, record_value) = d.txt_record(e);
     DomainView {
         domain: e.domain.clone(),
@@ -593,30 +638,46 @@ pub async fn add_domain(
                 .collect(),
         )
     })?;
-    let entry = match tx.domains().insert(&claim).await {
-        Err(StoreError::Conflict { owner }) => {
-            return Err(DomainError::Conflict {
-                domain: claim.domain,
-                owner,
-            }
-            .into());
-        }
-        other => other?,
-    };
+    let entry = insert_claim(&mut tx, claim).await?;
     tx.tenants().put_tenant(id, &tenant_doc(&new)?).await?;
-    let after = json!({"domain": entry.domain});
-    tx.audit()
-        .record(&row(
-            actor,
-            AuditAction::DomainAdded,
-            Some(id),
-            &entry.domain,
-            None,
-            Some(&after),
-        ))
-        .await?;
+    audit_claim(actor, &mut tx, id, &entry.domain).await?;
     finish(cur, &ctx, tx, &[AuditAction::DomainAdded]).await?;
     Ok(domain_view(&d, &entry))
+}
+
+/// Stores `claim`: the existing claim of the same tenant, or the conflict
+/// naming the domain's owner.
+pub(super) async fn insert_claim(
+    tx: &mut WriteTx,
+    claim: DomainEntry,
+) -> Result<DomainEntry, OpError> {
+    match tx.domains().insert(&claim).await {
+        Err(StoreError::Conflict { owner }) => Err(DomainError::Conflict {
+            domain: claim.domain,
+            owner,
+        }
+        .into()),
+        other => Ok(other?),
+    }
+}
+
+/// The audit event of a new claim of `domain` for tenant `id`.
+pub(super) async fn audit_claim(
+    actor: &Actor,
+    tx: &mut WriteTx,
+    id: &str,
+    domain: &str,
+) -> Result<(), OpError> {
+    let after = json!({ "domain": domain });
+    let event = row(
+        actor,
+        AuditAction::DomainAdded,
+        Some(id),
+        domain,
+        None,
+        Some(&after),
+    );
+    Ok(tx.audit().record(&event).await?)
 }
 
 /// Looks the record up now (outside the transaction) and writes the
@@ -678,9 +739,12 @@ pub async fn remove_domain(
     domain: &str,
 ) -> Result<(), OpError> {
     let ctx = cur.ctx();
-    let old = writable(&ctx, id)?.clone();
+    writable(&ctx, id)?;
     let domain = normalize_domain(domain)?;
     let mut tx = ctx.store.begin_config(id).await?;
+    // The tenant as the transaction sees it, under the writers' lock: a
+    // change committed since `ctx` was taken is kept, not overwritten.
+    let old = stored_tenant(&ctx, &mut tx, id).await?;
     let claimed = tx.domains().delete(id, &domain).await?;
     let listed = old.domains.iter().any(|d| d.eq_ignore_ascii_case(&domain));
     if !claimed && !listed {
@@ -707,11 +771,9 @@ pub async fn remove_domain(
 fn connection_view(ctx: &AdminCtx, tenant: &str, c: &ConnectionConfig) -> ConnectionView {
     let urls = ctx.config.public_urls();
     let mut shown = c.clone();
-    if let Some(o) = shown.oidc.as_mut() {
-        for secret in [&mut o.client_secret, &mut o.private_key] {
-            if secret.is_some() {
-                *secret = Some(REDACTED.into());
-            }
+    for secret in secrets_mut(&mut shown) {
+        if secret.is_some() {
+            *secret = Some(REDACTED.into());
         }
     }
     if let Some(s) = shown.saml.as_mut()
@@ -842,14 +904,15 @@ pub async fn delete_connection(
     cid: &str,
 ) -> Result<(), OpError> {
     let ctx = cur.ctx();
-    let t = writable(&ctx, id)?;
-    let before = t
+    writable(&ctx, id)?;
+    let mut tx = ctx.store.begin_config(id).await?;
+    let before = stored_tenant(&ctx, &mut tx, id)
+        .await?
         .connections
         .iter()
         .find(|c| c.id == cid)
         .map(to_value)
         .transpose()?;
-    let mut tx = ctx.store.begin_config(id).await?;
     if !tx.tenants().delete_connection(id, cid).await? {
         return Err(OpError::NotFound(format!(
             "no connection `{cid}` in tenant `{id}`"
@@ -874,21 +937,10 @@ pub async fn delete_connection(
 /// A one-time test sign-in URL for a connection (file tenants too).
 pub fn test_link(ctx: &AdminCtx, id: &str, cid: &str) -> Result<Link, OpError> {
     get_connection(ctx, id, cid)?;
-    let now = crate::clock::now();
-    let token = crate::auth::TestLinks::new(&ctx.config.session)
-        .mint(cid, now)
+    let (url, expires_at) = crate::auth::TestLinks::new(&ctx.config.session)
+        .url(&ctx.config.public_urls(), cid, crate::clock::now())
         .ok_or_else(|| OpError::Internal("could not create a test link".into()))?;
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    Ok(Link {
-        url: format!(
-            "{}?token={}",
-            ctx.config.public_urls().sso_test(&enc(cid)),
-            enc(&token)
-        ),
-        expires_at: now + crate::auth::testlink::TEST_LINK_SECONDS,
-    })
+    Ok(Link { url, expires_at })
 }
 
 /// Replaces the tenant's SCIM token (file tenants too); shown once.
@@ -921,6 +973,34 @@ pub async fn rotate_scim_token(
         base_url: ctx.config.public_urls().scim_base(&ctx.config.scim),
         token: new.token,
     })
+}
+
+/// Deletes the tenant's SCIM token: the IdP's provisioning stops at once
+/// (its next call is a 401). Users and groups SCIM made stay. Whether
+/// there was a token; nothing is audited when there was none.
+pub async fn revoke_scim_token(
+    cur: &dyn Current,
+    actor: &Actor,
+    id: &str,
+) -> Result<bool, OpError> {
+    let ctx = cur.ctx();
+    tenant(&ctx, id)?;
+    let mut tx = ctx.store.begin_write(id).await?;
+    if !tx.credentials().delete_scim_token(id).await? {
+        return Ok(false);
+    }
+    tx.audit()
+        .record(&row(
+            actor,
+            AuditAction::ScimTokenRevoked,
+            Some(id),
+            id,
+            None,
+            None,
+        ))
+        .await?;
+    finish(cur, &ctx, tx, &[AuditAction::ScimTokenRevoked]).await?;
+    Ok(true)
 }
 
 pub async fn list_users(ctx: &AdminCtx, id: &str) -> Result<Vec<UserView>, OpError> {
@@ -1183,8 +1263,9 @@ pub async fn setup_grant_active(ctx: &AdminCtx, grant: &SetupGrant) -> Result<bo
 /// session of the tenant ends, in one transaction.
 pub async fn reset_sso(cur: &dyn Current, actor: &Actor, id: &str) -> Result<u64, OpError> {
     let ctx = cur.ctx();
-    let t = writable(&ctx, id)?.clone();
+    writable(&ctx, id)?;
     let mut tx = ctx.store.begin_config(id).await?;
+    let t = stored_tenant(&ctx, &mut tx, id).await?;
     let mut actions = Vec::new();
     for c in &t.connections {
         if tx.tenants().delete_connection(id, &c.id).await? {
@@ -1273,9 +1354,34 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 /// A secret sent back as [`REDACTED`] (read, edited, written) means
 /// "unchanged": drop it from the patch.
 fn keep_redacted_secrets(patch: &mut Value) {
-    if let Some(o) = patch.get_mut("oidc").and_then(Value::as_object_mut) {
-        o.retain(|k, v| !(matches!(k.as_str(), "client_secret" | "private_key") && v == REDACTED));
+    for (table, key) in CONNECTION_SECRETS {
+        if let Some(o) = patch.get_mut(*table).and_then(Value::as_object_mut)
+            && o.get(*key).is_some_and(|v| v == REDACTED)
+        {
+            o.remove(*key);
+        }
     }
+}
+
+/// Every secret a connection carries, `(table, key)`: the API answers
+/// them as [`REDACTED`] and reads [`REDACTED`] sent back as "unchanged".
+/// (Audit documents redact these keys wherever they are: `audit::redact`.)
+const CONNECTION_SECRETS: &[(&str, &str)] = &[
+    ("oidc", "client_secret"),
+    ("oidc", "private_key"),
+    ("graph", "client_secret"),
+];
+
+/// The fields of [`CONNECTION_SECRETS`] in `c`.
+fn secrets_mut(c: &mut ConnectionConfig) -> Vec<&mut Option<String>> {
+    let mut all = Vec::new();
+    if let Some(o) = c.oidc.as_mut() {
+        all.extend([&mut o.client_secret, &mut o.private_key]);
+    }
+    if let Some(g) = c.graph.as_mut() {
+        all.push(&mut g.client_secret);
+    }
+    all
 }
 
 #[cfg(test)]
@@ -1312,5 +1418,38 @@ mod tests {
         let mut p = json!({"oidc": {"client_secret": REDACTED, "client_id": "n"}});
         keep_redacted_secrets(&mut p);
         assert_eq!(p, json!({"oidc": {"client_id": "n"}}));
+    }
+
+    /// `secrets_mut` and `CONNECTION_SECRETS` name the same fields, and
+    /// the audit's `redact` hides each of them too.
+    #[test]
+    fn every_connection_secret_is_redacted_everywhere() {
+        let mut c: ConnectionConfig = serde_json::from_value(json!({"id": "c",
+            "protocol": "oidc", "oidc": {"issuer": "https://i.example", "client_id": "id",
+                "client_secret": "s1", "private_key": "s2"},
+            "graph": {"client_secret": "s3"}}))
+        .unwrap();
+        let secrets: Vec<String> = secrets_mut(&mut c)
+            .into_iter()
+            .filter_map(|s| s.clone())
+            .collect();
+        assert_eq!(secrets, ["s1", "s2", "s3"]);
+        let doc = to_value(&c).unwrap();
+        for (table, key) in CONNECTION_SECRETS {
+            assert!(doc[table][key].is_string(), "{table}.{key}");
+        }
+        assert_eq!(CONNECTION_SECRETS.len(), secrets.len());
+        let audited = super::super::audit::redact(&doc).to_string();
+        for s in &secrets {
+            assert!(!audited.contains(&format!("\"{s}\"")), "{s} in {audited}");
+        }
+        let mut patch = doc.clone();
+        for (table, key) in CONNECTION_SECRETS {
+            patch[table][key] = json!(REDACTED);
+        }
+        keep_redacted_secrets(&mut patch);
+        for (table, key) in CONNECTION_SECRETS {
+            assert!(patch[table].get(key).is_none(), "{table}.{key}");
+        }
     }
 }

@@ -102,12 +102,19 @@ fn plain(status: u16, text: &str) -> http::Response<Vec<u8>> {
         .unwrap_or_default()
 }
 
-/// Reads the request (bounded in size and time), runs `router` on it and
-/// returns its answer.
+/// Authenticates the request from its head (401 before any of the body is
+/// read), reads the body (bounded in size and time), runs `router` on it
+/// and returns its answer.
 pub(super) async fn serve(
     http: &mut ServerSession,
     router: &axum::Router,
+    cur: &dyn Current,
 ) -> http::Response<Vec<u8>> {
+    let authenticated = match crate::admin::api::authenticate(cur, &http.req_header().headers).await
+    {
+        Ok(a) => a,
+        Err(answer) => return relay(answer).await,
+    };
     let mut body = Vec::new();
     let read = tokio::time::timeout(BODY_TIMEOUT, async {
         while let Some(chunk) = http.read_request_body().await? {
@@ -128,7 +135,8 @@ pub(super) async fn serve(
     let head = http.req_header();
     let mut req = http::Request::builder()
         .method(head.method.clone())
-        .uri(head.uri.clone());
+        .uri(head.uri.clone())
+        .extension(authenticated);
     for (name, value) in head.headers.iter() {
         req = req.header(name, value);
     }
@@ -136,6 +144,11 @@ pub(super) async fn serve(
         return plain(400, "malformed request");
     };
     let Ok(resp) = router.clone().oneshot(req).await;
+    relay(resp).await
+}
+
+/// An answer of the router as pingora sends it (bounded, `no-store`).
+async fn relay(resp: axum::response::Response) -> http::Response<Vec<u8>> {
     let (parts, body) = resp.into_parts();
     let bytes = match http_body_util::Limited::new(body, MAX_RESPONSE)
         .collect()

@@ -12,7 +12,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{AppError, Shared, build_state};
+use super::{AppError, Shared, build_state, use_directory};
+use crate::auth::Unbuilt;
 use crate::config::{Config, FieldError};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreEvent};
@@ -62,13 +63,7 @@ impl TenantSync {
         metrics: &Metrics,
     ) -> Result<(Config, i64), AppError> {
         let version = store.tenants().version().await?;
-        let docs: Vec<serde_json::Value> = store
-            .tenants()
-            .load_all()
-            .await?
-            .iter()
-            .map(|t| t.document())
-            .collect();
+        let docs = store.tenants().documents().await?;
         let (merged, invalid) =
             crate::config::merge_store_tenants(&file, &docs, &crate::auth::check::check_tenant);
         for (id, errors) in &invalid {
@@ -88,6 +83,42 @@ impl TenantSync {
             .set(i64::try_from(invalid.len()).unwrap_or(i64::MAX));
         self.invalid.store(Arc::new(invalid));
         Ok((merged, version))
+    }
+
+    /// Store tenants the new generation left out because a connection
+    /// could not be built (say one stored before its checks existed): each
+    /// is logged, listed as invalid beside those that no longer validate
+    /// and counted in `portcullis_store_tenants_invalid`. The API shows a
+    /// generic finding; the precise error is in the log only.
+    pub(super) fn unbuilt(&self, unbuilt: &[Unbuilt], metrics: &Metrics) {
+        if unbuilt.is_empty() {
+            return;
+        }
+        let mut invalid = (*self.invalid.load_full()).clone();
+        for u in unbuilt {
+            tracing::error!(
+                tenant = %u.tenant,
+                connection = %u.connection,
+                reason = u.error.reason,
+                error = %u.error.detail,
+                "a tenant kept in the store could not be built and is not served (every other tenant is); fix or delete it through the admin API"
+            );
+            invalid.push((
+                u.tenant.clone(),
+                vec![FieldError::new(
+                    "connections",
+                    format!(
+                        "connection `{}` could not be set up; the server log says why",
+                        u.connection
+                    ),
+                )],
+            ));
+        }
+        metrics
+            .admin
+            .store_tenants_invalid
+            .set(i64::try_from(invalid.len()).unwrap_or(i64::MAX));
+        self.invalid.store(Arc::new(invalid));
     }
 
     /// Records what the running generation was built from.
@@ -138,6 +169,10 @@ impl Shared {
             &self.portal,
         )
         .await?;
+        self.tenants
+            .unbuilt(&state.generation.auth.unbuilt, &self.metrics);
+        // Sessions compose SCIM groups and roles under the new tenants.
+        use_directory(&self.sessions, &self.store, &state.generation.config);
         self.state.store(Arc::new(state));
         self.tenants.applied((*file).clone(), version);
         tracing::info!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::{ConnectionConfig, Protocol, TenantConfig};
+use crate::config::{ConnectionConfig, Origin, Protocol, TenantConfig};
 use crate::identity::AuthFacts;
 
 /// What an IdP proved about a user, after the protocol verified signatures,
@@ -239,11 +239,50 @@ pub struct Registry {
     by_id: HashMap<String, Registered>,
 }
 
+/// A tenant kept in the store whose connections could not be built: it is
+/// left out of its generation (not served) while every other tenant is.
+#[derive(Debug, Clone)]
+pub struct Unbuilt {
+    pub tenant: String,
+    /// The connection that failed.
+    pub connection: String,
+    pub error: ConnectionError,
+}
+
 impl Registry {
-    pub fn build(tenants: &[TenantConfig], factories: &Factories) -> Result<Self, ConnectionError> {
+    /// Builds every tenant's connections. A file tenant's failure fails the
+    /// build (start and reload refuse the file, as `check` would); a store
+    /// tenant's failure leaves out that tenant alone, returned in the
+    /// second list, so one bad document from the admin API can never stop
+    /// the other tenants on every replica.
+    pub fn build(
+        tenants: &[TenantConfig],
+        factories: &Factories,
+    ) -> Result<(Self, Vec<Unbuilt>), ConnectionError> {
         let mut by_id = HashMap::new();
+        let mut unbuilt = Vec::new();
         for t in tenants {
-            for c in &t.connections {
+            match Self::build_tenant(t, factories) {
+                Ok(list) => by_id.extend(list),
+                Err((conn, error)) if t.origin == Origin::Store => unbuilt.push(Unbuilt {
+                    tenant: t.id.clone(),
+                    connection: conn,
+                    error,
+                }),
+                Err((_, error)) => return Err(error),
+            }
+        }
+        Ok((Self { by_id }, unbuilt))
+    }
+
+    /// One tenant's connections, or the first that failed with why.
+    fn build_tenant(
+        t: &TenantConfig,
+        factories: &Factories,
+    ) -> Result<Vec<(String, Registered)>, (String, ConnectionError)> {
+        t.connections
+            .iter()
+            .map(|c| {
                 let factory = match (c.platform, c.protocol) {
                     (Some(_), _) => factories.platform.as_ref(),
                     (None, Some(Protocol::Saml)) => factories.saml.as_ref(),
@@ -260,19 +299,20 @@ impl Registry {
                                 .map_or("no protocol", crate::config::ConnectionKind::label)
                         ),
                     )
-                })?;
-                let connection = factory.build(t, c)?;
-                by_id.insert(
+                });
+                let connection = factory
+                    .and_then(|f| f.build(t, c))
+                    .map_err(|e| (c.id.clone(), e))?;
+                Ok((
                     c.id.clone(),
                     Registered {
                         tenant: t.id.clone(),
                         config: c.clone(),
                         connection,
                     },
-                );
-            }
-        }
-        Ok(Self { by_id })
+                ))
+            })
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> Option<&Registered> {

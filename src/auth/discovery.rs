@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::connection::{ConnectionError, Factories, Registered, Registry};
+use super::connection::{ConnectionError, Factories, Registered, Registry, Unbuilt};
 use super::flow::FlowCodec;
 use super::policy::{DomainRouter, email_domain};
 use crate::config::{Config, PublicUrls, TenantConfig};
@@ -36,6 +36,8 @@ pub struct AuthContext {
     pub urls: PublicUrls,
     /// The connections that take machine tokens.
     pub(crate) machine: super::machine::MachineIndex,
+    /// Store tenants left out because a connection could not be built.
+    pub unbuilt: Vec<Unbuilt>,
 }
 
 impl AuthContext {
@@ -44,18 +46,21 @@ impl AuthContext {
         factories: &Factories,
         domains: Arc<dyn DomainRouter>,
     ) -> Result<Self, ConnectionError> {
+        let (registry, unbuilt) = Registry::build(&cfg.tenants, factories)?;
+        let served = cfg.without_tenants(unbuilt.iter().map(|u| u.tenant.as_str()));
         Ok(Self {
-            registry: Registry::build(&cfg.tenants, factories)?,
+            registry,
             flow: FlowCodec::new(&cfg.session, &cfg.public_urls()),
             domains,
-            tenants: cfg
+            tenants: served
                 .tenants
                 .iter()
                 .map(|t| (t.id.clone(), t.clone()))
                 .collect(),
             dev_idp: None,
             urls: cfg.public_urls(),
-            machine: super::machine::MachineIndex::build(cfg),
+            machine: super::machine::MachineIndex::build(&served),
+            unbuilt,
         })
     }
 

@@ -29,13 +29,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{
-    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig,
-};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::config::LookupIpStrategy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::config::{Config, DnsConfig, EgressRules, Origin, TenantConfig, parse_nameserver};
+use crate::config::{Config, DnsConfig, EgressRules, Origin, TenantConfig};
 use crate::metrics::Metrics;
 
 /// What anyone outside the server's log learns about a refused fetch.
@@ -121,26 +118,7 @@ impl Egress {
 /// Its cache is kept (TTLs are the zone's business; a re-bound name is
 /// checked again on every resolution).
 fn resolver(dns: &DnsConfig) -> Result<TokioResolver, EgressError> {
-    let mut builder = if dns.nameservers.is_empty() {
-        TokioResolver::builder_tokio()
-            .map_err(|e| EgressError::Resolver(format!("system configuration: {e}")))?
-    } else {
-        let mut servers = Vec::with_capacity(dns.nameservers.len());
-        for ns in &dns.nameservers {
-            let addr = parse_nameserver(ns).ok_or_else(|| {
-                EgressError::Resolver(format!("nameserver `{ns}` is not IP or IP:PORT"))
-            })?;
-            let mut udp = ConnectionConfig::udp();
-            udp.port = addr.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = addr.port();
-            servers.push(NameServerConfig::new(addr.ip(), true, vec![udp, tcp]));
-        }
-        TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        )
-    };
+    let mut builder = crate::domains::resolver_builder(dns).map_err(EgressError::Resolver)?;
     let opts = builder.options_mut();
     opts.timeout = Duration::from_millis(dns.lookup_timeout_ms.max(1));
     opts.attempts = 2;

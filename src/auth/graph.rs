@@ -7,8 +7,11 @@
 //! through as "no groups":
 //!
 //! * with `[tenants.connections.graph]`, the user's groups are fetched with
-//!   the app's own credentials (client credentials, `GroupMember.Read.All`)
-//!   from `POST /v1.0/users/{oid}/getMemberGroups` and cached per user;
+//!   the app's own credentials (client credentials; Graph's documented
+//!   least-privileged application permissions for a user's
+//!   `getMemberGroups` are `User.Read.All` + `GroupMember.Read.All`, or
+//!   `Directory.Read.All`) from `POST /v1.0/users/{oid}/getMemberGroups`
+//!   and cached per user;
 //! * without it, or when Graph fails, the login is refused
 //!   (`groups_overage`) unless the connection sets
 //!   `allow_login_without_groups`.
@@ -44,8 +47,9 @@ const MAX_GROUPS: usize = 11_000;
 const MAX_GROUP_ID: usize = 128;
 /// A token is renewed this long before Entra says it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(120);
-/// Per request to Entra or Graph; a login waits for at most two of them
-/// (plus one retry after a 401).
+/// Per request to Entra or Graph, unless the connection is OIDC (then its
+/// `http_timeout_ms`, the budget it already gives the same IdP); a login
+/// waits for at most two of them (plus one retry after a 401).
 const TIMEOUT_MS: u64 = 10_000;
 
 /// Why Graph gave no groups. Goes to the log only.
@@ -78,6 +82,8 @@ pub(crate) struct GraphSettings {
     pub(crate) directory_id: Option<String>,
     pub(crate) security_enabled_only: bool,
     pub(crate) cache_ttl: Duration,
+    /// Per request, in milliseconds.
+    pub(crate) timeout_ms: u64,
     pub(crate) authority: String,
     pub(crate) graph: String,
 }
@@ -103,6 +109,7 @@ impl GraphSettings {
             directory_id: g.directory_id.clone(),
             security_enabled_only: g.security_enabled_only,
             cache_ttl: Duration::from_secs(g.cache_seconds),
+            timeout_ms: oidc.map_or(TIMEOUT_MS, |o| o.http_timeout_ms),
             authority: trim(g.authority_url.as_deref().unwrap_or(DEFAULT_AUTHORITY)),
             graph: trim(g.graph_url.as_deref().unwrap_or(DEFAULT_GRAPH)),
         })
@@ -137,7 +144,7 @@ struct MemberGroups {
 impl GraphGroups {
     pub(crate) fn new(settings: GraphSettings, guard: Guard) -> Result<Self, GraphError> {
         Ok(Self {
-            http: ProviderHttp::new(TIMEOUT_MS, guard)?,
+            http: ProviderHttp::new(settings.timeout_ms, guard)?,
             groups: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(settings.cache_ttl.max(Duration::from_secs(1)))
@@ -329,7 +336,7 @@ impl OveragePolicy {
             return Ok(());
         };
         if let Some(m) = &self.metrics {
-            m.oidc_groups_overage
+            m.groups_overage
                 .with_label_values(&[&self.tenant, &self.connection])
                 .inc();
         }
@@ -358,7 +365,7 @@ impl OveragePolicy {
         Err(ConnectionError::new(
             "groups_overage",
             format!(
-                "the IdP sent a groups overage instead of the user's groups, and they could not be fetched: {failure}. Configure [tenants.connections.graph] (app permission GroupMember.Read.All), or set allow_login_without_groups"
+                "the IdP sent a groups overage instead of the user's groups, and they could not be fetched: {failure}. Configure [tenants.connections.graph] (application permissions User.Read.All and GroupMember.Read.All, admin-consented), or set allow_login_without_groups"
             ),
         ))
     }
@@ -375,6 +382,7 @@ mod tests {
             directory_id: None,
             security_enabled_only: false,
             cache_ttl: Duration::from_secs(ttl),
+            timeout_ms: TIMEOUT_MS,
             authority: "http://127.0.0.1:9".into(),
             graph: "http://127.0.0.1:9".into(),
         }

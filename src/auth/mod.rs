@@ -21,7 +21,7 @@ pub mod testlink;
 
 pub use connection::{
     CallbackRequest, Connection, ConnectionError, ConnectionFactory, Factories, LoginStart,
-    Overage, Registered, Registry, StartContext, VerifiedLogin,
+    Overage, Registered, Registry, StartContext, Unbuilt, VerifiedLogin,
 };
 pub use discovery::{AuthContext, Discovery};
 pub use flow::{FlowCodec, FlowState};

@@ -7,7 +7,7 @@
 use cookie::{Cookie, CookieJar, Key};
 use serde::{Deserialize, Serialize};
 
-use crate::config::SessionConfig;
+use crate::config::{PublicUrls, SessionConfig};
 
 pub const TEST_LINK_SECONDS: i64 = 600;
 /// Associated data of the sealed ticket: it can't be confused with a cookie.
@@ -49,6 +49,20 @@ impl TestLinks {
         jar.private_mut(self.keys.first()?)
             .add(Cookie::new(NAME, serde_json::to_string(&ticket).ok()?));
         Some(jar.get(NAME)?.value().to_owned())
+    }
+
+    /// The one-time test sign-in URL for `connection` (the one spelling
+    /// of it: the admin API, the portal and the CLI hand out this), and
+    /// when it expires.
+    pub fn url(&self, urls: &PublicUrls, connection: &str, now: i64) -> Option<(String, i64)> {
+        let token = self.mint(connection, now)?;
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        Some((
+            format!("{}?token={}", urls.sso_test(&enc(connection)), enc(&token)),
+            now + TEST_LINK_SECONDS,
+        ))
     }
 
     /// Opens a ticket; `None` if forged, from other keys, or expired.

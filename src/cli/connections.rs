@@ -76,18 +76,12 @@ pub(super) fn test_link(cfg: &Config, connection: &str, now: i64) -> Result<Outp
             "no connection `{connection}` in the configuration"
         )));
     }
-    let Some(token) = crate::auth::TestLinks::new(&cfg.session).mint(connection, now) else {
+    let Some((url, _)) =
+        crate::auth::TestLinks::new(&cfg.session).url(&cfg.public_urls(), connection, now)
+    else {
         return Err(CliError::Failed(
             "could not create a test link (no session key or randomness)".into(),
         ));
     };
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    Ok(Output::text(format!(
-        "{}?token={}",
-        cfg.public_urls().sso_test(&enc(connection)),
-        enc(&token)
-    ))
-    .note("Open it in a browser within 10 minutes; it works once."))
+    Ok(Output::text(url).note("Open it in a browser within 10 minutes; it works once."))
 }

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use clap::Subcommand;
 
+use super::local::with_ops;
 use super::{CliError, ConfigArg, Output, block_on, rfc3339};
+use crate::admin::{Actor, operator};
 use crate::config::{Config, TenantConfig};
 use crate::domains::{DomainEntry, DomainError, DomainStatus, Domains, normalize_domain};
 
@@ -49,11 +51,11 @@ pub(super) fn run(cmd: DomainsCommand) -> Result<Output, CliError> {
             domain,
         } => {
             let cfg = config.load()?;
-            block_on(async { Ok(add(&cfg, &tenant, &domain).await?) })?
+            block_on(add(&cfg, &tenant, &domain))?
         }
         DomainsCommand::Verify { config, domain } => {
             let cfg = config.load()?;
-            block_on(async { Ok(verify(&cfg, &domain).await?) })?
+            block_on(verify(&cfg, &domain))?
         }
         DomainsCommand::List { config, tenant } => {
             let cfg = config.load()?;
@@ -61,7 +63,7 @@ pub(super) fn run(cmd: DomainsCommand) -> Result<Output, CliError> {
         }
         DomainsCommand::Remove { config, domain } => {
             let cfg = config.load()?;
-            block_on(async { Ok(remove(&cfg, &domain).await?) })?
+            block_on(remove(&cfg, &domain))?
         }
     };
     Ok(Output::text(text))
@@ -70,14 +72,15 @@ pub(super) fn run(cmd: DomainsCommand) -> Result<Output, CliError> {
 /// `domains add --tenant T DOMAIN`: claims the domain and prints the TXT
 /// record to publish. Only domains the configuration lists for that tenant
 /// are accepted, so the config file stays the one place that says which
-/// tenant may own what. Re-running prints the same record.
-pub async fn add(cfg: &Config, tenant: &str, domain: &str) -> Result<String, DomainError> {
+/// tenant may own what. Re-running prints the same record. The claim is
+/// made by `admin::operator` (actor `cli`), audited like the API's.
+pub async fn add(cfg: &Config, tenant: &str, domain: &str) -> Result<String, CliError> {
     let tenant_cfg = find_tenant(cfg, tenant)?;
     let domain = normalize_domain(domain)?;
     // The more precise refusal first: nobody can own a public mail domain,
     // whatever the configuration says.
     if crate::names::is_public_mail_domain(&domain) {
-        return Err(DomainError::PublicMail(domain));
+        return Err(DomainError::PublicMail(domain).into());
     }
     if !tenant_cfg
         .domains
@@ -87,47 +90,53 @@ pub async fn add(cfg: &Config, tenant: &str, domain: &str) -> Result<String, Dom
         return Err(DomainError::NotInConfig {
             tenant: tenant.to_owned(),
             domain,
-        });
+        }
+        .into());
     }
-    with_domains(cfg, |domains| async move {
-        let entry = domains.add(tenant, &domain, crate::clock::now()).await?;
-        let (name, value) = domains.txt_record(&entry);
-        let mut out = String::new();
-        let _ = writeln!(out, "Domain:  {}", entry.domain);
-        let _ = writeln!(out, "Tenant:  {}", entry.tenant);
-        let _ = writeln!(out, "Status:  {}", entry.status);
-        let _ = writeln!(out, "Type:    TXT");
-        let _ = writeln!(out, "Name:    {name}");
-        let _ = writeln!(out, "Value:   {value}");
-        let _ = writeln!(
-            out,
-            "Publish this TXT record in the DNS zone of {}, then run `portcullis domains verify {}` \
-             (or wait for the background check).",
-            entry.domain, entry.domain
-        );
-        Ok(out)
+    let domain = &domain;
+    let v = with_ops(cfg, |cur| async move {
+        operator::claim_listed_domain(&cur, &Actor::cli(), tenant, domain).await
     })
-    .await
+    .await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "Domain:  {}", v.domain);
+    let _ = writeln!(out, "Tenant:  {tenant}");
+    let _ = writeln!(out, "Status:  {}", v.status);
+    let _ = writeln!(out, "Type:    TXT");
+    let _ = writeln!(out, "Name:    {}", v.record_name);
+    let _ = writeln!(out, "Value:   {}", v.record_value);
+    let _ = writeln!(
+        out,
+        "Publish this TXT record in the DNS zone of {}, then run `portcullis domains verify {}` \
+         (or wait for the background check).",
+        v.domain, v.domain
+    );
+    Ok(out)
 }
 
-/// `domains verify DOMAIN`: checks now and prints the verdict and detail.
-/// Returns `Ok` whatever the verdict; the status line says it.
-pub async fn verify(cfg: &Config, domain: &str) -> Result<String, DomainError> {
-    with_domains(cfg, |domains| async move {
-        let entry = domains.verify(domain, crate::clock::now()).await?;
-        let (name, value) = domains.txt_record(&entry);
-        let mut out = format!(
-            "{}: {} ({})\n",
-            entry.domain,
-            entry.status,
-            entry.detail.as_deref().unwrap_or("not checked")
-        );
-        if entry.status != DomainStatus::Verified {
-            let _ = writeln!(out, "Expected: TXT {name} \"{value}\"");
-        }
-        Ok(out)
+/// `domains verify DOMAIN`: checks now (through `admin::operator`, audited)
+/// and prints the verdict and detail. Returns `Ok` whatever the verdict;
+/// the status line says it.
+pub async fn verify(cfg: &Config, domain: &str) -> Result<String, CliError> {
+    let domain = &claimed(cfg, domain).await?;
+    let v = with_ops(cfg, |cur| async move {
+        operator::verify_claim(&cur, &Actor::cli(), domain).await
     })
-    .await
+    .await?;
+    let mut out = format!(
+        "{}: {} ({})\n",
+        v.domain,
+        v.status,
+        v.detail.as_deref().unwrap_or("not checked")
+    );
+    if v.status != DomainStatus::Verified.as_str() {
+        let _ = writeln!(
+            out,
+            "Expected: TXT {} \"{}\"",
+            v.record_name, v.record_value
+        );
+    }
+    Ok(out)
 }
 
 /// `domains list [--tenant T]`: a table of every claimed domain with its
@@ -140,17 +149,29 @@ pub async fn list(cfg: &Config, tenant: Option<&str>) -> Result<String, DomainEr
 }
 
 /// `domains remove DOMAIN`: releases a claim (it stops routing at once and
-/// can then be added again, possibly by another tenant).
-pub async fn remove(cfg: &Config, domain: &str) -> Result<String, DomainError> {
+/// can then be added again, possibly by another tenant), through
+/// `admin::operator` (audited).
+pub async fn remove(cfg: &Config, domain: &str) -> Result<String, CliError> {
+    let domain = &claimed(cfg, domain).await?;
+    with_ops(cfg, |cur| async move {
+        operator::release_claim(&cur, &Actor::cli(), domain).await
+    })
+    .await?;
+    Ok(format!("{domain}: removed\n"))
+}
+
+/// `domain` normalised, if it is claimed (else the CLI's own refusal).
+async fn claimed(cfg: &Config, domain: &str) -> Result<String, CliError> {
     let domain = normalize_domain(domain)?;
+    let d = domain.clone();
     with_domains(cfg, |domains| async move {
-        if domains.remove(&domain).await? {
-            Ok(format!("{domain}: removed\n"))
-        } else {
-            Err(DomainError::NotFound(domain))
+        match domains.get(&d).await? {
+            Some(_) => Ok(String::new()),
+            None => Err(DomainError::NotFound(d)),
         }
     })
-    .await
+    .await?;
+    Ok(domain)
 }
 
 fn find_tenant<'a>(cfg: &'a Config, tenant: &str) -> Result<&'a TenantConfig, DomainError> {

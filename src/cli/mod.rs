@@ -33,6 +33,7 @@ pub mod audit;
 mod connections;
 pub mod domains;
 mod error;
+mod local;
 mod output;
 mod scim_token;
 mod serve;

@@ -2,8 +2,10 @@
 
 use clap::Subcommand;
 
-use super::source::{tenant as find_tenant, with_store};
+use super::local::with_ops;
+use super::source::tenant as find_tenant;
 use super::{CliError, ConfigArg, Output, block_on};
+use crate::admin::{Actor, ops};
 use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
@@ -27,24 +29,17 @@ pub(super) fn run(cmd: ScimTokenCommand) -> Result<Output, CliError> {
     }
 }
 
-/// Replaces the tenant's token; only its hash is stored.
+/// Replaces the tenant's token through `admin::ops` (actor `cli`, audited
+/// like the API's); only its hash is stored.
 pub(super) async fn create(cfg: &Config, tenant: &str) -> Result<Output, CliError> {
     find_tenant(cfg, tenant)?;
-    let Ok(new) = crate::scim::token::generate() else {
-        return Err(CliError::Failed("no randomness available".into()));
-    };
-    let new = &new;
-    with_store(cfg, |store| async move {
-        Ok(store
-            .scim()
-            .token_set(tenant, &new.key_id, &new.hash, crate::clock::now())
-            .await?)
+    let new = with_ops(cfg, |cur| async move {
+        ops::rotate_scim_token(&cur, &Actor::cli(), tenant).await
     })
     .await?;
     let mut out = Output::text(format!(
         "SCIM base URL: {}\nBearer token:  {}\n(shown once; any previous token of tenant `{tenant}` no longer works)",
-        cfg.public_urls().scim_base(&cfg.scim),
-        new.token
+        new.base_url, new.token
     ));
     if !cfg.scim.enabled {
         out = out.note("warning: [scim] enabled = false; the token works once SCIM is enabled");

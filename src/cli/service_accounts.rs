@@ -5,21 +5,17 @@
 //! a token is printed once, the store keeps its hash.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Subcommand;
 
+use super::local::{admin_ctx, op_error};
 use super::source::with_store;
 use super::{CliError, ConfigArg, Output, block_on, rfc3339};
+use crate::admin::Actor;
 use crate::admin::service_accounts::{
     self, DEFAULT_OVERLAP_SECONDS, RotateInput, ServiceAccountInput, ServiceAccountToken,
 };
-use crate::admin::{Actor, AdminCtx, OpError};
-use crate::config::{Config, merge_store_tenants, no_probe};
-use crate::metrics::Metrics;
-use crate::session::Sessions;
-use crate::store::Store;
+use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ServiceAccountsCommand {
@@ -97,45 +93,6 @@ pub(super) fn run(cmd: ServiceAccountsCommand) -> Result<Output, CliError> {
             tenant,
             name,
         } => block_on(revoke(&config.load()?, &tenant, &name)),
-    }
-}
-
-/// What the operations need, for one CLI run: the file's tenants merged
-/// with the store's (a service account may belong to either), the store,
-/// and a session cache of its own (nothing to invalidate here; running
-/// servers learn through the store's events).
-async fn admin_ctx(cfg: &Config, store: &Store) -> Result<AdminCtx, CliError> {
-    let docs: Vec<serde_json::Value> = store
-        .tenants()
-        .load_all()
-        .await?
-        .iter()
-        .map(|t| t.document())
-        .collect();
-    let (merged, invalid) = merge_store_tenants(cfg, &docs, &no_probe);
-    let metrics = Arc::new(Metrics::new()?);
-    Ok(AdminCtx {
-        config: Arc::new(merged),
-        file_config: Arc::new(cfg.clone()),
-        config_file: String::new(),
-        store: store.clone(),
-        sessions: Sessions::new(store.clone(), 1, Duration::from_secs(1), metrics.clone()),
-        metrics,
-        invalid: Arc::new(invalid),
-    })
-}
-
-fn op_error(e: OpError) -> CliError {
-    match e {
-        OpError::Invalid(errors) => CliError::Usage(
-            errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-        OpError::NotFound(m) => CliError::Usage(m),
-        OpError::Conflict(m) | OpError::Internal(m) => CliError::Failed(m),
     }
 }
 

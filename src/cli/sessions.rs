@@ -2,8 +2,10 @@
 
 use clap::Subcommand;
 
-use super::source::{open_store, with_store};
+use super::local::with_ops;
+use super::source::open_store;
 use super::{CliError, ConfigArg, Output, block_on};
+use crate::admin::{Actor, operator};
 use crate::config::Config;
 use crate::identity::Principal;
 use crate::metrics::Metrics;
@@ -142,9 +144,10 @@ pub(super) async fn mint(
     Ok(Output::text(lines.join("\n")))
 }
 
+/// Through `admin::operator` (actor `cli`): audited like the API's.
 pub(super) async fn revoke(cfg: &Config, selector: &SessionSelector) -> Result<Output, CliError> {
-    let n = with_store(cfg, |store| async move {
-        Ok(store.sessions().revoke(selector).await?)
+    let n = with_ops(cfg, |cur| async move {
+        operator::revoke_sessions(&cur, &Actor::cli(), selector).await
     })
     .await?;
     Ok(Output::text(format!("revoked {n} session(s)")))

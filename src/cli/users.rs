@@ -5,11 +5,13 @@ use std::fmt::Write as _;
 
 use clap::Subcommand;
 
+use super::local::with_ops;
 use super::source::{tenant as find_tenant, with_store};
 use super::{CliError, ConfigArg, Output, block_on, rfc3339};
+use crate::admin::{Actor, operator};
 use crate::auth::ForeignEmail;
 use crate::config::Config;
-use crate::store::{SessionSelector, StoreError, UserRecord};
+use crate::store::{StoreError, UserRecord};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum UsersCommand {
@@ -130,23 +132,21 @@ pub(super) async fn list(cfg: &Config, tenant: Option<&str>) -> Result<Output, C
     Ok(Output::text(render(&users)))
 }
 
-/// Removes the user and ends their sessions, on every replica.
+/// Removes the user and ends their sessions, on every replica, through
+/// `admin::operator` (actor `cli`, audited like the API's changes).
 pub(super) async fn remove(cfg: &Config, tenant: &str, email: &str) -> Result<Output, CliError> {
-    with_store(cfg, |store| async move {
-        let Some(user) = store.users().delete(tenant, email).await? else {
-            return Err(CliError::Failed(format!(
-                "{email} is not a user of {tenant}"
-            )));
-        };
-        let n = store
-            .sessions()
-            .revoke(&SessionSelector::User(user.id))
-            .await?;
-        Ok(Output::text(format!(
-            "removed {email} from {tenant}; ended {n} session(s)"
-        )))
+    let n = with_ops(cfg, |cur| async move {
+        operator::remove_user(&cur, &Actor::cli(), tenant, email).await
     })
     .await
+    .map_err(|e| match e {
+        // Nothing to remove is a runtime failure (1), as before.
+        CliError::Usage(m) => CliError::Failed(m),
+        other => other,
+    })?;
+    Ok(Output::text(format!(
+        "removed {email} from {tenant}; ended {n} session(s)"
+    )))
 }
 
 /// The table: last sign-in in RFC 3339 (UTC), `never` before the first.

@@ -177,6 +177,24 @@ pub fn merge_store_tenants(
     (merged, invalid)
 }
 
+impl Config {
+    /// This configuration without the store tenants named in `ids` (those
+    /// that could not be built); borrowed when there are none.
+    pub fn without_tenants<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> std::borrow::Cow<'_, Config> {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        if ids.is_empty() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut c = self.clone();
+        c.tenants
+            .retain(|t| t.origin == Origin::File || !ids.contains(&t.id.as_str()));
+        std::borrow::Cow::Owned(c)
+    }
+}
+
 /// Keeps the findings about `base` (`tenants[i]`) with that prefix removed.
 fn relative(base: &str, errors: Vec<super::ConfigError>) -> Vec<FieldError> {
     errors

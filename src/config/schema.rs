@@ -917,8 +917,8 @@ pub struct ConnectionConfig {
 }
 
 /// `[tenants.connections.graph]`: an app registration with the Graph
-/// application permission `GroupMember.Read.All`, used only when Entra
-/// reports a groups overage.
+/// application permissions `User.Read.All` and `GroupMember.Read.All` (or
+/// `Directory.Read.All`), used only when Entra reports a groups overage.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GraphConfig {

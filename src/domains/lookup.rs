@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{ResolverBuilder, TokioResolver};
 
 use super::DomainError;
 use crate::config::{DnsConfig, parse_nameserver};
@@ -28,6 +28,34 @@ pub enum LookupOutcome {
     Error(String),
 }
 
+/// A hickory builder for the `[dns]` section: its nameservers (each on
+/// its own port, over UDP and TCP), else the system's configuration. The
+/// one place that reads `[dns]`, so the domain checks and the egress guard
+/// (`auth::egress`) always ask the same servers; each sets its own options.
+pub(crate) fn resolver_builder(
+    dns: &DnsConfig,
+) -> Result<ResolverBuilder<TokioRuntimeProvider>, String> {
+    if dns.nameservers.is_empty() {
+        return TokioResolver::builder_tokio().map_err(|e| format!("system configuration: {e}"));
+    }
+    let mut servers = Vec::with_capacity(dns.nameservers.len());
+    for ns in &dns.nameservers {
+        let addr = parse_nameserver(ns)
+            .ok_or_else(|| format!("nameserver `{ns}` is not IP or IP:PORT"))?;
+        // The port is per connection in hickory 0.26; set it on both so a
+        // resolver on a non-standard port works over UDP and TCP.
+        let mut udp = ConnectionConfig::udp();
+        udp.port = addr.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = addr.port();
+        servers.push(NameServerConfig::new(addr.ip(), true, vec![udp, tcp]));
+    }
+    Ok(TokioResolver::builder_with_config(
+        ResolverConfig::from_name_servers(servers),
+        TokioRuntimeProvider::default(),
+    ))
+}
+
 /// A resolver configured for ownership checks: no cache (every check must
 /// see the zone as it is now, including a record deleted a minute ago), no
 /// hosts file, and a hard deadline per lookup.
@@ -39,28 +67,7 @@ pub(crate) struct TxtResolver {
 
 impl TxtResolver {
     pub(crate) fn new(dns: &DnsConfig, timeout: Duration) -> Result<Self, DomainError> {
-        let mut builder = if dns.nameservers.is_empty() {
-            TokioResolver::builder_tokio()
-                .map_err(|e| DomainError::Resolver(format!("system configuration: {e}")))?
-        } else {
-            let mut servers = Vec::with_capacity(dns.nameservers.len());
-            for ns in &dns.nameservers {
-                let addr = parse_nameserver(ns).ok_or_else(|| {
-                    DomainError::Resolver(format!("nameserver `{ns}` is not IP or IP:PORT"))
-                })?;
-                // The port is per connection in hickory 0.26; set it on both
-                // so a resolver on a non-standard port works over UDP and TCP.
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                servers.push(NameServerConfig::new(addr.ip(), true, vec![udp, tcp]));
-            }
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            )
-        };
+        let mut builder = resolver_builder(dns).map_err(DomainError::Resolver)?;
         let opts = builder.options_mut();
         opts.timeout = timeout;
         opts.attempts = 2;

@@ -37,6 +37,7 @@ use crate::store::{DomainRecord, DueCutoffs, Store, StoreError};
 
 pub use crate::store::DomainStatus;
 pub use lookup::LookupOutcome;
+pub(crate) use lookup::resolver_builder;
 pub use name::normalize_domain;
 
 /// A claimed domain and the state of its proof (the stored row).

@@ -258,26 +258,13 @@ impl CredentialTx<'_> {
         secret_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        for (f, v) in [
-            ("tenant", tenant),
-            ("key_id", key_id),
-            ("secret_hash", secret_hash),
-        ] {
-            check_text(f, v)?;
-        }
-        sqlx::query("DELETE FROM scim_tokens WHERE tenant = $1")
-            .bind(tenant)
-            .execute(&mut *self.write.tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO scim_tokens (tenant, key_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(tenant)
-        .bind(key_id)
-        .bind(secret_hash)
-        .bind(now)
-        .execute(&mut *self.write.tx)
-        .await?;
-        Ok(())
+        super::scim::replace_token_in(&mut self.write.tx, tenant, key_id, secret_hash, now).await
+    }
+
+    /// Deletes the tenant's SCIM token (SCIM turned off, or a deleted
+    /// tenant): it stops working at once, and a tenant made again with this
+    /// id has none. Whether there was one.
+    pub async fn delete_scim_token(&mut self, tenant: &str) -> Result<bool, StoreError> {
+        super::scim::delete_token_in(&mut self.write.tx, tenant).await
     }
 }

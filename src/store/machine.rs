@@ -250,6 +250,32 @@ impl ServiceAccountTx<'_> {
         Ok(true)
     }
 
+    /// Deletes every account of the transaction's tenant with its keys (a
+    /// deleted tenant), each announced like a revocation so every token
+    /// cache drops it; returns how many.
+    pub async fn delete_all(&mut self) -> Result<u64, StoreError> {
+        let tenant = self.write.tenant().to_owned();
+        let ids: Vec<String> = sqlx::query("SELECT id FROM service_accounts WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_all(&mut *self.write.tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            sqlx::query("DELETE FROM service_account_keys WHERE account_id = $1")
+                .bind(id.as_str())
+                .execute(&mut *self.write.tx)
+                .await?;
+            sqlx::query("DELETE FROM service_accounts WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *self.write.tx)
+                .await?;
+            self.announce(id).await?;
+        }
+        Ok(ids.len() as u64)
+    }
+
     async fn insert_key(&mut self, key: &ServiceAccountKeyRow) -> Result<(), StoreError> {
         for (f, v) in [
             ("key_id", &key.key_id),

@@ -149,6 +149,44 @@ where
         .collect()
 }
 
+/// Replaces `tenant`'s SCIM token (only its hash) on `conn`: the one
+/// place its SQL is written, for `store.scim()` and a `WriteTx`.
+pub(super) async fn replace_token_in(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    key_id: &str,
+    secret_hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    for (f, v) in [("key_id", key_id), ("secret_hash", secret_hash)] {
+        check_text(f, v)?;
+    }
+    delete_token_in(conn, tenant).await?;
+    sqlx::query(
+        "INSERT INTO scim_tokens (tenant, key_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(tenant)
+    .bind(key_id)
+    .bind(secret_hash)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes `tenant`'s SCIM token on `conn`, if it has one; whether it had.
+pub(super) async fn delete_token_in(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+) -> Result<bool, StoreError> {
+    check_text("tenant", tenant)?;
+    let done = sqlx::query("DELETE FROM scim_tokens WHERE tenant = $1")
+        .bind(tenant)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// The SCIM view of a [`Store`](super::Store): `store.scim()`.
 #[derive(Clone, Copy)]
 pub struct ScimStore<'a> {
@@ -164,29 +202,21 @@ impl ScimStore<'_> {
         secret_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        for (f, v) in [
-            ("tenant", tenant),
-            ("key_id", key_id),
-            ("hash", secret_hash),
-        ] {
-            check_text(f, v)?;
-        }
         let mut tx = self.inner.pool.begin().await?;
-        sqlx::query("DELETE FROM scim_tokens WHERE tenant = $1")
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO scim_tokens (tenant, key_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(tenant)
-        .bind(key_id)
-        .bind(secret_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        replace_token_in(&mut tx, tenant, key_id, secret_hash, now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether `tenant` has a SCIM token: the tenant is provisioned by
+    /// SCIM exactly while it has one (the portal's "SCIM" mode).
+    pub async fn token_exists(&self, tenant: &str) -> Result<bool, StoreError> {
+        check_text("tenant", tenant)?;
+        let row = sqlx::query("SELECT 1 AS one FROM scim_tokens WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// `(tenant, secret_hash)` of the token with this key id.
@@ -356,6 +386,25 @@ pub struct ScimTx<'a> {
 }
 
 impl ScimTx<'_> {
+    /// Deletes every SCIM user, group and membership of the transaction's
+    /// tenant (a deleted tenant), so a tenant made again with its id starts
+    /// empty. The `users` rows behind SCIM users are `tx.users()`'.
+    pub async fn delete_all(&mut self) -> Result<(), StoreError> {
+        let tenant = self.write.tenant().to_owned();
+        for sql in [
+            "DELETE FROM scim_members WHERE group_id IN \
+             (SELECT id FROM scim_groups WHERE tenant = $1)",
+            "DELETE FROM scim_groups WHERE tenant = $1",
+            "DELETE FROM scim_users WHERE tenant = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(tenant.as_str())
+                .execute(&mut *self.write.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// A group's members as this transaction sees them (webhook events
     /// need what a replacement removed).
     pub async fn members(&mut self, group_id: &str) -> Result<Vec<ScimMember>, StoreError> {

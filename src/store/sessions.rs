@@ -145,8 +145,31 @@ impl SessionStore<'_> {
     /// NOTIFY is sent in the same transaction as the delete, so other
     /// replicas hear about it exactly when the delete becomes visible.
     pub async fn revoke(&self, selector: &SessionSelector) -> Result<u64, StoreError> {
+        self.revoke_then(selector, |_| None).await
+    }
+
+    /// [`SessionStore::revoke`] with its audit event, in one transaction:
+    /// for revocations that belong to no single tenant (a user, every
+    /// session), which have no tenant write transaction to ride in.
+    /// `audit` makes the event from the number of sessions ended.
+    pub async fn revoke_audited(
+        &self,
+        selector: &SessionSelector,
+        audit: impl FnOnce(u64) -> super::AuditRow,
+    ) -> Result<u64, StoreError> {
+        self.revoke_then(selector, |n| Some(audit(n))).await
+    }
+
+    async fn revoke_then(
+        &self,
+        selector: &SessionSelector,
+        audit: impl FnOnce(u64) -> Option<super::AuditRow>,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.inner.pool.begin().await?;
         let deleted = revoke_in(&mut tx, self.inner.backend, selector).await?;
+        if let Some(row) = audit(deleted) {
+            super::audit::insert_in(&mut tx, &row).await?;
+        }
         tx.commit().await?;
         // No receivers is fine: nobody caches anything yet.
         let _ = self

@@ -49,6 +49,17 @@ impl TenantStore<'_> {
         load_all(&mut conn, self.inner.keys()?).await
     }
 
+    /// Every stored tenant as its document (with its `connections`), in
+    /// creation order: what `config::merge_store_tenants` takes.
+    pub async fn documents(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(self
+            .load_all()
+            .await?
+            .iter()
+            .map(StoredTenant::document)
+            .collect())
+    }
+
     /// The configuration version: bumped by every tenant write, compared by
     /// replicas to know whether they are behind.
     pub async fn version(&self) -> Result<i64, StoreError> {
@@ -82,6 +93,16 @@ impl TenantTx<'_> {
     pub async fn load_all(&mut self) -> Result<Vec<StoredTenant>, StoreError> {
         let keys = self.write.store.inner.keys()?;
         load_all(&mut self.write.tx, keys).await
+    }
+
+    /// [`TenantStore::documents`] as this transaction sees them.
+    pub async fn documents(&mut self) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(self
+            .load_all()
+            .await?
+            .iter()
+            .map(StoredTenant::document)
+            .collect())
     }
 
     /// Creates or replaces the tenant document (without connections).

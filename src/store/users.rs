@@ -72,18 +72,8 @@ impl UserStore<'_> {
         tenant: &str,
         email: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
-        check_text("tenant", tenant)?;
-        check_text("email", email)?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM users WHERE tenant = $1 AND email_lower = $2"
-        ))
-        .bind(tenant)
-        .bind(email.to_lowercase())
-        .fetch_optional(&self.inner.pool)
-        .await?;
-        row.map(|r| decode(&r)).transpose()
+        let mut conn = self.inner.pool.acquire().await?;
+        by_email_in(&mut conn, tenant, email).await
     }
 
     /// All users, or one tenant's, by email.
@@ -219,6 +209,26 @@ async fn insert_user_in(conn: &mut sqlx::AnyConnection, u: &UserRecord) -> Resul
     Ok(())
 }
 
+/// The user with this email in this tenant, case-insensitively.
+async fn by_email_in(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    email: &str,
+) -> Result<Option<UserRecord>, StoreError> {
+    check_text("tenant", tenant)?;
+    check_text("email", email)?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users WHERE tenant = $1 AND email_lower = $2"
+    ))
+    .bind(tenant)
+    .bind(email.to_lowercase())
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| decode(&r)).transpose()
+}
+
 /// The users view of a [`WriteTx`]: `tx.users()`.
 pub struct UserTx<'a> {
     pub(super) write: &'a mut WriteTx,
@@ -234,5 +244,30 @@ impl UserTx<'_> {
             ));
         }
         insert_user_in(&mut self.write.tx, u).await
+    }
+
+    /// Deletes the transaction's tenant's user with this email
+    /// (case-insensitively); the user it was, if any.
+    pub async fn delete_email(&mut self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let tenant = self.write.tenant().to_owned();
+        let Some(user) = by_email_in(&mut self.write.tx, &tenant, email).await? else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user.id.as_str())
+            .execute(&mut *self.write.tx)
+            .await?;
+        Ok(Some(user))
+    }
+
+    /// Deletes every user of the transaction's tenant (a deleted tenant):
+    /// their SCIM documents go with them; returns how many.
+    pub async fn delete_all(&mut self) -> Result<u64, StoreError> {
+        let tenant = self.write.tenant().to_owned();
+        Ok(sqlx::query("DELETE FROM users WHERE tenant = $1")
+            .bind(tenant)
+            .execute(&mut *self.write.tx)
+            .await?
+            .rows_affected())
     }
 }

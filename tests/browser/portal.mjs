@@ -2,7 +2,12 @@
 // playwright-core). Run by tests/it/admin/portal.rs, which starts Portcullis
 // with a store tenant and hands over a fresh setup link:
 //
-//   BASE_URL=http://127.0.0.1:PORT SETUP_LINK=... CONNECTION=ID node tests/browser/portal.mjs
+//   BASE_URL=http://portcullis.test/ LISTENER=127.0.0.1:PORT SETUP_LINK=... \
+//     CONNECTION=ID node tests/browser/portal.mjs
+//
+// BASE_URL is the server's public_url, a fixed name so that the values the
+// pages show (and the screenshots) name no ephemeral port; Chromium maps
+// that host to LISTENER, which must be on loopback.
 //
 // Checks what only a browser shows: the link lands on the portal and leaves
 // the address bar, the pages' CSP lets the copy-button script run (and
@@ -12,8 +17,10 @@
 
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+import { fail, watchdog } from './run.mjs';
 
 const BASE_URL = process.env.BASE_URL ?? '';
+const LISTENER = process.env.LISTENER ?? '';
 const LINK = process.env.SETUP_LINK ?? '';
 const CONNECTION = process.env.CONNECTION ?? '';
 const SHOTS = process.env.SHOTS ?? '';
@@ -22,21 +29,22 @@ const STEP_TIMEOUT_MS = 10_000;
 const NAV_TIMEOUT_MS = 15_000;
 const RUN_TIMEOUT_MS = 90_000;
 
-const watchdog = setTimeout(() => fail(`the run did not finish within ${RUN_TIMEOUT_MS} ms`), RUN_TIMEOUT_MS);
-watchdog.unref();
-
-function fail(message) {
-  console.error(`FAIL ${message}`);
-  process.exit(1);
-}
+watchdog(RUN_TIMEOUT_MS);
 
 const base = new URL(BASE_URL || 'invalid:');
-if (base.protocol !== 'http:' || base.hostname !== '127.0.0.1' || !base.port || !LINK || !CONNECTION) {
-  fail('BASE_URL (http://127.0.0.1:PORT), SETUP_LINK and CONNECTION are required');
+if (base.protocol !== 'http:' || base.port || !/^127\.0\.0\.1:\d+$/.test(LISTENER) || !LINK || !CONNECTION) {
+  fail('BASE_URL (http://HOST/), LISTENER (127.0.0.1:PORT), SETUP_LINK and CONNECTION are required');
 }
 const url = (path) => new URL(path, base).href;
 
-const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: 30_000 });
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  timeout: 30_000,
+  // Only this host, only to the loopback listener; nothing else resolves
+  // differently.
+  args: [`--host-rules=MAP ${base.hostname} ${LISTENER}`],
+});
 try {
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
   context.setDefaultTimeout(STEP_TIMEOUT_MS);

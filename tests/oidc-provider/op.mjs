@@ -12,6 +12,12 @@
 //                         client_credentials grant, whose access tokens
 //                         are JWTs (RFC 9068) for the resource
 //                         MACHINE_AUDIENCE (RFC 8707 resource indicators)
+//   GROUPS_OVERAGE        optional: JSON {"oid", "tid", "endpoint"}; the
+//                         account is then an Entra user in too many
+//                         groups: `oid` and `tid` claims, no `groups`, and
+//                         `_claim_names.groups` pointing into
+//                         `_claim_sources` (a distributed claim, OIDC Core
+//                         5.6.2, which the provider filters by scope)
 // The login is scripted: /interaction/:uid signs in the one account
 // (alice@acme.com) at once, and consent is implied for this first-party
 // client, so a plain HTTP client can complete the flow. Logout keeps the
@@ -59,6 +65,17 @@ const ACCOUNT = {
   employee_id: 4711,
   badges: ['first-aid', 'fire, safety'],
 };
+
+if (process.env.GROUPS_OVERAGE) {
+  const { oid, tid, endpoint } = JSON.parse(process.env.GROUPS_OVERAGE);
+  delete ACCOUNT.groups;
+  Object.assign(ACCOUNT, {
+    oid,
+    tid,
+    _claim_names: { groups: 'src1' },
+    _claim_sources: { src1: { endpoint } },
+  });
+}
 
 const ACR_PWD = 'urn:portcullis:test:pwd';
 const ACR_MFA = 'urn:portcullis:test:mfa';
@@ -129,7 +146,8 @@ const provider = new Provider(issuer, {
     // them when asked for (acr_values, max_age, require_auth_time)
     acr: null,
     auth_time: null,
-    openid: ['sub'],
+    // oid, tid: only an Entra-shaped account (GROUPS_OVERAGE) has them
+    openid: ['sub', 'oid', 'tid'],
     email: ['email', 'email_verified'],
     profile: ['name'],
     groups: ['groups'],

@@ -9,7 +9,14 @@ Endpoints (base http://127.0.0.1:<port>):
   GET  /sso/redirect             SP-initiated: parses the Redirect-binding
                                  AuthnRequest, answers with a pick-a-user form
   POST /sso/login                user=<name> + the request: auto-post form with
-                                 the signed Response to the SP's ACS
+                                 the signed Response to the SP's ACS. Honours
+                                 RequestedAuthnContext like an IdP doing MFA:
+                                 the statement's AuthnContextClassRef is the
+                                 first requested class it knows (else
+                                 PasswordProtectedTransport). Misbehaviour for
+                                 tests: class_ref=<uri> answers that class
+                                 whatever was asked, auth_age=<s> dates the
+                                 AuthnInstant that far back.
   GET  /idp-initiated            user=<name>&sp=<sp entity id>[&RelayState=..]:
                                  an unsolicited signed Response (no InResponseTo)
   GET  /slo/redirect             SP-initiated logout: a Redirect-binding
@@ -18,13 +25,18 @@ Endpoints (base http://127.0.0.1:<port>):
   GET  /idp-logout               user=<name>&sp=<entity>[&session_index=..]:
                                  an IdP-initiated LogoutRequest redirect to the SP
   GET  /log                      JSON list of what the IdP saw (for assertions)
+  POST /sp                       metadata_url=<url>: the admin console's "add a
+                                 service provider from its metadata URL"; the
+                                 IdP fetches the SP metadata and trusts it
 """
 
 import argparse
 import html
 import json
 import sys
+import time
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
@@ -58,7 +70,21 @@ USERS = {
     },
 }
 
+# The classes this IdP can authenticate with (password; password + OTP).
+MULTIFACTOR = "urn:oasis:names:tc:SAML:2.0:ac:classes:MultiFactor"
+KNOWN_CLASSES = [PASSWORDPROTECTEDTRANSPORT, MULTIFACTOR]
+
 LOG = []
+
+
+def requested_context(req):
+    """The AuthnRequest's RequestedAuthnContext class refs, its Comparison,
+    and whether it sets ForceAuthn."""
+    rac = req.requested_authn_context
+    classes = [c.text for c in rac.authn_context_class_ref] if rac is not None else []
+    comparison = (rac.comparison or "exact") if rac is not None else None
+    force = str(req.force_authn).lower() in ("true", "1")
+    return classes, comparison, force
 
 
 def build_server(base, args):
@@ -100,8 +126,20 @@ def auto_post(idp, destination, response, relay):
     return args["data"]
 
 
-def login_response(idp, user, sp_entity, in_response_to, sign_response, encrypt=False):
+def login_response(
+    idp,
+    user,
+    sp_entity,
+    in_response_to,
+    sign_response,
+    encrypt=False,
+    class_ref=PASSWORDPROTECTEDTRANSPORT,
+    authn_instant=None,
+):
     identity = USERS[user]
+    authn = {"class_ref": class_ref}
+    if authn_instant is not None:
+        authn["authn_instant"] = authn_instant
     acs = idp.metadata.assertion_consumer_service(sp_entity, BINDING_HTTP_POST)
     destination = acs[0]["location"]
     resp = idp.create_authn_response(
@@ -111,7 +149,7 @@ def login_response(idp, user, sp_entity, in_response_to, sign_response, encrypt=
         sp_entity_id=sp_entity,
         name_id=NameID(format=NAMEID_FORMAT_EMAILADDRESS, text=identity["email"][0]),
         userid=identity["email"][0],
-        authn={"class_ref": PASSWORDPROTECTEDTRANSPORT},
+        authn=authn,
         sign_assertion=True,
         sign_response=sign_response,
         sign_alg=SIG_RSA_SHA256,
@@ -178,8 +216,14 @@ class Handler(BaseHTTPRequestHandler):
             for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()
         }
         try:
-            if path == "/sso/login":
+            if path == "/sp":
+                self.add_sp(form["metadata_url"])
+            elif path == "/sso/login":
                 req = self.parse_authn(form)
+                classes, _, force = requested_context(req)
+                known = [c for c in classes if c in KNOWN_CLASSES]
+                class_ref = form.get("class_ref") or (known[0] if known else PASSWORDPROTECTEDTRANSPORT)
+                age = int(form.get("auth_age", "0"))
                 dest, resp = login_response(
                     self.idp,
                     form["user"],
@@ -187,15 +231,32 @@ class Handler(BaseHTTPRequestHandler):
                     req.id,
                     form.get("sign_response") == "1",
                     form.get("encrypt") == "1",
+                    class_ref=class_ref,
+                    authn_instant=int(time.time()) - age if age else None,
                 )
                 if dest != req.assertion_consumer_service_url:
                     raise ValueError("ACS URL does not match the SP metadata")
-                LOG.append({"kind": "sp_initiated", "user": form["user"], "id": req.id})
+                LOG.append(
+                    {
+                        "kind": "sp_initiated",
+                        "user": form["user"],
+                        "id": req.id,
+                        "class_ref": class_ref,
+                        "force_authn": force,
+                    }
+                )
                 self.send(200, auto_post(self.idp, dest, resp, form.get("RelayState")))
             else:
                 self.send(404, "not found", "text/plain")
         except Exception as e:
             self.send(400, f"{type(e).__name__}: {e}", "text/plain")
+
+    def add_sp(self, url):
+        with urllib.request.urlopen(url, timeout=10) as r:
+            xml = r.read().decode("utf-8")
+        self.idp.metadata.load("inline", xml)
+        LOG.append({"kind": "sp_registered", "metadata_url": url})
+        self.send(200, "registered", "text/plain")
 
     def parse_authn(self, q):
         # With want_authn_requests_signed, pysaml2 verifies the
@@ -212,7 +273,17 @@ class Handler(BaseHTTPRequestHandler):
     def sso_redirect(self):
         q = self.query()
         req = self.parse_authn(q)
-        LOG.append({"kind": "authn_request", "id": req.id, "signed": "Signature" in q})
+        classes, comparison, force = requested_context(req)
+        LOG.append(
+            {
+                "kind": "authn_request",
+                "id": req.id,
+                "signed": "Signature" in q,
+                "requested_classes": classes,
+                "comparison": comparison,
+                "force_authn": force,
+            }
+        )
         fields = "".join(
             f'<input type="hidden" name="{k}" value="{html.escape(q[k])}">'
             for k in ("SAMLRequest", "RelayState", "SigAlg", "Signature")
@@ -295,7 +366,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--sp-metadata", action="append", required=True)
+    # Without any, the IdP trusts no SP until one is added through POST /sp.
+    p.add_argument("--sp-metadata", action="append", default=[])
     p.add_argument("--key", required=True)
     p.add_argument("--cert", required=True)
     p.add_argument("--xmlsec", default="/usr/bin/xmlsec1")

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -319,6 +320,19 @@ async fn rotate_scim_token(
     ))
 }
 
+#[utoipa::path(delete, path = "/admin/v1/tenants/{id}/scim-token", tag = "provisioning",
+    params(("id" = String, Path, description = "tenant id")),
+    responses((status = 204, description = "the tenant has no SCIM token now"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_scim_token(
+    State(cur): Cur,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ops::revoke_scim_token(cur.as_ref(), &actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(get, path = "/admin/v1/tenants/{id}/users", tag = "users",
     params(("id" = String, Path, description = "tenant id")),
     responses((status = 200, body = [UserView]), (status = 401, body = ErrorBody),
@@ -458,8 +472,19 @@ struct AuditQuery {
 }
 
 #[utoipa::path(get, path = "/admin/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody)))]
-async fn audit(State(cur): Cur, Query(q): Query<AuditQuery>) -> ApiResult<Json<AuditPage>> {
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+async fn audit(
+    State(cur): Cur,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> ApiResult<Json<AuditPage>> {
+    // axum's own rejection is plain text: every error here is JSON.
+    let Query(q) = q.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            vec![FieldError::new("", e.body_text())],
+        )
+    })?;
     Ok(Json(
         ops::audit_page(&cur.ctx(), q.tenant.as_deref(), q.before, q.limit).await?,
     ))
@@ -499,7 +524,7 @@ fn parts() -> (Router<Arc<dyn Current>>, utoipa::openapi::OpenApi) {
             delete_connection
         ))
         .routes(routes!(test_link))
-        .routes(routes!(rotate_scim_token))
+        .routes(routes!(rotate_scim_token, revoke_scim_token))
         .routes(routes!(list_users))
         .routes(routes!(list_sessions, revoke_all_sessions))
         .routes(routes!(revoke_session))
@@ -541,32 +566,53 @@ pub fn router(cur: Arc<dyn Current>) -> Router {
         .with_state(cur)
 }
 
-/// Resolves the bearer token to its name (the actor) or answers 401.
-async fn require_token(State(cur): Cur, mut req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
+/// An operator token checked from the request head alone, before any of
+/// the body is read: the admin listener authenticates first, so no
+/// unauthenticated client can make it buffer a body. Only [`authenticate`]
+/// makes one (its field is private), and a client can't set extensions.
+#[derive(Debug, Clone)]
+pub struct Authenticated(Actor);
+
+/// Resolves the bearer token to its name (the actor), or the answer: 401
+/// (generic; which check failed is not said), 503 when the store fails.
+pub async fn authenticate(
+    cur: &dyn Current,
+    headers: &header::HeaderMap,
+) -> Result<Authenticated, Response> {
+    let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match super::tokens::authenticate(&cur.ctx().store, header).await {
-        Ok(Some(name)) => {
-            req.extensions_mut().insert(Actor::OperatorToken { name });
-            next.run(req).await
-        }
-        Ok(None) => ApiError(
+        Ok(Some(name)) => Ok(Authenticated(Actor::OperatorToken { name })),
+        Ok(None) => Err(ApiError(
             StatusCode::UNAUTHORIZED,
             vec![FieldError::new(
                 "",
                 "a valid admin token is required (Authorization: Bearer, from `portcullis admin-token create`)",
             )],
         )
-        .into_response(),
+        .into_response()),
         Err(e) => {
             tracing::error!(error = %e, "admin token lookup failed");
-            ApiError(
+            Err(ApiError(
                 StatusCode::SERVICE_UNAVAILABLE,
                 vec![FieldError::new("", "the store is unavailable")],
             )
-            .into_response()
+            .into_response())
         }
     }
+}
+
+/// Every route's gate: the caller authenticated by the listener, or by
+/// its token here; the handlers see the [`Actor`].
+async fn require_token(State(cur): Cur, mut req: Request, next: Next) -> Response {
+    let authenticated = match req.extensions_mut().remove::<Authenticated>() {
+        Some(a) => a,
+        None => match authenticate(cur.as_ref(), req.headers()).await {
+            Ok(a) => a,
+            Err(answer) => return answer,
+        },
+    };
+    req.extensions_mut().insert(authenticated.0);
+    next.run(req).await
 }

@@ -578,6 +578,8 @@ fn submitted(f: &Fields) -> ConnFields {
         idp_metadata_xml: f.get("idp_metadata_xml").to_owned(),
         issuer: f.get("issuer").to_owned(),
         client_id: f.get("client_id").to_owned(),
+        scopes: f.get("scopes").to_owned(),
+        groups_claim: f.get("groups_claim").to_owned(),
         tenant_ids: f.get("tenant_ids").to_owned(),
         github_org: f.get("github_org").to_owned(),
         teams_as_groups: f.get("teams_as_groups") == "yes",
@@ -609,10 +611,22 @@ fn connection_doc(idp: &Idp, cid: &str, f: &Fields) -> Value {
                 }
                 doc.insert("saml".into(), Value::Object(inner));
             } else {
-                for k in ["issuer", "client_id", "client_secret"] {
+                for k in ["issuer", "client_id", "client_secret", "groups_claim"] {
                     if let Some(v) = f.opt(k) {
                         inner.insert(k.into(), json!(v));
                     }
+                }
+                // Space- or comma-separated, as IdP consoles list them;
+                // unset keeps the preset's (a generic provider asks for
+                // `openid email profile`, which carries no groups).
+                let scopes: Vec<&str> = f
+                    .get("scopes")
+                    .split([' ', ',', '\n'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if !scopes.is_empty() {
+                    inner.insert("scopes".into(), json!(scopes));
                 }
                 doc.insert("oidc".into(), Value::Object(inner));
             }
@@ -887,9 +901,18 @@ async fn provisioning_page(
         .count(crate::store::ScimKind::User, &a.tenant)
         .await
         .unwrap_or(0);
+    // SCIM is the mode exactly while the tenant has a SCIM token (saving
+    // another mode deletes it), so the page shows what was chosen even
+    // before the IdP has provisioned anyone.
+    let scim_token = ctx
+        .store
+        .scim()
+        .token_exists(&a.tenant)
+        .await
+        .unwrap_or(false);
     let current = if t.jit.enabled {
         "jit"
-    } else if scim_users > 0 {
+    } else if scim_token {
         "scim"
     } else {
         "manual"
@@ -903,6 +926,7 @@ async fn provisioning_page(
             mode: mode.unwrap_or(current).to_owned(),
             default_role: t.jit.default_role.clone().unwrap_or_default(),
             scim_enabled: ctx.config.scim.enabled,
+            scim_on: current == "scim",
             scim_base: ctx.config.public_urls().scim_base(&ctx.config.scim),
             scim_users,
             token,
@@ -944,8 +968,35 @@ pub(super) async fn set_provisioning(Extension(a): Acc, Extension(f): Form) -> R
         .await;
     }
     let patch = json!({"jit": {"enabled": mode == "jit", "default_role": f.opt("default_role")}});
-    match ops::update_tenant(a.cur.as_ref(), &a.actor, &a.tenant, &patch).await {
-        Ok(_) => see_other(&a.page("provisioning")),
+    if let Err(e) = ops::update_tenant(a.cur.as_ref(), &a.actor, &a.tenant, &patch).await {
+        let (status, errs) = failure(e);
+        return provisioning_page(&a, status, Some(mode), None, errs).await;
+    }
+    // SCIM on: a token to give the IdP, unless one is already live (a
+    // repeated save must not break a working integration). SCIM off: the
+    // token goes, so the IdP can no longer create or change accounts.
+    let ctx = a.cur.ctx();
+    let has_token = match ctx.store.scim().token_exists(&a.tenant).await {
+        Ok(b) => b,
+        Err(e) => {
+            let (status, errs) = failure(OpError::from(e));
+            return provisioning_page(&a, status, Some(mode), None, errs).await;
+        }
+    };
+    let changed = match (mode == "scim", has_token) {
+        (true, false) => ops::rotate_scim_token(a.cur.as_ref(), &a.actor, &a.tenant)
+            .await
+            .map(|creds| Some(creds.token)),
+        (false, true) => ops::revoke_scim_token(a.cur.as_ref(), &a.actor, &a.tenant)
+            .await
+            .map(|_| None),
+        _ => Ok(None),
+    };
+    match changed {
+        Ok(Some(token)) => {
+            provisioning_page(&a, StatusCode::OK, None, Some(token), Errs::default()).await
+        }
+        Ok(None) => see_other(&a.page("provisioning")),
         Err(e) => {
             let (status, errs) = failure(e);
             provisioning_page(&a, status, Some(mode), None, errs).await
@@ -966,6 +1017,25 @@ pub(super) async fn rotate_scim_token(Extension(a): Acc) -> Response {
             field_error("", "SCIM is not enabled on this service."),
         )
         .await;
+    }
+    // Rotation only: a token is made by choosing SCIM, so the mode shown
+    // is always the mode in force.
+    match a.cur.ctx().store.scim().token_exists(&a.tenant).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return provisioning_page(
+                &a,
+                StatusCode::BAD_REQUEST,
+                None,
+                None,
+                field_error("mode", "Choose SCIM and save first."),
+            )
+            .await;
+        }
+        Err(e) => {
+            let (status, errs) = failure(OpError::from(e));
+            return provisioning_page(&a, status, None, None, errs).await;
+        }
     }
     match ops::rotate_scim_token(a.cur.as_ref(), &a.actor, &a.tenant).await {
         Ok(creds) => {

@@ -136,6 +136,8 @@ pub(crate) struct ConnFields {
     pub idp_metadata_xml: String,
     pub issuer: String,
     pub client_id: String,
+    pub scopes: String,
+    pub groups_claim: String,
     pub tenant_ids: String,
     pub github_org: String,
     pub teams_as_groups: bool,
@@ -187,6 +189,8 @@ pub(crate) struct ProvisioningPage {
     pub mode: String,
     pub default_role: String,
     pub scim_enabled: bool,
+    /// The tenant is provisioned by SCIM now (it has a token).
+    pub scim_on: bool,
     pub scim_base: String,
     pub scim_users: i64,
     /// A token just made: shown this once.

@@ -4,12 +4,10 @@
 //! plus what makes it a logout token: the `events` member, no `nonce`, a
 //! fresh `iat` and a one-time `jti`.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use openidconnect::JsonWebKey;
-use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::core::CoreJsonWebKeySet;
 use serde_json::{Map, Value};
 
+use super::jws::{self, Envelope};
 use super::verify::Expect;
 use crate::auth::ConnectionError;
 
@@ -25,16 +23,6 @@ fn fail(reason: &'static str, detail: impl Into<String>) -> ConnectionError {
     ConnectionError::new(reason, detail)
 }
 
-fn json_part(part: &str, what: &str) -> Result<Map<String, Value>, ConnectionError> {
-    let bytes = B64
-        .decode(part)
-        .map_err(|e| fail("malformed", format!("{what}: {e}")))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(fail("malformed", format!("{what} is not a JSON object"))),
-    }
-}
-
 /// Verifies `token`; returns its claims. `unknown_key` means no key of
 /// `jwks` has the token's `kid` (the caller may fetch the keys again).
 pub(super) fn verify_logout_token(
@@ -42,64 +30,19 @@ pub(super) fn verify_logout_token(
     jwks: &CoreJsonWebKeySet,
     e: &Expect<'_>,
 ) -> Result<Map<String, Value>, ConnectionError> {
-    if token.len() > MAX_LOGOUT_TOKEN_BYTES {
-        return Err(fail("too_large", "logout token too large"));
-    }
-    let parts: Vec<&str> = token.split('.').collect();
-    let [h, p, s] = parts.as_slice() else {
-        return Err(fail("malformed", "not a compact JWS"));
+    let envelope = Envelope {
+        what: "logout token",
+        max_bytes: MAX_LOGOUT_TOKEN_BYTES,
+        too_large_reason: "too_large",
+        typs: &["logout+jwt", "application/logout+jwt", "jwt"],
+        algs: e.algs,
     };
-    let header = json_part(h, "header")?;
-    if let Some(typ) = header.get("typ") {
-        let t = typ.as_str().unwrap_or("").to_ascii_lowercase();
-        if !matches!(t.as_str(), "logout+jwt" | "application/logout+jwt" | "jwt") {
-            return Err(fail("malformed", format!("unexpected typ {t:?}")));
-        }
-    }
-    if header.contains_key("crit") {
-        return Err(fail("malformed", "crit header not supported"));
-    }
-    let alg: CoreJwsSigningAlgorithm = header
-        .get("alg")
-        .cloned()
-        .and_then(|a| serde_json::from_value(a).ok())
-        .ok_or_else(|| fail("algorithm", "missing or unknown alg"))?;
-    if !e.algs.contains(&alg) {
-        return Err(fail("algorithm", format!("alg {alg:?} is not allowed")));
-    }
-    let kid = header.get("kid").and_then(Value::as_str);
-    let candidates: Vec<_> = jwks
-        .keys()
-        .iter()
-        .filter(|k| match (kid, k.key_id()) {
-            (Some(want), Some(have)) => have.as_str() == want,
-            (Some(_), None) => false,
-            (None, _) => true,
-        })
-        .collect();
-    if candidates.is_empty() {
-        return Err(fail("unknown_key", format!("no key with kid {kid:?}")));
-    }
-    let sig = B64
-        .decode(s)
-        .map_err(|err| fail("malformed", format!("signature: {err}")))?;
-    let input = format!("{h}.{p}");
-    if !candidates
-        .iter()
-        .any(|k| k.verify_signature(&alg, input.as_bytes(), &sig).is_ok())
-    {
-        return Err(fail("signature", "logout token signature does not verify"));
-    }
-    let claims = json_part(p, "payload")?;
+    let claims = jws::verify(token, jwks, &envelope)?;
     let str_claim = |k: &str| claims.get(k).and_then(Value::as_str);
     if str_claim("iss") != Some(e.issuer) {
         return Err(fail("issuer", format!("iss {:?}", str_claim("iss"))));
     }
-    let auds: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
+    let auds = jws::audiences(&claims);
     if !auds.contains(&e.client_id)
         || auds
             .iter()

@@ -7,12 +7,10 @@
 //! audience, `exp` is required, `nbf` and `iat` are not in the future
 //! (all with the connection's clock skew), and a subject is named.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use openidconnect::JsonWebKey;
-use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::core::CoreJsonWebKeySet;
 use serde_json::{Map, Value};
 
+use super::jws::{self, Envelope};
 use super::verify::Expect;
 use crate::auth::ConnectionError;
 
@@ -23,16 +21,6 @@ fn fail(reason: &'static str, detail: impl Into<String>) -> ConnectionError {
     ConnectionError::new(reason, detail)
 }
 
-fn json_part(part: &str, what: &str) -> Result<Map<String, Value>, ConnectionError> {
-    let bytes = B64
-        .decode(part)
-        .map_err(|e| fail("malformed", format!("{what}: {e}")))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(fail("malformed", format!("{what} is not a JSON object"))),
-    }
-}
-
 /// The `iss` and audiences a token claims, before anything is verified:
 /// only to find the one connection that may verify it.
 pub(crate) fn unverified_issuer_and_audiences(
@@ -41,31 +29,18 @@ pub(crate) fn unverified_issuer_and_audiences(
     if token.len() > MAX_ACCESS_TOKEN_BYTES {
         return Err(fail("malformed", "access token too large"));
     }
-    let mut parts = token.split('.');
-    let (Some(_), Some(p), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(fail("malformed", "not a compact JWS"));
-    };
-    let claims = json_part(p, "payload")?;
+    let [_, p, _] = jws::split(token)?;
+    let claims = jws::json_part(p, "payload")?;
     let iss = claims
         .get("iss")
         .and_then(Value::as_str)
         .ok_or_else(|| fail("issuer", "no iss"))?
         .to_owned();
-    Ok((iss, audiences(&claims)))
-}
-
-fn audiences(claims: &Map<String, Value>) -> Vec<String> {
-    match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
+    let auds = jws::audiences(&claims)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    Ok((iss, auds))
 }
 
 /// Verifies `token` for `audience`; returns its claims. `unknown_key`
@@ -77,64 +52,21 @@ pub(super) fn verify_access_token(
     e: &Expect<'_>,
     audience: &str,
 ) -> Result<Map<String, Value>, ConnectionError> {
-    if token.len() > MAX_ACCESS_TOKEN_BYTES {
-        return Err(fail("malformed", "access token too large"));
-    }
-    let parts: Vec<&str> = token.split('.').collect();
-    let [h, p, s] = parts.as_slice() else {
-        return Err(fail("malformed", "not a compact JWS"));
+    let envelope = Envelope {
+        what: "access token",
+        max_bytes: MAX_ACCESS_TOKEN_BYTES,
+        too_large_reason: "malformed",
+        typs: &["jwt", "at+jwt", "application/at+jwt"],
+        // `e.algs` never holds `none` or HMAC (`parse_algs`).
+        algs: e.algs,
     };
-    let header = json_part(h, "header")?;
-    if let Some(typ) = header.get("typ") {
-        let t = typ.as_str().unwrap_or("").to_ascii_lowercase();
-        if !matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
-            return Err(fail("malformed", format!("unexpected typ {t:?}")));
-        }
-    }
-    if header.contains_key("crit") {
-        return Err(fail("malformed", "crit header not supported"));
-    }
-    let alg: CoreJwsSigningAlgorithm = header
-        .get("alg")
-        .cloned()
-        .and_then(|a| serde_json::from_value(a).ok())
-        .ok_or_else(|| fail("algorithm", "missing or unknown alg"))?;
-    // `e.algs` never holds `none` or HMAC (`parse_algs`).
-    if !e.algs.contains(&alg) {
-        return Err(fail("algorithm", format!("alg {alg:?} is not allowed")));
-    }
-    let kid = header.get("kid").and_then(Value::as_str);
-    let candidates: Vec<_> = jwks
-        .keys()
-        .iter()
-        .filter(|k| match (kid, k.key_id()) {
-            (Some(want), Some(have)) => have.as_str() == want,
-            (Some(_), None) => false,
-            (None, _) => true,
-        })
-        .collect();
-    if candidates.is_empty() {
-        return Err(fail("unknown_key", format!("no key with kid {kid:?}")));
-    }
-    let sig = B64
-        .decode(s)
-        .map_err(|err| fail("malformed", format!("signature: {err}")))?;
-    let input = format!("{h}.{p}");
-    // `verify_signature` refuses a key whose type or `alg` is not the
-    // token's algorithm's, and a key not meant for signatures.
-    if !candidates
-        .iter()
-        .any(|k| k.verify_signature(&alg, input.as_bytes(), &sig).is_ok())
-    {
-        return Err(fail("signature", "access token signature does not verify"));
-    }
-    let claims = json_part(p, "payload")?;
+    let claims = jws::verify(token, jwks, &envelope)?;
     let str_claim = |k: &str| claims.get(k).and_then(Value::as_str);
     if str_claim("iss") != Some(e.issuer) {
         return Err(fail("issuer", format!("iss {:?}", str_claim("iss"))));
     }
-    let auds = audiences(&claims);
-    if !auds.iter().any(|a| a == audience) {
+    let auds = jws::audiences(&claims);
+    if !auds.contains(&audience) {
         return Err(fail("audience", format!("aud {auds:?}")));
     }
     let time = |k: &str| -> Result<Option<i64>, ConnectionError> {
@@ -177,6 +109,9 @@ pub(super) fn verify_access_token(
 mod tests {
     use std::sync::OnceLock;
 
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use openidconnect::core::CoreJwsSigningAlgorithm;
     use openssl::ec::{EcGroup, EcKey};
     use openssl::hash::MessageDigest;
     use openssl::nid::Nid;

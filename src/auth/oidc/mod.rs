@@ -10,6 +10,7 @@ mod client_auth;
 mod connection;
 pub(crate) mod http;
 mod issuer;
+mod jws;
 mod logout;
 mod machine;
 mod presets;

@@ -6,8 +6,6 @@
 
 use std::collections::HashSet;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, TimeZone, Utc};
 use openidconnect::core::{
     CoreIdToken, CoreIdTokenClaims, CoreJsonWebKey, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
@@ -154,24 +152,14 @@ pub(super) fn verify(
 /// The payload of a compact JWS as a JSON object. Only call it on a token
 /// whose signature was verified.
 pub(super) fn payload(compact: &str) -> Result<Map<String, Value>, ConnectionError> {
-    let part = compact
-        .split('.')
-        .nth(1)
-        .ok_or_else(|| ConnectionError::new("malformed", "not a compact JWS"))?;
-    let bytes = B64
-        .decode(part)
-        .map_err(|err| ConnectionError::new("malformed", format!("payload: {err}")))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(ConnectionError::new(
-            "malformed",
-            "payload is not a JSON object",
-        )),
-    }
+    let [_, p, _] = super::jws::split(compact)?;
+    super::jws::json_part(p, "payload")
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use std::sync::OnceLock;
 
     use openssl::hash::MessageDigest;

@@ -42,10 +42,8 @@ const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     store::store,
     log,
     tenants::dns,
-    tenants::tenants,
-    platform::platform,
+    tenant_checks,
     routes::login,
-    tenants::dev_idp,
     webhook::webhook,
     scim::scim,
     super::limits::validate,
@@ -53,12 +51,21 @@ const CHECKS: &[fn(&Config, &mut Collector<'_>)] = &[
     super::egress::validate,
 ];
 
-/// The checks a tenant takes part in, for a tenant that comes from the
-/// store (`config::json`): the same functions as for the file, so the
-/// messages are the same.
+/// Every check that reads `[[tenants]]`: for the file (through
+/// [`CHECKS`]) and for a tenant that comes from the store
+/// (`config::json`) alike, so an admin API document is held to exactly
+/// what `check` holds the file to, with the same messages. A check that
+/// looks at tenants belongs here, never in [`CHECKS`] directly: a tenant
+/// the store accepted but the file would refuse (say a `platform`
+/// connection without its provider) fails to build on every replica.
+const TENANT_CHECKS: &[fn(&Config, &mut Collector<'_>)] =
+    &[tenants::tenants, platform::platform, tenants::dev_idp];
+
+/// Runs [`TENANT_CHECKS`].
 pub(crate) fn tenant_checks(cfg: &Config, c: &mut Collector<'_>) {
-    tenants::tenants(cfg, c);
-    tenants::dev_idp(cfg, c);
+    for check in TENANT_CHECKS {
+        check(cfg, c);
+    }
 }
 
 /// The rules only a tenant from the admin API is held to, for tenant `i`.

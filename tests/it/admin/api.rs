@@ -11,7 +11,7 @@ use crate::support::env::*;
 use crate::support::postgres::PgCluster;
 
 #[derive(Clone, Copy)]
-enum Db {
+pub(super) enum Db {
     Sqlite,
     Postgres,
 }
@@ -35,16 +35,27 @@ on_both_stores!(
     domains_are_claimed_listed_verified_and_released,
     connections_validate_seal_secrets_and_end_sessions,
     scim_tokens_users_sessions_setup_links_and_audit,
+    every_connection_secret_is_redacted_in_answers_and_audit,
+    a_revoked_scim_token_ends_provisioning_at_once,
 );
 
 /// A file tenant `acme` (acme.com) and a DNS server for domain proofs.
-struct Setup {
-    env: TestEnv,
-    dns: DnsServer,
-    api: AdminApi,
+pub(super) struct Setup {
+    pub(super) env: TestEnv,
+    pub(super) dns: DnsServer,
+    pub(super) api: AdminApi,
 }
 
-async fn setup(db: Db) -> Setup {
+pub(super) async fn setup(db: Db) -> Setup {
+    setup_with(db, "", portcullis::auth::Factories::builtin()).await
+}
+
+/// [`setup`] with `extra` in the file (before the tenants) and `factories`.
+pub(super) async fn setup_with(
+    db: Db,
+    extra: &str,
+    factories: portcullis::auth::Factories,
+) -> Setup {
     let dns = DnsServer::start().await;
     let store_url = match db {
         Db::Sqlite => None,
@@ -53,11 +64,11 @@ async fn setup(db: Db) -> Setup {
     let env = TestEnv::with(Options {
         store_url,
         extra: format!(
-            "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n",
+            "[dns]\nnameservers = [\"{}\"]\n{extra}\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\n",
             dns.addr()
         ),
         admin_extra: "allow_loopback_idp_urls = true".into(),
-        factories: portcullis::auth::Factories::builtin(),
+        factories,
         ..Default::default()
     })
     .await;
@@ -65,7 +76,7 @@ async fn setup(db: Db) -> Setup {
     Setup { env, dns, api }
 }
 
-fn file_conflict(s: &Setup, body: &Value) {
+pub(super) fn file_conflict(s: &Setup, body: &Value) {
     let msg = &errors(body)[0].1;
     assert!(
         msg.contains("tenant `acme` is defined in the configuration file")
@@ -196,10 +207,17 @@ async fn tenants_crud_validation_and_read_only_file_tenants(db: Db) {
         .api
         .post("/admin/v1/tenants", &json!({"id": "acme"}))
         .await;
+    // The file's tenant: a conflict naming the file, not a bad document.
+    assert_eq!(status, 409, "{body}");
+    file_conflict(&s, &body);
+    let (status, body) = s
+        .api
+        .post("/admin/v1/tenants", &json!({"id": "globex"}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(
         errors(&body),
-        [("id".to_owned(), "duplicate tenant id `acme`".to_owned())]
+        [("id".to_owned(), "duplicate tenant id `globex`".to_owned())]
     );
     let (status, body) = s
         .api
@@ -712,6 +730,12 @@ async fn scim_tokens_users_sessions_setup_links_and_audit(db: Db) {
         .unwrap();
 
     // The audit: newest first, paged, no secret.
+    // A bad query is a JSON error like every other.
+    for bad in ["limit=many", "before=-x", "tenant=a&tenant=b&limit=1.5"] {
+        let (status, body) = s.api.get(&format!("/admin/v1/audit?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(errors(&body)[0].1.contains("query string"), "{bad}: {body}");
+    }
     let (_, page) = s.api.get("/admin/v1/audit?limit=3").await;
     let actions: Vec<&str> = page["events"]
         .as_array()
@@ -770,4 +794,164 @@ async fn scim_tokens_users_sessions_setup_links_and_audit(db: Db) {
     s.env
         .metrics_with("portcullis_admin_changes_total{action=\"tenant.created\"} 1")
         .await;
+}
+
+/// `DELETE …/scim-token`: the IdP's next SCIM call is a 401, the
+/// deletion is audited once (a second DELETE has nothing to delete and
+/// records nothing), and an unknown tenant is a 404.
+async fn a_revoked_scim_token_ends_provisioning_at_once(db: Db) {
+    let s = setup(db).await;
+    let (status, creds) = s
+        .api
+        .post("/admin/v1/tenants/acme/scim-token", &json!({}))
+        .await;
+    assert_eq!(status, 200, "{creds}");
+    let token = creds["token"].as_str().unwrap().to_owned();
+    let scim = || async {
+        client()
+            .get(s.env.url("/scim/v2/Users"))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(scim().await, 200);
+    for _ in 0..2 {
+        let (status, body) = s.api.delete("/admin/v1/tenants/acme/scim-token").await;
+        assert_eq!(status, 204, "{body}");
+        assert_eq!(scim().await, 401);
+    }
+    let (status, _) = s.api.delete("/admin/v1/tenants/nope/scim-token").await;
+    assert_eq!(status, 404);
+    let (_, events) = s.api.get("/admin/v1/audit?tenant=acme").await;
+    let revoked = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "scim_token.revoked")
+        .count();
+    assert_eq!(revoked, 1);
+    s.env
+        .metrics_with("portcullis_admin_changes_total{action=\"scim_token.revoked\"} 1")
+        .await;
+}
+
+/// The status line the admin listener answers `head` with, if it answers
+/// within `wait` (the declared body is never sent).
+async fn answer_to_head(addr: std::net::SocketAddr, head: &str, wait: u64) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut s, mut w) = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap()
+        .into_split();
+    let bytes = head.as_bytes().to_vec();
+    // The server may answer and close before it has it all.
+    tokio::spawn(async move {
+        let _ = w.write_all(&bytes).await;
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    });
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(wait), async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(2).any(|w| w == b"\r\n") {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+/// A request without a valid token is answered 401 from its head: the
+/// listener never waits for (or buffers) the body it announces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_requests_are_refused_before_their_body_is_read() {
+    let s = setup(Db::Sqlite).await;
+    for auth in ["", "Authorization: Bearer pat_nothing\r\n"] {
+        let head = format!(
+            "POST /admin/v1/tenants HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{{\"id\":"
+        );
+        let status = answer_to_head(s.env.admin, &head, 3).await;
+        assert_eq!(
+            status.as_deref(),
+            Some("HTTP/1.1 401 Unauthorized"),
+            "{auth:?}"
+        );
+    }
+    // With a valid token, the body is read and its limit still holds.
+    let head = format!(
+        "POST /admin/v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 3145728\r\n\r\n",
+        s.api.token
+    );
+    let big = format!("{head}{}", " ".repeat(3 << 20));
+    let status = answer_to_head(s.env.admin, &big, 10).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 413 Payload Too Large"));
+}
+
+/// Every secret of a connection — the OIDC client secret and the Graph
+/// app's — is `<redacted>` in answers and audit events, and sending
+/// `<redacted>` back keeps the stored value.
+async fn every_connection_secret_is_redacted_in_answers_and_audit(db: Db) {
+    let s = setup(db).await;
+    s.api
+        .post("/admin/v1/tenants", &json!({"id": "globex"}))
+        .await;
+    let conn = json!({"id": "globex-entra", "protocol": "oidc",
+        "oidc": {"issuer": "https://login.globex.example", "client_id": "rp",
+                 "client_secret": "oidc-s3cret"},
+        "graph": {"client_id": "graph-app", "client_secret": "graph-s3cret"}});
+    let (status, c) = s
+        .api
+        .post("/admin/v1/tenants/globex/connections", &conn)
+        .await;
+    assert_eq!(status, 201, "{c}");
+    let (_, shown) = s
+        .api
+        .get("/admin/v1/tenants/globex/connections/globex-entra")
+        .await;
+    for answer in [&c, &shown] {
+        assert_eq!(answer["connection"]["graph"]["client_secret"], "<redacted>");
+        assert_eq!(answer["connection"]["oidc"]["client_secret"], "<redacted>");
+        assert!(!answer.to_string().contains("s3cret"), "{answer}");
+    }
+    // The document as read, edited and sent back: secrets unchanged.
+    let mut edited = shown["connection"].clone();
+    edited["graph"]["cache_seconds"] = json!(60);
+    let (status, body) = s
+        .api
+        .patch("/admin/v1/tenants/globex/connections/globex-entra", &edited)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let config = s.env.shared.config();
+    let stored = config
+        .tenants
+        .iter()
+        .flat_map(|t| &t.connections)
+        .find(|c| c.id == "globex-entra")
+        .unwrap();
+    let graph = stored.graph.as_ref().unwrap();
+    assert_eq!(graph.client_secret.as_deref(), Some("graph-s3cret"));
+    assert_eq!(graph.cache_seconds, 60);
+    assert_eq!(
+        stored.oidc.as_ref().unwrap().client_secret.as_deref(),
+        Some("oidc-s3cret")
+    );
+    let (_, audit) = s.api.get("/admin/v1/audit?tenant=globex").await;
+    let events = audit["events"].as_array().unwrap();
+    assert!(events.len() >= 3, "{audit}");
+    assert!(!audit.to_string().contains("s3cret"), "{audit}");
+    let updated = &events[0];
+    assert_eq!(updated["action"], "connection.updated");
+    for side in ["before", "after"] {
+        assert_eq!(
+            updated[side]["graph"]["client_secret"], "<redacted>",
+            "{side}"
+        );
+    }
 }

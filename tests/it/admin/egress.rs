@@ -70,13 +70,8 @@ async fn env_with(dns: &DnsServer, strict: bool) -> (TestEnv, AdminApi) {
     })
     .await;
     let api = AdminApi::new(&env, "ops").await;
-    let (status, body) = api
-        .post(
-            "/admin/v1/tenants",
-            &json!({"id": "globex", "domains": ["globex.com"]}),
-        )
+    api.create_tenant(&json!({"id": "globex", "domains": ["globex.com"]}))
         .await;
-    assert_eq!(status, 201, "{body}");
     (env, api)
 }
 

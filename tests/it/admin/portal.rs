@@ -52,6 +52,11 @@ struct Setup {
 }
 
 async fn setup_with(db: Db, session_extra: &str, extra: &str) -> Setup {
+    setup_at(db, session_extra, extra, None).await
+}
+
+/// `public_url`: the origin the pages name (default: the listener's).
+async fn setup_at(db: Db, session_extra: &str, extra: &str, public_url: Option<&str>) -> Setup {
     let dns = DnsServer::start().await;
     let store_url = match db {
         Db::Sqlite => None,
@@ -66,17 +71,15 @@ async fn setup_with(db: Db, session_extra: &str, extra: &str) -> Setup {
         session_extra: session_extra.into(),
         admin_extra: "allow_loopback_idp_urls = true".into(),
         factories: portcullis::auth::Factories::builtin(),
+        public_url: public_url.map(str::to_owned),
         ..Default::default()
     })
     .await;
     let api = AdminApi::new(&env, "ops").await;
-    let (status, body) = api
-        .post(
-            "/admin/v1/tenants",
-            &json!({"id": "globex", "name": "Globex <Corp>", "admin_roles": ["it-admin"]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    api.create_tenant(
+        &json!({"id": "globex", "name": "Globex <Corp>", "admin_roles": ["it-admin"]}),
+    )
+    .await;
     Setup { env, dns, api }
 }
 
@@ -86,15 +89,7 @@ async fn setup(db: Db) -> Setup {
 
 /// A setup link's URL for `globex`.
 async fn link(s: &Setup, intents: &[&str]) -> String {
-    let (status, body) = s
-        .api
-        .post(
-            "/admin/v1/tenants/globex/setup-links",
-            &json!({"intents": intents, "ttl_seconds": 3600}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["url"].as_str().unwrap().to_owned()
+    s.api.setup_link("globex", intents).await
 }
 
 /// A browser at the portal: its cookie, and the CSRF token of the last
@@ -604,22 +599,62 @@ async fn every_page_changes_the_tenant(db: Db) {
     assert_eq!(status, 303);
     let (_, t) = s.api.get("/admin/v1/tenants/globex").await;
     assert_eq!(t["jit"], json!({"enabled": true, "default_role": "viewer"}));
+    // SCIM is chosen, not inferred: the token comes with the choice, the
+    // page says SCIM before anyone is provisioned, and leaving SCIM
+    // deletes the token.
     let (status, html) = b.post("provisioning/scim-token", &[]).await;
+    assert_eq!(status, 400, "no rotation before SCIM is chosen");
+    assert!(html.contains("Choose SCIM and save first."));
+    let shown = |html: &str| {
+        let needle = "id=\"scim-token\" data-copy>";
+        let start = html.find(needle).expect("token shown") + needle.len();
+        html[start..start + html[start..].find('<').unwrap()].to_owned()
+    };
+    let (status, html) = b.post("provisioning", &[("mode", "scim")]).await;
     assert_eq!(status, 200);
     assert!(html.contains(&format!("http://{}/scim/v2", s.env.proxy)));
-    let needle = "id=\"scim-token\" data-copy>";
-    let start = html.find(needle).unwrap() + needle.len();
-    let token = &html[start..start + html[start..].find('<').unwrap()];
-    assert!(token.starts_with("pcs_"), "{token}");
-    let scim = client()
-        .get(s.env.url("/scim/v2/Users"))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(scim.status(), 200);
+    let first = shown(&html);
+    assert!(first.starts_with("pcs_"), "{first}");
+    let (_, t) = s.api.get("/admin/v1/tenants/globex").await;
+    assert_eq!(t["jit"]["enabled"], false);
+    let scim = |token: String| {
+        let url = s.env.url("/scim/v2/Users");
+        async move {
+            client()
+                .get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(scim(first.clone()).await, 200);
+    let checked =
+        |html: &str, mode: &str| html.contains(&format!("name=\"mode\" value=\"{mode}\" checked"));
     let (_, html) = b.get("provisioning").await;
-    assert!(!html.contains(token), "shown once");
+    assert!(!html.contains(&first), "shown once");
+    assert!(
+        checked(&html, "scim"),
+        "SCIM shown with nobody provisioned yet"
+    );
+    // Saving SCIM again keeps the live token; rotating replaces it.
+    let (status, _) = b.post("provisioning", &[("mode", "scim")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(scim(first.clone()).await, 200);
+    let (status, html) = b.post("provisioning/scim-token", &[]).await;
+    assert_eq!(status, 200);
+    let token = shown(&html);
+    assert_eq!(scim(first.clone()).await, 401);
+    assert_eq!(scim(token.clone()).await, 200);
+    // Manual: the IdP's token stops working at once.
+    let (status, _) = b.post("provisioning", &[("mode", "manual")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(scim(token.clone()).await, 401);
+    let (_, html) = b.get("provisioning").await;
+    assert!(checked(&html, "manual"), "manual after SCIM");
+    let token = token.as_str();
 
     // Enforce: needs the confirmation, then is on.
     b.get("enforce").await;
@@ -712,6 +747,7 @@ async fn every_page_changes_the_tenant(db: Db) {
         "connection.updated",
         "provisioning.changed",
         "scim_token.rotated",
+        "scim_token.revoked",
         "enforcement.changed",
         "roles.changed",
         "connection.deleted",
@@ -923,6 +959,17 @@ async fn the_operators_platform_providers_are_offered() {
         "\n[platform.providers.github]\nclient_id = \"gh\"\nclient_secret = \"gh-secret\"\n",
     )
     .await;
+    // A provider account signs in only with an address in one of the
+    // tenant's domains: without one, the connection is refused (as
+    // `check` refuses it in the file).
+    let (status, body) = s
+        .api
+        .post(
+            "/admin/v1/tenants/globex/domains",
+            &json!({"domain": "globex.com"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     let mut b = Browser::open(&s, &link(&s, &["sso"]).await).await;
     let (_, html) = b.get("sso").await;
     assert!(html.contains("Sign in with GitHub"), "{html}");
@@ -960,13 +1007,17 @@ async fn the_operators_platform_providers_are_offered() {
     assert!(!html.contains("gh-secret"));
 }
 
+/// The public origin of the Chromium portal test: stable, so screenshots
+/// name no ephemeral port; Chromium maps it to the listener.
+const SHOTS_ORIGIN: &str = "http://portcullis.test";
+
 /// The portal in headless Chromium (`tests/browser/portal.mjs`): the link
 /// lands, the copy-button script runs under the CSP, a form posts and
 /// returns. `PORTCULLIS_PORTAL_SHOTS=DIR` also saves screenshots there
 /// (how `docs/portal/` was made).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_portal_pages_work_in_chromium() {
-    let s = setup(Db::Sqlite).await;
+    let s = setup_at(Db::Sqlite, "", "", Some(SHOTS_ORIGIN)).await;
     let dir = tempfile::tempdir().unwrap();
     let (status, body) = s
         .api
@@ -991,7 +1042,8 @@ async fn browser_portal_pages_work_in_chromium() {
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg("portal.mjs")
         .current_dir(&browser_dir)
-        .env("BASE_URL", s.env.url("/"))
+        .env("BASE_URL", format!("{SHOTS_ORIGIN}/"))
+        .env("LISTENER", s.env.proxy.to_string())
         .env("SETUP_LINK", &url)
         .env("CONNECTION", "globex-saml")
         .env(

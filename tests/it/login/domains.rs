@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use portcullis::cli::CliError;
 use portcullis::config::{self, DnsConfig};
 use portcullis::domains::{self, DomainEntry, DomainError, DomainStatus, Domains};
 use portcullis::store::Store;
@@ -723,12 +724,18 @@ async fn cli_helpers_print_the_record_verdicts_and_a_table() {
     let err = portcullis::cli::domains::add(&cfg, "acme", "globex.example")
         .await
         .unwrap_err();
-    assert!(matches!(err, DomainError::NotInConfig { .. }));
+    assert!(matches!(
+        err,
+        CliError::Domains(DomainError::NotInConfig { .. })
+    ));
     assert!(err.to_string().contains("[[tenants]] domains"), "{err}");
     let err = portcullis::cli::domains::add(&cfg, "nobody", "acme.com")
         .await
         .unwrap_err();
-    assert!(matches!(err, DomainError::UnknownTenant(_)), "{err}");
+    assert!(
+        matches!(err, CliError::Domains(DomainError::UnknownTenant(_))),
+        "{err}"
+    );
     let err = portcullis::cli::domains::add(&cfg, "acme", "acme.com.")
         .await
         .unwrap_err();
@@ -792,7 +799,7 @@ async fn cli_helpers_print_the_record_verdicts_and_a_table() {
     );
     assert!(matches!(
         portcullis::cli::domains::remove(&cfg, "eu.acme.com").await,
-        Err(DomainError::NotFound(_))
+        Err(CliError::Domains(DomainError::NotFound(_)))
     ));
 }
 

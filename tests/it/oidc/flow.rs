@@ -492,9 +492,7 @@ async fn entra_binds_the_tenant_and_reports_groups_overage() {
     rp.assert_refused(r, "groups_overage", before).await;
     let m = rp.env.metrics().await;
     assert!(
-        m.contains(
-            r#"portcullis_oidc_groups_overage_total{connection="acme-oidc",tenant="acme"} 1"#
-        ),
+        m.contains(r#"portcullis_groups_overage_total{connection="acme-oidc",tenant="acme"} 1"#),
         "{m}"
     );
     // An explicit false is refused even for Entra.

@@ -54,12 +54,28 @@ pub(crate) struct NodeOp {
 /// times). The ready line comes only once node listens, so the provider
 /// that answers is ours.
 pub(crate) async fn start_pair(oidc_extra: &str, client_jwks: Option<String>) -> (Rp, NodeOp) {
+    start_pair_with(oidc_extra, client_jwks, &[]).await
+}
+
+/// [`start_pair`] with more environment for `op.mjs` (e.g. `GROUPS_OVERAGE`).
+pub(crate) async fn start_pair_with(
+    oidc_extra: &str,
+    client_jwks: Option<String>,
+    op_env: &[(&str, String)],
+) -> (Rp, NodeOp) {
     for _ in 0..5 {
         let port = bind_local().local_addr().unwrap().port();
         let issuer = format!("http://127.0.0.1:{port}");
         let rp = Rp::start(&issuer, "generic", oidc_extra).await;
         let proxy = rp.env.url("");
-        if let Some(op) = start_node_op(port, &proxy, client_jwks.clone()).await {
+        let client = Client {
+            redirect_uri: format!("{proxy}/.portcullis/oidc/{CONNECTION}/callback"),
+            backchannel_logout_uri: format!(
+                "{proxy}/.portcullis/oidc/{CONNECTION}/backchannel-logout"
+            ),
+            jwks: client_jwks.clone(),
+        };
+        if let Some(op) = start_node_op(port, &client, op_env).await {
             assert_eq!(op.issuer, issuer);
             return (rp, op);
         }
@@ -67,8 +83,31 @@ pub(crate) async fn start_pair(oidc_extra: &str, client_jwks: Option<String>) ->
     panic!("oidc-provider exited before listening, 5 times");
 }
 
+/// The client (relying party) registered at the provider: what an admin
+/// types into its console.
+pub(crate) struct Client {
+    pub(crate) redirect_uri: String,
+    pub(crate) backchannel_logout_uri: String,
+    /// The client's public keys (JSON): it then authenticates with
+    /// `private_key_jwt` instead of [`CLIENT_SECRET`].
+    pub(crate) jwks: Option<String>,
+}
+
+/// The provider alone, for a relying party that already runs (its URLs in
+/// `client`), on a port of its own choosing (at most 5 tries).
+pub(crate) async fn start_op_for(client: &Client) -> NodeOp {
+    for _ in 0..5 {
+        let port = bind_local().local_addr().unwrap().port();
+        if let Some(op) = start_node_op(port, client, &[]).await {
+            return op;
+        }
+    }
+    panic!("oidc-provider exited before listening, 5 times");
+}
+
 /// `None` if node exited before listening (the port was taken).
-async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> Option<NodeOp> {
+/// `op_env`: more environment for `op.mjs`.
+async fn start_node_op(port: u16, client: &Client, op_env: &[(&str, String)]) -> Option<NodeOp> {
     let module = op_dir().join("node_modules/oidc-provider/package.json");
     assert!(
         module.is_file(),
@@ -76,22 +115,17 @@ async fn start_node_op(port: u16, proxy: &str, client_jwks: Option<String>) -> O
         module.display()
     );
     let mut cmd = tokio::process::Command::new("node");
-    if let Some(jwks) = client_jwks {
+    if let Some(jwks) = &client.jwks {
         cmd.env("CLIENT_JWKS", jwks);
     }
+    cmd.envs(op_env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd
         .arg("op.mjs")
         .current_dir(op_dir())
         .env("PORT", port.to_string())
-        .env(
-            "REDIRECT_URI",
-            format!("{proxy}/.portcullis/oidc/{CONNECTION}/callback"),
-        )
+        .env("REDIRECT_URI", &client.redirect_uri)
         .env("POST_LOGOUT_URI", POST_LOGOUT)
-        .env(
-            "BACKCHANNEL_URI",
-            format!("{proxy}/.portcullis/oidc/{CONNECTION}/backchannel-logout"),
-        )
+        .env("BACKCHANNEL_URI", &client.backchannel_logout_uri)
         .env("CLIENT_ID", CLIENT_ID)
         .env("CLIENT_SECRET", CLIENT_SECRET)
         .env("MACHINE_CLIENT_ID", MACHINE_CLIENT_ID)

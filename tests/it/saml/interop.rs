@@ -150,7 +150,20 @@ impl Interop {
         user: &str,
         more: &[(&str, &str)],
     ) -> reqwest::Response {
-        let (flow, mut fields) = self.idp_login_page(conn).await;
+        let (flow, fields) = self.idp_login_page(conn).await;
+        self.submit_login(conn, &flow, fields, user, more).await
+    }
+
+    /// Signs `user` in on pysaml2's page (its `fields`, plus `more`) and
+    /// posts the answer to `conn`'s ACS with the browser's `cookies`.
+    pub(crate) async fn submit_login(
+        &self,
+        conn: &str,
+        cookies: &str,
+        mut fields: Vec<(String, String)>,
+        user: &str,
+        more: &[(&str, &str)],
+    ) -> reqwest::Response {
         fields.push(("user".into(), user.into()));
         for (k, v) in more {
             fields.push((k.to_string(), v.to_string()));
@@ -164,20 +177,26 @@ impl Interop {
         let status = answer.status();
         let html = answer.text().await.unwrap();
         assert_eq!(status, 200, "pysaml2 refused: {html}");
-        self.post_form(conn, &html, Some(&flow)).await
+        self.post_form(conn, &html, Some(cookies)).await
     }
 
     /// SP-initiated start at `conn`, followed to pysaml2's pick-a-user
     /// page: the flow cookie and the page's form fields.
     pub(crate) async fn idp_login_page(&self, conn: &str) -> (String, Vec<(String, String)>) {
         let (flow, location) = self.start_login(conn).await;
-        let page = client().get(&location).send().await.unwrap();
+        (flow, self.login_page_at(&location).await)
+    }
+
+    /// pysaml2's pick-a-user page for the AuthnRequest in `location`: its
+    /// form fields.
+    pub(crate) async fn login_page_at(&self, location: &str) -> Vec<(String, String)> {
+        let page = client().get(location).send().await.unwrap();
         let status = page.status();
         let text = page.text().await.unwrap();
         assert_eq!(status, 200, "pysaml2 refused the AuthnRequest: {text}");
         let (action, fields) = html_form(&text);
         assert_eq!(action, "/sso/login");
-        (flow, fields)
+        fields
     }
 
     /// The proxy's redirect to pysaml2: flow cookie and location.

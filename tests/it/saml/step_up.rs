@@ -38,11 +38,12 @@ max_age = 300
     )
 }
 
-/// The gate's redirect for `path`, then the step-up start: the decoded
-/// AuthnRequest, bound to a flow cookie that also carries `session`.
-async fn step_up_start(s: &SamlSso, path: &str, session: &str) -> Started {
+/// The gate's redirect for `path`, then the step-up start: where the
+/// browser is sent (the IdP, with the AuthnRequest), and its cookies (the
+/// new flow's and `session`).
+async fn step_up_redirect(env: &TestEnv, path: &str, session: &str) -> (String, String) {
     let r = client()
-        .get(s.env.url(path))
+        .get(env.url(path))
         .header("accept", "text/html")
         .header("cookie", session)
         .send()
@@ -52,23 +53,30 @@ async fn step_up_start(s: &SamlSso, path: &str, session: &str) -> Started {
     let to = r.headers()["location"].to_str().unwrap().to_owned();
     assert!(to.starts_with("/.portcullis/step-up?"), "{to}");
     let r = client()
-        .get(s.env.url(&to))
+        .get(env.url(&to))
         .header("cookie", session)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 302);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let flow = cookie_pair(&r, "portcullis_flow_").expect("flow cookie");
+    (location, format!("{flow}; {session}"))
+}
+
+/// [`step_up_redirect`] to the stand-in IdP: the decoded AuthnRequest,
+/// bound to a flow cookie that also carries `session`.
+async fn step_up_start(s: &SamlSso, path: &str, session: &str) -> Started {
+    let (location, flow_cookie) = step_up_redirect(&s.env, path, session).await;
     assert!(
         location.starts_with(&format!("{IDP_SSO}?SAMLRequest=")),
         "{location}"
     );
-    let flow = cookie_pair(&r, "portcullis_flow_").expect("flow cookie");
     let (request_xml, relay) = parse_redirect(&location);
     Started {
         request_id: attr(&request_xml, "ID"),
         relay,
-        flow_cookie: format!("{flow}; {session}"),
+        flow_cookie,
         request_xml,
     }
 }
@@ -258,5 +266,119 @@ async fn step_up_endpoint_refuses_what_it_cannot_read() {
         let before = s.env.refusal(&login_failure("step_up_unsupported")).await;
         let r = get("?acr_values=mfa".into(), Some(minted)).await.unwrap();
         before.assert(r, 403).await;
+    }
+}
+
+/// pysaml2 (a real IdP library) is asked for the class and the fresh
+/// authentication, and its answer is what is checked: `RequestedAuthnContext`
+/// and `ForceAuthn` as pysaml2 parses them, its `AuthnContextClassRef` and
+/// `AuthnInstant` back at the SP.
+mod pysaml2 {
+    use super::*;
+    use crate::saml::interop::{Interop, OPEN, interop_with};
+
+    /// The gate's redirect for `path`, the step-up start, and pysaml2's
+    /// pick-a-user page for it: the browser's cookies (flow + session) and
+    /// the page's form fields.
+    async fn step_up_page(
+        i: &Interop,
+        path: &str,
+        session: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let (location, cookies) = step_up_redirect(&i.s.env, path, session).await;
+        assert!(
+            location.starts_with(&i.idp.url("/sso/redirect?SAMLRequest=")),
+            "{location}"
+        );
+        (cookies, i.login_page_at(&location).await)
+    }
+
+    /// Alice signs in at pysaml2's page (`more`: its misbehaviour knobs);
+    /// the ACS's answer.
+    async fn sign_in(
+        i: &Interop,
+        (cookies, fields): (String, Vec<(String, String)>),
+        more: &[(&str, &str)],
+    ) -> reqwest::Response {
+        i.submit_login(OPEN, &cookies, fields, "alice", more).await
+    }
+
+    /// The last log entry of `kind`.
+    async fn last(i: &Interop, kind: &str) -> serde_json::Value {
+        i.idp
+            .log()
+            .await
+            .into_iter()
+            .rev()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("pysaml2 logged no {kind}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pysaml2_step_up_gets_the_class_and_a_fresh_login() {
+        let i = interop_with(&extra(), None, &[]).await;
+        // a plain login: nothing requested, pysaml2 answers with a password
+        let r = i.sp_initiated(OPEN, "alice", false).await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        let s1 = cookie_pair(&r, "portcullis_session=").unwrap();
+        let asked = last(&i, "authn_request").await;
+        assert_eq!(asked["requested_classes"], serde_json::json!([]));
+        assert_eq!(asked["force_authn"], false);
+        let (status, app) = echo(
+            client()
+                .get(i.s.env.url("/dashboard"))
+                .header("cookie", &s1),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(seen(&app, "x-forwarded-acr"), Some(PPT));
+
+        // /secure: pysaml2 parses an exact request for the mapped class...
+        let page = step_up_page(&i, "/secure", &s1).await;
+        let asked = last(&i, "authn_request").await;
+        assert_eq!(
+            asked["requested_classes"],
+            serde_json::json!([MFA]),
+            "{asked}"
+        );
+        assert_eq!(asked["comparison"], "exact");
+        assert_eq!(asked["force_authn"], false);
+        // ...and an IdP that answers with a password anyway is refused
+        let before = i.s.env.refusal(&login_failure("step_up_acr")).await;
+        let r = sign_in(&i, page, &[("class_ref", PPT)]).await;
+        before.assert(r, 403).await;
+        assert_eq!(last(&i, "sp_initiated").await["class_ref"], PPT);
+        // answering as asked: a new session that opens the route
+        // (authenticated ten minutes ago: fine here, too old for /fresh)
+        let page = step_up_page(&i, "/secure", &s1).await;
+        let r = sign_in(&i, page, &[("auth_age", "600")]).await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        assert_eq!(r.headers()["location"], "/secure");
+        assert_eq!(last(&i, "sp_initiated").await["class_ref"], MFA);
+        let s2 = cookie_pair(&r, "portcullis_session=").unwrap();
+        let (status, app) = echo(client().get(i.s.env.url("/secure")).header("cookie", &s2)).await;
+        assert_eq!(status, 200, "{app}");
+        assert_eq!(seen(&app, "x-forwarded-acr"), Some("mfa"));
+
+        // /fresh (max_age 300): ForceAuthn reaches pysaml2; an
+        // AuthnInstant an hour old is refused, a fresh one accepted
+        let page = step_up_page(&i, "/fresh", &s2).await;
+        let asked = last(&i, "authn_request").await;
+        assert_eq!(asked["force_authn"], true, "{asked}");
+        assert_eq!(asked["requested_classes"], serde_json::json!([MFA]));
+        let before = i.s.env.refusal(&login_failure("step_up_auth_time")).await;
+        let r = sign_in(&i, page, &[("auth_age", "3600")]).await;
+        before.assert(r, 403).await;
+        let page = step_up_page(&i, "/fresh", &s2).await;
+        let r = sign_in(&i, page, &[]).await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        let s3 = cookie_pair(&r, "portcullis_session=").unwrap();
+        let (status, app) = echo(client().get(i.s.env.url("/fresh")).header("cookie", &s3)).await;
+        assert_eq!(status, 200, "{app}");
+        let t: i64 = seen(&app, "x-forwarded-auth-time")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((portcullis::clock::now() - t).abs() < 60, "{t}");
     }
 }

@@ -75,6 +75,25 @@ impl AdminApi {
     pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
         self.call(Method::DELETE, path, None).await
     }
+
+    /// Creates a store tenant (`doc` as `POST /admin/v1/tenants` takes
+    /// it); panics unless it was created.
+    pub(crate) async fn create_tenant(&self, doc: &Value) {
+        let (status, body) = self.post("/admin/v1/tenants", doc).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// A setup link's URL for `tenant`, granting `intents`, valid an hour.
+    pub(crate) async fn setup_link(&self, tenant: &str, intents: &[&str]) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/admin/v1/tenants/{tenant}/setup-links"),
+                &serde_json::json!({"intents": intents, "ttl_seconds": 3600}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["url"].as_str().unwrap().to_owned()
+    }
 }
 
 /// `(field, message)` of an error answer.

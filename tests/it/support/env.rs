@@ -600,6 +600,19 @@ pub(crate) async fn start_counting_upstream() -> (
 /// member and developer (the mapping both SSO test tenants use). Returns
 /// what the app saw.
 pub(crate) async fn assert_alice_engineer(env: &TestEnv, session: &str) -> serde_json::Value {
+    let app = alice_dashboard(env, session).await;
+    assert_eq!(seen(&app, "x-forwarded-tenant"), Some("acme"));
+    assert_eq!(
+        seen(&app, "x-forwarded-groups"),
+        Some("Engineering,Everyone")
+    );
+    assert_eq!(seen(&app, "x-forwarded-roles"), Some("member,developer"));
+    app
+}
+
+/// Loads `/dashboard` with `session`: it must reach the app as
+/// alice@acme.com. Returns what the app saw.
+pub(crate) async fn alice_dashboard(env: &TestEnv, session: &str) -> serde_json::Value {
     let (status, app) = echo(
         client()
             .get(env.url("/dashboard"))
@@ -608,11 +621,5 @@ pub(crate) async fn assert_alice_engineer(env: &TestEnv, session: &str) -> serde
     .await;
     assert_eq!(status, 200, "{app}");
     assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@acme.com"));
-    assert_eq!(seen(&app, "x-forwarded-tenant"), Some("acme"));
-    assert_eq!(
-        seen(&app, "x-forwarded-groups"),
-        Some("Engineering,Everyone")
-    );
-    assert_eq!(seen(&app, "x-forwarded-roles"), Some("member,developer"));
     app
 }

@@ -2,6 +2,7 @@ pub(crate) mod admin;
 pub(crate) mod dns;
 pub(crate) mod env;
 pub(crate) mod github;
+pub(crate) mod graph;
 pub(crate) mod hostproxy;
 pub(crate) mod idp;
 pub(crate) mod oidc_op;

@@ -91,6 +91,17 @@ impl Rp {
         Self::start_with(issuer, preset, oidc_extra, Clock::system(), store_url).await
     }
 
+    /// [`Rp::start`] with the generated tenants text passed through `edit`
+    /// (e.g. other `group_roles`).
+    pub(crate) async fn start_edited(
+        issuer: &str,
+        preset: &str,
+        oidc_extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Rp {
+        Self::start_inner(issuer, preset, oidc_extra, Clock::system(), None, edit).await
+    }
+
     async fn start_with(
         issuer: &str,
         preset: &str,
@@ -98,12 +109,23 @@ impl Rp {
         clock: Clock,
         store_url: Option<String>,
     ) -> Rp {
+        Self::start_inner(issuer, preset, oidc_extra, clock, store_url, |t| t).await
+    }
+
+    async fn start_inner(
+        issuer: &str,
+        preset: &str,
+        oidc_extra: &str,
+        clock: Clock,
+        store_url: Option<String>,
+        edit: impl FnOnce(String) -> String,
+    ) -> Rp {
         let dns = DnsServer::start().await;
         let (upstream, app, app_saw) = start_counting_upstream().await;
         let env = TestEnv::with(Options {
             upstream: Some(upstream),
             store_url,
-            extra: rp_toml(dns.addr(), issuer, preset, oidc_extra),
+            extra: edit(rp_toml(dns.addr(), issuer, preset, oidc_extra)),
             factories: Factories {
                 builtin_oidc: true,
                 clock,

@@ -298,9 +298,26 @@ impl SamlSso {
         key: IdpKey,
         connections: &str,
     ) -> SamlSso {
+        Self::start_mapped(
+            dir,
+            key,
+            connections,
+            "{ \"Engineering\" = [\"developer\"] }",
+        )
+        .await
+    }
+
+    /// [`SamlSso::start_with`] with the tenant's `group_roles` (an inline
+    /// TOML table).
+    pub(crate) async fn start_mapped(
+        dir: tempfile::TempDir,
+        key: IdpKey,
+        connections: &str,
+        group_roles: &str,
+    ) -> SamlSso {
         let dns = DnsServer::start().await;
         let extra = format!(
-            "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\nenforce_sso = true\ngroup_roles = {{ \"Engineering\" = [\"developer\"] }}\n{connections}",
+            "[dns]\nnameservers = [\"{}\"]\n\n[[tenants]]\nid = \"acme\"\ndomains = [\"acme.com\"]\nenforce_sso = true\ngroup_roles = {group_roles}\n{connections}",
             dns.addr(),
         );
         let env = Self::env(&extra, None).await;
