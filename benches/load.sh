@@ -14,6 +14,33 @@
 #                                   target/release/portcullis) instead of cargo build
 #   KEEP_TMP=1                      keep the temp dir (configs, logs, raw wrk output)
 #   RESULTS_DIR=benches/results     where the Markdown report goes
+#   ONLY=nginx,pingora-bare         measure only these targets (comma list; default all:
+#                                   upstream nginx pingora-bare-unpatched pingora-bare
+#                                   portcullis-public portcullis-required); no verdict
+#                                   unless nginx and portcullis-required are both in it
+#   PERF_STAT=1                     also count, per request, what `perf stat -p` sees of each
+#                                   server during its measured run: task-clock, context
+#                                   switches, page faults and the hot syscalls (software
+#                                   events and tracepoints: they work in VMs without PMU)
+#   CALLGRIND=1                     run each measured server under valgrind's callgrind with
+#                                   instrumentation switched on only for the measured run, and
+#                                   report instructions per request (Ir/req): repeatable on a
+#                                   busy machine, where req/s is not. Throughput figures of
+#                                   such a run are meaningless (valgrind serialises threads).
+#
+#   MEMORY=1                        (default) also the memory figures: RSS of each server idle
+#                                   (right after start), after the throughput runs and 30 s
+#                                   later; Portcullis with SESSIONS=100000 live sessions in its
+#                                   cache; every server holding IDLE_CONNS=10000 idle keep-alive
+#                                   client connections (the script raises the fd limit), and 30 s
+#                                   after they closed. MEMORY=0 skips it.
+#   HIGH_CONNS=5000                 (default) also measure nginx and portcullis-required with this
+#                                   many wrk connections; 0 skips it
+#
+# The "CPU us/req" column is the server's own user+system CPU time (from
+# /proc/PID/stat of the server and its child processes, e.g. nginx's worker)
+# over the measured run divided by the requests wrk completed: what a request
+# costs the proxy, independent of how busy the rest of the machine is.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -30,10 +57,35 @@ CONFIG=benches/load.toml
 log() { printf 'load: %s\n' "$*" >&2; }
 die() { printf 'load: ERROR: %s\n' "$*" >&2; exit 1; }
 
+load_before=$(cut -d" " -f1-3 /proc/loadavg)
 bash scripts/install-deps.sh --bench
 if [[ $ONLY_BASELINE != 1 && ${SKIP_BUILD:-0} != 1 ]]; then
   cargo build --release --locked --bin portcullis --example bare_pingora
+  # The same bare proxy against pingora as published (no vendor/ patches).
+  CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target} cargo build --release --locked \
+    --manifest-path benches/bare-unpatched/Cargo.toml
 fi
+ONLY=${ONLY:-}
+MEMORY=${MEMORY:-1}
+SESSIONS=${SESSIONS:-100000}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+HIGH_CONNS=${HIGH_CONNS:-5000}
+# Every server started below inherits this: room for IDLE_CONNS / HIGH_CONNS
+# sockets on both sides of the proxy.
+# (an idle client connection holds one socket, an active one a second to the
+# upstream).
+fds=$(((IDLE_CONNS > 2 * HIGH_CONNS ? IDLE_CONNS : 2 * HIGH_CONNS) + 4096))
+if (($(ulimit -n) < fds)); then
+  hard=$(ulimit -Hn)
+  if [[ $hard != unlimited ]] && ((hard < fds)); then ulimit -Hn "$fds" 2>/dev/null || true; fi
+  ulimit -n "$fds" 2>/dev/null ||
+    log "could not raise the fd limit to $fds (now $(ulimit -n)); high connection counts may fail"
+fi
+wanted() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
+PERF_STAT=${PERF_STAT:-0}
+CALLGRIND=${CALLGRIND:-0}
+if ((PERF_STAT)); then command -v perf >/dev/null || die "PERF_STAT=1 needs perf (apt-get install linux-perf)"; fi
+if ((CALLGRIND)); then command -v callgrind_control >/dev/null || die "CALLGRIND=1 needs valgrind"; fi
 
 # --- processes: everything started here is stopped on any exit ---------------
 
@@ -94,6 +146,19 @@ start() {
   last_pid=$!
 }
 
+# start_measured NAME CMD...: like start, but under callgrind when CALLGRIND=1
+# (instrumentation off until measure switches it on for the measured run).
+start_measured() {
+  local name=$1
+  shift
+  if ((CALLGRIND)); then
+    start "$name" valgrind --tool=callgrind --instr-atstart=no --trace-children=no \
+      --callgrind-out-file="$TMP/callgrind.$name.%p" "$@"
+  else
+    start "$name" "$@"
+  fi
+}
+
 # free_port VAR: a loopback port nobody listens on, distinct from those already
 # picked. Below 32768 so it cannot collide with Linux's ephemeral range.
 picked=" "
@@ -109,6 +174,16 @@ free_port() {
     fi
   done
   die "found no free loopback port"
+}
+
+# rss_mb PID: resident memory (VmRSS) of PID and its child processes, MB.
+rss_mb() {
+  local p kb=0 v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    v=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+    kb=$((kb + ${v:-0}))
+  done
+  awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }'
 }
 
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true; }
@@ -171,6 +246,7 @@ else
   die "$BIN not found after the build"
 fi
 wait_http upstream "$last_pid" "http://127.0.0.1:$UP_PORT/" any 15
+UP_PID=$last_pid
 log "upstream ($upstream_kind) on 127.0.0.1:$UP_PORT"
 
 # --- nginx: the baseline, shaped like Portcullis (one worker, keep-alive to the
@@ -185,7 +261,9 @@ daemon off;
 worker_processes 1;
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
+$( ((CALLGRIND)) && echo "master_process off;")
+worker_rlimit_nofile $fds;
+events { worker_connections $fds; }
 http {
   access_log off;
   client_body_temp_path $TMP/nginx/client_body;
@@ -210,8 +288,11 @@ http {
   }
 }
 EOF
-start nginx nginx -p "$TMP/nginx/" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
-wait_http nginx "$last_pid" "http://127.0.0.1:$NGINX_PORT/" any 15
+start_measured nginx nginx -p "$TMP/nginx/" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
+wait_http nginx "$last_pid" "http://127.0.0.1:$NGINX_PORT/" any 60
+NGINX_PID=$last_pid
+declare -A rss_idle=()
+rss_idle[nginx]=$(rss_mb "$NGINX_PID")
 log "nginx on 127.0.0.1:$NGINX_PORT"
 
 expect upstream 200 "http://127.0.0.1:$UP_PORT/"
@@ -234,11 +315,27 @@ if [[ $ONLY_BASELINE != 1 ]]; then
   # The floor: pingora forwarding with nothing else (examples/bare_pingora.rs,
   # same pingora settings). nginx→bare is pingora's cost, bare→public ours.
   BARE_BIN=${BARE_BIN:-$(dirname "$BIN")/examples/bare_pingora}
-  start pingora-bare "$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
-  wait_http pingora-bare "$last_pid" "http://127.0.0.1:$BARE_PORT/" any 15
+  BARE_UNPATCHED_BIN=${BARE_UNPATCHED_BIN:-$(dirname "$BIN")/bare_pingora_unpatched}
+  start_measured pingora-bare "$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
+  wait_http pingora-bare "$last_pid" "http://127.0.0.1:$BARE_PORT/" any 60
+  BARE_PID=$last_pid
+  rss_idle[pingora-bare]=$(rss_mb "$BARE_PID")
+  if wanted pingora-bare-unpatched; then
+    if [[ -x $BARE_UNPATCHED_BIN ]]; then
+      free_port BAREU_PORT
+      start_measured pingora-bare-unpatched "$BARE_UNPATCHED_BIN" "127.0.0.1:$BAREU_PORT" "127.0.0.1:$UP_PORT"
+      wait_http pingora-bare-unpatched "$last_pid" "http://127.0.0.1:$BAREU_PORT/" any 60
+      BAREU_PID=$last_pid
+    else
+      log "no $BARE_UNPATCHED_BIN: skipping the unpatched bare-pingora row"
+      BAREU_PID=""
+    fi
+  fi
 
-  start portcullis "$BIN" run --config "$CONFIG"
-  wait_http portcullis "$last_pid" "http://127.0.0.1:$ADMIN_PORT/readyz" 200 30
+  start_measured portcullis "$BIN" run --config "$CONFIG"
+  wait_http portcullis "$last_pid" "http://127.0.0.1:$ADMIN_PORT/readyz" 200 120
+  PX_PID=$last_pid
+  rss_idle[portcullis]=$(rss_mb "$PX_PID")
   log "portcullis on 127.0.0.1:$PX_PORT (admin $ADMIN_PORT)"
 
   cookie=$("$BIN" sessions mint --config "$CONFIG" --email bench@example.com --groups staff,eng) ||
@@ -255,18 +352,52 @@ fi
 
 # --- measure ------------------------------------------------------------------
 
-names=() rps=() p50=() p99=() errors=()
+names=() rps=() p50=() p99=() errors=() cpu=() perfrow=() irs=()
+CLK_TCK=$(getconf CLK_TCK)
+PERF_EVENTS="task-clock,context-switches,page-faults"
+for sc in futex epoll_wait epoll_ctl getpeername recvfrom sendto read write writev readv; do
+  PERF_EVENTS+=",syscalls:sys_enter_$sc"
+done
 
-# measure NAME URL [WRK ARGS...]
+# cpu_ticks PID: utime+stime (clock ticks) of PID and its child processes.
+cpu_ticks() {
+  local p t=0 v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    # Fields 14 and 15 after the ")" that ends the command name.
+    v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
+# measure NAME PID URL [WRK ARGS...]
 measure() {
-  local name=$1 url=$2 out parsed r a b e
-  shift 2
+  local name=$1 pid=$2 url=$3 out parsed r a b e n t0 t1 perf_pid="" cg
+  shift 3
+  wanted "$name" || return 0
+  [[ -n $pid ]] || return 0
   log "wrk $name: ${WARMUP}s warm-up, ${DURATION}s measured, $CONNS connections"
   if ((WARMUP > 0)); then
     wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null
   fi
   out="$TMP/wrk-$name.txt"
+  if ((CALLGRIND)) && [[ $name != upstream ]]; then
+    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null
+  fi
+  if ((PERF_STAT)); then
+    perf stat -x, -e "$PERF_EVENTS" -p "$(pgrep -P "$pid" | tr '\n' , || true)$pid" \
+      -o "$TMP/perf-$name.csv" &
+    perf_pid=$!
+    sleep 0.2
+  fi
+  t0=$(cpu_ticks "$pid")
   wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out"
+  t1=$(cpu_ticks "$pid")
+  if [[ -n $perf_pid ]]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+  fi
   # wrk prints latencies as 812.00us / 1.20ms / 1.02s / 1.50m; report ms.
   parsed=$(awk '
     function ms(v,  n, u) {
@@ -279,28 +410,171 @@ measure() {
     }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
+    $2 == "requests" && $3 == "in" { n = $1 }
     $1 == "Requests/sec:" { rps = $2 }
     /Non-2xx or 3xx responses:/ { bad += $NF }
     /Socket errors:/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
     END {
-      if (rps == "" || p50 == "" || p99 == "" || p50 < 0 || p99 < 0) exit 1
-      printf "%.1f %.2f %.2f %d\n", rps, p50, p99, bad
+      if (rps == "" || p50 == "" || p99 == "" || p50 < 0 || p99 < 0 || n == "") exit 1
+      printf "%.1f %.2f %.2f %d %d\n", rps, p50, p99, bad, n
     }' "$out") || { cat "$out" >&2; die "could not parse wrk output for $name"; }
-  read -r r a b e <<<"$parsed"
+  read -r r a b e n <<<"$parsed"
   names+=("$name") rps+=("$r") p50+=("$a") p99+=("$b") errors+=("$e")
+  cpu+=("$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }')")
+  if [[ -n $perf_pid ]]; then
+    # perf's CSV: value,unit,event,...; per request. task-clock is in ms.
+    perfrow+=("$(awk -F, -v n="$n" '
+      $3 == "task-clock" { printf " %.1f |", $1 * 1000 / n; next }
+      $3 ~ /^(context-switches|page-faults|syscalls:)/ { printf " %.2f |", $1 / n }' "$TMP/perf-$name.csv")")
+  fi
+  if ((CALLGRIND)) && [[ $name != upstream ]]; then
+    callgrind_control -i off "$pid" >/dev/null
+    callgrind_control -d "$pid" >/dev/null
+    sleep 1
+    # The dump taken on request holds only the instrumented (measured) part.
+    cg=$(awk '/^(summary|totals):/ { s = $2 } END { print s + 0 }' $(ls -t "$TMP"/callgrind."$name".* | head -n 1))
+    irs+=("$(awk -v s="$cg" -v n="$n" 'BEGIN { printf "%d", (n > 0 ? s / n : 0) }')")
+  else
+    irs+=("-")
+  fi
 }
 
-measure upstream "http://127.0.0.1:$UP_PORT/"
-measure nginx "http://127.0.0.1:$NGINX_PORT/"
+measure upstream "$UP_PID" "http://127.0.0.1:$UP_PORT/"
+measure nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
 if [[ $ONLY_BASELINE != 1 ]]; then
-  measure pingora-bare "http://127.0.0.1:$BARE_PORT/"
-  measure portcullis-public "http://127.0.0.1:$PX_PORT/public/x"
-  measure portcullis-required "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
+  measure pingora-bare-unpatched "${BAREU_PID:-}" "http://127.0.0.1:${BAREU_PORT:-0}/"
+  measure pingora-bare "$BARE_PID" "http://127.0.0.1:$BARE_PORT/"
+  measure portcullis-public "$PX_PID" "http://127.0.0.1:$PX_PORT/public/x"
+  measure portcullis-required "$PX_PID" "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
+fi
+
+
+# High connection counts: what 5,000 clients at once do to throughput.
+if ((HIGH_CONNS > 0)) && ((!CALLGRIND)); then
+  saved_conns=$CONNS
+  CONNS=$HIGH_CONNS
+  measure "nginx-c$HIGH_CONNS" "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
+  if [[ $ONLY_BASELINE != 1 ]]; then
+    measure "portcullis-required-c$HIGH_CONNS" "$PX_PID" "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
+  fi
+  CONNS=$saved_conns
+fi
+
+# --- memory -------------------------------------------------------------------
+
+# hold_conns PORT PATH COOKIE N: opens N keep-alive connections, sends one GET on
+# each, reads the answer and keeps them open until $TMP/release exists (at most
+# 120 s). Prints "held K" once all are answered.
+hold_conns() {
+  python3 - "$@" "$TMP/release" <<'PY'
+import asyncio, os, sys, time
+port, path, cookie, n, release = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n"
+async def one(sem):
+    async with sem:
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+        w.write(req.encode())
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        if length:
+            await asyncio.wait_for(r.readexactly(length), 30)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head.split(b"\r\n")[0].decode())
+        return w
+async def main():
+    sem = asyncio.Semaphore(256)
+    conns = await asyncio.gather(*(one(sem) for _ in range(n)))
+    print(f"held {len(conns)}", flush=True)
+    deadline = time.time() + 120
+    while not os.path.exists(release) and time.time() < deadline:
+        await asyncio.sleep(0.2)
+    for w in conns:
+        w.close()
+asyncio.run(main())
+PY
+}
+
+# idle_conns NAME PID PORT PATH [COOKIE]: RSS of the server while it holds
+# IDLE_CONNS idle keep-alive connections, and 30 s after they closed.
+declare -A rss_conns=() rss_conns_after=()
+idle_conns() {
+  local name=$1 pid=$2 port=$3 path=$4 cookie=${5:-} out i
+  wanted "$name" || return 0
+  rm -f "$TMP/release"
+  log "memory $name: holding $IDLE_CONNS idle keep-alive connections"
+  hold_conns "$port" "$path" "$cookie" "$IDLE_CONNS" >"$TMP/hold-$name.txt" 2>&1 &
+  local holder=$!
+  for ((i = 0; i < 600; i++)); do
+    grep -q '^held' "$TMP/hold-$name.txt" 2>/dev/null && break
+    kill -0 "$holder" 2>/dev/null || break
+    sleep 0.2
+  done
+  if grep -q '^held' "$TMP/hold-$name.txt"; then
+    sleep 1
+    rss_conns[$name]=$(rss_mb "$pid")
+  else
+    log "memory $name: could not hold $IDLE_CONNS connections: $(tail -n 3 "$TMP/hold-$name.txt")"
+    rss_conns[$name]="failed"
+  fi
+  touch "$TMP/release"
+  wait "$holder" 2>/dev/null || true
+  sleep 30
+  rss_conns_after[$name]=$(rss_mb "$pid")
+}
+
+declare -A rss_load=() rss_settled=()
+rss_sessions="-"
+if ((MEMORY)) && ((!CALLGRIND)); then
+  rss_load[nginx]=$(rss_mb "$NGINX_PID")
+  if [[ $ONLY_BASELINE != 1 ]]; then
+    rss_load[pingora-bare]=$(rss_mb "$BARE_PID")
+    rss_load[portcullis]=$(rss_mb "$PX_PID")
+  fi
+  log "memory: 30 s idle after the throughput runs"
+  sleep 30
+  rss_settled[nginx]=$(rss_mb "$NGINX_PID")
+  if [[ $ONLY_BASELINE != 1 ]]; then
+    rss_settled[pingora-bare]=$(rss_mb "$BARE_PID")
+    rss_settled[portcullis]=$(rss_mb "$PX_PID")
+
+    # SESSIONS distinct live sessions, each looked up once through the proxy,
+    # so each sits in the session cache.
+    log "memory: minting $SESSIONS sessions"
+    "$BIN" sessions mint --config "$CONFIG" --email bench@example.com --groups staff,eng \
+      --count "$SESSIONS" >"$TMP/cookies.txt" || die "sessions mint --count failed"
+    cat >"$TMP/cookies.lua" <<LUA
+cookies = {}
+for line in io.lines("$TMP/cookies.txt") do cookies[#cookies + 1] = line end
+i = 0
+request = function()
+  i = i + 1
+  if i > #cookies then i = 1 end
+  return wrk.format(nil, nil, { Cookie = cookies[i] })
+end
+response = function(status, headers, body)
+  if i >= #cookies then wrk.thread:stop() end
+end
+LUA
+    wrk -t1 -c32 -d120s -s "$TMP/cookies.lua" "http://127.0.0.1:$PX_PORT/" >"$TMP/wrk-sessions.txt"
+    rss_sessions=$(rss_mb "$PX_PID")
+  fi
+
+  idle_conns nginx "$NGINX_PID" "$NGINX_PORT" /
+  if [[ $ONLY_BASELINE != 1 ]]; then
+    idle_conns pingora-bare "$BARE_PID" "$BARE_PORT" /
+    idle_conns portcullis "$PX_PID" "$PX_PORT" / "$cookie"
+  fi
 fi
 
 # --- report -------------------------------------------------------------------
 
-nginx_rps=${rps[1]}
+nginx_rps=0
+for i in "${!names[@]}"; do
+  [[ ${names[i]} == nginx ]] && nginx_rps=${rps[i]}
+done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -309,28 +583,63 @@ mkdir -p "$RESULTS_DIR"
 {
   echo "# Load test $stamp"
   echo
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)"
-  echo "- host: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "- host: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), load average before the run: $load_before"
   echo "- wrk -t1 -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up), loopback, nginx 1 worker"
   echo "- upstream: $upstream_kind"
+  echo "- CPU us/req: the server's user+system time from /proc/PID/stat over the measured run / requests"
+  ((CALLGRIND)) && echo "- CALLGRIND=1: servers ran under callgrind; Ir/req = instructions per request of the measured run; req/s and latencies are valgrind's, not the servers'"
   echo
-  echo "| target | req/s | p50 ms | p99 ms | vs nginx | errors |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| target | req/s | p50 ms | p99 ms | vs nginx | CPU us/req | Ir/req | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 } >"$report.tmp"
 
 echo
 for i in "${!names[@]}"; do
   r=$(ratio "${rps[i]}" "$nginx_rps")
-  printf '%-20s %10s req/s  p50 %7s ms  p99 %7s ms  %5sx nginx  %s errors\n' \
-    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${errors[i]}"
-  printf '| %s | %s | %s | %s | %sx | %s |\n' \
-    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${errors[i]}" >>"$report.tmp"
+  printf '%-24s %10s req/s  p50 %7s ms  p99 %7s ms  %5sx nginx  %6s us/req CPU  Ir/req %s  %s errors\n' \
+    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${irs[i]}" "${errors[i]}"
+  printf '| %s | %s | %s | %s | %sx | %s | %s | %s |\n' \
+    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${irs[i]}" "${errors[i]}" >>"$report.tmp"
 done
+if ((MEMORY)) && ((!CALLGRIND)); then
+  {
+    echo
+    echo "Memory (VmRSS MB, server and child processes; $SESSIONS sessions, $IDLE_CONNS idle keep-alive connections):"
+    echo
+    echo "| server | idle | after the load | 30 s later | $SESSIONS sessions cached | $IDLE_CONNS idle conns | 30 s after they closed |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for n in nginx pingora-bare portcullis; do
+      [[ -n ${rss_idle[$n]:-} ]] || continue
+      s="-"
+      [[ $n == portcullis ]] && s=$rss_sessions
+      echo "| $n | ${rss_idle[$n]} | ${rss_load[$n]:--} | ${rss_settled[$n]:--} | $s | ${rss_conns[$n]:--} | ${rss_conns_after[$n]:--} |"
+    done
+  } >>"$report.tmp"
+  sed -n '/^Memory/,$p' "$report.tmp"
+fi
+if ((PERF_STAT)); then
+  {
+    echo
+    echo "Per request, from \`perf stat -p\` over the measured run (software events and syscall tracepoints):"
+    echo
+    printf '| target | task-clock us |'
+    for ev in ${PERF_EVENTS//,/ }; do [[ $ev == task-clock ]] || printf ' %s |' "${ev#syscalls:sys_enter_}"; done
+    echo
+    printf '|---|'
+    for ev in ${PERF_EVENTS//,/ }; do printf -- '---:|'; done
+    echo
+    for i in "${!names[@]}"; do
+      [[ -n ${perfrow[i]:-} ]] && printf '| %s |%s\n' "${names[i]}" "${perfrow[i]}"
+    done
+  } >>"$report.tmp"
+  sed -n '/^Per request/,$p' "$report.tmp"
+fi
 echo
 
 # Verdict. Errors (non-2xx, socket errors) make the numbers meaningless.
 status=0
-verdict="baseline only (ONLY_BASELINE=1), no verdict"
+verdict="baseline only (ONLY_BASELINE=1 or ONLY without nginx and portcullis-required), no verdict"
 for i in "${!names[@]}"; do
   if ((errors[i] > 0)); then
     verdict="FAIL: ${names[i]} had ${errors[i]} errors (non-2xx or socket errors)"
@@ -338,7 +647,13 @@ for i in "${!names[@]}"; do
     cat "$TMP/wrk-${names[i]}.txt" >&2
   fi
 done
-if ((status == 0)) && [[ $ONLY_BASELINE != 1 ]]; then
+req_i=""
+for i in "${!names[@]}"; do
+  [[ ${names[i]} == portcullis-required ]] && req_i=$i
+done
+if ((CALLGRIND)); then
+  verdict="CALLGRIND=1: instruction counts only, no throughput verdict"
+elif ((status == 0)) && [[ $ONLY_BASELINE != 1 && -n $req_i && $nginx_rps != 0 ]]; then
   for i in "${!names[@]}"; do
     [[ ${names[i]} == portcullis-required ]] && req_i=$i
   done

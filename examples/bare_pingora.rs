@@ -48,8 +48,15 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Bare { upstream });
+    // Portcullis' plain-TCP listener buffers (src/app.rs): no L4 read
+    // buffer, 16 KiB write buffer. BARE_L4_READ_BUFFER=65536 gives the
+    // earlier (and pingora's default) 64 KiB read buffer, for comparison.
+    let read_buffer = std::env::var("BARE_L4_READ_BUFFER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     proxy.endpoints().add_listener(
-        ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::new(64 * 1024, 16 * 1024)),
+        ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::new(read_buffer, 16 * 1024)),
     );
     server.add_service(proxy);
     server.run_forever();

@@ -33,6 +33,10 @@ pub(super) enum SessionsCommand {
         /// Comma-separated.
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
+        /// How many sessions (one cookie per line): `benches/load.sh` fills
+        /// the session cache with 100,000 of them for its memory figure.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        count: u32,
     },
     /// End sessions now, on every replica.
     #[command(group(clap::ArgGroup::new("who").required(true)))]
@@ -60,6 +64,7 @@ pub(super) fn run(cmd: SessionsCommand) -> Result<Output, CliError> {
             tenant,
             groups,
             roles,
+            count,
         } => {
             let cfg = config.load()?;
             let principal = Principal {
@@ -72,7 +77,7 @@ pub(super) fn run(cmd: SessionsCommand) -> Result<Output, CliError> {
                 connection: None,
                 ..Principal::default()
             };
-            block_on(mint(&cfg, &principal))
+            block_on(mint(&cfg, &principal, count))
         }
         SessionsCommand::Revoke {
             config,
@@ -98,9 +103,13 @@ pub(super) fn run(cmd: SessionsCommand) -> Result<Output, CliError> {
     }
 }
 
-/// A session for `principal` in the configured store, as the `name=value`
-/// pair of a `Cookie:` header.
-pub(super) async fn mint(cfg: &Config, principal: &Principal) -> Result<Output, CliError> {
+/// `count` sessions for `principal` in the configured store, each as the
+/// `name=value` pair of a `Cookie:` header, one per line.
+pub(super) async fn mint(
+    cfg: &Config,
+    principal: &Principal,
+    count: u32,
+) -> Result<Output, CliError> {
     let codec = CookieCodec::new(&cfg.session)?;
     let store = open_store(cfg).await?;
     let sessions = Sessions::new(
@@ -110,18 +119,29 @@ pub(super) async fn mint(cfg: &Config, principal: &Principal) -> Result<Output, 
         Metrics::new()?.into(),
     );
     let now = crate::clock::now();
-    let token = sessions
-        .create(
-            principal,
-            None,
-            cfg.session.absolute_lifetime_seconds as i64,
-            now,
-        )
-        .await;
+    let mut lines = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let token = sessions
+            .create(
+                principal,
+                None,
+                cfg.session.absolute_lifetime_seconds as i64,
+                now,
+            )
+            .await;
+        let token = match token {
+            Ok(t) => t,
+            Err(e) => {
+                store.close().await;
+                return Err(e.into());
+            }
+        };
+        let cookie = codec.seal(&token, now);
+        // `Set-Cookie` → `Cookie`: name=value only.
+        lines.push(cookie.split(';').next().unwrap_or_default().to_owned());
+    }
     store.close().await;
-    let cookie = codec.seal(&token?, now);
-    // `Set-Cookie` → `Cookie`: name=value only.
-    Ok(Output::text(cookie.split(';').next().unwrap_or_default()))
+    Ok(Output::text(lines.join("\n")))
 }
 
 /// Through `admin::operator` (actor `cli`): audited like the API's.

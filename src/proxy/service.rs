@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::ErrorType;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
@@ -387,6 +388,12 @@ impl ProxyHttp for PortcullisProxy {
     fn new_ctx(&self) -> Ctx {
         Ctx::new()
     }
+
+    /// No downstream modules. pingora's default registers a response
+    /// compression module (disabled, level 0) whose context every request
+    /// builds, runs through each header and body filter and drops; Portcullis
+    /// never compresses, so that is pure per-request cost.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
         let st = self.state.load_full();

@@ -145,28 +145,26 @@ async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_s
 
     // a session minted by the CLI against the same store works on the
     // running server
-    let out = Command::new(BIN)
-        .args(["sessions", "mint", "--config"])
-        .arg(&path)
-        .args(["--email", "kim@example.com", "--groups", "eng,ops"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let cookie = mint_cli(
+        &path,
+        &["--email", "kim@example.com", "--groups", "eng,ops"],
     );
-    let cookie = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(cookie.starts_with("portcullis_session="), "{cookie}");
-    let (status, app) = echo(
-        client()
-            .get(format!("http://{proxy}/app"))
-            .header("cookie", &cookie),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let app = echo_through(proxy, &cookie).await;
     assert_eq!(seen(&app, "x-forwarded-email"), Some("kim@example.com"));
     assert_eq!(seen(&app, "x-forwarded-groups"), Some("eng,ops"));
+
+    // `--count N`: N distinct sessions, one cookie a line (benches/load.sh
+    // fills the session cache with them), each a working session.
+    let out = mint_cli(&path, &["--email", "lee@example.com", "--count", "3"]);
+    let cookies: Vec<&str> = out.lines().collect();
+    assert_eq!(cookies.len(), 3, "{cookies:?}");
+    let distinct: std::collections::HashSet<&&str> = cookies.iter().collect();
+    assert_eq!(distinct.len(), 3, "{cookies:?}");
+    for c in &cookies {
+        let app = echo_through(proxy, c).await;
+        assert_eq!(seen(&app, "x-forwarded-email"), Some("lee@example.com"));
+    }
 
     // broken config + SIGHUP: still serving, failure counted
     std::fs::write(
@@ -793,4 +791,32 @@ fn connections_list_shows_the_platform_redirect_uri() {
     assert!(!stdout.contains("s3cret"), "{stdout}");
     // Providers nobody configured get no line.
     assert!(!stdout.contains("Google"), "{stdout}");
+}
+
+/// `portcullis sessions mint --config PATH ARGS...`: its output, trimmed.
+fn mint_cli(path: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["sessions", "mint", "--config"])
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// GET /app through `proxy` with `cookie`: what the echo app saw (200).
+async fn echo_through(proxy: SocketAddr, cookie: &str) -> serde_json::Value {
+    let (status, app) = echo(
+        client()
+            .get(format!("http://{proxy}/app"))
+            .header("cookie", cookie),
+    )
+    .await;
+    assert_eq!(status, 200);
+    app
 }

@@ -5,5 +5,6 @@ mod forward_auth;
 mod forwarding;
 mod gate;
 mod limits;
+mod pool;
 mod tls;
 mod upstreams;
