@@ -9,6 +9,7 @@ use crate::support::admin::{AdminApi, errors};
 use crate::support::dns::DnsServer;
 use crate::support::env::*;
 use crate::support::postgres::PgCluster;
+use crate::support::scim::token_status;
 
 #[derive(Clone, Copy)]
 pub(super) enum Db {
@@ -621,19 +622,8 @@ async fn scim_tokens_users_sessions_setup_links_and_audit(db: Db) {
         .await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["base_url"], format!("http://{}/scim/v2", s.env.proxy));
-    let scim = |token: String| {
-        let env_url = s.env.url("/scim/v2/Users");
-        async move {
-            client()
-                .get(env_url)
-                .header("authorization", format!("Bearer {token}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let env = &s.env;
+    let scim = |token: String| async move { token_status(env, &token).await };
     assert_eq!(scim(first["token"].as_str().unwrap().to_owned()).await, 200);
     let (_, second) = s
         .api
@@ -807,16 +797,7 @@ async fn a_revoked_scim_token_ends_provisioning_at_once(db: Db) {
         .await;
     assert_eq!(status, 200, "{creds}");
     let token = creds["token"].as_str().unwrap().to_owned();
-    let scim = || async {
-        client()
-            .get(s.env.url("/scim/v2/Users"))
-            .header("authorization", format!("Bearer {token}"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
+    let scim = || token_status(&s.env, &token);
     assert_eq!(scim().await, 200);
     for _ in 0..2 {
         let (status, body) = s.api.delete("/admin/v1/tenants/acme/scim-token").await;

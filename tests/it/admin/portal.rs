@@ -11,6 +11,7 @@ use crate::support::admin::AdminApi;
 use crate::support::dns::DnsServer;
 use crate::support::env::*;
 use crate::support::postgres::PgCluster;
+use crate::support::scim::token_status;
 
 #[derive(Clone, Copy)]
 enum Db {
@@ -617,19 +618,8 @@ async fn every_page_changes_the_tenant(db: Db) {
     assert!(first.starts_with("pcs_"), "{first}");
     let (_, t) = s.api.get("/admin/v1/tenants/globex").await;
     assert_eq!(t["jit"]["enabled"], false);
-    let scim = |token: String| {
-        let url = s.env.url("/scim/v2/Users");
-        async move {
-            client()
-                .get(url)
-                .header("authorization", format!("Bearer {token}"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let env = &s.env;
+    let scim = |token: String| async move { token_status(env, &token).await };
     assert_eq!(scim(first.clone()).await, 200);
     let checked =
         |html: &str, mode: &str| html.contains(&format!("name=\"mode\" value=\"{mode}\" checked"));

@@ -311,3 +311,16 @@ pub(crate) fn member_ids(group: &Value) -> Vec<String> {
 pub(crate) fn q(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// The status a SCIM client gets from `GET /scim/v2/Users` with `token`:
+/// whether the token authenticates right now.
+pub(crate) async fn token_status(env: &TestEnv, token: &str) -> u16 {
+    client()
+        .get(env.url("/scim/v2/Users"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
