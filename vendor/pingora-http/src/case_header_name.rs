@@ -76,6 +76,30 @@ impl IntoCaseHeaderName for Bytes {
     }
 }
 
+// PORTCULLIS PATCH (pingora-http 1): a header name parsed and spelled once.
+
+/// A header name with the spelling [crate::RequestHeader::insert_header()]
+/// would write it in, made once for a name inserted into many headers (a
+/// proxy's own headers on every request); see
+/// [crate::RequestHeader::insert_parsed_header()].
+#[derive(Debug, Clone)]
+pub struct CasedHeaderName {
+    pub(crate) name: HeaderName,
+    pub(crate) case: CaseHeaderName,
+}
+
+impl CasedHeaderName {
+    pub fn new(name: HeaderName) -> Self {
+        let case = name.clone().into_case_header_name();
+        CasedHeaderName { name, case }
+    }
+
+    pub fn name(&self) -> &HeaderName {
+        &self.name
+    }
+}
+// END PORTCULLIS PATCH (pingora-http 1)
+
 fn titled_header_name(header_name: &HeaderName) -> Bytes {
     titled_header_name_str(header_name).map_or_else(
         || Bytes::copy_from_slice(header_name.as_str().as_bytes()),

@@ -44,6 +44,8 @@ use authority::{raw_target_authority, RawTargetAuthority};
 mod case_header_name;
 use case_header_name::CaseHeaderName;
 pub use case_header_name::IntoCaseHeaderName;
+// PORTCULLIS PATCH (pingora-http 1)
+pub use case_header_name::CasedHeaderName;
 
 pub mod prelude {
     pub use crate::RequestHeader;
@@ -238,6 +240,36 @@ impl RequestHeader {
     {
         remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
     }
+
+    // PORTCULLIS PATCH (pingora-http 1): header inserts without re-parsing
+    // and without re-growing the maps one header at a time. See
+    // vendor/README.md.
+
+    /// Insert `value` under a name parsed and spelled once by the caller
+    /// ([CasedHeaderName]), replacing every value there was, exactly as
+    /// [Self::insert_header()] with the same name and value writes it, but
+    /// without turning the name into bytes and parsing it back:
+    /// `insert_header` copies and validates each name again, every time.
+    pub fn insert_parsed_header(&mut self, name: &CasedHeaderName, value: HeaderValue) -> Result<()> {
+        insert_parsed_header(self.header_name_map.as_mut(), &mut self.base.headers, name, value)
+    }
+
+    /// Room for `additional` more header names in the header map and in the
+    /// map of their original spelling, so that a caller about to insert
+    /// several headers grows each map once. A clone of a header (the copy
+    /// pingora sends upstream) has no spare room at all.
+    pub fn reserve_headers(&mut self, additional: usize) -> Result<()> {
+        if let Some(name_map) = self.header_name_map.as_mut() {
+            name_map
+                .try_reserve(additional)
+                .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+        }
+        self.base
+            .headers
+            .try_reserve(additional)
+            .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")
+    }
+    // END PORTCULLIS PATCH (pingora-http 1)
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
@@ -593,6 +625,13 @@ impl ResponseHeader {
         remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
     }
 
+    // PORTCULLIS PATCH (pingora-http 1)
+    /// [RequestHeader::insert_parsed_header()] for a response.
+    pub fn insert_parsed_header(&mut self, name: &CasedHeaderName, value: HeaderValue) -> Result<()> {
+        insert_parsed_header(self.header_name_map.as_mut(), &mut self.base.headers, name, value)
+    }
+    // END PORTCULLIS PATCH (pingora-http 1)
+
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
@@ -894,6 +933,26 @@ fn insert_header_value<T>(
     Ok(())
 }
 
+// PORTCULLIS PATCH (pingora-http 1)
+#[inline]
+fn insert_parsed_header(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap,
+    name: &CasedHeaderName,
+    value: HeaderValue,
+) -> Result<()> {
+    if let Some(name_map) = name_map {
+        name_map
+            .try_insert(name.name.clone(), name.case.clone())
+            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    }
+    value_map
+        .try_insert(name.name.clone(), value)
+        .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")?;
+    Ok(())
+}
+// END PORTCULLIS PATCH (pingora-http 1)
+
 // the &N here is to avoid clone(). None Copy type like String can impl AsHeaderName
 #[inline]
 fn remove_header<'a, T, N: ?Sized>(
@@ -1061,6 +1120,46 @@ mod tests {
         assert_eq!(16, http_header_map_upper_bound(Some(16)));
         assert_eq!(4096, http_header_map_upper_bound(Some(7777)));
     }
+
+    // PORTCULLIS PATCH (pingora-http 1)
+    #[test]
+    fn parsed_insert_writes_what_insert_header_writes() {
+        let names = [
+            http::header::HOST,                            // titled standard name
+            http::header::COOKIE,                          // standard, not titled
+            HeaderName::from_static("x-forwarded-email"),  // custom, static
+            HeaderName::from_bytes(b"X-Portcullis-Assertion").unwrap(), // custom, parsed
+        ];
+        for case in [true, false] {
+            let build = |case| {
+                let mut req = if case {
+                    RequestHeader::build("GET", b"/", None).unwrap()
+                } else {
+                    RequestHeader::build_no_case("GET", b"/", None).unwrap()
+                };
+                req.append_header("Cookie", "a=1").unwrap();
+                req.append_header("cookie", "b=2").unwrap();
+                req.clone()
+            };
+            let (mut old, mut new) = (build(case), build(case));
+            new.reserve_headers(names.len()).unwrap();
+            let capacity = new.headers.capacity();
+            for (i, name) in names.iter().enumerate() {
+                let value = HeaderValue::from_str(&format!("v{i}")).unwrap();
+                old.insert_header(name.clone(), value.clone()).unwrap();
+                new.insert_parsed_header(&CasedHeaderName::new(name.clone()), value)
+                    .unwrap();
+            }
+            assert_eq!(new.headers.capacity(), capacity, "reserved room was enough");
+            let (mut a, mut b) = (vec![], vec![]);
+            old.header_to_h1_wire(&mut a);
+            new.header_to_h1_wire(&mut b);
+            assert_eq!(String::from_utf8(a).unwrap(), String::from_utf8(b).unwrap());
+            // Inserting replaces every earlier value, in both maps.
+            assert_eq!(new.headers.get_all(http::header::COOKIE).iter().count(), 1);
+        }
+    }
+    // END PORTCULLIS PATCH (pingora-http 1)
 
     #[test]
     fn test_single_header() {
