@@ -432,7 +432,8 @@ measure() {
     callgrind_control -d "$pid" >/dev/null
     sleep 1
     # The dump taken on request holds only the instrumented (measured) part.
-    cg=$(awk '/^(summary|totals):/ { s = $2 } END { print s + 0 }' $(ls -t "$TMP"/callgrind."$name".* | head -n 1))
+    # By pid: one Portcullis process serves both of its rows.
+    cg=$(awk '/^(summary|totals):/ { s = $2 } END { print s + 0 }' $(ls -t "$TMP"/callgrind.*."$pid".* | head -n 1))
     irs+=("$(awk -v s="$cg" -v n="$n" 'BEGIN { printf "%d", (n > 0 ? s / n : 0) }')")
   else
     irs+=("-")

@@ -158,8 +158,24 @@ impl HeaderPlan {
     /// have `%` and `,` percent-encoded so a group named `a,b` can't pose as
     /// two groups.
     pub fn values(&self, p: &Principal) -> Vec<(HeaderName, HeaderValue)> {
-        let mut out = Vec::with_capacity(self.inject.len());
-        for (name, field) in &self.inject {
+        self.slotted_values(p)
+            .into_iter()
+            .filter_map(|(slot, v)| Some((self.names().nth(slot)?.clone(), v)))
+            .collect()
+    }
+
+    /// The names of every injected header (identity fields, then
+    /// `[[headers.extra]]`), in the order `slotted_values` numbers them: a
+    /// proxy prepares what it writes per name once, not per request.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        let extra = self.extra.iter().map(|(name, _, _)| name);
+        self.inject.iter().map(|(name, _)| name).chain(extra)
+    }
+
+    /// [`Self::values`], each under its position in [`Self::names`].
+    pub fn slotted_values(&self, p: &Principal) -> Vec<(usize, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.inject.len() + self.extra.len());
+        for (slot, (_, field)) in self.inject.iter().enumerate() {
             let raw = match field {
                 Field::User => Some(sanitize(&p.user_id)),
                 Field::Email => Some(sanitize(&p.email)),
@@ -172,11 +188,11 @@ impl HeaderPlan {
                 Field::Amr => (!p.auth.amr.is_empty()).then(|| join_list(&p.auth.amr)),
                 Field::AuthTime => p.auth.auth_time.map(|t| t.to_string()),
             };
-            if let Some(v) = raw.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                out.push((name.clone(), v));
+            if let Some(v) = raw.and_then(|v| HeaderValue::try_from(v).ok()) {
+                out.push((slot, v));
             }
         }
-        for (name, claim, join) in &self.extra {
+        for (i, (_, claim, join)) in self.extra.iter().enumerate() {
             let Some(values) = p.claims.get(claim) else {
                 continue;
             };
@@ -185,8 +201,8 @@ impl HeaderPlan {
                 (None, Some(first)) => sanitize(first),
                 (Some(j), Some(_)) => join_with(values, j),
             };
-            if let Ok(v) = HeaderValue::from_str(&raw) {
-                out.push((name.clone(), v));
+            if let Ok(v) = HeaderValue::try_from(raw) {
+                out.push((self.inject.len() + i, v));
             }
         }
         out
@@ -198,18 +214,15 @@ impl HeaderPlan {
     /// there, and some (Caddy 2.6) send the app an unexpanded placeholder
     /// for one that is missing, so each name is always present.
     pub fn response_values(&self, p: Option<&Principal>) -> Vec<(HeaderName, HeaderValue)> {
-        let mut known = p.map(|p| self.values(p)).unwrap_or_default();
+        let mut known = p.map(|p| self.slotted_values(p)).unwrap_or_default();
         // Extra headers too: a host proxy overwrites the client's copy only
         // with a value it was given, so every name is answered, empty or not.
-        let extra = self.extra.iter().map(|(name, _, _)| name);
-        self.inject
-            .iter()
-            .map(|(name, _)| name)
-            .chain(extra)
-            .map(|name| {
+        self.names()
+            .enumerate()
+            .map(|(slot, name)| {
                 let value = known
                     .iter()
-                    .position(|(n, _)| n == name)
+                    .position(|(s, _)| *s == slot)
                     .map(|i| known.swap_remove(i).1)
                     .unwrap_or_else(|| HeaderValue::from_static(""));
                 (name.clone(), value)

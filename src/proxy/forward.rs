@@ -3,11 +3,13 @@
 //! withheld, and `X-Forwarded-*` made truthful.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
-use http::header::{COOKIE, HOST};
-use pingora::http::RequestHeader;
+use http::HeaderValue;
+use http::header::{COOKIE, HOST, HeaderName};
+use pingora::http::{CasedHeaderName, RequestHeader, ResponseHeader};
 
-use crate::identity::Principal;
+use crate::identity::{HeaderPlan, Principal};
 
 use crate::generation::Generation;
 
@@ -20,9 +22,74 @@ pub(super) struct Downstream<'a> {
     pub request_id: &'a str,
 }
 
+/// The names of the headers Portcullis writes upstream, parsed and spelled
+/// once per configuration generation: pingora's `insert_header` copies and
+/// parses a name on every call, which was the largest single cost of an
+/// authenticated request (vendor/README.md, pingora-http patch).
+pub(crate) struct UpstreamNames {
+    /// `HeaderPlan::names`, in its order.
+    identity: Vec<CasedHeaderName>,
+    assertion: Option<CasedHeaderName>,
+}
+
+impl UpstreamNames {
+    pub(crate) fn compile(plan: &HeaderPlan) -> Self {
+        Self {
+            identity: plan.names().cloned().map(CasedHeaderName::new).collect(),
+            assertion: plan.assertion_header().cloned().map(CasedHeaderName::new),
+        }
+    }
+}
+
+/// The connection's own headers, spelled as they always were (lower case).
+struct Fixed {
+    forwarded_for: CasedHeaderName,
+    forwarded_proto: CasedHeaderName,
+    forwarded_host: CasedHeaderName,
+    forwarded_port: CasedHeaderName,
+    real_ip: CasedHeaderName,
+    forwarded: CasedHeaderName,
+    request_id: CasedHeaderName,
+    cookie: CasedHeaderName,
+}
+
+static FIXED: LazyLock<Fixed> = LazyLock::new(|| {
+    let name = |n: &'static str| CasedHeaderName::new(HeaderName::from_static(n));
+    Fixed {
+        forwarded_for: name("x-forwarded-for"),
+        forwarded_proto: name("x-forwarded-proto"),
+        forwarded_host: name("x-forwarded-host"),
+        forwarded_port: name("x-forwarded-port"),
+        real_ip: name("x-real-ip"),
+        forwarded: name("forwarded"),
+        request_id: name("x-request-id"),
+        cookie: CasedHeaderName::new(COOKIE),
+    }
+});
+
+/// The most headers one rewrite adds: every identity header, the
+/// assertion, the six forwarding headers, the request id and the cookie.
+fn most_added(names: &UpstreamNames) -> usize {
+    names.identity.len() + 1 + 6 + 1 + 1
+}
+
+/// `value` as a header value; the callers' values are made of visible
+/// ASCII (addresses, ports, ids, sanitised hosts), so this never fails in
+/// practice, and if it did the request is refused rather than sent on
+/// without the header.
+fn value(v: impl TryInto<HeaderValue>) -> pingora::Result<HeaderValue> {
+    v.try_into().map_err(|_| {
+        pingora::Error::explain(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "invalid value for a forwarded header",
+        )
+    })
+}
+
 pub(super) fn rewrite(
     req: &mut RequestHeader,
     state: &Generation,
+    names: &UpstreamNames,
     principal: Option<&Principal>,
     assertion: Option<&str>,
     down: &Downstream<'_>,
@@ -31,6 +98,7 @@ pub(super) fn rewrite(
     for name in state.plan.headers_to_strip(&req.headers, trust) {
         req.remove_header(&name);
     }
+    req.reserve_headers(most_added(names))?;
     strip_session_cookie(req, state)?;
     // A machine caller's bearer credential is Portcullis', like the
     // session cookie: the app gets the identity headers and the assertion.
@@ -38,45 +106,49 @@ pub(super) fn rewrite(
         req.remove_header(&http::header::AUTHORIZATION);
     }
     if let Some(p) = principal {
-        for (name, value) in state.plan.values(p) {
-            req.insert_header(name, value)?;
+        for (slot, v) in state.plan.slotted_values(p) {
+            if let Some(name) = names.identity.get(slot) {
+                req.insert_parsed_header(name, v)?;
+            }
         }
-        if let (Some(name), Some(token)) = (state.plan.assertion_header(), assertion) {
-            req.insert_header(name.clone(), token)?;
+        if let (Some(name), Some(token)) = (&names.assertion, assertion) {
+            req.insert_parsed_header(name, value(token)?)?;
         }
     }
     forwarded(req, trust, down)?;
-    req.insert_header("x-request-id", down.request_id)?;
+    req.insert_parsed_header(&FIXED.request_id, value(down.request_id)?)?;
     Ok(())
+}
+
+/// The request's id on the answer too, so a client's report names the
+/// request the logs know.
+pub(super) fn tag_response(resp: &mut ResponseHeader, request_id: &str) -> pingora::Result<()> {
+    resp.insert_parsed_header(&FIXED.request_id, value(request_id)?)
 }
 
 /// The session cookie is a bearer credential for Portcullis, not the app:
 /// an app (or its logs, or an XSS-prone debug page) never gets to see it.
 fn strip_session_cookie(req: &mut RequestHeader, state: &Generation) -> pingora::Result<()> {
-    let values: Vec<Vec<u8>> = req
-        .headers
-        .get_all(COOKIE)
+    let cookies = req.headers.get_all(COOKIE);
+    if !cookies
         .iter()
-        .map(|v| v.as_bytes().to_vec())
+        .any(|v| state.codec.mentioned_in(v.as_bytes()))
+    {
+        return Ok(());
+    }
+    let kept: Vec<String> = cookies
+        .iter()
+        .filter_map(|v| state.codec.strip_from_header(v.as_bytes()))
         .collect();
-    if values.is_empty() {
-        return Ok(());
-    }
-    if !values.iter().any(|v| state.codec.mentioned_in(v)) {
-        return Ok(());
-    }
     req.remove_header(&COOKIE);
-    let kept: Vec<String> = values
-        .iter()
-        .filter_map(|v| state.codec.strip_from_header(v))
-        .collect();
     if !kept.is_empty() {
-        req.insert_header(COOKIE, kept.join("; "))?;
+        req.insert_parsed_header(&FIXED.cookie, value(kept.join("; "))?)?;
     }
     Ok(())
 }
 
 fn forwarded(req: &mut RequestHeader, trust: bool, down: &Downstream<'_>) -> pingora::Result<()> {
+    let f = &*FIXED;
     let ip = down.client_ip.map(|i| i.to_string());
     let proto = if down.tls { "https" } else { "http" };
     let host = req
@@ -90,36 +162,38 @@ fn forwarded(req: &mut RequestHeader, trust: bool, down: &Downstream<'_>) -> pin
         if let Some(ip) = &ip {
             let chain = match req
                 .headers
-                .get("x-forwarded-for")
+                .get(f.forwarded_for.name())
                 .and_then(|v| v.to_str().ok())
             {
                 Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
                 _ => ip.clone(),
             };
-            req.insert_header("x-forwarded-for", chain)?;
+            req.insert_parsed_header(&f.forwarded_for, value(chain)?)?;
         }
-        if req.headers.get("x-forwarded-proto").is_none() {
-            req.insert_header("x-forwarded-proto", proto)?;
+        if req.headers.get(f.forwarded_proto.name()).is_none() {
+            req.insert_parsed_header(&f.forwarded_proto, HeaderValue::from_static(proto))?;
         }
-        if let (None, Some(h)) = (req.headers.get("x-forwarded-host"), &host) {
-            req.insert_header("x-forwarded-host", h.as_str())?;
+        if let (None, Some(h)) = (req.headers.get(f.forwarded_host.name()), &host) {
+            req.insert_parsed_header(&f.forwarded_host, value(h.as_str())?)?;
         }
     } else {
         // Directly exposed: the client's forwarding headers were stripped
         // (every spelling, see `HeaderPlan::headers_to_strip`); set the
         // ones Portcullis knows from the connection.
         if let Some(ip) = &ip {
-            req.insert_header("x-forwarded-for", ip.as_str())?;
-            req.insert_header("x-real-ip", ip.as_str())?;
+            let ip = value(ip.as_str())?;
+            req.insert_parsed_header(&f.forwarded_for, ip.clone())?;
+            req.insert_parsed_header(&f.real_ip, ip)?;
         }
-        req.insert_header("x-forwarded-proto", proto)?;
+        req.insert_parsed_header(&f.forwarded_proto, HeaderValue::from_static(proto))?;
         if let Some(h) = &host {
-            req.insert_header("x-forwarded-host", h.as_str())?;
+            req.insert_parsed_header(&f.forwarded_host, value(h.as_str())?)?;
         }
         if let Some(port) = down.port {
-            req.insert_header("x-forwarded-port", port.to_string())?;
+            req.insert_parsed_header(&f.forwarded_port, HeaderValue::from(port))?;
         }
-        req.insert_header("forwarded", rfc7239(down.client_ip, proto, host.as_deref()))?;
+        let forwarded = rfc7239(down.client_ip, proto, host.as_deref());
+        req.insert_parsed_header(&f.forwarded, value(forwarded)?)?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use super::body::{self, Body, Received};
 use super::ctx::{BodyStage, CookieRejection, Ctx, OutcomeKind, RouteKind, UpstreamFailure};
 use super::decide::{self, BodySight, Known, Need, RequestView};
 use super::enforce;
-use super::forward::{Downstream, rewrite};
+use super::forward::{Downstream, rewrite, tag_response};
 use super::gate::{self, Identity, Outcome, Routing, Submission};
 use super::host;
 use super::mount::ScimMount;
@@ -540,6 +540,7 @@ impl ProxyHttp for PortcullisProxy {
         rewrite(
             upstream_request,
             &st.generation,
+            &st.upstream_names,
             ctx.principal.as_deref(),
             assertion.as_deref(),
             &down,
@@ -552,8 +553,7 @@ impl ProxyHttp for PortcullisProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
-        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
-        Ok(())
+        tag_response(upstream_response, &ctx.request_id)
     }
 
     /// A client that hangs up mid-request (load generators at the end of a

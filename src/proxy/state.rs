@@ -84,6 +84,8 @@ pub struct ProxyState {
     pub scim: Option<ScimMount>,
     /// The forward-auth endpoints, when `[forward_auth]` has any.
     pub(crate) forward_auth: Option<forward_auth::Plan>,
+    /// The identity headers' names, ready for pingora's upstream request.
+    pub(crate) upstream_names: super::forward::UpstreamNames,
 }
 
 impl ProxyState {
@@ -108,6 +110,7 @@ impl ProxyState {
             routes: RouteTable::compile(config),
             password_endpoints: PasswordEndpoints::compile(&config.login),
             forward_auth: forward_auth::Plan::compile(config),
+            upstream_names: super::forward::UpstreamNames::compile(&generation.plan),
             upstreams: resolve_all(config)?,
             internal,
             scim,
