@@ -22,6 +22,9 @@
 #                                   server during its measured run: task-clock, context
 #                                   switches, page faults and the hot syscalls (software
 #                                   events and tracepoints: they work in VMs without PMU)
+#   PERF_RECORD=1                   also sample each server's CPU time (`perf record -e cpu-clock`,
+#                                   a software clock: works without a PMU) during its measured run
+#                                   and keep a flat profile by symbol in the temp dir (with KEEP_TMP=1)
 #   CALLGRIND=1                     run each measured server under valgrind's callgrind with
 #                                   instrumentation switched on only for the measured run, and
 #                                   report instructions per request (Ir/req): repeatable on a
@@ -372,7 +375,7 @@ cpu_ticks() {
 
 # measure NAME PID URL [WRK ARGS...]
 measure() {
-  local name=$1 pid=$2 url=$3 out parsed r a b e n t0 t1 perf_pid="" cg
+  local name=$1 pid=$2 url=$3 out parsed r a b e n t0 t1 perf_pid="" rec_pid="" cg
   shift 3
   wanted "$name" || return 0
   [[ -n $pid ]] || return 0
@@ -391,12 +394,24 @@ measure() {
     perf_pid=$!
     sleep 0.2
   fi
+  if ((${PERF_RECORD:-0})) && [[ $name != upstream ]]; then
+    perf record -q -e cpu-clock -F 2999 -o "$TMP/perf-$name.data" -p "$pid" 2>/dev/null &
+    rec_pid=$!
+    sleep 0.2
+  fi
   t0=$(cpu_ticks "$pid")
   wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out"
   t1=$(cpu_ticks "$pid")
   if [[ -n $perf_pid ]]; then
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
+  fi
+  if [[ -n $rec_pid ]]; then
+    kill -INT "$rec_pid"
+    wait "$rec_pid" || true
+    perf report -i "$TMP/perf-$name.data" --stdio --no-children --sort dso,symbol 2>/dev/null |
+      grep -v '^#' | grep -v '^$' | head -80 >"$TMP/perf-$name.txt" || true
+    log "flat CPU profile of $name: $TMP/perf-$name.txt"
   fi
   # wrk prints latencies as 812.00us / 1.20ms / 1.02s / 1.50m; report ms.
   parsed=$(awk '

@@ -38,7 +38,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Lowercase hex SHA-256: how secrets (session ids, tokens) are stored, so a
 /// leaked database row is not a usable credential.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, data))
+    // Into a buffer, not `hex::encode`'s char iterator: this runs on every
+    // authenticated request (the session cache key), where the iterator cost
+    // as much as the hash.
+    let mut out = [0u8; 64];
+    // Neither fails: 32 bytes fill 64 hex digits, which are ASCII.
+    hex::encode_to_slice(digest::digest(&digest::SHA256, data), &mut out)
+        .ok()
+        .and_then(|()| std::str::from_utf8(&out).ok())
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 /// Fills `N` bytes from the OS CSPRNG.
