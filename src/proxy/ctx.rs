@@ -73,10 +73,17 @@ fn next_request_id() -> String {
             .map(u64::from_le_bytes)
             .unwrap_or_else(|_| uuid::Uuid::new_v4().as_u64_pair().0)
     });
-    format!(
-        "{prefix:016x}{:016x}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let mut raw = [0u8; 16];
+    raw[..8].copy_from_slice(&prefix.to_be_bytes());
+    raw[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    // As `format!("{prefix:016x}{n:016x}")` writes it, without the
+    // formatting machinery (a request id is made for every request).
+    let mut out = [0u8; 32];
+    hex::encode_to_slice(raw, &mut out)
+        .ok()
+        .and_then(|()| std::str::from_utf8(&out).ok())
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 /// Which kind of path a request was: the `policy` label of
@@ -225,6 +232,23 @@ mod tests {
 
     /// The labels are a contract with dashboards: a rename here is a
     /// breaking change, not a refactor.
+    #[test]
+    fn request_ids_are_32_hex_digits_unique_with_a_shared_prefix() {
+        let (a, b) = (next_request_id(), next_request_id());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
+        assert_eq!(a[..16], b[..16], "one per-process prefix");
+        let n = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
+        assert!(n(&b) > n(&a), "a counter: {a} then {b}");
+    }
+
     #[test]
     fn labels_are_the_documented_strings() {
         let kinds = [
