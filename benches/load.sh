@@ -6,6 +6,8 @@
 #
 # Knobs (environment):
 #   CONNS=32 DURATION=10 WARMUP=2   wrk connections, seconds measured, seconds of warm-up
+#   ROUNDS=3                        passes over the throughput targets, interleaved; each row is
+#                                   its target's median round (CALLGRIND=1 makes one)
 #   MIN_RATIO=0.9                   required-route req/s vs nginx below this fails the run
 #   ONLY_BASELINE=1                 skip the build and Portcullis; measure the upstream and
 #                                   nginx only (the upstream falls back to a small python3
@@ -49,6 +51,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 CONNS=${CONNS:-32}
+ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 MIN_RATIO=${MIN_RATIO:-0.9}
@@ -455,13 +458,57 @@ measure() {
   fi
 }
 
-measure upstream "$UP_PID" "http://127.0.0.1:$UP_PORT/"
-measure nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
-if [[ $ONLY_BASELINE != 1 ]]; then
-  measure pingora-bare-unpatched "${BAREU_PID:-}" "http://127.0.0.1:${BAREU_PORT:-0}/"
-  measure pingora-bare "$BARE_PID" "http://127.0.0.1:$BARE_PORT/"
-  measure portcullis-public "$PX_PID" "http://127.0.0.1:$PX_PORT/public/x"
-  measure portcullis-required "$PX_PID" "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
+# ROUNDS passes over every target, interleaved, so that a slow minute of a
+# shared host falls on all of them alike; each row is reported at its
+# median round (below).
+((CALLGRIND)) && ROUNDS=1
+for ((round = 1; round <= ROUNDS; round++)); do
+  ((ROUNDS > 1)) && log "round $round of $ROUNDS"
+  measure upstream "$UP_PID" "http://127.0.0.1:$UP_PORT/"
+  measure nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
+  if [[ $ONLY_BASELINE != 1 ]]; then
+    measure pingora-bare-unpatched "${BAREU_PID:-}" "http://127.0.0.1:${BAREU_PORT:-0}/"
+    measure pingora-bare "$BARE_PID" "http://127.0.0.1:$BARE_PORT/"
+    measure portcullis-public "$PX_PID" "http://127.0.0.1:$PX_PORT/public/x"
+    measure portcullis-required "$PX_PID" "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
+  fi
+done
+
+# Each target's median round by req/s (for an even count, the lower
+# middle), and every round's ratio of portcullis-required to nginx.
+round_ratios=""
+if ((ROUNDS > 1)); then
+  declare -A seen=()
+  keep=()
+  for i in "${!names[@]}"; do
+    n=${names[i]}
+    [[ -n ${seen[$n]:-} ]] && continue
+    seen[$n]=1
+    mine=()
+    for j in "${!names[@]}"; do [[ ${names[j]} == "$n" ]] && mine+=("${rps[j]} $j"); done
+    keep+=("$(printf '%s\n' "${mine[@]}" | sort -g | awk -v m=$(((${#mine[@]} + 1) / 2)) 'NR == m { print $2 }')")
+  done
+  ng=() rq=()
+  for i in "${!names[@]}"; do
+    [[ ${names[i]} == nginx ]] && ng+=("${rps[i]}")
+    [[ ${names[i]} == portcullis-required ]] && rq+=("${rps[i]}")
+  done
+  for ((k = 0; k < ${#rq[@]} && k < ${#ng[@]}; k++)); do
+    round_ratios+=" $(awk -v a="${rq[k]}" -v b="${ng[k]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+  done
+  n2=() r2=() a2=() b2=() e2=() c2=() f2=() i2=()
+  for i in "${keep[@]}"; do
+    n2+=("${names[i]}") r2+=("${rps[i]}") a2+=("${p50[i]}") b2+=("${p99[i]}") e2+=("${errors[i]}")
+    c2+=("${cpu[i]}") f2+=("${perfrow[i]:-}") i2+=("${irs[i]}")
+  done
+  # Errors of any round count.
+  for k in "${!n2[@]}"; do
+    for j in "${!names[@]}"; do
+      [[ ${names[j]} == "${n2[k]}" ]] && ((errors[j] > e2[k])) && e2[k]=${errors[j]}
+    done
+  done
+  names=("${n2[@]}") rps=("${r2[@]}") p50=("${a2[@]}") p99=("${b2[@]}") errors=("${e2[@]}")
+  cpu=("${c2[@]}") perfrow=("${f2[@]}") irs=("${i2[@]}")
 fi
 
 
@@ -601,7 +648,8 @@ mkdir -p "$RESULTS_DIR"
   echo
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "- host: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), load average before the run: $load_before"
-  echo "- wrk -t1 -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up), loopback, nginx 1 worker"
+  echo "- wrk -t1 -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up), loopback, nginx 1 worker, Portcullis 1 worker thread"
+  ((ROUNDS > 1)) && echo "- $ROUNDS rounds over all targets, interleaved; each row is its target's median round; portcullis-required / nginx per round:${round_ratios:- -}"
   echo "- upstream: $upstream_kind"
   echo "- CPU us/req: the server's user+system time from /proc/PID/stat over the measured run / requests"
   ((CALLGRIND)) && echo "- CALLGRIND=1: servers ran under callgrind; Ir/req = instructions per request of the measured run; req/s and latencies are valgrind's, not the servers'"
