@@ -1,9 +1,11 @@
 //! The proxy path: forwarding, the gate against every request shape, limits, TLS,
 //! several upstreams.
 
+mod buffers;
 mod forward_auth;
 mod forwarding;
 mod gate;
+mod keepalive;
 mod limits;
 mod pool;
 mod tls;

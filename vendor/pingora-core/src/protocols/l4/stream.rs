@@ -31,7 +31,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 #[cfg(target_os = "linux")]
 use tokio::io::Interest;
-use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf};
+use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+
+// PORTCULLIS PATCH (pingora-core 4): the write buffer holds memory only
+// while it holds bytes (see `lazy_buf_writer`).
+use super::lazy_buf_writer::LazyBufWriter as BufWriter;
 use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;
@@ -424,7 +428,8 @@ impl L4BufferSettings {
 /// A zero read capacity leaves the read buffer out, because [`BufReader`] panics on
 /// a zero capacity. Reads then go straight to the raw stream, as they did through
 /// an empty `BufReader`. [`BufWriter`] accepts a zero capacity and writes straight
-/// through.
+/// through. PORTCULLIS PATCH (pingora-core 4): `BufWriter` is
+/// `LazyBufWriter`, which holds no memory while it holds no bytes.
 #[derive(Debug)]
 enum BufferedStream {
     UnbufferedRead(BufWriter<RawStreamWrapper>),
