@@ -1,7 +1,7 @@
-//! pingora's stream buffers (`PORTCULLIS PATCH` pingora-core 4 in
-//! `vendor/pingora-core/src/protocols/l4/`): a connection's write buffer
-//! holds memory only while it holds bytes. It must make exactly the
-//! decisions tokio's `BufWriter` makes — the same bytes to
+//! pingora's stream buffers (`PORTCULLIS PATCH` pingora-core 4 and 7 in
+//! `vendor/pingora-core/src/protocols/l4/`): a connection's read and write
+//! buffers hold memory only while they hold bytes. They must make exactly
+//! the decisions tokio's `BufReader`/`BufWriter` make — the same bytes to
 //! each caller, the same reads and writes reaching the socket — so each is
 //! run beside tokio's over scripted sources and sinks and compared call by
 //! call. (They live here because the vendored crate's own tests need
@@ -166,5 +166,108 @@ mod writer {
         w.flush().await.unwrap();
         assert_eq!(w.allocated(), 0, "the flush gives the buffer back");
         assert_eq!(rec.writes(), vec![b"HTTP/1.1 200 OK\r\n\r\n".to_vec()]);
+    }
+}
+
+mod reader {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use pingora::protocols::l4::lazy_buf_reader::LazyBufReader;
+    use tokio::io::{AsyncRead, ReadBuf};
+    use tokio::io::{AsyncReadExt, BufReader};
+
+    /// Gives its data out in the given chunk sizes, one chunk per read (cut
+    /// to the room the caller has), then end of file.
+    struct Chunks {
+        data: Vec<u8>,
+        chunks: Vec<usize>,
+        reads: usize,
+    }
+
+    impl Chunks {
+        fn new(chunks: &[usize]) -> Self {
+            let total = chunks.iter().sum::<usize>();
+            Chunks {
+                data: (0..total).map(|i| (i * 7 + 3) as u8).collect(),
+                chunks: chunks.iter().rev().copied().collect(),
+                reads: 0,
+            }
+        }
+    }
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.reads += 1;
+            if let Some(next) = self.chunks.pop() {
+                let n = next.min(buf.remaining());
+                if n < next {
+                    self.chunks.push(next - n);
+                }
+                let taken: Vec<u8> = self.data.drain(..n).collect();
+                buf.put_slice(&taken);
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Reads everything through a tokio `BufReader` and a `LazyBufReader`
+    /// of the same capacity with the same sequence of caller buffer sizes,
+    /// and compares every read's bytes and the reads reaching the source.
+    async fn same_as_bufreader(capacity: usize, chunks: &[usize], asks: &[usize]) {
+        let mut a = BufReader::with_capacity(capacity, Chunks::new(chunks));
+        let mut b = LazyBufReader::with_capacity(capacity, Chunks::new(chunks));
+        // Bounded above the longest script (4,097 bytes read one at a time).
+        for (i, ask) in asks.iter().cycle().enumerate().take(10_000) {
+            let mut x = vec![0u8; *ask];
+            let mut y = vec![0u8; *ask];
+            let nx = a.read(&mut x).await.unwrap();
+            let ny = b.read(&mut y).await.unwrap();
+            assert_eq!(
+                (nx, &x[..nx]),
+                (ny, &y[..ny]),
+                "read {i}, capacity {capacity}, chunks {chunks:?}, asks {asks:?}"
+            );
+            assert_eq!(
+                a.get_ref().reads,
+                b.get_ref().reads,
+                "source reads after read {i}"
+            );
+            if nx == 0 && *ask > 0 {
+                break;
+            }
+        }
+        assert_eq!(a.get_ref().data.len(), 0, "the source was read to its end");
+        assert_eq!(b.allocated(), 0, "a drained reader holds no memory");
+    }
+
+    #[tokio::test]
+    async fn reads_exactly_what_bufreader_reads() {
+        let chunk_sets: &[&[usize]] = &[&[5], &[100, 3, 50], &[4096, 1], &[1; 20], &[300, 300]];
+        let ask_sets: &[&[usize]] = &[&[1], &[7], &[64], &[256], &[5000], &[3, 300, 17]];
+        for capacity in [1, 16, 256, 1024] {
+            for chunks in chunk_sets {
+                for asks in ask_sets {
+                    same_as_bufreader(capacity, chunks, asks).await;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_is_held_only_while_unread_bytes_wait() {
+        let mut r = LazyBufReader::with_capacity(64 * 1024, Chunks::new(&[100]));
+        assert_eq!(r.allocated(), 0, "a new reader allocates nothing");
+        let mut small = [0u8; 30];
+        assert_eq!(r.read(&mut small).await.unwrap(), 30);
+        assert_eq!(r.allocated(), 70, "only the unread bytes are kept");
+        let mut rest = [0u8; 100];
+        assert_eq!(r.read(&mut rest).await.unwrap(), 70);
+        assert_eq!(r.allocated(), 0, "taking them gives the memory back");
     }
 }

@@ -15,6 +15,8 @@
 //! Transport layer protocol implementation
 
 pub mod ext;
+// PORTCULLIS PATCH (pingora-core 7)
+pub mod lazy_buf_reader;
 // PORTCULLIS PATCH (pingora-core 4)
 pub mod lazy_buf_writer;
 pub mod listener;

@@ -31,10 +31,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 #[cfg(target_os = "linux")]
 use tokio::io::Interest;
-use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-// PORTCULLIS PATCH (pingora-core 4): the write buffer holds memory only
-// while it holds bytes (see `lazy_buf_writer`).
+// PORTCULLIS PATCH (pingora-core 4 and 7): the write and read buffers hold
+// memory only while they hold bytes (see `lazy_buf_writer`, `lazy_buf_reader`).
+use super::lazy_buf_reader::LazyBufReader as BufReader;
 use super::lazy_buf_writer::LazyBufWriter as BufWriter;
 use tokio::net::TcpStream;
 #[cfg(unix)]
@@ -428,8 +429,9 @@ impl L4BufferSettings {
 /// A zero read capacity leaves the read buffer out, because [`BufReader`] panics on
 /// a zero capacity. Reads then go straight to the raw stream, as they did through
 /// an empty `BufReader`. [`BufWriter`] accepts a zero capacity and writes straight
-/// through. PORTCULLIS PATCH (pingora-core 4): `BufWriter` is
-/// `LazyBufWriter`, which holds no memory while it holds no bytes.
+/// through. PORTCULLIS PATCH (pingora-core 4 and 7): `BufWriter` and
+/// `BufReader` are `LazyBufWriter` and `LazyBufReader`, which hold no memory
+/// while they hold no bytes.
 #[derive(Debug)]
 enum BufferedStream {
     UnbufferedRead(BufWriter<RawStreamWrapper>),
