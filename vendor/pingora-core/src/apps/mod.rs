@@ -297,74 +297,38 @@ where
             }
         }
         if h2c || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            // create a shared connection digest
-            let digest = Arc::new(Digest {
-                ssl_digest: stream.get_ssl_digest(),
-                // TODO: log h2 handshake time
-                timing_digest: stream.get_timing_digest(),
-                proxy_digest: stream.get_proxy_digest(),
-                socket_digest: stream.get_socket_digest(),
-            });
-
-            let h2_options = self.h2_options();
-            let h2_conn = match server::handshake(stream, h2_options).await {
-                Err(e) => {
-                    error!("H2 handshake error {e}");
-                    return None;
-                }
-                Ok(c) => c,
-            };
-
-            // The accept-loop body — including the graceful-shutdown state
-            // machine — lives in `server::accept_downstream_sessions` so that
-            // the same code path is exercised by tests in `protocols::http::v2`.
-            let app = self.clone();
-            let shutdown_for_session = shutdown.clone();
-            let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
-            server::accept_downstream_sessions(
-                h2_conn,
-                digest,
-                shutdown.clone(),
-                h2_idle_timeout,
-                |h2_stream, guard| {
-                    let app = app.clone();
-                    let shutdown = shutdown_for_session.clone();
-                    pingora_runtime::current_handle().spawn(async move {
-                        // hold `guard` for the session's lifetime so the accept
-                        // loop's idle timeout sees this connection as busy.
-                        let _guard = guard;
-                        // Note, `PersistentSettings` not currently relevant for h2
-                        app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
-                            .await;
-                    });
-                },
-            )
-            .await;
+            // PORTCULLIS PATCH (pingora-core 6): the HTTP/2 connection (its
+            // handshake and accept loop are several KiB of future) runs in a
+            // future of its own, so that an HTTP/1 connection's task is not
+            // sized for it.
+            Box::pin(serve_h2(self.clone(), stream, shutdown.clone())).await;
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
             // No ALPN or ALPN::H1 and h2c was not configured, fallback to HTTP/1.1
-            let mut session = ServerSession::new_http1(stream);
-            if *shutdown.borrow() {
+            // PORTCULLIS PATCH (pingora-core 6): sessions are made by plain
+            // functions and moved straight into `process_new_http`. A session
+            // kept in a local of this future (the published code configures
+            // it in place) stays in the future's state across every
+            // keep-alive wait of the connection, borrowed locals being kept
+            // alive by the compiler until their scope ends.
+            let keepalive = if *shutdown.borrow() {
                 // stop downstream from reusing if this service is shutting down soon
-                session.set_keepalive(None);
+                None
             } else {
                 // default 60s
-                session.set_keepalive(Some(60));
-            }
-            session.set_keepalive_reuses_remaining(
-                self.server_options()
-                    .and_then(|opts| opts.keepalive_request_limit),
-            );
-
-            let mut result = self.process_new_http(session, shutdown).await;
-            while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
-                let mut session = ServerSession::new_http1(stream);
-                if let Some(persistent_settings) = persistent_settings {
-                    persistent_settings.apply_to_session(&mut session);
-                }
-
-                result = self.process_new_http(session, shutdown).await;
+                Some(60)
+            };
+            let limit = self
+                .server_options()
+                .and_then(|opts| opts.keepalive_request_limit);
+            let mut result = self
+                .process_new_http(first_h1_session(stream, keepalive, limit), shutdown)
+                .await;
+            while let Some(reused) = result {
+                result = self
+                    .process_new_http(reused_h1_session(reused), shutdown)
+                    .await;
             }
         }
         None
@@ -373,6 +337,82 @@ where
     async fn cleanup(&self) {
         self.http_cleanup().await;
     }
+}
+
+/// PORTCULLIS PATCH (pingora-core 6): the HTTP/2 branch of
+/// `ServerApp::process_new` for `HttpServerApp`s, unchanged, in a function of
+/// its own so that it can be boxed.
+async fn serve_h2<T>(app: Arc<T>, stream: Stream, shutdown: ShutdownWatch)
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    // create a shared connection digest
+    let digest = Arc::new(Digest {
+        ssl_digest: stream.get_ssl_digest(),
+        // TODO: log h2 handshake time
+        timing_digest: stream.get_timing_digest(),
+        proxy_digest: stream.get_proxy_digest(),
+        socket_digest: stream.get_socket_digest(),
+    });
+
+    let h2_options = app.h2_options();
+    let h2_conn = match server::handshake(stream, h2_options).await {
+        Err(e) => {
+            error!("H2 handshake error {e}");
+            return;
+        }
+        Ok(c) => c,
+    };
+
+    // The accept-loop body — including the graceful-shutdown state
+    // machine — lives in `server::accept_downstream_sessions` so that
+    // the same code path is exercised by tests in `protocols::http::v2`.
+    let shutdown_for_session = shutdown.clone();
+    let h2_idle_timeout = app.server_options().and_then(|o| o.h2_idle_timeout);
+    let spawner = app.clone();
+    server::accept_downstream_sessions(
+        h2_conn,
+        digest,
+        shutdown,
+        h2_idle_timeout,
+        |h2_stream, guard| {
+            let app = spawner.clone();
+            let shutdown = shutdown_for_session.clone();
+            pingora_runtime::current_handle().spawn(async move {
+                // hold `guard` for the session's lifetime so the accept
+                // loop's idle timeout sees this connection as busy.
+                let _guard = guard;
+                // Note, `PersistentSettings` not currently relevant for h2
+                app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
+                    .await;
+            });
+        },
+    )
+    .await;
+}
+
+/// PORTCULLIS PATCH (pingora-core 6): the first HTTP/1 session of a
+/// connection, as the published `process_new` set it up.
+fn first_h1_session(
+    stream: Stream,
+    keepalive: Option<u64>,
+    reuses_limit: Option<u32>,
+) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    session.set_keepalive(keepalive);
+    session.set_keepalive_reuses_remaining(reuses_limit);
+    session
+}
+
+/// PORTCULLIS PATCH (pingora-core 6): the session of a kept-alive HTTP/1
+/// connection's next request, as the published `process_new` set it up.
+fn reused_h1_session(reused: ReusedHttpStream) -> ServerSession {
+    let (stream, persistent_settings) = reused.consume();
+    let mut session = ServerSession::new_http1(stream);
+    if let Some(persistent_settings) = persistent_settings {
+        persistent_settings.apply_to_session(&mut session);
+    }
+    session
 }
 
 #[cfg(test)]
