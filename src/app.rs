@@ -72,9 +72,11 @@ pub enum AppError {
 /// Per-connection L4 buffers of the public listeners. The read buffer is
 /// for TLS listeners only: rustls reads a record at a time, and the buffer
 /// saves syscalls there. Over plain TCP pingora's HTTP/1 reader already
-/// reads into its own header and body buffers, so an L4 read buffer only
-/// adds a copy per read and 64 KiB per open connection (issue 14: 5,000
-/// connections took the process to ~650 MB).
+/// reads into its own header and body buffers, so an L4 read buffer would
+/// only add a copy per read. Neither buffer costs memory while it is empty
+/// (vendored pingora-core, patches 4 and 7): an idle keep-alive connection
+/// holds none of it (issue 14: with buffers held for the life of each
+/// connection, 5,000 connections took the process to ~650 MB).
 const DOWNSTREAM_TLS_READ_BUFFER: usize = 64 * 1024;
 const DOWNSTREAM_WRITE_BUFFER: usize = 16 * 1024;
 

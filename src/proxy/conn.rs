@@ -25,9 +25,11 @@
 //!
 //! TLS handshakes happen before either (pingora bounds them at 60 s).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -38,7 +40,7 @@ use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::http::v2::server::H2Options;
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
@@ -49,6 +51,16 @@ tokio::task_local! {
     /// Set by [`ConnectionLimit`] for the task serving one connection:
     /// whether its first request is still to come.
     static FIRST_REQUEST: Cell<bool>;
+}
+
+/// The buffer a request header is read into grows by this much; the
+/// first read of each request goes through a [`SCRATCH`] buffer this size.
+const HEAD_CHUNK: usize = 4096;
+
+thread_local! {
+    /// See [`first_bytes`]. Borrowed only within one poll, never across an
+    /// await, so the tasks of a thread cannot contend for it.
+    static SCRATCH: RefCell<Box<[u8; HEAD_CHUNK]>> = RefCell::new(Box::new([0; HEAD_CHUNK]));
 }
 
 /// pingora refuses request headers larger than this (its
@@ -161,15 +173,16 @@ impl<H> HeaderDeadline<H> {
 impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<H> {
     async fn process_new_http(
         self: &Arc<Self>,
-        mut session: ServerSession,
+        session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        // Only an HTTP/1 session whose bytes are all still in the socket
-        // can be read ahead (pipelining is never enabled here, so pingora
-        // holds no prefix of its own).
-        if session.as_http1().is_none() || session.pipelining_enabled() {
-            return self.inner.process_new_http(session, shutdown).await;
-        }
+        // The session is taken apart by a plain function: a session kept in
+        // a local of this future would sit in it, for nothing, through the
+        // whole keep-alive wait of every idle connection.
+        let (mut stream, kept) = match take_apart(session) {
+            Ok(parts) => parts,
+            Err(session) => return self.inner.process_new_http(session, shutdown).await,
+        };
         let first = FIRST_REQUEST
             .try_with(|f| f.replace(false))
             .unwrap_or(false);
@@ -181,24 +194,12 @@ impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
                 Duration::from_secs(l.keepalive_timeout_seconds),
             )
         };
-        // What pingora set up for this session, to be given back to the
-        // one rebuilt around the same stream.
-        let keepalive = session.get_keepalive();
-        let reuses = session.get_keepalive_reuses_remaining();
-        let user_context = session.take_connection_user_context();
-        let ServerSession::H1(h1) = session else {
-            return None;
-        };
-        let mut stream = h1.into_inner();
         let first_wait = if first { header_timeout } else { idle_timeout };
         match read_head(&mut stream, first_wait, header_timeout, first, shutdown).await {
             Head::Complete(head) => {
-                let mut session = ServerSession::new_http1(stream);
-                session.set_keepalive(keepalive);
-                session.set_keepalive_reuses_remaining(reuses);
-                session.set_connection_user_context(user_context);
-                session.set_pipelined_prefix(head);
-                self.inner.process_new_http(session, shutdown).await
+                self.inner
+                    .process_new_http(kept.rebuild(stream, head), shutdown)
+                    .await
             }
             Head::Closed => None,
             Head::Silent => {
@@ -248,6 +249,47 @@ impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
     }
 }
 
+/// What pingora set up for an HTTP/1 session, to be given to the one
+/// rebuilt around the same stream once its request header is in.
+struct Kept {
+    keepalive: Option<u64>,
+    reuses: Option<u32>,
+    user_context: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Kept {
+    fn rebuild(self, stream: Stream, head: BytesMut) -> ServerSession {
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive(self.keepalive);
+        session.set_keepalive_reuses_remaining(self.reuses);
+        session.set_connection_user_context(self.user_context);
+        session.set_pipelined_prefix(head);
+        session
+    }
+}
+
+/// The stream of an HTTP/1 session whose bytes are all still in the
+/// socket, and its settings; any other session is handed back. Pipelining
+/// is never enabled here, so pingora holds no prefix of its own.
+#[expect(
+    clippy::result_large_err,
+    reason = "the session came in by value and goes straight back out; boxing it would allocate per request"
+)]
+fn take_apart(mut session: ServerSession) -> Result<(Stream, Kept), ServerSession> {
+    if session.as_http1().is_none() || session.pipelining_enabled() {
+        return Err(session);
+    }
+    let kept = Kept {
+        keepalive: session.get_keepalive(),
+        reuses: session.get_keepalive_reuses_remaining(),
+        user_context: session.take_connection_user_context(),
+    };
+    match session {
+        ServerSession::H1(h1) => Ok((h1.into_inner(), kept)),
+        other => Err(other),
+    }
+}
+
 /// How reading a request header ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Head {
@@ -274,7 +316,6 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(
     shutdown: &ShutdownWatch,
 ) -> Head {
     let start = tokio::time::Instant::now();
-    let mut buf = BytesMut::with_capacity(4096);
     let mut stop = shutdown.clone();
     let shutting_down = async move {
         // A dropped sender means no shutdown will ever be signalled.
@@ -284,14 +325,14 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(
     };
     let read = tokio::select! {
         biased;
-        r = tokio::time::timeout(first_wait, stream.read_buf(&mut buf)) => r,
+        r = tokio::time::timeout(first_wait, first_bytes(stream)) => r,
         () = shutting_down => return Head::Closed,
     };
-    match read {
+    let mut buf = match read {
         Err(_) if from_start => return Head::Silent,
-        Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return Head::Closed,
-        Ok(Ok(_)) => {}
-    }
+        Ok(Ok(buf)) if !buf.is_empty() => buf,
+        Err(_) | Ok(Ok(_)) | Ok(Err(_)) => return Head::Closed,
+    };
     let deadline = if from_start {
         start
     } else {
@@ -303,7 +344,7 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(
             return Head::Complete(buf);
         }
         if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(4096);
+            buf.reserve(HEAD_CHUNK);
         }
         match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Err(_) => return Head::TooSlow(buf.len()),
@@ -311,6 +352,29 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(
             Ok(Ok(_)) => {}
         }
     }
+}
+
+/// Waits for the first bytes of a request without a buffer of its own.
+///
+/// A kept-alive connection spends most of its life here, and there are as
+/// many of these waits as idle connections (10,000 and more): a 4 KiB
+/// buffer each was most of an idle connection's memory. Each poll reads
+/// into its thread's scratch buffer instead, which is free again when the
+/// poll returns (a `Pending` read leaves nothing in it, by `AsyncRead`'s
+/// contract); only bytes that arrived are copied into a buffer of the
+/// request's own. Returns an empty buffer when the peer closed.
+async fn first_bytes<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<BytesMut> {
+    std::future::poll_fn(|cx| {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut read = ReadBuf::new(&mut scratch[..]);
+            std::task::ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
+            let got = read.filled();
+            let mut buf = BytesMut::with_capacity(HEAD_CHUNK.max(got.len()));
+            buf.extend_from_slice(got);
+            Poll::Ready(Ok(buf))
+        })
+    })
+    .await
 }
 
 /// Finds the end of a request header incrementally (a client sending one

@@ -1,0 +1,110 @@
+//! One kept-alive client connection carrying requests of every shape the
+//! header reader meets: a header in one piece, one split across writes
+//! after its first bytes, one larger than the per-thread buffer that takes
+//! each request's first read, and a body sent with its header. Each must
+//! reach the app whole, on the same connection.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::env::*;
+
+/// Reads one response (status line, headers, `content-length` body) from
+/// a kept-alive connection; returns its status and body.
+async fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> (u16, serde_json::Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let status: u16 = head[9..12].parse().expect("status code");
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .expect("a content-length response");
+            if pending.len() >= end + 4 + len {
+                let body: Vec<u8> = pending.drain(..end + 4 + len).skip(end + 4).collect();
+                let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                return (status, json);
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
+            .await
+            .expect("response timed out")
+            .expect("read failed");
+        assert!(n > 0, "the connection closed mid-response");
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_carries_headers_of_every_shape() {
+    let env = TestEnv::start().await;
+    let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(env.proxy))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut pending = Vec::new();
+    let accept = "Accept: application/json\r\n";
+
+    // 1. In one piece.
+    s.write_all(format!("GET /public/one HTTP/1.1\r\nHost: a\r\n{accept}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, echo) = read_response(&mut s, &mut pending).await;
+    assert_eq!((status, echo["path"].as_str()), (200, Some("/public/one")));
+
+    // 2. Split after the first bytes: the first read takes only part of it.
+    let two = format!("GET /public/two HTTP/1.1\r\nHost: a\r\nX-Part: yes\r\n{accept}\r\n");
+    let (a, b) = two.as_bytes().split_at(7);
+    s.write_all(a).await.unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b).await.unwrap();
+    let (status, echo) = read_response(&mut s, &mut pending).await;
+    assert_eq!((status, echo["path"].as_str()), (200, Some("/public/two")));
+    assert_eq!(seen(&echo, "x-part"), Some("yes"));
+
+    // 3. Larger than the first read's buffer (4 KiB): read on until whole.
+    let pad = "p".repeat(12_000);
+    s.write_all(
+        format!("GET /public/three HTTP/1.1\r\nHost: a\r\nX-Pad: {pad}\r\n{accept}\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (status, echo) = read_response(&mut s, &mut pending).await;
+    assert_eq!(
+        (status, echo["path"].as_str()),
+        (200, Some("/public/three"))
+    );
+    assert_eq!(
+        seen(&echo, "x-pad").map(str::len),
+        Some(12_000),
+        "the large header arrived cut"
+    );
+
+    // 4. A body sent together with its header.
+    s.write_all(
+        format!("POST /public/four HTTP/1.1\r\nHost: a\r\n{accept}Content-Length: 5\r\n\r\nhello")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (status, echo) = read_response(&mut s, &mut pending).await;
+    assert_eq!((status, echo["path"].as_str()), (200, Some("/public/four")));
+    assert_eq!(echo["body_bytes"], 5);
+
+    // 5. And the connection is still good for a plain request.
+    s.write_all(format!("GET /public/five HTTP/1.1\r\nHost: a\r\n{accept}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, echo) = read_response(&mut s, &mut pending).await;
+    assert_eq!((status, echo["path"].as_str()), (200, Some("/public/five")));
+    assert!(pending.is_empty(), "bytes beyond the last response");
+}
