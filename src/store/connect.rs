@@ -18,6 +18,23 @@ pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// this only add lock contention on one file.
 const SQLITE_MAX_CONNECTIONS: u32 = 8;
 
+/// The page cache of all SQLite connections together, KiB. Each
+/// connection has a cache of its own, and random lookups (a session
+/// walk, SCIM filters) fill every one of them with the same pages: 16 MiB
+/// per connection made a process holding 100,000 sessions and 10,000 idle
+/// connections ~216 MB instead of ~122 MB (2 MiB each; `benches/load.sh`
+/// `MEMORY=1`). SQLite's default, 2 MiB per connection, is too small for
+/// 100,000 SCIM users (index pages read again from the OS, a system call
+/// each); 4 MiB per connection provisions within the noise of 16 MiB
+/// (`cargo bench --bench scim -- bulk`, same session: 6,297 and 6,743
+/// users per CPU second; 8 MiB gave 7,746). Pages are allocated as used.
+const SQLITE_PAGE_CACHE_KIB: u32 = 32 * 1024;
+
+/// `SQLITE_PAGE_CACHE_KIB / SQLITE_MAX_CONNECTIONS` (negative: KiB, not
+/// pages); the assertion keeps the two in step.
+const SQLITE_CACHE_PRAGMA: &str = "PRAGMA cache_size = -4096";
+const _: () = assert!(SQLITE_PAGE_CACHE_KIB / SQLITE_MAX_CONNECTIONS == 4096);
+
 /// Default until the config exposes it.
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
 
@@ -111,12 +128,7 @@ pub(super) async fn sqlite_pool(path: &Path) -> Result<(AnyPool, PathBuf), Store
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
-                // SQLite's default page cache is 2 MiB per connection: with
-                // 100,000 SCIM users the index pages no longer fit, and
-                // every lookup and insert re-reads them from the OS with a
-                // system call each. 16 MiB holds the hot indexes of a large
-                // tenant; pages are only allocated as they are used.
-                conn.execute("PRAGMA cache_size = -16384").await?;
+                conn.execute(SQLITE_CACHE_PRAGMA).await?;
                 Ok(())
             })
         })
