@@ -43,8 +43,11 @@
 #   HIGH_CONNS=5000                 (default) also measure nginx and portcullis-required with this
 #                                   many wrk connections; 0 skips it
 #
-# The "CPU us/req" column is the server's own user+system CPU time (from
-# /proc/PID/stat of the server and its child processes, e.g. nginx's worker)
+# "peak RSS MB" is the largest VmRSS (server and child processes) sampled every
+# 0.2 s during the measured run (HIGH_CONNS=10000 gives the memory of 10,000
+# active connections). The "CPU us/req" column is the server's own
+# user+system CPU time (from /proc/PID/stat of the server and its child
+# processes, e.g. nginx's worker)
 # over the measured run divided by the requests wrk completed: what a request
 # costs the proxy, independent of how busy the rest of the machine is.
 set -euo pipefail
@@ -191,6 +194,18 @@ rss_mb() {
     kb=$((kb + ${v:-0}))
   done
   awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
+# peak_rss PID FILE: samples rss_mb of PID every 0.2 s and keeps the largest
+# in FILE, until killed.
+peak_rss() {
+  local peak=0 r
+  while kill -0 "$1" 2>/dev/null; do
+    r=$(rss_mb "$1")
+    peak=$(awk -v a="$peak" -v b="$r" 'BEGIN { print (b > a ? b : a) }')
+    echo "$peak" >"$2"
+    sleep 0.2
+  done
 }
 
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true; }
@@ -359,7 +374,7 @@ fi
 
 # --- measure ------------------------------------------------------------------
 
-names=() rps=() p50=() p99=() errors=() cpu=() perfrow=() irs=()
+names=() rps=() p50=() p99=() errors=() cpu=() perfrow=() irs=() peaks=()
 CLK_TCK=$(getconf CLK_TCK)
 PERF_EVENTS="task-clock,context-switches,page-faults"
 for sc in futex epoll_wait epoll_ctl getpeername recvfrom sendto read write writev readv; do
@@ -403,9 +418,14 @@ measure() {
     rec_pid=$!
     sleep 0.2
   fi
+  peak_rss "$pid" "$TMP/peak-$name" &
+  local sampler=$!
   t0=$(cpu_ticks "$pid")
   wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out"
   t1=$(cpu_ticks "$pid")
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
+  peaks+=("$(cat "$TMP/peak-$name" 2>/dev/null || echo -)")
   if [[ -n $perf_pid ]]; then
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
@@ -660,17 +680,17 @@ mkdir -p "$RESULTS_DIR"
   echo "- CPU us/req: the server's user+system time from /proc/PID/stat over the measured run / requests"
   ((CALLGRIND)) && echo "- CALLGRIND=1: servers ran under callgrind; Ir/req = instructions per request of the measured run; req/s and latencies are valgrind's, not the servers'"
   echo
-  echo "| target | req/s | p50 ms | p99 ms | vs nginx | CPU us/req | Ir/req | errors |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| target | req/s | p50 ms | p99 ms | vs nginx | CPU us/req | Ir/req | peak RSS MB | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$report.tmp"
 
 echo
 for i in "${!names[@]}"; do
   r=$(ratio "${rps[i]}" "$nginx_rps")
-  printf '%-24s %10s req/s  p50 %7s ms  p99 %7s ms  %5sx nginx  %6s us/req CPU  Ir/req %s  %s errors\n' \
-    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${irs[i]}" "${errors[i]}"
-  printf '| %s | %s | %s | %s | %sx | %s | %s | %s |\n' \
-    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${irs[i]}" "${errors[i]}" >>"$report.tmp"
+  printf '%-24s %10s req/s  p50 %7s ms  p99 %7s ms  %5sx nginx  %6s us/req CPU  Ir/req %s  peak RSS %s MB  %s errors\n' \
+    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}"
+  printf '| %s | %s | %s | %s | %sx | %s | %s | %s | %s |\n' \
+    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}" >>"$report.tmp"
 done
 if ((MEMORY)) && ((!CALLGRIND)); then
   {
