@@ -43,9 +43,9 @@
 #   HIGH_CONNS=5000                 (default) also measure nginx and portcullis-required with this
 #                                   many wrk connections; 0 skips it
 #
-# "peak RSS MB" is the largest VmRSS (server and child processes) sampled every
-# 0.2 s during the measured run (HIGH_CONNS=10000 gives the memory of 10,000
-# active connections). The "CPU us/req" column is the server's own
+# "peak RSS MB" is the kernel's peak RSS (VmHWM, reset just before the run;
+# server and child processes) over the measured run (HIGH_CONNS=10000 gives
+# the memory of 10,000 active connections). The "CPU us/req" column is the server's own
 # user+system CPU time (from /proc/PID/stat of the server and its child
 # processes, e.g. nginx's worker)
 # over the measured run divided by the requests wrk completed: what a request
@@ -196,16 +196,23 @@ rss_mb() {
   awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }'
 }
 
-# peak_rss PID FILE: samples rss_mb of PID every 0.2 s and keeps the largest
-# in FILE, until killed.
-peak_rss() {
-  local peak=0 r
-  while kill -0 "$1" 2>/dev/null; do
-    r=$(rss_mb "$1")
-    peak=$(awk -v a="$peak" -v b="$r" 'BEGIN { print (b > a ? b : a) }')
-    echo "$peak" >"$2"
-    sleep 0.2
+# reset_peak PID / peak_mb PID: the kernel keeps each process's peak RSS
+# (VmHWM); writing 5 to clear_refs resets it to the current RSS. Summed over
+# PID and its child processes, MB. No sampling, so nothing runs beside the
+# measured server.
+reset_peak() {
+  local p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true
   done
+}
+peak_mb() {
+  local p kb=0 v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    v=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+    kb=$((kb + ${v:-0}))
+  done
+  awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }'
 }
 
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true; }
@@ -418,14 +425,11 @@ measure() {
     rec_pid=$!
     sleep 0.2
   fi
-  peak_rss "$pid" "$TMP/peak-$name" &
-  local sampler=$!
+  reset_peak "$pid"
   t0=$(cpu_ticks "$pid")
   wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out"
   t1=$(cpu_ticks "$pid")
-  kill "$sampler" 2>/dev/null || true
-  wait "$sampler" 2>/dev/null || true
-  peaks+=("$(cat "$TMP/peak-$name" 2>/dev/null || echo -)")
+  peaks+=("$(peak_mb "$pid")")
   if [[ -n $perf_pid ]]; then
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
