@@ -31,7 +31,7 @@ use super::decrypt::decrypt_response;
 use super::keys::SpKey;
 use super::metadata::{Fingerprint, IdpMetadata};
 use super::presets::preset_attributes;
-use super::remote::{HoldsIdp, MetadataCache, Refresh, spawn_refresh};
+use super::remote::{FETCH_TIMEOUT, HoldsIdp, MetadataCache, Refresh, spawn_refresh};
 use super::request::{authn_request_xml, new_request_id, redirect_url};
 use super::response::has_dtd;
 use super::response::{Expectations, decode, precheck, samael_algorithms, verify};
@@ -101,6 +101,8 @@ pub struct SamlConnection {
     id: String,
     /// `None` only while metadata from a URL has never been fetched.
     trust: Arc<ArcSwapOption<Trust>>,
+    /// With a metadata URL: turns true when its first fetch has ended.
+    first_fetch: Option<tokio::sync::watch::Receiver<bool>>,
     pub sp_entity_id: String,
     pub acs_url: String,
     allow_sha1: bool,
@@ -234,6 +236,7 @@ impl SamlConnection {
                 ConnectionError::new("metadata", format!("connection `{}`: {e}", conn.id))
             })?;
         let trust = Arc::new(ArcSwapOption::new(idp.map(|m| Arc::new(settings.trust(m)))));
+        let mut first_fetch = None;
         if let (None, Some(url)) = (&cfg.idp, &cfg.idp_metadata_url) {
             let guard = match guard {
                 Some(g) => g,
@@ -250,12 +253,18 @@ impl SamlConnection {
                     guard,
                 },
                 Arc::downgrade(&trust),
+                {
+                    let (tx, rx) = tokio::sync::watch::channel(false);
+                    first_fetch = Some(rx);
+                    tx
+                },
                 move |md| settings.trust(md),
             );
         }
         Ok(Self {
             id: conn.id.clone(),
             trust,
+            first_fetch,
             sp_entity_id,
             acs_url,
             allow_sha1: cfg.allow_sha1,
@@ -305,6 +314,21 @@ impl SamlConnection {
             )
         })
     }
+
+    /// [`Self::trust`], after waiting for the metadata URL's first fetch
+    /// if it is still in flight (see `remote`): a connection saved a moment
+    /// ago must not refuse the admin's test sign-in because their IdP took
+    /// a second to serve its metadata.
+    async fn trust_ready(&self) -> Result<Arc<Trust>, ConnectionError> {
+        if self.trust.load().is_none()
+            && let Some(first) = &self.first_fetch
+        {
+            let mut first = first.clone();
+            // Ended (true) or the loop is gone (error): either way, look.
+            let _ = tokio::time::timeout(FETCH_TIMEOUT, first.wait_for(|ended| *ended)).await;
+        }
+        self.trust()
+    }
 }
 
 #[async_trait]
@@ -314,7 +338,7 @@ impl Connection for SamlConnection {
     }
 
     async fn start(&self, ctx: &StartContext) -> Result<LoginStart, ConnectionError> {
-        let trust = self.trust()?;
+        let trust = self.trust_ready().await?;
         let request_id = new_request_id();
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
         let xml = authn_request_xml(
@@ -448,7 +472,7 @@ impl SamlConnection {
         xml: String,
         request_id: Option<String>,
     ) -> Result<VerifiedLogin, ConnectionError> {
-        let trust = self.trust()?;
+        let trust = self.trust_ready().await?;
         let expect = Expectations {
             sp: &trust.sp,
             idp_entity_id: &trust.idp.entity_id,

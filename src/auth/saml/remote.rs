@@ -20,6 +20,12 @@
 //! tenants must not go down with one IdP) and this connection refuses logins
 //! with reason `metadata_unavailable` until a fetch succeeds; fetches are
 //! then retried every `RETRY_SECONDS` at most.
+//!
+//! A login that arrives while the *first* fetch is still in flight waits
+//! for that fetch (bounded by its timeout) instead of failing: a connection
+//! saved in the admin portal is built with no metadata yet, and the admin's
+//! next click is "Test sign-in" — the refusal would be a race they cannot
+//! see, won or lost by how fast their IdP answers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -33,7 +39,7 @@ use crate::metrics::Metrics;
 
 /// Largest metadata document accepted (read in chunks, stopped beyond).
 const MAX_METADATA_BYTES: usize = 1024 * 1024;
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retry interval while no good copy exists or after a failure.
 const RETRY_SECONDS: u64 = 30;
 
@@ -206,9 +212,11 @@ impl Refresh {
 
 /// Keeps `cell` current from the URL until the connection owning it is
 /// dropped (a reload replaced it): the loop holds only a weak reference.
+/// `first` turns true when the first fetch has ended, well or not.
 pub(super) fn spawn_refresh<T: HoldsIdp + Send + Sync + 'static>(
     r: Refresh,
     cell: Weak<ArcSwapOption<T>>,
+    first: tokio::sync::watch::Sender<bool>,
     make: impl Fn(IdpMetadata) -> T + Send + Sync + 'static,
 ) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -240,6 +248,7 @@ pub(super) fn spawn_refresh<T: HoldsIdp + Send + Sync + 'static>(
                 }
                 Err(e) => r.report_failure(&e, current.is_some()),
             }
+            first.send_replace(true);
             if let Some(m) = &r.metrics {
                 m.saml_metadata_refresh
                     .with_label_values(&[r.connection.as_str(), if ok { "ok" } else { "error" }])

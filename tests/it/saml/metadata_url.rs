@@ -5,33 +5,42 @@
 //! that connection with `metadata_unavailable`, and recovers by itself.
 //! A change of signing certificates is logged at WARN and counted; pinned
 //! fingerprints refuse metadata with any other certificate; the last good
-//! copy belongs to one server, never to the process.
+//! copy belongs to one server, never to the process. A login that arrives
+//! while the first fetch is still in flight waits for it.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::support::env::*;
 use crate::support::refusal::login_failure;
 use crate::support::saml::*;
 
-/// What the metadata server answers, changeable during the test.
+/// What the metadata server answers, changeable during the test, and how
+/// long it takes to.
 #[derive(Clone)]
-struct Served(Arc<Mutex<(u16, String)>>);
+struct Served(Arc<Mutex<(u16, String, Duration)>>);
 
 impl Served {
     fn set(&self, status: u16, body: String) {
-        *self.0.lock().unwrap() = (status, body);
+        let mut s = self.0.lock().unwrap();
+        (s.0, s.1) = (status, body);
+    }
+
+    fn delay(&self, d: Duration) {
+        self.0.lock().unwrap().2 = d;
     }
 }
 
 async fn metadata_server(initial: (u16, String)) -> (String, Served) {
-    let served = Served(Arc::new(Mutex::new(initial)));
+    let served = Served(Arc::new(Mutex::new((initial.0, initial.1, Duration::ZERO))));
     let s = served.clone();
     let app = axum::Router::new().route(
         "/idp/metadata",
         axum::routing::get(move || {
             let s = s.clone();
             async move {
-                let (status, body) = s.0.lock().unwrap().clone();
+                let (status, body, delay) = s.0.lock().unwrap().clone();
+                tokio::time::sleep(delay).await;
                 (axum::http::StatusCode::from_u16(status).unwrap(), body)
             }
         }),
@@ -233,6 +242,26 @@ async fn unreachable_metadata_url_at_startup_refuses_that_connection_until_it_lo
         )),
         "{m}"
     );
+}
+
+/// A connection whose IdP is slow to serve its metadata: a login started
+/// before the first fetch ends waits for it and goes to the IdP (before, it
+/// was refused with `metadata_unavailable` — what an admin saw clicking
+/// "Test sign-in" right after saving a connection in the portal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_during_the_first_metadata_fetch_waits_for_it() {
+    let dir = crate::support::env::private_tempdir().unwrap();
+    let key = IdpKey::generate(dir.path(), "idp");
+    let (url, served) = metadata_server((200, metadata(&key.cert_pem()))).await;
+    served.delay(Duration::from_secs(2));
+    let s = start(&url, dir, key).await;
+    assert_eq!(refreshes(&s.env.metrics().await, "ok"), 0, "still fetching");
+    served.delay(Duration::ZERO);
+    // `begin` asserts the redirect to the IdP
+    let st = s.begin().await;
+    assert_eq!(refreshes(&s.env.metrics().await, "ok"), 1);
+    let xml = s.resp(&st).signed(&s.key, s.dir.path());
+    assert_eq!(s.post(&st, &b64(&xml)).await.status().as_u16(), 303);
 }
 
 /// A refresh that changes the signing certificates is logged at WARN with
