@@ -122,11 +122,12 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
-    // The proxy holds the session's principal in an `Arc`; the cache is
-    // per principal, so the bench passes the same one every time.
+    // The proxy holds the session's principal in an `Arc` and the
+    // session its assertion slot; the bench passes the same ones every time.
     let shared = std::sync::Arc::new(principal.clone());
+    let slot = portcullis::identity::AssertionSlot::default();
     g.bench_function("assertion_cached", |b| {
-        b.iter(|| signer.assertion("s", &shared, now).unwrap())
+        b.iter(|| signer.assertion_in(&slot, &shared, now).unwrap())
     });
     g.bench_function("assertion_sign_uncached", |b| {
         b.iter(|| signer.sign(&principal, now).unwrap())
@@ -142,7 +143,7 @@ fn bench(c: &mut Criterion) {
             };
             let strip = plan.headers_to_strip(&headers, false);
             let values = plan.values(&s.principal);
-            let a = signer.assertion(&s.id_hash, &s.principal, now).unwrap();
+            let a = signer.assertion_in(&s.assertion, &s.principal, now).unwrap();
             (strip, values, a)
         })
     });

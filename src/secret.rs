@@ -35,6 +35,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// SHA-256 of `data`: the session cache's key (32 bytes kept inline in
+/// the cache, where the hex form would be a heap string per entry).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, data).as_ref());
+    out
+}
+
 /// Lowercase hex SHA-256: how secrets (session ids, tokens) are stored, so a
 /// leaked database row is not a usable credential.
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -8,7 +8,10 @@
 //! `jsonwebtoken` crate against the published JWKS.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -19,6 +22,9 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::json;
 
 use super::principal::Principal;
+
+/// Machine credentials whose assertion is kept (least recently used go).
+const KEYED_SLOTS: u64 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssertionError {
@@ -35,16 +41,33 @@ pub fn generate_signing_key() -> Result<Vec<u8>, AssertionError> {
         .map_err(|_| AssertionError::Sign)
 }
 
-/// A cached assertion: its expiry, the token, and whom it describes.
-#[derive(Clone)]
+/// One holder's last assertion. A session keeps its own (in the
+/// [`ActiveSession`](crate::session::ActiveSession) the session cache
+/// holds), so the hot path signs once per half lifetime rather than per
+/// request, and the assertion lives and dies with the cached session: no
+/// second cache keyed by the session id, no second copy of that key, and
+/// nothing to invalidate when a session ends. Machine callers, which have
+/// no session object, use the signer's keyed slots ([`AssertionSigner::slot`]).
+#[derive(Debug, Default)]
+pub struct AssertionSlot(ArcSwapOption<Signed>);
+
+/// A signed assertion: who signed it, until when, whom it describes.
+#[derive(Debug)]
 struct Signed {
+    /// [`AssertionSigner::id`]: a reload may change the key, issuer,
+    /// audience or copied claims, so another signer's token is never reused.
+    signer: u64,
     exp: i64,
     token: Arc<str>,
     principal: Arc<Principal>,
 }
 
+/// Distinct per signer made in this process.
+static SIGNERS: AtomicU64 = AtomicU64::new(0);
+
 /// Signs assertions and publishes the matching JWKS.
 pub struct AssertionSigner {
+    id: u64,
     key: EcdsaKeyPair,
     rng: SystemRandom,
     kid: String,
@@ -55,12 +78,9 @@ pub struct AssertionSigner {
     /// IdP claims copied in as top-level claims (`[headers]
     /// assertion_claims`).
     claims: Vec<String>,
-    /// Per-session cache: signing costs tens of microseconds, the hot path
-    /// must not pay it on every request. An entry is reused while at least
-    /// half its lifetime remains and only for the principal it was signed
-    /// for: a session's principal changes when the directory does, and the
-    /// app must never get a token naming yesterday's groups.
-    cache: moka::sync::Cache<String, Signed>,
+    /// Slots of machine callers, by credential (service-account key id,
+    /// hash of a machine JWT); sessions hold their own slot.
+    keyed: moka::sync::Cache<String, Arc<AssertionSlot>>,
 }
 
 impl AssertionSigner {
@@ -99,6 +119,7 @@ impl AssertionSigner {
         let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256"});
         let half = Duration::from_secs(lifetime_seconds.div_ceil(2).max(1));
         Ok(Self {
+            id: SIGNERS.fetch_add(1, Ordering::Relaxed),
             key,
             rng,
             kid,
@@ -107,8 +128,8 @@ impl AssertionSigner {
             audience: audience.to_owned(),
             lifetime: lifetime_seconds,
             claims: Vec::new(),
-            cache: moka::sync::Cache::builder()
-                .max_capacity(100_000)
+            keyed: moka::sync::Cache::builder()
+                .max_capacity(KEYED_SLOTS)
                 .time_to_live(half)
                 .build(),
         })
@@ -131,45 +152,50 @@ impl AssertionSigner {
         json!({ "keys": [self.jwk.clone()] })
     }
 
-    /// A signed assertion for `p`, reused per `cache_key` (the session) while
-    /// fresh enough and while the session's principal is the one it was
-    /// signed for. The same `Arc` is the cheap test; an equal principal in a
-    /// new `Arc` (the session cache was refilled, nothing changed) keeps the
+    /// A signed assertion for `p`, reused from `slot` while at least half
+    /// its lifetime remains and only for the principal it was signed for: a
+    /// session's principal changes when the directory does (its cache entry
+    /// is refilled), and the app must never get a token naming yesterday's
+    /// groups. The same `Arc` is the cheap test; an equal principal in a new
+    /// `Arc` (the session cache was refilled, nothing changed) keeps the
     /// token too.
-    pub fn assertion(
+    pub fn assertion_in(
         &self,
-        cache_key: &str,
+        slot: &AssertionSlot,
         p: &Arc<Principal>,
         now: i64,
     ) -> Result<Arc<str>, AssertionError> {
-        if let Some(signed) = self.cache.get(cache_key)
+        if let Some(signed) = &*slot.0.load()
+            && signed.signer == self.id
             && signed.exp - now > (self.lifetime as i64) / 2
         {
             if Arc::ptr_eq(&signed.principal, p) {
-                return Ok(signed.token);
+                return Ok(signed.token.clone());
             }
             if *signed.principal == **p {
-                let token = signed.token.clone();
-                self.cache.insert(
-                    cache_key.to_owned(),
-                    Signed {
-                        principal: p.clone(),
-                        ..signed
-                    },
-                );
-                return Ok(token);
+                slot.0.store(Some(Arc::new(Signed {
+                    signer: self.id,
+                    exp: signed.exp,
+                    token: signed.token.clone(),
+                    principal: p.clone(),
+                })));
+                return Ok(signed.token.clone());
             }
         }
         let token: Arc<str> = self.sign(p, now)?.into();
-        self.cache.insert(
-            cache_key.to_owned(),
-            Signed {
-                exp: now + self.lifetime as i64,
-                token: token.clone(),
-                principal: p.clone(),
-            },
-        );
+        slot.0.store(Some(Arc::new(Signed {
+            signer: self.id,
+            exp: now + self.lifetime as i64,
+            token: token.clone(),
+            principal: p.clone(),
+        })));
         Ok(token)
+    }
+
+    /// The slot of a machine caller's credential (`key`): such callers
+    /// have no session object to hold one.
+    pub fn slot(&self, key: &str) -> Arc<AssertionSlot> {
+        self.keyed.get_with_by_ref(key, Default::default)
     }
 
     /// Signs a fresh assertion.
@@ -220,11 +246,6 @@ impl AssertionSigner {
             .map_err(|_| AssertionError::Sign)?;
         Ok(format!("{signing_input}.{}", B64.encode(sig.as_ref())))
     }
-
-    /// Drops cached assertions (e.g. after a session is revoked).
-    pub fn forget(&self, cache_key: &str) {
-        self.cache.invalidate(cache_key);
-    }
 }
 
 #[cfg(test)]
@@ -261,14 +282,48 @@ mod tests {
             email: "e@x.com".into(),
             ..Principal::default()
         });
-        let t1 = s.assertion("s1", &p, 1000).unwrap();
-        assert!(Arc::ptr_eq(&t1, &s.assertion("s1", &p, 1020).unwrap()));
+        let slot = AssertionSlot::default();
+        let t1 = s.assertion_in(&slot, &p, 1000).unwrap();
+        assert!(Arc::ptr_eq(&t1, &s.assertion_in(&slot, &p, 1020).unwrap()));
         // the same principal in a new Arc (a refilled session cache)
         let again = Arc::new((*p).clone());
-        assert!(Arc::ptr_eq(&t1, &s.assertion("s1", &again, 1021).unwrap()));
+        assert!(Arc::ptr_eq(&t1, &s.assertion_in(&slot, &again, 1021).unwrap()));
+        // another holder signs its own
+        let other = AssertionSlot::default();
+        assert!(!Arc::ptr_eq(&t1, &s.assertion_in(&other, &p, 1022).unwrap()));
         // past half the lifetime, a new one is signed
-        assert!(!Arc::ptr_eq(&t1, &s.assertion("s1", &p, 1031).unwrap()));
+        assert!(!Arc::ptr_eq(&t1, &s.assertion_in(&slot, &p, 1031).unwrap()));
         assert_eq!(t1.split('.').count(), 3);
+    }
+
+    #[test]
+    fn another_signer_never_reuses_a_token() {
+        // A reload builds a new signer, perhaps with another key, issuer,
+        // audience or copied claims: a session's slot signs again for it.
+        let key = generate_signing_key().unwrap();
+        let a = AssertionSigner::new(&key, "https://x", "app", 60).unwrap();
+        let b = AssertionSigner::new(&key, "https://x", "other-app", 60).unwrap();
+        let p = Arc::new(Principal {
+            user_id: "u".into(),
+            ..Principal::default()
+        });
+        let slot = AssertionSlot::default();
+        let ta = a.assertion_in(&slot, &p, 1000).unwrap();
+        let tb = b.assertion_in(&slot, &p, 1001).unwrap();
+        assert_eq!(payload(&ta)["aud"], "app");
+        assert_eq!(payload(&tb)["aud"], "other-app");
+        // and the slot now holds b's
+        assert!(Arc::ptr_eq(&tb, &b.assertion_in(&slot, &p, 1002).unwrap()));
+    }
+
+    #[test]
+    fn machine_callers_share_a_slot_per_credential() {
+        let s =
+            AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60).unwrap();
+        let p = Arc::new(Principal::default());
+        let t = s.assertion_in(&s.slot("sa:k1"), &p, 1000).unwrap();
+        assert!(Arc::ptr_eq(&t, &s.assertion_in(&s.slot("sa:k1"), &p, 1001).unwrap()));
+        assert!(!Arc::ptr_eq(&t, &s.assertion_in(&s.slot("sa:k2"), &p, 1001).unwrap()));
     }
 
     /// Claims of the token's payload, decoded without checking (the
@@ -329,7 +384,8 @@ mod tests {
             roles: vec!["developer".into()],
             ..Principal::default()
         });
-        let t1 = s.assertion("s1", &before, 1000).unwrap();
+        let slot = AssertionSlot::default();
+        let t1 = s.assertion_in(&slot, &before, 1000).unwrap();
         // The directory removed a group: same session, well within the
         // reuse window, and yet a token naming the old groups is never
         // served again.
@@ -338,12 +394,12 @@ mod tests {
             roles: vec![],
             ..(*before).clone()
         });
-        let t2 = s.assertion("s1", &after, 1001).unwrap();
+        let t2 = s.assertion_in(&slot, &after, 1001).unwrap();
         assert!(!Arc::ptr_eq(&t1, &t2));
         assert_eq!(payload(&t1)["groups"], serde_json::json!(["eng"]));
         assert_eq!(payload(&t2)["groups"], serde_json::json!([]));
         assert_eq!(payload(&t2)["roles"], serde_json::json!([]));
         // and the new one is what the session reuses from now on
-        assert!(Arc::ptr_eq(&t2, &s.assertion("s1", &after, 1002).unwrap()));
+        assert!(Arc::ptr_eq(&t2, &s.assertion_in(&slot, &after, 1002).unwrap()));
     }
 }

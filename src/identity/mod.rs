@@ -5,6 +5,6 @@ mod assertion;
 mod headers;
 mod principal;
 
-pub use assertion::{AssertionError, AssertionSigner, generate_signing_key};
+pub use assertion::{AssertionError, AssertionSigner, AssertionSlot, generate_signing_key};
 pub use headers::HeaderPlan;
 pub use principal::{AuthFacts, Principal, PrincipalKind};

@@ -284,18 +284,21 @@ pub(super) async fn routed(st: &ProxyState, request_id: &str, email: enforce::Em
 /// The signed assertion over the request's principal, when there is one
 /// (with its session, or a machine caller's credential) and signing is on.
 pub(super) fn assertion_for(st: &ProxyState, ctx: &Ctx) -> Option<Arc<str>> {
-    let key = ctx
-        .session
-        .as_ref()
-        .map(|s| s.id_hash.as_str())
-        .or(ctx.assertion_key.as_deref());
-    let (Some(p), Some(key), Some(_)) =
-        (&ctx.principal, key, st.generation.plan.assertion_header())
-    else {
+    let (Some(p), Some(_)) = (&ctx.principal, st.generation.plan.assertion_header()) else {
         return None;
     };
+    let signer = &st.generation.signer;
+    let keyed;
+    let slot = match (&ctx.session, ctx.assertion_key.as_deref()) {
+        (Some(s), _) => &s.assertion,
+        (None, Some(key)) => {
+            keyed = signer.slot(key);
+            &*keyed
+        }
+        (None, None) => return None,
+    };
     let timer = st.generation.metrics.assertion_sign.start_timer();
-    let a = st.generation.signer.assertion(key, p, crate::clock::now());
+    let a = signer.assertion_in(slot, p, crate::clock::now());
     timer.observe_duration();
     match a {
         Ok(a) => Some(a),

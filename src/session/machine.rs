@@ -152,6 +152,11 @@ impl ServiceAccounts {
         }
     }
 
+    /// Drops expired entries now (see `Sessions::spawn_event_listener`).
+    pub(super) async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
     /// Checks `token` at `now`. A store failure is an error (the caller
     /// answers 503 on `required` routes, as for sessions).
     pub async fn authenticate(

@@ -13,10 +13,14 @@ use arc_swap::ArcSwapOption;
 use moka::future::Cache;
 
 use super::codec::SessionToken;
-use crate::identity::{AuthFacts, Principal};
+use crate::identity::{AssertionSlot, AuthFacts, Principal};
 use crate::metrics::Metrics;
-use crate::secret::{random_bytes, sha256_hex};
+use crate::secret::{random_bytes, sha256, sha256_hex};
 use crate::store::{IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent};
+
+/// How often the session caches drop expired entries when nothing else
+/// makes them (see [`Sessions::spawn_event_listener`]).
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -39,6 +43,9 @@ pub struct ActiveSession {
     /// What the IdP calls this session, for logout in either direction.
     pub idp: Option<IdpBinding>,
     last_seen_at: AtomicI64,
+    /// The session's signed assertion, kept as long as the session is
+    /// cached (see [`AssertionSlot`]).
+    pub assertion: AssertionSlot,
 }
 
 impl ActiveSession {
@@ -65,6 +72,7 @@ impl ActiveSession {
             expires_at: r.expires_at,
             idp: r.idp,
             last_seen_at: AtomicI64::new(r.last_seen_at),
+            assertion: AssertionSlot::default(),
         }
     }
 
@@ -96,7 +104,9 @@ pub trait Directory: Send + Sync {
 #[derive(Clone)]
 pub struct Sessions {
     store: Store,
-    cache: Cache<String, Option<Arc<ActiveSession>>>,
+    /// By the SHA-256 of the session id (the bytes, 32 inline; the store
+    /// keeps its hex): `None` caches "no such session" as well.
+    cache: Cache<[u8; 32], Option<Arc<ActiveSession>>>,
     metrics: Arc<Metrics>,
     /// The generation's directory view; `None`: principals as recorded.
     directory: Arc<ArcSwapOption<Box<dyn Directory>>>,
@@ -200,17 +210,16 @@ impl Sessions {
         if token.expires_at <= now {
             return Ok(Lookup::Rejected("expired"));
         }
-        let id_hash = sha256_hex(&token.id);
+        let key = sha256(&token.id);
         let store = self.store.clone();
-        let key = id_hash.clone();
         let mut miss = false;
         let epoch = self.directory_epoch.load(Ordering::SeqCst);
         let directory = self.directory.load_full();
         let entry = self
             .cache
-            .try_get_with(id_hash.clone(), async {
+            .try_get_with(key, async {
                 miss = true;
-                let Some(record) = store.sessions().get(&key).await? else {
+                let Some(record) = store.sessions().get(&hex::encode(key)).await? else {
                     return Ok(None);
                 };
                 let mut session = ActiveSession::from_record(record);
@@ -227,7 +236,7 @@ impl Sessions {
         // was read for this request (it was in flight anyway), but not for
         // the next one.
         if miss && self.directory_epoch.load(Ordering::SeqCst) != epoch {
-            self.cache.invalidate(&id_hash).await;
+            self.cache.invalidate(&key).await;
         }
         let result = if miss { "miss" } else { "hit" };
         self.metrics
@@ -290,7 +299,11 @@ impl Sessions {
     pub async fn invalidate(&self, selector: &SessionSelector) {
         let pred: Box<dyn Fn(&ActiveSession) -> bool + Send + Sync> = match selector.clone() {
             SessionSelector::Id(h) => {
-                self.cache.invalidate(&h).await;
+                // Not hex of 32 bytes: no session has it.
+                let mut key = [0u8; 32];
+                if hex::decode_to_slice(&h, &mut key).is_ok() {
+                    self.cache.invalidate(&key).await;
+                }
                 return;
             }
             SessionSelector::All => {
@@ -353,13 +366,26 @@ impl Sessions {
     }
 
     /// Applies revocation events from the store (this and other replicas)
-    /// until the store's channel closes.
+    /// until the store's channel closes, and runs the caches' housekeeping
+    /// every [`HOUSEKEEPING`]: moka removes expired entries only while the
+    /// cache is used, so without it a process that goes quiet after a burst
+    /// keeps the burst's sessions (and their assertions) for good.
     pub fn spawn_event_listener(&self) -> tokio::task::JoinHandle<()> {
         let mut rx = self.store.subscribe();
         let this = self.clone();
         tokio::spawn(async move {
+            let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+            housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                match rx.recv().await {
+                let event = tokio::select! {
+                    event = rx.recv() => event,
+                    _ = housekeeping.tick() => {
+                        this.cache.run_pending_tasks().await;
+                        this.machine.run_pending_tasks().await;
+                        continue;
+                    }
+                };
+                match event {
                     Ok(StoreEvent::SessionsRevoked(sel)) => {
                         // `All` is also what a reconnected listener says
                         // after a gap: service accounts may have changed.
