@@ -143,7 +143,9 @@ fn bench(c: &mut Criterion) {
             };
             let strip = plan.headers_to_strip(&headers, false);
             let values = plan.values(&s.principal);
-            let a = signer.assertion_in(&s.assertion, &s.principal, now).unwrap();
+            let a = signer
+                .assertion_in(&s.assertion, &s.principal, now)
+                .unwrap();
             (strip, values, a)
         })
     });

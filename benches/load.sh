@@ -648,6 +648,15 @@ end
 LUA
     wrk -t1 -c32 -d120s -s "$TMP/cookies.lua" "http://127.0.0.1:$PX_PORT/" >"$TMP/wrk-sessions.txt"
     rss_sessions=$(rss_mb "$PX_PID")
+    # Every cookie must have been a live session (a redirect to the login
+    # would cache nothing and flatter the figure), each one a cache fill.
+    if grep -q "Non-2xx" "$TMP/wrk-sessions.txt"; then
+      die "session walk: $(grep Non-2xx "$TMP/wrk-sessions.txt")"
+    fi
+    misses=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" |
+      awk '/^portcullis_session_cache_requests_total\{result="miss"\}/ { print $2 }')
+    ((${misses:-0} >= SESSIONS)) || die "session walk: ${misses:-0} cache fills for $SESSIONS sessions"
+    log "memory: $misses session cache fills"
     # The allocator returns freed pages on later activity (mimalloc purges
     # lazily): the figure right after the walk includes what its requests
     # freed; 30 s later, what the cached sessions hold.

@@ -628,6 +628,7 @@ pub fn prepare_with_listeners(
         ));
     }
     background.spawn(sweep_expired_sessions(shared.clone()));
+    background.spawn(purge_freed_memory());
     let (checks_stop, checks_rx) = tokio::sync::watch::channel(false);
     let domains = background.block_on(async { Domains::new(shared.store.clone(), &config.dns) })?;
     background.spawn(crate::domains::run_checks(
@@ -902,6 +903,20 @@ async fn prune_webhook_events(
             ),
             Err(e) => tracing::warn!(error = %e, "could not prune undelivered webhook events"),
         }
+    }
+}
+
+/// How often freed memory is offered back to the OS (see `purge_freed_memory`).
+const PURGE_EVERY: Duration = Duration::from_secs(5);
+
+/// Returns memory freed after a burst of connections to the OS once the
+/// process is quiet: the allocator does so only when called again, and an
+/// idle proxy calls it rarely (see `portcullis_alloc`).
+async fn purge_freed_memory() {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        portcullis_alloc::purge();
     }
 }
 

@@ -287,10 +287,16 @@ mod tests {
         assert!(Arc::ptr_eq(&t1, &s.assertion_in(&slot, &p, 1020).unwrap()));
         // the same principal in a new Arc (a refilled session cache)
         let again = Arc::new((*p).clone());
-        assert!(Arc::ptr_eq(&t1, &s.assertion_in(&slot, &again, 1021).unwrap()));
+        assert!(Arc::ptr_eq(
+            &t1,
+            &s.assertion_in(&slot, &again, 1021).unwrap()
+        ));
         // another holder signs its own
         let other = AssertionSlot::default();
-        assert!(!Arc::ptr_eq(&t1, &s.assertion_in(&other, &p, 1022).unwrap()));
+        assert!(!Arc::ptr_eq(
+            &t1,
+            &s.assertion_in(&other, &p, 1022).unwrap()
+        ));
         // past half the lifetime, a new one is signed
         assert!(!Arc::ptr_eq(&t1, &s.assertion_in(&slot, &p, 1031).unwrap()));
         assert_eq!(t1.split('.').count(), 3);
@@ -322,8 +328,14 @@ mod tests {
             AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60).unwrap();
         let p = Arc::new(Principal::default());
         let t = s.assertion_in(&s.slot("sa:k1"), &p, 1000).unwrap();
-        assert!(Arc::ptr_eq(&t, &s.assertion_in(&s.slot("sa:k1"), &p, 1001).unwrap()));
-        assert!(!Arc::ptr_eq(&t, &s.assertion_in(&s.slot("sa:k2"), &p, 1001).unwrap()));
+        assert!(Arc::ptr_eq(
+            &t,
+            &s.assertion_in(&s.slot("sa:k1"), &p, 1001).unwrap()
+        ));
+        assert!(!Arc::ptr_eq(
+            &t,
+            &s.assertion_in(&s.slot("sa:k2"), &p, 1001).unwrap()
+        ));
     }
 
     /// Claims of the token's payload, decoded without checking (the
@@ -400,6 +412,9 @@ mod tests {
         assert_eq!(payload(&t2)["groups"], serde_json::json!([]));
         assert_eq!(payload(&t2)["roles"], serde_json::json!([]));
         // and the new one is what the session reuses from now on
-        assert!(Arc::ptr_eq(&t2, &s.assertion_in(&slot, &after, 1002).unwrap()));
+        assert!(Arc::ptr_eq(
+            &t2,
+            &s.assertion_in(&slot, &after, 1002).unwrap()
+        ));
     }
 }
