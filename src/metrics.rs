@@ -25,6 +25,9 @@ pub struct Metrics {
     pub sessions_revoked: IntCounterVec,
     /// `result` ∈ hit|miss.
     pub session_cache: IntCounterVec,
+    /// Entries in this process' session cache, as of its last housekeeping
+    /// (every 5 s): what the cache holds in memory.
+    pub session_cache_entries: IntGauge,
     /// `reason` ∈ undecryptable|expired|unknown|idle|store_error.
     pub session_rejected: IntCounterVec,
     /// `result` ∈ ok|error.
@@ -336,6 +339,10 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let session_cache_entries = IntGauge::new(
+            "portcullis_session_cache_entries",
+            "Sessions (and unknown session ids) in this process' cache",
+        )?;
         let session_rejected = IntCounterVec::new(
             Opts::new(
                 "portcullis_session_rejected_total",
@@ -480,6 +487,7 @@ impl Metrics {
         registry.register(Box::new(sessions_created.clone()))?;
         registry.register(Box::new(sessions_revoked.clone()))?;
         registry.register(Box::new(session_cache.clone()))?;
+        registry.register(Box::new(session_cache_entries.clone()))?;
         registry.register(Box::new(session_rejected.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_last_reload_success.clone()))?;
@@ -498,6 +506,7 @@ impl Metrics {
             sessions_created,
             sessions_revoked,
             session_cache,
+            session_cache_entries,
             session_rejected,
             config_reloads,
             config_last_reload_success,

@@ -382,6 +382,8 @@ impl Sessions {
                     _ = housekeeping.tick() => {
                         this.cache.run_pending_tasks().await;
                         this.machine.run_pending_tasks().await;
+                        let entries = i64::try_from(this.cache.entry_count()).unwrap_or(i64::MAX);
+                        this.metrics.session_cache_entries.set(entries);
                         continue;
                     }
                 };

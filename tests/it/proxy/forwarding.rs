@@ -750,6 +750,49 @@ async fn internal_endpoints_reject_hostile_input() {
     );
 }
 
+/// The value of an unlabelled metric, when present.
+fn gauge(m: &str, name: &str) -> Option<i64> {
+    m.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Expired sessions leave the cache of a process nobody uses any more:
+/// the cache drops entries only while it is used, so the session event
+/// listener runs its housekeeping every 5 s. Without it the gauge (and
+/// the memory) would stay at 3 for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_sessions_leave_the_cache_of_an_idle_process() {
+    let env = TestEnv::with(Options {
+        session_extra: "cache_ttl_seconds = 8".into(),
+        ..Default::default()
+    })
+    .await;
+    for who in ["a@example.com", "b@example.com", "c@example.com"] {
+        let cookie = env.mint(&principal(who, &[])).await;
+        let r = client()
+            .get(env.url("/x"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // within a housekeeping interval the gauge counts them (before they
+    // expire), then, with no request in between, they are gone
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let n = gauge(&env.metrics().await, "portcullis_session_cache_entries");
+        if seen.last() != Some(&n) {
+            seen.push(n);
+        }
+        if seen.contains(&Some(3)) && n == Some(0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("cache entries over 20 s: {seen:?}");
+}
+
 #[tokio::test]
 async fn admin_endpoints() {
     let env = TestEnv::start().await;
