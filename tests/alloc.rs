@@ -4,7 +4,11 @@
 //! weight, or if the call stops working).
 //!
 //! Its own test binary: it needs mimalloc as the global allocator, as in
-//! the real binary, and reads this process' RSS.
+//! the real binary, and reads this process' RSS (it links nothing else,
+//! so it is quick to link).
+
+// Helpers outside `#[test]` functions are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::mpsc;
 use std::time::Duration;
