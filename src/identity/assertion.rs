@@ -46,8 +46,12 @@ pub fn generate_signing_key() -> Result<Vec<u8>, AssertionError> {
 /// holds), so the hot path signs once per half lifetime rather than per
 /// request, and the assertion lives and dies with the cached session: no
 /// second cache keyed by the session id, no second copy of that key, and
-/// nothing to invalidate when a session ends. Machine callers, which have
-/// no session object, use the signer's keyed slots ([`AssertionSigner::slot`]).
+/// nothing to invalidate when a session ends. The price: a session refilled
+/// from the store (every `cache_ttl_seconds`, 30 s by default) starts with
+/// an empty slot, so with `assertion_lifetime_seconds` above twice the
+/// cache TTL it signs more often than the lifetime would allow (at the
+/// defaults, 60 s, the two coincide). Machine callers, which have no
+/// session object, use the signer's keyed slots ([`AssertionSigner::slot`]).
 #[derive(Debug, Default)]
 pub struct AssertionSlot(ArcSwapOption<Signed>);
 
