@@ -203,12 +203,19 @@ pub(super) async fn logout_page(
 }
 
 /// The IdP's logout URL for this session (RP-/SP-initiated logout), when
-/// its connection offers one.
+/// its connection offers one. The binding comes from the store: the cached
+/// session leaves out its logout hint.
 async fn idp_logout_url(state: &Generation, s: &crate::session::ActiveSession) -> Option<String> {
     let conn = s.principal.connection.as_deref()?;
-    let binding = s.idp.as_ref()?;
     let reg = state.auth.registry.get(conn)?;
-    reg.connection.logout_redirect(binding).await
+    let binding = match state.sessions.idp_binding(s).await {
+        Ok(b) => b?,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the session's IdP binding: no IdP logout");
+            return None;
+        }
+    };
+    reg.connection.logout_redirect(&binding).await
 }
 
 /// `scheme://authority` of an absolute http(s) URL, for a CSP source.

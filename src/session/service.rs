@@ -40,7 +40,11 @@ pub struct ActiveSession {
     pub principal: Arc<Principal>,
     pub created_at: i64,
     pub expires_at: i64,
-    /// What the IdP calls this session, for logout in either direction.
+    /// What the IdP calls this session (subject, session index), for
+    /// IdP-initiated logout — *without* its logout hint: that can be a
+    /// whole ID token (1–3 KB, more than everything else a cached session
+    /// holds) and is needed only when this user signs out, so
+    /// [`Sessions::idp_binding`] reads it from the store then.
     pub idp: Option<IdpBinding>,
     last_seen_at: AtomicI64,
     /// The session's signed assertion, kept as long as the session is
@@ -70,7 +74,10 @@ impl ActiveSession {
             id_hash: r.id_hash,
             created_at: r.created_at,
             expires_at: r.expires_at,
-            idp: r.idp,
+            idp: r.idp.map(|b| IdpBinding {
+                logout_hint: None,
+                ..b
+            }),
             last_seen_at: AtomicI64::new(r.last_seen_at),
             assertion: AssertionSlot::default(),
         }
@@ -273,6 +280,20 @@ impl Sessions {
             });
         }
         Ok(Lookup::Active(session))
+    }
+
+    /// `session`'s IdP binding with its logout hint, read from the store
+    /// (the cache leaves the hint out, see [`ActiveSession::idp`]); `None`
+    /// when the session has none or no longer exists.
+    pub async fn idp_binding(
+        &self,
+        session: &ActiveSession,
+    ) -> Result<Option<IdpBinding>, SessionError> {
+        if session.idp.is_none() {
+            return Ok(None);
+        }
+        let record = self.store.sessions().get(&session.id_hash).await?;
+        Ok(record.and_then(|r| r.idp))
     }
 
     /// Ends sessions in the store and in this process' cache at once; other

@@ -69,9 +69,18 @@ async fn login_and_collect(rp: &Rp) -> Secrets {
         portcullis::session::Lookup::Active(s) => s,
         other => panic!("the new session does not resolve: {other:?}"),
     };
-    let id_token = active
-        .idp
-        .clone()
+    // The cached session knows the IdP's subject but not the ID token
+    // (up to kilobytes a session): logout reads that from the store.
+    let cached = active.idp.clone().expect("IdP binding");
+    assert_eq!(cached.subject, "alice-sub");
+    assert_eq!(cached.logout_hint, None, "the cache holds no ID token");
+    let id_token = rp
+        .env
+        .shared
+        .sessions
+        .idp_binding(&active)
+        .await
+        .unwrap()
         .and_then(|i| i.logout_hint)
         .expect("ID token kept for logout");
     assert_eq!(id_token.split('.').count(), 3, "{id_token}");
