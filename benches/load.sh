@@ -187,14 +187,7 @@ free_port() {
 }
 
 # rss_mb PID: resident memory (VmRSS) of PID and its child processes, MB.
-rss_mb() {
-  local p kb=0 v
-  for p in "$1" $(pgrep -P "$1" || true); do
-    v=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
-    kb=$((kb + ${v:-0}))
-  done
-  awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }'
-}
+rss_mb() { status_mb "$1" VmRSS; }
 
 # reset_peak PID / peak_mb PID: the kernel keeps each process's peak RSS
 # (VmHWM); writing 5 to clear_refs resets it to the current RSS. Summed over
@@ -206,10 +199,14 @@ reset_peak() {
     echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true
   done
 }
-peak_mb() {
+peak_mb() { status_mb "$1" VmHWM; }
+
+# status_mb PID FIELD: a kB field of /proc/PID/status (VmRSS, VmHWM) summed
+# over PID and its child processes (nginx's worker), MB.
+status_mb() {
   local p kb=0 v
   for p in "$1" $(pgrep -P "$1" || true); do
-    v=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+    v=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
     kb=$((kb + ${v:-0}))
   done
   awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }'

@@ -46,12 +46,16 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 /// Lowercase hex SHA-256: how secrets (session ids, tokens) are stored, so a
 /// leaked database row is not a usable credential.
 pub fn sha256_hex(data: &[u8]) -> String {
-    // Into a buffer, not `hex::encode`'s char iterator: this runs on every
-    // authenticated request (the session cache key), where the iterator cost
-    // as much as the hash.
+    digest_hex(&sha256(data))
+}
+
+/// Lowercase hex of a SHA-256 digest (the store's form of a [`sha256`]
+/// key), through a buffer rather than `hex::encode`'s char iterator, which
+/// cost as much as the hash itself.
+pub fn digest_hex(digest: &[u8; 32]) -> String {
     let mut out = [0u8; 64];
     // Neither fails: 32 bytes fill 64 hex digits, which are ASCII.
-    hex::encode_to_slice(digest::digest(&digest::SHA256, data), &mut out)
+    hex::encode_to_slice(digest, &mut out)
         .ok()
         .and_then(|()| std::str::from_utf8(&out).ok())
         .map(str::to_owned)

@@ -161,8 +161,8 @@ impl AssertionSigner {
     /// session's principal changes when the directory does (its cache entry
     /// is refilled), and the app must never get a token naming yesterday's
     /// groups. The same `Arc` is the cheap test; an equal principal in a new
-    /// `Arc` (the session cache was refilled, nothing changed) keeps the
-    /// token too.
+    /// `Arc` keeps the token too (a machine caller's principal is rebuilt
+    /// per request; a session's is the one its slot sits beside).
     pub fn assertion_in(
         &self,
         slot: &AssertionSlot,

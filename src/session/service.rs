@@ -15,7 +15,7 @@ use moka::future::Cache;
 use super::codec::SessionToken;
 use crate::identity::{AssertionSlot, AuthFacts, Principal};
 use crate::metrics::Metrics;
-use crate::secret::{random_bytes, sha256, sha256_hex};
+use crate::secret::{digest_hex, random_bytes, sha256, sha256_hex};
 use crate::store::{IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent};
 
 /// How often the session caches drop expired entries when nothing else
@@ -226,7 +226,7 @@ impl Sessions {
             .cache
             .try_get_with(key, async {
                 miss = true;
-                let Some(record) = store.sessions().get(&hex::encode(key)).await? else {
+                let Some(record) = store.sessions().get(&digest_hex(&key)).await? else {
                     return Ok(None);
                 };
                 let mut session = ActiveSession::from_record(record);
