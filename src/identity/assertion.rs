@@ -52,16 +52,39 @@ pub fn generate_signing_key() -> Result<Vec<u8>, AssertionError> {
 /// cache TTL it signs more often than the lifetime would allow (at the
 /// defaults, 60 s, the two coincide). Machine callers, which have no
 /// session object, use the signer's keyed slots ([`AssertionSigner::slot`]).
+///
+/// A token is sent again only in the first half of its lifetime; after
+/// that the slot's ~600 bytes are dead weight until the holder's next
+/// request, so the session cache's housekeeping empties such slots
+/// ([`AssertionSlot::release_stale`]): a cache of mostly idle sessions
+/// keeps no tokens.
 #[derive(Debug, Default)]
 pub struct AssertionSlot(ArcSwapOption<Signed>);
 
-/// A signed assertion: who signed it, until when, whom it describes.
+impl AssertionSlot {
+    /// Empties the slot if its token is no longer sent again at `now`
+    /// (unix seconds); the next request signs a fresh one, as it would
+    /// have anyway.
+    pub fn release_stale(&self, now: i64) {
+        if self.0.load().as_ref().is_some_and(|s| now >= s.renew_at) {
+            self.0.rcu(|current| match current {
+                Some(s) if now >= s.renew_at => None,
+                other => other.clone(),
+            });
+        }
+    }
+}
+
+/// A signed assertion: who signed it, until when it is sent again, whom it
+/// describes.
 #[derive(Debug)]
 struct Signed {
     /// [`AssertionSigner::id`]: a reload may change the key, issuer,
     /// audience or copied claims, so another signer's token is never reused.
     signer: u64,
-    exp: i64,
+    /// Unix seconds from which the token is not sent again: half its
+    /// lifetime, so the app never receives one about to expire.
+    renew_at: i64,
     token: Arc<str>,
     principal: Arc<Principal>,
 }
@@ -171,7 +194,7 @@ impl AssertionSigner {
     ) -> Result<Arc<str>, AssertionError> {
         if let Some(signed) = &*slot.0.load()
             && signed.signer == self.id
-            && signed.exp - now > (self.lifetime as i64) / 2
+            && now < signed.renew_at
         {
             if Arc::ptr_eq(&signed.principal, p) {
                 return Ok(signed.token.clone());
@@ -179,7 +202,7 @@ impl AssertionSigner {
             if *signed.principal == **p {
                 slot.0.store(Some(Arc::new(Signed {
                     signer: self.id,
-                    exp: signed.exp,
+                    renew_at: signed.renew_at,
                     token: signed.token.clone(),
                     principal: p.clone(),
                 })));
@@ -189,7 +212,7 @@ impl AssertionSigner {
         let token: Arc<str> = self.sign(p, now)?.into();
         slot.0.store(Some(Arc::new(Signed {
             signer: self.id,
-            exp: now + self.lifetime as i64,
+            renew_at: now + self.lifetime as i64 - (self.lifetime as i64) / 2,
             token: token.clone(),
             principal: p.clone(),
         })));
@@ -275,6 +298,22 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_slot_lets_go_of_a_token_it_would_not_send_again() {
+        let s =
+            AssertionSigner::new(&generate_signing_key().unwrap(), "https://x", "app", 60).unwrap();
+        let p = Arc::new(Principal::default());
+        let slot = AssertionSlot::default();
+        let t1 = s.assertion_in(&slot, &p, 1000).unwrap();
+        slot.release_stale(1029);
+        assert!(Arc::ptr_eq(&t1, &s.assertion_in(&slot, &p, 1029).unwrap()));
+        slot.release_stale(1030);
+        assert!(slot.0.load().is_none());
+        // the next request signs afresh, as it would have
+        assert!(!Arc::ptr_eq(&t1, &s.assertion_in(&slot, &p, 1030).unwrap()));
+        assert!(slot.0.load().is_some());
     }
 
     #[test]

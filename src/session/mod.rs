@@ -3,6 +3,7 @@
 //! time) lives in the store behind a read-through cache, so revocation is a
 //! delete plus a cache invalidation and large group sets never bloat cookies.
 
+mod cache;
 mod codec;
 mod machine;
 mod service;

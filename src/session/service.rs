@@ -1,33 +1,32 @@
-//! Session records in the store, behind a moka read-through cache that is
-//! invalidated by revocation and directory events (local and, on
-//! PostgreSQL, from other replicas via LISTEN/NOTIFY). A cache fill
-//! composes the principal through the generation's [`Directory`]. The
-//! cache TTL bounds staleness if an event is ever missed.
+//! Session records in the store, behind a read-through cache
+//! ([`super::cache`]) that is invalidated by revocation and directory
+//! events (local and, on PostgreSQL, from other replicas via
+//! LISTEN/NOTIFY). A cache fill composes the principal through the
+//! generation's [`Directory`]. The cache TTL bounds staleness if an event
+//! is ever missed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use moka::future::Cache;
-
+use super::cache::{SessionCache, Source};
 use super::codec::SessionToken;
 use crate::identity::{AssertionSlot, AuthFacts, Principal};
 use crate::metrics::Metrics;
 use crate::secret::{digest_hex, random_bytes, sha256, sha256_hex};
 use crate::store::{IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent};
+use arc_swap::ArcSwapOption;
 
-/// How often the session caches drop expired entries when nothing else
-/// makes them (see [`Sessions::spawn_event_listener`]).
+/// How often the session caches drop expired entries and sessions let go
+/// of assertions too old to send again (see
+/// [`Sessions::spawn_event_listener`]).
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("session store: {0}")]
     Store(#[from] StoreError),
-    #[error("session store: {0}")]
-    Lookup(Arc<StoreError>),
     #[error("no randomness available")]
     Random,
 }
@@ -83,6 +82,19 @@ impl ActiveSession {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn for_tests(principal: Principal) -> Self {
+        Self {
+            id_hash: String::new(),
+            principal: Arc::new(principal),
+            created_at: 0,
+            expires_at: i64::MAX,
+            idp: None,
+            last_seen_at: AtomicI64::new(0),
+            assertion: AssertionSlot::default(),
+        }
+    }
+
     pub fn last_seen_at(&self) -> i64 {
         self.last_seen_at.load(Ordering::Relaxed)
     }
@@ -112,32 +124,23 @@ pub trait Directory: Send + Sync {
 pub struct Sessions {
     store: Store,
     /// By the SHA-256 of the session id (the bytes, 32 inline; the store
-    /// keeps its hex): `None` caches "no such session" as well.
-    cache: Cache<[u8; 32], Option<Arc<ActiveSession>>>,
+    /// keeps its hex).
+    cache: Arc<SessionCache>,
     metrics: Arc<Metrics>,
     /// The generation's directory view; `None`: principals as recorded.
     directory: Arc<ArcSwapOption<Box<dyn Directory>>>,
-    /// Bumped by every directory change seen, so a cache fill that raced
-    /// one is not kept (see `resolve`).
-    directory_epoch: Arc<AtomicU64>,
     /// Service-account tokens, kept coherent by the same event listener.
     machine: super::ServiceAccounts,
 }
 
 impl Sessions {
     pub fn new(store: Store, capacity: u64, ttl: Duration, metrics: Arc<Metrics>) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(capacity)
-            .time_to_live(ttl)
-            .support_invalidation_closures()
-            .build();
         Self {
             machine: super::ServiceAccounts::new(store.clone(), capacity, ttl),
             store,
-            cache,
+            cache: Arc::new(SessionCache::new(capacity, ttl)),
             metrics,
             directory: Arc::new(ArcSwapOption::empty()),
-            directory_epoch: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -147,8 +150,7 @@ impl Sessions {
     /// may differ. Cache only: no session ends.
     pub fn set_directory(&self, directory: Box<dyn Directory>) {
         self.directory.store(Some(Arc::new(directory)));
-        self.directory_epoch.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
     /// `recorded` as a request of its session would see it now (for the
@@ -218,34 +220,24 @@ impl Sessions {
             return Ok(Lookup::Rejected("expired"));
         }
         let key = sha256(&token.id);
-        let store = self.store.clone();
-        let mut miss = false;
-        let epoch = self.directory_epoch.load(Ordering::SeqCst);
-        let directory = self.directory.load_full();
-        let entry = self
+        let (entry, source) = self
             .cache
-            .try_get_with(key, async {
-                miss = true;
-                let Some(record) = store.sessions().get(&digest_hex(&key)).await? else {
+            .get_or_fill(&key, async {
+                let Some(record) = self.store.sessions().get(&digest_hex(&key)).await? else {
                     return Ok(None);
                 };
                 let mut session = ActiveSession::from_record(record);
-                if let Some(directory) = &directory {
+                if let Some(directory) = self.directory.load_full() {
                     let recorded = Arc::unwrap_or_clone(session.principal);
                     session.principal = Arc::new(directory.principal(recorded).await?);
                 }
                 Ok::<_, StoreError>(Some(Arc::new(session)))
             })
-            .await
-            .map_err(SessionError::Lookup)?;
-        // A directory change seen while this fill read the store may have
-        // been applied to the cache before the entry was in it: use what
-        // was read for this request (it was in flight anyway), but not for
-        // the next one.
-        if miss && self.directory_epoch.load(Ordering::SeqCst) != epoch {
-            self.cache.invalidate(&key).await;
-        }
-        let result = if miss { "miss" } else { "hit" };
+            .await?;
+        let result = match source {
+            Source::Cache => "hit",
+            Source::Store => "miss",
+        };
         self.metrics
             .session_cache
             .with_label_values(&[result])
@@ -323,12 +315,12 @@ impl Sessions {
                 // Not hex of 32 bytes: no session has it.
                 let mut key = [0u8; 32];
                 if hex::decode_to_slice(&h, &mut key).is_ok() {
-                    self.cache.invalidate(&key).await;
+                    self.cache.remove(&key);
                 }
                 return;
             }
             SessionSelector::All => {
-                self.cache.invalidate_all();
+                self.cache.clear();
                 return;
             }
             SessionSelector::User(u) => Box::new(move |s| s.principal.user_id == u),
@@ -352,15 +344,7 @@ impl Sessions {
                     })
             }),
         };
-        // Predicates apply to every entry inserted before this call,
-        // checked on read, so the next request already sees the revocation.
-        if self
-            .cache
-            .invalidate_entries_if(move |_, v| v.as_ref().is_some_and(|s| pred(s)))
-            .is_err()
-        {
-            self.cache.invalidate_all();
-        }
+        self.cache.remove_sessions(pred);
     }
 
     /// Drops the cached principals a directory change may have altered
@@ -368,29 +352,22 @@ impl Sessions {
     /// them. Nothing is revoked: a change that removes access ends nothing
     /// else, the gate decides on the new principal.
     pub async fn invalidate_directory(&self, tenant: &str, users: Option<&[String]>) {
-        self.directory_epoch.fetch_add(1, Ordering::SeqCst);
-        let tenant = tenant.to_owned();
-        let users: Option<HashSet<String>> = users.map(|u| u.iter().cloned().collect());
-        let pred = move |s: &ActiveSession| {
-            s.principal.tenant.as_deref() == Some(tenant.as_str())
+        let users: Option<HashSet<&str>> = users.map(|u| u.iter().map(String::as_str).collect());
+        self.cache.remove_sessions(|s| {
+            s.principal.tenant.as_deref() == Some(tenant)
                 && users
                     .as_ref()
-                    .is_none_or(|u| u.contains(&s.principal.user_id))
-        };
-        if self
-            .cache
-            .invalidate_entries_if(move |_, v| v.as_ref().is_some_and(|s| pred(s)))
-            .is_err()
-        {
-            self.cache.invalidate_all();
-        }
+                    .is_none_or(|u| u.contains(s.principal.user_id.as_str()))
+        });
     }
 
     /// Applies revocation events from the store (this and other replicas)
     /// until the store's channel closes, and runs the caches' housekeeping
-    /// every [`HOUSEKEEPING`]: moka removes expired entries only while the
-    /// cache is used, so without it a process that goes quiet after a burst
-    /// keeps the burst's sessions (and their assertions) for good.
+    /// every [`HOUSEKEEPING`]: expired entries are otherwise found only when
+    /// their session is next asked for, so a process that goes quiet after
+    /// a burst would keep the burst's sessions (and their assertions) for
+    /// good; and a live session's assertion too old to be sent again is
+    /// ~600 bytes kept for nothing until its next request.
     pub fn spawn_event_listener(&self) -> tokio::task::JoinHandle<()> {
         let mut rx = self.store.subscribe();
         let this = self.clone();
@@ -401,9 +378,10 @@ impl Sessions {
                 let event = tokio::select! {
                     event = rx.recv() => event,
                     _ = housekeeping.tick() => {
-                        this.cache.run_pending_tasks().await;
+                        let now = crate::clock::now();
+                        let entries = this.cache.sweep(|s| s.assertion.release_stale(now));
                         this.machine.run_pending_tasks().await;
-                        let entries = i64::try_from(this.cache.entry_count()).unwrap_or(i64::MAX);
+                        let entries = i64::try_from(entries).unwrap_or(i64::MAX);
                         this.metrics.session_cache_entries.set(entries);
                         continue;
                     }
@@ -426,7 +404,7 @@ impl Sessions {
                     }
                     // Missed events: we can't know which, so drop everything.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        this.cache.invalidate_all();
+                        this.cache.clear();
                         this.machine.invalidate_all();
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

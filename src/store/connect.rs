@@ -18,22 +18,33 @@ pub(super) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// this only add lock contention on one file.
 const SQLITE_MAX_CONNECTIONS: u32 = 8;
 
-/// The page cache of all SQLite connections together, KiB. Each
-/// connection has a cache of its own, and random lookups (a session
-/// walk, SCIM filters) fill every one of them with the same pages: 16 MiB
-/// per connection made a process holding 100,000 sessions and 10,000 idle
-/// connections ~216 MB instead of ~122 MB (2 MiB each; `benches/load.sh`
-/// `MEMORY=1`). SQLite's default, 2 MiB per connection, is too small for
-/// 100,000 SCIM users (index pages read again from the OS, a system call
-/// each); 4 MiB per connection provisions within the noise of 16 MiB
-/// (`cargo bench --bench scim -- bulk`, same session: 6,297 and 6,743
-/// users per CPU second; 8 MiB gave 7,746). Pages are allocated as used.
-const SQLITE_PAGE_CACHE_KIB: u32 = 32 * 1024;
+/// All of SQLite's memory in this process, bytes: a soft limit
+/// (`PRAGMA soft_heap_limit`), past which SQLite recycles the least
+/// recently used page of *any* connection instead of allocating one. The
+/// bundled SQLite is built with `SQLITE_ENABLE_MEMORY_MANAGEMENT`, so the
+/// pool's connections share one page LRU, and memory statistics are on,
+/// which is what the limit reads.
+///
+/// Why a shared limit rather than per-connection caches that add up:
+/// random lookups (a session walk, SCIM filters) fill every connection's
+/// cache with the same pages, so a per-connection budget is paid eight
+/// times; a process holding 100,000 sessions spent its whole 32 MiB
+/// (8 × 4 MiB) on them. With the limit, the one connection a SCIM bulk
+/// job writes through may use [`SQLITE_CONNECTION_CACHE`] alone, while
+/// all of them together stay near this figure. 16 MiB: schema, statements
+/// and lookaside of 8 connections take ~2 MiB, the rest is pages; the
+/// indexes of 100,000 sessions or users fit.
+const SQLITE_SOFT_HEAP_LIMIT: i64 = 16 * 1024 * 1024;
 
-/// `SQLITE_PAGE_CACHE_KIB / SQLITE_MAX_CONNECTIONS` (negative: KiB, not
-/// pages); the assertion keeps the two in step.
-const SQLITE_CACHE_PRAGMA: &str = "PRAGMA cache_size = -4096";
-const _: () = assert!(SQLITE_PAGE_CACHE_KIB / SQLITE_MAX_CONNECTIONS == 4096);
+/// One connection's page cache, KiB (negative in the pragma: KiB, not
+/// pages). SCIM Bulk provisioning of 100,000 users
+/// (`cargo bench --bench scim -- bulk`, one session): 6,297 users per CPU
+/// second with 4 MiB, 7,746 with 8 MiB, 6,743 with 16 MiB — within this
+/// machine's noise, but never worse with 8.
+const SQLITE_CONNECTION_CACHE: &str = "PRAGMA cache_size = -8192";
+
+const SQLITE_HEAP_PRAGMA: &str = "PRAGMA soft_heap_limit = 16777216";
+const _: () = assert!(SQLITE_SOFT_HEAP_LIMIT == 16_777_216);
 
 /// Default until the config exposes it.
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
@@ -128,7 +139,9 @@ pub(super) async fn sqlite_pool(path: &Path) -> Result<(AnyPool, PathBuf), Store
                 conn.execute("PRAGMA journal_mode = WAL").await?;
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
-                conn.execute(SQLITE_CACHE_PRAGMA).await?;
+                conn.execute(SQLITE_CONNECTION_CACHE).await?;
+                // Process-wide; setting it again is a no-op.
+                conn.execute(SQLITE_HEAP_PRAGMA).await?;
                 Ok(())
             })
         })

@@ -1096,6 +1096,27 @@ async fn sqlite_uses_wal() {
     store.close().await;
 }
 
+/// SQLite's memory is one budget for the whole pool (see
+/// `store::connect::SQLITE_SOFT_HEAP_LIMIT`), not a cache per connection
+/// that random lookups fill eight times over.
+#[tokio::test]
+async fn sqlite_memory_is_one_budget_for_the_pool() {
+    let dir = crate::support::env::private_tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("heap.db").display());
+    let store = Store::open(&url).await.unwrap();
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let limit: i64 = sqlx::query("PRAGMA soft_heap_limit")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(limit, 16 * 1024 * 1024);
+    let _ = conn.close().await;
+    store.close().await;
+}
+
 #[tokio::test]
 async fn bad_urls_are_invalid_url_errors() {
     for url in [
