@@ -610,6 +610,12 @@ idle_conns() {
   rss_conns_after[$name]=$(rss_mb "$pid")
 }
 
+# Session cache fills so far (the session walk's progress).
+session_fills() {
+  curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" |
+    awk '/^portcullis_session_cache_requests_total\{result="miss"\}/ { print $2 }'
+}
+
 declare -A rss_load=() rss_settled=()
 rss_sessions="-" rss_sessions_settled="-"
 if ((MEMORY)) && ((!CALLGRIND)); then
@@ -639,24 +645,33 @@ request = function()
   if i > #cookies then i = 1 end
   return wrk.format(nil, nil, { Cookie = cookies[i] })
 end
-response = function(status, headers, body)
-  if i >= #cookies then wrk.thread:stop() end
-end
 LUA
-    wrk -t1 -c32 -d120s -s "$TMP/cookies.lua" "http://127.0.0.1:$PX_PORT/" >"$TMP/wrk-sessions.txt"
+    # The figure is taken the moment the last session is filled (wrk would
+    # otherwise wait out its -d, and sessions idle for a minute have let go
+    # of their assertions): every session active within the walk.
+    fills_before=$(session_fills)
+    wrk -t1 -c32 -d300s -s "$TMP/cookies.lua" "http://127.0.0.1:$PX_PORT/" >"$TMP/wrk-sessions.txt" &
+    walker=$!
+    for ((t = 0; t < 1200; t++)); do
+      misses=$(($(session_fills) - ${fills_before:-0}))
+      ((misses >= SESSIONS)) && break
+      kill -0 "$walker" 2>/dev/null || break
+      sleep 0.25
+    done
     rss_sessions=$(rss_mb "$PX_PID")
+    kill -INT "$walker" 2>/dev/null || true
+    wait "$walker" 2>/dev/null || true
     # Every cookie must have been a live session (a redirect to the login
     # would cache nothing and flatter the figure), each one a cache fill.
     if grep -q "Non-2xx" "$TMP/wrk-sessions.txt"; then
       die "session walk: $(grep Non-2xx "$TMP/wrk-sessions.txt")"
     fi
-    misses=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" |
-      awk '/^portcullis_session_cache_requests_total\{result="miss"\}/ { print $2 }')
-    ((${misses:-0} >= SESSIONS)) || die "session walk: ${misses:-0} cache fills for $SESSIONS sessions"
+    misses=$(($(session_fills) - ${fills_before:-0}))
+    ((misses >= SESSIONS)) || die "session walk: ${misses:-0} cache fills for $SESSIONS sessions"
     log "memory: $misses session cache fills"
-    # The allocator returns freed pages on later activity (mimalloc purges
-    # lazily): the figure right after the walk includes what its requests
-    # freed; 30 s later, what the cached sessions hold.
+    # 30 s later: what the cached sessions hold once idle (their assertions,
+    # past the age at which they are sent again, released; freed pages
+    # returned by the allocator's purge).
     sleep 30
     rss_sessions_settled=$(rss_mb "$PX_PID")
   fi

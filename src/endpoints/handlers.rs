@@ -168,7 +168,7 @@ pub(super) async fn logout_page(
             .into_response();
     };
     let action = logout_action(&state);
-    let csrf = state.codec.logout_token(&s.id_hash);
+    let csrf = state.codec.logout_token(&s.id_hash());
     let page = LogoutPage {
         action: &action,
         email: &s.principal.email,
@@ -265,7 +265,9 @@ pub(super) async fn logout_submit(
     };
     let reason = match field("csrf") {
         None | Some("") => Some("csrf_missing"),
-        Some(token) if !state.codec.verify_logout_token(&s.id_hash, token) => Some("csrf_invalid"),
+        Some(token) if !state.codec.verify_logout_token(&s.id_hash(), token) => {
+            Some("csrf_invalid")
+        }
         Some(_) => None,
     };
     if let Some(reason) = reason {
@@ -295,7 +297,7 @@ pub(super) async fn logout_submit(
     let idp_logout = idp_logout_url(&state, &s).await;
     match state
         .sessions
-        .revoke(&SessionSelector::Id(s.id_hash.clone()))
+        .revoke(&SessionSelector::Id(s.id_hash()))
         .await
     {
         Ok(_) => {
@@ -342,7 +344,7 @@ pub(super) async fn whoami(
             "expires_at": s.expires_at,
             // For an app's own sign-out button: POST it as `csrf` to
             // `{prefix}logout`. Same-origin reads only (no CORS here).
-            "logout_token": state.codec.logout_token(&s.id_hash),
+            "logout_token": state.codec.logout_token(&s.id_hash()),
         }))
         .into_response(),
         None => (

@@ -748,7 +748,7 @@ pub(super) async fn sign_in(
     if let Some(old) = current.0 {
         let _ = state
             .sessions
-            .revoke(&SessionSelector::Id(old.id_hash.clone()))
+            .revoke(&SessionSelector::Id(old.id_hash()))
             .await;
     }
     let token = match state

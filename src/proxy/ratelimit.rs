@@ -8,14 +8,14 @@
 //! "at most N per window, then `429` until the window ends", which is what
 //! a fixed window does and what `Retry-After` can state exactly.
 //!
-//! The windows live in a `moka` cache (already the session cache's crate)
-//! bounded by `max_tracked_clients` with least-recently-used eviction, so
-//! an attacker rotating through addresses costs bounded memory: at worst it
-//! pushes out clients that have been quiet the longest, which are the ones
-//! nearest to being allowed again anyway. `governor` was the alternative;
-//! its keyed store grows without bound between manual sweeps and has no
-//! "look without counting", which the SCIM limit (count failures only,
-//! refuse everyone once over) needs.
+//! The windows live in a `moka` cache (as do the proxy's other bounded
+//! caches) bounded by `max_tracked_clients` with least-recently-used
+//! eviction, so an attacker rotating through addresses costs bounded
+//! memory: at worst it pushes out clients that have been quiet the
+//! longest, which are the ones nearest to being allowed again anyway.
+//! `governor` was the alternative; its keyed store grows without bound
+//! between manual sweeps and has no "look without counting", which the
+//! SCIM limit (count failures only, refuse everyone once over) needs.
 
 use std::net::IpAddr;
 use std::sync::Arc;

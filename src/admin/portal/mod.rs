@@ -363,7 +363,7 @@ async fn admin_access(
             "Your account is not an administrator of its organisation here. Ask an administrator to give you an admin role.",
         );
     };
-    let binding = format!("portal-admin:{}", session.id_hash);
+    let binding = format!("portal-admin:{}", session.id_hash());
     let access = Access {
         cur: cur.clone(),
         tenant: t.id.clone(),
