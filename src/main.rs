@@ -1,4 +1,7 @@
 fn main() -> std::process::ExitCode {
+    // C code (SQLite) allocates through glibc; one arena, not one per
+    // pooled connection's thread (see `portcullis_alloc::limit_c_arenas`).
+    portcullis_alloc::limit_c_arenas(1);
     portcullis::cli::main()
 }
 
