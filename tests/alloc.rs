@@ -78,6 +78,7 @@ fn purge_returns_what_an_idle_thread_freed() {
 /// `PORTCULLIS_ARENA_CHILD` set, eight threads make a C allocation each at
 /// the same time, as SQLite's connection threads do, and glibc's arena
 /// statistics go to stderr. Without the variable it does nothing.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn arena_child() {
     let Ok(mode) = std::env::var("PORTCULLIS_ARENA_CHILD") else {
@@ -111,10 +112,12 @@ fn arena_child() {
 
 /// What [`arena_child`] prints between glibc's statistics before and after
 /// its threads ran.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const THREADS_START: &str = "--- eight threads ---";
 
 /// How many arenas glibc reports in a child running [`arena_child`],
 /// before and after its threads allocated.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn arenas_in_child(mode: &str) -> (usize, usize) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["arena_child", "--exact", "--nocapture", "--test-threads=1"])
@@ -128,6 +131,7 @@ fn arenas_in_child(mode: &str) -> (usize, usize) {
     (arenas(before), arenas(after))
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn c_code_of_many_threads_shares_one_arena() {
     let _alone = alone();
