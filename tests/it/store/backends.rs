@@ -1078,22 +1078,33 @@ async fn sqlite_open_creates_file_and_parent_dirs() {
     store.close().await;
 }
 
-#[tokio::test]
-async fn sqlite_uses_wal() {
+/// The `PRAGMA` statement's value, read on a connection of its own to a store just opened at a
+/// fresh SQLite file (per-file settings persist; process-wide ones are
+/// the process').
+async fn sqlite_pragma<T>(pragma: &'static str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
     let dir = crate::support::env::private_tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("wal.db").display());
+    let url = format!("sqlite://{}", dir.path().join("pragma.db").display());
     let store = Store::open(&url).await.unwrap();
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-    let mode: String = sqlx::query("PRAGMA journal_mode")
+    let value: T = sqlx::query(pragma)
         .fetch_one(&mut conn)
         .await
         .unwrap()
         .try_get(0)
         .unwrap();
-    assert_eq!(mode.to_lowercase(), "wal");
     let _ = conn.close().await;
     store.close().await;
+    value
+}
+
+#[tokio::test]
+async fn sqlite_uses_wal() {
+    let mode: String = sqlite_pragma("PRAGMA journal_mode").await;
+    assert_eq!(mode.to_lowercase(), "wal");
 }
 
 /// SQLite's memory is one budget for the whole pool (see
@@ -1101,20 +1112,8 @@ async fn sqlite_uses_wal() {
 /// that random lookups fill eight times over.
 #[tokio::test]
 async fn sqlite_memory_is_one_budget_for_the_pool() {
-    let dir = crate::support::env::private_tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("heap.db").display());
-    let store = Store::open(&url).await.unwrap();
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-    let limit: i64 = sqlx::query("PRAGMA soft_heap_limit")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap();
+    let limit: i64 = sqlite_pragma("PRAGMA soft_heap_limit").await;
     assert_eq!(limit, 16 * 1024 * 1024);
-    let _ = conn.close().await;
-    store.close().await;
 }
 
 #[tokio::test]
