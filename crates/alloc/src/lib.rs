@@ -40,15 +40,21 @@ pub fn purge() {
 }
 
 /// Makes C code share `n` glibc malloc arenas, whatever its thread count
-/// (`mallopt(M_ARENA_MAX)`); returns whether the setting took. Call it
-/// first thing in `main`, before threads start: arenas already made stay.
-/// A no-op returning `false` where the C library is not glibc.
+/// (`mallopt(M_ARENA_MAX)`). Applies only while the process has a single
+/// thread — glibc's contract for `mallopt` — so call it first thing in
+/// `main`; returns whether it applied (`false` where other threads already
+/// run or the C library is not glibc).
 pub fn limit_c_arenas(n: u16) -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: `mallopt` takes two integers and no pointers; glibc
-        // documents `M_ARENA_MAX` as settable at any time (it bounds arenas
-        // created afterwards) and serialises it with its own lock.
+        if n == 0 || !single_threaded() {
+            return false;
+        }
+        // SAFETY: `mallopt` takes two integers and no pointers. glibc marks
+        // it MT-Unsafe ("init"): it writes allocator parameters that other
+        // threads' `malloc` reads without a lock, so it must run before any
+        // other thread exists. This thread is the process' only one (checked
+        // just above), and it is here, so none can be started meanwhile.
         unsafe { libc::mallopt(libc::M_ARENA_MAX, i32::from(n)) == 1 }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
@@ -56,6 +62,17 @@ pub fn limit_c_arenas(n: u16) -> bool {
         let _ = n;
         false
     }
+}
+
+/// Whether the process has exactly one thread (`/proc/self/status`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .is_some_and(|n| n.trim() == "1")
+    })
 }
 
 /// Writes glibc's per-arena malloc statistics to standard error
