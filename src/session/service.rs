@@ -5,7 +5,7 @@
 //! generation's [`Directory`]. The cache TTL bounds staleness if an event
 //! is ever missed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -360,13 +360,44 @@ impl Sessions {
     /// them. Nothing is revoked: a change that removes access ends nothing
     /// else, the gate decides on the new principal.
     pub async fn invalidate_directory(&self, tenant: &str, users: Option<&[String]>) {
-        let users: Option<HashSet<&str>> = users.map(|u| u.iter().map(String::as_str).collect());
-        self.cache.remove_sessions(|s| {
-            s.principal.tenant.as_deref() == Some(tenant)
-                && users
-                    .as_ref()
-                    .is_none_or(|u| u.contains(s.principal.user_id.as_str()))
-        });
+        let mut changes = DirectoryChanges::default();
+        changes.add(tenant.to_owned(), users.map(<[String]>::to_vec));
+        self.invalidate_directories(&changes);
+    }
+
+    /// [`Sessions::invalidate_directory`] for several changes in one pass
+    /// over the cache (a pass visits every entry: ~2 ms at 100,000).
+    fn invalidate_directories(&self, changes: &DirectoryChanges) {
+        if !changes.0.is_empty() {
+            self.cache.remove_sessions(|s| changes.affects(s));
+        }
+    }
+
+    /// A store event other than a directory change.
+    async fn apply(&self, event: StoreEvent) {
+        match event {
+            StoreEvent::SessionsRevoked(sel) => {
+                // `All` is also what a reconnected listener says after a
+                // gap: service accounts may have changed.
+                if sel == SessionSelector::All {
+                    self.machine.invalidate_all();
+                }
+                self.invalidate(&sel).await
+            }
+            StoreEvent::TenantsChanged => {}
+            StoreEvent::DirectoryChanged { tenant, users } => {
+                self.invalidate_directory(&tenant, users.as_deref()).await
+            }
+            StoreEvent::ServiceAccountChanged { account } => {
+                self.machine.invalidate_account(&account)
+            }
+        }
+    }
+
+    /// Missed events: we can't know which, so drop everything.
+    fn missed_events(&self) {
+        self.cache.clear();
+        self.machine.invalidate_all();
     }
 
     /// Applies revocation events from the store (this and other replicas)
@@ -395,29 +426,96 @@ impl Sessions {
                     }
                 };
                 match event {
-                    Ok(StoreEvent::SessionsRevoked(sel)) => {
-                        // `All` is also what a reconnected listener says
-                        // after a gap: service accounts may have changed.
-                        if sel == SessionSelector::All {
-                            this.machine.invalidate_all();
-                        }
-                        this.invalidate(&sel).await
-                    }
-                    Ok(StoreEvent::TenantsChanged) => {}
+                    // A SCIM job writes a directory change per operation,
+                    // thousands a second: the ones already queued join
+                    // this one in a single pass over the cache.
                     Ok(StoreEvent::DirectoryChanged { tenant, users }) => {
-                        this.invalidate_directory(&tenant, users.as_deref()).await
+                        use tokio::sync::broadcast::error::TryRecvError;
+                        let mut changes = DirectoryChanges::default();
+                        changes.add(tenant, users);
+                        let closed = loop {
+                            match rx.try_recv() {
+                                Ok(StoreEvent::DirectoryChanged { tenant, users }) => {
+                                    changes.add(tenant, users)
+                                }
+                                Ok(other) => this.apply(other).await,
+                                Err(TryRecvError::Lagged(_)) => this.missed_events(),
+                                Err(TryRecvError::Empty) => break false,
+                                Err(TryRecvError::Closed) => break true,
+                            }
+                        };
+                        this.invalidate_directories(&changes);
+                        if closed {
+                            break;
+                        }
                     }
-                    Ok(StoreEvent::ServiceAccountChanged { account }) => {
-                        this.machine.invalidate_account(&account)
-                    }
-                    // Missed events: we can't know which, so drop everything.
+                    Ok(other) => this.apply(other).await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        this.cache.clear();
-                        this.machine.invalidate_all();
+                        this.missed_events()
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
             }
         })
+    }
+}
+
+/// Directory changes gathered for one pass over the session cache: by
+/// tenant, the users whose principals may have changed (`None`: all of the
+/// tenant's).
+#[derive(Debug, Default)]
+struct DirectoryChanges(HashMap<String, Option<HashSet<String>>>);
+
+impl DirectoryChanges {
+    fn add(&mut self, tenant: String, users: Option<Vec<String>>) {
+        let entry = self.0.entry(tenant).or_insert_with(|| Some(HashSet::new()));
+        match (entry.as_mut(), users) {
+            (Some(known), Some(users)) => known.extend(users),
+            (Some(_), None) => *entry = None,
+            (None, _) => {}
+        }
+    }
+
+    fn affects(&self, s: &ActiveSession) -> bool {
+        let Some(tenant) = s.principal.tenant.as_deref() else {
+            return false;
+        };
+        match self.0.get(tenant) {
+            None => false,
+            Some(None) => true,
+            Some(Some(users)) => users.contains(&s.principal.user_id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(tenant: Option<&str>, user: &str) -> ActiveSession {
+        ActiveSession::for_tests(Principal {
+            user_id: user.into(),
+            tenant: tenant.map(str::to_owned),
+            ..Principal::default()
+        })
+    }
+
+    #[test]
+    fn directory_changes_gathered_reach_exactly_the_users_they_name() {
+        let mut c = DirectoryChanges::default();
+        c.add("acme".into(), Some(vec!["u1".into()]));
+        c.add("acme".into(), Some(vec!["u2".into()]));
+        c.add("globex".into(), Some(vec!["g1".into()]));
+        assert!(c.affects(&session(Some("acme"), "u1")));
+        assert!(c.affects(&session(Some("acme"), "u2")));
+        assert!(!c.affects(&session(Some("acme"), "u3")));
+        assert!(!c.affects(&session(Some("globex"), "u1")));
+        assert!(!c.affects(&session(Some("initech"), "u1")));
+        assert!(!c.affects(&session(None, "u1")));
+        // a tenant-wide change covers the tenant, whatever came before or after
+        c.add("globex".into(), None);
+        c.add("globex".into(), Some(vec!["g2".into()]));
+        assert!(c.affects(&session(Some("globex"), "anyone")));
+        assert!(!c.affects(&session(Some("acme"), "u3")));
     }
 }
