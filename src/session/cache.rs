@@ -30,7 +30,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the same as std's, but tests can pause and advance it.
+use tokio::time::Instant;
 
 use super::ActiveSession;
 
@@ -91,9 +94,10 @@ impl SessionCache {
             );
             // An invalidation that bumped the generation after the check
             // above ran its scan before or after this insert: after, it
-            // removed the entry; before, the entry must go now.
+            // removed the entry; before, the entry must go now (this
+            // fill's own, not one a later fill put there).
             if self.generation.load(Ordering::SeqCst) != generation {
-                self.map.remove(key);
+                self.map.remove_if(key, |e| e.filled == now);
             }
         }
         Ok((session, Source::Store))
@@ -158,12 +162,13 @@ mod tests {
         (got.map(|s| s.principal.user_id.clone()), source)
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_fill_is_served_from_the_cache_until_the_ttl_passes() {
         let c = SessionCache::new(100, Duration::from_millis(200));
         assert_eq!(lookup(&c, 1, "a").await, (Some("a".into()), Source::Store));
+        tokio::time::advance(Duration::from_millis(199)).await;
         assert_eq!(lookup(&c, 1, "b").await, (Some("a".into()), Source::Cache));
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(lookup(&c, 1, "b").await, (Some("b".into()), Source::Store));
     }
 
@@ -226,11 +231,11 @@ mod tests {
         assert_eq!(lookup(&c, 1, "x").await, (Some("x".into()), Source::Store));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_sweep_drops_expired_entries_and_visits_live_ones() {
         let c = SessionCache::new(100, Duration::from_millis(200));
         lookup(&c, 1, "old").await;
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::advance(Duration::from_millis(250)).await;
         lookup(&c, 2, "new").await;
         let seen = std::sync::Mutex::new(Vec::new());
         let left = c.sweep(|s| seen.lock().unwrap().push(s.principal.user_id.clone()));
