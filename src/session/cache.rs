@@ -13,9 +13,16 @@
 //!   fill time kept beside the value and checked on read; the
 //!   housekeeping ([`SessionCache::sweep`]) drops what expired in a
 //!   process nobody asks.
-//! - **Invalidation takes effect before it returns.** `retain` visits
-//!   every entry under its shard's lock, so no request after a
-//!   revocation can read the revoked session from here.
+//! - **Invalidation takes effect before it returns.** A revocation is a
+//!   `retain` that visits every entry under its shard's lock, so no
+//!   request after it can read the revoked session from here. A directory
+//!   change (a SCIM write: thousands a second in a bulk job, each needing
+//!   its effect before the SCIM answer leaves) is recorded instead, by
+//!   tenant and user with its time ([`SessionCache::mark_changed`]), and
+//!   a read treats an entry filled before a change of its user as absent:
+//!   O(1) per change rather than a pass over every entry (~2 ms at
+//!   100,000), and one flag load per read while nothing changed within
+//!   the TTL. Records older than the TTL go with the housekeeping.
 //! - **A fill that raced an invalidation is not kept.** A fill reads the
 //!   store, then inserts; a revocation or directory change between the two
 //!   would find nothing to invalidate and the stale entry would live a
@@ -28,8 +35,9 @@
 //! during a store outage each fails on its own rather than queueing behind
 //! the last waiter's timeout.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 // tokio's clock: the same as std's, but tests can pause and advance it.
@@ -50,6 +58,17 @@ pub(super) struct SessionCache {
     map: quick_cache::sync::Cache<[u8; 32], Entry>,
     ttl: Duration,
     generation: AtomicU64,
+    /// Directory changes younger than the TTL, by tenant.
+    changed: RwLock<HashMap<String, TenantChanges>>,
+    /// Whether `changed` holds any: all a read checks while it doesn't.
+    any_changed: AtomicBool,
+}
+
+/// When a tenant's principals last changed: all of them, and by user.
+#[derive(Debug, Default)]
+struct TenantChanges {
+    all: Option<Instant>,
+    users: HashMap<String, Instant>,
 }
 
 /// Where a lookup's answer came from.
@@ -65,6 +84,8 @@ impl SessionCache {
             map: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
             ttl,
             generation: AtomicU64::new(0),
+            changed: RwLock::default(),
+            any_changed: AtomicBool::new(false),
         }
     }
 
@@ -103,8 +124,49 @@ impl SessionCache {
         Ok((session, Source::Store))
     }
 
+    /// Younger than the TTL, and filled after the last directory change
+    /// of its user (a change at the very instant of the fill counts as
+    /// after: the safe side).
     fn fresh(&self, entry: &Entry, now: Instant) -> bool {
-        now.saturating_duration_since(entry.filled) < self.ttl
+        now.saturating_duration_since(entry.filled) < self.ttl && !self.changed_since(entry)
+    }
+
+    fn changed_since(&self, entry: &Entry) -> bool {
+        if !self.any_changed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let Some(s) = &entry.session else {
+            return false;
+        };
+        let Some(tenant) = s.principal.tenant.as_deref() else {
+            return false;
+        };
+        let changed = self.changed.read().unwrap_or_else(PoisonError::into_inner);
+        changed.get(tenant).is_some_and(|t| {
+            t.all.is_some_and(|at| at >= entry.filled)
+                || t.users
+                    .get(&s.principal.user_id)
+                    .is_some_and(|at| *at >= entry.filled)
+        })
+    }
+
+    /// Records that the principals of `users` of `tenant` (`None`: all of
+    /// its users) may have changed: from now on, sessions of theirs cached
+    /// before are read again from the store.
+    pub(super) fn mark_changed(&self, tenant: &str, users: Option<&[String]>) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let now = Instant::now();
+        let mut changed = self.changed.write().unwrap_or_else(PoisonError::into_inner);
+        let t = changed.entry(tenant.to_owned()).or_default();
+        match users {
+            None => t.all = Some(now),
+            Some(users) => {
+                for u in users {
+                    t.users.insert(u.clone(), now);
+                }
+            }
+        }
+        self.any_changed.store(true, Ordering::SeqCst);
     }
 
     pub(super) fn remove(&self, key: &[u8; 32]) {
@@ -129,6 +191,18 @@ impl SessionCache {
     /// again); returns how many entries remain.
     pub(super) fn sweep(&self, release: impl Fn(&ActiveSession)) -> usize {
         let now = Instant::now();
+        {
+            // A change older than the TTL is older than every live entry.
+            let mut changed = self.changed.write().unwrap_or_else(PoisonError::into_inner);
+            let old = |at: &Instant| now.saturating_duration_since(*at) >= self.ttl;
+            changed.retain(|_, t| {
+                t.all = t.all.filter(|at| !old(at));
+                t.users.retain(|_, at| !old(at));
+                t.all.is_some() || !t.users.is_empty()
+            });
+            self.any_changed
+                .store(!changed.is_empty(), Ordering::SeqCst);
+        }
         self.map.retain(|_, e| {
             let keep = self.fresh(e, now);
             if keep && let Some(s) = &e.session {
@@ -229,6 +303,66 @@ mod tests {
         assert_eq!(got.unwrap().principal.user_id, "alice");
         // ...but the next one reads the store again.
         assert_eq!(lookup(&c, 1, "x").await, (Some("x".into()), Source::Store));
+    }
+
+    fn tenant_session(tenant: &str, user: &str) -> Arc<ActiveSession> {
+        Arc::new(ActiveSession::for_tests(Principal {
+            user_id: user.into(),
+            tenant: Some(tenant.into()),
+            ..Principal::default()
+        }))
+    }
+
+    async fn lookup_in(c: &SessionCache, key: u8, tenant: &str, user: &str) -> Source {
+        let s = tenant_session(tenant, user);
+        c.get_or_fill(&[key; 32], async { Ok::<_, Infallible>(Some(s)) })
+            .await
+            .unwrap()
+            .1
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_directory_change_refills_exactly_the_sessions_of_whom_it_names() {
+        let c = SessionCache::new(100, Duration::from_secs(30));
+        lookup_in(&c, 1, "acme", "alice").await;
+        lookup_in(&c, 2, "acme", "bob").await;
+        lookup_in(&c, 3, "globex", "alice").await;
+        tokio::time::advance(Duration::from_millis(1)).await;
+        c.mark_changed("acme", Some(&["alice".to_owned()]));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(lookup_in(&c, 1, "acme", "alice").await, Source::Store);
+        assert_eq!(lookup_in(&c, 2, "acme", "bob").await, Source::Cache);
+        assert_eq!(lookup_in(&c, 3, "globex", "alice").await, Source::Cache);
+        // the refilled entry is after the change: kept
+        assert_eq!(lookup_in(&c, 1, "acme", "alice").await, Source::Cache);
+        // a tenant-wide change reaches everyone of the tenant
+        tokio::time::advance(Duration::from_millis(1)).await;
+        c.mark_changed("acme", None);
+        assert_eq!(lookup_in(&c, 1, "acme", "alice").await, Source::Store);
+        assert_eq!(lookup_in(&c, 2, "acme", "bob").await, Source::Store);
+        assert_eq!(lookup_in(&c, 3, "globex", "alice").await, Source::Cache);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_at_the_instant_of_a_fill_refills_it() {
+        let c = SessionCache::new(100, Duration::from_secs(30));
+        lookup_in(&c, 1, "acme", "alice").await;
+        c.mark_changed("acme", Some(&["alice".to_owned()]));
+        assert_eq!(lookup_in(&c, 1, "acme", "alice").await, Source::Store);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_older_than_the_ttl_are_forgotten() {
+        let c = SessionCache::new(100, Duration::from_secs(30));
+        c.mark_changed("acme", None);
+        c.sweep(|_| {});
+        assert!(c.any_changed.load(Ordering::SeqCst));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        c.sweep(|_| {});
+        assert!(!c.any_changed.load(Ordering::SeqCst));
+        assert!(c.changed.read().unwrap().is_empty());
+        lookup_in(&c, 1, "acme", "alice").await;
+        assert_eq!(lookup_in(&c, 1, "acme", "alice").await, Source::Cache);
     }
 
     #[tokio::test(start_paused = true)]
