@@ -5,7 +5,6 @@
 //! generation's [`Directory`]. The cache TTL bounds staleness if an event
 //! is ever missed.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -363,15 +362,7 @@ impl Sessions {
         self.cache.mark_changed(tenant, users);
     }
 
-    /// [`Sessions::invalidate_directory`] for several changes, merged.
-    fn invalidate_directories(&self, changes: &DirectoryChanges) {
-        for (tenant, users) in &changes.0 {
-            let users: Option<Vec<String>> = users.as_ref().map(|u| u.iter().cloned().collect());
-            self.cache.mark_changed(tenant, users.as_deref());
-        }
-    }
-
-    /// A store event other than a directory change.
+    /// Applies one store event to this process' caches.
     async fn apply(&self, event: StoreEvent) {
         match event {
             StoreEvent::SessionsRevoked(sel) => {
@@ -424,30 +415,7 @@ impl Sessions {
                     }
                 };
                 match event {
-                    // A SCIM job writes a directory change per operation,
-                    // thousands a second: the ones already queued are
-                    // merged with this one.
-                    Ok(StoreEvent::DirectoryChanged { tenant, users }) => {
-                        use tokio::sync::broadcast::error::TryRecvError;
-                        let mut changes = DirectoryChanges::default();
-                        changes.add(tenant, users);
-                        let closed = loop {
-                            match rx.try_recv() {
-                                Ok(StoreEvent::DirectoryChanged { tenant, users }) => {
-                                    changes.add(tenant, users)
-                                }
-                                Ok(other) => this.apply(other).await,
-                                Err(TryRecvError::Lagged(_)) => this.missed_events(),
-                                Err(TryRecvError::Empty) => break false,
-                                Err(TryRecvError::Closed) => break true,
-                            }
-                        };
-                        this.invalidate_directories(&changes);
-                        if closed {
-                            break;
-                        }
-                    }
-                    Ok(other) => this.apply(other).await,
+                    Ok(event) => this.apply(event).await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         this.missed_events()
                     }
@@ -455,44 +423,5 @@ impl Sessions {
                 }
             }
         })
-    }
-}
-
-/// Directory changes gathered from the event queue: by tenant, the users
-/// whose principals may have changed (`None`: all of the tenant's).
-#[derive(Debug, Default)]
-struct DirectoryChanges(HashMap<String, Option<HashSet<String>>>);
-
-impl DirectoryChanges {
-    fn add(&mut self, tenant: String, users: Option<Vec<String>>) {
-        let entry = self.0.entry(tenant).or_insert_with(|| Some(HashSet::new()));
-        match (entry.as_mut(), users) {
-            (Some(known), Some(users)) => known.extend(users),
-            (Some(_), None) => *entry = None,
-            (None, _) => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn directory_changes_gathered_merge_by_tenant() {
-        let mut c = DirectoryChanges::default();
-        c.add("acme".into(), Some(vec!["u1".into()]));
-        c.add("acme".into(), Some(vec!["u2".into(), "u1".into()]));
-        c.add("globex".into(), Some(vec!["g1".into()]));
-        assert_eq!(users(&c, "acme"), Some(["u1".into(), "u2".into()].into()));
-        assert_eq!(users(&c, "globex"), Some(["g1".into()].into()));
-        // a tenant-wide change covers the tenant, whatever came before or after
-        c.add("globex".into(), None);
-        c.add("globex".into(), Some(vec!["g2".into()]));
-        assert_eq!(users(&c, "globex"), None);
-    }
-
-    fn users(c: &DirectoryChanges, tenant: &str) -> Option<std::collections::BTreeSet<String>> {
-        c.0[tenant].as_ref().map(|u| u.iter().cloned().collect())
     }
 }
