@@ -30,7 +30,8 @@ use crate::identity::{AssertionError, AssertionSigner, HeaderPlan, generate_sign
 use crate::metrics::Metrics;
 use crate::proxy::ratelimit::RateLimiter;
 use crate::proxy::{
-    ConnectionLimit, HeaderDeadline, Mount, PortcullisProxy, ProxyState, ScimMount, StateError,
+    Admission, ConnectionLimit, HeaderDeadline, Mount, PortcullisProxy, ProxyState, ScimMount,
+    StateError,
 };
 use crate::session::{CookieCodec, CookieError, Sessions};
 use crate::store::SessionSelector;
@@ -222,6 +223,12 @@ impl Shared {
         }
         if new.limits.max_connections != old.limits.max_connections {
             return Err(AppError::NeedsRestart("limits.max_connections"));
+        }
+        if new.max_active_requests() != old.max_active_requests() {
+            return Err(AppError::NeedsRestart("limits.max_active_requests"));
+        }
+        if new.limits.active_request_hold_ms != old.limits.active_request_hold_ms {
+            return Err(AppError::NeedsRestart("limits.active_request_hold_ms"));
         }
         if new.limits.rate.max_tracked_clients != old.limits.rate.max_tracked_clients {
             return Err(AppError::NeedsRestart("limits.rate.max_tracked_clients"));
@@ -651,10 +658,18 @@ pub fn prepare_with_listeners(
     server.bootstrap();
 
     // The proxy inside the slow-client guards (see `proxy::conn`): a
-    // deadline for every request header, a cap on open connections.
+    // deadline for every request header, a cap on open connections; and
+    // the bound on requests worked on at once (`proxy::admission`).
     let app = pingora::proxy::http_proxy(
         &server.configuration,
         PortcullisProxy::new(shared.state.clone()).with_rate_limiter(shared.rate_limits.clone()),
+    );
+    let app = Admission::new(
+        app,
+        config.max_active_requests(),
+        Duration::from_millis(config.limits.active_request_hold_ms),
+        shared.state.clone(),
+        shared.metrics.clone(),
     );
     let app = ConnectionLimit::new(
         HeaderDeadline::new(app, shared.state.clone(), shared.metrics.clone()),

@@ -176,6 +176,10 @@ pub struct LimitMetrics {
     /// Requests answered `429`; `limit` ∈ login_start, login_callback,
     /// scim_auth_failure.
     pub rate_limited: IntCounterVec,
+    /// Requests waiting for one of `max_active_requests` slots.
+    pub requests_queued: IntGauge,
+    /// Requests answered `503` after waiting the whole queue timeout.
+    pub requests_shed: IntCounter,
 }
 
 impl LimitMetrics {
@@ -205,12 +209,24 @@ impl LimitMetrics {
         registry.register(Box::new(client_timeouts.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
+        let requests_queued = IntGauge::new(
+            "portcullis_requests_queued",
+            "Requests waiting for a slot because limits.max_active_requests are active",
+        )?;
+        let requests_shed = IntCounter::new(
+            "portcullis_requests_shed_total",
+            "Requests answered 503 after waiting limits.queue_timeout_ms for a slot",
+        )?;
         registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(requests_queued.clone()))?;
+        registry.register(Box::new(requests_shed.clone()))?;
         Ok(Self {
             client_timeouts,
             connections,
             connections_refused,
             rate_limited,
+            requests_queued,
+            requests_shed,
         })
     }
 }

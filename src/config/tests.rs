@@ -841,6 +841,17 @@ fn limits_defaults_and_validation() {
     let cfg = from_str(MINIMAL, "t.toml", &env).unwrap();
     let l = &cfg.limits;
     assert_eq!(l.max_connections, 10_000);
+    assert_eq!(l.max_active_requests, None);
+    assert_eq!(cfg.max_active_requests(), 256, "128 for each of 2 threads");
+    assert_eq!(l.queue_timeout_ms, 5_000);
+    assert_eq!(l.active_request_hold_ms, 20);
+    let cfg = from_str(
+        &format!("{MINIMAL}\n[limits]\nmax_active_requests = 7\n"),
+        "t.toml",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(cfg.max_active_requests(), 7);
     assert_eq!(l.header_timeout_ms, 10_000);
     assert_eq!(l.keepalive_timeout_seconds, 75);
     assert_eq!(l.body_timeout_ms, 20_000);
@@ -853,12 +864,16 @@ fn limits_defaults_and_validation() {
 
     let text = format!(
         "{MINIMAL}\n[limits]\nmax_connections = 0\nheader_timeout_ms = 10\nbody_timeout_ms = 0\n\
-         keepalive_timeout_seconds = 0\n\n[limits.rate]\nlogin_start = {{ max = 5, window_seconds = 0 }}\n\
+         keepalive_timeout_seconds = 0\nmax_active_requests = 0\nqueue_timeout_ms = 600001\n\
+         active_request_hold_ms = 0\n\n[limits.rate]\nlogin_start = {{ max = 5, window_seconds = 0 }}\n\
          max_tracked_clients = 10\n"
     );
     let errs = errors(&text);
     for key in [
         "limits.max_connections",
+        "limits.max_active_requests",
+        "limits.queue_timeout_ms",
+        "limits.active_request_hold_ms",
         "limits.header_timeout_ms",
         "limits.body_timeout_ms",
         "limits.keepalive_timeout_seconds",

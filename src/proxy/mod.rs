@@ -2,6 +2,7 @@
 //! Each phase only gathers facts and translates; decisions live in `gate`
 //! (and `routes`, `ratelimit`), pure and tested without sockets.
 
+mod admission;
 mod bearer;
 mod body;
 pub mod canon;
@@ -20,6 +21,7 @@ pub mod routes;
 mod service;
 mod state;
 
+pub use admission::Admission;
 pub use conn::{ConnectionLimit, HeaderDeadline};
 pub use ctx::Ctx;
 pub use mount::{Mount, ScimMount};

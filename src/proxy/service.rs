@@ -556,6 +556,9 @@ impl ProxyHttp for PortcullisProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
+        // The app has answered: what follows (the body, an upgraded
+        // tunnel) no longer counts against `max_active_requests`.
+        super::admission::release();
         tag_response(upstream_response, &ctx.request_id)
     }
 

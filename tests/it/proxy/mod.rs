@@ -1,6 +1,7 @@
 //! The proxy path: forwarding, the gate against every request shape, limits, TLS,
 //! several upstreams.
 
+mod admission;
 mod buffers;
 mod forward_auth;
 mod forwarding;

@@ -1,0 +1,249 @@
+//! `limits.max_active_requests` against a real server and an app whose
+//! answers the test releases by hand: requests beyond the bound wait and
+//! are shed at the queue timeout; a slot comes back when the app's
+//! response header arrives, or when the hold runs out.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::support::env::*;
+
+/// An app that answers `/public/hang…` only when the test adds a permit to
+/// `gate`, streams `/public/stream…` (the header and a first chunk at once,
+/// the end when the test adds a permit) and answers anything else at once.
+/// `seen` lists the paths that reached it, in order.
+struct GatedApp {
+    addr: SocketAddr,
+    gate: Arc<Semaphore>,
+    seen: Arc<Mutex<Vec<String>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl GatedApp {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = Arc::new(Semaphore::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (g, s) = (gate.clone(), seen.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve(conn, g.clone(), s.clone()));
+            }
+        });
+        Self {
+            addr,
+            gate,
+            seen,
+            _task: task,
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `n` requests reached the app.
+    async fn wait_seen(&self, n: usize) -> Vec<String> {
+        for _ in 0..250 {
+            let seen = self.seen();
+            if seen.len() >= n {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the app saw {:?}, not {n} requests", self.seen());
+    }
+}
+
+async fn serve(mut conn: TcpStream, gate: Arc<Semaphore>, seen: Arc<Mutex<Vec<String>>>) {
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+        seen.lock().unwrap().push(path.clone());
+        let ok = if path.starts_with("/public/hang") {
+            gate.acquire().await.unwrap().forget();
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+        } else if path.starts_with("/public/stream") {
+            let first = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+                .await;
+            if first.is_err() {
+                return;
+            }
+            gate.acquire().await.unwrap().forget();
+            conn.write_all(b"4\r\nlast\r\n0\r\n\r\n").await
+        } else {
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+        };
+        if ok.is_err() {
+            return;
+        }
+    }
+}
+
+async fn env_with(app: &GatedApp, limits: &str) -> TestEnv {
+    TestEnv::with(Options {
+        upstream: Some(app.addr),
+        extra: format!("[limits]\n{limits}\n"),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Sends a GET on a new connection; the task returns the status line and
+/// when it arrived.
+fn get(proxy: SocketAddr, path: &str) -> tokio::task::JoinHandle<(String, Instant)> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    tokio::spawn(async move {
+        let reply = raw_request(proxy, &request).await;
+        let status = reply.lines().next().unwrap_or_default().to_owned();
+        (status, Instant::now())
+    })
+}
+
+#[tokio::test]
+async fn requests_beyond_the_bound_wait_their_turn_and_are_shed_at_the_queue_timeout() {
+    let app = GatedApp::start().await;
+    let env = env_with(
+        &app,
+        "max_active_requests = 1\nqueue_timeout_ms = 600\nactive_request_hold_ms = 60000",
+    )
+    .await;
+    // Whatever the readiness probe sent is done before counting starts.
+    let before = app.seen().len();
+
+    let first = get(env.proxy, "/public/hang-1");
+    app.wait_seen(before + 1).await;
+    let sent = Instant::now();
+    let second = get(env.proxy, "/public/hang-2");
+    env.metrics_with("portcullis_requests_queued 1").await;
+
+    // The one slot is taken for the whole queue timeout: 503, and the
+    // app never saw the second request.
+    let (status, at) = second.await.unwrap();
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert!(
+        at - sent >= Duration::from_millis(550),
+        "shed after {:?}",
+        at - sent
+    );
+    env.metrics_with("portcullis_requests_shed_total 1").await;
+    env.metrics_with("portcullis_requests_queued 0").await;
+    assert_eq!(app.seen().len(), before + 1, "{:?}", app.seen());
+
+    // A waiting request gets the slot the moment the first one's answer
+    // arrives, in arrival order.
+    let third = get(env.proxy, "/public/hang-3");
+    env.metrics_with("portcullis_requests_queued 1").await;
+    assert_eq!(app.seen().len(), before + 1);
+    app.gate.add_permits(1);
+    assert_eq!(first.await.unwrap().0, "HTTP/1.1 200 OK");
+    let seen = app.wait_seen(before + 2).await;
+    assert_eq!(seen.last().unwrap(), "/public/hang-3");
+    app.gate.add_permits(1);
+    assert_eq!(third.await.unwrap().0, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test]
+async fn the_slot_comes_back_when_the_response_header_arrives_not_at_the_end_of_the_body() {
+    let app = GatedApp::start().await;
+    let env = env_with(
+        &app,
+        "max_active_requests = 1\nqueue_timeout_ms = 5000\nactive_request_hold_ms = 60000",
+    )
+    .await;
+    let before = app.seen().len();
+
+    // A response whose body goes on (an event stream, a download).
+    let mut stream = TcpStream::connect(env.proxy).await.unwrap();
+    stream
+        .write_all(b"GET /public/stream HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("first") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("the stream's header and first chunk");
+
+    // The body is still open, and another request goes through at once.
+    let (status, _) = tokio::time::timeout(Duration::from_secs(3), get(env.proxy, "/public/ok"))
+        .await
+        .expect("the second request waited for the first one's body")
+        .unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        app.wait_seen(before + 2).await[before..],
+        ["/public/stream", "/public/ok"]
+    );
+
+    // And the stream is whole when the app ends it.
+    app.gate.add_permits(1);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("0\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("the end of the stream");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("first") && text.contains("last"), "{text}");
+}
+
+#[tokio::test]
+async fn a_request_the_app_holds_past_the_hold_stops_counting() {
+    let app = GatedApp::start().await;
+    let env = env_with(
+        &app,
+        "max_active_requests = 1\nqueue_timeout_ms = 10000\nactive_request_hold_ms = 1000",
+    )
+    .await;
+    let before = app.seen().len();
+
+    // A long poll takes the one slot.
+    let poll = get(env.proxy, "/public/hang");
+    app.wait_seen(before + 1).await;
+    let sent = Instant::now();
+    let (status, at) = tokio::time::timeout(Duration::from_secs(5), get(env.proxy, "/public/ok"))
+        .await
+        .expect("a long poll kept the next request waiting past the hold")
+        .unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    // It waited for the hold, not for the long poll (still unanswered).
+    assert!(
+        at - sent >= Duration::from_millis(500),
+        "it never waited: {:?}",
+        at - sent
+    );
+    assert!(!poll.is_finished());
+    app.gate.add_permits(1);
+    assert_eq!(poll.await.unwrap().0, "HTTP/1.1 200 OK");
+    env.metrics_with("portcullis_requests_shed_total 0").await;
+}
