@@ -1550,14 +1550,16 @@ impl SubrequestSpawner {
     }
 }
 
-#[async_trait]
-impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+impl<SV, C> HttpProxy<SV, C>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     <SV as ProxyHttp>::CTX: Send + Sync,
     C: custom::Connector,
 {
-    async fn process_new_http(
+    /// `HttpServerApp::process_new_http`'s body (PORTCULLIS PATCH
+    /// (pingora-proxy 2)): not inlined, so its future is built in place.
+    #[inline(never)]
+    async fn serve_new_http(
         self: &Arc<Self>,
         mut session: HttpSession,
         shutdown: &ShutdownWatch,
@@ -1593,6 +1595,38 @@ where
         }
 
         self.process_request(session, ctx).await
+    }
+}
+
+#[async_trait]
+impl<SV, C> HttpServerApp for HttpProxy<SV, C>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    <SV as ProxyHttp>::CTX: Send + Sync,
+    C: custom::Connector,
+{
+    // PORTCULLIS PATCH (pingora-proxy 2): the request's future is written
+    // straight into its box. `#[async_trait]` boxes with `Box::pin(future)`,
+    // which builds the future on the stack and then copies all of it into the
+    // heap: ~13 KB per request (the whole proxy path is one state machine),
+    // though only its few captured arguments are set before the first poll.
+    // With the allocation made first and the future built by a call that is
+    // not inlined, LLVM writes the future in place (its call-slot
+    // optimisation), and the copy is gone. Same future, same behaviour.
+    fn process_new_http<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
+        session: HttpSession,
+        shutdown: &'life1 ShutdownWatch,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'async_trait>,
+    >
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        let future = Box::write(Box::new_uninit(), self.serve_new_http(session, shutdown));
+        Box::into_pin(future)
     }
 
     async fn http_cleanup(&self) {
