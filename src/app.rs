@@ -357,7 +357,11 @@ async fn build_state(
             &config.headers.assertion_audience,
             config.headers.assertion_lifetime_seconds,
         )?
-        .with_claims(&config.headers.assertion_claims),
+        .with_claims(&config.headers.assertion_claims)
+        .observe_signing({
+            let histogram = metrics.assertion_sign.clone();
+            move |took| histogram.observe(took.as_secs_f64())
+        }),
     );
     let domains = Domains::new(store.clone(), &config.dns)?;
     let dev_idp = DevIdp::from_config(&config)

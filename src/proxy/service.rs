@@ -1,7 +1,7 @@
 //! Pingora phases. Each is short: gather facts, ask `gate`, translate.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -297,10 +297,7 @@ pub(super) fn assertion_for(st: &ProxyState, ctx: &Ctx) -> Option<Arc<str>> {
         }
         (None, None) => return None,
     };
-    let timer = st.generation.metrics.assertion_sign.start_timer();
-    let a = signer.assertion_in(slot, p, crate::clock::now());
-    timer.observe_duration();
-    match a {
+    match signer.assertion_in(slot, p, crate::clock::now()) {
         Ok(a) => Some(a),
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "assertion signing failed");
@@ -404,7 +401,6 @@ impl ProxyHttp for PortcullisProxy {
         // this again.
         st.generation.metrics.requests_in_flight.inc();
         ctx.state = Some(st.clone());
-        ctx.start = Instant::now();
         ctx.wants_html = wants_html(session.req_header());
         let path = session.req_header().uri.path().to_owned();
 
