@@ -224,7 +224,9 @@ impl Shared {
         if new.limits.max_connections != old.limits.max_connections {
             return Err(AppError::NeedsRestart("limits.max_connections"));
         }
-        if new.max_active_requests() != old.max_active_requests() {
+        // The raw setting: a default derived from `server.threads` follows
+        // that key, which a reload does not apply either.
+        if new.limits.max_active_requests != old.limits.max_active_requests {
             return Err(AppError::NeedsRestart("limits.max_active_requests"));
         }
         if new.limits.active_request_hold_ms != old.limits.active_request_hold_ms {
@@ -661,22 +663,21 @@ pub fn prepare_with_listeners(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    // The proxy inside the slow-client guards (see `proxy::conn`): a
-    // deadline for every request header, a cap on open connections; and
-    // the bound on requests worked on at once (`proxy::admission`).
+    // The proxy inside the slow-client guards (see `proxy::conn`): a cap on
+    // open connections, a deadline for every request header, then the
+    // bound on requests worked on at once (`proxy::admission`).
     let app = pingora::proxy::http_proxy(
         &server.configuration,
         PortcullisProxy::new(shared.state.clone()).with_rate_limiter(shared.rate_limits.clone()),
     );
-    let app = Admission::new(
-        app,
+    let admission = Admission::new(
         config.max_active_requests(),
         Duration::from_millis(config.limits.active_request_hold_ms),
         shared.state.clone(),
         shared.metrics.clone(),
     );
     let app = ConnectionLimit::new(
-        HeaderDeadline::new(app, shared.state.clone(), shared.metrics.clone()),
+        HeaderDeadline::new(app, admission, shared.state.clone(), shared.metrics.clone()),
         config.limits.max_connections,
         shared.metrics.clone(),
     );

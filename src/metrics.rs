@@ -180,6 +180,10 @@ pub struct LimitMetrics {
     pub requests_queued: IntGauge,
     /// Requests answered `503` after waiting the whole queue timeout.
     pub requests_shed: IntCounter,
+    /// Requests whose client closed while they waited (never forwarded).
+    pub requests_abandoned: IntCounter,
+    /// How long admitted requests waited for their slot (those that did).
+    pub queue_wait: Histogram,
 }
 
 impl LimitMetrics {
@@ -217,9 +221,22 @@ impl LimitMetrics {
             "portcullis_requests_shed_total",
             "Requests answered 503 after waiting limits.queue_timeout_ms for a slot",
         )?;
+        let requests_abandoned = IntCounter::new(
+            "portcullis_requests_abandoned_total",
+            "Requests whose client closed the connection while they waited for a slot",
+        )?;
+        let queue_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "portcullis_request_queue_seconds",
+                "Time requests that waited for a slot spent waiting",
+            )
+            .buckets(vec![0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(requests_queued.clone()))?;
         registry.register(Box::new(requests_shed.clone()))?;
+        registry.register(Box::new(requests_abandoned.clone()))?;
+        registry.register(Box::new(queue_wait.clone()))?;
         Ok(Self {
             client_timeouts,
             connections,
@@ -227,6 +244,8 @@ impl LimitMetrics {
             rate_limited,
             requests_queued,
             requests_shed,
+            requests_abandoned,
+            queue_wait,
         })
     }
 }

@@ -45,6 +45,7 @@ use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
 
+use super::admission::{self, Admission, Admit};
 use super::state::ProxyState;
 
 tokio::task_local! {
@@ -149,9 +150,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
     }
 }
 
-/// Bounds the time to receive each HTTP/1 request header.
+/// Bounds the time to receive each HTTP/1 request header, then admits the
+/// request (`proxy::admission`): the wait for a slot watches the stream,
+/// which only this layer holds.
 pub struct HeaderDeadline<H> {
     inner: Arc<H>,
+    admission: Admission,
     state: Arc<ArcSwap<ProxyState>>,
     metrics: Arc<Metrics>,
     timeouts_logged: LogGate,
@@ -159,12 +163,52 @@ pub struct HeaderDeadline<H> {
 
 impl<H> HeaderDeadline<H> {
     /// `state` supplies the timeouts of the configuration in force.
-    pub fn new(inner: H, state: Arc<ArcSwap<ProxyState>>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        inner: H,
+        admission: Admission,
+        state: Arc<ArcSwap<ProxyState>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             inner: Arc::new(inner),
+            admission,
             state,
             metrics,
             timeouts_logged: LogGate::default(),
+        }
+    }
+}
+
+impl<H: HttpServerApp + Send + Sync + 'static> HeaderDeadline<H> {
+    /// A session this layer does not read itself (an HTTP/2 stream): its
+    /// header is in, so it only waits for a slot.
+    async fn admit_other(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match self.admission.admit::<Stream>(None, shutdown).await {
+            Admit::Slot(ticket) => {
+                admission::serve(ticket, self.inner.process_new_http(session, shutdown)).await
+            }
+            Admit::Gone => None,
+            Admit::Refused => {
+                let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+                    // Parsed already (HTTP/2): reads no socket.
+                    if !matches!(session.read_request().await, Ok(true)) {
+                        return;
+                    }
+                    session.set_keepalive(None);
+                    let mut resp = ServerSession::generate_error(503);
+                    let _ = resp.insert_header(http::header::RETRY_AFTER, "1");
+                    let _ = session
+                        .write_error_response(resp, bytes::Bytes::new())
+                        .await;
+                    let _ = session.finish().await;
+                })
+                .await;
+                None
+            }
         }
     }
 }
@@ -181,7 +225,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
         // whole keep-alive wait of every idle connection.
         let (mut stream, kept) = match take_apart(session) {
             Ok(parts) => parts,
-            Err(session) => return self.inner.process_new_http(session, shutdown).await,
+            Err(session) => return self.admit_other(session, shutdown).await,
         };
         let first = FIRST_REQUEST
             .try_with(|f| f.replace(false))
@@ -196,10 +240,27 @@ impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
         };
         let first_wait = if first { header_timeout } else { idle_timeout };
         match read_head(&mut stream, first_wait, header_timeout, first, shutdown).await {
-            Head::Complete(head) => {
-                self.inner
-                    .process_new_http(kept.rebuild(stream, head), shutdown)
+            Head::Complete(mut head) => {
+                match self
+                    .admission
+                    .admit(Some((&mut stream, &mut head)), shutdown)
                     .await
+                {
+                    Admit::Slot(ticket) => {
+                        let session = kept.rebuild(stream, head);
+                        admission::serve(ticket, self.inner.process_new_http(session, shutdown))
+                            .await
+                    }
+                    Admit::Gone => None,
+                    Admit::Refused => {
+                        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+                            stream.write_all(REFUSED_503).await?;
+                            stream.flush().await
+                        })
+                        .await;
+                        None
+                    }
+                }
             }
             Head::Closed => None,
             Head::Silent => {

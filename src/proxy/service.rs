@@ -553,8 +553,13 @@ impl ProxyHttp for PortcullisProxy {
         ctx: &mut Ctx,
     ) -> pingora::Result<()> {
         // The app has answered: what follows (the body, an upgraded
-        // tunnel) no longer counts against `max_active_requests`.
-        super::admission::release();
+        // tunnel) no longer counts against `max_active_requests`. A
+        // `100 Continue` or `103 Early Hints` is not the answer yet.
+        if !upstream_response.status.is_informational()
+            || upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            super::admission::release();
+        }
         tag_response(upstream_response, &ctx.request_id)
     }
 

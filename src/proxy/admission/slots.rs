@@ -61,7 +61,7 @@ pub(super) struct Slots {
 }
 
 /// One request's slot; dropping it gives the slot back (unless a sweep did).
-pub(super) struct Ticket {
+pub(in crate::proxy) struct Ticket {
     slots: Arc<Slots>,
     epoch: u64,
 }

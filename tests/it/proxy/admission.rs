@@ -15,7 +15,9 @@ use crate::support::env::*;
 
 /// An app that answers `/public/hang…` only when the test adds a permit to
 /// `gate`, streams `/public/stream…` (the header and a first chunk at once,
-/// the end when the test adds a permit) and answers anything else at once.
+/// the end when the test adds a permit), sends `/public/early…` a
+/// `103 Early Hints` at once and its answer when the test adds a permit,
+/// and answers anything else at once.
 /// `seen` lists the paths that reached it, in order.
 struct GatedApp {
     addr: SocketAddr,
@@ -80,6 +82,16 @@ async fn serve(mut conn: TcpStream, gate: Arc<Semaphore>, seen: Arc<Mutex<Vec<St
             gate.acquire().await.unwrap().forget();
             conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 .await
+        } else if path.starts_with("/public/early") {
+            let hints = conn
+                .write_all(b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\n")
+                .await;
+            if hints.is_err() {
+                return;
+            }
+            gate.acquire().await.unwrap().forget();
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
         } else if path.starts_with("/public/stream") {
             let first = conn
                 .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
@@ -124,10 +136,9 @@ async fn requests_beyond_the_bound_wait_their_turn_and_are_shed_at_the_queue_tim
     let app = GatedApp::start().await;
     let env = env_with(
         &app,
-        "max_active_requests = 1\nqueue_timeout_ms = 600\nactive_request_hold_ms = 60000",
+        "max_active_requests = 1\nqueue_timeout_ms = 2000\nactive_request_hold_ms = 60000",
     )
     .await;
-    // Whatever the readiness probe sent is done before counting starts.
     let before = app.seen().len();
 
     let first = get(env.proxy, "/public/hang-1");
@@ -141,7 +152,7 @@ async fn requests_beyond_the_bound_wait_their_turn_and_are_shed_at_the_queue_tim
     let (status, at) = second.await.unwrap();
     assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
     assert!(
-        at - sent >= Duration::from_millis(550),
+        at - sent >= Duration::from_millis(1900),
         "shed after {:?}",
         at - sent
     );
@@ -246,4 +257,75 @@ async fn a_request_the_app_holds_past_the_hold_stops_counting() {
     app.gate.add_permits(1);
     assert_eq!(poll.await.unwrap().0, "HTTP/1.1 200 OK");
     env.metrics_with("portcullis_requests_shed_total 0").await;
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_while_it_waits_is_never_forwarded() {
+    let app = GatedApp::start().await;
+    let env = env_with(
+        &app,
+        "max_active_requests = 1\nqueue_timeout_ms = 30000\nactive_request_hold_ms = 60000",
+    )
+    .await;
+    let before = app.seen().len();
+    let first = get(env.proxy, "/public/hang-1");
+    app.wait_seen(before + 1).await;
+
+    let mut gone = TcpStream::connect(env.proxy).await.unwrap();
+    gone.write_all(b"POST /public/hang-2 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbo")
+        .await
+        .unwrap();
+    env.metrics_with("portcullis_requests_queued 1").await;
+    drop(gone);
+    // Seen at once, not when a slot frees (30 s away).
+    env.metrics_with("portcullis_requests_abandoned_total 1")
+        .await;
+    env.metrics_with("portcullis_requests_queued 0").await;
+
+    app.gate.add_permits(1);
+    assert_eq!(first.await.unwrap().0, "HTTP/1.1 200 OK");
+    // The slot is free for the next request, and the app never saw the
+    // abandoned one.
+    let (status, _) = get(env.proxy, "/public/ok").await.unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let seen = app.wait_seen(before + 2).await;
+    assert_eq!(seen[before..], ["/public/hang-1", "/public/ok"]);
+}
+
+#[tokio::test]
+async fn portcullis_own_answers_give_their_slot_back() {
+    let app = GatedApp::start().await;
+    let env = env_with(
+        &app,
+        "max_active_requests = 1\nqueue_timeout_ms = 1000\nactive_request_hold_ms = 60000",
+    )
+    .await;
+    // Answered by Portcullis, never by the app: no response filter runs,
+    // so only the request's end can give the slot back (within the 1 s
+    // queue timeout, the 60 s hold being far off).
+    for _ in 0..3 {
+        let (status, _) = get(env.proxy, "/.portcullis/jwks.json").await.unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+    }
+    env.metrics_with("portcullis_requests_shed_total 0").await;
+}
+
+#[tokio::test]
+async fn an_informational_answer_is_not_the_answer() {
+    let app = GatedApp::start().await;
+    let env = env_with(
+        &app,
+        "max_active_requests = 1\nqueue_timeout_ms = 10000\nactive_request_hold_ms = 60000",
+    )
+    .await;
+    let before = app.seen().len();
+    let early = get(env.proxy, "/public/early");
+    app.wait_seen(before + 1).await;
+    // Whether or not pingora passes the 103 on, it does not free the slot.
+    let next = get(env.proxy, "/public/ok");
+    env.metrics_with("portcullis_requests_queued 1").await;
+    assert_eq!(app.seen().len(), before + 1);
+    app.gate.add_permits(1);
+    assert_eq!(early.await.unwrap().0, "HTTP/1.1 103 Early Hints");
+    assert_eq!(next.await.unwrap().0, "HTTP/1.1 200 OK");
 }
