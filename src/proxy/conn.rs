@@ -67,7 +67,7 @@ thread_local! {
 /// pingora refuses request headers larger than this (its
 /// `MAX_HEADER_SIZE`); reading stops here and pingora answers `400`.
 const MAX_HEADER_BYTES: usize = 1024 * 1024;
-/// A write to a client that stopped reading must not hold the task.
+/// See [`refuse`].
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 const REFUSED_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n";
@@ -127,11 +127,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
                 stream.selected_alpn_proto(),
                 Some(pingora::protocols::ALPN::H2)
             ) {
-                let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
-                    stream.write_all(REFUSED_503).await?;
-                    stream.flush().await
-                })
-                .await;
+                refuse(&mut stream, REFUSED_503).await;
             }
             return None;
         };
@@ -225,7 +221,10 @@ impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
         // whole keep-alive wait of every idle connection.
         let (mut stream, kept) = match take_apart(session) {
             Ok(parts) => parts,
-            Err(session) => return self.admit_other(session, shutdown).await,
+            // Boxed: its state (a whole session, the refusal's writes)
+            // would otherwise size this future, and so every keep-alive
+            // wait, for a path no listener takes today.
+            Err(session) => return Box::pin(self.admit_other(session, shutdown)).await,
         };
         let first = FIRST_REQUEST
             .try_with(|f| f.replace(false))
@@ -253,11 +252,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
                     }
                     Admit::Gone => None,
                     Admit::Refused => {
-                        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
-                            stream.write_all(REFUSED_503).await?;
-                            stream.flush().await
-                        })
-                        .await;
+                        refuse(&mut stream, REFUSED_503).await;
                         None
                     }
                 }
@@ -287,11 +282,7 @@ impl<H: HttpServerApp + Send + Sync + 'static> HttpServerApp for HeaderDeadline<
                         "slow client cut off: request header incomplete at the deadline"
                     );
                 }
-                let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
-                    stream.write_all(TIMEOUT_408).await?;
-                    stream.flush().await
-                })
-                .await;
+                refuse(&mut stream, TIMEOUT_408).await;
                 None
             }
         }
@@ -440,6 +431,27 @@ async fn first_bytes<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> std::io
     .await
 }
 
+/// Reads what has arrived onto the end of `held`, through the thread's
+/// scratch buffer as [`first_bytes`] does: `held` grows by the bytes that
+/// came, not by a read-sized reservation. For a request waiting for its
+/// slot (`admission`), whose socket is read only to see a close: 10,000
+/// of them reserving 4 KiB each would be 40 MB for bytes that mostly never
+/// come. `Ok(0)`: the peer closed.
+pub(super) async fn read_appending<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    held: &mut BytesMut,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut read = ReadBuf::new(&mut scratch[..]);
+            std::task::ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
+            held.extend_from_slice(read.filled());
+            Poll::Ready(Ok(read.filled().len()))
+        })
+    })
+    .await
+}
+
 /// Finds the end of a request header incrementally (a client sending one
 /// byte per read must not make each read rescan everything). The end is an
 /// empty line: LF, optional CR, LF — the bare-LF form is what lenient
@@ -481,6 +493,16 @@ impl HeadScan {
         }
         false
     }
+}
+
+/// Writes a whole refusal (`connection: close`), bounded in time: a
+/// client that stopped reading must not hold the task.
+async fn refuse(stream: &mut Stream, answer: &[u8]) {
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        stream.write_all(answer).await?;
+        stream.flush().await
+    })
+    .await;
 }
 
 fn peer(stream: &Stream) -> String {

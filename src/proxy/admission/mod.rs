@@ -52,7 +52,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 
 use crate::metrics::Metrics;
 
@@ -129,7 +129,11 @@ impl Admission {
     ) -> Admit {
         match self.slots.try_admit() {
             Some(ticket) => Admit::Slot(ticket),
-            None => self.wait(client, shutdown).await,
+            // Boxed: inline, the wait's state (timers, the semaphore's
+            // queue node, the watch on the client) would be part of the
+            // caller's future, which every connection holds through its
+            // keep-alive waits.
+            None => Box::pin(self.wait(client, shutdown)).await,
         }
     }
 
@@ -203,10 +207,7 @@ async fn closed<S: AsyncRead + Unpin>(client: &mut Option<(&mut S, &mut BytesMut
     if held.len() >= WATCH_LIMIT {
         return std::future::pending().await;
     }
-    if held.capacity() - held.len() < 1024 {
-        held.reserve(4096);
-    }
-    !matches!(stream.read_buf(*held).await, Ok(n) if n > 0)
+    !matches!(super::conn::read_appending(*stream, held).await, Ok(n) if n > 0)
 }
 
 /// Keeps the queued-requests gauge true however the wait ends.
