@@ -348,6 +348,38 @@ mod tests {
         assert_eq!(slots.free_slots(), 1);
     }
 
+    /// The proptest interleaves one thread; here threads race for real:
+    /// admissions, releases and sweeps at a 1 ms hold, so buckets turn
+    /// over while they run. A slot returned twice would leave more free
+    /// slots than there are; a lost one, fewer.
+    #[test]
+    fn threads_racing_admissions_releases_and_sweeps_lose_no_slot() {
+        const CAP: usize = 8;
+        let slots = Arc::new(Slots::new(CAP, Duration::from_millis(1)));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let s = slots.clone();
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    for i in 0..50_000usize {
+                        held.extend(s.try_admit());
+                        if held.len() > 2 || (i + t) % 3 == 0 {
+                            held.pop();
+                        }
+                        if i % 7 == t {
+                            s.sweep();
+                        }
+                        assert!(s.free_slots() <= CAP, "a slot came back twice");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(slots.free_slots(), CAP);
+    }
+
     proptest! {
         /// Any interleaving of admissions, releases, sweeps and clock
         /// steps: a bucket counts exactly the requests still held from its
