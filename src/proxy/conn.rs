@@ -368,13 +368,7 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(
     shutdown: &ShutdownWatch,
 ) -> Head {
     let start = tokio::time::Instant::now();
-    let mut stop = shutdown.clone();
-    let shutting_down = async move {
-        // A dropped sender means no shutdown will ever be signalled.
-        if stop.wait_for(|s| *s).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+    let shutting_down = shutdown_signalled(shutdown);
     let read = tokio::select! {
         biased;
         r = tokio::time::timeout(first_wait, first_bytes(stream)) => r,
@@ -492,6 +486,15 @@ impl HeadScan {
             self.pos += 1;
         }
         false
+    }
+}
+
+/// Completes when the server starts shutting down; never, if it cannot.
+pub(super) async fn shutdown_signalled(shutdown: &ShutdownWatch) {
+    let mut stop = shutdown.clone();
+    // A dropped sender means no shutdown will ever be signalled.
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -69,7 +69,7 @@ tokio::task_local! {
 /// A waiting request's socket is read for a close until this many bytes
 /// (its header and what followed) are held; past it the request just
 /// waits, so a large upload cannot make a queued request large.
-pub(super) const WATCH_LIMIT: usize = 64 * 1024;
+const WATCH_LIMIT: usize = 64 * 1024;
 
 /// Gives the current request's slot back: the app's answer has begun.
 /// Nothing happens outside an admitted request or once given back.
@@ -148,13 +148,7 @@ impl Admission {
         let started = tokio::time::Instant::now();
         let slot = self.slots.admit(queue_timeout);
         tokio::pin!(slot);
-        let mut stop = shutdown.clone();
-        let shutting_down = async move {
-            // A dropped sender means no shutdown will ever be signalled.
-            if stop.wait_for(|s| *s).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
+        let shutting_down = super::conn::shutdown_signalled(shutdown);
         tokio::pin!(shutting_down);
         loop {
             tokio::select! {
