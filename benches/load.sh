@@ -518,10 +518,13 @@ if ((ROUNDS > 1)); then
   for ((k = 0; k < ${#rq[@]} && k < ${#ng[@]}; k++)); do
     round_ratios+=" $(awk -v a="${rq[k]}" -v b="${ng[k]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
   done
-  n2=() r2=() a2=() b2=() e2=() c2=() f2=() i2=()
+  # Every per-row array is taken at the same kept index: the high
+  # connection rows below are appended after this, so a column left out
+  # here would be read at the wrong row (peak RSS once was).
+  n2=() r2=() a2=() b2=() e2=() c2=() f2=() i2=() k2=()
   for i in "${keep[@]}"; do
     n2+=("${names[i]}") r2+=("${rps[i]}") a2+=("${p50[i]}") b2+=("${p99[i]}") e2+=("${errors[i]}")
-    c2+=("${cpu[i]}") f2+=("${perfrow[i]:-}") i2+=("${irs[i]}")
+    c2+=("${cpu[i]}") f2+=("${perfrow[i]:-}") i2+=("${irs[i]}") k2+=("${peaks[i]}")
   done
   # Errors of any round count.
   for k in "${!n2[@]}"; do
@@ -530,7 +533,7 @@ if ((ROUNDS > 1)); then
     done
   done
   names=("${n2[@]}") rps=("${r2[@]}") p50=("${a2[@]}") p99=("${b2[@]}") errors=("${e2[@]}")
-  cpu=("${c2[@]}") perfrow=("${f2[@]}") irs=("${i2[@]}")
+  cpu=("${c2[@]}") perfrow=("${f2[@]}") irs=("${i2[@]}") peaks=("${k2[@]}")
 fi
 
 

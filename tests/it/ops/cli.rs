@@ -8,7 +8,7 @@ use crate::support::env::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
-fn signal(pid: u32, sig: &str) {
+pub(crate) fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &pid.to_string()])
         .status()
@@ -102,7 +102,7 @@ pub(crate) async fn wait_ready(admin: SocketAddr) {
     panic!("not ready");
 }
 
-async fn wait_for_metric(admin: SocketAddr, needle: &str) -> String {
+pub(crate) async fn wait_for_metric(admin: SocketAddr, needle: &str) -> String {
     let mut last = String::new();
     for _ in 0..100 {
         last = reqwest::get(format!("http://{admin}/metrics"))
