@@ -271,3 +271,67 @@ mod reader {
         assert_eq!(r.allocated(), 0, "taking them gives the memory back");
     }
 }
+
+/// The header maps pingora parses into keep room for the headers a proxy
+/// adds (`PORTCULLIS PATCH` pingora-core 8): Portcullis adds its identity
+/// and forwarding headers to the clone of the request it sends upstream,
+/// and a request id to the response it hands on. An `http::HeaderMap`
+/// rehashes every entry when an insert finds its index table at the load
+/// limit; the parse reserves room in that table, and a clone keeps the
+/// table's size, so the inserts of a request find room. `capacity()` is
+/// the number of entries the table takes before it grows.
+mod headers {
+    use pingora::protocols::http::HttpTask;
+    use pingora::protocols::http::v1::client::HttpSession as ClientSession;
+    use pingora::protocols::http::v1::server::HttpSession as ServerSession;
+    use tokio::io::AsyncWriteExt;
+
+    /// What a proxy adds at most: Portcullis' identity, assertion,
+    /// forwarding and request-id headers to a request.
+    const ADDED: usize = 13;
+
+    #[tokio::test]
+    async fn a_parsed_request_and_its_clone_take_the_added_headers_without_growing() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        client
+            .write_all(b"GET /a HTTP/1.1\r\nHost: app\r\nCookie: c=1\r\nAccept: */*\r\n\r\n")
+            .await
+            .unwrap();
+        let mut session = ServerSession::new(Box::new(server));
+        session.read_request().await.unwrap().unwrap();
+        let parsed = session.req_header();
+        assert_eq!(parsed.headers.len(), 3);
+        let upstream = parsed.clone();
+        assert!(
+            upstream.headers.capacity() >= 3 + ADDED,
+            "the clone sent upstream grows at the first added header: room for {}",
+            upstream.headers.capacity()
+        );
+        assert!(parsed.headers.capacity() >= 3 + ADDED);
+        // Same request, same bytes on the wire: the room changes nothing
+        // a reader sees.
+        let names: Vec<_> = upstream.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "cookie", "accept"]);
+    }
+
+    #[tokio::test]
+    async fn a_parsed_response_handed_on_takes_added_headers_without_growing() {
+        let (client, mut server) = tokio::io::duplex(4096);
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-App: 1\r\nServer: s\r\n\r\nok")
+            .await
+            .unwrap();
+        let mut session = ClientSession::new(Box::new(client));
+        let task = session.read_response_task().await.unwrap();
+        let HttpTask::Header(resp, _) = task else {
+            panic!("expected the response header first, got {task:?}");
+        };
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.headers.len(), 3);
+        assert!(
+            resp.headers.capacity() >= 3 + ADDED,
+            "the response handed on grows at the first added header: room for {}",
+            resp.headers.capacity()
+        );
+    }
+}

@@ -353,7 +353,8 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            // PORTCULLIS PATCH (pingora-core 8)
+                            Some(req.headers.len() + super::common::ADDED_HEADER_ROOM),
                         )?);
 
                         request_header.set_version(match req.version {
