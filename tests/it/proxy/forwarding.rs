@@ -326,6 +326,56 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
     }
 }
 
+/// The hop-by-hop headers of RFC 9110 §7.6.1 (and the legacy ones pingora
+/// strips too) describe the client's connection and stop at the proxy; the
+/// rest arrive, repeated ones with every value. pingora finds them in one
+/// pass over the request's names (`PORTCULLIS PATCH` pingora-proxy 3), so
+/// they are sent in every case and spelling the pass must catch, after and
+/// between ordinary headers. `Transfer-Encoding` and `Upgrade` are left
+/// out: they change the request's framing and kind, which the upload and
+/// WebSocket tests cover.
+#[tokio::test]
+async fn hop_by_hop_headers_stop_at_the_proxy() {
+    let env = TestEnv::start().await;
+    let hop_by_hop = "Keep-Alive: timeout=5\r\n\
+                      X-Kept-A: 1\r\n\
+                      PROXY-CONNECTION: keep-alive\r\n\
+                      Proxy-Authenticate: Basic realm=x\r\n\
+                      X-Kept-B: 2\r\n\
+                      proxy-authorization: Basic eDp5\r\n\
+                      TE: trailers\r\n\
+                      Trailer: X-Checksum\r\n\
+                      X-Kept-A: 3\r\n\
+                      Http2-Settings: AAMAAABkAAQAAP__\r\n";
+    let req = format!(
+        "GET /public/hop HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n{hop_by_hop}Connection: close\r\n\r\n"
+    );
+    let raw = raw_request(env.proxy, &req).await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    let app: serde_json::Value = serde_json::from_str(json).unwrap();
+    let headers = app["headers"].as_object().unwrap();
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "http2-settings",
+    ] {
+        assert!(
+            !headers.contains_key(name),
+            "{name} reached the app: {:?}",
+            headers[name]
+        );
+    }
+    assert_eq!(app["headers"]["x-kept-a"], serde_json::json!(["1", "3"]));
+    assert_eq!(app["headers"]["x-kept-b"], serde_json::json!(["2"]));
+    assert_eq!(seen(&app, "accept"), Some("application/json"));
+}
+
 #[tokio::test]
 async fn tampered_expired_idle_and_revoked_cookies_are_anonymous() {
     let env = TestEnv::start().await;
