@@ -98,13 +98,15 @@ pub fn target_authority(target: &[u8]) -> Option<&str> {
 pub fn normalize(authority: &str) -> Result<String, HostError> {
     let host = if let Some(rest) = authority.strip_prefix('[') {
         let (v6, after) = rest.split_once(']').ok_or(HostError::Malformed)?;
-        if !(after.is_empty() || port_ok(after)) || v6.parse::<std::net::Ipv6Addr>().is_err() {
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(port_ok))
+            || v6.parse::<std::net::Ipv6Addr>().is_err()
+        {
             return Err(HostError::Malformed);
         }
         return Ok(format!("[{}]", v6.to_ascii_lowercase()));
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) if port_ok(&format!(":{p}")) => h,
+            Some((h, p)) if port_ok(p) => h,
             Some(_) => return Err(HostError::Malformed),
             None => authority,
         }
@@ -122,9 +124,9 @@ pub fn normalize(authority: &str) -> Result<String, HostError> {
     Ok(host.to_ascii_lowercase())
 }
 
-fn port_ok(s: &str) -> bool {
-    s.strip_prefix(':')
-        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+/// The digits after the colon.
+fn port_ok(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -245,6 +247,12 @@ mod tests {
             "a%2ecom",
             ".",
             "a.com:123456",
+            "a.com:",
+            "a.com:+80",
+            "[::1]:",
+            "[::1]80",
+            "[::1]:8x",
+            "[::1]:123456",
         ] {
             assert_eq!(normalize(bad), Err(HostError::Malformed), "{bad:?}");
         }
