@@ -82,6 +82,50 @@ fn check_prints_every_error_with_file_line_and_key() {
 /// Kills the child on drop so a failing test leaves nothing behind.
 pub(crate) struct Child(pub std::process::Child);
 
+/// Starts the real binary (`run`) on the configuration `text` makes for
+/// `n` ephemeral listening addresses (see `spawn_listening`), written to
+/// `path`. Its output goes nowhere, so a developer's `RUST_LOG` is not
+/// passed on.
+pub(crate) async fn run_binary(
+    path: &std::path::Path,
+    n: usize,
+    mut text: impl FnMut(&[SocketAddr]) -> String,
+) -> (Child, Vec<SocketAddr>) {
+    let (child, addrs) = spawn_listening(n, |a| {
+        std::fs::write(path, text(a)).unwrap();
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    })
+    .await;
+    (Child(child), addrs)
+}
+
+impl Child {
+    /// Its exit status once it exits, polled every 100 ms for at most
+    /// `limit`; `None` if it is still running then.
+    pub(crate) async fn exit_within(
+        &mut self,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return Some(s);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -126,19 +170,11 @@ async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_s
     let store = format!("sqlite://{}/s.db", dir.path().display());
     let path = dir.path().join("p.toml");
     let mut text = String::new();
-    let (child, addrs) = spawn_listening(2, |a| {
+    let (mut child, addrs) = run_binary(&path, 2, |a| {
         text = config_text(a[0], a[1], upstream, &store, &[KEY_A], "");
-        std::fs::write(&path, &text).unwrap();
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        text.clone()
     })
     .await;
-    let mut child = Child(child);
     let (proxy, admin) = (addrs[0], addrs[1]);
     let pid = child.0.id();
     wait_ready(admin).await;
@@ -253,15 +289,10 @@ async fn binary_reloads_on_sighup_keeps_serving_on_broken_config_and_drains_on_s
 
     // SIGTERM: graceful exit, status 0, within the grace period
     signal(pid, "-TERM");
-    let mut exited = None;
-    for _ in 0..150 {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            exited = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = exited.expect("exited within 15 s of SIGTERM");
+    let status = child
+        .exit_within(Duration::from_secs(15))
+        .await
+        .expect("exited within 15 s of SIGTERM");
     assert!(status.success(), "{status:?}");
 }
 
@@ -441,15 +472,10 @@ async fn run_exits_at_once_when_a_listener_address_is_in_use() {
             .spawn()
             .unwrap(),
     );
-    let mut status = None;
-    for _ in 0..300 {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = status.expect("still running 30 s after its listener failed to bind");
+    let status = child
+        .exit_within(Duration::from_secs(30))
+        .await
+        .expect("still running 30 s after its listener failed to bind");
     assert_eq!(status.code(), Some(1));
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();

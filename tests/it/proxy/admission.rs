@@ -336,28 +336,18 @@ async fn an_informational_answer_is_not_the_answer() {
 /// within the grace period.
 #[tokio::test]
 async fn a_shutdown_refuses_the_requests_still_waiting_and_lets_the_active_one_finish() {
-    use crate::ops::cli::{Child, signal, wait_for_metric, wait_ready};
-    use std::process::{Command, Stdio};
+    use crate::ops::cli::{run_binary, signal, wait_for_metric, wait_ready};
 
     let app = GatedApp::start().await;
     let dir = private_tempdir().unwrap();
     let store = format!("sqlite://{}/s.db", dir.path().display());
     let path = dir.path().join("p.toml");
     let limits = "[limits]\nmax_active_requests = 1\nqueue_timeout_ms = 60000\nactive_request_hold_ms = 60000\n";
-    let (child, addrs) = spawn_listening(2, |a| {
-        let text = config_text(a[0], a[1], app.addr, &store, &[KEY_A], limits)
-            .replace("grace_period_seconds = 0", "grace_period_seconds = 5");
-        std::fs::write(&path, text).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    let (mut child, addrs) = run_binary(&path, 2, |a| {
+        config_text(a[0], a[1], app.addr, &store, &[KEY_A], limits)
+            .replace("grace_period_seconds = 0", "grace_period_seconds = 5")
     })
     .await;
-    let mut child = Child(child);
     let (proxy, admin) = (addrs[0], addrs[1]);
     wait_ready(admin).await;
 
@@ -382,14 +372,7 @@ async fn a_shutdown_refuses_the_requests_still_waiting_and_lets_the_active_one_f
 
     app.gate.add_permits(1);
     assert_eq!(active.await.unwrap().0, "HTTP/1.1 200 OK");
-    let mut exited = None;
-    for _ in 0..150 {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            exited = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let exited = child.exit_within(Duration::from_secs(15)).await;
     assert!(exited.expect("exited within 15 s").success());
     assert_eq!(app.seen()[before..], ["/public/hang-1"]);
 }

@@ -11,7 +11,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::env::{
     KEY_A, Options, STORE_KEY, TestEnv, config_text, principal, private_tempdir, raw_request,
-    spawn_listening,
 };
 use crate::support::refusal::{Watch, answered, refused_before_routing};
 
@@ -273,28 +272,15 @@ async fn admin_variants_never_pass_weaker_than_admins_only() {
 /// prove no refusal wrote a session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_variants_against_the_real_binary() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let dir = private_tempdir().unwrap();
     let (upstream, seen) = recording_upstream().await;
     let path = dir.path().join("portcullis.toml");
     let store_url = format!("sqlite://{}/store.db", dir.path().display());
-    let (child, addrs) = spawn_listening(2, |a| {
-        std::fs::write(
-            &path,
-            config_text(a[0], a[1], upstream, &store_url, &[KEY_A], ""),
-        )
-        .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    let (_child, addrs) = crate::ops::cli::run_binary(&path, 2, |a| {
+        config_text(a[0], a[1], upstream, &store_url, &[KEY_A], "")
     })
     .await;
-    let _child = crate::ops::cli::Child(child);
     let (proxy, admin) = (addrs[0], addrs[1]);
     crate::ops::cli::wait_ready(admin).await;
     let mint = |email: &str, groups: &str| {

@@ -695,9 +695,9 @@ async fn every_scim_change_is_announced_in_order_with_the_resource_state() {
 /// tenant's sequence stays gap-free and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
-    use crate::ops::cli::{Child, wait_ready};
+    use crate::ops::cli::wait_ready;
     use crate::support::env::*;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
     let r = Receiver::start().await;
@@ -711,22 +711,11 @@ async fn sigkill_mid_scim_burst_loses_and_invents_no_event() {
     let path = dir.path().join("p.toml");
     // (Re)started on fresh ports each time: (proxy, admin).
     let start = || async {
-        let (child, a) = spawn_listening(2, |a| {
-            std::fs::write(
-                &path,
-                config_text(a[0], a[1], upstream, &store_url, &[KEY_A], &extra),
-            )
-            .unwrap();
-            Command::new(BIN)
-                .args(["run", "--config"])
-                .arg(&path)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
+        let (child, a) = crate::ops::cli::run_binary(&path, 2, |a| {
+            config_text(a[0], a[1], upstream, &store_url, &[KEY_A], &extra)
         })
         .await;
-        (Child(child), a[0], a[1])
+        (child, a[0], a[1])
     };
     // The CLI needs a configuration before the first start.
     let (unused_a, unused_b) = (
