@@ -108,3 +108,74 @@ async fn a_kept_alive_connection_carries_headers_of_every_shape() {
     assert_eq!((status, echo["path"].as_str()), (200, Some("/public/five")));
     assert!(pending.is_empty(), "bytes beyond the last response");
 }
+
+/// pingora writes its own `Date` and `Connection` on every response
+/// (pingora-core patch 9 inserts them under names prepared once): one of
+/// each, spelled as before, `Connection` saying what the proxy will do
+/// with the connection, whatever the app said.
+#[tokio::test]
+async fn every_answer_carries_one_date_and_the_connections_fate() {
+    let env = TestEnv::start().await;
+    let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(env.proxy))
+        .await
+        .unwrap()
+        .unwrap();
+    let head_of = |raw: &[u8]| {
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        String::from_utf8_lossy(&raw[..end + 2]).into_owned()
+    };
+    let lines = |head: &str, name: &str| -> Vec<String> {
+        head.split("\r\n")
+            .filter(|l| {
+                l.split_once(':')
+                    .is_some_and(|(k, _)| k.eq_ignore_ascii_case(name))
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let accept = "Accept: application/json\r\n";
+
+    let mut pending = Vec::new();
+    s.write_all(format!("GET /public/a HTTP/1.1\r\nHost: a\r\n{accept}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut chunk = [0u8; 8192];
+    while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before the answer");
+        pending.extend_from_slice(&chunk[..n]);
+    }
+    let head = head_of(&pending);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(
+        lines(&head, "connection"),
+        ["Connection: keep-alive"],
+        "{head}"
+    );
+    let date = lines(&head, "date");
+    assert_eq!(date.len(), 1, "{head}");
+    assert!(
+        date[0].starts_with("Date: ") && date[0].ends_with(" GMT"),
+        "{head}"
+    );
+    read_response(&mut s, &mut pending).await;
+
+    s.write_all(
+        format!("GET /public/b HTTP/1.1\r\nHost: a\r\n{accept}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut rest = pending;
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = head_of(&rest);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(lines(&head, "connection"), ["Connection: close"], "{head}");
+    assert_eq!(lines(&head, "date").len(), 1, "{head}");
+}

@@ -24,7 +24,7 @@ use log::{debug, trace, warn};
 use once_cell::sync::Lazy;
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
-use pingora_http::{IntoCaseHeaderName, RequestHeader, ResponseHeader};
+use pingora_http::{CasedHeaderName, IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use pingora_timeout::timeout;
 use regex::bytes::Regex;
 use std::any::Any;
@@ -847,15 +847,22 @@ impl HttpSession {
         // no need to add these headers to 1xx responses
         if !header.status.is_informational() && self.update_resp_headers {
             /* update headers */
-            header.insert_header(header::DATE, date::get_cached_date())?;
-
-            // TODO: make these lazy static
-            let connection_value = if self.will_keepalive() {
+            // PORTCULLIS PATCH (pingora-core 9): under names prepared once
+            // and with static values. `insert_header` turned each name into
+            // its spelling and parsed that back, and copied "keep-alive" into
+            // a fresh value, on every response. Same spelling, same values.
+            static DATE_NAME: Lazy<CasedHeaderName> =
+                Lazy::new(|| CasedHeaderName::new(header::DATE));
+            static CONNECTION_NAME: Lazy<CasedHeaderName> =
+                Lazy::new(|| CasedHeaderName::new(header::CONNECTION));
+            header.insert_parsed_header(&DATE_NAME, date::get_cached_date())?;
+            let connection_value = HeaderValue::from_static(if self.will_keepalive() {
                 "keep-alive"
             } else {
                 "close"
-            };
-            header.insert_header(header::CONNECTION, connection_value)?;
+            });
+            header.insert_parsed_header(&CONNECTION_NAME, connection_value)?;
+            // END PORTCULLIS PATCH (pingora-core 9)
         }
 
         if header.status == 101 {
