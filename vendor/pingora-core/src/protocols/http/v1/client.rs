@@ -286,8 +286,7 @@ impl HttpSession {
 
                         let mut response_header = match ResponseHeader::build(
                             resp.code.unwrap(),
-                            // PORTCULLIS PATCH (pingora-core 8)
-                            Some(resp.headers.len() + super::common::ADDED_HEADER_ROOM),
+                            Some(resp.headers.len()),
                         ) {
                             Ok(header) => Box::new(header),
                             Err(e) => return self.fail_response_header_read(e),

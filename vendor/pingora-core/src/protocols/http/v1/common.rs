@@ -31,20 +31,6 @@ pub(super) const MAX_HEADER_SIZE: usize = 1048575;
 
 pub(crate) const BODY_BUF_LIMIT: usize = 1024 * 64;
 
-// PORTCULLIS PATCH (pingora-core 8): header maps parsed with room to add to.
-/// Room for headers added after parsing, reserved in the header maps a
-/// request or response header is parsed into. A proxy adds headers to both
-/// (forwarding and identity headers to the request, a request id to the
-/// response), and each is cloned on its way (`proxy_1to1` clones the
-/// request it sends upstream, the client session the response it hands
-/// on). A clone of an `http::HeaderMap` keeps the size of its index table,
-/// so room reserved here survives the clone, and adding headers then only
-/// grows the entry list; without it the first added header found the
-/// table at its load limit and rehashed every entry, in both the value map
-/// and the case map, per request.
-pub(crate) const ADDED_HEADER_ROOM: usize = 16;
-// END PORTCULLIS PATCH (pingora-core 8)
-
 pub const CRLF: &[u8; 2] = b"\r\n";
 /// The empty line that terminates a message's header section.
 pub(super) const HEADER_SECTION_END: &[u8; 4] = b"\r\n\r\n";

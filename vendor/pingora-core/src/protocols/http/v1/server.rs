@@ -353,8 +353,7 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            // PORTCULLIS PATCH (pingora-core 8)
-                            Some(req.headers.len() + super::common::ADDED_HEADER_ROOM),
+                            Some(req.headers.len()),
                         )?);
 
                         request_header.set_version(match req.version {
