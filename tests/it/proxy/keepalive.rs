@@ -43,13 +43,18 @@ async fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> (u16, serde_
     }
 }
 
+/// A client connection to the proxy, within 5 s.
+async fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_kept_alive_connection_carries_headers_of_every_shape() {
     let env = TestEnv::start().await;
-    let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(env.proxy))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut s = connect(env.proxy).await;
     let mut pending = Vec::new();
     let accept = "Accept: application/json\r\n";
 
@@ -116,10 +121,7 @@ async fn a_kept_alive_connection_carries_headers_of_every_shape() {
 #[tokio::test]
 async fn every_answer_carries_one_date_and_the_connections_fate() {
     let env = TestEnv::start().await;
-    let mut s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(env.proxy))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut s = connect(env.proxy).await;
     let head_of = |raw: &[u8]| {
         let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         String::from_utf8_lossy(&raw[..end + 2]).into_owned()
