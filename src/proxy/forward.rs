@@ -91,7 +91,7 @@ pub(super) fn rewrite(
     state: &Generation,
     names: &UpstreamNames,
     principal: Option<&Principal>,
-    assertion: Option<&str>,
+    assertion: Option<HeaderValue>,
     down: &Downstream<'_>,
 ) -> pingora::Result<()> {
     let trust = state.config.server.trust_forwarded_headers;
@@ -112,7 +112,7 @@ pub(super) fn rewrite(
             }
         }
         if let (Some(name), Some(token)) = (&names.assertion, assertion) {
-            req.insert_parsed_header(name, value(token)?)?;
+            req.insert_parsed_header(name, token)?;
         }
     }
     forwarded(req, trust, down)?;

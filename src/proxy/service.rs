@@ -283,7 +283,7 @@ pub(super) async fn routed(st: &ProxyState, request_id: &str, email: enforce::Em
 
 /// The signed assertion over the request's principal, when there is one
 /// (with its session, or a machine caller's credential) and signing is on.
-pub(super) fn assertion_for(st: &ProxyState, ctx: &Ctx) -> Option<Arc<str>> {
+pub(super) fn assertion_for(st: &ProxyState, ctx: &Ctx) -> Option<http::HeaderValue> {
     let (Some(p), Some(_)) = (&ctx.principal, st.generation.plan.assertion_header()) else {
         return None;
     };
@@ -541,7 +541,7 @@ impl ProxyHttp for PortcullisProxy {
             &st.generation,
             &st.upstream_names,
             ctx.principal.as_deref(),
-            assertion.as_deref(),
+            assertion,
             &down,
         )
     }

@@ -540,13 +540,11 @@ pub(crate) fn allow_headers(
     convention: Convention,
     plan: &HeaderPlan,
     principal: Option<&Principal>,
-    assertion: Option<&str>,
+    assertion: Option<HeaderValue>,
 ) -> Vec<(HeaderName, HeaderValue)> {
     let mut all = plan.response_values(principal);
     if let Some(name) = plan.assertion_header() {
-        let value = assertion
-            .and_then(|a| HeaderValue::from_str(a).ok())
-            .unwrap_or_else(|| HeaderValue::from_static(""));
+        let value = assertion.unwrap_or_else(|| HeaderValue::from_static(""));
         all.push((name.clone(), value));
     }
     if convention != Convention::Envoy {

@@ -130,12 +130,8 @@ impl PortcullisProxy {
             Answer::Allow(p) => {
                 ctx.principal = p;
                 let assertion = assertion_for(st, ctx);
-                let headers = allow_headers(
-                    ep.convention,
-                    &g.plan,
-                    ctx.principal.as_deref(),
-                    assertion.as_deref(),
-                );
+                let headers =
+                    allow_headers(ep.convention, &g.plan, ctx.principal.as_deref(), assertion);
                 let mut reply =
                     Reply::new(StatusCode::OK, "text/plain; charset=utf-8", Bytes::new());
                 reply.headers.extend(headers);

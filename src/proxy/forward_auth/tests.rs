@@ -515,7 +515,12 @@ fn allow_names_every_identity_header_and_the_assertion() {
     let a = alice();
     for c in [Convention::Nginx, Convention::Forward] {
         assert_eq!(
-            pairs(&allow_headers(c, &plan, Some(&a), Some("jwt"))),
+            pairs(&allow_headers(
+                c,
+                &plan,
+                Some(&a),
+                Some(HeaderValue::from_static("jwt"))
+            )),
             [
                 "x-forwarded-user=u1",
                 "x-forwarded-email=alice@example.com",
@@ -546,7 +551,7 @@ fn allow_names_every_identity_header_and_the_assertion() {
             Convention::Envoy,
             &plan,
             Some(&a),
-            Some("jwt")
+            Some(HeaderValue::from_static("jwt"))
         )),
         [
             "x-forwarded-user=u1",
