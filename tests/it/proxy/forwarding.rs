@@ -239,6 +239,14 @@ async fn the_refusal_check_catches_a_new_session_row_the_count_hides() {
 }
 
 /// Spoofed identity headers, in every spelling, never reach the app.
+/// What the echo app saw, from a raw response (its JSON body, possibly
+/// chunked).
+fn echoed(raw: &str) -> serde_json::Value {
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    serde_json::from_str(json).unwrap()
+}
+
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_the_upstream() {
     let env = TestEnv::start().await;
@@ -270,12 +278,7 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
         );
         let raw = raw_request(env.proxy, &req).await;
         assert!(raw.starts_with("HTTP/1.1 200"), "{path}: {raw}");
-        let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
-        let body = body.trim();
-        // the echo app answers with JSON (possibly chunked)
-        let json_start = body.find('{').unwrap();
-        let json_end = body.rfind('}').unwrap();
-        let app: serde_json::Value = serde_json::from_str(&body[json_start..=json_end]).unwrap();
+        let app = echoed(&raw);
         let headers = app["headers"].as_object().unwrap();
         for (name, values) in headers {
             let norm = name.replace('_', "-");
@@ -352,9 +355,7 @@ async fn hop_by_hop_headers_stop_at_the_proxy() {
     );
     let raw = raw_request(env.proxy, &req).await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
-    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
-    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
-    let app: serde_json::Value = serde_json::from_str(json).unwrap();
+    let app = echoed(&raw);
     let headers = app["headers"].as_object().unwrap();
     for name in [
         "keep-alive",

@@ -12,13 +12,17 @@ use tokio::net::TcpStream;
 use crate::support::env::*;
 
 /// Reads one response (status line, headers, `content-length` body) from
-/// a kept-alive connection; returns its status and body.
-async fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> (u16, serde_json::Value) {
+/// a kept-alive connection; returns its status, body and head (status line
+/// and header lines, each ending in CRLF).
+async fn read_response(
+    s: &mut TcpStream,
+    pending: &mut Vec<u8>,
+) -> (u16, serde_json::Value, String) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut chunk = [0u8; 8192];
     loop {
         if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let head = String::from_utf8_lossy(&pending[..end + 2]).into_owned();
             let status: u16 = head[9..12].parse().expect("status code");
             let len: usize = head
                 .lines()
@@ -31,7 +35,7 @@ async fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> (u16, serde_
             if pending.len() >= end + 4 + len {
                 let body: Vec<u8> = pending.drain(..end + 4 + len).skip(end + 4).collect();
                 let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                return (status, json);
+                return (status, json, head);
             }
         }
         let n = tokio::time::timeout_at(deadline, s.read(&mut chunk))
@@ -62,7 +66,7 @@ async fn a_kept_alive_connection_carries_headers_of_every_shape() {
     s.write_all(format!("GET /public/one HTTP/1.1\r\nHost: a\r\n{accept}\r\n").as_bytes())
         .await
         .unwrap();
-    let (status, echo) = read_response(&mut s, &mut pending).await;
+    let (status, echo, _) = read_response(&mut s, &mut pending).await;
     assert_eq!((status, echo["path"].as_str()), (200, Some("/public/one")));
 
     // 2. Split after the first bytes: the first read takes only part of it.
@@ -72,7 +76,7 @@ async fn a_kept_alive_connection_carries_headers_of_every_shape() {
     s.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.write_all(b).await.unwrap();
-    let (status, echo) = read_response(&mut s, &mut pending).await;
+    let (status, echo, _) = read_response(&mut s, &mut pending).await;
     assert_eq!((status, echo["path"].as_str()), (200, Some("/public/two")));
     assert_eq!(seen(&echo, "x-part"), Some("yes"));
 
@@ -83,7 +87,7 @@ async fn a_kept_alive_connection_carries_headers_of_every_shape() {
     )
     .await
     .unwrap();
-    let (status, echo) = read_response(&mut s, &mut pending).await;
+    let (status, echo, _) = read_response(&mut s, &mut pending).await;
     assert_eq!(
         (status, echo["path"].as_str()),
         (200, Some("/public/three"))
@@ -101,7 +105,7 @@ async fn a_kept_alive_connection_carries_headers_of_every_shape() {
     )
     .await
     .unwrap();
-    let (status, echo) = read_response(&mut s, &mut pending).await;
+    let (status, echo, _) = read_response(&mut s, &mut pending).await;
     assert_eq!((status, echo["path"].as_str()), (200, Some("/public/four")));
     assert_eq!(echo["body_bytes"], 5);
 
@@ -109,7 +113,7 @@ async fn a_kept_alive_connection_carries_headers_of_every_shape() {
     s.write_all(format!("GET /public/five HTTP/1.1\r\nHost: a\r\n{accept}\r\n").as_bytes())
         .await
         .unwrap();
-    let (status, echo) = read_response(&mut s, &mut pending).await;
+    let (status, echo, _) = read_response(&mut s, &mut pending).await;
     assert_eq!((status, echo["path"].as_str()), (200, Some("/public/five")));
     assert!(pending.is_empty(), "bytes beyond the last response");
 }
@@ -122,10 +126,6 @@ async fn a_kept_alive_connection_carries_headers_of_every_shape() {
 async fn every_answer_carries_one_date_and_the_connections_fate() {
     let env = TestEnv::start().await;
     let mut s = connect(env.proxy).await;
-    let head_of = |raw: &[u8]| {
-        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        String::from_utf8_lossy(&raw[..end + 2]).into_owned()
-    };
     let lines = |head: &str, name: &str| -> Vec<String> {
         head.split("\r\n")
             .filter(|l| {
@@ -141,17 +141,8 @@ async fn every_answer_carries_one_date_and_the_connections_fate() {
     s.write_all(format!("GET /public/a HTTP/1.1\r\nHost: a\r\n{accept}\r\n").as_bytes())
         .await
         .unwrap();
-    let mut chunk = [0u8; 8192];
-    while !pending.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "closed before the answer");
-        pending.extend_from_slice(&chunk[..n]);
-    }
-    let head = head_of(&pending);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (status, _, head) = read_response(&mut s, &mut pending).await;
+    assert_eq!(status, 200, "{head}");
     assert_eq!(
         lines(&head, "connection"),
         ["Connection: keep-alive"],
@@ -163,7 +154,6 @@ async fn every_answer_carries_one_date_and_the_connections_fate() {
         date[0].starts_with("Date: ") && date[0].ends_with(" GMT"),
         "{head}"
     );
-    read_response(&mut s, &mut pending).await;
 
     s.write_all(
         format!("GET /public/b HTTP/1.1\r\nHost: a\r\n{accept}Connection: close\r\n\r\n")
@@ -171,13 +161,15 @@ async fn every_answer_carries_one_date_and_the_connections_fate() {
     )
     .await
     .unwrap();
-    let mut rest = pending;
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+    let (status, _, head) = read_response(&mut s, &mut pending).await;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(lines(&head, "connection"), ["Connection: close"], "{head}");
+    assert_eq!(lines(&head, "date").len(), 1, "{head}");
+    // and the proxy does close it
+    let mut more = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut more))
         .await
         .unwrap()
         .unwrap();
-    let head = head_of(&rest);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(lines(&head, "connection"), ["Connection: close"], "{head}");
-    assert_eq!(lines(&head, "date").len(), 1, "{head}");
+    assert_eq!(n, 0, "the connection stayed open after `Connection: close`");
 }
