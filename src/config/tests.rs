@@ -1339,3 +1339,37 @@ colour = "blue"
         assert!(errs.iter().any(|e| e.contains(want)), "{want}: {errs:#?}");
     }
 }
+
+/// An injected header is added beside the request's own fields, so it may
+/// not be one HTTP or the app reads from the connection (any spelling).
+#[test]
+fn identity_headers_may_not_be_reserved_names() {
+    let text = r#"
+[[listeners]]
+address = "127.0.0.1:8080"
+
+[session]
+keys = ["0123456789abcdef0123456789abcdef"]
+
+[headers]
+user = "Content-Length"
+email = "x_forwarded_for"
+groups = "X-Request-ID"
+acr = "Host"
+strip = ["x-real-ip"]
+"#;
+    let errs = errors(text);
+    for want in [
+        "t.toml:9: headers.user: `Content-Length` is reserved",
+        "t.toml:10: headers.email: `x_forwarded_for` is reserved",
+        "t.toml:11: headers.groups: `X-Request-ID` is reserved",
+        "t.toml:12: headers.acr: `Host` is reserved",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    // Stripping a reserved name is what `strip` is for.
+    assert!(!errs.iter().any(|e| e.contains("strip")), "{errs:#?}");
+}

@@ -1,6 +1,7 @@
 //! The header plan: which client headers to strip and which verified ones to
 //! inject, compiled once per configuration.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -27,6 +28,10 @@ enum Field {
 /// the path the app routes on): never from a client, not even behind a
 /// trusted balancer, since they would route the app around the gate.
 pub(super) const REWRITE_HEADERS: &[&str] = &["x-original-url", "x-rewrite-url", "x-original-uri"];
+
+/// Portcullis' own headers on every request it forwards: a client's copy
+/// (any spelling) goes, so the app never reads one beside Portcullis'.
+pub(super) const OWN_HEADERS: &[&str] = &["x-request-id"];
 
 /// Headers that tell the app who the client is and how it connected.
 /// Stripped from clients unless `server.trust_forwarded_headers`; the ones
@@ -98,6 +103,7 @@ impl HeaderPlan {
             .iter()
             .map(String::as_str)
             .chain(REWRITE_HEADERS.iter().copied())
+            .chain(OWN_HEADERS.iter().copied())
         {
             strip.insert(normalize_header_name(extra));
         }
@@ -175,37 +181,54 @@ impl HeaderPlan {
     /// [`Self::values`], each under its position in [`Self::names`].
     pub fn slotted_values(&self, p: &Principal) -> Vec<(usize, HeaderValue)> {
         let mut out = Vec::with_capacity(self.inject.len() + self.extra.len());
+        let _ = self.each_value(p, |slot, v| {
+            if let Ok(v) = HeaderValue::try_from(v) {
+                out.push((slot, v));
+            }
+            Ok::<_, std::convert::Infallible>(())
+        });
+        out
+    }
+
+    /// Hands `emit` each verified value for `p` (visible ASCII: see
+    /// [`Self::values`]) with its position in [`Self::names`], borrowed
+    /// from the principal where it needs no escaping: the proxy writes
+    /// them straight into the request it sends, with no value made per
+    /// header. Stops at `emit`'s first error.
+    pub fn each_value<E>(
+        &self,
+        p: &Principal,
+        mut emit: impl FnMut(usize, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
         for (slot, (_, field)) in self.inject.iter().enumerate() {
-            let raw = match field {
+            let value = match field {
                 Field::User => Some(sanitize(&p.user_id)),
                 Field::Email => Some(sanitize(&p.email)),
                 Field::Name => p.name.as_deref().map(sanitize),
                 Field::Groups => Some(join_list(&p.groups)),
                 Field::Roles => Some(join_list(&p.roles)),
                 Field::Tenant => p.tenant.as_deref().map(sanitize),
-                Field::PrincipalType => Some(p.kind.as_str().to_owned()),
+                Field::PrincipalType => Some(Cow::Borrowed(p.kind.as_str())),
                 Field::Acr => p.auth.acr.as_deref().map(sanitize),
                 Field::Amr => (!p.auth.amr.is_empty()).then(|| join_list(&p.auth.amr)),
-                Field::AuthTime => p.auth.auth_time.map(|t| t.to_string()),
+                Field::AuthTime => p.auth.auth_time.map(|t| Cow::Owned(t.to_string())),
             };
-            if let Some(v) = raw.and_then(|v| HeaderValue::try_from(v).ok()) {
-                out.push((slot, v));
+            if let Some(v) = value {
+                emit(slot, &v)?;
             }
         }
         for (i, (_, claim, join)) in self.extra.iter().enumerate() {
             let Some(values) = p.claims.get(claim) else {
                 continue;
             };
-            let raw = match (join, values.first()) {
+            let value = match (join, values.first()) {
                 (_, None) => continue,
                 (None, Some(first)) => sanitize(first),
-                (Some(j), Some(_)) => join_with(values, j),
+                (Some(j), Some(_)) => Cow::Owned(join_with(values, j)),
             };
-            if let Ok(v) = HeaderValue::try_from(raw) {
-                out.push((self.inject.len() + i, v));
-            }
+            emit(self.inject.len() + i, &value)?;
         }
-        out
+        Ok(())
     }
 
     /// Every injected header, with its verified value or empty (no
@@ -237,9 +260,9 @@ impl HeaderPlan {
 
 /// Keeps printable characters; non-ASCII is percent-encoded as UTF-8 so the
 /// value is valid in every HTTP stack (some reject obs-text).
-fn sanitize(s: &str) -> String {
+fn sanitize(s: &str) -> Cow<'_, str> {
     if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -255,7 +278,7 @@ fn sanitize(s: &str) -> String {
             }
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Items joined with `sep`; in each item, `%` and every character of
@@ -275,25 +298,32 @@ fn join_with(items: &[String], sep: &str) -> String {
                     escaped.push(c);
                 }
             }
-            sanitize(&escaped)
+            sanitize(&escaped).into_owned()
         })
         .collect::<Vec<_>>()
         .join(sep)
 }
 
-fn join_list(items: &[String]) -> String {
+fn join_list(items: &[String]) -> Cow<'_, str> {
     let plain = |i: &String| {
         i.bytes()
             .all(|b| (0x20..0x7f).contains(&b) && b != b',' && b != b'%')
     };
-    if items.iter().all(plain) {
-        return items.join(",");
+    if let [one] = items
+        && plain(one)
+    {
+        return Cow::Borrowed(one);
     }
-    items
-        .iter()
-        .map(|i| sanitize(&i.replace('%', "%25").replace(',', "%2C")))
-        .collect::<Vec<_>>()
-        .join(",")
+    if items.iter().all(plain) {
+        return Cow::Owned(items.join(","));
+    }
+    Cow::Owned(
+        items
+            .iter()
+            .map(|i| sanitize(&i.replace('%', "%25").replace(',', "%2C")).into_owned())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 #[cfg(test)]

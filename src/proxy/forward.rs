@@ -30,14 +30,46 @@ pub(crate) struct UpstreamNames {
     /// `HeaderPlan::names`, in its order.
     identity: Vec<CasedHeaderName>,
     assertion: Option<CasedHeaderName>,
+    /// The bytes every line [`rewrite`] may append spends on its name and
+    /// punctuation, identity lines and the connection's apart.
+    identity_names_len: usize,
+    connection_names_len: usize,
 }
 
 impl UpstreamNames {
     pub(crate) fn compile(plan: &HeaderPlan) -> Self {
+        let identity: Vec<_> = plan.names().cloned().map(CasedHeaderName::new).collect();
+        let assertion = plan.assertion_header().cloned().map(CasedHeaderName::new);
+        let line = |n: &CasedHeaderName| n.name().as_str().len() + ": \r\n".len();
+        let f = &*FIXED;
+        let connection = [
+            &f.forwarded_for,
+            &f.forwarded_proto,
+            &f.forwarded_host,
+            &f.forwarded_port,
+            &f.real_ip,
+            &f.forwarded,
+            &f.request_id,
+        ];
         Self {
-            identity: plan.names().cloned().map(CasedHeaderName::new).collect(),
-            assertion: plan.assertion_header().cloned().map(CasedHeaderName::new),
+            identity_names_len: identity.iter().chain(&assertion).map(line).sum(),
+            connection_names_len: connection.into_iter().map(line).sum(),
+            identity,
+            assertion,
         }
+    }
+
+    /// Room for what [`rewrite`] appends, so its buffer is allocated once:
+    /// the names, the assertion, and a guess at the other values (an
+    /// address, a host, an email, a name, a few groups).
+    fn room(&self, principal: bool, assertion: Option<&HeaderValue>) -> usize {
+        const VALUES: usize = 256;
+        let identity = if principal {
+            self.identity_names_len + assertion.map_or(0, HeaderValue::len)
+        } else {
+            0
+        };
+        self.connection_names_len + identity + VALUES
     }
 }
 
@@ -67,16 +99,9 @@ static FIXED: LazyLock<Fixed> = LazyLock::new(|| {
     }
 });
 
-/// The most headers one rewrite adds: every identity header, the
-/// assertion, the six forwarding headers, the request id and the cookie.
-fn most_added(names: &UpstreamNames) -> usize {
-    names.identity.len() + 1 + 6 + 1 + 1
-}
-
-/// `value` as a header value; the callers' values are made of visible
-/// ASCII (addresses, ports, ids, sanitised hosts), so this never fails in
-/// practice, and if it did the request is refused rather than sent on
-/// without the header.
+/// A value this module made (addresses, ids, sanitised hosts) as a
+/// header value; if one ever failed to be one, the request is refused
+/// rather than sent on without the header.
 fn value(v: impl TryInto<HeaderValue>) -> pingora::Result<HeaderValue> {
     v.try_into().map_err(|_| {
         pingora::Error::explain(
@@ -86,6 +111,11 @@ fn value(v: impl TryInto<HeaderValue>) -> pingora::Result<HeaderValue> {
     })
 }
 
+/// Rewrites `req` for the app. The headers Portcullis sets (identity, the
+/// assertion, forwarding, the request id) are written as appended field
+/// lines (`RequestHeader::append_field_line`, pingora-http patch 2) after
+/// every client copy of their names was removed: one line each, never
+/// beside the client's, with no per-header work in the header maps.
 pub(super) fn rewrite(
     req: &mut RequestHeader,
     state: &Generation,
@@ -95,28 +125,31 @@ pub(super) fn rewrite(
     down: &Downstream<'_>,
 ) -> pingora::Result<()> {
     let trust = state.config.server.trust_forwarded_headers;
+    // Every spelling of every name appended below (identity, assertion,
+    // request id; and forwarding unless trusted) goes first.
     for name in state.plan.headers_to_strip(&req.headers, trust) {
         req.remove_header(&name);
     }
-    req.reserve_headers(most_added(names))?;
     strip_session_cookie(req, state)?;
     // A machine caller's bearer credential is Portcullis', like the
     // session cookie: the app gets the identity headers and the assertion.
     if principal.is_some_and(|p| p.kind == crate::identity::PrincipalKind::Service) {
         req.remove_header(&http::header::AUTHORIZATION);
     }
+    req.reserve_field_lines(names.room(principal.is_some(), assertion.as_ref()));
     if let Some(p) = principal {
-        for (slot, v) in state.plan.slotted_values(p) {
-            if let Some(name) = names.identity.get(slot) {
-                req.insert_parsed_header(name, v)?;
-            }
-        }
-        if let (Some(name), Some(token)) = (&names.assertion, assertion) {
-            req.insert_parsed_header(name, token)?;
+        state
+            .plan
+            .each_value(p, |slot, v| match names.identity.get(slot) {
+                Some(name) => req.append_field_line(name, v.as_bytes()),
+                None => Ok(()),
+            })?;
+        if let (Some(name), Some(token)) = (&names.assertion, &assertion) {
+            req.append_field_value(name, token)?;
         }
     }
     forwarded(req, trust, down)?;
-    req.insert_parsed_header(&FIXED.request_id, value(down.request_id)?)?;
+    req.append_field_line(&FIXED.request_id, down.request_id.as_bytes())?;
     Ok(())
 }
 
@@ -149,52 +182,51 @@ fn strip_session_cookie(req: &mut RequestHeader, state: &Generation) -> pingora:
 
 fn forwarded(req: &mut RequestHeader, trust: bool, down: &Downstream<'_>) -> pingora::Result<()> {
     let f = &*FIXED;
-    // Header values are shared bytes: the address and the host are made
-    // (or taken from the request) once and cloned by reference count into
-    // each header that carries them.
-    let ip = down.client_ip.map(ip_value).transpose()?;
+    let ip = down.client_ip.map(ip_text);
     let proto = if down.tls { "https" } else { "http" };
+    // The request's own `Host` (shared bytes, not copied), if it is text.
     let host = match req.headers.get(HOST) {
         Some(h) if h.to_str().is_ok() => Some(h.clone()),
         _ => req.uri.authority().map(|a| value(a.as_str())).transpose()?,
     };
+    let host = host.as_ref().map(text);
     if trust {
         // Behind a trusted balancer: extend its chain, keep what it said.
         if let Some(ip) = &ip {
-            let chain = match req
-                .headers
-                .get(f.forwarded_for.name())
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) if !prev.trim().is_empty() => value(format!("{prev}, {}", text(ip)))?,
-                _ => ip.clone(),
-            };
-            req.insert_parsed_header(&f.forwarded_for, chain)?;
+            let prev = req.remove_header(f.forwarded_for.name());
+            let prev = prev.as_ref().and_then(|v| v.to_str().ok()).map(str::trim);
+            match prev {
+                Some(prev) if !prev.is_empty() => {
+                    let chain = format!("{prev}, {ip}");
+                    req.append_field_line(&f.forwarded_for, chain.as_bytes())?;
+                }
+                _ => req.append_field_line(&f.forwarded_for, ip.as_bytes())?,
+            }
         }
         if req.headers.get(f.forwarded_proto.name()).is_none() {
-            req.insert_parsed_header(&f.forwarded_proto, HeaderValue::from_static(proto))?;
+            req.append_field_line(&f.forwarded_proto, proto.as_bytes())?;
         }
-        if let (None, Some(h)) = (req.headers.get(f.forwarded_host.name()), &host) {
-            req.insert_parsed_header(&f.forwarded_host, h.clone())?;
+        if let (None, Some(h)) = (req.headers.get(f.forwarded_host.name()), host) {
+            req.append_field_line(&f.forwarded_host, h.as_bytes())?;
         }
     } else {
         // Directly exposed: the client's forwarding headers were stripped
         // (every spelling, see `HeaderPlan::headers_to_strip`); set the
         // ones Portcullis knows from the connection.
         if let Some(ip) = &ip {
-            req.insert_parsed_header(&f.forwarded_for, ip.clone())?;
-            req.insert_parsed_header(&f.real_ip, ip.clone())?;
+            req.append_field_line(&f.forwarded_for, ip.as_bytes())?;
+            req.append_field_line(&f.real_ip, ip.as_bytes())?;
         }
-        req.insert_parsed_header(&f.forwarded_proto, HeaderValue::from_static(proto))?;
-        if let Some(h) = &host {
-            req.insert_parsed_header(&f.forwarded_host, h.clone())?;
+        req.append_field_line(&f.forwarded_proto, proto.as_bytes())?;
+        if let Some(h) = host {
+            req.append_field_line(&f.forwarded_host, h.as_bytes())?;
         }
         if let Some(port) = down.port {
-            req.insert_parsed_header(&f.forwarded_port, HeaderValue::from(port))?;
+            req.append_field_line(&f.forwarded_port, HeaderValue::from(port).as_bytes())?;
         }
-        let ip = down.client_ip.zip(ip.as_ref().map(text));
-        let forwarded = rfc7239(ip, proto, host.as_ref().map(text));
-        req.insert_parsed_header(&f.forwarded, value(forwarded)?)?;
+        let ip = down.client_ip.zip(ip.as_deref());
+        let forwarded = rfc7239(ip, proto, host);
+        req.append_field_line(&f.forwarded, forwarded.as_bytes())?;
     }
     Ok(())
 }
@@ -205,12 +237,12 @@ fn text(v: &HeaderValue) -> &str {
     v.to_str().unwrap_or_default()
 }
 
-/// The client's address as a header value, in `IpAddr`'s `Display` form.
-/// An IPv4 address, every request's case behind most deployments, is
-/// written out digit by digit: `Display` goes through the formatting
-/// machinery, ~1,300 instructions a request (callgrind), for 4 numbers.
-fn ip_value(ip: IpAddr) -> pingora::Result<HeaderValue> {
-    let text = match ip {
+/// The client's address in `IpAddr`'s `Display` form. An IPv4 address,
+/// every request's case behind most deployments, is written out digit by
+/// digit: `Display` goes through the formatting machinery, ~1,300
+/// instructions a request (callgrind), for 4 numbers.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
         IpAddr::V4(v4) => {
             let mut out = String::with_capacity(15);
             for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -228,8 +260,7 @@ fn ip_value(ip: IpAddr) -> pingora::Result<HeaderValue> {
             out
         }
         IpAddr::V6(v6) => v6.to_string(),
-    };
-    value(text)
+    }
 }
 
 /// `Forwarded: for=…;proto=…;host=…` (RFC 7239); IPv6 and hosts with a
@@ -284,7 +315,7 @@ mod tests {
             .map(|a| a.parse::<IpAddr>().unwrap()),
         );
         for ip in v4 {
-            assert_eq!(ip_value(ip).unwrap(), ip.to_string().as_str(), "{ip}");
+            assert_eq!(ip_text(ip), ip.to_string(), "{ip}");
         }
     }
 

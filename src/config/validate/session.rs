@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use crate::config::load::Collector;
 use crate::config::schema::{Config, SameSite};
-use crate::names::{is_token, normalize_header_name};
+use crate::names::{is_reserved_header, is_token, normalize_header_name};
 
 /// Minimum cookie key length: `cookie::Key::derive_from` needs 256 bits of
 /// input keying material.
@@ -97,16 +97,29 @@ pub(super) fn headers(cfg: &Config, c: &mut Collector<'_>) {
         .enumerate()
         .map(|(i, n)| (format!("strip[{i}]"), n));
     let facts = h.auth_fact_headers().map(|(k, n)| (k.to_string(), n));
-    for (k, name) in named
+    let injected = named.len() + h.auth_fact_headers().count();
+    for (i, (k, name)) in named
         .iter()
         .map(|(k, n)| (k.to_string(), *n))
         .chain(facts)
         .chain(strip)
+        .enumerate()
     {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             c.push(
                 format!("headers.{k}"),
                 format!("`{name}` is not a valid header name"),
+            );
+        } else if i < injected && is_reserved_header(name) {
+            // An injected header is added beside the request's own fields
+            // (`proxy::forward`), not in their place: one that frames the
+            // message, carries a credential or is set from the connection
+            // would reach the app twice, or steer HTTP itself.
+            c.push(
+                format!("headers.{k}"),
+                format!(
+                    "`{name}` is reserved (HTTP framing, credentials, forwarding or request rewriting)"
+                ),
             );
         } else if !seen.insert(normalize_header_name(name)) {
             c.push(format!("headers.{k}"), format!("`{name}` is used twice"));

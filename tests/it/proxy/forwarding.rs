@@ -260,6 +260,9 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
                  X-Portcullis-Assertion: eyJhbGciOiJub25lIn0.e30.\r\n\
                  X-Forwarded-User: evil-again\r\n\
                  X-Forwarded-For: 6.6.6.6\r\n\
+                 X-Real-IP: 6.6.6.6\r\n\
+                 X-Forwarded-Port: 1\r\n\
+                 X-Request-Id: spoofed\r\n\
                  Forwarded: for=6.6.6.6\r\n";
     for (path, with_cookie) in [
         ("/public/x", false),
@@ -326,6 +329,23 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
         if with_cookie && path != "/public/x" {
             assert_eq!(seen(&app, "x-forwarded-user"), Some("user-alice"), "{path}");
         }
+        // Portcullis' own headers reach the app once each, never beside the
+        // client's copy.
+        for name in [
+            "x-forwarded-for",
+            "x-real-ip",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-forwarded-port",
+            "forwarded",
+            "x-request-id",
+        ] {
+            let values = headers[name].as_array().unwrap();
+            assert_eq!(values.len(), 1, "{path}: {name}: {values:?}");
+        }
+        assert_ne!(seen(&app, "x-real-ip"), Some("6.6.6.6"), "{path}");
+        assert_ne!(seen(&app, "x-forwarded-port"), Some("1"), "{path}");
+        assert_ne!(seen(&app, "x-request-id"), Some("spoofed"), "{path}");
     }
 }
 

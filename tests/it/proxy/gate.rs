@@ -810,7 +810,7 @@ async fn trusted_forwarded_headers_pass_through() {
         env.proxy,
         "GET /public/x HTTP/1.1\r\nhost: app.example.com\r\nx-forwarded-for: 203.0.113.7\r\n\
          x-forwarded-proto: https\r\nx-real-ip: 203.0.113.7\r\nx_forwarded_for: 6.6.6.6\r\n\
-         x-original-url: /admin\r\nconnection: close\r\n\r\n",
+         x-original-url: /admin\r\nX-Request-ID: spoofed\r\nconnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(status(&resp), 200, "{resp}");
@@ -821,8 +821,24 @@ async fn trusted_forwarded_headers_pass_through() {
     );
     assert!(head.contains("x-forwarded-proto: https"), "{head}");
     assert!(head.contains("x-real-ip: 203.0.113.7"), "{head}");
+    // What the balancer did not say, Portcullis does.
+    assert!(head.contains("x-forwarded-host: app.example.com"), "{head}");
     assert!(
-        !head.contains("6.6.6.6") && !head.contains("x-original-url"),
+        !head.contains("6.6.6.6") && !head.contains("x-original-url") && !head.contains("spoofed"),
         "{head}"
     );
+    // Each once: the chain is extended, not sent beside the balancer's.
+    for name in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "x-request-id",
+    ] {
+        let lines = head
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}:")))
+            .count();
+        assert_eq!(lines, 1, "{name}: {head}");
+    }
 }

@@ -11,3 +11,4 @@ mod limits;
 mod pool;
 mod tls;
 mod upstreams;
+mod wire;

@@ -29,7 +29,7 @@ use http::request::Parts as ReqParts;
 use http::response::Builder as RespBuilder;
 use http::response::Parts as RespParts;
 use http::uri::Uri;
-use pingora_error::{ErrorType::*, OrErr, Result};
+use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use std::borrow::Cow;
 use std::ops::Deref;
 
@@ -90,6 +90,10 @@ pub struct RequestHeader {
     raw_target: RawTarget,
     // whether we send END_STREAM with HEADERS for h2 requests
     send_end_stream: bool,
+    // PORTCULLIS PATCH (pingora-http 2)
+    /// Field lines added by [Self::append_field_line()], in wire form.
+    appended: Vec<u8>,
+    // END PORTCULLIS PATCH (pingora-http 2)
 }
 
 /// How a request-target is stored, and how [`RequestHeader::raw_path`] recovers it.
@@ -157,6 +161,7 @@ impl RequestHeader {
             header_name_map: None,
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
+            appended: Vec::new(), // PORTCULLIS PATCH (pingora-http 2)
         }
     }
 
@@ -275,8 +280,90 @@ impl RequestHeader {
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf);
+        buf.put_slice(&self.appended); // PORTCULLIS PATCH (pingora-http 2)
     }
+
+    // PORTCULLIS PATCH (pingora-http 2): a proxy's own fields written once,
+    // as they are sent. See vendor/README.md.
+
+    /// Add a field that [Self::header_to_h1_wire()] writes after the map's,
+    /// written here, once, as it will be sent: `name` as
+    /// [Self::insert_parsed_header()] spells it, `": "`, `value`, CRLF.
+    ///
+    /// For the fields a proxy adds to every request it sends upstream
+    /// (forwarding and identity headers): inserted, each hashes its name
+    /// into both maps, can grow both, needs its value allocated, and is
+    /// then looked up again in both maps to be written.
+    ///
+    /// The caller vouches that the map holds no field of this name
+    /// (remove it first) and appends each name once; neither is looked
+    /// for here. Refused, with nothing written: a `value` with a byte no
+    /// field value may hold (what [HeaderValue] refuses: CR, LF, NUL and
+    /// the other controls but HTAB, and DEL), and the names that frame the
+    /// message or steer the connection ([FRAMING_NAMES]), which pingora
+    /// reads from the map: a copy it cannot see would be read by the next
+    /// hop instead.
+    ///
+    /// The map does not show these fields (`headers.get` does not find
+    /// them); [Self::as_owned_parts()], `ReqParts::from` and [Self::map()]
+    /// include them, so an HTTP/2 upstream receives them too.
+    pub fn append_field_line(&mut self, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
+        if !is_field_value(value) {
+            return Error::e_explain(InvalidHTTPHeader, "invalid byte in an appended field value");
+        }
+        self.write_field_line(name, value)
+    }
+
+    /// [Self::append_field_line()] for a value that is already a
+    /// [HeaderValue] (its bytes were checked when it was made).
+    pub fn append_field_value(&mut self, name: &CasedHeaderName, value: &HeaderValue) -> Result<()> {
+        self.write_field_line(name, value.as_bytes())
+    }
+
+    /// Room for `additional` more bytes of appended field lines, so that a
+    /// caller about to append several grows the buffer once.
+    pub fn reserve_field_lines(&mut self, additional: usize) {
+        self.appended.reserve(additional);
+    }
+
+    fn write_field_line(&mut self, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
+        if FRAMING_NAMES.contains(&name.name) {
+            return Error::e_explain(
+                InvalidHTTPHeader,
+                format!("{} cannot be an appended field", name.name),
+            );
+        }
+        debug_assert!(
+            !self.base.headers.contains_key(&name.name),
+            "{} is in the map and would be sent twice",
+            name.name
+        );
+        let case = name.case.as_slice();
+        self.appended.reserve(case.len() + 2 + value.len() + 2);
+        self.appended.extend_from_slice(case);
+        self.appended.extend_from_slice(b": ");
+        self.appended.extend_from_slice(value);
+        self.appended.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// The fields added by [Self::append_field_line()], in wire form
+    /// (each line ends in CRLF).
+    pub fn appended_field_lines(&self) -> &[u8] {
+        &self.appended
+    }
+
+    /// How many bytes [Self::header_to_h1_wire()] writes.
+    pub fn header_h1_wire_len(&self) -> usize {
+        self.base
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+            .sum::<usize>()
+            + self.appended.len()
+    }
+    // END PORTCULLIS PATCH (pingora-http 2)
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
     /// Otherwise returns an empty iterator.
@@ -314,6 +401,16 @@ impl RequestHeader {
                 f(HeaderNameVariant::Titled(titled_header), value)?;
             }
         }
+        // PORTCULLIS PATCH (pingora-http 2): the appended fields, after.
+        for (name, value) in appended_fields(&self.appended) {
+            // Written by `append_field_line` from a header name and a
+            // checked value, so both convert back.
+            let name = std::str::from_utf8(name).unwrap_or_default();
+            let value = HeaderValue::from_bytes(value)
+                .or_err(InvalidHTTPHeader, "appended field value")?;
+            f(HeaderNameVariant::Titled(name), &value)?;
+        }
+        // END PORTCULLIS PATCH (pingora-http 2)
 
         Ok(())
     }
@@ -430,17 +527,26 @@ impl RequestHeader {
     /// rebuilding a [RequestHeader] from the result serializes the URI's origin-form path
     /// instead of the original bytes. [Clone] keeps it; [Self::set_raw_path()] restores it.
     pub fn as_owned_parts(&self) -> ReqParts {
-        clone_req_parts(&self.base)
+        // PORTCULLIS PATCH (pingora-http 2): with the appended lines folded
+        // into the map (an HTTP/2 upstream sends what it finds there).
+        let mut parts = clone_req_parts(&self.base);
+        fold_appended(&self.appended, &mut parts.headers);
+        parts
+        // END PORTCULLIS PATCH (pingora-http 2)
     }
 }
 
 impl Clone for RequestHeader {
     fn clone(&self) -> Self {
         Self {
-            base: self.as_owned_parts(),
+            // PORTCULLIS PATCH (pingora-http 2): the map as it is; the
+            // appended lines travel as lines (`as_owned_parts` folds them in).
+            base: clone_req_parts(&self.base),
             header_name_map: self.header_name_map.clone(),
             raw_target: self.raw_target.clone(),
             send_end_stream: self.send_end_stream,
+            appended: self.appended.clone(),
+            // END PORTCULLIS PATCH (pingora-http 2)
         }
     }
 }
@@ -457,13 +563,18 @@ impl From<ReqParts> for RequestHeader {
             // The Uri is the only target available here, so it is the one that serializes.
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
+            appended: Vec::new(), // PORTCULLIS PATCH (pingora-http 2)
         }
     }
 }
 
 impl From<RequestHeader> for ReqParts {
     fn from(resp: RequestHeader) -> ReqParts {
-        resp.base
+        // PORTCULLIS PATCH (pingora-http 2): the appended lines too.
+        let mut base = resp.base;
+        fold_appended(&resp.appended, &mut base.headers);
+        base
+        // END PORTCULLIS PATCH (pingora-http 2)
     }
 }
 
@@ -952,6 +1063,54 @@ fn insert_parsed_header(
     Ok(())
 }
 // END PORTCULLIS PATCH (pingora-http 1)
+
+// PORTCULLIS PATCH (pingora-http 2)
+/// Names [RequestHeader::append_field_line()] refuses: they frame the
+/// message or steer the connection, and pingora reads them from the map.
+pub static FRAMING_NAMES: [HeaderName; 10] = [
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::HOST,
+    http::header::CONNECTION,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::EXPECT,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// Whether [HeaderValue::from_bytes] accepts `value`: HTAB, and every
+/// byte from SP on but DEL. Without an early exit, so that the loop is
+/// vectorised: the values checked are short and valid.
+#[inline]
+fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .fold(true, |ok, &b| ok & ((b == b'\t') | ((b >= 0x20) & (b != 0x7f))))
+}
+
+/// `name: value\r\n` lines as `append_field_line` writes them, split.
+fn appended_fields(lines: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    lines
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.strip_suffix(b"\r"))
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            Some((&line[..colon], line.get(colon + 2..)?))
+        })
+}
+
+/// The appended lines added to `map` (for consumers of the map alone).
+fn fold_appended(lines: &[u8], map: &mut HMap) {
+    for (name, value) in appended_fields(lines) {
+        // Written from a header name and a checked value: both parse.
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            map.append(name, value);
+        }
+    }
+}
+// END PORTCULLIS PATCH (pingora-http 2)
 
 // the &N here is to avoid clone(). None Copy type like String can impl AsHeaderName
 #[inline]

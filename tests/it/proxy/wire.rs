@@ -1,0 +1,123 @@
+//! The request and response heads as pingora writes and hands them on
+//! (`PORTCULLIS PATCH` pingora-http 2; see `vendor/README.md`).
+//! Portcullis' own headers are appended as field lines instead of
+//! inserted into the header maps: they must reach the wire byte for byte
+//! as an insert would have written them, reach every consumer of the
+//! header as parts (an HTTP/2 upstream), and never carry what a field
+//! cannot. (Here, not in the vendored crates, because their
+//! own tests need upstream's dev-dependencies; Portcullis' suite runs
+//! these.)
+
+use http::{HeaderName, HeaderValue};
+use pingora::http::{CasedHeaderName, FRAMING_NAMES, HeaderNameVariant, RequestHeader};
+
+fn request(case: bool) -> RequestHeader {
+    let mut req = if case {
+        RequestHeader::build("GET", b"/a?b=c", None).unwrap()
+    } else {
+        RequestHeader::build_no_case("GET", b"/a?b=c", None).unwrap()
+    };
+    req.append_header("Accept", "*/*").unwrap();
+    req.append_header("cookie", "a=1").unwrap();
+    req.append_header("Cookie", "b=2").unwrap();
+    req
+}
+
+fn wire(req: &RequestHeader) -> String {
+    let mut buf = vec![];
+    req.header_to_h1_wire(&mut buf);
+    String::from_utf8(buf).unwrap()
+}
+
+/// Everything `map` shows, names lower-cased.
+fn visited(req: &RequestHeader) -> Vec<(Vec<u8>, HeaderValue)> {
+    let mut seen = vec![];
+    req.map(|name, value| {
+        let name = match name {
+            HeaderNameVariant::Case(c) => c.as_slice().to_vec(),
+            HeaderNameVariant::Titled(t) => t.as_bytes().to_vec(),
+        };
+        seen.push((name.to_ascii_lowercase(), value.clone()));
+        Ok(())
+    })
+    .unwrap();
+    seen
+}
+
+#[test]
+fn appended_fields_are_sent_as_inserted_ones() {
+    let fields: [(HeaderName, &[u8]); 4] = [
+        (HeaderName::from_static("x-forwarded-for"), b"10.0.0.1"),
+        (
+            HeaderName::from_bytes(b"X-Portcullis-Email").unwrap(),
+            b"a@b.example",
+        ),
+        (http::header::FORWARDED, b"for=10.0.0.1;proto=http"), // titled
+        (HeaderName::from_static("x-empty"), b""),
+    ];
+    for case in [true, false] {
+        let (mut inserted, mut appended) = (request(case), request(case));
+        appended.reserve_field_lines(64);
+        for (i, (name, value)) in fields.iter().enumerate() {
+            let name = CasedHeaderName::new(name.clone());
+            let value = HeaderValue::from_bytes(value).unwrap();
+            inserted.insert_parsed_header(&name, value.clone()).unwrap();
+            if i % 2 == 0 {
+                appended.append_field_line(&name, value.as_bytes()).unwrap();
+            } else {
+                appended.append_field_value(&name, &value).unwrap();
+            }
+        }
+        assert_eq!(wire(&appended), wire(&inserted), "case {case}");
+        assert_eq!(appended.header_h1_wire_len(), wire(&inserted).len());
+        assert_eq!(wire(&appended.clone()), wire(&inserted));
+        // Not in the map; in everything made from the header for others.
+        assert!(appended.headers.get("x-forwarded-for").is_none());
+        assert_eq!(appended.as_owned_parts().headers, inserted.headers);
+        assert_eq!(
+            http::request::Parts::from(appended.clone()).headers,
+            inserted.headers
+        );
+        assert_eq!(visited(&appended), visited(&inserted));
+    }
+}
+
+#[test]
+fn appended_fields_refuse_what_a_field_cannot_carry() {
+    let name = CasedHeaderName::new(HeaderName::from_static("x-user"));
+    // Every byte alone and inside a value: accepted exactly when
+    // `HeaderValue` accepts it, and nothing written when refused.
+    let mut req = request(true);
+    for b in 0..=255u8 {
+        for value in [vec![b], vec![b'a', b, b'z']] {
+            let before = req.appended_field_lines().len();
+            let ok = req.append_field_line(&name, &value).is_ok();
+            assert_eq!(ok, HeaderValue::from_bytes(&value).is_ok(), "byte {b:#04x}");
+            if !ok {
+                assert_eq!(req.appended_field_lines().len(), before, "{b:#04x}");
+            }
+        }
+    }
+    // A value that would smuggle a second field is refused whole.
+    let mut req = request(true);
+    for smuggled in [
+        &b"a\r\nX-Admin: 1"[..],
+        b"a\nX-Admin: 1",
+        b"a\rX-Admin: 1",
+        b"a\0",
+    ] {
+        assert!(req.append_field_line(&name, smuggled).is_err());
+    }
+    // Names pingora reads from the map, however spelled, either way in.
+    for framing in FRAMING_NAMES
+        .iter()
+        .map(|n| n.as_str().to_ascii_uppercase())
+    {
+        let name = CasedHeaderName::new(HeaderName::from_bytes(framing.as_bytes()).unwrap());
+        assert!(req.append_field_line(&name, b"1").is_err(), "{framing}");
+        let one = HeaderValue::from_static("1");
+        assert!(req.append_field_value(&name, &one).is_err(), "{framing}");
+    }
+    assert!(req.appended_field_lines().is_empty());
+    assert_eq!(wire(&req), wire(&request(true)));
+}
