@@ -1,5 +1,6 @@
 //! The request and response heads as pingora writes and hands them on
-//! (`PORTCULLIS PATCH` pingora-http 2; see `vendor/README.md`).
+//! (`PORTCULLIS PATCH` pingora-http 2 and pingora-core 10; see
+//! `vendor/README.md`).
 //! Portcullis' own headers are appended as field lines instead of
 //! inserted into the header maps: they must reach the wire byte for byte
 //! as an insert would have written them, reach every consumer of the
@@ -10,6 +11,7 @@
 
 use http::{HeaderName, HeaderValue};
 use pingora::http::{CasedHeaderName, FRAMING_NAMES, HeaderNameVariant, RequestHeader};
+use pingora::protocols::http::v1::client::http_req_header_to_wire;
 
 fn request(case: bool) -> RequestHeader {
     let mut req = if case {
@@ -120,4 +122,25 @@ fn appended_fields_refuse_what_a_field_cannot_carry() {
     }
     assert!(req.appended_field_lines().is_empty());
     assert_eq!(wire(&req), wire(&request(true)));
+}
+
+/// The request line and head are written into one buffer made their size
+/// (pingora-core 10): no growth while writing, no slack after.
+#[test]
+fn the_request_head_is_written_into_a_buffer_its_size() {
+    for extra in [0, 1, 40] {
+        let mut req = request(true);
+        for i in 0..extra {
+            let name =
+                CasedHeaderName::new(HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap());
+            req.append_field_line(&name, "v".repeat(i * 7).as_bytes())
+                .unwrap();
+        }
+        let buf = http_req_header_to_wire(&req).unwrap();
+        let text = std::str::from_utf8(&buf).unwrap();
+        assert!(text.starts_with("GET /a?b=c HTTP/1.1\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        assert_eq!(text.matches("\r\n").count(), 1 + 3 + extra + 1, "{text}");
+        assert_eq!(buf.capacity(), buf.len(), "{extra} appended fields");
+    }
 }

@@ -915,20 +915,11 @@ pub(crate) fn request_target_has_forbidden_byte(path: &[u8]) -> bool {
 // TODO: change it to to_buf
 #[inline]
 pub fn http_req_header_to_wire(req: &RequestHeader) -> Option<BytesMut> {
-    let mut buf = BytesMut::with_capacity(512);
-
-    // Request-Line
     let method = req.method.as_str().as_bytes();
-    buf.put_slice(method);
-    buf.put_u8(b' ');
-
     let path = req.raw_path();
     if request_target_has_forbidden_byte(path) {
         return None;
     }
-    buf.put_slice(path);
-    buf.put_u8(b' ');
-
     let version = match req.version {
         Version::HTTP_09 => "HTTP/0.9",
         Version::HTTP_10 => "HTTP/1.0",
@@ -938,6 +929,27 @@ pub fn http_req_header_to_wire(req: &RequestHeader) -> Option<BytesMut> {
             return None; /*TODO: unsupported version */
         }
     };
+
+    // PORTCULLIS PATCH (pingora-core 10): the buffer made the size of the
+    // header. It started at 512 bytes and doubled while written: a request
+    // carrying a session's identity headers and assertion (~1.3 KB) was
+    // copied twice on its way to 2 KiB.
+    let len = method.len()
+        + 1
+        + path.len()
+        + 1
+        + version.len()
+        + CRLF.len()
+        + req.header_h1_wire_len()
+        + CRLF.len();
+    let mut buf = BytesMut::with_capacity(len);
+    // END PORTCULLIS PATCH (pingora-core 10)
+
+    // Request-Line
+    buf.put_slice(method);
+    buf.put_u8(b' ');
+    buf.put_slice(path);
+    buf.put_u8(b' ');
     buf.put_slice(version.as_bytes());
     buf.put_slice(CRLF);
 
