@@ -284,9 +284,12 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
 
+                        // PORTCULLIS PATCH (pingora-core 11): room for the
+                        // fields a proxy adds to every response it hands on
+                        // (see RESPONSE_HEADROOM).
                         let mut response_header = match ResponseHeader::build(
                             resp.code.unwrap(),
-                            Some(resp.headers.len()),
+                            Some(resp.headers.len() + RESPONSE_HEADROOM),
                         ) {
                             Ok(header) => Box::new(header),
                             Err(e) => return self.fail_response_header_read(e),
@@ -437,8 +440,15 @@ impl HttpSession {
     /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
+        // PORTCULLIS PATCH (pingora-core 11): the header as parsed, with its
+        // room for the proxy's fields, goes to the caller, who adds to it;
+        // the session keeps the copy, which it only reads. (A clone's entry
+        // list is exactly full: the caller's first insert grew it.)
         // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        let parsed = self.response_header.take().unwrap();
+        self.response_header = Some(Box::new((*parsed).clone()));
+        Ok(parsed)
+        // END PORTCULLIS PATCH (pingora-core 11)
     }
 
     /// Return a reference of the [`ResponseHeader`] if the response is read
@@ -911,6 +921,19 @@ fn parse_resp_buffer<'buf>(
 pub(crate) fn request_target_has_forbidden_byte(path: &[u8]) -> bool {
     path.iter().any(|&b| matches!(b, 0x00 | 0x0a | 0x0d | 0x20))
 }
+
+// PORTCULLIS PATCH (pingora-core 11)
+/// Fields a response gets on its way through a proxy: `Connection`, which
+/// pingora's server half writes on every response (and `Date`, when the
+/// upstream sent none; most do), and one of the proxy's own (a request
+/// id). The maps of a parsed response were made exactly full, so the first
+/// of these grew both (a new index table, every entry moved): ~1,600
+/// instructions of every proxied request. With the room made at once they
+/// end the size the growth made them, no larger: `HeaderMap` rounds its
+/// table to a power of two either way, so room for more than is added
+/// would double the maps of some responses (the lesson of patch 8).
+const RESPONSE_HEADROOM: usize = 2;
+// END PORTCULLIS PATCH (pingora-core 11)
 
 // TODO: change it to to_buf
 #[inline]
