@@ -44,6 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
+use crate::session::CookieMemo;
 
 use super::admission::{self, Admission, Admit};
 use super::state::ProxyState;
@@ -52,6 +53,25 @@ tokio::task_local! {
     /// Set by [`ConnectionLimit`] for the task serving one connection:
     /// whether its first request is still to come.
     static FIRST_REQUEST: Cell<bool>;
+    /// Set by [`ConnectionLimit`] for the task serving one connection: the
+    /// session cookie it last presented, as it opened (see
+    /// [`CookieMemo`]). HTTP/2 streams run in tasks of their own and have
+    /// none.
+    static OPENED_COOKIE: Cell<Option<Box<CookieMemo>>>;
+}
+
+/// Runs `f` with this connection's [`CookieMemo`] slot, or with an empty
+/// one when the task serves no HTTP/1 connection of ours. Never held
+/// across an await (the memo is taken out and put back).
+pub(super) fn with_cookie_memo<R>(f: impl FnOnce(&mut Option<Box<CookieMemo>>) -> R) -> R {
+    match OPENED_COOKIE.try_with(Cell::take) {
+        Ok(mut memo) => {
+            let r = f(&mut memo);
+            let _ = OPENED_COOKIE.try_with(|slot| slot.set(memo));
+            r
+        }
+        Err(_) => f(&mut None),
+    }
 }
 
 /// The buffer a request header is read into grows by this much; the
@@ -137,7 +157,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
             _permit: permit,
         };
         FIRST_REQUEST
-            .scope(Cell::new(true), self.inner.process_new(stream, shutdown))
+            .scope(
+                Cell::new(true),
+                OPENED_COOKIE.scope(Cell::new(None), self.inner.process_new(stream, shutdown)),
+            )
             .await
     }
 

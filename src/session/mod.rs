@@ -13,8 +13,8 @@ mod service;
 /// (the endpoints) work with sessions without reaching into the store.
 pub use crate::store::{IdpBinding, SessionSelector};
 pub use codec::{
-    CookieCodec, CookieError, HOST_PREFIX, SessionToken, flow_cookie_prefix, host_prefixed,
-    session_cookie_name,
+    CookieCodec, CookieError, CookieMemo, HOST_PREFIX, Opened, SessionToken, flow_cookie_prefix,
+    host_prefixed, session_cookie_name,
 };
 pub use machine::{
     ACCOUNT_PREFIX, NewServiceToken, NoRandomness, ServiceAccounts, ServiceCaller, TOKEN_PREFIX,

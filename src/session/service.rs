@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use super::cache::{SessionCache, Source};
-use super::codec::SessionToken;
+use super::codec::{Opened, SessionToken};
 use crate::identity::{AssertionSlot, AuthFacts, Principal};
 use crate::metrics::Metrics;
 use crate::secret::{digest_hex, random_bytes, sha256, sha256_hex};
@@ -223,10 +223,26 @@ impl Sessions {
         now: i64,
         idle_lifetime: i64,
     ) -> Result<Lookup, SessionError> {
+        let opened = Opened {
+            key: sha256(&token.id),
+            token: token.clone(),
+        };
+        self.resolve_opened(&opened, now, idle_lifetime).await
+    }
+
+    /// [`Self::resolve`] for a token whose key is known
+    /// ([`super::CookieCodec::open_remembered`]).
+    pub async fn resolve_opened(
+        &self,
+        opened: &Opened,
+        now: i64,
+        idle_lifetime: i64,
+    ) -> Result<Lookup, SessionError> {
+        let Opened { token, key } = opened;
+        let key = *key;
         if token.expires_at <= now {
             return Ok(Lookup::Rejected("expired"));
         }
-        let key = sha256(&token.id);
         let (entry, source) = self
             .cache
             .get_or_fill(&key, async {

@@ -173,3 +173,60 @@ async fn every_answer_carries_one_date_and_the_connections_fate() {
         .unwrap();
     assert_eq!(n, 0, "the connection stayed open after `Connection: close`");
 }
+
+/// A connection remembers the session cookie it last presented, opened
+/// (`session::CookieMemo`), and answers the same bytes without opening
+/// them again. What opening and the session lookup decide must hold on
+/// that connection all the same: another user's cookie is that user, a
+/// tampered or garbled one is refused, the first of two cookies of ours
+/// that opens counts, and a revocation takes effect on the very next
+/// request.
+#[tokio::test]
+async fn a_connection_remembers_a_cookie_but_not_what_it_decides() {
+    let env = TestEnv::start().await;
+    let dave = env.mint(&principal("dave@example.com", &[])).await;
+    let erin = env.mint(&principal("erin@example.com", &[])).await;
+    let (name, value) = dave.split_once('=').unwrap();
+    let mut bytes = value.as_bytes().to_vec();
+    bytes[5] = if bytes[5] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
+    let garbled_then_dave = format!("{name}=garbage; {dave}");
+
+    let mut s = connect(env.proxy).await;
+    let mut pending = Vec::new();
+    let mut ask = async |cookie: &str| {
+        let req = format!(
+            "GET /api/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\nCookie: {cookie}\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (status, app, _) = read_response(&mut s, &mut pending).await;
+        (status, seen(&app, "x-forwarded-user").map(str::to_owned))
+    };
+    let user = |u: &str| (200, Some(u.to_owned()));
+    for (i, (cookie, want)) in [
+        (&dave, user("user-dave")),
+        (&dave, user("user-dave")),
+        (&tampered, (401, None)),
+        (&dave, user("user-dave")),
+        (&erin, user("user-erin")),
+        (&dave, user("user-dave")),
+        (&garbled_then_dave, user("user-dave")),
+        (&erin, user("user-erin")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(ask(cookie).await, want, "request {i}");
+    }
+    assert_eq!(ask(&dave).await, user("user-dave"));
+    env.shared
+        .sessions
+        .revoke(&portcullis::store::SessionSelector::User(
+            "user-dave".into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ask(&dave).await, (401, None), "revoked, same connection");
+    assert_eq!(ask(&erin).await, user("user-erin"));
+    assert_eq!(ask(&dave).await, (401, None));
+}
