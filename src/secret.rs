@@ -5,7 +5,7 @@ use std::fmt;
 
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
 /// A string that never prints. Wrap anything an operator or client could
 /// use to impersonate someone, so a stray `{:?}` can't leak it into logs.
@@ -30,9 +30,25 @@ impl fmt::Debug for Secret {
 }
 
 /// Constant-time equality so response timing can't reveal how many leading
-/// bytes of a guessed token were right.
+/// bytes of a guessed token were right (the length is not secret: a
+/// different length is unequal at once, as with `subtle`'s slices).
+///
+/// `subtle` compares eight bytes at a time here: byte by byte, each behind
+/// its optimisation barrier, a 100-byte session cookie took ~1,700
+/// instructions, on every authenticated request (callgrind).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.ct_eq(b).into()
+    if a.len() != b.len() {
+        return false;
+    }
+    let (a_words, a_rest) = a.as_chunks::<8>();
+    let (b_words, b_rest) = b.as_chunks::<8>();
+    let words = a_words
+        .iter()
+        .zip(b_words)
+        .fold(Choice::from(1), |eq, (x, y)| {
+            eq & u64::from_ne_bytes(*x).ct_eq(&u64::from_ne_bytes(*y))
+        });
+    (words & a_rest.ct_eq(b_rest)).into()
 }
 
 /// SHA-256 of `data`: the session cache's key (32 bytes kept inline in
@@ -92,5 +108,25 @@ mod tests {
         let a = random_bytes::<32>().unwrap();
         let b = random_bytes::<32>().unwrap();
         assert_ne!(a, b);
+    }
+
+    /// Word by word and the tail: every length around the word size, a
+    /// difference in every position (in a word and in the tail) is seen.
+    #[test]
+    fn equality_is_decided_on_every_byte() {
+        for len in 0..=41usize {
+            let a: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+            assert!(constant_time_eq(&a, &a.clone()), "{len}");
+            if len > 0 {
+                assert!(!constant_time_eq(&a, &a[..len - 1]), "{len}: a prefix");
+            }
+            for at in 0..len {
+                for bit in [0x01, 0x80] {
+                    let mut b = a.clone();
+                    b[at] ^= bit;
+                    assert!(!constant_time_eq(&a, &b), "len {len}, byte {at}");
+                }
+            }
+        }
     }
 }
