@@ -192,16 +192,22 @@ fn forwarded(req: &mut RequestHeader, trust: bool, down: &Downstream<'_>) -> pin
     let host = host.as_ref().map(text);
     if trust {
         // Behind a trusted balancer: extend its chain, keep what it said.
+        // The chain is every `X-Forwarded-For` line in order (RFC 9110
+        // §5.3: repeated fields combine with commas), as the rate limiter
+        // reads it: a balancer that adds a line of its own rather than
+        // extending the client's would otherwise lose its entry here.
         if let Some(ip) = &ip {
-            let prev = req.remove_header(f.forwarded_for.name());
-            let prev = prev.as_ref().and_then(|v| v.to_str().ok()).map(str::trim);
-            match prev {
-                Some(prev) if !prev.is_empty() => {
-                    let chain = format!("{prev}, {ip}");
-                    req.append_field_line(&f.forwarded_for, chain.as_bytes())?;
+            let mut chain = String::new();
+            for line in req.headers.get_all(f.forwarded_for.name()) {
+                let line = line.to_str().map(str::trim).unwrap_or_default();
+                if !line.is_empty() {
+                    chain.push_str(line);
+                    chain.push_str(", ");
                 }
-                _ => req.append_field_line(&f.forwarded_for, ip.as_bytes())?,
             }
+            chain.push_str(ip);
+            req.remove_header(f.forwarded_for.name());
+            req.append_field_line(&f.forwarded_for, chain.as_bytes())?;
         }
         if req.headers.get(f.forwarded_proto.name()).is_none() {
             req.append_field_line(&f.forwarded_proto, proto.as_bytes())?;

@@ -810,13 +810,16 @@ async fn trusted_forwarded_headers_pass_through() {
         env.proxy,
         "GET /public/x HTTP/1.1\r\nhost: app.example.com\r\nx-forwarded-for: 203.0.113.7\r\n\
          x-forwarded-proto: https\r\nx-real-ip: 203.0.113.7\r\nx_forwarded_for: 6.6.6.6\r\n\
-         x-original-url: /admin\r\nX-Request-ID: spoofed\r\nconnection: close\r\n\r\n",
+         x-original-url: /admin\r\nX-Request-ID: spoofed\r\n\
+         X-Forwarded-For: 198.51.100.9\r\nconnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(status(&resp), 200, "{resp}");
     let head = seen.lock().unwrap()[0].to_ascii_lowercase();
+    // Every line of the chain, in order (a balancer that adds a line of
+    // its own), then the peer.
     assert!(
-        head.contains("x-forwarded-for: 203.0.113.7, 127.0.0.1"),
+        head.contains("x-forwarded-for: 203.0.113.7, 198.51.100.9, 127.0.0.1"),
         "{head}"
     );
     assert!(head.contains("x-forwarded-proto: https"), "{head}");
