@@ -109,7 +109,23 @@ fn bench(c: &mut Criterion) {
     g.bench_function("cookie_open", |b| {
         b.iter(|| {
             codec
-                .open(headers.get_all("cookie").iter().map(|v| v.as_bytes()))
+                .open(
+                    headers.get_all("cookie").iter().map(|v| v.as_bytes()),
+                    &mut None,
+                )
+                .unwrap()
+                .unwrap()
+        })
+    });
+    // The same cookie again on a kept-alive connection (`CookieMemo`).
+    let mut memo = None;
+    g.bench_function("cookie_open_remembered", |b| {
+        b.iter(|| {
+            codec
+                .open(
+                    headers.get_all("cookie").iter().map(|v| v.as_bytes()),
+                    &mut memo,
+                )
                 .unwrap()
                 .unwrap()
         })
@@ -134,11 +150,14 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("full_gate", |b| {
         b.to_async(&rt).iter(|| async {
-            let t = codec
-                .open(headers.get_all("cookie").iter().map(|v| v.as_bytes()))
+            let opened = codec
+                .open(
+                    headers.get_all("cookie").iter().map(|v| v.as_bytes()),
+                    &mut None,
+                )
                 .unwrap()
                 .unwrap();
-            let Lookup::Active(s) = sessions.resolve(&t, now, 3600).await.unwrap() else {
+            let Lookup::Active(s) = sessions.resolve(&opened, now, 3600).await.unwrap() else {
                 panic!("session")
             };
             let strip = plan.headers_to_strip(&headers, false);

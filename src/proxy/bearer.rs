@@ -94,7 +94,8 @@ impl PortcullisProxy {
         // guess, so neither counts (decided before any lookup).
         let cookies = headers.get_all(COOKIE);
         if matches!(
-            g.codec.open(cookies.iter().map(|v| v.as_bytes())),
+            g.codec
+                .open(cookies.iter().map(|v| v.as_bytes()), &mut None),
             Ok(Some(_))
         ) {
             tracing::info!(request_id = %ctx.request_id, "a session cookie and a bearer credential: refused as ambiguous");

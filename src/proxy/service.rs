@@ -102,8 +102,7 @@ impl PortcullisProxy {
         let g = &st.generation;
         let cookies = session.req_header().headers.get_all(http::header::COOKIE);
         let opened = super::conn::with_cookie_memo(|memo| {
-            g.codec
-                .open_remembered(cookies.iter().map(|v| v.as_bytes()), memo)
+            g.codec.open(cookies.iter().map(|v| v.as_bytes()), memo)
         });
         let opened = match opened {
             Ok(Some(o)) => o,
@@ -117,11 +116,7 @@ impl PortcullisProxy {
             }
         };
         let idle = g.config.session.idle_lifetime_seconds as i64;
-        match g
-            .sessions
-            .resolve_opened(&opened, crate::clock::now(), idle)
-            .await
-        {
+        match g.sessions.resolve(&opened, crate::clock::now(), idle).await {
             Ok(Lookup::Active(s)) => {
                 let p = s.principal.clone();
                 ctx.session = Some(s);

@@ -76,13 +76,22 @@ pub struct Opened {
     pub key: [u8; 32],
 }
 
+impl From<SessionToken> for Opened {
+    fn from(token: SessionToken) -> Self {
+        Self {
+            key: sha256(&token.id),
+            token,
+        }
+    }
+}
+
 /// The session cookie a connection last presented, as it opened.
 ///
 /// A keep-alive client sends the same cookie with every request of a
 /// connection, and opening it (two base64 decodes, AES-256-GCM, then the
 /// SHA-256 of the id for the cache key) was ~6,500 of a request's ~91,000
 /// instructions (callgrind). The connection keeps this, and
-/// [`CookieCodec::open_remembered`] answers from it only for the very same
+/// [`CookieCodec::open`] answers from it only for the very same
 /// bytes (compared in constant time: a connection a balancer shares
 /// between clients must not tell one how close its guess is to another's
 /// cookie) under the very same codec (a reload that retires a key makes a
@@ -217,26 +226,16 @@ impl CookieCodec {
         c
     }
 
-    /// Finds and opens our cookie among `Cookie` header values. Returns
-    /// `Ok(None)` when the request carries no session cookie and `Err(())`
-    /// when it carries one that doesn't open (garbled, forged, old key) — the
-    /// caller treats both as anonymous but counts the latter.
+    /// Finds and opens our cookie among `Cookie` header values, answered
+    /// from `memo` when it holds this very cookie (see [`CookieMemo`]; a
+    /// caller without one passes `&mut None`); a cookie that opens is
+    /// remembered there. Our cookies are tried in the order sent and the
+    /// first that opens wins. Returns `Ok(None)` when the request carries
+    /// no session cookie and `Err(())` when it carries one that doesn't
+    /// open (garbled, forged, old key) — the caller treats both as
+    /// anonymous but counts the latter.
     #[allow(clippy::result_unit_err)]
     pub fn open<'a>(
-        &self,
-        cookie_headers: impl Iterator<Item = &'a [u8]>,
-    ) -> Result<Option<SessionToken>, ()> {
-        Ok(self
-            .open_remembered(cookie_headers, &mut None)?
-            .map(|o| o.token))
-    }
-
-    /// [`Self::open`], with the token's key, answered from `memo` when it
-    /// holds this very cookie (see [`CookieMemo`]); a cookie that opens is
-    /// remembered there. Our cookies are tried in the order sent, the
-    /// first that opens wins, as in [`Self::open`].
-    #[allow(clippy::result_unit_err)]
-    pub fn open_remembered<'a>(
         &self,
         cookie_headers: impl Iterator<Item = &'a [u8]>,
         memo: &mut Option<Box<CookieMemo>>,
@@ -259,10 +258,7 @@ impl CookieCodec {
                     return Ok(Some(m.opened.clone()));
                 }
                 if let Some(token) = self.open_value(value) {
-                    let opened = Opened {
-                        key: sha256(&token.id),
-                        token,
-                    };
+                    let opened = Opened::from(token);
                     *memo = Some(Box::new(CookieMemo {
                         codec: self.id,
                         sealed: value.into(),
@@ -415,6 +411,13 @@ mod tests {
             .to_owned()
     }
 
+    /// The token our cookie in `header` opens to, with no memo.
+    fn opened(codec: &CookieCodec, header: &[u8]) -> Result<Option<SessionToken>, ()> {
+        Ok(codec
+            .open([header].into_iter(), &mut None)?
+            .map(|o| o.token))
+    }
+
     const K1: &str = "key-one-key-one-key-one-key-one-key-one";
     const K2: &str = "key-two-key-two-key-two-key-two-key-two";
 
@@ -435,8 +438,8 @@ mod tests {
             "{set}"
         );
         let header = format!("a=b; {NAME}={}; c=d", value_of(&set));
-        assert_eq!(codec.open([header.as_bytes()].into_iter()), Ok(Some(token)));
-        assert_eq!(codec.open([b"a=b".as_slice()].into_iter()), Ok(None));
+        assert_eq!(opened(&codec, header.as_bytes()), Ok(Some(token)));
+        assert_eq!(opened(&codec, b"a=b".as_slice()), Ok(None));
     }
 
     #[test]
@@ -448,7 +451,7 @@ mod tests {
         };
         let header = |c: &CookieCodec, t| format!("{}={}", c.name(), value_of(&c.seal(&t, 0)));
         let open = |c: &CookieCodec, h: &str, memo: &mut Option<Box<CookieMemo>>| {
-            c.open_remembered([h.as_bytes()].into_iter(), memo)
+            c.open([h.as_bytes()].into_iter(), memo)
         };
         let mut memo = None;
         let first = header(&codec, token(1));
@@ -531,15 +534,12 @@ mod tests {
         };
         let old_cookie = format!("{NAME}={}", value_of(&old.seal(&token, 0)));
         assert_eq!(
-            rotated.open([old_cookie.as_bytes()].into_iter()),
+            opened(&rotated, old_cookie.as_bytes()),
             Ok(Some(token.clone()))
         );
-        assert_eq!(only_new.open([old_cookie.as_bytes()].into_iter()), Err(()));
+        assert_eq!(opened(&only_new, old_cookie.as_bytes()), Err(()));
         let new_cookie = format!("{NAME}={}", value_of(&rotated.seal(&token, 0)));
-        assert_eq!(
-            only_new.open([new_cookie.as_bytes()].into_iter()),
-            Ok(Some(token))
-        );
+        assert_eq!(opened(&only_new, new_cookie.as_bytes()), Ok(Some(token)));
     }
 
     #[test]
@@ -563,15 +563,12 @@ mod tests {
             v[..v.len() - 2].to_string(),
         ] {
             let h = format!("{NAME}={bad}");
-            assert_eq!(codec.open([h.as_bytes()].into_iter()), Err(()), "{bad}");
+            assert_eq!(opened(&codec, h.as_bytes()), Err(()), "{bad}");
         }
         // a second, valid cookie of the same name still wins
         let h = format!("{NAME}=garbage; {NAME}={v}");
-        assert!(matches!(
-            codec.open([h.as_bytes()].into_iter()),
-            Ok(Some(_))
-        ));
-        assert_eq!(codec.open([[0xff, 0xfe].as_slice()].into_iter()), Ok(None));
+        assert!(matches!(opened(&codec, h.as_bytes()), Ok(Some(_))));
+        assert_eq!(opened(&codec, [0xff, 0xfe].as_slice()), Ok(None));
     }
 
     #[test]
@@ -654,10 +651,10 @@ mod tests {
         };
         let sealed_other = value_of(&other.seal(&token, 0));
         let moved = format!("{NAME}={sealed_other}");
-        assert_eq!(prefixed.open([moved.as_bytes()].into_iter()), Err(()));
+        assert_eq!(opened(&prefixed, moved.as_bytes()), Err(()));
         // Control: under its own name it opens.
         let own = format!("__Host-other_app_session={sealed_other}");
-        assert_eq!(other.open([own.as_bytes()].into_iter()), Ok(Some(token)));
+        assert_eq!(opened(&other, own.as_bytes()), Ok(Some(token)));
     }
 
     #[test]

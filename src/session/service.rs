@@ -13,7 +13,7 @@ use super::cache::{SessionCache, Source};
 use super::codec::{Opened, SessionToken};
 use crate::identity::{AssertionSlot, AuthFacts, Principal};
 use crate::metrics::Metrics;
-use crate::secret::{digest_hex, random_bytes, sha256, sha256_hex};
+use crate::secret::{digest_hex, random_bytes, sha256_hex};
 use crate::store::{IdpBinding, SessionRecord, SessionSelector, Store, StoreError, StoreEvent};
 use arc_swap::ArcSwapOption;
 
@@ -214,25 +214,10 @@ impl Sessions {
         Ok(SessionToken { id, expires_at })
     }
 
-    /// Resolves a cookie's token to a live session. Expired, idle, revoked
+    /// Resolves an opened cookie to a live session. Expired, idle, revoked
     /// and unknown sessions are `Rejected`; a store outage is an error the
     /// caller maps to 503 rather than silently logging users out.
     pub async fn resolve(
-        &self,
-        token: &SessionToken,
-        now: i64,
-        idle_lifetime: i64,
-    ) -> Result<Lookup, SessionError> {
-        let opened = Opened {
-            key: sha256(&token.id),
-            token: token.clone(),
-        };
-        self.resolve_opened(&opened, now, idle_lifetime).await
-    }
-
-    /// [`Self::resolve`] for a token whose key is known
-    /// ([`super::CookieCodec::open_remembered`]).
-    pub async fn resolve_opened(
         &self,
         opened: &Opened,
         now: i64,

@@ -31,12 +31,12 @@ fn principal(email: &str) -> Principal {
 
 /// The store key of the session behind a `Cookie` pair.
 fn id_hash(env: &TestEnv, cookie: &str) -> String {
-    let token = CookieCodec::new(&env.shared.config().session)
+    let opened = CookieCodec::new(&env.shared.config().session)
         .unwrap()
-        .open([cookie.as_bytes()].into_iter())
+        .open([cookie.as_bytes()].into_iter(), &mut None)
         .unwrap()
         .expect("cookie opens");
-    portcullis::secret::sha256_hex(&token.id)
+    portcullis::secret::sha256_hex(&opened.token.id)
 }
 
 async fn alive(env: &TestEnv, cookie: &str) -> bool {

@@ -154,9 +154,10 @@ async fn an_idp_logout_ends_exactly_the_sessions_it_names() {
             .shared
             .generation()
             .codec
-            .open(std::iter::once(cookie.as_bytes()))
+            .open(std::iter::once(cookie.as_bytes()), &mut None)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .token;
         let id_hash = portcullis::secret::sha256_hex(&token.id);
         async move {
             store

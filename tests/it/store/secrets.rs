@@ -51,18 +51,19 @@ async fn login_and_collect(rp: &Rp) -> Secrets {
     assert_eq!(cb.status(), 303);
     let session = session.expect("session cookie");
     let cfg = rp.env.shared.config();
-    let token = CookieCodec::new(&cfg.session)
+    let opened = CookieCodec::new(&cfg.session)
         .unwrap()
-        .open([session.as_bytes()].into_iter())
+        .open([session.as_bytes()].into_iter(), &mut None)
         .unwrap()
         .expect("our cookie opens");
+    let token = &opened.token;
     // Through the session service, so the test doesn't assume how the
     // store keys sessions.
     let active = match rp
         .env
         .shared
         .sessions
-        .resolve(&token, portcullis::clock::now(), 3600)
+        .resolve(&opened, portcullis::clock::now(), 3600)
         .await
         .unwrap()
     {
