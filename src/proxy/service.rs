@@ -613,7 +613,16 @@ impl ProxyHttp for PortcullisProxy {
             }
             tracing::warn!(request_id = %ctx.request_id, error = %e, "upstream failed");
         }
-        if code > 0 {
+        let answer_started = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational() || r.status.as_u16() == 101);
+        if code > 0 && answer_started {
+            // The app's answer is already on its way: a page now would be
+            // read as the rest of its body (and could complete it). The
+            // connection is closed instead, which the client sees as an
+            // incomplete answer; the log keeps the status it was sent.
+            ctx.outcome = OutcomeKind::Error;
+        } else if code > 0 {
             ctx.outcome = OutcomeKind::Error;
             let reply: Reply = if code >= 500 {
                 respond::bad_gateway(code, ctx.wants_html, &ctx.request_id)

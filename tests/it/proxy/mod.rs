@@ -3,6 +3,7 @@
 
 mod admission;
 mod buffers;
+mod exchange;
 mod forward_auth;
 mod forwarding;
 mod gate;
