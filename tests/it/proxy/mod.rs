@@ -6,6 +6,7 @@ mod buffers;
 mod exchange;
 mod forward_auth;
 mod forwarding;
+mod framing;
 mod gate;
 mod keepalive;
 mod limits;
