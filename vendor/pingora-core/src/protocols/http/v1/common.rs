@@ -330,26 +330,66 @@ fn from_digits(bytes: &[u8]) -> Option<u64> {
 /// 8.6](https://www.rfc-editor.org/rfc/rfc9110#section-8.6) this lets identical
 /// duplicates (e.g. `Content-Length: 42, 42`) be collapsed to a single value
 /// while genuinely conflicting framing is rejected.
+// PORTCULLIS PATCH (pingora-core 12): kept for upstream's unit tests; the
+// proxy reads `content_length_scan`.
+#[cfg(test)]
 pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
-    // If multiple Content-Length headers were sent, everything can still be
-    // alright if they all contain the same value, and all parse correctly. If
-    // not, then it's an error.
+    match content_length_scan(headers) {
+        ContentLength::Valid(n) => Some(n),
+        ContentLength::Absent | ContentLength::Invalid => None,
+    }
+}
+
+/// PORTCULLIS PATCH (pingora-core 12): what a message's `Content-Length`
+/// lines say, read in one pass.
+enum ContentLength {
+    Absent,
+    Valid(u64),
+    Invalid,
+}
+
+/// PORTCULLIS PATCH (pingora-core 12): `content_length_parse_all` and the
+/// presence check of `content_length_for_framing` in one pass over the
+/// bytes. The published reading made each value a `&str` (a UTF-8 and
+/// visible-ASCII check), split it with a `char` searcher, trimmed it by
+/// Unicode whitespace, and, when nothing parsed, looked the name up a
+/// second time to tell "absent" from "invalid"; it runs six times a
+/// proxied request (request and response, each validated, framed and
+/// re-framed). The rule read is the same: every comma-separated part of
+/// every line, stripped of spaces and tabs, must be decimal digits, and
+/// all must agree. A byte `to_str` refuses is neither a digit nor a space
+/// or tab (a header value holds no other ASCII whitespace), so it still
+/// refuses the message.
+fn content_length_scan(headers: &HMap) -> ContentLength {
     let mut content_length: Option<u64> = None;
+    let mut present = false;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        // A non-visible-ASCII value can't be a valid Content-Length, so the
-        // framing is ambiguous.
-        let line = value.to_str().ok()?;
-        for v in line.split(',') {
-            let n = from_digits(v.trim().as_bytes())?;
+        present = true;
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let Some(n) = from_digits(trim_ows(part)) else {
+                return ContentLength::Invalid;
+            };
             match content_length {
                 None => content_length = Some(n),
-                Some(prev) if prev != n => return None,
+                Some(prev) if prev != n => return ContentLength::Invalid,
                 Some(_) => {}
             }
         }
     }
+    match content_length {
+        Some(n) => ContentLength::Valid(n),
+        None if present => ContentLength::Invalid,
+        None => ContentLength::Absent,
+    }
+}
 
-    content_length
+/// `bytes` without the optional whitespace (RFC 9110 §5.6.3: spaces and
+/// tabs) around it.
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !ows(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 /// Resolve the framing `Content-Length` of a message following hyper's decode
@@ -357,8 +397,8 @@ pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
 /// present but cannot be resolved to a single value (conflicting duplicates or
 /// an unparseable value), or `None` when the header is absent.
 pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>> {
-    match content_length_parse_all(headers) {
-        Some(cl) => {
+    match content_length_scan(headers) {
+        ContentLength::Valid(cl) => {
             // Content-Length frames the body, so a value that does not fit in
             // `usize` cannot be represented and must not be silently truncated
             // (which would misframe bodies larger than `usize::MAX`, e.g. on
@@ -373,13 +413,13 @@ pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>
                 )
             })
         }
-        None if headers.contains_key(header::CONTENT_LENGTH) => {
+        ContentLength::Invalid => {
             // debug, not warn: per-message, client-influenced; avoids log floods
             // under adversarial load. The error is returned to the caller.
             debug!("invalid Content-Length header");
             Error::e_explain(InvalidHTTPHeader, "invalid Content-Length header")
         }
-        None => Ok(None),
+        ContentLength::Absent => Ok(None),
     }
 }
 
