@@ -2,7 +2,11 @@
 //! inject, compiled once per configuration.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+/// Sets of header names looked up for every header of every request: a
+/// fixed set built from configuration, probed with names a client chose, so
+/// there is nothing to flood and no need for SipHash's keyed resistance
+/// (foldhash: ~5x fewer instructions for a short name).
+type NameSet = foldhash::HashSet<String>;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -57,9 +61,9 @@ pub(super) const FORWARDING_HEADERS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct HeaderPlan {
     /// Normalised names stripped on every request.
-    strip: HashSet<String>,
+    strip: NameSet,
     /// Normalised names of [`FORWARDING_HEADERS`].
-    forwarding: HashSet<String>,
+    forwarding: NameSet,
     inject: Vec<(HeaderName, Field)>,
     /// `[[headers.extra]]`: name, the claim (as the session keeps it),
     /// the join string (`None`: the first value only).
@@ -81,7 +85,7 @@ impl HeaderPlan {
             (&cfg.principal_type, Field::PrincipalType),
         ];
         let mut inject = Vec::new();
-        let mut strip = HashSet::new();
+        let mut strip = NameSet::default();
         // Step-up headers only when named.
         let facts = cfg.auth_fact_headers().map(|(k, name)| {
             let field = match k {
