@@ -541,6 +541,10 @@ fi
 if ((HIGH_CONNS > 0)) && ((!CALLGRIND)); then
   saved_conns=$CONNS
   CONNS=$HIGH_CONNS
+  # The upstream alone at this count: what one wrk thread and the loopback
+  # can carry on this host. On 2 cores it is the ceiling of both rows
+  # below, so each is also read against it, not only against its own c32.
+  measure "upstream-c$HIGH_CONNS" "$UP_PID" "http://127.0.0.1:$UP_PORT/"
   measure "nginx-c$HIGH_CONNS" "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
   if [[ $ONLY_BASELINE != 1 ]]; then
     measure "portcullis-required-c$HIGH_CONNS" "$PX_PID" "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
