@@ -88,6 +88,30 @@ async fn session_injects_identity_and_a_verifiable_assertion() {
     assert_eq!(seen(&app, "x-forwarded-tenant"), Some("acme"));
     // the session cookie is Portcullis' credential, not the app's
     assert_eq!(seen(&app, "cookie"), Some("theme=dark"));
+    // Across several lines the app's pairs arrive in order, as one line;
+    // flow cookies and empty pairs go too.
+    let (status, lines) = echo(
+        client()
+            .get(env.url("/dashboard"))
+            .header("cookie", format!("a=1; {cookie}"))
+            .header("cookie", "portcullis_flow_x=2")
+            .header("cookie", "b=2;;  c = 3 "),
+    )
+    .await;
+    assert_eq!(status, 200, "{lines}");
+    assert_eq!(
+        lines["headers"]["cookie"],
+        serde_json::json!(["a=1; b=2; c = 3"])
+    );
+    // Nothing of the app's: no Cookie line at all.
+    let (status, none) = echo(
+        client()
+            .get(env.url("/dashboard"))
+            .header("cookie", &cookie),
+    )
+    .await;
+    assert_eq!(status, 200, "{none}");
+    assert_eq!(none["headers"]["cookie"], serde_json::Value::Null, "{none}");
 
     let jwt = seen(&app, "x-portcullis-assertion")
         .expect("assertion")
