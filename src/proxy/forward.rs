@@ -169,13 +169,21 @@ fn strip_session_cookie(req: &mut RequestHeader, state: &Generation) -> pingora:
     {
         return Ok(());
     }
-    let kept: Vec<String> = cookies
+    // Every line's other pairs, joined as one line; usually there are none
+    // and nothing is allocated.
+    let mut kept = String::new();
+    for pair in cookies
         .iter()
-        .filter_map(|v| state.codec.strip_from_header(v.as_bytes()))
-        .collect();
+        .flat_map(|v| state.codec.kept_pairs(v.as_bytes()))
+    {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
     req.remove_header(&COOKIE);
     if !kept.is_empty() {
-        req.insert_parsed_header(&FIXED.cookie, value(kept.join("; "))?)?;
+        req.insert_parsed_header(&FIXED.cookie, value(kept)?)?;
     }
     Ok(())
 }

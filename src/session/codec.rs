@@ -344,33 +344,35 @@ impl CookieCodec {
     }
 
     /// Whether a `Cookie` header may hold one of our cookies (session or
-    /// flow); a cheap check before [`CookieCodec::strip_from_header`].
+    /// flow); a cheap check before [`CookieCodec::kept_pairs`].
     pub fn mentioned_in(&self, header: &[u8]) -> bool {
         [self.name.as_bytes(), self.flow_prefix.as_bytes()]
             .iter()
-            .any(|needle| header.windows(needle.len()).any(|w| w == *needle))
+            .any(|needle| memchr::memmem::find(header, needle).is_some())
     }
 
-    /// Strips our cookies (the session cookie and any flow cookie) from a
-    /// `Cookie` header so the upstream app never sees them: the session
-    /// cookie is a credential, and `__Host-` flow cookies are Path=/ and so
-    /// ride along with app requests. Returns `None` if nothing is left.
-    pub fn strip_from_header(&self, header: &[u8]) -> Option<String> {
-        let header = std::str::from_utf8(header).ok()?;
-        let kept: Vec<&str> = header
+    /// The pairs of a `Cookie` header that are not ours (the session
+    /// cookie, any flow cookie), trimmed, in order; nothing from a header
+    /// that is not UTF-8. The upstream app never sees our cookies: the
+    /// session cookie is a credential, and `__Host-` flow cookies are
+    /// Path=/ and so ride along with app requests.
+    pub fn kept_pairs<'h>(&self, header: &'h [u8]) -> impl Iterator<Item = &'h str> {
+        std::str::from_utf8(header)
+            .unwrap_or_default()
             .split(';')
             .map(str::trim)
             .filter(|pair| !pair.is_empty())
-            .filter(|pair| {
-                let name = pair.split('=').next().map(str::trim).unwrap_or_default();
+            .filter(move |pair| {
+                let name = pair.split_once('=').map_or(*pair, |(name, _)| name).trim();
                 name != self.name.as_str() && !name.starts_with(self.flow_prefix)
             })
-            .collect();
-        if kept.is_empty() {
-            None
-        } else {
-            Some(kept.join("; "))
-        }
+    }
+
+    /// A `Cookie` header without our cookies ([`CookieCodec::kept_pairs`]
+    /// joined); `None` if nothing is left.
+    pub fn strip_from_header(&self, header: &[u8]) -> Option<String> {
+        let kept: Vec<&str> = self.kept_pairs(header).collect();
+        (!kept.is_empty()).then(|| kept.join("; "))
     }
 }
 
