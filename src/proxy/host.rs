@@ -117,7 +117,10 @@ pub fn normalize(authority: &str) -> Result<String, HostError> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        && !host.split('.').any(str::is_empty);
+        // no empty label: no leading, trailing or doubled dot
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && !host.as_bytes().windows(2).any(|w| w == b"..");
     if !ok {
         return Err(HostError::Malformed);
     }
@@ -151,6 +154,25 @@ mod tests {
     }
 
     const V11: Version = Version::HTTP_11;
+
+    #[test]
+    fn a_host_with_an_empty_label_is_malformed() {
+        // Every name of up to 7 bytes over {a, .}, with and without a
+        // port: malformed exactly when a label other than the one a
+        // trailing dot ends is empty.
+        for len in 1..=7u32 {
+            for code in 0..2usize.pow(len) {
+                let name: String = (0..len)
+                    .map(|i| if code >> i & 1 == 1 { '.' } else { 'a' })
+                    .collect();
+                let bare = name.strip_suffix('.').unwrap_or(&name);
+                let expected = !bare.is_empty() && !bare.split('.').any(str::is_empty);
+                for authority in [name.clone(), format!("{name}:80")] {
+                    assert_eq!(normalize(&authority).is_ok(), expected, "{authority}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn host_header_normalised() {
