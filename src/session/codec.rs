@@ -125,6 +125,9 @@ pub struct CookieCodec {
     csrf: Vec<hmac::Key>,
     name: String,
     flow_prefix: &'static str,
+    /// Searchers for `name` and `flow_prefix` in `Cookie` headers, built
+    /// once: building one costs more than searching a header with it.
+    mentions: [memchr::memmem::Finder<'static>; 2],
     secure: bool,
     same_site: CookieSameSite,
     domain: Option<String>,
@@ -171,13 +174,20 @@ impl CookieCodec {
             let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, k.as_bytes()), CSRF_LABEL);
             csrf.push(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()));
         }
+        let name = session_cookie_name(cfg);
+        let flow_prefix = flow_cookie_prefix(cfg);
+        let mentions = [
+            memchr::memmem::Finder::new(name.as_bytes()).into_owned(),
+            memchr::memmem::Finder::new(flow_prefix.as_bytes()).into_owned(),
+        ];
         Ok(Self {
             id: NEXT_CODEC_ID.fetch_add(1, Ordering::Relaxed),
             keys,
             openers,
             csrf,
-            name: session_cookie_name(cfg),
-            flow_prefix: flow_cookie_prefix(cfg),
+            name,
+            flow_prefix,
+            mentions,
             secure: cfg.secure,
             same_site: match cfg.same_site {
                 SameSite::Strict => CookieSameSite::Strict,
@@ -346,9 +356,7 @@ impl CookieCodec {
     /// Whether a `Cookie` header may hold one of our cookies (session or
     /// flow); a cheap check before [`CookieCodec::kept_pairs`].
     pub fn mentioned_in(&self, header: &[u8]) -> bool {
-        [self.name.as_bytes(), self.flow_prefix.as_bytes()]
-            .iter()
-            .any(|needle| memchr::memmem::find(header, needle).is_some())
+        self.mentions.iter().any(|f| f.find(header).is_some())
     }
 
     /// The pairs of a `Cookie` header that are not ours (the session
