@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::support::env::*;
+use crate::support::raw::{next_head, target};
 
 /// An app that answers `/public/hang…` only when the test adds a permit to
 /// `gate`, streams `/public/stream…` (the header and a first chunk at once,
@@ -66,17 +67,10 @@ impl GatedApp {
 async fn serve(mut conn: TcpStream, gate: Arc<Semaphore>, seen: Arc<Mutex<Vec<String>>>) {
     let mut buf = Vec::new();
     loop {
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end);
-        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+        let Some(head) = next_head(&mut conn, &mut buf).await else {
+            return;
+        };
+        let path = target(&head).to_owned();
         seen.lock().unwrap().push(path.clone());
         let ok = if path.starts_with("/public/hang") {
             gate.acquire().await.unwrap().forget();

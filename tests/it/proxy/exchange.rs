@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::support::env::*;
+use crate::support::raw::{next_head, target};
 
 /// What the scripted upstream saw.
 #[derive(Default)]
@@ -49,19 +50,12 @@ async fn scripted_upstream() -> (SocketAddr, Arc<Seen>, tokio::task::JoinHandle<
 
 async fn serve(mut sock: TcpStream, index: usize, seen: Arc<Seen>) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
+    let mut chunk = [0u8; 64];
     for _ in 0..100 {
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end);
-        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-        let answer: &[u8] = match path.as_str() {
+        let Some(head) = next_head(&mut sock, &mut buf).await else {
+            return;
+        };
+        let answer: &[u8] = match target(&head) {
             "/public/hold" => {
                 // Think for up to 10 s; note whether the proxy lets go first.
                 seen.held.store(true, Ordering::SeqCst);
@@ -129,18 +123,6 @@ async fn connect(addr: SocketAddr) -> TcpStream {
         .await
         .unwrap()
         .unwrap()
-}
-
-/// Polls `cond` up to `limit`; whether it became true.
-async fn eventually(limit: Duration, cond: impl Fn() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond()
 }
 
 /// Reads from `s` until `pending` holds a head and `body` bytes after it,

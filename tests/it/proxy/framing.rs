@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::env::*;
+use crate::support::raw::{next_head, target, upstream};
 
 /// Sends `raw` on a fresh connection to `addr` and reads until the peer
 /// closes (at most 5 s): the status and what followed the head.
@@ -106,57 +107,43 @@ async fn request_lengths_are_read_strictly() {
 /// followed its head (waiting up to 1 s for five); a `GET /public/row/N`
 /// with the `Content-Length` lines of response row `N` and the body `abc`.
 async fn lengths_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+    upstream(|mut sock| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let Some(head) = next_head(&mut sock, &mut buf).await else {
+            return;
+        };
+        let answer = if head.starts_with("POST") {
+            let mut body = buf.len();
+            while body < 5 {
+                let read = tokio::time::timeout(Duration::from_secs(1), sock.read(&mut chunk));
+                match read.await {
+                    Ok(Ok(n)) if n > 0 => body += n,
+                    _ => break,
                 }
-                let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                let answer = if head.starts_with("POST") {
-                    let mut body = buf.len() - end;
-                    while body < 5 {
-                        let read =
-                            tokio::time::timeout(Duration::from_secs(1), sock.read(&mut chunk));
-                        match read.await {
-                            Ok(Ok(n)) if n > 0 => body += n,
-                            _ => break,
-                        }
-                    }
-                    let text = body.to_string();
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                        text.len()
-                    )
-                    .into_bytes()
-                } else {
-                    let row: usize = head
-                        .split(' ')
-                        .nth(1)
-                        .and_then(|p| p.strip_prefix("/public/row/"))
-                        .and_then(|i| i.parse().ok())
-                        .unwrap_or(0);
-                    let (values, _) = rows("3").swap_remove(row);
-                    [
-                        b"HTTP/1.1 200 OK\r\nConnection: close\r\n".as_slice(),
-                        &lines(&values),
-                        b"\r\nabc",
-                    ]
-                    .concat()
-                };
-                let _ = sock.write_all(&answer).await;
-            });
-        }
-    });
-    (addr, task)
+            }
+            let text = body.to_string();
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            )
+            .into_bytes()
+        } else {
+            let row: usize = target(&head)
+                .strip_prefix("/public/row/")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            let (values, _) = rows("3").swap_remove(row);
+            [
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\n".as_slice(),
+                &lines(&values),
+                b"\r\nabc",
+            ]
+            .concat()
+        };
+        let _ = sock.write_all(&answer).await;
+    })
+    .await
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::env::*;
+use crate::support::raw::{next_head, target, upstream};
 
 /// What the upstream does with a connection after its first response.
 #[derive(Clone, Copy, PartialEq)]
@@ -60,21 +61,13 @@ async fn numbered_upstream(after: After) -> (SocketAddr, Conns, tokio::task::Joi
 
 async fn serve(mut sock: TcpStream, index: usize, after: After, ended: Arc<AtomicBool>) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
     let mut answered = 0;
     loop {
         // One request head (GET, no body) per answer.
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => {
-                    ended.store(true, Ordering::SeqCst);
-                    return;
-                }
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        if next_head(&mut sock, &mut buf).await.is_none() {
+            ended.store(true, Ordering::SeqCst);
+            return;
         }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        buf.drain(..end);
         let body = index.to_string();
         let resp = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
@@ -125,18 +118,6 @@ async fn env_for(addr: SocketAddr, upstream_extra: &str) -> TestEnv {
         ..Options::default()
     })
     .await
-}
-
-/// Polls `cond` up to `limit`; whether it became true.
-async fn eventually(limit: Duration, cond: impl Fn() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond()
 }
 
 #[tokio::test]
@@ -214,69 +195,54 @@ async fn an_upstream_connection_idle_past_its_timeout_is_closed_not_reused() {
 /// patch in `vendor/pingora-core`): a small body in the header's packet, a
 /// large one in pieces after it, chunked, and delimited by close.
 async fn framing_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                    buf.drain(..end);
-                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-                    let pause = || tokio::time::sleep(Duration::from_millis(20));
-                    match path.as_str() {
-                        "/public/small" => {
-                            let _ = sock
-                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-                                .await;
-                        }
-                        "/public/large" => {
-                            let body = large_body();
-                            let _ = sock
-                                .write_all(
-                                    format!(
-                                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-                                        body.len()
-                                    )
-                                    .as_bytes(),
-                                )
-                                .await;
-                            for piece in body.chunks(50_000) {
-                                pause().await;
-                                let _ = sock.write_all(piece).await;
-                            }
-                        }
-                        "/public/chunked" => {
-                            let _ = sock
-                                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-                                .await;
-                            pause().await;
-                            let _ = sock.write_all(b"6\r\n world\r\n0\r\n\r\n").await;
-                        }
-                        _ => {
-                            // close-delimited
-                            let _ = sock
-                                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil")
-                                .await;
-                            pause().await;
-                            let _ = sock.write_all(b" close").await;
-                            return;
-                        }
+    upstream(|mut sock| async move {
+        let mut buf = Vec::new();
+        loop {
+            let Some(head) = next_head(&mut sock, &mut buf).await else {
+                return;
+            };
+            let pause = || tokio::time::sleep(Duration::from_millis(20));
+            match target(&head) {
+                "/public/small" => {
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                        .await;
+                }
+                "/public/large" => {
+                    let body = large_body();
+                    let _ = sock
+                        .write_all(
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                                .as_bytes(),
+                        )
+                        .await;
+                    for piece in body.chunks(50_000) {
+                        pause().await;
+                        let _ = sock.write_all(piece).await;
                     }
                 }
-            });
+                "/public/chunked" => {
+                    let _ = sock
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+                        )
+                        .await;
+                    pause().await;
+                    let _ = sock.write_all(b"6\r\n world\r\n0\r\n\r\n").await;
+                }
+                _ => {
+                    // close-delimited
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil")
+                        .await;
+                    pause().await;
+                    let _ = sock.write_all(b" close").await;
+                    return;
+                }
+            }
         }
-    });
-    (addr, task)
+    })
+    .await
 }
 
 fn large_body() -> Vec<u8> {

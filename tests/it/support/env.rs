@@ -623,3 +623,15 @@ pub(crate) async fn alice_dashboard(env: &TestEnv, session: &str) -> serde_json:
     assert_eq!(seen(&app, "x-forwarded-email"), Some("alice@acme.com"));
     app
 }
+
+/// Polls `cond` every 20 ms up to `limit`; whether it became true.
+pub(crate) async fn eventually(limit: Duration, cond: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}

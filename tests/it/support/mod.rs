@@ -10,6 +10,7 @@ pub(crate) mod oidc_rp;
 pub(crate) mod platform;
 pub(crate) mod postgres;
 pub(crate) mod pysaml2;
+pub(crate) mod raw;
 pub(crate) mod receiver;
 pub(crate) mod refusal;
 pub(crate) mod saml;
