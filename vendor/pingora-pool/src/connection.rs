@@ -190,7 +190,11 @@ type Pool<S> = PoolNode<PoolConnection<S>>;
 /// be picked up by another user/request.
 pub struct ConnectionPool<S> {
     // Concurrent per-key pool index; each value handles per-key connection storage.
-    pools: DashMap<GroupKey, Arc<Pool<S>>>,
+    // PORTCULLIS PATCH (13): keyed by foldhash, not SipHash. The
+    // keys are the hashes of configured upstream peers, never chosen by a
+    // client, so there is nothing to flood; the map is probed twice a
+    // proxied request (take and release).
+    pools: DashMap<GroupKey, Arc<Pool<S>>, foldhash::fast::RandomState>,
     lru: Lru<ID, ConnectionMeta>,
 }
 
@@ -201,7 +205,7 @@ impl<S> ConnectionPool<S> {
     /// or above `size`, the least recently used connection is dropped.
     pub fn new(size: usize) -> Self {
         ConnectionPool {
-            pools: DashMap::with_capacity(size),
+            pools: DashMap::with_capacity_and_hasher(size, Default::default()),
             lru: Lru::new(size),
         }
     }

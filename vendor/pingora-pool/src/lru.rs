@@ -15,7 +15,7 @@
 use core::hash::{Hash, Hasher};
 use lru::LruCache;
 use parking_lot::Mutex;
-use std::collections::hash_map::DefaultHasher;
+use core::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -96,7 +96,10 @@ where
 
     #[inline]
     fn shard(&self, key: &K) -> &Mutex<LruCache<K, Node<T>>> {
-        let mut hasher = DefaultHasher::new();
+        // PORTCULLIS PATCH (13): the shard picked by foldhash
+        // (fixed seed: a shard choice, not a table a client can flood; the
+        // keys are connection ids).
+        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
         key.hash(&mut hasher);
         &self.lrus[(hasher.finish() as usize) % N_SHARDS]
     }
