@@ -2,11 +2,6 @@
 //! inject, compiled once per configuration.
 
 use std::borrow::Cow;
-/// Sets of header names looked up for every header of every request: a
-/// fixed set built from configuration, probed with names a client chose, so
-/// there is nothing to flood and no need for SipHash's keyed resistance
-/// (foldhash: ~5x fewer instructions for a short name).
-type NameSet = foldhash::HashSet<String>;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -56,6 +51,12 @@ pub(super) const FORWARDING_HEADERS: &[&str] = &[
     "x-client-ip",
     "x-cluster-client-ip",
 ];
+
+/// Sets of header names looked up for every header of every request: a
+/// fixed set built from configuration, probed with names a client chose, so
+/// there is nothing to flood and no need for SipHash's keyed resistance
+/// (foldhash: ~5x fewer instructions for a short name).
+type NameSet = foldhash::HashSet<String>;
 
 /// Compiled identity-header configuration.
 #[derive(Debug, Clone)]

@@ -616,14 +616,14 @@ impl ProxyHttp for PortcullisProxy {
         let answer_started = session
             .response_written()
             .is_some_and(|r| !r.status.is_informational() || r.status.as_u16() == 101);
-        if code > 0 && answer_started {
-            // The app's answer is already on its way: a page now would be
-            // read as the rest of its body (and could complete it). The
-            // connection is closed instead, which the client sees as an
-            // incomplete answer; the log keeps the status it was sent.
+        if code > 0 {
             ctx.outcome = OutcomeKind::Error;
-        } else if code > 0 {
-            ctx.outcome = OutcomeKind::Error;
+        }
+        // Once the app's answer is on its way, a page would be read as the
+        // rest of its body (and could complete it): none is written, the
+        // connection closes, the client sees an incomplete answer, and the
+        // log keeps the status it was sent.
+        if code > 0 && !answer_started {
             let reply: Reply = if code >= 500 {
                 respond::bad_gateway(code, ctx.wants_html, &ctx.request_id)
             } else {

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::support::env::*;
-use crate::support::raw::{next_head, target};
+use crate::support::raw::{next_head, target, upstream};
 
 /// What the scripted upstream saw.
 #[derive(Default)]
@@ -35,16 +35,13 @@ struct Seen {
 
 /// A raw HTTP/1.1 upstream acting on each request's path (see the match).
 async fn scripted_upstream() -> (SocketAddr, Arc<Seen>, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
     let state = seen.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let index = state.conns.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(sock, index, state.clone()));
-        }
-    });
+    let (addr, task) = upstream(move |sock| {
+        let index = state.conns.fetch_add(1, Ordering::SeqCst);
+        serve(sock, index, state.clone())
+    })
+    .await;
     (addr, seen, task)
 }
 
