@@ -6,8 +6,15 @@
 //!
 //! Pure: what needs I/O (a submission's body and its domain's tenant, the
 //! session behind a cookie) is asked for with [`Need`]; the caller gathers
-//! it into [`Known`] and asks again. The answer for given facts is always
-//! the same, which is what the unit tests below pin down.
+//! it into [`Known`] and asks again. The session is asked for last, when
+//! everything but the gate is decided, so [`Need::Identity`] carries that
+//! much ([`Pending`]) and the caller finishes it with the identity instead
+//! of asking again: an authenticated request reads its path and hosts and
+//! walks the route table once, not twice. [`Pending::decide`] and a second
+//! [`decide_request`] with the identity known run the same code from the
+//! route table's answer on, and the tests below check they agree. The
+//! answer for given facts is always the same, which is what the unit tests
+//! pin down.
 
 use crate::config::Policy;
 
@@ -15,7 +22,7 @@ use super::canon::{self, Readings};
 use super::enforce::{self, PasswordEndpoints};
 use super::gate::{self, Ambiguous, Identity, Outcome, RequestFacts, Submission};
 use super::host::HostError;
-use super::routes::RouteTable;
+use super::routes::{Requirement, RouteTable};
 
 /// A request as the decision sees it, whichever way it arrived.
 #[derive(Debug, Clone)]
@@ -63,8 +70,32 @@ pub(crate) struct Known {
 pub(crate) enum Need<'t> {
     /// The request names this password endpoint: read its submission.
     Submission(&'t enforce::Endpoint),
-    /// The route is not public: look the session up.
-    Identity,
+    /// The route is not public: look the session up, then finish the
+    /// decision with [`Pending::decide`].
+    Identity(Pending<'t>),
+}
+
+/// A decision that has passed every step but the gate, waiting for the
+/// session: the route table's answer for the request's readings and
+/// hosts.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending<'t> {
+    route: Requirement<'t>,
+    policy: Policy,
+    upstream: usize,
+}
+
+impl Pending<'_> {
+    /// The decision for the same `view` under the same `tables`, now that
+    /// the caller is known to be `who`.
+    pub(crate) fn decide(
+        self,
+        view: &RequestView<'_>,
+        tables: Tables<'_>,
+        who: &Identity,
+    ) -> Decided {
+        gated(view, tables, &self.route, self.policy, self.upstream, who)
+    }
 }
 
 /// The tables a decision consults: one configuration generation's.
@@ -123,13 +154,13 @@ pub(crate) fn decide_request<'t>(
     }
     let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
     let route = tables.routes.requirement(&hosts, &readings);
-    let policy = Some(route.policy());
+    let policy = route.policy();
     let upstream = match tables.routes.upstream_for(&hosts, &readings) {
-        Ok(u) => Some(u),
+        Ok(u) => u,
         Err(e) => {
             return Ok(Decided {
                 outcome: Outcome::Ambiguous(Ambiguous::Upstream(e)),
-                policy,
+                policy: Some(policy),
                 upstream: None,
             });
         }
@@ -137,25 +168,43 @@ pub(crate) fn decide_request<'t>(
     if let Some(outcome) = gate::screen(&route, readings.encoded_separator()) {
         return Ok(Decided {
             outcome,
-            policy,
-            upstream,
+            policy: Some(policy),
+            upstream: Some(upstream),
         });
     }
-    let who = match (route.policy(), &known.identity) {
+    let who = match (policy, &known.identity) {
         (Policy::Public, _) => &Identity::Anonymous,
         (_, Some(who)) => who,
-        (_, None) => return Err(Need::Identity),
+        (_, None) => {
+            return Err(Need::Identity(Pending {
+                route,
+                policy,
+                upstream,
+            }));
+        }
     };
+    Ok(gated(view, tables, &route, policy, upstream, who))
+}
+
+/// The last step, the gate, for a request whose routes are decided.
+fn gated(
+    view: &RequestView<'_>,
+    tables: Tables<'_>,
+    route: &Requirement<'_>,
+    policy: Policy,
+    upstream: usize,
+    who: &Identity,
+) -> Decided {
     let facts = RequestFacts {
         path_and_query: view.path_and_query,
         wants_html: view.wants_html,
         now: view.now,
     };
-    Ok(Decided {
-        outcome: gate::decide(&route, &facts, who, tables.login_path),
-        policy,
-        upstream,
-    })
+    Decided {
+        outcome: gate::decide(route, &facts, who, tables.login_path),
+        policy: Some(policy),
+        upstream: Some(upstream),
+    }
 }
 
 /// SSO enforcement: `Some` stops the request.
@@ -240,7 +289,7 @@ password_endpoints = [{ path = "/login" }]
         match decide_request(v, t, known) {
             Ok(d) => Ok(d.outcome),
             Err(Need::Submission(_)) => Err("submission"),
-            Err(Need::Identity) => Err("identity"),
+            Err(Need::Identity(_)) => Err("identity"),
         }
     }
 
@@ -364,5 +413,62 @@ password_endpoints = [{ path = "/login" }]
             ..Known::default()
         };
         assert_eq!(decide(&v, &uninspected), Ok(Outcome::Forward(None)));
+    }
+
+    /// Finishing a pending decision with the identity gives what a second
+    /// full pass with that identity known gives: the same outcome, policy
+    /// and upstream, for every path, host, kind of caller and navigation.
+    #[test]
+    fn a_pending_decision_ends_where_a_second_pass_would() {
+        let (routes, pw) = tables();
+        let t = Tables {
+            routes: &routes,
+            password_endpoints: &pw,
+            login_path: LOGIN,
+        };
+        let user = Identity::Authenticated(std::sync::Arc::new(crate::identity::Principal {
+            user_id: "u1".into(),
+            email: "a@example.com".into(),
+            ..Default::default()
+        }));
+        let callers = [
+            Identity::Anonymous,
+            user,
+            Identity::Unknown,
+            Identity::InvalidBearer,
+        ];
+        let get = Method::GET;
+        let mut pending = 0;
+        for p in [
+            "/admin",
+            "/ADMIN/x?a=1",
+            "/public/..;/admin",
+            "/x",
+            "/public/x",
+        ] {
+            for hosts in [&["app.example.com"][..], &["admin.example.com"]] {
+                for html in [false, true] {
+                    let mut v = view(&get, p, hosts);
+                    v.wants_html = html;
+                    let Err(Need::Identity(first)) = decide_request(&v, t, &Known::default())
+                    else {
+                        continue;
+                    };
+                    pending += 1;
+                    for who in &callers {
+                        let known = Known {
+                            identity: Some(who.clone()),
+                            ..Known::default()
+                        };
+                        let again = decide_request(&v, t, &known).unwrap();
+                        let resumed = first.clone().decide(&v, t, who);
+                        assert_eq!(resumed, again, "{p} {hosts:?} html={html} {who:?}");
+                    }
+                }
+            }
+        }
+        // The three readings of /admin on both hosts, and every path on the
+        // admin host; each with and without HTML.
+        assert_eq!(pending, (3 * 2 + 2) * 2, "cases that asked for the session");
     }
 }

@@ -470,8 +470,9 @@ impl ProxyHttp for PortcullisProxy {
                             }
                         });
                 }
-                Err(Need::Identity) => {
-                    known.identity = Some(self.identify_caller(session, &st, ctx).await);
+                Err(Need::Identity(pending)) => {
+                    let who = self.identify_caller(session, &st, ctx).await;
+                    break pending.decide(&view, tables, &who);
                 }
             }
         };

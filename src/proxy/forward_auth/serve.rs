@@ -96,8 +96,9 @@ impl PortcullisProxy {
                             }
                         });
                 }
-                Err(Need::Identity) => {
-                    known.identity = Some(self.identify_caller(session, st, ctx).await);
+                Err(Need::Identity(pending)) => {
+                    let who = self.identify_caller(session, st, ctx).await;
+                    break pending.decide(&view, st.tables(), &who);
                 }
             }
         };
