@@ -1,5 +1,5 @@
 //! The request and response heads as pingora writes and hands them on
-//! (`PORTCULLIS PATCH` pingora-http 2, pingora-core 10 and 11; see
+//! (`PORTCULLIS PATCH` pingora-http 2, pingora-core 10, 11 and 14; see
 //! `vendor/README.md`).
 //! Portcullis' own headers are appended as field lines instead of
 //! inserted into the header maps: they must reach the wire byte for byte
@@ -12,9 +12,13 @@
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use pingora::http::{CasedHeaderName, FRAMING_NAMES, HeaderNameVariant, RequestHeader};
+use pingora::http::{
+    CasedHeaderName, FRAMING_NAMES, HeaderNameVariant, RequestHeader, ResponseHeader,
+};
+
+use crate::support::raw;
 use pingora::protocols::http::v1::client::{HttpSession, http_req_header_to_wire};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 fn request(case: bool) -> RequestHeader {
     let mut req = if case {
@@ -148,27 +152,22 @@ fn the_request_head_is_written_into_a_buffer_its_size() {
     }
 }
 
-/// The response head handed to the proxy has room for the fields it adds
-/// (`Connection`, the request id) and the session keeps an equal copy
-/// (pingora-core 11). That the caller's is the parsed one, whose entry
-/// list has the room too, is not visible through `http`'s API; the
-/// callgrind rows in `vendor/README.md` show it.
-#[tokio::test]
-async fn a_response_head_is_handed_on_with_room_to_add_to() {
+/// One exchange with a raw upstream that answers `response`: the head
+/// the session handed over, the session after reading the body to its
+/// end, and the body.
+async fn exchange(response: &'static [u8]) -> (Box<ResponseHeader>, HttpSession, Vec<u8>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let upstream = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 4096];
-        let mut got = 0;
-        while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf[got..]).await.unwrap();
-            assert!(n > 0, "request cut short");
-            got += n;
-        }
-        s.write_all(b"HTTP/1.1 200 OK\r\nDate: Mon, 07 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
-            .await
-            .unwrap();
+        let mut buf = Vec::new();
+        assert!(
+            raw::next_head(&mut s, &mut buf).await.is_some(),
+            "request cut short"
+        );
+        s.write_all(response).await.unwrap();
+        // Held open: the session, not a closed socket, decides reuse.
+        s
     });
     let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
@@ -178,21 +177,70 @@ async fn a_response_head_is_handed_on_with_room_to_add_to() {
     let mut session = HttpSession::new(Box::new(stream));
     let req = RequestHeader::build("GET", b"/", None).unwrap();
     session.write_request_header(Box::new(req)).await.unwrap();
-    let mut resp = tokio::time::timeout(Duration::from_secs(5), session.read_resp_header_parts())
+    let resp = tokio::time::timeout(Duration::from_secs(5), session.read_resp_header_parts())
         .await
         .unwrap()
         .unwrap();
+    let mut body = Vec::new();
+    while !session.is_body_done() {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), session.read_body_bytes())
+            .await
+            .unwrap()
+            .unwrap();
+        match chunk {
+            Some(b) => body.extend_from_slice(&b),
+            None => break,
+        }
+    }
+    let _held = upstream.await.unwrap();
+    session.respect_keepalive();
+    (resp, session, body)
+}
+
+/// The parsed head goes to the caller with room for two more fields, and
+/// the session keeps no copy of it (`PORTCULLIS PATCH` pingora-core 11,
+/// 14): what it reads again, the status and what decides reuse, it took
+/// when it parsed the head.
+#[tokio::test]
+async fn a_response_head_is_handed_on_with_room_to_add_to() {
+    let (mut resp, session, body) = exchange(
+        b"HTTP/1.1 200 OK\r\nDate: Mon, 07 Dec 2026 00:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.headers.len(), 3);
-    let kept = session.resp_header().unwrap();
-    assert_eq!(kept.headers, resp.headers);
-    assert_eq!(kept.status, resp.status);
+    assert_eq!(body, b"ok");
+    assert!(session.resp_header().is_none(), "handed over, not copied");
+    assert_eq!(session.get_status(), Some(http::StatusCode::OK));
+    assert!(session.will_keepalive());
     // Two fields fit without growing the map.
     let capacity = resp.headers.capacity();
     resp.insert_header("Connection", "keep-alive").unwrap();
     resp.insert_header("X-Request-Id", "1").unwrap();
     assert_eq!(resp.headers.capacity(), capacity);
-    // The session's copy is its own.
-    assert_eq!(session.resp_header().unwrap().headers.len(), 3);
-    upstream.await.unwrap();
+}
+
+/// Reuse is decided from the head the session no longer holds, as it was
+/// from the head: HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
+/// `Connection: keep-alive`, and never with `Transfer-Encoding`
+/// (RFC 9112 §6.1).
+#[tokio::test]
+async fn reuse_is_decided_by_the_head_that_was_handed_over() {
+    let cases: [(&'static [u8], bool); 7] = [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false),
+        (b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5, max=9\r\nContent-Length: 2\r\n\r\nok", true),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", true),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", true),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false),
+    ];
+    for (response, reused) in cases {
+        let (resp, session, body) = exchange(response).await;
+        let shown = String::from_utf8_lossy(response);
+        assert_eq!(resp.status, 200, "{shown}");
+        assert_eq!(body, b"ok", "{shown}");
+        assert!(session.resp_header().is_none(), "{shown}");
+        assert_eq!(session.will_keepalive(), reused, "{shown}");
+    }
 }

@@ -173,7 +173,9 @@ impl<S: Session> HttpSession<S> {
 
     /// Get the response header of the server
     ///
-    /// `None` if the response header is not read yet.
+    /// `None` if the response header is not read yet (PORTCULLIS PATCH
+    /// (pingora-core 14): or, on HTTP/1, once it was handed over by
+    /// `read_resp_header_parts` or `read_response_task`).
     pub fn response_header(&self) -> Option<&ResponseHeader> {
         match self {
             Self::H1(s) => s.resp_header(),

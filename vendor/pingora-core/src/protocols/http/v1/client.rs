@@ -53,6 +53,10 @@ pub struct HttpSession {
     keepalive_timeout: KeepaliveStatus,
     pub(crate) digest: Box<Digest>,
     response_header: Option<Box<ResponseHeader>>,
+    // PORTCULLIS PATCH (pingora-core 14): what the session reads again of
+    // the last response head, taken when it was parsed.
+    response_facts: Option<ResponseFacts>,
+    // END PORTCULLIS PATCH (pingora-core 14)
     request_written: Option<Box<RequestHeader>>,
     bytes_sent: usize,
     /// Total response body payload bytes received from upstream
@@ -68,6 +72,35 @@ pub struct HttpSession {
     // (treats as close-delimited response).
     allow_h1_response_invalid_content_length: bool,
 }
+
+// PORTCULLIS PATCH (pingora-core 14): see `read_resp_header_parts`.
+/// What a client session reads of a response head after handing it over:
+/// taken when the head is parsed.
+#[derive(Debug, Clone, Copy)]
+struct ResponseFacts {
+    status: StatusCode,
+    version: Version,
+    /// `Transfer-Encoding` is present (an HTTP/1.0 response with it ends
+    /// its connection).
+    transfer_encoding: bool,
+    /// What `Connection` says of keep-alive ([`is_buf_keepalive`]).
+    connection_keepalive: Option<bool>,
+    /// `Keep-Alive: timeout=N`.
+    keepalive_timeout: Option<u64>,
+}
+
+impl ResponseFacts {
+    fn of(head: &ResponseHeader) -> Self {
+        Self {
+            status: head.status,
+            version: head.version,
+            transfer_encoding: head.headers.contains_key(header::TRANSFER_ENCODING),
+            connection_keepalive: is_buf_keepalive(head.headers.get(header::CONNECTION)),
+            keepalive_timeout: HttpSession::get_keepalive_values(head).0,
+        }
+    }
+}
+// END PORTCULLIS PATCH (pingora-core 14)
 
 /// HTTP 1.x client session
 impl HttpSession {
@@ -90,6 +123,7 @@ impl HttpSession {
             body_writer: BodyWriter::new(),
             keepalive_timeout: KeepaliveStatus::Off,
             response_header: None,
+            response_facts: None, // PORTCULLIS PATCH (pingora-core 14)
             request_written: None,
             read_timeout: None,
             write_timeout: None,
@@ -339,6 +373,9 @@ impl HttpSession {
                         self.raw_header = Some(BufRef(0, s));
                         self.preread_body = Some(BufRef(s, total_read));
                         self.buf = buf;
+                        // PORTCULLIS PATCH (pingora-core 14)
+                        self.response_facts = Some(ResponseFacts::of(&response_header));
+                        // END PORTCULLIS PATCH (pingora-core 14)
                         self.response_header = Some(response_header);
                         if let Err(e) = self.validate_response() {
                             return self.fail_response_header_read(e);
@@ -437,21 +474,25 @@ impl HttpSession {
         }
     }
 
-    /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
+    /// Similar to [`Self::read_response()`], read the response header and then hand it over.
+    // PORTCULLIS PATCH (pingora-core 11, 14): the header as parsed, with
+    // its room for the proxy's fields, goes to the caller, who adds to it.
+    // The session keeps no copy: what it reads again (the status, the
+    // version and the fields that decide reuse) was taken into
+    // `response_facts` when the head was parsed, and the framing was set
+    // up then too. A clone cost a copy of every field and its drop, per
+    // response.
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
-        // PORTCULLIS PATCH (pingora-core 11): the header as parsed, with its
-        // room for the proxy's fields, goes to the caller, who adds to it;
-        // the session keeps the copy, which it only reads. (A clone's entry
-        // list is exactly full: the caller's first insert grew it.)
         // safe to unwrap because it is just read
-        let parsed = self.response_header.take().unwrap();
-        self.response_header = Some(Box::new((*parsed).clone()));
-        Ok(parsed)
-        // END PORTCULLIS PATCH (pingora-core 11)
+        Ok(self.response_header.take().unwrap())
     }
+    // END PORTCULLIS PATCH (pingora-core 11, 14)
 
     /// Return a reference of the [`ResponseHeader`] if the response is read
+    /// with [`Self::read_response()`] (PORTCULLIS PATCH (pingora-core 14):
+    /// `None` once [`Self::read_resp_header_parts()`] or
+    /// [`Self::read_response_task()`] handed it over).
     pub fn resp_header(&self) -> Option<&ResponseHeader> {
         self.response_header.as_deref()
     }
@@ -459,7 +500,8 @@ impl HttpSession {
     /// Get the header value for the given header name from the response header
     /// If there are multiple headers under the same name, the first one will be returned
     /// Use `self.resp_header().header.get_all(name)` to get all the headers under the same name
-    /// Always return `None` if the response is not read yet.
+    /// Always return `None` if the response is not read yet (PORTCULLIS PATCH
+    /// (pingora-core 14): or was handed over, see [`Self::resp_header()`]).
     pub fn get_header(&self, name: impl AsHeaderName) -> Option<&HeaderValue> {
         self.response_header
             .as_ref()
@@ -473,7 +515,7 @@ impl HttpSession {
 
     /// Return the status code of the response if read
     pub fn get_status(&self) -> Option<StatusCode> {
-        self.response_header.as_ref().map(|h| h.status)
+        self.response_facts.map(|f| f.status) // PORTCULLIS PATCH (pingora-core 14)
     }
 
     async fn do_read_body(&mut self) -> Result<Option<BufRef>> {
@@ -581,29 +623,26 @@ impl HttpSession {
             return;
         }
 
+        // PORTCULLIS PATCH (pingora-core 14): from the facts taken when the
+        // head was parsed (it has been handed over since).
+        let facts = self.response_facts;
         // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
         // if Transfer-Encoding is received in HTTP/1.0 response, connection MUST be closed after processing.
-        if self.resp_header().map(|h| h.version) == Some(Version::HTTP_10)
-            && self
-                .resp_header()
-                .and_then(|h| h.headers.get(header::TRANSFER_ENCODING))
-                .is_some()
-        {
+        if facts.is_some_and(|f| f.version == Version::HTTP_10 && f.transfer_encoding) {
             self.set_keepalive(None);
             return;
         }
         if let Some(keepalive) = self.is_connection_keepalive() {
             if keepalive {
-                let (timeout, _max_use) = self.get_keepalive_values();
                 // TODO: respect max_use
-                match timeout {
+                match facts.and_then(|f| f.keepalive_timeout) {
                     Some(d) => self.set_keepalive(Some(d)),
                     None => self.set_keepalive(Some(0)), // infinite
                 }
             } else {
                 self.set_keepalive(None);
             }
-        } else if self.resp_header().map(|h| h.version) == Some(Version::HTTP_11) {
+        } else if facts.map(|f| f.version) == Some(Version::HTTP_11) {
             self.set_keepalive(Some(0)); // on by default for http 1.1
         } else {
             self.set_keepalive(None); // off by default for http 1.0
@@ -624,7 +663,8 @@ impl HttpSession {
         match request_keepalive {
             // ignore what the server sends if request disables keepalive explicitly
             Some(false) => Some(false),
-            _ => is_buf_keepalive(self.get_header(header::CONNECTION)),
+            // PORTCULLIS PATCH (pingora-core 14)
+            _ => self.response_facts.and_then(|f| f.connection_keepalive),
         }
     }
 
@@ -632,8 +672,10 @@ impl HttpSession {
     /// This is defined in the below spec, this not part of any RFC, so
     /// it's behavior is different on different platforms.
     /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
-    fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        let Some(keep_alive_header) = self.get_header("Keep-Alive") else {
+    // PORTCULLIS PATCH (pingora-core 14): of a given head, read when it is
+    // parsed (`ResponseFacts::of`).
+    fn get_keepalive_values(header: &ResponseHeader) -> (Option<u64>, Option<usize>) {
+        let Some(keep_alive_header) = header.headers.get("Keep-Alive") else {
             return (None, None);
         };
 
@@ -1241,8 +1283,9 @@ mod tests_stream {
         let mock_io = Builder::new().read(input).build();
         let mut http_stream = HttpSession::new(Box::new(mock_io));
         let resp = http_stream.read_resp_header_parts().await.unwrap();
-        assert_eq!(1, http_stream.resp_header().unwrap().headers.len());
-        assert_eq!(http_stream.get_header("Server👍").unwrap(), "pingora");
+        // PORTCULLIS PATCH (pingora-core 14): handed over, not copied.
+        assert!(http_stream.resp_header().is_none());
+        assert_eq!(1, resp.headers.len());
         assert_eq!(resp.headers.get("Server👍").unwrap(), "pingora");
     }
 
