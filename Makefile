@@ -74,8 +74,8 @@ $(OIDC_OP_MODULES): tests/oidc-provider/package.json tests/oidc-provider/package
 # Kept plain on purpose: every line of test output is cargo's own.
 test: deps $(BROWSER_MODULES) $(OIDC_OP_MODULES) $(SCIM_TESTER) $(PYSAML2_VENV) $(KUBE_VALIDATE)
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) test --locked
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) test --locked --workspace
 
 # Micro-benchmark of the auth gate, then the end-to-end comparison with nginx
 # (benches/load.sh exits non-zero when Portcullis is too far behind).

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: portcullis_alloc::Mimalloc = portcullis_alloc::Mimalloc;
 
 /// Resident set of this process, in MiB.
 fn rss_mib() -> u64 {
