@@ -152,10 +152,14 @@ fn the_request_head_is_written_into_a_buffer_its_size() {
     }
 }
 
-/// One exchange with a raw upstream that answers `response`: the head
-/// the session handed over, the session after reading the body to its
-/// end, and the body.
-async fn exchange(response: &'static [u8]) -> (Box<ResponseHeader>, HttpSession, Vec<u8>) {
+/// One exchange with a raw upstream that answers `response` (and then
+/// closes the connection if `close`, else holds it open): the head the
+/// session handed over, the session after reading the body to its end,
+/// and the body.
+async fn exchange_with(
+    response: Vec<u8>,
+    close: bool,
+) -> (Box<ResponseHeader>, HttpSession, Vec<u8>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let upstream = tokio::spawn(async move {
@@ -165,9 +169,10 @@ async fn exchange(response: &'static [u8]) -> (Box<ResponseHeader>, HttpSession,
             raw::next_head(&mut s, &mut buf).await.is_some(),
             "request cut short"
         );
-        s.write_all(response).await.unwrap();
-        // Held open: the session, not a closed socket, decides reuse.
-        s
+        s.write_all(&response).await.unwrap();
+        // Held open unless told: the session, not a closed socket, decides
+        // reuse.
+        (!close).then_some(s)
     });
     let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
@@ -182,7 +187,10 @@ async fn exchange(response: &'static [u8]) -> (Box<ResponseHeader>, HttpSession,
         .unwrap()
         .unwrap();
     let mut body = Vec::new();
-    while !session.is_body_done() {
+    for _ in 0..10_000 {
+        if session.is_body_done() {
+            break;
+        }
         let chunk = tokio::time::timeout(Duration::from_secs(5), session.read_body_bytes())
             .await
             .unwrap()
@@ -195,6 +203,10 @@ async fn exchange(response: &'static [u8]) -> (Box<ResponseHeader>, HttpSession,
     let _held = upstream.await.unwrap();
     session.respect_keepalive();
     (resp, session, body)
+}
+
+async fn exchange(response: &'static [u8]) -> (Box<ResponseHeader>, HttpSession, Vec<u8>) {
+    exchange_with(response.to_vec(), false).await
 }
 
 /// The parsed head goes to the caller with room for two more fields, and
@@ -242,5 +254,46 @@ async fn reuse_is_decided_by_the_head_that_was_handed_over() {
         assert_eq!(body, b"ok", "{shown}");
         assert!(session.resp_header().is_none(), "{shown}");
         assert_eq!(session.will_keepalive(), reused, "{shown}");
+    }
+}
+
+/// Every body arrives whole and in order however it is framed, whether the
+/// session moves the bytes it read out of its buffer (`Content-Length`,
+/// close-delimited) or copies them out from between the chunk framing
+/// (`PORTCULLIS PATCH` pingora-core 15): a body that came with the head, one
+/// read in many pieces, one that ends with the connection, a chunked one.
+#[tokio::test]
+async fn bodies_arrive_whole_however_framed() {
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut long = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", big.len()).into_bytes();
+    long.extend_from_slice(&big);
+    let mut until_close = b"HTTP/1.0 200 OK\r\n\r\n".to_vec();
+    until_close.extend_from_slice(&big);
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for piece in big.chunks(70_001) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let cases: [(&str, Vec<u8>, bool, &[u8], bool); 4] = [
+        (
+            "with the head",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            false,
+            b"ok",
+            true,
+        ),
+        ("Content-Length, many reads", long, false, &big, true),
+        ("until close", until_close, true, &big, false),
+        ("chunked", chunked, false, &big, true),
+    ];
+    for (name, response, close, want, reused) in cases {
+        let (resp, session, body) = exchange_with(response, close).await;
+        assert_eq!(resp.status, 200, "{name}");
+        assert_eq!(body.len(), want.len(), "{name}");
+        assert!(body == want, "{name}: the bytes differ");
+        assert_eq!(session.body_bytes_received(), want.len(), "{name}: counted");
+        assert_eq!(session.will_keepalive(), reused, "{name}");
     }
 }

@@ -308,6 +308,32 @@ impl BodyReader {
         self.body_state = PS::UntilClose(0);
     }
 
+    // PORTCULLIS PATCH (pingora-core 15): see vendor/README.md.
+    /// The body bytes `buf_ref` names (as [`Self::get_body`] reads them),
+    /// owned: moved out of the body buffer when they are all it holds, as
+    /// after every read of a body framed by `Content-Length` or by the
+    /// connection's close (what was read past the body's end has gone to
+    /// the overread buffer by then); copied otherwise (a chunked body's
+    /// buffer holds the chunk framing around them, whose positions the
+    /// reader keeps). Moved out, the buffer is left empty with its spare
+    /// room, which the next read fills or, when another owner still holds
+    /// the bytes, replaces — as a copy would have needed a fresh block per
+    /// read anyway.
+    pub fn take_body(&mut self, buf_ref: &BufRef) -> Bytes {
+        let framed_whole = matches!(
+            self.body_state,
+            PS::Partial(..) | PS::Complete(_) | PS::UntilClose(_) | PS::Done(_)
+        );
+        match self.body_buf.as_mut() {
+            Some(buf) if framed_whole && buf_ref.0 == 0 && buf_ref.1 == buf.len() => {
+                buf.split().freeze()
+            }
+            Some(buf) => Bytes::copy_from_slice(buf_ref.get(buf)),
+            None => Bytes::new(),
+        }
+    }
+    // END PORTCULLIS PATCH (pingora-core 15)
+
     pub fn get_body(&self, buf_ref: &BufRef) -> &[u8] {
         // TODO: these get_*() could panic. handle them better
         buf_ref.get(self.body_buf.as_ref().unwrap())

@@ -529,6 +529,13 @@ impl HttpSession {
     /// Return `Ok(Some(ref)) after a successful read.
     /// Return `Ok(None)` if there is no more body to read.
     pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
+        let read = self.read_body_counted().await?;
+        Ok(read.map(|body_ref| self.body_reader.get_body(&body_ref)))
+    }
+
+    // PORTCULLIS PATCH (pingora-core 15): the read and its count, shared by
+    // the two ways of handing the bytes on.
+    async fn read_body_counted(&mut self) -> Result<Option<BufRef>> {
         let result = match self.read_timeout {
             Some(t) => match timeout(t, self.do_read_body()).await {
                 Ok(res) => res,
@@ -536,21 +543,23 @@ impl HttpSession {
             },
             None => self.do_read_body().await,
         };
-
-        result.map(|maybe_body| {
-            maybe_body.map(|body_ref| {
-                let slice = self.body_reader.get_body(&body_ref);
-                self.body_recv = self.body_recv.saturating_add(slice.len());
-                slice
-            })
-        })
+        let read = result?;
+        if let Some(body_ref) = &read {
+            self.body_recv = self.body_recv.saturating_add(body_ref.len());
+        }
+        Ok(read)
     }
 
     /// Similar to [`Self::read_body_ref`] but return `Bytes` instead of a slice reference.
+    ///
+    /// PORTCULLIS PATCH (pingora-core 15): the bytes are moved out of the
+    /// body buffer rather than copied where the framing allows it
+    /// ([`BodyReader::take_body`]).
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
-        let read = self.read_body_ref().await?;
-        Ok(read.map(Bytes::copy_from_slice))
+        let read = self.read_body_counted().await?;
+        Ok(read.map(|body_ref| self.body_reader.take_body(&body_ref)))
     }
+    // END PORTCULLIS PATCH (pingora-core 15)
 
     /// Upstream response body bytes received (payload only; excludes headers/framing).
     pub fn body_bytes_received(&self) -> usize {
