@@ -276,7 +276,9 @@ async fn bodies_arrive_whole_however_framed() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let cases: [(&str, Vec<u8>, bool, &[u8], bool); 4] = [
+    // (name, response, closed after it, body, connection reusable)
+    type Case<'a> = (&'a str, Vec<u8>, bool, &'a [u8], bool);
+    let cases: [Case<'_>; 4] = [
         (
             "with the head",
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
