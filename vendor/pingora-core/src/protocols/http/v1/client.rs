@@ -87,6 +87,12 @@ struct ResponseFacts {
     connection_keepalive: Option<bool>,
     /// `Keep-Alive: timeout=N`.
     keepalive_timeout: Option<u64>,
+    /// PORTCULLIS PATCH (pingora-core 16): the body's framing as the head
+    /// declares it, read once for both the validation and the body reader
+    /// (each read `Content-Length` again): chunked, and the
+    /// `Content-Length` (`Err` when invalid; `content_length_for_framing`).
+    chunked: bool,
+    content_length: std::result::Result<Option<usize>, ()>,
 }
 
 impl ResponseFacts {
@@ -97,6 +103,8 @@ impl ResponseFacts {
             transfer_encoding: head.headers.contains_key(header::TRANSFER_ENCODING),
             connection_keepalive: is_buf_keepalive(head.headers.get(header::CONNECTION)),
             keepalive_timeout: HttpSession::get_keepalive_values(head).0,
+            chunked: is_chunked_encoding_from_headers(&head.headers),
+            content_length: content_length_for_framing(&head.headers).map_err(drop),
         }
     }
 }
@@ -242,6 +250,16 @@ impl HttpSession {
             .response_header
             .as_ref()
             .expect("response header must be read");
+        // PORTCULLIS PATCH (pingora-core 16): valid framing was read once
+        // with the head's facts; only an invalid one is read again below,
+        // for its error and the tolerance.
+        if self
+            .response_facts
+            .is_some_and(|f| f.transfer_encoding || f.content_length.is_ok())
+        {
+            return Ok(());
+        }
+        // END PORTCULLIS PATCH (pingora-core 16)
 
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
@@ -816,18 +834,20 @@ impl HttpSession {
         }
     }
 
+    // PORTCULLIS PATCH (pingora-core 16): from the facts read with the
+    // head (the same functions on the same fields), not read again.
     fn get_content_length(&self) -> Result<Option<usize>> {
-        match self.resp_header() {
-            Some(h) => content_length_for_framing(&h.headers),
+        match self.response_facts.map(|f| f.content_length) {
+            Some(Ok(cl)) => Ok(cl),
+            Some(Err(())) => Error::e_explain(InvalidHTTPHeader, "invalid Content-Length header"),
             None => Ok(None),
         }
     }
 
     fn is_chunked_encoding(&self) -> bool {
-        self.resp_header()
-            .map(|h| is_chunked_encoding_from_headers(&h.headers))
-            .unwrap_or(false)
+        self.response_facts.is_some_and(|f| f.chunked)
     }
+    // END PORTCULLIS PATCH (pingora-core 16)
 
     fn init_req_body_writer(&mut self, header: &RequestHeader) {
         self.init_body_writer_comm(&header.headers)
