@@ -5,16 +5,14 @@
 //! gate run in one order, in one place, and cannot drift apart.
 //!
 //! Pure: what needs I/O (a submission's body and its domain's tenant, the
-//! session behind a cookie) is asked for with [`Need`]; the caller gathers
-//! it into [`Known`] and asks again. The session is asked for last, when
-//! everything but the gate is decided, so [`Need::Identity`] carries that
-//! much ([`Pending`]) and the caller finishes it with the identity instead
-//! of asking again: an authenticated request reads its path and hosts and
-//! walks the route table once, not twice. [`Pending::decide`] and a second
-//! [`decide_request`] with the identity known run the same code from the
-//! route table's answer on, and the tests below check they agree. The
-//! answer for given facts is always the same, which is what the unit tests
-//! pin down.
+//! session behind a cookie) is asked for with [`Need`]. A submission is
+//! gathered into [`Known`] and the caller asks again. The session is asked
+//! for last, when everything but the gate is decided, so
+//! [`Need::Identity`] carries that much ([`Pending`]) and the caller
+//! finishes the decision with the identity ([`Pending::decide`]): an
+//! authenticated request reads its path and hosts and walks the route
+//! table once. The answer for given facts is always the same, which is
+//! what the unit tests below pin down.
 
 use crate::config::Policy;
 
@@ -55,14 +53,13 @@ pub(crate) enum BodySight {
     Partial,
 }
 
-/// What the caller has gathered so far.
+/// What the caller has gathered so far (the session is not gathered
+/// here: it finishes a [`Pending`] decision).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Known {
     /// How the submission to the password endpoint went
     /// ([`Need::Submission`]).
     pub(crate) submission: Option<Submission>,
-    /// Who the session cookie says the client is ([`Need::Identity`]).
-    pub(crate) identity: Option<Identity>,
 }
 
 /// What the decision needs before it can answer.
@@ -135,7 +132,8 @@ impl Decided {
 /// 3. the route table: the conjunction of every route any reading selects,
 ///    one upstream they agree on, no encoded separator under a protected
 ///    route;
-/// 4. the gate, with the session.
+/// 4. the gate: here for a public route (anonymous), otherwise with the
+///    session, in [`Pending::decide`].
 pub(crate) fn decide_request<'t>(
     view: &RequestView<'_>,
     tables: Tables<'t>,
@@ -172,18 +170,21 @@ pub(crate) fn decide_request<'t>(
             upstream: Some(upstream),
         });
     }
-    let who = match (policy, &known.identity) {
-        (Policy::Public, _) => &Identity::Anonymous,
-        (_, Some(who)) => who,
-        (_, None) => {
-            return Err(Need::Identity(Pending {
-                route,
-                policy,
-                upstream,
-            }));
-        }
-    };
-    Ok(gated(view, tables, &route, policy, upstream, who))
+    if policy != Policy::Public {
+        return Err(Need::Identity(Pending {
+            route,
+            policy,
+            upstream,
+        }));
+    }
+    Ok(gated(
+        view,
+        tables,
+        &route,
+        policy,
+        upstream,
+        &Identity::Anonymous,
+    ))
 }
 
 /// The last step, the gate, for a request whose routes are decided.
@@ -293,10 +294,18 @@ password_endpoints = [{ path = "/login" }]
         }
     }
 
-    fn anonymous() -> Known {
-        Known {
-            identity: Some(Identity::Anonymous),
-            ..Known::default()
+    /// [`decide`], with the session (when asked for) an anonymous one.
+    fn decide_anonymous(v: &RequestView<'_>, known: &Known) -> Result<Outcome, &'static str> {
+        let (routes, pw) = tables();
+        let t = Tables {
+            routes: &routes,
+            password_endpoints: &pw,
+            login_path: LOGIN,
+        };
+        match decide_request(v, t, known) {
+            Ok(d) => Ok(d.outcome),
+            Err(Need::Submission(_)) => Err("submission"),
+            Err(Need::Identity(p)) => Ok(p.decide(v, t, &Identity::Anonymous).outcome),
         }
     }
 
@@ -320,7 +329,7 @@ password_endpoints = [{ path = "/login" }]
                 "{p}"
             );
             assert_eq!(
-                decide(&view(&get, p, &["app.example.com"]), &anonymous()),
+                decide_anonymous(&view(&get, p, &["app.example.com"]), &Known::default()),
                 Ok(Outcome::Deny(gate::Deny::Unauthenticated)),
                 "{p}"
             );
@@ -334,9 +343,9 @@ password_endpoints = [{ path = "/login" }]
         );
         // an encoded separator under a protected route
         assert_eq!(
-            decide(
+            decide_anonymous(
                 &view(&get, "/admin%2fx", &["app.example.com"]),
-                &anonymous()
+                &Known::default()
             ),
             Ok(Outcome::Ambiguous(Ambiguous::EncodedSeparator))
         );
@@ -389,14 +398,13 @@ password_endpoints = [{ path = "/login" }]
             "/login.json",
         ] {
             assert_eq!(
-                decide(&view(&post, p, &["app.example.com"]), &anonymous()),
+                decide_anonymous(&view(&post, p, &["app.example.com"]), &Known::default()),
                 Err("submission"),
                 "{p}"
             );
         }
         let refused = Known {
             submission: Some(Submission::Refused(Refusal::ForwardAuth)),
-            ..anonymous()
         };
         let mut v = view(&post, "/login", &["app.example.com"]);
         v.content_type = Some("application/x-www-form-urlencoded");
@@ -410,16 +418,17 @@ password_endpoints = [{ path = "/login" }]
         );
         let uninspected = Known {
             submission: Some(Submission::Uninspected),
-            ..Known::default()
         };
         assert_eq!(decide(&v, &uninspected), Ok(Outcome::Forward(None)));
     }
 
-    /// Finishing a pending decision with the identity gives what a second
-    /// full pass with that identity known gives: the same outcome, policy
-    /// and upstream, for every path, host, kind of caller and navigation.
+    /// A pending decision holds the route table's answer for the request:
+    /// finished with any caller, it is the gate's decision on the
+    /// requirement every reading and host selects, with their policy and
+    /// upstream — as the route table gives them when asked directly — for
+    /// every path, host, kind of caller and navigation that asks.
     #[test]
-    fn a_pending_decision_ends_where_a_second_pass_would() {
+    fn a_pending_decision_finishes_with_the_route_tables_answer() {
         let (routes, pw) = tables();
         let t = Tables {
             routes: &routes,
@@ -455,14 +464,22 @@ password_endpoints = [{ path = "/login" }]
                         continue;
                     };
                     pending += 1;
+                    let readings = canon::readings(p).unwrap();
+                    let route = routes.requirement(hosts, &readings);
+                    let upstream = routes.upstream_for(hosts, &readings).unwrap();
+                    let facts = RequestFacts {
+                        path_and_query: v.path_and_query,
+                        wants_html: html,
+                        now: v.now,
+                    };
                     for who in &callers {
-                        let known = Known {
-                            identity: Some(who.clone()),
-                            ..Known::default()
+                        let expected = Decided {
+                            outcome: gate::decide(&route, &facts, who, LOGIN),
+                            policy: Some(route.policy()),
+                            upstream: Some(upstream),
                         };
-                        let again = decide_request(&v, t, &known).unwrap();
-                        let resumed = first.clone().decide(&v, t, who);
-                        assert_eq!(resumed, again, "{p} {hosts:?} html={html} {who:?}");
+                        let finished = first.clone().decide(&v, t, who);
+                        assert_eq!(finished, expected, "{p} {hosts:?} html={html} {who:?}");
                     }
                 }
             }
