@@ -280,33 +280,34 @@ password_endpoints = [{ path = "/login" }]
 
     const LOGIN: &str = "/.portcullis/login";
 
-    fn decide(v: &RequestView<'_>, known: &Known) -> Result<Outcome, &'static str> {
+    /// The outcome for `v`, or what the decision asked for; the session,
+    /// when asked for, is `who` if given.
+    fn outcome(
+        v: &RequestView<'_>,
+        known: &Known,
+        who: Option<&Identity>,
+    ) -> Result<Outcome, &'static str> {
         let (routes, pw) = tables();
         let t = Tables {
             routes: &routes,
             password_endpoints: &pw,
             login_path: LOGIN,
         };
-        match decide_request(v, t, known) {
-            Ok(d) => Ok(d.outcome),
-            Err(Need::Submission(_)) => Err("submission"),
-            Err(Need::Identity(_)) => Err("identity"),
+        match (decide_request(v, t, known), who) {
+            (Ok(d), _) => Ok(d.outcome),
+            (Err(Need::Submission(_)), _) => Err("submission"),
+            (Err(Need::Identity(p)), Some(who)) => Ok(p.decide(v, t, who).outcome),
+            (Err(Need::Identity(_)), None) => Err("identity"),
         }
+    }
+
+    fn decide(v: &RequestView<'_>, known: &Known) -> Result<Outcome, &'static str> {
+        outcome(v, known, None)
     }
 
     /// [`decide`], with the session (when asked for) an anonymous one.
     fn decide_anonymous(v: &RequestView<'_>, known: &Known) -> Result<Outcome, &'static str> {
-        let (routes, pw) = tables();
-        let t = Tables {
-            routes: &routes,
-            password_endpoints: &pw,
-            login_path: LOGIN,
-        };
-        match decide_request(v, t, known) {
-            Ok(d) => Ok(d.outcome),
-            Err(Need::Submission(_)) => Err("submission"),
-            Err(Need::Identity(p)) => Ok(p.decide(v, t, &Identity::Anonymous).outcome),
-        }
+        outcome(v, known, Some(&Identity::Anonymous))
     }
 
     /// Path case, `;params`, `..;`, encoded dots and trailing dots all
