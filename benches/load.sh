@@ -42,6 +42,14 @@
 #                                   they closed. MEMORY=0 skips it.
 #   HIGH_CONNS=5000                 (default) also measure nginx and portcullis-required with this
 #                                   many wrk connections; 0 skips it
+#   UPSTREAM_BYTES=1480             the upstream (`portcullis upstream --fixed`) answers every
+#                                   request with this many bytes, whatever it was sent, so the
+#                                   app's work is the same behind every proxy measured
+#   UPSTREAM=echo                   the demo's echo app instead: its page lists what it received
+#                                   (identity headers, the assertion's claims), so behind
+#                                   Portcullis it answers ~3x the bytes and costs ~2x the CPU
+#                                   per request, on the same cores; how runs before 2026-12-08
+#                                   were measured
 #
 # "peak RSS MB" is the kernel's peak RSS (VmHWM, reset just before the run;
 # server and child processes) over the measured run (HIGH_CONNS=10000 gives
@@ -49,7 +57,9 @@
 # user+system CPU time (from /proc/PID/stat of the server and its child
 # processes, e.g. nginx's worker)
 # over the measured run divided by the requests wrk completed: what a request
-# costs the proxy, independent of how busy the rest of the machine is.
+# costs the proxy, independent of how busy the rest of the machine is. "app
+# CPU us/req" is the same for the upstream during that run: on a 2-core host
+# the app shares the CPUs with the proxy, so its work must not differ by proxy.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -77,6 +87,9 @@ if [[ $ONLY_BASELINE != 1 && ${SKIP_BUILD:-0} != 1 ]]; then
 fi
 ONLY=${ONLY:-}
 MEMORY=${MEMORY:-1}
+UPSTREAM=${UPSTREAM:-fixed}
+UPSTREAM_BYTES=${UPSTREAM_BYTES:-1480}
+[[ $UPSTREAM == fixed || $UPSTREAM == echo ]] || die "UPSTREAM must be fixed or echo, not $UPSTREAM"
 SESSIONS=${SESSIONS:-100000}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 HIGH_CONNS=${HIGH_CONNS:-5000}
@@ -245,8 +258,13 @@ free_port ADMIN_PORT
 free_port BARE_PORT
 
 if [[ -x $BIN ]]; then
-  upstream_kind="portcullis upstream"
-  start upstream "$BIN" upstream --listen "127.0.0.1:$UP_PORT"
+  if [[ $UPSTREAM == echo ]]; then
+    upstream_kind="portcullis upstream (the echo app: its answer grows with the headers it is sent)"
+    start upstream "$BIN" upstream --listen "127.0.0.1:$UP_PORT"
+  else
+    upstream_kind="portcullis upstream --fixed $UPSTREAM_BYTES (the same answer to every request)"
+    start upstream "$BIN" upstream --listen "127.0.0.1:$UP_PORT" --fixed "$UPSTREAM_BYTES"
+  fi
 elif [[ $ONLY_BASELINE == 1 ]]; then
   # Stand-in so the nginx/wrk half can be exercised before the binary exists.
   # A keep-alive HTTP/1.1 "200 ok" server; far slower than the real one.
@@ -378,7 +396,7 @@ fi
 
 # --- measure ------------------------------------------------------------------
 
-names=() rps=() p50=() p99=() errors=() cpu=() perfrow=() irs=() peaks=()
+names=() rps=() p50=() p99=() errors=() cpu=() appcpu=() perfrow=() irs=() peaks=()
 CLK_TCK=$(getconf CLK_TCK)
 PERF_EVENTS="task-clock,context-switches,page-faults"
 for sc in futex epoll_wait epoll_ctl getpeername recvfrom sendto read write writev readv; do
@@ -398,7 +416,7 @@ cpu_ticks() {
 
 # measure NAME PID URL [WRK ARGS...]
 measure() {
-  local name=$1 pid=$2 url=$3 out parsed r a b e n t0 t1 perf_pid="" rec_pid="" cg
+  local name=$1 pid=$2 url=$3 out parsed r a b e n t0 t1 u0 u1 perf_pid="" rec_pid="" cg
   shift 3
   wanted "$name" || return 0
   [[ -n $pid ]] || return 0
@@ -424,8 +442,10 @@ measure() {
   fi
   reset_peak "$pid"
   t0=$(cpu_ticks "$pid")
+  u0=$(cpu_ticks "$UP_PID")
   wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out"
   t1=$(cpu_ticks "$pid")
+  u1=$(cpu_ticks "$UP_PID")
   peaks+=("$(peak_mb "$pid")")
   if [[ -n $perf_pid ]]; then
     kill -INT "$perf_pid"
@@ -461,6 +481,7 @@ measure() {
   read -r r a b e n <<<"$parsed"
   names+=("$name") rps+=("$r") p50+=("$a") p99+=("$b") errors+=("$e")
   cpu+=("$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }')")
+  appcpu+=("$(awk -v d=$((u1 - u0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }')")
   if [[ -n $perf_pid ]]; then
     # perf's CSV: value,unit,event,...; per request. task-clock is in ms.
     perfrow+=("$(awk -F, -v n="$n" '
@@ -521,10 +542,10 @@ if ((ROUNDS > 1)); then
   # Every per-row array is taken at the same kept index: the high
   # connection rows below are appended after this, so a column left out
   # here would be read at the wrong row (peak RSS once was).
-  n2=() r2=() a2=() b2=() e2=() c2=() f2=() i2=() k2=()
+  n2=() r2=() a2=() b2=() e2=() c2=() u2=() f2=() i2=() k2=()
   for i in "${keep[@]}"; do
     n2+=("${names[i]}") r2+=("${rps[i]}") a2+=("${p50[i]}") b2+=("${p99[i]}") e2+=("${errors[i]}")
-    c2+=("${cpu[i]}") f2+=("${perfrow[i]:-}") i2+=("${irs[i]}") k2+=("${peaks[i]}")
+    c2+=("${cpu[i]}") u2+=("${appcpu[i]}") f2+=("${perfrow[i]:-}") i2+=("${irs[i]}") k2+=("${peaks[i]}")
   done
   # Errors of any round count.
   for k in "${!n2[@]}"; do
@@ -533,7 +554,7 @@ if ((ROUNDS > 1)); then
     done
   done
   names=("${n2[@]}") rps=("${r2[@]}") p50=("${a2[@]}") p99=("${b2[@]}") errors=("${e2[@]}")
-  cpu=("${c2[@]}") perfrow=("${f2[@]}") irs=("${i2[@]}") peaks=("${k2[@]}")
+  cpu=("${c2[@]}") appcpu=("${u2[@]}") perfrow=("${f2[@]}") irs=("${i2[@]}") peaks=("${k2[@]}")
 fi
 
 
@@ -709,20 +730,20 @@ mkdir -p "$RESULTS_DIR"
   echo "- wrk -t1 -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up), loopback, nginx 1 worker, Portcullis 1 worker thread"
   ((ROUNDS > 1)) && echo "- $ROUNDS rounds over all targets, interleaved; each row is its target's median round; portcullis-required / nginx per round:${round_ratios:- -}"
   echo "- upstream: $upstream_kind"
-  echo "- CPU us/req: the server's user+system time from /proc/PID/stat over the measured run / requests"
+  echo "- CPU us/req: the server's user+system time from /proc/PID/stat over the measured run / requests; app CPU us/req: the upstream's, during the same run"
   ((CALLGRIND)) && echo "- CALLGRIND=1: servers ran under callgrind; Ir/req = instructions per request of the measured run; req/s and latencies are valgrind's, not the servers'"
   echo
-  echo "| target | req/s | p50 ms | p99 ms | vs nginx | CPU us/req | Ir/req | peak RSS MB | errors |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| target | req/s | p50 ms | p99 ms | vs nginx | CPU us/req | app CPU us/req | Ir/req | peak RSS MB | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$report.tmp"
 
 echo
 for i in "${!names[@]}"; do
   r=$(ratio "${rps[i]}" "$nginx_rps")
-  printf '%-24s %10s req/s  p50 %7s ms  p99 %7s ms  %5sx nginx  %6s us/req CPU  Ir/req %s  peak RSS %s MB  %s errors\n' \
-    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}"
-  printf '| %s | %s | %s | %s | %sx | %s | %s | %s | %s |\n' \
-    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}" >>"$report.tmp"
+  printf '%-24s %10s req/s  p50 %7s ms  p99 %7s ms  %5sx nginx  %6s us/req CPU  app %6s  Ir/req %s  peak RSS %s MB  %s errors\n' \
+    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${appcpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}"
+  printf '| %s | %s | %s | %s | %sx | %s | %s | %s | %s | %s |\n' \
+    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${appcpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}" >>"$report.tmp"
 done
 if ((MEMORY)) && ((!CALLGRIND)); then
   {

@@ -124,14 +124,37 @@ pub fn demo_router(secrets: &[Vec<u8>]) -> Router {
     directory::router(dir).fallback(echo)
 }
 
-/// Runs the echo app alone (for benchmarks and local experiments).
-pub fn run_upstream(addr: SocketAddr) -> Result<(), AppError> {
+/// The largest answer [`fixed_router`] is asked for from the command line.
+pub const MAX_FIXED_BYTES: u64 = 16 << 20;
+
+/// A benchmark's upstream: every request, whatever its method, path or
+/// headers, gets the same `200` with `bytes` bytes of HTML. The echo app's
+/// answer grows with what the proxy adds (identity headers, the
+/// assertion, its decoded claims), so behind it an authenticated request
+/// cost the *app* about twice a bare one's work, on the same CPUs as the
+/// proxy being measured; this one's work is the same behind any proxy.
+pub fn fixed_router(bytes: usize) -> Router {
+    const LINE: &str = "<p>portcullis benchmark upstream</p>\n";
+    let body: String = LINE.chars().cycle().take(bytes).collect();
+    let body = axum::body::Bytes::from(body);
+    Router::new().fallback(move || {
+        let body = body.clone();
+        async move { Html(body) }
+    })
+}
+
+/// Runs the echo app alone (benchmarks and local experiments), or with
+/// `fixed` the constant answer of [`fixed_router`].
+pub fn run_upstream(addr: SocketAddr, fixed: Option<usize>) -> Result<(), AppError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        serve_upstream(listener).await
+        match fixed {
+            Some(bytes) => axum::serve(listener, fixed_router(bytes)).await,
+            None => serve_upstream(listener).await,
+        }
     })?;
     Ok(())
 }

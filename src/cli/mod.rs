@@ -98,6 +98,12 @@ enum Command {
     Upstream {
         #[arg(long, default_value_t = crate::demo::DEFAULT_UPSTREAM)]
         listen: std::net::SocketAddr,
+        /// Answer every request with this many bytes of HTML instead of
+        /// echoing it (a benchmark upstream whose work does not depend on
+        /// what the proxy adds).
+        #[arg(long, value_name = "BYTES",
+              value_parser = clap::value_parser!(u64).range(0..=crate::demo::MAX_FIXED_BYTES))]
+        fixed: Option<u64>,
     },
 }
 
@@ -136,7 +142,7 @@ fn dispatch(cmd: Command) -> Result<Output, CliError> {
         Command::Run(source) => serve::run(&source),
         Command::Check(source) => serve::check(&source),
         Command::Demo(args) => serve::demo(args),
-        Command::Upstream { listen } => serve::upstream(listen),
+        Command::Upstream { listen, fixed } => serve::upstream(listen, fixed),
         Command::Sessions(cmd) => sessions::run(cmd),
         Command::Domains(cmd) => domains::run(cmd),
         Command::Users(cmd) => users::run(cmd),

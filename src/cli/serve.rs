@@ -68,7 +68,8 @@ pub(super) fn demo(args: DemoArgs) -> Result<Output, CliError> {
     Ok(Output::default())
 }
 
-pub(super) fn upstream(listen: SocketAddr) -> Result<Output, CliError> {
-    demo::run_upstream(listen)?;
+pub(super) fn upstream(listen: SocketAddr, fixed: Option<u64>) -> Result<Output, CliError> {
+    // Bounded by the argument's parser (`MAX_FIXED_BYTES`).
+    demo::run_upstream(listen, fixed.map(|b| b as usize))?;
     Ok(Output::default())
 }

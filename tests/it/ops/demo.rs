@@ -364,3 +364,58 @@ async fn demo_prints_next_steps_that_work_as_pasted() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// `portcullis upstream --fixed`, the load benchmark's app: its answer,
+/// and so its work, must not depend on what a proxy adds, or the proxy
+/// that adds most is charged for the app's work too.
+#[tokio::test]
+async fn the_benchmark_upstream_answers_the_same_whatever_is_asked() {
+    let (child, addrs) = spawn_listening(1, |a| {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["upstream", "--listen", &a[0].to_string(), "--fixed", "1500"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    })
+    .await;
+    let _child = Kill(child);
+    let base = format!("http://{}", addrs[0]);
+    // One client: the later requests reuse the connection.
+    let client = reqwest::Client::new();
+    let assertion = "e".repeat(700);
+    let mut bodies = Vec::new();
+    for request in [
+        client.get(format!("{base}/")),
+        client
+            .get(format!("{base}/deep/path?q=1"))
+            .header("x-forwarded-email", "alice@acme.com")
+            .header("x-portcullis-assertion", &assertion)
+            .header("accept", "application/json"),
+        client
+            .post(format!("{base}/upload"))
+            .body(vec![b'x'; 100_000]),
+    ] {
+        let res = request
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
+        bodies.push(res.bytes().await.unwrap());
+    }
+    assert_eq!(bodies[0].len(), 1500);
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "answers differ");
+}
+
+#[test]
+fn the_benchmark_upstream_refuses_an_oversized_answer() {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["upstream", "--listen", "127.0.0.1:0", "--fixed", "16777217"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--fixed"), "{err}");
+}
