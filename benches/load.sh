@@ -40,8 +40,8 @@
 #                                   server holding IDLE_CONNS=10000 idle keep-alive client
 #                                   connections (the script raises the fd limit), and 30 s after
 #                                   they closed. MEMORY=0 skips it.
-#   HIGH_CONNS=5000                 (default) also measure nginx and portcullis-required with this
-#                                   many wrk connections; 0 skips it
+#   HIGH_CONNS=5000                 (default) also measure the upstream, nginx, pingora-bare and
+#                                   portcullis-required with this many wrk connections; 0 skips it
 #   UPSTREAM_BYTES=1480             the upstream (`portcullis upstream --fixed`) answers every
 #                                   request with this many bytes, whatever it was sent, so the
 #                                   app's work is the same behind every proxy measured
@@ -568,6 +568,9 @@ if ((HIGH_CONNS > 0)) && ((!CALLGRIND)); then
   measure "upstream-c$HIGH_CONNS" "$UP_PID" "http://127.0.0.1:$UP_PORT/"
   measure "nginx-c$HIGH_CONNS" "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
   if [[ $ONLY_BASELINE != 1 ]]; then
+    # The engine alone at this count, so what 5,000 connections cost
+    # pingora and what they cost Portcullis' own work can be told apart.
+    measure "pingora-bare-c$HIGH_CONNS" "$BARE_PID" "http://127.0.0.1:$BARE_PORT/"
     measure "portcullis-required-c$HIGH_CONNS" "$PX_PID" "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
   fi
   CONNS=$saved_conns
