@@ -248,12 +248,14 @@ pub(super) fn spawn_refresh<T: HoldsIdp + Send + Sync + 'static>(
                 }
                 Err(e) => r.report_failure(&e, current.is_some()),
             }
-            first.send_replace(true);
+            // Counted before the logins waiting for the first fetch go on,
+            // so whoever they tell finds the fetch in the metrics too.
             if let Some(m) = &r.metrics {
                 m.saml_metadata_refresh
                     .with_label_values(&[r.connection.as_str(), if ok { "ok" } else { "error" }])
                     .inc();
             }
+            first.send_replace(true);
             let wait = if ok {
                 r.every
             } else {
