@@ -1,5 +1,5 @@
 //! The request and response heads as pingora writes and hands them on
-//! (`PORTCULLIS PATCH` pingora-http 2, pingora-core 10, 11 and 14; see
+//! (`PORTCULLIS PATCH` pingora-http 2 and 3, pingora-core 10, 11 and 14; see
 //! `vendor/README.md`).
 //! Portcullis' own headers are appended as field lines instead of
 //! inserted into the header maps: they must reach the wire byte for byte
@@ -133,6 +133,65 @@ fn appended_fields_refuse_what_a_field_cannot_carry() {
 
 /// The request line and head are written into one buffer made their size
 /// (pingora-core 10): no growth while writing, no slack after.
+/// The upstream copy of every proxied request is a clone (pingora-http 3
+/// clones the parts whole instead of rebuilding them): method, target
+/// (absolute-form and CONNECT bytes included), version, every value of a
+/// repeated name in order, the client's spelling, extensions, appended
+/// lines; and a response head the same way.
+#[test]
+fn request_and_response_heads_clone_whole() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Mark(u32);
+    for (method, target) in [
+        ("POST", &b"/a?b=c"[..]),
+        ("GET", b"http://app.example:8080/x?y"),
+        ("CONNECT", b"app.example:443"),
+        ("PATCH", b"/%2e%2e;p/..;/x"),
+    ] {
+        for case in [false, true] {
+            let mut req = if case {
+                RequestHeader::build(method, target, None).unwrap()
+            } else {
+                RequestHeader::build_no_case(method, target, None).unwrap()
+            };
+            req.set_version(http::Version::HTTP_10);
+            req.append_header("X-Thing", "1").unwrap();
+            req.append_header("x-thing", "2").unwrap();
+            req.append_header("Cookie", "a=1").unwrap();
+            req.extensions_mut().insert(Mark(7));
+            let name = CasedHeaderName::new(HeaderName::from_static("x-forwarded-email"));
+            req.append_field_line(&name, b"a@b.example").unwrap();
+
+            let copy = req.clone();
+            assert_eq!(copy.method, req.method);
+            assert_eq!(copy.uri, req.uri);
+            assert_eq!(copy.raw_path(), req.raw_path());
+            assert_eq!(copy.version, http::Version::HTTP_10);
+            assert_eq!(copy.headers, req.headers);
+            assert_eq!(copy.extensions.get::<Mark>(), Some(&Mark(7)));
+            assert_eq!(wire(&copy), wire(&req), "{method} {target:?} case {case}");
+            assert!(wire(&copy).contains("x-forwarded-email: a@b.example\r\n"));
+            let parts = req.as_owned_parts();
+            assert_eq!(parts.method, req.method);
+            assert_eq!(parts.uri, req.uri);
+            assert_eq!(parts.extensions.get::<Mark>(), Some(&Mark(7)));
+            assert_eq!(parts.headers.get_all("x-thing").iter().count(), 2);
+        }
+    }
+    let mut resp = ResponseHeader::build(418, None).unwrap();
+    resp.append_header("X-Thing", "1").unwrap();
+    resp.append_header("x-thing", "2").unwrap();
+    resp.extensions_mut().insert(Mark(9));
+    let copy = resp.clone();
+    assert_eq!(copy.status, 418);
+    assert_eq!(copy.headers, resp.headers);
+    assert_eq!(copy.extensions.get::<Mark>(), Some(&Mark(9)));
+    let parts = resp.as_owned_parts();
+    assert_eq!(parts.status, 418);
+    assert_eq!(parts.headers, resp.headers);
+    assert_eq!(parts.extensions.get::<Mark>(), Some(&Mark(9)));
+}
+
 #[test]
 fn the_request_head_is_written_into_a_buffer_its_size() {
     for extra in [0, 1, 40] {
@@ -299,3 +358,4 @@ async fn bodies_arrive_whole_however_framed() {
         assert_eq!(session.will_keepalive(), reused, "{name}");
     }
 }
+

@@ -945,32 +945,18 @@ fn parse_request_target(target: &[u8]) -> Result<ParsedRequestTarget> {
     })
 }
 
+// PORTCULLIS PATCH (pingora-http 3): `http` 1.x's `Parts` are `Clone`
+// (every field, extensions included); going through a builder moved the
+// ~200-byte parts through a `Result` at each step and cloned the map on top
+// of an empty one — every proxied request's upstream copy. Same fields.
 fn clone_req_parts(me: &ReqParts) -> ReqParts {
-    let mut parts = ReqBuilder::new()
-        .method(me.method.clone())
-        .uri(me.uri.clone())
-        .version(me.version)
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
-    parts.headers = me.headers.clone();
-    parts.extensions = me.extensions.clone();
-    parts
+    me.clone()
 }
 
 fn clone_resp_parts(me: &RespParts) -> RespParts {
-    let mut parts = RespBuilder::new()
-        .status(me.status)
-        .version(me.version)
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
-    parts.headers = me.headers.clone();
-    parts.extensions = me.extensions.clone();
-    parts
+    me.clone()
 }
+// END PORTCULLIS PATCH (pingora-http 3)
 
 // This function returns an upper bound on the size of the header map used inside the http crate.
 // As of version 0.2, there is a limit of 1 << 15 (32,768) items inside the map. There is an
