@@ -103,6 +103,71 @@ async fn request_lengths_are_read_strictly() {
     }
 }
 
+/// `Transfer-Encoding` on requests, end to end: the body is chunked when
+/// the last coding is `chunked` (any case, any list spelling, a
+/// `Content-Length` beside it dropped whatever it says); anything else, or
+/// any coding on an HTTP/1.0 request, is refused before the app. The
+/// framing is read once per head (`PORTCULLIS PATCH (pingora-core 17)`),
+/// so validation and body reader must agree on every row.
+#[tokio::test]
+async fn request_transfer_codings_are_read_strictly() {
+    let (addr, _task) = lengths_upstream().await;
+    let env = TestEnv::with(Options {
+        upstream: Some(addr),
+        ..Options::default()
+    })
+    .await;
+    const BODY: &[u8] = b"5\r\nhello\r\n0\r\n\r\n";
+    for (version, lines, valid) in [
+        ("1.1", "Transfer-Encoding: chunked\r\n", true),
+        ("1.1", "Transfer-Encoding: CHUNKED\r\n", true),
+        ("1.1", "Transfer-Encoding: gzip, chunked\r\n", true),
+        (
+            "1.1",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            true,
+        ),
+        (
+            "1.1",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+            true,
+        ),
+        (
+            "1.1",
+            "Content-Length: abc\r\nTransfer-Encoding: chunked\r\n",
+            true,
+        ),
+        ("1.1", "Transfer-Encoding: chunked, gzip\r\n", false),
+        (
+            "1.1",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+            false,
+        ),
+        ("1.1", "Transfer-Encoding: gzip\r\n", false),
+        ("1.1", "Transfer-Encoding: chunkedx\r\n", false),
+        ("1.0", "Transfer-Encoding: chunked\r\n", false),
+    ] {
+        let raw = [
+            format!(
+                "POST /public/framing HTTP/{version}\r\nHost: a\r\nConnection: close\r\n{lines}\r\n"
+            )
+            .as_bytes(),
+            BODY,
+        ]
+        .concat();
+        let (status, body) = exchange(env.proxy, &raw).await;
+        let shown = format!("HTTP/{version} {lines:?}");
+        if valid {
+            // The app got the body (pingora sends it on chunked again).
+            assert_eq!(status, 200, "{shown}");
+            let got: usize = String::from_utf8_lossy(&body).parse().unwrap();
+            assert!(got >= 5, "{shown}: {got}");
+        } else {
+            assert_eq!(status, 400, "{shown}");
+        }
+    }
+}
+
 /// A raw upstream. A `POST` is answered with the number of body bytes that
 /// followed its head (waiting up to 1 s for five); a `GET /public/row/N`
 /// with the `Content-Length` lines of response row `N` and the body `abc`.

@@ -1,5 +1,5 @@
 //! The request and response heads as pingora writes and hands them on
-//! (`PORTCULLIS PATCH` pingora-http 2 and 3, pingora-core 10, 11 and 14; see
+//! (`PORTCULLIS PATCH` pingora-http 2 and 3, pingora-core 10, 11, 14 and 17; see
 //! `vendor/README.md`).
 //! Portcullis' own headers are appended as field lines instead of
 //! inserted into the header maps: they must reach the wire byte for byte
@@ -18,6 +18,7 @@ use pingora::http::{
 
 use crate::support::raw;
 use pingora::protocols::http::v1::client::{HttpSession, http_req_header_to_wire};
+use pingora::protocols::http::v1::server::HttpSession as ServerSession;
 use tokio::io::AsyncWriteExt;
 
 fn request(case: bool) -> RequestHeader {
@@ -359,3 +360,97 @@ async fn bodies_arrive_whole_however_framed() {
     }
 }
 
+/// A server session over a fresh loopback connection on which `raw` was
+/// sent, with its request head read (`Ok(false)`: refused).
+async fn server_reading(raw: &'static [u8]) -> (ServerSession, Result<bool, String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = tokio::spawn(async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        // Held open: the session reads what was sent, never a close.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(s);
+    });
+    let (tcp, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(client);
+    let stream: pingora::protocols::l4::stream::Stream = tcp.into();
+    let mut session = ServerSession::new(Box::new(stream));
+    let read = tokio::time::timeout(Duration::from_secs(5), session.read_request())
+        .await
+        .unwrap();
+    let read = match read {
+        Ok(Some(_)) => Ok(true),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    };
+    (session, read)
+}
+
+/// The request body as the session frames it (at most 1 s of waiting).
+async fn server_body(session: &mut ServerSession) -> Vec<u8> {
+    let mut body = Vec::new();
+    for _ in 0..100 {
+        let read = tokio::time::timeout(Duration::from_secs(1), session.read_body_bytes()).await;
+        match read {
+            Ok(Ok(Some(b))) => body.extend_from_slice(&b),
+            _ => break,
+        }
+    }
+    body
+}
+
+/// pingora-core 17 reads a request head's framing once, when it is parsed,
+/// for both the validation and the body reader. A head handed out for
+/// changes (`req_header_mut`) is framed again as changed, as before the
+/// patch: whatever a filter did, the body reader and the head agree.
+#[tokio::test]
+async fn a_request_body_is_framed_by_the_head_as_it_stands() {
+    let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloEXTRA";
+    let (mut as_sent, read) = server_reading(raw).await;
+    assert_eq!(read, Ok(true));
+    assert!(!as_sent.is_body_empty());
+    assert_eq!(server_body(&mut as_sent).await, b"hello");
+
+    let (mut changed, read) = server_reading(raw).await;
+    assert_eq!(read, Ok(true));
+    changed
+        .req_header_mut()
+        .insert_header("Content-Length", "3")
+        .unwrap();
+    assert_eq!(server_body(&mut changed).await, b"hel");
+
+    let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 99\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let (mut te, read) = server_reading(chunked).await;
+    assert_eq!(read, Ok(true));
+    assert_eq!(server_body(&mut te).await, b"hello");
+
+    let (mut empty, read) = server_reading(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET").await;
+    assert_eq!(read, Ok(true));
+    assert!(empty.is_body_empty());
+    assert_eq!(server_body(&mut empty).await, b"");
+
+    for refused in [
+        &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\nhello"[..],
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let (_, read) = server_reading(refused).await;
+        assert!(
+            read.is_err(),
+            "{}: {read:?}",
+            String::from_utf8_lossy(refused)
+        );
+    }
+    // The refusal names its reason as before.
+    let (_, read) =
+        server_reading(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\nhello").await;
+    assert!(
+        read.as_ref()
+            .is_err_and(|e| e.contains("invalid Content-Length header")),
+        "{read:?}"
+    );
+}

@@ -1168,23 +1168,29 @@ where
             session.subrequest_spawner = Some(SubrequestSpawner::new(self.clone()));
         }
 
-        let req = session.downstream_session.req_header_mut();
+        // PORTCULLIS PATCH (pingora-core 17): the head is handed out for
+        // changes (which makes the session read its framing again) only
+        // when a module may make them; with none the filters were a no-op.
+        if !session.downstream_modules_ctx.is_empty() {
+            let req = session.downstream_session.req_header_mut();
 
-        // Built-in downstream request filters go first
-        if let Err(e) = session
-            .downstream_modules_ctx
-            .request_header_filter(req)
-            .await
-        {
-            return self
-                .handle_error(
-                    session,
-                    &mut ctx,
-                    e,
-                    "Failed in downstream modules request filter:",
-                )
-                .await;
+            // Built-in downstream request filters go first
+            if let Err(e) = session
+                .downstream_modules_ctx
+                .request_header_filter(req)
+                .await
+            {
+                return self
+                    .handle_error(
+                        session,
+                        &mut ctx,
+                        e,
+                        "Failed in downstream modules request filter:",
+                    )
+                    .await;
+            }
         }
+        // END PORTCULLIS PATCH (pingora-core 17)
 
         match self.inner.request_filter(&mut session, &mut ctx).await {
             Ok(response_sent) => {

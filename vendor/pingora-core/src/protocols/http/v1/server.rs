@@ -109,6 +109,8 @@ pub struct HttpSession {
     response_written: Option<Box<ResponseHeader>>,
     /// The parsed request header
     request_header: Option<Box<RequestHeader>>,
+    /// PORTCULLIS PATCH (pingora-core 17): see [`RequestFraming`].
+    framing: Option<RequestFraming>,
     /// An internal buffer that holds a copy of the request body up to a certain size
     retry_buffer: Option<FixedBuffer>,
     /// Whether this session is an upgraded session. This flag is calculated when sending the
@@ -160,6 +162,32 @@ pub struct HttpSession {
     pipelined_idle_bytes_stashed: bool,
 }
 
+// PORTCULLIS PATCH (pingora-core 17)
+/// How a request head frames its body, read once: the validation and the
+/// body reader each looked `Transfer-Encoding` up (the validation twice
+/// more) and scanned `Content-Length` again, on the same head, for every
+/// request.
+#[derive(Debug, Clone, Copy)]
+struct RequestFraming {
+    /// `Transfer-Encoding` is present.
+    transfer_encoding: bool,
+    /// Its last coding is `chunked` ([`is_chunked_encoding_from_headers`]).
+    chunked: bool,
+    /// `Content-Length` ([`content_length_for_framing`]; `Err` when invalid).
+    content_length: std::result::Result<Option<usize>, ()>,
+}
+
+impl RequestFraming {
+    fn of(headers: &http::HeaderMap, transfer_encoding: bool) -> Self {
+        Self {
+            transfer_encoding,
+            chunked: transfer_encoding && is_chunked_encoding_from_headers(headers),
+            content_length: content_length_for_framing(headers).map_err(drop),
+        }
+    }
+}
+// END PORTCULLIS PATCH (pingora-core 17)
+
 impl HttpSession {
     /// Create a new http server session from an established (TCP or TLS) [`Stream`].
     /// The created session needs to call [`Self::read_request()`] first before performing
@@ -186,6 +214,7 @@ impl HttpSession {
             update_resp_headers: true,
             response_written: None,
             request_header: None,
+            framing: None,
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: None,
             total_drain_timeout: None,
@@ -412,6 +441,12 @@ impl HttpSession {
                         if has_both_te_and_cl {
                             request_header.remove_header(&CONTENT_LENGTH);
                         }
+                        // PORTCULLIS PATCH (pingora-core 17)
+                        self.framing = Some(RequestFraming::of(
+                            &request_header.headers,
+                            contains_transfer_encoding,
+                        ));
+                        // END PORTCULLIS PATCH (pingora-core 17)
 
                         self.buf = buf;
                         self.preread_body = Some(preread_body);
@@ -487,13 +522,20 @@ impl HttpSession {
         // Reject an ambiguous authority before anything routes on it.
         validate_request_authority(req_header)?;
 
+        // PORTCULLIS PATCH (pingora-core 17): the framing read at parse time
+        // (or now, if the head may have changed since), once for all below.
+        let framing = self.framing();
+
         // Validate/reconcile Content-Length per RFC 9110 section 8.6 (hyper
         // parity): identical duplicates and comma-combined identical values are
         // accepted and collapsed; differing or unparseable values are rejected.
         // This is a no-op when Transfer-Encoding is present (TE overrides CL).
-        super::common::validate_content_length(&req_header.headers)?;
+        if !framing.transfer_encoding && framing.content_length.is_err() {
+            // Read again for its error (`validate_content_length`'s).
+            super::common::validate_content_length(&req_header.headers)?;
+        }
 
-        if req_header.headers.contains_key(TRANSFER_ENCODING) {
+        if framing.transfer_encoding {
             // Per [RFC 9112 Section 6.1-16](https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-16),
             // HTTP/1.0 requests with Transfer-Encoding MUST be treated as having faulty framing.
             // We reject with 400 Bad Request and close the connection.
@@ -505,7 +547,7 @@ impl HttpSession {
             }
             // If chunked is not the final Transfer-Encoding, reject request
             // See https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.4.3
-            if !self.is_chunked_encoding() {
+            if !framing.chunked {
                 return Error::e_explain(InvalidHTTPHeader, "non-chunked final Transfer-Encoding");
             }
         }
@@ -526,6 +568,10 @@ impl HttpSession {
     /// # Panics
     /// this function and most other functions will panic if called before [`Self::read_request()`]
     pub fn req_header_mut(&mut self) -> &mut RequestHeader {
+        // PORTCULLIS PATCH (pingora-core 17): whoever may change the head
+        // may change its framing; read it again from the head then.
+        self.framing = None;
+        // END PORTCULLIS PATCH (pingora-core 17)
         self.request_header
             .as_mut()
             .expect("Request header is not read yet")
@@ -1114,16 +1160,28 @@ impl HttpSession {
         self.body_bytes_read
     }
 
+    // PORTCULLIS PATCH (pingora-core 17): the session reads its framing
+    // through `framing()`; this stays for the crate's tests, and
+    // `get_content_length` is gone (its one caller reads `framing()`).
+    #[cfg(test)]
     fn is_chunked_encoding(&self) -> bool {
         is_chunked_encoding_from_headers(&self.req_header().headers)
     }
 
-    fn get_content_length(&self) -> Result<Option<usize>> {
-        content_length_for_framing(&self.req_header().headers)
+    /// The request head's framing: as read when it was parsed, unless the
+    /// head was handed out for changes since ([`Self::req_header_mut`]).
+    fn framing(&self) -> RequestFraming {
+        self.framing.unwrap_or_else(|| {
+            let headers = &self.req_header().headers;
+            RequestFraming::of(headers, headers.contains_key(TRANSFER_ENCODING))
+        })
     }
+    // END PORTCULLIS PATCH (pingora-core 17)
 
     fn init_body_reader(&mut self) {
         if self.body_reader.need_init() {
+            // PORTCULLIS PATCH (pingora-core 17)
+            let framing = self.framing();
             // reset retry buffer
             if let Some(buffer) = self.retry_buffer.as_mut() {
                 buffer.clear();
@@ -1136,13 +1194,13 @@ impl HttpSession {
                 // if upgraded _post_ 101 (and body was not init yet)
                 // treat as upgraded body (pass through until closed)
                 self.body_reader.init_close_delimited_owned(preread_body);
-            } else if self.is_chunked_encoding() {
+            } else if framing.chunked {
                 // if chunked encoding, content-length should be ignored
                 self.body_reader.init_chunked_owned(preread_body);
             } else {
                 // At this point, validate_request() should have already been called,
                 // so get_content_length() should not return an error for invalid values
-                let cl = self.get_content_length().unwrap_or(None);
+                let cl = framing.content_length.unwrap_or(None);
                 match cl {
                     Some(i) => {
                         self.body_reader.init_content_length_owned(i, preread_body);
