@@ -78,12 +78,7 @@ fn lines(values: &[Vec<u8>]) -> Vec<u8> {
 
 #[tokio::test]
 async fn request_lengths_are_read_strictly() {
-    let (addr, _task) = lengths_upstream().await;
-    let env = TestEnv::with(Options {
-        upstream: Some(addr),
-        ..Options::default()
-    })
-    .await;
+    let (env, _task) = behind_lengths_upstream().await;
     for (values, valid) in rows("5") {
         let raw = [
             b"POST /public/framing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n".as_slice(),
@@ -111,12 +106,7 @@ async fn request_lengths_are_read_strictly() {
 /// so validation and body reader must agree on every row.
 #[tokio::test]
 async fn request_transfer_codings_are_read_strictly() {
-    let (addr, _task) = lengths_upstream().await;
-    let env = TestEnv::with(Options {
-        upstream: Some(addr),
-        ..Options::default()
-    })
-    .await;
+    let (env, _task) = behind_lengths_upstream().await;
     const BODY: &[u8] = b"5\r\nhello\r\n0\r\n\r\n";
     for (version, lines, valid) in [
         ("1.1", "Transfer-Encoding: chunked\r\n", true),
@@ -168,6 +158,17 @@ async fn request_transfer_codings_are_read_strictly() {
     }
 }
 
+/// A proxy in front of [`lengths_upstream`] (kept running by the handle).
+async fn behind_lengths_upstream() -> (TestEnv, tokio::task::JoinHandle<()>) {
+    let (addr, task) = lengths_upstream().await;
+    let env = TestEnv::with(Options {
+        upstream: Some(addr),
+        ..Options::default()
+    })
+    .await;
+    (env, task)
+}
+
 /// A raw upstream. A `POST` is answered with the number of body bytes that
 /// followed its head (waiting up to 1 s for five); a `GET /public/row/N`
 /// with the `Content-Length` lines of response row `N` and the body `abc`.
@@ -213,12 +214,7 @@ async fn lengths_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn response_lengths_are_read_strictly() {
-    let (addr, _task) = lengths_upstream().await;
-    let env = TestEnv::with(Options {
-        upstream: Some(addr),
-        ..Options::default()
-    })
-    .await;
+    let (env, _task) = behind_lengths_upstream().await;
     for (i, (values, valid)) in rows("3").into_iter().enumerate() {
         let raw = format!("GET /public/row/{i} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
         let (status, body) = exchange(env.proxy, raw.as_bytes()).await;
