@@ -198,7 +198,6 @@ impl HttpModuleCtx {
         )
     }
 
-    /// Run the `request_header_filter` for all the modules according to their orders.
     // PORTCULLIS PATCH (pingora-core 17)
     /// Whether no module runs: then no filter may change a request head,
     /// and the proxy need not hand the head out for changes.
@@ -207,6 +206,7 @@ impl HttpModuleCtx {
     }
     // END PORTCULLIS PATCH (pingora-core 17)
 
+    /// Run the `request_header_filter` for all the modules according to their orders.
     pub async fn request_header_filter(&mut self, req: &mut RequestHeader) -> Result<()> {
         for filter in self.module_ctx.iter_mut() {
             filter.request_header_filter(req).await?;

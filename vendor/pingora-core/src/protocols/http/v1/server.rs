@@ -1199,7 +1199,7 @@ impl HttpSession {
                 self.body_reader.init_chunked_owned(preread_body);
             } else {
                 // At this point, validate_request() should have already been called,
-                // so get_content_length() should not return an error for invalid values
+                // so the framing's length should not be an error for invalid values
                 let cl = framing.content_length.unwrap_or(None);
                 match cl {
                     Some(i) => {
