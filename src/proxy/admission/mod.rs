@@ -42,6 +42,7 @@
 //! answer, so the response filter can give it back ([`release`]) without a
 //! handle threaded through pingora's API.
 
+mod buckets;
 mod slots;
 
 use std::cell::RefCell;

@@ -14,7 +14,9 @@
 //! its bucket moved on and returns nothing. Both are one compare-and-swap on
 //! the same word, so a slot can never go back twice or not at all. A
 //! request therefore stops counting between one and two holds after its
-//! admission.
+//! admission. The words and their compare-and-swaps are
+//! [`Buckets`](super::buckets::Buckets), model-checked there with loom;
+//! this module adds the clock, the semaphore and the waiters.
 //!
 //! Why not a timer per request: a tokio `Sleep` registered and cancelled
 //! for every request cost ~1,200 instructions (callgrind), 1 % of a whole
@@ -23,34 +25,21 @@
 //! timer (one task, [`sweeper`]) runs only while someone is queued.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
-/// Low bits of a bucket word: the count (`max_active_requests` is at most
-/// 1,000,000); high bits: the epoch (2^40 epochs of a millisecond at the
-/// least are 34 years).
-const COUNT_BITS: u32 = 24;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-
-fn pack(epoch: u64, count: u64) -> u64 {
-    epoch << COUNT_BITS | count
-}
-
-fn unpack(word: u64) -> (u64, u64) {
-    (word >> COUNT_BITS, word & COUNT_MASK)
-}
+use super::buckets::{Buckets, COUNT_MASK};
 
 /// `max_active_requests` slots and their holds.
 pub(super) struct Slots {
     /// Slots not taken. Taken permits are forgotten; they come back through
     /// `add_permits` from whichever of release or sweep wins.
     free: Semaphore,
-    /// `[even epoch, odd epoch]`: `pack(epoch, requests admitted then and
-    /// still counting)`.
-    buckets: [AtomicU64; 2],
+    /// Who counts in which epoch ([`Buckets`]).
+    buckets: Buckets,
     start: Instant,
     hold_ms: u64,
     /// Requests waiting for a slot, and a wake-up for the sweeper when the
@@ -79,7 +68,7 @@ impl Slots {
             .min(Semaphore::MAX_PERMITS);
         Self {
             free: Semaphore::new(max),
-            buckets: [AtomicU64::new(0), AtomicU64::new(pack(1, 0))],
+            buckets: Buckets::new(),
             start: Instant::now(),
             hold_ms: u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1),
             waiting: AtomicUsize::new(0),
@@ -119,83 +108,24 @@ impl Slots {
     /// Counts a request (its permit already taken) in the current epoch's
     /// bucket, sweeping the bucket first if it still holds an old epoch.
     fn count_in(self: &Arc<Self>) -> Ticket {
-        let mut epoch = self.epoch();
-        let bucket = &self.buckets[(epoch & 1) as usize];
-        let mut word = bucket.load(Ordering::Acquire);
-        loop {
-            let (at, count) = unpack(word);
-            let (next, swept) = if at == epoch {
-                (pack(epoch, count + 1), 0)
-            } else if at < epoch {
-                (pack(epoch, 1), count)
-            } else {
-                // Another thread moved the bucket to a later epoch of the
-                // same parity after this one read the clock: count there.
-                epoch = at;
-                (pack(at, count + 1), 0)
-            };
-            match bucket.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    self.give_back(swept);
-                    return Ticket {
-                        slots: self.clone(),
-                        epoch,
-                    };
-                }
-                Err(current) => word = current,
-            }
+        let (epoch, swept) = self.buckets.count_in(self.epoch());
+        self.give_back(swept);
+        Ticket {
+            slots: self.clone(),
+            epoch,
         }
     }
 
     /// The request of `epoch` is done: its slot goes back unless a sweep
     /// already returned it.
     fn release(&self, epoch: u64) {
-        let bucket = &self.buckets[(epoch & 1) as usize];
-        let mut word = bucket.load(Ordering::Acquire);
-        loop {
-            let (at, count) = unpack(word);
-            if at != epoch || count == 0 {
-                return;
-            }
-            match bucket.compare_exchange_weak(
-                word,
-                pack(at, count - 1),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return self.give_back(1),
-                Err(current) => word = current,
-            }
-        }
+        self.give_back(self.buckets.release(epoch));
     }
 
     /// Returns the slots of every bucket whose epoch is two or more behind
     /// the clock.
     pub(super) fn sweep(&self) {
-        let now = self.epoch();
-        for bucket in &self.buckets {
-            let mut word = bucket.load(Ordering::Acquire);
-            loop {
-                let (at, count) = unpack(word);
-                if at + 2 > now || count == 0 {
-                    break;
-                }
-                // Moved on by two epochs: still of its parity, never again
-                // the epoch of a ticket that counted in it.
-                match bucket.compare_exchange_weak(
-                    word,
-                    pack(at + 2, 0),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        self.give_back(count);
-                        break;
-                    }
-                    Err(current) => word = current,
-                }
-            }
-        }
+        self.give_back(self.buckets.sweep(self.epoch()));
     }
 
     fn give_back(&self, n: u64) {
@@ -408,8 +338,7 @@ mod tests {
                     // Each bucket counts exactly the requests held since
                     // its epoch; the others were swept.
                     let mut counting = 0;
-                    for bucket in &slots.buckets {
-                        let (at, count) = unpack(bucket.load(Ordering::Acquire));
+                    for (at, count) in slots.buckets.read() {
                         let live = held.iter().filter(|t| t.epoch == at).count();
                         prop_assert_eq!(count as usize, live);
                         counting += live;
