@@ -82,6 +82,12 @@ pub fn request_hosts(
 /// `h:8080`), as sent; `None` for the origin form (`/x`) and anything that
 /// is not UTF-8 (the path check refuses those).
 pub fn target_authority(target: &[u8]) -> Option<&str> {
+    // The origin form, what nearly every request sends, is answered without
+    // reading on: an absolute-form target begins with its scheme, never
+    // `/` (and `/http://h/` is a path, which the checks below also find).
+    if target.first() == Some(&b'/') {
+        return None;
+    }
     let target = std::str::from_utf8(target).ok()?;
     let (scheme, rest) = target.split_once("://")?;
     if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
@@ -227,6 +233,11 @@ mod tests {
         );
         assert_eq!(target_authority(b"/x"), None);
         assert_eq!(target_authority(b"/redirect?to=http://evil/"), None);
+        assert_eq!(target_authority(b"/http://evil/x"), None);
+        assert_eq!(target_authority(b"/\xff"), None);
+        assert_eq!(target_authority(b"*"), None);
+        assert_eq!(target_authority(b"h:443"), None);
+        assert_eq!(target_authority(b"HTTP://H/x"), Some("H"));
         assert_eq!(target_authority(b"ftp://h/x"), None);
         assert_eq!(target_authority(b"https://h:8443"), Some("h:8443"));
         assert_eq!(
