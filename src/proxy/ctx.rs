@@ -100,14 +100,20 @@ pub(super) enum RouteKind {
 }
 
 impl RouteKind {
-    pub(super) fn as_str(self) -> &'static str {
+    /// Its index in [`crate::metrics::POLICIES`], the label it counts
+    /// under.
+    pub(super) fn label_index(self) -> usize {
         match self {
-            RouteKind::None => "none",
-            RouteKind::Internal => "internal",
-            RouteKind::Public => "public",
-            RouteKind::Optional => "optional",
-            RouteKind::Required => "required",
+            RouteKind::None => 0,
+            RouteKind::Internal => 1,
+            RouteKind::Public => 2,
+            RouteKind::Optional => 3,
+            RouteKind::Required => 4,
         }
+    }
+
+    pub(super) fn as_str(self) -> &'static str {
+        crate::metrics::POLICIES[self.label_index()]
     }
 }
 

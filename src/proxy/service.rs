@@ -12,7 +12,6 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::identity::Principal;
-use crate::metrics::status_class;
 use crate::session::Lookup;
 
 use super::body::{self, Body, Received};
@@ -648,17 +647,9 @@ impl ProxyHttp for PortcullisProxy {
             .or_else(|| session.response_written().map(|r| r.status.as_u16()))
             .unwrap_or(0);
         let elapsed = ctx.start.elapsed();
-        st.generation
-            .metrics
-            .requests
-            .with_label_values(&[ctx.policy.as_str(), status_class(status)])
-            .inc();
-        st.generation.metrics.requests_in_flight.dec();
-        st.generation
-            .metrics
-            .request_duration
-            .with_label_values(&[ctx.policy.as_str()])
-            .observe(elapsed.as_secs_f64());
+        let metrics = &st.generation.metrics;
+        metrics.request_done(ctx.policy.label_index(), status, elapsed);
+        metrics.requests_in_flight.dec();
         if st.generation.config.log.access_log {
             let req = session.req_header();
             tracing::info!(

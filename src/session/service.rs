@@ -242,14 +242,8 @@ impl Sessions {
                 Ok::<_, StoreError>(Some(Arc::new(session)))
             })
             .await?;
-        let result = match source {
-            Source::Cache => "hit",
-            Source::Store => "miss",
-        };
         self.metrics
-            .session_cache
-            .with_label_values(&[result])
-            .inc();
+            .session_cache_lookup(matches!(source, Source::Cache));
         let Some(session) = entry else {
             return Ok(Lookup::Rejected("unknown"));
         };
