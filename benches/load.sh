@@ -357,7 +357,7 @@ if [[ $ONLY_BASELINE != 1 ]]; then
   export RUST_LOG="${RUST_LOG:-warn}"   # per-request logging would be measured too
 
   # The floor: pingora forwarding with nothing else (examples/bare_pingora.rs,
-  # same pingora settings). nginx→bare is pingora's cost, bare→public ours.
+  # same pingora settings and allocator). nginx→bare is pingora's cost, bare→public ours.
   BARE_BIN=${BARE_BIN:-$(dirname "$BIN")/examples/bare_pingora}
   BARE_UNPATCHED_BIN=${BARE_UNPATCHED_BIN:-$(dirname "$BIN")/bare_pingora_unpatched}
   start_measured pingora-bare "$BARE_BIN" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT"
