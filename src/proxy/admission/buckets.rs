@@ -41,23 +41,32 @@ pub(super) trait Word {
     ) -> Result<u64, u64>;
 }
 
-impl Word for AtomicU64 {
-    fn new(value: u64) -> Self {
-        AtomicU64::new(value)
-    }
-    fn load(&self, order: Ordering) -> u64 {
-        AtomicU64::load(self, order)
-    }
-    fn compare_exchange_weak(
-        &self,
-        current: u64,
-        new: u64,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u64, u64> {
-        AtomicU64::compare_exchange_weak(self, current, new, success, failure)
-    }
+/// The same four methods on each atomic type (they have no common trait).
+macro_rules! word {
+    ($atomic:ty) => {
+        impl Word for $atomic {
+            fn new(value: u64) -> Self {
+                <$atomic>::new(value)
+            }
+            fn load(&self, order: Ordering) -> u64 {
+                <$atomic>::load(self, order)
+            }
+            fn compare_exchange_weak(
+                &self,
+                current: u64,
+                new: u64,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<u64, u64> {
+                <$atomic>::compare_exchange_weak(self, current, new, success, failure)
+            }
+        }
+    };
 }
+
+word!(AtomicU64);
+#[cfg(test)]
+word!(loom::sync::atomic::AtomicU64);
 
 /// `[even epoch, odd epoch]`: `pack(epoch, requests admitted then and still
 /// counting)`.
@@ -160,28 +169,10 @@ impl<W: Word> Buckets<W> {
 #[cfg(test)]
 mod model {
     use loom::sync::Arc;
-    use loom::sync::atomic::{AtomicU64 as LoomU64, Ordering};
+    use loom::sync::atomic::AtomicU64 as LoomU64;
     use loom::thread;
 
-    use super::{Buckets, Word};
-
-    impl Word for LoomU64 {
-        fn new(value: u64) -> Self {
-            LoomU64::new(value)
-        }
-        fn load(&self, order: Ordering) -> u64 {
-            LoomU64::load(self, order)
-        }
-        fn compare_exchange_weak(
-            &self,
-            current: u64,
-            new: u64,
-            success: Ordering,
-            failure: Ordering,
-        ) -> Result<u64, u64> {
-            LoomU64::compare_exchange_weak(self, current, new, success, failure)
-        }
-    }
+    use super::Buckets;
 
     type Shared = Arc<Buckets<LoomU64>>;
 
