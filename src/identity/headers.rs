@@ -52,19 +52,27 @@ pub(super) const FORWARDING_HEADERS: &[&str] = &[
     "x-cluster-client-ip",
 ];
 
-/// Sets of header names looked up for every header of every request: a
-/// fixed set built from configuration, probed with names a client chose, so
-/// there is nothing to flood and no need for SipHash's keyed resistance
-/// (foldhash: ~5x fewer instructions for a short name).
-type NameSet = foldhash::HashSet<String>;
+/// What a normalised header name is to the plan, looked up once for every
+/// header of every request: one map (each probe hashes the name, ~60
+/// instructions), built from configuration and probed with names a client
+/// chose, so there is nothing to flood and no need for SipHash's keyed
+/// resistance (foldhash: ~5x fewer instructions for a short name).
+type NameClasses = foldhash::HashMap<String, NameClass>;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct NameClass {
+    /// Stripped on every request.
+    strip: bool,
+    /// One of [`FORWARDING_HEADERS`].
+    forwarding: bool,
+}
 
 /// Compiled identity-header configuration.
 #[derive(Debug, Clone)]
 pub struct HeaderPlan {
-    /// Normalised names stripped on every request.
-    strip: NameSet,
-    /// Normalised names of [`FORWARDING_HEADERS`].
-    forwarding: NameSet,
+    /// Normalised names stripped on every request, and those of
+    /// [`FORWARDING_HEADERS`].
+    classes: NameClasses,
     inject: Vec<(HeaderName, Field)>,
     /// `[[headers.extra]]`: name, the claim (as the session keeps it),
     /// the join string (`None`: the first value only).
@@ -86,7 +94,13 @@ impl HeaderPlan {
             (&cfg.principal_type, Field::PrincipalType),
         ];
         let mut inject = Vec::new();
-        let mut strip = NameSet::default();
+        let mut classes = NameClasses::default();
+        let mut strip = |name: &str| {
+            classes
+                .entry(normalize_header_name(name))
+                .or_default()
+                .strip = true;
+        };
         // Step-up headers only when named.
         let facts = cfg.auth_fact_headers().map(|(k, name)| {
             let field = match k {
@@ -98,11 +112,11 @@ impl HeaderPlan {
         });
         for (name, field) in fields.into_iter().chain(facts) {
             inject.push((HeaderName::from_bytes(name.as_bytes())?, field));
-            strip.insert(normalize_header_name(name));
+            strip(name);
         }
         // The assertion header is always stripped, even when signing is off,
         // so an app that verifies it can't be fed a forged one.
-        strip.insert(normalize_header_name(&cfg.assertion));
+        strip(&cfg.assertion);
         for extra in cfg
             .strip
             .iter()
@@ -110,7 +124,7 @@ impl HeaderPlan {
             .chain(REWRITE_HEADERS.iter().copied())
             .chain(OWN_HEADERS.iter().copied())
         {
-            strip.insert(normalize_header_name(extra));
+            strip(extra);
         }
         let mut extra = Vec::new();
         for e in &cfg.extra {
@@ -119,16 +133,18 @@ impl HeaderPlan {
                 e.claim.clone(),
                 e.join.clone(),
             ));
-            strip.insert(normalize_header_name(&e.name));
+            strip(&e.name);
         }
         let assertion = if cfg.assertion_enabled {
             Some(HeaderName::from_bytes(cfg.assertion.as_bytes())?)
         } else {
             None
         };
+        for name in FORWARDING_HEADERS {
+            classes.entry((*name).to_owned()).or_default().forwarding = true;
+        }
         Ok(Self {
-            strip,
-            forwarding: FORWARDING_HEADERS.iter().map(|s| (*s).to_owned()).collect(),
+            classes,
             inject,
             extra,
             assertion,
@@ -154,9 +170,12 @@ impl HeaderPlan {
             } else {
                 normalize_header_name(s).into()
             };
-            let forwarding = self.forwarding.contains(normal.as_ref());
-            let hit = self.strip.contains(normal.as_ref())
-                || (forwarding && (!trust_forwarded || !canonical));
+            let class = self
+                .classes
+                .get(normal.as_ref())
+                .copied()
+                .unwrap_or_default();
+            let hit = class.strip || (class.forwarding && (!trust_forwarded || !canonical));
             if hit && !out.contains(name) {
                 out.push(name.clone());
             }
