@@ -58,6 +58,10 @@ tokio::task_local! {
     /// [`CookieMemo`]). HTTP/2 streams run in tasks of their own and have
     /// none.
     static OPENED_COOKIE: Cell<Option<Box<CookieMemo>>>;
+    /// Set by [`ConnectionLimit`] for the task serving one connection: the
+    /// timer of its waits for a request ([`read_head`]), kept from one
+    /// request to the next.
+    static WAIT_TIMER: Cell<Option<Pin<Box<tokio::time::Sleep>>>>;
 }
 
 /// Runs `f` with this connection's [`CookieMemo`] slot, or with an empty
@@ -156,11 +160,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
             metrics: &self.metrics,
             _permit: permit,
         };
+        let served = OPENED_COOKIE.scope(Cell::new(None), self.inner.process_new(stream, shutdown));
         FIRST_REQUEST
-            .scope(
-                Cell::new(true),
-                OPENED_COOKIE.scope(Cell::new(None), self.inner.process_new(stream, shutdown)),
-            )
+            .scope(Cell::new(true), WAIT_TIMER.scope(Cell::new(None), served))
             .await
     }
 
@@ -383,6 +385,17 @@ enum Head {
 /// Reads until the end of a request header. Waits `first_wait` for the
 /// first byte; the header must then be complete `header_timeout` after the
 /// first byte, or after the start when `from_start` (a new connection).
+///
+/// The wait for the first byte uses the connection's timer (`WAIT_TIMER`),
+/// kept from its last wait, not a timer of its own: registering and
+/// cancelling a tokio timer for every request of a kept-alive connection
+/// cost ~730 instructions a request (callgrind), and a registration
+/// earlier than the runtime's next wake-up wakes its driver (an eventfd
+/// write). A kept timer whose deadline has not come stays registered; its
+/// deadline moves only when it fires early (a deadline from an earlier
+/// wait, passed while the connection served a request: moved to this
+/// wait's, and the wait goes on) or would fire late. So a wait ends at
+/// exactly `first_wait`, as with a timer of its own.
 async fn read_head<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
     first_wait: Duration,
@@ -391,16 +404,37 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(
     shutdown: &ShutdownWatch,
 ) -> Head {
     let start = tokio::time::Instant::now();
-    let shutting_down = shutdown_signalled(shutdown);
-    let read = tokio::select! {
-        biased;
-        r = tokio::time::timeout(first_wait, first_bytes(stream)) => r,
-        () = shutting_down => return Head::Closed,
+    let first_deadline = start + first_wait;
+    // The connection's timer, kept from its last wait: see `wait_timer`.
+    let mut timer = WAIT_TIMER
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(first_deadline)));
+    if timer.deadline() > first_deadline {
+        timer.as_mut().reset(first_deadline);
+    }
+    let mut shutting_down = std::pin::pin!(shutdown_signalled(shutdown));
+    let read = loop {
+        tokio::select! {
+            biased;
+            r = first_bytes(stream) => break Some(r),
+            () = &mut timer => {
+                if timer.deadline() >= first_deadline {
+                    break None;
+                }
+                // A deadline of an earlier wait, passed while the
+                // connection was busy: this wait's is later.
+                timer.as_mut().reset(first_deadline);
+            }
+            () = &mut shutting_down => return Head::Closed,
+        }
     };
+    let _ = WAIT_TIMER.try_with(|slot| slot.set(Some(timer)));
     let mut buf = match read {
-        Err(_) if from_start => return Head::Silent,
-        Ok(Ok(buf)) if !buf.is_empty() => buf,
-        Err(_) | Ok(Ok(_)) | Ok(Err(_)) => return Head::Closed,
+        None if from_start => return Head::Silent,
+        Some(Ok(buf)) if !buf.is_empty() => buf,
+        None | Some(Ok(_)) | Some(Err(_)) => return Head::Closed,
     };
     let deadline = if from_start {
         start
@@ -688,6 +722,58 @@ mod tests {
             read_head(&mut server, t(5), t(5), true, &rx).await,
             Head::Silent
         );
+    }
+
+    /// The connection's kept timer (`WAIT_TIMER`) ends each wait exactly
+    /// at its own `first_wait`: not at a deadline left by an earlier wait
+    /// that passed while the connection was busy, nor later when the
+    /// earlier wait's deadline lies beyond this one's.
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_timer_ends_each_wait_at_its_own_deadline() {
+        let (_tx, rx) = watch();
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let t = Duration::from_secs;
+        WAIT_TIMER
+            .scope(Cell::new(None), async move {
+                // A first request at once: the timer (deadline 5 s) is kept.
+                client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+                let got = read_head(&mut server, t(5), t(5), true, &rx).await;
+                assert!(matches!(got, Head::Complete(_)), "{got:?}");
+                let kept = WAIT_TIMER.with(Cell::take).expect("the timer is kept");
+                assert_eq!(kept.deadline(), tokio::time::Instant::now() + t(5));
+                WAIT_TIMER.with(|slot| slot.set(Some(kept)));
+                // Busy past that deadline; then a wait of 75 s does not
+                // end at once: its request, a second in, is read.
+                tokio::time::sleep(t(6)).await;
+                let writer = tokio::spawn(async move {
+                    tokio::time::sleep(t(1)).await;
+                    client.write_all(b"GET /b HTTP/1.1\r\n\r\n").await.unwrap();
+                    client
+                });
+                let started = tokio::time::Instant::now();
+                let got = read_head(&mut server, t(75), t(5), false, &rx).await;
+                assert_eq!(
+                    got,
+                    Head::Complete(BytesMut::from(&b"GET /b HTTP/1.1\r\n\r\n"[..]))
+                );
+                assert_eq!(started.elapsed(), t(1));
+                let _client = writer.await.unwrap();
+                // The kept deadline is 74 s away; a wait of 5 s ends at 5 s.
+                let started = tokio::time::Instant::now();
+                assert_eq!(
+                    read_head(&mut server, t(5), t(5), true, &rx).await,
+                    Head::Silent
+                );
+                assert_eq!(started.elapsed(), t(5));
+                // And a wait of 75 s after it at 75 s.
+                let started = tokio::time::Instant::now();
+                assert_eq!(
+                    read_head(&mut server, t(75), t(5), false, &rx).await,
+                    Head::Closed
+                );
+                assert_eq!(started.elapsed(), t(75));
+            })
+            .await;
     }
 
     #[tokio::test(start_paused = true)]
