@@ -405,7 +405,7 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(
 ) -> Head {
     let start = tokio::time::Instant::now();
     let first_deadline = start + first_wait;
-    // The connection's timer, kept from its last wait: see `wait_timer`.
+    // The connection's timer, kept from its last wait (see above).
     let mut timer = WAIT_TIMER
         .try_with(Cell::take)
         .ok()
