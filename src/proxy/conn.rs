@@ -47,6 +47,7 @@ use crate::metrics::Metrics;
 use crate::session::CookieMemo;
 
 use super::admission::{self, Admission, Admit};
+use super::forward::Rendered;
 use super::state::ProxyState;
 
 tokio::task_local! {
@@ -62,16 +63,33 @@ tokio::task_local! {
     /// timer of its waits for a request ([`read_head`]), kept from one
     /// request to the next.
     static WAIT_TIMER: Cell<Option<Pin<Box<tokio::time::Sleep>>>>;
+    /// Set by [`ConnectionLimit`] for the task serving one connection: the
+    /// upstream lines its requests repeat ([`Rendered`]).
+    static RENDERED: Cell<Option<Box<Rendered>>>;
 }
 
 /// Runs `f` with this connection's [`CookieMemo`] slot, or with an empty
-/// one when the task serves no HTTP/1 connection of ours. Never held
-/// across an await (the memo is taken out and put back).
+/// one when the task serves no HTTP/1 connection of ours.
 pub(super) fn with_cookie_memo<R>(f: impl FnOnce(&mut Option<Box<CookieMemo>>) -> R) -> R {
-    match OPENED_COOKIE.try_with(Cell::take) {
-        Ok(mut memo) => {
-            let r = f(&mut memo);
-            let _ = OPENED_COOKIE.try_with(|slot| slot.set(memo));
+    with_kept(&OPENED_COOKIE, f)
+}
+
+/// Runs `f` with this connection's [`Rendered`] slot, or with an empty one
+/// when the task serves no HTTP/1 connection of ours.
+pub(super) fn with_rendered<R>(f: impl FnOnce(&mut Option<Box<Rendered>>) -> R) -> R {
+    with_kept(&RENDERED, f)
+}
+
+/// `f` with what the connection keeps in `slot`, taken out and put back:
+/// never held across an await.
+fn with_kept<T: 'static, R>(
+    slot: &'static tokio::task::LocalKey<Cell<Option<Box<T>>>>,
+    f: impl FnOnce(&mut Option<Box<T>>) -> R,
+) -> R {
+    match slot.try_with(Cell::take) {
+        Ok(mut kept) => {
+            let r = f(&mut kept);
+            let _ = slot.try_with(|s| s.set(kept));
             r
         }
         Err(_) => f(&mut None),
@@ -160,7 +178,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
             metrics: &self.metrics,
             _permit: permit,
         };
-        let served = OPENED_COOKIE.scope(Cell::new(None), self.inner.process_new(stream, shutdown));
+        let served = OPENED_COOKIE.scope(
+            Cell::new(None),
+            RENDERED.scope(Cell::new(None), self.inner.process_new(stream, shutdown)),
+        );
         FIRST_REQUEST
             .scope(Cell::new(true), WAIT_TIMER.scope(Cell::new(None), served))
             .await

@@ -3,11 +3,12 @@
 //! withheld, and `X-Forwarded-*` made truthful.
 
 use std::net::IpAddr;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Weak};
 
 use http::HeaderValue;
 use http::header::{COOKIE, HOST, HeaderName};
-use pingora::http::{CasedHeaderName, RequestHeader, ResponseHeader};
+use pingora::http::{CasedHeaderName, FieldLines, RequestHeader, ResponseHeader};
 
 use crate::identity::{HeaderPlan, Principal};
 
@@ -27,49 +28,26 @@ pub(super) struct Downstream<'a> {
 /// parses a name on every call, which was the largest single cost of an
 /// authenticated request (vendor/README.md, pingora-http patch).
 pub(crate) struct UpstreamNames {
+    /// Unique per compilation: the key under which a connection keeps the
+    /// identity lines rendered with these names and their plan
+    /// ([`Rendered`]).
+    id: u64,
     /// `HeaderPlan::names`, in its order.
     identity: Vec<CasedHeaderName>,
     assertion: Option<CasedHeaderName>,
-    /// The bytes every line [`rewrite`] may append spends on its name and
-    /// punctuation, identity lines and the connection's apart.
-    identity_names_len: usize,
-    connection_names_len: usize,
 }
 
-impl UpstreamNames {
-    pub(crate) fn compile(plan: &HeaderPlan) -> Self {
-        let identity: Vec<_> = plan.names().cloned().map(CasedHeaderName::new).collect();
-        let assertion = plan.assertion_header().cloned().map(CasedHeaderName::new);
-        let line = |n: &CasedHeaderName| n.name().as_str().len() + ": \r\n".len();
-        let f = &*FIXED;
-        let connection = [
-            &f.forwarded_for,
-            &f.forwarded_proto,
-            &f.forwarded_host,
-            &f.forwarded_port,
-            &f.real_ip,
-            &f.forwarded,
-            &f.request_id,
-        ];
-        Self {
-            identity_names_len: identity.iter().chain(&assertion).map(line).sum(),
-            connection_names_len: connection.into_iter().map(line).sum(),
-            identity,
-            assertion,
-        }
-    }
+static NEXT_NAMES_ID: AtomicU64 = AtomicU64::new(1);
 
-    /// Room for what [`rewrite`] appends, so its buffer is allocated once:
-    /// the names, the assertion, and a guess at the other values (an
-    /// address, a host, an email, a name, a few groups).
-    fn room(&self, principal: bool, assertion: Option<&HeaderValue>) -> usize {
-        const VALUES: usize = 256;
-        let identity = if principal {
-            self.identity_names_len + assertion.map_or(0, HeaderValue::len)
-        } else {
-            0
-        };
-        self.connection_names_len + identity + VALUES
+impl UpstreamNames {
+    /// `plan` is the generation's, the one [`rewrite`] is then given with
+    /// these names (both live in one `ProxyState`).
+    pub(crate) fn compile(plan: &HeaderPlan) -> Self {
+        Self {
+            id: NEXT_NAMES_ID.fetch_add(1, Ordering::Relaxed),
+            identity: plan.names().cloned().map(CasedHeaderName::new).collect(),
+            assertion: plan.assertion_header().cloned().map(CasedHeaderName::new),
+        }
     }
 }
 
@@ -111,18 +89,118 @@ fn value(v: impl TryInto<HeaderValue>) -> pingora::Result<HeaderValue> {
     })
 }
 
+/// The lines a connection's requests repeat, rendered by its first request
+/// and appended whole, one copy, to the next ones for as long as what they
+/// were rendered from is the same: the identity lines (a function of the
+/// principal and the generation's plan; a connection carries one session,
+/// so each of its requests would render the same escaped, joined values)
+/// and the forwarding lines of a directly exposed listener (a function of
+/// the connection's address, port and TLS, and the request's host). Kept
+/// per connection, not per session: ~400 bytes a busy connection, where a
+/// rendering held by each cached session would cost that for every one of
+/// them. Each part is keyed on all it was rendered from, so what is
+/// appended is byte for byte what rendering would write.
+#[derive(Default)]
+pub(super) struct Rendered {
+    identity: IdentityLines,
+    connection: ConnectionLines,
+    /// A trusted balancer's forwarding lines, rendered per request (they
+    /// carry what the request says), in a buffer kept from one to the next.
+    trusted: FieldLines,
+}
+
+#[derive(Default)]
+struct IdentityLines {
+    /// The [`UpstreamNames::id`] they were rendered with; 0 for none.
+    names: u64,
+    /// The principal they were rendered from, compared by address. Weak,
+    /// so that the allocation (not the principal) stays while it is held:
+    /// no other principal can come to have this address meanwhile.
+    /// Principals are immutable behind their `Arc`, so a changed user
+    /// (SCIM, a new login) is a new principal and is rendered afresh.
+    principal: Weak<Principal>,
+    lines: FieldLines,
+}
+
+impl IdentityLines {
+    fn of(
+        &mut self,
+        names: &UpstreamNames,
+        plan: &HeaderPlan,
+        p: &Arc<Principal>,
+    ) -> pingora::Result<&FieldLines> {
+        if self.names != names.id || !std::ptr::eq(self.principal.as_ptr(), Arc::as_ptr(p)) {
+            // Forgotten first: lines an error left half-written are never
+            // answered as the principal's.
+            self.names = 0;
+            self.lines.clear();
+            let lines = &mut self.lines;
+            plan.each_value(p, |slot, v| match names.identity.get(slot) {
+                Some(name) => lines.push(name, v.as_bytes()),
+                None => Ok(()),
+            })?;
+            self.names = names.id;
+            self.principal = Arc::downgrade(p);
+        }
+        Ok(&self.lines)
+    }
+}
+
+/// What a directly exposed listener's forwarding lines are rendered from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ConnectionKey {
+    client_ip: Option<IpAddr>,
+    port: Option<u16>,
+    tls: bool,
+}
+
+#[derive(Default)]
+struct ConnectionLines {
+    /// `None` until rendered (or after a failed rendering).
+    key: Option<ConnectionKey>,
+    host: Option<String>,
+    lines: FieldLines,
+}
+
+impl ConnectionLines {
+    fn of(&mut self, down: &Downstream<'_>, host: Option<&str>) -> pingora::Result<&FieldLines> {
+        let key = ConnectionKey {
+            client_ip: down.client_ip,
+            port: down.port,
+            tls: down.tls,
+        };
+        if self.key != Some(key) || self.host.as_deref() != host {
+            self.key = None;
+            self.lines.clear();
+            direct_lines(&mut self.lines, &key, host)?;
+            match (&mut self.host, host) {
+                (Some(kept), Some(h)) => {
+                    kept.clear();
+                    kept.push_str(h);
+                }
+                (kept, h) => *kept = h.map(str::to_owned),
+            }
+            self.key = Some(key);
+        }
+        Ok(&self.lines)
+    }
+}
+
 /// Rewrites `req` for the app. The headers Portcullis sets (identity, the
 /// assertion, forwarding, the request id) are written as appended field
 /// lines (`RequestHeader::append_field_line`, pingora-http patch 2) after
 /// every client copy of their names was removed: one line each, never
-/// beside the client's, with no per-header work in the header maps.
+/// beside the client's, with no per-header work in the header maps. The
+/// lines a connection repeats come from `rendered` ([`Rendered`]), kept by
+/// the connection (or made for this request alone when `None`).
 pub(super) fn rewrite(
     req: &mut RequestHeader,
     state: &Generation,
     names: &UpstreamNames,
-    principal: Option<&Principal>,
+    principal: Option<&Arc<Principal>>,
     assertion: Option<HeaderValue>,
     down: &Downstream<'_>,
+    rendered: &mut Option<Box<Rendered>>,
 ) -> pingora::Result<()> {
     let trust = state.config.server.trust_forwarded_headers;
     // Every spelling of every name appended below (identity, assertion,
@@ -136,24 +214,49 @@ pub(super) fn rewrite(
     if principal.is_some_and(|p| p.kind == crate::identity::PrincipalKind::Service) {
         req.remove_header(&http::header::AUTHORIZATION);
     }
-    req.reserve_field_lines(names.room(principal.is_some(), assertion.as_ref()));
-    if let Some(p) = principal {
-        state
-            .plan
-            .each_value(p, |slot, v| match names.identity.get(slot) {
-                Some(name) => req.append_field_line(name, v.as_bytes()),
-                None => Ok(()),
-            })?;
-        if let (Some(name), Some(token)) = (&names.assertion, &assertion) {
-            req.append_field_value(name, token)?;
+    let Rendered {
+        identity,
+        connection,
+        trusted,
+    } = &mut **rendered.get_or_insert_with(Box::default);
+    let identity = match principal {
+        Some(p) => Some(identity.of(names, &state.plan, p)?),
+        None => None,
+    };
+    let assertion = names
+        .assertion
+        .as_ref()
+        .zip(assertion.filter(|_| identity.is_some()));
+    let forwarding = if trust {
+        trusted.clear();
+        if trusted_lines(trusted, req, down)? {
+            req.remove_header(FIXED.forwarded_for.name());
         }
+        &*trusted
+    } else {
+        connection.of(down, request_host(req))?
+    };
+    let request_id = FIXED.request_id.name().as_str().len() + down.request_id.len() + 4;
+    req.reserve_field_lines(
+        identity.map_or(0, |l| l.as_bytes().len())
+            + assertion
+                .as_ref()
+                .map_or(0, |(n, v)| n.name().as_str().len() + v.len() + 4)
+            + forwarding.as_bytes().len()
+            + request_id,
+    );
+    if let Some(lines) = identity {
+        req.append_field_lines(lines);
     }
-    forwarded(req, trust, down)?;
+    if let Some((name, token)) = &assertion {
+        req.append_field_value(name, token)?;
+    }
+    req.append_field_lines(forwarding);
     req.append_field_line(&FIXED.request_id, down.request_id.as_bytes())?;
     Ok(())
 }
 
-/// The request's id on the answer too, so a client's report names the
+/// The request id on the answer too, so a client's report names the
 /// request the logs know.
 pub(super) fn tag_response(resp: &mut ResponseHeader, request_id: &str) -> pingora::Result<()> {
     resp.insert_parsed_header(&FIXED.request_id, value(request_id)?)
@@ -188,67 +291,79 @@ fn strip_session_cookie(req: &mut RequestHeader, state: &Generation) -> pingora:
     Ok(())
 }
 
-fn forwarded(req: &mut RequestHeader, trust: bool, down: &Downstream<'_>) -> pingora::Result<()> {
-    let f = &*FIXED;
-    let ip = down.client_ip.map(ip_text);
-    let proto = if down.tls { "https" } else { "http" };
-    // The request's own `Host` (shared bytes, not copied), if it is text.
-    let host = match req.headers.get(HOST) {
-        Some(h) if h.to_str().is_ok() => Some(h.clone()),
-        _ => req.uri.authority().map(|a| value(a.as_str())).transpose()?,
-    };
-    let host = host.as_ref().map(text);
-    if trust {
-        // Behind a trusted balancer: extend its chain, keep what it said.
-        // The chain is every `X-Forwarded-For` line in order (RFC 9110
-        // §5.3: repeated fields combine with commas), as the rate limiter
-        // reads it: a balancer that adds a line of its own rather than
-        // extending the client's would otherwise lose its entry here.
-        if let Some(ip) = &ip {
-            let mut chain = String::new();
-            for line in req.headers.get_all(f.forwarded_for.name()) {
-                let line = line.to_str().map(str::trim).unwrap_or_default();
-                if !line.is_empty() {
-                    chain.push_str(line);
-                    chain.push_str(", ");
-                }
-            }
-            chain.push_str(ip);
-            req.remove_header(f.forwarded_for.name());
-            req.append_field_line(&f.forwarded_for, chain.as_bytes())?;
-        }
-        if req.headers.get(f.forwarded_proto.name()).is_none() {
-            req.append_field_line(&f.forwarded_proto, proto.as_bytes())?;
-        }
-        if let (None, Some(h)) = (req.headers.get(f.forwarded_host.name()), host) {
-            req.append_field_line(&f.forwarded_host, h.as_bytes())?;
-        }
-    } else {
-        // Directly exposed: the client's forwarding headers were stripped
-        // (every spelling, see `HeaderPlan::headers_to_strip`); set the
-        // ones Portcullis knows from the connection.
-        if let Some(ip) = &ip {
-            req.append_field_line(&f.forwarded_for, ip.as_bytes())?;
-            req.append_field_line(&f.real_ip, ip.as_bytes())?;
-        }
-        req.append_field_line(&f.forwarded_proto, proto.as_bytes())?;
-        if let Some(h) = host {
-            req.append_field_line(&f.forwarded_host, h.as_bytes())?;
-        }
-        if let Some(port) = down.port {
-            req.append_field_line(&f.forwarded_port, HeaderValue::from(port).as_bytes())?;
-        }
-        let ip = down.client_ip.zip(ip.as_deref());
-        let forwarded = rfc7239(ip, proto, host);
-        req.append_field_line(&f.forwarded, forwarded.as_bytes())?;
+/// The request's own host: its `Host` if that is text, else the
+/// authority of an absolute-form target.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    match req.headers.get(HOST).map(HeaderValue::to_str) {
+        Some(Ok(h)) => Some(h),
+        _ => req.uri.authority().map(http::uri::Authority::as_str),
     }
-    Ok(())
 }
 
-/// A value this module made, or took after `to_str` accepted it, as text
-/// (visible ASCII, so the conversion cannot fail).
-fn text(v: &HeaderValue) -> &str {
-    v.to_str().unwrap_or_default()
+fn proto(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
+}
+
+/// Behind a trusted balancer: extend its chain, keep what it said. The
+/// chain is every `X-Forwarded-For` line in order (RFC 9110 §5.3: repeated
+/// fields combine with commas), as the rate limiter reads it: a balancer
+/// that adds a line of its own rather than extending the client's would
+/// otherwise lose its entry here. Whether the client's `X-Forwarded-For`
+/// lines are to be removed (the chain in `out` replaces them).
+fn trusted_lines(
+    out: &mut FieldLines,
+    req: &RequestHeader,
+    down: &Downstream<'_>,
+) -> pingora::Result<bool> {
+    let f = &*FIXED;
+    let chained = if let Some(ip) = down.client_ip.map(ip_text) {
+        let mut chain = String::new();
+        for line in req.headers.get_all(f.forwarded_for.name()) {
+            let line = line.to_str().map(str::trim).unwrap_or_default();
+            if !line.is_empty() {
+                chain.push_str(line);
+                chain.push_str(", ");
+            }
+        }
+        chain.push_str(&ip);
+        out.push(&f.forwarded_for, chain.as_bytes())?;
+        true
+    } else {
+        false
+    };
+    if req.headers.get(f.forwarded_proto.name()).is_none() {
+        out.push(&f.forwarded_proto, proto(down.tls).as_bytes())?;
+    }
+    if let (None, Some(h)) = (req.headers.get(f.forwarded_host.name()), request_host(req)) {
+        out.push(&f.forwarded_host, h.as_bytes())?;
+    }
+    Ok(chained)
+}
+
+/// Directly exposed: the client's forwarding headers were stripped (every
+/// spelling, see `HeaderPlan::headers_to_strip`); these are the ones
+/// Portcullis knows from the connection.
+fn direct_lines(
+    out: &mut FieldLines,
+    down: &ConnectionKey,
+    host: Option<&str>,
+) -> pingora::Result<()> {
+    let f = &*FIXED;
+    let ip = down.client_ip.map(ip_text);
+    let proto = proto(down.tls);
+    if let Some(ip) = &ip {
+        out.push(&f.forwarded_for, ip.as_bytes())?;
+        out.push(&f.real_ip, ip.as_bytes())?;
+    }
+    out.push(&f.forwarded_proto, proto.as_bytes())?;
+    if let Some(h) = host {
+        out.push(&f.forwarded_host, h.as_bytes())?;
+    }
+    if let Some(port) = down.port {
+        out.push(&f.forwarded_port, port.to_string().as_bytes())?;
+    }
+    let ip = down.client_ip.zip(ip.as_deref());
+    out.push(&f.forwarded, rfc7239(ip, proto, host).as_bytes())
 }
 
 /// The client's address in `IpAddr`'s `Display` form. An IPv4 address,
@@ -311,6 +426,126 @@ fn rfc7239(ip: Option<(IpAddr, &str)>, proto: &str, host: Option<&str>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HeadersConfig;
+
+    fn person(n: usize) -> Principal {
+        Principal {
+            user_id: format!("u{n}"),
+            email: format!("user{n}@example.com"),
+            name: Some(format!("User\r\nX-Evil: {n} Zoë")),
+            groups: (0..n % 4).map(|g| format!("g{g},x")).collect(),
+            tenant: n.is_multiple_of(2).then(|| "acme".into()),
+            ..Principal::default()
+        }
+    }
+
+    /// What rendering alone writes: the lines kept by nothing.
+    fn identity_fresh(names: &UpstreamNames, plan: &HeaderPlan, p: &Arc<Principal>) -> Vec<u8> {
+        let mut fresh = IdentityLines::default();
+        fresh.of(names, plan, p).unwrap().as_bytes().to_vec()
+    }
+
+    /// Kept identity lines are what rendering writes for the principal at
+    /// hand, whichever came before: the same principal again, another, one
+    /// made where a dropped one was (an allocator hands a freed block of
+    /// the same size straight back: keyed on a bare address, this test
+    /// gets the dropped principal's lines), and other names and plan.
+    #[test]
+    fn kept_identity_lines_are_the_principals_at_hand() {
+        let plan = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
+        let names = UpstreamNames::compile(&plan);
+        let other_cfg = HeadersConfig {
+            email: "X-Mail".into(),
+            ..HeadersConfig::default()
+        };
+        let other_plan = HeaderPlan::compile(&other_cfg).unwrap();
+        let other_names = UpstreamNames::compile(&other_plan);
+        let mut kept = IdentityLines::default();
+        let alice = Arc::new(person(1));
+        let bob = Arc::new(person(2));
+        for p in [&alice, &alice, &bob, &alice, &bob, &bob] {
+            let want = identity_fresh(&names, &plan, p);
+            assert_eq!(kept.of(&names, &plan, p).unwrap().as_bytes(), want);
+        }
+        let line = kept.of(&names, &plan, &bob).unwrap().as_bytes().to_vec();
+        assert!(
+            String::from_utf8(line)
+                .unwrap()
+                .contains("x-forwarded-email: user2@example.com\r\n")
+        );
+        let mail = kept
+            .of(&other_names, &other_plan, &bob)
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        assert!(
+            String::from_utf8(mail)
+                .unwrap()
+                .contains("x-mail: user2@example.com\r\n")
+        );
+        drop((alice, bob));
+        for n in 3..40 {
+            let p = Arc::new(person(n));
+            let want = identity_fresh(&names, &plan, &p);
+            assert_eq!(kept.of(&names, &plan, &p).unwrap().as_bytes(), want, "{n}");
+        }
+    }
+
+    /// Kept forwarding lines are what rendering writes for the connection
+    /// and host at hand.
+    #[test]
+    fn kept_forwarding_lines_are_the_connections_and_hosts_at_hand() {
+        let fresh = |key: &ConnectionKey, host: Option<&str>| {
+            let mut out = FieldLines::default();
+            direct_lines(&mut out, key, host).unwrap();
+            out
+        };
+        let keys = [
+            (Some("10.0.0.1".parse().unwrap()), Some(8080), false),
+            (Some("10.0.0.2".parse().unwrap()), Some(8080), false),
+            (Some("::1".parse().unwrap()), Some(443), true),
+            (None, None, false),
+        ];
+        let hosts = [
+            Some("a.example"),
+            Some("b.example:8443"),
+            None,
+            Some("a.example"),
+        ];
+        let mut kept = ConnectionLines::default();
+        for (i, &(client_ip, port, tls)) in keys.iter().chain(keys.iter().rev()).enumerate() {
+            for host in hosts.iter().chain([&hosts[i % hosts.len()]]) {
+                let down = Downstream {
+                    client_ip,
+                    port,
+                    tls,
+                    request_id: "r",
+                };
+                let key = ConnectionKey {
+                    client_ip,
+                    port,
+                    tls,
+                };
+                let got = kept.of(&down, *host).unwrap().clone();
+                assert_eq!(
+                    got,
+                    fresh(&key, *host),
+                    "{client_ip:?} {port:?} {tls} {host:?}"
+                );
+            }
+        }
+        let key = ConnectionKey {
+            client_ip: Some("10.0.0.1".parse().unwrap()),
+            port: Some(8080),
+            tls: false,
+        };
+        assert_eq!(
+            String::from_utf8(fresh(&key, Some("a.example")).as_bytes().to_vec()).unwrap(),
+            "x-forwarded-for: 10.0.0.1\r\nx-real-ip: 10.0.0.1\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: a.example\r\nx-forwarded-port: 8080\r\n\
+             forwarded: for=10.0.0.1;proto=http;host=\"a.example\"\r\n"
+        );
+    }
 
     #[test]
     fn addresses_read_as_display_writes_them() {

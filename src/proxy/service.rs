@@ -539,14 +539,17 @@ impl ProxyHttp for PortcullisProxy {
         {
             upstream_request.insert_header(http::header::HOST, authority.to_owned())?;
         }
-        rewrite(
-            upstream_request,
-            &st.generation,
-            &st.upstream_names,
-            ctx.principal.as_deref(),
-            assertion,
-            &down,
-        )
+        super::conn::with_rendered(|rendered| {
+            rewrite(
+                upstream_request,
+                &st.generation,
+                &st.upstream_names,
+                ctx.principal.as_ref(),
+                assertion,
+                &down,
+                rendered,
+            )
+        })
     }
 
     async fn response_filter(

@@ -230,3 +230,98 @@ async fn a_connection_remembers_a_cookie_but_not_what_it_decides() {
     assert_eq!(ask(&erin).await, user("user-erin"));
     assert_eq!(ask(&dave).await, (401, None));
 }
+
+/// One connection can carry many users' requests (a balancer's pooled
+/// connection does): each request reaches the app with its own identity,
+/// host and forwarding lines, none with another's, though the proxy
+/// keeps a connection's rendered lines from one request to the next
+/// (`proxy::forward::Rendered`).
+#[tokio::test]
+async fn one_connection_carries_each_requests_own_identity_and_host() {
+    let env = TestEnv::start().await;
+    let alice = env.mint(&principal("alice@example.com", &["eng"])).await;
+    let bob = env
+        .mint(&principal("bob@example.com", &["ops", "sre"]))
+        .await;
+    let mut s = connect(env.proxy).await;
+    let mut pending = Vec::new();
+    let steps = [
+        (
+            Some(&alice),
+            "a.example",
+            Some(("user-alice", "alice@example.com", "eng")),
+        ),
+        (
+            Some(&alice),
+            "a.example",
+            Some(("user-alice", "alice@example.com", "eng")),
+        ),
+        (
+            Some(&bob),
+            "a.example",
+            Some(("user-bob", "bob@example.com", "ops,sre")),
+        ),
+        (None, "b.example:8443", None),
+        (
+            Some(&alice),
+            "b.example:8443",
+            Some(("user-alice", "alice@example.com", "eng")),
+        ),
+        (
+            Some(&bob),
+            "a.example",
+            Some(("user-bob", "bob@example.com", "ops,sre")),
+        ),
+        (None, "a.example", None),
+    ];
+    for (i, (cookie, host, who)) in steps.iter().enumerate() {
+        let cookie = cookie
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        s.write_all(
+            format!(
+                "GET /optional/{i} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\
+                 X-Forwarded-User: evil\r\n{cookie}\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let (status, echo, _) = read_response(&mut s, &mut pending).await;
+        assert_eq!(status, 200, "step {i}: {echo}");
+        let want = match who {
+            Some((user, email, groups)) => (Some(*user), Some(*email), Some(*groups)),
+            None => (None, None, None),
+        };
+        let got = (
+            seen(&echo, "x-forwarded-user"),
+            seen(&echo, "x-forwarded-email"),
+            seen(&echo, "x-forwarded-groups"),
+        );
+        assert_eq!(got, want, "step {i}: {echo}");
+        assert_eq!(
+            echo["headers"]["x-forwarded-user"]
+                .as_array()
+                .map_or(0, Vec::len),
+            usize::from(who.is_some()),
+            "step {i}"
+        );
+        assert_eq!(
+            seen(&echo, "x-portcullis-assertion").is_some(),
+            who.is_some(),
+            "step {i}"
+        );
+        assert_eq!(seen(&echo, "x-forwarded-host"), Some(*host), "step {i}");
+        assert_eq!(
+            seen(&echo, "forwarded"),
+            Some(format!("for=127.0.0.1;proto=http;host=\"{host}\"").as_str()),
+            "step {i}"
+        );
+        assert_eq!(
+            seen(&echo, "x-forwarded-for"),
+            Some("127.0.0.1"),
+            "step {i}"
+        );
+    }
+    assert!(pending.is_empty(), "bytes beyond the last response");
+}

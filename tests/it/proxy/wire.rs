@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use pingora::http::{
-    CasedHeaderName, FRAMING_NAMES, HeaderNameVariant, RequestHeader, ResponseHeader,
+    CasedHeaderName, FRAMING_NAMES, FieldLines, HeaderNameVariant, RequestHeader, ResponseHeader,
 };
 
 use crate::support::raw;
@@ -67,6 +67,9 @@ fn appended_fields_are_sent_as_inserted_ones() {
     ];
     for case in [true, false] {
         let (mut inserted, mut appended) = (request(case), request(case));
+        // The same lines written once into `FieldLines`, appended whole
+        // (the first two) and one by one (the others).
+        let (mut in_block, mut block) = (request(case), FieldLines::default());
         appended.reserve_field_lines(64);
         for (i, (name, value)) in fields.iter().enumerate() {
             let name = CasedHeaderName::new(name.clone());
@@ -74,10 +77,22 @@ fn appended_fields_are_sent_as_inserted_ones() {
             inserted.insert_parsed_header(&name, value.clone()).unwrap();
             if i % 2 == 0 {
                 appended.append_field_line(&name, value.as_bytes()).unwrap();
+                block.push(&name, value.as_bytes()).unwrap();
             } else {
                 appended.append_field_value(&name, &value).unwrap();
+                block.push_value(&name, &value).unwrap();
+            }
+            if i == 1 {
+                in_block.append_field_lines(&block);
+                block.clear();
             }
         }
+        in_block.append_field_lines(&block);
+        assert_eq!(wire(&in_block), wire(&inserted), "case {case}");
+        assert_eq!(
+            in_block.appended_field_lines(),
+            appended.appended_field_lines()
+        );
         assert_eq!(wire(&appended), wire(&inserted), "case {case}");
         assert_eq!(appended.header_h1_wire_len(), wire(&inserted).len());
         assert_eq!(wire(&appended.clone()), wire(&inserted));
@@ -97,17 +112,22 @@ fn appended_fields_refuse_what_a_field_cannot_carry() {
     let name = CasedHeaderName::new(HeaderName::from_static("x-user"));
     // Every byte alone and inside a value: accepted exactly when
     // `HeaderValue` accepts it, and nothing written when refused.
-    let mut req = request(true);
+    // `FieldLines` (lines written once, appended to many requests) the same.
+    let (mut req, mut block) = (request(true), FieldLines::default());
     for b in 0..=255u8 {
         for value in [vec![b], vec![b'a', b, b'z']] {
             let before = req.appended_field_lines().len();
             let ok = req.append_field_line(&name, &value).is_ok();
             assert_eq!(ok, HeaderValue::from_bytes(&value).is_ok(), "byte {b:#04x}");
+            let in_block = block.as_bytes().len();
+            assert_eq!(block.push(&name, &value).is_ok(), ok, "byte {b:#04x}");
             if !ok {
                 assert_eq!(req.appended_field_lines().len(), before, "{b:#04x}");
+                assert_eq!(block.as_bytes().len(), in_block, "{b:#04x}");
             }
         }
     }
+    assert_eq!(block.as_bytes(), req.appended_field_lines());
     // A value that would smuggle a second field is refused whole.
     let mut req = request(true);
     for smuggled in [
@@ -127,6 +147,10 @@ fn appended_fields_refuse_what_a_field_cannot_carry() {
         assert!(req.append_field_line(&name, b"1").is_err(), "{framing}");
         let one = HeaderValue::from_static("1");
         assert!(req.append_field_value(&name, &one).is_err(), "{framing}");
+        let mut block = FieldLines::default();
+        assert!(block.push(&name, b"1").is_err(), "{framing}");
+        assert!(block.push_value(&name, &one).is_err(), "{framing}");
+        assert!(block.as_bytes().is_empty());
     }
     assert!(req.appended_field_lines().is_empty());
     assert_eq!(wire(&req), wire(&request(true)));

@@ -309,16 +309,31 @@ impl RequestHeader {
     /// them); [Self::as_owned_parts()], `ReqParts::from` and [Self::map()]
     /// include them, so an HTTP/2 upstream receives them too.
     pub fn append_field_line(&mut self, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
-        if !is_field_value(value) {
-            return Error::e_explain(InvalidHTTPHeader, "invalid byte in an appended field value");
-        }
-        self.write_field_line(name, value)
+        self.debug_assert_absent(&name.name);
+        write_field_line(&mut self.appended, name, value)
     }
 
     /// [Self::append_field_line()] for a value that is already a
     /// [HeaderValue] (its bytes were checked when it was made).
     pub fn append_field_value(&mut self, name: &CasedHeaderName, value: &HeaderValue) -> Result<()> {
-        self.write_field_line(name, value.as_bytes())
+        self.debug_assert_absent(&name.name);
+        write_checked_field_line(&mut self.appended, name, value.as_bytes())
+    }
+
+    /// Appends `lines` as [Self::append_field_line()] would append each of
+    /// them, with one copy: for lines a proxy repeats on many requests
+    /// (a connection's forwarding fields, a session's identity), written
+    /// and checked once. The caller vouches for the names as for
+    /// [Self::append_field_line()].
+    pub fn append_field_lines(&mut self, lines: &FieldLines) {
+        if cfg!(debug_assertions) {
+            for (name, _) in appended_fields(&lines.0) {
+                if let Ok(name) = HeaderName::from_bytes(name) {
+                    self.debug_assert_absent(&name);
+                }
+            }
+        }
+        self.appended.extend_from_slice(&lines.0);
     }
 
     /// Room for `additional` more bytes of appended field lines, so that a
@@ -327,25 +342,11 @@ impl RequestHeader {
         self.appended.reserve(additional);
     }
 
-    fn write_field_line(&mut self, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
-        if FRAMING_NAMES.contains(&name.name) {
-            return Error::e_explain(
-                InvalidHTTPHeader,
-                format!("{} cannot be an appended field", name.name),
-            );
-        }
+    fn debug_assert_absent(&self, name: &HeaderName) {
         debug_assert!(
-            !self.base.headers.contains_key(&name.name),
-            "{} is in the map and would be sent twice",
-            name.name
+            !self.base.headers.contains_key(name),
+            "{name} is in the map and would be sent twice"
         );
-        let case = name.case.as_slice();
-        self.appended.reserve(case.len() + 2 + value.len() + 2);
-        self.appended.extend_from_slice(case);
-        self.appended.extend_from_slice(b": ");
-        self.appended.extend_from_slice(value);
-        self.appended.extend_from_slice(b"\r\n");
-        Ok(())
     }
 
     /// The fields added by [Self::append_field_line()], in wire form
@@ -1074,6 +1075,60 @@ fn is_field_value(value: &[u8]) -> bool {
     value
         .iter()
         .fold(true, |ok, &b| ok & ((b == b'\t') | ((b >= 0x20) & (b != 0x7f))))
+}
+
+/// Field lines in wire form, made by the checks of
+/// [RequestHeader::append_field_line()] (each `push` refuses what it
+/// refuses), to be appended to requests with
+/// [RequestHeader::append_field_lines()].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldLines(Vec<u8>);
+
+impl FieldLines {
+    /// Adds `name: value` CRLF; refused, with nothing written, where
+    /// [RequestHeader::append_field_line()] refuses.
+    pub fn push(&mut self, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
+        write_field_line(&mut self.0, name, value)
+    }
+
+    /// [Self::push()] for a value that is already a [HeaderValue].
+    pub fn push_value(&mut self, name: &CasedHeaderName, value: &HeaderValue) -> Result<()> {
+        write_checked_field_line(&mut self.0, name, value.as_bytes())
+    }
+
+    /// No lines, the buffer kept.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The lines, each ending in CRLF.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn write_field_line(out: &mut Vec<u8>, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
+    if !is_field_value(value) {
+        return Error::e_explain(InvalidHTTPHeader, "invalid byte in an appended field value");
+    }
+    write_checked_field_line(out, name, value)
+}
+
+/// `name: value` CRLF into `out`, `value` known to be a field value.
+fn write_checked_field_line(out: &mut Vec<u8>, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
+    if FRAMING_NAMES.contains(&name.name) {
+        return Error::e_explain(
+            InvalidHTTPHeader,
+            format!("{} cannot be an appended field", name.name),
+        );
+    }
+    let case = name.case.as_slice();
+    out.reserve(case.len() + 2 + value.len() + 2);
+    out.extend_from_slice(case);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
 /// `name: value\r\n` lines as `append_field_line` writes them, split.
