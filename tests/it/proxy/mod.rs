@@ -11,6 +11,7 @@ mod gate;
 mod keepalive;
 mod limits;
 mod pool;
+mod timeouts;
 mod tls;
 mod upstreams;
 mod wire;

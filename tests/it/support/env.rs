@@ -93,6 +93,8 @@ pub(crate) struct Options {
     /// Leave out `[admin] allow_loopback_idp_urls = true` (every test IdP
     /// lives on loopback, so the environments allow it unless told not to).
     pub strict_egress: bool,
+    /// `read_timeout_ms` of every upstream (default 5000).
+    pub read_timeout_ms: Option<u64>,
 }
 
 impl Default for Options {
@@ -112,6 +114,7 @@ impl Default for Options {
             upstreams: Vec::new(),
             admin_extra: String::new(),
             strict_egress: false,
+            read_timeout_ms: None,
         }
     }
 }
@@ -252,6 +255,12 @@ impl TestEnv {
             "read_timeout_ms = 5000\n",
             &format!("read_timeout_ms = 5000\n{}\n", opts.upstream_extra),
         );
+        if let Some(ms) = opts.read_timeout_ms {
+            text = text.replace(
+                "read_timeout_ms = 5000\n",
+                &format!("read_timeout_ms = {ms}\n"),
+            );
+        }
         if opts.strict_egress || opts.admin_extra.contains("allow_loopback_idp_urls") {
             text = text.replacen(LOOPBACK_IDPS, "", 1);
         }
