@@ -245,39 +245,24 @@ async fn one_connection_carries_each_requests_own_identity_and_host() {
         .await;
     let mut s = connect(env.proxy).await;
     let mut pending = Vec::new();
+    // Who sends each request (the cookie, and what the app must see), and
+    // to which host.
+    let as_alice = Some((&alice, ("user-alice", "alice@example.com", "eng")));
+    let as_bob = Some((&bob, ("user-bob", "bob@example.com", "ops,sre")));
     let steps = [
-        (
-            Some(&alice),
-            "a.example",
-            Some(("user-alice", "alice@example.com", "eng")),
-        ),
-        (
-            Some(&alice),
-            "a.example",
-            Some(("user-alice", "alice@example.com", "eng")),
-        ),
-        (
-            Some(&bob),
-            "a.example",
-            Some(("user-bob", "bob@example.com", "ops,sre")),
-        ),
-        (None, "b.example:8443", None),
-        (
-            Some(&alice),
-            "b.example:8443",
-            Some(("user-alice", "alice@example.com", "eng")),
-        ),
-        (
-            Some(&bob),
-            "a.example",
-            Some(("user-bob", "bob@example.com", "ops,sre")),
-        ),
-        (None, "a.example", None),
+        (as_alice, "a.example"),
+        (as_alice, "a.example"),
+        (as_bob, "a.example"),
+        (None, "b.example:8443"),
+        (as_alice, "b.example:8443"),
+        (as_bob, "a.example"),
+        (None, "a.example"),
     ];
-    for (i, (cookie, host, who)) in steps.iter().enumerate() {
-        let cookie = cookie
-            .map(|c| format!("Cookie: {c}\r\n"))
+    for (i, (sender, host)) in steps.iter().enumerate() {
+        let cookie = sender
+            .map(|(c, _)| format!("Cookie: {c}\r\n"))
             .unwrap_or_default();
+        let who = sender.map(|(_, who)| who);
         s.write_all(
             format!(
                 "GET /optional/{i} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\
@@ -290,7 +275,7 @@ async fn one_connection_carries_each_requests_own_identity_and_host() {
         let (status, echo, _) = read_response(&mut s, &mut pending).await;
         assert_eq!(status, 200, "step {i}: {echo}");
         let want = match who {
-            Some((user, email, groups)) => (Some(*user), Some(*email), Some(*groups)),
+            Some((user, email, groups)) => (Some(user), Some(email), Some(groups)),
             None => (None, None, None),
         };
         let got = (
