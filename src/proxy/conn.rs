@@ -60,9 +60,9 @@ tokio::task_local! {
     /// none.
     static OPENED_COOKIE: Cell<Option<Box<CookieMemo>>>;
     /// Set by [`ConnectionLimit`] for the task serving one connection: the
-    /// timer of its waits for a request ([`read_head`]), kept from one
-    /// request to the next.
-    static WAIT_TIMER: Cell<Option<Pin<Box<tokio::time::Sleep>>>>;
+    /// timer and shutdown watch of its waits for a request ([`read_head`]),
+    /// kept from one request to the next.
+    static WAIT: Cell<Option<Wait>>;
     /// Set by [`ConnectionLimit`] for the task serving one connection: the
     /// upstream lines its requests repeat ([`Rendered`]).
     static RENDERED: Cell<Option<Box<Rendered>>>;
@@ -183,7 +183,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
             RENDERED.scope(Cell::new(None), self.inner.process_new(stream, shutdown)),
         );
         FIRST_REQUEST
-            .scope(Cell::new(true), WAIT_TIMER.scope(Cell::new(None), served))
+            .scope(Cell::new(true), WAIT.scope(Cell::new(None), served))
             .await
     }
 
@@ -403,20 +403,32 @@ enum Head {
     TooSlow(usize),
 }
 
+/// What a connection's waits for a request keep from one to the next
+/// (see [`read_head`]).
+struct Wait {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Completes when the server starts shutting down; never polled
+    /// again once it has.
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
 /// Reads until the end of a request header. Waits `first_wait` for the
 /// first byte; the header must then be complete `header_timeout` after the
 /// first byte, or after the start when `from_start` (a new connection).
 ///
-/// The wait for the first byte uses the connection's timer (`WAIT_TIMER`),
-/// kept from its last wait, not a timer of its own: registering and
-/// cancelling a tokio timer for every request of a kept-alive connection
-/// cost ~730 instructions a request (callgrind), and a registration
-/// earlier than the runtime's next wake-up wakes its driver (an eventfd
-/// write). A kept timer whose deadline has not come stays registered; its
-/// deadline moves only when it fires early (a deadline from an earlier
-/// wait, passed while the connection served a request: moved to this
-/// wait's, and the wait goes on) or would fire late. So a wait ends at
-/// exactly `first_wait`, as with a timer of its own.
+/// The wait for the first byte uses the connection's timer and shutdown
+/// watch ([`Wait`], in `WAIT`), kept from its last wait, not its own:
+/// registering and cancelling a tokio timer for every request of a
+/// kept-alive connection cost ~730 instructions a request (callgrind), and
+/// a registration earlier than the runtime's next wake-up wakes its driver
+/// (an eventfd write); cloning the shutdown watch and entering and leaving
+/// its waiter list, ~450 more. A kept timer whose deadline has not come
+/// stays registered; its deadline moves only when it fires early (a
+/// deadline from an earlier wait, passed while the connection served a
+/// request: moved to this wait's, and the wait goes on) or would fire late.
+/// So a wait ends at exactly `first_wait`, as with a timer of its own. The
+/// kept watch stays registered between waits and sees a shutdown
+/// signalled while the connection was busy at its next poll.
 async fn read_head<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
     first_wait: Duration,
@@ -427,31 +439,34 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(
     let start = tokio::time::Instant::now();
     let first_deadline = start + first_wait;
     // The connection's timer, kept from its last wait (see above).
-    let mut timer = WAIT_TIMER
+    let mut wait = WAIT
         .try_with(Cell::take)
         .ok()
         .flatten()
-        .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(first_deadline)));
-    if timer.deadline() > first_deadline {
-        timer.as_mut().reset(first_deadline);
+        .unwrap_or_else(|| Wait {
+            timer: Box::pin(tokio::time::sleep_until(first_deadline)),
+            shutdown: Box::pin(watch_shutdown(shutdown.clone())),
+        });
+    if wait.timer.deadline() > first_deadline {
+        wait.timer.as_mut().reset(first_deadline);
     }
-    let mut shutting_down = std::pin::pin!(shutdown_signalled(shutdown));
     let read = loop {
         tokio::select! {
             biased;
             r = first_bytes(stream) => break Some(r),
-            () = &mut timer => {
-                if timer.deadline() >= first_deadline {
+            () = &mut wait.timer => {
+                if wait.timer.deadline() >= first_deadline {
                     break None;
                 }
                 // A deadline of an earlier wait, passed while the
                 // connection was busy: this wait's is later.
-                timer.as_mut().reset(first_deadline);
+                wait.timer.as_mut().reset(first_deadline);
             }
-            () = &mut shutting_down => return Head::Closed,
+            // Not kept: a finished watch is never polled again.
+            () = wait.shutdown.as_mut() => return Head::Closed,
         }
     };
-    let _ = WAIT_TIMER.try_with(|slot| slot.set(Some(timer)));
+    let _ = WAIT.try_with(|slot| slot.set(Some(wait)));
     let mut buf = match read {
         None if from_start => return Head::Silent,
         Some(Ok(buf)) if !buf.is_empty() => buf,
@@ -571,7 +586,12 @@ impl HeadScan {
 
 /// Completes when the server starts shutting down; never, if it cannot.
 pub(super) async fn shutdown_signalled(shutdown: &ShutdownWatch) {
-    let mut stop = shutdown.clone();
+    watch_shutdown(shutdown.clone()).await;
+}
+
+/// [`shutdown_signalled`] on a watch of its own, for a future that
+/// outlives the borrow.
+async fn watch_shutdown(mut stop: ShutdownWatch) {
     // A dropped sender means no shutdown will ever be signalled.
     if stop.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
@@ -745,7 +765,7 @@ mod tests {
         );
     }
 
-    /// The connection's kept timer (`WAIT_TIMER`) ends each wait exactly
+    /// The connection's kept timer (`WAIT`) ends each wait exactly
     /// at its own `first_wait`: not at a deadline left by an earlier wait
     /// that passed while the connection was busy, nor later when the
     /// earlier wait's deadline lies beyond this one's.
@@ -754,47 +774,46 @@ mod tests {
         let (_tx, rx) = watch();
         let (mut client, mut server) = tokio::io::duplex(1024);
         let t = Duration::from_secs;
-        WAIT_TIMER
-            .scope(Cell::new(None), async move {
-                // A first request at once: the timer (deadline 5 s) is kept.
-                client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-                let got = read_head(&mut server, t(5), t(5), true, &rx).await;
-                assert!(matches!(got, Head::Complete(_)), "{got:?}");
-                let kept = WAIT_TIMER.with(Cell::take).expect("the timer is kept");
-                assert_eq!(kept.deadline(), tokio::time::Instant::now() + t(5));
-                WAIT_TIMER.with(|slot| slot.set(Some(kept)));
-                // Busy past that deadline; then a wait of 75 s does not
-                // end at once: its request, a second in, is read.
-                tokio::time::sleep(t(6)).await;
-                let writer = tokio::spawn(async move {
-                    tokio::time::sleep(t(1)).await;
-                    client.write_all(b"GET /b HTTP/1.1\r\n\r\n").await.unwrap();
-                    client
-                });
-                let started = tokio::time::Instant::now();
-                let got = read_head(&mut server, t(75), t(5), false, &rx).await;
-                assert_eq!(
-                    got,
-                    Head::Complete(BytesMut::from(&b"GET /b HTTP/1.1\r\n\r\n"[..]))
-                );
-                assert_eq!(started.elapsed(), t(1));
-                let _client = writer.await.unwrap();
-                // The kept deadline is 74 s away; a wait of 5 s ends at 5 s.
-                let started = tokio::time::Instant::now();
-                assert_eq!(
-                    read_head(&mut server, t(5), t(5), true, &rx).await,
-                    Head::Silent
-                );
-                assert_eq!(started.elapsed(), t(5));
-                // And a wait of 75 s after it at 75 s.
-                let started = tokio::time::Instant::now();
-                assert_eq!(
-                    read_head(&mut server, t(75), t(5), false, &rx).await,
-                    Head::Closed
-                );
-                assert_eq!(started.elapsed(), t(75));
-            })
-            .await;
+        WAIT.scope(Cell::new(None), async move {
+            // A first request at once: the timer (deadline 5 s) is kept.
+            client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+            let got = read_head(&mut server, t(5), t(5), true, &rx).await;
+            assert!(matches!(got, Head::Complete(_)), "{got:?}");
+            let kept = WAIT.with(Cell::take).expect("the timer is kept");
+            assert_eq!(kept.timer.deadline(), tokio::time::Instant::now() + t(5));
+            WAIT.with(|slot| slot.set(Some(kept)));
+            // Busy past that deadline; then a wait of 75 s does not
+            // end at once: its request, a second in, is read.
+            tokio::time::sleep(t(6)).await;
+            let writer = tokio::spawn(async move {
+                tokio::time::sleep(t(1)).await;
+                client.write_all(b"GET /b HTTP/1.1\r\n\r\n").await.unwrap();
+                client
+            });
+            let started = tokio::time::Instant::now();
+            let got = read_head(&mut server, t(75), t(5), false, &rx).await;
+            assert_eq!(
+                got,
+                Head::Complete(BytesMut::from(&b"GET /b HTTP/1.1\r\n\r\n"[..]))
+            );
+            assert_eq!(started.elapsed(), t(1));
+            let _client = writer.await.unwrap();
+            // The kept deadline is 74 s away; a wait of 5 s ends at 5 s.
+            let started = tokio::time::Instant::now();
+            assert_eq!(
+                read_head(&mut server, t(5), t(5), true, &rx).await,
+                Head::Silent
+            );
+            assert_eq!(started.elapsed(), t(5));
+            // And a wait of 75 s after it at 75 s.
+            let started = tokio::time::Instant::now();
+            assert_eq!(
+                read_head(&mut server, t(75), t(5), false, &rx).await,
+                Head::Closed
+            );
+            assert_eq!(started.elapsed(), t(75));
+        })
+        .await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -819,6 +838,42 @@ mod tests {
                 &b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"[..]
             ))
         );
+    }
+
+    /// The connection's kept shutdown watch (`WAIT`) ends its next wait at
+    /// once for a shutdown signalled while the connection was busy, and a
+    /// wait when it is signalled during it.
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_shutdown_watch_ends_the_next_wait() {
+        let t = Duration::from_secs;
+        for during in [false, true] {
+            let (tx, rx) = watch();
+            let (mut client, mut server) = tokio::io::duplex(1024);
+            WAIT.scope(Cell::new(None), async move {
+                client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+                let got = read_head(&mut server, t(5), t(5), true, &rx).await;
+                assert!(matches!(got, Head::Complete(_)), "{got:?}");
+                let kept = WAIT.with(Cell::take).expect("the watch is kept");
+                WAIT.with(|slot| slot.set(Some(kept)));
+                let started = tokio::time::Instant::now();
+                let signal = async {
+                    if during {
+                        tokio::time::sleep(t(1)).await;
+                    }
+                    tx.send_replace(true);
+                };
+                let (got, ()) = if during {
+                    tokio::join!(read_head(&mut server, t(3600), t(5), false, &rx), signal)
+                } else {
+                    signal.await;
+                    (read_head(&mut server, t(3600), t(5), false, &rx).await, ())
+                };
+                assert_eq!(got, Head::Closed, "during {during}");
+                assert_eq!(started.elapsed(), t(u64::from(during)), "during {during}");
+                drop(client);
+            })
+            .await;
+        }
     }
 
     #[tokio::test(start_paused = true)]
