@@ -96,7 +96,7 @@ fn value(v: impl TryInto<HeaderValue>) -> pingora::Result<HeaderValue> {
 /// so each of its requests would render the same escaped, joined values)
 /// and the forwarding lines of a directly exposed listener (a function of
 /// the connection's address, port and TLS, and the request's host). Kept
-/// per connection, not per session: ~400 bytes a busy connection, where a
+/// per connection, not per session: ~300 bytes a busy connection, where a
 /// rendering held by each cached session would cost that for every one of
 /// them. Each part is keyed on all it was rendered from, so what is
 /// appended is byte for byte what rendering would write.
@@ -107,6 +107,31 @@ pub(super) struct Rendered {
     /// A trusted balancer's forwarding lines, rendered per request (they
     /// carry what the request says), in a buffer kept from one to the next.
     trusted: FieldLines,
+}
+
+/// The most a kept buffer of [`Rendered`] may hold on to past its request.
+/// What one request renders can be long (a trusted balancer passes the
+/// client's `X-Forwarded-For` chain, up to the header limit; a principal
+/// may carry hundreds of groups); kept, every connection that once saw
+/// such a request would idle with it. A buffer grown past this is dropped
+/// after its request, so a connection idles with at most a few KiB of
+/// rendered lines, and a principal whose lines are this long is rendered
+/// per request, as without the memo.
+const KEPT_MAX: usize = 4096;
+
+impl Rendered {
+    /// Drops each buffer grown past [`KEPT_MAX`], with its key.
+    fn release_large(&mut self) {
+        if self.identity.lines.capacity() > KEPT_MAX {
+            self.identity = IdentityLines::default();
+        }
+        if self.connection.lines.capacity() > KEPT_MAX {
+            self.connection = ConnectionLines::default();
+        }
+        if self.trusted.capacity() > KEPT_MAX {
+            self.trusted = FieldLines::default();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -214,46 +239,90 @@ pub(super) fn rewrite(
     if principal.is_some_and(|p| p.kind == crate::identity::PrincipalKind::Service) {
         req.remove_header(&http::header::AUTHORIZATION);
     }
-    let Rendered {
-        identity,
-        connection,
-        trusted,
-    } = &mut **rendered.get_or_insert_with(Box::default);
-    let identity = match principal {
-        Some(p) => Some(identity.of(names, &state.plan, p)?),
-        None => None,
+    let lines = Lines {
+        plan: &state.plan,
+        names,
+        trust,
     };
-    let assertion = names
-        .assertion
-        .as_ref()
-        .zip(assertion.filter(|_| identity.is_some()));
-    let forwarding = if trust {
-        trusted.clear();
-        if trusted_lines(trusted, req, down)? {
-            req.remove_header(FIXED.forwarded_for.name());
+    lines.append(req, principal, assertion, down, rendered)
+}
+
+/// What [`Lines::append`] renders with: the generation's plan and names,
+/// and whether a balancer in front is trusted.
+struct Lines<'a> {
+    plan: &'a HeaderPlan,
+    names: &'a UpstreamNames,
+    trust: bool,
+}
+
+impl Lines<'_> {
+    /// Appends the lines Portcullis sets to `req`, whose client copies of
+    /// their names [`rewrite`] has removed; whatever `rendered` keeps past
+    /// this request is within [`KEPT_MAX`] a buffer.
+    fn append(
+        &self,
+        req: &mut RequestHeader,
+        principal: Option<&Arc<Principal>>,
+        assertion: Option<HeaderValue>,
+        down: &Downstream<'_>,
+        rendered: &mut Option<Box<Rendered>>,
+    ) -> pingora::Result<()> {
+        let kept = rendered.get_or_insert_with(Box::default);
+        let r = self.render(req, principal, assertion, down, kept);
+        kept.release_large();
+        r
+    }
+
+    fn render(
+        &self,
+        req: &mut RequestHeader,
+        principal: Option<&Arc<Principal>>,
+        assertion: Option<HeaderValue>,
+        down: &Downstream<'_>,
+        kept: &mut Rendered,
+    ) -> pingora::Result<()> {
+        let Self { plan, names, trust } = *self;
+        let Rendered {
+            identity,
+            connection,
+            trusted,
+        } = kept;
+        let identity = match principal {
+            Some(p) => Some(identity.of(names, plan, p)?),
+            None => None,
+        };
+        let assertion = names
+            .assertion
+            .as_ref()
+            .zip(assertion.filter(|_| identity.is_some()));
+        let forwarding = if trust {
+            trusted.clear();
+            if trusted_lines(trusted, req, down)? {
+                req.remove_header(FIXED.forwarded_for.name());
+            }
+            &*trusted
+        } else {
+            connection.of(down, request_host(req))?
+        };
+        let request_id = FIXED.request_id.name().as_str().len() + down.request_id.len() + 4;
+        req.reserve_field_lines(
+            identity.map_or(0, |l| l.as_bytes().len())
+                + assertion
+                    .as_ref()
+                    .map_or(0, |(n, v)| n.name().as_str().len() + v.len() + 4)
+                + forwarding.as_bytes().len()
+                + request_id,
+        );
+        if let Some(lines) = identity {
+            req.append_field_lines(lines);
         }
-        &*trusted
-    } else {
-        connection.of(down, request_host(req))?
-    };
-    let request_id = FIXED.request_id.name().as_str().len() + down.request_id.len() + 4;
-    req.reserve_field_lines(
-        identity.map_or(0, |l| l.as_bytes().len())
-            + assertion
-                .as_ref()
-                .map_or(0, |(n, v)| n.name().as_str().len() + v.len() + 4)
-            + forwarding.as_bytes().len()
-            + request_id,
-    );
-    if let Some(lines) = identity {
-        req.append_field_lines(lines);
+        if let Some((name, token)) = &assertion {
+            req.append_field_value(name, token)?;
+        }
+        req.append_field_lines(forwarding);
+        req.append_field_line(&FIXED.request_id, down.request_id.as_bytes())?;
+        Ok(())
     }
-    if let Some((name, token)) = &assertion {
-        req.append_field_value(name, token)?;
-    }
-    req.append_field_lines(forwarding);
-    req.append_field_line(&FIXED.request_id, down.request_id.as_bytes())?;
-    Ok(())
 }
 
 /// The request id on the answer too, so a client's report names the
@@ -545,6 +614,78 @@ mod tests {
              x-forwarded-host: a.example\r\nx-forwarded-port: 8080\r\n\
              forwarded: for=10.0.0.1;proto=http;host=\"a.example\"\r\n"
         );
+    }
+
+    /// A connection keeps no buffer past [`KEPT_MAX`] after a request,
+    /// whatever the request carried (a long `X-Forwarded-For` chain behind
+    /// a trusted balancer, a long host, a principal with a thousand
+    /// groups), and writes what rendering afresh writes; lines of ordinary
+    /// length stay kept.
+    #[test]
+    fn long_renderings_are_not_kept_past_their_request() {
+        let plan = HeaderPlan::compile(&HeadersConfig::default()).unwrap();
+        let names = UpstreamNames::compile(&plan);
+        let few = Arc::new(person(3));
+        let many = Arc::new(Principal {
+            groups: (0..1000).map(|g| format!("group-{g}")).collect(),
+            ..person(3)
+        });
+        let long_chain = "192.0.2.1, ".repeat(6000);
+        let long_host = format!("{}.example", "a".repeat(5000));
+        let down = Downstream {
+            client_ip: Some("10.0.0.1".parse().unwrap()),
+            port: Some(8080),
+            tls: false,
+            request_id: "r",
+        };
+        let mut kept = None;
+        let cases = [
+            (false, &few, None, "a.example", true),
+            (false, &many, None, "a.example", false),
+            (false, &few, None, long_host.as_str(), false),
+            (false, &few, None, "a.example", true),
+            (true, &few, Some("192.0.2.1"), "a.example", true),
+            (true, &few, Some(long_chain.as_str()), "a.example", false),
+            (true, &few, Some("192.0.2.1"), "a.example", true),
+        ];
+        for (i, &(trust, p, chain, host, stays)) in cases.iter().enumerate() {
+            let lines = Lines {
+                plan: &plan,
+                names: &names,
+                trust,
+            };
+            let request = || {
+                let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+                req.insert_header(HOST, host).unwrap();
+                if let Some(chain) = chain {
+                    req.insert_header("x-forwarded-for", chain).unwrap();
+                }
+                req
+            };
+            let (mut req, mut fresh) = (request(), request());
+            lines
+                .append(&mut req, Some(p), None, &down, &mut kept)
+                .unwrap();
+            lines
+                .append(&mut fresh, Some(p), None, &down, &mut None)
+                .unwrap();
+            assert_eq!(
+                req.appended_field_lines(),
+                fresh.appended_field_lines(),
+                "case {i}"
+            );
+            let r = kept.as_deref().unwrap();
+            let held = [
+                r.identity.lines.capacity(),
+                if trust {
+                    r.trusted.capacity()
+                } else {
+                    r.connection.lines.capacity()
+                },
+            ];
+            assert!(held.iter().all(|&c| c <= KEPT_MAX), "case {i}: {held:?}");
+            assert_eq!(held.iter().all(|&c| c > 0), stays, "case {i}: {held:?}");
+        }
     }
 
     #[test]

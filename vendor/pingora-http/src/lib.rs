@@ -1105,6 +1105,12 @@ impl FieldLines {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// Bytes the buffer holds room for, so a keeper can tell one that a
+    /// long rendering grew from one that is worth keeping.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
 }
 
 fn write_field_line(out: &mut Vec<u8>, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
