@@ -41,7 +41,8 @@
 #                                   connections (the script raises the fd limit), and 30 s after
 #                                   they closed. MEMORY=0 skips it.
 #   HIGH_CONNS=5000                 (default) also measure the upstream, nginx, pingora-bare and
-#                                   portcullis-required with this many wrk connections; 0 skips it
+#                                   portcullis-required with this many wrk connections (and
+#                                   portcullis-required with 64, the target's reference); 0 skips it
 #   UPSTREAM_BYTES=1480             the upstream (`portcullis upstream --fixed`) answers every
 #                                   request with this many bytes, whatever it was sent, so the
 #                                   app's work is the same behind every proxy measured
@@ -571,6 +572,12 @@ if ((HIGH_CONNS > 0)) && ((!CALLGRIND)); then
     # The engine alone at this count, so what 5,000 connections cost
     # pingora and what they cost Portcullis' own work can be told apart.
     measure "pingora-bare-c$HIGH_CONNS" "$BARE_PID" "http://127.0.0.1:$BARE_PORT/"
+    # The reference the 5,000-connection target names (issue 14: "at 5,000
+    # connections >= 0.8x the requests/s of 64 connections"), measured just
+    # before, so both see the same moment of a noisy host.
+    CONNS=64
+    measure "portcullis-required-c64" "$PX_PID" "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
+    CONNS=$HIGH_CONNS
     measure "portcullis-required-c$HIGH_CONNS" "$PX_PID" "http://127.0.0.1:$PX_PORT/" -H "Cookie: $cookie"
   fi
   CONNS=$saved_conns
@@ -748,6 +755,17 @@ for i in "${!names[@]}"; do
   printf '| %s | %s | %s | %s | %sx | %s | %s | %s | %s | %s |\n' \
     "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${appcpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}" >>"$report.tmp"
 done
+# The concurrency target, read from the two rows measured side by side.
+c64_i="" chigh_i=""
+for i in "${!names[@]}"; do
+  [[ ${names[i]} == portcullis-required-c64 ]] && c64_i=$i
+  [[ ${names[i]} == "portcullis-required-c$HIGH_CONNS" ]] && chigh_i=$i
+done
+if [[ -n $c64_i && -n $chigh_i ]]; then
+  line="portcullis-required at $HIGH_CONNS connections: $(ratio "${rps[chigh_i]}" "${rps[c64_i]}")x its requests/s at 64 connections, ${errors[chigh_i]} errors"
+  echo "$line"
+  printf '\n%s\n' "$line" >>"$report.tmp"
+fi
 if ((MEMORY)) && ((!CALLGRIND)); then
   {
     echo
