@@ -2,7 +2,8 @@
 //! (`read_timeout_ms`, `PORTCULLIS PATCH` pingora-timeout 1: a thread
 //! finds the 10 ms bucket it registered in last without searching its
 //! tree). Each timeout must still fire at its own deadline, never at the
-//! deadline of the bucket registered before it.
+//! deadline of the bucket registered before it, and a fire racing its
+//! waiter's first look at the timer must not be lost (pingora-timeout 2).
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,45 @@ async fn each_fast_timeout_fires_at_its_own_deadline() {
         );
         long_one.abort();
     }
+}
+
+/// A fired flag that reads "not fired" once and fires its timer right
+/// after: the window between a waiter's read of the flag and its wait, in
+/// which the clock thread may fire the bucket.
+struct FiresOnFirstRead<'a> {
+    notify: &'a tokio::sync::Notify,
+    set: std::sync::atomic::AtomicBool,
+}
+
+impl pingora::time::timer::Fired for FiresOnFirstRead<'_> {
+    fn fired(&self) -> bool {
+        let was = self.set.swap(true, std::sync::atomic::Ordering::SeqCst);
+        if !was {
+            self.notify.notify_waiters();
+        }
+        was
+    }
+}
+
+/// A timer fired just after its waiter read the flag still ends the wait
+/// (`PORTCULLIS PATCH` pingora-timeout 2). Waiting on a `Notified` created
+/// after the read, as pingora did, misses that fire and waits forever:
+/// the timeout of an upstream read would never come.
+#[tokio::test]
+async fn a_timer_fired_just_after_its_flag_was_read_ends_the_wait() {
+    use pingora::time::timer::wait_fired;
+    let notify = tokio::sync::Notify::new();
+    let flag = FiresOnFirstRead {
+        notify: &notify,
+        set: false.into(),
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait_fired(&notify, &flag))
+        .await
+        .expect("the fire was lost");
+    // And a flag already set ends it at once, with nothing to wake it.
+    tokio::time::timeout(Duration::from_secs(5), wait_fired(&notify, &flag))
+        .await
+        .expect("a fired flag did not end the wait");
 }
 
 /// An app that accepts and never answers: each request waits out

@@ -72,12 +72,43 @@ pub struct TimerStub(Arc<Notify>, Arc<AtomicBool>);
 impl TimerStub {
     /// Wait for the timer to expire.
     pub async fn poll(self) {
-        if self.1.load(Ordering::SeqCst) {
-            return;
-        }
-        self.0.notified().await;
+        wait_fired(&self.0, &*self.1).await // PORTCULLIS PATCH (pingora-timeout 2)
     }
 }
+
+// PORTCULLIS PATCH (pingora-timeout 2): the waiter exists before the flag
+// is read. `poll` read the fired flag, then created its `Notified`; a fire
+// between the two (the clock thread runs beside the task) set the flag
+// after it was read and woke the waiters before this one existed, and
+// `notify_waiters` keeps no permit: the timeout never fired. A `Notified`
+// receives every `notify_waiters` from its creation on (tokio's
+// guarantee), so created first, a fire after the read still wakes it.
+// See vendor/README.md.
+/// A timer's fired flag. A trait so that a test can fire the timer in the
+/// window between reading the flag and waiting; the timer's is an
+/// [AtomicBool].
+#[doc(hidden)]
+pub trait Fired {
+    fn fired(&self) -> bool;
+}
+
+impl Fired for AtomicBool {
+    fn fired(&self) -> bool {
+        self.load(Ordering::SeqCst)
+    }
+}
+
+/// Completes once `fired` says so or `notify` wakes its waiters, whichever
+/// a fire does first.
+#[doc(hidden)]
+pub async fn wait_fired(notify: &Notify, fired: &impl Fired) {
+    let notified = notify.notified();
+    if fired.fired() {
+        return;
+    }
+    notified.await;
+}
+// END PORTCULLIS PATCH (pingora-timeout 2)
 
 struct Timer(Arc<Notify>, Arc<AtomicBool>);
 
