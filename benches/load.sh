@@ -397,19 +397,21 @@ fi
 
 # --- measure ------------------------------------------------------------------
 
-names=() rps=() p50=() p99=() errors=() cpu=() appcpu=() perfrow=() irs=() peaks=()
+names=() rps=() p50=() p99=() errors=() cpu=() syscpu=() appcpu=() perfrow=() irs=() peaks=()
 CLK_TCK=$(getconf CLK_TCK)
 PERF_EVENTS="task-clock,context-switches,page-faults"
 for sc in futex epoll_wait epoll_ctl getpeername recvfrom sendto read write writev readv; do
   PERF_EVENTS+=",syscalls:sys_enter_$sc"
 done
 
-# cpu_ticks PID: utime+stime (clock ticks) of PID and its child processes.
+# cpu_ticks PID [sys]: utime+stime (clock ticks) of PID and its child
+# processes; with "sys", stime alone (the kernel's share: syscalls, the
+# TCP stack, which weigh differently on different CPUs).
 cpu_ticks() {
   local p t=0 v
   for p in "$1" $(pgrep -P "$1" || true); do
     # Fields 14 and 15 after the ")" that ends the command name.
-    v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
+    v=$(awk -v sys="${2:-}" '{ sub(/^.*\) /, ""); print (sys == "sys" ? $13 : $12 + $13) }' "/proc/$p/stat" 2>/dev/null) || continue
     t=$((t + ${v:-0}))
   done
   echo "$t"
@@ -417,7 +419,7 @@ cpu_ticks() {
 
 # measure NAME PID URL [WRK ARGS...]
 measure() {
-  local name=$1 pid=$2 url=$3 out parsed r a b e n t0 t1 u0 u1 perf_pid="" rec_pid="" cg
+  local name=$1 pid=$2 url=$3 out parsed r a b e n t0 t1 s0 s1 u0 u1 perf_pid="" rec_pid="" cg
   shift 3
   wanted "$name" || return 0
   [[ -n $pid ]] || return 0
@@ -443,9 +445,11 @@ measure() {
   fi
   reset_peak "$pid"
   t0=$(cpu_ticks "$pid")
+  s0=$(cpu_ticks "$pid" sys)
   u0=$(cpu_ticks "$UP_PID")
   wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out"
   t1=$(cpu_ticks "$pid")
+  s1=$(cpu_ticks "$pid" sys)
   u1=$(cpu_ticks "$UP_PID")
   peaks+=("$(peak_mb "$pid")")
   if [[ -n $perf_pid ]]; then
@@ -482,6 +486,7 @@ measure() {
   read -r r a b e n <<<"$parsed"
   names+=("$name") rps+=("$r") p50+=("$a") p99+=("$b") errors+=("$e")
   cpu+=("$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }')")
+  syscpu+=("$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }')")
   appcpu+=("$(awk -v d=$((u1 - u0)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }')")
   if [[ -n $perf_pid ]]; then
     # perf's CSV: value,unit,event,...; per request. task-clock is in ms.
@@ -543,10 +548,10 @@ if ((ROUNDS > 1)); then
   # Every per-row array is taken at the same kept index: the high
   # connection rows below are appended after this, so a column left out
   # here would be read at the wrong row (peak RSS once was).
-  n2=() r2=() a2=() b2=() e2=() c2=() u2=() f2=() i2=() k2=()
+  n2=() r2=() a2=() b2=() e2=() c2=() s2=() u2=() f2=() i2=() k2=()
   for i in "${keep[@]}"; do
     n2+=("${names[i]}") r2+=("${rps[i]}") a2+=("${p50[i]}") b2+=("${p99[i]}") e2+=("${errors[i]}")
-    c2+=("${cpu[i]}") u2+=("${appcpu[i]}") f2+=("${perfrow[i]:-}") i2+=("${irs[i]}") k2+=("${peaks[i]}")
+    c2+=("${cpu[i]}") s2+=("${syscpu[i]}") u2+=("${appcpu[i]}") f2+=("${perfrow[i]:-}") i2+=("${irs[i]}") k2+=("${peaks[i]}")
   done
   # Errors of any round count.
   for k in "${!n2[@]}"; do
@@ -555,7 +560,7 @@ if ((ROUNDS > 1)); then
     done
   done
   names=("${n2[@]}") rps=("${r2[@]}") p50=("${a2[@]}") p99=("${b2[@]}") errors=("${e2[@]}")
-  cpu=("${c2[@]}") appcpu=("${u2[@]}") perfrow=("${f2[@]}") irs=("${i2[@]}") peaks=("${k2[@]}")
+  cpu=("${c2[@]}") syscpu=("${s2[@]}") appcpu=("${u2[@]}") perfrow=("${f2[@]}") irs=("${i2[@]}") peaks=("${k2[@]}")
 fi
 
 
@@ -740,20 +745,20 @@ mkdir -p "$RESULTS_DIR"
   echo "- wrk -t1 -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up), loopback, nginx 1 worker, Portcullis 1 worker thread"
   ((ROUNDS > 1)) && echo "- $ROUNDS rounds over all targets, interleaved; each row is its target's median round; portcullis-required / nginx per round:${round_ratios:- -}"
   echo "- upstream: $upstream_kind"
-  echo "- CPU us/req: the server's user+system time from /proc/PID/stat over the measured run / requests; app CPU us/req: the upstream's, during the same run"
+  echo "- CPU us/req: the server's user+system time from /proc/PID/stat over the measured run / requests, of which kernel: its system time; app CPU us/req: the upstream's, during the same run"
   ((CALLGRIND)) && echo "- CALLGRIND=1: servers ran under callgrind; Ir/req = instructions per request of the measured run; req/s and latencies are valgrind's, not the servers'"
   echo
-  echo "| target | req/s | p50 ms | p99 ms | vs nginx | CPU us/req | app CPU us/req | Ir/req | peak RSS MB | errors |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| target | req/s | p50 ms | p99 ms | vs nginx | CPU us/req | of which kernel | app CPU us/req | Ir/req | peak RSS MB | errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } >"$report.tmp"
 
 echo
 for i in "${!names[@]}"; do
   r=$(ratio "${rps[i]}" "$nginx_rps")
-  printf '%-24s %10s req/s  p50 %7s ms  p99 %7s ms  %5sx nginx  %6s us/req CPU  app %6s  Ir/req %s  peak RSS %s MB  %s errors\n' \
-    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${appcpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}"
-  printf '| %s | %s | %s | %s | %sx | %s | %s | %s | %s | %s |\n' \
-    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${appcpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}" >>"$report.tmp"
+  printf '%-24s %10s req/s  p50 %7s ms  p99 %7s ms  %5sx nginx  %6s us/req CPU (kernel %s)  app %6s  Ir/req %s  peak RSS %s MB  %s errors\n' \
+    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${syscpu[i]}" "${appcpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}"
+  printf '| %s | %s | %s | %s | %sx | %s | %s | %s | %s | %s | %s |\n' \
+    "${names[i]}" "${rps[i]}" "${p50[i]}" "${p99[i]}" "$r" "${cpu[i]}" "${syscpu[i]}" "${appcpu[i]}" "${irs[i]}" "${peaks[i]}" "${errors[i]}" >>"$report.tmp"
 done
 # The concurrency target, read from the two rows measured side by side.
 c64_i="" chigh_i=""
