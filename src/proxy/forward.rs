@@ -326,9 +326,12 @@ impl Lines<'_> {
 }
 
 /// The request id on the answer too, so a client's report names the
-/// request the logs know.
+/// request the logs know: in place of any the app sent, as an appended
+/// line (pingora-http 2), which costs a fraction of an insert into both
+/// of the response's maps.
 pub(super) fn tag_response(resp: &mut ResponseHeader, request_id: &str) -> pingora::Result<()> {
-    resp.insert_parsed_header(&FIXED.request_id, value(request_id)?)
+    resp.remove_header(FIXED.request_id.name());
+    resp.append_field_line(&FIXED.request_id, request_id.as_bytes())
 }
 
 /// The session cookie is a bearer credential for Portcullis, not the app:

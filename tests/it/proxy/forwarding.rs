@@ -651,6 +651,74 @@ async fn upstream_down_gives_502_with_request_id() {
     );
 }
 
+/// The answer carries one `X-Request-Id`, the one the app was sent, never
+/// the app's own (in any spelling, however many): written by Portcullis
+/// after the app's headers (an appended line, pingora-http 2), so its
+/// copies must go first. Two requests on one kept-alive connection, each
+/// with its own id.
+#[tokio::test]
+async fn the_answer_carries_the_request_id_the_app_was_sent_and_only_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = app.local_addr().unwrap();
+    let served = tokio::spawn(async move {
+        let (mut s, _) = app.accept().await.unwrap();
+        let mut buf = Vec::new();
+        for _ in 0..2 {
+            // One request head at a time (GETs, no bodies).
+            let head = loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break buf.drain(..end + 4).collect::<Vec<u8>>();
+                }
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the proxy closed the upstream connection");
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let head = String::from_utf8(head).unwrap();
+            let sent: Vec<&str> = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .filter(|(n, _)| n.eq_ignore_ascii_case("x-request-id"))
+                .map(|(_, v)| v.trim())
+                .collect();
+            assert_eq!(sent.len(), 1, "{head}");
+            let body = sent[0];
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nX-Request-Id: app-1\r\nx-request-id: app-2\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    let env = TestEnv::with(Options {
+        upstream: Some(addr),
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = c.get(env.url("/public/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let answered: Vec<String> = r
+            .headers()
+            .get_all("x-request-id")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        let sent_to_app = r.text().await.unwrap();
+        assert_eq!(answered, [sent_to_app], "one id, the app's request's");
+        ids.push(answered[0].clone());
+    }
+    assert_ne!(ids[0], ids[1], "each request its own id");
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("the app served two requests on one connection")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn large_uploads_stream_through() {
     let env = TestEnv::start().await;

@@ -107,6 +107,70 @@ fn appended_fields_are_sent_as_inserted_ones() {
     }
 }
 
+/// A response's appended field (the request id Portcullis adds to every
+/// answer) is written as an insert would write it, after the map's
+/// fields, and reaches every view made of the head for others (parts for
+/// an HTTP/2 downstream, `map`) and its clone exactly once; it refuses what
+/// a request's refuses.
+#[test]
+fn appended_response_fields_are_sent_as_inserted_ones() {
+    let name = CasedHeaderName::new(HeaderName::from_bytes(b"X-Request-Id").unwrap());
+    let id = b"0f6c1c2e-5d1a-4e3b-9a77-1b2c3d4e5f60";
+    for case in [true, false] {
+        let build = || {
+            let mut r = if case {
+                ResponseHeader::build(200, None).unwrap()
+            } else {
+                ResponseHeader::build_no_case(200, None).unwrap()
+            };
+            r.append_header("Content-Type", "text/plain").unwrap();
+            r.append_header("set-cookie", "a=1").unwrap();
+            r
+        };
+        let (mut inserted, mut appended) = (build(), build());
+        inserted
+            .insert_parsed_header(&name, HeaderValue::from_bytes(id).unwrap())
+            .unwrap();
+        appended.append_field_line(&name, id).unwrap();
+        let wire = |r: &ResponseHeader| {
+            let mut buf = vec![];
+            r.header_to_h1_wire(&mut buf);
+            String::from_utf8(buf).unwrap()
+        };
+        assert_eq!(wire(&appended), wire(&inserted), "case {case}");
+        assert_eq!(wire(&appended.clone()), wire(&inserted), "case {case}");
+        assert!(appended.headers.get("x-request-id").is_none());
+        assert_eq!(appended.as_owned_parts().headers, inserted.headers);
+        assert_eq!(
+            http::response::Parts::from(appended.clone()).headers,
+            inserted.headers
+        );
+        let boxed: Box<http::response::Parts> = Box::new(appended.clone()).into();
+        assert_eq!(boxed.headers, inserted.headers);
+        let names = |r: &ResponseHeader| {
+            let mut seen = vec![];
+            r.map(|n, v| {
+                let n = match n {
+                    HeaderNameVariant::Case(c) => c.as_slice().to_vec(),
+                    HeaderNameVariant::Titled(t) => t.as_bytes().to_vec(),
+                };
+                seen.push((n.to_ascii_lowercase(), v.clone()));
+                Ok(())
+            })
+            .unwrap();
+            seen
+        };
+        assert_eq!(names(&appended), names(&inserted));
+    }
+    let mut r = ResponseHeader::build(200, None).unwrap();
+    for bad in [&b"a\r\nSet-Cookie: x=1"[..], b"a\n", b"a\0"] {
+        assert!(r.append_field_line(&name, bad).is_err());
+    }
+    let framing = CasedHeaderName::new(http::header::CONTENT_LENGTH);
+    assert!(r.append_field_line(&framing, b"0").is_err());
+    assert!(r.appended_field_lines().is_empty());
+}
+
 #[test]
 fn appended_fields_refuse_what_a_field_cannot_carry() {
     let name = CasedHeaderName::new(HeaderName::from_static("x-user"));

@@ -599,6 +599,9 @@ pub struct ResponseHeader {
     header_name_map: Option<CaseMap>,
     // the reason phrase of the response, if unset, a default one will be used
     reason_phrase: Option<String>,
+    // PORTCULLIS PATCH (pingora-http 2): fields added with
+    // `append_field_line`, in wire form, written after the map's.
+    appended: Vec<u8>,
 }
 
 impl AsRef<RespParts> for ResponseHeader {
@@ -618,9 +621,13 @@ impl Deref for ResponseHeader {
 impl Clone for ResponseHeader {
     fn clone(&self) -> Self {
         Self {
-            base: self.as_owned_parts(),
+            // PORTCULLIS PATCH (pingora-http 2): the map as it is; the
+            // appended lines travel as lines (`as_owned_parts` folds them in).
+            base: clone_resp_parts(&self.base),
             header_name_map: self.header_name_map.clone(),
             reason_phrase: self.reason_phrase.clone(),
+            appended: self.appended.clone(),
+            // END PORTCULLIS PATCH (pingora-http 2)
         }
     }
 }
@@ -632,19 +639,28 @@ impl From<RespParts> for ResponseHeader {
             base: parts,
             header_name_map: None,
             reason_phrase: None,
+            appended: Vec::new(), // PORTCULLIS PATCH (pingora-http 2)
         }
     }
 }
 
 impl From<ResponseHeader> for RespParts {
     fn from(resp: ResponseHeader) -> RespParts {
-        resp.base
+        // PORTCULLIS PATCH (pingora-http 2): the appended lines too.
+        let mut base = resp.base;
+        fold_appended(&resp.appended, &mut base.headers);
+        base
+        // END PORTCULLIS PATCH (pingora-http 2)
     }
 }
 
 impl From<Box<ResponseHeader>> for Box<RespParts> {
     fn from(resp: Box<ResponseHeader>) -> Box<RespParts> {
-        Box::new(resp.base)
+        // PORTCULLIS PATCH (pingora-http 2): the appended lines too.
+        let mut base = resp.base;
+        fold_appended(&resp.appended, &mut base.headers);
+        Box::new(base)
+        // END PORTCULLIS PATCH (pingora-http 2)
     }
 }
 
@@ -664,6 +680,7 @@ impl ResponseHeader {
             base,
             header_name_map: None,
             reason_phrase: None,
+            appended: Vec::new(), // PORTCULLIS PATCH (pingora-http 2)
         }
     }
 
@@ -744,11 +761,31 @@ impl ResponseHeader {
     }
     // END PORTCULLIS PATCH (pingora-http 1)
 
+    // PORTCULLIS PATCH (pingora-http 2)
+    /// [RequestHeader::append_field_line()] for a response: written once,
+    /// as it will be sent, after the map's fields, with the same checks
+    /// and the same caller's promise (no field of this name in the map).
+    pub fn append_field_line(&mut self, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
+        debug_assert!(
+            !self.base.headers.contains_key(&name.name),
+            "{} is in the map and would be sent twice",
+            name.name
+        );
+        write_field_line(&mut self.appended, name, value)
+    }
+
+    /// The fields added by [Self::append_field_line()], in wire form.
+    pub fn appended_field_lines(&self) -> &[u8] {
+        &self.appended
+    }
+    // END PORTCULLIS PATCH (pingora-http 2)
+
     /// Write the header to the `buf` in HTTP/1.1 wire format.
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf);
+        buf.put_slice(&self.appended); // PORTCULLIS PATCH (pingora-http 2)
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
@@ -787,6 +824,14 @@ impl ResponseHeader {
                 f(HeaderNameVariant::Titled(titled_header), value)?;
             }
         }
+        // PORTCULLIS PATCH (pingora-http 2): the appended fields, after.
+        for (name, value) in appended_fields(&self.appended) {
+            let name = std::str::from_utf8(name).unwrap_or_default();
+            let value = HeaderValue::from_bytes(value)
+                .or_err(InvalidHTTPHeader, "appended field value")?;
+            f(HeaderNameVariant::Titled(name), &value)?;
+        }
+        // END PORTCULLIS PATCH (pingora-http 2)
 
         Ok(())
     }
@@ -832,7 +877,12 @@ impl ResponseHeader {
 
     /// Clone `self` into [http::response::Parts].
     pub fn as_owned_parts(&self) -> RespParts {
-        clone_resp_parts(&self.base)
+        // PORTCULLIS PATCH (pingora-http 2): with the appended lines folded
+        // into the map (an HTTP/2 downstream sends what it finds there).
+        let mut parts = clone_resp_parts(&self.base);
+        fold_appended(&self.appended, &mut parts.headers);
+        parts
+        // END PORTCULLIS PATCH (pingora-http 2)
     }
 
     /// Helper function to set the HTTP content length on the response header.
