@@ -39,10 +39,13 @@ fn wire(req: &RequestHeader) -> String {
     String::from_utf8(buf).unwrap()
 }
 
-/// Everything `map` shows, names lower-cased.
-fn visited(req: &RequestHeader) -> Vec<(Vec<u8>, HeaderValue)> {
+/// A head's `map`, for [`visited_by`].
+type Visit<'f> = &'f mut dyn FnMut(HeaderNameVariant, &HeaderValue) -> pingora::Result<()>;
+
+/// Everything a head's `map` shows, names lower-cased.
+fn visited_by(map: impl FnOnce(Visit) -> pingora::Result<()>) -> Vec<(Vec<u8>, HeaderValue)> {
     let mut seen = vec![];
-    req.map(|name, value| {
+    map(&mut |name, value| {
         let name = match name {
             HeaderNameVariant::Case(c) => c.as_slice().to_vec(),
             HeaderNameVariant::Titled(t) => t.as_bytes().to_vec(),
@@ -52,6 +55,10 @@ fn visited(req: &RequestHeader) -> Vec<(Vec<u8>, HeaderValue)> {
     })
     .unwrap();
     seen
+}
+
+fn visited(req: &RequestHeader) -> Vec<(Vec<u8>, HeaderValue)> {
+    visited_by(|f| req.map(f))
 }
 
 #[test]
@@ -147,20 +154,10 @@ fn appended_response_fields_are_sent_as_inserted_ones() {
         );
         let boxed: Box<http::response::Parts> = Box::new(appended.clone()).into();
         assert_eq!(boxed.headers, inserted.headers);
-        let names = |r: &ResponseHeader| {
-            let mut seen = vec![];
-            r.map(|n, v| {
-                let n = match n {
-                    HeaderNameVariant::Case(c) => c.as_slice().to_vec(),
-                    HeaderNameVariant::Titled(t) => t.as_bytes().to_vec(),
-                };
-                seen.push((n.to_ascii_lowercase(), v.clone()));
-                Ok(())
-            })
-            .unwrap();
-            seen
-        };
-        assert_eq!(names(&appended), names(&inserted));
+        assert_eq!(
+            visited_by(|f| appended.map(f)),
+            visited_by(|f| inserted.map(f))
+        );
     }
     let mut r = ResponseHeader::build(200, None).unwrap();
     for bad in [&b"a\r\nSet-Cookie: x=1"[..], b"a\n", b"a\0"] {
