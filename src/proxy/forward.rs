@@ -267,61 +267,53 @@ impl Lines<'_> {
         down: &Downstream<'_>,
         rendered: &mut Option<Box<Rendered>>,
     ) -> pingora::Result<()> {
-        let kept = rendered.get_or_insert_with(Box::default);
-        let r = self.render(req, principal, assertion, down, kept);
-        kept.release_large();
-        r
-    }
-
-    fn render(
-        &self,
-        req: &mut RequestHeader,
-        principal: Option<&Arc<Principal>>,
-        assertion: Option<HeaderValue>,
-        down: &Downstream<'_>,
-        kept: &mut Rendered,
-    ) -> pingora::Result<()> {
         let Self { plan, names, trust } = *self;
-        let Rendered {
-            identity,
-            connection,
-            trusted,
-        } = kept;
-        let identity = match principal {
-            Some(p) => Some(identity.of(names, plan, p)?),
-            None => None,
-        };
-        let assertion = names
-            .assertion
-            .as_ref()
-            .zip(assertion.filter(|_| identity.is_some()));
-        let forwarding = if trust {
-            trusted.clear();
-            if trusted_lines(trusted, req, down)? {
-                req.remove_header(FIXED.forwarded_for.name());
+        let kept = rendered.get_or_insert_with(Box::default);
+        // In a closure so that the release below runs on its errors too.
+        let appended = (|| {
+            let Rendered {
+                identity,
+                connection,
+                trusted,
+            } = &mut **kept;
+            let identity = match principal {
+                Some(p) => Some(identity.of(names, plan, p)?),
+                None => None,
+            };
+            let assertion = names
+                .assertion
+                .as_ref()
+                .zip(assertion.filter(|_| identity.is_some()));
+            let forwarding = if trust {
+                trusted.clear();
+                if trusted_lines(trusted, req, down)? {
+                    req.remove_header(FIXED.forwarded_for.name());
+                }
+                &*trusted
+            } else {
+                connection.of(down, request_host(req))?
+            };
+            let request_id = FIXED.request_id.name().as_str().len() + down.request_id.len() + 4;
+            req.reserve_field_lines(
+                identity.map_or(0, |l| l.as_bytes().len())
+                    + assertion
+                        .as_ref()
+                        .map_or(0, |(n, v)| n.name().as_str().len() + v.len() + 4)
+                    + forwarding.as_bytes().len()
+                    + request_id,
+            );
+            if let Some(lines) = identity {
+                req.append_field_lines(lines);
             }
-            &*trusted
-        } else {
-            connection.of(down, request_host(req))?
-        };
-        let request_id = FIXED.request_id.name().as_str().len() + down.request_id.len() + 4;
-        req.reserve_field_lines(
-            identity.map_or(0, |l| l.as_bytes().len())
-                + assertion
-                    .as_ref()
-                    .map_or(0, |(n, v)| n.name().as_str().len() + v.len() + 4)
-                + forwarding.as_bytes().len()
-                + request_id,
-        );
-        if let Some(lines) = identity {
-            req.append_field_lines(lines);
-        }
-        if let Some((name, token)) = &assertion {
-            req.append_field_value(name, token)?;
-        }
-        req.append_field_lines(forwarding);
-        req.append_field_line(&FIXED.request_id, down.request_id.as_bytes())?;
-        Ok(())
+            if let Some((name, token)) = &assertion {
+                req.append_field_value(name, token)?;
+            }
+            req.append_field_lines(forwarding);
+            req.append_field_line(&FIXED.request_id, down.request_id.as_bytes())?;
+            Ok(())
+        })();
+        kept.release_large();
+        appended
     }
 }
 

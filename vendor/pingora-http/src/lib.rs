@@ -343,10 +343,7 @@ impl RequestHeader {
     }
 
     fn debug_assert_absent(&self, name: &HeaderName) {
-        debug_assert!(
-            !self.base.headers.contains_key(name),
-            "{name} is in the map and would be sent twice"
-        );
+        debug_assert_absent(&self.base.headers, name);
     }
 
     /// The fields added by [Self::append_field_line()], in wire form
@@ -403,17 +400,7 @@ impl RequestHeader {
             }
         }
         // PORTCULLIS PATCH (pingora-http 2): the appended fields, after.
-        for (name, value) in appended_fields(&self.appended) {
-            // Written by `append_field_line` from a header name and a
-            // checked value, so both convert back.
-            let name = std::str::from_utf8(name).unwrap_or_default();
-            let value = HeaderValue::from_bytes(value)
-                .or_err(InvalidHTTPHeader, "appended field value")?;
-            f(HeaderNameVariant::Titled(name), &value)?;
-        }
-        // END PORTCULLIS PATCH (pingora-http 2)
-
-        Ok(())
+        map_appended(&self.appended, f)
     }
 
     /// Return mutable access to the request extensions.
@@ -766,11 +753,7 @@ impl ResponseHeader {
     /// as it will be sent, after the map's fields, with the same checks
     /// and the same caller's promise (no field of this name in the map).
     pub fn append_field_line(&mut self, name: &CasedHeaderName, value: &[u8]) -> Result<()> {
-        debug_assert!(
-            !self.base.headers.contains_key(&name.name),
-            "{} is in the map and would be sent twice",
-            name.name
-        );
+        debug_assert_absent(&self.base.headers, &name.name);
         write_field_line(&mut self.appended, name, value)
     }
 
@@ -825,15 +808,7 @@ impl ResponseHeader {
             }
         }
         // PORTCULLIS PATCH (pingora-http 2): the appended fields, after.
-        for (name, value) in appended_fields(&self.appended) {
-            let name = std::str::from_utf8(name).unwrap_or_default();
-            let value = HeaderValue::from_bytes(value)
-                .or_err(InvalidHTTPHeader, "appended field value")?;
-            f(HeaderNameVariant::Titled(name), &value)?;
-        }
-        // END PORTCULLIS PATCH (pingora-http 2)
-
-        Ok(())
+        map_appended(&self.appended, f)
     }
 
     /// Return mutable access to the response extensions.
@@ -1199,6 +1174,31 @@ fn appended_fields(lines: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// The appended lines added to `map` (for consumers of the map alone).
+/// The caller's promise of `append_field_line`: no field of this name in
+/// the map (it would be sent twice).
+fn debug_assert_absent(headers: &HMap, name: &HeaderName) {
+    debug_assert!(
+        !headers.contains_key(name),
+        "{name} is in the map and would be sent twice"
+    );
+}
+
+/// `map`'s walk over appended lines, after the map's fields.
+fn map_appended<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
+    lines: &[u8],
+    mut f: F,
+) -> Result<()> {
+    for (name, value) in appended_fields(lines) {
+        // Written by `append_field_line` from a header name and a checked
+        // value, so both convert back.
+        let name = std::str::from_utf8(name).unwrap_or_default();
+        let value =
+            HeaderValue::from_bytes(value).or_err(InvalidHTTPHeader, "appended field value")?;
+        f(HeaderNameVariant::Titled(name), &value)?;
+    }
+    Ok(())
+}
+
 fn fold_appended(lines: &[u8], map: &mut HMap) {
     for (name, value) in appended_fields(lines) {
         // Written from a header name and a checked value: both parse.
